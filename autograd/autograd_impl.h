@@ -1,0 +1,105 @@
+/* autograd/autograd_impl.h: graph nodes and the recording API used by op front-ends.
+ *
+ * How an op records itself (in its front-end, after computing y):
+ *
+ *     wf_node *n = wf__record("MulBackward", mul_backward, y, 2, (wf_tensor *[]){a, b});
+ *     if (n) { wf__save(n, a); wf__save(n, b); }
+ *
+ * wf__record returns NULL (and records nothing) when grad mode is off or no input requires
+ * grad, so the front-end's cost without autograd is one check. Its backward function:
+ *
+ *     static int mul_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
+ *         wf_tensor *a = wf__saved(n, 0), *b = wf__saved(n, 1);
+ *         if (!a || !b) return wf_error();           // modified in place since saved
+ *         if (n->needs[0]) gx[0] = wf__reduce_to(wf_mul(gy[0], b), n->in_meta[0]);
+ *         if (n->needs[1]) gx[1] = wf__reduce_to(wf_mul(gy[0], a), n->in_meta[1]);
+ *         return 0;
+ *     }
+ *
+ * Backward functions run with grad mode off inside the engine's scope: the tensors they
+ * return are temporaries of that scope. gy[i] is never NULL (zeros are materialized).
+ * gx[i] must have input i's shape (wf__reduce_to sums broadcast dims back).
+ */
+#ifndef WEFT_AUTOGRAD_IMPL_H
+#define WEFT_AUTOGRAD_IMPL_H
+
+#include "../tensor/tensor_impl.h"
+
+#define WF_NODE_INLINE 4
+
+typedef int (*wf_backward_fn)(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
+
+typedef struct wf_edge { wf_node *fn; int output_nr; } wf_edge;   /* fn owned */
+typedef struct wf_meta {
+    int ndim; int64_t shape[WF_MAX_DIMS]; wf_dtype dtype; wf_device device;
+} wf_meta;
+typedef struct wf_saved { wf_tensor *t; unsigned version; } wf_saved;  /* t owned (detached alias) */
+
+struct wf_hook_entry { wf_grad_hook_fn fn; void *ud; int id; wf_hook_entry *next; };
+
+struct wf_node {
+    atomic_int refcount;
+    const char *name;
+    wf_backward_fn backward;
+    void (*release)(wf_node *n);   /* optional: frees ctx extras */
+    uint64_t seq;                  /* creation order: later nodes run first on ties */
+
+    int n_inputs;
+    wf_edge *next;                 /* per input: the node its gradient flows to (or NULL) */
+    wf_meta *in_meta;              /* per input: shape/dtype/device of the input */
+    bool *needs;                   /* per input: does it need a gradient */
+    int n_outputs;
+    wf_meta *out_meta;             /* per output, for zero-filling missing gradients */
+
+    int n_saved, cap_saved;
+    wf_saved *saved;
+
+    /* small op parameters, free for the backward function's use */
+    double f[4];
+    int64_t i[8];
+    void *ctx;                     /* extra state; freed by release() */
+
+    wf_tensor *leaf;               /* AccumulateGrad nodes: the leaf (owned) */
+    bool freed;                    /* saved tensors released after a non-retained backward */
+
+    /* engine scratch */
+    int deps;
+    wf_tensor **grad_buf;
+    int visit;
+
+    wf_edge inline_next[WF_NODE_INLINE];
+    wf_meta inline_in_meta[WF_NODE_INLINE];
+    bool inline_needs[WF_NODE_INLINE];
+    wf_meta inline_out_meta[1];
+};
+
+/* Is grad mode on and does any of the tensors require grad? */
+bool wf__needs_grad(int n, wf_tensor *const *ts);
+/* Record a node for y = op(inputs) if needed (see the comment at the top); sets y's grad_fn.
+ * Returns the node (borrowed; y owns it) or NULL when nothing is recorded or on error. */
+wf_node *wf__record(const char *name, wf_backward_fn fn, wf_tensor *y, int n_inputs,
+                    wf_tensor *const *inputs);
+/* Same for ops with several outputs (split, chunk): every ys[i] gets output_nr i. */
+wf_node *wf__record_multi(const char *name, wf_backward_fn fn, wf_tensor *const *ys, int n_outputs,
+                          int n_inputs, wf_tensor *const *inputs);
+/* Save t for backward (a detached alias that remembers the storage version). Returns index. */
+int wf__save(wf_node *n, wf_tensor *t);
+/* The saved tensor i, or NULL with WF_EAUTOGRAD if it was modified in place since saved
+ * or the graph was freed by an earlier backward. Borrowed. */
+wf_tensor *wf__saved(wf_node *n, int i);
+/* Sum g over broadcast dims so it has meta's shape (and dtype). Returns g itself if equal. */
+wf_tensor *wf__reduce_to(wf_tensor *g, const wf_meta *meta);
+/* Fill meta from a tensor. */
+void wf__meta_of(wf_meta *m, const wf_tensor *t);
+
+void wf__node_retain(wf_node *n);
+void wf__node_release(wf_node *n);
+/* The gradient-accumulation node of a leaf that requires grad (created on first use). */
+wf_node *wf__grad_accumulator(wf_tensor *leaf);
+
+/* In-place ops on tensors with history: rebase t onto a new node (inputs as given) so that
+ * t's grad_fn becomes that node. Refuses (WF_EAUTOGRAD) leaves that require grad while grad
+ * mode is on, and views of tensors that require grad. Returns 0 or a code. */
+int wf__check_inplace(const char *op, wf_tensor *t);
+
+#endif

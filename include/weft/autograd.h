@@ -1,0 +1,57 @@
+/* weft/autograd.h: reverse-mode automatic differentiation.
+ *
+ * Define-by-run: every op on a tensor that requires grad records a node. wf_backward walks
+ * the nodes from a result back to the leaves and accumulates into each leaf's .grad.
+ */
+#ifndef WEFT_AUTOGRAD_H
+#define WEFT_AUTOGRAD_H
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* Mark a leaf as needing a gradient. Error (WF_EAUTOGRAD) on a non-leaf or an integer dtype. */
+int wf_set_requires_grad(wf_tensor *t, bool requires_grad);
+bool wf_requires_grad(const wf_tensor *t);
+bool wf_is_leaf(const wf_tensor *t);
+/* The accumulated gradient of a leaf (borrowed; owned by t), or NULL if none yet. */
+wf_tensor *wf_grad(const wf_tensor *t);
+/* Replace (or with NULL, drop) t's gradient; g is retained. Shape must match. */
+int wf_set_grad(wf_tensor *t, wf_tensor *g);
+/* Name of the node that made t ("MulBackward"), or NULL for leaves. Static storage. */
+const char *wf_grad_fn_name(const wf_tensor *t);
+
+/* Backpropagate from t. grad: d(out)/dt, or NULL for a one-element t (implicitly 1).
+ * retain_graph: keep the graph so backward can run again through it.
+ * Errors: WF_EAUTOGRAD if t does not require grad, if the graph was already freed, or if a
+ * tensor saved for backward was modified in place since. */
+int wf_backward(wf_tensor *t, wf_tensor *grad, bool retain_graph);
+
+/* Grad mode (thread-local). Returns the previous setting. */
+bool wf_set_grad_enabled(bool enabled);
+bool wf_is_grad_enabled(void);
+/* Block form: WF_NO_GRAD { ... } */
+#define WF_NO_GRAD for (int wf__g = (int)wf_set_grad_enabled(false) + 1; wf__g; wf_set_grad_enabled(wf__g - 1), wf__g = 0)
+
+/* Leaf gradient hooks: fn runs once per backward, when leaf's .grad is final for that pass
+ * (all contributions accumulated). Returns a handle >= 0 for wf_remove_grad_hook, or a code.
+ * DDP bucketing and FSDP reduce-scatter hang off these. */
+typedef void (*wf_grad_hook_fn)(wf_tensor *leaf, void *ud);
+int wf_register_grad_hook(wf_tensor *leaf, wf_grad_hook_fn fn, void *ud);
+int wf_remove_grad_hook(wf_tensor *leaf, int handle);
+
+/* Finite-difference check of fn's gradient in f64.
+ * fn maps the n inputs to one output tensor (any shape; the check uses sum(out * r) with a
+ * fixed random r). Inputs must be f64 leaves with requires_grad set for those to check.
+ * Returns 0 when every analytic gradient is within atol + rtol*|numeric|, else WF_EAUTOGRAD
+ * with a message naming the input and the worst element. */
+typedef wf_tensor *(*wf_gradcheck_fn)(wf_tensor *const *inputs, int n, void *ud);
+int wf_gradcheck(wf_gradcheck_fn fn, wf_tensor *const *inputs, int n, void *ud,
+                 double eps, double atol, double rtol);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

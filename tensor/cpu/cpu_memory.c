@@ -1,0 +1,90 @@
+/* tensor/cpu/cpu_memory.c: host storage, copies with casts, fills. */
+#include "cpu_kernels.h"
+
+#include <string.h>
+
+void *wf__cpu_alloc(wf_device dev, size_t nbytes) {
+    (void)dev;
+    void *p = wf__host_alloc(nbytes);
+    if (!p) wf__error(WF_ENOMEM, "out of host memory allocating %zu bytes", nbytes);
+    return p;
+}
+void wf__cpu_free(wf_device dev, void *p, size_t nbytes) { (void)dev; wf__host_free(p, nbytes); }
+int wf__cpu_synchronize(wf_device dev) { (void)dev; return 0; }
+
+typedef struct { wf_dtype dy, dx; } cast_ctx;
+
+static void copy_run(char **p, const int64_t *bs, int64_t n, void *vctx) {
+    cast_ctx *c = vctx;
+    char *y = p[0], *x = p[1];
+    size_t es = wf_dtype_size(c->dy);
+    if (c->dy == c->dx) {
+        if (bs[0] == (int64_t)es && bs[1] == (int64_t)es) { memcpy(y, x, (size_t)n * es); return; }
+        switch (es) {
+        case 4: for (int64_t i = 0; i < n; i++) *(uint32_t *)(y + i * bs[0]) = *(const uint32_t *)(x + i * bs[1]); return;
+        case 8: for (int64_t i = 0; i < n; i++) *(uint64_t *)(y + i * bs[0]) = *(const uint64_t *)(x + i * bs[1]); return;
+        case 2: for (int64_t i = 0; i < n; i++) *(uint16_t *)(y + i * bs[0]) = *(const uint16_t *)(x + i * bs[1]); return;
+        default: for (int64_t i = 0; i < n; i++) y[i * bs[0]] = x[i * bs[1]]; return;
+        }
+    }
+    if (c->dy == WF_F32 && c->dx == WF_BF16) {
+        for (int64_t i = 0; i < n; i++) *(float *)(y + i * bs[0]) = wf__bf16_to_f32(*(const uint16_t *)(x + i * bs[1]));
+        return;
+    }
+    if (c->dy == WF_BF16 && c->dx == WF_F32) {
+        for (int64_t i = 0; i < n; i++) *(uint16_t *)(y + i * bs[0]) = wf__f32_to_bf16(*(const float *)(x + i * bs[1]));
+        return;
+    }
+    if (c->dy == WF_F32 && c->dx == WF_F16) {
+        for (int64_t i = 0; i < n; i++) *(float *)(y + i * bs[0]) = wf__f16_to_f32(*(const uint16_t *)(x + i * bs[1]));
+        return;
+    }
+    if (c->dy == WF_F16 && c->dx == WF_F32) {
+        for (int64_t i = 0; i < n; i++) *(uint16_t *)(y + i * bs[0]) = wf__f32_to_f16(*(const float *)(x + i * bs[1]));
+        return;
+    }
+    if (c->dy == WF_F32 && c->dx == WF_F64) {
+        for (int64_t i = 0; i < n; i++) *(float *)(y + i * bs[0]) = (float)*(const double *)(x + i * bs[1]);
+        return;
+    }
+    if (c->dy == WF_F64 && c->dx == WF_F32) {
+        for (int64_t i = 0; i < n; i++) *(double *)(y + i * bs[0]) = *(const float *)(x + i * bs[1]);
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) wf__store(y + i * bs[0], c->dy, wf__load(x + i * bs[1], c->dx));
+}
+
+int wf__cpu_copy(wf_tensor *y, const wf_tensor *x) {
+    cast_ctx c = { y->dtype, x->dtype };
+    wf_tensor *ops[2] = { y, (wf_tensor *)x };
+    wf__iter(2, ops, copy_run, &c);
+    return 0;
+}
+
+typedef struct { wf_dtype dt; unsigned char bytes[8]; } fill_ctx;
+
+static void fill_run(char **p, const int64_t *bs, int64_t n, void *vctx) {
+    fill_ctx *c = vctx;
+    size_t es = wf_dtype_size(c->dt);
+    char *y = p[0];
+    bool zero = true;
+    for (size_t i = 0; i < es; i++) if (c->bytes[i]) zero = false;
+    if (zero && bs[0] == (int64_t)es) { memset(y, 0, (size_t)n * es); return; }
+    for (int64_t i = 0; i < n; i++) memcpy(y + i * bs[0], c->bytes, es);
+}
+
+int wf__cpu_fill(wf_tensor *y, double v) {
+    fill_ctx c = { y->dtype, { 0 } };
+    wf__store(c.bytes, y->dtype, v);
+    wf__iter(1, &y, fill_run, &c);
+    return 0;
+}
+
+int wf__cpu_to_host(void *dst, const wf_tensor *x) {
+    memcpy(dst, wf__host_ptr(x), (size_t)wf_numel(x) * wf_dtype_size(x->dtype));
+    return 0;
+}
+int wf__cpu_from_host(wf_tensor *y, const void *src) {
+    memcpy(wf__host_ptr(y), src, (size_t)wf_numel(y) * wf_dtype_size(y->dtype));
+    return 0;
+}

@@ -1,0 +1,443 @@
+/* tensor/cpu/gemm.c: C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b] on the host.
+ *
+ * Backends:
+ *  - WEFT_HAVE_OPENBLAS: cblas_sgemm / cblas_dgemm, row-major, one call per batch item.
+ *  - otherwise the builtin GEMM below: operands packed into MR-row / NR-column panels,
+ *    blocked over (NC, KC, MC) for the caches, a register-blocked MR x NR micro-kernel,
+ *    OpenMP over output tiles (or over batch items when each item is small).
+ * f16/bf16 operands are converted to f32, multiplied, and the result rounded back.
+ * Integer and bool dtypes are refused (WF_EDTYPE).
+ *
+ * Conventions (see the gemm entry in tensor/tensor_impl.h): all matrices row-major with
+ * leading dimension ldX (elements); transX means the stored matrix is op(X)^T; strideX is
+ * the element distance between batch items, 0 = the same matrix for every item. As in BLAS,
+ * beta == 0 means C is written without being read (NaN in C does not propagate). A stride
+ * of 0 for C with batch > 1 accumulates every item's product into the one C (items run in
+ * order; beta applies to the first). */
+#include "cpu_kernels.h"
+#include "weft_config.h"
+
+#include <limits.h>
+#include <string.h>
+
+#ifdef WEFT_HAVE_OPENBLAS
+#include <cblas.h>
+#endif
+#ifdef WEFT_HAVE_OPENMP
+#include <omp.h>
+#endif
+
+/* The builtin path, reachable in every build (tests compare it with OpenBLAS). */
+int wf__cpu_gemm_builtin(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k,
+                         double alpha, const void *A, int64_t lda, int64_t strideA,
+                         const void *B, int64_t ldb, int64_t strideB,
+                         double beta, void *C, int64_t ldc, int64_t strideC, int64_t batch);
+
+static int max_threads(void) {
+#ifdef WEFT_HAVE_OPENMP
+    int t = omp_get_max_threads();
+    if (omp_in_parallel()) return 1;
+    return t > 0 ? t : 1;
+#else
+    return 1;
+#endif
+}
+static int thread_id(void) {
+#ifdef WEFT_HAVE_OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+static inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
+static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
+
+/* The micro-kernels are compiled twice on x86-64 Linux with GCC (x86-64-v3, i.e. AVX2+FMA, and
+ * baseline) and picked at load time by CPU features, so a portable build still runs near the machine's speed. */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(__SANITIZE_ADDRESS__) && !defined(WEFT_NO_TARGET_CLONES)
+#if __GNUC__ >= 12
+#define WF_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define WF_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#endif
+#else
+#define WF_MULTIVERSION
+#endif
+
+/* ---------------------------------------------------------------- builtin, per dtype
+ * DEFINE_GEMM(T, S, MR, NR, MC, KC, NCB) defines gemm_S(...) for element type T. */
+
+#define DEFINE_GEMM(T, S, MR, NR, MC, KC, NCB)                                                  \
+    /* out[MR*NR] = sum_p a[p*MR + i] * b[p*NR + j] over the packed panels */                  \
+    WF_MULTIVERSION                                                                             \
+    static void micro_##S(int64_t kc, const T *restrict a, const T *restrict b, T *restrict out) { \
+        WF_MICRO_BODY(T, MR, NR)                                                                \
+    }                                                                                           \
+    /* pack rows [i0, i0+mc) x cols [p0, p0+kc) of op(A) into MR-row panels (zero padded) */   \
+    static void packA_##S(T *restrict dst, const T *A, int64_t lda, bool tA, int64_t i0,        \
+                          int64_t mc, int64_t p0, int64_t kc) {                                 \
+        for (int64_t ir = 0; ir < mc; ir += MR) {                                               \
+            int64_t mr = min64(MR, mc - ir);                                                    \
+            T *d = dst + ir * kc;                                                               \
+            if (!tA) {                                                                          \
+                for (int64_t i = 0; i < mr; i++) {                                              \
+                    const T *src = A + (i0 + ir + i) * lda + p0;                                \
+                    for (int64_t p = 0; p < kc; p++) d[p * MR + i] = src[p];                    \
+                }                                                                               \
+            } else {                                                                            \
+                for (int64_t p = 0; p < kc; p++) {                                              \
+                    const T *src = A + (p0 + p) * lda + i0 + ir;                                \
+                    for (int64_t i = 0; i < mr; i++) d[p * MR + i] = src[i];                    \
+                }                                                                               \
+            }                                                                                   \
+            for (int64_t i = mr; i < MR; i++)                                                   \
+                for (int64_t p = 0; p < kc; p++) d[p * MR + i] = 0;                             \
+        }                                                                                       \
+    }                                                                                           \
+    /* pack one NR-column panel: rows [p0, p0+kc) x cols [j0, j0+nr) of op(B) */                \
+    static void packB_##S(T *restrict d, const T *B, int64_t ldb, bool tB, int64_t p0,          \
+                          int64_t kc, int64_t j0, int64_t nr) {                                 \
+        if (!tB) {                                                                              \
+            for (int64_t p = 0; p < kc; p++) {                                                  \
+                const T *src = B + (p0 + p) * ldb + j0;                                         \
+                int64_t j = 0;                                                                  \
+                for (; j < nr; j++) d[p * NR + j] = src[j];                                     \
+                for (; j < NR; j++) d[p * NR + j] = 0;                                          \
+            }                                                                                   \
+        } else {                                                                                \
+            for (int64_t j = 0; j < nr; j++) {                                                  \
+                const T *src = B + (j0 + j) * ldb + p0;                                         \
+                for (int64_t p = 0; p < kc; p++) d[p * NR + j] = src[p];                        \
+            }                                                                                   \
+            for (int64_t j = nr; j < NR; j++)                                                   \
+                for (int64_t p = 0; p < kc; p++) d[p * NR + j] = 0;                             \
+        }                                                                                       \
+    }                                                                                           \
+    /* C = beta*C (beta 0: zeros) */                                                            \
+    static void scale_##S(T *C, int64_t ldc, int64_t m, int64_t n, T beta) {                    \
+        for (int64_t i = 0; i < m; i++) {                                                       \
+            T *c = C + i * ldc;                                                                 \
+            if (beta == 0) { for (int64_t j = 0; j < n; j++) c[j] = 0; }                        \
+            else if (beta != 1) { for (int64_t j = 0; j < n; j++) c[j] *= beta; }               \
+        }                                                                                       \
+    }                                                                                           \
+    /* small problems: plain loops, no packing */                                               \
+    static void small_##S(bool tA, bool tB, int64_t m, int64_t n, int64_t k, T alpha,           \
+                          const T *A, int64_t lda, const T *B, int64_t ldb, T beta, T *C,       \
+                          int64_t ldc) {                                                        \
+        scale_##S(C, ldc, m, n, beta);                                                          \
+        for (int64_t i = 0; i < m; i++) {                                                       \
+            T *c = C + i * ldc;                                                                 \
+            for (int64_t p = 0; p < k; p++) {                                                   \
+                T a = alpha * (tA ? A[p * lda + i] : A[i * lda + p]);                           \
+                if (!tB) {                                                                      \
+                    const T *b = B + p * ldb;                                                   \
+                    for (int64_t j = 0; j < n; j++) c[j] += a * b[j];                           \
+                } else {                                                                        \
+                    for (int64_t j = 0; j < n; j++) c[j] += a * B[j * ldb + p];                 \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+    }                                                                                           \
+    /* one matrix product; abuf holds nthreads * MC*KC, bbuf KC * round_up(min(n,NCB),NR).      \
+     * par: use OpenMP inside (false when the caller already runs items in parallel). */        \
+    static void one_##S(bool tA, bool tB, int64_t m, int64_t n, int64_t k, T alpha,             \
+                        const T *A, int64_t lda, const T *B, int64_t ldb, T beta, T *C,         \
+                        int64_t ldc, T *abuf, int64_t astride, T *bbuf, int nth) {                               \
+        if (k == 0 || alpha == 0) { scale_##S(C, ldc, m, n, beta); return; }                    \
+        if (!abuf || !bbuf || m * n * k <= 32 * 32 * 32) {                                      \
+            small_##S(tA, tB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);                    \
+            return;                                                                             \
+        }                                                                                       \
+        int64_t mtiles = ceil_div(m, MC);                                                       \
+        for (int64_t jb = 0; jb < n; jb += NCB) {                                               \
+            int64_t nb = min64(NCB, n - jb);                                                    \
+            int64_t npan = ceil_div(nb, NR);                                                    \
+            /* column tile width: enough tiles for every thread, at least 4 panels wide */     \
+            int64_t want = max64(1, ceil_div(4 * (int64_t)nth, mtiles));                        \
+            int64_t tw = max64(4, ceil_div(npan, want));                                        \
+            int64_t ntiles = ceil_div(npan, tw);                                                \
+            for (int64_t pc = 0; pc < k; pc += KC) {                                            \
+                int64_t kc = min64(KC, k - pc);                                                 \
+                bool first = pc == 0;                                                           \
+                WF_OMP_PARALLEL(nth)                                                            \
+                {                                                                               \
+                    WF_OMP_FOR                                                                  \
+                    for (int64_t jp = 0; jp < npan; jp++)                                       \
+                        packB_##S(bbuf + jp * NR * kc, B, ldb, tB, pc, kc, jb + jp * NR,         \
+                                  min64(NR, nb - jp * NR));                                     \
+                    T *ap = abuf + (int64_t)thread_id() * astride;                              \
+                    WF_OMP_FOR_DYNAMIC                                                          \
+                    for (int64_t t = 0; t < mtiles * ntiles; t++) {                             \
+                        int64_t ic = (t % mtiles) * MC, mc = min64(MC, m - ic);                 \
+                        int64_t jp0 = (t / mtiles) * tw, jp1 = min64(npan, jp0 + tw);           \
+                        packA_##S(ap, A, lda, tA, ic, mc, pc, kc);                              \
+                        T out[MR * NR];                                                         \
+                        for (int64_t jp = jp0; jp < jp1; jp++) {                                \
+                            int64_t j0 = jb + jp * NR, nr = min64(NR, n - j0);                  \
+                            for (int64_t ir = 0; ir < mc; ir += MR) {                           \
+                                int64_t mr = min64(MR, mc - ir);                                \
+                                micro_##S(kc, ap + ir * kc, bbuf + jp * NR * kc, out);          \
+                                for (int64_t i = 0; i < mr; i++) {                              \
+                                    T *c = C + (ic + ir + i) * ldc + j0;                        \
+                                    const T *o = out + i * NR;                                  \
+                                    if (!first) { for (int64_t j = 0; j < nr; j++) c[j] += alpha * o[j]; } \
+                                    else if (beta == 0) { for (int64_t j = 0; j < nr; j++) c[j] = alpha * o[j]; } \
+                                    else { for (int64_t j = 0; j < nr; j++) c[j] = alpha * o[j] + beta * c[j]; } \
+                                }                                                               \
+                            }                                                                   \
+                        }                                                                       \
+                    }                                                                           \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+    }                                                                                           \
+    static int gemm_##S(bool tA, bool tB, int64_t m, int64_t n, int64_t k, T alpha,             \
+                        const T *A, int64_t lda, int64_t sA, const T *B, int64_t ldb,           \
+                        int64_t sB, T beta, T *C, int64_t ldc, int64_t sC, int64_t batch) {     \
+        int nth = max_threads();                                                                \
+        int64_t kcap = min64(KC, k), mcap = min64(MC, round_up(m, MR));                         \
+        int64_t ncap = round_up(min64(NCB, n), NR);                                             \
+        size_t asz = (size_t)round_up(mcap * kcap * (int64_t)sizeof(T), 64), bsz = (size_t)(kcap * ncap) * sizeof(T); \
+        bool item_par = batch > 1 && sC != 0 && nth > 1 &&                                      \
+                        (m * n * k <= 256 * 256 * 64 || batch >= 4 * nth);                      \
+        int slots = item_par ? nth : 1;                                                         \
+        /* packing buffers from the caching allocator: [slot][nth_inner*A | B] */              \
+        int inner = item_par ? 1 : nth;                                                         \
+        size_t per = asz * (size_t)inner + bsz + 64;                                            \
+        bool tiny = m * n * k <= 32 * 32 * 32 || k == 0;                                        \
+        char *buf = tiny ? NULL : wf__host_alloc(per * (size_t)slots);                          \
+        /* (on allocation failure the unpacked loops still compute the right result) */        \
+        if (item_par) {                                                                         \
+            WF_OMP_PARALLEL_FOR_DYNAMIC(nth)                                                    \
+            for (int64_t b = 0; b < batch; b++) {                                               \
+                char *mine = buf ? buf + per * (size_t)thread_id() : NULL;                      \
+                one_##S(tA, tB, m, n, k, alpha, A + b * sA, lda, B + b * sB, ldb, beta,         \
+                        C + b * sC, ldc, (T *)mine, 0, mine ? (T *)(mine + asz) : NULL, 1);        \
+            }                                                                                   \
+        } else {                                                                                \
+            for (int64_t b = 0; b < batch; b++) {                                               \
+                T bt = (sC == 0 && b > 0) ? (T)1 : beta;                                        \
+                one_##S(tA, tB, m, n, k, alpha, A + b * sA, lda, B + b * sB, ldb, bt,           \
+                        C + b * sC, ldc, (T *)buf, mcap * kcap,                                 \
+                        buf ? (T *)(buf + asz * (size_t)inner) : NULL, \
+                        nth);                                                                   \
+            }                                                                                   \
+        }                                                                                       \
+        if (buf) wf__host_free(buf, per * (size_t)slots);                                       \
+        return 0;                                                                               \
+    }
+
+/* Micro-kernel bodies. With GCC/Clang vector extensions: NR = 2 vectors of 32 bytes and MR
+ * rows, so the MR x NR accumulator tile lives in registers (12 AVX registers for 6 x 16 f32).
+ * The packed B panel is 64-byte aligned (see the buffer layout in gemm_S). */
+#if defined(__GNUC__)
+typedef float wf_v8f __attribute__((vector_size(32)));
+typedef double wf_v4d __attribute__((vector_size(32)));
+#define WF_VEC_float wf_v8f
+#define WF_VEC_double wf_v4d
+#define WF_VEC(T) WF_VEC_##T
+#define WF_MICRO_BODY(T, MR, NR)                                                                \
+    typedef WF_VEC(T) V;                                                                        \
+    enum { VL = (int)(sizeof(V) / sizeof(T)) };                                                 \
+    _Static_assert(NR == 2 * VL, "NR must be two vectors");                                     \
+    V c0[MR], c1[MR];                                                                           \
+    for (int i = 0; i < MR; i++) { c0[i] = (V){0}; c1[i] = (V){0}; }                            \
+    for (int64_t p = 0; p < kc; p++) {                                                          \
+        V b0, b1;                                                                               \
+        memcpy(&b0, b + p * NR, sizeof b0);                                                     \
+        memcpy(&b1, b + p * NR + VL, sizeof b1);                                                \
+        const T *ap = a + p * MR;                                                               \
+        for (int i = 0; i < MR; i++) {                                                          \
+            V ai = (V){0} + ap[i];                                                              \
+            c0[i] += ai * b0;                                                                   \
+            c1[i] += ai * b1;                                                                   \
+        }                                                                                       \
+    }                                                                                           \
+    for (int i = 0; i < MR; i++) {                                                              \
+        memcpy(out + i * NR, &c0[i], sizeof c0[i]);                                             \
+        memcpy(out + i * NR + VL, &c1[i], sizeof c1[i]);                                        \
+    }
+#else
+#define WF_MICRO_BODY(T, MR, NR)                                                                \
+    T acc[MR][NR];                                                                              \
+    for (int i = 0; i < MR; i++)                                                                \
+        for (int j = 0; j < NR; j++) acc[i][j] = 0;                                             \
+    for (int64_t p = 0; p < kc; p++) {                                                          \
+        const T *ap = a + p * MR, *bp = b + p * NR;                                             \
+        for (int i = 0; i < MR; i++) {                                                          \
+            T ai = ap[i];                                                                       \
+            for (int j = 0; j < NR; j++) acc[i][j] += ai * bp[j];                               \
+        }                                                                                       \
+    }                                                                                           \
+    for (int i = 0; i < MR; i++)                                                                \
+        for (int j = 0; j < NR; j++) out[i * NR + j] = acc[i][j];
+#endif
+
+#ifdef WEFT_HAVE_OPENMP
+#define WF_PRAGMA(x) _Pragma(#x)
+#define WF_OMP_PARALLEL(nt) WF_PRAGMA(omp parallel num_threads(nt) if (nt > 1))
+#define WF_OMP_FOR WF_PRAGMA(omp for)
+#define WF_OMP_FOR_DYNAMIC WF_PRAGMA(omp for schedule(dynamic))
+#define WF_OMP_PARALLEL_FOR_DYNAMIC(nt) WF_PRAGMA(omp parallel for num_threads(nt) schedule(dynamic))
+#else
+#define WF_OMP_PARALLEL(nt)
+#define WF_OMP_FOR
+#define WF_OMP_FOR_DYNAMIC
+#define WF_OMP_PARALLEL_FOR_DYNAMIC(nt)
+#endif
+
+/* f32: 6x16 tile (12 AVX accumulators), A block 120x256 (~120 KB), B block 256x2048 */
+DEFINE_GEMM(float, f32, 6, 16, 120, 256, 2048)
+/* f64: 6x8 tile, A block 96x256, B block 256x1024 */
+DEFINE_GEMM(double, f64, 6, 8, 96, 256, 1024)
+
+/* ---------------------------------------------------------------- half precision via f32 */
+
+static void half_to_f32(float *dst, const uint16_t *src, int64_t rows, int64_t cols, int64_t ld,
+                        bool bf16) {
+    for (int64_t i = 0; i < rows; i++)
+        for (int64_t j = 0; j < cols; j++) {
+            uint16_t h = src[i * ld + j];
+            dst[i * cols + j] = bf16 ? wf__bf16_to_f32(h) : wf__f16_to_f32(h);
+        }
+}
+
+typedef int (*f32_gemm_fn)(bool, bool, int64_t, int64_t, int64_t, double, const void *, int64_t,
+                           int64_t, const void *, int64_t, int64_t, double, void *, int64_t,
+                           int64_t, int64_t);
+
+static int gemm_half(f32_gemm_fn f32, wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n,
+                     int64_t k, double alpha, const void *A, int64_t lda, int64_t sA, const void *B,
+                     int64_t ldb, int64_t sB, double beta, void *C, int64_t ldc, int64_t sC,
+                     int64_t batch) {
+    bool bf = dt == WF_BF16;
+    int64_t ar = tA ? k : m, ac = tA ? m : k, br = tB ? n : k, bc = tB ? k : n;
+    size_t na = (size_t)(ar * ac), nb = (size_t)(br * bc), nc = (size_t)(m * n);
+    size_t bytes = (na + nb + nc) * sizeof(float) + 3 * 64;
+    char *buf = wf__host_alloc(bytes);
+    if (!buf) return wf__error(WF_ENOMEM, "gemm: out of memory converting %s operands to float32",
+                               wf_dtype_name(dt));
+    float *fa = (float *)buf, *fb = fa + na, *fc = fb + nb;
+    const uint16_t *a16 = A, *b16 = B;
+    uint16_t *c16 = C;
+    int rc = 0;
+    for (int64_t b = 0; b < batch && !rc; b++) {
+        if (b == 0 || sA) half_to_f32(fa, a16 + b * sA, ar, ac, lda, bf);
+        if (b == 0 || sB) half_to_f32(fb, b16 + b * sB, br, bc, ldb, bf);
+        double bt = (sC == 0 && b > 0) ? 1.0 : beta;
+        uint16_t *cb = c16 + b * sC;
+        if (bt != 0) half_to_f32(fc, cb, m, n, ldc, bf);
+        rc = f32(tA, tB, m, n, k, alpha, fa, ac ? ac : 1, 0, fb, bc ? bc : 1, 0, bt, fc, n ? n : 1, 0, 1);
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++)
+                cb[i * ldc + j] = bf ? wf__f32_to_bf16(fc[i * n + j]) : wf__f32_to_f16(fc[i * n + j]);
+    }
+    wf__host_free(buf, bytes);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- entry points */
+
+static int builtin_f32(bool tA, bool tB, int64_t m, int64_t n, int64_t k, double alpha,
+                       const void *A, int64_t lda, int64_t sA, const void *B, int64_t ldb,
+                       int64_t sB, double beta, void *C, int64_t ldc, int64_t sC, int64_t batch) {
+    return gemm_f32(tA, tB, m, n, k, (float)alpha, A, lda, sA, B, ldb, sB, (float)beta, C, ldc, sC,
+                    batch);
+}
+
+static int bad_dtype(wf_dtype dt) {
+    return wf__error(WF_EDTYPE, "gemm (cpu): dtype %s is not supported (floating dtypes only)",
+                     wf_dtype_name(dt));
+}
+
+int wf__cpu_gemm_builtin(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k,
+                         double alpha, const void *A, int64_t lda, int64_t strideA,
+                         const void *B, int64_t ldb, int64_t strideB,
+                         double beta, void *C, int64_t ldc, int64_t strideC, int64_t batch) {
+    if (m <= 0 || n <= 0 || batch <= 0) return 0;
+    switch (dt) {
+    case WF_F32:
+        return gemm_f32(transA, transB, m, n, k, (float)alpha, A, lda, strideA, B, ldb, strideB,
+                        (float)beta, C, ldc, strideC, batch);
+    case WF_F64:
+        return gemm_f64(transA, transB, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C,
+                        ldc, strideC, batch);
+    case WF_F16:
+    case WF_BF16:
+        return gemm_half(builtin_f32, dt, transA, transB, m, n, k, alpha, A, lda, strideA, B, ldb,
+                         strideB, beta, C, ldc, strideC, batch);
+    default:
+        return bad_dtype(dt);
+    }
+}
+
+#ifdef WEFT_HAVE_OPENBLAS
+static bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
+
+static int blas_f32(bool tA, bool tB, int64_t m, int64_t n, int64_t k, double alpha,
+                    const void *A, int64_t lda, int64_t sA, const void *B, int64_t ldb, int64_t sB,
+                    double beta, void *C, int64_t ldc, int64_t sC, int64_t batch) {
+    const float *a = A, *b = B;
+    float *c = C;
+    for (int64_t i = 0; i < batch; i++) {
+        float bt = (sC == 0 && i > 0) ? 1.0f : (float)beta;
+        cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans,
+                    (int)m, (int)n, (int)k, (float)alpha, a + i * sA, (int)lda, b + i * sB, (int)ldb,
+                    bt, c + i * sC, (int)ldc);
+    }
+    return 0;
+}
+
+static int blas_f64(bool tA, bool tB, int64_t m, int64_t n, int64_t k, double alpha,
+                    const void *A, int64_t lda, int64_t sA, const void *B, int64_t ldb, int64_t sB,
+                    double beta, void *C, int64_t ldc, int64_t sC, int64_t batch) {
+    const double *a = A, *b = B;
+    double *c = C;
+    for (int64_t i = 0; i < batch; i++) {
+        double bt = (sC == 0 && i > 0) ? 1.0 : beta;
+        cblas_dgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans,
+                    (int)m, (int)n, (int)k, alpha, a + i * sA, (int)lda, b + i * sB, (int)ldb,
+                    bt, c + i * sC, (int)ldc);
+    }
+    return 0;
+}
+#endif
+
+int wf__cpu_gemm(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k,
+                 double alpha, const void *A, int64_t lda, int64_t strideA,
+                 const void *B, int64_t ldb, int64_t strideB,
+                 double beta, void *C, int64_t ldc, int64_t strideC, int64_t batch, wf_device dev) {
+    (void)dev;
+    if (m <= 0 || n <= 0 || batch <= 0) return 0;
+#ifdef WEFT_HAVE_OPENBLAS
+    /* BLAS wants int sizes, ld >= max(1, columns) and k >= 1 (k == 0 is C = beta*C, done by
+     * the builtin path); anything else goes to the builtin path. */
+    int64_t acols = transA ? m : k, bcols = transB ? k : n;
+    bool ok = k > 0 && fits_int(m) && fits_int(n) && fits_int(k) && fits_int(lda) &&
+              fits_int(ldb) && fits_int(ldc) && lda >= max64(1, acols) && ldb >= max64(1, bcols) &&
+              ldc >= max64(1, n);
+    if (ok) {
+        switch (dt) {
+        case WF_F32:
+            return blas_f32(transA, transB, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta,
+                            C, ldc, strideC, batch);
+        case WF_F64:
+            return blas_f64(transA, transB, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta,
+                            C, ldc, strideC, batch);
+        case WF_F16:
+        case WF_BF16:
+            return gemm_half(blas_f32, dt, transA, transB, m, n, k, alpha, A, lda, strideA, B, ldb,
+                             strideB, beta, C, ldc, strideC, batch);
+        default:
+            return bad_dtype(dt);
+        }
+    }
+#endif
+    return wf__cpu_gemm_builtin(dt, transA, transB, m, n, k, alpha, A, lda, strideA, B, ldb,
+                                strideB, beta, C, ldc, strideC, batch);
+}

@@ -1,0 +1,198 @@
+/* tensor/cpu/pool.c: 2-D max and average pooling on contiguous [N,C,H,W] (f32/f64).
+ *
+ * Every kernel works plane by plane (N*C planes of H*W, taken from the last two dims of the
+ * input and output), one OpenMP thread per plane.
+ *  - max_pool2d: padding counts as -inf; argmax (i64, may be NULL) gets the flat index
+ *    y*W + x inside the plane; NaN wins (as PyTorch). Ties keep the first element.
+ *  - max_pool2d_backward: ZEROES gx itself, then gx[plane][argmax] += gy.
+ *  - avg_pool2d: PyTorch's divisor: with count_include_pad, the window clipped to the padded
+ *    input (H + ph, W + pw); without, the window clipped to the input.
+ *  - avg_pool2d_backward: ZEROES gx itself, then spreads gy / divisor over each window.
+ * The output size (oh, ow) is read from y / gy; the front-end computes it. */
+#include "cpu_kernels.h"
+#include "weft_config.h"
+
+#include <math.h>
+
+static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
+static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
+
+#ifdef WEFT_HAVE_OPENMP
+#define WF_OMP_PLANES _Pragma("omp parallel for schedule(static) if (planes * plane_work > 16384)")
+#else
+#define WF_OMP_PLANES
+#endif
+
+#define DIMS_OF(t, H, W, planes)                                                                \
+    int64_t H = (t)->shape[(t)->ndim - 2], W = (t)->shape[(t)->ndim - 1];                       \
+    int64_t planes = (H * W > 0) ? wf__numel((t)->ndim, (t)->shape) / (H * W) : 0
+
+/* avg-pool window [h0,h1) x [w0,w1) of output (oy, ox) and its divisor */
+static inline int64_t avg_window(int64_t oy, int64_t ox, int64_t H, int64_t W, const int k[2],
+                                 const int s[2], const int p[2], bool cip, int64_t *h0,
+                                 int64_t *h1, int64_t *w0, int64_t *w1) {
+    int64_t hs = oy * s[0] - p[0], ws = ox * s[1] - p[1];
+    int64_t he = imin(hs + k[0], H + p[0]), we = imin(ws + k[1], W + p[1]);
+    int64_t pool = (he - hs) * (we - ws);
+    hs = imax(hs, 0); ws = imax(ws, 0); he = imin(he, H); we = imin(we, W);
+    *h0 = hs; *h1 = he; *w0 = ws; *w1 = we;
+    return cip ? pool : (he - hs) * (we - ws);
+}
+
+#define DEFINE_POOL(T, S)                                                                       \
+    static void maxpool_##S(T *y, int64_t *am, const T *x, int64_t planes, int64_t H,           \
+                            int64_t W, int64_t oh, int64_t ow, const int k[2], const int s[2],  \
+                            const int p[2], const int d[2]) {                                   \
+        int64_t plane_work = oh * ow * k[0] * k[1];                                             \
+        WF_OMP_PLANES                                                                           \
+        for (int64_t pl = 0; pl < planes; pl++) {                                               \
+            const T *xp = x + pl * H * W;                                                       \
+            T *yp = y + pl * oh * ow;                                                           \
+            int64_t *ap = am ? am + pl * oh * ow : NULL;                                        \
+            for (int64_t oy = 0; oy < oh; oy++)                                                 \
+                for (int64_t ox = 0; ox < ow; ox++) {                                           \
+                    int64_t hs = oy * s[0] - p[0], ws = ox * s[1] - p[1];                       \
+                    int64_t he = imin(hs + (int64_t)(k[0] - 1) * d[0] + 1, H);                  \
+                    int64_t we = imin(ws + (int64_t)(k[1] - 1) * d[1] + 1, W);                  \
+                    while (hs < 0) hs += d[0];                                                  \
+                    while (ws < 0) ws += d[1];                                                  \
+                    T best = -(T)INFINITY;                                                      \
+                    int64_t bi = hs * W + ws;                                                   \
+                    for (int64_t h = hs; h < he; h += d[0])                                     \
+                        for (int64_t w = ws; w < we; w += d[1]) {                               \
+                            T v = xp[h * W + w];                                                \
+                            if (v > best || isnan(v)) { best = v; bi = h * W + w; }             \
+                            if (isnan(v)) goto done_##S;                                        \
+                        }                                                                       \
+                done_##S:                                                                       \
+                    yp[oy * ow + ox] = best;                                                    \
+                    if (ap) ap[oy * ow + ox] = bi;                                              \
+                }                                                                               \
+        }                                                                                       \
+    }                                                                                           \
+    static void maxpool_bw_##S(T *gx, const T *gy, const int64_t *am, int64_t planes,           \
+                               int64_t HW, int64_t L) {                                         \
+        int64_t plane_work = HW + L;                                                            \
+        WF_OMP_PLANES                                                                           \
+        for (int64_t pl = 0; pl < planes; pl++) {                                               \
+            T *g = gx + pl * HW;                                                                \
+            for (int64_t i = 0; i < HW; i++) g[i] = 0;                                          \
+            const T *gp = gy + pl * L;                                                          \
+            const int64_t *ap = am + pl * L;                                                    \
+            for (int64_t i = 0; i < L; i++) g[ap[i]] += gp[i];                                  \
+        }                                                                                       \
+    }                                                                                           \
+    static void avgpool_##S(T *y, const T *x, int64_t planes, int64_t H, int64_t W, int64_t oh, \
+                            int64_t ow, const int k[2], const int s[2], const int p[2],         \
+                            bool cip) {                                                         \
+        int64_t plane_work = oh * ow * k[0] * k[1];                                             \
+        WF_OMP_PLANES                                                                           \
+        for (int64_t pl = 0; pl < planes; pl++) {                                               \
+            const T *xp = x + pl * H * W;                                                       \
+            T *yp = y + pl * oh * ow;                                                           \
+            for (int64_t oy = 0; oy < oh; oy++)                                                 \
+                for (int64_t ox = 0; ox < ow; ox++) {                                           \
+                    int64_t h0, h1, w0, w1;                                                     \
+                    int64_t div = avg_window(oy, ox, H, W, k, s, p, cip, &h0, &h1, &w0, &w1);   \
+                    T acc = 0;                                                                  \
+                    for (int64_t h = h0; h < h1; h++)                                           \
+                        for (int64_t w = w0; w < w1; w++) acc += xp[h * W + w];                 \
+                    yp[oy * ow + ox] = div > 0 ? acc / (T)div : (T)0;                           \
+                }                                                                               \
+        }                                                                                       \
+    }                                                                                           \
+    static void avgpool_bw_##S(T *gx, const T *gy, int64_t planes, int64_t H, int64_t W,        \
+                               int64_t oh, int64_t ow, const int k[2], const int s[2],          \
+                               const int p[2], bool cip) {                                      \
+        int64_t plane_work = H * W + oh * ow * k[0] * k[1];                                     \
+        WF_OMP_PLANES                                                                           \
+        for (int64_t pl = 0; pl < planes; pl++) {                                               \
+            T *g = gx + pl * H * W;                                                             \
+            for (int64_t i = 0; i < H * W; i++) g[i] = 0;                                       \
+            const T *gp = gy + pl * oh * ow;                                                    \
+            for (int64_t oy = 0; oy < oh; oy++)                                                 \
+                for (int64_t ox = 0; ox < ow; ox++) {                                           \
+                    int64_t h0, h1, w0, w1;                                                     \
+                    int64_t div = avg_window(oy, ox, H, W, k, s, p, cip, &h0, &h1, &w0, &w1);   \
+                    if (div <= 0) continue;                                                     \
+                    T v = gp[oy * ow + ox] / (T)div;                                            \
+                    for (int64_t h = h0; h < h1; h++)                                           \
+                        for (int64_t w = w0; w < w1; w++) g[h * W + w] += v;                    \
+                }                                                                               \
+        }                                                                                       \
+    }
+
+DEFINE_POOL(float, f32)
+DEFINE_POOL(double, f64)
+
+static int bad(const char *op, wf_dtype dt) {
+    return wf__error(WF_EDTYPE, "%s (cpu): dtype %s is not supported (float32/float64 only)", op,
+                     wf_dtype_name(dt));
+}
+
+int wf__cpu_max_pool2d(wf_tensor *y, wf_tensor *argmax, const wf_tensor *x, const int k[2],
+                       const int s[2], const int p[2], const int d[2]) {
+    DIMS_OF(x, H, W, planes);
+    int64_t oh = y->shape[y->ndim - 2], ow = y->shape[y->ndim - 1];
+    int64_t *am = argmax ? (int64_t *)wf__host_ptr(argmax) : NULL;
+    switch (x->dtype) {
+    case WF_F32:
+        maxpool_f32((float *)wf__host_ptr(y), am, (const float *)wf__host_ptr(x), planes, H, W, oh,
+                    ow, k, s, p, d);
+        return 0;
+    case WF_F64:
+        maxpool_f64((double *)wf__host_ptr(y), am, (const double *)wf__host_ptr(x), planes, H, W,
+                    oh, ow, k, s, p, d);
+        return 0;
+    default: return bad("max_pool2d", x->dtype);
+    }
+}
+
+int wf__cpu_max_pool2d_backward(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *argmax) {
+    DIMS_OF(gx, H, W, planes);
+    int64_t L = gy->shape[gy->ndim - 2] * gy->shape[gy->ndim - 1];
+    const int64_t *am = (const int64_t *)wf__host_ptr(argmax);
+    switch (gx->dtype) {
+    case WF_F32:
+        maxpool_bw_f32((float *)wf__host_ptr(gx), (const float *)wf__host_ptr(gy), am, planes, H * W, L);
+        return 0;
+    case WF_F64:
+        maxpool_bw_f64((double *)wf__host_ptr(gx), (const double *)wf__host_ptr(gy), am, planes, H * W, L);
+        return 0;
+    default: return bad("max_pool2d_backward", gx->dtype);
+    }
+}
+
+int wf__cpu_avg_pool2d(wf_tensor *y, const wf_tensor *x, const int k[2], const int s[2],
+                       const int p[2], bool count_include_pad) {
+    DIMS_OF(x, H, W, planes);
+    int64_t oh = y->shape[y->ndim - 2], ow = y->shape[y->ndim - 1];
+    switch (x->dtype) {
+    case WF_F32:
+        avgpool_f32((float *)wf__host_ptr(y), (const float *)wf__host_ptr(x), planes, H, W, oh, ow,
+                    k, s, p, count_include_pad);
+        return 0;
+    case WF_F64:
+        avgpool_f64((double *)wf__host_ptr(y), (const double *)wf__host_ptr(x), planes, H, W, oh,
+                    ow, k, s, p, count_include_pad);
+        return 0;
+    default: return bad("avg_pool2d", x->dtype);
+    }
+}
+
+int wf__cpu_avg_pool2d_backward(wf_tensor *gx, const wf_tensor *gy, const int k[2],
+                                const int s[2], const int p[2], bool count_include_pad) {
+    DIMS_OF(gx, H, W, planes);
+    int64_t oh = gy->shape[gy->ndim - 2], ow = gy->shape[gy->ndim - 1];
+    switch (gx->dtype) {
+    case WF_F32:
+        avgpool_bw_f32((float *)wf__host_ptr(gx), (const float *)wf__host_ptr(gy), planes, H, W,
+                       oh, ow, k, s, p, count_include_pad);
+        return 0;
+    case WF_F64:
+        avgpool_bw_f64((double *)wf__host_ptr(gx), (const double *)wf__host_ptr(gy), planes, H, W,
+                       oh, ow, k, s, p, count_include_pad);
+        return 0;
+    default: return bad("avg_pool2d_backward", gx->dtype);
+    }
+}

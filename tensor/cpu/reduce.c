@@ -1,0 +1,140 @@
+/* tensor/cpu/reduce.c: reductions over a set of dims, and argmax/argmin.
+ *
+ * y has x's rank with size 1 in the reduced dims. We view y expanded to x's shape (stride 0
+ * in reduced dims) and stream over x once: where the innermost run reduces (y stride 0) the
+ * run collapses into a register accumulator; where it does not (column sums) the run adds
+ * into y element-wise. y is f32 or f64 (the front-end reduces half types into f32). */
+#include "cpu_kernels.h"
+#include "weft_config.h"
+
+#include <math.h>
+
+typedef struct { wf_reduce_op op; double p; wf_dtype dx, dy; } red_ctx;
+
+static inline double combine(wf_reduce_op op, double acc, double x, double p) {
+    switch (op) {
+    case WF_R_SUM: return acc + x;
+    case WF_R_SUMSQ: return acc + x * x;
+    case WF_R_ABSSUM: return acc + fabs(x);
+    case WF_R_PNORM: return acc + pow(fabs(x), p);
+    case WF_R_MAX: return (x != x || x > acc) ? x : acc;
+    case WF_R_MIN: return (x != x || x < acc) ? x : acc;
+    case WF_R_ABSMAX: { double a = fabs(x); return (a != a || a > acc) ? a : acc; }
+    default: return NAN;
+    }
+}
+static inline double merge(wf_reduce_op op, double acc, double part) {
+    switch (op) {
+    case WF_R_MAX: case WF_R_ABSMAX: return (part != part || part > acc) ? part : acc;
+    case WF_R_MIN: return (part != part || part < acc) ? part : acc;
+    default: return acc + part;
+    }
+}
+static inline double init_of(wf_reduce_op op) {
+    switch (op) {
+    case WF_R_MAX: return -INFINITY;
+    case WF_R_MIN: return INFINITY;
+    default: return 0.0;
+    }
+}
+
+static void reduce_run(char **p, const int64_t *bs, int64_t n, void *vc) {
+    red_ctx *c = vc;
+    char *y = p[0], *x = p[1];
+    if (bs[0] == 0) {   /* the whole run folds into one output */
+        double acc = init_of(c->op);
+        if (c->dx == WF_F32 && bs[1] == 4 && c->op == WF_R_SUM) {
+            const float *xf = (const float *)x;
+            double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+            int64_t i = 0;
+            for (; i + 4 <= n; i += 4) { s0 += xf[i]; s1 += xf[i + 1]; s2 += xf[i + 2]; s3 += xf[i + 3]; }
+            for (; i < n; i++) s0 += xf[i];
+            acc = (s0 + s1) + (s2 + s3);
+        } else if (c->dx == WF_F32) {
+            for (int64_t i = 0; i < n; i++) acc = combine(c->op, acc, *(const float *)(x + i * bs[1]), c->p);
+        } else if (c->dx == WF_F64) {
+            for (int64_t i = 0; i < n; i++) acc = combine(c->op, acc, *(const double *)(x + i * bs[1]), c->p);
+        } else {
+            for (int64_t i = 0; i < n; i++) acc = combine(c->op, acc, wf__load(x + i * bs[1], c->dx), c->p);
+        }
+        if (c->dy == WF_F32) *(float *)y = (float)merge(c->op, *(float *)y, acc);
+        else *(double *)y = merge(c->op, *(double *)y, acc);
+        return;
+    }
+    if (c->dy == WF_F32 && c->dx == WF_F32 && c->op == WF_R_SUM && bs[0] == 4 && bs[1] == 4) {
+        float *restrict yf = (float *)y;
+        const float *restrict xf = (const float *)x;
+        for (int64_t i = 0; i < n; i++) yf[i] += xf[i];
+        return;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        double xv = wf__load(x + i * bs[1], c->dx);
+        char *yp = y + i * bs[0];
+        if (c->dy == WF_F32) *(float *)yp = (float)combine(c->op, *(float *)yp, xv, c->p);
+        else *(double *)yp = combine(c->op, *(double *)yp, xv, c->p);
+    }
+}
+
+int wf__cpu_reduce(wf_reduce_op op, wf_tensor *y, const wf_tensor *x, uint32_t mask, double p) {
+    (void)mask;
+    wf__cpu_fill(y, init_of(op));
+    if (wf_numel(x) == 0) return 0;
+    red_ctx c = { op, p, x->dtype, y->dtype };
+    /* y expanded to x's shape: stride 0 where y has size 1 and x does not */
+    wf_tensor ye = *y;
+    for (int i = 0; i < x->ndim; i++) {
+        ye.shape[i] = x->shape[i];
+        if (y->shape[i] != x->shape[i]) ye.stride[i] = 0;
+    }
+    /* Parallel over independent outputs: when the reduction is over the innermost dims of a
+     * contiguous x, each output row is one run; split the rows across threads. */
+    int64_t rows = wf_numel(y), cols = wf_numel(x) / (rows ? rows : 1);
+    bool inner = wf_is_contiguous(x) && wf_is_contiguous(y) && rows > 1 && cols > 1;
+    for (int i = 0; inner && i < x->ndim; i++) {
+        bool reduced = y->shape[i] != x->shape[i];
+        /* reduced dims must all come after the kept ones */
+        for (int j = i + 1; reduced && j < x->ndim; j++)
+            if (y->shape[j] == x->shape[j] && x->shape[j] != 1) inner = false;
+    }
+    if (inner && wf_numel(x) >= 65536) {
+        char *yb = wf__host_ptr(y), *xb = wf__host_ptr(x);
+        int64_t ys = (int64_t)wf_dtype_size(y->dtype), xs = (int64_t)wf_dtype_size(x->dtype);
+#ifdef WEFT_HAVE_OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+        for (int64_t r = 0; r < rows; r++) {
+            char *ptrs[2] = { yb + r * ys, xb + r * cols * xs };
+            int64_t st[2] = { 0, xs };
+            reduce_run(ptrs, st, cols, &c);
+        }
+        return 0;
+    }
+    wf_tensor *ops[2] = { &ye, (wf_tensor *)x };
+    wf__iter(2, ops, reduce_run, &c);
+    return 0;
+}
+
+int wf__cpu_arg_reduce(bool is_max, wf_tensor *y, const wf_tensor *x, int dim) {
+    int64_t n = x->shape[dim], xs = x->stride[dim];
+    int64_t outer = wf_numel(y);
+    size_t es = wf_dtype_size(x->dtype);
+    const char *xb = wf__host_ptr(x);
+    int64_t *yb = (int64_t *)wf__host_ptr(y);   /* y is contiguous i64 */
+    for (int64_t o = 0; o < outer; o++) {
+        /* position of output o in x (dim fixed at 0) */
+        int64_t rem = o, off = 0;
+        for (int d = x->ndim - 1; d >= 0; d--) {
+            int64_t sz = d == dim ? 1 : x->shape[d];
+            off += (rem % sz) * x->stride[d];
+            rem /= sz;
+        }
+        int64_t best = 0;
+        double bv = wf__load(xb + (size_t)off * es, x->dtype);
+        for (int64_t i = 1; i < n && bv == bv; i++) {
+            double v = wf__load(xb + (size_t)(off + i * xs) * es, x->dtype);
+            if (v != v || (is_max ? v > bv : v < bv)) { bv = v; best = i; }
+        }
+        yb[o] = best;
+    }
+    return 0;
+}

@@ -1,0 +1,177 @@
+/* tensor/cpu/softmax.c: softmax / log_softmax over the last dimension, and their backward.
+ *
+ * x (and y, gy, gx) are contiguous and viewed as rows x cols, cols = the last dimension
+ * (1 for a 0-d tensor). Each row is independent, so rows are spread over OpenMP threads.
+ * Forward is numerically stable: m = max(x), s = sum(exp(x - m)),
+ *   softmax y = exp(x - m) / s,   log_softmax y = x - m - log(s).
+ * Backward, with y the forward output:
+ *   softmax      gx = y * (gy - sum(gy * y))
+ *   log_softmax  gx = gy - exp(y) * sum(gy)
+ * f64 computes in double; f32, f16 and bf16 compute in float (half types convert on load
+ * and round to nearest even on store). A row of -inf gives NaN, as in PyTorch. */
+#include "cpu_kernels.h"
+#include "weft_config.h"
+
+#include <math.h>
+
+/* Parallelize when there is enough work to pay for the threads. */
+#define PAR_MIN_ELEMS 32768
+
+static void geometry(const wf_tensor *x, int64_t *rows, int64_t *cols) {
+    int64_t n = wf__numel(x->ndim, x->shape);
+    int64_t c = x->ndim ? x->shape[x->ndim - 1] : 1;
+    *cols = c;
+    *rows = c ? n / c : 0;
+}
+
+/* ---------------------------------------------------------------- loads and stores */
+
+static inline float ld_half(const uint16_t *p, int64_t j, bool bf) {
+    return bf ? wf__bf16_to_f32(p[j]) : wf__f16_to_f32(p[j]);
+}
+static inline uint16_t st_half(float v, bool bf) { return bf ? wf__f32_to_bf16(v) : wf__f32_to_f16(v); }
+
+/* ---------------------------------------------------------------- forward rows */
+
+static void row_f32(float *y, const float *x, int64_t n, bool is_log) {
+    float m = -INFINITY;
+    for (int64_t j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
+    if (m == -INFINITY) m = 0;   /* all -inf: exp(-inf - 0) = 0, sum 0 -> NaN / -inf as torch */
+    float s = 0;
+    if (is_log) {
+        for (int64_t j = 0; j < n; j++) s += expf(x[j] - m);
+        float ls = logf(s) + m;
+        for (int64_t j = 0; j < n; j++) y[j] = x[j] - ls;
+    } else {
+        for (int64_t j = 0; j < n; j++) { float e = expf(x[j] - m); y[j] = e; s += e; }
+        float inv = 1.0f / s;
+        for (int64_t j = 0; j < n; j++) y[j] *= inv;
+    }
+}
+
+static void row_f64(double *y, const double *x, int64_t n, bool is_log) {
+    double m = -INFINITY;
+    for (int64_t j = 0; j < n; j++) m = x[j] > m ? x[j] : m;
+    if (m == -INFINITY) m = 0;
+    double s = 0;
+    if (is_log) {
+        for (int64_t j = 0; j < n; j++) s += exp(x[j] - m);
+        double ls = log(s) + m;
+        for (int64_t j = 0; j < n; j++) y[j] = x[j] - ls;
+    } else {
+        for (int64_t j = 0; j < n; j++) { double e = exp(x[j] - m); y[j] = e; s += e; }
+        double inv = 1.0 / s;
+        for (int64_t j = 0; j < n; j++) y[j] *= inv;
+    }
+}
+
+static void row_half(uint16_t *y, const uint16_t *x, int64_t n, bool is_log, bool bf) {
+    float m = -INFINITY;
+    for (int64_t j = 0; j < n; j++) { float v = ld_half(x, j, bf); m = v > m ? v : m; }
+    if (m == -INFINITY) m = 0;
+    float s = 0;
+    for (int64_t j = 0; j < n; j++) s += expf(ld_half(x, j, bf) - m);
+    if (is_log) {
+        float ls = logf(s) + m;
+        for (int64_t j = 0; j < n; j++) y[j] = st_half(ld_half(x, j, bf) - ls, bf);
+    } else {
+        float inv = 1.0f / s;
+        for (int64_t j = 0; j < n; j++) y[j] = st_half(expf(ld_half(x, j, bf) - m) * inv, bf);
+    }
+}
+
+int wf__cpu_softmax(wf_tensor *y, const wf_tensor *x, bool is_log) {
+    int64_t rows, cols;
+    geometry(x, &rows, &cols);
+    if (rows == 0 || cols == 0) return 0;
+    char *yp = wf__host_ptr(y);
+    const char *xp = wf__host_ptr(x);
+    wf_dtype dt = x->dtype;
+    size_t es = wf_dtype_size(dt);
+    bool par = rows > 1 && rows * cols >= PAR_MIN_ELEMS;
+    (void)par;
+#ifdef WEFT_HAVE_OPENMP
+#pragma omp parallel for schedule(static) if (par)
+#endif
+    for (int64_t r = 0; r < rows; r++) {
+        size_t off = (size_t)(r * cols) * es;
+        switch (dt) {
+        case WF_F32: row_f32((float *)(yp + off), (const float *)(xp + off), cols, is_log); break;
+        case WF_F64: row_f64((double *)(yp + off), (const double *)(xp + off), cols, is_log); break;
+        case WF_F16: row_half((uint16_t *)(yp + off), (const uint16_t *)(xp + off), cols, is_log, false); break;
+        case WF_BF16: row_half((uint16_t *)(yp + off), (const uint16_t *)(xp + off), cols, is_log, true); break;
+        default: break;   /* the front-end admits floating dtypes only */
+        }
+    }
+    return 0;
+}
+
+/* ---------------------------------------------------------------- backward rows */
+
+static void brow_f32(float *gx, const float *gy, const float *y, int64_t n, bool is_log) {
+    float s = 0;
+    if (is_log) {
+        for (int64_t j = 0; j < n; j++) s += gy[j];
+        for (int64_t j = 0; j < n; j++) gx[j] = gy[j] - expf(y[j]) * s;
+    } else {
+        for (int64_t j = 0; j < n; j++) s += gy[j] * y[j];
+        for (int64_t j = 0; j < n; j++) gx[j] = y[j] * (gy[j] - s);
+    }
+}
+
+static void brow_f64(double *gx, const double *gy, const double *y, int64_t n, bool is_log) {
+    double s = 0;
+    if (is_log) {
+        for (int64_t j = 0; j < n; j++) s += gy[j];
+        for (int64_t j = 0; j < n; j++) gx[j] = gy[j] - exp(y[j]) * s;
+    } else {
+        for (int64_t j = 0; j < n; j++) s += gy[j] * y[j];
+        for (int64_t j = 0; j < n; j++) gx[j] = y[j] * (gy[j] - s);
+    }
+}
+
+static void brow_half(uint16_t *gx, const uint16_t *gy, const uint16_t *y, int64_t n, bool is_log, bool bf) {
+    float s = 0;
+    if (is_log) {
+        for (int64_t j = 0; j < n; j++) s += ld_half(gy, j, bf);
+        for (int64_t j = 0; j < n; j++)
+            gx[j] = st_half(ld_half(gy, j, bf) - expf(ld_half(y, j, bf)) * s, bf);
+    } else {
+        for (int64_t j = 0; j < n; j++) s += ld_half(gy, j, bf) * ld_half(y, j, bf);
+        for (int64_t j = 0; j < n; j++)
+            gx[j] = st_half(ld_half(y, j, bf) * (ld_half(gy, j, bf) - s), bf);
+    }
+}
+
+int wf__cpu_softmax_backward(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool is_log) {
+    int64_t rows, cols;
+    geometry(y, &rows, &cols);
+    if (rows == 0 || cols == 0) return 0;
+    char *gxp = wf__host_ptr(gx);
+    const char *gyp = wf__host_ptr(gy), *yp = wf__host_ptr(y);
+    wf_dtype dt = y->dtype;
+    size_t es = wf_dtype_size(dt);
+    bool par = rows > 1 && rows * cols >= PAR_MIN_ELEMS;
+    (void)par;
+#ifdef WEFT_HAVE_OPENMP
+#pragma omp parallel for schedule(static) if (par)
+#endif
+    for (int64_t r = 0; r < rows; r++) {
+        size_t off = (size_t)(r * cols) * es;
+        switch (dt) {
+        case WF_F32:
+            brow_f32((float *)(gxp + off), (const float *)(gyp + off), (const float *)(yp + off), cols, is_log);
+            break;
+        case WF_F64:
+            brow_f64((double *)(gxp + off), (const double *)(gyp + off), (const double *)(yp + off), cols, is_log);
+            break;
+        case WF_F16:
+        case WF_BF16:
+            brow_half((uint16_t *)(gxp + off), (const uint16_t *)(gyp + off), (const uint16_t *)(yp + off),
+                      cols, is_log, dt == WF_BF16);
+            break;
+        default: break;
+        }
+    }
+    return 0;
+}

@@ -1,0 +1,119 @@
+/* tensor/ops_copy.c: contiguous, clone, dtype casts, device moves, copy_. */
+#include "tensor_impl.h"
+#include "../autograd/backward.h"
+
+#include <string.h>
+
+/* new contiguous tensor with x's values (dtype dt, on dev), no autograd */
+static wf_tensor *raw_copy(wf_tensor *x, wf_dtype dt, wf_device dev) {
+    wf_tensor *y = wf__empty(x->shape, x->ndim, dt, dev);
+    if (!y || !wf_numel(x)) return y;
+    int rc;
+    if (wf_device_eq(x->device, dev)) {
+        rc = wf__kernels(dev)->copy(y, x);
+    } else {
+        /* across devices: make a contiguous source of the target dtype on its own device,
+         * then move the bytes through the host */
+        wf_scope_begin();
+        wf_tensor *src = x;
+        if (!wf_is_contiguous(x) || x->dtype != dt) {
+            src = wf__empty(x->shape, x->ndim, dt, x->device);
+            rc = src ? wf__kernels(x->device)->copy(src, x) : wf_error();
+        } else rc = 0;
+        if (!rc) {
+            size_t nb = (size_t)wf_numel(x) * wf_dtype_size(dt);
+            if (src->device.type == WF_DEV_CPU) rc = wf__kernels(dev)->from_host(y, wf__host_ptr(src));
+            else if (dev.type == WF_DEV_CPU) rc = wf__kernels(src->device)->to_host(wf__host_ptr(y), src);
+            else {
+                void *tmp = wf__host_alloc(nb);
+                if (!tmp) rc = wf__error(WF_ENOMEM, "out of host memory staging a device copy");
+                else {
+                    rc = wf__kernels(src->device)->to_host(tmp, src);
+                    if (!rc) rc = wf__kernels(dev)->from_host(y, tmp);
+                    wf__host_free(tmp, nb);
+                }
+            }
+        }
+        wf_scope_end();
+    }
+    if (rc) { wf_tensor_free(y); return NULL; }
+    return y;
+}
+
+/* A new handle with t's geometry and history: what "returns t itself" means for a
+ * function whose result belongs to the caller's scope. */
+static wf_tensor *alias(wf_tensor *t) {
+    wf_tensor *y = wf__view_of(t, t->ndim, t->shape, t->stride, t->offset);
+    if (y) wf__record("AliasBackward", wf__identity_backward, y, 1, &t);
+    return y;
+}
+
+wf_tensor *wf_contiguous(wf_tensor *t) {
+    if (!t) return NULL;
+    if (wf_is_contiguous(t)) {
+        /* a new handle on the same tensor (the caller's scope owns it like any result) */
+        return alias(t);
+    }
+    wf_tensor *y = raw_copy(t, t->dtype, t->device);
+    if (y) wf__record("CloneBackward", wf__identity_backward, y, 1, &t);
+    return y;
+}
+
+wf_tensor *wf_clone(wf_tensor *t) {
+    if (!t) return NULL;
+    wf_tensor *y = raw_copy(t, t->dtype, t->device);
+    if (y) wf__record("CloneBackward", wf__identity_backward, y, 1, &t);
+    return y;
+}
+
+wf_tensor *wf_to_dtype(wf_tensor *t, wf_dtype dt) {
+    if (!t) return NULL;
+    dt = wf__dtype(dt);
+    if ((unsigned)dt >= WF_DTYPE_COUNT) { wf__error(WF_EDTYPE, "wf_to_dtype: invalid dtype %d", (int)dt); return NULL; }
+    if (dt == t->dtype) {
+        return alias(t);
+    }
+    wf_tensor *y = raw_copy(t, dt, t->device);
+    if (y && wf_dtype_is_floating(dt)) {
+        wf_node *n = wf__record("ToCopyBackward", wf__cast_backward, y, 1, &t);
+        (void)n;
+    }
+    return y;
+}
+
+wf_tensor *wf_to_device(wf_tensor *t, wf_device dev) {
+    if (!t) return NULL;
+    if (!wf__kernels(dev)) return NULL;
+    if (wf_device_eq(dev, t->device)) {
+        return alias(t);
+    }
+    wf_tensor *y = raw_copy(t, t->dtype, dev);
+    if (y) wf__record("ToCopyBackward", wf__cast_backward, y, 1, &t);
+    return y;
+}
+
+int wf_copy_(wf_tensor *dst, wf_tensor *src) {
+    if (!dst || !src) return wf__any_null("wf_copy_", 2, dst, src), WF_ENULL;
+    int nd;
+    int64_t shape[WF_MAX_DIMS];
+    if (wf__broadcast_shapes("wf_copy_", dst->ndim, dst->shape, src->ndim, src->shape, &nd, shape)) return wf_error();
+    if (nd != dst->ndim || memcmp(shape, dst->shape, sizeof(int64_t) * (size_t)nd)) {
+        char b1[96], b2[96];
+        return wf__error(WF_ESHAPE, "wf_copy_: source of shape %s does not broadcast to destination shape %s",
+                         wf_shape_str(src, b1, sizeof b1), wf_shape_str(dst, b2, sizeof b2));
+    }
+    if (wf__check_inplace("wf_copy_", dst)) return wf_error();
+    int rc;
+    wf_scope_begin();
+    wf_tensor *s = src;
+    if (!wf_device_eq(src->device, dst->device)) s = wf_to_device(src, dst->device);
+    wf_tensor *e = s ? wf__expand_raw(s, dst->ndim, dst->shape) : NULL;
+    rc = e ? (wf_numel(dst) ? wf__kernels(dst->device)->copy(dst, e) : 0) : wf_error();
+    wf_scope_end();
+    if (rc) return rc;
+    wf__bump_version(dst);
+    wf_tensor *ins[2] = { dst, src };
+    if (wf__needs_grad(1, &src) || (dst->requires_grad && wf_is_grad_enabled()))
+        wf__record("CopyBackwards", wf__copy_backward, dst, 2, ins);
+    return 0;
+}

@@ -1,0 +1,397 @@
+/* tensor/ops_index.c: gather, scatter_add, index_select, embedding, cat, stack, split, chunk.
+ *
+ * PyTorch semantics. Index tensors are int64 or int32; their values are checked here on the
+ * host (CUDA indices are copied to the host for the check) so kernels never see a bad index.
+ * Negative index values are refused, as torch.gather / index_select / embedding do.
+ * split and chunk return views made by wf_narrow (which records its own backward); the
+ * other ops record nodes whose backward lives in autograd/backward_index.c. */
+#include "tensor_impl.h"
+#include "../autograd/autograd_impl.h"
+#include "../autograd/backward_index.h"
+
+#include <limits.h>
+
+/* ---------------------------------------------------------------- helpers */
+
+static bool is_meta(const wf_tensor *t) { return t->device.type == WF_DEV_META; }
+
+static int err_or(int fallback) { return wf_error() ? wf_error() : fallback; }
+
+static int check_index_dtype(const char *op, const wf_tensor *index) {
+    if (index->dtype != WF_I64 && index->dtype != WF_I32)
+        return wf__error(WF_EDTYPE, "%s: index must be int64 or int32, got %s", op, wf_dtype_name(index->dtype));
+    return 0;
+}
+
+static int index_range_error(const char *op, int64_t v, int dim, int64_t size) {
+    return wf__error(WF_EINDEX, "%s: index %lld is out of range for dimension %d with size %lld "
+                     "(valid: 0..%lld)", op, (long long)v, dim, (long long)size, (long long)size - 1);
+}
+
+/* Every value of index in [0, size). CPU tensors are read in place when contiguous, others
+ * (strided, CUDA) through wf_to_array. */
+static int check_index_values(const char *op, wf_tensor *index, int64_t size, int dim) {
+    int64_t n = wf_numel(index);
+    if (n == 0 || is_meta(index)) return 0;
+    if (index->device.type == WF_DEV_CPU && wf_is_contiguous(index)) {
+        const char *p = wf__host_ptr(index);
+        if (index->dtype == WF_I64) {
+            const int64_t *q = (const int64_t *)p;
+            for (int64_t i = 0; i < n; i++)
+                if (q[i] < 0 || q[i] >= size) return index_range_error(op, q[i], dim, size);
+        } else {
+            const int32_t *q = (const int32_t *)p;
+            for (int64_t i = 0; i < n; i++)
+                if (q[i] < 0 || q[i] >= size) return index_range_error(op, q[i], dim, size);
+        }
+        return 0;
+    }
+    size_t nbytes = (size_t)n * sizeof(int64_t);
+    int64_t *buf = wf__malloc(nbytes);
+    if (!buf) return wf__error(WF_ENOMEM, "%s: out of memory checking %lld indices", op, (long long)n);
+    int rc = wf_to_array(index, buf, WF_I64);
+    for (int64_t i = 0; !rc && i < n; i++)
+        if (buf[i] < 0 || buf[i] >= size) rc = index_range_error(op, buf[i], dim, size);
+    wf__free(buf, nbytes);
+    return rc;
+}
+
+static int check_devices(const char *op, wf_tensor *a, wf_tensor *b, wf_tensor *c) {
+    wf_tensor *ts[3] = { a, b, c };
+    return wf__same_device(op, ts, c ? 3 : 2);
+}
+
+/* ---------------------------------------------------------------- gather / scatter_add */
+
+wf_tensor *wf_gather(wf_tensor *x, int dim, wf_tensor *index) {
+    const char *op = "wf_gather";
+    if (wf__any_null(op, 2, x, index)) return NULL;
+    if (check_index_dtype(op, index) || check_devices(op, x, index, NULL)) return NULL;
+    int d = wf__dim(op, dim, x->ndim);
+    if (d < 0) return NULL;
+    char bx[96], bi[96];
+    if (index->ndim != x->ndim) {
+        wf__error(WF_ESHAPE, "%s: index %s has %d dimensions but x %s has %d (they must match)", op,
+                  wf_shape_str(index, bi, sizeof bi), index->ndim, wf_shape_str(x, bx, sizeof bx), x->ndim);
+        return NULL;
+    }
+    for (int k = 0; k < x->ndim; k++)
+        if (k != d && index->shape[k] > x->shape[k]) {
+            wf__error(WF_ESHAPE, "%s: index %s is larger than x %s in dimension %d (%lld > %lld)", op,
+                      wf_shape_str(index, bi, sizeof bi), wf_shape_str(x, bx, sizeof bx), k,
+                      (long long)index->shape[k], (long long)x->shape[k]);
+            return NULL;
+        }
+    if (check_index_values(op, index, x->ndim ? x->shape[d] : 1, d)) return NULL;
+    wf_tensor *y = wf__empty(index->shape, index->ndim, x->dtype, x->device);
+    if (!y) return NULL;
+    if (!is_meta(y) && wf_numel(y) && wf__kernels(y->device)->gather(y, x, d, index)) {
+        wf_tensor_free(y);
+        return NULL;
+    }
+    wf_node *n = wf__record("GatherBackward", wf__gather_backward, y, 1, &x);
+    if (n) {
+        n->i[0] = d;
+        wf__save(n, index);
+    }
+    return y;
+}
+
+wf_tensor *wf_scatter_add(wf_tensor *x, int dim, wf_tensor *index, wf_tensor *src) {
+    const char *op = "wf_scatter_add";
+    if (wf__any_null(op, 3, x, index, src)) return NULL;
+    if (check_index_dtype(op, index) || check_devices(op, x, index, src)) return NULL;
+    if (src->dtype != x->dtype) {
+        wf__error(WF_EDTYPE, "%s: src dtype %s differs from x dtype %s", op, wf_dtype_name(src->dtype),
+                  wf_dtype_name(x->dtype));
+        return NULL;
+    }
+    int d = wf__dim(op, dim, x->ndim);
+    if (d < 0) return NULL;
+    char bx[96], bi[96], bs[96];
+    if (index->ndim != x->ndim || src->ndim != x->ndim) {
+        wf__error(WF_ESHAPE, "%s: x %s, index %s and src %s must have the same number of dimensions", op,
+                  wf_shape_str(x, bx, sizeof bx), wf_shape_str(index, bi, sizeof bi), wf_shape_str(src, bs, sizeof bs));
+        return NULL;
+    }
+    for (int k = 0; k < x->ndim; k++) {
+        if (index->shape[k] > src->shape[k] || (k != d && index->shape[k] > x->shape[k])) {
+            wf__error(WF_ESHAPE, "%s: index %s does not fit src %s and x %s in dimension %d "
+                      "(index must be no larger than src in every dimension and than x except in dim %d)",
+                      op, wf_shape_str(index, bi, sizeof bi), wf_shape_str(src, bs, sizeof bs),
+                      wf_shape_str(x, bx, sizeof bx), k, d);
+            return NULL;
+        }
+    }
+    if (check_index_values(op, index, x->ndim ? x->shape[d] : 1, d)) return NULL;
+    wf_tensor *y = wf__empty(x->shape, x->ndim, x->dtype, x->device);
+    if (!y) return NULL;
+    if (!is_meta(y) && wf_numel(y)) {
+        const wf_kernels *k = wf__kernels(y->device);
+        if (k->copy(y, x) || (wf_numel(index) && k->scatter_add(y, d, index, src))) {
+            wf_tensor_free(y);
+            return NULL;
+        }
+    }
+    wf_node *n = wf__record("ScatterAddBackward", wf__scatter_add_backward, y, 2, (wf_tensor *[]){ x, src });
+    if (n) {
+        n->i[0] = d;
+        wf__save(n, index);
+    }
+    return y;
+}
+
+/* ---------------------------------------------------------------- index_select / embedding */
+
+wf_tensor *wf_index_select(wf_tensor *x, int dim, wf_tensor *index) {
+    const char *op = "wf_index_select";
+    if (wf__any_null(op, 2, x, index)) return NULL;
+    if (check_index_dtype(op, index) || check_devices(op, x, index, NULL)) return NULL;
+    char b[96];
+    if (index->ndim > 1) {
+        wf__error(WF_ESHAPE, "%s: index must be 1-D, got shape %s", op, wf_shape_str(index, b, sizeof b));
+        return NULL;
+    }
+    if (x->ndim == 0) {
+        wf__error(WF_EINDEX, "%s: cannot select from a 0-d tensor (no dimension %d)", op, dim);
+        return NULL;
+    }
+    int d = wf__dim(op, dim, x->ndim);
+    if (d < 0) return NULL;
+    if (check_index_values(op, index, x->shape[d], d)) return NULL;
+    int64_t shape[WF_MAX_DIMS];
+    for (int k = 0; k < x->ndim; k++) shape[k] = x->shape[k];
+    shape[d] = wf_numel(index);
+    wf_tensor *y = wf__empty(shape, x->ndim, x->dtype, x->device);
+    if (!y) return NULL;
+    if (!is_meta(y) && wf_numel(y) && wf__kernels(y->device)->index_select(y, x, d, index)) {
+        wf_tensor_free(y);
+        return NULL;
+    }
+    wf_node *n = wf__record("IndexSelectBackward", wf__index_select_backward, y, 1, &x);
+    if (n) {
+        n->i[0] = d;
+        wf__save(n, index);
+    }
+    return y;
+}
+
+wf_tensor *wf_embedding(wf_tensor *weight, wf_tensor *indices) {
+    const char *op = "wf_embedding";
+    if (wf__any_null(op, 2, weight, indices)) return NULL;
+    if (check_index_dtype(op, indices) || check_devices(op, weight, indices, NULL)) return NULL;
+    char b[96];
+    if (weight->ndim != 2) {
+        wf__error(WF_ESHAPE, "%s: weight must be 2-D [num_embeddings, embedding_dim], got shape %s", op,
+                  wf_shape_str(weight, b, sizeof b));
+        return NULL;
+    }
+    if (indices->ndim + 1 > WF_MAX_DIMS) {
+        wf__error(WF_ESHAPE, "%s: indices %s have too many dimensions (the result would have %d, at most %d)",
+                  op, wf_shape_str(indices, b, sizeof b), indices->ndim + 1, WF_MAX_DIMS);
+        return NULL;
+    }
+    int64_t V = weight->shape[0], D = weight->shape[1], N = wf_numel(indices);
+    if (check_index_values(op, indices, V, 0)) return NULL;
+    int64_t shape[WF_MAX_DIMS];
+    for (int k = 0; k < indices->ndim; k++) shape[k] = indices->shape[k];
+    shape[indices->ndim] = D;
+    wf_tensor *y = wf__empty(shape, indices->ndim + 1, weight->dtype, weight->device);
+    if (!y) return NULL;
+    int rc = 0;
+    wf_scope_begin();
+    /* indices as a contiguous 1-D [N], y as [N, D] */
+    wf_tensor *flat = NULL;
+    wf_tensor *src = indices;
+    if (!wf_is_contiguous(indices)) {
+        src = wf__empty(indices->shape, indices->ndim, indices->dtype, indices->device);
+        if (!src) rc = err_or(WF_ENOMEM);
+        else if (!is_meta(src)) rc = wf__kernels(src->device)->copy(src, indices);
+    }
+    if (!rc) {
+        flat = wf__view_of(src, 1, &N, (const int64_t[]){ 1 }, src->offset);
+        if (!flat) rc = err_or(WF_ENOMEM);
+    }
+    if (!rc && !is_meta(y) && N > 0 && D > 0) {
+        wf_tensor *y2 = wf__view_of(y, 2, (const int64_t[]){ N, D }, (const int64_t[]){ D, 1 }, y->offset);
+        rc = y2 ? wf__kernels(y->device)->index_select(y2, weight, 0, flat) : err_or(WF_ENOMEM);
+    }
+    if (!rc) {
+        wf_node *n = wf__record("EmbeddingBackward", wf__embedding_backward, y, 1, &weight);
+        if (n) wf__save(n, flat);
+    }
+    wf_scope_end();
+    if (rc) {
+        wf_tensor_free(y);
+        return NULL;
+    }
+    return y;
+}
+
+/* ---------------------------------------------------------------- cat / stack */
+
+/* Common checks of a tensor list: non-empty, no NULL, one device. Sets the promoted dtype. */
+static int check_list(const char *op, wf_tensor *const *ts, int n, wf_dtype *dt) {
+    if (n <= 0) return wf__error(WF_EINVAL, "%s: expected a non-empty list of tensors, got %d", op, n);
+    if (!ts) return wf__error(WF_ENULL, "%s: NULL tensor list", op);
+    for (int i = 0; i < n; i++)
+        if (!ts[i]) return wf_error() ? wf_error() : wf__error(WF_ENULL, "%s: tensor %d is NULL", op, i);
+    if (wf__same_device(op, ts, n)) return wf_error();
+    wf_dtype p = ts[0]->dtype;
+    for (int i = 1; i < n; i++) p = wf__promote(p, ts[i]->dtype);
+    *dt = p;
+    return 0;
+}
+
+wf_tensor *wf_cat(wf_tensor *const *ts, int n, int dim) {
+    const char *op = "wf_cat";
+    wf_dtype dt;
+    if (check_list(op, ts, n, &dt)) return NULL;
+    int nd = ts[0]->ndim;
+    if (nd == 0) {
+        wf__error(WF_ESHAPE, "%s: zero-dimensional tensor (at position 0) cannot be concatenated", op);
+        return NULL;
+    }
+    int d = wf__dim(op, dim, nd);
+    if (d < 0) return NULL;
+    int64_t shape[WF_MAX_DIMS];
+    for (int k = 0; k < nd; k++) shape[k] = ts[0]->shape[k];
+    for (int i = 1; i < n; i++) {
+        char b0[96], bi[96];
+        if (ts[i]->ndim != nd) {
+            wf__error(WF_ESHAPE, "%s: tensor %d %s has %d dimensions but tensor 0 %s has %d", op, i,
+                      wf_shape_str(ts[i], bi, sizeof bi), ts[i]->ndim, wf_shape_str(ts[0], b0, sizeof b0), nd);
+            return NULL;
+        }
+        for (int k = 0; k < nd; k++)
+            if (k != d && ts[i]->shape[k] != ts[0]->shape[k]) {
+                wf__error(WF_ESHAPE, "%s: sizes must match except in dimension %d, but tensor %d %s and "
+                          "tensor 0 %s differ in dimension %d (%lld vs %lld)", op, d, i,
+                          wf_shape_str(ts[i], bi, sizeof bi), wf_shape_str(ts[0], b0, sizeof b0), k,
+                          (long long)ts[i]->shape[k], (long long)ts[0]->shape[k]);
+                return NULL;
+            }
+        shape[d] += ts[i]->shape[d];
+    }
+    wf_tensor *y = wf__empty(shape, nd, dt, ts[0]->device);
+    if (!y) return NULL;
+    int rc = 0;
+    if (!is_meta(y) && wf_numel(y)) {
+        const wf_kernels *k = wf__kernels(y->device);
+        wf_scope_begin();
+        int64_t off = 0;
+        for (int i = 0; i < n && !rc; i++) {
+            if (wf_numel(ts[i])) {
+                wf_tensor *v = wf__view_of(y, nd, ts[i]->shape, y->stride, y->offset + off * y->stride[d]);
+                rc = v ? k->copy(v, ts[i]) : err_or(WF_ENOMEM);
+            }
+            off += ts[i]->shape[d];
+        }
+        wf_scope_end();
+    }
+    if (rc) {
+        wf_tensor_free(y);
+        return NULL;
+    }
+    wf_node *node = wf__record("CatBackward", wf__cat_backward, y, n, ts);
+    if (node) node->i[0] = d;
+    return y;
+}
+
+wf_tensor *wf_stack(wf_tensor *const *ts, int n, int dim) {
+    const char *op = "wf_stack";
+    wf_dtype dt;
+    if (check_list(op, ts, n, &dt)) return NULL;
+    int nd = ts[0]->ndim;
+    for (int i = 1; i < n; i++)
+        if (!wf_same_shape(ts[i], ts[0])) {
+            char b0[96], bi[96];
+            wf__error(WF_ESHAPE, "%s: all tensors must have the same shape, but tensor %d is %s and tensor 0 is %s",
+                      op, i, wf_shape_str(ts[i], bi, sizeof bi), wf_shape_str(ts[0], b0, sizeof b0));
+            return NULL;
+        }
+    if (nd + 1 > WF_MAX_DIMS) {
+        wf__error(WF_ESHAPE, "%s: the result would have %d dimensions (at most %d)", op, nd + 1, WF_MAX_DIMS);
+        return NULL;
+    }
+    int d = wf__dim(op, dim, nd + 1);
+    if (d < 0) return NULL;
+    int64_t shape[WF_MAX_DIMS];
+    for (int k = 0, j = 0; k < nd + 1; k++) shape[k] = k == d ? n : ts[0]->shape[j++];
+    wf_tensor *y = wf__empty(shape, nd + 1, dt, ts[0]->device);
+    if (!y) return NULL;
+    int rc = 0;
+    if (!is_meta(y) && wf_numel(y)) {
+        const wf_kernels *k = wf__kernels(y->device);
+        int64_t st[WF_MAX_DIMS];
+        for (int q = 0, j = 0; q < nd + 1; q++)
+            if (q != d) st[j++] = y->stride[q];
+        wf_scope_begin();
+        for (int i = 0; i < n && !rc; i++) {
+            wf_tensor *v = wf__view_of(y, nd, ts[i]->shape, st, y->offset + i * y->stride[d]);
+            rc = v ? k->copy(v, ts[i]) : err_or(WF_ENOMEM);
+        }
+        wf_scope_end();
+    }
+    if (rc) {
+        wf_tensor_free(y);
+        return NULL;
+    }
+    wf_node *node = wf__record("StackBackward", wf__stack_backward, y, n, ts);
+    if (node) node->i[0] = d;
+    return y;
+}
+
+/* ---------------------------------------------------------------- split / chunk */
+
+/* Writes `count` narrow views of x along d, each of size `size` except the last, which
+ * takes what is left. Returns count or a negative code (out untouched on error). */
+static int pieces(const char *op, wf_tensor *x, int d, int64_t size, int64_t count, wf_tensor **out, int max) {
+    if (count > max)
+        return wf__error(WF_EINVAL, "%s: %lld pieces do not fit in out (max %d)", op, (long long)count, max);
+    int64_t len = x->shape[d], start = 0;
+    for (int64_t i = 0; i < count; i++) {
+        int64_t l = i == count - 1 ? len - start : size;
+        wf_tensor *p = wf_narrow(x, d, start, l);
+        if (!p) {
+            int rc = err_or(WF_ENOMEM);
+            for (int64_t j = 0; j < i; j++) { wf_tensor_free(out[j]); out[j] = NULL; }
+            return rc;
+        }
+        out[i] = p;
+        start += l;
+    }
+    return (int)count;
+}
+
+static int split_prologue(const char *op, wf_tensor *x, int dim, wf_tensor **out, int *d) {
+    if (!x) return wf__any_null(op, 1, x), wf_error();
+    if (!out) return wf__error(WF_ENULL, "%s: NULL out array", op);
+    if (x->ndim == 0) return wf__error(WF_ESHAPE, "%s: cannot split a 0-d tensor", op);
+    *d = wf__dim(op, dim, x->ndim);
+    return *d < 0 ? wf_error() : 0;
+}
+
+int wf_split(wf_tensor *x, int64_t split_size, int dim, wf_tensor **out, int max) {
+    const char *op = "wf_split";
+    int d, rc = split_prologue(op, x, dim, out, &d);
+    if (rc) return rc;
+    int64_t len = x->shape[d];
+    if (split_size < 0 || (split_size == 0 && len > 0))
+        return wf__error(WF_EINVAL, "%s: split_size must be positive, got %lld (dimension %d has size %lld)",
+                         op, (long long)split_size, d, (long long)len);
+    int64_t count = len == 0 ? 1 : (len + split_size - 1) / split_size;
+    return pieces(op, x, d, split_size, count, out, max);
+}
+
+int wf_chunk(wf_tensor *x, int chunks, int dim, wf_tensor **out, int max) {
+    const char *op = "wf_chunk";
+    int d, rc = split_prologue(op, x, dim, out, &d);
+    if (rc) return rc;
+    if (chunks <= 0) return wf__error(WF_EINVAL, "%s: chunks must be positive, got %d", op, chunks);
+    int64_t len = x->shape[d];
+    if (len == 0) return pieces(op, x, d, 0, chunks, out, max);   /* `chunks` empty pieces, as torch */
+    int64_t size = (len + chunks - 1) / chunks;
+    int64_t count = (len + size - 1) / size;
+    return pieces(op, x, d, size, count, out, max);
+}

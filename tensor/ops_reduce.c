@@ -1,0 +1,251 @@
+/* tensor/ops_reduce.c: reductions. sum and amax/amin have their own kernels and backward;
+ * mean, var, std, logsumexp and norm are compositions whose gradients follow from the parts. */
+#include "tensor_impl.h"
+#include "../autograd/backward.h"
+
+#include <math.h>
+
+/* Normalize a dims set into a mask (all dims when n == 0). */
+static int dims_mask(const char *op, const wf_tensor *x, const int *dims, int n, uint32_t *mask) {
+    *mask = 0;
+    if (n == 0 || !dims) { *mask = x->ndim ? (1u << x->ndim) - 1 : 0; return 0; }
+    for (int i = 0; i < n; i++) {
+        int d = wf__dim(op, dims[i], x->ndim);
+        if (d < 0) return wf_error();
+        if (x->ndim == 0) continue;
+        if (*mask & (1u << d)) return wf__error(WF_EINDEX, "%s: dimension %d appears twice", op, dims[i]);
+        *mask |= 1u << d;
+    }
+    return 0;
+}
+
+static void kept_shape(const wf_tensor *x, uint32_t mask, bool keepdim, int *nd, int64_t *shape) {
+    int k = 0;
+    for (int i = 0; i < x->ndim; i++) {
+        if (mask & (1u << i)) { if (keepdim) shape[k++] = 1; }
+        else shape[k++] = x->shape[i];
+    }
+    *nd = k;
+}
+
+/* Reduce into a keepdim-shaped tensor of dtype acc (f32/f64), no autograd. */
+static wf_tensor *reduce_raw(const char *op, wf_reduce_op r, wf_tensor *x, uint32_t mask, double p, wf_dtype acc) {
+    const wf_kernels *k = wf__kernels(x->device);
+    if (!k) return NULL;
+    int nd;
+    int64_t shape[WF_MAX_DIMS];
+    kept_shape(x, mask, true, &nd, shape);
+    wf_tensor *y = wf__empty(shape, nd, acc, x->device);
+    if (!y) return NULL;
+    if (k->reduce(r, y, x, mask, p)) { wf_tensor_free(y); return NULL; }
+    (void)op;
+    return y;
+}
+
+static wf_dtype acc_dtype(wf_dtype dt) { return dt == WF_F64 ? WF_F64 : WF_F32; }
+
+/* keepdim-shaped y -> final shape and dtype */
+static wf_tensor *finish(wf_tensor *yk, wf_tensor *x, uint32_t mask, bool keepdim, wf_dtype out) {
+    wf_tensor *y = yk;
+    if (y && y->dtype != out) y = wf_to_dtype(y, out);
+    if (y && !keepdim) {
+        int nd;
+        int64_t shape[WF_MAX_DIMS];
+        kept_shape(x, mask, false, &nd, shape);
+        y = wf_view(y, shape, nd);
+    }
+    return y;
+}
+
+wf_tensor *wf_sum(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
+    if (!x) return NULL;
+    uint32_t mask;
+    if (dims_mask("wf_sum", x, dims, ndims, &mask)) return NULL;
+    bool fp = wf_dtype_is_floating(x->dtype);
+    wf_dtype out = fp ? x->dtype : WF_I64;
+    wf_scope_begin();
+    wf_tensor *yk = reduce_raw("wf_sum", WF_R_SUM, x, mask, 0, fp ? acc_dtype(x->dtype) : WF_F64);
+    if (yk && yk->dtype != out) {
+        wf_tensor *c = wf__empty(yk->shape, yk->ndim, out, yk->device);
+        if (c && wf__kernels(c->device)->copy(c, yk)) c = NULL;
+        yk = c;
+    }
+    if (yk && fp) {
+        wf_node *n = wf__record("SumBackward", wf__sum_backward, yk, 1, &x);
+        if (n) n->i[0] = mask;
+    }
+    wf_tensor *y = finish(yk, x, mask, keepdim, out);
+    if (y) wf_keep(y);
+    wf_scope_end();
+    return y;
+}
+
+wf_tensor *wf_sum_all(wf_tensor *x) { return wf_sum(x, NULL, 0, false); }
+
+static int64_t reduced_count(const wf_tensor *x, uint32_t mask) {
+    int64_t c = 1;
+    for (int i = 0; i < x->ndim; i++) if (mask & (1u << i)) c *= x->shape[i];
+    return c;
+}
+
+wf_tensor *wf_mean(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
+    if (!x) return NULL;
+    if (!wf_dtype_is_floating(x->dtype)) {
+        wf__error(WF_EDTYPE, "wf_mean: needs a floating dtype, got %s (cast it first)", wf_dtype_name(x->dtype));
+        return NULL;
+    }
+    uint32_t mask;
+    if (dims_mask("wf_mean", x, dims, ndims, &mask)) return NULL;
+    int64_t c = reduced_count(x, mask);
+    wf_scope_begin();
+    wf_tensor *y = wf_div_scalar(wf_sum(x, dims, ndims, keepdim), (double)c);
+    if (y) wf_keep(y);
+    wf_scope_end();
+    return y;
+}
+wf_tensor *wf_mean_all(wf_tensor *x) { return wf_mean(x, NULL, 0, false); }
+
+wf_tensor *wf_var(wf_tensor *x, const int *dims, int ndims, int correction, bool keepdim) {
+    if (!x) return NULL;
+    if (!wf_dtype_is_floating(x->dtype)) {
+        wf__error(WF_EDTYPE, "wf_var: needs a floating dtype, got %s", wf_dtype_name(x->dtype));
+        return NULL;
+    }
+    if (correction < 0) { wf__error(WF_EINVAL, "wf_var: correction must be >= 0, got %d", correction); return NULL; }
+    uint32_t mask;
+    if (dims_mask("wf_var", x, dims, ndims, &mask)) return NULL;
+    int64_t c = reduced_count(x, mask);
+    double denom = (double)(c - correction);
+    wf_scope_begin();
+    wf_tensor *m = wf_mean(x, dims, ndims, true);
+    wf_tensor *d = wf_sub(x, m);
+    wf_tensor *y = wf_div_scalar(wf_sum(wf_mul(d, d), dims, ndims, keepdim), denom > 0 ? denom : 0.0);
+    if (y) wf_keep(y);
+    wf_scope_end();
+    return y;
+}
+
+wf_tensor *wf_std(wf_tensor *x, const int *dims, int ndims, int correction, bool keepdim) {
+    if (!x) return NULL;
+    wf_scope_begin();
+    wf_tensor *y = wf_sqrt(wf_var(x, dims, ndims, correction, keepdim));
+    if (y) wf_keep(y);
+    wf_scope_end();
+    return y;
+}
+
+static wf_tensor *amax_amin(const char *op, bool is_max, wf_tensor *x, const int *dims, int ndims, bool keepdim) {
+    if (!x) return NULL;
+    uint32_t mask;
+    if (dims_mask(op, x, dims, ndims, &mask)) return NULL;
+    if (reduced_count(x, mask) == 0) {
+        wf__error(WF_EINVAL, "%s: cannot reduce over an empty dimension (no identity for max/min)", op);
+        return NULL;
+    }
+    wf_scope_begin();
+    wf_tensor *yk = reduce_raw(op, is_max ? WF_R_MAX : WF_R_MIN, x, mask, 0,
+                               wf_dtype_is_floating(x->dtype) ? acc_dtype(x->dtype) : WF_F64);
+    if (yk && yk->dtype != x->dtype) {
+        wf_tensor *c = wf__empty(yk->shape, yk->ndim, x->dtype, yk->device);
+        if (c && wf__kernels(c->device)->copy(c, yk)) c = NULL;
+        yk = c;
+    }
+    if (yk && wf_dtype_is_floating(x->dtype)) {
+        wf_node *n = wf__record(is_max ? "AmaxBackward" : "AminBackward", wf__amax_backward, yk, 1, &x);
+        if (n) { wf__save(n, x); wf__save(n, yk); }
+    }
+    wf_tensor *y = finish(yk, x, mask, keepdim, x->dtype);
+    if (y) wf_keep(y);
+    wf_scope_end();
+    return y;
+}
+
+wf_tensor *wf_amax(wf_tensor *x, const int *dims, int ndims, bool keepdim) { return amax_amin("wf_amax", true, x, dims, ndims, keepdim); }
+wf_tensor *wf_amin(wf_tensor *x, const int *dims, int ndims, bool keepdim) { return amax_amin("wf_amin", false, x, dims, ndims, keepdim); }
+
+static wf_tensor *arg(const char *op, bool is_max, wf_tensor *x, int dim, bool keepdim) {
+    if (!x) return NULL;
+    const wf_kernels *k = wf__kernels(x->device);
+    if (!k) return NULL;
+    wf_scope_begin();
+    wf_tensor *src = x;
+    int d;
+    if (dim == WF_DIM_NONE) {
+        src = wf_reshape(x, (const int64_t[]){ -1 }, 1);
+        d = 0;
+        keepdim = keepdim && false;
+    } else {
+        d = wf__dim(op, dim, x->ndim);
+        if (x->ndim == 0 && d >= 0) src = wf_reshape(x, (const int64_t[]){ 1 }, 1), d = 0;
+    }
+    wf_tensor *y = NULL;
+    if (src && d >= 0) {
+        if (src->shape[d] == 0) {
+            wf__error(WF_EINVAL, "%s: cannot take the arg%s of an empty dimension", op, is_max ? "max" : "min");
+        } else {
+            int64_t shape[WF_MAX_DIMS];
+            for (int i = 0; i < src->ndim; i++) shape[i] = i == d ? 1 : src->shape[i];
+            y = wf__empty(shape, src->ndim, WF_I64, src->device);
+            if (y && k->arg_reduce(is_max, y, src, d)) y = NULL;
+            if (y && (!keepdim || dim == WF_DIM_NONE || x->ndim == 0)) {
+                int nd = 0;
+                int64_t s2[WF_MAX_DIMS];
+                if (dim != WF_DIM_NONE && x->ndim > 0)
+                    for (int i = 0; i < src->ndim; i++) if (i != d) s2[nd++] = src->shape[i];
+                y = wf_view(y, s2, nd);
+            }
+        }
+    }
+    if (y) wf_keep(y);
+    wf_scope_end();
+    return y;
+}
+
+wf_tensor *wf_argmax(wf_tensor *x, int dim, bool keepdim) { return arg("wf_argmax", true, x, dim, keepdim); }
+wf_tensor *wf_argmin(wf_tensor *x, int dim, bool keepdim) { return arg("wf_argmin", false, x, dim, keepdim); }
+
+wf_tensor *wf_logsumexp(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
+    if (!x) return NULL;
+    if (!wf_dtype_is_floating(x->dtype)) {
+        wf__error(WF_EDTYPE, "wf_logsumexp: needs a floating dtype, got %s", wf_dtype_name(x->dtype));
+        return NULL;
+    }
+    uint32_t mask;
+    if (dims_mask("wf_logsumexp", x, dims, ndims, &mask)) return NULL;
+    wf_scope_begin();
+    /* shift by the max (held constant: the result does not depend on it) */
+    wf_tensor *m = NULL;
+    WF_NO_GRAD {
+        wf_tensor *mx = wf_amax(x, dims, ndims, true);
+        m = wf_where(wf_isfinite(mx), mx, wf_zeros_like(mx));
+    }
+    wf_tensor *s = wf_log(wf_sum(wf_exp(wf_sub(x, m)), dims, ndims, true));
+    wf_tensor *y = wf_add(s, m);
+    if (y && !keepdim) {
+        int nd;
+        int64_t shape[WF_MAX_DIMS];
+        kept_shape(x, mask, false, &nd, shape);
+        y = wf_view(y, shape, nd);
+    }
+    if (y) wf_keep(y);
+    wf_scope_end();
+    return y;
+}
+
+wf_tensor *wf_norm(wf_tensor *x, double p, const int *dims, int ndims, bool keepdim) {
+    if (!x) return NULL;
+    if (!wf_dtype_is_floating(x->dtype)) {
+        wf__error(WF_EDTYPE, "wf_norm: needs a floating dtype, got %s", wf_dtype_name(x->dtype));
+        return NULL;
+    }
+    if (!(p > 0)) { wf__error(WF_EINVAL, "wf_norm: p must be > 0 (or INFINITY), got %g", p); return NULL; }
+    wf_scope_begin();
+    wf_tensor *y;
+    if (isinf(p)) y = wf_amax(wf_abs(x), dims, ndims, keepdim);
+    else if (p == 2) y = wf_sqrt(wf_sum(wf_mul(x, x), dims, ndims, keepdim));
+    else if (p == 1) y = wf_sum(wf_abs(x), dims, ndims, keepdim);
+    else y = wf_pow_scalar(wf_sum(wf_pow_scalar(wf_abs(x), p), dims, ndims, keepdim), 1.0 / p);
+    if (y) wf_keep(y);
+    wf_scope_end();
+    return y;
+}

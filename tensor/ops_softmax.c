@@ -1,0 +1,81 @@
+/* tensor/ops_softmax.c: wf_softmax and wf_log_softmax along any dimension.
+ *
+ * The kernels work on the last dimension of contiguous tensors. For another dim, the input
+ * is copied into a contiguous buffer with dim swapped to last, the kernel runs there, and
+ * the result is copied back through the swapped view, so the output always has x's shape
+ * and is contiguous. The backward (autograd/backward_index.c) uses the same path. */
+#include "tensor_impl.h"
+#include "../autograd/autograd_impl.h"
+#include "../autograd/backward_index.h"
+
+/* A handle on t with dims a and b swapped (no autograd); registered in the current scope. */
+static wf_tensor *swapped(wf_tensor *t, int a, int b) {
+    int64_t shape[WF_MAX_DIMS], stride[WF_MAX_DIMS];
+    for (int i = 0; i < t->ndim; i++) { shape[i] = t->shape[i]; stride[i] = t->stride[i]; }
+    shape[a] = t->shape[b]; stride[a] = t->stride[b];
+    shape[b] = t->shape[a]; stride[b] = t->stride[a];
+    return wf__view_of(t, t->ndim, shape, stride, t->offset);
+}
+
+/* t (optionally with dims dim/last swapped) as a contiguous tensor of dtype dt. Returns t
+ * itself when it already is one; temporaries join the current scope. */
+static wf_tensor *lastdim_contig(const wf_kernels *k, wf_tensor *t, wf_dtype dt, bool swap, int dim,
+                                 int last, int *rc) {
+    wf_tensor *v = swap ? swapped(t, dim, last) : t;
+    if (!v) { *rc = wf_error() ? wf_error() : WF_ENOMEM; return NULL; }
+    if (wf_is_contiguous(v) && v->dtype == dt) return v;
+    wf_tensor *c = wf__empty(v->shape, v->ndim, dt, v->device);
+    if (!c) { *rc = wf_error() ? wf_error() : WF_ENOMEM; return NULL; }
+    *rc = k->copy(c, v);
+    return c;
+}
+
+int wf__softmax_along(wf_tensor *out, wf_tensor *a, wf_tensor *b, int dim, bool is_log, bool backward) {
+    if (out->device.type == WF_DEV_META || wf__numel(out->ndim, out->shape) == 0) return 0;
+    const wf_kernels *k = wf__kernels(out->device);
+    if (!k) return wf_error();
+    int nd = out->ndim, last = nd - 1;
+    bool swap = nd > 1 && dim != last;
+    int rc = 0;
+    wf_scope_begin();
+    wf_tensor *ac = lastdim_contig(k, a, out->dtype, swap, dim, last, &rc);
+    wf_tensor *bc = NULL, *dst = out;
+    if (!rc && b) bc = lastdim_contig(k, b, out->dtype, swap, dim, last, &rc);
+    if (!rc && swap) {
+        dst = wf__empty(ac->shape, ac->ndim, out->dtype, out->device);
+        if (!dst) rc = wf_error() ? wf_error() : WF_ENOMEM;
+    }
+    if (!rc) rc = backward ? k->softmax_backward(dst, ac, bc, is_log) : k->softmax(dst, ac, is_log);
+    if (!rc && swap) {
+        wf_tensor *back = swapped(dst, dim, last);
+        rc = back ? k->copy(out, back) : (wf_error() ? wf_error() : WF_ENOMEM);
+    }
+    wf_scope_end();
+    return rc;
+}
+
+static wf_tensor *softmax_op(const char *op, wf_tensor *x, int dim, bool is_log) {
+    if (wf__any_null(op, 1, x)) return NULL;
+    if (!wf_dtype_is_floating(x->dtype)) {
+        wf__error(WF_EDTYPE, "%s: expected a floating-point tensor, got %s", op, wf_dtype_name(x->dtype));
+        return NULL;
+    }
+    int d = wf__dim(op, dim, x->ndim);
+    if (d < 0) return NULL;
+    wf_tensor *y = wf__empty(x->shape, x->ndim, x->dtype, x->device);
+    if (!y) return NULL;
+    if (wf__softmax_along(y, x, NULL, d, is_log, false)) {
+        wf_tensor_free(y);
+        return NULL;
+    }
+    wf_node *n = wf__record(is_log ? "LogSoftmaxBackward" : "SoftmaxBackward", wf__softmax_backward, y, 1, &x);
+    if (n) {
+        n->i[0] = d;
+        n->i[1] = is_log;
+        wf__save(n, y);
+    }
+    return y;
+}
+
+wf_tensor *wf_softmax(wf_tensor *x, int dim) { return softmax_op("wf_softmax", x, dim, false); }
+wf_tensor *wf_log_softmax(wf_tensor *x, int dim) { return softmax_op("wf_log_softmax", x, dim, true); }

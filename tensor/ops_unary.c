@@ -1,0 +1,120 @@
+/* tensor/ops_unary.c: elementwise unary front-ends. Backward: autograd/backward_unary.c. */
+#include "tensor_impl.h"
+#include "../autograd/backward.h"
+
+static const char *const unary_names[WF_U_COUNT] = {
+    [WF_U_NEG] = "NegBackward", [WF_U_ABS] = "AbsBackward", [WF_U_EXP] = "ExpBackward",
+    [WF_U_LOG] = "LogBackward", [WF_U_LOG1P] = "Log1pBackward", [WF_U_SQRT] = "SqrtBackward",
+    [WF_U_RSQRT] = "RsqrtBackward", [WF_U_SIN] = "SinBackward", [WF_U_COS] = "CosBackward",
+    [WF_U_TANH] = "TanhBackward", [WF_U_SIGMOID] = "SigmoidBackward", [WF_U_RELU] = "ReluBackward",
+    [WF_U_GELU] = "GeluBackward", [WF_U_GELU_TANH] = "GeluBackward", [WF_U_SILU] = "SiluBackward",
+    [WF_U_SQUARE] = "PowBackward", [WF_U_SIGN] = "SignBackward", [WF_U_POW] = "PowBackward",
+    [WF_U_CLAMP] = "ClampBackward", [WF_U_LOGICAL_NOT] = "", [WF_U_ISFINITE] = "",
+};
+
+/* ops whose derivative is written in terms of the output */
+static bool uses_output(wf_unary_op op) {
+    return op == WF_U_EXP || op == WF_U_SQRT || op == WF_U_RSQRT || op == WF_U_TANH || op == WF_U_SIGMOID;
+}
+/* ops that keep integer dtypes (the rest compute in floating point) */
+static bool keeps_int(wf_unary_op op) {
+    return op == WF_U_NEG || op == WF_U_ABS || op == WF_U_RELU || op == WF_U_SQUARE || op == WF_U_SIGN || op == WF_U_CLAMP;
+}
+
+static wf_tensor *unary(const char *fname, wf_unary_op op, wf_tensor *x, double a, double b) {
+    if (!x) return NULL;
+    const wf_kernels *k = wf__kernels(x->device);
+    if (!k) return NULL;
+    bool pred = op == WF_U_LOGICAL_NOT || op == WF_U_ISFINITE;
+    wf_dtype dt = x->dtype;
+    wf_tensor *xin = x;
+    if (!pred && !wf_dtype_is_floating(dt) && !keeps_int(op)) {
+        dt = wf_get_default_dtype();   /* exp of an integer tensor is a float tensor */
+    }
+    if (!pred && dt == WF_BOOL && op != WF_U_CLAMP) {
+        wf__error(WF_EDTYPE, "%s: not defined for bool tensors", fname);
+        return NULL;
+    }
+    wf_tensor *y = wf__empty(x->shape, x->ndim, pred ? WF_BOOL : dt, x->device);
+    if (!y) return NULL;
+    if (dt != x->dtype && !pred) {
+        xin = wf_to_dtype(x, dt);
+        if (!xin) { wf_tensor_free(y); return NULL; }
+    }
+    int rc = wf_numel(y) ? k->unary(op, y, xin, a, b) : 0;
+    if (rc) { wf_tensor_free(y); return NULL; }
+    if (!pred && op != WF_U_SIGN && wf_dtype_is_floating(dt)) {
+        wf_node *n = wf__record(unary_names[op], wf__unary_backward, y, 1, &xin);
+        if (n) {
+            n->i[0] = op;
+            n->f[0] = a;
+            n->f[1] = b;
+            if (uses_output(op)) { n->i[1] = 1; wf__save(n, y); }
+            else { n->i[1] = 0; wf__save(n, xin); }
+        }
+    }
+    return y;
+}
+
+wf_tensor *wf_neg(wf_tensor *x) { return unary("wf_neg", WF_U_NEG, x, 0, 0); }
+wf_tensor *wf_abs(wf_tensor *x) { return unary("wf_abs", WF_U_ABS, x, 0, 0); }
+wf_tensor *wf_exp(wf_tensor *x) { return unary("wf_exp", WF_U_EXP, x, 0, 0); }
+wf_tensor *wf_log(wf_tensor *x) { return unary("wf_log", WF_U_LOG, x, 0, 0); }
+wf_tensor *wf_log1p(wf_tensor *x) { return unary("wf_log1p", WF_U_LOG1P, x, 0, 0); }
+wf_tensor *wf_sqrt(wf_tensor *x) { return unary("wf_sqrt", WF_U_SQRT, x, 0, 0); }
+wf_tensor *wf_rsqrt(wf_tensor *x) { return unary("wf_rsqrt", WF_U_RSQRT, x, 0, 0); }
+wf_tensor *wf_sin(wf_tensor *x) { return unary("wf_sin", WF_U_SIN, x, 0, 0); }
+wf_tensor *wf_cos(wf_tensor *x) { return unary("wf_cos", WF_U_COS, x, 0, 0); }
+wf_tensor *wf_tanh(wf_tensor *x) { return unary("wf_tanh", WF_U_TANH, x, 0, 0); }
+wf_tensor *wf_sigmoid(wf_tensor *x) { return unary("wf_sigmoid", WF_U_SIGMOID, x, 0, 0); }
+wf_tensor *wf_relu(wf_tensor *x) { return unary("wf_relu", WF_U_RELU, x, 0, 0); }
+wf_tensor *wf_silu(wf_tensor *x) { return unary("wf_silu", WF_U_SILU, x, 0, 0); }
+wf_tensor *wf_square(wf_tensor *x) { return unary("wf_square", WF_U_SQUARE, x, 0, 0); }
+wf_tensor *wf_sign(wf_tensor *x) { return unary("wf_sign", WF_U_SIGN, x, 0, 0); }
+wf_tensor *wf_logical_not(wf_tensor *x) { return unary("wf_logical_not", WF_U_LOGICAL_NOT, x, 0, 0); }
+wf_tensor *wf_isfinite(wf_tensor *x) { return unary("wf_isfinite", WF_U_ISFINITE, x, 0, 0); }
+wf_tensor *wf_pow_scalar(wf_tensor *x, double e) { return unary("wf_pow_scalar", WF_U_POW, x, e, 0); }
+
+wf_tensor *wf_gelu(wf_tensor *x, wf_gelu_approx approximate) {
+    if (approximate != WF_GELU_NONE && approximate != WF_GELU_TANH) {
+        wf__error(WF_EINVAL, "wf_gelu: unknown approximate mode %d (WF_GELU_NONE or WF_GELU_TANH)", (int)approximate);
+        return NULL;
+    }
+    return unary("wf_gelu", approximate == WF_GELU_TANH ? WF_U_GELU_TANH : WF_U_GELU, x, 0, 0);
+}
+
+wf_tensor *wf_clamp(wf_tensor *x, double lo, double hi) {
+    if (lo != lo || hi != hi || lo > hi) {
+        wf__error(WF_EINVAL, "wf_clamp: invalid bounds [%g, %g]", lo, hi);
+        return NULL;
+    }
+    return unary("wf_clamp", WF_U_CLAMP, x, lo, hi);
+}
+
+/* In place: modify x's storage; with autograd, x's history is rebased onto the new node. */
+static int unary_(const char *fname, wf_unary_op op, wf_tensor *x, double a, double b) {
+    if (!x) return wf__any_null(fname, 1, x), WF_ENULL;
+    if (wf__check_inplace(fname, x)) return wf_error();
+    if (op == WF_U_CLAMP && wf__needs_grad(1, &x))   /* the output no longer tells where x was clamped */
+        return wf__error(WF_EAUTOGRAD, "%s: in-place clamp of a tensor that requires grad; use wf_clamp", fname);
+    const wf_kernels *k = wf__kernels(x->device);
+    if (!k) return wf_error();
+    int rc = wf_numel(x) ? k->unary(op, x, x, a, b) : 0;
+    if (rc) return rc;
+    wf__bump_version(x);
+    if (wf_dtype_is_floating(x->dtype)) {
+        wf_node *n = wf__record(unary_names[op], wf__unary_backward, x, 1, &x);
+        if (n) {
+            /* relu and clamp derivatives can be read from the output just as well */
+            n->i[0] = op; n->i[1] = 0; n->f[0] = a; n->f[1] = b;
+            wf__save(n, x);
+        }
+    }
+    return 0;
+}
+
+int wf_relu_(wf_tensor *x) { return unary_("wf_relu_", WF_U_RELU, x, 0, 0); }
+int wf_clamp_(wf_tensor *x, double lo, double hi) {
+    if (lo != lo || hi != hi || lo > hi) return wf__error(WF_EINVAL, "wf_clamp_: invalid bounds [%g, %g]", lo, hi);
+    return unary_("wf_clamp_", WF_U_CLAMP, x, lo, hi);
+}

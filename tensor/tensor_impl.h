@@ -1,0 +1,241 @@
+/* tensor/tensor_impl.h: private definitions shared by weft's own sources.
+ * Not installed. Users see only the opaque handles of include/weft/. */
+#ifndef WEFT_TENSOR_IMPL_H
+#define WEFT_TENSOR_IMPL_H
+
+#include "weft/tensor.h"
+#include "weft/autograd.h"
+
+#include <stdatomic.h>
+#include <stdarg.h>
+
+/* ---------------------------------------------------------------- storage */
+
+typedef struct wf_storage {
+    atomic_int refcount;
+    void *data;          /* host pointer (cpu) or device pointer (cuda); NULL for meta */
+    size_t nbytes;
+    wf_device device;
+    atomic_uint version; /* bumped by every in-place write; shared by all views */
+} wf_storage;
+
+/* ---------------------------------------------------------------- tensor handle */
+
+typedef struct wf_node wf_node;
+typedef struct wf_hook_entry wf_hook_entry;
+
+struct wf_tensor {
+    atomic_int refcount;
+    wf_storage *storage;
+    int64_t offset;                 /* in elements */
+    int ndim;
+    int64_t shape[WF_MAX_DIMS];
+    int64_t stride[WF_MAX_DIMS];    /* in elements; 0 for expanded dims */
+    wf_dtype dtype;
+    wf_device device;
+
+    /* autograd */
+    bool requires_grad;             /* leaf flag, or true for outputs of recorded ops */
+    wf_node *grad_fn;               /* owning reference; NULL for leaves */
+    int output_nr;                  /* which output of grad_fn this is */
+    wf_tensor *grad;                /* owning reference; leaves only */
+    wf_node *grad_accumulator;      /* weak: set while an accumulator node for this leaf lives */
+    wf_hook_entry *hooks;           /* leaf gradient hooks */
+    wf_tensor *view_base;           /* owning: the tensor this is a view of (autograd checks) */
+
+    /* scope bookkeeping */
+    struct wf_scope *scope;         /* scope that holds a reference, or NULL */
+    int64_t scope_slot;
+};
+
+/* ---------------------------------------------------------------- helpers (tensor/tensor.c) */
+
+/* Resolve WF_DTYPE_DEFAULT. */
+wf_dtype wf__dtype(wf_dtype dt);
+/* Normalize dim in [-ndim, ndim) to [0, ndim); sets an error naming op and returns -1 if bad. */
+int wf__dim(const char *op, int dim, int ndim);
+/* New contiguous tensor (uninitialized), registered in the current scope. */
+wf_tensor *wf__empty(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev);
+/* New handle sharing t's storage with the given geometry (a view), registered in the scope. */
+wf_tensor *wf__view_of(wf_tensor *t, int ndim, const int64_t *shape, const int64_t *stride, int64_t offset);
+/* Fill contiguous strides for shape; returns numel. */
+int64_t wf__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
+int64_t wf__numel(int ndim, const int64_t *shape);
+/* Broadcast two shapes (op names the caller for messages). Returns 0 or WF_ESHAPE. */
+int wf__broadcast_shapes(const char *op, int na, const int64_t *sa, int nb, const int64_t *sb,
+                         int *nout, int64_t *out);
+/* View of t expanded (stride 0) to shape (t's shape must broadcast to it). No autograd. */
+wf_tensor *wf__expand_raw(wf_tensor *t, int ndim, const int64_t *shape);
+/* Type promotion for binary ops (PyTorch's category rules without 0-dim special cases). */
+wf_dtype wf__promote(wf_dtype a, wf_dtype b);
+/* Check every tensor is on the same device; sets a message naming op. */
+int wf__same_device(const char *op, wf_tensor *const *ts, int n);
+/* Element pointer to the first element on the host (CPU only). */
+static inline char *wf__host_ptr(const wf_tensor *t) {
+    return (char *)t->storage->data + t->offset * (int64_t)wf_dtype_size(t->dtype);
+}
+/* Mark an in-place write: bumps the storage version. */
+static inline void wf__bump_version(wf_tensor *t) { atomic_fetch_add(&t->storage->version, 1); }
+/* Errors with the op name; message formatting helpers. */
+int wf__error(int code, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+/* Error if any input is NULL: returns true when the caller must return NULL (an error is
+ * already recorded, or WF_ENULL is recorded if none was). */
+bool wf__any_null(const char *op, int n, ...);
+/* shape text without a tensor */
+char *wf__shape_text(int ndim, const int64_t *shape, char *buf, size_t n);
+
+/* ---------------------------------------------------------------- scopes (tensor/scope.c) */
+void wf__scope_register(wf_tensor *t);
+void wf__scope_unregister(wf_tensor *t);
+
+/* ---------------------------------------------------------------- host allocator (tensor/alloc.c) */
+void *wf__host_alloc(size_t nbytes);                 /* cached, 64-byte aligned; NULL on OOM */
+void wf__host_free(void *p, size_t nbytes);
+/* plain (uncached) allocations for weft's own bookkeeping, through the user's allocator */
+void *wf__malloc(size_t n);
+void *wf__calloc(size_t n, size_t size);
+void *wf__realloc(void *p, size_t old, size_t n);
+void wf__free(void *p, size_t n);
+char *wf__strdup(const char *s);
+
+/* ---------------------------------------------------------------- half precision (tensor/dtype.c) */
+float wf__f16_to_f32(uint16_t h);
+uint16_t wf__f32_to_f16(float f);          /* round to nearest even */
+static inline float wf__bf16_to_f32(uint16_t h) {
+    union { uint32_t u; float f; } v = { .u = (uint32_t)h << 16 }; return v.f;
+}
+static inline uint16_t wf__f32_to_bf16(float f) {
+    union { float f; uint32_t u; } v = { .f = f };
+    if ((v.u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((v.u >> 16) | 0x40); /* quiet NaN */
+    uint32_t rounding = 0x7fffu + ((v.u >> 16) & 1u);
+    return (uint16_t)((v.u + rounding) >> 16);
+}
+/* load/store one element of any dtype as double (slow path, any dtype) */
+double wf__load(const void *p, wf_dtype dt);
+void wf__store(void *p, wf_dtype dt, double v);
+
+/* ---------------------------------------------------------------- Philox (tensor/random.c) */
+/* Philox4x32-10: 4 outputs per counter. The element at linear index i of a draw that starts
+ * at offset o uses counter (o + i/4), lane i%4. CPU and CUDA use the same function. */
+void wf__philox4x32(uint64_t seed, uint64_t counter, uint32_t out[4]);
+/* Reserve n counters from the global generator; returns the starting offset and the seed. */
+uint64_t wf__rng_reserve(uint64_t n, uint64_t *seed);
+/* uniform float in [0,1) from 32 random bits, and a normal pair via Box-Muller */
+static inline float wf__u01(uint32_t x) { return (float)(x >> 8) * (1.0f / 16777216.0f); }
+static inline double wf__u01d(uint32_t hi, uint32_t lo) {
+    return (double)((((uint64_t)hi << 32) | lo) >> 11) * (1.0 / 9007199254740992.0);
+}
+
+/* ---------------------------------------------------------------- per-device kernels
+ * Kernels never validate and never touch autograd. Output tensors are allocated by the
+ * front-end (usually contiguous); inputs may have any strides, including 0 (broadcast).
+ * All operands of one kernel call have the same shape unless stated. Return 0, or a code
+ * (with an error message) when the device itself fails. */
+
+typedef enum wf_unary_op {
+    WF_U_NEG, WF_U_ABS, WF_U_EXP, WF_U_LOG, WF_U_LOG1P, WF_U_SQRT, WF_U_RSQRT, WF_U_SIN,
+    WF_U_COS, WF_U_TANH, WF_U_SIGMOID, WF_U_RELU, WF_U_GELU, WF_U_GELU_TANH, WF_U_SILU,
+    WF_U_SQUARE, WF_U_SIGN, WF_U_POW /* x^a */, WF_U_CLAMP /* [a,b] */, WF_U_LOGICAL_NOT,
+    WF_U_ISFINITE, WF_U_COUNT
+} wf_unary_op;
+
+typedef enum wf_binary_op {
+    WF_B_ADD, WF_B_SUB, WF_B_MUL, WF_B_DIV, WF_B_POW, WF_B_MAX, WF_B_MIN,
+    WF_B_EQ, WF_B_NE, WF_B_LT, WF_B_LE, WF_B_GT, WF_B_GE, WF_B_AND, WF_B_OR, WF_B_COUNT
+} wf_binary_op;
+
+typedef enum wf_reduce_op {
+    WF_R_SUM, WF_R_MAX, WF_R_MIN, WF_R_SUMSQ /* sum x^2 */, WF_R_ABSSUM, WF_R_ABSMAX,
+    WF_R_PNORM /* sum |x|^p */, WF_R_COUNT
+} wf_reduce_op;
+
+typedef struct wf_kernels {
+    const char *name;
+    /* memory */
+    void *(*alloc)(wf_device dev, size_t nbytes);          /* NULL + error on failure */
+    void (*free)(wf_device dev, void *p, size_t nbytes);
+    /* y = cast(x): any dtypes, same shape, any strides (also used for contiguous()) */
+    int (*copy)(wf_tensor *y, const wf_tensor *x);
+    int (*fill)(wf_tensor *y, double v);
+    /* host <-> device: y and x contiguous, same dtype and numel */
+    int (*to_host)(void *dst, const wf_tensor *x);
+    int (*from_host)(wf_tensor *y, const void *src);
+    /* y = op(x; a, b) elementwise; y may be bool for predicates */
+    int (*unary)(wf_unary_op op, wf_tensor *y, const wf_tensor *x, double a, double b);
+    /* gx = gy * op'(x) (y = op(x) is given too, may be used instead of x) */
+    int (*unary_backward)(wf_unary_op op, wf_tensor *gx, const wf_tensor *gy,
+                          const wf_tensor *x, const wf_tensor *y, double a, double b);
+    /* y = a op b; a and b already expanded to y's shape; comparisons write bool y */
+    int (*binary)(wf_binary_op op, wf_tensor *y, const wf_tensor *a, const wf_tensor *b);
+    /* y = a op s */
+    int (*binary_scalar)(wf_binary_op op, wf_tensor *y, const wf_tensor *a, double s, bool reversed);
+    /* y = cond ? a : b (all expanded to y's shape) */
+    int (*where)(wf_tensor *y, const wf_tensor *cond, const wf_tensor *a, const wf_tensor *b);
+    /* a += alpha * b (b expanded to a's shape) */
+    int (*axpy)(wf_tensor *a, const wf_tensor *b, double alpha);
+    /* reduce x over the dims where reduce_mask bit is set into y (keepdim shape: same ndim
+     * as x, size 1 in reduced dims); p for WF_R_PNORM */
+    int (*reduce)(wf_reduce_op op, wf_tensor *y, const wf_tensor *x, uint32_t reduce_mask, double p);
+    /* index of max/min along dim: y i64 with x's shape and size 1 at dim */
+    int (*arg_reduce)(bool is_max, wf_tensor *y, const wf_tensor *x, int dim);
+    /* random fills using Philox (seed, offset): uniform [lo,hi), normal(mean,std),
+     * integers [lo,hi), bernoulli with probability tensor p (or scalar p if p_t NULL) */
+    int (*rand_uniform)(wf_tensor *y, uint64_t seed, uint64_t offset, double lo, double hi);
+    int (*rand_normal)(wf_tensor *y, uint64_t seed, uint64_t offset, double mean, double std);
+    int (*rand_int)(wf_tensor *y, uint64_t seed, uint64_t offset, int64_t lo, int64_t hi);
+    int (*bernoulli)(wf_tensor *y, uint64_t seed, uint64_t offset, const wf_tensor *p_t, double p);
+    /* C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b] for b in batch; each operand is a
+     * batch of row-major matrices with batch stride (0 = broadcast) and leading dim.
+     * transA/transB: use the transpose of the stored matrix. dtype of all three equal. */
+    int (*gemm)(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k,
+                double alpha, const void *A, int64_t lda, int64_t strideA,
+                const void *B, int64_t ldb, int64_t strideB,
+                double beta, void *C, int64_t ldc, int64_t strideC, int64_t batch, wf_device dev);
+    /* softmax / log_softmax along the last dim of contiguous x (rows x cols) */
+    int (*softmax)(wf_tensor *y, const wf_tensor *x, bool log);
+    /* gx = backward of (log)softmax given y and gy, all contiguous */
+    int (*softmax_backward)(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool log);
+    /* gather / scatter-add along dim: index has y's shape (gather) / src's shape (scatter) */
+    int (*gather)(wf_tensor *y, const wf_tensor *x, int dim, const wf_tensor *index);
+    int (*scatter_add)(wf_tensor *y, int dim, const wf_tensor *index, const wf_tensor *src);
+    /* y = x.index_select(dim, index) and its backward (gx zeroed by the caller: gx[idx] += gy) */
+    int (*index_select)(wf_tensor *y, const wf_tensor *x, int dim, const wf_tensor *index);
+    int (*index_add)(wf_tensor *gx, int dim, const wf_tensor *index, const wf_tensor *gy);
+    /* im2col / col2im for conv2d: x [C,H,W] (one image, contiguous) <-> col [C*kh*kw, oh*ow] */
+    int (*im2col)(void *col, const void *x, wf_dtype dt, int64_t C, int64_t H, int64_t W,
+                  int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int64_t oh, int64_t ow,
+                  wf_device dev);
+    int (*col2im)(void *x, const void *col, wf_dtype dt, int64_t C, int64_t H, int64_t W,
+                  int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int64_t oh, int64_t ow,
+                  wf_device dev);
+    /* pooling on contiguous [N,C,H,W]; max writes argmax (i64 flat index in H*W) */
+    int (*max_pool2d)(wf_tensor *y, wf_tensor *argmax, const wf_tensor *x, const int k[2],
+                      const int s[2], const int p[2], const int d[2]);
+    int (*max_pool2d_backward)(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *argmax);
+    int (*avg_pool2d)(wf_tensor *y, const wf_tensor *x, const int k[2], const int s[2],
+                      const int p[2], bool count_include_pad);
+    int (*avg_pool2d_backward)(wf_tensor *gx, const wf_tensor *gy, const int k[2],
+                               const int s[2], const int p[2], bool count_include_pad);
+    /* wait for queued work (host reads) */
+    int (*synchronize)(wf_device dev);
+} wf_kernels;
+
+/* The table for a device; NULL with an error if the device is not available. */
+const wf_kernels *wf__kernels(wf_device dev);
+extern const wf_kernels wf__cpu_kernels;
+#ifdef WEFT_HAVE_CUDA
+extern const wf_kernels wf__cuda_kernels;
+#endif
+
+/* ---------------------------------------------------------------- CPU strided iteration
+ * Iterates n operands of the same shape (any strides, in elements) over their innermost
+ * runs. fn receives pointers to the run's first elements, the run length and the operands'
+ * byte strides in that run. Dims are coalesced where memory allows. */
+typedef void (*wf_iter_fn)(char **ptrs, const int64_t *byte_strides, int64_t n, void *ctx);
+void wf__iter(int nops, wf_tensor *const *ops, wf_iter_fn fn, void *ctx);
+
+#endif

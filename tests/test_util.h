@@ -1,0 +1,59 @@
+/* tests/test_util.h: helpers shared by the Check suites. */
+#ifndef WEFT_TEST_UTIL_H
+#define WEFT_TEST_UTIL_H
+
+#include <check.h>
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "weft/weft.h"
+
+/* Assert a tensor's values (as doubles, row-major) equal expected within tol. */
+#define ck_assert_tensor_near(t, expected, n, tol) do {                                      \
+        wf_tensor *ck_t_ = (t);                                                              \
+        ck_assert_msg(ck_t_ != NULL, "tensor is NULL: %s", wf_error_message());             \
+        ck_assert_int_eq(wf_numel(ck_t_), (n));                                              \
+        double *ck_v_ = malloc(sizeof(double) * (size_t)((n) ? (n) : 1));                   \
+        ck_assert_int_eq(wf_to_array(ck_t_, ck_v_, WF_F64), 0);                              \
+        const double *ck_e_ = (expected);                                                    \
+        for (int64_t ck_i_ = 0; ck_i_ < (n); ck_i_++)                                        \
+            ck_assert_msg(fabs(ck_v_[ck_i_] - ck_e_[ck_i_]) <= (tol) * (1 + fabs(ck_e_[ck_i_])), \
+                          "element %lld: got %.9g expected %.9g", (long long)ck_i_,          \
+                          ck_v_[ck_i_], ck_e_[ck_i_]);                                       \
+        free(ck_v_);                                                                         \
+    } while (0)
+
+/* Assert a shape. */
+#define ck_assert_shape(t, ...) do {                                                          \
+        const int64_t ck_s_[] = { __VA_ARGS__ };                                             \
+        int ck_n_ = (int)(sizeof ck_s_ / sizeof ck_s_[0]);                                   \
+        ck_assert_msg((t) != NULL, "tensor is NULL: %s", wf_error_message());               \
+        ck_assert_int_eq(wf_ndim(t), ck_n_);                                                 \
+        for (int ck_i_ = 0; ck_i_ < ck_n_; ck_i_++) ck_assert_int_eq(wf_shape(t)[ck_i_], ck_s_[ck_i_]); \
+    } while (0)
+
+/* Assert the last call failed with code and a message containing text. */
+#define ck_assert_error(code, text) do {                                                      \
+        ck_assert_msg(wf_error() == (code), "expected %s, got %s (%s)", wf_error_name(code),  \
+                      wf_error_name(wf_error()), wf_error_message());                         \
+        ck_assert_msg(strstr(wf_error_message(), (text)) != NULL,                             \
+                      "message '%s' does not mention '%s'", wf_error_message(), (text));      \
+        wf_clear_error();                                                                     \
+    } while (0)
+
+/* f64 tensor from a literal list with a shape. */
+static inline wf_tensor *tt_f64(const double *v, const int64_t *shape, int nd) {
+    return wf_from_data(v, shape, nd, WF_F64);
+}
+
+/* Run a suite and return the process exit code. */
+static inline int tt_run(Suite *s) {
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
+
+#endif
