@@ -1,0 +1,191 @@
+/* tests/tensor/test_elementwise.c: unary and binary ops: values, broadcasting, strides,
+ * dtypes, gradients (finite differences), in-place semantics and errors. */
+#include "test_util.h"
+
+typedef wf_tensor *(*unary_fn)(wf_tensor *);
+static unary_fn g_unary;
+static wf_tensor *apply_unary(wf_tensor *const *in, int n, void *ud) { (void)n; (void)ud; return g_unary(in[0]); }
+
+static wf_tensor *gelu_none(wf_tensor *x) { return wf_gelu(x, WF_GELU_NONE); }
+static wf_tensor *gelu_tanh(wf_tensor *x) { return wf_gelu(x, WF_GELU_TANH); }
+static wf_tensor *pow_25(wf_tensor *x) { return wf_pow_scalar(x, 2.5); }
+static wf_tensor *clamp_m(wf_tensor *x) { return wf_clamp(x, -0.5, 0.7); }
+
+START_TEST(test_unary_values) {
+    WF_SCOPE {
+        wf_tensor *x = wf_from_data((double[]){ -2, -0.5, 0.5, 2 }, WF_SHAPE(4), WF_F64);
+        ck_assert_tensor_near(wf_neg(x), ((double[]){ 2, 0.5, -0.5, -2 }), 4, 0);
+        ck_assert_tensor_near(wf_abs(x), ((double[]){ 2, 0.5, 0.5, 2 }), 4, 0);
+        ck_assert_tensor_near(wf_relu(x), ((double[]){ 0, 0, 0.5, 2 }), 4, 0);
+        ck_assert_tensor_near(wf_exp(x), ((double[]){ exp(-2), exp(-0.5), exp(0.5), exp(2) }), 4, 1e-15);
+        ck_assert_tensor_near(wf_sigmoid(x), ((double[]){ 1 / (1 + exp(2)), 1 / (1 + exp(0.5)), 1 / (1 + exp(-0.5)), 1 / (1 + exp(-2)) }), 4, 1e-15);
+        ck_assert_tensor_near(wf_tanh(x), ((double[]){ tanh(-2), tanh(-0.5), tanh(0.5), tanh(2) }), 4, 1e-15);
+        /* gelu(2) = 2 * Phi(2) = 1.9544997361036416 */
+        ck_assert_tensor_near(wf_narrow(gelu_none(x), 0, 3, 1), ((double[]){ 1.9544997361036416 }), 1, 1e-12);
+        ck_assert_tensor_near(wf_narrow(gelu_tanh(x), 0, 3, 1), ((double[]){ 1.9545976940871754 }), 1, 1e-12);
+        ck_assert_tensor_near(wf_silu(x), ((double[]){ -2 / (1 + exp(2)), -0.5 / (1 + exp(0.5)), 0.5 / (1 + exp(-0.5)), 2 / (1 + exp(-2)) }), 4, 1e-15);
+        ck_assert_tensor_near(clamp_m(x), ((double[]){ -0.5, -0.5, 0.5, 0.7 }), 4, 0);
+        ck_assert_tensor_near(wf_sign(x), ((double[]){ -1, -1, 1, 1 }), 4, 0);
+        wf_tensor *p = wf_from_data((double[]){ 1, 4, 9 }, WF_SHAPE(3), WF_F64);
+        ck_assert_tensor_near(wf_sqrt(p), ((double[]){ 1, 2, 3 }), 3, 0);
+        ck_assert_tensor_near(wf_rsqrt(p), ((double[]){ 1, 0.5, 1.0 / 3 }), 3, 1e-15);
+        ck_assert_tensor_near(wf_log(p), ((double[]){ 0, log(4), log(9) }), 3, 1e-15);
+        ck_assert_tensor_near(wf_pow_scalar(p, 0.5), ((double[]){ 1, 2, 3 }), 3, 1e-15);
+        /* f32 and bf16 compute the same function within their precision */
+        wf_tensor *xf = wf_to_dtype(x, WF_F32), *xb = wf_to_dtype(x, WF_BF16);
+        ck_assert_tensor_near(wf_tanh(xf), ((double[]){ tanh(-2), tanh(-0.5), tanh(0.5), tanh(2) }), 4, 1e-6);
+        ck_assert_tensor_near(wf_tanh(xb), ((double[]){ tanh(-2), tanh(-0.5), tanh(0.5), tanh(2) }), 4, 1e-2);
+        ck_assert_int_eq(wf_tensor_dtype(wf_tanh(xb)), WF_BF16);
+        /* integer inputs to float functions give floats; predicates give bool */
+        wf_tensor *i = wf_arange(0, 3, 1, WF_I64);
+        ck_assert_int_eq(wf_tensor_dtype(wf_exp(i)), WF_F32);
+        ck_assert_int_eq(wf_tensor_dtype(wf_neg(i)), WF_I64);
+        wf_tensor *inf = wf_from_data((double[]){ 1, INFINITY, NAN }, WF_SHAPE(3), WF_F64);
+        ck_assert_tensor_near(wf_isfinite(inf), ((double[]){ 1, 0, 0 }), 3, 0);
+        /* strided input */
+        wf_tensor *m = wf_transpose(wf_reshape(wf_arange(0, 6, 1, WF_F64), WF_SHAPE(2, 3)), 0, 1);
+        ck_assert_tensor_near(wf_square(m), ((double[]){ 0, 9, 1, 16, 4, 25 }), 6, 0);
+    }
+}
+END_TEST
+
+START_TEST(test_unary_gradients) {
+    unary_fn fns[] = { wf_neg, wf_abs, wf_exp, wf_sin, wf_cos, wf_tanh, wf_sigmoid, wf_relu,
+                       gelu_none, gelu_tanh, wf_silu, wf_square, pow_25, clamp_m };
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) WF_SCOPE {
+        /* values away from the kinks of abs/relu/clamp, and a transposed (strided) input */
+        wf_tensor *base = wf_from_data((double[]){ -1.3, -0.8, -0.31, 0.2, 0.45, 0.9 }, WF_SHAPE(3, 2), WF_F64);
+        wf_tensor *x = wf_transpose(wf_detach(base), 0, 1);
+        wf_set_requires_grad(x, true);
+        if (fns[i] == pow_25) x = wf_detach(wf_add_scalar(wf_abs(x), 0.5)), wf_set_requires_grad(x, true);
+        g_unary = fns[i];
+        wf_tensor *in[] = { x };
+        ck_assert_msg(wf_gradcheck(apply_unary, in, 1, NULL, 1e-6, 1e-7, 1e-5) == 0, "fn %zu: %s", i, wf_error_message());
+    }
+    unary_fn pos[] = { wf_log, wf_log1p, wf_sqrt, wf_rsqrt };
+    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++) WF_SCOPE {
+        wf_tensor *x = wf_from_data((double[]){ 0.5, 1.5, 2.5, 4 }, WF_SHAPE(2, 2), WF_F64);
+        wf_set_requires_grad(x, true);
+        g_unary = pos[i];
+        wf_tensor *in[] = { x };
+        ck_assert_msg(wf_gradcheck(apply_unary, in, 1, NULL, 1e-6, 1e-7, 1e-5) == 0, "pos fn %zu: %s", i, wf_error_message());
+    }
+}
+END_TEST
+
+typedef wf_tensor *(*binary_fn)(wf_tensor *, wf_tensor *);
+static binary_fn g_binary;
+static wf_tensor *apply_binary(wf_tensor *const *in, int n, void *ud) { (void)n; (void)ud; return g_binary(in[0], in[1]); }
+
+START_TEST(test_binary_values_and_broadcast) {
+    WF_SCOPE {
+        wf_tensor *a = wf_from_data((double[]){ 1, 2, 3, 4, 5, 6 }, WF_SHAPE(2, 3), WF_F64);
+        wf_tensor *b = wf_from_data((double[]){ 10, 20, 30 }, WF_SHAPE(3), WF_F64);
+        wf_tensor *c = wf_from_data((double[]){ 2, 4 }, WF_SHAPE(2, 1), WF_F64);
+        ck_assert_tensor_near(wf_add(a, b), ((double[]){ 11, 22, 33, 14, 25, 36 }), 6, 0);
+        ck_assert_tensor_near(wf_sub(a, c), ((double[]){ -1, 0, 1, 0, 1, 2 }), 6, 0);
+        ck_assert_tensor_near(wf_mul(b, c), ((double[]){ 20, 40, 60, 40, 80, 120 }), 6, 0);
+        ck_assert_shape(wf_mul(b, c), 2, 3);
+        ck_assert_tensor_near(wf_div(a, c), ((double[]){ 0.5, 1, 1.5, 1, 1.25, 1.5 }), 6, 0);
+        ck_assert_tensor_near(wf_pow(c, wf_scalar(2, WF_F64)), ((double[]){ 4, 16 }), 2, 0);
+        ck_assert_tensor_near(wf_maximum(a, wf_scalar(3.5, WF_F64)), ((double[]){ 3.5, 3.5, 3.5, 4, 5, 6 }), 6, 0);
+        ck_assert_tensor_near(wf_minimum(a, c), ((double[]){ 1, 2, 2, 4, 4, 4 }), 6, 0);
+        ck_assert_tensor_near(wf_gt(a, wf_scalar(3, WF_F64)), ((double[]){ 0, 0, 0, 1, 1, 1 }), 6, 0);
+        ck_assert_int_eq(wf_tensor_dtype(wf_eq(a, a)), WF_BOOL);
+        ck_assert_tensor_near(wf_where(wf_le_scalar(a, 2), a, wf_neg(a)), ((double[]){ 1, 2, -3, -4, -5, -6 }), 6, 0);
+        ck_assert_tensor_near(wf_rsub_scalar(b, 1), ((double[]){ -9, -19, -29 }), 3, 0);
+        ck_assert_tensor_near(wf_rdiv_scalar(b, 60), ((double[]){ 6, 3, 2 }), 3, 0);
+        /* type promotion: int + float -> float; int / int -> float (true division) */
+        wf_tensor *i = wf_arange(1, 4, 1, WF_I64);
+        ck_assert_int_eq(wf_tensor_dtype(wf_add(i, b)), WF_F64);
+        ck_assert_int_eq(wf_tensor_dtype(wf_add(i, i)), WF_I64);
+        ck_assert_tensor_near(wf_div(i, wf_full(WF_SHAPE(1), 2, WF_I64)), ((double[]){ 0.5, 1, 1.5 }), 3, 0);
+        ck_assert_int_eq(wf_tensor_dtype(wf_mul_scalar(i, 0.5)), WF_F32);
+        /* large contiguous operands go through the threaded path */
+        wf_tensor *big = wf_ones(WF_SHAPE(100000), WF_F32);
+        ck_assert_double_eq(wf_item(wf_sum_all(wf_add(big, big))), 200000);
+        /* empty tensors */
+        wf_tensor *e = wf_add(wf_zeros(WF_SHAPE(0, 3), WF_F32), wf_ones(WF_SHAPE(3), WF_F32));
+        ck_assert_shape(e, 0, 3);
+    }
+}
+END_TEST
+
+static wf_tensor *add_s(wf_tensor *a, wf_tensor *b) { return wf_add(wf_mul_scalar(a, 1.5), wf_div_scalar(b, 4)); }
+static wf_tensor *rdiv_s(wf_tensor *a, wf_tensor *b) { return wf_mul(wf_rdiv_scalar(a, 2), wf_maximum_scalar(b, 0.1)); }
+static wf_tensor *where_f(wf_tensor *a, wf_tensor *b) { return wf_where(wf_gt_scalar(a, 0), a, b); }
+
+START_TEST(test_binary_gradients) {
+    binary_fn fns[] = { wf_add, wf_sub, wf_mul, wf_div, wf_pow, wf_maximum, wf_minimum, add_s, rdiv_s, where_f };
+    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) WF_SCOPE {
+        /* broadcasting [2,3] with [3,1]->[... no: [2,1,3] with [3,1] gives [2,3,3] */
+        wf_tensor *a = wf_add_scalar(wf_rand(WF_SHAPE(2, 1, 3), WF_F64), 0.5);
+        wf_tensor *b = wf_add_scalar(wf_rand(WF_SHAPE(3, 1), WF_F64), 0.2);
+        a = wf_detach(a); b = wf_transpose(wf_detach(wf_transpose(b, 0, 1)), 0, 1);
+        wf_set_requires_grad(a, true);
+        wf_set_requires_grad(b, true);
+        g_binary = fns[i];
+        wf_tensor *in[] = { a, b };
+        ck_assert_msg(wf_gradcheck(apply_binary, in, 2, NULL, 1e-6, 1e-7, 1e-5) == 0, "fn %zu: %s", i, wf_error_message());
+    }
+}
+END_TEST
+
+START_TEST(test_binary_errors) {
+    WF_SCOPE {
+        wf_tensor *a = wf_zeros(WF_SHAPE(2, 3), WF_F32), *b = wf_zeros(WF_SHAPE(4), WF_F32);
+        ck_assert_ptr_null(wf_mul(a, b));
+        ck_assert_error(WF_ESHAPE, "[2,3] and [4]");
+        ck_assert_ptr_null(wf_sub(wf_ones(WF_SHAPE(2), WF_BOOL), wf_ones(WF_SHAPE(2), WF_BOOL)));
+        ck_assert_error(WF_EDTYPE, "wf_sub");
+        ck_assert_ptr_null(wf_where(NULL, a, a));
+        ck_assert_error(WF_ENULL, "wf_where");
+        ck_assert_int_eq(wf_add_(b, a), WF_ESHAPE);
+        ck_assert_error(WF_ESHAPE, "wf_add_");
+        ck_assert_int_eq(wf_add_(wf_zeros(WF_SHAPE(2), WF_I64), wf_ones(WF_SHAPE(2), WF_F32)), WF_EDTYPE);
+        ck_assert_error(WF_EDTYPE, "wf_add_");
+        ck_assert_ptr_null(wf_clamp(a, 1, 0));
+        ck_assert_error(WF_EINVAL, "wf_clamp");
+    }
+}
+END_TEST
+
+START_TEST(test_inplace) {
+    WF_SCOPE {
+        wf_tensor *a = wf_from_data((double[]){ 1, 2, 3 }, WF_SHAPE(3), WF_F64);
+        ck_assert_int_eq(wf_add_(a, wf_scalar(1, WF_F64)), 0);
+        ck_assert_int_eq(wf_mul_scalar_(a, 2), 0);
+        ck_assert_int_eq(wf_add_scaled_(a, wf_ones(WF_SHAPE(3), WF_F64), -0.5), 0);
+        ck_assert_tensor_near(a, ((double[]){ 3.5, 5.5, 7.5 }), 3, 0);
+        ck_assert_int_eq(wf_relu_(wf_neg(a)), 0);
+        /* a leaf that requires grad refuses in-place ops unless grad mode is off */
+        wf_tensor *w = wf_ones(WF_SHAPE(3), WF_F64);
+        wf_set_requires_grad(w, true);
+        ck_assert_int_eq(wf_mul_scalar_(w, 2), WF_EAUTOGRAD);
+        ck_assert_error(WF_EAUTOGRAD, "leaf");
+        WF_NO_GRAD { ck_assert_int_eq(wf_mul_scalar_(w, 2), 0); }
+        ck_assert_tensor_near(w, ((double[]){ 2, 2, 2 }), 3, 0);
+        /* in place on a non-leaf keeps the gradient right: y = (w*3); y += w; y *= w */
+        wf_tensor *y = wf_mul_scalar(w, 3);
+        ck_assert_int_eq(wf_add_(y, w), 0);
+        ck_assert_int_eq(wf_mul_(y, w), 0);      /* y = 4w * w = 4 w^2 -> dy/dw = 8w = 16 */
+        ck_assert_str_eq(wf_grad_fn_name(y), "MulBackward");
+        ck_assert_int_eq(wf_backward(wf_sum_all(y), NULL, false), 0);
+        ck_assert_tensor_near(wf_grad(w), ((double[]){ 16, 16, 16 }), 3, 1e-12);
+    }
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("tensor_elementwise");
+    TCase *tc = tcase_create("elementwise");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_unary_values);
+    tcase_add_test(tc, test_unary_gradients);
+    tcase_add_test(tc, test_binary_values_and_broadcast);
+    tcase_add_test(tc, test_binary_gradients);
+    tcase_add_test(tc, test_binary_errors);
+    tcase_add_test(tc, test_inplace);
+    suite_add_tcase(s, tc);
+    return tt_run(s);
+}
