@@ -1,2 +1,185 @@
-/* autograd/backward_conv.c: placeholder until the real code lands. */
-typedef int wf__placeholder_backward_conv;
+/* autograd/backward_conv.c: gradients of conv2d and the 2-D pools, on the device kernels.
+ *
+ * conv2d, per image n and group g (col = im2col(x[n]), L = oh*ow, CK = C/g*kh*kw):
+ *   gw[g] += gy[n,g] [O/g, L] @ col[g]^T [L, CK]
+ *   gx[n]  = col2im(w[g]^T [CK, O/g] @ gy[n,g] [O/g, L])
+ *   gb     = sum of gy over N, oh, ow
+ * The col buffers are recomputed here (not saved by the forward) to keep memory low. */
+#include "backward_conv.h"
+
+#include <string.h>
+
+static char *dptr(const wf_tensor *t) {
+    return (char *)t->storage->data + t->offset * (int64_t)wf_dtype_size(t->dtype);
+}
+
+static wf_tensor *contig_raw(wf_tensor *t, const wf_kernels *K) {
+    if (wf_is_contiguous(t)) return t;
+    wf_tensor *c = wf__empty(t->shape, t->ndim, t->dtype, t->device);
+    if (!c) return NULL;
+    if (t->device.type != WF_DEV_META && K->copy(c, t)) return NULL;
+    return c;
+}
+
+static wf_tensor *as4d(wf_tensor *t) {
+    if (t->ndim == 4) return t;
+    int64_t shape[4] = { 1, t->shape[0], t->shape[1], t->shape[2] }, stride[4];
+    wf__contiguous_strides(4, shape, stride);
+    return wf__view_of(t, 4, shape, stride, t->offset);
+}
+
+static wf_tensor *empty_like_meta(const wf_meta *m) {
+    return wf__empty(m->shape, m->ndim, m->dtype, m->device);
+}
+
+/* the input and weight gradients into gx / gw (allocated, contiguous; NULL when not needed) */
+static int conv_grads(const wf_kernels *K, wf_tensor *x, wf_tensor *w, wf_tensor *gy,
+                      const int64_t *prm, wf_tensor *gx, wf_tensor *gw) {
+    int sh = (int)prm[0], sw = (int)prm[1], ph = (int)prm[2], pw = (int)prm[3];
+    int dh = (int)prm[4], dw = (int)prm[5], G = (int)prm[6];
+    int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    int64_t O = w->shape[0], oh = gy->shape[2], ow = gy->shape[3];
+    int kh = (int)w->shape[2], kw = (int)w->shape[3];
+    wf_dtype dt = x->dtype;
+    wf_device dev = x->device;
+    int64_t es = (int64_t)wf_dtype_size(dt);
+    int64_t L = oh * ow, Cg = C / G, Og = O / G, kk = (int64_t)kh * kw, CK = Cg * kk, HW = H * W;
+    char *xp = dptr(x), *wp = dptr(w), *gp = dptr(gy);
+    int rc = 0;
+    if (gw && K->fill(gw, 0.0)) return wf_error();
+    if (gx && K->fill(gx, 0.0)) return wf_error();   /* col2im accumulates */
+    if (N == 0 || L == 0) return 0;
+    bool direct = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;
+    if (direct) {
+        for (int g = 0; g < G && !rc; g++) {
+            if (gx)
+                rc = K->gemm(dt, true, false, Cg, L, Og, 1.0, wp + g * Og * CK * es, CK, 0,
+                             gp + g * Og * L * es, L, O * L, 0.0, dptr(gx) + g * Cg * HW * es, L,
+                             C * HW, N, dev);
+            for (int64_t n = 0; gw && n < N && !rc; n++)
+                rc = K->gemm(dt, false, true, Og, Cg, L, 1.0, gp + (n * O + g * Og) * L * es, L, 0,
+                             xp + (n * C + g * Cg) * HW * es, L, 0, 1.0,
+                             dptr(gw) + g * Og * CK * es, CK, 0, 1, dev);
+        }
+        return rc;
+    }
+    int64_t per = C * kk * L;
+    int64_t chunk = per > 0 ? (int64_t)(16 << 20) / per : N;
+    if (chunk < 1) chunk = 1;
+    if (chunk > N) chunk = N;
+    wf_tensor *col = wf__empty((int64_t[]){ chunk, C * kk, L }, 3, dt, dev);
+    if (!col) return wf_error();
+    char *cp = dptr(col);
+    for (int64_t n0 = 0; n0 < N && !rc; n0 += chunk) {
+        int64_t cn = N - n0 < chunk ? N - n0 : chunk;
+        if (gw) {
+            for (int64_t i = 0; i < cn && !rc; i++)
+                rc = K->im2col(cp + i * per * es, xp + (n0 + i) * C * HW * es, dt, C, H, W, kh, kw,
+                               sh, sw, ph, pw, dh, dw, oh, ow, dev);
+            for (int g = 0; g < G && !rc; g++)
+                for (int64_t i = 0; i < cn && !rc; i++)
+                    rc = K->gemm(dt, false, true, Og, CK, L, 1.0, gp + ((n0 + i) * O + g * Og) * L * es,
+                                 L, 0, cp + (i * per + g * CK * L) * es, L, 0, 1.0,
+                                 dptr(gw) + g * Og * CK * es, CK, 0, 1, dev);
+        }
+        if (gx) {
+            /* col <- w^T @ gy per group (batched over the chunk), then scatter back */
+            for (int g = 0; g < G && !rc; g++)
+                rc = K->gemm(dt, true, false, CK, L, Og, 1.0, wp + g * Og * CK * es, CK, 0,
+                             gp + (n0 * O + g * Og) * L * es, L, O * L, 0.0, cp + g * CK * L * es, L,
+                             per, cn, dev);
+            char *gxp = dptr(gx);
+            for (int64_t i = 0; i < cn && !rc; i++)
+                rc = K->col2im(gxp + (n0 + i) * C * HW * es, cp + i * per * es, dt, C, H, W, kh, kw,
+                               sh, sw, ph, pw, dh, dw, oh, ow, dev);
+        }
+    }
+    return rc;
+}
+
+int wf__conv2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
+    wf_tensor *x = wf__saved(n, 0), *w = wf__saved(n, 1);
+    if (!x || !w) return wf_error();
+    const wf_kernels *K = wf__kernels(x->device);
+    if (!K) return wf_error();
+    bool nx = n->needs[0], nw = n->needs[1], nb = n->n_inputs > 2 && n->needs[2];
+    int rc = 0;
+    wf_tensor *gxt = NULL, *gwt = NULL, *gbt = NULL;
+    wf_scope_begin();
+    wf_tensor *g = contig_raw(gy[0], K), *xc = g ? contig_raw(x, K) : NULL;
+    wf_tensor *wc = xc ? contig_raw(w, K) : NULL;
+    if (!wc) rc = wf_error();
+    if (!rc && nx && !(gxt = empty_like_meta(&n->in_meta[0]))) rc = wf_error();
+    if (!rc && nw && !(gwt = empty_like_meta(&n->in_meta[1]))) rc = wf_error();
+    if (!rc && (nx || nw) && x->device.type != WF_DEV_META)
+        rc = conv_grads(K, xc, wc, g, n->i, gxt, gwt);
+    if (!rc && nb && !(gbt = wf_sum(g, WF_DIMS(0, 2, 3), false))) rc = wf_error();
+    if (!rc) {
+        gx[0] = wf_keep(gxt);
+        gx[1] = wf_keep(gwt);
+        if (nb) gx[2] = wf_keep(gbt);
+    }
+    wf_scope_end();
+    return rc;
+}
+
+int wf__max_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
+    wf_tensor *am = wf__saved(n, 0);
+    if (!am) return wf_error();
+    const wf_kernels *K = wf__kernels(am->device);
+    if (!K) return wf_error();
+    int rc = 0;
+    wf_tensor *out = NULL;
+    wf_scope_begin();
+    wf_tensor *g = contig_raw(gy[0], K);
+    wf_tensor *r = g ? empty_like_meta(&n->in_meta[0]) : NULL;
+    if (!r) rc = wf_error();
+    if (!rc && am->device.type != WF_DEV_META && wf_numel(r) > 0) {
+        wf_tensor *r4 = as4d(r), *g4 = r4 ? as4d(g) : NULL, *a4 = g4 ? as4d(am) : NULL;
+        rc = a4 ? K->max_pool2d_backward(r4, g4, a4) : wf_error();
+    }
+    if (!rc) out = wf_keep(r);
+    wf_scope_end();
+    gx[0] = out;
+    return rc;
+}
+
+int wf__avg_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
+    const wf_meta *m = &n->in_meta[0];
+    const wf_kernels *K = wf__kernels(m->device);
+    if (!K) return wf_error();
+    int k[2] = { (int)n->i[0], (int)n->i[1] }, s[2] = { (int)n->i[2], (int)n->i[3] };
+    int p[2] = { (int)n->i[4], (int)n->i[5] };
+    bool cip = n->i[6] != 0;
+    int rc = 0;
+    wf_tensor *out = NULL;
+    wf_scope_begin();
+    wf_tensor *g = contig_raw(gy[0], K);
+    wf_tensor *r = g ? empty_like_meta(m) : NULL;
+    if (!r) rc = wf_error();
+    if (!rc && m->device.type != WF_DEV_META && wf_numel(r) > 0) {
+        wf_tensor *r4 = as4d(r), *g4 = r4 ? as4d(g) : NULL;
+        rc = g4 ? K->avg_pool2d_backward(r4, g4, k, s, p, cip) : wf_error();
+    }
+    if (!rc) out = wf_keep(r);
+    wf_scope_end();
+    gx[0] = out;
+    return rc;
+}
+
+int wf__adaptive_avg_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
+    const wf_meta *m = &n->in_meta[0];
+    const wf_kernels *K = wf__kernels(m->device);
+    if (!K) return wf_error();
+    int rc = 0;
+    wf_tensor *out = NULL;
+    wf_scope_begin();
+    wf_tensor *g = contig_raw(gy[0], K);
+    wf_tensor *r = g ? empty_like_meta(m) : NULL;
+    if (!r) rc = wf_error();
+    if (!rc && m->device.type != WF_DEV_META) rc = wf__cpu_adaptive_avg_pool2d_backward(r, g);
+    if (!rc) out = wf_keep(r);
+    wf_scope_end();
+    gx[0] = out;
+    return rc;
+}

@@ -374,7 +374,7 @@ static int split_prologue(const char *op, wf_tensor *x, int dim, wf_tensor **out
 
 int wf_split(wf_tensor *x, int64_t split_size, int dim, wf_tensor **out, int max) {
     const char *op = "wf_split";
-    int d, rc = split_prologue(op, x, dim, out, &d);
+    int d = 0, rc = split_prologue(op, x, dim, out, &d);
     if (rc) return rc;
     int64_t len = x->shape[d];
     if (split_size < 0 || (split_size == 0 && len > 0))
@@ -386,7 +386,7 @@ int wf_split(wf_tensor *x, int64_t split_size, int dim, wf_tensor **out, int max
 
 int wf_chunk(wf_tensor *x, int chunks, int dim, wf_tensor **out, int max) {
     const char *op = "wf_chunk";
-    int d, rc = split_prologue(op, x, dim, out, &d);
+    int d = 0, rc = split_prologue(op, x, dim, out, &d);
     if (rc) return rc;
     if (chunks <= 0) return wf__error(WF_EINVAL, "%s: chunks must be positive, got %d", op, chunks);
     int64_t len = x->shape[d];

@@ -121,8 +121,10 @@ static wf_tensor *handle_new(wf_storage *s, int ndim, const int64_t *shape, cons
     t->storage = s;
     t->offset = offset;
     t->ndim = ndim;
-    memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
-    memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);
+    if (ndim) {
+        memcpy(t->shape, shape, sizeof(int64_t) * (size_t)ndim);
+        memcpy(t->stride, stride, sizeof(int64_t) * (size_t)ndim);
+    }
     t->dtype = dt;
     t->device = s->device;
     wf__scope_register(t);
@@ -184,12 +186,10 @@ wf_tensor *wf_tensor_retain(wf_tensor *t) {
 
 void wf_tensor_free(wf_tensor *t) {
     if (!t) return;
-    if (t->scope) {
-        /* The caller frees a tensor its scope still holds: the scope's reference is the one
-         * being dropped. */
-        wf__scope_unregister(t);
-    }
     if (atomic_fetch_sub(&t->refcount, 1) != 1) return;
+    /* The last reference went while a scope still lists the tensor (an error path freeing
+     * a fresh result): take it off the scope's list so the scope does not free it again. */
+    if (t->scope) wf__scope_unregister(t);
     if (t->grad_fn) wf__node_release(t->grad_fn);
     if (t->grad) wf_tensor_free(t->grad);
     wf_hook_entry *h = t->hooks;
@@ -252,7 +252,7 @@ int wf_to_array(const wf_tensor *t, void *dst, wf_dtype dt) {
     if (!c) rc = wf_error() ? wf_error() : WF_ENOMEM;
     else {
         rc = wf__cpu_kernels.copy(c, src);
-        if (!rc) memcpy(dst, c->storage->data, (size_t)wf_numel(t) * wf_dtype_size(dt));
+        if (!rc && wf_numel(t)) memcpy(dst, c->storage->data, (size_t)wf_numel(t) * wf_dtype_size(dt));
     }
     wf_scope_end();
     return rc;

@@ -137,7 +137,8 @@ typedef struct wf_tensor wf_tensor;
 
 /* Add an owner (returns t). */
 wf_tensor *wf_tensor_retain(wf_tensor *t);
-/* Drop an owner; the last one frees. Also removes t from its scope if it is there. NULL ok. */
+/* Drop one reference (yours: from a creation with no scope open, or from wf_tensor_retain);
+ * the last one frees. A scope drops its own reference at wf_scope_end. NULL is fine. */
 void wf_tensor_free(wf_tensor *t);
 /* Hand t from the innermost scope to the enclosing one (or to the caller if none). Returns t. */
 wf_tensor *wf_keep(wf_tensor *t);

@@ -3,4 +3,6 @@
 #define WEFT_H
 #include "tensor.h"
 #include "autograd.h"
+#include "io.h"
+#include "data.h"
 #endif

@@ -61,7 +61,7 @@ int wf__cpu_copy(wf_tensor *y, const wf_tensor *x) {
     return 0;
 }
 
-typedef struct { wf_dtype dt; unsigned char bytes[8]; } fill_ctx;
+typedef struct { wf_dtype dt; union { double align; unsigned char bytes[8]; }; } fill_ctx;
 
 static void fill_run(char **p, const int64_t *bs, int64_t n, void *vctx) {
     fill_ctx *c = vctx;
@@ -74,7 +74,7 @@ static void fill_run(char **p, const int64_t *bs, int64_t n, void *vctx) {
 }
 
 int wf__cpu_fill(wf_tensor *y, double v) {
-    fill_ctx c = { y->dtype, { 0 } };
+    fill_ctx c = { .dt = y->dtype };
     wf__store(c.bytes, y->dtype, v);
     wf__iter(1, &y, fill_run, &c);
     return 0;

@@ -21,7 +21,7 @@ START_TEST(test_creation) {
     float data[] = { 1, 2, 3, 4 };
     wf_tensor *f = wf_from_data(data, WF_SHAPE(2, 2), WF_F32);
     ck_assert_tensor_near(f, ((double[]){ 1, 2, 3, 4 }), 4, 0);
-    ck_assert_double_eq(wf_item(wf_scalar(7, WF_F64)), 7);
+    WF_SCOPE { ck_assert_double_eq(wf_item(wf_scalar(7, WF_F64)), 7); }
     wf_tensor *ts[] = { z, o, a, a2, l, e, f };
     for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++) wf_tensor_free(ts[i]);
 }

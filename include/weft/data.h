@@ -1,0 +1,92 @@
+/* weft/data.h: datasets, samplers and the DataLoader (torch.utils.data in C).
+ *
+ * A dataset is a length plus a way to fetch items; a sampler orders indices for an epoch;
+ * a DataLoader groups indices into batches, collates them into contiguous batch tensors
+ * and can prepare batches on background threads while the caller trains. */
+#ifndef WEFT_DATA_H
+#define WEFT_DATA_H
+
+#include "tensor.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ---------------------------------------------------------------- datasets */
+
+/* A map-style dataset. get_batch fills out[0..n_fields) with tensors whose first dimension
+ * is n (the samples at indices, in order); the tensors are owned by the caller (no scope is
+ * open in loader threads). Return 0 or a code with wf_set_error. It may be called from
+ * several threads at once. */
+typedef struct wf_dataset {
+    int64_t (*len)(void *ud);
+    int n_fields;                 /* e.g. 2 for (image, label) */
+    int (*get_batch)(void *ud, const int64_t *indices, int64_t n, wf_tensor **out);
+    void (*free)(void *ud);       /* optional */
+    void *ud;
+} wf_dataset;
+
+/* A dataset over tensors that share their first dimension (torch's TensorDataset).
+ * The tensors are retained; n_fields = n. Returns 0 or WF_ESHAPE / WF_ENULL. */
+int wf_tensor_dataset(wf_tensor *const *tensors, int n, wf_dataset *out);
+/* The first n samples of base... : a subset by explicit indices (copied). */
+int wf_subset_dataset(const wf_dataset *base, const int64_t *indices, int64_t n, wf_dataset *out);
+void wf_dataset_free(wf_dataset *d);
+
+/* Fashion-MNIST / MNIST from IDX files in dir ("train" or "test" split):
+ * images f32 [N,1,28,28] scaled to [0,1] (then normalized with mean/std when std > 0),
+ * labels i64 [N]. dir NULL = /usr/share/datasets/fashion-mnist. */
+int wf_fashion_mnist(const char *dir, bool train, double mean, double std, wf_dataset *out);
+
+/* ---------------------------------------------------------------- samplers */
+
+/* Produces the index order of one epoch. indices() writes len() indices. */
+typedef struct wf_sampler {
+    int64_t (*len)(void *ud);
+    int (*indices)(void *ud, uint64_t epoch, int64_t *out);
+    void (*free)(void *ud);
+    void *ud;
+} wf_sampler;
+
+/* 0..n-1 in order. */
+int wf_sequential_sampler(int64_t n, wf_sampler *out);
+/* A permutation of 0..n-1 that depends only on (seed, epoch): reproducible and resumable. */
+int wf_random_sampler(int64_t n, uint64_t seed, wf_sampler *out);
+/* The given indices in order (shuffle=false) or permuted per epoch (shuffle=true). */
+int wf_subset_sampler(const int64_t *indices, int64_t n, bool shuffle, uint64_t seed, wf_sampler *out);
+void wf_sampler_free(wf_sampler *s);
+
+/* ---------------------------------------------------------------- DataLoader */
+
+typedef struct wf_dataloader wf_dataloader;
+typedef struct wf_dataloader_opts {
+    int64_t batch_size;   /* 0 = 1 */
+    bool shuffle;         /* random sampler seeded with seed (ignored if sampler given) */
+    bool drop_last;
+    uint64_t seed;        /* 0 = derived from the global RNG seed */
+    int num_workers;      /* 0 = batches are made on the caller's thread */
+    int prefetch_factor;  /* batches queued per worker; 0 = 2 */
+    const wf_sampler *sampler; /* optional: takes ownership (copied struct) */
+} wf_dataloader_opts;
+
+/* The loader takes ownership of the dataset (copied struct; freed with the loader). */
+wf_dataloader *wf_dataloader_new(const wf_dataset *ds, const wf_dataloader_opts *opts);
+/* Start (or restart) an epoch; the random sampler uses epoch in its permutation. */
+int wf_dataloader_set_epoch(wf_dataloader *dl, uint64_t epoch);
+/* Next batch of the current epoch into out[0..n_fields): returns 1 with a batch (tensors
+ * join the caller's current scope, or are owned by the caller with none open), 0 at the end
+ * of the epoch, or a negative code (the worker's error message is kept). */
+int wf_dataloader_next(wf_dataloader *dl, wf_tensor **out);
+/* Number of batches per epoch. */
+int64_t wf_dataloader_len(const wf_dataloader *dl);
+int64_t wf_dataloader_dataset_len(const wf_dataloader *dl);
+int wf_dataloader_n_fields(const wf_dataloader *dl);
+/* Replace the sampler (e.g. Fabric's distributed sampler); the loader owns it. */
+int wf_dataloader_set_sampler(wf_dataloader *dl, const wf_sampler *s);
+/* Stops workers and frees everything. NULL is fine. */
+void wf_dataloader_free(wf_dataloader *dl);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

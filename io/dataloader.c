@@ -1,0 +1,255 @@
+/* io/dataloader.c: batches from a dataset in sampler order, optionally made ahead of time
+ * by worker threads.
+ *
+ * Workers claim batch numbers in order and fill slots of a ring (capacity workers x
+ * prefetch); the caller takes batches strictly in order, so results are identical with any
+ * number of workers. A worker's error travels with its batch (errors are thread-local). */
+#include "../tensor/tensor_impl.h"
+#include "weft/data.h"
+
+#include <pthread.h>
+#include <string.h>
+
+enum { SLOT_EMPTY, SLOT_BUSY, SLOT_READY, SLOT_FAILED };
+
+typedef struct {
+    int64_t batch;
+    int state;
+    int rc;
+    char msg[512];
+    wf_tensor *t[8];
+} slot;
+
+struct wf_dataloader {
+    wf_dataset ds;
+    wf_sampler sampler;
+    int64_t batch_size;
+    bool drop_last;
+    int nf;
+
+    int64_t *idx;          /* this epoch's order */
+    int64_t n_idx, n_batches;
+    uint64_t epoch;
+    bool started, finished;
+    int64_t next_consume;
+
+    int nw, cap;
+    pthread_t *threads;
+    pthread_mutex_t mu;
+    pthread_cond_t cv_work, cv_done;
+    int64_t next_claim;
+    slot *slots;
+    bool stop;
+};
+
+static int make_batch(wf_dataloader *dl, int64_t b, wf_tensor **out) {
+    int64_t lo = b * dl->batch_size, n = dl->n_idx - lo < dl->batch_size ? dl->n_idx - lo : dl->batch_size;
+    return dl->ds.get_batch(dl->ds.ud, dl->idx + lo, n, out);
+}
+
+static void *worker(void *arg) {
+    wf_dataloader *dl = arg;
+    pthread_mutex_lock(&dl->mu);
+    while (!dl->stop) {
+        if (dl->started && dl->next_claim < dl->n_batches && dl->next_claim < dl->next_consume + dl->cap) {
+            int64_t b = dl->next_claim++;
+            slot *s = &dl->slots[b % dl->cap];
+            s->batch = b;
+            s->state = SLOT_BUSY;
+            pthread_mutex_unlock(&dl->mu);
+            wf_clear_error();
+            int rc = make_batch(dl, b, s->t);
+            pthread_mutex_lock(&dl->mu);
+            if (rc) {
+                s->rc = rc;
+                snprintf(s->msg, sizeof s->msg, "%s", wf_error_message());
+                s->state = SLOT_FAILED;
+            } else s->state = SLOT_READY;
+            pthread_cond_broadcast(&dl->cv_done);
+        } else {
+            pthread_cond_wait(&dl->cv_work, &dl->mu);
+        }
+    }
+    pthread_mutex_unlock(&dl->mu);
+    return NULL;
+}
+
+static void drop_slots(wf_dataloader *dl) {   /* with mu held and no slot busy */
+    for (int i = 0; i < dl->cap; i++) {
+        slot *s = &dl->slots[i];
+        if (s->state == SLOT_READY)
+            for (int f = 0; f < dl->nf; f++) wf_tensor_free(s->t[f]);
+        s->state = SLOT_EMPTY;
+    }
+}
+
+wf_dataloader *wf_dataloader_new(const wf_dataset *ds, const wf_dataloader_opts *o) {
+    wf_dataloader_opts def = { 0 };
+    if (!o) o = &def;
+    if (!ds || !ds->len || !ds->get_batch) { wf__error(WF_ENULL, "wf_dataloader_new: NULL or incomplete dataset"); return NULL; }
+    if (ds->n_fields < 1 || ds->n_fields > 8) {
+        wf__error(WF_EINVAL, "wf_dataloader_new: a dataset must have 1..8 fields, got %d", ds->n_fields);
+        return NULL;
+    }
+    if (o->batch_size < 0 || o->num_workers < 0 || o->prefetch_factor < 0) {
+        wf__error(WF_EINVAL, "wf_dataloader_new: batch_size (%lld), num_workers (%d) and prefetch_factor (%d) "
+                  "must not be negative", (long long)o->batch_size, o->num_workers, o->prefetch_factor);
+        return NULL;
+    }
+    wf_dataloader *dl = wf__calloc(1, sizeof *dl);
+    if (!dl) { wf__error(WF_ENOMEM, "wf_dataloader_new: out of memory"); return NULL; }
+    dl->ds = *ds;
+    dl->nf = ds->n_fields;
+    dl->batch_size = o->batch_size ? o->batch_size : 1;
+    dl->drop_last = o->drop_last;
+    int64_t n = ds->len(ds->ud);
+    int rc;
+    if (o->sampler) { dl->sampler = *o->sampler; rc = 0; }
+    else if (o->shuffle) rc = wf_random_sampler(n, o->seed ? o->seed : wf_rng_get_state().seed, &dl->sampler);
+    else rc = wf_sequential_sampler(n, &dl->sampler);
+    if (rc) { wf__free(dl, sizeof *dl); return NULL; }
+    pthread_mutex_init(&dl->mu, NULL);
+    pthread_cond_init(&dl->cv_work, NULL);
+    pthread_cond_init(&dl->cv_done, NULL);
+    dl->nw = o->num_workers;
+    dl->cap = dl->nw ? dl->nw * (o->prefetch_factor ? o->prefetch_factor : 2) : 1;
+    dl->slots = wf__calloc((size_t)dl->cap, sizeof *dl->slots);
+    if (!dl->slots) { wf__error(WF_ENOMEM, "wf_dataloader_new: out of memory"); wf_dataloader_free(dl); return NULL; }
+    if (dl->nw) {
+        dl->threads = wf__calloc((size_t)dl->nw, sizeof *dl->threads);
+        if (!dl->threads) { wf__error(WF_ENOMEM, "wf_dataloader_new: out of memory"); wf_dataloader_free(dl); return NULL; }
+        for (int i = 0; i < dl->nw; i++) {
+            if (pthread_create(&dl->threads[i], NULL, worker, dl)) {
+                dl->nw = i;
+                wf__error(WF_ENOMEM, "wf_dataloader_new: could not start worker thread %d", i);
+                wf_dataloader_free(dl);
+                return NULL;
+            }
+        }
+    }
+    return dl;
+}
+
+int64_t wf_dataloader_dataset_len(const wf_dataloader *dl) { return dl ? dl->sampler.len(dl->sampler.ud) : -1; }
+int wf_dataloader_n_fields(const wf_dataloader *dl) { return dl ? dl->nf : -1; }
+
+int64_t wf_dataloader_len(const wf_dataloader *dl) {
+    if (!dl) return -1;
+    int64_t n = dl->sampler.len(dl->sampler.ud);
+    return dl->drop_last ? n / dl->batch_size : (n + dl->batch_size - 1) / dl->batch_size;
+}
+
+int wf_dataloader_set_epoch(wf_dataloader *dl, uint64_t epoch) {
+    if (!dl) return wf__error(WF_ENULL, "wf_dataloader_set_epoch: NULL loader");
+    pthread_mutex_lock(&dl->mu);
+    dl->started = false;           /* workers stop claiming */
+    for (;;) {                     /* wait for batches in flight */
+        bool busy = false;
+        for (int i = 0; i < dl->cap; i++) busy = busy || dl->slots[i].state == SLOT_BUSY;
+        if (!busy) break;
+        pthread_cond_wait(&dl->cv_done, &dl->mu);
+    }
+    drop_slots(dl);
+    int64_t n = dl->sampler.len(dl->sampler.ud);
+    int rc = 0;
+    if (n != dl->n_idx || !dl->idx) {
+        wf__free(dl->idx, 0);
+        dl->idx = wf__malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
+        if (!dl->idx) rc = wf__error(WF_ENOMEM, "wf_dataloader_set_epoch: out of memory");
+    }
+    if (!rc) rc = dl->sampler.indices(dl->sampler.ud, epoch, dl->idx);
+    if (!rc) {
+        dl->n_idx = n;
+        dl->n_batches = wf_dataloader_len(dl);
+        dl->epoch = epoch;
+        dl->next_consume = dl->next_claim = 0;
+        dl->finished = false;
+        dl->started = true;
+        pthread_cond_broadcast(&dl->cv_work);
+    }
+    pthread_mutex_unlock(&dl->mu);
+    return rc;
+}
+
+int wf_dataloader_set_sampler(wf_dataloader *dl, const wf_sampler *s) {
+    if (!dl || !s) return wf__error(WF_ENULL, "wf_dataloader_set_sampler: NULL argument");
+    int64_t dn = dl->ds.len(dl->ds.ud);
+    (void)dn;
+    pthread_mutex_lock(&dl->mu);
+    dl->started = false;
+    for (;;) {
+        bool busy = false;
+        for (int i = 0; i < dl->cap; i++) busy = busy || dl->slots[i].state == SLOT_BUSY;
+        if (!busy) break;
+        pthread_cond_wait(&dl->cv_done, &dl->mu);
+    }
+    drop_slots(dl);
+    wf_sampler_free(&dl->sampler);
+    dl->sampler = *s;
+    wf__free(dl->idx, 0);
+    dl->idx = NULL;
+    dl->n_idx = 0;
+    pthread_mutex_unlock(&dl->mu);
+    return 0;
+}
+
+int wf_dataloader_next(wf_dataloader *dl, wf_tensor **out) {
+    if (!dl || !out) return wf__error(WF_ENULL, "wf_dataloader_next: NULL argument");
+    if (!dl->started) {
+        int rc = wf_dataloader_set_epoch(dl, dl->finished ? dl->epoch + 1 : dl->epoch);
+        if (rc) return rc;
+    }
+    if (dl->next_consume >= dl->n_batches) {
+        dl->started = false;
+        dl->finished = true;
+        return 0;
+    }
+    int64_t b = dl->next_consume;
+    if (dl->nw == 0) {
+        int rc = make_batch(dl, b, out);
+        if (rc) return rc;
+    } else {
+        pthread_mutex_lock(&dl->mu);
+        slot *s = &dl->slots[b % dl->cap];
+        while (!(s->batch == b && (s->state == SLOT_READY || s->state == SLOT_FAILED)))
+            pthread_cond_wait(&dl->cv_done, &dl->mu);
+        int rc = s->rc;
+        if (s->state == SLOT_FAILED) {
+            wf__error(rc, "%s", s->msg);
+            s->state = SLOT_EMPTY;
+            s->rc = 0;
+            pthread_mutex_unlock(&dl->mu);
+            dl->next_consume++;
+            return rc;
+        }
+        for (int f = 0; f < dl->nf; f++) out[f] = s->t[f];
+        s->state = SLOT_EMPTY;
+        dl->next_consume++;
+        pthread_cond_broadcast(&dl->cv_work);
+        pthread_mutex_unlock(&dl->mu);
+        for (int f = 0; f < dl->nf; f++) wf__scope_register(out[f]);
+        return 1;
+    }
+    dl->next_consume++;
+    for (int f = 0; f < dl->nf; f++) wf__scope_register(out[f]);
+    return 1;
+}
+
+void wf_dataloader_free(wf_dataloader *dl) {
+    if (!dl) return;
+    pthread_mutex_lock(&dl->mu);
+    dl->stop = true;
+    pthread_cond_broadcast(&dl->cv_work);
+    pthread_mutex_unlock(&dl->mu);
+    for (int i = 0; i < dl->nw; i++) pthread_join(dl->threads[i], NULL);
+    if (dl->slots) drop_slots(dl);
+    wf__free(dl->slots, 0);
+    wf__free(dl->threads, 0);
+    wf__free(dl->idx, 0);
+    wf_sampler_free(&dl->sampler);
+    wf_dataset_free(&dl->ds);
+    pthread_mutex_destroy(&dl->mu);
+    pthread_cond_destroy(&dl->cv_work);
+    pthread_cond_destroy(&dl->cv_done);
+    wf__free(dl, sizeof *dl);
+}

@@ -1,0 +1,818 @@
+/* io/safetensors.c: safetensors writer (atomic, CRC32 per tensor in __metadata__) and a
+ * validating reader. See weft/io.h for the format and the contract. */
+#include "weft_config.h"
+#include "weft/io.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/types.h>
+#include <unistd.h>
+
+#include "io/json.h"
+#include "tensor/tensor_impl.h"
+
+#define ST_MAX_HEADER ((uint64_t)100000000)   /* 100 MB, as the reference implementation */
+#define ST_MAX_DEPTH 8                       /* {"t": {"shape": [..]}} needs 3 */
+#define ST_CRC_PREFIX "crc32/"
+
+#if defined(__BYTE_ORDER__) && defined(__ORDER_BIG_ENDIAN__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+#define ST_BIG_ENDIAN 1
+#else
+#define ST_BIG_ENDIAN 0
+#endif
+
+/* ---------------------------------------------------------------- dtypes */
+
+typedef struct st_dtype {
+    const char *name;
+    size_t size;
+    wf_dtype loads_as;   /* WF_DTYPE_DEFAULT: no weft equivalent */
+} st_dtype;
+
+static const st_dtype st_dtypes[] = {
+    { "F64", 8, WF_F64 }, { "F32", 4, WF_F32 }, { "F16", 2, WF_F16 }, { "BF16", 2, WF_BF16 },
+    { "I64", 8, WF_I64 }, { "I32", 4, WF_I32 }, { "U8", 1, WF_U8 }, { "BOOL", 1, WF_BOOL },
+    { "I16", 2, WF_I32 }, { "I8", 1, WF_I32 }, { "U16", 2, WF_I32 }, { "U32", 4, WF_I64 },
+    { "U64", 8, WF_DTYPE_DEFAULT }, { "F8_E4M3", 1, WF_DTYPE_DEFAULT },
+    { "F8_E5M2", 1, WF_DTYPE_DEFAULT }, { "F8_E8M0", 1, WF_DTYPE_DEFAULT },
+    { "C64", 8, WF_DTYPE_DEFAULT },
+};
+#define ST_NDTYPES ((int)(sizeof st_dtypes / sizeof st_dtypes[0]))
+
+static int st_dtype_find(const char *s, size_t n) {
+    for (int i = 0; i < ST_NDTYPES; i++)
+        if (strlen(st_dtypes[i].name) == n && !memcmp(st_dtypes[i].name, s, n)) return i;
+    return -1;
+}
+
+static const char *st_name_of(wf_dtype dt) {
+    switch (dt) {
+    case WF_F64: return "F64";
+    case WF_F32: return "F32";
+    case WF_F16: return "F16";
+    case WF_BF16: return "BF16";
+    case WF_I64: return "I64";
+    case WF_I32: return "I32";
+    case WF_U8: return "U8";
+    case WF_BOOL: return "BOOL";
+    default: return NULL;
+    }
+}
+
+static void swap_bytes(void *p, size_t nelem, size_t esize) {
+    unsigned char *b = p;
+    if (esize < 2) return;
+    for (size_t i = 0; i < nelem; i++, b += esize)
+        for (size_t j = 0; j < esize / 2; j++) {
+            unsigned char t = b[j];
+            b[j] = b[esize - 1 - j];
+            b[esize - 1 - j] = t;
+        }
+}
+
+/* ---------------------------------------------------------------- I/O helpers */
+
+static int write_all(FILE *fp, const void *p, size_t n) {
+    return n == 0 || fwrite(p, 1, n, fp) == n ? 0 : -1;
+}
+
+/* pread until n bytes or end of file; returns bytes read or -1 (errno set). */
+static int64_t pread_all(int fd, void *buf, size_t n, uint64_t off) {
+    size_t got = 0;
+    while (got < n) {
+        size_t k = n - got;
+        if (k > ((size_t)1 << 30)) k = (size_t)1 << 30;
+        ssize_t r = pread(fd, (char *)buf + got, k, (off_t)(off + got));
+        if (r < 0) {
+            if (errno == EINTR) continue;
+            return -1;
+        }
+        if (r == 0) break;
+        got += (size_t)r;
+    }
+    return (int64_t)got;
+}
+
+/* ---------------------------------------------------------------- writer */
+
+typedef struct w_entry { char *name; wf_tensor *t; } w_entry;
+typedef struct w_meta { char *key; char *value; } w_meta;
+
+struct wf_st_writer {
+    w_entry *e;
+    int n, cap;
+    w_meta *m;
+    int nm, capm;
+};
+
+wf_st_writer *wf_st_writer_new(void) {
+    wf_st_writer *w = wf__calloc(1, sizeof *w);
+    if (!w) wf__error(WF_ENOMEM, "wf_st_writer_new: out of memory");
+    return w;
+}
+
+void wf_st_writer_free(wf_st_writer *w) {
+    if (!w) return;
+    for (int i = 0; i < w->n; i++) {
+        wf__free(w->e[i].name, strlen(w->e[i].name) + 1);
+        wf_tensor_free(w->e[i].t);
+    }
+    for (int i = 0; i < w->nm; i++) {
+        wf__free(w->m[i].key, strlen(w->m[i].key) + 1);
+        wf__free(w->m[i].value, strlen(w->m[i].value) + 1);
+    }
+    wf__free(w->e, (size_t)w->cap * sizeof(w_entry));
+    wf__free(w->m, (size_t)w->capm * sizeof(w_meta));
+    wf__free(w, sizeof *w);
+}
+
+static bool grow(void **arr, int *cap, int n, size_t esize) {
+    if (n < *cap) return true;
+    if (*cap > INT_MAX / 2) return false;
+    int nc = *cap ? *cap * 2 : 8;
+    void *na = wf__realloc(*arr, (size_t)*cap * esize, (size_t)nc * esize);
+    if (!na) return false;
+    *arr = na;
+    *cap = nc;
+    return true;
+}
+
+int wf_st_writer_add(wf_st_writer *w, const char *name, wf_tensor *t) {
+    if (!w || !name || !t) {
+        if (wf__any_null("wf_st_writer_add", 3, w, name, t)) return wf_error() ? wf_error() : WF_ENULL;
+    }
+    size_t nl = strlen(name);
+    if (!nl) return wf__error(WF_EINVAL, "wf_st_writer_add: empty tensor name");
+    if (!wf__utf8_valid(name, nl)) return wf__error(WF_EINVAL, "wf_st_writer_add: tensor name is not valid UTF-8");
+    if (!strcmp(name, "__metadata__"))
+        return wf__error(WF_EINVAL, "wf_st_writer_add: '__metadata__' is reserved and cannot name a tensor");
+    for (int i = 0; i < w->n; i++)
+        if (!strcmp(w->e[i].name, name))
+            return wf__error(WF_EINVAL, "wf_st_writer_add: tensor '%s' was already added", name);
+    if (!st_name_of(t->dtype))
+        return wf__error(WF_EDTYPE, "wf_st_writer_add: tensor '%s': dtype %s cannot be stored",
+                         name, wf_dtype_name(t->dtype));
+    if (t->device.type == WF_DEV_META)
+        return wf__error(WF_ENOTSUP, "wf_st_writer_add: tensor '%s' is on the meta device (no data)", name);
+    if (!grow((void **)&w->e, &w->cap, w->n, sizeof(w_entry)))
+        return wf__error(WF_ENOMEM, "wf_st_writer_add: out of memory");
+    char *nm = wf__strdup(name);
+    if (!nm) return wf__error(WF_ENOMEM, "wf_st_writer_add: out of memory");
+    w->e[w->n].name = nm;
+    w->e[w->n].t = wf_tensor_retain(t);
+    w->n++;
+    return 0;
+}
+
+int wf_st_writer_set_metadata(wf_st_writer *w, const char *key, const char *value) {
+    if (!w || !key || !value) {
+        if (wf__any_null("wf_st_writer_set_metadata", 3, w, key, value)) return wf_error() ? wf_error() : WF_ENULL;
+    }
+    if (!strncmp(key, ST_CRC_PREFIX, strlen(ST_CRC_PREFIX)))
+        return wf__error(WF_EINVAL, "wf_st_writer_set_metadata: key '%s': the prefix '" ST_CRC_PREFIX
+                         "' is reserved for checksums", key);
+    if (!wf__utf8_valid(key, strlen(key)) || !wf__utf8_valid(value, strlen(value)))
+        return wf__error(WF_EINVAL, "wf_st_writer_set_metadata: key or value is not valid UTF-8");
+    char *v = wf__strdup(value);
+    if (!v) return wf__error(WF_ENOMEM, "wf_st_writer_set_metadata: out of memory");
+    for (int i = 0; i < w->nm; i++)
+        if (!strcmp(w->m[i].key, key)) {
+            wf__free(w->m[i].value, strlen(w->m[i].value) + 1);
+            w->m[i].value = v;
+            return 0;
+        }
+    char *k = wf__strdup(key);
+    if (!k || !grow((void **)&w->m, &w->capm, w->nm, sizeof(w_meta))) {
+        wf__free(k, k ? strlen(k) + 1 : 0);
+        wf__free(v, strlen(v) + 1);
+        return wf__error(WF_ENOMEM, "wf_st_writer_set_metadata: out of memory");
+    }
+    w->m[w->nm].key = k;
+    w->m[w->nm].value = v;
+    w->nm++;
+    return 0;
+}
+
+typedef struct w_order { int idx; size_t esize; } w_order;
+
+static int order_cmp(const void *a, const void *b) {
+    const w_order *x = a, *y = b;
+    if (x->esize != y->esize) return x->esize > y->esize ? -1 : 1;   /* largest first */
+    return (x->idx > y->idx) - (x->idx < y->idx);                    /* stable */
+}
+
+static void put_hex8(char *d, uint32_t v) {
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 7; i >= 0; i--, v >>= 4) d[i] = hex[v & 15];
+}
+
+/* Write the tensor's bytes (logical row-major order, little-endian) and CRC them. */
+static int write_tensor(FILE *fp, wf_tensor *t, size_t nbytes, uint32_t *crc, const char *path,
+                        const char *tmp, const char *name) {
+    *crc = 0;
+    if (!nbytes) return 0;
+    const void *src;
+    void *buf = NULL;
+    if (t->device.type == WF_DEV_CPU && wf_is_contiguous(t) && !ST_BIG_ENDIAN) {
+        src = wf__host_ptr(t);
+    } else {
+        buf = wf__malloc(nbytes);
+        if (!buf)
+            return wf__error(WF_ENOMEM, "wf_st_writer_save: %s: out of memory copying tensor '%s' (%zu bytes)",
+                             path, name, nbytes);
+        int rc = wf_to_array(t, buf, t->dtype);
+        if (rc) {
+            wf__free(buf, nbytes);
+            return rc;
+        }
+        if (ST_BIG_ENDIAN) swap_bytes(buf, nbytes / wf_dtype_size(t->dtype), wf_dtype_size(t->dtype));
+        src = buf;
+    }
+    *crc = wf_crc32(0, src, nbytes);
+    int rc = write_all(fp, src, nbytes);
+    int err = errno;
+    if (buf) wf__free(buf, nbytes);
+    if (rc) return wf__error(WF_EIO, "wf_st_writer_save: %s: writing %s: %s", path, tmp, strerror(err));
+    return 0;
+}
+
+static void fsync_dir_of(const char *path) {
+    /* best effort: some file systems do not support fsync on directories */
+    size_t n = strlen(path);
+    char *dir = wf__malloc(n + 2);
+    if (!dir) return;
+    memcpy(dir, path, n + 1);
+    char *slash = strrchr(dir, '/');
+    if (!slash) strcpy(dir, ".");
+    else if (slash == dir) dir[1] = '\0';
+    else *slash = '\0';
+    int fd = open(dir, O_RDONLY | O_DIRECTORY);
+    if (fd >= 0) {
+        (void)fsync(fd);
+        close(fd);
+    }
+    wf__free(dir, n + 2);
+}
+
+int wf_st_writer_save(wf_st_writer *w, const char *path) {
+    if (!w || !path) {
+        if (wf__any_null("wf_st_writer_save", 2, w, path)) return wf_error() ? wf_error() : WF_ENULL;
+    }
+    if (!*path) return wf__error(WF_EINVAL, "wf_st_writer_save: empty path");
+    int rc = 0;
+    w_order *ord = NULL;
+    uint64_t *offs = NULL;
+    size_t *crc_pos = NULL;
+    char *tmp = NULL;
+    size_t tmp_len = 0;
+    FILE *fp = NULL;
+    bool tmp_created = false;
+    wf_sb sb;
+    wf__sb_init(&sb);
+
+    size_t nn = w->n ? (size_t)w->n : 1;
+    ord = wf__malloc(nn * sizeof *ord);
+    offs = wf__malloc((nn + 1) * sizeof *offs);
+    crc_pos = wf__malloc(nn * sizeof *crc_pos);
+    if (!ord || !offs || !crc_pos) { rc = wf__error(WF_ENOMEM, "wf_st_writer_save: %s: out of memory", path); goto done; }
+    for (int i = 0; i < w->n; i++) {
+        ord[i].idx = i;
+        ord[i].esize = wf_dtype_size(w->e[i].t->dtype);
+    }
+    if (w->n) qsort(ord, (size_t)w->n, sizeof *ord, order_cmp);
+    offs[0] = 0;
+    for (int k = 0; k < w->n; k++) {
+        wf_tensor *t = w->e[ord[k].idx].t;
+        uint64_t nb = (uint64_t)wf_numel(t) * ord[k].esize;
+        if (nb > UINT64_MAX - offs[k]) { rc = wf__error(WF_EINVAL, "wf_st_writer_save: %s: data too large", path); goto done; }
+        offs[k + 1] = offs[k] + nb;
+    }
+
+    /* header: metadata first (user entries, then one crc placeholder per tensor) */
+    wf__sb_putc(&sb, '{');
+    if (w->nm || w->n) {
+        wf__sb_puts(&sb, "\"__metadata__\":{");
+        bool first = true;
+        for (int i = 0; i < w->nm; i++) {
+            if (!first) wf__sb_putc(&sb, ',');
+            first = false;
+            wf__sb_json_string(&sb, w->m[i].key, strlen(w->m[i].key));
+            wf__sb_putc(&sb, ':');
+            wf__sb_json_string(&sb, w->m[i].value, strlen(w->m[i].value));
+        }
+        for (int k = 0; k < w->n; k++) {
+            const char *name = w->e[ord[k].idx].name;
+            if (!first) wf__sb_putc(&sb, ',');
+            first = false;
+            size_t nl = strlen(name);
+            char *key = wf__malloc(nl + sizeof ST_CRC_PREFIX);
+            if (!key) { rc = wf__error(WF_ENOMEM, "wf_st_writer_save: %s: out of memory", path); goto done; }
+            memcpy(key, ST_CRC_PREFIX, sizeof ST_CRC_PREFIX - 1);
+            memcpy(key + sizeof ST_CRC_PREFIX - 1, name, nl + 1);
+            wf__sb_json_string(&sb, key, nl + sizeof ST_CRC_PREFIX - 1);
+            wf__free(key, nl + sizeof ST_CRC_PREFIX);
+            wf__sb_puts(&sb, ":\"");
+            crc_pos[k] = sb.len;
+            wf__sb_puts(&sb, "00000000\"");
+        }
+        wf__sb_putc(&sb, '}');
+    }
+    for (int k = 0; k < w->n; k++) {
+        const w_entry *e = &w->e[ord[k].idx];
+        wf__sb_putc(&sb, ',');
+        wf__sb_json_string(&sb, e->name, strlen(e->name));
+        wf__sb_printf(&sb, ":{\"dtype\":\"%s\",\"shape\":[", st_name_of(e->t->dtype));
+        for (int d = 0; d < e->t->ndim; d++) {
+            if (d) wf__sb_putc(&sb, ',');
+            wf__sb_json_int(&sb, e->t->shape[d]);
+        }
+        wf__sb_printf(&sb, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offs[k],
+                      (unsigned long long)offs[k + 1]);
+    }
+    wf__sb_putc(&sb, '}');
+    while ((8 + sb.len) % 8) wf__sb_putc(&sb, ' ');
+    if (wf__sb_failed(&sb)) { rc = wf__error(WF_ENOMEM, "wf_st_writer_save: %s: out of memory", path); goto done; }
+
+    /* temporary file next to the target */
+    tmp_len = strlen(path) + 32;
+    tmp = wf__malloc(tmp_len);
+    if (!tmp) { rc = wf__error(WF_ENOMEM, "wf_st_writer_save: %s: out of memory", path); goto done; }
+    snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
+    fp = fopen(tmp, "wb");
+    if (!fp) {
+        rc = wf__error(WF_EIO, "wf_st_writer_save: %s: cannot create %s: %s", path, tmp, strerror(errno));
+        goto done;
+    }
+    tmp_created = true;
+    unsigned char lenb[8];
+    uint64_t hl = sb.len;
+    for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)(hl >> (8 * i));
+    if (write_all(fp, lenb, 8) || write_all(fp, sb.buf, sb.len)) {
+        rc = wf__error(WF_EIO, "wf_st_writer_save: %s: writing %s: %s", path, tmp, strerror(errno));
+        goto done;
+    }
+    for (int k = 0; k < w->n; k++) {
+        const w_entry *e = &w->e[ord[k].idx];
+        uint32_t crc;
+        rc = write_tensor(fp, e->t, (size_t)(offs[k + 1] - offs[k]), &crc, path, tmp, e->name);
+        if (rc) goto done;
+        put_hex8(sb.buf + crc_pos[k], crc);
+    }
+    /* the header again, now with the checksums (same length) */
+    if (w->n && (fseek(fp, 8, SEEK_SET) || write_all(fp, sb.buf, sb.len))) {
+        rc = wf__error(WF_EIO, "wf_st_writer_save: %s: writing %s: %s", path, tmp, strerror(errno));
+        goto done;
+    }
+    if (fflush(fp) || fsync(fileno(fp))) {
+        rc = wf__error(WF_EIO, "wf_st_writer_save: %s: flushing %s: %s", path, tmp, strerror(errno));
+        goto done;
+    }
+    int cr = fclose(fp);
+    fp = NULL;
+    if (cr) {
+        rc = wf__error(WF_EIO, "wf_st_writer_save: %s: closing %s: %s", path, tmp, strerror(errno));
+        goto done;
+    }
+    if (rename(tmp, path)) {
+        rc = wf__error(WF_EIO, "wf_st_writer_save: %s: renaming %s: %s", path, tmp, strerror(errno));
+        goto done;
+    }
+    tmp_created = false;
+    fsync_dir_of(path);
+
+done:
+    if (fp) fclose(fp);
+    if (tmp_created) remove(tmp);
+    wf__free(tmp, tmp_len);
+    wf__sb_free(&sb);
+    wf__free(ord, nn * sizeof *ord);
+    wf__free(offs, (nn + 1) * sizeof *offs);
+    wf__free(crc_pos, nn * sizeof *crc_pos);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- reader */
+
+typedef struct r_entry {
+    const char *name;       /* borrowed from the header DOM */
+    int st;                 /* index into st_dtypes */
+    int ndim;               /* may exceed WF_MAX_DIMS (then shape holds the first 8) */
+    int64_t shape[WF_MAX_DIMS];
+    uint64_t begin, end;    /* relative to the data section */
+    bool has_crc;
+    uint32_t crc;
+} r_entry;
+
+struct wf_st_file {
+    char *path;
+    int fd;
+    uint64_t data_start, data_size;
+    wf_json *hdr;
+    r_entry *e;
+    int n;
+    int *by_name;            /* entry indices sorted by name */
+    const wf_json *meta;     /* the __metadata__ object or NULL */
+};
+
+void wf_st_close(wf_st_file *f) {
+    if (!f) return;
+    if (f->fd >= 0) close(f->fd);
+    wf__json_free(f->hdr);
+    wf__free(f->e, (size_t)f->n * sizeof *f->e);
+    wf__free(f->by_name, (size_t)f->n * sizeof *f->by_name);
+    if (f->path) wf__free(f->path, strlen(f->path) + 1);
+    wf__free(f, sizeof *f);
+}
+
+typedef int (*idx_cmp)(const void *ctx, int a, int b);
+
+/* Merge sort of indices (stable, O(n log n), comparator with a context). */
+static void sort_idx(int *v, int *tmp, int n, const void *ctx, idx_cmp cmp) {
+    if (n < 2) return;
+    int h = n / 2;
+    sort_idx(v, tmp, h, ctx, cmp);
+    sort_idx(v + h, tmp, n - h, ctx, cmp);
+    int i = 0, j = h, k = 0;
+    while (i < h && j < n) tmp[k++] = cmp(ctx, v[j], v[i]) < 0 ? v[j++] : v[i++];
+    while (i < h) tmp[k++] = v[i++];
+    while (j < n) tmp[k++] = v[j++];
+    memcpy(v, tmp, (size_t)n * sizeof *v);
+}
+
+static int by_name_cmp(const void *ctx, int a, int b) {
+    const r_entry *e = ctx;
+    return strcmp(e[a].name, e[b].name);
+}
+
+static int by_offset_cmp(const void *ctx, int a, int b) {
+    const r_entry *x = (const r_entry *)ctx + a, *y = (const r_entry *)ctx + b;
+    if (x->begin != y->begin) return x->begin < y->begin ? -1 : 1;
+    return (x->end > y->end) - (x->end < y->end);
+}
+
+static int by_key_cmp(const void *ctx, int a, int b) {
+    const wf_json *m = ctx;
+    return strcmp(m->items[a].key, m->items[b].key);
+}
+
+static int parse_hex8(const char *s, size_t n, uint32_t *out) {
+    if (n != 8) return -1;
+    uint32_t v = 0;
+    for (size_t i = 0; i < 8; i++) {
+        char c = s[i];
+        v <<= 4;
+        if (c >= '0' && c <= '9') v |= (uint32_t)(c - '0');
+        else if (c >= 'a' && c <= 'f') v |= (uint32_t)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F') v |= (uint32_t)(c - 'A' + 10);
+        else return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+#define CORRUPT(...) do { rc = wf__error(WF_ECORRUPT, __VA_ARGS__); goto fail; } while (0)
+
+static int validate_entry(wf_st_file *f, const wf_json *v, r_entry *e) {
+    int rc = 0;
+    const char *path = f->path;
+    const char *name = v->key;
+    e->name = name;
+    if (strlen(name) != v->key_len) CORRUPT("wf_st_open: %s: a tensor name contains a NUL character", path);
+    if (v->type != WF_JSON_OBJECT) CORRUPT("wf_st_open: %s: tensor '%s': entry is not an object", path, name);
+    const wf_json *dt = wf__json_get(v, "dtype");
+    if (!dt || dt->type != WF_JSON_STRING) CORRUPT("wf_st_open: %s: tensor '%s': missing or non-string \"dtype\"", path, name);
+    e->st = st_dtype_find(dt->str, dt->str_len);
+    if (e->st < 0) CORRUPT("wf_st_open: %s: tensor '%s': unknown dtype '%.32s'", path, name, dt->str);
+    const wf_json *sh = wf__json_get(v, "shape");
+    if (!sh || sh->type != WF_JSON_ARRAY) CORRUPT("wf_st_open: %s: tensor '%s': missing or non-array \"shape\"", path, name);
+    if (sh->n > INT_MAX) CORRUPT("wf_st_open: %s: tensor '%s': too many dims", path, name);
+    e->ndim = (int)sh->n;
+    uint64_t numel = 1;
+    bool zero = false, overflow = false;
+    for (size_t i = 0; i < sh->n; i++) {
+        int64_t d;
+        if (!wf__json_int(&sh->items[i], &d) || d < 0)
+            CORRUPT("wf_st_open: %s: tensor '%s': shape[%zu] is not a non-negative integer", path, name, i);
+        if (i < WF_MAX_DIMS) e->shape[i] = d;
+        if (d == 0) zero = true;
+        else if (numel > UINT64_MAX / 16 / (uint64_t)d) overflow = true;
+        else numel *= (uint64_t)d;
+    }
+    if (zero) numel = 0;
+    else if (overflow || numel > (uint64_t)INT64_MAX / 16)
+        CORRUPT("wf_st_open: %s: tensor '%s': shape overflows", path, name);
+    const wf_json *off = wf__json_get(v, "data_offsets");
+    int64_t b, en;
+    if (!off || off->type != WF_JSON_ARRAY || off->n != 2 || !wf__json_int(&off->items[0], &b) ||
+        !wf__json_int(&off->items[1], &en) || b < 0 || en < 0)
+        CORRUPT("wf_st_open: %s: tensor '%s': \"data_offsets\" must be two non-negative integers", path, name);
+    if (b > en) CORRUPT("wf_st_open: %s: tensor '%s': data_offsets [%lld, %lld] end before they begin",
+                        path, name, (long long)b, (long long)en);
+    if ((uint64_t)en > f->data_size)
+        CORRUPT("wf_st_open: %s: tensor '%s': data_offsets [%lld, %lld] beyond the %llu-byte data section",
+                path, name, (long long)b, (long long)en, (unsigned long long)f->data_size);
+    uint64_t want = numel * st_dtypes[e->st].size;
+    if (want != (uint64_t)(en - b)) {
+        char sbuf[160];
+        wf__shape_text(e->ndim < WF_MAX_DIMS ? e->ndim : WF_MAX_DIMS, e->shape, sbuf, sizeof sbuf);
+        CORRUPT("wf_st_open: %s: tensor '%s': shape %s%s of %s needs %llu bytes, data_offsets span %llu",
+                path, name, sbuf, e->ndim > WF_MAX_DIMS ? "..." : "", st_dtypes[e->st].name,
+                (unsigned long long)want, (unsigned long long)(en - b));
+    }
+    e->begin = (uint64_t)b;
+    e->end = (uint64_t)en;
+    return 0;
+fail:
+    return rc;
+}
+
+wf_st_file *wf_st_open(const char *path) {
+    if (!path) { wf__error(WF_ENULL, "wf_st_open: NULL path"); return NULL; }
+    int rc = 0;
+    char *hbuf = NULL;
+    uint64_t hlen = 0;
+    int *tmp = NULL;
+    wf_st_file *f = wf__calloc(1, sizeof *f);
+    if (!f) { wf__error(WF_ENOMEM, "wf_st_open: %s: out of memory", path); return NULL; }
+    f->fd = -1;
+    f->path = wf__strdup(path);
+    if (!f->path) { wf__free(f, sizeof *f); wf__error(WF_ENOMEM, "wf_st_open: %s: out of memory", path); return NULL; }
+    f->fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (f->fd < 0) { rc = wf__error(WF_EIO, "wf_st_open: %s: %s", path, strerror(errno)); goto fail; }
+    struct stat st;
+    if (fstat(f->fd, &st)) { rc = wf__error(WF_EIO, "wf_st_open: %s: %s", path, strerror(errno)); goto fail; }
+    if (!S_ISREG(st.st_mode)) { rc = wf__error(WF_EIO, "wf_st_open: %s: not a regular file", path); goto fail; }
+    uint64_t fsize = (uint64_t)st.st_size;
+    if (fsize < 8) CORRUPT("wf_st_open: %s: file is %llu bytes, shorter than the 8-byte header length", path,
+                           (unsigned long long)fsize);
+    unsigned char lb[8];
+    int64_t r = pread_all(f->fd, lb, 8, 0);
+    if (r < 0) { rc = wf__error(WF_EIO, "wf_st_open: %s: %s", path, strerror(errno)); goto fail; }
+    if (r < 8) CORRUPT("wf_st_open: %s: file shrank while reading", path);
+    for (int i = 0; i < 8; i++) hlen |= (uint64_t)lb[i] << (8 * i);
+    if (hlen > fsize - 8)
+        CORRUPT("wf_st_open: %s: header length %llu exceeds file size %llu", path, (unsigned long long)hlen,
+                (unsigned long long)fsize);
+    if (hlen > ST_MAX_HEADER)
+        CORRUPT("wf_st_open: %s: header length %llu exceeds the %llu-byte limit", path, (unsigned long long)hlen,
+                (unsigned long long)ST_MAX_HEADER);
+    if (hlen < 2) CORRUPT("wf_st_open: %s: header length %llu is too small for a JSON object", path, (unsigned long long)hlen);
+    f->data_start = 8 + hlen;
+    f->data_size = fsize - 8 - hlen;
+    hbuf = wf__malloc((size_t)hlen);
+    if (!hbuf) { rc = wf__error(WF_ENOMEM, "wf_st_open: %s: out of memory for a %llu-byte header", path, (unsigned long long)hlen); goto fail; }
+    r = pread_all(f->fd, hbuf, (size_t)hlen, 8);
+    if (r < 0) { rc = wf__error(WF_EIO, "wf_st_open: %s: %s", path, strerror(errno)); goto fail; }
+    if ((uint64_t)r < hlen) CORRUPT("wf_st_open: %s: file shrank while reading", path);
+    char jerr[160];
+    int jr = wf__json_parse(hbuf, (size_t)hlen, ST_MAX_DEPTH, &f->hdr, jerr, sizeof jerr);
+    wf__free(hbuf, (size_t)hlen);
+    hbuf = NULL;
+    if (jr == WF_ENOMEM) { rc = wf__error(WF_ENOMEM, "wf_st_open: %s: out of memory parsing the header", path); goto fail; }
+    if (jr) CORRUPT("wf_st_open: %s: header is not valid JSON: %s", path, jerr);
+    if (f->hdr->type != WF_JSON_OBJECT) CORRUPT("wf_st_open: %s: header is not a JSON object", path);
+
+    size_t nent = 0;
+    for (size_t i = 0; i < f->hdr->n; i++) {
+        const wf_json *it = &f->hdr->items[i];
+        if (!strcmp(it->key, "__metadata__") && it->key_len == strlen("__metadata__")) {
+            if (f->meta) CORRUPT("wf_st_open: %s: two __metadata__ entries", path);
+            if (it->type != WF_JSON_OBJECT) CORRUPT("wf_st_open: %s: __metadata__ is not an object", path);
+            f->meta = it;
+        } else {
+            nent++;
+        }
+    }
+    if (nent > (size_t)INT_MAX / 2) CORRUPT("wf_st_open: %s: too many tensors", path);
+    f->e = wf__calloc(nent ? nent : 1, sizeof *f->e);
+    f->by_name = wf__malloc((nent ? nent : 1) * sizeof *f->by_name);
+    tmp = wf__malloc((nent ? nent : 1) * sizeof *tmp);
+    if (!f->e || !f->by_name || !tmp) { rc = wf__error(WF_ENOMEM, "wf_st_open: %s: out of memory", path); goto fail; }
+    for (size_t i = 0; i < f->hdr->n; i++) {
+        const wf_json *it = &f->hdr->items[i];
+        if (it == f->meta) continue;
+        rc = validate_entry(f, it, &f->e[f->n]);
+        if (rc) goto fail;
+        f->by_name[f->n] = f->n;
+        f->n++;
+    }
+    /* duplicate names */
+    sort_idx(f->by_name, tmp, f->n, f->e, by_name_cmp);
+    for (int i = 1; i < f->n; i++)
+        if (!strcmp(f->e[f->by_name[i]].name, f->e[f->by_name[i - 1]].name))
+            CORRUPT("wf_st_open: %s: tensor '%s' appears twice", path, f->e[f->by_name[i]].name);
+    /* overlaps: order by begin; every non-empty range starts at or after the previous end */
+    int *by_off = wf__malloc((f->n ? (size_t)f->n : 1) * sizeof *by_off);
+    if (!by_off) { rc = wf__error(WF_ENOMEM, "wf_st_open: %s: out of memory", path); goto fail; }
+    for (int i = 0; i < f->n; i++) by_off[i] = i;
+    sort_idx(by_off, tmp, f->n, f->e, by_offset_cmp);
+    const r_entry *prev = NULL;
+    for (int i = 0; i < f->n; i++) {
+        const r_entry *e = &f->e[by_off[i]];
+        if (e->begin == e->end) continue;
+        if (prev && e->begin < prev->end) {
+            rc = wf__error(WF_ECORRUPT, "wf_st_open: %s: tensors '%s' [%llu, %llu] and '%s' [%llu, %llu] overlap",
+                           path, prev->name, (unsigned long long)prev->begin, (unsigned long long)prev->end,
+                           e->name, (unsigned long long)e->begin, (unsigned long long)e->end);
+            wf__free(by_off, (size_t)f->n * sizeof *by_off);
+            goto fail;
+        }
+        prev = e;
+    }
+    wf__free(by_off, (f->n ? (size_t)f->n : 1) * sizeof *by_off);
+    /* metadata: string values, unique keys, well-formed checksums */
+    if (f->meta) {
+        const wf_json *m = f->meta;
+        if (m->n > (size_t)INT_MAX / 2) CORRUPT("wf_st_open: %s: too many __metadata__ entries", path);
+        int mn = (int)m->n;
+        int *ki = wf__malloc((mn ? (size_t)mn : 1) * sizeof *ki), *kt = wf__malloc((mn ? (size_t)mn : 1) * sizeof *kt);
+        if (!ki || !kt) {
+            wf__free(ki, 0);
+            wf__free(kt, 0);
+            rc = wf__error(WF_ENOMEM, "wf_st_open: %s: out of memory", path);
+            goto fail;
+        }
+        for (int i = 0; i < mn; i++) ki[i] = i;
+        sort_idx(ki, kt, mn, m, by_key_cmp);
+        int dup = -1;
+        for (int i = 1; i < mn && dup < 0; i++)
+            if (!strcmp(m->items[ki[i]].key, m->items[ki[i - 1]].key)) dup = ki[i];
+        wf__free(ki, 0);
+        wf__free(kt, 0);
+        if (dup >= 0) CORRUPT("wf_st_open: %s: __metadata__ key '%s' appears twice", path, m->items[dup].key);
+        for (size_t i = 0; i < m->n; i++) {
+            const wf_json *it = &m->items[i];
+            if (strlen(it->key) != it->key_len) CORRUPT("wf_st_open: %s: a __metadata__ key contains a NUL character", path);
+            if (it->type != WF_JSON_STRING)
+                CORRUPT("wf_st_open: %s: __metadata__ value for '%s' is not a string", path, it->key);
+            if (!strncmp(it->key, ST_CRC_PREFIX, strlen(ST_CRC_PREFIX))) {
+                uint32_t c;
+                if (parse_hex8(it->str, it->str_len, &c))
+                    CORRUPT("wf_st_open: %s: checksum '%s' is '%.16s', not 8 hex digits", path, it->key, it->str);
+                int k = wf_st_find(f, it->key + strlen(ST_CRC_PREFIX));
+                if (k >= 0) {
+                    f->e[k].has_crc = true;
+                    f->e[k].crc = c;
+                }
+            }
+        }
+    }
+    wf__free(tmp, (nent ? nent : 1) * sizeof *tmp);
+    return f;
+fail:
+    (void)rc;
+    if (hbuf) wf__free(hbuf, (size_t)hlen);
+    if (tmp) wf__free(tmp, 1);
+    /* wf_st_close frees e/by_name sized by n; sizes are informational for wf__free */
+    wf_st_close(f);
+    return NULL;
+}
+
+int wf_st_count(const wf_st_file *f) { return f ? f->n : 0; }
+
+const char *wf_st_name(const wf_st_file *f, int i) {
+    if (!f || i < 0 || i >= f->n) return NULL;
+    return f->e[i].name;
+}
+
+int wf_st_find(const wf_st_file *f, const char *name) {
+    if (!f || !name) return WF_ENOTFOUND;
+    int lo = 0, hi = f->n - 1;
+    while (lo <= hi) {
+        int mid = lo + (hi - lo) / 2;
+        int c = strcmp(f->e[f->by_name[mid]].name, name);
+        if (!c) return f->by_name[mid];
+        if (c < 0) lo = mid + 1;
+        else hi = mid - 1;
+    }
+    return WF_ENOTFOUND;
+}
+
+int wf_st_info(const wf_st_file *f, int i, wf_dtype *dtype, int *ndim, int64_t *shape) {
+    if (!f) return wf__error(WF_ENULL, "wf_st_info: NULL file");
+    if (i < 0 || i >= f->n) return wf__error(WF_EINDEX, "wf_st_info: %s: index %d out of range [0, %d)", f->path, i, f->n);
+    const r_entry *e = &f->e[i];
+    if (st_dtypes[e->st].loads_as == WF_DTYPE_DEFAULT)
+        return wf__error(WF_ENOTSUP, "wf_st_info: %s: tensor '%s': dtype %s has no weft equivalent", f->path,
+                         e->name, st_dtypes[e->st].name);
+    if (e->ndim > WF_MAX_DIMS)
+        return wf__error(WF_ENOTSUP, "wf_st_info: %s: tensor '%s' has %d dims (weft supports %d)", f->path,
+                         e->name, e->ndim, WF_MAX_DIMS);
+    if (dtype) *dtype = st_dtypes[e->st].loads_as;
+    if (ndim) *ndim = e->ndim;
+    if (shape) memcpy(shape, e->shape, (size_t)e->ndim * sizeof *shape);
+    return 0;
+}
+
+static void widen(void *dst, const unsigned char *src, size_t n, const char *st_name) {
+    if (!strcmp(st_name, "I8")) {
+        int32_t *d = dst;
+        for (size_t i = 0; i < n; i++) d[i] = (int8_t)src[i];
+    } else if (!strcmp(st_name, "I16")) {
+        int32_t *d = dst;
+        for (size_t i = 0; i < n; i++) d[i] = (int16_t)(uint16_t)(src[2 * i] | (unsigned)src[2 * i + 1] << 8);
+    } else if (!strcmp(st_name, "U16")) {
+        int32_t *d = dst;
+        for (size_t i = 0; i < n; i++) d[i] = (int32_t)(src[2 * i] | (unsigned)src[2 * i + 1] << 8);
+    } else if (!strcmp(st_name, "U32")) {
+        int64_t *d = dst;
+        for (size_t i = 0; i < n; i++)
+            d[i] = (int64_t)((uint32_t)src[4 * i] | (uint32_t)src[4 * i + 1] << 8 |
+                             (uint32_t)src[4 * i + 2] << 16 | (uint32_t)src[4 * i + 3] << 24);
+    }
+}
+
+wf_tensor *wf_st_load(wf_st_file *f, const char *name) {
+    if (wf__any_null("wf_st_load", 2, f, name)) return NULL;
+    int i = wf_st_find(f, name);
+    if (i < 0) { wf__error(WF_ENOTFOUND, "wf_st_load: %s: no tensor named '%s'", f->path, name); return NULL; }
+    wf_dtype dt;
+    int ndim;
+    int64_t shape[WF_MAX_DIMS];
+    if (wf_st_info(f, i, &dt, &ndim, shape)) return NULL;
+    const r_entry *e = &f->e[i];
+    const st_dtype *sd = &st_dtypes[e->st];
+    size_t nbytes = (size_t)(e->end - e->begin);
+    if ((uint64_t)nbytes != e->end - e->begin) {
+        wf__error(WF_ENOMEM, "wf_st_load: %s: tensor '%s' does not fit in memory", f->path, name);
+        return NULL;
+    }
+    wf_tensor *t = wf_empty_on(shape, ndim, dt, WF_CPU);
+    if (!t) return NULL;
+    if (!nbytes) return t;
+    size_t numel = nbytes / sd->size;
+    bool direct = wf_dtype_size(dt) == sd->size;
+    unsigned char *buf = direct ? (unsigned char *)wf__host_ptr(t) : wf__malloc(nbytes);
+    if (!buf) {
+        wf_tensor_free(t);
+        wf__error(WF_ENOMEM, "wf_st_load: %s: out of memory reading tensor '%s'", f->path, name);
+        return NULL;
+    }
+    int64_t r = pread_all(f->fd, buf, nbytes, f->data_start + e->begin);
+    if (r < 0 || (size_t)r < nbytes) {
+        if (r < 0) wf__error(WF_EIO, "wf_st_load: %s: reading tensor '%s': %s", f->path, name, strerror(errno));
+        else wf__error(WF_EIO, "wf_st_load: %s: reading tensor '%s': unexpected end of file (the file shrank)", f->path, name);
+        goto fail;
+    }
+    if (e->has_crc) {
+        uint32_t c = wf_crc32(0, buf, nbytes);
+        if (c != e->crc) {
+            wf__error(WF_ECORRUPT, "wf_st_load: %s: tensor '%s': CRC32 mismatch (stored %08x, computed %08x)",
+                      f->path, name, (unsigned)e->crc, (unsigned)c);
+            goto fail;
+        }
+    }
+    if (direct) {
+        if (ST_BIG_ENDIAN) swap_bytes(buf, numel, sd->size);
+        if (dt == WF_BOOL)
+            for (size_t k = 0; k < numel; k++) buf[k] = buf[k] != 0;
+    } else {
+        widen(wf__host_ptr(t), buf, numel, sd->name);
+        wf__free(buf, nbytes);
+    }
+    return t;
+fail:
+    if (!direct) wf__free(buf, nbytes);
+    wf_tensor_free(t);
+    return NULL;
+}
+
+int wf_st_load_into(wf_st_file *f, const char *name, wf_tensor *dst) {
+    if (wf__any_null("wf_st_load_into", 3, f, name, dst)) return wf_error() ? wf_error() : WF_ENULL;
+    int i = wf_st_find(f, name);
+    if (i < 0) return wf__error(WF_ENOTFOUND, "wf_st_load_into: %s: no tensor named '%s'", f->path, name);
+    const r_entry *e = &f->e[i];
+    bool same = e->ndim == dst->ndim;
+    for (int d = 0; same && d < e->ndim; d++) same = e->shape[d] == dst->shape[d];
+    if (!same) {
+        char a[160], b[160];
+        wf__shape_text(e->ndim < WF_MAX_DIMS ? e->ndim : WF_MAX_DIMS, e->shape, a, sizeof a);
+        return wf__error(WF_ESHAPE, "wf_st_load_into: %s: tensor '%s' has shape %s%s, destination %s", f->path, name,
+                         a, e->ndim > WF_MAX_DIMS ? "..." : "", wf_shape_str(dst, b, sizeof b));
+    }
+    wf_tensor *t = wf_st_load(f, name);
+    if (!t) return wf_error();
+    bool prev = wf_set_grad_enabled(false);
+    int rc = wf_copy_(dst, t);
+    wf_set_grad_enabled(prev);
+    wf_tensor_free(t);
+    return rc;
+}
+
+const char *wf_st_metadata(const wf_st_file *f, const char *key) {
+    if (!f || !key || !f->meta) return NULL;
+    const wf_json *v = wf__json_get(f->meta, key);
+    return v ? v->str : NULL;
+}
+
+int wf_st_metadata_count(const wf_st_file *f) { return f && f->meta ? (int)f->meta->n : 0; }
+
+const char *wf_st_metadata_key(const wf_st_file *f, int i) {
+    if (!f || !f->meta || i < 0 || (size_t)i >= f->meta->n) return NULL;
+    return f->meta->items[i].key;
+}
