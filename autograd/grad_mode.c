@@ -43,10 +43,7 @@ int wf_set_grad(wf_tensor *t, wf_tensor *g) {
         return wf__error(WF_ESHAPE, "wf_set_grad: gradient shape %s does not match tensor shape %s",
                          wf_shape_str(g, b1, sizeof b1), wf_shape_str(t, b2, sizeof b2));
     }
-    if (g) {
-        wf_tensor_retain(g);
-        wf__scope_unregister(g);   /* the tensor owns its gradient from now on */
-    }
+    if (g) wf_tensor_retain(g);    /* t's own reference; g's scope keeps and drops its own */
     wf_tensor *old = t->grad;
     t->grad = g;
     wf_tensor_free(old);

@@ -97,7 +97,12 @@ void wf_empty_cache(void) {
     for (int c = 0; c < N_CLASSES; c++) {
         size_t sz;
         if (c == 0) sz = 512;
-        else { int lg = 9 + (c - 1) / 4; size_t base = (size_t)1 << lg; sz = base + (size_t)((c - 1) % 4 + 1) * (base / 4); }
+        else {
+            int lg = 9 + (c - 1) / 4;
+            if (lg >= 62) break;   /* no size class beyond 2^62 can be cached */
+            size_t base = (size_t)1 << lg;
+            sz = base + (size_t)((c - 1) % 4 + 1) * (base / 4);
+        }
         while (g_free[c]) {
             block *b = g_free[c];
             g_free[c] = b->next;

@@ -1,6 +1,6 @@
 /* tensor/dispatch.c: the per-device kernel tables. */
-#include "tensor_impl.h"
 #include "weft_config.h"
+#include "tensor_impl.h"
 
 #include <string.h>
 

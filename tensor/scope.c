@@ -52,7 +52,7 @@ void wf_scope_end(void) {
 }
 
 void wf__scope_register(wf_tensor *t) {
-    t->scope = NULL;
+    if (t->scope) return;   /* already listed by a scope: one listing per handle */
     if (g_top && scope_push(g_top, t) != 0) {
         /* Could not record ownership: the tensor stays owned by the caller. Rare (OOM). */
         t->scope = NULL;

@@ -3,6 +3,9 @@
 #define WEFT_H
 #include "tensor.h"
 #include "autograd.h"
+#include "cuda.h"
 #include "io.h"
 #include "data.h"
+#include "nn.h"
+#include "optim.h"
 #endif

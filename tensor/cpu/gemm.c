@@ -69,7 +69,8 @@ static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 #endif
 
 /* ---------------------------------------------------------------- builtin, per dtype
- * DEFINE_GEMM(T, S, MR, NR, MC, KC, NCB) defines gemm_S(...) for element type T. */
+ * DEFINE_GEMM(T, S, MR, NR, MC, KC, NCB) defines gemm_S(...) for element type T (NCB: the
+ * widest output tile, in columns, a multiple of NR). */
 
 #define DEFINE_GEMM(T, S, MR, NR, MC, KC, NCB)                                                  \
     /* out[MR*NR] = sum_p a[p*MR + i] * b[p*NR + j] over the packed panels */                  \
@@ -143,53 +144,48 @@ static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
             }                                                                                   \
         }                                                                                       \
     }                                                                                           \
-    /* one matrix product; abuf holds nthreads * MC*KC, bbuf KC * round_up(min(n,NCB),NR).      \
-     * par: use OpenMP inside (false when the caller already runs items in parallel). */        \
+    /* One matrix product. The output is cut into tiles (MC rows x tw*NR columns); each tile   \
+     * is one task with no synchronisation: its thread packs its own A block and B panels      \
+     * per KC slice into its slot of buf ([A: asz bytes | B], slot_bytes apart) and runs the    \
+     * micro-kernel. nth: threads to use here (1 when items already run in parallel). */       \
     static void one_##S(bool tA, bool tB, int64_t m, int64_t n, int64_t k, T alpha,             \
                         const T *A, int64_t lda, const T *B, int64_t ldb, T beta, T *C,         \
-                        int64_t ldc, T *abuf, int64_t astride, T *bbuf, int nth) {                               \
+                        int64_t ldc, char *buf, size_t slot_bytes, size_t asz, int nth) {       \
         if (k == 0 || alpha == 0) { scale_##S(C, ldc, m, n, beta); return; }                    \
-        if (!abuf || !bbuf || m * n * k <= 32 * 32 * 32) {                                      \
+        if (!buf || m * n * k <= 32 * 32 * 32) {                                                \
             small_##S(tA, tB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);                    \
             return;                                                                             \
         }                                                                                       \
-        int64_t mtiles = ceil_div(m, MC);                                                       \
-        for (int64_t jb = 0; jb < n; jb += NCB) {                                               \
-            int64_t nb = min64(NCB, n - jb);                                                    \
-            int64_t npan = ceil_div(nb, NR);                                                    \
-            /* column tile width: enough tiles for every thread, at least 4 panels wide */     \
-            int64_t want = max64(1, ceil_div(4 * (int64_t)nth, mtiles));                        \
-            int64_t tw = max64(4, ceil_div(npan, want));                                        \
-            int64_t ntiles = ceil_div(npan, tw);                                                \
+        int64_t mtiles = ceil_div(m, MC), npan = ceil_div(n, NR);                               \
+        /* tile width in panels: enough tiles for every thread, at most NCB columns */         \
+        int64_t want = max64(1, ceil_div(4 * (int64_t)nth, mtiles));                            \
+        int64_t tw = min64(NCB / NR, max64(min64(4, npan), ceil_div(npan, want)));              \
+        int64_t ntiles = ceil_div(npan, tw);                                                    \
+        WF_OMP_PARALLEL_FOR_DYNAMIC_IF(nth)                                                     \
+        for (int64_t t = 0; t < mtiles * ntiles; t++) {                                         \
+            char *mine = buf + slot_bytes * (size_t)(nth > 1 ? thread_id() : 0);                \
+            T *ap = (T *)mine, *bp = (T *)(mine + asz);                                         \
+            int64_t ic = (t % mtiles) * MC, mc = min64(MC, m - ic);                             \
+            int64_t jp0 = (t / mtiles) * tw, jp1 = min64(npan, jp0 + tw);                       \
+            T out[MR * NR];                                                                     \
             for (int64_t pc = 0; pc < k; pc += KC) {                                            \
                 int64_t kc = min64(KC, k - pc);                                                 \
                 bool first = pc == 0;                                                           \
-                WF_OMP_PARALLEL(nth)                                                            \
-                {                                                                               \
-                    WF_OMP_FOR                                                                  \
-                    for (int64_t jp = 0; jp < npan; jp++)                                       \
-                        packB_##S(bbuf + jp * NR * kc, B, ldb, tB, pc, kc, jb + jp * NR,         \
-                                  min64(NR, nb - jp * NR));                                     \
-                    T *ap = abuf + (int64_t)thread_id() * astride;                              \
-                    WF_OMP_FOR_DYNAMIC                                                          \
-                    for (int64_t t = 0; t < mtiles * ntiles; t++) {                             \
-                        int64_t ic = (t % mtiles) * MC, mc = min64(MC, m - ic);                 \
-                        int64_t jp0 = (t / mtiles) * tw, jp1 = min64(npan, jp0 + tw);           \
-                        packA_##S(ap, A, lda, tA, ic, mc, pc, kc);                              \
-                        T out[MR * NR];                                                         \
-                        for (int64_t jp = jp0; jp < jp1; jp++) {                                \
-                            int64_t j0 = jb + jp * NR, nr = min64(NR, n - j0);                  \
-                            for (int64_t ir = 0; ir < mc; ir += MR) {                           \
-                                int64_t mr = min64(MR, mc - ir);                                \
-                                micro_##S(kc, ap + ir * kc, bbuf + jp * NR * kc, out);          \
-                                for (int64_t i = 0; i < mr; i++) {                              \
-                                    T *c = C + (ic + ir + i) * ldc + j0;                        \
-                                    const T *o = out + i * NR;                                  \
-                                    if (!first) { for (int64_t j = 0; j < nr; j++) c[j] += alpha * o[j]; } \
-                                    else if (beta == 0) { for (int64_t j = 0; j < nr; j++) c[j] = alpha * o[j]; } \
-                                    else { for (int64_t j = 0; j < nr; j++) c[j] = alpha * o[j] + beta * c[j]; } \
-                                }                                                               \
-                            }                                                                   \
+                packA_##S(ap, A, lda, tA, ic, mc, pc, kc);                                      \
+                for (int64_t jp = jp0; jp < jp1; jp++)                                          \
+                    packB_##S(bp + (jp - jp0) * NR * kc, B, ldb, tB, pc, kc, jp * NR,           \
+                              min64(NR, n - jp * NR));                                          \
+                for (int64_t jp = jp0; jp < jp1; jp++) {                                        \
+                    int64_t j0 = jp * NR, nr = min64(NR, n - j0);                               \
+                    for (int64_t ir = 0; ir < mc; ir += MR) {                                   \
+                        int64_t mr = min64(MR, mc - ir);                                        \
+                        micro_##S(kc, ap + ir * kc, bp + (jp - jp0) * NR * kc, out);            \
+                        for (int64_t i = 0; i < mr; i++) {                                      \
+                            T *c = C + (ic + ir + i) * ldc + j0;                                \
+                            const T *o = out + i * NR;                                          \
+                            if (!first) { for (int64_t j = 0; j < nr; j++) c[j] += alpha * o[j]; } \
+                            else if (beta == 0) { for (int64_t j = 0; j < nr; j++) c[j] = alpha * o[j]; } \
+                            else { for (int64_t j = 0; j < nr; j++) c[j] = alpha * o[j] + beta * c[j]; } \
                         }                                                                       \
                     }                                                                           \
                 }                                                                               \
@@ -199,36 +195,35 @@ static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
     static int gemm_##S(bool tA, bool tB, int64_t m, int64_t n, int64_t k, T alpha,             \
                         const T *A, int64_t lda, int64_t sA, const T *B, int64_t ldb,           \
                         int64_t sB, T beta, T *C, int64_t ldc, int64_t sC, int64_t batch) {     \
-        int nth = max_threads();                                                                \
+        /* threads only where each gets ~2M multiply-adds: a parallel region costs more than \
+         * a small product (and much more on a loaded machine) */                             \
+        int64_t work = m * n * k * batch;                                                       \
+        int nth = (int)min64(max_threads(), 1 + work / (128 * 128 * 128));                      \
         int64_t kcap = min64(KC, k), mcap = min64(MC, round_up(m, MR));                         \
-        int64_t ncap = round_up(min64(NCB, n), NR);                                             \
-        size_t asz = (size_t)round_up(mcap * kcap * (int64_t)sizeof(T), 64), bsz = (size_t)(kcap * ncap) * sizeof(T); \
+        int64_t ncap = min64(NCB, round_up(n, NR));                                             \
+        size_t asz = (size_t)round_up(mcap * kcap * (int64_t)sizeof(T), 64);                    \
+        size_t slot = asz + (size_t)round_up(kcap * ncap * (int64_t)sizeof(T), 64);             \
         bool item_par = batch > 1 && sC != 0 && nth > 1 &&                                      \
                         (m * n * k <= 256 * 256 * 64 || batch >= 4 * nth);                      \
-        int slots = item_par ? nth : 1;                                                         \
-        /* packing buffers from the caching allocator: [slot][nth_inner*A | B] */              \
-        int inner = item_par ? 1 : nth;                                                         \
-        size_t per = asz * (size_t)inner + bsz + 64;                                            \
         bool tiny = m * n * k <= 32 * 32 * 32 || k == 0;                                        \
-        char *buf = tiny ? NULL : wf__host_alloc(per * (size_t)slots);                          \
-        /* (on allocation failure the unpacked loops still compute the right result) */        \
+        /* one packing slot per thread, from the caching allocator; on allocation failure     \
+         * the unpacked loops still compute the right result */                               \
+        char *buf = tiny ? NULL : wf__host_alloc(slot * (size_t)nth);                           \
         if (item_par) {                                                                         \
-            WF_OMP_PARALLEL_FOR_DYNAMIC(nth)                                                    \
+            WF_OMP_PARALLEL_FOR_DYNAMIC_IF(nth)                                                 \
             for (int64_t b = 0; b < batch; b++) {                                               \
-                char *mine = buf ? buf + per * (size_t)thread_id() : NULL;                      \
+                char *mine = buf ? buf + slot * (size_t)thread_id() : NULL;                     \
                 one_##S(tA, tB, m, n, k, alpha, A + b * sA, lda, B + b * sB, ldb, beta,         \
-                        C + b * sC, ldc, (T *)mine, 0, mine ? (T *)(mine + asz) : NULL, 1);        \
+                        C + b * sC, ldc, mine, slot, asz, 1);                                   \
             }                                                                                   \
         } else {                                                                                \
             for (int64_t b = 0; b < batch; b++) {                                               \
                 T bt = (sC == 0 && b > 0) ? (T)1 : beta;                                        \
                 one_##S(tA, tB, m, n, k, alpha, A + b * sA, lda, B + b * sB, ldb, bt,           \
-                        C + b * sC, ldc, (T *)buf, mcap * kcap,                                 \
-                        buf ? (T *)(buf + asz * (size_t)inner) : NULL, \
-                        nth);                                                                   \
+                        C + b * sC, ldc, buf, slot, asz, nth);                                  \
             }                                                                                   \
         }                                                                                       \
-        if (buf) wf__host_free(buf, per * (size_t)slots);                                       \
+        if (buf) wf__host_free(buf, slot * (size_t)nth);                                        \
         return 0;                                                                               \
     }
 
@@ -280,21 +275,17 @@ typedef double wf_v4d __attribute__((vector_size(32)));
 
 #ifdef WEFT_HAVE_OPENMP
 #define WF_PRAGMA(x) _Pragma(#x)
-#define WF_OMP_PARALLEL(nt) WF_PRAGMA(omp parallel num_threads(nt) if (nt > 1))
-#define WF_OMP_FOR WF_PRAGMA(omp for)
-#define WF_OMP_FOR_DYNAMIC WF_PRAGMA(omp for schedule(dynamic))
-#define WF_OMP_PARALLEL_FOR_DYNAMIC(nt) WF_PRAGMA(omp parallel for num_threads(nt) schedule(dynamic))
+#define WF_OMP_PARALLEL_FOR_DYNAMIC_IF(nt) \
+    WF_PRAGMA(omp parallel for num_threads(nt) schedule(dynamic) if (nt > 1))
 #else
-#define WF_OMP_PARALLEL(nt)
-#define WF_OMP_FOR
-#define WF_OMP_FOR_DYNAMIC
-#define WF_OMP_PARALLEL_FOR_DYNAMIC(nt)
+#define WF_OMP_PARALLEL_FOR_DYNAMIC_IF(nt)
 #endif
 
-/* f32: 6x16 tile (12 AVX accumulators), A block 120x256 (~120 KB), B block 256x2048 */
-DEFINE_GEMM(float, f32, 6, 16, 120, 256, 2048)
-/* f64: 6x8 tile, A block 96x256, B block 256x1024 */
-DEFINE_GEMM(double, f64, 6, 8, 96, 256, 1024)
+/* f32: 6x16 tile (12 AVX accumulators), A block 120x256 (~120 KB), tiles up to 512 columns
+ * (B block 256x512, 512 KB) */
+DEFINE_GEMM(float, f32, 6, 16, 120, 256, 512)
+/* f64: 6x8 tile, A block 96x256, tiles up to 256 columns */
+DEFINE_GEMM(double, f64, 6, 8, 96, 256, 256)
 
 /* ---------------------------------------------------------------- half precision via f32 */
 

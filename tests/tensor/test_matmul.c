@@ -123,7 +123,8 @@ START_TEST(matmul_random_vs_naive) {
     for (size_t i = 0; i < sizeof sz / sizeof sz[0]; i++)
         for (int t = 0; t < 4; t++) {
             check_random_2d(sz[i][0], sz[i][1], sz[i][2], t & 1, t & 2, WF_F64, 1e-12);
-            check_random_2d(sz[i][0], sz[i][1], sz[i][2], t & 1, t & 2, WF_F32, 1e-5);
+            /* f32 against f64: rounding grows like sqrt(k) */
+            check_random_2d(sz[i][0], sz[i][1], sz[i][2], t & 1, t & 2, WF_F32, 1e-6 + 4e-6 * sqrt((double)sz[i][2]));
         }
     check_random_2d(33, 17, 45, false, true, WF_F16, 2e-2);
     check_random_2d(33, 17, 45, true, false, WF_BF16, 8e-2);

@@ -1,0 +1,188 @@
+/* nn/attention.c: MultiheadAttention (PyTorch's parameter layout) and a GPT-style causal
+ * self-attention block (nanoGPT's names), both on wf_scaled_dot_product_attention. */
+#include "nn_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+/* ================================================================ MultiheadAttention */
+
+typedef struct mha { wf_module base; int64_t E, H; wf_mha_opts o; } mha;
+
+static void mha_repr(const wf_module *m, char *buf, size_t n) {
+    const mha *a = (const mha *)m;
+    snprintf(buf, n, "embed_dim=%lld, num_heads=%lld, dropout=%g, batch_first=%s", (long long)a->E, (long long)a->H,
+             a->o.dropout, a->o.batch_first ? "True" : "False");
+}
+
+static wf_tensor *mha_self(wf_module *m, wf_tensor *x) { return wf_mha_forward(m, x, x, x, NULL, false); }
+
+static const wf_module_vtable mha_vt = { .forward = mha_self, .extra_repr = mha_repr };
+
+wf_module *wf_mha_new(int64_t embed_dim, int64_t num_heads, const wf_mha_opts *opts) {
+    wf_mha_opts o = opts ? *opts : (wf_mha_opts){ 0 };
+    if (embed_dim <= 0 || num_heads <= 0) {
+        wf__error(WF_EINVAL, "wf_mha_new: embed_dim and num_heads must be positive, got %lld and %lld",
+                  (long long)embed_dim, (long long)num_heads);
+        return NULL;
+    }
+    if (embed_dim % num_heads) {
+        wf__error(WF_EINVAL, "wf_mha_new: embed_dim (%lld) must be divisible by num_heads (%lld)", (long long)embed_dim,
+                  (long long)num_heads);
+        return NULL;
+    }
+    if (!(o.dropout >= 0 && o.dropout <= 1)) {
+        wf__error(WF_EINVAL, "wf_mha_new: dropout %g is not in [0, 1]", o.dropout);
+        return NULL;
+    }
+    mha *a = wf__module_new(sizeof *a, "MultiheadAttention", &mha_vt);
+    if (!a) return NULL;
+    a->E = embed_dim;
+    a->H = num_heads;
+    a->o = o;
+    wf_module *m = &a->base;
+    wf_tensor *w = wf_empty(WF_SHAPE(3 * embed_dim, embed_dim), WF_DTYPE_DEFAULT);
+    if (w && wf_init_xavier_uniform_(w, 1.0)) { wf_tensor_free(w); w = NULL; }
+    if (wf__param(m, "in_proj_weight", w)) goto fail;
+    if (!o.no_bias && wf__param(m, "in_proj_bias", wf_zeros(WF_SHAPE(3 * embed_dim), WF_DTYPE_DEFAULT))) goto fail;
+    wf_module *out = wf_linear_new(embed_dim, embed_dim, !o.no_bias);
+    if (out && !o.no_bias && wf_init_zeros_(wf_module_get_parameter(out, "bias"))) { wf_module_free(out); out = NULL; }
+    if (wf_module_add_child(m, "out_proj", out)) goto fail;
+    return m;
+fail:
+    wf_module_free(m);
+    return NULL;
+}
+
+wf_tensor *wf_mha_forward(wf_module *m, wf_tensor *q, wf_tensor *k, wf_tensor *v, wf_tensor *attn_mask, bool is_causal) {
+    if (wf__any_null("wf_mha_forward", 4, m, q, k, v)) return NULL;
+    if (strcmp(wf_module_type(m), "MultiheadAttention") != 0) {
+        wf__error(WF_EINVAL, "wf_mha_forward: module is a %s, not a MultiheadAttention", wf_module_type(m));
+        return NULL;
+    }
+    mha *a = (mha *)m;
+    char d[200], b1[96], b2[96], b3[96];
+    int64_t E = a->E, H = a->H, hd = E / H;
+    bool unbatched = q->ndim == 2;
+    int want = unbatched ? 2 : 3;
+    if ((q->ndim != 2 && q->ndim != 3) || k->ndim != want || v->ndim != want || q->shape[want - 1] != E ||
+        k->shape[want - 1] != E || v->shape[want - 1] != E) {
+        wf__error(WF_ESHAPE, "%s: query %s, key %s and value %s must all be [L, N, %lld] (or [N, L, %lld] with batch_first, "
+                  "or unbatched [L, %lld])", wf__module_desc(m, d, sizeof d), wf_shape_str(q, b1, sizeof b1),
+                  wf_shape_str(k, b2, sizeof b2), wf_shape_str(v, b3, sizeof b3), (long long)E, (long long)E, (long long)E);
+        return NULL;
+    }
+    wf_scope_begin();
+    wf_tensor *qb = q, *kb = k, *vb = v;   /* as [N, L, E] */
+    if (unbatched) { qb = wf_unsqueeze(q, 0); kb = wf_unsqueeze(k, 0); vb = wf_unsqueeze(v, 0); }
+    else if (!a->o.batch_first) { qb = wf_transpose(q, 0, 1); kb = wf_transpose(k, 0, 1); vb = wf_transpose(v, 0, 1); }
+    wf_tensor *y = NULL;
+    if (!qb || !kb || !vb) goto done;
+    int64_t N = qb->shape[0], L = qb->shape[1], S = kb->shape[1];
+    if (kb->shape[0] != N || vb->shape[0] != N || vb->shape[1] != S) {
+        wf__error(WF_ESHAPE, "%s: query %s, key %s and value %s disagree on batch or source length",
+                  wf__module_desc(m, d, sizeof d), wf_shape_str(q, b1, sizeof b1), wf_shape_str(k, b2, sizeof b2),
+                  wf_shape_str(v, b3, sizeof b3));
+        goto done;
+    }
+    wf_tensor *W = wf_module_get_parameter(m, "in_proj_weight"), *B = wf_module_get_parameter(m, "in_proj_bias");
+    wf_tensor *in[3] = { qb, kb, vb }, *heads[3];
+    for (int i = 0; i < 3; i++) {
+        wf_tensor *p = wf_linear(in[i], wf_narrow(W, 0, i * E, E), B ? wf_narrow(B, 0, i * E, E) : NULL);
+        int64_t len = i == 0 ? L : S;
+        heads[i] = wf_transpose(wf_reshape(p, WF_SHAPE(N, len, H, hd)), 1, 2);   /* [N, H, len, hd] */
+    }
+    wf_tensor *mask = attn_mask;
+    if (mask) {
+        bool ok = (mask->ndim == 2 && mask->shape[0] == L && mask->shape[1] == S) ||
+                  (mask->ndim == 3 && mask->shape[0] == N * H && mask->shape[1] == L && mask->shape[2] == S);
+        if (!ok) {
+            wf__error(WF_ESHAPE, "%s: attn_mask of shape %s should be [%lld, %lld] or [%lld, %lld, %lld]",
+                      wf__module_desc(m, d, sizeof d), wf_shape_str(mask, b1, sizeof b1), (long long)L, (long long)S,
+                      (long long)(N * H), (long long)L, (long long)S);
+            goto done;
+        }
+        if (mask->ndim == 3) mask = wf_reshape(mask, WF_SHAPE(N, H, L, S));
+        if (mask && mask->dtype == WF_BOOL) mask = wf_logical_not(mask);   /* true = masked -> true = allowed */
+        else if (mask && !wf_dtype_is_floating(mask->dtype)) {
+            wf__error(WF_EDTYPE, "%s: attn_mask must be bool or floating, got %s", wf__module_desc(m, d, sizeof d),
+                      wf_dtype_name(mask->dtype));
+            goto done;
+        }
+        if (!mask) goto done;
+    }
+    double p = m->training ? a->o.dropout : 0.0;
+    wf_tensor *o = wf_scaled_dot_product_attention(heads[0], heads[1], heads[2], mask, p, is_causal);
+    o = wf_reshape(wf_transpose(o, 1, 2), WF_SHAPE(N, L, E));
+    wf_module *op = wf_module_get_child(m, "out_proj");
+    y = wf_linear(o, wf_module_get_parameter(op, "weight"), wf_module_get_parameter(op, "bias"));
+    if (unbatched) y = wf_squeeze(y, 0);
+    else if (!a->o.batch_first) y = wf_transpose(y, 0, 1);
+done:
+    if (y) wf_keep(y);
+    wf_scope_end();
+    return y;
+}
+
+/* ================================================================ CausalSelfAttention */
+
+typedef struct csa { wf_module base; int64_t E, H; double dropout; } csa;
+
+static void csa_repr(const wf_module *m, char *buf, size_t n) {
+    const csa *a = (const csa *)m;
+    snprintf(buf, n, "n_embd=%lld, n_head=%lld", (long long)a->E, (long long)a->H);
+}
+
+static wf_tensor *csa_forward(wf_module *m, wf_tensor *x) {
+    csa *a = (csa *)m;
+    if (x->ndim != 3 || x->shape[2] != a->E) {
+        char d[200], b[96];
+        wf__error(WF_ESHAPE, "%s: expected an input [B, T, %lld], got shape %s", wf__module_desc(m, d, sizeof d),
+                  (long long)a->E, wf_shape_str(x, b, sizeof b));
+        return NULL;
+    }
+    int64_t B = x->shape[0], T = x->shape[1], E = a->E, H = a->H;
+    wf_scope_begin();
+    wf_tensor *y = NULL;
+    wf_tensor *qkv = wf_module_forward(wf_module_get_child(m, "c_attn"), x);
+    wf_tensor *parts[3] = { 0 };
+    if (qkv && wf_split(qkv, E, 2, parts, 3) == 3) {
+        for (int i = 0; i < 3; i++) parts[i] = wf_transpose(wf_reshape(parts[i], WF_SHAPE(B, T, H, E / H)), 1, 2);
+        double p = m->training ? a->dropout : 0.0;
+        wf_tensor *o = wf_scaled_dot_product_attention(parts[0], parts[1], parts[2], NULL, p, true);
+        o = wf_reshape(wf_transpose(o, 1, 2), WF_SHAPE(B, T, E));
+        o = wf_module_forward(wf_module_get_child(m, "c_proj"), o);
+        y = wf_module_forward(wf_module_get_child(m, "resid_dropout"), o);
+    }
+    if (y) wf_keep(y);
+    wf_scope_end();
+    return y;
+}
+
+static const wf_module_vtable csa_vt = { .forward = csa_forward, .extra_repr = csa_repr };
+
+wf_module *wf_causal_self_attention_new(int64_t n_embd, int64_t n_head, bool bias, double dropout) {
+    if (n_embd <= 0 || n_head <= 0 || n_embd % n_head) {
+        wf__error(WF_EINVAL, "wf_causal_self_attention_new: n_embd (%lld) must be positive and divisible by n_head (%lld)",
+                  (long long)n_embd, (long long)n_head);
+        return NULL;
+    }
+    if (!(dropout >= 0 && dropout <= 1)) {
+        wf__error(WF_EINVAL, "wf_causal_self_attention_new: dropout %g is not in [0, 1]", dropout);
+        return NULL;
+    }
+    csa *a = wf__module_new(sizeof *a, "CausalSelfAttention", &csa_vt);
+    if (!a) return NULL;
+    a->E = n_embd;
+    a->H = n_head;
+    a->dropout = dropout;
+    wf_module *m = &a->base;
+    if (wf_module_add_child(m, "c_attn", wf_linear_new(n_embd, 3 * n_embd, bias)) ||
+        wf_module_add_child(m, "c_proj", wf_linear_new(n_embd, n_embd, bias)) ||
+        wf_module_add_child(m, "attn_dropout", wf_dropout_new(dropout)) ||
+        wf_module_add_child(m, "resid_dropout", wf_dropout_new(dropout))) {
+        wf_module_free(m);
+        return NULL;
+    }
+    return m;
+}

@@ -1,0 +1,275 @@
+/* nn/functional.c: functional forms (dropout, norms, scaled dot product attention) composed
+ * from tensor ops; autograd comes from the ops. */
+#include "nn_impl.h"
+
+#include <float.h>
+#include <math.h>
+#include <string.h>
+
+/* ================================================================ helpers */
+
+wf_tensor *wf__scalar_like(const wf_tensor *t, double v) {
+    wf_tensor *s = wf_scalar(v, t->dtype);
+    if (s && !wf_device_eq(s->device, t->device)) s = wf_to_device(s, t->device);
+    return s;
+}
+
+wf_tensor *wf__alias(wf_tensor *x) {
+    if (!x) return NULL;
+    return wf_to_dtype(x, x->dtype);   /* same dtype: a new handle with an identity node */
+}
+
+double wf__dtype_eps(wf_dtype dt) {
+    switch (dt) {
+    case WF_F64: return DBL_EPSILON;
+    case WF_F16: return 0.0009765625;
+    case WF_BF16: return 0.0078125;
+    default: return FLT_EPSILON;
+    }
+}
+
+/* Run body-computed y out of a private scope: keep y, drop the rest. */
+#define FN_SCOPE_RETURN(y) do { if (y) wf_keep(y); wf_scope_end(); return (y); } while (0)
+
+/* ================================================================ dropout */
+
+wf_tensor *wf_dropout(wf_tensor *x, double p, bool training) {
+    if (!x) return NULL;
+    if (!(p >= 0 && p <= 1)) {
+        wf__error(WF_EINVAL, "wf_dropout: dropout probability has to be between 0 and 1, but got %g", p);
+        return NULL;
+    }
+    if (!wf_dtype_is_floating(x->dtype)) {
+        wf__error(WF_EDTYPE, "wf_dropout: needs a floating input, got %s", wf_dtype_name(x->dtype));
+        return NULL;
+    }
+    if (!training || p == 0) return wf__alias(x);
+    wf_scope_begin();
+    wf_tensor *y;
+    if (p == 1) y = wf_mul_scalar(x, 0.0);
+    else {
+        wf_tensor *mask = wf_bernoulli_p(x->shape, x->ndim, 1.0 - p, x->dtype);
+        if (mask && !wf_device_eq(mask->device, x->device)) mask = wf_to_device(mask, x->device);
+        if (mask && wf_mul_scalar_(mask, 1.0 / (1.0 - p))) mask = NULL;
+        y = wf_mul(x, mask);
+    }
+    FN_SCOPE_RETURN(y);
+}
+
+/* ================================================================ norms */
+
+static int check_normalized(const char *op, wf_tensor *x, const int64_t *shape, int nd, wf_tensor *w, wf_tensor *b) {
+    char b1[96], b2[96];
+    if (!shape || nd < 1 || nd > WF_MAX_DIMS)
+        return wf__error(WF_EINVAL, "%s: normalized_shape needs 1 to %d dims, got %d", op, WF_MAX_DIMS, nd);
+    bool ok = x->ndim >= nd;
+    for (int i = 0; ok && i < nd; i++) ok = x->shape[x->ndim - nd + i] == shape[i];
+    if (!ok)
+        return wf__error(WF_ESHAPE, "%s: input shape %s does not end with normalized_shape %s", op,
+                         wf_shape_str(x, b1, sizeof b1), wf__shape_text(nd, shape, b2, sizeof b2));
+    wf_tensor *ps[2] = { w, b };
+    for (int k = 0; k < 2; k++) {
+        wf_tensor *p = ps[k];
+        if (!p) continue;
+        bool same = p->ndim == nd;
+        for (int i = 0; same && i < nd; i++) same = p->shape[i] == shape[i];
+        if (!same)
+            return wf__error(WF_ESHAPE, "%s: %s of shape %s does not match normalized_shape %s", op,
+                             k ? "bias" : "weight", wf_shape_str(p, b1, sizeof b1), wf__shape_text(nd, shape, b2, sizeof b2));
+    }
+    if (!wf_dtype_is_floating(x->dtype))
+        return wf__error(WF_EDTYPE, "%s: needs a floating input, got %s", op, wf_dtype_name(x->dtype));
+    return 0;
+}
+
+wf_tensor *wf_layer_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim,
+                         wf_tensor *weight, wf_tensor *bias, double eps) {
+    if (!x) return NULL;
+    if (check_normalized("wf_layer_norm", x, normalized_shape, ndim, weight, bias)) return NULL;
+    int dims[WF_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) dims[i] = x->ndim - ndim + i;
+    wf_scope_begin();
+    wf_tensor *mean = wf_mean(x, dims, ndim, true);
+    wf_tensor *xc = wf_sub(x, mean);
+    wf_tensor *var = wf_mean(wf_mul(xc, xc), dims, ndim, true);
+    wf_tensor *y = wf_mul(xc, wf_rsqrt(wf_add_scalar(var, eps)));
+    if (weight) y = wf_mul(y, weight);
+    if (bias) y = wf_add(y, bias);
+    FN_SCOPE_RETURN(y);
+}
+
+wf_tensor *wf_rms_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim, wf_tensor *weight, double eps) {
+    if (!x) return NULL;
+    if (check_normalized("wf_rms_norm", x, normalized_shape, ndim, weight, NULL)) return NULL;
+    if (eps <= 0) eps = wf__dtype_eps(x->dtype);
+    int dims[WF_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) dims[i] = x->ndim - ndim + i;
+    wf_scope_begin();
+    wf_tensor *ms = wf_mean(wf_mul(x, x), dims, ndim, true);
+    wf_tensor *y = wf_mul(x, wf_rsqrt(wf_add_scalar(ms, eps)));
+    if (weight) y = wf_mul(y, weight);
+    FN_SCOPE_RETURN(y);
+}
+
+/* [1, C, 1, ...] view of a per-channel vector for an input of ndim dims */
+static wf_tensor *channel_view(wf_tensor *v, int ndim) {
+    int64_t shape[WF_MAX_DIMS];
+    for (int i = 0; i < ndim; i++) shape[i] = 1;
+    shape[1] = wf_numel(v);
+    return wf_reshape(v, shape, ndim);
+}
+
+static int check_channel_vec(const char *op, const char *what, wf_tensor *p, int64_t C) {
+    if (!p) return 0;
+    if (p->ndim != 1 || p->shape[0] != C) {
+        char b[96];
+        return wf__error(WF_ESHAPE, "%s: %s should have shape [%lld], got %s", op, what, (long long)C,
+                         wf_shape_str(p, b, sizeof b));
+    }
+    return 0;
+}
+
+wf_tensor *wf_group_norm(wf_tensor *x, int64_t num_groups, wf_tensor *weight, wf_tensor *bias, double eps) {
+    const char *op = "wf_group_norm";
+    if (!x) return NULL;
+    char b[96];
+    if (x->ndim < 2) {
+        wf__error(WF_ESHAPE, "%s: expected an input of at least 2 dims [N, C, *], got %s", op, wf_shape_str(x, b, sizeof b));
+        return NULL;
+    }
+    int64_t N = x->shape[0], C = x->shape[1];
+    if (num_groups <= 0 || C % num_groups) {
+        wf__error(WF_ESHAPE, "%s: expected the number of channels (%lld) to be divisible by num_groups (%lld)", op,
+                  (long long)C, (long long)num_groups);
+        return NULL;
+    }
+    if (check_channel_vec(op, "weight", weight, C) || check_channel_vec(op, "bias", bias, C)) return NULL;
+    if (!wf_dtype_is_floating(x->dtype)) {
+        wf__error(WF_EDTYPE, "%s: needs a floating input, got %s", op, wf_dtype_name(x->dtype));
+        return NULL;
+    }
+    wf_scope_begin();
+    wf_tensor *xr = wf_reshape(x, WF_SHAPE(N, num_groups, -1));
+    wf_tensor *mean = wf_mean(xr, WF_DIMS(2), true);
+    wf_tensor *xc = wf_sub(xr, mean);
+    wf_tensor *var = wf_mean(wf_mul(xc, xc), WF_DIMS(2), true);
+    wf_tensor *y = wf_mul(xc, wf_rsqrt(wf_add_scalar(var, eps)));
+    y = wf_reshape(y, x->shape, x->ndim);
+    if (weight) y = wf_mul(y, channel_view(weight, x->ndim));
+    if (bias) y = wf_add(y, channel_view(bias, x->ndim));
+    FN_SCOPE_RETURN(y);
+}
+
+wf_tensor *wf_batch_norm(wf_tensor *x, wf_tensor *running_mean, wf_tensor *running_var,
+                         wf_tensor *weight, wf_tensor *bias, bool training, double momentum, double eps) {
+    const char *op = "wf_batch_norm";
+    if (!x) return NULL;
+    char b[96];
+    if (x->ndim < 2) {
+        wf__error(WF_ESHAPE, "%s: expected an input of at least 2 dims [N, C, *], got %s", op, wf_shape_str(x, b, sizeof b));
+        return NULL;
+    }
+    if (!wf_dtype_is_floating(x->dtype)) {
+        wf__error(WF_EDTYPE, "%s: needs a floating input, got %s", op, wf_dtype_name(x->dtype));
+        return NULL;
+    }
+    int64_t C = x->shape[1];
+    if (check_channel_vec(op, "weight", weight, C) || check_channel_vec(op, "bias", bias, C) ||
+        check_channel_vec(op, "running_mean", running_mean, C) || check_channel_vec(op, "running_var", running_var, C))
+        return NULL;
+    if (!!running_mean != !!running_var) {
+        wf__error(WF_EINVAL, "%s: running_mean and running_var must both be given or both be NULL", op);
+        return NULL;
+    }
+    if (!running_mean) training = true;   /* no running statistics: batch statistics */
+    int dims[WF_MAX_DIMS], nd = 0;
+    for (int i = 0; i < x->ndim; i++) if (i != 1) dims[nd++] = i;
+    int64_t count = C ? wf_numel(x) / C : 0;
+    if (training && count <= 1) {
+        wf__error(WF_ESHAPE, "%s: expected more than 1 value per channel when training, got input size %s", op,
+                  wf_shape_str(x, b, sizeof b));
+        return NULL;
+    }
+    if (training && !(momentum >= 0 && momentum <= 1) && running_mean) {
+        wf__error(WF_EINVAL, "%s: momentum %g is not in [0, 1]", op, momentum);
+        return NULL;
+    }
+    wf_scope_begin();
+    wf_tensor *y;
+    if (training) {
+        wf_tensor *mean = wf_mean(x, dims, nd, true);
+        wf_tensor *xc = wf_sub(x, mean);
+        wf_tensor *var = wf_mean(wf_mul(xc, xc), dims, nd, true);
+        y = wf_mul(xc, wf_rsqrt(wf_add_scalar(var, eps)));
+        if (y && running_mean) {
+            bool prev = wf_set_grad_enabled(false);
+            wf_tensor *m1 = wf_reshape(wf_detach(mean), WF_SHAPE(C));
+            wf_tensor *v1 = wf_mul_scalar(wf_reshape(wf_detach(var), WF_SHAPE(C)), (double)count / (double)(count - 1));
+            int rc = !m1 || !v1 ? wf_error() : 0;
+            if (!rc) rc = wf_mul_scalar_(running_mean, 1.0 - momentum);
+            if (!rc) rc = wf_add_scaled_(running_mean, m1, momentum);
+            if (!rc) rc = wf_mul_scalar_(running_var, 1.0 - momentum);
+            if (!rc) rc = wf_add_scaled_(running_var, v1, momentum);
+            wf_set_grad_enabled(prev);
+            if (rc) y = NULL;
+        }
+    } else {
+        wf_tensor *rm = channel_view(running_mean, x->ndim), *rv = channel_view(running_var, x->ndim);
+        y = wf_mul(wf_sub(x, rm), wf_rsqrt(wf_add_scalar(rv, eps)));
+    }
+    if (weight) y = wf_mul(y, channel_view(weight, x->ndim));
+    if (bias) y = wf_add(y, channel_view(bias, x->ndim));
+    FN_SCOPE_RETURN(y);
+}
+
+/* ================================================================ attention */
+
+wf_tensor *wf_scaled_dot_product_attention(wf_tensor *q, wf_tensor *k, wf_tensor *v,
+                                           wf_tensor *attn_mask, double dropout_p, bool is_causal) {
+    const char *op = "wf_scaled_dot_product_attention";
+    if (wf__any_null(op, 3, q, k, v)) return NULL;
+    char b1[96], b2[96], b3[96];
+    if (q->ndim < 2 || k->ndim < 2 || v->ndim < 2) {
+        wf__error(WF_ESHAPE, "%s: query %s, key %s and value %s need at least 2 dims [..., L, E]", op,
+                  wf_shape_str(q, b1, sizeof b1), wf_shape_str(k, b2, sizeof b2), wf_shape_str(v, b3, sizeof b3));
+        return NULL;
+    }
+    int64_t L = q->shape[q->ndim - 2], E = q->shape[q->ndim - 1];
+    int64_t S = k->shape[k->ndim - 2];
+    if (k->shape[k->ndim - 1] != E || v->shape[v->ndim - 2] != S) {
+        wf__error(WF_ESHAPE, "%s: query %s, key %s and value %s do not fit (need q [..., L, E], k [..., S, E], v [..., S, Ev])",
+                  op, wf_shape_str(q, b1, sizeof b1), wf_shape_str(k, b2, sizeof b2), wf_shape_str(v, b3, sizeof b3));
+        return NULL;
+    }
+    if (!wf_dtype_is_floating(q->dtype)) {
+        wf__error(WF_EDTYPE, "%s: needs floating inputs, got %s", op, wf_dtype_name(q->dtype));
+        return NULL;
+    }
+    if (!(dropout_p >= 0 && dropout_p <= 1)) {
+        wf__error(WF_EINVAL, "%s: dropout_p %g is not in [0, 1]", op, dropout_p);
+        return NULL;
+    }
+    wf_scope_begin();
+    double scale = E > 0 ? 1.0 / sqrt((double)E) : 1.0;
+    wf_tensor *scores = wf_mul_scalar(wf_matmul(q, wf_transpose(k, -2, -1)), scale);
+    wf_tensor *ninf = scores ? wf__scalar_like(scores, -INFINITY) : NULL;
+    if (is_causal && scores) {
+        wf_tensor *row = wf_reshape(wf_arange(0, (double)L, 1, WF_I64), WF_SHAPE(L, 1));
+        wf_tensor *col = wf_reshape(wf_arange(0, (double)S, 1, WF_I64), WF_SHAPE(1, S));
+        wf_tensor *allowed = wf_le(col, row);
+        if (allowed && !wf_device_eq(allowed->device, scores->device)) allowed = wf_to_device(allowed, scores->device);
+        scores = wf_where(allowed, scores, ninf);
+    }
+    if (attn_mask && scores) {
+        if (attn_mask->dtype == WF_BOOL) scores = wf_where(attn_mask, scores, ninf);
+        else if (wf_dtype_is_floating(attn_mask->dtype)) scores = wf_add(scores, attn_mask);
+        else {
+            wf__error(WF_EDTYPE, "%s: attn_mask must be bool or floating, got %s", op, wf_dtype_name(attn_mask->dtype));
+            scores = NULL;
+        }
+    }
+    wf_tensor *attn = wf_softmax(scores, -1);
+    if (dropout_p > 0) attn = wf_dropout(attn, dropout_p, true);
+    wf_tensor *y = wf_matmul(attn, v);
+    FN_SCOPE_RETURN(y);
+}

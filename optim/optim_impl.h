@@ -1,0 +1,96 @@
+/* optim/optim_impl.h: private structures of the optimizers, schedulers and the small JSON
+ * reader/writer they share. Not installed. */
+#ifndef WEFT_OPTIM_IMPL_H
+#define WEFT_OPTIM_IMPL_H
+
+#include "weft/optim.h"
+#include "tensor/tensor_impl.h"
+
+#include <stddef.h>
+
+typedef enum wf_optim_kind {
+    WF_OPT_SGD, WF_OPT_ADAM, WF_OPT_ADAMW, WF_OPT_RMSPROP, WF_OPT_ADAGRAD
+} wf_optim_kind;
+
+/* Hyperparameters of one group (all optimizers share the struct; each uses its subset). */
+typedef struct wf_hparams {
+    double lr, weight_decay, momentum, dampening, beta1, beta2, eps, alpha, lr_decay,
+           initial_accumulator_value;
+    bool nesterov, maximize, amsgrad, centered;
+} wf_hparams;
+
+/* Extra numeric keys added by schedulers ("initial_lr", "max_lr", ...). */
+#define WF_OPT_MAX_EXTRAS 8
+typedef struct wf_extra { char name[24]; double value; } wf_extra;
+
+typedef struct wf_param_group {
+    wf_tensor **params;     /* retained */
+    int n;
+    int first_index;        /* index of params[0] across all groups (state_dict numbering) */
+    wf_hparams h;
+    wf_extra extras[WF_OPT_MAX_EXTRAS];
+    int n_extras;
+} wf_param_group;
+
+/* Per-parameter state; tensors owned (NULL until created). */
+typedef struct wf_param_state {
+    bool initialized;
+    double step;
+    wf_tensor *exp_avg, *exp_avg_sq, *max_exp_avg_sq;   /* Adam/AdamW */
+    wf_tensor *momentum_buffer;                         /* SGD, RMSprop */
+    wf_tensor *square_avg, *grad_avg;                   /* RMSprop */
+    wf_tensor *sum;                                     /* Adagrad */
+} wf_param_state;
+
+struct wf_optimizer {
+    wf_optim_kind kind;
+    const char *name;
+    wf_hparams defaults;
+    wf_param_group *groups;
+    int n_groups;
+    wf_param_state *state;   /* one per parameter, indexed like the state_dict */
+    int n_params;
+};
+
+/* Tensor made in a (possibly open) scope becomes owned by the caller. */
+static inline wf_tensor *wf__optim_take(wf_tensor *t) {
+    if (t && t->scope) wf__scope_unregister(t);
+    return t;
+}
+
+/* Force the generic (tensor-op) update path even where the fused CPU loop applies (tests). */
+void wf__optim_force_generic(bool on);
+
+/* update kernels (optim/update.c): one parameter; p, g; state already initialized */
+int wf__optim_update(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_tensor *g,
+                     wf_param_state *st);
+
+/* ---------------------------------------------------------------- JSON (optim/ojson.c) */
+
+/* growable text buffer */
+typedef struct wf_osbuf { char *p; size_t n, cap; bool oom; } wf_osbuf;
+void wf__osb_printf(wf_osbuf *b, const char *fmt, ...)
+#if defined(__GNUC__)
+    __attribute__((format(printf, 2, 3)))
+#endif
+    ;
+void wf__osb_double(wf_osbuf *b, double v);   /* shortest round-trip text; inf/nan as Infinity/NaN */
+void wf__osb_free(wf_osbuf *b);
+
+typedef enum wf_ojtype { WF_OJ_NULL, WF_OJ_BOOL, WF_OJ_NUM, WF_OJ_STR, WF_OJ_ARR, WF_OJ_OBJ } wf_ojtype;
+typedef struct wf_ojval wf_ojval;
+struct wf_ojval {
+    wf_ojtype type;
+    double num;          /* NUM, BOOL (0/1) */
+    char *str;           /* STR */
+    int n;               /* ARR / OBJ: number of items */
+    wf_ojval *items;      /* ARR / OBJ */
+    char **keys;         /* OBJ */
+};
+/* Parse text into *out (depth-limited, bounds-checked). Returns 0 or WF_ECORRUPT (message
+ * names op and the byte offset). */
+int wf__ojson_parse(const char *op, const char *text, wf_ojval *out);
+void wf__ojson_free(wf_ojval *v);
+const wf_ojval *wf__ojson_get(const wf_ojval *obj, const char *key);   /* NULL if absent */
+
+#endif

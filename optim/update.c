@@ -1,0 +1,313 @@
+/* optim/update.c: the per-parameter update rules of torch.optim's single-tensor paths.
+ *
+ * Two implementations of each rule:
+ *  - a fused CPU loop for contiguous f32/f64 parameters (parameter, gradient and state of one
+ *    dtype): one pass, no allocation, arithmetic in the parameter's dtype with the scalars
+ *    cast to it, in PyTorch's operation order (lerp for exp_avg, addcmul, addcdiv);
+ *  - a generic path with in-place tensor ops and scoped temporaries, for every other device,
+ *    dtype or layout.
+ * The caller (wf_optimizer_step) runs with grad mode off and passes a parameter that has a
+ * gradient. */
+#include "optim_impl.h"
+
+#include <math.h>
+#include <string.h>
+
+static bool g_force_generic;
+void wf__optim_force_generic(bool on) { g_force_generic = on; }
+
+/* ---------------------------------------------------------------- state creation */
+
+static int make_state(const char *name, wf_tensor **slot, wf_tensor *p, double fill) {
+    if (*slot) return 0;
+    wf_tensor *t = wf__optim_take(wf_full_like(p, fill));
+    if (!t) return wf_error() ? wf_error() : wf__error(WF_ENOMEM, "%s: cannot create state", name);
+    *slot = t;
+    return 0;
+}
+
+/* Create the state tensors this rule needs (PyTorch's _init_group), lazily. */
+static int ensure_state(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_param_state *st) {
+    int rc = 0;
+    switch (opt->kind) {
+    case WF_OPT_SGD: break;   /* momentum_buffer: a clone of the first (modified) gradient */
+    case WF_OPT_ADAM: case WF_OPT_ADAMW:
+        if (!rc) rc = make_state(opt->name, &st->exp_avg, p, 0);
+        if (!rc) rc = make_state(opt->name, &st->exp_avg_sq, p, 0);
+        if (!rc && h->amsgrad) rc = make_state(opt->name, &st->max_exp_avg_sq, p, 0);
+        break;
+    case WF_OPT_RMSPROP:
+        if (!rc) rc = make_state(opt->name, &st->square_avg, p, 0);
+        if (!rc && h->momentum > 0) rc = make_state(opt->name, &st->momentum_buffer, p, 0);
+        if (!rc && h->centered) rc = make_state(opt->name, &st->grad_avg, p, 0);
+        break;
+    case WF_OPT_ADAGRAD:
+        if (!rc) rc = make_state(opt->name, &st->sum, p, h->initial_accumulator_value);
+        break;
+    }
+    if (!rc) st->initialized = true;
+    return rc;
+}
+
+/* ---------------------------------------------------------------- fused CPU loops */
+
+/* torch.lerp on CPU: weight < 0.5 ? a + w*(b-a) : b - (b-a)*(1-w) */
+#define LERP(T, a, b, w) ((w) < (T)0.5 ? (a) + (w) * ((b) - (a)) : (b) - ((b) - (a)) * ((T)1 - (w)))
+
+#define DEFINE_FUSED(T, SQRT, MAXF)                                                            \
+static void sgd_##T(int64_t n, T *p, const T *g, T *buf, bool first, const wf_hparams *h) {    \
+    const T wd = (T)h->weight_decay, mom = (T)h->momentum, damp1 = (T)(1 - h->dampening);       \
+    const T nlr = (T)(-h->lr);                                                                 \
+    for (int64_t i = 0; i < n; i++) {                                                          \
+        T d = h->maximize ? -g[i] : g[i];                                                      \
+        if (h->weight_decay != 0) d = d + wd * p[i];                                           \
+        if (buf) {                                                                             \
+            T b = first ? d : buf[i] * mom + damp1 * d;                                        \
+            buf[i] = b;                                                                        \
+            d = h->nesterov ? d + mom * b : b;                                                 \
+        }                                                                                      \
+        p[i] = p[i] + nlr * d;                                                                 \
+    }                                                                                          \
+}                                                                                              \
+static void adam_##T(int64_t n, T *p, const T *g, T *m, T *v, T *vmax, bool decoupled,         \
+                     double step, const wf_hparams *h) {                                       \
+    const double bc1 = 1 - pow(h->beta1, step), bc2 = 1 - pow(h->beta2, step);                 \
+    const T nstep = (T)(-(h->lr / bc1)), bc2s = (T)sqrt(bc2), eps = (T)h->eps;                 \
+    const T w1 = (T)(1 - h->beta1), b2 = (T)h->beta2, w2 = (T)(1 - h->beta2);                  \
+    const T wd = (T)h->weight_decay, decay = (T)(1 - h->lr * h->weight_decay);                 \
+    const bool l2 = !decoupled && h->weight_decay != 0;                                        \
+    const bool dw = decoupled && h->weight_decay != 0;                                         \
+    for (int64_t i = 0; i < n; i++) {                                                          \
+        T pi = p[i];                                                                           \
+        if (dw) pi = pi * decay;                                                               \
+        T d = h->maximize ? -g[i] : g[i];                                                      \
+        if (l2) d = d + wd * pi;                                                               \
+        T mi = LERP(T, m[i], d, w1);                                                           \
+        T vi = v[i] * b2 + w2 * (d * d);                                                       \
+        m[i] = mi;                                                                             \
+        v[i] = vi;                                                                             \
+        if (vmax) { vi = MAXF(vmax[i], vi); vmax[i] = vi; }                                    \
+        T denom = SQRT(vi) / bc2s + eps;                                                       \
+        p[i] = pi + nstep * (mi / denom);                                                      \
+    }                                                                                          \
+}                                                                                              \
+static void rmsprop_##T(int64_t n, T *p, const T *g, T *sa, T *ga, T *buf,                     \
+                        const wf_hparams *h) {                                                 \
+    const T a = (T)h->alpha, w = (T)(1 - h->alpha), eps = (T)h->eps, wd = (T)h->weight_decay;  \
+    const T mom = (T)h->momentum, nlr = (T)(-h->lr);                                           \
+    for (int64_t i = 0; i < n; i++) {                                                          \
+        T d = h->maximize ? -g[i] : g[i];                                                      \
+        if (h->weight_decay != 0) d = d + wd * p[i];                                           \
+        T s = sa[i] * a + w * (d * d);                                                         \
+        sa[i] = s;                                                                             \
+        T avg;                                                                                 \
+        if (ga) {                                                                              \
+            T gi = LERP(T, ga[i], d, w);                                                       \
+            ga[i] = gi;                                                                        \
+            avg = SQRT(s + (T)(-1) * (gi * gi));                                               \
+        } else {                                                                               \
+            avg = SQRT(s);                                                                     \
+        }                                                                                      \
+        avg = avg + eps;                                                                       \
+        if (buf) {                                                                             \
+            T b = buf[i] * mom + d / avg;                                                      \
+            buf[i] = b;                                                                        \
+            p[i] = p[i] + nlr * b;                                                             \
+        } else {                                                                               \
+            p[i] = p[i] + nlr * (d / avg);                                                     \
+        }                                                                                      \
+    }                                                                                          \
+}                                                                                              \
+static void adagrad_##T(int64_t n, T *p, const T *g, T *sum, double step, const wf_hparams *h) {\
+    const T nclr = (T)(-(h->lr / (1 + (step - 1) * h->lr_decay)));                             \
+    const T eps = (T)h->eps, wd = (T)h->weight_decay;                                          \
+    for (int64_t i = 0; i < n; i++) {                                                          \
+        T d = h->maximize ? -g[i] : g[i];                                                      \
+        if (h->weight_decay != 0) d = d + wd * p[i];                                           \
+        T s = sum[i] + d * d;                                                                  \
+        sum[i] = s;                                                                            \
+        T sd = SQRT(s) + eps;                                                                  \
+        p[i] = p[i] + nclr * (d / sd);                                                         \
+    }                                                                                          \
+}
+
+static inline float maxf_nan(float a, float b) { return (a != a || b != b) ? NAN : (a > b ? a : b); }
+static inline double maxd_nan(double a, double b) { return (a != a || b != b) ? NAN : (a > b ? a : b); }
+
+DEFINE_FUSED(float, sqrtf, maxf_nan)
+DEFINE_FUSED(double, sqrt, maxd_nan)
+
+/* Can the fused loop run? Every tensor on the CPU, contiguous, and of p's dtype (f32/f64). */
+static bool fusable(wf_tensor *p, wf_tensor *const *ts, int n) {
+    if (g_force_generic) return false;
+    if (p->device.type != WF_DEV_CPU || (p->dtype != WF_F32 && p->dtype != WF_F64)) return false;
+    if (!wf_is_contiguous(p)) return false;
+    for (int i = 0; i < n; i++) {
+        wf_tensor *t = ts[i];
+        if (!t) continue;
+        if (t->device.type != WF_DEV_CPU || t->dtype != p->dtype || !wf_is_contiguous(t) ||
+            !wf_same_shape(t, p))
+            return false;
+    }
+    return true;
+}
+
+#define PTR(T, t) ((t) ? (T *)(void *)wf__host_ptr(t) : (T *)NULL)
+
+/* ---------------------------------------------------------------- generic path */
+
+/* d = grad, negated for maximize, plus weight_decay * p when l2 (a scope is open). */
+static wf_tensor *modified_grad(wf_tensor *p, wf_tensor *g, const wf_hparams *h, bool l2) {
+    wf_tensor *d = h->maximize ? wf_neg(g) : g;
+    if (l2 && h->weight_decay != 0) d = wf_add(d, wf_mul_scalar(p, h->weight_decay));
+    return d;
+}
+
+#define TRY(expr) do { if (!rc) rc = (expr); } while (0)
+#define NN(t) ((t) ? 0 : (wf_error() ? wf_error() : WF_ENOMEM))
+
+static int generic_update(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_tensor *g,
+                          wf_param_state *st) {
+    int rc = 0;
+    wf_scope_begin();
+    switch (opt->kind) {
+    case WF_OPT_SGD: {
+        wf_tensor *d = modified_grad(p, g, h, true);
+        rc = NN(d);
+        if (!rc && h->momentum != 0) {
+            if (!st->momentum_buffer) {
+                st->momentum_buffer = wf__optim_take(wf_clone(d));
+                rc = NN(st->momentum_buffer);
+            } else {
+                TRY(wf_mul_scalar_(st->momentum_buffer, h->momentum));
+                TRY(wf_add_scaled_(st->momentum_buffer, d, 1 - h->dampening));
+            }
+            if (!rc) {
+                d = h->nesterov ? wf_add(d, wf_mul_scalar(st->momentum_buffer, h->momentum))
+                                : st->momentum_buffer;
+                rc = NN(d);
+            }
+        }
+        TRY(wf_add_scaled_(p, d, -h->lr));
+        break;
+    }
+    case WF_OPT_ADAM: case WF_OPT_ADAMW: {
+        bool decoupled = opt->kind == WF_OPT_ADAMW;
+        double step = st->step;
+        double bc1 = 1 - pow(h->beta1, step), bc2 = 1 - pow(h->beta2, step);
+        if (decoupled && h->weight_decay != 0) TRY(wf_mul_scalar_(p, 1 - h->lr * h->weight_decay));
+        wf_tensor *d = rc ? NULL : modified_grad(p, g, h, !decoupled);
+        TRY(NN(d));
+        TRY(wf_mul_scalar_(st->exp_avg, h->beta1));
+        TRY(wf_add_scaled_(st->exp_avg, d, 1 - h->beta1));
+        TRY(wf_mul_scalar_(st->exp_avg_sq, h->beta2));
+        TRY(wf_add_scaled_(st->exp_avg_sq, rc ? NULL : wf_mul(d, d), 1 - h->beta2));
+        wf_tensor *src = st->exp_avg_sq;
+        if (h->amsgrad) {
+            TRY(wf_copy_(st->max_exp_avg_sq, rc ? NULL : wf_maximum(st->max_exp_avg_sq, st->exp_avg_sq)));
+            src = st->max_exp_avg_sq;
+        }
+        if (!rc) {
+            wf_tensor *denom = wf_add_scalar(wf_div_scalar(wf_sqrt(src), sqrt(bc2)), h->eps);
+            TRY(wf_add_scaled_(p, wf_div(st->exp_avg, denom), -(h->lr / bc1)));
+        }
+        break;
+    }
+    case WF_OPT_RMSPROP: {
+        wf_tensor *d = modified_grad(p, g, h, true);
+        rc = NN(d);
+        TRY(wf_mul_scalar_(st->square_avg, h->alpha));
+        TRY(wf_add_scaled_(st->square_avg, rc ? NULL : wf_mul(d, d), 1 - h->alpha));
+        wf_tensor *avg = NULL;
+        if (!rc && h->centered) {
+            TRY(wf_mul_scalar_(st->grad_avg, h->alpha));
+            TRY(wf_add_scaled_(st->grad_avg, d, 1 - h->alpha));
+            if (!rc) avg = wf_sqrt(wf_sub(st->square_avg, wf_mul(st->grad_avg, st->grad_avg)));
+        } else if (!rc) {
+            avg = wf_sqrt(st->square_avg);
+        }
+        TRY(NN(avg));
+        TRY(wf_add_scalar_(avg, h->eps));
+        if (!rc && h->momentum > 0) {
+            TRY(wf_mul_scalar_(st->momentum_buffer, h->momentum));
+            TRY(wf_add_(st->momentum_buffer, wf_div(d, avg)));
+            TRY(wf_add_scaled_(p, st->momentum_buffer, -h->lr));
+        } else if (!rc) {
+            TRY(wf_add_scaled_(p, wf_div(d, avg), -h->lr));
+        }
+        break;
+    }
+    case WF_OPT_ADAGRAD: {
+        double clr = h->lr / (1 + (st->step - 1) * h->lr_decay);
+        wf_tensor *d = modified_grad(p, g, h, true);
+        rc = NN(d);
+        TRY(wf_add_(st->sum, rc ? NULL : wf_mul(d, d)));
+        if (!rc) {
+            wf_tensor *sd = wf_add_scalar(wf_sqrt(st->sum), h->eps);
+            TRY(wf_add_scaled_(p, wf_div(d, sd), -clr));
+        }
+        break;
+    }
+    }
+    wf_scope_end();
+    return rc;
+}
+
+/* ---------------------------------------------------------------- entry */
+
+int wf__optim_update(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_tensor *g,
+                     wf_param_state *st) {
+    int rc = ensure_state(opt, h, p, st);
+    if (rc) return rc;
+    if (opt->kind != WF_OPT_SGD) st->step += 1;
+
+    wf_tensor *ts[5] = { g, st->exp_avg, st->exp_avg_sq, st->max_exp_avg_sq, st->momentum_buffer };
+    wf_tensor *ts2[3] = { st->square_avg, st->grad_avg, st->sum };
+    if (!(fusable(p, ts, 5) && fusable(p, ts2, 3))) {
+        rc = generic_update(opt, h, p, g, st);
+        if (rc && opt->kind != WF_OPT_SGD) st->step -= 1;
+        return rc;
+    }
+
+    bool first = false;
+    if (opt->kind == WF_OPT_SGD && h->momentum != 0 && !st->momentum_buffer) {
+        st->momentum_buffer = wf__optim_take(wf_empty_like(p));
+        if (!st->momentum_buffer) return wf_error() ? wf_error() : WF_ENOMEM;
+        first = true;
+    }
+    int64_t n = wf_numel(p);
+    bool f64 = p->dtype == WF_F64;
+    switch (opt->kind) {
+    case WF_OPT_SGD:
+        if (f64) sgd_double(n, PTR(double, p), PTR(double, g), h->momentum != 0 ? PTR(double, st->momentum_buffer) : NULL, first, h);
+        else sgd_float(n, PTR(float, p), PTR(float, g), h->momentum != 0 ? PTR(float, st->momentum_buffer) : NULL, first, h);
+        if (h->momentum != 0) wf__bump_version(st->momentum_buffer);
+        break;
+    case WF_OPT_ADAM: case WF_OPT_ADAMW: {
+        bool dec = opt->kind == WF_OPT_ADAMW;
+        wf_tensor *vm = h->amsgrad ? st->max_exp_avg_sq : NULL;
+        if (f64) adam_double(n, PTR(double, p), PTR(double, g), PTR(double, st->exp_avg), PTR(double, st->exp_avg_sq), PTR(double, vm), dec, st->step, h);
+        else adam_float(n, PTR(float, p), PTR(float, g), PTR(float, st->exp_avg), PTR(float, st->exp_avg_sq), PTR(float, vm), dec, st->step, h);
+        wf__bump_version(st->exp_avg);
+        wf__bump_version(st->exp_avg_sq);
+        if (vm) wf__bump_version(vm);
+        break;
+    }
+    case WF_OPT_RMSPROP: {
+        wf_tensor *ga = h->centered ? st->grad_avg : NULL, *buf = h->momentum > 0 ? st->momentum_buffer : NULL;
+        if (f64) rmsprop_double(n, PTR(double, p), PTR(double, g), PTR(double, st->square_avg), PTR(double, ga), PTR(double, buf), h);
+        else rmsprop_float(n, PTR(float, p), PTR(float, g), PTR(float, st->square_avg), PTR(float, ga), PTR(float, buf), h);
+        wf__bump_version(st->square_avg);
+        if (ga) wf__bump_version(ga);
+        if (buf) wf__bump_version(buf);
+        break;
+    }
+    case WF_OPT_ADAGRAD:
+        if (f64) adagrad_double(n, PTR(double, p), PTR(double, g), PTR(double, st->sum), st->step, h);
+        else adagrad_float(n, PTR(float, p), PTR(float, g), PTR(float, st->sum), st->step, h);
+        wf__bump_version(st->sum);
+        break;
+    }
+    wf__bump_version(p);
+    return 0;
+}

@@ -1,0 +1,213 @@
+/* tensor/cuda/cuda_api.h: the boundary between weft's C code and its CUDA C++ kernels.
+ *
+ * tensor_impl.h uses C11 <stdatomic.h>, which nvcc (C++) cannot compile, so the CUDA
+ * backend is split in two layers:
+ *   - tensor/cuda/cuda_kernels.c (C): the wf_kernels table; turns wf_tensor handles into
+ *     the plain wf_cuda_view descriptors below and calls the launchers;
+ *   - tensor/cuda/ *.cu files (CUDA C++): kernels and launchers; they include only this header,
+ *     weft/tensor.h (enums, C++-safe) and CUDA headers.
+ *
+ * Every launcher takes the CUDA device index `dev`, makes it current (cudaSetDevice), queues
+ * its work on that device's stream (one non-blocking stream per device, created lazily;
+ * cuBLAS is bound to it) and returns 0 or a negative WF_E* code after recording a message
+ * through wf__cuda_set_error (implemented in the C layer with wf__error). Launch failures
+ * and sticky device errors (illegal address, ...) become WF_EDEVICEFAIL naming the kernel.
+ *
+ * Launchers never validate shapes (the front-ends do); they handle any strides (in
+ * elements, 0 for broadcast dims) unless a comment says "contiguous". Views of one call
+ * have the same shape unless stated. Work is asynchronous unless stated. */
+#ifndef WEFT_CUDA_API_H
+#define WEFT_CUDA_API_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "weft/tensor.h" /* WF_E* codes, wf_dtype numbers, wf_memory_stats (C++-safe) */
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define WF_CUDA_MAX_DIMS 8
+
+/* A tensor as the kernels see it. data points at the first element (storage data + offset
+ * * element size); stride is in elements; dtype uses the wf_dtype numbers. */
+typedef struct wf_cuda_view {
+    void *data;
+    int ndim;
+    int64_t shape[WF_CUDA_MAX_DIMS];
+    int64_t stride[WF_CUDA_MAX_DIMS];
+    int dtype;
+} wf_cuda_view;
+
+/* The op numbers of tensor_impl.h (wf_unary_op, wf_binary_op, wf_reduce_op), which the .cu
+ * files cannot include; cuda_kernels.c checks at compile time that they agree. */
+enum {
+    WFC_U_NEG, WFC_U_ABS, WFC_U_EXP, WFC_U_LOG, WFC_U_LOG1P, WFC_U_SQRT, WFC_U_RSQRT, WFC_U_SIN,
+    WFC_U_COS, WFC_U_TANH, WFC_U_SIGMOID, WFC_U_RELU, WFC_U_GELU, WFC_U_GELU_TANH, WFC_U_SILU,
+    WFC_U_SQUARE, WFC_U_SIGN, WFC_U_POW, WFC_U_CLAMP, WFC_U_LOGICAL_NOT, WFC_U_ISFINITE, WFC_U_COUNT
+};
+enum {
+    WFC_B_ADD, WFC_B_SUB, WFC_B_MUL, WFC_B_DIV, WFC_B_POW, WFC_B_MAX, WFC_B_MIN,
+    WFC_B_EQ, WFC_B_NE, WFC_B_LT, WFC_B_LE, WFC_B_GT, WFC_B_GE, WFC_B_AND, WFC_B_OR, WFC_B_COUNT
+};
+enum {
+    WFC_R_SUM, WFC_R_MAX, WFC_R_MIN, WFC_R_SUMSQ, WFC_R_ABSSUM, WFC_R_ABSMAX, WFC_R_PNORM, WFC_R_COUNT
+};
+
+/* ---------------------------------------------------------------- implemented in C */
+/* Record a weft error (code, message). Used by the launchers for every failure. */
+void wf__cuda_set_error(int code, const char *msg);
+
+/* ---------------------------------------------------------------- device, memory (cuda_device.cu) */
+/* Number of usable CUDA devices; 0 when there is no driver or GPU (never an error). */
+int wf__cuda_count(void);
+/* Stream-ordered caching allocator: size classes (512 B, then 4 steps per power of two),
+ * freed blocks are kept per class and reused; NULL + WF_ENOMEM (bytes and device named)
+ * when cudaMalloc fails even after returning the cache to the driver. */
+void *wf__cuda_alloc(int dev, size_t nbytes);
+void wf__cuda_free(int dev, void *p, size_t nbytes);
+/* allocator counters of one device (zeros if never used); WF_EDEVICE for a bad index */
+int wf__cuda_memory_stats(int dev, wf_memory_stats *out);
+/* return cached blocks of every initialised device to the driver (synchronizes) */
+void wf__cuda_empty_cache(void);
+/* Wait for the device's stream. Reports asynchronous kernel failures (WF_EDEVICEFAIL) and
+ * out-of-range indices met by the index kernels since the last check (WF_EINDEX). */
+int wf__cuda_sync(int dev);
+/* TF32 tensor cores for f32 GEMM (default off, like PyTorch) */
+void wf__cuda_set_tf32(int enabled);
+int wf__cuda_get_tf32(void);
+/* Host <-> device copies of nbytes through pinned staging buffers. to_host is synchronous
+ * (dst is filled on return); from_host returns once src has been read (the device copy is
+ * queued on the stream). */
+int wf__cuda_to_host(void *dst, const void *src, size_t nbytes, int dev);
+int wf__cuda_from_host(void *dst, const void *src, size_t nbytes, int dev);
+
+/* ---------------------------------------------------------------- copies (cuda_elementwise.cu) */
+/* y = cast(x); any dtype pair (f16/bf16 round to nearest even; floats to ints truncate,
+ * non-finite -> 0; bool = x != 0), any strides. x may live on another device (xdev != dev):
+ * then the copy is done through a peer copy and is synchronous. */
+int wf__cuda_copy(const wf_cuda_view *y, const wf_cuda_view *x, int dev, int xdev);
+/* y[...] = the element whose bytes are elem (wf_dtype_size(y->dtype) bytes) */
+int wf__cuda_fill(const wf_cuda_view *y, const void *elem, int dev);
+
+/* ---------------------------------------------------------------- elementwise (cuda_elementwise.cu)
+ * Compute type: double if any floating operand is f64, else float if any operand is
+ * floating (f16/bf16 compute in float), else int64. `op` is a WFC_U_* / WFC_B_* /
+ * WFC_R_* number (the same as wf_unary_op / wf_binary_op / wf_reduce_op). */
+int wf__cuda_unary(int op, const wf_cuda_view *y, const wf_cuda_view *x, double a, double b, int dev);
+/* gx = gy * op'(x); x or y (the forward output) may be NULL when the derivative can use the
+ * other one (exp, tanh, sigmoid, sqrt, rsqrt use y when given, else recompute from x). */
+int wf__cuda_unary_backward(int op, const wf_cuda_view *gx, const wf_cuda_view *gy,
+                            const wf_cuda_view *x, const wf_cuda_view *y, double a, double b, int dev);
+int wf__cuda_binary(int op, const wf_cuda_view *y, const wf_cuda_view *a, const wf_cuda_view *b, int dev);
+/* y = a op s, or s op a when reversed */
+int wf__cuda_binary_scalar(int op, const wf_cuda_view *y, const wf_cuda_view *a, double s, int reversed, int dev);
+/* y = cond != 0 ? a : b */
+int wf__cuda_where(const wf_cuda_view *y, const wf_cuda_view *cond, const wf_cuda_view *a,
+                   const wf_cuda_view *b, int dev);
+/* a += alpha * b (in place) */
+int wf__cuda_axpy(const wf_cuda_view *a, const wf_cuda_view *b, double alpha, int dev);
+
+/* ---------------------------------------------------------------- random (cuda_elementwise.cu)
+ * Exactly the Philox layout of tensor/cpu/random.c (y contiguous, element i = linear index). */
+int wf__cuda_rand_uniform(const wf_cuda_view *y, uint64_t seed, uint64_t offset, double lo, double hi, int dev);
+int wf__cuda_rand_normal(const wf_cuda_view *y, uint64_t seed, uint64_t offset, double mean, double std, int dev);
+int wf__cuda_rand_int(const wf_cuda_view *y, uint64_t seed, uint64_t offset, int64_t lo, int64_t hi, int dev);
+/* p_t (y's shape, any strides) or, when p_t is NULL, the scalar p */
+int wf__cuda_bernoulli(const wf_cuda_view *y, uint64_t seed, uint64_t offset, const wf_cuda_view *p_t,
+                       double p, int dev);
+
+/* ---------------------------------------------------------------- reductions (cuda_reduce.cu) */
+/* y (keepdim shape) = reduce of x over the dims whose bit is set in mask; accumulates in
+ * float (f32/f16/bf16), double (f64) or int64 (integers, bool); max/min propagate NaN.
+ * Large reductions are split over several blocks and finished by a second pass. */
+int wf__cuda_reduce(int op, const wf_cuda_view *y, const wf_cuda_view *x, uint32_t mask, double p, int dev);
+/* y (i64, x's shape with 1 at dim) = index of the first max/min along dim (NaN counts as max
+ * and as min, like PyTorch) */
+int wf__cuda_arg_reduce(int is_max, const wf_cuda_view *y, const wf_cuda_view *x, int dim, int dev);
+/* (log_)softmax over the last dim; x and y contiguous (rows x cols). One warp per row up to
+ * 1024 columns, one block per row above. */
+int wf__cuda_softmax(const wf_cuda_view *y, const wf_cuda_view *x, int log, int dev);
+int wf__cuda_softmax_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, const wf_cuda_view *y,
+                              int log, int dev);
+
+/* ---------------------------------------------------------------- fused (cuda_reduce.cu) */
+/* Softmax cross-entropy, logits [N,C] contiguous (any float dtype), target [N] (i64 or i32,
+ * any stride). Forward: loss[n] (any float dtype, [N]) = (1-ls)*(lse - x[n,t]) +
+ * ls*(lse - mean_c x[n,c]), 0 where t == ignore_index; lse (optional, f32 [N]) saves the
+ * row's log-sum-exp for the backward. Targets outside [0,C) (other than ignore_index) are
+ * reported as WF_EINDEX at the next synchronize/to_host.
+ * Backward: glogits[n,c] = g[n] * scale * (softmax(x)[n,c] - (1-ls)*[c==t] - ls/C), rows with
+ * t == ignore_index get 0; gloss is [N] or has one element (broadcast); lse may be NULL
+ * (recomputed). */
+int wf__cuda_softmax_xent_forward(const wf_cuda_view *loss, const wf_cuda_view *lse,
+                                  const wf_cuda_view *logits, const wf_cuda_view *target,
+                                  int64_t ignore_index, double label_smoothing, int dev);
+int wf__cuda_softmax_xent_backward(const wf_cuda_view *glogits, const wf_cuda_view *gloss, double scale,
+                                   const wf_cuda_view *logits, const wf_cuda_view *target,
+                                   const wf_cuda_view *lse, int64_t ignore_index,
+                                   double label_smoothing, int dev);
+/* Layer norm over the last dim D of contiguous x (rows = numel / D):
+ * y = (x - mean) * rstd * w + b; weight/bias [D] contiguous or NULL; mean/rstd f32 [rows]
+ * (may be NULL) are saved for the backward. Statistics in float (double for f64). */
+int wf__cuda_layer_norm_forward(const wf_cuda_view *y, const wf_cuda_view *mean, const wf_cuda_view *rstd,
+                                const wf_cuda_view *x, const wf_cuda_view *weight,
+                                const wf_cuda_view *bias, double eps, int dev);
+/* gx (written), gweight/gbias [D] (written, not accumulated; NULL to skip) from gy, x, the
+ * saved mean/rstd (f32 [rows]) and weight (NULL = ones). All contiguous. */
+int wf__cuda_layer_norm_backward(const wf_cuda_view *gx, const wf_cuda_view *gweight,
+                                 const wf_cuda_view *gbias, const wf_cuda_view *gy,
+                                 const wf_cuda_view *x, const wf_cuda_view *mean,
+                                 const wf_cuda_view *rstd, const wf_cuda_view *weight, int dev);
+/* y = gelu(x + bias) with bias [D] broadcast over the last dim of contiguous x;
+ * tanh_approx selects gelu's tanh form. Backward: gx = gy * gelu'(x + bias) (the bias
+ * gradient is the sum of gx over rows: use wf__cuda_reduce). */
+int wf__cuda_bias_gelu(const wf_cuda_view *y, const wf_cuda_view *x, const wf_cuda_view *bias,
+                       int tanh_approx, int dev);
+int wf__cuda_bias_gelu_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, const wf_cuda_view *x,
+                                const wf_cuda_view *bias, int tanh_approx, int dev);
+
+/* ---------------------------------------------------------------- GEMM (cuda_device.cu) */
+/* Row-major batched GEMM through cublasGemmStridedBatchedEx (the wf_kernels gemm contract):
+ * f32 (TF32 tensor cores when enabled), f16/bf16 with f32 accumulation, f64. Other dtypes:
+ * WF_ENOTSUP. */
+int wf__cuda_gemm(int dtype, int transA, int transB, int64_t m, int64_t n, int64_t k,
+                  double alpha, const void *A, int64_t lda, int64_t strideA,
+                  const void *B, int64_t ldb, int64_t strideB,
+                  double beta, void *C, int64_t ldc, int64_t strideC, int64_t batch, int dev);
+
+/* ---------------------------------------------------------------- indexing, conv, pooling (cuda_index.cu)
+ * Index tensors may be i64 or i32, any strides. An index outside its range is not read or
+ * written; it is reported as WF_EINDEX at the next wf__cuda_sync / wf__cuda_to_host. */
+/* y[..i_d..] = x[..index[..i..]..] along dim; index has y's shape */
+int wf__cuda_gather(const wf_cuda_view *y, const wf_cuda_view *x, int dim, const wf_cuda_view *index, int dev);
+/* y[..index[..i..]..] += src[..i..] along dim (atomic); iterates index's shape (src may be larger) */
+int wf__cuda_scatter_add(const wf_cuda_view *y, int dim, const wf_cuda_view *index, const wf_cuda_view *src, int dev);
+/* y = x.index_select(dim, index) (index 1-D) */
+int wf__cuda_index_select(const wf_cuda_view *y, const wf_cuda_view *x, int dim, const wf_cuda_view *index, int dev);
+/* gx[..index[j]..] += gy[..j..] along dim (atomic) */
+int wf__cuda_index_add(const wf_cuda_view *gx, int dim, const wf_cuda_view *index, const wf_cuda_view *gy, int dev);
+/* im2col: x [C,H,W] contiguous -> col [C*kh*kw, oh*ow] (zeros for padding).
+ * col2im: the adjoint; adds every col entry onto x (zero x first), like tensor/cpu/conv.c. */
+int wf__cuda_im2col(void *col, const void *x, int dtype, int64_t C, int64_t H, int64_t W,
+                    int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                    int64_t oh, int64_t ow, int dev);
+int wf__cuda_col2im(void *x, const void *col, int dtype, int64_t C, int64_t H, int64_t W,
+                    int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                    int64_t oh, int64_t ow, int dev);
+/* pooling on contiguous [N,C,H,W] -> [N,C,oh,ow] (sizes from y); argmax (i64, flat index in
+ * H*W) may be NULL. The backward kernels overwrite gx. */
+int wf__cuda_max_pool2d(const wf_cuda_view *y, const wf_cuda_view *argmax, const wf_cuda_view *x,
+                        const int k[2], const int s[2], const int p[2], const int d[2], int dev);
+int wf__cuda_max_pool2d_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, const wf_cuda_view *argmax, int dev);
+int wf__cuda_avg_pool2d(const wf_cuda_view *y, const wf_cuda_view *x, const int k[2], const int s[2],
+                        const int p[2], int count_include_pad, int dev);
+int wf__cuda_avg_pool2d_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, const int k[2],
+                                 const int s[2], const int p[2], int count_include_pad, int dev);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,442 @@
+/* tensor/cuda/cuda_device.cu: per-device state (stream, cuBLAS handle, caching allocator,
+ * pinned staging buffers), host <-> device copies, synchronization, errors, GEMM.
+ *
+ * One non-blocking stream per device carries all of weft's work on it, so the allocator is
+ * stream-ordered without events: a block freed on the host may be handed out again at once,
+ * because any kernel that still uses it was queued before every kernel of the next owner. */
+#include "cuda_common.cuh"
+
+#include <cublas_v2.h>
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEVICES 64
+#define N_CLASSES 256
+#define STAGE_BYTES ((size_t)4 << 20) /* two pinned buffers of this size per device */
+
+typedef struct free_list { void **p; int n, cap; } free_list;
+
+typedef struct dev_state {
+    bool ready;
+    cudaStream_t stream;
+    cublasHandle_t blas;
+    int num_sms;
+    int *index_flag;         /* device int */
+    pthread_mutex_t lock;    /* allocator */
+    free_list cache[N_CLASSES];
+    wf_memory_stats stats;
+    pthread_mutex_t stage_lock;
+    void *stage[2];          /* pinned */
+    cudaEvent_t stage_ev[2];
+} dev_state;
+
+static dev_state g_dev[MAX_DEVICES];
+static pthread_mutex_t g_init_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_once_t g_count_once = PTHREAD_ONCE_INIT;
+static int g_count;
+static volatile int g_tf32;
+
+/* ---------------------------------------------------------------- errors */
+
+int wfc_error(int code, const char *fmt, ...) {
+    char buf[768];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(buf, sizeof buf, fmt, ap);
+    va_end(ap);
+    wf__cuda_set_error(code, buf);
+    return code;
+}
+
+static bool sticky(cudaError_t e) {
+    switch (e) {
+    case cudaErrorIllegalAddress: case cudaErrorLaunchFailure: case cudaErrorHardwareStackError:
+    case cudaErrorIllegalInstruction: case cudaErrorMisalignedAddress:
+    case cudaErrorInvalidAddressSpace: case cudaErrorInvalidPc: case cudaErrorAssert:
+    case cudaErrorLaunchTimeout: case cudaErrorECCUncorrectable: case cudaErrorUnknown:
+        return true;
+    default: return false;
+    }
+}
+
+int wfc_report(cudaError_t e, const char *what, int dev) {
+    return wfc_error(WF_EDEVICEFAIL, "cuda:%d: %s failed: %s (%s)%s", dev, what, cudaGetErrorString(e),
+                     cudaGetErrorName(e),
+                     sticky(e) ? "; this error is sticky: the CUDA context of the process is unusable "
+                                 "(an earlier asynchronous kernel may be the cause; run with "
+                                 "CUDA_LAUNCH_BLOCKING=1 to find it)" : "");
+}
+
+/* ---------------------------------------------------------------- devices */
+
+static void count_once(void) {
+    int n = 0;
+    if (cudaGetDeviceCount(&n) != cudaSuccess) n = 0;
+    cudaGetLastError(); /* no driver / no GPU is not an error for the user */
+    g_count = n > MAX_DEVICES ? MAX_DEVICES : n;
+}
+
+extern "C" int wf__cuda_count(void) {
+    pthread_once(&g_count_once, count_once);
+    return g_count;
+}
+
+static int init_dev(int dev, const char *what) {
+    dev_state *s = &g_dev[dev];
+    pthread_mutex_lock(&g_init_lock);
+    if (s->ready) { pthread_mutex_unlock(&g_init_lock); return 0; }
+    cudaError_t e;
+    const char *step = "cudaSetDevice";
+    if ((e = cudaSetDevice(dev)) != cudaSuccess) goto fail;
+    step = "cudaStreamCreateWithFlags";
+    if ((e = cudaStreamCreateWithFlags(&s->stream, cudaStreamNonBlocking)) != cudaSuccess) goto fail;
+    step = "cudaDeviceGetAttribute";
+    if ((e = cudaDeviceGetAttribute(&s->num_sms, cudaDevAttrMultiProcessorCount, dev)) != cudaSuccess) goto fail;
+    step = "cudaMalloc (index flag)";
+    if ((e = cudaMalloc((void **)&s->index_flag, sizeof(int))) != cudaSuccess) goto fail;
+    step = "cudaMemset (index flag)";
+    if ((e = cudaMemset(s->index_flag, 0, sizeof(int))) != cudaSuccess) goto fail;
+    if ((e = cudaDeviceSynchronize()) != cudaSuccess) goto fail;
+    {
+        cublasStatus_t bs = cublasCreate(&s->blas);
+        if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(s->blas, s->stream);
+        if (bs != CUBLAS_STATUS_SUCCESS) {
+            pthread_mutex_unlock(&g_init_lock);
+            return wfc_error(WF_EDEVICEFAIL, "cuda:%d: %s: cuBLAS initialisation failed: %s", dev, what,
+                             cublasGetStatusString(bs));
+        }
+    }
+    pthread_mutex_init(&s->lock, NULL);
+    pthread_mutex_init(&s->stage_lock, NULL);
+    s->ready = true;
+    pthread_mutex_unlock(&g_init_lock);
+    return 0;
+fail:
+    pthread_mutex_unlock(&g_init_lock);
+    cudaGetLastError();
+    return wfc_error(WF_EDEVICEFAIL, "cuda:%d: %s: device initialisation failed in %s: %s", dev, what, step,
+                     cudaGetErrorString(e));
+}
+
+static int check_index(int dev, const char *what) {
+    if (dev < 0 || dev >= wf__cuda_count())
+        return wfc_error(WF_EDEVICE, "%s: cuda:%d is not available (%d CUDA device(s) found)", what, dev,
+                         wf__cuda_count());
+    return 0;
+}
+
+int wfc_begin(int dev, const char *what, cudaStream_t *stream) {
+    int rc = check_index(dev, what);
+    if (rc) return rc;
+    if (!g_dev[dev].ready && (rc = init_dev(dev, what))) return rc;
+    cudaError_t e = cudaSetDevice(dev);
+    if (e != cudaSuccess) return wfc_report(e, "cudaSetDevice", dev);
+    if (stream) *stream = g_dev[dev].stream;
+    return 0;
+}
+
+int wfc_num_sms(int dev) { return g_dev[dev].num_sms > 0 ? g_dev[dev].num_sms : 132; }
+int *wfc_index_flag(int dev) { return g_dev[dev].index_flag; }
+
+/* ---------------------------------------------------------------- caching allocator */
+
+static int size_class(size_t n, size_t *rounded) {
+    if (n <= 512) { *rounded = 512; return 0; }
+    int lg = 63 - __builtin_clzll((unsigned long long)(n - 1)); /* 2^lg < n <= 2^(lg+1) */
+    size_t base = (size_t)1 << lg, step = base / 4;
+    size_t k = (n - base + step - 1) / step;                   /* 1..4 */
+    *rounded = base + k * step;
+    int c = 1 + (lg - 9) * 4 + (int)(k - 1);
+    if (c >= N_CLASSES) { *rounded = n; return -1; }
+    return c;
+}
+static size_t class_size(int c) {
+    if (c == 0) return 512;
+    int lg = 9 + (c - 1) / 4;
+    size_t base = (size_t)1 << lg;
+    return base + (size_t)((c - 1) % 4 + 1) * (base / 4);
+}
+
+/* free every cached block of s (lock held); cudaFree synchronizes the device */
+static void release_cache(dev_state *s) {
+    for (int c = 0; c < N_CLASSES; c++) {
+        free_list *fl = &s->cache[c];
+        size_t sz = class_size(c);
+        while (fl->n > 0) {
+            cudaFree(fl->p[--fl->n]);
+            s->stats.reserved -= sz;
+        }
+    }
+    cudaGetLastError();
+}
+
+extern "C" void *wf__cuda_alloc(int dev, size_t nbytes) {
+    if (wfc_begin(dev, "cuda alloc", NULL)) return NULL;
+    dev_state *s = &g_dev[dev];
+    size_t rounded;
+    int c = size_class(nbytes, &rounded);
+    void *p = NULL;
+    pthread_mutex_lock(&s->lock);
+    if (c >= 0 && s->cache[c].n > 0) p = s->cache[c].p[--s->cache[c].n];
+    else {
+        cudaError_t e = cudaMalloc(&p, rounded);
+        if (e != cudaSuccess) {
+            cudaGetLastError();         /* out of memory is not sticky: clear it */
+            release_cache(s);
+            p = NULL;
+            e = cudaMalloc(&p, rounded);
+        }
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            size_t fr = 0, tot = 0;
+            cudaMemGetInfo(&fr, &tot);
+            cudaGetLastError();
+            wf_memory_stats st = s->stats;
+            pthread_mutex_unlock(&s->lock);
+            if (e == cudaErrorMemoryAllocation)
+                wfc_error(WF_ENOMEM, "CUDA out of memory on cuda:%d: tried to allocate %zu bytes (%zu rounded); "
+                          "weft holds %zu bytes in tensors and %zu reserved; the device has %zu of %zu bytes free",
+                          dev, nbytes, rounded, st.allocated, st.reserved, fr, tot);
+            else
+                wfc_report(e, "cudaMalloc", dev);
+            return NULL;
+        }
+        s->stats.reserved += rounded;
+        s->stats.n_system_allocs++;
+    }
+    s->stats.allocated += rounded;
+    if (s->stats.allocated > s->stats.peak_allocated) s->stats.peak_allocated = s->stats.allocated;
+    pthread_mutex_unlock(&s->lock);
+    return p;
+}
+
+extern "C" void wf__cuda_free(int dev, void *p, size_t nbytes) {
+    if (!p || dev < 0 || dev >= MAX_DEVICES || !g_dev[dev].ready) return;
+    dev_state *s = &g_dev[dev];
+    size_t rounded;
+    int c = size_class(nbytes, &rounded);
+    pthread_mutex_lock(&s->lock);
+    s->stats.allocated -= rounded;
+    if (c < 0) {
+        cudaSetDevice(dev);
+        cudaFree(p);
+        cudaGetLastError();
+        s->stats.reserved -= rounded;
+    } else {
+        free_list *fl = &s->cache[c];
+        if (fl->n == fl->cap) {
+            int nc = fl->cap ? fl->cap * 2 : 16;
+            void **np = (void **)realloc(fl->p, (size_t)nc * sizeof(void *));
+            if (!np) { /* cannot remember it: give it back */
+                cudaSetDevice(dev);
+                cudaFree(p);
+                cudaGetLastError();
+                s->stats.reserved -= rounded;
+                pthread_mutex_unlock(&s->lock);
+                return;
+            }
+            fl->p = np;
+            fl->cap = nc;
+        }
+        fl->p[fl->n++] = p;
+    }
+    pthread_mutex_unlock(&s->lock);
+}
+
+extern "C" int wf__cuda_memory_stats(int dev, wf_memory_stats *out) {
+    memset(out, 0, sizeof *out);
+    int rc = check_index(dev, "wf_cuda_memory_stats");
+    if (rc) return rc;
+    dev_state *s = &g_dev[dev];
+    if (!s->ready) return 0;
+    pthread_mutex_lock(&s->lock);
+    *out = s->stats;
+    pthread_mutex_unlock(&s->lock);
+    return 0;
+}
+
+extern "C" void wf__cuda_empty_cache(void) {
+    int n = wf__cuda_count();
+    for (int d = 0; d < n; d++) {
+        dev_state *s = &g_dev[d];
+        if (!s->ready) continue;
+        cudaSetDevice(d);
+        pthread_mutex_lock(&s->lock);
+        release_cache(s);
+        pthread_mutex_unlock(&s->lock);
+    }
+}
+
+/* ---------------------------------------------------------------- synchronization */
+
+extern "C" int wf__cuda_sync(int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "synchronize", &st);
+    if (rc) return rc;
+    cudaError_t e = cudaStreamSynchronize(st);
+    if (e != cudaSuccess) return wfc_report(e, "a queued kernel (reported at synchronize)", dev);
+    int flag = 0;
+    e = cudaMemcpy(&flag, g_dev[dev].index_flag, sizeof flag, cudaMemcpyDeviceToHost);
+    if (e != cudaSuccess) return wfc_report(e, "synchronize (index check)", dev);
+    if (flag) {
+        int zero = 0;
+        cudaMemcpy(g_dev[dev].index_flag, &zero, sizeof zero, cudaMemcpyHostToDevice);
+        return wfc_error(WF_EINDEX, "cuda:%d: an index kernel (gather, scatter_add, index_select, "
+                         "index_add, cross_entropy) met an index out of range; the affected elements "
+                         "were skipped", dev);
+    }
+    return 0;
+}
+
+extern "C" void wf__cuda_set_tf32(int enabled) { g_tf32 = enabled != 0; }
+extern "C" int wf__cuda_get_tf32(void) { return g_tf32; }
+
+/* ---------------------------------------------------------------- host <-> device */
+
+static int stage_ready(dev_state *s, int dev) {
+    if (s->stage[0]) return 0;
+    for (int i = 0; i < 2; i++) {
+        cudaError_t e = cudaMallocHost(&s->stage[i], STAGE_BYTES);
+        if (e == cudaSuccess) e = cudaEventCreateWithFlags(&s->stage_ev[i], cudaEventDisableTiming);
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            if (s->stage[0]) cudaFreeHost(s->stage[0]);
+            if (i == 1 && s->stage[1]) cudaFreeHost(s->stage[1]);
+            s->stage[0] = s->stage[1] = NULL;
+            (void)dev;
+            return -1; /* fall back to plain copies */
+        }
+    }
+    return 0;
+}
+
+extern "C" int wf__cuda_to_host(void *dst, const void *src, size_t nbytes, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "copy to host", &st);
+    if (rc || !nbytes) return rc ? rc : wf__cuda_sync(dev);
+    dev_state *s = &g_dev[dev];
+    pthread_mutex_lock(&s->stage_lock);
+    cudaError_t e = cudaSuccess;
+    if (stage_ready(s, dev)) {
+        e = cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, st);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(st);
+    } else {
+        /* pipeline: the device fills one buffer while the host drains the other */
+        size_t nchunks = (nbytes + STAGE_BYTES - 1) / STAGE_BYTES;
+        for (size_t k = 0; k <= nchunks && e == cudaSuccess; k++) {
+            if (k < nchunks) {
+                size_t off = k * STAGE_BYTES, len = nbytes - off < STAGE_BYTES ? nbytes - off : STAGE_BYTES;
+                e = cudaMemcpyAsync(s->stage[k % 2], (const char *)src + off, len, cudaMemcpyDeviceToHost, st);
+                if (e == cudaSuccess) e = cudaEventRecord(s->stage_ev[k % 2], st);
+            }
+            if (k > 0 && e == cudaSuccess) {
+                size_t j = k - 1, off = j * STAGE_BYTES;
+                size_t len = nbytes - off < STAGE_BYTES ? nbytes - off : STAGE_BYTES;
+                e = cudaEventSynchronize(s->stage_ev[j % 2]);
+                if (e == cudaSuccess) memcpy((char *)dst + off, s->stage[j % 2], len);
+            }
+        }
+    }
+    pthread_mutex_unlock(&s->stage_lock);
+    if (e != cudaSuccess) return wfc_report(e, "copy to host (or a kernel queued before it)", dev);
+    return wf__cuda_sync(dev); /* reports index errors of earlier kernels */
+}
+
+extern "C" int wf__cuda_from_host(void *dst, const void *src, size_t nbytes, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "copy from host", &st);
+    if (rc || !nbytes) return rc;
+    dev_state *s = &g_dev[dev];
+    pthread_mutex_lock(&s->stage_lock);
+    cudaError_t e = cudaSuccess;
+    if (stage_ready(s, dev)) {
+        e = cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, st);
+        if (e == cudaSuccess) e = cudaStreamSynchronize(st);
+    } else {
+        size_t nchunks = (nbytes + STAGE_BYTES - 1) / STAGE_BYTES;
+        for (size_t k = 0; k < nchunks && e == cudaSuccess; k++) {
+            size_t off = k * STAGE_BYTES, len = nbytes - off < STAGE_BYTES ? nbytes - off : STAGE_BYTES;
+            e = cudaEventSynchronize(s->stage_ev[k % 2]); /* the buffer's previous copy is done */
+            if (e != cudaSuccess) break;
+            memcpy(s->stage[k % 2], (const char *)src + off, len);
+            e = cudaMemcpyAsync((char *)dst + off, s->stage[k % 2], len, cudaMemcpyHostToDevice, st);
+            if (e == cudaSuccess) e = cudaEventRecord(s->stage_ev[k % 2], st);
+        }
+    }
+    pthread_mutex_unlock(&s->stage_lock);
+    if (e != cudaSuccess) return wfc_report(e, "copy from host (or a kernel queued before it)", dev);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- GEMM */
+
+/* C[b] = beta * C[b] (the k == 0 case, which cuBLAS may refuse for lda/ldb < 1) */
+__global__ void gemm_scale_kernel(char *C, int dt, int64_t m, int64_t n, int64_t ldc, int64_t strideC,
+                                  int64_t batch, double beta) {
+    int64_t total = batch * m * n, es = dt == WF_F64 ? 8 : dt == WF_F32 ? 4 : 2;
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t b = i / (m * n), r = i - b * m * n, row = r / n, col = r - row * n;
+        char *p = C + (b * strideC + row * ldc + col) * es;
+        wfc_st<double>(p, dt, beta == 0 ? 0.0 : beta * wfc_ld<double>(p, dt));
+    }
+}
+
+extern "C" int wf__cuda_gemm(int dtype, int transA, int transB, int64_t m, int64_t n, int64_t k,
+                             double alpha, const void *A, int64_t lda, int64_t strideA,
+                             const void *B, int64_t ldb, int64_t strideB,
+                             double beta, void *C, int64_t ldc, int64_t strideC, int64_t batch, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "gemm", &st);
+    if (rc) return rc;
+    if (m <= 0 || n <= 0 || batch <= 0) return 0;
+    const int64_t IMAX = 2147483647;
+    if (m > IMAX || n > IMAX || k > IMAX || lda > IMAX || ldb > IMAX || ldc > IMAX)
+        return wfc_error(WF_ENOTSUP, "gemm on cuda:%d: a dimension exceeds 2^31-1 (m=%lld n=%lld k=%lld)", dev,
+                         (long long)m, (long long)n, (long long)k);
+    cudaDataType_t ty;
+    cublasComputeType_t ct;
+    float af = (float)alpha, bf = (float)beta;
+    const void *pa = &af, *pb = &bf;
+    switch (dtype) {
+    case WF_F32: ty = CUDA_R_32F; ct = g_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F; break;
+    case WF_F16: ty = CUDA_R_16F; ct = CUBLAS_COMPUTE_32F; break;
+    case WF_BF16: ty = CUDA_R_16BF; ct = CUBLAS_COMPUTE_32F; break;
+    case WF_F64: ty = CUDA_R_64F; ct = CUBLAS_COMPUTE_64F; pa = &alpha; pb = &beta; break;
+    default:
+        return wfc_error(WF_ENOTSUP, "gemm on cuda:%d: dtype %s is not supported (f32, f64, f16, bf16)", dev,
+                         wf_dtype_name((wf_dtype)dtype));
+    }
+    int es = wfc_dtype_size(dtype);
+    if (k <= 0) {
+        if (beta == 1) return 0;
+        int64_t total = batch * m * n;
+        gemm_scale_kernel<<<wfc_blocks(total, 256, dev), 256, 0, st>>>((char *)C, dtype, m, n, ldc, strideC, batch, beta);
+        return wfc_check("gemm (k = 0)", dev);
+    }
+    cublasHandle_t h = g_dev[dev].blas;
+    /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands and
+     * keep each op (a row-major matrix read column-major is its transpose). */
+    cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
+    cublasOperation_t opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
+    const int64_t MAXB = 65535;
+    for (int64_t b0 = 0; b0 < batch; b0 += MAXB) {
+        int nb = (int)(batch - b0 < MAXB ? batch - b0 : MAXB);
+        const char *a = (const char *)A + b0 * strideA * es;
+        const char *b = (const char *)B + b0 * strideB * es;
+        char *c = (char *)C + b0 * strideC * es;
+        cublasStatus_t s = cublasGemmStridedBatchedEx(
+            h, opB, opA, (int)n, (int)m, (int)k, pa, b, ty, (int)ldb, (long long)strideB, a, ty, (int)lda,
+            (long long)strideA, pb, c, ty, (int)ldc, (long long)strideC, nb, ct, CUBLAS_GEMM_DEFAULT);
+        if (s != CUBLAS_STATUS_SUCCESS) {
+            cudaError_t e = cudaGetLastError();
+            if (e != cudaSuccess) return wfc_report(e, "gemm (cuBLAS)", dev);
+            return wfc_error(WF_EDEVICEFAIL, "cuda:%d: gemm failed in cublasGemmStridedBatchedEx: %s "
+                             "(%s, m=%lld n=%lld k=%lld batch=%lld)", dev, cublasGetStatusString(s),
+                             wf_dtype_name((wf_dtype)dtype), (long long)m, (long long)n, (long long)k,
+                             (long long)batch);
+        }
+    }
+    return wfc_check("gemm", dev);
+}

@@ -1,0 +1,795 @@
+/* tensor/cuda/cuda_elementwise.cu: copy, fill, unary (and backward), binary, where, axpy,
+ * random fills, bias+GELU.
+ *
+ * One kernel per kind and compute type (float, double, int64): dtypes are loaded and stored
+ * through a uniform runtime switch and the op is a uniform runtime switch too, which keeps
+ * compile time small; operands are coalesced on the host, so contiguous tensors index with
+ * one multiply. Float math uses --use_fast_math intrinsics except pow (done in double: the
+ * fast __powf is NaN for negative bases) and the random kernels (exact, see below). */
+#include "cuda_common.cuh"
+
+#include <string.h>
+
+#define THREADS 256
+
+enum ctype { CT_F, CT_D, CT_I };
+
+/* double if any floating operand is f64, float if any is floating, else int64 */
+static ctype pick(const wf_cuda_view *const *v, int n) {
+    bool fl = false, d = false;
+    for (int i = 0; i < n; i++) {
+        if (!v[i]) continue;
+        if (v[i]->dtype == WF_F64) d = true;
+        if (wfc_is_float(v[i]->dtype)) fl = true;
+    }
+    return d ? CT_D : fl ? CT_F : CT_I;
+}
+
+#define GRID_LOOP(i, n) \
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+/* ---------------------------------------------------------------- math wrappers by type */
+__device__ __forceinline__ float w_exp(float x) { return expf(x); }
+__device__ __forceinline__ double w_exp(double x) { return exp(x); }
+__device__ __forceinline__ float w_log(float x) { return logf(x); }
+__device__ __forceinline__ double w_log(double x) { return log(x); }
+__device__ __forceinline__ float w_log1p(float x) { return log1pf(x); }
+__device__ __forceinline__ double w_log1p(double x) { return log1p(x); }
+__device__ __forceinline__ float w_sqrt(float x) { return sqrtf(x); }
+__device__ __forceinline__ double w_sqrt(double x) { return sqrt(x); }
+__device__ __forceinline__ float w_rsqrt(float x) { return rsqrtf(x); }
+__device__ __forceinline__ double w_rsqrt(double x) { return rsqrt(x); }
+__device__ __forceinline__ float w_sin(float x) { return sinf(x); }
+__device__ __forceinline__ double w_sin(double x) { return sin(x); }
+__device__ __forceinline__ float w_cos(float x) { return cosf(x); }
+__device__ __forceinline__ double w_cos(double x) { return cos(x); }
+__device__ __forceinline__ float w_tanh(float x) { return tanhf(x); }
+__device__ __forceinline__ double w_tanh(double x) { return tanh(x); }
+__device__ __forceinline__ float w_erf(float x) { return erff(x); }
+__device__ __forceinline__ double w_erf(double x) { return erf(x); }
+__device__ __forceinline__ float w_abs(float x) { return fabsf(x); }
+__device__ __forceinline__ double w_abs(double x) { return fabs(x); }
+template <class T> __device__ __forceinline__ T w_pow(T x, T a) {
+    if (a == (T)2) return x * x;
+    if (a == (T)1) return x;
+    return (T)pow((double)x, (double)a);
+}
+__device__ __forceinline__ int64_t ipow(int64_t x, int64_t e) {
+    if (e < 0) return x == 1 ? 1 : x == -1 ? ((e & 1) ? -1 : 1) : 0;
+    uint64_t r = 1, b = (uint64_t)x;
+    while (e) { if (e & 1) r *= b; b *= b; e >>= 1; }
+    return (int64_t)r;
+}
+template <class T> __device__ __forceinline__ T w_sigmoid(T x) { return (T)1 / ((T)1 + w_exp(-x)); }
+
+#define K_GELU 0.7978845608028654  /* sqrt(2/pi) */
+#define K_GELU3 0.044715
+#define K_INVSQRT2 0.70710678118654752440
+#define K_INVSQRT2PI 0.39894228040143267794
+
+template <class T> __device__ __forceinline__ T gelu_f(T x, bool tanh_form) {
+    if (tanh_form) return (T)0.5 * x * ((T)1 + w_tanh((T)K_GELU * (x + (T)K_GELU3 * x * x * x)));
+    return (T)0.5 * x * ((T)1 + w_erf(x * (T)K_INVSQRT2));
+}
+template <class T> __device__ __forceinline__ T gelu_grad(T x, bool tanh_form) {
+    if (tanh_form) {
+        T u = (T)K_GELU * (x + (T)K_GELU3 * x * x * x);
+        T t = w_tanh(u);
+        T du = (T)K_GELU * ((T)1 + (T)(3 * K_GELU3) * x * x);
+        return (T)0.5 * ((T)1 + t) + (T)0.5 * x * ((T)1 - t * t) * du;
+    }
+    T cdf = (T)0.5 * ((T)1 + w_erf(x * (T)K_INVSQRT2));
+    return cdf + x * (T)K_INVSQRT2PI * w_exp((T)-0.5 * x * x);
+}
+
+/* ---------------------------------------------------------------- unary */
+
+template <class T> __device__ __forceinline__ T unary_float(int op, T x, T a, T b) {
+    switch (op) {
+    case WFC_U_NEG: return -x;
+    case WFC_U_ABS: return w_abs(x);
+    case WFC_U_EXP: return w_exp(x);
+    case WFC_U_LOG: return w_log(x);
+    case WFC_U_LOG1P: return w_log1p(x);
+    case WFC_U_SQRT: return w_sqrt(x);
+    case WFC_U_RSQRT: return w_rsqrt(x);
+    case WFC_U_SIN: return w_sin(x);
+    case WFC_U_COS: return w_cos(x);
+    case WFC_U_TANH: return w_tanh(x);
+    case WFC_U_SIGMOID: return w_sigmoid(x);
+    case WFC_U_RELU: return x > (T)0 ? x : (T)0; /* as the CPU: NaN -> 0 */
+    case WFC_U_GELU: return gelu_f(x, false);
+    case WFC_U_GELU_TANH: return gelu_f(x, true);
+    case WFC_U_SILU: return x * w_sigmoid(x);
+    case WFC_U_SQUARE: return x * x;
+    case WFC_U_SIGN: return (T)((x > (T)0) - (x < (T)0)); /* as the CPU: NaN -> 0 */
+    case WFC_U_POW: return w_pow(x, a);
+    case WFC_U_CLAMP: return x < a ? a : (x > b ? b : x);
+    case WFC_U_LOGICAL_NOT: return (T)(x == (T)0);
+    case WFC_U_ISFINITE: return (T)(isfinite(x) ? 1 : 0);
+    default: return x;
+    }
+}
+
+__device__ __forceinline__ int64_t unary_int(int op, int64_t x, double a, double b) {
+    switch (op) {
+    case WFC_U_NEG: return (int64_t)(0 - (uint64_t)x);
+    case WFC_U_ABS: return x < 0 ? (int64_t)(0 - (uint64_t)x) : x;
+    case WFC_U_RELU: return x < 0 ? 0 : x;
+    case WFC_U_SQUARE: return (int64_t)((uint64_t)x * (uint64_t)x);
+    case WFC_U_SIGN: return (x > 0) - (x < 0);
+    case WFC_U_POW:
+        if (a == floor(a)) return ipow(x, (int64_t)a);
+        return wfc_to_i64(pow((double)x, a));
+    case WFC_U_CLAMP: {
+        double v = (double)x;
+        if (v < a) return wfc_to_i64(ceil(a));
+        if (v > b) return wfc_to_i64(floor(b));
+        return x;
+    }
+    case WFC_U_LOGICAL_NOT: return x == 0;
+    case WFC_U_ISFINITE: return 1;
+    default: return wfc_to_i64(unary_float<double>(op, (double)x, a, b));
+    }
+}
+
+template <class T> __global__ void unary_kernel(wfc_pack<2> p, int op, double a, double b) {
+    GRID_LOOP(i, p.n) {
+        int64_t off[2];
+        wfc_offsets(p, i, off);
+        if constexpr (wfc_is_int<T>::value) {
+            int64_t x = wfc_ld<int64_t>(p.ptr[1] + off[1], p.dt[1]);
+            wfc_st<int64_t>(p.ptr[0] + off[0], p.dt[0], unary_int(op, x, a, b));
+        } else {
+            T x = wfc_ld<T>(p.ptr[1] + off[1], p.dt[1]);
+            wfc_st<T>(p.ptr[0] + off[0], p.dt[0], unary_float<T>(op, x, (T)a, (T)b));
+        }
+    }
+}
+
+extern "C" int wf__cuda_unary(int op, const wf_cuda_view *y, const wf_cuda_view *x, double a, double b, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "unary", &st);
+    if (rc) return rc;
+    const wf_cuda_view *v[2] = { y, x };
+    wfc_pack<2> p = wfc_make_pack<2>(v);
+    if (!p.n) return 0;
+    unsigned g = wfc_blocks(p.n, THREADS, dev);
+    switch (pick(v, 2)) {
+    case CT_F: unary_kernel<float><<<g, THREADS, 0, st>>>(p, op, a, b); break;
+    case CT_D: unary_kernel<double><<<g, THREADS, 0, st>>>(p, op, a, b); break;
+    default: unary_kernel<int64_t><<<g, THREADS, 0, st>>>(p, op, a, b); break;
+    }
+    return wfc_check("unary kernel", dev);
+}
+
+/* ---------------------------------------------------------------- unary backward
+ * operands: 0 gx, 1 gy, 2 x (or gy when absent), 3 y (or gy when absent) */
+template <class T> __device__ __forceinline__ T unary_grad(int op, T g, T x, T y, bool hx, bool hy, T a, T b) {
+    switch (op) {
+    case WFC_U_NEG: return -g;
+    case WFC_U_ABS: return x > (T)0 ? g : (x < (T)0 ? -g : (T)0);
+    case WFC_U_EXP: return g * (hy ? y : w_exp(x));
+    case WFC_U_LOG: return g / x;
+    case WFC_U_LOG1P: return g / ((T)1 + x);
+    case WFC_U_SQRT: return g * (T)0.5 / (hy ? y : w_sqrt(x));
+    case WFC_U_RSQRT: { T r = hy ? y : w_rsqrt(x); return g * (T)-0.5 * r * r * r; }
+    case WFC_U_SIN: return g * w_cos(x);
+    case WFC_U_COS: return -g * w_sin(x);
+    case WFC_U_TANH: { T t = hy ? y : w_tanh(x); return g * ((T)1 - t * t); }
+    case WFC_U_SIGMOID: { T s = hy ? y : w_sigmoid(x); return g * s * ((T)1 - s); }
+    case WFC_U_RELU: return (hx ? x > (T)0 : y > (T)0) ? g : (T)0;
+    case WFC_U_GELU: return g * gelu_grad(x, false);
+    case WFC_U_GELU_TANH: return g * gelu_grad(x, true);
+    case WFC_U_SILU: { T s = w_sigmoid(x); return g * s * ((T)1 + x * ((T)1 - s)); }
+    case WFC_U_SQUARE: return g * (T)2 * x;
+    case WFC_U_POW:
+        if (a == (T)0) return (T)0;
+        return g * a * w_pow(x, a - (T)1);
+    case WFC_U_CLAMP: return (x >= a && x <= b) ? g : (T)0;
+    default: return (T)0; /* sign, logical_not, isfinite: zero gradient */
+    }
+}
+
+template <class T> __global__ void unary_bwd_kernel(wfc_pack<4> p, int op, bool hx, bool hy, double a, double b) {
+    GRID_LOOP(i, p.n) {
+        int64_t off[4];
+        wfc_offsets(p, i, off);
+        T g = wfc_ld<T>(p.ptr[1] + off[1], p.dt[1]);
+        T x = hx ? wfc_ld<T>(p.ptr[2] + off[2], p.dt[2]) : (T)0;
+        T y = hy ? wfc_ld<T>(p.ptr[3] + off[3], p.dt[3]) : (T)0;
+        wfc_st<T>(p.ptr[0] + off[0], p.dt[0], unary_grad<T>(op, g, x, y, hx, hy, (T)a, (T)b));
+    }
+}
+
+extern "C" int wf__cuda_unary_backward(int op, const wf_cuda_view *gx, const wf_cuda_view *gy,
+                                       const wf_cuda_view *x, const wf_cuda_view *y, double a, double b,
+                                       int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "unary backward", &st);
+    if (rc) return rc;
+    bool y_ok = op == WFC_U_EXP || op == WFC_U_SQRT || op == WFC_U_RSQRT || op == WFC_U_TANH ||
+                op == WFC_U_SIGMOID || op == WFC_U_RELU || op == WFC_U_NEG || op == WFC_U_SIGN ||
+                op == WFC_U_LOGICAL_NOT || op == WFC_U_ISFINITE;
+    if (!x && !(y && y_ok))
+        return wfc_error(WF_EINVAL, "unary backward on cuda:%d: op %d needs the forward input x", dev, op);
+    const wf_cuda_view *v[4] = { gx, gy, x ? x : gy, y ? y : gy };
+    wfc_pack<4> p = wfc_make_pack<4>(v);
+    if (!p.n) return 0;
+    unsigned g = wfc_blocks(p.n, THREADS, dev);
+    const wf_cuda_view *tv[4] = { gx, gy, x, y };
+    if (pick(tv, 4) == CT_D) unary_bwd_kernel<double><<<g, THREADS, 0, st>>>(p, op, x != NULL, y != NULL, a, b);
+    else unary_bwd_kernel<float><<<g, THREADS, 0, st>>>(p, op, x != NULL, y != NULL, a, b);
+    return wfc_check("unary backward kernel", dev);
+}
+
+/* ---------------------------------------------------------------- binary */
+
+template <class T> __device__ __forceinline__ T binary_op(int op, T a, T b) {
+    switch (op) {
+    case WFC_B_ADD: return a + b;
+    case WFC_B_SUB: return a - b;
+    case WFC_B_MUL: return a * b;
+    case WFC_B_DIV: return a / b;
+    case WFC_B_POW: return w_pow(a, b);
+    case WFC_B_MAX: return (a > b || a != a) ? a : b;
+    case WFC_B_MIN: return (a < b || a != a) ? a : b;
+    case WFC_B_EQ: return (T)(a == b);
+    case WFC_B_NE: return (T)(a != b);
+    case WFC_B_LT: return (T)(a < b);
+    case WFC_B_LE: return (T)(a <= b);
+    case WFC_B_GT: return (T)(a > b);
+    case WFC_B_GE: return (T)(a >= b);
+    case WFC_B_AND: return (T)(a != (T)0 && b != (T)0);
+    case WFC_B_OR: return (T)(a != (T)0 || b != (T)0);
+    default: return a;
+    }
+}
+template <> __device__ __forceinline__ int64_t binary_op<int64_t>(int op, int64_t a, int64_t b) {
+    switch (op) {
+    case WFC_B_ADD: return (int64_t)((uint64_t)a + (uint64_t)b);
+    case WFC_B_SUB: return (int64_t)((uint64_t)a - (uint64_t)b);
+    case WFC_B_MUL: return (int64_t)((uint64_t)a * (uint64_t)b);
+    case WFC_B_DIV: return b == 0 ? 0 : (b == -1 ? (int64_t)(0 - (uint64_t)a) : a / b);
+    case WFC_B_POW: return ipow(a, b);
+    case WFC_B_MAX: return a > b ? a : b;
+    case WFC_B_MIN: return a < b ? a : b;
+    case WFC_B_EQ: return a == b;
+    case WFC_B_NE: return a != b;
+    case WFC_B_LT: return a < b;
+    case WFC_B_LE: return a <= b;
+    case WFC_B_GT: return a > b;
+    case WFC_B_GE: return a >= b;
+    case WFC_B_AND: return a != 0 && b != 0;
+    case WFC_B_OR: return a != 0 || b != 0;
+    default: return a;
+    }
+}
+
+template <class T> __global__ void binary_kernel(wfc_pack<3> p, int op) {
+    GRID_LOOP(i, p.n) {
+        int64_t off[3];
+        wfc_offsets(p, i, off);
+        T a = wfc_ld<T>(p.ptr[1] + off[1], p.dt[1]);
+        T b = wfc_ld<T>(p.ptr[2] + off[2], p.dt[2]);
+        wfc_st<T>(p.ptr[0] + off[0], p.dt[0], binary_op<T>(op, a, b));
+    }
+}
+
+/* float32 contiguous fast path (the common training case): no index math, no dtype switch */
+__global__ void binary_f32_contig(float *y, const float *a, const float *b, int64_t n, int op) {
+    GRID_LOOP(i, n) y[i] = binary_op<float>(op, a[i], b[i]);
+}
+
+extern "C" int wf__cuda_binary(int op, const wf_cuda_view *y, const wf_cuda_view *a, const wf_cuda_view *b, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "binary", &st);
+    if (rc) return rc;
+    const wf_cuda_view *v[3] = { y, a, b };
+    wfc_pack<3> p = wfc_make_pack<3>(v);
+    if (!p.n) return 0;
+    unsigned g = wfc_blocks(p.n, THREADS, dev);
+    bool is_pred = op >= WFC_B_EQ;
+    if (!is_pred && p.ndim <= 1 && y->dtype == WF_F32 && a->dtype == WF_F32 && b->dtype == WF_F32 &&
+        (p.ndim == 0 || (p.st[0][0] == 4 && p.st[1][0] == 4 && p.st[2][0] == 4))) {
+        binary_f32_contig<<<g, THREADS, 0, st>>>((float *)y->data, (const float *)a->data,
+                                                (const float *)b->data, p.n, op);
+        return wfc_check("binary kernel", dev);
+    }
+    /* predicates compute in the inputs' type, arithmetic in the type of all three */
+    ctype ct = is_pred ? pick(v + 1, 2) : pick(v, 3);
+    switch (ct) {
+    case CT_F: binary_kernel<float><<<g, THREADS, 0, st>>>(p, op); break;
+    case CT_D: binary_kernel<double><<<g, THREADS, 0, st>>>(p, op); break;
+    default: binary_kernel<int64_t><<<g, THREADS, 0, st>>>(p, op); break;
+    }
+    return wfc_check("binary kernel", dev);
+}
+
+template <class T> __global__ void binary_scalar_kernel(wfc_pack<2> p, int op, T s, bool rev) {
+    GRID_LOOP(i, p.n) {
+        int64_t off[2];
+        wfc_offsets(p, i, off);
+        T a = wfc_ld<T>(p.ptr[1] + off[1], p.dt[1]);
+        wfc_st<T>(p.ptr[0] + off[0], p.dt[0], rev ? binary_op<T>(op, s, a) : binary_op<T>(op, a, s));
+    }
+}
+
+extern "C" int wf__cuda_binary_scalar(int op, const wf_cuda_view *y, const wf_cuda_view *a, double s, int reversed,
+                                      int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "binary scalar", &st);
+    if (rc) return rc;
+    const wf_cuda_view *v[2] = { y, a };
+    wfc_pack<2> p = wfc_make_pack<2>(v);
+    if (!p.n) return 0;
+    unsigned g = wfc_blocks(p.n, THREADS, dev);
+    bool is_pred = op >= WFC_B_EQ;
+    ctype ct = is_pred ? pick(v + 1, 1) : pick(v, 2);
+    /* an integer tensor against a fractional scalar compares / computes in double */
+    if (ct == CT_I && (s != floor(s) || !(fabs(s) < 9.2e18))) ct = CT_D;
+    switch (ct) {
+    case CT_F: binary_scalar_kernel<float><<<g, THREADS, 0, st>>>(p, op, (float)s, reversed != 0); break;
+    case CT_D: binary_scalar_kernel<double><<<g, THREADS, 0, st>>>(p, op, s, reversed != 0); break;
+    default: binary_scalar_kernel<int64_t><<<g, THREADS, 0, st>>>(p, op, (int64_t)s, reversed != 0); break;
+    }
+    return wfc_check("binary scalar kernel", dev);
+}
+
+/* ---------------------------------------------------------------- where, axpy */
+
+template <class T> __global__ void where_kernel(wfc_pack<4> p) {
+    GRID_LOOP(i, p.n) {
+        int64_t off[4];
+        wfc_offsets(p, i, off);
+        bool c = wfc_ld<double>(p.ptr[1] + off[1], p.dt[1]) != 0.0;
+        int k = c ? 2 : 3;
+        wfc_st<T>(p.ptr[0] + off[0], p.dt[0], wfc_ld<T>(p.ptr[k] + off[k], p.dt[k]));
+    }
+}
+
+extern "C" int wf__cuda_where(const wf_cuda_view *y, const wf_cuda_view *cond, const wf_cuda_view *a,
+                              const wf_cuda_view *b, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "where", &st);
+    if (rc) return rc;
+    const wf_cuda_view *v[4] = { y, cond, a, b };
+    wfc_pack<4> p = wfc_make_pack<4>(v);
+    if (!p.n) return 0;
+    unsigned g = wfc_blocks(p.n, THREADS, dev);
+    const wf_cuda_view *dv[3] = { y, a, b };
+    switch (pick(dv, 3)) {
+    case CT_F: where_kernel<float><<<g, THREADS, 0, st>>>(p); break;
+    case CT_D: where_kernel<double><<<g, THREADS, 0, st>>>(p); break;
+    default: where_kernel<int64_t><<<g, THREADS, 0, st>>>(p); break;
+    }
+    return wfc_check("where kernel", dev);
+}
+
+template <class T> __global__ void axpy_kernel(wfc_pack<2> p, T alpha) {
+    GRID_LOOP(i, p.n) {
+        int64_t off[2];
+        wfc_offsets(p, i, off);
+        char *pa = p.ptr[0] + off[0];
+        T r = wfc_ld<T>(pa, p.dt[0]) + alpha * wfc_ld<T>(p.ptr[1] + off[1], p.dt[1]);
+        wfc_st<T>(pa, p.dt[0], r);
+    }
+}
+
+extern "C" int wf__cuda_axpy(const wf_cuda_view *a, const wf_cuda_view *b, double alpha, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "axpy", &st);
+    if (rc) return rc;
+    const wf_cuda_view *v[2] = { a, b };
+    wfc_pack<2> p = wfc_make_pack<2>(v);
+    if (!p.n) return 0;
+    unsigned g = wfc_blocks(p.n, THREADS, dev);
+    if (pick(v, 2) == CT_F) axpy_kernel<float><<<g, THREADS, 0, st>>>(p, (float)alpha);
+    else axpy_kernel<double><<<g, THREADS, 0, st>>>(p, alpha);
+    return wfc_check("axpy kernel", dev);
+}
+
+/* ---------------------------------------------------------------- copy, fill */
+
+template <class T> __global__ void copy_kernel(wfc_pack<2> p) {
+    GRID_LOOP(i, p.n) {
+        int64_t off[2];
+        wfc_offsets(p, i, off);
+        wfc_st<T>(p.ptr[0] + off[0], p.dt[0], wfc_ld<T>(p.ptr[1] + off[1], p.dt[1]));
+    }
+}
+template <class E> __global__ void copy_raw_kernel(wfc_pack<2> p) {
+    GRID_LOOP(i, p.n) {
+        int64_t off[2];
+        wfc_offsets(p, i, off);
+        *(E *)(p.ptr[0] + off[0]) = *(const E *)(p.ptr[1] + off[1]);
+    }
+}
+
+static int launch_copy(const wf_cuda_view *y, const wf_cuda_view *x, int dev, cudaStream_t st) {
+    const wf_cuda_view *v[2] = { y, x };
+    wfc_pack<2> p = wfc_make_pack<2>(v);
+    if (!p.n) return 0;
+    int es = wfc_dtype_size(y->dtype);
+    bool same = y->dtype == x->dtype;
+    if (same && (p.ndim == 0 || (p.ndim == 1 && p.st[0][0] == es && p.st[1][0] == es))) {
+        cudaError_t e = cudaMemcpyAsync(y->data, x->data, (size_t)p.n * es, cudaMemcpyDeviceToDevice, st);
+        return e == cudaSuccess ? 0 : wfc_report(e, "copy (cudaMemcpyAsync)", dev);
+    }
+    unsigned g = wfc_blocks(p.n, THREADS, dev);
+    if (same) {
+        switch (es) {
+        case 8: copy_raw_kernel<uint64_t><<<g, THREADS, 0, st>>>(p); break;
+        case 4: copy_raw_kernel<uint32_t><<<g, THREADS, 0, st>>>(p); break;
+        case 2: copy_raw_kernel<uint16_t><<<g, THREADS, 0, st>>>(p); break;
+        default: copy_raw_kernel<uint8_t><<<g, THREADS, 0, st>>>(p); break;
+        }
+        return wfc_check("copy kernel", dev);
+    }
+    bool fy = wfc_is_float(y->dtype), fx = wfc_is_float(x->dtype);
+    if (fy && fx && y->dtype != WF_F64 && x->dtype != WF_F64) copy_kernel<float><<<g, THREADS, 0, st>>>(p);
+    else if (!fy && !fx) copy_kernel<int64_t><<<g, THREADS, 0, st>>>(p);
+    else copy_kernel<double><<<g, THREADS, 0, st>>>(p); /* as wf__load/wf__store: through double */
+    return wfc_check("copy kernel", dev);
+}
+
+extern "C" int wf__cuda_copy(const wf_cuda_view *y, const wf_cuda_view *x, int dev, int xdev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "copy", &st);
+    if (rc) return rc;
+    if (xdev == dev) return launch_copy(y, x, dev, st);
+
+    /* across devices: make x contiguous on its device, peer-copy, then cast on ours */
+    int64_t n = wfc_numel(x);
+    if (!n) return 0;
+    size_t nb = (size_t)n * wfc_dtype_size(x->dtype);
+    cudaStream_t xst;
+    if ((rc = wfc_begin(xdev, "copy (source device)", &xst))) return rc;
+    wf_cuda_view xc = *x;
+    void *xbuf = NULL;
+    if (!wfc_contig(x)) {
+        if (!(xbuf = wf__cuda_alloc(xdev, nb))) return WF_ENOMEM;
+        xc.data = xbuf;
+        int64_t s = 1;
+        for (int i = x->ndim - 1; i >= 0; i--) { xc.stride[i] = s; s *= x->shape[i]; }
+        if ((rc = launch_copy(&xc, x, xdev, xst))) { wf__cuda_free(xdev, xbuf, nb); return rc; }
+    }
+    cudaError_t e = cudaStreamSynchronize(xst);
+    if (e != cudaSuccess) { rc = wfc_report(e, "copy (source device)", xdev); goto out; }
+    if ((rc = wfc_begin(dev, "copy", &st))) goto out;
+    {
+        wf_cuda_view yc = *y;
+        void *ybuf = NULL;
+        bool direct = y->dtype == x->dtype && wfc_contig(y);
+        if (!direct) {
+            if (!(ybuf = wf__cuda_alloc(dev, nb))) { rc = WF_ENOMEM; goto out; }
+            yc = xc;
+            yc.data = ybuf;
+        }
+        e = cudaMemcpyPeerAsync(yc.data, dev, xc.data, xdev, nb, st);
+        if (e != cudaSuccess) rc = wfc_report(e, "copy between devices (cudaMemcpyPeerAsync)", dev);
+        if (!rc && !direct) rc = launch_copy(y, &yc, dev, st);
+        if (!rc && (e = cudaStreamSynchronize(st)) != cudaSuccess) rc = wfc_report(e, "copy between devices", dev);
+        if (ybuf) wf__cuda_free(dev, ybuf, nb);
+    }
+out:
+    if (xbuf) wf__cuda_free(xdev, xbuf, nb);
+    cudaSetDevice(dev);
+    return rc;
+}
+
+template <class E> __global__ void fill_kernel(wfc_pack<1> p, E v) {
+    GRID_LOOP(i, p.n) {
+        int64_t off[1];
+        wfc_offsets(p, i, off);
+        *(E *)(p.ptr[0] + off[0]) = v;
+    }
+}
+
+extern "C" int wf__cuda_fill(const wf_cuda_view *y, const void *elem, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "fill", &st);
+    if (rc) return rc;
+    const wf_cuda_view *v[1] = { y };
+    wfc_pack<1> p = wfc_make_pack<1>(v);
+    if (!p.n) return 0;
+    int es = wfc_dtype_size(y->dtype);
+    unsigned char b[8] = { 0 };
+    memcpy(b, elem, (size_t)es);
+    bool zero = true;
+    for (int i = 0; i < es; i++) if (b[i]) zero = false;
+    bool contig = p.ndim == 0 || (p.ndim == 1 && p.st[0][0] == es);
+    if (contig && (zero || es == 1)) {
+        cudaError_t e = cudaMemsetAsync(y->data, b[0], (size_t)p.n * es, st);
+        return e == cudaSuccess ? 0 : wfc_report(e, "fill (cudaMemsetAsync)", dev);
+    }
+    unsigned g = wfc_blocks(p.n, THREADS, dev);
+    switch (es) {
+    case 8: { uint64_t e; memcpy(&e, b, 8); fill_kernel<uint64_t><<<g, THREADS, 0, st>>>(p, e); break; }
+    case 4: { uint32_t e; memcpy(&e, b, 4); fill_kernel<uint32_t><<<g, THREADS, 0, st>>>(p, e); break; }
+    case 2: { uint16_t e; memcpy(&e, b, 2); fill_kernel<uint16_t><<<g, THREADS, 0, st>>>(p, e); break; }
+    default: fill_kernel<uint8_t><<<g, THREADS, 0, st>>>(p, b[0]); break;
+    }
+    return wfc_check("fill kernel", dev);
+}
+
+/* ---------------------------------------------------------------- random
+ * The layout of tensor/cpu/random.c, bit for bit: Philox4x32-10 of wf__philox4x32, element
+ * i of contiguous y, the same float/double arithmetic with every rounding explicit (__f*_rn
+ * and __d*_rn keep nvcc from contracting into FMAs, which the CPU build does not do). For
+ * normal f32 the CPU calls logf/cosf/sinf; here they are computed in double and rounded to
+ * float (the correctly rounded values), which matches wherever glibc's are correctly
+ * rounded. f64 normal uses CUDA's double log/cos/sin (1 ulp), which may differ in the last
+ * bit from glibc's. */
+
+__device__ __forceinline__ void philox(uint64_t seed, uint64_t counter, uint32_t out[4]) {
+    uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
+    uint32_t k0 = (uint32_t)seed, k1 = (uint32_t)(seed >> 32);
+#pragma unroll
+    for (int r = 0; r < 10; r++) {
+        uint32_t hi0 = __umulhi(0xD2511F53u, c0), lo0 = 0xD2511F53u * c0;
+        uint32_t hi1 = __umulhi(0xCD9E8D57u, c2), lo1 = 0xCD9E8D57u * c2;
+        uint32_t n0 = hi1 ^ c1 ^ k0, n1 = lo1, n2 = hi0 ^ c3 ^ k1, n3 = lo0;
+        c0 = n0; c1 = n1; c2 = n2; c3 = n3;
+        k0 += 0x9E3779B9u;
+        k1 += 0xBB67AE85u;
+    }
+    out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
+}
+__device__ __forceinline__ float u01(uint32_t x) { return __fmul_rn(__uint2float_rn(x >> 8), 1.0f / 16777216.0f); }
+__device__ __forceinline__ double u01d(uint32_t hi, uint32_t lo) {
+    return __dmul_rn(__ull2double_rn((((uint64_t)hi << 32) | lo) >> 11), 1.0 / 9007199254740992.0);
+}
+
+__device__ __forceinline__ uint16_t to_half_bits(float v, bool bf) { return bf ? wfc_f_to_bf16(v) : wfc_f_to_h(v); }
+__device__ __forceinline__ float from_half_bits(uint16_t b, bool bf) { return bf ? wfc_bf16_to_f(b) : wfc_h_to_f(b); }
+
+__device__ __forceinline__ uint16_t half_below(float v, float hi_f, bool check, bool bf) {
+    uint16_t b = to_half_bits(v, bf);
+    if (!check) return b;
+    uint16_t hb = to_half_bits(hi_f, bf);
+    float got = from_half_bits(b, bf), hv = from_half_bits(hb, bf);
+    if (!(got >= hv)) return b;
+    if (hv > 0) return (uint16_t)(hb - 1);
+    if (hv == 0) return 0x8001;
+    return (uint16_t)(hb + 1);
+}
+
+__device__ __forceinline__ void store_f(char *y, int64_t i, int dt, float v, float hi_f, bool check) {
+    switch (dt) {
+    case WF_F32:
+        if (check && v >= hi_f) v = ::nextafterf(hi_f, -(float)INFINITY);
+        ((float *)y)[i] = v;
+        break;
+    case WF_F16: ((uint16_t *)y)[i] = half_below(v, hi_f, check, false); break;
+    case WF_BF16: ((uint16_t *)y)[i] = half_below(v, hi_f, check, true); break;
+    default: wfc_st<double>(y + i * wfc_dtype_size(dt), dt, (double)v); break;
+    }
+}
+
+__global__ void uniform_f_kernel(char *y, int dt, int64_t n, uint64_t seed, uint64_t offset, float lo_f,
+                                 float span_f, float hi_f, bool check) {
+    int64_t nc = (n + 3) / 4;
+    GRID_LOOP(c, nc) {
+        uint32_t r[4];
+        philox(seed, offset + (uint64_t)c, r);
+#pragma unroll
+        for (int l = 0; l < 4; l++)
+            if (4 * c + l < n) store_f(y, 4 * c + l, dt, __fadd_rn(lo_f, __fmul_rn(span_f, u01(r[l]))), hi_f, check);
+    }
+}
+__global__ void uniform_d_kernel(double *y, int64_t n, uint64_t seed, uint64_t offset, double lo, double span,
+                                 double hi, bool check) {
+    int64_t nc = (n + 1) / 2;
+    GRID_LOOP(c, nc) {
+        uint32_t r[4];
+        philox(seed, offset + (uint64_t)c, r);
+#pragma unroll
+        for (int l = 0; l < 2; l++)
+            if (2 * c + l < n) {
+                double v = __dadd_rn(lo, __dmul_rn(span, u01d(r[2 * l], r[2 * l + 1])));
+                if (check && v >= hi) v = ::nextafter(hi, -(double)INFINITY);
+                y[2 * c + l] = v;
+            }
+    }
+}
+
+extern "C" int wf__cuda_rand_uniform(const wf_cuda_view *y, uint64_t seed, uint64_t offset, double lo, double hi,
+                                     int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "rand_uniform", &st);
+    if (rc) return rc;
+    int64_t n = wfc_numel(y);
+    if (!n) return 0;
+    bool check = hi > lo;
+    if (y->dtype == WF_F64)
+        uniform_d_kernel<<<wfc_blocks((n + 1) / 2, THREADS, dev), THREADS, 0, st>>>(
+            (double *)y->data, n, seed, offset, lo, hi - lo, hi, check);
+    else
+        uniform_f_kernel<<<wfc_blocks((n + 3) / 4, THREADS, dev), THREADS, 0, st>>>(
+            (char *)y->data, y->dtype, n, seed, offset, (float)lo, (float)(hi - lo), (float)hi, check);
+    return wfc_check("rand_uniform kernel", dev);
+}
+
+#define TWO_PI_F 6.2831853071795864769f
+#define TWO_PI 6.2831853071795864769
+
+__global__ void normal_f_kernel(char *y, int dt, int64_t n, uint64_t seed, uint64_t offset, float mean_f, float std_f) {
+    int64_t nc = (n + 1) / 2;
+    GRID_LOOP(c, nc) {
+        uint32_t r[4];
+        philox(seed, offset + (uint64_t)c, r);
+        float u1 = __fmul_rn(__uint2float_rn((r[0] >> 8) + 1), 1.0f / 16777216.0f);
+        float u2 = u01(r[1]);
+        float lg = __double2float_rn(log((double)u1));
+        float rad = __double2float_rn(sqrt((double)__fmul_rn(-2.0f, lg)));
+        float ang = __fmul_rn(TWO_PI_F, u2);
+        float cz = __double2float_rn(cos((double)ang)), sz = __double2float_rn(sin((double)ang));
+        store_f(y, 2 * c, dt, __fadd_rn(mean_f, __fmul_rn(std_f, __fmul_rn(rad, cz))), 0, false);
+        if (2 * c + 1 < n) store_f(y, 2 * c + 1, dt, __fadd_rn(mean_f, __fmul_rn(std_f, __fmul_rn(rad, sz))), 0, false);
+    }
+}
+__global__ void normal_d_kernel(double *y, int64_t n, uint64_t seed, uint64_t offset, double mean, double sd) {
+    int64_t nc = (n + 1) / 2;
+    GRID_LOOP(c, nc) {
+        uint32_t r[4];
+        philox(seed, offset + (uint64_t)c, r);
+        double u1 = __dsub_rn(1.0, u01d(r[0], r[1]));
+        double u2 = u01d(r[2], r[3]);
+        double rad = sqrt(__dmul_rn(-2.0, log(u1)));
+        double ang = __dmul_rn(TWO_PI, u2);
+        y[2 * c] = __dadd_rn(mean, __dmul_rn(sd, __dmul_rn(rad, cos(ang))));
+        if (2 * c + 1 < n) y[2 * c + 1] = __dadd_rn(mean, __dmul_rn(sd, __dmul_rn(rad, sin(ang))));
+    }
+}
+
+extern "C" int wf__cuda_rand_normal(const wf_cuda_view *y, uint64_t seed, uint64_t offset, double mean, double sd,
+                                    int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "rand_normal", &st);
+    if (rc) return rc;
+    int64_t n = wfc_numel(y);
+    if (!n) return 0;
+    unsigned g = wfc_blocks((n + 1) / 2, THREADS, dev);
+    if (y->dtype == WF_F64) normal_d_kernel<<<g, THREADS, 0, st>>>((double *)y->data, n, seed, offset, mean, sd);
+    else normal_f_kernel<<<g, THREADS, 0, st>>>((char *)y->data, y->dtype, n, seed, offset, (float)mean, (float)sd);
+    return wfc_check("rand_normal kernel", dev);
+}
+
+__device__ __forceinline__ void store_int(char *y, int64_t i, int dt, int64_t v) {
+    switch (dt) {
+    case WF_I64: ((int64_t *)y)[i] = v; break;
+    case WF_I32: ((int32_t *)y)[i] = (int32_t)v; break;
+    case WF_U8: ((uint8_t *)y)[i] = (uint8_t)v; break;
+    case WF_BOOL: ((uint8_t *)y)[i] = v != 0; break;
+    default: wfc_st<double>(y + i * wfc_dtype_size(dt), dt, (double)v); break;
+    }
+}
+
+__global__ void randint_kernel(char *y, int dt, int64_t n, uint64_t seed, uint64_t offset, int64_t lo, uint64_t range) {
+    bool small = range <= ((uint64_t)1 << 32);
+    int64_t per = small ? 4 : 2, nc = (n + per - 1) / per;
+    GRID_LOOP(c, nc) {
+        uint32_t r[4];
+        philox(seed, offset + (uint64_t)c, r);
+        if (small) {
+            for (int l = 0; l < 4; l++)
+                if (4 * c + l < n) store_int(y, 4 * c + l, dt, (int64_t)((uint64_t)lo + (uint64_t)r[l] % range));
+        } else {
+            for (int l = 0; l < 2; l++)
+                if (2 * c + l < n) {
+                    uint64_t w = ((uint64_t)r[2 * l] << 32) | r[2 * l + 1];
+                    store_int(y, 2 * c + l, dt, (int64_t)((uint64_t)lo + w % range));
+                }
+        }
+    }
+}
+
+extern "C" int wf__cuda_rand_int(const wf_cuda_view *y, uint64_t seed, uint64_t offset, int64_t lo, int64_t hi, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "rand_int", &st);
+    if (rc) return rc;
+    int64_t n = wfc_numel(y);
+    if (!n) return 0;
+    uint64_t range = (uint64_t)hi - (uint64_t)lo;
+    if (range == 0) range = 1;
+    int64_t per = range <= ((uint64_t)1 << 32) ? 4 : 2;
+    randint_kernel<<<wfc_blocks((n + per - 1) / per, THREADS, dev), THREADS, 0, st>>>(
+        (char *)y->data, y->dtype, n, seed, offset, lo, range);
+    return wfc_check("rand_int kernel", dev);
+}
+
+__global__ void bernoulli_kernel(char *y, int dt, int64_t n, uint64_t seed, uint64_t offset, const char *pp,
+                                 wfc_geo pg, int pdt, float pf) {
+    int64_t nc = (n + 3) / 4;
+    GRID_LOOP(c, nc) {
+        uint32_t r[4];
+        philox(seed, offset + (uint64_t)c, r);
+#pragma unroll
+        for (int l = 0; l < 4; l++) {
+            int64_t i = 4 * c + l;
+            if (i >= n) break;
+            float pi = pp ? wfc_ld<float>(pp + wfc_geo_off(pg, i), pdt) : pf;
+            float one = u01(r[l]) < pi ? 1.0f : 0.0f;
+            switch (dt) {
+            case WF_F32: ((float *)y)[i] = one; break;
+            case WF_F64: ((double *)y)[i] = one; break;
+            case WF_F16: ((uint16_t *)y)[i] = one != 0.0f ? 0x3c00 : 0; break;
+            case WF_BF16: ((uint16_t *)y)[i] = one != 0.0f ? 0x3f80 : 0; break;
+            default: wfc_st<float>(y + i * wfc_dtype_size(dt), dt, one); break;
+            }
+        }
+    }
+}
+
+extern "C" int wf__cuda_bernoulli(const wf_cuda_view *y, uint64_t seed, uint64_t offset, const wf_cuda_view *p_t,
+                                  double p, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "bernoulli", &st);
+    if (rc) return rc;
+    int64_t n = wfc_numel(y);
+    if (!n) return 0;
+    wfc_geo pg;
+    memset(&pg, 0, sizeof pg);
+    if (p_t) pg = wfc_make_geo(p_t);
+    bernoulli_kernel<<<wfc_blocks((n + 3) / 4, THREADS, dev), THREADS, 0, st>>>(
+        (char *)y->data, y->dtype, n, seed, offset, p_t ? (const char *)p_t->data : NULL, pg,
+        p_t ? p_t->dtype : WF_F32, (float)p);
+    return wfc_check("bernoulli kernel", dev);
+}
+
+/* ---------------------------------------------------------------- fused bias + GELU */
+
+template <class T> __global__ void bias_gelu_kernel(char *y, int ydt, const char *x, int xdt, const char *b, int bdt,
+                                                   int64_t n, int64_t D, bool tanh_form) {
+    int xs = wfc_dtype_size(xdt), ys = wfc_dtype_size(ydt), bs = wfc_dtype_size(bdt);
+    GRID_LOOP(i, n) {
+        T v = wfc_ld<T>(x + i * xs, xdt) + wfc_ld<T>(b + (i % D) * bs, bdt);
+        wfc_st<T>(y + i * ys, ydt, gelu_f(v, tanh_form));
+    }
+}
+template <class T> __global__ void bias_gelu_bwd_kernel(char *gx, int gxdt, const char *gy, int gydt, const char *x,
+                                                       int xdt, const char *b, int bdt, int64_t n, int64_t D,
+                                                       bool tanh_form) {
+    int xs = wfc_dtype_size(xdt), gys = wfc_dtype_size(gydt), gxs = wfc_dtype_size(gxdt), bs = wfc_dtype_size(bdt);
+    GRID_LOOP(i, n) {
+        T v = wfc_ld<T>(x + i * xs, xdt) + wfc_ld<T>(b + (i % D) * bs, bdt);
+        wfc_st<T>(gx + i * gxs, gxdt, wfc_ld<T>(gy + i * gys, gydt) * gelu_grad(v, tanh_form));
+    }
+}
+
+extern "C" int wf__cuda_bias_gelu(const wf_cuda_view *y, const wf_cuda_view *x, const wf_cuda_view *bias,
+                                  int tanh_approx, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "bias_gelu", &st);
+    if (rc) return rc;
+    int64_t n = wfc_numel(x), D = x->ndim ? x->shape[x->ndim - 1] : 1;
+    if (!n) return 0;
+    unsigned g = wfc_blocks(n, THREADS, dev);
+    if (x->dtype == WF_F64 || y->dtype == WF_F64)
+        bias_gelu_kernel<double><<<g, THREADS, 0, st>>>((char *)y->data, y->dtype, (const char *)x->data, x->dtype,
+                                                        (const char *)bias->data, bias->dtype, n, D, tanh_approx != 0);
+    else
+        bias_gelu_kernel<float><<<g, THREADS, 0, st>>>((char *)y->data, y->dtype, (const char *)x->data, x->dtype,
+                                                       (const char *)bias->data, bias->dtype, n, D, tanh_approx != 0);
+    return wfc_check("bias_gelu kernel", dev);
+}
+
+extern "C" int wf__cuda_bias_gelu_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, const wf_cuda_view *x,
+                                           const wf_cuda_view *bias, int tanh_approx, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "bias_gelu backward", &st);
+    if (rc) return rc;
+    int64_t n = wfc_numel(x), D = x->ndim ? x->shape[x->ndim - 1] : 1;
+    if (!n) return 0;
+    unsigned g = wfc_blocks(n, THREADS, dev);
+    if (x->dtype == WF_F64 || gx->dtype == WF_F64)
+        bias_gelu_bwd_kernel<double><<<g, THREADS, 0, st>>>(
+            (char *)gx->data, gx->dtype, (const char *)gy->data, gy->dtype, (const char *)x->data, x->dtype,
+            (const char *)bias->data, bias->dtype, n, D, tanh_approx != 0);
+    else
+        bias_gelu_bwd_kernel<float><<<g, THREADS, 0, st>>>(
+            (char *)gx->data, gx->dtype, (const char *)gy->data, gy->dtype, (const char *)x->data, x->dtype,
+            (const char *)bias->data, bias->dtype, n, D, tanh_approx != 0);
+    return wfc_check("bias_gelu backward kernel", dev);
+}

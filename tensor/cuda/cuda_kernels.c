@@ -1,0 +1,234 @@
+/* tensor/cuda/cuda_kernels.c: the CUDA kernel table (C side of the CUDA backend).
+ *
+ * Turns wf_tensor handles into wf_cuda_view descriptors and calls the launchers of the .cu
+ * files (see cuda_api.h for why the backend is split this way). Also the public API of
+ * include/weft/cuda.h. */
+#include "../tensor_impl.h"
+#include "cuda_api.h"
+#include "weft/cuda.h"
+
+#include <string.h>
+
+/* the .cu files use their own copy of the op numbers: keep them equal */
+#define SAME(a, b) ((int)(a) == (int)(b))
+_Static_assert(SAME(WFC_U_NEG, WF_U_NEG) && SAME(WFC_U_GELU, WF_U_GELU) && SAME(WFC_U_POW, WF_U_POW) &&
+               SAME(WFC_U_CLAMP, WF_U_CLAMP) && SAME(WFC_U_ISFINITE, WF_U_ISFINITE) && SAME(WFC_U_COUNT, WF_U_COUNT),
+               "wf_unary_op and cuda_api.h disagree");
+_Static_assert(SAME(WFC_B_ADD, WF_B_ADD) && SAME(WFC_B_MIN, WF_B_MIN) && SAME(WFC_B_EQ, WF_B_EQ) && SAME(WFC_B_OR, WF_B_OR) &&
+               SAME(WFC_B_COUNT, WF_B_COUNT), "wf_binary_op and cuda_api.h disagree");
+_Static_assert(SAME(WFC_R_SUM, WF_R_SUM) && SAME(WFC_R_SUMSQ, WF_R_SUMSQ) && SAME(WFC_R_PNORM, WF_R_PNORM) &&
+               SAME(WFC_R_COUNT, WF_R_COUNT), "wf_reduce_op and cuda_api.h disagree");
+_Static_assert(WF_MAX_DIMS <= WF_CUDA_MAX_DIMS, "wf_cuda_view holds too few dims");
+
+void wf__cuda_set_error(int code, const char *msg) { wf__error(code, "%s", msg); }
+
+static wf_cuda_view view(const wf_tensor *t) {
+    wf_cuda_view v;
+    memset(&v, 0, sizeof v);
+    v.data = (char *)t->storage->data + t->offset * (int64_t)wf_dtype_size(t->dtype);
+    v.ndim = t->ndim;
+    for (int i = 0; i < t->ndim; i++) { v.shape[i] = t->shape[i]; v.stride[i] = t->stride[i]; }
+    v.dtype = (int)t->dtype;
+    return v;
+}
+#define DEV(t) ((int)(t)->device.index)
+
+/* ---------------------------------------------------------------- memory */
+
+static void *k_alloc(wf_device dev, size_t nbytes) { return wf__cuda_alloc(dev.index, nbytes); }
+static void k_free(wf_device dev, void *p, size_t nbytes) { wf__cuda_free(dev.index, p, nbytes); }
+
+static int k_copy(wf_tensor *y, const wf_tensor *x) {
+    wf_cuda_view vy = view(y), vx = view(x);
+    return wf__cuda_copy(&vy, &vx, DEV(y), DEV(x));
+}
+static int k_fill(wf_tensor *y, double v) {
+    unsigned char elem[8] = { 0 };
+    wf__store(elem, y->dtype, v);
+    wf_cuda_view vy = view(y);
+    return wf__cuda_fill(&vy, elem, DEV(y));
+}
+static int k_to_host(void *dst, const wf_tensor *x) {
+    wf_cuda_view vx = view(x);
+    return wf__cuda_to_host(dst, vx.data, (size_t)wf_numel(x) * wf_dtype_size(x->dtype), DEV(x));
+}
+static int k_from_host(wf_tensor *y, const void *src) {
+    wf_cuda_view vy = view(y);
+    return wf__cuda_from_host(vy.data, src, (size_t)wf_numel(y) * wf_dtype_size(y->dtype), DEV(y));
+}
+static int k_synchronize(wf_device dev) { return wf__cuda_sync(dev.index); }
+
+/* ---------------------------------------------------------------- elementwise */
+
+static int k_unary(wf_unary_op op, wf_tensor *y, const wf_tensor *x, double a, double b) {
+    wf_cuda_view vy = view(y), vx = view(x);
+    return wf__cuda_unary((int)op, &vy, &vx, a, b, DEV(y));
+}
+static int k_unary_backward(wf_unary_op op, wf_tensor *gx, const wf_tensor *gy, const wf_tensor *x,
+                            const wf_tensor *y, double a, double b) {
+    wf_cuda_view vgx = view(gx), vgy = view(gy), vx, vy;
+    if (x) vx = view(x);
+    if (y) vy = view(y);
+    return wf__cuda_unary_backward((int)op, &vgx, &vgy, x ? &vx : NULL, y ? &vy : NULL, a, b, DEV(gx));
+}
+static int k_binary(wf_binary_op op, wf_tensor *y, const wf_tensor *a, const wf_tensor *b) {
+    wf_cuda_view vy = view(y), va = view(a), vb = view(b);
+    return wf__cuda_binary((int)op, &vy, &va, &vb, DEV(y));
+}
+static int k_binary_scalar(wf_binary_op op, wf_tensor *y, const wf_tensor *a, double s, bool reversed) {
+    wf_cuda_view vy = view(y), va = view(a);
+    return wf__cuda_binary_scalar((int)op, &vy, &va, s, reversed, DEV(y));
+}
+static int k_where(wf_tensor *y, const wf_tensor *cond, const wf_tensor *a, const wf_tensor *b) {
+    wf_cuda_view vy = view(y), vc = view(cond), va = view(a), vb = view(b);
+    return wf__cuda_where(&vy, &vc, &va, &vb, DEV(y));
+}
+static int k_axpy(wf_tensor *a, const wf_tensor *b, double alpha) {
+    wf_cuda_view va = view(a), vb = view(b);
+    return wf__cuda_axpy(&va, &vb, alpha, DEV(a));
+}
+
+/* ---------------------------------------------------------------- reductions */
+
+static int k_reduce(wf_reduce_op op, wf_tensor *y, const wf_tensor *x, uint32_t mask, double p) {
+    wf_cuda_view vy = view(y), vx = view(x);
+    return wf__cuda_reduce((int)op, &vy, &vx, mask, p, DEV(y));
+}
+static int k_arg_reduce(bool is_max, wf_tensor *y, const wf_tensor *x, int dim) {
+    wf_cuda_view vy = view(y), vx = view(x);
+    return wf__cuda_arg_reduce(is_max, &vy, &vx, dim, DEV(y));
+}
+
+/* ---------------------------------------------------------------- random */
+
+static int k_rand_uniform(wf_tensor *y, uint64_t seed, uint64_t offset, double lo, double hi) {
+    wf_cuda_view vy = view(y);
+    return wf__cuda_rand_uniform(&vy, seed, offset, lo, hi, DEV(y));
+}
+static int k_rand_normal(wf_tensor *y, uint64_t seed, uint64_t offset, double mean, double std) {
+    wf_cuda_view vy = view(y);
+    return wf__cuda_rand_normal(&vy, seed, offset, mean, std, DEV(y));
+}
+static int k_rand_int(wf_tensor *y, uint64_t seed, uint64_t offset, int64_t lo, int64_t hi) {
+    wf_cuda_view vy = view(y);
+    return wf__cuda_rand_int(&vy, seed, offset, lo, hi, DEV(y));
+}
+static int k_bernoulli(wf_tensor *y, uint64_t seed, uint64_t offset, const wf_tensor *p_t, double p) {
+    wf_cuda_view vy = view(y), vp;
+    if (p_t) vp = view(p_t);
+    return wf__cuda_bernoulli(&vy, seed, offset, p_t ? &vp : NULL, p, DEV(y));
+}
+
+/* ---------------------------------------------------------------- GEMM, softmax */
+
+static int k_gemm(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k, double alpha,
+                  const void *A, int64_t lda, int64_t strideA, const void *B, int64_t ldb, int64_t strideB,
+                  double beta, void *C, int64_t ldc, int64_t strideC, int64_t batch, wf_device dev) {
+    return wf__cuda_gemm((int)dt, transA, transB, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc,
+                         strideC, batch, dev.index);
+}
+static int k_softmax(wf_tensor *y, const wf_tensor *x, bool log) {
+    wf_cuda_view vy = view(y), vx = view(x);
+    return wf__cuda_softmax(&vy, &vx, log, DEV(y));
+}
+static int k_softmax_backward(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool log) {
+    wf_cuda_view vgx = view(gx), vgy = view(gy), vy = view(y);
+    return wf__cuda_softmax_backward(&vgx, &vgy, &vy, log, DEV(gx));
+}
+
+/* ---------------------------------------------------------------- indexing */
+
+static int k_gather(wf_tensor *y, const wf_tensor *x, int dim, const wf_tensor *index) {
+    wf_cuda_view vy = view(y), vx = view(x), vi = view(index);
+    return wf__cuda_gather(&vy, &vx, dim, &vi, DEV(y));
+}
+static int k_scatter_add(wf_tensor *y, int dim, const wf_tensor *index, const wf_tensor *src) {
+    wf_cuda_view vy = view(y), vi = view(index), vs = view(src);
+    return wf__cuda_scatter_add(&vy, dim, &vi, &vs, DEV(y));
+}
+static int k_index_select(wf_tensor *y, const wf_tensor *x, int dim, const wf_tensor *index) {
+    wf_cuda_view vy = view(y), vx = view(x), vi = view(index);
+    return wf__cuda_index_select(&vy, &vx, dim, &vi, DEV(y));
+}
+static int k_index_add(wf_tensor *gx, int dim, const wf_tensor *index, const wf_tensor *gy) {
+    wf_cuda_view vgx = view(gx), vi = view(index), vgy = view(gy);
+    return wf__cuda_index_add(&vgx, dim, &vi, &vgy, DEV(gx));
+}
+
+/* ---------------------------------------------------------------- conv helpers, pooling */
+
+static int k_im2col(void *col, const void *x, wf_dtype dt, int64_t C, int64_t H, int64_t W, int kh, int kw, int sh,
+                    int sw, int ph, int pw, int dh, int dw, int64_t oh, int64_t ow, wf_device dev) {
+    return wf__cuda_im2col(col, x, (int)dt, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, dev.index);
+}
+static int k_col2im(void *x, const void *col, wf_dtype dt, int64_t C, int64_t H, int64_t W, int kh, int kw, int sh,
+                    int sw, int ph, int pw, int dh, int dw, int64_t oh, int64_t ow, wf_device dev) {
+    return wf__cuda_col2im(x, col, (int)dt, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, dev.index);
+}
+static int k_max_pool2d(wf_tensor *y, wf_tensor *argmax, const wf_tensor *x, const int k[2], const int s[2],
+                        const int p[2], const int d[2]) {
+    wf_cuda_view vy = view(y), vx = view(x), va;
+    if (argmax) va = view(argmax);
+    return wf__cuda_max_pool2d(&vy, argmax ? &va : NULL, &vx, k, s, p, d, DEV(y));
+}
+static int k_max_pool2d_backward(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *argmax) {
+    wf_cuda_view vgx = view(gx), vgy = view(gy), va = view(argmax);
+    return wf__cuda_max_pool2d_backward(&vgx, &vgy, &va, DEV(gx));
+}
+static int k_avg_pool2d(wf_tensor *y, const wf_tensor *x, const int k[2], const int s[2], const int p[2],
+                        bool count_include_pad) {
+    wf_cuda_view vy = view(y), vx = view(x);
+    return wf__cuda_avg_pool2d(&vy, &vx, k, s, p, count_include_pad, DEV(y));
+}
+static int k_avg_pool2d_backward(wf_tensor *gx, const wf_tensor *gy, const int k[2], const int s[2], const int p[2],
+                                 bool count_include_pad) {
+    wf_cuda_view vgx = view(gx), vgy = view(gy);
+    return wf__cuda_avg_pool2d_backward(&vgx, &vgy, k, s, p, count_include_pad, DEV(gx));
+}
+
+const wf_kernels wf__cuda_kernels = {
+    .name = "cuda",
+    .alloc = k_alloc,
+    .free = k_free,
+    .copy = k_copy,
+    .fill = k_fill,
+    .to_host = k_to_host,
+    .from_host = k_from_host,
+    .unary = k_unary,
+    .unary_backward = k_unary_backward,
+    .binary = k_binary,
+    .binary_scalar = k_binary_scalar,
+    .where = k_where,
+    .axpy = k_axpy,
+    .reduce = k_reduce,
+    .arg_reduce = k_arg_reduce,
+    .rand_uniform = k_rand_uniform,
+    .rand_normal = k_rand_normal,
+    .rand_int = k_rand_int,
+    .bernoulli = k_bernoulli,
+    .gemm = k_gemm,
+    .softmax = k_softmax,
+    .softmax_backward = k_softmax_backward,
+    .gather = k_gather,
+    .scatter_add = k_scatter_add,
+    .index_select = k_index_select,
+    .index_add = k_index_add,
+    .im2col = k_im2col,
+    .col2im = k_col2im,
+    .max_pool2d = k_max_pool2d,
+    .max_pool2d_backward = k_max_pool2d_backward,
+    .avg_pool2d = k_avg_pool2d,
+    .avg_pool2d_backward = k_avg_pool2d_backward,
+    .synchronize = k_synchronize,
+};
+
+/* ---------------------------------------------------------------- public API (weft/cuda.h) */
+
+int wf_cuda_memory_stats(int device, wf_memory_stats *out) {
+    if (!out) return wf__error(WF_ENULL, "wf_cuda_memory_stats: NULL output");
+    return wf__cuda_memory_stats(device, out);
+}
+void wf_cuda_empty_cache(void) { wf__cuda_empty_cache(); }
+int wf_cuda_synchronize(int device) { return wf__cuda_sync(device); }
+void wf_cuda_set_tf32(bool enabled) { wf__cuda_set_tf32(enabled); }
+bool wf_cuda_get_tf32(void) { return wf__cuda_get_tf32() != 0; }

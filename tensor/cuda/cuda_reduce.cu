@@ -1,0 +1,746 @@
+/* tensor/cuda/cuda_reduce.cu: reductions over a dim mask, arg max/min, softmax and the fused
+ * row kernels (softmax cross-entropy, layer norm).
+ *
+ * Reduction plan (host side): the kept dims and the reduced dims of x are each coalesced;
+ * M outputs, R elements per output.
+ *   row layout (the reduced elements are the closer ones in memory): one warp per output
+ *     when R < 1024, else one 256-thread block per output;
+ *   column layout (neighbouring outputs are neighbours in memory, e.g. summing over the
+ *     batch dim): one thread per output, so a warp reads 32 neighbours at a time.
+ * When that leaves the GPU idle (few outputs, long reductions), R is split into chunks over
+ * more blocks/threads that write partial results, and a second kernel combines them. */
+#include "cuda_common.cuh"
+
+#include <string.h>
+
+#define GRID_LOOP(i, n) \
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < (n); i += (int64_t)gridDim.x * blockDim.x)
+
+/* ---------------------------------------------------------------- reduce */
+
+struct red_geo {
+    int kn, rn;
+    int64_t ksh[WF_CUDA_MAX_DIMS], kxs[WF_CUDA_MAX_DIMS], kys[WF_CUDA_MAX_DIMS];
+    int64_t rsh[WF_CUDA_MAX_DIMS], rxs[WF_CUDA_MAX_DIMS];
+    int64_t M, R;
+    const char *x;
+    char *y;
+    int xdt, ydt, op, kind; /* kind: 0 add, 1 max, 2 min */
+    double p;
+};
+
+__device__ __forceinline__ void kept_off(const red_geo &g, int64_t o, int64_t &ox, int64_t &oy) {
+    ox = 0; oy = 0;
+    for (int d = g.kn - 1; d >= 0; d--) {
+        int64_t s = g.ksh[d], q = o / s, r = o - q * s;
+        o = q;
+        ox += r * g.kxs[d];
+        oy += r * g.kys[d];
+    }
+}
+__device__ __forceinline__ int64_t red_off(const red_geo &g, int64_t r) {
+    if (g.rn == 1) return r * g.rxs[0];
+    int64_t off = 0;
+    for (int d = g.rn - 1; d >= 0; d--) {
+        int64_t s = g.rsh[d], q = r / s;
+        off += (r - q * s) * g.rxs[d];
+        r = q;
+    }
+    return off;
+}
+
+template <class A> __device__ __forceinline__ A r_ident(int op) {
+    if (op == WFC_R_MAX) return wfc_is_int<A>::value ? (A)INT64_MIN : (A)-INFINITY;
+    if (op == WFC_R_MIN) return wfc_is_int<A>::value ? (A)INT64_MAX : (A)INFINITY;
+    return (A)0;
+}
+template <class A> __device__ __forceinline__ A r_map(int op, A v, double p) {
+    switch (op) {
+    case WFC_R_SUMSQ: return v * v;
+    case WFC_R_ABSSUM: case WFC_R_ABSMAX: return v < (A)0 ? -v : v;
+    case WFC_R_PNORM:
+        if (p == 0) return (A)(v != (A)0);
+        if (p == 1) return v < (A)0 ? -v : v;
+        if (p == 2) return v * v;
+        return (A)pow(fabs((double)v), p);
+    default: return v;
+    }
+}
+struct r_comb {
+    int kind;
+    template <class A> __device__ __forceinline__ A operator()(A a, A b) const {
+        if (kind == 0) return a + b;
+        if (kind == 1) return (a > b || a != a) ? a : b;
+        return (a < b || a != a) ? a : b;
+    }
+};
+
+template <class A> __global__ void reduce_rows_block(red_geo g, A *partial, int64_t chunks) {
+    int64_t o = blockIdx.x, c = blockIdx.y;
+    int64_t len = (g.R + chunks - 1) / chunks, r0 = c * len, r1 = r0 + len < g.R ? r0 + len : g.R;
+    int64_t ox, oy;
+    kept_off(g, o, ox, oy);
+    r_comb f = { g.kind };
+    A ident = r_ident<A>(g.op), acc = ident;
+    const char *xb = g.x + ox;
+    for (int64_t r = r0 + threadIdx.x; r < r1; r += blockDim.x)
+        acc = f(acc, r_map<A>(g.op, wfc_ld<A>(xb + red_off(g, r), g.xdt), g.p));
+    acc = wfc_block_reduce(acc, f, ident);
+    if (threadIdx.x == 0) {
+        if (chunks == 1) wfc_st<A>(g.y + oy, g.ydt, acc);
+        else partial[c * g.M + o] = acc;
+    }
+}
+
+template <class A> __global__ void reduce_rows_warp(red_geo g) {
+    int64_t o = blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (o >= g.M) return;
+    int lane = threadIdx.x & 31;
+    int64_t ox, oy;
+    kept_off(g, o, ox, oy);
+    r_comb f = { g.kind };
+    A acc = r_ident<A>(g.op);
+    const char *xb = g.x + ox;
+    for (int64_t r = lane; r < g.R; r += 32) acc = f(acc, r_map<A>(g.op, wfc_ld<A>(xb + red_off(g, r), g.xdt), g.p));
+    acc = wfc_warp_reduce(acc, f);
+    if (lane == 0) wfc_st<A>(g.y + oy, g.ydt, acc);
+}
+
+template <class A> __global__ void reduce_cols(red_geo g, A *partial, int64_t chunks) {
+    int64_t total = g.M * chunks;
+    r_comb f = { g.kind };
+    GRID_LOOP(t, total) {
+        int64_t o = t % g.M, c = t / g.M;
+        int64_t len = (g.R + chunks - 1) / chunks, r0 = c * len, r1 = r0 + len < g.R ? r0 + len : g.R;
+        int64_t ox, oy;
+        kept_off(g, o, ox, oy);
+        A acc = r_ident<A>(g.op);
+        const char *xb = g.x + ox;
+        for (int64_t r = r0; r < r1; r++) acc = f(acc, r_map<A>(g.op, wfc_ld<A>(xb + red_off(g, r), g.xdt), g.p));
+        if (chunks == 1) wfc_st<A>(g.y + oy, g.ydt, acc);
+        else partial[c * g.M + o] = acc;
+    }
+}
+
+template <class A> __global__ void reduce_finish(red_geo g, const A *partial, int64_t chunks) {
+    r_comb f = { g.kind };
+    GRID_LOOP(o, g.M) {
+        A acc = partial[o];
+        for (int64_t c = 1; c < chunks; c++) acc = f(acc, partial[c * g.M + o]);
+        int64_t ox, oy;
+        kept_off(g, o, ox, oy);
+        wfc_st<A>(g.y + oy, g.ydt, acc);
+    }
+}
+
+template <class A> static int run_reduce(red_geo &g, int dev, cudaStream_t st) {
+    int sms = wfc_num_sms(dev);
+    bool row = g.rn > 0 && (g.kn == 0 || g.rxs[g.rn - 1] < g.kxs[g.kn - 1]);
+    if (g.R == 0) { /* empty reduction: the identity */
+        row = false;
+    }
+    int64_t chunks = 1;
+    A *partial = NULL;
+    size_t pbytes = 0;
+    if (row && g.R < 1024) {
+        int64_t blocks = (g.M + 7) / 8;
+        reduce_rows_warp<A><<<(unsigned)blocks, 256, 0, st>>>(g);
+        return wfc_check("reduce kernel", dev);
+    }
+    if (row) {
+        int64_t target = 4 * (int64_t)sms;
+        if (g.M < target) {
+            chunks = (target + g.M - 1) / g.M;
+            int64_t maxc = (g.R + 2047) / 2048;
+            if (chunks > maxc) chunks = maxc;
+            if (chunks > 65535) chunks = 65535;
+            if (chunks < 1) chunks = 1;
+        }
+    } else {
+        int64_t target = (int64_t)sms * 2048;
+        if (g.M < target && g.R > 64) {
+            chunks = (target + g.M - 1) / g.M;
+            int64_t maxc = (g.R + 31) / 32;
+            if (chunks > maxc) chunks = maxc;
+            if (chunks < 1) chunks = 1;
+        }
+    }
+    if (chunks > 1) {
+        pbytes = (size_t)(chunks * g.M) * sizeof(A);
+        partial = (A *)wf__cuda_alloc(dev, pbytes);
+        if (!partial) return WF_ENOMEM;
+    }
+    if (row) {
+        dim3 grid((unsigned)g.M, (unsigned)chunks);
+        reduce_rows_block<A><<<grid, 256, 0, st>>>(g, partial, chunks);
+    } else {
+        reduce_cols<A><<<wfc_blocks(g.M * chunks, 256, dev), 256, 0, st>>>(g, partial, chunks);
+    }
+    int rc = wfc_check("reduce kernel", dev);
+    if (!rc && chunks > 1) {
+        reduce_finish<A><<<wfc_blocks(g.M, 256, dev), 256, 0, st>>>(g, partial, chunks);
+        rc = wfc_check("reduce (finish) kernel", dev);
+    }
+    if (partial) wf__cuda_free(dev, partial, pbytes); /* stream-ordered: safe to reuse at once */
+    return rc;
+}
+
+extern "C" int wf__cuda_reduce(int op, const wf_cuda_view *y, const wf_cuda_view *x, uint32_t mask, double p, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "reduce", &st);
+    if (rc) return rc;
+    red_geo g;
+    memset(&g, 0, sizeof g);
+    int xes = wfc_dtype_size(x->dtype), yes = wfc_dtype_size(y->dtype);
+    int64_t ksh[8], kxs[8], kys[8], rsh[8], rxs[8];
+    int kn = 0, rn = 0;
+    g.M = 1; g.R = 1;
+    for (int i = 0; i < x->ndim; i++) {
+        int64_t s = x->shape[i];
+        bool red = (mask >> i) & 1u;
+        if (red) g.R *= s; else g.M *= s;
+        if (s == 1) continue;
+        if (red) { rsh[rn] = s; rxs[rn] = x->stride[i] * xes; rn++; }
+        else { ksh[kn] = s; kxs[kn] = x->stride[i] * xes; kys[kn] = y->stride[i] * yes; kn++; }
+    }
+    if (g.M == 0) return 0;
+    /* coalesce each group (outer -> inner order kept) */
+    g.kn = 0;
+    for (int i = 0; i < kn; i++) {
+        if (g.kn > 0 && kxs[i] * ksh[i] == g.kxs[g.kn - 1] && kys[i] * ksh[i] == g.kys[g.kn - 1]) {
+            g.ksh[g.kn - 1] *= ksh[i];
+            g.kxs[g.kn - 1] = kxs[i];
+            g.kys[g.kn - 1] = kys[i];
+            continue;
+        }
+        g.ksh[g.kn] = ksh[i]; g.kxs[g.kn] = kxs[i]; g.kys[g.kn] = kys[i]; g.kn++;
+    }
+    g.rn = 0;
+    for (int i = 0; i < rn; i++) {
+        if (g.rn > 0 && rxs[i] * rsh[i] == g.rxs[g.rn - 1]) {
+            g.rsh[g.rn - 1] *= rsh[i];
+            g.rxs[g.rn - 1] = rxs[i];
+            continue;
+        }
+        g.rsh[g.rn] = rsh[i]; g.rxs[g.rn] = rxs[i]; g.rn++;
+    }
+    if (g.R == 0) g.rn = 0;
+    g.x = (const char *)x->data;
+    g.y = (char *)y->data;
+    g.xdt = x->dtype;
+    g.ydt = y->dtype;
+    g.op = op;
+    g.p = p;
+    g.kind = (op == WFC_R_MAX || op == WFC_R_ABSMAX) ? 1 : op == WFC_R_MIN ? 2 : 0;
+    if (x->dtype == WF_F64 || (op == WFC_R_PNORM && !wfc_is_float(x->dtype))) return run_reduce<double>(g, dev, st);
+    if (wfc_is_float(x->dtype)) return run_reduce<float>(g, dev, st);
+    return run_reduce<int64_t>(g, dev, st);
+}
+
+/* ---------------------------------------------------------------- arg max / min */
+
+template <class A> __device__ __forceinline__ bool arg_better(bool is_max, A a, A b) {
+    /* a strictly better than b; NaN beats every number */
+    if (a != a) return b == b;
+    if (b != b) return false;
+    return is_max ? a > b : a < b;
+}
+
+template <class A> __global__ void arg_reduce_kernel(red_geo g, bool is_max) {
+    int64_t o = blockIdx.x * (int64_t)(blockDim.x >> 5) + (threadIdx.x >> 5);
+    if (o >= g.M) return;
+    int lane = threadIdx.x & 31;
+    int64_t ox, oy;
+    kept_off(g, o, ox, oy);
+    const char *xb = g.x + ox;
+    int64_t stride = g.rn ? g.rxs[0] : 0;
+    A best = (A)0;
+    int64_t bi = -1;
+    for (int64_t r = lane; r < g.R; r += 32) {
+        A v = wfc_ld<A>(xb + r * stride, g.xdt);
+        if (bi < 0 || arg_better(is_max, v, best)) { best = v; bi = r; }
+    }
+#pragma unroll
+    for (int s = 16; s > 0; s >>= 1) {
+        A ov = __shfl_xor_sync(0xffffffffu, best, s);
+        int64_t oi = __shfl_xor_sync(0xffffffffu, bi, s);
+        if (oi < 0) continue;
+        bool take = bi < 0 || arg_better(is_max, ov, best) ||
+                    (!arg_better(is_max, best, ov) && oi < bi); /* equal (or both NaN): first index */
+        if (take) { best = ov; bi = oi; }
+    }
+    if (lane == 0) *(int64_t *)(g.y + oy) = bi < 0 ? 0 : bi;
+}
+
+extern "C" int wf__cuda_arg_reduce(int is_max, const wf_cuda_view *y, const wf_cuda_view *x, int dim, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "arg_reduce", &st);
+    if (rc) return rc;
+    red_geo g;
+    memset(&g, 0, sizeof g);
+    int xes = wfc_dtype_size(x->dtype), yes = wfc_dtype_size(y->dtype);
+    g.M = 1;
+    g.R = x->ndim ? x->shape[dim] : 1;
+    for (int i = 0; i < x->ndim; i++) {
+        if (i == dim) continue;
+        g.M *= x->shape[i];
+        if (x->shape[i] == 1) continue;
+        g.ksh[g.kn] = x->shape[i]; g.kxs[g.kn] = x->stride[i] * xes; g.kys[g.kn] = y->stride[i] * yes; g.kn++;
+    }
+    if (g.M == 0 || g.R == 0) return 0;
+    g.rn = 1;
+    g.rsh[0] = g.R;
+    g.rxs[0] = x->ndim ? x->stride[dim] * xes : 0;
+    g.x = (const char *)x->data;
+    g.y = (char *)y->data;
+    g.xdt = x->dtype;
+    g.ydt = y->dtype;
+    unsigned blocks = (unsigned)((g.M + 7) / 8);
+    if (x->dtype == WF_F64) arg_reduce_kernel<double><<<blocks, 256, 0, st>>>(g, is_max != 0);
+    else if (wfc_is_float(x->dtype)) arg_reduce_kernel<float><<<blocks, 256, 0, st>>>(g, is_max != 0);
+    else arg_reduce_kernel<int64_t><<<blocks, 256, 0, st>>>(g, is_max != 0);
+    return wfc_check("arg_reduce kernel", dev);
+}
+
+/* ---------------------------------------------------------------- row kernels
+ * BLOCK = false: one warp per row, 8 rows per 256-thread block; BLOCK = true: one block
+ * (512 threads) per row. Rows are contiguous. */
+
+template <bool BLOCK> struct row_ctx {
+    __device__ __forceinline__ static int64_t row() {
+        return BLOCK ? (int64_t)blockIdx.x : (int64_t)blockIdx.x * (blockDim.x >> 5) + (threadIdx.x >> 5);
+    }
+    __device__ __forceinline__ static int tid() { return BLOCK ? (int)threadIdx.x : (int)(threadIdx.x & 31); }
+    __device__ __forceinline__ static int nth() { return BLOCK ? (int)blockDim.x : 32; }
+    template <class T, class F> __device__ __forceinline__ static T reduce(T v, F f, T ident) {
+        if (BLOCK) return wfc_block_reduce(v, f, ident);
+        return wfc_warp_reduce(v, f);
+    }
+};
+
+#define ROW_THREADS_WARP 256
+#define ROW_THREADS_BLOCK 512
+
+static void row_launch_dims(int64_t rows, int64_t cols, bool *block, unsigned *grid, unsigned *threads) {
+    *block = cols > 1024;
+    if (*block) { *grid = (unsigned)rows; *threads = ROW_THREADS_BLOCK; }
+    else { *grid = (unsigned)((rows + 7) / 8); *threads = ROW_THREADS_WARP; }
+}
+
+__device__ __forceinline__ float w_exp(float x) { return expf(x); }
+__device__ __forceinline__ double w_exp(double x) { return exp(x); }
+__device__ __forceinline__ float w_log(float x) { return logf(x); }
+__device__ __forceinline__ double w_log(double x) { return log(x); }
+
+template <class T, bool BLOCK>
+__global__ void softmax_kernel(char *y, int ydt, const char *x, int xdt, int64_t rows, int64_t cols, bool lg) {
+    typedef row_ctx<BLOCK> R;
+    int64_t row = R::row();
+    if (row >= rows) return;
+    int xs = wfc_dtype_size(xdt), ys = wfc_dtype_size(ydt);
+    const char *xr = x + row * cols * xs;
+    char *yr = y + row * cols * ys;
+    T mx = (T)-INFINITY;
+    for (int64_t j = R::tid(); j < cols; j += R::nth()) mx = wfc_max_f()(mx, wfc_ld<T>(xr + j * xs, xdt));
+    mx = R::reduce(mx, wfc_max_f(), (T)-INFINITY);
+    if (mx == (T)-INFINITY) mx = (T)0; /* all -inf row: avoid inf - inf */
+    T sum = (T)0;
+    for (int64_t j = R::tid(); j < cols; j += R::nth()) sum += w_exp(wfc_ld<T>(xr + j * xs, xdt) - mx);
+    sum = R::reduce(sum, wfc_add_f(), (T)0);
+    if (lg) {
+        T ls = mx + w_log(sum);
+        for (int64_t j = R::tid(); j < cols; j += R::nth()) wfc_st<T>(yr + j * ys, ydt, wfc_ld<T>(xr + j * xs, xdt) - ls);
+    } else {
+        T inv = (T)1 / sum;
+        for (int64_t j = R::tid(); j < cols; j += R::nth())
+            wfc_st<T>(yr + j * ys, ydt, w_exp(wfc_ld<T>(xr + j * xs, xdt) - mx) * inv);
+    }
+}
+
+template <class T, bool BLOCK>
+__global__ void softmax_bwd_kernel(char *gx, int gxdt, const char *gy, int gydt, const char *y, int ydt, int64_t rows,
+                                   int64_t cols, bool lg) {
+    typedef row_ctx<BLOCK> R;
+    int64_t row = R::row();
+    if (row >= rows) return;
+    int gxs = wfc_dtype_size(gxdt), gys = wfc_dtype_size(gydt), ys = wfc_dtype_size(ydt);
+    const char *gyr = gy + row * cols * gys, *yr = y + row * cols * ys;
+    char *gxr = gx + row * cols * gxs;
+    T s = (T)0;
+    for (int64_t j = R::tid(); j < cols; j += R::nth()) {
+        T g = wfc_ld<T>(gyr + j * gys, gydt);
+        s += lg ? g : g * wfc_ld<T>(yr + j * ys, ydt);
+    }
+    s = R::reduce(s, wfc_add_f(), (T)0);
+    for (int64_t j = R::tid(); j < cols; j += R::nth()) {
+        T g = wfc_ld<T>(gyr + j * gys, gydt), yv = wfc_ld<T>(yr + j * ys, ydt);
+        wfc_st<T>(gxr + j * gxs, gxdt, lg ? g - w_exp(yv) * s : yv * (g - s));
+    }
+}
+
+#define ROW_DISPATCH(KERNEL, isf64, block, grid, threads, st, ...)                          \
+    do {                                                                                  \
+        if (isf64) {                                                                      \
+            if (block) KERNEL<double, true><<<grid, threads, 0, st>>>(__VA_ARGS__);       \
+            else KERNEL<double, false><<<grid, threads, 0, st>>>(__VA_ARGS__);            \
+        } else {                                                                          \
+            if (block) KERNEL<float, true><<<grid, threads, 0, st>>>(__VA_ARGS__);        \
+            else KERNEL<float, false><<<grid, threads, 0, st>>>(__VA_ARGS__);             \
+        }                                                                                 \
+    } while (0)
+
+static void rows_cols(const wf_cuda_view *x, int64_t *rows, int64_t *cols) {
+    int64_t n = wfc_numel(x);
+    *cols = x->ndim ? x->shape[x->ndim - 1] : 1;
+    *rows = *cols ? n / *cols : 0;
+}
+
+extern "C" int wf__cuda_softmax(const wf_cuda_view *y, const wf_cuda_view *x, int log, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "softmax", &st);
+    if (rc) return rc;
+    int64_t rows, cols;
+    rows_cols(x, &rows, &cols);
+    if (!rows || !cols) return 0;
+    bool block;
+    unsigned grid, threads;
+    row_launch_dims(rows, cols, &block, &grid, &threads);
+    ROW_DISPATCH(softmax_kernel, x->dtype == WF_F64, block, grid, threads, st, (char *)y->data, y->dtype,
+                 (const char *)x->data, x->dtype, rows, cols, log != 0);
+    return wfc_check("softmax kernel", dev);
+}
+
+extern "C" int wf__cuda_softmax_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, const wf_cuda_view *y,
+                                         int log, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "softmax backward", &st);
+    if (rc) return rc;
+    int64_t rows, cols;
+    rows_cols(y, &rows, &cols);
+    if (!rows || !cols) return 0;
+    bool block;
+    unsigned grid, threads;
+    row_launch_dims(rows, cols, &block, &grid, &threads);
+    ROW_DISPATCH(softmax_bwd_kernel, y->dtype == WF_F64 || gx->dtype == WF_F64, block, grid, threads, st,
+                 (char *)gx->data, gx->dtype, (const char *)gy->data, gy->dtype, (const char *)y->data, y->dtype,
+                 rows, cols, log != 0);
+    return wfc_check("softmax backward kernel", dev);
+}
+
+/* ---------------------------------------------------------------- softmax cross-entropy */
+
+struct xent_args {
+    const char *x;
+    int xdt;
+    int64_t rows, cols;
+    const char *t;
+    int tdt;
+    int64_t tstride; /* bytes */
+    char *loss;
+    int ldt;
+    int64_t lstride; /* bytes */
+    float *lse;      /* may be NULL */
+    char *gx;
+    int gxdt;
+    const char *g;
+    int gdt;
+    int64_t gstride; /* bytes; 0 = broadcast */
+    double scale;
+    int64_t ignore;
+    double ls;
+    int *flag;
+};
+
+template <class T, bool BLOCK> __device__ __forceinline__ T row_lse(const xent_args &a, const char *xr, T *sumx) {
+    typedef row_ctx<BLOCK> R;
+    int xs = wfc_dtype_size(a.xdt);
+    T mx = (T)-INFINITY, sx = (T)0;
+    for (int64_t j = R::tid(); j < a.cols; j += R::nth()) {
+        T v = wfc_ld<T>(xr + j * xs, a.xdt);
+        mx = wfc_max_f()(mx, v);
+        sx += v;
+    }
+    mx = R::reduce(mx, wfc_max_f(), (T)-INFINITY);
+    if (sumx) *sumx = R::reduce(sx, wfc_add_f(), (T)0);
+    T m0 = mx == (T)-INFINITY ? (T)0 : mx;
+    T s = (T)0;
+    for (int64_t j = R::tid(); j < a.cols; j += R::nth()) s += w_exp(wfc_ld<T>(xr + j * xs, a.xdt) - m0);
+    s = R::reduce(s, wfc_add_f(), (T)0);
+    return m0 + w_log(s);
+}
+
+template <class T, bool BLOCK> __global__ void xent_fwd_kernel(xent_args a) {
+    typedef row_ctx<BLOCK> R;
+    int64_t row = R::row();
+    if (row >= a.rows) return;
+    int xs = wfc_dtype_size(a.xdt);
+    const char *xr = a.x + row * a.cols * xs;
+    T sumx;
+    T lse = row_lse<T, BLOCK>(a, xr, &sumx);
+    if (R::tid() != 0) return;
+    if (a.lse) a.lse[row] = (float)lse;
+    int64_t t = wfc_ld_index(a.t + row * a.tstride, a.tdt);
+    T loss = (T)0;
+    if (t != a.ignore) {
+        if (t < 0 || t >= a.cols) {
+            atomicExch(a.flag, 1);
+            loss = (T)NAN;
+        } else {
+            T xt = wfc_ld<T>(xr + t * xs, a.xdt);
+            loss = (T)(1.0 - a.ls) * (lse - xt) + (T)a.ls * (lse - sumx / (T)a.cols);
+        }
+    }
+    wfc_st<T>(a.loss + row * a.lstride, a.ldt, loss);
+}
+
+template <class T, bool BLOCK> __global__ void xent_bwd_kernel(xent_args a) {
+    typedef row_ctx<BLOCK> R;
+    int64_t row = R::row();
+    if (row >= a.rows) return;
+    int xs = wfc_dtype_size(a.xdt), gs = wfc_dtype_size(a.gxdt);
+    const char *xr = a.x + row * a.cols * xs;
+    char *gr = a.gx + row * a.cols * gs;
+    T lse = a.lse ? (T)a.lse[row] : row_lse<T, BLOCK>(a, xr, (T *)NULL);
+    int64_t t = wfc_ld_index(a.t + row * a.tstride, a.tdt);
+    bool skip = t == a.ignore || t < 0 || t >= a.cols;
+    T g = skip ? (T)0 : wfc_ld<T>(a.g + row * a.gstride, a.gdt) * (T)a.scale;
+    T on = (T)(1.0 - a.ls), off = (T)(a.ls / (double)a.cols);
+    for (int64_t j = R::tid(); j < a.cols; j += R::nth()) {
+        T v = skip ? (T)0 : g * (w_exp(wfc_ld<T>(xr + j * xs, a.xdt) - lse) - (j == t ? on : (T)0) - off);
+        wfc_st<T>(gr + j * gs, a.gxdt, v);
+    }
+}
+
+static xent_args xent_common(const wf_cuda_view *logits, const wf_cuda_view *target, int64_t ignore_index,
+                             double ls, int dev) {
+    xent_args a;
+    memset(&a, 0, sizeof a);
+    rows_cols(logits, &a.rows, &a.cols);
+    a.x = (const char *)logits->data;
+    a.xdt = logits->dtype;
+    a.t = (const char *)target->data;
+    a.tdt = target->dtype;
+    a.tstride = target->ndim ? target->stride[0] * wfc_dtype_size(target->dtype) : 0;
+    a.ignore = ignore_index;
+    a.ls = ls;
+    a.flag = wfc_index_flag(dev);
+    return a;
+}
+
+extern "C" int wf__cuda_softmax_xent_forward(const wf_cuda_view *loss, const wf_cuda_view *lse,
+                                             const wf_cuda_view *logits, const wf_cuda_view *target,
+                                             int64_t ignore_index, double label_smoothing, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "cross_entropy", &st);
+    if (rc) return rc;
+    xent_args a = xent_common(logits, target, ignore_index, label_smoothing, dev);
+    if (!a.rows || !a.cols) return 0;
+    a.loss = (char *)loss->data;
+    a.ldt = loss->dtype;
+    a.lstride = loss->ndim ? loss->stride[0] * wfc_dtype_size(loss->dtype) : 0;
+    a.lse = lse ? (float *)lse->data : NULL;
+    bool block;
+    unsigned grid, threads;
+    row_launch_dims(a.rows, a.cols, &block, &grid, &threads);
+    ROW_DISPATCH(xent_fwd_kernel, a.xdt == WF_F64, block, grid, threads, st, a);
+    return wfc_check("cross_entropy kernel", dev);
+}
+
+extern "C" int wf__cuda_softmax_xent_backward(const wf_cuda_view *glogits, const wf_cuda_view *gloss, double scale,
+                                              const wf_cuda_view *logits, const wf_cuda_view *target,
+                                              const wf_cuda_view *lse, int64_t ignore_index, double label_smoothing,
+                                              int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "cross_entropy backward", &st);
+    if (rc) return rc;
+    xent_args a = xent_common(logits, target, ignore_index, label_smoothing, dev);
+    if (!a.rows || !a.cols) return 0;
+    a.gx = (char *)glogits->data;
+    a.gxdt = glogits->dtype;
+    a.g = (const char *)gloss->data;
+    a.gdt = gloss->dtype;
+    a.gstride = (wfc_numel(gloss) <= 1 || !gloss->ndim) ? 0 : gloss->stride[0] * wfc_dtype_size(gloss->dtype);
+    a.scale = scale;
+    a.lse = lse ? (float *)lse->data : NULL;
+    bool block;
+    unsigned grid, threads;
+    row_launch_dims(a.rows, a.cols, &block, &grid, &threads);
+    ROW_DISPATCH(xent_bwd_kernel, a.xdt == WF_F64, block, grid, threads, st, a);
+    return wfc_check("cross_entropy backward kernel", dev);
+}
+
+/* ---------------------------------------------------------------- layer norm */
+
+struct ln_args {
+    const char *x; int xdt;
+    char *y; int ydt;
+    const char *w; int wdt; /* may be NULL */
+    const char *b; int bdt; /* may be NULL */
+    char *mean; int mdt;    /* may be NULL */
+    char *rstd; int rdt;    /* may be NULL */
+    const char *gy; int gydt;
+    char *gx; int gxdt;
+    int64_t rows, D;
+    double eps;
+};
+
+template <class T, bool BLOCK> __global__ void ln_fwd_kernel(ln_args a) {
+    typedef row_ctx<BLOCK> R;
+    int64_t row = R::row();
+    if (row >= a.rows) return;
+    int xs = wfc_dtype_size(a.xdt), ys = wfc_dtype_size(a.ydt), ws = wfc_dtype_size(a.wdt), bs = wfc_dtype_size(a.bdt);
+    const char *xr = a.x + row * a.D * xs;
+    char *yr = a.y + row * a.D * ys;
+    T s = (T)0;
+    for (int64_t j = R::tid(); j < a.D; j += R::nth()) s += wfc_ld<T>(xr + j * xs, a.xdt);
+    T mean = R::reduce(s, wfc_add_f(), (T)0) / (T)a.D;
+    T v = (T)0;
+    for (int64_t j = R::tid(); j < a.D; j += R::nth()) {
+        T d = wfc_ld<T>(xr + j * xs, a.xdt) - mean;
+        v += d * d;
+    }
+    T var = R::reduce(v, wfc_add_f(), (T)0) / (T)a.D;
+    T rstd = (T)1 / sqrt(var + (T)a.eps);
+    for (int64_t j = R::tid(); j < a.D; j += R::nth()) {
+        T h = (wfc_ld<T>(xr + j * xs, a.xdt) - mean) * rstd;
+        if (a.w) h *= wfc_ld<T>(a.w + j * ws, a.wdt);
+        if (a.b) h += wfc_ld<T>(a.b + j * bs, a.bdt);
+        wfc_st<T>(yr + j * ys, a.ydt, h);
+    }
+    if (R::tid() == 0) {
+        if (a.mean) wfc_st<T>(a.mean + row * wfc_dtype_size(a.mdt), a.mdt, mean);
+        if (a.rstd) wfc_st<T>(a.rstd + row * wfc_dtype_size(a.rdt), a.rdt, rstd);
+    }
+}
+
+template <class T, bool BLOCK> __global__ void ln_bwd_kernel(ln_args a) {
+    typedef row_ctx<BLOCK> R;
+    int64_t row = R::row();
+    if (row >= a.rows) return;
+    int xs = wfc_dtype_size(a.xdt), gys = wfc_dtype_size(a.gydt), gxs = wfc_dtype_size(a.gxdt), ws = wfc_dtype_size(a.wdt);
+    const char *xr = a.x + row * a.D * xs, *gyr = a.gy + row * a.D * gys;
+    char *gxr = a.gx + row * a.D * gxs;
+    T mean = wfc_ld<T>(a.mean + row * wfc_dtype_size(a.mdt), a.mdt);
+    T rstd = wfc_ld<T>(a.rstd + row * wfc_dtype_size(a.rdt), a.rdt);
+    T s1 = (T)0, s2 = (T)0;
+    for (int64_t j = R::tid(); j < a.D; j += R::nth()) {
+        T wg = wfc_ld<T>(gyr + j * gys, a.gydt);
+        if (a.w) wg *= wfc_ld<T>(a.w + j * ws, a.wdt);
+        T h = (wfc_ld<T>(xr + j * xs, a.xdt) - mean) * rstd;
+        s1 += wg;
+        s2 += wg * h;
+    }
+    s1 = R::reduce(s1, wfc_add_f(), (T)0) / (T)a.D;
+    s2 = R::reduce(s2, wfc_add_f(), (T)0) / (T)a.D;
+    for (int64_t j = R::tid(); j < a.D; j += R::nth()) {
+        T wg = wfc_ld<T>(gyr + j * gys, a.gydt);
+        if (a.w) wg *= wfc_ld<T>(a.w + j * ws, a.wdt);
+        T h = (wfc_ld<T>(xr + j * xs, a.xdt) - mean) * rstd;
+        wfc_st<T>(gxr + j * gxs, a.gxdt, rstd * (wg - s1 - h * s2));
+    }
+}
+
+/* gweight[j] = sum_rows gy*xhat, gbias[j] = sum_rows gy: thread per (column, row chunk) */
+template <class T> __global__ void ln_wb_kernel(ln_args a, T *pw, T *pb, int64_t chunks) {
+    int xs = wfc_dtype_size(a.xdt), gys = wfc_dtype_size(a.gydt);
+    int64_t total = a.D * chunks, len = (a.rows + chunks - 1) / chunks;
+    GRID_LOOP(t, total) {
+        int64_t j = t % a.D, c = t / a.D, r0 = c * len, r1 = r0 + len < a.rows ? r0 + len : a.rows;
+        T sw = (T)0, sb = (T)0;
+        for (int64_t r = r0; r < r1; r++) {
+            T g = wfc_ld<T>(a.gy + (r * a.D + j) * gys, a.gydt);
+            T mean = wfc_ld<T>(a.mean + r * wfc_dtype_size(a.mdt), a.mdt);
+            T rstd = wfc_ld<T>(a.rstd + r * wfc_dtype_size(a.rdt), a.rdt);
+            sw += g * (wfc_ld<T>(a.x + (r * a.D + j) * xs, a.xdt) - mean) * rstd;
+            sb += g;
+        }
+        pw[c * a.D + j] = sw;
+        pb[c * a.D + j] = sb;
+    }
+}
+template <class T> __global__ void ln_wb_finish(const T *pw, const T *pb, int64_t chunks, int64_t D, char *gw, int gwdt,
+                                                char *gb, int gbdt) {
+    GRID_LOOP(j, D) {
+        T sw = (T)0, sb = (T)0;
+        for (int64_t c = 0; c < chunks; c++) { sw += pw[c * D + j]; sb += pb[c * D + j]; }
+        if (gw) wfc_st<T>(gw + j * wfc_dtype_size(gwdt), gwdt, sw);
+        if (gb) wfc_st<T>(gb + j * wfc_dtype_size(gbdt), gbdt, sb);
+    }
+}
+
+extern "C" int wf__cuda_layer_norm_forward(const wf_cuda_view *y, const wf_cuda_view *mean, const wf_cuda_view *rstd,
+                                           const wf_cuda_view *x, const wf_cuda_view *weight,
+                                           const wf_cuda_view *bias, double eps, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "layer_norm", &st);
+    if (rc) return rc;
+    ln_args a;
+    memset(&a, 0, sizeof a);
+    rows_cols(x, &a.rows, &a.D);
+    if (!a.rows || !a.D) return 0;
+    a.x = (const char *)x->data; a.xdt = x->dtype;
+    a.y = (char *)y->data; a.ydt = y->dtype;
+    if (weight) { a.w = (const char *)weight->data; a.wdt = weight->dtype; }
+    if (bias) { a.b = (const char *)bias->data; a.bdt = bias->dtype; }
+    if (mean) { a.mean = (char *)mean->data; a.mdt = mean->dtype; }
+    if (rstd) { a.rstd = (char *)rstd->data; a.rdt = rstd->dtype; }
+    a.eps = eps;
+    bool block;
+    unsigned grid, threads;
+    row_launch_dims(a.rows, a.D, &block, &grid, &threads);
+    ROW_DISPATCH(ln_fwd_kernel, a.xdt == WF_F64, block, grid, threads, st, a);
+    return wfc_check("layer_norm kernel", dev);
+}
+
+extern "C" int wf__cuda_layer_norm_backward(const wf_cuda_view *gx, const wf_cuda_view *gweight,
+                                            const wf_cuda_view *gbias, const wf_cuda_view *gy,
+                                            const wf_cuda_view *x, const wf_cuda_view *mean,
+                                            const wf_cuda_view *rstd, const wf_cuda_view *weight, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "layer_norm backward", &st);
+    if (rc) return rc;
+    ln_args a;
+    memset(&a, 0, sizeof a);
+    rows_cols(x, &a.rows, &a.D);
+    if (!a.rows || !a.D) return 0;
+    a.x = (const char *)x->data; a.xdt = x->dtype;
+    a.gy = (const char *)gy->data; a.gydt = gy->dtype;
+    a.gx = gx ? (char *)gx->data : NULL; a.gxdt = gx ? gx->dtype : WF_F32;
+    if (weight) { a.w = (const char *)weight->data; a.wdt = weight->dtype; }
+    a.mean = (char *)mean->data; a.mdt = mean->dtype;
+    a.rstd = (char *)rstd->data; a.rdt = rstd->dtype;
+    bool f64 = a.xdt == WF_F64;
+    if (gx) {
+        bool block;
+        unsigned grid, threads;
+        row_launch_dims(a.rows, a.D, &block, &grid, &threads);
+        ROW_DISPATCH(ln_bwd_kernel, f64, block, grid, threads, st, a);
+        if ((rc = wfc_check("layer_norm backward kernel", dev))) return rc;
+    }
+    if (!gweight && !gbias) return 0;
+    int64_t target = (int64_t)wfc_num_sms(dev) * 2048, chunks = 1;
+    if (a.D < target) {
+        chunks = (target + a.D - 1) / a.D;
+        int64_t maxc = (a.rows + 15) / 16;
+        if (chunks > maxc) chunks = maxc;
+        if (chunks < 1) chunks = 1;
+    }
+    size_t es = f64 ? 8 : 4, pbytes = (size_t)(chunks * a.D) * es;
+    char *pw = (char *)wf__cuda_alloc(dev, 2 * pbytes);
+    if (!pw) return WF_ENOMEM;
+    char *pb = pw + pbytes;
+    char *gw = gweight ? (char *)gweight->data : NULL, *gb = gbias ? (char *)gbias->data : NULL;
+    int gwdt = gweight ? gweight->dtype : WF_F32, gbdt = gbias ? gbias->dtype : WF_F32;
+    if (f64) {
+        ln_wb_kernel<double><<<wfc_blocks(a.D * chunks, 256, dev), 256, 0, st>>>(a, (double *)pw, (double *)pb, chunks);
+        ln_wb_finish<double><<<wfc_blocks(a.D, 256, dev), 256, 0, st>>>((double *)pw, (double *)pb, chunks, a.D, gw,
+                                                                         gwdt, gb, gbdt);
+    } else {
+        ln_wb_kernel<float><<<wfc_blocks(a.D * chunks, 256, dev), 256, 0, st>>>(a, (float *)pw, (float *)pb, chunks);
+        ln_wb_finish<float><<<wfc_blocks(a.D, 256, dev), 256, 0, st>>>((float *)pw, (float *)pb, chunks, a.D, gw,
+                                                                        gwdt, gb, gbdt);
+    }
+    rc = wfc_check("layer_norm backward (weight, bias) kernel", dev);
+    wf__cuda_free(dev, pw, 2 * pbytes);
+    return rc;
+}

@@ -1,0 +1,283 @@
+/* tensor/cuda/cuda_smoke.c: CPU-vs-CUDA comparison of every kernel table entry, through the
+ * public API. Not part of the library build (the lead may turn it into a Check suite).
+ *
+ *   cc -std=c11 -O1 -I include tensor/cuda/cuda_smoke.c <builddir>/libweft.a \
+ *      -L/usr/local/cuda/lib64 -lcudart -lcublas -lcublasLt \
+ *      -lopenblas -lgomp -lz -lm -lpthread -lstdc++ -o /tmp/cuda_smoke && /tmp/cuda_smoke
+ *
+ * Prints one line per check and, last, {"checks":N,"failed":M}. Exit status 1 if any failed,
+ * 77 (skip) without a GPU. */
+#include "weft/weft.h"
+#include "weft/cuda.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static int n_checks, n_failed;
+#define GPU WF_CUDA(0)
+
+/* max |a-b| / (atol + rtol |b|) over all elements, both read as f64 on the host */
+static void compare(const char *name, wf_tensor *gpu, wf_tensor *cpu, double atol, double rtol) {
+    n_checks++;
+    if (!gpu || !cpu) {
+        printf("FAIL %-34s %s: %s\n", name, gpu ? "cpu" : "cuda", wf_error_message());
+        wf_clear_error();
+        n_failed++;
+        return;
+    }
+    int64_t n = wf_numel(cpu);
+    if (wf_numel(gpu) != n) { printf("FAIL %-34s numel %lld vs %lld\n", name, (long long)wf_numel(gpu), (long long)n); n_failed++; return; }
+    double *a = malloc(sizeof(double) * (size_t)(n ? n : 1)), *b = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    int rc = wf_to_array(gpu, a, WF_F64);
+    if (!rc) rc = wf_to_array(cpu, b, WF_F64);
+    if (rc) { printf("FAIL %-34s to_array: %s\n", name, wf_error_message()); wf_clear_error(); n_failed++; free(a); free(b); return; }
+    double worst = 0, wa = 0, wb = 0;
+    int64_t wi = -1;
+    for (int64_t i = 0; i < n; i++) {
+        if (isnan(a[i]) && isnan(b[i])) continue;
+        double e = fabs(a[i] - b[i]) / (atol + rtol * fabs(b[i]));
+        if (!(e <= worst)) { worst = isnan(e) ? INFINITY : e; wi = i; wa = a[i]; wb = b[i]; }
+    }
+    bool ok = worst <= 1.0;
+    if (!ok) n_failed++;
+    printf("%s %-34s n=%-8lld worst=%.3g", ok ? "ok  " : "FAIL", name, (long long)n, worst);
+    if (!ok) printf(" at %lld: cuda %.9g cpu %.9g", (long long)wi, wa, wb);
+    printf("\n");
+    free(a);
+    free(b);
+}
+
+static wf_tensor *G(wf_tensor *t) { return t ? wf_to_device(t, GPU) : NULL; }
+
+typedef wf_tensor *(*un_fn)(wf_tensor *);
+typedef wf_tensor *(*bin_fn)(wf_tensor *, wf_tensor *);
+
+static wf_tensor *gelu_exact(wf_tensor *x) { return wf_gelu(x, WF_GELU_NONE); }
+static wf_tensor *gelu_tanh(wf_tensor *x) { return wf_gelu(x, WF_GELU_TANH); }
+static wf_tensor *pow3(wf_tensor *x) { return wf_pow_scalar(x, 3.0); }
+static wf_tensor *pow_half(wf_tensor *x) { return wf_pow_scalar(wf_abs(x), 0.5); }
+static wf_tensor *clampf(wf_tensor *x) { return wf_clamp(x, -0.5, 0.7); }
+static wf_tensor *logp(wf_tensor *x) { return wf_log(wf_add_scalar(wf_abs(x), 0.1)); }
+
+int main(void) {
+    if (wf_cuda_device_count() < 1) { printf("no CUDA device: skipped\n"); return 77; }
+    wf_manual_seed(1234);
+    WF_SCOPE {
+        /* ---- random: bit-identical to the CPU for the same seed/offset */
+        wf_dtype rdts[] = { WF_F32, WF_F64, WF_F16, WF_BF16 };
+        for (int i = 0; i < 4; i++) {
+            char nm[64];
+            wf_rng_state s = wf_rng_get_state();
+            wf_tensor *c = wf_rand(WF_SHAPE(1001), rdts[i]);
+            wf_rng_set_state(s);
+            wf_set_default_device(GPU);
+            wf_tensor *g = wf_rand(WF_SHAPE(1001), rdts[i]);
+            wf_set_default_device(WF_CPU);
+            snprintf(nm, sizeof nm, "rand %s (exact)", wf_dtype_name(rdts[i]));
+            compare(nm, g, c, 0, 0);
+            s = wf_rng_get_state();
+            c = wf_randn(WF_SHAPE(1001), rdts[i]);
+            wf_rng_set_state(s);
+            wf_set_default_device(GPU);
+            g = wf_randn(WF_SHAPE(1001), rdts[i]);
+            wf_set_default_device(WF_CPU);
+            snprintf(nm, sizeof nm, "randn %s (exact)", wf_dtype_name(rdts[i]));
+            compare(nm, g, c, 0, 0);
+        }
+        {
+            wf_rng_state s = wf_rng_get_state();
+            wf_tensor *c = wf_randint(-5, 17, WF_SHAPE(999), WF_I64);
+            wf_rng_set_state(s);
+            wf_set_default_device(GPU);
+            wf_tensor *g = wf_randint(-5, 17, WF_SHAPE(999), WF_I64);
+            wf_set_default_device(WF_CPU);
+            compare("randint (exact)", g, c, 0, 0);
+            s = wf_rng_get_state();
+            c = wf_bernoulli_p(WF_SHAPE(999), 0.3, WF_F32);
+            wf_rng_set_state(s);
+            wf_set_default_device(GPU);
+            g = wf_bernoulli_p(WF_SHAPE(999), 0.3, WF_F32);
+            wf_set_default_device(WF_CPU);
+            compare("bernoulli (exact)", g, c, 0, 0);
+        }
+
+        /* ---- copies and casts, strided */
+        wf_tensor *x = wf_randn(WF_SHAPE(37, 53), WF_F32);
+        wf_tensor *y = wf_randn(WF_SHAPE(37, 53), WF_F32);
+        wf_tensor *xg = G(x), *yg = G(y);
+        compare("to_device roundtrip", xg, x, 0, 0);
+        compare("contiguous(transpose)", wf_contiguous(wf_t(xg)), wf_contiguous(wf_t(x)), 0, 0);
+        compare("slice step 3 clone", wf_clone(wf_slice(xg, 1, 1, 50, 3)), wf_clone(wf_slice(x, 1, 1, 50, 3)), 0, 0);
+        wf_dtype cdts[] = { WF_F64, WF_F16, WF_BF16, WF_I64, WF_I32, WF_U8, WF_BOOL };
+        for (int i = 0; i < 7; i++) {
+            char nm[64];
+            snprintf(nm, sizeof nm, "cast f32->%s (T)", wf_dtype_name(cdts[i]));
+            wf_tensor *xs = wf_mul_scalar(x, 3);
+            compare(nm, wf_to_dtype(wf_t(G(xs)), cdts[i]), wf_to_dtype(wf_t(xs), cdts[i]), 0, 0);
+        }
+        compare("fill 2.5", wf_full_like(xg, 2.5), wf_full_like(x, 2.5), 0, 0);
+
+        /* ---- unary (strided input) */
+        struct { const char *n; un_fn f; double tol; } un[] = {
+            { "neg", wf_neg, 0 }, { "abs", wf_abs, 0 }, { "exp", wf_exp, 1e-5 }, { "log", logp, 1e-5 },
+            { "log1p", wf_log1p, 1e-5 }, { "sqrt", pow_half, 1e-5 }, { "sin", wf_sin, 1e-5 },
+            { "cos", wf_cos, 1e-5 }, { "tanh", wf_tanh, 1e-5 }, { "sigmoid", wf_sigmoid, 1e-5 },
+            { "relu", wf_relu, 0 }, { "gelu", gelu_exact, 1e-5 }, { "gelu_tanh", gelu_tanh, 1e-5 },
+            { "silu", wf_silu, 1e-5 }, { "square", wf_square, 1e-6 }, { "sign", wf_sign, 0 },
+            { "pow 3", pow3, 1e-5 }, { "clamp", clampf, 0 }, { "logical_not", wf_logical_not, 0 },
+            { "isfinite", wf_isfinite, 0 },
+        };
+        for (size_t i = 0; i < sizeof un / sizeof un[0]; i++)
+            compare(un[i].n, un[i].f(wf_t(xg)), un[i].f(wf_t(x)), 1e-6, un[i].tol);
+
+        /* ---- binary with broadcasting */
+        wf_tensor *row = wf_randn(WF_SHAPE(1, 53), WF_F32), *rowg = G(row);
+        struct { const char *n; bin_fn f; } bn[] = {
+            { "add", wf_add }, { "sub", wf_sub }, { "mul", wf_mul }, { "div", wf_div }, { "maximum", wf_maximum },
+            { "minimum", wf_minimum }, { "eq", wf_eq }, { "ne", wf_ne }, { "lt", wf_lt }, { "le", wf_le },
+            { "gt", wf_gt }, { "ge", wf_ge }, { "logical_and", wf_logical_and }, { "logical_or", wf_logical_or },
+        };
+        for (size_t i = 0; i < sizeof bn / sizeof bn[0]; i++) {
+            compare(bn[i].n, bn[i].f(xg, yg), bn[i].f(x, y), 1e-6, 1e-5);
+            char nm[64];
+            snprintf(nm, sizeof nm, "%s (broadcast row)", bn[i].n);
+            compare(nm, bn[i].f(xg, rowg), bn[i].f(x, row), 1e-6, 1e-5);
+        }
+        compare("pow(|x|, y)", wf_pow(wf_abs(xg), yg), wf_pow(wf_abs(x), y), 1e-6, 1e-4);
+        compare("rsub_scalar", wf_rsub_scalar(xg, 2), wf_rsub_scalar(x, 2), 0, 1e-6);
+        compare("rdiv_scalar", wf_rdiv_scalar(xg, 2), wf_rdiv_scalar(x, 2), 1e-6, 1e-5);
+        compare("gt_scalar", wf_gt_scalar(xg, 0.1), wf_gt_scalar(x, 0.1), 0, 0);
+        compare("where", wf_where(wf_gt(xg, yg), xg, rowg), wf_where(wf_gt(x, y), x, row), 0, 0);
+        {
+            wf_tensor *a = wf_clone(x), *ag = wf_clone(xg);
+            wf_add_scaled_(a, row, 0.25);
+            wf_add_scaled_(ag, rowg, 0.25);
+            compare("add_scaled_ (axpy)", ag, a, 1e-6, 1e-6);
+        }
+
+        /* ---- reductions */
+        wf_tensor *big = wf_randn(WF_SHAPE(8, 300, 129), WF_F32), *bigg = G(big);
+        int d0[] = { 0 }, d1[] = { 1 }, d2[] = { 2 }, d02[] = { 0, 2 };
+        compare("sum dim 0", wf_sum(bigg, d0, 1, false), wf_sum(big, d0, 1, false), 1e-4, 1e-4);
+        compare("sum dim 1", wf_sum(bigg, d1, 1, true), wf_sum(big, d1, 1, true), 1e-4, 1e-4);
+        compare("sum dim 2", wf_sum(bigg, d2, 1, false), wf_sum(big, d2, 1, false), 1e-4, 1e-4);
+        compare("sum dims 0,2", wf_sum(bigg, d02, 2, false), wf_sum(big, d02, 2, false), 1e-3, 1e-4);
+        compare("sum all", wf_sum_all(bigg), wf_sum_all(big), 1e-2, 1e-4);
+        compare("mean all (transposed)", wf_mean_all(wf_transpose(bigg, 0, 2)), wf_mean_all(wf_transpose(big, 0, 2)), 1e-5, 1e-4);
+        compare("amax dim 1", wf_amax(bigg, d1, 1, false), wf_amax(big, d1, 1, false), 0, 0);
+        compare("amin dim 2", wf_amin(bigg, d2, 1, false), wf_amin(big, d2, 1, false), 0, 0);
+        compare("var dim 2", wf_var(bigg, d2, 1, 1, false), wf_var(big, d2, 1, 1, false), 1e-5, 1e-4);
+        compare("norm 2 all", wf_norm(bigg, 2, NULL, 0, false), wf_norm(big, 2, NULL, 0, false), 1e-4, 1e-4);
+        compare("norm 3 dim 1", wf_norm(bigg, 3, d1, 1, false), wf_norm(big, 3, d1, 1, false), 1e-4, 1e-4);
+        compare("logsumexp dim 2", wf_logsumexp(bigg, d2, 1, false), wf_logsumexp(big, d2, 1, false), 1e-5, 1e-5);
+        compare("argmax dim 2", wf_argmax(bigg, 2, false), wf_argmax(big, 2, false), 0, 0);
+        compare("argmin dim 0", wf_argmin(bigg, 0, false), wf_argmin(big, 0, false), 0, 0);
+        wf_tensor *huge = wf_rand(WF_SHAPE(3000000), WF_F32);
+        compare("sum 3M (split)", wf_sum_all(G(huge)), wf_sum_all(huge), 1e-1, 1e-5);
+        wf_tensor *tall = wf_rand(WF_SHAPE(200000, 3), WF_F32);
+        compare("sum tall dim 0 (split)", wf_sum(G(tall), d0, 1, false), wf_sum(tall, d0, 1, false), 1e-2, 1e-5);
+        wf_tensor *ints = wf_randint(-100, 100, WF_SHAPE(1000, 7), WF_I64);
+        compare("sum i64 dim 0", wf_sum(G(ints), d0, 1, false), wf_sum(ints, d0, 1, false), 0, 0);
+
+        /* ---- matmul */
+        wf_dtype mdts[] = { WF_F32, WF_F64, WF_F16, WF_BF16 };
+        double mtol[] = { 1e-4, 1e-10, 2e-2, 5e-2 };
+        for (int i = 0; i < 4; i++) {
+            char nm[64];
+            wf_tensor *a = wf_to_dtype(wf_randn(WF_SHAPE(65, 130), WF_F32), mdts[i]);
+            wf_tensor *b = wf_to_dtype(wf_randn(WF_SHAPE(130, 33), WF_F32), mdts[i]);
+            snprintf(nm, sizeof nm, "matmul %s", wf_dtype_name(mdts[i]));
+            compare(nm, wf_matmul(G(a), G(b)), wf_matmul(a, b), mtol[i] * 10, mtol[i]);
+            snprintf(nm, sizeof nm, "matmul %s a^T b^T", wf_dtype_name(mdts[i]));
+            compare(nm, wf_matmul(wf_t(G(b)), wf_t(G(a))), wf_matmul(wf_t(b), wf_t(a)), mtol[i] * 10, mtol[i]);
+        }
+        {
+            wf_tensor *a = wf_randn(WF_SHAPE(5, 17, 31), WF_F32), *b = wf_randn(WF_SHAPE(5, 31, 9), WF_F32);
+            compare("bmm", wf_bmm(G(a), G(b)), wf_bmm(a, b), 1e-4, 1e-4);
+            wf_tensor *w = wf_randn(WF_SHAPE(31, 9), WF_F32);
+            compare("matmul batched @ 2d (broadcast)", wf_matmul(G(a), G(w)), wf_matmul(a, w), 1e-4, 1e-4);
+        }
+
+        /* ---- softmax */
+        wf_tensor *wide = wf_randn(WF_SHAPE(7, 3000), WF_F32);
+        compare("softmax small rows", wf_softmax(xg, -1), wf_softmax(x, -1), 1e-7, 1e-5);
+        compare("log_softmax small rows", wf_log_softmax(xg, -1), wf_log_softmax(x, -1), 1e-6, 1e-5);
+        compare("softmax wide rows", wf_softmax(G(wide), -1), wf_softmax(wide, -1), 1e-8, 1e-5);
+        compare("softmax dim 0", wf_softmax(xg, 0), wf_softmax(x, 0), 1e-7, 1e-5);
+
+        /* ---- indexing */
+        wf_tensor *idx = wf_randint(0, 37, WF_SHAPE(11), WF_I64);
+        compare("index_select dim 0", wf_index_select(xg, 0, G(idx)), wf_index_select(x, 0, idx), 0, 0);
+        wf_tensor *idx2 = wf_randint(0, 53, WF_SHAPE(37, 5), WF_I64);
+        compare("gather dim 1", wf_gather(xg, 1, G(idx2)), wf_gather(x, 1, idx2), 0, 0);
+        wf_tensor *src = wf_randn(WF_SHAPE(37, 5), WF_F32);
+        compare("scatter_add dim 1", wf_scatter_add(xg, 1, G(idx2), G(src)), wf_scatter_add(x, 1, idx2, src), 1e-6, 1e-5);
+        wf_tensor *emb_i = wf_randint(0, 37, WF_SHAPE(4, 6), WF_I64);
+        compare("embedding", wf_embedding(xg, G(emb_i)), wf_embedding(x, emb_i), 0, 0);
+
+        /* ---- conv, pooling */
+        wf_tensor *img = wf_randn(WF_SHAPE(2, 3, 17, 15), WF_F32), *ker = wf_randn(WF_SHAPE(4, 3, 3, 3), WF_F32);
+        wf_tensor *bias = wf_randn(WF_SHAPE(4), WF_F32);
+        wf_conv2d_opts co = { .stride = { 2, 1 }, .padding = { 1, 2 }, .dilation = { 1, 2 } };
+        compare("conv2d", wf_conv2d(G(img), G(ker), G(bias), &co), wf_conv2d(img, ker, bias, &co), 1e-4, 1e-4);
+        wf_pool2d_opts po = { .kernel = { 3, 3 }, .stride = { 2, 2 }, .padding = { 1, 1 } };
+        compare("max_pool2d", wf_max_pool2d(G(img), &po), wf_max_pool2d(img, &po), 0, 0);
+        compare("avg_pool2d", wf_avg_pool2d(G(img), &po), wf_avg_pool2d(img, &po), 1e-6, 1e-5);
+        po.count_include_pad_false = true;
+        compare("avg_pool2d no pad count", wf_avg_pool2d(G(img), &po), wf_avg_pool2d(img, &po), 1e-6, 1e-5);
+
+        /* ---- backward through a small graph on both devices */
+        {
+            wf_tensor *pc = wf_clone(img), *pg = G(img);
+            wf_tensor *kc = wf_clone(ker), *kg = G(ker);
+            wf_set_requires_grad(pc, true); wf_set_requires_grad(pg, true);
+            wf_set_requires_grad(kc, true); wf_set_requires_grad(kg, true);
+            wf_pool2d_opts mp = { .kernel = { 2, 2 } };
+            wf_tensor *lc = wf_sum_all(wf_gelu(wf_max_pool2d(wf_conv2d(pc, kc, NULL, NULL), &mp), WF_GELU_NONE));
+            wf_tensor *lg = wf_sum_all(wf_gelu(wf_max_pool2d(wf_conv2d(pg, kg, NULL, NULL), &mp), WF_GELU_NONE));
+            if (wf_backward(lc, NULL, false) || wf_backward(lg, NULL, false)) {
+                printf("FAIL backward: %s\n", wf_error_message());
+                wf_clear_error();
+                n_failed++;
+            } else {
+                compare("backward conv/pool/gelu: d input", wf_grad(pg), wf_grad(pc), 1e-4, 1e-3);
+                compare("backward conv/pool/gelu: d weight", wf_grad(kg), wf_grad(kc), 1e-3, 1e-3);
+            }
+        }
+
+        /* ---- errors: an out-of-range index is reported, not a crash */
+        {
+            wf_tensor *bad = wf_from_data((int64_t[]){ 0, 99 }, WF_SHAPE(2), WF_I64);
+            wf_tensor *r = wf_index_select(xg, 0, G(bad));
+            int rc = r ? wf_cuda_synchronize(0) : wf_error();
+            n_checks++;
+            if (rc == WF_EINDEX || (!r && wf_error() == WF_EINDEX)) printf("ok   out-of-range index -> WF_EINDEX: %s\n", wf_error_message());
+            else { printf("FAIL out-of-range index gave %d (%s)\n", rc, wf_error_message()); n_failed++; }
+            wf_clear_error();
+            n_checks++;
+            if (wf_cuda_synchronize(0) == 0) printf("ok   device usable after the index error\n");
+            else { printf("FAIL device after index error: %s\n", wf_error_message()); n_failed++; }
+        }
+    }
+    /* ---- allocator: steady state makes no cudaMalloc */
+    {
+        wf_memory_stats s0, s1;
+        for (int it = 0; it < 3; it++) WF_SCOPE { wf_tensor *a = wf_randn(WF_SHAPE(256, 256), WF_F32); wf_sum_all(wf_matmul(G(a), G(a))); }
+        wf_cuda_memory_stats(0, &s0);
+        for (int it = 0; it < 10; it++) WF_SCOPE { wf_tensor *a = wf_randn(WF_SHAPE(256, 256), WF_F32); wf_sum_all(wf_matmul(G(a), G(a))); }
+        wf_cuda_memory_stats(0, &s1);
+        n_checks++;
+        bool ok = s1.n_system_allocs == s0.n_system_allocs && s1.allocated == s0.allocated;
+        if (!ok) n_failed++;
+        printf("%s allocator steady state: cudaMalloc calls %zu -> %zu, allocated %zu -> %zu, reserved %zu, peak %zu\n",
+               ok ? "ok  " : "FAIL", s0.n_system_allocs, s1.n_system_allocs, s0.allocated, s1.allocated, s1.reserved,
+               s1.peak_allocated);
+        wf_cuda_empty_cache();
+        wf_cuda_memory_stats(0, &s1);
+        printf("     after empty_cache: reserved %zu, allocated %zu\n", s1.reserved, s1.allocated);
+    }
+    printf("{\"checks\":%d,\"failed\":%d}\n", n_checks, n_failed);
+    return n_failed ? 1 : 0;
+}
