@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# bench/device_run.sh: one GPU-machine session: build weft with CUDA, check CUDA against the
+# CPU (tests/cuda/test_cuda_parity.c), train Fashion-MNIST on the GPU, then time weft beside
+# PyTorch (+ Lightning Fabric) in the same run. Data from $DATA (IDX .gz files).
+# Usage on the device: DATA=.data bash bench/device_run.sh   (logs under $OUT when set)
+set -uo pipefail
+export NCCL_NVLS_ENABLE=0
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+DATA=${DATA:-.data}
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+meson setup build-gpu -Dmpi=disabled -Dcuda=enabled >"$OUT/setup.log" 2>&1 || { tail -30 "$OUT/setup.log"; exit 1; }
+ninja -C build-gpu >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
+echo "== build ok"
+cc -std=c11 -O1 -I include -I build-gpu tests/cuda/test_cuda_parity.c build-gpu/libweft.a -L/usr/local/cuda/lib64 \
+   -lcudart -lcublas -lcublasLt -lopenblas -lgomp -lz -lm -lpthread -lstdc++ -o /tmp/cuda_smoke 2>&1 | tail -5
+echo "== cuda_smoke"; timeout 120 /tmp/cuda_smoke > "$OUT/smoke.log" 2>&1; echo "rc=$?"; grep -viE "^ *ok" "$OUT/smoke.log" | tail -40
+echo "== fashion_mnist on cuda"
+timeout 200 build-gpu/examples/fashion_mnist --model mlp --epochs 1 --device cuda --data "$DATA" 2>&1 | tail -3
+T=${THREADS:-8}
+echo "== train step, CPU, $T threads"
+for m in mlp cnn; do
+  OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T timeout 120 build-gpu/bench/bench_train_step --model $m --steps 100 2>&1 | tail -1
+  OMP_NUM_THREADS=$T timeout 120 python3 bench/peer_train_step.py --model $m --steps 100 2>&1 | tail -1
+done
+echo "== train step, CUDA"
+for m in mlp cnn; do
+  timeout 120 build-gpu/bench/bench_train_step --model $m --device cuda --steps 300 2>&1 | tail -1
+  timeout 120 python3 bench/peer_train_step.py --model $m --device cuda --steps 300 2>&1 | tail -1
+  timeout 120 python3 bench/peer_train_step.py --model $m --device cuda --steps 300 --fabric 2>&1 | tail -1
+done
+echo "== ops (CPU)"; OMP_NUM_THREADS=$T timeout 60 build-gpu/bench/bench_ops | tail -1
