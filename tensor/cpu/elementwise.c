@@ -186,7 +186,7 @@ static void unary_run(char **p, const int64_t *bs, int64_t n, void *vc) {
             float *y = (float *)p[0];            /* may alias x (in-place ops) */
             const float *x = (const float *)p[1];
             switch (c->op) {   /* the hot ones get their own loop so they vectorize */
-            case WF_U_RELU: for (int64_t i = 0; i < n; i++) y[i] = x[i] > 0 ? x[i] : 0; return;
+            case WF_U_RELU: for (int64_t i = 0; i < n; i++) { float v = x[i]; y[i] = v > 0 ? v : 0.0f; } return;
             case WF_U_NEG: for (int64_t i = 0; i < n; i++) y[i] = -x[i]; return;
             case WF_U_SQUARE: for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i]; return;
             case WF_U_EXP: for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]); return;
@@ -226,7 +226,8 @@ static void unary_bw_run(char **p, const int64_t *bs, int64_t n, void *vc) {
         if (c->op == WF_U_RELU && bs[0] == 4 && bs[1] == 4 && bs[2] == 4) {
             float *restrict gx = (float *)p[0];
             const float *restrict gy = (const float *)p[1], *restrict x = (const float *)p[2];
-            for (int64_t i = 0; i < n; i++) gx[i] = x[i] > 0 ? gy[i] : 0;
+            /* unconditional loads so the compiler can if-convert and vectorize */
+            for (int64_t i = 0; i < n; i++) { float g = gy[i]; gx[i] = x[i] > 0 ? g : 0.0f; }
             return;
         }
         for (int64_t i = 0; i < n; i++)

@@ -44,6 +44,34 @@ static inline int64_t avg_window(int64_t oy, int64_t ox, int64_t H, int64_t W, c
                             int64_t W, int64_t oh, int64_t ow, const int k[2], const int s[2],  \
                             const int p[2], const int d[2]) {                                   \
         int64_t plane_work = oh * ow * k[0] * k[1];                                             \
+        if (k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2 && p[0] == 0 && p[1] == 0 &&       \
+            d[0] == 1 && d[1] == 1 && am && oh * 2 <= H && ow * 2 <= W) {                       \
+            /* the common 2x2/2 case: branch-light, NaN still wins (v != v) */                 \
+            WF_OMP_PLANES                                                                       \
+            for (int64_t pl = 0; pl < planes; pl++) {                                           \
+                const T *xp = x + pl * H * W;                                                   \
+                T *yp = y + pl * oh * ow;                                                       \
+                int64_t *ap = am + pl * oh * ow;                                                \
+                for (int64_t oy = 0; oy < oh; oy++) {                                           \
+                    const T *r0 = xp + 2 * oy * W, *r1 = r0 + W;                                \
+                    for (int64_t ox = 0; ox < ow; ox++) {                                       \
+                        T a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], e = r1[2 * ox + 1]; \
+                        int64_t base = 2 * oy * W + 2 * ox, bi = base;                          \
+                        T best = a;                                                             \
+                        /* selects, not branches: random data would mispredict every one */  \
+                        int tb = ((b > best) | (b != b)) & (best == best);                      \
+                        best = tb ? b : best; bi = tb ? base + 1 : bi;                          \
+                        int tc = ((c > best) | (c != c)) & (best == best);                      \
+                        best = tc ? c : best; bi = tc ? base + W : bi;                          \
+                        int te = ((e > best) | (e != e)) & (best == best);                      \
+                        best = te ? e : best; bi = te ? base + W + 1 : bi;                      \
+                        yp[oy * ow + ox] = best;                                                \
+                        ap[oy * ow + ox] = bi;                                                  \
+                    }                                                                           \
+                }                                                                               \
+            }                                                                                   \
+            return;                                                                             \
+        }                                                                                       \
         WF_OMP_PLANES                                                                           \
         for (int64_t pl = 0; pl < planes; pl++) {                                               \
             const T *xp = x + pl * H * W;                                                       \
