@@ -11,7 +11,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 meson setup build-gpu -Dmpi=disabled -Dcuda=enabled >"$OUT/setup.log" 2>&1 || { tail -30 "$OUT/setup.log"; exit 1; }
 ninja -C build-gpu >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
 echo "== build ok"
-cc -std=c11 -O1 -I include -I build-gpu tests/cuda/test_cuda_parity.c build-gpu/libweft.a -L/usr/local/cuda/lib64 \
+cc -std=c11 -O1 -fopenmp -I include -I build-gpu tests/cuda/test_cuda_parity.c build-gpu/libweft.a -L/usr/local/cuda/lib64 \
    -lcudart -lcublas -lcublasLt -lopenblas -lgomp -lz -lm -lpthread -lstdc++ -o /tmp/cuda_smoke 2>&1 | tail -5
 echo "== cuda_smoke"; timeout 120 /tmp/cuda_smoke > "$OUT/smoke.log" 2>&1; echo "rc=$?"; grep -viE "^ *ok" "$OUT/smoke.log" | tail -40
 echo "== fashion_mnist on cuda"
@@ -28,4 +28,7 @@ for m in mlp cnn; do
   timeout 120 python3 bench/peer_train_step.py --model $m --device cuda --steps 300 2>&1 | tail -1
   timeout 120 python3 bench/peer_train_step.py --model $m --device cuda --steps 300 --fabric 2>&1 | tail -1
 done
-echo "== ops (CPU)"; OMP_NUM_THREADS=$T timeout 60 build-gpu/bench/bench_ops | tail -1
+echo "== ops (CPU, $T threads)"; OMP_NUM_THREADS=$T timeout 60 build-gpu/bench/bench_ops | tail -1
+echo "== GEMM and elementwise (GPU): weft, then PyTorch"
+timeout 200 build-gpu/bench/bench_cuda_ops | tail -1
+timeout 200 python3 bench/peer_cuda_ops.py | tail -1
