@@ -99,7 +99,11 @@ wf_node *wf__grad_accumulator(wf_tensor *leaf);
 
 /* In-place ops on tensors with history: rebase t onto a new node (inputs as given) so that
  * t's grad_fn becomes that node. Refuses (WF_EAUTOGRAD) leaves that require grad while grad
- * mode is on, and views of tensors that require grad. Returns 0 or a code. */
+ * mode is on, views of such leaves, and views of non-contiguous bases. Returns 0 or a code. */
 int wf__check_inplace(const char *op, wf_tensor *t);
+/* Finish an in-place op computed out of place: write y's values into a and give a y's
+ * history. When a is a view, its base is rebased instead (CopySlices) and a becomes a
+ * region of the new base. Returns 0 or a code. */
+int wf__adopt(wf_tensor *a, wf_tensor *y);
 
 #endif

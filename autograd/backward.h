@@ -26,6 +26,5 @@ int wf__permute_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__expand_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__slice_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);     /* narrow/slice/select */
 int wf__identity_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-int wf__copy_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);     /* wf_copy_ in place */
 
 #endif

@@ -50,14 +50,3 @@ int wf__cast_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     gx[0] = g;
     return g ? 0 : wf_error();
 }
-
-/* dst.copy_(src): the old dst is overwritten (no gradient); src gets gy reduced to its shape */
-int wf__copy_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
-    gx[0] = NULL;
-    if (!n->needs[1]) return 0;
-    const wf_meta *m = &n->in_meta[1];
-    wf_tensor *g = gy[0];
-    if (!wf_device_eq(g->device, m->device)) g = wf_to_device(g, m->device);
-    gx[1] = wf__reduce_to(g, m);
-    return gx[1] ? 0 : wf_error();
-}

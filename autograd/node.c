@@ -235,13 +235,100 @@ wf_tensor *wf__reduce_to(wf_tensor *g, const wf_meta *m) {
     return g;
 }
 
+/* The root of t's view chain is usable for a CopySlices rebase when it is contiguous (so a
+ * view's geometry maps onto a fresh gradient of the base's shape). */
+static bool base_rebasable(const wf_tensor *b) { return wf_is_contiguous(b); }
+
 int wf__check_inplace(const char *op, wf_tensor *t) {
     if (!wf_is_grad_enabled()) return 0;
     if (t->requires_grad && !t->grad_fn)
         return wf__error(WF_EAUTOGRAD, "%s: a leaf tensor that requires grad is being used in an "
                          "in-place operation (wrap it in WF_NO_GRAD, as optimizers do)", op);
-    if (t->view_base && (t->view_base->requires_grad || t->requires_grad))
-        return wf__error(WF_EAUTOGRAD, "%s: in-place operation on a view of a tensor that requires "
-                         "grad is not supported; use the out-of-place op", op);
+    if (t->view_base) {
+        wf_tensor *b = t->view_base;
+        if (b->requires_grad && !b->grad_fn)
+            return wf__error(WF_EAUTOGRAD, "%s: a view of a leaf tensor that requires grad is being "
+                             "used in an in-place operation", op);
+        if ((b->requires_grad || t->requires_grad) && !base_rebasable(b))
+            return wf__error(WF_EAUTOGRAD, "%s: in-place operation on a view of a non-contiguous tensor "
+                             "that requires grad is not supported; use the out-of-place op", op);
+    }
+    return 0;
+}
+
+/* Geometry of a view relative to its contiguous base: i[0] = ndim, i[1] = offset delta;
+ * ctx holds shape and strides (2 * ndim int64). */
+typedef struct { int ndim; int64_t delta; int64_t shape[WF_MAX_DIMS], stride[WF_MAX_DIMS]; } view_geom;
+
+static void geom_release(wf_node *n) { wf__free(n->ctx, sizeof(view_geom)); n->ctx = NULL; }
+
+static int set_geom(wf_node *n, const wf_tensor *v, const wf_tensor *base) {
+    view_geom *g = wf__calloc(1, sizeof *g);
+    if (!g) return wf__error(WF_ENOMEM, "%s: out of memory", n->name);
+    g->ndim = v->ndim;
+    g->delta = v->offset - base->offset;
+    for (int i = 0; i < v->ndim; i++) { g->shape[i] = v->shape[i]; g->stride[i] = v->stride[i]; }
+    n->ctx = g;
+    n->release = geom_release;
+    return 0;
+}
+
+/* The region of a base-shaped contiguous tensor z that the view covered. */
+static wf_tensor *region(wf_tensor *z, const view_geom *g) {
+    return wf__view_of(z, g->ndim, g->shape, g->stride, z->offset + g->delta);
+}
+
+/* base after "base[region] = r": the base's old values outside the region, r inside */
+static int copy_slices_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
+    const view_geom *g = n->ctx;
+    if (n->needs[0]) {
+        wf_tensor *gb = wf_clone(gy[0]);
+        wf_tensor *reg = gb ? region(gb, g) : NULL;
+        if (!reg || wf_fill_(reg, 0.0)) return wf_error();
+        gx[0] = gb;
+    }
+    if (n->needs[1]) {
+        wf_tensor *c = wf_contiguous(gy[0]);
+        wf_tensor *reg = c ? region(c, g) : NULL;
+        gx[1] = reg ? wf_contiguous(reg) : NULL;
+        if (!gx[1]) return wf_error();
+    }
+    return 0;
+}
+
+/* view = base[region] (after the base was rebased): gradient lands in the region */
+static int as_strided_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
+    const wf_meta *m = &n->in_meta[0];
+    wf_tensor *z = wf_zeros_on(m->shape, m->ndim, m->dtype, m->device);
+    wf_tensor *reg = z ? region(z, n->ctx) : NULL;
+    if (!reg || wf_add_(reg, gy[0])) return wf_error();
+    gx[0] = z;
+    return 0;
+}
+
+int wf__adopt(wf_tensor *a, wf_tensor *y) {
+    const wf_kernels *k = wf__kernels(a->device);
+    if (!k) return wf_error();
+    int rc = wf_numel(a) ? k->copy(a, y) : 0;
+    if (rc) return rc;
+    wf__bump_version(a);
+    if (!y->requires_grad) return 0;
+    wf_tensor *base = a->view_base;
+    if (!base) {   /* a takes over y's history */
+        wf__node_retain(y->grad_fn);
+        wf_node *old = a->grad_fn;
+        a->grad_fn = y->grad_fn;
+        a->output_nr = y->output_nr;
+        a->requires_grad = true;
+        if (old) wf__node_release(old);
+        return 0;
+    }
+    /* a view: the base's history becomes "old base with the region replaced by y"
+     * (PyTorch's CopySlices), and the view becomes a region of the new base */
+    wf_tensor *ins[2] = { base, y };
+    wf_node *cs = wf__record("CopySlices", copy_slices_backward, base, 2, ins);
+    if (!cs || set_geom(cs, a, base)) return wf_error() ? wf_error() : WF_EAUTOGRAD;
+    wf_node *av = wf__record("AsStridedBackward", as_strided_backward, a, 1, &base);
+    if (!av || set_geom(av, a, base)) return wf_error() ? wf_error() : WF_EAUTOGRAD;
     return 0;
 }

@@ -179,23 +179,6 @@ wf_tensor *wf_where(wf_tensor *cond, wf_tensor *a, wf_tensor *b) {
 
 /* ---------------------------------------------------------------- in place */
 
-/* Make y's history a's: a takes over y's node (used by in-place ops under autograd). */
-static int adopt(wf_tensor *a, wf_tensor *y) {
-    const wf_kernels *k = wf__kernels(a->device);
-    int rc = wf_numel(a) ? k->copy(a, y) : 0;
-    if (rc) return rc;
-    wf__bump_version(a);
-    if (y->grad_fn) {
-        wf__node_retain(y->grad_fn);
-        wf_node *old = a->grad_fn;
-        a->grad_fn = y->grad_fn;
-        a->output_nr = y->output_nr;
-        a->requires_grad = true;
-        if (old) wf__node_release(old);
-    }
-    return 0;
-}
-
 static int binary_(const char *fname, wf_binary_op op, wf_tensor *a, wf_tensor *b, double alpha) {
     if (wf__any_null(fname, 2, a, b)) return wf_error();
     wf_tensor *ts[2] = { a, b };
@@ -222,7 +205,7 @@ static int binary_(const char *fname, wf_binary_op op, wf_tensor *a, wf_tensor *
         wf_tensor *rhs = alpha == 1.0 ? b : wf_mul_scalar(b, alpha);
         wf_tensor *y = binary(fname, op, ac, rhs);
         if (y && y->dtype != a->dtype) y = wf_to_dtype(y, a->dtype);
-        rc = y ? adopt(a, y) : wf_error();
+        rc = y ? wf__adopt(a, y) : wf_error();
     } else {
         wf_tensor *b2 = b->dtype == a->dtype ? b : wf_to_dtype(b, a->dtype);
         if (!b2) rc = wf_error();
@@ -253,7 +236,7 @@ static int scalar_(const char *fname, wf_binary_op op, wf_tensor *a, double s) {
         wf_scope_begin();
         wf_tensor *ac = wf_clone(a);
         wf_tensor *y = binary_scalar(fname, op, ac, s, false);
-        rc = y ? adopt(a, y) : wf_error();
+        rc = y ? wf__adopt(a, y) : wf_error();
         wf_scope_end();
         return rc;
     }

@@ -107,13 +107,25 @@ int wf_copy_(wf_tensor *dst, wf_tensor *src) {
     wf_scope_begin();
     wf_tensor *s = src;
     if (!wf_device_eq(src->device, dst->device)) s = wf_to_device(src, dst->device);
-    wf_tensor *e = s ? wf__expand_raw(s, dst->ndim, dst->shape) : NULL;
-    rc = e ? (wf_numel(dst) ? wf__kernels(dst->device)->copy(dst, e) : 0) : wf_error();
+    if (wf__needs_grad(1, &src)) {
+        /* autograd: the new value of dst is src broadcast and cast (a tensor with src's
+         * history), written back with wf__adopt (which also handles dst being a view) */
+        wf_tensor *y = s ? wf_contiguous(wf_to_dtype(wf_expand(s, dst->shape, dst->ndim), dst->dtype)) : NULL;
+        rc = y ? wf__adopt(dst, y) : wf_error();
+    } else {
+        wf_tensor *e = s ? wf__expand_raw(s, dst->ndim, dst->shape) : NULL;
+        rc = e ? (wf_numel(dst) ? wf__kernels(dst->device)->copy(dst, e) : 0) : wf_error();
+        if (!rc) {
+            wf__bump_version(dst);
+            if (dst->grad_fn && wf_is_grad_enabled() && !dst->view_base) {
+                /* overwritten by a value without history: the old history is gone */
+                wf_node *old = dst->grad_fn;
+                dst->grad_fn = NULL;
+                dst->requires_grad = false;
+                wf__node_release(old);
+            }
+        }
+    }
     wf_scope_end();
-    if (rc) return rc;
-    wf__bump_version(dst);
-    wf_tensor *ins[2] = { dst, src };
-    if (wf__needs_grad(1, &src) || (dst->requires_grad && wf_is_grad_enabled()))
-        wf__record("CopyBackwards", wf__copy_backward, dst, 2, ins);
-    return 0;
+    return rc;
 }

@@ -58,8 +58,8 @@ static wf_tensor *unary(const char *fname, wf_unary_op op, wf_tensor *x, double 
 
 wf_tensor *wf_neg(wf_tensor *x) { return unary("wf_neg", WF_U_NEG, x, 0, 0); }
 wf_tensor *wf_abs(wf_tensor *x) { return unary("wf_abs", WF_U_ABS, x, 0, 0); }
-wf_tensor *wf_exp(wf_tensor *x) { return unary("wf_exp", WF_U_EXP, x, 0, 0); }
-wf_tensor *wf_log(wf_tensor *x) { return unary("wf_log", WF_U_LOG, x, 0, 0); }
+wf_tensor *wf_exp(wf_tensor *x) { return unary("wf_exp", WF_U_EXP, wf__autocast_arg(x, WF__AC_F32), 0, 0); }
+wf_tensor *wf_log(wf_tensor *x) { return unary("wf_log", WF_U_LOG, wf__autocast_arg(x, WF__AC_F32), 0, 0); }
 wf_tensor *wf_log1p(wf_tensor *x) { return unary("wf_log1p", WF_U_LOG1P, x, 0, 0); }
 wf_tensor *wf_sqrt(wf_tensor *x) { return unary("wf_sqrt", WF_U_SQRT, x, 0, 0); }
 wf_tensor *wf_rsqrt(wf_tensor *x) { return unary("wf_rsqrt", WF_U_RSQRT, x, 0, 0); }
@@ -73,7 +73,7 @@ wf_tensor *wf_square(wf_tensor *x) { return unary("wf_square", WF_U_SQUARE, x, 0
 wf_tensor *wf_sign(wf_tensor *x) { return unary("wf_sign", WF_U_SIGN, x, 0, 0); }
 wf_tensor *wf_logical_not(wf_tensor *x) { return unary("wf_logical_not", WF_U_LOGICAL_NOT, x, 0, 0); }
 wf_tensor *wf_isfinite(wf_tensor *x) { return unary("wf_isfinite", WF_U_ISFINITE, x, 0, 0); }
-wf_tensor *wf_pow_scalar(wf_tensor *x, double e) { return unary("wf_pow_scalar", WF_U_POW, x, e, 0); }
+wf_tensor *wf_pow_scalar(wf_tensor *x, double e) { return unary("wf_pow_scalar", WF_U_POW, wf__autocast_arg(x, WF__AC_F32), e, 0); }
 
 wf_tensor *wf_gelu(wf_tensor *x, wf_gelu_approx approximate) {
     if (approximate != WF_GELU_NONE && approximate != WF_GELU_TANH) {
@@ -91,26 +91,23 @@ wf_tensor *wf_clamp(wf_tensor *x, double lo, double hi) {
     return unary("wf_clamp", WF_U_CLAMP, x, lo, hi);
 }
 
-/* In place: modify x's storage; with autograd, x's history is rebased onto the new node. */
+/* In place: modify x's storage. Under autograd the op runs out of place on a copy of x
+ * (which keeps what backward needs) and the result is written back with wf__adopt. */
 static int unary_(const char *fname, wf_unary_op op, wf_tensor *x, double a, double b) {
     if (!x) return wf__any_null(fname, 1, x), WF_ENULL;
     if (wf__check_inplace(fname, x)) return wf_error();
-    if (op == WF_U_CLAMP && wf__needs_grad(1, &x))   /* the output no longer tells where x was clamped */
-        return wf__error(WF_EAUTOGRAD, "%s: in-place clamp of a tensor that requires grad; use wf_clamp", fname);
     const wf_kernels *k = wf__kernels(x->device);
     if (!k) return wf_error();
-    int rc = wf_numel(x) ? k->unary(op, x, x, a, b) : 0;
-    if (rc) return rc;
-    wf__bump_version(x);
-    if (wf_dtype_is_floating(x->dtype)) {
-        wf_node *n = wf__record(unary_names[op], wf__unary_backward, x, 1, &x);
-        if (n) {
-            /* relu and clamp derivatives can be read from the output just as well */
-            n->i[0] = op; n->i[1] = 0; n->f[0] = a; n->f[1] = b;
-            wf__save(n, x);
-        }
+    if (wf__needs_grad(1, &x)) {
+        wf_scope_begin();
+        wf_tensor *y = unary(fname, op, wf_clone(x), a, b);
+        int rc = y ? wf__adopt(x, y) : wf_error();
+        wf_scope_end();
+        return rc;
     }
-    return 0;
+    int rc = wf_numel(x) ? k->unary(op, x, x, a, b) : 0;
+    if (!rc) wf__bump_version(x);
+    return rc;
 }
 
 int wf_relu_(wf_tensor *x) { return unary_("wf_relu_", WF_U_RELU, x, 0, 0); }

@@ -99,10 +99,43 @@ START_TEST(test_modified_saved_tensor_is_an_error) {
         WF_NO_GRAD { wf_add_scalar_(y, 1); }  /* modifies what backward needs */
         ck_assert_int_eq(wf_backward(loss, NULL, false), WF_EAUTOGRAD);
         ck_assert_error(WF_EAUTOGRAD, "modified by an in-place operation");
-        /* in place on a view of a tensor that requires grad: refused with a clear error */
-        wf_tensor *v = wf_narrow(h, 0, 0, 2);
-        ck_assert_int_eq(wf_mul_scalar_(v, 2), WF_EAUTOGRAD);
-        ck_assert_error(WF_EAUTOGRAD, "view");
+        /* in place on a view of a leaf that requires grad: refused, as in PyTorch */
+        wf_tensor *lv = wf_narrow(x, 0, 0, 2);
+        ck_assert_int_eq(wf_mul_scalar_(lv, 2), WF_EAUTOGRAD);
+        ck_assert_error(WF_EAUTOGRAD, "view of a leaf");
+    }
+}
+END_TEST
+
+/* in-place writes through views of non-leaf tensors: the base is rebased (CopySlices) */
+static wf_tensor *f_inplace_views(wf_tensor *const *in, int n, void *ud) {
+    (void)n; (void)ud;
+    wf_tensor *x = in[0], *w = in[1];                 /* x [3,4], w [4] */
+    wf_tensor *h = wf_mul(x, x);                      /* a non-leaf base */
+    wf_mul_(wf_select(h, 0, 1), w);                   /* h[1] *= w */
+    wf_add_scalar_(wf_slice(h, 1, 0, 4, 2), 3);       /* h[:, ::2] += 3 */
+    wf_relu_(wf_narrow(h, 0, 2, 1));                  /* relu on h[2:3] */
+    wf_copy_(wf_select(h, 1, 3), wf_mul_scalar(wf_select(x, 1, 0), 5));   /* h[:,3] = 5 x[:,0] */
+    return wf_mul(h, wf_sin(h));
+}
+
+START_TEST(test_inplace_through_views) {
+    WF_SCOPE {
+        wf_tensor *x = wf_randn(WF_SHAPE(3, 4), WF_F64), *w = wf_randn(WF_SHAPE(4), WF_F64);
+        wf_set_requires_grad(x, true);
+        wf_set_requires_grad(w, true);
+        wf_tensor *in[] = { x, w };
+        ck_assert_msg(wf_gradcheck(f_inplace_views, in, 2, NULL, 1e-6, 1e-7, 1e-5) == 0, "%s", wf_error_message());
+        /* worked by hand: y = x*2 (non-leaf), y[0] *= 3 -> d sum(y) / dx = [6, 2] */
+        wf_set_grad(x, NULL);
+        wf_tensor *a = wf_from_data((double[]){ 1, 1 }, WF_SHAPE(2), WF_F64);
+        wf_set_requires_grad(a, true);
+        wf_tensor *y = wf_mul_scalar(a, 2);
+        ck_assert_int_eq(wf_mul_scalar_(wf_select(y, 0, 0), 3), 0);
+        ck_assert_str_eq(wf_grad_fn_name(y), "CopySlices");
+        ck_assert_tensor_near(y, ((double[]){ 6, 2 }), 2, 0);
+        ck_assert_int_eq(wf_backward(wf_sum_all(y), NULL, false), 0);
+        ck_assert_tensor_near(wf_grad(a), ((double[]){ 6, 2 }), 2, 0);
     }
 }
 END_TEST
@@ -154,6 +187,7 @@ int main(void) {
     tcase_add_test(tc, test_leaf_hooks_fire_once_when_final);
     tcase_add_test(tc, test_grad_mode_and_detach);
     tcase_add_test(tc, test_modified_saved_tensor_is_an_error);
+    tcase_add_test(tc, test_inplace_through_views);
     tcase_add_test(tc, test_deep_graph);
     tcase_add_test(tc, test_gradcheck_catches_errors);
     suite_add_tcase(s, tc);
