@@ -238,4 +238,17 @@ extern const wf_kernels wf__cuda_kernels;
 typedef void (*wf_iter_fn)(char **ptrs, const int64_t *byte_strides, int64_t n, void *ctx);
 void wf__iter(int nops, wf_tensor *const *ops, wf_iter_fn fn, void *ctx);
 
+
+/* ---------------------------------------------------------------- autocast (tensor/autocast.c)
+ * Op front-ends call wf__autocast_arg on their floating inputs first thing: inside an
+ * autocast region for the tensor's device it returns the tensor cast for the op's class
+ * (WF__AC_LOWER: matmul/bmm/linear/conv -> the low dtype; WF__AC_F32: softmax, exp, log,
+ * pow, reductions, norms, losses -> f32), otherwise t itself. The result is borrowed (the
+ * caller's scope, the cast cache or autocast's own list owns it). NULL only for NULL t or
+ * on a failed cast (error recorded). */
+enum { WF__AC_LOWER = 1, WF__AC_F32 = 2 };
+wf_tensor *wf__autocast_arg(wf_tensor *t, int op_class);
+/* CPU tensor of dtype f16/bf16 (ops without half kernels compute those in f32)? */
+bool wf__half_on_cpu(const wf_tensor *t);
+
 #endif
