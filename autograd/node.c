@@ -114,10 +114,16 @@ static int accumulate_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx)
         if (!g) return wf_error();
     }
     if (!leaf->grad) {
-        wf_tensor *c = wf_clone(g);
-        if (!c) return wf_error();
-        wf__scope_unregister(c);           /* owned by the leaf */
-        leaf->grad = c;
+        if (g == gy[0] && atomic_load(&g->refcount) == 1 && atomic_load(&g->storage->refcount) == 1 &&
+            !g->scope && !g->view_base && !g->requires_grad && wf_is_contiguous(g)) {
+            /* only the engine's buffer holds this gradient: take it instead of copying */
+            leaf->grad = wf_tensor_retain(g);
+        } else {
+            wf_tensor *c = wf_clone(g);
+            if (!c) return wf_error();
+            wf__scope_unregister(c);           /* owned by the leaf */
+            leaf->grad = c;
+        }
     } else {
         int rc = wf_add_(leaf->grad, g);
         if (rc) return rc;

@@ -610,6 +610,7 @@ int wf_module_state_dict(wf_module *m, wf_state_dict *sd, const char *prefix) {
     for (int i = 0; i < w.n && !rc; i++) {
         wf_tensor *d = wf_detach(*w.v[i].slot);
         if (!d) { rc = wf_error(); break; }
+        wf__scope_unregister(d);   /* our reference (not the open scope's): sd takes its own below */
         const char *name = w.v[i].name;
         char *full = NULL;
         if (lp) {

@@ -377,9 +377,27 @@ START_TEST(test_state_dict_container) {
 }
 END_TEST
 
+
+/* regression: a state dict taken inside a scope must outlive that scope */
+START_TEST(test_state_dict_outlives_scope) {
+    wf_module *m = wf_linear_new(3, 2, true);
+    wf_state_dict *sd = wf_state_dict_new();
+    WF_SCOPE { ck_assert_int_eq(wf_module_state_dict(m, sd, "model."), 0); }
+    ck_assert_int_eq(wf_state_dict_count(sd), 2);
+    WF_SCOPE {
+        wf_tensor *w = wf_state_dict_get(sd, "model.weight");
+        ck_assert_ptr_nonnull(w);
+        ck_assert_double_eq(wf_item(wf_sum_all(wf_sub(w, wf_module_get_parameter(m, "weight")))), 0);
+    }
+    wf_state_dict_free(sd);
+    wf_module_free(m);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("nn_module");
     TCase *tc = tcase_create("module");
+    tcase_add_test(tc, test_state_dict_outlives_scope);
     tcase_add_test(tc, test_state_dict_names);
     tcase_add_test(tc, test_user_module);
     tcase_add_test(tc, test_shared_parameter);
