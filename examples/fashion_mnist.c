@@ -1,7 +1,7 @@
 /* examples/fashion_mnist.c: train an MLP or a CNN on Fashion-MNIST with nn + optim.
  *
  *   fashion_mnist --model mlp|cnn --epochs N [--batch 64] [--lr X] [--data DIR]
- *                 [--device cpu|cuda] [--seed S] [--workers W]
+ *                 [--device cpu|cuda] [--seed S] [--workers W] [--precision 32-true|bf16-mixed|...]
  *
  * MLP: 784-256-128-10. CNN: conv(32)-pool-conv(64)-pool-fc(128)-fc(10). Adam, with the
  * learning rate annealed to zero over the run (cosine, per step; --no-schedule keeps it fixed).
@@ -10,6 +10,7 @@
 #include "weft/weft.h"
 #include "weft/nn.h"
 #include "weft/optim.h"
+#include "weft/precision.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -48,7 +49,7 @@ static void progress(int epoch, int64_t step, int64_t total, double loss, bool t
 }
 
 /* accuracy over a whole loader */
-static double evaluate(wf_module *model, wf_dataloader *dl, wf_device dev) {
+static double evaluate(wf_module *model, wf_dataloader *dl, wf_device dev, wf_precision *prec) {
     int64_t correct = 0, total = 0;
     wf_tensor *b[2];
     wf_module_train(model, false);
@@ -57,7 +58,9 @@ static double evaluate(wf_module *model, wf_dataloader *dl, wf_device dev) {
             wf_scope_begin();
             int rc = wf_dataloader_next(dl, b);
             if (rc == 1) {
-                wf_tensor *logits = wf_module_forward(model, wf_to_device(b[0], dev));
+                wf_precision_forward_begin(prec);
+                wf_tensor *logits = wf_module_forward(model, wf_precision_convert_input(prec, wf_to_device(b[0], dev)));
+                wf_precision_forward_end(prec);
                 wf_tensor *pred = wf_argmax(logits, 1, false);
                 correct += (int64_t)wf_item(wf_sum_all(wf_eq(pred, wf_to_device(b[1], dev))));
                 total += wf_size(b[1], 0);
@@ -71,7 +74,7 @@ static double evaluate(wf_module *model, wf_dataloader *dl, wf_device dev) {
 }
 
 int main(int argc, char **argv) {
-    const char *model_name = "mlp", *data = NULL, *device = "cpu";
+    const char *model_name = "mlp", *data = NULL, *device = "cpu", *precision = "32-true";
     int epochs = 0, workers = 1;
     int64_t batch = 64;
     double lr = 1e-3;
@@ -89,9 +92,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--device")) device = v;
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--workers")) workers = atoi(v);
+        else if (!strcmp(a, "--precision")) precision = v;
         else {
             fprintf(stderr, "usage: %s --model mlp|cnn --epochs N [--batch 64] [--lr X] [--data DIR] "
-                            "[--device cpu|cuda] [--seed S] [--workers W] [--no-schedule]\n", argv[0]);
+                            "[--device cpu|cuda] [--seed S] [--workers W] [--precision NAME] [--no-schedule]\n", argv[0]);
             return 2;
         }
         i++;
@@ -103,6 +107,10 @@ int main(int argc, char **argv) {
     wf_device dev;
     if (wf_device_parse(device, &dev) || wf_set_default_device(dev)) { fprintf(stderr, "error: %s\n", wf_error_message()); return 2; }
     wf_set_default_device(WF_CPU);   /* data stays on the host; the model moves */
+    char warning[512];
+    wf_precision *prec = wf_precision_new(precision, dev, warning, sizeof warning);
+    if (!prec) { fprintf(stderr, "error: %s\n", wf_error_message()); return 2; }
+    if (warning[0]) fprintf(stderr, "warning: %s\n", warning);
     wf_manual_seed(seed);
 
     wf_dataset train, test;
@@ -114,7 +122,8 @@ int main(int argc, char **argv) {
                                                                                .seed = seed + 1, .num_workers = workers });
     wf_dataloader *test_dl = wf_dataloader_new(&test, &(wf_dataloader_opts){ .batch_size = 1000, .num_workers = workers });
     wf_module *model = is_cnn ? make_cnn() : make_mlp();
-    if (!train_dl || !test_dl || !model || wf_module_to(model, dev, WF_DTYPE_DEFAULT)) {
+    if (!train_dl || !test_dl || !model || wf_module_to(model, dev, WF_DTYPE_DEFAULT) ||
+        wf_precision_convert_module(prec, model)) {
         fprintf(stderr, "error: %s\n", wf_error_message());
         return 1;
     }
@@ -138,12 +147,15 @@ int main(int argc, char **argv) {
             wf_scope_begin();
             int rc = wf_dataloader_next(train_dl, b);
             if (rc == 1) {
-                wf_tensor *x = wf_to_device(b[0], dev), *y = wf_to_device(b[1], dev);
+                wf_tensor *x = wf_precision_convert_input(prec, wf_to_device(b[0], dev)), *y = wf_to_device(b[1], dev);
+                wf_precision_forward_begin(prec);
                 wf_tensor *logits = wf_module_forward(model, x);
                 wf_tensor *loss = wf_cross_entropy(logits, y, NULL);
+                wf_precision_forward_end(prec);
                 wf_optimizer_zero_grad(opt, true);
-                if (!loss || wf_backward(loss, NULL, false) || wf_optimizer_step(opt) ||
-                    (sched && wf_lr_scheduler_step(sched))) rc = -1;
+                bool skipped = false;   /* 16-mixed skips steps with inf/NaN gradients: the schedule waits */
+                if (!loss || wf_precision_backward(prec, loss) || wf_precision_optimizer_step(prec, opt, &skipped) ||
+                    (sched && !skipped && wf_lr_scheduler_step(sched))) rc = -1;
                 else {
                     loss_sum += wf_item(loss);
                     WF_NO_GRAD { correct += (int64_t)wf_item(wf_sum_all(wf_eq(wf_argmax(logits, 1, false), y))); }
@@ -157,16 +169,17 @@ int main(int argc, char **argv) {
             if (rc < 0) { fprintf(stderr, "\nerror: %s\n", wf_error_message()); return 1; }
             if (rc == 0) break;
         }
-        acc = evaluate(model, test_dl, dev);
+        acc = evaluate(model, test_dl, dev, prec);
         printf("%sepoch %d: train_loss %.4f train_acc %.4f test_acc %.4f (%.1f s)\n", tty ? "\n" : "", epoch,
                loss_sum / (double)(n ? n : 1), (double)correct / (double)(seen ? seen : 1), acc, now() - t0);
         fflush(stdout);
     }
     double train_s = now() - t0;
-    printf("{\"model\":\"%s\",\"epochs\":%d,\"test_acc\":%.4f,\"train_s\":%.1f,\"step_ms\":%.3f}\n", model_name, epochs,
-           acc, train_s, 1000.0 * train_s / (double)(steps ? steps : 1));
+    printf("{\"model\":\"%s\",\"precision\":\"%s\",\"epochs\":%d,\"test_acc\":%.4f,\"train_s\":%.1f,\"step_ms\":%.3f}\n",
+           model_name, wf_precision_name(prec), epochs, acc, train_s, 1000.0 * train_s / (double)(steps ? steps : 1));
     wf_lr_scheduler_free(sched);
     wf_optimizer_free(opt);
+    wf_precision_free(prec);
     wf_module_free(model);
     wf_dataloader_free(train_dl);
     wf_dataloader_free(test_dl);

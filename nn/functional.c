@@ -84,6 +84,7 @@ static int check_normalized(const char *op, wf_tensor *x, const int64_t *shape, 
 
 wf_tensor *wf_layer_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim,
                          wf_tensor *weight, wf_tensor *bias, double eps) {
+    x = wf__autocast_arg(x, WF__AC_F32), weight = wf__autocast_arg(weight, WF__AC_F32), bias = wf__autocast_arg(bias, WF__AC_F32);
     if (!x) return NULL;
     if (check_normalized("wf_layer_norm", x, normalized_shape, ndim, weight, bias)) return NULL;
     int dims[WF_MAX_DIMS];
@@ -99,6 +100,7 @@ wf_tensor *wf_layer_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim
 }
 
 wf_tensor *wf_rms_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim, wf_tensor *weight, double eps) {
+    x = wf__autocast_arg(x, WF__AC_F32), weight = wf__autocast_arg(weight, WF__AC_F32);
     if (!x) return NULL;
     if (check_normalized("wf_rms_norm", x, normalized_shape, ndim, weight, NULL)) return NULL;
     if (eps <= 0) eps = wf__dtype_eps(x->dtype);
@@ -131,6 +133,7 @@ static int check_channel_vec(const char *op, const char *what, wf_tensor *p, int
 
 wf_tensor *wf_group_norm(wf_tensor *x, int64_t num_groups, wf_tensor *weight, wf_tensor *bias, double eps) {
     const char *op = "wf_group_norm";
+    x = wf__autocast_arg(x, WF__AC_F32), weight = wf__autocast_arg(weight, WF__AC_F32), bias = wf__autocast_arg(bias, WF__AC_F32);
     if (!x) return NULL;
     char b[96];
     if (x->ndim < 2) {
@@ -163,6 +166,7 @@ wf_tensor *wf_group_norm(wf_tensor *x, int64_t num_groups, wf_tensor *weight, wf
 wf_tensor *wf_batch_norm(wf_tensor *x, wf_tensor *running_mean, wf_tensor *running_var,
                          wf_tensor *weight, wf_tensor *bias, bool training, double momentum, double eps) {
     const char *op = "wf_batch_norm";
+    x = wf__autocast_arg(x, WF__AC_F32), weight = wf__autocast_arg(weight, WF__AC_F32), bias = wf__autocast_arg(bias, WF__AC_F32);
     if (!x) return NULL;
     char b[96];
     if (x->ndim < 2) {

@@ -109,6 +109,7 @@ static const wf_cross_entropy_opts default_ce = { 0 };
 
 wf_tensor *wf_nll_loss(wf_tensor *input, wf_tensor *target, const wf_cross_entropy_opts *opts) {
     const char *op = "wf_nll_loss";
+    input = wf__autocast_arg(input, WF__AC_F32), target = wf__autocast_arg(target, WF__AC_F32);   /* autocast: losses in f32 */
     if (wf__any_null(op, 2, input, target)) return NULL;
     const wf_cross_entropy_opts *o = opts ? opts : &default_ce;
     int cdim;
@@ -126,6 +127,7 @@ wf_tensor *wf_nll_loss(wf_tensor *input, wf_tensor *target, const wf_cross_entro
 
 wf_tensor *wf_cross_entropy(wf_tensor *input, wf_tensor *target, const wf_cross_entropy_opts *opts) {
     const char *op = "wf_cross_entropy";
+    input = wf__autocast_arg(input, WF__AC_F32), target = wf__autocast_arg(target, WF__AC_F32);   /* autocast: losses in f32 */
     if (wf__any_null(op, 2, input, target)) return NULL;
     const wf_cross_entropy_opts *o = opts ? opts : &default_ce;
     int cdim;
@@ -190,6 +192,7 @@ static int check_pair(const char *op, wf_tensor *input, wf_tensor *target, wf_re
 }
 
 wf_tensor *wf_mse_loss(wf_tensor *input, wf_tensor *target, wf_reduction reduction) {
+    input = wf__autocast_arg(input, WF__AC_F32), target = wf__autocast_arg(target, WF__AC_F32);   /* autocast: losses in f32 */
     if (wf__any_null("wf_mse_loss", 2, input, target)) return NULL;
     if (check_pair("wf_mse_loss", input, target, reduction)) return NULL;
     wf_scope_begin();
@@ -199,6 +202,7 @@ wf_tensor *wf_mse_loss(wf_tensor *input, wf_tensor *target, wf_reduction reducti
 }
 
 wf_tensor *wf_l1_loss(wf_tensor *input, wf_tensor *target, wf_reduction reduction) {
+    input = wf__autocast_arg(input, WF__AC_F32), target = wf__autocast_arg(target, WF__AC_F32);   /* autocast: losses in f32 */
     if (wf__any_null("wf_l1_loss", 2, input, target)) return NULL;
     if (check_pair("wf_l1_loss", input, target, reduction)) return NULL;
     wf_scope_begin();
@@ -208,6 +212,7 @@ wf_tensor *wf_l1_loss(wf_tensor *input, wf_tensor *target, wf_reduction reductio
 
 wf_tensor *wf_smooth_l1_loss(wf_tensor *input, wf_tensor *target, wf_reduction reduction, double beta) {
     const char *op = "wf_smooth_l1_loss";
+    input = wf__autocast_arg(input, WF__AC_F32), target = wf__autocast_arg(target, WF__AC_F32);   /* autocast: losses in f32 */
     if (wf__any_null(op, 2, input, target)) return NULL;
     if (check_pair(op, input, target, reduction)) return NULL;
     if (!(beta >= 0)) { wf__error(WF_EINVAL, "%s: beta must be non-negative, got %g", op, beta); return NULL; }
@@ -223,6 +228,7 @@ wf_tensor *wf_smooth_l1_loss(wf_tensor *input, wf_tensor *target, wf_reduction r
 
 wf_tensor *wf_binary_cross_entropy_with_logits(wf_tensor *input, wf_tensor *target, const wf_bce_opts *opts) {
     const char *op = "wf_binary_cross_entropy_with_logits";
+    input = wf__autocast_arg(input, WF__AC_F32), target = wf__autocast_arg(target, WF__AC_F32);   /* autocast: losses in f32 */
     if (wf__any_null(op, 2, input, target)) return NULL;
     wf_bce_opts o = opts ? *opts : (wf_bce_opts){ 0 };
     if (check_pair(op, input, target, o.reduction)) return NULL;
@@ -247,6 +253,7 @@ wf_tensor *wf_binary_cross_entropy_with_logits(wf_tensor *input, wf_tensor *targ
 
 wf_tensor *wf_kl_div(wf_tensor *input, wf_tensor *target, wf_reduction reduction, bool log_target) {
     const char *op = "wf_kl_div";
+    input = wf__autocast_arg(input, WF__AC_F32), target = wf__autocast_arg(target, WF__AC_F32);   /* autocast: losses in f32 */
     if (wf__any_null(op, 2, input, target)) return NULL;
     if (check_reduction(op, reduction, true)) return NULL;
     if (check_pair(op, input, target, WF_REDUCTION_MEAN)) return NULL;

@@ -152,6 +152,11 @@ wf_tensor *wf__autocast_arg(wf_tensor *t, int op_class) {
 /* ---------------------------------------------------------------- halves via f32
  * For ops whose CPU kernels have no f16/bf16 loops (conv, pools): compute in f32 and round
  * back to the half dtype (round to nearest even), with autograd through both casts. */
+int wf__autocast_suspend(int device_type) {
+    return wf_autocast_begin_ex((wf_device_type)device_type, WF_DTYPE_DEFAULT, false);
+}
+void wf__autocast_resume(void) { wf_autocast_end(); }
+
 bool wf__half_on_cpu(const wf_tensor *t) {
     return t && t->device.type == WF_DEV_CPU && (t->dtype == WF_F16 || t->dtype == WF_BF16);
 }

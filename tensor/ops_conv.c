@@ -195,9 +195,23 @@ static wf_tensor *conv2d_4d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_c
     return y;
 }
 
+/* The CPU has no f16/bf16 conv kernels: compute in f32 and round back, autograd through the casts. */
+static wf_tensor *half_conv2d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_opts *opts) {
+    if (wf__autocast_suspend(WF_DEV_CPU)) return NULL;   /* the f32 conv inside must not be lowered again */
+    wf_scope_begin();
+    wf_tensor *bf = b ? wf_to_dtype(b, WF_F32) : NULL;
+    wf_tensor *y = (b && !bf) ? NULL : wf_conv2d(wf_to_dtype(x, WF_F32), wf_to_dtype(w, WF_F32), bf, opts);
+    y = wf_keep(wf_to_dtype(y, x->dtype));
+    wf_scope_end();
+    wf__autocast_resume();
+    return y;
+}
+
 wf_tensor *wf_conv2d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_opts *opts) {
     static const char *op = "wf_conv2d";
+    x = wf__autocast_arg(x, WF__AC_LOWER), w = wf__autocast_arg(w, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
     if (wf__any_null(op, 2, x, w)) return NULL;
+    if (wf__half_on_cpu(x) && x->dtype == w->dtype && (!b || b->dtype == x->dtype)) return half_conv2d(x, w, b, opts);
     if (check_image(op, x) || check_same(op, "weight", x, w) || (b && check_same(op, "bias", x, b)))
         return NULL;
     if (w->ndim != 4) {
@@ -220,6 +234,16 @@ wf_tensor *wf_conv2d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_o
 }
 
 /* ---------------------------------------------------------------- pooling */
+
+/* f16/bf16 on the CPU: pool in f32 and round back (pool(opts) when fn is given, else adaptive). */
+static wf_tensor *half_pool(wf_tensor *x, const wf_pool2d_opts *opts, int64_t oh, int64_t ow,
+                            wf_tensor *(*fn)(wf_tensor *, const wf_pool2d_opts *)) {
+    wf_scope_begin();
+    wf_tensor *xf = wf_to_dtype(x, WF_F32);
+    wf_tensor *y = wf_keep(wf_to_dtype(fn ? fn(xf, opts) : wf_adaptive_avg_pool2d(xf, oh, ow), x->dtype));
+    wf_scope_end();
+    return y;
+}
 
 typedef struct { int k[2], s[2], p[2], d[2]; int64_t oh, ow; } pool_geom;
 
@@ -271,6 +295,7 @@ static void out_shape(const wf_tensor *x, int64_t oh, int64_t ow, int64_t *shape
 wf_tensor *wf_max_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
     static const char *op = "wf_max_pool2d";
     if (wf__any_null(op, 1, x)) return NULL;
+    if (wf__half_on_cpu(x)) return half_pool(x, opts, 0, 0, wf_max_pool2d);   /* no half kernels on the CPU */
     pool_geom P;
     if (check_image(op, x) || pool_setup(op, x, opts, true, &P)) return NULL;
     int64_t shape[4];
@@ -334,6 +359,7 @@ static wf_tensor *avg_pool_impl(const char *op, wf_tensor *x, const pool_geom *P
 wf_tensor *wf_avg_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
     static const char *op = "wf_avg_pool2d";
     if (wf__any_null(op, 1, x)) return NULL;
+    if (wf__half_on_cpu(x)) return half_pool(x, opts, 0, 0, wf_avg_pool2d);
     pool_geom P;
     if (check_image(op, x) || pool_setup(op, x, opts, false, &P)) return NULL;
     return avg_pool_impl(op, x, &P, !opts->count_include_pad_false);
@@ -411,6 +437,7 @@ int wf__cpu_adaptive_avg_pool2d_backward(wf_tensor *gx, const wf_tensor *gy) {
 wf_tensor *wf_adaptive_avg_pool2d(wf_tensor *x, int64_t oh, int64_t ow) {
     static const char *op = "wf_adaptive_avg_pool2d";
     if (wf__any_null(op, 1, x)) return NULL;
+    if (wf__half_on_cpu(x)) return half_pool(x, NULL, oh, ow, NULL);
     if (check_image(op, x)) return NULL;
     int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1];
     char s1[96];

@@ -170,6 +170,7 @@ static wf_tensor *matmul_nd(const char *op, wf_tensor *a, wf_tensor *b) {
 
 wf_tensor *wf_matmul(wf_tensor *a, wf_tensor *b) {
     static const char *op = "wf_matmul";
+    a = wf__autocast_arg(a, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
     if (wf__any_null(op, 2, a, b)) return NULL;
     if (check_pair(op, a, b)) return NULL;
     if (a->ndim == 0 || b->ndim == 0) {
@@ -197,6 +198,7 @@ wf_tensor *wf_matmul(wf_tensor *a, wf_tensor *b) {
 
 wf_tensor *wf_bmm(wf_tensor *a, wf_tensor *b) {
     static const char *op = "wf_bmm";
+    a = wf__autocast_arg(a, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
     if (wf__any_null(op, 2, a, b)) return NULL;
     if (check_pair(op, a, b)) return NULL;
     char s1[96], s2[96];
@@ -217,6 +219,7 @@ wf_tensor *wf_bmm(wf_tensor *a, wf_tensor *b) {
 
 wf_tensor *wf_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
     static const char *op = "wf_linear";
+    x = wf__autocast_arg(x, WF__AC_LOWER), w = wf__autocast_arg(w, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
     if (wf__any_null(op, 2, x, w)) return NULL;
     if (check_pair(op, x, w)) return NULL;
     if (b && (check_pair(op, x, b))) return NULL;

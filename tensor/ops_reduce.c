@@ -58,6 +58,7 @@ static wf_tensor *finish(wf_tensor *yk, wf_tensor *x, uint32_t mask, bool keepdi
 }
 
 wf_tensor *wf_sum(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
+    x = wf__autocast_arg(x, WF__AC_F32);
     if (!x) return NULL;
     uint32_t mask;
     if (dims_mask("wf_sum", x, dims, ndims, &mask)) return NULL;
@@ -89,6 +90,7 @@ static int64_t reduced_count(const wf_tensor *x, uint32_t mask) {
 }
 
 wf_tensor *wf_mean(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
+    x = wf__autocast_arg(x, WF__AC_F32);
     if (!x) return NULL;
     if (!wf_dtype_is_floating(x->dtype)) {
         wf__error(WF_EDTYPE, "wf_mean: needs a floating dtype, got %s (cast it first)", wf_dtype_name(x->dtype));
@@ -106,6 +108,7 @@ wf_tensor *wf_mean(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
 wf_tensor *wf_mean_all(wf_tensor *x) { return wf_mean(x, NULL, 0, false); }
 
 wf_tensor *wf_var(wf_tensor *x, const int *dims, int ndims, int correction, bool keepdim) {
+    x = wf__autocast_arg(x, WF__AC_F32);
     if (!x) return NULL;
     if (!wf_dtype_is_floating(x->dtype)) {
         wf__error(WF_EDTYPE, "wf_var: needs a floating dtype, got %s", wf_dtype_name(x->dtype));
@@ -205,6 +208,7 @@ wf_tensor *wf_argmax(wf_tensor *x, int dim, bool keepdim) { return arg("wf_argma
 wf_tensor *wf_argmin(wf_tensor *x, int dim, bool keepdim) { return arg("wf_argmin", false, x, dim, keepdim); }
 
 wf_tensor *wf_logsumexp(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
+    x = wf__autocast_arg(x, WF__AC_F32);
     if (!x) return NULL;
     if (!wf_dtype_is_floating(x->dtype)) {
         wf__error(WF_EDTYPE, "wf_logsumexp: needs a floating dtype, got %s", wf_dtype_name(x->dtype));
@@ -233,6 +237,7 @@ wf_tensor *wf_logsumexp(wf_tensor *x, const int *dims, int ndims, bool keepdim) 
 }
 
 wf_tensor *wf_norm(wf_tensor *x, double p, const int *dims, int ndims, bool keepdim) {
+    x = wf__autocast_arg(x, WF__AC_F32);
     if (!x) return NULL;
     if (!wf_dtype_is_floating(x->dtype)) {
         wf__error(WF_EDTYPE, "wf_norm: needs a floating dtype, got %s", wf_dtype_name(x->dtype));

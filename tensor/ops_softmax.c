@@ -77,5 +77,5 @@ static wf_tensor *softmax_op(const char *op, wf_tensor *x, int dim, bool is_log)
     return y;
 }
 
-wf_tensor *wf_softmax(wf_tensor *x, int dim) { return softmax_op("wf_softmax", x, dim, false); }
-wf_tensor *wf_log_softmax(wf_tensor *x, int dim) { return softmax_op("wf_log_softmax", x, dim, true); }
+wf_tensor *wf_softmax(wf_tensor *x, int dim) { return softmax_op("wf_softmax", wf__autocast_arg(x, WF__AC_F32), dim, false); }
+wf_tensor *wf_log_softmax(wf_tensor *x, int dim) { return softmax_op("wf_log_softmax", wf__autocast_arg(x, WF__AC_F32), dim, true); }

@@ -8,4 +8,6 @@
 #include "data.h"
 #include "nn.h"
 #include "optim.h"
+#include "precision.h"
+#include "fabric.h"
 #endif

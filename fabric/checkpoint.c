@@ -1,0 +1,690 @@
+/* fabric/checkpoint.c: Fabric's save/load on weft's checkpoint container, a safetensors file
+ * (io/'s wf_st_* API) in which a nested state is flattened:
+ *   module "model"         -> tensors "model/<dotted parameter or buffer name>"
+ *   optimizer "optimizer"  -> tensors "optimizer/state/<i>/<key>",
+ *                             metadata "optimizer/param_groups" (PyTorch's param_groups JSON)
+ *   tensor "t"             -> tensor "t"
+ *   scheduler, int, double, string, rng, precision -> metadata "<name>" (JSON text)
+ *   metadata "weft/format" = "weft-checkpoint-1", "weft/entries" = {"model":"module",...}
+ * The writer adds a CRC-32 per tensor and saves atomically; the reader validates the whole
+ * header (sizes against the real file) before allocating anything. */
+#include "fabric/fabric_impl.h"
+#include "io/json.h"
+#include "weft/io.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define FORMAT "weft-checkpoint-1"
+
+typedef struct st_entry {
+    char *name;
+    wf_state_kind kind;
+    bool owned;              /* values below belong to the state (a load remainder) */
+    wf_module *m;
+    wf_optimizer *opt;
+    wf_lr_scheduler *sched;
+    wf_tensor *t;            /* retained */
+    int64_t *pi;
+    double *pd;
+    char *sbuf;
+    size_t cap;
+    wf_fabric *fab;
+    int64_t iv;
+    double dv;
+    char *str;               /* owned string value */
+    wf_state_dict *sd;       /* owned tensors (TENSORS) */
+    char *json;              /* owned JSON (JSON, or param_groups of TENSORS) */
+} st_entry;
+
+struct wf_fabric_state {
+    st_entry *v;
+    int n, cap;
+};
+
+static const char *kind_names[] = {
+    [WF_STATE_MODULE] = "module", [WF_STATE_OPTIMIZER] = "optimizer", [WF_STATE_SCHEDULER] = "scheduler",
+    [WF_STATE_TENSOR] = "tensor", [WF_STATE_INT] = "int", [WF_STATE_DOUBLE] = "double",
+    [WF_STATE_STRING] = "string", [WF_STATE_RNG] = "rng", [WF_STATE_PRECISION] = "precision",
+    [WF_STATE_TENSORS] = "tensors", [WF_STATE_JSON] = "json",
+};
+#define N_KINDS ((int)(sizeof kind_names / sizeof kind_names[0]))
+
+static int kind_parse(const char *s) {
+    for (int k = 1; k < N_KINDS; k++) if (kind_names[k] && !strcmp(kind_names[k], s)) return k;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the state container */
+
+wf_fabric_state *wf_fabric_state_new(void) {
+    wf_fabric_state *s = wf__calloc(1, sizeof *s);
+    if (!s) wf__error(WF_ENOMEM, "wf_fabric_state_new: out of memory");
+    return s;
+}
+
+static void free_entry(st_entry *e) {
+    wf__free(e->name, 0);
+    wf_tensor_free(e->t);
+    wf__free(e->str, 0);
+    wf_state_dict_free(e->sd);
+    wf__free(e->json, 0);
+}
+
+void wf_fabric_state_free(wf_fabric_state *s) {
+    if (!s) return;
+    for (int i = 0; i < s->n; i++) free_entry(&s->v[i]);
+    wf__free(s->v, 0);
+    wf__free(s, sizeof *s);
+}
+
+static int find_entry(const wf_fabric_state *s, const char *name) {
+    if (!s || !name) return -1;
+    for (int i = 0; i < s->n; i++) if (!strcmp(s->v[i].name, name)) return i;
+    return -1;
+}
+
+static st_entry *add_entry(wf_fabric_state *s, const char *op, const char *name, wf_state_kind kind, const void *obj) {
+    if (!s || !name) { wf__error(WF_ENULL, "%s: NULL %s", op, s ? "name" : "state"); return NULL; }
+    if (!obj) { if (!wf_error()) wf__error(WF_ENULL, "%s: NULL object for \"%s\"", op, name); return NULL; }
+    if (!*name || strchr(name, '/') || !strcmp(name, "__metadata__") || !strncmp(name, "weft", 4) ||
+        !strcmp(name, "crc32")) {
+        wf__error(WF_EINVAL, "%s: invalid entry name \"%s\" (non-empty, no '/', not reserved)", op, name);
+        return NULL;
+    }
+    if (find_entry(s, name) >= 0) { wf__error(WF_EINVAL, "%s: the state already has an entry \"%s\"", op, name); return NULL; }
+    if (s->n == s->cap) {
+        int nc = s->cap ? s->cap * 2 : 8;
+        st_entry *v = wf__realloc(s->v, (size_t)s->cap * sizeof *v, (size_t)nc * sizeof *v);
+        if (!v) { wf__error(WF_ENOMEM, "%s: out of memory", op); return NULL; }
+        s->v = v;
+        s->cap = nc;
+    }
+    st_entry *e = &s->v[s->n];
+    memset(e, 0, sizeof *e);
+    e->name = wf__strdup(name);
+    if (!e->name) { wf__error(WF_ENOMEM, "%s: out of memory", op); return NULL; }
+    e->kind = kind;
+    s->n++;
+    return e;
+}
+
+int wf_fabric_state_add_module(wf_fabric_state *s, const char *name, wf_module *m) {
+    st_entry *e = add_entry(s, "wf_fabric_state_add_module", name, WF_STATE_MODULE, m);
+    if (!e) return wf_error();
+    e->m = m;
+    return 0;
+}
+int wf_fabric_state_add_optimizer(wf_fabric_state *s, const char *name, wf_optimizer *opt) {
+    st_entry *e = add_entry(s, "wf_fabric_state_add_optimizer", name, WF_STATE_OPTIMIZER, opt);
+    if (!e) return wf_error();
+    e->opt = opt;
+    return 0;
+}
+int wf_fabric_state_add_scheduler(wf_fabric_state *s, const char *name, wf_lr_scheduler *sched) {
+    st_entry *e = add_entry(s, "wf_fabric_state_add_scheduler", name, WF_STATE_SCHEDULER, sched);
+    if (!e) return wf_error();
+    e->sched = sched;
+    return 0;
+}
+int wf_fabric_state_add_tensor(wf_fabric_state *s, const char *name, wf_tensor *t) {
+    st_entry *e = add_entry(s, "wf_fabric_state_add_tensor", name, WF_STATE_TENSOR, t);
+    if (!e) return wf_error();
+    e->t = wf_tensor_retain(t);
+    return 0;
+}
+int wf_fabric_state_add_int(wf_fabric_state *s, const char *name, int64_t *v) {
+    st_entry *e = add_entry(s, "wf_fabric_state_add_int", name, WF_STATE_INT, v);
+    if (!e) return wf_error();
+    e->pi = v;
+    return 0;
+}
+int wf_fabric_state_add_double(wf_fabric_state *s, const char *name, double *v) {
+    st_entry *e = add_entry(s, "wf_fabric_state_add_double", name, WF_STATE_DOUBLE, v);
+    if (!e) return wf_error();
+    e->pd = v;
+    return 0;
+}
+int wf_fabric_state_add_string(wf_fabric_state *s, const char *name, char *buf, size_t cap) {
+    if (buf && cap == 0) return wf__error(WF_EINVAL, "wf_fabric_state_add_string: \"%s\": capacity 0", name ? name : "");
+    st_entry *e = add_entry(s, "wf_fabric_state_add_string", name, WF_STATE_STRING, buf);
+    if (!e) return wf_error();
+    e->sbuf = buf;
+    e->cap = cap;
+    return 0;
+}
+int wf_fabric_state_add_rng(wf_fabric_state *s, const char *name) {
+    st_entry *e = add_entry(s, "wf_fabric_state_add_rng", name, WF_STATE_RNG, "rng");
+    return e ? 0 : wf_error();
+}
+int wf_fabric_state_add_precision(wf_fabric_state *s, const char *name, wf_fabric *fab) {
+    st_entry *e = add_entry(s, "wf_fabric_state_add_precision", name, WF_STATE_PRECISION, fab);
+    if (!e) return wf_error();
+    e->fab = fab;
+    return 0;
+}
+
+int wf_fabric_state_count(const wf_fabric_state *s) { return s ? s->n : 0; }
+const char *wf_fabric_state_name_at(const wf_fabric_state *s, int i) {
+    return s && i >= 0 && i < s->n ? s->v[i].name : NULL;
+}
+wf_state_kind wf_fabric_state_kind_at(const wf_fabric_state *s, int i) {
+    return s && i >= 0 && i < s->n ? s->v[i].kind : (wf_state_kind)0;
+}
+int wf_fabric_state_find(const wf_fabric_state *s, const char *name) {
+    int i = find_entry(s, name);
+    return i >= 0 ? i : WF_ENOTFOUND;
+}
+
+static const st_entry *get_kind(const wf_fabric_state *s, const char *op, const char *name, wf_state_kind k) {
+    int i = find_entry(s, name);
+    if (i < 0) { wf__error(WF_ENOTFOUND, "%s: no entry \"%s\"", op, name ? name : "(null)"); return NULL; }
+    const st_entry *e = &s->v[i];
+    if (e->kind != k && !(k == WF_STATE_JSON && e->kind == WF_STATE_TENSORS)) {
+        wf__error(WF_EDTYPE, "%s: entry \"%s\" is a %s, not a %s", op, name, kind_names[e->kind], kind_names[k]);
+        return NULL;
+    }
+    return e;
+}
+
+int wf_fabric_state_get_int(const wf_fabric_state *s, const char *name, int64_t *out) {
+    const st_entry *e = get_kind(s, "wf_fabric_state_get_int", name, WF_STATE_INT);
+    if (!e) return wf_error();
+    if (out) *out = e->owned ? e->iv : *e->pi;
+    return 0;
+}
+int wf_fabric_state_get_double(const wf_fabric_state *s, const char *name, double *out) {
+    const st_entry *e = get_kind(s, "wf_fabric_state_get_double", name, WF_STATE_DOUBLE);
+    if (!e) return wf_error();
+    if (out) *out = e->owned ? e->dv : *e->pd;
+    return 0;
+}
+const char *wf_fabric_state_get_string(const wf_fabric_state *s, const char *name) {
+    const st_entry *e = get_kind(s, "wf_fabric_state_get_string", name, WF_STATE_STRING);
+    return e ? (e->owned ? e->str : e->sbuf) : NULL;
+}
+wf_tensor *wf_fabric_state_get_tensor(const wf_fabric_state *s, const char *name) {
+    const st_entry *e = get_kind(s, "wf_fabric_state_get_tensor", name, WF_STATE_TENSOR);
+    return e ? e->t : NULL;
+}
+const wf_state_dict *wf_fabric_state_get_tensors(const wf_fabric_state *s, const char *name) {
+    const st_entry *e = get_kind(s, "wf_fabric_state_get_tensors", name, WF_STATE_TENSORS);
+    return e ? e->sd : NULL;
+}
+const char *wf_fabric_state_get_json(const wf_fabric_state *s, const char *name) {
+    const st_entry *e = get_kind(s, "wf_fabric_state_get_json", name, WF_STATE_JSON);
+    if (e && !e->json) { wf__error(WF_ENOTFOUND, "wf_fabric_state_get_json: entry \"%s\" has no JSON", name); return NULL; }
+    return e ? e->json : NULL;
+}
+
+/* ---------------------------------------------------------------- save */
+
+static const wf_save_filter *filter_for(const wf_save_filter *f, const char *name) {
+    for (; f && f->key; f++) if (!strcmp(f->key, name)) return f;
+    return NULL;
+}
+
+static char *join(const char *a, const char *b) {
+    size_t la = strlen(a), lb = strlen(b);
+    char *s = wf__malloc(la + lb + 2);
+    if (!s) return NULL;
+    memcpy(s, a, la);
+    s[la] = '/';
+    memcpy(s + la + 1, b, lb + 1);
+    return s;
+}
+
+static int add_tensor(wf_st_writer *w, const char *prefix, const char *name, wf_tensor *t, const wf_save_filter *flt) {
+    if (flt && flt->fn && !flt->fn(name, t, flt->ud)) return 0;
+    if (!prefix) return wf_st_writer_add(w, name, t);
+    char *full = join(prefix, name);
+    if (!full) return wf__error(WF_ENOMEM, "wf_fabric_save: out of memory");
+    int rc = wf_st_writer_add(w, full, t);
+    wf__free(full, 0);
+    return rc;
+}
+
+static int set_meta_sb(wf_st_writer *w, const char *key, wf_sb *sb) {
+    if (wf__sb_failed(sb)) return wf__error(WF_ENOMEM, "wf_fabric_save: out of memory");
+    return wf_st_writer_set_metadata(w, key, sb->buf ? sb->buf : "");
+}
+
+static int save_entry(wf_st_writer *w, const st_entry *e, const wf_save_filter *flt, wf_state_dict **keep_sd,
+                      wf_optim_state **keep_os) {
+    int rc = 0;
+    wf_sb sb;
+    wf__sb_init(&sb);
+    switch (e->kind) {
+    case WF_STATE_MODULE: {
+        wf_state_dict *sd = wf_state_dict_new();
+        if (!sd) return wf__error(WF_ENOMEM, "wf_fabric_save: out of memory");
+        *keep_sd = sd;
+        if ((rc = wf_module_state_dict(e->m, sd, NULL))) break;
+        for (int i = 0; i < wf_state_dict_count(sd) && !rc; i++)
+            rc = add_tensor(w, e->name, wf_state_dict_name_at(sd, i), wf_state_dict_tensor_at(sd, i), flt);
+        break;
+    }
+    case WF_STATE_OPTIMIZER: {
+        wf_optim_state *os = wf_optimizer_state_dict(e->opt);
+        if (!os) return wf_error() ? wf_error() : WF_ENOMEM;
+        *keep_os = os;
+        for (int i = 0; i < wf_optim_state_count(os) && !rc; i++)
+            rc = add_tensor(w, e->name, wf_optim_state_name(os, i), wf_optim_state_tensor(os, i), flt);
+        if (!rc) {
+            char *key = join(e->name, "param_groups");
+            if (!key) return wf__error(WF_ENOMEM, "wf_fabric_save: out of memory");
+            rc = wf_st_writer_set_metadata(w, key, wf_optim_state_json(os));
+            wf__free(key, 0);
+        }
+        break;
+    }
+    case WF_STATE_SCHEDULER: {
+        int len = wf_lr_scheduler_state_dict(e->sched, NULL, 0);
+        if (len < 0) return len;
+        char *buf = wf__malloc((size_t)len + 1);
+        if (!buf) return wf__error(WF_ENOMEM, "wf_fabric_save: out of memory");
+        rc = wf_lr_scheduler_state_dict(e->sched, buf, (size_t)len + 1);
+        if (rc >= 0) rc = wf_st_writer_set_metadata(w, e->name, buf);
+        wf__free(buf, 0);
+        break;
+    }
+    case WF_STATE_TENSOR:
+        rc = add_tensor(w, NULL, e->name, e->t, flt);
+        break;
+    case WF_STATE_INT:
+        wf__sb_json_int(&sb, e->owned ? e->iv : *e->pi);
+        rc = set_meta_sb(w, e->name, &sb);
+        break;
+    case WF_STATE_DOUBLE:
+        wf__sb_json_number(&sb, e->owned ? e->dv : *e->pd);
+        rc = set_meta_sb(w, e->name, &sb);
+        break;
+    case WF_STATE_STRING: {
+        const char *v = e->owned ? e->str : e->sbuf;
+        wf__sb_json_string(&sb, v, strlen(v));
+        rc = set_meta_sb(w, e->name, &sb);
+        break;
+    }
+    case WF_STATE_RNG: {
+        wf_rng_state r = wf_rng_get_state();
+        wf__sb_printf(&sb, "{\"seed\":\"%llu\",\"offset\":\"%llu\"}", (unsigned long long)r.seed,
+                      (unsigned long long)r.offset);
+        rc = set_meta_sb(w, e->name, &sb);
+        break;
+    }
+    case WF_STATE_PRECISION: {
+        double scale = 1;
+        int64_t tracker = 0;
+        if ((rc = wf_precision_state(e->fab->precision, &scale, &tracker))) break;
+        wf__sb_puts(&sb, "{\"precision\":");
+        const char *pn = wf_precision_name(e->fab->precision);
+        wf__sb_json_string(&sb, pn, strlen(pn));
+        wf__sb_puts(&sb, ",\"scale\":");
+        wf__sb_json_number(&sb, scale);
+        wf__sb_puts(&sb, ",\"growth_tracker\":");
+        wf__sb_json_int(&sb, tracker);
+        wf__sb_putc(&sb, '}');
+        rc = set_meta_sb(w, e->name, &sb);
+        break;
+    }
+    case WF_STATE_TENSORS: {
+        for (int i = 0; i < wf_state_dict_count(e->sd) && !rc; i++)
+            rc = add_tensor(w, e->name, wf_state_dict_name_at(e->sd, i), wf_state_dict_tensor_at(e->sd, i), flt);
+        if (!rc && e->json) {
+            char *key = join(e->name, "param_groups");
+            if (!key) return wf__error(WF_ENOMEM, "wf_fabric_save: out of memory");
+            rc = wf_st_writer_set_metadata(w, key, e->json);
+            wf__free(key, 0);
+        }
+        break;
+    }
+    case WF_STATE_JSON:
+        rc = wf_st_writer_set_metadata(w, e->name, e->json ? e->json : "null");
+        break;
+    }
+    wf__sb_free(&sb);
+    return rc < 0 ? rc : 0;
+}
+
+int wf_fabric_save(wf_fabric *fab, const char *path, wf_fabric_state *state, const wf_save_filter *filter) {
+    const char *op = "wf_fabric_save";
+    if (!fab || !path || !state) return wf__error(WF_ENULL, "%s: NULL %s", op, !fab ? "fabric" : !path ? "path" : "state");
+    for (const wf_save_filter *f = filter; f && f->key; f++)
+        if (find_entry(state, f->key) < 0)
+            return wf__error(WF_EINVAL, "%s: the filter names \"%s\", which is not an entry of the state", op, f->key);
+    if (fab->global_rank != 0) return wf_fabric_barrier(fab, "save");
+    wf_st_writer *w = wf_st_writer_new();
+    if (!w) return wf_error();
+    wf_state_dict **sds = wf__calloc((size_t)(state->n ? state->n : 1), sizeof *sds);
+    wf_optim_state **oss = wf__calloc((size_t)(state->n ? state->n : 1), sizeof *oss);
+    int rc = (!sds || !oss) ? wf__error(WF_ENOMEM, "%s: out of memory", op) : 0;
+    wf_sb ent;
+    wf__sb_init(&ent);
+    wf__sb_putc(&ent, '{');
+    for (int i = 0; i < state->n && !rc; i++) {
+        const st_entry *e = &state->v[i];
+        wf_scope_begin();
+        rc = save_entry(w, e, filter_for(filter, e->name), &sds[i], &oss[i]);
+        wf_scope_end();
+        if (rc) {
+            char msg[768];
+            snprintf(msg, sizeof msg, "%s", wf_error_message());
+            wf__error(rc, "%s: %s: entry \"%s\": %s", op, path, e->name, msg);
+        }
+        if (i) wf__sb_putc(&ent, ',');
+        wf__sb_json_string(&ent, e->name, strlen(e->name));
+        wf__sb_putc(&ent, ':');
+        wf__sb_json_string(&ent, kind_names[e->kind], strlen(kind_names[e->kind]));
+    }
+    wf__sb_putc(&ent, '}');
+    if (!rc) rc = wf_st_writer_set_metadata(w, "weft/format", FORMAT);
+    if (!rc) rc = set_meta_sb(w, "weft/entries", &ent);
+    if (!rc) rc = wf_st_writer_save(w, path);
+    wf__sb_free(&ent);
+    wf_st_writer_free(w);
+    for (int i = 0; sds && oss && i < state->n; i++) { wf_state_dict_free(sds[i]); wf_optim_state_free(oss[i]); }
+    wf__free(sds, 0);
+    wf__free(oss, 0);
+    if (rc) return rc;
+    return wf_fabric_barrier(fab, "save");
+}
+
+/* ---------------------------------------------------------------- load */
+
+/* All tensors "prefix/..." of f into a new state dict (names stripped). */
+static wf_state_dict *load_group(wf_st_file *f, const char *prefix) {
+    wf_state_dict *sd = wf_state_dict_new();
+    if (!sd) { wf__error(WF_ENOMEM, "wf_fabric_load: out of memory"); return NULL; }
+    size_t pl = strlen(prefix);
+    for (int i = 0; i < wf_st_count(f); i++) {
+        const char *n = wf_st_name(f, i);
+        if (strncmp(n, prefix, pl) || n[pl] != '/') continue;
+        wf_scope_begin();
+        wf_tensor *t = wf_st_load(f, n);
+        int rc = t ? wf_state_dict_set(sd, n + pl + 1, t) : (wf_error() ? wf_error() : WF_ENOMEM);
+        wf_scope_end();
+        if (rc) { wf_state_dict_free(sd); return NULL; }
+    }
+    return sd;
+}
+
+static const char *meta_of(wf_st_file *f, const char *path, const char *key, bool required) {
+    const char *v = wf_st_metadata(f, key);
+    if (!v && required) wf__error(WF_ECORRUPT, "wf_fabric_load: %s: metadata entry \"%s\" is missing", path, key);
+    return v;
+}
+
+static int parse_json(const char *path, const char *key, const char *text, wf_json **out) {
+    char err[160] = "";
+    int rc = wf__json_parse(text, strlen(text), 0, out, err, sizeof err);
+    if (rc == WF_ENOMEM) return wf__error(WF_ENOMEM, "wf_fabric_load: out of memory");
+    if (rc) return wf__error(WF_ECORRUPT, "wf_fabric_load: %s: entry \"%s\" is not valid JSON: %s", path, key, err);
+    return 0;
+}
+
+static int parse_u64(const wf_json *v, uint64_t *out) {
+    const char *s = wf__json_str(v);
+    if (!s || !*s) return -1;
+    char *end;
+    unsigned long long x = strtoull(s, &end, 10);
+    if (*end) return -1;
+    *out = x;
+    return 0;
+}
+
+/* Restore e (a requested entry of stored kind k) from f. */
+static int restore(wf_fabric *fab, wf_st_file *f, const char *path, st_entry *e, bool strict) {
+    const char *op = "wf_fabric_load";
+    int rc = 0;
+    switch (e->kind) {
+    case WF_STATE_MODULE: {
+        wf_state_dict *sd = load_group(f, e->name);
+        if (!sd) return wf_error();
+        rc = wf_module_load_state_dict(e->m, sd, strict, NULL);
+        wf_state_dict_free(sd);
+        return rc;
+    }
+    case WF_STATE_OPTIMIZER: {
+        char *key = join(e->name, "param_groups");
+        if (!key) return wf__error(WF_ENOMEM, "%s: out of memory", op);
+        const char *js = meta_of(f, path, key, true);
+        wf__free(key, 0);
+        if (!js) return wf_error();
+        wf_optim_state *os = wf_optim_state_new(js);
+        if (!os) return wf_error();
+        wf_state_dict *sd = load_group(f, e->name);
+        if (!sd) { wf_optim_state_free(os); return wf_error(); }
+        for (int i = 0; i < wf_state_dict_count(sd) && !rc; i++)
+            rc = wf_optim_state_add(os, wf_state_dict_name_at(sd, i), wf_state_dict_tensor_at(sd, i));
+        if (!rc) rc = wf_optimizer_load_state_dict(e->opt, os);
+        wf_state_dict_free(sd);
+        wf_optim_state_free(os);
+        return rc;
+    }
+    case WF_STATE_TENSOR:
+        return wf_st_load_into(f, e->name, e->t);
+    case WF_STATE_SCHEDULER: {
+        const char *js = meta_of(f, path, e->name, true);
+        return js ? wf_lr_scheduler_load_state_dict(e->sched, js) : wf_error();
+    }
+    default: break;
+    }
+    const char *js = meta_of(f, path, e->name, true);
+    if (!js) return wf_error();
+    wf_json *v = NULL;
+    if ((rc = parse_json(path, e->name, js, &v))) return rc;
+    switch (e->kind) {
+    case WF_STATE_INT: {
+        int64_t x;
+        if (!wf__json_int(v, &x)) rc = wf__error(WF_ECORRUPT, "%s: %s: entry \"%s\" is not an integer: %s", op, path, e->name, js);
+        else if (e->owned) e->iv = x;
+        else *e->pi = x;
+        break;
+    }
+    case WF_STATE_DOUBLE: {
+        double x = NAN;
+        if (v->type == WF_JSON_NUMBER) x = v->number;
+        else if (v->type != WF_JSON_NULL) { rc = wf__error(WF_ECORRUPT, "%s: %s: entry \"%s\" is not a number: %s", op, path, e->name, js); break; }
+        if (e->owned) e->dv = x; else *e->pd = x;
+        break;
+    }
+    case WF_STATE_STRING: {
+        const char *s = wf__json_str(v);
+        if (!s) { rc = wf__error(WF_ECORRUPT, "%s: %s: entry \"%s\" is not a string", op, path, e->name); break; }
+        if (e->owned) {
+            e->str = wf__strdup(s);
+            if (!e->str) rc = wf__error(WF_ENOMEM, "%s: out of memory", op);
+        } else if (v->str_len + 1 > e->cap) {
+            rc = wf__error(WF_EINVAL, "%s: %s: string \"%s\" holds %zu bytes, the buffer only %zu", op, path, e->name,
+                           v->str_len, e->cap - 1);
+        } else {
+            memcpy(e->sbuf, s, v->str_len + 1);
+        }
+        break;
+    }
+    case WF_STATE_RNG: {
+        wf_rng_state r;
+        if (parse_u64(wf__json_get(v, "seed"), &r.seed) || parse_u64(wf__json_get(v, "offset"), &r.offset))
+            rc = wf__error(WF_ECORRUPT, "%s: %s: entry \"%s\" is not an RNG state: %s", op, path, e->name, js);
+        else
+            wf_rng_set_state(r);
+        break;
+    }
+    case WF_STATE_PRECISION: {
+        const wf_json *sc = wf__json_get(v, "scale");
+        int64_t tr;
+        if (!sc || sc->type != WF_JSON_NUMBER || !wf__json_int(wf__json_get(v, "growth_tracker"), &tr))
+            rc = wf__error(WF_ECORRUPT, "%s: %s: entry \"%s\" is not a precision state: %s", op, path, e->name, js);
+        else
+            rc = wf_precision_load_state(e->fab->precision, sc->number, tr);
+        break;
+    }
+    default:
+        rc = wf__error(WF_EINVAL, "%s: entry \"%s\" of kind %s cannot be restored in place", op, e->name,
+                       kind_names[e->kind]);
+    }
+    wf__json_free(v);
+    (void)fab;
+    return rc;
+}
+
+/* An owned remainder entry for a stored entry of kind k that was not requested. */
+static int add_remainder(wf_st_file *f, const char *path, wf_fabric_state *rest, const char *name, int k) {
+    const char *op = "wf_fabric_load";
+    int rc = 0;
+    st_entry *e;
+    switch (k) {
+    case WF_STATE_MODULE: case WF_STATE_OPTIMIZER: case WF_STATE_TENSORS: {
+        if (!(e = add_entry(rest, op, name, WF_STATE_TENSORS, "x"))) return wf_error();
+        e->owned = true;
+        if (!(e->sd = load_group(f, name))) return wf_error();
+        char *key = join(name, "param_groups");
+        if (!key) return wf__error(WF_ENOMEM, "%s: out of memory", op);
+        const char *js = wf_st_metadata(f, key);
+        wf__free(key, 0);
+        if (js && !(e->json = wf__strdup(js))) return wf__error(WF_ENOMEM, "%s: out of memory", op);
+        return 0;
+    }
+    case WF_STATE_TENSOR: {
+        if (!(e = add_entry(rest, op, name, WF_STATE_TENSOR, "x"))) return wf_error();
+        e->owned = true;
+        wf_scope_begin();
+        wf_tensor *t = wf_st_load(f, name);
+        if (t) e->t = wf_tensor_retain(t);
+        wf_scope_end();
+        return t ? 0 : wf_error();
+    }
+    case WF_STATE_INT: case WF_STATE_DOUBLE: case WF_STATE_STRING:
+        if (!(e = add_entry(rest, op, name, (wf_state_kind)k, "x"))) return wf_error();
+        e->owned = true;
+        return restore(NULL, f, path, e, false);
+    default: {   /* scheduler, rng, precision, json: the JSON text */
+        const char *js = meta_of(f, path, name, true);
+        if (!js) return wf_error();
+        if (!(e = add_entry(rest, op, name, WF_STATE_JSON, "x"))) return wf_error();
+        e->owned = true;
+        if (!(e->json = wf__strdup(js))) rc = wf__error(WF_ENOMEM, "%s: out of memory", op);
+        return rc;
+    }
+    }
+}
+
+wf_fabric_state *wf_fabric_load(wf_fabric *fab, const char *path, wf_fabric_state *state, bool strict) {
+    const char *op = "wf_fabric_load";
+    if (!fab || !path) { wf__error(WF_ENULL, "%s: NULL %s", op, fab ? "path" : "fabric"); return NULL; }
+    wf_st_file *f = wf_st_open(path);
+    if (!f) return NULL;
+    wf_fabric_state *rest = NULL;
+    wf_json *ents = NULL;
+    int rc = 0;
+    const char *fmt = wf_st_metadata(f, "weft/format");
+    if (!fmt) {
+        rc = wf__error(WF_ECORRUPT, "%s: %s is not a weft checkpoint (no \"weft/format\" metadata); for a plain "
+                       "safetensors file use wf_fabric_load_raw_module", op, path);
+        goto out;
+    }
+    if (strcmp(fmt, FORMAT)) {
+        rc = wf__error(WF_ENOTSUP, "%s: %s has checkpoint format \"%s\"; this weft reads \"%s\"", op, path, fmt, FORMAT);
+        goto out;
+    }
+    const char *ej = meta_of(f, path, "weft/entries", true);
+    if (!ej) { rc = wf_error(); goto out; }
+    if ((rc = parse_json(path, "weft/entries", ej, &ents))) goto out;
+    if (ents->type != WF_JSON_OBJECT) { rc = wf__error(WF_ECORRUPT, "%s: %s: weft/entries is not an object", op, path); goto out; }
+    for (size_t i = 0; i < ents->n; i++) {
+        const char *ks = wf__json_str(&ents->items[i]);
+        if (!ks || !kind_parse(ks) || !ents->items[i].key[0] || strlen(ents->items[i].key) != ents->items[i].key_len) {
+            rc = wf__error(WF_ECORRUPT, "%s: %s: weft/entries has an invalid entry", op, path);
+            goto out;
+        }
+    }
+    /* requested entries */
+    for (int i = 0; state && i < state->n; i++) {
+        st_entry *e = &state->v[i];
+        const wf_json *k = wf__json_get(ents, e->name);
+        if (!k) {
+            if (!strict) continue;
+            wf_sb names;
+            wf__sb_init(&names);
+            for (size_t j = 0; j < ents->n; j++) wf__sb_printf(&names, "%s\"%s\"", j ? ", " : "", ents->items[j].key);
+            rc = wf__error(WF_ENOTFOUND, "%s: %s: the requested key \"%s\" is not in the checkpoint (it has: %s); pass "
+                           "strict=false to skip it", op, path, e->name, names.buf ? names.buf : "nothing");
+            wf__sb_free(&names);
+            goto out;
+        }
+        int kind = kind_parse(wf__json_str(k));
+        bool ok = kind == (int)e->kind || (e->kind == WF_STATE_MODULE && kind == WF_STATE_TENSORS);
+        if (!ok) {
+            rc = wf__error(WF_EINVAL, "%s: %s: entry \"%s\" holds a %s, the state asks for a %s", op, path, e->name,
+                           kind_names[kind], kind_names[e->kind]);
+            goto out;
+        }
+        rc = restore(fab, f, path, e, strict);
+        if (rc) {
+            char msg[768];
+            snprintf(msg, sizeof msg, "%s", wf_error_message());
+            wf__error(rc, "%s: %s: entry \"%s\": %s", op, path, e->name, msg);
+            goto out;
+        }
+    }
+    /* the remainder */
+    if (!(rest = wf_fabric_state_new())) { rc = wf_error(); goto out; }
+    for (size_t i = 0; i < ents->n && !rc; i++) {
+        const char *name = ents->items[i].key;
+        if (find_entry(state, name) >= 0) continue;
+        rc = add_remainder(f, path, rest, name, kind_parse(wf__json_str(&ents->items[i])));
+    }
+out:
+    wf__json_free(ents);
+    wf_st_close(f);
+    if (rc) { wf_fabric_state_free(rest); return NULL; }
+    return rest;
+}
+
+/* ---------------------------------------------------------------- raw files */
+
+int wf_fabric_load_raw_module(wf_fabric *fab, const char *path, wf_module *m, bool strict) {
+    if (!fab || !path || !m) return wf__error(WF_ENULL, "wf_fabric_load_raw_module: NULL argument");
+    wf_st_file *f = wf_st_open(path);
+    if (!f) return wf_error();
+    wf_state_dict *sd = wf_state_dict_new();
+    int rc = sd ? 0 : wf__error(WF_ENOMEM, "wf_fabric_load_raw_module: out of memory");
+    for (int i = 0; i < wf_st_count(f) && !rc; i++) {
+        wf_scope_begin();
+        wf_tensor *t = wf_st_load(f, wf_st_name(f, i));
+        rc = t ? wf_state_dict_set(sd, wf_st_name(f, i), t) : wf_error();
+        wf_scope_end();
+    }
+    if (!rc) rc = wf_module_load_state_dict(m, sd, strict, NULL);
+    if (rc) {
+        char msg[768];
+        snprintf(msg, sizeof msg, "%s", wf_error_message());
+        wf__error(rc, "wf_fabric_load_raw_module: %s: %s", path, msg);
+    }
+    wf_state_dict_free(sd);
+    wf_st_close(f);
+    return rc;
+}
+
+int wf_fabric_load_raw_optimizer(wf_fabric *fab, const char *path, wf_optimizer *opt) {
+    if (!fab || !path || !opt) return wf__error(WF_ENULL, "wf_fabric_load_raw_optimizer: NULL argument");
+    wf_st_file *f = wf_st_open(path);
+    if (!f) return wf_error();
+    int rc = 0;
+    const char *js = wf_st_metadata(f, "param_groups");
+    wf_optim_state *os = NULL;
+    if (!js) rc = wf__error(WF_ECORRUPT, "wf_fabric_load_raw_optimizer: %s: no \"param_groups\" metadata entry", path);
+    else if (!(os = wf_optim_state_new(js))) rc = wf_error();
+    for (int i = 0; i < wf_st_count(f) && !rc; i++) {
+        wf_scope_begin();
+        wf_tensor *t = wf_st_load(f, wf_st_name(f, i));
+        rc = t ? wf_optim_state_add(os, wf_st_name(f, i), t) : wf_error();
+        wf_scope_end();
+    }
+    if (!rc) rc = wf_optimizer_load_state_dict(opt, os);
+    wf_optim_state_free(os);
+    wf_st_close(f);
+    return rc;
+}

@@ -1,0 +1,739 @@
+/* fabric/fabric.c: the Fabric object: construction through the connector, properties,
+ * setup of modules/optimizers/loaders, the training-step methods, collectives of a world of
+ * one, callbacks and logging. Checkpoints are in checkpoint.c. */
+#include "fabric/fabric_impl.h"
+#include "optim/optim_impl.h"
+
+#include <math.h>
+#include <pthread.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- warnings */
+
+void wf__fabric_warn(wf_fabric *fab, const char *fmt, ...) {
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    if (!fab) { fprintf(stderr, "weft: warning: %s\n", msg); return; }
+    if (!fab->quiet && fab->global_rank == 0) fprintf(stderr, "weft: warning: %s\n", msg);
+    size_t add = strlen(msg) + 1;
+    char *w = wf__realloc(fab->warnings, fab->warnings ? fab->warnings_len + 1 : 0, fab->warnings_len + add + 1);
+    if (!w) return;
+    memcpy(w + fab->warnings_len, msg, add - 1);
+    w[fab->warnings_len + add - 1] = '\n';
+    w[fab->warnings_len + add] = 0;
+    fab->warnings = w;
+    fab->warnings_len += add;
+}
+
+const char *wf_fabric_warnings(const wf_fabric *fab) {
+    return fab && fab->warnings ? fab->warnings : "";
+}
+
+/* ---------------------------------------------------------------- live Fabrics
+ * Module forward hooks carry a Fabric's id, not its address: a module may outlive the
+ * Fabric that set it up (freed in either order), and its hooks then find no live Fabric
+ * and do nothing, instead of touching freed memory. */
+
+static pthread_mutex_t live_mu = PTHREAD_MUTEX_INITIALIZER;
+static struct { uint64_t id; wf_fabric *fab; } *live;
+static int n_live, cap_live;
+static uint64_t next_id = 1;
+
+static int live_add(wf_fabric *fab) {
+    int rc = 0;
+    pthread_mutex_lock(&live_mu);
+    if (n_live == cap_live) {
+        int nc = cap_live ? cap_live * 2 : 4;
+        void *p = wf__realloc(live, (size_t)cap_live * sizeof *live, (size_t)nc * sizeof *live);
+        if (!p) rc = WF_ENOMEM;
+        else { live = p; cap_live = nc; }
+    }
+    if (!rc) {
+        fab->id = next_id++;
+        live[n_live].id = fab->id;
+        live[n_live].fab = fab;
+        n_live++;
+    }
+    pthread_mutex_unlock(&live_mu);
+    return rc;
+}
+
+static void live_remove(wf_fabric *fab) {
+    pthread_mutex_lock(&live_mu);
+    for (int i = 0; i < n_live; i++)
+        if (live[i].fab == fab) { live[i] = live[--n_live]; break; }
+    if (!n_live) { wf__free(live, (size_t)cap_live * sizeof *live); live = NULL; cap_live = 0; }
+    pthread_mutex_unlock(&live_mu);
+}
+
+static wf_fabric *live_find(void *ud) {
+    uint64_t id = (uint64_t)(uintptr_t)ud;
+    wf_fabric *f = NULL;
+    pthread_mutex_lock(&live_mu);
+    for (int i = 0; i < n_live; i++) if (live[i].id == id) { f = live[i].fab; break; }
+    pthread_mutex_unlock(&live_mu);
+    return f;
+}
+
+/* ---------------------------------------------------------------- construction */
+
+wf_fabric *wf_fabric_new(const wf_fabric_config *cfg) {
+    static const wf_fabric_config zero;
+    if (!cfg) cfg = &zero;
+    wf_fabric *fab = wf__calloc(1, sizeof *fab);
+    if (!fab) {
+        for (int i = 0; i < cfg->n_loggers; i++) if (cfg->loggers) wf_logger_free(cfg->loggers[i]);
+        wf__error(WF_ENOMEM, "wf_fabric_new: out of memory");
+        return NULL;
+    }
+    fab->quiet = cfg->quiet;
+    fab->world_size = 1;
+    int rc = live_add(fab) ? wf__error(WF_ENOMEM, "wf_fabric_new: out of memory") : 0;
+    if (cfg->n_loggers < 0 || cfg->n_callbacks < 0 || (cfg->n_loggers && !cfg->loggers) ||
+        (cfg->n_callbacks && !cfg->callbacks))
+        rc = wf__error(WF_EINVAL, "wf_fabric_new: callbacks/loggers: a count without an array (or a negative count)");
+    if (!rc && cfg->n_loggers > 0) {
+        fab->loggers = wf__calloc((size_t)cfg->n_loggers, sizeof *fab->loggers);
+        if (!fab->loggers) rc = wf__error(WF_ENOMEM, "wf_fabric_new: out of memory");
+        else {
+            for (int i = 0; i < cfg->n_loggers; i++) {
+                if (!cfg->loggers[i]) { rc = wf__error(WF_ENULL, "wf_fabric_new: loggers[%d] is NULL", i); continue; }
+                fab->loggers[fab->n_loggers++] = cfg->loggers[i];
+            }
+        }
+    } else if (cfg->n_loggers > 0) {
+        for (int i = 0; i < cfg->n_loggers; i++) wf_logger_free(cfg->loggers[i]);
+    }
+    if (!rc && cfg->n_callbacks > 0) {
+        fab->callbacks = wf__calloc((size_t)cfg->n_callbacks, sizeof *fab->callbacks);
+        if (!fab->callbacks) rc = wf__error(WF_ENOMEM, "wf_fabric_new: out of memory");
+        else {
+            memcpy(fab->callbacks, cfg->callbacks, (size_t)cfg->n_callbacks * sizeof *fab->callbacks);
+            fab->n_callbacks = cfg->n_callbacks;
+            for (int i = 0; i < cfg->n_callbacks && !rc; i++)
+                if (!cfg->callbacks[i].hooks)
+                    rc = wf__error(WF_ENULL, "wf_fabric_new: callbacks[%d] (%s) has no hook table", i,
+                                   cfg->callbacks[i].name ? cfg->callbacks[i].name : "unnamed");
+        }
+    }
+    if (!rc) rc = wf__connector_resolve(fab, cfg, &fab->conn);
+    if (!rc) {
+        fab->device = fab->conn.accel->device_type == WF_DEV_CUDA ? WF_CUDA(fab->conn.devices[0]) : WF_CPU;
+        fab->world_size = fab->conn.n_devices * fab->conn.num_nodes;   /* 1 here (connector) */
+        char warn[512] = "";
+        fab->precision = wf_precision_new(fab->conn.precision, fab->device, warn, sizeof warn);
+        if (!fab->precision) {
+            rc = wf_error() ? wf_error() : WF_EINVAL;
+            char msg[1024];
+            snprintf(msg, sizeof msg, "%s", wf_error_message());
+            wf__error(rc, "wf_fabric_new: precision: %s", msg);
+        } else if (warn[0]) {
+            wf__fabric_warn(fab, "%s", warn);
+        }
+    }
+    if (rc) { wf_fabric_free(fab); return NULL; }
+    return fab;
+}
+
+/* Release what the Fabric holds for a module. The module itself may already be freed: its
+ * forward hooks stay registered and find no live Fabric (see live_find). The gradient
+ * detectors sit on parameters the Fabric retains, so they are removed safely. */
+static void unhook_module(wf_fab_module *fm, bool module_alive) {
+    if (module_alive && fm->pre_hook >= 0) wf_module_remove_hook(fm->m, fm->pre_hook);
+    if (module_alive && fm->post_hook >= 0) wf_module_remove_hook(fm->m, fm->post_hook);
+    for (int i = 0; i < fm->n_params; i++) {
+        wf_remove_grad_hook(fm->params[i], fm->hook_ids[i]);
+        wf_tensor_free(fm->params[i]);
+    }
+    wf__free(fm->params, 0);
+    wf__free(fm->hook_ids, 0);
+}
+
+void wf_fabric_free(wf_fabric *fab) {
+    if (!fab) return;
+    live_remove(fab);
+    for (int i = 0; i < fab->n_modules; i++) unhook_module(&fab->modules[i], false);
+    wf__free(fab->modules, 0);
+    wf__free(fab->opts, 0);
+    for (int i = 0; i < fab->n_loggers; i++) wf_logger_free(fab->loggers[i]);
+    wf__free(fab->loggers, 0);
+    wf__free(fab->callbacks, 0);
+    wf__free(fab->warnings, 0);
+    wf_precision_free(fab->precision);
+    wf__free(fab, sizeof *fab);
+}
+
+/* ---------------------------------------------------------------- properties */
+
+wf_device wf_fabric_device(const wf_fabric *fab) { return fab ? fab->device : WF_CPU; }
+int wf_fabric_global_rank(const wf_fabric *fab) { return fab ? fab->global_rank : 0; }
+int wf_fabric_local_rank(const wf_fabric *fab) { return fab ? fab->local_rank : 0; }
+int wf_fabric_node_rank(const wf_fabric *fab) { return fab ? fab->node_rank : 0; }
+int wf_fabric_world_size(const wf_fabric *fab) { return fab ? fab->world_size : 1; }
+bool wf_fabric_is_global_zero(const wf_fabric *fab) { return !fab || fab->global_rank == 0; }
+int wf_fabric_num_nodes(const wf_fabric *fab) { return fab ? fab->conn.num_nodes : 1; }
+int wf_fabric_num_devices(const wf_fabric *fab) { return fab ? fab->conn.n_devices : 1; }
+const char *wf_fabric_accelerator_name(const wf_fabric *fab) { return fab ? fab->conn.accel->name : ""; }
+const char *wf_fabric_strategy_name(const wf_fabric *fab) { return fab ? fab->conn.strategy->name : ""; }
+const char *wf_fabric_precision_name(const wf_fabric *fab) { return fab ? wf_precision_name(fab->precision) : ""; }
+wf_precision *wf_fabric_precision(wf_fabric *fab) { return fab ? fab->precision : NULL; }
+int wf_fabric_num_loggers(const wf_fabric *fab) { return fab ? fab->n_loggers : 0; }
+wf_logger *wf_fabric_logger_at(const wf_fabric *fab, int i) {
+    return fab && i >= 0 && i < fab->n_loggers ? fab->loggers[i] : NULL;
+}
+wf_logger *wf_fabric_logger(const wf_fabric *fab) { return wf_fabric_logger_at(fab, 0); }
+
+/* ---------------------------------------------------------------- module hooks */
+
+static int fab_pre_hook(wf_module *m, wf_tensor **input, void *ud) {
+    wf_fabric *fab = live_find(ud);
+    (void)m;
+    if (!fab) return 0;
+    if (fab->forward_depth++ == 0) {
+        int rc = wf_precision_forward_begin(fab->precision);
+        if (rc) { fab->forward_depth--; return rc; }
+    }
+    if (fab->forward_depth == 1 && wf_precision_param_dtype(fab->precision) != WF_F32 &&
+        !wf_precision_is_mixed(fab->precision)) {
+        wf_tensor *x = wf_precision_convert_input(fab->precision, *input);
+        if (!x) return wf_error() ? wf_error() : WF_ENOMEM;
+        *input = x;
+    }
+    return 0;
+}
+
+static int fab_post_hook(wf_module *m, wf_tensor *input, wf_tensor **output, void *ud) {
+    wf_fabric *fab = live_find(ud);
+    (void)m; (void)input;
+    if (!fab || fab->forward_depth <= 0) return 0;
+    int rc = 0;
+    if (--fab->forward_depth == 0) {
+        rc = wf_precision_forward_end(fab->precision);
+        if (!rc && wf_precision_param_dtype(fab->precision) != WF_F32 && !wf_precision_is_mixed(fab->precision)) {
+            wf_tensor *y = wf_precision_convert_output(fab->precision, *output);
+            if (!y) return wf_error() ? wf_error() : WF_ENOMEM;
+            *output = y;
+        }
+    }
+    return rc;
+}
+
+/* A forward that failed between its hooks leaves the precision's forward context open:
+ * close it before anything that runs outside a forward. */
+static void unwind_forward(wf_fabric *fab) {
+    if (fab->forward_depth > 0) {
+        fab->forward_depth = 0;
+        wf_precision_forward_end(fab->precision);
+    }
+}
+
+static void plain_backward_detector(wf_tensor *leaf, void *ud) {
+    wf_fabric *fab = ud;
+    (void)leaf;
+    if (!fab->in_backward) fab->plain_backward_seen = true;
+}
+
+static int find_module(const wf_fabric *fab, const wf_module *m) {
+    for (int i = 0; i < fab->n_modules; i++) if (fab->modules[i].m == m) return i;
+    return -1;
+}
+static int find_opt(const wf_fabric *fab, const wf_optimizer *o) {
+    for (int i = 0; i < fab->n_opts; i++) if (fab->opts[i] == o) return i;
+    return -1;
+}
+bool wf_fabric_is_setup_module(const wf_fabric *fab, const wf_module *m) { return fab && m && find_module(fab, m) >= 0; }
+bool wf_fabric_is_setup_optimizer(const wf_fabric *fab, const wf_optimizer *o) { return fab && o && find_opt(fab, o) >= 0; }
+
+/* all parameters of m (array owned by the caller, wf__free(p, 0)) */
+static int module_params(wf_module *m, wf_tensor ***out) {
+    int n = wf_module_parameters(m, NULL, NULL, 0);
+    if (n < 0) return n;
+    wf_tensor **p = wf__calloc((size_t)(n ? n : 1), sizeof *p);
+    if (!p) return wf__error(WF_ENOMEM, "wf_fabric_setup: out of memory");
+    wf_module_parameters(m, p, NULL, n);
+    *out = p;
+    return n;
+}
+
+static int move_state_tensor(wf_tensor **slot, wf_tensor *param) {
+    if (!*slot) return 0;
+    wf_tensor *t = *slot;
+    if (wf_device_eq(t->device, param->device) && (t->dtype == param->dtype || !wf_dtype_is_floating(t->dtype)))
+        return 0;
+    wf_scope_begin();
+    wf_tensor *n = wf_to_device(t, param->device);
+    if (n && wf_dtype_is_floating(t->dtype)) n = wf_to_dtype(n, param->dtype);
+    n = n ? wf_contiguous(n) : NULL;
+    if (n) { wf_keep(n); }
+    wf_scope_end();
+    if (!n) return wf_error() ? wf_error() : WF_ENOMEM;
+    wf__scope_unregister(n);
+    wf_tensor_free(t);
+    *slot = n;
+    return 0;
+}
+
+/* After the module's tensors were replaced (cast / moved), point the optimizers at the new
+ * parameters and move their state along. */
+static int repoint_optimizers(wf_optimizer *const *opts, int n_opts, wf_tensor **olds, wf_tensor **news, int np) {
+    for (int k = 0; k < n_opts; k++) {
+        wf_optimizer *o = opts[k];
+        for (int g = 0; g < o->n_groups; g++) {
+            wf_param_group *grp = &o->groups[g];
+            for (int i = 0; i < grp->n; i++) {
+                for (int j = 0; j < np; j++) {
+                    if (grp->params[i] != olds[j] || olds[j] == news[j]) continue;
+                    wf_tensor_retain(news[j]);
+                    wf_tensor_free(grp->params[i]);
+                    grp->params[i] = news[j];
+                    wf_param_state *st = &o->state[grp->first_index + i];
+                    int rc = move_state_tensor(&st->exp_avg, news[j]);
+                    if (!rc) rc = move_state_tensor(&st->exp_avg_sq, news[j]);
+                    if (!rc) rc = move_state_tensor(&st->max_exp_avg_sq, news[j]);
+                    if (!rc) rc = move_state_tensor(&st->momentum_buffer, news[j]);
+                    if (!rc) rc = move_state_tensor(&st->square_avg, news[j]);
+                    if (!rc) rc = move_state_tensor(&st->grad_avg, news[j]);
+                    if (!rc) rc = move_state_tensor(&st->sum, news[j]);
+                    if (rc) return rc;
+                    break;
+                }
+            }
+        }
+    }
+    return 0;
+}
+
+static int grow(void **arr, int *cap, int n, size_t elem) {
+    if (n < *cap) return 0;
+    int nc = *cap ? *cap * 2 : 4;
+    void *p = wf__realloc(*arr, (size_t)*cap * elem, (size_t)nc * elem);
+    if (!p) return WF_ENOMEM;
+    *arr = p;
+    *cap = nc;
+    return 0;
+}
+
+static int setup_impl(const char *op, wf_fabric *fab, wf_module *m, wf_optimizer *const *opts, int n_opts,
+                      bool move) {
+    if (!fab || !m) return wf__error(WF_ENULL, "%s: NULL %s", op, fab ? "module" : "fabric");
+    if (n_opts < 0 || (n_opts && !opts)) return wf__error(WF_EINVAL, "%s: n_opts=%d without an array", op, n_opts);
+    if (find_module(fab, m) >= 0)
+        return wf__error(WF_ESTATE, "%s: the module (%s) has already been set up with this Fabric; set it up once",
+                         op, wf_module_type(m));
+    for (int k = 0; k < n_opts; k++) {
+        if (!opts[k]) return wf__error(WF_ENULL, "%s: optimizer %d is NULL", op, k);
+        if (find_opt(fab, opts[k]) >= 0)
+            return wf__error(WF_ESTATE, "%s: optimizer %d (%s) has already been set up with this Fabric", op, k,
+                             wf_optimizer_name(opts[k]));
+        for (int j = 0; j < k; j++)
+            if (opts[j] == opts[k]) return wf__error(WF_EINVAL, "%s: optimizer %d is passed twice", op, k);
+    }
+    wf_tensor **olds = NULL, **news = NULL;
+    int np = module_params(m, &olds);
+    if (np < 0) return np;
+    int rc = 0;
+    /* every optimizer parameter must belong to the module */
+    for (int k = 0; k < n_opts && !rc; k++) {
+        wf_optimizer *o = opts[k];
+        for (int g = 0; g < o->n_groups && !rc; g++)
+            for (int i = 0; i < o->groups[g].n && !rc; i++) {
+                bool found = false;
+                for (int j = 0; j < np && !found; j++) found = o->groups[g].params[i] == olds[j];
+                if (!found)
+                    rc = wf__error(WF_EINVAL, "%s: optimizer %d (%s) holds a parameter (group %d, index %d) that is "
+                                   "not a parameter of the module being set up", op, k, wf_optimizer_name(o), g, i);
+            }
+    }
+    for (int j = 0; j < np; j++) wf_tensor_retain(olds[j]);   /* keep old handles alive for the mapping */
+    if (!rc) rc = wf_precision_convert_module(fab->precision, m);
+    if (!rc && move) rc = wf_module_to(m, fab->device, WF_DTYPE_DEFAULT);
+    if (!rc) {
+        int np2 = module_params(m, &news);
+        if (np2 < 0) rc = np2;
+        else if (np2 != np) rc = wf__error(WF_ESTATE, "%s: the module's parameter count changed while moving it", op);
+    }
+    if (!rc) rc = repoint_optimizers(opts, n_opts, olds, news, np);
+    for (int j = 0; j < np; j++) wf_tensor_free(olds[j]);
+    wf__free(olds, 0);
+    /* register */
+    if (!rc && (grow((void **)&fab->modules, &fab->cap_modules, fab->n_modules, sizeof *fab->modules) ||
+                grow((void **)&fab->opts, &fab->cap_opts, fab->n_opts + n_opts, sizeof *fab->opts)))
+        rc = wf__error(WF_ENOMEM, "%s: out of memory", op);
+    while (!rc && fab->n_opts + n_opts > fab->cap_opts)
+        if (grow((void **)&fab->opts, &fab->cap_opts, fab->cap_opts, sizeof *fab->opts))
+            rc = wf__error(WF_ENOMEM, "%s: out of memory", op);
+    if (!rc) {
+        wf_fab_module fm = { .m = m, .pre_hook = -1, .post_hook = -1 };
+        fm.pre_hook = wf_module_register_forward_pre_hook(m, fab_pre_hook, (void *)(uintptr_t)fab->id);
+        fm.post_hook = fm.pre_hook >= 0 ? wf_module_register_forward_hook(m, fab_post_hook, (void *)(uintptr_t)fab->id) : -1;
+        if (fm.pre_hook < 0 || fm.post_hook < 0) rc = wf_error() ? wf_error() : WF_ENOMEM;
+        if (!rc && (wf_precision_needs_fabric_backward(fab->precision) || fab->force_backward_check) && np > 0) {
+            fm.params = wf__calloc((size_t)np, sizeof *fm.params);
+            fm.hook_ids = wf__calloc((size_t)np, sizeof *fm.hook_ids);
+            if (!fm.params || !fm.hook_ids) rc = wf__error(WF_ENOMEM, "%s: out of memory", op);
+            for (int j = 0; j < np && !rc; j++) {
+                int h = wf_register_grad_hook(news[j], plain_backward_detector, fab);
+                if (h < 0) { rc = h; break; }
+                fm.params[j] = wf_tensor_retain(news[j]);
+                fm.hook_ids[j] = h;
+                fm.n_params++;
+            }
+        }
+        if (rc) unhook_module(&fm, true);
+        else {
+            fab->modules[fab->n_modules++] = fm;
+            for (int k = 0; k < n_opts; k++) fab->opts[fab->n_opts++] = opts[k];
+        }
+    }
+    wf__free(news, 0);
+    return rc;
+}
+
+int wf_fabric_setup(wf_fabric *fab, wf_module *m, wf_optimizer *const *opts, int n_opts, wf_lr_scheduler *sched) {
+    (void)sched;   /* schedulers need no wrapping; kept for Fabric's signature */
+    return setup_impl("wf_fabric_setup", fab, m, opts, n_opts, true);
+}
+
+int wf_fabric_setup_module(wf_fabric *fab, wf_module *m, bool move_to_device) {
+    return setup_impl("wf_fabric_setup_module", fab, m, NULL, 0, move_to_device);
+}
+
+int wf_fabric_setup_optimizers(wf_fabric *fab, wf_optimizer *const *opts, int n_opts) {
+    const char *op = "wf_fabric_setup_optimizers";
+    if (!fab) return wf__error(WF_ENULL, "%s: NULL fabric", op);
+    if (n_opts < 1 || !opts) return wf__error(WF_EINVAL, "%s: at least one optimizer is required", op);
+    for (int k = 0; k < n_opts; k++) {
+        if (!opts[k]) return wf__error(WF_ENULL, "%s: optimizer %d is NULL", op, k);
+        if (find_opt(fab, opts[k]) >= 0)
+            return wf__error(WF_ESTATE, "%s: optimizer %d (%s) has already been set up with this Fabric", op, k,
+                             wf_optimizer_name(opts[k]));
+        for (int g = 0; g < opts[k]->n_groups; g++)
+            for (int i = 0; i < opts[k]->groups[g].n; i++) {
+                wf_tensor *p = opts[k]->groups[g].params[i];
+                if (!wf_device_eq(p->device, fab->device)) {
+                    char a[16], b[16];
+                    return wf__error(WF_EDEVICE, "%s: optimizer %d has a parameter on %s, the Fabric runs on %s: call "
+                                     "wf_fabric_setup_module first and build the optimizer from its parameters", op, k,
+                                     wf_device_str(p->device, a, sizeof a), wf_device_str(fab->device, b, sizeof b));
+                }
+            }
+    }
+    while (fab->n_opts + n_opts > fab->cap_opts)
+        if (grow((void **)&fab->opts, &fab->cap_opts, fab->cap_opts, sizeof *fab->opts))
+            return wf__error(WF_ENOMEM, "%s: out of memory", op);
+    for (int k = 0; k < n_opts; k++) fab->opts[fab->n_opts++] = opts[k];
+    return 0;
+}
+
+/* ---------------------------------------------------------------- loaders */
+
+wf_fabric_loader *wf_fabric_setup_dataloader(wf_fabric *fab, wf_dataloader *dl, const wf_fabric_loader_opts *o) {
+    static const wf_fabric_loader_opts zero;
+    if (!o) o = &zero;
+    if (!fab || !dl) {
+        wf_dataloader_free(dl);
+        wf__error(WF_ENULL, "wf_fabric_setup_dataloader: NULL %s", fab ? "loader" : "fabric");
+        return NULL;
+    }
+    wf_fabric_loader *l = wf__calloc(1, sizeof *l);
+    if (!l) {
+        wf_dataloader_free(dl);
+        wf__error(WF_ENOMEM, "wf_fabric_setup_dataloader: out of memory");
+        return NULL;
+    }
+    l->fab = fab;
+    l->dl = dl;
+    l->move = !o->no_move_to_device && fab->device.type != WF_DEV_CPU;
+    /* Sampler injection point: with world size > 1 the sampler becomes a distributed one
+     * (dist/). With one process the loader's own sampler already yields the whole epoch. */
+    return l;
+}
+
+int wf_fabric_loader_set_epoch(wf_fabric_loader *l, uint64_t epoch) {
+    if (!l) return wf__error(WF_ENULL, "wf_fabric_loader_set_epoch: NULL loader");
+    return wf_dataloader_set_epoch(l->dl, epoch);
+}
+
+int wf_fabric_loader_next(wf_fabric_loader *l, wf_tensor **out) {
+    if (!l || !out) return wf__error(WF_ENULL, "wf_fabric_loader_next: NULL argument");
+    int rc = wf_dataloader_next(l->dl, out);
+    if (rc != 1 || !l->move) return rc;
+    int nf = wf_dataloader_n_fields(l->dl);
+    for (int i = 0; i < nf; i++) {
+        wf_tensor *t = wf_to_device(out[i], l->fab->device);
+        if (!t) return wf_error() ? wf_error() : WF_ENOMEM;
+        out[i] = t;
+    }
+    return 1;
+}
+
+int64_t wf_fabric_loader_len(const wf_fabric_loader *l) { return l ? wf_dataloader_len(l->dl) : -1; }
+wf_dataloader *wf_fabric_loader_inner(wf_fabric_loader *l) { return l ? l->dl : NULL; }
+void wf_fabric_loader_free(wf_fabric_loader *l) {
+    if (!l) return;
+    wf_dataloader_free(l->dl);
+    wf__free(l, sizeof *l);
+}
+
+/* ---------------------------------------------------------------- training step */
+
+static int check_plain_backward(wf_fabric *fab, const char *op) {
+    if (!fab->plain_backward_seen) return 0;
+    fab->plain_backward_seen = false;
+    return wf__error(WF_ESTATE, "%s: the gradients of a module set up with this Fabric were computed by a plain "
+                     "wf_backward(loss); precision \"%s\" needs wf_fabric_backward(fab, loss, model) (the loss must be "
+                     "scaled), otherwise the update would use wrongly scaled gradients", op,
+                     wf_precision_name(fab->precision));
+}
+
+int wf_fabric_backward(wf_fabric *fab, wf_tensor *loss, wf_module *model) {
+    if (!fab || !loss) {
+        if (!fab) return wf__error(WF_ENULL, "wf_fabric_backward: NULL fabric");
+        return wf_error() ? wf_error() : wf__error(WF_ENULL, "wf_fabric_backward: NULL loss");
+    }
+    if (model && find_module(fab, model) < 0)
+        return wf__error(WF_ESTATE, "wf_fabric_backward: the model (%s) was not set up with this Fabric",
+                         wf_module_type(model));
+    unwind_forward(fab);
+    fab->in_backward = true;
+    int rc = wf_precision_backward(fab->precision, loss);
+    fab->in_backward = false;
+    return rc;
+}
+
+int wf_fabric_step(wf_fabric *fab, wf_optimizer *opt, bool *skipped) {
+    if (skipped) *skipped = false;
+    if (!fab || !opt) return wf__error(WF_ENULL, "wf_fabric_step: NULL %s", fab ? "optimizer" : "fabric");
+    if (find_opt(fab, opt) < 0)
+        return wf__error(WF_ESTATE, "wf_fabric_step: the optimizer (%s) was not set up with this Fabric "
+                         "(wf_fabric_setup or wf_fabric_setup_optimizers)", wf_optimizer_name(opt));
+    int rc = check_plain_backward(fab, "wf_fabric_step");
+    if (rc) return rc;
+    return wf_precision_optimizer_step(fab->precision, opt, skipped);
+}
+
+int wf_fabric_scheduler_step(wf_fabric *fab, wf_lr_scheduler *sched) {
+    if (!fab || !sched) return wf__error(WF_ENULL, "wf_fabric_scheduler_step: NULL argument");
+    if (wf_precision_last_step_skipped(fab->precision)) return 0;
+    return wf_lr_scheduler_step(sched);
+}
+
+int wf_fabric_clip_gradients(wf_fabric *fab, wf_module *m, wf_optimizer *opt, const wf_clip_opts *o,
+                             double *total_norm) {
+    const char *op = "wf_fabric_clip_gradients";
+    if (total_norm) *total_norm = 0;
+    if (!fab || !o || (!m && !opt)) return wf__error(WF_ENULL, "%s: NULL argument", op);
+    bool has_val = o->clip_val != 0, has_norm = o->max_norm != 0;
+    if (has_val && has_norm)
+        return wf__error(WF_EINVAL, "%s: only one of clip_val (%g) or max_norm (%g) can be set", op, o->clip_val,
+                         o->max_norm);
+    if (!has_val && !has_norm) return wf__error(WF_EINVAL, "%s: you have to specify either clip_val or max_norm", op);
+    if ((has_val && !(o->clip_val > 0)) || (has_norm && !(o->max_norm > 0)))
+        return wf__error(WF_EINVAL, "%s: clip_val and max_norm must be positive, got %g", op,
+                         has_val ? o->clip_val : o->max_norm);
+    int rc = check_plain_backward(fab, op);
+    if (rc) return rc;
+    if (opt) {
+        if (find_opt(fab, opt) < 0)
+            return wf__error(WF_ESTATE, "%s: the optimizer (%s) was not set up with this Fabric", op, wf_optimizer_name(opt));
+        if ((rc = wf_precision_unscale(fab->precision, opt))) return rc;
+    } else if (wf_precision_grad_scaler(fab->precision)) {
+        return wf__error(WF_EINVAL, "%s: precision \"%s\" scales the loss: pass the optimizer so the gradients can be "
+                         "unscaled before clipping", op, wf_precision_name(fab->precision));
+    }
+    wf_tensor **ps = NULL;
+    int n = 0;
+    if (opt) {
+        for (int g = 0; g < opt->n_groups; g++) n += opt->groups[g].n;
+        ps = wf__calloc((size_t)(n ? n : 1), sizeof *ps);
+        if (!ps) return wf__error(WF_ENOMEM, "%s: out of memory", op);
+        int k = 0;
+        for (int g = 0; g < opt->n_groups; g++)
+            for (int i = 0; i < opt->groups[g].n; i++) ps[k++] = opt->groups[g].params[i];
+    } else {
+        n = module_params(m, &ps);
+        if (n < 0) return n;
+    }
+    if (has_norm)
+        rc = wf_clip_grad_norm_(ps, n, o->max_norm, o->norm_type ? o->norm_type : 2.0, !o->no_error_if_nonfinite,
+                                total_norm);
+    else
+        rc = wf_clip_grad_value_(ps, n, o->clip_val);
+    wf__free(ps, 0);
+    return rc;
+}
+
+int wf_fabric_autocast_begin(wf_fabric *fab) {
+    if (!fab) return wf__error(WF_ENULL, "wf_fabric_autocast_begin: NULL fabric");
+    return wf_precision_forward_begin(fab->precision);
+}
+int wf_fabric_autocast_end(wf_fabric *fab) {
+    if (!fab) return wf__error(WF_ENULL, "wf_fabric_autocast_end: NULL fabric");
+    return wf_precision_forward_end(fab->precision);
+}
+
+wf_tensor *wf_fabric_to_device(wf_fabric *fab, wf_tensor *t) {
+    if (!fab) { wf__error(WF_ENULL, "wf_fabric_to_device: NULL fabric"); return NULL; }
+    if (!t) return NULL;
+    return wf_to_device(t, fab->device);
+}
+
+int wf_fabric_module_to_device(wf_fabric *fab, wf_module *m) {
+    if (!fab || !m) return wf__error(WF_ENULL, "wf_fabric_module_to_device: NULL argument");
+    return wf_module_to(m, fab->device, WF_DTYPE_DEFAULT);
+}
+
+int wf_fabric_print(const wf_fabric *fab, const char *fmt, ...) {
+    if (fab && fab->local_rank != 0) return 0;
+    va_list ap;
+    va_start(ap, fmt);
+    int r = vprintf(fmt, ap);
+    va_end(ap);
+    return r;
+}
+
+/* ---------------------------------------------------------------- seeding */
+
+uint64_t wf_seed_everything(uint64_t seed, bool workers) {
+    char b[32];
+    snprintf(b, sizeof b, "%llu", (unsigned long long)seed);
+    setenv("WF_GLOBAL_SEED", b, 1);
+    setenv("WF_SEED_WORKERS", workers ? "1" : "0", 1);
+    wf_manual_seed(seed);
+    srand((unsigned)seed);
+    return seed;
+}
+
+uint64_t wf_fabric_global_seed(bool *found) {
+    const char *s = getenv("WF_GLOBAL_SEED");
+    if (found) *found = s && *s;
+    return s && *s ? strtoull(s, NULL, 10) : 0;
+}
+
+static uint64_t splitmix64(uint64_t x) {
+    x += 0x9e3779b97f4a7c15ull;
+    x = (x ^ (x >> 30)) * 0xbf58476d1ce4e5b9ull;
+    x = (x ^ (x >> 27)) * 0x94d049bb133111ebull;
+    return x ^ (x >> 31);
+}
+
+uint64_t wf_worker_seed(uint64_t base_seed, int worker, int rank) {
+    uint64_t h = splitmix64(base_seed);
+    h = splitmix64(h ^ (uint64_t)(uint32_t)worker);
+    h = splitmix64(h ^ ((uint64_t)(uint32_t)rank << 32));
+    return h;
+}
+
+/* ---------------------------------------------------------------- init contexts */
+
+int wf_fabric_init_module_begin(wf_fabric *fab, bool empty_init) {
+    (void)empty_init;
+    if (!fab) return wf__error(WF_ENULL, "wf_fabric_init_module_begin: NULL fabric");
+    int rc = wf_precision_init_begin(fab->precision);
+    if (!rc) fab->init_depth++;
+    return rc;
+}
+int wf_fabric_init_module_end(wf_fabric *fab) {
+    if (!fab) return wf__error(WF_ENULL, "wf_fabric_init_module_end: NULL fabric");
+    if (fab->init_depth <= 0) return wf__error(WF_ESTATE, "wf_fabric_init_module_end: no init context is open");
+    fab->init_depth--;
+    return wf_precision_init_end(fab->precision);
+}
+int wf_fabric_init_tensor_begin(wf_fabric *fab) { return wf_fabric_init_module_begin(fab, false); }
+int wf_fabric_init_tensor_end(wf_fabric *fab) { return wf_fabric_init_module_end(fab); }
+
+/* ---------------------------------------------------------------- collectives */
+
+static int check_src(wf_fabric *fab, const char *op, int src) {
+    if (!fab) return wf__error(WF_ENULL, "%s: NULL fabric", op);
+    if (src < 0 || src >= fab->world_size)
+        return wf__error(WF_EINVAL, "%s: src=%d is not a rank (world size %d)", op, src, fab->world_size);
+    return 0;
+}
+
+int wf_fabric_barrier(wf_fabric *fab, const char *name) {
+    (void)name;
+    return fab ? 0 : wf__error(WF_ENULL, "wf_fabric_barrier: NULL fabric");
+}
+
+wf_tensor *wf_fabric_broadcast(wf_fabric *fab, wf_tensor *t, int src) {
+    if (check_src(fab, "wf_fabric_broadcast", src) || !t) return NULL;
+    return wf_detach(t);
+}
+
+int wf_fabric_broadcast_bytes(wf_fabric *fab, void *buf, size_t n, int src) {
+    int rc = check_src(fab, "wf_fabric_broadcast_bytes", src);
+    if (rc) return rc;
+    if (n && !buf) return wf__error(WF_ENULL, "wf_fabric_broadcast_bytes: NULL buffer");
+    return 0;
+}
+
+wf_tensor *wf_fabric_all_gather(wf_fabric *fab, wf_tensor *t, bool sync_grads) {
+    if (!fab) { wf__error(WF_ENULL, "wf_fabric_all_gather: NULL fabric"); return NULL; }
+    if (!t) return NULL;
+    if (sync_grads) return wf_view(t, wf_shape(t), wf_ndim(t));   /* keeps the graph */
+    return wf_detach(t);
+}
+
+wf_tensor *wf_fabric_all_reduce(wf_fabric *fab, wf_tensor *t, wf_fabric_reduce op) {
+    if (!fab) { wf__error(WF_ENULL, "wf_fabric_all_reduce: NULL fabric"); return NULL; }
+    if (!t) return NULL;
+    if ((int)op < 0 || op > WF_FABRIC_MIN) {
+        wf__error(WF_EINVAL, "wf_fabric_all_reduce: unknown reduce op %d (mean, sum, max, min)", (int)op);
+        return NULL;
+    }
+    wf_tensor *r = NULL;
+    WF_NO_GRAD { r = wf_clone(t); }
+    return r;
+}
+
+int wf_fabric_no_backward_sync_begin(wf_fabric *fab, wf_module *m, bool enabled) {
+    if (!fab || !m) return wf__error(WF_ENULL, "wf_fabric_no_backward_sync_begin: NULL argument");
+    if (find_module(fab, m) < 0)
+        return wf__error(WF_ESTATE, "wf_fabric_no_backward_sync_begin: you need to set up the model first: "
+                         "wf_fabric_setup(fab, model, ...)");
+    (void)enabled;   /* one process: nothing to skip */
+    fab->no_sync_depth++;
+    return 0;
+}
+int wf_fabric_no_backward_sync_end(wf_fabric *fab) {
+    if (!fab) return wf__error(WF_ENULL, "wf_fabric_no_backward_sync_end: NULL fabric");
+    if (fab->no_sync_depth <= 0) return wf__error(WF_ESTATE, "wf_fabric_no_backward_sync_end: no block is open");
+    fab->no_sync_depth--;
+    return 0;
+}
+int wf_fabric_rank_zero_first_begin(wf_fabric *fab, bool local) {
+    (void)local;
+    if (!fab) return wf__error(WF_ENULL, "wf_fabric_rank_zero_first_begin: NULL fabric");
+    fab->rzf_depth++;
+    return 0;
+}
+int wf_fabric_rank_zero_first_end(wf_fabric *fab) {
+    if (!fab) return wf__error(WF_ENULL, "wf_fabric_rank_zero_first_end: NULL fabric");
+    if (fab->rzf_depth <= 0) return wf__error(WF_ESTATE, "wf_fabric_rank_zero_first_end: no block is open");
+    fab->rzf_depth--;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- logging */
+
+int wf_fabric_log(wf_fabric *fab, const char *name, double value, int64_t step) {
+    return wf_fabric_log_dict(fab, &name, &value, 1, step);
+}
+
+int wf_fabric_log_dict(wf_fabric *fab, const char *const *names, const double *values, int n, int64_t step) {
+    if (!fab || (n > 0 && (!names || !values))) return wf__error(WF_ENULL, "wf_fabric_log_dict: NULL argument");
+    if (fab->global_rank != 0) return 0;
+    int first = 0;
+    for (int i = 0; i < fab->n_loggers; i++) {
+        int rc = wf_logger_log_metrics(fab->loggers[i], names, values, n, step);
+        if (rc && !first) first = rc;
+    }
+    return first;
+}
