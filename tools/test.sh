@@ -7,6 +7,13 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 bash tools/deps.sh || exit 1
+# Python readers used by interop tests (safetensors, TensorBoard); those tests skip with a
+# message when the packages cannot be installed.
+if ! python3 -c "import safetensors, numpy, tensorboard" 2>/dev/null; then
+  python3 -m pip install -q safetensors numpy tensorboard 2>/dev/null ||
+    python3 -m pip install -q --user --break-system-packages safetensors numpy tensorboard 2>/dev/null ||
+    echo "weft: could not install the Python packages safetensors/numpy/tensorboard; their checks will skip"
+fi
 export OMPI_ALLOW_RUN_AS_ROOT=1 OMPI_ALLOW_RUN_AS_ROOT_CONFIRM=1
 passed=0; failed=0; skipped=0
 run_suite() {   # $1 = build dir, rest = meson setup options
