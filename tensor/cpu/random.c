@@ -17,8 +17,9 @@
  *                     counters used: ceil(n/4) (f32/f16/bf16), ceil(n/2) (f64)
  *   normal            r = philox(i/2)   (both elements of a pair share one counter)
  *                     f32/f16/bf16 (float math): u1 = ((r[0] >> 8) + 1) * 2^-24 in (0,1],
- *                        u2 = u01(r[1]); rad = sqrtf(-2 logf(u1));
- *                        z = i even ? rad * cosf(2 pi u2) : rad * sinf(2 pi u2);
+ *                        u2 = u01(r[1]); in double, with weft's own log/sincos
+ *                        (tensor/random_math.h): rad = sqrt(-2 log(u1)),
+ *                        z = (float)(i even ? rad * cos(2 pi u2) : rad * sin(2 pi u2));
  *                        v = (float)mean + (float)std * z, rounded to y's dtype
  *                     f64 (double math): u1 = 1 - u01d(r[0], r[1]) in (0,1],
  *                        u2 = u01d(r[2], r[3]); same z; v = mean + std * z
@@ -34,6 +35,7 @@
  *
  * The front-end reserves the counters (wf__rng_reserve) and passes the first as offset. */
 #include "cpu_kernels.h"
+#include "../random_math.h"
 #include "weft_config.h"
 
 #include <math.h>
@@ -130,9 +132,10 @@ int wf__cpu_rand_normal(wf_tensor *y, uint64_t seed, uint64_t offset, double mea
             wf__philox4x32(seed, offset + (uint64_t)c, r);
             double u1 = 1.0 - wf__u01d(r[0], r[1]);
             double u2 = wf__u01d(r[2], r[3]);
-            double rad = sqrt(-2.0 * log(u1));
-            ((double *)yp)[2 * c] = mean + std * (rad * cos(TWO_PI * u2));
-            if (2 * c + 1 < n) ((double *)yp)[2 * c + 1] = mean + std * (rad * sin(TWO_PI * u2));
+            double rad = sqrt(-2.0 * wf__rm_log(u1)), sn, cs;
+            wf__rm_sincos(TWO_PI * u2, &sn, &cs);
+            ((double *)yp)[2 * c] = mean + std * (rad * cs);
+            if (2 * c + 1 < n) ((double *)yp)[2 * c + 1] = mean + std * (rad * sn);
         }
         return 0;
     }
@@ -145,9 +148,13 @@ int wf__cpu_rand_normal(wf_tensor *y, uint64_t seed, uint64_t offset, double mea
         wf__philox4x32(seed, offset + (uint64_t)c, r);
         float u1 = (float)((r[0] >> 8) + 1) * (1.0f / 16777216.0f);
         float u2 = wf__u01(r[1]);
-        float rad = sqrtf(-2.0f * logf(u1));
-        store_f(yp, 2 * c, dt, mean_f + std_f * (rad * cosf(TWO_PI_F * u2)), 0, false);
-        if (2 * c + 1 < n) store_f(yp, 2 * c + 1, dt, mean_f + std_f * (rad * sinf(TWO_PI_F * u2)), 0, false);
+        /* the transform in double with weft's own log/sincos (tensor/random_math.h), so the
+         * CUDA kernel produces the same bits; the result rounds to float once */
+        double rad = sqrt(-2.0 * wf__rm_log((double)u1)), sn, cs;
+        wf__rm_sincos(TWO_PI * (double)u2, &sn, &cs);
+        float zc = (float)(rad * cs), zs = (float)(rad * sn);
+        store_f(yp, 2 * c, dt, mean_f + std_f * zc, 0, false);
+        if (2 * c + 1 < n) store_f(yp, 2 * c + 1, dt, mean_f + std_f * zs, 0, false);
     }
     return 0;
 }

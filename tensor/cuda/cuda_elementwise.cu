@@ -516,11 +516,11 @@ extern "C" int wf__cuda_fill(const wf_cuda_view *y, const void *elem, int dev) {
 /* ---------------------------------------------------------------- random
  * The layout of tensor/cpu/random.c, bit for bit: Philox4x32-10 of wf__philox4x32, element
  * i of contiguous y, the same float/double arithmetic with every rounding explicit (__f*_rn
- * and __d*_rn keep nvcc from contracting into FMAs, which the CPU build does not do). For
- * normal f32 the CPU calls logf/cosf/sinf; here they are computed in double and rounded to
- * float (the correctly rounded values), which matches wherever glibc's are correctly
- * rounded. f64 normal uses CUDA's double log/cos/sin (1 ulp), which may differ in the last
- * bit from glibc's. */
+ * and __d*_rn keep nvcc from contracting into FMAs, which the CPU build does not do). The
+ * Box-Muller log/sin/cos are weft's own (tensor/random_math.h), shared with the CPU, so
+ * normals agree bit for bit too. */
+
+#include "../random_math.h"
 
 __device__ __forceinline__ void philox(uint64_t seed, uint64_t counter, uint32_t out[4]) {
     uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
@@ -621,12 +621,11 @@ __global__ void normal_f_kernel(char *y, int dt, int64_t n, uint64_t seed, uint6
         philox(seed, offset + (uint64_t)c, r);
         float u1 = __fmul_rn(__uint2float_rn((r[0] >> 8) + 1), 1.0f / 16777216.0f);
         float u2 = u01(r[1]);
-        float lg = __double2float_rn(log((double)u1));
-        float rad = __double2float_rn(sqrt((double)__fmul_rn(-2.0f, lg)));
-        float ang = __fmul_rn(TWO_PI_F, u2);
-        float cz = __double2float_rn(cos((double)ang)), sz = __double2float_rn(sin((double)ang));
-        store_f(y, 2 * c, dt, __fadd_rn(mean_f, __fmul_rn(std_f, __fmul_rn(rad, cz))), 0, false);
-        if (2 * c + 1 < n) store_f(y, 2 * c + 1, dt, __fadd_rn(mean_f, __fmul_rn(std_f, __fmul_rn(rad, sz))), 0, false);
+        double rad = __dsqrt_rn(__dmul_rn(-2.0, wf__rm_log((double)u1))), sn, cs;
+        wf__rm_sincos(__dmul_rn(TWO_PI, (double)u2), &sn, &cs);
+        float zc = __double2float_rn(__dmul_rn(rad, cs)), zs = __double2float_rn(__dmul_rn(rad, sn));
+        store_f(y, 2 * c, dt, __fadd_rn(mean_f, __fmul_rn(std_f, zc)), 0, false);
+        if (2 * c + 1 < n) store_f(y, 2 * c + 1, dt, __fadd_rn(mean_f, __fmul_rn(std_f, zs)), 0, false);
     }
 }
 __global__ void normal_d_kernel(double *y, int64_t n, uint64_t seed, uint64_t offset, double mean, double sd) {
@@ -636,10 +635,10 @@ __global__ void normal_d_kernel(double *y, int64_t n, uint64_t seed, uint64_t of
         philox(seed, offset + (uint64_t)c, r);
         double u1 = __dsub_rn(1.0, u01d(r[0], r[1]));
         double u2 = u01d(r[2], r[3]);
-        double rad = sqrt(__dmul_rn(-2.0, log(u1)));
-        double ang = __dmul_rn(TWO_PI, u2);
-        y[2 * c] = __dadd_rn(mean, __dmul_rn(sd, __dmul_rn(rad, cos(ang))));
-        if (2 * c + 1 < n) y[2 * c + 1] = __dadd_rn(mean, __dmul_rn(sd, __dmul_rn(rad, sin(ang))));
+        double rad = __dsqrt_rn(__dmul_rn(-2.0, wf__rm_log(u1))), sn, cs;
+        wf__rm_sincos(__dmul_rn(TWO_PI, u2), &sn, &cs);
+        y[2 * c] = __dadd_rn(mean, __dmul_rn(sd, __dmul_rn(rad, cs)));
+        if (2 * c + 1 < n) y[2 * c + 1] = __dadd_rn(mean, __dmul_rn(sd, __dmul_rn(rad, sn)));
     }
 }
 
