@@ -14,8 +14,11 @@ echo "== build ok"
 cc -std=c11 -O1 -fopenmp -I include -I build-gpu tests/cuda/test_cuda_parity.c build-gpu/libweft.a -L/usr/local/cuda/lib64 \
    -lcudart -lcublas -lcublasLt -lopenblas -lgomp -lz -lm -lpthread -lstdc++ -o /tmp/cuda_smoke 2>&1 | tail -5
 echo "== cuda_smoke"; timeout 120 /tmp/cuda_smoke > "$OUT/smoke.log" 2>&1; echo "rc=$?"; grep -viE "^ *ok" "$OUT/smoke.log" | tail -40
-echo "== fashion_mnist on cuda"
-timeout 200 build-gpu/examples/fashion_mnist --model mlp --epochs 1 --device cuda --data "$DATA" 2>&1 | tail -3
+echo "== fashion_mnist on cuda (32-true, then bf16-mixed), and through Fabric"
+timeout 200 build-gpu/examples/fashion_mnist --model mlp --epochs 1 --device cuda --data "$DATA" 2>&1 | tail -1
+timeout 200 build-gpu/examples/fashion_mnist --model mlp --epochs 1 --device cuda --precision bf16-mixed --data "$DATA" 2>&1 | tail -1
+timeout 200 build-gpu/examples/fashion_mnist --model cnn --epochs 1 --device cuda --data "$DATA" 2>&1 | tail -1
+timeout 200 build-gpu/examples/fabric_mnist --model mlp --epochs 1 --device cuda --precision bf16-mixed --data "$DATA" 2>&1 | tail -2
 T=${THREADS:-8}
 echo "== train step, CPU, $T threads"
 for m in mlp cnn; do
@@ -32,3 +35,6 @@ echo "== ops (CPU, $T threads)"; OMP_NUM_THREADS=$T timeout 60 build-gpu/bench/b
 echo "== GEMM and elementwise (GPU): weft, then PyTorch"
 timeout 200 build-gpu/bench/bench_cuda_ops | tail -1
 timeout 200 python3 bench/peer_cuda_ops.py | tail -1
+echo "== transformer block, bf16 autocast (GPU): weft, then PyTorch eager"
+timeout 200 build-gpu/bench/bench_transformer_block --device cuda 2>&1 | tail -1
+timeout 200 python3 bench/peer_transformer_block.py 2>&1 | tail -1
