@@ -26,6 +26,53 @@ static bool g_used;
 typedef struct block { struct block *next; } block;
 static block *g_free[N_CLASSES];
 
+/* Bookkeeping allocations (handles, storage headers, graph nodes, scopes) go through the
+ * user's allocator too, behind a 64-byte header that records the size and the allocator
+ * that made the block (wf_allocator passes sizes, like Lua's). Small blocks are recycled
+ * through a per-thread cache: a tensor op makes several of them, and a lock or a trip to
+ * the system allocator for each would cost more than the op itself. A thread's cache is
+ * returned to the allocator when the thread ends (and the main thread's at exit). */
+typedef struct {
+    size_t n;                                   /* usable bytes asked for */
+    void (*free)(void *ud, void *p, size_t size);
+    void *ud;
+    int cls;                                    /* thread-cache class, or -1 */
+    char pad[64 - sizeof(size_t) - 2 * sizeof(void *) - sizeof(int)];
+} hdr;
+_Static_assert(sizeof(hdr) == 64, "header keeps 64-byte alignment");
+
+#define TL_CLASSES 6            /* 128, 256, ..., 4096 bytes including the header */
+#define TL_MAX 128              /* blocks kept per class per thread */
+typedef struct { block *head[TL_CLASSES]; int count[TL_CLASSES]; } tl_cache;
+static _Thread_local tl_cache t_cache;
+static _Thread_local bool t_hooked;
+static pthread_key_t g_key;
+static pthread_once_t g_key_once = PTHREAD_ONCE_INIT;
+
+static size_t tl_size(int c) { return (size_t)128 << c; }
+static int tl_class(size_t total) {
+    for (int c = 0; c < TL_CLASSES; c++) if (total <= tl_size(c)) return c;
+    return -1;
+}
+
+static void tl_flush(tl_cache *tc) {
+    for (int c = 0; c < TL_CLASSES; c++) {
+        while (tc->head[c]) {
+            hdr *h = (hdr *)tc->head[c];
+            tc->head[c] = tc->head[c]->next;
+            h->free(h->ud, h, tl_size(c));
+        }
+        tc->count[c] = 0;
+    }
+}
+static void tl_thread_exit(void *arg) { tl_flush(arg); }
+static void tl_process_exit(void) { tl_flush(&t_cache); }
+static void tl_key_init(void) {
+    pthread_key_create(&g_key, tl_thread_exit);
+    atexit(tl_process_exit);
+}
+
+
 /* size class: sizes up to 512 share class 0..; above, 4 steps per power of two */
 static int size_class(size_t n, size_t *rounded) {
     if (n <= 512) { *rounded = 512; return 0; }
@@ -93,6 +140,7 @@ void wf__host_free(void *p, size_t nbytes) {
 }
 
 void wf_empty_cache(void) {
+    tl_flush(&t_cache);   /* this thread's small bookkeeping blocks */
     pthread_mutex_lock(&g_lock);
     for (int c = 0; c < N_CLASSES; c++) {
         size_t sz;
@@ -119,27 +167,54 @@ void wf_memory_stats_get(wf_memory_stats *out) {
     pthread_mutex_unlock(&g_lock);
 }
 
-/* Bookkeeping allocations go through the user's allocator too, with a size header so
- * that free knows the size (the wf_allocator interface passes sizes, like Lua's). */
-typedef struct { size_t n; size_t pad[7]; } hdr;  /* 64 bytes keeps alignment */
-
 void *wf__malloc(size_t n) {
-    hdr *h = g_alloc.alloc(g_alloc.ud, n + sizeof(hdr));
+    if (n > SIZE_MAX - sizeof(hdr)) return NULL;
+    int c = tl_class(n + sizeof(hdr));
+    if (c >= 0) {
+        while (t_cache.head[c]) {
+            hdr *h = (hdr *)t_cache.head[c];
+            t_cache.head[c] = t_cache.head[c]->next;
+            t_cache.count[c]--;
+            if (h->free == g_alloc.free && h->ud == g_alloc.ud) {   /* still the current allocator */
+                h->n = n;
+                return h + 1;
+            }
+            h->free(h->ud, h, tl_size(c));
+        }
+    }
+    size_t total = c >= 0 ? tl_size(c) : n + sizeof(hdr);
+    hdr *h = g_alloc.alloc(g_alloc.ud, total);
     if (!h) return NULL;
     h->n = n;
+    h->free = g_alloc.free;
+    h->ud = g_alloc.ud;
+    h->cls = c;
     return h + 1;
+}
+void wf__free(void *p, size_t n) {
+    (void)n;
+    if (!p) return;
+    hdr *h = (hdr *)p - 1;
+    int c = h->cls;
+    if (c >= 0 && t_cache.count[c] < TL_MAX) {
+        if (!t_hooked) {   /* first block kept by this thread: arrange the flush at its end */
+            pthread_once(&g_key_once, tl_key_init);
+            pthread_setspecific(g_key, &t_cache);
+            t_hooked = true;
+        }
+        block *b = (block *)h;
+        b->next = t_cache.head[c];
+        t_cache.head[c] = b;
+        t_cache.count[c]++;
+        return;
+    }
+    h->free(h->ud, h, c >= 0 ? tl_size(c) : h->n + sizeof(hdr));
 }
 void *wf__calloc(size_t n, size_t size) {
     if (size && n > SIZE_MAX / size) return NULL;
     void *p = wf__malloc(n * size);
     if (p) memset(p, 0, n * size);
     return p;
-}
-void wf__free(void *p, size_t n) {
-    (void)n;
-    if (!p) return;
-    hdr *h = (hdr *)p - 1;
-    g_alloc.free(g_alloc.ud, h, h->n + sizeof(hdr));
 }
 void *wf__realloc(void *p, size_t old, size_t n) {
     void *q = wf__malloc(n);
