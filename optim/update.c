@@ -77,7 +77,7 @@ static void sgd_##T(int64_t n, T *p, const T *g, T *buf, bool first, const wf_hp
         p[i] = p[i] + nlr * d;                                                                 \
     }                                                                                          \
 }                                                                                              \
-static void adam_fast_##T(int64_t n, T *restrict p, const T *restrict g, T *restrict m,       \
+WF_MULTIVERSION static void adam_fast_##T(int64_t n, T *restrict p, const T *restrict g, T *restrict m,       \
                           T *restrict v, T nstep, T bc2s, T eps, T w1, T b2, T w2, T wd,       \
                           T decay) {                                                           \
     /* wd = 0 means no L2 term, decay = 1 no decoupled decay: multiplying by 1 and adding  \

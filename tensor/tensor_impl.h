@@ -231,6 +231,22 @@ extern const wf_kernels wf__cpu_kernels;
 extern const wf_kernels wf__cuda_kernels;
 #endif
 
+/* ---------------------------------------------------------------- CPU multiversioning
+ * Hot CPU loops are compiled twice on x86-64 Linux with GCC (x86-64-v3, i.e. AVX2+FMA, and
+ * the baseline) and picked at load time, so a portable build still runs at the machine's
+ * width. ISO C11 mode keeps floating contraction off, so both clones give the same bits.
+ * Off under AddressSanitizer (ifunc resolvers run before its runtime is ready). */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
+    !defined(__SANITIZE_ADDRESS__) && !defined(WEFT_NO_TARGET_CLONES)
+#if __GNUC__ >= 12
+#define WF_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define WF_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#endif
+#else
+#define WF_MULTIVERSION
+#endif
+
 /* ---------------------------------------------------------------- CPU strided iteration
  * Iterates n operands of the same shape (any strides, in elements) over their innermost
  * runs. fn receives pointers to the run's first elements, the run length and the operands'

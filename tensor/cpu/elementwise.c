@@ -178,7 +178,7 @@ static inline bool is_predicate(wf_binary_op op) { return op >= WF_B_EQ; }
 
 typedef struct { wf_unary_op op; double a, b; wf_dtype dy, dx; } un_ctx;
 
-static void unary_run(char **p, const int64_t *bs, int64_t n, void *vc) {
+WF_MULTIVERSION static void unary_run(char **p, const int64_t *bs, int64_t n, void *vc) {
     un_ctx *c = vc;
     if (c->dx == WF_F32 && c->dy == WF_F32) {
         float a = (float)c->a, b = (float)c->b;
@@ -218,7 +218,7 @@ int wf__cpu_unary(wf_unary_op op, wf_tensor *y, const wf_tensor *x, double a, do
     return 0;
 }
 
-static void unary_bw_run(char **p, const int64_t *bs, int64_t n, void *vc) {
+WF_MULTIVERSION static void unary_bw_run(char **p, const int64_t *bs, int64_t n, void *vc) {
     un_ctx *c = vc;
     /* p: gx, gy, x, y */
     if (c->dx == WF_F32) {
@@ -279,7 +279,7 @@ typedef struct { wf_binary_op op; wf_dtype dt, dy; double s; bool reversed; } bi
         }                                                                                  \
     } while (0)
 
-static void binary_run(char **p, const int64_t *bs, int64_t n, void *vc) {
+WF_MULTIVERSION static void binary_run(char **p, const int64_t *bs, int64_t n, void *vc) {
     bin_ctx *c = vc;
     if (c->dt == WF_F32 && c->dy == WF_F32) {
         switch (c->op) {
@@ -316,7 +316,7 @@ int wf__cpu_binary(wf_binary_op op, wf_tensor *y, const wf_tensor *a, const wf_t
     return 0;
 }
 
-static void binary_scalar_run(char **p, const int64_t *bs, int64_t n, void *vc) {
+WF_MULTIVERSION static void binary_scalar_run(char **p, const int64_t *bs, int64_t n, void *vc) {
     bin_ctx *c = vc;
     if (c->dt == WF_F32 && c->dy == WF_F32 && !c->reversed && bs[0] == 4 && bs[1] == 4) {
         float *y = (float *)p[0];
@@ -368,7 +368,7 @@ int wf__cpu_where(wf_tensor *y, const wf_tensor *cond, const wf_tensor *a, const
 
 typedef struct { double alpha; wf_dtype dt; } axpy_ctx;
 
-static void axpy_run(char **p, const int64_t *bs, int64_t n, void *vc) {
+WF_MULTIVERSION static void axpy_run(char **p, const int64_t *bs, int64_t n, void *vc) {
     axpy_ctx *c = vc;
     if (c->dt == WF_F32 && bs[0] == 4 && bs[1] == 4) {
         float *a = (float *)p[0];

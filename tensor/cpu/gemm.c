@@ -55,18 +55,7 @@ static inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b
 static inline int64_t min64(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
 
-/* The micro-kernels are compiled twice on x86-64 Linux with GCC (x86-64-v3, i.e. AVX2+FMA, and
- * baseline) and picked at load time by CPU features, so a portable build still runs near the machine's speed. */
-#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(__SANITIZE_ADDRESS__) && !defined(WEFT_NO_TARGET_CLONES)
-#if __GNUC__ >= 12
-#define WF_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define WF_MULTIVERSION __attribute__((target_clones("avx2", "default")))
-#endif
-#else
-#define WF_MULTIVERSION
-#endif
+/* The micro-kernels use WF_MULTIVERSION (tensor_impl.h): AVX2+FMA and baseline clones. */
 
 /* ---------------------------------------------------------------- builtin, per dtype
  * DEFINE_GEMM(T, S, MR, NR, MC, KC, NCB) defines gemm_S(...) for element type T (NCB: the

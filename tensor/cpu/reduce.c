@@ -38,7 +38,7 @@ static inline double init_of(wf_reduce_op op) {
     }
 }
 
-static void reduce_run(char **p, const int64_t *bs, int64_t n, void *vc) {
+WF_MULTIVERSION static void reduce_run(char **p, const int64_t *bs, int64_t n, void *vc) {
     red_ctx *c = vc;
     char *y = p[0], *x = p[1];
     if (bs[0] == 0) {   /* the whole run folds into one output */
