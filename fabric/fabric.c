@@ -737,3 +737,21 @@ int wf_fabric_log_dict(wf_fabric *fab, const char *const *names, const double *v
     }
     return first;
 }
+
+int wf_fabric_log_hyperparams(wf_fabric *fab, const char *const *names, const char *const *str_values,
+                              const double *num_values, const bool *is_number, int n) {
+    if (!fab) return wf__error(WF_ENULL, "wf_fabric_log_hyperparams: NULL fabric");
+    if (n < 0) return wf__error(WF_EINVAL, "wf_fabric_log_hyperparams: n=%d", n);
+    if (fab->global_rank != 0) return 0;
+    int first = 0, supported = 0;
+    for (int i = 0; i < fab->n_loggers; i++) {
+        if (!fab->loggers[i]->vt->log_hyperparams) continue;   /* CSV: as Fabric's CSVLogger */
+        supported++;
+        int rc = wf_logger_log_hyperparams(fab->loggers[i], names, str_values, num_values, is_number, n);
+        if (rc && !first) first = rc;
+    }
+    if (!first && fab->n_loggers > 0 && !supported)
+        return wf__error(WF_ENOTSUP, "wf_fabric_log_hyperparams: none of the Fabric's %d logger(s) logs hyperparameters "
+                                     "(Fabric's CSVLogger does not)", fab->n_loggers);
+    return first;
+}

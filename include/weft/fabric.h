@@ -307,6 +307,15 @@ int wf_fabric_call(wf_fabric *fab, const char *hook, void *payload);
  * counter. Returns 0 or the first logger's error. */
 int wf_fabric_log(wf_fabric *fab, const char *name, double value, int64_t step);
 int wf_fabric_log_dict(wf_fabric *fab, const char *const *names, const double *values, int n, int64_t step);
+/* log_hyperparams to every logger that logs hyperparameters (rank 0 only), with the
+ * arguments of wf_logger_log_hyperparams. Fabric has no such method (its users call
+ * logger.log_hyperparams(params) on each logger); this forwards the call. Loggers that do not
+ * log hyperparameters are skipped: Fabric's CSVLogger raises NotImplementedError there (only
+ * PyTorch Lightning's CSVLogger writes hparams.yaml), so wf_logger_log_hyperparams on a CSV
+ * logger stays WF_ENOTSUP. Returns 0 (also with no loggers), WF_ENOTSUP when the Fabric has
+ * loggers and none of them logs hyperparameters, or the first logger's error. */
+int wf_fabric_log_hyperparams(wf_fabric *fab, const char *const *names, const char *const *str_values,
+                              const double *num_values, const bool *is_number, int n);
 
 /* ================================================================ checkpoints */
 

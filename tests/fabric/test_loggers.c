@@ -106,6 +106,34 @@ START_TEST(test_tensorboard_framing) {
 }
 END_TEST
 
+/* Fabric's log_hyperparams forwards to the loggers that log hyperparameters (CSV: skipped,
+ * as Fabric's CSVLogger raises NotImplementedError); with only CSV loggers: WF_ENOTSUP. */
+START_TEST(test_fabric_log_hyperparams) {
+    const char *names[] = { "lr", "optimizer" }, *strs[] = { NULL, "adamw" };
+    double nums[] = { 0.001, 0 };
+    bool isnum[] = { true, false };
+    wf_logger *ls[2] = { wf_csv_logger_new(root, &(wf_logger_opts){ .name = "hp" }),
+                         wf_tensorboard_logger_new(root, &(wf_logger_opts){ .name = "hp_tb" }) };
+    ck_assert_ptr_nonnull(ls[0]);
+    ck_assert_ptr_nonnull(ls[1]);
+    wf_fabric *f = wf_fabric_new(&(wf_fabric_config){ .loggers = ls, .n_loggers = 2, .quiet = true });
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(wf_fabric_log_hyperparams(f, names, strs, nums, isnum, 2), 0);
+    ck_assert_int_eq(wf_fabric_log_hyperparams(f, (const char *[]){ "" }, NULL, nums, isnum, 1), WF_EINVAL);
+    ck_assert_int_eq(wf_fabric_log_hyperparams(f, names, strs, nums, isnum, -1), WF_EINVAL);
+    ck_assert_int_eq(wf_fabric_log_hyperparams(NULL, names, strs, nums, isnum, 2), WF_ENULL);
+    wf_fabric_free(f);
+    wf_logger *csv = wf_csv_logger_new(root, &(wf_logger_opts){ .name = "hp" });
+    f = wf_fabric_new(&(wf_fabric_config){ .loggers = &csv, .n_loggers = 1, .quiet = true });
+    ck_assert_int_eq(wf_fabric_log_hyperparams(f, names, strs, nums, isnum, 2), WF_ENOTSUP);
+    ck_assert_error(WF_ENOTSUP, "CSVLogger");
+    wf_fabric_free(f);
+    f = wf_fabric_new(&(wf_fabric_config){ .quiet = true });   /* no loggers: nothing to do */
+    ck_assert_int_eq(wf_fabric_log_hyperparams(f, names, strs, nums, isnum, 2), 0);
+    wf_fabric_free(f);
+}
+END_TEST
+
 int main(int argc, char **argv) {
     if (argc == 3 && !strcmp(argv[1], "--write-tb")) {
         /* used by check_tensorboard.py: a known event file under argv[2] */
@@ -128,6 +156,7 @@ int main(int argc, char **argv) {
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_csv_layout);
     tcase_add_test(tc, test_tensorboard_framing);
+    tcase_add_test(tc, test_fabric_log_hyperparams);
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
     char cmd[300];
