@@ -4,7 +4,9 @@
  *   gw[g] += gy[n,g] [O/g, L] @ col[g]^T [L, CK]
  *   gx[n]  = col2im(w[g]^T [CK, O/g] @ gy[n,g] [O/g, L])
  *   gb     = sum of gy over N, oh, ow
- * The col buffers are recomputed here (not saved by the forward) to keep memory low. */
+ * The col buffers are recomputed here (not saved by the forward) to keep memory low.
+ * Where the device has im2col_batch / col2im_batch (the CPU), a chunk of images is one
+ * im2col and one GEMM per gradient and group instead (conv_grads_batched). */
 #include "backward_conv.h"
 
 #include <string.h>
@@ -97,6 +99,71 @@ static int conv_grads(const wf_kernels *K, wf_tensor *x, wf_tensor *w, wf_tensor
     return rc;
 }
 
+/* The batched path (kernels with im2col_batch / col2im_batch), per chunk of cn images:
+ * t = gy permuted to [O, cn*L] (one parallel pass: im2col_batch with a 1x1 kernel), then
+ * ONE GEMM per group for each gradient:
+ *   gw[g] (+)= t[g] [O/g, cn*L] @ col[g]^T      (col = im2col of the chunk, [C*kh*kw, cn*L])
+ *   col[g] = w[g]^T @ t[g], gx = col2im(col)     (col2im_batch overwrites gx)
+ *   gb (+)= row sums of t.
+ * gx, gw, gb: allocated and contiguous, or NULL when not needed. */
+static int conv_grads_batched(const wf_kernels *K, wf_tensor *x, wf_tensor *w, wf_tensor *gy,
+                              const int64_t *prm, wf_tensor *gx, wf_tensor *gw, wf_tensor *gb) {
+    int sh = (int)prm[0], sw = (int)prm[1], ph = (int)prm[2], pw = (int)prm[3];
+    int dh = (int)prm[4], dw = (int)prm[5], G = (int)prm[6];
+    int64_t N = x->shape[0], C = x->shape[1], H = x->shape[2], W = x->shape[3];
+    int64_t O = w->shape[0], oh = gy->shape[2], ow = gy->shape[3];
+    int kh = (int)w->shape[2], kw = (int)w->shape[3];
+    wf_dtype dt = x->dtype;
+    wf_device dev = x->device;
+    int64_t es = (int64_t)wf_dtype_size(dt);
+    int64_t L = oh * ow, Cg = C / G, Og = O / G, kk = (int64_t)kh * kw, CK = Cg * kk, HW = H * W;
+    if (N == 0 || L == 0) {
+        if ((gw && K->fill(gw, 0.0)) || (gx && K->fill(gx, 0.0)) || (gb && K->fill(gb, 0.0)))
+            return wf_error();
+        return 0;
+    }
+    int64_t chunk = C * kk * L > 0 ? (int64_t)(16 << 20) / (C * kk * L) : N;
+    if (chunk < 1) chunk = 1;
+    if (chunk > N) chunk = N;
+    wf_tensor *t = wf__empty((int64_t[]){ O, chunk * L }, 2, dt, dev);
+    wf_tensor *col = (gx || gw) ? wf__empty((int64_t[]){ C * kk, chunk * L }, 2, dt, dev) : NULL;
+    wf_tensor *gb2 = gb ? wf__view_of(gb, 2, (int64_t[]){ O, 1 }, (int64_t[]){ 1, 1 }, gb->offset) : NULL;
+    wf_tensor *gbt = (gb && chunk < N) ? wf__empty((int64_t[]){ O, 1 }, 2, dt, dev) : NULL;
+    if (!t || ((gx || gw) && !col) || (gb && !gb2) || (gb && chunk < N && !gbt)) return wf_error();
+    char *xp = dptr(x), *wp = dptr(w), *tp = dptr(t), *cp = col ? dptr(col) : NULL;
+    int rc = 0;
+    for (int64_t n0 = 0; n0 < N && !rc; n0 += chunk) {
+        int64_t cn = N - n0 < chunk ? N - n0 : chunk, nl = cn * L;
+        /* t = gy of the chunk as [O, cn*L]: im2col_batch with a 1x1 kernel is that permute */
+        rc = K->im2col_batch(tp, dptr(gy) + n0 * O * L * es, dt, cn, O, oh, ow, 1, 1, 1, 1, 0, 0, 1,
+                             1, oh, ow, dev);
+        if (rc) break;
+        if (gb) {
+            wf_tensor *t2 = wf__view_of(t, 2, (int64_t[]){ O, nl }, (int64_t[]){ nl, 1 }, t->offset);
+            if (!t2) return wf_error();
+            if (n0 == 0) rc = K->reduce(WF_R_SUM, gb2, t2, 1u << 1, 0.0);
+            else if (!(rc = K->reduce(WF_R_SUM, gbt, t2, 1u << 1, 0.0))) rc = K->axpy(gb2, gbt, 1.0);
+        }
+        if (gw && !rc) {
+            rc = K->im2col_batch(cp, xp + n0 * C * HW * es, dt, cn, C, H, W, kh, kw, sh, sw, ph, pw,
+                                 dh, dw, oh, ow, dev);
+            for (int g = 0; g < G && !rc; g++)
+                rc = K->gemm(dt, false, true, Og, CK, nl, 1.0, tp + g * Og * nl * es, nl, 0,
+                             cp + g * CK * nl * es, nl, 0, n0 == 0 ? 0.0 : 1.0,
+                             dptr(gw) + g * Og * CK * es, CK, 0, 1, dev);
+        }
+        if (gx && !rc) {
+            for (int g = 0; g < G && !rc; g++)
+                rc = K->gemm(dt, true, false, CK, nl, Og, 1.0, wp + g * Og * CK * es, CK, 0,
+                             tp + g * Og * nl * es, nl, 0, 0.0, cp + g * CK * nl * es, nl, 0, 1, dev);
+            if (!rc)
+                rc = K->col2im_batch(dptr(gx) + n0 * C * HW * es, cp, NULL, dt, cn, C, H, W, kh, kw,
+                                     sh, sw, ph, pw, dh, dw, oh, ow, dev);
+        }
+    }
+    return rc;
+}
+
 int wf__conv2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     wf_tensor *x = wf__saved(n, 0), *w = wf__saved(n, 1);
     if (!x || !w) return wf_error();
@@ -111,9 +178,18 @@ int wf__conv2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     if (!wc) rc = wf_error();
     if (!rc && nx && !(gxt = empty_like_meta(&n->in_meta[0]))) rc = wf_error();
     if (!rc && nw && !(gwt = empty_like_meta(&n->in_meta[1]))) rc = wf_error();
-    if (!rc && (nx || nw) && x->device.type != WF_DEV_META)
-        rc = conv_grads(K, xc, wc, g, n->i, gxt, gwt);
-    if (!rc && nb && !(gbt = wf_sum(g, WF_DIMS(0, 2, 3), false))) rc = wf_error();
+    /* the batched path covers every conv but the direct 1x1 one (as the forward) */
+    bool direct = w->shape[2] == 1 && w->shape[3] == 1 && n->i[0] == 1 && n->i[1] == 1 &&
+                  n->i[2] == 0 && n->i[3] == 0;
+    bool batched = K->im2col_batch && K->col2im_batch && !direct && x->device.type != WF_DEV_META;
+    if (batched) {
+        if (!rc && nb && !(gbt = empty_like_meta(&n->in_meta[2]))) rc = wf_error();
+        if (!rc) rc = conv_grads_batched(K, xc, wc, g, n->i, gxt, gwt, gbt);
+    } else {
+        if (!rc && (nx || nw) && x->device.type != WF_DEV_META)
+            rc = conv_grads(K, xc, wc, g, n->i, gxt, gwt);
+        if (!rc && nb && !(gbt = wf_sum(g, WF_DIMS(0, 2, 3), false))) rc = wf_error();
+    }
     if (!rc) {
         gx[0] = wf_keep(gxt);
         gx[1] = wf_keep(gwt);

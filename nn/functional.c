@@ -87,6 +87,9 @@ wf_tensor *wf_layer_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim
     x = wf__autocast_arg(x, WF__AC_F32), weight = wf__autocast_arg(weight, WF__AC_F32), bias = wf__autocast_arg(bias, WF__AC_F32);
     if (!x) return NULL;
     if (check_normalized("wf_layer_norm", x, normalized_shape, ndim, weight, bias)) return NULL;
+    bool handled;   /* fused kernel (CUDA f32/bf16/f16) when the device has one */
+    wf_tensor *fused = wf__layer_norm_fused(x, ndim, weight, bias, eps, &handled);
+    if (handled) return fused;
     int dims[WF_MAX_DIMS];
     for (int i = 0; i < ndim; i++) dims[i] = x->ndim - ndim + i;
     wf_scope_begin();
@@ -253,8 +256,18 @@ wf_tensor *wf_scaled_dot_product_attention(wf_tensor *q, wf_tensor *k, wf_tensor
         wf__error(WF_EINVAL, "%s: dropout_p %g is not in [0, 1]", op, dropout_p);
         return NULL;
     }
-    wf_scope_begin();
     double scale = E > 0 ? 1.0 / sqrt((double)E) : 1.0;
+    if (!attn_mask && dropout_p == 0 && q->device.type == WF_DEV_CUDA) {
+        /* fused flash attention: 4-D f16/bf16 (after autocast, where attention is a low-precision
+         * op as in PyTorch), head dim <= 128; anything else composes below */
+        wf_tensor *qa = wf__autocast_arg(q, WF__AC_LOWER), *ka = wf__autocast_arg(k, WF__AC_LOWER),
+                  *va = wf__autocast_arg(v, WF__AC_LOWER);
+        if (!qa || !ka || !va) return NULL;
+        bool handled;
+        wf_tensor *fused = wf__sdpa_fused(qa, ka, va, scale, is_causal, &handled);
+        if (handled) return fused;
+    }
+    wf_scope_begin();
     wf_tensor *scores = wf_mul_scalar(wf_matmul(q, wf_transpose(k, -2, -1)), scale);
     wf_tensor *ninf = scores ? wf__scalar_like(scores, -INFINITY) : NULL;
     if (is_causal && scores) {

@@ -159,6 +159,13 @@ wf_tensor *wf_cross_entropy(wf_tensor *input, wf_tensor *target, const wf_cross_
         }
         FN_SCOPE_RETURN(y);
     }
+    if (!o->weight && eps == 0 && input->ndim == 2) {
+        /* fused softmax cross-entropy (CUDA): targets are checked by the kernel, which
+         * reports an index out of range as WF_EINDEX at the next synchronize */
+        bool handled;
+        wf_tensor *fused = wf__cross_entropy_fused(input, target, ignore, (int)o->reduction, &handled);
+        if (handled) return fused;
+    }
     if (check_targets(op, input, target, cdim, C, ignore)) return NULL;
     wf_scope_begin();
     wf_tensor *logp = wf_log_softmax(input, cdim);

@@ -1,10 +1,14 @@
 /* tensor/ops_conv.c: wf_conv2d, wf_max_pool2d, wf_avg_pool2d, wf_adaptive_avg_pool2d.
  *
- * conv2d is im2col + GEMM: for each image, col = im2col(x[n]) [C*kh*kw, oh*ow] and, per
- * group g, y[n, g] = w[g] [O/g, C/g*kh*kw] @ col[g] (+ bias, written into y first so GEMM
- * adds onto it with beta = 1). Images are processed in chunks (one batched GEMM per chunk
- * and group) so the col buffer stays bounded. A 1x1 / stride 1 / no padding convolution
- * skips im2col and reads x directly.
+ * conv2d is im2col + GEMM, over chunks of images so the col buffer stays bounded (~16M
+ * elements; the whole batch for small images). Where the device has im2col_batch and
+ * col2im_batch (the CPU): col = im2col of the chunk [C*kh*kw, cn*oh*ow], ONE GEMM per group
+ * t[g] = w[g] @ col[g] ([O/g, cn*oh*ow]), then t is permuted into y's NCHW layout with the
+ * bias added in the same pass (col2im_batch with a 1x1 kernel). Otherwise, per image:
+ * col = im2col(x[n]) [C*kh*kw, oh*ow] and, per group g, y[n, g] = w[g] [O/g, C/g*kh*kw] @
+ * col[g] (+ bias, written into y first so GEMM adds onto it with beta = 1), one batched GEMM
+ * per chunk and group. A 1x1 / stride 1 / no padding convolution skips im2col and reads x
+ * directly (both paths).
  * Pools run the device's pooling kernels on contiguous NCHW. Inputs may be 4-D [N,C,H,W]
  * or unbatched 3-D [C,H,W] (as PyTorch). Output sizes follow PyTorch, ceil_mode included. */
 #include "tensor_impl.h"
@@ -64,6 +68,44 @@ typedef struct {
     int kh, kw, sh, sw, ph, pw, dh, dw, g;
 } conv_geom;
 
+/* Images per chunk: the col buffer [C*kh*kw, chunk*oh*ow] stays within ~16M elements. */
+static int64_t conv_chunk(int64_t N, int64_t per_image) {
+    int64_t chunk = per_image > 0 ? (int64_t)(16 << 20) / per_image : N;
+    if (chunk < 1) chunk = 1;
+    return chunk > N ? N : chunk;
+}
+
+/* The batched path (kernels with im2col_batch / col2im_batch): per chunk of cn images, ONE
+ * im2col into col [C*kh*kw, cn*L] and one GEMM per group into t [O, cn*L]; then t goes to
+ * y's NCHW layout with the bias added in the same pass (col2im_batch with a 1x1 kernel). */
+static int conv_forward_batched(const wf_kernels *K, wf_tensor *y, wf_tensor *x, wf_tensor *w,
+                                wf_tensor *b, const conv_geom *G) {
+    wf_dtype dt = y->dtype;
+    int64_t es = (int64_t)wf_dtype_size(dt);
+    int64_t L = G->oh * G->ow, Cg = G->C / G->g, Og = G->O / G->g;
+    int64_t kk = (int64_t)G->kh * G->kw, CK = Cg * kk, HW = G->H * G->W;
+    int64_t chunk = conv_chunk(G->N, G->C * kk * L);
+    wf_tensor *col = wf__empty((int64_t[]){ G->C * kk, chunk * L }, 2, dt, y->device);
+    wf_tensor *t = col ? wf__empty((int64_t[]){ G->O, chunk * L }, 2, dt, y->device) : NULL;
+    wf_tensor *bc = (t && b) ? contig_raw(b, K) : NULL;
+    if (!t || (b && !bc)) return wf_error();
+    char *xp = dptr(x), *wp = dptr(w), *cp = dptr(col), *tp = dptr(t), *yp = dptr(y);
+    int rc = 0;
+    for (int64_t n0 = 0; n0 < G->N && !rc; n0 += chunk) {
+        int64_t cn = G->N - n0 < chunk ? G->N - n0 : chunk, nl = cn * L;
+        rc = K->im2col_batch(cp, xp + n0 * G->C * HW * es, dt, cn, G->C, G->H, G->W, G->kh, G->kw,
+                             G->sh, G->sw, G->ph, G->pw, G->dh, G->dw, G->oh, G->ow, y->device);
+        for (int g = 0; g < G->g && !rc; g++)
+            rc = K->gemm(dt, false, false, Og, nl, CK, 1.0, wp + g * Og * CK * es, CK, 0,
+                         cp + g * CK * nl * es, nl, 0, 0.0, tp + g * Og * nl * es, nl, 0, 1,
+                         y->device);
+        if (!rc)
+            rc = K->col2im_batch(yp + n0 * G->O * L * es, tp, bc ? dptr(bc) : NULL, dt, cn, G->O,
+                                 G->oh, G->ow, 1, 1, 1, 1, 0, 0, 1, 1, G->oh, G->ow, y->device);
+    }
+    return rc;
+}
+
 /* y (allocated [N,O,oh,ow], contiguous) = conv(x, w) + b. x, w contiguous. */
 static int conv_forward(wf_tensor *y, wf_tensor *x, wf_tensor *w, wf_tensor *b, const conv_geom *G) {
     if (y->device.type == WF_DEV_META || wf_numel(y) == 0) return 0;
@@ -75,6 +117,8 @@ static int conv_forward(wf_tensor *y, wf_tensor *x, wf_tensor *w, wf_tensor *b, 
     int64_t es = (int64_t)wf_dtype_size(dt);
     int64_t L = G->oh * G->ow, Cg = G->C / G->g, Og = G->O / G->g;
     int64_t kk = (int64_t)G->kh * G->kw, CK = Cg * kk, HW = G->H * G->W;
+    bool direct = G->kh == 1 && G->kw == 1 && G->sh == 1 && G->sw == 1 && G->ph == 0 && G->pw == 0;
+    if (!direct && K->im2col_batch && K->col2im_batch) return conv_forward_batched(K, y, x, w, b, G);
     double beta = 0.0;
     int rc = 0;
     if (b) {
@@ -86,7 +130,6 @@ static int conv_forward(wf_tensor *y, wf_tensor *x, wf_tensor *w, wf_tensor *b, 
         beta = 1.0;
     }
     char *xp = dptr(x), *wp = dptr(w), *yp = dptr(y);
-    bool direct = G->kh == 1 && G->kw == 1 && G->sh == 1 && G->sw == 1 && G->ph == 0 && G->pw == 0;
     if (direct) {
         for (int g = 0; g < G->g && !rc; g++)
             rc = K->gemm(dt, false, false, Og, L, Cg, 1.0, wp + g * Og * CK * es, CK, 0,
@@ -94,11 +137,8 @@ static int conv_forward(wf_tensor *y, wf_tensor *x, wf_tensor *w, wf_tensor *b, 
                          G->O * L, G->N, y->device);
         return rc;
     }
-    /* chunk of images whose col buffers fit in ~16M elements */
-    int64_t per = G->C * kk * L;
-    int64_t chunk = per > 0 ? (int64_t)(16 << 20) / per : G->N;
-    if (chunk < 1) chunk = 1;
-    if (chunk > G->N) chunk = G->N;
+    /* per image: im2col, then one batched GEMM per group over the chunk */
+    int64_t per = G->C * kk * L, chunk = conv_chunk(G->N, per);
     wf_tensor *col = wf__empty((int64_t[]){ chunk, G->C * kk, L }, 3, dt, y->device);
     if (!col) return wf_error();
     char *cp = dptr(col);

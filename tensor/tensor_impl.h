@@ -212,6 +212,17 @@ typedef struct wf_kernels {
     int (*col2im)(void *x, const void *col, wf_dtype dt, int64_t C, int64_t H, int64_t W,
                   int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int64_t oh, int64_t ow,
                   wf_device dev);
+    /* Optional (NULL: conv2d runs im2col/col2im image by image): the same for N contiguous
+     * images x [N,C,H,W] <-> col [C*kh*kw, N*oh*ow] (image n in columns [n*oh*ow, (n+1)*oh*ow)),
+     * so one GEMM covers the batch. col2im_batch OVERWRITES x, starting every x[n,c] from
+     * bias[c] (bias: C contiguous elements of dt) or from 0 (bias NULL). With a 1x1 kernel
+     * (stride 1, no padding) the pair is the permute [N,C,HW] <-> [C,N*HW] (+ bias). */
+    int (*im2col_batch)(void *col, const void *x, wf_dtype dt, int64_t N, int64_t C, int64_t H,
+                        int64_t W, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                        int64_t oh, int64_t ow, wf_device dev);
+    int (*col2im_batch)(void *x, const void *col, const void *bias, wf_dtype dt, int64_t N,
+                        int64_t C, int64_t H, int64_t W, int kh, int kw, int sh, int sw, int ph,
+                        int pw, int dh, int dw, int64_t oh, int64_t ow, wf_device dev);
     /* pooling on contiguous [N,C,H,W]; max writes argmax (i64 flat index in H*W) */
     int (*max_pool2d)(wf_tensor *y, wf_tensor *argmax, const wf_tensor *x, const int k[2],
                       const int s[2], const int p[2], const int d[2]);
@@ -222,6 +233,37 @@ typedef struct wf_kernels {
                                const int s[2], const int p[2], bool count_include_pad);
     /* wait for queued work (host reads) */
     int (*synchronize)(wf_device dev);
+
+    /* ---- optional fused kernels (appended; NULL on devices without them: the front-ends
+     * then compose the op from the entries above). tensor/ops_fused.c calls them. */
+    /* Attention on q [B,H,L,D], k and v [B,H,S,D] (f16/bf16, one dtype, last-dim stride 1,
+     * other strides free, D <= 128): o (q's shape and dtype, last-dim stride 1) =
+     * softmax(q k^T * scale [+ causal mask, key j <= query i]) v; lse (f32 [B,H,L] contiguous)
+     * gets each row's log-sum-exp for the backward. */
+    int (*sdpa_fwd)(wf_tensor *o, wf_tensor *lse, const wf_tensor *q, const wf_tensor *k, const wf_tensor *v,
+                    double scale, bool causal);
+    /* dq, dk, dv (written; q/k/v's shapes, same dtype, last-dim stride 1) from dout (o's shape,
+     * last-dim stride 1) and the forward's q, k, v, o, lse. */
+    int (*sdpa_bwd)(wf_tensor *dq, wf_tensor *dk, wf_tensor *dv, const wf_tensor *dout, const wf_tensor *q,
+                    const wf_tensor *k, const wf_tensor *v, const wf_tensor *o, const wf_tensor *lse,
+                    double scale, bool causal);
+    /* Layer norm over the last D elements of contiguous x (rows = numel / D): y (x's shape and
+     * dtype) = (x - mean) * rstd * weight + bias; weight/bias [D] contiguous or NULL; mean and
+     * rstd f32 [rows] (saved for the backward). */
+    int (*layer_norm_fwd)(wf_tensor *y, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x,
+                          const wf_tensor *weight, const wf_tensor *bias, double eps);
+    /* gx (x's shape; NULL to skip), gweight/gbias ([D], written; NULL to skip) from contiguous gy */
+    int (*layer_norm_bwd)(wf_tensor *gx, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy,
+                          const wf_tensor *x, const wf_tensor *mean, const wf_tensor *rstd,
+                          const wf_tensor *weight);
+    /* Softmax cross-entropy of contiguous logits [N, C] with class targets (i64 [N]): loss [N]
+     * (0 where target == ignore_index; an index out of range is reported at the next
+     * synchronize as WF_EINDEX), lse f32 [N] or NULL. Backward: glogits = gloss[n] * scale *
+     * (softmax - onehot) (gloss [N], any stride, or one element broadcast). */
+    int (*xent_fwd)(wf_tensor *loss, wf_tensor *lse, const wf_tensor *logits, const wf_tensor *target,
+                    int64_t ignore_index, double label_smoothing);
+    int (*xent_bwd)(wf_tensor *glogits, const wf_tensor *gloss, double scale, const wf_tensor *logits,
+                    const wf_tensor *target, const wf_tensor *lse, int64_t ignore_index, double label_smoothing);
 } wf_kernels;
 
 /* The table for a device; NULL with an error if the device is not available. */
@@ -254,6 +296,20 @@ extern const wf_kernels wf__cuda_kernels;
 typedef void (*wf_iter_fn)(char **ptrs, const int64_t *byte_strides, int64_t n, void *ctx);
 void wf__iter(int nops, wf_tensor *const *ops, wf_iter_fn fn, void *ctx);
 
+
+/* ---------------------------------------------------------------- fused front-ends (tensor/ops_fused.c)
+ * Each runs the device's fused kernel when it has one and the arguments suit it, recording
+ * its own autograd node; otherwise it sets *handled = false and returns NULL without an
+ * error, and the caller composes the op. On an error: *handled = true, NULL, error recorded.
+ * Arguments are already validated (and autocast) by the caller. */
+/* q [B,H,L,D], k/v [B,H,S,D] (f16/bf16), no mask, no dropout */
+wf_tensor *wf__sdpa_fused(wf_tensor *q, wf_tensor *k, wf_tensor *v, double scale, bool causal, bool *handled);
+/* normalized over the last nd dims */
+wf_tensor *wf__layer_norm_fused(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps, bool *handled);
+/* input [N, C], class targets i64 [N], no weights, no label smoothing; reduction uses
+ * wf_reduction's numbers (0 mean, 1 sum, 2 none; weft/nn.h) */
+wf_tensor *wf__cross_entropy_fused(wf_tensor *input, wf_tensor *target, int64_t ignore_index, int reduction,
+                                   bool *handled);
 
 /* ---------------------------------------------------------------- autocast (tensor/autocast.c)
  * Op front-ends call wf__autocast_arg on their floating inputs first thing: inside an

@@ -1,101 +1,161 @@
-/* tensor/cpu/conv.c: im2col / col2im for conv2d on one contiguous image [C,H,W].
+/* tensor/cpu/conv.c: im2col / col2im for conv2d on contiguous images [C,H,W].
  *
- * col has shape [C*kh*kw, oh*ow] (row-major); row r = c*kh*kw + i*kw + j holds, for every
- * output position (oy, ox), the input x[c, oy*sh - ph + i*dh, ox*sw - pw + j*dw], or 0 where
- * that falls in the padding. col2im is the adjoint: it adds every col entry back into x at
- * the same position (x must be zeroed, or hold what the sum should start from). f32/f64. */
+ * col row r = c*kh*kw + i*kw + j holds, for every output position (oy, ox), the input
+ * x[c, oy*sh - ph + i*dh, ox*sw - pw + j*dw], or 0 where that falls in the padding.
+ *  - wf__cpu_im2col / wf__cpu_col2im: one image, col [C*kh*kw, oh*ow]; col2im ADDS into x
+ *    (the caller zeroes it).
+ *  - wf__cpu_im2col_batch / wf__cpu_col2im_batch: N images [N,C,H,W] at once, col
+ *    [C*kh*kw, N*oh*ow] (image n's columns are [n*oh*ow, (n+1)*oh*ow)), so one GEMM covers
+ *    the batch; col2im_batch OVERWRITES x, each plane x[n,c] starting from bias[c] (or 0).
+ *    With a 1x1 kernel (stride 1, no padding) they are the permutes [N,C,HW] <-> [C,N*HW]
+ *    (a plain copy per plane), which conv2d uses to go between NCHW and the GEMM layout.
+ * Every output row is cut once into [padding | interior | padding] (the interior range of ox
+ * is computed, not tested per element), so 3x3 / stride 1 / padding 1 rows are a plain copy
+ * with two zeroed edges. OpenMP over (row, image) for im2col and over (image, channel) planes
+ * for col2im (planes are disjoint in x, so no atomics). f32/f64. */
 #include "cpu_kernels.h"
 #include "weft_config.h"
 
+/* ox in [*lo, *hi) reads input column x0 + ox*sw inside [0, W) */
+static inline void inner_range(int64_t x0, int sw, int64_t W, int64_t ow, int64_t *lo, int64_t *hi) {
+    int64_t l = x0 >= 0 ? 0 : (-x0 + sw - 1) / sw;
+    int64_t h = (W - 1 - x0) < 0 ? 0 : (W - 1 - x0) / sw + 1;
+    if (l > ow) l = ow;
+    if (h > ow) h = ow;
+    if (h < l) h = l;
+    *lo = l;
+    *hi = h;
+}
+
+#ifdef WEFT_HAVE_OPENMP
+#define WF_OMP_IM2COL _Pragma("omp parallel for collapse(2) schedule(static) if (rows * N * L > 32768)")
+#define WF_OMP_COL2IM _Pragma("omp parallel for schedule(static) if (N * C * H * W > 32768)")
+#else
+#define WF_OMP_IM2COL
+#define WF_OMP_COL2IM
+#endif
+
 #define DEFINE_IM2COL(T, S)                                                                     \
-    static void im2col_##S(T *col, const T *x, int64_t C, int64_t H, int64_t W, int kh, int kw, \
-                           int sh, int sw, int ph, int pw, int dh, int dw, int64_t oh,          \
-                           int64_t ow) {                                                        \
+    /* col [C*kh*kw, ldcol]: image n's block starts at column n*oh*ow */                       \
+    static void im2col_##S(T *col, int64_t ldcol, const T *x, int64_t N, int64_t C, int64_t H,  \
+                           int64_t W, int kh, int kw, int sh, int sw, int ph, int pw, int dh,   \
+                           int dw, int64_t oh, int64_t ow) {                                    \
         int64_t rows = C * kh * kw, L = oh * ow;                                                \
-        WF_OMP_FOR_ROWS                                                                         \
+        bool plain = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;            \
+        WF_OMP_IM2COL                                                                           \
         for (int64_t r = 0; r < rows; r++) {                                                    \
-            int64_t c = r / (kh * kw), i = (r / kw) % kh, j = r % kw;                           \
-            const T *xc = x + c * H * W;                                                        \
-            T *dst = col + r * L;                                                               \
-            for (int64_t oy = 0; oy < oh; oy++) {                                               \
-                int64_t y = oy * sh - ph + (int64_t)i * dh;                                     \
-                T *d = dst + oy * ow;                                                           \
-                if (y < 0 || y >= H) {                                                          \
-                    for (int64_t ox = 0; ox < ow; ox++) d[ox] = 0;                              \
+            for (int64_t n = 0; n < N; n++) {                                                   \
+                int64_t c = r / (kh * kw), i = (r / kw) % kh, j = r % kw;                       \
+                const T *xc = x + (n * C + c) * H * W;                                          \
+                T *dst = col + r * ldcol + n * L;                                               \
+                if (plain) { /* 1x1: the plane is the row segment */                            \
+                    for (int64_t e = 0; e < L; e++) dst[e] = xc[e];                             \
                     continue;                                                                   \
                 }                                                                               \
-                const T *xr = xc + y * W;                                                       \
-                int64_t x0 = (int64_t)j * dw - pw;                                              \
-                if (sw == 1 && x0 >= 0 && x0 + ow <= W) {                                       \
-                    for (int64_t ox = 0; ox < ow; ox++) d[ox] = xr[x0 + ox];                    \
-                    continue;                                                                   \
-                }                                                                               \
-                for (int64_t ox = 0; ox < ow; ox++) {                                           \
-                    int64_t xx = x0 + ox * sw;                                                  \
-                    d[ox] = (xx >= 0 && xx < W) ? xr[xx] : (T)0;                                \
+                int64_t x0 = j * dw - pw, lo, hi;                                               \
+                inner_range(x0, sw, W, ow, &lo, &hi);                                           \
+                for (int64_t oy = 0; oy < oh; oy++) {                                           \
+                    int64_t y = oy * sh - ph + i * dh;                                          \
+                    T *restrict d = dst + oy * ow;                                              \
+                    if (y < 0 || y >= H) {                                                      \
+                        for (int64_t ox = 0; ox < ow; ox++) d[ox] = 0;                          \
+                        continue;                                                               \
+                    }                                                                           \
+                    const T *restrict xr = xc + y * W;                                          \
+                    for (int64_t ox = 0; ox < lo; ox++) d[ox] = 0;                              \
+                    if (sw == 1)                                                                \
+                        for (int64_t ox = lo; ox < hi; ox++) d[ox] = xr[x0 + ox];               \
+                    else                                                                        \
+                        for (int64_t ox = lo; ox < hi; ox++) d[ox] = xr[x0 + ox * sw];          \
+                    for (int64_t ox = hi; ox < ow; ox++) d[ox] = 0;                             \
                 }                                                                               \
             }                                                                                   \
         }                                                                                       \
     }                                                                                           \
-    /* one thread per channel: channels write disjoint parts of x */                           \
-    static void col2im_##S(T *x, const T *col, int64_t C, int64_t H, int64_t W, int kh, int kw, \
-                           int sh, int sw, int ph, int pw, int dh, int dw, int64_t oh,          \
-                           int64_t ow) {                                                        \
+    /* the adjoint; accumulate: add into x, else overwrite it starting from bias[c] or 0 */   \
+    static void col2im_##S(T *x, const T *col, const T *bias, int64_t ldcol, int64_t N,         \
+                           int64_t C, int64_t H, int64_t W, int kh, int kw, int sh, int sw,     \
+                           int ph, int pw, int dh, int dw, int64_t oh, int64_t ow,              \
+                           bool accumulate) {                                                   \
         int64_t L = oh * ow;                                                                    \
-        WF_OMP_FOR_CHANNELS                                                                     \
-        for (int64_t c = 0; c < C; c++) {                                                       \
-            T *xc = x + c * H * W;                                                              \
+        bool plain = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;            \
+        WF_OMP_COL2IM                                                                           \
+        for (int64_t pl = 0; pl < N * C; pl++) {                                                \
+            int64_t n = pl / C, c = pl % C;                                                     \
+            T *restrict xc = x + pl * H * W;                                                    \
+            T v0 = bias ? bias[c] : (T)0;                                                       \
+            if (plain && !accumulate) { /* 1x1: the plane is the row segment */                 \
+                const T *restrict s = col + c * ldcol + n * L;                                  \
+                for (int64_t e = 0; e < L; e++) xc[e] = v0 + s[e];                              \
+                continue;                                                                       \
+            }                                                                                   \
+            if (!accumulate)                                                                    \
+                for (int64_t e = 0; e < H * W; e++) xc[e] = v0;                                 \
             for (int i = 0; i < kh; i++)                                                        \
                 for (int j = 0; j < kw; j++) {                                                  \
-                    const T *src = col + ((c * kh + i) * kw + j) * L;                           \
+                    const T *src = col + ((c * kh + i) * kw + j) * ldcol + n * L;               \
+                    int64_t x0 = (int64_t)j * dw - pw, lo, hi;                                  \
+                    inner_range(x0, sw, W, ow, &lo, &hi);                                       \
                     for (int64_t oy = 0; oy < oh; oy++) {                                       \
                         int64_t y = oy * sh - ph + (int64_t)i * dh;                             \
                         if (y < 0 || y >= H) continue;                                          \
-                        T *xr = xc + y * W;                                                     \
-                        const T *s = src + oy * ow;                                             \
-                        int64_t x0 = (int64_t)j * dw - pw;                                      \
-                        for (int64_t ox = 0; ox < ow; ox++) {                                   \
-                            int64_t xx = x0 + ox * sw;                                          \
-                            if (xx >= 0 && xx < W) xr[xx] += s[ox];                             \
-                        }                                                                       \
+                        T *restrict xr = xc + y * W;                                            \
+                        const T *restrict s = src + oy * ow;                                    \
+                        if (sw == 1)                                                            \
+                            for (int64_t ox = lo; ox < hi; ox++) xr[x0 + ox] += s[ox];          \
+                        else                                                                    \
+                            for (int64_t ox = lo; ox < hi; ox++) xr[x0 + ox * sw] += s[ox];     \
                     }                                                                           \
                 }                                                                               \
         }                                                                                       \
     }
 
-#ifdef WEFT_HAVE_OPENMP
-#define WF_OMP_FOR_ROWS _Pragma("omp parallel for schedule(static) if (rows * L > 32768)")
-#define WF_OMP_FOR_CHANNELS _Pragma("omp parallel for schedule(static) if (C * H * W > 32768)")
-#else
-#define WF_OMP_FOR_ROWS
-#define WF_OMP_FOR_CHANNELS
-#endif
-
 DEFINE_IM2COL(float, f32)
 DEFINE_IM2COL(double, f64)
+
+static int bad_dtype(const char *what, wf_dtype dt) {
+    return wf__error(WF_EDTYPE, "%s (cpu): dtype %s is not supported (float32/float64 only)", what,
+                     wf_dtype_name(dt));
+}
 
 int wf__cpu_im2col(void *col, const void *x, wf_dtype dt, int64_t C, int64_t H, int64_t W,
                    int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int64_t oh,
                    int64_t ow, wf_device dev) {
-    (void)dev;
-    switch (dt) {
-    case WF_F32: im2col_f32(col, x, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow); return 0;
-    case WF_F64: im2col_f64(col, x, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow); return 0;
-    default:
-        return wf__error(WF_EDTYPE, "im2col (cpu): dtype %s is not supported (float32/float64 only)",
-                         wf_dtype_name(dt));
-    }
+    return wf__cpu_im2col_batch(col, x, dt, 1, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, dev);
 }
 
 int wf__cpu_col2im(void *x, const void *col, wf_dtype dt, int64_t C, int64_t H, int64_t W,
                    int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int64_t oh,
                    int64_t ow, wf_device dev) {
     (void)dev;
+    int64_t L = oh * ow;
     switch (dt) {
-    case WF_F32: col2im_f32(x, col, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow); return 0;
-    case WF_F64: col2im_f64(x, col, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow); return 0;
-    default:
-        return wf__error(WF_EDTYPE, "col2im (cpu): dtype %s is not supported (float32/float64 only)",
-                         wf_dtype_name(dt));
+    case WF_F32: col2im_f32(x, col, NULL, L, 1, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, true); return 0;
+    case WF_F64: col2im_f64(x, col, NULL, L, 1, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, true); return 0;
+    default: return bad_dtype("col2im", dt);
+    }
+}
+
+int wf__cpu_im2col_batch(void *col, const void *x, wf_dtype dt, int64_t N, int64_t C, int64_t H,
+                         int64_t W, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                         int64_t oh, int64_t ow, wf_device dev) {
+    (void)dev;
+    int64_t ld = N * oh * ow;
+    switch (dt) {
+    case WF_F32: im2col_f32(col, ld, x, N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow); return 0;
+    case WF_F64: im2col_f64(col, ld, x, N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow); return 0;
+    default: return bad_dtype("im2col", dt);
+    }
+}
+
+int wf__cpu_col2im_batch(void *x, const void *col, const void *bias, wf_dtype dt, int64_t N,
+                         int64_t C, int64_t H, int64_t W, int kh, int kw, int sh, int sw, int ph,
+                         int pw, int dh, int dw, int64_t oh, int64_t ow, wf_device dev) {
+    (void)dev;
+    int64_t ld = N * oh * ow;
+    switch (dt) {
+    case WF_F32: col2im_f32(x, col, bias, ld, N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, false); return 0;
+    case WF_F64: col2im_f64(x, col, bias, ld, N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, false); return 0;
+    default: return bad_dtype("col2im", dt);
     }
 }

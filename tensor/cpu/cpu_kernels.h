@@ -56,6 +56,12 @@ int wf__cpu_im2col(void *col, const void *x, wf_dtype dt, int64_t C, int64_t H, 
 int wf__cpu_col2im(void *x, const void *col, wf_dtype dt, int64_t C, int64_t H, int64_t W,
                    int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int64_t oh, int64_t ow,
                    wf_device dev);
+int wf__cpu_im2col_batch(void *col, const void *x, wf_dtype dt, int64_t N, int64_t C, int64_t H,
+                         int64_t W, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                         int64_t oh, int64_t ow, wf_device dev);
+int wf__cpu_col2im_batch(void *x, const void *col, const void *bias, wf_dtype dt, int64_t N,
+                         int64_t C, int64_t H, int64_t W, int kh, int kw, int sh, int sw, int ph,
+                         int pw, int dh, int dw, int64_t oh, int64_t ow, wf_device dev);
 int wf__cpu_max_pool2d(wf_tensor *y, wf_tensor *argmax, const wf_tensor *x, const int k[2],
                        const int s[2], const int p[2], const int d[2]);
 int wf__cpu_max_pool2d_backward(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *argmax);

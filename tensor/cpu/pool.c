@@ -13,6 +13,7 @@
 #include "weft_config.h"
 
 #include <math.h>
+#include <string.h>
 
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
@@ -21,6 +22,14 @@ static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 #define WF_OMP_PLANES _Pragma("omp parallel for schedule(static) if (planes * plane_work > 16384)")
 #else
 #define WF_OMP_PLANES
+#endif
+
+/* the 2x2 kernel is compiled for AVX2 too and picked at load time (as the GEMM micro-kernels) */
+#if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) &&    \
+    !defined(__SANITIZE_ADDRESS__) && !defined(WEFT_NO_TARGET_CLONES)
+#define WF_POOL_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#else
+#define WF_POOL_MULTIVERSION
 #endif
 
 #define DIMS_OF(t, H, W, planes)                                                                \
@@ -39,6 +48,89 @@ static inline int64_t avg_window(int64_t oy, int64_t ox, int64_t H, int64_t W, c
     return cip ? pool : (he - hs) * (we - ws);
 }
 
+/* 2x2 / stride 2 max pool of `planes` planes, row by row. A candidate wins if it is greater
+ * or NaN, unless the best so far is NaN already: NaN wins, ties keep the first element
+ * (PyTorch). With GCC, VL outputs at a time in vector registers (the even/odd input columns
+ * split by shuffles, the selects as bit masks: scalar float compares cannot be if-converted
+ * under -ftrapping-math, and their branches mispredict on random data); the window position
+ * (0..3) goes to kb, the flat argmax is formed from it in a second loop. */
+#define POOL_SEL(m, a, b) (((a) & ~(m)) | ((b) & (m)))
+/* one output at a time, the selects as integer masks on the values' bits (no branches) */
+#define POOL2X2_SCALAR(T, IT)                                                                   \
+    for (; i < n; i++) {                                                                        \
+        int64_t ox = o0 + i;                                                                    \
+        T a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], e = r1[2 * ox + 1], best = a;     \
+        IT ib, ic, ie, bb, kk = 0, m;                                                           \
+        memcpy(&ib, &b, sizeof ib); memcpy(&ic, &c, sizeof ic); memcpy(&ie, &e, sizeof ie);     \
+        memcpy(&bb, &a, sizeof bb);                                                             \
+        m = -(IT)(((b > best) | (b != b)) & (best == best));                                    \
+        bb = POOL_SEL(m, bb, ib); kk = POOL_SEL(m, kk, (IT)1); memcpy(&best, &bb, sizeof best); \
+        m = -(IT)(((c > best) | (c != c)) & (best == best));                                    \
+        bb = POOL_SEL(m, bb, ic); kk = POOL_SEL(m, kk, (IT)2); memcpy(&best, &bb, sizeof best); \
+        m = -(IT)(((e > best) | (e != e)) & (best == best));                                    \
+        bb = POOL_SEL(m, bb, ie); kk = POOL_SEL(m, kk, (IT)3); memcpy(&best, &bb, sizeof best); \
+        yr[ox] = best;                                                                          \
+        kb[i] = kk;                                                                             \
+    }
+#if defined(__GNUC__) && !defined(__clang__)
+/* VL outputs from the input row pair p0 / p1 (2*VL elements each) into yo[0..VL), ko[0..VL) */
+#define POOL2X2_BODY(VL, MK, p0, p1, yo, ko)                                                    \
+    do {                                                                                        \
+        V u0, u1, w0, w1;                                                                       \
+        memcpy(&u0, p0, sizeof u0); memcpy(&u1, (p0) + VL, sizeof u1);                          \
+        memcpy(&w0, p1, sizeof w0); memcpy(&w1, (p1) + VL, sizeof w1);                          \
+        V a = __builtin_shuffle(u0, u1, (VI)MK##_EVEN), b = __builtin_shuffle(u0, u1, (VI)MK##_ODD); \
+        V c = __builtin_shuffle(w0, w1, (VI)MK##_EVEN), e = __builtin_shuffle(w0, w1, (VI)MK##_ODD); \
+        VI best = (VI)a, kk = (VI){ 0 }, m;                                                     \
+        m = ((b > (V)best) | (b != b)) & ((V)best == (V)best);                                  \
+        best = POOL_SEL(m, best, (VI)b); kk = POOL_SEL(m, kk, (VI){ 0 } + 1);                   \
+        m = ((c > (V)best) | (c != c)) & ((V)best == (V)best);                                  \
+        best = POOL_SEL(m, best, (VI)c); kk = POOL_SEL(m, kk, (VI){ 0 } + 2);                   \
+        m = ((e > (V)best) | (e != e)) & ((V)best == (V)best);                                  \
+        best = POOL_SEL(m, best, (VI)e); kk = POOL_SEL(m, kk, (VI){ 0 } + 3);                   \
+        memcpy(yo, &best, sizeof best);                                                         \
+        memcpy(ko, &kk, sizeof kk);                                                             \
+    } while (0)
+/* full vectors (the tail of the row goes to POOL2X2_SCALAR) */
+#define POOL2X2_VECTOR(T, IT, VL, MK)                                                           \
+    typedef T V __attribute__((vector_size(VL * sizeof(T))));                                   \
+    typedef IT VI __attribute__((vector_size(VL * sizeof(T))));                                 \
+    for (; i + VL <= n; i += VL)                                                                \
+        POOL2X2_BODY(VL, MK, r0 + 2 * (o0 + i), r1 + 2 * (o0 + i), yr + o0 + i, kb + i);
+#else
+#define POOL2X2_VECTOR(T, IT, VL, MK)
+#endif
+#define DEFINE_POOL2X2(T, S, IT, VL, MK)                                                        \
+    WF_POOL_MULTIVERSION                                                                        \
+    static void maxpool2x2_##S(T *restrict y, int64_t *restrict am, const T *restrict x,        \
+                               int64_t planes, int64_t H, int64_t W, int64_t oh, int64_t ow) {  \
+        enum { B = 256 };                                                                       \
+        IT kb[B];                                                                               \
+        for (int64_t pl = 0; pl < planes; pl++) {                                               \
+            const T *xp = x + pl * H * W;                                                       \
+            for (int64_t oy = 0; oy < oh; oy++) {                                               \
+                const T *r0 = xp + 2 * oy * W, *r1 = r0 + W;                                    \
+                T *yr = y + (pl * oh + oy) * ow;                                                \
+                int64_t *ar = am + (pl * oh + oy) * ow;                                         \
+                for (int64_t o0 = 0; o0 < ow; o0 += B) {                                        \
+                    int64_t n = ow - o0 < B ? ow - o0 : B, i = 0;                               \
+                    POOL2X2_VECTOR(T, IT, VL, MK)                                               \
+                    POOL2X2_SCALAR(T, IT)                                                       \
+                    int64_t base = 2 * oy * W + 2 * o0;                                         \
+                    for (i = 0; i < n; i++)                                                     \
+                        ar[o0 + i] = base + 2 * i + (kb[i] & 1) + (int64_t)(kb[i] >> 1) * W;    \
+                }                                                                               \
+            }                                                                                   \
+        }                                                                                       \
+    }
+
+#define F32_EVEN { 0, 2, 4, 6, 8, 10, 12, 14 }
+#define F32_ODD { 1, 3, 5, 7, 9, 11, 13, 15 }
+#define F64_EVEN { 0, 2, 4, 6 }
+#define F64_ODD { 1, 3, 5, 7 }
+DEFINE_POOL2X2(float, f32, int32_t, 8, F32)
+DEFINE_POOL2X2(double, f64, int64_t, 4, F64)
+
 #define DEFINE_POOL(T, S)                                                                       \
     static void maxpool_##S(T *y, int64_t *am, const T *x, int64_t planes, int64_t H,           \
                             int64_t W, int64_t oh, int64_t ow, const int k[2], const int s[2],  \
@@ -46,29 +138,13 @@ static inline int64_t avg_window(int64_t oy, int64_t ox, int64_t H, int64_t W, c
         int64_t plane_work = oh * ow * k[0] * k[1];                                             \
         if (k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2 && p[0] == 0 && p[1] == 0 &&       \
             d[0] == 1 && d[1] == 1 && am && oh * 2 <= H && ow * 2 <= W) {                       \
-            /* the common 2x2/2 case: branch-light, NaN still wins (v != v) */                 \
+            /* the common 2x2/2 case: vectorized, a block of planes per task */                 \
+            int64_t blk = (4096 + oh * ow - 1) / (oh * ow), nblk = (planes + blk - 1) / blk;    \
             WF_OMP_PLANES                                                                       \
-            for (int64_t pl = 0; pl < planes; pl++) {                                           \
-                const T *xp = x + pl * H * W;                                                   \
-                T *yp = y + pl * oh * ow;                                                       \
-                int64_t *ap = am + pl * oh * ow;                                                \
-                for (int64_t oy = 0; oy < oh; oy++) {                                           \
-                    const T *r0 = xp + 2 * oy * W, *r1 = r0 + W;                                \
-                    for (int64_t ox = 0; ox < ow; ox++) {                                       \
-                        T a = r0[2 * ox], b = r0[2 * ox + 1], c = r1[2 * ox], e = r1[2 * ox + 1]; \
-                        int64_t base = 2 * oy * W + 2 * ox, bi = base;                          \
-                        T best = a;                                                             \
-                        /* selects, not branches: random data would mispredict every one */  \
-                        int tb = ((b > best) | (b != b)) & (best == best);                      \
-                        best = tb ? b : best; bi = tb ? base + 1 : bi;                          \
-                        int tc = ((c > best) | (c != c)) & (best == best);                      \
-                        best = tc ? c : best; bi = tc ? base + W : bi;                          \
-                        int te = ((e > best) | (e != e)) & (best == best);                      \
-                        best = te ? e : best; bi = te ? base + W + 1 : bi;                      \
-                        yp[oy * ow + ox] = best;                                                \
-                        ap[oy * ow + ox] = bi;                                                  \
-                    }                                                                           \
-                }                                                                               \
+            for (int64_t b = 0; b < nblk; b++) {                                                \
+                int64_t p1 = (b + 1) * blk < planes ? (b + 1) * blk : planes;                   \
+                maxpool2x2_##S(y + b * blk * oh * ow, am + b * blk * oh * ow, x + b * blk * H * W, \
+                               p1 - b * blk, H, W, oh, ow);                                     \
             }                                                                                   \
             return;                                                                             \
         }                                                                                       \

@@ -168,10 +168,26 @@ int wf__cuda_bias_gelu(const wf_cuda_view *y, const wf_cuda_view *x, const wf_cu
 int wf__cuda_bias_gelu_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, const wf_cuda_view *x,
                                 const wf_cuda_view *bias, int tanh_approx, int dev);
 
+/* ---------------------------------------------------------------- attention (cuda_attention.cu) */
+/* Fused scaled-dot-product attention (flash-attention 2 style, tensor cores): q [B,H,L,D],
+ * k and v [B,H,S,D], o like q; f16 or bf16 (one dtype), last-dim stride 1, other strides any;
+ * D <= 128. lse: f32 [B,H,L] contiguous (natural log), written for the backward. causal
+ * masks key j > query i (top-left). Backward: dq, dk, dv (like q, k, v; last-dim stride 1)
+ * from dout (like o); uses a temporary f32 dq buffer from the caching allocator. */
+int wf__cuda_sdpa_forward(const wf_cuda_view *o, const wf_cuda_view *lse, const wf_cuda_view *q,
+                          const wf_cuda_view *k, const wf_cuda_view *v, double scale, int causal, int dev);
+int wf__cuda_sdpa_backward(const wf_cuda_view *dq, const wf_cuda_view *dk, const wf_cuda_view *dv,
+                           const wf_cuda_view *dout, const wf_cuda_view *q, const wf_cuda_view *k,
+                           const wf_cuda_view *v, const wf_cuda_view *o, const wf_cuda_view *lse,
+                           double scale, int causal, int dev);
+
 /* ---------------------------------------------------------------- GEMM (cuda_device.cu) */
-/* Row-major batched GEMM through cublasGemmStridedBatchedEx (the wf_kernels gemm contract):
- * f32 (TF32 tensor cores when enabled), f16/bf16 with f32 accumulation, f64. Other dtypes:
- * WF_ENOTSUP. */
+/* Row-major batched GEMM (the wf_kernels gemm contract): f32 (TF32 tensor cores when
+ * enabled), f16/bf16 with f32 accumulation. Products up to m*n*k*batch = 2^33 go through
+ * cuBLASLt (heuristic candidates, timed once per shape/dtype/transposes/alignment when
+ * beta == 0 against cublasGemmStridedBatchedEx, plans cached, 32 MiB workspace per device);
+ * larger ones, f64, broadcast batches, or WEFT_NO_CUBLASLT set use
+ * cublasGemmStridedBatchedEx. Other dtypes: WF_ENOTSUP. */
 int wf__cuda_gemm(int dtype, int transA, int transB, int64_t m, int64_t n, int64_t k,
                   double alpha, const void *A, int64_t lda, int64_t strideA,
                   const void *B, int64_t ldb, int64_t strideB,

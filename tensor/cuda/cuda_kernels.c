@@ -186,6 +186,51 @@ static int k_avg_pool2d_backward(wf_tensor *gx, const wf_tensor *gy, const int k
     return wf__cuda_avg_pool2d_backward(&vgx, &vgy, k, s, p, count_include_pad, DEV(gx));
 }
 
+/* ---------------------------------------------------------------- fused */
+
+static int k_sdpa_fwd(wf_tensor *o, wf_tensor *lse, const wf_tensor *q, const wf_tensor *k, const wf_tensor *v,
+                      double scale, bool causal) {
+    wf_cuda_view vo = view(o), vl = view(lse), vq = view(q), vk = view(k), vv = view(v);
+    return wf__cuda_sdpa_forward(&vo, &vl, &vq, &vk, &vv, scale, causal, DEV(o));
+}
+static int k_sdpa_bwd(wf_tensor *dq, wf_tensor *dk, wf_tensor *dv, const wf_tensor *dout, const wf_tensor *q,
+                      const wf_tensor *k, const wf_tensor *v, const wf_tensor *o, const wf_tensor *lse, double scale,
+                      bool causal) {
+    wf_cuda_view vdq = view(dq), vdk = view(dk), vdv = view(dv), vdo = view(dout), vq = view(q), vk = view(k),
+                 vv = view(v), vo = view(o), vl = view(lse);
+    return wf__cuda_sdpa_backward(&vdq, &vdk, &vdv, &vdo, &vq, &vk, &vv, &vo, &vl, scale, causal, DEV(q));
+}
+static int k_layer_norm_fwd(wf_tensor *y, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x,
+                            const wf_tensor *weight, const wf_tensor *bias, double eps) {
+    wf_cuda_view vy = view(y), vm = view(mean), vr = view(rstd), vx = view(x), vw, vb;
+    if (weight) vw = view(weight);
+    if (bias) vb = view(bias);
+    return wf__cuda_layer_norm_forward(&vy, &vm, &vr, &vx, weight ? &vw : NULL, bias ? &vb : NULL, eps, DEV(y));
+}
+static int k_layer_norm_bwd(wf_tensor *gx, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy,
+                            const wf_tensor *x, const wf_tensor *mean, const wf_tensor *rstd, const wf_tensor *weight) {
+    wf_cuda_view vgx, vgw, vgb, vgy = view(gy), vx = view(x), vm = view(mean), vr = view(rstd), vw;
+    if (gx) vgx = view(gx);
+    if (gweight) vgw = view(gweight);
+    if (gbias) vgb = view(gbias);
+    if (weight) vw = view(weight);
+    return wf__cuda_layer_norm_backward(gx ? &vgx : NULL, gweight ? &vgw : NULL, gbias ? &vgb : NULL, &vgy, &vx, &vm,
+                                        &vr, weight ? &vw : NULL, DEV(x));
+}
+static int k_xent_fwd(wf_tensor *loss, wf_tensor *lse, const wf_tensor *logits, const wf_tensor *target,
+                      int64_t ignore_index, double label_smoothing) {
+    wf_cuda_view vl = view(loss), vs, vx = view(logits), vt = view(target);
+    if (lse) vs = view(lse);
+    return wf__cuda_softmax_xent_forward(&vl, lse ? &vs : NULL, &vx, &vt, ignore_index, label_smoothing, DEV(logits));
+}
+static int k_xent_bwd(wf_tensor *glogits, const wf_tensor *gloss, double scale, const wf_tensor *logits,
+                      const wf_tensor *target, const wf_tensor *lse, int64_t ignore_index, double label_smoothing) {
+    wf_cuda_view vg = view(glogits), vgl = view(gloss), vx = view(logits), vt = view(target), vs;
+    if (lse) vs = view(lse);
+    return wf__cuda_softmax_xent_backward(&vg, &vgl, scale, &vx, &vt, lse ? &vs : NULL, ignore_index, label_smoothing,
+                                          DEV(logits));
+}
+
 const wf_kernels wf__cuda_kernels = {
     .name = "cuda",
     .alloc = k_alloc,
@@ -220,6 +265,12 @@ const wf_kernels wf__cuda_kernels = {
     .avg_pool2d = k_avg_pool2d,
     .avg_pool2d_backward = k_avg_pool2d_backward,
     .synchronize = k_synchronize,
+    .sdpa_fwd = k_sdpa_fwd,
+    .sdpa_bwd = k_sdpa_bwd,
+    .layer_norm_fwd = k_layer_norm_fwd,
+    .layer_norm_bwd = k_layer_norm_bwd,
+    .xent_fwd = k_xent_fwd,
+    .xent_bwd = k_xent_bwd,
 };
 
 /* ---------------------------------------------------------------- public API (weft/cuda.h) */

@@ -52,6 +52,155 @@ static void compare(const char *name, wf_tensor *gpu, wf_tensor *cpu, double ato
 
 static wf_tensor *G(wf_tensor *t) { return t ? wf_to_device(t, GPU) : NULL; }
 
+/* max |a-b| <= tol * max |b| (for low-precision fused kernels against an f32 reference) */
+static void compare_rel(const char *name, wf_tensor *gpu, wf_tensor *ref, double tol) {
+    n_checks++;
+    if (!gpu || !ref) {
+        printf("FAIL %-34s %s: %s\n", name, gpu ? "reference" : "fused", wf_error_message());
+        wf_clear_error();
+        n_failed++;
+        return;
+    }
+    int64_t n = wf_numel(ref);
+    if (wf_numel(gpu) != n) { printf("FAIL %-34s numel %lld vs %lld\n", name, (long long)wf_numel(gpu), (long long)n); n_failed++; return; }
+    double *a = malloc(sizeof(double) * (size_t)(n ? n : 1)), *b = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    int rc = wf_to_array(gpu, a, WF_F64);
+    if (!rc) rc = wf_to_array(ref, b, WF_F64);
+    if (rc) { printf("FAIL %-34s to_array: %s\n", name, wf_error_message()); wf_clear_error(); n_failed++; free(a); free(b); return; }
+    double md = 0, mb = 0;
+    int64_t wi = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double d = fabs(a[i] - b[i]);
+        if (!(d <= md)) { md = isnan(d) ? INFINITY : d; wi = i; }
+        if (fabs(b[i]) > mb) mb = fabs(b[i]);
+    }
+    double e = mb > 0 ? md / mb : md;
+    bool ok = e <= tol;
+    if (!ok) n_failed++;
+    printf("%s %-34s n=%-8lld maxdiff/max=%.3g (tol %.g)", ok ? "ok  " : "FAIL", name, (long long)n, e, tol);
+    if (!ok && n) printf(" at %lld: fused %.9g ref %.9g", (long long)wi, a[wi], b[wi]);
+    printf("\n");
+    free(a);
+    free(b);
+}
+
+/* fused attention (f16/bf16 on CUDA) against the composed path in f32 on CUDA and on the CPU,
+ * from the same rounded inputs: output and the gradients of sum(o * w) */
+static void check_sdpa(int64_t B, int64_t H, int64_t L, int64_t S, int64_t D, bool causal, wf_dtype dt, bool strided) {
+    WF_SCOPE {
+        char nm[96], tag[64];
+        snprintf(tag, sizeof tag, "%s %lldx%lldx%lldx%lld S%lld%s%s", wf_dtype_name(dt), (long long)B, (long long)H,
+                 (long long)L, (long long)D, (long long)S, causal ? " causal" : "", strided ? " strided" : "");
+        wf_tensor *src[3] = { wf_randn(WF_SHAPE(B, H, L, D), WF_F32), wf_randn(WF_SHAPE(B, H, S, D), WF_F32),
+                              wf_randn(WF_SHAPE(B, H, S, D), WF_F32) };
+        wf_tensor *w = wf_randn(WF_SHAPE(B, H, L, D), WF_F32);
+        wf_tensor *lo[3], *g32[3], *c32[3];
+        for (int i = 0; i < 3; i++) {
+            wf_tensor *r = wf_to_dtype(src[i], dt);                       /* rounded values */
+            c32[i] = wf_to_dtype(r, WF_F32);
+            g32[i] = G(c32[i]);
+            if (strided) {  /* [B, T, H, D] storage seen as [B, H, T, D], as attention modules pass it */
+                wf_tensor *p = wf_contiguous(wf_transpose(G(r), 1, 2));
+                lo[i] = wf_detach(wf_transpose(p, 1, 2));
+            } else lo[i] = G(r);
+            wf_set_requires_grad(lo[i], true);
+            wf_set_requires_grad(g32[i], true);
+            wf_set_requires_grad(c32[i], true);
+        }
+        wf_tensor *of = wf_scaled_dot_product_attention(lo[0], lo[1], lo[2], NULL, 0.0, causal);
+        wf_tensor *og = wf_scaled_dot_product_attention(g32[0], g32[1], g32[2], NULL, 0.0, causal);
+        wf_tensor *oc = wf_scaled_dot_product_attention(c32[0], c32[1], c32[2], NULL, 0.0, causal);
+        const char *fn = of ? wf_grad_fn_name(of) : "";
+        n_checks++;
+        if (fn && strstr(fn, "Flash")) printf("ok   sdpa %s takes the fused path (%s)\n", tag, fn);
+        else { printf("FAIL sdpa %s did not take the fused path (grad_fn %s)\n", tag, fn ? fn : "none"); n_failed++; }
+        double tol = dt == WF_BF16 ? 2e-2 : 4e-3;
+        snprintf(nm, sizeof nm, "sdpa %s vs cuda f32", tag);
+        compare_rel(nm, of, og, tol);
+        snprintf(nm, sizeof nm, "sdpa %s vs cpu", tag);
+        compare_rel(nm, of, oc, tol);
+        wf_tensor *lf = wf_sum_all(wf_mul(wf_to_dtype(of, WF_F32), G(w)));
+        wf_tensor *lg = wf_sum_all(wf_mul(og, G(w)));
+        wf_tensor *lc = wf_sum_all(wf_mul(oc, w));
+        if (!lf || !lg || !lc || wf_backward(lf, NULL, false) || wf_backward(lg, NULL, false) || wf_backward(lc, NULL, false)) {
+            n_checks++; n_failed++;
+            printf("FAIL sdpa %s backward: %s\n", tag, wf_error_message());
+            wf_clear_error();
+        } else {
+            const char *gn[3] = { "dq", "dk", "dv" };
+            for (int i = 0; i < 3; i++) {
+                snprintf(nm, sizeof nm, "sdpa %s %s vs cuda f32", tag, gn[i]);
+                compare_rel(nm, wf_grad(lo[i]), wf_grad(g32[i]), 2 * tol);
+                snprintf(nm, sizeof nm, "sdpa %s %s vs cpu", tag, gn[i]);
+                compare_rel(nm, wf_grad(lo[i]), wf_grad(c32[i]), 2 * tol);
+            }
+        }
+    }
+}
+
+/* fused layer norm on CUDA against the composed CPU path: output and gradients */
+static void check_layer_norm(wf_dtype dt, int64_t rows, int64_t D) {
+    WF_SCOPE {
+        char nm[96];
+        wf_tensor *x = wf_to_dtype(wf_add_scalar(wf_mul_scalar(wf_randn(WF_SHAPE(rows, D), WF_F32), 2.0), 0.5), dt);
+        wf_tensor *wt = wf_to_dtype(wf_randn(WF_SHAPE(D), WF_F32), dt), *bs = wf_to_dtype(wf_randn(WF_SHAPE(D), WF_F32), dt);
+        wf_tensor *gw = wf_randn(WF_SHAPE(rows, D), WF_F32);
+        wf_tensor *xc = wf_clone(x), *wc = wf_clone(wt), *bc = wf_clone(bs), *xg = G(x), *wg = G(wt), *bg = G(bs);
+        wf_tensor *ps[6] = { xc, wc, bc, xg, wg, bg };
+        for (int i = 0; i < 6; i++) wf_set_requires_grad(ps[i], true);
+        wf_tensor *yc = wf_layer_norm(xc, &D, 1, wc, bc, 1e-5), *yg = wf_layer_norm(xg, &D, 1, wg, bg, 1e-5);
+        const char *fn = yg ? wf_grad_fn_name(yg) : "";
+        n_checks++;
+        if (fn && strstr(fn, "NativeLayerNorm")) printf("ok   layer_norm %s takes the fused path\n", wf_dtype_name(dt));
+        else { printf("FAIL layer_norm %s did not take the fused path (grad_fn %s)\n", wf_dtype_name(dt), fn ? fn : "none"); n_failed++; }
+        double tol = dt == WF_F32 ? 1e-5 : 2e-2;
+        snprintf(nm, sizeof nm, "layer_norm %s %lldx%lld", wf_dtype_name(dt), (long long)rows, (long long)D);
+        compare_rel(nm, yg, yc, tol);
+        wf_tensor *lc = wf_sum_all(wf_mul(wf_to_dtype(yc, WF_F32), gw)), *lg = wf_sum_all(wf_mul(wf_to_dtype(yg, WF_F32), G(gw)));
+        if (!lc || !lg || wf_backward(lc, NULL, false) || wf_backward(lg, NULL, false)) {
+            n_checks++; n_failed++;
+            printf("FAIL layer_norm backward: %s\n", wf_error_message());
+            wf_clear_error();
+        } else {
+            const char *gn[3] = { "dx", "dweight", "dbias" };
+            for (int i = 0; i < 3; i++) {
+                snprintf(nm, sizeof nm, "layer_norm %s %s", wf_dtype_name(dt), gn[i]);
+                compare_rel(nm, wf_grad(ps[3 + i]), wf_grad(ps[i]), dt == WF_F32 ? 1e-4 : 3e-2);
+            }
+        }
+    }
+}
+
+/* fused softmax cross-entropy on CUDA against the composed CPU path (ignore_index rows too) */
+static void check_xent(wf_dtype dt, int64_t N, int64_t C, wf_reduction red) {
+    WF_SCOPE {
+        char nm[96];
+        wf_tensor *x = wf_to_dtype(wf_mul_scalar(wf_randn(WF_SHAPE(N, C), WF_F32), 3.0), dt);
+        wf_tensor *t = wf_randint(0, C, WF_SHAPE(N), WF_I64);
+        int64_t tv[4] = { -100, -100, -100, -100 };
+        wf_tensor *ign = wf_from_data(tv, WF_SHAPE(2), WF_I64);
+        wf_copy_(wf_slice(t, 0, 3, 5, 1), ign);
+        wf_tensor *xc = wf_clone(x), *xg = G(x);
+        wf_set_requires_grad(xc, true);
+        wf_set_requires_grad(xg, true);
+        wf_cross_entropy_opts o = { .reduction = red };
+        wf_tensor *lc = wf_cross_entropy(xc, t, &o), *lg = wf_cross_entropy(xg, G(t), &o);
+        double tol = dt == WF_F32 ? 1e-5 : 2e-2;
+        snprintf(nm, sizeof nm, "cross_entropy %s %lldx%lld red %d", wf_dtype_name(dt), (long long)N, (long long)C, (int)red);
+        compare_rel(nm, lg, lc, tol);
+        wf_tensor *w = lc ? wf_randn_like(wf_to_dtype(lc, WF_F32)) : NULL;
+        wf_tensor *sc = wf_sum_all(wf_mul(wf_to_dtype(lc, WF_F32), w)), *sg = wf_sum_all(wf_mul(wf_to_dtype(lg, WF_F32), G(w)));
+        if (!sc || !sg || wf_backward(sc, NULL, false) || wf_backward(sg, NULL, false)) {
+            n_checks++; n_failed++;
+            printf("FAIL cross_entropy backward: %s\n", wf_error_message());
+            wf_clear_error();
+        } else {
+            snprintf(nm, sizeof nm, "cross_entropy %s red %d dlogits", wf_dtype_name(dt), (int)red);
+            compare_rel(nm, wf_grad(xg), wf_grad(xc), dt == WF_F32 ? 1e-4 : 3e-2);   /* fast-math exp */
+        }
+    }
+}
+
 typedef wf_tensor *(*un_fn)(wf_tensor *);
 typedef wf_tensor *(*bin_fn)(wf_tensor *, wf_tensor *);
 
@@ -247,6 +396,20 @@ int main(void) {
                 compare("backward conv/pool/gelu: d weight", wf_grad(kg), wf_grad(kc), 1e-3, 1e-3);
             }
         }
+
+        /* ---- fused kernels: attention, layer norm, cross-entropy */
+        check_sdpa(2, 3, 77, 77, 64, true, WF_BF16, false);
+        check_sdpa(2, 3, 130, 130, 64, true, WF_BF16, true);
+        check_sdpa(1, 2, 50, 90, 40, false, WF_BF16, false);
+        check_sdpa(1, 2, 33, 70, 36, true, WF_F16, false);
+        check_sdpa(1, 2, 129, 129, 128, true, WF_F16, false);
+        check_sdpa(1, 2, 100, 64, 96, false, WF_BF16, true);
+        check_layer_norm(WF_F32, 300, 768);
+        check_layer_norm(WF_BF16, 37, 1500);
+        check_layer_norm(WF_F32, 5, 3);
+        check_xent(WF_F32, 37, 1000, WF_REDUCTION_MEAN);
+        check_xent(WF_F32, 64, 50257, WF_REDUCTION_SUM);
+        check_xent(WF_BF16, 16, 300, WF_REDUCTION_NONE);
 
         /* ---- errors: an out-of-range index is reported, not a crash */
         {

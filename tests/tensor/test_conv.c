@@ -122,6 +122,141 @@ START_TEST(conv_random_vs_naive) {
 }
 END_TEST
 
+/* naive gradients of L = sum(y * gy) for conv_ref's geometry */
+static void conv_ref_grads(const cg *G, const double *x, const double *w, const double *gy,
+                           int64_t oh, int64_t ow, double *gx, double *gw, double *gb) {
+    int64_t Cg = G->C / G->g, Og = G->O / G->g;
+    memset(gx, 0, sizeof(double) * (size_t)(G->N * G->C * G->H * G->W));
+    memset(gw, 0, sizeof(double) * (size_t)(G->O * Cg * G->kh * G->kw));
+    memset(gb, 0, sizeof(double) * (size_t)G->O);
+    for (int64_t n = 0; n < G->N; n++)
+        for (int64_t o = 0; o < G->O; o++)
+            for (int64_t i = 0; i < oh; i++)
+                for (int64_t j = 0; j < ow; j++) {
+                    double g = gy[((n * G->O + o) * oh + i) * ow + j];
+                    int64_t grp = o / Og;
+                    gb[o] += g;
+                    for (int64_t c = 0; c < Cg; c++)
+                        for (int p = 0; p < G->kh; p++)
+                            for (int q = 0; q < G->kw; q++) {
+                                int64_t yy = i * G->sh - G->ph + p * G->dh, xx = j * G->sw - G->pw + q * G->dw;
+                                if (yy < 0 || yy >= G->H || xx < 0 || xx >= G->W) continue;
+                                int64_t xi = ((n * G->C + grp * Cg + c) * G->H + yy) * G->W + xx;
+                                int64_t wi = ((o * Cg + c) * G->kh + p) * G->kw + q;
+                                gx[xi] += g * w[wi];
+                                gw[wi] += g * x[xi];
+                            }
+                }
+}
+
+/* forward and all three gradients against the naive loops (which_grads: bit 0 x, bit 1 w) */
+static void check_conv_grads(cg G, wf_dtype dt, double tol, int which_grads) {
+    int64_t oh = (G.H + 2 * G.ph - G.dh * (G.kh - 1) - 1) / G.sh + 1;
+    int64_t ow = (G.W + 2 * G.pw - G.dw * (G.kw - 1) - 1) / G.sw + 1;
+    int64_t nx = G.N * G.C * G.H * G.W, nw = G.O * (G.C / G.g) * G.kh * G.kw, ny = G.N * G.O * oh * ow;
+    double *x = malloc(sizeof(double) * (size_t)nx), *w = malloc(sizeof(double) * (size_t)nw);
+    double *b = malloc(sizeof(double) * (size_t)G.O), *y = malloc(sizeof(double) * (size_t)ny);
+    double *gy = malloc(sizeof(double) * (size_t)ny), *gx = malloc(sizeof(double) * (size_t)nx);
+    double *gw = malloc(sizeof(double) * (size_t)nw), *gb = malloc(sizeof(double) * (size_t)G.O);
+    fill(x, nx, 11); fill(w, nw, 12); fill(b, G.O, 13); fill(gy, ny, 14);
+    conv_ref(&G, x, w, b, y, oh, ow);
+    conv_ref_grads(&G, x, w, gy, oh, ow, gx, gw, gb);
+    WF_SCOPE {
+        wf_tensor *tx = wf_to_dtype(tt_f64(x, WF_SHAPE(G.N, G.C, G.H, G.W)), dt);
+        wf_tensor *tw = wf_to_dtype(tt_f64(w, WF_SHAPE(G.O, G.C / G.g, G.kh, G.kw)), dt);
+        wf_tensor *tb = wf_to_dtype(tt_f64(b, WF_SHAPE(G.O)), dt);
+        ck_assert_int_eq(wf_set_requires_grad(tx, (which_grads & 1) != 0), 0);
+        ck_assert_int_eq(wf_set_requires_grad(tw, (which_grads & 2) != 0), 0);
+        ck_assert_int_eq(wf_set_requires_grad(tb, true), 0);
+        wf_conv2d_opts o = { { G.sh, G.sw }, { G.ph, G.pw }, { G.dh, G.dw }, G.g };
+        wf_tensor *ty = wf_conv2d(tx, tw, tb, &o);
+        ck_assert_shape(ty, G.N, G.O, oh, ow);
+        ck_assert_tensor_near(ty, y, ny, tol);
+        wf_tensor *tg = wf_to_dtype(tt_f64(gy, WF_SHAPE(G.N, G.O, oh, ow)), dt);
+        ck_assert_int_eq(wf_backward(wf_sum_all(wf_mul(ty, tg)), NULL, false), 0);
+        if (which_grads & 1) ck_assert_tensor_near(wf_grad(tx), gx, nx, tol);
+        else ck_assert_ptr_null(wf_grad(tx));
+        if (which_grads & 2) ck_assert_tensor_near(wf_grad(tw), gw, nw, tol);
+        else ck_assert_ptr_null(wf_grad(tw));
+        ck_assert_tensor_near(wf_grad(tb), gb, G.O, tol);
+    }
+    free(x); free(w); free(b); free(y); free(gy); free(gx); free(gw); free(gb);
+}
+
+START_TEST(conv_grads_vs_naive) {
+    const cg cases[] = {
+        { 5, 1, 28, 28, 8, 3, 3, 1, 1, 1, 1, 1, 1, 1 },   /* the CNN's first layer, odd batch */
+        { 3, 6, 14, 14, 10, 3, 3, 1, 1, 1, 1, 1, 1, 1 },  /* its second (smaller), odd batch */
+        { 1, 3, 9, 11, 4, 3, 3, 1, 1, 1, 1, 1, 1, 1 },    /* one image, odd sizes */
+        { 3, 4, 9, 8, 6, 3, 3, 2, 2, 1, 1, 2, 2, 2 },     /* stride 2, pad 1, dilation 2, groups 2 */
+        { 2, 3, 7, 10, 5, 3, 2, 1, 3, 2, 0, 1, 2, 1 },    /* rectangular, mixed stride/pad/dilation */
+        { 3, 6, 8, 8, 6, 1, 1, 2, 2, 0, 0, 1, 1, 3 },     /* 1x1 with stride 2 (not the direct path), groups 3 */
+        { 2, 6, 5, 6, 6, 1, 1, 1, 1, 0, 0, 1, 1, 3 },     /* 1x1 direct path, groups 3 */
+        { 2, 4, 5, 5, 4, 3, 3, 1, 1, 1, 1, 1, 1, 4 },     /* depthwise */
+        { 2, 2, 3, 3, 3, 5, 5, 1, 1, 2, 2, 1, 1, 1 },     /* kernel bigger than the input (padded) */
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        check_conv_grads(cases[i], WF_F64, 1e-11, 3);
+        check_conv_grads(cases[i], WF_F32, 2e-5, 3);
+    }
+    /* x without grad (the first layer of a network): only w and b; and only x and b */
+    check_conv_grads(cases[0], WF_F32, 2e-5, 2);
+    check_conv_grads(cases[1], WF_F64, 1e-11, 1);
+    check_conv_grads(cases[3], WF_F64, 1e-11, 0);
+}
+END_TEST
+
+/* A batch whose col buffers take more than one chunk (~16M elements each): the forward and
+ * gradients (weight/bias gradients accumulated over chunks) still match the naive loops. */
+START_TEST(conv_grads_multi_chunk) {
+    const cg G = { 41, 4, 64, 64, 3, 5, 5, 1, 1, 2, 2, 1, 1, 1 };   /* 409600 col elements per image */
+    check_conv_grads(G, WF_F32, 1e-4, 3);
+}
+END_TEST
+
+/* The vectorized 2x2 max pool: rows long enough for full vectors plus a tail, NaNs and ties,
+ * f32 and f64, values and argmax (through the gradient) against a naive pool. */
+START_TEST(max_pool_2x2_vs_naive) {
+    const int64_t N = 2, C = 3, H = 10, W = 37, oh = 5, ow = 18;   /* W odd: last column unused */
+    double x[2 * 3 * 10 * 37], ym[2 * 3 * 5 * 18], gx[2 * 3 * 10 * 37];
+    fill(x, N * C * H * W, 21);
+    for (int64_t i = 0; i < N * C * H * W; i++) {
+        x[i] = round(x[i] * 4) / 4;             /* many ties */
+        if (i % 53 == 7) x[i] = NAN;
+        if (i % 97 == 3) x[i] = -INFINITY;
+    }
+    memset(gx, 0, sizeof gx);
+    for (int64_t pl = 0; pl < N * C; pl++)
+        for (int64_t i = 0; i < oh; i++)
+            for (int64_t j = 0; j < ow; j++) {
+                const int64_t cand[4] = { (2 * i) * W + 2 * j, (2 * i) * W + 2 * j + 1,
+                                          (2 * i + 1) * W + 2 * j, (2 * i + 1) * W + 2 * j + 1 };
+                int64_t bi = cand[0];
+                for (int k = 1; k < 4; k++) {
+                    double v = x[pl * H * W + cand[k]], best = x[pl * H * W + bi];
+                    if (isnan(best)) break;
+                    if (v > best || isnan(v)) bi = cand[k];
+                }
+                ym[(pl * oh + i) * ow + j] = x[pl * H * W + bi];
+                gx[pl * H * W + bi] += 1;
+            }
+    for (int d = 0; d < 2; d++)
+        WF_SCOPE {
+            wf_tensor *t = wf_to_dtype(tt_f64(x, WF_SHAPE(N, C, H, W)), d ? WF_F64 : WF_F32);
+            ck_assert_int_eq(wf_set_requires_grad(t, true), 0);
+            wf_tensor *y = wf_max_pool2d(t, &(wf_pool2d_opts){ .kernel = { 2, 2 } });
+            ck_assert_shape(y, N, C, oh, ow);
+            double got[2 * 3 * 5 * 18];
+            ck_assert_int_eq(wf_to_array(y, got, WF_F64), 0);
+            for (int64_t i = 0; i < N * C * oh * ow; i++)
+                ck_assert_msg((isnan(got[i]) && isnan(ym[i])) || got[i] == ym[i],
+                              "dtype %d element %lld: got %g expected %g", d, (long long)i, got[i], ym[i]);
+            ck_assert_int_eq(wf_backward(y, wf_ones_like(y), false), 0);   /* y has NaNs: seed ones */
+            ck_assert_tensor_near(wf_grad(t), gx, (int64_t)(sizeof gx / sizeof gx[0]), 0);
+        }
+}
+END_TEST
+
 START_TEST(pool_worked_values) {
     WF_SCOPE {
         wf_tensor *x = wf_reshape(wf_arange(1, 17, 1, WF_F64), WF_SHAPE(1, 1, 4, 4));
@@ -366,6 +501,9 @@ static Suite *suite(void) {
     tcase_set_timeout(tc, 240);
     tcase_add_test(tc, conv_worked_values);
     tcase_add_test(tc, conv_random_vs_naive);
+    tcase_add_test(tc, conv_grads_vs_naive);
+    tcase_add_test(tc, conv_grads_multi_chunk);
+    tcase_add_test(tc, max_pool_2x2_vs_naive);
     tcase_add_test(tc, pool_worked_values);
     tcase_add_test(tc, pool_ceil_mode);
     tcase_add_test(tc, adaptive_pool_values);
