@@ -633,16 +633,22 @@ uint64_t wf_worker_seed(uint64_t base_seed, int worker, int rank) {
 /* ---------------------------------------------------------------- init contexts */
 
 int wf_fabric_init_module_begin(wf_fabric *fab, bool empty_init) {
-    (void)empty_init;
     if (!fab) return wf__error(WF_ENULL, "wf_fabric_init_module_begin: NULL fabric");
+    if (fab->init_depth >= WF_FABRIC_MAX_INIT_DEPTH)
+        return wf__error(WF_ESTATE, "wf_fabric_init_module_begin: init contexts nested deeper than %d",
+                         WF_FABRIC_MAX_INIT_DEPTH);
     int rc = wf_precision_init_begin(fab->precision);
-    if (!rc) fab->init_depth++;
-    return rc;
+    if (rc) return rc;
+    /* empty_init: the layers built in this context skip their weight initialization */
+    fab->init_prev_skip[fab->init_depth] = wf_nn_set_skip_init(empty_init || wf_nn_skip_init());
+    fab->init_depth++;
+    return 0;
 }
 int wf_fabric_init_module_end(wf_fabric *fab) {
     if (!fab) return wf__error(WF_ENULL, "wf_fabric_init_module_end: NULL fabric");
     if (fab->init_depth <= 0) return wf__error(WF_ESTATE, "wf_fabric_init_module_end: no init context is open");
     fab->init_depth--;
+    wf_nn_set_skip_init(fab->init_prev_skip[fab->init_depth]);
     return wf_precision_init_end(fab->precision);
 }
 int wf_fabric_init_tensor_begin(wf_fabric *fab) { return wf_fabric_init_module_begin(fab, false); }

@@ -78,6 +78,8 @@ struct wf_fabric {
     bool plain_backward_seen;         /* a detector fired outside wf_fabric_backward */
     bool force_backward_check;        /* tests: detect plain backward whatever the precision */
     int init_depth;
+#define WF_FABRIC_MAX_INIT_DEPTH 16
+    bool init_prev_skip[WF_FABRIC_MAX_INIT_DEPTH];   /* skip-init setting to restore per level */
     int no_sync_depth;
     int rzf_depth;
 };

@@ -16,6 +16,18 @@ static int check_t(const char *op, wf_tensor *t) {
     return 0;
 }
 
+/* Skip-init (PyTorch's skip_init / Fabric's empty_init): while set on this thread, the
+ * wf_init_* functions leave tensors as they are, so building a large model costs no random
+ * draws and no passes over its weights (they are about to be overwritten by a load). */
+static _Thread_local bool g_skip_init;
+
+bool wf_nn_set_skip_init(bool skip) {
+    bool prev = g_skip_init;
+    g_skip_init = skip;
+    return prev;
+}
+bool wf_nn_skip_init(void) { return g_skip_init; }
+
 double wf_init_calculate_gain(const char *nl, double param) {
     if (!nl) { wf__error(WF_ENULL, "wf_init_calculate_gain: nonlinearity is NULL"); return NAN; }
     static const char *linear_fns[] = { "linear", "conv1d", "conv2d", "conv3d", "conv_transpose1d",
@@ -48,6 +60,7 @@ int wf_init_calculate_fans(const wf_tensor *t, int64_t *fan_in, int64_t *fan_out
 }
 
 int wf_init_uniform_(wf_tensor *t, double a, double b) {
+    if (g_skip_init && t) return 0;
     int rc = check_t("wf_init_uniform_", t);
     if (rc) return rc;
     if (!(a <= b)) return wf__error(WF_EINVAL, "wf_init_uniform_: expected a <= b, got a=%g b=%g", a, b);
@@ -58,6 +71,7 @@ int wf_init_uniform_(wf_tensor *t, double a, double b) {
 }
 
 int wf_init_normal_(wf_tensor *t, double mean, double std) {
+    if (g_skip_init && t) return 0;
     int rc = check_t("wf_init_normal_", t);
     if (rc) return rc;
     if (!(std >= 0)) return wf__error(WF_EINVAL, "wf_init_normal_: std must be non-negative, got %g", std);
@@ -68,6 +82,7 @@ int wf_init_normal_(wf_tensor *t, double mean, double std) {
 }
 
 int wf_init_constant_(wf_tensor *t, double value) {
+    if (g_skip_init && t) return 0;
     int rc = check_t("wf_init_constant_", t);
     if (rc) return rc;
     bool prev = wf_set_grad_enabled(false);
@@ -103,6 +118,7 @@ static double *draw(const char *op, int64_t n, bool normal, double lo, double hi
 }
 
 int wf_init_eye_(wf_tensor *t) {
+    if (g_skip_init && t) return 0;
     int rc = check_t("wf_init_eye_", t);
     if (rc) return rc;
     if (t->ndim != 2) return wf__error(WF_ESHAPE, "wf_init_eye_: only 2-D tensors are supported");
@@ -197,6 +213,7 @@ static double erfinv(double y) {
 static double norm_cdf(double x) { return (1.0 + erf(x / sqrt(2.0))) / 2.0; }
 
 int wf_init_trunc_normal_(wf_tensor *t, double mean, double std, double a, double b) {
+    if (g_skip_init && t) return 0;
     const char *op = "wf_init_trunc_normal_";
     int rc = check_t(op, t);
     if (rc) return rc;
@@ -223,6 +240,7 @@ static int fans_for(const char *op, wf_tensor *t, int64_t *fi, int64_t *fo) {
 }
 
 int wf_init_xavier_uniform_(wf_tensor *t, double gain) {
+    if (g_skip_init && t) return 0;
     int64_t fi, fo;
     int rc = fans_for("wf_init_xavier_uniform_", t, &fi, &fo);
     if (rc) return rc;
@@ -232,6 +250,7 @@ int wf_init_xavier_uniform_(wf_tensor *t, double gain) {
 }
 
 int wf_init_xavier_normal_(wf_tensor *t, double gain) {
+    if (g_skip_init && t) return 0;
     int64_t fi, fo;
     int rc = fans_for("wf_init_xavier_normal_", t, &fi, &fo);
     if (rc) return rc;
@@ -252,6 +271,7 @@ static int kaiming_std(const char *op, wf_tensor *t, double a, wf_fan_mode mode,
 }
 
 int wf_init_kaiming_uniform_(wf_tensor *t, double a, wf_fan_mode mode, const char *nonlinearity) {
+    if (g_skip_init && t) return 0;
     if (t && wf_numel(t) == 0) return 0;   /* PyTorch: initializing zero-element tensors is a no-op */
     double std = 0;
     int rc = kaiming_std("wf_init_kaiming_uniform_", t, a, mode, nonlinearity, &std);
@@ -261,6 +281,7 @@ int wf_init_kaiming_uniform_(wf_tensor *t, double a, wf_fan_mode mode, const cha
 }
 
 int wf_init_kaiming_normal_(wf_tensor *t, double a, wf_fan_mode mode, const char *nonlinearity) {
+    if (g_skip_init && t) return 0;
     if (t && wf_numel(t) == 0) return 0;
     double std = 0;
     int rc = kaiming_std("wf_init_kaiming_normal_", t, a, mode, nonlinearity, &std);
@@ -269,6 +290,7 @@ int wf_init_kaiming_normal_(wf_tensor *t, double a, wf_fan_mode mode, const char
 }
 
 int wf_init_orthogonal_(wf_tensor *t, double gain) {
+    if (g_skip_init && t) return 0;
     const char *op = "wf_init_orthogonal_";
     int rc = check_t(op, t);
     if (rc) return rc;

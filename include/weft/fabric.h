@@ -268,9 +268,10 @@ uint64_t wf_fabric_global_seed(bool *found);
 uint64_t wf_worker_seed(uint64_t base_seed, int worker, int rank);
 
 /* init_module(empty_init) / init_tensor(): while open, tensors and modules are created
- * directly on the Fabric's device in the precision's parameter dtype. empty_init (skip
- * initialization; meta device under FSDP) is accepted: in one process it creates real
- * tensors (the values are then overwritten by a load). Pairs must nest. */
+ * directly on the Fabric's device in the precision's parameter dtype. With empty_init the
+ * layers built inside skip their weight initialization (wf_nn_set_skip_init): the memory is
+ * allocated but not filled, for models about to be loaded from a checkpoint. (Under FSDP it
+ * will mean the meta device.) Pairs must nest (at most 16 deep). */
 int wf_fabric_init_module_begin(wf_fabric *fab, bool empty_init);
 int wf_fabric_init_module_end(wf_fabric *fab);
 int wf_fabric_init_tensor_begin(wf_fabric *fab);

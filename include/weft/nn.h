@@ -434,6 +434,12 @@ typedef enum wf_fan_mode { WF_FAN_IN = 0, WF_FAN_OUT = 1 } wf_fan_mode;
 /* Recommended gain for a nonlinearity: "linear", "conv1d".."conv3d", "conv_transpose*",
  * "sigmoid" -> 1, "tanh" -> 5/3, "relu" -> sqrt(2), "leaky_relu" -> sqrt(2/(1+slope^2))
  * (param = slope; NAN means PyTorch's default 0.01), "selu" -> 3/4. Unknown: NAN + WF_EINVAL. */
+/* Skip initialization on this thread (PyTorch's skip_init, Fabric's empty_init): while on,
+ * every wf_init_* function returns 0 without touching its tensor, so layers built meanwhile
+ * hold uninitialized parameters until a checkpoint is loaded into them. Returns the previous
+ * setting. */
+bool wf_nn_set_skip_init(bool skip);
+bool wf_nn_skip_init(void);
 double wf_init_calculate_gain(const char *nonlinearity, double param);
 /* fan_in = size(1) * receptive field, fan_out = size(0) * receptive field. */
 int wf_init_calculate_fans(const wf_tensor *t, int64_t *fan_in, int64_t *fan_out);

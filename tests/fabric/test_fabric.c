@@ -300,6 +300,22 @@ START_TEST(test_true_precision_converts) {
     ck_assert_int_eq(wf_fabric_init_module_end(f), WF_ESTATE);
     wf_clear_error();
     wf_module_free(lin);
+    /* init_module(empty_init): the layer's initialization is skipped (no random draws);
+     * without it, the same layer draws from the generator */
+    wf_rng_state r0 = wf_rng_get_state();
+    ck_assert_int_eq(wf_fabric_init_module_begin(f, true), 0);
+    ck_assert(wf_nn_skip_init());
+    wf_module *big = wf_linear_new(64, 64, true);
+    ck_assert_int_eq(wf_fabric_init_module_end(f), 0);
+    ck_assert(!wf_nn_skip_init());
+    ck_assert_ptr_nonnull(big);
+    ck_assert_uint_eq(wf_rng_get_state().offset, r0.offset);
+    wf_module_free(big);
+    ck_assert_int_eq(wf_fabric_init_module_begin(f, false), 0);
+    big = wf_linear_new(64, 64, true);
+    ck_assert_int_eq(wf_fabric_init_module_end(f), 0);
+    ck_assert_uint_gt(wf_rng_get_state().offset, r0.offset);
+    wf_module_free(big);
     ck_assert_int_eq(wf_fabric_init_tensor_begin(f), 0);
     WF_SCOPE { ck_assert_int_eq(wf_tensor_dtype(wf_zeros(WF_SHAPE(2), WF_DTYPE_DEFAULT)), WF_F64); }
     ck_assert_int_eq(wf_fabric_init_tensor_end(f), 0);
