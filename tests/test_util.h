@@ -47,6 +47,34 @@ static inline wf_tensor *tt_f64(const double *v, const int64_t *shape, int nd) {
     return wf_from_data(v, shape, nd, WF_F64);
 }
 
+/* An f64 leaf that requires grad, from a literal list. */
+static inline wf_tensor *tt_leaf(const double *v, const int64_t *shape, int nd) {
+    wf_tensor *t = tt_f64(v, shape, nd);
+    ck_assert_ptr_nonnull(t);
+    ck_assert_int_eq(wf_set_requires_grad(t, true), 0);
+    return t;
+}
+
+/* n reproducible values in [-1, 1) from seed (xorshift; independent of weft's RNG). */
+static inline void tt_fill(double *v, int64_t n, unsigned seed) {
+    uint64_t s = 0x9E3779B97F4A7C15ull * (seed + 1);
+    for (int64_t i = 0; i < n; i++) {
+        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
+        v[i] = (double)(s >> 11) / 9007199254740992.0 * 2 - 1;
+    }
+}
+
+/* An f64 leaf that requires grad, filled by tt_fill(seed). */
+static inline wf_tensor *tt_rnd_leaf(unsigned seed, const int64_t *shape, int nd) {
+    int64_t n = 1;
+    for (int i = 0; i < nd; i++) n *= shape[i];
+    double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
+    tt_fill(v, n, seed);
+    wf_tensor *t = tt_leaf(v, shape, nd);
+    free(v);
+    return t;
+}
+
 /* Run a suite and return the process exit code. */
 static inline int tt_run(Suite *s) {
     SRunner *sr = srunner_create(s);

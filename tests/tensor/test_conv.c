@@ -3,30 +3,6 @@
  * ceil_mode output sizes, gradients (by hand and gradcheck) and bad inputs. */
 #include "test_util.h"
 
-static wf_tensor *leaf(const double *v, const int64_t *shape, int nd) {
-    wf_tensor *t = tt_f64(v, shape, nd);
-    ck_assert_ptr_nonnull(t);
-    ck_assert_int_eq(wf_set_requires_grad(t, true), 0);
-    return t;
-}
-
-static void fill(double *v, int64_t n, unsigned seed) {
-    uint64_t s = 0x9E3779B97F4A7C15ull * (seed + 1);
-    for (int64_t i = 0; i < n; i++) {
-        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-        v[i] = (double)(s >> 11) / 9007199254740992.0 * 2 - 1;
-    }
-}
-
-static wf_tensor *rnd_leaf(unsigned seed, const int64_t *shape, int nd) {
-    int64_t n = 1;
-    for (int i = 0; i < nd; i++) n *= shape[i];
-    double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    fill(v, n, seed);
-    wf_tensor *t = leaf(v, shape, nd);
-    free(v);
-    return t;
-}
 
 typedef struct { int64_t N, C, H, W, O; int kh, kw, sh, sw, ph, pw, dh, dw, g; } cg;
 
@@ -90,7 +66,7 @@ static void check_conv_random(cg G, bool bias, wf_dtype dt, double tol, bool non
     int64_t nx = G.N * G.C * G.H * G.W, nw = G.O * (G.C / G.g) * G.kh * G.kw, ny = G.N * G.O * oh * ow;
     double *x = malloc(sizeof(double) * (size_t)nx), *w = malloc(sizeof(double) * (size_t)nw);
     double *b = malloc(sizeof(double) * (size_t)G.O), *y = malloc(sizeof(double) * (size_t)ny);
-    fill(x, nx, 1); fill(w, nw, 2); fill(b, G.O, 3);
+    tt_fill(x, nx, 1); tt_fill(w, nw, 2); tt_fill(b, G.O, 3);
     conv_ref(&G, x, w, bias ? b : NULL, y, oh, ow);
     WF_SCOPE {
         wf_tensor *tx = tt_f64(x, WF_SHAPE(G.N, G.C, G.H, G.W));
@@ -158,7 +134,7 @@ static void check_conv_grads(cg G, wf_dtype dt, double tol, int which_grads) {
     double *b = malloc(sizeof(double) * (size_t)G.O), *y = malloc(sizeof(double) * (size_t)ny);
     double *gy = malloc(sizeof(double) * (size_t)ny), *gx = malloc(sizeof(double) * (size_t)nx);
     double *gw = malloc(sizeof(double) * (size_t)nw), *gb = malloc(sizeof(double) * (size_t)G.O);
-    fill(x, nx, 11); fill(w, nw, 12); fill(b, G.O, 13); fill(gy, ny, 14);
+    tt_fill(x, nx, 11); tt_fill(w, nw, 12); tt_fill(b, G.O, 13); tt_fill(gy, ny, 14);
     conv_ref(&G, x, w, b, y, oh, ow);
     conv_ref_grads(&G, x, w, gy, oh, ow, gx, gw, gb);
     WF_SCOPE {
@@ -219,7 +195,7 @@ END_TEST
 START_TEST(max_pool_2x2_vs_naive) {
     const int64_t N = 2, C = 3, H = 10, W = 37, oh = 5, ow = 18;   /* W odd: last column unused */
     double x[2 * 3 * 10 * 37], ym[2 * 3 * 5 * 18], gx[2 * 3 * 10 * 37];
-    fill(x, N * C * H * W, 21);
+    tt_fill(x, N * C * H * W, 21);
     for (int64_t i = 0; i < N * C * H * W; i++) {
         x[i] = round(x[i] * 4) / 4;             /* many ties */
         if (i % 53 == 7) x[i] = NAN;
@@ -347,9 +323,9 @@ END_TEST
 
 START_TEST(conv_pool_backward_by_hand) {
     WF_SCOPE {
-        wf_tensor *x = leaf((double[]){ 1, 2, 3, 4, 5, 6, 7, 8, 9 }, WF_SHAPE(1, 1, 3, 3));
-        wf_tensor *w = leaf((double[]){ 1, 0, 0, -1 }, WF_SHAPE(1, 1, 2, 2));
-        wf_tensor *b = leaf((double[]){ 0.5 }, WF_SHAPE(1));
+        wf_tensor *x = tt_leaf((double[]){ 1, 2, 3, 4, 5, 6, 7, 8, 9 }, WF_SHAPE(1, 1, 3, 3));
+        wf_tensor *w = tt_leaf((double[]){ 1, 0, 0, -1 }, WF_SHAPE(1, 1, 2, 2));
+        wf_tensor *b = tt_leaf((double[]){ 0.5 }, WF_SHAPE(1));
         wf_tensor *y = wf_conv2d(x, w, b, NULL);
         ck_assert_str_eq(wf_grad_fn_name(y), "ConvolutionBackward");
         ck_assert_int_eq(wf_backward(wf_sum_all(y), NULL, false), 0);
@@ -359,7 +335,7 @@ START_TEST(conv_pool_backward_by_hand) {
         ck_assert_tensor_near(wf_grad(w), ((double[]){ 12, 16, 24, 28 }), 4, 1e-15);
         ck_assert_tensor_near(wf_grad(b), ((double[]){ 4 }), 1, 1e-15);
 
-        wf_tensor *xp = leaf((double[]){ 1, 5, 2, 0, 3, 4, 9, 1, 7, 8, 6, 2, 0, 0, 1, 3 }, WF_SHAPE(1, 1, 4, 4));
+        wf_tensor *xp = tt_leaf((double[]){ 1, 5, 2, 0, 3, 4, 9, 1, 7, 8, 6, 2, 0, 0, 1, 3 }, WF_SHAPE(1, 1, 4, 4));
         wf_tensor *mp = wf_max_pool2d(xp, &(wf_pool2d_opts){ .kernel = { 2, 2 } });
         ck_assert_str_eq(wf_grad_fn_name(mp), "MaxPool2DWithIndicesBackward");
         ck_assert_tensor_near(mp, ((double[]){ 5, 9, 8, 6 }), 4, 0);
@@ -387,24 +363,24 @@ static wf_tensor *conv_fn(wf_tensor *const *in, int n, void *ud) {
 
 START_TEST(conv_gradcheck) {
     WF_SCOPE {
-        wf_tensor *x = rnd_leaf(1, WF_SHAPE(2, 4, 7, 6)), *w = rnd_leaf(2, WF_SHAPE(6, 2, 3, 3));
-        wf_tensor *b = rnd_leaf(3, WF_SHAPE(6));
+        wf_tensor *x = tt_rnd_leaf(1, WF_SHAPE(2, 4, 7, 6)), *w = tt_rnd_leaf(2, WF_SHAPE(6, 2, 3, 3));
+        wf_tensor *b = tt_rnd_leaf(3, WF_SHAPE(6));
         /* stride 2, padding 1, dilation 2, groups 2, bias */
         cargs a = { .c = { { 2, 2 }, { 1, 1 }, { 2, 2 }, 2 } };
         GRADCHECK(((wf_tensor *[]){ x, w, b }), 3, &a);
         GRADCHECK(((wf_tensor *[]){ x, w }), 2, &a);
         /* plain, padding 1 and stride (2,1) with rectangular kernel, transposed input */
-        wf_tensor *w1 = rnd_leaf(4, WF_SHAPE(3, 4, 2, 3));
+        wf_tensor *w1 = tt_rnd_leaf(4, WF_SHAPE(3, 4, 2, 3));
         cargs p = { .c = { { 2, 1 }, { 1, 0 }, { 0, 0 }, 0 } };
         GRADCHECK(((wf_tensor *[]){ x, w1 }), 2, &p);
         p.t = true;
-        GRADCHECK(((wf_tensor *[]){ x, rnd_leaf(5, WF_SHAPE(3, 4, 2, 2)), rnd_leaf(6, WF_SHAPE(3)) }), 3, &p);
+        GRADCHECK(((wf_tensor *[]){ x, tt_rnd_leaf(5, WF_SHAPE(3, 4, 2, 2)), tt_rnd_leaf(6, WF_SHAPE(3)) }), 3, &p);
         /* 1x1 (direct GEMM path), groups 2 */
         cargs d = { .c = { { 0, 0 }, { 0, 0 }, { 0, 0 }, 2 } };
-        GRADCHECK(((wf_tensor *[]){ x, rnd_leaf(7, WF_SHAPE(4, 2, 1, 1)), rnd_leaf(8, WF_SHAPE(4)) }), 3, &d);
+        GRADCHECK(((wf_tensor *[]){ x, tt_rnd_leaf(7, WF_SHAPE(4, 2, 1, 1)), tt_rnd_leaf(8, WF_SHAPE(4)) }), 3, &d);
         /* unbatched */
         cargs u = { .c = { { 1, 1 }, { 1, 1 }, { 1, 1 }, 1 } };
-        GRADCHECK(((wf_tensor *[]){ rnd_leaf(9, WF_SHAPE(2, 4, 5)), rnd_leaf(10, WF_SHAPE(3, 2, 3, 3)) }), 2, &u);
+        GRADCHECK(((wf_tensor *[]){ tt_rnd_leaf(9, WF_SHAPE(2, 4, 5)), tt_rnd_leaf(10, WF_SHAPE(3, 2, 3, 3)) }), 2, &u);
     }
 }
 END_TEST
@@ -414,7 +390,7 @@ START_TEST(pool_gradcheck) {
         /* distinct, well separated values so max windows have no near-ties */
         double v[2 * 3 * 7 * 6];
         for (int i = 0; i < 2 * 3 * 7 * 6; i++) v[i] = (double)((i * 37) % 252) * 0.01 - 1;
-        wf_tensor *x = leaf(v, WF_SHAPE(2, 3, 7, 6));
+        wf_tensor *x = tt_leaf(v, WF_SHAPE(2, 3, 7, 6));
         cargs m = { .which = 1, .p = { .kernel = { 3, 2 }, .stride = { 2, 1 }, .padding = { 1, 1 } } };
         GRADCHECK(&x, 1, &m);
         m.p.dilation[0] = 2; m.p.ceil_mode = true; m.p.padding[0] = 0;

@@ -13,31 +13,6 @@ int wf__cpu_gemm_builtin(wf_dtype dt, bool transA, bool transB, int64_t m, int64
                          const void *B, int64_t ldb, int64_t strideB,
                          double beta, void *C, int64_t ldc, int64_t strideC, int64_t batch);
 
-static wf_tensor *leaf(const double *v, const int64_t *shape, int nd) {
-    wf_tensor *t = tt_f64(v, shape, nd);
-    ck_assert_ptr_nonnull(t);
-    ck_assert_int_eq(wf_set_requires_grad(t, true), 0);
-    return t;
-}
-
-/* deterministic pseudo-random values in [-1, 1) */
-static void fill(double *v, int64_t n, unsigned seed) {
-    uint64_t s = 0x9E3779B97F4A7C15ull * (seed + 1);
-    for (int64_t i = 0; i < n; i++) {
-        s ^= s << 13; s ^= s >> 7; s ^= s << 17;
-        v[i] = (double)(s >> 11) / 9007199254740992.0 * 2 - 1;
-    }
-}
-
-static wf_tensor *rnd_leaf(unsigned seed, const int64_t *shape, int nd) {
-    int64_t n = 1;
-    for (int i = 0; i < nd; i++) n *= shape[i];
-    double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    fill(v, n, seed);
-    wf_tensor *t = leaf(v, shape, nd);
-    free(v);
-    return t;
-}
 
 /* naive C[m,n] = A[m,k] @ B[k,n] (row-major doubles) */
 static void naive(const double *A, const double *B, double *C, int64_t m, int64_t n, int64_t k) {
@@ -100,8 +75,8 @@ END_TEST
 static void check_random_2d(int64_t m, int64_t n, int64_t k, bool ta, bool tb, wf_dtype dt, double tol) {
     double *A = malloc(sizeof(double) * (size_t)(m * k + 1)), *B = malloc(sizeof(double) * (size_t)(k * n + 1));
     double *R = malloc(sizeof(double) * (size_t)(m * n + 1));
-    fill(A, m * k, (unsigned)(m + 3 * n));
-    fill(B, k * n, (unsigned)(k + 7));
+    tt_fill(A, m * k, (unsigned)(m + 3 * n));
+    tt_fill(B, k * n, (unsigned)(k + 7));
     naive(A, B, R, m, n, k);
     WF_SCOPE {
         /* ta: store A^T contiguous and hand wf_matmul its transpose view */
@@ -135,8 +110,8 @@ START_TEST(matmul_batched_broadcast) {
     WF_SCOPE {
         /* [2,1,3,4] @ [3,4,5] -> [2,3,3,5]; plus a transposed, sliced operand */
         const int64_t m = 3, k = 4, n = 5;
-        wf_tensor *a = rnd_leaf(1, WF_SHAPE(2, 1, m, k));
-        wf_tensor *b = rnd_leaf(2, WF_SHAPE(3, k, n));
+        wf_tensor *a = tt_rnd_leaf(1, WF_SHAPE(2, 1, m, k));
+        wf_tensor *b = tt_rnd_leaf(2, WF_SHAPE(3, k, n));
         wf_tensor *y = wf_matmul(a, b);
         ck_assert_shape(y, 2, 3, m, n);
         double av[2 * m * k], bv[3 * k * n], yv[2 * 3 * m * n], r[m * n];
@@ -150,8 +125,8 @@ START_TEST(matmul_batched_broadcast) {
                     ck_assert_double_eq_tol(yv[(i * 3 + j) * m * n + e], r[e], 1e-12);
             }
         /* [3,m,k] @ [k,n]: the folded path */
-        wf_tensor *a3 = rnd_leaf(3, WF_SHAPE(3, m, k));
-        wf_tensor *b2 = rnd_leaf(4, WF_SHAPE(k, n));
+        wf_tensor *a3 = tt_rnd_leaf(3, WF_SHAPE(3, m, k));
+        wf_tensor *b2 = tt_rnd_leaf(4, WF_SHAPE(k, n));
         wf_tensor *y3 = wf_matmul(a3, b2);
         ck_assert_shape(y3, 3, m, n);
         double a3v[3 * m * k], b2v[k * n], y3v[3 * m * n];
@@ -168,7 +143,7 @@ START_TEST(matmul_batched_broadcast) {
         const int64_t n3 = 3 * m * n;
         ck_assert_tensor_near(wf_matmul(ap, b2), y3v, n3, 1e-12);
         /* bmm agrees with matmul */
-        wf_tensor *bb = rnd_leaf(5, WF_SHAPE(3, k, n));
+        wf_tensor *bb = tt_rnd_leaf(5, WF_SHAPE(3, k, n));
         double e1[3 * m * n];
         wf_to_array(wf_matmul(a3, bb), e1, WF_F64);
         ck_assert_tensor_near(wf_bmm(a3, bb), e1, n3, 1e-15);
@@ -190,7 +165,7 @@ static void gemm_case(bool builtin, wf_dtype dt, bool ta, bool tb, int64_t m, in
     int64_t na = (shareA ? 1 : batch) * ar * lda, nb = batch * br * ldb, nc = batch * m * ldc;
     double *A = malloc(sizeof(double) * (size_t)na), *B = malloc(sizeof(double) * (size_t)nb);
     double *C = malloc(sizeof(double) * (size_t)nc), *R = malloc(sizeof(double) * (size_t)nc);
-    fill(A, na, 11); fill(B, nb, 12); fill(C, nc, 13);
+    tt_fill(A, na, 11); tt_fill(B, nb, 12); tt_fill(C, nc, 13);
     memcpy(R, C, sizeof(double) * (size_t)nc);
     for (int64_t q = 0; q < batch; q++)
         for (int64_t i = 0; i < m; i++)
@@ -294,17 +269,17 @@ END_TEST
 
 START_TEST(matmul_backward_by_hand) {
     WF_SCOPE {
-        wf_tensor *a = leaf((double[]){ 1, 2, 3, 4, 5, 6 }, WF_SHAPE(2, 3));
-        wf_tensor *b = leaf((double[]){ 7, 8, 9, 10, 11, 12 }, WF_SHAPE(3, 2));
+        wf_tensor *a = tt_leaf((double[]){ 1, 2, 3, 4, 5, 6 }, WF_SHAPE(2, 3));
+        wf_tensor *b = tt_leaf((double[]){ 7, 8, 9, 10, 11, 12 }, WF_SHAPE(3, 2));
         wf_tensor *y = wf_matmul(a, b);
         ck_assert_str_eq(wf_grad_fn_name(y), "MmBackward");
         ck_assert_int_eq(wf_backward(wf_sum_all(y), NULL, false), 0);
         /* d sum(a@b)/da = ones @ b^T: row sums of b; d/db = a^T @ ones: column sums of a */
         ck_assert_tensor_near(wf_grad(a), ((double[]){ 15, 19, 23, 15, 19, 23 }), 6, 1e-15);
         ck_assert_tensor_near(wf_grad(b), ((double[]){ 5, 5, 7, 7, 9, 9 }), 6, 1e-15);
-        wf_tensor *x = leaf((double[]){ 1, 2, 3 }, WF_SHAPE(1, 3));
-        wf_tensor *w = leaf((double[]){ 1, 0, -1, 2, 1, 0 }, WF_SHAPE(2, 3));
-        wf_tensor *bb = leaf((double[]){ 0, 0 }, WF_SHAPE(2));
+        wf_tensor *x = tt_leaf((double[]){ 1, 2, 3 }, WF_SHAPE(1, 3));
+        wf_tensor *w = tt_leaf((double[]){ 1, 0, -1, 2, 1, 0 }, WF_SHAPE(2, 3));
+        wf_tensor *bb = tt_leaf((double[]){ 0, 0 }, WF_SHAPE(2));
         wf_tensor *l = wf_linear(x, w, bb);
         ck_assert_str_eq(wf_grad_fn_name(l), "LinearBackward");
         ck_assert_int_eq(wf_backward(wf_sum_all(l), NULL, false), 0);
@@ -340,29 +315,29 @@ static wf_tensor *lin_fn(wf_tensor *const *in, int n, void *ud) {
 START_TEST(matmul_gradcheck) {
     WF_SCOPE {
         /* 2-D */
-        wf_tensor *in2[] = { rnd_leaf(1, WF_SHAPE(3, 4)), rnd_leaf(2, WF_SHAPE(4, 5)) };
+        wf_tensor *in2[] = { tt_rnd_leaf(1, WF_SHAPE(3, 4)), tt_rnd_leaf(2, WF_SHAPE(4, 5)) };
         GRADCHECK(mm_fn, in2, 2, NULL);
         /* transposed, non-contiguous inputs: a stored [4,3] used as [3,4], b stored [5,4] */
-        wf_tensor *int_[] = { rnd_leaf(3, WF_SHAPE(4, 3)), rnd_leaf(4, WF_SHAPE(5, 4)) };
+        wf_tensor *int_[] = { tt_rnd_leaf(3, WF_SHAPE(4, 3)), tt_rnd_leaf(4, WF_SHAPE(5, 4)) };
         GRADCHECK(mm_fn, int_, 2, (&(mm_args){ 1, 1 }));
         /* batched with broadcasting: [2,1,3,4] @ [3,4,2], and [2,3,4] @ [4,2], [3,4] @ [2,4,2] */
-        wf_tensor *inb[] = { rnd_leaf(5, WF_SHAPE(2, 1, 3, 4)), rnd_leaf(6, WF_SHAPE(3, 4, 2)) };
+        wf_tensor *inb[] = { tt_rnd_leaf(5, WF_SHAPE(2, 1, 3, 4)), tt_rnd_leaf(6, WF_SHAPE(3, 4, 2)) };
         GRADCHECK(mm_fn, inb, 2, NULL);
-        wf_tensor *inf[] = { rnd_leaf(7, WF_SHAPE(2, 3, 4)), rnd_leaf(8, WF_SHAPE(4, 2)) };
+        wf_tensor *inf[] = { tt_rnd_leaf(7, WF_SHAPE(2, 3, 4)), tt_rnd_leaf(8, WF_SHAPE(4, 2)) };
         GRADCHECK(mm_fn, inf, 2, NULL);
-        wf_tensor *inl[] = { rnd_leaf(9, WF_SHAPE(3, 4)), rnd_leaf(10, WF_SHAPE(2, 4, 2)) };
+        wf_tensor *inl[] = { tt_rnd_leaf(9, WF_SHAPE(3, 4)), tt_rnd_leaf(10, WF_SHAPE(2, 4, 2)) };
         GRADCHECK(mm_fn, inl, 2, NULL);
-        wf_tensor *inft[] = { inf[0], rnd_leaf(15, WF_SHAPE(2, 4)) };
+        wf_tensor *inft[] = { inf[0], tt_rnd_leaf(15, WF_SHAPE(2, 4)) };
         GRADCHECK(mm_fn, inft, 2, (&(mm_args){ 0, 1 }));   /* [2,3,4] @ ([2,4]^T) */
         /* 1-D cases */
-        wf_tensor *v4 = rnd_leaf(11, WF_SHAPE(4)), *w4 = rnd_leaf(12, WF_SHAPE(4));
+        wf_tensor *v4 = tt_rnd_leaf(11, WF_SHAPE(4)), *w4 = tt_rnd_leaf(12, WF_SHAPE(4));
         GRADCHECK(mm_fn, ((wf_tensor *[]){ v4, w4 }), 2, NULL);
         GRADCHECK(mm_fn, ((wf_tensor *[]){ v4, in2[1] }), 2, NULL);          /* [4] @ [4,5] */
         GRADCHECK(mm_fn, ((wf_tensor *[]){ in2[0], w4 }), 2, NULL);          /* [3,4] @ [4] */
         GRADCHECK(mm_fn, ((wf_tensor *[]){ inf[0], w4 }), 2, NULL);          /* [2,3,4] @ [4] */
         GRADCHECK(mm_fn, ((wf_tensor *[]){ v4, inl[1] }), 2, NULL);          /* [4] @ [2,4,2] */
         /* bmm */
-        wf_tensor *inbm[] = { rnd_leaf(13, WF_SHAPE(2, 3, 4)), rnd_leaf(14, WF_SHAPE(2, 4, 5)) };
+        wf_tensor *inbm[] = { tt_rnd_leaf(13, WF_SHAPE(2, 3, 4)), tt_rnd_leaf(14, WF_SHAPE(2, 4, 5)) };
         GRADCHECK(bmm_fn, inbm, 2, NULL);
     }
 }
@@ -370,12 +345,12 @@ END_TEST
 
 START_TEST(linear_gradcheck) {
     WF_SCOPE {
-        wf_tensor *x = rnd_leaf(1, WF_SHAPE(4, 3)), *w = rnd_leaf(2, WF_SHAPE(5, 3)), *b = rnd_leaf(3, WF_SHAPE(5));
+        wf_tensor *x = tt_rnd_leaf(1, WF_SHAPE(4, 3)), *w = tt_rnd_leaf(2, WF_SHAPE(5, 3)), *b = tt_rnd_leaf(3, WF_SHAPE(5));
         GRADCHECK(lin_fn, ((wf_tensor *[]){ x, w, b }), 3, NULL);
         GRADCHECK(lin_fn, ((wf_tensor *[]){ x, w }), 2, NULL);
-        wf_tensor *x3 = rnd_leaf(4, WF_SHAPE(2, 2, 3));
+        wf_tensor *x3 = tt_rnd_leaf(4, WF_SHAPE(2, 2, 3));
         GRADCHECK(lin_fn, ((wf_tensor *[]){ x3, w, b }), 3, NULL);
-        wf_tensor *x1 = rnd_leaf(5, WF_SHAPE(3));
+        wf_tensor *x1 = tt_rnd_leaf(5, WF_SHAPE(3));
         GRADCHECK(lin_fn, ((wf_tensor *[]){ x1, w, b }), 3, NULL);
         /* only some inputs require grad */
         wf_tensor *xc = wf_detach(x);
