@@ -40,3 +40,5 @@ timeout 200 build-gpu/bench/bench_transformer_block --device cuda 2>&1 | tail -1
 timeout 200 python3 bench/peer_transformer_block.py 2>&1 | tail -1
 echo "== Fabric overhead over the plain loop (CPU, $T threads)"
 OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T timeout 120 build-gpu/bench/bench_fabric_overhead 2>&1 | tail -1
+echo "== bf16-mixed vs f32 MLP step (CPU, $T threads)"
+OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T timeout 120 build-gpu/bench/bench_precision 2>&1 | tail -1

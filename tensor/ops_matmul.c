@@ -217,6 +217,39 @@ wf_tensor *wf_bmm(wf_tensor *a, wf_tensor *b) {
     return matmul_nd(op, a, b);
 }
 
+/* wf__linear_backward, with the weight and bias gradients from one GEMM (bias gradient in
+ * its epilogue) where the device offers gemm_epilogue; otherwise, or when it declines, the
+ * composed wf__linear_backward. */
+static int linear_bias_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
+    wf_tensor *x = wf__saved(n, 0), *w = wf__saved(n, 1), *g = gy[0];
+    if (!x || !w) return wf_error();
+    const wf_kernels *K = wf__kernels(g->device);
+    if (!K || !K->gemm_epilogue || !n->needs[1] || !n->needs[2] || wf_is_grad_enabled() ||
+        g->device.type == WF_DEV_META || g->dtype != x->dtype || g->dtype != w->dtype ||
+        n->in_meta[1].dtype != w->dtype || n->in_meta[2].dtype != w->dtype)
+        return wf__linear_backward(n, gy, gx);
+    int64_t out = w->shape[0], in = w->shape[1];
+    int64_t rows = out ? wf_numel(g) / out : 0;
+    if (rows <= 0 || in <= 0 || out <= 0) return wf__linear_backward(n, gy, gx);
+    wf_tensor *g2 = wf_is_contiguous(g) ? g : contig_raw(g, K);
+    wf_tensor *x2 = wf_is_contiguous(x) ? x : contig_raw(x, K);
+    wf_tensor *gw = wf__empty(w->shape, 2, w->dtype, g->device);
+    wf_tensor *gb = wf__empty(&out, 1, w->dtype, g->device);
+    if (!g2 || !x2 || !gw || !gb) return wf_error();
+    /* gw [out, in] = g2^T [out, rows] @ x2 [rows, in]; gb = g2^T's row sums */
+    int r = K->gemm_epilogue(g->dtype, true, false, out, in, rows, dptr(g2), out, dptr(x2), in, dptr(gw), in, NULL,
+                             dptr(gb), g->device);
+    if (r < 0) return r;
+    if (r > 0) return wf__linear_backward(n, gy, gx);
+    if (n->needs[0]) {
+        gx[0] = wf__reduce_to(wf_matmul(g, w), &n->in_meta[0]);
+        if (!gx[0]) return wf_error();
+    }
+    gx[1] = wf__reduce_to(gw, &n->in_meta[1]);
+    gx[2] = wf__reduce_to(gb, &n->in_meta[2]);
+    return gx[1] && gx[2] ? 0 : wf_error();
+}
+
 wf_tensor *wf_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
     static const char *op = "wf_linear";
     x = wf__autocast_arg(x, WF__AC_LOWER), w = wf__autocast_arg(w, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
@@ -272,18 +305,25 @@ wf_tensor *wf_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
             if (!wc) rc = wf_error();
         }
         double beta = 0.0;
-        if (!rc && b) {
+        bool done = false;
+        /* bias fused into the GEMM where the device offers it (cuBLASLt epilogue on CUDA) */
+        if (!rc && b && K->gemm_epilogue && b->stride[0] == 1 && b->dtype == y->dtype) {
+            int r = K->gemm_epilogue(y->dtype, lx.trans, !lw.trans, rows, out, in, dptr(xc), lx.ld, dptr(wc), lw.ld,
+                                     dptr(y), out, dptr(b), NULL, y->device);
+            if (r <= 0) { rc = r; done = true; }
+        }
+        if (!rc && !done && b) {
             wf_tensor *be = wf__expand_raw(b, y->ndim, y->shape);
             rc = be ? K->copy(y, be) : wf_error();
             beta = 1.0;
         }
-        if (!rc)
+        if (!rc && !done)
             rc = K->gemm(y->dtype, lx.trans, !lw.trans, rows, out, in, 1.0, dptr(xc), lx.ld, 0,
                          dptr(wc), lw.ld, 0, beta, dptr(y), out, 0, 1, y->device);
     }
     if (!rc) {
         wf_tensor *ins[3] = { x, w, b };
-        wf_node *nd = wf__record("LinearBackward", wf__linear_backward, y, b ? 3 : 2, ins);
+        wf_node *nd = wf__record("LinearBackward", b ? linear_bias_backward : wf__linear_backward, y, b ? 3 : 2, ins);
         if (nd) { wf__save(nd, x); wf__save(nd, w); }
         else if (wf__needs_grad(b ? 3 : 2, ins)) rc = wf_error();   /* recording failed (OOM) */
     }

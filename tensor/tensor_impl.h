@@ -264,6 +264,15 @@ typedef struct wf_kernels {
                     int64_t ignore_index, double label_smoothing);
     int (*xent_bwd)(wf_tensor *glogits, const wf_tensor *gloss, double scale, const wf_tensor *logits,
                     const wf_tensor *target, const wf_tensor *lse, int64_t ignore_index, double label_smoothing);
+    /* One row-major GEMM C[m,n] = op(A) op(B) (the gemm contract, alpha 1, beta 0, no batch)
+     * with a fused epilogue: bias (n contiguous elements of dt) added to every row of C, or
+     * bgrad (m contiguous elements of dt, written) = op(A)'s row sums over k (a Linear's bias
+     * gradient beside its weight gradient). Exactly one of bias / bgrad. Returns 0 when done,
+     * 1 when this device cannot fuse the case (nothing written, no error recorded: compose the
+     * op instead), or a negative WF_E* code. */
+    int (*gemm_epilogue)(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k, const void *A,
+                         int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, const void *bias,
+                         void *bgrad, wf_device dev);
 } wf_kernels;
 
 /* The table for a device; NULL with an error if the device is not available. */

@@ -193,6 +193,15 @@ int wf__cuda_gemm(int dtype, int transA, int transB, int64_t m, int64_t n, int64
                   const void *B, int64_t ldb, int64_t strideB,
                   double beta, void *C, int64_t ldc, int64_t strideC, int64_t batch, int dev);
 
+/* One row-major GEMM C[m,n] = op(A) op(B) (beta 0) through cuBLASLt with a fused epilogue:
+ * bias (n contiguous elements of dtype) added to every row of C, or bgrad (m elements of
+ * dtype, written) = sum over k of op(A) (row sums). Exactly one of bias / bgrad. f32 / f16 /
+ * bf16. 0 = done; 1 = not handled (no error recorded; compose instead); else a WF_E* code.
+ * WEFT_NO_GEMM_EPILOGUE (or WEFT_NO_CUBLASLT) set: always 1. */
+int wf__cuda_gemm_epilogue(int dtype, int transA, int transB, int64_t m, int64_t n, int64_t k,
+                           const void *A, int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc,
+                           const void *bias, void *bgrad, int dev);
+
 /* ---------------------------------------------------------------- indexing, conv, pooling (cuda_index.cu)
  * Index tensors may be i64 or i32, any strides. An index outside its range is not read or
  * written; it is reported as WF_EINDEX at the next wf__cuda_sync / wf__cuda_to_host. */

@@ -79,8 +79,35 @@ __device__ __forceinline__ uint32_t sd_ld2(const uint16_t *s, int rs, int cs, in
     if (cs == 1) return *reinterpret_cast<const uint32_t *>(s + r * rs + c);
     return (uint32_t)s[r * rs + c * cs] | ((uint32_t)s[r * rs + (c + 1) * cs] << 16);
 }
+/* ldmatrix .trans (sm_80+ builds; the mma above needs sm_80 anyway): 8x8 b16 tiles whose
+ * memory rows run along the fragment's k, so transposed operands load in one instruction
+ * instead of two 16-bit loads per pair. Row addresses are 16-byte aligned: the tiles' leading
+ * dimensions (DP + 8, SD_BR + 8) and column offsets are multiples of 8 elements. */
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 800
+#define SD_LDSM 1
+__device__ __forceinline__ void sd_ldsm_x2_t(uint32_t r[2], const uint16_t *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x2.trans.shared.b16 {%0,%1}, [%2];\n"
+                 : "=r"(r[0]), "=r"(r[1])
+                 : "r"((uint32_t)__cvta_generic_to_shared(p)));
+}
+__device__ __forceinline__ void sd_ldsm_x4_t(uint32_t r[4], const uint16_t *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0,%1,%2,%3}, [%4];\n"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"((uint32_t)__cvta_generic_to_shared(p)));
+}
+#else
+#define SD_LDSM 0
+#endif
+
 /* A fragment (16x16, rows r0.., cols k0..) of M[r][c] = s[r*rs + c*cs] */
 __device__ __forceinline__ void sd_ldA(uint32_t a[4], const uint16_t *s, int rs, int cs, int r0, int k0, int lane) {
+#if SD_LDSM
+    if (rs == 1) {   /* memory rows along c: matrix mi = lane/8 covers rows r0 + (mi&1)*8, cols k0 + (mi>>1)*8 */
+        int mi = lane >> 3, i = lane & 7;
+        sd_ldsm_x4_t(a, s + (k0 + i + (mi >> 1) * 8) * cs + r0 + (mi & 1) * 8);
+        return;
+    }
+#endif
     int g = lane >> 2, t = lane & 3;
     a[0] = sd_ld2(s, rs, cs, r0 + g, k0 + 2 * t);
     a[1] = sd_ld2(s, rs, cs, r0 + g + 8, k0 + 2 * t);
@@ -89,6 +116,12 @@ __device__ __forceinline__ void sd_ldA(uint32_t a[4], const uint16_t *s, int rs,
 }
 /* B fragment (16x8, k0.., n0..) of B[k][n] = s[k*ks + n*ns] */
 __device__ __forceinline__ void sd_ldB(uint32_t b[2], const uint16_t *s, int ks, int ns, int k0, int n0, int lane) {
+#if SD_LDSM
+    if (ns == 1) {   /* memory rows along k: lanes 0-15 address rows k0..k0+15 */
+        sd_ldsm_x2_t(b, s + (k0 + (lane & 15)) * ks + n0);
+        return;
+    }
+#endif
     int g = lane >> 2, t = lane & 3;
     b[0] = sd_ld2(s, ns, ks, n0 + g, k0 + 2 * t);
     b[1] = sd_ld2(s, ns, ks, n0 + g, k0 + 2 * t + 8);
@@ -127,6 +160,11 @@ template <bool BF, int DP> __global__ void __launch_bounds__(SD_THREADS) sdpa_fw
     const uint16_t *vg = a.v + b * a.vs[0] + h * a.vs[1];
     const int Dr = (a.D + 15) & ~15;
     sd_load_tile<DP>(Qs, qg, a.qs[2], q0, a.L, a.D, a.vec_q);
+    __syncthreads();
+    uint32_t qf[DP / 16][4];   /* this warp's 16 query rows stay in registers */
+#pragma unroll
+    for (int kk = 0; kk < DP; kk += 16)
+        if (kk < Dr) sd_ldA(qf[kk / 16], Qs, LD, 1, warp * 16, kk, lane);
 
     float o[DP / 8][4];
 #pragma unroll
@@ -148,13 +186,11 @@ template <bool BF, int DP> __global__ void __launch_bounds__(SD_THREADS) sdpa_fw
 #pragma unroll
         for (int kk = 0; kk < DP; kk += 16) {
             if (kk < Dr) {
-                uint32_t af[4];
-                sd_ldA(af, Qs, LD, 1, warp * 16, kk, lane);
 #pragma unroll
                 for (int j = 0; j < SD_BC / 8; j++) {
                     uint32_t bf[2];
                     sd_ldB(bf, Ks, 1, LD, kk, j * 8, lane);
-                    sd_mma<BF>(s[j], af, bf);
+                    sd_mma<BF>(s[j], qf[kk / 16], bf);
                 }
             }
         }

@@ -404,7 +404,10 @@ struct lt_key {
     int dtype, tf32, ta, tb;
     int64_t m, n, k, lda, ldb, ldc, sa, sb, sc, batch;
     int al_a, al_b, al_c;
+    int epi;                         /* 0, or LT_EPI_BIAS / LT_EPI_BGRAD (bias pointer set per call) */
 };
+#define LT_EPI_BIAS 1
+#define LT_EPI_BGRAD 2
 struct lt_plan {
     bool used, ok;
     lt_key key;
@@ -454,6 +457,15 @@ static void lt_plan_build(dev_state *s, lt_plan *p, const lt_key *key, cudaDataT
     if (cublasLtMatmulDescCreate(&p->desc, ct, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) { p->desc = NULL; return; }
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA);
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB);
+    if (key->epi) {
+        /* Lt's D is weft's C^T: EPILOGUE_BIAS adds bias[n] down D's rows (weft's columns);
+         * BGRADB reduces Lt's B (weft's op(A)) over k into bias[m] (D's columns) */
+        cublasLtEpilogue_t e = key->epi == LT_EPI_BIAS ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_BGRADB;
+        cudaDataType_t bt = ty;
+        if (cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e) != CUBLAS_STATUS_SUCCESS ||
+            cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt) != CUBLAS_STATUS_SUCCESS)
+            return;
+    }
     int64_t n = key->n, m = key->m, k = key->k;
     p->la = lt_layout(ty, opA == CUBLAS_OP_N ? n : k, opA == CUBLAS_OP_N ? k : n, key->ldb, key->batch, key->sb);
     p->lb = lt_layout(ty, opB == CUBLAS_OP_N ? k : m, opB == CUBLAS_OP_N ? m : k, key->lda, key->batch, key->sa);
@@ -515,7 +527,7 @@ static void lt_autotune(dev_state *s, lt_plan *p, cudaStream_t st, int es, cudaD
     if (cudaEventCreate(&e1) != cudaSuccess) { cudaEventDestroy(e0); cudaGetLastError(); return; }
     float best = 1e30f;
     int bi = -1;
-    for (int i = -1; i < p->ncand; i++) {     /* -1: cublasGemmStridedBatchedEx */
+    for (int i = p->key.epi ? 0 : -1; i < p->ncand; i++) {  /* -1: cublasGemmStridedBatchedEx (no epilogue) */
         bool ok = true;
         for (int r = 0; r < 4 && ok; r++) {
             if (r == 1) cudaEventRecord(e0, st);
@@ -543,7 +555,7 @@ static void lt_autotune(dev_state *s, lt_plan *p, cudaStream_t st, int es, cudaD
 static int lt_gemm(int dev, cudaStream_t st, int dtype, cudaDataType_t ty, cublasComputeType_t ct, int ta, int tb,
                    int64_t m, int64_t n, int64_t k, float alpha, const void *A, int64_t lda, int64_t sA,
                    const void *B, int64_t ldb, int64_t sB, float beta, void *C, int64_t ldc, int64_t sC,
-                   int64_t batch) {
+                   int64_t batch, int epi = 0, void *biasp = NULL) {
     dev_state *s = &g_dev[dev];
     if (batch > 1 && (sA == 0 || sB == 0 || sC == 0)) return 1;   /* broadcast batches */
     if (batch > 2147483647LL) return 1;
@@ -567,6 +579,7 @@ static int lt_gemm(int dev, cudaStream_t st, int dtype, cudaDataType_t ty, cubla
     key.batch = batch;
     if (batch > 1) { key.sa = sA; key.sb = sB; key.sc = sC; }
     key.al_a = ptr_align(A); key.al_b = ptr_align(B); key.al_c = ptr_align(C);
+    key.epi = epi;
     lt_plan *p = NULL;
     for (int i = 0; i < LT_PLANS; i++)
         if (s->lt_plans[i].used && !memcmp(&s->lt_plans[i].key, &key, sizeof key)) { p = &s->lt_plans[i]; break; }
@@ -576,6 +589,10 @@ static int lt_gemm(int dev, cudaStream_t st, int dtype, cudaDataType_t ty, cubla
         lt_plan_destroy(p);
         lt_plan_build(s, p, &key, ty, ct);
     }
+    if (p->ok && epi &&
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &biasp, sizeof biasp) !=
+            CUBLAS_STATUS_SUCCESS)
+        p->ok = false;
     if (p->ok && !p->tuned && beta == 0 && (double)m * (double)n * (double)k * (double)batch >= 16777216.0)
         lt_autotune(s, p, st, wfc_dtype_size(dtype), ty, ct, ta, tb, m, n, k, alpha, A, lda, sA, B, ldb, sB, beta, C,
                     ldc, sC, batch);
@@ -647,4 +664,35 @@ extern "C" int wf__cuda_gemm(int dtype, int transA, int transB, int64_t m, int64
         }
     }
     return wfc_check("gemm", dev);
+}
+
+extern "C" int wf__cuda_gemm_epilogue(int dtype, int transA, int transB, int64_t m, int64_t n, int64_t k,
+                                      const void *A, int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc,
+                                      const void *bias, void *bgrad, int dev) {
+    if ((bias != NULL) == (bgrad != NULL)) return 1;
+    cudaDataType_t ty;
+    cublasComputeType_t ct;
+    switch (dtype) {
+    case WF_F32: ty = CUDA_R_32F; ct = g_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F; break;
+    case WF_F16: ty = CUDA_R_16F; ct = CUBLAS_COMPUTE_32F; break;
+    case WF_BF16: ty = CUDA_R_16BF; ct = CUBLAS_COMPUTE_32F; break;
+    default: return 1;
+    }
+    const int64_t IMAX = 2147483647;
+    if (m <= 0 || n <= 0 || k <= 0 || m > IMAX || n > IMAX || k > IMAX || lda > IMAX || ldb > IMAX || ldc > IMAX)
+        return 1;
+    void *bp = bias ? (void *)bias : bgrad;
+    if (ptr_align(bp) < 16) return 1;
+    static int no_lt = -1;
+    if (no_lt < 0) no_lt = getenv("WEFT_NO_CUBLASLT") != NULL || getenv("WEFT_NO_GEMM_EPILOGUE") != NULL;
+    if (no_lt) return 1;
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "gemm (epilogue)", &st);
+    if (rc) return rc;
+    if (lt_gemm(dev, st, dtype, ty, ct, transA, transB, m, n, k, 1.0f, A, lda, 0, B, ldb, 0, 0.0f, C, ldc, 0, 1,
+                bias ? LT_EPI_BIAS : LT_EPI_BGRAD, bp) != 0) {
+        cudaGetLastError();
+        return 1;
+    }
+    return wfc_check("gemm (cuBLASLt epilogue)", dev);
 }

@@ -82,6 +82,71 @@ template <class T> __device__ __forceinline__ T gelu_grad(T x, bool tanh_form) {
     return cdf + x * (T)K_INVSQRT2PI * w_exp((T)-0.5 * x * x);
 }
 
+
+/* ---------------------------------------------------------------- contiguous vector path
+ * Every operand contiguous (one coalesced dim of element stride), f32 / bf16 / f16 (compute
+ * in float), base pointers 16-byte aligned: each thread moves 8 elements per step (one
+ * 16-byte load per half operand, two per f32 operand); the < 8 tail element by element. The
+ * op is a template parameter for the hot ones (-1: runtime switch). Same float math as the
+ * strided kernels, so results agree bit for bit. */
+#define VEC 8
+
+static bool vec_dtype(int dt) { return dt == WF_F32 || dt == WF_BF16 || dt == WF_F16; }
+template <int N> static bool vec_ok(const wfc_pack<N> &p, int nops) {
+    if (p.ndim != 1) return false;
+    for (int k = 0; k < nops; k++) {
+        if (!vec_dtype(p.dt[k]) || p.st[k][0] != wfc_dtype_size(p.dt[k]) || ((uintptr_t)p.ptr[k] & 15)) return false;
+    }
+    return true;
+}
+
+__device__ __forceinline__ void ld8(const char *base, int dt, int64_t i, float *o) {
+    if (dt == WF_F32) {
+        float4 a = ((const float4 *)base)[2 * i], b = ((const float4 *)base)[2 * i + 1];
+        o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w; o[4] = b.x; o[5] = b.y; o[6] = b.z; o[7] = b.w;
+    } else {
+        uint4 u = ((const uint4 *)base)[i];
+        uint32_t w[4] = { u.x, u.y, u.z, u.w };
+        if (dt == WF_BF16) {
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                o[2 * j] = __uint_as_float(w[j] << 16);
+                o[2 * j + 1] = __uint_as_float(w[j] & 0xffff0000u);
+            }
+        } else {
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                o[2 * j] = wfc_h_to_f((uint16_t)(w[j] & 0xffffu));
+                o[2 * j + 1] = wfc_h_to_f((uint16_t)(w[j] >> 16));
+            }
+        }
+    }
+}
+__device__ __forceinline__ void st8(char *base, int dt, int64_t i, const float *v) {
+    if (dt == WF_F32) {
+        ((float4 *)base)[2 * i] = make_float4(v[0], v[1], v[2], v[3]);
+        ((float4 *)base)[2 * i + 1] = make_float4(v[4], v[5], v[6], v[7]);
+    } else {
+        uint32_t w[4];
+        if (dt == WF_BF16) {
+#pragma unroll
+            for (int j = 0; j < 4; j++) w[j] = (uint32_t)wfc_f_to_bf16(v[2 * j]) | ((uint32_t)wfc_f_to_bf16(v[2 * j + 1]) << 16);
+        } else {
+#pragma unroll
+            for (int j = 0; j < 4; j++) w[j] = (uint32_t)wfc_f_to_h(v[2 * j]) | ((uint32_t)wfc_f_to_h(v[2 * j + 1]) << 16);
+        }
+        ((uint4 *)base)[i] = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+}
+/* element index of this thread in the tail [n8 * 8, n) (first threads of the grid) */
+#define VEC_TAIL(t, n)                                                                  \
+    for (int64_t t = ((n) / VEC) * VEC + blockIdx.x * (int64_t)blockDim.x + threadIdx.x; \
+         t < (n); t += (int64_t)gridDim.x * blockDim.x)
+static unsigned vec_blocks(int64_t n, int dev) {
+    int64_t w = n / VEC;
+    return wfc_blocks(w > 0 ? w : 1, THREADS, dev);
+}
+
 /* ---------------------------------------------------------------- unary */
 
 template <class T> __device__ __forceinline__ T unary_float(int op, T x, T a, T b) {
@@ -147,6 +212,32 @@ template <class T> __global__ void unary_kernel(wfc_pack<2> p, int op, double a,
     }
 }
 
+
+template <int OP> __device__ __forceinline__ void unary_vec_body(wfc_pack<2> p, int op, float a, float b) {
+    const int o = OP >= 0 ? OP : op;
+    int64_t n8 = p.n / VEC;
+    GRID_LOOP(i, n8) {
+        float v[VEC];
+        ld8(p.ptr[1], p.dt[1], i, v);
+#pragma unroll
+        for (int j = 0; j < VEC; j++) v[j] = unary_float<float>(o, v[j], a, b);
+        st8(p.ptr[0], p.dt[0], i, v);
+    }
+    VEC_TAIL(t, p.n) {
+        float x = wfc_ld<float>(p.ptr[1] + t * p.st[1][0], p.dt[1]);
+        wfc_st<float>(p.ptr[0] + t * p.st[0][0], p.dt[0], unary_float<float>(o, x, a, b));
+    }
+}
+__global__ void unary_vec_kernel(wfc_pack<2> p, int op, float a, float b) {
+    switch (op) {
+    case WFC_U_GELU_TANH: unary_vec_body<WFC_U_GELU_TANH>(p, op, a, b); break;
+    case WFC_U_GELU: unary_vec_body<WFC_U_GELU>(p, op, a, b); break;
+    case WFC_U_RELU: unary_vec_body<WFC_U_RELU>(p, op, a, b); break;
+    case WFC_U_SILU: unary_vec_body<WFC_U_SILU>(p, op, a, b); break;
+    default: unary_vec_body<-1>(p, op, a, b); break;
+    }
+}
+
 extern "C" int wf__cuda_unary(int op, const wf_cuda_view *y, const wf_cuda_view *x, double a, double b, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "unary", &st);
@@ -154,6 +245,10 @@ extern "C" int wf__cuda_unary(int op, const wf_cuda_view *y, const wf_cuda_view 
     const wf_cuda_view *v[2] = { y, x };
     wfc_pack<2> p = wfc_make_pack<2>(v);
     if (!p.n) return 0;
+    if (pick(v, 2) == CT_F && vec_ok(p, 2)) {
+        unary_vec_kernel<<<vec_blocks(p.n, dev), THREADS, 0, st>>>(p, op, (float)a, (float)b);
+        return wfc_check("unary kernel", dev);
+    }
     unsigned g = wfc_blocks(p.n, THREADS, dev);
     switch (pick(v, 2)) {
     case CT_F: unary_kernel<float><<<g, THREADS, 0, st>>>(p, op, a, b); break;
@@ -202,6 +297,45 @@ template <class T> __global__ void unary_bwd_kernel(wfc_pack<4> p, int op, bool 
     }
 }
 
+
+template <int OP> __device__ __forceinline__ void unary_bwd_vec_body(wfc_pack<4> p, int op, bool hx, bool hy, float a,
+                                                                   float b) {
+    const int o = OP >= 0 ? OP : op;
+    int64_t n8 = p.n / VEC;
+    GRID_LOOP(i, n8) {
+        float g[VEC], x[VEC], y[VEC];
+        ld8(p.ptr[1], p.dt[1], i, g);
+        if (hx) ld8(p.ptr[2], p.dt[2], i, x);
+        else {
+#pragma unroll
+            for (int j = 0; j < VEC; j++) x[j] = 0.f;
+        }
+        if (hy) ld8(p.ptr[3], p.dt[3], i, y);
+        else {
+#pragma unroll
+            for (int j = 0; j < VEC; j++) y[j] = 0.f;
+        }
+#pragma unroll
+        for (int j = 0; j < VEC; j++) g[j] = unary_grad<float>(o, g[j], x[j], y[j], hx, hy, a, b);
+        st8(p.ptr[0], p.dt[0], i, g);
+    }
+    VEC_TAIL(t, p.n) {
+        float g = wfc_ld<float>(p.ptr[1] + t * p.st[1][0], p.dt[1]);
+        float x = hx ? wfc_ld<float>(p.ptr[2] + t * p.st[2][0], p.dt[2]) : 0.f;
+        float y = hy ? wfc_ld<float>(p.ptr[3] + t * p.st[3][0], p.dt[3]) : 0.f;
+        wfc_st<float>(p.ptr[0] + t * p.st[0][0], p.dt[0], unary_grad<float>(o, g, x, y, hx, hy, a, b));
+    }
+}
+__global__ void unary_bwd_vec_kernel(wfc_pack<4> p, int op, bool hx, bool hy, float a, float b) {
+    switch (op) {
+    case WFC_U_GELU_TANH: unary_bwd_vec_body<WFC_U_GELU_TANH>(p, op, hx, hy, a, b); break;
+    case WFC_U_GELU: unary_bwd_vec_body<WFC_U_GELU>(p, op, hx, hy, a, b); break;
+    case WFC_U_RELU: unary_bwd_vec_body<WFC_U_RELU>(p, op, hx, hy, a, b); break;
+    case WFC_U_SILU: unary_bwd_vec_body<WFC_U_SILU>(p, op, hx, hy, a, b); break;
+    default: unary_bwd_vec_body<-1>(p, op, hx, hy, a, b); break;
+    }
+}
+
 extern "C" int wf__cuda_unary_backward(int op, const wf_cuda_view *gx, const wf_cuda_view *gy,
                                        const wf_cuda_view *x, const wf_cuda_view *y, double a, double b,
                                        int dev) {
@@ -218,6 +352,10 @@ extern "C" int wf__cuda_unary_backward(int op, const wf_cuda_view *gx, const wf_
     if (!p.n) return 0;
     unsigned g = wfc_blocks(p.n, THREADS, dev);
     const wf_cuda_view *tv[4] = { gx, gy, x, y };
+    if (pick(tv, 4) == CT_F && vec_ok(p, 4)) {
+        unary_bwd_vec_kernel<<<vec_blocks(p.n, dev), THREADS, 0, st>>>(p, op, x != NULL, y != NULL, (float)a, (float)b);
+        return wfc_check("unary backward kernel", dev);
+    }
     if (pick(tv, 4) == CT_D) unary_bwd_kernel<double><<<g, THREADS, 0, st>>>(p, op, x != NULL, y != NULL, a, b);
     else unary_bwd_kernel<float><<<g, THREADS, 0, st>>>(p, op, x != NULL, y != NULL, a, b);
     return wfc_check("unary backward kernel", dev);
@@ -281,6 +419,24 @@ __global__ void binary_f32_contig(float *y, const float *a, const float *b, int6
     GRID_LOOP(i, n) y[i] = binary_op<float>(op, a[i], b[i]);
 }
 
+
+__global__ void binary_vec_kernel(wfc_pack<3> p, int op) {
+    int64_t n8 = p.n / VEC;
+    GRID_LOOP(i, n8) {
+        float a[VEC], b[VEC];
+        ld8(p.ptr[1], p.dt[1], i, a);
+        ld8(p.ptr[2], p.dt[2], i, b);
+#pragma unroll
+        for (int j = 0; j < VEC; j++) a[j] = binary_op<float>(op, a[j], b[j]);
+        st8(p.ptr[0], p.dt[0], i, a);
+    }
+    VEC_TAIL(t, p.n) {
+        float a = wfc_ld<float>(p.ptr[1] + t * p.st[1][0], p.dt[1]);
+        float b = wfc_ld<float>(p.ptr[2] + t * p.st[2][0], p.dt[2]);
+        wfc_st<float>(p.ptr[0] + t * p.st[0][0], p.dt[0], binary_op<float>(op, a, b));
+    }
+}
+
 extern "C" int wf__cuda_binary(int op, const wf_cuda_view *y, const wf_cuda_view *a, const wf_cuda_view *b, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "binary", &st);
@@ -290,6 +446,10 @@ extern "C" int wf__cuda_binary(int op, const wf_cuda_view *y, const wf_cuda_view
     if (!p.n) return 0;
     unsigned g = wfc_blocks(p.n, THREADS, dev);
     bool is_pred = op >= WFC_B_EQ;
+    if (op != WFC_B_POW && vec_ok(p, 3)) {  /* pow: double math in w_pow, keep the general kernel */
+        binary_vec_kernel<<<vec_blocks(p.n, dev), THREADS, 0, st>>>(p, op);
+        return wfc_check("binary kernel", dev);
+    }
     if (!is_pred && p.ndim <= 1 && y->dtype == WF_F32 && a->dtype == WF_F32 && b->dtype == WF_F32 &&
         (p.ndim == 0 || (p.st[0][0] == 4 && p.st[1][0] == 4 && p.st[2][0] == 4))) {
         binary_f32_contig<<<g, THREADS, 0, st>>>((float *)y->data, (const float *)a->data,
@@ -376,6 +536,23 @@ template <class T> __global__ void axpy_kernel(wfc_pack<2> p, T alpha) {
     }
 }
 
+
+__global__ void axpy_vec_kernel(wfc_pack<2> p, float alpha) {
+    int64_t n8 = p.n / VEC;
+    GRID_LOOP(i, n8) {
+        float a[VEC], b[VEC];
+        ld8(p.ptr[0], p.dt[0], i, a);
+        ld8(p.ptr[1], p.dt[1], i, b);
+#pragma unroll
+        for (int j = 0; j < VEC; j++) a[j] = a[j] + alpha * b[j];
+        st8(p.ptr[0], p.dt[0], i, a);
+    }
+    VEC_TAIL(t, p.n) {
+        char *pa = p.ptr[0] + t * p.st[0][0];
+        wfc_st<float>(pa, p.dt[0], wfc_ld<float>(pa, p.dt[0]) + alpha * wfc_ld<float>(p.ptr[1] + t * p.st[1][0], p.dt[1]));
+    }
+}
+
 extern "C" int wf__cuda_axpy(const wf_cuda_view *a, const wf_cuda_view *b, double alpha, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "axpy", &st);
@@ -383,6 +560,10 @@ extern "C" int wf__cuda_axpy(const wf_cuda_view *a, const wf_cuda_view *b, doubl
     const wf_cuda_view *v[2] = { a, b };
     wfc_pack<2> p = wfc_make_pack<2>(v);
     if (!p.n) return 0;
+    if (pick(v, 2) == CT_F && vec_ok(p, 2)) {
+        axpy_vec_kernel<<<vec_blocks(p.n, dev), THREADS, 0, st>>>(p, (float)alpha);
+        return wfc_check("axpy kernel", dev);
+    }
     unsigned g = wfc_blocks(p.n, THREADS, dev);
     if (pick(v, 2) == CT_F) axpy_kernel<float><<<g, THREADS, 0, st>>>(p, (float)alpha);
     else axpy_kernel<double><<<g, THREADS, 0, st>>>(p, alpha);
@@ -406,6 +587,18 @@ template <class E> __global__ void copy_raw_kernel(wfc_pack<2> p) {
     }
 }
 
+
+/* casts between f32 / bf16 / f16, contiguous and aligned (the autocast casts) */
+__global__ void cast_vec_kernel(wfc_pack<2> p) {
+    int64_t n8 = p.n / VEC;
+    GRID_LOOP(i, n8) {
+        float v[VEC];
+        ld8(p.ptr[1], p.dt[1], i, v);
+        st8(p.ptr[0], p.dt[0], i, v);
+    }
+    VEC_TAIL(t, p.n) wfc_st<float>(p.ptr[0] + t * p.st[0][0], p.dt[0], wfc_ld<float>(p.ptr[1] + t * p.st[1][0], p.dt[1]));
+}
+
 static int launch_copy(const wf_cuda_view *y, const wf_cuda_view *x, int dev, cudaStream_t st) {
     const wf_cuda_view *v[2] = { y, x };
     wfc_pack<2> p = wfc_make_pack<2>(v);
@@ -415,6 +608,10 @@ static int launch_copy(const wf_cuda_view *y, const wf_cuda_view *x, int dev, cu
     if (same && (p.ndim == 0 || (p.ndim == 1 && p.st[0][0] == es && p.st[1][0] == es))) {
         cudaError_t e = cudaMemcpyAsync(y->data, x->data, (size_t)p.n * es, cudaMemcpyDeviceToDevice, st);
         return e == cudaSuccess ? 0 : wfc_report(e, "copy (cudaMemcpyAsync)", dev);
+    }
+    if (!same && vec_ok(p, 2)) {
+        cast_vec_kernel<<<vec_blocks(p.n, dev), THREADS, 0, st>>>(p);
+        return wfc_check("copy kernel", dev);
     }
     unsigned g = wfc_blocks(p.n, THREADS, dev);
     if (same) {

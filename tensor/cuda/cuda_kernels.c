@@ -127,6 +127,11 @@ static int k_gemm(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, i
     return wf__cuda_gemm((int)dt, transA, transB, m, n, k, alpha, A, lda, strideA, B, ldb, strideB, beta, C, ldc,
                          strideC, batch, dev.index);
 }
+static int k_gemm_epilogue(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k, const void *A,
+                           int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, const void *bias,
+                           void *bgrad, wf_device dev) {
+    return wf__cuda_gemm_epilogue((int)dt, transA, transB, m, n, k, A, lda, B, ldb, C, ldc, bias, bgrad, dev.index);
+}
 static int k_softmax(wf_tensor *y, const wf_tensor *x, bool log) {
     wf_cuda_view vy = view(y), vx = view(x);
     return wf__cuda_softmax(&vy, &vx, log, DEV(y));
@@ -271,6 +276,7 @@ const wf_kernels wf__cuda_kernels = {
     .layer_norm_bwd = k_layer_norm_bwd,
     .xent_fwd = k_xent_fwd,
     .xent_bwd = k_xent_bwd,
+    .gemm_epilogue = k_gemm_epilogue,
 };
 
 /* ---------------------------------------------------------------- public API (weft/cuda.h) */

@@ -211,6 +211,130 @@ static wf_tensor *pow_half(wf_tensor *x) { return wf_pow_scalar(wf_abs(x), 0.5);
 static wf_tensor *clampf(wf_tensor *x) { return wf_clamp(x, -0.5, 0.7); }
 static wf_tensor *logp(wf_tensor *x) { return wf_log(wf_add_scalar(wf_abs(x), 0.1)); }
 
+/* ---- contiguous vector paths (f32/bf16/f16, 8 elements per thread) and their fallbacks:
+ * variant 0 contiguous (vector path), 1 offset by one element (misaligned: element path),
+ * 2 step-2 view (strided path). Sizes leave a tail past the multiple of 8. */
+static wf_tensor *vview(wf_tensor *base, int64_t n, int variant) {
+    if (variant == 0) return wf_narrow(base, 0, 0, n);
+    if (variant == 1) return wf_narrow(base, 0, 1, n);
+    return wf_slice(base, 0, 0, 2 * n, 2);
+}
+static wf_tensor *v_gelu_t(wf_tensor *x) { return wf_gelu(x, WF_GELU_TANH); }
+static wf_tensor *v_gelu(wf_tensor *x) { return wf_gelu(x, WF_GELU_NONE); }
+static double vtol(wf_dtype dt) { return dt == WF_BF16 ? 1e-2 : dt == WF_F16 ? 2e-3 : 1e-4; }
+
+static void check_vec_unary(wf_dtype dt, int64_t n, int variant) {
+    un_fn fs[5] = { v_gelu_t, v_gelu, wf_relu, wf_silu, wf_tanh };
+    const char *names[5] = { "gelu_tanh", "gelu", "relu", "silu", "tanh" };
+    for (int f = 0; f < 5; f++) WF_SCOPE {
+        char nm[96];
+        wf_tensor *base = wf_to_dtype(wf_mul_scalar(wf_randn(WF_SHAPE(2 * n + 2), WF_F32), 2.0), dt);
+        wf_tensor *gb = wf_to_dtype(wf_randn(WF_SHAPE(n), WF_F32), dt);
+        wf_tensor *xc = wf_detach(vview(base, n, variant)), *xg = wf_detach(vview(G(base), n, variant));
+        wf_set_requires_grad(xc, true);
+        wf_set_requires_grad(xg, true);
+        double t = vtol(dt);
+        snprintf(nm, sizeof nm, "vec %s %s n=%lld v%d", names[f], wf_dtype_name(dt), (long long)n, variant);
+        wf_tensor *yg = fs[f](xg), *yc = fs[f](xc);
+        compare(nm, yg, yc, t * 0.1, t);
+        /* two backward passes: the second accumulates into the leaf's grad (axpy) */
+        for (int r = 0; r < 2; r++) {
+            if (r) { yg = fs[f](xg); yc = fs[f](xc); }
+            if (!yg || !yc || wf_backward(yg, G(gb), false) || wf_backward(yc, gb, false)) {
+                n_checks++; n_failed++;
+                printf("FAIL %s backward: %s\n", nm, wf_error_message());
+                wf_clear_error();
+                break;
+            }
+        }
+        /* looser: tanh-based gradients amplify fast-math tanh (f32) and the rounded saved
+         * output (tanh's backward uses y; f16 1 - y^2 near |y| = 1) on either path */
+        snprintf(nm, sizeof nm, "vec %s %s n=%lld v%d grad x2", names[f], wf_dtype_name(dt), (long long)n, variant);
+        compare(nm, wf_grad(xg), wf_grad(xc), fmax(2 * t, 2e-4), 2 * t);
+    }
+}
+
+static void check_vec_binary(wf_dtype da, wf_dtype db, int64_t n, int variant) {
+    bin_fn fs[5] = { wf_add, wf_sub, wf_mul, wf_div, wf_maximum };
+    const char *names[5] = { "add", "sub", "mul", "div", "maximum" };
+    for (int f = 0; f < 5; f++) WF_SCOPE {
+        char nm[96];
+        wf_tensor *ba = wf_to_dtype(wf_randn(WF_SHAPE(2 * n + 2), WF_F32), da);
+        wf_tensor *bb = wf_to_dtype(wf_add_scalar(wf_abs(wf_randn(WF_SHAPE(2 * n + 2), WF_F32)), 0.5), db);
+        wf_tensor *ac = wf_detach(vview(ba, n, variant)), *ag = wf_detach(vview(G(ba), n, variant));
+        wf_tensor *bc = wf_detach(vview(bb, n, variant)), *bg = wf_detach(vview(G(bb), n, variant));
+        wf_tensor *ps[4] = { ac, ag, bc, bg };
+        for (int i = 0; i < 4; i++) wf_set_requires_grad(ps[i], true);
+        wf_tensor *yc = fs[f](ac, bc), *yg = fs[f](ag, bg);
+        double t = fmax(vtol(da), vtol(db));
+        snprintf(nm, sizeof nm, "vec %s %s+%s n=%lld v%d", names[f], wf_dtype_name(da), wf_dtype_name(db), (long long)n, variant);
+        compare(nm, yg, yc, t * 0.1, t);
+        wf_tensor *g = yc ? wf_to_dtype(wf_randn(WF_SHAPE(n), WF_F32), wf_tensor_dtype(yc)) : NULL;
+        if (!g || !yg || wf_backward(yg, G(g), false) || wf_backward(yc, g, false)) {
+            n_checks++; n_failed++;
+            printf("FAIL %s backward: %s\n", nm, wf_error_message());
+            wf_clear_error();
+            continue;
+        }
+        char nm2[128];
+        snprintf(nm2, sizeof nm2, "%s da", nm);
+        compare(nm2, wf_grad(ag), wf_grad(ac), t * 0.2, 2 * t);
+        snprintf(nm2, sizeof nm2, "%s db", nm);
+        compare(nm2, wf_grad(bg), wf_grad(bc), t * 0.2, 2 * t);
+    }
+}
+
+static void check_vec_cast(wf_dtype from, wf_dtype to, int64_t n, int variant) {
+    WF_SCOPE {
+        char nm[96];
+        wf_tensor *base = wf_to_dtype(wf_mul_scalar(wf_randn(WF_SHAPE(2 * n + 2), WF_F32), 100.0), from);
+        wf_tensor *yc = wf_to_dtype(vview(base, n, variant), to), *yg = wf_to_dtype(vview(G(base), n, variant), to);
+        snprintf(nm, sizeof nm, "vec cast %s->%s n=%lld v%d (exact)", wf_dtype_name(from), wf_dtype_name(to), (long long)n, variant);
+        compare(nm, yg, yc, 0, 0);
+    }
+}
+
+/* wf_linear on CUDA (bias fused into the GEMM epilogue, bias gradient from the weight GEMM's
+ * epilogue) against the CPU in f32 from the same rounded values. ac: under bf16 autocast with
+ * f32 leaves (the GPT block's case). */
+static void check_linear(wf_dtype dt, int64_t batch, int64_t rows, int64_t in, int64_t out, bool bias, bool ac) {
+    WF_SCOPE {
+        char nm[128], tag[96];
+        snprintf(tag, sizeof tag, "%s%s %lldx%lldx%lld->%lld%s", wf_dtype_name(dt), ac ? " autocast" : "", (long long)batch,
+                 (long long)rows, (long long)in, (long long)out, bias ? " bias" : "");
+        wf_dtype low = ac ? WF_BF16 : dt;
+        wf_tensor *src[3] = { wf_randn(WF_SHAPE(batch, rows, in), WF_F32), wf_mul_scalar(wf_randn(WF_SHAPE(out, in), WF_F32), 0.2),
+                              wf_randn(WF_SHAPE(out), WF_F32) };
+        wf_tensor *lc[3], *lg[3];
+        for (int i = 0; i < 3; i++) {
+            wf_tensor *r = wf_to_dtype(wf_to_dtype(src[i], low), WF_F32);     /* values exact in low */
+            lc[i] = wf_clone(r);
+            lg[i] = ac ? G(r) : G(wf_to_dtype(r, dt));
+            wf_set_requires_grad(lc[i], true);
+            wf_set_requires_grad(lg[i], true);
+        }
+        wf_tensor *gsrc = wf_to_dtype(wf_to_dtype(wf_randn(WF_SHAPE(batch, rows, out), WF_F32), low), WF_F32);
+        wf_tensor *yc = wf_linear(lc[0], lc[1], bias ? lc[2] : NULL), *yg;
+        if (ac) wf_autocast_begin(WF_DEV_CUDA, WF_BF16);
+        yg = wf_linear(lg[0], lg[1], bias ? lg[2] : NULL);
+        if (ac) wf_autocast_end();
+        double tol = low == WF_BF16 ? 1.5e-2 : low == WF_F16 ? 3e-3 : (wf_cuda_get_tf32() ? 5e-3 : 1e-4);
+        snprintf(nm, sizeof nm, "linear %s", tag);
+        compare_rel(nm, yg, yc, tol);
+        if (!yg || !yc || wf_backward(yg, G(wf_to_dtype(gsrc, wf_tensor_dtype(yg))), false) || wf_backward(yc, gsrc, false)) {
+            n_checks++; n_failed++;
+            printf("FAIL linear %s backward: %s\n", tag, wf_error_message());
+            wf_clear_error();
+        } else {
+            const char *gn[3] = { "dx", "dw", "db" };
+            for (int i = 0; i < (bias ? 3 : 2); i++) {
+                snprintf(nm, sizeof nm, "linear %s %s", tag, gn[i]);
+                compare_rel(nm, wf_grad(lg[i]), wf_grad(lc[i]), 2 * tol);
+            }
+        }
+    }
+}
+
 int main(void) {
     if (wf_cuda_device_count() < 1) { printf("no CUDA device: skipped\n"); return 77; }
     wf_manual_seed(1234);
@@ -410,6 +534,30 @@ int main(void) {
         check_xent(WF_F32, 37, 1000, WF_REDUCTION_MEAN);
         check_xent(WF_F32, 64, 50257, WF_REDUCTION_SUM);
         check_xent(WF_BF16, 16, 300, WF_REDUCTION_NONE);
+
+        /* ---- vectorized elementwise paths, fused-bias linear */
+        {
+            wf_dtype hd[3] = { WF_BF16, WF_F16, WF_F32 };
+            int64_t sizes[3] = { 8, 4099, 100003 };
+            for (int d = 0; d < 3; d++)
+                for (int v = 0; v < 3; v++) check_vec_unary(hd[d], sizes[v == 0 ? (d == 0 ? 2 : 1) : 1], v);
+            check_vec_unary(WF_BF16, 8, 0);
+            check_vec_unary(WF_BF16, 5, 0);
+            for (int v = 0; v < 3; v++) {
+                check_vec_binary(WF_F32, WF_BF16, 100003, v);
+                check_vec_binary(WF_BF16, WF_BF16, 4099, v);
+                check_vec_binary(WF_F16, WF_F32, 4097, v);
+            }
+            wf_dtype cp[5][2] = { { WF_F32, WF_BF16 }, { WF_F32, WF_F16 }, { WF_BF16, WF_F32 }, { WF_F16, WF_F32 }, { WF_BF16, WF_F16 } };
+            for (int c = 0; c < 5; c++)
+                for (int v = 0; v < 3; v++) check_vec_cast(cp[c][0], cp[c][1], v == 0 ? 100003 : 4099, v);
+            check_linear(WF_BF16, 2, 300, 768, 3072, true, false);
+            check_linear(WF_F16, 1, 77, 64, 40, true, false);
+            check_linear(WF_BF16, 3, 33, 96, 37, true, false);
+            check_linear(WF_F32, 2, 65, 128, 96, true, false);
+            check_linear(WF_F32, 4, 256, 768, 2304, true, true);
+            check_linear(WF_F32, 2, 100, 64, 48, false, true);
+        }
 
         /* ---- errors: an out-of-range index is reported, not a crash */
         {
