@@ -1,5 +1,6 @@
 /* tensor/cpu/cpu_memory.c: host storage, copies with casts, fills. */
 #include "cpu_kernels.h"
+#include "weft_config.h"
 
 #include <string.h>
 
@@ -57,6 +58,23 @@ static void copy_run(char **p, const int64_t *bs, int64_t n, void *vctx) {
 int wf__cpu_copy(wf_tensor *y, const wf_tensor *x) {
     cast_ctx c = { y->dtype, x->dtype };
     wf_tensor *ops[2] = { y, (wf_tensor *)x };
+    int64_t n = wf_numel(y);
+    if (c.dy != c.dx && n >= 32768 && wf_is_contiguous(y) && wf_is_contiguous(x)) {
+        /* large casts (autocast makes many) on all threads, in chunks */
+        char *yb = wf__host_ptr(y), *xb = wf__host_ptr(x);
+        int64_t ys = (int64_t)wf_dtype_size(c.dy), xs = (int64_t)wf_dtype_size(c.dx), chunk = 16384;
+        int64_t nchunks = (n + chunk - 1) / chunk;
+#ifdef WEFT_HAVE_OPENMP
+#pragma omp parallel for schedule(static)
+#endif
+        for (int64_t k = 0; k < nchunks; k++) {
+            int64_t lo = k * chunk, len = n - lo < chunk ? n - lo : chunk;
+            char *p[2] = { yb + lo * ys, xb + lo * xs };
+            int64_t bs[2] = { ys, xs };
+            copy_run(p, bs, len, &c);
+        }
+        return 0;
+    }
     wf__iter(2, ops, copy_run, &c);
     return 0;
 }

@@ -204,6 +204,16 @@ WF_MULTIVERSION static void unary_run(char **p, const int64_t *bs, int64_t n, vo
         return;
     }
     bool half = c->dx == WF_F16 || c->dx == WF_BF16;
+    if (half && c->dy == c->dx) {   /* bf16/f16 in and out: convert inline, compute in f32 */
+        bool bf = c->dx == WF_BF16;
+        float a = (float)c->a, b = (float)c->b;
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t h = *(const uint16_t *)(p[1] + i * bs[1]);
+            float y = unary_f(c->op, bf ? wf__bf16_to_f32(h) : wf__f16_to_f32(h), a, b);
+            *(uint16_t *)(p[0] + i * bs[0]) = bf ? wf__f32_to_bf16(y) : wf__f32_to_f16(y);
+        }
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         double x = wf__load(p[1] + i * bs[1], c->dx);
         double y = half ? (double)unary_f(c->op, (float)x, (float)c->a, (float)c->b) : unary_d(c->op, x, c->a, c->b);
@@ -234,6 +244,17 @@ WF_MULTIVERSION static void unary_bw_run(char **p, const int64_t *bs, int64_t n,
             *(float *)(p[0] + i * bs[0]) = dunary_f(c->op, *(const float *)(p[1] + i * bs[1]),
                                                     *(const float *)(p[2] + i * bs[2]),
                                                     *(const float *)(p[3] + i * bs[3]), a, b);
+        return;
+    }
+    if (c->dx == WF_BF16 || c->dx == WF_F16) {   /* inline conversions, f32 math */
+        bool bf = c->dx == WF_BF16;
+        float a = (float)c->a, b = (float)c->b;
+#define H2F(ptr) (bf ? wf__bf16_to_f32(*(const uint16_t *)(ptr)) : wf__f16_to_f32(*(const uint16_t *)(ptr)))
+        for (int64_t i = 0; i < n; i++) {
+            float r = dunary_f(c->op, H2F(p[1] + i * bs[1]), H2F(p[2] + i * bs[2]), H2F(p[3] + i * bs[3]), a, b);
+            *(uint16_t *)(p[0] + i * bs[0]) = bf ? wf__f32_to_bf16(r) : wf__f32_to_f16(r);
+        }
+#undef H2F
         return;
     }
     for (int64_t i = 0; i < n; i++) {
@@ -296,6 +317,16 @@ WF_MULTIVERSION static void binary_run(char **p, const int64_t *bs, int64_t n, v
         for (int64_t i = 0; i < n; i++)
             *(double *)(p[0] + i * bs[0]) = binary_d(c->op, *(const double *)(p[1] + i * bs[1]),
                                                      *(const double *)(p[2] + i * bs[2]));
+        return;
+    }
+    if ((c->dt == WF_BF16 || c->dt == WF_F16) && c->dy == c->dt) {   /* inline conversions, f32 math */
+        bool bf = c->dt == WF_BF16;
+        for (int64_t i = 0; i < n; i++) {
+            uint16_t ha = *(const uint16_t *)(p[1] + i * bs[1]), hb = *(const uint16_t *)(p[2] + i * bs[2]);
+            float a = bf ? wf__bf16_to_f32(ha) : wf__f16_to_f32(ha), b = bf ? wf__bf16_to_f32(hb) : wf__f16_to_f32(hb);
+            float r = (float)binary_d(c->op, a, b);
+            *(uint16_t *)(p[0] + i * bs[0]) = bf ? wf__f32_to_bf16(r) : wf__f32_to_f16(r);
+        }
         return;
     }
     bool integer = !wf_dtype_is_floating(c->dt);

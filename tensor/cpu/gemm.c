@@ -278,13 +278,27 @@ DEFINE_GEMM(double, f64, 6, 8, 96, 256, 256)
 
 /* ---------------------------------------------------------------- half precision via f32 */
 
+/* Conversions run on all threads (the GEMM itself does): left serial, they dominate a
+ * bf16 step once the multiply is parallel. */
 static void half_to_f32(float *dst, const uint16_t *src, int64_t rows, int64_t cols, int64_t ld,
                         bool bf16) {
-    for (int64_t i = 0; i < rows; i++)
-        for (int64_t j = 0; j < cols; j++) {
-            uint16_t h = src[i * ld + j];
-            dst[i * cols + j] = bf16 ? wf__bf16_to_f32(h) : wf__f16_to_f32(h);
-        }
+#ifdef WEFT_HAVE_OPENMP
+#pragma omp parallel for schedule(static) if (rows * cols > 32768)
+#endif
+    for (int64_t i = 0; i < rows; i++) {
+        if (bf16) for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = wf__bf16_to_f32(src[i * ld + j]);
+        else for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = wf__f16_to_f32(src[i * ld + j]);
+    }
+}
+static void f32_to_half(uint16_t *dst, const float *src, int64_t rows, int64_t cols, int64_t ld,
+                        bool bf16) {
+#ifdef WEFT_HAVE_OPENMP
+#pragma omp parallel for schedule(static) if (rows * cols > 32768)
+#endif
+    for (int64_t i = 0; i < rows; i++) {
+        if (bf16) for (int64_t j = 0; j < cols; j++) dst[i * ld + j] = wf__f32_to_bf16(src[i * cols + j]);
+        else for (int64_t j = 0; j < cols; j++) dst[i * ld + j] = wf__f32_to_f16(src[i * cols + j]);
+    }
 }
 
 typedef int (*f32_gemm_fn)(bool, bool, int64_t, int64_t, int64_t, double, const void *, int64_t,
@@ -313,9 +327,7 @@ static int gemm_half(f32_gemm_fn f32, wf_dtype dt, bool tA, bool tB, int64_t m, 
         uint16_t *cb = c16 + b * sC;
         if (bt != 0) half_to_f32(fc, cb, m, n, ldc, bf);
         rc = f32(tA, tB, m, n, k, alpha, fa, ac ? ac : 1, 0, fb, bc ? bc : 1, 0, bt, fc, n ? n : 1, 0, 1);
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++)
-                cb[i * ldc + j] = bf ? wf__f32_to_bf16(fc[i * n + j]) : wf__f32_to_f16(fc[i * n + j]);
+        f32_to_half(cb, fc, m, n, ldc, bf);
     }
     wf__host_free(buf, bytes);
     return rc;
