@@ -11,24 +11,6 @@
 
 #include <string.h>
 
-static char *dptr(const wf_tensor *t) {
-    return (char *)t->storage->data + t->offset * (int64_t)wf_dtype_size(t->dtype);
-}
-
-static wf_tensor *contig_raw(wf_tensor *t, const wf_kernels *K) {
-    if (wf_is_contiguous(t)) return t;
-    wf_tensor *c = wf__empty(t->shape, t->ndim, t->dtype, t->device);
-    if (!c) return NULL;
-    if (t->device.type != WF_DEV_META && K->copy(c, t)) return NULL;
-    return c;
-}
-
-static wf_tensor *as4d(wf_tensor *t) {
-    if (t->ndim == 4) return t;
-    int64_t shape[4] = { 1, t->shape[0], t->shape[1], t->shape[2] }, stride[4];
-    wf__contiguous_strides(4, shape, stride);
-    return wf__view_of(t, 4, shape, stride, t->offset);
-}
 
 static wf_tensor *empty_like_meta(const wf_meta *m) {
     return wf__empty(m->shape, m->ndim, m->dtype, m->device);
@@ -46,7 +28,7 @@ static int conv_grads(const wf_kernels *K, wf_tensor *x, wf_tensor *w, wf_tensor
     wf_device dev = x->device;
     int64_t es = (int64_t)wf_dtype_size(dt);
     int64_t L = oh * ow, Cg = C / G, Og = O / G, kk = (int64_t)kh * kw, CK = Cg * kk, HW = H * W;
-    char *xp = dptr(x), *wp = dptr(w), *gp = dptr(gy);
+    char *xp = wf__conv_data(x), *wp = wf__conv_data(w), *gp = wf__conv_data(gy);
     int rc = 0;
     if (gw && K->fill(gw, 0.0)) return wf_error();
     if (gx && K->fill(gx, 0.0)) return wf_error();   /* col2im accumulates */
@@ -56,12 +38,12 @@ static int conv_grads(const wf_kernels *K, wf_tensor *x, wf_tensor *w, wf_tensor
         for (int g = 0; g < G && !rc; g++) {
             if (gx)
                 rc = K->gemm(dt, true, false, Cg, L, Og, 1.0, wp + g * Og * CK * es, CK, 0,
-                             gp + g * Og * L * es, L, O * L, 0.0, dptr(gx) + g * Cg * HW * es, L,
+                             gp + g * Og * L * es, L, O * L, 0.0, wf__conv_data(gx) + g * Cg * HW * es, L,
                              C * HW, N, dev);
             for (int64_t n = 0; gw && n < N && !rc; n++)
                 rc = K->gemm(dt, false, true, Og, Cg, L, 1.0, gp + (n * O + g * Og) * L * es, L, 0,
                              xp + (n * C + g * Cg) * HW * es, L, 0, 1.0,
-                             dptr(gw) + g * Og * CK * es, CK, 0, 1, dev);
+                             wf__conv_data(gw) + g * Og * CK * es, CK, 0, 1, dev);
         }
         return rc;
     }
@@ -71,7 +53,7 @@ static int conv_grads(const wf_kernels *K, wf_tensor *x, wf_tensor *w, wf_tensor
     if (chunk > N) chunk = N;
     wf_tensor *col = wf__empty((int64_t[]){ chunk, C * kk, L }, 3, dt, dev);
     if (!col) return wf_error();
-    char *cp = dptr(col);
+    char *cp = wf__conv_data(col);
     for (int64_t n0 = 0; n0 < N && !rc; n0 += chunk) {
         int64_t cn = N - n0 < chunk ? N - n0 : chunk;
         if (gw) {
@@ -82,7 +64,7 @@ static int conv_grads(const wf_kernels *K, wf_tensor *x, wf_tensor *w, wf_tensor
                 for (int64_t i = 0; i < cn && !rc; i++)
                     rc = K->gemm(dt, false, true, Og, CK, L, 1.0, gp + ((n0 + i) * O + g * Og) * L * es,
                                  L, 0, cp + (i * per + g * CK * L) * es, L, 0, 1.0,
-                                 dptr(gw) + g * Og * CK * es, CK, 0, 1, dev);
+                                 wf__conv_data(gw) + g * Og * CK * es, CK, 0, 1, dev);
         }
         if (gx) {
             /* col <- w^T @ gy per group (batched over the chunk), then scatter back */
@@ -90,7 +72,7 @@ static int conv_grads(const wf_kernels *K, wf_tensor *x, wf_tensor *w, wf_tensor
                 rc = K->gemm(dt, true, false, CK, L, Og, 1.0, wp + g * Og * CK * es, CK, 0,
                              gp + (n0 * O + g * Og) * L * es, L, O * L, 0.0, cp + g * CK * L * es, L,
                              per, cn, dev);
-            char *gxp = dptr(gx);
+            char *gxp = wf__conv_data(gx);
             for (int64_t i = 0; i < cn && !rc; i++)
                 rc = K->col2im(gxp + (n0 + i) * C * HW * es, cp + i * per * es, dt, C, H, W, kh, kw,
                                sh, sw, ph, pw, dh, dw, oh, ow, dev);
@@ -130,12 +112,12 @@ static int conv_grads_batched(const wf_kernels *K, wf_tensor *x, wf_tensor *w, w
     wf_tensor *gb2 = gb ? wf__view_of(gb, 2, (int64_t[]){ O, 1 }, (int64_t[]){ 1, 1 }, gb->offset) : NULL;
     wf_tensor *gbt = (gb && chunk < N) ? wf__empty((int64_t[]){ O, 1 }, 2, dt, dev) : NULL;
     if (!t || ((gx || gw) && !col) || (gb && !gb2) || (gb && chunk < N && !gbt)) return wf_error();
-    char *xp = dptr(x), *wp = dptr(w), *tp = dptr(t), *cp = col ? dptr(col) : NULL;
+    char *xp = wf__conv_data(x), *wp = wf__conv_data(w), *tp = wf__conv_data(t), *cp = col ? wf__conv_data(col) : NULL;
     int rc = 0;
     for (int64_t n0 = 0; n0 < N && !rc; n0 += chunk) {
         int64_t cn = N - n0 < chunk ? N - n0 : chunk, nl = cn * L;
         /* t = gy of the chunk as [O, cn*L]: im2col_batch with a 1x1 kernel is that permute */
-        rc = K->im2col_batch(tp, dptr(gy) + n0 * O * L * es, dt, cn, O, oh, ow, 1, 1, 1, 1, 0, 0, 1,
+        rc = K->im2col_batch(tp, wf__conv_data(gy) + n0 * O * L * es, dt, cn, O, oh, ow, 1, 1, 1, 1, 0, 0, 1,
                              1, oh, ow, dev);
         if (rc) break;
         if (gb) {
@@ -150,14 +132,14 @@ static int conv_grads_batched(const wf_kernels *K, wf_tensor *x, wf_tensor *w, w
             for (int g = 0; g < G && !rc; g++)
                 rc = K->gemm(dt, false, true, Og, CK, nl, 1.0, tp + g * Og * nl * es, nl, 0,
                              cp + g * CK * nl * es, nl, 0, n0 == 0 ? 0.0 : 1.0,
-                             dptr(gw) + g * Og * CK * es, CK, 0, 1, dev);
+                             wf__conv_data(gw) + g * Og * CK * es, CK, 0, 1, dev);
         }
         if (gx && !rc) {
             for (int g = 0; g < G && !rc; g++)
                 rc = K->gemm(dt, true, false, CK, nl, Og, 1.0, wp + g * Og * CK * es, CK, 0,
                              tp + g * Og * nl * es, nl, 0, 0.0, cp + g * CK * nl * es, nl, 0, 1, dev);
             if (!rc)
-                rc = K->col2im_batch(dptr(gx) + n0 * C * HW * es, cp, NULL, dt, cn, C, H, W, kh, kw,
+                rc = K->col2im_batch(wf__conv_data(gx) + n0 * C * HW * es, cp, NULL, dt, cn, C, H, W, kh, kw,
                                      sh, sw, ph, pw, dh, dw, oh, ow, dev);
         }
     }
@@ -173,8 +155,8 @@ int wf__conv2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     int rc = 0;
     wf_tensor *gxt = NULL, *gwt = NULL, *gbt = NULL;
     wf_scope_begin();
-    wf_tensor *g = contig_raw(gy[0], K), *xc = g ? contig_raw(x, K) : NULL;
-    wf_tensor *wc = xc ? contig_raw(w, K) : NULL;
+    wf_tensor *g = wf__conv_contig(gy[0], K), *xc = g ? wf__conv_contig(x, K) : NULL;
+    wf_tensor *wc = xc ? wf__conv_contig(w, K) : NULL;
     if (!wc) rc = wf_error();
     if (!rc && nx && !(gxt = empty_like_meta(&n->in_meta[0]))) rc = wf_error();
     if (!rc && nw && !(gwt = empty_like_meta(&n->in_meta[1]))) rc = wf_error();
@@ -207,11 +189,11 @@ int wf__max_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     int rc = 0;
     wf_tensor *out = NULL;
     wf_scope_begin();
-    wf_tensor *g = contig_raw(gy[0], K);
+    wf_tensor *g = wf__conv_contig(gy[0], K);
     wf_tensor *r = g ? empty_like_meta(&n->in_meta[0]) : NULL;
     if (!r) rc = wf_error();
     if (!rc && am->device.type != WF_DEV_META && wf_numel(r) > 0) {
-        wf_tensor *r4 = as4d(r), *g4 = r4 ? as4d(g) : NULL, *a4 = g4 ? as4d(am) : NULL;
+        wf_tensor *r4 = wf__conv_as4d(r), *g4 = r4 ? wf__conv_as4d(g) : NULL, *a4 = g4 ? wf__conv_as4d(am) : NULL;
         rc = a4 ? K->max_pool2d_backward(r4, g4, a4) : wf_error();
     }
     if (!rc) out = wf_keep(r);
@@ -230,11 +212,11 @@ int wf__avg_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     int rc = 0;
     wf_tensor *out = NULL;
     wf_scope_begin();
-    wf_tensor *g = contig_raw(gy[0], K);
+    wf_tensor *g = wf__conv_contig(gy[0], K);
     wf_tensor *r = g ? empty_like_meta(m) : NULL;
     if (!r) rc = wf_error();
     if (!rc && m->device.type != WF_DEV_META && wf_numel(r) > 0) {
-        wf_tensor *r4 = as4d(r), *g4 = r4 ? as4d(g) : NULL;
+        wf_tensor *r4 = wf__conv_as4d(r), *g4 = r4 ? wf__conv_as4d(g) : NULL;
         rc = g4 ? K->avg_pool2d_backward(r4, g4, k, s, p, cip) : wf_error();
     }
     if (!rc) out = wf_keep(r);
@@ -250,7 +232,7 @@ int wf__adaptive_avg_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor
     int rc = 0;
     wf_tensor *out = NULL;
     wf_scope_begin();
-    wf_tensor *g = contig_raw(gy[0], K);
+    wf_tensor *g = wf__conv_contig(gy[0], K);
     wf_tensor *r = g ? empty_like_meta(m) : NULL;
     if (!r) rc = wf_error();
     if (!rc && m->device.type != WF_DEV_META) rc = wf__cpu_adaptive_avg_pool2d_backward(r, g);

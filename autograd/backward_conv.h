@@ -21,4 +21,25 @@ int wf__adaptive_avg_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor
 int wf__cpu_adaptive_avg_pool2d(wf_tensor *y, const wf_tensor *x);
 int wf__cpu_adaptive_avg_pool2d_backward(wf_tensor *gx, const wf_tensor *gy);
 
+/* Helpers shared by the conv/pool front-ends (tensor/ops_conv.c) and their backward. */
+/* pointer to t's first element (host or device memory: arithmetic only) */
+static inline char *wf__conv_data(const wf_tensor *t) {
+    return (char *)t->storage->data + t->offset * (int64_t)wf_dtype_size(t->dtype);
+}
+/* t itself if contiguous, else a contiguous copy (no autograd; joins the scope) */
+static inline wf_tensor *wf__conv_contig(wf_tensor *t, const wf_kernels *K) {
+    if (wf_is_contiguous(t)) return t;
+    wf_tensor *c = wf__empty(t->shape, t->ndim, t->dtype, t->device);
+    if (!c) return NULL;
+    if (t->device.type != WF_DEV_META && K->copy(c, t)) return NULL;
+    return c;
+}
+/* a 3-D contiguous tensor seen as [1, C, H, W] (kernels expect 4-D); a view in the scope */
+static inline wf_tensor *wf__conv_as4d(wf_tensor *t) {
+    if (t->ndim == 4) return t;
+    int64_t shape[4] = { 1, t->shape[0], t->shape[1], t->shape[2] }, stride[4];
+    wf__contiguous_strides(4, shape, stride);
+    return wf__view_of(t, 4, shape, stride, t->offset);
+}
+
 #endif

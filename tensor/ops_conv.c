@@ -17,25 +17,6 @@
 
 #include <string.h>
 
-static char *dptr(const wf_tensor *t) {
-    return (char *)t->storage->data + t->offset * (int64_t)wf_dtype_size(t->dtype);
-}
-
-static wf_tensor *contig_raw(wf_tensor *t, const wf_kernels *K) {
-    if (wf_is_contiguous(t)) return t;
-    wf_tensor *c = wf__empty(t->shape, t->ndim, t->dtype, t->device);
-    if (!c) return NULL;
-    if (t->device.type != WF_DEV_META && K->copy(c, t)) return NULL;
-    return c;
-}
-
-/* A 3-D contiguous tensor seen as [1, C, H, W] (kernels expect 4-D). A view in the scope. */
-static wf_tensor *as4d(wf_tensor *t) {
-    if (t->ndim == 4) return t;
-    int64_t shape[4] = { 1, t->shape[0], t->shape[1], t->shape[2] }, stride[4];
-    wf__contiguous_strides(4, shape, stride);
-    return wf__view_of(t, 4, shape, stride, t->offset);
-}
 
 static int check_float(const char *op, wf_tensor *x) {
     if (!wf_dtype_is_floating(x->dtype))
@@ -87,9 +68,9 @@ static int conv_forward_batched(const wf_kernels *K, wf_tensor *y, wf_tensor *x,
     int64_t chunk = conv_chunk(G->N, G->C * kk * L);
     wf_tensor *col = wf__empty((int64_t[]){ G->C * kk, chunk * L }, 2, dt, y->device);
     wf_tensor *t = col ? wf__empty((int64_t[]){ G->O, chunk * L }, 2, dt, y->device) : NULL;
-    wf_tensor *bc = (t && b) ? contig_raw(b, K) : NULL;
+    wf_tensor *bc = (t && b) ? wf__conv_contig(b, K) : NULL;
     if (!t || (b && !bc)) return wf_error();
-    char *xp = dptr(x), *wp = dptr(w), *cp = dptr(col), *tp = dptr(t), *yp = dptr(y);
+    char *xp = wf__conv_data(x), *wp = wf__conv_data(w), *cp = wf__conv_data(col), *tp = wf__conv_data(t), *yp = wf__conv_data(y);
     int rc = 0;
     for (int64_t n0 = 0; n0 < G->N && !rc; n0 += chunk) {
         int64_t cn = G->N - n0 < chunk ? G->N - n0 : chunk, nl = cn * L;
@@ -100,7 +81,7 @@ static int conv_forward_batched(const wf_kernels *K, wf_tensor *y, wf_tensor *x,
                          cp + g * CK * nl * es, nl, 0, 0.0, tp + g * Og * nl * es, nl, 0, 1,
                          y->device);
         if (!rc)
-            rc = K->col2im_batch(yp + n0 * G->O * L * es, tp, bc ? dptr(bc) : NULL, dt, cn, G->O,
+            rc = K->col2im_batch(yp + n0 * G->O * L * es, tp, bc ? wf__conv_data(bc) : NULL, dt, cn, G->O,
                                  G->oh, G->ow, 1, 1, 1, 1, 0, 0, 1, 1, G->oh, G->ow, y->device);
     }
     return rc;
@@ -129,7 +110,7 @@ static int conv_forward(wf_tensor *y, wf_tensor *x, wf_tensor *w, wf_tensor *b, 
         if (rc) return rc;
         beta = 1.0;
     }
-    char *xp = dptr(x), *wp = dptr(w), *yp = dptr(y);
+    char *xp = wf__conv_data(x), *wp = wf__conv_data(w), *yp = wf__conv_data(y);
     if (direct) {
         for (int g = 0; g < G->g && !rc; g++)
             rc = K->gemm(dt, false, false, Og, L, Cg, 1.0, wp + g * Og * CK * es, CK, 0,
@@ -141,7 +122,7 @@ static int conv_forward(wf_tensor *y, wf_tensor *x, wf_tensor *w, wf_tensor *b, 
     int64_t per = G->C * kk * L, chunk = conv_chunk(G->N, per);
     wf_tensor *col = wf__empty((int64_t[]){ chunk, G->C * kk, L }, 3, dt, y->device);
     if (!col) return wf_error();
-    char *cp = dptr(col);
+    char *cp = wf__conv_data(col);
     for (int64_t n0 = 0; n0 < G->N && !rc; n0 += chunk) {
         int64_t cn = G->N - n0 < chunk ? G->N - n0 : chunk;
         for (int64_t i = 0; i < cn && !rc; i++)
@@ -214,7 +195,7 @@ static wf_tensor *conv2d_4d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_c
     wf_tensor *y = NULL;
     wf_scope_begin();
     const wf_kernels *K = wf__kernels(x->device);
-    wf_tensor *xc = K ? contig_raw(x, K) : NULL, *wc = xc ? contig_raw(w, K) : NULL;
+    wf_tensor *xc = K ? wf__conv_contig(x, K) : NULL, *wc = xc ? wf__conv_contig(w, K) : NULL;
     if (wc) y = wf__empty((int64_t[]){ G.N, G.O, G.oh, G.ow }, 4, x->dtype, x->device);
     if (y && conv_forward(y, xc, wc, b, &G)) y = NULL;
     if (y) {
@@ -343,14 +324,14 @@ wf_tensor *wf_max_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
     wf_tensor *y = NULL;
     wf_scope_begin();
     const wf_kernels *K = wf__kernels(x->device);
-    wf_tensor *xc = K ? contig_raw(x, K) : NULL;
+    wf_tensor *xc = K ? wf__conv_contig(x, K) : NULL;
     wf_tensor *yy = xc ? wf__empty(shape, x->ndim, x->dtype, x->device) : NULL;
     wf_tensor *am = yy ? wf__empty(shape, x->ndim, WF_I64, x->device) : NULL;
     if (am) {
         int rc = 0;
         if (x->device.type != WF_DEV_META && wf_numel(yy) > 0) {
             if (!K->max_pool2d) rc = wf__error(WF_ENOTSUP, "%s: not supported on %s", op, K->name);
-            wf_tensor *x4 = rc ? NULL : as4d(xc), *y4 = x4 ? as4d(yy) : NULL, *a4 = y4 ? as4d(am) : NULL;
+            wf_tensor *x4 = rc ? NULL : wf__conv_as4d(xc), *y4 = x4 ? wf__conv_as4d(yy) : NULL, *a4 = y4 ? wf__conv_as4d(am) : NULL;
             if (!rc) rc = a4 ? K->max_pool2d(y4, a4, x4, P.k, P.s, P.p, P.d) : wf_error();
         }
         if (!rc) {
@@ -371,13 +352,13 @@ static wf_tensor *avg_pool_impl(const char *op, wf_tensor *x, const pool_geom *P
     wf_tensor *y = NULL;
     wf_scope_begin();
     const wf_kernels *K = wf__kernels(x->device);
-    wf_tensor *xc = K ? contig_raw(x, K) : NULL;
+    wf_tensor *xc = K ? wf__conv_contig(x, K) : NULL;
     wf_tensor *yy = xc ? wf__empty(shape, x->ndim, x->dtype, x->device) : NULL;
     if (yy) {
         int rc = 0;
         if (x->device.type != WF_DEV_META && wf_numel(yy) > 0) {
             if (!K->avg_pool2d) rc = wf__error(WF_ENOTSUP, "%s: not supported on %s", op, K->name);
-            wf_tensor *x4 = rc ? NULL : as4d(xc), *y4 = x4 ? as4d(yy) : NULL;
+            wf_tensor *x4 = rc ? NULL : wf__conv_as4d(xc), *y4 = x4 ? wf__conv_as4d(yy) : NULL;
             if (!rc) rc = y4 ? K->avg_pool2d(y4, x4, P->k, P->s, P->p, cip) : wf_error();
         }
         if (!rc) {
@@ -461,16 +442,16 @@ static int adaptive_dims(const wf_tensor *big, const wf_tensor *small, int64_t *
 int wf__cpu_adaptive_avg_pool2d(wf_tensor *y, const wf_tensor *x) {
     int64_t planes, H, W, oh, ow;
     if (adaptive_dims(x, y, &planes, &H, &W, &oh, &ow)) return wf_error();
-    if (x->dtype == WF_F32) adaptive_f32((float *)dptr(y), (const float *)dptr(x), planes, H, W, oh, ow);
-    else adaptive_f64((double *)dptr(y), (const double *)dptr(x), planes, H, W, oh, ow);
+    if (x->dtype == WF_F32) adaptive_f32((float *)wf__conv_data(y), (const float *)wf__conv_data(x), planes, H, W, oh, ow);
+    else adaptive_f64((double *)wf__conv_data(y), (const double *)wf__conv_data(x), planes, H, W, oh, ow);
     return 0;
 }
 
 int wf__cpu_adaptive_avg_pool2d_backward(wf_tensor *gx, const wf_tensor *gy) {
     int64_t planes, H, W, oh, ow;
     if (adaptive_dims(gx, gy, &planes, &H, &W, &oh, &ow)) return wf_error();
-    if (gx->dtype == WF_F32) adaptive_bw_f32((float *)dptr(gx), (const float *)dptr(gy), planes, H, W, oh, ow);
-    else adaptive_bw_f64((double *)dptr(gx), (const double *)dptr(gy), planes, H, W, oh, ow);
+    if (gx->dtype == WF_F32) adaptive_bw_f32((float *)wf__conv_data(gx), (const float *)wf__conv_data(gy), planes, H, W, oh, ow);
+    else adaptive_bw_f64((double *)wf__conv_data(gx), (const double *)wf__conv_data(gy), planes, H, W, oh, ow);
     return 0;
 }
 
@@ -505,7 +486,7 @@ wf_tensor *wf_adaptive_avg_pool2d(wf_tensor *x, int64_t oh, int64_t ow) {
     wf_tensor *y = NULL;
     wf_scope_begin();
     const wf_kernels *K = wf__kernels(x->device);
-    wf_tensor *xc = K ? contig_raw(x, K) : NULL;
+    wf_tensor *xc = K ? wf__conv_contig(x, K) : NULL;
     wf_tensor *yy = xc ? wf__empty(shape, x->ndim, x->dtype, x->device) : NULL;
     if (yy && (x->device.type == WF_DEV_META || !wf__cpu_adaptive_avg_pool2d(yy, xc))) {
         y = yy;
