@@ -92,6 +92,11 @@ START_TEST(test_round_trip_and_remainder) {
     ck_assert_error(WF_EINVAL, "already has an entry");
     ck_assert_int_eq(wf_fabric_state_add_int(st, "a/b", &it), WF_EINVAL);
     ck_assert_error(WF_EINVAL, "invalid entry name");
+    int iter_at = wf_fabric_state_find(st, "iter");
+    ck_assert_int_ge(iter_at, 0);
+    ck_assert_int_eq(wf_fabric_state_kind_at(st, iter_at), WF_STATE_INT);
+    ck_assert_int_eq(wf_fabric_state_find(st, "missing"), WF_ENOTFOUND);
+    wf_clear_error();
     ck_assert_int_eq(wf_fabric_save(f, tmp("ckpt.safetensors"), st, NULL), 0);
     ck_assert_int_eq(access(tmp("ckpt.safetensors"), F_OK), 0);
 

@@ -214,6 +214,11 @@ START_TEST(test_setup_errors) {
     ck_assert_error(WF_ESTATE, "already been set up");
     ck_assert_int_eq(wf_fabric_setup_optimizers(f, &opt, 1), WF_ESTATE);
     ck_assert_error(WF_ESTATE, "already been set up");
+    /* moving a module to the Fabric's device (the cpu here) keeps it usable; NULL is an error */
+    ck_assert_int_eq(wf_fabric_module_to_device(f, m), 0);
+    ck_assert_int_eq(wf_tensor_device(wf_module_get_parameter(m, "0.weight")).type, WF_DEV_CPU);
+    ck_assert_int_ne(wf_fabric_module_to_device(f, NULL), 0);
+    wf_clear_error();
     /* separately: module, then optimizers */
     ck_assert_int_eq(wf_fabric_setup_module(f, other, true), 0);
     ck_assert_int_eq(wf_fabric_step(f, opt_other, NULL), WF_ESTATE);

@@ -30,6 +30,12 @@ START_TEST(test_csv_layout) {
     ck_assert_str_eq(wf_logger_log_dir(l), expect_dir);
     wf_fabric *f = wf_fabric_new(&(wf_fabric_config){ .loggers = &l, .n_loggers = 1, .quiet = true });
     ck_assert_ptr_eq(wf_fabric_logger(f), l);
+    ck_assert_int_eq(wf_fabric_num_loggers(f), 1);
+    ck_assert_ptr_eq(wf_fabric_logger_at(f, 0), l);
+    ck_assert_ptr_null(wf_fabric_logger_at(f, 1));
+    ck_assert_int_eq(wf_logger_flush(l), 0);
+    ck_assert_int_ne(wf_logger_flush(NULL), 0);
+    wf_clear_error();
     ck_assert_int_eq(wf_fabric_log(f, "loss", 0.5, 0), 0);
     ck_assert_int_eq(wf_fabric_log_dict(f, (const char *[]){ "loss", "acc" }, (double[]){ 0.25, 0.75 }, 2, 1), 0);
     ck_assert_int_eq(wf_fabric_log(f, "val/loss", 1e-5, -1), 0);   /* step: the logger's counter (2) */

@@ -148,6 +148,53 @@ START_TEST(test_fashion_mnist_if_installed) {
 }
 END_TEST
 
+
+/* samplers and subsets, and swapping a loader's sampler (Fabric's injection point) */
+START_TEST(test_samplers_and_subsets) {
+    wf_sampler sq, rs, ss;
+    int64_t out[8];
+    ck_assert_int_eq(wf_sequential_sampler(5, &sq), 0);
+    ck_assert_int_eq(sq.len(sq.ud), 5);
+    ck_assert_int_eq(sq.indices(sq.ud, 0, out), 0);
+    wf_sampler_free(&sq);
+    for (int i = 0; i < 5; i++) ck_assert_int_eq(out[i], i);
+    ck_assert_int_eq(wf_random_sampler(6, 7, &rs), 0);
+    int64_t e0[6], e0b[6];
+    rs.indices(rs.ud, 0, e0);
+    rs.indices(rs.ud, 0, e0b);
+    ck_assert(memcmp(e0, e0b, sizeof e0) == 0);        /* a function of (seed, epoch) only */
+    ck_assert_int_eq(wf_subset_sampler((int64_t[]){ 4, 2, 9 }, 3, false, 0, &ss), 0);
+    ss.indices(ss.ud, 3, out);
+    ck_assert(out[0] == 4 && out[1] == 2 && out[2] == 9);
+    wf_sampler_free(&rs);
+    wf_sampler_free(&ss);
+    ck_assert_int_eq(wf_sequential_sampler(-1, &rs), WF_EINVAL);
+    ck_assert_error(WF_EINVAL, "negative");
+    ck_assert_int_eq(wf_subset_sampler(NULL, 2, false, 0, &rs), WF_ENULL);
+    ck_assert_error(WF_ENULL, "wf_subset_sampler");
+
+    wf_dataset base = make_ds(10), sub, bad;
+    ck_assert_int_eq(wf_subset_dataset(&base, (int64_t[]){ 7, 3 }, 2, &sub), 0);
+    ck_assert_int_eq(wf_subset_dataset(&base, (int64_t[]){ 10 }, 1, &bad), WF_EINDEX);
+    ck_assert_error(WF_EINDEX, "out of range");
+    wf_dataloader *dl = wf_dataloader_new(&sub, &(wf_dataloader_opts){ .batch_size = 2 });
+    ck_assert_int_eq(wf_dataloader_n_fields(dl), 2);
+    int64_t got[4], nb;
+    ck_assert_int_eq(epoch_labels(dl, got, &nb), 2);
+    ck_assert(got[0] == 7 && got[1] == 3);
+    /* replace the sampler: now only the second element, in order */
+    wf_sampler one;
+    ck_assert_int_eq(wf_subset_sampler((int64_t[]){ 1 }, 1, false, 0, &one), 0);
+    ck_assert_int_eq(wf_dataloader_set_sampler(dl, &one), 0);
+    ck_assert_int_eq(epoch_labels(dl, got, &nb), 1);
+    ck_assert_int_eq(got[0], 3);
+    ck_assert_int_eq(wf_dataloader_set_sampler(dl, NULL), WF_ENULL);
+    wf_clear_error();
+    wf_dataloader_free(dl);
+    wf_dataset_free(&base);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("io_data");
     TCase *tc = tcase_create("data");
@@ -155,6 +202,7 @@ int main(void) {
     tcase_add_test(tc, test_sequential_batches);
     tcase_add_test(tc, test_shuffle_reproducible_and_workers_agree);
     tcase_add_test(tc, test_errors);
+    tcase_add_test(tc, test_samplers_and_subsets);
     tcase_add_test(tc, test_fashion_mnist_if_installed);
     suite_add_tcase(s, tc);
     return tt_run(s);

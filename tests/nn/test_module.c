@@ -394,10 +394,78 @@ START_TEST(test_state_dict_outlives_scope) {
 }
 END_TEST
 
+
+static wf_tensor *double_fwd(wf_module *m, wf_tensor *x) { (void)m; return wf_mul_scalar(x, 2); }
+static const wf_module_vtable double_vt = { double_fwd, NULL, NULL };
+
+/* containers built every way, lookups by index and name, buffers, embedded modules */
+START_TEST(test_containers_and_lookups) {
+    wf_module *mods[2] = { wf_linear_new(3, 4, true), wf_log_softmax_new(-1) };
+    wf_module *seq = wf_sequential_new_array(2, mods);
+    ck_assert_ptr_nonnull(seq);
+    ck_assert_int_eq(wf_sequential_append(seq, wf_relu_new()), 0);
+    ck_assert_int_eq(wf_module_num_children(seq), 3);
+    const char *name = NULL;
+    ck_assert_ptr_eq(wf_module_child_at(seq, 1, &name), mods[1]);
+    ck_assert_str_eq(name, "1");
+    ck_assert_ptr_null(wf_module_child_at(seq, 7, &name));
+    WF_SCOPE {
+        /* log_softmax then relu: rows of log-probabilities (<= 0) clamp to 0 */
+        wf_tensor *y = wf_module_forward(seq, wf_ones(WF_SHAPE(2, 3), WF_F32));
+        ck_assert_shape(y, 2, 4);
+        ck_assert_double_eq(wf_item(wf_amax(y, WF_ALL_DIMS, false)), 0);
+        wf_tensor *ls = wf_module_forward(mods[1], wf_from_data((float[]){ 0, 0 }, WF_SHAPE(1, 2), WF_F32));
+        ck_assert_tensor_near(ls, ((double[]){ -log(2.0), -log(2.0) }), 2, 1e-6);
+    }
+    ck_assert_int_eq(wf_sequential_append(seq, NULL), WF_ENULL);
+    wf_clear_error();
+    wf_module_free(seq);
+
+    wf_module *d = wf_module_dict_new();
+    ck_assert_int_eq(wf_module_dict_set(d, "enc", wf_linear_new(2, 2, false)), 0);
+    ck_assert_ptr_nonnull(wf_module_dict_get(d, "enc"));
+    ck_assert_ptr_null(wf_module_dict_get(d, "dec"));
+    /* buffers replaced by name; a wrong shape is refused */
+    wf_module *bn = wf_batch_norm1d_new(3, NULL);
+    ck_assert_int_eq(wf_module_set_buffer(bn, "running_mean", wf_ones(WF_SHAPE(3), WF_F32)), 0);
+    WF_SCOPE { ck_assert_double_eq(wf_item(wf_sum_all(wf_module_get_buffer(bn, "running_mean"))), 3); }
+    ck_assert_int_ne(wf_module_set_buffer(bn, "nope", wf_ones(WF_SHAPE(3), WF_F32)), 0);
+    wf_clear_error();
+    wf_module_free(bn);
+    wf_module_free(d);
+
+    /* a module embedded in caller-managed memory */
+    struct { wf_module base; } mine;
+    ck_assert_int_eq(wf_module_init(&mine.base, "Double", &double_vt), 0);
+    WF_SCOPE { ck_assert_double_eq(wf_item(wf_module_forward(&mine.base, wf_scalar(3, WF_F32))), 6); }
+    wf_module_free(&mine.base);
+    ck_assert_int_eq(wf_module_init(NULL, "x", &double_vt), WF_ENULL);
+    wf_clear_error();
+}
+END_TEST
+
+/* skip-init: layers built while it is on take no random draws; it restores */
+START_TEST(test_skip_init) {
+    wf_rng_state r0 = wf_rng_get_state();
+    bool prev = wf_nn_set_skip_init(true);
+    ck_assert(!prev);
+    wf_module *m = wf_linear_new(16, 16, true);
+    ck_assert_ptr_nonnull(m);
+    ck_assert_uint_eq(wf_rng_get_state().offset, r0.offset);
+    ck_assert(wf_nn_set_skip_init(prev));
+    wf_module *n = wf_linear_new(16, 16, true);
+    ck_assert_uint_gt(wf_rng_get_state().offset, r0.offset);
+    wf_module_free(m);
+    wf_module_free(n);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("nn_module");
     TCase *tc = tcase_create("module");
     tcase_add_test(tc, test_state_dict_outlives_scope);
+    tcase_add_test(tc, test_containers_and_lookups);
+    tcase_add_test(tc, test_skip_init);
     tcase_add_test(tc, test_state_dict_names);
     tcase_add_test(tc, test_user_module);
     tcase_add_test(tc, test_shared_parameter);

@@ -222,6 +222,10 @@ START_TEST(test_defaults) {
     ck_assert_double_eq(wf_optimizer_get_hparam(o, 0, "beta2"), 0.999);
     ck_assert_double_eq(wf_optimizer_get_hparam(o, 0, "eps"), 1e-8);
     ck_assert_double_eq(wf_optimizer_get_hparam(o, 0, "weight_decay"), 0);
+    ck_assert(wf_optimizer_has_hparam(o, 0, "beta1"));
+    ck_assert(!wf_optimizer_has_hparam(o, 0, "momentum_of_nothing"));
+    ck_assert(!wf_optimizer_has_hparam(o, 5, "lr"));          /* no such group */
+    ck_assert(!wf_optimizer_has_hparam(NULL, 0, "lr"));
     ck_assert(isnan(wf_optimizer_get_hparam(o, 0, "momentum")));
     ck_assert_error(WF_ENOTFOUND, "momentum");
     wf_optimizer_free(o);

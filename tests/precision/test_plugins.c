@@ -28,6 +28,10 @@ START_TEST(test_names) {
         wf_precision_free(p);
     }
     /* "bf16" warns as Fabric does */
+    wf_precision *t32 = wf_precision_new("32-true", WF_CPU, w, sizeof w);
+    ck_assert(!wf_precision_is_mixed(t32));
+    wf_precision_free(t32);
+    ck_assert(!wf_precision_is_mixed(NULL));
     wf_precision *p = wf_precision_new("bf16", WF_CPU, w, sizeof w);
     ck_assert_ptr_nonnull(strstr(w, "`precision=bf16` is supported for historical reasons"));
     ck_assert_ptr_nonnull(strstr(w, "bf16-mixed"));
@@ -35,6 +39,7 @@ START_TEST(test_names) {
     /* "16" -> "16-mixed" (warns), which on the CPU falls back to bf16-mixed (warns again) */
     p = wf_precision_new("16", WF_CPU, w, sizeof w);
     ck_assert_str_eq(wf_precision_name(p), "bf16-mixed");
+    ck_assert(wf_precision_is_mixed(p));
     ck_assert_ptr_nonnull(strstr(w, "`precision=16` is supported for historical reasons"));
     ck_assert_ptr_nonnull(strstr(w, "AMP with fp16 is not supported on CPU"));
     wf_precision_free(p);

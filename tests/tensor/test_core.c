@@ -150,6 +150,45 @@ START_TEST(test_print) {
 }
 END_TEST
 
+
+/* thread defaults, the *_like constructors and the text helpers */
+START_TEST(test_defaults_like_and_names) {
+    ck_assert_int_eq(wf_get_default_dtype(), WF_F32);
+    ck_assert_int_eq(wf_set_default_dtype(WF_F64), 0);
+    WF_SCOPE {
+        wf_tensor *z = wf_zeros(WF_SHAPE(2, 3), WF_DTYPE_DEFAULT);
+        ck_assert_int_eq(wf_tensor_dtype(z), WF_F64);
+        wf_tensor *e = wf_empty_like(z);
+        ck_assert_shape(e, 2, 3);
+        ck_assert_int_eq(wf_tensor_dtype(e), WF_F64);
+        wf_tensor *r = wf_rand_like(z);
+        ck_assert_shape(r, 2, 3);
+        ck_assert(wf_item(wf_amin(r, WF_ALL_DIMS, false)) >= 0 && wf_item(wf_amax(r, WF_ALL_DIMS, false)) < 1);
+        char buf[32];
+        ck_assert_str_eq(wf_shape_str(z, buf, sizeof buf), "[2,3]");
+        ck_assert_str_eq(wf_shape_str(NULL, buf, sizeof buf), "(null)");
+        ck_assert_ptr_null(wf_rand_like(wf_zeros(WF_SHAPE(2), WF_I64)));   /* integer: refused */
+        ck_assert_error(WF_EDTYPE, "wf_rand_like");
+    }
+    ck_assert_int_eq(wf_set_default_dtype(WF_I32), WF_EDTYPE);
+    ck_assert_error(WF_EDTYPE, "wf_set_default_dtype");
+    ck_assert_int_eq(wf_set_default_dtype(WF_F32), 0);
+    ck_assert_int_eq(wf_get_default_device().type, WF_DEV_CPU);
+    char d[16];
+    ck_assert_str_eq(wf_device_str(WF_CUDA(3), d, sizeof d), "cuda:3");
+    ck_assert_str_eq(wf_device_str(WF_META, d, sizeof d), "meta");
+    if (wf_cuda_device_count() == 0) {
+        ck_assert_int_ne(wf_set_default_device(WF_CUDA(0)), 0);   /* no such device: refused */
+        wf_clear_error();
+        ck_assert_int_eq(wf_get_default_device().type, WF_DEV_CPU);
+    }
+    /* wf_print goes to stdout: it must succeed on a tensor and refuse NULL */
+    WF_SCOPE { ck_assert_int_eq(wf_print(wf_arange(0, 2, 1, WF_I64)), 0); }
+    ck_assert_int_eq(wf_print(NULL), WF_ENULL);
+    wf_clear_error();
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("tensor_core");
     TCase *tc = tcase_create("core");
@@ -159,6 +198,7 @@ int main(void) {
     tcase_add_test(tc, test_scopes_release_temporaries);
     tcase_add_test(tc, test_custom_allocator);
     tcase_add_test(tc, test_print);
+    tcase_add_test(tc, test_defaults_like_and_names);
     suite_add_tcase(s, tc);
     return tt_run(s);
 }

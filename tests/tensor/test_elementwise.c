@@ -176,6 +176,40 @@ START_TEST(test_inplace) {
 }
 END_TEST
 
+
+/* every in-place and scalar-comparison form, by hand, and their bad inputs */
+START_TEST(test_inplace_and_scalar_forms) {
+    WF_SCOPE {
+        wf_tensor *a = wf_from_data((double[]){ 1, 4, 9 }, WF_SHAPE(3), WF_F64);
+        wf_tensor *b = wf_from_data((double[]){ 1, 2, 3 }, WF_SHAPE(3), WF_F64);
+        ck_assert_int_eq(wf_sub_(a, b), 0);                       /* 0 2 6 */
+        ck_assert_int_eq(wf_div_(a, wf_scalar(2, WF_F64)), 0);     /* 0 1 3 */
+        ck_assert_tensor_near(a, ((double[]){ 0, 1, 3 }), 3, 0);
+        ck_assert_int_eq(wf_clamp_(a, 0.5, 2), 0);
+        ck_assert_tensor_near(a, ((double[]){ 0.5, 1, 2 }), 3, 0);
+        ck_assert_int_eq(wf_zero_(a), 0);
+        ck_assert_tensor_near(a, ((double[]){ 0, 0, 0 }), 3, 0);
+        ck_assert_tensor_near(wf_sub_scalar(b, 1), ((double[]){ 0, 1, 2 }), 3, 0);
+        ck_assert_tensor_near(wf_minimum_scalar(b, 2), ((double[]){ 1, 2, 2 }), 3, 0);
+        ck_assert_tensor_near(wf_eq_scalar(b, 2), ((double[]){ 0, 1, 0 }), 3, 0);
+        ck_assert_tensor_near(wf_ne_scalar(b, 2), ((double[]){ 1, 0, 1 }), 3, 0);
+        ck_assert_tensor_near(wf_lt_scalar(b, 2), ((double[]){ 1, 0, 0 }), 3, 0);
+        ck_assert_tensor_near(wf_ge_scalar(b, 2), ((double[]){ 0, 1, 1 }), 3, 0);
+        ck_assert_int_eq(wf_tensor_dtype(wf_ge_scalar(b, 2)), WF_BOOL);
+        /* bad inputs: clear errors naming the op */
+        ck_assert_int_eq(wf_clamp_(a, 2, 1), WF_EINVAL);
+        ck_assert_error(WF_EINVAL, "wf_clamp_");
+        ck_assert_int_eq(wf_div_(a, wf_zeros(WF_SHAPE(4), WF_F64)), WF_ESHAPE);
+        ck_assert_error(WF_ESHAPE, "wf_div_");
+        ck_assert_int_eq(wf_sub_(NULL, b), WF_ENULL);
+        ck_assert_error(WF_ENULL, "wf_sub_");
+        ck_assert_int_eq(wf_zero_(NULL), WF_ENULL);
+        ck_assert_error(WF_ENULL, "wf_fill_");
+        ck_assert_ptr_null(wf_lt_scalar(NULL, 1));
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("tensor_elementwise");
     TCase *tc = tcase_create("elementwise");
@@ -186,6 +220,7 @@ int main(void) {
     tcase_add_test(tc, test_binary_gradients);
     tcase_add_test(tc, test_binary_errors);
     tcase_add_test(tc, test_inplace);
+    tcase_add_test(tc, test_inplace_and_scalar_forms);
     suite_add_tcase(s, tc);
     return tt_run(s);
 }
