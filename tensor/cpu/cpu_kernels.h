@@ -14,6 +14,11 @@ int wf__cpu_to_host(void *dst, const wf_tensor *x);
 int wf__cpu_from_host(wf_tensor *y, const void *src);
 int wf__cpu_synchronize(wf_device dev);
 
+/* contiguous half <-> f32 arrays (half_convert.c); bf16 == true picks bf16, else f16.
+ * Bit-identical to wf__bf16_to_f32 / wf__f32_to_bf16 (and the f16 pair); no aliasing. */
+void wf__half_to_f32_n(float *y, const uint16_t *x, int64_t n, bool bf16);
+void wf__f32_to_half_n(uint16_t *y, const float *x, int64_t n, bool bf16);
+
 /* elementwise (elementwise.c) */
 int wf__cpu_unary(wf_unary_op op, wf_tensor *y, const wf_tensor *x, double a, double b);
 int wf__cpu_unary_backward(wf_unary_op op, wf_tensor *gx, const wf_tensor *gy,

@@ -28,6 +28,16 @@ static void copy_run(char **p, const int64_t *bs, int64_t n, void *vctx) {
         default: for (int64_t i = 0; i < n; i++) y[i * bs[0]] = x[i * bs[1]]; return;
         }
     }
+    bool ycontig = bs[0] == (int64_t)es, xcontig = bs[1] == (int64_t)wf_dtype_size(c->dx);
+    bool yhalf = c->dy == WF_BF16 || c->dy == WF_F16, xhalf = c->dx == WF_BF16 || c->dx == WF_F16;
+    if (ycontig && xcontig && c->dy == WF_F32 && xhalf) {   /* the casts autocast makes: vectorized */
+        wf__half_to_f32_n((float *)y, (const uint16_t *)x, n, c->dx == WF_BF16);
+        return;
+    }
+    if (ycontig && xcontig && yhalf && c->dx == WF_F32) {
+        wf__f32_to_half_n((uint16_t *)y, (const float *)x, n, c->dy == WF_BF16);
+        return;
+    }
     if (c->dy == WF_F32 && c->dx == WF_BF16) {
         for (int64_t i = 0; i < n; i++) *(float *)(y + i * bs[0]) = wf__bf16_to_f32(*(const uint16_t *)(x + i * bs[1]));
         return;

@@ -1,8 +1,9 @@
 /* tensor/cpu/elementwise.c: unary, binary, where, axpy on the CPU.
  *
- * f32 and f64 run natively (loops the compiler vectorizes); f16/bf16 and integer dtypes
- * go through a float/double path element by element. Large contiguous operands are split
- * across OpenMP threads. */
+ * f32 and f64 run natively (loops the compiler vectorizes). Contiguous f16/bf16 operands are
+ * staged through f32 blocks and run the same f32 loops (one rounding per result); strided
+ * half and integer dtypes go through a float/double path element by element. Large
+ * contiguous operands are split across OpenMP threads. */
 #include "cpu_kernels.h"
 #include "weft_config.h"
 
@@ -34,6 +35,35 @@ static void run(int nops, wf_tensor *const *ops, wf_iter_fn fn, void *ctx) {
         for (int k = 0; k < nops; k++) p[k] = base[k] + lo * bs[k];
         fn(p, bs, len, ctx);
     }
+}
+
+/* ---------------------------------------------------------------- half staging */
+
+#define STAGE 256
+
+/* All operands bf16 (or all f16), each contiguous (stride 2) or, for inputs, broadcast
+ * (stride 0): convert STAGE-element blocks of the inputs to f32, run fn's f32 loop (ctx_f32
+ * says f32 everywhere), round the block of operand 0 back. Inputs are read before the output
+ * block is written, so in-place (y aliasing x) stays correct. Returns false when the layout
+ * does not fit, and the caller takes its element-by-element path. */
+static bool run_half_staged(wf_iter_fn fn, void *ctx_f32, int nops, char **p, const int64_t *bs,
+                            int64_t n, bool bf) {
+    if (bs[0] != 2) return false;
+    for (int k = 1; k < nops; k++) if (bs[k] != 2 && bs[k] != 0) return false;
+    float buf[4][STAGE];
+    char *q[4];
+    int64_t fs[4] = { 4, 4, 4, 4 };
+    for (int k = 0; k < nops; k++) q[k] = (char *)buf[k];
+    for (int k = 1; k < nops; k++)
+        if (bs[k] == 0) { wf__half_to_f32_n(buf[k], (const uint16_t *)p[k], 1, bf); fs[k] = 0; }
+    for (int64_t lo = 0; lo < n; lo += STAGE) {
+        int64_t len = n - lo < STAGE ? n - lo : STAGE;
+        for (int k = 1; k < nops; k++)
+            if (bs[k]) wf__half_to_f32_n(buf[k], (const uint16_t *)p[k] + lo, len, bf);
+        fn(q, fs, len, ctx_f32);
+        wf__f32_to_half_n((uint16_t *)p[0] + lo, buf[0], len, bf);
+    }
+    return true;
 }
 
 /* ---------------------------------------------------------------- scalar math */
@@ -204,8 +234,11 @@ WF_MULTIVERSION static void unary_run(char **p, const int64_t *bs, int64_t n, vo
         return;
     }
     bool half = c->dx == WF_F16 || c->dx == WF_BF16;
-    if (half && c->dy == c->dx) {   /* bf16/f16 in and out: convert inline, compute in f32 */
+    if (half && c->dy == c->dx) {   /* bf16/f16 in and out: compute in f32 */
         bool bf = c->dx == WF_BF16;
+        un_ctx f = *c;
+        f.dx = f.dy = WF_F32;
+        if (run_half_staged(unary_run, &f, 2, p, bs, n, bf)) return;
         float a = (float)c->a, b = (float)c->b;
         for (int64_t i = 0; i < n; i++) {
             uint16_t h = *(const uint16_t *)(p[1] + i * bs[1]);
@@ -246,8 +279,11 @@ WF_MULTIVERSION static void unary_bw_run(char **p, const int64_t *bs, int64_t n,
                                                     *(const float *)(p[3] + i * bs[3]), a, b);
         return;
     }
-    if (c->dx == WF_BF16 || c->dx == WF_F16) {   /* inline conversions, f32 math */
+    if (c->dx == WF_BF16 || c->dx == WF_F16) {   /* f32 math */
         bool bf = c->dx == WF_BF16;
+        un_ctx f = *c;
+        f.dx = f.dy = WF_F32;
+        if (run_half_staged(unary_bw_run, &f, 4, p, bs, n, bf)) return;
         float a = (float)c->a, b = (float)c->b;
 #define H2F(ptr) (bf ? wf__bf16_to_f32(*(const uint16_t *)(ptr)) : wf__f16_to_f32(*(const uint16_t *)(ptr)))
         for (int64_t i = 0; i < n; i++) {
@@ -319,8 +355,11 @@ WF_MULTIVERSION static void binary_run(char **p, const int64_t *bs, int64_t n, v
                                                      *(const double *)(p[2] + i * bs[2]));
         return;
     }
-    if ((c->dt == WF_BF16 || c->dt == WF_F16) && c->dy == c->dt) {   /* inline conversions, f32 math */
+    if ((c->dt == WF_BF16 || c->dt == WF_F16) && c->dy == c->dt) {   /* f32 math */
         bool bf = c->dt == WF_BF16;
+        bin_ctx f = *c;
+        f.dt = f.dy = WF_F32;
+        if (run_half_staged(binary_run, &f, 3, p, bs, n, bf)) return;
         for (int64_t i = 0; i < n; i++) {
             uint16_t ha = *(const uint16_t *)(p[1] + i * bs[1]), hb = *(const uint16_t *)(p[2] + i * bs[2]);
             float a = bf ? wf__bf16_to_f32(ha) : wf__f16_to_f32(ha), b = bf ? wf__bf16_to_f32(hb) : wf__f16_to_f32(hb);
@@ -360,6 +399,11 @@ WF_MULTIVERSION static void binary_scalar_run(char **p, const int64_t *bs, int64
         case WF_B_DIV: for (int64_t i = 0; i < n; i++) y[i] = x[i] / s; return;
         default: break;
         }
+    }
+    if ((c->dt == WF_BF16 || c->dt == WF_F16) && c->dy == c->dt) {
+        bin_ctx f = *c;
+        f.dt = f.dy = WF_F32;
+        if (run_half_staged(binary_scalar_run, &f, 2, p, bs, n, c->dt == WF_BF16)) return;
     }
     bool single = c->dt == WF_F32 || c->dt == WF_F16 || c->dt == WF_BF16;
     for (int64_t i = 0; i < n; i++) {

@@ -286,8 +286,7 @@ static void half_to_f32(float *dst, const uint16_t *src, int64_t rows, int64_t c
 #pragma omp parallel for schedule(static) if (rows * cols > 32768)
 #endif
     for (int64_t i = 0; i < rows; i++) {
-        if (bf16) for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = wf__bf16_to_f32(src[i * ld + j]);
-        else for (int64_t j = 0; j < cols; j++) dst[i * cols + j] = wf__f16_to_f32(src[i * ld + j]);
+        wf__half_to_f32_n(dst + i * cols, src + i * ld, cols, bf16);
     }
 }
 static void f32_to_half(uint16_t *dst, const float *src, int64_t rows, int64_t cols, int64_t ld,
@@ -296,8 +295,7 @@ static void f32_to_half(uint16_t *dst, const float *src, int64_t rows, int64_t c
 #pragma omp parallel for schedule(static) if (rows * cols > 32768)
 #endif
     for (int64_t i = 0; i < rows; i++) {
-        if (bf16) for (int64_t j = 0; j < cols; j++) dst[i * ld + j] = wf__f32_to_bf16(src[i * cols + j]);
-        else for (int64_t j = 0; j < cols; j++) dst[i * ld + j] = wf__f32_to_f16(src[i * cols + j]);
+        wf__f32_to_half_n(dst + i * ld, src + i * cols, cols, bf16);
     }
 }
 

@@ -41,6 +41,20 @@ static inline double init_of(wf_reduce_op op) {
 WF_MULTIVERSION static void reduce_run(char **p, const int64_t *bs, int64_t n, void *vc) {
     red_ctx *c = vc;
     char *y = p[0], *x = p[1];
+    if ((c->dx == WF_BF16 || c->dx == WF_F16) && bs[1] == 2) {
+        /* contiguous half input: stage 256-element blocks through f32 and take the f32 loops */
+        float buf[256];
+        red_ctx f = *c;
+        f.dx = WF_F32;
+        int64_t fs[2] = { bs[0], 4 };
+        for (int64_t lo = 0; lo < n; lo += 256) {
+            int64_t len = n - lo < 256 ? n - lo : 256;
+            wf__half_to_f32_n(buf, (const uint16_t *)x + lo, len, c->dx == WF_BF16);
+            char *q[2] = { y + lo * bs[0], (char *)buf };
+            reduce_run(q, fs, len, &f);
+        }
+        return;
+    }
     if (bs[0] == 0) {   /* the whole run folds into one output */
         double acc = init_of(c->op);
         if (c->dx == WF_F32 && bs[1] == 4 && c->op == WF_R_SUM) {

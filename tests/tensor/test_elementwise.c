@@ -49,6 +49,91 @@ START_TEST(test_unary_values) {
 }
 END_TEST
 
+/* max |u - v| / max(|v|, 1e-3), both read as f64 */
+static double half_rel_diff(wf_tensor *u, wf_tensor *v) {
+    wf_tensor *a = wf_to_dtype(u, WF_F64), *b = wf_to_dtype(v, WF_F64);
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    ck_assert_int_eq(wf_numel(a), wf_numel(b));
+    const double *pa = wf_data_ptr(a), *pb = wf_data_ptr(b);
+    double worst = 0;
+    for (int64_t i = 0; i < wf_numel(a); i++) {
+        double d = fabs(pa[i] - pb[i]) / fmax(fabs(pb[i]), 1e-3);
+        if (!(d <= worst)) worst = d;   /* NaN makes it NaN */
+    }
+    return worst;
+}
+
+START_TEST(test_half_contiguous_matches_strided) {
+    /* Contiguous bf16/f16 operands take the f32-staged loops and the vectorized casts; the
+     * same values seen through step-2 views take the element-by-element paths. Both compute
+     * in f32 and round once, so they agree to one rounding (over two 256-element blocks and
+     * a tail). */
+    wf_dtype dts[2] = { WF_BF16, WF_F16 };
+    for (int d = 0; d < 2; d++) WF_SCOPE {
+        wf_dtype dt = dts[d];
+        double tol = dt == WF_BF16 ? 1.0 / 128 : 1.0 / 1024;
+        int64_t n = 601;
+        wf_manual_seed(11 + (uint64_t)d);
+        wf_tensor *wa = wf_to_dtype(wf_randn(WF_SHAPE(2 * n), WF_F32), dt);
+        wf_tensor *wb = wf_to_dtype(wf_add_scalar(wf_rand(WF_SHAPE(2 * n), WF_F32), 0.5), dt);
+        wf_tensor *sa = wf_slice(wa, 0, 0, 2 * n, 2), *sb = wf_slice(wb, 0, 0, 2 * n, 2);
+        ck_assert(!wf_is_contiguous(sa));
+        wf_tensor *ca = wf_contiguous(sa), *cb = wf_contiguous(sb);
+        ck_assert(wf_is_contiguous(ca));
+        unary_fn fns[] = { wf_relu, wf_exp, wf_tanh, wf_sigmoid, gelu_tanh, wf_square };
+        for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) {
+            wf_tensor *yc = fns[i](ca), *ys = fns[i](sa);
+            ck_assert_int_eq(wf_tensor_dtype(yc), dt);
+            ck_assert_msg(half_rel_diff(yc, ys) <= tol, "unary %zu dtype %d", i, (int)dt);
+        }
+        ck_assert(half_rel_diff(wf_add(ca, cb), wf_add(sa, sb)) <= tol);
+        ck_assert(half_rel_diff(wf_mul(ca, cb), wf_mul(sa, sb)) <= tol);
+        ck_assert(half_rel_diff(wf_div(ca, cb), wf_div(sa, sb)) <= tol);
+        ck_assert(half_rel_diff(wf_mul_scalar(ca, 0.37), wf_mul_scalar(sa, 0.37)) <= tol);
+        wf_tensor *one = wf_narrow(cb, 0, 5, 1);   /* broadcast operand (stride 0) */
+        ck_assert(half_rel_diff(wf_sub(ca, one), wf_sub(sa, one)) <= tol);
+        /* in place: y aliases x */
+        wf_tensor *ip = wf_contiguous(wf_slice(wf_to_dtype(wa, WF_F32), 0, 0, 2 * n, 2));
+        ip = wf_to_dtype(ip, dt);
+        ck_assert_int_eq(wf_add_(ip, cb), 0);
+        ck_assert(half_rel_diff(ip, wf_add(sa, sb)) <= tol);
+        /* reductions accumulate in f32 or wider */
+        ck_assert(half_rel_diff(wf_sum_all(ca), wf_sum_all(sa)) <= 1e-5);
+        wf_tensor *m2 = wf_reshape(wf_narrow(ca, 0, 0, 600), WF_SHAPE(20, 30));
+        wf_tensor *m2s = wf_transpose(wf_contiguous(wf_transpose(m2, 0, 1)), 0, 1);
+        ck_assert(!wf_is_contiguous(m2s));
+        ck_assert(half_rel_diff(wf_sum(m2, WF_DIMS(0), false), wf_sum(m2s, WF_DIMS(0), false)) <= 1e-5);
+        /* unary backward: gradients of tanh through the staged and the strided paths */
+        wf_tensor *lc = wf_detach(ca), *lw = wf_detach(wa);
+        wf_set_requires_grad(lc, true);
+        wf_set_requires_grad(lw, true);
+        ck_assert_int_eq(wf_backward(wf_sum_all(wf_to_dtype(wf_tanh(lc), WF_F32)), NULL, false), 0);
+        ck_assert_int_eq(wf_backward(wf_sum_all(wf_to_dtype(wf_tanh(wf_slice(lw, 0, 0, 2 * n, 2)), WF_F32)), NULL, false), 0);
+        ck_assert(half_rel_diff(wf_grad(lc), wf_slice(wf_grad(lw), 0, 0, 2 * n, 2)) <= tol);
+        /* casts: f32 -> half -> f32 contiguous equals the strided round trip exactly */
+        wf_tensor *f = wf_randn(WF_SHAPE(2 * n), WF_F32);
+        wf_tensor *fs = wf_slice(f, 0, 0, 2 * n, 2);
+        ck_assert(half_rel_diff(wf_to_dtype(wf_contiguous(fs), dt), wf_to_dtype(fs, dt)) == 0);
+    }
+    /* round to nearest even, NaN stays NaN, overflow to inf, signed zero: on the vector path */
+    WF_SCOPE {
+        float v[] = { 1.0f + 1.0f / 256, 1.0f + 3.0f / 256, -(1.0f + 1.0f / 256 + 1.0f / 65536), 3.4e38f, -0.0f, INFINITY, NAN };
+        wf_tensor *x = wf_empty(WF_SHAPE(7), WF_F32);
+        memcpy(wf_data_ptr(x), v, sizeof v);
+        wf_tensor *b = wf_to_dtype(wf_to_dtype(x, WF_BF16), WF_F32);
+        const float *o = wf_data_ptr(b);
+        ck_assert(o[0] == 1.0f);                      /* tie, even below */
+        ck_assert(o[1] == 1.0f + 4.0f / 256);         /* tie, even above */
+        ck_assert(o[2] == -(1.0f + 2.0f / 256));      /* above the tie: away */
+        ck_assert(isinf(o[3]) && o[3] > 0);           /* past bf16's largest: inf */
+        ck_assert(o[4] == 0.0f && signbit(o[4]));
+        ck_assert(isinf(o[5]));
+        ck_assert(isnan(o[6]));
+    }
+}
+END_TEST
+
 START_TEST(test_unary_gradients) {
     unary_fn fns[] = { wf_neg, wf_abs, wf_exp, wf_sin, wf_cos, wf_tanh, wf_sigmoid, wf_relu,
                        gelu_none, gelu_tanh, wf_silu, wf_square, pow_25, clamp_m };
@@ -216,6 +301,7 @@ int main(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_unary_values);
     tcase_add_test(tc, test_unary_gradients);
+    tcase_add_test(tc, test_half_contiguous_matches_strided);
     tcase_add_test(tc, test_binary_values_and_broadcast);
     tcase_add_test(tc, test_binary_gradients);
     tcase_add_test(tc, test_binary_errors);
