@@ -61,9 +61,26 @@ static inline wf_tensor *wf__optim_take(wf_tensor *t) {
 /* Force the generic (tensor-op) update path even where the fused CPU loop applies (tests). */
 void wf__optim_force_generic(bool on);
 
-/* update kernels (optim/update.c): one parameter; p, g; state already initialized */
+/* Adam/AdamW updates deferred to one parallel pass over all parameters of a step (the
+ * common case: contiguous f32/f64 on the CPU, no amsgrad, no maximize). The scalars are the
+ * single-tensor loop's, so each element's result is the same bits. */
+typedef struct wf_adam_job {
+    void *p, *m, *v;
+    const void *g;
+    int64_t n;
+    bool f64;
+    double nstep, bc2s, eps, w1, b2, w2, wd, decay;
+} wf_adam_job;
+#define WF_ADAM_BATCH 32
+typedef struct wf_optim_batch { int n; wf_adam_job jobs[WF_ADAM_BATCH]; } wf_optim_batch;
+/* run and empty the batch */
+void wf__optim_flush(wf_optim_batch *b);
+
+/* update kernels (optim/update.c): one parameter; p, g; state already initialized. With a
+ * batch, an update that can be batched is queued there (and runs at wf__optim_flush, or
+ * when the batch fills); with NULL it runs now. */
 int wf__optim_update(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_tensor *g,
-                     wf_param_state *st);
+                     wf_param_state *st, wf_optim_batch *batch);
 
 /* ---------------------------------------------------------------- JSON (optim/ojson.c) */
 

@@ -370,6 +370,7 @@ int wf_optimizer_step(wf_optimizer *opt) {
     if (!opt) return wf__error(WF_ENULL, "wf_optimizer_step: optimizer is NULL");
     bool prev = wf_set_grad_enabled(false);
     int rc = 0;
+    wf_optim_batch batch = { 0 };
     for (int gi = 0; gi < opt->n_groups && !rc; gi++) {
         wf_param_group *g = &opt->groups[gi];
         for (int i = 0; i < g->n && !rc; i++) {
@@ -388,9 +389,10 @@ int wf_optimizer_step(wf_optimizer *opt) {
                                wf_device_str(gr->device, b2, sizeof b2));
                 break;
             }
-            rc = wf__optim_update(opt, &g->h, p, gr, &opt->state[g->first_index + i]);
+            rc = wf__optim_update(opt, &g->h, p, gr, &opt->state[g->first_index + i], &batch);
         }
     }
+    wf__optim_flush(&batch);   /* also after an error: the parameters before it are updated, as before */
     wf_set_grad_enabled(prev);
     return rc;
 }

@@ -53,12 +53,6 @@ static int ensure_state(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf
 
 /* torch.lerp on CPU: weight < 0.5 ? a + w*(b-a) : b - (b-a)*(1-w) */
 #include "weft_config.h"
-#ifdef WEFT_HAVE_OPENMP
-/* big parameters are split across threads (elementwise, so the result does not change) */
-#define WF_OMP_ADAM _Pragma("omp parallel for simd schedule(static) if (n > 65536)")
-#else
-#define WF_OMP_ADAM
-#endif
 
 #define LERP(T, a, b, w) ((w) < (T)0.5 ? (a) + (w) * ((b) - (a)) : (b) - ((b) - (a)) * ((T)1 - (w)))
 
@@ -82,7 +76,6 @@ WF_MULTIVERSION static void adam_fast_##T(int64_t n, T *restrict p, const T *res
                           T decay) {                                                           \
     /* wd = 0 means no L2 term, decay = 1 no decoupled decay: multiplying by 1 and adding  \
      * 0 * p are exact, so one loop serves all four weight-decay variants */                \
-    WF_OMP_ADAM                                                                                \
     for (int64_t i = 0; i < n; i++) {                                                          \
         T pi = p[i] * decay;                                                                   \
         T d = g[i] + wd * pi;                                                                  \
@@ -102,13 +95,6 @@ static void adam_##T(int64_t n, T *p, const T *g, T *m, T *v, T *vmax, bool deco
     const T wd = (T)h->weight_decay, decay = (T)(1 - h->lr * h->weight_decay);                 \
     const bool l2 = !decoupled && h->weight_decay != 0;                                        \
     const bool dw = decoupled && h->weight_decay != 0;                                         \
-    if (!vmax && !h->maximize) {                                                               \
-        /* the common case, branch-free over restrict pointers so it vectorizes; the same  \
-         * operations in the same order as the general loop below (bit-identical) */        \
-        adam_fast_##T(n, p, g, m, v, nstep, bc2s, eps, w1, b2, w2, l2 ? wd : (T)0,              \
-                      dw ? decay : (T)1);                                                      \
-        return;                                                                                \
-    }                                                                                          \
     for (int64_t i = 0; i < n; i++) {                                                          \
         T pi = p[i];                                                                           \
         if (dw) pi = pi * decay;                                                               \
@@ -168,6 +154,56 @@ static inline double maxd_nan(double a, double b) { return (a != a || b != b) ? 
 
 DEFINE_FUSED(float, sqrtf, maxf_nan)
 DEFINE_FUSED(double, sqrt, maxd_nan)
+
+/* ---------------------------------------------------------------- batched Adam/AdamW */
+
+/* All queued parameters of a step run in one parallel region, cut into fixed chunks across
+ * parameters: small ones (biases, a 256 x 128 layer) no longer run one after another on one
+ * thread, and the thread team wakes once per step instead of once per parameter (the idea
+ * of PyTorch's foreach/fused optimizers). Small totals stay on the calling thread. */
+#define ADAM_CHUNK 4096
+
+void wf__optim_flush(wf_optim_batch *b) {
+    int64_t first[WF_ADAM_BATCH + 1], total = 0;
+    first[0] = 0;
+    for (int j = 0; j < b->n; j++) {
+        first[j + 1] = first[j] + (b->jobs[j].n + ADAM_CHUNK - 1) / ADAM_CHUNK;
+        total += b->jobs[j].n;
+    }
+    int64_t nchunks = first[b->n];
+#ifdef WEFT_HAVE_OPENMP
+#pragma omp parallel for schedule(static) if (total > 65536)
+#endif
+    for (int64_t c = 0; c < nchunks; c++) {
+        int j = 0;
+        while (c >= first[j + 1]) j++;
+        const wf_adam_job *a = &b->jobs[j];
+        int64_t lo = (c - first[j]) * ADAM_CHUNK, len = a->n - lo < ADAM_CHUNK ? a->n - lo : ADAM_CHUNK;
+        if (a->f64)
+            adam_fast_double(len, (double *)a->p + lo, (const double *)a->g + lo, (double *)a->m + lo,
+                             (double *)a->v + lo, a->nstep, a->bc2s, a->eps, a->w1, a->b2, a->w2, a->wd,
+                             a->decay);
+        else
+            adam_fast_float(len, (float *)a->p + lo, (const float *)a->g + lo, (float *)a->m + lo,
+                            (float *)a->v + lo, (float)a->nstep, (float)a->bc2s, (float)a->eps,
+                            (float)a->w1, (float)a->b2, (float)a->w2, (float)a->wd, (float)a->decay);
+    }
+    b->n = 0;
+}
+
+/* queue one parameter's update; the scalars exactly as adam_T computes them */
+static void adam_queue(wf_optim_batch *b, wf_tensor *p, wf_tensor *g, wf_param_state *st, bool decoupled,
+                       const wf_hparams *h) {
+    if (b->n == WF_ADAM_BATCH) wf__optim_flush(b);
+    const double bc1 = 1 - pow(h->beta1, st->step), bc2 = 1 - pow(h->beta2, st->step);
+    bool l2 = !decoupled && h->weight_decay != 0, dw = decoupled && h->weight_decay != 0;
+    b->jobs[b->n++] = (wf_adam_job){
+        .p = wf__host_ptr(p), .g = wf__host_ptr(g), .m = wf__host_ptr(st->exp_avg),
+        .v = wf__host_ptr(st->exp_avg_sq), .n = wf_numel(p), .f64 = p->dtype == WF_F64,
+        .nstep = -(h->lr / bc1), .bc2s = sqrt(bc2), .eps = h->eps, .w1 = 1 - h->beta1,
+        .b2 = h->beta2, .w2 = 1 - h->beta2, .wd = l2 ? h->weight_decay : 0,
+        .decay = dw ? 1 - h->lr * h->weight_decay : 1 };
+}
 
 /* Can the fused loop run? Every tensor on the CPU, contiguous, and of p's dtype (f32/f64). */
 static bool fusable(wf_tensor *p, wf_tensor *const *ts, int n) {
@@ -288,7 +324,7 @@ static int generic_update(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, 
 /* ---------------------------------------------------------------- entry */
 
 int wf__optim_update(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_tensor *g,
-                     wf_param_state *st) {
+                     wf_param_state *st, wf_optim_batch *batch) {
     int rc = ensure_state(opt, h, p, st);
     if (rc) return rc;
     if (opt->kind != WF_OPT_SGD) st->step += 1;
@@ -318,7 +354,11 @@ int wf__optim_update(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_te
     case WF_OPT_ADAM: case WF_OPT_ADAMW: {
         bool dec = opt->kind == WF_OPT_ADAMW;
         wf_tensor *vm = h->amsgrad ? st->max_exp_avg_sq : NULL;
-        if (f64) adam_double(n, PTR(double, p), PTR(double, g), PTR(double, st->exp_avg), PTR(double, st->exp_avg_sq), PTR(double, vm), dec, st->step, h);
+        wf_optim_batch one = { 0 };
+        if (!vm && !h->maximize) {   /* the branch-free vectorized loop, batched */
+            adam_queue(batch ? batch : &one, p, g, st, dec, h);
+            if (!batch) wf__optim_flush(&one);
+        } else if (f64) adam_double(n, PTR(double, p), PTR(double, g), PTR(double, st->exp_avg), PTR(double, st->exp_avg_sq), PTR(double, vm), dec, st->step, h);
         else adam_float(n, PTR(float, p), PTR(float, g), PTR(float, st->exp_avg), PTR(float, st->exp_avg_sq), PTR(float, vm), dec, st->step, h);
         wf__bump_version(st->exp_avg);
         wf__bump_version(st->exp_avg_sq);

@@ -200,6 +200,55 @@ START_TEST(test_adam_variants) {
 }
 END_TEST
 
+/* Adam/AdamW over many parameters of mixed sizes and dtypes: all of a step's updates run in
+ * one chunked parallel pass (more than the 32 a batch holds, so it also flushes midway).
+ * Against one optimizer per parameter (same loop, one parameter at a time): the same bits;
+ * against the generic tensor-op path: the same values to rounding. */
+START_TEST(test_adam_batched_many_params) {
+    enum { NP = 41 };
+    static const int64_t sizes[] = { 1, 3, 4095, 4096, 4097, 9000, 70001, 17 };
+    for (int decoupled = 0; decoupled < 2; decoupled++) WF_SCOPE {
+        wf_tensor *p[3][NP];
+        wf_manual_seed(5);
+        for (int i = 0; i < NP; i++) {
+            wf_dtype dt = i % 5 == 4 ? WF_F64 : WF_F32;
+            wf_tensor *init = wf_randn(WF_SHAPE(sizes[i % 8]), dt);
+            for (int c = 0; c < 3; c++) {
+                p[c][i] = wf_clone(init);
+                wf_set_requires_grad(p[c][i], true);
+            }
+        }
+        wf_adam_opts o = { .lr = 0.01, .betas = { 0.9, 0.999 }, .eps = 1e-8, .weight_decay = 0.05 };
+        wf_optimizer *all = decoupled ? wf_adamw_new(p[0], NP, &o) : wf_adam_new(p[0], NP, &o);
+        wf_optimizer *gen = decoupled ? wf_adamw_new(p[2], NP, &o) : wf_adam_new(p[2], NP, &o);
+        wf_optimizer *each[NP];
+        for (int i = 0; i < NP; i++) each[i] = decoupled ? wf_adamw_new(&p[1][i], 1, &o) : wf_adam_new(&p[1][i], 1, &o);
+        for (int t = 0; t < 3; t++) {
+            for (int i = 0; i < NP; i++) {
+                wf_tensor *g = wf_sin(wf_add_scalar(wf_mul_scalar(p[0][i], 1.5), t));
+                for (int c = 0; c < 3; c++) wf_set_grad(p[c][i], g);
+            }
+            ck_assert_int_eq(wf_optimizer_step(all), 0);
+            for (int i = 0; i < NP; i++) ck_assert_int_eq(wf_optimizer_step(each[i]), 0);
+            wf__optim_force_generic(true);
+            ck_assert_int_eq(wf_optimizer_step(gen), 0);
+            wf__optim_force_generic(false);
+        }
+        for (int i = 0; i < NP; i++) {
+            int64_t n = wf_numel(p[0][i]);
+            double same = wf_item(wf_amax(wf_abs(wf_sub(p[0][i], p[1][i])), WF_ALL_DIMS, false));
+            ck_assert_msg(same == 0, "param %d (%lld elements): batched differs from alone by %g", i, (long long)n, same);
+            double tol = wf_tensor_dtype(p[0][i]) == WF_F32 ? 2e-6 : 1e-12;
+            wf_tensor *d = wf_amax(wf_abs(wf_sub(p[0][i], p[2][i])), WF_ALL_DIMS, false);
+            ck_assert_msg(wf_item(d) <= tol, "param %d: batched vs generic differ by %g", i, wf_item(d));
+        }
+        wf_optimizer_free(all);
+        wf_optimizer_free(gen);
+        for (int i = 0; i < NP; i++) wf_optimizer_free(each[i]);
+    }
+}
+END_TEST
+
 START_TEST(test_rmsprop_adagrad_variants) {
     check_case("RMSprop", K_RMS, (cfg){ .lr = 0.01, .alpha = 0.99, .eps = 1e-8 });
     check_case("RMSprop centered+momentum", K_RMS,
@@ -583,6 +632,7 @@ Suite *optim_suite(void) {
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, test_sgd_variants);
     tcase_add_test(tc, test_adam_variants);
+    tcase_add_test(tc, test_adam_batched_many_params);
     tcase_add_test(tc, test_rmsprop_adagrad_variants);
     tcase_add_test(tc, test_defaults);
     tcase_add_test(tc, test_param_groups);

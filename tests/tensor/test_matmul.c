@@ -216,6 +216,14 @@ START_TEST(gemm_kernels_vs_naive) {
                 gemm_case(builtin, WF_F64, t & 1, t & 2, sz[s][0], sz[s][1], sz[s][2], 3, t == 1, -0.5, 2.0);
                 gemm_case(builtin, WF_F32, t & 1, t & 2, sz[s][0], sz[s][1], sz[s][2], 3, t == 2, 1.5, 1.0);
             }
+    /* products large enough for the BLAS to thread (millions of multiply-adds), wide and
+     * tall, batched with and without a shared operand */
+    for (int t = 0; t < 4; t++) {
+        gemm_case(false, WF_F32, t & 1, t & 2, 40, 700, 90, 1, false, 1.0, 0.5);
+        gemm_case(false, WF_F64, t & 1, t & 2, 530, 33, 120, 2, t == 3, -1.0, 0.0);
+    }
+    gemm_case(false, WF_F32, false, true, 64, 64, 64, 16, false, 1.0, 0.0);
+    gemm_case(false, WF_F64, true, false, 64, 48, 80, 12, true, 2.0, 1.0);
     /* many small items: the batch-parallel path */
     gemm_case(true, WF_F32, false, true, 9, 11, 13, 64, false, 1.0, 0.0);
     gemm_case(true, WF_F64, true, false, 20, 20, 20, 40, true, 1.0, 0.5);
