@@ -31,19 +31,26 @@ static double step_ms(const char *name, int64_t batch, int steps) {
     wf_tensor *x = wf_randn(WF_SHAPE(batch, 1, 28, 28), WF_F32);
     wf_tensor *y = wf_randint(0, 10, WF_SHAPE(batch), WF_I64);
     int warm = 20;
-    double t0 = 0;
+    double t0 = 0, phase[3] = { 0, 0, 0 };
     for (int s = 0; s < warm + steps; s++) {
         if (s == warm) t0 = now();
         wf_scope_begin();
+        double ta = now();
         wf_precision_forward_begin(p);
         wf_tensor *loss = wf_cross_entropy(wf_module_forward(m, wf_precision_convert_input(p, x)), y, NULL);
         wf_precision_forward_end(p);
         wf_optimizer_zero_grad(opt, true);
-        int rc = (!loss || wf_precision_backward(p, loss) || wf_precision_optimizer_step(p, opt, NULL));
+        double tb = now();
+        int rc = (!loss || wf_precision_backward(p, loss));
+        double tc = now();
+        rc = rc || wf_precision_optimizer_step(p, opt, NULL);
+        if (s >= warm) { phase[0] += tb - ta; phase[1] += tc - tb; phase[2] += now() - tc; }
         wf_scope_end();
         if (rc) { fprintf(stderr, "error (%s): %s\n", name, wf_error_message()); exit(1); }
     }
     double ms = 1000.0 * (now() - t0) / steps;
+    fprintf(stderr, "%-12s forward %.3f  backward %.3f  optimizer %.3f ms\n", name, 1000 * phase[0] / steps,
+            1000 * phase[1] / steps, 1000 * phase[2] / steps);
     wf_optimizer_free(opt);
     wf_module_free(m);
     wf_tensor_free(x);

@@ -69,10 +69,11 @@ int wf__cpu_copy(wf_tensor *y, const wf_tensor *x) {
     cast_ctx c = { y->dtype, x->dtype };
     wf_tensor *ops[2] = { y, (wf_tensor *)x };
     int64_t n = wf_numel(y);
-    if (c.dy != c.dx && n >= 32768 && wf_is_contiguous(y) && wf_is_contiguous(x)) {
-        /* large casts (autocast makes many) on all threads, in chunks */
+    if (c.dy != c.dx && n >= 8192 && wf_is_contiguous(y) && wf_is_contiguous(x)) {
+        /* casts of 8K elements and up (autocast makes many: weights, activations, their
+         * gradients) on all threads, in chunks */
         char *yb = wf__host_ptr(y), *xb = wf__host_ptr(x);
-        int64_t ys = (int64_t)wf_dtype_size(c.dy), xs = (int64_t)wf_dtype_size(c.dx), chunk = 16384;
+        int64_t ys = (int64_t)wf_dtype_size(c.dy), xs = (int64_t)wf_dtype_size(c.dx), chunk = 4096;
         int64_t nchunks = (n + chunk - 1) / chunk;
 #ifdef WEFT_HAVE_OPENMP
 #pragma omp parallel for schedule(static)

@@ -15,16 +15,20 @@
 /* Run fn over all operands: in parallel chunks when everything is contiguous and big. */
 static void run(int nops, wf_tensor *const *ops, wf_iter_fn fn, void *ctx) {
     int64_t n = wf_numel(ops[0]);
-    bool contig = true;
-    for (int k = 0; k < nops; k++) contig = contig && wf_is_contiguous(ops[k]);
-    if (!contig || n < PAR_MIN) { wf__iter(nops, ops, fn, ctx); return; }
+    bool contig = true, half = false;
+    for (int k = 0; k < nops; k++) {
+        contig = contig && wf_is_contiguous(ops[k]);
+        half = half || ops[k]->dtype == WF_BF16 || ops[k]->dtype == WF_F16;
+    }
+    /* half operands cost a conversion each way per element: threads pay off sooner */
+    int64_t par_min = half ? PAR_MIN / 4 : PAR_MIN, chunk = half ? 4096 : 16384;
+    if (!contig || n < par_min) { wf__iter(nops, ops, fn, ctx); return; }
     char *base[4];
     int64_t bs[4];
     for (int k = 0; k < nops; k++) {
         bs[k] = (int64_t)wf_dtype_size(ops[k]->dtype);
         base[k] = wf__host_ptr(ops[k]);
     }
-    int64_t chunk = 16384;
     int64_t nchunks = (n + chunk - 1) / chunk;
 #ifdef WEFT_HAVE_OPENMP
 #pragma omp parallel for schedule(static)

@@ -136,6 +136,7 @@ DEFINE_POOL2X2(double, f64, int64_t, 4, F64)
                             int64_t W, int64_t oh, int64_t ow, const int k[2], const int s[2],  \
                             const int p[2], const int d[2]) {                                   \
         int64_t plane_work = oh * ow * k[0] * k[1];                                             \
+        (void)plane_work;   /* read by WF_OMP_PLANES only when built with OpenMP */            \
         if (k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2 && p[0] == 0 && p[1] == 0 &&       \
             d[0] == 1 && d[1] == 1 && am && oh * 2 <= H && ow * 2 <= W) {                       \
             /* the common 2x2/2 case: vectorized, a block of planes per task */                 \
@@ -177,6 +178,7 @@ DEFINE_POOL2X2(double, f64, int64_t, 4, F64)
     static void maxpool_bw_##S(T *gx, const T *gy, const int64_t *am, int64_t planes,           \
                                int64_t HW, int64_t L) {                                         \
         int64_t plane_work = HW + L;                                                            \
+        (void)plane_work;                                                                       \
         WF_OMP_PLANES                                                                           \
         for (int64_t pl = 0; pl < planes; pl++) {                                               \
             T *g = gx + pl * HW;                                                                \
@@ -190,6 +192,7 @@ DEFINE_POOL2X2(double, f64, int64_t, 4, F64)
                             int64_t ow, const int k[2], const int s[2], const int p[2],         \
                             bool cip) {                                                         \
         int64_t plane_work = oh * ow * k[0] * k[1];                                             \
+        (void)plane_work;   /* read by WF_OMP_PLANES only when built with OpenMP */            \
         WF_OMP_PLANES                                                                           \
         for (int64_t pl = 0; pl < planes; pl++) {                                               \
             const T *xp = x + pl * H * W;                                                       \
@@ -209,6 +212,7 @@ DEFINE_POOL2X2(double, f64, int64_t, 4, F64)
                                int64_t oh, int64_t ow, const int k[2], const int s[2],          \
                                const int p[2], bool cip) {                                      \
         int64_t plane_work = H * W + oh * ow * k[0] * k[1];                                     \
+        (void)plane_work;                                                                       \
         WF_OMP_PLANES                                                                           \
         for (int64_t pl = 0; pl < planes; pl++) {                                               \
             T *g = gx + pl * H * W;                                                             \
