@@ -145,11 +145,17 @@ static wf_tensor *csa_forward(wf_module *m, wf_tensor *x) {
     wf_scope_begin();
     wf_tensor *y = NULL;
     wf_tensor *qkv = wf_module_forward(wf_module_get_child(m, "c_attn"), x);
-    wf_tensor *parts[3] = { 0 };
-    if (qkv && wf_split(qkv, E, 2, parts, 3) == 3) {
+    wf_tensor *parts[3] = { 0 }, *o = NULL;
+    double p = m->training ? a->dropout : 0.0;
+    bool handled = false;
+    /* fused attention reading q, k, v in place from the packed projection (CUDA, f16/bf16):
+     * its backward writes one [B, T, 3E] gradient instead of going through split/transpose */
+    if (qkv && p == 0.0) o = wf__sdpa_qkv_fused(wf__autocast_arg(qkv, WF__AC_LOWER), H, true, &handled);
+    if (!handled && qkv && wf_split(qkv, E, 2, parts, 3) == 3) {
         for (int i = 0; i < 3; i++) parts[i] = wf_transpose(wf_reshape(parts[i], WF_SHAPE(B, T, H, E / H)), 1, 2);
-        double p = m->training ? a->dropout : 0.0;
-        wf_tensor *o = wf_scaled_dot_product_attention(parts[0], parts[1], parts[2], NULL, p, true);
+        o = wf_scaled_dot_product_attention(parts[0], parts[1], parts[2], NULL, p, true);
+    }
+    if (o) {
         o = wf_reshape(wf_transpose(o, 1, 2), WF_SHAPE(B, T, E));
         o = wf_module_forward(wf_module_get_child(m, "c_proj"), o);
         y = wf_module_forward(wf_module_get_child(m, "resid_dropout"), o);

@@ -313,6 +313,10 @@ void wf__iter(int nops, wf_tensor *const *ops, wf_iter_fn fn, void *ctx);
  * Arguments are already validated (and autocast) by the caller. */
 /* q [B,H,L,D], k/v [B,H,S,D] (f16/bf16), no mask, no dropout */
 wf_tensor *wf__sdpa_fused(wf_tensor *q, wf_tensor *k, wf_tensor *v, double scale, bool causal, bool *handled);
+/* attention on a packed projection qkv [B, T, 3E] (q, k, v side by side) with H heads, scale
+ * 1/sqrt(E/H), no mask or dropout: reads the three views in place, and its backward writes
+ * one [B, T, 3E] gradient; y [B, H, T, D] */
+wf_tensor *wf__sdpa_qkv_fused(wf_tensor *qkv, int64_t H, bool causal, bool *handled);
 /* normalized over the last nd dims */
 wf_tensor *wf__layer_norm_fused(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps, bool *handled);
 /* input [N, C], class targets i64 [N], no weights, no label smoothing; reduction uses

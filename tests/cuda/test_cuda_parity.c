@@ -138,24 +138,120 @@ static void check_sdpa(int64_t B, int64_t H, int64_t L, int64_t S, int64_t D, bo
     }
 }
 
-/* fused layer norm on CUDA against the composed CPU path: output and gradients */
-static void check_layer_norm(wf_dtype dt, int64_t rows, int64_t D) {
+/* tensor/ops_fused.c: attention on a packed projection [B, T, 3E] (not in a public header) */
+wf_tensor *wf__sdpa_qkv_fused(wf_tensor *qkv, int64_t H, bool causal, bool *handled);
+
+/* fused attention read in place from a packed qkv [B, T, 3E] (pad extra columns make the rows
+ * strided) against the composed f32 path on the CPU over split/reshape/transpose: output and
+ * the gradient of the whole packed input (the pad columns' gradient must be zero) */
+static void check_sdpa_qkv(int64_t B, int64_t T, int64_t E, int64_t H, bool causal, wf_dtype dt, int64_t pad) {
     WF_SCOPE {
-        char nm[96];
+        char nm[128], tag[80];
+        int64_t D = E / H;
+        snprintf(tag, sizeof tag, "%s B%lld T%lld E%lld H%lld (D%lld)%s%s", wf_dtype_name(dt), (long long)B, (long long)T,
+                 (long long)E, (long long)H, (long long)D, causal ? " causal" : "", pad ? " strided" : "");
+        wf_tensor *r = wf_to_dtype(wf_randn(WF_SHAPE(B, T, 3 * E + pad), WF_F32), dt);
+        wf_tensor *full_c = wf_to_dtype(r, WF_F32), *full_g = G(r);
+        wf_set_requires_grad(full_c, true);
+        wf_set_requires_grad(full_g, true);
+        wf_tensor *w = wf_randn(WF_SHAPE(B, H, T, D), WF_F32);
+        wf_tensor *qc = wf_narrow(full_c, 2, 0, 3 * E), *parts[3] = { 0 };
+        wf_tensor *oc = NULL;
+        if (qc && wf_split(qc, E, 2, parts, 3) == 3) {
+            for (int i = 0; i < 3; i++) parts[i] = wf_transpose(wf_reshape(parts[i], WF_SHAPE(B, T, H, D)), 1, 2);
+            oc = wf_scaled_dot_product_attention(parts[0], parts[1], parts[2], NULL, 0.0, causal);
+        }
+        bool handled = false;
+        wf_tensor *og = wf__sdpa_qkv_fused(wf_narrow(full_g, 2, 0, 3 * E), H, causal, &handled);
+        const char *fn = og ? wf_grad_fn_name(og) : "";
+        n_checks++;
+        if (handled && fn && strstr(fn, "Flash")) printf("ok   sdpa qkv %s takes the fused path (%s)\n", tag, fn);
+        else { printf("FAIL sdpa qkv %s: handled %d, grad_fn %s (%s)\n", tag, handled, fn ? fn : "none", wf_error_message()); n_failed++; }
+        double tol = dt == WF_BF16 ? 2e-2 : 4e-3;
+        snprintf(nm, sizeof nm, "sdpa qkv %s vs cpu", tag);
+        compare_rel(nm, og, oc, tol);
+        wf_tensor *lg = og ? wf_sum_all(wf_mul(wf_to_dtype(og, WF_F32), G(w))) : NULL;
+        wf_tensor *lc = oc ? wf_sum_all(wf_mul(oc, w)) : NULL;
+        if (!lg || !lc || wf_backward(lg, NULL, false) || wf_backward(lc, NULL, false)) {
+            n_checks++; n_failed++;
+            printf("FAIL sdpa qkv %s backward: %s\n", tag, wf_error_message());
+            wf_clear_error();
+        } else {
+            snprintf(nm, sizeof nm, "sdpa qkv %s dqkv vs cpu", tag);
+            compare_rel(nm, wf_grad(full_g), wf_grad(full_c), 2 * tol);
+        }
+    }
+}
+
+/* nn's CausalSelfAttention under bf16 autocast on CUDA (fused qkv attention) against the same
+ * module (same initial weights) in f32 on the CPU: output, input and c_attn gradients */
+static void check_csa(int64_t B, int64_t T, int64_t E, int64_t H) {
+    WF_SCOPE {
+        char nm[160], tag[64];
+        snprintf(tag, sizeof tag, "B%lld T%lld E%lld H%lld", (long long)B, (long long)T, (long long)E, (long long)H);
+        wf_manual_seed(77);
+        wf_module *mc = wf_causal_self_attention_new(E, H, true, 0.0);
+        wf_manual_seed(77);
+        wf_module *mg = wf_causal_self_attention_new(E, H, true, 0.0);
+        wf_tensor *x = wf_randn(WF_SHAPE(B, T, E), WF_F32), *xc = wf_clone(x), *xg = G(x);
+        wf_set_requires_grad(xc, true);
+        wf_set_requires_grad(xg, true);
+        wf_tensor *yc = NULL, *yg = NULL;
+        if (mc && mg && !wf_module_to(mg, GPU, WF_F32)) {
+            yc = wf_module_forward(mc, xc);
+            wf_autocast_begin(WF_DEV_CUDA, WF_BF16);
+            yg = wf_module_forward(mg, xg);
+            wf_autocast_end();
+        }
+        snprintf(nm, sizeof nm, "causal self-attention %s", tag);
+        compare_rel(nm, yg ? wf_to_dtype(yg, WF_F32) : NULL, yc, 3e-2);
+        wf_tensor *w = wf_randn(WF_SHAPE(B, T, E), WF_F32);
+        wf_tensor *lg = yg ? wf_sum_all(wf_mul(wf_to_dtype(yg, WF_F32), G(w))) : NULL;
+        wf_tensor *lc = yc ? wf_sum_all(wf_mul(yc, w)) : NULL;
+        if (!lg || !lc || wf_backward(lg, NULL, false) || wf_backward(lc, NULL, false)) {
+            n_checks++; n_failed++;
+            printf("FAIL causal self-attention %s backward: %s\n", tag, wf_error_message());
+            wf_clear_error();
+        } else {
+            snprintf(nm, sizeof nm, "causal self-attention %s dx", tag);
+            compare_rel(nm, wf_grad(xg), wf_grad(xc), 5e-2);
+            wf_module *ag = mg ? wf_module_get_child(mg, "c_attn") : NULL, *ac = mc ? wf_module_get_child(mc, "c_attn") : NULL;
+            snprintf(nm, sizeof nm, "causal self-attention %s d c_attn.weight", tag);
+            compare_rel(nm, ag ? wf_grad(wf_module_get_parameter(ag, "weight")) : NULL,
+                        ac ? wf_grad(wf_module_get_parameter(ac, "weight")) : NULL, 5e-2);
+            snprintf(nm, sizeof nm, "causal self-attention %s d c_attn.bias", tag);
+            compare_rel(nm, ag ? wf_grad(wf_module_get_parameter(ag, "bias")) : NULL,
+                        ac ? wf_grad(wf_module_get_parameter(ac, "bias")) : NULL, 5e-2);
+        }
+        wf_module_free(mc);
+        wf_module_free(mg);
+    }
+}
+
+/* fused layer norm on CUDA against the composed CPU path: output and gradients; affine: with
+ * weight and bias; xgrad: x requires grad (else only the weight/bias gradients are made) */
+static void check_layer_norm_ex(wf_dtype dt, int64_t rows, int64_t D, bool affine, bool xgrad) {
+    WF_SCOPE {
+        char nm[128], tag[80];
+        snprintf(tag, sizeof tag, "%s %lldx%lld%s%s", wf_dtype_name(dt), (long long)rows, (long long)D,
+                 affine ? "" : " no affine", xgrad ? "" : " no dx");
         wf_tensor *x = wf_to_dtype(wf_add_scalar(wf_mul_scalar(wf_randn(WF_SHAPE(rows, D), WF_F32), 2.0), 0.5), dt);
         wf_tensor *wt = wf_to_dtype(wf_randn(WF_SHAPE(D), WF_F32), dt), *bs = wf_to_dtype(wf_randn(WF_SHAPE(D), WF_F32), dt);
         wf_tensor *gw = wf_randn(WF_SHAPE(rows, D), WF_F32);
         wf_tensor *xc = wf_clone(x), *wc = wf_clone(wt), *bc = wf_clone(bs), *xg = G(x), *wg = G(wt), *bg = G(bs);
         wf_tensor *ps[6] = { xc, wc, bc, xg, wg, bg };
-        for (int i = 0; i < 6; i++) wf_set_requires_grad(ps[i], true);
-        wf_tensor *yc = wf_layer_norm(xc, &D, 1, wc, bc, 1e-5), *yg = wf_layer_norm(xg, &D, 1, wg, bg, 1e-5);
+        for (int i = 0; i < 6; i++)
+            if ((i % 3 == 0 && xgrad) || (i % 3 && affine)) wf_set_requires_grad(ps[i], true);
+        wf_tensor *yc = wf_layer_norm(xc, &D, 1, affine ? wc : NULL, affine ? bc : NULL, 1e-5);
+        wf_tensor *yg = wf_layer_norm(xg, &D, 1, affine ? wg : NULL, affine ? bg : NULL, 1e-5);
+        double tol = dt == WF_F32 ? 1e-5 : 2e-2;
+        snprintf(nm, sizeof nm, "layer_norm %s", tag);
+        compare_rel(nm, yg, yc, tol);
+        if (!xgrad && !affine) continue;   /* (leaves WF_SCOPE through its scope_end) */
         const char *fn = yg ? wf_grad_fn_name(yg) : "";
         n_checks++;
-        if (fn && strstr(fn, "NativeLayerNorm")) printf("ok   layer_norm %s takes the fused path\n", wf_dtype_name(dt));
-        else { printf("FAIL layer_norm %s did not take the fused path (grad_fn %s)\n", wf_dtype_name(dt), fn ? fn : "none"); n_failed++; }
-        double tol = dt == WF_F32 ? 1e-5 : 2e-2;
-        snprintf(nm, sizeof nm, "layer_norm %s %lldx%lld", wf_dtype_name(dt), (long long)rows, (long long)D);
-        compare_rel(nm, yg, yc, tol);
+        if (fn && strstr(fn, "NativeLayerNorm")) printf("ok   layer_norm %s takes the fused path\n", tag);
+        else { printf("FAIL layer_norm %s did not take the fused path (grad_fn %s)\n", tag, fn ? fn : "none"); n_failed++; }
         wf_tensor *lc = wf_sum_all(wf_mul(wf_to_dtype(yc, WF_F32), gw)), *lg = wf_sum_all(wf_mul(wf_to_dtype(yg, WF_F32), G(gw)));
         if (!lc || !lg || wf_backward(lc, NULL, false) || wf_backward(lg, NULL, false)) {
             n_checks++; n_failed++;
@@ -164,12 +260,14 @@ static void check_layer_norm(wf_dtype dt, int64_t rows, int64_t D) {
         } else {
             const char *gn[3] = { "dx", "dweight", "dbias" };
             for (int i = 0; i < 3; i++) {
-                snprintf(nm, sizeof nm, "layer_norm %s %s", wf_dtype_name(dt), gn[i]);
+                if ((i == 0 && !xgrad) || (i && !affine)) continue;
+                snprintf(nm, sizeof nm, "layer_norm %s %s", tag, gn[i]);
                 compare_rel(nm, wf_grad(ps[3 + i]), wf_grad(ps[i]), dt == WF_F32 ? 1e-4 : 3e-2);
             }
         }
     }
 }
+static void check_layer_norm(wf_dtype dt, int64_t rows, int64_t D) { check_layer_norm_ex(dt, rows, D, true, true); }
 
 /* fused softmax cross-entropy on CUDA against the composed CPU path (ignore_index rows too) */
 static void check_xent(wf_dtype dt, int64_t N, int64_t C, wf_reduction red) {
@@ -450,6 +548,16 @@ int main(void) {
         compare("argmin dim 0", wf_argmin(bigg, 0, false), wf_argmin(big, 0, false), 0, 0);
         wf_tensor *huge = wf_rand(WF_SHAPE(3000000), WF_F32);
         compare("sum 3M (split)", wf_sum_all(G(huge)), wf_sum_all(huge), 1e-1, 1e-5);
+        {   /* split row reductions: 16-byte f32 path (aligned rows) and the plain path, block finish */
+            wf_tensor *hg = G(huge);
+            compare("norm 2 of 3M (split, vec)", wf_norm(hg, 2, NULL, 0, false), wf_norm(huge, 2, NULL, 0, false), 1e-3, 1e-5);
+            compare("amax of 3M (split, vec)", wf_amax(hg, NULL, 0, false), wf_amax(huge, NULL, 0, false), 0, 0);
+            compare("sum of 3M-1 misaligned (split)", wf_sum_all(wf_narrow(hg, 0, 1, 2999999)),
+                    wf_sum_all(wf_narrow(huge, 0, 1, 2999999)), 1e-1, 1e-5);
+            wf_tensor *w4 = wf_randn(WF_SHAPE(4, 400000), WF_F32), *w5 = wf_randn(WF_SHAPE(5, 400003), WF_F32);
+            compare("sum 4x400000 dim 1 (split, vec)", wf_sum(G(w4), d1, 1, false), wf_sum(w4, d1, 1, false), 1e-2, 1e-5);
+            compare("sum 5x400003 dim 1 (split)", wf_sum(G(w5), d1, 1, false), wf_sum(w5, d1, 1, false), 1e-2, 1e-5);
+        }
         wf_tensor *tall = wf_rand(WF_SHAPE(200000, 3), WF_F32);
         compare("sum tall dim 0 (split)", wf_sum(G(tall), d0, 1, false), wf_sum(tall, d0, 1, false), 1e-2, 1e-5);
         wf_tensor *ints = wf_randint(-100, 100, WF_SHAPE(1000, 7), WF_I64);
@@ -528,9 +636,27 @@ int main(void) {
         check_sdpa(1, 2, 33, 70, 36, true, WF_F16, false);
         check_sdpa(1, 2, 129, 129, 128, true, WF_F16, false);
         check_sdpa(1, 2, 100, 64, 96, false, WF_BF16, true);
+        check_sdpa(1, 2, 384, 384, 64, true, WF_BF16, false);   /* several 128-row query tiles, K/V and Q/dO prefetch */
+        check_sdpa(2, 2, 200, 200, 32, true, WF_BF16, true);    /* vectorized delta with 4 threads per row */
+        check_sdpa(1, 3, 45, 300, 33, false, WF_F16, false);    /* odd head dim: single-float dQ atomics */
+        check_sdpa(1, 2, 300, 100, 64, true, WF_BF16, false);   /* causal, L > S */
+        check_sdpa(1, 1, 50, 200, 128, true, WF_F16, true);     /* causal, L < S, head dim 128 */
+        check_sdpa_qkv(2, 77, 128, 2, true, WF_BF16, 0);
+        check_sdpa_qkv(2, 130, 192, 3, true, WF_BF16, 8);
+        check_sdpa_qkv(1, 65, 72, 2, false, WF_F16, 0);
+        check_sdpa_qkv(1, 100, 128, 1, true, WF_F16, 16);
+        check_sdpa_qkv(2, 64, 96, 1, false, WF_BF16, 0);
+        check_csa(2, 100, 96, 3);
         check_layer_norm(WF_F32, 300, 768);
         check_layer_norm(WF_BF16, 37, 1500);
         check_layer_norm(WF_F32, 5, 3);
+        check_layer_norm(WF_F32, 5000, 768);                 /* fast path: several rows per warp */
+        check_layer_norm(WF_BF16, 1000, 1024);
+        check_layer_norm(WF_F16, 77, 132);                   /* lanes past the row's end */
+        check_layer_norm_ex(WF_F32, 64, 96, false, true);
+        check_layer_norm_ex(WF_BF16, 3, 20, false, true);
+        check_layer_norm_ex(WF_F32, 700, 512, true, false);  /* weight/bias gradients only */
+        check_layer_norm_ex(WF_F16, 50, 256, false, false);  /* forward only (no graph) */
         check_xent(WF_F32, 37, 1000, WF_REDUCTION_MEAN);
         check_xent(WF_F32, 64, 50257, WF_REDUCTION_SUM);
         check_xent(WF_BF16, 16, 300, WF_REDUCTION_NONE);
