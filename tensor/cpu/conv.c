@@ -16,6 +16,8 @@
 #include "cpu_kernels.h"
 #include "weft_config.h"
 
+#include <string.h>
+
 /* ox in [*lo, *hi) reads input column x0 + ox*sw inside [0, W) */
 static inline void inner_range(int64_t x0, int sw, int64_t W, int64_t ow, int64_t *lo, int64_t *hi) {
     int64_t l = x0 >= 0 ? 0 : (-x0 + sw - 1) / sw;
@@ -54,6 +56,28 @@ static inline void inner_range(int64_t x0, int sw, int64_t W, int64_t ow, int64_
                 }                                                                               \
                 int64_t x0 = j * dw - pw, lo, hi;                                               \
                 inner_range(x0, sw, W, ow, &lo, &hi);                                           \
+                if (sh == 1 && sw == 1 && ow == W && hi > lo) {                                 \
+                    /* "same"-width stride-1 rows (3x3/pad 1): the source rows follow each  \
+                     * other like the destination rows, so the valid rows are ONE copy at a  \
+                     * fixed offset; then the edge columns (which that copy filled from the  \
+                     * neighbouring row) and the rows in the padding are zeroed. Rows of ~14 \
+                     * elements otherwise cost more in loop overhead than in copying. */      \
+                    int64_t dy = (int64_t)i * dh - ph;                                          \
+                    int64_t oy0 = dy < 0 ? -dy : 0, oy1 = H - dy < oh ? H - dy : oh;            \
+                    if (oy1 < oy0) oy1 = oy0;                                                   \
+                    for (int64_t e = 0; e < oy0 * ow; e++) dst[e] = 0;                          \
+                    if (oy1 > oy0) {                                                            \
+                        const T *src = xc + (oy0 + dy) * W + x0;                                \
+                        int64_t a = oy0 * ow + lo, b = (oy1 - 1) * ow + hi;                     \
+                        memcpy(dst + a, src + lo, (size_t)(b - a) * sizeof(T));                 \
+                        for (int64_t oy = oy0; oy < oy1; oy++) {                                \
+                            for (int64_t ox = 0; ox < lo; ox++) dst[oy * ow + ox] = 0;          \
+                            for (int64_t ox = hi; ox < ow; ox++) dst[oy * ow + ox] = 0;         \
+                        }                                                                       \
+                    }                                                                           \
+                    for (int64_t e = oy1 * ow; e < oh * ow; e++) dst[e] = 0;                    \
+                    continue;                                                                   \
+                }                                                                               \
                 for (int64_t oy = 0; oy < oh; oy++) {                                           \
                     int64_t y = oy * sh - ph + i * dh;                                          \
                     T *restrict d = dst + oy * ow;                                              \
