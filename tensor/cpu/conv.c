@@ -103,6 +103,7 @@ static inline void inner_range(int64_t x0, int sw, int64_t W, int64_t ow, int64_
                            bool accumulate) {                                                   \
         int64_t L = oh * ow;                                                                    \
         bool plain = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;            \
+        bool same3 = kw == 3 && sw == 1 && dw == 1 && pw == 1 && ow == W && W >= 2;             \
         WF_OMP_COL2IM                                                                           \
         for (int64_t pl = 0; pl < N * C; pl++) {                                                \
             int64_t n = pl / C, c = pl % C;                                                     \
@@ -115,6 +116,25 @@ static inline void inner_range(int64_t x0, int sw, int64_t W, int64_t ow, int64_
             }                                                                                   \
             if (!accumulate)                                                                    \
                 for (int64_t e = 0; e < H * W; e++) xc[e] = v0;                                 \
+            if (same3) {                                                                        \
+                /* 3-wide kernel, stride 1, padding 1, same width: the three kernel columns  \
+                 * of a row are added in one pass over the input row (in the order j = 0, 1, \
+                 * 2 of the general loop, so the same bits), edges peeled */                  \
+                for (int i = 0; i < kh; i++) {                                                  \
+                    const T *s0 = col + (c * kh + i) * 3 * ldcol + n * L;                       \
+                    for (int64_t oy = 0; oy < oh; oy++) {                                       \
+                        int64_t y = oy * sh - ph + (int64_t)i * dh;                             \
+                        if (y < 0 || y >= H) continue;                                          \
+                        T *restrict xr = xc + y * W;                                            \
+                        const T *restrict a = s0 + oy * ow, *restrict b = a + ldcol;            \
+                        const T *restrict d = b + ldcol;                                        \
+                        xr[0] = (xr[0] + a[1]) + b[0];                                          \
+                        for (int64_t x = 1; x < W - 1; x++) xr[x] = ((xr[x] + a[x + 1]) + b[x]) + d[x - 1]; \
+                        xr[W - 1] = (xr[W - 1] + b[W - 1]) + d[W - 2];                          \
+                    }                                                                           \
+                }                                                                               \
+                continue;                                                                       \
+            }                                                                                   \
             for (int i = 0; i < kh; i++)                                                        \
                 for (int j = 0; j < kw; j++) {                                                  \
                     const T *src = col + ((c * kh + i) * kw + j) * ldcol + n * L;               \
