@@ -21,9 +21,13 @@ timeout 200 build-gpu/examples/fashion_mnist --model cnn --epochs 1 --device cud
 timeout 200 build-gpu/examples/fabric_mnist --model mlp --epochs 1 --device cuda --precision bf16-mixed --data "$DATA" 2>&1 | tail -2
 T=${THREADS:-8}
 echo "== train step, CPU, $T threads"
-for m in mlp cnn; do
-  OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T timeout 120 build-gpu/bench/bench_train_step --model $m --steps 100 2>&1 | tail -1
-  OMP_NUM_THREADS=$T timeout 120 python3 bench/peer_train_step.py --model $m --steps 100 2>&1 | tail -1
+# twice each, alternating with the peer: a single pair moves by 10-30% between runs here
+for r in 1 2; do
+  for m in mlp cnn; do
+    steps=1000; [ $m = cnn ] && steps=100
+    OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T timeout 120 build-gpu/bench/bench_train_step --model $m --steps $steps 2>&1 | tail -1
+    OMP_NUM_THREADS=$T timeout 120 python3 bench/peer_train_step.py --model $m --steps $steps 2>&1 | tail -1
+  done
 done
 echo "== train step, CUDA"
 for m in mlp cnn; do
@@ -41,4 +45,4 @@ timeout 200 python3 bench/peer_transformer_block.py 2>&1 | tail -1
 echo "== Fabric overhead over the plain loop (CPU, $T threads)"
 OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T timeout 120 build-gpu/bench/bench_fabric_overhead 2>&1 | tail -1
 echo "== bf16-mixed vs f32 MLP step (CPU, $T threads)"
-OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T timeout 120 build-gpu/bench/bench_precision 2>&1 | tail -1
+for r in 1 2; do OMP_NUM_THREADS=$T OPENBLAS_NUM_THREADS=$T timeout 120 build-gpu/bench/bench_precision --steps 1000 2>/dev/null | tail -1; done
