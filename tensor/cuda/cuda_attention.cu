@@ -201,10 +201,10 @@ __device__ __forceinline__ void sd_load_tile(uint16_t *dst, const uint16_t *src,
 #define SDF_THREADS(MT) (32 * 8 / (MT))
 
 /* FULL: D == DP (no padded head-dim columns: every bound check on D drops out at compile time) */
-template <bool BF, int DP, bool FULL, int MT = SDF_MT>
-__global__ void __launch_bounds__(SDF_THREADS(MT), DP == 64 && MT == 1 ? 2 : 1) sdpa_fwd_kernel(sdpa_args a) {
+template <bool BF, int DP, bool FULL>
+__global__ void __launch_bounds__(SDF_THREADS(SDF_MT), DP == 64 ? 2 : 1) sdpa_fwd_kernel(sdpa_args a) {
     extern __shared__ __align__(16) unsigned char sd_smem[];
-    constexpr int LD = DP + 8, NT = SDF_THREADS(MT);
+    constexpr int MT = SDF_MT, LD = DP + 8, NT = SDF_THREADS(MT);
     uint16_t *Qs = reinterpret_cast<uint16_t *>(sd_smem), *KV = Qs + SDF_BR * LD;   /* KV: [2][K, V][64][LD] */
     const int bh = a.tile_x ? blockIdx.y : blockIdx.x, b = bh / a.H, h = bh % a.H;
     const int qt = a.tile_x ? gridDim.x - 1 - blockIdx.x : gridDim.y - 1 - blockIdx.y, q0 = qt * SDF_BR;
@@ -715,15 +715,6 @@ extern "C" int wf__cuda_sdpa_forward(const wf_cuda_view *o, const wf_cuda_view *
         sdpa_fwd_kernel<BFV, DPV, FV><<<grid, SDF_THREADS(SDF_MT), smem, st>>>(a);            \
     } while (0)
     bool full = a.D == (small ? 64 : 128) && !sd_nofull();
-    static int mt2 = -1;   /* WEFT_SDPA_FWD_MT2=1: D == 64 with 4 warps x 2 m-tiles (A/B timing) */
-    if (mt2 < 0) { const char *e = getenv("WEFT_SDPA_FWD_MT2"); mt2 = e && *e == '1'; }
-    if (mt2 && full && small) {
-        if ((rc = sd_smem_attr(bf ? sdpa_fwd_kernel<true, 64, true, 2> : sdpa_fwd_kernel<false, 64, true, 2>, smem, dev)))
-            return rc;
-        if (bf) sdpa_fwd_kernel<true, 64, true, 2><<<grid, SDF_THREADS(2), smem, st>>>(a);
-        else sdpa_fwd_kernel<false, 64, true, 2><<<grid, SDF_THREADS(2), smem, st>>>(a);
-        return wfc_check("scaled_dot_product_attention kernel", dev);
-    }
     if (bf) {
         if (small) { if (full) SD_FWD(true, 64, true); else SD_FWD(true, 64, false); }
         else { if (full) SD_FWD(true, 128, true); else SD_FWD(true, 128, false); }
