@@ -22,6 +22,7 @@ const wf_kernels wf__cpu_kernels = {
     .rand_int = wf__cpu_rand_int,
     .bernoulli = wf__cpu_bernoulli,
     .gemm = wf__cpu_gemm,
+    .gemm_epilogue = wf__cpu_gemm_epilogue,
     .softmax = wf__cpu_softmax,
     .softmax_backward = wf__cpu_softmax_backward,
     .gather = wf__cpu_gather,

@@ -44,6 +44,12 @@ int wf__cpu_gemm(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, in
                  const void *B, int64_t ldb, int64_t strideB,
                  double beta, void *C, int64_t ldc, int64_t strideC, int64_t batch, wf_device dev);
 
+/* the Linear epilogues (gemm.c): bf16/f16 only, 1 (declined) for other dtypes; the
+ * contract of the gemm_epilogue entry in tensor/tensor_impl.h */
+int wf__cpu_gemm_epilogue(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k, const void *A,
+                          int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, const void *bias,
+                          void *bgrad, wf_device dev);
+
 /* softmax (softmax.c) */
 int wf__cpu_softmax(wf_tensor *y, const wf_tensor *x, bool log);
 int wf__cpu_softmax_backward(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool log);

@@ -435,3 +435,50 @@ int wf__cpu_gemm(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, in
     return wf__cpu_gemm_builtin(dt, transA, transB, m, n, k, alpha, A, lda, strideA, B, ldb,
                                 strideB, beta, C, ldc, strideC, batch);
 }
+
+/* ---------------------------------------------------------------- Linear epilogues (bf16/f16)
+ * The half product already runs in f32 on converted copies, so the epilogues come cheap:
+ * the bias is added to the f32 result before its one rounding (no broadcast copy of the
+ * bias into C, no conversion of C back to f32), and the bias gradient is summed from the f32
+ * copy of op(A) the product made anyway (no separate reduction over the half gradient).
+ * f32/f64 decline (1): for them the composed path costs the same. */
+int wf__cpu_gemm_epilogue(wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n, int64_t k, const void *A,
+                          int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, const void *bias,
+                          void *bgrad, wf_device dev) {
+    if ((dt != WF_BF16 && dt != WF_F16) || m <= 0 || n <= 0 || k <= 0 || (!bias) == (!bgrad)) return 1;
+    bool bf = dt == WF_BF16;
+    int64_t ar = tA ? k : m, ac = tA ? m : k, br = tB ? n : k, bc = tB ? k : n;
+    size_t na = (size_t)(ar * ac), nb = (size_t)(br * bc), nc = (size_t)(m * n), nv = (size_t)(bias ? n : m);
+    size_t bytes = (na + nb + nc + nv) * sizeof(float) + 4 * 64;
+    char *buf = wf__host_alloc(bytes);
+    if (!buf) return wf__error(WF_ENOMEM, "gemm (cpu): out of memory converting %s operands to float32",
+                               wf_dtype_name(dt));
+    float *fa = (float *)buf, *fb = (float *)(buf + round_up((int64_t)(na * sizeof(float)), 64));
+    float *fc = (float *)((char *)fb + round_up((int64_t)(nb * sizeof(float)), 64));
+    float *fv = (float *)((char *)fc + round_up((int64_t)(nc * sizeof(float)), 64));
+    half_to_f32(fa, A, ar, ac, lda, bf);
+    half_to_f32(fb, B, br, bc, ldb, bf);
+    int rc = wf__cpu_gemm(WF_F32, tA, tB, m, n, k, 1.0, fa, ac, 0, fb, bc, 0, 0.0, fc, n, 0, 1, dev);
+    if (!rc && bias) {
+        wf__half_to_f32_n(fv, bias, n, bf);
+#ifdef WEFT_HAVE_OPENMP
+#pragma omp parallel for schedule(static) if (m * n > CONV_PAR_MIN)
+#endif
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) fc[i * n + j] += fv[j];
+    }
+    if (!rc && bgrad) {
+        /* row i of op(A) summed over k: a column of fa when A is stored transposed */
+        for (int64_t i = 0; i < m; i++) fv[i] = 0;
+        if (tA)
+            for (int64_t p = 0; p < k; p++)
+                for (int64_t i = 0; i < m; i++) fv[i] += fa[p * ac + i];
+        else
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t p = 0; p < k; p++) fv[i] += fa[i * ac + p];
+        wf__f32_to_half_n(bgrad, fv, m, bf);
+    }
+    if (!rc) f32_to_half(C, fc, m, n, ldc, bf);
+    wf__host_free(buf, bytes);
+    return rc;
+}
