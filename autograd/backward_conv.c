@@ -48,9 +48,7 @@ static int conv_grads(const wf_kernels *K, wf_tensor *x, wf_tensor *w, wf_tensor
         return rc;
     }
     int64_t per = C * kk * L;
-    int64_t chunk = per > 0 ? (int64_t)(16 << 20) / per : N;
-    if (chunk < 1) chunk = 1;
-    if (chunk > N) chunk = N;
+    int64_t chunk = wf__conv_chunk(N, per);
     wf_tensor *col = wf__empty((int64_t[]){ chunk, C * kk, L }, 3, dt, dev);
     if (!col) return wf_error();
     char *cp = wf__conv_data(col);
@@ -104,9 +102,7 @@ static int conv_grads_batched(const wf_kernels *K, wf_tensor *x, wf_tensor *w, w
             return wf_error();
         return 0;
     }
-    int64_t chunk = C * kk * L > 0 ? (int64_t)(16 << 20) / (C * kk * L) : N;
-    if (chunk < 1) chunk = 1;
-    if (chunk > N) chunk = N;
+    int64_t chunk = wf__conv_chunk(N, C * kk * L);
     wf_tensor *t = wf__empty((int64_t[]){ O, chunk * L }, 2, dt, dev);
     wf_tensor *col = (gx || gw) ? wf__empty((int64_t[]){ C * kk, chunk * L }, 2, dt, dev) : NULL;
     wf_tensor *gb2 = gb ? wf__view_of(gb, 2, (int64_t[]){ O, 1 }, (int64_t[]){ 1, 1 }, gb->offset) : NULL;

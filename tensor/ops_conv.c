@@ -49,12 +49,6 @@ typedef struct {
     int kh, kw, sh, sw, ph, pw, dh, dw, g;
 } conv_geom;
 
-/* Images per chunk: the col buffer [C*kh*kw, chunk*oh*ow] stays within ~16M elements. */
-static int64_t conv_chunk(int64_t N, int64_t per_image) {
-    int64_t chunk = per_image > 0 ? (int64_t)(16 << 20) / per_image : N;
-    if (chunk < 1) chunk = 1;
-    return chunk > N ? N : chunk;
-}
 
 /* The batched path (kernels with im2col_batch / col2im_batch): per chunk of cn images, ONE
  * im2col into col [C*kh*kw, cn*L] and one GEMM per group into t [O, cn*L]; then t goes to
@@ -65,7 +59,7 @@ static int conv_forward_batched(const wf_kernels *K, wf_tensor *y, wf_tensor *x,
     int64_t es = (int64_t)wf_dtype_size(dt);
     int64_t L = G->oh * G->ow, Cg = G->C / G->g, Og = G->O / G->g;
     int64_t kk = (int64_t)G->kh * G->kw, CK = Cg * kk, HW = G->H * G->W;
-    int64_t chunk = conv_chunk(G->N, G->C * kk * L);
+    int64_t chunk = wf__conv_chunk(G->N, G->C * kk * L);
     wf_tensor *col = wf__empty((int64_t[]){ G->C * kk, chunk * L }, 2, dt, y->device);
     wf_tensor *t = col ? wf__empty((int64_t[]){ G->O, chunk * L }, 2, dt, y->device) : NULL;
     wf_tensor *bc = (t && b) ? wf__conv_contig(b, K) : NULL;
@@ -119,7 +113,7 @@ static int conv_forward(wf_tensor *y, wf_tensor *x, wf_tensor *w, wf_tensor *b, 
         return rc;
     }
     /* per image: im2col, then one batched GEMM per group over the chunk */
-    int64_t per = G->C * kk * L, chunk = conv_chunk(G->N, per);
+    int64_t per = G->C * kk * L, chunk = wf__conv_chunk(G->N, per);
     wf_tensor *col = wf__empty((int64_t[]){ chunk, G->C * kk, L }, 3, dt, y->device);
     if (!col) return wf_error();
     char *cp = wf__conv_data(col);
