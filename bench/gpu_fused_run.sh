@@ -5,7 +5,7 @@
 # the GPT block and the GEMMs (cuBLASLt, and cublasGemmEx with WEFT_NO_CUBLASLT=1) beside
 # PyTorch in the same run, and trace the block's kernels on both sides (bench/ktrace.c).
 # Usage on the device: bash bench/gpu_fused_run.sh (logs under $OUT); PROFILE=0 skips the
-# trace, GEMM=0 the GEMM timings.
+# trace, GEMM=0 the GEMM timings, AB=1 adds a same-run A/B of the wgmma attention kernels.
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
@@ -25,6 +25,17 @@ cc -std=c11 -O2 -fopenmp -I include -I build-gpu bench/bench_block_parts.c build
    -lcudart -lcublas -lcublasLt -lopenblas -lgomp -lz -lm -lpthread -lstdc++ -o /tmp/block_parts 2>&1 | tail -5
 timeout 100 /tmp/block_parts 2>&1 | tail -2
 timeout 100 python3 bench/peer_block_parts.py 2>&1 | tail -1
+if [ "${AB:-0}" = 1 ]; then
+  # same-run A/B of the Hopper attention kernels: mma.sync (WEFT_SDPA_NOWGMMA=1), then wgmma
+  echo "== A/B: WEFT_SDPA_NOWGMMA=1 then default (parts, then block twice)"
+  WEFT_SDPA_NOWGMMA=1 timeout 100 /tmp/block_parts 2>&1 | tail -1
+  timeout 100 /tmp/block_parts 2>&1 | tail -1
+  for i in 1 2; do
+    WEFT_SDPA_NOWGMMA=1 timeout 100 build-gpu/bench/bench_transformer_block --device cuda 2>&1 | tail -1
+    timeout 100 build-gpu/bench/bench_transformer_block --device cuda 2>&1 | tail -1
+  done
+  timeout 100 python3 bench/peer_transformer_block.py 2>&1 | tail -1
+fi
 if [ "${PROFILE:-1}" = 1 ]; then
   # Nsight Systems cannot make reports on these machines: trace kernels with bench/ktrace.c
   # (CUPTI activity records through CUDA_INJECTION64_PATH) for weft and PyTorch alike.

@@ -8,6 +8,7 @@
  * fast __powf is NaN for negative bases) and the random kernels (exact, see below). */
 #include "cuda_common.cuh"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define THREADS 256
@@ -142,6 +143,12 @@ __device__ __forceinline__ void st8(char *base, int dt, int64_t i, const float *
 #define VEC_TAIL(t, n)                                                                  \
     for (int64_t t = ((n) / VEC) * VEC + blockIdx.x * (int64_t)blockDim.x + threadIdx.x; \
          t < (n); t += (int64_t)gridDim.x * blockDim.x)
+/* WEFT_ELEM_NOFAST=1: the vec kernels also where a fast (single-dtype) kernel applies (A/B timing) */
+static bool fast_off(void) {
+    static int v = -1;
+    if (v < 0) { const char *e = getenv("WEFT_ELEM_NOFAST"); v = e && *e == '1'; }
+    return v == 1;
+}
 static unsigned vec_blocks(int64_t n, int dev) {
     int64_t w = n / VEC;
     return wfc_blocks(w > 0 ? w : 1, THREADS, dev);
@@ -238,6 +245,47 @@ __global__ void unary_vec_kernel(wfc_pack<2> p, int op, float a, float b) {
     }
 }
 
+/* One dtype for every operand (f32, bf16 or f16, known at compile time), n % 8 == 0, the op a
+ * template parameter: one 8-element vector per thread and no grid-stride loop. The dtype
+ * switches of ld8/st8 fold away, so these kernels need about half the registers of the
+ * vec kernels (twice the resident threads for the loads in flight); same float math, same
+ * bits. */
+template <int N> static int fast_dtype(const wfc_pack<N> &p, int nops) {
+    if (p.n % VEC) return -1;
+    for (int k = 1; k < nops; k++)
+        if (p.dt[k] != p.dt[0]) return -1;
+    return p.dt[0];
+}
+static unsigned fast_blocks(int64_t n) { return (unsigned)((n / VEC + THREADS - 1) / THREADS); }
+static bool fast_unary_op(int op) {
+    return op == WFC_U_GELU_TANH || op == WFC_U_GELU || op == WFC_U_RELU || op == WFC_U_SILU;
+}
+#define FAST_DISPATCH(DT, OP, LAUNCH)                                                            \
+    do {                                                                                         \
+        switch (OP) {                                                                            \
+        case WFC_U_GELU_TANH: LAUNCH(DT, WFC_U_GELU_TANH); break;                                \
+        case WFC_U_GELU: LAUNCH(DT, WFC_U_GELU); break;                                          \
+        case WFC_U_RELU: LAUNCH(DT, WFC_U_RELU); break;                                          \
+        default: LAUNCH(DT, WFC_U_SILU); break;                                                  \
+        }                                                                                        \
+    } while (0)
+#define FAST_BY_DTYPE(DTV, OP, LAUNCH)                                                           \
+    do {                                                                                         \
+        if ((DTV) == WF_F32) FAST_DISPATCH(WF_F32, OP, LAUNCH);                                  \
+        else if ((DTV) == WF_BF16) FAST_DISPATCH(WF_BF16, OP, LAUNCH);                           \
+        else FAST_DISPATCH(WF_F16, OP, LAUNCH);                                                  \
+    } while (0)
+
+template <int DT, int OP> __global__ void unary_fast_kernel(wfc_pack<2> p, float a, float b) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= p.n / VEC) return;
+    float v[VEC];
+    ld8(p.ptr[1], DT, i, v);
+#pragma unroll
+    for (int j = 0; j < VEC; j++) v[j] = unary_float<float>(OP, v[j], a, b);
+    st8(p.ptr[0], DT, i, v);
+}
+
 extern "C" int wf__cuda_unary(int op, const wf_cuda_view *y, const wf_cuda_view *x, double a, double b, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "unary", &st);
@@ -246,6 +294,13 @@ extern "C" int wf__cuda_unary(int op, const wf_cuda_view *y, const wf_cuda_view 
     wfc_pack<2> p = wfc_make_pack<2>(v);
     if (!p.n) return 0;
     if (pick(v, 2) == CT_F && vec_ok(p, 2)) {
+        int fdt = fast_unary_op(op) ? fast_dtype(p, 2) : -1;
+        if (fdt >= 0 && !fast_off()) {
+#define UF_LAUNCH(DT, OP) unary_fast_kernel<DT, OP><<<fast_blocks(p.n), THREADS, 0, st>>>(p, (float)a, (float)b)
+            FAST_BY_DTYPE(fdt, op, UF_LAUNCH);
+#undef UF_LAUNCH
+            return wfc_check("unary kernel", dev);
+        }
         unary_vec_kernel<<<vec_blocks(p.n, dev), THREADS, 0, st>>>(p, op, (float)a, (float)b);
         return wfc_check("unary kernel", dev);
     }
@@ -336,6 +391,18 @@ __global__ void unary_bwd_vec_kernel(wfc_pack<4> p, int op, bool hx, bool hy, fl
     }
 }
 
+/* operands 0 gx, 1 gy, 2 x (the forward input is present: hx) */
+template <int DT, int OP> __global__ void unary_bwd_fast_kernel(wfc_pack<4> p, float a, float b) {
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;
+    if (i >= p.n / VEC) return;
+    float g[VEC], x[VEC];
+    ld8(p.ptr[1], DT, i, g);
+    ld8(p.ptr[2], DT, i, x);
+#pragma unroll
+    for (int j = 0; j < VEC; j++) g[j] = unary_grad<float>(OP, g[j], x[j], 0.f, true, false, a, b);
+    st8(p.ptr[0], DT, i, g);
+}
+
 extern "C" int wf__cuda_unary_backward(int op, const wf_cuda_view *gx, const wf_cuda_view *gy,
                                        const wf_cuda_view *x, const wf_cuda_view *y, double a, double b,
                                        int dev) {
@@ -353,6 +420,13 @@ extern "C" int wf__cuda_unary_backward(int op, const wf_cuda_view *gx, const wf_
     unsigned g = wfc_blocks(p.n, THREADS, dev);
     const wf_cuda_view *tv[4] = { gx, gy, x, y };
     if (pick(tv, 4) == CT_F && vec_ok(p, 4)) {
+        int fdt = x && fast_unary_op(op) ? fast_dtype(p, 3) : -1;   /* y is not read by these ops */
+        if (fdt >= 0 && !fast_off()) {
+#define UBF_LAUNCH(DT, OP) unary_bwd_fast_kernel<DT, OP><<<fast_blocks(p.n), THREADS, 0, st>>>(p, (float)a, (float)b)
+            FAST_BY_DTYPE(fdt, op, UBF_LAUNCH);
+#undef UBF_LAUNCH
+            return wfc_check("unary backward kernel", dev);
+        }
         unary_bwd_vec_kernel<<<vec_blocks(p.n, dev), THREADS, 0, st>>>(p, op, x != NULL, y != NULL, (float)a, (float)b);
         return wfc_check("unary backward kernel", dev);
     }

@@ -641,6 +641,11 @@ int main(void) {
         check_sdpa(1, 3, 45, 300, 33, false, WF_F16, false);    /* odd head dim: single-float dQ atomics */
         check_sdpa(1, 2, 300, 100, 64, true, WF_BF16, false);   /* causal, L > S */
         check_sdpa(1, 1, 50, 200, 128, true, WF_F16, true);     /* causal, L < S, head dim 128 */
+        /* head dim 64 with 16-byte rows: the Hopper (wgmma) forward where the build has sm_90a */
+        check_sdpa(1, 2, 200, 333, 64, false, WF_F16, false);   /* key tail, not causal */
+        check_sdpa(2, 2, 256, 256, 64, false, WF_BF16, true);
+        check_sdpa(1, 2, 70, 250, 64, true, WF_F16, false);     /* causal, L < S */
+        check_sdpa(1, 1, 1024, 1024, 64, true, WF_BF16, false);
         check_sdpa_qkv(2, 77, 128, 2, true, WF_BF16, 0);
         check_sdpa_qkv(2, 130, 192, 3, true, WF_BF16, 8);
         check_sdpa_qkv(1, 65, 72, 2, false, WF_F16, 0);
@@ -669,6 +674,14 @@ int main(void) {
                 for (int v = 0; v < 3; v++) check_vec_unary(hd[d], sizes[v == 0 ? (d == 0 ? 2 : 1) : 1], v);
             check_vec_unary(WF_BF16, 8, 0);
             check_vec_unary(WF_BF16, 5, 0);
+            /* n % 8 == 0, one dtype: the single-dtype fast kernels (unary, unary backward); the binary
+             * checks run the vector kernel on sizes without a tail */
+            check_vec_unary(WF_BF16, 65536, 0);
+            check_vec_unary(WF_F16, 4096, 0);
+            check_vec_unary(WF_F32, 8192, 0);
+            check_vec_binary(WF_F32, WF_F32, 65536, 0);
+            check_vec_binary(WF_BF16, WF_BF16, 4096, 0);
+            check_vec_binary(WF_F16, WF_F16, 4104, 0);
             for (int v = 0; v < 3; v++) {
                 check_vec_binary(WF_F32, WF_BF16, 100003, v);
                 check_vec_binary(WF_BF16, WF_BF16, 4099, v);
