@@ -206,6 +206,85 @@ __device__ __forceinline__ void sd_load_tile(uint16_t *dst, const uint16_t *src,
 #define SDF_MT 1
 #define SDF_THREADS(MT) (32 * 8 / (MT))
 
+/* The backward's P = exp(S * scale - lse), recomputed in place over s[NT][4] (this thread's
+ * rows rl0/rl1 of the query tile at q0, columns 8j + 2t (+1) of the key tile at k0; l0/l1
+ * the rows' log-sum-exp in log2 units); on an edge tile, entries past L or S or above the
+ * causal diagonal become 0. Shared by the mma.sync and the wgmma backward. */
+template <int NT>
+__device__ __forceinline__ void sd_recompute_p(float (&s)[NT][4], const sdpa_args &a, float l0, float l1, bool edge,
+                                               int k0, int q0, int rl0, int rl1, int t) {
+#pragma unroll
+    for (int j = 0; j < NT; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) {
+            int rl = e < 2 ? rl0 : rl1;
+            float p = exp2f(s[j][e] * a.scale_log2 - (e < 2 ? l0 : l1));
+            if (edge) {
+                int col = k0 + j * 8 + 2 * t + (e & 1), row = q0 + rl;
+                if (col >= a.S || row >= a.L || (a.causal && col > row)) p = 0.f;
+            }
+            s[j][e] = p;
+        }
+    }
+}
+
+/* One key tile of the online softmax, for this thread's two rows (a quad of lanes holds a
+ * row): s[NT][4] raw scores in, exp2 probabilities out; m[2] the running max (log2 domain,
+ * scaled) and l[2] the running sum updated; o[NO][4] the output accumulator rescaled to the
+ * new max. Row max and sum are trees over the NT n-tiles (short dependency chains); once the
+ * max settles (most tiles past the first few) there is nothing to rescale. Shared by the
+ * mma.sync and the wgmma forward. */
+template <int NT, int NO>
+__device__ __forceinline__ void sd_softmax_tile(float (&s)[NT][4], float (&m)[2], float (&l)[2], float (&o)[NO][4],
+                                                float scale_log2) {
+    float mx[2];
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        float q[NT];
+#pragma unroll
+        for (int j = 0; j < NT; j++) q[j] = fmaxf(s[j][2 * hf], s[j][2 * hf + 1]);
+#pragma unroll
+        for (int w = NT / 2; w >= 1; w >>= 1)
+#pragma unroll
+            for (int j = 0; j < w; j++) q[j] = fmaxf(q[j], q[j + w]);
+        mx[hf] = q[0];
+    }
+    float mb[2], alpha[2], rs[2];
+#pragma unroll
+    for (int i = 0; i < 2; i++) {
+        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
+        mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
+        float mn = fmaxf(m[i], mx[i] * scale_log2);
+        mb[i] = mn == -INFINITY ? 0.f : mn;
+        alpha[i] = exp2f(m[i] - mb[i]);
+        m[i] = mn;
+    }
+#pragma unroll
+    for (int j = 0; j < NT; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) s[j][e] = exp2f(fmaf(s[j][e], scale_log2, -mb[e >> 1]));
+#pragma unroll
+    for (int hf = 0; hf < 2; hf++) {
+        float q[NT];
+#pragma unroll
+        for (int j = 0; j < NT; j++) q[j] = s[j][2 * hf] + s[j][2 * hf + 1];
+#pragma unroll
+        for (int w = NT / 2; w >= 1; w >>= 1)
+#pragma unroll
+            for (int j = 0; j < w; j++) q[j] += q[j + w];
+        rs[hf] = q[0];
+    }
+    l[0] = l[0] * alpha[0] + rs[0];
+    l[1] = l[1] * alpha[1] + rs[1];
+    if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
+#pragma unroll
+        for (int i = 0; i < NO; i++) {
+            o[i][0] *= alpha[0]; o[i][1] *= alpha[0];
+            o[i][2] *= alpha[1]; o[i][3] *= alpha[1];
+        }
+    }
+}
+
 /* FULL: D == DP (no padded head-dim columns: every bound check on D drops out at compile time) */
 template <bool BF, int DP, bool FULL>
 __global__ void __launch_bounds__(SDF_THREADS(SDF_MT), DP == 64 ? 2 : 1) sdpa_fwd_kernel(sdpa_args a) {
@@ -293,54 +372,7 @@ __global__ void __launch_bounds__(SDF_THREADS(SDF_MT), DP == 64 ? 2 : 1) sdpa_fw
                             if (col >= a.S || (a.causal && col > row)) s[mi][j][e] = -INFINITY;
                         }
                 }
-                /* row max and (below) row sum as trees over the 8 n-tiles: short dependency chains */
-                float mx[2];
-#pragma unroll
-                for (int hf = 0; hf < 2; hf++) {
-                    float q[SD_BC / 8];
-#pragma unroll
-                    for (int j = 0; j < SD_BC / 8; j++) q[j] = fmaxf(s[mi][j][2 * hf], s[mi][j][2 * hf + 1]);
-#pragma unroll
-                    for (int w = SD_BC / 16; w >= 1; w >>= 1)
-#pragma unroll
-                        for (int j = 0; j < w; j++) q[j] = fmaxf(q[j], q[j + w]);
-                    mx[hf] = q[0];
-                }
-                float mb[2], alpha[2], rs[2];
-#pragma unroll
-                for (int i = 0; i < 2; i++) {
-                    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-                    mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-                    float mn = fmaxf(m[mi][i], mx[i] * a.scale_log2);
-                    mb[i] = mn == -INFINITY ? 0.f : mn;
-                    alpha[i] = exp2f(m[mi][i] - mb[i]);
-                    m[mi][i] = mn;
-                }
-#pragma unroll
-                for (int j = 0; j < SD_BC / 8; j++)
-#pragma unroll
-                    for (int e = 0; e < 4; e++) s[mi][j][e] = exp2f(fmaf(s[mi][j][e], a.scale_log2, -mb[e >> 1]));
-#pragma unroll
-                for (int hf = 0; hf < 2; hf++) {
-                    float q[SD_BC / 8];
-#pragma unroll
-                    for (int j = 0; j < SD_BC / 8; j++) q[j] = s[mi][j][2 * hf] + s[mi][j][2 * hf + 1];
-#pragma unroll
-                    for (int w = SD_BC / 16; w >= 1; w >>= 1)
-#pragma unroll
-                        for (int j = 0; j < w; j++) q[j] += q[j + w];
-                    rs[hf] = q[0];
-                }
-                l[mi][0] = l[mi][0] * alpha[0] + rs[0];
-                l[mi][1] = l[mi][1] * alpha[1] + rs[1];
-                /* once the running max settles (most tiles past the first few) nothing to rescale */
-                if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
-#pragma unroll
-                    for (int i = 0; i < DP / 8; i++) {
-                        o[mi][i][0] *= alpha[0]; o[mi][i][1] *= alpha[0];
-                        o[mi][i][2] *= alpha[1]; o[mi][i][3] *= alpha[1];
-                    }
-                }
+                sd_softmax_tile(s[mi], m[mi], l[mi], o[mi], a.scale_log2);
 #pragma unroll
                 for (int kc = 0; kc < SD_BC / 16; kc++) {
                     pa[mi][kc][0] = sd_pack<BF>(s[mi][2 * kc][0], s[mi][2 * kc][1]);
@@ -444,15 +476,30 @@ __device__ __forceinline__ void sd_fence_async_smem() {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }
+/* One m64n64k16 wgmma with f32 accumulators d[8][4] (this thread's 32 of the 64 x 64 tile).
+ * TY: "bf16" or "f16"; the A operand is a shared-memory descriptor (SS) or four registers in
+ * the mma.sync A layout (RS); TRANS: the transpose flags of A and B ("0, 0" = both K-major). */
+#define SD_WG_DREGS "{%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}"
+#define SD_WG_DOUT(d)                                                                                            \
+    "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]),     \
+        "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), \
+        "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), \
+        "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), \
+        "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3])
+#define SD_WG_SS(TY, TRANS)                                                                                       \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY \
+                 " " SD_WG_DREGS ", %32, %33, p, 1, 1, " TRANS ";\n}\n"                                           \
+                 : SD_WG_DOUT(d) : "l"(da), "l"(db), "r"(1))
+#define SD_WG_RS(TY)                                                                                              \
+    asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32." TY "." TY \
+                 " " SD_WG_DREGS ", {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n"                                     \
+                 : SD_WG_DOUT(d) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1))
+
 /* d (64 x 64 f32, this thread's 32) += A (smem desc, K-major) * B (smem desc, K-major) */
 template <bool BF> __device__ __forceinline__ void sd_wg_ss(float d[8][4], uint64_t da, uint64_t db) {
 #if SD_WG
-    if (BF)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
-                     : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]) : "l"(da), "l"(db), "r"(1));
-    else
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 0, 0;\n}\n"
-                     : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]) : "l"(da), "l"(db), "r"(1));
+    if (BF) SD_WG_SS("bf16", "0, 0");
+    else SD_WG_SS("f16", "0, 0");
 #else
     (void)d; (void)da; (void)db;
     __trap();
@@ -461,12 +508,8 @@ template <bool BF> __device__ __forceinline__ void sd_wg_ss(float d[8][4], uint6
 /* d += A (smem desc, MN-major) * B (smem desc, MN-major): both transposed */
 template <bool BF> __device__ __forceinline__ void sd_wg_ss_tt(float d[8][4], uint64_t da, uint64_t db) {
 #if SD_WG
-    if (BF)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 1, 1;\n}\n"
-                     : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]) : "l"(da), "l"(db), "r"(1));
-    else
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %34, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, %32, %33, p, 1, 1, 1, 1;\n}\n"
-                     : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]) : "l"(da), "l"(db), "r"(1));
+    if (BF) SD_WG_SS("bf16", "1, 1");
+    else SD_WG_SS("f16", "1, 1");
 #else
     (void)d; (void)da; (void)db;
     __trap();
@@ -475,12 +518,8 @@ template <bool BF> __device__ __forceinline__ void sd_wg_ss_tt(float d[8][4], ui
 /* d += A (registers, the mma.sync A layout per warp) * B (smem desc, MN-major: transposed) */
 template <bool BF> __device__ __forceinline__ void sd_wg_rs(float d[8][4], const uint32_t a[4], uint64_t db) {
 #if SD_WG
-    if (BF)
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.bf16.bf16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n"
-                     : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
-    else
-        asm volatile("{\n.reg .pred p;\nsetp.ne.b32 p, %37, 0;\nwgmma.mma_async.sync.aligned.m64n64k16.f32.f16.f16 {%0,%1,%2,%3,%4,%5,%6,%7,%8,%9,%10,%11,%12,%13,%14,%15,%16,%17,%18,%19,%20,%21,%22,%23,%24,%25,%26,%27,%28,%29,%30,%31}, {%32,%33,%34,%35}, %36, p, 1, 1, 1;\n}\n"
-                     : "+f"(d[0][0]), "+f"(d[0][1]), "+f"(d[0][2]), "+f"(d[0][3]), "+f"(d[1][0]), "+f"(d[1][1]), "+f"(d[1][2]), "+f"(d[1][3]), "+f"(d[2][0]), "+f"(d[2][1]), "+f"(d[2][2]), "+f"(d[2][3]), "+f"(d[3][0]), "+f"(d[3][1]), "+f"(d[3][2]), "+f"(d[3][3]), "+f"(d[4][0]), "+f"(d[4][1]), "+f"(d[4][2]), "+f"(d[4][3]), "+f"(d[5][0]), "+f"(d[5][1]), "+f"(d[5][2]), "+f"(d[5][3]), "+f"(d[6][0]), "+f"(d[6][1]), "+f"(d[6][2]), "+f"(d[6][3]), "+f"(d[7][0]), "+f"(d[7][1]), "+f"(d[7][2]), "+f"(d[7][3]) : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db), "r"(1));
+    if (BF) SD_WG_RS("bf16");
+    else SD_WG_RS("f16");
 #else
     (void)d; (void)a; (void)db;
     __trap();
@@ -561,52 +600,7 @@ __global__ void __launch_bounds__(256, 2) sdpa_fwd_wg_kernel(sdpa_args a) {
                         if (col >= a.S || (a.causal && col > row)) s[j][e] = -INFINITY;
                     }
             }
-            float mx[2];
-#pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
-                float q[8];
-#pragma unroll
-                for (int j = 0; j < 8; j++) q[j] = fmaxf(s[j][2 * hf], s[j][2 * hf + 1]);
-#pragma unroll
-                for (int w = 4; w >= 1; w >>= 1)
-#pragma unroll
-                    for (int j = 0; j < w; j++) q[j] = fmaxf(q[j], q[j + w]);
-                mx[hf] = q[0];
-            }
-            float mb[2], alpha[2], rs[2];
-#pragma unroll
-            for (int i = 0; i < 2; i++) {
-                mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 1));
-                mx[i] = fmaxf(mx[i], __shfl_xor_sync(0xffffffffu, mx[i], 2));
-                float mn = fmaxf(m[i], mx[i] * a.scale_log2);
-                mb[i] = mn == -INFINITY ? 0.f : mn;
-                alpha[i] = exp2f(m[i] - mb[i]);
-                m[i] = mn;
-            }
-#pragma unroll
-            for (int j = 0; j < 8; j++)
-#pragma unroll
-                for (int e = 0; e < 4; e++) s[j][e] = exp2f(fmaf(s[j][e], a.scale_log2, -mb[e >> 1]));
-#pragma unroll
-            for (int hf = 0; hf < 2; hf++) {
-                float q[8];
-#pragma unroll
-                for (int j = 0; j < 8; j++) q[j] = s[j][2 * hf] + s[j][2 * hf + 1];
-#pragma unroll
-                for (int w = 4; w >= 1; w >>= 1)
-#pragma unroll
-                    for (int j = 0; j < w; j++) q[j] += q[j + w];
-                rs[hf] = q[0];
-            }
-            l[0] = l[0] * alpha[0] + rs[0];
-            l[1] = l[1] * alpha[1] + rs[1];
-            if (__any_sync(0xffffffffu, alpha[0] != 1.f || alpha[1] != 1.f)) {
-#pragma unroll
-                for (int i = 0; i < 8; i++) {
-                    o[i][0] *= alpha[0]; o[i][1] *= alpha[0];
-                    o[i][2] *= alpha[1]; o[i][3] *= alpha[1];
-                }
-            }
+            sd_softmax_tile(s, m, l, o, a.scale_log2);
             uint32_t pa[4][4];
 #pragma unroll
             for (int kc = 0; kc < 4; kc++) {
@@ -784,19 +778,12 @@ __global__ void __launch_bounds__(SD_THREADS, DP == 64 ? 3 : 1) sdpa_bwd_kernel(
         }
         const float l0 = lse_s[rl0] * SD_LOG2E, l1 = lse_s[rl1] * SD_LOG2E, d0 = delta_s[rl0], d1 = delta_s[rl1];
         const bool edge = k0 + SD_BC > a.S || q0 + SD_BR > a.L || (a.causal && k0 + SD_BC - 1 > q0 + warp * 16);
+        sd_recompute_p(s, a, l0, l1, edge, k0, q0, rl0, rl1, t);
 #pragma unroll
         for (int j = 0; j < SD_BC / 8; j++) {
 #pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int rl = e < 2 ? rl0 : rl1;
-                float p = exp2f(s[j][e] * a.scale_log2 - (e < 2 ? l0 : l1));
-                if (edge) {
-                    int col = k0 + j * 8 + 2 * t + (e & 1), row = q0 + rl;
-                    if (col >= a.S || row >= a.L || (a.causal && col > row)) p = 0.f;
-                }
-                s[j][e] = p;
-                dp[j][e] = p * (dp[j][e] - (e < 2 ? d0 : d1));   /* dS / scale: the scale is applied to dK, dQ */
-            }
+            for (int e = 0; e < 4; e++)
+                dp[j][e] = s[j][e] * (dp[j][e] - (e < 2 ? d0 : d1));   /* dS / scale: the scale is applied to dK, dQ */
             int c = j * 8 + 2 * t;
             *reinterpret_cast<uint32_t *>(Ps + rl0 * LDP + c) = sd_pack<BF>(s[j][0], s[j][1]);
             *reinterpret_cast<uint32_t *>(Ps + rl1 * LDP + c) = sd_pack<BF>(s[j][2], s[j][3]);
@@ -956,19 +943,7 @@ __global__ void __launch_bounds__(SD_THREADS, 3) sdpa_bwd_wg_kernel(sdpa_args a)
         sd_wg_commit_wait();
         const float l0 = lse_s[rl0] * SD_LOG2E, l1 = lse_s[rl1] * SD_LOG2E, d0 = delta_s[rl0], d1 = delta_s[rl1];
         const bool edge = k0 + SD_BC > a.S || q0 + SD_BR > a.L || (a.causal && k0 + SD_BC - 1 > q0 + warp * 16);
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) {
-                int rl = e < 2 ? rl0 : rl1;
-                float p = exp2f(s[j][e] * a.scale_log2 - (e < 2 ? l0 : l1));
-                if (edge) {
-                    int col = k0 + j * 8 + 2 * t + (e & 1), row = q0 + rl;
-                    if (col >= a.S || row >= a.L || (a.causal && col > row)) p = 0.f;
-                }
-                s[j][e] = p;
-            }
-        }
+        sd_recompute_p(s, a, l0, l1, edge, k0, q0, rl0, rl1, t);
         uint32_t dsa[4][4];
 #pragma unroll
         for (int j = 0; j < 8; j++) {
