@@ -291,11 +291,15 @@ extern const wf_kernels wf__cuda_kernels;
     !defined(__SANITIZE_ADDRESS__) && !defined(WEFT_NO_TARGET_CLONES)
 #if __GNUC__ >= 12
 #define WF_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
+/* also an AVX-512 clone, for integer lane work where 16 lanes pay (half conversions) */
+#define WF_MULTIVERSION_V4 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define WF_MULTIVERSION __attribute__((target_clones("avx2", "default")))
+#define WF_MULTIVERSION_V4 WF_MULTIVERSION
 #endif
 #else
 #define WF_MULTIVERSION
+#define WF_MULTIVERSION_V4
 #endif
 
 /* ---------------------------------------------------------------- CPU strided iteration

@@ -307,31 +307,50 @@ typedef int (*f32_gemm_fn)(bool, bool, int64_t, int64_t, int64_t, double, const 
                            int64_t, const void *, int64_t, int64_t, double, void *, int64_t,
                            int64_t, int64_t);
 
+/* f32 scratch for one half-precision product: A as stored [ar, ac], B [br, bc], C [m, n] and
+ * nv extra floats (the epilogues' bias or bias gradient), one cached allocation */
+typedef struct {
+    char *buf;
+    size_t bytes;
+    float *a, *b, *c, *v;
+    int64_t ar, ac, br, bc;
+} half_scratch;
+
+static int half_scratch_get(half_scratch *h, wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n, int64_t k,
+                            size_t nv) {
+    h->ar = tA ? k : m, h->ac = tA ? m : k, h->br = tB ? n : k, h->bc = tB ? k : n;
+    size_t na = (size_t)round_up(h->ar * h->ac, 16), nb = (size_t)round_up(h->br * h->bc, 16);
+    size_t nc = (size_t)round_up(m * n, 16);
+    h->bytes = (na + nb + nc + nv) * sizeof(float) + 64;
+    h->buf = wf__host_alloc(h->bytes);
+    if (!h->buf)
+        return wf__error(WF_ENOMEM, "gemm (cpu): out of memory converting %s operands to float32", wf_dtype_name(dt));
+    h->a = (float *)h->buf, h->b = h->a + na, h->c = h->b + nb, h->v = h->c + nc;
+    return 0;
+}
+
+static void half_scratch_put(half_scratch *h) { wf__host_free(h->buf, h->bytes); }
+
 static int gemm_half(f32_gemm_fn f32, wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n,
                      int64_t k, double alpha, const void *A, int64_t lda, int64_t sA, const void *B,
                      int64_t ldb, int64_t sB, double beta, void *C, int64_t ldc, int64_t sC,
                      int64_t batch) {
     bool bf = dt == WF_BF16;
-    int64_t ar = tA ? k : m, ac = tA ? m : k, br = tB ? n : k, bc = tB ? k : n;
-    size_t na = (size_t)(ar * ac), nb = (size_t)(br * bc), nc = (size_t)(m * n);
-    size_t bytes = (na + nb + nc) * sizeof(float) + 3 * 64;
-    char *buf = wf__host_alloc(bytes);
-    if (!buf) return wf__error(WF_ENOMEM, "gemm: out of memory converting %s operands to float32",
-                               wf_dtype_name(dt));
-    float *fa = (float *)buf, *fb = fa + na, *fc = fb + nb;
+    half_scratch h;
+    int rc = half_scratch_get(&h, dt, tA, tB, m, n, k, 0);
+    if (rc) return rc;
     const uint16_t *a16 = A, *b16 = B;
     uint16_t *c16 = C;
-    int rc = 0;
     for (int64_t b = 0; b < batch && !rc; b++) {
-        if (b == 0 || sA) half_to_f32(fa, a16 + b * sA, ar, ac, lda, bf);
-        if (b == 0 || sB) half_to_f32(fb, b16 + b * sB, br, bc, ldb, bf);
+        if (b == 0 || sA) half_to_f32(h.a, a16 + b * sA, h.ar, h.ac, lda, bf);
+        if (b == 0 || sB) half_to_f32(h.b, b16 + b * sB, h.br, h.bc, ldb, bf);
         double bt = (sC == 0 && b > 0) ? 1.0 : beta;
         uint16_t *cb = c16 + b * sC;
-        if (bt != 0) half_to_f32(fc, cb, m, n, ldc, bf);
-        rc = f32(tA, tB, m, n, k, alpha, fa, ac ? ac : 1, 0, fb, bc ? bc : 1, 0, bt, fc, n ? n : 1, 0, 1);
-        f32_to_half(cb, fc, m, n, ldc, bf);
+        if (bt != 0) half_to_f32(h.c, cb, m, n, ldc, bf);
+        rc = f32(tA, tB, m, n, k, alpha, h.a, h.ac ? h.ac : 1, 0, h.b, h.bc ? h.bc : 1, 0, bt, h.c, n ? n : 1, 0, 1);
+        f32_to_half(cb, h.c, m, n, ldc, bf);
     }
-    wf__host_free(buf, bytes);
+    half_scratch_put(&h);
     return rc;
 }
 
@@ -447,18 +466,14 @@ int wf__cpu_gemm_epilogue(wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n, i
                           void *bgrad, wf_device dev) {
     if ((dt != WF_BF16 && dt != WF_F16) || m <= 0 || n <= 0 || k <= 0 || (!bias) == (!bgrad)) return 1;
     bool bf = dt == WF_BF16;
-    int64_t ar = tA ? k : m, ac = tA ? m : k, br = tB ? n : k, bc = tB ? k : n;
-    size_t na = (size_t)(ar * ac), nb = (size_t)(br * bc), nc = (size_t)(m * n), nv = (size_t)(bias ? n : m);
-    size_t bytes = (na + nb + nc + nv) * sizeof(float) + 4 * 64;
-    char *buf = wf__host_alloc(bytes);
-    if (!buf) return wf__error(WF_ENOMEM, "gemm (cpu): out of memory converting %s operands to float32",
-                               wf_dtype_name(dt));
-    float *fa = (float *)buf, *fb = (float *)(buf + round_up((int64_t)(na * sizeof(float)), 64));
-    float *fc = (float *)((char *)fb + round_up((int64_t)(nb * sizeof(float)), 64));
-    float *fv = (float *)((char *)fc + round_up((int64_t)(nc * sizeof(float)), 64));
-    half_to_f32(fa, A, ar, ac, lda, bf);
-    half_to_f32(fb, B, br, bc, ldb, bf);
-    int rc = wf__cpu_gemm(WF_F32, tA, tB, m, n, k, 1.0, fa, ac, 0, fb, bc, 0, 0.0, fc, n, 0, 1, dev);
+    half_scratch h;
+    int rc = half_scratch_get(&h, dt, tA, tB, m, n, k, (size_t)(bias ? n : m));
+    if (rc) return rc;
+    float *fa = h.a, *fc = h.c, *fv = h.v;
+    int64_t ac = h.ac;
+    half_to_f32(h.a, A, h.ar, h.ac, lda, bf);
+    half_to_f32(h.b, B, h.br, h.bc, ldb, bf);
+    rc = wf__cpu_gemm(WF_F32, tA, tB, m, n, k, 1.0, h.a, h.ac, 0, h.b, h.bc, 0, 0.0, h.c, n, 0, 1, dev);
     if (!rc && bias) {
         wf__half_to_f32_n(fv, bias, n, bf);
 #ifdef WEFT_HAVE_OPENMP
@@ -479,6 +494,6 @@ int wf__cpu_gemm_epilogue(wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n, i
         wf__f32_to_half_n(bgrad, fv, m, bf);
     }
     if (!rc) f32_to_half(C, fc, m, n, ldc, bf);
-    wf__host_free(buf, bytes);
+    half_scratch_put(&h);
     return rc;
 }

@@ -8,14 +8,8 @@
  * rarer CPU dtype, since "16-mixed" on the CPU falls back to bf16. */
 #include "cpu_kernels.h"
 
-/* These two loops are pure integer lane work: AVX-512 halves their cost (16 lanes, and a
- * one-instruction 32 -> 16 bit narrowing), so they get an x86-64-v4 clone as well. */
-#if defined(__GNUC__) && !defined(__clang__) && __GNUC__ >= 12 && defined(__x86_64__) && \
-    defined(__linux__) && !defined(__SANITIZE_ADDRESS__) && !defined(WEFT_NO_TARGET_CLONES)
-#define WF_MULTIVERSION_V4 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
-#else
-#define WF_MULTIVERSION_V4 WF_MULTIVERSION
-#endif
+/* Pure integer lane work: AVX-512 halves its cost (16 lanes, and a one-instruction 32 -> 16
+ * bit narrowing), hence the x86-64-v4 clones (WF_MULTIVERSION_V4, tensor/tensor_impl.h). */
 
 WF_MULTIVERSION_V4 static void bf16_to_f32_n(float *restrict y, const uint16_t *restrict x, int64_t n) {
     uint32_t *restrict yu = (uint32_t *)y;
