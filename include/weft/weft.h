@@ -9,5 +9,6 @@
 #include "nn.h"
 #include "optim.h"
 #include "precision.h"
+#include "dist.h"
 #include "fabric.h"
 #endif
