@@ -56,6 +56,9 @@ struct wf_work {
 
 typedef struct wf__pg_backend {
     const char *name;
+    /* make pg the world group of this process: set pg->rank, pg->size, pg->impl (ci is the
+     * detected environment; o the caller's options, never NULL here). */
+    int (*init)(wf_process_group *pg, const wf_cluster_info *ci, const wf_dist_options *o);
     /* can it move buffers of this device type? */
     bool (*supports)(const wf_process_group *pg, wf_device dev);
     /* start c; fill w's hooks. Blocking backends may complete at once (test then says done). */

@@ -199,6 +199,15 @@ typedef struct wf_launch_opts {
  * or a negative code when nothing could be started; *report (may be NULL) receives a
  * malloc'ed line naming the failure (the caller free()s it), NULL when all succeeded. */
 int wf_launch_processes(const char *const *argv, const wf_launch_opts *o, char **report);
+/* Re-execute this program (/proc/self/exe with its arguments) as o->nprocs local ranks
+ * under the supervision above. On success it does not return: the process exits with the
+ * job's status (the failure report printed to stderr). Returns a negative code when nothing
+ * could be started. */
+int wf_launch_self(const wf_launch_opts *o);
+/* In a rank that a weft launcher started through mpirun: split into a small supervisor that
+ * waits for the rank and records its exit status or signal for the launcher, and the rank
+ * itself, which returns 0 and goes on. Elsewhere a no-op returning 0. */
+int wf_launch_rank_begin(void);
 /* Is this process a rank started by a launcher (weft's, torchrun, SLURM, mpirun)? */
 bool wf_launched(void);
 
