@@ -9,6 +9,7 @@
 
 #include "weft/dist.h"
 #include "tensor/tensor_impl.h"
+#include "weft_config.h"
 
 typedef enum wf__coll_kind {
     WF_COLL_ALL_REDUCE = 0, WF_COLL_BROADCAST, WF_COLL_REDUCE, WF_COLL_ALL_GATHER,
@@ -52,6 +53,10 @@ struct wf_work {
     wf_tensor *keep[2];        /* retained until completion */
     bool done;
     int rc;
+    /* appended by collectives.c */
+    const char *fn;            /* the front-end's name, for messages ("wf_dist_all_reduce") */
+    bool abandoned;            /* timed out: the backend may still write into the buffers, so
+                                  they (and keep[]) are leaked rather than freed */
 };
 
 typedef struct wf__pg_backend {
@@ -67,6 +72,11 @@ typedef struct wf__pg_backend {
      * size and impl are set by the backend. */
     int (*subgroup)(wf_process_group *parent, const int *ranks, int n, wf_process_group *child);
     void (*free)(wf_process_group *pg);
+    /* Optional (appended; NULL: WF_DIST_DEBUG falls back to pg->store, else is skipped):
+     * gather n host int64 from every group rank into all (size * n, rank-major), blocking but
+     * bounded by deadline (WF_ETIMEOUT after it). Used by the WF_DIST_DEBUG agreement check,
+     * on a channel separate from the collectives'. */
+    int (*exchange)(wf_process_group *pg, const int64_t *mine, int n, int64_t *all, double deadline);
 } wf__pg_backend;
 
 extern const wf__pg_backend wf__backend_local, wf__backend_mpi, wf__backend_nccl;
@@ -95,11 +105,46 @@ struct wf_process_group {
     bool owns_store;
     wf__history_entry history[WF_DIST_HISTORY];
     int n_subgroups;           /* live children */
+    /* appended by process_group.c */
+    char name[40];             /* "0" for the world, "0.2" for its 2nd subgroup ...: the same on
+                                  every rank, so store keys ("wf/pg<name>/seq/<rank>") agree */
+    int n_children_made;       /* numbers the next subgroup's name */
+    wf_process_group *first_child, *next_sibling;   /* live subgroups (detached if the parent dies first) */
 };
 
 /* monotonic clock in seconds */
 double wf__dist_now(void);
 /* the default timeout: WF_DIST_TIMEOUT or 1800 s */
 double wf__dist_default_timeout(void);
+
+/* ---------------------------------------------------------------- process_group.c helpers
+ * (used by collectives.c and the backends) */
+
+/* One step of a polling loop's back-off: spins for the first few calls, then sched_yield,
+ * then sleeps up to 1 ms, so ranks oversubscribed on few cores let each other run. *iter
+ * starts at 0 and is advanced by the call. */
+void wf__dist_backoff(unsigned *iter);
+/* Record the collective w in pg's history (state "started"); update it when it ends. */
+void wf__pg_history_start(wf_process_group *pg, const wf_work *w, wf_dtype dtype);
+void wf__pg_history_end(wf_process_group *pg, uint64_t seq, int state);
+/* Fail with pg's first fatal error if pg is broken (records it again, returns the code);
+ * 0 otherwise. fn names the caller. */
+int wf__pg_check_broken(wf_process_group *pg, const char *fn);
+/* Break pg with this error (the first one sticks). Returns code. */
+int wf__pg_break(wf_process_group *pg, int code, const char *msg);
+/* The timeout of w (fn: the front-end's name): names the op, seq, bytes and the ranks that
+ * did not join (through pg->store when set), prints the history to stderr, breaks the
+ * group. Returns WF_ETIMEOUT with the message recorded. */
+int wf__pg_timeout(wf_process_group *pg, const char *fn, wf__coll_kind kind, uint64_t seq, size_t bytes);
+
+#ifdef WEFT_HAVE_MPI
+/* MPI lifetime (backend_mpi.c): acquire initializes MPI (MPI_THREAD_MULTIPLE asked) when
+ * nobody has, and counts a user; release drops one and finalizes when the last user goes,
+ * only if weft initialized it. Returns 0 or WF_EDIST / WF_ESTATE (already finalized). */
+int wf__mpi_acquire(void);
+void wf__mpi_release(void);
+/* the thread level MPI provided (MPI_THREAD_*), -1 before any acquire */
+int wf__mpi_thread_level(void);
+#endif
 
 #endif
