@@ -110,6 +110,7 @@ struct wf_process_group {
                                   every rank, so store keys ("wf/pg<name>/seq/<rank>") agree */
     int n_children_made;       /* numbers the next subgroup's name */
     wf_process_group *first_child, *next_sibling;   /* live subgroups (detached if the parent dies first) */
+    bool holds_mpi;            /* a non-mpi world group made under mpirun keeps MPI up until freed */
 };
 
 /* monotonic clock in seconds */

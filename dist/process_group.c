@@ -231,8 +231,8 @@ wf_process_group *wf_dist_init(const wf_dist_options *o_in) {
         wf__error(WF_EINVAL, "wf_dist_init: timeout_s = %g must be >= 0 (0: WF_DIST_TIMEOUT or 1800 s)", o.timeout_s);
         return NULL;
     }
-    bool mpi_early = false;
 #ifdef WEFT_HAVE_MPI
+    bool mpi_early = false;
     /* Under mpirun, MPI comes up first: the Open MPI environment finds node ranks by gathering
      * host names over MPI_COMM_WORLD, which needs MPI running. */
     if (getenv("OMPI_COMM_WORLD_SIZE") && strcmp(bname, "local") != 0) {
@@ -271,7 +271,10 @@ wf_process_group *wf_dist_init(const wf_dist_options *o_in) {
     for (int i = 0; i < pg->size; i++) pg->world_ranks[i] = i;
     if (pg_make_store(pg, &ci) != 0) goto fail_free;
 #ifdef WEFT_HAVE_MPI
-    if (mpi_early) wf__mpi_release();   /* the backend holds its own reference when it uses MPI */
+    /* The mpi backend holds its own reference. Other backends keep this one while the group
+     * lives: finalizing here would forbid MPI for the rest of the process (it cannot restart). */
+    if (mpi_early && be == &wf__backend_mpi) wf__mpi_release();
+    else if (mpi_early) pg->holds_mpi = true;
 #endif
     return pg;
 fail_free:
@@ -355,6 +358,9 @@ void wf_process_group_free(wf_process_group *pg) {
     if (pg->owns_store) wf_store_free(pg->store);
 #endif
     wf__free(pg->world_ranks, sizeof(int) * (size_t)(pg->size > 0 ? pg->size : 1));
+#ifdef WEFT_HAVE_MPI
+    if (pg->holds_mpi) wf__mpi_release();
+#endif
     wf__free(pg, sizeof *pg);
 }
 
