@@ -126,6 +126,16 @@ static int request(wf_store *s, const char *fn, uint8_t code, const void *a, siz
 
 /* ---------------------------------------------------------------- connecting */
 
+/* Retrying a local port that nobody serves can meet itself: when the kernel picks that very
+ * port as the ephemeral source, the SYNs cross and the socket is connected to itself
+ * (TCP simultaneous open). Such a socket would read its own requests back. */
+static bool connected_to_itself(int fd) {
+    struct sockaddr_storage a, b;
+    socklen_t la = sizeof a, lb = sizeof b;
+    if (getsockname(fd, (struct sockaddr *)&a, &la) || getpeername(fd, (struct sockaddr *)&b, &lb)) return false;
+    return la == lb && !memcmp(&a, &b, la);
+}
+
 /* One attempt at every address of host:port, each bounded by deadline. The socket, or -1
  * with *why set to the reason. */
 static int connect_once(const char *host, int port, double deadline, char *why, size_t nwhy) {
@@ -146,6 +156,7 @@ static int connect_once(const char *host, int port, double deadline, char *why, 
             if (left <= 0 || poll(&pf, 1, (int)ceil(left * 1000)) <= 0) e = ETIMEDOUT;
             else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &sl)) e = errno;
         }
+        if (!e && connected_to_itself(fd)) e = ECONNREFUSED;
         if (e) { snprintf(why, nwhy, "%s", strerror(e)); close(fd); fd = -1; }
     }
     freeaddrinfo(ai);

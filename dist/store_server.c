@@ -20,6 +20,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #define TABLE_SIZE 1024          /* hash buckets; rendezvous keeps a few keys per rank */
@@ -296,7 +297,12 @@ static void drop(wf__store_server *sv, int i) {
 static void accept_all(wf__store_server *sv) {
     for (;;) {
         int fd = accept4(sv->lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0) return;   /* EAGAIN, or a connection that went away before we took it */
+        if (fd < 0) {
+            /* out of descriptors: the pending connection stays and poll() would wake at
+             * once again; pause so that we do not spin */
+            if (errno == EMFILE || errno == ENFILE) nanosleep(&(struct timespec){ 0, 10000000 }, NULL);
+            return;   /* else EAGAIN, or a connection that went away before we took it */
+        }
         if (sv->nconns == sv->capconns) {
             int cap = sv->capconns ? 2 * sv->capconns : 16;
             conn *cs = wf__realloc(sv->conns, sizeof *cs * (size_t)sv->capconns, sizeof *cs * (size_t)cap);

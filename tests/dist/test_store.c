@@ -9,7 +9,9 @@
 #include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
+#include <signal.h>
 #include <sys/socket.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -298,6 +300,59 @@ START_TEST(test_server_goes_away) {
     ck_assert_int_eq(wf_store_check(c, "a"), WF_EDIST);   /* and stays failed, at once */
     ck_assert_error(WF_EDIST, "lost earlier");
     wf_store_free(c);
+    /* a 1 MB set into a connection the server closed: EPIPE, never a SIGPIPE that kills us */
+    s = serve(5);
+    c = client(wf_store_port(s), 2);
+    wf_store_free(s);
+    char *big = calloc(1, 1 << 20);
+    for (int i = 0; i < 3; i++) ck_assert_int_eq(wf_store_set(c, "big", big, 1 << 20), WF_EDIST);
+    wf_clear_error();
+    free(big);
+    wf_store_free(c);
+}
+END_TEST
+
+/* Clients in other processes that die without saying goodbye: one exits mid-session, one is
+ * killed while it polls for a key. The server goes on. */
+START_TEST(test_clients_die) {
+    wf_store *s = serve(5);
+    int port = wf_store_port(s);
+    pid_t quitter = fork();
+    if (quitter == 0) {
+        wf_store *c = wf_store_new("127.0.0.1", port, false, &(wf_store_opts){ .timeout_s = 5 });
+        if (!c || wf_store_set(c, "from/child", "hi", 2) || wf_store_add(c, "n", 1, NULL)) _exit(1);
+        _exit(0);   /* no wf_store_free: the server sees the connection vanish */
+    }
+    pid_t waiter = fork();
+    if (waiter == 0) {
+        wf_store *c = wf_store_new("127.0.0.1", port, false, &(wf_store_opts){ .timeout_s = 30 });
+        void *v;
+        size_t n;
+        if (c) wf_store_add(c, "n", 1, NULL);
+        if (c) wf_store_get(c, "never", &v, &n);   /* killed while polling */
+        _exit(2);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(quitter, &st, 0), quitter);
+    ck_assert_msg(WIFEXITED(st) && WEXITSTATUS(st) == 0, "the child could not use the store");
+    void *v;
+    size_t n;
+    ck_assert_int_eq(wf_store_get(s, "from/child", &v, &n), 0);
+    ck_assert(n == 2 && !memcmp(v, "hi", 2));
+    free(v);
+    const char *keys[] = { "n" };
+    ck_assert_int_eq(wf_store_wait(s, keys, 1, 5), 0);
+    int64_t count = 0;
+    for (double t0 = now(); count < 2 && now() - t0 < 5;) ck_assert_int_eq(wf_store_add(s, "n", 0, &count), 0);
+    ck_assert_int_eq(count, 2);   /* the waiter is connected and polling */
+    kill(waiter, SIGKILL);
+    ck_assert_int_eq(waitpid(waiter, &st, 0), waiter);
+    ck_assert(WIFSIGNALED(st));
+    wf_store *c = client(port, 5);
+    ck_assert_int_eq(wf_store_add(c, "n", 1, &count), 0);
+    ck_assert_int_eq(count, 3);
+    wf_store_free(c);
+    wf_store_free(s);
 }
 END_TEST
 
@@ -504,6 +559,7 @@ int main(void) {
     tcase_add_test(tc, test_not_a_store);
     tcase_add_test(tc, test_port_in_use);
     tcase_add_test(tc, test_server_goes_away);
+    tcase_add_test(tc, test_clients_die);
     tcase_add_test(tc, test_malformed_frames);
     tcase_add_test(tc, test_wait_ranks);
     suite_add_tcase(s, tc);
