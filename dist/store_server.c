@@ -339,10 +339,11 @@ static void *serve(void *arg) {
             short ev = sv->pfds[2 + i].revents;
             if (!ev) continue;
             conn *c = &sv->conns[i];
-            int rc = (ev & POLLNVAL) ? -1
-                   : c->out_len ? ((ev & (POLLOUT | POLLERR | POLLHUP)) ? flush(c) : 0)
-                   : receive(sv, c);
-            if (rc || (c->out_len && (ev & (POLLERR | POLLHUP)))) drop(sv, i);
+            int rc;
+            if (ev & POLLNVAL) rc = -1;
+            else if (c->out_len) rc = (ev & (POLLERR | POLLHUP)) ? -1 : flush(c);   /* a reply is going out */
+            else rc = receive(sv, c);   /* POLLHUP / POLLERR show up as recv() failing */
+            if (rc) drop(sv, i);
         }
         if (lev & POLLIN) accept_all(sv);   /* after the walk: accepting may move sv->conns */
     }

@@ -343,7 +343,8 @@ START_TEST(test_clients_die) {
     const char *keys[] = { "n" };
     ck_assert_int_eq(wf_store_wait(s, keys, 1, 5), 0);
     int64_t count = 0;
-    for (double t0 = now(); count < 2 && now() - t0 < 5;) ck_assert_int_eq(wf_store_add(s, "n", 0, &count), 0);
+    for (double t0 = now(); count < 2 && now() - t0 < 5; nanosleep(&(struct timespec){ 0, 5000000 }, NULL))
+        ck_assert_int_eq(wf_store_add(s, "n", 0, &count), 0);
     ck_assert_int_eq(count, 2);   /* the waiter is connected and polling */
     kill(waiter, SIGKILL);
     ck_assert_int_eq(waitpid(waiter, &st, 0), waiter);
@@ -491,11 +492,11 @@ END_TEST
 
 /* ---------------------------------------------------------------- wait_ranks */
 
-typedef struct { wf_store *st; int rank, world, rc; const char *prefix; char msg[256]; } arrival;
+typedef struct { wf_store *st; int rank, world, rc; const char *prefix; double timeout; char msg[256]; } arrival;
 
 static void *arrive(void *arg) {
     arrival *a = arg;
-    a->rc = wf_store_wait_ranks(a->st, a->prefix, a->rank, a->world, 0.5);
+    a->rc = wf_store_wait_ranks(a->st, a->prefix, a->rank, a->world, a->timeout);
     snprintf(a->msg, sizeof a->msg, "%s", wf_error_message());
     return NULL;
 }
@@ -504,7 +505,7 @@ START_TEST(test_wait_ranks) {
     wf_store *s = serve(5);
     wf_store *c1 = client(wf_store_port(s), 5), *c2 = client(wf_store_port(s), 5);
     /* world 3, only ranks 0 and 1 come: both time out naming rank 2 */
-    arrival a[3] = { { s, 0, 3, 0, "start", "" }, { c1, 1, 3, 0, "start", "" }, { c2, 2, 3, 0, "go", "" } };
+    arrival a[3] = { { s, 0, 3, 0, "start", 0.5, "" }, { c1, 1, 3, 0, "start", 0.5, "" }, { c2, 2, 3, 0, "go", 0.5, "" } };
     pthread_t th[3];
     for (int i = 0; i < 2; i++) pthread_create(&th[i], NULL, arrive, &a[i]);
     for (int i = 0; i < 2; i++) {
@@ -514,7 +515,11 @@ START_TEST(test_wait_ranks) {
                       "rank %d: %s", i, a[i].msg);
     }
     /* all three come */
-    for (int i = 0; i < 3; i++) { a[i].prefix = "go"; pthread_create(&th[i], NULL, arrive, &a[i]); }
+    for (int i = 0; i < 3; i++) {
+        a[i].prefix = "go";
+        a[i].timeout = 10;   /* generous: a loaded machine must not fail this */
+        pthread_create(&th[i], NULL, arrive, &a[i]);
+    }
     for (int i = 0; i < 3; i++) {
         pthread_join(th[i], NULL);
         ck_assert_msg(a[i].rc == 0, "rank %d: %s", i, a[i].msg);
