@@ -490,6 +490,28 @@ START_TEST(test_malformed_frames) {
 }
 END_TEST
 
+START_TEST(test_hosts) {
+    /* every interface, reached through loopback */
+    wf_store *any = wf_store_new("0.0.0.0", 0, true, &(wf_store_opts){ .timeout_s = 5 });
+    ck_assert_msg(any, "%s", wf_error_message());
+    wf_store *c = client(wf_store_port(any), 5);
+    ck_assert_int_eq(wf_store_set(c, "via", "any", 3), 0);
+    ck_assert_int_eq(wf_store_check(any, "via"), 1);
+    wf_store_free(c);
+    wf_store_free(any);
+    /* a name, resolved */
+    wf_store *named = wf_store_new("localhost", 0, true, &(wf_store_opts){ .timeout_s = 5 });
+    ck_assert_msg(named, "%s", wf_error_message());
+    wf_store *c4 = wf_store_new("127.0.0.1", wf_store_port(named), false, &(wf_store_opts){ .timeout_s = 5 });
+    ck_assert_msg(c4, "%s", wf_error_message());
+    wf_store_free(c4);
+    wf_store_free(named);
+    /* an address this machine does not have (TEST-NET-3) */
+    ck_assert_ptr_null(wf_store_new("203.0.113.1", 0, true, &(wf_store_opts){ .timeout_s = 1 }));
+    ck_assert_error(WF_EDIST, "cannot serve on 203.0.113.1:0");
+}
+END_TEST
+
 /* ---------------------------------------------------------------- wait_ranks */
 
 typedef struct { wf_store *st; int rank, world, rc; const char *prefix; double timeout; char msg[256]; } arrival;
@@ -533,6 +555,16 @@ START_TEST(test_wait_ranks) {
         }
     ck_assert_int_eq(wf_store_wait_ranks(s, "six", 0, 6, 0.2), WF_ETIMEOUT);
     ck_assert_error(WF_ETIMEOUT, "wf_store_wait_ranks: ranks 2, 5 of 6 did not arrive within 0.2 s");
+    /* a world larger than one CHECK (1024 keys): 1234 is missing, found in the second batch */
+    for (int r = 1; r < 1500; r++)
+        if (r != 1234) {
+            char k[16];
+            snprintf(k, sizeof k, "big/%d", r);
+            ck_assert_int_eq(wf_store_set(c2, k, "1", 1), 0);
+        }
+    ck_assert_int_eq(wf_store_wait_ranks(s, "big", 0, 1500, 0.1), WF_ETIMEOUT);
+    ck_assert_error(WF_ETIMEOUT, "wf_store_wait_ranks: rank 1234 of 1500 did not arrive");
+    ck_assert_int_eq(wf_store_wait_ranks(c1, "big", 1234, 1500, 1), 0);
     /* bad arguments */
     ck_assert_int_eq(wf_store_wait_ranks(s, "x", 3, 3, 0.1), WF_EINVAL);
     ck_assert_error(WF_EINVAL, "rank 3 of world size 3");
@@ -563,6 +595,7 @@ int main(void) {
     tcase_add_test(tc, test_connect_timeout);
     tcase_add_test(tc, test_not_a_store);
     tcase_add_test(tc, test_port_in_use);
+    tcase_add_test(tc, test_hosts);
     tcase_add_test(tc, test_server_goes_away);
     tcase_add_test(tc, test_clients_die);
     tcase_add_test(tc, test_malformed_frames);
