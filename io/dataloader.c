@@ -23,6 +23,10 @@ typedef struct {
 struct wf_dataloader {
     wf_dataset ds;
     wf_sampler sampler;
+    /* What wf_dataloader_distribute needs to rebuild the default sampler as a distributed
+     * one: whether the sampler is still the loader's own, and its shuffle and (resolved) seed. */
+    bool default_sampler, shuffle, distributed;
+    uint64_t seed;
     int64_t batch_size;
     bool drop_last;
     int nf;
@@ -104,8 +108,11 @@ wf_dataloader *wf_dataloader_new(const wf_dataset *ds, const wf_dataloader_opts 
     dl->drop_last = o->drop_last;
     int64_t n = ds->len(ds->ud);
     int rc;
+    dl->default_sampler = !o->sampler;
+    dl->shuffle = o->shuffle;
+    dl->seed = o->seed ? o->seed : wf_rng_get_state().seed;
     if (o->sampler) { dl->sampler = *o->sampler; rc = 0; }
-    else if (o->shuffle) rc = wf_random_sampler(n, o->seed ? o->seed : wf_rng_get_state().seed, &dl->sampler);
+    else if (o->shuffle) rc = wf_random_sampler(n, dl->seed, &dl->sampler);
     else rc = wf_sequential_sampler(n, &dl->sampler);
     if (rc) { wf__free(dl, sizeof *dl); return NULL; }
     pthread_mutex_init(&dl->mu, NULL);
@@ -171,10 +178,9 @@ int wf_dataloader_set_epoch(wf_dataloader *dl, uint64_t epoch) {
     return rc;
 }
 
-int wf_dataloader_set_sampler(wf_dataloader *dl, const wf_sampler *s) {
-    if (!dl || !s) return wf__error(WF_ENULL, "wf_dataloader_set_sampler: NULL argument");
-    int64_t dn = dl->ds.len(dl->ds.ud);
-    (void)dn;
+/* Swap in s with no batch in flight; the old sampler is freed unless s took it over (a
+ * wrapper around it). The next wf_dataloader_next starts an epoch with the new one. */
+static void replace_sampler(wf_dataloader *dl, const wf_sampler *s, bool free_old) {
     pthread_mutex_lock(&dl->mu);
     dl->started = false;
     for (;;) {
@@ -184,12 +190,44 @@ int wf_dataloader_set_sampler(wf_dataloader *dl, const wf_sampler *s) {
         pthread_cond_wait(&dl->cv_done, &dl->mu);
     }
     drop_slots(dl);
-    wf_sampler_free(&dl->sampler);
+    if (free_old) wf_sampler_free(&dl->sampler);
     dl->sampler = *s;
     wf__free(dl->idx, 0);
     dl->idx = NULL;
     dl->n_idx = 0;
     pthread_mutex_unlock(&dl->mu);
+}
+
+int wf_dataloader_set_sampler(wf_dataloader *dl, const wf_sampler *s) {
+    if (!dl || !s) return wf__error(WF_ENULL, "wf_dataloader_set_sampler: NULL argument");
+    replace_sampler(dl, s, true);
+    dl->default_sampler = dl->distributed = false;
+    return 0;
+}
+
+int wf_dataloader_distribute(wf_dataloader *dl, int num_replicas, int rank) {
+    if (!dl) return wf__error(WF_ENULL, "wf_dataloader_distribute: NULL loader");
+    /* Twice would shard a custom sampler's shard again: refuse rather than lose data. */
+    if (dl->distributed)
+        return wf__error(WF_EINVAL, "wf_dataloader_distribute: the loader is already distributed "
+                         "(asked again for num_replicas %d, rank %d)", num_replicas, rank);
+    wf_sampler s;
+    int rc;
+    if (dl->default_sampler) {
+        /* Lightning's _get_distributed_sampler: DistributedSampler(shuffle=<loader's>, seed, drop_last=False) */
+        rc = wf_distributed_sampler(dl->ds.len(dl->ds.ud), num_replicas, rank, dl->shuffle, dl->seed, false, &s);
+        if (!rc) replace_sampler(dl, &s, true);
+    } else {
+        /* the wrapper takes over the custom sampler, so the loader must not free it */
+        rc = wf_distributed_sampler_wrap(&dl->sampler, num_replicas, rank, false, &s);
+        if (!rc) replace_sampler(dl, &s, false);
+    }
+    if (rc) {   /* copied: the message buffer is about to be rewritten */
+        char msg[512];
+        snprintf(msg, sizeof msg, "%s", wf_error_message());
+        return wf__error(rc, "wf_dataloader_distribute: %s", msg);
+    }
+    dl->distributed = true;
     return 0;
 }
 

@@ -2,7 +2,9 @@
  *
  * A dataset is a length plus a way to fetch items; a sampler orders indices for an epoch;
  * a DataLoader groups indices into batches, collates them into contiguous batch tensors
- * and can prepare batches on background threads while the caller trains. */
+ * and can prepare batches on background threads while the caller trains. In data-parallel
+ * training each rank's loader is sharded with wf_dataloader_distribute (a DistributedSampler,
+ * or a wrapper around the user's sampler): no communication, every rank the same batch count. */
 #ifndef WEFT_DATA_H
 #define WEFT_DATA_H
 
@@ -56,6 +58,33 @@ int wf_random_sampler(int64_t n, uint64_t seed, wf_sampler *out);
 int wf_subset_sampler(const int64_t *indices, int64_t n, bool shuffle, uint64_t seed, wf_sampler *out);
 void wf_sampler_free(wf_sampler *s);
 
+/* ---------------------------------------------------------------- distributed samplers */
+
+/* torch.utils.data.DistributedSampler: rank's share of an epoch when num_replicas processes
+ * train together. No communication: every rank computes the same epoch order on its own and
+ * keeps every num_replicas-th index from position rank.
+ *
+ *  - len() = num_samples on every rank: drop_last and dataset_len % R != 0 gives
+ *    floor(dataset_len / R) (PyTorch's ceil((len - R) / R)), otherwise ceil(dataset_len / R);
+ *    total_size = num_samples * R. Equal lengths on all ranks keep collectives in step.
+ *  - The epoch order is wf_random_sampler(dataset_len, seed)'s permutation for that epoch
+ *    when shuffle (a function of (seed, epoch) only: the same on every rank), else
+ *    0..dataset_len-1. Without drop_last it is padded to total_size by repeating its start
+ *    (whole copies if padding exceeds the length); with drop_last its tail is cut at
+ *    total_size. Rank r takes positions r, r + R, r + 2R, ... < total_size.
+ *  - num_replicas < 1, rank outside [0, num_replicas) or dataset_len < 0: WF_EINVAL naming the
+ *    values; out NULL: WF_ENULL. Free with wf_sampler_free. */
+int wf_distributed_sampler(int64_t dataset_len, int num_replicas, int rank, bool shuffle, uint64_t seed,
+                           bool drop_last, wf_sampler *out);
+/* Lightning's DistributedSamplerWrapper: shards any sampler. Each epoch draws inner's
+ * indices for that epoch and shards that list exactly as above (shuffle=false over the
+ * inner order), so with an inner sampler that shuffles by (seed, epoch) the ranks agree.
+ * On success it owns *inner (copied struct; freed with *out; do not free *inner). On
+ * failure *inner is untouched and still the caller's. Errors as above, plus WF_ENULL for a
+ * NULL or incomplete inner sampler. */
+int wf_distributed_sampler_wrap(const wf_sampler *inner, int num_replicas, int rank, bool drop_last,
+                                wf_sampler *out);
+
 /* ---------------------------------------------------------------- DataLoader */
 
 typedef struct wf_dataloader wf_dataloader;
@@ -81,8 +110,22 @@ int wf_dataloader_next(wf_dataloader *dl, wf_tensor **out);
 int64_t wf_dataloader_len(const wf_dataloader *dl);
 int64_t wf_dataloader_dataset_len(const wf_dataloader *dl);
 int wf_dataloader_n_fields(const wf_dataloader *dl);
-/* Replace the sampler (e.g. Fabric's distributed sampler); the loader owns it. */
+/* Replace the sampler with a custom one: the loader owns *s (copied struct) on success and
+ * frees the previous sampler; the next wf_dataloader_next starts an epoch with it and the
+ * batch count comes from it. NULL arguments: WF_ENULL (then *s stays the caller's). */
 int wf_dataloader_set_sampler(wf_dataloader *dl, const wf_sampler *s);
+/* What Fabric's setup_dataloader does when world size > 1 (use_distributed_sampler):
+ * shards the loader's sampler over num_replicas ranks. A loader still on its default sampler
+ * (sequential, or random from shuffle=true) gets wf_distributed_sampler(dataset length,
+ * num_replicas, rank, its shuffle, its seed, drop_last=false) as Lightning does; a custom
+ * sampler (opts.sampler or wf_dataloader_set_sampler) is wrapped with
+ * wf_distributed_sampler_wrap(drop_last=false). Every rank then has the same number of
+ * batches (padding repeats a few samples), so uneven data never leaves a rank waiting in a
+ * collective. The loader's seed must be the same on every rank (give opts.seed, or seed the
+ * global RNG alike before creating the loader). Errors: WF_ENULL, WF_EINVAL for a bad
+ * num_replicas or rank (naming them) or a loader already distributed; the loader is
+ * unchanged on error. */
+int wf_dataloader_distribute(wf_dataloader *dl, int num_replicas, int rank);
 /* Stops workers and frees everything. NULL is fine. */
 void wf_dataloader_free(wf_dataloader *dl);
 
