@@ -12,6 +12,7 @@
 #include "weft/autograd.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define DESC_N (6 + WF_MAX_DIMS)   /* kind, dtype, count, root, op, ndim, shape... */
@@ -118,11 +119,42 @@ static bool same_desc(const int64_t *a, const int64_t *b) {
     return true;
 }
 
+/* WF_DIST_DEBUG through the store, for backends without a side channel: every rank posts its
+ * descriptor under the collective's number and reads the others'. (Keys stay in the store:
+ * a debugging mode's cost.) */
+static int store_exchange(wf_process_group *pg, const int64_t *mine, int n, int64_t *all, double deadline, uint64_t seq) {
+    enum { KEY = 96 };
+    int rc = 0;
+    char *keys = wf__malloc((size_t)pg->size * KEY);
+    const char **kp = wf__malloc(sizeof(char *) * (size_t)pg->size);
+    if (!keys || !kp) { rc = wf__error(WF_ENOMEM, "WF_DIST_DEBUG: out of memory"); goto done; }
+    for (int r = 0; r < pg->size; r++) {
+        snprintf(keys + (size_t)r * KEY, KEY, "wf/pg%s/dbg/%llu/%d", pg->name, (unsigned long long)seq, r);
+        kp[r] = keys + (size_t)r * KEY;
+    }
+    size_t nb = sizeof(int64_t) * (size_t)n;
+    if ((rc = wf_store_set(pg->store, kp[pg->rank], mine, nb)) != 0) goto done;
+    double left = deadline - wf__dist_now();
+    if ((rc = wf_store_wait(pg->store, kp, pg->size, left > 0.001 ? left : 0.001)) != 0) goto done;
+    for (int r = 0; r < pg->size && !rc; r++) {
+        void *v = NULL;
+        size_t vn = 0;
+        if ((rc = wf_store_get(pg->store, kp[r], &v, &vn)) != 0) break;
+        if (vn != nb) rc = wf__error(WF_EDIST, "WF_DIST_DEBUG: rank %d posted %zu bytes, expected %zu", r, vn, nb);
+        else memcpy(all + (size_t)r * n, v, nb);
+        free(v);
+    }
+done:
+    wf__free(keys, keys ? (size_t)pg->size * KEY : 0);
+    wf__free(kp, kp ? sizeof(char *) * (size_t)pg->size : 0);
+    return rc;
+}
+
 /* Every rank sends (kind, dtype, count, root, op, shape) to all others before the collective;
  * any difference is WF_EDIST on every rank (all of them see the same table, so they agree to
  * skip the collective and the group stays usable). */
 static int debug_check(wf_process_group *pg, const char *fn, const wf__coll *c, const wf_tensor *shape_of, wf_work *w) {
-    if (!pg->be->exchange) return 0;   /* backend without a side channel: nothing to check with */
+    if (!pg->be->exchange && !pg->store) return 0;   /* no side channel at all: nothing to check with */
     int64_t mine[DESC_N] = {0};
     mine[0] = c->kind;
     mine[1] = c->dtype;
@@ -139,7 +171,8 @@ static int debug_check(wf_process_group *pg, const char *fn, const wf__coll *c, 
     size_t nb = sizeof(int64_t) * DESC_N * (size_t)pg->size;
     int64_t *all = wf__malloc(nb);
     if (!all) return wf__error(WF_ENOMEM, "%s: out of memory for the WF_DIST_DEBUG check", fn);
-    int rc = pg->be->exchange(pg, mine, DESC_N, all, w->deadline);
+    int rc = pg->be->exchange ? pg->be->exchange(pg, mine, DESC_N, all, w->deadline)
+                              : store_exchange(pg, mine, DESC_N, all, w->deadline, w->seq);
     if (rc == WF_ETIMEOUT) rc = wf__pg_timeout(pg, fn, c->kind, w->seq, w->bytes);
     else if (rc) wf__pg_break(pg, rc, wf_error_message());
     bool agree = true;

@@ -13,13 +13,11 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <unistd.h>
 
 #ifdef WEFT_HAVE_MPI
 #include <mpi.h>
 #endif
-
-/* dist/store.c (branch `store`) is not on main yet: no store is made or freed until it lands */
-#define WF__PG_HAVE_STORE 0
 
 /* ---------------------------------------------------------------- small helpers */
 
@@ -120,8 +118,57 @@ int wf__pg_break(wf_process_group *pg, int code, const char *msg) {
  * lower never joined. Writes the list (or why it is unknown) into out. */
 static void pg_absent_ranks(wf_process_group *pg, uint64_t seq, char *out, size_t n) {
     if (!pg->store) { snprintf(out, n, "unknown (no store)"); return; }
-    (void)seq;
-    snprintf(out, n, "unknown (store not wired)");
+    enum { KEY = 96 };
+    char *keys = wf__malloc((size_t)pg->size * KEY);
+    const char **kp = wf__malloc(sizeof(char *) * (size_t)pg->size);
+    if (!keys || !kp) {
+        snprintf(out, n, "unknown (out of memory)");
+        goto done;
+    }
+    for (int r = 0; r < pg->size; r++) {
+        snprintf(keys + (size_t)r * KEY, KEY, "wf/pg%s/seq/%d", pg->name, r);
+        kp[r] = keys + (size_t)r * KEY;
+    }
+    char val[24];
+    snprintf(val, sizeof val, "%llu", (unsigned long long)seq);
+    if (wf_store_set(pg->store, kp[pg->rank], val, strlen(val)) != 0) {
+        snprintf(out, n, "unknown (the store failed: %.200s)", wf_error_message());
+        goto done;
+    }
+    /* the others time out at about the same moment; a short bounded wait lets them post */
+    (void)wf_store_wait(pg->store, kp, pg->size, fmin(2.0, pg->timeout_s));
+    size_t len = 0;
+    int absent = 0;
+    out[0] = '\0';
+    for (int r = 0; r < pg->size && len < n; r++) {
+        if (r == pg->rank) continue;
+        int has = wf_store_check(pg->store, kp[r]);
+        if (has < 0) {
+            snprintf(out, n, "unknown (the store failed: %.200s)", wf_error_message());
+            goto done;
+        }
+        unsigned long long theirs = 0;
+        if (has == 1) {
+            void *v = NULL;
+            size_t vn = 0;
+            if (wf_store_get(pg->store, kp[r], &v, &vn) == 0 && v) {
+                char tmp[24] = {0};
+                memcpy(tmp, v, vn < sizeof tmp - 1 ? vn : sizeof tmp - 1);
+                theirs = strtoull(tmp, NULL, 10);
+            }
+            free(v);
+        }
+        if (has == 1 && theirs >= seq) continue;   /* it reached this collective (or a later one) */
+        int k = pg->parent && pg->world_ranks
+                    ? snprintf(out + len, n - len, "%s%d (world rank %d)", absent ? ", " : "", r, pg->world_ranks[r])
+                    : snprintf(out + len, n - len, "%s%d", absent ? ", " : "", r);
+        if (k > 0) len += (size_t)k;
+        absent++;
+    }
+    if (!absent) snprintf(out, n, "none (every rank reached it: the collective itself stalled)");
+done:
+    wf__free(keys, keys ? (size_t)pg->size * KEY : 0);
+    wf__free(kp, kp ? sizeof(char *) * (size_t)pg->size : 0);
 }
 
 int wf__pg_timeout(wf_process_group *pg, const char *fn, wf__coll_kind kind, uint64_t seq, size_t bytes) {
@@ -218,9 +265,51 @@ static const wf__pg_backend *pick_backend(const char *name, const wf_cluster_inf
     return NULL;
 }
 
-/* rank 0 serves a store and the others connect (wired when dist/store.c lands) */
-static int pg_make_store(wf_process_group *pg, const wf_cluster_info *ci) {
-    (void)pg; (void)ci;
+/* A store for naming absent ranks on timeouts (and for WF_DIST_DEBUG on backends without a
+ * side channel), made when MPI runs the world and none was given: rank 0 serves on every
+ * interface and sends host:port to the others with MPI_Bcast. A store that cannot be made is
+ * not fatal (the group works, timeouts then say "unknown"), but all ranks agree on having one
+ * so that none waits for keys that will never come. */
+static int pg_make_store(wf_process_group *pg) {
+#ifdef WEFT_HAVE_MPI
+    int inited = 0, fin = 0;
+    MPI_Initialized(&inited);
+    MPI_Finalized(&fin);
+    if (pg->store || pg->size < 2 || !inited || fin) return 0;
+    struct { char host[256]; int32_t port; } where;
+    memset(&where, 0, sizeof where);
+    wf_store_opts so = {.timeout_s = fmin(pg->timeout_s, 60.0), .world_size = pg->size};
+    wf_store *s = NULL;
+    char why[300] = "";
+    if (pg->rank == 0) {
+        s = wf_store_new("0.0.0.0", 0, true, &so);
+        if (s) {
+            where.port = wf_store_port(s);
+            gethostname(where.host, sizeof where.host - 1);
+        } else {
+            snprintf(why, sizeof why, "%s", wf_error_message());
+        }
+    }
+    if (MPI_Bcast(&where, (int)sizeof where, MPI_BYTE, 0, MPI_COMM_WORLD) != MPI_SUCCESS) where.port = 0;
+    if (pg->rank != 0 && where.port > 0) {
+        char me[256] = {0};
+        gethostname(me, sizeof me - 1);
+        s = wf_store_new(strcmp(me, where.host) == 0 ? "127.0.0.1" : where.host, where.port, false, &so);
+        if (!s) snprintf(why, sizeof why, "%s", wf_error_message());
+    }
+    int ok = s != NULL;
+    if (MPI_Allreduce(MPI_IN_PLACE, &ok, 1, MPI_INT, MPI_MIN, MPI_COMM_WORLD) != MPI_SUCCESS) ok = 0;
+    if (!ok) {
+        if (why[0]) fprintf(stderr, "weft: rank %d: no store for process group %s (timeouts will not name absent "
+                            "ranks): %s\n", pg->rank, pg->name, why);
+        wf_store_free(s);
+        return 0;
+    }
+    pg->store = s;
+    pg->owns_store = true;
+#else
+    (void)pg;
+#endif
     return 0;
 }
 
@@ -269,7 +358,7 @@ wf_process_group *wf_dist_init(const wf_dist_options *o_in) {
     pg->world_ranks = wf__malloc(sizeof(int) * (size_t)(pg->size > 0 ? pg->size : 1));
     if (!pg->world_ranks) { wf__error(WF_ENOMEM, "wf_dist_init: out of memory"); goto fail_free; }
     for (int i = 0; i < pg->size; i++) pg->world_ranks[i] = i;
-    if (pg_make_store(pg, &ci) != 0) goto fail_free;
+    if (pg_make_store(pg) != 0) goto fail_free;
 #ifdef WEFT_HAVE_MPI
     /* The mpi backend holds its own reference. Other backends keep this one while the group
      * lives: finalizing here would forbid MPI for the rest of the process (it cannot restart). */
@@ -341,12 +430,21 @@ fail:
     return NULL;
 }
 
+/* subgroups borrow their world's store: drop it from a subtree whose world goes first */
+static void forget_store(wf_process_group *g, const wf_store *store) {
+    if (g->store == store && !g->owns_store) g->store = NULL;
+    for (wf_process_group *c = g->first_child; c; c = c->next_sibling) forget_store(c, store);
+}
+
 void wf_process_group_free(wf_process_group *pg) {
     if (!pg) return;
     if (pg->n_subgroups > 0)
         fprintf(stderr, "weft: wf_process_group_free: group %s freed before its %d subgroup(s); they stay usable "
                 "but should be freed first\n", pg->name, pg->n_subgroups);
-    for (wf_process_group *c = pg->first_child; c; c = c->next_sibling) c->parent = NULL;
+    for (wf_process_group *c = pg->first_child; c; c = c->next_sibling) {
+        c->parent = NULL;
+        if (pg->owns_store) forget_store(c, pg->store);
+    }
     if (pg->parent) {
         wf_process_group **pp = &pg->parent->first_child;
         while (*pp && *pp != pg) pp = &(*pp)->next_sibling;
@@ -354,9 +452,7 @@ void wf_process_group_free(wf_process_group *pg) {
         pg->parent->n_subgroups--;
     }
     if (pg->be && pg->be->free) pg->be->free(pg);
-#if WF__PG_HAVE_STORE
     if (pg->owns_store) wf_store_free(pg->store);
-#endif
     wf__free(pg->world_ranks, sizeof(int) * (size_t)(pg->size > 0 ? pg->size : 1));
 #ifdef WEFT_HAVE_MPI
     if (pg->holds_mpi) wf__mpi_release();

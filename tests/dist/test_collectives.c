@@ -285,6 +285,21 @@ START_TEST(test_debug_mismatch) {
         ck_assert_msg(wf_dist_all_reduce(dbg, w, WF_DIST_SUM, NULL) == 0, "%s", wf_error_message());
         ck_assert_double_eq(wf_item(wf_narrow(w, 0, 0, 1)), S);
         ck_assert_int_eq(wf_dist_barrier(dbg), 0);
+
+        /* a backend without its own side channel (as NCCL may be) checks through the store */
+        ck_assert_ptr_nonnull(dbg->store);
+        static wf__pg_backend no_exchange;
+        no_exchange = *dbg->be;
+        no_exchange.exchange = NULL;
+        dbg->be = &no_exchange;
+        wf_tensor *x = wf_ones(WF_SHAPE(2, R == S - 1 ? 4 : 2), WF_I32);
+        ck_assert_int_eq(wf_dist_all_reduce(dbg, x, WF_DIST_MIN, NULL), WF_EDIST);
+        char want[96];
+        snprintf(want, sizeof want, "rank %d all_reduce int32 [2,4] min", S - 1);
+        ck_assert_error(WF_EDIST, want);
+        ck_assert_int_eq(wf_dist_all_reduce(dbg, w, WF_DIST_SUM, NULL), 0);
+        ck_assert_double_eq(wf_item(wf_narrow(w, 0, 0, 1)), S * S);
+        dbg->be = &wf__backend_mpi;
     }
     wf_process_group_free(dbg);
 }

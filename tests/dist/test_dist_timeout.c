@@ -10,7 +10,7 @@
 
 #include "dist/dist_impl.h"
 
-static wf_process_group *pg, *pg_async, *sync_pg;
+static wf_process_group *pg, *pg_async, *pg_parent, *sync_pg;
 static int R, S;
 
 START_TEST(test_skipped_collective_times_out) {
@@ -24,7 +24,9 @@ START_TEST(test_skipped_collective_times_out) {
             ck_assert_msg(dt >= 1.9 && dt < 10, "timed out after %.2f s, expected about 2", dt);
             const char *m = wf_error_message();
             ck_assert_msg(strstr(m, "wf_dist_all_reduce: timed out after 2 s in collective #2 all_reduce (16 B)"), "%s", m);
-            ck_assert_msg(strstr(m, "ranks that did not join: unknown (no store)"), "%s", m);
+            /* the store (rank 0 serves it) names the rank that skipped */
+            ck_assert_msg(strstr(m, "ranks that did not join: 1"), "%s", m);
+            ck_assert_msg(!strstr(m, "ranks that did not join: 1,"), "%s", m);
             char hist[512];
             wf_process_group_history(pg, hist, sizeof hist);
             ck_assert_msg(strstr(hist, "#1 all_reduce float32 16 B done\n#2 all_reduce float32 16 B failed (WF_ETIMEOUT)\n"),
@@ -70,12 +72,30 @@ START_TEST(test_async_work_times_out) {
 }
 END_TEST
 
+/* a subgroup listed last-rank-first: its rank 0 (world rank S-1) skips; world rank 0 names it
+ * by group and world rank */
+START_TEST(test_subgroup_timeout_names_world_rank) {
+    wf_process_group *sub = wf_process_group_new_subgroup(pg_parent, (int[]){S - 1, 0}, 2);
+    ck_assert_msg(sub != NULL, "%s", wf_error_message());
+    if (R == 0) {
+        ck_assert_int_eq(wf_process_group_rank(sub), 1);
+        ck_assert_int_eq(wf_dist_barrier(sub), WF_ETIMEOUT);
+        char want[96];
+        snprintf(want, sizeof want, "ranks that did not join: 0 (world rank %d)", S - 1);
+        ck_assert_error(WF_ETIMEOUT, want);
+    }
+    ck_assert_int_eq(wf_dist_barrier(sync_pg), 0);
+    wf_process_group_free(sub);
+}
+END_TEST
+
 int main(void) {
     sync_pg = wf_dist_init(&(wf_dist_options){.timeout_s = 60});
     setenv("WF_DIST_TIMEOUT", "2", 1);
     pg = wf_dist_init(NULL);
     pg_async = wf_dist_init(&(wf_dist_options){.timeout_s = 1});
-    if (!sync_pg || !pg || !pg_async) {
+    pg_parent = wf_dist_init(&(wf_dist_options){.timeout_s = 1});
+    if (!sync_pg || !pg || !pg_async || !pg_parent) {
         fprintf(stderr, "wf_dist_init: %s\n", wf_error_message());
         return 1;
     }
@@ -90,9 +110,11 @@ int main(void) {
     tcase_set_timeout(tc, 100);
     tcase_add_test(tc, test_skipped_collective_times_out);
     tcase_add_test(tc, test_async_work_times_out);
+    tcase_add_test(tc, test_subgroup_timeout_names_world_rank);
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
     /* freeing groups with abandoned collectives must not hang (MPI_Comm_free is local) */
+    wf_process_group_free(pg_parent);
     wf_process_group_free(pg_async);
     wf_process_group_free(pg);
     wf_process_group_free(sync_pg);
