@@ -8,7 +8,8 @@
  * with MPI_LOR (sum, max) and MPI_LAND (min, prod). avg is a sum divided by the group size
  * afterwards (integers truncate, as NCCL does).
  *
- * Error handling: the communicators return errors (MPI_ERRORS_RETURN), which become WF_EDIST.
+ * Error handling: weft's own communicators return errors (MPI_ERRORS_RETURN), which become
+ * WF_EDIST; MPI_COMM_WORLD keeps the application's handler (weft only meets on it at startup).
  * A rank that dies makes mpirun abort the whole job (Open MPI's default when a rank exits
  * non-zero); one that stops calling collectives is caught by the front-end's timeout. */
 #include "dist/dist_impl.h"
@@ -171,7 +172,6 @@ static int mpi_init(wf_process_group *pg, const wf_cluster_info *ci, const wf_di
     }
     /* Meet first with a bounded barrier: MPI_Comm_dup below blocks without a timeout. */
     MPI_Request req;
-    MPI_Comm_set_errhandler(MPI_COMM_WORLD, MPI_ERRORS_RETURN);
     rc = MPI_Ibarrier(MPI_COMM_WORLD, &req);
     if (rc != MPI_SUCCESS) rc = mpi_fail(rc, "MPI_Ibarrier");
     else rc = wait_req(&req, wf__dist_now() + o->timeout_s, "wf_dist_init's startup barrier");
