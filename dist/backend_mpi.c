@@ -274,9 +274,17 @@ static int mpi_exchange(wf_process_group *pg, const int64_t *mine, int n, int64_
 
 /* ---------------------------------------------------------------- one collective */
 
+/* from this many bytes, a blocking collective runs as barrier + blocking MPI call */
+#ifndef WF__MPI_BLOCKING_MIN
+#define WF__MPI_BLOCKING_MIN ((size_t)256 * 1024)
+#endif
+
 typedef struct mpi_work {
     wf__coll c;
     MPI_Request req;
+    bool arrival;               /* req is the arrival barrier of a blocking collective */
+    MPI_Comm comm;
+    MPI_Datatype dt;
     void *sbuf, *rbuf;          /* what MPI reads and writes (host staging for CUDA) */
     void *stage_s, *stage_r;    /* staging allocations (NULL for host tensors) */
     size_t stage_s_n, stage_r_n;
@@ -303,11 +311,37 @@ static void divide(void *p, int64_t n, wf_dtype dt, int size) {
     }
 }
 
+/* The blocking collective itself, once every rank has arrived. */
+static int run_blocking(wf_process_group *pg, mpi_work *mw) {
+    const wf__coll *c = &mw->c;
+    int cnt = (int)c->count, me = pg->rank, rc;
+    MPI_Op op = mpi_op(c->dtype, c->op);
+    switch (c->kind) {
+    case WF_COLL_ALL_REDUCE: rc = MPI_Allreduce(MPI_IN_PLACE, mw->rbuf, cnt, mw->dt, op, mw->comm); break;
+    case WF_COLL_BROADCAST: rc = MPI_Bcast(mw->rbuf, cnt, mw->dt, c->root, mw->comm); break;
+    case WF_COLL_REDUCE:
+        rc = me == c->root ? MPI_Reduce(MPI_IN_PLACE, mw->rbuf, cnt, mw->dt, op, c->root, mw->comm)
+                           : MPI_Reduce(mw->sbuf, NULL, cnt, mw->dt, op, c->root, mw->comm);
+        break;
+    case WF_COLL_ALL_GATHER: rc = MPI_Allgather(mw->sbuf, cnt, mw->dt, mw->rbuf, cnt, mw->dt, mw->comm); break;
+    case WF_COLL_REDUCE_SCATTER: rc = MPI_Reduce_scatter_block(mw->sbuf, mw->rbuf, cnt, mw->dt, op, mw->comm); break;
+    case WF_COLL_GATHER: rc = MPI_Gather(mw->sbuf, cnt, mw->dt, mw->rbuf, cnt, mw->dt, c->root, mw->comm); break;
+    default: return wf__error(WF_EINVAL, "mpi backend: %s has no blocking form here", wf__coll_name(c->kind));
+    }
+    return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, wf__coll_name(c->kind));
+}
+
 static int mw_test(wf_work *w, bool *done) {
     mpi_work *mw = w->impl;
     int flag = 0;
     int rc = MPI_Test(&mw->req, &flag, MPI_STATUS_IGNORE);
     if (rc != MPI_SUCCESS) return mpi_fail(rc, wf__coll_name(mw->c.kind));
+    if (flag && mw->arrival) {
+        /* Everyone is here: the blocking form cannot wait on an absent rank now (a rank that
+         * dies mid-way makes mpirun end the job). */
+        mw->arrival = false;
+        if ((rc = run_blocking(w->pg, mw)) != 0) return rc;
+    }
     *done = flag != 0;
     return 0;
 }
@@ -390,11 +424,24 @@ static int mpi_start(wf_process_group *pg, const wf__coll *c, wf_work *w) {
     }
 #else
     (void)inplace;
-    (void)sn;
 #endif
     MPI_Datatype dt = c->kind == WF_COLL_GATHER ? MPI_BYTE : mpi_type(c->dtype);
     int cnt = (int)c->count;
     int rc = MPI_SUCCESS;
+    mw->comm = m->comm;
+    mw->dt = dt;
+    /* Open MPI's non-blocking collectives (libnbc) run at about half the bandwidth of the
+     * blocking ones (measured with 2 ranks on one host: 4 KB 1.5 vs 3.0-3.5 GB/s, 16 MB 1.4-2.2
+     * vs 2.3-3.3 GB/s). A large collective the caller waits for at once therefore meets first
+     * with a bounded non-blocking barrier (the timeout still catches a rank that never comes)
+     * and then runs the blocking form, whose cost hides the barrier's few microseconds. */
+    size_t big = sn > rn ? sn : rn;
+    if (c->blocking && big >= WF__MPI_BLOCKING_MIN && c->kind != WF_COLL_BARRIER && c->kind != WF_COLL_SEND &&
+        c->kind != WF_COLL_RECV) {
+        mw->arrival = true;
+        rc = MPI_Ibarrier(m->comm, &mw->req);
+        return rc == MPI_SUCCESS ? 0 : mpi_fail(rc, "MPI_Ibarrier");
+    }
     switch (c->kind) {
     case WF_COLL_ALL_REDUCE:
         rc = MPI_Iallreduce(MPI_IN_PLACE, mw->rbuf, cnt, dt, mpi_op(c->dtype, c->op), m->comm, &mw->req);

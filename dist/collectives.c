@@ -274,6 +274,9 @@ static int launch(wf_process_group *pg, const char *fn, const wf__coll *c, size_
     if (c->count > (int64_t)INT32_MAX)
         return wf__error(WF_ENOTSUP, "%s: %lld elements is more than one collective moves (at most %d); split the tensor",
                          fn, (long long)c->count, INT32_MAX);
+    wf__coll cb = *c;
+    cb.blocking = work == NULL;
+    c = &cb;
     wf_work *w = wf__calloc(1, sizeof *w);
     if (!w) return wf__error(WF_ENOMEM, "%s: out of memory", fn);
     w->pg = pg;

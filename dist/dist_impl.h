@@ -34,6 +34,7 @@ typedef struct wf__coll {
     int root;                  /* src / dst / peer, a group rank */
     int tag;
     wf_device device;
+    bool blocking;             /* appended: the caller waits for it at once (work == NULL) */
 } wf__coll;
 
 struct wf_work {
@@ -121,9 +122,9 @@ double wf__dist_default_timeout(void);
 /* ---------------------------------------------------------------- process_group.c helpers
  * (used by collectives.c and the backends) */
 
-/* One step of a polling loop's back-off: spins for the first few calls, then sched_yield,
- * then sleeps up to 1 ms, so ranks oversubscribed on few cores let each other run. *iter
- * starts at 0 and is advanced by the call. */
+/* One step of a polling loop's back-off: spins for the first calls, then sched_yield (MPI
+ * progresses only while tested; ranks oversubscribed on few cores still let each other run),
+ * then, after a long wait, sleeps growing to 1 ms. *iter starts at 0; the call advances it. */
 void wf__dist_backoff(unsigned *iter);
 /* Record the collective w in pg's history (state "started"); update it when it ends. */
 void wf__pg_history_start(wf_process_group *pg, const wf_work *w, wf_dtype dtype);

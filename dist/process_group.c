@@ -7,6 +7,7 @@
 #include "dist/dist_impl.h"
 
 #include <errno.h>
+#include <limits.h>
 #include <math.h>
 #include <sched.h>
 #include <stdio.h>
@@ -48,14 +49,18 @@ const char *wf__coll_name(wf__coll_kind k) {
 }
 
 void wf__dist_backoff(unsigned *iter) {
-    unsigned i = (*iter)++;
-    if (i < 200) return;                 /* the common case: done within microseconds */
-    if (i < 1200) { sched_yield(); return; }
-    /* Then sleep, growing to 1 ms: with more ranks than cores, spinning would keep the rank
-     * we wait for from running at all. */
-    unsigned us = (i - 1200) < 20 ? 20u * (i - 1199) : 1000u;
-    if (us > 1000) us = 1000;
-    struct timespec ts = {0, (long)us * 1000L};
+    unsigned i = *iter;
+    if (i < UINT_MAX) *iter = i + 1;
+    if (i < 1000) return;   /* the common case: done within microseconds */
+    /* MPI's non-blocking collectives advance only inside MPI_Test (the shared-memory copies
+     * too), so sleeping between tests would stall a large all_reduce: keep testing, but
+     * yield the core, so that with more ranks than cores the rank we wait for still runs. */
+    if (i < 1000 + 300000) { sched_yield(); return; }
+    /* Waiting this long (a fraction of a second or more), a peer is late, not slow: sleep,
+     * growing to 1 ms, so a rank left waiting does not burn a core until its timeout. */
+    unsigned k = i - 301000;
+    long us = k < 20 ? 50L * (long)(k + 1) : 1000L;
+    struct timespec ts = {0, us * 1000L};
     nanosleep(&ts, NULL);
 }
 

@@ -150,6 +150,32 @@ START_TEST(test_all_gather_2d_and_uneven) {
 }
 END_TEST
 
+/* Large blocking collectives take the barrier + blocking MPI path (>= 256 KB). */
+START_TEST(test_large_collectives) {
+    enum { N = 100000 };   /* 400 KB of f32 */
+    WF_SCOPE {
+        wf_tensor *t = wf_full(WF_SHAPE(N), R + 1, WF_F32);
+        ck_assert_int_eq(wf_dist_all_reduce(pg, t, WF_DIST_AVG, NULL), 0);
+        ck_assert_double_eq(wf_item(wf_narrow(t, 0, N - 1, 1)), (S + 1) / 2.0);
+        wf_tensor *h = wf_full(WF_SHAPE(2 * N), R + 1, WF_BF16);   /* 400 KB, user op */
+        ck_assert_int_eq(wf_dist_all_reduce(pg, h, WF_DIST_PROD, NULL), 0);
+        ck_assert_double_eq(wf_item(wf_narrow(h, 0, 2 * N - 1, 1)), S == 2 ? 2 : 6);
+        wf_tensor *b = wf_full(WF_SHAPE(N), R, WF_I32);
+        ck_assert_int_eq(wf_dist_broadcast(pg, b, S - 1, NULL), 0);
+        ck_assert_double_eq(wf_item(wf_narrow(b, 0, N / 2, 1)), S - 1);
+        ck_assert_int_eq(wf_dist_reduce(pg, b, 0, WF_DIST_SUM, NULL), 0);
+        if (R == 0) ck_assert_double_eq(wf_item(wf_narrow(b, 0, 7, 1)), S * (S - 1));
+        wf_tensor *in = wf_full(WF_SHAPE(N), R, WF_F32);
+        wf_tensor *out = wf_zeros(WF_SHAPE((int64_t)S * N), WF_F32);
+        ck_assert_int_eq(wf_dist_all_gather(pg, out, in, NULL), 0);
+        for (int r = 0; r < S; r++) ck_assert_double_eq(wf_item(wf_narrow(out, 0, (int64_t)r * N + 5, 1)), r);
+        wf_tensor *mine = wf_zeros(WF_SHAPE(N), WF_F32);
+        ck_assert_int_eq(wf_dist_reduce_scatter(pg, mine, out, WF_DIST_MAX, NULL), 0);
+        ck_assert_double_eq(wf_item(wf_narrow(mine, 0, N - 1, 1)), R);
+    }
+}
+END_TEST
+
 START_TEST(test_barrier_p2p_bytes) {
     ck_assert_int_eq(wf_dist_barrier(pg), 0);
     WF_SCOPE {
@@ -345,6 +371,7 @@ int main(void) {
     tcase_add_test(tc, test_all_reduce_every_dtype_and_op);
     tcase_add_test(tc, test_broadcast_gather_scatter_every_dtype);
     tcase_add_test(tc, test_all_gather_2d_and_uneven);
+    tcase_add_test(tc, test_large_collectives);
     tcase_add_test(tc, test_barrier_p2p_bytes);
     tcase_add_test(tc, test_async_handles);
     tcase_add_test(tc, test_subgroup_first_and_last);

@@ -10,7 +10,7 @@
 
 #include "dist/dist_impl.h"
 
-static wf_process_group *pg, *pg_async, *pg_parent, *sync_pg;
+static wf_process_group *pg, *pg_async, *pg_parent, *pg_big, *sync_pg;
 static int R, S;
 
 START_TEST(test_skipped_collective_times_out) {
@@ -38,6 +38,12 @@ START_TEST(test_skipped_collective_times_out) {
             ck_assert_int_eq(wf_dist_broadcast(pg, t, 0, NULL), WF_ETIMEOUT);
             wf_clear_error();
             ck_assert(wf__dist_now() - t0 < 0.5);
+        }
+        /* a large blocking collective (barrier + blocking MPI) times out the same way */
+        wf_tensor *big = wf_zeros(WF_SHAPE(1 << 17), WF_F32);
+        if (R != 1) {
+            ck_assert_int_eq(wf_dist_all_reduce(pg_big, big, WF_DIST_SUM, NULL), WF_ETIMEOUT);
+            ck_assert_error(WF_ETIMEOUT, "collective #1 all_reduce (524288 B)");
         }
     }
     ck_assert_int_eq(wf_dist_barrier(sync_pg), 0);
@@ -95,7 +101,8 @@ int main(void) {
     pg = wf_dist_init(NULL);
     pg_async = wf_dist_init(&(wf_dist_options){.timeout_s = 1});
     pg_parent = wf_dist_init(&(wf_dist_options){.timeout_s = 1});
-    if (!sync_pg || !pg || !pg_async || !pg_parent) {
+    pg_big = wf_dist_init(&(wf_dist_options){.timeout_s = 1});
+    if (!sync_pg || !pg || !pg_async || !pg_parent || !pg_big) {
         fprintf(stderr, "wf_dist_init: %s\n", wf_error_message());
         return 1;
     }
@@ -114,6 +121,7 @@ int main(void) {
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
     /* freeing groups with abandoned collectives must not hang (MPI_Comm_free is local) */
+    wf_process_group_free(pg_big);
     wf_process_group_free(pg_parent);
     wf_process_group_free(pg_async);
     wf_process_group_free(pg);
