@@ -189,6 +189,10 @@ static void sleep_s(double s) {
  * ignores it. The caller's handlers come back afterwards. */
 static volatile sig_atomic_t g_interrupt;
 static void on_interrupt(int sig) { g_interrupt = sig; }
+/* When the launcher noticed an interruption (monotonic s; 0 = none). Ranks that end after it
+ * were stopped by us (or by the same Ctrl-C), so they are not "the rank that failed". */
+static double g_interrupted_at;
+
 
 typedef struct sigsave {
     struct sigaction intr, term, hup, chld;
@@ -196,6 +200,7 @@ typedef struct sigsave {
 
 static void signals_install(sigsave *s) {
     g_interrupt = 0;
+    g_interrupted_at = 0;
     struct sigaction sa;
     memset(&sa, 0, sizeof sa);
     sa.sa_handler = on_interrupt;
@@ -214,6 +219,11 @@ static void signals_restore(const sigsave *s) {
     sigaction(SIGCHLD, &s->chld, NULL);
 }
 
+
+static void note_interrupt(void) {
+    if (g_interrupt && !g_interrupted_at) g_interrupted_at = wf__launch_now();
+}
+
 /* How one rank ended. */
 typedef struct rank_end {
     bool known;
@@ -229,7 +239,10 @@ static bool end_failed(const rank_end *e) { return e->known && (e->signaled || e
 static int first_failure(const rank_end *ends, int n) {
     int first = -1;
     for (int r = 0; r < n; r++)
-        if (end_failed(&ends[r]) && (first < 0 || ends[r].t < ends[first].t)) first = r;
+        if (end_failed(&ends[r]) && (!g_interrupted_at || ends[r].t < g_interrupted_at) &&
+            !(g_interrupt && ends[r].signaled && ends[r].value == g_interrupt) &&
+            (first < 0 || ends[r].t < ends[first].t))
+            first = r;
     return first;
 }
 
@@ -278,6 +291,7 @@ static int supervise_direct(job *j, pid_t *pids, rank_end *ends, char **report) 
     bool stopping = false, killed = false;
     double deadline = 0;
     while (alive > 0) {
+        note_interrupt();
         for (int i = 0; i < n; i++) {
             if (ends[i].known) continue;
             int st;
@@ -550,6 +564,7 @@ static int run_mpirun(job *j, const strvec *base_env, char **report) {
             reaped = r == pid;
             break;
         }
+        note_interrupt();
         for (int i = 0; i < n; i++) read_status(dir, i, &ends[i]);
         if (!stopping && (first_failure(ends, n) >= 0 || g_interrupt)) {
             stopping = true;

@@ -8,7 +8,10 @@
  *   fail      rank 1 exits 3 after 0.2 s; the others sleep 60 s (the launcher must stop them)
  *   kill      rank 1 kills itself with SIGKILL after 0.2 s; the others sleep 60 s
  *   stubborn  like fail, but the others ignore SIGTERM (only SIGKILL stops them)
- *   sleep     every rank sleeps 60 s */
+ *   sleep     every rank sleeps 60 s
+ *   self-MODE, mpi-self-MODE
+ *             not launched yet: re-execute itself as 3 ranks with wf_launch_self (directly, or
+ *             through mpirun), which exits with the job's status; the ranks then act by MODE */
 #include "weft/dist.h"
 
 #include <signal.h>
@@ -25,13 +28,23 @@ static void nap(double s) {
 
 int main(int argc, char **argv) {
     if (wf_launch_rank_begin()) return 100;
+    const char *mode = argc > 1 ? argv[1] : "ok";
+    bool via_mpi = !strncmp(mode, "mpi-self-", 9);
+    if (via_mpi || !strncmp(mode, "self-", 5)) {
+        if (!wf_launched()) {
+            wf_launch_opts o = { .nprocs = 3, .use_mpirun = via_mpi };
+            wf_launch_self(&o);
+            fprintf(stderr, "launch_child: wf_launch_self returned: %s\n", wf_error_message());
+            return 104;
+        }
+        mode += via_mpi ? 9 : 5;
+    }
     wf_cluster_info ci;
     if (wf_cluster_detect(&ci)) {
         fprintf(stderr, "launch_child: %s\n", wf_error_message());
         return 101;
     }
     int rank = ci.global_rank;
-    const char *mode = argc > 1 ? argv[1] : "ok";
     if (argc > 2) {
         char path[4096];
         snprintf(path, sizeof path, "%s/rank%d", argv[2], rank);

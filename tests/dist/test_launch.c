@@ -259,6 +259,39 @@ START_TEST(test_mpirun_success_and_environment) {
 }
 END_TEST
 
+/* ------------------------------------------------------------------ wf_launch_self */
+
+/* Run the child program itself (no launcher around it); its exit status. */
+static int run_child(const char *mode) {
+    clean_env();
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    if (pid == 0) {
+        execl(child_exe, child_exe, mode, (char *)NULL);
+        _exit(126);
+    }
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
+}
+
+START_TEST(test_launch_self) {
+    double t0 = now_s();
+    ck_assert_int_eq(run_child("self-ok"), 0);
+    ck_assert_int_eq(run_child("self-fail"), 3);
+    ck_assert_int_eq(run_child("self-kill"), 128 + 9);
+    ck_assert_msg(now_s() - t0 < 30, "the other ranks were not stopped");
+}
+END_TEST
+
+START_TEST(test_launch_self_mpirun) {
+    if (!have_mpirun()) return;
+    ck_assert_int_eq(run_child("mpi-self-ok"), 0);
+    ck_assert_int_eq(run_child("mpi-self-fail"), 3);
+}
+END_TEST
+
 /* ------------------------------------------------------------------ weft run */
 
 /* Run `weft ARGS...` and return its exit status (128+signal when killed). */
@@ -299,8 +332,6 @@ START_TEST(test_weft_run) {
     double t0 = now_s();
     const char *fail[] = { "run", "--accelerator=cpu", "--devices=3", child_exe, "fail", NULL };
     ck_assert_int_eq(run_weft(fail), 3);
-    const char *kill9[] = { "run", "--devices", "2", child_exe, "kill", NULL };
-    ck_assert_int_eq(run_weft(kill9), 128 + 9);
     ck_assert_msg(now_s() - t0 < 20, "weft run did not stop the other ranks");
     /* one process: the program itself */
     const char *one[] = { "run", "--strategy", "ddp", child_exe, "ok", dir, NULL };
@@ -310,6 +341,36 @@ START_TEST(test_weft_run) {
     ck_assert_str_eq(field(t, "WF_LAUNCH_RANK"), "(unset)");
     ck_assert_msg(!strncmp(field(t, "detect"), "local 1 0", 9), "%s", field(t, "detect"));
     free(t);
+}
+END_TEST
+
+/* SIGTERM to `weft run` (a scheduler ending the job) stops every rank: 128+15, in seconds. */
+START_TEST(test_weft_run_interrupted) {
+    clean_env();
+    fflush(NULL);
+    pid_t pid = fork();
+    ck_assert_int_ge(pid, 0);
+    char err[512];
+    snprintf(err, sizeof err, "%s/interrupted.err", tmpdir);
+    if (pid == 0) {
+        if (!freopen(err, "w", stderr)) _exit(125);
+        execl(weft_exe, weft_exe, "run", "--devices", "2", child_exe, "sleep", (char *)NULL);
+        _exit(126);
+    }
+    struct timespec wait = { 1, 0 };
+    nanosleep(&wait, NULL);
+    double t0 = now_s();
+    ck_assert_int_eq(kill(pid, SIGTERM), 0);
+    int st;
+    ck_assert_int_eq(waitpid(pid, &st, 0), pid);
+    ck_assert(WIFEXITED(st));
+    ck_assert_int_eq(WEXITSTATUS(st), 128 + SIGTERM);
+    ck_assert_msg(now_s() - t0 < 15, "took %.1f s", now_s() - t0);
+    /* the ranks died of our SIGTERM: that is the interruption, not a rank's failure */
+    char *text = read_file(err);
+    ck_assert_ptr_nonnull(text);
+    ck_assert_msg(strstr(text, "weft: interrupted by signal 15"), "stderr: %s", text);
+    free(text);
 }
 END_TEST
 
@@ -347,7 +408,9 @@ int main(int argc, char **argv) {
     snprintf(tmpdir, sizeof tmpdir, "/tmp/weft-launch-test-XXXXXX");
     if (!mkdtemp(tmpdir)) return 1;
     Suite *s = suite_create("dist_launch");
-    TCase *tc = tcase_create("core");
+    /* two cases, run as two meson tests (CK_RUN_CASE) to keep each short: the direct launcher,
+     * and everything that goes through mpirun or the weft program */
+    TCase *tc = tcase_create("direct");
     tcase_set_timeout(tc, 60);
     tcase_add_test(tc, test_direct_exit_3);
     tcase_add_test(tc, test_direct_sigkill);
@@ -355,11 +418,17 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, test_direct_all_succeed);
     tcase_add_test(tc, test_direct_environment);
     tcase_add_test(tc, test_bad_input);
-    tcase_add_test(tc, test_mpirun_failures);
-    tcase_add_test(tc, test_mpirun_success_and_environment);
-    tcase_add_test(tc, test_weft_run);
-    tcase_add_test(tc, test_weft_usage);
+    tcase_add_test(tc, test_launch_self);
     suite_add_tcase(s, tc);
+    TCase *tm = tcase_create("mpirun_and_cli");
+    tcase_set_timeout(tm, 60);
+    tcase_add_test(tm, test_mpirun_failures);
+    tcase_add_test(tm, test_mpirun_success_and_environment);
+    tcase_add_test(tm, test_launch_self_mpirun);
+    tcase_add_test(tm, test_weft_run);
+    tcase_add_test(tm, test_weft_run_interrupted);
+    tcase_add_test(tm, test_weft_usage);
+    suite_add_tcase(s, tm);
     int rc = tt_run(s);
     char cmd[300];
     snprintf(cmd, sizeof cmd, "rm -rf %s", tmpdir);
