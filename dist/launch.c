@@ -18,6 +18,11 @@
  * is bounded; nothing here blocks longer than the grace period plus a few seconds after a
  * failure.
  *
+ * One launch at a time per process: for its duration the launcher owns SIGINT, SIGTERM and
+ * SIGHUP (they stop the job) and makes SIGCHLD default; the caller's handlers come back at the
+ * end. Call it from the main thread: PR_SET_PDEATHSIG, which keeps ranks from outliving the
+ * launcher, fires when the thread that forked them exits.
+ *
  * Memory: the argument vectors and environments built here are short-lived and use malloc,
  * like the report the caller free()s. */
 #include "dist/launch_impl.h"

@@ -86,13 +86,32 @@ static int count_processes(const char *acc, const char *devices, int gpus) {
         }
         return (int)n;
     }
-    if (!strcmp(devices, "auto") || !strcmp(devices, "-1")) n = gpus;
-    else if (strchr(devices, ',')) {
+    if (!strcmp(devices, "auto") || !strcmp(devices, "-1")) {
+        n = gpus;
+    } else if (strchr(devices, ',')) {
+        /* a list of device indices, "0,2": one process per index; each must exist */
         n = 0;
-        for (const char *p = devices; *p; p++) n += *p == ',';
-        n += devices[strlen(devices) - 1] != ',';   /* "0,2" -> 2; "0," (one device) -> 1 */
+        const char *p = devices;
+        while (*p) {
+            char *end;
+            long idx = strtol(p, &end, 10);
+            if (end == p || (*end && *end != ',') || idx < 0) {
+                fprintf(stderr, "weft run: --devices=%s: expected a list of device indices such as 0,2\n", devices);
+                return -1;
+            }
+            if (idx >= gpus) {
+                fprintf(stderr, "weft run: --devices=%s: device %ld does not exist (%d CUDA device(s))\n", devices,
+                        idx, gpus);
+                return -1;
+            }
+            n++;
+            p = *end ? end + 1 : end;
+        }
     } else if (!parse_long(devices, &n) || n < 1) {
         fprintf(stderr, "weft run: --devices=%s: expected a count, -1 or a list such as 0,2\n", devices);
+        return -1;
+    } else if (n > gpus) {
+        fprintf(stderr, "weft run: --devices=%s: only %d CUDA device(s) are available\n", devices, gpus);
         return -1;
     }
     if (n < 1) {

@@ -393,6 +393,17 @@ START_TEST(test_weft_usage) {
     ck_assert_int_eq(run_weft(help), 0);
     const char *run_help[] = { "run", "--help", NULL };
     ck_assert_int_eq(run_weft(run_help), 0);
+    /* this machine's GPUs (none in a CPU-only build) bound the cuda device requests */
+    int gpus = wf_cuda_device_count();
+    char too_many[16], bad_index[32];
+    snprintf(too_many, sizeof too_many, "%d", gpus + 1);
+    snprintf(bad_index, sizeof bad_index, "0,%d", gpus);
+    const char *gpu_count[] = { "run", "--accelerator", "cuda", "--devices", too_many, child_exe, NULL };
+    ck_assert_int_eq(run_weft(gpu_count), 2);
+    const char *gpu_list[] = { "run", "--accelerator", "gpu", "--devices", bad_index, child_exe, NULL };
+    ck_assert_int_eq(run_weft(gpu_list), 2);
+    const char *gpu_list_bad[] = { "run", "--accelerator", "cuda", "--devices", "0,x", child_exe, NULL };
+    ck_assert_int_eq(run_weft(gpu_list_bad), 2);
     const char *missing[] = { "run", "--devices", "2", "/nonexistent/weft-prog", NULL };
     ck_assert_int_eq(run_weft(missing), 127);
 }
