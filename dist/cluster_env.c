@@ -56,6 +56,12 @@ static int check_below(const char *env, const char *name, int v, const char *bou
     return 0;
 }
 
+static int check_not_above(const char *env, const char *name, int v, const char *bound_name, int bound) {
+    if (v > bound)
+        return wf__error(WF_EINVAL, OP " (%s): %s=%d is larger than %s=%d", env, name, v, bound_name, bound);
+    return 0;
+}
+
 static int set_address(const char *env, wf_cluster_info *out, const char *addr) {
     if (strlen(addr) >= sizeof out->main_address)
         return wf__error(WF_EINVAL, OP " (%s): main address \"%.40s...\" is longer than %zu bytes", env, addr,
@@ -97,7 +103,7 @@ static int torchrun_fill(const wf_cluster_env *e, wf_cluster_info *out) {
     if ((rc = env_int(env, "RANK", true, 0, 0, &out->global_rank))) return rc;
     if ((rc = check_below(env, "RANK", out->global_rank, "WORLD_SIZE", out->world_size))) return rc;
     if ((rc = env_int(env, "LOCAL_WORLD_SIZE", false, out->world_size, 1, &out->local_world_size))) return rc;
-    if ((rc = check_below(env, "LOCAL_WORLD_SIZE", out->local_world_size - 1, "WORLD_SIZE", out->world_size)))
+    if ((rc = check_not_above(env, "LOCAL_WORLD_SIZE", out->local_world_size, "WORLD_SIZE", out->world_size)))
         return rc;
     if ((rc = env_int(env, "LOCAL_RANK", true, 0, 0, &out->local_rank))) return rc;
     if ((rc = check_below(env, "LOCAL_RANK", out->local_rank, "LOCAL_WORLD_SIZE", out->local_world_size))) return rc;
@@ -286,7 +292,7 @@ static int mpi_fill(const wf_cluster_env *e, wf_cluster_info *out) {
         return rc;
     if ((rc = env_int(env, "OMPI_COMM_WORLD_LOCAL_SIZE", false, out->world_size, 1, &out->local_world_size)))
         return rc;
-    if ((rc = check_below(env, "OMPI_COMM_WORLD_LOCAL_SIZE", out->local_world_size - 1, "OMPI_COMM_WORLD_SIZE",
+    if ((rc = check_not_above(env, "OMPI_COMM_WORLD_LOCAL_SIZE", out->local_world_size, "OMPI_COMM_WORLD_SIZE",
                           out->world_size)))
         return rc;
     if ((rc = env_int(env, "OMPI_COMM_WORLD_LOCAL_RANK", false, 0, 0, &out->local_rank))) return rc;
@@ -336,7 +342,7 @@ static int weft_fill(const wf_cluster_env *e, wf_cluster_info *out) {
     if ((rc = env_int(env, "WF_LAUNCH_RANK", true, 0, 0, &out->global_rank))) return rc;
     if ((rc = check_below(env, "WF_LAUNCH_RANK", out->global_rank, "WF_LAUNCH_WORLD_SIZE", out->world_size))) return rc;
     if ((rc = env_int(env, "WF_LAUNCH_LOCAL_SIZE", false, out->world_size, 1, &out->local_world_size))) return rc;
-    if ((rc = check_below(env, "WF_LAUNCH_LOCAL_SIZE", out->local_world_size - 1, "WF_LAUNCH_WORLD_SIZE",
+    if ((rc = check_not_above(env, "WF_LAUNCH_LOCAL_SIZE", out->local_world_size, "WF_LAUNCH_WORLD_SIZE",
                           out->world_size)))
         return rc;
     if ((rc = env_int(env, "WF_LAUNCH_LOCAL_RANK", false, out->global_rank % out->local_world_size, 0,

@@ -130,6 +130,9 @@ START_TEST(test_torchrun_bad_values) {
     set("LOCAL_RANK", "2");
     detect_fails("LOCAL_RANK=2 must be below LOCAL_WORLD_SIZE=2");
     set("LOCAL_RANK", "1");
+    set("LOCAL_WORLD_SIZE", "5");
+    detect_fails("LOCAL_WORLD_SIZE=5 is larger than WORLD_SIZE=4");
+    set("LOCAL_WORLD_SIZE", "2");
     set("WORLD_SIZE", "0");
     detect_fails("WORLD_SIZE=0 must be >= 1");
     set("WORLD_SIZE", "4");
