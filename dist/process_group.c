@@ -197,34 +197,6 @@ int wf__pg_timeout(wf_process_group *pg, const char *fn, wf__coll_kind kind, uin
     return wf__error(WF_ETIMEOUT, "%s", msg);
 }
 
-/* ---------------------------------------------------------------- the cluster environment */
-
-/* FALLBACK until wf_cluster_detect (branch `launch`) lands on main: reads Open MPI's
- * OMPI_COMM_WORLD_* only, else a world of one. Remove it and call wf_cluster_detect then. */
-static int pg_detect_fallback(wf_cluster_info *ci) {
-    memset(ci, 0, sizeof *ci);
-    snprintf(ci->main_address, sizeof ci->main_address, "127.0.0.1");
-    ci->world_size = 1;
-    ci->local_world_size = 1;
-    ci->num_nodes = 1;
-    snprintf(ci->env_name, sizeof ci->env_name, "local");
-    const char *size = getenv("OMPI_COMM_WORLD_SIZE"), *rank = getenv("OMPI_COMM_WORLD_RANK");
-    if (!size || !rank) return 0;
-    const char *lr = getenv("OMPI_COMM_WORLD_LOCAL_RANK"), *ls = getenv("OMPI_COMM_WORLD_LOCAL_SIZE");
-    char *e1 = NULL, *e2 = NULL;
-    long s = strtol(size, &e1, 10), r = strtol(rank, &e2, 10);
-    if (*e1 || *e2 || s < 1 || r < 0 || r >= s)
-        return wf__error(WF_EINVAL, "wf_dist_init: OMPI_COMM_WORLD_RANK=\"%s\" / OMPI_COMM_WORLD_SIZE=\"%s\" "
-                         "are not a rank within a world size", rank, size);
-    snprintf(ci->env_name, sizeof ci->env_name, "mpi");
-    ci->world_size = (int)s;
-    ci->global_rank = (int)r;
-    ci->local_rank = lr ? atoi(lr) : (int)r;
-    ci->local_world_size = ls ? atoi(ls) : (int)s;
-    ci->creates_processes_externally = true;
-    return 0;
-}
-
 /* ---------------------------------------------------------------- creation */
 
 static bool env_flag(const char *name) {
@@ -337,7 +309,7 @@ wf_process_group *wf_dist_init(const wf_dist_options *o_in) {
     wf_process_group *pg = NULL;
     wf_cluster_info ci;
     if (o.cluster) ci = *o.cluster;
-    else if (pg_detect_fallback(&ci) != 0) goto fail;
+    else if (wf_cluster_detect(&ci) != 0) goto fail;   /* after MPI is up: node ranks from host names */
     if (ci.world_size < 1 || ci.global_rank < 0 || ci.global_rank >= ci.world_size) {
         wf__error(WF_EINVAL, "wf_dist_init: the cluster says rank %d of world size %d", ci.global_rank, ci.world_size);
         goto fail;

@@ -65,7 +65,25 @@ extern const wf_cluster_env wf_cluster_env_local;     /* a world of one */
 
 /* Detect in Fabric's order (torchrun, SLURM, Open MPI, weft's launcher, else local) and fill
  * *out. Inconsistent variables (rank >= world size, non-numbers) are WF_EINVAL naming the
- * variable. Returns 0 or a code. */
+ * variable. Returns 0 or a code.
+ *
+ * What each reads:
+ *  - torchrun (all of RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set): GROUP_RANK
+ *    is the node rank, LOCAL_WORLD_SIZE the processes per node, num_nodes = world / local.
+ *  - slurm (SLURM_NTASKS set, SLURM_JOB_NAME not "bash"/"interactive"): SLURM_PROCID,
+ *    SLURM_LOCALID, SLURM_NODEID, SLURM_NODELIST ("node[1-3,5],gpu07": its first host is the
+ *    main address unless MASTER_ADDR is set), SLURM_NTASKS_PER_NODE, SLURM_NNODES; the port
+ *    is MASTER_PORT, else 15000 + the last four digits of SLURM_JOB_ID (Lightning's rule).
+ *  - mpi (OMPI_COMM_WORLD_SIZE and _RANK set): _LOCAL_RANK, _LOCAL_SIZE; with MPI initialized
+ *    the node rank is this host's index among the ranks' distinct host names (an Allgather
+ *    over MPI_COMM_WORLD, so every rank must call it then), before MPI_Init it is
+ *    rank / local size (mpirun's default mapping); MASTER_ADDR or 127.0.0.1, MASTER_PORT or 0.
+ *  - weft (WF_LAUNCH_RANK and WF_LAUNCH_WORLD_SIZE set, by wf_launch_processes for the ranks
+ *    it starts itself): WF_LAUNCH_LOCAL_RANK, WF_LAUNCH_LOCAL_SIZE, WF_LAUNCH_NODE_RANK,
+ *    WF_LAUNCH_NUM_NODES, MASTER_ADDR, MASTER_PORT. Those ranks also get torchrun's names
+ *    (for programs that read them) and may run inside a SLURM job whose variables describe
+ *    the launcher, so where WF_LAUNCH_RANK is set, weft's environment is chosen first.
+ *  - local: a world of one (MASTER_ADDR/MASTER_PORT still read). */
 int wf_cluster_detect(wf_cluster_info *out);
 
 /* Check a rank -> GPU mapping before NCCL starts: devices[r] is the CUDA index of global
@@ -178,7 +196,24 @@ void wf_work_free(wf_work *w);   /* NULL ok; waits for an unfinished work first 
  * Printed on every timeout. Returns the length written. */
 size_t wf_process_group_history(const wf_process_group *pg, char *buf, size_t n);
 
-/* ================================================================ launching */
+/* ================================================================ launching
+ *
+ * Direct mode (GPU ranks): the launcher forks and execs every rank with RANK, LOCAL_RANK,
+ * WORLD_SIZE, LOCAL_WORLD_SIZE, GROUP_RANK, MASTER_ADDR, MASTER_PORT and WF_LAUNCH_RANK,
+ * WF_LAUNCH_WORLD_SIZE, WF_LAUNCH_LOCAL_RANK, WF_LAUNCH_LOCAL_SIZE, WF_LAUNCH_NODE_RANK,
+ * WF_LAUNCH_NUM_NODES; ranks stay in the launcher's process group and die with it
+ * (PR_SET_PDEATHSIG).
+ * mpirun mode (CPU ranks): `mpirun -np N --oversubscribe --bind-to none [--allow-run-as-root]
+ * -x WF_* -x OMP_NUM_THREADS -x MASTER_ADDR -x MASTER_PORT ... PROGRAM ARGS` in its own
+ * process group, with WF_LAUNCH_STATUS_DIR naming a private directory. Each rank runs under a
+ * per-rank supervisor that records "<rank> exit|signal <n> <monotonic time>" there when the
+ * rank ends, forwards SIGTERM/SIGINT/SIGHUP to it and exits the same way; the launcher polls
+ * the directory, so the report names the first rank that failed. The supervisor is
+ * wf_launch_rank_begin() in weft programs (wf_fabric_launch calls it), or `weft __rank` for
+ * any program under `weft run`; a rank without one still runs and is stopped, but a failure
+ * can then only be reported as mpirun's exit status.
+ * A SIGINT/SIGTERM/SIGHUP to the launcher stops the ranks the same way and returns 128+signal
+ * with "weft: interrupted by signal N". */
 
 typedef struct wf_launch_opts {
     int nprocs;                /* local processes (>= 1) */

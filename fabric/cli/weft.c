@@ -1,0 +1,274 @@
+/* fabric/cli/weft.c: the `weft` program (Lightning's `fabric run`).
+ *
+ *     weft run [--accelerator A] [--strategy S] [--devices D] [--num-nodes N] [--node-rank R]
+ *              [--main-address H] [--main-port P] [--precision P] PROGRAM [ARGS...]
+ *
+ * It passes the settings to the ranks as WF_ACCELERATOR, WF_STRATEGY, WF_DEVICES,
+ * WF_NUM_NODES, WF_PRECISION and WF_CLI_USED=1 (fabric/connector.c reads them; a config
+ * value in the program that conflicts with them is an error there) and starts the ranks:
+ *  - cpu (or auto without a GPU): devices is a process count; with more than one process in
+ *    the world and Open MPI in this build, through mpirun (the "mpi" backend needs it), each
+ *    rank under `weft __rank`, the per-rank supervisor, so that any program's failure is
+ *    named; otherwise directly;
+ *  - cuda/gpu: one process per requested device (a count, -1 for all, or a list "0,2"),
+ *    started directly; NCCL meets through the store at MASTER_ADDR:MASTER_PORT, and each
+ *    rank picks its device from LOCAL_RANK (CUDA_VISIBLE_DEVICES is left alone).
+ * One process in all: the program is exec'ed directly. The exit status is the program's, or
+ * the first failing rank's (128+signal when killed). Usage errors exit 2; a program that
+ * cannot be found exits 127. */
+#include "weft/dist.h"
+#include "weft/tensor.h"
+#include "dist/launch_impl.h"
+#include "weft_config.h"
+
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+static const char *usage_main =
+    "usage: weft run [options] PROGRAM [ARGS...]\n"
+    "       weft --help | weft run --help\n"
+    "\n"
+    "Commands:\n"
+    "  run      launch PROGRAM on one or more processes (Lightning's `fabric run`)\n";
+
+static const char *usage_run =
+    "usage: weft run [options] PROGRAM [ARGS...]\n"
+    "\n"
+    "Run PROGRAM (a weft program using wf_fabric) as the ranks of one job.\n"
+    "\n"
+    "Options (also as --name=value):\n"
+    "  --accelerator A    cpu, cuda, gpu or auto (default: cpu)\n"
+    "  --strategy S       the Fabric strategy (ddp, fsdp, ...; default: the program's)\n"
+    "  --devices D        cpu: a process count; cuda: a count, -1 for all or a list \"0,2\" (default: 1)\n"
+    "  --num-nodes N      nodes in the job (default: 1)\n"
+    "  --node-rank R      this node's rank (default: 0)\n"
+    "  --main-address H   where rank 0 serves the store (default: 127.0.0.1)\n"
+    "  --main-port P      its port (default: a free port on one node, 29400 on several)\n"
+    "  --precision P      32-true, bf16-mixed, 16-mixed, ... (default: the program's)\n"
+    "  -h, --help         this text\n"
+    "\n"
+    "The ranks see WF_ACCELERATOR, WF_STRATEGY, WF_DEVICES, WF_NUM_NODES, WF_PRECISION and\n"
+    "WF_CLI_USED=1, and RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT.\n"
+    "The exit status is the first failing rank's (128+signal when it was killed).\n";
+
+static int usage_error(const char *fmt, const char *arg) {
+    fprintf(stderr, "weft run: ");
+    fprintf(stderr, fmt, arg);
+    fprintf(stderr, "\n\n%s", usage_run);
+    return 2;
+}
+
+static bool parse_long(const char *s, long *out) {
+    char *end;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno || end == s || *end) return false;
+    *out = v;
+    return true;
+}
+
+typedef struct cli {
+    const char *accelerator, *strategy, *devices, *num_nodes, *node_rank, *main_address, *main_port, *precision;
+} cli;
+
+/* The number of processes that devices names for the accelerator; -1 with a message. */
+static int count_processes(const char *acc, const char *devices, int gpus) {
+    long n;
+    if (!strcmp(acc, "cpu")) {
+        if (!strcmp(devices, "auto")) return 1;
+        if (!parse_long(devices, &n) || n < 1 || n > 1024) {
+            fprintf(stderr, "weft run: --devices=%s: the cpu accelerator takes a process count >= 1\n", devices);
+            return -1;
+        }
+        return (int)n;
+    }
+    if (!strcmp(devices, "auto") || !strcmp(devices, "-1")) {
+        n = gpus;
+    } else if (strchr(devices, ',')) {
+        /* a list of device indices, "0,2": one process per index; each must exist */
+        n = 0;
+        const char *p = devices;
+        while (*p) {
+            char *end;
+            long idx = strtol(p, &end, 10);
+            if (end == p || (*end && *end != ',') || idx < 0) {
+                fprintf(stderr, "weft run: --devices=%s: expected a list of device indices such as 0,2\n", devices);
+                return -1;
+            }
+            if (idx >= gpus) {
+                fprintf(stderr, "weft run: --devices=%s: device %ld does not exist (%d CUDA device(s))\n", devices,
+                        idx, gpus);
+                return -1;
+            }
+            n++;
+            p = *end ? end + 1 : end;
+        }
+    } else if (!parse_long(devices, &n) || n < 1) {
+        fprintf(stderr, "weft run: --devices=%s: expected a count, -1 or a list such as 0,2\n", devices);
+        return -1;
+    } else if (n > gpus) {
+        fprintf(stderr, "weft run: --devices=%s: only %d CUDA device(s) are available\n", devices, gpus);
+        return -1;
+    }
+    if (n < 1) {
+        fprintf(stderr, "weft run: --accelerator=%s --devices=%s: no CUDA device is available\n", acc, devices);
+        return -1;
+    }
+    return (int)n;
+}
+
+static int cmd_run(int argc, char **argv) {
+    cli c = { "cpu", NULL, "1", "1", "0", "127.0.0.1", NULL, NULL };
+    struct { const char *name; const char **dst; } flags[] = {
+        { "accelerator", &c.accelerator }, { "strategy", &c.strategy }, { "devices", &c.devices },
+        { "num-nodes", &c.num_nodes },   { "node-rank", &c.node_rank }, { "main-address", &c.main_address },
+        { "main-port", &c.main_port },   { "precision", &c.precision },
+    };
+    int i = 0;
+    for (; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
+            fputs(usage_run, stdout);
+            return 0;
+        }
+        if (!strcmp(a, "--")) { i++; break; }
+        if (strncmp(a, "--", 2)) {
+            if (a[0] == '-') return usage_error("unknown option %s", a);
+            break;   /* PROGRAM: the rest are its arguments */
+        }
+        const char *name = a + 2, *eq = strchr(name, '=');
+        size_t len = eq ? (size_t)(eq - name) : strlen(name);
+        size_t k = 0;
+        for (; k < sizeof flags / sizeof flags[0]; k++)
+            if (strlen(flags[k].name) == len && !strncmp(flags[k].name, name, len)) break;
+        if (k == sizeof flags / sizeof flags[0]) return usage_error("unknown option %s", a);
+        if (eq) *flags[k].dst = eq + 1;
+        else if (i + 1 < argc) *flags[k].dst = argv[++i];
+        else return usage_error("option %s needs a value", a);
+        if (!**flags[k].dst) return usage_error("option %s has an empty value", a);
+    }
+    if (i >= argc) return usage_error("%s", "missing PROGRAM");
+    char **prog = argv + i;
+
+    /* the accelerator */
+    char acc[16];
+    snprintf(acc, sizeof acc, "%s", c.accelerator);
+    for (char *p = acc; *p; p++) *p = (char)tolower((unsigned char)*p);
+    if (!strcmp(acc, "gpu")) snprintf(acc, sizeof acc, "cuda");
+    if (strcmp(acc, "cpu") && strcmp(acc, "cuda") && strcmp(acc, "auto"))
+        return usage_error("--accelerator=%s: expected cpu, cuda, gpu or auto", c.accelerator);
+    int gpus = wf_cuda_device_count();
+    if (gpus < 0) gpus = 0;
+    const char *kind = !strcmp(acc, "auto") ? (gpus > 0 ? "cuda" : "cpu") : acc;
+
+    long nodes, node_rank, port = 0;
+    if (!parse_long(c.num_nodes, &nodes) || nodes < 1 || nodes > 65536)
+        return usage_error("--num-nodes=%s: expected a count >= 1", c.num_nodes);
+    if (!parse_long(c.node_rank, &node_rank) || node_rank < 0 || node_rank >= nodes)
+        return usage_error("--node-rank=%s: expected 0 <= rank < --num-nodes", c.node_rank);
+    if (c.main_port && (!parse_long(c.main_port, &port) || port < 1 || port > 65535))
+        return usage_error("--main-port=%s: expected a TCP port 1..65535", c.main_port);
+    if (!c.main_port && nodes > 1) port = 29400;   /* Lightning's default, the same on every node */
+    int nprocs = count_processes(kind, c.devices, gpus);
+    if (nprocs < 0) return 2;
+    if (getenv("WF_LAUNCH_RANK") && *getenv("WF_LAUNCH_RANK")) {
+        fprintf(stderr, "weft run: this process is already a rank of a weft launch; run the program itself\n");
+        return 2;
+    }
+
+    /* the program must exist before anything starts */
+    char path[4096];
+    if (wf__launch_find_program(prog[0], path, sizeof path)) {
+        fprintf(stderr, "weft run: %s\n", wf_error_message());
+        return 127;
+    }
+
+    /* the settings, for the ranks (Fabric's connector reads them) */
+    char nodes_s[32];
+    snprintf(nodes_s, sizeof nodes_s, "%ld", nodes);
+    setenv("WF_ACCELERATOR", c.accelerator, 1);
+    setenv("WF_DEVICES", c.devices, 1);
+    setenv("WF_NUM_NODES", nodes_s, 1);
+    setenv("WF_CLI_USED", "1", 1);
+    if (c.strategy) setenv("WF_STRATEGY", c.strategy, 1);
+    if (c.precision) setenv("WF_PRECISION", c.precision, 1);
+
+    long world = (long)nprocs * nodes;
+    if (world == 1) {
+        fflush(NULL);
+        execv(path, prog);
+        fprintf(stderr, "weft run: cannot run %s: %s\n", path, strerror(errno));
+        return 127;
+    }
+
+    wf_launch_opts o = {0};
+    o.nprocs = nprocs;
+    o.num_nodes = (int)nodes;
+    o.node_rank = (int)node_rank;
+    o.main_address = c.main_address;
+    o.main_port = (int)port;
+    bool mpi = false;
+#ifdef WEFT_HAVE_MPI
+    mpi = !strcmp(kind, "cpu");
+#endif
+    o.use_mpirun = mpi;
+    int rc;
+    char *report = NULL;
+    if (mpi) {
+        /* every rank under `weft __rank` (this program), so that its end is recorded */
+        char self[4096];
+        ssize_t len = readlink("/proc/self/exe", self, sizeof self - 1);
+        if (len <= 0) {
+            fprintf(stderr, "weft run: cannot read /proc/self/exe: %s\n", strerror(errno));
+            return 1;
+        }
+        self[len] = 0;
+        int n = 0;
+        while (prog[n]) n++;
+        const char **args = calloc((size_t)n + 3, sizeof *args);
+        if (!args) return 1;
+        args[0] = self;
+        args[1] = "__rank";
+        args[2] = path;
+        for (int k = 1; k < n; k++) args[2 + k] = prog[k];
+        rc = wf_launch_processes(args, &o, &report);
+        free(args);
+    } else {
+        prog[0] = path;
+        rc = wf_launch_processes((const char *const *)prog, &o, &report);
+    }
+    if (rc < 0) {
+        fprintf(stderr, "weft run: %s\n", wf_error_message());
+        return 1;
+    }
+    if (report) {
+        fprintf(stderr, "%s\n", report);
+        free(report);
+    }
+    return rc;
+}
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fputs(usage_main, stderr);
+        return 2;
+    }
+    if (!strcmp(argv[1], "-h") || !strcmp(argv[1], "--help") || !strcmp(argv[1], "help")) {
+        fputs(usage_main, stdout);
+        return 0;
+    }
+    if (!strcmp(argv[1], "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "__rank")) {   /* internal: the per-rank supervisor under mpirun */
+        if (argc < 3) {
+            fprintf(stderr, "weft __rank: missing PROGRAM\n");
+            return 2;
+        }
+        wf__launch_supervise_exec(argv + 2);
+    }
+    fprintf(stderr, "weft: unknown command \"%s\"\n\n%s", argv[1], usage_main);
+    return 2;
+}
