@@ -253,6 +253,10 @@ static int pg_make_store(wf_process_group *pg) {
     MPI_Initialized(&inited);
     MPI_Finalized(&fin);
     if (pg->store || pg->size < 2 || !inited || fin) return 0;
+    int wsize = 0, wrank = -1;
+    MPI_Comm_size(MPI_COMM_WORLD, &wsize);
+    MPI_Comm_rank(MPI_COMM_WORLD, &wrank);
+    if (wsize != pg->size || wrank != pg->rank) return 0;   /* MPI's world is not this group's */
     struct { char host[256]; int32_t port; } where;
     memset(&where, 0, sizeof where);
     wf_store_opts so = {.timeout_s = fmin(pg->timeout_s, 60.0), .world_size = pg->size};
