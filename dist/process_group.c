@@ -259,7 +259,7 @@ static int pg_make_store(wf_process_group *pg) {
     if (wsize != pg->size || wrank != pg->rank) return 0;   /* MPI's world is not this group's */
     struct { char host[256]; int32_t port; } where;
     memset(&where, 0, sizeof where);
-    wf_store_opts so = {.timeout_s = fmin(pg->timeout_s, 60.0), .world_size = pg->size};
+    wf_store_opts so = {.timeout_s = fmin(pg->timeout_s, 20.0), .world_size = pg->size};   /* bounds a failed connect at init */
     wf_store *s = NULL;
     char why[300] = "";
     if (pg->rank == 0) {
