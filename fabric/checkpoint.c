@@ -354,7 +354,8 @@ int wf_fabric_save(wf_fabric *fab, const char *path, wf_fabric_state *state, con
     for (const wf_save_filter *f = filter; f && f->key; f++)
         if (find_entry(state, f->key) < 0)
             return wf__error(WF_EINVAL, "%s: the filter names \"%s\", which is not an entry of the state", op, f->key);
-    if (fab->global_rank != 0) return wf_fabric_barrier(fab, "save");
+    if (!fab->launched) return wf__error(WF_ESTATE, "%s: call wf_fabric_launch first", op);
+    if (fab->global_rank != 0) return fab->strategy->ops->save_checkpoint(fab->strategy, NULL, path, 0);
     wf_st_writer *w = wf_st_writer_new();
     if (!w) return wf_error();
     wf_state_dict **sds = wf__calloc((size_t)(state->n ? state->n : 1), sizeof *sds);
@@ -381,14 +382,14 @@ int wf_fabric_save(wf_fabric *fab, const char *path, wf_fabric_state *state, con
     wf__sb_putc(&ent, '}');
     if (!rc) rc = wf_st_writer_set_metadata(w, "weft/format", FORMAT);
     if (!rc) rc = set_meta_sb(w, "weft/entries", &ent);
-    if (!rc) rc = wf_st_writer_save(w, path);
+    /* the strategy writes (rank 0, through the checkpoint IO) and tells every rank the result */
+    rc = fab->strategy->ops->save_checkpoint(fab->strategy, w, path, rc);
     wf__sb_free(&ent);
     wf_st_writer_free(w);
     for (int i = 0; sds && oss && i < state->n; i++) { wf_state_dict_free(sds[i]); wf_optim_state_free(oss[i]); }
     wf__free(sds, 0);
     wf__free(oss, 0);
-    if (rc) return rc;
-    return wf_fabric_barrier(fab, "save");
+    return rc;
 }
 
 /* ---------------------------------------------------------------- load */
@@ -574,7 +575,7 @@ static int add_remainder(wf_st_file *f, const char *path, wf_fabric_state *rest,
 wf_fabric_state *wf_fabric_load(wf_fabric *fab, const char *path, wf_fabric_state *state, bool strict) {
     const char *op = "wf_fabric_load";
     if (!fab || !path) { wf__error(WF_ENULL, "%s: NULL %s", op, fab ? "path" : "fabric"); return NULL; }
-    wf_st_file *f = wf_st_open(path);
+    wf_st_file *f = fab->strategy->io.load(&fab->strategy->io, path);
     if (!f) return NULL;
     wf_fabric_state *rest = NULL;
     wf_json *ents = NULL;
@@ -647,7 +648,7 @@ out:
 
 int wf_fabric_load_raw_module(wf_fabric *fab, const char *path, wf_module *m, bool strict) {
     if (!fab || !path || !m) return wf__error(WF_ENULL, "wf_fabric_load_raw_module: NULL argument");
-    wf_st_file *f = wf_st_open(path);
+    wf_st_file *f = fab->strategy->io.load(&fab->strategy->io, path);
     if (!f) return wf_error();
     wf_state_dict *sd = wf_state_dict_new();
     int rc = sd ? 0 : wf__error(WF_ENOMEM, "wf_fabric_load_raw_module: out of memory");
@@ -670,7 +671,7 @@ int wf_fabric_load_raw_module(wf_fabric *fab, const char *path, wf_module *m, bo
 
 int wf_fabric_load_raw_optimizer(wf_fabric *fab, const char *path, wf_optimizer *opt) {
     if (!fab || !path || !opt) return wf__error(WF_ENULL, "wf_fabric_load_raw_optimizer: NULL argument");
-    wf_st_file *f = wf_st_open(path);
+    wf_st_file *f = fab->strategy->io.load(&fab->strategy->io, path);
     if (!f) return wf_error();
     int rc = 0;
     const char *js = wf_st_metadata(f, "param_groups");

@@ -154,7 +154,12 @@ static int resolve_devices(const char *devices, const wf_accelerator_vt *acc, wf
     return 0;
 }
 
-static int resolve_strategy(wf_fabric *fab, const char *name, wf_connector_result *out) {
+static void warn(wf_connector_result *out, const char *msg) {
+    if (out->n_warnings < WF_CONNECTOR_MAX_WARNINGS)
+        snprintf(out->warnings[out->n_warnings++], sizeof out->warnings[0], "%s", msg);
+}
+
+static int resolve_strategy(const char *name, wf_connector_result *out) {
     char b[64];
     const char *s = trim(name ? name : "auto", b, sizeof b);
     int world = out->n_devices * out->num_nodes;
@@ -169,7 +174,7 @@ static int resolve_strategy(wf_fabric *fab, const char *name, wf_connector_resul
         const wf_strategy_vt *st = wf__strategy_find(s);
         if (!st) return wf__error(WF_EINVAL, OP ": unknown strategy \"%s\" (valid: %s)", s, wf__strategy_names());
         if (!strcmp(s, "dp") && out->accel == &wf__accel_cpu) {
-            wf__fabric_warn(fab, "strategy \"dp\" is not supported on CPUs, hence setting strategy=\"ddp\"");
+            warn(out, "strategy \"dp\" is not supported on CPUs, hence setting strategy=\"ddp\"");
             st = wf__strategy_find("ddp");
         }
         out->strategy = st;
@@ -182,14 +187,57 @@ static int resolve_strategy(wf_fabric *fab, const char *name, wf_connector_resul
                          "were requested", out->n_devices, out->num_nodes);
     if (!strcmp(st->name, "dp") && world > 1)
         return wf__error(WF_ENOTSUP, OP ": strategy \"dp\" with %d devices is not supported by weft (use \"ddp\")", world);
-    if (st->multi_process && world > 1)
-        return wf__error(WF_ENOTSUP, OP ": strategy \"%s\" with %d process(es) (devices=%d, num_nodes=%d): "
-                         "distributed strategies are not in this build yet (they land with dist/); use one device",
-                         st->name, world, out->n_devices, out->num_nodes);
+    if (st->sharded && world > 1)
+        return wf__error(WF_ENOTSUP, OP ": strategy \"%s\" with %d processes (devices=%d, num_nodes=%d): sharded "
+                         "training is not in this build yet; use \"ddp\"", st->name, world, out->n_devices,
+                         out->num_nodes);
+    if (st->needs_cuda && world > 1)
+        return wf__error(WF_ENOTSUP, OP ": strategy \"%s\" (DeepSpeed) is not part of weft; use \"ddp\"", st->name);
     return 0;
 }
 
-int wf__connector_resolve(wf_fabric *fab, const wf_fabric_config *c, wf_connector_result *out) {
+/* The cluster environment: the plugin's, else the detected one. When processes were started
+ * by a launcher, its world must agree with devices x num_nodes; "auto" devices take its
+ * local world size (so `mpirun -np 2 prog` needs no devices setting). */
+static int resolve_cluster(const wf_fabric_config *c, const char *devices, wf_connector_result *out) {
+    int rc;
+    wf_cluster_info *ci = &out->cluster;
+    if (c->plugins.cluster_env) {
+        const wf_cluster_env *env = c->plugins.cluster_env;
+        if (!env->fill)
+            return wf__error(WF_EINVAL, OP ": plugins.cluster_env (%s) has no fill function", env->name ? env->name : "unnamed");
+        memset(ci, 0, sizeof *ci);
+        if ((rc = env->fill(env, ci))) return rc;
+        if (!ci->env_name[0]) snprintf(ci->env_name, sizeof ci->env_name, "%s", env->name ? env->name : "plugin");
+        if (ci->world_size < 1 || ci->global_rank < 0 || ci->global_rank >= ci->world_size || ci->local_rank < 0)
+            return wf__error(WF_EINVAL, OP ": plugins.cluster_env (%s) gave rank %d of world size %d (local rank %d)",
+                             ci->env_name, ci->global_rank, ci->world_size, ci->local_rank);
+    } else if ((rc = wf_cluster_detect(ci))) {
+        return rc;
+    }
+    if (ci->num_nodes < 1) ci->num_nodes = 1;
+    if (ci->local_world_size < 1) ci->local_world_size = ci->world_size / ci->num_nodes;
+    if (!ci->creates_processes_externally) return 0;
+    char b[256];
+    const char *d = trim(devices ? devices : "auto", b, sizeof b);
+    if (!*d || !strcasecmp(d, "auto")) {
+        int n = ci->local_world_size;
+        if (n < 1 || n > 64) return wf__error(WF_EINVAL, OP ": the %s environment has %d processes per node", ci->env_name, n);
+        if (out->accel == &wf__accel_cuda && n > out->accel->max_devices())
+            return wf__error(WF_EDEVICE, OP ": the %s environment runs %d processes per node but only %d CUDA device(s) "
+                             "are available", ci->env_name, n, out->accel->max_devices());
+        out->n_devices = n;
+        for (int i = 0; i < n; i++) out->devices[i] = i;
+        out->num_nodes = ci->num_nodes;
+    }
+    if (out->n_devices * out->num_nodes != ci->world_size)
+        return wf__error(WF_EINVAL, OP ": devices=%d x num_nodes=%d = %d processes, but the %s environment started %d; "
+                         "make them agree (or leave devices at \"auto\")", out->n_devices, out->num_nodes,
+                         out->n_devices * out->num_nodes, ci->env_name, ci->world_size);
+    return 0;
+}
+
+int wf__connector_resolve(const wf_fabric_config *c, wf_connector_result *out) {
     static const wf_fabric_config zero;
     if (!c) c = &zero;
     memset(out, 0, sizeof *out);
@@ -224,7 +272,8 @@ int wf__connector_resolve(wf_fabric *fab, const wf_fabric_config *c, wf_connecto
     }
     out->num_nodes = (int)nodes;
     if ((rc = resolve_devices(devices, out->accel, out))) return rc;
-    if ((rc = resolve_strategy(fab, strategy, out))) return rc;
+    if ((rc = resolve_cluster(c, devices, out))) return rc;
+    if ((rc = resolve_strategy(strategy, out))) return rc;
     char pb[32];
     trim(precision ? precision : "32-true", pb, sizeof pb);
     snprintf(out->precision, sizeof out->precision, "%s", pb[0] ? pb : "32-true");

@@ -83,12 +83,18 @@ static wf_fabric *live_find(void *ud) {
 
 /* ---------------------------------------------------------------- construction */
 
+static bool cli_used(void) {
+    const char *v = getenv("WF_CLI_USED");
+    return v && !strcmp(v, "1");
+}
+
 wf_fabric *wf_fabric_new(const wf_fabric_config *cfg) {
     static const wf_fabric_config zero;
     if (!cfg) cfg = &zero;
     wf_fabric *fab = wf__calloc(1, sizeof *fab);
     if (!fab) {
         for (int i = 0; i < cfg->n_loggers; i++) if (cfg->loggers) wf_logger_free(cfg->loggers[i]);
+        wf_precision_free(cfg->plugins.precision);
         wf__error(WF_ENOMEM, "wf_fabric_new: out of memory");
         return NULL;
     }
@@ -122,21 +128,57 @@ wf_fabric *wf_fabric_new(const wf_fabric_config *cfg) {
                                    cfg->callbacks[i].name ? cfg->callbacks[i].name : "unnamed");
         }
     }
-    if (!rc) rc = wf__connector_resolve(fab, cfg, &fab->conn);
+    wf_precision *plugin_prec = cfg->plugins.precision;
+    if (!rc && plugin_prec && cfg->precision && *cfg->precision)
+        rc = wf__error(WF_EINVAL, "wf_fabric_new: received both precision=\"%s\" and plugins.precision (%s): "
+                       "choose one", cfg->precision, wf_precision_name(plugin_prec));
+    if (!rc) rc = wf__connector_resolve(cfg, &fab->conn);
+    for (int i = 0; !rc && i < fab->conn.n_warnings; i++) wf__fabric_warn(fab, "%s", fab->conn.warnings[i]);
     if (!rc) {
-        fab->device = fab->conn.accel->device_type == WF_DEV_CUDA ? WF_CUDA(fab->conn.devices[0]) : WF_CPU;
-        fab->world_size = fab->conn.n_devices * fab->conn.num_nodes;   /* 1 here (connector) */
-        char warn[512] = "";
-        fab->precision = wf_precision_new(fab->conn.precision, fab->device, warn, sizeof warn);
-        if (!fab->precision) {
-            rc = wf_error() ? wf_error() : WF_EINVAL;
-            char msg[1024];
-            snprintf(msg, sizeof msg, "%s", wf_error_message());
-            wf__error(rc, "wf_fabric_new: precision: %s", msg);
-        } else if (warn[0]) {
-            wf__fabric_warn(fab, "%s", warn);
+        const wf_cluster_info *ci = &fab->conn.cluster;
+        fab->world_size = fab->conn.n_devices * fab->conn.num_nodes;
+        bool external = ci->creates_processes_externally;
+        fab->global_rank = external ? ci->global_rank : 0;
+        fab->local_rank = external ? ci->local_rank : 0;
+        fab->node_rank = external ? ci->node_rank : 0;
+        int dev = fab->conn.devices[fab->local_rank < fab->conn.n_devices ? fab->local_rank : 0];
+        fab->device = fab->conn.accel->device_type == WF_DEV_CUDA ? WF_CUDA(dev) : WF_CPU;
+        if (plugin_prec) {
+            fab->precision = plugin_prec;
+            plugin_prec = NULL;
+        } else {
+            char warn[512] = "";
+            fab->precision = wf_precision_new(fab->conn.precision, fab->device, warn, sizeof warn);
+            if (!fab->precision) {
+                rc = wf_error() ? wf_error() : WF_EINVAL;
+                char msg[1024];
+                snprintf(msg, sizeof msg, "%s", wf_error_message());
+                wf__error(rc, "wf_fabric_new: precision: %s", msg);
+            } else if (warn[0]) {
+                wf__fabric_warn(fab, "%s", warn);
+            }
         }
     }
+    if (!rc) {
+        /* the strategy's view of the processes: those the environment started, or those
+         * wf_fabric_launch will start (this process is then rank 0 until it re-executes) */
+        wf_cluster_info ci = fab->conn.cluster;
+        if (!ci.creates_processes_externally) {
+            ci.world_size = fab->world_size;
+            ci.num_nodes = fab->conn.num_nodes;
+            ci.local_world_size = fab->conn.n_devices;
+        }
+        fab->strategy = wf__strategy_new(fab->conn.strategy, fab->precision, fab->device, &ci,
+                                         cfg->plugins.checkpoint_io, cfg->timeout_s);
+        if (!fab->strategy) rc = wf_error() ? wf_error() : WF_ENOMEM;
+    }
+    if (!rc && fab->world_size == 1) fab->launched = true;
+    /* under `weft run` the processes exist: set up the process group now, as Fabric does */
+    if (!rc && !fab->launched && cli_used() && fab->conn.cluster.creates_processes_externally) {
+        rc = fab->strategy->ops->setup_environment(fab->strategy);
+        if (!rc) fab->launched = true;
+    }
+    wf_precision_free(plugin_prec);   /* not handed over (an earlier error) */
     if (rc) { wf_fabric_free(fab); return NULL; }
     return fab;
 }
@@ -165,6 +207,7 @@ void wf_fabric_free(wf_fabric *fab) {
     wf__free(fab->loggers, 0);
     wf__free(fab->callbacks, 0);
     wf__free(fab->warnings, 0);
+    wf__strategy_free(fab->strategy);
     wf_precision_free(fab->precision);
     wf__free(fab, sizeof *fab);
 }
@@ -250,17 +293,6 @@ static int find_opt(const wf_fabric *fab, const wf_optimizer *o) {
 bool wf_fabric_is_setup_module(const wf_fabric *fab, const wf_module *m) { return fab && m && find_module(fab, m) >= 0; }
 bool wf_fabric_is_setup_optimizer(const wf_fabric *fab, const wf_optimizer *o) { return fab && o && find_opt(fab, o) >= 0; }
 
-/* all parameters of m (array owned by the caller, wf__free(p, 0)) */
-static int module_params(wf_module *m, wf_tensor ***out) {
-    int n = wf_module_parameters(m, NULL, NULL, 0);
-    if (n < 0) return n;
-    wf_tensor **p = wf__calloc((size_t)(n ? n : 1), sizeof *p);
-    if (!p) return wf__error(WF_ENOMEM, "wf_fabric_setup: out of memory");
-    wf_module_parameters(m, p, NULL, n);
-    *out = p;
-    return n;
-}
-
 static int move_state_tensor(wf_tensor **slot, wf_tensor *param) {
     if (!*slot) return 0;
     wf_tensor *t = *slot;
@@ -319,10 +351,19 @@ static int grow(void **arr, int *cap, int n, size_t elem) {
     return 0;
 }
 
+/* Fabric's _validate_launched: a multi-process strategy needs its processes first. */
+static int check_launched(const wf_fabric *fab, const char *op) {
+    if (fab->launched) return 0;
+    return wf__error(WF_ESTATE, "%s: to use the \"%s\" strategy with %d processes, call wf_fabric_launch(fab, fn, ud) "
+                     "first (or start the program with `weft run`)", op, fab->conn.strategy->name, fab->world_size);
+}
+
 static int setup_impl(const char *op, wf_fabric *fab, wf_module *m, wf_optimizer *const *opts, int n_opts,
                       bool move) {
     if (!fab || !m) return wf__error(WF_ENULL, "%s: NULL %s", op, fab ? "module" : "fabric");
     if (n_opts < 0 || (n_opts && !opts)) return wf__error(WF_EINVAL, "%s: n_opts=%d without an array", op, n_opts);
+    int lrc = check_launched(fab, op);
+    if (lrc) return lrc;
     if (find_module(fab, m) >= 0)
         return wf__error(WF_ESTATE, "%s: the module (%s) has already been set up with this Fabric; set it up once",
                          op, wf_module_type(m));
@@ -335,7 +376,7 @@ static int setup_impl(const char *op, wf_fabric *fab, wf_module *m, wf_optimizer
             if (opts[j] == opts[k]) return wf__error(WF_EINVAL, "%s: optimizer %d is passed twice", op, k);
     }
     wf_tensor **olds = NULL, **news = NULL;
-    int np = module_params(m, &olds);
+    int np = wf__module_params(m, &olds);
     if (np < 0) return np;
     int rc = 0;
     /* every optimizer parameter must belong to the module */
@@ -354,7 +395,7 @@ static int setup_impl(const char *op, wf_fabric *fab, wf_module *m, wf_optimizer
     if (!rc) rc = wf_precision_convert_module(fab->precision, m);
     if (!rc && move) rc = wf_module_to(m, fab->device, WF_DTYPE_DEFAULT);
     if (!rc) {
-        int np2 = module_params(m, &news);
+        int np2 = wf__module_params(m, &news);
         if (np2 < 0) rc = np2;
         else if (np2 != np) rc = wf__error(WF_ESTATE, "%s: the module's parameter count changed while moving it", op);
     }
@@ -385,6 +426,7 @@ static int setup_impl(const char *op, wf_fabric *fab, wf_module *m, wf_optimizer
                 fm.n_params++;
             }
         }
+        if (!rc) rc = fab->strategy->ops->setup_module(fab->strategy, m);
         if (rc) unhook_module(&fm, true);
         else {
             fab->modules[fab->n_modules++] = fm;
@@ -450,8 +492,16 @@ wf_fabric_loader *wf_fabric_setup_dataloader(wf_fabric *fab, wf_dataloader *dl, 
     l->fab = fab;
     l->dl = dl;
     l->move = !o->no_move_to_device && fab->device.type != WF_DEV_CPU;
-    /* Sampler injection point: with world size > 1 the sampler becomes a distributed one
-     * (dist/). With one process the loader's own sampler already yields the whole epoch. */
+    /* With several processes each rank draws its own shard (DistributedSampler, or the
+     * wrapper around a custom sampler), every rank the same number of batches. */
+    if (fab->world_size > 1 && !o->no_distributed_sampler) {
+        int rc = check_launched(fab, "wf_fabric_setup_dataloader");
+        if (!rc) rc = wf_dataloader_distribute(dl, fab->world_size, fab->global_rank);
+        if (rc) {
+            wf_fabric_loader_free(l);
+            return NULL;
+        }
+    }
     return l;
 }
 
@@ -502,7 +552,7 @@ int wf_fabric_backward(wf_fabric *fab, wf_tensor *loss, wf_module *model) {
                          wf_module_type(model));
     unwind_forward(fab);
     fab->in_backward = true;
-    int rc = wf_precision_backward(fab->precision, loss);
+    int rc = fab->strategy->ops->backward(fab->strategy, loss, model);
     fab->in_backward = false;
     return rc;
 }
@@ -515,7 +565,7 @@ int wf_fabric_step(wf_fabric *fab, wf_optimizer *opt, bool *skipped) {
                          "(wf_fabric_setup or wf_fabric_setup_optimizers)", wf_optimizer_name(opt));
     int rc = check_plain_backward(fab, "wf_fabric_step");
     if (rc) return rc;
-    return wf_precision_optimizer_step(fab->precision, opt, skipped);
+    return fab->strategy->ops->optimizer_step(fab->strategy, opt, skipped);
 }
 
 int wf_fabric_scheduler_step(wf_fabric *fab, wf_lr_scheduler *sched) {
@@ -557,7 +607,7 @@ int wf_fabric_clip_gradients(wf_fabric *fab, wf_module *m, wf_optimizer *opt, co
         for (int g = 0; g < opt->n_groups; g++)
             for (int i = 0; i < opt->groups[g].n; i++) ps[k++] = opt->groups[g].params[i];
     } else {
-        n = module_params(m, &ps);
+        n = wf__module_params(m, &ps);
         if (n < 0) return n;
     }
     if (has_norm)
@@ -664,27 +714,35 @@ static int check_src(wf_fabric *fab, const char *op, int src) {
 }
 
 int wf_fabric_barrier(wf_fabric *fab, const char *name) {
-    (void)name;
-    return fab ? 0 : wf__error(WF_ENULL, "wf_fabric_barrier: NULL fabric");
+    if (!fab) return wf__error(WF_ENULL, "wf_fabric_barrier: NULL fabric");
+    if (!fab->launched) return check_launched(fab, "wf_fabric_barrier");
+    return fab->strategy->ops->barrier(fab->strategy, name);
 }
 
 wf_tensor *wf_fabric_broadcast(wf_fabric *fab, wf_tensor *t, int src) {
     if (check_src(fab, "wf_fabric_broadcast", src) || !t) return NULL;
-    return wf_detach(t);
+    if (check_launched(fab, "wf_fabric_broadcast")) return NULL;
+    wf_tensor *r = NULL;
+    WF_NO_GRAD { r = wf_contiguous(wf_detach(t)); }
+    if (r && fab->world_size > 1) {
+        WF_NO_GRAD { r = wf_clone(r); }   /* the caller's t is not overwritten */
+        if (r && fab->strategy->ops->broadcast(fab->strategy, r, src)) return NULL;
+    }
+    return r;
 }
 
 int wf_fabric_broadcast_bytes(wf_fabric *fab, void *buf, size_t n, int src) {
     int rc = check_src(fab, "wf_fabric_broadcast_bytes", src);
     if (rc) return rc;
     if (n && !buf) return wf__error(WF_ENULL, "wf_fabric_broadcast_bytes: NULL buffer");
-    return 0;
+    if ((rc = check_launched(fab, "wf_fabric_broadcast_bytes"))) return rc;
+    return fab->strategy->ops->broadcast_bytes(fab->strategy, buf, n, src);
 }
 
 wf_tensor *wf_fabric_all_gather(wf_fabric *fab, wf_tensor *t, bool sync_grads) {
     if (!fab) { wf__error(WF_ENULL, "wf_fabric_all_gather: NULL fabric"); return NULL; }
-    if (!t) return NULL;
-    if (sync_grads) return wf_view(t, wf_shape(t), wf_ndim(t));   /* keeps the graph */
-    return wf_detach(t);
+    if (!t || check_launched(fab, "wf_fabric_all_gather")) return NULL;
+    return fab->strategy->ops->all_gather(fab->strategy, t, sync_grads);
 }
 
 wf_tensor *wf_fabric_all_reduce(wf_fabric *fab, wf_tensor *t, wf_fabric_reduce op) {
@@ -694,38 +752,104 @@ wf_tensor *wf_fabric_all_reduce(wf_fabric *fab, wf_tensor *t, wf_fabric_reduce o
         wf__error(WF_EINVAL, "wf_fabric_all_reduce: unknown reduce op %d (mean, sum, max, min)", (int)op);
         return NULL;
     }
-    wf_tensor *r = NULL;
-    WF_NO_GRAD { r = wf_clone(t); }
-    return r;
+    if (check_launched(fab, "wf_fabric_all_reduce")) return NULL;
+    return fab->strategy->ops->all_reduce(fab->strategy, t, op);
 }
 
+/* no_backward_sync blocks nest; each remembers whether it disabled the sync */
 int wf_fabric_no_backward_sync_begin(wf_fabric *fab, wf_module *m, bool enabled) {
     if (!fab || !m) return wf__error(WF_ENULL, "wf_fabric_no_backward_sync_begin: NULL argument");
     if (find_module(fab, m) < 0)
         return wf__error(WF_ESTATE, "wf_fabric_no_backward_sync_begin: you need to set up the model first: "
                          "wf_fabric_setup(fab, model, ...)");
-    (void)enabled;   /* one process: nothing to skip */
-    fab->no_sync_depth++;
+    if (fab->no_sync_depth >= 64)
+        return wf__error(WF_ESTATE, "wf_fabric_no_backward_sync_begin: blocks nested deeper than 64");
+    fab->no_sync_enabled[fab->no_sync_depth++] = enabled;
+    if (enabled) fab->strategy->no_sync_depth++;
     return 0;
 }
 int wf_fabric_no_backward_sync_end(wf_fabric *fab) {
     if (!fab) return wf__error(WF_ENULL, "wf_fabric_no_backward_sync_end: NULL fabric");
     if (fab->no_sync_depth <= 0) return wf__error(WF_ESTATE, "wf_fabric_no_backward_sync_end: no block is open");
-    fab->no_sync_depth--;
+    if (fab->no_sync_enabled[--fab->no_sync_depth]) fab->strategy->no_sync_depth--;
     return 0;
 }
+
+/* rank_zero_first: the other ranks wait in begin for rank 0's (code, message) sent by end or
+ * fail; an error on rank 0 thus reaches them as an error instead of a wait without end. */
 int wf_fabric_rank_zero_first_begin(wf_fabric *fab, bool local) {
-    (void)local;
-    if (!fab) return wf__error(WF_ENULL, "wf_fabric_rank_zero_first_begin: NULL fabric");
-    fab->rzf_depth++;
+    const char *op = "wf_fabric_rank_zero_first_begin";
+    if (!fab) return wf__error(WF_ENULL, "%s: NULL fabric", op);
+    if (fab->rzf_depth >= 16) return wf__error(WF_ESTATE, "%s: blocks nested deeper than 16", op);
+    int rc = check_launched(fab, op);
+    if (rc) return rc;
+    int rank = local ? fab->local_rank : fab->global_rank;
+    if (rank != 0) {
+        int code = 0;
+        char msg[500] = "";
+        if ((rc = fab->strategy->ops->broadcast_status(fab->strategy, local, &code, msg, sizeof msg))) return rc;
+        if (code) return wf__error(WF_EDIST, "%s: rank 0 failed inside its rank_zero_first block (code %d): %s", op,
+                                   code, msg);
+        return 0;   /* rank 0 is done: run the block; end does not wait */
+    }
+    fab->rzf_local[fab->rzf_depth++] = local;
     return 0;
 }
-int wf_fabric_rank_zero_first_end(wf_fabric *fab) {
-    if (!fab) return wf__error(WF_ENULL, "wf_fabric_rank_zero_first_end: NULL fabric");
-    if (fab->rzf_depth <= 0) return wf__error(WF_ESTATE, "wf_fabric_rank_zero_first_end: no block is open");
-    fab->rzf_depth--;
-    return 0;
+
+static int rzf_close(wf_fabric *fab, const char *op, int code) {
+    if (!fab) return wf__error(WF_ENULL, "%s: NULL fabric", op);
+    if (fab->rzf_depth <= 0) {
+        /* ranks other than 0 have nothing open: their wait was in begin */
+        if (fab->launched && fab->world_size > 1 && (fab->global_rank != 0 || fab->local_rank != 0)) return code;
+        return wf__error(WF_ESTATE, "%s: no block is open", op);
+    }
+    bool local = fab->rzf_local[--fab->rzf_depth];
+    char msg[500] = "";
+    if (code) snprintf(msg, sizeof msg, "%s", wf_error_message());
+    int c = code;
+    int rc = fab->strategy->ops->broadcast_status(fab->strategy, local, &c, msg, sizeof msg);
+    if (code) {
+        if (msg[0]) wf__error(code, "%s", msg);   /* keep rank 0's own error for its caller */
+        return code;
+    }
+    return rc;
 }
+int wf_fabric_rank_zero_first_end(wf_fabric *fab) { return rzf_close(fab, "wf_fabric_rank_zero_first_end", 0); }
+int wf_fabric_rank_zero_first_fail(wf_fabric *fab, int code) {
+    if (!code) code = WF_EINVAL;
+    return rzf_close(fab, "wf_fabric_rank_zero_first_fail", code);
+}
+
+/* ---------------------------------------------------------------- launching */
+
+int wf_fabric_launch(wf_fabric *fab, wf_fabric_launch_fn fn, void *ud) {
+    const char *op = "wf_fabric_launch";
+    if (!fab) return wf__error(WF_ENULL, "%s: NULL fabric", op);
+    if (cli_used())
+        return wf__error(WF_ESTATE, "%s: this program was started by `weft run`, and the processes have already "
+                         "been created: calling wf_fabric_launch again is not allowed", op);
+    if (fab->launch_called) return wf__error(WF_ESTATE, "%s: called twice", op);
+    fab->launch_called = true;
+    if (!fab->launched) {
+        const wf_cluster_info *ci = &fab->conn.cluster;
+        if (!ci->creates_processes_externally) {
+            if (fab->conn.num_nodes > 1)
+                return wf__error(WF_ENOTSUP, "%s: num_nodes=%d: start the processes on each node with `weft run "
+                                 "--num-nodes N --node-rank R ...`, torchrun, SLURM or mpirun", op, fab->conn.num_nodes);
+            bool cpu = fab->device.type == WF_DEV_CPU;
+            wf_launch_opts lo = { .nprocs = fab->conn.n_devices, .use_mpirun = cpu };
+            int rc = wf_launch_self(&lo);   /* returns only when nothing could be started */
+            return rc ? rc : wf__error(WF_EDIST, "%s: the processes could not be started", op);
+        }
+        int rc = wf_launch_rank_begin();
+        if (!rc) rc = fab->strategy->ops->setup_environment(fab->strategy);
+        if (rc) return rc;
+        fab->launched = true;
+    }
+    return fn ? fn(fab, ud) : 0;
+}
+
+wf_process_group *wf_fabric_process_group(wf_fabric *fab) { return fab && fab->strategy ? fab->strategy->pg : NULL; }
 
 /* ---------------------------------------------------------------- logging */
 

@@ -3,6 +3,8 @@
 #define WEFT_FABRIC_IMPL_H
 
 #include "weft/fabric.h"
+#include "weft/dist.h"
+#include "weft/io.h"
 #include "tensor/tensor_impl.h"
 
 /* ---------------------------------------------------------------- accelerator (accelerator.c) */
@@ -16,7 +18,10 @@ typedef struct wf_accelerator_vt {
 } wf_accelerator_vt;
 extern const wf_accelerator_vt wf__accel_cpu, wf__accel_cuda;
 
-/* ---------------------------------------------------------------- strategy (strategy.c) */
+/* ---------------------------------------------------------------- strategy (strategy*.c)
+ * A strategy owns the processes' collectives and the training step (Lightning's Strategy):
+ * Fabric only delegates. The registry entry (wf_strategy_vt) names a strategy and its
+ * rules; wf__strategy_new builds the object, whose ops implement it. */
 typedef struct wf_strategy_vt {
     const char *name;                 /* canonical name */
     bool multi_process;               /* launches one process per device */
@@ -28,7 +33,57 @@ const wf_strategy_vt *wf__strategy_find(const char *name);
 /* "auto, single_device, ddp, ..." for messages (static). */
 const char *wf__strategy_names(void);
 
+typedef struct wf_strategy wf_strategy;
+typedef struct wf_strategy_ops {
+    /* after launch: the process group (multi-process strategies) */
+    int (*setup_environment)(wf_strategy *s);
+    /* the module, converted and moved: DDP broadcasts rank 0's parameters and buffers */
+    int (*setup_module)(wf_strategy *s, wf_module *m);
+    /* the precision's backward, then the gradient synchronization (unless no_backward_sync) */
+    int (*backward)(wf_strategy *s, wf_tensor *loss, wf_module *m);
+    int (*optimizer_step)(wf_strategy *s, wf_optimizer *o, bool *skipped);
+    int (*barrier)(wf_strategy *s, const char *name);
+    /* t in place from src */
+    int (*broadcast)(wf_strategy *s, wf_tensor *t, int src);
+    int (*broadcast_bytes)(wf_strategy *s, void *buf, size_t n, int src);
+    wf_tensor *(*all_gather)(wf_strategy *s, wf_tensor *t, bool sync_grads);
+    wf_tensor *(*all_reduce)(wf_strategy *s, wf_tensor *t, wf_fabric_reduce op);
+    /* all=true: true when every rank decided true; else when any did */
+    int (*reduce_boolean_decision)(wf_strategy *s, bool decision, bool all, bool *out);
+    /* (code, msg) from rank 0 of the world (or of this node when local) to its other ranks:
+     * rank 0 passes its values, the others receive them (rank_zero_first, save results) */
+    int (*broadcast_status)(wf_strategy *s, bool local, int *code, char *msg, size_t n);
+    /* rank 0 writes w through the checkpoint IO (unless prior, an earlier failure on rank 0,
+     * is nonzero); every rank returns rank 0's result. Other ranks pass w NULL. */
+    int (*save_checkpoint)(wf_strategy *s, wf_st_writer *w, const char *path, int prior);
+    void (*teardown)(wf_strategy *s);
+} wf_strategy_ops;
+
+struct wf_strategy {
+    const wf_strategy_ops *ops;
+    const wf_strategy_vt *desc;
+    wf_precision *precision;          /* borrowed from the Fabric */
+    wf_device device;
+    wf_cluster_info cluster;
+    wf_checkpoint_io io;              /* the plugin's or the default */
+    double timeout_s;
+    int no_sync_depth;                /* open no_backward_sync blocks that disable the sync */
+    wf_process_group *pg;             /* multi-process: the world group (owned) */
+    wf_process_group *node_pg;        /* multi-process: this node's ranks (owned) */
+    void *impl;
+};
+/* Build the strategy for desc (NULL + error). cluster: where this process stands. */
+wf_strategy *wf__strategy_new(const wf_strategy_vt *desc, wf_precision *precision, wf_device device,
+                              const wf_cluster_info *cluster, const wf_checkpoint_io *io, double timeout_s);
+void wf__strategy_free(wf_strategy *s);
+extern const wf_strategy_ops wf__single_device_ops, wf__ddp_ops;
+/* Shared by the strategies: the default checkpoint IO (atomic safetensors write). */
+extern const wf_checkpoint_io wf__default_checkpoint_io;
+/* The parameters of m that have gradients (array owned by the caller, wf__free(p, 0)). */
+int wf__module_params(wf_module *m, wf_tensor ***out);
+
 /* ---------------------------------------------------------------- connector (connector.c) */
+#define WF_CONNECTOR_MAX_WARNINGS 4
 typedef struct wf_connector_result {
     const wf_accelerator_vt *accel;
     const wf_strategy_vt *strategy;
@@ -36,9 +91,12 @@ typedef struct wf_connector_result {
     int n_devices;
     int num_nodes;
     char precision[32];               /* as requested (after env), resolved by precision.h */
+    wf_cluster_info cluster;          /* the plugin's or the detected environment */
+    char warnings[WF_CONNECTOR_MAX_WARNINGS][256];   /* for the Fabric to emit */
+    int n_warnings;
 } wf_connector_result;
-/* Resolve cfg + environment. warn(fab, text) records warnings. Returns 0 or a code. */
-int wf__connector_resolve(wf_fabric *fab, const wf_fabric_config *cfg, wf_connector_result *out);
+/* Resolve cfg + environment. Returns 0 or a code. */
+int wf__connector_resolve(const wf_fabric_config *cfg, wf_connector_result *out);
 void wf__fabric_warn(wf_fabric *fab, const char *fmt, ...)
 #if defined(__GNUC__)
     __attribute__((format(printf, 2, 3)))
@@ -59,6 +117,8 @@ struct wf_fabric {
     wf_connector_result conn;
     wf_device device;
     wf_precision *precision;
+    wf_strategy *strategy;
+    bool launched;                    /* processes exist and the environment is set up */
     int global_rank, local_rank, node_rank, world_size;
     wf_callback *callbacks;
     int n_callbacks;
@@ -81,7 +141,10 @@ struct wf_fabric {
 #define WF_FABRIC_MAX_INIT_DEPTH 16
     bool init_prev_skip[WF_FABRIC_MAX_INIT_DEPTH];   /* skip-init setting to restore per level */
     int no_sync_depth;
+    bool no_sync_enabled[64];         /* per open no_backward_sync block */
+    bool launch_called;
     int rzf_depth;
+    bool rzf_local[16];               /* per open rank_zero_first block: local or global */
 };
 
 struct wf_fabric_loader {

@@ -1,9 +1,12 @@
-/* fabric/strategy.c: the strategy registry (Fabric's names). Every strategy runs with
- * single-process semantics in this build; the multi-process ones are recognized so that
- * the connector can apply Fabric's rules and refuse world sizes above one clearly. */
+/* fabric/strategy.c: the strategy registry (Fabric's names and rules) and the strategy
+ * object's life. Which ops a name gets: one process runs the single-device strategy (for
+ * every name: "ddp" on one device is a world of one); several processes run DDP's. The
+ * object owns the process group; Fabric only delegates to its ops. */
 #include "fabric/fabric_impl.h"
 
+#include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 static const wf_strategy_vt strategies[] = {
     { "single_device", false, false, false },
@@ -41,4 +44,56 @@ const char *wf__strategy_names(void) {
            "ddp_fork_find_unused_parameters_false, dp, fsdp, fsdp_cpu_offload, deepspeed, "
            "deepspeed_stage_1, deepspeed_stage_2, deepspeed_stage_2_offload, deepspeed_stage_3, "
            "deepspeed_stage_3_offload, deepspeed_stage_3_offload_nvme";
+}
+
+/* ---------------------------------------------------------------- default checkpoint IO */
+
+static int default_save(const wf_checkpoint_io *io, wf_st_writer *w, const char *path) {
+    (void)io;
+    return wf_st_writer_save(w, path);
+}
+static wf_st_file *default_load(const wf_checkpoint_io *io, const char *path) {
+    (void)io;
+    return wf_st_open(path);
+}
+static int default_remove(const wf_checkpoint_io *io, const char *path) {
+    (void)io;
+    if (unlink(path)) return wf__error(WF_EIO, "wf_checkpoint_io: cannot remove %s", path);
+    return 0;
+}
+const wf_checkpoint_io wf__default_checkpoint_io = { "safetensors", default_save, default_load, default_remove, NULL };
+
+/* ---------------------------------------------------------------- life */
+
+wf_strategy *wf__strategy_new(const wf_strategy_vt *desc, wf_precision *precision, wf_device device,
+                              const wf_cluster_info *cluster, const wf_checkpoint_io *io, double timeout_s) {
+    wf_strategy *s = wf__calloc(1, sizeof *s);
+    if (!s) { wf__error(WF_ENOMEM, "wf_fabric_new: out of memory"); return NULL; }
+    s->desc = desc;
+    s->precision = precision;
+    s->device = device;
+    s->cluster = *cluster;
+    s->timeout_s = timeout_s;
+    s->io = io ? *io : wf__default_checkpoint_io;
+    if (!s->io.save) s->io.save = default_save;
+    if (!s->io.load) s->io.load = default_load;
+    if (!s->io.remove) s->io.remove = default_remove;
+    s->ops = cluster->world_size > 1 ? &wf__ddp_ops : &wf__single_device_ops;
+    return s;
+}
+
+void wf__strategy_free(wf_strategy *s) {
+    if (!s) return;
+    if (s->ops->teardown) s->ops->teardown(s);
+    wf__free(s, sizeof *s);
+}
+
+int wf__module_params(wf_module *m, wf_tensor ***out) {
+    int n = wf_module_parameters(m, NULL, NULL, 0);
+    if (n < 0) return n;
+    wf_tensor **p = wf__calloc((size_t)(n ? n : 1), sizeof *p);
+    if (!p) return wf__error(WF_ENOMEM, "wf_fabric: out of memory");
+    wf_module_parameters(m, p, NULL, n);
+    *out = p;
+    return n;
 }

@@ -16,9 +16,14 @@
  * LT_*), which override the config, as the `weft run` CLI sets them. When WF_CLI_USED=1 and
  * the config names a different non-default value, wf_fabric_new fails (as Fabric does).
  *
- * This build runs one process: the distributed strategies ("ddp", "fsdp", "deepspeed*", ...)
- * are recognized with Fabric's rules and run with world size 1; asking for more than one
- * device or node with them is WF_ENOTSUP (distributed strategies land with dist/).
+ * Several processes: "ddp" (and "auto" with several devices) runs one process per device.
+ * Either the processes already exist (started by `weft run`, torchrun, SLURM or mpirun; the
+ * cluster environment tells) or wf_fabric_launch starts them (CPU ranks through Open MPI's
+ * mpirun, GPU ranks directly, meeting through a TCP store). Call wf_fabric_launch before
+ * setup, as Fabric's launch(). The strategy owns the collectives and the step: with "ddp"
+ * the gradients are averaged across ranks after each wf_fabric_backward (gradient buckets
+ * that overlap with backward come with DDP proper). Sharded strategies ("fsdp",
+ * "deepspeed*") with more than one process are WF_ENOTSUP in this build.
  *
  * Errors follow weft/tensor.h: NULL or a negative WF_E* code, with wf_error_message()
  * naming the method ("wf_fabric_setup: ..."). Warnings (Fabric's rank_zero_warn) are printed
@@ -35,6 +40,8 @@
 #include "nn.h"
 #include "optim.h"
 #include "precision.h"
+#include "io.h"
+#include "dist.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -109,6 +116,28 @@ int wf_logger_flush(wf_logger *l);
 const char *wf_logger_log_dir(const wf_logger *l);
 void wf_logger_free(wf_logger *l);   /* flushes; NULL ok */
 
+/* ================================================================ plugins */
+
+/* Checkpoint IO (Lightning's CheckpointIO): how a checkpoint reaches storage and comes
+ * back. save writes what w holds to path (the default: wf_st_writer_save, atomic); load
+ * opens path (the default: wf_st_open); remove deletes it (the default: unlink). Any hook
+ * may be NULL for the default. ud is the plugin's. Only rank 0 calls save. */
+typedef struct wf_checkpoint_io {
+    const char *name;
+    int (*save)(const struct wf_checkpoint_io *io, wf_st_writer *w, const char *path);
+    wf_st_file *(*load)(const struct wf_checkpoint_io *io, const char *path);
+    int (*remove)(const struct wf_checkpoint_io *io, const char *path);
+    void *ud;
+} wf_checkpoint_io;
+
+/* Fabric's plugins=: objects that replace the built-in ones. */
+typedef struct wf_fabric_plugins {
+    wf_precision *precision;          /* instead of .precision (giving both is WF_EINVAL); the
+                                         Fabric takes ownership, also on failure */
+    const wf_cluster_env *cluster_env;/* instead of detection (copied; must outlive the Fabric) */
+    const wf_checkpoint_io *checkpoint_io;   /* copied; ud must outlive the Fabric */
+} wf_fabric_plugins;
+
 /* ================================================================ the Fabric object */
 
 typedef struct wf_fabric_config {
@@ -126,6 +155,8 @@ typedef struct wf_fabric_config {
     wf_logger *const *loggers;      /* the Fabric takes ownership (also on failure) */
     int n_loggers;
     bool quiet;               /* do not print warnings to stderr (they are still recorded) */
+    wf_fabric_plugins plugins;
+    double timeout_s;         /* collectives' timeout; 0 = WF_DIST_TIMEOUT or 1800 s */
 } wf_fabric_config;
 
 /* Build a Fabric: the connector resolves the settings (config, then environment) into an
@@ -138,8 +169,12 @@ typedef struct wf_fabric_config {
  *  - num_nodes < 1: WF_EINVAL.
  *  - strategy "auto": single_device for one device on one node, else ddp. "dp" on CPU
  *    becomes ddp with a warning. Unknown names: WF_EINVAL listing the valid ones.
- *    Multi-process strategies with world size > 1: WF_ENOTSUP. "single_device" with several
- *    devices: WF_EINVAL. deepspeed needs cuda: WF_ENOTSUP on cpu.
+ *    "single_device" with several devices: WF_EINVAL. deepspeed needs cuda: WF_ENOTSUP on
+ *    cpu. Sharded strategies with world size > 1: WF_ENOTSUP.
+ *  - processes: the cluster environment (plugin, else torchrun, SLURM, Open MPI, weft's
+ *    launcher, else local) gives the ranks; with one of them, devices "auto" takes its local
+ *    world size, and a devices x num_nodes that differs from its world size is WF_EINVAL.
+ *    Under `weft run` (WF_CLI_USED=1) the process group is set up here, as Fabric does.
  *  - precision: see weft/precision.h (16-mixed on CPU -> bf16-mixed with a warning).
  * cfg may be NULL (all defaults). Returns the Fabric (free with wf_fabric_free) or NULL. */
 wf_fabric *wf_fabric_new(const wf_fabric_config *cfg);
@@ -148,6 +183,21 @@ wf_fabric *wf_fabric_new(const wf_fabric_config *cfg);
  * outlives its Fabric runs as a plain module (the Fabric's forward hooks stay registered but
  * do nothing). NULL ok. */
 void wf_fabric_free(wf_fabric *fab);
+
+/* launch(function): start the processes and set up the process group.
+ *  - processes not started yet (devices > 1 with no launcher): this program is executed
+ *    again as one process per device under weft's supervisor (CPU ranks through mpirun);
+ *    the launching process waits and exits with the job's status (the failing rank named on
+ *    stderr) and never returns;
+ *  - in a started process: sets up the strategy's environment, then returns fn(fab, ud)
+ *    (0 when fn is NULL). Every rank runs fn; each returns its own result.
+ * Errors: WF_ESTATE when called twice or under `weft run` (processes exist already, as in
+ * Fabric), the process group's errors (WF_EDIST, WF_ETIMEOUT naming absent ranks). */
+typedef int (*wf_fabric_launch_fn)(wf_fabric *fab, void *ud);
+int wf_fabric_launch(wf_fabric *fab, wf_fabric_launch_fn fn, void *ud);
+/* The process group of a multi-process Fabric (borrowed; NULL with one process or before
+ * launch): for collectives beyond the Fabric's own. */
+wf_process_group *wf_fabric_process_group(wf_fabric *fab);
 
 /* ---------------------------------------------------------------- properties */
 wf_device wf_fabric_device(const wf_fabric *fab);        /* cpu, cuda:N */
@@ -277,27 +327,46 @@ int wf_fabric_init_module_end(wf_fabric *fab);
 int wf_fabric_init_tensor_begin(wf_fabric *fab);
 int wf_fabric_init_tensor_end(wf_fabric *fab);
 
-/* ---------------------------------------------------------------- collectives (world of one) */
+/* ---------------------------------------------------------------- collectives
+ * Every rank must make the same calls in the same order; each is bounded by the timeout
+ * (an error naming the ranks that did not join, never a silent hang). With one process they
+ * are local. */
 
-/* barrier(): returns 0. */
+/* barrier(name): waits for every rank. Returns 0 or a code. */
 int wf_fabric_barrier(wf_fabric *fab, const char *name);
-/* broadcast(tensor, src): src must be a valid rank (WF_EINVAL); returns a new handle on t. */
+/* broadcast(tensor, src): a new tensor (caller's scope) holding src's values on every rank;
+ * src must be a valid rank (WF_EINVAL). */
 wf_tensor *wf_fabric_broadcast(wf_fabric *fab, wf_tensor *t, int src);
-/* broadcast of raw bytes (objects): src validated, buf unchanged on one process. */
+/* broadcast of raw bytes (objects): buf (n bytes, the same n on every rank) receives src's. */
 int wf_fabric_broadcast_bytes(wf_fabric *fab, void *buf, size_t n, int src);
-/* all_gather(t, sync_grads): world of one: t itself (no extra dimension); sync_grads keeps
- * the gradient flow. */
+/* all_gather(t, sync_grads): a new tensor [world_size, *t.shape] with rank r's t at r (one
+ * process: t itself, no extra dimension, as Fabric's single-device strategy). sync_grads
+ * keeps the gradient flow: the gradient of t is the sum over ranks of the gradients of
+ * slice r (reduce-scatter), as torch.distributed.nn.all_gather. */
 wf_tensor *wf_fabric_all_gather(wf_fabric *fab, wf_tensor *t, bool sync_grads);
 typedef enum wf_fabric_reduce { WF_FABRIC_MEAN = 0, WF_FABRIC_SUM, WF_FABRIC_MAX, WF_FABRIC_MIN } wf_fabric_reduce;
-/* all_reduce(t, reduce_op): a new tensor (a copy with one process). */
+/* all_reduce(t, reduce_op): a new tensor (caller's scope) reduced over ranks. */
 wf_tensor *wf_fabric_all_reduce(wf_fabric *fab, wf_tensor *t, wf_fabric_reduce op);
 /* no_backward_sync(module, enabled): between begin and end, backward does not synchronize
- * gradients (a no-op with one device). m must be set up (WF_ESTATE). */
+ * gradients (they accumulate locally; the next synchronized backward reduces the sum).
+ * m must be set up (WF_ESTATE). */
 int wf_fabric_no_backward_sync_begin(wf_fabric *fab, wf_module *m, bool enabled);
 int wf_fabric_no_backward_sync_end(wf_fabric *fab);
-/* rank_zero_first(local): rank 0 (per node when local) runs the block first. */
+/* rank_zero_first(local): rank 0 (per node when local) runs the block first, the others
+ * wait in begin until it ends it. If rank 0 fails inside the block it calls
+ * wf_fabric_rank_zero_first_fail(fab, code) instead of end: the other ranks' begin then
+ * returns WF_EDIST naming rank 0's error, and they skip the block (they must not call end).
+ *
+ *     if ((rc = wf_fabric_rank_zero_first_begin(fab, false)) == 0) {
+ *         rc = prepare_data();                       // rank 0 first, then the others
+ *         rc = rc ? wf_fabric_rank_zero_first_fail(fab, rc) : wf_fabric_rank_zero_first_end(fab);
+ *     }
+ */
 int wf_fabric_rank_zero_first_begin(wf_fabric *fab, bool local);
 int wf_fabric_rank_zero_first_end(wf_fabric *fab);
+/* Close the block after a failure: returns code (the error message is kept); on rank 0 it
+ * also tells the waiting ranks. */
+int wf_fabric_rank_zero_first_fail(wf_fabric *fab, int code);
 
 /* ---------------------------------------------------------------- callbacks and logging */
 

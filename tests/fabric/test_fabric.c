@@ -6,6 +6,7 @@
 #include "fabric/fabric_impl.h"   /* force_backward_check */
 
 #include <stdio.h>
+#include <unistd.h>
 
 static void clear_env(void) {
     const char *v[] = { "WF_ACCELERATOR", "WF_STRATEGY", "WF_DEVICES", "WF_NUM_NODES", "WF_PRECISION", "WF_CLI_USED" };
@@ -26,6 +27,124 @@ static wf_optimizer *adam_of(wf_module *m) {
     int n = wf_module_parameters(m, p, NULL, 16);
     return wf_adam_new(p, n, &(wf_adam_opts){ .lr = 1e-2 });
 }
+
+/* ---------------------------------------------------------------- plugins */
+
+typedef struct io_counts { int saves, loads; char last[512]; } io_counts;
+static int counting_save(const wf_checkpoint_io *io, wf_st_writer *w, const char *path) {
+    io_counts *c = io->ud;
+    c->saves++;
+    snprintf(c->last, sizeof c->last, "%s", path);
+    return wf_st_writer_save(w, path);
+}
+static wf_st_file *counting_load(const wf_checkpoint_io *io, const char *path) {
+    ((io_counts *)io->ud)->loads++;
+    return wf_st_open(path);
+}
+static int refusing_save(const wf_checkpoint_io *io, wf_st_writer *w, const char *path) {
+    (void)io; (void)w;
+    return wf__error(WF_EIO, "refusing_save: no storage for %s", path);
+}
+
+static int rank1_of_2(const wf_cluster_env *env, wf_cluster_info *out) {
+    (void)env;
+    out->world_size = 2; out->global_rank = 1; out->local_rank = 1; out->local_world_size = 2;
+    out->num_nodes = 1; out->creates_processes_externally = true;
+    snprintf(out->main_address, sizeof out->main_address, "127.0.0.1");
+    return 0;
+}
+static int bad_env(const wf_cluster_env *env, wf_cluster_info *out) {
+    (void)env;
+    out->world_size = 2; out->global_rank = 5;
+    return 0;
+}
+
+START_TEST(test_plugins) {
+    clear_env();
+    /* checkpoint IO: save and load go through the plugin */
+    io_counts cnt = { 0 };
+    wf_checkpoint_io io = { .name = "counting", .save = counting_save, .load = counting_load, .ud = &cnt };
+    wf_fabric *f = mk((wf_fabric_config){ .plugins.checkpoint_io = &io });
+    ck_assert_msg(f, "%s", wf_error_message());
+    wf_module *m = mlp();
+    ck_assert_int_eq(wf_fabric_setup_module(f, m, true), 0);
+    char path[256];
+    snprintf(path, sizeof path, "/tmp/weft_test_plugin_%d.ckpt", (int)getpid());
+    wf_fabric_state *st = wf_fabric_state_new();
+    ck_assert_int_eq(wf_fabric_state_add_module(st, "model", m), 0);
+    ck_assert_int_eq(wf_fabric_save(f, path, st, NULL), 0);
+    ck_assert_int_eq(cnt.saves, 1);
+    ck_assert_str_eq(cnt.last, path);
+    wf_fabric_state *rest = wf_fabric_load(f, path, st, true);
+    ck_assert_msg(rest, "%s", wf_error_message());
+    ck_assert_int_eq(cnt.loads, 1);
+    wf_fabric_state_free(rest);
+    wf_fabric_free(f);
+    /* a failing plugin is the save's error */
+    wf_checkpoint_io refuse = { .name = "refusing", .save = refusing_save };
+    f = mk((wf_fabric_config){ .plugins.checkpoint_io = &refuse });
+    ck_assert_int_eq(wf_fabric_setup_module(f, m, true), 0);
+    ck_assert_int_eq(wf_fabric_save(f, path, st, NULL), WF_EIO);
+    ck_assert_error(WF_EIO, "no storage");
+    wf_fabric_free(f);
+    wf_fabric_state_free(st);
+    wf_module_free(m);
+    unlink(path);
+
+    /* precision: a plugin object instead of the name; both is an error */
+    char warn[256];
+    wf_precision *p = wf_precision_new("bf16-mixed", WF_CPU, warn, sizeof warn);
+    ck_assert_ptr_nonnull(p);
+    f = mk((wf_fabric_config){ .plugins.precision = p });
+    ck_assert_msg(f, "%s", wf_error_message());
+    ck_assert_str_eq(wf_fabric_precision_name(f), "bf16-mixed");
+    ck_assert_ptr_eq(wf_fabric_precision(f), p);
+    wf_fabric_free(f);   /* frees p */
+    p = wf_precision_new("bf16-mixed", WF_CPU, warn, sizeof warn);
+    ck_assert_ptr_null(mk((wf_fabric_config){ .precision = "32-true", .plugins.precision = p }));   /* frees p */
+    ck_assert_error(WF_EINVAL, "choose one");
+
+    /* cluster environment: the plugin says where this process stands */
+    wf_cluster_env env = { .name = "mycluster", .fill = rank1_of_2 };
+    f = mk((wf_fabric_config){ .plugins.cluster_env = &env });
+    ck_assert_msg(f, "%s", wf_error_message());
+    ck_assert_int_eq(wf_fabric_world_size(f), 2);   /* devices "auto": the environment's */
+    ck_assert_int_eq(wf_fabric_global_rank(f), 1);
+    ck_assert_int_eq(wf_fabric_local_rank(f), 1);
+    ck_assert(!wf_fabric_is_global_zero(f));
+    ck_assert_str_eq(wf_fabric_strategy_name(f), "ddp");
+    wf_fabric_free(f);
+    ck_assert_ptr_null(mk((wf_fabric_config){ .devices = "3", .plugins.cluster_env = &env }));
+    ck_assert_error(WF_EINVAL, "mycluster environment started 2");
+    wf_cluster_env bad = { .name = "bad", .fill = bad_env };
+    ck_assert_ptr_null(mk((wf_fabric_config){ .plugins.cluster_env = &bad }));
+    ck_assert_error(WF_EINVAL, "rank 5 of world size 2");
+
+    /* launch: under `weft run` the processes exist already */
+    setenv("WF_CLI_USED", "1", 1);
+    f = mk((wf_fabric_config){ 0 });
+    ck_assert_msg(f, "%s", wf_error_message());
+    ck_assert_int_eq(wf_fabric_launch(f, NULL, NULL), WF_ESTATE);
+    ck_assert_error(WF_ESTATE, "weft run");
+    wf_fabric_free(f);
+    clear_env();
+}
+END_TEST
+
+static int launched_fn(wf_fabric *fab, void *ud) {
+    *(int *)ud = wf_fabric_world_size(fab) + 40;
+    return 7;
+}
+
+START_TEST(test_launch_one_process) {
+    clear_env();
+    wf_fabric *f = mk((wf_fabric_config){ 0 });
+    int seen = 0;
+    ck_assert_int_eq(wf_fabric_launch(f, launched_fn, &seen), 7);
+    ck_assert_int_eq(seen, 41);
+    wf_fabric_free(f);
+}
+END_TEST
 
 /* ---------------------------------------------------------------- connector */
 
@@ -88,13 +207,29 @@ START_TEST(test_strategy_rules) {
         ck_assert_int_eq(wf_fabric_world_size(f), 1);
         wf_fabric_free(f);
     }
-    /* several processes: not in this build */
-    ck_assert_ptr_null(mk((wf_fabric_config){ .strategy = "ddp", .devices = "2" }));
-    ck_assert_error(WF_ENOTSUP, "dist/");
-    ck_assert_ptr_null(mk((wf_fabric_config){ .devices = "4" }));   /* auto -> ddp */
-    ck_assert_error(WF_ENOTSUP, "\"ddp\" with 4 process");
-    ck_assert_ptr_null(mk((wf_fabric_config){ .num_nodes = 2 }));
+    /* several processes: the Fabric knows the world it will launch; setup before launch is
+     * an error (Fabric's _validate_launched) */
+    f = mk((wf_fabric_config){ .devices = "4" });   /* auto -> ddp */
+    ck_assert_msg(f, "%s", wf_error_message());
+    ck_assert_str_eq(wf_fabric_strategy_name(f), "ddp");
+    ck_assert_int_eq(wf_fabric_world_size(f), 4);
+    ck_assert_int_eq(wf_fabric_global_rank(f), 0);
+    ck_assert_ptr_null(wf_fabric_process_group(f));
+    wf_module *m = mlp();
+    ck_assert_int_eq(wf_fabric_setup_module(f, m, true), WF_ESTATE);
+    ck_assert_error(WF_ESTATE, "call wf_fabric_launch");
+    ck_assert_int_eq(wf_fabric_barrier(f, NULL), WF_ESTATE);
+    wf_module_free(m);
+    wf_fabric_free(f);
+    f = mk((wf_fabric_config){ .num_nodes = 2 });
+    ck_assert_msg(f, "%s", wf_error_message());
+    ck_assert_int_eq(wf_fabric_world_size(f), 2);
+    ck_assert_int_eq(wf_fabric_launch(f, NULL, NULL), WF_ENOTSUP);   /* other nodes need a launcher */
     ck_assert_error(WF_ENOTSUP, "num_nodes=2");
+    ck_assert_int_eq(wf_fabric_launch(f, NULL, NULL), WF_ESTATE);    /* twice */
+    wf_fabric_free(f);
+    ck_assert_ptr_null(mk((wf_fabric_config){ .strategy = "fsdp", .devices = "2" }));
+    ck_assert_error(WF_ENOTSUP, "sharded");
     ck_assert_ptr_null(mk((wf_fabric_config){ .strategy = "single_device", .devices = "2" }));
     ck_assert_error(WF_EINVAL, "one device");
     ck_assert_ptr_null(mk((wf_fabric_config){ .strategy = "deepspeed_stage_3" }));
@@ -161,8 +296,10 @@ START_TEST(test_env_overrides) {
     ck_assert_error(WF_ENOTSUP, "mps");
     clear_env();
     setenv("WF_DEVICES", "3", 1);
-    ck_assert_ptr_null(mk((wf_fabric_config){ 0 }));
-    ck_assert_error(WF_ENOTSUP, "devices=3");
+    f = mk((wf_fabric_config){ 0 });
+    ck_assert_msg(f, "%s", wf_error_message());
+    ck_assert_int_eq(wf_fabric_world_size(f), 3);
+    wf_fabric_free(f);
     clear_env();
     setenv("WF_NUM_NODES", "0", 1);
     ck_assert_ptr_null(mk((wf_fabric_config){ 0 }));
@@ -582,6 +719,8 @@ int main(void) {
     tcase_add_test(tc, test_utilities);
     tcase_add_test(tc, test_dataloader);
     tcase_add_test(tc, test_callbacks);
+    tcase_add_test(tc, test_plugins);
+    tcase_add_test(tc, test_launch_one_process);
     suite_add_tcase(s, tc);
     return tt_run(s);
 }
