@@ -666,17 +666,27 @@ static int exchange_id(wf_store *store, bool use_mpi, const char *prefix, int ra
     return 0;
 }
 
+/* Free a store that init made for itself, after the other ranks have stopped reading it
+ * (rank 0 serves it: closing at once would turn their clear error into a dropped connection). */
+static void drop_store(wf_process_group *pg, const char *prefix, int rank, int size, double timeout) {
+    if (!pg->owns_store) return;
+    char key[160];
+    snprintf(key, sizeof key, "%s/leaving", prefix);
+    char saved[600];
+    snprintf(saved, sizeof saved, "%s", wf_error_message());
+    int code = wf_error();
+    (void)wf_store_wait_ranks(pg->store, key, rank, size, timeout < 30 ? timeout : 30);
+    wf_store_free(pg->store);
+    pg->store = NULL;
+    pg->owns_store = false;
+    if (code) wf__error(code, "%s", saved);   /* the caller's error, not the barrier's */
+}
+
 static int nccl_init(wf_process_group *pg, const wf_cluster_info *ci, const wf_dist_options *o) {
     static int generation;   /* world groups made by this process: keys of one init differ from the next */
     int rank = ci->global_rank, size = ci->world_size;
     int ndev = wf_cuda_device_count();
     int dev = o->device.type == WF_DEV_CUDA ? o->device.index : ci->local_rank;
-    if (ndev == 0)
-        return wf__error(WF_ENOTSUP, "wf_dist_init(nccl): no CUDA device is visible to rank %d", rank);
-    if (dev < 0 || dev >= ndev)
-        return wf__error(WF_EDEVICE, "wf_dist_init(nccl): rank %d (local rank %d) asks for cuda:%d but %d CUDA "
-                         "device(s) are visible%s", rank, ci->local_rank, dev, ndev,
-                         o->device.type == WF_DEV_CUDA ? "" : " (no device given: cuda:<local rank> was used)");
     if (size < 1 || rank < 0 || rank >= size)
         return wf__error(WF_EINVAL, "wf_dist_init(nccl): rank %d outside world size %d", rank, size);
     double timeout = o->timeout_s > 0 ? o->timeout_s : (pg->timeout_s > 0 ? pg->timeout_s : 1800);
@@ -684,6 +694,7 @@ static int nccl_init(wf_process_group *pg, const wf_cluster_info *ci, const wf_d
     int gen = generation++;
     char prefix[96];
     snprintf(prefix, sizeof prefix, "weft/nccl/%d", gen);
+    int rc = 0;
 
     bool use_mpi = false;
 #ifdef WEFT_HAVE_MPI
@@ -699,50 +710,65 @@ static int nccl_init(wf_process_group *pg, const wf_cluster_info *ci, const wf_d
     if (size > 1 && !use_mpi && !store) {
         wf_store_opts so = {timeout, size};
         store = wf_store_new(ci->main_address[0] ? ci->main_address : "127.0.0.1", ci->main_port, rank == 0, &so);
-        if (!store) return WF_EDIST;
-        pg->store = store;   /* owned by the group (the front-end frees it with the group) */
+        if (!store) return wf_error() ? wf_error() : WF_EDIST;
+        pg->store = store;   /* owned by the group: the front-end frees it with the group */
         pg->owns_store = true;
     }
 
-    int rc;
-    if ((rc = wf__cuda_set_device(dev))) return rc;
-    if (size > 1) {
-        /* rank -> (node, GPU): two ranks on one GPU is refused here, naming both */
-        int mine[2] = {ci->node_rank, dev};
-        int *all = wf__malloc(sizeof(int) * 2 * (size_t)size);
-        int *nodes = wf__malloc(sizeof(int) * (size_t)size);
-        int *devs = wf__malloc(sizeof(int) * (size_t)size);
-        if (!all || !nodes || !devs) rc = wf__error(WF_ENOMEM, "wf_dist_init(nccl): out of host memory");
-        char pfx[128];
-        snprintf(pfx, sizeof pfx, "%s/devmap", prefix);
-        if (!rc) rc = exchange_all(store, use_mpi, pfx, rank, size, mine, sizeof mine, all);
-        if (!rc) {
-            for (int r = 0; r < size; r++) { nodes[r] = all[2 * r]; devs[r] = all[2 * r + 1]; }
-            rc = wf_dist_check_device_map(nodes, devs, size);
-            if (rc) {
-                char inner[512];
-                snprintf(inner, sizeof inner, "%s", wf_error_message());
-                wf__error(rc, "wf_dist_init(nccl): the rank-to-GPU mapping was refused before NCCL started: %s "
-                          "(NCCL needs one GPU per rank; the mpi backend can share a GPU)", inner);
-            }
-        }
-        wf__free(all, sizeof(int) * 2 * (size_t)size);
-        wf__free(nodes, sizeof(int) * (size_t)size);
-        wf__free(devs, sizeof(int) * (size_t)size);
-        if (rc) return rc;
+    /* Every rank publishes (node, GPU, GPUs it sees) before any rank touches its GPU, so all
+     * of them refuse a bad mapping together, naming the ranks, instead of some going on into
+     * NCCL and waiting there for the others: first two ranks on one GPU (NCCL would only say
+     * "Duplicate GPU"), then a rank whose GPU does not exist. */
+    int *all = wf__malloc(sizeof(int) * 3 * (size_t)size);
+    int *nodes = wf__malloc(sizeof(int) * (size_t)size);
+    int *devs = wf__malloc(sizeof(int) * (size_t)size);
+    if (!all || !nodes || !devs) rc = wf__error(WF_ENOMEM, "wf_dist_init(nccl): out of host memory");
+    int mine[3] = {ci->node_rank, dev, ndev};
+    char pfx[128];
+    snprintf(pfx, sizeof pfx, "%s/devmap", prefix);
+    if (!rc) {
+        if (size > 1) rc = exchange_all(store, use_mpi, pfx, rank, size, mine, sizeof mine, all);
+        else memcpy(all, mine, sizeof mine);
     }
+    if (!rc) {
+        for (int r = 0; r < size; r++) { nodes[r] = all[3 * r]; devs[r] = all[3 * r + 1]; }
+        rc = wf_dist_check_device_map(nodes, devs, size);
+        if (rc) {
+            char inner[512];
+            snprintf(inner, sizeof inner, "%s", wf_error_message());
+            wf__error(rc, "wf_dist_init(nccl): the rank-to-GPU mapping was refused before NCCL started: %s "
+                      "(NCCL needs one GPU per rank; the mpi backend can share a GPU)", inner);
+        }
+    }
+    for (int r = 0; r < size && !rc; r++) {
+        int d = all[3 * r + 1], n = all[3 * r + 2];
+        if (n == 0)
+            rc = wf__error(WF_ENOTSUP, "wf_dist_init(nccl): no CUDA device is visible to rank %d%s", r,
+                           r == rank ? "" : " (another process)");
+        else if (d < 0 || d >= n)
+            rc = wf__error(WF_EDEVICE, "wf_dist_init(nccl): rank %d asks for cuda:%d but sees %d CUDA device(s)%s",
+                           r, d, n, r == rank && o->device.type != WF_DEV_CUDA ? " (no device given: cuda:<local "
+                           "rank> was used)" : "");
+    }
+    if (all) wf__free(all, sizeof(int) * 3 * (size_t)size);
+    if (nodes) wf__free(nodes, sizeof(int) * (size_t)size);
+    if (devs) wf__free(devs, sizeof(int) * (size_t)size);
+    if (rc) goto fail;
+    if ((rc = wf__cuda_set_device(dev))) goto fail;
 
     ncclUniqueId id;
     memset(&id, 0, sizeof id);
     if (rank == 0) {
         ncclResult_t r = ncclGetUniqueId(&id);
-        if (r != ncclSuccess)
-            return wf__error(code_of(r), "wf_dist_init(nccl): ncclGetUniqueId failed: %s", ncclGetErrorString(r));
+        if (r != ncclSuccess) {
+            rc = wf__error(code_of(r), "wf_dist_init(nccl): ncclGetUniqueId failed: %s", ncclGetErrorString(r));
+            goto fail;
+        }
     }
-    if (size > 1 && (rc = exchange_id(store, use_mpi, prefix, rank, &id))) return rc;
+    if (size > 1 && (rc = exchange_id(store, use_mpi, prefix, rank, &id))) goto fail;
 
     nccl_group *g = group_new(dev, rank, size, timeout);
-    if (!g) return WF_EDEVICEFAIL;
+    if (!g) { rc = WF_EDEVICEFAIL; goto fail; }
     ncclConfig_t cfg = make_config();
     ncclComm_t comm = NULL;
     ncclResult_t r = ncclCommInitRankConfig(&comm, size, id, rank, &cfg);
@@ -753,7 +779,7 @@ static int nccl_init(wf_process_group *pg, const wf_cluster_info *ci, const wf_d
         rc = wf__error(code_of(r), "wf_dist_init(nccl): ncclCommInitRank failed on rank %d of %d (cuda:%d): %s%s%s",
                        rank, size, dev, ncclGetErrorString(r), last && *last ? ": " : "", last ? last : "");
         group_free(g);
-        return rc;
+        goto fail;
     }
     g->comm = comm;
     rc = settle(g, comm, r, deadline, "ncclCommInitRank");
@@ -762,13 +788,17 @@ static int nccl_init(wf_process_group *pg, const wf_cluster_info *ci, const wf_d
         char inner[600];
         snprintf(inner, sizeof inner, "%s", wf_error_message());
         group_free(g);
-        return wf__error(rc, "wf_dist_init(nccl): %s", inner);
+        rc = wf__error(rc, "wf_dist_init(nccl): %s", inner);
+        goto fail;
     }
     pg->rank = rank;
     pg->size = size;
     pg->impl = g;
     if (pg->timeout_s <= 0) pg->timeout_s = timeout;
     return 0;
+fail:
+    drop_store(pg, prefix, rank, size, timeout);
+    return rc;
 }
 
 static int nccl_subgroup(wf_process_group *parent, const int *ranks, int n, wf_process_group *child) {

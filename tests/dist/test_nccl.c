@@ -8,7 +8,8 @@
  *                          a timed-out op aborts the communicator (host wait and watchdog).
  *   test_nccl --same-gpu   two ranks both on cuda:0 (under `mpirun -np 2`, else two forked
  *                          processes meeting through the TCP store): wf_dist_init's nccl
- *                          backend refuses with an error naming both ranks.
+ *                          backend refuses with an error naming both ranks, before NCCL
+ *                          (and before any GPU is touched: this mode needs no GPU).
  *
  * The backend is driven through its vtable (dist/dist_impl.h), as the front-end does: start,
  * then stream_wait or test() polled against a deadline, finish, release. */
@@ -457,11 +458,10 @@ static int one_rank(void) {
 
 /* ---------------------------------------------------------------- two ranks, one GPU */
 
+/* The mapping is checked before any rank touches a GPU, so this runs without one too. */
+static int g_port2;   /* the second store's port (fork mode) */
+
 static int same_gpu_rank(int rank, int size, int port) {
-    if (wf_cuda_device_count() == 0) {
-        printf("SKIP: no CUDA device\n");
-        return 77;
-    }
     wf_process_group pg;
     memset(&pg, 0, sizeof pg);
     pg.be = &wf__backend_nccl;
@@ -482,14 +482,25 @@ static int same_gpu_rank(int rank, int size, int port) {
     int rc = pg.be->init(&pg, &ci, &o);
     const char *m = wf_error_message();
     printf("  rank %d: rc %d: %s\n", rank, rc, m);
-    if (rc == WF_ENOTSUP && strstr(m, "store")) {
-        printf("SKIP: the TCP store is not in this build\n");
-        return 77;
-    }
     CHECK(rc == WF_EINVAL, "rank %d: two ranks on cuda:0 must be refused: %d", rank, rc);
     CHECK(strstr(m, "0") && strstr(m, "1") && strstr(m, "rank"), "the error names both ranks: %s", m);
     CHECK(!strstr(m, "Duplicate GPU"), "the error is weft's, before NCCL: %s", m);
-    if (pg.store && pg.owns_store) wf_store_free(pg.store);
+    CHECK(pg.store == NULL && !pg.owns_store, "a failed init frees the store it made");
+    if (!rc) pg.be->free(&pg);
+
+    /* distinct GPUs that do not exist (cuda:7, cuda:8): every rank fails, naming rank 0 */
+    memset(&pg, 0, sizeof pg);
+    pg.be = &wf__backend_nccl;
+    pg.timeout_s = 30;
+    if (port) ci.main_port = g_port2;   /* a fresh store: the first one's server is gone */
+    o.device = WF_CUDA(7 + rank);
+    rc = pg.be->init(&pg, &ci, &o);
+    m = wf_error_message();
+    printf("  rank %d: rc %d: %s\n", rank, rc, m);
+    if (wf_cuda_device_count() == 0)
+        CHECK(rc == WF_ENOTSUP && strstr(m, "no CUDA device is visible to rank 0"), "no GPU: %d (%s)", rc, m);
+    else
+        CHECK(rc == WF_EDEVICE && strstr(m, "rank 0 asks for cuda:7"), "cuda:7: %d (%s)", rc, m);
     if (!rc) pg.be->free(&pg);
     return report();
 }
@@ -526,6 +537,8 @@ static int same_gpu(void) {
     /* no MPI launcher: two forked ranks meet through the TCP store (the parent never touches
      * CUDA, which does not survive a fork) */
     int port = free_port();
+    g_port2 = free_port();
+    if (g_port2 == port) g_port2 = port + 1;
     pid_t pids[2];
     for (int r = 0; r < 2; r++) {
         pids[r] = fork();
