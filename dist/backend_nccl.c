@@ -544,9 +544,13 @@ fail:
 
 /* ---------------------------------------------------------------- groups */
 
+/* CUDA tensors on the group's device. Host memory too, for the bytes ops alone (broadcast
+ * and gather of objects, staged through the GPU; the front-ends ask supports(WF_CPU) before
+ * them): start() refuses CPU tensors for every other collective with WF_EDEVICE. */
 static bool nccl_supports(const wf_process_group *pg, wf_device dev) {
     const nccl_group *g = pg->impl;
-    return g && dev.type == WF_DEV_CUDA && dev.index == g->dev;
+    if (!g) return false;
+    return dev.type == WF_DEV_CPU || (dev.type == WF_DEV_CUDA && dev.index == g->dev);
 }
 
 static nccl_group *group_new(int dev, int rank, int size, double timeout_s) {

@@ -348,7 +348,8 @@ static void test_bad_inputs(wf_process_group *pg) {
     rc = run_coll(pg, &c, WAIT_STREAM, 30);
     CHECK(rc == WF_EDTYPE, "bad dtype: %d (%s)", rc, wf_error_message());
     CHECK(pg->be->supports(pg, WF_CUDA(0)), "supports cuda:0");
-    CHECK(!pg->be->supports(pg, WF_CPU), "does not support cpu");
+    CHECK(pg->be->supports(pg, WF_CPU), "supports host memory (for the bytes ops)");
+    CHECK(!pg->be->supports(pg, WF_META), "does not support meta");
     CHECK(!pg->be->supports(pg, WF_CUDA(1)), "does not support cuda:1");
     cudaFree(a);
 
