@@ -740,8 +740,7 @@ static int nccl_init(wf_process_group *pg, const wf_cluster_info *ci, const wf_d
         if (rc) {
             char inner[512];
             snprintf(inner, sizeof inner, "%s", wf_error_message());
-            wf__error(rc, "wf_dist_init(nccl): the rank-to-GPU mapping was refused before NCCL started: %s "
-                      "(NCCL needs one GPU per rank; the mpi backend can share a GPU)", inner);
+            wf__error(rc, "wf_dist_init(nccl): the rank-to-GPU mapping was refused before NCCL started: %s", inner);
         }
     }
     for (int r = 0; r < size && !rc; r++) {
