@@ -245,6 +245,12 @@ int wf_work_wait(wf_work *w) {
         bool d;
         return wf_work_test(w, &d);
     }
+    if (w->stream_wait) {
+        /* a CUDA op (nccl): the caller's stream waits for it, not the host; the backend's
+         * watchdog reports a later failure on the group's next call */
+        int rc = w->pg->broken ? wf__pg_check_broken(w->pg, w->fn) : w->stream_wait(w);
+        return complete(w, rc);
+    }
     unsigned it = 0;
     for (;;) {
         bool d = false;

@@ -50,6 +50,13 @@ struct wf_work {
     int (*finish)(wf_work *w);
     void (*abort)(wf_work *w);
     void (*release)(wf_work *w);
+    /* optional (NULL: the front-end polls test()): end a wait without blocking the host.
+     * nccl sets it for CUDA-tensor ops: the caller's compute stream is made to wait for the
+     * op's end event (PyTorch's work.wait()), then the work counts as complete: the
+     * front-end runs finish() and release(), and drops keep[] (safe: every later use of that
+     * memory is queued on the compute stream, now ordered after the op). The backend keeps
+     * watching the op; a timeout or NCCL error after that fails the group's next call. */
+    int (*stream_wait)(wf_work *w);
     void *impl;
     wf_tensor *keep[2];        /* retained until completion */
     bool done;

@@ -71,6 +71,14 @@ void wf__cuda_free(int dev, void *p, size_t nbytes);
 int wf__cuda_memory_stats(int dev, wf_memory_stats *out);
 /* return cached blocks of every initialised device to the driver (synchronizes) */
 void wf__cuda_empty_cache(void);
+/* The device's compute stream (the one all of weft's work on it is queued on), as a
+ * cudaStream_t, creating the device state on first use; NULL + an error (WF_EDEVICE for a bad
+ * index, WF_EDEVICEFAIL when the device cannot be initialised). For C code that orders its
+ * own streams against weft's (dist/backend_nccl.c: events between this stream and a process
+ * group's communication stream). The stream is owned by weft; never destroy it. */
+void *wf__cuda_stream(int dev);
+/* Make dev current on the calling thread (initialising its state): 0 or a code as above. */
+int wf__cuda_set_device(int dev);
 /* Wait for the device's stream. Reports asynchronous kernel failures (WF_EDEVICEFAIL) and
  * out-of-range indices met by the index kernels since the last check (WF_EINDEX). */
 int wf__cuda_sync(int dev);

@@ -278,6 +278,14 @@ extern "C" void wf__cuda_empty_cache(void) {
     }
 }
 
+extern "C" void *wf__cuda_stream(int dev) {
+    cudaStream_t st = NULL;
+    if (wfc_begin(dev, "stream", &st)) return NULL;
+    return (void *)st;
+}
+
+extern "C" int wf__cuda_set_device(int dev) { return wfc_begin(dev, "set device", NULL); }
+
 /* ---------------------------------------------------------------- synchronization */
 
 extern "C" int wf__cuda_sync(int dev) {
