@@ -50,8 +50,9 @@ static void progress(int epoch, int64_t step, int64_t total, double loss, bool t
     fflush(stdout);
 }
 
-/* accuracy over a whole loader */
-static double evaluate(wf_module *model, wf_fabric_loader *dl) {
+/* accuracy over a whole loader; with several processes each rank sees its shard of the test
+ * set, so the counts are summed over the ranks (Fabric's all_reduce) */
+static double evaluate(wf_fabric *fab, wf_module *model, wf_fabric_loader *dl) {
     int64_t correct = 0, total = 0;
     wf_tensor *b[2];
     wf_module_train(model, false);
@@ -70,7 +71,12 @@ static double evaluate(wf_module *model, wf_fabric_loader *dl) {
         }
     }
     wf_module_train(model, true);
-    return total ? (double)correct / (double)total : 0.0;
+    double counts[2] = { (double)correct, (double)total };
+    WF_SCOPE {
+        wf_tensor *c = wf_fabric_all_reduce(fab, wf_from_data(counts, WF_SHAPE(2), WF_F64), WF_FABRIC_SUM);
+        if (!c || wf_to_array(c, counts, WF_F64)) counts[1] = 0;
+    }
+    return counts[1] > 0 ? counts[0] / counts[1] : 0.0;
 }
 
 int main(int argc, char **argv) {
@@ -108,6 +114,7 @@ int main(int argc, char **argv) {
     wf_fabric *fab = wf_fabric_new(&(wf_fabric_config){ .accelerator = device, .precision = precision });
     if (!fab) { fprintf(stderr, "error: %s\n", wf_error_message()); return 2; }
     wf_seed_everything(seed, true);
+    bool tty = isatty(STDOUT_FILENO) && wf_fabric_is_global_zero(fab);   /* one progress bar */
 
     wf_dataset train, test;
     if (wf_fashion_mnist(data, true, 0.2860, 0.3530, &train) || wf_fashion_mnist(data, false, 0.2860, 0.3530, &test)) {
@@ -133,8 +140,7 @@ int main(int argc, char **argv) {
     wf_lr_scheduler *sched = schedule ? wf_cosine_annealing_lr_new(opt, (int)(epochs * steps_per_epoch), 0.0) : NULL;
     if (schedule && !sched) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
 
-    bool tty = isatty(STDOUT_FILENO);
-    printf("%s: %lld parameters, %lld steps per epoch\n", model_name, (long long)wf_module_num_parameters(model),
+    wf_fabric_print(fab, "%s: %lld parameters, %lld steps per epoch\n", model_name, (long long)wf_module_num_parameters(model),
            (long long)steps_per_epoch);
     double t0 = now(), acc = 0;
     for (int epoch = 1; epoch <= epochs; epoch++) {
@@ -166,13 +172,13 @@ int main(int argc, char **argv) {
             if (rc < 0) { fprintf(stderr, "\nerror: %s\n", wf_error_message()); return 1; }
             if (rc == 0) break;
         }
-        acc = evaluate(model, test_dl);
-        printf("%sepoch %d: train_loss %.4f train_acc %.4f test_acc %.4f (%.1f s)\n", tty ? "\n" : "", epoch,
+        acc = evaluate(fab, model, test_dl);
+        wf_fabric_print(fab, "%sepoch %d: train_loss %.4f train_acc %.4f test_acc %.4f (%.1f s)\n", tty ? "\n" : "", epoch,
                loss_sum / (double)(n ? n : 1), (double)correct / (double)(seen ? seen : 1), acc, now() - t0);
         fflush(stdout);
     }
     double train_s = now() - t0;
-    printf("{\"model\":\"%s\",\"precision\":\"%s\",\"epochs\":%d,\"test_acc\":%.4f,\"train_s\":%.1f,\"step_ms\":%.3f}\n",
+    wf_fabric_print(fab, "{\"model\":\"%s\",\"precision\":\"%s\",\"epochs\":%d,\"test_acc\":%.4f,\"train_s\":%.1f,\"step_ms\":%.3f}\n",
            model_name, wf_fabric_precision_name(fab), epochs, acc, train_s, 1000.0 * train_s / (double)(steps ? steps : 1));
     wf_lr_scheduler_free(sched);
     wf_optimizer_free(opt);
