@@ -62,6 +62,8 @@ typedef struct nccl_group {
     char fatal_msg[600];
     pending_op pending[PENDING_MAX];
     int n_pending;
+    ncclComm_t split_out;  /* ncclCommSplit's output: NCCL's init job writes it asynchronously,
+                              so it lives here, not on a stack that may be gone by then */
     pthread_t watchdog;
     bool watchdog_on, stopping;
     pthread_cond_t wake;
@@ -129,6 +131,10 @@ static int fail_fatal(const nccl_group *g) {
 /* An NCCL call returned r (lock held): wait out ncclInProgress against the deadline;
  * an error aborts the communicator and names NCCL's error string and last message. */
 static int settle(nccl_group *g, ncclComm_t comm, ncclResult_t r, double deadline, const char *what) {
+    /* a call may answer ncclSuccess while its work still runs in NCCL's group thread
+     * (ncclCommSplit does: the parent's state says ncclInProgress until the split is done),
+     * so the communicator's state is asked even then */
+    if (r == ncclSuccess && ncclCommGetAsyncError(comm, &r) != ncclSuccess) r = ncclInternalError;
     while (r == ncclInProgress) {
         if (now_s() > deadline) {
             char msg[600];
@@ -830,16 +836,19 @@ static int nccl_subgroup(wf_process_group *parent, const int *ranks, int n, wf_p
         if (g) group_free(g);
         return fail_fatal(pgp);
     }
-    ncclResult_t r = ncclCommSplit(pgp->comm, key >= 0 ? 0 : NCCL_SPLIT_NOCOLOR, key >= 0 ? key : 0, &comm, &cfg);
-    /* the parent's state tells when a non-blocking split finished on this rank */
+    pgp->split_out = NULL;
+    ncclResult_t r = ncclCommSplit(pgp->comm, key >= 0 ? 0 : NCCL_SPLIT_NOCOLOR, key >= 0 ? key : 0, &pgp->split_out,
+                                   &cfg);
+    /* the parent's state tells when a non-blocking split finished on this rank; the new
+     * handle is stored by NCCL's init job as it ends (wait for it, bounded) */
     rc = settle(pgp, pgp->comm, r, deadline, "ncclCommSplit");
+    while (!rc && key >= 0 && !(comm = __atomic_load_n(&pgp->split_out, __ATOMIC_ACQUIRE)) && now_s() < deadline)
+        nap();
     pthread_mutex_unlock(&pgp->lock);
     if (!rc && comm && g) {
         pthread_mutex_lock(&g->lock);
         g->comm = comm;
-        ncclResult_t st = ncclInProgress;
-        if (ncclCommGetAsyncError(comm, &st) != ncclSuccess) st = ncclInternalError;
-        rc = settle(g, comm, st, deadline, "ncclCommSplit (new communicator)");
+        rc = settle(g, comm, ncclSuccess, deadline, "ncclCommSplit (new communicator)");
         pthread_mutex_unlock(&g->lock);
     }
     if (rc) {

@@ -5,7 +5,8 @@
  *   test_nccl              one rank: a world-of-one communicator runs every op for every
  *                          dtype through NCCL, in place and out of place, against a CPU
  *                          reference; async handles; stream ordering; subgroups; bad inputs;
- *                          a timed-out op aborts the communicator (host wait and watchdog).
+ *                          a failed or timed-out op aborts the communicator and breaks the
+ *                          group.
  *   test_nccl --same-gpu   two ranks both on cuda:0 (under `mpirun -np 2`, else two forked
  *                          processes meeting through the TCP store): wf_dist_init's nccl
  *                          backend refuses with an error naming both ranks, before NCCL
@@ -394,9 +395,12 @@ static void test_subgroup(wf_process_group *pg) {
     cudaFree(b);
 }
 
-/* A send with no matching receive never completes: the deadline aborts the communicator and
- * the group's later calls fail with the first error. Mode poll: the front-end's abort();
- * mode stream: the watchdog (the compute stream waits on the op; the abort must let it go). */
+/* A send to self with no matching receive: NCCL 2.28 refuses it at launch ("invalid usage:
+ * Trying to send to self without a matching recv", seen on the H200), and that refusal must
+ * abort the communicator and break the group, its later calls failing with NCCL's message.
+ * Were the send let through, it would never complete: then the deadline aborts (mode poll:
+ * the front-end's abort(); mode stream: the watchdog, and the compute stream, which waits on
+ * the op, must drain afterwards) and the later calls fail with the timeout. */
 static void test_timeout(wait_mode mode) {
     wf_process_group pg;
     int rc = init_world1(&pg, 2);
