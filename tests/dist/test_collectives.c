@@ -12,6 +12,15 @@
 static wf_process_group *pg;
 static int R, S;   /* this rank, world size */
 
+/* WF_TEST_DEVICE=cuda: the same tests on CUDA tensors (the mpi backend stages them through
+ * host memory, so several ranks share one GPU), on the GPU machine. */
+static wf_device DEV;
+static wf_tensor *on(wf_tensor *t) { return t && DEV.type != WF_DEV_CPU ? wf_to_device(t, DEV) : t; }
+static wf_tensor *dev_zeros(const int64_t *shape, int nd, wf_dtype dt) { return on(wf_zeros(shape, nd, dt)); }
+static wf_tensor *dev_full(const int64_t *shape, int nd, double v, wf_dtype dt) { return on(wf_full(shape, nd, v, dt)); }
+static wf_tensor *dev_ones(const int64_t *shape, int nd, wf_dtype dt) { return on(wf_ones(shape, nd, dt)); }
+static wf_tensor *dev_dtype(wf_tensor *t, wf_dtype dt) { return on(wf_to_dtype(t, dt)); }
+
 static const wf_dtype all_dtypes[] = {WF_F64, WF_F32, WF_F16, WF_BF16, WF_I64, WF_I32, WF_U8, WF_BOOL};
 #define N_DTYPES ((int)(sizeof all_dtypes / sizeof all_dtypes[0]))
 #define COUNT 7
@@ -25,7 +34,7 @@ static double val(wf_dtype dt, int r, int i) {
 static wf_tensor *rank_tensor(wf_dtype dt, int r, int n) {
     double v[64];
     for (int i = 0; i < n; i++) v[i] = val(dt, r, i);
-    return wf_to_dtype(wf_from_data(v, WF_SHAPE(n), WF_F64), dt);
+    return dev_dtype(wf_from_data(v, WF_SHAPE(n), WF_F64), dt);
 }
 
 static double reference(wf_dtype dt, wf_dist_reduce_op op, int i) {
@@ -82,7 +91,7 @@ START_TEST(test_broadcast_gather_scatter_every_dtype) {
             }
             /* all_gather: rank r's slice at r */
             wf_tensor *in = rank_tensor(dt, R, COUNT);
-            wf_tensor *out = wf_zeros(WF_SHAPE((int64_t)S * COUNT), dt);
+            wf_tensor *out = dev_zeros(WF_SHAPE((int64_t)S * COUNT), dt);
             ck_assert_msg(wf_dist_all_gather(pg, out, in, NULL) == 0, "%s", wf_error_message());
             double want[3 * COUNT];
             for (int r = 0; r < S; r++)
@@ -92,8 +101,8 @@ START_TEST(test_broadcast_gather_scatter_every_dtype) {
             /* reduce_scatter (sum): rank r gets the sum of every rank's slice r */
             double v[3 * COUNT];
             for (int k = 0; k < S * COUNT; k++) v[k] = val(dt, R, k);
-            wf_tensor *big = wf_to_dtype(wf_from_data(v, WF_SHAPE((int64_t)S * COUNT), WF_F64), dt);
-            wf_tensor *mine = wf_zeros(WF_SHAPE(COUNT), dt);
+            wf_tensor *big = dev_dtype(wf_from_data(v, WF_SHAPE((int64_t)S * COUNT), WF_F64), dt);
+            wf_tensor *mine = dev_zeros(WF_SHAPE(COUNT), dt);
             ck_assert_int_eq(wf_dist_reduce_scatter(pg, mine, big, WF_DIST_SUM, NULL), 0);
             double rs[COUNT];
             for (int i = 0; i < COUNT; i++) {
@@ -112,22 +121,22 @@ START_TEST(test_all_gather_2d_and_uneven) {
         /* [2,3] per rank -> [2S,3] */
         double v[6];
         for (int i = 0; i < 6; i++) v[i] = R * 100 + i;
-        wf_tensor *in = wf_to_dtype(wf_from_data(v, WF_SHAPE(2, 3), WF_F64), WF_F32);
-        wf_tensor *out = wf_zeros(WF_SHAPE(2 * S, 3), WF_F32);
+        wf_tensor *in = dev_dtype(wf_from_data(v, WF_SHAPE(2, 3), WF_F64), WF_F32);
+        wf_tensor *out = dev_zeros(WF_SHAPE(2 * S, 3), WF_F32);
         ck_assert_int_eq(wf_dist_all_gather(pg, out, in, NULL), 0);
         double want[18];
         for (int r = 0; r < S; r++)
             for (int i = 0; i < 6; i++) want[r * 6 + i] = r * 100 + i;
         int64_t n_out = 6 * S;
         ck_assert_tensor_near(out, want, n_out, 0);
-        wf_tensor *bad = wf_zeros(WF_SHAPE(2 * S + 1, 3), WF_F32);
+        wf_tensor *bad = dev_zeros(WF_SHAPE(2 * S + 1, 3), WF_F32);
         ck_assert_int_eq(wf_dist_all_gather(pg, bad, in, NULL), WF_ESHAPE);
         wf_clear_error();
 
         /* rank r has r+1 rows [r*10 + row, -(r*10 + row)] */
         double u[6];
         for (int row = 0; row <= R; row++) u[2 * row] = R * 10 + row, u[2 * row + 1] = -(R * 10 + row);
-        wf_tensor *ui = wf_to_dtype(wf_from_data(u, WF_SHAPE(R + 1, 2), WF_F64), WF_I64);
+        wf_tensor *ui = dev_dtype(wf_from_data(u, WF_SHAPE(R + 1, 2), WF_F64), WF_I64);
         wf_tensor *g = wf_dist_all_gather_uneven(pg, ui);
         int rows = S * (S + 1) / 2;
         ck_assert_shape(g, rows, 2);
@@ -139,11 +148,11 @@ START_TEST(test_all_gather_2d_and_uneven) {
         ck_assert_tensor_near(g, gw, n_g, 0);
 
         /* trailing dimensions that differ: every rank gets WF_ESHAPE, none hangs */
-        wf_tensor *odd = wf_zeros(WF_SHAPE(1, R == 0 ? 2 : 3), WF_F32);
+        wf_tensor *odd = dev_zeros(WF_SHAPE(1, R == 0 ? 2 : 3), WF_F32);
         ck_assert_ptr_null(wf_dist_all_gather_uneven(pg, odd));
         ck_assert_error(WF_ESHAPE, "only the first dimension may differ");
         /* and a rank with zero rows */
-        wf_tensor *z = wf_zeros(WF_SHAPE(R == 1 ? 0 : 1, 2), WF_F32);
+        wf_tensor *z = dev_zeros(WF_SHAPE(R == 1 ? 0 : 1, 2), WF_F32);
         wf_tensor *gz = wf_dist_all_gather_uneven(pg, z);
         ck_assert_shape(gz, S - 1, 2);
     }
@@ -154,22 +163,22 @@ END_TEST
 START_TEST(test_large_collectives) {
     enum { N = 100000 };   /* 400 KB of f32 */
     WF_SCOPE {
-        wf_tensor *t = wf_full(WF_SHAPE(N), R + 1, WF_F32);
+        wf_tensor *t = dev_full(WF_SHAPE(N), R + 1, WF_F32);
         ck_assert_int_eq(wf_dist_all_reduce(pg, t, WF_DIST_AVG, NULL), 0);
         ck_assert_double_eq(wf_item(wf_narrow(t, 0, N - 1, 1)), (S + 1) / 2.0);
-        wf_tensor *h = wf_full(WF_SHAPE(2 * N), R + 1, WF_BF16);   /* 400 KB, user op */
+        wf_tensor *h = dev_full(WF_SHAPE(2 * N), R + 1, WF_BF16);   /* 400 KB, user op */
         ck_assert_int_eq(wf_dist_all_reduce(pg, h, WF_DIST_PROD, NULL), 0);
         ck_assert_double_eq(wf_item(wf_narrow(h, 0, 2 * N - 1, 1)), S == 2 ? 2 : 6);
-        wf_tensor *b = wf_full(WF_SHAPE(N), R, WF_I32);
+        wf_tensor *b = dev_full(WF_SHAPE(N), R, WF_I32);
         ck_assert_int_eq(wf_dist_broadcast(pg, b, S - 1, NULL), 0);
         ck_assert_double_eq(wf_item(wf_narrow(b, 0, N / 2, 1)), S - 1);
         ck_assert_int_eq(wf_dist_reduce(pg, b, 0, WF_DIST_SUM, NULL), 0);
         if (R == 0) ck_assert_double_eq(wf_item(wf_narrow(b, 0, 7, 1)), S * (S - 1));
-        wf_tensor *in = wf_full(WF_SHAPE(N), R, WF_F32);
-        wf_tensor *out = wf_zeros(WF_SHAPE((int64_t)S * N), WF_F32);
+        wf_tensor *in = dev_full(WF_SHAPE(N), R, WF_F32);
+        wf_tensor *out = dev_zeros(WF_SHAPE((int64_t)S * N), WF_F32);
         ck_assert_int_eq(wf_dist_all_gather(pg, out, in, NULL), 0);
         for (int r = 0; r < S; r++) ck_assert_double_eq(wf_item(wf_narrow(out, 0, (int64_t)r * N + 5, 1)), r);
-        wf_tensor *mine = wf_zeros(WF_SHAPE(N), WF_F32);
+        wf_tensor *mine = dev_zeros(WF_SHAPE(N), WF_F32);
         ck_assert_int_eq(wf_dist_reduce_scatter(pg, mine, out, WF_DIST_MAX, NULL), 0);
         ck_assert_double_eq(wf_item(wf_narrow(mine, 0, N - 1, 1)), R);
     }
@@ -181,10 +190,10 @@ START_TEST(test_barrier_p2p_bytes) {
     WF_SCOPE {
         /* 0 -> 1, then 1 -> 0 with each value + 1 */
         if (R <= 1) {
-            wf_tensor *t = wf_zeros(WF_SHAPE(5), WF_BF16);
+            wf_tensor *t = dev_zeros(WF_SHAPE(5), WF_BF16);
             if (R == 0) {
                 double v[5] = {1, 2, 3, 4, 5};
-                t = wf_to_dtype(wf_from_data(v, WF_SHAPE(5), WF_F64), WF_BF16);
+                t = dev_dtype(wf_from_data(v, WF_SHAPE(5), WF_F64), WF_BF16);
                 ck_assert_int_eq(wf_dist_send(pg, t, 1, 7), 0);
                 ck_assert_int_eq(wf_dist_recv(pg, t, 1, 8), 0);
                 ck_assert_tensor_near(t, ((double[]){2, 3, 4, 5, 6}), 5, 0);
@@ -217,9 +226,9 @@ END_TEST
 
 START_TEST(test_async_handles) {
     WF_SCOPE {
-        wf_tensor *a = wf_full(WF_SHAPE(1000), R + 1, WF_F32);
-        wf_tensor *b = wf_full(WF_SHAPE(10), R, WF_I32);
-        wf_tensor *c = wf_full(WF_SHAPE(3), 1, WF_F64);
+        wf_tensor *a = dev_full(WF_SHAPE(1000), R + 1, WF_F32);
+        wf_tensor *b = dev_full(WF_SHAPE(10), R, WF_I32);
+        wf_tensor *c = dev_full(WF_SHAPE(3), 1, WF_F64);
         wf_work *wa = NULL, *wb = NULL, *wc = NULL;
         ck_assert_int_eq(wf_dist_all_reduce(pg, a, WF_DIST_SUM, &wa), 0);
         ck_assert_int_eq(wf_dist_all_reduce(pg, b, WF_DIST_MAX, &wb), 0);
@@ -238,7 +247,7 @@ START_TEST(test_async_handles) {
         ck_assert_double_eq(wf_item(wf_narrow(a, 0, 999, 1)), S * (S + 1) / 2.0);
         ck_assert_double_eq(wf_item(wf_narrow(b, 0, 0, 1)), S - 1);
         /* freeing an unfinished work waits for it */
-        wf_tensor *d = wf_full(WF_SHAPE(4), 2, WF_F32);
+        wf_tensor *d = dev_full(WF_SHAPE(4), 2, WF_F32);
         wf_work *wd = NULL;
         ck_assert_int_eq(wf_dist_all_reduce(pg, d, WF_DIST_PROD, &wd), 0);
         wf_work_free(wd);
@@ -259,15 +268,15 @@ START_TEST(test_subgroup_first_and_last) {
     ck_assert_int_eq(wf_process_group_rank(sub), want_rank);
     ck_assert_int_eq(wf_process_group_rank_of(sub, S - 1), 1);
     WF_SCOPE {
-        wf_tensor *t = wf_full(WF_SHAPE(4), R + 1, WF_F32);
+        wf_tensor *t = dev_full(WF_SHAPE(4), R + 1, WF_F32);
         if (want_rank < 0) {
             ck_assert_int_eq(wf_dist_all_reduce(sub, t, WF_DIST_SUM, NULL), WF_EINVAL);
             ck_assert_error(WF_EINVAL, "not a member");
         } else {
             ck_assert_int_eq(wf_dist_all_reduce(sub, t, WF_DIST_SUM, NULL), 0);
             ck_assert_double_eq(wf_item(wf_narrow(t, 0, 0, 1)), 1 + S);   /* ranks 0 and S-1 */
-            wf_tensor *g = wf_zeros(WF_SHAPE(2), WF_I64);
-            wf_tensor *mine = wf_full(WF_SHAPE(1), R, WF_I64);
+            wf_tensor *g = dev_zeros(WF_SHAPE(2), WF_I64);
+            wf_tensor *mine = dev_full(WF_SHAPE(1), R, WF_I64);
             ck_assert_int_eq(wf_dist_all_gather(sub, g, mine, NULL), 0);
             ck_assert_tensor_near(g, ((double[]){0, S - 1}), 2, 0);
             ck_assert_int_eq(wf_dist_broadcast(sub, mine, 1, NULL), 0);   /* group rank 1 = world S-1 */
@@ -293,21 +302,21 @@ START_TEST(test_debug_mismatch) {
     unsetenv("WF_DIST_DEBUG");
     ck_assert_msg(dbg != NULL, "%s", wf_error_message());
     WF_SCOPE {
-        wf_tensor *t = wf_ones(WF_SHAPE(R == 1 ? 5 : 4), WF_F32);
+        wf_tensor *t = dev_ones(WF_SHAPE(R == 1 ? 5 : 4), WF_F32);
         ck_assert_int_eq(wf_dist_all_reduce(dbg, t, WF_DIST_SUM, NULL), WF_EDIST);
         const char *m = wf_error_message();
         ck_assert_msg(strstr(m, "wf_dist_all_reduce: ranks disagree: rank 0 all_reduce float32 [4] sum, "
                                 "rank 1 all_reduce float32 [5] sum") != NULL, "%s", m);
         wf_clear_error();
         /* dtypes and roots too */
-        wf_tensor *u = wf_ones(WF_SHAPE(4), R == 0 ? WF_F64 : WF_F32);
+        wf_tensor *u = dev_ones(WF_SHAPE(4), R == 0 ? WF_F64 : WF_F32);
         ck_assert_int_eq(wf_dist_broadcast(dbg, u, 0, NULL), WF_EDIST);
         ck_assert_error(WF_EDIST, "rank 0 broadcast float64 [4] root 0, rank 1 broadcast float32 [4] root 0");
-        wf_tensor *v = wf_ones(WF_SHAPE(4), WF_F32);
+        wf_tensor *v = dev_ones(WF_SHAPE(4), WF_F32);
         ck_assert_int_eq(wf_dist_reduce(dbg, v, R == 0 ? 0 : 1, WF_DIST_MAX, NULL), WF_EDIST);
         ck_assert_error(WF_EDIST, "rank 1 reduce float32 [4] root 1 max");
         /* the check agrees on matching calls, and the group is still usable */
-        wf_tensor *w = wf_ones(WF_SHAPE(4), WF_F32);
+        wf_tensor *w = dev_ones(WF_SHAPE(4), WF_F32);
         ck_assert_msg(wf_dist_all_reduce(dbg, w, WF_DIST_SUM, NULL) == 0, "%s", wf_error_message());
         ck_assert_double_eq(wf_item(wf_narrow(w, 0, 0, 1)), S);
         ck_assert_int_eq(wf_dist_barrier(dbg), 0);
@@ -318,7 +327,7 @@ START_TEST(test_debug_mismatch) {
         no_exchange = *dbg->be;
         no_exchange.exchange = NULL;
         dbg->be = &no_exchange;
-        wf_tensor *x = wf_ones(WF_SHAPE(2, R == S - 1 ? 4 : 2), WF_I32);
+        wf_tensor *x = dev_ones(WF_SHAPE(2, R == S - 1 ? 4 : 2), WF_I32);
         ck_assert_int_eq(wf_dist_all_reduce(dbg, x, WF_DIST_MIN, NULL), WF_EDIST);
         char want[96];
         snprintf(want, sizeof want, "rank %d all_reduce int32 [2,4] min", S - 1);
@@ -334,12 +343,12 @@ END_TEST
 START_TEST(test_errors_under_mpi) {
     ck_assert_str_eq(wf_process_group_backend(pg), "mpi");
     WF_SCOPE {
-        wf_tensor *t = wf_ones(WF_SHAPE(4), WF_F32);
+        wf_tensor *t = dev_ones(WF_SHAPE(4), WF_F32);
         ck_assert_int_eq(wf_dist_broadcast(pg, t, S, NULL), WF_EINVAL);
         ck_assert_error(WF_EINVAL, "src = ");
         ck_assert_int_eq(wf_dist_send(pg, t, R, 0), WF_EINVAL);
         ck_assert_error(WF_EINVAL, "cannot send to itself");
-        wf_tensor *o = wf_zeros(WF_SHAPE(4), WF_F32);
+        wf_tensor *o = dev_zeros(WF_SHAPE(4), WF_F32);
         ck_assert_int_eq(wf_dist_all_gather(pg, o, t, NULL), WF_ESHAPE);
         char want[64];
         snprintf(want, sizeof want, "out [4] must be [%d]", 4 * S);
@@ -352,6 +361,12 @@ START_TEST(test_errors_under_mpi) {
 END_TEST
 
 int main(void) {
+    const char *dev = getenv("WF_TEST_DEVICE");
+    DEV = dev && !strcmp(dev, "cuda") ? WF_CUDA(0) : WF_CPU;
+    if (DEV.type == WF_DEV_CUDA && wf_cuda_device_count() < 1) {
+        fprintf(stderr, "WF_TEST_DEVICE=cuda but no CUDA device\n");
+        return 77;
+    }
     int was_init = 0;
     MPI_Initialized(&was_init);
     pg = wf_dist_init(NULL);
