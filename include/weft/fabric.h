@@ -138,6 +138,17 @@ typedef struct wf_fabric_plugins {
     const wf_checkpoint_io *checkpoint_io;   /* copied; ud must outlive the Fabric */
 } wf_fabric_plugins;
 
+/* DDP's options (Lightning's DDPStrategy(**kwargs), handed to DistributedDataParallel).
+ * Zero means PyTorch's default everywhere. */
+typedef struct wf_ddp_opts {
+    double bucket_cap_mb;          /* gradient bucket size; 0 = 25 */
+    double first_bucket_mb;        /* the first bucket (the last gradients of backward); 0 = 1 */
+    bool find_unused_parameters;   /* also from the strategy name "..._find_unused_parameters_true" */
+    bool static_graph;             /* the set of used parameters never changes */
+    bool no_broadcast_buffers;     /* broadcast_buffers=False: buffers are not synced each forward */
+    const char *comm_hook;         /* NULL or "none"; "bf16_compress", "fp16_compress" */
+} wf_ddp_opts;
+
 /* ================================================================ the Fabric object */
 
 typedef struct wf_fabric_config {
@@ -157,6 +168,7 @@ typedef struct wf_fabric_config {
     bool quiet;               /* do not print warnings to stderr (they are still recorded) */
     wf_fabric_plugins plugins;
     double timeout_s;         /* collectives' timeout; 0 = WF_DIST_TIMEOUT or 1800 s */
+    wf_ddp_opts ddp;          /* options of the "ddp" strategies */
 } wf_fabric_config;
 
 /* Build a Fabric: the connector resolves the settings (config, then environment) into an
