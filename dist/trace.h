@@ -12,12 +12,20 @@
  *     {"name":"process_name","ph":"M","pid":R,"tid":0,"args":{"name":"rank R"}},
  *     {"name":"thread_name","ph":"M","pid":R,"tid":0|1|2,"args":{"name":"host"|"compute stream"|"communication"}},
  *     ... (sort indices) ...
+ *     {"name":"forward","cat":"fabric","ph":"X","pid":R,"tid":0,"ts":446.825,"dur":131.085},
  *     {"name":"all_reduce","cat":"comm","ph":"X","pid":R,"tid":2,"ts":12.345,"dur":6.789,
- *      "args":{"seq":7,"bytes":4096,"dtype":"f32","group":"0","async":true}},
+ *      "args":{"seq":7,"bytes":4096,"dtype":"float32","group":"0","async":true,"bucket":3}},
  *     ...],
  *    "displayTimeUnit":"ms",
  *    "otherData":{"rank":R,"world_size":W,"time_zero":"...","events":N,"dropped_events":D}}
- * ts and dur are microseconds since time zero (3 decimals: nanosecond resolution). */
+ * ts and dur are microseconds since time zero (3 decimals: nanosecond resolution). Events
+ * are in the order they ended (a span is recorded when it ends), not sorted by ts.
+ * Collectives (dist/collectives.c) are named by their op ("all_reduce", "broadcast", ...) and
+ * span from launch to the moment the host saw them complete; args: seq (the group's
+ * collective number), bytes, dtype, group (the group's name), async (a work handle was
+ * returned), "error" (a failed one) and what wf__trace_tag_next_collective added. The Fabric
+ * records "forward" (outermost module forward), "backward" and "optimizer_step" on the host
+ * lane. One trace per process: a second Fabric in the same process rewrites the file. */
 #ifndef WEFT_DIST_TRACE_H
 #define WEFT_DIST_TRACE_H
 
