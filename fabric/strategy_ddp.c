@@ -6,6 +6,7 @@
  * buckets is DDP proper's job (it replaces gradient_sync below); everything else here (the
  * process group, setup broadcast, collectives, checkpoints) stays. */
 #include "fabric/fabric_impl.h"
+#include "dist/trace.h"
 #include "autograd/autograd_impl.h"
 
 #include <stdio.h>
@@ -75,6 +76,9 @@ static int ddp_setup_environment(wf_strategy *s) {
         wf__scope_unregister(d->found_inf);
         rc = wf_grad_scaler_set_found_inf_reducer(gs, found_inf_reducer, s);
     }
+    /* WF_TRACE: time zero just after a barrier, so the ranks' timelines line up */
+    if (!rc && wf__trace_enabled() && (rc = wf_dist_barrier(s->pg)) == 0)
+        wf__trace_start_or_warn(wf_process_group_rank(s->pg), wf_process_group_size(s->pg));
     return rc;
 }
 
