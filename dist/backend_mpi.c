@@ -158,7 +158,7 @@ static size_t env_bytes(const char *name, size_t def) {
     if (!s || !*s) return def;
     char *end = NULL;
     unsigned long long v = strtoull(s, &end, 10);
-    if (end == s || *end || v == 0) {
+    if (*s < '0' || *s > '9' || *end || v == 0) {   /* strtoull takes "-5" as a huge count */
         fprintf(stderr, "weft: %s=%s is not a positive byte count; using %zu\n", name, s, def);
         return def;
     }
@@ -407,6 +407,22 @@ static int mw_test(wf_work *w, bool *done) {
     return 0;
 }
 
+/* the all_reduce algorithm for n bytes on group m; 0: Open MPI's path */
+static wf__ar_algo ar_algo(const mpi_pg *m, size_t n) {
+    switch (m->ar_mode) {
+    case AR_MPI: return (wf__ar_algo)0;
+    case AR_RD: return WF__AR_RD;
+    case AR_RING: return WF__AR_RING;
+    default: return n >= m->ring_min ? WF__AR_RING : WF__AR_RD;
+    }
+}
+
+const char *wf__mpi_allreduce_path(const wf_process_group *pg, size_t bytes) {
+    if (!pg || pg->be != &wf__backend_mpi || !pg->impl || ((const mpi_pg *)pg->impl)->comm == MPI_COMM_NULL) return NULL;
+    wf__ar_algo a = ar_algo(pg->impl, bytes);
+    return a == WF__AR_RD ? "rd" : a == WF__AR_RING ? "ring" : "mpi";
+}
+
 static int mw_ar_test(wf_work *w, bool *done) {
     mpi_work *mw = w->impl;
     return wf__mpi_ar_test(mw->ar, done);
@@ -500,11 +516,8 @@ static int mpi_start(wf_process_group *pg, const wf__coll *c, wf_work *w) {
     if (c->kind == WF_COLL_ALL_REDUCE) {
         /* every all_reduce takes a number, whichever path it runs, so the tags agree */
         int tag = (int)(m->ar_seq++ & 0x7fff);
-        int mode = m->ar_mode;
-        if (mode != AR_MPI && S > 1) {
-            wf__ar_algo algo = mode == AR_RD     ? WF__AR_RD
-                               : mode == AR_RING ? WF__AR_RING
-                               : n >= m->ring_min ? WF__AR_RING : WF__AR_RD;
+        wf__ar_algo algo = ar_algo(m, n);
+        if (algo && S > 1) {
             w->test = mw_ar_test;
             rc = wf__mpi_ar_start(&mw->ar, algo, mw->rbuf, cnt, dt, es, mpi_op(c->dtype, c->op), m->p2p, me, S, tag,
                                   m->ring_chunk, &m->scratch);

@@ -48,6 +48,11 @@ int wf__mpi_ar_test(wf__mpi_ar *a, bool *done);
 /* Free a finished (or failed) all-reduce. abandoned: it timed out and MPI may still use its
  * buffers, so they (and the scratch, left busy) are leaked instead. */
 void wf__mpi_ar_free(wf__mpi_ar *a, bool abandoned);
+/* The path an all_reduce of this many bytes takes on pg (backend_mpi.c, for tests and
+ * benchmarks): "rd", "ring" or "mpi" (Open MPI's MPI_Iallreduce); NULL for a group that is not
+ * the mpi backend's (or a subgroup this rank is not in). */
+struct wf_process_group;
+const char *wf__mpi_allreduce_path(const struct wf_process_group *pg, size_t bytes);
 /* the group's scratch, when it goes (leaked while an abandoned all-reduce holds it) */
 void wf__ar_scratch_free(wf__ar_scratch *s);
 
