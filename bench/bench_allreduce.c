@@ -7,7 +7,8 @@
  * All are in place (weft: wf_dist_all_reduce(SUM); MPI: MPI_IN_PLACE on a duplicated
  * communicator). --impls lists the mpi backend's all_reduce paths to time, each through its
  * own group made with WF_MPI_ALLREDUCE set to it (auto: weft's default choice; weft, rd,
- * ring: weft's own algorithms; mpi: Open MPI's MPI_Iallreduce path). Each size runs R rounds
+ * ring: weft's own algorithms; mpi: Open MPI's MPI_Iallreduce path), optionally with more
+ * settings: "ring+WF_MPI_RING_CHUNK=65536+WF_MPI_RING_MIN=1". Each size runs R rounds
  * of N back-to-back calls per implementation, interleaved, and keeps each one's best round; a
  * call's time is the slowest rank's. GB/s is the algorithm bandwidth (bytes / seconds per
  * call, 1 GB = 1e9 B), as bench/peer_allreduce.py reports torch.distributed's. Rank 0 prints
@@ -62,8 +63,26 @@ int main(int argc, char **argv) {
     for (char *s = strtok(impls_arg, ","); s && nimpls < 8; s = strtok(NULL, ",")) impls[nimpls++] = s;
     wf_process_group *pgs[8] = {0};
     for (int k = 0; k < nimpls; k++) {
-        setenv("WF_MPI_ALLREDUCE", impls[k], 1);   /* read when the group is made */
+        /* "MODE" or "MODE+VAR=VALUE+...": the settings are read when the group is made */
+        char spec[256], *vars[8];
+        int nv = 0;
+        snprintf(spec, sizeof spec, "%s", impls[k]);
+        char *plus = strchr(spec, '+');
+        if (plus) *plus = 0;
+        setenv("WF_MPI_ALLREDUCE", spec, 1);
+        for (char *v = plus ? plus + 1 : NULL; v && nv < 8;) {
+            char *next = strchr(v, '+'), *eq = strchr(v, '=');
+            if (next) *next = 0;
+            if (eq) {
+                *eq = 0;
+                setenv(v, eq + 1, 1);
+                vars[nv++] = v;
+            }
+            v = next ? next + 1 : NULL;
+        }
         pgs[k] = wf_dist_init(&(wf_dist_options){.backend = "mpi"});
+        unsetenv("WF_MPI_ALLREDUCE");
+        for (int i = 0; i < nv; i++) unsetenv(vars[i]);
         if (!pgs[k]) {
             fprintf(stderr, "wf_dist_init: %s\n", wf_error_message());
             return 1;

@@ -142,13 +142,18 @@ static const char *const ar_mode_names[] = {"auto", "weft", "rd", "ring", "mpi"}
 #ifndef WF__MPI_RING_CHUNK
 #define WF__MPI_RING_CHUNK ((size_t)256 * 1024)
 #endif
+/* recursive doubling's message piece in bytes (WF_MPI_RD_PIECE; "none": whole messages):
+ * under Open MPI's shared-memory eager limit (4096 bytes with its header) */
+#ifndef WF__MPI_RD_PIECE
+#define WF__MPI_RD_PIECE ((size_t)4000)
+#endif
 
 typedef struct mpi_pg {
     MPI_Comm comm;   /* collectives */
     MPI_Comm dbg;    /* the WF_DIST_DEBUG agreement check (MPI_COMM_NULL when off) */
     MPI_Comm p2p;    /* weft's own all_reduce messages: apart from the user's send/recv tags */
     int ar_mode;
-    size_t ring_min, ring_chunk;
+    size_t ring_min, ring_chunk, rd_piece;
     unsigned ar_seq; /* all_reduce calls on this group: each one's tag */
     wf__ar_scratch scratch;
 } mpi_pg;
@@ -178,6 +183,8 @@ static void read_ar_config(mpi_pg *m) {
     }
     m->ring_min = env_bytes("WF_MPI_RING_MIN", WF__MPI_RING_MIN);
     m->ring_chunk = env_bytes("WF_MPI_RING_CHUNK", WF__MPI_RING_CHUNK);
+    const char *pc = getenv("WF_MPI_RD_PIECE");
+    m->rd_piece = pc && !strcmp(pc, "none") ? 0 : env_bytes("WF_MPI_RD_PIECE", WF__MPI_RD_PIECE);
 }
 
 /* Wait for req until deadline, letting other ranks run. WF_ETIMEOUT naming what. */
@@ -520,7 +527,7 @@ static int mpi_start(wf_process_group *pg, const wf__coll *c, wf_work *w) {
         if (algo && S > 1) {
             w->test = mw_ar_test;
             rc = wf__mpi_ar_start(&mw->ar, algo, mw->rbuf, cnt, dt, es, mpi_op(c->dtype, c->op), m->p2p, me, S, tag,
-                                  m->ring_chunk, &m->scratch);
+                                  m->ring_chunk, m->rd_piece, &m->scratch);
             return rc;
         }
     }

@@ -12,6 +12,12 @@
 
 /* ring: chunks in flight per direction (each receive needs a chunk of scratch) */
 #define RING_WINDOW 4
+/* recursive doubling: a message of 2..RD_MAX_PIECES pieces of at most `piece` bytes goes
+ * as that many messages. Open MPI's shared-memory transport sends a message up to its eager
+ * limit (4 KB with the header) at once, a larger one after a handshake with the receiver: two
+ * eager messages cost less than one rendezvous (measured with 2 ranks: 4 KB 3.5x, 8 KB 2x,
+ * 16 KB 1.6x faster in pieces of 4000 B; from 32 KB no gain). */
+#define RD_MAX_PIECES 8
 
 enum { RD_FOLD, RD_STEP, RD_UNFOLD, RD_EXTRA_RECV, RD_DONE };
 
@@ -30,7 +36,8 @@ struct wf__mpi_ar {
     /* recursive doubling */
     int p, st, k, nrq;
     bool reduce_after;        /* fold tmp into buf once rq[] completes */
-    MPI_Request rq[2];
+    int npieces, piece;       /* each message as npieces messages of piece elements (the last shorter) */
+    MPI_Request rq[2 * RD_MAX_PIECES];
     /* ring: units u = 0..U-1, the first RSU the reduce-scatter's (step u / J, chunk u % J),
      * the rest the all-gather's */
     int J, U, RSU, chunk;     /* chunk in elements */
@@ -50,10 +57,14 @@ static int mod(int a, int n) { return ((a % n) + n) % n; }
 /* ---------------------------------------------------------------- recursive doubling */
 
 static int rd_post(wf__mpi_ar *a, bool send, void *p, int peer) {
-    int rc = send ? MPI_Isend(p, a->count, a->dt, peer, a->tag, a->comm, &a->rq[a->nrq])
-                  : MPI_Irecv(p, a->count, a->dt, peer, a->tag, a->comm, &a->rq[a->nrq]);
-    if (rc != MPI_SUCCESS) return ar_fail(rc, send ? "MPI_Isend" : "MPI_Irecv");
-    a->nrq++;
+    for (int i = 0; i < a->npieces; i++) {
+        int lo = i * a->piece, cnt = i == a->npieces - 1 ? a->count - lo : a->piece;
+        char *q = (char *)p + (size_t)lo * a->es;
+        int rc = send ? MPI_Isend(q, cnt, a->dt, peer, a->tag, a->comm, &a->rq[a->nrq])
+                      : MPI_Irecv(q, cnt, a->dt, peer, a->tag, a->comm, &a->rq[a->nrq]);
+        if (rc != MPI_SUCCESS) return ar_fail(rc, send ? "MPI_Isend" : "MPI_Irecv");
+        a->nrq++;
+    }
     return 0;
 }
 
@@ -204,7 +215,8 @@ static int ring_test(wf__mpi_ar *a, bool *done) {
 /* ---------------------------------------------------------------- common */
 
 int wf__mpi_ar_start(wf__mpi_ar **out, wf__ar_algo algo, void *buf, int count, MPI_Datatype dt, size_t es,
-                     MPI_Op op, MPI_Comm comm, int me, int size, int tag, size_t chunk, wf__ar_scratch *scratch) {
+                     MPI_Op op, MPI_Comm comm, int me, int size, int tag, size_t chunk, size_t piece,
+                     wf__ar_scratch *scratch) {
     *out = NULL;
     wf__mpi_ar *a = wf__calloc(1, sizeof *a);
     if (!a) return wf__error(WF_ENOMEM, "mpi backend: all_reduce: out of memory");
@@ -223,6 +235,10 @@ int wf__mpi_ar_start(wf__mpi_ar **out, wf__ar_algo algo, void *buf, int count, M
         while (a->p * 2 <= size) a->p *= 2;
         a->st = RD_FOLD;
         a->tmp_n = (size_t)count * es;
+        int64_t pe = (int64_t)(piece / es);
+        int64_t np = pe > 0 ? (count + pe - 1) / pe : 0;
+        a->npieces = np >= 2 && np <= RD_MAX_PIECES ? (int)np : 1;
+        a->piece = a->npieces > 1 ? (count + a->npieces - 1) / a->npieces : count;   /* even pieces */
     } else {
         int64_t seg_max = (count + size - 1) / size;
         int64_t c = (int64_t)(chunk / es);

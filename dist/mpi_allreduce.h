@@ -39,10 +39,12 @@ typedef struct wf__ar_scratch {
 typedef struct wf__mpi_ar wf__mpi_ar;
 
 /* Start an in-place all-reduce of count elements of dt (es bytes each) at buf over comm
- * (rank me of size ranks), with op, on tag. chunk: the ring's chunk in bytes. *out (owned by
+ * (rank me of size ranks), with op, on tag. chunk: the ring's chunk in bytes; piece: recursive
+ * doubling splits a message of 2..8 such pieces (bytes; 0: never) in as many. *out (owned by
  * the caller, freed with wf__mpi_ar_free) is set on success. 0 or WF_ENOMEM / WF_EDIST. */
 int wf__mpi_ar_start(wf__mpi_ar **out, wf__ar_algo algo, void *buf, int count, MPI_Datatype dt, size_t es,
-                     MPI_Op op, MPI_Comm comm, int me, int size, int tag, size_t chunk, wf__ar_scratch *scratch);
+                     MPI_Op op, MPI_Comm comm, int me, int size, int tag, size_t chunk, size_t piece,
+                     wf__ar_scratch *scratch);
 /* Advance without blocking; *done once this rank's result is complete. 0 or WF_EDIST. */
 int wf__mpi_ar_test(wf__mpi_ar *a, bool *done);
 /* Free a finished (or failed) all-reduce. abandoned: it timed out and MPI may still use its

@@ -16,9 +16,10 @@
 
 static int R, S;
 /* g_def: the defaults; g_small: ring from 4 KB in 1 KB chunks; g_ring / g_rd / g_mpi: one
- * path at every size (the ring in 64-byte chunks); g_bad: unusable settings (the defaults
+ * path at every size (the ring in 64-byte chunks); g_rdp: recursive doubling in messages of at
+ * most 100 bytes (2..8 of them, else whole); g_bad: unusable settings (the defaults
  * apply); g_to_*: 1 s timeouts, rank 1 skips */
-static wf_process_group *g_def, *g_small, *g_ring, *g_rd, *g_mpi, *g_bad, *g_to_rd, *g_to_ring;
+static wf_process_group *g_def, *g_small, *g_ring, *g_rd, *g_rdp, *g_mpi, *g_bad, *g_to_rd, *g_to_ring;
 
 static wf_process_group *make_group(const char *mode, const char *ring_min, const char *chunk, double timeout) {
     if (mode) setenv("WF_MPI_ALLREDUCE", mode, 1);
@@ -28,6 +29,7 @@ static wf_process_group *make_group(const char *mode, const char *ring_min, cons
     unsetenv("WF_MPI_ALLREDUCE");
     unsetenv("WF_MPI_RING_MIN");
     unsetenv("WF_MPI_RING_CHUNK");
+    unsetenv("WF_MPI_RD_PIECE");
     if (!g) {
         fprintf(stderr, "wf_dist_init: %s\n", wf_error_message());
         exit(1);
@@ -144,6 +146,8 @@ START_TEST(test_forced_paths) {
     const int64_t sizes[] = {-1, -2, -3, -4, -17, 64, 128 + 8, 1000};
     run_counts(g_ring, "ring only, 64 B chunks", sizes, 8);
     run_counts(g_rd, "recursive doubling only", sizes, 8);
+    const int64_t piece_sizes[] = {64, 100, 136, 300, 500, 801, 1000};   /* 1 .. 11 pieces */
+    run_counts(g_rdp, "recursive doubling, 100 B pieces", piece_sizes, 7);
     run_counts(g_mpi, "MPI_Iallreduce", sizes, 8);
 }
 END_TEST
@@ -203,8 +207,8 @@ END_TEST
 /* sums that round differently in another order: every rank still holds the same bits (one
  * reduction tree for all), close to the exact sum */
 START_TEST(test_ranks_agree_bitwise) {
-    wf_process_group *gs[3] = {g_rd, g_small, g_ring};
-    for (int gi = 0; gi < 3; gi++) WF_SCOPE {
+    wf_process_group *gs[4] = {g_rd, g_small, g_ring, g_rdp};
+    for (int gi = 0; gi < 4; gi++) WF_SCOPE {
             int64_t n = 5000;
             float *v = malloc(sizeof(float) * (size_t)n);
             for (int64_t i = 0; i < n; i++) v[i] = (float)(0.1 * (double)i + 1.0 / (R + 3.0) + 1e-3 * R * R);
@@ -272,6 +276,8 @@ int main(void) {
     g_small = make_group("auto", "4096", "1024", 0);
     g_ring = make_group("ring", NULL, "64", 0);
     g_rd = make_group("rd", NULL, NULL, 0);
+    setenv("WF_MPI_RD_PIECE", "100", 1);
+    g_rdp = make_group("rd", NULL, NULL, 0);
     g_mpi = make_group("mpi", NULL, NULL, 0);
     g_bad = make_group("bogus", "-5", "0", 0);
     g_to_rd = make_group("auto", "4096", "1024", 1);
@@ -294,7 +300,7 @@ int main(void) {
     tcase_add_test(tc, test_timeout_on_weft_paths);
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
-    wf_process_group *gs[] = {g_to_ring, g_to_rd, g_bad, g_mpi, g_rd, g_ring, g_small, g_def};
-    for (int i = 0; i < 8; i++) wf_process_group_free(gs[i]);
+    wf_process_group *gs[] = {g_to_ring, g_to_rd, g_bad, g_mpi, g_rdp, g_rd, g_ring, g_small, g_def};
+    for (int i = 0; i < 9; i++) wf_process_group_free(gs[i]);
     return rc;
 }
