@@ -1,7 +1,9 @@
 /* dist/backend_mpi.c: the "mpi" backend (Open MPI). Every collective is a non-blocking MPI
- * call (MPI_Iallreduce, MPI_Ibcast, ...) on the group's own duplicated communicator; the
- * front-end polls MPI_Test against the timeout. CUDA tensors are staged through host memory
- * (copied down before, up after), so several ranks can share one GPU.
+ * call (MPI_Ibcast, ...) on the group's own duplicated communicator; the front-end polls
+ * MPI_Test against the timeout. all_reduce runs weft's own algorithms instead (recursive
+ * doubling, ring: dist/mpi_allreduce.c) over point-to-point messages on a second communicator,
+ * unless WF_MPI_ALLREDUCE=mpi (see read_ar_config). CUDA tensors are staged through host
+ * memory (copied down before, up after), so several ranks can share one GPU.
  *
  * MPI has no 16-bit floats: f16 and bf16 travel as MPI_UINT16_T and reduce with user ops that
  * compute in float and round to nearest even (the rounding of one f16/bf16 add). bool reduces
@@ -17,7 +19,10 @@
 #ifdef WEFT_HAVE_MPI
 #include <mpi.h>
 
+#include <stdlib.h>
 #include <string.h>
+
+#include "dist/mpi_allreduce.h"
 
 #ifdef WEFT_HAVE_CUDA
 #include "tensor/cuda/cuda_api.h"
@@ -120,10 +125,73 @@ static MPI_Op mpi_op(wf_dtype dt, wf_dist_reduce_op op) {
 
 /* ---------------------------------------------------------------- group state */
 
+/* How all_reduce runs (WF_MPI_ALLREDUCE, read when a group is made):
+ *   auto (default): weft's own algorithms (dist/mpi_allreduce.c), recursive doubling below
+ *         WF_MPI_RING_MIN bytes and the ring from it;
+ *   weft: the same (kept as a name for A/B runs);
+ *   rd / ring: one of weft's algorithms at every size (tests, benchmarks);
+ *   mpi:  Open MPI's MPI_Iallreduce (blocking MPI_Allreduce after a bounded barrier for
+ *         large blocking calls), as before.
+ * Every rank must see the same setting (the choice is made per call from the size alone). */
+enum { AR_AUTO, AR_WEFT, AR_RD, AR_RING, AR_MPI };
+static const char *const ar_mode_names[] = {"auto", "weft", "rd", "ring", "mpi"};
+
+/* from this many bytes the ring runs instead of recursive doubling (WF_MPI_RING_MIN). Measured
+ * with 2 ranks (2 shared cores, best of 3): recursive doubling ahead to 64 KB (5.1 vs 2.8
+ * GB/s), the two even from 128 KB to 1 MB, the ring ahead from 4 MB; with more ranks the
+ * ring's share of the traffic (2 (N-1)/N against log2 N buffers) favours it sooner. */
+#ifndef WF__MPI_RING_MIN
+#define WF__MPI_RING_MIN ((size_t)256 * 1024)
+#endif
+/* the ring's chunk in bytes (WF_MPI_RING_CHUNK): a step's received chunk and the part of the
+ * buffer it folds into stay in L2; 64 KB .. 1 MB measured within noise of each other here */
+#ifndef WF__MPI_RING_CHUNK
+#define WF__MPI_RING_CHUNK ((size_t)256 * 1024)
+#endif
+/* recursive doubling's message piece in bytes (WF_MPI_RD_PIECE; "none": whole messages):
+ * under Open MPI's shared-memory eager limit (4096 bytes with its header) */
+#ifndef WF__MPI_RD_PIECE
+#define WF__MPI_RD_PIECE ((size_t)4000)
+#endif
+
 typedef struct mpi_pg {
     MPI_Comm comm;   /* collectives */
     MPI_Comm dbg;    /* the WF_DIST_DEBUG agreement check (MPI_COMM_NULL when off) */
+    MPI_Comm p2p;    /* weft's own all_reduce messages: apart from the user's send/recv tags */
+    int ar_mode;
+    size_t ring_min, ring_chunk, rd_piece;
+    unsigned ar_seq; /* all_reduce calls on this group: each one's tag */
+    wf__ar_scratch scratch;
 } mpi_pg;
+
+static size_t env_bytes(const char *name, size_t def) {
+    const char *s = getenv(name);
+    if (!s || !*s) return def;
+    char *end = NULL;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (*s < '0' || *s > '9' || *end || v == 0) {   /* strtoull takes "-5" as a huge count */
+        fprintf(stderr, "weft: %s=%s is not a positive byte count; using %zu\n", name, s, def);
+        return def;
+    }
+    return (size_t)v;
+}
+
+/* read the all_reduce settings into m (an unknown mode is reported and ignored) */
+static void read_ar_config(mpi_pg *m) {
+    m->ar_mode = AR_AUTO;
+    const char *s = getenv("WF_MPI_ALLREDUCE");
+    if (s && *s) {
+        int k = -1;
+        for (int i = 0; i < 5; i++)
+            if (!strcmp(s, ar_mode_names[i])) k = i;
+        if (k < 0) fprintf(stderr, "weft: WF_MPI_ALLREDUCE=%s is not auto, weft, rd, ring or mpi; using auto\n", s);
+        else m->ar_mode = k;
+    }
+    m->ring_min = env_bytes("WF_MPI_RING_MIN", WF__MPI_RING_MIN);
+    m->ring_chunk = env_bytes("WF_MPI_RING_CHUNK", WF__MPI_RING_CHUNK);
+    const char *pc = getenv("WF_MPI_RD_PIECE");
+    m->rd_piece = pc && !strcmp(pc, "none") ? 0 : env_bytes("WF_MPI_RD_PIECE", WF__MPI_RD_PIECE);
+}
 
 /* Wait for req until deadline, letting other ranks run. WF_ETIMEOUT naming what. */
 static int wait_req(MPI_Request *req, double deadline, const char *what) {
@@ -154,7 +222,9 @@ static void free_impl(mpi_pg *m) {
     if (!fin) {
         if (m->comm != MPI_COMM_NULL) MPI_Comm_free(&m->comm);
         if (m->dbg != MPI_COMM_NULL) MPI_Comm_free(&m->dbg);
+        if (m->p2p != MPI_COMM_NULL) MPI_Comm_free(&m->p2p);
     }
+    wf__ar_scratch_free(&m->scratch);
     wf__free(m, sizeof *m);
 }
 
@@ -181,8 +251,10 @@ static int mpi_init(wf_process_group *pg, const wf_cluster_info *ci, const wf_di
     mpi_pg *m = rc ? NULL : wf__calloc(1, sizeof *m);
     if (!rc && !m) rc = wf__error(WF_ENOMEM, "wf_dist_init: out of memory");
     if (m) {
-        m->comm = m->dbg = MPI_COMM_NULL;
+        m->comm = m->dbg = m->p2p = MPI_COMM_NULL;
+        read_ar_config(m);
         rc = dup_comm(MPI_COMM_WORLD, &m->comm);
+        if (!rc) rc = dup_comm(MPI_COMM_WORLD, &m->p2p);
         if (!rc && pg->debug) rc = dup_comm(MPI_COMM_WORLD, &m->dbg);
     }
     if (rc) {
@@ -220,7 +292,8 @@ static int mpi_subgroup(wf_process_group *parent, const int *ranks, int n, wf_pr
         if (ranks[i] == parent->rank) idx = i;
     mpi_pg *m = wf__calloc(1, sizeof *m);
     if (!m) return wf__error(WF_ENOMEM, "wf_process_group_new_subgroup: out of memory");
-    m->comm = m->dbg = MPI_COMM_NULL;
+    m->comm = m->dbg = m->p2p = MPI_COMM_NULL;
+    read_ar_config(m);
     /* the key orders the new ranks as listed, so group rank i is ranks[i] */
     rc = MPI_Comm_split(p->comm, idx >= 0 ? 0 : MPI_UNDEFINED, idx >= 0 ? idx : 0, &m->comm);
     if (rc != MPI_SUCCESS) {
@@ -229,7 +302,7 @@ static int mpi_subgroup(wf_process_group *parent, const int *ranks, int n, wf_pr
     }
     if (m->comm != MPI_COMM_NULL) {
         MPI_Comm_set_errhandler(m->comm, MPI_ERRORS_RETURN);
-        if (child->debug && (rc = dup_comm(m->comm, &m->dbg)) != 0) {
+        if ((rc = dup_comm(m->comm, &m->p2p)) != 0 || (child->debug && (rc = dup_comm(m->comm, &m->dbg)) != 0)) {
             free_impl(m);
             return rc;
         }
@@ -290,6 +363,7 @@ typedef struct mpi_work {
     size_t stage_s_n, stage_r_n;
     size_t rbytes;              /* bytes of rbuf */
     bool writes;                /* this rank receives a result */
+    wf__mpi_ar *ar;             /* weft's own all_reduce (NULL: an MPI request) */
 } mpi_work;
 
 /* avg = sum / size on the host result */
@@ -346,6 +420,27 @@ static int mw_test(wf_work *w, bool *done) {
     return 0;
 }
 
+/* the all_reduce algorithm for n bytes on group m; 0: Open MPI's path */
+static wf__ar_algo ar_algo(const mpi_pg *m, size_t n) {
+    switch (m->ar_mode) {
+    case AR_MPI: return (wf__ar_algo)0;
+    case AR_RD: return WF__AR_RD;
+    case AR_RING: return WF__AR_RING;
+    default: return n >= m->ring_min ? WF__AR_RING : WF__AR_RD;
+    }
+}
+
+const char *wf__mpi_allreduce_path(const wf_process_group *pg, size_t bytes) {
+    if (!pg || pg->be != &wf__backend_mpi || !pg->impl || ((const mpi_pg *)pg->impl)->comm == MPI_COMM_NULL) return NULL;
+    wf__ar_algo a = ar_algo(pg->impl, bytes);
+    return a == WF__AR_RD ? "rd" : a == WF__AR_RING ? "ring" : "mpi";
+}
+
+static int mw_ar_test(wf_work *w, bool *done) {
+    mpi_work *mw = w->impl;
+    return wf__mpi_ar_test(mw->ar, done);
+}
+
 static int mw_finish(wf_work *w) {
     mpi_work *mw = w->impl;
     const wf__coll *c = &mw->c;
@@ -362,6 +457,7 @@ static int mw_finish(wf_work *w) {
 static void mw_release(wf_work *w) {
     mpi_work *mw = w->impl;
     if (!mw) return;
+    wf__mpi_ar_free(mw->ar, w->abandoned);
     if (!w->abandoned) {   /* after a timeout MPI may still write into them: leaked */
         if (mw->stage_s) wf__host_free(mw->stage_s, mw->stage_s_n);
         if (mw->stage_r && mw->stage_r != mw->stage_s) wf__host_free(mw->stage_r, mw->stage_r_n);
@@ -430,6 +526,17 @@ static int mpi_start(wf_process_group *pg, const wf__coll *c, wf_work *w) {
     int rc = MPI_SUCCESS;
     mw->comm = m->comm;
     mw->dt = dt;
+    if (c->kind == WF_COLL_ALL_REDUCE) {
+        /* every all_reduce takes a number, whichever path it runs, so the tags agree */
+        int tag = (int)(m->ar_seq++ & 0x7fff);
+        wf__ar_algo algo = ar_algo(m, n);
+        if (algo && S > 1) {
+            w->test = mw_ar_test;
+            rc = wf__mpi_ar_start(&mw->ar, algo, mw->rbuf, cnt, dt, es, mpi_op(c->dtype, c->op), m->p2p, me, S, tag,
+                                  m->ring_chunk, m->rd_piece, &m->scratch);
+            return rc;
+        }
+    }
     /* Open MPI's non-blocking collectives (libnbc) run at about half the bandwidth of the
      * blocking ones (measured with 2 ranks on one host: 4 KB 1.5 vs 3.0-3.5 GB/s, 16 MB 1.4-2.2
      * vs 2.3-3.3 GB/s). A large collective the caller waits for at once therefore meets first
