@@ -173,8 +173,12 @@ static int resolve_strategy(const char *name, wf_connector_result *out) {
             return wf__error(WF_ENOTSUP, OP ": strategy \"%s\" needs TPUs, which this build has no support for", s);
         const wf_strategy_vt *st = wf__strategy_find(s);
         if (!st) return wf__error(WF_EINVAL, OP ": unknown strategy \"%s\" (valid: %s)", s, wf__strategy_names());
-        if (!strcmp(s, "dp") && out->accel == &wf__accel_cpu) {
-            warn(out, "strategy \"dp\" is not supported on CPUs, hence setting strategy=\"ddp\"");
+        if (!strcmp(s, "dp")) {
+            /* DataParallel (one process driving several devices) is not part of weft: DDP does
+             * the same job, one process per device */
+            warn(out, out->accel == &wf__accel_cpu
+                          ? "strategy \"dp\" is not supported on CPUs, hence setting strategy=\"ddp\""
+                          : "strategy \"dp\" (DataParallel) is not supported by weft, hence setting strategy=\"ddp\"");
             st = wf__strategy_find("ddp");
         }
         out->strategy = st;

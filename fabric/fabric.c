@@ -2,6 +2,7 @@
  * setup of modules/optimizers/loaders, the training-step methods, collectives of a world of
  * one, callbacks and logging. Checkpoints are in checkpoint.c. */
 #include "fabric/fabric_impl.h"
+#include "fabric/ddp_reducer.h"
 #include "optim/optim_impl.h"
 
 #include <math.h>
@@ -172,6 +173,13 @@ wf_fabric *wf_fabric_new(const wf_fabric_config *cfg) {
                                          cfg->plugins.checkpoint_io, cfg->timeout_s);
         if (!fab->strategy) rc = wf_error() ? wf_error() : WF_ENOMEM;
     }
+    if (!rc) rc = wf__ddp_check_opts(&cfg->ddp);
+    if (!rc) {
+        wf_strategy *st = fab->strategy;
+        st->ddp = cfg->ddp;
+        snprintf(st->comm_hook_buf, sizeof st->comm_hook_buf, "%s", cfg->ddp.comm_hook ? cfg->ddp.comm_hook : "");
+        st->ddp.comm_hook = st->comm_hook_buf;
+    }
     if (!rc && fab->world_size == 1) fab->launched = true;
     /* under `weft run` the processes exist: set up the process group now, as Fabric does */
     if (!rc && !fab->launched && cli_used() && fab->conn.cluster.creates_processes_externally) {
@@ -236,11 +244,13 @@ wf_logger *wf_fabric_logger(const wf_fabric *fab) { return wf_fabric_logger_at(f
 
 static int fab_pre_hook(wf_module *m, wf_tensor **input, void *ud) {
     wf_fabric *fab = live_find(ud);
-    (void)m;
     if (!fab) return 0;
     if (fab->forward_depth++ == 0) {
         int rc = wf_precision_forward_begin(fab->precision);
         if (rc) { fab->forward_depth--; return rc; }
+        /* DDP: rank 0's buffers before each forward (broadcast_buffers) */
+        if (fab->launched && fab->strategy->ops->pre_forward) rc = fab->strategy->ops->pre_forward(fab->strategy, m);
+        if (rc) { fab->forward_depth--; wf_precision_forward_end(fab->precision); return rc; }
     }
     if (fab->forward_depth == 1 && wf_precision_param_dtype(fab->precision) != WF_F32 &&
         !wf_precision_is_mixed(fab->precision)) {
