@@ -61,6 +61,7 @@ struct wf_ddp_reducer {
     int np;
     bucket *bs;
     int nb, next_launch;
+    int next_done;         /* buckets before it are known complete this backward */
     bool armed, rebuilt;
     int *order, n_order;   /* indices in the order they became ready this backward */
     int64_t iteration;     /* finished synced backwards */
@@ -242,15 +243,19 @@ static int complete(wf_ddp_reducer *r, int b) {
 }
 
 /* Note finished all-reduces without blocking (and give MPI's progress engine a turn while
- * backward still runs). */
+ * backward still runs). Buckets finish in launch order, so only the oldest unfinished one is
+ * tested: O(1) per hook. */
 static int poll(wf_ddp_reducer *r) {
-    for (int b = 0; b < r->next_launch; b++) {
-        bucket *bk = &r->bs[b];
-        if (!bk->launched || bk->done || !bk->work) continue;
-        bool done = false;
-        int rc = wf_work_test(bk->work, &done);
-        if (rc) return rc;
-        if (done && (rc = complete(r, b))) return rc;
+    while (r->next_done < r->next_launch) {
+        bucket *bk = &r->bs[r->next_done];
+        if (!bk->done) {
+            bool done = false;
+            int rc = bk->work ? wf_work_test(bk->work, &done) : 0;
+            if (rc) return rc;
+            if (!done) return 0;
+            if ((rc = complete(r, r->next_done))) return rc;
+        }
+        r->next_done++;
     }
     return 0;
 }
@@ -445,7 +450,7 @@ static int finalize(int status, void *ud) {
         r->bs[b].pending = r->bs[b].n;
         r->bs[b].launched = r->bs[b].done = false;
     }
-    r->next_launch = 0;
+    r->next_launch = r->next_done = 0;
     r->n_order = 0;
     r->iteration++;
     return rc;

@@ -128,6 +128,11 @@ START_TEST(test_bucket_assignment) {
 }
 END_TEST
 
+/* A plain hook on 0.weight (its gradient is among the last of backward) notes how many
+ * collectives were already issued: full buckets are launched during backward, not after. */
+static long seq_at_hook;
+static void note_seq(wf_tensor *leaf, void *ud) { (void)leaf; (void)ud; seq_at_hook = last_seq(); }
+
 /* Averages over several buckets, gradients as views into them, whatever zero_grad did. */
 START_TEST(test_reduce_into_views) {
     wf_module *m = mlp();
@@ -136,13 +141,17 @@ START_TEST(test_reduce_into_views) {
     ck_assert_msg(r, "%s", wf_error_message());
     wf_tensor *p[8];
     wf_module_parameters(m, p, NULL, 8);
+    int h = wf_register_grad_hook(p[0], note_seq, NULL);
     for (int step = 0; step < 3; step++) {
         zero_grads(m, step != 1);   /* set_to_none, then zeroing the views in place, then none */
+        long before = last_seq();
         WF_SCOPE {
             ck_assert_int_eq(wf__ddp_reducer_prepare(r), 0);
             ck_assert_int_eq(wf_backward(loss_of(m, rank, step, NULL), NULL, false), 0);
             ck_assert_int_eq(wf__ddp_reducer_after_backward(r, 0), 0);
         }
+        /* the buckets of layers 4 and 2 (4 of 6) filled before 0.weight: already launched */
+        ck_assert_int_ge(seq_at_hook - before, 4);
         check_avg(m, step, step + 1, NULL, 1e-12);
         for (int i = 0; i < 6; i++) {
             /* a view of its bucket: no second copy */
@@ -151,6 +160,7 @@ START_TEST(test_reduce_into_views) {
             ck_assert_int_eq(wf_numel(g->view_base), wf_numel(p[i]));   /* one parameter per bucket */
         }
     }
+    wf_remove_grad_hook(p[0], h);
     /* a plain backward (not armed) only accumulates, into the same views */
     wf_tensor *before = wf_grad(p[0]);
     WF_SCOPE { ck_assert_int_eq(wf_backward(loss_of(m, rank, 9, NULL), NULL, false), 0); }
