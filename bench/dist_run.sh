@@ -33,3 +33,14 @@ for np in 2 4; do
   OMP_NUM_THREADS=1 timeout 240 $MPI -np $np build-gpu/bench/bench_allreduce --sizes $SIZES 2>&1 | grep '^{'
   OMP_NUM_THREADS=1 timeout 240 python3 bench/peer_allreduce.py --ranks $np --sizes $SIZES 2>&1 | grep '^{'
 done
+echo "== DDP training step: weft (Fabric, mpi) vs PyTorch DDP (gloo) + Lightning Fabric, 2 ranks x 4 threads"
+for m in mlp cnn; do
+  steps=300; [ $m = cnn ] && steps=60
+  for r in 1 2; do
+    OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 timeout 200 build-gpu/bench/bench_ddp_step --model $m --devices 2 --steps $steps 2>&1 | grep '^{'
+    OMP_NUM_THREADS=4 timeout 200 python3 bench/peer_ddp_step.py --model $m --devices 2 --steps $steps 2>&1 | grep '^{'
+  done
+  echo "-- one process (DDP's own cost: strategy ddp on one device vs the plain loop)"
+  OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 timeout 200 build-gpu/bench/bench_ddp_step --model $m --devices 1 --steps $steps 2>&1 | grep '^{'
+  OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 timeout 200 build-gpu/bench/bench_train_step --model $m --steps $steps 2>&1 | tail -1
+done

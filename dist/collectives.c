@@ -9,6 +9,7 @@
  * A dead rank: under mpirun, Open MPI aborts the whole job when a rank exits non-zero, so the
  * others end with it; a rank that hangs or exits 0 early is caught here by the timeout. */
 #include "dist/dist_impl.h"
+#include "dist/trace.h"
 #include "weft/autograd.h"
 
 #include <stdio.h>
@@ -196,11 +197,27 @@ static int debug_check(wf_process_group *pg, const char *fn, const wf__coll *c, 
 
 /* ---------------------------------------------------------------- work handles */
 
+/* WF_TRACE: the collective as the host sees it, from launch to the moment a test or wait
+ * found it complete (or gave up), on the communication lane. */
+static void trace_end(const wf_work *w, int rc) {
+    char args[256];
+    int n = snprintf(args, sizeof args, "\"seq\":%llu,\"bytes\":%zu,\"dtype\":\"%s\",\"group\":\"%s\",\"async\":%s",
+                     (unsigned long long)w->seq, w->bytes, wf_dtype_name(w->trace.dtype), w->pg->name,
+                     w->trace.async ? "true" : "false");
+    if (n > 0 && (size_t)n < sizeof args && rc)
+        n += snprintf(args + n, sizeof args - (size_t)n, ",\"error\":\"%s\"", wf_error_name(rc));
+    if (n > 0 && (size_t)n < sizeof args && w->trace.tag[0])
+        snprintf(args + n, sizeof args - (size_t)n, ",%s", w->trace.tag);
+    wf__trace_span(WF_TRACE_COMM, wf__coll_name(w->kind), "comm", w->trace.t0_us, wf__trace_now_us() - w->trace.t0_us,
+                   args);
+}
+
 static int complete(wf_work *w, int rc) {
     if (rc == 0 && w->finish) rc = w->finish(w);
     w->done = true;
     w->rc = rc;
     wf__pg_history_end(w->pg, w->seq, rc ? rc : 1);
+    if (w->trace.on) trace_end(w, rc);
     if (rc == WF_EDIST || rc == WF_EDEVICEFAIL) wf__pg_break(w->pg, rc, wf_error_message());
     for (int i = 0; i < 2; i++) { wf_tensor_free(w->keep[i]); w->keep[i] = NULL; }
     return rc;
@@ -215,6 +232,7 @@ static int give_up(wf_work *w, bool timed_out) {
     w->rc = timed_out ? wf__pg_timeout(w->pg, w->fn, w->kind, w->seq, w->bytes)
                       : wf__pg_check_broken(w->pg, w->fn);
     wf__pg_history_end(w->pg, w->seq, w->rc);
+    if (w->trace.on) trace_end(w, w->rc);
     return w->rc;
 }
 
@@ -292,6 +310,13 @@ static int launch(wf_process_group *pg, const char *fn, const wf__coll *c, size_
     w->deadline = wf__dist_now() + pg->timeout_s;
     w->fn = fn;
     wf__pg_history_start(pg, w, c->dtype);
+    if (wf__trace_recording()) {   /* off: this one branch */
+        w->trace.on = true;
+        w->trace.async = work != NULL;
+        w->trace.dtype = c->dtype;
+        wf__trace_take_tag(w->trace.tag, sizeof w->trace.tag);
+        w->trace.t0_us = wf__trace_now_us();
+    }
     int rc = 0;
     if (pg->debug && c->kind != WF_COLL_SEND && c->kind != WF_COLL_RECV) rc = debug_check(pg, fn, c, shape_of, w);
     if (!rc) {

@@ -65,6 +65,12 @@ struct wf_work {
     const char *fn;            /* the front-end's name, for messages ("wf_dist_all_reduce") */
     bool abandoned;            /* timed out: the backend may still write into the buffers, so
                                   they (and keep[]) are leaked rather than freed */
+    struct {                   /* WF_TRACE (dist/trace.h): the span of this collective */
+        bool on, async;
+        wf_dtype dtype;
+        double t0_us;
+        char tag[64];          /* wf__trace_tag_next_collective's args ("\"bucket\":3") */
+    } trace;
 };
 
 typedef struct wf__pg_backend {

@@ -49,7 +49,6 @@ typedef struct bucket {
     wf_work *work;         /* owned while in flight */
     bool launched, done;
     double t_launch, t_done;   /* seconds, monotonic (the summary) */
-    double tr_launch;          /* trace clock, microseconds */
 } bucket;
 
 struct wf_ddp_reducer {
@@ -209,12 +208,16 @@ static int launch(wf_ddp_reducer *r, int b) {
     bk->launched = true;
     bk->done = false;
     bk->t_launch = now_s();
-    if (wf__trace_enabled()) bk->tr_launch = wf__trace_now_us();
     if ((int)r->o.comm_dtype >= 0 && r->o.comm_dtype != t->dtype) {
         /* gradient compression (Fabric's bf16/fp16 comm hooks): reduce a half copy */
         KEEP(wf_to_dtype(t, r->o.comm_dtype), bk->comm);
         if (!bk->comm) return wf_error() ? wf_error() : WF_ENOMEM;
         t = bk->comm;
+    }
+    if (wf__trace_recording()) {   /* the collective's span (dist/collectives.c) names its bucket */
+        char tag[32];
+        snprintf(tag, sizeof tag, "\"bucket\":%d", b);
+        wf__trace_tag_next_collective(tag);
     }
     rc = wf_dist_all_reduce(r->pg, t, WF_DIST_SUM, &bk->work);
     r->st.buckets_launched++;
@@ -232,13 +235,6 @@ static int complete(wf_ddp_reducer *r, int b) {
     if (!rc && bk->comm) rc = wf_copy_(bk->buf, bk->comm);
     wf_tensor_free(bk->comm);
     bk->comm = NULL;
-    if (wf__trace_enabled()) {
-        char args[96];
-        snprintf(args, sizeof args, "\"bucket\":%d,\"bytes\":%lld", b,
-                 (long long)(wf_numel(bk->buf) * (int64_t)wf_dtype_size(bk->buf->dtype)));
-        double end = wf__trace_now_us();
-        wf__trace_span(WF_TRACE_COMM, "all_reduce", "ddp", bk->tr_launch, end - bk->tr_launch, args);
-    }
     return rc;
 }
 
@@ -331,6 +327,7 @@ static int agree(wf_ddp_reducer *r, int status, bool *all_ok) {
         int32_t *mv = wf_data_ptr(mask);
         for (int i = 0; i < r->np; i++) mv[i] = r->ps[i].used;
         mv[r->np] = status == 0;
+        wf__trace_tag_next_collective("\"ddp\":\"unused_parameters\"");
         rc = wf_dist_all_reduce(r->pg, mask, WF_DIST_MIN, NULL);
     }
     if (!rc) {
@@ -360,7 +357,10 @@ static int rebuild(wf_ddp_reducer *r) {
     int *order = wf__calloc((size_t)r->np + 1, sizeof *order);
     int rc = (!ord || !seen || !order) ? wf__error(WF_ENOMEM, "wf_fabric_backward: out of memory") : 0;
     for (int j = 0; !rc && j < r->np; j++) ord[j] = r->order[j];
-    if (!rc) rc = wf_dist_broadcast_bytes(r->pg, ord, (size_t)r->np * sizeof *ord, 0);
+    if (!rc) {
+        wf__trace_tag_next_collective("\"ddp\":\"rebuild_buckets\"");
+        rc = wf_dist_broadcast_bytes(r->pg, ord, (size_t)r->np * sizeof *ord, 0);
+    }
     for (int j = 0; !rc && j < r->np; j++) {
         if (ord[j] < 0 || ord[j] >= r->np || seen[ord[j]])
             rc = wf__error(WF_EDIST, "wf_fabric_backward: rank 0's gradient order is not a permutation of %d parameters", r->np);
@@ -400,7 +400,7 @@ static int finalize(int status, void *ud) {
     wf_ddp_reducer *r = ud;
     if (!r->armed) return 0;
     r->armed = false;
-    double t_end = now_s(), tr_end = wf__trace_enabled() ? wf__trace_now_us() : 0;
+    double t_end = now_s(), tr_end = wf__trace_begin();
     int rc = 0;
     /* parameters without a gradient this backward: their slot gets their accumulated
      * gradient (no_backward_sync) or zeros, so their buckets complete */
@@ -418,12 +418,11 @@ static int finalize(int status, void *ud) {
         int e = complete(r, b);
         if (e && !rc) rc = e;
     }
-    double t_comm_end = now_s();
-    if (wf__trace_enabled()) {
-        wf__trace_span(WF_TRACE_HOST, "backward", "ddp", r->tr_arm, tr_end - r->tr_arm, NULL);
-        wf__trace_span(WF_TRACE_HOST, "ddp_wait", "ddp", tr_end, wf__trace_now_us() - tr_end, NULL);
-    }
-    (void)t_comm_end;
+    /* the timeline: the local graph on the compute lane (CPU: it ran on this thread), then
+     * the wait for the buckets still in flight on the host lane */
+    if (r->tr_arm >= 0 && tr_end >= 0)
+        wf__trace_span(WF_TRACE_COMPUTE, "backward_compute", "ddp", r->tr_arm, tr_end - r->tr_arm, NULL);
+    wf__trace_end(WF_TRACE_HOST, "ddp_wait", "ddp", tr_end, NULL);
     account(r, t_end);
     int err = status ? status : rc;
     /* agreement: without find_unused_parameters every step (an unused parameter must be an
@@ -462,7 +461,7 @@ int wf__ddp_reducer_prepare(wf_ddp_reducer *r) {
     if (rc) return rc;
     r->armed = true;
     r->t_arm = now_s();
-    if (wf__trace_enabled()) r->tr_arm = wf__trace_now_us();
+    r->tr_arm = wf__trace_begin();
     return 0;
 }
 

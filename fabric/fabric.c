@@ -3,6 +3,7 @@
  * one, callbacks and logging. Checkpoints are in checkpoint.c. */
 #include "fabric/fabric_impl.h"
 #include "fabric/ddp_reducer.h"
+#include "dist/trace.h"
 #include "optim/optim_impl.h"
 
 #include <math.h>
@@ -181,6 +182,7 @@ wf_fabric *wf_fabric_new(const wf_fabric_config *cfg) {
         st->ddp.comm_hook = st->comm_hook_buf;
     }
     if (!rc && fab->world_size == 1) fab->launched = true;
+    if (!rc && fab->world_size == 1 && wf__trace_enabled()) wf__trace_start_or_warn(0, 1);   /* WF_TRACE, one process */
     /* under `weft run` the processes exist: set up the process group now, as Fabric does */
     if (!rc && !fab->launched && cli_used() && fab->conn.cluster.creates_processes_externally) {
         rc = fab->strategy->ops->setup_environment(fab->strategy);
@@ -207,6 +209,7 @@ static void unhook_module(wf_fab_module *fm, bool module_alive) {
 
 void wf_fabric_free(wf_fabric *fab) {
     if (!fab) return;
+    wf__trace_finish_or_warn();   /* WF_TRACE: write this rank's file (no-op when off) */
     live_remove(fab);
     for (int i = 0; i < fab->n_modules; i++) unhook_module(&fab->modules[i], false);
     wf__free(fab->modules, 0);
@@ -242,10 +245,13 @@ wf_logger *wf_fabric_logger(const wf_fabric *fab) { return wf_fabric_logger_at(f
 
 /* ---------------------------------------------------------------- module hooks */
 
+static double trace_forward_t0 = -1;   /* WF_TRACE: the outermost forward's start */
+
 static int fab_pre_hook(wf_module *m, wf_tensor **input, void *ud) {
     wf_fabric *fab = live_find(ud);
     if (!fab) return 0;
     if (fab->forward_depth++ == 0) {
+        trace_forward_t0 = wf__trace_begin();
         int rc = wf_precision_forward_begin(fab->precision);
         if (rc) { fab->forward_depth--; return rc; }
         /* DDP: rank 0's buffers before each forward (broadcast_buffers) */
@@ -267,6 +273,7 @@ static int fab_post_hook(wf_module *m, wf_tensor *input, wf_tensor **output, voi
     if (!fab || fab->forward_depth <= 0) return 0;
     int rc = 0;
     if (--fab->forward_depth == 0) {
+        wf__trace_end(WF_TRACE_HOST, "forward", "fabric", trace_forward_t0, NULL);
         rc = wf_precision_forward_end(fab->precision);
         if (!rc && wf_precision_param_dtype(fab->precision) != WF_F32 && !wf_precision_is_mixed(fab->precision)) {
             wf_tensor *y = wf_precision_convert_output(fab->precision, *output);
@@ -562,7 +569,9 @@ int wf_fabric_backward(wf_fabric *fab, wf_tensor *loss, wf_module *model) {
                          wf_module_type(model));
     unwind_forward(fab);
     fab->in_backward = true;
+    double t0 = wf__trace_begin();
     int rc = fab->strategy->ops->backward(fab->strategy, loss, model);
+    wf__trace_end(WF_TRACE_HOST, "backward", "fabric", t0, NULL);
     fab->in_backward = false;
     return rc;
 }
@@ -575,7 +584,10 @@ int wf_fabric_step(wf_fabric *fab, wf_optimizer *opt, bool *skipped) {
                          "(wf_fabric_setup or wf_fabric_setup_optimizers)", wf_optimizer_name(opt));
     int rc = check_plain_backward(fab, "wf_fabric_step");
     if (rc) return rc;
-    return fab->strategy->ops->optimizer_step(fab->strategy, opt, skipped);
+    double t0 = wf__trace_begin();
+    rc = fab->strategy->ops->optimizer_step(fab->strategy, opt, skipped);
+    wf__trace_end(WF_TRACE_HOST, "optimizer_step", "fabric", t0, NULL);
+    return rc;
 }
 
 int wf_fabric_scheduler_step(wf_fabric *fab, wf_lr_scheduler *sched) {

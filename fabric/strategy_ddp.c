@@ -94,6 +94,9 @@ static int ddp_setup_environment(wf_strategy *s) {
         wf__scope_unregister(d->found_inf);
         rc = wf_grad_scaler_set_found_inf_reducer(gs, found_inf_reducer, s);
     }
+    /* WF_TRACE: time zero just after a barrier, so the ranks' timelines line up */
+    if (!rc && wf__trace_enabled() && (rc = wf_dist_barrier(s->pg)) == 0)
+        wf__trace_start_or_warn(wf_process_group_rank(s->pg), wf_process_group_size(s->pg));
     return rc;
 }
 

@@ -16,9 +16,11 @@
  * WF_DIST_TIMEOUT turns a desynchronization into an error, not a hang. */
 #include "test_util.h"
 #include "fabric/ddp_reducer.h"
+#include "dist/trace.h"
 
 #include <stdio.h>
 #include <stdlib.h>
+#include <unistd.h>
 
 static wf_process_group *pg;   /* held for the whole run, so MPI stays initialized between Fabrics */
 static int rank, world;
@@ -359,6 +361,57 @@ START_TEST(test_bf16_compress) {
 }
 END_TEST
 
+
+/* WF_TRACE: one all_reduce per bucket per step, each naming its bucket, on the
+ * communication lane; the local graph on the compute lane. */
+static int count(const char *s, const char *needle) {
+    int n = 0;
+    for (const char *p = strstr(s, needle); p; p = strstr(p + 1, needle)) n++;
+    return n;
+}
+START_TEST(test_trace_buckets) {
+    char base[128], path[160];
+    snprintf(base, sizeof base, "/tmp/weft_ddp_trace_%d", (int)getpid());
+    snprintf(path, sizeof path, "%s.rank%d.json", base, rank);
+    ck_assert_int_eq(wf__trace_set_path(base), 0);
+    ck_assert_int_eq(wf__trace_start(rank, world), 0);
+    wf_module *m = mlp();
+    wf_ddp_reducer_opts o = opts(1e-9, 1e-9);
+    wf_ddp_reducer *r = wf__ddp_reducer_new(pg, m, &o);
+    for (int step = 0; step < 3; step++) {
+        WF_SCOPE {
+            ck_assert_int_eq(wf__ddp_reducer_prepare(r), 0);
+            ck_assert_int_eq(wf_backward(loss_of(m, rank, step, NULL), NULL, false), 0);
+        }
+    }
+    ck_assert_int_eq(wf__trace_finish(), 0);
+    ck_assert_int_eq(wf__trace_set_path(NULL), 0);
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    static char text[1 << 16];
+    size_t n = fread(text, 1, sizeof text - 1, f);
+    text[n] = 0;
+    fclose(f);
+    unlink(path);
+    ck_assert_int_eq(count(text, "\"bucket\":"), 6 * 3);
+    for (int b = 0; b < 6; b++) {
+        char want[32];
+        snprintf(want, sizeof want, "\"bucket\":%d}", b);
+        ck_assert_int_eq(count(text, want), 3);
+    }
+    ck_assert_int_eq(count(text, "\"backward_compute\""), 3);
+    ck_assert_int_eq(count(text, "\"ddp\":\"unused_parameters\""), 3);
+    ck_assert_int_eq(count(text, "\"ddp\":\"rebuild_buckets\""), 1);
+    wf_ddp_stats st;
+    wf__ddp_reducer_stats(r, &st);
+    ck_assert_int_eq(st.steps, 3);
+    ck_assert_int_eq(st.buckets_launched, 18);
+    ck_assert(st.backward_ms > 0 && st.comm_ms > 0 && st.overlap_ms <= st.comm_ms + 1e-9);
+    wf__ddp_reducer_free(r);
+    wf_module_free(m);
+}
+END_TEST
+
 /* ---------------------------------------------------------------- the Fabric (several ranks) */
 
 static wf_fabric *fabric(const char *strategy, wf_ddp_opts ddp) {
@@ -430,6 +483,7 @@ int main(void) {
     tcase_add_test(tc, test_unused_parameters);
     tcase_add_test(tc, test_static_graph_skips_agreement);
     tcase_add_test(tc, test_bf16_compress);
+    tcase_add_test(tc, test_trace_buckets);
     tcase_add_test(tc, test_fabric_shape_mismatch);
     tcase_add_test(tc, test_fabric_buffers_and_unused);
     suite_add_tcase(s, tc);
