@@ -463,6 +463,37 @@ START_TEST(test_fabric_buffers_and_unused) {
 }
 END_TEST
 
+
+/* bf16-mixed: the parameters and so the gradients stay f32, and are reduced in f32 (equal on
+ * every rank, bit for bit). */
+START_TEST(test_fabric_bf16_mixed_reduces_f32) {
+    if (world < 2) return;
+    wf_fabric *f = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .precision = "bf16-mixed", .quiet = true,
+                                                      .ddp = { .bucket_cap_mb = 1e-9, .first_bucket_mb = 1e-9 } });
+    ck_assert_msg(f, "%s", wf_error_message());
+    ck_assert_int_eq(wf_fabric_launch(f, NULL, NULL), 0);
+    wf_module *m = wf_sequential_new(2, wf_linear_new(4, 3, true), wf_linear_new(3, 2, true));
+    ck_assert_int_eq(wf_fabric_setup_module(f, m, true), 0);
+    WF_SCOPE {
+        double v[8];
+        tt_fill(v, 8, 40 + (unsigned)rank);
+        wf_tensor *x = wf_to_dtype(wf_from_data(v, WF_SHAPE(2, 4), WF_F64), WF_F32);
+        ck_assert_int_eq(wf_fabric_backward(f, wf_sum_all(wf_square(wf_module_forward(m, x))), m), 0);
+        wf_tensor *p[4];
+        wf_module_parameters(m, p, NULL, 4);
+        for (int i = 0; i < 4; i++) {
+            ck_assert_int_eq(wf_tensor_dtype(wf_grad(p[i])), WF_F32);
+            wf_tensor *g = wf_fabric_all_gather(f, wf_grad(p[i]), false);
+            int64_t n = wf_numel(p[i]);
+            const float *gv = wf_data_ptr(wf_contiguous(g));
+            for (int r = 1; r < world; r++) ck_assert(!memcmp(gv, gv + r * n, (size_t)n * sizeof(float)));
+        }
+    }
+    wf_fabric_free(f);
+    wf_module_free(m);
+}
+END_TEST
+
 int main(void) {
     setenv("CK_FORK", "no", 1);
     if (!getenv("WF_DIST_TIMEOUT")) setenv("WF_DIST_TIMEOUT", "30", 1);
@@ -486,6 +517,7 @@ int main(void) {
     tcase_add_test(tc, test_trace_buckets);
     tcase_add_test(tc, test_fabric_shape_mismatch);
     tcase_add_test(tc, test_fabric_buffers_and_unused);
+    tcase_add_test(tc, test_fabric_bf16_mixed_reduces_f32);
     suite_add_tcase(s, tc);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
