@@ -35,7 +35,8 @@ typedef struct wf_meta {
 } wf_meta;
 typedef struct wf_saved { wf_tensor *t; unsigned version; } wf_saved;  /* t owned (detached alias) */
 
-struct wf_hook_entry { wf_grad_hook_fn fn; void *ud; int id; wf_hook_entry *next; };
+/* A leaf's gradient hook: fn (plain) or ready_fn (may fail: its error ends the backward). */
+struct wf_hook_entry { wf_grad_hook_fn fn; wf_grad_ready_hook_fn ready_fn; void *ud; int id; wf_hook_entry *next; };
 
 struct wf_node {
     atomic_int refcount;
@@ -105,5 +106,9 @@ int wf__check_inplace(const char *op, wf_tensor *t);
  * history. When a is a view, its base is rebased instead (CopySlices) and a becomes a
  * region of the new base. Returns 0 or a code. */
 int wf__adopt(wf_tensor *a, wf_tensor *y);
+
+/* Drop a queued end-of-backward callback (fn, ud) that has not run (a caller whose backward
+ * never reached wf_backward). Returns whether one was dropped. */
+bool wf__backward_callback_cancel(wf_backward_callback_fn fn, void *ud);
 
 #endif

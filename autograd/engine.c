@@ -120,7 +120,7 @@ out:
     return rc;
 }
 
-int wf_backward(wf_tensor *t, wf_tensor *grad, bool retain_graph) {
+static int backward_graph(wf_tensor *t, wf_tensor *grad, bool retain_graph) {
     if (!t) return wf__any_null("wf_backward", 1, t), WF_ENULL;
     if (!t->requires_grad)
         return wf__error(WF_EAUTOGRAD, "wf_backward: the tensor does not require grad and has no grad_fn "
@@ -200,5 +200,60 @@ done:
     wf__free(stack.v, 0);
     wf__node_release(root);
     wf_set_grad_enabled(prev_mode);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- end-of-backward callbacks
+ * A per-thread FIFO: DDP queues its finalizer before (or during) a backward; the outermost
+ * wf_backward on the thread runs the queue when its graph is done. */
+typedef struct { wf_backward_callback_fn fn; void *ud; } callback;
+static _Thread_local callback *cb_q;
+static _Thread_local size_t cb_n, cb_cap;
+static _Thread_local int bw_depth;
+
+int wf_queue_backward_callback(wf_backward_callback_fn fn, void *ud) {
+    if (!fn) return wf__error(WF_ENULL, "wf_queue_backward_callback: NULL function");
+    if (cb_n == cb_cap) {
+        size_t cap = cb_cap ? cb_cap * 2 : 8;
+        callback *q = wf__realloc(cb_q, cb_cap * sizeof *q, cap * sizeof *q);
+        if (!q) return wf__error(WF_ENOMEM, "wf_queue_backward_callback: out of memory");
+        cb_q = q;
+        cb_cap = cap;
+    }
+    cb_q[cb_n++] = (callback){ fn, ud };
+    return 0;
+}
+
+bool wf__backward_callback_cancel(wf_backward_callback_fn fn, void *ud) {
+    for (size_t i = 0; i < cb_n; i++) {
+        if (cb_q[i].fn != fn || cb_q[i].ud != ud) continue;
+        memmove(cb_q + i, cb_q + i + 1, (cb_n - i - 1) * sizeof *cb_q);
+        cb_n--;
+        return true;
+    }
+    return false;
+}
+
+/* Run the queue in order (callbacks may queue more); the first failure becomes the result
+ * unless the backward already failed. The queue is freed when empty, so a thread that ends
+ * leaks nothing. */
+static int run_callbacks(int rc) {
+    for (size_t i = 0; i < cb_n; i++) {
+        callback c = cb_q[i];
+        int crc = c.fn(rc, c.ud);
+        if (crc && !rc) rc = wf_error() ? crc : wf__error(crc, "wf_backward: an end-of-backward callback failed (code %d)", crc);
+    }
+    wf__free(cb_q, cb_cap * sizeof *cb_q);
+    cb_q = NULL;
+    cb_n = cb_cap = 0;
+    return rc;
+}
+
+int wf_backward(wf_tensor *t, wf_tensor *grad, bool retain_graph) {
+    bw_depth++;
+    int rc = backward_graph(t, grad, retain_graph);
+    /* still at depth 1 while they run: a backward inside a callback leaves the queue to us */
+    if (bw_depth == 1 && cb_n) rc = run_callbacks(rc);
+    bw_depth--;
     return rc;
 }

@@ -50,20 +50,29 @@ int wf_set_grad(wf_tensor *t, wf_tensor *g) {
     return 0;
 }
 
-int wf_register_grad_hook(wf_tensor *leaf, wf_grad_hook_fn fn, void *ud) {
-    if (!leaf || !fn) return wf__any_null("wf_register_grad_hook", 2, leaf, fn), WF_ENULL;
+static int add_hook(const char *fn_name, wf_tensor *leaf, wf_grad_hook_fn fn, wf_grad_ready_hook_fn ready_fn,
+                    void *ud) {
+    if (!leaf || (!fn && !ready_fn)) return wf__error(WF_ENULL, "%s: NULL %s", fn_name, leaf ? "hook function" : "tensor");
     if (leaf->grad_fn || !leaf->requires_grad)
-        return wf__error(WF_EAUTOGRAD, "wf_register_grad_hook: the tensor is not a leaf that requires grad");
+        return wf__error(WF_EAUTOGRAD, "%s: the tensor is not a leaf that requires grad", fn_name);
     wf_hook_entry *h = wf__calloc(1, sizeof *h);
-    if (!h) return wf__error(WF_ENOMEM, "wf_register_grad_hook: out of memory");
+    if (!h) return wf__error(WF_ENOMEM, "%s: out of memory", fn_name);
     int id = 0;
     for (wf_hook_entry *e = leaf->hooks; e; e = e->next) if (e->id >= id) id = e->id + 1;
-    h->fn = fn; h->ud = ud; h->id = id;
+    h->fn = fn; h->ready_fn = ready_fn; h->ud = ud; h->id = id;
     /* append, so hooks run in registration order */
     wf_hook_entry **pp = &leaf->hooks;
     while (*pp) pp = &(*pp)->next;
     *pp = h;
     return id;
+}
+
+int wf_register_grad_hook(wf_tensor *leaf, wf_grad_hook_fn fn, void *ud) {
+    return add_hook("wf_register_grad_hook", leaf, fn, NULL, ud);
+}
+
+int wf_register_grad_ready_hook(wf_tensor *leaf, wf_grad_ready_hook_fn fn, void *ud) {
+    return add_hook("wf_register_grad_ready_hook", leaf, NULL, fn, ud);
 }
 
 int wf_remove_grad_hook(wf_tensor *leaf, int handle) {

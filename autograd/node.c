@@ -128,7 +128,11 @@ static int accumulate_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx)
         int rc = wf_add_(leaf->grad, g);
         if (rc) return rc;
     }
-    for (wf_hook_entry *h = leaf->hooks; h; h = h->next) h->fn(leaf, h->ud);
+    for (wf_hook_entry *h = leaf->hooks; h; h = h->next) {
+        if (h->fn) { h->fn(leaf, h->ud); continue; }
+        int rc = h->ready_fn(leaf, h->ud);
+        if (rc) return wf_error() ? rc : wf__error(rc, "AccumulateGrad: a grad-ready hook failed (code %d)", rc);
+    }
     return 0;
 }
 

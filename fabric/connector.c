@@ -173,8 +173,12 @@ static int resolve_strategy(const char *name, wf_connector_result *out) {
             return wf__error(WF_ENOTSUP, OP ": strategy \"%s\" needs TPUs, which this build has no support for", s);
         const wf_strategy_vt *st = wf__strategy_find(s);
         if (!st) return wf__error(WF_EINVAL, OP ": unknown strategy \"%s\" (valid: %s)", s, wf__strategy_names());
-        if (!strcmp(s, "dp") && out->accel == &wf__accel_cpu) {
-            warn(out, "strategy \"dp\" is not supported on CPUs, hence setting strategy=\"ddp\"");
+        if (!strcmp(s, "dp")) {
+            /* DataParallel (one process driving several devices) is not part of weft: DDP does
+             * the same job, one process per device */
+            warn(out, out->accel == &wf__accel_cpu
+                          ? "strategy \"dp\" is not supported on CPUs, hence setting strategy=\"ddp\""
+                          : "strategy \"dp\" (DataParallel) is not supported by weft, hence setting strategy=\"ddp\"");
             st = wf__strategy_find("ddp");
         }
         out->strategy = st;
@@ -185,8 +189,6 @@ static int resolve_strategy(const char *name, wf_connector_result *out) {
     if (!strcmp(st->name, "single_device") && world > 1)
         return wf__error(WF_EINVAL, OP ": strategy \"single_device\" runs on one device, but %d devices x %d node(s) "
                          "were requested", out->n_devices, out->num_nodes);
-    if (!strcmp(st->name, "dp") && world > 1)
-        return wf__error(WF_ENOTSUP, OP ": strategy \"dp\" with %d devices is not supported by weft (use \"ddp\")", world);
     if (st->sharded && world > 1)
         return wf__error(WF_ENOTSUP, OP ": strategy \"%s\" with %d processes (devices=%d, num_nodes=%d): sharded "
                          "training is not in this build yet; use \"ddp\"", st->name, world, out->n_devices,

@@ -2,6 +2,7 @@
  * setup of modules/optimizers/loaders, the training-step methods, collectives of a world of
  * one, callbacks and logging. Checkpoints are in checkpoint.c. */
 #include "fabric/fabric_impl.h"
+#include "fabric/ddp_reducer.h"
 #include "dist/trace.h"
 #include "optim/optim_impl.h"
 
@@ -173,6 +174,13 @@ wf_fabric *wf_fabric_new(const wf_fabric_config *cfg) {
                                          cfg->plugins.checkpoint_io, cfg->timeout_s);
         if (!fab->strategy) rc = wf_error() ? wf_error() : WF_ENOMEM;
     }
+    if (!rc) rc = wf__ddp_check_opts(&cfg->ddp);
+    if (!rc) {
+        wf_strategy *st = fab->strategy;
+        st->ddp = cfg->ddp;
+        snprintf(st->comm_hook_buf, sizeof st->comm_hook_buf, "%s", cfg->ddp.comm_hook ? cfg->ddp.comm_hook : "");
+        st->ddp.comm_hook = st->comm_hook_buf;
+    }
     if (!rc && fab->world_size == 1) fab->launched = true;
     if (!rc && fab->world_size == 1 && wf__trace_enabled()) wf__trace_start_or_warn(0, 1);   /* WF_TRACE, one process */
     /* under `weft run` the processes exist: set up the process group now, as Fabric does */
@@ -241,12 +249,14 @@ static double trace_forward_t0 = -1;   /* WF_TRACE: the outermost forward's star
 
 static int fab_pre_hook(wf_module *m, wf_tensor **input, void *ud) {
     wf_fabric *fab = live_find(ud);
-    (void)m;
     if (!fab) return 0;
     if (fab->forward_depth++ == 0) {
         trace_forward_t0 = wf__trace_begin();
         int rc = wf_precision_forward_begin(fab->precision);
         if (rc) { fab->forward_depth--; return rc; }
+        /* DDP: rank 0's buffers before each forward (broadcast_buffers) */
+        if (fab->launched && fab->strategy->ops->pre_forward) rc = fab->strategy->ops->pre_forward(fab->strategy, m);
+        if (rc) { fab->forward_depth--; wf_precision_forward_end(fab->precision); return rc; }
     }
     if (fab->forward_depth == 1 && wf_precision_param_dtype(fab->precision) != WF_F32 &&
         !wf_precision_is_mixed(fab->precision)) {

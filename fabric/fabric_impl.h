@@ -41,6 +41,9 @@ typedef struct wf_strategy_ops {
     int (*setup_module)(wf_strategy *s, wf_module *m);
     /* the precision's backward, then the gradient synchronization (unless no_backward_sync) */
     int (*backward)(wf_strategy *s, wf_tensor *loss, wf_module *m);
+    /* before the outermost forward of set-up module m (optional): DDP broadcasts rank 0's
+     * buffers (unless ddp.no_broadcast_buffers) */
+    int (*pre_forward)(wf_strategy *s, wf_module *m);
     int (*optimizer_step)(wf_strategy *s, wf_optimizer *o, bool *skipped);
     int (*barrier)(wf_strategy *s, const char *name);
     /* t in place from src */
@@ -70,6 +73,8 @@ struct wf_strategy {
     int no_sync_depth;                /* open no_backward_sync blocks that disable the sync */
     wf_process_group *pg;             /* multi-process: the world group (owned) */
     wf_process_group *node_pg;        /* multi-process: this node's ranks (owned) */
+    wf_ddp_opts ddp;                  /* the config's DDP options (comm_hook points at comm_hook_buf) */
+    char comm_hook_buf[32];
     void *impl;
 };
 /* Build the strategy for desc (NULL + error). cluster: where this process stands. */

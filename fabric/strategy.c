@@ -8,6 +8,10 @@
 #include <string.h>
 #include <unistd.h>
 
+/* "ddp_spawn" and "ddp_fork" run exactly as "ddp" (weft's launcher always re-executes the
+ * program: there is no interpreter state to spawn or fork); a "_find_unused_parameters_true"
+ * / "_false" suffix sets DDP's find_unused_parameters (strategy_ddp.c reads it); "dp" is
+ * replaced by "ddp" with a warning in the connector. */
 static const wf_strategy_vt strategies[] = {
     { "single_device", false, false, false },
     { "ddp", true, false, false },

@@ -41,6 +41,23 @@ bool wf_is_grad_enabled(void);
 typedef void (*wf_grad_hook_fn)(wf_tensor *leaf, void *ud);
 int wf_register_grad_hook(wf_tensor *leaf, wf_grad_hook_fn fn, void *ud);
 int wf_remove_grad_hook(wf_tensor *leaf, int handle);
+/* Grad-ready hooks: the same moment as wf_register_grad_hook's, but fn may fail: a nonzero
+ * return (a negative WF_E* code, with wf__error's message) stops the backward, which returns
+ * that code. Same handle space (remove with wf_remove_grad_hook). DDP's reducer marks a
+ * gradient ready in its bucket here and launches the bucket's all-reduce when it is full. */
+typedef int (*wf_grad_ready_hook_fn)(wf_tensor *leaf, void *ud);
+int wf_register_grad_ready_hook(wf_tensor *leaf, wf_grad_ready_hook_fn fn, void *ud);
+
+/* End-of-backward callbacks (PyTorch's Variable._execution_engine.queue_callback): fn runs
+ * once, when the wf_backward now running on this thread is done (queued from a hook), or else
+ * the next one (queued before it), after every node ran. status is the backward's result so
+ * far (0, or its error: a callback always runs, so it can release what it armed); a nonzero
+ * return from fn becomes wf_backward's result when that was 0. Callbacks run in queue order,
+ * also those queued by a callback; a wf_backward nested inside another (a hook that runs a
+ * backward) leaves them to the outermost. DDP waits for its in-flight all-reduces here.
+ * Returns 0 or WF_ENULL / WF_ENOMEM. */
+typedef int (*wf_backward_callback_fn)(int status, void *ud);
+int wf_queue_backward_callback(wf_backward_callback_fn fn, void *ud);
 
 /* Finite-difference check of fn's gradient in f64.
  * fn maps the n inputs to one output tensor (any shape; the check uses sum(out * r) with a

@@ -179,8 +179,8 @@ typedef struct wf_fabric_config {
  *  - devices: CPU takes a process count > 0 ("auto" = 1); CUDA: "N" = the first N, "-1" or
  *    -1 = all, "0,2" or a list = those indices. 0, "0" and an empty list: WF_EINVAL.
  *  - num_nodes < 1: WF_EINVAL.
- *  - strategy "auto": single_device for one device on one node, else ddp. "dp" on CPU
- *    becomes ddp with a warning. Unknown names: WF_EINVAL listing the valid ones.
+ *  - strategy "auto": single_device for one device on one node, else ddp. "dp" becomes
+ *    ddp with a warning (on any device); "ddp_spawn"/"ddp_fork" run as ddp. Unknown names: WF_EINVAL listing the valid ones.
  *    "single_device" with several devices: WF_EINVAL. deepspeed needs cuda: WF_ENOTSUP on
  *    cpu. Sharded strategies with world size > 1: WF_ENOTSUP.
  *  - processes: the cluster environment (plugin, else torchrun, SLURM, Open MPI, weft's

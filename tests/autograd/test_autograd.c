@@ -179,12 +179,105 @@ START_TEST(test_gradcheck_catches_errors) {
 }
 END_TEST
 
+
+/* Grad-ready hooks see the final gradient and can fail the backward; end-of-backward
+ * callbacks run once after every node, see the status, and can fail it too. */
+static int ready_seen;
+static int ready_hook(wf_tensor *leaf, void *ud) {
+    ready_seen++;
+    if (ud) {   /* fail with a real error: a view of 3 elements as 7 */
+        wf_scope_begin();
+        wf_tensor *v = wf_view(leaf, WF_SHAPE(7));
+        wf_scope_end();
+        return v ? 0 : wf_error();
+    }
+    return 0;
+}
+static int cb_order[8], cb_n, cb_status;
+static int callback(int status, void *ud) {
+    cb_order[cb_n++] = (int)(intptr_t)ud;
+    cb_status = status;
+    /* the graph is done: every hook already ran */
+    ck_assert_int_eq(ready_seen, 1);
+    if ((intptr_t)ud == 13) {   /* fail with a real error */
+        wf_scope_begin();
+        wf_tensor *v = wf_view(wf_zeros(WF_SHAPE(2), WF_F32), WF_SHAPE(13));
+        wf_scope_end();
+        return v ? 0 : wf_error();
+    }
+    return 0;
+}
+static int queue_from_hook(wf_tensor *leaf, void *ud) {
+    (void)leaf;
+    ready_seen++;
+    return wf_queue_backward_callback(callback, ud);
+}
+START_TEST(test_grad_ready_hooks_and_callbacks) {
+    WF_SCOPE {
+        wf_tensor *w = wf_from_data((double[]){ 1, 2, 3 }, WF_SHAPE(3), WF_F64);
+        wf_set_requires_grad(w, true);
+        int h = wf_register_grad_ready_hook(w, ready_hook, NULL);
+        ck_assert_int_ge(h, 0);
+        ready_seen = cb_n = 0;
+        ck_assert_int_eq(wf_queue_backward_callback(callback, (void *)(intptr_t)1), 0);
+        ck_assert_int_eq(wf_queue_backward_callback(callback, (void *)(intptr_t)2), 0);
+        ck_assert_int_eq(cb_n, 0);   /* queued for the next backward, not run yet */
+        ck_assert_int_eq(wf_backward(wf_sum_all(wf_mul(w, w)), NULL, false), 0);
+        ck_assert_int_eq(cb_n, 2);
+        ck_assert_int_eq(cb_order[0], 1);
+        ck_assert_int_eq(cb_order[1], 2);
+        ck_assert_int_eq(cb_status, 0);
+        /* run once: a second backward runs none */
+        ready_seen = 0;
+        ck_assert_int_eq(wf_backward(wf_sum_all(w), NULL, false), 0);
+        ck_assert_int_eq(cb_n, 2);
+        /* a failing callback is the backward's result */
+        ready_seen = cb_n = 0;
+        ck_assert_int_eq(wf_queue_backward_callback(callback, (void *)(intptr_t)13), 0);
+        ck_assert_int_eq(wf_backward(wf_sum_all(w), NULL, false), WF_ESHAPE);
+        ck_assert_error(WF_ESHAPE, "13");
+        ck_assert_int_eq(cb_n, 1);
+        /* queued from inside the backward (a hook): runs at its end */
+        ck_assert_int_eq(wf_remove_grad_hook(w, h), 0);
+        h = wf_register_grad_ready_hook(w, queue_from_hook, (void *)(intptr_t)5);
+        ready_seen = cb_n = 0;
+        ck_assert_int_eq(wf_backward(wf_sum_all(w), NULL, false), 0);
+        ck_assert_int_eq(cb_n, 1);
+        ck_assert_int_eq(cb_order[0], 5);
+        ck_assert_int_eq(wf_remove_grad_hook(w, h), 0);
+        /* a failing hook stops the backward with its error; callbacks still run, told so */
+        h = wf_register_grad_ready_hook(w, ready_hook, (void *)1);
+        ready_seen = cb_n = 0;
+        ck_assert_int_eq(wf_queue_backward_callback(callback, (void *)(intptr_t)7), 0);
+        ck_assert_int_eq(wf_backward(wf_sum_all(w), NULL, false), WF_ESHAPE);
+        ck_assert_error(WF_ESHAPE, "7");
+        ck_assert_int_eq(cb_n, 1);
+        ck_assert_int_eq(cb_status, WF_ESHAPE);
+        /* a backward that fails before running still runs the queued callbacks */
+        wf_tensor *c = wf_from_data((double[]){ 1 }, WF_SHAPE(1), WF_F64);
+        ready_seen = 1;
+        cb_n = 0;
+        ck_assert_int_eq(wf_queue_backward_callback(callback, (void *)(intptr_t)8), 0);
+        ck_assert_int_eq(wf_backward(c, NULL, false), WF_EAUTOGRAD);
+        ck_assert_int_eq(cb_n, 1);
+        ck_assert_int_eq(cb_status, WF_EAUTOGRAD);
+        /* misuse */
+        ck_assert_int_eq(wf_queue_backward_callback(NULL, NULL), WF_ENULL);
+        ck_assert_int_eq(wf_register_grad_ready_hook(w, NULL, NULL), WF_ENULL);
+        ck_assert_int_eq(wf_register_grad_ready_hook(c, ready_hook, NULL), WF_EAUTOGRAD);
+        ck_assert_error(WF_EAUTOGRAD, "wf_register_grad_ready_hook: the tensor is not a leaf");
+        ck_assert_int_eq(wf_remove_grad_hook(w, h), 0);
+    }
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("autograd");
     TCase *tc = tcase_create("engine");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_accumulate_and_paths);
     tcase_add_test(tc, test_leaf_hooks_fire_once_when_final);
+    tcase_add_test(tc, test_grad_ready_hooks_and_callbacks);
     tcase_add_test(tc, test_grad_mode_and_detach);
     tcase_add_test(tc, test_modified_saved_tensor_is_an_error);
     tcase_add_test(tc, test_inplace_through_views);

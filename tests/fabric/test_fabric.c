@@ -199,6 +199,14 @@ START_TEST(test_strategy_rules) {
     ck_assert_str_eq(wf_fabric_strategy_name(f), "ddp");
     ck_assert_ptr_nonnull(strstr(wf_fabric_warnings(f), "not supported on CPUs"));
     wf_fabric_free(f);
+    /* DDP's options are checked whatever the strategy */
+    ck_assert_ptr_null(mk((wf_fabric_config){ .ddp = { .comm_hook = "powersgd" } }));
+    ck_assert_error(WF_EINVAL, "unknown ddp.comm_hook \"powersgd\"");
+    ck_assert_ptr_null(mk((wf_fabric_config){ .strategy = "ddp", .ddp = { .bucket_cap_mb = -2 } }));
+    ck_assert_error(WF_EINVAL, "ddp.bucket_cap_mb = -2");
+    f = mk((wf_fabric_config){ .ddp = { .comm_hook = "fp16_compress", .bucket_cap_mb = 4 } });
+    ck_assert_msg(f, "%s", wf_error_message());
+    wf_fabric_free(f);
     /* ddp / fsdp with one process: world size 1 semantics */
     const char *ok[] = { "ddp", "fsdp", "ddp_spawn", "ddp_find_unused_parameters_true", "single_device", "auto" };
     for (size_t i = 0; i < sizeof ok / sizeof ok[0]; i++) {
