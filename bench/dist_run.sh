@@ -44,3 +44,7 @@ for m in mlp cnn; do
   OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 timeout 200 build-gpu/bench/bench_ddp_step --model $m --devices 1 --steps $steps 2>&1 | grep '^{'
   OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 timeout 200 build-gpu/bench/bench_train_step --model $m --steps $steps 2>&1 | tail -1
 done
+echo "== a traced DDP run (CNN, 2 ranks x 4 threads): the timeline of docs/distributed.md"
+WF_TRACE="$OUT/ddp_cnn" WF_DDP_SUMMARY=1 OMP_NUM_THREADS=4 OPENBLAS_NUM_THREADS=4 timeout 120 \
+  build-gpu/bench/bench_ddp_step --model cnn --devices 2 --steps 20 2>&1 | tail -2
+python3 bench/trace_summary.py "$OUT"/ddp_cnn.rank0.json 2>&1 | tail -3
