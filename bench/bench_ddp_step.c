@@ -9,31 +9,11 @@
  * process (strategy "ddp" on one device), the baseline for DDP's own cost.
  * Rank 0's last line: {"impl":"weft-ddp","model":"mlp","ranks":2,"batch":64,"step_ms":...}
  * where step_ms is the slowest rank's mean. */
-#include "weft/weft.h"
+#include "bench_models.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static wf_module *make_model(bool cnn) {
-    if (!cnn)
-        return wf_sequential_new(6, wf_flatten_new(1, -1), wf_linear_new(784, 256, true), wf_relu_new(),
-                                 wf_linear_new(256, 128, true), wf_relu_new(), wf_linear_new(128, 10, true));
-    wf_pool2d_opts pool = { .kernel = { 2, 2 } };
-    return wf_sequential_new(10,
-        wf_conv2d_new(1, 32, &(wf_conv2d_layer_opts){ .kernel_size = { 3, 3 }, .padding = { 1, 1 } }), wf_relu_new(),
-        wf_max_pool2d_new(&pool),
-        wf_conv2d_new(32, 64, &(wf_conv2d_layer_opts){ .kernel_size = { 3, 3 }, .padding = { 1, 1 } }), wf_relu_new(),
-        wf_max_pool2d_new(&pool),
-        wf_flatten_new(1, -1), wf_linear_new(64 * 7 * 7, 128, true), wf_relu_new(), wf_linear_new(128, 10, true));
-}
 
 typedef struct args { const char *model; int64_t batch; int steps; } args;
 
@@ -41,7 +21,7 @@ static int run(wf_fabric *fab, void *ud) {
     args *a = ud;
     bool cnn = !strcmp(a->model, "cnn");
     wf_manual_seed(0);
-    wf_module *m = make_model(cnn);
+    wf_module *m = bench_make_model(cnn);
     wf_tensor *params[32];
     int np = wf_module_parameters(m, params, NULL, 32);
     wf_optimizer *opt = wf_adam_new(params, np, NULL);
@@ -54,7 +34,7 @@ static int run(wf_fabric *fab, void *ud) {
     for (int s = 0; s < warm + a->steps; s++) {
         if (s == warm) {
             if (wf_fabric_barrier(fab, "timing")) return 1;
-            t0 = now();
+            t0 = bench_now();
         }
         wf_scope_begin();
         wf_tensor *loss = wf_cross_entropy(wf_module_forward(m, x), y, NULL);
@@ -63,7 +43,7 @@ static int run(wf_fabric *fab, void *ud) {
         wf_scope_end();
         if (rc) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
     }
-    double ms = 1000.0 * (now() - t0) / a->steps, slowest = ms;
+    double ms = 1000.0 * (bench_now() - t0) / a->steps, slowest = ms;
     WF_SCOPE {
         wf_tensor *t = wf_fabric_all_reduce(fab, wf_full(WF_SHAPE(1), ms, WF_F64), WF_FABRIC_MAX);
         if (t) slowest = wf_item(t);

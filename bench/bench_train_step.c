@@ -4,31 +4,11 @@
  *
  *   bench_train_step --model mlp|cnn [--batch 64] [--steps 200] [--device cpu|cuda]
  * Last line: {"impl":"weft","model":"mlp","device":"cpu","batch":64,"step_ms":...} */
-#include "weft/weft.h"
+#include "bench_models.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
-
-static double now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static wf_module *make_model(bool cnn) {
-    if (!cnn)
-        return wf_sequential_new(6, wf_flatten_new(1, -1), wf_linear_new(784, 256, true), wf_relu_new(),
-                                 wf_linear_new(256, 128, true), wf_relu_new(), wf_linear_new(128, 10, true));
-    wf_pool2d_opts pool = { .kernel = { 2, 2 } };
-    return wf_sequential_new(10,
-        wf_conv2d_new(1, 32, &(wf_conv2d_layer_opts){ .kernel_size = { 3, 3 }, .padding = { 1, 1 } }), wf_relu_new(),
-        wf_max_pool2d_new(&pool),
-        wf_conv2d_new(32, 64, &(wf_conv2d_layer_opts){ .kernel_size = { 3, 3 }, .padding = { 1, 1 } }), wf_relu_new(),
-        wf_max_pool2d_new(&pool),
-        wf_flatten_new(1, -1), wf_linear_new(64 * 7 * 7, 128, true), wf_relu_new(), wf_linear_new(128, 10, true));
-}
 
 int main(int argc, char **argv) {
     const char *model = "mlp", *device = "cpu";
@@ -48,7 +28,7 @@ int main(int argc, char **argv) {
     }
     wf_clear_error();
     wf_manual_seed(0);
-    wf_module *m = make_model(cnn);
+    wf_module *m = bench_make_model(cnn);
     if (!m || wf_module_to(m, dev, WF_DTYPE_DEFAULT)) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
     wf_tensor *params[32];
     int np = wf_module_parameters(m, params, NULL, 32);
@@ -61,23 +41,23 @@ int main(int argc, char **argv) {
     for (int s = 0; s < warm + steps; s++) {
         if (s == warm) {
             if (dev.type == WF_DEV_CUDA) wf_cuda_synchronize(dev.index);
-            t0 = now();
+            t0 = bench_now();
         }
         wf_scope_begin();
-        double ta = now();
+        double ta = bench_now();
         wf_tensor *loss = wf_cross_entropy(wf_module_forward(m, x), y, NULL);
         wf_optimizer_zero_grad(opt, true);
-        double tb = now();
+        double tb = bench_now();
         int rc = (!loss || wf_backward(loss, NULL, false));
-        double tc = now();
+        double tc = bench_now();
         rc = rc || wf_optimizer_step(opt);
-        if (s >= warm) { phase[0] += tb - ta; phase[1] += tc - tb; phase[2] += now() - tc; }
+        if (s >= warm) { phase[0] += tb - ta; phase[1] += tc - tb; phase[2] += bench_now() - tc; }
         if (s == warm + steps - 1) last = wf_item(loss);
         wf_scope_end();
         if (rc) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
     }
     if (dev.type == WF_DEV_CUDA) wf_cuda_synchronize(dev.index);
-    double ms = 1000.0 * (now() - t0) / steps;
+    double ms = 1000.0 * (bench_now() - t0) / steps;
     /* the phase split is host time: meaningful on the CPU (CUDA work is asynchronous) */
     printf("{\"impl\":\"weft\",\"model\":\"%s\",\"device\":\"%s\",\"batch\":%lld,\"step_ms\":%.4f,\"final_loss\":%.4f,"
            "\"forward_ms\":%.4f,\"backward_ms\":%.4f,\"optimizer_ms\":%.4f}\n",
