@@ -127,7 +127,8 @@ static MPI_Op mpi_op(wf_dtype dt, wf_dist_reduce_op op) {
 
 /* How all_reduce runs (WF_MPI_ALLREDUCE, read when a group is made):
  *   auto (default): weft's own algorithms (dist/mpi_allreduce.c), recursive doubling below
- *         WF_MPI_RING_MIN bytes and the ring from it;
+ *         WF_MPI_RING_MIN bytes and the ring from it (with more than two ranks, Open MPI's
+ *         path from WF_MPI_RING_MIN to WF_MPI_RING_MIN_MULTI, the ring above);
  *   weft: the same (kept as a name for A/B runs);
  *   rd / ring: one of weft's algorithms at every size (tests, benchmarks);
  *   mpi:  Open MPI's MPI_Iallreduce (blocking MPI_Allreduce after a bounded barrier for
@@ -142,6 +143,11 @@ static const char *const ar_mode_names[] = {"auto", "weft", "rd", "ring", "mpi"}
  * ring's share of the traffic (2 (N-1)/N against log2 N buffers) favours it sooner. */
 #ifndef WF__MPI_RING_MIN
 #define WF__MPI_RING_MIN ((size_t)256 * 1024)
+#endif
+/* with more than two ranks, sizes from WF_MPI_RING_MIN up to this (WF_MPI_RING_MIN_MULTI) take
+ * Open MPI's path (see ar_algo) */
+#ifndef WF__MPI_RING_MIN_MULTI
+#define WF__MPI_RING_MIN_MULTI ((size_t)8 << 20)
 #endif
 /* the ring's chunk in bytes (WF_MPI_RING_CHUNK): a step's received chunk and the part of the
  * buffer it folds into stay in L2; 64 KB .. 1 MB measured within noise of each other here */
@@ -159,7 +165,7 @@ typedef struct mpi_pg {
     MPI_Comm dbg;    /* the WF_DIST_DEBUG agreement check (MPI_COMM_NULL when off) */
     MPI_Comm p2p;    /* weft's own all_reduce messages: apart from the user's send/recv tags */
     int ar_mode;
-    size_t ring_min, ring_chunk, rd_piece;
+    size_t ring_min, ring_min_multi, ring_chunk, rd_piece;
     unsigned ar_seq; /* all_reduce calls on this group: each one's tag */
     wf__ar_scratch scratch;
 } mpi_pg;
@@ -188,6 +194,7 @@ static void read_ar_config(mpi_pg *m) {
         else m->ar_mode = k;
     }
     m->ring_min = env_bytes("WF_MPI_RING_MIN", WF__MPI_RING_MIN);
+    m->ring_min_multi = env_bytes("WF_MPI_RING_MIN_MULTI", WF__MPI_RING_MIN_MULTI);
     m->ring_chunk = env_bytes("WF_MPI_RING_CHUNK", WF__MPI_RING_CHUNK);
     const char *pc = getenv("WF_MPI_RD_PIECE");
     m->rd_piece = pc && !strcmp(pc, "none") ? 0 : env_bytes("WF_MPI_RD_PIECE", WF__MPI_RD_PIECE);
@@ -420,19 +427,25 @@ static int mw_test(wf_work *w, bool *done) {
     return 0;
 }
 
-/* the all_reduce algorithm for n bytes on group m; 0: Open MPI's path */
-static wf__ar_algo ar_algo(const mpi_pg *m, size_t n) {
+/* the all_reduce algorithm for n bytes on group m of `ranks` ranks; 0: Open MPI's path.
+ * Above two ranks the ring starts later (WF_MPI_RING_MIN_MULTI): on the H100 machine's host
+ * (4 ranks, bench/bench_allreduce.c) Open MPI's path ran 1 MB at 1.00 of MPI_Allreduce and the
+ * ring at 0.84, both 0.97 at 16 MB, and the ring 1.92 against 1.04 at 256 MB. */
+static wf__ar_algo ar_algo(const mpi_pg *m, size_t n, int ranks) {
     switch (m->ar_mode) {
     case AR_MPI: return (wf__ar_algo)0;
     case AR_RD: return WF__AR_RD;
     case AR_RING: return WF__AR_RING;
-    default: return n >= m->ring_min ? WF__AR_RING : WF__AR_RD;
+    default:
+        if (n < m->ring_min) return WF__AR_RD;
+        if (ranks > 2 && n < m->ring_min_multi) return (wf__ar_algo)0;
+        return WF__AR_RING;
     }
 }
 
 const char *wf__mpi_allreduce_path(const wf_process_group *pg, size_t bytes) {
     if (!pg || pg->be != &wf__backend_mpi || !pg->impl || ((const mpi_pg *)pg->impl)->comm == MPI_COMM_NULL) return NULL;
-    wf__ar_algo a = ar_algo(pg->impl, bytes);
+    wf__ar_algo a = ar_algo(pg->impl, bytes, pg->size);
     return a == WF__AR_RD ? "rd" : a == WF__AR_RING ? "ring" : "mpi";
 }
 
@@ -529,7 +542,7 @@ static int mpi_start(wf_process_group *pg, const wf__coll *c, wf_work *w) {
     if (c->kind == WF_COLL_ALL_REDUCE) {
         /* every all_reduce takes a number, whichever path it runs, so the tags agree */
         int tag = (int)(m->ar_seq++ & 0x7fff);
-        wf__ar_algo algo = ar_algo(m, n);
+        wf__ar_algo algo = ar_algo(m, n, pg->size);
         if (algo && S > 1) {
             w->test = mw_ar_test;
             rc = wf__mpi_ar_start(&mw->ar, algo, mw->rbuf, cnt, dt, es, mpi_op(c->dtype, c->op), m->p2p, me, S, tag,

@@ -23,11 +23,13 @@ static wf_process_group *g_def, *g_small, *g_ring, *g_rd, *g_rdp, *g_mpi, *g_bad
 
 static wf_process_group *make_group(const char *mode, const char *ring_min, const char *chunk, double timeout) {
     if (mode) setenv("WF_MPI_ALLREDUCE", mode, 1);
-    if (ring_min) setenv("WF_MPI_RING_MIN", ring_min, 1);
+    /* a lowered ring threshold applies to every group size (the tests want the ring) */
+    if (ring_min) { setenv("WF_MPI_RING_MIN", ring_min, 1); setenv("WF_MPI_RING_MIN_MULTI", ring_min, 1); }
     if (chunk) setenv("WF_MPI_RING_CHUNK", chunk, 1);
     wf_process_group *g = wf_dist_init(&(wf_dist_options){.backend = "mpi", .timeout_s = timeout});
     unsetenv("WF_MPI_ALLREDUCE");
     unsetenv("WF_MPI_RING_MIN");
+    unsetenv("WF_MPI_RING_MIN_MULTI");
     unsetenv("WF_MPI_RING_CHUNK");
     unsetenv("WF_MPI_RD_PIECE");
     if (!g) {
@@ -98,7 +100,10 @@ static void run_counts(wf_process_group *g, const char *name, const int64_t *cou
 
 START_TEST(test_paths_and_settings) {
     ck_assert_str_eq(wf__mpi_allreduce_path(g_def, 256 * 1024 - 1), "rd");
-    ck_assert_str_eq(wf__mpi_allreduce_path(g_def, 256 * 1024), "ring");
+    /* two ranks: the ring from 256 KB; more: Open MPI's path up to 8 MB, then the ring */
+    ck_assert_str_eq(wf__mpi_allreduce_path(g_def, 256 * 1024), S == 2 ? "ring" : "mpi");
+    ck_assert_str_eq(wf__mpi_allreduce_path(g_def, ((size_t)8 << 20) - 1), S == 2 ? "ring" : "mpi");
+    ck_assert_str_eq(wf__mpi_allreduce_path(g_def, (size_t)8 << 20), "ring");
     ck_assert_str_eq(wf__mpi_allreduce_path(g_small, 4095), "rd");
     ck_assert_str_eq(wf__mpi_allreduce_path(g_small, 4096), "ring");
     ck_assert_str_eq(wf__mpi_allreduce_path(g_ring, 4), "ring");
@@ -107,7 +112,7 @@ START_TEST(test_paths_and_settings) {
     ck_assert_str_eq(wf__mpi_allreduce_path(g_mpi, (size_t)1 << 30), "mpi");
     /* WF_MPI_ALLREDUCE=bogus, WF_MPI_RING_MIN=-5: reported on stderr, the defaults apply */
     ck_assert_str_eq(wf__mpi_allreduce_path(g_bad, 256 * 1024 - 1), "rd");
-    ck_assert_str_eq(wf__mpi_allreduce_path(g_bad, 256 * 1024), "ring");
+    ck_assert_str_eq(wf__mpi_allreduce_path(g_bad, (size_t)8 << 20), "ring");
     ck_assert_ptr_null(wf__mpi_allreduce_path(NULL, 4));
     /* a subgroup reads the settings when made; a rank outside it has no path */
     setenv("WF_MPI_ALLREDUCE", "rd", 1);
