@@ -225,11 +225,16 @@ static int resolve_cluster(const wf_fabric_config *c, const char *devices, wf_co
     if (!*d || !strcasecmp(d, "auto")) {
         int n = ci->local_world_size;
         if (n < 1 || n > 64) return wf__error(WF_EINVAL, OP ": the %s environment has %d processes per node", ci->env_name, n);
-        if (out->accel == &wf__accel_cuda && n > out->accel->max_devices())
+        int gpus = out->accel == &wf__accel_cuda ? out->accel->max_devices() : n;
+        /* ranks share GPUs only through the mpi backend (NCCL refuses two ranks on one GPU) */
+        bool share = out->accel == &wf__accel_cuda && !strcmp(out->pg_backend, "mpi");
+        if (out->accel == &wf__accel_cuda && n > gpus && !share)
             return wf__error(WF_EDEVICE, OP ": the %s environment runs %d processes per node but only %d CUDA device(s) "
-                             "are available", ci->env_name, n, out->accel->max_devices());
+                             "are available (process_group_backend \"mpi\" lets ranks share GPUs)", ci->env_name, n,
+                             gpus);
+        if (gpus < 1) return wf__error(WF_EDEVICE, OP ": no CUDA device is available");
         out->n_devices = n;
-        for (int i = 0; i < n; i++) out->devices[i] = i;
+        for (int i = 0; i < n; i++) out->devices[i] = i % gpus;
         out->num_nodes = ci->num_nodes;
     }
     if (out->n_devices * out->num_nodes != ci->world_size)
@@ -265,6 +270,16 @@ int wf__connector_resolve(const wf_fabric_config *c, wf_connector_result *out) {
     if ((rc = from_env("precision", "WF_PRECISION", c->precision, "32-true", &precision))) return rc;
 
     if ((rc = resolve_accelerator(accel, &out->accel))) return rc;
+    const char *be = c->process_group_backend;
+    if (be && *be && strcasecmp(be, "auto")) {
+        if (!strcmp(be, "gloo")) be = "mpi";   /* Lightning's CPU backend: weft's is mpi */
+        if (strcmp(be, "mpi") && strcmp(be, "nccl"))
+            return wf__error(WF_EINVAL, OP ": process_group_backend \"%s\" is not one of auto, mpi, nccl (gloo's role "
+                             "is played by mpi)", be);
+        if (!strcmp(be, "nccl") && out->accel != &wf__accel_cuda)
+            return wf__error(WF_EINVAL, OP ": process_group_backend \"nccl\" needs the cuda accelerator");
+        snprintf(out->pg_backend, sizeof out->pg_backend, "%s", be);
+    }
     long nodes = 1;
     if (nodes_s) {
         char b[32];

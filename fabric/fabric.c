@@ -180,6 +180,7 @@ wf_fabric *wf_fabric_new(const wf_fabric_config *cfg) {
         st->ddp = cfg->ddp;
         snprintf(st->comm_hook_buf, sizeof st->comm_hook_buf, "%s", cfg->ddp.comm_hook ? cfg->ddp.comm_hook : "");
         st->ddp.comm_hook = st->comm_hook_buf;
+        snprintf(st->pg_backend, sizeof st->pg_backend, "%s", fab->conn.pg_backend);
     }
     if (!rc && fab->world_size == 1) fab->launched = true;
     if (!rc && fab->world_size == 1 && wf__trace_enabled()) wf__trace_start_or_warn(0, 1);   /* WF_TRACE, one process */

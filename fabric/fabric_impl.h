@@ -74,6 +74,7 @@ struct wf_strategy {
     wf_process_group *pg;             /* multi-process: the world group (owned) */
     wf_process_group *node_pg;        /* multi-process: this node's ranks (owned) */
     wf_ddp_opts ddp;                  /* the config's DDP options (comm_hook points at comm_hook_buf) */
+    char pg_backend[16];              /* the config's process_group_backend ("" = auto) */
     char comm_hook_buf[32];
     void *impl;
 };
@@ -97,6 +98,7 @@ typedef struct wf_connector_result {
     int num_nodes;
     char precision[32];               /* as requested (after env), resolved by precision.h */
     wf_cluster_info cluster;          /* the plugin's or the detected environment */
+    char pg_backend[16];              /* process_group_backend: "" (auto), "mpi", "nccl" */
     char warnings[WF_CONNECTOR_MAX_WARNINGS][256];   /* for the Fabric to emit */
     int n_warnings;
 } wf_connector_result;

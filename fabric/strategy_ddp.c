@@ -81,7 +81,8 @@ static int ddp_setup_environment(wf_strategy *s) {
     d->ropts.static_graph = s->ddp.static_graph;
     const char *hook = s->ddp.comm_hook ? s->ddp.comm_hook : "";
     d->ropts.comm_dtype = !strcmp(hook, "bf16_compress") ? WF_BF16 : !strcmp(hook, "fp16_compress") ? WF_F16 : (wf_dtype)-1;
-    wf_dist_options o = { .timeout_s = s->timeout_s, .cluster = &s->cluster, .device = s->device };
+    wf_dist_options o = { .timeout_s = s->timeout_s, .cluster = &s->cluster, .device = s->device,
+                          .backend = s->pg_backend[0] ? s->pg_backend : NULL };
     s->pg = wf_dist_init(&o);
     if (!s->pg) return wf_error() ? wf_error() : WF_EDIST;
     int rc = make_node_group(s);

@@ -169,6 +169,9 @@ typedef struct wf_fabric_config {
     wf_fabric_plugins plugins;
     double timeout_s;         /* collectives' timeout; 0 = WF_DIST_TIMEOUT or 1800 s */
     wf_ddp_opts ddp;          /* options of the "ddp" strategies */
+    const char *process_group_backend;   /* Lightning's process_group_backend: NULL/"auto" (nccl for
+                                 CUDA with NCCL, else mpi), "mpi", "nccl". With "mpi", CUDA ranks may
+                                 share GPUs (rank -> cuda:local_rank % GPUs), as the tests do */
 } wf_fabric_config;
 
 /* Build a Fabric: the connector resolves the settings (config, then environment) into an

@@ -238,6 +238,14 @@ START_TEST(test_strategy_rules) {
     wf_fabric_free(f);
     ck_assert_ptr_null(mk((wf_fabric_config){ .strategy = "fsdp", .devices = "2" }));
     ck_assert_error(WF_ENOTSUP, "sharded");
+    /* process_group_backend: Lightning's names; gloo is weft's mpi */
+    ck_assert_ptr_null(mk((wf_fabric_config){ .process_group_backend = "bogus" }));
+    ck_assert_error(WF_EINVAL, "not one of auto, mpi, nccl");
+    ck_assert_ptr_null(mk((wf_fabric_config){ .accelerator = "cpu", .process_group_backend = "nccl" }));
+    ck_assert_error(WF_EINVAL, "needs the cuda accelerator");
+    f = mk((wf_fabric_config){ .process_group_backend = "gloo" });
+    ck_assert_msg(f, "%s", wf_error_message());
+    wf_fabric_free(f);
     ck_assert_ptr_null(mk((wf_fabric_config){ .strategy = "single_device", .devices = "2" }));
     ck_assert_error(WF_EINVAL, "one device");
     ck_assert_ptr_null(mk((wf_fabric_config){ .strategy = "deepspeed_stage_3" }));
