@@ -331,17 +331,18 @@ START_TEST(test_static_graph_skips_agreement) {
 }
 END_TEST
 
-/* bf16 compression: the average within bf16's precision, and visibly rounded. */
-START_TEST(test_bf16_compress) {
+/* bf16 / fp16 compression (_i = 0 / 1): the average within the half type's precision, and
+ * visibly rounded. */
+START_TEST(test_half_compress) {
     wf_module *m = mlp();
     wf_ddp_reducer_opts o = opts(1e-9, 1e-9);
-    o.comm_dtype = WF_BF16;
+    o.comm_dtype = _i ? WF_F16 : WF_BF16;
     wf_ddp_reducer *r = wf__ddp_reducer_new(pg, m, &o);
     WF_SCOPE {
         ck_assert_int_eq(wf__ddp_reducer_prepare(r), 0);
         ck_assert_int_eq(wf_backward(loss_of(m, rank, 0, NULL), NULL, false), 0);
     }
-    check_avg(m, 0, 1, NULL, 2e-2);
+    check_avg(m, 0, 1, NULL, _i ? 5e-3 : 2e-2);
     /* rounded: the exact f64 average differs somewhere */
     WF_SCOPE {
         wf_module *ref = mlp();
@@ -513,7 +514,7 @@ int main(void) {
     tcase_add_test(tc, test_no_sync_equals_large_batch);
     tcase_add_test(tc, test_unused_parameters);
     tcase_add_test(tc, test_static_graph_skips_agreement);
-    tcase_add_test(tc, test_bf16_compress);
+    tcase_add_loop_test(tc, test_half_compress, 0, 2);
     tcase_add_test(tc, test_trace_buckets);
     tcase_add_test(tc, test_fabric_shape_mismatch);
     tcase_add_test(tc, test_fabric_buffers_and_unused);
