@@ -82,18 +82,6 @@ typedef struct nccl_work {
     size_t host_out_n;
 } nccl_work;
 
-static const char *coll_name(wf__coll_kind k) {
-    static const char *names[WF_COLL_COUNT] = {"all_reduce", "broadcast", "reduce", "all_gather",
-                                               "reduce_scatter", "barrier", "send", "recv", "gather"};
-    return (unsigned)k < WF_COLL_COUNT ? names[k] : "collective";
-}
-
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
 static void nap(void) {
     struct timespec ts = {0, 100000}; /* 0.1 ms: polls of a stuck op cost little */
     nanosleep(&ts, NULL);
@@ -136,7 +124,7 @@ static int settle(nccl_group *g, ncclComm_t comm, ncclResult_t r, double deadlin
      * so the communicator's state is asked even then */
     if (r == ncclSuccess && ncclCommGetAsyncError(comm, &r) != ncclSuccess) r = ncclInternalError;
     while (r == ncclInProgress) {
-        if (now_s() > deadline) {
+        if (wf__dist_now() > deadline) {
             char msg[600];
             snprintf(msg, sizeof msg, "nccl %s: timed out after %.1f s waiting for NCCL (rank %d of %d, "
                      "cuda:%d); the communicator was aborted", what, g->timeout_s, g->rank, g->size, g->dev);
@@ -204,7 +192,7 @@ static int op_of(wf_dist_reduce_op op, wf_dtype dt, ncclRedOp_t *out) {
 /* One pass over the pending ops (lock held): drop completed ones; abort on a late one or on
  * an asynchronous NCCL error. Returns true when something failed. */
 static bool scan_pending(nccl_group *g) {
-    double t = now_s();
+    double t = wf__dist_now();
     int j = 0;
     bool failed = false;
     for (int i = 0; i < g->n_pending; i++) {
@@ -214,7 +202,7 @@ static bool scan_pending(nccl_group *g) {
         if (q != cudaErrorNotReady) {
             char msg[600];
             snprintf(msg, sizeof msg, "nccl: #%llu %s (%zu B) failed on cuda:%d: %s",
-                     (unsigned long long)p->seq, coll_name(p->kind), p->bytes, g->dev, cudaGetErrorString(q));
+                     (unsigned long long)p->seq, wf__coll_name(p->kind), p->bytes, g->dev, cudaGetErrorString(q));
             cudaGetLastError();
             abort_comm(g, WF_EDEVICEFAIL, msg);
             cudaEventDestroy(p->end);
@@ -225,7 +213,7 @@ static bool scan_pending(nccl_group *g) {
             char msg[600];
             snprintf(msg, sizeof msg, "nccl: #%llu %s (%zu B) timed out after %.1f s on rank %d of %d "
                      "(cuda:%d); the communicator was aborted", (unsigned long long)p->seq,
-                     coll_name(p->kind), p->bytes, g->timeout_s, g->rank, g->size, g->dev);
+                     wf__coll_name(p->kind), p->bytes, g->timeout_s, g->rank, g->size, g->dev);
             fprintf(stderr, "weft: %s\n", msg);   /* nobody may be waiting on the host */
             abort_comm(g, WF_ETIMEOUT, msg);
             cudaEventDestroy(p->end);
@@ -296,7 +284,7 @@ static int work_test(wf_work *w, bool *done) {
     } else if (q != cudaErrorNotReady) {
         char msg[600];
         snprintf(msg, sizeof msg, "nccl: #%llu %s failed on cuda:%d: %s", (unsigned long long)w->seq,
-                 coll_name(w->kind), g->dev, cudaGetErrorString(q));
+                 wf__coll_name(w->kind), g->dev, cudaGetErrorString(q));
         cudaGetLastError();
         abort_comm(g, WF_EDEVICEFAIL, msg);
         *done = true;
@@ -307,7 +295,7 @@ static int work_test(wf_work *w, bool *done) {
             char msg[600];
             const char *last = ncclGetLastError(g->comm);
             snprintf(msg, sizeof msg, "nccl: #%llu %s: asynchronous NCCL error on rank %d of %d (cuda:%d): %s%s%s",
-                     (unsigned long long)w->seq, coll_name(w->kind), g->rank, g->size, g->dev,
+                     (unsigned long long)w->seq, wf__coll_name(w->kind), g->rank, g->size, g->dev,
                      ncclGetErrorString(a), last && *last ? ": " : "", last ? last : "");
             abort_comm(g, code_of(a), msg);
             *done = true;
@@ -334,7 +322,7 @@ static void work_abort(wf_work *w) {
     nccl_group *g = nw->g;
     char msg[600];
     snprintf(msg, sizeof msg, "nccl: #%llu %s (%zu B) timed out on rank %d of %d (cuda:%d); the "
-             "communicator was aborted", (unsigned long long)w->seq, coll_name(w->kind), w->bytes, g->rank,
+             "communicator was aborted", (unsigned long long)w->seq, wf__coll_name(w->kind), w->bytes, g->rank,
              g->size, g->dev);
     pthread_mutex_lock(&g->lock);
     abort_comm(g, WF_ETIMEOUT, msg);
@@ -431,7 +419,7 @@ static ncclResult_t launch(nccl_group *g, const wf__coll *c, const void *send, v
 
 static int nccl_start(wf_process_group *pg, const wf__coll *c, wf_work *w) {
     nccl_group *g = pg->impl;
-    const char *name = coll_name(c->kind);
+    const char *name = wf__coll_name(c->kind);
     if (!g) return wf__error(WF_EINVAL, "nccl %s: this process is not a member of the group", name);
     if (g->fatal) return fail_fatal(g);
     if ((unsigned)c->kind >= WF_COLL_COUNT) return wf__error(WF_EINVAL, "nccl: unknown collective %d", (int)c->kind);
@@ -512,7 +500,7 @@ static int nccl_start(wf_process_group *pg, const wf__coll *c, wf_work *w) {
     cudaEventDestroy(pre);   /* released by CUDA once the wait is resolved */
     pre = NULL;
 
-    double deadline = w->deadline > 0 ? w->deadline : now_s() + g->timeout_s;
+    double deadline = w->deadline > 0 ? w->deadline : wf__dist_now() + g->timeout_s;
     pthread_mutex_lock(&g->lock);
     if (g->fatal || !g->comm) {
         pthread_mutex_unlock(&g->lock);
@@ -597,7 +585,7 @@ static void group_free(nccl_group *g) {
     if (g->watchdog_on) pthread_join(g->watchdog, NULL);
     if (g->comm) {
         /* finalize flushes this rank's queued ops; bounded by the timeout, then abort */
-        double deadline = now_s() + g->timeout_s;
+        double deadline = wf__dist_now() + g->timeout_s;
         ncclComm_t comm = g->comm;
         int rc = settle(g, comm, ncclCommFinalize(comm), deadline, "finalize");
         if (!rc && g->comm) ncclCommDestroy(g->comm);
@@ -700,7 +688,7 @@ static int nccl_init(wf_process_group *pg, const wf_cluster_info *ci, const wf_d
     if (size < 1 || rank < 0 || rank >= size)
         return wf__error(WF_EINVAL, "wf_dist_init(nccl): rank %d outside world size %d", rank, size);
     double timeout = o->timeout_s > 0 ? o->timeout_s : (pg->timeout_s > 0 ? pg->timeout_s : 1800);
-    double deadline = now_s() + timeout;
+    double deadline = wf__dist_now() + timeout;
     int gen = generation++;
     char prefix[96];
     snprintf(prefix, sizeof prefix, "weft/nccl/%d", gen);
@@ -827,7 +815,7 @@ static int nccl_subgroup(wf_process_group *parent, const int *ranks, int n, wf_p
     if (key >= 0 && !(g = group_new(pgp->dev, key, n, pgp->timeout_s))) return WF_EDEVICEFAIL;
     ncclConfig_t cfg = make_config();
     ncclComm_t comm = NULL;
-    double deadline = now_s() + pgp->timeout_s;
+    double deadline = wf__dist_now() + pgp->timeout_s;
     /* collective over the parent: members share color 0 (ordered by their index in ranks),
      * the others pass NCCL_SPLIT_NOCOLOR and get no communicator */
     pthread_mutex_lock(&pgp->lock);
@@ -842,7 +830,7 @@ static int nccl_subgroup(wf_process_group *parent, const int *ranks, int n, wf_p
     /* the parent's state tells when a non-blocking split finished on this rank; the new
      * handle is stored by NCCL's init job as it ends (wait for it, bounded) */
     rc = settle(pgp, pgp->comm, r, deadline, "ncclCommSplit");
-    while (!rc && key >= 0 && !(comm = __atomic_load_n(&pgp->split_out, __ATOMIC_ACQUIRE)) && now_s() < deadline)
+    while (!rc && key >= 0 && !(comm = __atomic_load_n(&pgp->split_out, __ATOMIC_ACQUIRE)) && wf__dist_now() < deadline)
         nap();
     pthread_mutex_unlock(&pgp->lock);
     if (!rc && comm && g) {

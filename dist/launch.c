@@ -26,6 +26,7 @@
  * Memory: the argument vectors and environments built here are short-lived and use malloc,
  * like the report the caller free()s. */
 #include "dist/launch_impl.h"
+#include "dist/dist_impl.h"   /* wf__dist_now: monotonic, comparable across the processes of one host */
 #include "tensor/tensor_impl.h"
 #include "weft_config.h"
 
@@ -226,7 +227,7 @@ static void signals_restore(const sigsave *s) {
 
 
 static void note_interrupt(void) {
-    if (g_interrupt && !g_interrupted_at) g_interrupted_at = wf__launch_now();
+    if (g_interrupt && !g_interrupted_at) g_interrupted_at = wf__dist_now();
 }
 
 /* How one rank ended. */
@@ -262,7 +263,7 @@ static void record_wait_status(rank_end *e, int st) {
     e->known = true;
     e->signaled = WIFSIGNALED(st);
     e->value = e->signaled ? WTERMSIG(st) : WEXITSTATUS(st);
-    e->t = wf__launch_now();
+    e->t = wf__dist_now();
 }
 
 /* Read an exec failure from the child's close-on-exec pipe: 0 when exec succeeded. */
@@ -307,17 +308,17 @@ static int supervise_direct(job *j, pid_t *pids, rank_end *ends, char **report) 
             alive--;
             if (end_failed(&ends[i]) && !stopping) {
                 stopping = true;
-                deadline = wf__launch_now() + j->grace;
+                deadline = wf__dist_now() + j->grace;
                 kill_all(pids, ends, n, SIGTERM);
             }
         }
         if (g_interrupt && !stopping) {
             stopping = true;
-            deadline = wf__launch_now() + j->grace;
+            deadline = wf__dist_now() + j->grace;
             kill_all(pids, ends, n, SIGTERM);
         }
         if (!alive) break;
-        double now = wf__launch_now();
+        double now = wf__dist_now();
         if (stopping && !killed && now >= deadline) {
             killed = true;
             deadline = now + REAP_AFTER_KILL_S;
@@ -573,14 +574,14 @@ static int run_mpirun(job *j, const strvec *base_env, char **report) {
         for (int i = 0; i < n; i++) read_status(dir, i, &ends[i]);
         if (!stopping && (first_failure(ends, n) >= 0 || g_interrupt)) {
             stopping = true;
-            deadline = wf__launch_now() + j->grace;
+            deadline = wf__dist_now() + j->grace;
             /* SIGTERM to the supervisors, which pass it on. Not to mpirun: after a failed rank
              * it is already aborting the job, and a second stop request makes Open MPI 4.1
              * force its way out (and crash in PMIx_Finalize). mpirun itself gets SIGTERM only
              * when we are interrupted and no rank has a supervisor to tell. */
             if (!signal_supervised(dir, ends, n, SIGTERM) && g_interrupt) kill(pid, SIGTERM);
         }
-        double now = wf__launch_now();
+        double now = wf__dist_now();
         if (stopping && !killed && now >= deadline) {
             killed = true;
             deadline = now + REAP_AFTER_KILL_S;

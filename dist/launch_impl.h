@@ -18,9 +18,6 @@
 #define WF__LAUNCH_STATUS_DIR "WF_LAUNCH_STATUS_DIR"
 #define WF__LAUNCH_SUPERVISED "WF_LAUNCH_SUPERVISED"
 
-/* monotonic seconds (comparable across the processes of one host) */
-double wf__launch_now(void);
-
 /* Resolve a program name as execvp would (a name with '/' is taken as a path, else PATH is
  * searched) into path (n bytes). 0, or WF_ENOTFOUND naming the program. */
 int wf__launch_find_program(const char *name, char *path, size_t n);

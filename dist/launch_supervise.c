@@ -12,6 +12,7 @@
  * SIGKILL so it never outlives its supervisor, and the supervisor exits the way the rank
  * did, so mpirun sees the same status. */
 #include "dist/launch_impl.h"
+#include "dist/dist_impl.h"   /* wf__dist_now: monotonic, comparable across the processes of one host */
 #include "tensor/tensor_impl.h"
 
 #include <errno.h>
@@ -25,12 +26,6 @@
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
-
-double wf__launch_now(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
 
 static volatile pid_t g_rank_pid;
 
@@ -90,7 +85,7 @@ static _Noreturn void supervise(pid_t rank_pid, const char *dir, int rank) {
     do r = waitpid(rank_pid, &st, 0);
     while (r < 0 && errno == EINTR);
     if (r < 0) st = 127 << 8;   /* cannot happen for our own child; report a failure, not success */
-    double t = wf__launch_now();
+    double t = wf__dist_now();
     if (dir && rank >= 0) {
         if (WIFSIGNALED(st)) snprintf(line, sizeof line, "%d signal %d %.6f\n", rank, WTERMSIG(st), t);
         else snprintf(line, sizeof line, "%d exit %d %.6f\n", rank, WEXITSTATUS(st), t);

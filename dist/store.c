@@ -38,19 +38,6 @@ struct wf_store {
 
 /* Our own clock and default timeout (process_group.c has the group's; the store stands
  * alone). */
-static double now_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
-}
-
-static double env_timeout(void) {
-    const char *e = getenv("WF_DIST_TIMEOUT");
-    char *end;
-    double v = e ? strtod(e, &end) : 0;
-    return (e && end != e && v > 0 && isfinite(v)) ? v : 1800.0;
-}
-
 static void sleep_s(double s) {
     if (s <= 0) return;
     struct timespec ts = { (time_t)s, (long)((s - (double)(time_t)s) * 1e9) };
@@ -69,7 +56,7 @@ static int io_all(int fd, bool wr, void *buf, size_t n, int flags, double deadli
         if (r == 0 && !wr) { *err = 0; return WF_EDIST; }
         if (r < 0 && errno == EINTR) continue;
         if (r < 0 && errno != EAGAIN && errno != EWOULDBLOCK) { *err = errno; return WF_EDIST; }
-        double left = deadline - now_s();
+        double left = deadline - wf__dist_now();
         if (left <= 0) return WF_ETIMEOUT;
         struct pollfd pf = { .fd = fd, .events = wr ? POLLOUT : POLLIN };
         poll(&pf, 1, (int)ceil(fmin(left, 3600.0) * 1000));
@@ -86,7 +73,7 @@ static int roundtrip(wf_store *s, const char *fn, uint8_t code, const void *a, s
     if (body) *body = NULL;
     if (s->fd < 0)
         return wf__error(WF_EDIST, "%s: the connection to the store at %s:%d was lost earlier", fn, s->host, s->port);
-    double deadline = now_s() + s->timeout_s;
+    double deadline = wf__dist_now() + s->timeout_s;
     uint8_t hdr[WF_STORE_HDR], *buf = NULL;
     wf__put_u32(hdr, (uint32_t)(1 + na + nb));
     hdr[4] = code;
@@ -151,7 +138,7 @@ static int connect_once(const char *host, int port, double deadline, char *why, 
         int e = connect(fd, a->ai_addr, a->ai_addrlen) ? errno : 0;
         if (e == EINPROGRESS) {   /* wait for it, but not past the deadline */
             struct pollfd pf = { .fd = fd, .events = POLLOUT };
-            double left = deadline - now_s();
+            double left = deadline - wf__dist_now();
             socklen_t sl = sizeof e;
             if (left <= 0 || poll(&pf, 1, (int)ceil(left * 1000)) <= 0) e = ETIMEDOUT;
             else if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &e, &sl)) e = errno;
@@ -169,12 +156,12 @@ static int connect_once(const char *host, int port, double deadline, char *why, 
 
 /* Connect with retries (the server may not be up yet) and say hello. 0 or a code. */
 static int connect_store(wf_store *s) {
-    double start = now_s(), deadline = start + s->timeout_s, nap = 0.01;
+    double start = wf__dist_now(), deadline = start + s->timeout_s, nap = 0.01;
     char why[160] = "no attempt made";
     for (;;) {
         s->fd = connect_once(s->host, s->port, deadline, why, sizeof why);
         if (s->fd >= 0) break;
-        double left = deadline - now_s();
+        double left = deadline - wf__dist_now();
         if (left <= 0)
             return wf__error(WF_ETIMEOUT, "wf_store_new: could not connect to the store at %s:%d within %.1f s (%s)",
                              s->host, s->port, s->timeout_s, why);
@@ -202,7 +189,7 @@ static int connect_store(wf_store *s) {
 
 wf_store *wf_store_new(const char *host, int port, bool is_server, const wf_store_opts *o) {
     if (!host) host = "127.0.0.1";
-    double timeout = o && o->timeout_s ? o->timeout_s : env_timeout();
+    double timeout = o && o->timeout_s ? o->timeout_s : wf__dist_default_timeout();
     if (!(timeout > 0) || !isfinite(timeout)) {
         wf__error(WF_EINVAL, "wf_store_new: timeout_s must be > 0 (got %g)", timeout);
         return NULL;
@@ -281,7 +268,7 @@ int wf_store_set(wf_store *s, const char *key, const void *value, size_t n) {
 /* Growing naps between polls: quick answers when the key is about to come, little traffic
  * when it is far off. */
 static double next_nap(double *nap, double deadline) {
-    double t = fmin(*nap, deadline - now_s());
+    double t = fmin(*nap, deadline - wf__dist_now());
     *nap = fmin(2 * *nap, 0.05);
     return t;
 }
@@ -293,14 +280,14 @@ int wf_store_get(wf_store *s, const char *key, void **value, size_t *n) {
     int kn = encode_key("wf_store_get", s, key, k);
     if (kn < 0) return kn;
     if (!value || !n) return wf__error(WF_ENULL, "wf_store_get: value or n is NULL");
-    double deadline = now_s() + s->timeout_s, nap = 0.001;
+    double deadline = wf__dist_now() + s->timeout_s, nap = 0.001;
     for (;;) {
         size_t len;
         int rc = request(s, "wf_store_get", WF_STORE_GET, k, (size_t)kn, NULL, 0, &status, &body, &len);
         if (rc) return rc;
         if (status == WF_STORE_OK) { *value = body; *n = len; return 0; }
         free(body);
-        if (now_s() >= deadline)
+        if (wf__dist_now() >= deadline)
             return wf__error(WF_ETIMEOUT, "wf_store_get: key '%.200s' did not appear within %.1f s (store at %s:%d)",
                              key, s->timeout_s, s->host, s->port);
         sleep_s(next_nap(&nap, deadline));
@@ -375,11 +362,11 @@ int wf_store_check(wf_store *s, const char *key) {
 /* Poll until none of keys is missing or the deadline passes. 0, a code, or 1 on timeout with
  * missing[] telling which. */
 static int poll_keys(wf_store *s, const char *fn, const char *const *keys, int n, bool *missing, double timeout) {
-    double deadline = now_s() + timeout, nap = 0.001;
+    double deadline = wf__dist_now() + timeout, nap = 0.001;
     for (;;) {
         int m = find_missing(s, fn, keys, n, missing);
         if (m <= 0) return m;
-        if (now_s() >= deadline) return 1;
+        if (wf__dist_now() >= deadline) return 1;
         sleep_s(next_nap(&nap, deadline));
     }
 }

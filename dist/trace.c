@@ -9,6 +9,7 @@
  * Numbers are printed from integers (nanoseconds split at the decimal point), so a program
  * that sets a locale with a decimal comma still writes valid JSON. */
 #include "dist/trace.h"
+#include "dist/dist_impl.h"
 
 #include "io/json.h"
 #include "tensor/tensor_impl.h"
@@ -38,12 +39,6 @@ static size_t buf_len, buf_cap, n_events, n_dropped;
 static size_t max_events = DEFAULT_MAX_EVENTS;
 static wf_sb scratch;            /* one event being formatted (under mu) */
 static _Thread_local char next_tag[64];
-
-static double mono_s(void) {
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (double)ts.tv_sec + (double)ts.tv_nsec * 1e-9;
-}
 
 static char *dup_str(const char *s) {
     size_t n = strlen(s);
@@ -92,7 +87,7 @@ int wf__trace_set_limit(size_t n) {
     return rc;
 }
 
-double wf__trace_now_us(void) { return (mono_s() - t0_s) * 1e6; }
+double wf__trace_now_us(void) { return (wf__dist_now() - t0_s) * 1e6; }
 
 /* ---------------------------------------------------------------- formatting */
 
@@ -253,7 +248,7 @@ int wf__trace_start(int rank, int world_size) {
     tr_rank = rank;
     tr_world = world_size;
     buf_len = n_events = n_dropped = 0;
-    t0_s = mono_s();
+    t0_s = wf__dist_now();
     open_trace = true;
     atomic_store_explicit(&wf__trace_on, true, memory_order_release);
 done:

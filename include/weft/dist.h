@@ -63,9 +63,10 @@ extern const wf_cluster_env wf_cluster_env_mpi;       /* OMPI_COMM_WORLD_*; node
 extern const wf_cluster_env wf_cluster_env_weft;      /* weft's launcher (WF_LAUNCH_*) */
 extern const wf_cluster_env wf_cluster_env_local;     /* a world of one */
 
-/* Detect in Fabric's order (torchrun, SLURM, Open MPI, weft's launcher, else local) and fill
- * *out. Inconsistent variables (rank >= world size, non-numbers) are WF_EINVAL naming the
- * variable. Returns 0 or a code.
+/* Detect and fill *out: weft's launcher first when WF_LAUNCH_RANK is set (its ranks also
+ * carry torchrun's variables and may run inside a SLURM job that describes the launcher),
+ * then Fabric's order: torchrun, SLURM, Open MPI, else local. Inconsistent variables
+ * (rank >= world size, non-numbers) are WF_EINVAL naming the variable. Returns 0 or a code.
  *
  * What each reads:
  *  - torchrun (all of RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT set): GROUP_RANK

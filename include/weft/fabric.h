@@ -21,8 +21,8 @@
  * cluster environment tells) or wf_fabric_launch starts them (CPU ranks through Open MPI's
  * mpirun, GPU ranks directly, meeting through a TCP store). Call wf_fabric_launch before
  * setup, as Fabric's launch(). The strategy owns the collectives and the step: with "ddp"
- * the gradients are averaged across ranks after each wf_fabric_backward (gradient buckets
- * that overlap with backward come with DDP proper). Sharded strategies ("fsdp",
+ * the gradients are averaged across ranks during each wf_fabric_backward, in buckets whose
+ * all-reduce overlaps the rest of the backward (PyTorch's DDP reducer; docs/distributed.md). Sharded strategies ("fsdp",
  * "deepspeed*") with more than one process are WF_ENOTSUP in this build.
  *
  * Errors follow weft/tensor.h: NULL or a negative WF_E* code, with wf_error_message()

@@ -460,12 +460,9 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, test_fabric_single_device);
     if (trace_prog) tcase_add_test(tc, test_ddp_two_ranks);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int rc = tt_run(s);
     char cmd[600];
     snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0) fprintf(stderr, "could not remove %s\n", dir);
-    return failed ? 1 : 0;
+    return rc;
 }

@@ -520,10 +520,7 @@ int main(void) {
     tcase_add_test(tc, test_fabric_buffers_and_unused);
     tcase_add_test(tc, test_fabric_bf16_mixed_reduces_f32);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int rc = tt_run(s);
     wf_process_group_free(pg);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return rc;
 }

@@ -367,9 +367,6 @@ int main(void) {
     }
     tcase_add_test(tc, test_teardown);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    int rc = tt_run(s);
+    return rc;
 }

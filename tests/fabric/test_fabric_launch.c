@@ -147,10 +147,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, test_weft_run);
     tcase_add_test(tc, test_fabric_mnist_two_ranks);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
+    int rc = tt_run(s);
     if (dir[0]) { char cmd[600]; snprintf(cmd, sizeof cmd, "rm -rf %s", dir); if (system(cmd)) {} }
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return rc;
 }
