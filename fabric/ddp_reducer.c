@@ -39,6 +39,8 @@ typedef struct param_rec {
     wf_tensor *view;       /* owned: p's gradient view into its bucket */
     bool ready;            /* this backward: its slot holds the scaled gradient */
     bool used;             /* this backward: its hook fired (a gradient flowed) */
+    bool had_grad;         /* this backward: it had a .grad when the finalizer marked it */
+    bool used_anywhere;    /* find_unused_parameters: some rank used it (last agreement) */
 } param_rec;
 
 typedef struct bucket {
@@ -214,6 +216,7 @@ static int launch(wf_ddp_reducer *r, int b) {
         if (!bk->comm) return wf_error() ? wf_error() : WF_ENOMEM;
         t = bk->comm;
     }
+    if (r->world == 1) return 0;   /* nothing to exchange: the bucket already holds the average */
     if (wf__trace_recording()) {   /* the collective's span (dist/collectives.c) names its bucket */
         char tag[32];
         snprintf(tag, sizeof tag, "\"bucket\":%d", b);
@@ -267,7 +270,7 @@ static int take_grad(wf_ddp_reducer *r, param_rec *pr) {
         rc = g ? wf_copy_(pr->view, g) : wf_zero_(pr->view);
         if (!rc) rc = wf_set_grad(pr->p, pr->view);
     }
-    if (!rc && g) rc = wf_mul_scalar_(pr->view, 1.0 / r->world);
+    if (!rc && g && r->world > 1) rc = wf_mul_scalar_(pr->view, 1.0 / r->world);
     return rc;
 }
 
@@ -315,27 +318,37 @@ static void name_list(wf_ddp_reducer *r, const int32_t *mask, char *buf, size_t 
     if (missing > shown && len < n) snprintf(buf + len, n - len, " and %d more", missing - shown);
 }
 
-/* The ranks agree on which parameters got a gradient (and whether every rank's backward
- * succeeded: the last entry), so a decision taken from it is the same on every rank. */
+/* The ranks agree on which parameters got a gradient, and whether every rank's backward
+ * succeeded (the last entry), so a decision taken from it is the same on every rank. Without
+ * find_unused_parameters every parameter must be used on every rank (MIN of the mask). With
+ * it, what counts is whether any rank used it (MIN of minus the mask, i.e. minus the MAX): a
+ * parameter no rank used keeps no gradient, as PyTorch's reducer leaves it. */
 static int agree(wf_ddp_reducer *r, int status, bool *all_ok) {
     int rc = 0;
+    bool any = r->o.find_unused_parameters;
     *all_ok = false;
     wf_scope_begin();
     wf_tensor *mask = wf_zeros(WF_SHAPE(r->np + 1), WF_I32);
     if (!mask) rc = wf_error();
     if (!rc) {
         int32_t *mv = wf_data_ptr(mask);
-        for (int i = 0; i < r->np; i++) mv[i] = r->ps[i].used;
+        for (int i = 0; i < r->np; i++) mv[i] = any ? -(int32_t)r->ps[i].used : (int32_t)r->ps[i].used;
         mv[r->np] = status == 0;
-        wf__trace_tag_next_collective("\"ddp\":\"unused_parameters\"");
-        rc = wf_dist_all_reduce(r->pg, mask, WF_DIST_MIN, NULL);
+        if (r->world > 1) {
+            wf__trace_tag_next_collective("\"ddp\":\"unused_parameters\"");
+            rc = wf_dist_all_reduce(r->pg, mask, WF_DIST_MIN, NULL);
+        }
     }
-    if (!rc) {
+    if (!rc && any) {
+        int32_t *mv = wf_data_ptr(mask);
+        for (int i = 0; i < r->np; i++) r->ps[i].used_anywhere = mv[i] != 0;
+        *all_ok = mv[r->np] != 0;
+    } else if (!rc) {
         int32_t *mv = wf_data_ptr(mask);
         bool used_everywhere = true;
         for (int i = 0; i < r->np; i++) used_everywhere &= mv[i] != 0;
-        *all_ok = mv[r->np] != 0 && (used_everywhere || r->o.find_unused_parameters);
-        if (!used_everywhere && !r->o.find_unused_parameters) {
+        *all_ok = mv[r->np] != 0 && used_everywhere;
+        if (!used_everywhere) {
             char names[400];
             name_list(r, mv, names, sizeof names);
             bool mine = true;
@@ -357,7 +370,7 @@ static int rebuild(wf_ddp_reducer *r) {
     int *order = wf__calloc((size_t)r->np + 1, sizeof *order);
     int rc = (!ord || !seen || !order) ? wf__error(WF_ENOMEM, "wf_fabric_backward: out of memory") : 0;
     for (int j = 0; !rc && j < r->np; j++) ord[j] = r->order[j];
-    if (!rc) {
+    if (!rc && r->world > 1) {
         wf__trace_tag_next_collective("\"ddp\":\"rebuild_buckets\"");
         rc = wf_dist_broadcast_bytes(r->pg, ord, (size_t)r->np * sizeof *ord, 0);
     }
@@ -405,6 +418,7 @@ static int finalize(int status, void *ud) {
     /* parameters without a gradient this backward: their slot gets their accumulated
      * gradient (no_backward_sync) or zeros, so their buckets complete */
     for (int i = 0; i < r->np; i++) {
+        r->ps[i].had_grad = r->ps[i].ready || r->ps[i].p->grad;
         if (r->ps[i].ready) continue;
         int e = mark_ready(r, i);
         if (e && !rc) rc = e;
@@ -425,10 +439,10 @@ static int finalize(int status, void *ud) {
     wf__trace_end(WF_TRACE_HOST, "ddp_wait", "ddp", tr_end, NULL);
     account(r, t_end);
     int err = status ? status : rc;
-    /* agreement: without find_unused_parameters every step (an unused parameter must be an
-     * error on every rank), except under static_graph after the first step; with it only
-     * until the buckets are rebuilt (the rebuild must be a decision all ranks share) */
-    bool need = r->o.find_unused_parameters ? !r->rebuilt : !(r->o.static_graph && r->iteration > 0);
+    /* agreement: every step (an unused parameter must be an error on every rank, or, with
+     * find_unused_parameters, left without a gradient on every rank), except under static_graph
+     * after the first step: the set of used parameters is fixed then */
+    bool need = !(r->o.static_graph && r->iteration > 0);
     bool all_ok = false;
     if (need) {
         int e = agree(r, err, &all_ok);
@@ -439,6 +453,11 @@ static int finalize(int status, void *ud) {
                 rc = wf__error(WF_ESTATE, "wf_fabric_backward: parameter \"%s\" received no gradient, but static_graph "
                                "fixed the set of used parameters at the first step", r->ps[i].name);
     }
+    /* a parameter no rank used: no gradient, so the optimizer leaves it alone (its slot is
+     * zeros, and its grad stays what it was: none, or the user's zeros) */
+    if (r->o.find_unused_parameters && !rc && !err)
+        for (int i = 0; i < r->np; i++)
+            if (!r->ps[i].used_anywhere && !r->ps[i].had_grad) wf_set_grad(r->ps[i].p, NULL);
     if (need && all_ok && !r->rebuilt) {
         int e = rebuild(r);
         if (e && !rc) rc = e;
@@ -525,6 +544,11 @@ fail:
 }
 
 wf_module *wf__ddp_reducer_module(const wf_ddp_reducer *r) { return r->m; }
+const char *wf__ddp_reducer_param_name(const wf_ddp_reducer *r, const wf_tensor *p) {
+    for (int i = 0; i < r->np; i++)
+        if (r->ps[i].p == p) return r->ps[i].name;
+    return NULL;
+}
 int wf__ddp_reducer_num_buckets(const wf_ddp_reducer *r) { return r->nb; }
 int wf__ddp_reducer_bucket_of(const wf_ddp_reducer *r, int i) { return i >= 0 && i < r->np ? r->ps[i].bucket : -1; }
 void wf__ddp_reducer_stats(const wf_ddp_reducer *r, wf_ddp_stats *out) { *out = r->st; }

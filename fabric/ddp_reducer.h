@@ -42,6 +42,8 @@ int wf__ddp_reducer_prepare(wf_ddp_reducer *r);
  * or the finalizer's error. */
 int wf__ddp_reducer_after_backward(wf_ddp_reducer *r, int rc);
 wf_module *wf__ddp_reducer_module(const wf_ddp_reducer *r);
+/* p's name when r reduces it, else NULL (borrowed, lives as long as r). */
+const char *wf__ddp_reducer_param_name(const wf_ddp_reducer *r, const wf_tensor *p);
 int wf__ddp_reducer_num_buckets(const wf_ddp_reducer *r);
 /* Tests: the bucket of the i-th parameter that requires grad (registration order), -1 if none. */
 int wf__ddp_reducer_bucket_of(const wf_ddp_reducer *r, int i);

@@ -197,6 +197,17 @@ static int ddp_setup_module(wf_strategy *s, wf_module *m) {
         }
         if (!rc) wf_module_buffers(m, ts + np, names + np, nb);
     }
+    /* a parameter shared with a module set up earlier would be reduced (and averaged) twice,
+     * and its .grad can be a view into one bucket only: refuse it on every rank alike */
+    for (int i = 0; i < np && !rc; i++)
+        for (int k = 0; k < d->n_modules && !rc; k++) {
+            const char *other = wf_requires_grad(ts[i]) ? wf__ddp_reducer_param_name(d->reducers[k], ts[i]) : NULL;
+            if (other)
+                rc = wf__error(WF_EINVAL, "wf_fabric_setup: parameter \"%s\" is also parameter \"%s\" of the module set "
+                               "up %s under DDP: a parameter can belong to one set-up module only (set up the "
+                               "modules that share it as one, e.g. in a container module)", names[i], other,
+                               k == 0 ? "first" : "earlier");
+        }
     if (!rc) rc = check_shapes(s, ts, names, np, np + nb);
     for (int i = 0; i < np + nb && !rc; i++) {
         if (!wf_is_contiguous(ts[i]))
@@ -218,7 +229,7 @@ static int ddp_setup_module(wf_strategy *s, wf_module *m) {
 
 /* Rank 0's buffers (running statistics) before each forward, as DDP's broadcast_buffers. */
 static int ddp_pre_forward(wf_strategy *s, wf_module *m) {
-    if (s->ddp.no_broadcast_buffers) return 0;
+    if (s->ddp.no_broadcast_buffers || wf_process_group_size(s->pg) == 1) return 0;
     int nb = wf_module_buffers(m, NULL, NULL, 0);
     if (nb <= 0) return nb;
     wf_tensor **ts = wf__calloc((size_t)nb, sizeof *ts);

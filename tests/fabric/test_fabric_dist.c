@@ -10,6 +10,7 @@
  * hang. */
 #include "test_util.h"
 
+#include <math.h>
 #include <stdio.h>
 #include <unistd.h>
 
@@ -241,6 +242,76 @@ START_TEST(test_ddp_training) {
 }
 END_TEST
 
+/* 16-mixed (CUDA only: on the CPU it is bf16-mixed, without a scaler): the ranks agree on
+ * found-inf, so an overflow on one rank skips the step on every rank and the weights stay
+ * equal; the scaler's state (scale, growth tracker) resumes from a checkpoint. */
+START_TEST(test_16_mixed_found_inf) {
+    setup_fabric();
+    wf_fabric *f = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cuda", .precision = "16-mixed", .quiet = true,
+                                                      .process_group_backend = "mpi" });
+    ck_assert_msg(f, "%s", wf_error_message());
+    ck_assert_int_eq(wf_fabric_launch(f, NULL, NULL), 0);
+    wf_manual_seed(5);
+    wf_module *m = wf_linear_new(4, 2, true);
+    wf_tensor *p[2];
+    wf_module_parameters(m, p, NULL, 2);
+    wf_optimizer *opt = wf_sgd_new(p, 2, &(wf_sgd_opts){ .lr = 0.1 });
+    ck_assert_int_eq(wf_fabric_setup(f, m, &opt, 1, NULL), 0);
+    wf_module_parameters(m, p, NULL, 2);
+    wf_precision *prec = wf_fabric_precision(f);
+    double scale0, scale;
+    int64_t tracker;
+    ck_assert_int_eq(wf_precision_state(prec, &scale0, &tracker), 0);
+    for (int step = 0; step < 3; step++) {
+        WF_SCOPE {
+            wf_optimizer_zero_grad(opt, true);
+            wf_tensor *loss = mse(wf_module_forward(m, wf_fabric_to_device(f, batch_x(rank, 4))),
+                                  wf_fabric_to_device(f, batch_y(rank, 4)));
+            ck_assert_int_eq(wf_fabric_backward(f, loss, m), 0);
+            /* after the all-reduce, an overflow on the last rank only */
+            if (step == 1 && rank == world - 1) WF_NO_GRAD { ck_assert_int_eq(wf_fill_(wf_grad(p[0]), INFINITY), 0); }
+            bool skipped = false;
+            ck_assert_int_eq(wf_fabric_step(f, opt, &skipped), 0);
+            ck_assert_msg(skipped == (step == 1), "rank %d step %d: skipped %d", rank, step, skipped);
+            for (int i = 0; i < 2; i++) {
+                wf_tensor *g = wf_fabric_all_gather(f, p[i], false);
+                int64_t n = wf_numel(p[i]);
+                float gv[8 * 8];
+                ck_assert_int_eq(wf_to_array(g, gv, WF_F32), 0);
+                for (int r = 1; r < world; r++)
+                    ck_assert_msg(!memcmp(gv, gv + r * n, (size_t)n * sizeof(float)), "step %d: param %d differs on rank %d",
+                                  step, i, r);
+            }
+        }
+    }
+    ck_assert_int_eq(wf_precision_state(prec, &scale, &tracker), 0);
+    ck_assert_msg(scale == scale0 * 0.5 && tracker == 1, "scale %g (from %g), tracker %lld", scale, scale0,
+                  (long long)tracker);
+    /* the scaler's state resumes from a checkpoint saved by rank 0 */
+    char path[256] = "";
+    if (rank == 0) snprintf(path, sizeof path, "/tmp/weft_fabric_dist_16mixed_%d.ckpt", (int)getpid());
+    ck_assert_int_eq(wf_fabric_broadcast_bytes(f, path, sizeof path, 0), 0);
+    wf_fabric_state *st = wf_fabric_state_new();
+    wf_fabric_state_add_module(st, "model", m);
+    wf_fabric_state_add_precision(st, "scaler", f);
+    ck_assert_int_eq(wf_fabric_save(f, path, st, NULL), 0);
+    ck_assert_int_eq(wf_precision_load_state(prec, 7.0, 3), 0);
+    wf_fabric_state *rest = wf_fabric_load(f, path, st, true);
+    ck_assert_msg(rest, "%s", wf_error_message());
+    wf_fabric_state_free(rest);
+    double scale2;
+    int64_t tracker2;
+    ck_assert_int_eq(wf_precision_state(prec, &scale2, &tracker2), 0);
+    ck_assert_msg(scale2 == scale && tracker2 == tracker, "resumed scale %g tracker %lld", scale2, (long long)tracker2);
+    ck_assert_int_eq(wf_fabric_barrier(f, NULL), 0);
+    if (rank == 0) unlink(path);
+    wf_fabric_state_free(st);
+    wf_fabric_free(f);
+    wf_optimizer_free(opt);
+    wf_module_free(m);
+}
+END_TEST
+
 /* A parameter without a gradient is an error on every rank, naming it. */
 START_TEST(test_unused_parameter) {
     setup_fabric();
@@ -360,6 +431,7 @@ int main(void) {
         tcase_add_test(tc, test_rank_zero_first);
     }
     tcase_add_test(tc, test_ddp_training);
+    if (on_cuda) tcase_add_test(tc, test_16_mixed_found_inf);
     if (!on_cuda) {
         tcase_add_test(tc, test_unused_parameter);
         tcase_add_test(tc, test_checkpoint);
