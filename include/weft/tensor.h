@@ -183,6 +183,14 @@ wf_tensor *wf_zeros_like(const wf_tensor *t);
 wf_tensor *wf_ones_like(const wf_tensor *t);
 wf_tensor *wf_full_like(const wf_tensor *t, double value);
 
+/* ---------------------------------------------------------------- CPU threads */
+/* torch.set_num_threads / get_num_threads: the size of the one team that runs weft's CPU loops
+ * and its GEMMs (BLAS runs single-threaded inside it, so the two never compete for cores).
+ * Applies to the calling thread (OpenMP's rule). Default: OMP_NUM_THREADS, else the cores this
+ * process may run on. n < 1 is WF_EINVAL. A build without OpenMP has one thread. */
+int wf_set_num_threads(int n);
+int wf_get_num_threads(void);
+
 /* ---------------------------------------------------------------- random (Philox 4x32-10) */
 /* The global generator: a seed and a counter offset; identical streams on CPU and CUDA. */
 typedef struct wf_rng_state { uint64_t seed; uint64_t offset; } wf_rng_state;

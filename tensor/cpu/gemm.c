@@ -1,7 +1,9 @@
 /* tensor/cpu/gemm.c: C[b] = alpha * op(A[b]) @ op(B[b]) + beta * C[b] on the host.
  *
  * Backends:
- *  - WEFT_HAVE_OPENBLAS: cblas_sgemm / cblas_dgemm, row-major, one call per batch item.
+ *  - WEFT_HAVE_OPENBLAS: cblas_sgemm / cblas_dgemm, row-major, one call per batch item,
+ *    single-threaded inside weft's OpenMP team (threads.c): large products are split into
+ *    slices of C, one per thread.
  *  - otherwise the builtin GEMM below: operands packed into MR-row / NR-column panels,
  *    blocked over (NC, KC, MC) for the caches, a register-blocked MR x NR micro-kernel,
  *    OpenMP over output tiles (or over batch items when each item is small).
@@ -392,33 +394,59 @@ int wf__cpu_gemm_builtin(wf_dtype dt, bool transA, bool transB, int64_t m, int64
 #ifdef WEFT_HAVE_OPENBLAS
 static bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
 
-static int blas_f32(bool tA, bool tB, int64_t m, int64_t n, int64_t k, double alpha,
-                    const void *A, int64_t lda, int64_t sA, const void *B, int64_t ldb, int64_t sB,
-                    double beta, void *C, int64_t ldc, int64_t sC, int64_t batch) {
-    const float *a = A, *b = B;
-    float *c = C;
-    for (int64_t i = 0; i < batch; i++) {
-        float bt = (sC == 0 && i > 0) ? 1.0f : (float)beta;
-        cblas_sgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans,
-                    (int)m, (int)n, (int)k, (float)alpha, a + i * sA, (int)lda, b + i * sB, (int)ldb,
-                    bt, c + i * sC, (int)ldc);
-    }
-    return 0;
-}
+/* Products below this many multiply-adds run on one thread: splitting them costs more than
+ * it saves. */
+#define BLAS_PAR_MIN_MACS (1 << 18)
 
-static int blas_f64(bool tA, bool tB, int64_t m, int64_t n, int64_t k, double alpha,
-                    const void *A, int64_t lda, int64_t sA, const void *B, int64_t ldb, int64_t sB,
-                    double beta, void *C, int64_t ldc, int64_t sC, int64_t batch) {
-    const double *a = A, *b = B;
-    double *c = C;
-    for (int64_t i = 0; i < batch; i++) {
-        double bt = (sC == 0 && i > 0) ? 1.0 : beta;
-        cblas_dgemm(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans,
-                    (int)m, (int)n, (int)k, alpha, a + i * sA, (int)lda, b + i * sB, (int)ldb,
-                    bt, c + i * sC, (int)ldc);
+/* One product per batch item, each single-threaded inside weft's OpenMP team (threads.c):
+ * items across the team when there are enough of them and each has its own C, else every
+ * item's C split into row slices (or column slices when C is wide and short), one per thread.
+ * Slices of C never overlap, so no two threads write the same element; with a shared C
+ * (sC == 0) each thread runs the items in order on its slice, as the serial loop does. */
+#define BLAS_GEMM(NAME, T, GEMM)                                                                   \
+    static void NAME##_one(bool tA, bool tB, int64_t m, int64_t n, int64_t k, T alpha, const T *a,    \
+                           int64_t lda, const T *b, int64_t ldb, T beta, T *c, int64_t ldc) {         \
+        GEMM(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, (int)m,  \
+             (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);                     \
+    }                                                                                                 \
+    static int NAME(bool tA, bool tB, int64_t m, int64_t n, int64_t k, double alpha, const void *A,  \
+                    int64_t lda, int64_t sA, const void *B, int64_t ldb, int64_t sB, double beta,     \
+                    void *C, int64_t ldc, int64_t sC, int64_t batch) {                                \
+        const T *a = A, *b = B;                                                                       \
+        T *c = C;                                                                                     \
+        int nt = wf__gemm_team_split() ? max_threads() : 1;                                           \
+        if ((double)m * (double)n * (double)k * (double)batch < BLAS_PAR_MIN_MACS) nt = 1;            \
+        if (nt > 1 && sC != 0 && batch >= nt) {                                                       \
+            WF_PRAGMA(omp parallel for num_threads(nt) schedule(static))                              \
+            for (int64_t i = 0; i < batch; i++)                                                       \
+                NAME##_one(tA, tB, m, n, k, (T)alpha, a + i * sA, lda, b + i * sB, ldb, (T)beta,      \
+                           c + i * sC, ldc);                                                          \
+            return 0;                                                                                 \
+        }                                                                                             \
+        bool rows = m >= n;   /* split the longer side of C */                                        \
+        int64_t len = rows ? m : n;                                                                   \
+        int64_t chunk = round_up(ceil_div(len, nt), rows ? 1 : 16); /* whole cache lines of C */      \
+        int64_t parts = ceil_div(len, chunk);                                                         \
+        WF_PRAGMA(omp parallel for num_threads((int)parts) schedule(static) if (parts > 1))           \
+        for (int64_t p = 0; p < parts; p++) {                                                         \
+            int64_t s = p * chunk, e = min64(len, s + chunk);                                         \
+            for (int64_t i = 0; i < batch; i++) {                                                     \
+                T bt = (sC == 0 && i > 0) ? (T)1 : (T)beta;                                           \
+                const T *ai = a + i * sA, *bi = b + i * sB;                                           \
+                T *ci = c + i * sC;                                                                   \
+                if (rows)                                                                             \
+                    NAME##_one(tA, tB, e - s, n, k, (T)alpha, tA ? ai + s : ai + s * lda, lda, bi,    \
+                               ldb, bt, ci + s * ldc, ldc);                                           \
+                else                                                                                  \
+                    NAME##_one(tA, tB, m, e - s, k, (T)alpha, ai, lda, tB ? bi + s * ldb : bi + s,    \
+                               ldb, bt, ci + s, ldc);                                                 \
+            }                                                                                         \
+        }                                                                                             \
+        return 0;                                                                                     \
     }
-    return 0;
-}
+
+BLAS_GEMM(blas_f32, float, cblas_sgemm)
+BLAS_GEMM(blas_f64, double, cblas_dgemm)
 #endif
 
 int wf__cpu_gemm(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k,

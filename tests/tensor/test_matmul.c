@@ -216,14 +216,21 @@ START_TEST(gemm_kernels_vs_naive) {
                 gemm_case(builtin, WF_F64, t & 1, t & 2, sz[s][0], sz[s][1], sz[s][2], 3, t == 1, -0.5, 2.0);
                 gemm_case(builtin, WF_F32, t & 1, t & 2, sz[s][0], sz[s][1], sz[s][2], 3, t == 2, 1.5, 1.0);
             }
-    /* products large enough for the BLAS to thread (millions of multiply-adds), wide and
-     * tall, batched with and without a shared operand */
-    for (int t = 0; t < 4; t++) {
-        gemm_case(false, WF_F32, t & 1, t & 2, 40, 700, 90, 1, false, 1.0, 0.5);
-        gemm_case(false, WF_F64, t & 1, t & 2, 530, 33, 120, 2, t == 3, -1.0, 0.0);
+    /* products large enough to split across the team (millions of multiply-adds), wide and
+     * tall (column and row slices), batched with and without a shared operand, on 1 to 3
+     * threads (3 does not divide the sizes) */
+    int saved = wf_get_num_threads();
+    for (int nt = 1; nt <= 3; nt++) {
+        ck_assert_int_eq(wf_set_num_threads(nt), 0);
+        ck_assert_int_eq(wf_get_num_threads(), nt);
+        for (int t = 0; t < 4; t++) {
+            gemm_case(false, WF_F32, t & 1, t & 2, 40, 700, 90, 1, false, 1.0, 0.5);
+            gemm_case(false, WF_F64, t & 1, t & 2, 530, 33, 120, 2, t == 3, -1.0, 0.0);
+        }
+        gemm_case(false, WF_F32, false, true, 64, 64, 64, 16, false, 1.0, 0.0);
+        gemm_case(false, WF_F64, true, false, 64, 48, 80, 12, true, 2.0, 1.0);
     }
-    gemm_case(false, WF_F32, false, true, 64, 64, 64, 16, false, 1.0, 0.0);
-    gemm_case(false, WF_F64, true, false, 64, 48, 80, 12, true, 2.0, 1.0);
+    ck_assert_int_eq(wf_set_num_threads(saved), 0);
     /* many small items: the batch-parallel path */
     gemm_case(true, WF_F32, false, true, 9, 11, 13, 64, false, 1.0, 0.0);
     gemm_case(true, WF_F64, true, false, 20, 20, 20, 40, true, 1.0, 0.5);
@@ -232,6 +239,36 @@ START_TEST(gemm_kernels_vs_naive) {
     ck_assert_int_eq(wf__cpu_gemm(WF_I64, false, false, 2, 2, 2, 1, ia, 2, 0, ib, 2, 0, 0, ic, 2, 0, 1, WF_CPU), WF_EDTYPE);
     ck_assert_int_eq(wf__cpu_gemm_builtin(WF_I32, false, false, 2, 2, 2, 1, ia, 2, 0, ib, 2, 0, 0, ic, 2, 0, 1), WF_EDTYPE);
     wf_clear_error();
+}
+END_TEST
+
+/* A shared C (stride 0) accumulates every item's product in order: split into slices across
+ * the team it equals the one-thread result. */
+START_TEST(gemm_shared_c_split) {
+    enum { M = 37, N = 700, K = 50, B = 4 };
+    static float a[B * M * K], b[B * K * N], c1[M * N], c3[M * N], c4[N * M];
+    for (int i = 0; i < B * M * K; i++) a[i] = (float)((i * 37 % 101) - 50) / 50.0f;
+    for (int i = 0; i < B * K * N; i++) b[i] = (float)((i * 53 % 97) - 48) / 48.0f;
+    int saved = wf_get_num_threads();
+    float *out[2] = { c1, c3 };
+    for (int v = 0; v < 2; v++) {
+        ck_assert_int_eq(wf_set_num_threads(v ? 3 : 1), 0);
+        for (int i = 0; i < M * N; i++) out[v][i] = 1.0f;
+        ck_assert_int_eq(wf__cpu_gemm(WF_F32, false, false, M, N, K, 1.0, a, K, M * K, b, N, K * N, 0.5, out[v], N, 0,
+                                      B, WF_CPU), 0);
+    }
+    for (int i = 0; i < M * N; i++) ck_assert_msg(fabsf(c1[i] - c3[i]) <= 1e-4f * (1 + fabsf(c1[i])), "C[%d]: %g vs %g", i, c1[i], c3[i]);
+    /* the transposed product (C^T = B^T A^T): tall C, row slices */
+    ck_assert_int_eq(wf_set_num_threads(3), 0);
+    ck_assert_int_eq(wf__cpu_gemm(WF_F32, true, true, N, M, K, 1.0, b, N, K * N, a, K, M * K, 0.0, c4, M, 0, B, WF_CPU), 0);
+    for (int i = 0; i < M; i++)
+        for (int j = 0; j < N; j++) {
+            float want = c1[i * N + j] - 0.5f;   /* beta 0 here, 0.5 * 1 above */
+            ck_assert_msg(fabsf(c4[j * M + i] - want) <= 1e-4f * (1 + fabsf(want)), "C^T[%d,%d]", j, i);
+        }
+    ck_assert_int_eq(wf_set_num_threads(0), WF_EINVAL);
+    ck_assert_error(WF_EINVAL, "wf_set_num_threads: n = 0 must be at least 1");
+    ck_assert_int_eq(wf_set_num_threads(saved), 0);
 }
 END_TEST
 
@@ -440,6 +477,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, matmul_random_vs_naive);
     tcase_add_test(tc, matmul_batched_broadcast);
     tcase_add_test(tc, gemm_kernels_vs_naive);
+    tcase_add_test(tc, gemm_shared_c_split);
     tcase_add_test(tc, linear_worked_values);
     tcase_add_test(tc, matmul_backward_by_hand);
     tcase_add_test(tc, matmul_gradcheck);
