@@ -39,9 +39,10 @@ int wf__cpu_rand_int(wf_tensor *y, uint64_t seed, uint64_t offset, int64_t lo, i
 int wf__cpu_bernoulli(wf_tensor *y, uint64_t seed, uint64_t offset, const wf_tensor *p_t, double p);
 
 /* GEMM (gemm.c): OpenBLAS when built with it, else a cache-blocked builtin */
-/* threads.c: true when GEMMs split across weft's OpenMP team with single-threaded BLAS calls
- * (the default), false under WF_GEMM_THREADING=blas. The first call configures OpenBLAS. */
-bool wf__gemm_team_split(void);
+/* threads.c: how many of weft's OpenMP threads share a BLAS product of `macs` multiply-adds,
+ * each with single-threaded BLAS calls on its slice of C (1 under WF_GEMM_THREADING=blas,
+ * where OpenBLAS threads itself). The first call configures OpenBLAS. */
+int wf__gemm_threads(double macs);
 int wf__cpu_gemm(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k,
                  double alpha, const void *A, int64_t lda, int64_t strideA,
                  const void *B, int64_t ldb, int64_t strideB,

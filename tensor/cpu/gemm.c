@@ -394,10 +394,6 @@ int wf__cpu_gemm_builtin(wf_dtype dt, bool transA, bool transB, int64_t m, int64
 #ifdef WEFT_HAVE_OPENBLAS
 static bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
 
-/* Products below this many multiply-adds run on one thread: splitting them costs more than
- * it saves. */
-#define BLAS_PAR_MIN_MACS (1 << 18)
-
 /* One product per batch item, each single-threaded inside weft's OpenMP team (threads.c):
  * items across the team when there are enough of them and each has its own C, else every
  * item's C split into row slices (or column slices when C is wide and short), one per thread.
@@ -414,8 +410,7 @@ static bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
                     void *C, int64_t ldc, int64_t sC, int64_t batch) {                                \
         const T *a = A, *b = B;                                                                       \
         T *c = C;                                                                                     \
-        int nt = wf__gemm_team_split() ? max_threads() : 1;                                           \
-        if ((double)m * (double)n * (double)k * (double)batch < BLAS_PAR_MIN_MACS) nt = 1;            \
+        int nt = wf__gemm_threads((double)m * (double)n * (double)k * (double)batch);                 \
         if (nt > 1 && sC != 0 && batch >= nt) {                                                       \
             WF_PRAGMA(omp parallel for num_threads(nt) schedule(static))                              \
             for (int64_t i = 0; i < batch; i++)                                                       \

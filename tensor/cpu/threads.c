@@ -26,18 +26,30 @@
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 static bool blas_own_threads;
+/* A thread joins a GEMM for every this many multiply-adds (a smaller product runs on fewer
+ * threads: splitting it further costs more in packing and waking than it saves). */
+static double macs_per_thread = 1 << 18;
 
 static void init_once(void) {
     const char *e = getenv("WF_GEMM_THREADING");
     blas_own_threads = e && !strcmp(e, "blas");
+    const char *m = getenv("WF_GEMM_MACS_PER_THREAD");   /* A/B runs */
+    if (m && atof(m) >= 1) macs_per_thread = atof(m);
 #ifdef WEFT_HAVE_OPENBLAS
     if (!blas_own_threads) openblas_set_num_threads(1);
 #endif
 }
 
-bool wf__gemm_team_split(void) {
+int wf__gemm_threads(double macs) {
     pthread_once(&once, init_once);
-    return !blas_own_threads;
+    if (blas_own_threads) return 1;
+    int nt = 1;
+#ifdef WEFT_HAVE_OPENMP
+    if (!omp_in_parallel()) nt = omp_get_max_threads();
+#endif
+    double cap = macs / macs_per_thread;
+    if (cap < nt) nt = cap < 1 ? 1 : (int)cap;
+    return nt;
 }
 
 int wf_set_num_threads(int n) {
