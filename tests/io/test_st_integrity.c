@@ -337,6 +337,14 @@ START_TEST(test_other_writers_and_previous_format) {
     ck_assert_int_eq(wf_st_writer_set_metadata(w, "weft/safetensors", "2"), WF_EINVAL);
     ck_assert_error(WF_EINVAL, "reserved");
     ck_assert_int_eq(wf_st_writer_set_metadata(w, "weft/format", "x"), 0);   /* other weft/ keys are free */
+    /* the checksum's text inside a value or a name is escaped, never taken for the checksum */
+    ck_assert_int_eq(wf_st_writer_set_metadata(w, "note", "\"weft/header_crc32\":\"00000000\""), 0);
+    wf_tensor *t = wf_ones(WF_SHAPE(2), WF_F32);
+    ck_assert_int_eq(wf_st_writer_add(w, "\"weft/header_crc32\":\"", t), 0);
+    ck_assert_int_eq(wf_st_writer_save(w, fpath("quoted")), 0);
+    ck_assert_msg(open_all(fpath("quoted"), &sealed) == 0, "%s", wf_error_message());
+    ck_assert(sealed);
+    wf_tensor_free(t);
     wf_st_writer_free(w);
     ck_assert_int_eq(wf_st_verify(NULL), WF_ENULL);
     wf_clear_error();
