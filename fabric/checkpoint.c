@@ -6,8 +6,10 @@
  *   tensor "t"             -> tensor "t"
  *   scheduler, int, double, string, rng, precision -> metadata "<name>" (JSON text)
  *   metadata "weft/format" = "weft-checkpoint-1", "weft/entries" = {"model":"module",...}
- * The writer adds a CRC-32 per tensor and saves atomically; the reader validates the whole
- * header (sizes against the real file) before allocating anything. */
+ * The writer adds a CRC-32 per tensor and one over the header (so the metadata above, an
+ * epoch or a seed, is checked too) and saves atomically; the reader validates the whole
+ * header (sizes against the real file) before allocating anything, and wf_fabric_load
+ * verifies every tensor's checksum before it restores anything. */
 #include "fabric/fabric_impl.h"
 #include "io/json.h"
 #include "weft/io.h"
@@ -579,7 +581,10 @@ wf_fabric_state *wf_fabric_load(wf_fabric *fab, const char *path, wf_fabric_stat
     if (!f) return NULL;
     wf_fabric_state *rest = NULL;
     wf_json *ents = NULL;
-    int rc = 0;
+    /* every tensor's checksum before anything is restored: a damaged optimizer state found
+     * after the model was already overwritten would leave the caller half-loaded */
+    int rc = wf_st_verify(f);
+    if (rc) goto out;
     const char *fmt = wf_st_metadata(f, "weft/format");
     if (!fmt) {
         rc = wf__error(WF_ECORRUPT, "%s: %s is not a weft checkpoint (no \"weft/format\" metadata); for a plain "

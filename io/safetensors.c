@@ -1,5 +1,6 @@
-/* io/safetensors.c: safetensors writer (atomic, CRC32 per tensor in __metadata__) and a
- * validating reader. See weft/io.h for the format and the contract. */
+/* io/safetensors.c: safetensors writer (atomic through io/atomic_file.c; CRC-32 per tensor
+ * and over the header in __metadata__) and a validating reader. See weft/io.h for the
+ * format and the contract. */
 #include "weft_config.h"
 #include "weft/io.h"
 
@@ -13,12 +14,20 @@
 #include <sys/types.h>
 #include <unistd.h>
 
+#include "io/atomic_file.h"
 #include "io/json.h"
 #include "tensor/tensor_impl.h"
 
 #define ST_MAX_HEADER ((uint64_t)100000000)   /* 100 MB, as the reference implementation */
 #define ST_MAX_DEPTH 8                       /* {"t": {"shape": [..]}} needs 3 */
 #define ST_CRC_PREFIX "crc32/"
+/* weft's integrity entries (see weft/io.h). The header checksum is found by its exact bytes
+ * before the JSON is parsed: a quote inside a JSON string is always escaped, so the token
+ * below can only be a key followed by its value, never text inside a string. */
+#define ST_MARK_KEY "weft/safetensors"
+#define ST_MARK_VALUE "2"
+#define ST_HCRC_KEY "weft/header_crc32"
+#define ST_HCRC_TOKEN "\"" ST_HCRC_KEY "\":\""
 
 #if defined(__BYTE_ORDER__) && defined(__ORDER_BIG_ENDIAN__) && __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
 #define ST_BIG_ENDIAN 1
@@ -76,10 +85,6 @@ static void swap_bytes(void *p, size_t nelem, size_t esize) {
 }
 
 /* ---------------------------------------------------------------- I/O helpers */
-
-static int write_all(FILE *fp, const void *p, size_t n) {
-    return n == 0 || fwrite(p, 1, n, fp) == n ? 0 : -1;
-}
 
 /* pread until n bytes or end of file; returns bytes read or -1 (errno set). */
 static int64_t pread_all(int fd, void *buf, size_t n, uint64_t off) {
@@ -176,6 +181,8 @@ int wf_st_writer_set_metadata(wf_st_writer *w, const char *key, const char *valu
     if (!strncmp(key, ST_CRC_PREFIX, strlen(ST_CRC_PREFIX)))
         return wf__error(WF_EINVAL, "wf_st_writer_set_metadata: key '%s': the prefix '" ST_CRC_PREFIX
                          "' is reserved for checksums", key);
+    if (!strcmp(key, ST_MARK_KEY) || !strcmp(key, ST_HCRC_KEY))
+        return wf__error(WF_EINVAL, "wf_st_writer_set_metadata: key '%s' is reserved for weft's integrity checks", key);
     if (!wf__utf8_valid(key, strlen(key)) || !wf__utf8_valid(value, strlen(value)))
         return wf__error(WF_EINVAL, "wf_st_writer_set_metadata: key or value is not valid UTF-8");
     char *v = wf__strdup(value);
@@ -211,9 +218,9 @@ static void put_hex8(char *d, uint32_t v) {
     for (int i = 7; i >= 0; i--, v >>= 4) d[i] = hex[v & 15];
 }
 
-/* Write the tensor's bytes (logical row-major order, little-endian) and CRC them. */
-static int write_tensor(FILE *fp, wf_tensor *t, size_t nbytes, uint32_t *crc, const char *path,
-                        const char *tmp, const char *name) {
+/* Write the tensor's bytes (logical row-major order, little-endian) at off and CRC them. */
+static int write_tensor(wf__atomic_file *af, wf_tensor *t, size_t nbytes, uint64_t off, uint32_t *crc,
+                        const char *path, const char *name) {
     *crc = 0;
     if (!nbytes) return 0;
     const void *src;
@@ -234,29 +241,18 @@ static int write_tensor(FILE *fp, wf_tensor *t, size_t nbytes, uint32_t *crc, co
         src = buf;
     }
     *crc = wf_crc32(0, src, nbytes);
-    int rc = write_all(fp, src, nbytes);
-    int err = errno;
+    int rc = wf__atomic_pwrite(af, src, nbytes, off);
     if (buf) wf__free(buf, nbytes);
-    if (rc) return wf__error(WF_EIO, "wf_st_writer_save: %s: writing %s: %s", path, tmp, strerror(err));
-    return 0;
+    return rc;
 }
 
-static void fsync_dir_of(const char *path) {
-    /* best effort: some file systems do not support fsync on directories */
-    size_t n = strlen(path);
-    char *dir = wf__malloc(n + 2);
-    if (!dir) return;
-    memcpy(dir, path, n + 1);
-    char *slash = strrchr(dir, '/');
-    if (!slash) strcpy(dir, ".");
-    else if (slash == dir) dir[1] = '\0';
-    else *slash = '\0';
-    int fd = open(dir, O_RDONLY | O_DIRECTORY);
-    if (fd >= 0) {
-        (void)fsync(fd);
-        close(fd);
-    }
-    wf__free(dir, n + 2);
+/* The header's checksum: CRC-32 of the 8 length bytes and the header, with the 8 digits of
+ * the checksum itself read as "00000000" (pos is their offset in the header). */
+static uint32_t header_crc(const unsigned char lenb[8], const char *hdr, size_t len, size_t pos) {
+    uint32_t c = wf_crc32(0, lenb, 8);
+    c = wf_crc32(c, hdr, pos);
+    c = wf_crc32(c, "00000000", 8);
+    return wf_crc32(c, hdr + pos + 8, len - pos - 8);
 }
 
 int wf_st_writer_save(wf_st_writer *w, const char *path) {
@@ -268,10 +264,9 @@ int wf_st_writer_save(wf_st_writer *w, const char *path) {
     w_order *ord = NULL;
     uint64_t *offs = NULL;
     size_t *crc_pos = NULL;
-    char *tmp = NULL;
-    size_t tmp_len = 0;
-    FILE *fp = NULL;
-    bool tmp_created = false;
+    size_t hcrc_pos = 0;
+    bool opened = false;
+    wf__atomic_file af;
     wf_sb sb;
     wf__sb_init(&sb);
 
@@ -293,35 +288,31 @@ int wf_st_writer_save(wf_st_writer *w, const char *path) {
         offs[k + 1] = offs[k] + nb;
     }
 
-    /* header: metadata first (user entries, then one crc placeholder per tensor) */
-    wf__sb_putc(&sb, '{');
-    if (w->nm || w->n) {
-        wf__sb_puts(&sb, "\"__metadata__\":{");
-        bool first = true;
-        for (int i = 0; i < w->nm; i++) {
-            if (!first) wf__sb_putc(&sb, ',');
-            first = false;
-            wf__sb_json_string(&sb, w->m[i].key, strlen(w->m[i].key));
-            wf__sb_putc(&sb, ':');
-            wf__sb_json_string(&sb, w->m[i].value, strlen(w->m[i].value));
-        }
-        for (int k = 0; k < w->n; k++) {
-            const char *name = w->e[ord[k].idx].name;
-            if (!first) wf__sb_putc(&sb, ',');
-            first = false;
-            size_t nl = strlen(name);
-            char *key = wf__malloc(nl + sizeof ST_CRC_PREFIX);
-            if (!key) { rc = wf__error(WF_ENOMEM, "wf_st_writer_save: %s: out of memory", path); goto done; }
-            memcpy(key, ST_CRC_PREFIX, sizeof ST_CRC_PREFIX - 1);
-            memcpy(key + sizeof ST_CRC_PREFIX - 1, name, nl + 1);
-            wf__sb_json_string(&sb, key, nl + sizeof ST_CRC_PREFIX - 1);
-            wf__free(key, nl + sizeof ST_CRC_PREFIX);
-            wf__sb_puts(&sb, ":\"");
-            crc_pos[k] = sb.len;
-            wf__sb_puts(&sb, "00000000\"");
-        }
-        wf__sb_putc(&sb, '}');
+    /* header: metadata first (user entries, one crc placeholder per tensor, the weft mark,
+     * the header's own checksum last), then the tensors, tiling the data section */
+    wf__sb_puts(&sb, "{\"__metadata__\":{");
+    for (int i = 0; i < w->nm; i++) {
+        wf__sb_json_string(&sb, w->m[i].key, strlen(w->m[i].key));
+        wf__sb_putc(&sb, ':');
+        wf__sb_json_string(&sb, w->m[i].value, strlen(w->m[i].value));
+        wf__sb_putc(&sb, ',');
     }
+    for (int k = 0; k < w->n; k++) {
+        const char *name = w->e[ord[k].idx].name;
+        size_t nl = strlen(name);
+        char *key = wf__malloc(nl + sizeof ST_CRC_PREFIX);
+        if (!key) { rc = wf__error(WF_ENOMEM, "wf_st_writer_save: %s: out of memory", path); goto done; }
+        memcpy(key, ST_CRC_PREFIX, sizeof ST_CRC_PREFIX - 1);
+        memcpy(key + sizeof ST_CRC_PREFIX - 1, name, nl + 1);
+        wf__sb_json_string(&sb, key, nl + sizeof ST_CRC_PREFIX - 1);
+        wf__free(key, nl + sizeof ST_CRC_PREFIX);
+        wf__sb_puts(&sb, ":\"");
+        crc_pos[k] = sb.len;
+        wf__sb_puts(&sb, "00000000\",");
+    }
+    wf__sb_puts(&sb, "\"" ST_MARK_KEY "\":\"" ST_MARK_VALUE "\"," ST_HCRC_TOKEN);
+    hcrc_pos = sb.len;
+    wf__sb_puts(&sb, "00000000\"}");
     for (int k = 0; k < w->n; k++) {
         const w_entry *e = &w->e[ord[k].idx];
         wf__sb_putc(&sb, ',');
@@ -338,57 +329,28 @@ int wf_st_writer_save(wf_st_writer *w, const char *path) {
     while ((8 + sb.len) % 8) wf__sb_putc(&sb, ' ');
     if (wf__sb_failed(&sb)) { rc = wf__error(WF_ENOMEM, "wf_st_writer_save: %s: out of memory", path); goto done; }
 
-    /* temporary file next to the target */
-    tmp_len = strlen(path) + 32;
-    tmp = wf__malloc(tmp_len);
-    if (!tmp) { rc = wf__error(WF_ENOMEM, "wf_st_writer_save: %s: out of memory", path); goto done; }
-    snprintf(tmp, tmp_len, "%s.tmp.%ld", path, (long)getpid());
-    fp = fopen(tmp, "wb");
-    if (!fp) {
-        rc = wf__error(WF_EIO, "wf_st_writer_save: %s: cannot create %s: %s", path, tmp, strerror(errno));
-        goto done;
-    }
-    tmp_created = true;
+    if ((rc = wf__atomic_open(&af, "wf_st_writer_save", path))) goto done;
+    opened = true;
     unsigned char lenb[8];
     uint64_t hl = sb.len;
     for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)(hl >> (8 * i));
-    if (write_all(fp, lenb, 8) || write_all(fp, sb.buf, sb.len)) {
-        rc = wf__error(WF_EIO, "wf_st_writer_save: %s: writing %s: %s", path, tmp, strerror(errno));
-        goto done;
-    }
+    /* the data first, then the header with every checksum filled in: a file cut short by a
+     * crash is never the target (the rename comes last), so the order is only about
+     * writing the header once */
     for (int k = 0; k < w->n; k++) {
         const w_entry *e = &w->e[ord[k].idx];
         uint32_t crc;
-        rc = write_tensor(fp, e->t, (size_t)(offs[k + 1] - offs[k]), &crc, path, tmp, e->name);
+        rc = write_tensor(&af, e->t, (size_t)(offs[k + 1] - offs[k]), 8 + hl + offs[k], &crc, path, e->name);
         if (rc) goto done;
         put_hex8(sb.buf + crc_pos[k], crc);
     }
-    /* the header again, now with the checksums (same length) */
-    if (w->n && (fseek(fp, 8, SEEK_SET) || write_all(fp, sb.buf, sb.len))) {
-        rc = wf__error(WF_EIO, "wf_st_writer_save: %s: writing %s: %s", path, tmp, strerror(errno));
-        goto done;
-    }
-    if (fflush(fp) || fsync(fileno(fp))) {
-        rc = wf__error(WF_EIO, "wf_st_writer_save: %s: flushing %s: %s", path, tmp, strerror(errno));
-        goto done;
-    }
-    int cr = fclose(fp);
-    fp = NULL;
-    if (cr) {
-        rc = wf__error(WF_EIO, "wf_st_writer_save: %s: closing %s: %s", path, tmp, strerror(errno));
-        goto done;
-    }
-    if (rename(tmp, path)) {
-        rc = wf__error(WF_EIO, "wf_st_writer_save: %s: renaming %s: %s", path, tmp, strerror(errno));
-        goto done;
-    }
-    tmp_created = false;
-    fsync_dir_of(path);
+    put_hex8(sb.buf + hcrc_pos, header_crc(lenb, sb.buf, sb.len, hcrc_pos));
+    if ((rc = wf__atomic_pwrite(&af, lenb, 8, 0)) || (rc = wf__atomic_pwrite(&af, sb.buf, sb.len, 8))) goto done;
+    opened = false;
+    rc = wf__atomic_commit(&af);
 
 done:
-    if (fp) fclose(fp);
-    if (tmp_created) remove(tmp);
-    wf__free(tmp, tmp_len);
+    if (opened) wf__atomic_abort(&af);
     wf__sb_free(&sb);
     wf__free(ord, nn * sizeof *ord);
     wf__free(offs, (nn + 1) * sizeof *offs);
@@ -417,6 +379,7 @@ struct wf_st_file {
     int n;
     int *by_name;            /* entry indices sorted by name */
     const wf_json *meta;     /* the __metadata__ object or NULL */
+    bool sealed;             /* weft-written: header checksum verified, every tensor checked */
 };
 
 void wf_st_close(wf_st_file *f) {
@@ -531,6 +494,57 @@ fail:
     return rc;
 }
 
+static int by_begin_cmp(const void *a, const void *b) {
+    const r_entry *x = *(const r_entry *const *)a, *y = *(const r_entry *const *)b;
+    return (x->begin > y->begin) - (x->begin < y->begin);
+}
+
+/* A weft-written file (either of its two integrity entries present: one flipped bit cannot
+ * remove both) must carry all its checks: the header's checksum, verified; the mark; a
+ * checksum for every tensor and none for a tensor that does not exist; and tensors that
+ * tile the data section, so no byte of the file escapes every check. Files without either
+ * entry (other writers, and weft before these entries) are checked as far as they say. */
+static int check_sealed(wf_st_file *f, bool header_verified) {
+    int rc = 0;
+    const char *path = f->path;
+    const wf_json *mark = f->meta ? wf__json_get(f->meta, ST_MARK_KEY) : NULL;
+    const wf_json *hc = f->meta ? wf__json_get(f->meta, ST_HCRC_KEY) : NULL;
+    if (!mark && !hc && !header_verified) return 0;
+    if (!hc || !header_verified)
+        CORRUPT("wf_st_open: %s: the header: its checksum (" ST_HCRC_KEY ") is missing from a weft-written file", path);
+    if (!mark)
+        CORRUPT("wf_st_open: %s: the header: the mark " ST_MARK_KEY " is missing beside its checksum", path);
+    if (strcmp(mark->str, ST_MARK_VALUE))
+        return wf__error(WF_ENOTSUP, "wf_st_open: %s: the header: integrity format %s=\"%.16s\" is newer than this "
+                         "weft's (\"" ST_MARK_VALUE "\")", path, ST_MARK_KEY, mark->str);
+    for (int i = 0; i < f->n; i++)
+        if (!f->e[i].has_crc)
+            CORRUPT("wf_st_open: %s: tensor '%s' has no checksum (" ST_CRC_PREFIX "%s) in a weft-written file", path,
+                    f->e[i].name, f->e[i].name);
+    for (size_t i = 0; i < f->meta->n; i++) {
+        const char *k = f->meta->items[i].key;
+        if (!strncmp(k, ST_CRC_PREFIX, strlen(ST_CRC_PREFIX)) && wf_st_find(f, k + strlen(ST_CRC_PREFIX)) < 0)
+            CORRUPT("wf_st_open: %s: the header: checksum '%s' names no tensor of the file", path, k);
+    }
+    /* tiling: overlaps were refused already, so sorted non-empty ranges must abut */
+    const r_entry **v = wf__malloc((f->n ? (size_t)f->n : 1) * sizeof *v);
+    if (!v) return wf__error(WF_ENOMEM, "wf_st_open: %s: out of memory", path);
+    int m = 0;
+    for (int i = 0; i < f->n; i++) if (f->e[i].end > f->e[i].begin) v[m++] = &f->e[i];
+    qsort(v, (size_t)m, sizeof *v, by_begin_cmp);
+    uint64_t at = 0;
+    for (int i = 0; i < m && v[i]->begin == at; i++) at = v[i]->end;
+    wf__free(v, (f->n ? (size_t)f->n : 1) * sizeof *v);
+    if (at != f->data_size)
+        CORRUPT("wf_st_open: %s: the header: the data section (%llu bytes) has bytes from offset %llu that "
+                "belong to no tensor (a weft-written file has none)", path, (unsigned long long)f->data_size,
+                (unsigned long long)at);
+    f->sealed = true;
+    return 0;
+fail:
+    return rc;
+}
+
 wf_st_file *wf_st_open(const char *path) {
     if (!path) { wf__error(WF_ENULL, "wf_st_open: NULL path"); return NULL; }
     int rc = 0;
@@ -569,6 +583,35 @@ wf_st_file *wf_st_open(const char *path) {
     r = pread_all(f->fd, hbuf, (size_t)hlen, 8);
     if (r < 0) { rc = wf__error(WF_EIO, "wf_st_open: %s: %s", path, strerror(errno)); goto fail; }
     if ((uint64_t)r < hlen) CORRUPT("wf_st_open: %s: file shrank while reading", path);
+    /* the header's checksum, before the JSON is even parsed: a damaged header is reported
+     * as such, not as whatever the damage happens to look like */
+    bool header_verified = false;
+    {
+        const char *tok = ST_HCRC_TOKEN;
+        size_t tl = strlen(tok);
+        const char *hit = NULL;
+        int hits = 0;
+        for (const char *p = hbuf, *end = hbuf + hlen; (p = memmem(p, (size_t)(end - p), tok, tl)); p += tl) {
+            if (!hit) hit = p;
+            hits++;
+        }
+        if (hits > 1) CORRUPT("wf_st_open: %s: the header: its checksum " ST_HCRC_KEY " appears %d times", path, hits);
+        if (hit) {
+            size_t pos = (size_t)(hit - hbuf) + tl;
+            uint32_t stored;
+            /* lowercase only, as written: the digits are outside their own checksum, and an
+             * 'a' read as 'A' would let a flipped bit through */
+            bool lower = pos + 8 <= hlen;
+            for (size_t i = 0; lower && i < 8; i++) lower = !(hbuf[pos + i] >= 'A' && hbuf[pos + i] <= 'F');
+            if (!lower || pos + 9 > hlen || hbuf[pos + 8] != '"' || parse_hex8(hbuf + pos, 8, &stored))
+                CORRUPT("wf_st_open: %s: the header: its checksum " ST_HCRC_KEY " is not 8 hex digits", path);
+            uint32_t c = header_crc(lb, hbuf, (size_t)hlen, pos);
+            if (c != stored)
+                CORRUPT("wf_st_open: %s: the header: CRC32 mismatch (stored %08x, computed %08x): the header or "
+                        "its length is damaged", path, (unsigned)stored, (unsigned)c);
+            header_verified = true;
+        }
+    }
     char jerr[160];
     int jr = wf__json_parse(hbuf, (size_t)hlen, ST_MAX_DEPTH, &f->hdr, jerr, sizeof jerr);
     wf__free(hbuf, (size_t)hlen);
@@ -662,6 +705,7 @@ wf_st_file *wf_st_open(const char *path) {
             }
         }
     }
+    if ((rc = check_sealed(f, header_verified))) goto fail;
     wf__free(tmp, (nent ? nent : 1) * sizeof *tmp);
     return f;
 fail:
@@ -801,6 +845,36 @@ int wf_st_load_into(wf_st_file *f, const char *name, wf_tensor *dst) {
     int rc = wf_copy_(dst, t);
     wf_set_grad_enabled(prev);
     wf_tensor_free(t);
+    return rc;
+}
+
+bool wf_st_is_sealed(const wf_st_file *f) { return f && f->sealed; }
+
+int wf_st_verify(wf_st_file *f) {
+    if (!f) return wf__error(WF_ENULL, "wf_st_verify: NULL file");
+    enum { CHUNK = 1 << 20 };
+    unsigned char *buf = NULL;
+    int rc = 0;
+    for (int i = 0; i < f->n && !rc; i++) {
+        const r_entry *e = &f->e[i];
+        if (!e->has_crc) continue;
+        if (!buf && !(buf = wf__malloc(CHUNK))) return wf__error(WF_ENOMEM, "wf_st_verify: %s: out of memory", f->path);
+        uint32_t c = 0;
+        for (uint64_t at = e->begin; at < e->end && !rc;) {
+            size_t k = e->end - at < CHUNK ? (size_t)(e->end - at) : CHUNK;
+            int64_t r = pread_all(f->fd, buf, k, f->data_start + at);
+            if (r < 0) rc = wf__error(WF_EIO, "wf_st_verify: %s: reading tensor '%s': %s", f->path, e->name, strerror(errno));
+            else if ((size_t)r < k)
+                rc = wf__error(WF_EIO, "wf_st_verify: %s: reading tensor '%s': unexpected end of file (the file shrank)",
+                               f->path, e->name);
+            c = wf_crc32(c, buf, k);
+            at += k;
+        }
+        if (!rc && c != e->crc)
+            rc = wf__error(WF_ECORRUPT, "wf_st_verify: %s: tensor '%s': CRC32 mismatch (stored %08x, computed %08x)",
+                           f->path, e->name, (unsigned)e->crc, (unsigned)c);
+    }
+    if (buf) wf__free(buf, CHUNK);
     return rc;
 }
 

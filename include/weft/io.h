@@ -51,9 +51,20 @@ wf_tensor *wf_idx_load(const char *path);
  *   {"name": {"dtype": "F32", "shape": [2, 3], "data_offsets": [begin, end]}, ...,
  *    "__metadata__": {"key": "value", ...}}
  * then the raw little-endian row-major data (offsets relative to the end of the header).
- * dtypes written: F64 F32 F16 BF16 I64 I32 U8 BOOL. weft adds, per tensor, a metadata
- * entry "crc32/<name>" = 8 lowercase hex digits (zlib CRC-32 of the tensor's bytes);
- * other readers see an ordinary string entry, weft's reader verifies it. */
+ * dtypes written: F64 F32 F16 BF16 I64 I32 U8 BOOL. weft adds metadata entries that other
+ * readers see as ordinary strings and weft's reader verifies:
+ *   "crc32/<name>"      = 8 lowercase hex digits, zlib CRC-32 of the tensor's bytes, per tensor;
+ *   "weft/safetensors"  = "2", the mark of a weft-written file with these checks;
+ *   "weft/header_crc32" = 8 hex digits, CRC-32 of the 8 length bytes and the header, with
+ *                         these 8 digits read as "00000000"; written exactly as
+ *                         "weft/header_crc32":"xxxxxxxx" (no spaces), the last metadata entry.
+ * The tensors tile the data section (no gaps, no trailing bytes), so every byte of the file
+ * is under a checksum. A file carrying either weft/ entry is weft-written: its header
+ * checksum must verify, every tensor must have a checksum, every checksum must name a
+ * tensor, and the data must be tiled, or wf_st_open refuses it (WF_ECORRUPT naming the
+ * tensor or "the header"). Files without them (other writers, weft before this mark) load
+ * with the checks they carry. CRCs catch accidents (bit rot, truncation, bad copies), not
+ * an adversary, who can recompute them. */
 
 typedef struct wf_st_writer wf_st_writer;
 typedef struct wf_st_file wf_st_file;
@@ -67,12 +78,15 @@ wf_st_writer *wf_st_writer_new(void);
  * WF_ENOMEM. */
 int wf_st_writer_add(wf_st_writer *w, const char *name, wf_tensor *t);
 /* Set a __metadata__ string entry (both copied; setting a key again replaces its value).
- * Keys starting with "crc32/" are reserved. Both must be UTF-8. Returns 0, WF_ENULL,
+ * Keys starting with "crc32/", "weft/safetensors" and "weft/header_crc32" are reserved. Both must be UTF-8. Returns 0, WF_ENULL,
  * WF_EINVAL, WF_ENOMEM. */
 int wf_st_writer_set_metadata(wf_st_writer *w, const char *key, const char *value);
-/* Write the file atomically: the bytes go to "<path>.tmp.<pid>", which is flushed, fsynced
- * and renamed over path; then the directory is fsynced. On any failure the temporary file
- * is removed and an existing file at path is left untouched. Data is ordered by element
+/* Write the file atomically: the bytes go to "<path>.tmp" (one name per target, locked while
+ * in use: a second save to the same path at the same time fails with WF_EIO; a save killed
+ * at any moment leaves at most that one file, which the next save to path reuses), which
+ * is fsynced and renamed over path; then the directory is fsynced. On any failure (a full
+ * disk, RLIMIT_FSIZE: no SIGXFSZ reaches the process, short writes are retried) the
+ * temporary file is removed and an existing file at path is left untouched. Data is ordered by element
  * size (largest first) so every tensor is naturally aligned; the header is padded with
  * spaces to a multiple of 8. The writer can be saved again afterwards. Returns 0, WF_ENULL,
  * WF_EIO (names the path and the reason), WF_ENOMEM, or a device copy's error. */
@@ -84,7 +98,8 @@ void wf_st_writer_free(wf_st_writer *w);
  * 100 MB or beyond the file before anything is allocated), the JSON, every entry (known
  * dtype, non-negative dims whose product times the element size equals end - begin,
  * offsets inside the data section, no two tensors overlapping, no duplicate names), the
- * metadata (string values; crc32/ entries are 8 hex digits). Tensors may appear in any
+ * metadata (string values; crc32/ entries are 8 hex digits), and for a weft-written file
+ * the header checksum and the checks' coverage (see above). Tensors may appear in any
  * order. The file stays open until wf_st_close (caller owns the handle).
  * NULL + WF_EIO (cannot open/read), WF_ECORRUPT (message names path and problem),
  * WF_ENOMEM, WF_ENULL. */
@@ -108,6 +123,13 @@ wf_tensor *wf_st_load(wf_st_file *f, const char *name);
 /* Read the tensor named name into dst (any device and dtype: values are cast), which must
  * have the same shape. Returns 0, or the codes of wf_st_load, or WF_ESHAPE. */
 int wf_st_load_into(wf_st_file *f, const char *name, wf_tensor *dst);
+/* Whether f is a weft-written file whose header checksum verified and whose tensors all have
+ * checksums (false for NULL, other writers' files and weft files older than the mark). */
+bool wf_st_is_sealed(const wf_st_file *f);
+/* Read every tensor that has a checksum and verify it (1 MiB at a time, whatever the tensor
+ * sizes), without keeping anything: a whole-file check before using any of it. Returns 0,
+ * WF_ECORRUPT (names the tensor and the file), WF_EIO, WF_ENOMEM, WF_ENULL. */
+int wf_st_verify(wf_st_file *f);
 /* The __metadata__ value for key (borrowed, valid until wf_st_close), or NULL if absent. */
 const char *wf_st_metadata(const wf_st_file *f, const char *key);
 /* Number of __metadata__ entries (crc32/ entries included) and the key of entry i (header

@@ -89,6 +89,16 @@ def check_weft_written(tool, tmp):
         assert zlib.crc32(data[b:e]) == crc, f"crc of {name}"
         itemsize = {"F64": 8, "I64": 8, "F32": 4, "I32": 4, "F16": 2, "BF16": 2, "U8": 1, "BOOL": 1}[info["dtype"]]
         assert b % itemsize == 0, f"{name} misaligned at {b}"
+    # the header checksum: CRC-32 of the length bytes and the header, its own digits as zeros
+    tok = b'"weft/header_crc32":"'
+    hdr = raw[8 : 8 + n]
+    assert hdr.count(tok) == 1, "weft/header_crc32 must appear once"
+    pos = hdr.index(tok) + len(tok)
+    zeroed = raw[:8] + hdr[:pos] + b"00000000" + hdr[pos + 8 :]
+    assert zlib.crc32(zeroed) == int(hdr[pos : pos + 8], 16), "header crc"
+    assert header["__metadata__"]["weft/safetensors"] == "2"
+    ends = sorted((i["data_offsets"][0], i["data_offsets"][1]) for k, i in header.items() if k != "__metadata__")
+    assert max(e for _, e in ends) == len(data), "trailing bytes after the tensors"
     b, e = header["bf16"]["data_offsets"]
     bits = struct.unpack("<3H", data[b:e])
     assert list(bits) == [0x3F80, 0xC040, 0x4049], bits
