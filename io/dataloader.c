@@ -3,7 +3,8 @@
  *
  * Workers claim batch numbers in order and fill slots of a ring (capacity workers x
  * prefetch); the caller takes batches strictly in order, so results are identical with any
- * number of workers. A worker's error travels with its batch (errors are thread-local). */
+ * number of workers. A worker's error travels with its batch (errors are thread-local).
+ * A batch no worker has claimed yet when the caller asks for it is made by the caller. */
 #include "../tensor/tensor_impl.h"
 #include "weft/data.h"
 
@@ -248,6 +249,22 @@ int wf_dataloader_next(wf_dataloader *dl, wf_tensor **out) {
         if (rc) return rc;
     } else {
         pthread_mutex_lock(&dl->mu);
+        if (dl->next_claim == b) {
+            /* No worker has taken this batch yet (the first of an epoch, or workers that fall
+             * behind): make it here rather than wait for a thread to wake up. The batch is the
+             * same whoever makes it; its slot stays empty, and workers go on from b + 1. */
+            dl->next_claim++;
+            pthread_cond_broadcast(&dl->cv_work);
+            pthread_mutex_unlock(&dl->mu);
+            int rc = make_batch(dl, b, out);
+            pthread_mutex_lock(&dl->mu);
+            dl->next_consume++;
+            pthread_cond_broadcast(&dl->cv_work);
+            pthread_mutex_unlock(&dl->mu);
+            if (rc) return rc;
+            for (int f = 0; f < dl->nf; f++) wf__scope_register(out[f]);
+            return 1;
+        }
         slot *s = &dl->slots[b % dl->cap];
         while (!(s->batch == b && (s->state == SLOT_READY || s->state == SLOT_FAILED)))
             pthread_cond_wait(&dl->cv_done, &dl->mu);
