@@ -4,7 +4,7 @@ kept as uint8 like torchvision's FashionMNIST, ToTensor + Normalize(0.2860, 0.35
 sample, shuffled batches of 64 with one loader worker, Adam lr 1e-3 with a per-step cosine
 schedule to zero, then test accuracy in batches of 1000 on the main process).
 
-    python3 bench/peer_memory.py --model mlp|cnn [--data DIR] [--workers 1]
+    python3 bench/peer_memory.py --model mlp|cnn [--data DIR] [--workers 1] [--steps N]
 Last line: {"impl":"pytorch","model":...,"peak_rss_mb":...,"worker_peak_rss_mb":...}
 peak_rss_mb is this process (getrusage RUSAGE_SELF); a loader worker is a forked process,
 whose own peak is reported apart (RUSAGE_CHILDREN, after the loader has ended)."""
@@ -18,6 +18,7 @@ p = argparse.ArgumentParser()
 p.add_argument("--model", default="mlp")
 p.add_argument("--data", default="/usr/share/datasets/fashion-mnist")
 p.add_argument("--workers", type=int, default=1)
+p.add_argument("--steps", type=int, default=0)   # 0 = the whole epoch (as bench_memory --steps)
 a = p.parse_args()
 
 def peak_mb(who=resource.RUSAGE_SELF):
@@ -63,6 +64,8 @@ for x, y in tr:
     opt.step()
     sched.step()
     steps += 1
+    if a.steps and steps >= a.steps:
+        break
 train_s = time.time() - t0
 model.eval()
 correct = total = 0
