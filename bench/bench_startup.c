@@ -6,7 +6,8 @@
  * includes exec, the dynamic loader and library constructors.
  *
  *   bench_startup [--model mlp|cnn] [--runs 10]
- * Last line: {"impl":"weft","model":"mlp","startup_ms_median":...,"startup_ms_min":...} */
+ * Last line: {"impl":"weft","model":"mlp","startup_ms_median":...,"startup_ms_min":...}
+ * -DBENCH_F32_DATASET builds it against a libweft without wf_uint8_image_dataset (a before/after). */
 #include "bench_models.h"
 #include "weft/optim.h"
 
@@ -34,7 +35,14 @@ static int child(bool cnn, double t_spawn, int fd) {
     wf_dataset ds;
     wf_tensor *x = wf_from_data(pixels, WF_SHAPE(N, 1, 28, 28), WF_U8);
     wf_tensor *y = wf_randint(0, 10, WF_SHAPE(N), WF_I64);
+#ifdef BENCH_F32_DATASET
+    /* the path before uint8 datasets (to build this file against an older libweft): the
+     * whole dataset normalized to f32 up front */
+    wf_tensor *xf = wf_div_scalar(wf_sub_scalar(wf_div_scalar(wf_to_dtype(x, WF_F32), 255.0), 0.2860), 0.3530);
+    if (!xf || !y || wf_tensor_dataset((wf_tensor *[]){ xf, y }, 2, &ds)) goto fail;
+#else
     if (!x || !y || wf_uint8_image_dataset(x, y, 0.2860, 0.3530, &ds)) goto fail;
+#endif
     wf_dataloader *dl = wf_dataloader_new(&ds, &(wf_dataloader_opts){ .batch_size = 64, .shuffle = true, .num_workers = 1 });
     if (!dl) goto fail;
     t[P_DATA] = bench_now();
