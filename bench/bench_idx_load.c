@@ -51,6 +51,7 @@ int main(int argc, char **argv) {
         if (!strcmp(argv[i], "--file")) path = argv[i + 1];
         else if (!strcmp(argv[i], "--repeat")) repeat = atoi(argv[i + 1]);
     }
+    if (repeat < 1) repeat = 1;
     size_t bytes = 0;
     if (zlib_pass(path, &bytes) < 0 || weft_pass(path) < 0) {   /* warm the page cache */
         fprintf(stderr, "error: %s: %s\n", path, wf_error() ? wf_error_message() : "cannot read");
