@@ -264,7 +264,7 @@ static wf_tensor *load(src *s, int64_t file_size, uint64_t gz_limit) {
          * (wider types), so loading never holds two copies of the data. */
         t = wf_empty_on(shape, ndim, dt, WF_CPU);
         if (!t) return NULL;
-        if (!numel) return t;
+        if (!numel && file_size >= 0) return t;   /* a stream still gets its trailing-bytes check */
         char *out = wf__host_ptr(t);
         bool direct = esize == 1 && osize == 1;
         size_t chunk = IDX_CHUNK;

@@ -291,6 +291,10 @@ START_TEST(test_fashion_mnist_bad_files) {
     write_gz("train-images-idx3-ubyte.gz", 0x08, 3, (const uint32_t[]){ N - 1, H, W }, g_pix, N * H * W);
     ck_assert_int_eq(wf_fashion_mnist(g_dir, true, 0, 0, &ds), WF_ECORRUPT);
     ck_assert_error(WF_ECORRUPT, "trailing bytes");
+    /* no images, yet bytes after the header: still checked */
+    write_gz("train-images-idx3-ubyte.gz", 0x08, 3, (const uint32_t[]){ 0, H, W }, g_pix, 3);
+    ck_assert_int_eq(wf_fashion_mnist(g_dir, true, 0, 0, &ds), WF_ECORRUPT);
+    ck_assert_error(WF_ECORRUPT, "trailing bytes after the 0 data bytes");
     /* a missing file */
     remove(p);
     ck_assert_int_eq(wf_fashion_mnist(g_dir, true, 0, 0, &ds), WF_EIO);
