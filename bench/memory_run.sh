@@ -11,7 +11,7 @@ PY=${PYTHON:-python3}   # a python3 with torch (Debian's python3-torch: PYTHON=/
 have_torch=0; "$PY" -c "import torch" 2>/dev/null && have_torch=1
 for m in mlp cnn; do
   steps=0; [ "$m" = cnn ] && steps=${CNN_STEPS:-0}
-  echo "== $m, one epoch"
+  echo "== $m, one epoch$([ "$steps" != 0 ] && echo " ($steps training steps)")"
   "$B"/bench/bench_memory --model $m --steps "$steps" 2>&1 | tail -1
   [ $have_torch = 1 ] && "$PY" "$(dirname "$0")"/peer_memory.py --model $m --steps "$steps" 2>&1 | tail -1
 done
