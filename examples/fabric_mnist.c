@@ -125,7 +125,7 @@ int main(int argc, char **argv) {
     wf_fabric_loader *train_dl = wf_fabric_setup_dataloader(fab, wf_dataloader_new(&train, &(wf_dataloader_opts){
         .batch_size = batch, .shuffle = true, .seed = seed + 1, .num_workers = workers }), NULL);
     wf_fabric_loader *test_dl = wf_fabric_setup_dataloader(fab, wf_dataloader_new(&test, &(wf_dataloader_opts){
-        .batch_size = 1000, .num_workers = workers }), NULL);
+        .batch_size = 1000 }), NULL);   /* drawn on this thread: see examples/fashion_mnist.c */
     wf_module *model = is_cnn ? make_cnn() : make_mlp();
     if (!train_dl || !test_dl || !model) {
         fprintf(stderr, "error: %s\n", wf_error_message());

@@ -120,7 +120,9 @@ int main(int argc, char **argv) {
     }
     wf_dataloader *train_dl = wf_dataloader_new(&train, &(wf_dataloader_opts){ .batch_size = batch, .shuffle = true,
                                                                                .seed = seed + 1, .num_workers = workers });
-    wf_dataloader *test_dl = wf_dataloader_new(&test, &(wf_dataloader_opts){ .batch_size = 1000, .num_workers = workers });
+    /* the test batches (1000 images, 3 MB as f32) are drawn on this thread: prefetching them
+     * would hold three at once for ten batches' worth of overlap */
+    wf_dataloader *test_dl = wf_dataloader_new(&test, &(wf_dataloader_opts){ .batch_size = 1000 });
     wf_module *model = is_cnn ? make_cnn() : make_mlp();
     if (!train_dl || !test_dl || !model || wf_module_to(model, dev, WF_DTYPE_DEFAULT) ||
         wf_precision_convert_module(prec, model)) {

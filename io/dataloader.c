@@ -3,7 +3,8 @@
  *
  * Workers claim batch numbers in order and fill slots of a ring (capacity workers x
  * prefetch); the caller takes batches strictly in order, so results are identical with any
- * number of workers. A worker's error travels with its batch (errors are thread-local). */
+ * number of workers. A worker's error travels with its batch (errors are thread-local).
+ * A batch no worker has claimed yet when the caller asks for it is made by the caller. */
 #include "../tensor/tensor_impl.h"
 #include "weft/data.h"
 
@@ -42,6 +43,7 @@ struct wf_dataloader {
     pthread_mutex_t mu;
     pthread_cond_t cv_work, cv_done;
     int64_t next_claim;
+    int64_t caller_claim;  /* a batch kept for the caller (start_epoch), or -1 */
     slot *slots;
     bool stop;
 };
@@ -104,6 +106,7 @@ wf_dataloader *wf_dataloader_new(const wf_dataset *ds, const wf_dataloader_opts 
     if (!dl) { wf__error(WF_ENOMEM, "wf_dataloader_new: out of memory"); return NULL; }
     dl->ds = *ds;
     dl->nf = ds->n_fields;
+    dl->caller_claim = -1;
     dl->batch_size = o->batch_size ? o->batch_size : 1;
     dl->drop_last = o->drop_last;
     int64_t n = ds->len(ds->ud);
@@ -146,8 +149,9 @@ int64_t wf_dataloader_len(const wf_dataloader *dl) {
     return dl->drop_last ? n / dl->batch_size : (n + dl->batch_size - 1) / dl->batch_size;
 }
 
-int wf_dataloader_set_epoch(wf_dataloader *dl, uint64_t epoch) {
-    if (!dl) return wf__error(WF_ENULL, "wf_dataloader_set_epoch: NULL loader");
+/* keep_first: the caller is about to ask for batch 0 (an epoch started by next): it makes
+ * that batch itself, so workers start from batch 1 and nobody waits for a thread to wake. */
+static int start_epoch(wf_dataloader *dl, uint64_t epoch, bool keep_first) {
     pthread_mutex_lock(&dl->mu);
     dl->started = false;           /* workers stop claiming */
     for (;;) {                     /* wait for batches in flight */
@@ -169,13 +173,20 @@ int wf_dataloader_set_epoch(wf_dataloader *dl, uint64_t epoch) {
         dl->n_idx = n;
         dl->n_batches = wf_dataloader_len(dl);
         dl->epoch = epoch;
-        dl->next_consume = dl->next_claim = 0;
+        dl->next_consume = 0;
+        dl->next_claim = keep_first && dl->n_batches > 0 ? 1 : 0;
+        dl->caller_claim = keep_first && dl->n_batches > 0 ? 0 : -1;
         dl->finished = false;
         dl->started = true;
         pthread_cond_broadcast(&dl->cv_work);
     }
     pthread_mutex_unlock(&dl->mu);
     return rc;
+}
+
+int wf_dataloader_set_epoch(wf_dataloader *dl, uint64_t epoch) {
+    if (!dl) return wf__error(WF_ENULL, "wf_dataloader_set_epoch: NULL loader");
+    return start_epoch(dl, epoch, false);
 }
 
 /* Swap in s with no batch in flight; the old sampler is freed unless s took it over (a
@@ -234,7 +245,7 @@ int wf_dataloader_distribute(wf_dataloader *dl, int num_replicas, int rank) {
 int wf_dataloader_next(wf_dataloader *dl, wf_tensor **out) {
     if (!dl || !out) return wf__error(WF_ENULL, "wf_dataloader_next: NULL argument");
     if (!dl->started) {
-        int rc = wf_dataloader_set_epoch(dl, dl->finished ? dl->epoch + 1 : dl->epoch);
+        int rc = start_epoch(dl, dl->finished ? dl->epoch + 1 : dl->epoch, true);
         if (rc) return rc;
     }
     if (dl->next_consume >= dl->n_batches) {
@@ -248,6 +259,23 @@ int wf_dataloader_next(wf_dataloader *dl, wf_tensor **out) {
         if (rc) return rc;
     } else {
         pthread_mutex_lock(&dl->mu);
+        if (dl->next_claim == b || dl->caller_claim == b) {
+            /* No worker has taken this batch yet (the first of an epoch, or workers that fall
+             * behind): make it here rather than wait for a thread to wake up. The batch is the
+             * same whoever makes it; its slot stays empty, and workers go on from b + 1. */
+            if (dl->caller_claim == b) dl->caller_claim = -1;
+            else dl->next_claim++;
+            pthread_cond_broadcast(&dl->cv_work);
+            pthread_mutex_unlock(&dl->mu);
+            int rc = make_batch(dl, b, out);
+            pthread_mutex_lock(&dl->mu);
+            dl->next_consume++;
+            pthread_cond_broadcast(&dl->cv_work);
+            pthread_mutex_unlock(&dl->mu);
+            if (rc) return rc;
+            for (int f = 0; f < dl->nf; f++) wf__scope_register(out[f]);
+            return 1;
+        }
         slot *s = &dl->slots[b % dl->cap];
         while (!(s->batch == b && (s->state == SLOT_READY || s->state == SLOT_FAILED)))
             pthread_cond_wait(&dl->cv_done, &dl->mu);

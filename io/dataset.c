@@ -168,12 +168,11 @@ int wf_fashion_mnist(const char *dir, bool train, double mean, double std, wf_da
     else if (img->ndim != 3 || lab->ndim != 1 || img->shape[0] != lab->shape[0] || img->dtype != WF_U8 || lab->dtype != WF_U8)
         rc = wf__error(WF_ECORRUPT, "wf_fashion_mnist: %s and %s do not hold N images of HxW bytes and N labels", ip, lp);
     else {
-        wf_tensor *x = wf_div_scalar(wf_to_dtype(img, WF_F32), 255.0);
-        if (std > 0) x = wf_div_scalar(wf_sub_scalar(x, mean), std);
-        x = wf_reshape(x, (int64_t[]){ img->shape[0], 1, img->shape[1], img->shape[2] }, 4);
+        /* the bytes stay bytes (a view adds the channel dim); labels widen to i64 once
+         * (8 bytes a sample); the u8 label tensor dies with the scope */
+        wf_tensor *x = wf_view(img, (int64_t[]){ img->shape[0], 1, img->shape[1], img->shape[2] }, 4);
         wf_tensor *y = wf_to_dtype(lab, WF_I64);
-        wf_tensor *ts[2] = { x, y };
-        rc = x && y ? wf_tensor_dataset(ts, 2, out) : wf_error();
+        rc = x && y ? wf_uint8_image_dataset(x, y, mean, std > 0 ? std : 0, out) : wf_error();
     }
     wf_scope_end();
     return rc;

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 
 #ifdef WEFT_HAVE_ZLIB
 #include <zlib.h>
@@ -15,6 +16,41 @@
 
 #define IDX_GZ_CAP ((uint64_t)2 << 30)   /* most data accepted from a stream of unknown size */
 #define IDX_CHUNK ((size_t)1 << 20)
+
+/* A progress line on stderr, shown only once a load has taken more than a second (a slow
+ * disk or a large file): quick loads stay silent. */
+typedef struct progress {
+    const char *path;
+    uint64_t total;
+    double start, last;
+    bool shown;
+} progress;
+
+static double mono_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static void progress_start(progress *p, const char *path, uint64_t total) {
+    *p = (progress){ .path = path, .total = total, .start = mono_now() };
+    p->last = p->start;
+}
+
+static void progress_update(progress *p, uint64_t done) {
+    double t = mono_now();
+    if (t - p->start < 1.0 || (p->shown && t - p->last < 0.25 && done < p->total)) return;
+    fprintf(stderr, "\rloading %s: %.1f of %.1f MB (%.0f%%)", p->path, (double)done / 1e6,
+            (double)p->total / 1e6, p->total ? 100.0 * (double)done / (double)p->total : 100.0);
+    fflush(stderr);
+    p->shown = true;
+    p->last = t;
+}
+
+static void progress_end(progress *p) {
+    if (p->shown) fprintf(stderr, "\n");
+    p->shown = false;
+}
 
 typedef struct src {
     const char *path;
@@ -139,7 +175,9 @@ static const char *type_name(int type) {
     }
 }
 
-static wf_tensor *load(src *s, int64_t file_size /* -1 when unknown */) {
+/* file_size: the exact data size of a plain file, -1 for a stream. gz_limit: the most bytes
+ * the stream can inflate to (0 when unknown); a claim within it is allocated up front. */
+static wf_tensor *load(src *s, int64_t file_size, uint64_t gz_limit) {
     const char *path = s->path;
     unsigned char hdr[4 + 4 * WF_MAX_DIMS];
     int64_t got = src_read(s, hdr, 4);
@@ -220,34 +258,58 @@ static wf_tensor *load(src *s, int64_t file_size /* -1 when unknown */) {
 
     wf_tensor *t = NULL;
     size_t osize = wf_dtype_size(dt);
-    if (file_size >= 0) {
-        /* size verified against the file: allocate, then read and convert in chunks */
+    if (file_size >= 0 || nbytes <= gz_limit) {
+        /* The size is verified against the file, or is one the compressed file can hold:
+         * allocate once and inflate straight into the tensor (bytes) or through a chunk
+         * (wider types), so loading never holds two copies of the data. */
         t = wf_empty_on(shape, ndim, dt, WF_CPU);
         if (!t) return NULL;
-        if (!numel) return t;
+        if (!numel && file_size >= 0) return t;   /* a stream still gets its trailing-bytes check */
         char *out = wf__host_ptr(t);
+        bool direct = esize == 1 && osize == 1;
         size_t chunk = IDX_CHUNK;
-        unsigned char *raw = wf__malloc(chunk);
-        if (!raw) { wf_tensor_free(t); wf__error(WF_ENOMEM, "wf_idx_load: %s: out of memory", path); return NULL; }
+        unsigned char *raw = direct ? NULL : wf__malloc(chunk);
+        if (!direct && !raw) { wf_tensor_free(t); wf__error(WF_ENOMEM, "wf_idx_load: %s: out of memory", path); return NULL; }
+        progress pg;
+        progress_start(&pg, path, nbytes);
         uint64_t done = 0;
         while (done < nbytes) {
             size_t k = (size_t)(nbytes - done < chunk ? nbytes - done : chunk);
-            int64_t r = src_read(s, raw, k);
+            int64_t r = src_read(s, direct ? (unsigned char *)out + done : raw, k);
             if (r < 0 || (size_t)r < k) {
-                if (r >= 0)
+                if (r >= 0 && file_size >= 0)
                     wf__error(WF_ECORRUPT, "wf_idx_load: %s: truncated data (file shrank while reading)", path);
+                else if (r >= 0)
+                    wf__error(WF_ECORRUPT, "wf_idx_load: %s: truncated data: dims %s of %s need %llu bytes, the stream has %llu",
+                              path, sbuf, type_name(type), (unsigned long long)nbytes, (unsigned long long)(done + (uint64_t)r));
+                progress_end(&pg);
                 wf__free(raw, chunk);
                 wf_tensor_free(t);
                 return NULL;
             }
-            convert(out + (done / esize) * osize, raw, k / esize, type);
+            if (!direct) convert(out + (done / esize) * osize, raw, k / esize, type);
             done += k;
+            progress_update(&pg, done);
         }
+        progress_end(&pg);
         wf__free(raw, chunk);
+        if (file_size < 0) {   /* a stream: nothing may follow the data */
+            unsigned char extra;
+            int64_t r = src_read(s, &extra, 1);
+            if (r != 0) {
+                if (r > 0)
+                    wf__error(WF_ECORRUPT, "wf_idx_load: %s: trailing bytes after the %llu data bytes of dims %s",
+                              path, (unsigned long long)nbytes, sbuf);
+                wf_tensor_free(t);
+                return NULL;
+            }
+        }
         return t;
     }
 
-    /* unknown size (gzip, pipe): grow a buffer as data actually arrives, never beyond nbytes */
+    /* unknown size (a pipe, or a gzip file too small to hold what its header claims): grow a
+     * buffer as data actually arrives, never beyond nbytes, so memory follows the real data
+     * and the error can say how much there was */
     unsigned char *buf = NULL;
     size_t cap = 0, len = 0;
     while (len < nbytes) {
@@ -314,7 +376,10 @@ wf_tensor *wf_idx_load(const char *path) {
         if (!s.gz) { wf__error(WF_EIO, "wf_idx_load: %s: %s", path, strerror(errno)); return NULL; }
         s.is_gz = true;
         gzbuffer(s.gz, 1 << 17);
-        wf_tensor *t = load(&s, -1);
+        /* deflate expands at most about 1032:1, so a gzip file of st_size bytes cannot hold
+         * more than this; a header claiming more is damaged and takes the measuring path */
+        uint64_t limit = (uint64_t)st.st_size * 1040u + 4096u;
+        wf_tensor *t = load(&s, -1, limit);
         src_close(&s);
         return t;
 #else
@@ -328,7 +393,7 @@ wf_tensor *wf_idx_load(const char *path) {
     /* regular files: sizes are checked against st_size before allocating; others (pipes)
      * are read incrementally like gzip streams */
     int64_t size = S_ISREG(st.st_mode) ? (int64_t)st.st_size : -1;
-    wf_tensor *t = load(&s, size);
+    wf_tensor *t = load(&s, size, 0);
     src_close(&s);
     return t;
 }

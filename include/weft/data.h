@@ -35,9 +35,25 @@ int wf_tensor_dataset(wf_tensor *const *tensors, int n, wf_dataset *out);
 int wf_subset_dataset(const wf_dataset *base, const int64_t *indices, int64_t n, wf_dataset *out);
 void wf_dataset_free(wf_dataset *d);
 
+/* 8-bit images kept as bytes (torchvision's datasets keep .data as uint8 too), with
+ * ToTensor() + Normalize(mean, std) applied to each batch as it is drawn, in one pass:
+ * a sample's f32 values are ((float)byte / 255 - mean) / std (f32 arithmetic, the same bits
+ * as converting to f32 and calling wf_div_scalar(., 255), wf_sub_scalar(., mean),
+ * wf_div_scalar(., std)); std == 0 gives byte / 255. images: WF_U8 on the CPU, [N, ...]
+ * (batches are f32 [n, ...]); targets: [N, ...] of any dtype, gathered as they are, or NULL
+ * for a one-field dataset. Both are retained (no copy unless images is not contiguous).
+ * Memory is the bytes plus one batch. Returns 0, WF_ENULL, WF_EDTYPE (not uint8),
+ * WF_EDEVICE (not on the CPU), WF_ESHAPE (first dimensions differ), WF_EINVAL (std < 0 or
+ * not finite), WF_ENOMEM. get_batch gives WF_EINDEX for an index outside [0, N). */
+int wf_uint8_image_dataset(wf_tensor *images, wf_tensor *targets, double mean, double std, wf_dataset *out);
+/* The same fused pass on a whole tensor: a new contiguous f32 tensor of x's shape (owned per
+ * tensor.h). x must be WF_U8 on the CPU; NULL + WF_ENULL / WF_EDTYPE / WF_EDEVICE otherwise. */
+wf_tensor *wf_normalize_uint8(wf_tensor *x, double mean, double std);
+
 /* Fashion-MNIST / MNIST from IDX files in dir ("train" or "test" split):
  * images f32 [N,1,28,28] scaled to [0,1] (then normalized with mean/std when std > 0),
- * labels i64 [N]. dir NULL = /usr/share/datasets/fashion-mnist. */
+ * labels i64 [N]. dir NULL = /usr/share/datasets/fashion-mnist. The images stay uint8 in
+ * memory (a wf_uint8_image_dataset): each batch is converted as it is drawn. */
 int wf_fashion_mnist(const char *dir, bool train, double mean, double std, wf_dataset *out);
 
 /* ---------------------------------------------------------------- samplers */

@@ -42,7 +42,9 @@ static inline uint32_t wf_crc32c_mask(uint32_t crc) {
  * Fails with NULL and: WF_EIO (cannot open/read: names path and strerror), WF_ECORRUPT
  * (bad magic, unknown type code, ndim 0 or > 8, dims whose byte size overflows or does not
  * match the data, truncated data, trailing bytes, damaged gzip stream; data beyond 2 GiB
- * decompressed), WF_ENOTSUP (gzip without zlib), WF_ENOMEM. */
+ * decompressed), WF_ENOTSUP (gzip without zlib), WF_ENOMEM.
+ * The data is read (or inflated) straight into the tensor, chunk by chunk: no second copy.
+ * A load that takes more than a second shows a progress line on stderr. */
 wf_tensor *wf_idx_load(const char *path);
 
 /* ---------------------------------------------------------------- safetensors
