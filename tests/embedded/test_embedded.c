@@ -94,9 +94,10 @@ START_TEST(test_too_small_arena_fails_cleanly) {
     ck_assert_uint_eq(rep.arena.in_use, 0);                  /* no leak on the error path */
     ck_assert_uint_eq(rep.arena.n_bad_frees, 0);
     /* weft is usable again afterwards, with its default allocator */
-    wf_tensor *t = wf_ones(WF_SHAPE(4), WF_F32);
-    ck_assert_ptr_nonnull(t);
-    ck_assert_double_eq_tol(wf_item(wf_sum_all(t)), 4.0, 1e-9);
+    wf_tensor *t = wf_ones(WF_SHAPE(4), WF_F32), *sum = wf_sum_all(t);
+    ck_assert_ptr_nonnull(sum);
+    ck_assert_double_eq_tol(wf_item(sum), 4.0, 1e-9);
+    wf_tensor_free(sum);
     wf_tensor_free(t);
 }
 END_TEST
