@@ -257,10 +257,11 @@ static int mpi_nodes_from_hosts(wf_cluster_info *out) {
     enum { HN = 256 };
     char me[HN] = {0};
     if (gethostname(me, HN - 1)) snprintf(me, HN, "unknown");
-    char *all = malloc((size_t)out->world_size * HN);
+    size_t n_all = (size_t)out->world_size * HN;
+    char *all = wf__malloc(n_all);
     if (!all) return wf__error(WF_ENOMEM, OP " (mpi): no memory for %d host names", out->world_size);
     if (MPI_Allgather(me, HN, MPI_CHAR, all, HN, MPI_CHAR, MPI_COMM_WORLD) != MPI_SUCCESS) {
-        free(all);
+        wf__free(all, n_all);
         return wf__error(WF_EDIST, OP " (mpi): MPI_Allgather of the host names failed");
     }
     int distinct = 0;
@@ -273,7 +274,7 @@ static int mpi_nodes_from_hosts(wf_cluster_info *out) {
         if (!strncmp(h, me, HN)) out->node_rank = distinct;
         distinct++;
     }
-    free(all);
+    wf__free(all, n_all);
     out->num_nodes = distinct;
     if (out->node_rank < 0) return wf__error(WF_EDIST, OP " (mpi): this host \"%s\" is not among the ranks' hosts", me);
     return 0;
