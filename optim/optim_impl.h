@@ -81,6 +81,9 @@ void wf__optim_flush(wf_optim_batch *b);
  * when the batch fills); with NULL it runs now. */
 int wf__optim_update(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_tensor *g,
                      wf_param_state *st, wf_optim_batch *batch);
+/* Allocate the state tensors p's update needs (as the first update would), so that a step
+ * can fail for want of memory before it changes any parameter. Returns 0 or a code. */
+int wf__optim_prepare(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_param_state *st);
 
 /* ---------------------------------------------------------------- JSON (optim/ojson.c) */
 

@@ -49,6 +49,13 @@ static int ensure_state(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf
     return rc;
 }
 
+int wf__optim_prepare(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_param_state *st) {
+    bool was = st->initialized;
+    int rc = ensure_state(opt, h, p, st);
+    st->initialized = was;   /* a state counts once its first update ran (state_dict) */
+    return rc;
+}
+
 /* ---------------------------------------------------------------- fused CPU loops */
 
 /* torch.lerp on CPU: weight < 0.5 ? a + w*(b-a) : b - (b-a)*(1-w) */
