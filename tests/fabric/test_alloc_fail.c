@@ -11,6 +11,8 @@
  *    two steps), so the optimizer's state was not half-updated either;
  *  - once everything is freed and the caches emptied, no block is left with the allocator
  *    (a leak is named with its N here; ASan's leak check covers the rest).
+ * Each N runs twice: the fault at N alone, and at N and every allocation after it (memory
+ * stays short, so the error paths get none either).
  * Two paths: the plain calls (wf_backward, wf_optimizer_step, a safetensors writer) and the
  * Fabric's (setup, wf_fabric_backward, wf_fabric_step, wf_fabric_save); two models: Linear +
  * ReLU + Linear, and a small Conv2d. A last test puts the fault in building the model, the
@@ -29,15 +31,17 @@
 
 static atomic_long g_count;     /* allocations asked for so far */
 static atomic_long g_fail_at;   /* the one that fails (0: none) */
+static atomic_bool g_sticky;    /* and every one after it too */
 static atomic_long g_failed;    /* allocations refused */
 static atomic_long g_live;      /* blocks handed out and not yet freed */
 
 static void *fa_alloc(void *ud, size_t size) {
     (void)ud;
     long k = atomic_fetch_add(&g_count, 1) + 1;
-    if (k == atomic_load(&g_fail_at)) {
-        atomic_fetch_add(&g_failed, 1);
-        if (getenv("WF_TEST_ALLOC_TRACE")) {   /* debugging: where the refused block was asked for */
+    long at = atomic_load(&g_fail_at);
+    if (at && (k == at || (k > at && atomic_load(&g_sticky)))) {
+        if (k == at) atomic_fetch_add(&g_failed, 1);
+        if (k == at && getenv("WF_TEST_ALLOC_TRACE")) {   /* debugging: where the refused block was asked for */
             void *frames[32];
             backtrace_symbols_fd(frames, backtrace(frames, 32), 2);
         }
@@ -55,10 +59,12 @@ static void fa_free(void *ud, void *p, size_t size) {
     free(p);
 }
 
-/* Arm the fault at the nth allocation from now (0: none), caches emptied first. */
-static void arm(long n) {
+/* Arm the fault at the nth allocation from now (0: none), caches emptied first; sticky: that
+ * one and all after it fail (memory stays short, so the error paths get none either). */
+static void arm(long n, bool sticky) {
     wf_empty_cache();
     atomic_store(&g_failed, 0);
+    atomic_store(&g_sticky, sticky);
     atomic_store(&g_fail_at, n ? atomic_load(&g_count) + n : 0);
 }
 static void disarm(void) { atomic_store(&g_fail_at, 0); }
@@ -208,7 +214,7 @@ static long count_step(int model, int path) {
     rig r;
     ck_assert_int_eq(rig_init(&r, model, path), 0);
     double loss;
-    arm(0);
+    arm(0, false);
     long before = atomic_load(&g_count);
     ck_assert_msg(step(&r, &loss) == 0, "%s", wf_error_message());
     long n = atomic_load(&g_count) - before;
@@ -235,53 +241,58 @@ static void sweep(int model, int path) {
 
     long total = count_step(model, path);
     ck_assert_int_gt(total, 10);
-    int untouched = 0, updated = 0, absorbed = 0;
-    long absorbed_at[16];
-    long only = getenv("WF_TEST_ALLOC_N") ? atol(getenv("WF_TEST_ALLOC_N")) : 0;   /* debugging: one N */
-    for (long n = only ? only : 1; n <= (only ? only : total); n++) {
-        ck_assert_int_eq(rig_init(&r, model, path), 0);
-        arm(n);
-        int rc = step(&r, &loss);
-        disarm();
-        ck_assert_msg(atomic_load(&g_failed) == 1, "%s N=%ld: the fault was not reached", what, n);
-        take(&r, &now);
-        bool was_untouched = same(&now, &init);
-        if (rc == 0) {
-            /* absorbed: the library did without the block (a scope's reserve); the step
-             * must then be exactly an uninterrupted one */
-            ck_assert_msg(wf_error() == WF_OK && isfinite(loss) && same(&now, &ref1),
-                          "%s N=%ld: the step succeeded but differs from an uninterrupted one (%s)",
-                          what, n, wf_error_message());
-            if (absorbed < 16) absorbed_at[absorbed] = n;
-            absorbed++;
-        } else {
-            ck_assert_msg(rc == WF_ENOMEM && wf_error() == WF_ENOMEM,
-                          "%s N=%ld of %ld: got %s (error %s: %s)", what, n, total, wf_error_name(rc),
-                          wf_error_name(wf_error()), wf_error_message());
-            ck_assert_msg(was_untouched || same(&now, &ref1), "%s N=%ld: parameters half updated", what, n);
-            was_untouched ? untouched++ : updated++;
+    /* the fault at N alone, then at N and every allocation after it */
+    for (int sticky = 0; sticky < 2; sticky++) {
+        const char *mode = sticky ? " and after" : "";
+        int untouched = 0, updated = 0, absorbed = 0;
+        long absorbed_at[16];
+        long only = getenv("WF_TEST_ALLOC_N") ? atol(getenv("WF_TEST_ALLOC_N")) : 0;   /* debugging: one N */
+        for (long n = only ? only : 1; n <= (only ? only : total); n++) {
+            ck_assert_int_eq(rig_init(&r, model, path), 0);
+            arm(n, sticky);
+            int rc = step(&r, &loss);
+            disarm();
+            ck_assert_msg(atomic_load(&g_failed) == 1, "%s N=%ld%s: the fault was not reached", what, n, mode);
+            take(&r, &now);
+            bool was_untouched = same(&now, &init);
+            if (rc == 0) {
+                /* absorbed: the library did without the block (a scope's reserve); the step
+                 * must then be exactly an uninterrupted one */
+                ck_assert_msg(wf_error() == WF_OK && isfinite(loss) && same(&now, &ref1),
+                              "%s N=%ld%s: the step succeeded but differs from an uninterrupted one (%s)",
+                              what, n, mode, wf_error_message());
+                if (absorbed < 16) absorbed_at[absorbed] = n;
+                absorbed++;
+            } else {
+                ck_assert_msg(rc == WF_ENOMEM && wf_error() == WF_ENOMEM,
+                              "%s N=%ld%s of %ld: got %s (error %s: %s)", what, n, mode, total,
+                              wf_error_name(rc), wf_error_name(wf_error()), wf_error_message());
+                ck_assert_msg(was_untouched || same(&now, &ref1), "%s N=%ld%s: parameters half updated", what, n, mode);
+                was_untouched ? untouched++ : updated++;
+            }
+            /* allocations work again: the next step is the first (or second) uninterrupted one */
+            rc = step(&r, &loss);
+            ck_assert_msg(rc == 0, "%s N=%ld%s: the next step failed: %s", what, n, mode, wf_error_message());
+            ck_assert_msg(isfinite(loss), "%s N=%ld%s: loss %g", what, n, mode, loss);
+            take(&r, &now);
+            ck_assert_msg(same(&now, was_untouched ? &ref1 : &ref2),
+                          "%s N=%ld%s: the step after the failure differs from an uninterrupted run", what, n, mode);
+            rig_free(&r);
+            wf_empty_cache();
+            ck_assert_msg(atomic_load(&g_live) == 0, "%s N=%ld%s: %ld blocks leaked", what, n, mode,
+                          atomic_load(&g_live));
         }
-        /* allocations work again: the next step is the first (or second) uninterrupted one */
-        rc = step(&r, &loss);
-        ck_assert_msg(rc == 0, "%s N=%ld: the next step failed: %s", what, n, wf_error_message());
-        ck_assert_msg(isfinite(loss), "%s N=%ld: loss %g", what, n, loss);
-        take(&r, &now);
-        ck_assert_msg(same(&now, was_untouched ? &ref1 : &ref2),
-                      "%s N=%ld: the step after the failure differs from an uninterrupted run", what, n);
-        rig_free(&r);
-        wf_empty_cache();
-        ck_assert_msg(atomic_load(&g_live) == 0, "%s N=%ld: %ld blocks leaked", what, n, atomic_load(&g_live));
+        /* both outcomes happen: failures before the optimizer step and in the save after it */
+        if (!only) {
+            ck_assert_int_gt(untouched, 0);
+            ck_assert_int_gt(updated, 0);
+        }
+        char list[16 * 8] = "";
+        for (int i = 0; i < absorbed && i < 16; i++)
+            snprintf(list + strlen(list), sizeof list - strlen(list), "%s%ld", i ? "," : "", absorbed_at[i]);
+        fprintf(stderr, "%s, fault at N%s: %ld allocations per step; failures: %d before the update, "
+                "%d after it, %d absorbed (N=%s)\n", what, mode, total, untouched, updated, absorbed, list);
     }
-    /* both outcomes happen: failures before the optimizer step and in the save after it */
-    if (!only) {
-        ck_assert_int_gt(untouched, 0);
-        ck_assert_int_gt(updated, 0);
-    }
-    char list[16 * 8] = "";
-    for (int i = 0; i < absorbed && i < 16; i++)
-        snprintf(list + strlen(list), sizeof list - strlen(list), "%s%ld", i ? "," : "", absorbed_at[i]);
-    fprintf(stderr, "%s: %ld allocations per step; failures: %d before the update, %d after it, "
-            "%d absorbed (N=%s)\n", what, total, untouched, updated, absorbed, list);
 }
 
 START_TEST(test_mlp_plain) { sweep(MODEL_MLP, PATH_PLAIN); }
@@ -296,31 +307,34 @@ END_TEST
 /* The fault while building the model, the optimizer, the Fabric and its state. */
 START_TEST(test_setup) {
     rig r;
-    arm(0);
+    arm(0, false);
     long before = atomic_load(&g_count);
     ck_assert_int_eq(rig_init(&r, MODEL_CONV, PATH_FABRIC), 0);
     long total = atomic_load(&g_count) - before;
     rig_free(&r);
     ck_assert_int_gt(total, 10);
-    int absorbed = 0;
-    long only = getenv("WF_TEST_ALLOC_N") ? atol(getenv("WF_TEST_ALLOC_N")) : 0;
-    for (long n = only ? only : 1; n <= (only ? only : total); n++) {
-        arm(n);
-        int rc = rig_init(&r, MODEL_CONV, PATH_FABRIC);
-        disarm();
-        ck_assert_msg(atomic_load(&g_failed) == 1, "setup N=%ld: the fault was not reached", n);
-        if (rc == 0) {   /* absorbed (a scope's reserve): the rig is whole */
-            ck_assert_int_eq(wf_error(), WF_OK);
-            absorbed++;
-            rig_free(&r);
-        } else {
-            ck_assert_msg(rc == WF_ENOMEM && wf_error() == WF_ENOMEM, "setup N=%ld of %ld: got %s (error %s: %s)",
-                          n, total, wf_error_name(rc), wf_error_name(wf_error()), wf_error_message());
+    for (int sticky = 0; sticky < 2; sticky++) {
+        int absorbed = 0;
+        long only = getenv("WF_TEST_ALLOC_N") ? atol(getenv("WF_TEST_ALLOC_N")) : 0;
+        for (long n = only ? only : 1; n <= (only ? only : total); n++) {
+            arm(n, sticky);
+            int rc = rig_init(&r, MODEL_CONV, PATH_FABRIC);
+            disarm();
+            ck_assert_msg(atomic_load(&g_failed) == 1, "setup N=%ld: the fault was not reached", n);
+            if (rc == 0) {   /* absorbed (a scope's reserve): the rig is whole */
+                ck_assert_int_eq(wf_error(), WF_OK);
+                absorbed++;
+                rig_free(&r);
+            } else {
+                ck_assert_msg(rc == WF_ENOMEM && wf_error() == WF_ENOMEM, "setup N=%ld of %ld: got %s (error %s: %s)",
+                              n, total, wf_error_name(rc), wf_error_name(wf_error()), wf_error_message());
+            }
+            wf_empty_cache();
+            ck_assert_msg(atomic_load(&g_live) == 0, "setup N=%ld: %ld blocks leaked", n, atomic_load(&g_live));
         }
-        wf_empty_cache();
-        ck_assert_msg(atomic_load(&g_live) == 0, "setup N=%ld: %ld blocks leaked", n, atomic_load(&g_live));
+        fprintf(stderr, "setup, fault at N%s: %ld allocations, %d failures absorbed\n", sticky ? " and after" : "",
+                total, absorbed);
     }
-    fprintf(stderr, "setup: %ld allocations, %d failures absorbed\n", total, absorbed);
 }
 END_TEST
 
@@ -332,7 +346,7 @@ START_TEST(test_allocator_rules) {
     ck_assert_error(WF_ESTATE, "tensors are alive");
     wf_tensor_free(t);
     /* a refused allocation is WF_ENOMEM */
-    arm(1);
+    arm(1, false);
     t = wf_zeros(WF_SHAPE(1000), WF_F32);
     disarm();
     ck_assert_ptr_null(t);
