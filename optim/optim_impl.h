@@ -40,6 +40,8 @@ typedef struct wf_param_state {
     wf_tensor *momentum_buffer;                         /* SGD, RMSprop */
     wf_tensor *square_avg, *grad_avg;                   /* RMSprop */
     wf_tensor *sum;                                     /* Adagrad */
+    wf_tensor *spare;   /* SGD: the first momentum buffer, allocated by wf__optim_prepare and
+                         * taken by the update; freed at the end of the step if not taken */
 } wf_param_state;
 
 struct wf_optimizer {

@@ -151,6 +151,7 @@ static void free_state(wf_param_state *st) {
     wf_tensor_free(st->square_avg);
     wf_tensor_free(st->grad_avg);
     wf_tensor_free(st->sum);
+    wf_tensor_free(st->spare);
     memset(st, 0, sizeof *st);
 }
 
@@ -398,6 +399,11 @@ int wf_optimizer_step(wf_optimizer *opt) {
         }
     }
     wf__optim_flush(&batch);   /* also after an error: the parameters before it are updated, as before */
+    for (int i = 0; i < opt->n_params; i++)
+        if (opt->state[i].spare) {   /* not taken: the step failed, or took the generic path */
+            wf_tensor_free(opt->state[i].spare);
+            opt->state[i].spare = NULL;
+        }
     wf_set_grad_enabled(prev);
     return rc;
 }
