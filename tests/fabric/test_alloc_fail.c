@@ -15,10 +15,12 @@
  * stays short, so the error paths get none either).
  * Two paths: the plain calls (wf_backward, wf_optimizer_step, a safetensors writer) and the
  * Fabric's (setup, wf_fabric_backward, wf_fabric_step, wf_fabric_save); two models: Linear +
- * ReLU + Linear, and a small Conv2d. A last test puts the fault in building the model, the
- * optimizer and the Fabric. The allocation caches are emptied before each faulty run so that
- * every run makes the same allocations. Debugging: WF_TEST_ALLOC_N=n runs that N alone,
- * WF_TEST_ALLOC_TRACE=1 prints the stack of the refused allocation. */
+ * ReLU + Linear, and a small Conv2d; and once SGD with momentum instead of Adam (its buffer
+ * is created at the first step). A last test puts the fault in building the model, the
+ * optimizer and the Fabric. The allocation caches are emptied before each faulty run (and
+ * between the phases of a step) so that every run makes the same allocations.
+ * Debugging: WF_TEST_ALLOC_N=n runs that N alone, WF_TEST_ALLOC_TRACE=1 prints the stack of
+ * the refused allocation, CK_RUN_CASE=conv_fabric runs one case. */
 #include "test_util.h"
 #include "weft/fabric.h"
 
@@ -73,9 +75,10 @@ static void disarm(void) { atomic_store(&g_fail_at, 0); }
 
 enum { MODEL_MLP, MODEL_CONV };
 enum { PATH_PLAIN, PATH_FABRIC };
+enum { OPT_ADAM, OPT_SGD };   /* SGD with momentum: its buffer appears at the first step */
 
 typedef struct rig {
-    int model, path;
+    int model, path, optim;
     wf_module *m;
     wf_optimizer *opt;
     wf_fabric *fab;
@@ -116,10 +119,11 @@ static void rig_free(rig *r) {
 /* Build the model (same seed every time), its Adam and, on the Fabric path, the Fabric with
  * the module and optimizer set up and a checkpoint state. Returns 0 or the first error code
  * (what was built is freed). */
-static int rig_init(rig *r, int model, int path) {
+static int rig_init(rig *r, int model, int path, int optim) {
     memset(r, 0, sizeof *r);
     r->model = model;
     r->path = path;
+    r->optim = optim;
     snprintf(r->ckpt, sizeof r->ckpt, "/tmp/weft_test_alloc_fail_%d.ckpt", (int)getpid());
     wf_clear_error();
     wf_manual_seed(1234);
@@ -131,7 +135,8 @@ static int rig_init(rig *r, int model, int path) {
     wf_tensor *p[8];
     int n = wf_module_parameters(r->m, p, NULL, 8);
     if (n < 0) goto fail;
-    r->opt = wf_adam_new(p, n, &(wf_adam_opts){ .lr = 1e-2 });
+    r->opt = optim == OPT_SGD ? wf_sgd_new(p, n, &(wf_sgd_opts){ .lr = 0.1, .momentum = 0.9 })
+                              : wf_adam_new(p, n, &(wf_adam_opts){ .lr = 1e-2 });
     if (!r->opt) goto fail;
     if (path == PATH_FABRIC) {
         r->fab = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .quiet = true });
@@ -166,7 +171,9 @@ static int save_plain(rig *r) {
     return rc;
 }
 
-/* One training step. Returns 0 or the first error code; *loss gets the loss (NAN if none). */
+/* One training step. Returns 0 or the first error code; *loss gets the loss (NAN if none).
+ * The caches are emptied before the backward, the optimizer step and the save: otherwise
+ * those reuse the blocks the forward freed and never reach the allocator (so never fail). */
 static int step(rig *r, double *loss) {
     *loss = NAN;
     wf_clear_error();
@@ -177,13 +184,16 @@ static int step(rig *r, double *loss) {
     if (!l) rc = wf_error() ? wf_error() : WF_EINVAL;
     else {
         *loss = wf_item(l);
+        wf_empty_cache();
         rc = r->path == PATH_FABRIC ? wf_fabric_backward(r->fab, l, r->m) : wf_backward(l, NULL, false);
     }
     wf_scope_end();
     if (rc) return rc;
+    wf_empty_cache();
     rc = r->path == PATH_FABRIC ? wf_fabric_step(r->fab, r->opt, NULL) : wf_optimizer_step(r->opt);
     if (rc) return rc;
     r->step_count++;
+    wf_empty_cache();
     return r->path == PATH_FABRIC ? wf_fabric_save(r->fab, r->ckpt, r->st, NULL) : save_plain(r);
 }
 
@@ -210,9 +220,9 @@ static bool same(const snap *a, const snap *b) {
 /* ---------------------------------------------------------------- the sweep */
 
 /* Allocations of one step after rig_init, with empty caches. */
-static long count_step(int model, int path) {
+static long count_step(int model, int path, int optim) {
     rig r;
-    ck_assert_int_eq(rig_init(&r, model, path), 0);
+    ck_assert_int_eq(rig_init(&r, model, path, optim), 0);
     double loss;
     arm(0, false);
     long before = atomic_load(&g_count);
@@ -222,14 +232,15 @@ static long count_step(int model, int path) {
     return n;
 }
 
-static void sweep(int model, int path) {
-    const char *what = model == MODEL_MLP ? (path == PATH_FABRIC ? "mlp/fabric" : "mlp/plain")
-                                          : (path == PATH_FABRIC ? "conv/fabric" : "conv/plain");
+static void sweep(int model, int path, int optim) {
+    char what[64];
+    snprintf(what, sizeof what, "%s/%s/%s", model == MODEL_MLP ? "mlp" : "conv",
+             path == PATH_FABRIC ? "fabric" : "plain", optim == OPT_SGD ? "sgd" : "adam");
     /* references: the parameters after 0, 1 and 2 uninterrupted steps */
     snap init, ref1, ref2, now;
     rig r;
     double loss;
-    ck_assert_int_eq(rig_init(&r, model, path), 0);
+    ck_assert_int_eq(rig_init(&r, model, path, optim), 0);
     take(&r, &init);
     ck_assert_int_eq(step(&r, &loss), 0);
     ck_assert(isfinite(loss));
@@ -239,7 +250,7 @@ static void sweep(int model, int path) {
     ck_assert(!same(&init, &ref1) && !same(&ref1, &ref2));
     rig_free(&r);
 
-    long total = count_step(model, path);
+    long total = count_step(model, path, optim);
     ck_assert_int_gt(total, 10);
     /* the fault at N alone, then at N and every allocation after it */
     for (int sticky = 0; sticky < 2; sticky++) {
@@ -248,7 +259,7 @@ static void sweep(int model, int path) {
         long absorbed_at[16];
         long only = getenv("WF_TEST_ALLOC_N") ? atol(getenv("WF_TEST_ALLOC_N")) : 0;   /* debugging: one N */
         for (long n = only ? only : 1; n <= (only ? only : total); n++) {
-            ck_assert_int_eq(rig_init(&r, model, path), 0);
+            ck_assert_int_eq(rig_init(&r, model, path, optim), 0);
             arm(n, sticky);
             int rc = step(&r, &loss);
             disarm();
@@ -295,13 +306,15 @@ static void sweep(int model, int path) {
     }
 }
 
-START_TEST(test_mlp_plain) { sweep(MODEL_MLP, PATH_PLAIN); }
+START_TEST(test_mlp_plain) { sweep(MODEL_MLP, PATH_PLAIN, OPT_ADAM); }
 END_TEST
-START_TEST(test_mlp_fabric) { sweep(MODEL_MLP, PATH_FABRIC); }
+START_TEST(test_mlp_fabric) { sweep(MODEL_MLP, PATH_FABRIC, OPT_ADAM); }
 END_TEST
-START_TEST(test_conv_plain) { sweep(MODEL_CONV, PATH_PLAIN); }
+START_TEST(test_conv_plain) { sweep(MODEL_CONV, PATH_PLAIN, OPT_ADAM); }
 END_TEST
-START_TEST(test_conv_fabric) { sweep(MODEL_CONV, PATH_FABRIC); }
+START_TEST(test_conv_fabric) { sweep(MODEL_CONV, PATH_FABRIC, OPT_ADAM); }
+END_TEST
+START_TEST(test_mlp_plain_sgd) { sweep(MODEL_MLP, PATH_PLAIN, OPT_SGD); }
 END_TEST
 
 /* The fault while building the model, the optimizer, the Fabric and its state. */
@@ -309,7 +322,7 @@ START_TEST(test_setup) {
     rig r;
     arm(0, false);
     long before = atomic_load(&g_count);
-    ck_assert_int_eq(rig_init(&r, MODEL_CONV, PATH_FABRIC), 0);
+    ck_assert_int_eq(rig_init(&r, MODEL_CONV, PATH_FABRIC, OPT_ADAM), 0);
     long total = atomic_load(&g_count) - before;
     rig_free(&r);
     ck_assert_int_gt(total, 10);
@@ -318,7 +331,7 @@ START_TEST(test_setup) {
         long only = getenv("WF_TEST_ALLOC_N") ? atol(getenv("WF_TEST_ALLOC_N")) : 0;
         for (long n = only ? only : 1; n <= (only ? only : total); n++) {
             arm(n, sticky);
-            int rc = rig_init(&r, MODEL_CONV, PATH_FABRIC);
+            int rc = rig_init(&r, MODEL_CONV, PATH_FABRIC, OPT_ADAM);
             disarm();
             ck_assert_msg(atomic_load(&g_failed) == 1, "setup N=%ld: the fault was not reached", n);
             if (rc == 0) {   /* absorbed (a scope's reserve): the rig is whole */
@@ -366,6 +379,7 @@ int main(void) {
         { "allocator_rules", test_allocator_rules }, { "setup", test_setup },
         { "mlp_plain", test_mlp_plain }, { "mlp_fabric", test_mlp_fabric },
         { "conv_plain", test_conv_plain }, { "conv_fabric", test_conv_fabric },
+        { "mlp_plain_sgd", test_mlp_plain_sgd },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         TCase *tc = tcase_create(cases[i].name);
