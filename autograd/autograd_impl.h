@@ -83,8 +83,13 @@ wf_node *wf__record(const char *name, wf_backward_fn fn, wf_tensor *y, int n_inp
 /* Same for ops with several outputs (split, chunk): every ys[i] gets output_nr i. */
 wf_node *wf__record_multi(const char *name, wf_backward_fn fn, wf_tensor *const *ys, int n_outputs,
                           int n_inputs, wf_tensor *const *inputs);
-/* Save t for backward (a detached alias that remembers the storage version). Returns index. */
+/* Save t for backward (a detached alias that remembers the storage version). Returns index,
+ * or WF_ENOMEM. */
 int wf__save(wf_node *n, wf_tensor *t);
+/* For op front-ends, after wf__record (n) and the saves (saved_ok: none failed): y, or NULL
+ * once y is freed when a node was needed but recording or saving ran out of memory. A y
+ * without its history would silently give its inputs no gradient. */
+wf_tensor *wf__recorded(wf_tensor *y, wf_node *n, bool saved_ok, int n_inputs, wf_tensor *const *inputs);
 /* The saved tensor i, or NULL with WF_EAUTOGRAD if it was modified in place since saved
  * or the graph was freed by an earlier backward. Borrowed. */
 wf_tensor *wf__saved(wf_node *n, int i);

@@ -18,7 +18,7 @@ static int vec_push(vec *a, wf_node *x) {
     if (a->n == a->cap) {
         size_t cap = a->cap ? a->cap * 2 : 64;
         wf_node **p = wf__realloc(a->v, a->cap * sizeof *p, cap * sizeof *p);
-        if (!p) return WF_ENOMEM;
+        if (!p) return wf__error(WF_ENOMEM, "wf_backward: out of memory ordering the graph");
         a->v = p;
         a->cap = cap;
     }

@@ -200,6 +200,13 @@ int wf__save(wf_node *n, wf_tensor *t) {
     return n->n_saved++;
 }
 
+wf_tensor *wf__recorded(wf_tensor *y, wf_node *n, bool saved_ok, int n_inputs, wf_tensor *const *inputs) {
+    if (!y || (n ? saved_ok : !wf__needs_grad(n_inputs, inputs))) return y;
+    if (wf_error() != WF_ENOMEM) wf__error(WF_ENOMEM, "out of memory recording the autograd graph");
+    wf_tensor_free(y);
+    return NULL;
+}
+
 wf_tensor *wf__saved(wf_node *n, int i) {
     if (n->freed || i >= n->n_saved) {
         wf__error(WF_EAUTOGRAD, "%s: trying to backward through the graph a second time (its saved "

@@ -97,7 +97,11 @@ int wf__module_params(wf_module *m, wf_tensor ***out) {
     if (n < 0) return n;
     wf_tensor **p = wf__calloc((size_t)(n ? n : 1), sizeof *p);
     if (!p) return wf__error(WF_ENOMEM, "wf_fabric: out of memory");
-    wf_module_parameters(m, p, NULL, n);
+    int rc = wf_module_parameters(m, p, NULL, n);
+    if (rc < 0) {
+        wf__free(p, 0);
+        return rc;
+    }
     *out = p;
     return n;
 }

@@ -326,7 +326,7 @@ int wf_st_writer_save(wf_st_writer *w, const char *path) {
                       (unsigned long long)offs[k + 1]);
     }
     wf__sb_putc(&sb, '}');
-    while ((8 + sb.len) % 8) wf__sb_putc(&sb, ' ');
+    while (!wf__sb_failed(&sb) && (8 + sb.len) % 8) wf__sb_putc(&sb, ' ');   /* a failed buffer stops growing */
     if (wf__sb_failed(&sb)) { rc = wf__error(WF_ENOMEM, "wf_st_writer_save: %s: out of memory", path); goto done; }
 
     if ((rc = wf__atomic_open(&af, "wf_st_writer_save", path))) goto done;

@@ -40,6 +40,8 @@ typedef struct wf_param_state {
     wf_tensor *momentum_buffer;                         /* SGD, RMSprop */
     wf_tensor *square_avg, *grad_avg;                   /* RMSprop */
     wf_tensor *sum;                                     /* Adagrad */
+    wf_tensor *spare;   /* SGD: the first momentum buffer, allocated by wf__optim_prepare and
+                         * taken by the update; freed at the end of the step if not taken */
 } wf_param_state;
 
 struct wf_optimizer {
@@ -81,6 +83,9 @@ void wf__optim_flush(wf_optim_batch *b);
  * when the batch fills); with NULL it runs now. */
 int wf__optim_update(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_tensor *g,
                      wf_param_state *st, wf_optim_batch *batch);
+/* Allocate the state tensors p's update needs (as the first update would), so that a step
+ * can fail for want of memory before it changes any parameter. Returns 0 or a code. */
+int wf__optim_prepare(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_param_state *st);
 
 /* ---------------------------------------------------------------- JSON (optim/ojson.c) */
 

@@ -151,6 +151,7 @@ static void free_state(wf_param_state *st) {
     wf_tensor_free(st->square_avg);
     wf_tensor_free(st->grad_avg);
     wf_tensor_free(st->sum);
+    wf_tensor_free(st->spare);
     memset(st, 0, sizeof *st);
 }
 
@@ -371,28 +372,38 @@ int wf_optimizer_step(wf_optimizer *opt) {
     bool prev = wf_set_grad_enabled(false);
     int rc = 0;
     wf_optim_batch batch = { 0 };
-    for (int gi = 0; gi < opt->n_groups && !rc; gi++) {
-        wf_param_group *g = &opt->groups[gi];
-        for (int i = 0; i < g->n && !rc; i++) {
-            wf_tensor *p = g->params[i], *gr = p->grad;
-            if (!gr) continue;
-            if (!wf_same_shape(p, gr)) {
-                char b1[96], b2[96];
-                rc = wf__error(WF_ESHAPE, "wf_optimizer_step: %s: parameter %d has gradient shape %s, expected %s",
-                               opt->name, g->first_index + i, wf_shape_str(gr, b1, sizeof b1), wf_shape_str(p, b2, sizeof b2));
-                break;
+    /* Checks and state allocation first, for every parameter: a step that fails there
+     * (bad gradient, out of memory) leaves all parameters and states as they were. */
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        for (int gi = 0; gi < opt->n_groups && !rc; gi++) {
+            wf_param_group *g = &opt->groups[gi];
+            for (int i = 0; i < g->n && !rc; i++) {
+                wf_tensor *p = g->params[i], *gr = p->grad;
+                if (!gr) continue;
+                if (!wf_same_shape(p, gr)) {
+                    char b1[96], b2[96];
+                    rc = wf__error(WF_ESHAPE, "wf_optimizer_step: %s: parameter %d has gradient shape %s, expected %s",
+                                   opt->name, g->first_index + i, wf_shape_str(gr, b1, sizeof b1), wf_shape_str(p, b2, sizeof b2));
+                    break;
+                }
+                if (!wf_device_eq(p->device, gr->device)) {
+                    char b1[32], b2[32];
+                    rc = wf__error(WF_EDEVICE, "wf_optimizer_step: %s: parameter %d is on %s but its gradient is on %s",
+                                   opt->name, g->first_index + i, wf_device_str(p->device, b1, sizeof b1),
+                                   wf_device_str(gr->device, b2, sizeof b2));
+                    break;
+                }
+                if (pass == 0) rc = wf__optim_prepare(opt, &g->h, p, &opt->state[g->first_index + i]);
+                else rc = wf__optim_update(opt, &g->h, p, gr, &opt->state[g->first_index + i], &batch);
             }
-            if (!wf_device_eq(p->device, gr->device)) {
-                char b1[32], b2[32];
-                rc = wf__error(WF_EDEVICE, "wf_optimizer_step: %s: parameter %d is on %s but its gradient is on %s",
-                               opt->name, g->first_index + i, wf_device_str(p->device, b1, sizeof b1),
-                               wf_device_str(gr->device, b2, sizeof b2));
-                break;
-            }
-            rc = wf__optim_update(opt, &g->h, p, gr, &opt->state[g->first_index + i], &batch);
         }
     }
     wf__optim_flush(&batch);   /* also after an error: the parameters before it are updated, as before */
+    for (int i = 0; i < opt->n_params; i++)
+        if (opt->state[i].spare) {   /* not taken: the step failed, or took the generic path */
+            wf_tensor_free(opt->state[i].spare);
+            opt->state[i].spare = NULL;
+        }
     wf_set_grad_enabled(prev);
     return rc;
 }

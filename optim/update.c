@@ -49,6 +49,19 @@ static int ensure_state(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf
     return rc;
 }
 
+int wf__optim_prepare(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_param_state *st) {
+    bool was = st->initialized;
+    int rc = ensure_state(opt, h, p, st);
+    st->initialized = was;   /* a state counts once its first update ran (state_dict) */
+    /* SGD's buffer appears at its first update (its absence means "first" there and in
+     * state_dict), so it is only set aside here */
+    if (!rc && opt->kind == WF_OPT_SGD && h->momentum != 0 && !st->momentum_buffer && !st->spare) {
+        st->spare = wf__optim_take(wf_empty_like(p));
+        if (!st->spare) rc = wf_error() ? wf_error() : wf__error(WF_ENOMEM, "%s: cannot create state", opt->name);
+    }
+    return rc;
+}
+
 /* ---------------------------------------------------------------- fused CPU loops */
 
 /* torch.lerp on CPU: weight < 0.5 ? a + w*(b-a) : b - (b-a)*(1-w) */
@@ -339,7 +352,8 @@ int wf__optim_update(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_te
 
     bool first = false;
     if (opt->kind == WF_OPT_SGD && h->momentum != 0 && !st->momentum_buffer) {
-        st->momentum_buffer = wf__optim_take(wf_empty_like(p));
+        st->momentum_buffer = st->spare ? st->spare : wf__optim_take(wf_empty_like(p));
+        st->spare = NULL;
         if (!st->momentum_buffer) return wf_error() ? wf_error() : WF_ENOMEM;
         first = true;
     }

@@ -36,19 +36,23 @@ static wf_backward_fn bw_fn(wf_binary_op op) {
     }
 }
 
-static void record_binary(wf_binary_op op, wf_tensor *y, wf_tensor *a, wf_tensor *b) {
-    if (is_pred(op) || op == WF_B_AND || op == WF_B_OR || !wf_dtype_is_floating(y->dtype)) return;
+/* Returns y, or NULL once y is freed (recording ran out of memory). */
+static wf_tensor *record_binary(wf_binary_op op, wf_tensor *y, wf_tensor *a, wf_tensor *b) {
+    if (is_pred(op) || op == WF_B_AND || op == WF_B_OR || !wf_dtype_is_floating(y->dtype)) return y;
     wf_tensor *ins[2] = { a, b };
     wf_node *n = wf__record(bw_names[op], bw_fn(op), y, 2, ins);
-    if (!n) return;
-    n->i[0] = op;
-    switch (op) {
-    case WF_B_MUL: case WF_B_DIV: case WF_B_MAX: case WF_B_MIN:
-        wf__save(n, a); wf__save(n, b); break;
-    case WF_B_POW:
-        wf__save(n, a); wf__save(n, b); wf__save(n, y); break;
-    default: break;
+    bool ok = true;
+    if (n) {
+        n->i[0] = op;
+        switch (op) {
+        case WF_B_MUL: case WF_B_DIV: case WF_B_MAX: case WF_B_MIN:
+            ok = wf__save(n, a) >= 0 && wf__save(n, b) >= 0; break;
+        case WF_B_POW:
+            ok = wf__save(n, a) >= 0 && wf__save(n, b) >= 0 && wf__save(n, y) >= 0; break;
+        default: break;
+        }
     }
+    return wf__recorded(y, n, ok, 2, ins);
 }
 
 static wf_tensor *binary(const char *fname, wf_binary_op op, wf_tensor *a, wf_tensor *b) {
@@ -84,8 +88,7 @@ static wf_tensor *binary(const char *fname, wf_binary_op op, wf_tensor *a, wf_te
         expand_into(&be, b2, nd, shape);
         if (k->binary(op, y, &ae, &be)) { wf_tensor_free(y); return NULL; }
     }
-    record_binary(op, y, a2, b2);
-    return y;
+    return record_binary(op, y, a2, b2);
 }
 
 wf_tensor *wf_add(wf_tensor *a, wf_tensor *b) { return binary("wf_add", WF_B_ADD, a, b); }
@@ -126,8 +129,9 @@ static wf_tensor *binary_scalar(const char *fname, wf_binary_op op, wf_tensor *a
             n->i[0] = op;
             n->i[1] = reversed;
             n->f[0] = s;
-            if (op == WF_B_MAX || op == WF_B_MIN || (op == WF_B_DIV && reversed)) wf__save(n, a2);
         }
+        bool save = op == WF_B_MAX || op == WF_B_MIN || (op == WF_B_DIV && reversed);
+        y = wf__recorded(y, n, n && (!save || wf__save(n, a2) >= 0), 1, &a2);
     }
     return y;
 }
@@ -172,7 +176,7 @@ wf_tensor *wf_where(wf_tensor *cond, wf_tensor *a, wf_tensor *b) {
     if (wf_dtype_is_floating(dt)) {
         wf_tensor *ins[2] = { a2, b2 };
         wf_node *n = wf__record("WhereBackward", wf__where_backward, y, 2, ins);
-        if (n) wf__save(n, cond);
+        y = wf__recorded(y, n, n && wf__save(n, cond) >= 0, 2, ins);
     }
     return y;
 }

@@ -197,13 +197,10 @@ static wf_tensor *conv2d_4d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_c
         int ni = b ? 3 : 2;
         wf_node *nd = wf__record("ConvolutionBackward", wf__conv2d_backward, y, ni, ins);
         if (nd) {
-            wf__save(nd, x);
-            wf__save(nd, w);
             int64_t p[7] = { G.sh, G.sw, G.ph, G.pw, G.dh, G.dw, G.g };
             memcpy(nd->i, p, sizeof p);
-        } else if (wf__needs_grad(ni, ins)) {
-            y = NULL;
         }
+        y = wf__recorded(y, nd, nd && wf__save(nd, x) >= 0 && wf__save(nd, w) >= 0, ni, ins);
     }
     wf_keep(y);
     wf_scope_end();
@@ -331,8 +328,7 @@ wf_tensor *wf_max_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
         if (!rc) {
             y = yy;
             wf_node *nd = wf__record("MaxPool2DWithIndicesBackward", wf__max_pool2d_backward, y, 1, &x);
-            if (nd) wf__save(nd, am);
-            else if (wf__needs_grad(1, &x)) y = NULL;
+            y = wf__recorded(y, nd, nd && wf__save(nd, am) >= 0, 1, &x);
         }
     }
     wf_keep(y);
@@ -361,9 +357,8 @@ static wf_tensor *avg_pool_impl(const char *op, wf_tensor *x, const pool_geom *P
             if (nd) {
                 int64_t v[7] = { P->k[0], P->k[1], P->s[0], P->s[1], P->p[0], P->p[1], cip };
                 memcpy(nd->i, v, sizeof v);
-            } else if (wf__needs_grad(1, &x)) {
-                y = NULL;
             }
+            y = wf__recorded(y, nd, true, 1, &x);
         }
     }
     wf_keep(y);
@@ -485,7 +480,7 @@ wf_tensor *wf_adaptive_avg_pool2d(wf_tensor *x, int64_t oh, int64_t ow) {
     if (yy && (x->device.type == WF_DEV_META || !wf__cpu_adaptive_avg_pool2d(yy, xc))) {
         y = yy;
         wf_node *nd = wf__record("AdaptiveAvgPool2DBackward", wf__adaptive_avg_pool2d_backward, y, 1, &x);
-        if (!nd && wf__needs_grad(1, &x)) y = NULL;
+        y = wf__recorded(y, nd, true, 1, &x);
     }
     wf_keep(y);
     wf_scope_end();

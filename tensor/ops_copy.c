@@ -44,8 +44,8 @@ static wf_tensor *raw_copy(wf_tensor *x, wf_dtype dt, wf_device dev) {
  * function whose result belongs to the caller's scope. */
 static wf_tensor *alias(wf_tensor *t) {
     wf_tensor *y = wf__view_of(t, t->ndim, t->shape, t->stride, t->offset);
-    if (y) wf__record("AliasBackward", wf__identity_backward, y, 1, &t);
-    return y;
+    if (!y) return NULL;
+    return wf__recorded(y, wf__record("AliasBackward", wf__identity_backward, y, 1, &t), true, 1, &t);
 }
 
 wf_tensor *wf_contiguous(wf_tensor *t) {
@@ -55,15 +55,15 @@ wf_tensor *wf_contiguous(wf_tensor *t) {
         return alias(t);
     }
     wf_tensor *y = raw_copy(t, t->dtype, t->device);
-    if (y) wf__record("CloneBackward", wf__identity_backward, y, 1, &t);
-    return y;
+    if (!y) return NULL;
+    return wf__recorded(y, wf__record("CloneBackward", wf__identity_backward, y, 1, &t), true, 1, &t);
 }
 
 wf_tensor *wf_clone(wf_tensor *t) {
     if (!t) return NULL;
     wf_tensor *y = raw_copy(t, t->dtype, t->device);
-    if (y) wf__record("CloneBackward", wf__identity_backward, y, 1, &t);
-    return y;
+    if (!y) return NULL;
+    return wf__recorded(y, wf__record("CloneBackward", wf__identity_backward, y, 1, &t), true, 1, &t);
 }
 
 wf_tensor *wf_to_dtype(wf_tensor *t, wf_dtype dt) {
@@ -74,10 +74,8 @@ wf_tensor *wf_to_dtype(wf_tensor *t, wf_dtype dt) {
         return alias(t);
     }
     wf_tensor *y = raw_copy(t, dt, t->device);
-    if (y && wf_dtype_is_floating(dt)) {
-        wf_node *n = wf__record("ToCopyBackward", wf__cast_backward, y, 1, &t);
-        (void)n;
-    }
+    if (y && wf_dtype_is_floating(dt))
+        y = wf__recorded(y, wf__record("ToCopyBackward", wf__cast_backward, y, 1, &t), true, 1, &t);
     return y;
 }
 
@@ -88,8 +86,8 @@ wf_tensor *wf_to_device(wf_tensor *t, wf_device dev) {
         return alias(t);
     }
     wf_tensor *y = raw_copy(t, t->dtype, dev);
-    if (y) wf__record("ToCopyBackward", wf__cast_backward, y, 1, &t);
-    return y;
+    if (!y) return NULL;
+    return wf__recorded(y, wf__record("ToCopyBackward", wf__cast_backward, y, 1, &t), true, 1, &t);
 }
 
 int wf_copy_(wf_tensor *dst, wf_tensor *src) {

@@ -89,6 +89,8 @@ wf_tensor *wf__sdpa_fused(wf_tensor *q, wf_tensor *k, wf_tensor *v, double scale
         if (wf__save(n, in[0]) < 0 || wf__save(n, in[1]) < 0 || wf__save(n, in[2]) < 0 || wf__save(n, y) < 0 ||
             wf__save(n, lse) < 0)
             y = NULL;
+    } else if (wf__needs_grad(3, in)) {
+        y = NULL;   /* recording ran out of memory */
     }
 out:
     if (y) wf_keep(y);
@@ -158,6 +160,8 @@ wf_tensor *wf__sdpa_qkv_fused(wf_tensor *qkv, int64_t H, bool causal, bool *hand
         n->i[0] = causal;
         n->i[1] = H;
         if (wf__save(n, qkv) < 0 || wf__save(n, y) < 0 || wf__save(n, lse) < 0) y = NULL;
+    } else if (wf__needs_grad(1, &qkv)) {
+        y = NULL;   /* recording ran out of memory */
     }
 out:
     if (y) wf_keep(y);
@@ -222,6 +226,8 @@ wf_tensor *wf__layer_norm_fused(wf_tensor *x, int nd, wf_tensor *weight, wf_tens
         n->i[0] = weight != NULL;
         if (wf__save(n, xc) < 0 || wf__save(n, mean) < 0 || wf__save(n, rstd) < 0 || (weight && wf__save(n, weight) < 0))
             y = NULL;
+    } else if (wf__needs_grad(3, (wf_tensor *[]){ xc, weight, bias })) {
+        y = NULL;   /* recording ran out of memory */
     }
 out:
     if (y) wf_keep(y);
@@ -266,6 +272,8 @@ wf_tensor *wf__cross_entropy_fused(wf_tensor *input, wf_tensor *target, int64_t 
     if (n) {
         n->i[0] = ignore_index;
         if (wf__save(n, xc) < 0 || wf__save(n, target) < 0 || wf__save(n, lse) < 0) goto out;
+    } else if (wf__needs_grad(1, &xc)) {
+        goto out;   /* recording ran out of memory */
     }
     switch (reduction) {
     case 2: y = loss; break;                                   /* none */

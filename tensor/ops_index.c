@@ -90,11 +90,8 @@ wf_tensor *wf_gather(wf_tensor *x, int dim, wf_tensor *index) {
         return NULL;
     }
     wf_node *n = wf__record("GatherBackward", wf__gather_backward, y, 1, &x);
-    if (n) {
-        n->i[0] = d;
-        wf__save(n, index);
-    }
-    return y;
+    if (n) n->i[0] = d;
+    return wf__recorded(y, n, n && wf__save(n, index) >= 0, 1, &x);
 }
 
 wf_tensor *wf_scatter_add(wf_tensor *x, int dim, wf_tensor *index, wf_tensor *src) {
@@ -134,11 +131,8 @@ wf_tensor *wf_scatter_add(wf_tensor *x, int dim, wf_tensor *index, wf_tensor *sr
         }
     }
     wf_node *n = wf__record("ScatterAddBackward", wf__scatter_add_backward, y, 2, (wf_tensor *[]){ x, src });
-    if (n) {
-        n->i[0] = d;
-        wf__save(n, index);
-    }
-    return y;
+    if (n) n->i[0] = d;
+    return wf__recorded(y, n, n && wf__save(n, index) >= 0, 2, (wf_tensor *[]){ x, src });
 }
 
 /* ---------------------------------------------------------------- index_select / embedding */
@@ -169,11 +163,8 @@ wf_tensor *wf_index_select(wf_tensor *x, int dim, wf_tensor *index) {
         return NULL;
     }
     wf_node *n = wf__record("IndexSelectBackward", wf__index_select_backward, y, 1, &x);
-    if (n) {
-        n->i[0] = d;
-        wf__save(n, index);
-    }
-    return y;
+    if (n) n->i[0] = d;
+    return wf__recorded(y, n, n && wf__save(n, index) >= 0, 1, &x);
 }
 
 wf_tensor *wf_embedding(wf_tensor *weight, wf_tensor *indices) {
@@ -218,7 +209,7 @@ wf_tensor *wf_embedding(wf_tensor *weight, wf_tensor *indices) {
     }
     if (!rc) {
         wf_node *n = wf__record("EmbeddingBackward", wf__embedding_backward, y, 1, &weight);
-        if (n) wf__save(n, flat);
+        if (n ? wf__save(n, flat) < 0 : wf__needs_grad(1, &weight)) rc = err_or(WF_ENOMEM);
     }
     wf_scope_end();
     if (rc) {

@@ -163,9 +163,7 @@ static wf_tensor *matmul_nd(const char *op, wf_tensor *a, wf_tensor *b) {
     if (matmul_into(y, a, b)) { wf_tensor_free(y); return NULL; }
     wf_node *nd = wf__record(nbo ? "BmmBackward" : "MmBackward", wf__matmul_backward, y, 2,
                              (wf_tensor *[]){ a, b });
-    if (nd) { wf__save(nd, a); wf__save(nd, b); }
-    else if (wf__needs_grad(2, (wf_tensor *[]){ a, b })) { wf_tensor_free(y); return NULL; } /* OOM */
-    return y;
+    return wf__recorded(y, nd, nd && wf__save(nd, a) >= 0 && wf__save(nd, b) >= 0, 2, (wf_tensor *[]){ a, b });
 }
 
 wf_tensor *wf_matmul(wf_tensor *a, wf_tensor *b) {
@@ -324,8 +322,8 @@ wf_tensor *wf_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
     if (!rc) {
         wf_tensor *ins[3] = { x, w, b };
         wf_node *nd = wf__record("LinearBackward", b ? linear_bias_backward : wf__linear_backward, y, b ? 3 : 2, ins);
-        if (nd) { wf__save(nd, x); wf__save(nd, w); }
-        else if (wf__needs_grad(b ? 3 : 2, ins)) rc = wf_error();   /* recording failed (OOM) */
+        if (!wf__recorded(y, nd, nd && wf__save(nd, x) >= 0 && wf__save(nd, w) >= 0, b ? 3 : 2, ins))
+            rc = wf_error();   /* y was freed */
     }
     if (rc) y = NULL;
     wf_keep(y);

@@ -74,6 +74,7 @@ wf_tensor *wf_sum(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
     if (yk && fp) {
         wf_node *n = wf__record("SumBackward", wf__sum_backward, yk, 1, &x);
         if (n) n->i[0] = mask;
+        yk = wf__recorded(yk, n, true, 1, &x);
     }
     wf_tensor *y = finish(yk, x, mask, keepdim, out);
     if (y) wf_keep(y);
@@ -155,7 +156,7 @@ static wf_tensor *amax_amin(const char *op, bool is_max, wf_tensor *x, const int
     }
     if (yk && wf_dtype_is_floating(x->dtype)) {
         wf_node *n = wf__record(is_max ? "AmaxBackward" : "AminBackward", wf__amax_backward, yk, 1, &x);
-        if (n) { wf__save(n, x); wf__save(n, yk); }
+        yk = wf__recorded(yk, n, n && wf__save(n, x) >= 0 && wf__save(n, yk) >= 0, 1, &x);
     }
     wf_tensor *y = finish(yk, x, mask, keepdim, x->dtype);
     if (y) wf_keep(y);

@@ -72,9 +72,8 @@ static wf_tensor *softmax_op(const char *op, wf_tensor *x, int dim, bool is_log)
     if (n) {
         n->i[0] = d;
         n->i[1] = is_log;
-        wf__save(n, y);
     }
-    return y;
+    return wf__recorded(y, n, n && wf__save(n, y) >= 0, 1, &x);
 }
 
 wf_tensor *wf_softmax(wf_tensor *x, int dim) { return softmax_op("wf_softmax", wf__autocast_arg(x, WF__AC_F32), dim, false); }

@@ -49,9 +49,9 @@ static wf_tensor *unary(const char *fname, wf_unary_op op, wf_tensor *x, double 
             n->i[0] = op;
             n->f[0] = a;
             n->f[1] = b;
-            if (uses_output(op)) { n->i[1] = 1; wf__save(n, y); }
-            else { n->i[1] = 0; wf__save(n, xin); }
+            n->i[1] = uses_output(op);
         }
+        y = wf__recorded(y, n, n && wf__save(n, uses_output(op) ? y : xin) >= 0, 1, &xin);
     }
     return y;
 }

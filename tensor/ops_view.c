@@ -72,8 +72,8 @@ static bool view_strides(const wf_tensor *t, int nd, const int64_t *shape, int64
 }
 
 static wf_tensor *record_reshape(wf_tensor *y, wf_tensor *x) {
-    if (y) wf__record("ViewBackward", wf__view_backward, y, 1, &x);
-    return y;
+    if (!y) return NULL;
+    return wf__recorded(y, wf__record("ViewBackward", wf__view_backward, y, 1, &x), true, 1, &x);
 }
 
 wf_tensor *wf_view(wf_tensor *t, const int64_t *shape, int nd) {
@@ -139,7 +139,7 @@ wf_tensor *wf_permute(wf_tensor *t, const int *dims, int nd) {
     if (!y) return NULL;
     wf_node *n = wf__record("PermuteBackward", wf__permute_backward, y, 1, &t);
     if (n) for (int i = 0; i < nd; i++) n->i[i] = wf__dim("", dims[i], nd);
-    return y;
+    return wf__recorded(y, n, true, 1, &t);
 }
 
 wf_tensor *wf_transpose(wf_tensor *t, int d0, int d1) {
@@ -185,7 +185,7 @@ static wf_tensor *slice_view(const char *op, wf_tensor *t, int d, int64_t start,
     if (!y) return NULL;
     wf_node *n = wf__record(op, wf__slice_backward, y, 1, &t);
     if (n) { n->i[0] = d; n->i[1] = start; n->i[2] = count; n->i[3] = step; n->i[4] = drop; }
-    return y;
+    return wf__recorded(y, n, true, 1, &t);
 }
 
 wf_tensor *wf_narrow(wf_tensor *t, int dim, int64_t start, int64_t length) {
@@ -272,8 +272,8 @@ wf_tensor *wf_expand(wf_tensor *t, const int64_t *shape, int nd) {
         s[i] = want;
     }
     wf_tensor *y = wf__expand_raw(t, nd, s);
-    if (y) wf__record("ExpandBackward", wf__expand_backward, y, 1, &t);
-    return y;
+    if (!y) return NULL;
+    return wf__recorded(y, wf__record("ExpandBackward", wf__expand_backward, y, 1, &t), true, 1, &t);
 }
 
 static wf_tensor *reshape_view(wf_tensor *t, int nd, const int64_t *shape, const int64_t *stride) {

@@ -45,7 +45,7 @@ struct wf_tensor {
 
     /* scope bookkeeping */
     struct wf_scope *scope;         /* scope that holds a reference, or NULL */
-    int64_t scope_slot;
+    wf_tensor *scope_prev, *scope_next;   /* the scope's list (tensor/scope.c) */
 };
 
 /* ---------------------------------------------------------------- helpers (tensor/tensor.c) */
