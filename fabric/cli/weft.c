@@ -105,7 +105,10 @@ static int count_processes(const char *acc, const char *devices, int gpus, char 
     if (!strcmp(devices, "auto") || !strcmp(devices, "-1")) {
         n = gpus;
     } else if (strchr(devices, ',')) {
-        /* a list of device indices, "0,2": one process per index; each must exist */
+        /* a list of device indices, "0,2": one process per index; each must exist, once
+         * (each rank takes the device of its LOCAL_RANK, so "0,0" would start a rank on a
+         * device that is not there) */
+        bool seen[1024] = { false };
         n = 0;
         const char *p = devices;
         while (*p) {
@@ -119,6 +122,13 @@ static int count_processes(const char *acc, const char *devices, int gpus, char 
             if (idx >= gpus) {
                 fail(msg, nmsg, "--devices=%s: device %ld does not exist (%d CUDA device(s))", devices, idx, gpus);
                 return -1;
+            }
+            if (idx < (long)(sizeof seen / sizeof seen[0])) {
+                if (seen[idx]) {
+                    fail(msg, nmsg, "--devices=%s: device %ld is listed twice", devices, idx);
+                    return -1;
+                }
+                seen[idx] = true;
             }
             n++;
             p = *end ? end + 1 : end;
