@@ -24,13 +24,15 @@ MAX_LEN=${FUZZ_MAX_LEN:-8192}
 TARGETS=${FUZZ_TARGETS:-$(ls tests/fuzz/corpus)}
 
 command -v clang >/dev/null || { echo "fuzz_run.sh: clang is needed (apt-get install clang)"; exit 2; }
+mkdir -p "$BUILD"
 if [ ! -f "$BUILD/build.ninja" ]; then
   CC=clang meson setup "$BUILD" -Dfuzz=true -Dblas=builtin -Dcuda=disabled -Dmpi=disabled \
-    -Dnccl=disabled -Dopenmp=disabled >"$BUILD.setup.log" 2>&1 || { cat "$BUILD.setup.log"; exit 2; }
+    -Dnccl=disabled -Dopenmp=disabled >"$BUILD/fuzz-setup.log" 2>&1 || { cat "$BUILD/fuzz-setup.log"; exit 2; }
 fi
 bins=()
 for t in $TARGETS; do bins+=("tests/fuzz/fuzz_$t"); done
-ninja -C "$BUILD" "${bins[@]}" >"$BUILD.build.log" 2>&1 || { tail -40 "$BUILD.build.log"; exit 2; }
+# only the fuzzers (and the instrumented library they link), not the whole project
+ninja -C "$BUILD" "${bins[@]}" >"$BUILD/fuzz-build.log" 2>&1 || { tail -40 "$BUILD/fuzz-build.log"; exit 2; }
 
 OUT=$(realpath -m "$OUT")
 BIN=$(realpath -m "$BUILD/tests/fuzz")
@@ -56,7 +58,7 @@ for t in $TARGETS; do
   execs=$(cat "$dir"/logs/fuzz-*.log 2>/dev/null | awk '/stat::number_of_executed_units:/ { s += $2 } END { print s + 0 }')
   crashes=$(find "$dir/artifacts" -type f | wc -l)
   secs=$(awk -v a="$start" -v b="$end" 'BEGIN { printf "%.1f", b - a }')
-  rate=$(awk -v e="$execs" -v s="$secs" 'BEGIN { printf "%d", s > 0 ? e / s : 0 }')
+  rate=$(awk -v e="$execs" -v s="$secs" 'BEGIN { printf "%d", (s > 0 ? e / s : 0) }')
   printf "%-20s %14s %10s %9s %8s\n" "$t" "$execs" "$rate" "$secs" "$crashes"
   [ "$crashes" -eq 0 ] || { found=1; find "$dir/artifacts" -type f | sed 's/^/    /'; }
 done
