@@ -313,6 +313,17 @@ int wf_store_add(wf_store *s, const char *key, int64_t delta, int64_t *out) {
     return 0;
 }
 
+int wf__store_parse_check_reply(uint8_t status, const uint8_t *body, size_t len, uint32_t nkeys, bool *missing) {
+    uint32_t m = len >= 4 ? wf__get_u32(body) : UINT32_MAX;
+    if (status != WF_STORE_OK || m > nkeys || len != 4 + 4 * (size_t)m) return -1;
+    for (uint32_t j = 0; j < m; j++) {
+        uint32_t idx = wf__get_u32(body + 4 + 4 * j);
+        if (idx >= nkeys) return -1;
+        missing[idx] = true;
+    }
+    return (int)m;
+}
+
 /* Which of keys[0..n) are missing? Sets missing[i]; returns how many, or a code. Asks in
  * batches of WF_STORE_MAX_KEYS. */
 static int find_missing(wf_store *s, const char *fn, const char *const *keys, int n, bool *missing) {
@@ -336,16 +347,10 @@ static int find_missing(wf_store *s, const char *fn, const char *const *keys, in
         int rc = request(s, fn, WF_STORE_CHECK, req, size, NULL, 0, &status, &body, &len);
         wf__free(req, size);
         if (rc) return rc;
-        uint32_t m = len >= 4 ? wf__get_u32(body) : UINT32_MAX;
-        bool ok = status == WF_STORE_OK && m <= (uint32_t)(hi - lo) && len == 4 + 4 * (size_t)m;
-        for (uint32_t j = 0; ok && j < m; j++) {
-            uint32_t idx = wf__get_u32(body + 4 + 4 * j);
-            if (idx >= (uint32_t)(hi - lo)) ok = false;
-            else missing[lo + (int)idx] = true;
-        }
+        int m = wf__store_parse_check_reply(status, body, len, (uint32_t)(hi - lo), missing + lo);
         free(body);
-        if (!ok) return wf__error(WF_EDIST, "%s: malformed reply from the store at %s:%d", fn, s->host, s->port);
-        total += (int)m;
+        if (m < 0) return wf__error(WF_EDIST, "%s: malformed reply from the store at %s:%d", fn, s->host, s->port);
+        total += m;
     }
     return total;
 }

@@ -31,6 +31,7 @@
 #ifndef WEFT_DIST_STORE_PROTO_H
 #define WEFT_DIST_STORE_PROTO_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -68,5 +69,20 @@ typedef struct wf__store_server wf__store_server;
 int wf__store_server_start(const char *host, int port, wf__store_server **out);
 int wf__store_server_port(const wf__store_server *sv);
 void wf__store_server_stop(wf__store_server *sv);
+
+/* The server's frame decoding without sockets (the fuzzer, tests): a server that owns a key
+ * table but no thread or socket (free it with wf__store_server_stop), and the bytes of data
+ * fed to it as if one new connection had sent them, frame after frame, through the very code
+ * that serves sockets (replies are dropped). Returns 0 when every whole frame was accepted
+ * (a frame cut off at the end is left pending, as on a socket), or -1 where the server would
+ * drop the connection; *frames (optional) gets the number of frames answered. */
+wf__store_server *wf__store_server_new_detached(void);
+int wf__store_server_feed(wf__store_server *sv, const uint8_t *data, size_t n, size_t *frames);
+
+/* The client's reading of a CHECK reply (dist/store.c) for a request of nkeys keys: sets
+ * missing[i] for each index it names (missing[] is not cleared first). The count, or -1
+ * when the reply is malformed (a status other than OK, a count above nkeys, a length that
+ * does not match the count, an index out of range). */
+int wf__store_parse_check_reply(uint8_t status, const uint8_t *body, size_t len, uint32_t nkeys, bool *missing);
 
 #endif

@@ -122,6 +122,7 @@ static uint8_t *reply(conn *c, uint8_t status, size_t body) {
 
 /* Send what the reply buffer holds without blocking. 0, or -1 to drop the connection. */
 static int flush(conn *c) {
+    if (c->fd < 0) c->out_sent = c->out_len;   /* wf__store_server_feed: no socket, the reply is dropped */
     while (c->out_sent < c->out_len) {
         ssize_t r = send(c->fd, c->out + c->out_sent, c->out_len - c->out_sent, MSG_NOSIGNAL | MSG_DONTWAIT);
         if (r > 0) { c->out_sent += (size_t)r; continue; }
@@ -251,11 +252,20 @@ static int handle(wf__store_server *sv, conn *c) {
     }
 }
 
+/* Where a connection's bytes come from: recv() on its socket, or a buffer
+ * (wf__store_server_feed). Like recv(): bytes read, 0 at the end, -1 with errno. */
+typedef ssize_t (*read_fn)(void *ctx, conn *c, void *buf, size_t n);
+
+static ssize_t read_socket(void *ctx, conn *c, void *buf, size_t n) {
+    (void)ctx;
+    return recv(c->fd, buf, n, MSG_DONTWAIT);
+}
+
 /* Read what has arrived on c; answer when a frame is whole. 0, or -1 to drop. */
-static int receive(wf__store_server *sv, conn *c) {
+static int receive(wf__store_server *sv, conn *c, read_fn rd, void *ctx) {
     ssize_t r;
     if (c->hdr_got < WF_STORE_HDR) {
-        r = recv(c->fd, c->hdr + c->hdr_got, WF_STORE_HDR - c->hdr_got, MSG_DONTWAIT);
+        r = rd(ctx, c, c->hdr + c->hdr_got, WF_STORE_HDR - c->hdr_got);
         if (r <= 0) return (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) ? 0 : -1;
         c->hdr_got += (size_t)r;
         if (c->hdr_got < WF_STORE_HDR) return 0;
@@ -273,7 +283,7 @@ static int receive(wf__store_server *sv, conn *c) {
             c->in = p;
             c->in_cap = cap;
         }
-        r = recv(c->fd, c->in + c->in_got, c->in_cap - c->in_got, MSG_DONTWAIT);
+        r = rd(ctx, c, c->in + c->in_got, c->in_cap - c->in_got);
         if (r <= 0) return (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) ? 0 : -1;
         c->in_got += (size_t)r;
     }
@@ -282,6 +292,44 @@ static int receive(wf__store_server *sv, conn *c) {
     c->hdr_got = 0;
     if (c->in_cap > KEEP_BUFFER) { wf__free(c->in, c->in_cap); c->in = NULL; c->in_cap = 0; }
     return rc ? rc : flush(c);
+}
+
+/* ---------------------------------------------------------------- buffers (for the fuzzer) */
+
+typedef struct { const uint8_t *p; size_t left; } feed_src;
+
+static ssize_t read_buffer(void *ctx, conn *c, void *buf, size_t n) {
+    feed_src *s = ctx;
+    (void)c;
+    if (!s->left) { errno = EAGAIN; return -1; }
+    if (n > s->left) n = s->left;
+    memcpy(buf, s->p, n);
+    s->p += n;
+    s->left -= n;
+    return (ssize_t)n;
+}
+
+wf__store_server *wf__store_server_new_detached(void) {
+    wf__store_server *sv = wf__calloc(1, sizeof *sv);
+    if (!sv) { wf__error(WF_ENOMEM, "wf__store_server_new_detached: out of memory"); return NULL; }
+    sv->lfd = sv->wake[0] = sv->wake[1] = -1;
+    return sv;
+}
+
+int wf__store_server_feed(wf__store_server *sv, const uint8_t *data, size_t n, size_t *frames) {
+    conn c = { .fd = -1 };
+    feed_src src = { data, n };
+    int rc = 0;
+    size_t done = 0;
+    while (src.left && !rc) {
+        size_t had = c.hdr_got;
+        rc = receive(sv, &c, read_buffer, &src);
+        if (!rc && had && !c.hdr_got) done++;   /* every body has >= 4 bytes: a frame ends on its own call */
+    }
+    wf__free(c.in, c.in_cap);
+    wf__free(c.out, c.out_cap);
+    if (frames) *frames = done;
+    return rc;
 }
 
 /* ---------------------------------------------------------------- connections */
@@ -342,7 +390,7 @@ static void *serve(void *arg) {
             int rc;
             if (ev & POLLNVAL) rc = -1;
             else if (c->out_len) rc = (ev & (POLLERR | POLLHUP)) ? -1 : flush(c);   /* a reply is going out */
-            else rc = receive(sv, c);   /* POLLHUP / POLLERR show up as recv() failing */
+            else rc = receive(sv, c, read_socket, NULL);   /* POLLHUP / POLLERR show up as recv() failing */
             if (rc) drop(sv, i);
         }
         if (lev & POLLIN) accept_all(sv);   /* after the walk: accepting may move sv->conns */
@@ -433,11 +481,13 @@ int wf__store_server_port(const wf__store_server *sv) { return sv->port; }
 void wf__store_server_stop(wf__store_server *sv) {
     if (!sv) return;
     char b = 1;
-    while (write(sv->wake[1], &b, 1) < 0 && errno == EINTR) {}
-    pthread_join(sv->thread, NULL);
-    close(sv->lfd);
-    close(sv->wake[0]);
-    close(sv->wake[1]);
+    if (sv->lfd >= 0) {   /* a detached server (wf__store_server_new_detached) has no thread */
+        while (write(sv->wake[1], &b, 1) < 0 && errno == EINTR) {}
+        pthread_join(sv->thread, NULL);
+        close(sv->lfd);
+        close(sv->wake[0]);
+        close(sv->wake[1]);
+    }
     free_table(sv);
     wf__free(sv->conns, sizeof *sv->conns * (size_t)sv->capconns);
     wf__free(sv->pfds, sizeof *sv->pfds * (size_t)(sv->capconns + 2));

@@ -12,6 +12,7 @@
 #include <strings.h>
 
 #define OP "wf_fabric_new"
+#define WF_MAX_NUM_NODES 65536
 
 static bool is_default(const char *v, const char *def) {
     return !v || !*v || (def && !strcasecmp(v, def));
@@ -284,8 +285,9 @@ int wf__connector_resolve(const wf_fabric_config *c, wf_connector_result *out) {
     if (nodes_s) {
         char b[32];
         const char *t = trim(nodes_s, b, sizeof b);
-        if (!parse_int(t, &nodes) || nodes < 1 || nodes > INT_MAX)
-            return wf__error(WF_EINVAL, OP ": num_nodes must be an int >= 1, got \"%s\"", t);
+        /* the bound (weft run's) keeps devices x num_nodes, the world size, within an int */
+        if (!parse_int(t, &nodes) || nodes < 1 || nodes > WF_MAX_NUM_NODES)
+            return wf__error(WF_EINVAL, OP ": num_nodes must be an int >= 1 and <= %d, got \"%s\"", WF_MAX_NUM_NODES, t);
     }
     out->num_nodes = (int)nodes;
     if ((rc = resolve_devices(devices, out->accel, out))) return rc;

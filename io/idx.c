@@ -217,18 +217,20 @@ static wf_tensor *load(src *s, int64_t file_size, uint64_t gz_limit) {
         return NULL;
     }
     int64_t shape[WF_MAX_DIMS];
-    uint64_t numel = 1;
-    bool overflow = false;
+    /* span: the product of the non-zero dims. It must fit even when a zero dim makes the
+     * tensor empty, since the strides of [0, 2^32-1, 2^32-1, ...] would still overflow. */
+    uint64_t span = 1;
+    bool overflow = false, zero = false;
     for (int i = 0; i < ndim; i++) {
         shape[i] = be32(hdr + 4 + 4 * i);
-        if (shape[i] && numel > (UINT64_MAX >> 8) / (uint64_t)shape[i]) overflow = true;
-        else numel *= (uint64_t)shape[i];
+        if (!shape[i]) zero = true;
+        else if (span > (UINT64_MAX >> 8) / (uint64_t)shape[i]) overflow = true;
+        else span *= (uint64_t)shape[i];
     }
+    uint64_t numel = zero ? 0 : span;
     char sbuf[160];
     wf__shape_text(ndim, shape, sbuf, sizeof sbuf);
-    for (int i = 0; i < ndim && overflow; i++)
-        if (!shape[i]) overflow = false, numel = 0;   /* a zero dim makes the product 0 */
-    if (overflow || numel > (uint64_t)INT64_MAX / esize) {
+    if (overflow || span > (uint64_t)INT64_MAX / esize) {
         wf__error(WF_ECORRUPT, "wf_idx_load: %s: dims %s overflow", path, sbuf);
         return NULL;
     }

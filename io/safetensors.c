@@ -466,9 +466,11 @@ static int validate_entry(wf_st_file *f, const wf_json *v, r_entry *e) {
         else if (numel > UINT64_MAX / 16 / (uint64_t)d) overflow = true;
         else numel *= (uint64_t)d;
     }
-    if (zero) numel = 0;
-    else if (overflow || numel > (uint64_t)INT64_MAX / 16)
+    /* numel is the product of the non-zero dims: it must fit even for an empty tensor, whose
+     * strides still multiply the other dims */
+    if (overflow || numel > (uint64_t)INT64_MAX / 16)
         CORRUPT("wf_st_open: %s: tensor '%s': shape overflows", path, name);
+    if (zero) numel = 0;
     const wf_json *off = wf__json_get(v, "data_offsets");
     int64_t b, en;
     if (!off || off->type != WF_JSON_ARRAY || off->n != 2 || !wf__json_int(&off->items[0], &b) ||

@@ -23,6 +23,8 @@
 
 #include <ctype.h>
 #include <errno.h>
+#include <stdarg.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -55,13 +57,6 @@ static const char *usage_run =
     "WF_CLI_USED=1, and RANK, LOCAL_RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT.\n"
     "The exit status is the first failing rank's (128+signal when it was killed).\n";
 
-static int usage_error(const char *fmt, const char *arg) {
-    fprintf(stderr, "weft run: ");
-    fprintf(stderr, fmt, arg);
-    fprintf(stderr, "\n\n%s", usage_run);
-    return 2;
-}
-
 static bool parse_long(const char *s, long *out) {
     char *end;
     errno = 0;
@@ -75,13 +70,34 @@ typedef struct cli {
     const char *accelerator, *strategy, *devices, *num_nodes, *node_rank, *main_address, *main_port, *precision;
 } cli;
 
+/* `weft run`'s arguments, parsed and checked (the strings point into argv). */
+typedef struct run_args {
+    cli c;
+    const char *kind;            /* "cpu" or "cuda" (auto resolved) */
+    long nodes, node_rank, port; /* port 0: a free one */
+    int nprocs;                  /* processes on this node */
+    int prog;                    /* argv index of PROGRAM */
+    bool help;                   /* -h/--help: print the usage, run nothing */
+} run_args;
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int fail(char *msg, size_t n, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, n, fmt, ap);
+    va_end(ap);
+    return 2;
+}
+
 /* The number of processes that devices names for the accelerator; -1 with a message. */
-static int count_processes(const char *acc, const char *devices, int gpus) {
+static int count_processes(const char *acc, const char *devices, int gpus, char *msg, size_t nmsg) {
     long n;
     if (!strcmp(acc, "cpu")) {
         if (!strcmp(devices, "auto")) return 1;
         if (!parse_long(devices, &n) || n < 1 || n > 1024) {
-            fprintf(stderr, "weft run: --devices=%s: the cpu accelerator takes a process count >= 1\n", devices);
+            fail(msg, nmsg, "--devices=%s: the cpu accelerator takes a process count >= 1", devices);
             return -1;
         }
         return (int)n;
@@ -89,92 +105,133 @@ static int count_processes(const char *acc, const char *devices, int gpus) {
     if (!strcmp(devices, "auto") || !strcmp(devices, "-1")) {
         n = gpus;
     } else if (strchr(devices, ',')) {
-        /* a list of device indices, "0,2": one process per index; each must exist */
+        /* a list of device indices, "0,2": one process per index; each must exist, once
+         * (each rank takes the device of its LOCAL_RANK, so "0,0" would start a rank on a
+         * device that is not there) */
+        bool seen[1024] = { false };
         n = 0;
         const char *p = devices;
         while (*p) {
             char *end;
+            errno = 0;
             long idx = strtol(p, &end, 10);
-            if (end == p || (*end && *end != ',') || idx < 0) {
-                fprintf(stderr, "weft run: --devices=%s: expected a list of device indices such as 0,2\n", devices);
+            if (end == p || (*end && *end != ',') || idx < 0 || errno) {
+                fail(msg, nmsg, "--devices=%s: expected a list of device indices such as 0,2", devices);
                 return -1;
             }
             if (idx >= gpus) {
-                fprintf(stderr, "weft run: --devices=%s: device %ld does not exist (%d CUDA device(s))\n", devices,
-                        idx, gpus);
+                fail(msg, nmsg, "--devices=%s: device %ld does not exist (%d CUDA device(s))", devices, idx, gpus);
                 return -1;
+            }
+            if (idx < (long)(sizeof seen / sizeof seen[0])) {
+                if (seen[idx]) {
+                    fail(msg, nmsg, "--devices=%s: device %ld is listed twice", devices, idx);
+                    return -1;
+                }
+                seen[idx] = true;
             }
             n++;
             p = *end ? end + 1 : end;
         }
     } else if (!parse_long(devices, &n) || n < 1) {
-        fprintf(stderr, "weft run: --devices=%s: expected a count, -1 or a list such as 0,2\n", devices);
+        fail(msg, nmsg, "--devices=%s: expected a count, -1 or a list such as 0,2", devices);
         return -1;
     } else if (n > gpus) {
-        fprintf(stderr, "weft run: --devices=%s: only %d CUDA device(s) are available\n", devices, gpus);
+        fail(msg, nmsg, "--devices=%s: only %d CUDA device(s) are available", devices, gpus);
         return -1;
     }
     if (n < 1) {
-        fprintf(stderr, "weft run: --accelerator=%s --devices=%s: no CUDA device is available\n", acc, devices);
+        fail(msg, nmsg, "--accelerator=%s --devices=%s: no CUDA device is available", acc, devices);
         return -1;
     }
     return (int)n;
 }
 
-static int cmd_run(int argc, char **argv) {
-    cli c = { "cpu", NULL, "1", "1", "0", "127.0.0.1", NULL, NULL };
+/* Parse and check `weft run`'s arguments (argv after "run") on a machine with gpus CUDA
+ * devices; nothing is started and nothing printed. 0 (a->help for -h/--help), or the exit
+ * status 2 with the message in msg and *usage true when the usage text should follow it.
+ * tests/fuzz/fuzz_weft_run.c calls this directly. */
+static int parse_run(int argc, char **argv, int gpus, run_args *a, char *msg, size_t nmsg, bool *usage) {
+    *a = (run_args){ .c = { "cpu", NULL, "1", "1", "0", "127.0.0.1", NULL, NULL } };
+    *usage = true;
+    cli *c = &a->c;
     struct { const char *name; const char **dst; } flags[] = {
-        { "accelerator", &c.accelerator }, { "strategy", &c.strategy }, { "devices", &c.devices },
-        { "num-nodes", &c.num_nodes },   { "node-rank", &c.node_rank }, { "main-address", &c.main_address },
-        { "main-port", &c.main_port },   { "precision", &c.precision },
+        { "accelerator", &c->accelerator }, { "strategy", &c->strategy }, { "devices", &c->devices },
+        { "num-nodes", &c->num_nodes },   { "node-rank", &c->node_rank }, { "main-address", &c->main_address },
+        { "main-port", &c->main_port },   { "precision", &c->precision },
     };
     int i = 0;
     for (; i < argc; i++) {
-        const char *a = argv[i];
-        if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
-            fputs(usage_run, stdout);
+        const char *arg = argv[i];
+        if (!strcmp(arg, "-h") || !strcmp(arg, "--help")) {
+            a->help = true;
             return 0;
         }
-        if (!strcmp(a, "--")) { i++; break; }
-        if (strncmp(a, "--", 2)) {
-            if (a[0] == '-') return usage_error("unknown option %s", a);
+        if (!strcmp(arg, "--")) { i++; break; }
+        if (strncmp(arg, "--", 2)) {
+            if (arg[0] == '-') return fail(msg, nmsg, "unknown option %s", arg);
             break;   /* PROGRAM: the rest are its arguments */
         }
-        const char *name = a + 2, *eq = strchr(name, '=');
+        const char *name = arg + 2, *eq = strchr(name, '=');
         size_t len = eq ? (size_t)(eq - name) : strlen(name);
         size_t k = 0;
         for (; k < sizeof flags / sizeof flags[0]; k++)
             if (strlen(flags[k].name) == len && !strncmp(flags[k].name, name, len)) break;
-        if (k == sizeof flags / sizeof flags[0]) return usage_error("unknown option %s", a);
+        if (k == sizeof flags / sizeof flags[0]) return fail(msg, nmsg, "unknown option %s", arg);
         if (eq) *flags[k].dst = eq + 1;
         else if (i + 1 < argc) *flags[k].dst = argv[++i];
-        else return usage_error("option %s needs a value", a);
-        if (!**flags[k].dst) return usage_error("option %s has an empty value", a);
+        else return fail(msg, nmsg, "option %s needs a value", arg);
+        if (!**flags[k].dst) return fail(msg, nmsg, "option %s has an empty value", arg);
     }
-    if (i >= argc) return usage_error("%s", "missing PROGRAM");
-    char **prog = argv + i;
+    if (i >= argc) return fail(msg, nmsg, "missing PROGRAM");
+    a->prog = i;
 
     /* the accelerator */
     char acc[16];
-    snprintf(acc, sizeof acc, "%s", c.accelerator);
+    snprintf(acc, sizeof acc, "%s", c->accelerator);
     for (char *p = acc; *p; p++) *p = (char)tolower((unsigned char)*p);
     if (!strcmp(acc, "gpu")) snprintf(acc, sizeof acc, "cuda");
     if (strcmp(acc, "cpu") && strcmp(acc, "cuda") && strcmp(acc, "auto"))
-        return usage_error("--accelerator=%s: expected cpu, cuda, gpu or auto", c.accelerator);
-    int gpus = wf_cuda_device_count();
+        return fail(msg, nmsg, "--accelerator=%s: expected cpu, cuda, gpu or auto", c->accelerator);
     if (gpus < 0) gpus = 0;
-    const char *kind = !strcmp(acc, "auto") ? (gpus > 0 ? "cuda" : "cpu") : acc;
+    a->kind = !strcmp(acc, "cpu") || (!strcmp(acc, "auto") && gpus == 0) ? "cpu" : "cuda";
 
-    long nodes, node_rank, port = 0;
-    if (!parse_long(c.num_nodes, &nodes) || nodes < 1 || nodes > 65536)
-        return usage_error("--num-nodes=%s: expected a count >= 1", c.num_nodes);
-    if (!parse_long(c.node_rank, &node_rank) || node_rank < 0 || node_rank >= nodes)
-        return usage_error("--node-rank=%s: expected 0 <= rank < --num-nodes", c.node_rank);
-    if (c.main_port && (!parse_long(c.main_port, &port) || port < 1 || port > 65535))
-        return usage_error("--main-port=%s: expected a TCP port 1..65535", c.main_port);
-    if (!c.main_port && nodes > 1) port = 29400;   /* Lightning's default, the same on every node */
-    int nprocs = count_processes(kind, c.devices, gpus);
-    if (nprocs < 0) return 2;
+    if (!parse_long(c->num_nodes, &a->nodes) || a->nodes < 1 || a->nodes > 65536)
+        return fail(msg, nmsg, "--num-nodes=%s: expected a count >= 1", c->num_nodes);
+    if (!parse_long(c->node_rank, &a->node_rank) || a->node_rank < 0 || a->node_rank >= a->nodes)
+        return fail(msg, nmsg, "--node-rank=%s: expected 0 <= rank < --num-nodes", c->node_rank);
+    if (c->main_port && (!parse_long(c->main_port, &a->port) || a->port < 1 || a->port > 65535))
+        return fail(msg, nmsg, "--main-port=%s: expected a TCP port 1..65535", c->main_port);
+    if (!c->main_port && a->nodes > 1) a->port = 29400;   /* Lightning's default, the same on every node */
+    a->nprocs = count_processes(a->kind, c->devices, gpus, msg, nmsg);
+    if (a->nprocs < 0) {
+        *usage = false;
+        return 2;
+    }
+    return 0;
+}
+
+static int cmd_run(int argc, char **argv) {
+    run_args a;
+    char msg[1024];
+    bool usage;
+    int gpus = wf_cuda_device_count();
+    int rc = parse_run(argc, argv, gpus, &a, msg, sizeof msg, &usage);
+    if (rc) {
+        fprintf(stderr, "weft run: %s\n", msg);
+        if (usage) fprintf(stderr, "\n%s", usage_run);
+        return rc;
+    }
+    if (a.help) {
+        fputs(usage_run, stdout);
+        return 0;
+    }
+    cli c = a.c;
+    char **prog = argv + a.prog;
+    const char *kind = a.kind;
+    (void)kind;   /* only the mpi launch path reads it */
+    long nodes = a.nodes, node_rank = a.node_rank, port = a.port;
+    int nprocs = a.nprocs;
     if (getenv("WF_LAUNCH_RANK") && *getenv("WF_LAUNCH_RANK")) {
         fprintf(stderr, "weft run: this process is already a rank of a weft launch; run the program itself\n");
         return 2;
@@ -216,7 +273,6 @@ static int cmd_run(int argc, char **argv) {
     mpi = !strcmp(kind, "cpu");
 #endif
     o.use_mpirun = mpi;
-    int rc;
     char *report = NULL;
     if (mpi) {
         /* every rank under `weft __rank` (this program), so that its end is recorded */
@@ -252,6 +308,7 @@ static int cmd_run(int argc, char **argv) {
     return rc;
 }
 
+#ifndef WEFT_CLI_NO_MAIN   /* tests/fuzz/fuzz_weft_run.c includes this file for parse_run */
 int main(int argc, char **argv) {
     if (argc < 2) {
         fputs(usage_main, stderr);
@@ -272,3 +329,4 @@ int main(int argc, char **argv) {
     fprintf(stderr, "weft: unknown command \"%s\"\n\n%s", argv[1], usage_main);
     return 2;
 }
+#endif
