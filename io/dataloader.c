@@ -319,3 +319,35 @@ void wf_dataloader_free(wf_dataloader *dl) {
     pthread_cond_destroy(&dl->cv_done);
     wf__free(dl, sizeof *dl);
 }
+
+/* Position (torchdata's StatefulDataLoader): what a checkpoint needs to go on mid-epoch. */
+int wf_dataloader_position(const wf_dataloader *dl, uint64_t *epoch, int64_t *batches) {
+    if (!dl || !epoch || !batches) return wf__error(WF_ENULL, "wf_dataloader_position: NULL argument");
+    wf_dataloader *m = (wf_dataloader *)dl;   /* the lock only; nothing observable changes */
+    pthread_mutex_lock(&m->mu);
+    if (dl->finished) {                 /* the epoch ran out: the next one starts at its beginning */
+        *epoch = dl->epoch + 1;
+        *batches = 0;
+    } else {
+        *epoch = dl->epoch;
+        *batches = dl->started ? dl->next_consume : 0;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return 0;
+}
+
+int wf_dataloader_set_position(wf_dataloader *dl, uint64_t epoch, int64_t batches) {
+    if (!dl) return wf__error(WF_ENULL, "wf_dataloader_set_position: NULL loader");
+    int64_t len = wf_dataloader_len(dl);
+    if (batches < 0 || batches > len)
+        return wf__error(WF_EINVAL, "wf_dataloader_set_position: batches=%lld is not in 0..%lld (the batches of an "
+                         "epoch)", (long long)batches, (long long)len);
+    int rc = start_epoch(dl, epoch, false);
+    if (rc) return rc;
+    /* the skipped batches are never made: workers claim from here on */
+    pthread_mutex_lock(&dl->mu);
+    dl->next_consume = dl->next_claim = batches;
+    pthread_cond_broadcast(&dl->cv_work);
+    pthread_mutex_unlock(&dl->mu);
+    return 0;
+}
