@@ -9,7 +9,10 @@
  *  - `weft run --devices 2 --max-restarts 1` with rank 1 killed (SIGKILL) after step 7 on the
  *    first start: the run completes from its step-6 checkpoint with the uninterrupted
  *    parameters; with --max-restarts 0 it fails naming rank 1.
- * argv: restart_prog, weft, mpirun (or "" without MPI). */
+ *  - examples/fabric_mnist --checkpoint-dir: 1 epoch, then a new process resumes for the 2nd:
+ *    its last.ckpt equals an uninterrupted 2-epoch run's byte for byte, and --save-every
+ *    refuses bad values (skipped without Debian's Fashion-MNIST files).
+ * argv: restart_prog, weft, mpirun (or "" without MPI), fabric_mnist. */
 #include "test_util.h"
 
 #include <signal.h>
@@ -19,7 +22,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static const char *prog, *weft, *mpirun;
+static const char *prog, *weft, *mpirun, *mnist;
 static char tmp[256];
 
 enum { STEPS = 14, EVERY = 3 };
@@ -145,6 +148,41 @@ START_TEST(test_killed_rank_restarts) {
     char path[600];
     snprintf(path, sizeof path, "%s/final", run0);
     ck_assert_msg(access(path, F_OK) != 0, "a failed run wrote final parameters");
+}
+END_TEST
+
+START_TEST(test_example_resume) {
+    const char *data = "/usr/share/datasets/fashion-mnist";
+    char probe[512];
+    snprintf(probe, sizeof probe, "%s/train-images-idx3-ubyte.gz", data);
+    if (access(probe, R_OK)) {
+        fprintf(stderr, "test_example_resume: skipped (no %s)\n", probe);
+        return;
+    }
+    char a[512], b[512];
+    fresh(a, sizeof a, "mnist_a");
+    fresh(b, sizeof b, "mnist_b");
+    static const char *const env[] = { "OMP_NUM_THREADS=1", NULL };
+    /* --no-schedule: the cosine schedule's length depends on --epochs, which differs here */
+    char *full[] = { (char *)mnist, "--epochs", "2", "--batch", "2000", "--no-schedule", "--device", "cpu",
+                     "--data", (char *)data, "--checkpoint-dir", a, "--save-every", "7", NULL };
+    ck_assert_msg(run(full, env) == 0, "uninterrupted: %s", err_text);
+    char *half[] = { (char *)mnist, "--epochs", "1", "--batch", "2000", "--no-schedule", "--device", "cpu",
+                     "--data", (char *)data, "--checkpoint-dir", b, "--save-every", "7", NULL };
+    ck_assert_msg(run(half, env) == 0, "first epoch: %s", err_text);
+    char *rest[] = { (char *)mnist, "--epochs", "2", "--batch", "2000", "--no-schedule", "--device", "cpu",
+                     "--data", (char *)data, "--checkpoint-dir", b, "--save-every", "7", NULL };
+    ck_assert_msg(run(rest, env) == 0, "resumed: %s", err_text);
+    char pa[600], pb[600], cmd[1400];
+    snprintf(pa, sizeof pa, "%s/last.ckpt", a);
+    snprintf(pb, sizeof pb, "%s/last.ckpt", b);
+    snprintf(cmd, sizeof cmd, "cmp -s %s %s", pa, pb);
+    ck_assert_msg(system(cmd) == 0, "%s and %s differ", pa, pb);
+    char *bad[] = { (char *)mnist, "--epochs", "1", "--checkpoint-dir", b, "--save-every", "x", NULL };
+    ck_assert_int_eq(run(bad, env), 2);
+    ck_assert_msg(strstr(err_text, "--save-every x: expected a step count >= 1"), "%s", err_text);
+    char *zero[] = { (char *)mnist, "--epochs", "1", "--checkpoint-dir", b, "--save-every", "0", NULL };
+    ck_assert_int_eq(run(zero, env), 2);
 }
 END_TEST
 
@@ -282,13 +320,14 @@ START_TEST(test_loader_state_entry) {
 END_TEST
 
 int main(int argc, char **argv) {
-    if (argc < 4) {
-        fprintf(stderr, "usage: %s RESTART_PROG WEFT MPIRUN|\"\"\n", argv[0]);
+    if (argc < 5) {
+        fprintf(stderr, "usage: %s RESTART_PROG WEFT MPIRUN|\"\" FABRIC_MNIST\n", argv[0]);
         return 2;
     }
     prog = argv[1];
     weft = argv[2];
     mpirun = argv[3];
+    mnist = argv[4];
     snprintf(tmp, sizeof tmp, "/tmp/weft-restart-test-XXXXXX");
     if (!mkdtemp(tmp)) return 1;
     Suite *s = suite_create("fabric_restart");
@@ -299,6 +338,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, test_exact_resume_one_rank);
     tcase_add_test(tc, test_exact_resume_two_ranks);
     tcase_add_test(tc, test_killed_rank_restarts);
+    tcase_add_test(tc, test_example_resume);
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
     char cmd[300];
