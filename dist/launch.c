@@ -14,7 +14,8 @@
  *    WF_LAUNCH_STATUS_DIR; the launcher polls that directory and mpirun's exit. A program that
  *    has no supervisor still runs and is stopped; only the failing rank goes unnamed.
  * In both, the first failure (a non-zero exit or a signal) makes the launcher send SIGTERM to
- * the rest, SIGKILL after the grace period, and return the failing rank's status. Every wait
+ * the rest, SIGKILL after the grace period, and return the failing rank's status (or, while
+ * max_restarts allows, start every rank again as a new world: wf_launch_processes). Every wait
  * is bounded; nothing here blocks longer than the grace period plus a few seconds after a
  * failure.
  *
