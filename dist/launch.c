@@ -14,7 +14,8 @@
  *    WF_LAUNCH_STATUS_DIR; the launcher polls that directory and mpirun's exit. A program that
  *    has no supervisor still runs and is stopped; only the failing rank goes unnamed.
  * In both, the first failure (a non-zero exit or a signal) makes the launcher send SIGTERM to
- * the rest, SIGKILL after the grace period, and return the failing rank's status. Every wait
+ * the rest, SIGKILL after the grace period, and return the failing rank's status (or, while
+ * max_restarts allows, start every rank again as a new world: wf_launch_processes). Every wait
  * is bounded; nothing here blocks longer than the grace period plus a few seconds after a
  * failure.
  *
@@ -284,6 +285,8 @@ typedef struct job {
     char *const *argv;
     int nprocs, num_nodes, node_rank, world;
     double grace;
+    int failed_rank;           /* out: the first failing global rank of this attempt, or -1 */
+    rank_end failed;           /* out: how it ended */
 } job;
 
 static void kill_all(const pid_t *pids, const rank_end *ends, int n, int sig) {
@@ -331,6 +334,8 @@ static int supervise_direct(job *j, pid_t *pids, rank_end *ends, char **report) 
     int base = j->node_rank * j->nprocs;
     int first = first_failure(ends, n);
     if (first >= 0) {
+        j->failed_rank = base + first;
+        j->failed = ends[first];
         *report = failure_report(base + first, &ends[first], j->world);
         return end_status(&ends[first]);
     }
@@ -477,7 +482,8 @@ static void remove_dir(const char *dir) {
 }
 
 static bool is_exported(const char *entry, const wf_launch_opts *o) {
-    static const char *names[] = { "OMP_NUM_THREADS=", "MASTER_ADDR=", "MASTER_PORT=" };
+    static const char *names[] = { "OMP_NUM_THREADS=", "MASTER_ADDR=", "MASTER_PORT=", "TORCHELASTIC_RESTART_COUNT=",
+                                   "TORCHELASTIC_MAX_RESTARTS=" };
     if (!strncmp(entry, "WF_", 3)) return true;
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strncmp(entry, names[i], strlen(names[i]))) return true;
@@ -597,6 +603,8 @@ static int run_mpirun(job *j, const strvec *base_env, char **report) {
     if (killed) signal_supervised(dir, ends, n, SIGKILL);   /* any supervisor that outlived mpirun */
     int first = first_failure(ends, n);
     if (first >= 0) {
+        j->failed_rank = first;
+        j->failed = ends[first];
         *report = failure_report(first, &ends[first], n);
         rc = end_status(&ends[first]);
     } else if (g_interrupt) {
@@ -641,6 +649,12 @@ int wf_launch_processes(const char *const *argv, const wf_launch_opts *o, char *
     if (num_nodes > 1 && !o->main_port)
         return wf__error(WF_EINVAL, OP ": num_nodes=%d needs main_port: every node must meet on the same port",
                          num_nodes);
+    if (o->max_restarts < 0 || o->max_restarts > 1000000)
+        return wf__error(WF_EINVAL, OP ": max_restarts=%d (must be 0..1000000)", o->max_restarts);
+    if (num_nodes > 1 && o->max_restarts)
+        return wf__error(WF_EINVAL, OP ": max_restarts=%d with num_nodes=%d: each node's launcher would restart "
+                         "only its own ranks, so restart multi-node jobs from the scheduler (one node: num_nodes=1)",
+                         o->max_restarts, num_nodes);
     if (num_nodes > 1 && o->use_mpirun)
         return wf__error(WF_EINVAL, OP ": use_mpirun with num_nodes=%d: one mpirun starts one world, so start "
                          "CPU ranks on several nodes with mpirun or srun directly", num_nodes);
@@ -656,9 +670,6 @@ int wf_launch_processes(const char *const *argv, const wf_launch_opts *o, char *
     char path[4096];
     int rc = wf__launch_find_program(argv[0], path, sizeof path);
     if (rc) return rc;
-    int port = o->main_port;
-    if (!port && (port = free_port()) < 0) return port;
-
     strvec env = {0};
     int bad = 0;
     for (char **e = environ; e && *e && !bad; e++) bad = sv_push(&env, strdup(*e));
@@ -668,19 +679,57 @@ int wf_launch_processes(const char *const *argv, const wf_launch_opts *o, char *
         long t = cores / o->nprocs;
         bad = env_set_int(&env, "OMP_NUM_THREADS", t < 1 ? 1 : t);
     }
-    bad = bad || env_set(&env, "MASTER_ADDR", addr) || env_set_int(&env, "MASTER_PORT", port);
+    bad = bad || env_set(&env, "MASTER_ADDR", addr) || env_set_int(&env, "TORCHELASTIC_MAX_RESTARTS", o->max_restarts);
     if (bad || !env.v) {
         sv_free(&env);
         return wf__error(WF_ENOMEM, OP ": no memory for the ranks' environment");
     }
     job j = { o, path, (char *const *)argv, o->nprocs, num_nodes, o->node_rank, o->nprocs * num_nodes,
-              o->grace_s > 0 ? o->grace_s : 5.0 };
+              o->grace_s > 0 ? o->grace_s : 5.0, -1, {0} };
     char *rep = NULL;
     sigsave saved;
     signals_install(&saved);
-    rc = o->use_mpirun ? run_mpirun(&j, &env, &rep) : run_direct(&j, &env, &rep);
+    /* torchrun's --max-restarts: after a failure every rank starts again, as a new world (a
+     * fresh store port, so no rank of the old one can reach the new rendezvous); the program
+     * resumes from its checkpoint. Restarts that are left over after a success are unused. */
+    for (int attempt = 0;; attempt++) {
+        j.failed_rank = -1;
+        int port = o->main_port;
+        if (!port && (port = free_port()) < 0) {
+            rc = port;
+            break;
+        }
+        if (env_set_int(&env, "MASTER_PORT", port) || env_set_int(&env, "WF_RESTART_COUNT", attempt) ||
+            env_set_int(&env, "TORCHELASTIC_RESTART_COUNT", attempt)) {
+            rc = wf__error(WF_ENOMEM, OP ": no memory for the ranks' environment");
+            break;
+        }
+        free(rep);
+        rep = NULL;
+        rc = o->use_mpirun ? run_mpirun(&j, &env, &rep) : run_direct(&j, &env, &rep);
+        note_interrupt();
+        if (rc <= 0 || j.failed_rank < 0 || g_interrupt || attempt >= o->max_restarts) {
+            if (rc > 0 && j.failed_rank >= 0 && attempt > 0 && rep) {
+                char *r2 = fmt("%s (after %d restart%s)", rep, attempt, attempt == 1 ? "" : "s");
+                if (r2) { free(rep); rep = r2; }
+            }
+            break;
+        }
+        const rank_end *e = &j.failed;
+        if (e->signaled)
+            fprintf(stderr, "weft run: rank %d exited with signal %d (%s); restarting all %d ranks (attempt %d of %d)\n",
+                    j.failed_rank, e->value, strsignal(e->value), j.world, attempt + 1, o->max_restarts);
+        else
+            fprintf(stderr, "weft run: rank %d exited with status %d; restarting all %d ranks (attempt %d of %d)\n",
+                    j.failed_rank, e->value, j.world, attempt + 1, o->max_restarts);
+        fflush(stderr);
+    }
     signals_restore(&saved);
     sv_free(&env);
+    if (rc < 0) {
+        free(rep);
+        rep = NULL;
+    }
     if (report) *report = rep;
     else free(rep);
     return rc;

@@ -3,20 +3,32 @@
  *
  *   fabric_mnist --model mlp|cnn --epochs N [--batch 64] [--lr X] [--data DIR]
  *                [--device auto|cpu|cuda] [--seed S] [--workers W] [--precision 32-true|bf16-mixed|...]
+ *                [--checkpoint-dir DIR [--save-every N]]
  *
  * MLP: 784-256-128-10. CNN: conv(32)-pool-conv(64)-pool-fc(128)-fc(10). Adam, with the
  * learning rate annealed to zero over the run (cosine, per step; --no-schedule keeps it fixed).
  * Shows a progress bar on a terminal (plain lines otherwise), per-epoch loss and accuracy,
- * and ends with one JSON line. */
+ * and ends with one JSON line.
+ *
+ * Checkpoints: with --checkpoint-dir DIR the run saves DIR/last.ckpt every --save-every steps
+ * (default 100) and at each epoch's end: model, optimizer, schedule, RNG, precision (grad
+ * scaler) and the loader's position, so a run killed mid-epoch loses at most N steps. When
+ * DIR/last.ckpt exists at the start, the run resumes from it, automatically: under
+ * `weft run --max-restarts` the restarted ranks get the same command line, so a flag that
+ * must be added for the second start would not help them (Lightning users pass ckpt_path;
+ * delete the file, or pick another DIR, to start over). The resumed run gives the bits the
+ * uninterrupted one would have (its epoch's printed loss covers only the steps since). */
 #include "weft/weft.h"
 #include "weft/nn.h"
 #include "weft/optim.h"
 #include "weft/precision.h"
 #include "weft/fabric.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -86,6 +98,8 @@ int main(int argc, char **argv) {
     double lr = 1e-3;
     uint64_t seed = 0;
     bool schedule = true;
+    const char *ckdir = NULL;
+    long save_every = 100;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--no-schedule")) { schedule = false; continue; }
@@ -99,9 +113,20 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
         else if (!strcmp(a, "--workers")) workers = atoi(v);
         else if (!strcmp(a, "--precision")) precision = v;
+        else if (!strcmp(a, "--checkpoint-dir")) ckdir = v;
+        else if (!strcmp(a, "--save-every")) {
+            char *end;
+            errno = 0;
+            save_every = strtol(v, &end, 10);
+            if (errno || end == v || *end || save_every < 1) {
+                fprintf(stderr, "error: --save-every %s: expected a step count >= 1\n", v);
+                return 2;
+            }
+        }
         else {
             fprintf(stderr, "usage: %s --model mlp|cnn --epochs N [--batch 64] [--lr X] [--data DIR] "
-                            "[--device auto|cpu|cuda] [--seed S] [--workers W] [--precision NAME] [--no-schedule]\n", argv[0]);
+                            "[--device auto|cpu|cuda] [--seed S] [--workers W] [--precision NAME] [--no-schedule] "
+                            "[--checkpoint-dir DIR [--save-every N]]\n", argv[0]);
             return 2;
         }
         i++;
@@ -140,10 +165,37 @@ int main(int argc, char **argv) {
     wf_lr_scheduler *sched = schedule ? wf_cosine_annealing_lr_new(opt, (int)(epochs * steps_per_epoch), 0.0) : NULL;
     if (schedule && !sched) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
 
+    /* what a resume restores; the loader's position also gives the epoch */
+    int64_t saved_steps = 0;
+    char ckpt[4096] = "";
+    wf_fabric_state *st = NULL;
+    int first_epoch = 1;
+    if (ckdir) {
+        if (snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", ckdir) >= (int)sizeof ckpt) { fprintf(stderr, "error: --checkpoint-dir is too long\n"); return 2; }
+        if (mkdir(ckdir, 0777) && errno != EEXIST) { fprintf(stderr, "error: cannot create %s: %s\n", ckdir, strerror(errno)); return 1; }
+        st = wf_fabric_state_new();
+        if (!st || wf_fabric_state_add_module(st, "model", model) || wf_fabric_state_add_optimizer(st, "optimizer", opt) ||
+            (sched && wf_fabric_state_add_scheduler(st, "scheduler", sched)) || wf_fabric_state_add_rng(st, "rng") ||
+            wf_fabric_state_add_precision(st, "precision", fab) || wf_fabric_state_add_loader(st, "loader", train_dl) ||
+            wf_fabric_state_add_int(st, "step", &saved_steps)) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
+        struct stat sb;
+        if (!stat(ckpt, &sb)) {
+            wf_fabric_state *rest = wf_fabric_load(fab, ckpt, st, true);
+            if (!rest) { fprintf(stderr, "error: resuming from %s: %s\n", ckpt, wf_error_message()); return 1; }
+            wf_fabric_state_free(rest);
+            uint64_t e;
+            int64_t k;
+            if (wf_dataloader_position(wf_fabric_loader_inner(train_dl), &e, &k)) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
+            first_epoch = (int)e + 1;   /* the loader counts epochs from 0 */
+            steps = saved_steps;
+            wf_fabric_print(fab, "resumed from %s: epoch %d, batch %lld, step %lld\n", ckpt, first_epoch, (long long)k,
+                            (long long)steps);
+        }
+    }
     wf_fabric_print(fab, "%s: %lld parameters, %lld steps per epoch\n", model_name, (long long)wf_module_num_parameters(model),
            (long long)steps_per_epoch);
     double t0 = now(), acc = 0;
-    for (int epoch = 1; epoch <= epochs; epoch++) {
+    for (int epoch = first_epoch; epoch <= epochs; epoch++) {
         double loss_sum = 0;
         int64_t n = 0, correct = 0, seen = 0;
         wf_tensor *b[2];
@@ -166,6 +218,8 @@ int main(int argc, char **argv) {
                     n++;
                     steps++;
                     if (n % 50 == 0 || n == steps_per_epoch) progress(epoch, n, steps_per_epoch, loss_sum / (double)n, tty);
+                    saved_steps = steps;
+                    if (st && steps % save_every == 0 && wf_fabric_save(fab, ckpt, st, NULL)) rc = -1;
                 }
             }
             wf_scope_end();
@@ -176,10 +230,13 @@ int main(int argc, char **argv) {
         wf_fabric_print(fab, "%sepoch %d: train_loss %.4f train_acc %.4f test_acc %.4f (%.1f s)\n", tty ? "\n" : "", epoch,
                loss_sum / (double)(n ? n : 1), (double)correct / (double)(seen ? seen : 1), acc, now() - t0);
         fflush(stdout);
+        saved_steps = steps;
+        if (st && wf_fabric_save(fab, ckpt, st, NULL)) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
     }
     double train_s = now() - t0;
     wf_fabric_print(fab, "{\"model\":\"%s\",\"precision\":\"%s\",\"epochs\":%d,\"test_acc\":%.4f,\"train_s\":%.1f,\"step_ms\":%.3f}\n",
            model_name, wf_fabric_precision_name(fab), epochs, acc, train_s, 1000.0 * train_s / (double)(steps ? steps : 1));
+    wf_fabric_state_free(st);
     wf_lr_scheduler_free(sched);
     wf_optimizer_free(opt);
     wf_module_free(model);

@@ -34,6 +34,7 @@ typedef struct st_entry {
     char *sbuf;
     size_t cap;
     wf_fabric *fab;
+    wf_fabric_loader *loader;
     int64_t iv;
     double dv;
     char *str;               /* owned string value */
@@ -50,7 +51,7 @@ static const char *kind_names[] = {
     [WF_STATE_MODULE] = "module", [WF_STATE_OPTIMIZER] = "optimizer", [WF_STATE_SCHEDULER] = "scheduler",
     [WF_STATE_TENSOR] = "tensor", [WF_STATE_INT] = "int", [WF_STATE_DOUBLE] = "double",
     [WF_STATE_STRING] = "string", [WF_STATE_RNG] = "rng", [WF_STATE_PRECISION] = "precision",
-    [WF_STATE_TENSORS] = "tensors", [WF_STATE_JSON] = "json",
+    [WF_STATE_TENSORS] = "tensors", [WF_STATE_JSON] = "json", [WF_STATE_LOADER] = "loader",
 };
 #define N_KINDS ((int)(sizeof kind_names / sizeof kind_names[0]))
 
@@ -165,6 +166,13 @@ int wf_fabric_state_add_precision(wf_fabric_state *s, const char *name, wf_fabri
     st_entry *e = add_entry(s, "wf_fabric_state_add_precision", name, WF_STATE_PRECISION, fab);
     if (!e) return wf_error();
     e->fab = fab;
+    return 0;
+}
+
+int wf_fabric_state_add_loader(wf_fabric_state *s, const char *name, wf_fabric_loader *l) {
+    st_entry *e = add_entry(s, "wf_fabric_state_add_loader", name, WF_STATE_LOADER, l);
+    if (!e) return wf_error();
+    e->loader = l;
     return 0;
 }
 
@@ -327,6 +335,16 @@ static int save_entry(wf_st_writer *w, const st_entry *e, const wf_save_filter *
         wf__sb_json_number(&sb, scale);
         wf__sb_puts(&sb, ",\"growth_tracker\":");
         wf__sb_json_int(&sb, tracker);
+        wf__sb_putc(&sb, '}');
+        rc = set_meta_sb(w, e->name, &sb);
+        break;
+    }
+    case WF_STATE_LOADER: {
+        uint64_t epoch = 0;
+        int64_t batches = 0;
+        if ((rc = wf_dataloader_position(wf_fabric_loader_inner(e->loader), &epoch, &batches))) break;
+        wf__sb_printf(&sb, "{\"epoch\":\"%llu\",\"batches\":", (unsigned long long)epoch);
+        wf__sb_json_int(&sb, batches);
         wf__sb_putc(&sb, '}');
         rc = set_meta_sb(w, e->name, &sb);
         break;
@@ -522,6 +540,15 @@ static int restore(wf_fabric *fab, wf_st_file *f, const char *path, st_entry *e,
             rc = wf__error(WF_ECORRUPT, "%s: %s: entry \"%s\" is not a precision state: %s", op, path, e->name, js);
         else
             rc = wf_precision_load_state(e->fab->precision, sc->number, tr);
+        break;
+    }
+    case WF_STATE_LOADER: {
+        uint64_t epoch;
+        int64_t batches;
+        if (parse_u64(wf__json_get(v, "epoch"), &epoch) || !wf__json_int(wf__json_get(v, "batches"), &batches))
+            rc = wf__error(WF_ECORRUPT, "%s: %s: entry \"%s\" is not a loader position: %s", op, path, e->name, js);
+        else
+            rc = wf_dataloader_set_position(wf_fabric_loader_inner(e->loader), epoch, batches);
         break;
     }
     default:

@@ -151,7 +151,9 @@ int64_t wf_dataloader_len(const wf_dataloader *dl) {
 
 /* keep_first: the caller is about to ask for batch 0 (an epoch started by next): it makes
  * that batch itself, so workers start from batch 1 and nobody waits for a thread to wake. */
-static int start_epoch(wf_dataloader *dl, uint64_t epoch, bool keep_first) {
+/* skip: batches of the epoch already consumed (wf_dataloader_set_position); set under the
+ * lock before the workers are woken, so that none of them makes a skipped batch. */
+static int start_epoch(wf_dataloader *dl, uint64_t epoch, bool keep_first, int64_t skip) {
     pthread_mutex_lock(&dl->mu);
     dl->started = false;           /* workers stop claiming */
     for (;;) {                     /* wait for batches in flight */
@@ -173,9 +175,10 @@ static int start_epoch(wf_dataloader *dl, uint64_t epoch, bool keep_first) {
         dl->n_idx = n;
         dl->n_batches = wf_dataloader_len(dl);
         dl->epoch = epoch;
-        dl->next_consume = 0;
-        dl->next_claim = keep_first && dl->n_batches > 0 ? 1 : 0;
-        dl->caller_claim = keep_first && dl->n_batches > 0 ? 0 : -1;
+        if (skip > dl->n_batches) skip = dl->n_batches;
+        dl->next_consume = skip;
+        dl->next_claim = skip + (keep_first && dl->n_batches > skip ? 1 : 0);
+        dl->caller_claim = keep_first && dl->n_batches > skip ? skip : -1;
         dl->finished = false;
         dl->started = true;
         pthread_cond_broadcast(&dl->cv_work);
@@ -186,7 +189,7 @@ static int start_epoch(wf_dataloader *dl, uint64_t epoch, bool keep_first) {
 
 int wf_dataloader_set_epoch(wf_dataloader *dl, uint64_t epoch) {
     if (!dl) return wf__error(WF_ENULL, "wf_dataloader_set_epoch: NULL loader");
-    return start_epoch(dl, epoch, false);
+    return start_epoch(dl, epoch, false, 0);
 }
 
 /* Swap in s with no batch in flight; the old sampler is freed unless s took it over (a
@@ -245,7 +248,7 @@ int wf_dataloader_distribute(wf_dataloader *dl, int num_replicas, int rank) {
 int wf_dataloader_next(wf_dataloader *dl, wf_tensor **out) {
     if (!dl || !out) return wf__error(WF_ENULL, "wf_dataloader_next: NULL argument");
     if (!dl->started) {
-        int rc = start_epoch(dl, dl->finished ? dl->epoch + 1 : dl->epoch, true);
+        int rc = start_epoch(dl, dl->finished ? dl->epoch + 1 : dl->epoch, true, 0);
         if (rc) return rc;
     }
     if (dl->next_consume >= dl->n_batches) {
@@ -318,4 +321,30 @@ void wf_dataloader_free(wf_dataloader *dl) {
     pthread_cond_destroy(&dl->cv_work);
     pthread_cond_destroy(&dl->cv_done);
     wf__free(dl, sizeof *dl);
+}
+
+/* Position (torchdata's StatefulDataLoader): what a checkpoint needs to go on mid-epoch. */
+int wf_dataloader_position(const wf_dataloader *dl, uint64_t *epoch, int64_t *batches) {
+    if (!dl || !epoch || !batches) return wf__error(WF_ENULL, "wf_dataloader_position: NULL argument");
+    wf_dataloader *m = (wf_dataloader *)dl;   /* the lock only; nothing observable changes */
+    pthread_mutex_lock(&m->mu);
+    if (dl->finished) {                 /* the epoch ran out: the next one starts at its beginning */
+        *epoch = dl->epoch + 1;
+        *batches = 0;
+    } else {
+        *epoch = dl->epoch;
+        *batches = dl->started ? dl->next_consume : 0;
+    }
+    pthread_mutex_unlock(&m->mu);
+    return 0;
+}
+
+int wf_dataloader_set_position(wf_dataloader *dl, uint64_t epoch, int64_t batches) {
+    if (!dl) return wf__error(WF_ENULL, "wf_dataloader_set_position: NULL loader");
+    int64_t len = wf_dataloader_len(dl);
+    if (batches < 0 || batches > len)
+        return wf__error(WF_EINVAL, "wf_dataloader_set_position: batches=%lld is not in 0..%lld (the batches of an "
+                         "epoch)", (long long)batches, (long long)len);
+    /* the skipped batches are never made: workers claim from `batches` on */
+    return start_epoch(dl, epoch, false, batches);
 }

@@ -1,7 +1,8 @@
 /* fabric/cli/weft.c: the `weft` program (Lightning's `fabric run`).
  *
  *     weft run [--accelerator A] [--strategy S] [--devices D] [--num-nodes N] [--node-rank R]
- *              [--main-address H] [--main-port P] [--precision P] PROGRAM [ARGS...]
+ *              [--main-address H] [--main-port P] [--precision P]
+ *              [--max-restarts N] PROGRAM [ARGS...]
  *
  * It passes the settings to the ranks as WF_ACCELERATOR, WF_STRATEGY, WF_DEVICES,
  * WF_NUM_NODES, WF_PRECISION and WF_CLI_USED=1 (fabric/connector.c reads them; a config
@@ -13,7 +14,10 @@
  *  - cuda/gpu: one process per requested device (a count, -1 for all, or a list "0,2"),
  *    started directly; NCCL meets through the store at MASTER_ADDR:MASTER_PORT, and each
  *    rank picks its device from LOCAL_RANK (CUDA_VISIBLE_DEVICES is left alone).
- * One process in all: the program is exec'ed directly. The exit status is the program's, or
+ * --max-restarts N (torchrun's): when a rank fails, the others are stopped and every rank is
+ * started again, up to N times, as a new world (dist.h: wf_launch_opts.max_restarts); the
+ * program tells a restart from WF_RESTART_COUNT and resumes from its checkpoint.
+ * One process in all and no restarts: the program is exec'ed directly. The exit status is the program's, or
  * the first failing rank's (128+signal when killed). Usage errors exit 2; a program that
  * cannot be found exits 127. */
 #include "weft/dist.h"
@@ -51,6 +55,8 @@ static const char *usage_run =
     "  --main-address H   where rank 0 serves the store (default: 127.0.0.1)\n"
     "  --main-port P      its port (default: a free port on one node, 29400 on several)\n"
     "  --precision P      32-true, bf16-mixed, 16-mixed, ... (default: the program's)\n"
+    "  --max-restarts N   when a rank fails, restart all ranks up to N times (default: 0)\n"
+    "                     (they see WF_RESTART_COUNT; resume from a checkpoint)\n"
     "  -h, --help         this text\n"
     "\n"
     "The ranks see WF_ACCELERATOR, WF_STRATEGY, WF_DEVICES, WF_NUM_NODES, WF_PRECISION and\n"
@@ -67,7 +73,8 @@ static bool parse_long(const char *s, long *out) {
 }
 
 typedef struct cli {
-    const char *accelerator, *strategy, *devices, *num_nodes, *node_rank, *main_address, *main_port, *precision;
+    const char *accelerator, *strategy, *devices, *num_nodes, *node_rank, *main_address, *main_port, *precision,
+        *max_restarts;
 } cli;
 
 /* `weft run`'s arguments, parsed and checked (the strings point into argv). */
@@ -75,6 +82,7 @@ typedef struct run_args {
     cli c;
     const char *kind;            /* "cpu" or "cuda" (auto resolved) */
     long nodes, node_rank, port; /* port 0: a free one */
+    long restarts;               /* --max-restarts */
     int nprocs;                  /* processes on this node */
     int prog;                    /* argv index of PROGRAM */
     bool help;                   /* -h/--help: print the usage, run nothing */
@@ -152,13 +160,13 @@ static int count_processes(const char *acc, const char *devices, int gpus, char 
  * status 2 with the message in msg and *usage true when the usage text should follow it.
  * tests/fuzz/fuzz_weft_run.c calls this directly. */
 static int parse_run(int argc, char **argv, int gpus, run_args *a, char *msg, size_t nmsg, bool *usage) {
-    *a = (run_args){ .c = { "cpu", NULL, "1", "1", "0", "127.0.0.1", NULL, NULL } };
+    *a = (run_args){ .c = { "cpu", NULL, "1", "1", "0", "127.0.0.1", NULL, NULL, "0" } };
     *usage = true;
     cli *c = &a->c;
     struct { const char *name; const char **dst; } flags[] = {
         { "accelerator", &c->accelerator }, { "strategy", &c->strategy }, { "devices", &c->devices },
         { "num-nodes", &c->num_nodes },   { "node-rank", &c->node_rank }, { "main-address", &c->main_address },
-        { "main-port", &c->main_port },   { "precision", &c->precision },
+        { "main-port", &c->main_port },   { "precision", &c->precision }, { "max-restarts", &c->max_restarts },
     };
     int i = 0;
     for (; i < argc; i++) {
@@ -202,6 +210,11 @@ static int parse_run(int argc, char **argv, int gpus, run_args *a, char *msg, si
         return fail(msg, nmsg, "--node-rank=%s: expected 0 <= rank < --num-nodes", c->node_rank);
     if (c->main_port && (!parse_long(c->main_port, &a->port) || a->port < 1 || a->port > 65535))
         return fail(msg, nmsg, "--main-port=%s: expected a TCP port 1..65535", c->main_port);
+    if (!parse_long(c->max_restarts, &a->restarts) || a->restarts < 0 || a->restarts > 1000000)
+        return fail(msg, nmsg, "--max-restarts=%s: expected a count 0..1000000", c->max_restarts);
+    if (a->restarts && a->nodes > 1)
+        return fail(msg, nmsg, "--max-restarts=%s: restarts need --num-nodes 1 (each node's launcher would restart "
+                    "only its own ranks; restart multi-node jobs from the scheduler)", c->max_restarts);
     if (!c->main_port && a->nodes > 1) a->port = 29400;   /* Lightning's default, the same on every node */
     a->nprocs = count_processes(a->kind, c->devices, gpus, msg, nmsg);
     if (a->nprocs < 0) {
@@ -230,7 +243,7 @@ static int cmd_run(int argc, char **argv) {
     char **prog = argv + a.prog;
     const char *kind = a.kind;
     (void)kind;   /* only the mpi launch path reads it */
-    long nodes = a.nodes, node_rank = a.node_rank, port = a.port;
+    long nodes = a.nodes, node_rank = a.node_rank, port = a.port, restarts = a.restarts;
     int nprocs = a.nprocs;
     if (getenv("WF_LAUNCH_RANK") && *getenv("WF_LAUNCH_RANK")) {
         fprintf(stderr, "weft run: this process is already a rank of a weft launch; run the program itself\n");
@@ -255,7 +268,7 @@ static int cmd_run(int argc, char **argv) {
     if (c.precision) setenv("WF_PRECISION", c.precision, 1);
 
     long world = (long)nprocs * nodes;
-    if (world == 1) {
+    if (world == 1 && !restarts) {
         fflush(NULL);
         execv(path, prog);
         fprintf(stderr, "weft run: cannot run %s: %s\n", path, strerror(errno));
@@ -268,9 +281,10 @@ static int cmd_run(int argc, char **argv) {
     o.node_rank = (int)node_rank;
     o.main_address = c.main_address;
     o.main_port = (int)port;
+    o.max_restarts = (int)restarts;
     bool mpi = false;
 #ifdef WEFT_HAVE_MPI
-    mpi = !strcmp(kind, "cpu");
+    mpi = !strcmp(kind, "cpu") && world > 1;
 #endif
     o.use_mpirun = mpi;
     char *report = NULL;

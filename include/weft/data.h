@@ -142,6 +142,16 @@ int wf_dataloader_set_sampler(wf_dataloader *dl, const wf_sampler *s);
  * num_replicas or rank (naming them) or a loader already distributed; the loader is
  * unchanged on error. */
 int wf_dataloader_distribute(wf_dataloader *dl, int num_replicas, int rank);
+/* Where the loader is, for a checkpoint that resumes mid-epoch (torchdata's
+ * StatefulDataLoader.state_dict): the epoch and how many of its batches were handed out.
+ * After an epoch's end (next returned 0) it is the next epoch at batch 0. WF_ENULL. */
+int wf_dataloader_position(const wf_dataloader *dl, uint64_t *epoch, int64_t *batches);
+/* Go back to a position: start epoch (as set_epoch) and skip its first `batches` batches
+ * without making them (no sample is read twice); the next wf_dataloader_next returns batch
+ * `batches`. Workers carry no RNG of their own (a batch is the same whichever thread makes
+ * it), so nothing else is needed for the same batches. WF_EINVAL when batches is not in
+ * 0..wf_dataloader_len. */
+int wf_dataloader_set_position(wf_dataloader *dl, uint64_t epoch, int64_t batches);
 /* Stops workers and frees everything. NULL is fine. */
 void wf_dataloader_free(wf_dataloader *dl);
 

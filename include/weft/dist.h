@@ -225,6 +225,8 @@ typedef struct wf_launch_opts {
     bool use_mpirun;           /* start ranks through Open MPI's mpirun (CPU ranks) */
     double grace_s;            /* SIGTERM -> SIGKILL grace period; 0 = 5 s */
     const char *const *env;    /* extra "NAME=value" entries for every rank, NULL-terminated (may be NULL) */
+    int max_restarts;          /* torchrun's --max-restarts: after a failure, start every rank again up
+                                * to this many times (0..1000000; 0 = never; one node only) */
 } wf_launch_opts;
 
 /* Run argv (argv[0] a path or a program on PATH) as o->nprocs local ranks and supervise
@@ -235,6 +237,13 @@ typedef struct wf_launch_opts {
  * or a negative code when nothing could be started; *report (may be NULL) receives a
  * malloc'ed line naming the failure (the caller free()s it), NULL when all succeeded. */
 int wf_launch_processes(const char *const *argv, const wf_launch_opts *o, char **report);
+/* With o->max_restarts > 0, a failure (after the others were stopped as above) prints one
+ * line to stderr naming the rank, its status or signal and the attempt, and starts every
+ * rank again as a new world: a fresh MASTER_PORT (unless main_port is fixed) and the attempt
+ * number in WF_RESTART_COUNT and TORCHELASTIC_RESTART_COUNT (0 on the first start;
+ * TORCHELASTIC_MAX_RESTARTS holds the limit), so the program can resume from its checkpoint.
+ * An interruption is never restarted. When the restarts are used up, the result is the last
+ * attempt's, its report ending "(after N restarts)". */
 /* Re-execute this program (/proc/self/exe with its arguments) as o->nprocs local ranks
  * under the supervision above. On success it does not return: the process exits with the
  * job's status (the failure report printed to stderr). Returns a negative code when nothing

@@ -413,7 +413,8 @@ typedef enum wf_state_kind {
     WF_STATE_MODULE = 1, WF_STATE_OPTIMIZER, WF_STATE_SCHEDULER, WF_STATE_TENSOR,
     WF_STATE_INT, WF_STATE_DOUBLE, WF_STATE_STRING, WF_STATE_RNG, WF_STATE_PRECISION,
     WF_STATE_TENSORS,   /* a group of named tensors (a module/optimizer not requested) */
-    WF_STATE_JSON       /* a JSON value not requested (scheduler state, param_groups) */
+    WF_STATE_JSON,      /* a JSON value not requested (scheduler state, param_groups) */
+    WF_STATE_LOADER     /* a loader's position: epoch and batches consumed */
 } wf_state_kind;
 
 wf_fabric_state *wf_fabric_state_new(void);   /* NULL + WF_ENOMEM */
@@ -432,6 +433,11 @@ int wf_fabric_state_add_string(wf_fabric_state *s, const char *name, char *buf, 
 int wf_fabric_state_add_rng(wf_fabric_state *s, const char *name);
 /* The Fabric's precision plugin state (grad scaler scale and growth tracker). */
 int wf_fabric_state_add_precision(wf_fabric_state *s, const char *name, wf_fabric *fab);
+/* A loader's position (wf_dataloader_position: epoch and batches of it consumed), so a run
+ * saved mid-epoch resumes with the next batch: load skips the consumed batches without
+ * making them. Every rank's loader is at the same position (equal shards), so rank 0's is
+ * everyone's. Saved as metadata {"epoch":"E","batches":B}. */
+int wf_fabric_state_add_loader(wf_fabric_state *s, const char *name, wf_fabric_loader *l);
 
 /* Reading a state (e.g. the remainder returned by load). */
 int wf_fabric_state_count(const wf_fabric_state *s);

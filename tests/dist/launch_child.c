@@ -9,6 +9,7 @@
  *   kill      rank 1 kills itself with SIGKILL after 0.2 s; the others sleep 60 s
  *   stubborn  like fail, but the others ignore SIGTERM (only SIGKILL stops them)
  *   sleep     every rank sleeps 60 s
+ *   flaky     on the first start (WF_RESTART_COUNT 0) as fail; once restarted, exit 0
  *   self-MODE, mpi-self-MODE
  *             not launched yet: re-execute itself as 3 ranks with wf_launch_self (directly, or
  *             through mpirun), which exits with the job's status; the ranks then act by MODE */
@@ -53,7 +54,8 @@ int main(int argc, char **argv) {
         const char *names[] = { "RANK", "WORLD_SIZE", "LOCAL_RANK", "LOCAL_WORLD_SIZE", "GROUP_RANK",
                                 "MASTER_ADDR", "MASTER_PORT", "OMP_NUM_THREADS", "WF_LAUNCH_RANK",
                                 "WF_DEVICES", "WF_ACCELERATOR", "WF_CLI_USED", "WF_TEST_EXTRA",
-                                "OMPI_COMM_WORLD_RANK" };
+                                "OMPI_COMM_WORLD_RANK", "WF_RESTART_COUNT", "TORCHELASTIC_RESTART_COUNT",
+                                "TORCHELASTIC_MAX_RESTARTS" };
         for (size_t i = 0; i < sizeof names / sizeof names[0]; i++) {
             const char *v = getenv(names[i]);
             fprintf(f, "%s=%s\n", names[i], v ? v : "(unset)");
@@ -61,6 +63,11 @@ int main(int argc, char **argv) {
         fprintf(f, "detect=%s %d %d %d %d %d\n", ci.env_name, ci.world_size, ci.global_rank, ci.local_rank,
                 ci.node_rank, ci.main_port);
         fclose(f);
+    }
+    if (!strcmp(mode, "flaky")) {
+        const char *rc = getenv("WF_RESTART_COUNT");
+        if (rc && strcmp(rc, "0")) return 0;
+        mode = "fail";
     }
     if (!strcmp(mode, "ok")) return 0;
     if (!strcmp(mode, "stubborn")) signal(SIGTERM, SIG_IGN);

@@ -32,11 +32,13 @@ static void clean_env(void) {
 }
 
 /* Run the child as nprocs ranks; returns the status, *report and *secs. */
+static int g_max_restarts;   /* for launch(): wf_launch_opts.max_restarts */
+
 static int launch(const char *mode, const char *dir, int nprocs, bool mpirun, double grace, char **report,
                   double *secs) {
     clean_env();
     const char *argv[] = { child_exe, mode, dir, NULL };
-    wf_launch_opts o = { .nprocs = nprocs, .use_mpirun = mpirun, .grace_s = grace };
+    wf_launch_opts o = { .nprocs = nprocs, .use_mpirun = mpirun, .grace_s = grace, .max_restarts = g_max_restarts };
     double t0 = now_s();
     int rc = wf_launch_processes(argv, &o, report);
     *secs = now_s() - t0;
@@ -220,6 +222,56 @@ START_TEST(test_bad_input) {
 }
 END_TEST
 
+/* --max-restarts: a rank that fails on the first start only; the restarted world succeeds and
+ * its ranks see the attempt number. Also the line printed for the restart is not checked here
+ * (stderr of this process); `weft run` below checks it. */
+static void check_restarts(bool mpirun) {
+    char dir[512];
+    fresh_dir(dir, sizeof dir, mpirun ? "restart_mpirun" : "restart_direct");
+    char *report = (char *)"sentinel";
+    double secs;
+    g_max_restarts = 2;
+    int rc = launch("flaky", dir, 3, mpirun, 0, &report, &secs);
+    g_max_restarts = 0;
+    ck_assert_msg(rc == 0, "status %d (%s)", rc, report ? report : (rc < 0 ? wf_error_message() : ""));
+    ck_assert_ptr_null(report);
+    ck_assert_msg(secs < 30, "the restart took %.1f s: the other ranks were not stopped", secs);
+    for (int r = 0; r < 3; r++) {
+        char *t = rank_file(dir, r);   /* written again by the restarted world */
+        ck_assert_str_eq(field(t, "WF_RESTART_COUNT"), "1");
+        ck_assert_str_eq(field(t, "TORCHELASTIC_RESTART_COUNT"), "1");
+        ck_assert_str_eq(field(t, "TORCHELASTIC_MAX_RESTARTS"), "2");
+        free(t);
+    }
+    /* restarts used up: the last failure is the result, and the report says so */
+    g_max_restarts = 1;
+    rc = launch("fail", NULL, 2, mpirun, 0, &report, &secs);
+    g_max_restarts = 0;
+    ck_assert_int_eq(rc, 3);
+    ck_assert_ptr_nonnull(report);
+    ck_assert_msg(strstr(report, "rank 1 exited with status 3") && strstr(report, "(after 1 restart)"),
+                  "report \"%s\"", report);
+    free(report);
+}
+
+START_TEST(test_direct_restarts) { check_restarts(false); }
+END_TEST
+
+START_TEST(test_bad_max_restarts) {
+    const char *argv[] = { child_exe, "ok", NULL };
+    wf_launch_opts o = { .nprocs = 2, .max_restarts = -1 };
+    char *report = (char *)"sentinel";
+    ck_assert_int_eq(wf_launch_processes(argv, &o, &report), WF_EINVAL);
+    ck_assert_error(WF_EINVAL, "max_restarts=-1");
+    ck_assert_ptr_null(report);
+    o.max_restarts = 1;
+    o.num_nodes = 2;
+    o.main_port = 29400;
+    ck_assert_int_eq(wf_launch_processes(argv, &o, NULL), WF_EINVAL);
+    ck_assert_error(WF_EINVAL, "max_restarts=1 with num_nodes=2");
+}
+END_TEST
+
 /* ------------------------------------------------------------------ through mpirun */
 
 static bool have_mpirun(void) {
@@ -235,6 +287,12 @@ START_TEST(test_mpirun_failures) {
     check_failure("fail", true, 0, 3, "rank 1 exited with status 3");
     check_failure("kill", true, 0, 128 + 9, "rank 1 was killed by signal 9");
     check_failure("stubborn", true, 0.5, 3, "rank 1 exited with status 3");
+}
+END_TEST
+
+START_TEST(test_mpirun_restarts) {
+    if (!have_mpirun()) return;
+    check_restarts(true);
 }
 END_TEST
 
@@ -312,6 +370,64 @@ static int run_weft(const char *const *args) {
     ck_assert_int_eq(waitpid(pid, &st, 0), pid);
     return WIFSIGNALED(st) ? 128 + WTERMSIG(st) : WEXITSTATUS(st);
 }
+
+/* run_weft with stderr to a file whose text goes to err (n bytes) */
+static int run_weft_err(const char *const *args, char *err, size_t n) {
+    char path[600];
+    snprintf(path, sizeof path, "%s/weft_stderr", tmpdir);
+    fflush(NULL);
+    int saved = dup(2);
+    FILE *f = freopen(path, "w", stderr);
+    ck_assert_ptr_nonnull(f);
+    int rc = run_weft(args);
+    fflush(stderr);
+    dup2(saved, 2);
+    close(saved);
+    char *t = read_file(path);
+    snprintf(err, n, "%s", t ? t : "");
+    free(t);
+    return rc;
+}
+
+START_TEST(test_weft_run_max_restarts) {
+    char dir[512], err[8192];
+    fresh_dir(dir, sizeof dir, "weft_run_restarts");
+    const char *flaky[] = { "run", "--devices", "2", "--max-restarts", "3", child_exe, "flaky", dir, NULL };
+    ck_assert_int_eq(run_weft_err(flaky, err, sizeof err), 0);
+    ck_assert_msg(strstr(err, "weft run: rank 1 exited with status 3; restarting all 2 ranks (attempt 1 of 3)"),
+                  "stderr: %s", err);
+    ck_assert_msg(!strstr(err, "attempt 2"), "restarted twice: %s", err);
+    char *t = rank_file(dir, 1);
+    ck_assert_str_eq(field(t, "WF_RESTART_COUNT"), "1");
+    free(t);
+    /* without restarts the same program fails, naming the rank */
+    const char *once[] = { "run", "--devices=2", "--max-restarts=0", child_exe, "flaky", dir, NULL };
+    ck_assert_int_eq(run_weft_err(once, err, sizeof err), 3);
+    ck_assert_msg(strstr(err, "rank 1 exited with status 3") && !strstr(err, "restarting"), "stderr: %s", err);
+    /* one process with restarts: launched (not exec'ed), so it can be started again */
+    const char *one[] = { "run", "--max-restarts", "1", child_exe, "ok", dir, NULL };
+    ck_assert_int_eq(run_weft_err(one, err, sizeof err), 0);
+    t = rank_file(dir, 0);
+    ck_assert_str_eq(field(t, "WF_RESTART_COUNT"), "0");
+    free(t);
+    /* bad values are refused before anything starts */
+    const char *neg[] = { "run", "--max-restarts", "-1", child_exe, "ok", NULL };
+    ck_assert_int_eq(run_weft_err(neg, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "--max-restarts=-1: expected a count"), "stderr: %s", err);
+    const char *word[] = { "run", "--max-restarts=x", child_exe, "ok", NULL };
+    ck_assert_int_eq(run_weft_err(word, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "--max-restarts=x: expected a count"), "stderr: %s", err);
+    const char *missing[] = { "run", "--max-restarts", NULL };
+    ck_assert_int_eq(run_weft_err(missing, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "option --max-restarts needs a value"), "stderr: %s", err);
+    const char *empty[] = { "run", "--max-restarts=", child_exe, "ok", NULL };
+    ck_assert_int_eq(run_weft_err(empty, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "--max-restarts= has an empty value"), "stderr: %s", err);
+    const char *nodes[] = { "run", "--max-restarts", "1", "--num-nodes", "2", child_exe, "ok", NULL };
+    ck_assert_int_eq(run_weft_err(nodes, err, sizeof err), 2);
+    ck_assert_msg(strstr(err, "restarts need --num-nodes 1"), "stderr: %s", err);
+}
+END_TEST
 
 START_TEST(test_weft_run) {
     char dir[512];
@@ -430,6 +546,8 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, test_direct_environment);
     tcase_add_test(tc, test_bad_input);
     tcase_add_test(tc, test_launch_self);
+    tcase_add_test(tc, test_direct_restarts);
+    tcase_add_test(tc, test_bad_max_restarts);
     suite_add_tcase(s, tc);
     TCase *tm = tcase_create("mpirun_and_cli");
     tcase_set_timeout(tm, 60);
@@ -439,6 +557,8 @@ int main(int argc, char **argv) {
     tcase_add_test(tm, test_weft_run);
     tcase_add_test(tm, test_weft_run_interrupted);
     tcase_add_test(tm, test_weft_usage);
+    tcase_add_test(tm, test_mpirun_restarts);
+    tcase_add_test(tm, test_weft_run_max_restarts);
     suite_add_tcase(s, tm);
     int rc = tt_run(s);
     char cmd[300];
