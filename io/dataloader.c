@@ -252,7 +252,10 @@ int wf_dataloader_next(wf_dataloader *dl, wf_tensor **out) {
         if (rc) return rc;
     }
     if (dl->next_consume >= dl->n_batches) {
+        /* under mu: workers read started (and next_consume) while deciding what to claim */
+        if (dl->nw) pthread_mutex_lock(&dl->mu);
         dl->started = false;
+        if (dl->nw) pthread_mutex_unlock(&dl->mu);
         dl->finished = true;
         return 0;
     }
@@ -287,8 +290,9 @@ int wf_dataloader_next(wf_dataloader *dl, wf_tensor **out) {
             wf__error(rc, "%s", s->msg);
             s->state = SLOT_EMPTY;
             s->rc = 0;
+            dl->next_consume++;   /* before unlocking: workers read it under mu */
+            pthread_cond_broadcast(&dl->cv_work);
             pthread_mutex_unlock(&dl->mu);
-            dl->next_consume++;
             return rc;
         }
         for (int f = 0; f < dl->nf; f++) out[f] = s->t[f];

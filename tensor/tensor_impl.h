@@ -286,9 +286,9 @@ extern const wf_kernels wf__cuda_kernels;
  * Hot CPU loops are compiled twice on x86-64 Linux with GCC (x86-64-v3, i.e. AVX2+FMA, and
  * the baseline) and picked at load time, so a portable build still runs at the machine's
  * width. ISO C11 mode keeps floating contraction off, so both clones give the same bits.
- * Off under AddressSanitizer (ifunc resolvers run before its runtime is ready). */
+ * Off under Address/ThreadSanitizer (ifunc resolvers run before their runtime is ready). */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) && \
-    !defined(__SANITIZE_ADDRESS__) && !defined(WEFT_NO_TARGET_CLONES)
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) && !defined(WEFT_NO_TARGET_CLONES)
 #if __GNUC__ >= 12
 #define WF_MULTIVERSION __attribute__((target_clones("arch=x86-64-v3", "default")))
 /* also an AVX-512 clone, for integer lane work where 16 lanes pay (half conversions) */

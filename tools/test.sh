@@ -73,7 +73,19 @@ run_suite build
 ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   run_suite build-asan -Dblas=builtin -Dcuda=disabled -Dmpi=disabled -Dnccl=disabled \
     -Db_sanitize=address,undefined -Dbuildtype=debugoptimized
-# 3. the embedded preset, natively: only the library and the embedded suite are built
+# 3. ThreadSanitizer over the suites that run threads (meson suite 'threads': the DataLoader's
+#    workers, the store server's poll thread). OpenMP is off there (libgomp is not
+#    instrumented, so its own synchronization would read as races), and only those tests are
+#    built and run. A race fails its test (TSan exits 66).
+step_timeout=300
+if [ -f build-tsan/build.ninja ] || meson setup build-tsan -Dblas=builtin -Dcuda=disabled -Dmpi=disabled \
+     -Dnccl=disabled -Dopenmp=disabled -Db_sanitize=thread >build-tsan.setup.log 2>&1; then
+  TSAN_OPTIONS="second_deadlock_stack=1 history_size=4" \
+    run_subset build-tsan "$(test_targets build-tsan threads)" --suite threads
+else
+  cat build-tsan.setup.log; failed=$((failed + 1))
+fi
+# 4. the embedded preset, natively: only the library and the embedded suite are built
 step_timeout=300
 if [ -f build-minimal/build.ninja ] || meson setup build-minimal -Dminimal=true >build-minimal.setup.log 2>&1; then
   run_subset build-minimal "$(test_targets build-minimal embedded)" --suite embedded
@@ -81,7 +93,7 @@ if [ -f build-minimal/build.ninja ] || meson setup build-minimal -Dminimal=true 
 else
   cat build-minimal.setup.log; failed=$((failed + 1))
 fi
-# 4. aarch64 under qemu-user: tensors, autograd, safetensors and the embedded suite
+# 5. aarch64 under qemu-user: tensors, autograd, safetensors and the embedded suite
 cross_dir=build-aarch64
 if ! bash tools/deps.sh --cross >"$cross_dir.deps.log" 2>&1; then
   echo "weft: aarch64 cross step skipped: its packages could not be installed (tools/deps.sh --cross):"

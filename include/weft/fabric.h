@@ -7,9 +7,17 @@
  *                                                         .precision = "bf16-mixed" });
  *     wf_fabric_setup(fab, model, &opt, 1, NULL);           // module + optimizers
  *     wf_fabric_loader *dl = wf_fabric_setup_dataloader(fab, raw_loader, NULL);
- *     ... loss = forward(model, x) ...
- *     wf_fabric_backward(fab, loss, model);                 // instead of wf_backward
- *     wf_fabric_step(fab, opt);                             // instead of wf_optimizer_step
+ *     wf_tensor *batch[2];                                  // inputs, targets (on the device)
+ *     int more = 1;
+ *     while (more > 0) WF_SCOPE {                           // a step's tensors die with it
+ *         more = wf_fabric_loader_next(dl, batch);          // 1, 0 at the end, or an error
+ *         if (more > 0) {
+ *             wf_optimizer_zero_grad(opt, true);
+ *             wf_tensor *loss = wf_cross_entropy(wf_module_forward(model, batch[0]), batch[1], NULL);
+ *             wf_fabric_backward(fab, loss, model);         // instead of wf_backward
+ *             wf_fabric_step(fab, opt, NULL);               // instead of wf_optimizer_step
+ *         }
+ *     }
  *
  * Settings come from the config struct (zero means default everywhere) and the environment
  * variables WF_ACCELERATOR, WF_STRATEGY, WF_DEVICES, WF_NUM_NODES, WF_PRECISION (Fabric's

@@ -87,10 +87,13 @@ typedef struct wf__mod_hook { int id; wf_forward_pre_hook pre; wf_forward_hook p
  *         return wf_module_forward(n->fc2, wf_relu(wf_module_forward(n->fc1, x)));
  *     }
  *     static const wf_module_vtable mynet_vt = { .forward = mynet_forward };
+ *
  *     MyNet *n = wf_module_create(sizeof(MyNet), "MyNet", &mynet_vt);
  *     n->fc1 = wf_linear_new(784, 128, true);
  *     wf_module_add_child(&n->base, "fc1", n->fc1);   // the parent now owns fc1
- *     ...
+ *     n->fc2 = wf_linear_new(128, 10, true);
+ *     wf_module_add_child(&n->base, "fc2", n->fc2);
+ *     wf_tensor *logits = wf_module_forward(&n->base, x);   // x: [batch, 784]
  *     wf_module_free(&n->base);                       // frees fc1, fc2 and n
  *
  * The fields are weft's; read and change them only through the functions below. */

@@ -1,6 +1,7 @@
 /* weft/weft.h: everything. */
 #ifndef WEFT_H
 #define WEFT_H
+#include "version.h"
 #include "tensor.h"
 #include "autograd.h"
 #include "cuda.h"

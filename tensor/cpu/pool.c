@@ -26,7 +26,7 @@ static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
 /* the 2x2 kernel is compiled for AVX2 too and picked at load time (as the GEMM micro-kernels) */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) &&    \
-    !defined(__SANITIZE_ADDRESS__) && !defined(WEFT_NO_TARGET_CLONES)
+    !defined(__SANITIZE_ADDRESS__) && !defined(__SANITIZE_THREAD__) && !defined(WEFT_NO_TARGET_CLONES)
 #define WF_POOL_MULTIVERSION __attribute__((target_clones("avx2", "default")))
 #else
 #define WF_POOL_MULTIVERSION
