@@ -220,13 +220,15 @@ static int binary_(const char *fname, wf_binary_op op, wf_tensor *a, wf_tensor *
             wf_tensor be;
             expand_into(&be, b2, a->ndim, a->shape);
             const wf_kernels *k = wf__kernels(a->device);
-            bool axpy = op == WF_B_ADD || op == WF_B_SUB;
-            if (!k) rc = wf_error();
-            else if (axpy) rc = wf__need_kernel(k, fname, WF_OPF_KERNEL, WF_K_AXPY, a->dtype, a->device);
-            else rc = wf__need_kernel(k, fname, WF_OPF_BINARY, op, a->dtype, a->device);
-            if (rc) {}
-            else if (axpy) rc = k->axpy(a, &be, op == WF_B_ADD ? alpha : -alpha);
-            else rc = k->binary(op, a, a, &be);
+            if (!k) {
+                rc = wf_error();
+            } else if (op == WF_B_ADD || op == WF_B_SUB) {
+                rc = wf__need_kernel(k, fname, WF_OPF_KERNEL, WF_K_AXPY, a->dtype, a->device);
+                if (!rc) rc = k->axpy(a, &be, op == WF_B_ADD ? alpha : -alpha);
+            } else {
+                rc = wf__need_kernel(k, fname, WF_OPF_BINARY, op, a->dtype, a->device);
+                if (!rc) rc = k->binary(op, a, a, &be);
+            }
         }
         if (!rc) wf__bump_version(a);
     }
