@@ -76,6 +76,7 @@ static wf_tensor *binary(const char *fname, wf_binary_op op, wf_tensor *a, wf_te
             return NULL;
         }
     }
+    if (wf__need_kernel(k, fname, WF_OPF_BINARY, op, dt, a->device)) return NULL;
     wf_tensor *a2 = a, *b2 = b;
     if (a->dtype != dt) a2 = wf_to_dtype(a, dt);
     if (b->dtype != dt) b2 = wf_to_dtype(b, dt);
@@ -110,7 +111,6 @@ wf_tensor *wf_logical_or(wf_tensor *a, wf_tensor *b) { return binary("wf_logical
 /* ---------------------------------------------------------------- scalar forms */
 
 static wf_tensor *binary_scalar(const char *fname, wf_binary_op op, wf_tensor *a, double s, bool reversed) {
-    (void)fname;   /* names the op in messages of the generic paths */
     if (!a) return NULL;
     const wf_kernels *k = wf__kernels(a->device);
     if (!k) return NULL;
@@ -118,6 +118,7 @@ static wf_tensor *binary_scalar(const char *fname, wf_binary_op op, wf_tensor *a
     bool integral = s == floor(s) && fabs(s) < 9.2e18;
     if (!wf_dtype_is_floating(dt) && !is_pred(op) && (op == WF_B_DIV || !integral)) dt = wf_get_default_dtype();
     if (dt == WF_BOOL && !is_pred(op)) dt = WF_I64;
+    if (wf__need_kernel(k, fname, WF_OPF_BINARY, op, dt, a->device)) return NULL;
     wf_tensor *a2 = dt == a->dtype ? a : wf_to_dtype(a, dt);
     if (!a2) return NULL;
     wf_tensor *y = wf__empty(a->shape, a->ndim, is_pred(op) ? WF_BOOL : dt, a->device);
@@ -171,7 +172,9 @@ wf_tensor *wf_where(wf_tensor *cond, wf_tensor *a, wf_tensor *b) {
         expand_into(&ce, cond, nd2, shape);
         expand_into(&ae, a2, nd2, shape);
         expand_into(&be, b2, nd2, shape);
-        if (wf__kernels(y->device)->where(y, &ce, &ae, &be)) { wf_tensor_free(y); return NULL; }
+        const wf_kernels *k = wf__kernels(y->device);
+        if (!k || wf__need_kernel(k, "wf_where", WF_OPF_KERNEL, WF_K_WHERE, dt, y->device) ||
+            k->where(y, &ce, &ae, &be)) { wf_tensor_free(y); return NULL; }
     }
     if (wf_dtype_is_floating(dt)) {
         wf_tensor *ins[2] = { a2, b2 };
@@ -217,8 +220,15 @@ static int binary_(const char *fname, wf_binary_op op, wf_tensor *a, wf_tensor *
             wf_tensor be;
             expand_into(&be, b2, a->ndim, a->shape);
             const wf_kernels *k = wf__kernels(a->device);
-            if (op == WF_B_ADD || (op == WF_B_SUB)) rc = k->axpy(a, &be, op == WF_B_ADD ? alpha : -alpha);
-            else rc = k->binary(op, a, a, &be);
+            if (!k) {
+                rc = wf_error();
+            } else if (op == WF_B_ADD || op == WF_B_SUB) {
+                rc = wf__need_kernel(k, fname, WF_OPF_KERNEL, WF_K_AXPY, a->dtype, a->device);
+                if (!rc) rc = k->axpy(a, &be, op == WF_B_ADD ? alpha : -alpha);
+            } else {
+                rc = wf__need_kernel(k, fname, WF_OPF_BINARY, op, a->dtype, a->device);
+                if (!rc) rc = k->binary(op, a, a, &be);
+            }
         }
         if (!rc) wf__bump_version(a);
     }
@@ -244,7 +254,9 @@ static int scalar_(const char *fname, wf_binary_op op, wf_tensor *a, double s) {
         wf_scope_end();
         return rc;
     }
-    if (wf_numel(a)) rc = wf__kernels(a->device)->binary_scalar(op, a, a, s, false);
+    const wf_kernels *k = wf__kernels(a->device);
+    rc = k ? wf__need_kernel(k, fname, WF_OPF_BINARY, op, a->dtype, a->device) : wf_error();
+    if (!rc && wf_numel(a)) rc = k->binary_scalar(op, a, a, s, false);
     if (!rc) wf__bump_version(a);
     return rc;
 }

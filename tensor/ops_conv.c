@@ -86,14 +86,17 @@ static int conv_forward(wf_tensor *y, wf_tensor *x, wf_tensor *w, wf_tensor *b, 
     if (y->device.type == WF_DEV_META || wf_numel(y) == 0) return 0;
     const wf_kernels *K = wf__kernels(y->device);
     if (!K) return wf_error();
-    if (!K->gemm || !K->im2col)
-        return wf__error(WF_ENOTSUP, "wf_conv2d: no GEMM/im2col kernels on %s", K->name);
     wf_dtype dt = y->dtype;
+    int nk = wf__need_kernel(K, "wf_conv2d", WF_OPF_KERNEL, WF_K_IM2COL, dt, y->device);
+    if (!nk) nk = wf__need_kernel(K, "wf_conv2d", WF_OPF_KERNEL, WF_K_GEMM, dt, y->device);
+    if (nk) return nk;
     int64_t es = (int64_t)wf_dtype_size(dt);
     int64_t L = G->oh * G->ow, Cg = G->C / G->g, Og = G->O / G->g;
     int64_t kk = (int64_t)G->kh * G->kw, CK = Cg * kk, HW = G->H * G->W;
     bool direct = G->kh == 1 && G->kw == 1 && G->sh == 1 && G->sw == 1 && G->ph == 0 && G->pw == 0;
-    if (!direct && K->im2col_batch && K->col2im_batch) return conv_forward_batched(K, y, x, w, b, G);
+    if (!direct && wf__supports(K, WF_OPF_KERNEL, WF_K_IM2COL_BATCH, dt) &&
+        wf__supports(K, WF_OPF_KERNEL, WF_K_COL2IM_BATCH, dt))
+        return conv_forward_batched(K, y, x, w, b, G);
     double beta = 0.0;
     int rc = 0;
     if (b) {
@@ -207,9 +210,17 @@ static wf_tensor *conv2d_4d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_c
     return y;
 }
 
-/* The CPU has no f16/bf16 conv kernels: compute in f32 and round back, autograd through the casts. */
+/* An f16/bf16 input on a backend that has the op's kernel for f32 but not for this dtype
+ * (the CPU's conv and pools): the op runs in f32 and rounds back. */
+static bool via_f32(const wf_tensor *x, wf_kernel_op kop) {
+    if (x->dtype != WF_F16 && x->dtype != WF_BF16) return false;
+    const wf_kernels *K = wf__kernels(x->device);
+    return K && !wf__supports(K, WF_OPF_KERNEL, kop, x->dtype) && wf__supports(K, WF_OPF_KERNEL, kop, WF_F32);
+}
+
+/* No f16/bf16 conv kernels (via_f32): compute in f32 and round back, autograd through the casts. */
 static wf_tensor *half_conv2d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_opts *opts) {
-    if (wf__autocast_suspend(WF_DEV_CPU)) return NULL;   /* the f32 conv inside must not be lowered again */
+    if (wf__autocast_suspend(x->device.type)) return NULL;   /* the f32 conv inside must not be lowered again */
     wf_scope_begin();
     wf_tensor *bf = b ? wf_to_dtype(b, WF_F32) : NULL;
     wf_tensor *y = (b && !bf) ? NULL : wf_conv2d(wf_to_dtype(x, WF_F32), wf_to_dtype(w, WF_F32), bf, opts);
@@ -223,7 +234,7 @@ wf_tensor *wf_conv2d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_o
     static const char *op = "wf_conv2d";
     x = wf__autocast_arg(x, WF__AC_LOWER), w = wf__autocast_arg(w, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
     if (wf__any_null(op, 2, x, w)) return NULL;
-    if (wf__half_on_cpu(x) && x->dtype == w->dtype && (!b || b->dtype == x->dtype)) return half_conv2d(x, w, b, opts);
+    if (via_f32(x, WF_K_IM2COL) && x->dtype == w->dtype && (!b || b->dtype == x->dtype)) return half_conv2d(x, w, b, opts);
     if (check_image(op, x) || check_same(op, "weight", x, w) || (b && check_same(op, "bias", x, b)))
         return NULL;
     if (w->ndim != 4) {
@@ -307,7 +318,7 @@ static void out_shape(const wf_tensor *x, int64_t oh, int64_t ow, int64_t *shape
 wf_tensor *wf_max_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
     static const char *op = "wf_max_pool2d";
     if (wf__any_null(op, 1, x)) return NULL;
-    if (wf__half_on_cpu(x)) return half_pool(x, opts, 0, 0, wf_max_pool2d);   /* no half kernels on the CPU */
+    if (via_f32(x, WF_K_MAX_POOL2D)) return half_pool(x, opts, 0, 0, wf_max_pool2d);   /* no half kernels (CPU) */
     pool_geom P;
     if (check_image(op, x) || pool_setup(op, x, opts, true, &P)) return NULL;
     int64_t shape[4];
@@ -321,7 +332,7 @@ wf_tensor *wf_max_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
     if (am) {
         int rc = 0;
         if (x->device.type != WF_DEV_META && wf_numel(yy) > 0) {
-            if (!K->max_pool2d) rc = wf__error(WF_ENOTSUP, "%s: not supported on %s", op, K->name);
+            rc = wf__need_kernel(K, op, WF_OPF_KERNEL, WF_K_MAX_POOL2D, x->dtype, x->device);
             wf_tensor *x4 = rc ? NULL : wf__conv_as4d(xc), *y4 = x4 ? wf__conv_as4d(yy) : NULL, *a4 = y4 ? wf__conv_as4d(am) : NULL;
             if (!rc) rc = a4 ? K->max_pool2d(y4, a4, x4, P.k, P.s, P.p, P.d) : wf_error();
         }
@@ -347,7 +358,7 @@ static wf_tensor *avg_pool_impl(const char *op, wf_tensor *x, const pool_geom *P
     if (yy) {
         int rc = 0;
         if (x->device.type != WF_DEV_META && wf_numel(yy) > 0) {
-            if (!K->avg_pool2d) rc = wf__error(WF_ENOTSUP, "%s: not supported on %s", op, K->name);
+            rc = wf__need_kernel(K, op, WF_OPF_KERNEL, WF_K_AVG_POOL2D, x->dtype, x->device);
             wf_tensor *x4 = rc ? NULL : wf__conv_as4d(xc), *y4 = x4 ? wf__conv_as4d(yy) : NULL;
             if (!rc) rc = y4 ? K->avg_pool2d(y4, x4, P->k, P->s, P->p, cip) : wf_error();
         }
@@ -369,7 +380,7 @@ static wf_tensor *avg_pool_impl(const char *op, wf_tensor *x, const pool_geom *P
 wf_tensor *wf_avg_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
     static const char *op = "wf_avg_pool2d";
     if (wf__any_null(op, 1, x)) return NULL;
-    if (wf__half_on_cpu(x)) return half_pool(x, opts, 0, 0, wf_avg_pool2d);
+    if (via_f32(x, WF_K_AVG_POOL2D)) return half_pool(x, opts, 0, 0, wf_avg_pool2d);
     pool_geom P;
     if (check_image(op, x) || pool_setup(op, x, opts, false, &P)) return NULL;
     return avg_pool_impl(op, x, &P, !opts->count_include_pad_false);
@@ -447,7 +458,7 @@ int wf__cpu_adaptive_avg_pool2d_backward(wf_tensor *gx, const wf_tensor *gy) {
 wf_tensor *wf_adaptive_avg_pool2d(wf_tensor *x, int64_t oh, int64_t ow) {
     static const char *op = "wf_adaptive_avg_pool2d";
     if (wf__any_null(op, 1, x)) return NULL;
-    if (wf__half_on_cpu(x)) return half_pool(x, NULL, oh, ow, NULL);
+    if (via_f32(x, WF_K_AVG_POOL2D)) return half_pool(x, NULL, oh, ow, NULL);
     if (check_image(op, x)) return NULL;
     int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1];
     char s1[96];
@@ -465,19 +476,16 @@ wf_tensor *wf_adaptive_avg_pool2d(wf_tensor *x, int64_t oh, int64_t ow) {
                         { 1, 1 }, oh, ow };
         return avg_pool_impl(op, x, &P, true);
     }
-    if (x->device.type == WF_DEV_CUDA) {
-        wf__error(WF_ENOTSUP, "%s: output %lldx%lld does not divide input %s; unequal bins are only "
-                  "implemented on the cpu", op, (long long)oh, (long long)ow, wf_shape_str(x, s1, sizeof s1));
-        return NULL;
-    }
+    /* unequal bins: the backend's adaptive kernel, or WF_ENOTSUP (never another device's loops) */
+    const wf_kernels *K = wf__kernels(x->device);
+    if (!K || wf__need_kernel(K, op, WF_OPF_KERNEL, WF_K_ADAPTIVE_AVG_POOL2D, x->dtype, x->device)) return NULL;
     int64_t shape[4];
     out_shape(x, oh, ow, shape);
     wf_tensor *y = NULL;
     wf_scope_begin();
-    const wf_kernels *K = wf__kernels(x->device);
-    wf_tensor *xc = K ? wf__conv_contig(x, K) : NULL;
+    wf_tensor *xc = wf__conv_contig(x, K);
     wf_tensor *yy = xc ? wf__empty(shape, x->ndim, x->dtype, x->device) : NULL;
-    if (yy && (x->device.type == WF_DEV_META || !wf__cpu_adaptive_avg_pool2d(yy, xc))) {
+    if (yy && (x->device.type == WF_DEV_META || !K->adaptive_avg_pool2d(yy, xc))) {
         y = yy;
         wf_node *nd = wf__record("AdaptiveAvgPool2DBackward", wf__adaptive_avg_pool2d_backward, y, 1, &x);
         y = wf__recorded(y, nd, true, 1, &x);

@@ -50,11 +50,11 @@ static int sdpa_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
 
 wf_tensor *wf__sdpa_fused(wf_tensor *q, wf_tensor *k, wf_tensor *v, double scale, bool causal, bool *handled) {
     *handled = false;
-    if (q->device.type != WF_DEV_CUDA || !wf_device_eq(q->device, k->device) || !wf_device_eq(q->device, v->device))
-        return NULL;
+    if (!wf_device_eq(q->device, k->device) || !wf_device_eq(q->device, v->device)) return NULL;
     const wf_kernels *kt = wf__kernels(q->device);
-    if (!kt || !kt->sdpa_fwd || !kt->sdpa_bwd) return NULL;
     wf_dtype dt = q->dtype;
+    if (!kt || !wf__supports(kt, WF_OPF_KERNEL, WF_K_SDPA_FWD, dt) || !wf__supports(kt, WF_OPF_KERNEL, WF_K_SDPA_BWD, dt))
+        return NULL;
     if ((dt != WF_BF16 && dt != WF_F16) || k->dtype != dt || v->dtype != dt) return NULL;
     if (q->ndim != 4 || k->ndim != 4 || v->ndim != 4) return NULL;
     int64_t B = q->shape[0], H = q->shape[1], L = q->shape[2], D = q->shape[3], S = k->shape[2];
@@ -132,10 +132,11 @@ static int sdpa_qkv_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
 
 wf_tensor *wf__sdpa_qkv_fused(wf_tensor *qkv, int64_t H, bool causal, bool *handled) {
     *handled = false;
-    if (!qkv || qkv->device.type != WF_DEV_CUDA || qkv->ndim != 3 || H < 1) return NULL;
+    if (!qkv || qkv->ndim != 3 || H < 1) return NULL;
     const wf_kernels *kt = wf__kernels(qkv->device);
-    if (!kt || !kt->sdpa_fwd || !kt->sdpa_bwd) return NULL;
     wf_dtype dt = qkv->dtype;
+    if (!kt || !wf__supports(kt, WF_OPF_KERNEL, WF_K_SDPA_FWD, dt) || !wf__supports(kt, WF_OPF_KERNEL, WF_K_SDPA_BWD, dt))
+        return NULL;
     int64_t B = qkv->shape[0], T = qkv->shape[1], E3 = qkv->shape[2];
     if ((dt != WF_BF16 && dt != WF_F16) || E3 % 3 || (E3 / 3) % H || qkv->stride[2] != 1) return NULL;
     int64_t E = E3 / 3, D = E / H;
@@ -199,10 +200,11 @@ static int layer_norm_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx)
 
 wf_tensor *wf__layer_norm_fused(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps, bool *handled) {
     *handled = false;
-    if (x->device.type != WF_DEV_CUDA) return NULL;
     const wf_kernels *kt = wf__kernels(x->device);
-    if (!kt || !kt->layer_norm_fwd || !kt->layer_norm_bwd) return NULL;
     wf_dtype dt = x->dtype;
+    if (!kt || !wf__supports(kt, WF_OPF_KERNEL, WF_K_LAYER_NORM_FWD, dt) ||
+        !wf__supports(kt, WF_OPF_KERNEL, WF_K_LAYER_NORM_BWD, dt))
+        return NULL;
     if (dt != WF_F32 && dt != WF_BF16 && dt != WF_F16) return NULL;
     wf_tensor *ps[2] = { weight, bias };
     for (int i = 0; i < 2; i++)
@@ -253,9 +255,11 @@ static int xent_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
 wf_tensor *wf__cross_entropy_fused(wf_tensor *input, wf_tensor *target, int64_t ignore_index, int reduction,
                                    bool *handled) {
     *handled = false;
-    if (input->device.type != WF_DEV_CUDA || !wf_device_eq(input->device, target->device)) return NULL;
+    if (!wf_device_eq(input->device, target->device)) return NULL;
     const wf_kernels *kt = wf__kernels(input->device);
-    if (!kt || !kt->xent_fwd || !kt->xent_bwd) return NULL;
+    if (!kt || !wf__supports(kt, WF_OPF_KERNEL, WF_K_XENT_FWD, input->dtype) ||
+        !wf__supports(kt, WF_OPF_KERNEL, WF_K_XENT_BWD, input->dtype))
+        return NULL;
     if (input->ndim != 2 || target->ndim != 1 || target->dtype != WF_I64 || target->shape[0] != input->shape[0])
         return NULL;
     if (!wf_dtype_is_floating(input->dtype) || input->shape[0] < 1 || input->shape[1] < 1) return NULL;

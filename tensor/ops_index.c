@@ -85,7 +85,9 @@ wf_tensor *wf_gather(wf_tensor *x, int dim, wf_tensor *index) {
     if (check_index_values(op, index, x->ndim ? x->shape[d] : 1, d)) return NULL;
     wf_tensor *y = wf__empty(index->shape, index->ndim, x->dtype, x->device);
     if (!y) return NULL;
-    if (!is_meta(y) && wf_numel(y) && wf__kernels(y->device)->gather(y, x, d, index)) {
+    const wf_kernels *K = wf__kernels(y->device);
+    if (!is_meta(y) && wf_numel(y) && (wf__need_kernel(K, op, WF_OPF_KERNEL, WF_K_GATHER, x->dtype, y->device) ||
+                                       K->gather(y, x, d, index))) {
         wf_tensor_free(y);
         return NULL;
     }
@@ -125,7 +127,8 @@ wf_tensor *wf_scatter_add(wf_tensor *x, int dim, wf_tensor *index, wf_tensor *sr
     if (!y) return NULL;
     if (!is_meta(y) && wf_numel(y)) {
         const wf_kernels *k = wf__kernels(y->device);
-        if (k->copy(y, x) || (wf_numel(index) && k->scatter_add(y, d, index, src))) {
+        if (wf__need_kernel(k, op, WF_OPF_KERNEL, WF_K_SCATTER_ADD, y->dtype, y->device) || k->copy(y, x) ||
+            (wf_numel(index) && k->scatter_add(y, d, index, src))) {
             wf_tensor_free(y);
             return NULL;
         }
@@ -158,7 +161,10 @@ wf_tensor *wf_index_select(wf_tensor *x, int dim, wf_tensor *index) {
     shape[d] = wf_numel(index);
     wf_tensor *y = wf__empty(shape, x->ndim, x->dtype, x->device);
     if (!y) return NULL;
-    if (!is_meta(y) && wf_numel(y) && wf__kernels(y->device)->index_select(y, x, d, index)) {
+    const wf_kernels *K = wf__kernels(y->device);
+    if (!is_meta(y) && wf_numel(y) &&
+        (wf__need_kernel(K, op, WF_OPF_KERNEL, WF_K_INDEX_SELECT, x->dtype, y->device) ||
+         K->index_select(y, x, d, index))) {
         wf_tensor_free(y);
         return NULL;
     }
@@ -205,7 +211,9 @@ wf_tensor *wf_embedding(wf_tensor *weight, wf_tensor *indices) {
     }
     if (!rc && !is_meta(y) && N > 0 && D > 0) {
         wf_tensor *y2 = wf__view_of(y, 2, (const int64_t[]){ N, D }, (const int64_t[]){ D, 1 }, y->offset);
-        rc = y2 ? wf__kernels(y->device)->index_select(y2, weight, 0, flat) : err_or(WF_ENOMEM);
+        const wf_kernels *K = wf__kernels(y->device);
+        rc = wf__need_kernel(K, op, WF_OPF_KERNEL, WF_K_INDEX_SELECT, weight->dtype, y->device);
+        if (!rc) rc = y2 ? K->index_select(y2, weight, 0, flat) : err_or(WF_ENOMEM);
     }
     if (!rc) {
         wf_node *n = wf__record("EmbeddingBackward", wf__embedding_backward, y, 1, &weight);

@@ -64,7 +64,8 @@ static int matmul_into(wf_tensor *y, wf_tensor *a, wf_tensor *b) {
     if (y->device.type == WF_DEV_META) return 0;
     const wf_kernels *K = wf__kernels(y->device);
     if (!K) return wf_error();
-    if (!K->gemm) return wf__error(WF_ENOTSUP, "wf_matmul: no GEMM kernel on %s", K->name);
+    int nk = wf__need_kernel(K, "wf_matmul", WF_OPF_KERNEL, WF_K_GEMM, y->dtype, y->device);
+    if (nk) return nk;
     int nb = y->ndim - 2;
     int64_t m = y->shape[nb], n = y->shape[nb + 1], k = a->shape[a->ndim - 1];
     if (wf__numel(y->ndim, y->shape) == 0) return 0;
@@ -222,7 +223,7 @@ static int linear_bias_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
     wf_tensor *x = wf__saved(n, 0), *w = wf__saved(n, 1), *g = gy[0];
     if (!x || !w) return wf_error();
     const wf_kernels *K = wf__kernels(g->device);
-    if (!K || !K->gemm_epilogue || !n->needs[1] || !n->needs[2] || wf_is_grad_enabled() ||
+    if (!K || !wf__supports(K, WF_OPF_KERNEL, WF_K_GEMM_EPILOGUE, g->dtype) || !n->needs[1] || !n->needs[2] || wf_is_grad_enabled() ||
         g->device.type == WF_DEV_META || g->dtype != x->dtype || g->dtype != w->dtype ||
         n->in_meta[1].dtype != w->dtype || n->in_meta[2].dtype != w->dtype)
         return wf__linear_backward(n, gy, gx);
@@ -305,7 +306,9 @@ wf_tensor *wf_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
         double beta = 0.0;
         bool done = false;
         /* bias fused into the GEMM where the device offers it (cuBLASLt epilogue on CUDA) */
-        if (!rc && b && K->gemm_epilogue && b->stride[0] == 1 && b->dtype == y->dtype) {
+        if (!rc) rc = wf__need_kernel(K, op, WF_OPF_KERNEL, WF_K_GEMM, y->dtype, y->device);
+        if (!rc && b && wf__supports(K, WF_OPF_KERNEL, WF_K_GEMM_EPILOGUE, y->dtype) && b->stride[0] == 1 &&
+            b->dtype == y->dtype) {
             int r = K->gemm_epilogue(y->dtype, lx.trans, !lw.trans, rows, out, in, dptr(xc), lx.ld, dptr(wc), lw.ld,
                                      dptr(y), out, dptr(b), NULL, y->device);
             if (r <= 0) { rc = r; done = true; }

@@ -35,10 +35,10 @@ static wf_tensor *reduce_raw(const char *op, wf_reduce_op r, wf_tensor *x, uint3
     int nd;
     int64_t shape[WF_MAX_DIMS];
     kept_shape(x, mask, true, &nd, shape);
+    if (wf__need_kernel(k, op, WF_OPF_REDUCE, r, x->dtype, x->device)) return NULL;
     wf_tensor *y = wf__empty(shape, nd, acc, x->device);
     if (!y) return NULL;
     if (k->reduce(r, y, x, mask, p)) { wf_tensor_free(y); return NULL; }
-    (void)op;
     return y;
 }
 
@@ -189,7 +189,8 @@ static wf_tensor *arg(const char *op, bool is_max, wf_tensor *x, int dim, bool k
         } else {
             int64_t shape[WF_MAX_DIMS];
             for (int i = 0; i < src->ndim; i++) shape[i] = i == d ? 1 : src->shape[i];
-            y = wf__empty(shape, src->ndim, WF_I64, src->device);
+            if (!wf__need_kernel(k, op, WF_OPF_KERNEL, WF_K_ARG_REDUCE, src->dtype, src->device))
+                y = wf__empty(shape, src->ndim, WF_I64, src->device);
             if (y && k->arg_reduce(is_max, y, src, d)) y = NULL;
             if (y && (!keepdim || dim == WF_DIM_NONE || x->ndim == 0)) {
                 int nd = 0;

@@ -45,6 +45,9 @@ int wf__softmax_along(wf_tensor *out, wf_tensor *a, wf_tensor *b, int dim, bool 
         dst = wf__empty(ac->shape, ac->ndim, out->dtype, out->device);
         if (!dst) rc = wf_error() ? wf_error() : WF_ENOMEM;
     }
+    if (!rc)
+        rc = wf__need_kernel(k, backward ? "wf_softmax (backward)" : (is_log ? "wf_log_softmax" : "wf_softmax"),
+                             WF_OPF_KERNEL, backward ? WF_K_SOFTMAX_BACKWARD : WF_K_SOFTMAX, out->dtype, out->device);
     if (!rc) rc = backward ? k->softmax_backward(dst, ac, bc, is_log) : k->softmax(dst, ac, is_log);
     if (!rc && swap) {
         wf_tensor *back = swapped(dst, dim, last);

@@ -35,6 +35,7 @@ static wf_tensor *unary(const char *fname, wf_unary_op op, wf_tensor *x, double 
         wf__error(WF_EDTYPE, "%s: not defined for bool tensors", fname);
         return NULL;
     }
+    if (wf__need_kernel(k, fname, WF_OPF_UNARY, op, dt, x->device)) return NULL;
     wf_tensor *y = wf__empty(x->shape, x->ndim, pred ? WF_BOOL : dt, x->device);
     if (!y) return NULL;
     if (dt != x->dtype && !pred) {
@@ -105,7 +106,8 @@ static int unary_(const char *fname, wf_unary_op op, wf_tensor *x, double a, dou
         wf_scope_end();
         return rc;
     }
-    int rc = wf_numel(x) ? k->unary(op, x, x, a, b) : 0;
+    int rc = wf__need_kernel(k, fname, WF_OPF_UNARY, op, x->dtype, x->device);
+    if (!rc && wf_numel(x)) rc = k->unary(op, x, x, a, b);
     if (!rc) wf__bump_version(x);
     return rc;
 }

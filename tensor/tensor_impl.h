@@ -136,22 +136,61 @@ static inline double wf__u01d(uint32_t hi, uint32_t lo) {
  * All operands of one kernel call have the same shape unless stated. Return 0, or a code
  * (with an error message) when the device itself fails. */
 
+/* The op enums come from the one op list, tensor/ops.def (also the CUDA side's numbers, the
+ * names and each backend's dtype support): an op is added there, not here. */
 typedef enum wf_unary_op {
-    WF_U_NEG, WF_U_ABS, WF_U_EXP, WF_U_LOG, WF_U_LOG1P, WF_U_SQRT, WF_U_RSQRT, WF_U_SIN,
-    WF_U_COS, WF_U_TANH, WF_U_SIGMOID, WF_U_RELU, WF_U_GELU, WF_U_GELU_TANH, WF_U_SILU,
-    WF_U_SQUARE, WF_U_SIGN, WF_U_POW /* x^a */, WF_U_CLAMP /* [a,b] */, WF_U_LOGICAL_NOT,
-    WF_U_ISFINITE, WF_U_COUNT
+#define WF_UNARY_OP(id, name, cpu, cuda) WF_U_##id,
+#include "ops.def"
+    WF_U_COUNT
 } wf_unary_op;
 
 typedef enum wf_binary_op {
-    WF_B_ADD, WF_B_SUB, WF_B_MUL, WF_B_DIV, WF_B_POW, WF_B_MAX, WF_B_MIN,
-    WF_B_EQ, WF_B_NE, WF_B_LT, WF_B_LE, WF_B_GT, WF_B_GE, WF_B_AND, WF_B_OR, WF_B_COUNT
+#define WF_BINARY_OP(id, name, cpu, cuda) WF_B_##id,
+#include "ops.def"
+    WF_B_COUNT
 } wf_binary_op;
 
 typedef enum wf_reduce_op {
-    WF_R_SUM, WF_R_MAX, WF_R_MIN, WF_R_SUMSQ /* sum x^2 */, WF_R_ABSSUM, WF_R_ABSMAX,
-    WF_R_PNORM /* sum |x|^p */, WF_R_COUNT
+#define WF_REDUCE_OP(id, name, cpu, cuda) WF_R_##id,
+#include "ops.def"
+    WF_R_COUNT
 } wf_reduce_op;
+
+/* one per wf_kernels entry that computes an op (not memory, copies or synchronize) */
+typedef enum wf_kernel_op {
+#define WF_KERNEL_OP(id, name, field, cpu, cuda) WF_K_##id,
+#include "ops.def"
+    WF_K_COUNT
+} wf_kernel_op;
+
+/* Pinned counts. A new row in ops.def lands here first: before raising a count, give the op
+ * what the list cannot generate: its case in the CPU and CUDA kernels' switches
+ * (tensor/cpu/elementwise.c, reduce.c; tensor/cuda/cuda_elementwise.cu, cuda_reduce.cu),
+ * its front-end, and for a unary op its autograd node name (tensor/ops_unary.c). */
+_Static_assert(WF_U_COUNT == 21, "tensor/ops.def: a unary op was added or removed; see the comment above");
+_Static_assert(WF_B_COUNT == 15, "tensor/ops.def: a binary op was added or removed; see the comment above");
+_Static_assert(WF_R_COUNT == 7, "tensor/ops.def: a reduce op was added or removed; see the comment above");
+_Static_assert(WF_K_COUNT == 31, "tensor/ops.def: a kernel-table op was added or removed; see the comment above");
+
+typedef enum wf_op_family { WF_OPF_UNARY, WF_OPF_BINARY, WF_OPF_REDUCE, WF_OPF_KERNEL, WF_OPF_COUNT } wf_op_family;
+
+/* Per backend: for each op, the mask of dtypes (bit 1 << wf_dtype) its kernel computes,
+ * generated from that backend's column of ops.def. */
+typedef struct wf_op_support {
+    uint16_t unary[WF_U_COUNT];
+    uint16_t binary[WF_B_COUNT];
+    uint16_t reduce[WF_R_COUNT];
+    uint16_t kernel[WF_K_COUNT];
+} wf_op_support;
+_Static_assert(WF_DTYPE_COUNT <= 16, "wf_op_support masks hold 16 dtypes");
+
+/* op names by family ("exp", "add", "sum", "im2col"; tensor/dispatch.c), for messages */
+extern const char *const wf__unary_op_names[WF_U_COUNT];
+extern const char *const wf__binary_op_names[WF_B_COUNT];
+extern const char *const wf__reduce_op_names[WF_R_COUNT];
+extern const char *const wf__kernel_op_names[WF_K_COUNT];
+/* name of op in family, or NULL when out of range */
+const char *wf__op_name(wf_op_family fam, int op);
 
 typedef struct wf_kernels {
     const char *name;
@@ -273,10 +312,44 @@ typedef struct wf_kernels {
     int (*gemm_epilogue)(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k, const void *A,
                          int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, const void *bias,
                          void *bgrad, wf_device dev);
+    /* Optional: adaptive average pooling of contiguous [N,C,H,W] into y's oh x ow with
+     * unequal bins (PyTorch's start/end rule), and its backward (overwrites gx). */
+    int (*adaptive_avg_pool2d)(wf_tensor *y, const wf_tensor *x);
+    int (*adaptive_avg_pool2d_backward)(wf_tensor *gx, const wf_tensor *gy);
+
+    /* Which ops and dtypes this backend computes (never NULL). Front-ends ask it through
+     * wf__supports / wf__need_kernel before dispatching, so a missing kernel is an error,
+     * never another device's code. */
+    const wf_op_support *support;
 } wf_kernels;
 
 /* The table for a device; NULL with an error if the device is not available. */
 const wf_kernels *wf__kernels(wf_device dev);
+/* Does backend k compute op (of family fam) on dtype dt? A mask lookup: no strings, no locks. */
+static inline bool wf__supports(const wf_kernels *k, wf_op_family fam, int op, wf_dtype dt) {
+    const wf_op_support *s = k->support;
+    unsigned bit = 1u << (unsigned)dt;
+    switch (fam) {
+    case WF_OPF_UNARY: return (s->unary[op] & bit) != 0;
+    case WF_OPF_BINARY: return (s->binary[op] & bit) != 0;
+    case WF_OPF_REDUCE: return (s->reduce[op] & bit) != 0;
+    default: return (s->kernel[op] & bit) != 0;
+    }
+}
+/* Records WF_ENOTSUP "fn: no kernel for <dtype> on <device> (<op>)" and returns it. */
+int wf__no_kernel(const char *fn, wf_op_family fam, int op, wf_dtype dt, wf_device dev);
+/* 0 when k computes the op on dt, else the WF_ENOTSUP of wf__no_kernel. */
+static inline int wf__need_kernel(const wf_kernels *k, const char *fn, wf_op_family fam, int op, wf_dtype dt,
+                                  wf_device dev) {
+    return wf__supports(k, fam, op, dt) ? 0 : wf__no_kernel(fn, fam, op, dt, dev);
+}
+/* The same question by device (NULL table: false, error recorded by wf__kernels). */
+bool wf__device_supports(wf_device dev, wf_op_family fam, int op, wf_dtype dt);
+/* Is the wf_kernels entry of a kernel-family op set in k? (the support masks must agree) */
+bool wf__kernel_op_present(const wf_kernels *k, wf_kernel_op op);
+/* Tests only: serve `k` as the table of every CUDA device (NULL restores the real one), so a
+ * test without a GPU can check what front-ends do with a backend missing a kernel. */
+void wf__set_cuda_kernels_for_test(const wf_kernels *k);
 extern const wf_kernels wf__cpu_kernels;
 #ifdef WEFT_HAVE_CUDA
 extern const wf_kernels wf__cuda_kernels;

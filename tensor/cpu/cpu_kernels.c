@@ -1,6 +1,30 @@
 /* tensor/cpu/cpu_kernels.c: the CPU kernel table. */
 #include "cpu_kernels.h"
 
+/* the unequal-bin adaptive pool loops live beside their front-end (tensor/ops_conv.c) */
+int wf__cpu_adaptive_avg_pool2d(wf_tensor *y, const wf_tensor *x);
+int wf__cpu_adaptive_avg_pool2d_backward(wf_tensor *gx, const wf_tensor *gy);
+
+/* the cpu column of tensor/ops.def */
+static const wf_op_support cpu_support = {
+#define WF_UNARY_OP(id, name, cpu, cuda) [WF_U_##id] = (cpu),
+    .unary = {
+#include "../ops.def"
+    },
+#define WF_BINARY_OP(id, name, cpu, cuda) [WF_B_##id] = (cpu),
+    .binary = {
+#include "../ops.def"
+    },
+#define WF_REDUCE_OP(id, name, cpu, cuda) [WF_R_##id] = (cpu),
+    .reduce = {
+#include "../ops.def"
+    },
+#define WF_KERNEL_OP(id, name, field, cpu, cuda) [WF_K_##id] = (cpu),
+    .kernel = {
+#include "../ops.def"
+    },
+};
+
 const wf_kernels wf__cpu_kernels = {
     .name = "cpu",
     .alloc = wf__cpu_alloc,
@@ -38,4 +62,7 @@ const wf_kernels wf__cpu_kernels = {
     .avg_pool2d = wf__cpu_avg_pool2d,
     .avg_pool2d_backward = wf__cpu_avg_pool2d_backward,
     .synchronize = wf__cpu_synchronize,
+    .adaptive_avg_pool2d = wf__cpu_adaptive_avg_pool2d,
+    .adaptive_avg_pool2d_backward = wf__cpu_adaptive_avg_pool2d_backward,
+    .support = &cpu_support,
 };

@@ -41,18 +41,22 @@ typedef struct wf_cuda_view {
 } wf_cuda_view;
 
 /* The op numbers of tensor_impl.h (wf_unary_op, wf_binary_op, wf_reduce_op), which the .cu
- * files cannot include; cuda_kernels.c checks at compile time that they agree. */
+ * files cannot include (C11 atomics): generated from the same list, tensor/ops.def, so they
+ * are equal by construction (cuda_kernels.c still checks each one). */
 enum {
-    WFC_U_NEG, WFC_U_ABS, WFC_U_EXP, WFC_U_LOG, WFC_U_LOG1P, WFC_U_SQRT, WFC_U_RSQRT, WFC_U_SIN,
-    WFC_U_COS, WFC_U_TANH, WFC_U_SIGMOID, WFC_U_RELU, WFC_U_GELU, WFC_U_GELU_TANH, WFC_U_SILU,
-    WFC_U_SQUARE, WFC_U_SIGN, WFC_U_POW, WFC_U_CLAMP, WFC_U_LOGICAL_NOT, WFC_U_ISFINITE, WFC_U_COUNT
+#define WF_UNARY_OP(id, name, cpu, cuda) WFC_U_##id,
+#include "../ops.def"
+    WFC_U_COUNT
 };
 enum {
-    WFC_B_ADD, WFC_B_SUB, WFC_B_MUL, WFC_B_DIV, WFC_B_POW, WFC_B_MAX, WFC_B_MIN,
-    WFC_B_EQ, WFC_B_NE, WFC_B_LT, WFC_B_LE, WFC_B_GT, WFC_B_GE, WFC_B_AND, WFC_B_OR, WFC_B_COUNT
+#define WF_BINARY_OP(id, name, cpu, cuda) WFC_B_##id,
+#include "../ops.def"
+    WFC_B_COUNT
 };
 enum {
-    WFC_R_SUM, WFC_R_MAX, WFC_R_MIN, WFC_R_SUMSQ, WFC_R_ABSSUM, WFC_R_ABSMAX, WFC_R_PNORM, WFC_R_COUNT
+#define WF_REDUCE_OP(id, name, cpu, cuda) WFC_R_##id,
+#include "../ops.def"
+    WFC_R_COUNT
 };
 
 /* ---------------------------------------------------------------- implemented in C */

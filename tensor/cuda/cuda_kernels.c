@@ -9,15 +9,14 @@
 
 #include <string.h>
 
-/* the .cu files use their own copy of the op numbers: keep them equal */
-#define SAME(a, b) ((int)(a) == (int)(b))
-_Static_assert(SAME(WFC_U_NEG, WF_U_NEG) && SAME(WFC_U_GELU, WF_U_GELU) && SAME(WFC_U_POW, WF_U_POW) &&
-               SAME(WFC_U_CLAMP, WF_U_CLAMP) && SAME(WFC_U_ISFINITE, WF_U_ISFINITE) && SAME(WFC_U_COUNT, WF_U_COUNT),
-               "wf_unary_op and cuda_api.h disagree");
-_Static_assert(SAME(WFC_B_ADD, WF_B_ADD) && SAME(WFC_B_MIN, WF_B_MIN) && SAME(WFC_B_EQ, WF_B_EQ) && SAME(WFC_B_OR, WF_B_OR) &&
-               SAME(WFC_B_COUNT, WF_B_COUNT), "wf_binary_op and cuda_api.h disagree");
-_Static_assert(SAME(WFC_R_SUM, WF_R_SUM) && SAME(WFC_R_SUMSQ, WF_R_SUMSQ) && SAME(WFC_R_PNORM, WF_R_PNORM) &&
-               SAME(WFC_R_COUNT, WF_R_COUNT), "wf_reduce_op and cuda_api.h disagree");
+/* The .cu files number ops with cuda_api.h's WFC_* names. Both enums are generated from
+ * tensor/ops.def, so they agree by construction; these checks guard against a hand edit. */
+#define WF_UNARY_OP(id, name, cpu, cuda) _Static_assert((int)WFC_U_##id == (int)WF_U_##id, "WFC_U_" #id);
+#define WF_BINARY_OP(id, name, cpu, cuda) _Static_assert((int)WFC_B_##id == (int)WF_B_##id, "WFC_B_" #id);
+#define WF_REDUCE_OP(id, name, cpu, cuda) _Static_assert((int)WFC_R_##id == (int)WF_R_##id, "WFC_R_" #id);
+#include "../ops.def"
+_Static_assert((int)WFC_U_COUNT == (int)WF_U_COUNT && (int)WFC_B_COUNT == (int)WF_B_COUNT &&
+               (int)WFC_R_COUNT == (int)WF_R_COUNT, "cuda_api.h and tensor_impl.h op counts disagree");
 _Static_assert(WF_MAX_DIMS <= WF_CUDA_MAX_DIMS, "wf_cuda_view holds too few dims");
 
 void wf__cuda_set_error(int code, const char *msg) { wf__error(code, "%s", msg); }
@@ -236,6 +235,26 @@ static int k_xent_bwd(wf_tensor *glogits, const wf_tensor *gloss, double scale, 
                                           DEV(logits));
 }
 
+/* the cuda column of tensor/ops.def */
+static const wf_op_support cuda_support = {
+#define WF_UNARY_OP(id, name, cpu, cuda) [WF_U_##id] = (cuda),
+    .unary = {
+#include "../ops.def"
+    },
+#define WF_BINARY_OP(id, name, cpu, cuda) [WF_B_##id] = (cuda),
+    .binary = {
+#include "../ops.def"
+    },
+#define WF_REDUCE_OP(id, name, cpu, cuda) [WF_R_##id] = (cuda),
+    .reduce = {
+#include "../ops.def"
+    },
+#define WF_KERNEL_OP(id, name, field, cpu, cuda) [WF_K_##id] = (cuda),
+    .kernel = {
+#include "../ops.def"
+    },
+};
+
 const wf_kernels wf__cuda_kernels = {
     .name = "cuda",
     .alloc = k_alloc,
@@ -277,6 +296,7 @@ const wf_kernels wf__cuda_kernels = {
     .xent_fwd = k_xent_fwd,
     .xent_bwd = k_xent_bwd,
     .gemm_epilogue = k_gemm_epilogue,
+    .support = &cuda_support,
 };
 
 /* ---------------------------------------------------------------- public API (weft/cuda.h) */
