@@ -254,6 +254,7 @@ int wf_mul_scalar_(wf_tensor *a, double s) { return scalar_("wf_mul_scalar_", WF
 
 int wf_fill_(wf_tensor *a, double v) {
     if (!a) return wf__any_null("wf_fill_", 1, a), WF_ENULL;
+    if (wf__check_fill_value("wf_fill_", a->dtype, v)) return wf_error();
     if (wf__check_inplace("wf_fill_", a)) return wf_error();
     int rc = wf_numel(a) ? wf__kernels(a->device)->fill(a, v) : 0;
     if (rc) return rc;

@@ -82,6 +82,10 @@ wf_tensor *wf_to_dtype(wf_tensor *t, wf_dtype dt) {
 wf_tensor *wf_to_device(wf_tensor *t, wf_device dev) {
     if (!t) return NULL;
     if (!wf__kernels(dev)) return NULL;
+    if (t->device.type == WF_DEV_META && dev.type != WF_DEV_META) {
+        wf__error(WF_ENOTSUP, "wf_to_device: cannot copy out of a meta tensor: it has no data");
+        return NULL;
+    }
     if (wf_device_eq(dev, t->device)) {
         return alias(t);
     }
@@ -92,6 +96,8 @@ wf_tensor *wf_to_device(wf_tensor *t, wf_device dev) {
 
 int wf_copy_(wf_tensor *dst, wf_tensor *src) {
     if (!dst || !src) return wf__any_null("wf_copy_", 2, dst, src), WF_ENULL;
+    if (src->device.type == WF_DEV_META && dst->device.type != WF_DEV_META)
+        return wf__error(WF_ENOTSUP, "wf_copy_: cannot copy out of a meta tensor: it has no data");
     int nd;
     int64_t shape[WF_MAX_DIMS];
     if (wf__broadcast_shapes("wf_copy_", dst->ndim, dst->shape, src->ndim, src->shape, &nd, shape)) return wf_error();

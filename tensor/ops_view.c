@@ -21,7 +21,11 @@ static int infer_shape(const char *op, const wf_tensor *t, const int64_t *shape,
             infer = i;
         } else if (shape[i] < 0) {
             return wf__error(WF_ESHAPE, "%s: invalid size %lld in dimension %d", op, (long long)shape[i], i);
-        } else known *= shape[i];
+        } else if (__builtin_mul_overflow(known, shape[i], &known)) {
+            char b[160];
+            return wf__error(WF_ESHAPE, "%s: shape %s has more elements than an int64 can count", op,
+                             wf__shape_text(nd, shape, b, sizeof b));
+        }
         out[i] = shape[i];
     }
     int64_t n = wf_numel(t);
@@ -216,7 +220,7 @@ wf_tensor *wf_slice(wf_tensor *t, int dim, int64_t start, int64_t end, int64_t s
     if (start > size) start = size;
     if (end > size) end = size;
     if (end < start) end = start;
-    int64_t count = (end - start + step - 1) / step;
+    int64_t count = (end - start) / step + ((end - start) % step != 0);   /* no overflow for a huge step */
     return slice_view("SliceBackward", t, d, start, count, step, false);
 }
 
@@ -262,6 +266,12 @@ wf_tensor *wf_expand(wf_tensor *t, const int64_t *shape, int nd) {
             if (j < 0) { wf__error(WF_ESHAPE, "wf_expand: -1 is not allowed in a new leading dimension"); return NULL; }
             want = t->shape[j];
         }
+        if (want < 0) {
+            char b2[160];
+            wf__error(WF_ESHAPE, "wf_expand: invalid size %lld in dimension %d of %s", (long long)want, i,
+                      wf__shape_text(nd, shape, b2, sizeof b2));
+            return NULL;
+        }
         if (j >= 0 && t->shape[j] != 1 && t->shape[j] != want) {
             char b[96], b2[96];
             wf__error(WF_ESHAPE, "wf_expand: shape %s cannot expand to %s (dimension %d: %lld vs %lld)",
@@ -271,6 +281,7 @@ wf_tensor *wf_expand(wf_tensor *t, const int64_t *shape, int nd) {
         }
         s[i] = want;
     }
+    if (wf__check_shape("wf_expand", s, nd)) return NULL;
     wf_tensor *y = wf__expand_raw(t, nd, s);
     if (!y) return NULL;
     return wf__recorded(y, wf__record("ExpandBackward", wf__expand_backward, y, 1, &t), true, 1, &t);

@@ -155,8 +155,17 @@ wf_tensor *wf_bernoulli(const wf_tensor *p) {
     if (check_float("wf_bernoulli", (wf_tensor *)p)) return NULL;
     wf_scope_begin();
     wf_tensor *pc = wf_contiguous((wf_tensor *)p);
-    wf_tensor *t = pc ? wf__empty(p->shape, p->ndim, p->dtype, p->device) : NULL;
     int64_t n = wf_numel(p);
+    if (pc && n && p->device.type != WF_DEV_META) {
+        /* torch.bernoulli's check: every probability in [0, 1] (NaN fails both tests) */
+        double lo = wf_item(wf_amin(pc, NULL, 0, false)), hi = wf_item(wf_amax(pc, NULL, 0, false));
+        if (!(lo >= 0 && hi <= 1)) {
+            if (!isnan(lo) || !wf_error())
+                wf__error(WF_EINVAL, "wf_bernoulli: probabilities must be in [0, 1], got values in [%g, %g]", lo, hi);
+            pc = NULL;
+        }
+    }
+    wf_tensor *t = pc ? wf__empty(p->shape, p->ndim, p->dtype, p->device) : NULL;
     if (t && n) {
         uint64_t seed, off = wf__rng_reserve((uint64_t)n, &seed);
         if (wf__kernels(t->device)->bernoulli(t, seed, off, pc, 0)) t = NULL;

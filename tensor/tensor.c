@@ -59,6 +59,7 @@ char *wf__shape_text(int ndim, const int64_t *shape, char *buf, size_t n) {
 }
 
 char *wf_shape_str(const wf_tensor *t, char *buf, size_t n) {
+    if (!buf) { wf__error(WF_ENULL, "wf_shape_str: NULL buffer"); return NULL; }
     if (!t) { snprintf(buf, n, "(null)"); return buf; }
     return wf__shape_text(t->ndim, t->shape, buf, n);
 }
@@ -147,7 +148,9 @@ wf_tensor *wf__empty(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev)
             return NULL;
         }
         if (shape[i] && n > INT64_MAX / 16 / shape[i]) {
-            wf__error(WF_ENOMEM, "tensor too large");
+            char b[128];
+            wf__error(WF_ENOMEM, "a %s tensor of shape %s is too large to allocate", wf_dtype_name(dt),
+                      wf__shape_text(ndim, shape, b, sizeof b));
             return NULL;
         }
         n *= shape[i];
@@ -243,6 +246,8 @@ void *wf_data_ptr(wf_tensor *t) {
 
 int wf_to_array(const wf_tensor *t, void *dst, wf_dtype dt) {
     if (!t || !dst) return wf__any_null("wf_to_array", 2, t, dst), WF_ENULL;
+    if (t->device.type == WF_DEV_META)
+        return wf__error(WF_ENOTSUP, "wf_to_array: a meta tensor has no data to read (create it on a real device)");
     dt = wf__dtype(dt);
     int rc = 0;
     wf_scope_begin();
@@ -260,6 +265,10 @@ int wf_to_array(const wf_tensor *t, void *dst, wf_dtype dt) {
 
 double wf_item(const wf_tensor *t) {
     if (!t) return NAN;
+    if (t->device.type == WF_DEV_META) {
+        wf__error(WF_ENOTSUP, "wf_item: a meta tensor has no data to read");
+        return NAN;
+    }
     if (wf_numel(t) != 1) {
         char b[96];
         wf__error(WF_ESHAPE, "wf_item: tensor of shape %s has %lld elements, not 1",
@@ -273,12 +282,62 @@ double wf_item(const wf_tensor *t) {
 
 /* ---------------------------------------------------------------- creation */
 
-wf_tensor *wf_empty_on(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev) {
-    if (ndim && !shape) { wf__error(WF_ENULL, "wf_empty: NULL shape"); return NULL; }
+/* Validate a shape given to a public creation function, naming op and the sizes: count
+ * within WF_MAX_DIMS, no negative size, and an element count that fits int64 (checked
+ * multiplication: a product that overflows would wrap into a small, wrong allocation). */
+int wf__check_shape(const char *op, const int64_t *shape, int ndim) {
+    if (ndim < 0 || ndim > WF_MAX_DIMS)
+        return wf__error(WF_ESHAPE, "%s: %d dimensions (expected 0..%d)", op, ndim, WF_MAX_DIMS);
+    if (ndim && !shape) return wf__error(WF_ENULL, "%s: NULL shape", op);
+    char b[160];
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0)
+            return wf__error(WF_ESHAPE, "%s: negative size %lld in dimension %d of shape %s", op,
+                             (long long)shape[i], i, wf__shape_text(ndim, shape, b, sizeof b));
+    for (int i = 0; i < ndim; i++)
+        if (__builtin_mul_overflow(n, shape[i], &n))
+            return wf__error(WF_ESHAPE, "%s: shape %s has more elements than an int64 can count", op,
+                             wf__shape_text(ndim, shape, b, sizeof b));
+    return 0;
+}
+
+/* Whether v can be stored in dt without overflow (PyTorch refuses torch.full(..., 300,
+ * dtype=uint8) the same way). Floating dtypes take inf and NaN; integers need a finite v
+ * in range (fractions truncate, as a cast does). */
+int wf__check_fill_value(const char *op, wf_dtype dt, double v) {
+    dt = wf__dtype(dt);
+    double lo, hi;   /* open interval (lo, hi) for finite values */
+    switch (dt) {
+    case WF_U8: lo = -1.0; hi = 256.0; break;
+    case WF_I32: lo = -2147483649.0; hi = 2147483648.0; break;
+    case WF_I64: lo = -9223372036854777856.0; hi = 9223372036854775808.0; break;
+    case WF_F16: lo = -65520.0; hi = 65520.0; break;   /* beyond rounds to inf */
+    case WF_BF16: lo = -3.3961775292304740e38; hi = 3.3961775292304740e38; break;
+    case WF_F32: lo = -3.4028235677973366e38; hi = 3.4028235677973366e38; break;
+    default: return 0;   /* f64 holds any double; bool is v != 0 */
+    }
+    if (isnan(v) || isinf(v)) {
+        if (wf_dtype_is_floating(dt)) return 0;
+        return wf__error(WF_EINVAL, "%s: value %g cannot be converted to %s", op, v, wf_dtype_name(dt));
+    }
+    if (!(v > lo && v < hi))
+        return wf__error(WF_EINVAL, "%s: value %g cannot be converted to %s without overflow", op, v,
+                         wf_dtype_name(dt));
+    return 0;
+}
+
+static wf_tensor *empty_op(const char *op, const int64_t *shape, int ndim, wf_dtype dt, wf_device dev) {
+    if (wf__check_shape(op, shape, ndim)) return NULL;
+    if ((unsigned)dt >= WF_DTYPE_COUNT) { wf__error(WF_EDTYPE, "%s: invalid dtype %d", op, (int)dt); return NULL; }
     return wf__empty(shape, ndim, dt, dev);
 }
+
+wf_tensor *wf_empty_on(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev) {
+    return empty_op("wf_empty_on", shape, ndim, dt, dev);
+}
 wf_tensor *wf_empty(const int64_t *shape, int ndim, wf_dtype dt) {
-    return wf_empty_on(shape, ndim, dt, wf_get_default_device());
+    return empty_op("wf_empty", shape, ndim, dt, wf_get_default_device());
 }
 
 static wf_tensor *filled(wf_tensor *t, double v) {
@@ -288,12 +347,22 @@ static wf_tensor *filled(wf_tensor *t, double v) {
 }
 
 wf_tensor *wf_zeros_on(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev) {
-    return filled(wf_empty_on(shape, ndim, dt, dev), 0.0);
+    return filled(empty_op("wf_zeros_on", shape, ndim, dt, dev), 0.0);
 }
-wf_tensor *wf_zeros(const int64_t *shape, int ndim, wf_dtype dt) { return filled(wf_empty(shape, ndim, dt), 0.0); }
-wf_tensor *wf_ones(const int64_t *shape, int ndim, wf_dtype dt) { return filled(wf_empty(shape, ndim, dt), 1.0); }
-wf_tensor *wf_full(const int64_t *shape, int ndim, double v, wf_dtype dt) { return filled(wf_empty(shape, ndim, dt), v); }
-wf_tensor *wf_scalar(double v, wf_dtype dt) { return filled(wf_empty(NULL, 0, dt), v); }
+wf_tensor *wf_zeros(const int64_t *shape, int ndim, wf_dtype dt) {
+    return filled(empty_op("wf_zeros", shape, ndim, dt, wf_get_default_device()), 0.0);
+}
+wf_tensor *wf_ones(const int64_t *shape, int ndim, wf_dtype dt) {
+    return filled(empty_op("wf_ones", shape, ndim, dt, wf_get_default_device()), 1.0);
+}
+wf_tensor *wf_full(const int64_t *shape, int ndim, double v, wf_dtype dt) {
+    if (wf__check_fill_value("wf_full", dt, v)) return NULL;
+    return filled(empty_op("wf_full", shape, ndim, dt, wf_get_default_device()), v);
+}
+wf_tensor *wf_scalar(double v, wf_dtype dt) {
+    if (wf__check_fill_value("wf_scalar", dt, v)) return NULL;
+    return filled(empty_op("wf_scalar", NULL, 0, dt, wf_get_default_device()), v);
+}
 
 wf_tensor *wf_empty_like(const wf_tensor *t) {
     if (!t) return NULL;
@@ -301,7 +370,10 @@ wf_tensor *wf_empty_like(const wf_tensor *t) {
 }
 wf_tensor *wf_zeros_like(const wf_tensor *t) { return filled(wf_empty_like(t), 0.0); }
 wf_tensor *wf_ones_like(const wf_tensor *t) { return filled(wf_empty_like(t), 1.0); }
-wf_tensor *wf_full_like(const wf_tensor *t, double v) { return filled(wf_empty_like(t), v); }
+wf_tensor *wf_full_like(const wf_tensor *t, double v) {
+    if (t && wf__check_fill_value("wf_full_like", t->dtype, v)) return NULL;
+    return filled(wf_empty_like(t), v);
+}
 
 /* Build on the host, then move to the default device. */
 static wf_tensor *host_then_device(wf_tensor *h) {

@@ -61,6 +61,10 @@ wf_tensor *wf__view_of(wf_tensor *t, int ndim, const int64_t *shape, const int64
 /* Fill contiguous strides for shape; returns numel. */
 int64_t wf__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
 int64_t wf__numel(int ndim, const int64_t *shape);
+/* Shape checks for public entry points: WF_ESHAPE/WF_ENULL naming op and the sizes. */
+int wf__check_shape(const char *op, const int64_t *shape, int ndim);
+/* WF_EINVAL naming op when v does not fit dt (see tensor.c). */
+int wf__check_fill_value(const char *op, wf_dtype dt, double v);
 /* Broadcast two shapes (op names the caller for messages). Returns 0 or WF_ESHAPE. */
 int wf__broadcast_shapes(const char *op, int na, const int64_t *sa, int nb, const int64_t *sb,
                          int *nout, int64_t *out);
