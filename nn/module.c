@@ -231,6 +231,16 @@ int wf__buffer(wf_module *m, const char *name, wf_tensor *t) {
     return register_tensor("wf_module_register_buffer", m, name, t, false);
 }
 
+/* Whether target is root or one of its descendants (depth-bounded: a tree deeper than this
+ * is itself a bug, and the bound keeps an existing cycle from recursing forever). */
+static bool reaches(const wf_module *root, const wf_module *target, int depth) {
+    if (root == target) return true;
+    if (depth > 256) return false;
+    for (int i = 0; i < root->children.n; i++)
+        if (reaches(root->children.v[i].ptr, target, depth + 1)) return true;
+    return false;
+}
+
 int wf_module_add_child(wf_module *m, const char *name, wf_module *child) {
     const char *op = "wf_module_add_child";
     if (!child) {
@@ -241,9 +251,13 @@ int wf_module_add_child(wf_module *m, const char *name, wf_module *child) {
     if (!valid(op, m)) rc = wf_error();
     else if (!valid(op, child)) rc = wf_error();
     else if (child == m) rc = wf__error(WF_EINVAL, "%s: a module cannot be its own child", op);
+    else if (reaches(child, m, 0))
+        rc = wf__error(WF_EINVAL, "%s: %s \"%s\" already contains this %s: adding it would make a cycle",
+                       op, child->type_name, name ? name : "?", m->type_name);
     else if ((rc = check_name(op, m, name))) {}
     else if (list_push(&m->children, name, child)) rc = wf__error(WF_ENOMEM, "%s: out of memory", op);
-    if (rc) { if (child != m) wf_module_free(child); return rc; }
+    /* an ancestor of m is not freed: it owns m, and its owner (the caller) still holds it */
+    if (rc) { if (child != m && !reaches(child, m, 0)) wf_module_free(child); return rc; }
     return 0;
 }
 
