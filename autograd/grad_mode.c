@@ -31,10 +31,13 @@ int wf_set_requires_grad(wf_tensor *t, bool requires_grad) {
     return 0;
 }
 
-bool wf_requires_grad(const wf_tensor *t) { return t && t->requires_grad; }
-bool wf_is_leaf(const wf_tensor *t) { return t && !t->grad_fn; }
-wf_tensor *wf_grad(const wf_tensor *t) { return t ? t->grad : NULL; }
-const char *wf_grad_fn_name(const wf_tensor *t) { return t && t->grad_fn ? t->grad_fn->name : NULL; }
+bool wf_requires_grad(const wf_tensor *t) { return t ? t->requires_grad : (wf__any_null("wf_requires_grad", 1, t), false); }
+bool wf_is_leaf(const wf_tensor *t) { return t ? !t->grad_fn : (wf__any_null("wf_is_leaf", 1, t), false); }
+wf_tensor *wf_grad(const wf_tensor *t) { return t ? t->grad : (wf__any_null("wf_grad", 1, t), NULL); }
+const char *wf_grad_fn_name(const wf_tensor *t) {
+    if (!t) return wf__any_null("wf_grad_fn_name", 1, t), NULL;
+    return t->grad_fn ? t->grad_fn->name : NULL;
+}
 
 int wf_set_grad(wf_tensor *t, wf_tensor *g) {
     if (!t) return wf__any_null("wf_set_grad", 1, t), WF_ENULL;

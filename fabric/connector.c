@@ -300,6 +300,7 @@ int wf__connector_resolve(const wf_fabric_config *c, wf_connector_result *out) {
     if ((rc = resolve_strategy(strategy, out))) return rc;
     char pb[32];
     trim(precision ? precision : "32-true", pb, sizeof pb);
+    if (!pb[0]) return wf__error(WF_EINVAL, OP ": precision is an empty string (NULL means \"32-true\")");
     snprintf(out->precision, sizeof out->precision, "%s", pb[0] ? pb : "32-true");
     return 0;
 }

@@ -164,11 +164,15 @@ wf_dataloader *wf_dataloader_new(const wf_dataset *ds, const wf_dataloader_opts 
     return dl;
 }
 
-int64_t wf_dataloader_dataset_len(const wf_dataloader *dl) { return dl ? dl->sampler.len(dl->sampler.ud) : -1; }
-int wf_dataloader_n_fields(const wf_dataloader *dl) { return dl ? dl->nf : -1; }
+int64_t wf_dataloader_dataset_len(const wf_dataloader *dl) {
+    return dl ? dl->sampler.len(dl->sampler.ud) : (wf__error(WF_ENULL, "wf_dataloader_dataset_len: NULL loader"), -1);
+}
+int wf_dataloader_n_fields(const wf_dataloader *dl) {
+    return dl ? dl->nf : (wf__error(WF_ENULL, "wf_dataloader_n_fields: NULL loader"), -1);
+}
 
 int64_t wf_dataloader_len(const wf_dataloader *dl) {
-    if (!dl) return -1;
+    if (!dl) return wf__error(WF_ENULL, "wf_dataloader_len: NULL loader"), -1;
     int64_t n = dl->sampler.len(dl->sampler.ud);
     return dl->drop_last ? n / dl->batch_size : (n + dl->batch_size - 1) / dl->batch_size;
 }
@@ -186,13 +190,12 @@ static int start_epoch(wf_dataloader *dl, uint64_t epoch, bool keep_first) {
     }
     drop_slots(dl);
     int64_t n = dl->sampler.len(dl->sampler.ud);
-    int rc = 0;
-    if (n != dl->n_idx || !dl->idx) {
+    int rc = n < 0 ? wf__error(WF_EINVAL, "wf_dataloader_set_epoch: the sampler's len returned %lld", (long long)n) : 0;
+    if (!rc && (n != dl->n_idx || !dl->idx)) {
         wf__free(dl->idx, 0);
         dl->idx = wf__malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
         if (!dl->idx) rc = wf__error(WF_ENOMEM, "wf_dataloader_set_epoch: out of memory");
     }
-    if (!rc && n < 0) rc = wf__error(WF_EINVAL, "wf_dataloader_set_epoch: the sampler's len returned %lld", (long long)n);
     if (!rc) rc = dl->sampler.indices(dl->sampler.ud, epoch, dl->idx);
     if (!rc) {
         /* indices outside the dataset would reach the user's get_batch as out-of-range reads */

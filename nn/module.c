@@ -37,6 +37,7 @@ static int sd_find(const wf_state_dict *sd, const char *name) {
 
 int wf_state_dict_set(wf_state_dict *sd, const char *name, wf_tensor *t) {
     if (!sd || !name || !t) return wf__any_null("wf_state_dict_set", 3, sd, name, t), WF_ENULL;
+    if (!*name) return wf__error(WF_EINVAL, "wf_state_dict_set: empty name");
     int i = sd_find(sd, name);
     if (i >= 0) {
         wf_tensor_retain(t);
@@ -60,7 +61,7 @@ int wf_state_dict_set(wf_state_dict *sd, const char *name, wf_tensor *t) {
 }
 
 wf_tensor *wf_state_dict_get(const wf_state_dict *sd, const char *name) {
-    if (!sd || !name) return NULL;
+    if (!sd || !name) return wf__any_null("wf_state_dict_get", 2, sd, name), NULL;
     int i = sd_find(sd, name);
     return i >= 0 ? sd->v[i].t : NULL;
 }
@@ -76,7 +77,9 @@ int wf_state_dict_remove(wf_state_dict *sd, const char *name) {
     return 0;
 }
 
-int wf_state_dict_count(const wf_state_dict *sd) { return sd ? sd->n : 0; }
+int wf_state_dict_count(const wf_state_dict *sd) {
+    return sd ? sd->n : (wf__error(WF_ENULL, "wf_state_dict_count: NULL state dict"), 0);   /* documented: 0 */
+}
 const char *wf_state_dict_name_at(const wf_state_dict *sd, int i) {
     return sd && i >= 0 && i < sd->n ? sd->v[i].name : NULL;
 }
@@ -145,6 +148,10 @@ int wf_module_init(wf_module *m, const char *type_name, const wf_module_vtable *
 }
 
 void *wf__module_new(size_t size, const char *type_name, const wf_module_vtable *vt) {
+    if (!type_name) {
+        wf__error(WF_ENULL, "wf_module_create: NULL type name");
+        return NULL;
+    }
     if (size < sizeof(wf_module)) {
         wf__error(WF_EINVAL, "wf_module_create: size %zu is smaller than a wf_module (%zu)", size, sizeof(wf_module));
         return NULL;
@@ -292,14 +299,17 @@ static wf__mod_entry *lookup(const wf_module *m, const char *name, int kind) {
 }
 
 wf_tensor *wf_module_get_parameter(const wf_module *m, const char *name) {
+    if (!m || !name) return wf__any_null("wf_module_get_parameter", 2, m, name), NULL;
     wf__mod_entry *e = lookup(m, name, 0);
     return e ? e->ptr : NULL;
 }
 wf_tensor *wf_module_get_buffer(const wf_module *m, const char *name) {
+    if (!m || !name) return wf__any_null("wf_module_get_buffer", 2, m, name), NULL;
     wf__mod_entry *e = lookup(m, name, 1);
     return e ? e->ptr : NULL;
 }
 wf_module *wf_module_get_child(const wf_module *m, const char *name) {
+    if (!m || !name) return wf__any_null("wf_module_get_child", 2, m, name), NULL;
     wf__mod_entry *e = lookup(m, name, 2);
     return e ? e->ptr : NULL;
 }
@@ -336,16 +346,19 @@ int wf_module_set_buffer(wf_module *m, const char *name, wf_tensor *t) {
     return set_tensor("wf_module_set_buffer", m, name, t, false);
 }
 
-int wf_module_num_children(const wf_module *m) { return m ? m->children.n : 0; }
+int wf_module_num_children(const wf_module *m) {
+    return m ? m->children.n : (wf__error(WF_ENULL, "wf_module_num_children: NULL module"), 0);
+}
 wf_module *wf_module_child_at(const wf_module *m, int i, const char **name) {
-    if (!m || i < 0 || i >= m->children.n) return NULL;
+    if (!m) return wf__any_null("wf_module_child_at", 1, m), NULL;
+    if (i < 0 || i >= m->children.n) return NULL;   /* an index walk's end: no error, as wf_state_dict_name_at */
     if (name) *name = m->children.v[i].name;
     return m->children.v[i].ptr;
 }
 
 /* ================================================================ forward and hooks */
 
-wf_tensor *wf_module_forward(wf_module *m, wf_tensor *x) {
+static wf_tensor *wf_module_forward__body(wf_module *m, wf_tensor *x) {
     if (wf__any_null("wf_module_forward", 2, m, x)) return NULL;
     if (!valid("wf_module_forward", m)) return NULL;
     if (!m->vt->forward) {
@@ -377,6 +390,13 @@ wf_tensor *wf_module_forward(wf_module *m, wf_tensor *x) {
         }
     }
     return out;
+}
+
+wf_tensor *wf_module_forward(wf_module *m, wf_tensor *x) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_module_forward__body(m, x);
+    if (!r) wf__error_context("wf_module_forward", err_seq0);
+    return r;
 }
 
 static int add_hook(const char *op, wf_module *m, wf_forward_pre_hook pre, wf_forward_hook post, void *ud) {
@@ -565,7 +585,7 @@ static wf_tensor *convert(wf_tensor *t, wf_device dev, wf_dtype dt) {
     return r;
 }
 
-int wf_module_to(wf_module *m, wf_device device, wf_dtype dtype) {
+static int wf_module_to__body(wf_module *m, wf_device device, wf_dtype dtype) {
     const char *op = "wf_module_to";
     if (dtype != WF_DTYPE_DEFAULT && !wf_dtype_is_floating(dtype))
         return wf__error(WF_EDTYPE, "%s: can only cast to a floating dtype, got %s", op, wf_dtype_name(dtype));
@@ -610,6 +630,13 @@ int wf_module_to(wf_module *m, wf_device device, wf_dtype dtype) {
     wf__free(news, 0);
     walk_free(&w);
     return rc;
+}
+
+int wf_module_to(wf_module *m, wf_device device, wf_dtype dtype) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_module_to__body(m, device, dtype);
+    if (r < 0) wf__error_context("wf_module_to", err_seq0);
+    return r;
 }
 
 /* ================================================================ state dict of a module */

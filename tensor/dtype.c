@@ -144,9 +144,17 @@ int wf_set_default_dtype(wf_dtype dt) {
     return 0;
 }
 wf_device wf_get_default_device(void) { return g_default_device; }
-int wf_set_default_device(wf_device d) {
+static int wf_set_default_device__body(wf_device d) {
     if (!wf__kernels(d)) return wf_error();
     g_default_device = d;
     return 0;
 }
+
+int wf_set_default_device(wf_device d) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_set_default_device__body(d);
+    if (r < 0) wf__error_context("wf_set_default_device", err_seq0);
+    return r;
+}
+
 wf_dtype wf__dtype(wf_dtype dt) { return dt == WF_DTYPE_DEFAULT ? g_default_dtype : dt; }

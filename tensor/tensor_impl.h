@@ -89,6 +89,12 @@ int wf__error(int code, const char *fmt, ...)
 /* Error if any input is NULL: returns true when the caller must return NULL (an error is
  * already recorded, or WF_ENULL is recorded if none was). */
 bool wf__any_null(const char *op, int n, ...);
+/* Error context for a public function that failed inside another one: take seq_before =
+ * wf__error_seq() on entry; on failure wf__error_context(fn, seq_before) puts "fn: " in front
+ * of an error recorded during the call whose message does not name fn already (an error
+ * from before the call, kept by NULL propagation, is left as it is). Returns the code. */
+unsigned wf__error_seq(void);
+int wf__error_context(const char *fn, unsigned seq_before);
 /* shape text without a tensor */
 char *wf__shape_text(int ndim, const int64_t *shape, char *buf, size_t n);
 
