@@ -31,10 +31,13 @@ int wf_set_requires_grad(wf_tensor *t, bool requires_grad) {
     return 0;
 }
 
-bool wf_requires_grad(const wf_tensor *t) { return t && t->requires_grad; }
-bool wf_is_leaf(const wf_tensor *t) { return t && !t->grad_fn; }
-wf_tensor *wf_grad(const wf_tensor *t) { return t ? t->grad : NULL; }
-const char *wf_grad_fn_name(const wf_tensor *t) { return t && t->grad_fn ? t->grad_fn->name : NULL; }
+bool wf_requires_grad(const wf_tensor *t) { return t ? t->requires_grad : (wf__any_null("wf_requires_grad", 1, t), false); }
+bool wf_is_leaf(const wf_tensor *t) { return t ? !t->grad_fn : (wf__any_null("wf_is_leaf", 1, t), false); }
+wf_tensor *wf_grad(const wf_tensor *t) { return t ? t->grad : (wf__any_null("wf_grad", 1, t), NULL); }
+const char *wf_grad_fn_name(const wf_tensor *t) {
+    if (!t) return wf__any_null("wf_grad_fn_name", 1, t), NULL;
+    return t->grad_fn ? t->grad_fn->name : NULL;
+}
 
 int wf_set_grad(wf_tensor *t, wf_tensor *g) {
     if (!t) return wf__any_null("wf_set_grad", 1, t), WF_ENULL;
@@ -42,6 +45,16 @@ int wf_set_grad(wf_tensor *t, wf_tensor *g) {
         char b1[96], b2[96];
         return wf__error(WF_ESHAPE, "wf_set_grad: gradient shape %s does not match tensor shape %s",
                          wf_shape_str(g, b1, sizeof b1), wf_shape_str(t, b2, sizeof b2));
+    }
+    /* as PyTorch's "assigned grad has data of a different type/device": an optimizer would
+     * otherwise mix dtypes or devices in its update */
+    if (g && g->dtype != t->dtype)
+        return wf__error(WF_EDTYPE, "wf_set_grad: gradient dtype %s does not match tensor dtype %s",
+                         wf_dtype_name(g->dtype), wf_dtype_name(t->dtype));
+    if (g && !wf_device_eq(g->device, t->device)) {
+        char b1[32], b2[32];
+        return wf__error(WF_EDEVICE, "wf_set_grad: gradient on %s but the tensor is on %s",
+                         wf_device_str(g->device, b1, sizeof b1), wf_device_str(t->device, b2, sizeof b2));
     }
     if (g) wf_tensor_retain(g);    /* t's own reference; g's scope keeps and drops its own */
     wf_tensor *old = t->grad;

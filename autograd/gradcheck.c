@@ -39,6 +39,9 @@ static double *elem(wf_tensor *t, int64_t j) {
 int wf_gradcheck(wf_gradcheck_fn fn, wf_tensor *const *inputs, int n, void *ud,
                  double eps, double atol, double rtol) {
     if (!fn || !inputs) return wf__any_null("wf_gradcheck", 2, fn, inputs), WF_ENULL;
+    if (n < 0) return wf__error(WF_EINVAL, "wf_gradcheck: n = %d inputs", n);
+    if (isnan(eps) || isnan(atol) || isnan(rtol) || isinf(eps))
+        return wf__error(WF_EINVAL, "wf_gradcheck: eps %g, atol %g, rtol %g must be numbers (eps finite)", eps, atol, rtol);
     if (eps <= 0) eps = 1e-6;
     if (atol <= 0) atol = 1e-5;
     if (rtol <= 0) rtol = 1e-3;

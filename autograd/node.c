@@ -257,6 +257,15 @@ wf_tensor *wf__reduce_to(wf_tensor *g, const wf_meta *m) {
 static bool base_rebasable(const wf_tensor *b) { return wf_is_contiguous(b); }
 
 int wf__check_inplace(const char *op, wf_tensor *t) {
+    /* PyTorch's internal-overlap rule: a stride-0 dimension of size > 1 (an expanded view)
+     * makes several elements one memory location, so an in-place result would depend on the
+     * order the kernel writes them. Refused whatever the grad mode. */
+    for (int i = 0; i < t->ndim; i++)
+        if (t->stride[i] == 0 && t->shape[i] > 1)
+            return wf__error(WF_EINVAL, "%s: more than one element of the written-to tensor refers to a "
+                             "single memory location (dimension %d of size %lld has stride 0, as in an "
+                             "expanded view); clone it before the in-place operation", op, i,
+                             (long long)t->shape[i]);
     if (!wf_is_grad_enabled()) return 0;
     if (t->requires_grad && !t->grad_fn)
         return wf__error(WF_EAUTOGRAD, "%s: a leaf tensor that requires grad is being used in an "

@@ -19,6 +19,7 @@
  * delete the file, or pick another DIR, to start over). The resumed run gives the bits the
  * uninterrupted one would have (its epoch's printed loss covers only the steps since). */
 #include "weft/weft.h"
+#include "example_args.h"
 #include "weft/nn.h"
 #include "weft/optim.h"
 #include "weft/precision.h"
@@ -91,6 +92,8 @@ static double evaluate(wf_fabric *fab, wf_module *model, wf_fabric_loader *dl) {
     return counts[1] > 0 ? counts[0] / counts[1] : 0.0;
 }
 
+#define USAGE_FLAGS "--model mlp|cnn --epochs N [--batch 64] [--lr X] [--data DIR] [--device auto|cpu|cuda] [--seed S] [--workers W] [--precision NAME] [--no-schedule] [--checkpoint-dir DIR [--save-every N]]"
+
 int main(int argc, char **argv) {
     const char *model_name = "mlp", *data = NULL, *device = "auto", *precision = "32-true";
     int epochs = 0, workers = 1;
@@ -104,29 +107,27 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--no-schedule")) { schedule = false; continue; }
         if (!v) { fprintf(stderr, "error: %s needs a value\n", a); return 2; }
+        bool ok = true, known = true;
         if (!strcmp(a, "--model")) model_name = v;
-        else if (!strcmp(a, "--epochs")) epochs = atoi(v);
-        else if (!strcmp(a, "--batch")) batch = atoll(v);
-        else if (!strcmp(a, "--lr")) lr = atof(v);
+        else if (!strcmp(a, "--epochs")) ok = ex_parse_int(v, 1, 1000000, &epochs);
+        else if (!strcmp(a, "--batch")) ok = ex_parse_i64(v, 1, INT64_MAX, &batch);
+        else if (!strcmp(a, "--lr")) ok = ex_parse_double(v, true, &lr);
         else if (!strcmp(a, "--data")) data = v;
         else if (!strcmp(a, "--device")) device = v;
-        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--workers")) workers = atoi(v);
+        else if (!strcmp(a, "--seed")) ok = ex_parse_u64(v, &seed);
+        else if (!strcmp(a, "--workers")) ok = ex_parse_int(v, 0, 64, &workers);
         else if (!strcmp(a, "--precision")) precision = v;
         else if (!strcmp(a, "--checkpoint-dir")) ckdir = v;
         else if (!strcmp(a, "--save-every")) {
-            char *end;
-            errno = 0;
-            save_every = strtol(v, &end, 10);
-            if (errno || end == v || *end || save_every < 1) {
-                fprintf(stderr, "error: --save-every %s: expected a step count >= 1\n", v);
-                return 2;
-            }
+            int64_t se = 0;
+            ok = ex_parse_i64(v, 1, INT64_MAX, &se);
+            save_every = (long)se;
         }
-        else {
-            fprintf(stderr, "usage: %s --model mlp|cnn --epochs N [--batch 64] [--lr X] [--data DIR] "
-                            "[--device auto|cpu|cuda] [--seed S] [--workers W] [--precision NAME] [--no-schedule] "
-                            "[--checkpoint-dir DIR [--save-every N]]\n", argv[0]);
+        else ok = known = false;
+        if (!ok) {
+            if (known) fprintf(stderr, "error: invalid value '%s' for %s\n", v, a);
+            else fprintf(stderr, "error: unknown option %s\n", a);
+            fprintf(stderr, "usage: %s " USAGE_FLAGS "\n", argv[0]);
             return 2;
         }
         i++;

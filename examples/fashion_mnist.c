@@ -8,6 +8,7 @@
  * Shows a progress bar on a terminal (plain lines otherwise), per-epoch loss and accuracy,
  * and ends with one JSON line. */
 #include "weft/weft.h"
+#include "example_args.h"
 #include "weft/nn.h"
 #include "weft/optim.h"
 #include "weft/precision.h"
@@ -73,6 +74,8 @@ static double evaluate(wf_module *model, wf_dataloader *dl, wf_device dev, wf_pr
     return total ? (double)correct / (double)total : 0.0;
 }
 
+#define USAGE_FLAGS "--model mlp|cnn --epochs N [--batch 64] [--lr X] [--data DIR] [--device cpu|cuda] [--seed S] [--workers W] [--precision NAME] [--no-schedule]"
+
 int main(int argc, char **argv) {
     const char *model_name = "mlp", *data = NULL, *device = "cpu", *precision = "32-true";
     int epochs = 0, workers = 1;
@@ -84,18 +87,21 @@ int main(int argc, char **argv) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "--no-schedule")) { schedule = false; continue; }
         if (!v) { fprintf(stderr, "error: %s needs a value\n", a); return 2; }
+        bool ok = true, known = true;
         if (!strcmp(a, "--model")) model_name = v;
-        else if (!strcmp(a, "--epochs")) epochs = atoi(v);
-        else if (!strcmp(a, "--batch")) batch = atoll(v);
-        else if (!strcmp(a, "--lr")) lr = atof(v);
+        else if (!strcmp(a, "--epochs")) ok = ex_parse_int(v, 1, 1000000, &epochs);
+        else if (!strcmp(a, "--batch")) ok = ex_parse_i64(v, 1, INT64_MAX, &batch);
+        else if (!strcmp(a, "--lr")) ok = ex_parse_double(v, true, &lr);
         else if (!strcmp(a, "--data")) data = v;
         else if (!strcmp(a, "--device")) device = v;
-        else if (!strcmp(a, "--seed")) seed = strtoull(v, NULL, 10);
-        else if (!strcmp(a, "--workers")) workers = atoi(v);
+        else if (!strcmp(a, "--seed")) ok = ex_parse_u64(v, &seed);
+        else if (!strcmp(a, "--workers")) ok = ex_parse_int(v, 0, 64, &workers);
         else if (!strcmp(a, "--precision")) precision = v;
-        else {
-            fprintf(stderr, "usage: %s --model mlp|cnn --epochs N [--batch 64] [--lr X] [--data DIR] "
-                            "[--device cpu|cuda] [--seed S] [--workers W] [--precision NAME] [--no-schedule]\n", argv[0]);
+        else ok = known = false;
+        if (!ok) {
+            if (known) fprintf(stderr, "error: invalid value '%s' for %s\n", v, a);
+            else fprintf(stderr, "error: unknown option %s\n", a);
+            fprintf(stderr, "usage: %s " USAGE_FLAGS "\n", argv[0]);
             return 2;
         }
         i++;

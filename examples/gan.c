@@ -18,6 +18,8 @@
 #include "weft/optim.h"
 #include "weft/fabric.h"
 
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -30,17 +32,21 @@ static double now(void) {
 }
 
 static bool parse_i64(const char *s, int64_t lo, int64_t *out) {
+    if (!*s || isspace((unsigned char)*s)) return false;   /* strto* would skip the spaces */
     char *end;
+    errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (end == s || *end || v < lo) return false;
+    if (errno || end == s || *end || v < lo) return false;
     *out = v;
     return true;
 }
 
 static bool parse_pos(const char *s, double *out) {
+    if (!*s || isspace((unsigned char)*s)) return false;   /* strto* would skip the spaces */
     char *end;
+    errno = 0;
     double v = strtod(s, &end);
-    if (end == s || *end || !(v > 0)) return false;
+    if (errno || end == s || *end || !(v > 0)) return false;
     *out = v;
     return true;
 }
@@ -87,7 +93,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--accelerator")) accelerator = v;
         else if (!strcmp(a, "--precision")) precision = v;
         else { fprintf(stderr, "error: unknown option %s\n", a); usage(argv[0]); return 2; }
-        if (!ok) { fprintf(stderr, "error: bad value for %s: '%s'\n", a, v); return 2; }
+        if (!ok) { fprintf(stderr, "error: bad value for %s: '%s'\n", a, v); usage(argv[0]); return 2; }
         i++;
     }
 

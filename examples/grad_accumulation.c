@@ -29,6 +29,8 @@
 #include "weft/fabric.h"
 
 #include <math.h>
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -43,9 +45,11 @@ static double now(void) {
 }
 
 static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    if (!*s || isspace((unsigned char)*s)) return false;   /* strto* would skip the spaces */
     char *end;
+    errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (end == s || *end || v < lo || v > hi) return false;
+    if (errno || end == s || *end || v < lo || v > hi) return false;
     *out = v;
     return true;
 }
@@ -133,12 +137,17 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--epochs")) ok = parse_i64(v, 1, 1000, &epochs);
         else if (!strcmp(a, "--max-steps")) ok = parse_i64(v, 1, INT64_MAX, &max_steps);
         else if (!strcmp(a, "--seed")) ok = parse_i64(v, 0, INT64_MAX, &seed);
-        else if (!strcmp(a, "--lr")) { char *end; lr = strtod(v, &end); ok = end != v && !*end && lr > 0; }
+        else if (!strcmp(a, "--lr")) {
+            char *end;
+            errno = 0;
+            lr = strtod(v, &end);
+            ok = *v && !isspace((unsigned char)*v) && !errno && end != v && !*end && lr > 0 && isfinite(lr);
+        }
         else if (!strcmp(a, "--data")) data = v;
         else if (!strcmp(a, "--accelerator")) accelerator = v;
         else if (!strcmp(a, "--precision")) precision = v;
         else { fprintf(stderr, "error: unknown option %s\n", a); usage(argv[0]); return 2; }
-        if (!ok) { fprintf(stderr, "error: bad value for %s: '%s'\n", a, v); return 2; }
+        if (!ok) { fprintf(stderr, "error: bad value for %s: '%s'\n", a, v); usage(argv[0]); return 2; }
         i++;
     }
 

@@ -5,6 +5,7 @@
  *
  * Prints one line per epoch and, last, one JSON object with the figures. */
 #include "weft/weft.h"
+#include "example_args.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -47,15 +48,20 @@ int main(int argc, char **argv) {
     uint64_t seed = 0;
     const char *data = NULL;
     for (int i = 1; i < argc; i++) {
-        if (!strcmp(argv[i], "--epochs") && i + 1 < argc) epochs = atoi(argv[++i]);
-        else if (!strcmp(argv[i], "--batch") && i + 1 < argc) batch_size = atoll(argv[++i]);
-        else if (!strcmp(argv[i], "--lr") && i + 1 < argc) lr = atof(argv[++i]);
-        else if (!strcmp(argv[i], "--data") && i + 1 < argc) data = argv[++i];
-        else if (!strcmp(argv[i], "--seed") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 10);
-        else {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        bool ok = v != NULL;
+        if (ok && !strcmp(a, "--epochs")) ok = ex_parse_int(v, 1, 1000000, &epochs);
+        else if (ok && !strcmp(a, "--batch")) ok = ex_parse_i64(v, 1, INT64_MAX, &batch_size);
+        else if (ok && !strcmp(a, "--lr")) ok = ex_parse_double(v, true, &lr);
+        else if (ok && !strcmp(a, "--data")) data = v;
+        else if (ok && !strcmp(a, "--seed")) ok = ex_parse_u64(v, &seed);
+        else ok = false;
+        if (!ok) {
+            if (v) fprintf(stderr, "error: invalid option or value: %s %s\n", a, v);
             fprintf(stderr, "usage: %s [--epochs N] [--batch B] [--lr X] [--data DIR] [--seed S]\n", argv[0]);
             return 2;
         }
+        i++;
     }
     if (epochs < 1 || batch_size < 1 || !(lr > 0)) { fprintf(stderr, "error: epochs, batch and lr must be positive\n"); return 2; }
     wf_manual_seed(seed);

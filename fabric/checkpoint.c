@@ -176,7 +176,9 @@ int wf_fabric_state_add_loader(wf_fabric_state *s, const char *name, wf_fabric_l
     return 0;
 }
 
-int wf_fabric_state_count(const wf_fabric_state *s) { return s ? s->n : 0; }
+int wf_fabric_state_count(const wf_fabric_state *s) {
+    return s ? s->n : (wf__error(WF_ENULL, "wf_fabric_state_count: NULL state"), 0);
+}
 const char *wf_fabric_state_name_at(const wf_fabric_state *s, int i) {
     return s && i >= 0 && i < s->n ? s->v[i].name : NULL;
 }
@@ -189,6 +191,7 @@ int wf_fabric_state_find(const wf_fabric_state *s, const char *name) {
 }
 
 static const st_entry *get_kind(const wf_fabric_state *s, const char *op, const char *name, wf_state_kind k) {
+    if (!s || !name) return wf__any_null(op, 2, s, name), NULL;
     int i = find_entry(s, name);
     if (i < 0) { wf__error(WF_ENOTFOUND, "%s: no entry \"%s\"", op, name ? name : "(null)"); return NULL; }
     const st_entry *e = &s->v[i];
@@ -368,7 +371,7 @@ static int save_entry(wf_st_writer *w, const st_entry *e, const wf_save_filter *
     return rc < 0 ? rc : 0;
 }
 
-int wf_fabric_save(wf_fabric *fab, const char *path, wf_fabric_state *state, const wf_save_filter *filter) {
+static int wf_fabric_save__body(wf_fabric *fab, const char *path, wf_fabric_state *state, const wf_save_filter *filter) {
     const char *op = "wf_fabric_save";
     if (!fab || !path || !state) return wf__error(WF_ENULL, "%s: NULL %s", op, !fab ? "fabric" : !path ? "path" : "state");
     for (const wf_save_filter *f = filter; f && f->key; f++)
@@ -410,6 +413,13 @@ int wf_fabric_save(wf_fabric *fab, const char *path, wf_fabric_state *state, con
     wf__free(sds, 0);
     wf__free(oss, 0);
     return rc;
+}
+
+int wf_fabric_save(wf_fabric *fab, const char *path, wf_fabric_state *state, const wf_save_filter *filter) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_fabric_save__body(fab, path, state, filter);
+    if (r < 0) wf__error_context("wf_fabric_save", err_seq0);
+    return r;
 }
 
 /* ---------------------------------------------------------------- load */
@@ -601,7 +611,7 @@ static int add_remainder(wf_st_file *f, const char *path, wf_fabric_state *rest,
     }
 }
 
-wf_fabric_state *wf_fabric_load(wf_fabric *fab, const char *path, wf_fabric_state *state, bool strict) {
+static wf_fabric_state *wf_fabric_load__body(wf_fabric *fab, const char *path, wf_fabric_state *state, bool strict) {
     const char *op = "wf_fabric_load";
     if (!fab || !path) { wf__error(WF_ENULL, "%s: NULL %s", op, fab ? "path" : "fabric"); return NULL; }
     wf_st_file *f = fab->strategy->io.load(&fab->strategy->io, path);
@@ -676,9 +686,16 @@ out:
     return rest;
 }
 
+wf_fabric_state *wf_fabric_load(wf_fabric *fab, const char *path, wf_fabric_state *state, bool strict) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_fabric_state *r = wf_fabric_load__body(fab, path, state, strict);
+    if (!r) wf__error_context("wf_fabric_load", err_seq0);
+    return r;
+}
+
 /* ---------------------------------------------------------------- raw files */
 
-int wf_fabric_load_raw_module(wf_fabric *fab, const char *path, wf_module *m, bool strict) {
+static int wf_fabric_load_raw_module__body(wf_fabric *fab, const char *path, wf_module *m, bool strict) {
     if (!fab || !path || !m) return wf__error(WF_ENULL, "wf_fabric_load_raw_module: NULL argument");
     wf_st_file *f = fab->strategy->io.load(&fab->strategy->io, path);
     if (!f) return wf_error();
@@ -701,7 +718,14 @@ int wf_fabric_load_raw_module(wf_fabric *fab, const char *path, wf_module *m, bo
     return rc;
 }
 
-int wf_fabric_load_raw_optimizer(wf_fabric *fab, const char *path, wf_optimizer *opt) {
+int wf_fabric_load_raw_module(wf_fabric *fab, const char *path, wf_module *m, bool strict) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_fabric_load_raw_module__body(fab, path, m, strict);
+    if (r < 0) wf__error_context("wf_fabric_load_raw_module", err_seq0);
+    return r;
+}
+
+static int wf_fabric_load_raw_optimizer__body(wf_fabric *fab, const char *path, wf_optimizer *opt) {
     if (!fab || !path || !opt) return wf__error(WF_ENULL, "wf_fabric_load_raw_optimizer: NULL argument");
     wf_st_file *f = fab->strategy->io.load(&fab->strategy->io, path);
     if (!f) return wf_error();
@@ -720,4 +744,11 @@ int wf_fabric_load_raw_optimizer(wf_fabric *fab, const char *path, wf_optimizer 
     wf_optim_state_free(os);
     wf_st_close(f);
     return rc;
+}
+
+int wf_fabric_load_raw_optimizer(wf_fabric *fab, const char *path, wf_optimizer *opt) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_fabric_load_raw_optimizer__body(fab, path, opt);
+    if (r < 0) wf__error_context("wf_fabric_load_raw_optimizer", err_seq0);
+    return r;
 }

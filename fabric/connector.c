@@ -58,7 +58,8 @@ static bool parse_int(const char *s, long *v) {
 static int resolve_accelerator(const char *name, const wf_accelerator_vt **out) {
     char b[32];
     const char *a = trim(name ? name : "auto", b, sizeof b);
-    if (!*a || !strcasecmp(a, "auto")) {
+    if (!*a) return wf__error(WF_EINVAL, OP ": accelerator is an empty string (valid: auto, cpu, cuda, gpu; NULL means auto)");
+    if (!strcasecmp(a, "auto")) {
         *out = wf__accel_cuda.is_available() ? &wf__accel_cuda : &wf__accel_cpu;
         return 0;
     }
@@ -88,7 +89,10 @@ static int resolve_devices(const char *devices, const wf_accelerator_vt *acc, wf
     char b[256];
     const char *d = trim(devices ? devices : "auto", b, sizeof b);
     out->n_devices = 0;
-    if (!*d || !strcasecmp(d, "auto")) {
+    if (!*d)
+        return wf__error(WF_EINVAL, OP ": devices is an empty string (expected \"auto\", a count N, -1 or a list "
+                         "of indices like \"0,2\"; NULL means auto)");
+    if (!strcasecmp(d, "auto")) {
         int n = acc->auto_device_count();
         if (n < 1) n = 1;
         if (n > 64) n = 64;
@@ -164,7 +168,8 @@ static int resolve_strategy(const char *name, wf_connector_result *out) {
     char b[64];
     const char *s = trim(name ? name : "auto", b, sizeof b);
     int world = out->n_devices * out->num_nodes;
-    if (!*s || !strcasecmp(s, "auto")) {
+    if (!*s) return wf__error(WF_EINVAL, OP ": strategy is an empty string (valid: %s; NULL means auto)", wf__strategy_names());
+    if (!strcasecmp(s, "auto")) {
         out->strategy = wf__strategy_find(world > 1 ? "ddp" : "single_device");
     } else {
         if (!strcmp(s, "ddp_notebook") || !strncmp(s, "ddp_notebook_", 13))
@@ -295,6 +300,7 @@ int wf__connector_resolve(const wf_fabric_config *c, wf_connector_result *out) {
     if ((rc = resolve_strategy(strategy, out))) return rc;
     char pb[32];
     trim(precision ? precision : "32-true", pb, sizeof pb);
+    if (!pb[0]) return wf__error(WF_EINVAL, OP ": precision is an empty string (NULL means \"32-true\")");
     snprintf(out->precision, sizeof out->precision, "%s", pb[0] ? pb : "32-true");
     return 0;
 }

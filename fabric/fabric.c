@@ -541,7 +541,9 @@ int wf_fabric_loader_next(wf_fabric_loader *l, wf_tensor **out) {
     return 1;
 }
 
-int64_t wf_fabric_loader_len(const wf_fabric_loader *l) { return l ? wf_dataloader_len(l->dl) : -1; }
+int64_t wf_fabric_loader_len(const wf_fabric_loader *l) {
+    return l ? wf_dataloader_len(l->dl) : (wf__error(WF_ENULL, "wf_fabric_loader_len: NULL loader"), -1);
+}
 wf_dataloader *wf_fabric_loader_inner(wf_fabric_loader *l) { return l ? l->dl : NULL; }
 void wf_fabric_loader_free(wf_fabric_loader *l) {
     if (!l) return;
@@ -646,14 +648,21 @@ int wf_fabric_autocast_begin(wf_fabric *fab) {
     if (!fab) return wf__error(WF_ENULL, "wf_fabric_autocast_begin: NULL fabric");
     return wf_precision_forward_begin(fab->precision);
 }
-int wf_fabric_autocast_end(wf_fabric *fab) {
+static int wf_fabric_autocast_end__body(wf_fabric *fab) {
     if (!fab) return wf__error(WF_ENULL, "wf_fabric_autocast_end: NULL fabric");
     return wf_precision_forward_end(fab->precision);
 }
 
+int wf_fabric_autocast_end(wf_fabric *fab) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_fabric_autocast_end__body(fab);
+    if (r < 0) wf__error_context("wf_fabric_autocast_end", err_seq0);
+    return r;
+}
+
 wf_tensor *wf_fabric_to_device(wf_fabric *fab, wf_tensor *t) {
     if (!fab) { wf__error(WF_ENULL, "wf_fabric_to_device: NULL fabric"); return NULL; }
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_fabric_to_device", 1, t), NULL;
     return wf_to_device(t, fab->device);
 }
 
@@ -663,6 +672,7 @@ int wf_fabric_module_to_device(wf_fabric *fab, wf_module *m) {
 }
 
 int wf_fabric_print(const wf_fabric *fab, const char *fmt, ...) {
+    if (!fmt) return wf__error(WF_ENULL, "wf_fabric_print: NULL format");
     if (fab && fab->local_rank != 0) return 0;
     va_list ap;
     va_start(ap, fmt);
@@ -724,8 +734,23 @@ int wf_fabric_init_module_end(wf_fabric *fab) {
     wf_nn_set_skip_init(fab->init_prev_skip[fab->init_depth]);
     return wf_precision_init_end(fab->precision);
 }
-int wf_fabric_init_tensor_begin(wf_fabric *fab) { return wf_fabric_init_module_begin(fab, false); }
-int wf_fabric_init_tensor_end(wf_fabric *fab) { return wf_fabric_init_module_end(fab); }
+static int wf_fabric_init_tensor_begin__body(wf_fabric *fab) { return wf_fabric_init_module_begin(fab, false); }
+
+int wf_fabric_init_tensor_begin(wf_fabric *fab) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_fabric_init_tensor_begin__body(fab);
+    if (r < 0) wf__error_context("wf_fabric_init_tensor_begin", err_seq0);
+    return r;
+}
+
+static int wf_fabric_init_tensor_end__body(wf_fabric *fab) { return wf_fabric_init_module_end(fab); }
+
+int wf_fabric_init_tensor_end(wf_fabric *fab) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_fabric_init_tensor_end__body(fab);
+    if (r < 0) wf__error_context("wf_fabric_init_tensor_end", err_seq0);
+    return r;
+}
 
 /* ---------------------------------------------------------------- collectives */
 
@@ -743,7 +768,8 @@ int wf_fabric_barrier(wf_fabric *fab, const char *name) {
 }
 
 wf_tensor *wf_fabric_broadcast(wf_fabric *fab, wf_tensor *t, int src) {
-    if (check_src(fab, "wf_fabric_broadcast", src) || !t) return NULL;
+    if (check_src(fab, "wf_fabric_broadcast", src)) return NULL;
+    if (!t) return wf__any_null("wf_fabric_broadcast", 1, t), NULL;
     if (check_launched(fab, "wf_fabric_broadcast")) return NULL;
     wf_tensor *r = NULL;
     WF_NO_GRAD { r = wf_contiguous(wf_detach(t)); }
@@ -764,13 +790,14 @@ int wf_fabric_broadcast_bytes(wf_fabric *fab, void *buf, size_t n, int src) {
 
 wf_tensor *wf_fabric_all_gather(wf_fabric *fab, wf_tensor *t, bool sync_grads) {
     if (!fab) { wf__error(WF_ENULL, "wf_fabric_all_gather: NULL fabric"); return NULL; }
-    if (!t || check_launched(fab, "wf_fabric_all_gather")) return NULL;
+    if (!t) return wf__any_null("wf_fabric_all_gather", 1, t), NULL;
+    if (check_launched(fab, "wf_fabric_all_gather")) return NULL;
     return fab->strategy->ops->all_gather(fab->strategy, t, sync_grads);
 }
 
 wf_tensor *wf_fabric_all_reduce(wf_fabric *fab, wf_tensor *t, wf_fabric_reduce op) {
     if (!fab) { wf__error(WF_ENULL, "wf_fabric_all_reduce: NULL fabric"); return NULL; }
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_fabric_all_reduce", 1, t), NULL;
     if ((int)op < 0 || op > WF_FABRIC_MIN) {
         wf__error(WF_EINVAL, "wf_fabric_all_reduce: unknown reduce op %d (mean, sum, max, min)", (int)op);
         return NULL;
@@ -877,11 +904,13 @@ wf_process_group *wf_fabric_process_group(wf_fabric *fab) { return fab && fab->s
 /* ---------------------------------------------------------------- logging */
 
 int wf_fabric_log(wf_fabric *fab, const char *name, double value, int64_t step) {
+    if (!name) return wf__error(WF_ENULL, "wf_fabric_log: NULL name");
     return wf_fabric_log_dict(fab, &name, &value, 1, step);
 }
 
 int wf_fabric_log_dict(wf_fabric *fab, const char *const *names, const double *values, int n, int64_t step) {
     if (!fab || (n > 0 && (!names || !values))) return wf__error(WF_ENULL, "wf_fabric_log_dict: NULL argument");
+    if (n < 0) return wf__error(WF_EINVAL, "wf_fabric_log_dict: n = %d", n);
     if (fab->global_rank != 0) return 0;
     int first = 0;
     for (int i = 0; i < fab->n_loggers; i++) {

@@ -50,7 +50,30 @@ struct wf_dataloader {
 
 static int make_batch(wf_dataloader *dl, int64_t b, wf_tensor **out) {
     int64_t lo = b * dl->batch_size, n = dl->n_idx - lo < dl->batch_size ? dl->n_idx - lo : dl->batch_size;
-    return dl->ds.get_batch(dl->ds.ud, dl->idx + lo, n, out);
+    for (int f = 0; f < dl->nf; f++) out[f] = NULL;
+    int rc = dl->ds.get_batch(dl->ds.ud, dl->idx + lo, n, out);
+    if (rc > 0) rc = wf__error(WF_EINVAL, "wf_dataloader_next: the dataset's get_batch returned %d (expected 0 or a "
+                               "negative WF_E* code)", rc);
+    for (int f = 0; !rc && f < dl->nf; f++) {
+        /* a user callback that "succeeds" without a tensor would crash the collation */
+        if (!out[f]) rc = wf__error(WF_ENULL, "wf_dataloader_next: the dataset's get_batch returned 0 but left "
+                                    "field %d of %d NULL", f, dl->nf);
+        else if (!out[f]->ndim || out[f]->shape[0] != n)
+            rc = wf__error(WF_ESHAPE, "wf_dataloader_next: the dataset's get_batch gave field %d a first dimension "
+                           "of %lld, expected %lld (the batch size)", f,
+                           (long long)(out[f]->ndim ? out[f]->shape[0] : -1), (long long)n);
+    }
+    if (rc)
+        for (int f = 0; f < dl->nf; f++) { wf_tensor_free(out[f]); out[f] = NULL; }
+    return rc;
+}
+
+/* A sampler handed in by the user: both callbacks present. */
+static int check_sampler(const char *op, const wf_sampler *s) {
+    if (!s->len || !s->indices)
+        return wf__error(WF_ENULL, "%s: incomplete sampler (len %s, indices %s)", op, s->len ? "set" : "NULL",
+                         s->indices ? "set" : "NULL");
+    return 0;
 }
 
 static void *worker(void *arg) {
@@ -102,6 +125,7 @@ wf_dataloader *wf_dataloader_new(const wf_dataset *ds, const wf_dataloader_opts 
                   "must not be negative", (long long)o->batch_size, o->num_workers, o->prefetch_factor);
         return NULL;
     }
+    if (o->sampler && check_sampler("wf_dataloader_new", o->sampler)) return NULL;
     wf_dataloader *dl = wf__calloc(1, sizeof *dl);
     if (!dl) { wf__error(WF_ENOMEM, "wf_dataloader_new: out of memory"); return NULL; }
     dl->ds = *ds;
@@ -140,11 +164,15 @@ wf_dataloader *wf_dataloader_new(const wf_dataset *ds, const wf_dataloader_opts 
     return dl;
 }
 
-int64_t wf_dataloader_dataset_len(const wf_dataloader *dl) { return dl ? dl->sampler.len(dl->sampler.ud) : -1; }
-int wf_dataloader_n_fields(const wf_dataloader *dl) { return dl ? dl->nf : -1; }
+int64_t wf_dataloader_dataset_len(const wf_dataloader *dl) {
+    return dl ? dl->sampler.len(dl->sampler.ud) : (wf__error(WF_ENULL, "wf_dataloader_dataset_len: NULL loader"), -1);
+}
+int wf_dataloader_n_fields(const wf_dataloader *dl) {
+    return dl ? dl->nf : (wf__error(WF_ENULL, "wf_dataloader_n_fields: NULL loader"), -1);
+}
 
 int64_t wf_dataloader_len(const wf_dataloader *dl) {
-    if (!dl) return -1;
+    if (!dl) return wf__error(WF_ENULL, "wf_dataloader_len: NULL loader"), -1;
     int64_t n = dl->sampler.len(dl->sampler.ud);
     return dl->drop_last ? n / dl->batch_size : (n + dl->batch_size - 1) / dl->batch_size;
 }
@@ -164,13 +192,22 @@ static int start_epoch(wf_dataloader *dl, uint64_t epoch, bool keep_first, int64
     }
     drop_slots(dl);
     int64_t n = dl->sampler.len(dl->sampler.ud);
-    int rc = 0;
-    if (n != dl->n_idx || !dl->idx) {
+    int rc = n < 0 ? wf__error(WF_EINVAL, "wf_dataloader_set_epoch: the sampler's len returned %lld", (long long)n) : 0;
+    if (!rc && (n != dl->n_idx || !dl->idx)) {
         wf__free(dl->idx, 0);
         dl->idx = wf__malloc(sizeof(int64_t) * (size_t)(n ? n : 1));
         if (!dl->idx) rc = wf__error(WF_ENOMEM, "wf_dataloader_set_epoch: out of memory");
     }
     if (!rc) rc = dl->sampler.indices(dl->sampler.ud, epoch, dl->idx);
+    if (!rc) {
+        /* indices outside the dataset would reach the user's get_batch as out-of-range reads */
+        int64_t nds = dl->ds.len(dl->ds.ud);
+        for (int64_t i = 0; i < n && !rc; i++)
+            if (dl->idx[i] < 0 || dl->idx[i] >= nds)
+                rc = wf__error(WF_EINDEX, "wf_dataloader_set_epoch: the sampler gave index %lld at position %lld, "
+                               "outside the dataset of length %lld", (long long)dl->idx[i], (long long)i,
+                               (long long)nds);
+    }
     if (!rc) {
         dl->n_idx = n;
         dl->n_batches = wf_dataloader_len(dl);
@@ -214,6 +251,7 @@ static void replace_sampler(wf_dataloader *dl, const wf_sampler *s, bool free_ol
 
 int wf_dataloader_set_sampler(wf_dataloader *dl, const wf_sampler *s) {
     if (!dl || !s) return wf__error(WF_ENULL, "wf_dataloader_set_sampler: NULL argument");
+    if (check_sampler("wf_dataloader_set_sampler", s)) return wf_error();
     replace_sampler(dl, s, true);
     dl->default_sampler = dl->distributed = false;
     return 0;

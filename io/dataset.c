@@ -77,6 +77,7 @@ static void sub_free(void *ud) {
 
 int wf_subset_dataset(const wf_dataset *base, const int64_t *indices, int64_t n, wf_dataset *out) {
     if (!base || !out || (n && !indices)) return wf__error(WF_ENULL, "wf_subset_dataset: NULL argument");
+    if (n < 0) return wf__error(WF_EINVAL, "wf_subset_dataset: negative count %lld", (long long)n);
     int64_t len = base->len(base->ud);
     for (int64_t i = 0; i < n; i++)
         if (indices[i] < 0 || indices[i] >= len)
@@ -141,12 +142,40 @@ static int make_sampler(int64_t n, const int64_t *idx, bool shuffle, uint64_t se
     return 0;
 }
 
-int wf_sequential_sampler(int64_t n, wf_sampler *out) { return make_sampler(n, NULL, false, 0, out); }
-int wf_random_sampler(int64_t n, uint64_t seed, wf_sampler *out) { return make_sampler(n, NULL, true, seed, out); }
-int wf_subset_sampler(const int64_t *indices, int64_t n, bool shuffle, uint64_t seed, wf_sampler *out) {
+static int wf_sequential_sampler__body(int64_t n, wf_sampler *out) { return make_sampler(n, NULL, false, 0, out); }
+
+int wf_sequential_sampler(int64_t n, wf_sampler *out) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_sequential_sampler__body(n, out);
+    if (r < 0) wf__error_context("wf_sequential_sampler", err_seq0);
+    return r;
+}
+
+static int wf_random_sampler__body(int64_t n, uint64_t seed, wf_sampler *out) { return make_sampler(n, NULL, true, seed, out); }
+
+int wf_random_sampler(int64_t n, uint64_t seed, wf_sampler *out) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_random_sampler__body(n, seed, out);
+    if (r < 0) wf__error_context("wf_random_sampler", err_seq0);
+    return r;
+}
+
+static int wf_subset_sampler__body(const int64_t *indices, int64_t n, bool shuffle, uint64_t seed, wf_sampler *out) {
     if (n && !indices) return wf__error(WF_ENULL, "wf_subset_sampler: NULL indices");
+    for (int64_t i = 0; i < n; i++)
+        if (indices[i] < 0)
+            return wf__error(WF_EINVAL, "wf_subset_sampler: index %lld at position %lld is negative",
+                             (long long)indices[i], (long long)i);
     return make_sampler(n, indices, shuffle, seed, out);
 }
+
+int wf_subset_sampler(const int64_t *indices, int64_t n, bool shuffle, uint64_t seed, wf_sampler *out) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_subset_sampler__body(indices, n, shuffle, seed, out);
+    if (r < 0) wf__error_context("wf_subset_sampler", err_seq0);
+    return r;
+}
+
 void wf_sampler_free(wf_sampler *s) {
     if (s && s->free) s->free(s->ud);
     if (s) memset(s, 0, sizeof *s);
@@ -154,7 +183,7 @@ void wf_sampler_free(wf_sampler *s) {
 
 /* ---------------------------------------------------------------- Fashion-MNIST */
 
-int wf_fashion_mnist(const char *dir, bool train, double mean, double std, wf_dataset *out) {
+static int wf_fashion_mnist__body(const char *dir, bool train, double mean, double std, wf_dataset *out) {
     if (!out) return wf__error(WF_ENULL, "wf_fashion_mnist: NULL output");
     if (!dir) dir = "/usr/share/datasets/fashion-mnist";
     const char *split = train ? "train" : "t10k";
@@ -176,4 +205,11 @@ int wf_fashion_mnist(const char *dir, bool train, double mean, double std, wf_da
     }
     wf_scope_end();
     return rc;
+}
+
+int wf_fashion_mnist(const char *dir, bool train, double mean, double std, wf_dataset *out) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_fashion_mnist__body(dir, train, mean, std, out);
+    if (r < 0) wf__error_context("wf_fashion_mnist", err_seq0);
+    return r;
 }

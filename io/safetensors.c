@@ -727,7 +727,7 @@ const char *wf_st_name(const wf_st_file *f, int i) {
 }
 
 int wf_st_find(const wf_st_file *f, const char *name) {
-    if (!f || !name) return WF_ENOTFOUND;
+    if (!f || !name) return wf__any_null("wf_st_find", 2, f, name), WF_ENULL;
     int lo = 0, hi = f->n - 1;
     while (lo <= hi) {
         int mid = lo + (hi - lo) / 2;

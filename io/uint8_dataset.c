@@ -42,6 +42,10 @@ static int check_u8_cpu(const char *fn, const wf_tensor *x) {
 
 wf_tensor *wf_normalize_uint8(wf_tensor *x, double mean, double std) {
     if (check_u8_cpu("wf_normalize_uint8", x)) return NULL;
+    if (!(std >= 0) || !isfinite(mean) || !isfinite(std)) {
+        wf__error(WF_EINVAL, "wf_normalize_uint8: std must be >= 0 and mean and std finite, got mean=%g std=%g", mean, std);
+        return NULL;
+    }
     wf_scope_begin();
     wf_tensor *c = wf_contiguous(x);
     wf_tensor *y = c ? wf_empty_on(x->shape, x->ndim, WF_F32, WF_CPU) : NULL;

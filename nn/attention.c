@@ -19,7 +19,7 @@ static wf_tensor *mha_self(wf_module *m, wf_tensor *x) { return wf_mha_forward(m
 
 static const wf_module_vtable mha_vt = { .forward = mha_self, .extra_repr = mha_repr };
 
-wf_module *wf_mha_new(int64_t embed_dim, int64_t num_heads, const wf_mha_opts *opts) {
+static wf_module *wf_mha_new__body(int64_t embed_dim, int64_t num_heads, const wf_mha_opts *opts) {
     wf_mha_opts o = opts ? *opts : (wf_mha_opts){ 0 };
     if (embed_dim <= 0 || num_heads <= 0) {
         wf__error(WF_EINVAL, "wf_mha_new: embed_dim and num_heads must be positive, got %lld and %lld",
@@ -52,6 +52,13 @@ wf_module *wf_mha_new(int64_t embed_dim, int64_t num_heads, const wf_mha_opts *o
 fail:
     wf_module_free(m);
     return NULL;
+}
+
+wf_module *wf_mha_new(int64_t embed_dim, int64_t num_heads, const wf_mha_opts *opts) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_module *r = wf_mha_new__body(embed_dim, num_heads, opts);
+    if (!r) wf__error_context("wf_mha_new", err_seq0);
+    return r;
 }
 
 wf_tensor *wf_mha_forward(wf_module *m, wf_tensor *q, wf_tensor *k, wf_tensor *v, wf_tensor *attn_mask, bool is_causal) {
@@ -167,7 +174,7 @@ static wf_tensor *csa_forward(wf_module *m, wf_tensor *x) {
 
 static const wf_module_vtable csa_vt = { .forward = csa_forward, .extra_repr = csa_repr };
 
-wf_module *wf_causal_self_attention_new(int64_t n_embd, int64_t n_head, bool bias, double dropout) {
+static wf_module *wf_causal_self_attention_new__body(int64_t n_embd, int64_t n_head, bool bias, double dropout) {
     if (n_embd <= 0 || n_head <= 0 || n_embd % n_head) {
         wf__error(WF_EINVAL, "wf_causal_self_attention_new: n_embd (%lld) must be positive and divisible by n_head (%lld)",
                   (long long)n_embd, (long long)n_head);
@@ -191,4 +198,11 @@ wf_module *wf_causal_self_attention_new(int64_t n_embd, int64_t n_head, bool bia
         return NULL;
     }
     return m;
+}
+
+wf_module *wf_causal_self_attention_new(int64_t n_embd, int64_t n_head, bool bias, double dropout) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_module *r = wf_causal_self_attention_new__body(n_embd, n_head, bias, dropout);
+    if (!r) wf__error_context("wf_causal_self_attention_new", err_seq0);
+    return r;
 }

@@ -34,7 +34,7 @@ double wf__dtype_eps(wf_dtype dt) {
 /* ================================================================ dropout */
 
 wf_tensor *wf_dropout(wf_tensor *x, double p, bool training) {
-    if (!x) return NULL;
+    if (!x) return wf__any_null("wf_dropout", 1, x), NULL;
     if (!(p >= 0 && p <= 1)) {
         wf__error(WF_EINVAL, "wf_dropout: dropout probability has to be between 0 and 1, but got %g", p);
         return NULL;
@@ -85,7 +85,7 @@ static int check_normalized(const char *op, wf_tensor *x, const int64_t *shape, 
 wf_tensor *wf_layer_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim,
                          wf_tensor *weight, wf_tensor *bias, double eps) {
     x = wf__autocast_arg(x, WF__AC_F32), weight = wf__autocast_arg(weight, WF__AC_F32), bias = wf__autocast_arg(bias, WF__AC_F32);
-    if (!x) return NULL;
+    if (!x) return wf__any_null("wf_layer_norm", 1, x), NULL;
     if (check_normalized("wf_layer_norm", x, normalized_shape, ndim, weight, bias)) return NULL;
     bool handled;   /* fused kernel (CUDA f32/bf16/f16) when the device has one */
     wf_tensor *fused = wf__layer_norm_fused(x, ndim, weight, bias, eps, &handled);
@@ -137,7 +137,7 @@ static int check_channel_vec(const char *op, const char *what, wf_tensor *p, int
 wf_tensor *wf_group_norm(wf_tensor *x, int64_t num_groups, wf_tensor *weight, wf_tensor *bias, double eps) {
     const char *op = "wf_group_norm";
     x = wf__autocast_arg(x, WF__AC_F32), weight = wf__autocast_arg(weight, WF__AC_F32), bias = wf__autocast_arg(bias, WF__AC_F32);
-    if (!x) return NULL;
+    if (!x) return wf__any_null(op, 1, x), NULL;
     char b[96];
     if (x->ndim < 2) {
         wf__error(WF_ESHAPE, "%s: expected an input of at least 2 dims [N, C, *], got %s", op, wf_shape_str(x, b, sizeof b));
@@ -170,7 +170,7 @@ wf_tensor *wf_batch_norm(wf_tensor *x, wf_tensor *running_mean, wf_tensor *runni
                          wf_tensor *weight, wf_tensor *bias, bool training, double momentum, double eps) {
     const char *op = "wf_batch_norm";
     x = wf__autocast_arg(x, WF__AC_F32), weight = wf__autocast_arg(weight, WF__AC_F32), bias = wf__autocast_arg(bias, WF__AC_F32);
-    if (!x) return NULL;
+    if (!x) return wf__any_null(op, 1, x), NULL;
     char b[96];
     if (x->ndim < 2) {
         wf__error(WF_ESHAPE, "%s: expected an input of at least 2 dims [N, C, *], got %s", op, wf_shape_str(x, b, sizeof b));

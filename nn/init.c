@@ -90,8 +90,23 @@ int wf_init_constant_(wf_tensor *t, double value) {
     wf_set_grad_enabled(prev);
     return rc;
 }
-int wf_init_zeros_(wf_tensor *t) { return wf_init_constant_(t, 0.0); }
-int wf_init_ones_(wf_tensor *t) { return wf_init_constant_(t, 1.0); }
+static int wf_init_zeros___body(wf_tensor *t) { return wf_init_constant_(t, 0.0); }
+
+int wf_init_zeros_(wf_tensor *t) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_init_zeros___body(t);
+    if (r < 0) wf__error_context("wf_init_zeros_", err_seq0);
+    return r;
+}
+
+static int wf_init_ones___body(wf_tensor *t) { return wf_init_constant_(t, 1.0); }
+
+int wf_init_ones_(wf_tensor *t) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_init_ones___body(t);
+    if (r < 0) wf__error_context("wf_init_ones_", err_seq0);
+    return r;
+}
 
 /* Write host values (f64, logical order) into t under no-grad. */
 static int write_host(wf_tensor *t, const double *v) {
@@ -270,7 +285,7 @@ static int kaiming_std(const char *op, wf_tensor *t, double a, wf_fan_mode mode,
     return 0;
 }
 
-int wf_init_kaiming_uniform_(wf_tensor *t, double a, wf_fan_mode mode, const char *nonlinearity) {
+static int wf_init_kaiming_uniform___body(wf_tensor *t, double a, wf_fan_mode mode, const char *nonlinearity) {
     if (g_skip_init && t) return 0;
     if (t && wf_numel(t) == 0) return 0;   /* PyTorch: initializing zero-element tensors is a no-op */
     double std = 0;
@@ -280,13 +295,27 @@ int wf_init_kaiming_uniform_(wf_tensor *t, double a, wf_fan_mode mode, const cha
     return wf_init_uniform_(t, -bound, bound);
 }
 
-int wf_init_kaiming_normal_(wf_tensor *t, double a, wf_fan_mode mode, const char *nonlinearity) {
+int wf_init_kaiming_uniform_(wf_tensor *t, double a, wf_fan_mode mode, const char *nonlinearity) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_init_kaiming_uniform___body(t, a, mode, nonlinearity);
+    if (r < 0) wf__error_context("wf_init_kaiming_uniform_", err_seq0);
+    return r;
+}
+
+static int wf_init_kaiming_normal___body(wf_tensor *t, double a, wf_fan_mode mode, const char *nonlinearity) {
     if (g_skip_init && t) return 0;
     if (t && wf_numel(t) == 0) return 0;
     double std = 0;
     int rc = kaiming_std("wf_init_kaiming_normal_", t, a, mode, nonlinearity, &std);
     if (rc) return rc;
     return wf_init_normal_(t, 0.0, std);
+}
+
+int wf_init_kaiming_normal_(wf_tensor *t, double a, wf_fan_mode mode, const char *nonlinearity) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_init_kaiming_normal___body(t, a, mode, nonlinearity);
+    if (r < 0) wf__error_context("wf_init_kaiming_normal_", err_seq0);
+    return r;
 }
 
 int wf_init_orthogonal_(wf_tensor *t, double gain) {

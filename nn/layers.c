@@ -48,7 +48,7 @@ static wf_tensor *linear_forward(wf_module *m, wf_tensor *x) {
 
 static const wf_module_vtable linear_vt = { .forward = linear_forward, .extra_repr = linear_repr };
 
-wf_module *wf_linear_new(int64_t in_features, int64_t out_features, bool bias) {
+static wf_module *wf_linear_new__body(int64_t in_features, int64_t out_features, bool bias) {
     if (in_features < 0 || out_features < 0) {
         wf__error(WF_EINVAL, "wf_linear_new: sizes must be non-negative, got in_features=%lld, out_features=%lld",
                   (long long)in_features, (long long)out_features);
@@ -68,6 +68,13 @@ wf_module *wf_linear_new(int64_t in_features, int64_t out_features, bool bias) {
         if (wf__param(m, "bias", b)) return fail(m);
     }
     return m;
+}
+
+wf_module *wf_linear_new(int64_t in_features, int64_t out_features, bool bias) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_module *r = wf_linear_new__body(in_features, out_features, bias);
+    if (!r) wf__error_context("wf_linear_new", err_seq0);
+    return r;
 }
 
 /* ================================================================ Conv2d */
@@ -112,7 +119,7 @@ static wf_tensor *conv2d_forward(wf_module *m, wf_tensor *x) {
 
 static const wf_module_vtable conv2d_vt = { .forward = conv2d_forward, .extra_repr = conv2d_repr };
 
-wf_module *wf_conv2d_new(int64_t in_channels, int64_t out_channels, const wf_conv2d_layer_opts *opts) {
+static wf_module *wf_conv2d_new__body(int64_t in_channels, int64_t out_channels, const wf_conv2d_layer_opts *opts) {
     const char *op = "wf_conv2d_new";
     wf_conv2d_layer_opts o = opts ? *opts : (wf_conv2d_layer_opts){ 0 };
     int kh = o.kernel_size[0], kw = o.kernel_size[1] ? o.kernel_size[1] : o.kernel_size[0];
@@ -158,6 +165,13 @@ wf_module *wf_conv2d_new(int64_t in_channels, int64_t out_channels, const wf_con
         if (wf__param(m, "bias", b)) return fail(m);
     }
     return m;
+}
+
+wf_module *wf_conv2d_new(int64_t in_channels, int64_t out_channels, const wf_conv2d_layer_opts *opts) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_module *r = wf_conv2d_new__body(in_channels, out_channels, opts);
+    if (!r) wf__error_context("wf_conv2d_new", err_seq0);
+    return r;
 }
 
 /* ================================================================ pooling */
@@ -235,9 +249,25 @@ static wf_module *pool_new(const char *type, const wf_pool2d_opts *opts) {
     return p ? &p->base : NULL;
 }
 
-wf_module *wf_max_pool2d_new(const wf_pool2d_opts *opts) { return pool_new("MaxPool2d", opts); }
-wf_module *wf_avg_pool2d_new(const wf_pool2d_opts *opts) { return pool_new("AvgPool2d", opts); }
-wf_module *wf_adaptive_avg_pool2d_new(int64_t out_h, int64_t out_w) {
+static wf_module *wf_max_pool2d_new__body(const wf_pool2d_opts *opts) { return pool_new("MaxPool2d", opts); }
+
+wf_module *wf_max_pool2d_new(const wf_pool2d_opts *opts) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_module *r = wf_max_pool2d_new__body(opts);
+    if (!r) wf__error_context("wf_max_pool2d_new", err_seq0);
+    return r;
+}
+
+static wf_module *wf_avg_pool2d_new__body(const wf_pool2d_opts *opts) { return pool_new("AvgPool2d", opts); }
+
+wf_module *wf_avg_pool2d_new(const wf_pool2d_opts *opts) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_module *r = wf_avg_pool2d_new__body(opts);
+    if (!r) wf__error_context("wf_avg_pool2d_new", err_seq0);
+    return r;
+}
+
+static wf_module *wf_adaptive_avg_pool2d_new__body(int64_t out_h, int64_t out_w) {
     if (out_h <= 0 || out_w <= 0) {
         wf__error(WF_EINVAL, "wf_adaptive_avg_pool2d_new: output size must be positive, got (%lld, %lld)",
                   (long long)out_h, (long long)out_w);
@@ -248,6 +278,13 @@ wf_module *wf_adaptive_avg_pool2d_new(int64_t out_h, int64_t out_w) {
     p->oh = out_h;
     p->ow = out_w;
     return &p->base;
+}
+
+wf_module *wf_adaptive_avg_pool2d_new(int64_t out_h, int64_t out_w) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_module *r = wf_adaptive_avg_pool2d_new__body(out_h, out_w);
+    if (!r) wf__error_context("wf_adaptive_avg_pool2d_new", err_seq0);
+    return r;
 }
 
 /* ================================================================ BatchNorm */
@@ -330,11 +367,26 @@ static wf_module *bn_new(const char *type, int dim, int64_t C, const wf_batch_no
     return m;
 }
 
-wf_module *wf_batch_norm1d_new(int64_t num_features, const wf_batch_norm_opts *opts) {
+static wf_module *wf_batch_norm1d_new__body(int64_t num_features, const wf_batch_norm_opts *opts) {
     return bn_new("BatchNorm1d", 1, num_features, opts);
 }
-wf_module *wf_batch_norm2d_new(int64_t num_features, const wf_batch_norm_opts *opts) {
+
+wf_module *wf_batch_norm1d_new(int64_t num_features, const wf_batch_norm_opts *opts) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_module *r = wf_batch_norm1d_new__body(num_features, opts);
+    if (!r) wf__error_context("wf_batch_norm1d_new", err_seq0);
+    return r;
+}
+
+static wf_module *wf_batch_norm2d_new__body(int64_t num_features, const wf_batch_norm_opts *opts) {
     return bn_new("BatchNorm2d", 2, num_features, opts);
+}
+
+wf_module *wf_batch_norm2d_new(int64_t num_features, const wf_batch_norm_opts *opts) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_module *r = wf_batch_norm2d_new__body(num_features, opts);
+    if (!r) wf__error_context("wf_batch_norm2d_new", err_seq0);
+    return r;
 }
 
 /* ================================================================ LayerNorm, RMSNorm */
@@ -386,14 +438,28 @@ static wf_module *norm_new(const char *type, const wf_module_vtable *vt, const i
     return m;
 }
 
-wf_module *wf_layer_norm_new(const int64_t *normalized_shape, int ndim, const wf_layer_norm_opts *opts) {
+static wf_module *wf_layer_norm_new__body(const int64_t *normalized_shape, int ndim, const wf_layer_norm_opts *opts) {
     wf_layer_norm_opts o = opts ? *opts : (wf_layer_norm_opts){ 0 };
     return norm_new("LayerNorm", &layer_norm_vt, normalized_shape, ndim, o.eps ? o.eps : 1e-5, !o.no_affine, !o.no_bias);
 }
 
-wf_module *wf_rms_norm_new(const int64_t *normalized_shape, int ndim, const wf_rms_norm_opts *opts) {
+wf_module *wf_layer_norm_new(const int64_t *normalized_shape, int ndim, const wf_layer_norm_opts *opts) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_module *r = wf_layer_norm_new__body(normalized_shape, ndim, opts);
+    if (!r) wf__error_context("wf_layer_norm_new", err_seq0);
+    return r;
+}
+
+static wf_module *wf_rms_norm_new__body(const int64_t *normalized_shape, int ndim, const wf_rms_norm_opts *opts) {
     wf_rms_norm_opts o = opts ? *opts : (wf_rms_norm_opts){ 0 };
     return norm_new("RMSNorm", &rms_norm_vt, normalized_shape, ndim, o.eps, !o.no_affine, false);
+}
+
+wf_module *wf_rms_norm_new(const int64_t *normalized_shape, int ndim, const wf_rms_norm_opts *opts) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_module *r = wf_rms_norm_new__body(normalized_shape, ndim, opts);
+    if (!r) wf__error_context("wf_rms_norm_new", err_seq0);
+    return r;
 }
 
 /* ================================================================ GroupNorm */
@@ -418,7 +484,7 @@ static wf_tensor *gn_forward(wf_module *m, wf_tensor *x) {
 }
 static const wf_module_vtable gn_vt = { .forward = gn_forward, .extra_repr = gn_repr };
 
-wf_module *wf_group_norm_new(int64_t num_groups, int64_t num_channels, const wf_group_norm_opts *opts) {
+static wf_module *wf_group_norm_new__body(int64_t num_groups, int64_t num_channels, const wf_group_norm_opts *opts) {
     wf_group_norm_opts o = opts ? *opts : (wf_group_norm_opts){ 0 };
     if (num_groups <= 0 || num_channels <= 0 || num_channels % num_groups) {
         wf__error(WF_EINVAL, "wf_group_norm_new: num_channels (%lld) must be positive and divisible by num_groups (%lld)",
@@ -436,6 +502,13 @@ wf_module *wf_group_norm_new(int64_t num_groups, int64_t num_channels, const wf_
         if (wf__param(m, "bias", wf_zeros(WF_SHAPE(num_channels), WF_DTYPE_DEFAULT))) return fail(m);
     }
     return m;
+}
+
+wf_module *wf_group_norm_new(int64_t num_groups, int64_t num_channels, const wf_group_norm_opts *opts) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_module *r = wf_group_norm_new__body(num_groups, num_channels, opts);
+    if (!r) wf__error_context("wf_group_norm_new", err_seq0);
+    return r;
 }
 
 /* ================================================================ Embedding */
@@ -469,7 +542,7 @@ static wf_tensor *emb_forward(wf_module *m, wf_tensor *idx) {
 }
 static const wf_module_vtable emb_vt = { .forward = emb_forward, .extra_repr = emb_repr };
 
-wf_module *wf_embedding_new(int64_t num_embeddings, int64_t embedding_dim, const wf_embedding_opts *opts) {
+static wf_module *wf_embedding_new__body(int64_t num_embeddings, int64_t embedding_dim, const wf_embedding_opts *opts) {
     wf_embedding_opts o = opts ? *opts : (wf_embedding_opts){ 0 };
     if (num_embeddings < 0 || embedding_dim < 0) {
         wf__error(WF_EINVAL, "wf_embedding_new: sizes must be non-negative, got %lld, %lld", (long long)num_embeddings,
@@ -504,6 +577,13 @@ wf_module *wf_embedding_new(int64_t num_embeddings, int64_t embedding_dim, const
     }
     if (wf__param(m, "weight", w)) return fail(m);
     return m;
+}
+
+wf_module *wf_embedding_new(int64_t num_embeddings, int64_t embedding_dim, const wf_embedding_opts *opts) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_module *r = wf_embedding_new__body(num_embeddings, embedding_dim, opts);
+    if (!r) wf__error_context("wf_embedding_new", err_seq0);
+    return r;
 }
 
 /* ================================================================ Dropout */
@@ -600,19 +680,32 @@ static const wf_module_vtable sequential_vt = { .forward = sequential_forward };
 static const wf_module_vtable module_list_vt = { 0 };
 static const wf_module_vtable module_dict_vt = { 0 };
 
-static int append_indexed(const char *op, wf_module *c, wf_module *child) {
+static int append_indexed(const char *op, const char *type, wf_module *c, wf_module *child) {
     if (!c || !child) {
         if (child) wf_module_free(child);
         return wf__any_null(op, 2, c, child), wf_error() ? wf_error() : WF_ENULL;
+    }
+    /* numbered children belong to the containers; a Linear with a child "0" would be nonsense */
+    if (strcmp(wf_module_type(c), type)) {
+        int rc = wf__error(WF_EINVAL, "%s: the module is a %s, not a %s", op, wf_module_type(c), type);
+        if (child != c) wf_module_free(child);
+        return rc;
     }
     char name[24];
     snprintf(name, sizeof name, "%d", c->children.n);
     return wf_module_add_child(c, name, child);
 }
 
-int wf_sequential_append(wf_module *seq, wf_module *child) { return append_indexed("wf_sequential_append", seq, child); }
+static int wf_sequential_append__body(wf_module *seq, wf_module *child) { return append_indexed("wf_sequential_append", "Sequential", seq, child); }
 
-wf_module *wf_sequential_new_array(int n, wf_module *const *modules) {
+int wf_sequential_append(wf_module *seq, wf_module *child) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_sequential_append__body(seq, child);
+    if (r < 0) wf__error_context("wf_sequential_append", err_seq0);
+    return r;
+}
+
+static wf_module *wf_sequential_new_array__body(int n, wf_module *const *modules) {
     bool any_null = n < 0 || (n > 0 && !modules);
     for (int i = 0; i < n && !any_null; i++) any_null = !modules[i];
     if (any_null) {
@@ -633,6 +726,13 @@ wf_module *wf_sequential_new_array(int n, wf_module *const *modules) {
     return s;
 }
 
+wf_module *wf_sequential_new_array(int n, wf_module *const *modules) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_module *r = wf_sequential_new_array__body(n, modules);
+    if (!r) wf__error_context("wf_sequential_new_array", err_seq0);
+    return r;
+}
+
 wf_module *wf_sequential_new(int n, ...) {
     if (n < 0) { wf__error(WF_EINVAL, "wf_sequential_new: n must be >= 0, got %d", n); return NULL; }
     wf_module **ms = wf__calloc((size_t)(n ? n : 1), sizeof *ms);
@@ -651,8 +751,12 @@ wf_module *wf_sequential_new(int n, ...) {
 }
 
 wf_module *wf_module_list_new(void) { return wf__module_new(sizeof(wf_module), "ModuleList", &module_list_vt); }
-int wf_module_list_append(wf_module *list, wf_module *child) { return append_indexed("wf_module_list_append", list, child); }
-int wf_module_list_len(const wf_module *list) { return wf_module_num_children(list); }
+int wf_module_list_append(wf_module *list, wf_module *child) {
+    return append_indexed("wf_module_list_append", "ModuleList", list, child);
+}
+int wf_module_list_len(const wf_module *list) {
+    return list ? list->children.n : (wf__error(WF_ENULL, "wf_module_list_len: NULL list"), 0);
+}
 wf_module *wf_module_list_get(const wf_module *list, int i) {
     if (!list) return NULL;
     int n = list->children.n;
@@ -666,7 +770,7 @@ wf_module *wf_module_list_get(const wf_module *list, int i) {
 }
 
 wf_module *wf_module_dict_new(void) { return wf__module_new(sizeof(wf_module), "ModuleDict", &module_dict_vt); }
-int wf_module_dict_set(wf_module *dict, const char *name, wf_module *child) {
+static int wf_module_dict_set__body(wf_module *dict, const char *name, wf_module *child) {
     if (!dict || !name || !child) {
         if (child) wf_module_free(child);
         return wf__any_null("wf_module_dict_set", 3, dict, name, child), wf_error() ? wf_error() : WF_ENULL;
@@ -680,8 +784,16 @@ int wf_module_dict_set(wf_module *dict, const char *name, wf_module *child) {
         }
     return wf_module_add_child(dict, name, child);
 }
+
+int wf_module_dict_set(wf_module *dict, const char *name, wf_module *child) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_module_dict_set__body(dict, name, child);
+    if (r < 0) wf__error_context("wf_module_dict_set", err_seq0);
+    return r;
+}
+
 wf_module *wf_module_dict_get(const wf_module *dict, const char *name) {
-    if (!dict || !name) return NULL;
+    if (!dict || !name) return wf__any_null("wf_module_dict_get", 2, dict, name), NULL;
     for (int i = 0; i < dict->children.n; i++)
         if (strcmp(dict->children.v[i].name, name) == 0) return dict->children.v[i].ptr;
     return NULL;

@@ -198,7 +198,7 @@ static int check_pair(const char *op, wf_tensor *input, wf_tensor *target, wf_re
     return 0;
 }
 
-wf_tensor *wf_mse_loss(wf_tensor *input, wf_tensor *target, wf_reduction reduction) {
+static wf_tensor *wf_mse_loss__body(wf_tensor *input, wf_tensor *target, wf_reduction reduction) {
     input = wf__autocast_arg(input, WF__AC_F32), target = wf__autocast_arg(target, WF__AC_F32);   /* autocast: losses in f32 */
     if (wf__any_null("wf_mse_loss", 2, input, target)) return NULL;
     if (check_pair("wf_mse_loss", input, target, reduction)) return NULL;
@@ -206,6 +206,13 @@ wf_tensor *wf_mse_loss(wf_tensor *input, wf_tensor *target, wf_reduction reducti
     wf_tensor *d = wf_sub(input, target);
     wf_tensor *y = reduce(wf_mul(d, d), reduction);
     FN_SCOPE_RETURN(y);
+}
+
+wf_tensor *wf_mse_loss(wf_tensor *input, wf_tensor *target, wf_reduction reduction) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_mse_loss__body(input, target, reduction);
+    if (!r) wf__error_context("wf_mse_loss", err_seq0);
+    return r;
 }
 
 wf_tensor *wf_l1_loss(wf_tensor *input, wf_tensor *target, wf_reduction reduction) {
@@ -258,7 +265,7 @@ wf_tensor *wf_binary_cross_entropy_with_logits(wf_tensor *input, wf_tensor *targ
     FN_SCOPE_RETURN(y);
 }
 
-wf_tensor *wf_kl_div(wf_tensor *input, wf_tensor *target, wf_reduction reduction, bool log_target) {
+static wf_tensor *wf_kl_div__body(wf_tensor *input, wf_tensor *target, wf_reduction reduction, bool log_target) {
     const char *op = "wf_kl_div";
     input = wf__autocast_arg(input, WF__AC_F32), target = wf__autocast_arg(target, WF__AC_F32);   /* autocast: losses in f32 */
     if (wf__any_null(op, 2, input, target)) return NULL;
@@ -280,4 +287,11 @@ wf_tensor *wf_kl_div(wf_tensor *input, wf_tensor *target, wf_reduction reduction
         y = wf_div_scalar(wf_sum_all(l), (double)n);
     } else y = reduce(l, reduction);
     FN_SCOPE_RETURN(y);
+}
+
+wf_tensor *wf_kl_div(wf_tensor *input, wf_tensor *target, wf_reduction reduction, bool log_target) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_kl_div__body(input, target, reduction, log_target);
+    if (!r) wf__error_context("wf_kl_div", err_seq0);
+    return r;
 }

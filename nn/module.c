@@ -37,6 +37,7 @@ static int sd_find(const wf_state_dict *sd, const char *name) {
 
 int wf_state_dict_set(wf_state_dict *sd, const char *name, wf_tensor *t) {
     if (!sd || !name || !t) return wf__any_null("wf_state_dict_set", 3, sd, name, t), WF_ENULL;
+    if (!*name) return wf__error(WF_EINVAL, "wf_state_dict_set: empty name");
     int i = sd_find(sd, name);
     if (i >= 0) {
         wf_tensor_retain(t);
@@ -60,7 +61,7 @@ int wf_state_dict_set(wf_state_dict *sd, const char *name, wf_tensor *t) {
 }
 
 wf_tensor *wf_state_dict_get(const wf_state_dict *sd, const char *name) {
-    if (!sd || !name) return NULL;
+    if (!sd || !name) return wf__any_null("wf_state_dict_get", 2, sd, name), NULL;
     int i = sd_find(sd, name);
     return i >= 0 ? sd->v[i].t : NULL;
 }
@@ -76,7 +77,9 @@ int wf_state_dict_remove(wf_state_dict *sd, const char *name) {
     return 0;
 }
 
-int wf_state_dict_count(const wf_state_dict *sd) { return sd ? sd->n : 0; }
+int wf_state_dict_count(const wf_state_dict *sd) {
+    return sd ? sd->n : (wf__error(WF_ENULL, "wf_state_dict_count: NULL state dict"), 0);   /* documented: 0 */
+}
 const char *wf_state_dict_name_at(const wf_state_dict *sd, int i) {
     return sd && i >= 0 && i < sd->n ? sd->v[i].name : NULL;
 }
@@ -145,6 +148,10 @@ int wf_module_init(wf_module *m, const char *type_name, const wf_module_vtable *
 }
 
 void *wf__module_new(size_t size, const char *type_name, const wf_module_vtable *vt) {
+    if (!type_name) {
+        wf__error(WF_ENULL, "wf_module_create: NULL type name");
+        return NULL;
+    }
     if (size < sizeof(wf_module)) {
         wf__error(WF_EINVAL, "wf_module_create: size %zu is smaller than a wf_module (%zu)", size, sizeof(wf_module));
         return NULL;
@@ -231,6 +238,16 @@ int wf__buffer(wf_module *m, const char *name, wf_tensor *t) {
     return register_tensor("wf_module_register_buffer", m, name, t, false);
 }
 
+/* Whether target is root or one of its descendants (depth-bounded: a tree deeper than this
+ * is itself a bug, and the bound keeps an existing cycle from recursing forever). */
+static bool reaches(const wf_module *root, const wf_module *target, int depth) {
+    if (root == target) return true;
+    if (depth > 256) return false;
+    for (int i = 0; i < root->children.n; i++)
+        if (reaches(root->children.v[i].ptr, target, depth + 1)) return true;
+    return false;
+}
+
 int wf_module_add_child(wf_module *m, const char *name, wf_module *child) {
     const char *op = "wf_module_add_child";
     if (!child) {
@@ -241,9 +258,13 @@ int wf_module_add_child(wf_module *m, const char *name, wf_module *child) {
     if (!valid(op, m)) rc = wf_error();
     else if (!valid(op, child)) rc = wf_error();
     else if (child == m) rc = wf__error(WF_EINVAL, "%s: a module cannot be its own child", op);
+    else if (reaches(child, m, 0))
+        rc = wf__error(WF_EINVAL, "%s: %s \"%s\" already contains this %s: adding it would make a cycle",
+                       op, child->type_name, name ? name : "?", m->type_name);
     else if ((rc = check_name(op, m, name))) {}
     else if (list_push(&m->children, name, child)) rc = wf__error(WF_ENOMEM, "%s: out of memory", op);
-    if (rc) { if (child != m) wf_module_free(child); return rc; }
+    /* an ancestor of m is not freed: it owns m, and its owner (the caller) still holds it */
+    if (rc) { if (child != m && !reaches(child, m, 0)) wf_module_free(child); return rc; }
     return 0;
 }
 
@@ -278,14 +299,17 @@ static wf__mod_entry *lookup(const wf_module *m, const char *name, int kind) {
 }
 
 wf_tensor *wf_module_get_parameter(const wf_module *m, const char *name) {
+    if (!m || !name) return wf__any_null("wf_module_get_parameter", 2, m, name), NULL;
     wf__mod_entry *e = lookup(m, name, 0);
     return e ? e->ptr : NULL;
 }
 wf_tensor *wf_module_get_buffer(const wf_module *m, const char *name) {
+    if (!m || !name) return wf__any_null("wf_module_get_buffer", 2, m, name), NULL;
     wf__mod_entry *e = lookup(m, name, 1);
     return e ? e->ptr : NULL;
 }
 wf_module *wf_module_get_child(const wf_module *m, const char *name) {
+    if (!m || !name) return wf__any_null("wf_module_get_child", 2, m, name), NULL;
     wf__mod_entry *e = lookup(m, name, 2);
     return e ? e->ptr : NULL;
 }
@@ -322,16 +346,19 @@ int wf_module_set_buffer(wf_module *m, const char *name, wf_tensor *t) {
     return set_tensor("wf_module_set_buffer", m, name, t, false);
 }
 
-int wf_module_num_children(const wf_module *m) { return m ? m->children.n : 0; }
+int wf_module_num_children(const wf_module *m) {
+    return m ? m->children.n : (wf__error(WF_ENULL, "wf_module_num_children: NULL module"), 0);
+}
 wf_module *wf_module_child_at(const wf_module *m, int i, const char **name) {
-    if (!m || i < 0 || i >= m->children.n) return NULL;
+    if (!m) return wf__any_null("wf_module_child_at", 1, m), NULL;
+    if (i < 0 || i >= m->children.n) return NULL;   /* an index walk's end: no error, as wf_state_dict_name_at */
     if (name) *name = m->children.v[i].name;
     return m->children.v[i].ptr;
 }
 
 /* ================================================================ forward and hooks */
 
-wf_tensor *wf_module_forward(wf_module *m, wf_tensor *x) {
+static wf_tensor *wf_module_forward__body(wf_module *m, wf_tensor *x) {
     if (wf__any_null("wf_module_forward", 2, m, x)) return NULL;
     if (!valid("wf_module_forward", m)) return NULL;
     if (!m->vt->forward) {
@@ -363,6 +390,13 @@ wf_tensor *wf_module_forward(wf_module *m, wf_tensor *x) {
         }
     }
     return out;
+}
+
+wf_tensor *wf_module_forward(wf_module *m, wf_tensor *x) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_module_forward__body(m, x);
+    if (!r) wf__error_context("wf_module_forward", err_seq0);
+    return r;
 }
 
 static int add_hook(const char *op, wf_module *m, wf_forward_pre_hook pre, wf_forward_hook post, void *ud) {
@@ -551,7 +585,7 @@ static wf_tensor *convert(wf_tensor *t, wf_device dev, wf_dtype dt) {
     return r;
 }
 
-int wf_module_to(wf_module *m, wf_device device, wf_dtype dtype) {
+static int wf_module_to__body(wf_module *m, wf_device device, wf_dtype dtype) {
     const char *op = "wf_module_to";
     if (dtype != WF_DTYPE_DEFAULT && !wf_dtype_is_floating(dtype))
         return wf__error(WF_EDTYPE, "%s: can only cast to a floating dtype, got %s", op, wf_dtype_name(dtype));
@@ -596,6 +630,13 @@ int wf_module_to(wf_module *m, wf_device device, wf_dtype dtype) {
     wf__free(news, 0);
     walk_free(&w);
     return rc;
+}
+
+int wf_module_to(wf_module *m, wf_device device, wf_dtype dtype) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_module_to__body(m, device, dtype);
+    if (r < 0) wf__error_context("wf_module_to", err_seq0);
+    return r;
 }
 
 /* ================================================================ state dict of a module */

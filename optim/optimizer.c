@@ -184,13 +184,20 @@ static wf_optimizer *make(wf_optim_kind kind, const char *name, wf_tensor *const
     return opt;
 }
 
-wf_optimizer *wf_sgd_new(wf_tensor *const *params, int n, const wf_sgd_opts *o) {
+static wf_optimizer *wf_sgd_new__body(wf_tensor *const *params, int n, const wf_sgd_opts *o) {
     wf_sgd_opts z = {0};
     if (!o) o = &z;
     wf_hparams h = { .lr = dflt(o->lr, 1e-3), .momentum = dflt(o->momentum, 0),
                      .dampening = dflt(o->dampening, 0), .weight_decay = dflt(o->weight_decay, 0),
                      .nesterov = o->nesterov, .maximize = o->maximize };
     return make(WF_OPT_SGD, "SGD", params, n, &h);
+}
+
+wf_optimizer *wf_sgd_new(wf_tensor *const *params, int n, const wf_sgd_opts *o) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_optimizer *r = wf_sgd_new__body(params, n, o);
+    if (!r) wf__error_context("wf_sgd_new", err_seq0);
+    return r;
 }
 
 static wf_optimizer *adam_like(wf_optim_kind kind, const char *name, wf_tensor *const *params, int n,
@@ -204,20 +211,42 @@ static wf_optimizer *adam_like(wf_optim_kind kind, const char *name, wf_tensor *
                      .maximize = o->maximize };
     return make(kind, name, params, n, &h);
 }
-wf_optimizer *wf_adam_new(wf_tensor *const *params, int n, const wf_adam_opts *o) {
+static wf_optimizer *wf_adam_new__body(wf_tensor *const *params, int n, const wf_adam_opts *o) {
     return adam_like(WF_OPT_ADAM, "Adam", params, n, o, 0);
 }
-wf_optimizer *wf_adamw_new(wf_tensor *const *params, int n, const wf_adam_opts *o) {
+
+wf_optimizer *wf_adam_new(wf_tensor *const *params, int n, const wf_adam_opts *o) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_optimizer *r = wf_adam_new__body(params, n, o);
+    if (!r) wf__error_context("wf_adam_new", err_seq0);
+    return r;
+}
+
+static wf_optimizer *wf_adamw_new__body(wf_tensor *const *params, int n, const wf_adam_opts *o) {
     return adam_like(WF_OPT_ADAMW, "AdamW", params, n, o, 1e-2);
 }
 
-wf_optimizer *wf_rmsprop_new(wf_tensor *const *params, int n, const wf_rmsprop_opts *o) {
+wf_optimizer *wf_adamw_new(wf_tensor *const *params, int n, const wf_adam_opts *o) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_optimizer *r = wf_adamw_new__body(params, n, o);
+    if (!r) wf__error_context("wf_adamw_new", err_seq0);
+    return r;
+}
+
+static wf_optimizer *wf_rmsprop_new__body(wf_tensor *const *params, int n, const wf_rmsprop_opts *o) {
     wf_rmsprop_opts z = {0};
     if (!o) o = &z;
     wf_hparams h = { .lr = dflt(o->lr, 1e-2), .alpha = dflt(o->alpha, 0.99), .eps = dflt(o->eps, 1e-8),
                      .weight_decay = dflt(o->weight_decay, 0), .momentum = dflt(o->momentum, 0),
                      .centered = o->centered, .maximize = o->maximize };
     return make(WF_OPT_RMSPROP, "RMSprop", params, n, &h);
+}
+
+wf_optimizer *wf_rmsprop_new(wf_tensor *const *params, int n, const wf_rmsprop_opts *o) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_optimizer *r = wf_rmsprop_new__body(params, n, o);
+    if (!r) wf__error_context("wf_rmsprop_new", err_seq0);
+    return r;
 }
 
 static int adagrad_init_state(wf_optimizer *opt, int group) {
@@ -233,7 +262,7 @@ static int adagrad_init_state(wf_optimizer *opt, int group) {
     return 0;
 }
 
-wf_optimizer *wf_adagrad_new(wf_tensor *const *params, int n, const wf_adagrad_opts *o) {
+static wf_optimizer *wf_adagrad_new__body(wf_tensor *const *params, int n, const wf_adagrad_opts *o) {
     wf_adagrad_opts z = {0};
     if (!o) o = &z;
     wf_hparams h = { .lr = dflt(o->lr, 1e-2), .lr_decay = dflt(o->lr_decay, 0),
@@ -245,13 +274,20 @@ wf_optimizer *wf_adagrad_new(wf_tensor *const *params, int n, const wf_adagrad_o
     return opt;
 }
 
+wf_optimizer *wf_adagrad_new(wf_tensor *const *params, int n, const wf_adagrad_opts *o) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_optimizer *r = wf_adagrad_new__body(params, n, o);
+    if (!r) wf__error_context("wf_adagrad_new", err_seq0);
+    return r;
+}
+
 const char *wf_optimizer_name(const wf_optimizer *opt) { return opt ? opt->name : NULL; }
 
 /* ---------------------------------------------------------------- groups */
 
 static int tri(int v, bool d) { return v > 0 ? true : v < 0 ? false : d; }
 
-int wf_optimizer_add_param_group(wf_optimizer *opt, wf_tensor *const *params, int n,
+static int wf_optimizer_add_param_group__body(wf_optimizer *opt, wf_tensor *const *params, int n,
                                  const wf_param_group_opts *o) {
     if (!opt) return wf__error(WF_ENULL, "wf_optimizer_add_param_group: optimizer is NULL");
     wf_param_group_opts z = {0};
@@ -272,6 +308,14 @@ int wf_optimizer_add_param_group(wf_optimizer *opt, wf_tensor *const *params, in
     if (!rc) rc = add_group(opt, params, n, &h);
     if (!rc && opt->kind == WF_OPT_ADAGRAD) rc = adagrad_init_state(opt, opt->n_groups - 1);
     return rc;
+}
+
+int wf_optimizer_add_param_group(wf_optimizer *opt, wf_tensor *const *params, int n,
+                                 const wf_param_group_opts *o) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_optimizer_add_param_group__body(opt, params, n, o);
+    if (r < 0) wf__error_context("wf_optimizer_add_param_group", err_seq0);
+    return r;
 }
 
 int wf_optimizer_num_groups(const wf_optimizer *opt) { return opt ? opt->n_groups : -1; }
@@ -309,7 +353,8 @@ double wf_optimizer_get_lr(const wf_optimizer *opt, int group) {
 int wf_optimizer_set_lr(wf_optimizer *opt, int group, double lr) {
     const wf_param_group *g = group_at(opt, group, "wf_optimizer_set_lr");
     if (!g) return wf_error();
-    if (!(lr >= 0)) return wf__error(WF_EINVAL, "wf_optimizer_set_lr: %s: invalid learning rate: %g (must be >= 0)", opt->name, lr);
+    if (!(lr >= 0) || isinf(lr))
+        return wf__error(WF_EINVAL, "wf_optimizer_set_lr: %s: invalid learning rate: %g (must be finite and >= 0)", opt->name, lr);
     opt->groups[group].h.lr = lr;
     return 0;
 }
@@ -337,7 +382,7 @@ double wf_optimizer_get_hparam(const wf_optimizer *opt, int group, const char *n
     return NAN;
 }
 
-int wf_optimizer_set_hparam(wf_optimizer *opt, int group, const char *name, double value) {
+static int wf_optimizer_set_hparam__body(wf_optimizer *opt, int group, const char *name, double value) {
     const wf_param_group *gc = group_at(opt, group, "wf_optimizer_set_hparam");
     if (!gc) return wf_error();
     if (!name) return wf__error(WF_ENULL, "wf_optimizer_set_hparam: name is NULL");
@@ -363,6 +408,13 @@ int wf_optimizer_set_hparam(wf_optimizer *opt, int group, const char *name, doub
     }
     e->value = value;
     return 0;
+}
+
+int wf_optimizer_set_hparam(wf_optimizer *opt, int group, const char *name, double value) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_optimizer_set_hparam__body(opt, group, name, value);
+    if (r < 0) wf__error_context("wf_optimizer_set_hparam", err_seq0);
+    return r;
 }
 
 /* ---------------------------------------------------------------- step / zero_grad */

@@ -229,7 +229,7 @@ static wf_lr_scheduler *finish(wf_lr_scheduler *s) {
     return s;
 }
 
-wf_lr_scheduler *wf_step_lr_new(wf_optimizer *opt, int step_size, double gamma) {
+static wf_lr_scheduler *wf_step_lr_new__body(wf_optimizer *opt, int step_size, double gamma) {
     if (step_size <= 0) { wf__error(WF_EINVAL, "StepLR: step_size must be positive (got %d)", step_size); return NULL; }
     wf_lr_scheduler *s = sched_alloc(S_STEP, "StepLR", opt);
     if (!s) return NULL;
@@ -238,7 +238,14 @@ wf_lr_scheduler *wf_step_lr_new(wf_optimizer *opt, int step_size, double gamma) 
     return finish(s);
 }
 
-wf_lr_scheduler *wf_multistep_lr_new(wf_optimizer *opt, const int *milestones, int n, double gamma) {
+wf_lr_scheduler *wf_step_lr_new(wf_optimizer *opt, int step_size, double gamma) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_lr_scheduler *r = wf_step_lr_new__body(opt, step_size, gamma);
+    if (!r) wf__error_context("wf_step_lr_new", err_seq0);
+    return r;
+}
+
+static wf_lr_scheduler *wf_multistep_lr_new__body(wf_optimizer *opt, const int *milestones, int n, double gamma) {
     if (n < 0 || (n > 0 && !milestones)) { wf__error(WF_ENULL, "MultiStepLR: milestones is NULL"); return NULL; }
     for (int i = 1; i < n; i++)
         if (milestones[i] < milestones[i - 1]) {
@@ -260,7 +267,14 @@ wf_lr_scheduler *wf_multistep_lr_new(wf_optimizer *opt, const int *milestones, i
     return finish(s);
 }
 
-wf_lr_scheduler *wf_exponential_lr_new(wf_optimizer *opt, double gamma) {
+wf_lr_scheduler *wf_multistep_lr_new(wf_optimizer *opt, const int *milestones, int n, double gamma) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_lr_scheduler *r = wf_multistep_lr_new__body(opt, milestones, n, gamma);
+    if (!r) wf__error_context("wf_multistep_lr_new", err_seq0);
+    return r;
+}
+
+static wf_lr_scheduler *wf_exponential_lr_new__body(wf_optimizer *opt, double gamma) {
     if (!(gamma > 0)) { wf__error(WF_EINVAL, "ExponentialLR: gamma must be positive (got %g)", gamma); return NULL; }
     wf_lr_scheduler *s = sched_alloc(S_EXP, "ExponentialLR", opt);
     if (!s) return NULL;
@@ -268,7 +282,14 @@ wf_lr_scheduler *wf_exponential_lr_new(wf_optimizer *opt, double gamma) {
     return finish(s);
 }
 
-wf_lr_scheduler *wf_linear_lr_new(wf_optimizer *opt, const wf_linear_lr_opts *o) {
+wf_lr_scheduler *wf_exponential_lr_new(wf_optimizer *opt, double gamma) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_lr_scheduler *r = wf_exponential_lr_new__body(opt, gamma);
+    if (!r) wf__error_context("wf_exponential_lr_new", err_seq0);
+    return r;
+}
+
+static wf_lr_scheduler *wf_linear_lr_new__body(wf_optimizer *opt, const wf_linear_lr_opts *o) {
     wf_linear_lr_opts z = {0};
     if (!o) o = &z;
     double sf = o->start_factor == 0 && !signbit(o->start_factor) ? 1.0 / 3 : o->start_factor;
@@ -292,7 +313,14 @@ wf_lr_scheduler *wf_linear_lr_new(wf_optimizer *opt, const wf_linear_lr_opts *o)
     return finish(s);
 }
 
-wf_lr_scheduler *wf_cosine_annealing_lr_new(wf_optimizer *opt, int T_max, double eta_min) {
+wf_lr_scheduler *wf_linear_lr_new(wf_optimizer *opt, const wf_linear_lr_opts *o) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_lr_scheduler *r = wf_linear_lr_new__body(opt, o);
+    if (!r) wf__error_context("wf_linear_lr_new", err_seq0);
+    return r;
+}
+
+static wf_lr_scheduler *wf_cosine_annealing_lr_new__body(wf_optimizer *opt, int T_max, double eta_min) {
     if (T_max <= 0) { wf__error(WF_EINVAL, "CosineAnnealingLR: T_max must be positive (got %d)", T_max); return NULL; }
     if (!(eta_min >= 0)) { wf__error(WF_EINVAL, "CosineAnnealingLR: eta_min must be >= 0 (got %g)", eta_min); return NULL; }
     wf_lr_scheduler *s = sched_alloc(S_COSINE, "CosineAnnealingLR", opt);
@@ -302,7 +330,14 @@ wf_lr_scheduler *wf_cosine_annealing_lr_new(wf_optimizer *opt, int T_max, double
     return finish(s);
 }
 
-wf_lr_scheduler *wf_lambda_lr_new(wf_optimizer *opt, wf_lr_lambda_fn fn, void *ud) {
+wf_lr_scheduler *wf_cosine_annealing_lr_new(wf_optimizer *opt, int T_max, double eta_min) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_lr_scheduler *r = wf_cosine_annealing_lr_new__body(opt, T_max, eta_min);
+    if (!r) wf__error_context("wf_cosine_annealing_lr_new", err_seq0);
+    return r;
+}
+
+static wf_lr_scheduler *wf_lambda_lr_new__body(wf_optimizer *opt, wf_lr_lambda_fn fn, void *ud) {
     if (!fn) { wf__error(WF_ENULL, "LambdaLR: lr_lambda is NULL"); return NULL; }
     wf_lr_scheduler *s = sched_alloc(S_LAMBDA, "LambdaLR", opt);
     if (!s) return NULL;
@@ -311,9 +346,16 @@ wf_lr_scheduler *wf_lambda_lr_new(wf_optimizer *opt, wf_lr_lambda_fn fn, void *u
     return finish(s);
 }
 
+wf_lr_scheduler *wf_lambda_lr_new(wf_optimizer *opt, wf_lr_lambda_fn fn, void *ud) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_lr_scheduler *r = wf_lambda_lr_new__body(opt, fn, ud);
+    if (!r) wf__error_context("wf_lambda_lr_new", err_seq0);
+    return r;
+}
+
 static double dflt(double v, double d) { return v == 0 ? (signbit(v) ? 0.0 : d) : v; }
 
-wf_lr_scheduler *wf_one_cycle_lr_new(wf_optimizer *opt, const wf_one_cycle_opts *o) {
+static wf_lr_scheduler *wf_one_cycle_lr_new__body(wf_optimizer *opt, const wf_one_cycle_opts *o) {
     const char *N = "OneCycleLR";
     if (!o) { wf__error(WF_ENULL, "%s: options are NULL (max_lr and total_steps are required)", N); return NULL; }
     if (!opt) { wf__error(WF_ENULL, "%s: optimizer is NULL", N); return NULL; }
@@ -371,7 +413,14 @@ wf_lr_scheduler *wf_one_cycle_lr_new(wf_optimizer *opt, const wf_one_cycle_opts 
     return finish(s);
 }
 
-wf_lr_scheduler *wf_sequential_lr_new(wf_optimizer *opt, wf_lr_scheduler *const *scheds, int n,
+wf_lr_scheduler *wf_one_cycle_lr_new(wf_optimizer *opt, const wf_one_cycle_opts *o) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_lr_scheduler *r = wf_one_cycle_lr_new__body(opt, o);
+    if (!r) wf__error_context("wf_one_cycle_lr_new", err_seq0);
+    return r;
+}
+
+static wf_lr_scheduler *wf_sequential_lr_new__body(wf_optimizer *opt, wf_lr_scheduler *const *scheds, int n,
                                       const int *milestones) {
     const char *N = "SequentialLR";
     if (!opt || !scheds || (n > 1 && !milestones)) { wf__error(WF_ENULL, "%s: an argument is NULL", N); return NULL; }
@@ -434,6 +483,14 @@ wf_lr_scheduler *wf_sequential_lr_new(wf_optimizer *opt, wf_lr_scheduler *const 
     s->step_count = 1;   /* counts the initial step, as for the other schedulers */
     memcpy(s->last_lr, scheds[0]->last_lr, (size_t)s->n_groups * sizeof(double));
     return s;
+}
+
+wf_lr_scheduler *wf_sequential_lr_new(wf_optimizer *opt, wf_lr_scheduler *const *scheds, int n,
+                                      const int *milestones) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_lr_scheduler *r = wf_sequential_lr_new__body(opt, scheds, n, milestones);
+    if (!r) wf__error_context("wf_sequential_lr_new", err_seq0);
+    return r;
 }
 
 double wf_lr_scheduler_get_last_lr(const wf_lr_scheduler *s, int group) {

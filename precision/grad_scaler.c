@@ -67,7 +67,7 @@ bool wf_grad_scaler_is_enabled(const wf_grad_scaler *s) { return s && s->enabled
 
 wf_tensor *wf_grad_scaler_scale(wf_grad_scaler *s, wf_tensor *loss) {
     if (!s) { wf__error(WF_ENULL, "wf_grad_scaler_scale: scaler is NULL"); return NULL; }
-    if (!loss) return NULL;
+    if (!loss) return wf__any_null("wf_grad_scaler_scale", 1, loss), NULL;
     if (!s->enabled) return wf_mul_scalar(loss, 1.0);
     return wf_mul_scalar(loss, s->scale);
 }

@@ -198,7 +198,7 @@ static wf_tensor *convert_fp(wf_tensor *x, wf_dtype dt) {
 
 wf_tensor *wf_precision_convert_input(wf_precision *p, wf_tensor *x) {
     if (!p) { wf__error(WF_ENULL, "wf_precision_convert_input: plugin is NULL"); return NULL; }
-    if (!x) return NULL;
+    if (!x) return wf__any_null("wf_precision_convert_input", 1, x), NULL;
     /* Fabric: Half/Double convert to their dtype, Mixed to the default dtype, 32-true keeps */
     if (converts(p)) return convert_fp(x, wf_precision_param_dtype(p));
     if (wf_precision_is_mixed(p)) return convert_fp(x, WF_DTYPE_DEFAULT);

@@ -162,6 +162,7 @@ void wf_empty_cache(void) {
 }
 
 void wf_memory_stats_get(wf_memory_stats *out) {
+    if (!out) { wf__error(WF_ENULL, "wf_memory_stats_get: NULL output pointer"); return; }
     pthread_mutex_lock(&g_lock);
     *out = g_stats;
     pthread_mutex_unlock(&g_lock);

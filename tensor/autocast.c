@@ -37,7 +37,7 @@ static void cache_clear(void) {
     g_ntemps = g_captemps = 0;
 }
 
-int wf_autocast_begin_ex(wf_device_type device_type, wf_dtype low, bool enabled) {
+static int wf_autocast_begin_ex__body(wf_device_type device_type, wf_dtype low, bool enabled) {
     if (device_type != WF_DEV_CPU && device_type != WF_DEV_CUDA)
         return wf__error(WF_EINVAL, "wf_autocast_begin: device type must be WF_DEV_CPU or WF_DEV_CUDA, got %d",
                          (int)device_type);
@@ -49,6 +49,13 @@ int wf_autocast_begin_ex(wf_device_type device_type, wf_dtype low, bool enabled)
         return wf__error(WF_ESTATE, "wf_autocast_begin: more than %d nested regions", AC_MAX_DEPTH);
     g_stack[g_depth++] = (ac_region){ (int16_t)device_type, low, enabled };
     return 0;
+}
+
+int wf_autocast_begin_ex(wf_device_type device_type, wf_dtype low, bool enabled) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_autocast_begin_ex__body(device_type, low, enabled);
+    if (r < 0) wf__error_context("wf_autocast_begin_ex", err_seq0);
+    return r;
 }
 
 int wf_autocast_end(void) {

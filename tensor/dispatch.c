@@ -17,10 +17,90 @@ int wf_cuda_device_count(void) {
 #endif
 }
 
-/* The meta device holds shapes only: allocation gives a non-NULL dummy, kernels do nothing. */
+/* The meta device holds shapes only: allocation gives a non-NULL dummy and every kernel that
+ * computes does nothing, so ops run as shape inference (PyTorch's meta tensors). Reading the
+ * values out is the one thing that cannot work: to_host is an error. The optional fused
+ * kernels stay NULL (the front-ends then compose the op). */
 static char meta_dummy[64];
 static void *meta_alloc(wf_device d, size_t n) { (void)d; (void)n; return meta_dummy; }
 static void meta_free(wf_device d, void *p, size_t n) { (void)d; (void)p; (void)n; }
+static int m_copy(wf_tensor *y, const wf_tensor *x) { (void)y; (void)x; return 0; }
+static int m_fill(wf_tensor *y, double v) { (void)y; (void)v; return 0; }
+static int m_to_host(void *dst, const wf_tensor *x) {
+    (void)dst; (void)x;
+    return wf__error(WF_ENOTSUP, "a meta tensor has no data to copy out (create it on a real device)");
+}
+static int m_from_host(wf_tensor *y, const void *src) { (void)y; (void)src; return 0; }
+static int m_unary(wf_unary_op op, wf_tensor *y, const wf_tensor *x, double a, double b) {
+    (void)op; (void)y; (void)x; (void)a; (void)b; return 0;
+}
+static int m_unary_bw(wf_unary_op op, wf_tensor *gx, const wf_tensor *gy, const wf_tensor *x,
+                      const wf_tensor *y, double a, double b) {
+    (void)op; (void)gx; (void)gy; (void)x; (void)y; (void)a; (void)b; return 0;
+}
+static int m_binary(wf_binary_op op, wf_tensor *y, const wf_tensor *a, const wf_tensor *b) {
+    (void)op; (void)y; (void)a; (void)b; return 0;
+}
+static int m_binary_scalar(wf_binary_op op, wf_tensor *y, const wf_tensor *a, double s, bool r) {
+    (void)op; (void)y; (void)a; (void)s; (void)r; return 0;
+}
+static int m_where(wf_tensor *y, const wf_tensor *c, const wf_tensor *a, const wf_tensor *b) {
+    (void)y; (void)c; (void)a; (void)b; return 0;
+}
+static int m_axpy(wf_tensor *a, const wf_tensor *b, double al) { (void)a; (void)b; (void)al; return 0; }
+static int m_reduce(wf_reduce_op op, wf_tensor *y, const wf_tensor *x, uint32_t m, double p) {
+    (void)op; (void)y; (void)x; (void)m; (void)p; return 0;
+}
+static int m_arg_reduce(bool mx, wf_tensor *y, const wf_tensor *x, int dim) {
+    (void)mx; (void)y; (void)x; (void)dim; return 0;
+}
+static int m_rand(wf_tensor *y, uint64_t s, uint64_t o, double a, double b) {
+    (void)y; (void)s; (void)o; (void)a; (void)b; return 0;
+}
+static int m_rand_int(wf_tensor *y, uint64_t s, uint64_t o, int64_t a, int64_t b) {
+    (void)y; (void)s; (void)o; (void)a; (void)b; return 0;
+}
+static int m_bernoulli(wf_tensor *y, uint64_t s, uint64_t o, const wf_tensor *pt, double p) {
+    (void)y; (void)s; (void)o; (void)pt; (void)p; return 0;
+}
+static int m_gemm(wf_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k, double al,
+                  const void *A, int64_t lda, int64_t sA, const void *B, int64_t ldb, int64_t sB,
+                  double be, void *C, int64_t ldc, int64_t sC, int64_t batch, wf_device dev) {
+    (void)dt; (void)ta; (void)tb; (void)m; (void)n; (void)k; (void)al; (void)A; (void)lda; (void)sA;
+    (void)B; (void)ldb; (void)sB; (void)be; (void)C; (void)ldc; (void)sC; (void)batch; (void)dev;
+    return 0;
+}
+static int m_softmax(wf_tensor *y, const wf_tensor *x, bool lg) { (void)y; (void)x; (void)lg; return 0; }
+static int m_softmax_bw(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool lg) {
+    (void)gx; (void)gy; (void)y; (void)lg; return 0;
+}
+static int m_gather(wf_tensor *y, const wf_tensor *x, int dim, const wf_tensor *i) {
+    (void)y; (void)x; (void)dim; (void)i; return 0;
+}
+static int m_scatter(wf_tensor *y, int dim, const wf_tensor *i, const wf_tensor *src) {
+    (void)y; (void)dim; (void)i; (void)src; return 0;
+}
+static int m_col(void *col, const void *x, wf_dtype dt, int64_t C, int64_t H, int64_t W, int kh, int kw,
+                 int sh, int sw, int ph, int pw, int dh, int dw, int64_t oh, int64_t ow, wf_device dev) {
+    (void)col; (void)x; (void)dt; (void)C; (void)H; (void)W; (void)kh; (void)kw; (void)sh; (void)sw;
+    (void)ph; (void)pw; (void)dh; (void)dw; (void)oh; (void)ow; (void)dev;
+    return 0;
+}
+static int m_max_pool(wf_tensor *y, wf_tensor *am, const wf_tensor *x, const int k[2], const int s[2],
+                      const int p[2], const int d[2]) {
+    (void)y; (void)am; (void)x; (void)k; (void)s; (void)p; (void)d; return 0;
+}
+static int m_max_pool_bw(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *am) {
+    (void)gx; (void)gy; (void)am; return 0;
+}
+static int m_avg_pool(wf_tensor *y, const wf_tensor *x, const int k[2], const int s[2], const int p[2], bool c) {
+    (void)y; (void)x; (void)k; (void)s; (void)p; (void)c; return 0;
+}
+static int m_avg_pool_bw(wf_tensor *gx, const wf_tensor *gy, const int k[2], const int s[2], const int p[2],
+                         bool c) {
+    (void)gx; (void)gy; (void)k; (void)s; (void)p; (void)c; return 0;
+}
+static int m_sync(wf_device d) { (void)d; return 0; }
 /* meta computes shapes only: front-ends skip its (absent) kernels, so it "supports" every
  * dtype of every op the reference backend (the CPU) has, and composes the others as the CPU does */
 static const wf_op_support meta_support = {
@@ -42,7 +122,15 @@ static const wf_op_support meta_support = {
     },
 };
 static const wf_kernels meta_kernels = {
-    .name = "meta", .alloc = meta_alloc, .free = meta_free, .support = &meta_support,
+    .name = "meta", .alloc = meta_alloc, .free = meta_free, .support = &meta_support, .copy = m_copy, .fill = m_fill,
+    .to_host = m_to_host, .from_host = m_from_host, .unary = m_unary, .unary_backward = m_unary_bw,
+    .binary = m_binary, .binary_scalar = m_binary_scalar, .where = m_where, .axpy = m_axpy,
+    .reduce = m_reduce, .arg_reduce = m_arg_reduce, .rand_uniform = m_rand, .rand_normal = m_rand,
+    .rand_int = m_rand_int, .bernoulli = m_bernoulli, .gemm = m_gemm, .softmax = m_softmax,
+    .softmax_backward = m_softmax_bw, .gather = m_gather, .scatter_add = m_scatter,
+    .index_select = m_gather, .index_add = m_scatter, .im2col = m_col, .col2im = m_col,
+    .max_pool2d = m_max_pool, .max_pool2d_backward = m_max_pool_bw, .avg_pool2d = m_avg_pool,
+    .avg_pool2d_backward = m_avg_pool_bw, .synchronize = m_sync,
 };
 
 /* ---------------------------------------------------------------- op names (from ops.def) */

@@ -30,6 +30,7 @@ int wf_dtype_parse(const char *s, wf_dtype *out) {
         { "uint8", WF_U8 }, { "u8", WF_U8 }, { "bool", WF_BOOL },
     };
     if (!s) return wf__error(WF_ENULL, "wf_dtype_parse: NULL name");
+    if (!out) return wf__error(WF_ENULL, "wf_dtype_parse: NULL output pointer");
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
         if (!strcmp(s, names[i].n)) { *out = names[i].d; return 0; }
     return wf__error(WF_EINVAL, "wf_dtype_parse: unknown dtype '%s' (valid: float32, float64, "
@@ -104,6 +105,7 @@ void wf__store(void *p, wf_dtype dt, double v) {
 
 int wf_device_parse(const char *s, wf_device *out) {
     if (!s) return wf__error(WF_ENULL, "wf_device_parse: NULL device name");
+    if (!out) return wf__error(WF_ENULL, "wf_device_parse: NULL output pointer");
     if (!strcmp(s, "cpu")) { *out = WF_CPU; return 0; }
     if (!strcmp(s, "meta")) { *out = WF_META; return 0; }
     if (!strncmp(s, "cuda", 4) && (s[4] == 0 || s[4] == ':')) {
@@ -121,6 +123,7 @@ int wf_device_parse(const char *s, wf_device *out) {
 }
 
 char *wf_device_str(wf_device d, char *buf, size_t n) {
+    if (!buf) { wf__error(WF_ENULL, "wf_device_str: NULL buffer"); return NULL; }
     if (d.type == WF_DEV_CPU) snprintf(buf, n, "cpu");
     else if (d.type == WF_DEV_CUDA) snprintf(buf, n, "cuda:%d", d.index);
     else if (d.type == WF_DEV_META) snprintf(buf, n, "meta");
@@ -141,9 +144,17 @@ int wf_set_default_dtype(wf_dtype dt) {
     return 0;
 }
 wf_device wf_get_default_device(void) { return g_default_device; }
-int wf_set_default_device(wf_device d) {
+static int wf_set_default_device__body(wf_device d) {
     if (!wf__kernels(d)) return wf_error();
     g_default_device = d;
     return 0;
 }
+
+int wf_set_default_device(wf_device d) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_set_default_device__body(d);
+    if (r < 0) wf__error_context("wf_set_default_device", err_seq0);
+    return r;
+}
+
 wf_dtype wf__dtype(wf_dtype dt) { return dt == WF_DTYPE_DEFAULT ? g_default_dtype : dt; }

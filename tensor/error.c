@@ -11,8 +11,11 @@ int wf_error(void) { return err_code; }
 const char *wf_error_message(void) { return err_code ? err_msg : ""; }
 void wf_clear_error(void) { err_code = 0; err_msg[0] = 0; }
 
+static _Thread_local unsigned err_seq;   /* counts errors recorded on this thread */
+
 static int set_verror(int code, const char *fmt, va_list ap) {
     err_code = code;
+    err_seq++;
     vsnprintf(err_msg, sizeof err_msg, fmt, ap);
     return code;
 }
@@ -31,6 +34,28 @@ int wf__error(int code, const char *fmt, ...) {
     set_verror(code, fmt, ap);
     va_end(ap);
     return code;
+}
+
+unsigned wf__error_seq(void) { return err_seq; }
+
+/* Whether msg names fn as a whole identifier ("wf_sum" is not named by "wf_sum_all: ..."). */
+static bool names_fn(const char *msg, const char *fn) {
+    size_t n = strlen(fn);
+    for (const char *p = strstr(msg, fn); p; p = strstr(p + 1, fn)) {
+        char c = p[n];
+        bool ident = c == '_' || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9');
+        if (!ident && (p == msg || !(p[-1] == '_' || (p[-1] >= 'a' && p[-1] <= 'z')))) return true;
+    }
+    return false;
+}
+
+int wf__error_context(const char *fn, unsigned seq_before) {
+    if (!err_code || err_seq == seq_before || names_fn(err_msg, fn)) return err_code;
+    char old[sizeof err_msg];
+    memcpy(old, err_msg, sizeof old);
+    int k = snprintf(err_msg, sizeof err_msg, "%s: ", fn);
+    if (k > 0 && (size_t)k < sizeof err_msg) snprintf(err_msg + k, sizeof err_msg - (size_t)k, "%.*s", (int)(sizeof err_msg - (size_t)k - 1), old);
+    return err_code;
 }
 
 bool wf__any_null(const char *op, int n, ...) {

@@ -111,7 +111,8 @@ wf_tensor *wf_logical_or(wf_tensor *a, wf_tensor *b) { return binary("wf_logical
 /* ---------------------------------------------------------------- scalar forms */
 
 static wf_tensor *binary_scalar(const char *fname, wf_binary_op op, wf_tensor *a, double s, bool reversed) {
-    if (!a) return NULL;
+    (void)fname;   /* names the op in messages of the generic paths */
+    if (!a) return wf__any_null(fname, 1, a), NULL;
     const wf_kernels *k = wf__kernels(a->device);
     if (!k) return NULL;
     wf_dtype dt = a->dtype;
@@ -266,6 +267,7 @@ int wf_mul_scalar_(wf_tensor *a, double s) { return scalar_("wf_mul_scalar_", WF
 
 int wf_fill_(wf_tensor *a, double v) {
     if (!a) return wf__any_null("wf_fill_", 1, a), WF_ENULL;
+    if (wf__check_fill_value("wf_fill_", a->dtype, v)) return wf_error();
     if (wf__check_inplace("wf_fill_", a)) return wf_error();
     int rc = wf_numel(a) ? wf__kernels(a->device)->fill(a, v) : 0;
     if (rc) return rc;
@@ -278,4 +280,11 @@ int wf_fill_(wf_tensor *a, double v) {
     }
     return 0;
 }
-int wf_zero_(wf_tensor *a) { return wf_fill_(a, 0.0); }
+static int wf_zero___body(wf_tensor *a) { return wf_fill_(a, 0.0); }
+
+int wf_zero_(wf_tensor *a) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_zero___body(a);
+    if (r < 0) wf__error_context("wf_zero_", err_seq0);
+    return r;
+}

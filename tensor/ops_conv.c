@@ -230,7 +230,7 @@ static wf_tensor *half_conv2d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf
     return y;
 }
 
-wf_tensor *wf_conv2d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_opts *opts) {
+static wf_tensor *wf_conv2d__body(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_opts *opts) {
     static const char *op = "wf_conv2d";
     x = wf__autocast_arg(x, WF__AC_LOWER), w = wf__autocast_arg(w, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
     if (wf__any_null(op, 2, x, w)) return NULL;
@@ -254,6 +254,13 @@ wf_tensor *wf_conv2d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_o
     wf_keep(y);
     wf_scope_end();
     return y;
+}
+
+wf_tensor *wf_conv2d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_opts *opts) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_conv2d__body(x, w, b, opts);
+    if (!r) wf__error_context("wf_conv2d", err_seq0);
+    return r;
 }
 
 /* ---------------------------------------------------------------- pooling */
@@ -315,7 +322,7 @@ static void out_shape(const wf_tensor *x, int64_t oh, int64_t ow, int64_t *shape
     shape[x->ndim - 1] = ow;
 }
 
-wf_tensor *wf_max_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
+static wf_tensor *wf_max_pool2d__body(wf_tensor *x, const wf_pool2d_opts *opts) {
     static const char *op = "wf_max_pool2d";
     if (wf__any_null(op, 1, x)) return NULL;
     if (via_f32(x, WF_K_MAX_POOL2D)) return half_pool(x, opts, 0, 0, wf_max_pool2d);   /* no half kernels (CPU) */
@@ -345,6 +352,13 @@ wf_tensor *wf_max_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
     wf_keep(y);
     wf_scope_end();
     return y;
+}
+
+wf_tensor *wf_max_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_max_pool2d__body(x, opts);
+    if (!r) wf__error_context("wf_max_pool2d", err_seq0);
+    return r;
 }
 
 static wf_tensor *avg_pool_impl(const char *op, wf_tensor *x, const pool_geom *P, bool cip) {
@@ -377,13 +391,20 @@ static wf_tensor *avg_pool_impl(const char *op, wf_tensor *x, const pool_geom *P
     return y;
 }
 
-wf_tensor *wf_avg_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
+static wf_tensor *wf_avg_pool2d__body(wf_tensor *x, const wf_pool2d_opts *opts) {
     static const char *op = "wf_avg_pool2d";
     if (wf__any_null(op, 1, x)) return NULL;
     if (via_f32(x, WF_K_AVG_POOL2D)) return half_pool(x, opts, 0, 0, wf_avg_pool2d);
     pool_geom P;
     if (check_image(op, x) || pool_setup(op, x, opts, false, &P)) return NULL;
     return avg_pool_impl(op, x, &P, !opts->count_include_pad_false);
+}
+
+wf_tensor *wf_avg_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_avg_pool2d__body(x, opts);
+    if (!r) wf__error_context("wf_avg_pool2d", err_seq0);
+    return r;
 }
 
 /* ---------------------------------------------------------------- adaptive average pool */
@@ -455,7 +476,7 @@ int wf__cpu_adaptive_avg_pool2d_backward(wf_tensor *gx, const wf_tensor *gy) {
     return 0;
 }
 
-wf_tensor *wf_adaptive_avg_pool2d(wf_tensor *x, int64_t oh, int64_t ow) {
+static wf_tensor *wf_adaptive_avg_pool2d__body(wf_tensor *x, int64_t oh, int64_t ow) {
     static const char *op = "wf_adaptive_avg_pool2d";
     if (wf__any_null(op, 1, x)) return NULL;
     if (via_f32(x, WF_K_AVG_POOL2D)) return half_pool(x, NULL, oh, ow, NULL);
@@ -493,4 +514,11 @@ wf_tensor *wf_adaptive_avg_pool2d(wf_tensor *x, int64_t oh, int64_t ow) {
     wf_keep(y);
     wf_scope_end();
     return y;
+}
+
+wf_tensor *wf_adaptive_avg_pool2d(wf_tensor *x, int64_t oh, int64_t ow) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_adaptive_avg_pool2d__body(x, oh, ow);
+    if (!r) wf__error_context("wf_adaptive_avg_pool2d", err_seq0);
+    return r;
 }

@@ -49,7 +49,7 @@ static wf_tensor *alias(wf_tensor *t) {
 }
 
 wf_tensor *wf_contiguous(wf_tensor *t) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_contiguous", 1, t), NULL;
     if (wf_is_contiguous(t)) {
         /* a new handle on the same tensor (the caller's scope owns it like any result) */
         return alias(t);
@@ -60,14 +60,14 @@ wf_tensor *wf_contiguous(wf_tensor *t) {
 }
 
 wf_tensor *wf_clone(wf_tensor *t) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_clone", 1, t), NULL;
     wf_tensor *y = raw_copy(t, t->dtype, t->device);
     if (!y) return NULL;
     return wf__recorded(y, wf__record("CloneBackward", wf__identity_backward, y, 1, &t), true, 1, &t);
 }
 
 wf_tensor *wf_to_dtype(wf_tensor *t, wf_dtype dt) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_to_dtype", 1, t), NULL;
     dt = wf__dtype(dt);
     if ((unsigned)dt >= WF_DTYPE_COUNT) { wf__error(WF_EDTYPE, "wf_to_dtype: invalid dtype %d", (int)dt); return NULL; }
     if (dt == t->dtype) {
@@ -79,9 +79,13 @@ wf_tensor *wf_to_dtype(wf_tensor *t, wf_dtype dt) {
     return y;
 }
 
-wf_tensor *wf_to_device(wf_tensor *t, wf_device dev) {
-    if (!t) return NULL;
+static wf_tensor *wf_to_device__body(wf_tensor *t, wf_device dev) {
+    if (!t) return wf__any_null("wf_to_device", 1, t), NULL;
     if (!wf__kernels(dev)) return NULL;
+    if (t->device.type == WF_DEV_META && dev.type != WF_DEV_META) {
+        wf__error(WF_ENOTSUP, "wf_to_device: cannot copy out of a meta tensor: it has no data");
+        return NULL;
+    }
     if (wf_device_eq(dev, t->device)) {
         return alias(t);
     }
@@ -90,8 +94,17 @@ wf_tensor *wf_to_device(wf_tensor *t, wf_device dev) {
     return wf__recorded(y, wf__record("ToCopyBackward", wf__cast_backward, y, 1, &t), true, 1, &t);
 }
 
+wf_tensor *wf_to_device(wf_tensor *t, wf_device dev) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_to_device__body(t, dev);
+    if (!r) wf__error_context("wf_to_device", err_seq0);
+    return r;
+}
+
 int wf_copy_(wf_tensor *dst, wf_tensor *src) {
     if (!dst || !src) return wf__any_null("wf_copy_", 2, dst, src), WF_ENULL;
+    if (src->device.type == WF_DEV_META && dst->device.type != WF_DEV_META)
+        return wf__error(WF_ENOTSUP, "wf_copy_: cannot copy out of a meta tensor: it has no data");
     int nd;
     int64_t shape[WF_MAX_DIMS];
     if (wf__broadcast_shapes("wf_copy_", dst->ndim, dst->shape, src->ndim, src->shape, &nd, shape)) return wf_error();

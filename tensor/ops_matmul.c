@@ -167,7 +167,7 @@ static wf_tensor *matmul_nd(const char *op, wf_tensor *a, wf_tensor *b) {
     return wf__recorded(y, nd, nd && wf__save(nd, a) >= 0 && wf__save(nd, b) >= 0, 2, (wf_tensor *[]){ a, b });
 }
 
-wf_tensor *wf_matmul(wf_tensor *a, wf_tensor *b) {
+static wf_tensor *wf_matmul__body(wf_tensor *a, wf_tensor *b) {
     static const char *op = "wf_matmul";
     a = wf__autocast_arg(a, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
     if (wf__any_null(op, 2, a, b)) return NULL;
@@ -193,6 +193,13 @@ wf_tensor *wf_matmul(wf_tensor *a, wf_tensor *b) {
     wf_keep(y);
     wf_scope_end();
     return y;
+}
+
+wf_tensor *wf_matmul(wf_tensor *a, wf_tensor *b) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_matmul__body(a, b);
+    if (!r) wf__error_context("wf_matmul", err_seq0);
+    return r;
 }
 
 wf_tensor *wf_bmm(wf_tensor *a, wf_tensor *b) {
@@ -249,7 +256,7 @@ static int linear_bias_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
     return gx[1] && gx[2] ? 0 : wf_error();
 }
 
-wf_tensor *wf_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
+static wf_tensor *wf_linear__body(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
     static const char *op = "wf_linear";
     x = wf__autocast_arg(x, WF__AC_LOWER), w = wf__autocast_arg(w, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
     if (wf__any_null(op, 2, x, w)) return NULL;
@@ -332,4 +339,11 @@ wf_tensor *wf_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
     wf_keep(y);
     wf_scope_end();
     return y;
+}
+
+wf_tensor *wf_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_linear__body(x, w, b);
+    if (!r) wf__error_context("wf_linear", err_seq0);
+    return r;
 }

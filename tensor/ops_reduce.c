@@ -59,7 +59,7 @@ static wf_tensor *finish(wf_tensor *yk, wf_tensor *x, uint32_t mask, bool keepdi
 
 wf_tensor *wf_sum(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
     x = wf__autocast_arg(x, WF__AC_F32);
-    if (!x) return NULL;
+    if (!x) return wf__any_null("wf_sum", 1, x), NULL;
     uint32_t mask;
     if (dims_mask("wf_sum", x, dims, ndims, &mask)) return NULL;
     bool fp = wf_dtype_is_floating(x->dtype);
@@ -82,7 +82,14 @@ wf_tensor *wf_sum(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
     return y;
 }
 
-wf_tensor *wf_sum_all(wf_tensor *x) { return wf_sum(x, NULL, 0, false); }
+static wf_tensor *wf_sum_all__body(wf_tensor *x) { return wf_sum(x, NULL, 0, false); }
+
+wf_tensor *wf_sum_all(wf_tensor *x) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_sum_all__body(x);
+    if (!r) wf__error_context("wf_sum_all", err_seq0);
+    return r;
+}
 
 static int64_t reduced_count(const wf_tensor *x, uint32_t mask) {
     int64_t c = 1;
@@ -92,7 +99,7 @@ static int64_t reduced_count(const wf_tensor *x, uint32_t mask) {
 
 wf_tensor *wf_mean(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
     x = wf__autocast_arg(x, WF__AC_F32);
-    if (!x) return NULL;
+    if (!x) return wf__any_null("wf_mean", 1, x), NULL;
     if (!wf_dtype_is_floating(x->dtype)) {
         wf__error(WF_EDTYPE, "wf_mean: needs a floating dtype, got %s (cast it first)", wf_dtype_name(x->dtype));
         return NULL;
@@ -106,11 +113,18 @@ wf_tensor *wf_mean(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
     wf_scope_end();
     return y;
 }
-wf_tensor *wf_mean_all(wf_tensor *x) { return wf_mean(x, NULL, 0, false); }
+static wf_tensor *wf_mean_all__body(wf_tensor *x) { return wf_mean(x, NULL, 0, false); }
+
+wf_tensor *wf_mean_all(wf_tensor *x) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_mean_all__body(x);
+    if (!r) wf__error_context("wf_mean_all", err_seq0);
+    return r;
+}
 
 wf_tensor *wf_var(wf_tensor *x, const int *dims, int ndims, int correction, bool keepdim) {
     x = wf__autocast_arg(x, WF__AC_F32);
-    if (!x) return NULL;
+    if (!x) return wf__any_null("wf_var", 1, x), NULL;
     if (!wf_dtype_is_floating(x->dtype)) {
         wf__error(WF_EDTYPE, "wf_var: needs a floating dtype, got %s", wf_dtype_name(x->dtype));
         return NULL;
@@ -129,8 +143,8 @@ wf_tensor *wf_var(wf_tensor *x, const int *dims, int ndims, int correction, bool
     return y;
 }
 
-wf_tensor *wf_std(wf_tensor *x, const int *dims, int ndims, int correction, bool keepdim) {
-    if (!x) return NULL;
+static wf_tensor *wf_std__body(wf_tensor *x, const int *dims, int ndims, int correction, bool keepdim) {
+    if (!x) return wf__any_null("wf_std", 1, x), NULL;
     wf_scope_begin();
     wf_tensor *y = wf_sqrt(wf_var(x, dims, ndims, correction, keepdim));
     if (y) wf_keep(y);
@@ -138,8 +152,15 @@ wf_tensor *wf_std(wf_tensor *x, const int *dims, int ndims, int correction, bool
     return y;
 }
 
+wf_tensor *wf_std(wf_tensor *x, const int *dims, int ndims, int correction, bool keepdim) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_std__body(x, dims, ndims, correction, keepdim);
+    if (!r) wf__error_context("wf_std", err_seq0);
+    return r;
+}
+
 static wf_tensor *amax_amin(const char *op, bool is_max, wf_tensor *x, const int *dims, int ndims, bool keepdim) {
-    if (!x) return NULL;
+    if (!x) return wf__any_null(op, 1, x), NULL;
     uint32_t mask;
     if (dims_mask(op, x, dims, ndims, &mask)) return NULL;
     if (reduced_count(x, mask) == 0) {
@@ -168,7 +189,7 @@ wf_tensor *wf_amax(wf_tensor *x, const int *dims, int ndims, bool keepdim) { ret
 wf_tensor *wf_amin(wf_tensor *x, const int *dims, int ndims, bool keepdim) { return amax_amin("wf_amin", false, x, dims, ndims, keepdim); }
 
 static wf_tensor *arg(const char *op, bool is_max, wf_tensor *x, int dim, bool keepdim) {
-    if (!x) return NULL;
+    if (!x) return wf__any_null(op, 1, x), NULL;
     const wf_kernels *k = wf__kernels(x->device);
     if (!k) return NULL;
     wf_scope_begin();
@@ -211,7 +232,7 @@ wf_tensor *wf_argmin(wf_tensor *x, int dim, bool keepdim) { return arg("wf_argmi
 
 wf_tensor *wf_logsumexp(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
     x = wf__autocast_arg(x, WF__AC_F32);
-    if (!x) return NULL;
+    if (!x) return wf__any_null("wf_logsumexp", 1, x), NULL;
     if (!wf_dtype_is_floating(x->dtype)) {
         wf__error(WF_EDTYPE, "wf_logsumexp: needs a floating dtype, got %s", wf_dtype_name(x->dtype));
         return NULL;
@@ -240,7 +261,7 @@ wf_tensor *wf_logsumexp(wf_tensor *x, const int *dims, int ndims, bool keepdim) 
 
 wf_tensor *wf_norm(wf_tensor *x, double p, const int *dims, int ndims, bool keepdim) {
     x = wf__autocast_arg(x, WF__AC_F32);
-    if (!x) return NULL;
+    if (!x) return wf__any_null("wf_norm", 1, x), NULL;
     if (!wf_dtype_is_floating(x->dtype)) {
         wf__error(WF_EDTYPE, "wf_norm: needs a floating dtype, got %s", wf_dtype_name(x->dtype));
         return NULL;

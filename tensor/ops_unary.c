@@ -22,7 +22,7 @@ static bool keeps_int(wf_unary_op op) {
 }
 
 static wf_tensor *unary(const char *fname, wf_unary_op op, wf_tensor *x, double a, double b) {
-    if (!x) return NULL;
+    if (!x) return wf__any_null(fname, 1, x), NULL;
     const wf_kernels *k = wf__kernels(x->device);
     if (!k) return NULL;
     bool pred = op == WF_U_LOGICAL_NOT || op == WF_U_ISFINITE;

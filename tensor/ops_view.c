@@ -21,7 +21,11 @@ static int infer_shape(const char *op, const wf_tensor *t, const int64_t *shape,
             infer = i;
         } else if (shape[i] < 0) {
             return wf__error(WF_ESHAPE, "%s: invalid size %lld in dimension %d", op, (long long)shape[i], i);
-        } else known *= shape[i];
+        } else if (__builtin_mul_overflow(known, shape[i], &known)) {
+            char b[160];
+            return wf__error(WF_ESHAPE, "%s: shape %s has more elements than an int64 can count", op,
+                             wf__shape_text(nd, shape, b, sizeof b));
+        }
         out[i] = shape[i];
     }
     int64_t n = wf_numel(t);
@@ -77,7 +81,7 @@ static wf_tensor *record_reshape(wf_tensor *y, wf_tensor *x) {
 }
 
 wf_tensor *wf_view(wf_tensor *t, const int64_t *shape, int nd) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_view", 1, t), NULL;
     int64_t s[WF_MAX_DIMS], st[WF_MAX_DIMS];
     if (infer_shape("wf_view", t, shape, nd, s)) return NULL;
     if (!view_strides(t, nd, s, st)) {
@@ -90,7 +94,7 @@ wf_tensor *wf_view(wf_tensor *t, const int64_t *shape, int nd) {
 }
 
 wf_tensor *wf_reshape(wf_tensor *t, const int64_t *shape, int nd) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_reshape", 1, t), NULL;
     int64_t s[WF_MAX_DIMS], st[WF_MAX_DIMS];
     if (infer_shape("wf_reshape", t, shape, nd, s)) return NULL;
     if (view_strides(t, nd, s, st)) return record_reshape(make_view(t, nd, s, st, t->offset), t);
@@ -103,7 +107,7 @@ wf_tensor *wf_reshape(wf_tensor *t, const int64_t *shape, int nd) {
 }
 
 wf_tensor *wf_flatten(wf_tensor *t, int start, int end) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_flatten", 1, t), NULL;
     if (t->ndim == 0) return wf_reshape(t, (const int64_t[]){ 1 }, 1);
     int s = wf__dim("wf_flatten", start, t->ndim), e = wf__dim("wf_flatten", end, t->ndim);
     if (s < 0 || e < 0) return NULL;
@@ -119,7 +123,7 @@ wf_tensor *wf_flatten(wf_tensor *t, int start, int end) {
 }
 
 wf_tensor *wf_permute(wf_tensor *t, const int *dims, int nd) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_permute", 1, t), NULL;
     if (nd != t->ndim || (nd && !dims)) {
         char b[96];
         wf__error(WF_ESHAPE, "wf_permute: %d dims given for a tensor of shape %s", nd, wf_shape_str(t, b, sizeof b));
@@ -143,7 +147,7 @@ wf_tensor *wf_permute(wf_tensor *t, const int *dims, int nd) {
 }
 
 wf_tensor *wf_transpose(wf_tensor *t, int d0, int d1) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_transpose", 1, t), NULL;
     int nd = t->ndim ? t->ndim : 1;
     int a = wf__dim("wf_transpose", d0, t->ndim), b = wf__dim("wf_transpose", d1, t->ndim);
     if (a < 0 || b < 0) return NULL;
@@ -156,7 +160,7 @@ wf_tensor *wf_transpose(wf_tensor *t, int d0, int d1) {
 }
 
 wf_tensor *wf_t(wf_tensor *t) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_t", 1, t), NULL;
     if (t->ndim > 2) {
         char b[96];
         wf__error(WF_ESHAPE, "wf_t: expects a tensor with <= 2 dimensions, got shape %s", wf_shape_str(t, b, sizeof b));
@@ -189,7 +193,7 @@ static wf_tensor *slice_view(const char *op, wf_tensor *t, int d, int64_t start,
 }
 
 wf_tensor *wf_narrow(wf_tensor *t, int dim, int64_t start, int64_t length) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_narrow", 1, t), NULL;
     int d = wf__dim("wf_narrow", dim, t->ndim);
     if (d < 0) return NULL;
     if (t->ndim == 0) { wf__error(WF_EINDEX, "wf_narrow: cannot narrow a 0-d tensor"); return NULL; }
@@ -204,7 +208,7 @@ wf_tensor *wf_narrow(wf_tensor *t, int dim, int64_t start, int64_t length) {
 }
 
 wf_tensor *wf_slice(wf_tensor *t, int dim, int64_t start, int64_t end, int64_t step) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_slice", 1, t), NULL;
     int d = wf__dim("wf_slice", dim, t->ndim);
     if (d < 0) return NULL;
     if (t->ndim == 0) { wf__error(WF_EINDEX, "wf_slice: cannot slice a 0-d tensor"); return NULL; }
@@ -216,12 +220,12 @@ wf_tensor *wf_slice(wf_tensor *t, int dim, int64_t start, int64_t end, int64_t s
     if (start > size) start = size;
     if (end > size) end = size;
     if (end < start) end = start;
-    int64_t count = (end - start + step - 1) / step;
+    int64_t count = (end - start) / step + ((end - start) % step != 0);   /* no overflow for a huge step */
     return slice_view("SliceBackward", t, d, start, count, step, false);
 }
 
 wf_tensor *wf_select(wf_tensor *t, int dim, int64_t index) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_select", 1, t), NULL;
     if (t->ndim == 0) { wf__error(WF_EINDEX, "wf_select: cannot select from a 0-d tensor"); return NULL; }
     int d = wf__dim("wf_select", dim, t->ndim);
     if (d < 0) return NULL;
@@ -247,7 +251,7 @@ wf_tensor *wf__expand_raw(wf_tensor *t, int nd, const int64_t *shape) {
 }
 
 wf_tensor *wf_expand(wf_tensor *t, const int64_t *shape, int nd) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_expand", 1, t), NULL;
     if (nd < t->ndim || nd > WF_MAX_DIMS || (nd && !shape)) {
         char b[96];
         wf__error(WF_ESHAPE, "wf_expand: cannot expand shape %s to %d dims", wf_shape_str(t, b, sizeof b), nd);
@@ -262,6 +266,12 @@ wf_tensor *wf_expand(wf_tensor *t, const int64_t *shape, int nd) {
             if (j < 0) { wf__error(WF_ESHAPE, "wf_expand: -1 is not allowed in a new leading dimension"); return NULL; }
             want = t->shape[j];
         }
+        if (want < 0) {
+            char b2[160];
+            wf__error(WF_ESHAPE, "wf_expand: invalid size %lld in dimension %d of %s", (long long)want, i,
+                      wf__shape_text(nd, shape, b2, sizeof b2));
+            return NULL;
+        }
         if (j >= 0 && t->shape[j] != 1 && t->shape[j] != want) {
             char b[96], b2[96];
             wf__error(WF_ESHAPE, "wf_expand: shape %s cannot expand to %s (dimension %d: %lld vs %lld)",
@@ -271,6 +281,7 @@ wf_tensor *wf_expand(wf_tensor *t, const int64_t *shape, int nd) {
         }
         s[i] = want;
     }
+    if (wf__check_shape("wf_expand", s, nd)) return NULL;
     wf_tensor *y = wf__expand_raw(t, nd, s);
     if (!y) return NULL;
     return wf__recorded(y, wf__record("ExpandBackward", wf__expand_backward, y, 1, &t), true, 1, &t);
@@ -281,7 +292,7 @@ static wf_tensor *reshape_view(wf_tensor *t, int nd, const int64_t *shape, const
 }
 
 wf_tensor *wf_squeeze(wf_tensor *t, int dim) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_squeeze", 1, t), NULL;
     int d = wf__dim("wf_squeeze", dim, t->ndim);
     if (d < 0) return NULL;
     if (t->ndim == 0 || t->shape[d] != 1) return reshape_view(t, t->ndim, t->shape, t->stride);
@@ -293,7 +304,7 @@ wf_tensor *wf_squeeze(wf_tensor *t, int dim) {
 }
 
 wf_tensor *wf_squeeze_all(wf_tensor *t) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_squeeze_all", 1, t), NULL;
     int64_t shape[WF_MAX_DIMS], stride[WF_MAX_DIMS];
     int nd = 0;
     for (int i = 0; i < t->ndim; i++)
@@ -302,7 +313,7 @@ wf_tensor *wf_squeeze_all(wf_tensor *t) {
 }
 
 wf_tensor *wf_unsqueeze(wf_tensor *t, int dim) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_unsqueeze", 1, t), NULL;
     if (t->ndim >= WF_MAX_DIMS) { wf__error(WF_ESHAPE, "wf_unsqueeze: tensor already has %d dims", WF_MAX_DIMS); return NULL; }
     int d = wf__dim("wf_unsqueeze", dim, t->ndim + 1);
     if (d < 0) return NULL;
@@ -320,7 +331,7 @@ wf_tensor *wf_unsqueeze(wf_tensor *t, int dim) {
 }
 
 wf_tensor *wf_detach(wf_tensor *t) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_detach", 1, t), NULL;
     wf_tensor *y = make_view(t, t->ndim, t->shape, t->stride, t->offset);
     if (y) { wf_tensor_free(y->view_base); y->view_base = NULL; }
     return y;

@@ -67,4 +67,11 @@ int wf_fprint(FILE *f, const wf_tensor *t) {
     return rc;
 }
 
-int wf_print(const wf_tensor *t) { return wf_fprint(stdout, t); }
+static int wf_print__body(const wf_tensor *t) { return wf_fprint(stdout, t); }
+
+int wf_print(const wf_tensor *t) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_print__body(t);
+    if (r < 0) wf__error_context("wf_print", err_seq0);
+    return r;
+}

@@ -112,30 +112,61 @@ static wf_tensor *fresh(const char *op, const int64_t *shape, int nd, wf_dtype d
     return t;
 }
 
-wf_tensor *wf_rand(const int64_t *shape, int ndim, wf_dtype dt) {
+static wf_tensor *wf_rand__body(const int64_t *shape, int ndim, wf_dtype dt) {
     wf_tensor *t = fresh("wf_rand", shape, ndim, dt, wf_get_default_device());
     if (t && wf_uniform_(t, 0, 1)) { wf_tensor_free(t); return NULL; }
     return t;
 }
-wf_tensor *wf_randn(const int64_t *shape, int ndim, wf_dtype dt) {
+
+wf_tensor *wf_rand(const int64_t *shape, int ndim, wf_dtype dt) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_rand__body(shape, ndim, dt);
+    if (!r) wf__error_context("wf_rand", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_randn__body(const int64_t *shape, int ndim, wf_dtype dt) {
     wf_tensor *t = fresh("wf_randn", shape, ndim, dt, wf_get_default_device());
     if (t && wf_normal_(t, 0, 1)) { wf_tensor_free(t); return NULL; }
     return t;
 }
-wf_tensor *wf_rand_like(const wf_tensor *x) {
-    if (!x) return NULL;
+
+wf_tensor *wf_randn(const int64_t *shape, int ndim, wf_dtype dt) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_randn__body(shape, ndim, dt);
+    if (!r) wf__error_context("wf_randn", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_rand_like__body(const wf_tensor *x) {
+    if (!x) return wf__any_null("wf_rand_like", 1, x), NULL;
     wf_tensor *t = fresh("wf_rand_like", x->shape, x->ndim, x->dtype, x->device);
     if (t && wf_uniform_(t, 0, 1)) { wf_tensor_free(t); return NULL; }
     return t;
 }
-wf_tensor *wf_randn_like(const wf_tensor *x) {
-    if (!x) return NULL;
+
+wf_tensor *wf_rand_like(const wf_tensor *x) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_rand_like__body(x);
+    if (!r) wf__error_context("wf_rand_like", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_randn_like__body(const wf_tensor *x) {
+    if (!x) return wf__any_null("wf_randn_like", 1, x), NULL;
     wf_tensor *t = fresh("wf_randn_like", x->shape, x->ndim, x->dtype, x->device);
     if (t && wf_normal_(t, 0, 1)) { wf_tensor_free(t); return NULL; }
     return t;
 }
 
-wf_tensor *wf_randint(int64_t low, int64_t high, const int64_t *shape, int ndim, wf_dtype dt) {
+wf_tensor *wf_randn_like(const wf_tensor *x) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_randn_like__body(x);
+    if (!r) wf__error_context("wf_randn_like", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_randint__body(int64_t low, int64_t high, const int64_t *shape, int ndim, wf_dtype dt) {
     if (dt == WF_DTYPE_DEFAULT) dt = WF_I64;
     if (high <= low) {
         wf__error(WF_EINVAL, "wf_randint: empty range [%lld, %lld)", (long long)low, (long long)high);
@@ -150,13 +181,29 @@ wf_tensor *wf_randint(int64_t low, int64_t high, const int64_t *shape, int ndim,
     return t;
 }
 
-wf_tensor *wf_bernoulli(const wf_tensor *p) {
-    if (!p) return NULL;
+wf_tensor *wf_randint(int64_t low, int64_t high, const int64_t *shape, int ndim, wf_dtype dt) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_randint__body(low, high, shape, ndim, dt);
+    if (!r) wf__error_context("wf_randint", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_bernoulli__body(const wf_tensor *p) {
+    if (!p) return wf__any_null("wf_bernoulli", 1, p), NULL;
     if (check_float("wf_bernoulli", (wf_tensor *)p)) return NULL;
     wf_scope_begin();
     wf_tensor *pc = wf_contiguous((wf_tensor *)p);
-    wf_tensor *t = pc ? wf__empty(p->shape, p->ndim, p->dtype, p->device) : NULL;
     int64_t n = wf_numel(p);
+    if (pc && n && p->device.type != WF_DEV_META) {
+        /* torch.bernoulli's check: every probability in [0, 1] (NaN fails both tests) */
+        double lo = wf_item(wf_amin(pc, NULL, 0, false)), hi = wf_item(wf_amax(pc, NULL, 0, false));
+        if (!(lo >= 0 && hi <= 1)) {
+            if (!isnan(lo) || !wf_error())
+                wf__error(WF_EINVAL, "wf_bernoulli: probabilities must be in [0, 1], got values in [%g, %g]", lo, hi);
+            pc = NULL;
+        }
+    }
+    wf_tensor *t = pc ? wf__empty(p->shape, p->ndim, p->dtype, p->device) : NULL;
     if (t && n) {
         uint64_t seed, off = wf__rng_reserve((uint64_t)n, &seed);
         if (wf__kernels(t->device)->bernoulli(t, seed, off, pc, 0)) t = NULL;
@@ -166,7 +213,14 @@ wf_tensor *wf_bernoulli(const wf_tensor *p) {
     return t;
 }
 
-wf_tensor *wf_bernoulli_p(const int64_t *shape, int ndim, double p, wf_dtype dt) {
+wf_tensor *wf_bernoulli(const wf_tensor *p) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_bernoulli__body(p);
+    if (!r) wf__error_context("wf_bernoulli", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_bernoulli_p__body(const int64_t *shape, int ndim, double p, wf_dtype dt) {
     if (!(p >= 0 && p <= 1)) { wf__error(WF_EINVAL, "wf_bernoulli_p: probability %g is not in [0, 1]", p); return NULL; }
     wf_tensor *t = fresh("wf_bernoulli_p", shape, ndim, dt, wf_get_default_device());
     if (!t) return NULL;
@@ -176,4 +230,11 @@ wf_tensor *wf_bernoulli_p(const int64_t *shape, int ndim, double p, wf_dtype dt)
         if (wf__kernels(t->device)->bernoulli(t, seed, off, NULL, p)) { wf_tensor_free(t); return NULL; }
     }
     return t;
+}
+
+wf_tensor *wf_bernoulli_p(const int64_t *shape, int ndim, double p, wf_dtype dt) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_bernoulli_p__body(shape, ndim, p, dt);
+    if (!r) wf__error_context("wf_bernoulli_p", err_seq0);
+    return r;
 }

@@ -59,6 +59,7 @@ char *wf__shape_text(int ndim, const int64_t *shape, char *buf, size_t n) {
 }
 
 char *wf_shape_str(const wf_tensor *t, char *buf, size_t n) {
+    if (!buf) { wf__error(WF_ENULL, "wf_shape_str: NULL buffer"); return NULL; }
     if (!t) { snprintf(buf, n, "(null)"); return buf; }
     return wf__shape_text(t->ndim, t->shape, buf, n);
 }
@@ -140,14 +141,25 @@ wf_tensor *wf__empty(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev)
     if ((unsigned)dt >= WF_DTYPE_COUNT) { wf__error(WF_EDTYPE, "invalid dtype %d", (int)dt); return NULL; }
     int64_t stride[WF_MAX_DIMS];
     int64_t n = 1;
+    int64_t count = 1;   /* checked first: the byte limit below must not hide an overflow */
     for (int i = 0; i < ndim; i++) {
         if (shape[i] < 0) {
             char b[128];
             wf__error(WF_ESHAPE, "negative size in shape %s", wf__shape_text(ndim, shape, b, sizeof b));
             return NULL;
         }
+        if (__builtin_mul_overflow(count, shape[i], &count)) {
+            char b[128];
+            wf__error(WF_ESHAPE, "shape %s has more elements than an int64 can count",
+                      wf__shape_text(ndim, shape, b, sizeof b));
+            return NULL;
+        }
+    }
+    for (int i = 0; i < ndim; i++) {
         if (shape[i] && n > INT64_MAX / 16 / shape[i]) {
-            wf__error(WF_ENOMEM, "tensor too large");
+            char b[128];
+            wf__error(WF_ENOMEM, "a %s tensor of shape %s is too large to allocate", wf_dtype_name(dt),
+                      wf__shape_text(ndim, shape, b, sizeof b));
             return NULL;
         }
         n *= shape[i];
@@ -201,21 +213,21 @@ void wf_tensor_free(wf_tensor *t) {
 
 /* ---------------------------------------------------------------- properties */
 
-int wf_ndim(const wf_tensor *t) { return t ? t->ndim : -1; }
-const int64_t *wf_shape(const wf_tensor *t) { return t ? t->shape : NULL; }
-const int64_t *wf_strides(const wf_tensor *t) { return t ? t->stride : NULL; }
+int wf_ndim(const wf_tensor *t) { return t ? t->ndim : (wf__any_null("wf_ndim", 1, t), -1); }
+const int64_t *wf_shape(const wf_tensor *t) { return t ? t->shape : (wf__any_null("wf_shape", 1, t), NULL); }
+const int64_t *wf_strides(const wf_tensor *t) { return t ? t->stride : (wf__any_null("wf_strides", 1, t), NULL); }
 int64_t wf_size(const wf_tensor *t, int dim) {
-    if (!t) return -1;
+    if (!t) return wf__any_null("wf_size", 1, t), -1;
     int d = wf__dim("wf_size", dim, t->ndim);
     if (d < 0) return -1;
     return t->ndim ? t->shape[d] : 1;
 }
-int64_t wf_numel(const wf_tensor *t) { return t ? wf__numel(t->ndim, t->shape) : -1; }
-wf_dtype wf_tensor_dtype(const wf_tensor *t) { return t ? t->dtype : WF_DTYPE_DEFAULT; }
-wf_device wf_tensor_device(const wf_tensor *t) { return t ? t->device : WF_CPU; }
+int64_t wf_numel(const wf_tensor *t) { return t ? wf__numel(t->ndim, t->shape) : (wf__any_null("wf_numel", 1, t), -1); }
+wf_dtype wf_tensor_dtype(const wf_tensor *t) { return t ? t->dtype : (wf__any_null("wf_tensor_dtype", 1, t), WF_DTYPE_DEFAULT); }
+wf_device wf_tensor_device(const wf_tensor *t) { return t ? t->device : (wf__any_null("wf_tensor_device", 1, t), WF_CPU); }
 
 bool wf_is_contiguous(const wf_tensor *t) {
-    if (!t) return false;
+    if (!t) return wf__any_null("wf_is_contiguous", 1, t), false;
     int64_t expect = 1;
     for (int i = t->ndim - 1; i >= 0; i--) {
         if (t->shape[i] == 1) continue;
@@ -226,14 +238,15 @@ bool wf_is_contiguous(const wf_tensor *t) {
 }
 
 bool wf_same_shape(const wf_tensor *a, const wf_tensor *b) {
-    if (!a || !b || a->ndim != b->ndim) return false;
+    if (!a || !b) return wf__any_null("wf_same_shape", 2, a, b), false;
+    if (a->ndim != b->ndim) return false;
     for (int i = 0; i < a->ndim; i++)
         if (a->shape[i] != b->shape[i]) return false;
     return true;
 }
 
 void *wf_data_ptr(wf_tensor *t) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_data_ptr", 1, t), NULL;
     if (t->device.type != WF_DEV_CPU) {
         wf__error(WF_EDEVICE, "wf_data_ptr: tensor is not on the cpu (move it with wf_to_device)");
         return NULL;
@@ -241,8 +254,10 @@ void *wf_data_ptr(wf_tensor *t) {
     return wf__host_ptr(t);
 }
 
-int wf_to_array(const wf_tensor *t, void *dst, wf_dtype dt) {
+static int wf_to_array__body(const wf_tensor *t, void *dst, wf_dtype dt) {
     if (!t || !dst) return wf__any_null("wf_to_array", 2, t, dst), WF_ENULL;
+    if (t->device.type == WF_DEV_META)
+        return wf__error(WF_ENOTSUP, "wf_to_array: a meta tensor has no data to read (create it on a real device)");
     dt = wf__dtype(dt);
     int rc = 0;
     wf_scope_begin();
@@ -258,8 +273,19 @@ int wf_to_array(const wf_tensor *t, void *dst, wf_dtype dt) {
     return rc;
 }
 
+int wf_to_array(const wf_tensor *t, void *dst, wf_dtype dt) {
+    unsigned err_seq0 = wf__error_seq();
+    int r = wf_to_array__body(t, dst, dt);
+    if (r < 0) wf__error_context("wf_to_array", err_seq0);
+    return r;
+}
+
 double wf_item(const wf_tensor *t) {
-    if (!t) return NAN;
+    if (!t) return wf__any_null("wf_item", 1, t), NAN;
+    if (t->device.type == WF_DEV_META) {
+        wf__error(WF_ENOTSUP, "wf_item: a meta tensor has no data to read");
+        return NAN;
+    }
     if (wf_numel(t) != 1) {
         char b[96];
         wf__error(WF_ESHAPE, "wf_item: tensor of shape %s has %lld elements, not 1",
@@ -273,12 +299,77 @@ double wf_item(const wf_tensor *t) {
 
 /* ---------------------------------------------------------------- creation */
 
-wf_tensor *wf_empty_on(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev) {
-    if (ndim && !shape) { wf__error(WF_ENULL, "wf_empty: NULL shape"); return NULL; }
+/* Validate a shape given to a public creation function, naming op and the sizes: count
+ * within WF_MAX_DIMS, no negative size, and an element count that fits int64 (checked
+ * multiplication: a product that overflows would wrap into a small, wrong allocation). */
+int wf__check_shape(const char *op, const int64_t *shape, int ndim) {
+    if (ndim < 0 || ndim > WF_MAX_DIMS)
+        return wf__error(WF_ESHAPE, "%s: %d dimensions (expected 0..%d)", op, ndim, WF_MAX_DIMS);
+    if (ndim && !shape) return wf__error(WF_ENULL, "%s: NULL shape", op);
+    char b[160];
+    int64_t n = 1;
+    for (int i = 0; i < ndim; i++)
+        if (shape[i] < 0)
+            return wf__error(WF_ESHAPE, "%s: negative size %lld in dimension %d of shape %s", op,
+                             (long long)shape[i], i, wf__shape_text(ndim, shape, b, sizeof b));
+    for (int i = 0; i < ndim; i++)
+        if (__builtin_mul_overflow(n, shape[i], &n))
+            return wf__error(WF_ESHAPE, "%s: shape %s has more elements than an int64 can count", op,
+                             wf__shape_text(ndim, shape, b, sizeof b));
+    return 0;
+}
+
+/* Whether v can be stored in dt without overflow (PyTorch refuses torch.full(..., 300,
+ * dtype=uint8) the same way). Floating dtypes take inf and NaN; integers need a finite v
+ * in range (fractions truncate, as a cast does). */
+int wf__check_fill_value(const char *op, wf_dtype dt, double v) {
+    dt = wf__dtype(dt);
+    double lo, hi;   /* open interval (lo, hi) for finite values */
+    switch (dt) {
+    case WF_U8: lo = -1.0; hi = 256.0; break;
+    case WF_I32: lo = -2147483649.0; hi = 2147483648.0; break;
+    case WF_I64: lo = -9223372036854777856.0; hi = 9223372036854775808.0; break;
+    case WF_F16: lo = -65520.0; hi = 65520.0; break;   /* beyond rounds to inf */
+    case WF_BF16: lo = -3.3961775292304740e38; hi = 3.3961775292304740e38; break;
+    case WF_F32: lo = -3.4028235677973366e38; hi = 3.4028235677973366e38; break;
+    default: return 0;   /* f64 holds any double; bool is v != 0 */
+    }
+    if (isnan(v) || isinf(v)) {
+        if (wf_dtype_is_floating(dt)) return 0;
+        return wf__error(WF_EINVAL, "%s: value %g cannot be converted to %s", op, v, wf_dtype_name(dt));
+    }
+    if (!(v > lo && v < hi))
+        return wf__error(WF_EINVAL, "%s: value %g cannot be converted to %s without overflow", op, v,
+                         wf_dtype_name(dt));
+    return 0;
+}
+
+static wf_tensor *empty_op(const char *op, const int64_t *shape, int ndim, wf_dtype dt, wf_device dev) {
+    if (wf__check_shape(op, shape, ndim)) return NULL;
+    if ((unsigned)dt >= WF_DTYPE_COUNT) { wf__error(WF_EDTYPE, "%s: invalid dtype %d", op, (int)dt); return NULL; }
     return wf__empty(shape, ndim, dt, dev);
 }
+
+static wf_tensor *wf_empty_on__body(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev) {
+    return empty_op("wf_empty_on", shape, ndim, dt, dev);
+}
+
+wf_tensor *wf_empty_on(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_empty_on__body(shape, ndim, dt, dev);
+    if (!r) wf__error_context("wf_empty_on", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_empty__body(const int64_t *shape, int ndim, wf_dtype dt) {
+    return empty_op("wf_empty", shape, ndim, dt, wf_get_default_device());
+}
+
 wf_tensor *wf_empty(const int64_t *shape, int ndim, wf_dtype dt) {
-    return wf_empty_on(shape, ndim, dt, wf_get_default_device());
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_empty__body(shape, ndim, dt);
+    if (!r) wf__error_context("wf_empty", err_seq0);
+    return r;
 }
 
 static wf_tensor *filled(wf_tensor *t, double v) {
@@ -287,21 +378,96 @@ static wf_tensor *filled(wf_tensor *t, double v) {
     return t;
 }
 
-wf_tensor *wf_zeros_on(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev) {
-    return filled(wf_empty_on(shape, ndim, dt, dev), 0.0);
+static wf_tensor *wf_zeros_on__body(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev) {
+    return filled(empty_op("wf_zeros_on", shape, ndim, dt, dev), 0.0);
 }
-wf_tensor *wf_zeros(const int64_t *shape, int ndim, wf_dtype dt) { return filled(wf_empty(shape, ndim, dt), 0.0); }
-wf_tensor *wf_ones(const int64_t *shape, int ndim, wf_dtype dt) { return filled(wf_empty(shape, ndim, dt), 1.0); }
-wf_tensor *wf_full(const int64_t *shape, int ndim, double v, wf_dtype dt) { return filled(wf_empty(shape, ndim, dt), v); }
-wf_tensor *wf_scalar(double v, wf_dtype dt) { return filled(wf_empty(NULL, 0, dt), v); }
+
+wf_tensor *wf_zeros_on(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_zeros_on__body(shape, ndim, dt, dev);
+    if (!r) wf__error_context("wf_zeros_on", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_zeros__body(const int64_t *shape, int ndim, wf_dtype dt) {
+    return filled(empty_op("wf_zeros", shape, ndim, dt, wf_get_default_device()), 0.0);
+}
+
+wf_tensor *wf_zeros(const int64_t *shape, int ndim, wf_dtype dt) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_zeros__body(shape, ndim, dt);
+    if (!r) wf__error_context("wf_zeros", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_ones__body(const int64_t *shape, int ndim, wf_dtype dt) {
+    return filled(empty_op("wf_ones", shape, ndim, dt, wf_get_default_device()), 1.0);
+}
+
+wf_tensor *wf_ones(const int64_t *shape, int ndim, wf_dtype dt) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_ones__body(shape, ndim, dt);
+    if (!r) wf__error_context("wf_ones", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_full__body(const int64_t *shape, int ndim, double v, wf_dtype dt) {
+    if (wf__check_fill_value("wf_full", dt, v)) return NULL;
+    return filled(empty_op("wf_full", shape, ndim, dt, wf_get_default_device()), v);
+}
+
+wf_tensor *wf_full(const int64_t *shape, int ndim, double v, wf_dtype dt) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_full__body(shape, ndim, v, dt);
+    if (!r) wf__error_context("wf_full", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_scalar__body(double v, wf_dtype dt) {
+    if (wf__check_fill_value("wf_scalar", dt, v)) return NULL;
+    return filled(empty_op("wf_scalar", NULL, 0, dt, wf_get_default_device()), v);
+}
+
+wf_tensor *wf_scalar(double v, wf_dtype dt) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_scalar__body(v, dt);
+    if (!r) wf__error_context("wf_scalar", err_seq0);
+    return r;
+}
 
 wf_tensor *wf_empty_like(const wf_tensor *t) {
-    if (!t) return NULL;
+    if (!t) return wf__any_null("wf_empty_like", 1, t), NULL;
     return wf__empty(t->shape, t->ndim, t->dtype, t->device);
 }
-wf_tensor *wf_zeros_like(const wf_tensor *t) { return filled(wf_empty_like(t), 0.0); }
-wf_tensor *wf_ones_like(const wf_tensor *t) { return filled(wf_empty_like(t), 1.0); }
-wf_tensor *wf_full_like(const wf_tensor *t, double v) { return filled(wf_empty_like(t), v); }
+static wf_tensor *wf_zeros_like__body(const wf_tensor *t) { return filled(wf_empty_like(t), 0.0); }
+
+wf_tensor *wf_zeros_like(const wf_tensor *t) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_zeros_like__body(t);
+    if (!r) wf__error_context("wf_zeros_like", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_ones_like__body(const wf_tensor *t) { return filled(wf_empty_like(t), 1.0); }
+
+wf_tensor *wf_ones_like(const wf_tensor *t) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_ones_like__body(t);
+    if (!r) wf__error_context("wf_ones_like", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_full_like__body(const wf_tensor *t, double v) {
+    if (t && wf__check_fill_value("wf_full_like", t->dtype, v)) return NULL;
+    return filled(wf_empty_like(t), v);
+}
+
+wf_tensor *wf_full_like(const wf_tensor *t, double v) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_full_like__body(t, v);
+    if (!r) wf__error_context("wf_full_like", err_seq0);
+    return r;
+}
 
 /* Build on the host, then move to the default device. */
 static wf_tensor *host_then_device(wf_tensor *h) {
@@ -313,12 +479,17 @@ static wf_tensor *host_then_device(wf_tensor *h) {
     return d;
 }
 
-wf_tensor *wf_arange(double start, double end, double step, wf_dtype dt) {
+static wf_tensor *wf_arange__body(double start, double end, double step, wf_dtype dt) {
     if (step == 0 || !isfinite(start) || !isfinite(end) || !isfinite(step) || (end - start) / step < 0) {
         wf__error(WF_EINVAL, "wf_arange: invalid range start=%g end=%g step=%g", start, end, step);
         return NULL;
     }
-    int64_t n = (int64_t)ceil((end - start) / step);
+    double count = ceil((end - start) / step);
+    if (!(count < 9.2e18)) {   /* converting a larger double to int64 is undefined */
+        wf__error(WF_EINVAL, "wf_arange: range start=%g end=%g step=%g has too many elements", start, end, step);
+        return NULL;
+    }
+    int64_t n = (int64_t)count;
     wf_tensor *t = wf__empty(&n, 1, dt, WF_CPU);
     if (!t) return NULL;
     char *p = t->storage->data;
@@ -327,7 +498,14 @@ wf_tensor *wf_arange(double start, double end, double step, wf_dtype dt) {
     return host_then_device(t);
 }
 
-wf_tensor *wf_linspace(double start, double end, int64_t steps, wf_dtype dt) {
+wf_tensor *wf_arange(double start, double end, double step, wf_dtype dt) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_arange__body(start, end, step, dt);
+    if (!r) wf__error_context("wf_arange", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_linspace__body(double start, double end, int64_t steps, wf_dtype dt) {
     if (steps < 0) { wf__error(WF_EINVAL, "wf_linspace: steps must be >= 0, got %lld", (long long)steps); return NULL; }
     wf_tensor *t = wf__empty(&steps, 1, dt, WF_CPU);
     if (!t) return NULL;
@@ -342,7 +520,14 @@ wf_tensor *wf_linspace(double start, double end, int64_t steps, wf_dtype dt) {
     return host_then_device(t);
 }
 
-wf_tensor *wf_eye(int64_t n, int64_t m, wf_dtype dt) {
+wf_tensor *wf_linspace(double start, double end, int64_t steps, wf_dtype dt) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_linspace__body(start, end, steps, dt);
+    if (!r) wf__error_context("wf_linspace", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_eye__body(int64_t n, int64_t m, wf_dtype dt) {
     if (m < 0) m = n;
     if (n < 0) { wf__error(WF_EINVAL, "wf_eye: negative size %lld", (long long)n); return NULL; }
     int64_t shape[2] = { n, m };
@@ -354,7 +539,14 @@ wf_tensor *wf_eye(int64_t n, int64_t m, wf_dtype dt) {
     return host_then_device(t);
 }
 
-wf_tensor *wf_from_data(const void *data, const int64_t *shape, int ndim, wf_dtype dt) {
+wf_tensor *wf_eye(int64_t n, int64_t m, wf_dtype dt) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_eye__body(n, m, dt);
+    if (!r) wf__error_context("wf_eye", err_seq0);
+    return r;
+}
+
+static wf_tensor *wf_from_data__body(const void *data, const int64_t *shape, int ndim, wf_dtype dt) {
     if (!data && wf__numel(ndim, shape ? shape : (const int64_t[]){ 0 }) != 0) {
         wf__error(WF_ENULL, "wf_from_data: NULL data");
         return NULL;
@@ -363,4 +555,11 @@ wf_tensor *wf_from_data(const void *data, const int64_t *shape, int ndim, wf_dty
     if (!t) return NULL;
     if (t->storage->nbytes) memcpy(t->storage->data, data, t->storage->nbytes);
     return host_then_device(t);
+}
+
+wf_tensor *wf_from_data(const void *data, const int64_t *shape, int ndim, wf_dtype dt) {
+    unsigned err_seq0 = wf__error_seq();
+    wf_tensor *r = wf_from_data__body(data, shape, ndim, dt);
+    if (!r) wf__error_context("wf_from_data", err_seq0);
+    return r;
 }

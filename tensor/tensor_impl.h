@@ -61,6 +61,10 @@ wf_tensor *wf__view_of(wf_tensor *t, int ndim, const int64_t *shape, const int64
 /* Fill contiguous strides for shape; returns numel. */
 int64_t wf__contiguous_strides(int ndim, const int64_t *shape, int64_t *stride);
 int64_t wf__numel(int ndim, const int64_t *shape);
+/* Shape checks for public entry points: WF_ESHAPE/WF_ENULL naming op and the sizes. */
+int wf__check_shape(const char *op, const int64_t *shape, int ndim);
+/* WF_EINVAL naming op when v does not fit dt (see tensor.c). */
+int wf__check_fill_value(const char *op, wf_dtype dt, double v);
 /* Broadcast two shapes (op names the caller for messages). Returns 0 or WF_ESHAPE. */
 int wf__broadcast_shapes(const char *op, int na, const int64_t *sa, int nb, const int64_t *sb,
                          int *nout, int64_t *out);
@@ -85,6 +89,12 @@ int wf__error(int code, const char *fmt, ...)
 /* Error if any input is NULL: returns true when the caller must return NULL (an error is
  * already recorded, or WF_ENULL is recorded if none was). */
 bool wf__any_null(const char *op, int n, ...);
+/* Error context for a public function that failed inside another one: take seq_before =
+ * wf__error_seq() on entry; on failure wf__error_context(fn, seq_before) puts "fn: " in front
+ * of an error recorded during the call whose message does not name fn already (an error
+ * from before the call, kept by NULL propagation, is left as it is). Returns the code. */
+unsigned wf__error_seq(void);
+int wf__error_context(const char *fn, unsigned seq_before);
 /* shape text without a tensor */
 char *wf__shape_text(int ndim, const int64_t *shape, char *buf, size_t n);
 

@@ -18,6 +18,8 @@
 #include "trainer.h"
 
 #include <math.h>
+#include <ctype.h>
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -124,17 +126,21 @@ static uint64_t weights_checksum(wf_module *m) {
 }
 
 static bool parse_i64(const char *s, int64_t lo, int64_t *out) {
+    if (!*s || isspace((unsigned char)*s)) return false;   /* strto* would skip the spaces */
     char *end;
+    errno = 0;
     long long v = strtoll(s, &end, 10);
-    if (end == s || *end || v < lo) return false;
+    if (errno || end == s || *end || v < lo) return false;
     *out = v;
     return true;
 }
 
 static bool parse_double(const char *s, double lo, double *out) {
+    if (!*s || isspace((unsigned char)*s)) return false;   /* strto* would skip the spaces */
     char *end;
+    errno = 0;
     double v = strtod(s, &end);
-    if (end == s || *end || !(v >= lo) || !isfinite(v)) return false;
+    if (errno || end == s || *end || !(v >= lo) || !isfinite(v)) return false;
     *out = v;
     return true;
 }
@@ -194,7 +200,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--seed")) ok = parse_i64(v, 0, &seed);
         else if (!strcmp(a, "--workers")) ok = parse_i64(v, 0, &workers) && workers <= 64;
         else { fprintf(stderr, "error: unknown option %s\n", a); usage(argv[0]); return 2; }
-        if (!ok) { fprintf(stderr, "error: bad value for %s: '%s'\n", a, v); return 2; }
+        if (!ok) { fprintf(stderr, "error: bad value for %s: '%s'\n", a, v); usage(argv[0]); return 2; }
         i++;
     }
     if (resume && !cfg.ckpt_dir) { fprintf(stderr, "error: --resume needs --ckpt-dir\n"); return 2; }

@@ -3,7 +3,8 @@
  * Conventions (see docs/architecture.md):
  *  - Functions returning a tensor return NULL on failure and record a thread-local error
  *    (wf_error(), wf_error_message()). A NULL input makes an op return NULL without touching
- *    the first error, so an expression can be checked once at the end.
+ *    the first error, so an expression can be checked once at the end (with no error recorded
+ *    yet, the NULL itself is recorded: WF_ENULL naming the op).
  *  - Functions returning int return 0 on success or a negative WF_E* code.
  *  - Ownership: a returned tensor belongs to the innermost open scope (wf_scope_begin); with
  *    no scope open the caller owns it and releases it with wf_tensor_free. wf_tensor_retain

@@ -306,6 +306,12 @@ int wf_cuda_memory_stats(int device, wf_memory_stats *out) {
     return wf__cuda_memory_stats(device, out);
 }
 void wf_cuda_empty_cache(void) { wf__cuda_empty_cache(); }
-int wf_cuda_synchronize(int device) { return wf__cuda_sync(device); }
+int wf_cuda_synchronize(int device) {
+    int n = wf_cuda_device_count();
+    if (device < 0 || device >= n)
+        return wf__error(WF_EDEVICE, "wf_cuda_synchronize: cuda:%d is not available (%d CUDA device(s) found)", device,
+                         n < 0 ? 0 : n);
+    return wf__cuda_sync(device);
+}
 void wf_cuda_set_tf32(bool enabled) { wf__cuda_set_tf32(enabled); }
 bool wf_cuda_get_tf32(void) { return wf__cuda_get_tf32() != 0; }
