@@ -767,9 +767,10 @@ int wf_launch_self(const wf_launch_opts *o) {
         return wf__error(WF_ENOMEM, "wf_launch_self: no memory");
     }
     char *report = NULL;
+    unsigned seq = wf__error_seq();
     int rc = wf_launch_processes((const char *const *)args.v, o, &report);
     sv_free(&args);
-    if (rc < 0) return rc;
+    if (rc < 0) return wf__error_context("wf_launch_self", seq);
     if (report) {
         fprintf(stderr, "%s\n", report);
         free(report);

@@ -296,7 +296,12 @@ static int pg_make_store(wf_process_group *pg) {
 
 wf_process_group *wf_dist_init(const wf_dist_options *o_in) {
     wf_dist_options o = o_in ? *o_in : (wf_dist_options){0};
-    const char *bname = o.backend && *o.backend ? o.backend : "auto";
+    if (o.backend && !*o.backend) {
+        wf__error(WF_EINVAL, "wf_dist_init: backend \"\" is empty (NULL or \"auto\" picks one; \"mpi\", \"nccl\", "
+                  "\"local\")");
+        return NULL;
+    }
+    const char *bname = o.backend ? o.backend : "auto";
     if (!(o.timeout_s >= 0) || !isfinite(o.timeout_s)) {
         wf__error(WF_EINVAL, "wf_dist_init: timeout_s = %g must be >= 0 (0: WF_DIST_TIMEOUT or 1800 s)", o.timeout_s);
         return NULL;
@@ -443,14 +448,20 @@ void wf_process_group_free(wf_process_group *pg) {
 
 /* ---------------------------------------------------------------- accessors */
 
-int wf_process_group_rank(const wf_process_group *pg) { return pg ? pg->rank : -1; }
-int wf_process_group_size(const wf_process_group *pg) { return pg ? pg->size : 0; }
+int wf_process_group_rank(const wf_process_group *pg) {
+    return pg ? pg->rank : (wf__error(WF_ENULL, "wf_process_group_rank: NULL process group"), -1);
+}
+int wf_process_group_size(const wf_process_group *pg) {
+    return pg ? pg->size : (wf__error(WF_ENULL, "wf_process_group_size: NULL process group"), 0);
+}
 const char *wf_process_group_backend(const wf_process_group *pg) { return pg && pg->be ? pg->be->name : NULL; }
 double wf_process_group_timeout(const wf_process_group *pg) { return pg ? pg->timeout_s : 0; }
 
 int wf_process_group_rank_of(const wf_process_group *pg, int world_rank) {
-    if (!pg || !pg->world_ranks) return -1;
-    for (int i = 0; i < pg->size; i++)
+    if (!pg) return wf__error(WF_ENULL, "wf_process_group_rank_of: NULL process group"), -1;
+    for (int i = 0; pg->world_ranks && i < pg->size; i++)
         if (pg->world_ranks[i] == world_rank) return i;
+    wf__error(WF_EINVAL, "wf_process_group_rank_of: world rank %d is not in group %s (size %d)", world_rank, pg->name,
+              pg->size);
     return -1;
 }
