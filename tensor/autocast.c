@@ -164,6 +164,3 @@ int wf__autocast_suspend(int device_type) {
 }
 void wf__autocast_resume(void) { wf_autocast_end(); }
 
-bool wf__half_on_cpu(const wf_tensor *t) {
-    return t && t->device.type == WF_DEV_CPU && (t->dtype == WF_F16 || t->dtype == WF_BF16);
-}

@@ -420,8 +420,6 @@ wf_tensor *wf__cross_entropy_fused(wf_tensor *input, wf_tensor *target, int64_t 
  * on a failed cast (error recorded). */
 enum { WF__AC_LOWER = 1, WF__AC_F32 = 2 };
 wf_tensor *wf__autocast_arg(wf_tensor *t, int op_class);
-/* CPU tensor of dtype f16/bf16 (ops without half kernels compute those in f32)? */
-bool wf__half_on_cpu(const wf_tensor *t);
 /* Switch autocast off for a device type until the matching wf__autocast_resume (an inner
  * disabled region). Returns 0 or a code. */
 int wf__autocast_suspend(int device_type);
