@@ -311,54 +311,6 @@ static int find_opt(const wf_fabric *fab, const wf_optimizer *o) {
 bool wf_fabric_is_setup_module(const wf_fabric *fab, const wf_module *m) { return fab && m && find_module(fab, m) >= 0; }
 bool wf_fabric_is_setup_optimizer(const wf_fabric *fab, const wf_optimizer *o) { return fab && o && find_opt(fab, o) >= 0; }
 
-static int move_state_tensor(wf_tensor **slot, wf_tensor *param) {
-    if (!*slot) return 0;
-    wf_tensor *t = *slot;
-    if (wf_device_eq(t->device, param->device) && (t->dtype == param->dtype || !wf_dtype_is_floating(t->dtype)))
-        return 0;
-    wf_scope_begin();
-    wf_tensor *n = wf_to_device(t, param->device);
-    if (n && wf_dtype_is_floating(t->dtype)) n = wf_to_dtype(n, param->dtype);
-    n = n ? wf_contiguous(n) : NULL;
-    if (n) { wf_keep(n); }
-    wf_scope_end();
-    if (!n) return wf_error() ? wf_error() : WF_ENOMEM;
-    wf__scope_unregister(n);
-    wf_tensor_free(t);
-    *slot = n;
-    return 0;
-}
-
-/* After the module's tensors were replaced (cast / moved), point the optimizers at the new
- * parameters and move their state along. */
-static int repoint_optimizers(wf_optimizer *const *opts, int n_opts, wf_tensor **olds, wf_tensor **news, int np) {
-    for (int k = 0; k < n_opts; k++) {
-        wf_optimizer *o = opts[k];
-        for (int g = 0; g < o->n_groups; g++) {
-            wf_param_group *grp = &o->groups[g];
-            for (int i = 0; i < grp->n; i++) {
-                for (int j = 0; j < np; j++) {
-                    if (grp->params[i] != olds[j] || olds[j] == news[j]) continue;
-                    wf_tensor_retain(news[j]);
-                    wf_tensor_free(grp->params[i]);
-                    grp->params[i] = news[j];
-                    wf_param_state *st = &o->state[grp->first_index + i];
-                    int rc = move_state_tensor(&st->exp_avg, news[j]);
-                    if (!rc) rc = move_state_tensor(&st->exp_avg_sq, news[j]);
-                    if (!rc) rc = move_state_tensor(&st->max_exp_avg_sq, news[j]);
-                    if (!rc) rc = move_state_tensor(&st->momentum_buffer, news[j]);
-                    if (!rc) rc = move_state_tensor(&st->square_avg, news[j]);
-                    if (!rc) rc = move_state_tensor(&st->grad_avg, news[j]);
-                    if (!rc) rc = move_state_tensor(&st->sum, news[j]);
-                    if (rc) return rc;
-                    break;
-                }
-            }
-        }
-    }
-    return 0;
-}
-
 static int grow(void **arr, int *cap, int n, size_t elem) {
     if (n < *cap) return 0;
     int nc = *cap ? *cap * 2 : 4;
@@ -417,7 +369,8 @@ static int setup_impl(const char *op, wf_fabric *fab, wf_module *m, wf_optimizer
         if (np2 < 0) rc = np2;
         else if (np2 != np) rc = wf__error(WF_ESTATE, "%s: the module's parameter count changed while moving it", op);
     }
-    if (!rc) rc = repoint_optimizers(opts, n_opts, olds, news, np);
+    /* the module's tensors were replaced (cast / moved): the optimizers follow */
+    for (int k = 0; k < n_opts && !rc; k++) rc = wf__optimizer_replace_params(opts[k], olds, news, np);
     for (int j = 0; j < np; j++) wf_tensor_free(olds[j]);
     wf__free(olds, 0);
     /* register */

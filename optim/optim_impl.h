@@ -115,4 +115,8 @@ int wf__ojson_parse(const char *op, const char *text, wf_ojval *out);
 void wf__ojson_free(wf_ojval *v);
 const wf_ojval *wf__ojson_get(const wf_ojval *obj, const char *key);   /* NULL if absent */
 
+/* replace_params.c: point o's parameters olds[j] at news[j] (j < n) and move their state to the
+ * new device and dtype (Fabric's setup after casting or moving a module). 0 or a code. */
+int wf__optimizer_replace_params(wf_optimizer *o, wf_tensor *const *olds, wf_tensor *const *news, int n);
+
 #endif
