@@ -631,31 +631,33 @@ END_TEST
 /* Fabric's setup replaces a module's tensors (cast or moved): the optimizer follows, its state
  * cast along (momentum to f64 with the parameter), other parameters untouched. */
 START_TEST(test_replace_params) {
-    wf_tensor *p = wf_from_data((float[]){ 1, 2, 3 }, WF_SHAPE(3), WF_F32), *q = wf_ones(WF_SHAPE(2), WF_F32);
-    wf_set_requires_grad(p, true);
-    wf_set_requires_grad(q, true);
-    wf_tensor *ps[2] = { p, q };
-    wf_optimizer *o = wf_sgd_new(ps, 2, &(wf_sgd_opts){ .lr = 0.1, .momentum = 0.9 });
-    ck_assert_ptr_nonnull(o);
-    wf_set_grad(p, wf_full(WF_SHAPE(3), 1, WF_F32));
-    wf_set_grad(q, wf_full(WF_SHAPE(2), 1, WF_F32));
-    ck_assert_int_eq(wf_optimizer_step(o), 0);
-    wf_tensor *p64 = wf_to_dtype(p, WF_F64);
-    wf_set_requires_grad(p64, true);
-    wf_tensor *olds[1] = { p }, *news[1] = { p64 };
-    ck_assert_int_eq(wf__optimizer_replace_params(o, olds, news, 1), 0);
-    ck_assert_ptr_eq(wf_optimizer_group_param(o, 0, 0), p64);
-    ck_assert_ptr_eq(wf_optimizer_group_param(o, 0, 1), q);
-    wf_tensor *mb = o->state[0].momentum_buffer;
-    ck_assert_ptr_nonnull(mb);
-    ck_assert_int_eq(mb->dtype, WF_F64);
-    ck_assert_tensor_near(mb, ((double[]){ 1, 1, 1 }), 3, 0);
-    ck_assert_int_eq(o->state[1].momentum_buffer->dtype, WF_F32);
-    /* the next step updates the new handle from the moved state */
-    wf_set_grad(p64, wf_full(WF_SHAPE(3), 1, WF_F64));
-    ck_assert_int_eq(wf_optimizer_step(o), 0);
-    ck_assert_tensor_near(p64, ((double[]){ 1 - 0.1 - 0.19, 2 - 0.1 - 0.19, 3 - 0.1 - 0.19 }), 3, 1e-6);
-    wf_optimizer_free(o);
+    WF_SCOPE {
+        wf_tensor *p = wf_from_data((float[]){ 1, 2, 3 }, WF_SHAPE(3), WF_F32), *q = wf_ones(WF_SHAPE(2), WF_F32);
+        wf_set_requires_grad(p, true);
+        wf_set_requires_grad(q, true);
+        wf_tensor *ps[2] = { p, q };
+        wf_optimizer *o = wf_sgd_new(ps, 2, &(wf_sgd_opts){ .lr = 0.1, .momentum = 0.9 });
+        ck_assert_ptr_nonnull(o);
+        wf_set_grad(p, wf_full(WF_SHAPE(3), 1, WF_F32));
+        wf_set_grad(q, wf_full(WF_SHAPE(2), 1, WF_F32));
+        ck_assert_int_eq(wf_optimizer_step(o), 0);
+        wf_tensor *p64 = wf_to_dtype(p, WF_F64);
+        wf_set_requires_grad(p64, true);
+        wf_tensor *olds[1] = { p }, *news[1] = { p64 };
+        ck_assert_int_eq(wf__optimizer_replace_params(o, olds, news, 1), 0);
+        ck_assert_ptr_eq(wf_optimizer_group_param(o, 0, 0), p64);
+        ck_assert_ptr_eq(wf_optimizer_group_param(o, 0, 1), q);
+        wf_tensor *mb = o->state[0].momentum_buffer;
+        ck_assert_ptr_nonnull(mb);
+        ck_assert_int_eq(mb->dtype, WF_F64);
+        ck_assert_tensor_near(mb, ((double[]){ 1, 1, 1 }), 3, 0);
+        ck_assert_int_eq(o->state[1].momentum_buffer->dtype, WF_F32);
+        /* the next step updates the new handle from the moved state */
+        wf_set_grad(p64, wf_full(WF_SHAPE(3), 1, WF_F64));
+        ck_assert_int_eq(wf_optimizer_step(o), 0);
+        ck_assert_tensor_near(p64, ((double[]){ 1 - 0.1 - 0.19, 2 - 0.1 - 0.19, 3 - 0.1 - 0.19 }), 3, 1e-6);
+        wf_optimizer_free(o);
+    }
 }
 END_TEST
 
