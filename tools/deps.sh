@@ -23,8 +23,10 @@ fi
 pkgs=(meson ninja-build pkg-config gcc check libopenblas-dev libopenmpi-dev openmpi-bin
       zlib1g-dev dataset-fashion-mnist python3)
 missing=()
+arch=$(dpkg --print-architecture)
 for p in "${pkgs[@]}"; do
-  dpkg -s "$p" >/dev/null 2>&1 || missing+=("$p")
+  # "pkg:arch" too: once the cross step added arm64 copies, a bare name is ambiguous to dpkg
+  dpkg -s "$p" >/dev/null 2>&1 || dpkg -s "$p:$arch" >/dev/null 2>&1 || missing+=("$p")
 done
 if [ ${#missing[@]} -gt 0 ]; then
   SUDO=""
