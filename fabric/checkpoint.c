@@ -416,10 +416,7 @@ static int wf_fabric_save__body(wf_fabric *fab, const char *path, wf_fabric_stat
 }
 
 int wf_fabric_save(wf_fabric *fab, const char *path, wf_fabric_state *state, const wf_save_filter *filter) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_fabric_save__body(fab, path, state, filter);
-    if (r < 0) wf__error_context("wf_fabric_save", err_seq0);
-    return r;
+    WF__NAMED("wf_fabric_save", int, r < 0, wf_fabric_save__body(fab, path, state, filter));
 }
 
 /* ---------------------------------------------------------------- load */
@@ -687,10 +684,7 @@ out:
 }
 
 wf_fabric_state *wf_fabric_load(wf_fabric *fab, const char *path, wf_fabric_state *state, bool strict) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_fabric_state *r = wf_fabric_load__body(fab, path, state, strict);
-    if (!r) wf__error_context("wf_fabric_load", err_seq0);
-    return r;
+    WF__NAMED("wf_fabric_load", wf_fabric_state *, !r, wf_fabric_load__body(fab, path, state, strict));
 }
 
 /* ---------------------------------------------------------------- raw files */
@@ -719,10 +713,7 @@ static int wf_fabric_load_raw_module__body(wf_fabric *fab, const char *path, wf_
 }
 
 int wf_fabric_load_raw_module(wf_fabric *fab, const char *path, wf_module *m, bool strict) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_fabric_load_raw_module__body(fab, path, m, strict);
-    if (r < 0) wf__error_context("wf_fabric_load_raw_module", err_seq0);
-    return r;
+    WF__NAMED("wf_fabric_load_raw_module", int, r < 0, wf_fabric_load_raw_module__body(fab, path, m, strict));
 }
 
 static int wf_fabric_load_raw_optimizer__body(wf_fabric *fab, const char *path, wf_optimizer *opt) {
@@ -747,8 +738,5 @@ static int wf_fabric_load_raw_optimizer__body(wf_fabric *fab, const char *path, 
 }
 
 int wf_fabric_load_raw_optimizer(wf_fabric *fab, const char *path, wf_optimizer *opt) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_fabric_load_raw_optimizer__body(fab, path, opt);
-    if (r < 0) wf__error_context("wf_fabric_load_raw_optimizer", err_seq0);
-    return r;
+    WF__NAMED("wf_fabric_load_raw_optimizer", int, r < 0, wf_fabric_load_raw_optimizer__body(fab, path, opt));
 }

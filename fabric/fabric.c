@@ -607,10 +607,7 @@ static int wf_fabric_autocast_end__body(wf_fabric *fab) {
 }
 
 int wf_fabric_autocast_end(wf_fabric *fab) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_fabric_autocast_end__body(fab);
-    if (r < 0) wf__error_context("wf_fabric_autocast_end", err_seq0);
-    return r;
+    WF__NAMED("wf_fabric_autocast_end", int, r < 0, wf_fabric_autocast_end__body(fab));
 }
 
 wf_tensor *wf_fabric_to_device(wf_fabric *fab, wf_tensor *t) {
@@ -690,19 +687,13 @@ int wf_fabric_init_module_end(wf_fabric *fab) {
 static int wf_fabric_init_tensor_begin__body(wf_fabric *fab) { return wf_fabric_init_module_begin(fab, false); }
 
 int wf_fabric_init_tensor_begin(wf_fabric *fab) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_fabric_init_tensor_begin__body(fab);
-    if (r < 0) wf__error_context("wf_fabric_init_tensor_begin", err_seq0);
-    return r;
+    WF__NAMED("wf_fabric_init_tensor_begin", int, r < 0, wf_fabric_init_tensor_begin__body(fab));
 }
 
 static int wf_fabric_init_tensor_end__body(wf_fabric *fab) { return wf_fabric_init_module_end(fab); }
 
 int wf_fabric_init_tensor_end(wf_fabric *fab) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_fabric_init_tensor_end__body(fab);
-    if (r < 0) wf__error_context("wf_fabric_init_tensor_end", err_seq0);
-    return r;
+    WF__NAMED("wf_fabric_init_tensor_end", int, r < 0, wf_fabric_init_tensor_end__body(fab));
 }
 
 /* ---------------------------------------------------------------- collectives */

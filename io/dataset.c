@@ -145,19 +145,13 @@ static int make_sampler(int64_t n, const int64_t *idx, bool shuffle, uint64_t se
 static int wf_sequential_sampler__body(int64_t n, wf_sampler *out) { return make_sampler(n, NULL, false, 0, out); }
 
 int wf_sequential_sampler(int64_t n, wf_sampler *out) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_sequential_sampler__body(n, out);
-    if (r < 0) wf__error_context("wf_sequential_sampler", err_seq0);
-    return r;
+    WF__NAMED("wf_sequential_sampler", int, r < 0, wf_sequential_sampler__body(n, out));
 }
 
 static int wf_random_sampler__body(int64_t n, uint64_t seed, wf_sampler *out) { return make_sampler(n, NULL, true, seed, out); }
 
 int wf_random_sampler(int64_t n, uint64_t seed, wf_sampler *out) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_random_sampler__body(n, seed, out);
-    if (r < 0) wf__error_context("wf_random_sampler", err_seq0);
-    return r;
+    WF__NAMED("wf_random_sampler", int, r < 0, wf_random_sampler__body(n, seed, out));
 }
 
 static int wf_subset_sampler__body(const int64_t *indices, int64_t n, bool shuffle, uint64_t seed, wf_sampler *out) {
@@ -170,10 +164,7 @@ static int wf_subset_sampler__body(const int64_t *indices, int64_t n, bool shuff
 }
 
 int wf_subset_sampler(const int64_t *indices, int64_t n, bool shuffle, uint64_t seed, wf_sampler *out) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_subset_sampler__body(indices, n, shuffle, seed, out);
-    if (r < 0) wf__error_context("wf_subset_sampler", err_seq0);
-    return r;
+    WF__NAMED("wf_subset_sampler", int, r < 0, wf_subset_sampler__body(indices, n, shuffle, seed, out));
 }
 
 void wf_sampler_free(wf_sampler *s) {
@@ -208,8 +199,5 @@ static int wf_fashion_mnist__body(const char *dir, bool train, double mean, doub
 }
 
 int wf_fashion_mnist(const char *dir, bool train, double mean, double std, wf_dataset *out) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_fashion_mnist__body(dir, train, mean, std, out);
-    if (r < 0) wf__error_context("wf_fashion_mnist", err_seq0);
-    return r;
+    WF__NAMED("wf_fashion_mnist", int, r < 0, wf_fashion_mnist__body(dir, train, mean, std, out));
 }

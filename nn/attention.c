@@ -55,10 +55,7 @@ fail:
 }
 
 wf_module *wf_mha_new(int64_t embed_dim, int64_t num_heads, const wf_mha_opts *opts) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_module *r = wf_mha_new__body(embed_dim, num_heads, opts);
-    if (!r) wf__error_context("wf_mha_new", err_seq0);
-    return r;
+    WF__NAMED("wf_mha_new", wf_module *, !r, wf_mha_new__body(embed_dim, num_heads, opts));
 }
 
 wf_tensor *wf_mha_forward(wf_module *m, wf_tensor *q, wf_tensor *k, wf_tensor *v, wf_tensor *attn_mask, bool is_causal) {
@@ -201,8 +198,5 @@ static wf_module *wf_causal_self_attention_new__body(int64_t n_embd, int64_t n_h
 }
 
 wf_module *wf_causal_self_attention_new(int64_t n_embd, int64_t n_head, bool bias, double dropout) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_module *r = wf_causal_self_attention_new__body(n_embd, n_head, bias, dropout);
-    if (!r) wf__error_context("wf_causal_self_attention_new", err_seq0);
-    return r;
+    WF__NAMED("wf_causal_self_attention_new", wf_module *, !r, wf_causal_self_attention_new__body(n_embd, n_head, bias, dropout));
 }

@@ -92,21 +92,11 @@ int wf_init_constant_(wf_tensor *t, double value) {
 }
 static int wf_init_zeros___body(wf_tensor *t) { return wf_init_constant_(t, 0.0); }
 
-int wf_init_zeros_(wf_tensor *t) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_init_zeros___body(t);
-    if (r < 0) wf__error_context("wf_init_zeros_", err_seq0);
-    return r;
-}
+int wf_init_zeros_(wf_tensor *t) { WF__NAMED("wf_init_zeros_", int, r < 0, wf_init_zeros___body(t)); }
 
 static int wf_init_ones___body(wf_tensor *t) { return wf_init_constant_(t, 1.0); }
 
-int wf_init_ones_(wf_tensor *t) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_init_ones___body(t);
-    if (r < 0) wf__error_context("wf_init_ones_", err_seq0);
-    return r;
-}
+int wf_init_ones_(wf_tensor *t) { WF__NAMED("wf_init_ones_", int, r < 0, wf_init_ones___body(t)); }
 
 /* Write host values (f64, logical order) into t under no-grad. */
 static int write_host(wf_tensor *t, const double *v) {
@@ -296,10 +286,7 @@ static int wf_init_kaiming_uniform___body(wf_tensor *t, double a, wf_fan_mode mo
 }
 
 int wf_init_kaiming_uniform_(wf_tensor *t, double a, wf_fan_mode mode, const char *nonlinearity) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_init_kaiming_uniform___body(t, a, mode, nonlinearity);
-    if (r < 0) wf__error_context("wf_init_kaiming_uniform_", err_seq0);
-    return r;
+    WF__NAMED("wf_init_kaiming_uniform_", int, r < 0, wf_init_kaiming_uniform___body(t, a, mode, nonlinearity));
 }
 
 static int wf_init_kaiming_normal___body(wf_tensor *t, double a, wf_fan_mode mode, const char *nonlinearity) {
@@ -312,10 +299,7 @@ static int wf_init_kaiming_normal___body(wf_tensor *t, double a, wf_fan_mode mod
 }
 
 int wf_init_kaiming_normal_(wf_tensor *t, double a, wf_fan_mode mode, const char *nonlinearity) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_init_kaiming_normal___body(t, a, mode, nonlinearity);
-    if (r < 0) wf__error_context("wf_init_kaiming_normal_", err_seq0);
-    return r;
+    WF__NAMED("wf_init_kaiming_normal_", int, r < 0, wf_init_kaiming_normal___body(t, a, mode, nonlinearity));
 }
 
 int wf_init_orthogonal_(wf_tensor *t, double gain) {

@@ -71,10 +71,7 @@ static wf_module *wf_linear_new__body(int64_t in_features, int64_t out_features,
 }
 
 wf_module *wf_linear_new(int64_t in_features, int64_t out_features, bool bias) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_module *r = wf_linear_new__body(in_features, out_features, bias);
-    if (!r) wf__error_context("wf_linear_new", err_seq0);
-    return r;
+    WF__NAMED("wf_linear_new", wf_module *, !r, wf_linear_new__body(in_features, out_features, bias));
 }
 
 /* ================================================================ Conv2d */
@@ -168,10 +165,7 @@ static wf_module *wf_conv2d_new__body(int64_t in_channels, int64_t out_channels,
 }
 
 wf_module *wf_conv2d_new(int64_t in_channels, int64_t out_channels, const wf_conv2d_layer_opts *opts) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_module *r = wf_conv2d_new__body(in_channels, out_channels, opts);
-    if (!r) wf__error_context("wf_conv2d_new", err_seq0);
-    return r;
+    WF__NAMED("wf_conv2d_new", wf_module *, !r, wf_conv2d_new__body(in_channels, out_channels, opts));
 }
 
 /* ================================================================ pooling */
@@ -252,19 +246,13 @@ static wf_module *pool_new(const char *type, const wf_pool2d_opts *opts) {
 static wf_module *wf_max_pool2d_new__body(const wf_pool2d_opts *opts) { return pool_new("MaxPool2d", opts); }
 
 wf_module *wf_max_pool2d_new(const wf_pool2d_opts *opts) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_module *r = wf_max_pool2d_new__body(opts);
-    if (!r) wf__error_context("wf_max_pool2d_new", err_seq0);
-    return r;
+    WF__NAMED("wf_max_pool2d_new", wf_module *, !r, wf_max_pool2d_new__body(opts));
 }
 
 static wf_module *wf_avg_pool2d_new__body(const wf_pool2d_opts *opts) { return pool_new("AvgPool2d", opts); }
 
 wf_module *wf_avg_pool2d_new(const wf_pool2d_opts *opts) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_module *r = wf_avg_pool2d_new__body(opts);
-    if (!r) wf__error_context("wf_avg_pool2d_new", err_seq0);
-    return r;
+    WF__NAMED("wf_avg_pool2d_new", wf_module *, !r, wf_avg_pool2d_new__body(opts));
 }
 
 static wf_module *wf_adaptive_avg_pool2d_new__body(int64_t out_h, int64_t out_w) {
@@ -281,10 +269,7 @@ static wf_module *wf_adaptive_avg_pool2d_new__body(int64_t out_h, int64_t out_w)
 }
 
 wf_module *wf_adaptive_avg_pool2d_new(int64_t out_h, int64_t out_w) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_module *r = wf_adaptive_avg_pool2d_new__body(out_h, out_w);
-    if (!r) wf__error_context("wf_adaptive_avg_pool2d_new", err_seq0);
-    return r;
+    WF__NAMED("wf_adaptive_avg_pool2d_new", wf_module *, !r, wf_adaptive_avg_pool2d_new__body(out_h, out_w));
 }
 
 /* ================================================================ BatchNorm */
@@ -372,10 +357,7 @@ static wf_module *wf_batch_norm1d_new__body(int64_t num_features, const wf_batch
 }
 
 wf_module *wf_batch_norm1d_new(int64_t num_features, const wf_batch_norm_opts *opts) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_module *r = wf_batch_norm1d_new__body(num_features, opts);
-    if (!r) wf__error_context("wf_batch_norm1d_new", err_seq0);
-    return r;
+    WF__NAMED("wf_batch_norm1d_new", wf_module *, !r, wf_batch_norm1d_new__body(num_features, opts));
 }
 
 static wf_module *wf_batch_norm2d_new__body(int64_t num_features, const wf_batch_norm_opts *opts) {
@@ -383,10 +365,7 @@ static wf_module *wf_batch_norm2d_new__body(int64_t num_features, const wf_batch
 }
 
 wf_module *wf_batch_norm2d_new(int64_t num_features, const wf_batch_norm_opts *opts) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_module *r = wf_batch_norm2d_new__body(num_features, opts);
-    if (!r) wf__error_context("wf_batch_norm2d_new", err_seq0);
-    return r;
+    WF__NAMED("wf_batch_norm2d_new", wf_module *, !r, wf_batch_norm2d_new__body(num_features, opts));
 }
 
 /* ================================================================ LayerNorm, RMSNorm */
@@ -444,10 +423,7 @@ static wf_module *wf_layer_norm_new__body(const int64_t *normalized_shape, int n
 }
 
 wf_module *wf_layer_norm_new(const int64_t *normalized_shape, int ndim, const wf_layer_norm_opts *opts) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_module *r = wf_layer_norm_new__body(normalized_shape, ndim, opts);
-    if (!r) wf__error_context("wf_layer_norm_new", err_seq0);
-    return r;
+    WF__NAMED("wf_layer_norm_new", wf_module *, !r, wf_layer_norm_new__body(normalized_shape, ndim, opts));
 }
 
 static wf_module *wf_rms_norm_new__body(const int64_t *normalized_shape, int ndim, const wf_rms_norm_opts *opts) {
@@ -456,10 +432,7 @@ static wf_module *wf_rms_norm_new__body(const int64_t *normalized_shape, int ndi
 }
 
 wf_module *wf_rms_norm_new(const int64_t *normalized_shape, int ndim, const wf_rms_norm_opts *opts) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_module *r = wf_rms_norm_new__body(normalized_shape, ndim, opts);
-    if (!r) wf__error_context("wf_rms_norm_new", err_seq0);
-    return r;
+    WF__NAMED("wf_rms_norm_new", wf_module *, !r, wf_rms_norm_new__body(normalized_shape, ndim, opts));
 }
 
 /* ================================================================ GroupNorm */
@@ -505,10 +478,7 @@ static wf_module *wf_group_norm_new__body(int64_t num_groups, int64_t num_channe
 }
 
 wf_module *wf_group_norm_new(int64_t num_groups, int64_t num_channels, const wf_group_norm_opts *opts) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_module *r = wf_group_norm_new__body(num_groups, num_channels, opts);
-    if (!r) wf__error_context("wf_group_norm_new", err_seq0);
-    return r;
+    WF__NAMED("wf_group_norm_new", wf_module *, !r, wf_group_norm_new__body(num_groups, num_channels, opts));
 }
 
 /* ================================================================ Embedding */
@@ -580,10 +550,7 @@ static wf_module *wf_embedding_new__body(int64_t num_embeddings, int64_t embeddi
 }
 
 wf_module *wf_embedding_new(int64_t num_embeddings, int64_t embedding_dim, const wf_embedding_opts *opts) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_module *r = wf_embedding_new__body(num_embeddings, embedding_dim, opts);
-    if (!r) wf__error_context("wf_embedding_new", err_seq0);
-    return r;
+    WF__NAMED("wf_embedding_new", wf_module *, !r, wf_embedding_new__body(num_embeddings, embedding_dim, opts));
 }
 
 /* ================================================================ Dropout */
@@ -699,10 +666,7 @@ static int append_indexed(const char *op, const char *type, wf_module *c, wf_mod
 static int wf_sequential_append__body(wf_module *seq, wf_module *child) { return append_indexed("wf_sequential_append", "Sequential", seq, child); }
 
 int wf_sequential_append(wf_module *seq, wf_module *child) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_sequential_append__body(seq, child);
-    if (r < 0) wf__error_context("wf_sequential_append", err_seq0);
-    return r;
+    WF__NAMED("wf_sequential_append", int, r < 0, wf_sequential_append__body(seq, child));
 }
 
 static wf_module *wf_sequential_new_array__body(int n, wf_module *const *modules) {
@@ -727,10 +691,7 @@ static wf_module *wf_sequential_new_array__body(int n, wf_module *const *modules
 }
 
 wf_module *wf_sequential_new_array(int n, wf_module *const *modules) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_module *r = wf_sequential_new_array__body(n, modules);
-    if (!r) wf__error_context("wf_sequential_new_array", err_seq0);
-    return r;
+    WF__NAMED("wf_sequential_new_array", wf_module *, !r, wf_sequential_new_array__body(n, modules));
 }
 
 wf_module *wf_sequential_new(int n, ...) {
@@ -786,10 +747,7 @@ static int wf_module_dict_set__body(wf_module *dict, const char *name, wf_module
 }
 
 int wf_module_dict_set(wf_module *dict, const char *name, wf_module *child) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_module_dict_set__body(dict, name, child);
-    if (r < 0) wf__error_context("wf_module_dict_set", err_seq0);
-    return r;
+    WF__NAMED("wf_module_dict_set", int, r < 0, wf_module_dict_set__body(dict, name, child));
 }
 
 wf_module *wf_module_dict_get(const wf_module *dict, const char *name) {

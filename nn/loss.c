@@ -209,10 +209,7 @@ static wf_tensor *wf_mse_loss__body(wf_tensor *input, wf_tensor *target, wf_redu
 }
 
 wf_tensor *wf_mse_loss(wf_tensor *input, wf_tensor *target, wf_reduction reduction) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_mse_loss__body(input, target, reduction);
-    if (!r) wf__error_context("wf_mse_loss", err_seq0);
-    return r;
+    WF__NAMED("wf_mse_loss", wf_tensor *, !r, wf_mse_loss__body(input, target, reduction));
 }
 
 wf_tensor *wf_l1_loss(wf_tensor *input, wf_tensor *target, wf_reduction reduction) {
@@ -290,8 +287,5 @@ static wf_tensor *wf_kl_div__body(wf_tensor *input, wf_tensor *target, wf_reduct
 }
 
 wf_tensor *wf_kl_div(wf_tensor *input, wf_tensor *target, wf_reduction reduction, bool log_target) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_kl_div__body(input, target, reduction, log_target);
-    if (!r) wf__error_context("wf_kl_div", err_seq0);
-    return r;
+    WF__NAMED("wf_kl_div", wf_tensor *, !r, wf_kl_div__body(input, target, reduction, log_target));
 }

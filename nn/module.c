@@ -393,10 +393,7 @@ static wf_tensor *wf_module_forward__body(wf_module *m, wf_tensor *x) {
 }
 
 wf_tensor *wf_module_forward(wf_module *m, wf_tensor *x) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_module_forward__body(m, x);
-    if (!r) wf__error_context("wf_module_forward", err_seq0);
-    return r;
+    WF__NAMED("wf_module_forward", wf_tensor *, !r, wf_module_forward__body(m, x));
 }
 
 static int add_hook(const char *op, wf_module *m, wf_forward_pre_hook pre, wf_forward_hook post, void *ud) {
@@ -633,10 +630,7 @@ static int wf_module_to__body(wf_module *m, wf_device device, wf_dtype dtype) {
 }
 
 int wf_module_to(wf_module *m, wf_device device, wf_dtype dtype) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_module_to__body(m, device, dtype);
-    if (r < 0) wf__error_context("wf_module_to", err_seq0);
-    return r;
+    WF__NAMED("wf_module_to", int, r < 0, wf_module_to__body(m, device, dtype));
 }
 
 /* ================================================================ state dict of a module */

@@ -194,10 +194,7 @@ static wf_optimizer *wf_sgd_new__body(wf_tensor *const *params, int n, const wf_
 }
 
 wf_optimizer *wf_sgd_new(wf_tensor *const *params, int n, const wf_sgd_opts *o) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_optimizer *r = wf_sgd_new__body(params, n, o);
-    if (!r) wf__error_context("wf_sgd_new", err_seq0);
-    return r;
+    WF__NAMED("wf_sgd_new", wf_optimizer *, !r, wf_sgd_new__body(params, n, o));
 }
 
 static wf_optimizer *adam_like(wf_optim_kind kind, const char *name, wf_tensor *const *params, int n,
@@ -216,10 +213,7 @@ static wf_optimizer *wf_adam_new__body(wf_tensor *const *params, int n, const wf
 }
 
 wf_optimizer *wf_adam_new(wf_tensor *const *params, int n, const wf_adam_opts *o) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_optimizer *r = wf_adam_new__body(params, n, o);
-    if (!r) wf__error_context("wf_adam_new", err_seq0);
-    return r;
+    WF__NAMED("wf_adam_new", wf_optimizer *, !r, wf_adam_new__body(params, n, o));
 }
 
 static wf_optimizer *wf_adamw_new__body(wf_tensor *const *params, int n, const wf_adam_opts *o) {
@@ -227,10 +221,7 @@ static wf_optimizer *wf_adamw_new__body(wf_tensor *const *params, int n, const w
 }
 
 wf_optimizer *wf_adamw_new(wf_tensor *const *params, int n, const wf_adam_opts *o) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_optimizer *r = wf_adamw_new__body(params, n, o);
-    if (!r) wf__error_context("wf_adamw_new", err_seq0);
-    return r;
+    WF__NAMED("wf_adamw_new", wf_optimizer *, !r, wf_adamw_new__body(params, n, o));
 }
 
 static wf_optimizer *wf_rmsprop_new__body(wf_tensor *const *params, int n, const wf_rmsprop_opts *o) {
@@ -243,10 +234,7 @@ static wf_optimizer *wf_rmsprop_new__body(wf_tensor *const *params, int n, const
 }
 
 wf_optimizer *wf_rmsprop_new(wf_tensor *const *params, int n, const wf_rmsprop_opts *o) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_optimizer *r = wf_rmsprop_new__body(params, n, o);
-    if (!r) wf__error_context("wf_rmsprop_new", err_seq0);
-    return r;
+    WF__NAMED("wf_rmsprop_new", wf_optimizer *, !r, wf_rmsprop_new__body(params, n, o));
 }
 
 static int adagrad_init_state(wf_optimizer *opt, int group) {
@@ -275,10 +263,7 @@ static wf_optimizer *wf_adagrad_new__body(wf_tensor *const *params, int n, const
 }
 
 wf_optimizer *wf_adagrad_new(wf_tensor *const *params, int n, const wf_adagrad_opts *o) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_optimizer *r = wf_adagrad_new__body(params, n, o);
-    if (!r) wf__error_context("wf_adagrad_new", err_seq0);
-    return r;
+    WF__NAMED("wf_adagrad_new", wf_optimizer *, !r, wf_adagrad_new__body(params, n, o));
 }
 
 const char *wf_optimizer_name(const wf_optimizer *opt) { return opt ? opt->name : NULL; }
@@ -312,10 +297,7 @@ static int wf_optimizer_add_param_group__body(wf_optimizer *opt, wf_tensor *cons
 
 int wf_optimizer_add_param_group(wf_optimizer *opt, wf_tensor *const *params, int n,
                                  const wf_param_group_opts *o) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_optimizer_add_param_group__body(opt, params, n, o);
-    if (r < 0) wf__error_context("wf_optimizer_add_param_group", err_seq0);
-    return r;
+    WF__NAMED("wf_optimizer_add_param_group", int, r < 0, wf_optimizer_add_param_group__body(opt, params, n, o));
 }
 
 int wf_optimizer_num_groups(const wf_optimizer *opt) { return opt ? opt->n_groups : -1; }
@@ -411,10 +393,7 @@ static int wf_optimizer_set_hparam__body(wf_optimizer *opt, int group, const cha
 }
 
 int wf_optimizer_set_hparam(wf_optimizer *opt, int group, const char *name, double value) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_optimizer_set_hparam__body(opt, group, name, value);
-    if (r < 0) wf__error_context("wf_optimizer_set_hparam", err_seq0);
-    return r;
+    WF__NAMED("wf_optimizer_set_hparam", int, r < 0, wf_optimizer_set_hparam__body(opt, group, name, value));
 }
 
 /* ---------------------------------------------------------------- step / zero_grad */

@@ -239,10 +239,7 @@ static wf_lr_scheduler *wf_step_lr_new__body(wf_optimizer *opt, int step_size, d
 }
 
 wf_lr_scheduler *wf_step_lr_new(wf_optimizer *opt, int step_size, double gamma) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_lr_scheduler *r = wf_step_lr_new__body(opt, step_size, gamma);
-    if (!r) wf__error_context("wf_step_lr_new", err_seq0);
-    return r;
+    WF__NAMED("wf_step_lr_new", wf_lr_scheduler *, !r, wf_step_lr_new__body(opt, step_size, gamma));
 }
 
 static wf_lr_scheduler *wf_multistep_lr_new__body(wf_optimizer *opt, const int *milestones, int n, double gamma) {
@@ -268,10 +265,7 @@ static wf_lr_scheduler *wf_multistep_lr_new__body(wf_optimizer *opt, const int *
 }
 
 wf_lr_scheduler *wf_multistep_lr_new(wf_optimizer *opt, const int *milestones, int n, double gamma) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_lr_scheduler *r = wf_multistep_lr_new__body(opt, milestones, n, gamma);
-    if (!r) wf__error_context("wf_multistep_lr_new", err_seq0);
-    return r;
+    WF__NAMED("wf_multistep_lr_new", wf_lr_scheduler *, !r, wf_multistep_lr_new__body(opt, milestones, n, gamma));
 }
 
 static wf_lr_scheduler *wf_exponential_lr_new__body(wf_optimizer *opt, double gamma) {
@@ -283,10 +277,7 @@ static wf_lr_scheduler *wf_exponential_lr_new__body(wf_optimizer *opt, double ga
 }
 
 wf_lr_scheduler *wf_exponential_lr_new(wf_optimizer *opt, double gamma) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_lr_scheduler *r = wf_exponential_lr_new__body(opt, gamma);
-    if (!r) wf__error_context("wf_exponential_lr_new", err_seq0);
-    return r;
+    WF__NAMED("wf_exponential_lr_new", wf_lr_scheduler *, !r, wf_exponential_lr_new__body(opt, gamma));
 }
 
 static wf_lr_scheduler *wf_linear_lr_new__body(wf_optimizer *opt, const wf_linear_lr_opts *o) {
@@ -314,10 +305,7 @@ static wf_lr_scheduler *wf_linear_lr_new__body(wf_optimizer *opt, const wf_linea
 }
 
 wf_lr_scheduler *wf_linear_lr_new(wf_optimizer *opt, const wf_linear_lr_opts *o) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_lr_scheduler *r = wf_linear_lr_new__body(opt, o);
-    if (!r) wf__error_context("wf_linear_lr_new", err_seq0);
-    return r;
+    WF__NAMED("wf_linear_lr_new", wf_lr_scheduler *, !r, wf_linear_lr_new__body(opt, o));
 }
 
 static wf_lr_scheduler *wf_cosine_annealing_lr_new__body(wf_optimizer *opt, int T_max, double eta_min) {
@@ -331,10 +319,7 @@ static wf_lr_scheduler *wf_cosine_annealing_lr_new__body(wf_optimizer *opt, int 
 }
 
 wf_lr_scheduler *wf_cosine_annealing_lr_new(wf_optimizer *opt, int T_max, double eta_min) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_lr_scheduler *r = wf_cosine_annealing_lr_new__body(opt, T_max, eta_min);
-    if (!r) wf__error_context("wf_cosine_annealing_lr_new", err_seq0);
-    return r;
+    WF__NAMED("wf_cosine_annealing_lr_new", wf_lr_scheduler *, !r, wf_cosine_annealing_lr_new__body(opt, T_max, eta_min));
 }
 
 static wf_lr_scheduler *wf_lambda_lr_new__body(wf_optimizer *opt, wf_lr_lambda_fn fn, void *ud) {
@@ -347,10 +332,7 @@ static wf_lr_scheduler *wf_lambda_lr_new__body(wf_optimizer *opt, wf_lr_lambda_f
 }
 
 wf_lr_scheduler *wf_lambda_lr_new(wf_optimizer *opt, wf_lr_lambda_fn fn, void *ud) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_lr_scheduler *r = wf_lambda_lr_new__body(opt, fn, ud);
-    if (!r) wf__error_context("wf_lambda_lr_new", err_seq0);
-    return r;
+    WF__NAMED("wf_lambda_lr_new", wf_lr_scheduler *, !r, wf_lambda_lr_new__body(opt, fn, ud));
 }
 
 static double dflt(double v, double d) { return v == 0 ? (signbit(v) ? 0.0 : d) : v; }
@@ -414,10 +396,7 @@ static wf_lr_scheduler *wf_one_cycle_lr_new__body(wf_optimizer *opt, const wf_on
 }
 
 wf_lr_scheduler *wf_one_cycle_lr_new(wf_optimizer *opt, const wf_one_cycle_opts *o) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_lr_scheduler *r = wf_one_cycle_lr_new__body(opt, o);
-    if (!r) wf__error_context("wf_one_cycle_lr_new", err_seq0);
-    return r;
+    WF__NAMED("wf_one_cycle_lr_new", wf_lr_scheduler *, !r, wf_one_cycle_lr_new__body(opt, o));
 }
 
 static wf_lr_scheduler *wf_sequential_lr_new__body(wf_optimizer *opt, wf_lr_scheduler *const *scheds, int n,
@@ -487,10 +466,7 @@ static wf_lr_scheduler *wf_sequential_lr_new__body(wf_optimizer *opt, wf_lr_sche
 
 wf_lr_scheduler *wf_sequential_lr_new(wf_optimizer *opt, wf_lr_scheduler *const *scheds, int n,
                                       const int *milestones) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_lr_scheduler *r = wf_sequential_lr_new__body(opt, scheds, n, milestones);
-    if (!r) wf__error_context("wf_sequential_lr_new", err_seq0);
-    return r;
+    WF__NAMED("wf_sequential_lr_new", wf_lr_scheduler *, !r, wf_sequential_lr_new__body(opt, scheds, n, milestones));
 }
 
 double wf_lr_scheduler_get_last_lr(const wf_lr_scheduler *s, int group) {

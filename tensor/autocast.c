@@ -52,10 +52,7 @@ static int wf_autocast_begin_ex__body(wf_device_type device_type, wf_dtype low, 
 }
 
 int wf_autocast_begin_ex(wf_device_type device_type, wf_dtype low, bool enabled) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_autocast_begin_ex__body(device_type, low, enabled);
-    if (r < 0) wf__error_context("wf_autocast_begin_ex", err_seq0);
-    return r;
+    WF__NAMED("wf_autocast_begin_ex", int, r < 0, wf_autocast_begin_ex__body(device_type, low, enabled));
 }
 
 int wf_autocast_end(void) {

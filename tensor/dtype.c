@@ -151,10 +151,7 @@ static int wf_set_default_device__body(wf_device d) {
 }
 
 int wf_set_default_device(wf_device d) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_set_default_device__body(d);
-    if (r < 0) wf__error_context("wf_set_default_device", err_seq0);
-    return r;
+    WF__NAMED("wf_set_default_device", int, r < 0, wf_set_default_device__body(d));
 }
 
 wf_dtype wf__dtype(wf_dtype dt) { return dt == WF_DTYPE_DEFAULT ? g_default_dtype : dt; }

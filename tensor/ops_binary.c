@@ -282,9 +282,4 @@ int wf_fill_(wf_tensor *a, double v) {
 }
 static int wf_zero___body(wf_tensor *a) { return wf_fill_(a, 0.0); }
 
-int wf_zero_(wf_tensor *a) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_zero___body(a);
-    if (r < 0) wf__error_context("wf_zero_", err_seq0);
-    return r;
-}
+int wf_zero_(wf_tensor *a) { WF__NAMED("wf_zero_", int, r < 0, wf_zero___body(a)); }

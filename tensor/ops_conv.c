@@ -257,10 +257,7 @@ static wf_tensor *wf_conv2d__body(wf_tensor *x, wf_tensor *w, wf_tensor *b, cons
 }
 
 wf_tensor *wf_conv2d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_opts *opts) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_conv2d__body(x, w, b, opts);
-    if (!r) wf__error_context("wf_conv2d", err_seq0);
-    return r;
+    WF__NAMED("wf_conv2d", wf_tensor *, !r, wf_conv2d__body(x, w, b, opts));
 }
 
 /* ---------------------------------------------------------------- pooling */
@@ -355,10 +352,7 @@ static wf_tensor *wf_max_pool2d__body(wf_tensor *x, const wf_pool2d_opts *opts) 
 }
 
 wf_tensor *wf_max_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_max_pool2d__body(x, opts);
-    if (!r) wf__error_context("wf_max_pool2d", err_seq0);
-    return r;
+    WF__NAMED("wf_max_pool2d", wf_tensor *, !r, wf_max_pool2d__body(x, opts));
 }
 
 static wf_tensor *avg_pool_impl(const char *op, wf_tensor *x, const pool_geom *P, bool cip) {
@@ -401,10 +395,7 @@ static wf_tensor *wf_avg_pool2d__body(wf_tensor *x, const wf_pool2d_opts *opts) 
 }
 
 wf_tensor *wf_avg_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_avg_pool2d__body(x, opts);
-    if (!r) wf__error_context("wf_avg_pool2d", err_seq0);
-    return r;
+    WF__NAMED("wf_avg_pool2d", wf_tensor *, !r, wf_avg_pool2d__body(x, opts));
 }
 
 /* ---------------------------------------------------------------- adaptive average pool */
@@ -517,8 +508,5 @@ static wf_tensor *wf_adaptive_avg_pool2d__body(wf_tensor *x, int64_t oh, int64_t
 }
 
 wf_tensor *wf_adaptive_avg_pool2d(wf_tensor *x, int64_t oh, int64_t ow) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_adaptive_avg_pool2d__body(x, oh, ow);
-    if (!r) wf__error_context("wf_adaptive_avg_pool2d", err_seq0);
-    return r;
+    WF__NAMED("wf_adaptive_avg_pool2d", wf_tensor *, !r, wf_adaptive_avg_pool2d__body(x, oh, ow));
 }

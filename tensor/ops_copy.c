@@ -95,10 +95,7 @@ static wf_tensor *wf_to_device__body(wf_tensor *t, wf_device dev) {
 }
 
 wf_tensor *wf_to_device(wf_tensor *t, wf_device dev) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_to_device__body(t, dev);
-    if (!r) wf__error_context("wf_to_device", err_seq0);
-    return r;
+    WF__NAMED("wf_to_device", wf_tensor *, !r, wf_to_device__body(t, dev));
 }
 
 int wf_copy_(wf_tensor *dst, wf_tensor *src) {

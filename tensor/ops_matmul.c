@@ -195,12 +195,7 @@ static wf_tensor *wf_matmul__body(wf_tensor *a, wf_tensor *b) {
     return y;
 }
 
-wf_tensor *wf_matmul(wf_tensor *a, wf_tensor *b) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_matmul__body(a, b);
-    if (!r) wf__error_context("wf_matmul", err_seq0);
-    return r;
-}
+wf_tensor *wf_matmul(wf_tensor *a, wf_tensor *b) { WF__NAMED("wf_matmul", wf_tensor *, !r, wf_matmul__body(a, b)); }
 
 wf_tensor *wf_bmm(wf_tensor *a, wf_tensor *b) {
     static const char *op = "wf_bmm";
@@ -342,8 +337,5 @@ static wf_tensor *wf_linear__body(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
 }
 
 wf_tensor *wf_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_linear__body(x, w, b);
-    if (!r) wf__error_context("wf_linear", err_seq0);
-    return r;
+    WF__NAMED("wf_linear", wf_tensor *, !r, wf_linear__body(x, w, b));
 }

@@ -84,12 +84,7 @@ wf_tensor *wf_sum(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
 
 static wf_tensor *wf_sum_all__body(wf_tensor *x) { return wf_sum(x, NULL, 0, false); }
 
-wf_tensor *wf_sum_all(wf_tensor *x) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_sum_all__body(x);
-    if (!r) wf__error_context("wf_sum_all", err_seq0);
-    return r;
-}
+wf_tensor *wf_sum_all(wf_tensor *x) { WF__NAMED("wf_sum_all", wf_tensor *, !r, wf_sum_all__body(x)); }
 
 static int64_t reduced_count(const wf_tensor *x, uint32_t mask) {
     int64_t c = 1;
@@ -115,12 +110,7 @@ wf_tensor *wf_mean(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
 }
 static wf_tensor *wf_mean_all__body(wf_tensor *x) { return wf_mean(x, NULL, 0, false); }
 
-wf_tensor *wf_mean_all(wf_tensor *x) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_mean_all__body(x);
-    if (!r) wf__error_context("wf_mean_all", err_seq0);
-    return r;
-}
+wf_tensor *wf_mean_all(wf_tensor *x) { WF__NAMED("wf_mean_all", wf_tensor *, !r, wf_mean_all__body(x)); }
 
 wf_tensor *wf_var(wf_tensor *x, const int *dims, int ndims, int correction, bool keepdim) {
     x = wf__autocast_arg(x, WF__AC_F32);
@@ -153,10 +143,7 @@ static wf_tensor *wf_std__body(wf_tensor *x, const int *dims, int ndims, int cor
 }
 
 wf_tensor *wf_std(wf_tensor *x, const int *dims, int ndims, int correction, bool keepdim) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_std__body(x, dims, ndims, correction, keepdim);
-    if (!r) wf__error_context("wf_std", err_seq0);
-    return r;
+    WF__NAMED("wf_std", wf_tensor *, !r, wf_std__body(x, dims, ndims, correction, keepdim));
 }
 
 static wf_tensor *amax_amin(const char *op, bool is_max, wf_tensor *x, const int *dims, int ndims, bool keepdim) {

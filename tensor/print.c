@@ -69,9 +69,4 @@ int wf_fprint(FILE *f, const wf_tensor *t) {
 
 static int wf_print__body(const wf_tensor *t) { return wf_fprint(stdout, t); }
 
-int wf_print(const wf_tensor *t) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_print__body(t);
-    if (r < 0) wf__error_context("wf_print", err_seq0);
-    return r;
-}
+int wf_print(const wf_tensor *t) { WF__NAMED("wf_print", int, r < 0, wf_print__body(t)); }

@@ -119,10 +119,7 @@ static wf_tensor *wf_rand__body(const int64_t *shape, int ndim, wf_dtype dt) {
 }
 
 wf_tensor *wf_rand(const int64_t *shape, int ndim, wf_dtype dt) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_rand__body(shape, ndim, dt);
-    if (!r) wf__error_context("wf_rand", err_seq0);
-    return r;
+    WF__NAMED("wf_rand", wf_tensor *, !r, wf_rand__body(shape, ndim, dt));
 }
 
 static wf_tensor *wf_randn__body(const int64_t *shape, int ndim, wf_dtype dt) {
@@ -132,10 +129,7 @@ static wf_tensor *wf_randn__body(const int64_t *shape, int ndim, wf_dtype dt) {
 }
 
 wf_tensor *wf_randn(const int64_t *shape, int ndim, wf_dtype dt) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_randn__body(shape, ndim, dt);
-    if (!r) wf__error_context("wf_randn", err_seq0);
-    return r;
+    WF__NAMED("wf_randn", wf_tensor *, !r, wf_randn__body(shape, ndim, dt));
 }
 
 static wf_tensor *wf_rand_like__body(const wf_tensor *x) {
@@ -145,12 +139,7 @@ static wf_tensor *wf_rand_like__body(const wf_tensor *x) {
     return t;
 }
 
-wf_tensor *wf_rand_like(const wf_tensor *x) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_rand_like__body(x);
-    if (!r) wf__error_context("wf_rand_like", err_seq0);
-    return r;
-}
+wf_tensor *wf_rand_like(const wf_tensor *x) { WF__NAMED("wf_rand_like", wf_tensor *, !r, wf_rand_like__body(x)); }
 
 static wf_tensor *wf_randn_like__body(const wf_tensor *x) {
     if (!x) return wf__any_null("wf_randn_like", 1, x), NULL;
@@ -159,12 +148,7 @@ static wf_tensor *wf_randn_like__body(const wf_tensor *x) {
     return t;
 }
 
-wf_tensor *wf_randn_like(const wf_tensor *x) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_randn_like__body(x);
-    if (!r) wf__error_context("wf_randn_like", err_seq0);
-    return r;
-}
+wf_tensor *wf_randn_like(const wf_tensor *x) { WF__NAMED("wf_randn_like", wf_tensor *, !r, wf_randn_like__body(x)); }
 
 static wf_tensor *wf_randint__body(int64_t low, int64_t high, const int64_t *shape, int ndim, wf_dtype dt) {
     if (dt == WF_DTYPE_DEFAULT) dt = WF_I64;
@@ -182,10 +166,7 @@ static wf_tensor *wf_randint__body(int64_t low, int64_t high, const int64_t *sha
 }
 
 wf_tensor *wf_randint(int64_t low, int64_t high, const int64_t *shape, int ndim, wf_dtype dt) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_randint__body(low, high, shape, ndim, dt);
-    if (!r) wf__error_context("wf_randint", err_seq0);
-    return r;
+    WF__NAMED("wf_randint", wf_tensor *, !r, wf_randint__body(low, high, shape, ndim, dt));
 }
 
 static wf_tensor *wf_bernoulli__body(const wf_tensor *p) {
@@ -213,12 +194,7 @@ static wf_tensor *wf_bernoulli__body(const wf_tensor *p) {
     return t;
 }
 
-wf_tensor *wf_bernoulli(const wf_tensor *p) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_bernoulli__body(p);
-    if (!r) wf__error_context("wf_bernoulli", err_seq0);
-    return r;
-}
+wf_tensor *wf_bernoulli(const wf_tensor *p) { WF__NAMED("wf_bernoulli", wf_tensor *, !r, wf_bernoulli__body(p)); }
 
 static wf_tensor *wf_bernoulli_p__body(const int64_t *shape, int ndim, double p, wf_dtype dt) {
     if (!(p >= 0 && p <= 1)) { wf__error(WF_EINVAL, "wf_bernoulli_p: probability %g is not in [0, 1]", p); return NULL; }
@@ -233,8 +209,5 @@ static wf_tensor *wf_bernoulli_p__body(const int64_t *shape, int ndim, double p,
 }
 
 wf_tensor *wf_bernoulli_p(const int64_t *shape, int ndim, double p, wf_dtype dt) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_bernoulli_p__body(shape, ndim, p, dt);
-    if (!r) wf__error_context("wf_bernoulli_p", err_seq0);
-    return r;
+    WF__NAMED("wf_bernoulli_p", wf_tensor *, !r, wf_bernoulli_p__body(shape, ndim, p, dt));
 }

@@ -274,10 +274,7 @@ static int wf_to_array__body(const wf_tensor *t, void *dst, wf_dtype dt) {
 }
 
 int wf_to_array(const wf_tensor *t, void *dst, wf_dtype dt) {
-    unsigned err_seq0 = wf__error_seq();
-    int r = wf_to_array__body(t, dst, dt);
-    if (r < 0) wf__error_context("wf_to_array", err_seq0);
-    return r;
+    WF__NAMED("wf_to_array", int, r < 0, wf_to_array__body(t, dst, dt));
 }
 
 double wf_item(const wf_tensor *t) {
@@ -355,10 +352,7 @@ static wf_tensor *wf_empty_on__body(const int64_t *shape, int ndim, wf_dtype dt,
 }
 
 wf_tensor *wf_empty_on(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_empty_on__body(shape, ndim, dt, dev);
-    if (!r) wf__error_context("wf_empty_on", err_seq0);
-    return r;
+    WF__NAMED("wf_empty_on", wf_tensor *, !r, wf_empty_on__body(shape, ndim, dt, dev));
 }
 
 static wf_tensor *wf_empty__body(const int64_t *shape, int ndim, wf_dtype dt) {
@@ -366,10 +360,7 @@ static wf_tensor *wf_empty__body(const int64_t *shape, int ndim, wf_dtype dt) {
 }
 
 wf_tensor *wf_empty(const int64_t *shape, int ndim, wf_dtype dt) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_empty__body(shape, ndim, dt);
-    if (!r) wf__error_context("wf_empty", err_seq0);
-    return r;
+    WF__NAMED("wf_empty", wf_tensor *, !r, wf_empty__body(shape, ndim, dt));
 }
 
 static wf_tensor *filled(wf_tensor *t, double v) {
@@ -383,10 +374,7 @@ static wf_tensor *wf_zeros_on__body(const int64_t *shape, int ndim, wf_dtype dt,
 }
 
 wf_tensor *wf_zeros_on(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_zeros_on__body(shape, ndim, dt, dev);
-    if (!r) wf__error_context("wf_zeros_on", err_seq0);
-    return r;
+    WF__NAMED("wf_zeros_on", wf_tensor *, !r, wf_zeros_on__body(shape, ndim, dt, dev));
 }
 
 static wf_tensor *wf_zeros__body(const int64_t *shape, int ndim, wf_dtype dt) {
@@ -394,10 +382,7 @@ static wf_tensor *wf_zeros__body(const int64_t *shape, int ndim, wf_dtype dt) {
 }
 
 wf_tensor *wf_zeros(const int64_t *shape, int ndim, wf_dtype dt) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_zeros__body(shape, ndim, dt);
-    if (!r) wf__error_context("wf_zeros", err_seq0);
-    return r;
+    WF__NAMED("wf_zeros", wf_tensor *, !r, wf_zeros__body(shape, ndim, dt));
 }
 
 static wf_tensor *wf_ones__body(const int64_t *shape, int ndim, wf_dtype dt) {
@@ -405,10 +390,7 @@ static wf_tensor *wf_ones__body(const int64_t *shape, int ndim, wf_dtype dt) {
 }
 
 wf_tensor *wf_ones(const int64_t *shape, int ndim, wf_dtype dt) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_ones__body(shape, ndim, dt);
-    if (!r) wf__error_context("wf_ones", err_seq0);
-    return r;
+    WF__NAMED("wf_ones", wf_tensor *, !r, wf_ones__body(shape, ndim, dt));
 }
 
 static wf_tensor *wf_full__body(const int64_t *shape, int ndim, double v, wf_dtype dt) {
@@ -417,10 +399,7 @@ static wf_tensor *wf_full__body(const int64_t *shape, int ndim, double v, wf_dty
 }
 
 wf_tensor *wf_full(const int64_t *shape, int ndim, double v, wf_dtype dt) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_full__body(shape, ndim, v, dt);
-    if (!r) wf__error_context("wf_full", err_seq0);
-    return r;
+    WF__NAMED("wf_full", wf_tensor *, !r, wf_full__body(shape, ndim, v, dt));
 }
 
 static wf_tensor *wf_scalar__body(double v, wf_dtype dt) {
@@ -428,12 +407,7 @@ static wf_tensor *wf_scalar__body(double v, wf_dtype dt) {
     return filled(empty_op("wf_scalar", NULL, 0, dt, wf_get_default_device()), v);
 }
 
-wf_tensor *wf_scalar(double v, wf_dtype dt) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_scalar__body(v, dt);
-    if (!r) wf__error_context("wf_scalar", err_seq0);
-    return r;
-}
+wf_tensor *wf_scalar(double v, wf_dtype dt) { WF__NAMED("wf_scalar", wf_tensor *, !r, wf_scalar__body(v, dt)); }
 
 wf_tensor *wf_empty_like(const wf_tensor *t) {
     if (!t) return wf__any_null("wf_empty_like", 1, t), NULL;
@@ -441,21 +415,11 @@ wf_tensor *wf_empty_like(const wf_tensor *t) {
 }
 static wf_tensor *wf_zeros_like__body(const wf_tensor *t) { return filled(wf_empty_like(t), 0.0); }
 
-wf_tensor *wf_zeros_like(const wf_tensor *t) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_zeros_like__body(t);
-    if (!r) wf__error_context("wf_zeros_like", err_seq0);
-    return r;
-}
+wf_tensor *wf_zeros_like(const wf_tensor *t) { WF__NAMED("wf_zeros_like", wf_tensor *, !r, wf_zeros_like__body(t)); }
 
 static wf_tensor *wf_ones_like__body(const wf_tensor *t) { return filled(wf_empty_like(t), 1.0); }
 
-wf_tensor *wf_ones_like(const wf_tensor *t) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_ones_like__body(t);
-    if (!r) wf__error_context("wf_ones_like", err_seq0);
-    return r;
-}
+wf_tensor *wf_ones_like(const wf_tensor *t) { WF__NAMED("wf_ones_like", wf_tensor *, !r, wf_ones_like__body(t)); }
 
 static wf_tensor *wf_full_like__body(const wf_tensor *t, double v) {
     if (t && wf__check_fill_value("wf_full_like", t->dtype, v)) return NULL;
@@ -463,10 +427,7 @@ static wf_tensor *wf_full_like__body(const wf_tensor *t, double v) {
 }
 
 wf_tensor *wf_full_like(const wf_tensor *t, double v) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_full_like__body(t, v);
-    if (!r) wf__error_context("wf_full_like", err_seq0);
-    return r;
+    WF__NAMED("wf_full_like", wf_tensor *, !r, wf_full_like__body(t, v));
 }
 
 /* Build on the host, then move to the default device. */
@@ -499,10 +460,7 @@ static wf_tensor *wf_arange__body(double start, double end, double step, wf_dtyp
 }
 
 wf_tensor *wf_arange(double start, double end, double step, wf_dtype dt) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_arange__body(start, end, step, dt);
-    if (!r) wf__error_context("wf_arange", err_seq0);
-    return r;
+    WF__NAMED("wf_arange", wf_tensor *, !r, wf_arange__body(start, end, step, dt));
 }
 
 static wf_tensor *wf_linspace__body(double start, double end, int64_t steps, wf_dtype dt) {
@@ -521,10 +479,7 @@ static wf_tensor *wf_linspace__body(double start, double end, int64_t steps, wf_
 }
 
 wf_tensor *wf_linspace(double start, double end, int64_t steps, wf_dtype dt) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_linspace__body(start, end, steps, dt);
-    if (!r) wf__error_context("wf_linspace", err_seq0);
-    return r;
+    WF__NAMED("wf_linspace", wf_tensor *, !r, wf_linspace__body(start, end, steps, dt));
 }
 
 static wf_tensor *wf_eye__body(int64_t n, int64_t m, wf_dtype dt) {
@@ -539,12 +494,7 @@ static wf_tensor *wf_eye__body(int64_t n, int64_t m, wf_dtype dt) {
     return host_then_device(t);
 }
 
-wf_tensor *wf_eye(int64_t n, int64_t m, wf_dtype dt) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_eye__body(n, m, dt);
-    if (!r) wf__error_context("wf_eye", err_seq0);
-    return r;
-}
+wf_tensor *wf_eye(int64_t n, int64_t m, wf_dtype dt) { WF__NAMED("wf_eye", wf_tensor *, !r, wf_eye__body(n, m, dt)); }
 
 static wf_tensor *wf_from_data__body(const void *data, const int64_t *shape, int ndim, wf_dtype dt) {
     if (!data && wf__numel(ndim, shape ? shape : (const int64_t[]){ 0 }) != 0) {
@@ -558,8 +508,5 @@ static wf_tensor *wf_from_data__body(const void *data, const int64_t *shape, int
 }
 
 wf_tensor *wf_from_data(const void *data, const int64_t *shape, int ndim, wf_dtype dt) {
-    unsigned err_seq0 = wf__error_seq();
-    wf_tensor *r = wf_from_data__body(data, shape, ndim, dt);
-    if (!r) wf__error_context("wf_from_data", err_seq0);
-    return r;
+    WF__NAMED("wf_from_data", wf_tensor *, !r, wf_from_data__body(data, shape, ndim, dt));
 }

@@ -95,6 +95,15 @@ bool wf__any_null(const char *op, int n, ...);
  * from before the call, kept by NULL propagation, is left as it is). Returns the code. */
 unsigned wf__error_seq(void);
 int wf__error_context(const char *fn, unsigned seq_before);
+/* A public function's body as one statement: T r = call; when cond (about r) says it failed,
+ * the error gets "fn: " in front as above; return r. The wrapper of a fn__body. */
+#define WF__NAMED(fn, T, cond, call)                \
+    do {                                            \
+        unsigned err_seq0_ = wf__error_seq();       \
+        T r = (call);                               \
+        if (cond) wf__error_context(fn, err_seq0_); \
+        return r;                                   \
+    } while (0)
 /* shape text without a tensor */
 char *wf__shape_text(int ndim, const int64_t *shape, char *buf, size_t n);
 

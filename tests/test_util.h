@@ -4,8 +4,10 @@
 
 #include <check.h>
 #include <math.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "weft/weft.h"
 
@@ -76,6 +78,53 @@ static inline wf_tensor *tt_rnd_leaf(unsigned seed, const int64_t *shape, int nd
 }
 
 /* Run a suite and return the process exit code. */
+/* A scratch directory for file tests: tt_dir_make(tag) creates $TMPDIR/weft_<tag>_XXXXXX (a
+ * Check fixture's setup), tt_dir_remove() deletes it with its files, tt_path(name) names a
+ * file in it (four rotating buffers, so a few paths can be held at once). */
+static inline char *tt_dir(void) {
+    static char d[256];
+    return d;
+}
+static inline void tt_dir_make(const char *tag) {
+    const char *base = getenv("TMPDIR");
+    snprintf(tt_dir(), 256, "%s/weft_%s_XXXXXX", base && *base ? base : "/tmp", tag);
+    ck_assert_ptr_nonnull(mkdtemp(tt_dir()));
+    wf_clear_error();
+}
+static inline void tt_dir_remove(void) {
+    char cmd[600];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tt_dir());
+    ck_assert_int_eq(system(cmd), 0);
+}
+static inline const char *tt_path(const char *name) {
+    static char p[4][320];
+    static int k;
+    k = (k + 1) & 3;
+    snprintf(p[k], sizeof p[k], "%s/%s", tt_dir(), name);
+    return p[k];
+}
+/* A whole file, written anew (unlinked first: ext4 flushes a file truncated by O_TRUNC when it
+ * is closed, which makes thousands of rewrites slow) or read (malloc'd, the caller frees). */
+static inline void tt_write_file(const char *path, const void *p, size_t n) {
+    unlink(path);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fwrite(p, 1, n, f), n);
+    ck_assert_int_eq(fclose(f), 0);
+}
+static inline unsigned char *tt_read_file(const char *path, size_t *n) {
+    FILE *f = fopen(path, "rb");
+    ck_assert_ptr_nonnull(f);
+    fseek(f, 0, SEEK_END);
+    long sz = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    unsigned char *b = malloc((size_t)sz + 1);
+    ck_assert_int_eq(fread(b, 1, (size_t)sz, f), (size_t)sz);
+    fclose(f);
+    *n = (size_t)sz;
+    return b;
+}
+
 static inline int tt_run(Suite *s) {
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

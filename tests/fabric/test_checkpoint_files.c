@@ -14,32 +14,13 @@
 #include <time.h>
 #include <unistd.h>
 
-static char tmpdir[256];
-
-static const char *tmp(const char *name) {
-    static char buf[4][512];
-    static int k;
-    k = (k + 1) % 4;
-    snprintf(buf[k], sizeof buf[k], "%s/%s", tmpdir, name);
-    return buf[k];
-}
-
-static void setup(void) {
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/weft-ckptf-XXXXXX");
-    ck_assert_ptr_nonnull(mkdtemp(tmpdir));
-    wf_clear_error();
-}
-
-static void teardown(void) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmpdir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void setup(void) { tt_dir_make("ckptf"); }
+static void teardown(void) { tt_dir_remove(); }
 
 static wf_fabric *fab(void) { return wf_fabric_new(&(wf_fabric_config){ .quiet = true }); }
 
 static int dir_count(bool *only_ckpt_and_tmp) {
-    DIR *d = opendir(tmpdir);
+    DIR *d = opendir(tt_dir());
     ck_assert_ptr_nonnull(d);
     int n = 0;
     *only_ckpt_and_tmp = true;
@@ -51,16 +32,6 @@ static int dir_count(bool *only_ckpt_and_tmp) {
     }
     closedir(d);
     return n;
-}
-
-static void write_bytes(const char *path, const void *p, size_t n) {
-    /* a new file rather than a truncated one: ext4 flushes a file truncated by O_TRUNC when
-     * it is closed (auto_da_alloc), which made thousands of rewrites slow */
-    unlink(path);
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(fwrite(p, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
 }
 
 /* ---------------------------------------------------------------- kill -9 */
@@ -99,7 +70,7 @@ START_TEST(test_kill_during_fabric_saves) {
     wf_fabric_state_add_module(st, "model", m);
     wf_fabric_state_add_tensor(st, "big", big);
     wf_fabric_state_add_int(st, "epoch", &epoch);
-    const char *p = tmp("ckpt.safetensors");
+    const char *p = tt_path("ckpt.safetensors");
     ck_assert_int_eq(wf_fabric_save(f, p, st, NULL), 0);
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     srand(seed);
@@ -168,8 +139,8 @@ START_TEST(test_every_byte_flipped_is_refused) {
     wf_fabric_state_add_double(st, "lr", &lr);
     wf_fabric_state_add_module(st, "model", m);
     wf_fabric_state_add_rng(st, "rng");
-    ck_assert_int_eq(wf_fabric_save(f, tmp("good.safetensors"), st, NULL), 0);
-    FILE *fp = fopen(tmp("good.safetensors"), "rb");
+    ck_assert_int_eq(wf_fabric_save(f, tt_path("good.safetensors"), st, NULL), 0);
+    FILE *fp = fopen(tt_path("good.safetensors"), "rb");
     ck_assert_ptr_nonnull(fp);
     unsigned char good[4096];
     size_t n = fread(good, 1, sizeof good, fp);
@@ -191,9 +162,9 @@ START_TEST(test_every_byte_flipped_is_refused) {
     for (size_t pos = 0; pos < n; pos++) {
         memcpy(bad, good, n);
         bad[pos] ^= (unsigned char)(1u << (pos % 8));
-        write_bytes(tmp("flip.safetensors"), bad, n);
+        tt_write_file(tt_path("flip.safetensors"), bad, n);
         wf_clear_error();
-        wf_fabric_state *rest = wf_fabric_load(f, tmp("flip.safetensors"), st, true);
+        wf_fabric_state *rest = wf_fabric_load(f, tt_path("flip.safetensors"), st, true);
         ck_assert_msg(!rest, "byte %zu flipped: the checkpoint still loads", pos);
         ck_assert_msg(wf_error() == WF_ECORRUPT, "byte %zu: %s: %s", pos, wf_error_name(wf_error()), wf_error_message());
         const char *msg = wf_error_message();
@@ -209,7 +180,7 @@ START_TEST(test_every_byte_flipped_is_refused) {
     ck_assert_int_eq(refused_tensor, (3 * 2 + 2) * 4);   /* every F32 data byte names its tensor */
     ck_assert_int_gt(refused_header, 0);
     /* and the intact file restores everything */
-    wf_fabric_state *rest = wf_fabric_load(f, tmp("good.safetensors"), st, true);
+    wf_fabric_state *rest = wf_fabric_load(f, tt_path("good.safetensors"), st, true);
     ck_assert_msg(rest, "%s", wf_error_message());
     ck_assert_int_eq(epoch, 7);
     ck_assert(lr == 0.125);

@@ -20,33 +20,15 @@
 #include "io/atomic_file.h"
 #include "weft/io.h"
 
-static char g_dir[256];
-
-static void setup(void) {
-    const char *base = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/weft_atomic_XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
-    wf_clear_error();
-}
-
+static void setup(void) { tt_dir_make("atomic"); }
 static void teardown(void) {
     wf__atomic_pwrite_fn = pwrite;
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    ck_assert_int_eq(system(cmd), 0);
+    tt_dir_remove();
 }
 
-static const char *fpath(const char *name) {
-    static char p[4][320];
-    static int k;
-    k = (k + 1) & 3;
-    snprintf(p[k], sizeof p[k], "%s/%s", g_dir, name);
-    return p[k];
-}
-
-/* Names in g_dir other than . and .. (up to 8, into names[]); returns how many. */
+/* Names in the scratch directory other than . and .. (up to 8, into names[]); returns how many. */
 static int dir_list(char names[8][64]) {
-    DIR *d = opendir(g_dir);
+    DIR *d = opendir(tt_dir());
     ck_assert_ptr_nonnull(d);
     int n = 0;
     struct dirent *e;
@@ -98,7 +80,7 @@ static double load_v(const char *path) {
 /* ---------------------------------------------------------------- kill -9 */
 
 START_TEST(test_kill_during_saves) {
-    const char *p = fpath("ckpt.safetensors");
+    const char *p = tt_path("ckpt.safetensors");
     ck_assert_int_eq(save_v(p, 0, 1000), 0);
     unsigned seed = (unsigned)time(NULL) ^ (unsigned)getpid();
     srand(seed);
@@ -110,7 +92,7 @@ START_TEST(test_kill_during_saves) {
         if (pid == 0) {
             /* 240 to 480 KB per save, sizes varying so a mix of old and new bytes would show */
             for (int i = 1;; i++)
-                if (save_v(fpath("ckpt.safetensors"), round * 100000 + i, 30000 + (i % 7) * 5000)) _exit(3);
+                if (save_v(tt_path("ckpt.safetensors"), round * 100000 + i, 30000 + (i % 7) * 5000)) _exit(3);
         }
         struct timespec ts = { 0, (long)(rand() % 20000) * 1000 };   /* up to 20 ms */
         nanosleep(&ts, NULL);
@@ -175,7 +157,7 @@ static int fsize_child(const char *p, bool pre_pending) {
 }
 
 START_TEST(test_file_size_limit) {
-    const char *p = fpath("ckpt.safetensors");
+    const char *p = tt_path("ckpt.safetensors");
     for (int pre = 0; pre < 2; pre++) {
         ck_assert_int_eq(save_v(p, 1, 1000), 0);
         pid_t pid = fork();
@@ -236,7 +218,7 @@ static ssize_t no_progress(int fd, const void *p, size_t n, off_t off) {
 }
 
 START_TEST(test_full_disk) {
-    const char *p = fpath("ckpt.safetensors");
+    const char *p = tt_path("ckpt.safetensors");
     ck_assert_int_eq(save_v(p, 1, 500), 0);
     const size_t budgets[] = { 0, 1, 7, 100, 4000, 8007, 79999 };
     for (size_t i = 0; i < sizeof budgets / sizeof budgets[0]; i++) {
@@ -271,7 +253,7 @@ END_TEST
 /* ---------------------------------------------------------------- concurrent and leftover */
 
 START_TEST(test_locked_and_leftover_temporary) {
-    const char *p = fpath("ckpt.safetensors");
+    const char *p = tt_path("ckpt.safetensors");
     char tmp[400];
     snprintf(tmp, sizeof tmp, "%s.tmp", p);
     ck_assert_int_eq(save_v(p, 1, 10), 0);
@@ -301,7 +283,7 @@ START_TEST(test_locked_and_leftover_temporary) {
     /* errors: an empty path, a missing directory (named) */
     ck_assert_int_eq(save_v("", 1, 1), WF_EINVAL);
     wf_clear_error();
-    ck_assert_int_eq(save_v(fpath("no/such/dir.safetensors"), 1, 1), WF_EIO);
+    ck_assert_int_eq(save_v(tt_path("no/such/dir.safetensors"), 1, 1), WF_EIO);
     ck_assert_error(WF_EIO, "no/such/dir.safetensors");
 }
 END_TEST

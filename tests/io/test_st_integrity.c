@@ -10,51 +10,8 @@
 
 #include "weft/io.h"
 
-static char g_dir[256];
-
-static void setup(void) {
-    const char *base = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/weft_sti_XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
-    wf_clear_error();
-}
-
-static void teardown(void) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
-
-static const char *fpath(const char *name) {
-    static char p[4][320];
-    static int k;
-    k = (k + 1) & 3;
-    snprintf(p[k], sizeof p[k], "%s/%s", g_dir, name);
-    return p[k];
-}
-
-static void write_bytes(const char *path, const void *p, size_t n) {
-    /* a new file rather than a truncated one: ext4 flushes a file truncated by O_TRUNC when
-     * it is closed (auto_da_alloc), which made thousands of rewrites slow */
-    unlink(path);
-    FILE *f = fopen(path, "wb");
-    ck_assert_ptr_nonnull(f);
-    ck_assert_int_eq(fwrite(p, 1, n, f), n);
-    ck_assert_int_eq(fclose(f), 0);
-}
-
-static unsigned char *read_all(const char *path, size_t *n) {
-    FILE *f = fopen(path, "rb");
-    ck_assert_ptr_nonnull(f);
-    fseek(f, 0, SEEK_END);
-    long sz = ftell(f);
-    fseek(f, 0, SEEK_SET);
-    unsigned char *b = malloc((size_t)sz + 1);
-    ck_assert_int_eq(fread(b, 1, (size_t)sz, f), (size_t)sz);
-    fclose(f);
-    *n = (size_t)sz;
-    return b;
-}
+static void setup(void) { tt_dir_make("sti"); }
+static void teardown(void) { tt_dir_remove(); }
 
 /* A small weft file: an F32 "a" [5], an I64 "b" [3], metadata epoch/seed/lr. */
 static void write_small(const char *path) {
@@ -95,21 +52,21 @@ static bool names_tensor_or_header(const char *msg) {
 }
 
 START_TEST(test_every_bit_flipped_is_refused) {
-    const char *p = fpath("small.safetensors");
+    const char *p = tt_path("small.safetensors");
     write_small(p);
     bool sealed = false;
     ck_assert_int_eq(open_all(p, &sealed), 0);
     ck_assert(sealed);
     size_t n;
-    unsigned char *good = read_all(p, &n);
+    unsigned char *good = tt_read_file(p, &n);
     unsigned char *bad = malloc(n);
     int at_header = 0, at_tensor = 0;
     for (size_t pos = 0; pos < n; pos++)
         for (int bit = 0; bit < 8; bit++) {
             memcpy(bad, good, n);
             bad[pos] ^= (unsigned char)(1u << bit);
-            write_bytes(fpath("flip"), bad, n);
-            int rc = open_all(fpath("flip"), NULL);
+            tt_write_file(tt_path("flip"), bad, n);
+            int rc = open_all(tt_path("flip"), NULL);
             ck_assert_msg(rc != 0, "byte %zu bit %d flipped: the file still loads", pos, bit);
             ck_assert_msg(rc == WF_ECORRUPT, "byte %zu bit %d: %s: %s", pos, bit, wf_error_name(rc), wf_error_message());
             const char *msg = wf_error_message();
@@ -159,7 +116,7 @@ static void write_resealed(const char *path, const char *header, const unsigned 
         snprintf(hex, sizeof hex, "%08x", (unsigned)wf_crc32(0, b, 8 + hl + pad));
         memcpy(d, hex, 8);
     }
-    write_bytes(path, b, 8 + hl + pad + dn);
+    tt_write_file(path, b, 8 + hl + pad + dn);
     free(b);
 }
 
@@ -187,19 +144,19 @@ static void value_of(const char *header, const char *key, char out[9]) {
 }
 
 static void expect_refused(const char *header, const unsigned char *data, size_t dn, int code, const char *text) {
-    write_resealed(fpath("edit"), header, data, dn);
-    int rc = open_all(fpath("edit"), NULL);
+    write_resealed(tt_path("edit"), header, data, dn);
+    int rc = open_all(tt_path("edit"), NULL);
     ck_assert_msg(rc == code, "expected %s for '%s', got %s: %s", wf_error_name(code), text, wf_error_name(rc),
                   wf_error_message());
     ck_assert_msg(strstr(wf_error_message(), text), "message '%s' does not say '%s'", wf_error_message(), text);
-    ck_assert_msg(strstr(wf_error_message(), fpath("edit")), "message '%s' does not name the file", wf_error_message());
+    ck_assert_msg(strstr(wf_error_message(), tt_path("edit")), "message '%s' does not name the file", wf_error_message());
     wf_clear_error();
 }
 
 START_TEST(test_altered_checks_are_refused) {
-    write_small(fpath("small"));
+    write_small(tt_path("small"));
     size_t n, dn;
-    unsigned char *file = read_all(fpath("small"), &n), *data;
+    unsigned char *file = tt_read_file(tt_path("small"), &n), *data;
     char *h = split(file, n, &data, &dn);
     char ca[9], cb[9], hc[9];
     value_of(h, "crc32/a", ca);
@@ -207,8 +164,8 @@ START_TEST(test_altered_checks_are_refused) {
     value_of(h, "weft/header_crc32", hc);
 
     /* resealing unchanged gives back a loadable file: the test's checksum is the format's */
-    write_resealed(fpath("same"), h, data, dn);
-    ck_assert_int_eq(open_all(fpath("same"), NULL), 0);
+    write_resealed(tt_path("same"), h, data, dn);
+    ck_assert_int_eq(open_all(tt_path("same"), NULL), 0);
 
     char *e;
     /* a flipped character in a crc key: the tensor loses its check */
@@ -258,9 +215,9 @@ START_TEST(test_altered_checks_are_refused) {
         for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)hl >> (8 * i));
         memcpy(b + 8, e, hl);
         memcpy(b + 8 + hl, data, dn);
-        write_bytes(fpath("edit"), b, 8 + hl + dn);
+        tt_write_file(tt_path("edit"), b, 8 + hl + dn);
         free(b);
-        ck_assert_int_eq(open_all(fpath("edit"), NULL), WF_ECORRUPT);
+        ck_assert_int_eq(open_all(tt_path("edit"), NULL), WF_ECORRUPT);
         ck_assert_error(WF_ECORRUPT, "the header: CRC32 mismatch");
     }
     free(e);
@@ -292,9 +249,9 @@ START_TEST(test_altered_checks_are_refused) {
      * one of the previous format, its tensors still checked */
     snprintf(ent, sizeof ent, "\"weft/safetensors\":\"2\",\"weft/header_crc32\":\"%s\"", hc);
     e = replace(h, ent, "\"k\":\"v\"");
-    write_resealed(fpath("old"), e, data, dn);
+    write_resealed(tt_path("old"), e, data, dn);
     bool sealed = true;
-    ck_assert_int_eq(open_all(fpath("old"), &sealed), 0);
+    ck_assert_int_eq(open_all(tt_path("old"), &sealed), 0);
     ck_assert(!sealed);
     free(e);
     free(h);
@@ -313,9 +270,9 @@ START_TEST(test_other_writers_and_previous_format) {
     for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)hl >> (8 * i));
     memcpy(b + 8, hdr, hl);
     memcpy(b + 8 + hl, data, sizeof data);
-    write_bytes(fpath("other"), b, 8 + hl + sizeof data);
+    tt_write_file(tt_path("other"), b, 8 + hl + sizeof data);
     bool sealed = true;
-    ck_assert_int_eq(open_all(fpath("other"), &sealed), 0);
+    ck_assert_int_eq(open_all(tt_path("other"), &sealed), 0);
     ck_assert(!sealed);
     /* weft's previous format: crc32/ entries only, verified */
     char h2[256];
@@ -326,12 +283,12 @@ START_TEST(test_other_writers_and_previous_format) {
     for (int i = 0; i < 8; i++) b[i] = (unsigned char)((uint64_t)hl >> (8 * i));
     memcpy(b + 8, h2, hl);
     memcpy(b + 8 + hl, v, 8);
-    write_bytes(fpath("prev"), b, 8 + hl + 8);
-    ck_assert_int_eq(open_all(fpath("prev"), &sealed), 0);
+    tt_write_file(tt_path("prev"), b, 8 + hl + 8);
+    ck_assert_int_eq(open_all(tt_path("prev"), &sealed), 0);
     ck_assert(!sealed);
     b[8 + hl] ^= 1;
-    write_bytes(fpath("prev"), b, 8 + hl + 8);
-    ck_assert_int_eq(open_all(fpath("prev"), NULL), WF_ECORRUPT);
+    tt_write_file(tt_path("prev"), b, 8 + hl + 8);
+    ck_assert_int_eq(open_all(tt_path("prev"), NULL), WF_ECORRUPT);
     ck_assert_error(WF_ECORRUPT, "tensor 'x': CRC32 mismatch");
     /* the integrity keys are reserved to the writer */
     wf_st_writer *w = wf_st_writer_new();
@@ -344,8 +301,8 @@ START_TEST(test_other_writers_and_previous_format) {
     ck_assert_int_eq(wf_st_writer_set_metadata(w, "note", "\"weft/header_crc32\":\"00000000\""), 0);
     wf_tensor *t = wf_ones(WF_SHAPE(2), WF_F32);
     ck_assert_int_eq(wf_st_writer_add(w, "\"weft/header_crc32\":\"", t), 0);
-    ck_assert_int_eq(wf_st_writer_save(w, fpath("quoted")), 0);
-    ck_assert_msg(open_all(fpath("quoted"), &sealed) == 0, "%s", wf_error_message());
+    ck_assert_int_eq(wf_st_writer_save(w, tt_path("quoted")), 0);
+    ck_assert_msg(open_all(tt_path("quoted"), &sealed) == 0, "%s", wf_error_message());
     ck_assert(sealed);
     wf_tensor_free(t);
     wf_st_writer_free(w);

@@ -17,12 +17,8 @@
 
 enum { N = 37, H = 5, W = 3 };   /* small, odd sizes: batches end short */
 static uint8_t g_pix[N * H * W];
-static char g_dir[256];
-
 static void setup(void) {
-    const char *base = getenv("TMPDIR");
-    snprintf(g_dir, sizeof g_dir, "%s/weft_u8ds_XXXXXX", base && *base ? base : "/tmp");
-    ck_assert_ptr_nonnull(mkdtemp(g_dir));
+    tt_dir_make("u8ds");
     /* every byte value appears, extremes included */
     for (int i = 0; i < N * H * W; i++) g_pix[i] = (uint8_t)(i * 97 + (i >> 3));
     g_pix[0] = 0;
@@ -30,11 +26,7 @@ static void setup(void) {
     wf_clear_error();
 }
 
-static void teardown(void) {
-    char cmd[600];
-    snprintf(cmd, sizeof cmd, "rm -rf '%s'", g_dir);
-    ck_assert_int_eq(system(cmd), 0);
-}
+static void teardown(void) { tt_dir_remove(); }
 
 /* The old wf_fashion_mnist path: all of it to f32, / 255, then (x - mean) / std. */
 static wf_tensor *old_path(wf_tensor *u8, double mean, double std) {
@@ -194,7 +186,7 @@ END_TEST
 #ifdef WEFT_HAVE_ZLIB
 static void write_gz(const char *name, int type, int ndim, const uint32_t *dims, const void *data, size_t n) {
     char path[400];
-    snprintf(path, sizeof path, "%s/%s", g_dir, name);
+    snprintf(path, sizeof path, "%s/%s", tt_dir(), name);
     gzFile g = gzopen(path, "wb");
     ck_assert_ptr_nonnull(g);
     unsigned char hdr[4 + 4 * 8] = { 0, 0, (unsigned char)type, (unsigned char)ndim };
@@ -221,11 +213,11 @@ START_TEST(test_fashion_mnist_files_match_old_path) {
     for (int norm = 0; norm < 2; norm++) {
         double mean = norm ? 0.2860 : 0, std = norm ? 0.3530 : 0;
         wf_dataset ds;
-        ck_assert_int_eq(wf_fashion_mnist(g_dir, true, mean, std, &ds), 0);
+        ck_assert_int_eq(wf_fashion_mnist(tt_dir(), true, mean, std, &ds), 0);
         ck_assert_int_eq(ds.len(ds.ud), N);
         WF_SCOPE {
             char p[400];
-            snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", g_dir);
+            snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", tt_dir());
             wf_tensor *ref = wf_reshape(old_path(wf_idx_load(p), mean, std), WF_SHAPE(N, 1, H, W));
             int64_t all[N];
             for (int i = 0; i < N; i++) all[i] = N - 1 - i;
@@ -243,7 +235,7 @@ START_TEST(test_fashion_mnist_files_match_old_path) {
         wf_dataset_free(&ds);
     }
     wf_dataset ds;
-    ck_assert_int_eq(wf_fashion_mnist(g_dir, false, 0, 0, &ds), 0);
+    ck_assert_int_eq(wf_fashion_mnist(tt_dir(), false, 0, 0, &ds), 0);
     ck_assert_int_eq(ds.len(ds.ud), 4);
     wf_dataset_free(&ds);
 }
@@ -254,21 +246,21 @@ START_TEST(test_fashion_mnist_bad_files) {
     char p[400];
     /* mismatched counts */
     write_split("train", N, N - 2);
-    ck_assert_int_eq(wf_fashion_mnist(g_dir, true, 0, 0, &ds), WF_ECORRUPT);
+    ck_assert_int_eq(wf_fashion_mnist(tt_dir(), true, 0, 0, &ds), WF_ECORRUPT);
     ck_assert_msg(strstr(wf_error_message(), "train-labels-idx1-ubyte.gz"), "%s", wf_error_message());
     ck_assert_error(WF_ECORRUPT, "do not hold N images of HxW bytes and N labels");
     /* wrong magic in the images */
     write_split("train", N, N);
-    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", g_dir);
+    snprintf(p, sizeof p, "%s/train-images-idx3-ubyte.gz", tt_dir());
     gzFile g = gzopen(p, "wb");
     ck_assert_int_eq(gzwrite(g, "\x01\x02\x08\x03", 4), 4);
     gzclose(g);
-    ck_assert_int_eq(wf_fashion_mnist(g_dir, true, 0, 0, &ds), WF_ECORRUPT);
+    ck_assert_int_eq(wf_fashion_mnist(tt_dir(), true, 0, 0, &ds), WF_ECORRUPT);
     ck_assert_msg(strstr(wf_error_message(), p), "%s", wf_error_message());
     ck_assert_error(WF_ECORRUPT, "bad magic 0x01020803");
     /* images of the wrong rank (labels as images) */
     write_gz("train-images-idx3-ubyte.gz", 0x08, 1, (const uint32_t[]){ N }, g_pix, N);
-    ck_assert_int_eq(wf_fashion_mnist(g_dir, true, 0, 0, &ds), WF_ECORRUPT);
+    ck_assert_int_eq(wf_fashion_mnist(tt_dir(), true, 0, 0, &ds), WF_ECORRUPT);
     ck_assert_error(WF_ECORRUPT, "do not hold N images");
     /* the gzip file cut short: its data ends early */
     write_split("train", N, N);
@@ -281,23 +273,23 @@ START_TEST(test_fashion_mnist_bad_files) {
     f = fopen(p, "wb");
     ck_assert_int_eq(fwrite(buf, 1, n / 2, f), n / 2);
     fclose(f);
-    ck_assert_int_eq(wf_fashion_mnist(g_dir, true, 0, 0, &ds), WF_ECORRUPT);
+    ck_assert_int_eq(wf_fashion_mnist(tt_dir(), true, 0, 0, &ds), WF_ECORRUPT);
     ck_assert_msg(strstr(wf_error_message(), p), "message '%s' does not name the file", wf_error_message());
     /* a stream whose data ends before its dims say: how much there was */
     write_gz("train-images-idx3-ubyte.gz", 0x08, 3, (const uint32_t[]){ N, H, W }, g_pix, 100);
-    ck_assert_int_eq(wf_fashion_mnist(g_dir, true, 0, 0, &ds), WF_ECORRUPT);
+    ck_assert_int_eq(wf_fashion_mnist(tt_dir(), true, 0, 0, &ds), WF_ECORRUPT);
     ck_assert_error(WF_ECORRUPT, "need 555 bytes, the stream has 100");
     /* trailing bytes after the data */
     write_gz("train-images-idx3-ubyte.gz", 0x08, 3, (const uint32_t[]){ N - 1, H, W }, g_pix, N * H * W);
-    ck_assert_int_eq(wf_fashion_mnist(g_dir, true, 0, 0, &ds), WF_ECORRUPT);
+    ck_assert_int_eq(wf_fashion_mnist(tt_dir(), true, 0, 0, &ds), WF_ECORRUPT);
     ck_assert_error(WF_ECORRUPT, "trailing bytes");
     /* no images, yet bytes after the header: still checked */
     write_gz("train-images-idx3-ubyte.gz", 0x08, 3, (const uint32_t[]){ 0, H, W }, g_pix, 3);
-    ck_assert_int_eq(wf_fashion_mnist(g_dir, true, 0, 0, &ds), WF_ECORRUPT);
+    ck_assert_int_eq(wf_fashion_mnist(tt_dir(), true, 0, 0, &ds), WF_ECORRUPT);
     ck_assert_error(WF_ECORRUPT, "trailing bytes after the 0 data bytes");
     /* a missing file */
     remove(p);
-    ck_assert_int_eq(wf_fashion_mnist(g_dir, true, 0, 0, &ds), WF_EIO);
+    ck_assert_int_eq(wf_fashion_mnist(tt_dir(), true, 0, 0, &ds), WF_EIO);
     ck_assert_error(WF_EIO, "train-images-idx3-ubyte.gz");
 }
 END_TEST
