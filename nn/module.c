@@ -358,9 +358,9 @@ wf_module *wf_module_child_at(const wf_module *m, int i, const char **name) {
 
 /* ================================================================ forward and hooks */
 
-static wf_tensor *wf_module_forward__body(wf_module *m, wf_tensor *x) {
-    if (wf__any_null("wf_module_forward", 2, m, x)) return NULL;
-    if (!valid("wf_module_forward", m)) return NULL;
+/* Hooks and forward, without activation checkpointing (nn/checkpoint.c runs this inside
+ * its segment). */
+wf_tensor *wf__module_forward_plain(wf_module *m, wf_tensor *x) {
     if (!m->vt->forward) {
         wf__error(WF_ENOTSUP, "wf_module_forward: %s has no forward function", wf_module_type(m));
         return NULL;
@@ -390,6 +390,13 @@ static wf_tensor *wf_module_forward__body(wf_module *m, wf_tensor *x) {
         }
     }
     return out;
+}
+
+static wf_tensor *wf_module_forward__body(wf_module *m, wf_tensor *x) {
+    if (wf__any_null("wf_module_forward", 2, m, x)) return NULL;
+    if (!valid("wf_module_forward", m)) return NULL;
+    if (m->activation_checkpointing && wf_is_grad_enabled()) return wf_checkpoint_module(m, x);
+    return wf__module_forward_plain(m, x);
 }
 
 wf_tensor *wf_module_forward(wf_module *m, wf_tensor *x) {

@@ -19,6 +19,8 @@ int wf__buffer(wf_module *m, const char *name, wf_tensor *t);
 wf_tensor *wf__scalar_like(const wf_tensor *t, double v);
 /* An alias of x (new handle, gradient flows through). */
 wf_tensor *wf__alias(wf_tensor *x);
+/* wf_module_forward's pre hooks, forward and post hooks, never checkpointed (m valid). */
+wf_tensor *wf__module_forward_plain(wf_module *m, wf_tensor *x);
 /* torch.finfo(dt).eps */
 double wf__dtype_eps(wf_dtype dt);
 

@@ -161,3 +161,23 @@ int wf__autocast_suspend(int device_type) {
 }
 void wf__autocast_resume(void) { wf_autocast_end(); }
 
+void wf__autocast_capture(wf__autocast_state *s) {
+    for (int d = 0; d < 2; d++) {
+        const ac_region *r = region_for(d);
+        s->on[d] = r && r->enabled;
+        s->low[d] = r ? r->low : WF_DTYPE_DEFAULT;
+    }
+}
+
+int wf__autocast_enter(const wf__autocast_state *s) {
+    int rc = wf_autocast_begin_ex(WF_DEV_CPU, s->low[0], s->on[0]);
+    if (rc) return rc;
+    if ((rc = wf_autocast_begin_ex(WF_DEV_CUDA, s->low[1], s->on[1]))) wf_autocast_end();
+    return rc;
+}
+
+void wf__autocast_leave(void) {
+    wf_autocast_end();
+    wf_autocast_end();
+}
+

@@ -433,5 +433,13 @@ wf_tensor *wf__autocast_arg(wf_tensor *t, int op_class);
  * disabled region). Returns 0 or a code. */
 int wf__autocast_suspend(int device_type);
 void wf__autocast_resume(void);
+/* Autocast as it stands on this thread for both device types, so that activation
+ * checkpointing recomputes a forward under the policy the forward ran with. enter opens
+ * one region per device type (matching s, enabled or not; 0 or a code, nothing left open
+ * on failure); leave closes them. */
+typedef struct wf__autocast_state { bool on[2]; wf_dtype low[2]; } wf__autocast_state;
+void wf__autocast_capture(wf__autocast_state *s);
+int wf__autocast_enter(const wf__autocast_state *s);
+void wf__autocast_leave(void);
 
 #endif

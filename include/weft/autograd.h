@@ -68,6 +68,18 @@ typedef wf_tensor *(*wf_gradcheck_fn)(wf_tensor *const *inputs, int n, void *ud)
 int wf_gradcheck(wf_gradcheck_fn fn, wf_tensor *const *inputs, int n, void *ud,
                  double eps, double atol, double rtol);
 
+/* Activation checkpointing (torch.utils.checkpoint): y = fn(inputs) computed without keeping
+ * the graph inside fn. Backward runs fn again, with grad on, under the RNG state and autocast
+ * policy the forward had (dropout draws the same mask), and backpropagates through it: the
+ * memory of the inputs instead of every activation, for one more forward.
+ * fn must compute the same thing each time, and every tensor it needs a gradient for must be
+ * among the inputs (a module's parameters: wf_checkpoint_module in nn.h); one that is not is
+ * an error at backward time (WF_EAUTOGRAD naming its shape), never a silent missing gradient.
+ * Without grad mode, or when no input requires grad, it is fn(inputs). Returns a result in the
+ * caller's scope, or NULL + error. */
+typedef wf_tensor *(*wf_checkpoint_fn)(wf_tensor *const *inputs, int n, void *ud);
+wf_tensor *wf_checkpoint(wf_checkpoint_fn fn, wf_tensor *const *inputs, int n, void *ud);
+
 #ifdef __cplusplus
 }
 #endif

@@ -111,6 +111,7 @@ struct wf_module {
     int n_hooks, cap_hooks, next_hook_id;
     char **name_cache;      /* dotted names returned by wf_module_parameters/_buffers */
     int n_name_cache;
+    bool activation_checkpointing;  /* wf_module_set_activation_checkpointing */
 };
 
 /* Allocate a zeroed struct of size bytes (>= sizeof(wf_module)) whose first member is a
@@ -159,6 +160,18 @@ wf_module *wf_module_child_at(const wf_module *m, int i, const char **name);
 /* Run the module: pre hooks, vt->forward, post hooks. Returns the output (a result in the
  * caller's scope) or NULL on error. */
 wf_tensor *wf_module_forward(wf_module *m, wf_tensor *x);
+
+/* Activation checkpointing (torch.utils.checkpoint around m's call): m's output without
+ * keeping the activations inside m; backward runs m's forward (and its hooks) again. m's
+ * parameters get their gradients as usual, once per backward. m must outlive the backward
+ * and compute the same thing again (dropout draws the same mask: the RNG state is replayed).
+ * See wf_checkpoint in autograd.h. A result in the caller's scope, or NULL + error. */
+wf_tensor *wf_checkpoint_module(wf_module *m, wf_tensor *x);
+/* Make every wf_module_forward of m checkpointed while grad mode is on (what Fabric's
+ * activation_checkpointing_policy does to the module types it names). Containers without a
+ * forward of their own: WF_ENOTSUP. Returns 0 or a code. */
+int wf_module_set_activation_checkpointing(wf_module *m, bool on);
+bool wf_module_activation_checkpointing(const wf_module *m);
 
 /* Hooks; the returned handle (>= 0) removes the hook with wf_module_remove_hook. */
 int wf_module_register_forward_pre_hook(wf_module *m, wf_forward_pre_hook fn, void *ud);

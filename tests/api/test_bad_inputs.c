@@ -530,6 +530,10 @@ START_TEST(test_autograd_cuda) {
     BAD_I(wf_gradcheck, WF_EINVAL, "", wf_gradcheck(gc_fn, in, -1, NULL, 1e-6, 1e-5, 1e-3));
     BAD_I(wf_gradcheck, WF_EDTYPE, "", wf_gradcheck(gc_fn, in, 1, NULL, 1e-6, 1e-5, 1e-3));   /* f32 leaf */
     BAD_I(wf_gradcheck, WF_EINVAL, "eps", wf_gradcheck(gc_fn, in, 1, NULL, NAN, 1e-5, 1e-3));
+    BAD_T(wf_checkpoint, WF_ENULL, "NULL", wf_checkpoint(NULL, in, 1, NULL));
+    BAD_T(wf_checkpoint, WF_ENULL, "input 0", wf_checkpoint(gc_fn, (wf_tensor *[]){ NULL }, 1, NULL));
+    BAD_T(wf_checkpoint, WF_EINVAL, "inputs", wf_checkpoint(gc_fn, in, -1, NULL));
+    BAD_T(wf_checkpoint, WF_EINVAL, "inputs", wf_checkpoint(gc_fn, NULL, 2, NULL));
     wf_memory_stats st;
     if (wf_cuda_device_count() == 0) {   /* this suite hides any GPU */
         BAD_I(wf_cuda_memory_stats, WF_EDEVICE, "cuda:0", wf_cuda_memory_stats(0, &st));
@@ -807,6 +811,10 @@ START_TEST(test_nn_modules) {
     BAD_T(wf_module_child_at, WF_ENULL, "", wf_module_child_at(NULL, 0, NULL));
     BAD_T(wf_module_forward, WF_ENULL, "", wf_module_forward(NULL, x));
     BAD_T(wf_module_forward, WF_ESHAPE, "", wf_module_forward(lin, wf_ones(WF_SHAPE(2, 7), WF_F32)));
+    BAD_T(wf_checkpoint_module, WF_ENULL, "", wf_checkpoint_module(NULL, x));
+    BAD_T(wf_checkpoint_module, WF_ENULL, "", wf_checkpoint_module(lin, NULL));
+    BAD_I(wf_module_set_activation_checkpointing, WF_ENULL, "", wf_module_set_activation_checkpointing(NULL, true));
+    SAFE(wf_module_activation_checkpointing, !wf_module_activation_checkpointing(NULL));
     BAD_I(wf_module_register_forward_pre_hook, WF_ENULL, "", wf_module_register_forward_pre_hook(NULL, pre_hook, NULL));
     BAD_I(wf_module_register_forward_pre_hook, WF_ENULL, "", wf_module_register_forward_pre_hook(lin, NULL, NULL));
     BAD_I(wf_module_register_forward_hook, WF_ENULL, "", wf_module_register_forward_hook(lin, NULL, NULL));
