@@ -3,6 +3,8 @@
 # train steps (batch 64, Adam) with no thread variables set, on 2 cores (taskset) and on all
 # cores, for each way of running weft's GEMMs, beside one thread and PyTorch, in one command:
 #   - "team": the default, BLAS single-threaded inside weft's OpenMP team (tensor/cpu/threads.c);
+#   - "whole team every region": WF_PAR_GRAIN_SCALE=0.0001, every region wakes every thread
+#     (before regions took one thread per grain of work, tensor/cpu/threads.c);
 #   - "blas threads": WF_GEMM_THREADING=blas, OpenBLAS's own pool beside the team (before);
 #   - the same with OMP_WAIT_POLICY=passive, and with OpenBLAS's OpenMP build (one runtime),
 #     when OPENBLAS_OPENMP names a folder holding that build's libopenblas.so.0.
@@ -24,6 +26,7 @@ for c in ${CORES:-0,1 all}; do
       }
       run "weft, team (default)"
       run "weft, 1 thread" OMP_NUM_THREADS=1
+      run "weft, whole team every region" WF_PAR_GRAIN_SCALE=0.0001
       run "weft, blas threads" WF_GEMM_THREADING=blas
       run "weft, blas threads, passive wait" WF_GEMM_THREADING=blas OMP_WAIT_POLICY=passive
       [ -n "${OPENBLAS_OPENMP:-}" ] && run "weft, blas threads, openblas-openmp" WF_GEMM_THREADING=blas \

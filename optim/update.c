@@ -184,8 +184,9 @@ void wf__optim_flush(wf_optim_batch *b) {
         total += b->jobs[j].n;
     }
     int64_t nchunks = first[b->n];
+    int nt = total > 65536 ? wf__par_threads(total, 32768) : 1;
 #ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (total > 65536)
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
 #endif
     for (int64_t c = 0; c < nchunks; c++) {
         int j = 0;

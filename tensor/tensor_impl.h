@@ -420,6 +420,10 @@ wf_tensor *wf__layer_norm_fused(wf_tensor *x, int nd, wf_tensor *weight, wf_tens
 wf_tensor *wf__cross_entropy_fused(wf_tensor *input, wf_tensor *target, int64_t ignore_index, int reduction,
                                    bool *handled);
 
+/* Threads for a parallel region over `work` units, one per `grain` units, at most the
+ * team's size; 1 inside a parallel region (tensor/cpu/threads.c). */
+int wf__par_threads(int64_t work, int64_t grain);
+
 /* ---------------------------------------------------------------- autocast (tensor/autocast.c)
  * Op front-ends call wf__autocast_arg on their floating inputs first thing: inside an
  * autocast region for the tensor's device it returns the tensor cast for the op's class

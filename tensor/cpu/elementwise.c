@@ -30,8 +30,9 @@ static void run(int nops, wf_tensor *const *ops, wf_iter_fn fn, void *ctx) {
         base[k] = wf__host_ptr(ops[k]);
     }
     int64_t nchunks = (n + chunk - 1) / chunk;
+    int nt = wf__par_threads(n, par_min);
 #ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
 #endif
     for (int64_t c = 0; c < nchunks; c++) {
         char *p[4];

@@ -113,8 +113,9 @@ int wf__cpu_reduce(wf_reduce_op op, wf_tensor *y, const wf_tensor *x, uint32_t m
     if (inner && wf_numel(x) >= 65536) {
         char *yb = wf__host_ptr(y), *xb = wf__host_ptr(x);
         int64_t ys = (int64_t)wf_dtype_size(y->dtype), xs = (int64_t)wf_dtype_size(x->dtype);
+        int nt = wf__par_threads(wf_numel(x), 32768);
 #ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static)
+#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
 #endif
         for (int64_t r = 0; r < rows; r++) {
             char *ptrs[2] = { yb + r * ys, xb + r * cols * xs };

@@ -29,12 +29,16 @@ static bool blas_own_threads;
 /* A thread joins a GEMM for every this many multiply-adds (a smaller product runs on fewer
  * threads: splitting it further costs more in packing and waking than it saves). */
 static double macs_per_thread = 1 << 18;
+/* A/B runs: WF_PAR_GRAIN_SCALE scales the grain of wf__par_threads */
+static double grain_scale = 1;
 
 static void init_once(void) {
     const char *e = getenv("WF_GEMM_THREADING");
     blas_own_threads = e && !strcmp(e, "blas");
     const char *m = getenv("WF_GEMM_MACS_PER_THREAD");   /* A/B runs */
     if (m && atof(m) >= 1) macs_per_thread = atof(m);
+    const char *g = getenv("WF_PAR_GRAIN_SCALE");        /* A/B runs: 0.001 = every thread */
+    if (g && atof(g) > 0) grain_scale = atof(g);
 #ifdef WEFT_HAVE_OPENBLAS
     if (!blas_own_threads) openblas_set_num_threads(1);
 #endif
@@ -48,6 +52,22 @@ int wf__gemm_threads(double macs) {
     if (!omp_in_parallel()) nt = omp_get_max_threads();
 #endif
     double cap = macs / macs_per_thread;
+    if (cap < nt) nt = cap < 1 ? 1 : (int)cap;
+    return nt;
+}
+
+/* A parallel region wakes every thread of the team and waits for the last one, so its cost
+ * grows with the team: on the 16-core host a 16-thread region for a 200K-element Adam step
+ * cost 0.31 ms against 0.07 ms on 6 threads (bench/NOTES.md, "threads on 16 cores"), and
+ * one thread preempted by anything else on the machine stalls the whole region. So a region
+ * takes one thread per `grain` units of work, up to the team's size. */
+int wf__par_threads(int64_t work, int64_t grain) {
+    pthread_once(&once, init_once);
+    int nt = 1;
+#ifdef WEFT_HAVE_OPENMP
+    if (!omp_in_parallel()) nt = omp_get_max_threads();
+#endif
+    double cap = (double)work / ((double)grain * grain_scale);
     if (cap < nt) nt = cap < 1 ? 1 : (int)cap;
     return nt;
 }
