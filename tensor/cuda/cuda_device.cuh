@@ -1,6 +1,7 @@
 /* tensor/cuda/cuda_device.cuh: the per-device state that cuda_device.cu creates and the
- * files beside it use (cuda_gemm.cu: the cuBLAS/cuBLASLt handles and plan cache). CUDA C++ only;
- * kernels need only cuda_common.cuh. */
+ * files beside it use (cuda_memory.cu: the allocator's free lists and staging buffers;
+ * cuda_gemm.cu: the cuBLAS/cuBLASLt handles and plan cache). CUDA C++ only; kernels need only
+ * cuda_common.cuh. */
 #ifndef WEFT_CUDA_DEVICE_CUH
 #define WEFT_CUDA_DEVICE_CUH
 #include "cuda_common.cuh"
@@ -38,5 +39,8 @@ typedef struct dev_state {
 
 /* indexed by CUDA device; an entry is set up by wfc_begin on first use (ready) */
 extern dev_state wfc_dev[MAX_DEVICES];
+
+/* 0, or WF_EDEVICE (recorded, naming `what`) when dev is not a CUDA device of this machine */
+int wfc_check_index(int dev, const char *what);
 
 #endif
