@@ -67,10 +67,10 @@ wf_tensor *wf_mha_forward(wf_module *m, wf_tensor *q, wf_tensor *k, wf_tensor *v
     mha *a = (mha *)m;
     char d[200], b1[96], b2[96], b3[96];
     int64_t E = a->E, H = a->H, hd = E / H;
-    bool unbatched = q->ndim == 2;
+    bool unbatched = wf_ndim(q) == 2;
     int want = unbatched ? 2 : 3;
-    if ((q->ndim != 2 && q->ndim != 3) || k->ndim != want || v->ndim != want || q->shape[want - 1] != E ||
-        k->shape[want - 1] != E || v->shape[want - 1] != E) {
+    if ((wf_ndim(q) != 2 && wf_ndim(q) != 3) || wf_ndim(k) != want || wf_ndim(v) != want || wf_shape(q)[want - 1] != E ||
+        wf_shape(k)[want - 1] != E || wf_shape(v)[want - 1] != E) {
         wf__error(WF_ESHAPE, "%s: query %s, key %s and value %s must all be [L, N, %lld] (or [N, L, %lld] with batch_first, "
                   "or unbatched [L, %lld])", wf__module_desc(m, d, sizeof d), wf_shape_str(q, b1, sizeof b1),
                   wf_shape_str(k, b2, sizeof b2), wf_shape_str(v, b3, sizeof b3), (long long)E, (long long)E, (long long)E);
@@ -82,8 +82,8 @@ wf_tensor *wf_mha_forward(wf_module *m, wf_tensor *q, wf_tensor *k, wf_tensor *v
     else if (!a->o.batch_first) { qb = wf_transpose(q, 0, 1); kb = wf_transpose(k, 0, 1); vb = wf_transpose(v, 0, 1); }
     wf_tensor *y = NULL;
     if (!qb || !kb || !vb) goto done;
-    int64_t N = qb->shape[0], L = qb->shape[1], S = kb->shape[1];
-    if (kb->shape[0] != N || vb->shape[0] != N || vb->shape[1] != S) {
+    int64_t N = wf_shape(qb)[0], L = wf_shape(qb)[1], S = wf_shape(kb)[1];
+    if (wf_shape(kb)[0] != N || wf_shape(vb)[0] != N || wf_shape(vb)[1] != S) {
         wf__error(WF_ESHAPE, "%s: query %s, key %s and value %s disagree on batch or source length",
                   wf__module_desc(m, d, sizeof d), wf_shape_str(q, b1, sizeof b1), wf_shape_str(k, b2, sizeof b2),
                   wf_shape_str(v, b3, sizeof b3));
@@ -98,19 +98,19 @@ wf_tensor *wf_mha_forward(wf_module *m, wf_tensor *q, wf_tensor *k, wf_tensor *v
     }
     wf_tensor *mask = attn_mask;
     if (mask) {
-        bool ok = (mask->ndim == 2 && mask->shape[0] == L && mask->shape[1] == S) ||
-                  (mask->ndim == 3 && mask->shape[0] == N * H && mask->shape[1] == L && mask->shape[2] == S);
+        bool ok = (wf_ndim(mask) == 2 && wf_shape(mask)[0] == L && wf_shape(mask)[1] == S) ||
+                  (wf_ndim(mask) == 3 && wf_shape(mask)[0] == N * H && wf_shape(mask)[1] == L && wf_shape(mask)[2] == S);
         if (!ok) {
             wf__error(WF_ESHAPE, "%s: attn_mask of shape %s should be [%lld, %lld] or [%lld, %lld, %lld]",
                       wf__module_desc(m, d, sizeof d), wf_shape_str(mask, b1, sizeof b1), (long long)L, (long long)S,
                       (long long)(N * H), (long long)L, (long long)S);
             goto done;
         }
-        if (mask->ndim == 3) mask = wf_reshape(mask, WF_SHAPE(N, H, L, S));
-        if (mask && mask->dtype == WF_BOOL) mask = wf_logical_not(mask);   /* true = masked -> true = allowed */
-        else if (mask && !wf_dtype_is_floating(mask->dtype)) {
+        if (wf_ndim(mask) == 3) mask = wf_reshape(mask, WF_SHAPE(N, H, L, S));
+        if (mask && wf_tensor_dtype(mask) == WF_BOOL) mask = wf_logical_not(mask);   /* true = masked -> true = allowed */
+        else if (mask && !wf_dtype_is_floating(wf_tensor_dtype(mask))) {
             wf__error(WF_EDTYPE, "%s: attn_mask must be bool or floating, got %s", wf__module_desc(m, d, sizeof d),
-                      wf_dtype_name(mask->dtype));
+                      wf_dtype_name(wf_tensor_dtype(mask)));
             goto done;
         }
         if (!mask) goto done;
@@ -139,13 +139,13 @@ static void csa_repr(const wf_module *m, char *buf, size_t n) {
 
 static wf_tensor *csa_forward(wf_module *m, wf_tensor *x) {
     csa *a = (csa *)m;
-    if (x->ndim != 3 || x->shape[2] != a->E) {
+    if (wf_ndim(x) != 3 || wf_shape(x)[2] != a->E) {
         char d[200], b[96];
         wf__error(WF_ESHAPE, "%s: expected an input [B, T, %lld], got shape %s", wf__module_desc(m, d, sizeof d),
                   (long long)a->E, wf_shape_str(x, b, sizeof b));
         return NULL;
     }
-    int64_t B = x->shape[0], T = x->shape[1], E = a->E, H = a->H;
+    int64_t B = wf_shape(x)[0], T = wf_shape(x)[1], E = a->E, H = a->H;
     wf_scope_begin();
     wf_tensor *y = NULL;
     wf_tensor *qkv = wf_module_forward(wf_module_get_child(m, "c_attn"), x);

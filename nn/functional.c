@@ -9,14 +9,14 @@
 /* ================================================================ helpers */
 
 wf_tensor *wf__scalar_like(const wf_tensor *t, double v) {
-    wf_tensor *s = wf_scalar(v, t->dtype);
-    if (s && !wf_device_eq(s->device, t->device)) s = wf_to_device(s, t->device);
+    wf_tensor *s = wf_scalar(v, wf_tensor_dtype(t));
+    if (s && !wf_device_eq(wf_tensor_device(s), wf_tensor_device(t))) s = wf_to_device(s, wf_tensor_device(t));
     return s;
 }
 
 wf_tensor *wf__alias(wf_tensor *x) {
     if (!x) return NULL;
-    return wf_to_dtype(x, x->dtype);   /* same dtype: a new handle with an identity node */
+    return wf_to_dtype(x, wf_tensor_dtype(x));   /* same dtype: a new handle with an identity node */
 }
 
 double wf__dtype_eps(wf_dtype dt) {
@@ -39,8 +39,8 @@ wf_tensor *wf_dropout(wf_tensor *x, double p, bool training) {
         wf__error(WF_EINVAL, "wf_dropout: dropout probability has to be between 0 and 1, but got %g", p);
         return NULL;
     }
-    if (!wf_dtype_is_floating(x->dtype)) {
-        wf__error(WF_EDTYPE, "wf_dropout: needs a floating input, got %s", wf_dtype_name(x->dtype));
+    if (!wf_dtype_is_floating(wf_tensor_dtype(x))) {
+        wf__error(WF_EDTYPE, "wf_dropout: needs a floating input, got %s", wf_dtype_name(wf_tensor_dtype(x)));
         return NULL;
     }
     if (!training || p == 0) return wf__alias(x);
@@ -48,8 +48,8 @@ wf_tensor *wf_dropout(wf_tensor *x, double p, bool training) {
     wf_tensor *y;
     if (p == 1) y = wf_mul_scalar(x, 0.0);
     else {
-        wf_tensor *mask = wf_bernoulli_p(x->shape, x->ndim, 1.0 - p, x->dtype);
-        if (mask && !wf_device_eq(mask->device, x->device)) mask = wf_to_device(mask, x->device);
+        wf_tensor *mask = wf_bernoulli_p(wf_shape(x), wf_ndim(x), 1.0 - p, wf_tensor_dtype(x));
+        if (mask && !wf_device_eq(wf_tensor_device(mask), wf_tensor_device(x))) mask = wf_to_device(mask, wf_tensor_device(x));
         if (mask && wf_mul_scalar_(mask, 1.0 / (1.0 - p))) mask = NULL;
         y = wf_mul(x, mask);
     }
@@ -62,8 +62,8 @@ static int check_normalized(const char *op, wf_tensor *x, const int64_t *shape, 
     char b1[96], b2[96];
     if (!shape || nd < 1 || nd > WF_MAX_DIMS)
         return wf__error(WF_EINVAL, "%s: normalized_shape needs 1 to %d dims, got %d", op, WF_MAX_DIMS, nd);
-    bool ok = x->ndim >= nd;
-    for (int i = 0; ok && i < nd; i++) ok = x->shape[x->ndim - nd + i] == shape[i];
+    bool ok = wf_ndim(x) >= nd;
+    for (int i = 0; ok && i < nd; i++) ok = wf_shape(x)[wf_ndim(x) - nd + i] == shape[i];
     if (!ok)
         return wf__error(WF_ESHAPE, "%s: input shape %s does not end with normalized_shape %s", op,
                          wf_shape_str(x, b1, sizeof b1), wf__shape_text(nd, shape, b2, sizeof b2));
@@ -71,14 +71,14 @@ static int check_normalized(const char *op, wf_tensor *x, const int64_t *shape, 
     for (int k = 0; k < 2; k++) {
         wf_tensor *p = ps[k];
         if (!p) continue;
-        bool same = p->ndim == nd;
-        for (int i = 0; same && i < nd; i++) same = p->shape[i] == shape[i];
+        bool same = wf_ndim(p) == nd;
+        for (int i = 0; same && i < nd; i++) same = wf_shape(p)[i] == shape[i];
         if (!same)
             return wf__error(WF_ESHAPE, "%s: %s of shape %s does not match normalized_shape %s", op,
                              k ? "bias" : "weight", wf_shape_str(p, b1, sizeof b1), wf__shape_text(nd, shape, b2, sizeof b2));
     }
-    if (!wf_dtype_is_floating(x->dtype))
-        return wf__error(WF_EDTYPE, "%s: needs a floating input, got %s", op, wf_dtype_name(x->dtype));
+    if (!wf_dtype_is_floating(wf_tensor_dtype(x)))
+        return wf__error(WF_EDTYPE, "%s: needs a floating input, got %s", op, wf_dtype_name(wf_tensor_dtype(x)));
     return 0;
 }
 
@@ -91,7 +91,7 @@ wf_tensor *wf_layer_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim
     wf_tensor *fused = wf__layer_norm_fused(x, ndim, weight, bias, eps, &handled);
     if (handled) return fused;
     int dims[WF_MAX_DIMS];
-    for (int i = 0; i < ndim; i++) dims[i] = x->ndim - ndim + i;
+    for (int i = 0; i < ndim; i++) dims[i] = wf_ndim(x) - ndim + i;
     wf_scope_begin();
     wf_tensor *mean = wf_mean(x, dims, ndim, true);
     wf_tensor *xc = wf_sub(x, mean);
@@ -106,9 +106,9 @@ wf_tensor *wf_rms_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim, 
     x = wf__autocast_arg(x, WF__AC_F32), weight = wf__autocast_arg(weight, WF__AC_F32);
     if (!x) return NULL;
     if (check_normalized("wf_rms_norm", x, normalized_shape, ndim, weight, NULL)) return NULL;
-    if (eps <= 0) eps = wf__dtype_eps(x->dtype);
+    if (eps <= 0) eps = wf__dtype_eps(wf_tensor_dtype(x));
     int dims[WF_MAX_DIMS];
-    for (int i = 0; i < ndim; i++) dims[i] = x->ndim - ndim + i;
+    for (int i = 0; i < ndim; i++) dims[i] = wf_ndim(x) - ndim + i;
     wf_scope_begin();
     wf_tensor *ms = wf_mean(wf_mul(x, x), dims, ndim, true);
     wf_tensor *y = wf_mul(x, wf_rsqrt(wf_add_scalar(ms, eps)));
@@ -126,7 +126,7 @@ static wf_tensor *channel_view(wf_tensor *v, int ndim) {
 
 static int check_channel_vec(const char *op, const char *what, wf_tensor *p, int64_t C) {
     if (!p) return 0;
-    if (p->ndim != 1 || p->shape[0] != C) {
+    if (wf_ndim(p) != 1 || wf_shape(p)[0] != C) {
         char b[96];
         return wf__error(WF_ESHAPE, "%s: %s should have shape [%lld], got %s", op, what, (long long)C,
                          wf_shape_str(p, b, sizeof b));
@@ -139,19 +139,19 @@ wf_tensor *wf_group_norm(wf_tensor *x, int64_t num_groups, wf_tensor *weight, wf
     x = wf__autocast_arg(x, WF__AC_F32), weight = wf__autocast_arg(weight, WF__AC_F32), bias = wf__autocast_arg(bias, WF__AC_F32);
     if (!x) return wf__any_null(op, 1, x), NULL;
     char b[96];
-    if (x->ndim < 2) {
+    if (wf_ndim(x) < 2) {
         wf__error(WF_ESHAPE, "%s: expected an input of at least 2 dims [N, C, *], got %s", op, wf_shape_str(x, b, sizeof b));
         return NULL;
     }
-    int64_t N = x->shape[0], C = x->shape[1];
+    int64_t N = wf_shape(x)[0], C = wf_shape(x)[1];
     if (num_groups <= 0 || C % num_groups) {
         wf__error(WF_ESHAPE, "%s: expected the number of channels (%lld) to be divisible by num_groups (%lld)", op,
                   (long long)C, (long long)num_groups);
         return NULL;
     }
     if (check_channel_vec(op, "weight", weight, C) || check_channel_vec(op, "bias", bias, C)) return NULL;
-    if (!wf_dtype_is_floating(x->dtype)) {
-        wf__error(WF_EDTYPE, "%s: needs a floating input, got %s", op, wf_dtype_name(x->dtype));
+    if (!wf_dtype_is_floating(wf_tensor_dtype(x))) {
+        wf__error(WF_EDTYPE, "%s: needs a floating input, got %s", op, wf_dtype_name(wf_tensor_dtype(x)));
         return NULL;
     }
     wf_scope_begin();
@@ -160,9 +160,9 @@ wf_tensor *wf_group_norm(wf_tensor *x, int64_t num_groups, wf_tensor *weight, wf
     wf_tensor *xc = wf_sub(xr, mean);
     wf_tensor *var = wf_mean(wf_mul(xc, xc), WF_DIMS(2), true);
     wf_tensor *y = wf_mul(xc, wf_rsqrt(wf_add_scalar(var, eps)));
-    y = wf_reshape(y, x->shape, x->ndim);
-    if (weight) y = wf_mul(y, channel_view(weight, x->ndim));
-    if (bias) y = wf_add(y, channel_view(bias, x->ndim));
+    y = wf_reshape(y, wf_shape(x), wf_ndim(x));
+    if (weight) y = wf_mul(y, channel_view(weight, wf_ndim(x)));
+    if (bias) y = wf_add(y, channel_view(bias, wf_ndim(x)));
     FN_SCOPE_RETURN(y);
 }
 
@@ -172,15 +172,15 @@ wf_tensor *wf_batch_norm(wf_tensor *x, wf_tensor *running_mean, wf_tensor *runni
     x = wf__autocast_arg(x, WF__AC_F32), weight = wf__autocast_arg(weight, WF__AC_F32), bias = wf__autocast_arg(bias, WF__AC_F32);
     if (!x) return wf__any_null(op, 1, x), NULL;
     char b[96];
-    if (x->ndim < 2) {
+    if (wf_ndim(x) < 2) {
         wf__error(WF_ESHAPE, "%s: expected an input of at least 2 dims [N, C, *], got %s", op, wf_shape_str(x, b, sizeof b));
         return NULL;
     }
-    if (!wf_dtype_is_floating(x->dtype)) {
-        wf__error(WF_EDTYPE, "%s: needs a floating input, got %s", op, wf_dtype_name(x->dtype));
+    if (!wf_dtype_is_floating(wf_tensor_dtype(x))) {
+        wf__error(WF_EDTYPE, "%s: needs a floating input, got %s", op, wf_dtype_name(wf_tensor_dtype(x)));
         return NULL;
     }
-    int64_t C = x->shape[1];
+    int64_t C = wf_shape(x)[1];
     if (check_channel_vec(op, "weight", weight, C) || check_channel_vec(op, "bias", bias, C) ||
         check_channel_vec(op, "running_mean", running_mean, C) || check_channel_vec(op, "running_var", running_var, C))
         return NULL;
@@ -190,7 +190,7 @@ wf_tensor *wf_batch_norm(wf_tensor *x, wf_tensor *running_mean, wf_tensor *runni
     }
     if (!running_mean) training = true;   /* no running statistics: batch statistics */
     int dims[WF_MAX_DIMS], nd = 0;
-    for (int i = 0; i < x->ndim; i++) if (i != 1) dims[nd++] = i;
+    for (int i = 0; i < wf_ndim(x); i++) if (i != 1) dims[nd++] = i;
     int64_t count = C ? wf_numel(x) / C : 0;
     if (training && count <= 1) {
         wf__error(WF_ESHAPE, "%s: expected more than 1 value per channel when training, got input size %s", op,
@@ -221,11 +221,11 @@ wf_tensor *wf_batch_norm(wf_tensor *x, wf_tensor *running_mean, wf_tensor *runni
             if (rc) y = NULL;
         }
     } else {
-        wf_tensor *rm = channel_view(running_mean, x->ndim), *rv = channel_view(running_var, x->ndim);
+        wf_tensor *rm = channel_view(running_mean, wf_ndim(x)), *rv = channel_view(running_var, wf_ndim(x));
         y = wf_mul(wf_sub(x, rm), wf_rsqrt(wf_add_scalar(rv, eps)));
     }
-    if (weight) y = wf_mul(y, channel_view(weight, x->ndim));
-    if (bias) y = wf_add(y, channel_view(bias, x->ndim));
+    if (weight) y = wf_mul(y, channel_view(weight, wf_ndim(x)));
+    if (bias) y = wf_add(y, channel_view(bias, wf_ndim(x)));
     FN_SCOPE_RETURN(y);
 }
 
@@ -236,20 +236,20 @@ wf_tensor *wf_scaled_dot_product_attention(wf_tensor *q, wf_tensor *k, wf_tensor
     const char *op = "wf_scaled_dot_product_attention";
     if (wf__any_null(op, 3, q, k, v)) return NULL;
     char b1[96], b2[96], b3[96];
-    if (q->ndim < 2 || k->ndim < 2 || v->ndim < 2) {
+    if (wf_ndim(q) < 2 || wf_ndim(k) < 2 || wf_ndim(v) < 2) {
         wf__error(WF_ESHAPE, "%s: query %s, key %s and value %s need at least 2 dims [..., L, E]", op,
                   wf_shape_str(q, b1, sizeof b1), wf_shape_str(k, b2, sizeof b2), wf_shape_str(v, b3, sizeof b3));
         return NULL;
     }
-    int64_t L = q->shape[q->ndim - 2], E = q->shape[q->ndim - 1];
-    int64_t S = k->shape[k->ndim - 2];
-    if (k->shape[k->ndim - 1] != E || v->shape[v->ndim - 2] != S) {
+    int64_t L = wf_shape(q)[wf_ndim(q) - 2], E = wf_shape(q)[wf_ndim(q) - 1];
+    int64_t S = wf_shape(k)[wf_ndim(k) - 2];
+    if (wf_shape(k)[wf_ndim(k) - 1] != E || wf_shape(v)[wf_ndim(v) - 2] != S) {
         wf__error(WF_ESHAPE, "%s: query %s, key %s and value %s do not fit (need q [..., L, E], k [..., S, E], v [..., S, Ev])",
                   op, wf_shape_str(q, b1, sizeof b1), wf_shape_str(k, b2, sizeof b2), wf_shape_str(v, b3, sizeof b3));
         return NULL;
     }
-    if (!wf_dtype_is_floating(q->dtype)) {
-        wf__error(WF_EDTYPE, "%s: needs floating inputs, got %s", op, wf_dtype_name(q->dtype));
+    if (!wf_dtype_is_floating(wf_tensor_dtype(q))) {
+        wf__error(WF_EDTYPE, "%s: needs floating inputs, got %s", op, wf_dtype_name(wf_tensor_dtype(q)));
         return NULL;
     }
     if (!(dropout_p >= 0 && dropout_p <= 1)) {
@@ -257,7 +257,7 @@ wf_tensor *wf_scaled_dot_product_attention(wf_tensor *q, wf_tensor *k, wf_tensor
         return NULL;
     }
     double scale = E > 0 ? 1.0 / sqrt((double)E) : 1.0;
-    if (!attn_mask && dropout_p == 0 && q->device.type == WF_DEV_CUDA) {
+    if (!attn_mask && dropout_p == 0 && wf_tensor_device(q).type == WF_DEV_CUDA) {
         /* fused flash attention: 4-D f16/bf16 (after autocast, where attention is a low-precision
          * op as in PyTorch), head dim <= 128; anything else composes below */
         wf_tensor *qa = wf__autocast_arg(q, WF__AC_LOWER), *ka = wf__autocast_arg(k, WF__AC_LOWER),
@@ -274,14 +274,15 @@ wf_tensor *wf_scaled_dot_product_attention(wf_tensor *q, wf_tensor *k, wf_tensor
         wf_tensor *row = wf_reshape(wf_arange(0, (double)L, 1, WF_I64), WF_SHAPE(L, 1));
         wf_tensor *col = wf_reshape(wf_arange(0, (double)S, 1, WF_I64), WF_SHAPE(1, S));
         wf_tensor *allowed = wf_le(col, row);
-        if (allowed && !wf_device_eq(allowed->device, scores->device)) allowed = wf_to_device(allowed, scores->device);
+        if (allowed && !wf_device_eq(wf_tensor_device(allowed), wf_tensor_device(scores)))
+            allowed = wf_to_device(allowed, wf_tensor_device(scores));
         scores = wf_where(allowed, scores, ninf);
     }
     if (attn_mask && scores) {
-        if (attn_mask->dtype == WF_BOOL) scores = wf_where(attn_mask, scores, ninf);
-        else if (wf_dtype_is_floating(attn_mask->dtype)) scores = wf_add(scores, attn_mask);
+        if (wf_tensor_dtype(attn_mask) == WF_BOOL) scores = wf_where(attn_mask, scores, ninf);
+        else if (wf_dtype_is_floating(wf_tensor_dtype(attn_mask))) scores = wf_add(scores, attn_mask);
         else {
-            wf__error(WF_EDTYPE, "%s: attn_mask must be bool or floating, got %s", op, wf_dtype_name(attn_mask->dtype));
+            wf__error(WF_EDTYPE, "%s: attn_mask must be bool or floating, got %s", op, wf_dtype_name(wf_tensor_dtype(attn_mask)));
             scores = NULL;
         }
     }

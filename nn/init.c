@@ -11,8 +11,8 @@
 
 static int check_t(const char *op, wf_tensor *t) {
     if (!t) return wf__any_null(op, 1, t), WF_ENULL;
-    if (!wf_dtype_is_floating(t->dtype))
-        return wf__error(WF_EDTYPE, "%s: needs a floating tensor, got %s", op, wf_dtype_name(t->dtype));
+    if (!wf_dtype_is_floating(wf_tensor_dtype(t)))
+        return wf__error(WF_EDTYPE, "%s: needs a floating tensor, got %s", op, wf_dtype_name(wf_tensor_dtype(t)));
     return 0;
 }
 
@@ -47,15 +47,15 @@ double wf_init_calculate_gain(const char *nl, double param) {
 
 int wf_init_calculate_fans(const wf_tensor *t, int64_t *fan_in, int64_t *fan_out) {
     if (!t) return wf__any_null("wf_init_calculate_fans", 1, t), WF_ENULL;
-    if (t->ndim < 2) {
+    if (wf_ndim(t) < 2) {
         char b[96];
         return wf__error(WF_ESHAPE, "wf_init_calculate_fans: fan in and fan out can not be computed for a tensor with "
                          "fewer than 2 dimensions (shape %s)", wf_shape_str(t, b, sizeof b));
     }
     int64_t rf = 1;
-    for (int i = 2; i < t->ndim; i++) rf *= t->shape[i];
-    if (fan_in) *fan_in = t->shape[1] * rf;
-    if (fan_out) *fan_out = t->shape[0] * rf;
+    for (int i = 2; i < wf_ndim(t); i++) rf *= wf_shape(t)[i];
+    if (fan_in) *fan_in = wf_shape(t)[1] * rf;
+    if (fan_out) *fan_out = wf_shape(t)[0] * rf;
     return 0;
 }
 
@@ -102,7 +102,7 @@ int wf_init_ones_(wf_tensor *t) { WF__NAMED("wf_init_ones_", int, r < 0, wf_init
 static int write_host(wf_tensor *t, const double *v) {
     bool prev = wf_set_grad_enabled(false);
     wf_scope_begin();
-    wf_tensor *src = wf_from_data(v, t->shape, t->ndim, WF_F64);
+    wf_tensor *src = wf_from_data(v, wf_shape(t), wf_ndim(t), WF_F64);
     int rc = src ? wf_copy_(t, src) : wf_error();
     wf_scope_end();
     wf_set_grad_enabled(prev);
@@ -126,8 +126,8 @@ int wf_init_eye_(wf_tensor *t) {
     if (g_skip_init && t) return 0;
     int rc = check_t("wf_init_eye_", t);
     if (rc) return rc;
-    if (t->ndim != 2) return wf__error(WF_ESHAPE, "wf_init_eye_: only 2-D tensors are supported");
-    int64_t r = t->shape[0], c = t->shape[1];
+    if (wf_ndim(t) != 2) return wf__error(WF_ESHAPE, "wf_init_eye_: only 2-D tensors are supported");
+    int64_t r = wf_shape(t)[0], c = wf_shape(t)[1];
     double *v = wf__calloc((size_t)(r * c > 0 ? r * c : 1), sizeof(double));
     if (!v) return wf__error(WF_ENOMEM, "wf_init_eye_: out of memory");
     for (int64_t i = 0; i < r && i < c; i++) v[i * c + i] = 1;
@@ -307,10 +307,10 @@ int wf_init_orthogonal_(wf_tensor *t, double gain) {
     const char *op = "wf_init_orthogonal_";
     int rc = check_t(op, t);
     if (rc) return rc;
-    if (t->ndim < 2) return wf__error(WF_ESHAPE, "%s: only tensors with 2 or more dimensions are supported", op);
+    if (wf_ndim(t) < 2) return wf__error(WF_ESHAPE, "%s: only tensors with 2 or more dimensions are supported", op);
     int64_t n = wf_numel(t);
     if (n == 0) return 0;
-    int64_t rows = t->shape[0], cols = n / rows;
+    int64_t rows = wf_shape(t)[0], cols = n / rows;
     double *flat = draw(op, n, true, 0, 0);            /* [rows, cols] row-major */
     if (!flat) return wf_error();
     bool tr = rows < cols;

@@ -36,11 +36,11 @@ static void linear_repr(const wf_module *m, char *buf, size_t n) {
 
 static wf_tensor *linear_forward(wf_module *m, wf_tensor *x) {
     linear *l = (linear *)m;
-    if (x->ndim < 1 || x->shape[x->ndim - 1] != l->in) {
+    if (wf_ndim(x) < 1 || wf_shape(x)[wf_ndim(x) - 1] != l->in) {
         char d[200], b[96];
         wf__error(WF_ESHAPE, "%s: input of shape %s has %lld features in its last dimension, expected %lld",
                   layer_desc(m, d, sizeof d), wf_shape_str(x, b, sizeof b),
-                  (long long)(x->ndim ? x->shape[x->ndim - 1] : 0), (long long)l->in);
+                  (long long)(wf_ndim(x) ? wf_shape(x)[wf_ndim(x) - 1] : 0), (long long)l->in);
         return NULL;
     }
     return wf_linear(x, wf_module_get_parameter(m, "weight"), wf_module_get_parameter(m, "bias"));
@@ -94,19 +94,19 @@ static void conv2d_repr(const wf_module *m, char *buf, size_t n) {
 static wf_tensor *conv2d_forward(wf_module *m, wf_tensor *x) {
     conv2d *c = (conv2d *)m;
     char d[200], b[96];
-    if (x->ndim != 3 && x->ndim != 4) {
+    if (wf_ndim(x) != 3 && wf_ndim(x) != 4) {
         wf__error(WF_ESHAPE, "%s: expected a 3-D [C, H, W] or 4-D [N, C, H, W] input, got %d-D input of shape %s",
-                  layer_desc(m, d, sizeof d), x->ndim, wf_shape_str(x, b, sizeof b));
+                  layer_desc(m, d, sizeof d), wf_ndim(x), wf_shape_str(x, b, sizeof b));
         return NULL;
     }
-    int64_t C = x->shape[x->ndim - 3];
+    int64_t C = wf_shape(x)[wf_ndim(x) - 3];
     if (C != c->in) {
         wf__error(WF_ESHAPE, "%s: input of shape %s has %lld channels, expected %lld", layer_desc(m, d, sizeof d),
                   wf_shape_str(x, b, sizeof b), (long long)C, (long long)c->in);
         return NULL;
     }
     wf_tensor *w = wf_module_get_parameter(m, "weight"), *bias = wf_module_get_parameter(m, "bias");
-    if (x->ndim == 4) return wf_conv2d(x, w, bias, &c->o);
+    if (wf_ndim(x) == 4) return wf_conv2d(x, w, bias, &c->o);
     wf_scope_begin();
     wf_tensor *y = wf_squeeze(wf_conv2d(wf_unsqueeze(x, 0), w, bias, &c->o), 0);
     if (y) wf_keep(y);
@@ -199,7 +199,7 @@ static void pool_repr(const wf_module *m, char *buf, size_t n) {
 }
 
 static int pool_check(wf_module *m, wf_tensor *x) {
-    if (x->ndim == 3 || x->ndim == 4) return 0;
+    if (wf_ndim(x) == 3 || wf_ndim(x) == 4) return 0;
     char d[200], b[96];
     return wf__error(WF_ESHAPE, "%s: expected a 3-D [C, H, W] or 4-D [N, C, H, W] input, got shape %s",
                      layer_desc(m, d, sizeof d), wf_shape_str(x, b, sizeof b));
@@ -214,7 +214,7 @@ static wf_tensor *pool_apply(wf_module *m, wf_tensor *x) {
 
 static wf_tensor *pool_forward(wf_module *m, wf_tensor *x) {
     if (pool_check(m, x)) return NULL;
-    if (x->ndim == 4) return pool_apply(m, x);
+    if (wf_ndim(x) == 4) return pool_apply(m, x);
     wf_scope_begin();
     wf_tensor *y = wf_squeeze(pool_apply(m, wf_unsqueeze(x, 0)), 0);
     if (y) wf_keep(y);
@@ -285,15 +285,15 @@ static void bn_repr(const wf_module *m, char *buf, size_t n) {
 static wf_tensor *bn_forward(wf_module *m, wf_tensor *x) {
     batch_norm *bn = (batch_norm *)m;
     char d[200], b[96];
-    bool ok = bn->dim == 2 ? x->ndim == 4 : (x->ndim == 2 || x->ndim == 3);
+    bool ok = bn->dim == 2 ? wf_ndim(x) == 4 : (wf_ndim(x) == 2 || wf_ndim(x) == 3);
     if (!ok) {
         wf__error(WF_ESHAPE, "%s: expected %s input, got shape %s", layer_desc(m, d, sizeof d),
                   bn->dim == 2 ? "4-D [N, C, H, W]" : "2-D [N, C] or 3-D [N, C, L]", wf_shape_str(x, b, sizeof b));
         return NULL;
     }
-    if (x->shape[1] != bn->C) {
+    if (wf_shape(x)[1] != bn->C) {
         wf__error(WF_ESHAPE, "%s: input of shape %s has %lld channels, expected %lld", layer_desc(m, d, sizeof d),
-                  wf_shape_str(x, b, sizeof b), (long long)x->shape[1], (long long)bn->C);
+                  wf_shape_str(x, b, sizeof b), (long long)wf_shape(x)[1], (long long)bn->C);
         return NULL;
     }
     bool track = !bn->o.no_track_running_stats;
@@ -447,7 +447,7 @@ static void gn_repr(const wf_module *m, char *buf, size_t n) {
 
 static wf_tensor *gn_forward(wf_module *m, wf_tensor *x) {
     group_norm *g = (group_norm *)m;
-    if (x->ndim < 2 || x->shape[1] != g->C) {
+    if (wf_ndim(x) < 2 || wf_shape(x)[1] != g->C) {
         char d[200], b[96];
         wf__error(WF_ESHAPE, "%s: expected an input [N, %lld, *], got shape %s", layer_desc(m, d, sizeof d),
                   (long long)g->C, wf_shape_str(x, b, sizeof b));
@@ -494,9 +494,10 @@ static void emb_repr(const wf_module *m, char *buf, size_t n) {
 static wf_tensor *emb_forward(wf_module *m, wf_tensor *idx) {
     embedding *e = (embedding *)m;
     wf_tensor *w = wf_module_get_parameter(m, "weight");
-    if (idx->dtype != WF_I64 && idx->dtype != WF_I32) {
+    if (wf_tensor_dtype(idx) != WF_I64 && wf_tensor_dtype(idx) != WF_I32) {
         char d[200];
-        wf__error(WF_EDTYPE, "%s: indices must be int64 or int32, got %s", layer_desc(m, d, sizeof d), wf_dtype_name(idx->dtype));
+        wf__error(WF_EDTYPE, "%s: indices must be int64 or int32, got %s", layer_desc(m, d, sizeof d),
+                  wf_dtype_name(wf_tensor_dtype(idx)));
         return NULL;
     }
     if (!e->has_pad) return wf_embedding(w, idx);

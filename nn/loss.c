@@ -25,13 +25,13 @@ static wf_tensor *reduce(wf_tensor *l, wf_reduction r) {
 /* Validate class-index targets: dtype, shape against input, values in [0, C) or ignored. */
 static int check_targets(const char *op, wf_tensor *input, wf_tensor *target, int cdim, int64_t C, int64_t ignore) {
     char b1[96], b2[96];
-    if (target->dtype != WF_I64)
-        return wf__error(WF_EDTYPE, "%s: class-index target must be int64, got %s", op, wf_dtype_name(target->dtype));
+    if (wf_tensor_dtype(target) != WF_I64)
+        return wf__error(WF_EDTYPE, "%s: class-index target must be int64, got %s", op, wf_dtype_name(wf_tensor_dtype(target)));
     /* target shape = input shape without the class dim */
-    bool ok = target->ndim == input->ndim - 1;
-    for (int i = 0, j = 0; ok && i < input->ndim; i++) {
+    bool ok = wf_ndim(target) == wf_ndim(input) - 1;
+    for (int i = 0, j = 0; ok && i < wf_ndim(input); i++) {
         if (i == cdim) continue;
-        ok = target->shape[j++] == input->shape[i];
+        ok = wf_shape(target)[j++] == wf_shape(input)[i];
     }
     if (!ok)
         return wf__error(WF_ESHAPE, "%s: target of shape %s does not match input of shape %s (expected the input's shape "
@@ -53,20 +53,20 @@ static int check_targets(const char *op, wf_tensor *input, wf_tensor *target, in
 /* Shared validation; sets *cdim (class dim) and *C. */
 static int check_input(const char *op, wf_tensor *input, const wf_cross_entropy_opts *o, int *cdim, int64_t *C) {
     char b[96];
-    if (!wf_dtype_is_floating(input->dtype))
-        return wf__error(WF_EDTYPE, "%s: input must be floating, got %s", op, wf_dtype_name(input->dtype));
-    if (input->ndim < 1)
+    if (!wf_dtype_is_floating(wf_tensor_dtype(input)))
+        return wf__error(WF_EDTYPE, "%s: input must be floating, got %s", op, wf_dtype_name(wf_tensor_dtype(input)));
+    if (wf_ndim(input) < 1)
         return wf__error(WF_ESHAPE, "%s: input must have at least 1 dim ([C] or [N, C, ...]), got %s", op,
                          wf_shape_str(input, b, sizeof b));
-    *cdim = input->ndim == 1 ? 0 : 1;
-    *C = input->shape[*cdim];
+    *cdim = wf_ndim(input) == 1 ? 0 : 1;
+    *C = wf_shape(input)[*cdim];
     if (check_reduction(op, o->reduction, false)) return wf_error();
     if (o->weight) {
-        if (o->weight->ndim != 1 || o->weight->shape[0] != *C)
+        if (wf_ndim(o->weight) != 1 || wf_shape(o->weight)[0] != *C)
             return wf__error(WF_ESHAPE, "%s: weight should be a 1-D tensor of size %lld (the number of classes), got %s", op,
                              (long long)*C, wf_shape_str(o->weight, b, sizeof b));
-        if (!wf_dtype_is_floating(o->weight->dtype))
-            return wf__error(WF_EDTYPE, "%s: weight must be floating, got %s", op, wf_dtype_name(o->weight->dtype));
+        if (!wf_dtype_is_floating(wf_tensor_dtype(o->weight)))
+            return wf__error(WF_EDTYPE, "%s: weight must be floating, got %s", op, wf_dtype_name(wf_tensor_dtype(o->weight)));
     }
     if (!(o->label_smoothing >= 0 && o->label_smoothing <= 1))
         return wf__error(WF_EINVAL, "%s: label_smoothing must be between 0.0 and 1.0, got %g", op, o->label_smoothing);
@@ -88,11 +88,11 @@ static wf_tensor *nll_core(wf_tensor *logp, wf_tensor *target, int cdim, const w
     wf_tensor *keep_b = wf_ne_scalar(target, (double)ignore);                         /* bool */
     wf_tensor *safe = wf_where(keep_b, target, wf__scalar_like(target, 0));           /* i64 */
     wf_tensor *picked = wf_squeeze(wf_gather(logp, cdim, wf_unsqueeze(safe, cdim)), cdim);
-    wf_tensor *keep = wf_to_dtype(keep_b, logp->dtype);
+    wf_tensor *keep = wf_to_dtype(keep_b, wf_tensor_dtype(logp));
     wf_tensor *wi = keep;
     if (o->weight) {
-        wf_tensor *wflat = wf_index_select(wf_to_dtype(o->weight, logp->dtype), 0, wf_flatten(safe, 0, -1));
-        wi = wf_mul(wf_reshape(wflat, target->shape, target->ndim), keep);
+        wf_tensor *wflat = wf_index_select(wf_to_dtype(o->weight, wf_tensor_dtype(logp)), 0, wf_flatten(safe, 0, -1));
+        wi = wf_mul(wf_reshape(wflat, wf_shape(target), wf_ndim(target)), keep);
     }
     wf_tensor *loss = wf_neg(wf_mul(picked, wi));
     if (mask_out) *mask_out = keep_b;
@@ -135,7 +135,7 @@ wf_tensor *wf_cross_entropy(wf_tensor *input, wf_tensor *target, const wf_cross_
     if (check_input(op, input, o, &cdim, &C)) return NULL;
     double eps = o->label_smoothing;
     char b1[96], b2[96];
-    if (wf_dtype_is_floating(target->dtype)) {
+    if (wf_dtype_is_floating(wf_tensor_dtype(target))) {
         /* class probabilities */
         if (!wf_same_shape(input, target)) {
             wf__error(WF_ESHAPE, "%s: probability target of shape %s must have the input's shape %s", op,
@@ -147,7 +147,7 @@ wf_tensor *wf_cross_entropy(wf_tensor *input, wf_tensor *target, const wf_cross_
         wf_tensor *t = target;
         if (eps > 0) t = wf_add_scalar(wf_mul_scalar(t, 1.0 - eps), eps / (double)C);
         wf_tensor *prod = wf_mul(logp, t);
-        if (o->weight) prod = wf_mul(prod, class_view(wf_to_dtype(o->weight, input->dtype), input->ndim, cdim));
+        if (o->weight) prod = wf_mul(prod, class_view(wf_to_dtype(o->weight, wf_tensor_dtype(input)), wf_ndim(input), cdim));
         wf_tensor *y;
         switch (o->reduction) {
         case WF_REDUCTION_SUM: y = wf_neg(wf_sum_all(prod)); break;
@@ -159,7 +159,7 @@ wf_tensor *wf_cross_entropy(wf_tensor *input, wf_tensor *target, const wf_cross_
         }
         FN_SCOPE_RETURN(y);
     }
-    if (!o->weight && eps == 0 && input->ndim == 2) {
+    if (!o->weight && eps == 0 && wf_ndim(input) == 2) {
         /* fused softmax cross-entropy (CUDA): targets are checked by the kernel, which
          * reports an index out of range as WF_EINDEX at the next synchronize */
         bool handled;
@@ -174,7 +174,7 @@ wf_tensor *wf_cross_entropy(wf_tensor *input, wf_tensor *target, const wf_cross_
     wf_tensor *y = nll;
     if (eps > 0 && nll) {
         wf_tensor *lw = logp;
-        if (o->weight) lw = wf_mul(logp, class_view(wf_to_dtype(o->weight, input->dtype), input->ndim, cdim));
+        if (o->weight) lw = wf_mul(logp, class_view(wf_to_dtype(o->weight, wf_tensor_dtype(input)), wf_ndim(input), cdim));
         wf_tensor *smooth = wf_neg(wf_sum(lw, &cdim, 1, false));
         smooth = wf_where(keep_b, smooth, wf__scalar_like(logp, 0));
         wf_tensor *ret;
@@ -192,9 +192,9 @@ wf_tensor *wf_cross_entropy(wf_tensor *input, wf_tensor *target, const wf_cross_
 
 static int check_pair(const char *op, wf_tensor *input, wf_tensor *target, wf_reduction r) {
     if (check_reduction(op, r, false)) return wf_error();
-    if (!wf_dtype_is_floating(input->dtype) || !wf_dtype_is_floating(target->dtype))
+    if (!wf_dtype_is_floating(wf_tensor_dtype(input)) || !wf_dtype_is_floating(wf_tensor_dtype(target)))
         return wf__error(WF_EDTYPE, "%s: input and target must be floating, got %s and %s", op,
-                         wf_dtype_name(input->dtype), wf_dtype_name(target->dtype));
+                         wf_dtype_name(wf_tensor_dtype(input)), wf_dtype_name(wf_tensor_dtype(target)));
     return 0;
 }
 
@@ -280,7 +280,7 @@ static wf_tensor *wf_kl_div__body(wf_tensor *input, wf_tensor *target, wf_reduct
     }
     wf_tensor *y;
     if (reduction == WF_REDUCTION_BATCHMEAN) {
-        int64_t n = input->ndim ? input->shape[0] : 1;
+        int64_t n = wf_ndim(input) ? wf_shape(input)[0] : 1;
         y = wf_div_scalar(wf_sum_all(l), (double)n);
     } else y = reduce(l, reduction);
     FN_SCOPE_RETURN(y);

@@ -211,9 +211,10 @@ static int register_tensor(const char *op, wf_module *m, const char *name, wf_te
     int rc = 0;
     if (!valid(op, m)) rc = wf_error();
     else if ((rc = check_name(op, m, name))) {}
-    else if (param && !wf_dtype_is_floating(t->dtype))
-        rc = wf__error(WF_EDTYPE, "%s: parameter \"%s\" must have a floating dtype, got %s", op, name, wf_dtype_name(t->dtype));
-    else if (param && t->grad_fn)
+    else if (param && !wf_dtype_is_floating(wf_tensor_dtype(t)))
+        rc = wf__error(WF_EDTYPE, "%s: parameter \"%s\" must have a floating dtype, got %s", op, name,
+                       wf_dtype_name(wf_tensor_dtype(t)));
+    else if (param && !wf_is_leaf(t))
         rc = wf__error(WF_EAUTOGRAD, "%s: parameter \"%s\" must be a leaf (use wf_detach)", op, name);
     else if (param && (rc = wf_set_requires_grad(t, true))) {}
     if (!rc) {
@@ -326,9 +327,9 @@ static int set_tensor(const char *op, wf_module *m, const char *name, wf_tensor 
     }
     if (param) {
         int rc = 0;
-        if (!wf_dtype_is_floating(t->dtype))
+        if (!wf_dtype_is_floating(wf_tensor_dtype(t)))
             rc = wf__error(WF_EDTYPE, "%s: parameter \"%s\" must have a floating dtype", op, name);
-        else if (t->grad_fn) rc = wf__error(WF_EAUTOGRAD, "%s: parameter \"%s\" must be a leaf", op, name);
+        else if (!wf_is_leaf(t)) rc = wf__error(WF_EAUTOGRAD, "%s: parameter \"%s\" must be a leaf", op, name);
         else rc = wf_set_requires_grad(t, true);
         if (rc) { wf_tensor_free(t); return rc; }
     }
@@ -560,11 +561,11 @@ void wf_module_zero_grad(wf_module *m, bool set_to_none) {
     if (collect("wf_module_zero_grad", m, 1, &w)) return;
     for (int i = 0; i < w.n; i++) {
         wf_tensor *p = *w.v[i].slot;
-        if (!p->grad) continue;
+        if (!wf_grad(p)) continue;
         if (set_to_none) wf_set_grad(p, NULL);
         else {
             bool prev = wf_set_grad_enabled(false);
-            wf_zero_(p->grad);
+            wf_zero_(wf_grad(p));
             wf_set_grad_enabled(prev);
         }
     }
@@ -584,8 +585,9 @@ int wf_module_apply(wf_module *m, int (*fn)(wf_module *m, void *ud), void *ud) {
 
 static wf_tensor *convert(wf_tensor *t, wf_device dev, wf_dtype dt) {
     wf_tensor *r = t;
-    if (!wf_device_eq(t->device, dev)) r = wf_to_device(r, dev);
-    if (r && dt != WF_DTYPE_DEFAULT && wf_dtype_is_floating(r->dtype) && r->dtype != dt) r = wf_to_dtype(r, dt);
+    if (!wf_device_eq(wf_tensor_device(t), dev)) r = wf_to_device(r, dev);
+    if (r && dt != WF_DTYPE_DEFAULT && wf_dtype_is_floating(wf_tensor_dtype(r)) && wf_tensor_dtype(r) != dt)
+        r = wf_to_dtype(r, dt);
     return r;
 }
 
@@ -613,8 +615,8 @@ static int wf_module_to__body(wf_module *m, wf_device device, wf_dtype dtype) {
         }
         wf_scope_begin();
         wf_tensor *nt = convert(t, device, dtype);
-        if (nt && nt != t && t->grad) {
-            wf_tensor *ng = convert(t->grad, device, nt->dtype);
+        if (nt && nt != t && wf_grad(t)) {
+            wf_tensor *ng = convert(wf_grad(t), device, wf_tensor_dtype(nt));
             if (!ng || wf_set_grad(nt, ng)) nt = NULL;
         }
         if (!nt) { rc = wf_error() ? wf_error() : WF_ENOMEM; wf_scope_end(); break; }
@@ -622,7 +624,7 @@ static int wf_module_to__body(wf_module *m, wf_device device, wf_dtype dtype) {
         wf_keep(nt);
         wf_scope_end();
         wf__scope_unregister(nt);
-        if (t->requires_grad) nt->requires_grad = true;
+        if (wf_requires_grad(t)) (void)wf_set_requires_grad(nt, true);   /* a floating leaf: cannot fail */
         olds[nmap] = t;
         news[nmap] = nt;
         nmap++;

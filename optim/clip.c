@@ -16,8 +16,8 @@ int wf_clip_grad_norm_(wf_tensor *const *params, int n, double max_norm, double 
     int rc = 0, count = 0;
     wf_scope_begin();
     for (int i = 0; i < n && !rc; i++) {
-        if (!params[i] || !params[i]->grad) continue;
-        wf_tensor *g = params[i]->grad;
+        if (!params[i] || !wf_grad(params[i])) continue;
+        wf_tensor *g = wf_grad(params[i]);
         if (!wf_numel(g)) continue;
         count++;
         wf_tensor *nt = wf_norm(g, norm_type, WF_ALL_DIMS, false);
@@ -40,8 +40,8 @@ int wf_clip_grad_norm_(wf_tensor *const *params, int n, double max_norm, double 
     if (!(coef < 1.0) && !isnan(coef)) return 0;   /* clamp(max=1): multiplying by 1 changes nothing */
     bool prev = wf_set_grad_enabled(false);
     for (int i = 0; i < n && !rc; i++) {
-        if (!params[i] || !params[i]->grad) continue;
-        rc = wf_mul_scalar_(params[i]->grad, coef);
+        if (!params[i] || !wf_grad(params[i])) continue;
+        rc = wf_mul_scalar_(wf_grad(params[i]), coef);
     }
     wf_set_grad_enabled(prev);
     return rc;
@@ -55,8 +55,8 @@ int wf_clip_grad_value_(wf_tensor *const *params, int n, double clip_value) {
     bool prev = wf_set_grad_enabled(false);
     int rc = 0;
     for (int i = 0; i < n && !rc; i++) {
-        if (!params[i] || !params[i]->grad) continue;
-        rc = wf_clamp_(params[i]->grad, -clip_value, clip_value);
+        if (!params[i] || !wf_grad(params[i])) continue;
+        rc = wf_clamp_(wf_grad(params[i]), -clip_value, clip_value);
     }
     wf_set_grad_enabled(prev);
     return rc;

@@ -97,10 +97,10 @@ static int check_params(const wf_optimizer *opt, const char *fn, wf_tensor *cons
     for (int i = 0; i < n; i++) {
         wf_tensor *t = params[i];
         if (!t) return wf__error(WF_ENULL, "%s: %s: parameter %d is NULL", opt->name, fn, i);
-        if (!wf_dtype_is_floating(t->dtype))
+        if (!wf_dtype_is_floating(wf_tensor_dtype(t)))
             return wf__error(WF_EINVAL, "%s: %s: parameter %d has dtype %s; only floating-point tensors "
-                             "can be optimized", opt->name, fn, i, wf_dtype_name(t->dtype));
-        if (t->grad_fn)
+                             "can be optimized", opt->name, fn, i, wf_dtype_name(wf_tensor_dtype(t)));
+        if (!wf_is_leaf(t))
             return wf__error(WF_EINVAL, "%s: %s: can't optimize a non-leaf tensor (parameter %d)", opt->name, fn, i);
         for (int j = 0; j < i; j++)
             if (params[j] == t)
@@ -409,7 +409,7 @@ int wf_optimizer_step(wf_optimizer *opt) {
         for (int gi = 0; gi < opt->n_groups && !rc; gi++) {
             wf_param_group *g = &opt->groups[gi];
             for (int i = 0; i < g->n && !rc; i++) {
-                wf_tensor *p = g->params[i], *gr = p->grad;
+                wf_tensor *p = g->params[i], *gr = wf_grad(p);
                 if (!gr) continue;
                 if (!wf_same_shape(p, gr)) {
                     char b1[96], b2[96];
@@ -417,11 +417,11 @@ int wf_optimizer_step(wf_optimizer *opt) {
                                    opt->name, g->first_index + i, wf_shape_str(gr, b1, sizeof b1), wf_shape_str(p, b2, sizeof b2));
                     break;
                 }
-                if (!wf_device_eq(p->device, gr->device)) {
+                if (!wf_device_eq(wf_tensor_device(p), wf_tensor_device(gr))) {
                     char b1[32], b2[32];
                     rc = wf__error(WF_EDEVICE, "wf_optimizer_step: %s: parameter %d is on %s but its gradient is on %s",
-                                   opt->name, g->first_index + i, wf_device_str(p->device, b1, sizeof b1),
-                                   wf_device_str(gr->device, b2, sizeof b2));
+                                   opt->name, g->first_index + i, wf_device_str(wf_tensor_device(p), b1, sizeof b1),
+                                   wf_device_str(wf_tensor_device(gr), b2, sizeof b2));
                     break;
                 }
                 if (pass == 0) rc = wf__optim_prepare(opt, &g->h, p, &opt->state[g->first_index + i]);
@@ -446,8 +446,8 @@ int wf_optimizer_zero_grad(wf_optimizer *opt, bool set_to_none) {
         wf_param_group *g = &opt->groups[gi];
         for (int i = 0; i < g->n; i++) {
             wf_tensor *p = g->params[i];
-            if (!p->grad) continue;
-            int r = set_to_none ? wf_set_grad(p, NULL) : wf_zero_(p->grad);
+            if (!wf_grad(p)) continue;
+            int r = set_to_none ? wf_set_grad(p, NULL) : wf_zero_(wf_grad(p));
             if (r && !rc) rc = r;
         }
     }

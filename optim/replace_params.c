@@ -9,11 +9,12 @@
 static int move_state_tensor(wf_tensor **slot, const wf_tensor *param) {
     if (!*slot) return 0;
     wf_tensor *t = *slot;
-    if (wf_device_eq(t->device, param->device) && (t->dtype == param->dtype || !wf_dtype_is_floating(t->dtype)))
+    if (wf_device_eq(wf_tensor_device(t), wf_tensor_device(param)) &&
+        (wf_tensor_dtype(t) == wf_tensor_dtype(param) || !wf_dtype_is_floating(wf_tensor_dtype(t))))
         return 0;
     wf_scope_begin();
-    wf_tensor *n = wf_to_device(t, param->device);
-    if (n && wf_dtype_is_floating(t->dtype)) n = wf_to_dtype(n, param->dtype);
+    wf_tensor *n = wf_to_device(t, wf_tensor_device(param));
+    if (n && wf_dtype_is_floating(wf_tensor_dtype(t))) n = wf_to_dtype(n, wf_tensor_dtype(param));
     n = n ? wf_contiguous(n) : NULL;
     if (n) wf_keep(n);
     wf_scope_end();

@@ -213,7 +213,7 @@ static void adam_queue(wf_optim_batch *b, wf_tensor *p, wf_tensor *g, wf_param_s
     bool l2 = !decoupled && h->weight_decay != 0, dw = decoupled && h->weight_decay != 0;
     b->jobs[b->n++] = (wf_adam_job){
         .p = wf__host_ptr(p), .g = wf__host_ptr(g), .m = wf__host_ptr(st->exp_avg),
-        .v = wf__host_ptr(st->exp_avg_sq), .n = wf_numel(p), .f64 = p->dtype == WF_F64,
+        .v = wf__host_ptr(st->exp_avg_sq), .n = wf_numel(p), .f64 = wf_tensor_dtype(p) == WF_F64,
         .nstep = -(h->lr / bc1), .bc2s = sqrt(bc2), .eps = h->eps, .w1 = 1 - h->beta1,
         .b2 = h->beta2, .w2 = 1 - h->beta2, .wd = l2 ? h->weight_decay : 0,
         .decay = dw ? 1 - h->lr * h->weight_decay : 1 };
@@ -222,12 +222,12 @@ static void adam_queue(wf_optim_batch *b, wf_tensor *p, wf_tensor *g, wf_param_s
 /* Can the fused loop run? Every tensor on the CPU, contiguous, and of p's dtype (f32/f64). */
 static bool fusable(wf_tensor *p, wf_tensor *const *ts, int n) {
     if (g_force_generic) return false;
-    if (p->device.type != WF_DEV_CPU || (p->dtype != WF_F32 && p->dtype != WF_F64)) return false;
+    if (wf_tensor_device(p).type != WF_DEV_CPU || (wf_tensor_dtype(p) != WF_F32 && wf_tensor_dtype(p) != WF_F64)) return false;
     if (!wf_is_contiguous(p)) return false;
     for (int i = 0; i < n; i++) {
         wf_tensor *t = ts[i];
         if (!t) continue;
-        if (t->device.type != WF_DEV_CPU || t->dtype != p->dtype || !wf_is_contiguous(t) ||
+        if (wf_tensor_device(t).type != WF_DEV_CPU || wf_tensor_dtype(t) != wf_tensor_dtype(p) || !wf_is_contiguous(t) ||
             !wf_same_shape(t, p))
             return false;
     }
@@ -359,7 +359,7 @@ int wf__optim_update(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_te
         first = true;
     }
     int64_t n = wf_numel(p);
-    bool f64 = p->dtype == WF_F64;
+    bool f64 = wf_tensor_dtype(p) == WF_F64;
     switch (opt->kind) {
     case WF_OPT_SGD:
         if (f64) sgd_double(n, PTR(double, p), PTR(double, g), h->momentum != 0 ? PTR(double, st->momentum_buffer) : NULL, first, h);

@@ -100,7 +100,6 @@ static int m_avg_pool_bw(wf_tensor *gx, const wf_tensor *gy, const int k[2], con
                          bool c) {
     (void)gx; (void)gy; (void)k; (void)s; (void)p; (void)c; return 0;
 }
-static int m_sync(wf_device d) { (void)d; return 0; }
 /* meta computes shapes only: front-ends skip its (absent) kernels, so it "supports" every
  * dtype of every op the reference backend (the CPU) has, and composes the others as the CPU does */
 static const wf_op_support meta_support = {
@@ -130,7 +129,7 @@ static const wf_kernels meta_kernels = {
     .softmax_backward = m_softmax_bw, .gather = m_gather, .scatter_add = m_scatter,
     .index_select = m_gather, .index_add = m_scatter, .im2col = m_col, .col2im = m_col,
     .max_pool2d = m_max_pool, .max_pool2d_backward = m_max_pool_bw, .avg_pool2d = m_avg_pool,
-    .avg_pool2d_backward = m_avg_pool_bw, .synchronize = m_sync,
+    .avg_pool2d_backward = m_avg_pool_bw,
 };
 
 /* ---------------------------------------------------------------- op names (from ops.def) */

@@ -175,7 +175,7 @@ typedef enum wf_reduce_op {
     WF_R_COUNT
 } wf_reduce_op;
 
-/* one per wf_kernels entry that computes an op (not memory, copies or synchronize) */
+/* one per wf_kernels entry that computes an op (not memory or copies) */
 typedef enum wf_kernel_op {
 #define WF_KERNEL_OP(id, name, field, cpu, cuda) WF_K_##id,
 #include "ops.def"
@@ -289,8 +289,6 @@ typedef struct wf_kernels {
                       const int p[2], bool count_include_pad);
     int (*avg_pool2d_backward)(wf_tensor *gx, const wf_tensor *gy, const int k[2],
                                const int s[2], const int p[2], bool count_include_pad);
-    /* wait for queued work (host reads) */
-    int (*synchronize)(wf_device dev);
 
     /* ---- optional fused kernels (appended; NULL on devices without them: the front-ends
      * then compose the op from the entries above). tensor/ops_fused.c calls them. */

@@ -61,7 +61,6 @@ const wf_kernels wf__cpu_kernels = {
     .max_pool2d_backward = wf__cpu_max_pool2d_backward,
     .avg_pool2d = wf__cpu_avg_pool2d,
     .avg_pool2d_backward = wf__cpu_avg_pool2d_backward,
-    .synchronize = wf__cpu_synchronize,
     .adaptive_avg_pool2d = wf__cpu_adaptive_avg_pool2d,
     .adaptive_avg_pool2d_backward = wf__cpu_adaptive_avg_pool2d_backward,
     .support = &cpu_support,

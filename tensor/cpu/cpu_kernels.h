@@ -12,7 +12,6 @@ int wf__cpu_copy(wf_tensor *y, const wf_tensor *x);
 int wf__cpu_fill(wf_tensor *y, double v);
 int wf__cpu_to_host(void *dst, const wf_tensor *x);
 int wf__cpu_from_host(wf_tensor *y, const void *src);
-int wf__cpu_synchronize(wf_device dev);
 
 /* contiguous half <-> f32 arrays (half_convert.c); bf16 == true picks bf16, else f16.
  * Bit-identical to wf__bf16_to_f32 / wf__f32_to_bf16 (and the f16 pair); no aliasing. */

@@ -11,7 +11,6 @@ void *wf__cpu_alloc(wf_device dev, size_t nbytes) {
     return p;
 }
 void wf__cpu_free(wf_device dev, void *p, size_t nbytes) { (void)dev; wf__host_free(p, nbytes); }
-int wf__cpu_synchronize(wf_device dev) { (void)dev; return 0; }
 
 typedef struct { wf_dtype dy, dx; } cast_ctx;
 

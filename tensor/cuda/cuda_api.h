@@ -63,7 +63,7 @@ enum {
 /* Record a weft error (code, message). Used by the launchers for every failure. */
 void wf__cuda_set_error(int code, const char *msg);
 
-/* ---------------------------------------------------------------- device, memory (cuda_device.cu) */
+/* ---------------------------------------------------------------- device, memory (cuda_device.cu, cuda_memory.cu) */
 /* Number of usable CUDA devices; 0 when there is no driver or GPU (never an error). */
 int wf__cuda_count(void);
 /* Stream-ordered caching allocator: size classes (512 B, then 4 steps per power of two),
@@ -121,7 +121,7 @@ int wf__cuda_where(const wf_cuda_view *y, const wf_cuda_view *cond, const wf_cud
 /* a += alpha * b (in place) */
 int wf__cuda_axpy(const wf_cuda_view *a, const wf_cuda_view *b, double alpha, int dev);
 
-/* ---------------------------------------------------------------- random (cuda_elementwise.cu)
+/* ---------------------------------------------------------------- random (cuda_random.cu)
  * Exactly the Philox layout of tensor/cpu/random.c (y contiguous, element i = linear index). */
 int wf__cuda_rand_uniform(const wf_cuda_view *y, uint64_t seed, uint64_t offset, double lo, double hi, int dev);
 int wf__cuda_rand_normal(const wf_cuda_view *y, uint64_t seed, uint64_t offset, double mean, double std, int dev);
@@ -130,7 +130,7 @@ int wf__cuda_rand_int(const wf_cuda_view *y, uint64_t seed, uint64_t offset, int
 int wf__cuda_bernoulli(const wf_cuda_view *y, uint64_t seed, uint64_t offset, const wf_cuda_view *p_t,
                        double p, int dev);
 
-/* ---------------------------------------------------------------- reductions (cuda_reduce.cu) */
+/* ---------------------------------------------------------------- reductions (cuda_reduce.cu, cuda_softmax.cu) */
 /* y (keepdim shape) = reduce of x over the dims whose bit is set in mask; accumulates in
  * float (f32/f16/bf16), double (f64) or int64 (integers, bool); max/min propagate NaN.
  * Large reductions are split over several blocks and finished by a second pass. */
@@ -144,7 +144,8 @@ int wf__cuda_softmax(const wf_cuda_view *y, const wf_cuda_view *x, int log, int 
 int wf__cuda_softmax_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, const wf_cuda_view *y,
                               int log, int dev);
 
-/* ---------------------------------------------------------------- fused (cuda_reduce.cu) */
+/* ---------------------------------------------------------------- fused (cuda_softmax.cu, cuda_layer_norm.cu,
+ * cuda_elementwise.cu) */
 /* Softmax cross-entropy, logits [N,C] contiguous (any float dtype), target [N] (i64 or i32,
  * any stride). Forward: loss[n] (any float dtype, [N]) = (1-ls)*(lse - x[n,t]) +
  * ls*(lse - mean_c x[n,c]), 0 where t == ignore_index; lse (optional, f32 [N]) saves the
@@ -180,7 +181,7 @@ int wf__cuda_bias_gelu(const wf_cuda_view *y, const wf_cuda_view *x, const wf_cu
 int wf__cuda_bias_gelu_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, const wf_cuda_view *x,
                                 const wf_cuda_view *bias, int tanh_approx, int dev);
 
-/* ---------------------------------------------------------------- attention (cuda_attention.cu) */
+/* ---------------------------------------------------------------- attention (cuda_attention*.cu) */
 /* Fused scaled-dot-product attention (flash-attention 2 style, tensor cores): q [B,H,L,D],
  * k and v [B,H,S,D], o like q; f16 or bf16 (one dtype), last-dim stride 1, other strides any;
  * D <= 128. lse: f32 [B,H,L] contiguous (natural log), written for the backward. causal
@@ -193,7 +194,7 @@ int wf__cuda_sdpa_backward(const wf_cuda_view *dq, const wf_cuda_view *dk, const
                            const wf_cuda_view *v, const wf_cuda_view *o, const wf_cuda_view *lse,
                            double scale, int causal, int dev);
 
-/* ---------------------------------------------------------------- GEMM (cuda_device.cu) */
+/* ---------------------------------------------------------------- GEMM (cuda_gemm.cu) */
 /* Row-major batched GEMM (the wf_kernels gemm contract): f32 (TF32 tensor cores when
  * enabled), f16/bf16 with f32 accumulation. Products up to m*n*k*batch = 2^33 go through
  * cuBLASLt (heuristic candidates, timed once per shape/dtype/transposes/alignment when
@@ -214,7 +215,8 @@ int wf__cuda_gemm_epilogue(int dtype, int transA, int transB, int64_t m, int64_t
                            const void *A, int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc,
                            const void *bias, void *bgrad, int dev);
 
-/* ---------------------------------------------------------------- indexing, conv, pooling (cuda_index.cu)
+/* ---------------------------------------------------------------- indexing, conv, pooling (cuda_index.cu,
+ * cuda_conv.cu, cuda_pool.cu).
  * Index tensors may be i64 or i32, any strides. An index outside its range is not read or
  * written; it is reported as WF_EINDEX at the next wf__cuda_sync / wf__cuda_to_host. */
 /* y[..i_d..] = x[..index[..i..]..] along dim; index has y's shape */

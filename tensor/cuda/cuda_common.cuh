@@ -1,6 +1,6 @@
 /* tensor/cuda/cuda_common.cuh: helpers shared by weft's .cu files (CUDA C++ only).
- * Device state lives in cuda_device.cu; dtype loads/stores, strided geometry and block
- * reductions are here. */
+ * Device state lives in cuda_device.cu (its layout in cuda_device.cuh); dtype loads/stores,
+ * strided geometry and block reductions are here. */
 #ifndef WEFT_CUDA_COMMON_CUH
 #define WEFT_CUDA_COMMON_CUH
 

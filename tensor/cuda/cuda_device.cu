@@ -1,50 +1,19 @@
-/* tensor/cuda/cuda_device.cu: per-device state (stream, cuBLAS handle, caching allocator,
- * pinned staging buffers), host <-> device copies, synchronization, errors, GEMM.
+/* tensor/cuda/cuda_device.cu: devices and streams: the device count, per-device set-up on
+ * first use (stream, cuBLAS handle, index flag), making a device current, synchronization with
+ * the index check, and the error reporting every .cu file uses. The state's layout is in
+ * cuda_device.cuh; memory: cuda_memory.cu; GEMM: cuda_gemm.cu.
  *
- * One non-blocking stream per device carries all of weft's work on it, so the allocator is
- * stream-ordered without events: a block freed on the host may be handed out again at once,
- * because any kernel that still uses it was queued before every kernel of the next owner. */
-#include "cuda_common.cuh"
+ * One non-blocking stream per device carries all of weft's work on it, which is what lets the
+ * caching allocator (cuda_memory.cu) be stream-ordered without events. */
+#include "cuda_device.cuh"
 
-#include <cublas_v2.h>
-#include <cublasLt.h>
 #include <pthread.h>
 #include <stdarg.h>
-#include <stdlib.h>
-#include <string.h>
 
-#define MAX_DEVICES 64
-#define N_CLASSES 256
-#define STAGE_BYTES ((size_t)4 << 20) /* two pinned buffers of this size per device */
-
-typedef struct free_list { void **p; int n, cap; } free_list;
-
-typedef struct dev_state {
-    bool ready;
-    cudaStream_t stream;
-    cublasHandle_t blas;
-    int num_sms;
-    int *index_flag;         /* device int */
-    pthread_mutex_t lock;    /* allocator */
-    free_list cache[N_CLASSES];
-    wf_memory_stats stats;
-    pthread_mutex_t stage_lock;
-    void *stage[2];          /* pinned */
-    cudaEvent_t stage_ev[2];
-    /* cuBLASLt: handle, workspace (from the caching allocator, kept), plan cache */
-    pthread_mutex_t lt_lock;
-    cublasLtHandle_t lt;
-    void *lt_ws;
-    bool lt_failed;
-    struct lt_plan *lt_plans;
-    int lt_next;
-} dev_state;
-
-static dev_state g_dev[MAX_DEVICES];
+dev_state wfc_dev[MAX_DEVICES];
 static pthread_mutex_t g_init_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t g_count_once = PTHREAD_ONCE_INIT;
 static int g_count;
-static volatile int g_tf32;
 
 /* ---------------------------------------------------------------- errors */
 
@@ -92,7 +61,7 @@ extern "C" int wf__cuda_count(void) {
 }
 
 static int init_dev(int dev, const char *what) {
-    dev_state *s = &g_dev[dev];
+    dev_state *s = &wfc_dev[dev];
     pthread_mutex_lock(&g_init_lock);
     if (s->ready) { pthread_mutex_unlock(&g_init_lock); return 0; }
     cudaError_t e;
@@ -129,7 +98,7 @@ fail:
                      cudaGetErrorString(e));
 }
 
-static int check_index(int dev, const char *what) {
+int wfc_check_index(int dev, const char *what) {
     if (dev < 0 || dev >= wf__cuda_count())
         return wfc_error(WF_EDEVICE, "%s: cuda:%d is not available (%d CUDA device(s) found)", what, dev,
                          wf__cuda_count());
@@ -137,146 +106,17 @@ static int check_index(int dev, const char *what) {
 }
 
 int wfc_begin(int dev, const char *what, cudaStream_t *stream) {
-    int rc = check_index(dev, what);
+    int rc = wfc_check_index(dev, what);
     if (rc) return rc;
-    if (!g_dev[dev].ready && (rc = init_dev(dev, what))) return rc;
+    if (!wfc_dev[dev].ready && (rc = init_dev(dev, what))) return rc;
     cudaError_t e = cudaSetDevice(dev);
     if (e != cudaSuccess) return wfc_report(e, "cudaSetDevice", dev);
-    if (stream) *stream = g_dev[dev].stream;
+    if (stream) *stream = wfc_dev[dev].stream;
     return 0;
 }
 
-int wfc_num_sms(int dev) { return g_dev[dev].num_sms > 0 ? g_dev[dev].num_sms : 132; }
-int *wfc_index_flag(int dev) { return g_dev[dev].index_flag; }
-
-/* ---------------------------------------------------------------- caching allocator */
-
-static int size_class(size_t n, size_t *rounded) {
-    if (n <= 512) { *rounded = 512; return 0; }
-    int lg = 63 - __builtin_clzll((unsigned long long)(n - 1)); /* 2^lg < n <= 2^(lg+1) */
-    size_t base = (size_t)1 << lg, step = base / 4;
-    size_t k = (n - base + step - 1) / step;                   /* 1..4 */
-    *rounded = base + k * step;
-    int c = 1 + (lg - 9) * 4 + (int)(k - 1);
-    if (c >= N_CLASSES) { *rounded = n; return -1; }
-    return c;
-}
-static size_t class_size(int c) {
-    if (c == 0) return 512;
-    int lg = 9 + (c - 1) / 4;
-    size_t base = (size_t)1 << lg;
-    return base + (size_t)((c - 1) % 4 + 1) * (base / 4);
-}
-
-/* free every cached block of s (lock held); cudaFree synchronizes the device */
-static void release_cache(dev_state *s) {
-    for (int c = 0; c < N_CLASSES; c++) {
-        free_list *fl = &s->cache[c];
-        size_t sz = class_size(c);
-        while (fl->n > 0) {
-            cudaFree(fl->p[--fl->n]);
-            s->stats.reserved -= sz;
-        }
-    }
-    cudaGetLastError();
-}
-
-extern "C" void *wf__cuda_alloc(int dev, size_t nbytes) {
-    if (wfc_begin(dev, "cuda alloc", NULL)) return NULL;
-    dev_state *s = &g_dev[dev];
-    size_t rounded;
-    int c = size_class(nbytes, &rounded);
-    void *p = NULL;
-    pthread_mutex_lock(&s->lock);
-    if (c >= 0 && s->cache[c].n > 0) p = s->cache[c].p[--s->cache[c].n];
-    else {
-        cudaError_t e = cudaMalloc(&p, rounded);
-        if (e != cudaSuccess) {
-            cudaGetLastError();         /* out of memory is not sticky: clear it */
-            release_cache(s);
-            p = NULL;
-            e = cudaMalloc(&p, rounded);
-        }
-        if (e != cudaSuccess) {
-            cudaGetLastError();
-            size_t fr = 0, tot = 0;
-            cudaMemGetInfo(&fr, &tot);
-            cudaGetLastError();
-            wf_memory_stats st = s->stats;
-            pthread_mutex_unlock(&s->lock);
-            if (e == cudaErrorMemoryAllocation)
-                wfc_error(WF_ENOMEM, "CUDA out of memory on cuda:%d: tried to allocate %zu bytes (%zu rounded); "
-                          "weft holds %zu bytes in tensors and %zu reserved; the device has %zu of %zu bytes free",
-                          dev, nbytes, rounded, st.allocated, st.reserved, fr, tot);
-            else
-                wfc_report(e, "cudaMalloc", dev);
-            return NULL;
-        }
-        s->stats.reserved += rounded;
-        s->stats.n_system_allocs++;
-    }
-    s->stats.allocated += rounded;
-    if (s->stats.allocated > s->stats.peak_allocated) s->stats.peak_allocated = s->stats.allocated;
-    pthread_mutex_unlock(&s->lock);
-    return p;
-}
-
-extern "C" void wf__cuda_free(int dev, void *p, size_t nbytes) {
-    if (!p || dev < 0 || dev >= MAX_DEVICES || !g_dev[dev].ready) return;
-    dev_state *s = &g_dev[dev];
-    size_t rounded;
-    int c = size_class(nbytes, &rounded);
-    pthread_mutex_lock(&s->lock);
-    s->stats.allocated -= rounded;
-    if (c < 0) {
-        cudaSetDevice(dev);
-        cudaFree(p);
-        cudaGetLastError();
-        s->stats.reserved -= rounded;
-    } else {
-        free_list *fl = &s->cache[c];
-        if (fl->n == fl->cap) {
-            int nc = fl->cap ? fl->cap * 2 : 16;
-            void **np = (void **)realloc(fl->p, (size_t)nc * sizeof(void *));
-            if (!np) { /* cannot remember it: give it back */
-                cudaSetDevice(dev);
-                cudaFree(p);
-                cudaGetLastError();
-                s->stats.reserved -= rounded;
-                pthread_mutex_unlock(&s->lock);
-                return;
-            }
-            fl->p = np;
-            fl->cap = nc;
-        }
-        fl->p[fl->n++] = p;
-    }
-    pthread_mutex_unlock(&s->lock);
-}
-
-extern "C" int wf__cuda_memory_stats(int dev, wf_memory_stats *out) {
-    memset(out, 0, sizeof *out);
-    int rc = check_index(dev, "wf_cuda_memory_stats");
-    if (rc) return rc;
-    dev_state *s = &g_dev[dev];
-    if (!s->ready) return 0;
-    pthread_mutex_lock(&s->lock);
-    *out = s->stats;
-    pthread_mutex_unlock(&s->lock);
-    return 0;
-}
-
-extern "C" void wf__cuda_empty_cache(void) {
-    int n = wf__cuda_count();
-    for (int d = 0; d < n; d++) {
-        dev_state *s = &g_dev[d];
-        if (!s->ready) continue;
-        cudaSetDevice(d);
-        pthread_mutex_lock(&s->lock);
-        release_cache(s);
-        pthread_mutex_unlock(&s->lock);
-    }
-}
+int wfc_num_sms(int dev) { return wfc_dev[dev].num_sms > 0 ? wfc_dev[dev].num_sms : 132; }
+int *wfc_index_flag(int dev) { return wfc_dev[dev].index_flag; }
 
 extern "C" void *wf__cuda_stream(int dev) {
     cudaStream_t st = NULL;
@@ -295,412 +135,14 @@ extern "C" int wf__cuda_sync(int dev) {
     cudaError_t e = cudaStreamSynchronize(st);
     if (e != cudaSuccess) return wfc_report(e, "a queued kernel (reported at synchronize)", dev);
     int flag = 0;
-    e = cudaMemcpy(&flag, g_dev[dev].index_flag, sizeof flag, cudaMemcpyDeviceToHost);
+    e = cudaMemcpy(&flag, wfc_dev[dev].index_flag, sizeof flag, cudaMemcpyDeviceToHost);
     if (e != cudaSuccess) return wfc_report(e, "synchronize (index check)", dev);
     if (flag) {
         int zero = 0;
-        cudaMemcpy(g_dev[dev].index_flag, &zero, sizeof zero, cudaMemcpyHostToDevice);
+        cudaMemcpy(wfc_dev[dev].index_flag, &zero, sizeof zero, cudaMemcpyHostToDevice);
         return wfc_error(WF_EINDEX, "cuda:%d: an index kernel (gather, scatter_add, index_select, "
                          "index_add, cross_entropy) met an index out of range; the affected elements "
                          "were skipped", dev);
     }
     return 0;
-}
-
-extern "C" void wf__cuda_set_tf32(int enabled) { g_tf32 = enabled != 0; }
-extern "C" int wf__cuda_get_tf32(void) { return g_tf32; }
-
-/* ---------------------------------------------------------------- host <-> device */
-
-static int stage_ready(dev_state *s, int dev) {
-    if (s->stage[0]) return 0;
-    for (int i = 0; i < 2; i++) {
-        cudaError_t e = cudaMallocHost(&s->stage[i], STAGE_BYTES);
-        if (e == cudaSuccess) e = cudaEventCreateWithFlags(&s->stage_ev[i], cudaEventDisableTiming);
-        if (e != cudaSuccess) {
-            cudaGetLastError();
-            if (s->stage[0]) cudaFreeHost(s->stage[0]);
-            if (i == 1 && s->stage[1]) cudaFreeHost(s->stage[1]);
-            s->stage[0] = s->stage[1] = NULL;
-            (void)dev;
-            return -1; /* fall back to plain copies */
-        }
-    }
-    return 0;
-}
-
-extern "C" int wf__cuda_to_host(void *dst, const void *src, size_t nbytes, int dev) {
-    cudaStream_t st;
-    int rc = wfc_begin(dev, "copy to host", &st);
-    if (rc || !nbytes) return rc ? rc : wf__cuda_sync(dev);
-    dev_state *s = &g_dev[dev];
-    pthread_mutex_lock(&s->stage_lock);
-    cudaError_t e = cudaSuccess;
-    if (stage_ready(s, dev)) {
-        e = cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyDeviceToHost, st);
-        if (e == cudaSuccess) e = cudaStreamSynchronize(st);
-    } else {
-        /* pipeline: the device fills one buffer while the host drains the other */
-        size_t nchunks = (nbytes + STAGE_BYTES - 1) / STAGE_BYTES;
-        for (size_t k = 0; k <= nchunks && e == cudaSuccess; k++) {
-            if (k < nchunks) {
-                size_t off = k * STAGE_BYTES, len = nbytes - off < STAGE_BYTES ? nbytes - off : STAGE_BYTES;
-                e = cudaMemcpyAsync(s->stage[k % 2], (const char *)src + off, len, cudaMemcpyDeviceToHost, st);
-                if (e == cudaSuccess) e = cudaEventRecord(s->stage_ev[k % 2], st);
-            }
-            if (k > 0 && e == cudaSuccess) {
-                size_t j = k - 1, off = j * STAGE_BYTES;
-                size_t len = nbytes - off < STAGE_BYTES ? nbytes - off : STAGE_BYTES;
-                e = cudaEventSynchronize(s->stage_ev[j % 2]);
-                if (e == cudaSuccess) memcpy((char *)dst + off, s->stage[j % 2], len);
-            }
-        }
-    }
-    pthread_mutex_unlock(&s->stage_lock);
-    if (e != cudaSuccess) return wfc_report(e, "copy to host (or a kernel queued before it)", dev);
-    return wf__cuda_sync(dev); /* reports index errors of earlier kernels */
-}
-
-extern "C" int wf__cuda_from_host(void *dst, const void *src, size_t nbytes, int dev) {
-    cudaStream_t st;
-    int rc = wfc_begin(dev, "copy from host", &st);
-    if (rc || !nbytes) return rc;
-    dev_state *s = &g_dev[dev];
-    pthread_mutex_lock(&s->stage_lock);
-    cudaError_t e = cudaSuccess;
-    if (stage_ready(s, dev)) {
-        e = cudaMemcpyAsync(dst, src, nbytes, cudaMemcpyHostToDevice, st);
-        if (e == cudaSuccess) e = cudaStreamSynchronize(st);
-    } else {
-        size_t nchunks = (nbytes + STAGE_BYTES - 1) / STAGE_BYTES;
-        for (size_t k = 0; k < nchunks && e == cudaSuccess; k++) {
-            size_t off = k * STAGE_BYTES, len = nbytes - off < STAGE_BYTES ? nbytes - off : STAGE_BYTES;
-            e = cudaEventSynchronize(s->stage_ev[k % 2]); /* the buffer's previous copy is done */
-            if (e != cudaSuccess) break;
-            memcpy(s->stage[k % 2], (const char *)src + off, len);
-            e = cudaMemcpyAsync((char *)dst + off, s->stage[k % 2], len, cudaMemcpyHostToDevice, st);
-            if (e == cudaSuccess) e = cudaEventRecord(s->stage_ev[k % 2], st);
-        }
-    }
-    pthread_mutex_unlock(&s->stage_lock);
-    if (e != cudaSuccess) return wfc_report(e, "copy from host (or a kernel queued before it)", dev);
-    return 0;
-}
-
-/* ---------------------------------------------------------------- GEMM */
-
-/* C[b] = beta * C[b] (the k == 0 case, which cuBLAS may refuse for lda/ldb < 1) */
-__global__ void gemm_scale_kernel(char *C, int dt, int64_t m, int64_t n, int64_t ldc, int64_t strideC,
-                                  int64_t batch, double beta) {
-    int64_t total = batch * m * n, es = dt == WF_F64 ? 8 : dt == WF_F32 ? 4 : 2;
-    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
-        int64_t b = i / (m * n), r = i - b * m * n, row = r / n, col = r - row * n;
-        char *p = C + (b * strideC + row * ldc + col) * es;
-        wfc_st<double>(p, dt, beta == 0 ? 0.0 : beta * wfc_ld<double>(p, dt));
-    }
-}
-
-/* ---------------------------------------------------------------- cuBLASLt plans
- * One plan per (dtype, tf32, transposes, sizes, leading dims, batch strides, pointer
- * alignments): the descriptors and the heuristic's best algorithm, found once. A plan whose
- * heuristic found nothing is cached too (ok = false: use cublasGemmStridedBatchedEx). */
-#define LT_PLANS 128
-#define LT_WS_BYTES ((size_t)32 << 20)
-#define LT_CAND 6
-
-struct lt_key {
-    int dtype, tf32, ta, tb;
-    int64_t m, n, k, lda, ldb, ldc, sa, sb, sc, batch;
-    int al_a, al_b, al_c;
-    int epi;                         /* 0, or LT_EPI_BIAS / LT_EPI_BGRAD (bias pointer set per call) */
-};
-#define LT_EPI_BIAS 1
-#define LT_EPI_BGRAD 2
-struct lt_plan {
-    bool used, ok;
-    lt_key key;
-    cublasLtMatmulDesc_t desc;
-    cublasLtMatrixLayout_t la, lb, lc;
-    cublasLtMatmulAlgo_t algo;
-    int ncand;                       /* heuristic candidates (timed once when the call allows) */
-    cublasLtMatmulAlgo_t cand[LT_CAND];
-    bool tuned;
-};
-
-static int ptr_align(const void *p) {
-    uintptr_t u = (uintptr_t)p;
-    int a = 1;
-    while (a < 256 && !(u & (uintptr_t)a)) a <<= 1;
-    return a;
-}
-
-static void lt_plan_destroy(lt_plan *p) {
-    if (!p->used) return;
-    if (p->desc) cublasLtMatmulDescDestroy(p->desc);
-    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
-    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
-    if (p->lc) cublasLtMatrixLayoutDestroy(p->lc);
-    memset(p, 0, sizeof *p);
-}
-
-static cublasLtMatrixLayout_t lt_layout(cudaDataType_t ty, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
-                                        int64_t stride) {
-    cublasLtMatrixLayout_t l = NULL;
-    if (cublasLtMatrixLayoutCreate(&l, ty, (uint64_t)rows, (uint64_t)cols, ld) != CUBLAS_STATUS_SUCCESS) return NULL;
-    if (batch > 1) {
-        int32_t bc = (int32_t)batch;
-        cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc);
-        cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride);
-    }
-    return l;
-}
-
-/* build p for key (lock held); p->ok tells whether Lt can run it */
-static void lt_plan_build(dev_state *s, lt_plan *p, const lt_key *key, cudaDataType_t ty, cublasComputeType_t ct) {
-    memset(p, 0, sizeof *p);
-    p->used = true;
-    p->key = *key;
-    cublasOperation_t opA = key->tb ? CUBLAS_OP_T : CUBLAS_OP_N; /* Lt's A is weft's B (row-major swap) */
-    cublasOperation_t opB = key->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-    if (cublasLtMatmulDescCreate(&p->desc, ct, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) { p->desc = NULL; return; }
-    cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA);
-    cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB);
-    if (key->epi) {
-        /* Lt's D is weft's C^T: EPILOGUE_BIAS adds bias[n] down D's rows (weft's columns);
-         * BGRADB reduces Lt's B (weft's op(A)) over k into bias[m] (D's columns) */
-        cublasLtEpilogue_t e = key->epi == LT_EPI_BIAS ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_BGRADB;
-        cudaDataType_t bt = ty;
-        if (cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e) != CUBLAS_STATUS_SUCCESS ||
-            cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt) != CUBLAS_STATUS_SUCCESS)
-            return;
-    }
-    int64_t n = key->n, m = key->m, k = key->k;
-    p->la = lt_layout(ty, opA == CUBLAS_OP_N ? n : k, opA == CUBLAS_OP_N ? k : n, key->ldb, key->batch, key->sb);
-    p->lb = lt_layout(ty, opB == CUBLAS_OP_N ? k : m, opB == CUBLAS_OP_N ? m : k, key->lda, key->batch, key->sa);
-    p->lc = lt_layout(ty, n, m, key->ldc, key->batch, key->sc);
-    if (!p->la || !p->lb || !p->lc) return;
-    cublasLtMatmulPreference_t pref = NULL;
-    if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) return;
-    uint64_t ws = LT_WS_BYTES;
-    uint32_t aa = (uint32_t)key->al_b, ab = (uint32_t)key->al_a, ac = (uint32_t)key->al_c;
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof aa);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof ab);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac, sizeof ac);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac, sizeof ac);
-    cublasLtMatmulHeuristicResult_t res[LT_CAND];
-    int nres = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(s->lt, p->desc, p->la, p->lb, p->lc, p->lc, pref, LT_CAND, res,
-                                                       &nres);
-    cublasLtMatmulPreferenceDestroy(pref);
-    if (st != CUBLAS_STATUS_SUCCESS) return;
-    for (int i = 0; i < nres; i++)
-        if (res[i].state == CUBLAS_STATUS_SUCCESS) p->cand[p->ncand++] = res[i].algo;
-    if (p->ncand > 0) {
-        p->algo = p->cand[0];
-        p->ok = true;
-    }
-}
-
-/* cublasGemmStridedBatchedEx over batches of at most 65535 (row-major: operands swapped) */
-static cublasStatus_t ex_gemm(cublasHandle_t h, int es, cudaDataType_t ty, cublasComputeType_t ct, int transA,
-                              int transB, int64_t m, int64_t n, int64_t k, const void *pa, const void *A, int64_t lda,
-                              int64_t strideA, const void *B, int64_t ldb, int64_t strideB, const void *pb, void *C,
-                              int64_t ldc, int64_t strideC, int64_t batch) {
-    cublasOperation_t opA = transA ? CUBLAS_OP_T : CUBLAS_OP_N;
-    cublasOperation_t opB = transB ? CUBLAS_OP_T : CUBLAS_OP_N;
-    const int64_t MAXB = 65535;
-    for (int64_t b0 = 0; b0 < batch; b0 += MAXB) {
-        int nb = (int)(batch - b0 < MAXB ? batch - b0 : MAXB);
-        const char *a = (const char *)A + b0 * strideA * es;
-        const char *b = (const char *)B + b0 * strideB * es;
-        char *c = (char *)C + b0 * strideC * es;
-        cublasStatus_t s = cublasGemmStridedBatchedEx(
-            h, opB, opA, (int)n, (int)m, (int)k, pa, b, ty, (int)ldb, (long long)strideB, a, ty, (int)lda,
-            (long long)strideA, pb, c, ty, (int)ldc, (long long)strideC, nb, ct, CUBLAS_GEMM_DEFAULT);
-        if (s != CUBLAS_STATUS_SUCCESS) return s;
-    }
-    return CUBLAS_STATUS_SUCCESS;
-}
-
-/* Time each heuristic candidate (and cublasGemmStridedBatchedEx) once on the real operands;
- * only for beta == 0, where running the product several times leaves C as one run would. */
-static void lt_autotune(dev_state *s, lt_plan *p, cudaStream_t st, int es, cudaDataType_t ty, cublasComputeType_t ct,
-                        int ta, int tb, int64_t m, int64_t n, int64_t k, float alpha, const void *A, int64_t lda,
-                        int64_t sA, const void *B, int64_t ldb, int64_t sB, float beta, void *C, int64_t ldc,
-                        int64_t sC, int64_t batch) {
-    p->tuned = true;
-    cudaEvent_t e0, e1;
-    if (cudaEventCreate(&e0) != cudaSuccess) { cudaGetLastError(); return; }
-    if (cudaEventCreate(&e1) != cudaSuccess) { cudaEventDestroy(e0); cudaGetLastError(); return; }
-    float best = 1e30f;
-    int bi = -1;
-    for (int i = p->key.epi ? 0 : -1; i < p->ncand; i++) {  /* -1: cublasGemmStridedBatchedEx (no epilogue) */
-        bool ok = true;
-        for (int r = 0; r < 4 && ok; r++) {
-            if (r == 1) cudaEventRecord(e0, st);
-            cublasStatus_t bs =
-                i < 0 ? ex_gemm(s->blas, es, ty, ct, ta, tb, m, n, k, &alpha, A, lda, sA, B, ldb, sB, &beta, C, ldc, sC,
-                                batch)
-                      : cublasLtMatmul(s->lt, p->desc, &alpha, B, p->la, A, p->lb, &beta, C, p->lc, C, p->lc,
-                                       &p->cand[i], s->lt_ws, LT_WS_BYTES, st);
-            ok = bs == CUBLAS_STATUS_SUCCESS;
-        }
-        if (!ok) continue;
-        cudaEventRecord(e1, st);
-        float ms = 0;
-        if (cudaEventSynchronize(e1) != cudaSuccess || cudaEventElapsedTime(&ms, e0, e1) != cudaSuccess) continue;
-        if (ms < best) { best = ms; bi = i; }
-    }
-    cudaGetLastError();
-    cudaEventDestroy(e0);
-    cudaEventDestroy(e1);
-    if (bi < 0) p->ok = false;           /* cublasGemmStridedBatchedEx is as fast: use it */
-    else p->algo = p->cand[bi];
-}
-
-/* Try the GEMM through cuBLASLt. 0 = done; 1 = not handled (use cublasGemmStridedBatchedEx). */
-static int lt_gemm(int dev, cudaStream_t st, int dtype, cudaDataType_t ty, cublasComputeType_t ct, int ta, int tb,
-                   int64_t m, int64_t n, int64_t k, float alpha, const void *A, int64_t lda, int64_t sA,
-                   const void *B, int64_t ldb, int64_t sB, float beta, void *C, int64_t ldc, int64_t sC,
-                   int64_t batch, int epi = 0, void *biasp = NULL) {
-    dev_state *s = &g_dev[dev];
-    if (batch > 1 && (sA == 0 || sB == 0 || sC == 0)) return 1;   /* broadcast batches */
-    if (batch > 2147483647LL) return 1;
-    pthread_mutex_lock(&s->lt_lock);
-    if (s->lt_failed) { pthread_mutex_unlock(&s->lt_lock); return 1; }
-    if (!s->lt) {
-        s->lt_plans = (lt_plan *)calloc(LT_PLANS, sizeof(lt_plan));
-        s->lt_ws = wf__cuda_alloc(dev, LT_WS_BYTES);
-        if (!s->lt_ws) wf_clear_error(); /* not fatal: Lt is skipped */
-        if (!s->lt_plans || !s->lt_ws || cublasLtCreate(&s->lt) != CUBLAS_STATUS_SUCCESS) {
-            s->lt_failed = true;
-            s->lt = NULL;
-            pthread_mutex_unlock(&s->lt_lock);
-            return 1;
-        }
-    }
-    lt_key key;
-    memset(&key, 0, sizeof key);
-    key.dtype = dtype; key.tf32 = ct == CUBLAS_COMPUTE_32F_FAST_TF32; key.ta = ta; key.tb = tb;
-    key.m = m; key.n = n; key.k = k; key.lda = lda; key.ldb = ldb; key.ldc = ldc;
-    key.batch = batch;
-    if (batch > 1) { key.sa = sA; key.sb = sB; key.sc = sC; }
-    key.al_a = ptr_align(A); key.al_b = ptr_align(B); key.al_c = ptr_align(C);
-    key.epi = epi;
-    lt_plan *p = NULL;
-    for (int i = 0; i < LT_PLANS; i++)
-        if (s->lt_plans[i].used && !memcmp(&s->lt_plans[i].key, &key, sizeof key)) { p = &s->lt_plans[i]; break; }
-    if (!p) {
-        p = &s->lt_plans[s->lt_next];
-        s->lt_next = (s->lt_next + 1) % LT_PLANS;
-        lt_plan_destroy(p);
-        lt_plan_build(s, p, &key, ty, ct);
-    }
-    if (p->ok && epi &&
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &biasp, sizeof biasp) !=
-            CUBLAS_STATUS_SUCCESS)
-        p->ok = false;
-    if (p->ok && !p->tuned && beta == 0 && (double)m * (double)n * (double)k * (double)batch >= 16777216.0)
-        lt_autotune(s, p, st, wfc_dtype_size(dtype), ty, ct, ta, tb, m, n, k, alpha, A, lda, sA, B, ldb, sB, beta, C,
-                    ldc, sC, batch);
-    int rc = 1;
-    if (p->ok) {
-        cublasStatus_t bs = cublasLtMatmul(s->lt, p->desc, &alpha, B, p->la, A, p->lb, &beta, C, p->lc, C, p->lc,
-                                           &p->algo, s->lt_ws, LT_WS_BYTES, st);
-        if (bs == CUBLAS_STATUS_SUCCESS) rc = 0;
-        else p->ok = false;   /* do not try this plan again */
-    }
-    pthread_mutex_unlock(&s->lt_lock);
-    return rc;
-}
-
-extern "C" int wf__cuda_gemm(int dtype, int transA, int transB, int64_t m, int64_t n, int64_t k,
-                             double alpha, const void *A, int64_t lda, int64_t strideA,
-                             const void *B, int64_t ldb, int64_t strideB,
-                             double beta, void *C, int64_t ldc, int64_t strideC, int64_t batch, int dev) {
-    cudaStream_t st;
-    int rc = wfc_begin(dev, "gemm", &st);
-    if (rc) return rc;
-    if (m <= 0 || n <= 0 || batch <= 0) return 0;
-    const int64_t IMAX = 2147483647;
-    if (m > IMAX || n > IMAX || k > IMAX || lda > IMAX || ldb > IMAX || ldc > IMAX)
-        return wfc_error(WF_ENOTSUP, "gemm on cuda:%d: a dimension exceeds 2^31-1 (m=%lld n=%lld k=%lld)", dev,
-                         (long long)m, (long long)n, (long long)k);
-    cudaDataType_t ty;
-    cublasComputeType_t ct;
-    float af = (float)alpha, bf = (float)beta;
-    const void *pa = &af, *pb = &bf;
-    switch (dtype) {
-    case WF_F32: ty = CUDA_R_32F; ct = g_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F; break;
-    case WF_F16: ty = CUDA_R_16F; ct = CUBLAS_COMPUTE_32F; break;
-    case WF_BF16: ty = CUDA_R_16BF; ct = CUBLAS_COMPUTE_32F; break;
-    case WF_F64: ty = CUDA_R_64F; ct = CUBLAS_COMPUTE_64F; pa = &alpha; pb = &beta; break;
-    default:
-        return wfc_error(WF_ENOTSUP, "gemm on cuda:%d: dtype %s is not supported (f32, f64, f16, bf16)", dev,
-                         wf_dtype_name((wf_dtype)dtype));
-    }
-    int es = wfc_dtype_size(dtype);
-    if (k <= 0) {
-        if (beta == 1) return 0;
-        int64_t total = batch * m * n;
-        gemm_scale_kernel<<<wfc_blocks(total, 256, dev), 256, 0, st>>>((char *)C, dtype, m, n, ldc, strideC, batch, beta);
-        return wfc_check("gemm (k = 0)", dev);
-    }
-    static int no_lt = -1;   /* WEFT_NO_CUBLASLT=1: cublasGemmStridedBatchedEx only (comparisons) */
-    if (no_lt < 0) no_lt = getenv("WEFT_NO_CUBLASLT") != NULL;
-    /* cuBLASLt (autotuned once per shape) measured ahead of cublasGemmEx up to ~2048^3 on the
-     * H100 (bf16 1024^3: 88 vs 82 TFLOP/s) and behind it at 8192^3 (f16 658 vs 738): large
-     * products keep cublasGemmStridedBatchedEx (bench/NOTES.md, 2026-11 fused-kernels run). */
-    if (dtype != WF_F64 && !no_lt && (double)m * (double)n * (double)k * (double)batch <= 8589934592.0 &&
-        lt_gemm(dev, st, dtype, ty, ct, transA, transB, m, n, k, af, A, lda, strideA, B, ldb, strideB, bf, C, ldc,
-                strideC, batch) == 0)
-        return wfc_check("gemm (cuBLASLt)", dev);
-    cublasHandle_t h = g_dev[dev].blas;
-    /* Row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: swap the operands and
-     * keep each op (a row-major matrix read column-major is its transpose). */
-    {
-        cublasStatus_t s = ex_gemm(h, es, ty, ct, transA, transB, m, n, k, pa, A, lda, strideA, B, ldb, strideB, pb, C,
-                                   ldc, strideC, batch);
-        if (s != CUBLAS_STATUS_SUCCESS) {
-            cudaError_t e = cudaGetLastError();
-            if (e != cudaSuccess) return wfc_report(e, "gemm (cuBLAS)", dev);
-            return wfc_error(WF_EDEVICEFAIL, "cuda:%d: gemm failed in cublasGemmStridedBatchedEx: %s "
-                             "(%s, m=%lld n=%lld k=%lld batch=%lld)", dev, cublasGetStatusString(s),
-                             wf_dtype_name((wf_dtype)dtype), (long long)m, (long long)n, (long long)k,
-                             (long long)batch);
-        }
-    }
-    return wfc_check("gemm", dev);
-}
-
-extern "C" int wf__cuda_gemm_epilogue(int dtype, int transA, int transB, int64_t m, int64_t n, int64_t k,
-                                      const void *A, int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc,
-                                      const void *bias, void *bgrad, int dev) {
-    if ((bias != NULL) == (bgrad != NULL)) return 1;
-    cudaDataType_t ty;
-    cublasComputeType_t ct;
-    switch (dtype) {
-    case WF_F32: ty = CUDA_R_32F; ct = g_tf32 ? CUBLAS_COMPUTE_32F_FAST_TF32 : CUBLAS_COMPUTE_32F; break;
-    case WF_F16: ty = CUDA_R_16F; ct = CUBLAS_COMPUTE_32F; break;
-    case WF_BF16: ty = CUDA_R_16BF; ct = CUBLAS_COMPUTE_32F; break;
-    default: return 1;
-    }
-    const int64_t IMAX = 2147483647;
-    if (m <= 0 || n <= 0 || k <= 0 || m > IMAX || n > IMAX || k > IMAX || lda > IMAX || ldb > IMAX || ldc > IMAX)
-        return 1;
-    void *bp = bias ? (void *)bias : bgrad;
-    if (ptr_align(bp) < 16) return 1;
-    static int no_lt = -1;
-    if (no_lt < 0) no_lt = getenv("WEFT_NO_CUBLASLT") != NULL || getenv("WEFT_NO_GEMM_EPILOGUE") != NULL;
-    if (no_lt) return 1;
-    cudaStream_t st;
-    int rc = wfc_begin(dev, "gemm (epilogue)", &st);
-    if (rc) return rc;
-    if (lt_gemm(dev, st, dtype, ty, ct, transA, transB, m, n, k, 1.0f, A, lda, 0, B, ldb, 0, 0.0f, C, ldc, 0, 1,
-                bias ? LT_EPI_BIAS : LT_EPI_BGRAD, bp) != 0) {
-        cudaGetLastError();
-        return 1;
-    }
-    return wfc_check("gemm (cuBLASLt epilogue)", dev);
 }

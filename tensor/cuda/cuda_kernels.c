@@ -55,7 +55,6 @@ static int k_from_host(wf_tensor *y, const void *src) {
     wf_cuda_view vy = view(y);
     return wf__cuda_from_host(vy.data, src, (size_t)wf_numel(y) * wf_dtype_size(y->dtype), DEV(y));
 }
-static int k_synchronize(wf_device dev) { return wf__cuda_sync(dev.index); }
 
 /* ---------------------------------------------------------------- elementwise */
 
@@ -288,7 +287,6 @@ const wf_kernels wf__cuda_kernels = {
     .max_pool2d_backward = k_max_pool2d_backward,
     .avg_pool2d = k_avg_pool2d,
     .avg_pool2d_backward = k_avg_pool2d_backward,
-    .synchronize = k_synchronize,
     .sdpa_fwd = k_sdpa_fwd,
     .sdpa_bwd = k_sdpa_bwd,
     .layer_norm_fwd = k_layer_norm_fwd,
