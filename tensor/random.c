@@ -25,6 +25,15 @@ void wf__philox4x32(uint64_t seed, uint64_t counter, uint32_t out[4]) {
     out[0] = c0; out[1] = c1; out[2] = c2; out[3] = c3;
 }
 
+/* The deterministic-algorithms switch lives beside the RNG: both are what makes a run
+ * repeatable. Kernels read it; wf__supports hides the non-deterministic ones. */
+_Atomic bool wf__deterministic;
+int wf_use_deterministic_algorithms(bool on) {
+    atomic_store(&wf__deterministic, on);
+    return 0;
+}
+bool wf_are_deterministic_algorithms_enabled(void) { return atomic_load(&wf__deterministic); }
+
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 static wf_rng_state g_state = { 0x5eed, 0 };
 

@@ -200,7 +200,13 @@ typedef struct wf_op_support {
     uint16_t binary[WF_B_COUNT];
     uint16_t reduce[WF_R_COUNT];
     uint16_t kernel[WF_K_COUNT];
+    /* kernel ops whose results vary run to run (atomics in a varying order): not offered
+     * while deterministic algorithms are on (bit WF_K_*) */
+    uint64_t kernel_nondeterministic;
 } wf_op_support;
+_Static_assert(WF_K_COUNT <= 64, "wf_op_support.kernel_nondeterministic holds 64 kernel ops");
+/* wf_use_deterministic_algorithms' setting (tensor/random.c) */
+extern _Atomic bool wf__deterministic;
 _Static_assert(WF_DTYPE_COUNT <= 16, "wf_op_support masks hold 16 dtypes");
 
 /* op names by family ("exp", "add", "sum", "im2col"; tensor/dispatch.c), for messages */
@@ -350,7 +356,11 @@ static inline bool wf__supports(const wf_kernels *k, wf_op_family fam, int op, w
     case WF_OPF_UNARY: return (s->unary[op] & bit) != 0;
     case WF_OPF_BINARY: return (s->binary[op] & bit) != 0;
     case WF_OPF_REDUCE: return (s->reduce[op] & bit) != 0;
-    default: return (s->kernel[op] & bit) != 0;
+    default:
+        if (s->kernel_nondeterministic && (s->kernel_nondeterministic >> op & 1) &&
+            atomic_load_explicit(&wf__deterministic, memory_order_relaxed))
+            return false;
+        return (s->kernel[op] & bit) != 0;
     }
 }
 /* Records WF_ENOTSUP "fn: no kernel for <dtype> on <device> (<op>)" and returns it. */

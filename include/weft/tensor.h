@@ -198,6 +198,14 @@ typedef struct wf_rng_state { uint64_t seed; uint64_t offset; } wf_rng_state;
 void wf_manual_seed(uint64_t seed);
 wf_rng_state wf_rng_get_state(void);
 void wf_rng_set_state(wf_rng_state s);
+/* Deterministic algorithms (torch.use_deterministic_algorithms), process-wide: while on, every
+ * op gives the same bits run after run on the same device and build. Kernels whose result
+ * depends on the order atomics land (CUDA's fused attention and layer-norm backward) are not
+ * used (the op is composed from others), and CUDA's scatter_add, index_add (embedding's
+ * backward) and max-pool backward run in a fixed order, more slowly. The CPU is deterministic
+ * either way. Returns 0. */
+int wf_use_deterministic_algorithms(bool on);
+bool wf_are_deterministic_algorithms_enabled(void);
 wf_tensor *wf_rand(const int64_t *shape, int ndim, wf_dtype dt);          /* U[0,1) */
 wf_tensor *wf_randn(const int64_t *shape, int ndim, wf_dtype dt);         /* N(0,1) */
 wf_tensor *wf_randint(int64_t low, int64_t high, const int64_t *shape, int ndim, wf_dtype dt);

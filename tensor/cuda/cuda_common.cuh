@@ -12,6 +12,9 @@
 #include <stdio.h>
 #include <math.h>
 
+/* wf_use_deterministic_algorithms' setting (weft/tensor.h) */
+extern "C" bool wf_are_deterministic_algorithms_enabled(void);
+
 /* ---------------------------------------------------------------- device state (cuda_device.cu) */
 /* Make dev current and return its stream (lazily created). 0 or an error (recorded). */
 int wfc_begin(int dev, const char *what, cudaStream_t *stream);

@@ -106,10 +106,40 @@ static idx_geo make_idx_geo(const wf_cuda_view *it, const wf_cuda_view *other, c
     return g;
 }
 
+/* B[...] += A[i], deterministic: one thread per line of A along dim (every coordinate but
+ * dim's), adding the line's elements in order. Lines land on disjoint lines of B (B takes
+ * A's coordinates off dim), so no two threads meet and no atomics are needed; the price is
+ * parallelism (an embedding's backward has embedding_dim lines). */
+__global__ void scatter_add_det_kernel(idx_geo g, int64_t lines) {
+    GRID_LOOP(l, lines) {
+        int64_t oa = 0, oi = 0, ob = 0, r = l;
+        for (int d = g.ndim - 1; d >= 0; d--) {
+            if (d == g.dim) continue;
+            int64_t s = g.shape[d], q = r / s, c = r - q * s;
+            r = q;
+            oa += c * g.sa[d];
+            oi += c * g.si[d];
+            ob += c * g.sb[d];
+        }
+        for (int64_t j = 0; j < g.shape[g.dim]; j++) {
+            int64_t k = wfc_ld_index(g.idx + oi + j * g.si[g.dim], g.idt);
+            if (k < 0 || k >= g.dimsize) {
+                atomicExch(g.flag, 1);
+                continue;
+            }
+            char *pb = g.b + ob + k * g.sb[g.dim];
+            wfc_st<double>(pb, g.bdt, wfc_ld<double>(pb, g.bdt) + wfc_ld<double>(g.a + oa + j * g.sa[g.dim], g.adt));
+        }
+    }
+}
+
 static int run_idx(bool gather, const idx_geo &g, int dev, cudaStream_t st, const char *name) {
     if (!g.n) return 0;
     if (gather) gather_kernel<<<wfc_blocks(g.n, THREADS, dev), THREADS, 0, st>>>(g);
-    else scatter_add_kernel<<<wfc_blocks(g.n, THREADS, dev), THREADS, 0, st>>>(g);
+    else if (wf_are_deterministic_algorithms_enabled()) {
+        int64_t lines = g.n / g.shape[g.dim];   /* g.n > 0: no dim is 0 */
+        scatter_add_det_kernel<<<wfc_blocks(lines, THREADS, dev), THREADS, 0, st>>>(g, lines);
+    } else scatter_add_kernel<<<wfc_blocks(g.n, THREADS, dev), THREADS, 0, st>>>(g);
     return wfc_check(name, dev);
 }
 

@@ -252,6 +252,8 @@ static const wf_op_support cuda_support = {
     .kernel = {
 #include "../ops.def"
     },
+    /* dq (attention) and the weight/bias partials (layer norm) are summed with atomics */
+    .kernel_nondeterministic = 1ull << WF_K_SDPA_BWD | 1ull << WF_K_LAYER_NORM_BWD,
 };
 
 const wf_kernels wf__cuda_kernels = {

@@ -69,6 +69,21 @@ __global__ void max_pool_bwd_kernel(char *gx, int gxdt, const char *gy, int gydt
     }
 }
 
+/* deterministic: one thread per plane, its outputs in order (a plane's outputs only reach its
+ * own inputs, so threads never meet) */
+__global__ void max_pool_bwd_det_kernel(char *gx, int gxdt, const char *gy, int gydt, const int64_t *am,
+                                        int64_t planes, int64_t ohw, int64_t HW) {
+    int gys = wfc_dtype_size(gydt), gxs = wfc_dtype_size(gxdt);
+    GRID_LOOP(p, planes) {
+        for (int64_t o = 0; o < ohw; o++) {
+            int64_t i = p * ohw + o, k = am[i];
+            if (k < 0 || k >= HW) continue;
+            char *d = gx + (p * HW + k) * gxs;
+            wfc_st<double>(d, gxdt, wfc_ld<double>(d, gxdt) + wfc_ld<double>(gy + i * gys, gydt));
+        }
+    }
+}
+
 __device__ __forceinline__ int64_t avg_div(const pool_geo &g, int64_t oy, int64_t ox, int64_t *hs, int64_t *he,
                                            int64_t *ws, int64_t *we) {
     int64_t h0 = oy * g.sh - g.ph, w0 = ox * g.sw - g.pw;
@@ -151,8 +166,14 @@ extern "C" int wf__cuda_max_pool2d_backward(const wf_cuda_view *gx, const wf_cud
     if (n <= 0) return 0;
     int64_t HW = gx->ndim >= 2 ? gx->shape[gx->ndim - 1] * gx->shape[gx->ndim - 2] : nx;
     int64_t ohw = gy->ndim >= 2 ? gy->shape[gy->ndim - 1] * gy->shape[gy->ndim - 2] : n;
-    max_pool_bwd_kernel<<<wfc_blocks(n, THREADS, dev), THREADS, 0, st>>>(
-        (char *)gx->data, gx->dtype, (const char *)gy->data, gy->dtype, (const int64_t *)argmax->data, n, ohw, HW);
+    if (wf_are_deterministic_algorithms_enabled()) {
+        int64_t planes = ohw ? n / ohw : 0;
+        max_pool_bwd_det_kernel<<<wfc_blocks(planes, THREADS, dev), THREADS, 0, st>>>(
+            (char *)gx->data, gx->dtype, (const char *)gy->data, gy->dtype, (const int64_t *)argmax->data, planes, ohw, HW);
+    } else {
+        max_pool_bwd_kernel<<<wfc_blocks(n, THREADS, dev), THREADS, 0, st>>>(
+            (char *)gx->data, gx->dtype, (const char *)gy->data, gy->dtype, (const int64_t *)argmax->data, n, ohw, HW);
+    }
     return wfc_check("max_pool2d backward kernel", dev);
 }
 
