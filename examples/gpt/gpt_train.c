@@ -161,6 +161,10 @@ int main(int argc, char **argv) {
     double temperature = 0.8, peak_tflops = 0;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            usage(argv[0]);
+            return 0;
+        }
         if (!v) { fprintf(stderr, "error: %s needs a value\n", a); return usage(argv[0]); }
         const int64_t BIG = INT64_C(1) << 40;
         bool ok = true, known = true;
