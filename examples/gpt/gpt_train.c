@@ -282,8 +282,13 @@ int main(int argc, char **argv) {
     wf_fabric_log_hyperparams(fab, hp_names, NULL, hp_vals, hp_num, 8);   /* CSV does not log them: WF_ENOTSUP is fine */
     wf_clear_error();
 
+    double peak = peak_tflops * 1e12;
+    if (!(peak > 0) && threads > 0 && wf_fabric_device(fab).type == WF_DEV_CPU) {   /* the cores this run uses */
+        peak = wf_cpu_peak_flops((int)threads, 0, 0, !strcmp(wf_fabric_precision_name(fab), "64-true") ? 8 : 4);
+        wf_clear_error();   /* no clock known: MFU n/a */
+    }
     wf_throughput *tp = wf_throughput_monitor_new(fab, &(wf_throughput_opts){
-        .available_flops = peak_tflops * 1e12, .window_size = (int)(c.log_interval < 2 ? 2 : c.log_interval + 1) });
+        .available_flops = peak, .window_size = (int)(c.log_interval < 2 ? 2 : c.log_interval + 1) });
     if (!tp) FAIL("%s", wf_error_message());
     int64_t tokens_per_iter = c.batch_size * c.grad_accum * c.model.block_size;
     wf_fabric_print(fab, "%s: %.2fM parameters, %lld tokens/iter, %.3g GFLOP/iter, %s on %s, %s\n", config,
