@@ -142,7 +142,8 @@ static int usage(const char *prog) {
     return 2;
 }
 
-#define FAIL(...) do { fprintf(stderr, "error: " __VA_ARGS__); fprintf(stderr, "\n"); return 1; } while (0)
+/* report, then release what exists (out: at the end of main) */
+#define FAIL(...) do { fprintf(stderr, "error: " __VA_ARGS__); fprintf(stderr, "\n"); rc = 1; goto out; } while (0)
 
 int main(int argc, char **argv) {
     const char *config = "tiny", *data_path = NULL, *val_path = NULL, *out_dir = NULL, *logger = NULL;
@@ -222,7 +223,15 @@ int main(int argc, char **argv) {
     if (!data_path) { fprintf(stderr, "error: --data FILE is required (a text file, or a .bin of uint16 tokens)\n"); return usage(argv[0]); }
     if (threads > 0) wf_set_num_threads((int)threads);
 
-    gpt_data d;
+    int rc = 0;
+    gpt_data d = { 0 };
+    wf_fabric *fab = NULL;
+    wf_module *model = NULL;
+    wf_optimizer *opt = NULL;
+    wf_lr_scheduler *sched = NULL;
+    wf_fabric_state *st = NULL;
+    wf_throughput *tp = NULL;
+    int64_t *ctx = NULL;
     if (gpt_data_load(&d, data_path, val_path)) FAIL("%s", wf_error_message());
     /* tokens: the preset's vocabulary (GPT-2's 50304), or the data's for tiny; --vocab-size overrides */
     c.model.vocab_size = d.chars ? d.vocab_size : vocab_override ? vocab_override : c.model.vocab_size ? c.model.vocab_size : d.vocab_size;
@@ -245,21 +254,24 @@ int main(int argc, char **argv) {
         if (!loggers[0]) FAIL("%s", wf_error_message());
         n_loggers = 1;
     }
-    wf_fabric *fab = wf_fabric_new(&(wf_fabric_config){ .accelerator = accelerator, .precision = precision,
+    fab = wf_fabric_new(&(wf_fabric_config){ .accelerator = accelerator, .precision = precision,
                                                         .loggers = loggers, .n_loggers = n_loggers });
-    if (!fab) { fprintf(stderr, "error: %s\n", wf_error_message()); return 2; }
+    if (!fab) {
+        fprintf(stderr, "error: %s\n", wf_error_message());
+        rc = 2;
+        goto out;
+    }
     wf_seed_everything(seed, false);
 
     int64_t flops_per_iter = micro_batch_flops(&c.model, c.batch_size) * c.grad_accum;
-    wf_module *model = gpt_new(&c.model);
-    wf_optimizer *opt = model ? gpt_configure_optimizer(model, c.weight_decay, c.lr, c.beta1, c.beta2) : NULL;
+    model = gpt_new(&c.model);
+    opt = model ? gpt_configure_optimizer(model, c.weight_decay, c.lr, c.beta1, c.beta2) : NULL;
     if (!opt || wf_fabric_setup(fab, model, &opt, 1, NULL)) FAIL("%s", wf_error_message());
-    wf_lr_scheduler *sched = wf_lambda_lr_new(opt, lr_factor, &c);
+    sched = wf_lambda_lr_new(opt, lr_factor, &c);
     if (!sched) FAIL("%s", wf_error_message());
 
     int64_t iter = 0;
     double best_val = 1e9;
-    wf_fabric_state *st = NULL;
     if (out_dir) {
         st = wf_fabric_state_new();
         if (!st || wf_fabric_state_add_module(st, "model", model) || wf_fabric_state_add_optimizer(st, "optimizer", opt) ||
@@ -287,7 +299,7 @@ int main(int argc, char **argv) {
         peak = wf_cpu_peak_flops((int)threads, 0, 0, !strcmp(wf_fabric_precision_name(fab), "64-true") ? 8 : 4);
         wf_clear_error();   /* no clock known: MFU n/a */
     }
-    wf_throughput *tp = wf_throughput_monitor_new(fab, &(wf_throughput_opts){
+    tp = wf_throughput_monitor_new(fab, &(wf_throughput_opts){
         .available_flops = peak, .window_size = (int)(c.log_interval < 2 ? 2 : c.log_interval + 1) });
     if (!tp) FAIL("%s", wf_error_message());
     int64_t tokens_per_iter = c.batch_size * c.grad_accum * c.model.block_size;
@@ -369,7 +381,8 @@ int main(int argc, char **argv) {
     wf_fabric_print(fab, "step %lld: train loss %.4f, val loss %.4f\n", (long long)iter, losses[0], losses[1]);
 
     if (sample > 0) {
-        int64_t *ctx = calloc((size_t)(sample + 1 + (prompt ? strlen(prompt) : 0)), sizeof *ctx), n_ctx = 1;
+        ctx = calloc((size_t)(sample + 1 + (prompt ? strlen(prompt) : 0)), sizeof *ctx);
+        int64_t n_ctx = 1;
         if (!ctx) FAIL("out of memory");
         if (prompt && d.chars) {
             if (gpt_encode(&d, prompt, ctx, (int64_t)strlen(prompt), &n_ctx)) FAIL("%s", wf_error_message());
@@ -381,11 +394,12 @@ int main(int argc, char **argv) {
             gpt_decode(&d, ctx, n_ctx + sample, stdout);
             printf("\n----\n");
         }
-        free(ctx);
     }
     wf_fabric_print(fab, "{\"config\":\"%s\",\"iters\":%lld,\"first_val_loss\":%.4f,\"train_loss\":%.4f,\"val_loss\":%.4f,"
                     "\"last_batch_loss\":%.4f,\"tokens_per_s\":%.0f,\"ms_per_iter\":%.3f,\"params\":%lld}\n", config,
                     (long long)iter, first_val, losses[0], losses[1], last_loss, tok_s, ms_iter, (long long)gpt_num_params(model));
+out:
+    free(ctx);
     wf_throughput_free(tp);
     wf_fabric_state_free(st);
     wf_lr_scheduler_free(sched);
@@ -393,5 +407,5 @@ int main(int argc, char **argv) {
     wf_module_free(model);
     wf_fabric_free(fab);
     gpt_data_free(&d);
-    return 0;
+    return rc;
 }

@@ -229,7 +229,7 @@ int main(int argc, char **argv) {
     if (!mkdtemp(dir)) return 1;
     Suite *s = suite_create("examples_gpt");
     TCase *tc = tcase_create("core");
-    tcase_set_timeout(tc, 240);
+    tcase_set_timeout(tc, 500);   /* ASan on a shared 2-core machine: minutes */
     tcase_add_test(tc, test_loss_falls);
     tcase_add_test(tc, test_resume_bit_identical);
     tcase_add_test(tc, test_bad_flags);

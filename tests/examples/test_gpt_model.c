@@ -7,7 +7,11 @@
 
 static const gpt_config small = { .vocab_size = 11, .block_size = 8, .n_layer = 2, .n_head = 2, .n_embd = 8 };
 
-static double std_of(wf_tensor *t) { return wf_item(wf_std(t, WF_ALL_DIMS, 0, false)); }
+static double std_of(wf_tensor *t) {
+    double v = NAN;
+    WF_SCOPE { v = wf_item(wf_std(t, WF_ALL_DIMS, 0, false)); }
+    return v;
+}
 
 START_TEST(test_params_tied_init) {
     wf_manual_seed(0);
