@@ -372,6 +372,7 @@ wf_throughput *wf_throughput_monitor_new(wf_fabric *fab, const wf_throughput_opt
 }
 
 int wf_throughput_compute_and_log(wf_throughput *t, int64_t step, wf_throughput_metrics *out) {
+    if (!t) return wf__error(WF_ENULL, "wf_throughput_compute_and_log: t is NULL");
     wf_throughput_metrics m;
     if (!out) out = &m;
     int rc = wf_throughput_compute(t, out);

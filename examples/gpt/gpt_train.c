@@ -287,6 +287,12 @@ int main(int argc, char **argv) {
             wf_fabric_print(fab, "resumed from %s at iteration %lld\n", ckpt, (long long)iter);
         }
     }
+    /* several processes: the same initial weights everywhere, then each rank its own batches
+     * (nanoGPT's seed_offset). A resume restores rank 0's generator on every rank, so there the
+     * ranks are reseeded from the iteration: a multi-rank resume is exact per rank only in
+     * distribution, the one-process resume bit for bit. */
+    int world = wf_fabric_world_size(fab), rank = wf_fabric_global_rank(fab);
+    if (world > 1) wf_manual_seed(seed + (uint64_t)rank * 1000003u + (uint64_t)iter);
     const char *hp_names[] = { "n_layer", "n_head", "n_embd", "block_size", "batch_size", "grad_accum", "lr", "max_iters" };
     double hp_vals[] = { (double)c.model.n_layer, (double)c.model.n_head, (double)c.model.n_embd, (double)c.model.block_size,
                          (double)c.batch_size, (double)c.grad_accum, c.lr, (double)c.max_iters };
