@@ -160,6 +160,8 @@ int wf__conv2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     bool direct = w->shape[2] == 1 && w->shape[3] == 1 && n->i[0] == 1 && n->i[1] == 1 &&
                   n->i[2] == 0 && n->i[3] == 0;
     bool batched = K->im2col_batch && K->col2im_batch && !direct && x->device.type != WF_DEV_META;
+    if (!rc && x->device.type == WF_DEV_META)   /* each gradient is one forward's GEMM work */
+        wf__meta_flops_add((nx + nw) * 2 * wf_numel(g) * w->shape[1] * w->shape[2] * w->shape[3]);
     if (batched) {
         if (!rc && nb && !(gbt = empty_like_meta(&n->in_meta[2]))) rc = wf_error();
         if (!rc) rc = conv_grads_batched(K, xc, wc, g, n->i, gxt, gwt, gbt);

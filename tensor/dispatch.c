@@ -100,6 +100,10 @@ static int m_avg_pool_bw(wf_tensor *gx, const wf_tensor *gy, const int k[2], con
                          bool c) {
     (void)gx; (void)gy; (void)k; (void)s; (void)p; (void)c; return 0;
 }
+/* atomic: a backward may run on another thread than its forward */
+static _Atomic int64_t meta_flops;
+void wf__meta_flops_add(int64_t flops) { meta_flops += flops; }
+int64_t wf__meta_flops(void) { return meta_flops; }
 /* meta computes shapes only: front-ends skip its (absent) kernels, so it "supports" every
  * dtype of every op the reference backend (the CPU) has, and composes the others as the CPU does */
 static const wf_op_support meta_support = {

@@ -83,6 +83,7 @@ static int conv_forward_batched(const wf_kernels *K, wf_tensor *y, wf_tensor *x,
 
 /* y (allocated [N,O,oh,ow], contiguous) = conv(x, w) + b. x, w contiguous. */
 static int conv_forward(wf_tensor *y, wf_tensor *x, wf_tensor *w, wf_tensor *b, const conv_geom *G) {
+    if (y->device.type == WF_DEV_META) wf__meta_flops_add(2 * wf_numel(y) * (G->C / G->g) * G->kh * G->kw);
     if (y->device.type == WF_DEV_META || wf_numel(y) == 0) return 0;
     const wf_kernels *K = wf__kernels(y->device);
     if (!K) return wf_error();

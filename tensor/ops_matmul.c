@@ -61,7 +61,10 @@ static int inner_error(const char *op, wf_tensor *a, wf_tensor *b, int64_t ka, i
 /* y = a @ b, both at least 2-D, y allocated (contiguous) with the broadcast batch shape.
  * No autograd. Returns 0 or a code. */
 static int matmul_into(wf_tensor *y, wf_tensor *a, wf_tensor *b) {
-    if (y->device.type == WF_DEV_META) return 0;
+    if (y->device.type == WF_DEV_META) {
+        wf__meta_flops_add(2 * wf__numel(y->ndim, y->shape) * a->shape[a->ndim - 1]);
+        return 0;
+    }
     const wf_kernels *K = wf__kernels(y->device);
     if (!K) return wf_error();
     int nk = wf__need_kernel(K, "wf_matmul", WF_OPF_KERNEL, WF_K_GEMM, y->dtype, y->device);
@@ -287,6 +290,7 @@ static wf_tensor *wf_linear__body(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
     wf_scope_begin();
     wf_tensor *y = wf__empty(shape, x->ndim, x->dtype, x->device);
     int rc = y ? 0 : wf_error();
+    if (!rc && y->device.type == WF_DEV_META) wf__meta_flops_add(2 * wf_numel(y) * in);
     if (!rc && y->device.type != WF_DEV_META && wf_numel(y) > 0) {
         const wf_kernels *K = wf__kernels(y->device);
         if (!K) rc = wf_error();

@@ -348,6 +348,11 @@ typedef struct wf_kernels {
 
 /* The table for a device; NULL with an error if the device is not available. */
 const wf_kernels *wf__kernels(wf_device dev);
+/* FLOPs of the matrix products (2*m*n*k: matmul, bmm, linear, conv2d and their gradients)
+ * run on the meta device, added where those front-ends skip their kernels for meta: an exact
+ * count for wf_measure_flops (fabric/throughput.c), free on the other devices. */
+void wf__meta_flops_add(int64_t flops);
+int64_t wf__meta_flops(void);
 /* Does backend k compute op (of family fam) on dtype dt? A mask lookup: no strings, no locks. */
 static inline bool wf__supports(const wf_kernels *k, wf_op_family fam, int op, wf_dtype dt) {
     const wf_op_support *s = k->support;

@@ -497,6 +497,85 @@ wf_fabric_state *wf_fabric_load(wf_fabric *fab, const char *path, wf_fabric_stat
 int wf_fabric_load_raw_module(wf_fabric *fab, const char *path, wf_module *m, bool strict);
 int wf_fabric_load_raw_optimizer(wf_fabric *fab, const char *path, wf_optimizer *opt);
 
+/* ================================================================ throughput
+ * Lightning's Throughput / ThroughputMonitor, measure_flops and get_available_flops
+ * (lightning.fabric.utilities.throughput), in fabric/throughput.c. */
+
+/* Peak FLOP/s of a device for a precision (get_available_flops): device_name is matched
+ * without case ("NVIDIA H100 80GB HBM3" is the H100 SXM, "H100 PCIe", "H100 NVL", "H200",
+ * "A100"); precision is a Fabric precision name ("bf16-mixed", "32-true", ...; "32-true"
+ * with tf32 = true gives the TF32 tensor-core figure). Dense figures from NVIDIA's data
+ * sheets (no sparsity). Returns the FLOP/s, or 0 with WF_ENOTFOUND for a device or
+ * precision the table does not hold (MFU is then unknown, as Lightning returns None). */
+double wf_get_available_flops(const char *device_name, const char *precision, bool tf32);
+/* The CPU's peak: cores x GHz x FLOPs per cycle per core. cores <= 0: the online cores;
+ * ghz <= 0: the highest "cpu MHz" of /proc/cpuinfo; flops_per_cycle <= 0: 32 for float32
+ * (two 8-lane FMA units, AVX2), 16 for float64 (dtype_bytes 8). Returns 0 + WF_ENOTFOUND
+ * when the clock cannot be read and ghz was not given. */
+double wf_cpu_peak_flops(int cores, double ghz, double flops_per_cycle, int dtype_bytes);
+/* The model name of a device (CPU: /proc/cpuinfo's "model name"; cuda:N: the N-th entry of
+ * /proc/driver/nvidia/gpus, in PCI order) into buf. Returns 0 or WF_ENOTFOUND. */
+int wf_device_name(wf_device dev, char *buf, size_t n);
+
+/* measure_flops(model, forward_fn, loss_fn): the FLOPs of one forward (and, with loss_fn,
+ * its loss and backward), counted exactly as 2*m*n*k for every matrix product the ops run
+ * (matmul, bmm, linear, conv2d and their gradients; elementwise work is not counted, as
+ * PyTorch's FlopCounterMode). The model's parameters must be on the meta device (build it
+ * there: wf_set_default_device(WF_META) or wf_module_to(m, WF_META, ...)): nothing is
+ * computed and nothing allocated, so a 350M model costs microseconds. forward returns the
+ * output (on meta) for the model; loss (may be NULL) turns it into a scalar. ud is passed
+ * to both. Gradients the backward leaves on the parameters are dropped. Runs in its own
+ * scope. Returns 0 and *flops, or a code (WF_EDEVICE for a parameter off the meta device,
+ * the forward's or backward's error). */
+typedef wf_tensor *(*wf_flops_forward_fn)(wf_module *model, void *ud);
+typedef wf_tensor *(*wf_flops_loss_fn)(wf_tensor *output, void *ud);
+int wf_measure_flops(wf_module *model, wf_flops_forward_fn forward, wf_flops_loss_fn loss, void *ud,
+                     int64_t *flops);
+
+/* Throughput over a sliding window of the last window_size updates (Lightning's Throughput).
+ * Each update gives the run's totals so far: time (seconds since any fixed start), batches,
+ * samples, lengths (tokens; < 0 when not tracked) and the FLOPs of this device since the
+ * previous update (< 0 when not tracked). */
+typedef struct wf_throughput wf_throughput;
+typedef struct wf_throughput_opts {
+    double available_flops;   /* peak FLOP/s of one device; 0: no MFU (monitor: looked up) */
+    int world_size;           /* 0 = 1 (monitor: the Fabric's) */
+    int window_size;          /* 0 = 100; must be >= 2 */
+    const char *separator;    /* NULL = "/" ("device/mfu") */
+} wf_throughput_opts;
+wf_throughput *wf_throughput_new(const wf_throughput_opts *o);   /* NULL + WF_EINVAL / WF_ENOMEM */
+/* Errors (WF_EINVAL, nothing recorded): time or a count going backwards, negative counts,
+ * lengths < samples, lengths given on some updates and not others. */
+int wf_throughput_update(wf_throughput *t, double time, int64_t batches, int64_t samples, int64_t lengths,
+                         double flops);
+/* The metrics (compute()): "time", "batches", "samples" and "lengths" (the latest totals)
+ * always; once the window is full, "device/batches_per_sec", "device/samples_per_sec",
+ * "device/items_per_sec" (with lengths), "device/flops_per_sec" and "device/mfu" (with flops
+ * and available_flops), plus the world's "batches_per_sec", "samples_per_sec",
+ * "items_per_sec", "flops_per_sec" when world_size > 1. Rates use the window's first and last
+ * updates; FLOPs sum the updates after the first. */
+#define WF_THROUGHPUT_MAX_METRICS 16
+typedef struct wf_throughput_metrics {
+    int n;
+    const char *names[WF_THROUGHPUT_MAX_METRICS];   /* owned by the wf_throughput */
+    double values[WF_THROUGHPUT_MAX_METRICS];
+} wf_throughput_metrics;
+int wf_throughput_compute(const wf_throughput *t, wf_throughput_metrics *out);
+/* A metric by name (NAN when absent, e.g. before the window fills). */
+double wf_throughput_metric(const wf_throughput_metrics *m, const char *name);
+void wf_throughput_reset(wf_throughput *t);
+void wf_throughput_free(wf_throughput *t);   /* NULL ok */
+
+/* ThroughputMonitor(fabric): a wf_throughput whose world size is the Fabric's and whose
+ * available_flops (when opts leave it 0) is the peak of the Fabric's device for its
+ * precision (wf_device_name + wf_get_available_flops; the CPU: wf_cpu_peak_flops), and
+ * compute_and_log sends the metrics to the Fabric's loggers (wf_fabric_log_dict at step).
+ * Free with wf_throughput_free; the Fabric must outlive it. */
+wf_throughput *wf_throughput_monitor_new(wf_fabric *fab, const wf_throughput_opts *o);
+int wf_throughput_compute_and_log(wf_throughput *t, int64_t step, wf_throughput_metrics *out);
+/* The peak FLOP/s the throughput uses for MFU (0: none). */
+double wf_throughput_available_flops(const wf_throughput *t);
+
 #ifdef __cplusplus
 }
 #endif

@@ -1418,6 +1418,26 @@ START_TEST(test_fabric_object) {
     BAD_I(wf_fabric_load_raw_optimizer, WF_EIO, "", wf_fabric_load_raw_optimizer(fab, path, opt));
     BAD_I(wf_fabric_load_raw_optimizer, WF_ENULL, "", wf_fabric_load_raw_optimizer(fab, path, NULL));
     wf_fabric_state_free(s);
+    /* throughput (fabric/throughput.c) */
+    wf_throughput_metrics tm;
+    int64_t fl;
+    char nbuf[8];
+    BAD_V(wf_get_available_flops, WF_ENULL, "must not be NULL", wf_get_available_flops(NULL, "32-true", false) == 0);
+    BAD_V(wf_get_available_flops, WF_ENOTFOUND, "'bf17'", wf_get_available_flops("NVIDIA H100 PCIe", "bf17", false) == 0);
+    SAFE(wf_cpu_peak_flops, wf_cpu_peak_flops(1, 2.0, 8, 4) == 16e9);
+    BAD_I(wf_device_name, WF_ENULL, "buf", wf_device_name(WF_CPU, NULL, 0));
+    BAD_I(wf_device_name, WF_ENOTFOUND, "meta", wf_device_name(WF_META, nbuf, sizeof nbuf));
+    BAD_I(wf_measure_flops, WF_ENULL, "", wf_measure_flops(NULL, NULL, NULL, NULL, &fl));
+    BAD_I(wf_measure_flops, WF_EDEVICE, "meta device", wf_measure_flops(m, (wf_flops_forward_fn)wf_module_forward, NULL, NULL, &fl));
+    BAD_T(wf_throughput_new, WF_EINVAL, "window_size", wf_throughput_new(&(wf_throughput_opts){ .window_size = 1 }));
+    BAD_I(wf_throughput_update, WF_ENULL, "", wf_throughput_update(NULL, 0, 0, 0, -1, -1));
+    BAD_I(wf_throughput_compute, WF_ENULL, "", wf_throughput_compute(NULL, &tm));
+    SAFE(wf_throughput_metric, isnan(wf_throughput_metric(NULL, "time")));
+    SAFE(wf_throughput_reset, (wf_throughput_reset(NULL), true));
+    SAFE(wf_throughput_free, (wf_throughput_free(NULL), true));
+    BAD_T(wf_throughput_monitor_new, WF_ENULL, "fab", wf_throughput_monitor_new(NULL, NULL));
+    BAD_I(wf_throughput_compute_and_log, WF_ENULL, "", wf_throughput_compute_and_log(NULL, 0, NULL));
+    SAFE(wf_throughput_available_flops, wf_throughput_available_flops(NULL) == 0);
     wf_optimizer_free(opt);
     wf_module_free(m);
     wf_fabric_free(fab);

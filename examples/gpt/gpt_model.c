@@ -1,0 +1,179 @@
+/* examples/gpt/gpt_model.c: the GPT-2 model (see gpt_model.h). */
+#include "gpt_model.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- MLP and Block */
+
+typedef struct mlp { wf_module base; } mlp;
+
+static wf_tensor *mlp_forward(wf_module *m, wf_tensor *x) {
+    const char *order[4] = { "c_fc", "gelu", "c_proj", "dropout" };
+    for (int i = 0; i < 4 && x; i++) x = wf_module_forward(wf_module_get_child(m, order[i]), x);
+    return x;
+}
+static const wf_module_vtable mlp_vt = { .forward = mlp_forward };
+
+static wf_module *mlp_new(const gpt_config *c) {
+    wf_module *m = wf_module_create(sizeof(mlp), "MLP", &mlp_vt);
+    if (!m) return NULL;
+    /* nanoGPT uses nn.GELU(): the exact erf form */
+    if (wf_module_add_child(m, "c_fc", wf_linear_new(c->n_embd, 4 * c->n_embd, c->bias)) ||
+        wf_module_add_child(m, "gelu", wf_gelu_new(WF_GELU_NONE)) ||
+        wf_module_add_child(m, "c_proj", wf_linear_new(4 * c->n_embd, c->n_embd, c->bias)) ||
+        wf_module_add_child(m, "dropout", wf_dropout_new(c->dropout))) {
+        wf_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+typedef struct block { wf_module base; wf_module *ln_1, *attn, *ln_2, *mlp; } block;
+
+static wf_tensor *block_forward(wf_module *m, wf_tensor *x) {
+    block *b = (block *)m;
+    x = wf_add(x, wf_module_forward(b->attn, wf_module_forward(b->ln_1, x)));
+    return wf_add(x, wf_module_forward(b->mlp, wf_module_forward(b->ln_2, x)));
+}
+static const wf_module_vtable block_vt = { .forward = block_forward };
+
+static wf_module *block_new(const gpt_config *c) {
+    block *b = wf_module_create(sizeof(block), "Block", &block_vt);
+    if (!b) return NULL;
+    wf_layer_norm_opts ln = { .no_bias = !c->bias };
+    wf_module *m = &b->base;
+    if (wf_module_add_child(m, "ln_1", b->ln_1 = wf_layer_norm_new(&c->n_embd, 1, &ln)) ||
+        wf_module_add_child(m, "attn", b->attn = wf_causal_self_attention_new(c->n_embd, c->n_head, c->bias, c->dropout)) ||
+        wf_module_add_child(m, "ln_2", b->ln_2 = wf_layer_norm_new(&c->n_embd, 1, &ln)) ||
+        wf_module_add_child(m, "mlp", b->mlp = mlp_new(c))) {
+        wf_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+/* ---------------------------------------------------------------- GPT */
+
+typedef struct gpt {
+    wf_module base;
+    gpt_config cfg;
+    wf_module *wte, *wpe, *drop, *h, *ln_f;   /* borrowed: children of "transformer" */
+} gpt;
+
+static wf_tensor *gpt_forward(wf_module *m, wf_tensor *idx) {
+    gpt *g = (gpt *)m;
+    if (wf_ndim(idx) != 2 || wf_tensor_dtype(idx) != WF_I64) {
+        char s[96];
+        wf_set_error(WF_ESHAPE, "GPT: expected token indices [B, T] of int64, got %s %s", wf_dtype_name(wf_tensor_dtype(idx)),
+                     wf_shape_str(idx, s, sizeof s));
+        return NULL;
+    }
+    int64_t T = wf_size(idx, 1);
+    if (T > g->cfg.block_size) {
+        wf_set_error(WF_ESHAPE, "GPT: cannot forward a sequence of length %lld, block size is only %lld", (long long)T,
+                     (long long)g->cfg.block_size);
+        return NULL;
+    }
+    wf_tensor *pos = wf_to_device(wf_arange(0, (double)T, 1, WF_I64), wf_tensor_device(idx));
+    wf_tensor *x = wf_module_forward(g->drop, wf_add(wf_module_forward(g->wte, idx), wf_module_forward(g->wpe, pos)));
+    for (int i = 0; i < wf_module_list_len(g->h) && x; i++) x = wf_module_forward(wf_module_list_get(g->h, i), x);
+    x = wf_module_forward(g->ln_f, x);
+    /* lm_head tied to wte: one parameter, its gradient the sum of both uses */
+    return wf_linear(x, wf_module_get_parameter(g->wte, "weight"), NULL);
+}
+static const wf_module_vtable gpt_vt = { .forward = gpt_forward };
+
+static bool ends_with(const char *s, const char *suffix) {
+    size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
+/* GPT-2's init (nanoGPT's _init_weights and the c_proj special case) */
+static int gpt_init(gpt *g) {
+    wf_module *m = &g->base;
+    int n = wf_module_parameters(m, NULL, NULL, 0);
+    wf_tensor **ps = calloc((size_t)n, sizeof *ps);
+    const char **names = calloc((size_t)n, sizeof *names);
+    int rc = ps && names ? 0 : WF_ENOMEM;
+    if (!rc) wf_module_parameters(m, ps, names, n);
+    double proj_std = 0.02 / sqrt(2.0 * (double)g->cfg.n_layer);
+    for (int i = 0; i < n && !rc; i++) {
+        if (ends_with(names[i], "c_proj.weight")) rc = wf_init_normal_(ps[i], 0.0, proj_std);
+        else if (wf_ndim(ps[i]) == 2) rc = wf_init_normal_(ps[i], 0.0, 0.02);
+        else if (!strstr(names[i], "ln_")) rc = wf_init_zeros_(ps[i]);   /* Linear biases; LayerNorms keep 1, 0 */
+    }
+    free(ps);
+    free(names);
+    return rc;
+}
+
+wf_module *gpt_new(const gpt_config *c) {
+    if (!c || c->vocab_size < 1 || c->block_size < 1 || c->n_layer < 1 || c->n_head < 1 || c->n_embd < 1 ||
+        c->n_embd % c->n_head || !(c->dropout >= 0 && c->dropout < 1)) {
+        wf_set_error(WF_EINVAL, "gpt_new: bad config (vocab %lld, block %lld, layers %lld, heads %lld, width %lld, "
+                     "dropout %g): sizes must be positive, the width divisible by the heads, dropout in [0, 1)",
+                     c ? (long long)c->vocab_size : 0LL, c ? (long long)c->block_size : 0LL, c ? (long long)c->n_layer : 0LL,
+                     c ? (long long)c->n_head : 0LL, c ? (long long)c->n_embd : 0LL, c ? c->dropout : 0.0);
+        return NULL;
+    }
+    gpt *g = wf_module_create(sizeof(gpt), "GPT", &gpt_vt);
+    if (!g) return NULL;
+    g->cfg = *c;
+    wf_module *m = &g->base, *tr = wf_module_dict_new();
+    wf_layer_norm_opts ln = { .no_bias = !c->bias };
+    int rc = wf_module_add_child(m, "transformer", tr);
+    if (!rc) rc = wf_module_dict_set(tr, "wte", g->wte = wf_embedding_new(c->vocab_size, c->n_embd, NULL));
+    if (!rc) rc = wf_module_dict_set(tr, "wpe", g->wpe = wf_embedding_new(c->block_size, c->n_embd, NULL));
+    if (!rc) rc = wf_module_dict_set(tr, "drop", g->drop = wf_dropout_new(c->dropout));
+    if (!rc) rc = wf_module_dict_set(tr, "h", g->h = wf_module_list_new());
+    for (int64_t i = 0; i < c->n_layer && !rc; i++) rc = wf_module_list_append(g->h, block_new(c));
+    if (!rc) rc = wf_module_dict_set(tr, "ln_f", g->ln_f = wf_layer_norm_new(&c->n_embd, 1, &ln));
+    if (!rc) rc = gpt_init(g);
+    if (rc) {
+        wf_module_free(m);
+        return NULL;
+    }
+    return m;
+}
+
+const gpt_config *gpt_get_config(const wf_module *m) {
+    return m && !strcmp(wf_module_type(m), "GPT") ? &((const gpt *)m)->cfg : NULL;
+}
+
+int64_t gpt_num_params(wf_module *m) {
+    gpt *g = (gpt *)m;
+    return wf_module_num_parameters(m) - wf_numel(wf_module_get_parameter(g->wpe, "weight"));
+}
+
+wf_tensor *gpt_loss(wf_tensor *logits, wf_tensor *targets) {
+    int64_t V = wf_size(logits, -1);
+    return wf_cross_entropy(wf_reshape(logits, WF_SHAPE(-1, V)), wf_reshape(targets, WF_SHAPE(-1)), NULL);
+}
+
+wf_optimizer *gpt_configure_optimizer(wf_module *m, double weight_decay, double lr, double beta1, double beta2) {
+    int n = wf_module_parameters(m, NULL, NULL, 0);
+    if (n < 1) return NULL;
+    wf_tensor **ps = calloc((size_t)n, sizeof *ps), **decay = calloc((size_t)n, sizeof *ps), **rest = calloc((size_t)n, sizeof *ps);
+    wf_optimizer *opt = NULL;
+    if (ps && decay && rest) {
+        wf_module_parameters(m, ps, NULL, n);
+        int nd = 0, nr = 0;
+        for (int i = 0; i < n; i++) {
+            if (wf_ndim(ps[i]) >= 2) decay[nd++] = ps[i];
+            else rest[nr++] = ps[i];
+        }
+        double wd = weight_decay == 0 ? WF_OPTIM_ZERO : weight_decay;
+        opt = wf_adamw_new(decay, nd, &(wf_adam_opts){ .lr = lr, .betas = { beta1, beta2 }, .weight_decay = wd });
+        if (opt && nr && wf_optimizer_add_param_group(opt, rest, nr, &(wf_param_group_opts){ .weight_decay = WF_OPTIM_ZERO })) {
+            wf_optimizer_free(opt);
+            opt = NULL;
+        }
+    } else wf_set_error(WF_ENOMEM, "gpt_configure_optimizer: out of memory");
+    free(ps);
+    free(decay);
+    free(rest);
+    return opt;
+}

@@ -1,0 +1,45 @@
+/* examples/gpt/gpt_model.h: nanoGPT's GPT-2 built from weft's modules.
+ *
+ * Token + position embeddings, dropout, n_layer pre-LN blocks (x + attn(ln_1(x)), then
+ * x + mlp(ln_2(x)) with a 4x GELU MLP), a final LayerNorm, and lm_head tied to the token
+ * embedding (the logits are x @ wte.weight^T, so the two share one parameter and one
+ * gradient). Parameter names follow nanoGPT's ("transformer.h.0.attn.c_attn.weight"), so a
+ * state dict moves between the two by name. */
+#ifndef WEFT_EXAMPLE_GPT_MODEL_H
+#define WEFT_EXAMPLE_GPT_MODEL_H
+
+#include "weft/weft.h"
+#include "weft/nn.h"
+#include "weft/optim.h"
+
+typedef struct gpt_config {
+    int64_t vocab_size, block_size, n_layer, n_head, n_embd;
+    double dropout;
+    bool bias;   /* biases in Linear and LayerNorm (GPT-2's checkpoints have them; nanoGPT trains without) */
+} gpt_config;
+
+/* A new model (owned by the caller, wf_module_free) with GPT-2's initialization: N(0, 0.02)
+ * for Linear and Embedding weights, N(0, 0.02/sqrt(2*n_layer)) for the residual
+ * projections (c_proj), zero biases. Its forward takes token indices [B, T] (i64, T <=
+ * block_size) and returns logits [B, T, vocab_size]. NULL + error on bad sizes. */
+wf_module *gpt_new(const gpt_config *cfg);
+const gpt_config *gpt_get_config(const wf_module *m);
+
+/* Number of parameters without the position embedding (nanoGPT's get_num_params). */
+int64_t gpt_num_params(wf_module *m);
+
+/* Mean cross-entropy of logits [B, T, V] against targets [B, T] (a result in the scope). */
+wf_tensor *gpt_loss(wf_tensor *logits, wf_tensor *targets);
+
+/* nanoGPT's configure_optimizers: AdamW over two groups, the 2-D weights (embeddings and
+ * Linear weights) with weight_decay, the rest (biases, LayerNorm) without. */
+wf_optimizer *gpt_configure_optimizer(wf_module *m, double weight_decay, double lr, double beta1, double beta2);
+
+/* Sampling: append n tokens to ctx (n_ctx tokens in, ids written at ctx[n_ctx..n_ctx+n-1],
+ * capacity n_ctx + n), each drawn from softmax(logits / temperature) of the last position,
+ * restricted to the top_k most likely tokens when top_k > 0. The model's last block_size
+ * tokens are its context. Draws from weft's RNG; runs in eval mode without gradients on the
+ * model's device. Returns 0 or a code. */
+int gpt_generate(wf_module *m, int64_t *ctx, int64_t n_ctx, int64_t n, double temperature, int64_t top_k);
+
+#endif

@@ -1,0 +1,243 @@
+/* tests/examples/test_gpt.c: examples/gpt on the CPU with the tiny config, on a made-up
+ * text and a made-up token file written here: the loss falls, a run stopped and resumed
+ * ends with the checkpoint of the run that never stopped (every tensor bit for bit),
+ * malformed flags are refused, and the uint16 token path trains and samples. The gpt binary
+ * is the argument (meson passes it). */
+#include "test_util.h"
+#include "weft/io.h"
+
+#include <limits.h>
+#include <stdint.h>
+#include <sys/wait.h>
+
+static const char *gpt_bin;
+static char dir[64];
+
+typedef struct run_result {
+    int status;
+    char out[1 << 16];
+    char last[4096];   /* the last non-empty line */
+} run_result;
+
+static void run(run_result *r, const char *args) {
+    char cmd[4096];
+    snprintf(cmd, sizeof cmd, "cd '%s' && '%s' %s 2>&1", dir, gpt_bin, args);
+    FILE *p = popen(cmd, "r");
+    ck_assert_ptr_nonnull(p);
+    size_t n = fread(r->out, 1, sizeof r->out - 1, p);
+    r->out[n] = 0;
+    int st = pclose(p);
+    r->status = WIFEXITED(st) ? WEXITSTATUS(st) : -1;
+    while (n > 0 && r->out[n - 1] == '\n') n--;
+    size_t start = n;
+    while (start > 0 && r->out[start - 1] != '\n') start--;
+    snprintf(r->last, sizeof r->last, "%.*s", (int)(n - start), r->out + start);
+    ck_assert_msg(!strstr(r->out, "runtime error:") && !strstr(r->out, "Sanitizer"), "%s:\n%s", args, r->out);
+}
+
+static double json_num(const char *line, const char *key) {
+    char pat[64];
+    snprintf(pat, sizeof pat, "\"%s\":", key);
+    const char *p = strstr(line, pat);
+    ck_assert_msg(p != NULL, "no %s in: %s", key, line);
+    return strtod(p + strlen(pat), NULL);
+}
+
+/* a text with structure to learn: random words from a small list (xorshift, fixed seed) */
+static void write_text(const char *name, int words) {
+    static const char *w[] = { "the", "cat", "sat", "on", "a", "mat", "and", "dog", "ran", "to", "red", "barn" };
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "w");
+    ck_assert_ptr_nonnull(f);
+    uint64_t s = 88172645463325252ull;
+    for (int i = 0; i < words; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        fprintf(f, "%s%c", w[s % 12], i % 10 == 9 ? '\n' : ' ');
+    }
+    fclose(f);
+}
+
+/* made-up tokens: a period-23 sequence of ids, multiples of 13 up to 286 (uint16 little endian) */
+static void write_tokens(const char *name, int n, bool odd_byte) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    FILE *f = fopen(path, "wb");
+    ck_assert_ptr_nonnull(f);
+    for (int i = 0; i < n; i++) {
+        int id = (i * 37) % 23 * 13;
+        unsigned char b[2] = { (unsigned char)(id & 0xff), (unsigned char)(id >> 8) };
+        ck_assert_int_eq(fwrite(b, 1, 2, f), 2);
+    }
+    if (odd_byte) fputc(0, f);
+    fclose(f);
+}
+
+#define TINY "--config tiny --threads 1 --batch-size 8 --eval-iters 4 --log-interval 5 "
+
+START_TEST(test_loss_falls) {
+    write_text("words.txt", 3000);
+    run_result *r = malloc(sizeof *r);
+    run(r, TINY "--data words.txt --max-iters 40 --eval-interval 20 --sample 40 --temperature 0.5 --top-k 5");
+    ck_assert_msg(r->status == 0, "%s", r->out);
+    double first = json_num(r->last, "first_val_loss"), last = json_num(r->last, "val_loss");
+    /* 15 distinct characters: ln 15 = 2.7 at the start; the word list is learned quickly */
+    ck_assert_msg(first > 2.4 && last < first - 0.6, "val loss %g -> %g:\n%s", first, last, r->out);
+    ck_assert_msg(strstr(r->out, "iter 40: loss") && strstr(r->out, "tokens/s, mfu"), "%s", r->out);
+    ck_assert_msg(strstr(r->out, "---- sample (temperature 0.5, top_k 5)"), "%s", r->out);
+    ck_assert_int_eq(json_num(r->last, "iters"), 40);
+    free(r);
+}
+END_TEST
+
+/* every tensor of two checkpoints equal bit for bit, and the same names */
+static void same_tensors(const char *a, const char *b) {
+    char pa[128], pb[128];
+    snprintf(pa, sizeof pa, "%s/%s", dir, a);
+    snprintf(pb, sizeof pb, "%s/%s", dir, b);
+    wf_st_file *fa = wf_st_open(pa), *fb = wf_st_open(pb);
+    ck_assert_msg(fa && fb, "%s", wf_error_message());
+    ck_assert_int_eq(wf_st_count(fa), wf_st_count(fb));
+    int n_model = 0;
+    for (int i = 0; i < wf_st_count(fa); i++) WF_SCOPE {
+        const char *name = wf_st_name(fa, i);
+        n_model += !strncmp(name, "model/", 6);
+        wf_tensor *x = wf_st_load(fa, name), *y = wf_st_load(fb, name);
+        ck_assert_msg(x && y, "%s: %s", name, wf_error_message());
+        ck_assert_int_eq(wf_tensor_dtype(x), wf_tensor_dtype(y));
+        ck_assert(wf_same_shape(x, y));
+        size_t bytes = (size_t)wf_numel(x) * wf_dtype_size(wf_tensor_dtype(x));
+        void *bx = malloc(bytes + 1), *by = malloc(bytes + 1);
+        ck_assert_int_eq(wf_to_array(x, bx, wf_tensor_dtype(x)), 0);
+        ck_assert_int_eq(wf_to_array(y, by, wf_tensor_dtype(y)), 0);
+        ck_assert_msg(!memcmp(bx, by, bytes), "tensor %s differs", name);
+        free(bx);
+        free(by);
+    }
+    ck_assert_int_gt(n_model, 10);
+    ck_assert_str_eq(wf_st_metadata(fa, "iter"), wf_st_metadata(fb, "iter"));
+    wf_st_close(fa);
+    wf_st_close(fb);
+}
+
+START_TEST(test_resume_bit_identical) {
+    write_text("words.txt", 3000);
+    run_result *r = malloc(sizeof *r);
+    /* dropout, accumulation and a schedule that reaches its end: all must resume exactly */
+    const char *f = TINY "--data words.txt --dropout 0.1 --grad-accum 2 --lr-decay-iters 24 --eval-interval 8 "
+                    "--save-every 5 --batch-size 4";
+    char args[1024];
+    snprintf(args, sizeof args, "%s --out-dir full --max-iters 24", f);
+    run(r, args);
+    ck_assert_msg(r->status == 0, "%s", r->out);
+    double full_val = json_num(r->last, "val_loss");
+    snprintf(args, sizeof args, "%s --out-dir part --max-iters 13", f);
+    run(r, args);
+    ck_assert_msg(r->status == 0, "%s", r->out);
+    snprintf(args, sizeof args, "%s --out-dir part --max-iters 24", f);
+    run(r, args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "resumed from part/last.ckpt at iteration 13"), "%s", r->out);
+    ck_assert_msg(json_num(r->last, "val_loss") == full_val, "%s", r->out);
+    same_tensors("full/last.ckpt", "part/last.ckpt");
+    /* the CSV logger wrote the metrics */
+    char path[128];
+    snprintf(path, sizeof path, "%s/full/logs/version_0/metrics.csv", dir);
+    FILE *csv = fopen(path, "r");
+    ck_assert_msg(csv != NULL, "no %s", path);
+    char head[512] = "";
+    ck_assert_ptr_nonnull(fgets(head, sizeof head, csv));
+    fclose(csv);
+    ck_assert_msg(strstr(head, "device/items_per_sec") && strstr(head, "val/loss") && strstr(head, "train/loss"), "%s", head);
+    free(r);
+}
+END_TEST
+
+START_TEST(test_bad_flags) {
+    write_text("words.txt", 300);
+    run_result *r = malloc(sizeof *r);
+    static const struct { const char *args, *msg; int status; } cases[] = {
+        { "--data words.txt --max-iters 1x", "invalid value '1x' for --max-iters", 2 },
+        { "--data words.txt --lr -1", "invalid value '-1' for --lr", 2 },
+        { "--data words.txt --dropout 1", "invalid value '1' for --dropout", 2 },
+        { "--data words.txt --batch-size 0", "invalid value '0' for --batch-size", 2 },
+        { "--data words.txt --bias 2", "invalid value '2' for --bias", 2 },
+        { "--data words.txt --logger xml", "invalid value 'xml' for --logger", 2 },
+        { "--data words.txt --bogus 1", "unknown option --bogus", 2 },
+        { "--data words.txt --max-iters", "--max-iters needs a value", 2 },
+        { "--config huge --data words.txt", "unknown --config 'huge'", 2 },
+        { "--data words.txt --n-embd 65 --n-head 2", "--n-embd 65 is not divisible by --n-head 2", 2 },
+        { "--data words.txt --min-lr 0.1 --lr 0.01", "--min-lr 0.1 is above --lr 0.01", 2 },
+        { "--max-iters 1", "--data FILE is required", 2 },
+        { "--data missing.txt", "cannot open missing.txt", 1 },
+        { "--data words.txt --block-size 400 --max-iters 1", "too few for a block of 400", 1 },
+        { "--data words.txt --precision 7-bits", "7-bits", 2 },
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
+        run(r, cases[i].args);
+        ck_assert_msg(r->status == cases[i].status && strstr(r->out, cases[i].msg), "%s: exit %d\n%s", cases[i].args,
+                      r->status, r->out);
+    }
+    free(r);
+}
+END_TEST
+
+START_TEST(test_token_file) {
+    write_tokens("train.bin", 4000, false);
+    write_tokens("odd.bin", 10, true);
+    run_result *r = malloc(sizeof *r);
+    run(r, TINY "--data train.bin --max-iters 30 --eval-interval 15 --sample 6");
+    ck_assert_msg(r->status == 0, "%s", r->out);
+    double first = json_num(r->last, "first_val_loss"), last = json_num(r->last, "val_loss");
+    /* ids up to 286 (23 distinct): 287 classes, ln 287 = 5.66; the sequence is periodic, so it is learned */
+    ck_assert_msg(first > 5 && last < first - 1, "val loss %g -> %g:\n%s", first, last, r->out);
+    /* the sample is token ids: the start token and 6 more */
+    const char *s = strstr(r->out, "---- sample");
+    ck_assert_msg(s != NULL, "%s", r->out);
+    s = strchr(s, '\n') + 1;
+    int ids = 0;
+    for (char *end; *s != '\n' && *s; ids++) {
+        long v = strtol(s, &end, 10);
+        ck_assert_msg(end != s && v >= 0 && v <= 286, "%s", r->out);
+        s = end;
+        while (*s == ' ') s++;
+    }
+    ck_assert_int_eq(ids, 7);
+    run(r, TINY "--data odd.bin");
+    ck_assert_msg(r->status == 1 && strstr(r->out, "odd.bin: 21 bytes is not a whole number of uint16 tokens"), "%s", r->out);
+    run(r, TINY "--data train.bin --vocab-size 100");
+    ck_assert_msg(r->status == 1 && strstr(r->out, "holds token 286 but --vocab-size is 100"), "%s", r->out);
+    /* a separate validation file */
+    write_tokens("val.bin", 500, false);
+    run(r, TINY "--data train.bin --val-data val.bin --max-iters 2 --eval-interval 1");
+    ck_assert_msg(r->status == 0, "%s", r->out);
+    free(r);
+}
+END_TEST
+
+int main(int argc, char **argv) {
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s GPT_BINARY\n", argv[0]);
+        return 1;
+    }
+    static char bin[4096];
+    if (!realpath(argv[1], bin)) {   /* the runs cd into the scratch directory */
+        perror(argv[1]);
+        return 1;
+    }
+    gpt_bin = bin;
+    snprintf(dir, sizeof dir, "/tmp/weft-gpt-XXXXXX");
+    if (!mkdtemp(dir)) return 1;
+    Suite *s = suite_create("examples_gpt");
+    TCase *tc = tcase_create("core");
+    tcase_set_timeout(tc, 500);   /* ASan on a shared 2-core machine: minutes */
+    tcase_add_test(tc, test_loss_falls);
+    tcase_add_test(tc, test_resume_bit_identical);
+    tcase_add_test(tc, test_bad_flags);
+    tcase_add_test(tc, test_token_file);
+    suite_add_tcase(s, tc);
+    int rc = tt_run(s);
+    char cmd[128];
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+    if (system(cmd)) { /* best effort */ }
+    return rc;
+}
