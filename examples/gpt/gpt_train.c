@@ -7,7 +7,7 @@
  *       [--n-layer N --n-head N --n-embd N --block-size N --dropout P --bias 0|1 --vocab-size N]
  *       [--batch-size N --grad-accum N --max-iters N --lr X --min-lr X --warmup-iters N
  *        --lr-decay-iters N --weight-decay X --beta1 X --beta2 X --grad-clip X]
- *       [--eval-interval N --eval-iters N --log-interval N --seed S --threads N --peak-tflops X]
+ *       [--eval-interval N --eval-iters N --log-interval N --seed S --deterministic 0|1 --threads N --peak-tflops X]
  *       [--sample N [--temperature X --top-k K --prompt TEXT]]
  *
  * FILE is text (character level, 90/10 train/val split) or a ".bin" of uint16 tokens.
@@ -137,7 +137,7 @@ static int usage(const char *prog) {
             "[--n-layer N] [--n-head N] [--n-embd N] [--block-size N] [--dropout P] [--bias 0|1] [--vocab-size N] "
             "[--batch-size N] [--grad-accum N] [--max-iters N] [--lr X] [--min-lr X] [--warmup-iters N] "
             "[--lr-decay-iters N] [--weight-decay X] [--beta1 X] [--beta2 X] [--grad-clip X] [--eval-interval N] "
-            "[--eval-iters N] [--log-interval N] [--seed S] [--threads N] [--peak-tflops X] [--sample N] "
+            "[--eval-iters N] [--log-interval N] [--seed S] [--deterministic 0|1] [--threads N] [--peak-tflops X] [--sample N] "
             "[--temperature X] [--top-k K] [--prompt TEXT]\n", prog);
     return 2;
 }
@@ -157,7 +157,7 @@ int main(int argc, char **argv) {
         return usage(argv[0]);
     }
     int64_t save_every = 0, sample = 0, top_k = 200, threads = 0, vocab_override = 0;
-    int bias = -1;
+    int bias = -1, deterministic = 0;
     uint64_t seed = 1337;
     double temperature = 0.8, peak_tflops = 0;
     for (int i = 1; i < argc; i++) {
@@ -200,6 +200,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--beta2")) ok = ex_parse_double(v, false, &c.beta2) && c.beta2 >= 0 && c.beta2 < 1;
         else if (!strcmp(a, "--grad-clip")) ok = ex_parse_double(v, false, &c.grad_clip) && c.grad_clip >= 0;
         else if (!strcmp(a, "--seed")) ok = ex_parse_u64(v, &seed);
+        else if (!strcmp(a, "--deterministic")) ok = ex_parse_int(v, 0, 1, &deterministic);
         else if (!strcmp(a, "--threads")) ok = ex_parse_i64(v, 0, 1024, &threads);
         else if (!strcmp(a, "--peak-tflops")) ok = ex_parse_double(v, true, &peak_tflops);
         else if (!strcmp(a, "--sample")) ok = ex_parse_i64(v, 0, BIG, &sample);
@@ -222,6 +223,8 @@ int main(int argc, char **argv) {
     if (c.min_lr > c.lr) { fprintf(stderr, "error: --min-lr %g is above --lr %g\n", c.min_lr, c.lr); return usage(argv[0]); }
     if (!data_path) { fprintf(stderr, "error: --data FILE is required (a text file, or a .bin of uint16 tokens)\n"); return usage(argv[0]); }
     if (threads > 0) wf_set_num_threads((int)threads);
+    /* the same bits run after run (and across a resume) on CUDA too, a little slower */
+    wf_use_deterministic_algorithms(deterministic != 0);
 
     int rc = 0;
     gpt_data d = { 0 };

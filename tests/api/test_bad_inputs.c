@@ -530,6 +530,9 @@ START_TEST(test_autograd_cuda) {
     BAD_I(wf_gradcheck, WF_EINVAL, "", wf_gradcheck(gc_fn, in, -1, NULL, 1e-6, 1e-5, 1e-3));
     BAD_I(wf_gradcheck, WF_EDTYPE, "", wf_gradcheck(gc_fn, in, 1, NULL, 1e-6, 1e-5, 1e-3));   /* f32 leaf */
     BAD_I(wf_gradcheck, WF_EINVAL, "eps", wf_gradcheck(gc_fn, in, 1, NULL, NAN, 1e-5, 1e-3));
+    /* global switches: any value is valid (set back to the default) */
+    SAFE(wf_use_deterministic_algorithms, wf_use_deterministic_algorithms(true) == 0 && wf_are_deterministic_algorithms_enabled());
+    SAFE(wf_are_deterministic_algorithms_enabled, wf_use_deterministic_algorithms(false) == 0 && !wf_are_deterministic_algorithms_enabled());
     BAD_T(wf_checkpoint, WF_ENULL, "NULL", wf_checkpoint(NULL, in, 1, NULL));
     BAD_T(wf_checkpoint, WF_ENULL, "input 0", wf_checkpoint(gc_fn, (wf_tensor *[]){ NULL }, 1, NULL));
     BAD_T(wf_checkpoint, WF_EINVAL, "inputs", wf_checkpoint(gc_fn, in, -1, NULL));

@@ -4,6 +4,7 @@
  * malformed flags are refused, and the uint16 token path trains and samples. The gpt binary
  * is the argument (meson passes it). */
 #include "test_util.h"
+#include "weft/cuda.h"
 #include "weft/io.h"
 
 #include <limits.h>
@@ -152,6 +153,41 @@ START_TEST(test_resume_bit_identical) {
 }
 END_TEST
 
+/* On CUDA with deterministic algorithms: the same resume, bit for bit, in f32 and bf16-mixed
+ * (embedding's backward, attention and layer norm take their fixed-order paths). Skipped
+ * without a GPU. */
+START_TEST(test_resume_bit_identical_cuda) {
+    if (wf_cuda_device_count() < 1) {
+        printf("test_resume_bit_identical_cuda: skipped, no CUDA device\n");
+        return;
+    }
+    write_text("words.txt", 3000);
+    run_result *r = malloc(sizeof *r);
+    const char *precisions[2] = { "32-true", "bf16-mixed" };
+    for (int p = 0; p < 2; p++) {
+        char f[512], args[1024], full[32], part[32];
+        snprintf(f, sizeof f, TINY "--data words.txt --dropout 0.1 --grad-accum 2 --lr-decay-iters 24 --eval-interval 8 "
+                 "--save-every 5 --batch-size 4 --device cuda --deterministic 1 --precision %s", precisions[p]);
+        snprintf(full, sizeof full, "cfull%d", p);
+        snprintf(part, sizeof part, "cpart%d", p);
+        snprintf(args, sizeof args, "%s --out-dir %s --max-iters 24", f, full);
+        run(r, args);
+        ck_assert_msg(r->status == 0, "%s", r->out);
+        snprintf(args, sizeof args, "%s --out-dir %s --max-iters 13", f, part);
+        run(r, args);
+        ck_assert_msg(r->status == 0, "%s", r->out);
+        snprintf(args, sizeof args, "%s --out-dir %s --max-iters 24", f, part);
+        run(r, args);
+        ck_assert_msg(r->status == 0 && strstr(r->out, "at iteration 13"), "%s", r->out);
+        char a[64], b[64];
+        snprintf(a, sizeof a, "%s/last.ckpt", full);
+        snprintf(b, sizeof b, "%s/last.ckpt", part);
+        same_tensors(a, b);
+    }
+    free(r);
+}
+END_TEST
+
 START_TEST(test_bad_flags) {
     write_text("words.txt", 300);
     run_result *r = malloc(sizeof *r);
@@ -161,6 +197,7 @@ START_TEST(test_bad_flags) {
         { "--data words.txt --dropout 1", "invalid value '1' for --dropout", 2 },
         { "--data words.txt --batch-size 0", "invalid value '0' for --batch-size", 2 },
         { "--data words.txt --bias 2", "invalid value '2' for --bias", 2 },
+        { "--data words.txt --deterministic yes", "invalid value 'yes' for --deterministic", 2 },
         { "--data words.txt --logger xml", "invalid value 'xml' for --logger", 2 },
         { "--data words.txt --bogus 1", "unknown option --bogus", 2 },
         { "--data words.txt --max-iters", "--max-iters needs a value", 2 },
@@ -232,6 +269,7 @@ int main(int argc, char **argv) {
     tcase_set_timeout(tc, 500);   /* ASan on a shared 2-core machine: minutes */
     tcase_add_test(tc, test_loss_falls);
     tcase_add_test(tc, test_resume_bit_identical);
+    tcase_add_test(tc, test_resume_bit_identical_cuda);
     tcase_add_test(tc, test_bad_flags);
     tcase_add_test(tc, test_token_file);
     suite_add_tcase(s, tc);
