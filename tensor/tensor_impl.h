@@ -344,16 +344,33 @@ typedef struct wf_kernels {
 
 /* The table for a device; NULL with an error if the device is not available. */
 const wf_kernels *wf__kernels(wf_device dev);
-/* Does backend k compute op (of family fam) on dtype dt? A mask lookup: no strings, no locks. */
+/* How often each op of ops.def was dispatched, per backend: [0] the CPU, [1] every other
+ * table (CUDA; the meta and test tables land there too). Indexed by wf__op_index. The op
+ * harness (tests/ops/test_ops.c) reports every op it never reached. A relaxed load and store,
+ * not a read-modify-write: a count lost to a race does not matter, only zero does, and the
+ * plain add costs nothing next to an op (bench/NOTES.md, "Op harness"). */
+#define WF_OP_TOTAL (WF_U_COUNT + WF_B_COUNT + WF_R_COUNT + WF_K_COUNT)
+extern _Atomic unsigned wf__op_calls[2][WF_OP_TOTAL];
+static inline int wf__op_index(wf_op_family fam, int op) {
+    static const int base[WF_OPF_COUNT] = { 0, WF_U_COUNT, WF_U_COUNT + WF_B_COUNT, WF_U_COUNT + WF_B_COUNT + WF_R_COUNT };
+    return base[fam] + op;
+}
+extern const struct wf_kernels wf__cpu_kernels;
+/* Does backend k compute op (of family fam) on dtype dt? A mask lookup: no strings, no locks.
+ * A yes is the front-end about to dispatch: it counts as a call (wf__op_calls). */
 static inline bool wf__supports(const wf_kernels *k, wf_op_family fam, int op, wf_dtype dt) {
     const wf_op_support *s = k->support;
-    unsigned bit = 1u << (unsigned)dt;
+    unsigned bit = 1u << (unsigned)dt, m;
     switch (fam) {
-    case WF_OPF_UNARY: return (s->unary[op] & bit) != 0;
-    case WF_OPF_BINARY: return (s->binary[op] & bit) != 0;
-    case WF_OPF_REDUCE: return (s->reduce[op] & bit) != 0;
-    default: return (s->kernel[op] & bit) != 0;
+    case WF_OPF_UNARY: m = s->unary[op]; break;
+    case WF_OPF_BINARY: m = s->binary[op]; break;
+    case WF_OPF_REDUCE: m = s->reduce[op]; break;
+    default: m = s->kernel[op]; break;
     }
+    if (!(m & bit)) return false;
+    _Atomic unsigned *c = &wf__op_calls[k != &wf__cpu_kernels][wf__op_index(fam, op)];
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1u, memory_order_relaxed);
+    return true;
 }
 /* Records WF_ENOTSUP "fn: no kernel for <dtype> on <device> (<op>)" and returns it. */
 int wf__no_kernel(const char *fn, wf_op_family fam, int op, wf_dtype dt, wf_device dev);
