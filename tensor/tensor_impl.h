@@ -72,6 +72,9 @@ int wf__broadcast_shapes(const char *op, int na, const int64_t *sa, int nb, cons
 wf_tensor *wf__expand_raw(wf_tensor *t, int ndim, const int64_t *shape);
 /* Type promotion for binary ops (PyTorch's category rules without 0-dim special cases). */
 wf_dtype wf__promote(wf_dtype a, wf_dtype b);
+/* the dtype of a binary op on tensors a and b: wf__promote, except that a 0-dim tensor
+ * only counts when its category (bool < integer < floating) is higher (tensor/tensor.c) */
+wf_dtype wf__result_type(const wf_tensor *a, const wf_tensor *b);
 /* Check every tensor is on the same device; sets a message naming op. */
 int wf__same_device(const char *op, wf_tensor *const *ts, int n);
 /* Element pointer to the first element on the host (CPU only). */
