@@ -6,8 +6,13 @@
  *   - gradients at the edges: relu/abs/sign at 0, sqrt at 0, clamp at its bounds, amax ties
  *     (spread evenly), maximum ties (halved), max(dim)/max pooling ties (one index), the norm
  *     at zero, a cross-entropy whose targets are all ignored.
+ *   - on CUDA, what the parity program (tests/cuda/test_cuda_parity.c) checked beyond values:
+ *     the fused kernels are taken (attention, layer norm, cross-entropy), split reductions of
+ *     3M elements, an out-of-range index is WF_EINDEX and leaves the device usable, and the
+ *     caching allocator makes no cudaMalloc in a steady state.
  * One function per group; each runs on the device it is given, in every floating dtype. */
 #include "op_table.h"
+#include "weft/cuda.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -205,9 +210,80 @@ static int edge_grads(wf_device dev, int *checks) {
     return f;
 }
 
+/* ---------------------------------------------------------------- CUDA only */
+
+static int fused_path(int *checks, const char *what, wf_tensor *y, const char *node) {
+    ++*checks;
+    const char *fn = y ? wf_grad_fn_name(y) : NULL;
+    if (fn && strstr(fn, node)) return 0;
+    printf("FAIL %s on cuda: not the fused kernel (grad_fn %s; %s)\n", what, fn ? fn : "none", wf_error_message());
+    wf_clear_error();
+    return 1;
+}
+
+static int cuda_extras(wf_device dev, int *checks) {
+    if (dev.type != WF_DEV_CUDA) return 0;
+    int f = 0;
+    for (int i = 2; i < 4; i++) {   /* f16, bf16: the fused kernels */
+        wf_dtype dt = fdts[i];
+        wf_manual_seed(3);
+        wf_tensor *q = wf_detach(wf_to_device(wf_to_dtype(wf_randn(WF_SHAPE(1, 2, 70, 64), WF_F32), dt), dev));
+        wf_set_requires_grad(q, true);
+        f += fused_path(checks, "scaled_dot_product_attention (half)", wf_scaled_dot_product_attention(q, q, q, NULL, 0, true),
+                        "Flash");
+        int64_t D = 96;
+        wf_tensor *x = wf_detach(wf_to_device(wf_to_dtype(wf_randn(WF_SHAPE(5, 96), WF_F32), dt), dev));
+        wf_set_requires_grad(x, true);
+        f += fused_path(checks, "layer_norm (half)", wf_layer_norm(x, &D, 1, NULL, NULL, 1e-5), "NativeLayerNorm");
+    }
+    {   /* split reductions: 3M elements against the CPU */
+        wf_manual_seed(4);
+        wf_tensor *h = wf_rand(WF_SHAPE(3000000), WF_F32), *hg = wf_to_device(h, dev);
+        double a[3], b[3];
+        wf_tensor *ra[3] = { wf_sum_all(hg), wf_norm(hg, 2, NULL, 0, false), wf_amax(hg, NULL, 0, false) };
+        wf_tensor *rb[3] = { wf_sum_all(h), wf_norm(h, 2, NULL, 0, false), wf_amax(h, NULL, 0, false) };
+        const char *nm[3] = { "sum of 3M (split)", "norm(2) of 3M (split)", "amax of 3M (split)" };
+        for (int i = 0; i < 3; i++) {
+            ++*checks;
+            if (!ra[i] || !rb[i] || wf_to_array(ra[i], &a[i], WF_F64) || wf_to_array(rb[i], &b[i], WF_F64) ||
+                !(fabs(a[i] - b[i]) <= 1e-5 * fabs(b[i]))) {
+                printf("FAIL %s on cuda: %.9g, cpu %.9g\n", nm[i], a[i], b[i]);
+                f++;
+            }
+        }
+    }
+    {   /* an out-of-range index is reported, and the device stays usable */
+        wf_tensor *x = wf_to_device(wf_zeros(WF_SHAPE(4, 3), WF_F32), dev);
+        wf_tensor *bad = wf_to_device(wf_from_data((int64_t[]){ 0, 99 }, WF_SHAPE(2), WF_I64), dev);
+        wf_tensor *r = wf_index_select(x, 0, bad);
+        int rc = r ? wf_cuda_synchronize(dev.index) : wf_error();
+        ++*checks;
+        if (rc != WF_EINDEX) { printf("FAIL out-of-range index on cuda gave %d, not WF_EINDEX\n", rc); f++; }
+        wf_clear_error();
+        ++*checks;
+        if (wf_cuda_synchronize(dev.index)) { printf("FAIL cuda after an index error: %s\n", wf_error_message()); f++; }
+        wf_clear_error();
+    }
+    {   /* the caching allocator: a steady state makes no cudaMalloc */
+        wf_memory_stats s0, s1;
+        for (int it = 0; it < 3; it++) WF_SCOPE { wf_tensor *a = wf_to_device(wf_ones(WF_SHAPE(256, 256), WF_F32), dev); wf_sum_all(wf_matmul(a, a)); }
+        wf_cuda_memory_stats(dev.index, &s0);
+        for (int it = 0; it < 10; it++) WF_SCOPE { wf_tensor *a = wf_to_device(wf_ones(WF_SHAPE(256, 256), WF_F32), dev); wf_sum_all(wf_matmul(a, a)); }
+        wf_cuda_memory_stats(dev.index, &s1);
+        ++*checks;
+        if (s1.n_system_allocs != s0.n_system_allocs || s1.allocated != s0.allocated) {
+            printf("FAIL cuda allocator steady state: cudaMalloc calls %zu -> %zu, allocated %zu -> %zu\n", s0.n_system_allocs,
+                   s1.n_system_allocs, s0.allocated, s1.allocated);
+            f++;
+        }
+    }
+    return f;
+}
+
 const op_expect op_expects[] = {
     { "nan", nan_propagates },
     { "promotion", promotes },
     { "edge gradients", edge_grads },
+    { "cuda", cuda_extras },
 };
 const int op_nexpects = (int)(sizeof op_expects / sizeof op_expects[0]);

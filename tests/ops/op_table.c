@@ -444,6 +444,8 @@ static wf_tensor *rows_first(wf_tensor *x) { return wf_reshape(x, WF_SHAPE(-1));
     X(to_f32, "to_dtype(float32)", wf_to_dtype(x, WF_F32), gen_unary, DT_ALL, 0, 1)                              \
     X(to_f64, "to_dtype(float64)", wf_to_dtype(x, WF_F64), gen_unary, DT_ALL, 1, 1)                              \
     X(to_i32, "to_dtype(int32)", wf_to_dtype(x, WF_I32), gen_unary, DT_FLOAT, 0, 0)                              \
+    X(to_f16, "to_dtype(float16)", wf_to_dtype(x, WF_F16), gen_unary, DT_FLOAT, 0, 1)                            \
+    X(to_bf16, "to_dtype(bfloat16)", wf_to_dtype(x, WF_BF16), gen_unary, DT_FLOAT, 0, 1)                         \
     X(split, "split", split1(x), gen_reduce, DT_ALL, 1, 1)                                                       \
     X(chunk, "chunk", chunk_last(x), gen_reduce, DT_ALL, 1, 1)                                                   \
     X(cat, "cat", wf_cat(in, n, 0), gen_cat, DT_ALL, 2, 1)                                                       \
