@@ -180,7 +180,7 @@ static void run_sample(const op_row *row, const op_sample *s, wf_device dev, wf_
             }
         }
         n_checks++;
-        if (wf_gradcheck(gc_call, g, c.ng, &c, 1e-6, 1e-5 * row->tol, 1e-3 * row->tol)) {
+        if (wf_gradcheck(gc_call, g, c.ng, &c, 1e-6, 1e-7 * row->tol, 1e-5 * row->tol)) {
             fail("%s gradcheck: %s", what, wf_error_message());
             wf_clear_error();
         }
