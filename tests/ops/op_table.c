@@ -294,7 +294,7 @@ static wf_tensor *copy_(wf_tensor *a, wf_tensor *b) {   /* b broadcast into a co
     return c && !wf_copy_(c, b) ? c : NULL;
 }
 static const wf_conv2d_opts conv_s2 = { .stride = { 2, 1 }, .padding = { 1, 2 }, .dilation = { 1, 2 } };
-static const wf_conv2d_opts conv_g = { .groups = 1, .padding = { 1, 1 } };
+static const wf_conv2d_opts conv_p1 = { .padding = { 1, 1 } };
 static const wf_pool2d_opts pool_k3 = { .kernel = { 3, 3 }, .stride = { 2, 2 }, .padding = { 1, 1 } };
 static const wf_pool2d_opts pool_k2 = { .kernel = { 2, 2 } };
 static const wf_pool2d_opts pool_nopad = { .kernel = { 3, 3 }, .stride = { 2, 2 }, .padding = { 1, 1 },
@@ -486,7 +486,7 @@ static wf_tensor *rows_first(wf_tensor *x) { return wf_reshape(x, WF_SHAPE(-1));
     /* convolution and pooling */                                                                                \
     X(conv2d, "conv2d", wf_conv2d(x, y, z, NULL), gen_conv, DT_FLOAT, 3, 4)                                      \
     X(conv2d_s, "conv2d(stride, padding, dilation)", wf_conv2d(x, y, NULL, &conv_s2), gen_conv, DT_FLOAT, 2, 4)  \
-    X(conv2d_p, "conv2d(padding 1)", wf_conv2d(x, y, z, &conv_g), gen_conv, DT_FLOAT, 3, 4)                      \
+    X(conv2d_p, "conv2d(padding 1)", wf_conv2d(x, y, z, &conv_p1), gen_conv, DT_FLOAT, 3, 4)                      \
     X(max_pool2d, "max_pool2d(3, stride 2, pad 1)", wf_max_pool2d(x, &pool_k3), gen_pool, DT_FLOAT, 1, 1)        \
     X(max_pool2d_2, "max_pool2d(2)", wf_max_pool2d(x, &pool_k2), gen_pool, DT_FLOAT, 1, 1)                       \
     X(max_pool2d_d, "max_pool2d(dilation, ceil)", wf_max_pool2d(x, &pool_dil), gen_pool, DT_FLOAT, 1, 1)         \
