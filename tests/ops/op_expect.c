@@ -6,6 +6,7 @@
  *   - gradients at the edges: relu/abs/sign at 0, sqrt at 0, clamp at its bounds, amax ties
  *     (spread evenly), maximum ties (halved), max(dim)/max pooling ties (one index), the norm
  *     at zero, a cross-entropy whose targets are all ignored.
+ *   - error codes and messages of the paths these touch (norm, amax, relu, broadcasting);
  *   - on CUDA, what the parity program (tests/cuda/test_cuda_parity.c) checked beyond values:
  *     the fused kernels are taken (attention, layer norm, cross-entropy), split reductions of
  *     3M elements, an out-of-range index is WF_EINDEX and leaves the device usable, and the
@@ -210,6 +211,46 @@ static int edge_grads(wf_device dev, int *checks) {
     return f;
 }
 
+/* ---------------------------------------------------------------- errors */
+
+/* the call failed with code and a message containing text */
+static int expect_error(const char *what, wf_device dev, bool failed, int code, const char *text, int *checks) {
+    ++*checks;
+    int got = wf_error();
+    const char *msg = wf_error_message();
+    bool ok = failed && got == code && msg && strstr(msg, text);
+    if (!ok) {
+        char dn[16];
+        wf_device_str(dev, dn, sizeof dn);
+        printf("FAIL %s on %s: expected %s with \"%s\", got %s (%s)\n", what, dn, wf_error_name(code), text,
+               failed ? wf_error_name(got) : "success", failed && msg ? msg : "");
+    }
+    wf_clear_error();
+    return ok ? 0 : 1;
+}
+
+static int errors(wf_device dev, int *checks) {
+    int f = 0;
+    wf_tensor *x = VEC(dev, WF_F32, 1, -2, 3);
+    wf_tensor *e = wf_to_device(wf_zeros(WF_SHAPE(2, 0), WF_F32), dev);
+    f += expect_error("norm with p = -1", dev, !wf_norm(x, -1, NULL, 0, false), WF_EINVAL, "wf_norm: p must be > 0", checks);
+    f += expect_error("norm(inf) over an empty dim", dev, !wf_norm(e, INFINITY, (int[]){ 1 }, 1, false), WF_EINVAL,
+                      "wf_norm: the infinity norm of an empty dimension", checks);
+    f += expect_error("norm of an int tensor", dev, !wf_norm(VEC(dev, WF_I64, 1, 2), 2, NULL, 0, false), WF_EDTYPE,
+                      "wf_norm: needs a floating dtype", checks);
+    f += expect_error("amax over an empty dim", dev, !wf_amax(e, (int[]){ 1 }, 1, false), WF_EINVAL, "empty dimension", checks);
+    f += expect_error("relu of a bool tensor", dev, !wf_relu(VEC(dev, WF_BOOL, 1, 0)), WF_EDTYPE, "wf_relu", checks);
+    f += expect_error("add with a NULL operand", dev, !wf_add(x, NULL), WF_ENULL, "wf_add", checks);
+    f += expect_error("add of shapes that do not broadcast", dev, !wf_add(x, VEC(dev, WF_F32, 1, 2)), WF_ESHAPE,
+                      "do not broadcast", checks);
+    wf_tensor *t = wf_to_device(wf_from_data((int64_t[]){ 0, 7 }, WF_SHAPE(2), WF_I64), dev);
+    wf_cross_entropy_opts o = { 0 };
+    f += expect_error("cross_entropy with a target out of range", dev,
+                      !wf_cross_entropy(wf_reshape(VEC(dev, WF_F32, 1, 2, 3, 4, 5, 6), WF_SHAPE(2, 3)), t, &o), WF_EINDEX,
+                      "wf_cross_entropy", checks);
+    return f;
+}
+
 /* ---------------------------------------------------------------- CUDA only */
 
 static int fused_path(int *checks, const char *what, wf_tensor *y, const char *node) {
@@ -284,6 +325,7 @@ const op_expect op_expects[] = {
     { "nan", nan_propagates },
     { "promotion", promotes },
     { "edge gradients", edge_grads },
+    { "errors", errors },
     { "cuda", cuda_extras },
 };
 const int op_nexpects = (int)(sizeof op_expects / sizeof op_expects[0]);
