@@ -6,6 +6,7 @@
  *   - gradients at the edges: relu/abs/sign at 0, sqrt at 0, clamp at its bounds, amax ties
  *     (spread evenly), maximum ties (halved), max(dim)/max pooling ties (one index), the norm
  *     at zero, a cross-entropy whose targets are all ignored.
+ *   - Linear and CausalSelfAttention under bf16 autocast against f32 on the CPU;
  *   - error codes and messages of the paths these touch (norm, amax, relu, broadcasting);
  *   - on CUDA, what the parity program (tests/cuda/test_cuda_parity.c) checked beyond values:
  *     the fused kernels are taken (attention, layer norm, cross-entropy), split reductions of
@@ -17,6 +18,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 static const wf_dtype fdts[4] = { WF_F32, WF_F64, WF_F16, WF_BF16 };
@@ -251,6 +253,97 @@ static int errors(wf_device dev, int *checks) {
     return f;
 }
 
+/* ---------------------------------------------------------------- autocast */
+
+/* max |a - b| <= tol * max |b| (low-precision results against an f32 reference) */
+static int close_rel(const char *what, wf_device dev, wf_tensor *a, wf_tensor *b, double tol, int *checks) {
+    ++*checks;
+    char dn[16];
+    wf_device_str(dev, dn, sizeof dn);
+    int64_t n = a && b ? wf_numel(b) : 0;
+    double *va = n ? malloc(sizeof(double) * (size_t)n) : NULL, *vb = n ? malloc(sizeof(double) * (size_t)n) : NULL;
+    bool ok = va && vb && wf_numel(a) == n && !wf_to_array(a, va, WF_F64) && !wf_to_array(b, vb, WF_F64);
+    double md = 0, mb = 0;
+    for (int64_t i = 0; ok && i < n; i++) {
+        double d = fabs(va[i] - vb[i]);
+        if (!(d <= md)) md = isnan(d) ? INFINITY : d;
+        if (fabs(vb[i]) > mb) mb = fabs(vb[i]);
+    }
+    if (ok && !(md <= tol * mb)) ok = false;
+    if (!ok) printf("FAIL %s on %s: max difference %.3g of max %.3g (tolerance %g) %s\n", what, dn, md, mb, tol, wf_error_message());
+    wf_clear_error();
+    free(va);
+    free(vb);
+    return ok ? 0 : 1;
+}
+
+/* Linear and CausalSelfAttention under bf16 autocast with f32 leaves (the GPT block's case:
+ * on CUDA the fused bias epilogue and the packed-qkv attention) against the CPU in f32 */
+static int autocast_bf16(wf_device dev, int *checks) {
+    int f = 0;
+    {
+        wf_manual_seed(11);
+        wf_tensor *src[3] = { wf_randn(WF_SHAPE(2, 33, 96), WF_F32), wf_mul_scalar(wf_randn(WF_SHAPE(37, 96), WF_F32), 0.2),
+                              wf_randn(WF_SHAPE(37), WF_F32) };
+        wf_tensor *lc[3], *ld[3];
+        for (int i = 0; i < 3; i++) {   /* values exact in bf16 */
+            wf_tensor *r = wf_to_dtype(wf_to_dtype(src[i], WF_BF16), WF_F32);
+            lc[i] = wf_clone(r);
+            ld[i] = wf_detach(wf_to_device(r, dev));
+            wf_set_requires_grad(lc[i], true);
+            wf_set_requires_grad(ld[i], true);
+        }
+        wf_tensor *yc = wf_linear(lc[0], lc[1], lc[2]), *yd;
+        wf_autocast_begin(dev.type, WF_BF16);
+        yd = wf_linear(ld[0], ld[1], ld[2]);
+        wf_autocast_end();
+        f += expect_dtype("linear under bf16 autocast", dev, yd, WF_BF16, checks);   /* autocast took it */
+        f += close_rel("linear under bf16 autocast", dev, yd, yc, 1.5e-2, checks);
+        wf_tensor *g = wf_to_dtype(wf_to_dtype(wf_randn(WF_SHAPE(2, 33, 37), WF_F32), WF_BF16), WF_F32);
+        if (!yd || !yc || wf_backward(yd, wf_to_device(wf_to_dtype(g, wf_tensor_dtype(yd)), dev), false) ||
+            wf_backward(yc, g, false)) {
+            f += close_rel("linear under bf16 autocast: backward", dev, NULL, NULL, 0, checks);
+        } else {
+            f += close_rel("linear under bf16 autocast: dx", dev, wf_grad(ld[0]), wf_grad(lc[0]), 3e-2, checks);
+            f += close_rel("linear under bf16 autocast: dw", dev, wf_grad(ld[1]), wf_grad(lc[1]), 3e-2, checks);
+            f += close_rel("linear under bf16 autocast: db", dev, wf_grad(ld[2]), wf_grad(lc[2]), 3e-2, checks);
+        }
+    }
+    {
+        const int64_t B = 2, T = 40, E = 96, H = 3;
+        wf_manual_seed(77);
+        wf_module *mc = wf_causal_self_attention_new(E, H, true, 0.0);
+        wf_manual_seed(77);
+        wf_module *md = wf_causal_self_attention_new(E, H, true, 0.0);
+        wf_tensor *x = wf_randn(WF_SHAPE(B, T, E), WF_F32), *xc = wf_clone(x), *xd = wf_detach(wf_to_device(x, dev));
+        wf_set_requires_grad(xc, true);
+        wf_set_requires_grad(xd, true);
+        wf_tensor *yc = NULL, *yd = NULL;
+        if (mc && md && !wf_module_to(md, dev, WF_F32)) {
+            yc = wf_module_forward(mc, xc);
+            wf_autocast_begin(dev.type, WF_BF16);
+            yd = wf_module_forward(md, xd);
+            wf_autocast_end();
+        }
+        f += close_rel("CausalSelfAttention under bf16 autocast", dev, yd ? wf_to_dtype(yd, WF_F32) : NULL, yc, 3e-2, checks);
+        wf_tensor *w = wf_randn(WF_SHAPE(B, T, E), WF_F32);
+        wf_tensor *ld = yd ? wf_sum_all(wf_mul(wf_to_dtype(yd, WF_F32), wf_to_device(w, dev))) : NULL;
+        wf_tensor *lc = yc ? wf_sum_all(wf_mul(yc, w)) : NULL;
+        if (!ld || !lc || wf_backward(ld, NULL, false) || wf_backward(lc, NULL, false)) {
+            f += close_rel("CausalSelfAttention under bf16 autocast: backward", dev, NULL, NULL, 0, checks);
+        } else {
+            f += close_rel("CausalSelfAttention under bf16 autocast: dx", dev, wf_grad(xd), wf_grad(xc), 5e-2, checks);
+            wf_module *ad = wf_module_get_child(md, "c_attn"), *ac = wf_module_get_child(mc, "c_attn");
+            f += close_rel("CausalSelfAttention under bf16 autocast: d c_attn.weight", dev,
+                           ad ? wf_grad(wf_module_get_parameter(ad, "weight")) : NULL,
+                           ac ? wf_grad(wf_module_get_parameter(ac, "weight")) : NULL, 5e-2, checks);
+        }
+        wf_module_free(mc);
+        wf_module_free(md);
+    }
+    return f;
+}
+
 /* ---------------------------------------------------------------- CUDA only */
 
 static int fused_path(int *checks, const char *what, wf_tensor *y, const char *node) {
@@ -326,6 +419,7 @@ const op_expect op_expects[] = {
     { "promotion", promotes },
     { "edge gradients", edge_grads },
     { "errors", errors },
+    { "autocast", autocast_bf16 },
     { "cuda", cuda_extras },
 };
 const int op_nexpects = (int)(sizeof op_expects / sizeof op_expects[0]);

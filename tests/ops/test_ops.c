@@ -12,9 +12,9 @@
  * It supersedes tests/cuda/test_cuda_parity.c (still built, and run on the GPU machine by
  * bench/device_run.sh until this one has run there): the same ops, forward and backward, on
  * the same kinds of inputs (strided, broadcast, empty, large, every dtype), from one table,
- * with the parity program's other checks in op_expect.c ("cuda"). Left only there: the
- * packed-qkv attention (an internal entry point), CausalSelfAttention and Linear under
- * autocast, and its exact vector-path sizes. A plain C program (no Check), so the GPU
+ * with the parity program's other checks in op_expect.c ("cuda", "autocast": the packed-qkv
+ * attention through CausalSelfAttention). Left only there: its exact vector-path sizes and
+ * the packed-qkv entry point called directly. A plain C program (no Check), so the GPU
  * machine builds it too.
  *
  * Output: one FAIL line per failure, then {"checks":N,"failed":M,"uncalled":[...]}.
