@@ -17,9 +17,10 @@ int wf__minmax_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__where_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__scalar_op_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__cast_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-/* backward_reduce.c (mean, var, logsumexp, norm are compositions: no node of their own) */
+/* backward_reduce.c (mean, var, logsumexp are compositions: no node of their own) */
 int wf__sum_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__amax_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
+int wf__norm_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 /* backward_view.c: views and copies */
 int wf__view_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);      /* reshape back */
 int wf__permute_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);

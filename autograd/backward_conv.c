@@ -71,6 +71,7 @@ static int conv_grads(const wf_kernels *K, wf_tensor *x, wf_tensor *w, wf_tensor
                              gp + (n0 * O + g * Og) * L * es, L, O * L, 0.0, cp + g * CK * L * es, L,
                              per, cn, dev);
             char *gxp = wf__conv_data(gx);
+            if (!rc) rc = wf__need_kernel(K, "wf_conv2d (backward)", WF_OPF_KERNEL, WF_K_COL2IM, dt, dev);
             for (int64_t i = 0; i < cn && !rc; i++)
                 rc = K->col2im(gxp + (n0 + i) * C * HW * es, cp + i * per * es, dt, C, H, W, kh, kw,
                                sh, sw, ph, pw, dh, dw, oh, ow, dev);
@@ -190,6 +191,7 @@ int wf__max_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     wf_tensor *g = wf__conv_contig(gy[0], K);
     wf_tensor *r = g ? empty_like_meta(&n->in_meta[0]) : NULL;
     if (!r) rc = wf_error();
+    if (!rc) rc = wf__need_kernel(K, "wf_max_pool2d (backward)", WF_OPF_KERNEL, WF_K_MAX_POOL2D_BACKWARD, r->dtype, am->device);
     if (!rc && am->device.type != WF_DEV_META && wf_numel(r) > 0) {
         wf_tensor *r4 = wf__conv_as4d(r), *g4 = r4 ? wf__conv_as4d(g) : NULL, *a4 = g4 ? wf__conv_as4d(am) : NULL;
         rc = a4 ? K->max_pool2d_backward(r4, g4, a4) : wf_error();
@@ -213,6 +215,7 @@ int wf__avg_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     wf_tensor *g = wf__conv_contig(gy[0], K);
     wf_tensor *r = g ? empty_like_meta(m) : NULL;
     if (!r) rc = wf_error();
+    if (!rc) rc = wf__need_kernel(K, "wf_avg_pool2d (backward)", WF_OPF_KERNEL, WF_K_AVG_POOL2D_BACKWARD, r->dtype, m->device);
     if (!rc && m->device.type != WF_DEV_META && wf_numel(r) > 0) {
         wf_tensor *r4 = wf__conv_as4d(r), *g4 = r4 ? wf__conv_as4d(g) : NULL;
         rc = g4 ? K->avg_pool2d_backward(r4, g4, k, s, p, cip) : wf_error();
@@ -233,7 +236,10 @@ int wf__adaptive_avg_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor
     wf_tensor *g = wf__conv_contig(gy[0], K);
     wf_tensor *r = g ? empty_like_meta(m) : NULL;
     if (!r) rc = wf_error();
-    if (!rc && m->device.type != WF_DEV_META) rc = wf__cpu_adaptive_avg_pool2d_backward(r, g);
+    if (!rc)
+        rc = wf__need_kernel(K, "wf_adaptive_avg_pool2d (backward)", WF_OPF_KERNEL, WF_K_ADAPTIVE_AVG_POOL2D_BACKWARD,
+                             r->dtype, m->device);
+    if (!rc && m->device.type != WF_DEV_META) rc = K->adaptive_avg_pool2d_backward(r, g);
     if (!rc) out = wf_keep(r);
     wf_scope_end();
     gx[0] = out;

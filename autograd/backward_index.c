@@ -59,7 +59,9 @@ int wf__gather_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     wf_tensor *src = g ? as_dtype(gy[0], g->dtype) : NULL;
     if (!src) return err_or(WF_ENOMEM);
     if (!is_meta(g) && wf_numel(index)) {
-        int rc = wf__kernels(g->device)->scatter_add(g, (int)n->i[0], index, src);
+        const wf_kernels *k = wf__kernels(g->device);
+        int rc = wf__need_kernel(k, "wf_gather (backward)", WF_OPF_KERNEL, WF_K_SCATTER_ADD, g->dtype, g->device);
+        if (!rc) rc = k->scatter_add(g, (int)n->i[0], index, src);
         if (rc) return rc;
     }
     gx[0] = g;
@@ -109,7 +111,9 @@ int wf__index_select_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) 
     wf_tensor *src = g ? as_dtype(gy[0], g->dtype) : NULL;
     if (!src) return err_or(WF_ENOMEM);
     if (!is_meta(g) && wf_numel(src)) {
-        int rc = wf__kernels(g->device)->index_add(g, (int)n->i[0], index, src);
+        const wf_kernels *k = wf__kernels(g->device);
+        int rc = wf__need_kernel(k, "wf_index_select (backward)", WF_OPF_KERNEL, WF_K_INDEX_ADD, g->dtype, g->device);
+        if (!rc) rc = k->index_add(g, (int)n->i[0], index, src);
         if (rc) return rc;
     }
     gx[0] = g;
@@ -135,7 +139,8 @@ int wf__embedding_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
         }
         wf_tensor *g2 = wf__view_of(src, 2, (const int64_t[]){ N, D }, (const int64_t[]){ D, 1 }, src->offset);
         if (!g2) return err_or(WF_ENOMEM);
-        int rc = k->index_add(g, 0, index, g2);
+        int rc = wf__need_kernel(k, "wf_embedding (backward)", WF_OPF_KERNEL, WF_K_INDEX_ADD, g->dtype, g->device);
+        if (!rc) rc = k->index_add(g, 0, index, g2);
         wf_tensor_free(g2);
         if (rc) return rc;
     }

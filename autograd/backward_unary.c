@@ -7,6 +7,10 @@ int wf__unary_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     wf_tensor *g = gy[0];
     if (g->dtype != s->dtype) g = wf_to_dtype(g, s->dtype);
     if (!g) return wf_error();
+    if ((wf_unary_op)n->i[0] == WF_U_SIGN) {   /* PyTorch's: a zero gradient, not none */
+        gx[0] = wf_zeros_like(s);
+        return gx[0] ? 0 : wf_error();
+    }
     wf_tensor *out = wf__empty(s->shape, s->ndim, s->dtype, s->device);
     if (!out) return wf_error();
     bool by_output = n->i[1] != 0;

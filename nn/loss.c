@@ -83,6 +83,21 @@ static wf_tensor *class_view(wf_tensor *w, int ndim, int cdim) {
 
 /* nll on log-probabilities logp with validated class targets. Returns the reduced loss; also
  * writes the non-ignored mask and per-element weights (for label smoothing) if asked. */
+/* sum(loss) / wsum for the mean reduction. Half precision sums in f32 (the total of a large
+ * batch overflows f16 where the mean does not, and PyTorch's does not). Every target ignored
+ * (wsum 0) gives NaN, as PyTorch's, with zero gradients rather than the NaN ones of 0/0. */
+static wf_tensor *weighted_mean(wf_tensor *loss, wf_tensor *wsum) {
+    wf_dtype dt = loss ? wf_tensor_dtype(loss) : WF_F32;
+    bool half = dt == WF_F16 || dt == WF_BF16;
+    wf_tensor *total = half ? wf_sum_all(wf_to_dtype(loss, WF_F32)) : wf_sum_all(loss);
+    if (half && wsum) wsum = wf_to_dtype(wsum, WF_F32);
+    wf_tensor *none = wsum ? wf_eq_scalar(wsum, 0) : NULL;
+    wf_tensor *den = none ? wf_where(none, wf_ones_like(wsum), wsum) : NULL;
+    wf_tensor *y = den ? wf_div(total, den) : NULL;
+    y = y ? wf_where(none, wf_full_like(y, NAN), y) : NULL;
+    return half && y ? wf_to_dtype(y, dt) : y;
+}
+
 static wf_tensor *nll_core(wf_tensor *logp, wf_tensor *target, int cdim, const wf_cross_entropy_opts *o, int64_t ignore,
                            wf_tensor **mask_out, wf_tensor **wsum_out) {
     wf_tensor *keep_b = wf_ne_scalar(target, (double)ignore);                         /* bool */
@@ -101,7 +116,7 @@ static wf_tensor *nll_core(wf_tensor *logp, wf_tensor *target, int cdim, const w
     switch (o->reduction) {
     case WF_REDUCTION_SUM: return wf_sum_all(loss);
     case WF_REDUCTION_NONE: return loss;
-    default: return wf_div(wf_sum_all(loss), wsum);
+    default: return weighted_mean(loss, wsum);
     }
 }
 
@@ -181,7 +196,7 @@ wf_tensor *wf_cross_entropy(wf_tensor *input, wf_tensor *target, const wf_cross_
         switch (o->reduction) {
         case WF_REDUCTION_SUM: ret = wf_sum_all(smooth); break;
         case WF_REDUCTION_NONE: ret = smooth; break;
-        default: ret = wf_div(wf_sum_all(smooth), wsum); break;
+        default: ret = weighted_mean(smooth, wsum); break;
         }
         y = wf_add(wf_mul_scalar(nll, 1.0 - eps), wf_mul_scalar(ret, eps / (double)C));
     }

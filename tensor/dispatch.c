@@ -136,6 +136,8 @@ static const wf_kernels meta_kernels = {
     .avg_pool2d_backward = m_avg_pool_bw,
 };
 
+_Atomic unsigned wf__op_calls[2][WF_OP_TOTAL];   /* tensor_impl.h */
+
 /* ---------------------------------------------------------------- op names (from ops.def) */
 
 const char *const wf__unary_op_names[WF_U_COUNT] = {

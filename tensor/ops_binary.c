@@ -64,7 +64,7 @@ static wf_tensor *binary(const char *fname, wf_binary_op op, wf_tensor *a, wf_te
     int nd;
     int64_t shape[WF_MAX_DIMS];
     if (wf__broadcast_shapes(fname, a->ndim, a->shape, b->ndim, b->shape, &nd, shape)) return NULL;
-    wf_dtype dt = wf__promote(a->dtype, b->dtype);
+    wf_dtype dt = wf__result_type(a, b);
     if ((op == WF_B_DIV || (op == WF_B_POW && !wf_dtype_is_floating(dt))) && !wf_dtype_is_floating(dt))
         dt = wf_get_default_dtype();   /* true division */
     if (op == WF_B_AND || op == WF_B_OR) dt = WF_BOOL;
@@ -163,7 +163,7 @@ wf_tensor *wf_where(wf_tensor *cond, wf_tensor *a, wf_tensor *b) {
     int64_t s1[WF_MAX_DIMS], shape[WF_MAX_DIMS];
     if (wf__broadcast_shapes("wf_where", a->ndim, a->shape, b->ndim, b->shape, &nd, s1)) return NULL;
     if (wf__broadcast_shapes("wf_where", cond->ndim, cond->shape, nd, s1, &nd2, shape)) return NULL;
-    wf_dtype dt = wf__promote(a->dtype, b->dtype);
+    wf_dtype dt = wf__result_type(a, b);
     wf_tensor *a2 = a->dtype == dt ? a : wf_to_dtype(a, dt), *b2 = b->dtype == dt ? b : wf_to_dtype(b, dt);
     if (!a2 || !b2) return NULL;
     wf_tensor *y = wf__empty(shape, nd2, dt, a->device);
@@ -200,7 +200,7 @@ static int binary_(const char *fname, wf_binary_op op, wf_tensor *a, wf_tensor *
                          wf_shape_str(a, b1, sizeof b1), wf__shape_text(nd, shape, b2, sizeof b2));
     }
     if (wf__check_inplace(fname, a)) return wf_error();
-    wf_dtype dt = wf__promote(a->dtype, b->dtype);
+    wf_dtype dt = wf__result_type(a, b);
     if (dt != a->dtype && wf_dtype_is_floating(dt) && !wf_dtype_is_floating(a->dtype))
         return wf__error(WF_EDTYPE, "%s: result type %s can't be cast to the output's type %s", fname,
                          wf_dtype_name(dt), wf_dtype_name(a->dtype));

@@ -1,5 +1,6 @@
 /* tensor/ops_reduce.c: reductions. sum and amax/amin have their own kernels and backward;
- * mean, var, std, logsumexp and norm are compositions whose gradients follow from the parts. */
+ * mean, var, std and logsumexp are compositions whose gradients follow from the parts; norm has
+ * one kernel per p and its own backward (PyTorch's gradient at a zero norm). */
 #include "tensor_impl.h"
 #include "../autograd/backward.h"
 
@@ -103,7 +104,10 @@ wf_tensor *wf_mean(wf_tensor *x, const int *dims, int ndims, bool keepdim) {
     if (dims_mask("wf_mean", x, dims, ndims, &mask)) return NULL;
     int64_t c = reduced_count(x, mask);
     wf_scope_begin();
-    wf_tensor *y = wf_div_scalar(wf_sum(x, dims, ndims, keepdim), (double)c);
+    /* half precision: the sum in f32, as PyTorch's (a mean of 70K f16 values must not overflow) */
+    bool half = x->dtype == WF_F16 || x->dtype == WF_BF16;
+    wf_tensor *y = wf_div_scalar(wf_sum(half ? wf_to_dtype(x, WF_F32) : x, dims, ndims, keepdim), (double)c);
+    if (y && half) y = wf_to_dtype(y, x->dtype);
     if (y) wf_keep(y);
     wf_scope_end();
     return y;
@@ -254,12 +258,26 @@ wf_tensor *wf_norm(wf_tensor *x, double p, const int *dims, int ndims, bool keep
         return NULL;
     }
     if (!(p > 0)) { wf__error(WF_EINVAL, "wf_norm: p must be > 0 (or INFINITY), got %g", p); return NULL; }
+    uint32_t mask;
+    if (dims_mask("wf_norm", x, dims, ndims, &mask)) return NULL;
+    if (isinf(p) && reduced_count(x, mask) == 0) {
+        wf__error(WF_EINVAL, "wf_norm: the infinity norm of an empty dimension is undefined (no identity for max)");
+        return NULL;
+    }
+    /* one reduction kernel per p, accumulated and rooted in f32/f64 (so a half-precision
+     * input's sum of squares does not overflow before the root, as in PyTorch), then cast */
+    wf_reduce_op r = isinf(p) ? WF_R_ABSMAX : p == 2 ? WF_R_SUMSQ : p == 1 ? WF_R_ABSSUM : WF_R_PNORM;
     wf_scope_begin();
-    wf_tensor *y;
-    if (isinf(p)) y = wf_amax(wf_abs(x), dims, ndims, keepdim);
-    else if (p == 2) y = wf_sqrt(wf_sum(wf_mul(x, x), dims, ndims, keepdim));
-    else if (p == 1) y = wf_sum(wf_abs(x), dims, ndims, keepdim);
-    else y = wf_pow_scalar(wf_sum(wf_pow_scalar(wf_abs(x), p), dims, ndims, keepdim), 1.0 / p);
+    wf_tensor *yk = reduce_raw("wf_norm", r, x, mask, p, acc_dtype(x->dtype));
+    if (yk && p == 2) yk = wf_sqrt(yk);
+    else if (yk && !isinf(p) && p != 1) yk = wf_pow_scalar(yk, 1.0 / p);
+    if (yk && yk->dtype != x->dtype) yk = wf_to_dtype(yk, x->dtype);
+    if (yk) {
+        wf_node *n = wf__record("NormBackward", wf__norm_backward, yk, 1, &x);
+        if (n) n->f[0] = p;
+        yk = wf__recorded(yk, n, n && wf__save(n, x) >= 0 && wf__save(n, yk) >= 0, 1, &x);
+    }
+    wf_tensor *y = finish(yk, x, mask, keepdim, x->dtype);
     if (y) wf_keep(y);
     wf_scope_end();
     return y;

@@ -44,7 +44,7 @@ static wf_tensor *unary(const char *fname, wf_unary_op op, wf_tensor *x, double 
     }
     int rc = wf_numel(y) ? k->unary(op, y, xin, a, b) : 0;
     if (rc) { wf_tensor_free(y); return NULL; }
-    if (!pred && op != WF_U_SIGN && wf_dtype_is_floating(dt)) {
+    if (!pred && wf_dtype_is_floating(dt)) {
         wf_node *n = wf__record(unary_names[op], wf__unary_backward, y, 1, &xin);
         if (n) {
             n->i[0] = op;

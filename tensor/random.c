@@ -75,7 +75,7 @@ int wf_uniform_(wf_tensor *t, double lo, double hi) {
     if (!(lo <= hi) || !isfinite(lo) || !isfinite(hi))
         return wf__error(WF_EINVAL, "wf_uniform_: invalid range [%g, %g)", lo, hi);
     const wf_kernels *k = wf__kernels(t->device);
-    if (!k) return wf_error();
+    if (!k || wf__need_kernel(k, "wf_uniform_", WF_OPF_KERNEL, WF_K_RAND_UNIFORM, t->dtype, t->device)) return wf_error();
     int64_t n = wf_numel(t);
     if (!n) return 0;
     uint64_t seed, off = wf__rng_reserve((uint64_t)n, &seed);
@@ -98,7 +98,7 @@ int wf_normal_(wf_tensor *t, double mean, double std) {
     if (!(std >= 0) || !isfinite(mean) || !isfinite(std))
         return wf__error(WF_EINVAL, "wf_normal_: invalid mean %g / std %g", mean, std);
     const wf_kernels *k = wf__kernels(t->device);
-    if (!k) return wf_error();
+    if (!k || wf__need_kernel(k, "wf_normal_", WF_OPF_KERNEL, WF_K_RAND_NORMAL, t->dtype, t->device)) return wf_error();
     int64_t n = wf_numel(t);
     if (!n) return 0;
     uint64_t seed, off = wf__rng_reserve((uint64_t)n, &seed);
@@ -170,7 +170,9 @@ static wf_tensor *wf_randint__body(int64_t low, int64_t high, const int64_t *sha
     int64_t n = wf_numel(t);
     if (!n) return t;
     uint64_t seed, off = wf__rng_reserve((uint64_t)n, &seed);
-    if (wf__kernels(t->device)->rand_int(t, seed, off, low, high)) { wf_tensor_free(t); return NULL; }
+    const wf_kernels *k = wf__kernels(t->device);
+    if (!k || wf__need_kernel(k, "wf_randint", WF_OPF_KERNEL, WF_K_RAND_INT, dt, t->device) ||
+        k->rand_int(t, seed, off, low, high)) { wf_tensor_free(t); return NULL; }
     return t;
 }
 
@@ -196,7 +198,9 @@ static wf_tensor *wf_bernoulli__body(const wf_tensor *p) {
     wf_tensor *t = pc ? wf__empty(p->shape, p->ndim, p->dtype, p->device) : NULL;
     if (t && n) {
         uint64_t seed, off = wf__rng_reserve((uint64_t)n, &seed);
-        if (wf__kernels(t->device)->bernoulli(t, seed, off, pc, 0)) t = NULL;
+        const wf_kernels *k = wf__kernels(t->device);
+        if (!k || wf__need_kernel(k, "wf_bernoulli", WF_OPF_KERNEL, WF_K_BERNOULLI, t->dtype, t->device) ||
+            k->bernoulli(t, seed, off, pc, 0)) t = NULL;
     }
     if (t) wf_keep(t);
     wf_scope_end();
@@ -212,7 +216,9 @@ static wf_tensor *wf_bernoulli_p__body(const int64_t *shape, int ndim, double p,
     int64_t n = wf_numel(t);
     if (n) {
         uint64_t seed, off = wf__rng_reserve((uint64_t)n, &seed);
-        if (wf__kernels(t->device)->bernoulli(t, seed, off, NULL, p)) { wf_tensor_free(t); return NULL; }
+        const wf_kernels *k = wf__kernels(t->device);
+        if (!k || wf__need_kernel(k, "wf_bernoulli_p", WF_OPF_KERNEL, WF_K_BERNOULLI, t->dtype, t->device) ||
+            k->bernoulli(t, seed, off, NULL, p)) { wf_tensor_free(t); return NULL; }
     }
     return t;
 }

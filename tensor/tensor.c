@@ -101,6 +101,17 @@ wf_dtype wf__promote(wf_dtype a, wf_dtype b) {
     return rank[a] >= rank[b] ? a : b;
 }
 
+/* PyTorch's result_type for two tensor operands: a 0-dim tensor (like a Python scalar)
+ * does not raise the dtype of a dimensioned one within a category (bool < integer <
+ * floating): f16 tensor + f32 0-dim = f16, u8 tensor + i64 0-dim = u8; from a higher
+ * category it decides (i32 tensor + f64 0-dim = f64, bool tensor + i64 0-dim = i64). */
+static int category(wf_dtype d) { return d == WF_BOOL ? 0 : wf_dtype_is_floating(d) ? 2 : 1; }
+wf_dtype wf__result_type(const wf_tensor *a, const wf_tensor *b) {
+    if ((a->ndim == 0) == (b->ndim == 0)) return wf__promote(a->dtype, b->dtype);
+    const wf_tensor *dim = a->ndim ? a : b, *zero = a->ndim ? b : a;
+    return category(zero->dtype) > category(dim->dtype) ? zero->dtype : dim->dtype;
+}
+
 int wf__same_device(const char *op, wf_tensor *const *ts, int n) {
     for (int i = 1; i < n; i++) {
         if (ts[i] && ts[0] && !wf_device_eq(ts[i]->device, ts[0]->device)) {

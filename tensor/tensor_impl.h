@@ -72,6 +72,9 @@ int wf__broadcast_shapes(const char *op, int na, const int64_t *sa, int nb, cons
 wf_tensor *wf__expand_raw(wf_tensor *t, int ndim, const int64_t *shape);
 /* Type promotion for binary ops (PyTorch's category rules without 0-dim special cases). */
 wf_dtype wf__promote(wf_dtype a, wf_dtype b);
+/* the dtype of a binary op on tensors a and b: wf__promote, except that a 0-dim tensor
+ * only counts when its category (bool < integer < floating) is higher (tensor/tensor.c) */
+wf_dtype wf__result_type(const wf_tensor *a, const wf_tensor *b);
 /* Check every tensor is on the same device; sets a message naming op. */
 int wf__same_device(const char *op, wf_tensor *const *ts, int n);
 /* Element pointer to the first element on the host (CPU only). */
@@ -353,20 +356,38 @@ const wf_kernels *wf__kernels(wf_device dev);
  * count for wf_measure_flops (fabric/throughput.c), free on the other devices. */
 void wf__meta_flops_add(int64_t flops);
 int64_t wf__meta_flops(void);
-/* Does backend k compute op (of family fam) on dtype dt? A mask lookup: no strings, no locks. */
+/* How often each op of ops.def was dispatched, per backend: [0] the CPU, [1] every other
+ * table (CUDA; the meta and test tables land there too). Indexed by wf__op_index. The op
+ * harness (tests/ops/test_ops.c) reports every op it never reached. A relaxed load and store,
+ * not a read-modify-write: a count lost to a race does not matter, only zero does, and the
+ * plain add costs nothing next to an op (bench/NOTES.md, "Op harness"). */
+#define WF_OP_TOTAL (WF_U_COUNT + WF_B_COUNT + WF_R_COUNT + WF_K_COUNT)
+extern _Atomic unsigned wf__op_calls[2][WF_OP_TOTAL];
+static inline int wf__op_index(wf_op_family fam, int op) {
+    static const int base[WF_OPF_COUNT] = { 0, WF_U_COUNT, WF_U_COUNT + WF_B_COUNT, WF_U_COUNT + WF_B_COUNT + WF_R_COUNT };
+    return base[fam] + op;
+}
+extern const struct wf_kernels wf__cpu_kernels;
+/* Does backend k compute op (of family fam) on dtype dt? A mask lookup: no strings, no locks.
+ * A yes is the front-end about to dispatch: it counts as a call (wf__op_calls). */
 static inline bool wf__supports(const wf_kernels *k, wf_op_family fam, int op, wf_dtype dt) {
     const wf_op_support *s = k->support;
-    unsigned bit = 1u << (unsigned)dt;
+    unsigned bit = 1u << (unsigned)dt, m;
     switch (fam) {
-    case WF_OPF_UNARY: return (s->unary[op] & bit) != 0;
-    case WF_OPF_BINARY: return (s->binary[op] & bit) != 0;
-    case WF_OPF_REDUCE: return (s->reduce[op] & bit) != 0;
+    case WF_OPF_UNARY: m = s->unary[op]; break;
+    case WF_OPF_BINARY: m = s->binary[op]; break;
+    case WF_OPF_REDUCE: m = s->reduce[op]; break;
     default:
+        m = s->kernel[op];
         if (s->kernel_nondeterministic && (s->kernel_nondeterministic >> op & 1) &&
             atomic_load_explicit(&wf__deterministic, memory_order_relaxed))
-            return false;
-        return (s->kernel[op] & bit) != 0;
+            return false;   /* wf_use_deterministic_algorithms: compose the op instead */
+        break;
     }
+    if (!(m & bit)) return false;
+    _Atomic unsigned *c = &wf__op_calls[k != &wf__cpu_kernels][wf__op_index(fam, op)];
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1u, memory_order_relaxed);
+    return true;
 }
 /* Records WF_ENOTSUP "fn: no kernel for <dtype> on <device> (<op>)" and returns it. */
 int wf__no_kernel(const char *fn, wf_op_family fam, int op, wf_dtype dt, wf_device dev);

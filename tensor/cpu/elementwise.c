@@ -93,7 +93,7 @@ static inline double unary_d(wf_unary_op op, double x, double a, double b) {
     case WF_U_COS: return cos(x);
     case WF_U_TANH: return tanh(x);
     case WF_U_SIGMOID: return d_sigmoid(x);
-    case WF_U_RELU: return x > 0 ? x : 0;
+    case WF_U_RELU: return x <= 0 ? 0 : x;   /* NaN stays NaN, as PyTorch's */
     case WF_U_GELU: return 0.5 * x * (1.0 + erf(x * SQRT1_2));
     case WF_U_GELU_TANH: return 0.5 * x * (1.0 + tanh(SQRT_2_PI * (x + 0.044715 * x * x * x)));
     case WF_U_SILU: return x * d_sigmoid(x);
@@ -120,7 +120,7 @@ static inline float unary_f(wf_unary_op op, float x, float a, float b) {
     case WF_U_COS: return cosf(x);
     case WF_U_TANH: return tanhf(x);
     case WF_U_SIGMOID: return f_sigmoid(x);
-    case WF_U_RELU: return x > 0 ? x : 0;
+    case WF_U_RELU: return x <= 0 ? 0 : x;   /* NaN stays NaN, as PyTorch's */
     case WF_U_GELU: return 0.5f * x * (1.0f + erff(x * (float)SQRT1_2));
     case WF_U_GELU_TANH: return 0.5f * x * (1.0f + tanhf((float)SQRT_2_PI * (x + 0.044715f * x * x * x)));
     case WF_U_SILU: return x * f_sigmoid(x);
@@ -221,7 +221,7 @@ WF_MULTIVERSION static void unary_run(char **p, const int64_t *bs, int64_t n, vo
             float *y = (float *)p[0];            /* may alias x (in-place ops) */
             const float *x = (const float *)p[1];
             switch (c->op) {   /* the hot ones get their own loop so they vectorize */
-            case WF_U_RELU: for (int64_t i = 0; i < n; i++) { float v = x[i]; y[i] = v > 0 ? v : 0.0f; } return;
+            case WF_U_RELU: for (int64_t i = 0; i < n; i++) { float v = x[i]; y[i] = v <= 0 ? 0.0f : v; } return;
             case WF_U_NEG: for (int64_t i = 0; i < n; i++) y[i] = -x[i]; return;
             case WF_U_SQUARE: for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i]; return;
             case WF_U_EXP: for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]); return;

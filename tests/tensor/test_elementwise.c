@@ -1,14 +1,12 @@
 /* tests/tensor/test_elementwise.c: unary and binary ops: values, broadcasting, strides,
- * dtypes, gradients (finite differences), in-place semantics and errors. */
+ * dtypes, in-place semantics and errors. Their gradcheck (finite differences) is the op
+ * harness's, tests/ops/test_ops.c. */
 #include "test_util.h"
 
 typedef wf_tensor *(*unary_fn)(wf_tensor *);
-static unary_fn g_unary;
-static wf_tensor *apply_unary(wf_tensor *const *in, int n, void *ud) { (void)n; (void)ud; return g_unary(in[0]); }
 
 static wf_tensor *gelu_none(wf_tensor *x) { return wf_gelu(x, WF_GELU_NONE); }
 static wf_tensor *gelu_tanh(wf_tensor *x) { return wf_gelu(x, WF_GELU_TANH); }
-static wf_tensor *pow_25(wf_tensor *x) { return wf_pow_scalar(x, 2.5); }
 static wf_tensor *clamp_m(wf_tensor *x) { return wf_clamp(x, -0.5, 0.7); }
 
 START_TEST(test_unary_values) {
@@ -134,33 +132,6 @@ START_TEST(test_half_contiguous_matches_strided) {
 }
 END_TEST
 
-START_TEST(test_unary_gradients) {
-    unary_fn fns[] = { wf_neg, wf_abs, wf_exp, wf_sin, wf_cos, wf_tanh, wf_sigmoid, wf_relu,
-                       gelu_none, gelu_tanh, wf_silu, wf_square, pow_25, clamp_m };
-    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) WF_SCOPE {
-        /* values away from the kinks of abs/relu/clamp, and a transposed (strided) input */
-        wf_tensor *base = wf_from_data((double[]){ -1.3, -0.8, -0.31, 0.2, 0.45, 0.9 }, WF_SHAPE(3, 2), WF_F64);
-        wf_tensor *x = wf_transpose(wf_detach(base), 0, 1);
-        wf_set_requires_grad(x, true);
-        if (fns[i] == pow_25) x = wf_detach(wf_add_scalar(wf_abs(x), 0.5)), wf_set_requires_grad(x, true);
-        g_unary = fns[i];
-        wf_tensor *in[] = { x };
-        ck_assert_msg(wf_gradcheck(apply_unary, in, 1, NULL, 1e-6, 1e-7, 1e-5) == 0, "fn %zu: %s", i, wf_error_message());
-    }
-    unary_fn pos[] = { wf_log, wf_log1p, wf_sqrt, wf_rsqrt };
-    for (size_t i = 0; i < sizeof pos / sizeof pos[0]; i++) WF_SCOPE {
-        wf_tensor *x = wf_from_data((double[]){ 0.5, 1.5, 2.5, 4 }, WF_SHAPE(2, 2), WF_F64);
-        wf_set_requires_grad(x, true);
-        g_unary = pos[i];
-        wf_tensor *in[] = { x };
-        ck_assert_msg(wf_gradcheck(apply_unary, in, 1, NULL, 1e-6, 1e-7, 1e-5) == 0, "pos fn %zu: %s", i, wf_error_message());
-    }
-}
-END_TEST
-
-typedef wf_tensor *(*binary_fn)(wf_tensor *, wf_tensor *);
-static binary_fn g_binary;
-static wf_tensor *apply_binary(wf_tensor *const *in, int n, void *ud) { (void)n; (void)ud; return g_binary(in[0], in[1]); }
 
 START_TEST(test_binary_values_and_broadcast) {
     WF_SCOPE {
@@ -192,26 +163,6 @@ START_TEST(test_binary_values_and_broadcast) {
         /* empty tensors */
         wf_tensor *e = wf_add(wf_zeros(WF_SHAPE(0, 3), WF_F32), wf_ones(WF_SHAPE(3), WF_F32));
         ck_assert_shape(e, 0, 3);
-    }
-}
-END_TEST
-
-static wf_tensor *add_s(wf_tensor *a, wf_tensor *b) { return wf_add(wf_mul_scalar(a, 1.5), wf_div_scalar(b, 4)); }
-static wf_tensor *rdiv_s(wf_tensor *a, wf_tensor *b) { return wf_mul(wf_rdiv_scalar(a, 2), wf_maximum_scalar(b, 0.1)); }
-static wf_tensor *where_f(wf_tensor *a, wf_tensor *b) { return wf_where(wf_gt_scalar(a, 0), a, b); }
-
-START_TEST(test_binary_gradients) {
-    binary_fn fns[] = { wf_add, wf_sub, wf_mul, wf_div, wf_pow, wf_maximum, wf_minimum, add_s, rdiv_s, where_f };
-    for (size_t i = 0; i < sizeof fns / sizeof fns[0]; i++) WF_SCOPE {
-        /* broadcasting [2,3] with [3,1]->[... no: [2,1,3] with [3,1] gives [2,3,3] */
-        wf_tensor *a = wf_add_scalar(wf_rand(WF_SHAPE(2, 1, 3), WF_F64), 0.5);
-        wf_tensor *b = wf_add_scalar(wf_rand(WF_SHAPE(3, 1), WF_F64), 0.2);
-        a = wf_detach(a); b = wf_transpose(wf_detach(wf_transpose(b, 0, 1)), 0, 1);
-        wf_set_requires_grad(a, true);
-        wf_set_requires_grad(b, true);
-        g_binary = fns[i];
-        wf_tensor *in[] = { a, b };
-        ck_assert_msg(wf_gradcheck(apply_binary, in, 2, NULL, 1e-6, 1e-7, 1e-5) == 0, "fn %zu: %s", i, wf_error_message());
     }
 }
 END_TEST
@@ -300,10 +251,8 @@ int main(void) {
     TCase *tc = tcase_create("elementwise");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_unary_values);
-    tcase_add_test(tc, test_unary_gradients);
     tcase_add_test(tc, test_half_contiguous_matches_strided);
     tcase_add_test(tc, test_binary_values_and_broadcast);
-    tcase_add_test(tc, test_binary_gradients);
     tcase_add_test(tc, test_binary_errors);
     tcase_add_test(tc, test_inplace);
     tcase_add_test(tc, test_inplace_and_scalar_forms);

@@ -1,0 +1,425 @@
+/* tests/ops/op_expect.c: PyTorch semantics the f64 reference of test_ops.c cannot judge
+ * (it is weft itself), checked against values written down from PyTorch 2.x:
+ *   - NaN propagates: relu, clamp, maximum/minimum, amax/amin, argmax/argmin (NaN wins),
+ *     max pooling;
+ *   - type promotion with 0-dim tensors and scalars (torch.result_type);
+ *   - gradients at the edges: relu/abs/sign at 0, sqrt at 0, clamp at its bounds, amax ties
+ *     (spread evenly), maximum ties (halved), max(dim)/max pooling ties (one index), the norm
+ *     at zero, a cross-entropy whose targets are all ignored.
+ *   - Linear and CausalSelfAttention under bf16 autocast against f32 on the CPU;
+ *   - error codes and messages of the paths these touch (norm, amax, relu, broadcasting);
+ *   - on CUDA, what the parity program (tests/cuda/test_cuda_parity.c) checked beyond values:
+ *     the fused kernels are taken (attention, layer norm, cross-entropy), split reductions of
+ *     3M elements, an out-of-range index is WF_EINDEX and leaves the device usable, and the
+ *     caching allocator makes no cudaMalloc in a steady state.
+ * One function per group; each runs on the device it is given, in every floating dtype. */
+#include "op_table.h"
+#include "weft/cuda.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static const wf_dtype fdts[4] = { WF_F32, WF_F64, WF_F16, WF_BF16 };
+
+static wf_tensor *vec(wf_device dev, wf_dtype dt, const double *v, int64_t n) {
+    return wf_to_device(wf_to_dtype(wf_from_data(v, &n, 1, WF_F64), dt), dev);
+}
+static wf_tensor *leaf(wf_device dev, wf_dtype dt, const double *v, int64_t n) {
+    wf_tensor *t = wf_detach(vec(dev, dt, v, n));
+    if (t) wf_set_requires_grad(t, true);
+    return t;
+}
+#define VEC(dev, dt, ...) vec(dev, dt, (const double[]){ __VA_ARGS__ }, (int64_t)(sizeof((double[]){ __VA_ARGS__ }) / sizeof(double)))
+#define LEAF(dev, dt, ...) leaf(dev, dt, (const double[]){ __VA_ARGS__ }, (int64_t)(sizeof((double[]){ __VA_ARGS__ }) / sizeof(double)))
+
+/* t's values equal e (NaN where e is NaN), within tol relative; one FAIL line if not */
+static int expect(const char *what, wf_device dev, wf_tensor *t, const double *e, int64_t n, double tol, int *checks) {
+    ++*checks;
+    char dn[16];
+    wf_device_str(dev, dn, sizeof dn);
+    if (!t) {
+        printf("FAIL %s on %s: %s\n", what, dn, wf_error_message());
+        wf_clear_error();
+        return 1;
+    }
+    if (wf_numel(t) != n) {
+        printf("FAIL %s on %s: %lld values, expected %lld\n", what, dn, (long long)wf_numel(t), (long long)n);
+        return 1;
+    }
+    double v[16];
+    if (n > 16 || wf_to_array(t, v, WF_F64)) {
+        printf("FAIL %s on %s: reading: %s\n", what, dn, wf_error_message());
+        wf_clear_error();
+        return 1;
+    }
+    for (int64_t i = 0; i < n; i++) {
+        bool ok = isnan(e[i]) ? isnan(v[i]) : (v[i] == e[i] || fabs(v[i] - e[i]) <= tol * (1 + fabs(e[i])));
+        if (!ok) {
+            printf("FAIL %s on %s (%s): element %lld is %.9g, PyTorch gives %.9g\n", what, dn,
+                   wf_dtype_name(wf_tensor_dtype(t)), (long long)i, v[i], e[i]);
+            return 1;
+        }
+    }
+    return 0;
+}
+#define EXPECT(what, t, ...) \
+    expect(what, dev, t, (const double[]){ __VA_ARGS__ }, (int64_t)(sizeof((double[]){ __VA_ARGS__ }) / sizeof(double)), 1e-2, checks)
+
+static int expect_dtype(const char *what, wf_device dev, wf_tensor *t, wf_dtype want, int *checks) {
+    ++*checks;
+    if (t && wf_tensor_dtype(t) == want) return 0;
+    char dn[16];
+    wf_device_str(dev, dn, sizeof dn);
+    printf("FAIL %s on %s: dtype %s, PyTorch gives %s%s%s\n", what, dn, t ? wf_dtype_name(wf_tensor_dtype(t)) : "(error)",
+           wf_dtype_name(want), t ? "" : ": ", t ? "" : wf_error_message());
+    wf_clear_error();
+    return 1;
+}
+
+static int grad_of(wf_tensor *y) { return y ? wf_backward(wf_sum_all(y), NULL, false) : wf_error(); }
+
+/* ---------------------------------------------------------------- NaN propagation */
+
+static int nan_propagates(wf_device dev, int *checks) {
+    int f = 0;
+    for (int i = 0; i < 4; i++) {
+        wf_dtype dt = fdts[i];
+        wf_tensor *x = VEC(dev, dt, NAN, -1, 0, 2);
+        f += EXPECT("relu(NaN)", wf_relu(x), NAN, 0, 0, 2);
+        wf_tensor *c = wf_clone(x);
+        if (c && wf_relu_(c)) c = NULL;
+        f += EXPECT("relu_(NaN)", c, NAN, 0, 0, 2);
+        f += EXPECT("clamp(NaN)", wf_clamp(x, -0.5, 1), NAN, -0.5, 0, 1);
+        f += EXPECT("maximum(NaN, x)", wf_maximum(x, VEC(dev, dt, 1, NAN, -1, 1)), NAN, NAN, 0, 2);
+        f += EXPECT("minimum(NaN, x)", wf_minimum(x, VEC(dev, dt, 1, NAN, -1, 1)), NAN, NAN, -1, 1);
+        f += EXPECT("maximum_scalar(NaN)", wf_maximum_scalar(x, 0), NAN, 0, 0, 2);
+        f += EXPECT("amax with NaN", wf_amax(x, NULL, 0, false), NAN);
+        f += EXPECT("amin with NaN", wf_amin(x, NULL, 0, false), NAN);
+        wf_tensor *x2 = VEC(dev, dt, 1, NAN, 3, NAN);
+        f += EXPECT("argmax: the first NaN wins", wf_argmax(x2, 0, false), 1);
+        f += EXPECT("argmin: the first NaN wins", wf_argmin(x2, 0, false), 1);
+        f += EXPECT("norm(inf) with NaN", wf_norm(x2, INFINITY, NULL, 0, false), NAN);
+        wf_pool2d_opts po = { .kernel = { 2, 2 } };
+        wf_tensor *img = wf_reshape(VEC(dev, dt, 1, NAN, 3, 4, 5, 6, 7, 8), (int64_t[]){ 1, 1, 2, 4 }, 4);
+        f += EXPECT("max_pool2d window with NaN", wf_max_pool2d(img, &po), NAN, 8);
+        wf_clear_error();
+    }
+    return f;
+}
+
+/* ---------------------------------------------------------------- promotion */
+
+static int promotes(wf_device dev, int *checks) {
+    int f = 0;
+    wf_tensor *h = VEC(dev, WF_F16, 1, 2), *s = VEC(dev, WF_F32, 1, 2), *i32 = VEC(dev, WF_I32, 1, 2);
+    wf_tensor *u8 = VEC(dev, WF_U8, 1, 2), *b = VEC(dev, WF_BOOL, 1, 0);
+    wf_tensor *s0 = wf_to_device(wf_scalar(1.5, WF_F32), dev), *d0 = wf_to_device(wf_scalar(1.5, WF_F64), dev);
+    wf_tensor *l0 = wf_to_device(wf_scalar(2, WF_I64), dev), *b0 = wf_to_device(wf_scalar(1, WF_BOOL), dev);
+    wf_dtype df = wf_get_default_dtype();
+    f += expect_dtype("float16 tensor + float32 0-dim", dev, wf_add(h, s0), WF_F16, checks);
+    f += expect_dtype("float32 0-dim * float16 tensor", dev, wf_mul(s0, h), WF_F16, checks);
+    f += expect_dtype("float32 tensor + float64 0-dim", dev, wf_add(s, d0), WF_F32, checks);
+    f += expect_dtype("int32 tensor + float64 0-dim", dev, wf_add(i32, d0), WF_F64, checks);
+    f += expect_dtype("int32 tensor + int64 0-dim", dev, wf_add(i32, l0), WF_I32, checks);
+    f += expect_dtype("uint8 tensor + int64 0-dim", dev, wf_add(u8, l0), WF_U8, checks);
+    f += expect_dtype("bool tensor + int64 0-dim", dev, wf_add(b, l0), WF_I64, checks);
+    f += expect_dtype("int32 tensor + bool 0-dim", dev, wf_add(i32, b0), WF_I32, checks);
+    f += expect_dtype("float32 0-dim + float64 0-dim", dev, wf_add(s0, d0), WF_F64, checks);
+    f += expect_dtype("float16 tensor + float32 tensor", dev, wf_add(h, s), WF_F32, checks);
+    f += expect_dtype("int32 tensor + 0.5", dev, wf_add_scalar(i32, 0.5), df, checks);
+    f += expect_dtype("int32 tensor + 2", dev, wf_add_scalar(i32, 2), WF_I32, checks);
+    f += expect_dtype("bool tensor + 1", dev, wf_add_scalar(b, 1), WF_I64, checks);
+    f += expect_dtype("float16 tensor * 3.5", dev, wf_mul_scalar(h, 3.5), WF_F16, checks);
+    f += expect_dtype("where(c, float16 tensor, float32 0-dim)", dev, wf_where(wf_gt_scalar(h, 1), h, s0), WF_F16, checks);
+    f += expect_dtype("maximum(int32 tensor, float64 0-dim)", dev, wf_maximum(i32, d0), WF_F64, checks);
+    f += EXPECT("float16 tensor + float32 0-dim: values", wf_add(h, s0), 2.5, 3.5);
+    {   /* in place keeps the output's dtype; a float 0-dim into an int tensor is an error */
+        wf_tensor *c = wf_clone(h);
+        int rc = c ? wf_add_(c, d0) : -1;
+        ++*checks;
+        if (rc || wf_tensor_dtype(c) != WF_F16) { printf("FAIL float16 tensor += float64 0-dim: %s\n", wf_error_message()); f++; }
+        wf_clear_error();
+        wf_tensor *ci = wf_clone(i32);
+        ++*checks;
+        if (!ci || wf_add_(ci, d0) != WF_EDTYPE) { printf("FAIL int32 tensor += float64 0-dim should be WF_EDTYPE\n"); f++; }
+        wf_clear_error();
+    }
+    return f;
+}
+
+/* ---------------------------------------------------------------- gradients at the edges */
+
+static int edge_grads(wf_device dev, int *checks) {
+    int f = 0;
+    for (int i = 0; i < 4; i++) {
+        wf_dtype dt = fdts[i];
+        wf_tensor *x;
+        x = LEAF(dev, dt, -1, 0, 2);
+        f += grad_of(wf_relu(x)) ? EXPECT("relu backward", NULL, 0) : EXPECT("relu grad at 0", wf_grad(x), 0, 0, 1);
+        x = LEAF(dev, dt, -1, 0, 2);
+        f += grad_of(wf_abs(x)) ? EXPECT("abs backward", NULL, 0) : EXPECT("abs grad at 0", wf_grad(x), -1, 0, 1);
+        x = LEAF(dev, dt, -1, 0, 2);
+        f += grad_of(wf_sign(x)) ? EXPECT("sign backward", NULL, 0) : EXPECT("sign grad", wf_grad(x), 0, 0, 0);
+        x = LEAF(dev, dt, 0, 4);
+        f += grad_of(wf_sqrt(x)) ? EXPECT("sqrt backward", NULL, 0) : EXPECT("sqrt grad at 0", wf_grad(x), INFINITY, 0.25);
+        x = LEAF(dev, dt, -1, -0.5, 0, 1, 2);
+        f += grad_of(wf_clamp(x, -0.5, 1)) ? EXPECT("clamp backward", NULL, 0)
+                                           : EXPECT("clamp grad at its bounds", wf_grad(x), 0, 1, 1, 1, 0);
+        x = LEAF(dev, dt, 1, 3, 3);
+        f += grad_of(wf_amax(x, NULL, 0, false)) ? EXPECT("amax backward", NULL, 0)
+                                                 : EXPECT("amax ties spread evenly", wf_grad(x), 0, 0.5, 0.5);
+        x = LEAF(dev, dt, 3, 1, 3, 3);
+        f += grad_of(wf_amin(wf_neg(x), NULL, 0, false)) ? EXPECT("amin backward", NULL, 0)
+                                                         : EXPECT("amin ties spread evenly", wf_grad(x), -1.0 / 3, 0, -1.0 / 3, -1.0 / 3);
+        f += EXPECT("argmax ties: the first index", wf_argmax(VEC(dev, dt, 3, 1, 3), 0, false), 0);
+        x = LEAF(dev, dt, 1, 2, 3);
+        wf_tensor *y = LEAF(dev, dt, 1, 5, 0);
+        if (grad_of(wf_maximum(x, y))) f += EXPECT("maximum backward", NULL, 0);
+        else {
+            f += EXPECT("maximum ties: half to each (x)", wf_grad(x), 0.5, 0, 1);
+            f += EXPECT("maximum ties: half to each (y)", wf_grad(y), 0.5, 1, 0);
+        }
+        wf_pool2d_opts po = { .kernel = { 2, 2 } };
+        x = leaf(dev, dt, (const double[]){ 2, 2, 2, 1 }, 4);
+        wf_tensor *img = x ? wf_reshape(x, (int64_t[]){ 1, 1, 2, 2 }, 4) : NULL;
+        f += grad_of(wf_max_pool2d(img, &po)) ? EXPECT("max_pool2d backward", NULL, 0)
+                                               : EXPECT("max_pool2d ties: one index", wf_grad(x), 1, 0, 0, 0);
+        x = LEAF(dev, dt, 0, 0, 0);
+        f += grad_of(wf_norm(x, 2, NULL, 0, false)) ? EXPECT("norm backward", NULL, 0)
+                                                    : EXPECT("norm(2) grad at zero", wf_grad(x), 0, 0, 0);
+        x = LEAF(dev, dt, 0, 0, 0);
+        f += grad_of(wf_norm(x, 3, NULL, 0, false)) ? EXPECT("norm backward", NULL, 0)
+                                                    : EXPECT("norm(3) grad at zero", wf_grad(x), 0, 0, 0);
+        f += EXPECT("norm(2) of zeros", wf_norm(VEC(dev, dt, 0, 0), 2, NULL, 0, false), 0);
+        f += EXPECT("norm(2) of inf", wf_norm(VEC(dev, dt, INFINITY, 1), 2, NULL, 0, false), INFINITY);
+        {   /* every target ignored */
+            wf_tensor *lg = LEAF(dev, dt, 1, 2, 3, 4, 5, 6);
+            wf_tensor *l2 = lg ? wf_reshape(lg, (int64_t[]){ 2, 3 }, 2) : NULL;
+            wf_tensor *t = wf_to_device(wf_from_data((int64_t[]){ -100, -100 }, (int64_t[]){ 2 }, 1, WF_I64), dev);
+            wf_cross_entropy_opts o = { 0 };
+            wf_tensor *loss = wf_cross_entropy(l2, t, &o);
+            f += EXPECT("cross_entropy(mean), every target ignored", loss, NAN);
+            if (loss && wf_backward(loss, NULL, false)) f += EXPECT("cross_entropy backward", NULL, 0);
+            else f += EXPECT("cross_entropy(mean) grad, every target ignored", wf_grad(lg), 0, 0, 0, 0, 0, 0);
+            wf_cross_entropy_opts os = { .reduction = WF_REDUCTION_SUM };
+            f += EXPECT("cross_entropy(sum), every target ignored", wf_cross_entropy(l2, t, &os), 0);
+            wf_cross_entropy_opts ol = { .label_smoothing = 0.1 };
+            f += EXPECT("cross_entropy(label smoothing), every target ignored", wf_cross_entropy(l2, t, &ol), NAN);
+        }
+        wf_clear_error();
+    }
+    return f;
+}
+
+/* ---------------------------------------------------------------- errors */
+
+/* the call failed with code and a message containing text */
+static int expect_error(const char *what, wf_device dev, bool failed, int code, const char *text, int *checks) {
+    ++*checks;
+    int got = wf_error();
+    const char *msg = wf_error_message();
+    bool ok = failed && got == code && msg && strstr(msg, text);
+    if (!ok) {
+        char dn[16];
+        wf_device_str(dev, dn, sizeof dn);
+        printf("FAIL %s on %s: expected %s with \"%s\", got %s (%s)\n", what, dn, wf_error_name(code), text,
+               failed ? wf_error_name(got) : "success", failed && msg ? msg : "");
+    }
+    wf_clear_error();
+    return ok ? 0 : 1;
+}
+
+static int errors(wf_device dev, int *checks) {
+    int f = 0;
+    wf_tensor *x = VEC(dev, WF_F32, 1, -2, 3);
+    wf_tensor *e = wf_to_device(wf_zeros(WF_SHAPE(2, 0), WF_F32), dev);
+    f += expect_error("norm with p = -1", dev, !wf_norm(x, -1, NULL, 0, false), WF_EINVAL, "wf_norm: p must be > 0", checks);
+    f += expect_error("norm(inf) over an empty dim", dev, !wf_norm(e, INFINITY, (int[]){ 1 }, 1, false), WF_EINVAL,
+                      "wf_norm: the infinity norm of an empty dimension", checks);
+    f += expect_error("norm of an int tensor", dev, !wf_norm(VEC(dev, WF_I64, 1, 2), 2, NULL, 0, false), WF_EDTYPE,
+                      "wf_norm: needs a floating dtype", checks);
+    f += expect_error("amax over an empty dim", dev, !wf_amax(e, (int[]){ 1 }, 1, false), WF_EINVAL, "empty dimension", checks);
+    f += expect_error("relu of a bool tensor", dev, !wf_relu(VEC(dev, WF_BOOL, 1, 0)), WF_EDTYPE, "wf_relu", checks);
+    f += expect_error("add with a NULL operand", dev, !wf_add(x, NULL), WF_ENULL, "wf_add", checks);
+    f += expect_error("add of shapes that do not broadcast", dev, !wf_add(x, VEC(dev, WF_F32, 1, 2)), WF_ESHAPE,
+                      "do not broadcast", checks);
+    wf_tensor *t = wf_to_device(wf_from_data((int64_t[]){ 0, 7 }, WF_SHAPE(2), WF_I64), dev);
+    wf_cross_entropy_opts o = { 0 };
+    f += expect_error("cross_entropy with a target out of range", dev,
+                      !wf_cross_entropy(wf_reshape(VEC(dev, WF_F32, 1, 2, 3, 4, 5, 6), WF_SHAPE(2, 3)), t, &o), WF_EINDEX,
+                      "wf_cross_entropy", checks);
+    return f;
+}
+
+/* ---------------------------------------------------------------- autocast */
+
+/* max |a - b| <= tol * max |b| (low-precision results against an f32 reference) */
+static int close_rel(const char *what, wf_device dev, wf_tensor *a, wf_tensor *b, double tol, int *checks) {
+    ++*checks;
+    char dn[16];
+    wf_device_str(dev, dn, sizeof dn);
+    int64_t n = a && b ? wf_numel(b) : 0;
+    double *va = n ? malloc(sizeof(double) * (size_t)n) : NULL, *vb = n ? malloc(sizeof(double) * (size_t)n) : NULL;
+    bool ok = va && vb && wf_numel(a) == n && !wf_to_array(a, va, WF_F64) && !wf_to_array(b, vb, WF_F64);
+    double md = 0, mb = 0;
+    for (int64_t i = 0; ok && i < n; i++) {
+        double d = fabs(va[i] - vb[i]);
+        if (!(d <= md)) md = isnan(d) ? INFINITY : d;
+        if (fabs(vb[i]) > mb) mb = fabs(vb[i]);
+    }
+    if (ok && !(md <= tol * mb)) ok = false;
+    if (!ok) printf("FAIL %s on %s: max difference %.3g of max %.3g (tolerance %g) %s\n", what, dn, md, mb, tol, wf_error_message());
+    wf_clear_error();
+    free(va);
+    free(vb);
+    return ok ? 0 : 1;
+}
+
+/* Linear and CausalSelfAttention under bf16 autocast with f32 leaves (the GPT block's case:
+ * on CUDA the fused bias epilogue and the packed-qkv attention) against the CPU in f32 */
+static int autocast_bf16(wf_device dev, int *checks) {
+    int f = 0;
+    {
+        wf_manual_seed(11);
+        wf_tensor *src[3] = { wf_randn(WF_SHAPE(2, 33, 96), WF_F32), wf_mul_scalar(wf_randn(WF_SHAPE(37, 96), WF_F32), 0.2),
+                              wf_randn(WF_SHAPE(37), WF_F32) };
+        wf_tensor *lc[3], *ld[3];
+        for (int i = 0; i < 3; i++) {   /* values exact in bf16 */
+            wf_tensor *r = wf_to_dtype(wf_to_dtype(src[i], WF_BF16), WF_F32);
+            lc[i] = wf_clone(r);
+            ld[i] = wf_detach(wf_to_device(r, dev));
+            wf_set_requires_grad(lc[i], true);
+            wf_set_requires_grad(ld[i], true);
+        }
+        wf_tensor *yc = wf_linear(lc[0], lc[1], lc[2]), *yd;
+        wf_autocast_begin(dev.type, WF_BF16);
+        yd = wf_linear(ld[0], ld[1], ld[2]);
+        wf_autocast_end();
+        f += expect_dtype("linear under bf16 autocast", dev, yd, WF_BF16, checks);   /* autocast took it */
+        f += close_rel("linear under bf16 autocast", dev, yd, yc, 1.5e-2, checks);
+        wf_tensor *g = wf_to_dtype(wf_to_dtype(wf_randn(WF_SHAPE(2, 33, 37), WF_F32), WF_BF16), WF_F32);
+        if (!yd || !yc || wf_backward(yd, wf_to_device(wf_to_dtype(g, wf_tensor_dtype(yd)), dev), false) ||
+            wf_backward(yc, g, false)) {
+            f += close_rel("linear under bf16 autocast: backward", dev, NULL, NULL, 0, checks);
+        } else {
+            f += close_rel("linear under bf16 autocast: dx", dev, wf_grad(ld[0]), wf_grad(lc[0]), 3e-2, checks);
+            f += close_rel("linear under bf16 autocast: dw", dev, wf_grad(ld[1]), wf_grad(lc[1]), 3e-2, checks);
+            f += close_rel("linear under bf16 autocast: db", dev, wf_grad(ld[2]), wf_grad(lc[2]), 3e-2, checks);
+        }
+    }
+    {
+        const int64_t B = 2, T = 40, E = 96, H = 3;
+        wf_manual_seed(77);
+        wf_module *mc = wf_causal_self_attention_new(E, H, true, 0.0);
+        wf_manual_seed(77);
+        wf_module *md = wf_causal_self_attention_new(E, H, true, 0.0);
+        wf_tensor *x = wf_randn(WF_SHAPE(B, T, E), WF_F32), *xc = wf_clone(x), *xd = wf_detach(wf_to_device(x, dev));
+        wf_set_requires_grad(xc, true);
+        wf_set_requires_grad(xd, true);
+        wf_tensor *yc = NULL, *yd = NULL;
+        if (mc && md && !wf_module_to(md, dev, WF_F32)) {
+            yc = wf_module_forward(mc, xc);
+            wf_autocast_begin(dev.type, WF_BF16);
+            yd = wf_module_forward(md, xd);
+            wf_autocast_end();
+        }
+        f += close_rel("CausalSelfAttention under bf16 autocast", dev, yd ? wf_to_dtype(yd, WF_F32) : NULL, yc, 3e-2, checks);
+        wf_tensor *w = wf_randn(WF_SHAPE(B, T, E), WF_F32);
+        wf_tensor *ld = yd ? wf_sum_all(wf_mul(wf_to_dtype(yd, WF_F32), wf_to_device(w, dev))) : NULL;
+        wf_tensor *lc = yc ? wf_sum_all(wf_mul(yc, w)) : NULL;
+        if (!ld || !lc || wf_backward(ld, NULL, false) || wf_backward(lc, NULL, false)) {
+            f += close_rel("CausalSelfAttention under bf16 autocast: backward", dev, NULL, NULL, 0, checks);
+        } else {
+            f += close_rel("CausalSelfAttention under bf16 autocast: dx", dev, wf_grad(xd), wf_grad(xc), 5e-2, checks);
+            wf_module *ad = wf_module_get_child(md, "c_attn"), *ac = wf_module_get_child(mc, "c_attn");
+            f += close_rel("CausalSelfAttention under bf16 autocast: d c_attn.weight", dev,
+                           ad ? wf_grad(wf_module_get_parameter(ad, "weight")) : NULL,
+                           ac ? wf_grad(wf_module_get_parameter(ac, "weight")) : NULL, 5e-2, checks);
+        }
+        wf_module_free(mc);
+        wf_module_free(md);
+    }
+    return f;
+}
+
+/* ---------------------------------------------------------------- CUDA only */
+
+static int fused_path(int *checks, const char *what, wf_tensor *y, const char *node) {
+    ++*checks;
+    const char *fn = y ? wf_grad_fn_name(y) : NULL;
+    if (fn && strstr(fn, node)) return 0;
+    printf("FAIL %s on cuda: not the fused kernel (grad_fn %s; %s)\n", what, fn ? fn : "none", wf_error_message());
+    wf_clear_error();
+    return 1;
+}
+
+static int cuda_extras(wf_device dev, int *checks) {
+    if (dev.type != WF_DEV_CUDA) return 0;
+    int f = 0;
+    for (int i = 2; i < 4; i++) {   /* f16, bf16: the fused kernels */
+        wf_dtype dt = fdts[i];
+        wf_manual_seed(3);
+        wf_tensor *q = wf_detach(wf_to_device(wf_to_dtype(wf_randn(WF_SHAPE(1, 2, 70, 64), WF_F32), dt), dev));
+        wf_set_requires_grad(q, true);
+        f += fused_path(checks, "scaled_dot_product_attention (half)", wf_scaled_dot_product_attention(q, q, q, NULL, 0, true),
+                        "Flash");
+        int64_t D = 96;
+        wf_tensor *x = wf_detach(wf_to_device(wf_to_dtype(wf_randn(WF_SHAPE(5, 96), WF_F32), dt), dev));
+        wf_set_requires_grad(x, true);
+        f += fused_path(checks, "layer_norm (half)", wf_layer_norm(x, &D, 1, NULL, NULL, 1e-5), "NativeLayerNorm");
+    }
+    {   /* split reductions: 3M elements against the CPU */
+        wf_manual_seed(4);
+        wf_tensor *h = wf_rand(WF_SHAPE(3000000), WF_F32), *hg = wf_to_device(h, dev);
+        double a[3], b[3];
+        wf_tensor *ra[3] = { wf_sum_all(hg), wf_norm(hg, 2, NULL, 0, false), wf_amax(hg, NULL, 0, false) };
+        wf_tensor *rb[3] = { wf_sum_all(h), wf_norm(h, 2, NULL, 0, false), wf_amax(h, NULL, 0, false) };
+        const char *nm[3] = { "sum of 3M (split)", "norm(2) of 3M (split)", "amax of 3M (split)" };
+        for (int i = 0; i < 3; i++) {
+            ++*checks;
+            if (!ra[i] || !rb[i] || wf_to_array(ra[i], &a[i], WF_F64) || wf_to_array(rb[i], &b[i], WF_F64) ||
+                !(fabs(a[i] - b[i]) <= 1e-5 * fabs(b[i]))) {
+                printf("FAIL %s on cuda: %.9g, cpu %.9g\n", nm[i], a[i], b[i]);
+                f++;
+            }
+        }
+    }
+    {   /* an out-of-range index is reported, and the device stays usable */
+        wf_tensor *x = wf_to_device(wf_zeros(WF_SHAPE(4, 3), WF_F32), dev);
+        wf_tensor *bad = wf_to_device(wf_from_data((int64_t[]){ 0, 99 }, WF_SHAPE(2), WF_I64), dev);
+        wf_tensor *r = wf_index_select(x, 0, bad);
+        int rc = r ? wf_cuda_synchronize(dev.index) : wf_error();
+        ++*checks;
+        if (rc != WF_EINDEX) { printf("FAIL out-of-range index on cuda gave %d, not WF_EINDEX\n", rc); f++; }
+        wf_clear_error();
+        ++*checks;
+        if (wf_cuda_synchronize(dev.index)) { printf("FAIL cuda after an index error: %s\n", wf_error_message()); f++; }
+        wf_clear_error();
+    }
+    {   /* the caching allocator: a steady state makes no cudaMalloc */
+        wf_memory_stats s0, s1;
+        for (int it = 0; it < 3; it++) WF_SCOPE { wf_tensor *a = wf_to_device(wf_ones(WF_SHAPE(256, 256), WF_F32), dev); wf_sum_all(wf_matmul(a, a)); }
+        wf_cuda_memory_stats(dev.index, &s0);
+        for (int it = 0; it < 10; it++) WF_SCOPE { wf_tensor *a = wf_to_device(wf_ones(WF_SHAPE(256, 256), WF_F32), dev); wf_sum_all(wf_matmul(a, a)); }
+        wf_cuda_memory_stats(dev.index, &s1);
+        ++*checks;
+        if (s1.n_system_allocs != s0.n_system_allocs || s1.allocated != s0.allocated) {
+            printf("FAIL cuda allocator steady state: cudaMalloc calls %zu -> %zu, allocated %zu -> %zu\n", s0.n_system_allocs,
+                   s1.n_system_allocs, s0.allocated, s1.allocated);
+            f++;
+        }
+    }
+    return f;
+}
+
+const op_expect op_expects[] = {
+    { "nan", nan_propagates },
+    { "promotion", promotes },
+    { "edge gradients", edge_grads },
+    { "errors", errors },
+    { "autocast", autocast_bf16 },
+    { "cuda", cuda_extras },
+};
+const int op_nexpects = (int)(sizeof op_expects / sizeof op_expects[0]);
