@@ -1,0 +1,322 @@
+/* tests/fabric/test_fsdp.c: the "fsdp" strategy (fabric/strategy_fsdp.c, fabric/fsdp_unit.c)
+ * under `mpirun -np 2` and `-np 3`; as one process only the option checks run.
+ *
+ * The model is Linear(4,5)-ReLU-Linear(5,3)-ReLU-Linear(3,1): dim 0 of 5 and 3 is uneven over
+ * 2 or 3 ranks, and the last weight has one row, fewer than the ranks (some hold none). For
+ * FULL_SHARD, SHARD_GRAD_OP, NO_SHARD and HYBRID_SHARD (one node), N steps of SGD with
+ * momentum and gradient clipping give the parameters of one process on the concatenated
+ * batch, and of DDP; the optimizer state per rank is the shard's size; FULL_SHARD frees a
+ * unit's full parameters after its forward, SHARD_GRAD_OP keeps them; a full checkpoint
+ * holds the full tensors and resumes exactly; bad options are refused with messages.
+ *
+ * CK_FORK=no: every rank runs every test in order so the collectives line up; a short
+ * WF_DIST_TIMEOUT turns a desynchronization into an error, not a hang. */
+#include "test_util.h"
+#include "fabric/fabric_impl.h"
+#include "fabric/shard_spec.h"
+
+static wf_process_group *pg;   /* held for the whole run, so MPI stays initialized between Fabrics */
+static int rank, world;
+
+#define NP 6        /* parameters of the model */
+#define NV 47       /* their elements: 20+5 + 15+3 + 3+1 */
+#define STEPS 3
+#define LR 0.1
+#define CLIP 0.3
+
+static wf_module *mlp(unsigned seed) {
+    wf_manual_seed(seed);
+    return wf_sequential_new(5, wf_linear_new(4, 5, true), wf_relu_new(), wf_linear_new(5, 3, true), wf_relu_new(),
+                             wf_linear_new(3, 1, true));
+}
+
+/* rank r's micro-batch of step k: 3 rows */
+static wf_tensor *xb(int r, int k) {
+    double v[12];
+    tt_fill(v, 12, 500 + 10 * (unsigned)r + (unsigned)k);
+    return wf_to_dtype(wf_from_data(v, WF_SHAPE(3, 4), WF_F64), WF_F32);
+}
+static wf_tensor *tb(int r, int k) {
+    double v[3];
+    tt_fill(v, 3, 900 + 10 * (unsigned)r + (unsigned)k);
+    return wf_to_dtype(wf_from_data(v, WF_SHAPE(3, 1), WF_F64), WF_F32);
+}
+static wf_tensor *loss_of(wf_module *m, int r, int k) {
+    return wf_mean_all(wf_square(wf_sub(wf_module_forward(m, xb(r, k)), tb(r, k))));
+}
+
+static void flatten(wf_module *m, double *out) {
+    wf_tensor *p[NP];
+    ck_assert_int_eq(wf_module_parameters(m, p, NULL, NP), NP);
+    int off = 0;
+    for (int i = 0; i < NP; i++) {
+        ck_assert_ptr_nonnull(p[i]->storage->data);
+        ck_assert_int_eq(wf_to_array(p[i], out + off, WF_F64), 0);
+        off += (int)wf_numel(p[i]);
+    }
+    ck_assert_int_eq(off, NV);
+}
+
+/* One process on the ranks' batches together (the mean of the ranks' mean losses). */
+static void reference(int steps, double *out) {
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+    for (int k = 0; k < steps; k++) WF_SCOPE {
+        wf_tensor *loss = NULL;
+        for (int r = 0; r < world; r++) {
+            wf_tensor *l = loss_of(m, r, k);
+            loss = loss ? wf_add(loss, l) : l;
+        }
+        ck_assert_int_eq(wf_backward(wf_mul_scalar(loss, 1.0 / world), NULL, false), 0);
+        ck_assert_int_eq(wf_clip_grad_norm_(p, NP, CLIP, 2.0, true, NULL), 0);
+        ck_assert_int_eq(wf_optimizer_step(o), 0);
+        wf_optimizer_zero_grad(o, true);
+    }
+    flatten(m, out);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+
+static const char *const linear_policy[] = { "Linear", NULL };
+
+static wf_fabric *new_fabric(const char *strategy, const wf_fsdp_opts *fo) {
+    wf_fabric *f = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = strategy, .quiet = true,
+                                                      .fsdp = fo ? *fo : (wf_fsdp_opts){ 0 } });
+    ck_assert_msg(f, "%s", wf_error_message());
+    ck_assert_int_eq(wf_fabric_launch(f, NULL, NULL), 0);
+    return f;
+}
+
+/* steps of the Fabric loop; out: the full parameters after them */
+static void train(wf_fabric *f, wf_module *m, wf_optimizer *o, int k0, int k1) {
+    for (int k = k0; k < k1; k++) WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, k), m), 0);
+        double norm = 0;
+        ck_assert_msg(wf_fabric_clip_gradients(f, m, o, &(wf_clip_opts){ .max_norm = CLIP }, &norm) == 0, "%s",
+                      wf_error_message());
+        ck_assert(norm > 0);
+        ck_assert_int_eq(wf_fabric_step(f, o, NULL), 0);
+        wf_optimizer_zero_grad(o, true);
+    }
+}
+
+static void run_fabric(const char *strategy, const wf_fsdp_opts *fo, double *out, wf_optimizer **keep_opt) {
+    wf_fabric *f = new_fabric(strategy, fo);
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+    ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
+    train(f, m, o, 0, STEPS);
+    ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+    flatten(m, out);
+    ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+    /* the momentum buffers are the shards' size: rows wf__shard_rows(dim 0) of each */
+    if (keep_opt) {
+        wf_optim_state *st = wf_optimizer_state_dict(o);
+        ck_assert_ptr_nonnull(st);
+        wf_tensor *p2[NP];
+        wf_module_parameters(m, p2, NULL, NP);
+        for (int i = 0; i < NP; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "state/%d/momentum_buffer", i);
+            wf_tensor *mb = wf_optim_state_find(st, name);
+            ck_assert_msg(mb, "%s missing", name);
+            int64_t s0, c;
+            wf__shard_rows(wf_shape(p2[i])[0], rank, world, &s0, &c);
+            ck_assert_int_eq(wf_shape(mb)[0], c);
+            ck_assert_int_eq(wf_numel(mb), c * (wf_numel(p2[i]) / wf_shape(p2[i])[0]));
+        }
+        wf_optim_state_free(st);
+    }
+    wf_fabric_free(f);
+    /* after the Fabric the module is whole again (a plain module) */
+    double again[NV];
+    flatten(m, again);
+    for (int i = 0; i < NV; i++) ck_assert_double_eq(again[i], out[i]);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+
+static void assert_near(const double *got, const double *want, const char *what) {
+    for (int i = 0; i < NV; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])), "%s: element %d: %.9g vs %.9g", what, i,
+                      got[i], want[i]);
+}
+
+static const char *const modes[] = { "FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD" };
+
+START_TEST(test_parity_with_single_process_and_ddp) {
+    if (world < 2) return;
+    double ref[NV], ddp[NV], got[NV];
+    reference(STEPS, ref);
+    run_fabric("ddp", NULL, ddp, NULL);
+    assert_near(ddp, ref, "ddp vs one process");
+    wf_fsdp_opts fo = { .sharding_strategy = modes[_i], .auto_wrap_policy = linear_policy };
+    run_fabric("fsdp", &fo, got, _i == 2 ? NULL : (wf_optimizer **)1);
+    assert_near(got, ref, modes[_i]);
+    assert_near(got, ddp, modes[_i]);
+    /* no policy: the whole model is one unit (the root) */
+    if (_i == 0) {
+        run_fabric("fsdp", &(wf_fsdp_opts){ 0 }, got, (wf_optimizer **)1);
+        assert_near(got, ref, "FULL_SHARD, one unit");
+        /* a size policy: units of >= 16 parameters (the first Linear, 25; the rest go to the root) */
+        run_fabric("fsdp_cpu_offload", &(wf_fsdp_opts){ .min_num_params = 16 }, got, (wf_optimizer **)1);
+        assert_near(got, ref, "FULL_SHARD, min_num_params");
+    }
+}
+END_TEST
+
+/* FULL_SHARD frees a unit's full parameters after its forward and gathers them again for its
+ * backward; SHARD_GRAD_OP keeps them until the end of backward. Both free them after it. */
+START_TEST(test_free_after_forward) {
+    if (world < 2) return;
+    wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .sharding_strategy = _i ? "SHARD_GRAD_OP" : "FULL_SHARD",
+                                                         .auto_wrap_policy = linear_policy });
+    wf_module *m = mlp(7);
+    ck_assert_int_eq(wf_fabric_setup_module(f, m, true), 0);
+    wf_tensor *w0 = wf_module_get_parameter(m, "0.weight"), *w4 = wf_module_get_parameter(m, "4.weight");
+    /* after setup: only the shards */
+    ck_assert_ptr_null(w0->storage->data);
+    ck_assert_ptr_null(w4->storage->data);
+    wf_memory_stats before, during, after;
+    ck_assert_int_eq(wf_fabric_memory_stats(f, &before), 0);
+    WF_SCOPE {
+        wf_tensor *loss = loss_of(m, rank, 0);
+        ck_assert_ptr_nonnull(loss);
+        if (_i == 0) ck_assert_ptr_null(w0->storage->data);
+        else ck_assert_ptr_nonnull(w0->storage->data);
+        ck_assert_int_eq(wf_fabric_memory_stats(f, &during), 0);
+        ck_assert_int_eq(wf_fabric_backward(f, loss, m), 0);
+        ck_assert_ptr_null(w0->storage->data);
+        ck_assert_ptr_null(w4->storage->data);
+        ck_assert_ptr_null(wf_grad(w0));   /* the full gradient is spent into the shard's */
+    }
+    ck_assert_int_eq(wf_fabric_memory_stats(f, &after), 0);
+    ck_assert(during.peak_allocated >= during.allocated);
+    ck_assert_int_eq(wf_fabric_reset_peak_memory_stats(f), 0);
+    wf_memory_stats reset;
+    ck_assert_int_eq(wf_fabric_memory_stats(f, &reset), 0);
+    ck_assert(reset.peak_allocated <= after.peak_allocated);
+    ck_assert_uint_eq(reset.peak_allocated, reset.allocated);
+    /* summoning the full parameters allocates them (20 floats of 0.weight at least) */
+    ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+    ck_assert_ptr_nonnull(w0->storage->data);
+    wf_memory_stats full;
+    ck_assert_int_eq(wf_fabric_memory_stats(f, &full), 0);
+    ck_assert(full.allocated >= reset.allocated + 20 * sizeof(float));
+    ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+    ck_assert_ptr_null(w0->storage->data);
+    (void)before;
+    wf_fabric_free(f);
+    wf_module_free(m);
+}
+END_TEST
+
+/* no_backward_sync: two micro-batches accumulated without sync, then the synced step, equal
+ * one step on both together (Fabric's FSDP supports it: full gradients accumulate). */
+START_TEST(test_no_backward_sync) {
+    if (world < 2) return;
+    double ref[NV], got[NV];
+    WF_SCOPE {
+        wf_module *m = mlp(7);
+        wf_tensor *p[NP];
+        wf_module_parameters(m, p, NULL, NP);
+        wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR });
+        wf_tensor *loss = NULL;
+        for (int r = 0; r < world; r++)
+            for (int k = 0; k < 2; k++) {
+                wf_tensor *l = loss_of(m, r, k);
+                loss = loss ? wf_add(loss, l) : l;
+            }
+        ck_assert_int_eq(wf_backward(wf_mul_scalar(loss, 1.0 / world), NULL, false), 0);
+        ck_assert_int_eq(wf_optimizer_step(o), 0);
+        flatten(m, ref);
+        wf_optimizer_free(o);
+        wf_module_free(m);
+    }
+    wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .auto_wrap_policy = linear_policy });
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR });
+    ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
+    WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_no_backward_sync_begin(f, m, true), 0);
+        ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, 0), m), 0);
+        ck_assert_int_eq(wf_fabric_no_backward_sync_end(f), 0);
+        ck_assert_ptr_nonnull(wf_grad(p[0]));   /* unsharded, waiting for the synced backward */
+        ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, 1), m), 0);
+        ck_assert_ptr_null(wf_grad(p[0]));
+        ck_assert_int_eq(wf_fabric_step(f, o, NULL), 0);
+    }
+    ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+    flatten(m, got);
+    ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+    assert_near(got, ref, "no_backward_sync");
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+END_TEST
+
+START_TEST(test_bad_options) {
+    struct { wf_fsdp_opts o; int code; const char *text; } bad[] = {
+        { { .sharding_strategy = "FULL" }, WF_EINVAL, "unknown fsdp.sharding_strategy \"FULL\" (valid: FULL_SHARD" },
+        { { .reduce_dtype = "int8" }, WF_EINVAL, "unknown fsdp.reduce_dtype \"int8\"" },
+        { { .state_dict_type = "local" }, WF_EINVAL, "unknown fsdp.state_dict_type \"local\" (valid: sharded, full)" },
+        { { .min_num_params = -3 }, WF_EINVAL, "fsdp.min_num_params = -3" },
+        { { .auto_wrap_policy = (const char *const[]){ "", NULL } }, WF_EINVAL, "fsdp.auto_wrap_policy[0]" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_ptr_null(wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "fsdp", .quiet = true,
+                                                              .fsdp = bad[i].o }));
+        ck_assert_error(bad[i].code, bad[i].text);
+    }
+    /* deepspeed stays refused */
+    ck_assert_ptr_null(wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "deepspeed", .quiet = true }));
+    ck_assert_int_eq(wf_error(), WF_ENOTSUP);
+    wf_clear_error();
+    if (world < 2) return;
+    /* an optimizer that already stepped has full-sized state: refused */
+    wf_fabric *f = new_fabric("fsdp", NULL);
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+    WF_SCOPE {
+        ck_assert_int_eq(wf_backward(loss_of(m, rank, 0), NULL, false), 0);
+        ck_assert_int_eq(wf_optimizer_step(o), 0);
+    }
+    ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), WF_ESTATE);
+    ck_assert_error(WF_ESTATE, "set it up before its first step");
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+END_TEST
+
+int main(void) {
+    setenv("CK_FORK", "no", 1);
+    if (!getenv("WF_DIST_TIMEOUT")) setenv("WF_DIST_TIMEOUT", "30", 1);
+    pg = wf_dist_init(NULL);
+    if (!pg) {
+        fprintf(stderr, "wf_dist_init: %s\n", wf_error_message());
+        return EXIT_FAILURE;
+    }
+    rank = wf_process_group_rank(pg);
+    world = wf_process_group_size(pg);
+    Suite *s = suite_create("fsdp");
+    TCase *tc = tcase_create("fsdp");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_bad_options);
+    tcase_add_loop_test(tc, test_parity_with_single_process_and_ddp, 0, 4);
+    tcase_add_loop_test(tc, test_free_after_forward, 0, 2);
+    tcase_add_test(tc, test_no_backward_sync);
+    suite_add_tcase(s, tc);
+    int rc = tt_run(s);
+    wf_process_group_free(pg);
+    return rc;
+}
