@@ -112,6 +112,10 @@ void wf__strategy_free(wf_strategy *s);
 extern const wf_strategy_ops wf__single_device_ops, wf__ddp_ops, wf__fsdp_ops;
 /* FSDP (strategy_fsdp.c), for the Fabric and its checkpoints. */
 bool wf__fsdp_active(const wf_strategy *s);           /* FSDP ops with sharded parameters */
+/* Counters since launch (tests, bench): unit all-gathers and reduce-scatters done, the most
+ * all-gathers in flight at once. All 0 when s is not FSDP. */
+typedef struct wf__fsdp_counters { int64_t gathers, reduces; int max_in_flight, n_units; } wf__fsdp_counters;
+void wf__fsdp_counters_get(const wf_strategy *s, wf__fsdp_counters *out);
 /* Gather every unit of set-up module m (gather) so its parameter handles hold the full values,
  * or (!gather) copy each rank's rows of them back into the shards and free them again.
  * Collective: every rank calls it. */

@@ -211,7 +211,7 @@ int wf__fsdp_unit_gather_start(fsdp_unit *u) {
         u->work = NULL;
         return rc;
     }
-    sh->in_flight++;
+    if (++sh->in_flight > sh->max_in_flight) sh->max_in_flight = sh->in_flight;
     return 0;
 }
 

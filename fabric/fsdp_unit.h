@@ -63,6 +63,7 @@ typedef struct fsdp_shared {
     fsdp_sharding sharding;
     wf_dtype reduce_dtype;
     int in_flight;            /* all-gathers started and not yet waited for (at most 2) */
+    int max_in_flight;        /* the most seen at once */
     int64_t gathers, reduces; /* counters, for tests and the benchmark */
 } fsdp_shared;
 

@@ -451,6 +451,16 @@ bool wf__fsdp_active(const wf_strategy *s) {
     return s && s->ops == &wf__fsdp_ops && s->fsdp_impl && !no_shard(s);
 }
 
+void wf__fsdp_counters_get(const wf_strategy *s, wf__fsdp_counters *out) {
+    memset(out, 0, sizeof *out);
+    const fsdp_impl *f = wf__fsdp_active(s) ? fimpl(s) : NULL;
+    if (!f) return;
+    out->gathers = f->sh.gathers;
+    out->reduces = f->sh.reduces;
+    out->max_in_flight = f->sh.max_in_flight;
+    for (int k = 0; k < f->n_models; k++) out->n_units += f->models[k]->n_units;
+}
+
 int wf__fsdp_summon(wf_strategy *s, wf_module *m, bool gather) {
     fsdp_impl *f = wf__fsdp_active(s) ? fimpl(s) : NULL;
     fsdp_model *mod = find_model(f, m);

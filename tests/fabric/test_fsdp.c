@@ -110,6 +110,20 @@ static void run_fabric(const char *strategy, const wf_fsdp_opts *fo, double *out
     wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
     ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
     train(f, m, o, 0, STEPS);
+    wf__fsdp_counters c;
+    wf__fsdp_counters_get(f->strategy, &c);
+    if (fo && fo->auto_wrap_policy && !strcmp(fo->sharding_strategy, "FULL_SHARD")) {
+        /* 3 Linear units and the root (no parameters of its own): each Linear gathered for
+         * forward and again for backward, and reduced once, every step; from the second
+         * step the next unit's gather is started before waiting on the current one */
+        ck_assert_int_eq(c.n_units, 4);
+        ck_assert_int_eq(c.gathers, 6 * STEPS);
+        ck_assert_int_eq(c.reduces, 3 * STEPS);
+        ck_assert_int_eq(c.max_in_flight, 2);
+    } else if (fo && fo->auto_wrap_policy && !strcmp(fo->sharding_strategy, "SHARD_GRAD_OP")) {
+        ck_assert_int_eq(c.gathers, 3 * STEPS);   /* once per step: kept through backward */
+        ck_assert_int_eq(c.reduces, 3 * STEPS);
+    }
     ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
     flatten(m, out);
     ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
