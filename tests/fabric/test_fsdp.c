@@ -276,6 +276,95 @@ START_TEST(test_no_backward_sync) {
 }
 END_TEST
 
+/* state_dict_type "full": the file holds the full tensors (not a rank's shard), and loading
+ * it into a fresh model and optimizer resumes exactly; the default ("sharded") is refused
+ * until sharded checkpoints exist, never written as if a shard were the full tensor. */
+START_TEST(test_full_checkpoint) {
+    if (world < 2) return;
+    char path[256];
+    if (rank == 0) snprintf(path, sizeof path, "%s/weft_test_fsdp_%d_%d.ckpt", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+                            (int)getpid(), world);
+    ck_assert_int_eq(wf_dist_broadcast_bytes(pg, path, sizeof path, 0), 0);
+    wf_fsdp_opts fo = { .auto_wrap_policy = linear_policy, .state_dict_type = "full" };
+    double a[NV], b[NV], saved[NV];
+    {
+        wf_fabric *f = new_fabric("fsdp", &fo);
+        wf_module *m = mlp(7);
+        wf_tensor *p[NP];
+        wf_module_parameters(m, p, NULL, NP);
+        wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+        ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
+        train(f, m, o, 0, 2);
+        wf_fabric_state *st = wf_fabric_state_new();
+        wf_fabric_state_add_module(st, "model", m);
+        wf_fabric_state_add_optimizer(st, "optimizer", o);
+        ck_assert_msg(wf_fabric_save(f, path, st, NULL) == 0, "%s", wf_error_message());
+        ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+        flatten(m, saved);
+        ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+        if (rank == 0) WF_SCOPE {
+            wf_st_file *sf = wf_st_open(path);
+            ck_assert_ptr_nonnull(sf);
+            wf_tensor *w = wf_st_load(sf, "model/0.weight");
+            ck_assert_shape(w, 5, 4);
+            ck_assert_tensor_near(w, saved, 20, 1e-7);
+            ck_assert_shape(wf_st_load(sf, "model/4.weight"), 1, 3);
+            ck_assert_shape(wf_st_load(sf, "optimizer/state/0/momentum_buffer"), 5, 4);
+            ck_assert_shape(wf_st_load(sf, "optimizer/state/4/momentum_buffer"), 1, 3);
+            wf_st_close(sf);
+        }
+        train(f, m, o, 2, 3);
+        ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+        flatten(m, a);
+        ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+        /* the default state_dict_type */
+        wf_fabric *g = new_fabric("fsdp", NULL);
+        wf_module *m2 = mlp(7);
+        ck_assert_int_eq(wf_fabric_setup_module(g, m2, true), 0);
+        wf_fabric_state *st2 = wf_fabric_state_new();
+        wf_fabric_state_add_module(st2, "model", m2);
+        ck_assert_int_eq(wf_fabric_save(g, "/nonexistent/x.ckpt", st2, NULL), WF_ENOTSUP);
+        ck_assert_error(WF_ENOTSUP, "set fsdp.state_dict_type = \"full\"");
+        wf_fabric_state_free(st2);
+        wf_fabric_free(g);
+        wf_module_free(m2);
+        wf_fabric_state_free(st);
+        wf_fabric_free(f);
+        wf_optimizer_free(o);
+        wf_module_free(m);
+    }
+    {
+        wf_fabric *f = new_fabric("fsdp", &fo);
+        wf_module *m = mlp(99);   /* other weights: the load must replace them */
+        wf_tensor *p[NP];
+        wf_module_parameters(m, p, NULL, NP);
+        wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+        ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
+        wf_fabric_state *st = wf_fabric_state_new();
+        wf_fabric_state_add_module(st, "model", m);
+        wf_fabric_state_add_optimizer(st, "optimizer", o);
+        wf_fabric_state *rest = wf_fabric_load(f, path, st, true);
+        ck_assert_msg(rest, "%s", wf_error_message());
+        wf_fabric_state_free(rest);
+        ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+        flatten(m, b);
+        ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+        assert_near(b, saved, "loaded");
+        train(f, m, o, 2, 3);   /* with the loaded momentum */
+        ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+        flatten(m, b);
+        ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+        assert_near(b, a, "resumed");
+        wf_fabric_state_free(st);
+        wf_fabric_free(f);
+        wf_optimizer_free(o);
+        wf_module_free(m);
+    }
+    wf_dist_barrier(pg);
+    if (rank == 0) unlink(path);
+}
+END_TEST
+
 START_TEST(test_bad_options) {
     struct { wf_fsdp_opts o; int code; const char *text; } bad[] = {
         { { .sharding_strategy = "FULL" }, WF_EINVAL, "unknown fsdp.sharding_strategy \"FULL\" (valid: FULL_SHARD" },
@@ -329,6 +418,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_parity_with_single_process_and_ddp, 0, 4);
     tcase_add_loop_test(tc, test_free_after_forward, 0, 2);
     tcase_add_test(tc, test_no_backward_sync);
+    tcase_add_test(tc, test_full_checkpoint);
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
     wf_process_group_free(pg);
