@@ -14,6 +14,7 @@
 #include "test_util.h"
 #include "fabric/fabric_impl.h"
 #include "fabric/shard_spec.h"
+#include "optim/optim_impl.h"
 
 static wf_process_group *pg;   /* held for the whole run, so MPI stays initialized between Fabrics */
 static int rank, world;
@@ -365,6 +366,53 @@ START_TEST(test_full_checkpoint) {
 }
 END_TEST
 
+/* Mixed precision from the Fabric's precision: under "bf16-true" the module computes in
+ * bf16 (parameters gathered in bf16), the shards and their gradients stay f32 (reduced in
+ * f32), so the optimizer steps in f32; every rank ends with the same parameters, close to
+ * the f32 run. */
+START_TEST(test_bf16_true_keeps_f32_shards) {
+    if (world < 2) return;
+    double ref[NV], got[NV];
+    reference(STEPS, ref);
+    wf_fabric *f = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "fsdp", .quiet = true,
+                                                      .precision = "bf16-true",
+                                                      .fsdp = { .auto_wrap_policy = linear_policy } });
+    ck_assert_msg(f, "%s", wf_error_message());
+    ck_assert_int_eq(wf_fabric_launch(f, NULL, NULL), 0);
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+    ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
+    wf_module_parameters(m, p, NULL, NP);
+    ck_assert_int_eq(wf_tensor_dtype(p[0]), WF_BF16);
+    wf_tensor *shard0 = o->groups[0].params[0];
+    ck_assert_int_eq(wf_tensor_dtype(shard0), WF_F32);
+    for (int k = 0; k < STEPS; k++) WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, k), m), 0);
+        ck_assert_ptr_nonnull(wf_grad(shard0));
+        ck_assert_int_eq(wf_tensor_dtype(wf_grad(shard0)), WF_F32);
+        ck_assert_int_eq(wf_fabric_clip_gradients(f, m, o, &(wf_clip_opts){ .max_norm = CLIP }, NULL), 0);
+        ck_assert_int_eq(wf_fabric_step(f, o, NULL), 0);
+        wf_optimizer_zero_grad(o, true);
+    }
+    ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+    flatten(m, got);
+    ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+    WF_SCOPE {
+        wf_tensor *lo = wf_from_data(got, WF_SHAPE(NV), WF_F64), *hi = wf_clone(lo);
+        ck_assert_int_eq(wf_dist_all_reduce(pg, lo, WF_DIST_MIN, NULL), 0);
+        ck_assert_int_eq(wf_dist_all_reduce(pg, hi, WF_DIST_MAX, NULL), 0);
+        ck_assert_tensor_near(lo, got, NV, 0);
+        ck_assert_tensor_near(hi, got, NV, 0);
+    }
+    for (int i = 0; i < NV; i++) ck_assert_msg(fabs(got[i] - ref[i]) < 0.05, "element %d: %g vs %g", i, got[i], ref[i]);
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+END_TEST
+
 START_TEST(test_bad_options) {
     struct { wf_fsdp_opts o; int code; const char *text; } bad[] = {
         { { .sharding_strategy = "FULL" }, WF_EINVAL, "unknown fsdp.sharding_strategy \"FULL\" (valid: FULL_SHARD" },
@@ -419,6 +467,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_free_after_forward, 0, 2);
     tcase_add_test(tc, test_no_backward_sync);
     tcase_add_test(tc, test_full_checkpoint);
+    tcase_add_test(tc, test_bf16_true_keeps_f32_shards);
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
     wf_process_group_free(pg);
