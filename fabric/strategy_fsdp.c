@@ -19,6 +19,7 @@
 #include "fabric/fabric_impl.h"
 #include "fabric/fsdp_unit.h"
 #include "fabric/shard_spec.h"
+#include "fabric/fsdp_entries.h"
 #include "optim/optim_impl.h"
 #include "autograd/autograd_impl.h"
 
@@ -547,6 +548,94 @@ int wf__fsdp_rows_of(wf_strategy *s, const wf_tensor *t, wf_tensor *full, wf_ten
     *sharded = true;
     *rows = wf_narrow(full, 0, p->row_start, p->row_count);
     return *rows ? 0 : (wf_error() ? wf_error() : WF_ENOMEM);
+}
+
+/* ---------------------------------------------------------------- shard entries */
+
+void wf__shard_list_free(wf__shard_list *l) {
+    if (!l) return;
+    for (int i = 0; i < l->n; i++) wf__free(l->names[i], 0);
+    wf__free(l->names, 0);
+    wf__free(l->v, 0);
+    memset(l, 0, sizeof *l);
+}
+
+static int list_add(wf__shard_list *l, int cap, const char *prefix, const char *name, wf_tensor *local,
+                    const fsdp_param *p) {
+    if (l->n >= cap) return wf__error(WF_ESTATE, "fsdp entries: more tensors than counted");
+    size_t len = strlen(prefix) + strlen(name) + 2;
+    char *full = wf__malloc(len);
+    if (!full) return wf__error(WF_ENOMEM, "fsdp entries: out of memory");
+    snprintf(full, len, "%s/%s", prefix, name);
+    wf__shard_entry *e = &l->v[l->n];
+    memset(e, 0, sizeof *e);
+    l->names[l->n++] = full;
+    e->name = full;
+    e->local = local;
+    if (p && p->full->ndim >= 1) {
+        e->ndim = p->full->ndim;
+        for (int d = 0; d < e->ndim; d++) e->global_shape[d] = p->full->shape[d];
+        e->row_start = p->row_start;
+    } else {
+        /* replicated (also a 0-dim parameter, which rank 0 alone holds: its shard is [1] there) */
+        e->ndim = wf_ndim(local);
+        for (int d = 0; d < e->ndim; d++) e->global_shape[d] = wf_shape(local)[d];
+        e->replicated = !p;
+    }
+    return 0;
+}
+
+static int list_init(wf__shard_list *l, int cap) {
+    memset(l, 0, sizeof *l);
+    l->v = wf__calloc((size_t)cap + 1, sizeof *l->v);
+    l->names = wf__calloc((size_t)cap + 1, sizeof *l->names);
+    if (!l->v || !l->names) {
+        wf__shard_list_free(l);
+        return wf__error(WF_ENOMEM, "fsdp entries: out of memory");
+    }
+    return 0;
+}
+
+int wf__fsdp_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf__shard_list *out) {
+    fsdp_impl *f = wf__fsdp_active(s) ? fimpl(s) : NULL;
+    wf_state_dict *sd = wf_state_dict_new();
+    if (!sd) return wf__error(WF_ENOMEM, "fsdp entries: out of memory");
+    int rc = wf_module_state_dict(m, sd, NULL);
+    int n = rc ? 0 : wf_state_dict_count(sd);
+    if (!rc) rc = list_init(out, n);
+    for (int i = 0; i < n && !rc; i++) {
+        const char *name = wf_state_dict_name_at(sd, i);
+        wf_tensor *param = wf_module_get_parameter(m, name);
+        fsdp_param *p = param ? find_param(f, param, NULL) : NULL;
+        wf_tensor *local = p ? p->shard : param ? param : wf_module_get_buffer(m, name);
+        rc = list_add(out, n, prefix, name, local, p);
+    }
+    wf_state_dict_free(sd);
+    if (rc) wf__shard_list_free(out);
+    return rc;
+}
+
+int wf__fsdp_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *prefix, wf__shard_list *out) {
+    static const char *const keys[] = { "momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq",
+                                        "square_avg", "grad_avg", "sum" };
+    fsdp_impl *f = wf__fsdp_active(s) ? fimpl(s) : NULL;
+    int cap = o->n_params * 7, rc = list_init(out, cap);
+    for (int g = 0; g < o->n_groups && !rc; g++)
+        for (int i = 0; i < o->groups[g].n && !rc; i++) {
+            int idx = o->groups[g].first_index + i;
+            wf_param_state *st = &o->state[idx];
+            wf_tensor *slots[] = { st->momentum_buffer, st->exp_avg, st->exp_avg_sq, st->max_exp_avg_sq,
+                                   st->square_avg, st->grad_avg, st->sum };
+            fsdp_param *p = find_param(f, o->groups[g].params[i], NULL);
+            for (int k = 0; k < 7 && !rc; k++) {
+                if (!slots[k]) continue;
+                char name[96];
+                snprintf(name, sizeof name, "state/%d/%s", idx, keys[k]);
+                rc = list_add(out, cap, prefix, name, slots[k], p);
+            }
+        }
+    if (rc) wf__shard_list_free(out);
+    return rc;
 }
 
 /* ---------------------------------------------------------------- teardown */

@@ -14,6 +14,7 @@
 #include "test_util.h"
 #include "fabric/fabric_impl.h"
 #include "fabric/shard_spec.h"
+#include "fabric/fsdp_entries.h"
 #include "optim/optim_impl.h"
 
 static wf_process_group *pg;   /* held for the whole run, so MPI stays initialized between Fabrics */
@@ -413,6 +414,48 @@ START_TEST(test_bf16_true_keeps_f32_shards) {
 }
 END_TEST
 
+/* The sharded state as the sharded checkpoint code will see it: every parameter and
+ * momentum buffer an entry holding this rank's rows (the live shard) and the global shape. */
+START_TEST(test_shard_entries) {
+    if (world < 2) return;
+    wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .auto_wrap_policy = linear_policy });
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+    ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
+    train(f, m, o, 0, 1);
+    wf__shard_list ml, ol;
+    ck_assert_int_eq(wf__fsdp_module_entries(f->strategy, m, "model", &ml), 0);
+    ck_assert_int_eq(wf__fsdp_optimizer_entries(f->strategy, o, "optimizer", &ol), 0);
+    ck_assert_int_eq(ml.n, NP);
+    ck_assert_int_eq(ol.n, NP);
+    const int64_t rows[NP] = { 5, 5, 3, 3, 1, 1 };
+    for (int i = 0; i < NP; i++) {
+        int64_t s0, c;
+        wf__shard_rows(rows[i], rank, world, &s0, &c);
+        ck_assert(!ml.v[i].replicated);
+        ck_assert_int_eq(ml.v[i].global_shape[0], rows[i]);
+        ck_assert_int_eq(ml.v[i].row_start, s0);
+        ck_assert_int_eq(wf_shape(ml.v[i].local)[0], c);
+        ck_assert_ptr_eq(ml.v[i].local, o->groups[0].params[i]);   /* the shard the optimizer steps */
+        ck_assert_int_eq(wf_shape(ol.v[i].local)[0], c);
+        ck_assert_int_eq(ol.v[i].global_shape[0], rows[i]);
+        char want[64];
+        snprintf(want, sizeof want, "optimizer/state/%d/momentum_buffer", i);
+        ck_assert_str_eq(ol.v[i].name, want);
+    }
+    ck_assert_str_eq(ml.v[0].name, "model/0.weight");
+    ck_assert_int_eq(ml.v[0].ndim, 2);
+    ck_assert_int_eq(ml.v[0].global_shape[1], 4);
+    wf__shard_list_free(&ml);
+    wf__shard_list_free(&ol);
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+END_TEST
+
 START_TEST(test_bad_options) {
     struct { wf_fsdp_opts o; int code; const char *text; } bad[] = {
         { { .sharding_strategy = "FULL" }, WF_EINVAL, "unknown fsdp.sharding_strategy \"FULL\" (valid: FULL_SHARD" },
@@ -468,6 +511,7 @@ int main(void) {
     tcase_add_test(tc, test_no_backward_sync);
     tcase_add_test(tc, test_full_checkpoint);
     tcase_add_test(tc, test_bf16_true_keeps_f32_shards);
+    tcase_add_test(tc, test_shard_entries);
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
     wf_process_group_free(pg);
