@@ -92,6 +92,11 @@ int wf__fsdp_settings_from(const wf_fsdp_opts *o, const char *strategy_name, int
 static bool no_shard(const wf_strategy *s) { return s->fsdp.sharding == FSDP_NO_SHARD; }
 
 static int fsdp_setup_environment(wf_strategy *s) {
+    /* CPU offload keeps shards and optimizer state in host memory: that is where they live
+     * on the CPU already; for CUDA parameters it is not built yet, so say so, never ignore it */
+    if (s->fsdp.cpu_offload && s->device.type != WF_DEV_CPU)
+        return wf__error(WF_ENOTSUP, "wf_fabric_launch: FSDP cpu_offload (strategy \"fsdp_cpu_offload\" or "
+                         "fsdp.cpu_offload) with CUDA parameters is not in this build; use \"fsdp\"");
     int rc = wf__ddp_ops.setup_environment(s);
     if (rc) return rc;
     fsdp_impl *f = wf__calloc(1, sizeof *f);
@@ -295,27 +300,47 @@ static int fsdp_setup_module(wf_strategy *s, wf_module *m) {
     return rc;
 }
 
+/* Undo the setup of m (a later step of wf_fabric_setup failed): the module gets its full
+ * values back and is no longer FSDP's. Collective, as the setup was. */
+static void forget_model(fsdp_impl *f, wf_module *m) {
+    for (int k = 0; k < f->n_models; k++) {
+        fsdp_model *mod = f->models[k];
+        if (mod->root != m) continue;
+        for (int i = 0; i < mod->n_units; i++) wf__fsdp_unit_gather_wait(mod->units[i]);
+        model_free(mod);
+        f->models[k] = f->models[--f->n_models];
+        return;
+    }
+}
+
 /* The optimizers step on the shards: their parameters (the full handles) are replaced. A
- * state built on full parameters would have the wrong shape, so it must not exist yet. */
+ * state built on full parameters would have the wrong shape, so it must not exist yet; all
+ * are checked before any is changed. */
 static int fsdp_setup_optimizers(wf_strategy *s, wf_module *m, wf_optimizer *const *opts, int n) {
     fsdp_impl *f = fimpl(s);
     if (no_shard(s) || !f) return 0;
-    for (int k = 0; k < n; k++) {
-        wf_optimizer *o = opts[k];
-        for (int g = 0; g < o->n_groups; g++)
-            for (int i = 0; i < o->groups[g].n; i++) {
-                fsdp_model *in = NULL;
-                fsdp_param *p = find_param(f, o->groups[g].params[i], &in);
-                if (!p || (m && in->root != m) || p->shard == o->groups[g].params[i]) continue;
-                wf_param_state *st = &o->state[o->groups[g].first_index + i];
-                if (st->initialized || st->exp_avg || st->momentum_buffer || st->square_avg || st->sum)
-                    return wf__error(WF_ESTATE, "wf_fabric_setup: FSDP: optimizer %d (%s) already has state for parameter "
-                                     "\"%s\": set it up before its first step (its state is sharded with the parameter)",
-                                     k, wf_optimizer_name(o), p->name);
-                int rc = wf__optimizer_replace_params(o, &p->full, &p->shard, 1);
-                if (rc) return rc;
-            }
-    }
+    for (int pass = 0; pass < 2; pass++)
+        for (int k = 0; k < n; k++) {
+            wf_optimizer *o = opts[k];
+            for (int g = 0; g < o->n_groups; g++)
+                for (int i = 0; i < o->groups[g].n; i++) {
+                    fsdp_model *in = NULL;
+                    fsdp_param *p = find_param(f, o->groups[g].params[i], &in);
+                    if (!p || (m && in->root != m) || p->shard == o->groups[g].params[i]) continue;
+                    wf_param_state *st = &o->state[o->groups[g].first_index + i];
+                    if (pass == 0 && (st->initialized || st->exp_avg || st->momentum_buffer || st->square_avg || st->sum)) {
+                        int rc = wf__error(WF_ESTATE, "wf_fabric_setup: FSDP: optimizer %d (%s) already has state for "
+                                           "parameter \"%s\": set it up before its first step (its state is sharded with "
+                                           "the parameter)", k, wf_optimizer_name(o), p->name);
+                        if (m) forget_model(f, m);
+                        return rc;
+                    }
+                    if (pass == 1) {
+                        int rc = wf__optimizer_replace_params(o, &p->full, &p->shard, 1);
+                        if (rc) return rc;
+                    }
+                }
+        }
     return 0;
 }
 

@@ -486,7 +486,19 @@ START_TEST(test_bad_options) {
     }
     ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), WF_ESTATE);
     ck_assert_error(WF_ESTATE, "set it up before its first step");
+    /* the module is whole again, and can be set up (with a fresh optimizer) */
+    ck_assert_ptr_nonnull(p[0]->storage->data);
+    ck_assert_int_eq(wf_fabric_setup_module(f, m, true), 0);
+    ck_assert_ptr_null(p[0]->storage->data);
+    /* Fabric's other order: the module first, then an optimizer built on its parameters */
+    wf_optimizer *o2 = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR });
+    ck_assert_int_eq(wf_fabric_setup_optimizers(f, &o2, 1), 0);
+    ck_assert_ptr_ne(o2->groups[0].params[0], p[0]);
+    int64_t s0, c;
+    wf__shard_rows(5, rank, world, &s0, &c);
+    ck_assert_int_eq(wf_shape(o2->groups[0].params[0])[0], c);
     wf_fabric_free(f);
+    wf_optimizer_free(o2);
     wf_optimizer_free(o);
     wf_module_free(m);
 }
