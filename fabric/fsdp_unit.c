@@ -161,6 +161,19 @@ fsdp_unit *wf__fsdp_unit_new(fsdp_model *mod, wf_module *m, bool is_root, wf_ten
 void wf__fsdp_unit_free(fsdp_unit *u) {
     if (!u) return;
     live_remove(u);
+    if (u->rs_work) {
+        fsdp_shared *sh = u->model->sh;
+        wf_work_wait(u->rs_work);
+        wf_work_free(u->rs_work);
+        for (int i = 0; i < sh->n_rs; i++)
+            if (sh->rs_pending[i] == u) {
+                for (int j = i + 1; j < sh->n_rs; j++) sh->rs_pending[j - 1] = sh->rs_pending[j];
+                sh->n_rs--;
+                break;
+            }
+    }
+    wf_tensor_free(u->rs_in);
+    wf_tensor_free(u->rs_out);
     if (u->work) {
         wf_work_wait(u->work);
         wf_work_free(u->work);
@@ -266,40 +279,25 @@ int wf__fsdp_unit_reshard(fsdp_unit *u) {
 
 /* ---------------------------------------------------------------- reduce-scatter */
 
-int wf__fsdp_unit_reduce(fsdp_unit *u) {
-    if (!u->n_grad) return 0;
-    fsdp_shared *sh = u->model->sh;
-    wf_device dev = u->p[0].full->device;
-    wf_dtype rdt = sh->reduce_dtype;
-    int64_t all = u->per_rank * sh->world;
-    int rc = 0;
+static wf_tensor *p_full(fsdp_unit *u, int i) { return u->p[i].full; }
+
+/* The oldest reduce-scatter in flight: wait, then its rows into the shards' gradients. */
+static int reduce_finish_oldest(fsdp_shared *sh) {
+    if (!sh->n_rs) return 0;
+    fsdp_unit *u = sh->rs_pending[0];
+    sh->rs_pending[0] = sh->rs_pending[1];
+    sh->n_rs--;
+    int rc = wf_work_wait(u->rs_work);
+    wf_work_free(u->rs_work);
+    u->rs_work = NULL;
     bool prev = wf_set_grad_enabled(false);
     wf_scope_begin();
-    wf_tensor *in = wf_zeros_on(&all, 1, rdt, dev), *out = in ? wf_empty_on(&u->per_rank, 1, rdt, dev) : NULL;
-    if (!in || !out) rc = wf_error() ? wf_error() : WF_ENOMEM;
-    for (int i = 0; i < u->n && !rc; i++) {
-        fsdp_param *p = &u->p[i];
-        wf_tensor *g = wf_grad(p->full);
-        if (!g) continue;   /* unused here: zeros */
-        wf_tensor *gf = flat(wf_contiguous(g));
-        if (!gf) { rc = wf_error() ? wf_error() : WF_ENOMEM; break; }
-        for (int r = 0; r < sh->world && !rc; r++) {
-            int64_t s0, c;
-            wf__shard_rows(p->rows, r, sh->world, &s0, &c);
-            if (!c) continue;
-            wf_tensor *dst = wf_narrow(in, 0, r * u->per_rank + p->offset, c * p->row_numel);
-            wf_tensor *src = wf_narrow(gf, 0, s0 * p->row_numel, c * p->row_numel);
-            rc = src && dst ? wf_copy_(dst, src) : (wf_error() ? wf_error() : WF_ENOMEM);
-        }
-    }
-    if (!rc) rc = wf_dist_reduce_scatter(sh->pg, out, in, WF_DIST_AVG, NULL);
     for (int i = 0; i < u->n && !rc; i++) {
         fsdp_param *p = &u->p[i];
         if (!wf_requires_grad(p->shard)) continue;
-        wf_set_grad(p->full, NULL);   /* the full gradient is spent */
         /* a rank without rows still gets an (empty) gradient, so its optimizer keeps an empty
          * state for the parameter and every rank's state lists the same entries */
-        wf_tensor *src = wf_narrow(out, 0, p->offset, p->row_count * p->row_numel);
+        wf_tensor *src = wf_narrow(u->rs_out, 0, p->offset, p->row_count * p->row_numel);
         src = src ? wf_to_dtype(wf_view(src, wf_shape(p->shard), wf_ndim(p->shard)), wf_tensor_dtype(p->shard)) : NULL;
         if (!src) { rc = wf_error() ? wf_error() : WF_ENOMEM; break; }
         wf_tensor *sg = wf_grad(p->shard);
@@ -311,8 +309,66 @@ int wf__fsdp_unit_reduce(fsdp_unit *u) {
     }
     wf_scope_end();
     wf_set_grad_enabled(prev);
+    wf_tensor_free(u->rs_in);
+    wf_tensor_free(u->rs_out);
+    u->rs_in = u->rs_out = NULL;
     if (!rc) sh->reduces++;
     return rc;
+}
+
+int wf__fsdp_reduce_flush(fsdp_shared *sh) {
+    int rc = 0;
+    while (sh->n_rs) {
+        int r = reduce_finish_oldest(sh);
+        if (!rc) rc = r;
+    }
+    return rc;
+}
+
+int wf__fsdp_unit_reduce(fsdp_unit *u) {
+    if (!u->n_grad) return 0;
+    fsdp_shared *sh = u->model->sh;
+    int rc = sh->n_rs == 2 ? reduce_finish_oldest(sh) : 0;
+    if (rc) return rc;
+    wf_device dev = u->p[0].full->device;
+    wf_dtype rdt = sh->reduce_dtype;
+    int64_t all = u->per_rank * sh->world;
+    bool prev = wf_set_grad_enabled(false);
+    u->rs_in = wf_zeros_on(&all, 1, rdt, dev);
+    u->rs_out = u->rs_in ? wf_empty_on(&u->per_rank, 1, rdt, dev) : NULL;
+    if (!u->rs_in || !u->rs_out) rc = wf_error() ? wf_error() : WF_ENOMEM;
+    if (u->rs_in) wf__scope_unregister(u->rs_in);
+    if (u->rs_out) wf__scope_unregister(u->rs_out);
+    wf_scope_begin();
+    for (int i = 0; i < u->n && !rc; i++) {
+        fsdp_param *p = &u->p[i];
+        wf_tensor *g = wf_grad(p->full);
+        if (!g) continue;   /* unused here: zeros */
+        wf_tensor *gf = flat(wf_contiguous(g));
+        if (!gf) { rc = wf_error() ? wf_error() : WF_ENOMEM; break; }
+        for (int r = 0; r < sh->world && !rc; r++) {
+            int64_t s0, c;
+            wf__shard_rows(p->rows, r, sh->world, &s0, &c);
+            if (!c) continue;
+            wf_tensor *dst = wf_narrow(u->rs_in, 0, r * u->per_rank + p->offset, c * p->row_numel);
+            wf_tensor *src = wf_narrow(gf, 0, s0 * p->row_numel, c * p->row_numel);
+            rc = src && dst ? wf_copy_(dst, src) : (wf_error() ? wf_error() : WF_ENOMEM);
+        }
+    }
+    wf_scope_end();
+    wf_set_grad_enabled(prev);
+    /* the full gradients are spent (copied into the buffer) */
+    for (int i = 0; i < u->n && !rc; i++) if (wf_requires_grad(p_full(u, i))) wf_set_grad(p_full(u, i), NULL);
+    if (!rc) rc = wf_dist_reduce_scatter(sh->pg, u->rs_out, u->rs_in, WF_DIST_AVG, &u->rs_work);
+    if (rc) {
+        wf_tensor_free(u->rs_in);
+        wf_tensor_free(u->rs_out);
+        u->rs_in = u->rs_out = NULL;
+        u->rs_work = NULL;
+        return rc;
+    }
+    sh->rs_pending[sh->n_rs++] = u;
+    return 0;
 }
 
 /* A parameter's gradient is final: once the unit's are all final, reduce-scatter them and

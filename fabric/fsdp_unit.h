@@ -54,6 +54,8 @@ struct fsdp_unit {
     bool reduced;             /* gradients reduce-scattered in this backward */
     wf_work *work;            /* in-flight all-gather (owned) */
     wf_tensor *send, *recv;   /* its buffers (owned while in flight) */
+    wf_work *rs_work;         /* in-flight reduce-scatter (owned) */
+    wf_tensor *rs_in, *rs_out;/* its buffers (owned while in flight) */
 };
 
 /* What every unit of every set-up module shares (the strategy's FSDP state). */
@@ -64,6 +66,9 @@ typedef struct fsdp_shared {
     wf_dtype reduce_dtype;
     int in_flight;            /* all-gathers started and not yet waited for (at most 2) */
     int max_in_flight;        /* the most seen at once */
+    fsdp_unit *rs_pending[2]; /* reduce-scatters in flight, oldest first (at most 2: each holds
+                                 a unit's gradients, so more would pile up unsharded memory) */
+    int n_rs;
     int64_t gathers, reduces; /* counters, for tests and the benchmark */
 } fsdp_shared;
 
@@ -91,10 +96,13 @@ int wf__fsdp_unit_gather_wait(fsdp_unit *u);
 /* Free the full parameters' data (a no-op when not gathered). Waits for an in-flight gather
  * first so its buffers are not left behind. */
 int wf__fsdp_unit_reshard(fsdp_unit *u);
-/* Reduce-scatter (average, in the reduce dtype) the full gradients into the shards' .grad
- * (accumulating into an existing one), then drop the full gradients. A parameter without a
- * gradient contributes zeros. */
+/* Start the reduce-scatter (average, in the reduce dtype) of the full gradients, then drop
+ * them (they are copied into its buffer): a parameter without a gradient contributes zeros.
+ * Asynchronous; when two are in flight already, the oldest is finished first. */
 int wf__fsdp_unit_reduce(fsdp_unit *u);
+/* Finish every reduce-scatter in flight: the results land in the shards' .grad (accumulating
+ * into an existing one). */
+int wf__fsdp_reduce_flush(fsdp_shared *sh);
 /* Under FULL_SHARD a non-root unit's output is wrapped in an identity node whose backward
  * re-gathers the unit (and prefetches the one the backward reaches next). */
 int wf__fsdp_unit_hook_output(fsdp_unit *u, wf_tensor **output);

@@ -358,8 +358,10 @@ static int finalize(int status, void *ud) {
         u->reduced = true;
         if (!rc) rc = r;
     }
+    int r = wf__fsdp_reduce_flush(mod->sh);
+    if (!rc) rc = r;
     for (int i = 0; i < mod->n_units; i++) {
-        int r = wf__fsdp_unit_reshard(mod->units[i]);
+        r = wf__fsdp_unit_reshard(mod->units[i]);
         if (!rc) rc = r;
     }
     mod->armed = false;
