@@ -45,8 +45,8 @@ typedef struct wf__fsdp_settings {
     int n_wrap_types;
 } wf__fsdp_settings;
 /* Check cfg's FSDP options (any strategy: a typo is an error at wf_fabric_new) and resolve
- * them; strategy_name's "fsdp_cpu_offload" sets cpu_offload. num_nodes: HYBRID_SHARD across
- * nodes is not supported. 0 or WF_EINVAL / WF_ENOTSUP naming the value and the valid ones. */
+ * them; strategy_name's "fsdp_cpu_offload" sets cpu_offload. num_nodes is unused (HYBRID_SHARD
+ * checks the nodes at launch). 0 or WF_EINVAL naming the value and the valid ones. */
 int wf__fsdp_settings_from(const wf_fsdp_opts *o, const char *strategy_name, int num_nodes, wf__fsdp_settings *out);
 
 typedef struct wf_strategy wf_strategy;

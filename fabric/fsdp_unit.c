@@ -290,6 +290,9 @@ static int reduce_finish_oldest(fsdp_shared *sh) {
     int rc = wf_work_wait(u->rs_work);
     wf_work_free(u->rs_work);
     u->rs_work = NULL;
+    /* HYBRID_SHARD: the node's average, then the average over the nodes' replicas (equal
+     * node sizes, so the average of averages is the world's) */
+    if (!rc && sh->replica) rc = wf_dist_all_reduce(sh->replica, u->rs_out, WF_DIST_AVG, NULL);
     bool prev = wf_set_grad_enabled(false);
     wf_scope_begin();
     for (int i = 0; i < u->n && !rc; i++) {

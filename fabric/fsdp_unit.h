@@ -60,7 +60,11 @@ struct fsdp_unit {
 
 /* What every unit of every set-up module shares (the strategy's FSDP state). */
 typedef struct fsdp_shared {
-    wf_process_group *pg;     /* the sharding group (borrowed) */
+    wf_process_group *pg;     /* the sharding group (borrowed): the world, or this node's ranks
+                                 under HYBRID_SHARD across nodes */
+    wf_process_group *replica;/* HYBRID_SHARD across nodes: the ranks holding the same rows on the
+                                 other nodes, whose gradients are averaged too (owned by the
+                                 strategy), else NULL */
     int rank, world;
     fsdp_sharding sharding;
     wf_dtype reduce_dtype;

@@ -41,6 +41,7 @@ static const char *const sharding_names[] = { "FULL_SHARD", "SHARD_GRAD_OP", "NO
 
 int wf__fsdp_settings_from(const wf_fsdp_opts *o, const char *strategy_name, int num_nodes, wf__fsdp_settings *out) {
     const char *op = "wf_fabric_new";
+    (void)num_nodes;   /* HYBRID_SHARD checks the nodes' sizes at launch, when the ranks are known */
     memset(out, 0, sizeof *out);
     out->reduce_dtype = WF_F32;
     const char *ss = o->sharding_strategy;
@@ -52,9 +53,6 @@ int wf__fsdp_settings_from(const wf_fsdp_opts *o, const char *strategy_name, int
                              "NO_SHARD, HYBRID_SHARD)", op, ss);
         out->sharding = k;
     }
-    if (out->sharding == FSDP_HYBRID_SHARD && num_nodes > 1)
-        return wf__error(WF_ENOTSUP, "%s: fsdp.sharding_strategy \"HYBRID_SHARD\" with %d nodes is not supported in this "
-                         "build (one node runs it as FULL_SHARD); use \"FULL_SHARD\"", op, num_nodes);
     const char *rd = o->reduce_dtype;
     if (rd && *rd) {
         wf_dtype dt;
@@ -91,6 +89,36 @@ int wf__fsdp_settings_from(const wf_fsdp_opts *o, const char *strategy_name, int
 
 static bool no_shard(const wf_strategy *s) { return s->fsdp.sharding == FSDP_NO_SHARD; }
 
+/* HYBRID_SHARD across nodes: the group of the ranks that hold the same rows on every node
+ * (the same index within their node). Every node must have as many ranks, so that the rows
+ * match: every rank learns every rank's (node, index, node size), then all create each
+ * index's group in order. */
+static int make_replica_group(wf_strategy *s, fsdp_impl *f) {
+    int world = wf_process_group_size(s->pg), rc = 0;
+    int32_t mine[3] = { s->cluster.node_rank, wf_process_group_rank(s->node_pg), wf_process_group_size(s->node_pg) };
+    int32_t *all = wf__calloc((size_t)world * 3, sizeof *all);
+    int *ranks = wf__calloc((size_t)world, sizeof *ranks);
+    if (!all || !ranks) rc = wf__error(WF_ENOMEM, "wf_fabric_launch: out of memory");
+    if (!rc) rc = wf_dist_gather_bytes(s->pg, mine, sizeof mine, all, 0);
+    if (!rc) rc = wf_dist_broadcast_bytes(s->pg, all, (size_t)world * 3 * sizeof *all, 0);
+    for (int r = 1; !rc && r < world; r++)
+        if (all[3 * r + 2] != all[2])
+            rc = wf__error(WF_EINVAL, "wf_fabric_launch: FSDP HYBRID_SHARD needs as many ranks on every node (each "
+                           "node holds the whole model in shards): node %d has %d, node %d has %d", all[0], all[2],
+                           all[3 * r], all[3 * r + 2]);
+    for (int j = 0; !rc && j < all[2]; j++) {
+        int n = 0;
+        for (int r = 0; r < world; r++) if (all[3 * r + 1] == j) ranks[n++] = r;
+        wf_process_group *g = wf_process_group_new_subgroup(s->pg, ranks, n);
+        if (!g) { rc = wf_error() ? wf_error() : WF_EDIST; break; }
+        if (j == mine[1]) f->sh.replica = g;
+        else wf_process_group_free(g);
+    }
+    wf__free(all, 0);
+    wf__free(ranks, 0);
+    return rc;
+}
+
 static int fsdp_setup_environment(wf_strategy *s) {
     /* CPU offload keeps shards and optimizer state in host memory: that is where they live
      * on the CPU already; for CUDA parameters it is not built yet, so say so, never ignore it */
@@ -102,10 +130,14 @@ static int fsdp_setup_environment(wf_strategy *s) {
     fsdp_impl *f = wf__calloc(1, sizeof *f);
     if (!f) return wf__error(WF_ENOMEM, "wf_fabric_launch: out of memory");
     s->fsdp_impl = f;
-    /* HYBRID_SHARD on one node: its shard group is the node, which is the world */
+    /* HYBRID_SHARD: shards inside the node, replicas across nodes (on one node: FULL_SHARD) */
     f->sh.pg = s->pg;
-    f->sh.rank = wf_process_group_rank(s->pg);
-    f->sh.world = wf_process_group_size(s->pg);
+    if (s->fsdp.sharding == FSDP_HYBRID_SHARD && s->node_pg) {
+        f->sh.pg = s->node_pg;
+        if ((rc = make_replica_group(s, f))) return rc;
+    }
+    f->sh.rank = wf_process_group_rank(f->sh.pg);
+    f->sh.world = wf_process_group_size(f->sh.pg);
     f->sh.sharding = (fsdp_sharding)s->fsdp.sharding;
     f->sh.reduce_dtype = s->fsdp.reduce_dtype;
     return 0;
@@ -458,7 +490,8 @@ static int fsdp_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, doub
     }
     wf_tensor *t = rc ? NULL : wf_full(WF_SHAPE(1), acc, WF_F64);
     if (!rc && !t) rc = wf_error() ? wf_error() : WF_ENOMEM;
-    if (!rc) rc = wf_dist_all_reduce(s->pg, t, inf ? WF_DIST_MAX : WF_DIST_SUM, NULL);
+    /* over the shard group: replicas (HYBRID_SHARD) hold the same rows and must count once */
+    if (!rc) rc = wf_dist_all_reduce(fimpl(s)->sh.pg, t, inf ? WF_DIST_MAX : WF_DIST_SUM, NULL);
     double total = rc ? 0 : (inf ? wf_item(t) : pow(wf_item(t), 1.0 / norm_type));
     if (total_norm) *total_norm = total;
     if (!rc && !isfinite(total) && error_if_nonfinite)
@@ -679,6 +712,7 @@ static void fsdp_teardown(wf_strategy *s) {
             model_free(mod);
         }
         wf__free(f->models, 0);
+        wf_process_group_free(f->sh.replica);
         wf__free(f, sizeof *f);
         s->fsdp_impl = NULL;
     }

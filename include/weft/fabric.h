@@ -167,7 +167,7 @@ typedef struct wf_fsdp_opts {
                                         again for its backward; "SHARD_GRAD_OP": gathered once, kept from
                                         forward to the end of backward; "NO_SHARD": DDP (all-reduce);
                                         "HYBRID_SHARD": FULL_SHARD inside a node, replicated across nodes
-                                        (one node only in this build: several are WF_ENOTSUP) */
+                                        (every node must have as many ranks: WF_EINVAL at launch) */
     const char *const *auto_wrap_policy;   /* NULL-terminated module type names ("Linear", as
                                         wf_module_type) that become units of their own; NULL: none */
     int64_t min_num_params;          /* also a unit: a submodule holding at least this many parameters

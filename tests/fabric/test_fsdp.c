@@ -3,11 +3,14 @@
  *
  * The model is Linear(4,5)-ReLU-Linear(5,3)-ReLU-Linear(3,1): dim 0 of 5 and 3 is uneven over
  * 2 or 3 ranks, and the last weight has one row, fewer than the ranks (some hold none). For
- * FULL_SHARD, SHARD_GRAD_OP, NO_SHARD and HYBRID_SHARD (one node), N steps of SGD with
- * momentum and gradient clipping give the parameters of one process on the concatenated
- * batch, and of DDP; the optimizer state per rank is the shard's size; FULL_SHARD frees a
- * unit's full parameters after its forward, SHARD_GRAD_OP keeps them; a full checkpoint
- * holds the full tensors and resumes exactly; bad options are refused with messages.
+ * FULL_SHARD, SHARD_GRAD_OP, NO_SHARD and HYBRID_SHARD (one node, and simulated nodes through
+ * a cluster-environment plugin), N steps of SGD with momentum and gradient clipping give the
+ * parameters of one process on the concatenated batch, and of DDP; the optimizer state per
+ * rank is the shard's size; FULL_SHARD frees a unit's full parameters after its forward and
+ * gathers each unit twice a step with two gathers in flight, SHARD_GRAD_OP keeps them;
+ * no_backward_sync equals one large batch; bf16-true keeps f32 shards; a full checkpoint holds
+ * the full tensors and resumes exactly; the shard entries describe the live shards; bad
+ * options are refused with messages.
  *
  * CK_FORK=no: every rank runs every test in order so the collectives line up; a short
  * WF_DIST_TIMEOUT turns a desynchronization into an error, not a hang. */
@@ -162,6 +165,22 @@ static void assert_near(const double *got, const double *want, const char *what)
                       got[i], want[i]);
 }
 
+/* Several nodes on one machine, for HYBRID_SHARD: Open MPI's ranks, regrouped into nodes of
+ * two ranks when the world is even and larger than 2, else of one rank each. */
+static int nodes_per = 1;
+static bool fake_detect(const wf_cluster_env *env) { (void)env; return true; }
+static int fake_fill(const wf_cluster_env *env, wf_cluster_info *out) {
+    int rc = wf_cluster_env_mpi.fill(env, out);
+    if (rc) return rc;
+    snprintf(out->env_name, sizeof out->env_name, "fake_nodes");
+    out->local_world_size = nodes_per;
+    out->local_rank = out->global_rank % nodes_per;
+    out->node_rank = out->global_rank / nodes_per;
+    out->num_nodes = out->world_size / nodes_per;
+    return 0;
+}
+static const wf_cluster_env fake_nodes = { "fake_nodes", fake_detect, fake_fill, NULL };
+
 static const char *const modes[] = { "FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD" };
 
 START_TEST(test_parity_with_single_process_and_ddp) {
@@ -182,6 +201,42 @@ START_TEST(test_parity_with_single_process_and_ddp) {
         run_fabric("fsdp_cpu_offload", &(wf_fsdp_opts){ .min_num_params = 16 }, got, (wf_optimizer **)1);
         assert_near(got, ref, "FULL_SHARD, min_num_params");
     }
+}
+END_TEST
+
+/* HYBRID_SHARD across (simulated) nodes: shards inside a node, gradients averaged across the
+ * nodes' replicas; the same parameters as one process. */
+START_TEST(test_hybrid_shard_nodes) {
+    if (world < 2) return;
+    nodes_per = world % 2 == 0 && world > 2 ? 2 : 1;
+    char devices[8];
+    snprintf(devices, sizeof devices, "%d", nodes_per);
+    double ref[NV], got[NV];
+    reference(STEPS, ref);
+    wf_fabric *f = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "fsdp", .quiet = true,
+                                                      .devices = devices, .num_nodes = world / nodes_per,
+                                                      .plugins = { .cluster_env = &fake_nodes },
+                                                      .fsdp = { .sharding_strategy = "HYBRID_SHARD",
+                                                                .auto_wrap_policy = linear_policy } });
+    ck_assert_msg(f, "%s", wf_error_message());
+    ck_assert_int_eq(wf_fabric_launch(f, NULL, NULL), 0);
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+    ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
+    /* a shard is the rows of this rank's index within its node */
+    int64_t s0, c;
+    wf__shard_rows(5, rank % nodes_per, nodes_per, &s0, &c);
+    ck_assert_int_eq(wf_shape(o->groups[0].params[0])[0], c);
+    train(f, m, o, 0, STEPS);
+    ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+    flatten(m, got);
+    ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+    assert_near(got, ref, "HYBRID_SHARD across nodes");
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
 }
 END_TEST
 
@@ -524,6 +579,7 @@ int main(void) {
     tcase_add_test(tc, test_full_checkpoint);
     tcase_add_test(tc, test_bf16_true_keeps_f32_shards);
     tcase_add_test(tc, test_shard_entries);
+    tcase_add_test(tc, test_hybrid_shard_nodes);
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
     wf_process_group_free(pg);
