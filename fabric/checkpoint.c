@@ -815,7 +815,13 @@ static int wf_fabric_load_raw_module__body(wf_fabric *fab, const char *path, wf_
         rc = t ? wf_state_dict_set(sd, wf_st_name(f, i), t) : wf_error();
         wf_scope_end();
     }
-    if (!rc) rc = wf_module_load_state_dict(m, sd, strict, NULL);
+    /* FSDP: into the full parameters, then each rank keeps its rows (collective) */
+    if (!rc) {
+        int g = wf__fsdp_summon(fab->strategy, m, true);
+        rc = g ? g : wf_module_load_state_dict(m, sd, strict, NULL);
+        int r = wf__fsdp_summon(fab->strategy, m, false);
+        if (!rc) rc = r;
+    }
     if (rc) {
         char msg[768];
         snprintf(msg, sizeof msg, "%s", wf_error_message());

@@ -15,6 +15,8 @@
  *   grads all final    reduce-scatter (average) into the shards' .grad, drop the full
  *                      gradients, free the full parameters
  *   end of backward    reduce what no hook reduced (unused parameters count zero), free all
+ * Every rank must use the same parameters in a backward (as DDP without
+ * find_unused_parameters): the reduce-scatters are then issued in the same order everywhere.
  * SHARD_GRAD_OP skips the free after forward (and so the second gather). */
 #include "fabric/fabric_impl.h"
 #include "fabric/fsdp_unit.h"
@@ -382,10 +384,15 @@ static int finalize(int status, void *ud) {
     fsdp_model *mod = ud;
     mod->finalizer_queued = false;
     int rc = 0;
-    /* every rank reduces what its hooks did not, in unit order, so the collectives match */
+    /* every rank reduces what its hooks did not, in unit order, so the collectives match; a
+     * unit none of whose parameters got a gradient (a model the loss did not reach) keeps no
+     * gradients, as in PyTorch (the ranks use the same parameters, see the header) */
     for (int i = 0; i < mod->n_units && mod->armed; i++) {
         fsdp_unit *u = mod->units[i];
         if (u->reduced || !u->n_grad) continue;
+        bool any = false;
+        for (int j = 0; j < u->n && !any; j++) any = wf_grad(u->p[j].full) != NULL;
+        if (!any) continue;
         int r = wf__fsdp_unit_reduce(u);
         u->reduced = true;
         if (!rc) rc = r;

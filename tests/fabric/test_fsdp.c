@@ -412,6 +412,30 @@ START_TEST(test_full_checkpoint) {
         flatten(m, b);
         ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
         assert_near(b, a, "resumed");
+        /* load_raw of a full (plain safetensors) file into the sharded model */
+        char raw[300];
+        snprintf(raw, sizeof raw, "%s.raw", path);
+        double want[NV];
+        wf_module *plain = mlp(5);
+        flatten(plain, want);
+        if (rank == 0) {
+            wf_st_writer *w = wf_st_writer_new();
+            wf_tensor *pp[NP];
+            const char *pn[NP];
+            wf_module_parameters(plain, pp, pn, NP);
+            for (int i = 0; i < NP; i++) ck_assert_int_eq(wf_st_writer_add(w, pn[i], pp[i]), 0);
+            ck_assert_int_eq(wf_st_writer_save(w, raw), 0);
+            wf_st_writer_free(w);
+        }
+        wf_dist_barrier(pg);
+        ck_assert_msg(wf_fabric_load_raw_module(f, raw, m, true) == 0, "%s", wf_error_message());
+        ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+        flatten(m, b);
+        ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+        assert_near(b, want, "load_raw");
+        wf_module_free(plain);
+        wf_dist_barrier(pg);
+        if (rank == 0) unlink(raw);
         wf_fabric_state_free(st);
         wf_fabric_free(f);
         wf_optimizer_free(o);
