@@ -63,8 +63,8 @@ static void flatten(wf_module *m, double *out) {
 }
 
 /* One process on the ranks' batches together (the mean of the ranks' mean losses). */
-static void reference(int steps, double *out) {
-    wf_module *m = mlp(7);
+static void reference_seeded(unsigned seed, int steps, double *out) {
+    wf_module *m = mlp(seed);
     wf_tensor *p[NP];
     wf_module_parameters(m, p, NULL, NP);
     wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
@@ -83,6 +83,8 @@ static void reference(int steps, double *out) {
     wf_optimizer_free(o);
     wf_module_free(m);
 }
+
+static void reference(int steps, double *out) { reference_seeded(7, steps, out); }
 
 static const char *const linear_policy[] = { "Linear", NULL };
 
@@ -535,6 +537,52 @@ START_TEST(test_shard_entries) {
 }
 END_TEST
 
+/* Two models under one sharded strategy (a GAN's two nets): each set up on its own, one
+ * backward through both, each optimizer on its own shards. Then a backward through the first
+ * only leaves the second without gradients. */
+START_TEST(test_two_models) {
+    if (world < 2) return;
+    double ra[NV], rb[NV], ga[NV], gb[NV];
+    reference_seeded(7, STEPS, ra);
+    reference_seeded(8, STEPS, rb);
+    wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .auto_wrap_policy = linear_policy });
+    wf_module *ms[2] = { mlp(7), mlp(8) };
+    wf_optimizer *os[2];
+    for (int j = 0; j < 2; j++) {
+        wf_tensor *p[NP];
+        wf_module_parameters(ms[j], p, NULL, NP);
+        os[j] = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+        ck_assert_int_eq(wf_fabric_setup(f, ms[j], &os[j], 1, NULL), 0);
+    }
+    for (int k = 0; k < STEPS; k++) WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_backward(f, wf_add(loss_of(ms[0], rank, k), loss_of(ms[1], rank, k)), NULL), 0);
+        for (int j = 0; j < 2; j++) {
+            ck_assert_int_eq(wf_fabric_clip_gradients(f, ms[j], os[j], &(wf_clip_opts){ .max_norm = CLIP }, NULL), 0);
+            ck_assert_int_eq(wf_fabric_step(f, os[j], NULL), 0);
+            wf_optimizer_zero_grad(os[j], true);
+        }
+    }
+    double *outs[2] = { ga, gb };
+    for (int j = 0; j < 2; j++) {
+        ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, ms[j]), 0);
+        flatten(ms[j], outs[j]);
+        ck_assert_int_eq(wf_fabric_summon_full_params_end(f, ms[j]), 0);
+    }
+    assert_near(ga, ra, "first model");
+    assert_near(gb, rb, "second model");
+    WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_backward(f, loss_of(ms[0], rank, 0), ms[0]), 0);
+        ck_assert_ptr_nonnull(wf_grad(os[0]->groups[0].params[0]));
+        ck_assert_ptr_null(wf_grad(os[1]->groups[0].params[0]));
+    }
+    wf_fabric_free(f);
+    for (int j = 0; j < 2; j++) {
+        wf_optimizer_free(os[j]);
+        wf_module_free(ms[j]);
+    }
+}
+END_TEST
+
 START_TEST(test_bad_options) {
     struct { wf_fsdp_opts o; int code; const char *text; } bad[] = {
         { { .sharding_strategy = "FULL" }, WF_EINVAL, "unknown fsdp.sharding_strategy \"FULL\" (valid: FULL_SHARD" },
@@ -604,6 +652,7 @@ int main(void) {
     tcase_add_test(tc, test_bf16_true_keeps_f32_shards);
     tcase_add_test(tc, test_shard_entries);
     tcase_add_test(tc, test_hybrid_shard_nodes);
+    tcase_add_test(tc, test_two_models);
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
     wf_process_group_free(pg);
