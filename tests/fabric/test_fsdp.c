@@ -596,6 +596,19 @@ START_TEST(test_bad_options) {
                                                               .fsdp = bad[i].o }));
         ck_assert_error(bad[i].code, bad[i].text);
     }
+    /* the valid spellings */
+    wf_fabric *ok = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "fsdp", .quiet = true,
+        .fsdp = { .sharding_strategy = "SHARD_GRAD_OP", .reduce_dtype = "bfloat16", .state_dict_type = "full",
+                  .min_num_params = 100, .auto_wrap_policy = linear_policy } });
+    ck_assert_msg(ok, "%s", wf_error_message());
+    ck_assert_int_eq(ok->strategy->fsdp.reduce_dtype, WF_BF16);
+    ck_assert(ok->strategy->fsdp.full_state_dict);
+    ck_assert(!ok->strategy->fsdp.cpu_offload);
+    wf_fabric_free(ok);
+    ok = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "fsdp_cpu_offload", .quiet = true });
+    ck_assert_msg(ok, "%s", wf_error_message());
+    ck_assert(ok->strategy->fsdp.cpu_offload);
+    wf_fabric_free(ok);
     /* deepspeed stays refused */
     ck_assert_ptr_null(wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "deepspeed", .quiet = true }));
     ck_assert_int_eq(wf_error(), WF_ENOTSUP);
