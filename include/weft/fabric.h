@@ -508,7 +508,11 @@ const char *wf_fabric_state_get_json(const wf_fabric_state *s, const char *name)
  *  - a CRC-32 per tensor (io.h). The save is atomic (temporary file, fsync, rename).
  * filter (may be NULL) maps entry names to predicates on (tensor name, tensor): only tensors
  * for which it returns true are saved. A filter naming an entry not in the state: WF_EINVAL.
- * Rank 0 writes; ends with a barrier. Returns 0 or a code (WF_EIO names the path). */
+ * Rank 0 writes; ends with a barrier. Returns 0 or a code (WF_EIO names the path).
+ * Under "fsdp" with fsdp.state_dict_type "full", every rank takes part: each sharded parameter
+ * and optimizer state tensor is gathered to rank 0 one at a time and saved whole (the same
+ * file as without FSDP); wf_fabric_load then keeps each rank's rows. The default "sharded" is
+ * WF_ENOTSUP in this build (a shard is never saved as if it were the whole tensor). */
 typedef bool (*wf_save_filter_fn)(const char *name, wf_tensor *t, void *ud);
 typedef struct wf_save_filter {
     const char *key;       /* entry name; an array of filters ends with key NULL */
