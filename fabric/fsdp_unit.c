@@ -237,6 +237,8 @@ int wf__fsdp_unit_gather_wait(fsdp_unit *u) {
     wf_work_free(u->work);
     u->work = NULL;
     sh->in_flight--;
+    wf_tensor_free(u->send);   /* before the full parameters are allocated: a lower peak */
+    u->send = NULL;
     bool prev = wf_set_grad_enabled(false);
     wf_scope_begin();
     for (int i = 0; i < u->n && !rc; i++) {
