@@ -468,6 +468,11 @@ static int post_forward(wf_module *m, wf_tensor *input, wf_tensor **output, void
     }
     if (mod->sh->sharding != FSDP_FULL_SHARD && mod->sh->sharding != FSDP_HYBRID_SHARD) return 0;
     if (u->is_root) return 0;
+    /* the unit that ran last in the previous forward, running at that place again, keeps its
+     * parameters: its backward comes first, so freeing them would only gather them again at
+     * once (torchtitan leaves the last block unresharded too). Should more units follow this
+     * time, it stays gathered until its gradients are reduced: more memory, same values. */
+    if (mod->n_order && mod->order[mod->n_order - 1] == u->index && mod->n_cur == mod->n_order) return 0;
     int rc = wf__fsdp_unit_hook_output(u, output);
     if (!rc) rc = wf__fsdp_unit_reshard(u);
     return rc;

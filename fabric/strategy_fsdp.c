@@ -10,7 +10,8 @@
  *
  * The timeline of one step (FULL_SHARD), per unit (fsdp_unit.c):
  *   forward pre hook   all-gather (the next unit's started first: prefetch, two at most)
- *   forward post hook  free the full parameters (not the root's), hook the output
+ *   forward post hook  free the full parameters (not the root's nor the last unit's), hook
+ *                      the output
  *   output's gradient  all-gather again (the next unit in backward prefetched)
  *   grads all final    reduce-scatter (average) into the shards' .grad, drop the full
  *                      gradients, free the full parameters
