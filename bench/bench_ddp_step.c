@@ -3,19 +3,33 @@
  * rank, through Fabric with N CPU processes. The peer is bench/peer_ddp_step.py (PyTorch DDP
  * over gloo, through Lightning Fabric, the same ranks and threads).
  *
- *   bench_ddp_step --model mlp|cnn [--devices 2] [--batch 64] [--steps 200]
+ *   bench_ddp_step --model mlp|cnn [--devices 2] [--batch 64] [--steps 200] [--strategy ddp|fsdp]
+ *                  [--sharding FULL_SHARD|SHARD_GRAD_OP|NO_SHARD]
+ * --strategy fsdp wraps every Linear and Conv2d as a unit. Each rank's host memory is read
+ * after setup (parameters, or their shards) and its peak over the timed steps (after a
+ * reset once the warm-up has allocated the optimizer state).
  * The program launches its own ranks (wf_fabric_launch); set OMP_NUM_THREADS and
  * OPENBLAS_NUM_THREADS for the threads per rank. --devices 1 runs the same loop with one
  * process (strategy "ddp" on one device), the baseline for DDP's own cost.
- * Rank 0's last line: {"impl":"weft-ddp","model":"mlp","ranks":2,"batch":64,"step_ms":...}
- * where step_ms is the slowest rank's mean. */
+ * Rank 0's last line: {"impl":"weft-ddp","model":"mlp","ranks":2,"batch":64,"step_ms":...,
+ * "setup_mb":...,"peak_mb":...} where step_ms is the slowest rank's mean and the memory the
+ * largest rank's. */
 #include "bench_models.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct args { const char *model; int64_t batch; int steps; } args;
+typedef struct args { const char *model, *strategy; int64_t batch; int steps; } args;
+
+static double max_over_ranks(wf_fabric *fab, double v) {
+    double r = v;
+    WF_SCOPE {
+        wf_tensor *t = wf_fabric_all_reduce(fab, wf_full(WF_SHAPE(1), v, WF_F64), WF_FABRIC_MAX);
+        if (t) r = wf_item(t);
+    }
+    return r;
+}
 
 static int run(wf_fabric *fab, void *ud) {
     args *a = ud;
@@ -26,6 +40,9 @@ static int run(wf_fabric *fab, void *ud) {
     int np = wf_module_parameters(m, params, NULL, 32);
     wf_optimizer *opt = wf_adam_new(params, np, NULL);
     if (!opt || wf_fabric_setup(fab, m, &opt, 1, NULL)) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
+    wf_memory_stats mem;
+    wf_fabric_memory_stats(fab, &mem);
+    double setup_mb = max_over_ranks(fab, mem.allocated / 1048576.0);
     wf_manual_seed(1 + (uint64_t)wf_fabric_global_rank(fab));   /* each rank its own batch */
     wf_tensor *x = wf_randn(WF_SHAPE(a->batch, 1, 28, 28), WF_F32);
     wf_tensor *y = wf_randint(0, 10, WF_SHAPE(a->batch), WF_I64);
@@ -34,6 +51,7 @@ static int run(wf_fabric *fab, void *ud) {
     for (int s = 0; s < warm + a->steps; s++) {
         if (s == warm) {
             if (wf_fabric_barrier(fab, "timing")) return 1;
+            wf_fabric_reset_peak_memory_stats(fab);
             t0 = bench_now();
         }
         wf_scope_begin();
@@ -43,14 +61,13 @@ static int run(wf_fabric *fab, void *ud) {
         wf_scope_end();
         if (rc) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
     }
-    double ms = 1000.0 * (bench_now() - t0) / a->steps, slowest = ms;
-    WF_SCOPE {
-        wf_tensor *t = wf_fabric_all_reduce(fab, wf_full(WF_SHAPE(1), ms, WF_F64), WF_FABRIC_MAX);
-        if (t) slowest = wf_item(t);
-    }
+    double ms = 1000.0 * (bench_now() - t0) / a->steps;
+    wf_fabric_memory_stats(fab, &mem);
+    double slowest = max_over_ranks(fab, ms), peak_mb = max_over_ranks(fab, mem.peak_allocated / 1048576.0);
     if (wf_fabric_is_global_zero(fab))
-        printf("{\"impl\":\"weft-ddp\",\"model\":\"%s\",\"ranks\":%d,\"batch\":%lld,\"step_ms\":%.4f}\n", a->model,
-               wf_fabric_world_size(fab), (long long)a->batch, slowest);
+        printf("{\"impl\":\"weft-%s\",\"model\":\"%s\",\"ranks\":%d,\"batch\":%lld,\"step_ms\":%.4f,\"setup_mb\":%.3f,"
+               "\"peak_mb\":%.3f}\n", a->strategy, a->model, wf_fabric_world_size(fab), (long long)a->batch, slowest,
+               setup_mb, peak_mb);
     wf_tensor_free(x);
     wf_tensor_free(y);
     wf_optimizer_free(opt);
@@ -58,15 +75,19 @@ static int run(wf_fabric *fab, void *ud) {
 }
 
 int main(int argc, char **argv) {
-    args a = { "mlp", 64, 200 };
-    const char *devices = "2";
+    args a = { "mlp", "ddp", 64, 200 };
+    const char *devices = "2", *sharding = NULL;
+    static const char *const wrap[] = { "Linear", "Conv2d", NULL };
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) a.model = argv[i + 1];
         else if (!strcmp(argv[i], "--batch")) a.batch = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--steps")) a.steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--devices")) devices = argv[i + 1];
+        else if (!strcmp(argv[i], "--strategy")) a.strategy = argv[i + 1];
+        else if (!strcmp(argv[i], "--sharding")) sharding = argv[i + 1];
     }
-    wf_fabric *fab = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "ddp", .devices = devices });
+    wf_fabric *fab = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = a.strategy, .devices = devices,
+                                                        .fsdp = { .sharding_strategy = sharding, .auto_wrap_policy = wrap } });
     if (!fab) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
     int rc = wf_fabric_launch(fab, run, &a);
     if (rc < 0) fprintf(stderr, "error: %s\n", wf_error_message());

@@ -12,6 +12,7 @@
  * verifies every tensor's checksum before it restores anything. */
 #include "fabric/fabric_impl.h"
 #include "io/json.h"
+#include "optim/optim_impl.h"
 #include "weft/io.h"
 
 #include <math.h>
@@ -371,6 +372,95 @@ static int save_entry(wf_st_writer *w, const st_entry *e, const wf_save_filter *
     return rc < 0 ? rc : 0;
 }
 
+/* ---------------------------------------------------------------- FSDP, state_dict_type "full"
+ * Every rank walks the modules' and optimizers' tensors in the same order; each sharded one
+ * is gathered to rank 0 on its own (one all-gather per tensor, never the whole model in one
+ * collective), and rank 0 adds the full tensor to the writer. (The writer keeps what it was
+ * given until the file is written: io/'s safetensors writer has no streaming mode.) w is NULL
+ * on the other ranks. */
+
+static bool fsdp_kind(const wf_fabric *fab, const st_entry *e) {
+    return wf__fsdp_active(fab->strategy) && (e->kind == WF_STATE_MODULE || e->kind == WF_STATE_OPTIMIZER);
+}
+
+/* the parameter behind the optimizer's state index idx (PyTorch's flat numbering) */
+static wf_tensor *opt_param_at(const wf_optimizer *o, int idx) {
+    for (int g = 0; g < o->n_groups; g++)
+        if (idx >= o->groups[g].first_index && idx < o->groups[g].first_index + o->groups[g].n)
+            return o->groups[g].params[idx - o->groups[g].first_index];
+    return NULL;
+}
+
+static int state_index(const char *name) {
+    int idx = -1, used = 0;
+    if (sscanf(name, "state/%d/%n", &idx, &used) != 1 || !used) return -1;
+    return idx;
+}
+
+/* t's full value: gathered when FSDP shards it (rank 0 gets it, the others NULL), else t.
+ * rows: t holds key's rows (optimizer state); else t is key itself (a parameter). */
+static int full_of(wf_fabric *fab, const wf_tensor *key, wf_tensor *t, bool rows, wf_tensor **out) {
+    bool sharded = false;
+    int rc = key ? wf__fsdp_gather_full(fab->strategy, key, rows ? t : NULL, out, &sharded) : 0;
+    if (!rc && !sharded) *out = t;
+    return rc;
+}
+
+static int fsdp_save_entry(wf_fabric *fab, wf_st_writer *w, const st_entry *e, const wf_save_filter *flt,
+                           wf_state_dict **keep_sd, wf_optim_state **keep_os) {
+    int rc = 0;
+    if (e->kind == WF_STATE_MODULE) {
+        /* the names and the buffers (aliases, nothing is read until the write) */
+        wf_state_dict *sd = wf_state_dict_new();
+        if (!sd) return wf__error(WF_ENOMEM, "wf_fabric_save: out of memory");
+        *keep_sd = sd;
+        if ((rc = wf_module_state_dict(e->m, sd, NULL))) return rc;
+        for (int i = 0; i < wf_state_dict_count(sd) && !rc; i++) {
+            const char *name = wf_state_dict_name_at(sd, i);
+            wf_tensor *full = NULL;
+            rc = full_of(fab, wf_module_get_parameter(e->m, name), wf_state_dict_tensor_at(sd, i), false, &full);
+            if (!rc && w) rc = add_tensor(w, e->name, name, full, flt);
+        }
+        return rc;
+    }
+    wf_optim_state *os = wf_optimizer_state_dict(e->opt);
+    if (!os) return wf_error() ? wf_error() : WF_ENOMEM;
+    *keep_os = os;
+    for (int i = 0; i < wf_optim_state_count(os) && !rc; i++) {
+        const char *name = wf_optim_state_name(os, i);
+        wf_tensor *full = NULL;
+        int idx = state_index(name);
+        rc = full_of(fab, idx >= 0 ? opt_param_at(e->opt, idx) : NULL, wf_optim_state_tensor(os, i), true, &full);
+        if (!rc && w) rc = add_tensor(w, e->name, name, full, flt);
+    }
+    if (!rc && w) {
+        char *key = join(e->name, "param_groups");
+        if (!key) return wf__error(WF_ENOMEM, "wf_fabric_save: out of memory");
+        rc = wf_st_writer_set_metadata(w, key, wf_optim_state_json(os));
+        wf__free(key, 0);
+    }
+    return rc;
+}
+
+/* The ranks other than 0 take part in the gathers of a full FSDP save, then learn rank 0's
+ * result. */
+static int fsdp_save_other_rank(wf_fabric *fab, const char *path, wf_fabric_state *state) {
+    int rc = 0;
+    for (int i = 0; i < state->n; i++) {
+        if (!fsdp_kind(fab, &state->v[i])) continue;
+        wf_state_dict *sd = NULL;
+        wf_optim_state *os = NULL;
+        wf_scope_begin();
+        int r = fsdp_save_entry(fab, NULL, &state->v[i], NULL, &sd, &os);
+        wf_scope_end();
+        wf_state_dict_free(sd);
+        wf_optim_state_free(os);
+        if (!rc) rc = r;
+    }
+    int r = fab->strategy->ops->save_checkpoint(fab->strategy, NULL, path, 0);
+    return rc ? rc : r;
+}
+
 static int wf_fabric_save__body(wf_fabric *fab, const char *path, wf_fabric_state *state, const wf_save_filter *filter) {
     const char *op = "wf_fabric_save";
     if (!fab || !path || !state) return wf__error(WF_ENULL, "%s: NULL %s", op, !fab ? "fabric" : !path ? "path" : "state");
@@ -378,7 +468,13 @@ static int wf_fabric_save__body(wf_fabric *fab, const char *path, wf_fabric_stat
         if (find_entry(state, f->key) < 0)
             return wf__error(WF_EINVAL, "%s: the filter names \"%s\", which is not an entry of the state", op, f->key);
     if (!fab->launched) return wf__error(WF_ESTATE, "%s: call wf_fabric_launch first", op);
-    if (fab->global_rank != 0) return fab->strategy->ops->save_checkpoint(fab->strategy, NULL, path, 0);
+    bool fsdp = wf__fsdp_active(fab->strategy);
+    if (fsdp && !fab->strategy->fsdp.full_state_dict)
+        return wf__error(WF_ENOTSUP, "%s: %s: FSDP's state_dict_type \"sharded\" (the default) writes one file per rank, "
+                         "which this build cannot yet; set fsdp.state_dict_type = \"full\" (gathered to rank 0, the "
+                         "normal checkpoint file)", op, path);
+    if (fab->global_rank != 0)
+        return fsdp ? fsdp_save_other_rank(fab, path, state) : fab->strategy->ops->save_checkpoint(fab->strategy, NULL, path, 0);
     wf_st_writer *w = wf_st_writer_new();
     if (!w) return wf_error();
     wf_state_dict **sds = wf__calloc((size_t)(state->n ? state->n : 1), sizeof *sds);
@@ -387,11 +483,16 @@ static int wf_fabric_save__body(wf_fabric *fab, const char *path, wf_fabric_stat
     wf_sb ent;
     wf__sb_init(&ent);
     wf__sb_putc(&ent, '{');
-    for (int i = 0; i < state->n && !rc; i++) {
+    for (int i = 0; i < state->n && sds && oss; i++) {
         const st_entry *e = &state->v[i];
+        /* after an error the FSDP entries still run: the other ranks wait in their gathers */
+        if (rc && !fsdp_kind(fab, e)) continue;
         wf_scope_begin();
-        rc = save_entry(w, e, filter_for(filter, e->name), &sds[i], &oss[i]);
+        int r = fsdp_kind(fab, e) ? fsdp_save_entry(fab, w, e, filter_for(filter, e->name), &sds[i], &oss[i])
+                                  : save_entry(w, e, filter_for(filter, e->name), &sds[i], &oss[i]);
         wf_scope_end();
+        if (rc) continue;
+        rc = r;
         if (rc) {
             char msg[768];
             snprintf(msg, sizeof msg, "%s", wf_error_message());
@@ -469,10 +570,13 @@ static int restore(wf_fabric *fab, wf_st_file *f, const char *path, st_entry *e,
     switch (e->kind) {
     case WF_STATE_MODULE: {
         wf_state_dict *sd = load_group(f, e->name);
-        if (!sd) return wf_error();
-        rc = wf_module_load_state_dict(e->m, sd, strict, NULL);
+        /* FSDP: the full parameters for the load, then each rank keeps its rows (collective) */
+        int g = wf__fsdp_summon(fab->strategy, e->m, true);
+        if (!sd) rc = wf_error();
+        else if (!g) rc = wf_module_load_state_dict(e->m, sd, strict, NULL);
+        int r = wf__fsdp_summon(fab->strategy, e->m, false);
         wf_state_dict_free(sd);
-        return rc;
+        return g ? g : rc ? rc : r;
     }
     case WF_STATE_OPTIMIZER: {
         char *key = join(e->name, "param_groups");
@@ -484,8 +588,18 @@ static int restore(wf_fabric *fab, wf_st_file *f, const char *path, st_entry *e,
         if (!os) return wf_error();
         wf_state_dict *sd = load_group(f, e->name);
         if (!sd) { wf_optim_state_free(os); return wf_error(); }
-        for (int i = 0; i < wf_state_dict_count(sd) && !rc; i++)
-            rc = wf_optim_state_add(os, wf_state_dict_name_at(sd, i), wf_state_dict_tensor_at(sd, i));
+        for (int i = 0; i < wf_state_dict_count(sd) && !rc; i++) {
+            const char *name = wf_state_dict_name_at(sd, i);
+            wf_tensor *t = wf_state_dict_tensor_at(sd, i), *rows = NULL;
+            /* FSDP: the state of a sharded parameter is full in the file; this rank keeps its rows */
+            int idx = state_index(name);
+            wf_tensor *p = idx >= 0 ? opt_param_at(e->opt, idx) : NULL;
+            bool sharded = false;
+            wf_scope_begin();
+            if (p) rc = wf__fsdp_rows_of(fab->strategy, p, t, &rows, &sharded);
+            if (!rc) rc = wf_optim_state_add(os, name, sharded ? rows : t);
+            wf_scope_end();
+        }
         if (!rc) rc = wf_optimizer_load_state_dict(e->opt, os);
         wf_state_dict_free(sd);
         wf_optim_state_free(os);
@@ -701,7 +815,13 @@ static int wf_fabric_load_raw_module__body(wf_fabric *fab, const char *path, wf_
         rc = t ? wf_state_dict_set(sd, wf_st_name(f, i), t) : wf_error();
         wf_scope_end();
     }
-    if (!rc) rc = wf_module_load_state_dict(m, sd, strict, NULL);
+    /* FSDP: into the full parameters, then each rank keeps its rows (collective) */
+    if (!rc) {
+        int g = wf__fsdp_summon(fab->strategy, m, true);
+        rc = g ? g : wf_module_load_state_dict(m, sd, strict, NULL);
+        int r = wf__fsdp_summon(fab->strategy, m, false);
+        if (!rc) rc = r;
+    }
     if (rc) {
         char msg[768];
         snprintf(msg, sizeof msg, "%s", wf_error_message());

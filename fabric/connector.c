@@ -195,10 +195,6 @@ static int resolve_strategy(const char *name, wf_connector_result *out) {
     if (!strcmp(st->name, "single_device") && world > 1)
         return wf__error(WF_EINVAL, OP ": strategy \"single_device\" runs on one device, but %d devices x %d node(s) "
                          "were requested", out->n_devices, out->num_nodes);
-    if (st->sharded && world > 1)
-        return wf__error(WF_ENOTSUP, OP ": strategy \"%s\" with %d processes (devices=%d, num_nodes=%d): sharded "
-                         "training is not in this build yet; use \"ddp\"", st->name, world, out->n_devices,
-                         out->num_nodes);
     if (st->needs_cuda && world > 1)
         return wf__error(WF_ENOTSUP, OP ": strategy \"%s\" (DeepSpeed) is not part of weft; use \"ddp\"", st->name);
     return 0;

@@ -5,6 +5,7 @@
 #include "fabric/ddp_reducer.h"
 #include "dist/trace.h"
 #include "optim/optim_impl.h"
+#include "weft/cuda.h"
 
 #include <math.h>
 #include <pthread.h>
@@ -175,6 +176,7 @@ wf_fabric *wf_fabric_new(const wf_fabric_config *cfg) {
         if (!fab->strategy) rc = wf_error() ? wf_error() : WF_ENOMEM;
     }
     if (!rc) rc = wf__ddp_check_opts(&cfg->ddp);
+    if (!rc) rc = wf__fsdp_settings_from(&cfg->fsdp, fab->conn.strategy->name, fab->conn.num_nodes, &fab->strategy->fsdp);
     if (!rc) {
         wf_strategy *st = fab->strategy;
         st->ddp = cfg->ddp;
@@ -398,6 +400,9 @@ static int setup_impl(const char *op, wf_fabric *fab, wf_module *m, wf_optimizer
             }
         }
         if (!rc) rc = fab->strategy->ops->setup_module(fab->strategy, m);
+        /* FSDP: the optimizers step on the shards */
+        if (!rc && n_opts && fab->strategy->ops->setup_optimizers)
+            rc = fab->strategy->ops->setup_optimizers(fab->strategy, m, opts, n_opts);
         if (rc) unhook_module(&fm, true);
         else {
             fab->modules[fab->n_modules++] = fm;
@@ -440,6 +445,10 @@ int wf_fabric_setup_optimizers(wf_fabric *fab, wf_optimizer *const *opts, int n_
     while (fab->n_opts + n_opts > fab->cap_opts)
         if (grow((void **)&fab->opts, &fab->cap_opts, fab->cap_opts, sizeof *fab->opts))
             return wf__error(WF_ENOMEM, "%s: out of memory", op);
+    if (fab->strategy->ops->setup_optimizers) {
+        int rc = fab->strategy->ops->setup_optimizers(fab->strategy, NULL, opts, n_opts);
+        if (rc) return rc;
+    }
     for (int k = 0; k < n_opts; k++) fab->opts[fab->n_opts++] = opts[k];
     return 0;
 }
@@ -588,7 +597,12 @@ int wf_fabric_clip_gradients(wf_fabric *fab, wf_module *m, wf_optimizer *opt, co
         n = wf__module_params(m, &ps);
         if (n < 0) return n;
     }
-    if (has_norm)
+    /* FSDP: the gradients live on the shards, and the norm is the ranks' together */
+    if (fab->strategy->ops->grad_params) fab->strategy->ops->grad_params(fab->strategy, ps, n);
+    if (has_norm && fab->strategy->ops->clip_grad_norm)
+        rc = fab->strategy->ops->clip_grad_norm(fab->strategy, ps, n, o->max_norm, o->norm_type ? o->norm_type : 2.0,
+                                                !o->no_error_if_nonfinite, total_norm);
+    else if (has_norm)
         rc = wf_clip_grad_norm_(ps, n, o->max_norm, o->norm_type ? o->norm_type : 2.0, !o->no_error_if_nonfinite,
                                 total_norm);
     else
@@ -844,6 +858,37 @@ int wf_fabric_launch(wf_fabric *fab, wf_fabric_launch_fn fn, void *ud) {
 }
 
 wf_process_group *wf_fabric_process_group(wf_fabric *fab) { return fab && fab->strategy ? fab->strategy->pg : NULL; }
+
+/* ---------------------------------------------------------------- memory and FSDP's full values */
+
+int wf_fabric_memory_stats(wf_fabric *fab, wf_memory_stats *out) {
+    if (!fab || !out) return wf__error(WF_ENULL, "wf_fabric_memory_stats: NULL %s", fab ? "output" : "fabric");
+    if (fab->device.type == WF_DEV_CUDA) return wf_cuda_memory_stats(fab->device.index, out);
+    wf_memory_stats_get(out);
+    return 0;
+}
+
+int wf_fabric_reset_peak_memory_stats(wf_fabric *fab) {
+    if (!fab) return wf__error(WF_ENULL, "wf_fabric_reset_peak_memory_stats: NULL fabric");
+    if (fab->device.type == WF_DEV_CUDA)
+        return wf__error(WF_ENOTSUP, "wf_fabric_reset_peak_memory_stats: resetting the CUDA allocator's peak is not in "
+                         "this build (read wf_cuda_memory_stats before and after instead)");
+    wf__host_reset_peak_memory();
+    return 0;
+}
+
+static int summon(wf_fabric *fab, wf_module *m, bool gather, const char *op) {
+    if (!fab || !m) return wf__error(WF_ENULL, "%s: NULL %s", op, fab ? "module" : "fabric");
+    if (find_module(fab, m) < 0)
+        return wf__error(WF_ESTATE, "%s: the module (%s) was not set up with this Fabric", op, wf_module_type(m));
+    return wf__fsdp_summon(fab->strategy, m, gather);
+}
+int wf_fabric_summon_full_params_begin(wf_fabric *fab, wf_module *m) {
+    return summon(fab, m, true, "wf_fabric_summon_full_params_begin");
+}
+int wf_fabric_summon_full_params_end(wf_fabric *fab, wf_module *m) {
+    return summon(fab, m, false, "wf_fabric_summon_full_params_end");
+}
 
 /* ---------------------------------------------------------------- logging */
 

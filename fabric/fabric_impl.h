@@ -33,6 +33,22 @@ const wf_strategy_vt *wf__strategy_find(const char *name);
 /* "auto, single_device, ddp, ..." for messages (static). */
 const char *wf__strategy_names(void);
 
+/* FSDP's options, checked and copied from the config (wf__fsdp_settings_from). */
+#define WF_FSDP_MAX_WRAP_TYPES 16
+typedef struct wf__fsdp_settings {
+    int sharding;                     /* fsdp_sharding (fsdp_unit.h): FULL_SHARD = 0 */
+    wf_dtype reduce_dtype;            /* WF_F32 unless set */
+    bool full_state_dict;             /* state_dict_type "full" */
+    bool cpu_offload;
+    int64_t min_num_params;
+    char wrap_types[WF_FSDP_MAX_WRAP_TYPES][64];
+    int n_wrap_types;
+} wf__fsdp_settings;
+/* Check cfg's FSDP options (any strategy: a typo is an error at wf_fabric_new) and resolve
+ * them; strategy_name's "fsdp_cpu_offload" sets cpu_offload. num_nodes is unused (HYBRID_SHARD
+ * checks the nodes at launch). 0 or WF_EINVAL naming the value and the valid ones. */
+int wf__fsdp_settings_from(const wf_fsdp_opts *o, const char *strategy_name, int num_nodes, wf__fsdp_settings *out);
+
 typedef struct wf_strategy wf_strategy;
 typedef struct wf_strategy_ops {
     /* after launch: the process group (multi-process strategies) */
@@ -56,6 +72,15 @@ typedef struct wf_strategy_ops {
     /* (code, msg) from rank 0 of the world (or of this node when local) to its other ranks:
      * rank 0 passes its values, the others receive them (rank_zero_first, save results) */
     int (*broadcast_status)(wf_strategy *s, bool local, int *code, char *msg, size_t n);
+    /* optional: after setup_module, the optimizers built on m's parameters (m NULL: any set-up
+     * module's) follow the strategy's parameters: FSDP points them at the shards */
+    int (*setup_optimizers)(wf_strategy *s, wf_module *m, wf_optimizer *const *opts, int n);
+    /* optional: the tensors whose gradients the optimizer sees, in place of ps[i] (FSDP: a full
+     * parameter's shard), so clipping reads the gradients that exist */
+    void (*grad_params)(wf_strategy *s, wf_tensor **ps, int n);
+    /* optional: clip_grad_norm_ over the ranks' gradients (FSDP: the global norm over shards) */
+    int (*clip_grad_norm)(wf_strategy *s, wf_tensor *const *ps, int n, double max_norm, double norm_type,
+                          bool error_if_nonfinite, double *total_norm);
     /* rank 0 writes w through the checkpoint IO (unless prior, an earlier failure on rank 0,
      * is nonzero); every rank returns rank 0's result. Other ranks pass w NULL. */
     int (*save_checkpoint)(wf_strategy *s, wf_st_writer *w, const char *path, int prior);
@@ -76,13 +101,33 @@ struct wf_strategy {
     wf_ddp_opts ddp;                  /* the config's DDP options (comm_hook points at comm_hook_buf) */
     char pg_backend[16];              /* the config's process_group_backend ("" = auto) */
     char comm_hook_buf[32];
+    wf__fsdp_settings fsdp;           /* the config's FSDP options, resolved (strategy_fsdp.c) */
     void *impl;
+    void *fsdp_impl;                  /* FSDP's units (strategy_fsdp.c); impl stays DDP's */
 };
 /* Build the strategy for desc (NULL + error). cluster: where this process stands. */
 wf_strategy *wf__strategy_new(const wf_strategy_vt *desc, wf_precision *precision, wf_device device,
                               const wf_cluster_info *cluster, const wf_checkpoint_io *io, double timeout_s);
 void wf__strategy_free(wf_strategy *s);
-extern const wf_strategy_ops wf__single_device_ops, wf__ddp_ops;
+extern const wf_strategy_ops wf__single_device_ops, wf__ddp_ops, wf__fsdp_ops;
+/* FSDP (strategy_fsdp.c), for the Fabric and its checkpoints. */
+bool wf__fsdp_active(const wf_strategy *s);           /* FSDP ops with sharded parameters */
+/* Counters since launch (tests, bench): unit all-gathers and reduce-scatters done, the most
+ * all-gathers in flight at once. All 0 when s is not FSDP. */
+typedef struct wf__fsdp_counters { int64_t gathers, reduces; int max_in_flight, n_units; } wf__fsdp_counters;
+void wf__fsdp_counters_get(const wf_strategy *s, wf__fsdp_counters *out);
+/* Gather every unit of set-up module m (gather) so its parameter handles hold the full values,
+ * or (!gather) copy each rank's rows of them back into the shards and free them again.
+ * Collective: every rank calls it. */
+int wf__fsdp_summon(wf_strategy *s, wf_module *m, bool gather);
+/* The full value of t, a set-up module's parameter or an optimizer's shard, or local, a tensor
+ * with t's rows (optimizer state), gathered from every rank: rank 0 gets a new tensor (the
+ * caller's scope), the others NULL. *sharded is false (and nothing is gathered) when t is not
+ * sharded by FSDP. Collective. */
+int wf__fsdp_gather_full(wf_strategy *s, const wf_tensor *t, wf_tensor *local, wf_tensor **out, bool *sharded);
+/* This rank's rows of full into the shard of t (a parameter or its shard) or into local
+ * (optimizer state with t's rows): *sharded false when t is not sharded. */
+int wf__fsdp_rows_of(wf_strategy *s, const wf_tensor *t, wf_tensor *full, wf_tensor **rows, bool *sharded);
 /* Shared by the strategies: the default checkpoint IO (atomic safetensors write). */
 extern const wf_checkpoint_io wf__default_checkpoint_io;
 /* The parameters of m that have gradients (array owned by the caller, wf__free(p, 0)). */

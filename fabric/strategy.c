@@ -1,6 +1,7 @@
 /* fabric/strategy.c: the strategy registry (Fabric's names and rules) and the strategy
  * object's life. Which ops a name gets: one process runs the single-device strategy (for
- * every name: "ddp" on one device is a world of one); several processes run DDP's. The
+ * every name: "ddp" on one device is a world of one); several processes run DDP's, or FSDP's
+ * for the sharded names (deepspeed is refused by the connector). The
  * object owns the process group; Fabric only delegates to its ops. */
 #include "fabric/fabric_impl.h"
 
@@ -82,7 +83,7 @@ wf_strategy *wf__strategy_new(const wf_strategy_vt *desc, wf_precision *precisio
     if (!s->io.save) s->io.save = default_save;
     if (!s->io.load) s->io.load = default_load;
     if (!s->io.remove) s->io.remove = default_remove;
-    s->ops = cluster->world_size > 1 ? &wf__ddp_ops : &wf__single_device_ops;
+    s->ops = cluster->world_size <= 1 ? &wf__single_device_ops : desc && desc->sharded ? &wf__fsdp_ops : &wf__ddp_ops;
     return s;
 }
 

@@ -121,6 +121,12 @@ void *wf__host_alloc(size_t nbytes) {
     return p;
 }
 
+void wf__host_reset_peak_memory(void) {
+    pthread_mutex_lock(&g_lock);
+    g_stats.peak_allocated = g_stats.allocated;
+    pthread_mutex_unlock(&g_lock);
+}
+
 void wf__host_free(void *p, size_t nbytes) {
     if (!p) return;
     size_t rounded;

@@ -117,6 +117,7 @@ void wf__scope_unregister(wf_tensor *t);
 /* ---------------------------------------------------------------- host allocator (tensor/alloc.c) */
 void *wf__host_alloc(size_t nbytes);                 /* cached, 64-byte aligned; NULL on OOM */
 void wf__host_free(void *p, size_t nbytes);
+void wf__host_reset_peak_memory(void);              /* peak_allocated = allocated (wf_fabric_reset_peak_memory_stats) */
 /* plain (uncached) allocations for weft's own bookkeeping, through the user's allocator */
 void *wf__malloc(size_t n);
 void *wf__calloc(size_t n, size_t size);

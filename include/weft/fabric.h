@@ -30,8 +30,10 @@
  * mpirun, GPU ranks directly, meeting through a TCP store). Call wf_fabric_launch before
  * setup, as Fabric's launch(). The strategy owns the collectives and the step: with "ddp"
  * the gradients are averaged across ranks during each wf_fabric_backward, in buckets whose
- * all-reduce overlaps the rest of the backward (PyTorch's DDP reducer; docs/distributed.md). Sharded strategies ("fsdp",
- * "deepspeed*") with more than one process are WF_ENOTSUP in this build.
+ * all-reduce overlaps the rest of the backward (PyTorch's DDP reducer; docs/distributed.md). With "fsdp" each rank keeps
+ * only its rows of every parameter (and their gradients and optimizer state): units gather their parameters for their
+ * forward and backward and free them afterwards (FSDP2's layout; docs/distributed.md). "deepspeed*" with more than
+ * one process is WF_ENOTSUP in this build.
  *
  * Errors follow weft/tensor.h: NULL or a negative WF_E* code, with wf_error_message()
  * naming the method ("wf_fabric_setup: ..."). Warnings (Fabric's rank_zero_warn) are printed
@@ -157,6 +159,26 @@ typedef struct wf_ddp_opts {
     const char *comm_hook;         /* NULL or "none"; "bf16_compress", "fp16_compress" */
 } wf_ddp_opts;
 
+/* FSDP's options (Lightning's FSDPStrategy(**kwargs)); zero means the default everywhere.
+ * Unknown strings are WF_EINVAL naming the value and the valid ones. */
+typedef struct wf_fsdp_opts {
+    const char *sharding_strategy;   /* "FULL_SHARD" (default): parameters, gradients and optimizer
+                                        state sharded, a unit's parameters gathered for its forward and
+                                        again for its backward; "SHARD_GRAD_OP": gathered once, kept from
+                                        forward to the end of backward; "NO_SHARD": DDP (all-reduce);
+                                        "HYBRID_SHARD": FULL_SHARD inside a node, replicated across nodes
+                                        (every node must have as many ranks: WF_EINVAL at launch) */
+    const char *const *auto_wrap_policy;   /* NULL-terminated module type names ("Linear", as
+                                        wf_module_type) that become units of their own; NULL: none */
+    int64_t min_num_params;          /* also a unit: a submodule holding at least this many parameters
+                                        not taken by a unit below it (size_based_auto_wrap_policy); 0 off */
+    bool cpu_offload;                /* "fsdp_cpu_offload" sets it; accepted and a no-op on the CPU */
+    const char *reduce_dtype;        /* the gradients' reduce-scatter dtype: "float32" (default),
+                                        "bfloat16", "float16", "float64" */
+    const char *state_dict_type;     /* "sharded" (default) or "full" (gathered to rank 0 one tensor
+                                        at a time, the normal checkpoint file) */
+} wf_fsdp_opts;
+
 /* ================================================================ the Fabric object */
 
 typedef struct wf_fabric_config {
@@ -180,6 +202,7 @@ typedef struct wf_fabric_config {
     const char *process_group_backend;   /* Lightning's process_group_backend: NULL/"auto" (nccl for
                                  CUDA with NCCL, else mpi), "mpi", "nccl". With "mpi", CUDA ranks may
                                  share GPUs (rank -> cuda:local_rank % GPUs), as the tests do */
+    wf_fsdp_opts fsdp;        /* options of "fsdp" / "fsdp_cpu_offload" */
 } wf_fabric_config;
 
 /* Build a Fabric: the connector resolves the settings (config, then environment) into an
@@ -193,7 +216,7 @@ typedef struct wf_fabric_config {
  *  - strategy "auto": single_device for one device on one node, else ddp. "dp" becomes
  *    ddp with a warning (on any device); "ddp_spawn"/"ddp_fork" run as ddp. Unknown names: WF_EINVAL listing the valid ones.
  *    "single_device" with several devices: WF_EINVAL. deepspeed needs cuda: WF_ENOTSUP on
- *    cpu. Sharded strategies with world size > 1: WF_ENOTSUP.
+ *    cpu. "deepspeed*" with world size > 1: WF_ENOTSUP. "fsdp" options: see wf_fsdp_opts.
  *  - processes: the cluster environment (plugin, else torchrun, SLURM, Open MPI, weft's
  *    launcher, else local) gives the ranks; with one of them, devices "auto" takes its local
  *    world size, and a devices x num_nodes that differs from its world size is WF_EINVAL.
@@ -221,6 +244,19 @@ int wf_fabric_launch(wf_fabric *fab, wf_fabric_launch_fn fn, void *ud);
 /* The process group of a multi-process Fabric (borrowed; NULL with one process or before
  * launch): for collectives beyond the Fabric's own. */
 wf_process_group *wf_fabric_process_group(wf_fabric *fab);
+
+/* Memory counters of this rank's device (the host allocator's on the CPU, the CUDA caching
+ * allocator's on a GPU): allocated and peak bytes, per rank since every rank is a process.
+ * reset_peak sets the peak to what is allocated now. 0 or a code. */
+int wf_fabric_memory_stats(wf_fabric *fab, wf_memory_stats *out);
+int wf_fabric_reset_peak_memory_stats(wf_fabric *fab);
+
+/* FSDP's summon_full_params: between begin and end the set-up module m's parameter handles
+ * hold the full values (for evaluation, printing, comparing); end copies each rank's rows of
+ * them back into its shards (so changes made in between are kept) and frees them. Collective:
+ * every rank calls both. With other strategies both do nothing. 0 or a code. */
+int wf_fabric_summon_full_params_begin(wf_fabric *fab, wf_module *m);
+int wf_fabric_summon_full_params_end(wf_fabric *fab, wf_module *m);
 
 /* ---------------------------------------------------------------- properties */
 wf_device wf_fabric_device(const wf_fabric *fab);        /* cpu, cuda:N */
@@ -472,7 +508,11 @@ const char *wf_fabric_state_get_json(const wf_fabric_state *s, const char *name)
  *  - a CRC-32 per tensor (io.h). The save is atomic (temporary file, fsync, rename).
  * filter (may be NULL) maps entry names to predicates on (tensor name, tensor): only tensors
  * for which it returns true are saved. A filter naming an entry not in the state: WF_EINVAL.
- * Rank 0 writes; ends with a barrier. Returns 0 or a code (WF_EIO names the path). */
+ * Rank 0 writes; ends with a barrier. Returns 0 or a code (WF_EIO names the path).
+ * Under "fsdp" with fsdp.state_dict_type "full", every rank takes part: each sharded parameter
+ * and optimizer state tensor is gathered to rank 0 one at a time and saved whole (the same
+ * file as without FSDP); wf_fabric_load then keeps each rank's rows. The default "sharded" is
+ * WF_ENOTSUP in this build (a shard is never saved as if it were the whole tensor). */
 typedef bool (*wf_save_filter_fn)(const char *name, wf_tensor *t, void *ud);
 typedef struct wf_save_filter {
     const char *key;       /* entry name; an array of filters ends with key NULL */

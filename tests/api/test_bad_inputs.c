@@ -1306,6 +1306,13 @@ START_TEST(test_fabric_object) {
     SAFE(wf_fabric_free, (wf_fabric_free(NULL), true));
     BAD_I(wf_fabric_launch, WF_ENULL, "", wf_fabric_launch(NULL, launch_fn, NULL));
     SAFE(wf_fabric_process_group, wf_fabric_process_group(NULL) == NULL && wf_fabric_process_group(fab) == NULL);
+    wf_memory_stats mst;
+    BAD_I(wf_fabric_memory_stats, WF_ENULL, "NULL fabric", wf_fabric_memory_stats(NULL, &mst));
+    BAD_I(wf_fabric_memory_stats, WF_ENULL, "NULL output", wf_fabric_memory_stats(fab, NULL));
+    BAD_I(wf_fabric_reset_peak_memory_stats, WF_ENULL, "NULL fabric", wf_fabric_reset_peak_memory_stats(NULL));
+    BAD_I(wf_fabric_summon_full_params_begin, WF_ENULL, "NULL module", wf_fabric_summon_full_params_begin(fab, NULL));
+    BAD_I(wf_fabric_summon_full_params_begin, WF_ESTATE, "not set up", wf_fabric_summon_full_params_begin(fab, m));
+    BAD_I(wf_fabric_summon_full_params_end, WF_ENULL, "NULL fabric", wf_fabric_summon_full_params_end(NULL, m));
     /* the getters answer for a one-process world without a Fabric (code shared with scripts
      * that run without one relies on it) */
     SAFE(wf_fabric_device, wf_fabric_device(NULL).type == WF_DEV_CPU);

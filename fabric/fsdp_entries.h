@@ -1,0 +1,30 @@
+/* fabric/fsdp_entries.h: an FSDP-sharded state as wf__shard_entry lists, for the sharded
+ * checkpoint code (fabric/sharded_checkpoint.c), which writes and reads them at any world size
+ * without knowing what a module or an optimizer is. Not installed.
+ *
+ * Names are the normal checkpoint's (fabric/checkpoint.c): "<prefix>/<param or buffer>" for a
+ * module, "<prefix>/state/<i>/<key>" for an optimizer. Each entry's local tensor is the live
+ * tensor (a parameter's shard, a buffer, an optimizer state tensor), so a load writes into it
+ * in place. An optimizer's "step" is a number, not a tensor, and is not listed: it is the same
+ * on every rank (take it from wf_optimizer_state_dict, as "state/<i>/step"). */
+#ifndef WEFT_FABRIC_FSDP_ENTRIES_H
+#define WEFT_FABRIC_FSDP_ENTRIES_H
+
+#include "fabric/fabric_impl.h"
+#include "fabric/shard_spec.h"
+
+typedef struct wf__shard_list {
+    wf__shard_entry *v;               /* owned; the names too (entries borrow them from names) */
+    char **names;
+    int n;
+} wf__shard_list;
+
+/* m's parameters (sharded when FSDP shards them, else replicated) and persistent buffers
+ * (replicated). m must be set up with the Fabric whose strategy is s. 0 or a code; on
+ * failure *out is empty. */
+int wf__fsdp_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf__shard_list *out);
+/* o's per-parameter state tensors: sharded like their parameter's shard. */
+int wf__fsdp_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *prefix, wf__shard_list *out);
+void wf__shard_list_free(wf__shard_list *l);
+
+#endif

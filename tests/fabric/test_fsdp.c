@@ -1,0 +1,675 @@
+/* tests/fabric/test_fsdp.c: the "fsdp" strategy (fabric/strategy_fsdp.c, fabric/fsdp_unit.c)
+ * under `mpirun -np 2` and `-np 3`; as one process only the option checks run.
+ *
+ * The model is Linear(4,5)-ReLU-Linear(5,3)-ReLU-Linear(3,1): dim 0 of 5 and 3 is uneven over
+ * 2 or 3 ranks, and the last weight has one row, fewer than the ranks (some hold none). For
+ * FULL_SHARD, SHARD_GRAD_OP, NO_SHARD and HYBRID_SHARD (one node, and simulated nodes through
+ * a cluster-environment plugin), N steps of SGD with momentum and gradient clipping give the
+ * parameters of one process on the concatenated batch, and of DDP; the optimizer state per
+ * rank is the shard's size; FULL_SHARD frees a unit's full parameters after its forward and
+ * gathers each unit twice a step with two gathers in flight, SHARD_GRAD_OP keeps them;
+ * no_backward_sync equals one large batch; bf16-true keeps f32 shards; a full checkpoint holds
+ * the full tensors and resumes exactly; the shard entries describe the live shards; bad
+ * options are refused with messages.
+ *
+ * CK_FORK=no: every rank runs every test in order so the collectives line up; a short
+ * WF_DIST_TIMEOUT turns a desynchronization into an error, not a hang. */
+#include "test_util.h"
+#include "fabric/fabric_impl.h"
+#include "fabric/shard_spec.h"
+#include "fabric/fsdp_entries.h"
+#include "optim/optim_impl.h"
+
+static wf_process_group *pg;   /* held for the whole run, so MPI stays initialized between Fabrics */
+static int rank, world;
+
+#define NP 6        /* parameters of the model */
+#define NV 47       /* their elements: 20+5 + 15+3 + 3+1 */
+#define STEPS 3
+#define LR 0.1
+#define CLIP 0.3
+
+static wf_module *mlp(unsigned seed) {
+    wf_manual_seed(seed);
+    return wf_sequential_new(5, wf_linear_new(4, 5, true), wf_relu_new(), wf_linear_new(5, 3, true), wf_relu_new(),
+                             wf_linear_new(3, 1, true));
+}
+
+/* rank r's micro-batch of step k: 3 rows */
+static wf_tensor *xb(int r, int k) {
+    double v[12];
+    tt_fill(v, 12, 500 + 10 * (unsigned)r + (unsigned)k);
+    return wf_to_dtype(wf_from_data(v, WF_SHAPE(3, 4), WF_F64), WF_F32);
+}
+static wf_tensor *tb(int r, int k) {
+    double v[3];
+    tt_fill(v, 3, 900 + 10 * (unsigned)r + (unsigned)k);
+    return wf_to_dtype(wf_from_data(v, WF_SHAPE(3, 1), WF_F64), WF_F32);
+}
+static wf_tensor *loss_of(wf_module *m, int r, int k) {
+    return wf_mean_all(wf_square(wf_sub(wf_module_forward(m, xb(r, k)), tb(r, k))));
+}
+
+static void flatten(wf_module *m, double *out) {
+    wf_tensor *p[NP];
+    ck_assert_int_eq(wf_module_parameters(m, p, NULL, NP), NP);
+    int off = 0;
+    for (int i = 0; i < NP; i++) {
+        ck_assert_ptr_nonnull(p[i]->storage->data);
+        ck_assert_int_eq(wf_to_array(p[i], out + off, WF_F64), 0);
+        off += (int)wf_numel(p[i]);
+    }
+    ck_assert_int_eq(off, NV);
+}
+
+/* One process on the ranks' batches together (the mean of the ranks' mean losses). */
+static void reference_seeded(unsigned seed, int steps, double *out) {
+    wf_module *m = mlp(seed);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+    for (int k = 0; k < steps; k++) WF_SCOPE {
+        wf_tensor *loss = NULL;
+        for (int r = 0; r < world; r++) {
+            wf_tensor *l = loss_of(m, r, k);
+            loss = loss ? wf_add(loss, l) : l;
+        }
+        ck_assert_int_eq(wf_backward(wf_mul_scalar(loss, 1.0 / world), NULL, false), 0);
+        ck_assert_int_eq(wf_clip_grad_norm_(p, NP, CLIP, 2.0, true, NULL), 0);
+        ck_assert_int_eq(wf_optimizer_step(o), 0);
+        wf_optimizer_zero_grad(o, true);
+    }
+    flatten(m, out);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+
+static void reference(int steps, double *out) { reference_seeded(7, steps, out); }
+
+static const char *const linear_policy[] = { "Linear", NULL };
+
+static wf_fabric *new_fabric(const char *strategy, const wf_fsdp_opts *fo) {
+    wf_fabric *f = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = strategy, .quiet = true,
+                                                      .fsdp = fo ? *fo : (wf_fsdp_opts){ 0 } });
+    ck_assert_msg(f, "%s", wf_error_message());
+    ck_assert_int_eq(wf_fabric_launch(f, NULL, NULL), 0);
+    return f;
+}
+
+/* steps of the Fabric loop; out: the full parameters after them */
+static void train(wf_fabric *f, wf_module *m, wf_optimizer *o, int k0, int k1) {
+    for (int k = k0; k < k1; k++) WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, k), m), 0);
+        double norm = 0;
+        ck_assert_msg(wf_fabric_clip_gradients(f, m, o, &(wf_clip_opts){ .max_norm = CLIP }, &norm) == 0, "%s",
+                      wf_error_message());
+        ck_assert(norm > 0);
+        ck_assert_int_eq(wf_fabric_step(f, o, NULL), 0);
+        wf_optimizer_zero_grad(o, true);
+    }
+}
+
+static void run_fabric(const char *strategy, const wf_fsdp_opts *fo, double *out, wf_optimizer **keep_opt) {
+    wf_fabric *f = new_fabric(strategy, fo);
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+    ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
+    train(f, m, o, 0, STEPS);
+    wf__fsdp_counters c;
+    wf__fsdp_counters_get(f->strategy, &c);
+    if (fo && fo->auto_wrap_policy && !strcmp(fo->sharding_strategy, "FULL_SHARD")) {
+        /* 3 Linear units and the root (no parameters of its own): each Linear gathered for
+         * forward and again for backward, and reduced once, every step, except that from the
+         * second step the last unit keeps its parameters from its forward to its backward;
+         * from the second step the next unit's gather is started before waiting on the
+         * current one */
+        ck_assert_int_eq(c.n_units, 4);
+        ck_assert_int_eq(c.gathers, 6 + 5 * (STEPS - 1));
+        ck_assert_int_eq(c.reduces, 3 * STEPS);
+        ck_assert_int_eq(c.max_in_flight, 2);
+    } else if (fo && fo->auto_wrap_policy && !strcmp(fo->sharding_strategy, "SHARD_GRAD_OP")) {
+        ck_assert_int_eq(c.gathers, 3 * STEPS);   /* once per step: kept through backward */
+        ck_assert_int_eq(c.reduces, 3 * STEPS);
+    }
+    ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+    flatten(m, out);
+    ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+    /* the momentum buffers are the shards' size: rows wf__shard_rows(dim 0) of each */
+    if (keep_opt) {
+        wf_optim_state *st = wf_optimizer_state_dict(o);
+        ck_assert_ptr_nonnull(st);
+        wf_tensor *p2[NP];
+        wf_module_parameters(m, p2, NULL, NP);
+        for (int i = 0; i < NP; i++) {
+            char name[64];
+            snprintf(name, sizeof name, "state/%d/momentum_buffer", i);
+            wf_tensor *mb = wf_optim_state_find(st, name);
+            ck_assert_msg(mb, "%s missing", name);
+            int64_t s0, c;
+            wf__shard_rows(wf_shape(p2[i])[0], rank, world, &s0, &c);
+            ck_assert_int_eq(wf_shape(mb)[0], c);
+            ck_assert_int_eq(wf_numel(mb), c * (wf_numel(p2[i]) / wf_shape(p2[i])[0]));
+        }
+        wf_optim_state_free(st);
+    }
+    wf_fabric_free(f);
+    /* after the Fabric the module is whole again (a plain module) */
+    double again[NV];
+    flatten(m, again);
+    for (int i = 0; i < NV; i++) ck_assert_double_eq(again[i], out[i]);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+
+static void assert_near(const double *got, const double *want, const char *what) {
+    for (int i = 0; i < NV; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])), "%s: element %d: %.9g vs %.9g", what, i,
+                      got[i], want[i]);
+}
+
+/* Several nodes on one machine, for HYBRID_SHARD: Open MPI's ranks, regrouped into nodes of
+ * two ranks when the world is even and larger than 2, else of one rank each. */
+static int nodes_per = 1;
+static bool fake_detect(const wf_cluster_env *env) { (void)env; return true; }
+static int fake_fill(const wf_cluster_env *env, wf_cluster_info *out) {
+    int rc = wf_cluster_env_mpi.fill(env, out);
+    if (rc) return rc;
+    snprintf(out->env_name, sizeof out->env_name, "fake_nodes");
+    out->local_world_size = nodes_per;
+    out->local_rank = out->global_rank % nodes_per;
+    out->node_rank = out->global_rank / nodes_per;
+    out->num_nodes = out->world_size / nodes_per;
+    return 0;
+}
+static const wf_cluster_env fake_nodes = { "fake_nodes", fake_detect, fake_fill, NULL };
+
+static const char *const modes[] = { "FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD" };
+
+START_TEST(test_parity_with_single_process_and_ddp) {
+    if (world < 2) return;
+    double ref[NV], ddp[NV], got[NV];
+    reference(STEPS, ref);
+    run_fabric("ddp", NULL, ddp, NULL);
+    assert_near(ddp, ref, "ddp vs one process");
+    wf_fsdp_opts fo = { .sharding_strategy = modes[_i], .auto_wrap_policy = linear_policy };
+    run_fabric("fsdp", &fo, got, _i == 2 ? NULL : (wf_optimizer **)1);
+    assert_near(got, ref, modes[_i]);
+    assert_near(got, ddp, modes[_i]);
+    /* no policy: the whole model is one unit (the root) */
+    if (_i == 0) {
+        run_fabric("fsdp", &(wf_fsdp_opts){ 0 }, got, (wf_optimizer **)1);
+        assert_near(got, ref, "FULL_SHARD, one unit");
+        /* a size policy: units of >= 16 parameters (the first Linear, 25; the rest go to the root) */
+        run_fabric("fsdp_cpu_offload", &(wf_fsdp_opts){ .min_num_params = 16 }, got, (wf_optimizer **)1);
+        assert_near(got, ref, "FULL_SHARD, min_num_params");
+    }
+}
+END_TEST
+
+/* HYBRID_SHARD across (simulated) nodes: shards inside a node, gradients averaged across the
+ * nodes' replicas; the same parameters as one process. */
+START_TEST(test_hybrid_shard_nodes) {
+    if (world < 2) return;
+    nodes_per = world % 2 == 0 && world > 2 ? 2 : 1;
+    char devices[8];
+    snprintf(devices, sizeof devices, "%d", nodes_per);
+    double ref[NV], got[NV];
+    reference(STEPS, ref);
+    wf_fabric *f = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "fsdp", .quiet = true,
+                                                      .devices = devices, .num_nodes = world / nodes_per,
+                                                      .plugins = { .cluster_env = &fake_nodes },
+                                                      .fsdp = { .sharding_strategy = "HYBRID_SHARD",
+                                                                .auto_wrap_policy = linear_policy } });
+    ck_assert_msg(f, "%s", wf_error_message());
+    ck_assert_int_eq(wf_fabric_launch(f, NULL, NULL), 0);
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+    ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
+    /* a shard is the rows of this rank's index within its node */
+    int64_t s0, c;
+    wf__shard_rows(5, rank % nodes_per, nodes_per, &s0, &c);
+    ck_assert_int_eq(wf_shape(o->groups[0].params[0])[0], c);
+    train(f, m, o, 0, STEPS);
+    ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+    flatten(m, got);
+    ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+    assert_near(got, ref, "HYBRID_SHARD across nodes");
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+END_TEST
+
+/* FULL_SHARD frees a unit's full parameters after its forward and gathers them again for its
+ * backward; SHARD_GRAD_OP keeps them until the end of backward. Both free them after it. */
+START_TEST(test_free_after_forward) {
+    if (world < 2) return;
+    wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .sharding_strategy = _i ? "SHARD_GRAD_OP" : "FULL_SHARD",
+                                                         .auto_wrap_policy = linear_policy });
+    wf_module *m = mlp(7);
+    ck_assert_int_eq(wf_fabric_setup_module(f, m, true), 0);
+    wf_tensor *w0 = wf_module_get_parameter(m, "0.weight"), *w4 = wf_module_get_parameter(m, "4.weight");
+    /* after setup: only the shards */
+    ck_assert_ptr_null(w0->storage->data);
+    ck_assert_ptr_null(w4->storage->data);
+    wf_memory_stats before, during, after;
+    ck_assert_int_eq(wf_fabric_memory_stats(f, &before), 0);
+    WF_SCOPE {
+        wf_tensor *loss = loss_of(m, rank, 0);
+        ck_assert_ptr_nonnull(loss);
+        if (_i == 0) ck_assert_ptr_null(w0->storage->data);
+        else ck_assert_ptr_nonnull(w0->storage->data);
+        ck_assert_int_eq(wf_fabric_memory_stats(f, &during), 0);
+        ck_assert_int_eq(wf_fabric_backward(f, loss, m), 0);
+        ck_assert_ptr_null(w0->storage->data);
+        ck_assert_ptr_null(w4->storage->data);
+        ck_assert_ptr_null(wf_grad(w0));   /* the full gradient is spent into the shard's */
+    }
+    ck_assert_int_eq(wf_fabric_memory_stats(f, &after), 0);
+    ck_assert(during.peak_allocated >= during.allocated);
+    ck_assert_int_eq(wf_fabric_reset_peak_memory_stats(f), 0);
+    wf_memory_stats reset;
+    ck_assert_int_eq(wf_fabric_memory_stats(f, &reset), 0);
+    ck_assert(reset.peak_allocated <= after.peak_allocated);
+    ck_assert_uint_eq(reset.peak_allocated, reset.allocated);
+    /* summoning the full parameters allocates them (20 floats of 0.weight at least) */
+    ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+    ck_assert_ptr_nonnull(w0->storage->data);
+    wf_memory_stats full;
+    ck_assert_int_eq(wf_fabric_memory_stats(f, &full), 0);
+    ck_assert(full.allocated >= reset.allocated + 20 * sizeof(float));
+    ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+    ck_assert_ptr_null(w0->storage->data);
+    (void)before;
+    wf_fabric_free(f);
+    wf_module_free(m);
+}
+END_TEST
+
+/* no_backward_sync: two micro-batches accumulated without sync, then the synced step, equal
+ * one step on both together (Fabric's FSDP supports it: full gradients accumulate). */
+START_TEST(test_no_backward_sync) {
+    if (world < 2) return;
+    double ref[NV], got[NV];
+    WF_SCOPE {
+        wf_module *m = mlp(7);
+        wf_tensor *p[NP];
+        wf_module_parameters(m, p, NULL, NP);
+        wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR });
+        wf_tensor *loss = NULL;
+        for (int r = 0; r < world; r++)
+            for (int k = 0; k < 2; k++) {
+                wf_tensor *l = loss_of(m, r, k);
+                loss = loss ? wf_add(loss, l) : l;
+            }
+        ck_assert_int_eq(wf_backward(wf_mul_scalar(loss, 1.0 / world), NULL, false), 0);
+        ck_assert_int_eq(wf_optimizer_step(o), 0);
+        flatten(m, ref);
+        wf_optimizer_free(o);
+        wf_module_free(m);
+    }
+    wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .auto_wrap_policy = linear_policy });
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR });
+    ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
+    WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_no_backward_sync_begin(f, m, true), 0);
+        ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, 0), m), 0);
+        ck_assert_int_eq(wf_fabric_no_backward_sync_end(f), 0);
+        ck_assert_ptr_nonnull(wf_grad(p[0]));   /* unsharded, waiting for the synced backward */
+        ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, 1), m), 0);
+        ck_assert_ptr_null(wf_grad(p[0]));
+        ck_assert_int_eq(wf_fabric_step(f, o, NULL), 0);
+    }
+    ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+    flatten(m, got);
+    ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+    assert_near(got, ref, "no_backward_sync");
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+END_TEST
+
+/* state_dict_type "full": the file holds the full tensors (not a rank's shard), and loading
+ * it into a fresh model and optimizer resumes exactly; the default ("sharded") is refused
+ * until sharded checkpoints exist, never written as if a shard were the full tensor. */
+START_TEST(test_full_checkpoint) {
+    if (world < 2) return;
+    char path[256];
+    if (rank == 0) snprintf(path, sizeof path, "%s/weft_test_fsdp_%d_%d.ckpt", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+                            (int)getpid(), world);
+    ck_assert_int_eq(wf_dist_broadcast_bytes(pg, path, sizeof path, 0), 0);
+    wf_fsdp_opts fo = { .auto_wrap_policy = linear_policy, .state_dict_type = "full" };
+    double a[NV], b[NV], saved[NV];
+    {
+        wf_fabric *f = new_fabric("fsdp", &fo);
+        wf_module *m = mlp(7);
+        wf_tensor *p[NP];
+        wf_module_parameters(m, p, NULL, NP);
+        wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+        ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
+        train(f, m, o, 0, 2);
+        wf_fabric_state *st = wf_fabric_state_new();
+        wf_fabric_state_add_module(st, "model", m);
+        wf_fabric_state_add_optimizer(st, "optimizer", o);
+        ck_assert_msg(wf_fabric_save(f, path, st, NULL) == 0, "%s", wf_error_message());
+        ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+        flatten(m, saved);
+        ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+        if (rank == 0) WF_SCOPE {
+            wf_st_file *sf = wf_st_open(path);
+            ck_assert_ptr_nonnull(sf);
+            wf_tensor *w = wf_st_load(sf, "model/0.weight");
+            ck_assert_shape(w, 5, 4);
+            ck_assert_tensor_near(w, saved, 20, 1e-7);
+            ck_assert_shape(wf_st_load(sf, "model/4.weight"), 1, 3);
+            ck_assert_shape(wf_st_load(sf, "optimizer/state/0/momentum_buffer"), 5, 4);
+            ck_assert_shape(wf_st_load(sf, "optimizer/state/4/momentum_buffer"), 1, 3);
+            wf_st_close(sf);
+        }
+        train(f, m, o, 2, 3);
+        ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+        flatten(m, a);
+        ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+        /* the default state_dict_type */
+        wf_fabric *g = new_fabric("fsdp", NULL);
+        wf_module *m2 = mlp(7);
+        ck_assert_int_eq(wf_fabric_setup_module(g, m2, true), 0);
+        wf_fabric_state *st2 = wf_fabric_state_new();
+        wf_fabric_state_add_module(st2, "model", m2);
+        ck_assert_int_eq(wf_fabric_save(g, "/nonexistent/x.ckpt", st2, NULL), WF_ENOTSUP);
+        ck_assert_error(WF_ENOTSUP, "set fsdp.state_dict_type = \"full\"");
+        wf_fabric_state_free(st2);
+        wf_fabric_free(g);
+        wf_module_free(m2);
+        wf_fabric_state_free(st);
+        wf_fabric_free(f);
+        wf_optimizer_free(o);
+        wf_module_free(m);
+    }
+    {
+        wf_fabric *f = new_fabric("fsdp", &fo);
+        wf_module *m = mlp(99);   /* other weights: the load must replace them */
+        wf_tensor *p[NP];
+        wf_module_parameters(m, p, NULL, NP);
+        wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+        ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
+        wf_fabric_state *st = wf_fabric_state_new();
+        wf_fabric_state_add_module(st, "model", m);
+        wf_fabric_state_add_optimizer(st, "optimizer", o);
+        wf_fabric_state *rest = wf_fabric_load(f, path, st, true);
+        ck_assert_msg(rest, "%s", wf_error_message());
+        wf_fabric_state_free(rest);
+        ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+        flatten(m, b);
+        ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+        assert_near(b, saved, "loaded");
+        train(f, m, o, 2, 3);   /* with the loaded momentum */
+        ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+        flatten(m, b);
+        ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+        assert_near(b, a, "resumed");
+        /* load_raw of a full (plain safetensors) file into the sharded model */
+        char raw[300];
+        snprintf(raw, sizeof raw, "%s.raw", path);
+        double want[NV];
+        wf_module *plain = mlp(5);
+        flatten(plain, want);
+        if (rank == 0) {
+            wf_st_writer *w = wf_st_writer_new();
+            wf_tensor *pp[NP];
+            const char *pn[NP];
+            wf_module_parameters(plain, pp, pn, NP);
+            for (int i = 0; i < NP; i++) ck_assert_int_eq(wf_st_writer_add(w, pn[i], pp[i]), 0);
+            ck_assert_int_eq(wf_st_writer_save(w, raw), 0);
+            wf_st_writer_free(w);
+        }
+        wf_dist_barrier(pg);
+        ck_assert_msg(wf_fabric_load_raw_module(f, raw, m, true) == 0, "%s", wf_error_message());
+        ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+        flatten(m, b);
+        ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+        assert_near(b, want, "load_raw");
+        wf_module_free(plain);
+        wf_dist_barrier(pg);
+        if (rank == 0) unlink(raw);
+        wf_fabric_state_free(st);
+        wf_fabric_free(f);
+        wf_optimizer_free(o);
+        wf_module_free(m);
+    }
+    wf_dist_barrier(pg);
+    if (rank == 0) unlink(path);
+}
+END_TEST
+
+/* Mixed precision from the Fabric's precision: under "bf16-true" the module computes in
+ * bf16 (parameters gathered in bf16), the shards and their gradients stay f32 (reduced in
+ * f32), so the optimizer steps in f32; every rank ends with the same parameters, close to
+ * the f32 run. */
+START_TEST(test_bf16_true_keeps_f32_shards) {
+    if (world < 2) return;
+    double ref[NV], got[NV];
+    reference(STEPS, ref);
+    wf_fabric *f = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "fsdp", .quiet = true,
+                                                      .precision = "bf16-true",
+                                                      .fsdp = { .auto_wrap_policy = linear_policy } });
+    ck_assert_msg(f, "%s", wf_error_message());
+    ck_assert_int_eq(wf_fabric_launch(f, NULL, NULL), 0);
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+    ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
+    wf_module_parameters(m, p, NULL, NP);
+    ck_assert_int_eq(wf_tensor_dtype(p[0]), WF_BF16);
+    wf_tensor *shard0 = o->groups[0].params[0];
+    ck_assert_int_eq(wf_tensor_dtype(shard0), WF_F32);
+    for (int k = 0; k < STEPS; k++) WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, k), m), 0);
+        ck_assert_ptr_nonnull(wf_grad(shard0));
+        ck_assert_int_eq(wf_tensor_dtype(wf_grad(shard0)), WF_F32);
+        ck_assert_int_eq(wf_fabric_clip_gradients(f, m, o, &(wf_clip_opts){ .max_norm = CLIP }, NULL), 0);
+        ck_assert_int_eq(wf_fabric_step(f, o, NULL), 0);
+        wf_optimizer_zero_grad(o, true);
+    }
+    ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+    flatten(m, got);
+    ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+    WF_SCOPE {
+        wf_tensor *lo = wf_from_data(got, WF_SHAPE(NV), WF_F64), *hi = wf_clone(lo);
+        ck_assert_int_eq(wf_dist_all_reduce(pg, lo, WF_DIST_MIN, NULL), 0);
+        ck_assert_int_eq(wf_dist_all_reduce(pg, hi, WF_DIST_MAX, NULL), 0);
+        ck_assert_tensor_near(lo, got, NV, 0);
+        ck_assert_tensor_near(hi, got, NV, 0);
+    }
+    for (int i = 0; i < NV; i++) ck_assert_msg(fabs(got[i] - ref[i]) < 0.05, "element %d: %g vs %g", i, got[i], ref[i]);
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+END_TEST
+
+/* The sharded state as the sharded checkpoint code will see it: every parameter and
+ * momentum buffer an entry holding this rank's rows (the live shard) and the global shape. */
+START_TEST(test_shard_entries) {
+    if (world < 2) return;
+    wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .auto_wrap_policy = linear_policy });
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+    ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
+    train(f, m, o, 0, 1);
+    wf__shard_list ml, ol;
+    ck_assert_int_eq(wf__fsdp_module_entries(f->strategy, m, "model", &ml), 0);
+    ck_assert_int_eq(wf__fsdp_optimizer_entries(f->strategy, o, "optimizer", &ol), 0);
+    ck_assert_int_eq(ml.n, NP);
+    ck_assert_int_eq(ol.n, NP);
+    const int64_t rows[NP] = { 5, 5, 3, 3, 1, 1 };
+    for (int i = 0; i < NP; i++) {
+        int64_t s0, c;
+        wf__shard_rows(rows[i], rank, world, &s0, &c);
+        ck_assert(!ml.v[i].replicated);
+        ck_assert_int_eq(ml.v[i].global_shape[0], rows[i]);
+        ck_assert_int_eq(ml.v[i].row_start, s0);
+        ck_assert_int_eq(wf_shape(ml.v[i].local)[0], c);
+        ck_assert_ptr_eq(ml.v[i].local, o->groups[0].params[i]);   /* the shard the optimizer steps */
+        ck_assert_int_eq(wf_shape(ol.v[i].local)[0], c);
+        ck_assert_int_eq(ol.v[i].global_shape[0], rows[i]);
+        char want[64];
+        snprintf(want, sizeof want, "optimizer/state/%d/momentum_buffer", i);
+        ck_assert_str_eq(ol.v[i].name, want);
+    }
+    ck_assert_str_eq(ml.v[0].name, "model/0.weight");
+    ck_assert_int_eq(ml.v[0].ndim, 2);
+    ck_assert_int_eq(ml.v[0].global_shape[1], 4);
+    wf__shard_list_free(&ml);
+    wf__shard_list_free(&ol);
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+END_TEST
+
+/* Two models under one sharded strategy (a GAN's two nets): each set up on its own, one
+ * backward through both, each optimizer on its own shards. Then a backward through the first
+ * only leaves the second without gradients. */
+START_TEST(test_two_models) {
+    if (world < 2) return;
+    double ra[NV], rb[NV], ga[NV], gb[NV];
+    reference_seeded(7, STEPS, ra);
+    reference_seeded(8, STEPS, rb);
+    wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .auto_wrap_policy = linear_policy });
+    wf_module *ms[2] = { mlp(7), mlp(8) };
+    wf_optimizer *os[2];
+    for (int j = 0; j < 2; j++) {
+        wf_tensor *p[NP];
+        wf_module_parameters(ms[j], p, NULL, NP);
+        os[j] = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+        ck_assert_int_eq(wf_fabric_setup(f, ms[j], &os[j], 1, NULL), 0);
+    }
+    for (int k = 0; k < STEPS; k++) WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_backward(f, wf_add(loss_of(ms[0], rank, k), loss_of(ms[1], rank, k)), NULL), 0);
+        for (int j = 0; j < 2; j++) {
+            ck_assert_int_eq(wf_fabric_clip_gradients(f, ms[j], os[j], &(wf_clip_opts){ .max_norm = CLIP }, NULL), 0);
+            ck_assert_int_eq(wf_fabric_step(f, os[j], NULL), 0);
+            wf_optimizer_zero_grad(os[j], true);
+        }
+    }
+    double *outs[2] = { ga, gb };
+    for (int j = 0; j < 2; j++) {
+        ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, ms[j]), 0);
+        flatten(ms[j], outs[j]);
+        ck_assert_int_eq(wf_fabric_summon_full_params_end(f, ms[j]), 0);
+    }
+    assert_near(ga, ra, "first model");
+    assert_near(gb, rb, "second model");
+    WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_backward(f, loss_of(ms[0], rank, 0), ms[0]), 0);
+        ck_assert_ptr_nonnull(wf_grad(os[0]->groups[0].params[0]));
+        ck_assert_ptr_null(wf_grad(os[1]->groups[0].params[0]));
+    }
+    wf_fabric_free(f);
+    for (int j = 0; j < 2; j++) {
+        wf_optimizer_free(os[j]);
+        wf_module_free(ms[j]);
+    }
+}
+END_TEST
+
+START_TEST(test_bad_options) {
+    struct { wf_fsdp_opts o; int code; const char *text; } bad[] = {
+        { { .sharding_strategy = "FULL" }, WF_EINVAL, "unknown fsdp.sharding_strategy \"FULL\" (valid: FULL_SHARD" },
+        { { .reduce_dtype = "int8" }, WF_EINVAL, "unknown fsdp.reduce_dtype \"int8\"" },
+        { { .state_dict_type = "local" }, WF_EINVAL, "unknown fsdp.state_dict_type \"local\" (valid: sharded, full)" },
+        { { .min_num_params = -3 }, WF_EINVAL, "fsdp.min_num_params = -3" },
+        { { .auto_wrap_policy = (const char *const[]){ "", NULL } }, WF_EINVAL, "fsdp.auto_wrap_policy[0]" },
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        ck_assert_ptr_null(wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "fsdp", .quiet = true,
+                                                              .fsdp = bad[i].o }));
+        ck_assert_error(bad[i].code, bad[i].text);
+    }
+    /* the valid spellings */
+    wf_fabric *ok = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "fsdp", .quiet = true,
+        .fsdp = { .sharding_strategy = "SHARD_GRAD_OP", .reduce_dtype = "bfloat16", .state_dict_type = "full",
+                  .min_num_params = 100, .auto_wrap_policy = linear_policy } });
+    ck_assert_msg(ok, "%s", wf_error_message());
+    ck_assert_int_eq(ok->strategy->fsdp.reduce_dtype, WF_BF16);
+    ck_assert(ok->strategy->fsdp.full_state_dict);
+    ck_assert(!ok->strategy->fsdp.cpu_offload);
+    wf_fabric_free(ok);
+    ok = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "fsdp_cpu_offload", .quiet = true });
+    ck_assert_msg(ok, "%s", wf_error_message());
+    ck_assert(ok->strategy->fsdp.cpu_offload);
+    wf_fabric_free(ok);
+    /* deepspeed stays refused */
+    ck_assert_ptr_null(wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "deepspeed", .quiet = true }));
+    ck_assert_int_eq(wf_error(), WF_ENOTSUP);
+    wf_clear_error();
+    if (world < 2) return;
+    /* an optimizer that already stepped has full-sized state: refused */
+    wf_fabric *f = new_fabric("fsdp", NULL);
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+    WF_SCOPE {
+        ck_assert_int_eq(wf_backward(loss_of(m, rank, 0), NULL, false), 0);
+        ck_assert_int_eq(wf_optimizer_step(o), 0);
+    }
+    ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), WF_ESTATE);
+    ck_assert_error(WF_ESTATE, "set it up before its first step");
+    /* the module is whole again, and can be set up (with a fresh optimizer) */
+    ck_assert_ptr_nonnull(p[0]->storage->data);
+    ck_assert_int_eq(wf_fabric_setup_module(f, m, true), 0);
+    ck_assert_ptr_null(p[0]->storage->data);
+    /* Fabric's other order: the module first, then an optimizer built on its parameters */
+    wf_optimizer *o2 = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR });
+    ck_assert_int_eq(wf_fabric_setup_optimizers(f, &o2, 1), 0);
+    ck_assert_ptr_ne(o2->groups[0].params[0], p[0]);
+    int64_t s0, c;
+    wf__shard_rows(5, rank, world, &s0, &c);
+    ck_assert_int_eq(wf_shape(o2->groups[0].params[0])[0], c);
+    wf_fabric_free(f);
+    wf_optimizer_free(o2);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+END_TEST
+
+int main(void) {
+    setenv("CK_FORK", "no", 1);
+    if (!getenv("WF_DIST_TIMEOUT")) setenv("WF_DIST_TIMEOUT", "30", 1);
+    pg = wf_dist_init(NULL);
+    if (!pg) {
+        fprintf(stderr, "wf_dist_init: %s\n", wf_error_message());
+        return EXIT_FAILURE;
+    }
+    rank = wf_process_group_rank(pg);
+    world = wf_process_group_size(pg);
+    Suite *s = suite_create("fsdp");
+    TCase *tc = tcase_create("fsdp");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_bad_options);
+    tcase_add_loop_test(tc, test_parity_with_single_process_and_ddp, 0, 4);
+    tcase_add_loop_test(tc, test_free_after_forward, 0, 2);
+    tcase_add_test(tc, test_no_backward_sync);
+    tcase_add_test(tc, test_full_checkpoint);
+    tcase_add_test(tc, test_bf16_true_keeps_f32_shards);
+    tcase_add_test(tc, test_shard_entries);
+    tcase_add_test(tc, test_hybrid_shard_nodes);
+    tcase_add_test(tc, test_two_models);
+    suite_add_tcase(s, tc);
+    int rc = tt_run(s);
+    wf_process_group_free(pg);
+    return rc;
+}
