@@ -1,0 +1,105 @@
+"""bench/peer_gpt2.py: the PyTorch + Lightning Fabric peer of weft's GPT-2 training step
+(issue 15). nanoGPT's GPT-2 (124M: 12 layers, 12 heads, 768 wide, block 1024, vocabulary
+padded to 50304, weight tying, GELU tanh, flash attention through
+scaled_dot_product_attention), trained through Fabric with precision "bf16-mixed", AdamW
+(lr 6e-4, betas 0.9/0.95, weight decay 0.1 on 2-D weights, fused) and clip_gradients(1.0).
+Random tokens: the speed does not depend on the text.
+
+  python3 bench/peer_gpt2.py [--compile] [--batch 16] [--seq 1024] [--steps 20]
+
+Prints one JSON line: tok_s, step_ms, mfu (against the device's bf16 dense peak), peak_gb
+(torch.cuda.max_memory_allocated)."""
+import argparse, json, math, time
+import torch, torch.nn as nn, torch.nn.functional as F
+
+p = argparse.ArgumentParser()
+p.add_argument("--compile", action="store_true"); p.add_argument("--batch", type=int, default=16)
+p.add_argument("--seq", type=int, default=1024); p.add_argument("--steps", type=int, default=20)
+p.add_argument("--warmup", type=int, default=5); p.add_argument("--layers", type=int, default=12)
+p.add_argument("--heads", type=int, default=12); p.add_argument("--width", type=int, default=768)
+p.add_argument("--vocab", type=int, default=50304); p.add_argument("--no-fabric", action="store_true")
+a = p.parse_args()
+C, H, L, V, T = a.width, a.heads, a.layers, a.vocab, a.seq
+
+class Block(nn.Module):
+    def __init__(s):
+        super().__init__()
+        s.ln_1, s.ln_2 = nn.LayerNorm(C), nn.LayerNorm(C)
+        s.c_attn, s.c_proj = nn.Linear(C, 3 * C), nn.Linear(C, C)
+        s.c_fc, s.mlp_proj = nn.Linear(C, 4 * C), nn.Linear(4 * C, C)
+    def forward(s, x):
+        B, T_, _ = x.shape
+        q, k, v = s.c_attn(s.ln_1(x)).split(C, dim=2)
+        q, k, v = [t.view(B, T_, H, C // H).transpose(1, 2) for t in (q, k, v)]
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
+        x = x + s.c_proj(y.transpose(1, 2).contiguous().view(B, T_, C))
+        return x + s.mlp_proj(F.gelu(s.c_fc(s.ln_2(x)), approximate="tanh"))
+
+class GPT(nn.Module):
+    def __init__(s):
+        super().__init__()
+        s.wte, s.wpe = nn.Embedding(V, C), nn.Embedding(T, C)
+        s.h = nn.ModuleList([Block() for _ in range(L)])
+        s.ln_f = nn.LayerNorm(C)
+        s.lm_head = nn.Linear(C, V, bias=False)
+        s.lm_head.weight = s.wte.weight
+        for n, q in s.named_parameters():
+            if q.dim() == 2:
+                std = 0.02 / math.sqrt(2 * L) if n.endswith("c_proj.weight") or n.endswith("mlp_proj.weight") else 0.02
+                nn.init.normal_(q, 0.0, std)
+            elif n.endswith("bias"):
+                nn.init.zeros_(q)
+    def forward(s, idx, targets):
+        x = s.wte(idx) + s.wpe(torch.arange(idx.shape[1], device=idx.device))
+        for b in s.h: x = b(x)
+        logits = s.lm_head(s.ln_f(x))
+        return F.cross_entropy(logits.view(-1, V), targets.view(-1))
+
+torch.manual_seed(0)
+torch.backends.cuda.matmul.allow_tf32 = True
+torch.backends.cudnn.allow_tf32 = True
+model = GPT()
+decay = [q for q in model.parameters() if q.dim() >= 2]
+no_decay = [q for q in model.parameters() if q.dim() < 2]
+opt = torch.optim.AdamW([{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+                        lr=6e-4, betas=(0.9, 0.95), fused=True)
+if a.no_fabric:
+    model, dev = model.cuda(), torch.device("cuda")
+    ctx = lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    backward = lambda loss: loss.backward()
+    clip = lambda: torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+else:
+    import lightning as Lx
+    fabric = Lx.Fabric(accelerator="cuda", devices=1, precision="bf16-mixed")
+    model, opt = fabric.setup(model, opt)
+    dev = fabric.device
+    import contextlib
+    ctx = contextlib.nullcontext
+    backward = fabric.backward
+    clip = lambda: fabric.clip_gradients(model, opt, max_norm=1.0)
+fwd = torch.compile(model) if a.compile else model
+n_params = sum(q.numel() for q in model.parameters())
+g = torch.Generator(device="cpu").manual_seed(1)
+idx = torch.randint(0, 50257, (a.batch, T + 1), generator=g).to(dev)
+x, y = idx[:, :-1].contiguous(), idx[:, 1:].contiguous()
+torch.cuda.reset_peak_memory_stats()
+for s in range(a.warmup + a.steps):
+    if s == a.warmup:
+        torch.cuda.synchronize(); t0 = time.perf_counter()
+    with ctx():
+        loss = fwd(x, y)
+    backward(loss)
+    clip()
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+torch.cuda.synchronize()
+dt = (time.perf_counter() - t0) / a.steps
+tokens = a.batch * T
+# PaLM's estimate (as nanoGPT's estimate_mfu): 6N + 12 L H Q T flops per token, forward + backward
+flops_tok = 6 * n_params + 12 * L * H * (C // H) * T
+name = torch.cuda.get_device_name()
+peak = 989e12 if "H100" in name or "H200" in name else 312e12   # dense bf16, SXM
+print(json.dumps({"impl": "pytorch" + ("+compile" if a.compile else "") + ("" if a.no_fabric else "+fabric"),
+                  "device": name, "batch": a.batch, "seq": T, "params_m": round(n_params / 1e6, 2),
+                  "step_ms": round(1000 * dt, 2), "tok_s": round(tokens / dt), "mfu": round(flops_tok * tokens / dt / peak, 4),
+                  "peak_gb": round(torch.cuda.max_memory_allocated() / 1e9, 2), "loss": round(loss.item(), 4)}))
