@@ -16,6 +16,7 @@
 
 #include "fabric/sharded_checkpoint.h"
 #include "io/atomic_file.h"
+#include "io/st_stream_writer.h"
 #include "tensor/tensor_impl.h"
 #include "test_util.h"
 #include "weft/dist.h"
@@ -541,6 +542,69 @@ START_TEST(test_full_save_memory) {
 }
 END_TEST
 
+/* The streaming writer writes exactly what wf_st_writer_save writes for the same tensors,
+ * whatever the order and the pieces the data comes in; a short or long tensor is refused
+ * and leaves the path alone. Every rank in its own files (no collectives). */
+START_TEST(test_stream_writer) {
+    wf_scope_begin();
+    char a[64], b[64];
+    snprintf(a, sizeof a, "a%d.st", rank);
+    snprintf(b, sizeof b, "b%d.st", rank);
+    wf_tensor *t[4] = { wf_reshape(wf_arange(0, 6, 1, WF_F32), WF_SHAPE(2, 3)), wf_arange(0, 3, 1, WF_I64),
+                        wf_full(WF_SHAPE(2, 1), 0.5, WF_BF16), wf_zeros(WF_SHAPE(0, 4), WF_U8) };
+    const char *names[4] = { "w", "steps", "half", "empty" };
+    wf_st_writer *w = wf_st_writer_new();
+    for (int i = 0; i < 4; i++) ck_assert_int_eq(wf_st_writer_add(w, names[i], t[i]), 0);
+    ck_assert_int_eq(wf_st_writer_set_metadata(w, "format", "pt"), 0);
+    ck_assert_int_eq(wf_st_writer_save(w, at(a)), 0);
+    wf_st_writer_free(w);
+    wf__st_tensor_desc d[4];
+    for (int i = 0; i < 4; i++) d[i] = (wf__st_tensor_desc){ names[i], wf_tensor_dtype(t[i]), wf_ndim(t[i]), wf_shape(t[i]) };
+    const char *mk[1] = { "format" }, *mv[1] = { "pt" };
+    wf__st_stream *s = wf__st_stream_open(at(b), d, 4, mk, mv, 1, "test");
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(wf__st_stream_write_tensor(s, 2, t[2]), 0);
+    const float *wv = wf_data_ptr(t[0]);
+    ck_assert_int_eq(wf__st_stream_write(s, 0, wv, 8), 0);            /* w in two pieces */
+    ck_assert_int_eq(wf__st_stream_write(s, 0, wv + 2, 16), 0);
+    ck_assert_int_eq(wf__st_stream_write(s, 0, wv, 4), WF_EINVAL);    /* one float too many */
+    ck_assert_error(WF_EINVAL, "'w'");
+    ck_assert_int_eq(wf__st_stream_write_tensor(s, 1, t[0]), WF_EDTYPE);
+    ck_assert_error(WF_EDTYPE, "steps");
+    ck_assert_int_eq(wf__st_stream_write_tensor(s, 1, t[1]), 0);
+    ck_assert_int_eq(wf__st_stream_commit(s), 0);
+    size_t na, nb;
+    unsigned char *x = tt_read_file(at(a), &na), *y = tt_read_file(at(b), &nb);
+    ck_assert(na == nb && !memcmp(x, y, na));
+    free(y);
+    /* incomplete: refused, the earlier file untouched, no temporary left */
+    s = wf__st_stream_open(at(b), d, 4, mk, mv, 1, "test");
+    ck_assert_ptr_nonnull(s);
+    ck_assert_int_eq(wf__st_stream_write_tensor(s, 1, t[1]), 0);
+    ck_assert_int_eq(wf__st_stream_commit(s), WF_EINVAL);
+    ck_assert_error(WF_EINVAL, "got 0 of its 24 bytes");
+    y = tt_read_file(at(b), &nb);
+    ck_assert(na == nb && !memcmp(x, y, na));
+    free(x);
+    free(y);
+    char tmp[80];
+    snprintf(tmp, sizeof tmp, "%s.tmp", b);
+    ck_assert(!exists(at(tmp)));
+    /* bad descriptions */
+    const char *rk[1] = { "weft/header_crc32" };
+    ck_assert_ptr_null(wf__st_stream_open(at(b), d, 4, rk, mv, 1, "test"));
+    ck_assert_error(WF_EINVAL, "reserved");
+    d[1].name = "w";
+    ck_assert_ptr_null(wf__st_stream_open(at(b), d, 4, NULL, NULL, 0, "test"));
+    ck_assert_error(WF_EINVAL, "appears twice");
+    d[1].name = "__metadata__";
+    ck_assert_ptr_null(wf__st_stream_open(at(b), d, 4, NULL, NULL, 0, "test"));
+    ck_assert_error(WF_EINVAL, "reserved");
+    wf__st_stream_abort(NULL);
+    wf_scope_end();
+}
+END_TEST
+
 int main(int argc, char **argv) {
     setenv("CK_FORK", "no", 1);
     if (!getenv("WF_DIST_TIMEOUT")) setenv("WF_DIST_TIMEOUT", "30", 1);
@@ -557,6 +621,7 @@ int main(int argc, char **argv) {
     tcase_set_timeout(tc, 120);
     tcase_add_checked_fixture(tc, setup, teardown);
     tcase_add_test(tc, test_full_save_memory);
+    tcase_add_test(tc, test_stream_writer);
     tcase_add_test(tc, test_roundtrip_same_world);
     tcase_add_test(tc, test_any_world_size);
     tcase_add_test(tc, test_full_equals_sharded);
