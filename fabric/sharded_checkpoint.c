@@ -321,8 +321,8 @@ static int meta_add(meta_list *m, const char *key, size_t klen, char *v, const c
     return 0;
 }
 
-/* The full file's metadata entries: the members of md (strings as they are, other values as
- * JSON text), "weft/entries" derived from the tensor names unless md has it, and the format. */
+/* The full file's metadata entries: the members of md, each as its JSON text (as
+ * fabric/checkpoint.c stores an int, a string or a scheduler's state), "weft/entries" derived from the tensor names unless md has it, and the format. */
 static int full_metadata(const char *op, const wf_json *md, const char *const *names, int n, meta_list *m) {
     memset(m, 0, sizeof *m);
     int rc = 0;
@@ -331,15 +331,10 @@ static int full_metadata(const char *op, const wf_json *md, const char *const *n
         if (strlen(it->key) != it->key_len)
             return wf__error(WF_EINVAL, "%s: a metadata key contains a NUL character", op);
         if (!strcmp(it->key, "weft/format")) continue;
-        char *v;
-        if (it->type == WF_JSON_STRING) {
-            v = wf__strdup(it->str);
-        } else {
-            wf_sb sb;
-            wf__sb_init(&sb);
-            wf__sb_json_value(&sb, it);
-            v = wf__sb_take(&sb, NULL);
-        }
+        wf_sb sb;
+        wf__sb_init(&sb);
+        wf__sb_json_value(&sb, it);
+        char *v = wf__sb_take(&sb, NULL);
         if (!v) return wf__error(WF_ENOMEM, "%s: out of memory", op);
         rc = meta_add(m, it->key, it->key_len, v, op);
     }

@@ -27,8 +27,9 @@
  * (io/st_stream_writer.h), so rank 0 never holds more than its shards plus one piece.
  *
  * Metadata: metadata_json is a JSON object (NULL = {}) of non-tensor state; the sharded
- * index keeps it as it is, a full file turns each member into one metadata entry (a string
- * as it is, anything else as its compact JSON text). "weft/entries" (fabric/checkpoint.c's
+ * index keeps it as it is, a full file turns each member into one metadata entry holding
+ * its compact JSON text (a string quoted), which is how fabric/checkpoint.c stores an int, a
+ * string, param_groups or a scheduler's state. "weft/entries" (fabric/checkpoint.c's
  * entry kinds) is derived from the tensor names when the object has none: "<p>/..." is a
  * module, or an optimizer when "<p>/param_groups" is a member; a name without '/' a tensor.
  * Only group rank 0's metadata_json is used; other ranks may pass NULL.

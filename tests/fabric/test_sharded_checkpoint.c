@@ -20,6 +20,8 @@
 #include "tensor/tensor_impl.h"
 #include "test_util.h"
 #include "weft/dist.h"
+#include "weft/fabric.h"
+#include "weft/nn.h"
 #include "weft/io.h"
 
 static wf_process_group *pg;
@@ -605,6 +607,46 @@ START_TEST(test_stream_writer) {
 }
 END_TEST
 
+/* A full file is a Fabric checkpoint: wf_fabric_load restores a module and an int from it.
+ * (One process: a Fabric under mpirun would set up a distributed strategy.) */
+START_TEST(test_full_file_loads_in_fabric) {
+    wf_scope_begin();
+    wf_module *m = wf_linear_new(3, 4, true), *m2 = wf_linear_new(3, 4, true);
+    wf_tensor *p[2], *p2[2];
+    ck_assert_int_eq(wf_module_parameters(m, p, NULL, 2), 2);
+    ck_assert_int_eq(wf_module_parameters(m2, p2, NULL, 2), 2);
+    /* the weight and the bias sharded by hand over this world */
+    wf__shard_entry e[2];
+    const char *names[2] = { "model/weight", "model/bias" };
+    for (int j = 0; j < 2; j++) {
+        int64_t s, c;
+        wf__shard_rows(wf_shape(p[j])[0], rank, world, &s, &c);
+        e[j] = (wf__shard_entry){ .name = names[j], .local = wf_contiguous(wf_narrow(p[j], 0, s, c)), .ndim = wf_ndim(p[j]),
+                                  .row_start = s };
+        memcpy(e[j].global_shape, wf_shape(p[j]), (size_t)wf_ndim(p[j]) * sizeof(int64_t));
+    }
+    ck_assert_int_eq(wf__full_save(pg, at("fabric.ckpt"), e, 2, "{\"iter\":7,\"weft/entries\":{\"model\":\"module\",\"iter\":\"int\"}}"), 0);
+    if (world == 1) {
+        wf_fabric *f = wf_fabric_new(&(wf_fabric_config){ .quiet = true });
+        ck_assert_ptr_nonnull(f);
+        wf_fabric_state *st = wf_fabric_state_new();
+        int64_t iter = 0;
+        ck_assert_int_eq(wf_fabric_state_add_module(st, "model", m2), 0);
+        ck_assert_int_eq(wf_fabric_state_add_int(st, "iter", &iter), 0);
+        wf_fabric_state *rest = wf_fabric_load(f, at("fabric.ckpt"), st, true);
+        ck_assert_msg(rest != NULL, "%s", wf_error_message());
+        ck_assert_int_eq(iter, 7);
+        for (int j = 0; j < 2; j++) ck_assert(same(p[j], p2[j]));
+        wf_fabric_state_free(rest);
+        wf_fabric_state_free(st);
+        wf_fabric_free(f);
+    }
+    wf_module_free(m);
+    wf_module_free(m2);
+    wf_scope_end();
+}
+END_TEST
+
 int main(int argc, char **argv) {
     setenv("CK_FORK", "no", 1);
     if (!getenv("WF_DIST_TIMEOUT")) setenv("WF_DIST_TIMEOUT", "30", 1);
@@ -625,6 +667,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, test_roundtrip_same_world);
     tcase_add_test(tc, test_any_world_size);
     tcase_add_test(tc, test_full_equals_sharded);
+    tcase_add_test(tc, test_full_file_loads_in_fabric);
     tcase_add_test(tc, test_consolidate);
     tcase_add_test(tc, test_damaged_and_missing);
     tcase_add_test(tc, test_rank_fails_to_write);
