@@ -268,7 +268,7 @@ static int parse_metadata(const char *op, const char *text, wf_json **out) {
     *out = NULL;
     const char *s = text ? text : "{}";
     char err[160] = "";
-    int rc = wf__json_parse(s, strlen(s), 0, out, err, sizeof err);
+    int rc = wf__json_parse(s, strlen(s), WF__SHARDED_METADATA_DEPTH, out, err, sizeof err);
     if (rc == WF_ENOMEM) return wf__error(WF_ENOMEM, "%s: out of memory", op);
     if (rc) return wf__error(WF_EINVAL, "%s: metadata_json is not valid JSON: %s", op, err);
     if ((*out)->type != WF_JSON_OBJECT) {

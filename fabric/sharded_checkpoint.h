@@ -50,6 +50,8 @@
 #include "weft/dist.h"
 
 #define WF__SHARDED_FORMAT "weft-sharded-1"
+/* How deeply metadata_json may nest (the JSON parser's default bound, less the index's level). */
+#define WF__SHARDED_METADATA_DEPTH 63
 
 /* Save e[0..n) (this rank's rows) into the folder dir. Returns 0 or a code. */
 int wf__sharded_save(wf_process_group *pg, const char *dir, const wf__shard_entry *e, int n, const char *metadata_json);

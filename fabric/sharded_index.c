@@ -12,7 +12,9 @@
 
 #define IX_TOKEN "\"index_crc32\":\""
 #define IX_MAX_WORLD 1048576
-#define IX_MAX_DEPTH 8   /* {"tensors":{"x":{"pieces":[[..]]}}} needs 5; metadata is kept shallow */
+/* the tensors need 4 levels; the metadata object sits one level down, and a save refuses
+ * metadata nested deeper than the index may be (WF__SHARDED_METADATA_DEPTH) */
+#define IX_MAX_DEPTH (WF__SHARDED_METADATA_DEPTH + 1)
 
 void wf__sharded_index_free(wf__sharded_index *ix) {
     if (!ix) return;

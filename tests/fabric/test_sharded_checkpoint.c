@@ -181,6 +181,16 @@ START_TEST(test_roundtrip_same_world) {
     ck_assert_int_eq(wf__sharded_load(pg, at("ck"), l, NSPEC, NULL), 0);
     check_entries(l, 1);
     ck_assert(!exists(at("ck.tmp")));
+    /* metadata as deep as a save accepts comes back */
+    char deep[256];
+    int k = snprintf(deep, sizeof deep, "{\"deep\":");
+    for (int i = 0; i < 62; i++) deep[k++] = '[';
+    for (int i = 0; i < 62; i++) deep[k++] = ']';
+    snprintf(deep + k, sizeof deep - (size_t)k, "}");
+    ck_assert_int_eq(wf__sharded_save(pg, at("ck"), e, NSPEC, deep), 0);
+    ck_assert_int_eq(wf__sharded_load(pg, at("ck"), l, NSPEC, &md), 0);
+    ck_assert_str_eq(md, deep);
+    wf__free(md, strlen(md) + 1);
     wf_scope_end();
 }
 END_TEST
@@ -490,6 +500,13 @@ START_TEST(test_bad_save_arguments) {
         e[0].row_start = s;
     }
     ck_assert_int_eq(wf__sharded_save(pg, at("ck"), e, NSPEC, "[1]"), WF_EINVAL);
+    ck_assert_error(WF_EINVAL, "metadata_json");
+    char deep[256];
+    int k = snprintf(deep, sizeof deep, "{\"deep\":");
+    for (int i = 0; i < 63; i++) deep[k++] = '[';
+    for (int i = 0; i < 63; i++) deep[k++] = ']';
+    snprintf(deep + k, sizeof deep - (size_t)k, "}");
+    ck_assert_int_eq(wf__sharded_save(pg, at("ck"), e, NSPEC, deep), WF_EINVAL);
     ck_assert_error(WF_EINVAL, "metadata_json");
     ck_assert_int_eq(wf__full_save(pg, at("f"), e, NSPEC, "{\"crc32/x\":\"1\"}"), WF_EINVAL);
     ck_assert_error(WF_EINVAL, "reserved");
