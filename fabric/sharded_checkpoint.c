@@ -10,8 +10,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
-#include <sys/syscall.h>
 #include <unistd.h>
+#if defined(__linux__)
+#include <sys/syscall.h>   /* renameat2, which older C libraries do not wrap */
+#endif
 
 #include "io/atomic_file.h"
 #include "io/safetensors_impl.h"
