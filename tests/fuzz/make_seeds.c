@@ -218,7 +218,12 @@ static void sharded_index_seeds(void) {
         { .name = "model/w", .local = w, .ndim = 2, .global_shape = { 3, 2 } },
         { .name = "optimizer/state/0/step", .local = s, .ndim = 0, .replicated = true },
     };
-    check(wf__sharded_save(NULL, dir, e, 2, "{\"epoch\":1,\"optimizer/param_groups\":[{\"lr\":0.1}]}"), "sharded save");
+    int rc = wf__sharded_save(NULL, dir, e, 2, "{\"epoch\":1,\"optimizer/param_groups\":[{\"lr\":0.1}]}");
+    if (rc == WF_ENOTSUP) {   /* the minimal preset */
+        printf("sharded_index seeds skipped: %s\n", wf_error_message());
+        return;
+    }
+    check(rc, "sharded save");
     snprintf(ip, sizeof ip, "%s/index.json", dir);
     size_t n;
     uint8_t *b = slurp(ip, &n);
