@@ -5,7 +5,8 @@
  * wf_st_open, by `weft consolidate` and by Python's safetensors when installed), damaged and
  * missing files, wrong requests, a rank that cannot write, and rank 0's memory in a full save.
  *
- *     test_sharded_checkpoint [WEFT_EXE]      (WEFT_EXE: the `weft` program, for its test) */
+ *     test_sharded_checkpoint [WEFT_EXE [PYTHON]]   (the `weft` program, for its test; the
+ *                                                  python3 to read the result with) */
 #include <check.h>
 #include <errno.h>
 #include <stdio.h>
@@ -26,7 +27,7 @@
 
 static wf_process_group *pg;
 static int rank, world;
-static const char *weft_exe;
+static const char *weft_exe, *python = "python3";
 static char dir[512];   /* shared by all ranks */
 
 /* ---------------------------------------------------------------- the state */
@@ -137,6 +138,13 @@ static bool exists(const char *p) {
     return stat(p, &st) == 0;
 }
 
+/* No save left its temporary folder; checked by every rank before rank 0 may start the next
+ * save, which makes one. */
+static void no_tmp_folder(void) {
+    ck_assert(!exists(at("ck.tmp")));
+    sync_all();
+}
+
 static void setup(void) {
     if (rank == 0) {
         const char *base = getenv("TMPDIR");
@@ -168,7 +176,7 @@ START_TEST(test_roundtrip_same_world) {
     snprintf(name, sizeof name, "ck/rank-%d-of-%d.safetensors", rank, world);
     ck_assert(exists(at(name)));
     ck_assert(exists(at("ck/index.json")));
-    ck_assert(!exists(at("ck.tmp")));
+    no_tmp_folder();
     make_entries(l, rank, world, false, 0);
     char *md = NULL;
     ck_assert_int_eq(wf__sharded_load(pg, at("ck"), l, NSPEC, &md), 0);
@@ -180,7 +188,7 @@ START_TEST(test_roundtrip_same_world) {
     ck_assert_int_eq(wf__sharded_save(pg, at("ck"), e, NSPEC, NULL), 0);
     ck_assert_int_eq(wf__sharded_load(pg, at("ck"), l, NSPEC, NULL), 0);
     check_entries(l, 1);
-    ck_assert(!exists(at("ck.tmp")));
+    no_tmp_folder();
     /* metadata as deep as a save accepts comes back */
     char deep[256];
     int k = snprintf(deep, sizeof deep, "{\"deep\":");
@@ -314,12 +322,14 @@ START_TEST(test_consolidate) {
             snprintf(cmd, sizeof cmd, "'%s' consolidate '%s' --output 2>/dev/null", weft_exe, at("ck"));
             ck_assert_int_eq(run(cmd), 2);
         }
-        if (run("python3 -c 'import safetensors, numpy' 2>/dev/null") != 0) {
+        char probe[1200];
+        snprintf(probe, sizeof probe, "'%s' -c 'import safetensors, numpy' 2>/dev/null", python);
+        if (run(probe) != 0) {
             printf("test_consolidate: Python's safetensors (with numpy) is not installed: its check is skipped\n");
         } else {
             char cmd[2048];
             snprintf(cmd, sizeof cmd,
-                     "python3 -c 'import sys, numpy as np\n"
+                     "'%s' -c 'import sys, numpy as np\n"
                      "from safetensors.numpy import load_file\n"
                      "t = load_file(sys.argv[1])\n"
                      "w = t[\"model/w0\"]\n"
@@ -330,7 +340,7 @@ START_TEST(test_consolidate) {
                      "assert t[\"model/e\"].shape == (0, 4)\n"
                      "assert np.array_equal(t[\"model/b\"], 200 + np.arange(5) * 0.5)\n"
                      "' '%s'",
-                     at("one.safetensors"));
+                     python, at("one.safetensors"));
             ck_assert_int_eq(run(cmd), 0);
         }
     }
@@ -461,7 +471,7 @@ START_TEST(test_rank_fails_to_write) {
     ck_assert_msg(strstr(wf_error_message(), who) && strstr(wf_error_message(), "No space left"), "%s",
                   wf_error_message());
     wf_clear_error();
-    ck_assert(!exists(at("ck.tmp")));
+    no_tmp_folder();
     make_entries(l, rank, world, false, 0);
     ck_assert_int_eq(wf__sharded_load(pg, at("ck"), l, NSPEC, NULL), 0);
     check_entries(l, 0);
@@ -668,6 +678,7 @@ int main(int argc, char **argv) {
     setenv("CK_FORK", "no", 1);
     if (!getenv("WF_DIST_TIMEOUT")) setenv("WF_DIST_TIMEOUT", "30", 1);
     weft_exe = argc > 1 ? argv[1] : NULL;
+    if (argc > 2 && *argv[2]) python = argv[2];
     pg = wf_dist_init(NULL);
     if (!pg) {
         fprintf(stderr, "wf_dist_init: %s\n", wf_error_message());
