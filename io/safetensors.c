@@ -1,6 +1,7 @@
 /* io/safetensors.c: safetensors writer (atomic through io/atomic_file.c; CRC-32 per tensor
  * and over the header in __metadata__) and a validating reader. See weft/io.h for the
- * format and the contract. */
+ * format and the contract; io/safetensors_impl.h for the pieces the streaming writer and
+ * the sharded checkpoints share (the header layout, ranged reads). */
 #include "weft_config.h"
 #include "weft/io.h"
 
@@ -16,6 +17,7 @@
 
 #include "io/atomic_file.h"
 #include "io/json.h"
+#include "io/safetensors_impl.h"
 #include "tensor/tensor_impl.h"
 
 #define ST_MAX_HEADER ((uint64_t)100000000)   /* 100 MB, as the reference implementation */
@@ -218,6 +220,124 @@ static void put_hex8(char *d, uint32_t v) {
     for (int i = 7; i >= 0; i--, v >>= 4) d[i] = hex[v & 15];
 }
 
+const char *wf__st_dtype_name(wf_dtype dt) { return st_name_of(dt); }
+
+wf_dtype wf__st_dtype_parse(const char *name) {
+    for (int d = 1; d < WF_DTYPE_COUNT; d++)
+        if (st_name_of((wf_dtype)d) && name && !strcmp(st_name_of((wf_dtype)d), name)) return (wf_dtype)d;
+    return WF_DTYPE_DEFAULT;
+}
+
+/* The header's checksum: CRC-32 of the 8 length bytes and the header, with the 8 digits of
+ * the checksum itself read as "00000000" (pos is their offset in the header). */
+static uint32_t header_crc(const unsigned char lenb[8], const char *hdr, size_t len, size_t pos) {
+    uint32_t c = wf_crc32(0, lenb, 8);
+    c = wf_crc32(c, hdr, pos);
+    c = wf_crc32(c, "00000000", 8);
+    return wf_crc32(c, hdr + pos + 8, len - pos - 8);
+}
+
+void wf__st_layout_free(wf__st_layout *L) {
+    size_t nn = L->n ? (size_t)L->n : 1;
+    wf__sb_free(&L->hdr);
+    wf__free(L->order, nn * sizeof *L->order);
+    wf__free(L->slot, nn * sizeof *L->slot);
+    wf__free(L->offs, (nn + 1) * sizeof *L->offs);
+    wf__free(L->crc_pos, nn * sizeof *L->crc_pos);
+    memset(L, 0, sizeof *L);
+}
+
+int wf__st_layout_build(wf__st_layout *L, const wf__st_tensor_desc *t, int n, const char *const *mkeys,
+                        const char *const *mvals, int nm, const char *op, const char *path) {
+    memset(L, 0, sizeof *L);
+    wf__sb_init(&L->hdr);
+    L->n = n;
+    size_t nn = n ? (size_t)n : 1;
+    w_order *ord = wf__malloc(nn * sizeof *ord);
+    L->order = wf__malloc(nn * sizeof *L->order);
+    L->slot = wf__malloc(nn * sizeof *L->slot);
+    L->offs = wf__malloc((nn + 1) * sizeof *L->offs);
+    L->crc_pos = wf__malloc(nn * sizeof *L->crc_pos);
+    int rc = 0;
+    if (!ord || !L->order || !L->slot || !L->offs || !L->crc_pos) {
+        rc = wf__error(WF_ENOMEM, "%s: %s: out of memory", op, path);
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        ord[i].idx = i;
+        ord[i].esize = wf_dtype_size(t[i].dtype);
+    }
+    if (n) qsort(ord, (size_t)n, sizeof *ord, order_cmp);
+    L->offs[0] = 0;
+    for (int k = 0; k < n; k++) {
+        const wf__st_tensor_desc *d = &t[ord[k].idx];
+        L->order[k] = ord[k].idx;
+        L->slot[ord[k].idx] = k;
+        uint64_t nb = ord[k].esize;
+        for (int j = 0; j < d->ndim; j++) {
+            uint64_t dim = (uint64_t)d->shape[j];
+            if (dim && nb > UINT64_MAX / dim) { rc = wf__error(WF_EINVAL, "%s: %s: data too large", op, path); goto done; }
+            nb *= dim;
+        }
+        if (nb > UINT64_MAX - L->offs[k]) { rc = wf__error(WF_EINVAL, "%s: %s: data too large", op, path); goto done; }
+        L->offs[k + 1] = L->offs[k] + nb;
+    }
+
+    /* metadata first (user entries, one crc placeholder per tensor, the weft mark, the
+     * header's own checksum last), then the tensors, tiling the data section */
+    wf_sb *sb = &L->hdr;
+    wf__sb_puts(sb, "{\"__metadata__\":{");
+    for (int i = 0; i < nm; i++) {
+        wf__sb_json_string(sb, mkeys[i], strlen(mkeys[i]));
+        wf__sb_putc(sb, ':');
+        wf__sb_json_string(sb, mvals[i], strlen(mvals[i]));
+        wf__sb_putc(sb, ',');
+    }
+    for (int k = 0; k < n; k++) {
+        const char *name = t[L->order[k]].name;
+        size_t nl = strlen(name);
+        char *key = wf__malloc(nl + sizeof ST_CRC_PREFIX);
+        if (!key) { rc = wf__error(WF_ENOMEM, "%s: %s: out of memory", op, path); goto done; }
+        memcpy(key, ST_CRC_PREFIX, sizeof ST_CRC_PREFIX - 1);
+        memcpy(key + sizeof ST_CRC_PREFIX - 1, name, nl + 1);
+        wf__sb_json_string(sb, key, nl + sizeof ST_CRC_PREFIX - 1);
+        wf__free(key, nl + sizeof ST_CRC_PREFIX);
+        wf__sb_puts(sb, ":\"");
+        L->crc_pos[k] = sb->len;
+        wf__sb_puts(sb, "00000000\",");
+    }
+    wf__sb_puts(sb, "\"" ST_MARK_KEY "\":\"" ST_MARK_VALUE "\"," ST_HCRC_TOKEN);
+    L->hcrc_pos = sb->len;
+    wf__sb_puts(sb, "00000000\"}");
+    for (int k = 0; k < n; k++) {
+        const wf__st_tensor_desc *d = &t[L->order[k]];
+        wf__sb_putc(sb, ',');
+        wf__sb_json_string(sb, d->name, strlen(d->name));
+        wf__sb_printf(sb, ":{\"dtype\":\"%s\",\"shape\":[", st_name_of(d->dtype));
+        for (int j = 0; j < d->ndim; j++) {
+            if (j) wf__sb_putc(sb, ',');
+            wf__sb_json_int(sb, d->shape[j]);
+        }
+        wf__sb_printf(sb, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)L->offs[k],
+                      (unsigned long long)L->offs[k + 1]);
+    }
+    wf__sb_putc(sb, '}');
+    while (!wf__sb_failed(sb) && (8 + sb->len) % 8) wf__sb_putc(sb, ' ');   /* a failed buffer stops growing */
+    if (wf__sb_failed(sb)) { rc = wf__error(WF_ENOMEM, "%s: %s: out of memory", op, path); goto done; }
+    uint64_t hl = sb->len;
+    for (int i = 0; i < 8; i++) L->lenb[i] = (unsigned char)(hl >> (8 * i));
+done:
+    wf__free(ord, nn * sizeof *ord);
+    if (rc) wf__st_layout_free(L);
+    return rc;
+}
+
+void wf__st_layout_set_crc(wf__st_layout *L, int k, uint32_t crc) { put_hex8(L->hdr.buf + L->crc_pos[k], crc); }
+
+void wf__st_layout_seal(wf__st_layout *L) {
+    put_hex8(L->hdr.buf + L->hcrc_pos, header_crc(L->lenb, L->hdr.buf, L->hdr.len, L->hcrc_pos));
+}
+
 /* Write the tensor's bytes (logical row-major order, little-endian) at off and CRC them. */
 static int write_tensor(wf__atomic_file *af, wf_tensor *t, size_t nbytes, uint64_t off, uint32_t *crc,
                         const char *path, const char *name) {
@@ -246,115 +366,53 @@ static int write_tensor(wf__atomic_file *af, wf_tensor *t, size_t nbytes, uint64
     return rc;
 }
 
-/* The header's checksum: CRC-32 of the 8 length bytes and the header, with the 8 digits of
- * the checksum itself read as "00000000" (pos is their offset in the header). */
-static uint32_t header_crc(const unsigned char lenb[8], const char *hdr, size_t len, size_t pos) {
-    uint32_t c = wf_crc32(0, lenb, 8);
-    c = wf_crc32(c, hdr, pos);
-    c = wf_crc32(c, "00000000", 8);
-    return wf_crc32(c, hdr + pos + 8, len - pos - 8);
-}
-
 int wf_st_writer_save(wf_st_writer *w, const char *path) {
     if (!w || !path) {
         if (wf__any_null("wf_st_writer_save", 2, w, path)) return wf_error() ? wf_error() : WF_ENULL;
     }
     if (!*path) return wf__error(WF_EINVAL, "wf_st_writer_save: empty path");
     int rc = 0;
-    w_order *ord = NULL;
-    uint64_t *offs = NULL;
-    size_t *crc_pos = NULL;
-    size_t hcrc_pos = 0;
-    bool opened = false;
+    bool opened = false, laid = false;
     wf__atomic_file af;
-    wf_sb sb;
-    wf__sb_init(&sb);
-
-    size_t nn = w->n ? (size_t)w->n : 1;
-    ord = wf__malloc(nn * sizeof *ord);
-    offs = wf__malloc((nn + 1) * sizeof *offs);
-    crc_pos = wf__malloc(nn * sizeof *crc_pos);
-    if (!ord || !offs || !crc_pos) { rc = wf__error(WF_ENOMEM, "wf_st_writer_save: %s: out of memory", path); goto done; }
+    wf__st_layout L;
+    size_t nn = w->n ? (size_t)w->n : 1, nmm = w->nm ? (size_t)w->nm : 1;
+    wf__st_tensor_desc *d = wf__malloc(nn * sizeof *d);
+    const char **mk = wf__malloc(nmm * sizeof *mk), **mv = wf__malloc(nmm * sizeof *mv);
+    if (!d || !mk || !mv) { rc = wf__error(WF_ENOMEM, "wf_st_writer_save: %s: out of memory", path); goto done; }
     for (int i = 0; i < w->n; i++) {
-        ord[i].idx = i;
-        ord[i].esize = wf_dtype_size(w->e[i].t->dtype);
+        wf_tensor *t = w->e[i].t;
+        d[i] = (wf__st_tensor_desc){ w->e[i].name, t->dtype, t->ndim, t->shape };
     }
-    if (w->n) qsort(ord, (size_t)w->n, sizeof *ord, order_cmp);
-    offs[0] = 0;
-    for (int k = 0; k < w->n; k++) {
-        wf_tensor *t = w->e[ord[k].idx].t;
-        uint64_t nb = (uint64_t)wf_numel(t) * ord[k].esize;
-        if (nb > UINT64_MAX - offs[k]) { rc = wf__error(WF_EINVAL, "wf_st_writer_save: %s: data too large", path); goto done; }
-        offs[k + 1] = offs[k] + nb;
-    }
-
-    /* header: metadata first (user entries, one crc placeholder per tensor, the weft mark,
-     * the header's own checksum last), then the tensors, tiling the data section */
-    wf__sb_puts(&sb, "{\"__metadata__\":{");
     for (int i = 0; i < w->nm; i++) {
-        wf__sb_json_string(&sb, w->m[i].key, strlen(w->m[i].key));
-        wf__sb_putc(&sb, ':');
-        wf__sb_json_string(&sb, w->m[i].value, strlen(w->m[i].value));
-        wf__sb_putc(&sb, ',');
+        mk[i] = w->m[i].key;
+        mv[i] = w->m[i].value;
     }
-    for (int k = 0; k < w->n; k++) {
-        const char *name = w->e[ord[k].idx].name;
-        size_t nl = strlen(name);
-        char *key = wf__malloc(nl + sizeof ST_CRC_PREFIX);
-        if (!key) { rc = wf__error(WF_ENOMEM, "wf_st_writer_save: %s: out of memory", path); goto done; }
-        memcpy(key, ST_CRC_PREFIX, sizeof ST_CRC_PREFIX - 1);
-        memcpy(key + sizeof ST_CRC_PREFIX - 1, name, nl + 1);
-        wf__sb_json_string(&sb, key, nl + sizeof ST_CRC_PREFIX - 1);
-        wf__free(key, nl + sizeof ST_CRC_PREFIX);
-        wf__sb_puts(&sb, ":\"");
-        crc_pos[k] = sb.len;
-        wf__sb_puts(&sb, "00000000\",");
-    }
-    wf__sb_puts(&sb, "\"" ST_MARK_KEY "\":\"" ST_MARK_VALUE "\"," ST_HCRC_TOKEN);
-    hcrc_pos = sb.len;
-    wf__sb_puts(&sb, "00000000\"}");
-    for (int k = 0; k < w->n; k++) {
-        const w_entry *e = &w->e[ord[k].idx];
-        wf__sb_putc(&sb, ',');
-        wf__sb_json_string(&sb, e->name, strlen(e->name));
-        wf__sb_printf(&sb, ":{\"dtype\":\"%s\",\"shape\":[", st_name_of(e->t->dtype));
-        for (int d = 0; d < e->t->ndim; d++) {
-            if (d) wf__sb_putc(&sb, ',');
-            wf__sb_json_int(&sb, e->t->shape[d]);
-        }
-        wf__sb_printf(&sb, "],\"data_offsets\":[%llu,%llu]}", (unsigned long long)offs[k],
-                      (unsigned long long)offs[k + 1]);
-    }
-    wf__sb_putc(&sb, '}');
-    while (!wf__sb_failed(&sb) && (8 + sb.len) % 8) wf__sb_putc(&sb, ' ');   /* a failed buffer stops growing */
-    if (wf__sb_failed(&sb)) { rc = wf__error(WF_ENOMEM, "wf_st_writer_save: %s: out of memory", path); goto done; }
-
+    if ((rc = wf__st_layout_build(&L, d, w->n, mk, mv, w->nm, "wf_st_writer_save", path))) goto done;
+    laid = true;
     if ((rc = wf__atomic_open(&af, "wf_st_writer_save", path))) goto done;
     opened = true;
-    unsigned char lenb[8];
-    uint64_t hl = sb.len;
-    for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)(hl >> (8 * i));
+    uint64_t hl = L.hdr.len;
     /* the data first, then the header with every checksum filled in: a file cut short by a
      * crash is never the target (the rename comes last), so the order is only about
      * writing the header once */
     for (int k = 0; k < w->n; k++) {
-        const w_entry *e = &w->e[ord[k].idx];
+        const w_entry *e = &w->e[L.order[k]];
         uint32_t crc;
-        rc = write_tensor(&af, e->t, (size_t)(offs[k + 1] - offs[k]), 8 + hl + offs[k], &crc, path, e->name);
+        rc = write_tensor(&af, e->t, (size_t)(L.offs[k + 1] - L.offs[k]), 8 + hl + L.offs[k], &crc, path, e->name);
         if (rc) goto done;
-        put_hex8(sb.buf + crc_pos[k], crc);
+        wf__st_layout_set_crc(&L, k, crc);
     }
-    put_hex8(sb.buf + hcrc_pos, header_crc(lenb, sb.buf, sb.len, hcrc_pos));
-    if ((rc = wf__atomic_pwrite(&af, lenb, 8, 0)) || (rc = wf__atomic_pwrite(&af, sb.buf, sb.len, 8))) goto done;
+    wf__st_layout_seal(&L);
+    if ((rc = wf__atomic_pwrite(&af, L.lenb, 8, 0)) || (rc = wf__atomic_pwrite(&af, L.hdr.buf, L.hdr.len, 8))) goto done;
     opened = false;
     rc = wf__atomic_commit(&af);
 
 done:
     if (opened) wf__atomic_abort(&af);
-    wf__sb_free(&sb);
-    wf__free(ord, nn * sizeof *ord);
-    wf__free(offs, (nn + 1) * sizeof *offs);
-    wf__free(crc_pos, nn * sizeof *crc_pos);
+    if (laid) wf__st_layout_free(&L);
+    wf__free(d, nn * sizeof *d);
+    wf__free(mk, nmm * sizeof *mk);
+    wf__free(mv, nmm * sizeof *mv);
     return rc;
 }
 
@@ -891,4 +949,70 @@ int wf_st_metadata_count(const wf_st_file *f) { return f && f->meta ? (int)f->me
 const char *wf_st_metadata_key(const wf_st_file *f, int i) {
     if (!f || !f->meta || i < 0 || (size_t)i >= f->meta->n) return NULL;
     return f->meta->items[i].key;
+}
+
+/* ---------------------------------------------------------------- shared with io/ and fabric/ */
+
+const char *wf__st_path(const wf_st_file *f) { return f ? f->path : NULL; }
+
+bool wf__st_is_native(const wf_st_file *f, int i) {
+    if (!f || i < 0 || i >= f->n) return false;
+    const st_dtype *sd = &st_dtypes[f->e[i].st];
+    return sd->loads_as != WF_DTYPE_DEFAULT && wf_dtype_size(sd->loads_as) == sd->size && f->e[i].ndim <= WF_MAX_DIMS;
+}
+
+int wf__st_read_range(wf_st_file *f, int i, uint64_t begin, uint64_t end, void *dst, bool verify, const char *op) {
+    if (!f) return wf__error(WF_ENULL, "%s: NULL file", op);
+    if (i < 0 || i >= f->n) return wf__error(WF_EINDEX, "%s: %s: tensor index %d out of range [0, %d)", op, f->path, i, f->n);
+    const r_entry *e = &f->e[i];
+    const st_dtype *sd = &st_dtypes[e->st];
+    uint64_t size = e->end - e->begin;
+    if (begin > end || end > size || begin % sd->size || end % sd->size)
+        return wf__error(WF_EINVAL, "%s: %s: tensor '%s': byte range [%llu, %llu) is not whole elements of its %llu bytes",
+                         op, f->path, e->name, (unsigned long long)begin, (unsigned long long)end,
+                         (unsigned long long)size);
+    if ((uint64_t)(size_t)(end - begin) != end - begin)
+        return wf__error(WF_ENOMEM, "%s: %s: tensor '%s' does not fit in memory", op, f->path, e->name);
+    unsigned char *out = dst;
+    int rc = 0;
+    if (!verify || !e->has_crc) {
+        if (end > begin && out) {
+            int64_t r = pread_all(f->fd, out, (size_t)(end - begin), f->data_start + e->begin + begin);
+            if (r < 0) return wf__error(WF_EIO, "%s: %s: reading tensor '%s': %s", op, f->path, e->name, strerror(errno));
+            if ((uint64_t)r < end - begin)
+                return wf__error(WF_EIO, "%s: %s: reading tensor '%s': unexpected end of file (the file shrank)", op,
+                                 f->path, e->name);
+        }
+    } else {
+        /* the whole tensor passes under the CRC, the asked-for bytes are copied on the way */
+        enum { CHUNK = 1 << 20 };
+        unsigned char *buf = wf__malloc(CHUNK);
+        if (!buf) return wf__error(WF_ENOMEM, "%s: %s: out of memory", op, f->path);
+        uint32_t c = 0;
+        for (uint64_t at = 0; at < size && !rc;) {
+            size_t k = size - at < CHUNK ? (size_t)(size - at) : CHUNK;
+            int64_t r = pread_all(f->fd, buf, k, f->data_start + e->begin + at);
+            if (r < 0) rc = wf__error(WF_EIO, "%s: %s: reading tensor '%s': %s", op, f->path, e->name, strerror(errno));
+            else if ((size_t)r < k)
+                rc = wf__error(WF_EIO, "%s: %s: reading tensor '%s': unexpected end of file (the file shrank)", op,
+                               f->path, e->name);
+            if (rc) break;
+            c = wf_crc32(c, buf, k);
+            uint64_t lo = at > begin ? at : begin, hi = at + k < end ? at + k : end;
+            if (out && lo < hi) memcpy(out + (lo - begin), buf + (lo - at), (size_t)(hi - lo));
+            at += k;
+        }
+        wf__free(buf, CHUNK);
+        if (!rc && c != e->crc)
+            rc = wf__error(WF_ECORRUPT, "%s: %s: tensor '%s': CRC32 mismatch (stored %08x, computed %08x)", op, f->path,
+                           e->name, (unsigned)e->crc, (unsigned)c);
+        if (rc) return rc;
+    }
+    if (out) {
+        size_t nel = (size_t)(end - begin) / sd->size;
+        if (ST_BIG_ENDIAN) swap_bytes(out, nel, sd->size);
+        if (!strcmp(sd->name, "BOOL"))
+            for (size_t k = 0; k < nel; k++) out[k] = out[k] != 0;
+    }
+    return 0;
 }

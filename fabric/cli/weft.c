@@ -1,5 +1,6 @@
 /* fabric/cli/weft.c: the `weft` program (Lightning's `fabric run`).
  *
+ *     weft consolidate FOLDER [--output FILE]     (fabric/cli/consolidate.c)
  *     weft run [--accelerator A] [--strategy S] [--devices D] [--num-nodes N] [--node-rank R]
  *              [--main-address H] [--main-port P] [--precision P]
  *              [--max-restarts N] PROGRAM [ARGS...]
@@ -22,6 +23,7 @@
  * cannot be found exits 127. */
 #include "weft/dist.h"
 #include "weft/tensor.h"
+#include "cli_impl.h"
 #include "dist/launch_impl.h"
 #include "weft_config.h"
 
@@ -36,10 +38,12 @@
 
 static const char *usage_main =
     "usage: weft run [options] PROGRAM [ARGS...]\n"
-    "       weft --help | weft run --help\n"
+    "       weft consolidate FOLDER [--output FILE]\n"
+    "       weft --help | weft run --help | weft consolidate --help\n"
     "\n"
     "Commands:\n"
-    "  run      launch PROGRAM on one or more processes (Lightning's `fabric run`)\n";
+    "  run          launch PROGRAM on one or more processes (Lightning's `fabric run`)\n"
+    "  consolidate  write a sharded checkpoint folder as one full checkpoint file\n";
 
 static const char *usage_run =
     "usage: weft run [options] PROGRAM [ARGS...]\n"
@@ -333,6 +337,7 @@ int main(int argc, char **argv) {
         return 0;
     }
     if (!strcmp(argv[1], "run")) return cmd_run(argc - 2, argv + 2);
+    if (!strcmp(argv[1], "consolidate")) return weft_cmd_consolidate(argc - 2, argv + 2);
     if (!strcmp(argv[1], "__rank")) {   /* internal: the per-rank supervisor under mpirun */
         if (argc < 3) {
             fprintf(stderr, "weft __rank: missing PROGRAM\n");

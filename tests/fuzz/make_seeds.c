@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "dist/store_proto.h"
+#include "fabric/sharded_checkpoint.h"
 #include "weft/fabric.h"
 #include "weft/io.h"
 #include "weft_config.h"
@@ -207,6 +208,65 @@ static void store_seeds(void) {
     put("store", "valid_check_reply.bin", r, 11);
 }
 
+/* A sharded checkpoint saved by one process: its index as it is (mode byte 1) and its body
+ * without the checksum (mode byte 0), and bodies with one thing wrong each. */
+static void sharded_index_seeds(void) {
+    char dir[4096], ip[4200];
+    snprintf(dir, sizeof dir, "%s/sharded_index/tmp_ckpt", root);
+    wf_tensor *w = wf_reshape(wf_arange(0, 6, 1, WF_F32), WF_SHAPE(3, 2)), *s = wf_full(NULL, 0, 4, WF_I64);
+    wf__shard_entry e[2] = {
+        { .name = "model/w", .local = w, .ndim = 2, .global_shape = { 3, 2 } },
+        { .name = "optimizer/state/0/step", .local = s, .ndim = 0, .replicated = true },
+    };
+    int rc = wf__sharded_save(NULL, dir, e, 2, "{\"epoch\":1,\"optimizer/param_groups\":[{\"lr\":0.1}]}");
+    if (rc == WF_ENOTSUP) {   /* the minimal preset */
+        printf("sharded_index seeds skipped: %s\n", wf_error_message());
+        return;
+    }
+    check(rc, "sharded save");
+    snprintf(ip, sizeof ip, "%s/index.json", dir);
+    size_t n;
+    uint8_t *b = slurp(ip, &n);
+    uint8_t *m = malloc(n + 1);
+    m[0] = 1;
+    memcpy(m + 1, b, n);
+    put("sharded_index", "valid_index.json", m, n + 1);
+    const char *tok = "\"index_crc32\"";
+    size_t body = (size_t)((const uint8_t *)strstr((const char *)b, tok) - b);
+    m[0] = 0;
+    put("sharded_index", "valid_body.json", m, body + 1);
+    /* one change each, the checksum recomputed by the target */
+    static const char *const edits[][3] = {
+        { "invalid_gap.json", "[0,0,3]", "[0,1,3]" },
+        { "invalid_dtype.json", "\"F32\"", "\"F8\"" },
+        { "invalid_format.json", "weft-sharded-1", "weft-sharded-9" },
+        { "invalid_file_name.json", "rank-0-of-1", "rank-0-of-2" },
+        { "invalid_world.json", "\"world_size\":1", "\"world_size\":2" },
+    };
+    for (size_t k = 0; k < sizeof edits / sizeof edits[0]; k++) {
+        char *t = malloc(body + 64);
+        memcpy(t, b, body);
+        t[body] = 0;
+        char *at = strstr(t, edits[k][1]);
+        if (!at) { fprintf(stderr, "seed %s: no '%s'\n", edits[k][0], edits[k][1]); exit(1); }
+        size_t la = strlen(edits[k][1]), lb = strlen(edits[k][2]);
+        uint8_t *o = malloc(body + 64);
+        o[0] = 0;
+        size_t pre = (size_t)(at - t);
+        memcpy(o + 1, t, pre);
+        memcpy(o + 1 + pre, edits[k][2], lb);
+        memcpy(o + 1 + pre + lb, at + la, body - pre - la);
+        put("sharded_index", edits[k][0], o, 1 + body - la + lb);
+        free(o);
+        free(t);
+    }
+    free(m);
+    free(b);
+    char cmd[4300];
+    snprintf(cmd, sizeof cmd, "rm -rf '%s'", dir);
+    if (system(cmd)) exit(1);
+}
+
 int main(int argc, char **argv) {
     if (argc != 2) { fprintf(stderr, "usage: %s CORPUS_DIR\n", argv[0]); return 2; }
     root = argv[1];
@@ -214,6 +274,7 @@ int main(int argc, char **argv) {
     checkpoint_seeds();
     idx_seeds();
     store_seeds();
+    sharded_index_seeds();
     printf("seeds written under %s\n", root);
     return 0;
 }
