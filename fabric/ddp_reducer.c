@@ -80,16 +80,6 @@ static double now_s(void) {
  * ours stays. */
 #define KEEP(expr, out) do { wf_scope_begin(); (out) = (expr); if (out) wf_tensor_retain(out); wf_scope_end(); } while (0)
 
-int wf__ddp_check_opts(const wf_ddp_opts *o) {
-    if (o->bucket_cap_mb < 0 || o->first_bucket_mb < 0)
-        return wf__error(WF_EINVAL, "wf_fabric_new: ddp.bucket_cap_mb = %g and ddp.first_bucket_mb = %g must not be "
-                         "negative (0 = the defaults, 25 and 1)", o->bucket_cap_mb, o->first_bucket_mb);
-    const char *h = o->comm_hook;
-    if (h && *h && strcmp(h, "none") && strcmp(h, "bf16_compress") && strcmp(h, "fp16_compress"))
-        return wf__error(WF_EINVAL, "wf_fabric_new: unknown ddp.comm_hook \"%s\" (valid: none, bf16_compress, "
-                         "fp16_compress)", h);
-    return 0;
-}
 
 /* ---------------------------------------------------------------- buckets */
 

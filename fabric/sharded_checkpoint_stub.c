@@ -1,6 +1,6 @@
 /* fabric/sharded_checkpoint_stub.c: the minimal (embedded) preset has no sharded checkpoints
  * (it has no sharded strategies either, and the code would take its library past its size
- * budget): each function says so by name. The index parser (fabric/sharded_index.c) stays. */
+ * budget): each function says so by name. The index parser (fabric/sharded_index.c) goes too. */
 #include "fabric/sharded_checkpoint.h"
 
 #include "tensor/tensor_impl.h"

@@ -38,55 +38,7 @@ typedef struct fsdp_impl {
 
 static fsdp_impl *fimpl(const wf_strategy *s) { return s->fsdp_impl; }
 
-/* ---------------------------------------------------------------- options */
-
-static const char *const sharding_names[] = { "FULL_SHARD", "SHARD_GRAD_OP", "NO_SHARD", "HYBRID_SHARD" };
-
-int wf__fsdp_settings_from(const wf_fsdp_opts *o, const char *strategy_name, int num_nodes, wf__fsdp_settings *out) {
-    const char *op = "wf_fabric_new";
-    (void)num_nodes;   /* HYBRID_SHARD checks the nodes' sizes at launch, when the ranks are known */
-    memset(out, 0, sizeof *out);
-    out->reduce_dtype = WF_F32;
-    const char *ss = o->sharding_strategy;
-    if (ss && *ss) {
-        int k = -1;
-        for (int i = 0; i < 4; i++) if (!strcmp(ss, sharding_names[i])) k = i;
-        if (k < 0)
-            return wf__error(WF_EINVAL, "%s: unknown fsdp.sharding_strategy \"%s\" (valid: FULL_SHARD, SHARD_GRAD_OP, "
-                             "NO_SHARD, HYBRID_SHARD)", op, ss);
-        out->sharding = k;
-    }
-    const char *rd = o->reduce_dtype;
-    if (rd && *rd) {
-        wf_dtype dt;
-        if (wf_dtype_parse(rd, &dt) || (dt != WF_F32 && dt != WF_BF16 && dt != WF_F16 && dt != WF_F64))
-            return wf__error(WF_EINVAL, "%s: unknown fsdp.reduce_dtype \"%s\" (valid: float32, bfloat16, float16, "
-                             "float64)", op, rd);
-        out->reduce_dtype = dt;
-    }
-    const char *sd = o->state_dict_type;
-    if (sd && *sd) {
-        if (!strcmp(sd, "full")) out->full_state_dict = true;
-        else if (strcmp(sd, "sharded"))
-            return wf__error(WF_EINVAL, "%s: unknown fsdp.state_dict_type \"%s\" (valid: sharded, full)", op, sd);
-    }
-    if (o->min_num_params < 0)
-        return wf__error(WF_EINVAL, "%s: fsdp.min_num_params = %lld: must be >= 0 (0: off)", op,
-                         (long long)o->min_num_params);
-    out->min_num_params = o->min_num_params;
-    for (int i = 0; o->auto_wrap_policy && o->auto_wrap_policy[i]; i++) {
-        const char *t = o->auto_wrap_policy[i];
-        if (i >= WF_FSDP_MAX_WRAP_TYPES)
-            return wf__error(WF_EINVAL, "%s: fsdp.auto_wrap_policy names more than %d module types", op,
-                             WF_FSDP_MAX_WRAP_TYPES);
-        if (!*t || strlen(t) >= sizeof out->wrap_types[0])
-            return wf__error(WF_EINVAL, "%s: fsdp.auto_wrap_policy[%d] = \"%s\" is not a module type name", op, i, t);
-        snprintf(out->wrap_types[i], sizeof out->wrap_types[i], "%s", t);
-        out->n_wrap_types = i + 1;
-    }
-    out->cpu_offload = o->cpu_offload || (strategy_name && !strcmp(strategy_name, "fsdp_cpu_offload"));
-    return 0;
-}
+/* (the options are checked in strategy_options.c) */
 
 /* ---------------------------------------------------------------- environment */
 

@@ -5,6 +5,7 @@
 
 #include "weft/tensor.h"
 #include "weft/autograd.h"
+#include "weft_config.h"
 
 #include <stdatomic.h>
 #include <stdarg.h>
@@ -386,8 +387,10 @@ static inline bool wf__supports(const wf_kernels *k, wf_op_family fam, int op, w
         break;
     }
     if (!(m & bit)) return false;
+#ifndef WEFT_MINIMAL   /* the embedded preset's size budget: no op harness there */
     _Atomic unsigned *c = &wf__op_calls[k != &wf__cpu_kernels][wf__op_index(fam, op)];
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1u, memory_order_relaxed);
+#endif
     return true;
 }
 /* Records WF_ENOTSUP "fn: no kernel for <dtype> on <device> (<op>)" and returns it. */
