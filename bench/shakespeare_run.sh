@@ -14,4 +14,4 @@ ninja -C "$B" examples/gpt/gpt >/dev/null || exit 1
 rm -rf "$OUT/shakespeare"
 "$B"/examples/gpt/gpt --config shakespeare-char --data "$TEXT" --device cuda --precision bf16-mixed \
   --out-dir "$OUT/shakespeare" --logger csv --log-interval 250 "$@" 2>&1 | tee "$OUT/shakespeare.log" |
-  grep -E "val|resumed|error|parameters|iter +(0|1000|2000|3000|4000|4999|5000)\b" | cut -c1-200 | tail -40
+  grep -E "^step|resumed|error|parameters|^iter (500|1000|2000|3000|4000|5000):|^\{" | cut -c1-240 | tail -40
