@@ -169,7 +169,7 @@ template <class T> __device__ __forceinline__ T unary_float(int op, T x, T a, T 
     case WFC_U_COS: return w_cos(x);
     case WFC_U_TANH: return w_tanh(x);
     case WFC_U_SIGMOID: return w_sigmoid(x);
-    case WFC_U_RELU: return x > (T)0 ? x : (T)0; /* as the CPU: NaN -> 0 */
+    case WFC_U_RELU: return x <= (T)0 ? (T)0 : x;   /* NaN stays NaN, as PyTorch's (and the CPU's) */
     case WFC_U_GELU: return gelu_f(x, false);
     case WFC_U_GELU_TANH: return gelu_f(x, true);
     case WFC_U_SILU: return x * w_sigmoid(x);
