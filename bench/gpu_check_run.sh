@@ -15,7 +15,9 @@ OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 B=${B:-build-gpu}
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 [ -f $B/build.ninja ] || meson setup $B -Dcuda=enabled -Dnccl=enabled -Dmpi=enabled >"$OUT/setup.log" 2>&1 || { tail -30 "$OUT/setup.log"; exit 1; }
-ninja -C $B >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
+# only what the checks run (a whole CUDA build is minutes more)
+ninja -C $B tests/ops/test_ops tests/cuda/test_cuda_parity tests/examples/examples_test_gpt examples/gpt/gpt \
+  tests/dist/dist_test_nccl bench/bench_train_step >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
 echo "== build ok"
 echo "== op harness on CUDA"
 timeout 300 $B/tests/ops/test_ops --device cuda >"$OUT/ops_cuda.log" 2>&1; echo "rc=$?"
@@ -27,6 +29,10 @@ echo "== GPT stopped and resumed on CUDA, deterministic"
 echo "== NCCL: one rank, every op; two ranks on one GPU"
 timeout 120 $B/tests/dist/dist_test_nccl 2>&1 | tail -6
 timeout 60 mpirun --oversubscribe --bind-to none -np 2 $B/tests/dist/dist_test_nccl --same-gpu 2>&1 | tail -3
+if [ -n "${SHAKESPEARE:-}" ]; then
+  echo "== shakespeare-char (bf16-mixed, one GPU)"
+  timeout "${SHAKESPEARE_TIMEOUT:-400}" bash bench/shakespeare_run.sh "$SHAKESPEARE" $B
+fi
 if [ -n "${THREADS_AB:-1}" ]; then
   echo "== threads A/B, all cores"
   CORES=all ROUNDS=2 bash bench/threads_run.sh $B 2>&1 | grep -v "^$" | grep -E "==|weft|pytorch" | sed -E 's/"final_loss[^,]*,//' | cut -c1-150
