@@ -63,9 +63,33 @@ static int chunk_tensor(const int64_t *first, int k, int64_t c) {
     return lo;
 }
 
-static double map_elem(double v, int kind, double p) {
-    double a = fabs(v);
-    return kind == 2 ? v * v : kind == 1 ? a : kind == 0 ? a : pow(a, p);
+/* sums of x^2 or |x| over one chunk in 8 fixed lanes (vectorizes without reassociating:
+ * the order, hence the bits, is the same for any thread count and any CPU) */
+#define DEFINE_LANE_SUM(NAME, T, MAP)                                                          \
+WF_MULTIVERSION static double NAME(const T *x, int64_t n) {                                    \
+    double lane[8] = { 0 };                                                                    \
+    int64_t i = 0;                                                                             \
+    for (; i + 8 <= n; i += 8)                                                                 \
+        for (int l = 0; l < 8; l++) { double v = (double)x[i + l]; lane[l] += MAP; }           \
+    double s = 0;                                                                              \
+    for (; i < n; i++) { double v = (double)x[i]; s += MAP; }                                  \
+    for (int l = 0; l < 8; l++) s += lane[l];                                                  \
+    return s;                                                                                  \
+}
+DEFINE_LANE_SUM(sumsq_f32, float, v * v)
+DEFINE_LANE_SUM(sumsq_f64, double, v * v)
+DEFINE_LANE_SUM(sumabs_f32, float, fabs(v))
+DEFINE_LANE_SUM(sumabs_f64, double, fabs(v))
+
+/* the other norms: max |x| (NaN wins) or sum |x|^p, element by element */
+static double chunk_other(const float *xf, const double *xd, int64_t n, int kind, double p) {
+    double acc = 0;
+    for (int64_t i = 0; i < n; i++) {
+        double a = fabs(xf ? (double)xf[i] : xd[i]);
+        if (kind == 0) acc = isnan(acc) ? acc : (a > acc || isnan(a)) ? a : acc;
+        else acc += pow(a, p);
+    }
+    return acc;
 }
 
 /* kind: 0 max (infinity norm), 1 sum |x|, 2 sum x^2, 3 sum |x|^p */
@@ -79,16 +103,12 @@ static double cpu_total(wf_tensor **gs, int k, const int64_t *first, double *par
     for (int64_t c = 0; c < nchunks; c++) {
         int j = chunk_tensor(first, k, c);
         int64_t n = wf_numel(gs[j]), lo = (c - first[j]) * CLIP_CHUNK, hi = lo + CLIP_CHUNK < n ? lo + CLIP_CHUNK : n;
-        double acc = 0;
         bool f64 = wf_tensor_dtype(gs[j]) == WF_F64;
-        const float *xf = (const float *)(void *)wf__host_ptr(gs[j]);
-        const double *xd = (const double *)(void *)wf__host_ptr(gs[j]);
-        for (int64_t i = lo; i < hi; i++) {
-            double m = map_elem(f64 ? xd[i] : (double)xf[i], kind, p);
-            if (kind == 0) acc = isnan(acc) ? acc : (m > acc || isnan(m)) ? m : acc;
-            else acc += m;
-        }
-        partial[c] = acc;
+        const float *xf = f64 ? NULL : (const float *)(void *)wf__host_ptr(gs[j]) + lo;
+        const double *xd = f64 ? (const double *)(void *)wf__host_ptr(gs[j]) + lo : NULL;
+        partial[c] = kind == 2 ? (f64 ? sumsq_f64(xd, hi - lo) : sumsq_f32(xf, hi - lo))
+                   : kind == 1 ? (f64 ? sumabs_f64(xd, hi - lo) : sumabs_f32(xf, hi - lo))
+                               : chunk_other(xf, xd, hi - lo, kind, p);
     }
     (void)nt;
     double acc = 0;
