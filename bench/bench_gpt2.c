@@ -115,10 +115,10 @@ int main(int argc, char **argv) {
 
     const wf_clip_opts clip = { .max_norm = 1.0, .no_error_if_nonfinite = true };
     double t0 = now();
+    if (wf_fabric_reset_peak_memory_stats(fab)) wf_clear_error();   /* where the peer resets: warmup steps count */
     for (int64_t s = 0; s < warmup + steps; s++) {
         if (s == warmup) {
             if (sync_device(dev)) FAIL("%s", wf_error_message());
-            wf_fabric_reset_peak_memory_stats(fab);   /* the steady state, as the peer's reset before its loop */
             t0 = now();
         }
         wf_scope_begin();
