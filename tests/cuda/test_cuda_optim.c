@@ -154,7 +154,7 @@ static void test_clip(double norm_type, bool tensor_variant) {
 int main(void) {
     if (wf_cuda_device_count() < 1) { printf("no CUDA device: skipped\n"); return 77; }
     test_adamw(WF_F32, 1e-6, "f32");
-    test_adamw(WF_BF16, 1.6e-2, "bf16");   /* the generic path rounds to bf16 after every op */
+    test_adamw(WF_BF16, 2.5e-2, "bf16");   /* the generic path rounds to bf16 after every op: a few ulps (2^-8) over 3 steps */
     test_clip(2, true);
     test_clip(2, false);
     test_clip(1, true);
