@@ -602,7 +602,12 @@ int wf_fabric_clip_gradients(wf_fabric *fab, wf_module *m, wf_optimizer *opt, co
     if (has_norm && fab->strategy->ops->clip_grad_norm)
         rc = fab->strategy->ops->clip_grad_norm(fab->strategy, ps, n, o->max_norm, o->norm_type ? o->norm_type : 2.0,
                                                 !o->no_error_if_nonfinite, total_norm);
-    else if (has_norm)
+    else if (has_norm && !total_norm && o->no_error_if_nonfinite) {
+        /* nobody reads the norm on the host: the variant that only queues work (no sync) */
+        wf_tensor *t = wf_clip_grad_norm_tensor_(ps, n, o->max_norm, o->norm_type ? o->norm_type : 2.0);
+        rc = t ? 0 : (wf_error() ? wf_error() : WF_ENOMEM);
+        wf_tensor_free(t);
+    } else if (has_norm)
         rc = wf_clip_grad_norm_(ps, n, o->max_norm, o->norm_type ? o->norm_type : 2.0, !o->no_error_if_nonfinite,
                                 total_norm);
     else

@@ -5,6 +5,7 @@
 
 #include "weft/optim.h"
 #include "tensor/tensor_impl.h"
+#include "tensor/cuda/cuda_api.h"   /* plain C declarations; the launchers exist in CUDA builds only */
 
 #include <stddef.h>
 
@@ -74,9 +75,20 @@ typedef struct wf_adam_job {
     double nstep, bc2s, eps, w1, b2, w2, wd, decay;
 } wf_adam_job;
 #define WF_ADAM_BATCH 32
-typedef struct wf_optim_batch { int n; wf_adam_job jobs[WF_ADAM_BATCH]; } wf_optim_batch;
-/* run and empty the batch */
-void wf__optim_flush(wf_optim_batch *b);
+/* CUDA parameters of the step go to the multi-tensor kernel (tensor/cuda/cuda_optim.cu) in
+ * lists of up to WF_ADAM_CUDA_BATCH, all on cuda_dev */
+#define WF_ADAM_CUDA_BATCH 64
+typedef struct wf_optim_batch {
+    int n;
+    wf_adam_job jobs[WF_ADAM_BATCH];
+    int n_cuda, cuda_dev;
+    wf_cuda_adam_param cuda[WF_ADAM_CUDA_BATCH];
+} wf_optim_batch;
+/* run and empty the batch; 0 or the code of a failed CUDA launch (the CPU part cannot fail) */
+int wf__optim_flush(wf_optim_batch *b);
+/* optim/cuda_step.c: launch the CUDA list (empties it). 0 or a code; WF_ENOTSUP in builds
+ * without CUDA (never reached there: nothing is queued). */
+int wf__optim_cuda_flush(wf_optim_batch *b);
 
 /* update kernels (optim/update.c): one parameter; p, g; state already initialized. With a
  * batch, an update that can be batched is queued there (and runs at wf__optim_flush, or

@@ -429,7 +429,8 @@ int wf_optimizer_step(wf_optimizer *opt) {
             }
         }
     }
-    wf__optim_flush(&batch);   /* also after an error: the parameters before it are updated, as before */
+    int frc = wf__optim_flush(&batch);   /* also after an error: the parameters before it are updated, as before */
+    if (!rc) rc = frc;
     for (int i = 0; i < opt->n_params; i++)
         if (opt->state[i].spare) {   /* not taken: the step failed, or took the generic path */
             wf_tensor_free(opt->state[i].spare);

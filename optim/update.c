@@ -1,6 +1,8 @@
 /* optim/update.c: the per-parameter update rules of torch.optim's single-tensor paths.
  *
- * Two implementations of each rule:
+ * Adam/AdamW on CUDA (no amsgrad, no maximize) are queued for the multi-tensor kernel of
+ * tensor/cuda/cuda_optim.cu (PyTorch's fused=True): a step is a few launches in all.
+ * Otherwise two implementations of each rule:
  *  - a fused CPU loop for contiguous f32/f64 parameters (parameter, gradient and state of one
  *    dtype): one pass, no allocation, arithmetic in the parameter's dtype with the scalars
  *    cast to it, in PyTorch's operation order (lerp for exp_avg, addcmul, addcdiv);
@@ -176,7 +178,8 @@ DEFINE_FUSED(double, sqrt, maxd_nan)
  * of PyTorch's foreach/fused optimizers). Small totals stay on the calling thread. */
 #define ADAM_CHUNK 4096
 
-void wf__optim_flush(wf_optim_batch *b) {
+int wf__optim_flush(wf_optim_batch *b) {
+    int rc = b->n_cuda ? wf__optim_cuda_flush(b) : 0;
     int64_t first[WF_ADAM_BATCH + 1], total = 0;
     first[0] = 0;
     for (int j = 0; j < b->n; j++) {
@@ -203,6 +206,7 @@ void wf__optim_flush(wf_optim_batch *b) {
                             (float)a->w1, (float)a->b2, (float)a->w2, (float)a->wd, (float)a->decay);
     }
     b->n = 0;
+    return rc;
 }
 
 /* queue one parameter's update; the scalars exactly as adam_T computes them */
@@ -217,6 +221,41 @@ static void adam_queue(wf_optim_batch *b, wf_tensor *p, wf_tensor *g, wf_param_s
         .nstep = -(h->lr / bc1), .bc2s = sqrt(bc2), .eps = h->eps, .w1 = 1 - h->beta1,
         .b2 = h->beta2, .w2 = 1 - h->beta2, .wd = l2 ? h->weight_decay : 0,
         .decay = dw ? 1 - h->lr * h->weight_decay : 1 };
+}
+
+/* CUDA: Adam/AdamW without amsgrad or maximize, every tensor contiguous, of p's shape, on
+ * p's device, in f32/bf16/f16 (the multi-tensor kernel does the math in f32 and stores each
+ * tensor in its own dtype). */
+static bool cuda_fusable(wf_tensor *p, wf_tensor *const *ts, int n) {
+    if (g_force_generic || wf_tensor_device(p).type != WF_DEV_CUDA) return false;
+    for (int i = -1; i < n; i++) {
+        wf_tensor *t = i < 0 ? p : ts[i];
+        wf_dtype dt = wf_tensor_dtype(t);
+        if ((dt != WF_F32 && dt != WF_BF16 && dt != WF_F16) || !wf_is_contiguous(t) || !wf_same_shape(t, p) ||
+            !wf_device_eq(wf_tensor_device(t), wf_tensor_device(p)))
+            return false;
+    }
+    return true;
+}
+
+/* queue a CUDA parameter's update; the scalars as adam_queue's, rounded to f32 */
+static int adam_queue_cuda(wf_optim_batch *b, wf_tensor *p, wf_tensor *g, wf_param_state *st, bool decoupled,
+                           const wf_hparams *h) {
+    int rc = 0, dev = wf_tensor_device(p).index;
+    if (b->n_cuda == WF_ADAM_CUDA_BATCH || (b->n_cuda && b->cuda_dev != dev)) rc = wf__optim_cuda_flush(b);
+    if (rc) return rc;
+    const double bc1 = 1 - pow(h->beta1, st->step), bc2 = 1 - pow(h->beta2, st->step);
+    bool l2 = !decoupled && h->weight_decay != 0, dw = decoupled && h->weight_decay != 0;
+    /* wf__host_ptr is only pointer arithmetic (storage data + offset): a device address here */
+    b->cuda_dev = dev;
+    b->cuda[b->n_cuda++] = (wf_cuda_adam_param){
+        .p = wf__host_ptr(p), .g = wf__host_ptr(g), .m = wf__host_ptr(st->exp_avg), .v = wf__host_ptr(st->exp_avg_sq),
+        .n = wf_numel(p), .pdt = (int)wf_tensor_dtype(p), .gdt = (int)wf_tensor_dtype(g),
+        .mdt = (int)wf_tensor_dtype(st->exp_avg), .vdt = (int)wf_tensor_dtype(st->exp_avg_sq),
+        .nstep = (float)-(h->lr / bc1), .bc2s = (float)sqrt(bc2), .eps = (float)h->eps, .w1 = (float)(1 - h->beta1),
+        .b2 = (float)h->beta2, .w2 = (float)(1 - h->beta2), .wd = (float)(l2 ? h->weight_decay : 0),
+        .decay = (float)(dw ? 1 - h->lr * h->weight_decay : 1) };
+    return 0;
 }
 
 /* Can the fused loop run? Every tensor on the CPU, contiguous, and of p's dtype (f32/f64). */
@@ -345,6 +384,18 @@ int wf__optim_update(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_te
 
     wf_tensor *ts[5] = { g, st->exp_avg, st->exp_avg_sq, st->max_exp_avg_sq, st->momentum_buffer };
     wf_tensor *ts2[3] = { st->square_avg, st->grad_avg, st->sum };
+    if ((opt->kind == WF_OPT_ADAM || opt->kind == WF_OPT_ADAMW) && !h->amsgrad && !h->maximize &&
+        cuda_fusable(p, ts, 3)) {
+        wf_optim_batch one = { 0 };
+        wf_optim_batch *b = batch ? batch : &one;
+        rc = adam_queue_cuda(b, p, g, st, opt->kind == WF_OPT_ADAMW, h);
+        if (!rc && !batch) rc = wf__optim_cuda_flush(&one);
+        if (rc) { st->step -= 1; return rc; }
+        wf__bump_version(st->exp_avg);
+        wf__bump_version(st->exp_avg_sq);
+        wf__bump_version(p);
+        return 0;
+    }
     if (!(fusable(p, ts, 5) && fusable(p, ts2, 3))) {
         rc = generic_update(opt, h, p, g, st);
         if (rc && opt->kind != WF_OPT_SGD) st->step -= 1;
@@ -372,7 +423,7 @@ int wf__optim_update(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_te
         wf_optim_batch one = { 0 };
         if (!vm && !h->maximize) {   /* the branch-free vectorized loop, batched */
             adam_queue(batch ? batch : &one, p, g, st, dec, h);
-            if (!batch) wf__optim_flush(&one);
+            if (!batch) (void)wf__optim_flush(&one);   /* CPU only: cannot fail */
         } else if (f64) adam_double(n, PTR(double, p), PTR(double, g), PTR(double, st->exp_avg), PTR(double, st->exp_avg_sq), PTR(double, vm), dec, st->step, h);
         else adam_float(n, PTR(float, p), PTR(float, g), PTR(float, st->exp_avg), PTR(float, st->exp_avg_sq), PTR(float, vm), dec, st->step, h);
         wf__bump_version(st->exp_avg);

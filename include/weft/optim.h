@@ -268,6 +268,13 @@ void wf_lr_scheduler_free(wf_lr_scheduler *s);   /* NULL ok; does not free the o
  * negative max_norm). */
 int wf_clip_grad_norm_(wf_tensor *const *params, int n, double max_norm, double norm_type,
                        bool error_if_nonfinite, double *total_norm);
+/* clip_grad_norm_ without a host synchronization (error_if_nonfinite=False, foreach): the
+ * total norm is returned as a new 0-d tensor on the gradients' device (f32; f64 when the
+ * first gradient is f64 on the CPU), owned by the caller (registered in an open scope), and
+ * on CUDA the clip coefficient is computed and applied on the device, so the call only
+ * queues work. A non-finite norm scales the gradients to NaN (check the returned tensor when
+ * it matters). NULL + error as wf_clip_grad_norm_'s codes. */
+wf_tensor *wf_clip_grad_norm_tensor_(wf_tensor *const *params, int n, double max_norm, double norm_type);
 /* torch.nn.utils.clip_grad_value_: clamp every gradient to [-clip_value, clip_value]
  * (clip_value >= 0). Returns 0 or a code. */
 int wf_clip_grad_value_(wf_tensor *const *params, int n, double clip_value);

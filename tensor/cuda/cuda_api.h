@@ -245,6 +245,41 @@ int wf__cuda_avg_pool2d(const wf_cuda_view *y, const wf_cuda_view *x, const int 
 int wf__cuda_avg_pool2d_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, const int k[2],
                                  const int s[2], const int p[2], int count_include_pad, int dev);
 
+/* ---------------------------------------------------------------- multi-tensor optimizer pieces (cuda_optim.cu)
+ * PyTorch's multi_tensor_apply: a list of contiguous tensors is cut into fixed chunks and one
+ * launch covers the chunks of many tensors (the pointers and the chunk table travel in the
+ * kernel's arguments, so nothing is copied to the device first and nothing synchronizes).
+ * Lists longer than one launch's table take a few launches. */
+
+/* One parameter of a fused Adam/AdamW step: p, g, m (exp_avg), v (exp_avg_sq), all
+ * contiguous with n elements; dtypes f32/bf16/f16 each (math in f32). The scalars are
+ * those of optim/update.c's adam loop: p = p*decay; d = g*gscale + wd*p; m = lerp(m, d, w1);
+ * v = v*b2 + w2*d*d; p += nstep * m / (sqrt(v)/bc2s + eps). */
+typedef struct wf_cuda_adam_param {
+    void *p;
+    const void *g;
+    void *m, *v;
+    int64_t n;
+    int pdt, gdt, mdt, vdt;
+    float nstep, bc2s, eps, w1, b2, w2, wd, decay;
+} wf_cuda_adam_param;
+/* Update every listed parameter. inv_scale (device f32, may be NULL) multiplies each
+ * gradient (a grad scaler's 1/scale); found_inf (device f32, may be NULL): when it holds a
+ * non-zero value the kernels change nothing (a skipped step), without a host round trip. */
+int wf__cuda_adam_multi(const wf_cuda_adam_param *ps, int n, const float *inv_scale, const float *found_inf, int dev);
+
+/* A contiguous tensor as the list kernels see it. */
+typedef struct wf_cuda_span { void *data; int64_t n; int dtype; } wf_cuda_span;
+/* total = the norm_type-norm (> 0, or INFINITY) of all the listed tensors together (f32/f64/
+ * bf16/f16), written to norm (device f32, one element) in two kernels: per-chunk partials,
+ * then one block that combines them in a fixed order (deterministic). When coef (device f32)
+ * is not NULL it receives clip_grad_norm_'s coefficient min(1, max_norm / (total + 1e-6))
+ * (NaN when total is NaN, as PyTorch's clamp). An empty list writes 0 and 1. */
+int wf__cuda_multi_norm(const wf_cuda_span *xs, int n, double norm_type, float *norm, float *coef,
+                        double max_norm, int dev);
+/* x *= *coef for every listed tensor (in place; nothing written when *coef == 1). */
+int wf__cuda_multi_scale(const wf_cuda_span *xs, int n, const float *coef, int dev);
+
 #ifdef __cplusplus
 }
 #endif

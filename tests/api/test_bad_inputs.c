@@ -1068,6 +1068,8 @@ START_TEST(test_optim) {
     BAD_I(wf_clip_grad_norm_, WF_ENULL, "", wf_clip_grad_norm_(NULL, 1, 1, 2, false, NULL));
     BAD_I(wf_clip_grad_norm_, WF_EINVAL, "", wf_clip_grad_norm_(ps, 1, -1, 2, false, NULL));
     BAD_I(wf_clip_grad_norm_, WF_EINVAL, "", wf_clip_grad_norm_(ps, 1, 1, -3, false, NULL));
+    BAD_T(wf_clip_grad_norm_tensor_, WF_ENULL, "params", wf_clip_grad_norm_tensor_(NULL, 1, 1, 2));
+    BAD_T(wf_clip_grad_norm_tensor_, WF_EINVAL, "norm_type", wf_clip_grad_norm_tensor_(ps, 1, 1, -3));
     BAD_I(wf_clip_grad_value_, WF_EINVAL, "", wf_clip_grad_value_(ps, 1, -1));
     BAD_I(wf_clip_grad_value_, WF_ENULL, "", wf_clip_grad_value_(NULL, 3, 1));
     wf_optimizer_free(opt);

@@ -1,0 +1,159 @@
+/* bench/bench_gpt2.c: weft's side of bench/peer_gpt2.py (issue 15): GPT-2 training steps
+ * through Fabric with the peer's settings, on random tokens.
+ *
+ *   bench_gpt2 [--layers 12 --heads 12 --width 768 --vocab 50304 --batch 16 --seq 1024]
+ *              [--steps 20 --warmup 5] [--accelerator auto|cpu|cuda] [--precision bf16-mixed]
+ *              [--threads N] [--peak-tflops X]
+ *
+ * The model is examples/gpt/gpt_model.c (nanoGPT's GPT-2: biases on, dropout 0, GELU tanh,
+ * tied head, block size = --seq); AdamW lr 6e-4, betas 0.9/0.95, weight decay 0.1 on the 2-D
+ * weights only (gpt_configure_optimizer); clip_gradients(max_norm 1.0) without reading the
+ * norm back (error_if_nonfinite off, so Fabric uses wf_clip_grad_norm_tensor_ and the step
+ * has no host synchronization); zero_grad(set_to_none). The first --warmup steps are not
+ * timed. Last line: one JSON object with the peer's keys (tok_s, step_ms, mfu, peak_gb, loss).
+ *
+ * MFU uses the peer's count (PaLM's, as nanoGPT's estimate_mfu): 6 N + 12 L H Q T FLOPs per
+ * token, N = every parameter once (tied head counted once, position embedding included),
+ * against wf_get_available_flops for the device and precision (the CPU: wf_cpu_peak_flops of
+ * the threads used), or --peak-tflops. Peak memory: the device allocator's peak_allocated
+ * (torch.cuda.max_memory_allocated's counterpart); on the CPU the host allocator's. */
+#include "gpt_model.h"
+#include "weft/fabric.h"
+#include "weft/cuda.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+static int usage(const char *argv0) {
+    fprintf(stderr, "usage: %s [--layers N] [--heads N] [--width N] [--vocab N] [--batch N] [--seq N] [--steps N] "
+                    "[--warmup N] [--accelerator auto|cpu|cuda] [--precision NAME] [--threads N] [--peak-tflops X]\n",
+            argv0);
+    return 2;
+}
+
+static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
+    char *end;
+    long long v = strtoll(s, &end, 10);
+    if (!*s || *end || v < lo || v > hi) return false;
+    *out = v;
+    return true;
+}
+
+#define FAIL(...) do { fprintf(stderr, "bench_gpt2: "); fprintf(stderr, __VA_ARGS__); fprintf(stderr, "\n"); rc = 1; goto done; } while (0)
+
+/* wait for the device's queued work, so the clock measures it */
+static int sync_device(wf_device d) { return d.type == WF_DEV_CUDA ? wf_cuda_synchronize(d.index) : 0; }
+
+int main(int argc, char **argv) {
+    int64_t layers = 12, heads = 12, width = 768, vocab = 50304, batch = 16, seq = 1024, steps = 20, warmup = 5,
+            threads = 0;
+    double peak_tflops = 0;
+    const char *accelerator = "auto", *precision = "bf16-mixed";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
+        if (!strcmp(a, "-h") || !strcmp(a, "--help")) return usage(argv[0]), 0;
+        if (!v) { fprintf(stderr, "error: %s needs a value\n", a); return usage(argv[0]); }
+        bool ok = true;
+        const int64_t BIG = (int64_t)1 << 30;
+        if (!strcmp(a, "--layers")) ok = parse_i64(v, 1, 1024, &layers);
+        else if (!strcmp(a, "--heads")) ok = parse_i64(v, 1, 1024, &heads);
+        else if (!strcmp(a, "--width")) ok = parse_i64(v, 1, BIG, &width);
+        else if (!strcmp(a, "--vocab")) ok = parse_i64(v, 2, BIG, &vocab);
+        else if (!strcmp(a, "--batch")) ok = parse_i64(v, 1, BIG, &batch);
+        else if (!strcmp(a, "--seq")) ok = parse_i64(v, 1, BIG, &seq);
+        else if (!strcmp(a, "--steps")) ok = parse_i64(v, 1, BIG, &steps);
+        else if (!strcmp(a, "--warmup")) ok = parse_i64(v, 0, BIG, &warmup);
+        else if (!strcmp(a, "--threads")) ok = parse_i64(v, 0, 1024, &threads);
+        else if (!strcmp(a, "--accelerator")) accelerator = v;
+        else if (!strcmp(a, "--precision")) precision = v;
+        else if (!strcmp(a, "--peak-tflops")) { char *e; peak_tflops = strtod(v, &e); ok = *v && !*e && peak_tflops > 0; }
+        else { fprintf(stderr, "error: unknown option %s\n", a); return usage(argv[0]); }
+        if (!ok) { fprintf(stderr, "error: invalid value '%s' for %s\n", v, a); return usage(argv[0]); }
+        i++;
+    }
+    if (width % heads) { fprintf(stderr, "error: --width %lld is not divisible by --heads %lld\n", (long long)width, (long long)heads); return usage(argv[0]); }
+    if (threads > 0) wf_set_num_threads((int)threads);
+
+    int rc = 0;
+    wf_fabric *fab = NULL;
+    wf_module *model = NULL;
+    wf_optimizer *opt = NULL;
+    wf_tensor *x = NULL, *y = NULL;
+    double last_loss = NAN;
+    fab = wf_fabric_new(&(wf_fabric_config){ .accelerator = accelerator, .precision = precision });
+    if (!fab) FAIL("%s", wf_error_message());
+    wf_device dev = wf_fabric_device(fab);
+    wf_manual_seed(0);
+    gpt_config cfg = { .vocab_size = vocab, .block_size = seq, .n_layer = layers, .n_head = heads, .n_embd = width,
+                       .dropout = 0, .bias = true };
+    model = gpt_new(&cfg);
+    if (!model) FAIL("%s", wf_error_message());
+    opt = gpt_configure_optimizer(model, 0.1, 6e-4, 0.9, 0.95);
+    if (!opt || wf_fabric_setup(fab, model, &opt, 1, NULL)) FAIL("%s", wf_error_message());
+    int64_t n_params = wf_module_num_parameters(model);
+
+    /* random tokens [B, T+1] below GPT-2's 50257 (as the peer), inputs and shifted targets */
+    wf_manual_seed(1);
+    {   /* no scope is open here: every handle is ours to free */
+        wf_tensor *idx = wf_randint(0, vocab < 50257 ? vocab : 50257, (int64_t[]){ batch, seq + 1 }, 2, WF_I64);
+        wf_tensor *nx = idx ? wf_narrow(idx, 1, 0, seq) : NULL, *ny = idx ? wf_narrow(idx, 1, 1, seq) : NULL;
+        wf_tensor *xc = nx ? wf_contiguous(nx) : NULL, *yc = ny ? wf_contiguous(ny) : NULL;
+        x = xc ? wf_fabric_to_device(fab, xc) : NULL;
+        y = yc ? wf_fabric_to_device(fab, yc) : NULL;
+        wf_tensor_free(idx), wf_tensor_free(nx), wf_tensor_free(ny), wf_tensor_free(xc), wf_tensor_free(yc);
+    }
+    if (!x || !y) FAIL("%s", wf_error_message());
+
+    const wf_clip_opts clip = { .max_norm = 1.0, .no_error_if_nonfinite = true };
+    double t0 = now();
+    if (wf_fabric_reset_peak_memory_stats(fab)) wf_clear_error();   /* where the peer resets: warmup steps count */
+    for (int64_t s = 0; s < warmup + steps; s++) {
+        if (s == warmup) {
+            if (sync_device(dev)) FAIL("%s", wf_error_message());
+            t0 = now();
+        }
+        wf_scope_begin();
+        wf_tensor *loss = gpt_loss(wf_module_forward(model, x), y);
+        int r = loss ? wf_fabric_backward(fab, loss, model) : (wf_error() ? wf_error() : -1);
+        if (!r) r = wf_fabric_clip_gradients(fab, model, opt, &clip, NULL);
+        if (!r) r = wf_fabric_step(fab, opt, NULL);
+        if (!r) r = wf_optimizer_zero_grad(opt, true);
+        if (!r && s == warmup + steps - 1) last_loss = wf_item(loss);   /* after the clock stops would be fairer, */
+        wf_scope_end();                                                   /* but the peer reads it the same way */
+        if (r) FAIL("step %lld: %s", (long long)s, wf_error_message());
+    }
+    if (sync_device(dev)) FAIL("%s", wf_error_message());
+    double dt = (now() - t0) / (double)steps;
+
+    wf_memory_stats ms = { 0 };
+    if (wf_fabric_memory_stats(fab, &ms)) { wf_clear_error(); memset(&ms, 0, sizeof ms); }
+    char name[128] = "unknown";
+    if (wf_device_name(dev, name, sizeof name)) wf_clear_error();
+    double peak = peak_tflops * 1e12;
+    if (!(peak > 0) && dev.type == WF_DEV_CUDA) peak = wf_get_available_flops(name, precision, false);
+    if (!(peak > 0) && dev.type == WF_DEV_CPU) peak = wf_cpu_peak_flops((int)threads, 0, 0, 4);
+    wf_clear_error();
+    double tokens = (double)batch * (double)seq;
+    double flops_tok = 6.0 * (double)n_params + 12.0 * (double)layers * (double)heads * (double)(width / heads) * (double)seq;
+    double mfu = peak > 0 ? flops_tok * tokens / dt / peak : NAN;
+    printf("{\"impl\":\"weft+fabric\",\"device\":\"%s\",\"batch\":%lld,\"seq\":%lld,\"params_m\":%.2f,\"step_ms\":%.2f,"
+           "\"tok_s\":%.0f,\"mfu\":%.4f,\"peak_gb\":%.2f,\"loss\":%.4f}\n",
+           name, (long long)batch, (long long)seq, (double)n_params / 1e6, 1000 * dt, tokens / dt, isnan(mfu) ? 0.0 : mfu,
+           (double)ms.peak_allocated / 1e9, last_loss);
+done:
+    wf_tensor_free(x);
+    wf_tensor_free(y);
+    wf_optimizer_free(opt);
+    wf_module_free(model);
+    wf_fabric_free(fab);
+    return rc;
+}

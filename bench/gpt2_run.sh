@@ -1,0 +1,71 @@
+#!/usr/bin/env bash
+# bench/gpt2_run.sh: GPT-2 training speed, weft against PyTorch + Lightning Fabric (eager and
+# torch.compile) in one command on one GPU (issue 15): builds weft with CUDA (library, the
+# GPT-2 bench and the optimizer kernel test), checks the fused AdamW / gradient-norm kernels
+# against the per-parameter paths (tests/cuda/test_cuda_optim.c), then runs
+# bench/bench_gpt2.c, bench/peer_gpt2.py and bench/peer_gpt2.py --compile with the same
+# settings and prints each JSON line and weft's ratios (tok/s and peak memory) to each peer.
+# With TRACE=1, a per-kernel split of a few weft steps (bench/ktrace.c).
+#
+# Usage on the device: bash bench/gpt2_run.sh [bench flags...]   (logs under $OUT)
+#   e.g. bash bench/gpt2_run.sh --batch 16 --seq 1024 --steps 20 --warmup 5   (the defaults)
+#   On a CPU (smoke): CPU=1 bash bench/gpt2_run.sh --layers 2 --heads 2 --width 64 --vocab 512 --batch 4 --seq 64
+#   (no peers there, since peer_gpt2.py needs a GPU; the build is build/ with CUDA off).
+set -uo pipefail
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+ARGS=("$@")
+if [ "${CPU:-0}" = 1 ]; then
+  [ -d build ] || meson setup build -Dcuda=disabled >"$OUT/setup.log" 2>&1 || { tail -30 "$OUT/setup.log"; exit 1; }
+  ninja -C build bench/bench_gpt2 >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
+  build/bench/bench_gpt2 --accelerator cpu "${ARGS[@]}" | tail -1
+  exit $?
+fi
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+[ -d build-gpu ] || meson setup build-gpu -Dmpi=disabled -Dcuda=enabled >"$OUT/setup.log" 2>&1 \
+  || { tail -30 "$OUT/setup.log"; exit 1; }
+ninja -C build-gpu libweft.a bench/bench_gpt2 tests/cuda/test_cuda_optim >"$OUT/build.log" 2>&1 \
+  || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
+echo "== build ok"
+echo "== fused AdamW and global norm vs the per-parameter paths"
+timeout 200 build-gpu/tests/cuda/test_cuda_optim > "$OUT/optim_check.log" 2>&1; echo "rc=$?"
+grep -E "FAIL|checks" "$OUT/optim_check.log"
+
+run() {   # label, command...: the command's last JSON line, kept in $OUT/<label>.json
+  local label=$1; shift
+  timeout 500 "$@" > "$OUT/$label.log" 2>&1
+  local rc=$?
+  grep '^{' "$OUT/$label.log" | tail -1 > "$OUT/$label.json"
+  if [ -s "$OUT/$label.json" ]; then cat "$OUT/$label.json"; else echo "$label failed (rc=$rc):"; tail -5 "$OUT/$label.log"; fi
+}
+echo "== GPT-2: weft, PyTorch + Fabric eager, PyTorch + Fabric torch.compile"
+run weft build-gpu/bench/bench_gpt2 "${ARGS[@]}"
+run torch_eager python3 bench/peer_gpt2.py "${ARGS[@]}"
+run torch_compile python3 bench/peer_gpt2.py --compile "${ARGS[@]}"
+python3 - "$OUT" <<'PY'
+import json, sys, os
+out = sys.argv[1]
+def load(n):
+    p = os.path.join(out, n + ".json")
+    try: return json.loads(open(p).read())
+    except Exception: return None
+w = load("weft")
+for peer in ("torch_eager", "torch_compile"):
+    p = load(peer)
+    if not w or not p: print(f"{peer}: no ratio (a run failed)"); continue
+    print(f"weft / {peer}: tok/s x{w['tok_s'] / p['tok_s']:.3f}, step {w['step_ms']:.1f} vs {p['step_ms']:.1f} ms, "
+          f"mfu {w['mfu']:.3f} vs {p['mfu']:.3f}, peak memory {w['peak_gb']:.2f} vs {p['peak_gb']:.2f} GB "
+          f"(x{w['peak_gb'] / p['peak_gb'] if p['peak_gb'] else float('nan'):.2f})")
+PY
+if [ "${TRACE:-0}" = 1 ]; then
+  echo "== weft kernel split (4 steps after 1 warmup; bench/ktrace.c)"
+  CI=$(dirname "$(find /usr/local/cuda/ /usr/local/cuda/extras /opt -name cupti.h 2>/dev/null | head -1)")
+  CL=$(find /usr/local/cuda/ /usr/local/cuda/extras /opt -name "libcupti.so*" 2>/dev/null | head -1)
+  for kv in 12 11 10 9; do
+    cc -shared -fPIC -O1 -DKT_KERNEL=CUpti_ActivityKernel$kv -I"$CI" -I/usr/local/cuda/include bench/ktrace.c \
+       -o /tmp/libktrace.so "$CL" 2>/dev/null && { echo "ktrace: Kernel$kv, $CL"; break; }
+  done
+  export LD_LIBRARY_PATH=$(dirname "$CL"):${LD_LIBRARY_PATH:-}
+  CUDA_INJECTION64_PATH=/tmp/libktrace.so KTRACE_OUT=$OUT/kt_gpt2.csv timeout 300 \
+    build-gpu/bench/bench_gpt2 "${ARGS[@]}" --steps 4 --warmup 1 | tail -1
+  python3 bench/ktrace_summary.py "$OUT/kt_gpt2.csv" --label weft --top ${KTOP:-30} | tee "$OUT/kern_gpt2.txt"
+fi
