@@ -623,6 +623,7 @@ static int list_init(wf__shard_list *l, int cap) {
 }
 
 int wf__fsdp_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf__shard_list *out) {
+    if (wf__zero_active(s)) return wf__zero_module_entries(s, m, prefix, out);
     fsdp_impl *f = fsdp_on(s) ? fimpl(s) : NULL;
     wf_state_dict *sd = wf_state_dict_new();
     if (!sd) return wf__error(WF_ENOMEM, "fsdp entries: out of memory");
@@ -644,6 +645,7 @@ int wf__fsdp_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf
 int wf__fsdp_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *prefix, wf__shard_list *out) {
     static const char *const keys[] = { "momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq",
                                         "square_avg", "grad_avg", "sum" };
+    if (wf__zero_active(s)) return wf__zero_optimizer_entries(s, o, prefix, out);
     fsdp_impl *f = fsdp_on(s) ? fimpl(s) : NULL;
     int cap = o->n_params * 7, rc = list_init(out, cap);
     for (int g = 0; g < o->n_groups && !rc; g++)

@@ -15,6 +15,7 @@
 #include "test_util.h"
 #include "fabric/fabric_impl.h"
 #include "fabric/shard_spec.h"
+#include "fabric/fsdp_entries.h"
 #include "optim/optim_impl.h"
 
 static wf_process_group *pg;   /* held for the whole run, so MPI stays initialized between Fabrics */
@@ -201,6 +202,27 @@ START_TEST(test_gradients_kept_or_freed) {
         /* the master's gradient is spent with the step (DeepSpeed's engine.step) */
         ck_assert_ptr_null(wf_grad(o->groups[0].params[0]));
     }
+    /* the sharded checkpoint's view: module tensors whole, Adam's state as the master's rows */
+    wf__shard_list l;
+    ck_assert_int_eq(wf__fsdp_module_entries(f->strategy, m, "model", &l), 0);
+    ck_assert_int_eq(l.n, NP);
+    for (int i = 0; i < l.n; i++) ck_assert(l.v[i].replicated);
+    ck_assert_str_eq(l.v[0].name, "model/0.weight");
+    wf__shard_list_free(&l);
+    ck_assert_int_eq(wf__fsdp_optimizer_entries(f->strategy, o, "optimizer", &l), 0);
+    ck_assert_int_eq(l.n, 2 * NP);
+    for (int i = 0; i < l.n; i++) {
+        wf_tensor *p0 = p[i / 2];
+        int64_t s0, c0;
+        wf__shard_rows(wf_shape(p0)[0], rank, world, &s0, &c0);
+        ck_assert(!l.v[i].replicated);
+        ck_assert_int_eq(l.v[i].ndim, wf_ndim(p0));
+        ck_assert_int_eq(l.v[i].global_shape[0], wf_shape(p0)[0]);
+        ck_assert_int_eq(l.v[i].row_start, s0);
+        ck_assert_int_eq(wf_shape(l.v[i].local)[0], c0);
+    }
+    ck_assert_str_eq(l.v[1].name, "optimizer/state/0/exp_avg_sq");
+    wf__shard_list_free(&l);
     wf__zero_counters c;
     wf__zero_counters_get(f->strategy, &c);
     ck_assert_int_eq(c.stage, _i + 1);
