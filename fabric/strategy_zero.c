@@ -51,6 +51,8 @@ typedef struct zero_param {
     int64_t row_start, row_count;     /* this rank's rows */
     int64_t offset;                   /* elements before it in a rank's region of the gather */
     int hook;                         /* grad-ready hook on p, -1 when none */
+    wf_work *work;                    /* its reduction in flight (owned), NULL when none */
+    wf_tensor *rs_in, *rs_out;        /* the reduction's buffers (owned while in flight) */
 } zero_param;
 
 typedef struct zero_impl zero_impl;
@@ -72,6 +74,8 @@ struct zero_impl {
     zero_model **models;              /* owned */
     int n_models, cap_models;
     int64_t reduces, gathers;
+    zero_param *pending[2];           /* reductions in flight, oldest first */
+    int n_pending;
 };
 
 static zero_impl *zimpl(const wf_strategy *s) { return s ? s->zero_impl : NULL; }
@@ -126,6 +130,9 @@ static void model_free(zero_model *mod) {
     for (int i = 0; i < mod->n; i++) {
         zero_param *zp = &mod->p[i];
         if (zp->hook >= 0) wf_remove_grad_hook(zp->p, zp->hook);
+        wf_work_free(zp->work);   /* (waits: none is in flight outside a backward) */
+        wf_tensor_free(zp->rs_in);
+        wf_tensor_free(zp->rs_out);
         wf_tensor_free(zp->p);
         wf_tensor_free(zp->master);
         wf_tensor_free(zp->gpart);
@@ -291,61 +298,108 @@ static int zero_setup_optimizers(wf_strategy *s, wf_module *m, wf_optimizer *con
 
 /* ---------------------------------------------------------------- backward */
 
-/* zp's gradient is final for this backward: stage 1 averages it in place over the ranks (it
- * stays, replicated); stage 2 reduce-scatters it into the rank's rows (added to the part
- * from earlier backwards) and frees it. Either way the master's gradient is then the rank's
- * rows in the master's dtype (overwritten: they hold the sum since the last step). */
-static int reduce_param(zero_impl *z, zero_param *zp) {
+/* zp's gradient is final for this backward: its reduction starts (asynchronously, at most two
+ * in flight: each holds a gradient, so more would pile up memory; a third waits for the
+ * oldest). Stage 1 all-reduces (averages) the gradient in place: it stays, replicated. Stage 2
+ * reduce-scatters it into the rank's rows and drops it from the parameter: its memory goes
+ * when the reduction is done. A rank's rows are contiguous in the row-major gradient and only
+ * the last ranks' are short, so the reduce-scatter's input is the gradient itself, or (rows
+ * not a multiple of N) the gradient followed by zeros. */
+static int finish_oldest(zero_impl *z);
+
+static int start_reduce(zero_impl *z, zero_param *zp) {
     wf_tensor *g = wf_grad(zp->p);
     if (!g) return 0;
-    int rc = 0;
-    int64_t numel = wf_numel(zp->p), per = zp->chunk * zp->row_numel, cnt = zp->row_count * zp->row_numel;
+    int rc = z->n_pending == 2 ? finish_oldest(z) : 0;
+    if (rc) return rc;
+    int64_t numel = wf_numel(zp->p), per = zp->chunk * zp->row_numel, all = per * z->world;
     wf_dtype wdt = wf_tensor_dtype(g);
     wf_device dev = wf_tensor_device(g);
     bool prev = wf_set_grad_enabled(false);
     wf_scope_begin();
-    wf_tensor *rows = NULL;
-    if (z->stage == 1) {
-        if (!wf_is_contiguous(g)) {
-            wf_tensor *c = wf_contiguous(g);
-            rc = c ? wf_set_grad(zp->p, c) : err_or(WF_ENOMEM);
-            g = wf_grad(zp->p);
-        }
-        if (!rc) rc = wf_dist_all_reduce(z->pg, g, WF_DIST_AVG, NULL);
-        if (!rc) rows = wf_narrow(flat(g), 0, zp->row_start * zp->row_numel, cnt);
-    } else {
-        int64_t all = per * z->world;
-        wf_tensor *in = NULL;
-        if (all == numel) {
-            in = flat(wf_contiguous(g));
-        } else {
-            in = wf_zeros_on(&all, 1, wdt, dev);
-            wf_tensor *dst = in ? wf_narrow(in, 0, 0, numel) : NULL;
-            rc = dst ? wf_copy_(dst, flat(wf_contiguous(g))) : err_or(WF_ENOMEM);
-        }
+    if (!wf_is_contiguous(g)) {
+        wf_tensor *c = wf_contiguous(g);
+        rc = c ? wf_set_grad(zp->p, c) : err_or(WF_ENOMEM);
+        g = wf_grad(zp->p);
+    }
+    if (!rc && z->stage == 1) {
+        zp->rs_in = wf_tensor_retain(g);
+        rc = wf_dist_all_reduce(z->pg, g, WF_DIST_AVG, &zp->work);
+    } else if (!rc) {
+        wf_tensor *in = all == numel ? flat(g) : wf_zeros_on(&all, 1, wdt, dev);
+        if (in && all != numel) rc = wf_copy_(wf_narrow(in, 0, 0, numel), flat(g));
         wf_tensor *out = wf_empty_on(&per, 1, wdt, dev);
         if (!rc && (!in || !out)) rc = err_or(WF_ENOMEM);
-        if (!rc) rc = wf_dist_reduce_scatter(z->pg, out, in, WF_DIST_AVG, NULL);
-        if (!rc) rc = wf_set_grad(zp->p, NULL);   /* the full gradient goes as soon as it is reduced */
-        if (!rc && !zp->gpart) {
-            zp->gpart = wf_zeros_on(&cnt, 1, wdt, dev);
+        if (!rc) {
+            wf__scope_unregister(in);   /* ours until the reduction is done */
+            wf__scope_unregister(out);
+            zp->rs_in = in;
+            zp->rs_out = out;
+            rc = wf_set_grad(zp->p, NULL);
+        }
+        if (!rc) rc = wf_dist_reduce_scatter(z->pg, out, in, WF_DIST_AVG, &zp->work);
+    }
+    wf_scope_end();
+    wf_set_grad_enabled(prev);
+    if (!rc) z->pending[z->n_pending++] = zp;
+    else {
+        wf_work_free(zp->work);
+        wf_tensor_free(zp->rs_in);
+        wf_tensor_free(zp->rs_out);
+        zp->work = NULL;
+        zp->rs_in = zp->rs_out = NULL;
+    }
+    return rc;
+}
+
+/* The oldest reduction done: stage 2 adds the rank's rows to its part (kept until the step);
+ * the master's gradient becomes the rank's rows (stage 1: of the averaged gradient; stage 2:
+ * the part) in the master's dtype, overwritten: they hold the sum since the last step. */
+static int finish_oldest(zero_impl *z) {
+    if (!z->n_pending) return 0;
+    zero_param *zp = z->pending[0];
+    z->pending[0] = z->pending[1];
+    z->n_pending--;
+    int rc = wf_work_wait(zp->work);
+    wf_work_free(zp->work);
+    zp->work = NULL;
+    int64_t cnt = zp->row_count * zp->row_numel;
+    bool prev = wf_set_grad_enabled(false);
+    wf_scope_begin();
+    wf_tensor *rows = NULL;
+    if (!rc && z->stage == 1) {
+        rows = wf_narrow(flat(zp->rs_in), 0, zp->row_start * zp->row_numel, cnt);
+    } else if (!rc) {
+        if (!zp->gpart) {
+            zp->gpart = wf_zeros_on(&cnt, 1, wf_tensor_dtype(zp->rs_out), wf_tensor_device(zp->rs_out));
             if (!zp->gpart) rc = err_or(WF_ENOMEM);
             else wf__scope_unregister(zp->gpart);
         }
-        if (!rc && cnt) rc = wf_add_(zp->gpart, wf_narrow(out, 0, 0, cnt));
-        rows = rc ? NULL : zp->gpart;
+        if (!rc && cnt) rc = wf_add_(zp->gpart, wf_narrow(zp->rs_out, 0, 0, cnt));
+        rows = zp->gpart;
     }
     if (!rc) {
         wf_tensor *mg = rows ? wf_to_dtype(wf_view(rows, wf_shape(zp->master), wf_ndim(zp->master)),
                                            wf_tensor_dtype(zp->master)) : NULL;
-        mg = mg ? wf_contiguous(mg) : NULL;
-        /* a copy: the master's gradient must not alias the part (stage 2) or the gradient */
-        if (mg && mg->storage == (rows ? rows->storage : NULL)) mg = wf_clone(mg);
+        /* a copy: the master's gradient must not alias the part or the working gradient */
+        mg = mg ? wf_clone(mg) : NULL;
         rc = mg ? wf_set_grad(zp->master, mg) : err_or(WF_ENOMEM);
     }
     wf_scope_end();
     wf_set_grad_enabled(prev);
+    wf_tensor_free(zp->rs_in);
+    wf_tensor_free(zp->rs_out);
+    zp->rs_in = zp->rs_out = NULL;
     if (!rc) z->reduces++;
+    return rc;
+}
+
+static int flush(zero_impl *z) {
+    int rc = 0;
+    while (z->n_pending) {
+        int r = finish_oldest(z);
+        if (!rc) rc = r;
+    }
     return rc;
 }
 
@@ -353,7 +407,7 @@ static int grad_ready(wf_tensor *leaf, void *ud) {
     (void)leaf;
     zero_param *zp = ud;
     if (!zp->model->armed) return 0;
-    return reduce_param(zp->model->z, zp);
+    return start_reduce(zp->model->z, zp);
 }
 
 /* Every backward reduces (DeepSpeed has no no_backward_sync: the Fabric warns when asked).
@@ -369,7 +423,10 @@ static int zero_backward(wf_strategy *s, wf_tensor *loss, wf_module *m) {
     for (int k = 0; k < z->n_models; k++) z->models[k]->armed = !m || z->models[k]->root == m;
     int rc = wf_precision_backward(s->precision, loss);
     for (int k = 0; k < z->n_models; k++) z->models[k]->armed = false;
-    return rc;
+    /* the reductions still in flight land before the backward returns (also after an error,
+     * so none outlives its buffers) */
+    int r = flush(z);
+    return rc ? rc : r;
 }
 
 /* ---------------------------------------------------------------- step */
@@ -393,7 +450,12 @@ static int gather_model(zero_impl *z, zero_model *mod) {
         if (!cnt) continue;
         rc = wf_copy_(wf_narrow(send, 0, zp->offset, cnt), flat(zp->master));
     }
-    if (!rc) rc = wf_dist_all_gather(z->pg, recv, send, NULL);
+    /* through a work handle and a wait: on this machine's MPI (CPU ranks sharing cores) the
+     * blocking call took about 5x longer for the same 0.5 MB (bench/NOTES.md) */
+    wf_work *w = NULL;
+    if (!rc) rc = wf_dist_all_gather(z->pg, recv, send, &w);
+    if (!rc) rc = wf_work_wait(w);
+    wf_work_free(w);
     for (int i = 0; i < mod->n && !rc; i++) {
         zero_param *zp = &mod->p[i];
         wf_tensor *dst = flat(zp->p);
