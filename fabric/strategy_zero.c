@@ -113,16 +113,26 @@ static int zero_setup_environment(wf_strategy *s) {
 
 /* ---------------------------------------------------------------- setup */
 
-static zero_param *find_param(zero_impl *z, const void *t, zero_model **in) {
+/* The entry whose working parameter or master is t (or, when by_orig, whose handle before the
+ * cast was: only while that handle is alive, between setup_module and setup_optimizers). */
+static zero_param *find_param_in(zero_impl *z, const void *t, zero_model **in, bool by_orig) {
     for (int k = 0; z && k < z->n_models; k++)
         for (int i = 0; i < z->models[k]->n; i++) {
             zero_param *zp = &z->models[k]->p[i];
-            if ((const void *)zp->p == t || zp->orig == t || (const void *)zp->master == t) {
+            if ((const void *)zp->p == t || (by_orig && zp->orig == t) || (const void *)zp->master == t) {
                 if (in) *in = z->models[k];
                 return zp;
             }
         }
     return NULL;
+}
+static zero_param *find_param(zero_impl *z, const void *t, zero_model **in) { return find_param_in(z, t, in, false); }
+
+/* The handles before the cast may be freed once setup is over (the optimizer let go of them):
+ * forget them, so a new tensor at the same address is never taken for one. */
+static void forget_origs(zero_impl *z) {
+    for (int k = 0; k < z->n_models; k++)
+        for (int i = 0; i < z->models[k]->n; i++) z->models[k]->p[i].orig = NULL;
 }
 
 static void model_free(zero_model *mod) {
@@ -177,6 +187,7 @@ static int zero_setup_module(wf_strategy *s, wf_module *m) {
     int np = wf_module_parameters(m, NULL, NULL, 0), nb = wf_module_buffers(m, NULL, NULL, 0);
     if (np < 0) return np;
     if (nb < 0) return nb;
+    forget_origs(z);
     wf_tensor **ts = wf__calloc((size_t)(np + nb + 1), sizeof *ts);
     zero_model *mod = wf__calloc(1, sizeof *mod);
     int rc = (!ts || !mod) ? wf__error(WF_ENOMEM, "wf_fabric_setup: out of memory") : 0;
@@ -276,7 +287,7 @@ static int zero_setup_optimizers(wf_strategy *s, wf_module *m, wf_optimizer *con
     for (int g = 0; g < o->n_groups && !rc; g++)
         for (int i = 0; i < o->groups[g].n && !rc; i++) {
             zero_model *in = NULL;
-            zero_param *zp = find_param(z, o->groups[g].params[i], &in);
+            zero_param *zp = find_param_in(z, o->groups[g].params[i], &in, true);
             if (!zp || in != mod) continue;
             wf_param_state *st = &o->state[o->groups[g].first_index + i];
             if (st->initialized || st->exp_avg || st->momentum_buffer || st->square_avg || st->sum)
@@ -288,11 +299,12 @@ static int zero_setup_optimizers(wf_strategy *s, wf_module *m, wf_optimizer *con
         for (int i = 0; i < o->groups[g].n && !rc; i++) {
             wf_tensor *old = o->groups[g].params[i];
             zero_model *in = NULL;
-            zero_param *zp = find_param(z, old, &in);
+            zero_param *zp = find_param_in(z, old, &in, true);
             if (zp && in == mod && old != zp->master) rc = wf__optimizer_replace_params(o, &old, &zp->master, 1);
         }
     if (rc) forget_model(s, z, m);
     else mod->opt = o;
+    if (!rc) forget_origs(z);
     return rc;
 }
 

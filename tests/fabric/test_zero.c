@@ -347,6 +347,53 @@ START_TEST(test_checkpoint_round_trip) {
 }
 END_TEST
 
+/* Two models (a GAN's pair) under bf16-mixed: each its own optimizer on its own masters, the
+ * working parameters bf16 and the masters f32; a step of one leaves the other alone. */
+START_TEST(test_two_models_mixed) {
+    if (world < 2) return;
+    wf_fabric *f = new_fabric(stages[_i], "bf16-mixed");
+    wf_module *ms[2] = { mlp(7), mlp(8) };
+    wf_optimizer *os[2];
+    for (int k = 0; k < 2; k++) {
+        wf_tensor *p[NP];
+        wf_module_parameters(ms[k], p, NULL, NP);
+        os[k] = adam(p);
+        ck_assert_msg(wf_fabric_setup(f, ms[k], &os[k], 1, NULL) == 0, "%s", wf_error_message());
+        wf_module_parameters(ms[k], p, NULL, NP);
+        ck_assert_int_eq(wf_tensor_dtype(p[0]), WF_BF16);
+        ck_assert_int_eq(wf_tensor_dtype(os[k]->groups[0].params[0]), WF_F32);
+        ck_assert_ptr_ne(os[k]->groups[0].params[0], os[0]->groups[0].params[k ? 0 : 1]);
+    }
+    double before[NV], after[NV], other[NV], other_after[NV];
+    flatten(ms[0], before);
+    flatten(ms[1], other);
+    for (int k = 0; k < 2; k++) WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_backward(f, wf_to_dtype(loss_of(ms[0], rank, k), WF_F32), ms[0]), 0);
+        ck_assert_int_eq(wf_fabric_step(f, os[0], NULL), 0);
+        wf_optimizer_zero_grad(os[0], true);
+    }
+    flatten(ms[0], after);
+    flatten(ms[1], other_after);
+    int changed = 0;
+    for (int i = 0; i < NV; i++) {
+        changed += after[i] != before[i];
+        ck_assert_double_eq(other_after[i], other[i]);
+    }
+    ck_assert_int_gt(changed, NV / 2);
+    /* every rank holds the same working parameters after the all-gather */
+    WF_SCOPE {
+        wf_tensor *t = wf_from_data(after, WF_SHAPE(NV), WF_F64);
+        wf_tensor *mx = wf_fabric_all_reduce(f, t, WF_FABRIC_MAX), *mn = wf_fabric_all_reduce(f, t, WF_FABRIC_MIN);
+        ck_assert_double_eq(wf_item(wf_amax(wf_abs(wf_sub(mx, mn)), NULL, 0, false)), 0);
+    }
+    wf_fabric_free(f);
+    for (int k = 0; k < 2; k++) {
+        wf_optimizer_free(os[k]);
+        wf_module_free(ms[k]);
+    }
+}
+END_TEST
+
 /* Names, and the uses DeepSpeed refuses. */
 START_TEST(test_names_and_bad_uses) {
     static const char *const ok[] = { "deepspeed", "deepspeed_stage_1", "deepspeed_stage_1_offload", "deepspeed_stage_2",
@@ -431,6 +478,7 @@ int main(void) {
     tcase_add_loop_test(tc, test_parity_with_single_process_and_ddp, 0, 3);
     tcase_add_loop_test(tc, test_gradients_kept_or_freed, 0, 2);
     tcase_add_loop_test(tc, test_memory_formulas, 0, 3);
+    tcase_add_loop_test(tc, test_two_models_mixed, 0, 2);
     tcase_add_loop_test(tc, test_checkpoint_round_trip, 0, 3);
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
