@@ -232,6 +232,12 @@ static int zero_setup_module(wf_strategy *s, wf_module *m) {
         if (zp->hook < 0) rc = zp->hook;
     }
     mod->work_dtype = np ? wf_tensor_dtype(ts[0]) : WF_F32;
+    /* the step's all-gather carries every parameter in one buffer of one dtype */
+    for (int i = 1; i < np && !rc; i++)
+        if (wf_tensor_dtype(ts[i]) != mod->work_dtype)
+            rc = wf__error(WF_EINVAL, "wf_fabric_setup: DeepSpeed: parameter %d is %s but parameter 0 is %s: the "
+                           "parameters of a model must share one dtype", i, wf_dtype_name(wf_tensor_dtype(ts[i])),
+                           wf_dtype_name(mod->work_dtype));
     if (!rc && z->n_models == z->cap_models) {
         int nc = z->cap_models ? 2 * z->cap_models : 4;
         void *p = wf__realloc(z->models, (size_t)z->cap_models * sizeof *z->models, (size_t)nc * sizeof *z->models);

@@ -458,6 +458,14 @@ START_TEST(test_names_and_bad_uses) {
         wf_module_free(m);
         wf_module_free(m2);
     }
+    /* parameters of two dtypes: refused (one all-gather buffer per model) */
+    wf_fabric *f = new_fabric("deepspeed", NULL);
+    wf_module *m = mlp(7);
+    ck_assert_int_eq(wf_module_to(wf_module_child_at(m, 2, NULL), WF_CPU, WF_F64), 0);
+    ck_assert_int_eq(wf_fabric_setup_module(f, m, true), WF_EINVAL);
+    ck_assert_error(WF_EINVAL, "must share one dtype");
+    wf_fabric_free(f);
+    wf_module_free(m);
 }
 END_TEST
 
