@@ -7,7 +7,8 @@
  *   stage 2  the same, but each gradient is reduce-scattered into the rank's part as soon as
  *            it is final, and the full gradient freed there;
  *   stage 3  parameters sharded too: FSDP's FULL_SHARD units (strategy_fsdp.c), every module
- *            with parameters of its own a unit (zero3_ops below).
+ *            with parameters of its own a unit (fabric/strategy_zero3.c).
+ * Checkpoints and shard lists of stages 1 and 2: fabric/zero_state.c.
  *
  * A rank's part of a parameter is its dim-0 rows (wf__shard_rows: ceil(rows / N) per rank),
  * the layout FSDP and the sharded checkpoints use (fabric/shard_spec.h), rather than a slice
@@ -27,66 +28,14 @@
  * parameter handles stay the module's. The process group and the Fabric's collectives are
  * DDP's (s->impl stays DDP's state; ours is s->zero_impl). DeepSpeed synchronizes every
  * backward: no_backward_sync is ignored (the Fabric warns), as in Fabric. */
-#include "fabric/fabric_impl.h"
+#include "fabric/zero_impl.h"
 #include "fabric/shard_spec.h"
-#include "fabric/fsdp_entries.h"
 #include "optim/optim_impl.h"
 
 #include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
-
-typedef struct zero_model zero_model;
-
-typedef struct zero_param {
-    zero_model *model;
-    wf_tensor *p;                     /* the module's (working) parameter (retained) */
-    const void *orig;                 /* the handle before the mixed-precision cast: the one the
-                                         optimizer was built on (identity only, never read) */
-    wf_tensor *master;                /* this rank's rows, a leaf the optimizer steps (owned) */
-    wf_tensor *gpart;                 /* stage 2: this rank's reduced gradient rows, working
-                                         dtype, accumulated until the step (owned; NULL before) */
-    int64_t rows, row_numel, chunk;   /* dim 0 (1 for a 0-dim parameter), per row, ceil(rows/N) */
-    int64_t row_start, row_count;     /* this rank's rows */
-    int64_t offset;                   /* elements before it in a rank's region of the gather */
-    int hook;                         /* grad-ready hook on p, -1 when none */
-    wf_work *work;                    /* its reduction in flight (owned), NULL when none */
-    wf_tensor *rs_in, *rs_out;        /* the reduction's buffers (owned while in flight) */
-} zero_param;
-
-typedef struct zero_impl zero_impl;
-struct zero_model {
-    zero_impl *z;
-    wf_module *root;                  /* the set-up module (borrowed) */
-    wf_optimizer *opt;                /* the optimizer set up with it (borrowed), NULL before */
-    zero_param *p;                    /* owned */
-    int n;
-    int64_t per_rank;                 /* elements of one rank's region in the all-gather */
-    wf_dtype work_dtype;              /* the working parameters' dtype */
-    bool armed;                       /* a backward runs: the hooks reduce */
-};
-
-struct zero_impl {
-    int stage;
-    wf_process_group *pg;             /* borrowed (DDP's world group) */
-    int rank, world;
-    zero_model **models;              /* owned */
-    int n_models, cap_models;
-    int64_t reduces, gathers;
-    zero_param *pending[2];           /* reductions in flight, oldest first */
-    int n_pending;
-};
-
-static zero_impl *zimpl(const wf_strategy *s) { return s ? s->zero_impl : NULL; }
-
-static wf_tensor *flat(wf_tensor *t) {
-    wf_tensor *d = wf_detach(t);
-    int64_t n = wf_numel(t);
-    return d ? wf_view(d, &n, 1) : NULL;
-}
-
-static int err_or(int fallback) { return wf_error() ? wf_error() : fallback; }
 
 /* ---------------------------------------------------------------- environment */
 
@@ -126,6 +75,7 @@ static zero_param *find_param_in(zero_impl *z, const void *t, zero_model **in, b
         }
     return NULL;
 }
+zero_param *wf__zero_find_param(zero_impl *z, const void *t, zero_model **in) { return find_param_in(z, t, in, false); }
 static zero_param *find_param(zero_impl *z, const void *t, zero_model **in) { return find_param_in(z, t, in, false); }
 
 /* The handles before the cast may be freed once setup is over (the optimizer let go of them):
@@ -267,7 +217,7 @@ static void forget_model(wf_strategy *s, zero_impl *z, wf_module *m) {
 }
 
 /* DeepSpeed's engine takes one model and one optimizer together (Fabric refuses the rest). */
-static int check_optimizers(const wf_strategy *s, const wf_module *m, int n) {
+int wf__zero_check_optimizers(const wf_strategy *s, const wf_module *m, int n) {
     if (!m)
         return wf__error(WF_ENOTSUP, "wf_fabric_setup_optimizers: DeepSpeed (strategy \"%s\") sets up a model and its "
                          "optimizer together: call wf_fabric_setup(fab, model, &optimizer, 1, NULL)", s->desc->name);
@@ -281,7 +231,7 @@ static int check_optimizers(const wf_strategy *s, const wf_module *m, int n) {
  * parameters would have the wrong shape, so it must not exist yet. */
 static int zero_setup_optimizers(wf_strategy *s, wf_module *m, wf_optimizer *const *opts, int n) {
     zero_impl *z = zimpl(s);
-    int rc = check_optimizers(s, m, n);
+    int rc = wf__zero_check_optimizers(s, m, n);
     if (!rc && !z) rc = wf__error(WF_ESTATE, "wf_fabric_setup: the %s strategy is not launched", s->desc->name);
     zero_model *mod = NULL;
     for (int k = 0; z && k < z->n_models; k++) if (z->models[k]->root == m) mod = z->models[k];
@@ -576,173 +526,6 @@ static int zero_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, doub
     return rc;
 }
 
-/* ---------------------------------------------------------------- checkpoints */
-
-bool wf__zero_active(const wf_strategy *s) { return zimpl(s) != NULL; }
-
-void wf__zero_counters_get(const wf_strategy *s, wf__zero_counters *out) {
-    memset(out, 0, sizeof *out);
-    const zero_impl *z = zimpl(s);
-    if (!z) return;
-    out->reduces = z->reduces;
-    out->gathers = z->gathers;
-    out->stage = z->stage;
-}
-
-/* The parameters are whole on every rank, so there is nothing to gather; afterwards (a load
- * or an edit of the full parameters) each master takes its rows again. */
-int wf__zero_summon(wf_strategy *s, wf_module *m, bool gather) {
-    zero_impl *z = zimpl(s);
-    if (!z || gather) return 0;
-    int rc = 0;
-    bool prev = wf_set_grad_enabled(false);
-    for (int k = 0; k < z->n_models && !rc; k++) {
-        zero_model *mod = z->models[k];
-        if (mod->root != m) continue;
-        for (int i = 0; i < mod->n && !rc; i++) {
-            zero_param *zp = &mod->p[i];
-            if (!zp->row_count) continue;
-            wf_scope_begin();
-            wf_tensor *src = wf_narrow(flat(zp->p), 0, zp->row_start * zp->row_numel, zp->row_count * zp->row_numel);
-            wf_tensor *dst = flat(zp->master);
-            rc = src && dst ? wf_copy_(dst, src) : err_or(WF_ENOMEM);
-            if (!rc) atomic_fetch_add(&zp->master->storage->version, 1);
-            wf_scope_end();
-        }
-    }
-    wf_set_grad_enabled(prev);
-    return rc;
-}
-
-/* Optimizer state of a master (local: its rows) gathered to rank 0 in the parameter's shape,
- * so the checkpoint holds what DDP or one process would have saved. */
-int wf__zero_gather_full(wf_strategy *s, const wf_tensor *t, wf_tensor *local, wf_tensor **out, bool *sharded) {
-    *out = NULL;
-    *sharded = false;
-    zero_impl *z = zimpl(s);
-    zero_param *zp = find_param(z, t, NULL);
-    if (!zp || !local || t != zp->master) return 0;   /* parameters are whole: saved as they are */
-    if (wf_ndim(local) < 1 || wf_shape(local)[0] != zp->row_count || wf_numel(local) != zp->row_count * zp->row_numel)
-        return 0;   /* a scalar of the state: the same on every rank */
-    *sharded = true;
-    int world = z->world, rc = 0;
-    int64_t per = zp->chunk * zp->row_numel, all = per * world;
-    wf_dtype dt = wf_tensor_dtype(local);
-    wf_device dev = wf_tensor_device(local);
-    bool prev = wf_set_grad_enabled(false);
-    wf_scope_begin();
-    wf_tensor *send = wf_zeros_on(&per, 1, dt, dev), *recv = send ? wf_empty_on(&all, 1, dt, dev) : NULL;
-    if (!send || !recv) rc = err_or(WF_ENOMEM);
-    if (!rc && zp->row_count) rc = wf_copy_(wf_narrow(send, 0, 0, wf_numel(local)), flat(wf_contiguous(local)));
-    if (!rc) rc = wf_dist_all_gather(z->pg, recv, send, NULL);
-    wf_tensor *full = NULL;
-    if (!rc && z->rank == 0) {
-        full = wf_empty_on(wf_shape(zp->p), wf_ndim(zp->p), dt, dev);
-        wf_tensor *ff = full ? flat(full) : NULL;
-        if (!ff) rc = err_or(WF_ENOMEM);
-        for (int r = 0; r < world && !rc; r++) {
-            int64_t s0, c;
-            wf__shard_rows(zp->rows, r, world, &s0, &c);
-            if (c) rc = wf_copy_(wf_narrow(ff, 0, s0 * zp->row_numel, c * zp->row_numel),
-                                 wf_narrow(recv, 0, r * per, c * zp->row_numel));
-        }
-        if (!rc) wf_keep(full);
-    }
-    wf_scope_end();
-    wf_set_grad_enabled(prev);
-    if (!rc) *out = full;
-    return rc;
-}
-
-int wf__zero_rows_of(wf_strategy *s, const wf_tensor *t, wf_tensor *full, wf_tensor **rows, bool *sharded) {
-    *rows = NULL;
-    *sharded = false;
-    zero_param *zp = find_param(zimpl(s), t, NULL);
-    /* a 0-dim entry is a scalar of the state (Adam's step), the same on every rank */
-    if (!zp || t != zp->master || wf_ndim(full) < 1 || wf_numel(full) != zp->rows * zp->row_numel) return 0;
-    *sharded = true;
-    *rows = wf_narrow(full, 0, zp->row_start, zp->row_count);
-    return *rows ? 0 : err_or(WF_ENOMEM);
-}
-
-/* ---------------------------------------------------------------- shard entries
- * The sharded checkpoint code's view (fabric/shard_spec.h, reached through
- * wf__fsdp_module_entries / wf__fsdp_optimizer_entries): a module's tensors are whole on every
- * rank (replicated); an optimizer's state tensors hold the rows of their master. */
-
-static int entries_init(wf__shard_list *l, int cap) {
-    memset(l, 0, sizeof *l);
-    l->v = wf__calloc((size_t)cap + 1, sizeof *l->v);
-    l->names = wf__calloc((size_t)cap + 1, sizeof *l->names);
-    if (!l->v || !l->names) {
-        wf__shard_list_free(l);
-        return wf__error(WF_ENOMEM, "zero entries: out of memory");
-    }
-    return 0;
-}
-
-/* name "prefix/key"; zp NULL: replicated */
-static int entries_add(wf__shard_list *l, int cap, const char *prefix, const char *key, wf_tensor *local,
-                       const zero_param *zp) {
-    if (l->n >= cap) return wf__error(WF_ESTATE, "zero entries: more tensors than counted");
-    size_t len = strlen(prefix) + strlen(key) + 2;
-    char *name = wf__malloc(len);
-    if (!name) return wf__error(WF_ENOMEM, "zero entries: out of memory");
-    snprintf(name, len, "%s/%s", prefix, key);
-    wf__shard_entry *e = &l->v[l->n];
-    memset(e, 0, sizeof *e);
-    l->names[l->n++] = name;
-    e->name = name;
-    e->local = local;
-    const wf_tensor *shape_of = zp ? zp->p : local;
-    e->ndim = wf_ndim(shape_of);
-    for (int d = 0; d < e->ndim; d++) e->global_shape[d] = wf_shape(shape_of)[d];
-    e->row_start = zp ? zp->row_start : 0;
-    e->replicated = !zp;
-    return 0;
-}
-
-int wf__zero_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf__shard_list *out) {
-    (void)s;
-    wf_state_dict *sd = wf_state_dict_new();
-    if (!sd) return wf__error(WF_ENOMEM, "zero entries: out of memory");
-    int rc = wf_module_state_dict(m, sd, NULL);
-    int n = rc ? 0 : wf_state_dict_count(sd);
-    if (!rc) rc = entries_init(out, n);
-    for (int i = 0; i < n && !rc; i++) {
-        const char *name = wf_state_dict_name_at(sd, i);
-        wf_tensor *t = wf_module_get_parameter(m, name);
-        rc = entries_add(out, n, prefix, name, t ? t : wf_module_get_buffer(m, name), NULL);
-    }
-    wf_state_dict_free(sd);
-    if (rc) wf__shard_list_free(out);
-    return rc;
-}
-
-int wf__zero_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *prefix, wf__shard_list *out) {
-    static const char *const keys[] = { "momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq",
-                                        "square_avg", "grad_avg", "sum" };
-    zero_impl *z = zimpl(s);
-    int cap = o->n_params * 7, rc = entries_init(out, cap);
-    for (int g = 0; g < o->n_groups && !rc; g++)
-        for (int i = 0; i < o->groups[g].n && !rc; i++) {
-            int idx = o->groups[g].first_index + i;
-            wf_param_state *st = &o->state[idx];
-            wf_tensor *slots[] = { st->momentum_buffer, st->exp_avg, st->exp_avg_sq, st->max_exp_avg_sq,
-                                   st->square_avg, st->grad_avg, st->sum };
-            zero_param *zp = find_param(z, o->groups[g].params[i], NULL);
-            if (zp && o->groups[g].params[i] != zp->master) zp = NULL;
-            for (int k = 0; k < 7 && !rc; k++) {
-                if (!slots[k]) continue;
-                char key[96];
-                snprintf(key, sizeof key, "state/%d/%s", idx, keys[k]);
-                rc = entries_add(out, cap, prefix, key, slots[k], zp);
-            }
-        }
-    if (rc) wf__shard_list_free(out);
-    return rc;
-}
-
 /* ---------------------------------------------------------------- teardown */
 
 /* The module keeps its working parameters (their current values); the masters go. */
@@ -797,73 +580,4 @@ const wf_strategy_ops wf__zero_ops = {
     .broadcast_status = z_broadcast_status,
     .save_checkpoint = z_save_checkpoint,
     .teardown = zero_teardown,
-};
-
-/* ---------------------------------------------------------------- stage 3: FSDP's units
- * ZeRO-3 is FSDP's FULL_SHARD with DeepSpeed's rules on top: every module with parameters of
- * its own a unit (unless fsdp.auto_wrap_policy / min_num_params choose), checkpoints gathered
- * to rank 0, one optimizer set up with its model, every backward synchronized. */
-
-static int z3_setup_environment(wf_strategy *s) {
-    if (s->desc->offload && s->device.type != WF_DEV_CPU)
-        return wf__error(WF_ENOTSUP, "wf_fabric_launch: strategy \"%s\": offloading the shards and optimizer state "
-                         "of CUDA parameters to the host is not in this build; use \"deepspeed_stage_3\"", s->desc->name);
-    s->fsdp.sharding = 0;   /* FULL_SHARD */
-    s->fsdp.full_state_dict = true;
-    s->fsdp.cpu_offload = s->desc->offload;
-    if (!s->fsdp.min_num_params && !s->fsdp.n_wrap_types) s->fsdp.min_num_params = 1;
-    return wf__fsdp_ops.setup_environment(s);
-}
-
-static int z3_setup_module(wf_strategy *s, wf_module *m) {
-    int rc = wf__fsdp_ops.setup_module(s, m);
-    if (!rc) s->zero_n_models++;
-    return rc;
-}
-
-static int z3_setup_optimizers(wf_strategy *s, wf_module *m, wf_optimizer *const *opts, int n) {
-    int rc = check_optimizers(s, m, n);
-    return rc ? rc : wf__fsdp_ops.setup_optimizers(s, m, opts, n);
-}
-
-static int z3_backward(wf_strategy *s, wf_tensor *loss, wf_module *m) {
-    if (!m && s->zero_n_models > 1)
-        return wf__error(WF_EINVAL, "wf_fabric_backward: with several models set up under DeepSpeed (strategy \"%s\"), "
-                         "pass the model that made the loss: wf_fabric_backward(fab, loss, model)", s->desc->name);
-    int depth = s->no_sync_depth;
-    s->no_sync_depth = 0;   /* DeepSpeed reduces every backward */
-    int rc = wf__fsdp_ops.backward(s, loss, m);
-    s->no_sync_depth = depth;
-    return rc;
-}
-
-static int z3_pre_forward(wf_strategy *s, wf_module *m) { return wf__fsdp_ops.pre_forward(s, m); }
-static int z3_optimizer_step(wf_strategy *s, wf_optimizer *o, bool *skipped) {
-    return wf__fsdp_ops.optimizer_step(s, o, skipped);
-}
-static void z3_grad_params(wf_strategy *s, wf_tensor **ps, int n) { wf__fsdp_ops.grad_params(s, ps, n); }
-static int z3_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, double max_norm, double norm_type,
-                             bool error_if_nonfinite, double *total_norm) {
-    return wf__fsdp_ops.clip_grad_norm(s, ps, n, max_norm, norm_type, error_if_nonfinite, total_norm);
-}
-static void z3_teardown(wf_strategy *s) { wf__fsdp_ops.teardown(s); }
-
-const wf_strategy_ops wf__zero3_ops = {
-    .setup_environment = z3_setup_environment,
-    .setup_module = z3_setup_module,
-    .backward = z3_backward,
-    .pre_forward = z3_pre_forward,
-    .optimizer_step = z3_optimizer_step,
-    .setup_optimizers = z3_setup_optimizers,
-    .grad_params = z3_grad_params,
-    .clip_grad_norm = z3_clip_grad_norm,
-    .barrier = z_barrier,
-    .broadcast = z_broadcast,
-    .broadcast_bytes = z_broadcast_bytes,
-    .all_gather = z_all_gather,
-    .all_reduce = z_all_reduce,
-    .reduce_boolean_decision = z_reduce_boolean_decision,
-    .broadcast_status = z_broadcast_status,
-    .save_checkpoint = z_save_checkpoint,
-    .teardown = z3_teardown,
 };
