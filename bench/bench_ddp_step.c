@@ -3,9 +3,12 @@
  * rank, through Fabric with N CPU processes. The peer is bench/peer_ddp_step.py (PyTorch DDP
  * over gloo, through Lightning Fabric, the same ranks and threads).
  *
- *   bench_ddp_step --model mlp|cnn [--devices 2] [--batch 64] [--steps 200] [--strategy ddp|fsdp]
- *                  [--sharding FULL_SHARD|SHARD_GRAD_OP|NO_SHARD]
- * --strategy fsdp wraps every Linear and Conv2d as a unit. Each rank's host memory is read
+ *   bench_ddp_step --model mlp|cnn [--devices 2] [--batch 64] [--steps 200]
+ *                  [--strategy ddp|fsdp|deepspeed_stage_1|deepspeed_stage_2|deepspeed_stage_3]
+ *                  [--sharding FULL_SHARD|SHARD_GRAD_OP|NO_SHARD] [--precision 32-true|bf16-mixed]
+ * --strategy fsdp (and deepspeed_stage_3, FSDP's units) wraps every Linear and Conv2d as a
+ * unit; deepspeed_stage_1/2 partition Adam's state (and stage 2 the gradients) over the
+ * ranks (fabric/strategy_zero.c). Each rank's host memory is read
  * after setup (parameters, or their shards) and its peak over the timed steps (after a
  * reset once the warm-up has allocated the optimizer state).
  * The program launches its own ranks (wf_fabric_launch); set OMP_NUM_THREADS and
@@ -20,7 +23,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct args { const char *model, *strategy; int64_t batch; int steps; } args;
+typedef struct args { const char *model, *strategy, *precision; int64_t batch; int steps; } args;
 
 static double max_over_ranks(wf_fabric *fab, double v) {
     double r = v;
@@ -75,7 +78,7 @@ static int run(wf_fabric *fab, void *ud) {
 }
 
 int main(int argc, char **argv) {
-    args a = { "mlp", "ddp", 64, 200 };
+    args a = { "mlp", "ddp", NULL, 64, 200 };
     const char *devices = "2", *sharding = NULL;
     static const char *const wrap[] = { "Linear", "Conv2d", NULL };
     for (int i = 1; i + 1 < argc; i += 2) {
@@ -85,8 +88,10 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--devices")) devices = argv[i + 1];
         else if (!strcmp(argv[i], "--strategy")) a.strategy = argv[i + 1];
         else if (!strcmp(argv[i], "--sharding")) sharding = argv[i + 1];
+        else if (!strcmp(argv[i], "--precision")) a.precision = argv[i + 1];
     }
     wf_fabric *fab = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = a.strategy, .devices = devices,
+                                                        .precision = a.precision,
                                                         .fsdp = { .sharding_strategy = sharding, .auto_wrap_policy = wrap } });
     if (!fab) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
     int rc = wf_fabric_launch(fab, run, &a);

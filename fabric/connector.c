@@ -190,13 +190,15 @@ static int resolve_strategy(const char *name, wf_connector_result *out) {
         out->strategy = st;
     }
     const wf_strategy_vt *st = out->strategy;
-    if (st->needs_cuda && out->accel != &wf__accel_cuda)
-        return wf__error(WF_ENOTSUP, OP ": strategy \"%s\" is only supported with the cuda accelerator", st->name);
+    /* weft's ZeRO is its own (strategy_zero.c), so it runs on the CPU too; ZeRO-Infinity's
+     * NVMe offload is not part of it */
+    if (st->nvme)
+        return wf__error(WF_ENOTSUP, OP ": strategy \"%s\" offloads parameters and optimizer state to NVMe "
+                         "(DeepSpeed's ZeRO-Infinity), which weft's ZeRO does not do; use \"deepspeed_stage_3_offload\" "
+                         "(host memory) or \"deepspeed_stage_3\"", st->name);
     if (!strcmp(st->name, "single_device") && world > 1)
         return wf__error(WF_EINVAL, OP ": strategy \"single_device\" runs on one device, but %d devices x %d node(s) "
                          "were requested", out->n_devices, out->num_nodes);
-    if (st->needs_cuda && world > 1)
-        return wf__error(WF_ENOTSUP, OP ": strategy \"%s\" (DeepSpeed) is not part of weft; use \"ddp\"", st->name);
     return 0;
 }
 

@@ -777,6 +777,11 @@ int wf_fabric_no_backward_sync_begin(wf_fabric *fab, wf_module *m, bool enabled)
                          "wf_fabric_setup(fab, model, ...)");
     if (fab->no_sync_depth >= 64)
         return wf__error(WF_ESTATE, "wf_fabric_no_backward_sync_begin: blocks nested deeper than 64");
+    /* DeepSpeed reduces every backward: Fabric warns and goes on synchronizing */
+    if (enabled && fab->strategy->desc && fab->strategy->desc->zero_stage && fab->world_size > 1)
+        wf__fabric_warn(fab, "the \"%s\" strategy (DeepSpeed) does not support skipping the gradient "
+                        "synchronization: remove no_backward_sync from your code or choose a different strategy",
+                        fab->strategy->desc->name);
     fab->no_sync_enabled[fab->no_sync_depth++] = enabled;
     if (enabled) fab->strategy->no_sync_depth++;
     return 0;

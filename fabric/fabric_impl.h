@@ -25,8 +25,10 @@ extern const wf_accelerator_vt wf__accel_cpu, wf__accel_cuda;
 typedef struct wf_strategy_vt {
     const char *name;                 /* canonical name */
     bool multi_process;               /* launches one process per device */
-    bool needs_cuda;                  /* deepspeed */
+    int zero_stage;                   /* deepspeed*: ZeRO's stage (1, 2, 3), else 0 */
     bool sharded;                     /* fsdp, deepspeed stage 3 */
+    bool offload;                     /* "_offload": optimizer state (and stage 3's shards) on the host */
+    bool nvme;                        /* "_offload_nvme": refused (no NVMe offload in weft) */
 } wf_strategy_vt;
 /* Look up a strategy name; NULL if unknown. */
 const wf_strategy_vt *wf__strategy_find(const char *name);
@@ -104,12 +106,27 @@ struct wf_strategy {
     wf__fsdp_settings fsdp;           /* the config's FSDP options, resolved (strategy_fsdp.c) */
     void *impl;
     void *fsdp_impl;                  /* FSDP's units (strategy_fsdp.c); impl stays DDP's */
+    void *zero_impl;                  /* ZeRO stages 1 and 2's partitions (strategy_zero.c) */
+    int zero_n_models;                /* deepspeed*: modules set up (backward needs the model when > 1) */
 };
 /* Build the strategy for desc (NULL + error). cluster: where this process stands. */
 wf_strategy *wf__strategy_new(const wf_strategy_vt *desc, wf_precision *precision, wf_device device,
                               const wf_cluster_info *cluster, const wf_checkpoint_io *io, double timeout_s);
 void wf__strategy_free(wf_strategy *s);
 extern const wf_strategy_ops wf__single_device_ops, wf__ddp_ops, wf__fsdp_ops;
+/* "deepspeed*" (strategy_zero.c): stages 1 and 2 (zero_ops) partition the optimizer state (and
+ * stage 2 the gradients) over the ranks; stage 3 (zero3_ops) is FSDP's FULL_SHARD units. */
+extern const wf_strategy_ops wf__zero_ops, wf__zero3_ops;
+/* ZeRO stages 1/2 for the checkpoint code, reached through the wf__fsdp_* functions below
+ * (strategy_fsdp.c forwards to them): active when s runs stage 1 or 2 with several ranks. */
+bool wf__zero_active(const wf_strategy *s);
+int wf__zero_summon(wf_strategy *s, wf_module *m, bool gather);
+int wf__zero_gather_full(wf_strategy *s, const wf_tensor *t, wf_tensor *local, wf_tensor **out, bool *sharded);
+int wf__zero_rows_of(wf_strategy *s, const wf_tensor *t, wf_tensor *full, wf_tensor **rows, bool *sharded);
+/* Counters since launch (tests, bench): gradient reductions (one per parameter and backward)
+ * and parameter all-gathers (one per model and step). All 0 unless stage 1/2. */
+typedef struct wf__zero_counters { int64_t reduces, gathers; int stage; } wf__zero_counters;
+void wf__zero_counters_get(const wf_strategy *s, wf__zero_counters *out);
 /* FSDP (strategy_fsdp.c), for the Fabric and its checkpoints. */
 bool wf__fsdp_active(const wf_strategy *s);           /* FSDP ops with sharded parameters */
 /* Counters since launch (tests, bench): unit all-gathers and reduce-scatters done, the most

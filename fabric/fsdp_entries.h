@@ -26,5 +26,9 @@ int wf__fsdp_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf
 /* o's per-parameter state tensors: sharded like their parameter's shard. */
 int wf__fsdp_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *prefix, wf__shard_list *out);
 void wf__shard_list_free(wf__shard_list *l);
+/* The same for ZeRO stages 1/2 (strategy_zero.c; the two above forward to them): module
+ * tensors replicated, optimizer state as its master's rows. */
+int wf__zero_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf__shard_list *out);
+int wf__zero_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *prefix, wf__shard_list *out);
 
 #endif

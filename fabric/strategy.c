@@ -1,7 +1,7 @@
 /* fabric/strategy.c: the strategy registry (Fabric's names and rules) and the strategy
  * object's life. Which ops a name gets: one process runs the single-device strategy (for
- * every name: "ddp" on one device is a world of one); several processes run DDP's, or FSDP's
- * for the sharded names (deepspeed is refused by the connector). The
+ * every name: "ddp" on one device is a world of one); several processes run DDP's, FSDP's
+ * for "fsdp*", ZeRO's for "deepspeed*" (strategy_zero.c; stage 3 on FSDP's units). The
  * object owns the process group; Fabric only delegates to its ops. */
 #include "fabric/fabric_impl.h"
 
@@ -14,26 +14,28 @@
  * / "_false" suffix sets DDP's find_unused_parameters (strategy_ddp.c reads it); "dp" is
  * replaced by "ddp" with a warning in the connector. */
 static const wf_strategy_vt strategies[] = {
-    { "single_device", false, false, false },
-    { "ddp", true, false, false },
-    { "ddp_spawn", true, false, false },
-    { "ddp_fork", true, false, false },
-    { "ddp_find_unused_parameters_true", true, false, false },
-    { "ddp_find_unused_parameters_false", true, false, false },
-    { "ddp_spawn_find_unused_parameters_true", true, false, false },
-    { "ddp_spawn_find_unused_parameters_false", true, false, false },
-    { "ddp_fork_find_unused_parameters_true", true, false, false },
-    { "ddp_fork_find_unused_parameters_false", true, false, false },
-    { "dp", false, false, false },
-    { "fsdp", true, false, true },
-    { "fsdp_cpu_offload", true, false, true },
-    { "deepspeed", true, true, false },
-    { "deepspeed_stage_1", true, true, false },
-    { "deepspeed_stage_2", true, true, false },
-    { "deepspeed_stage_2_offload", true, true, false },
-    { "deepspeed_stage_3", true, true, true },
-    { "deepspeed_stage_3_offload", true, true, true },
-    { "deepspeed_stage_3_offload_nvme", true, true, true },
+    { "single_device", false, 0, false, false, false },
+    { "ddp", true, 0, false, false, false },
+    { "ddp_spawn", true, 0, false, false, false },
+    { "ddp_fork", true, 0, false, false, false },
+    { "ddp_find_unused_parameters_true", true, 0, false, false, false },
+    { "ddp_find_unused_parameters_false", true, 0, false, false, false },
+    { "ddp_spawn_find_unused_parameters_true", true, 0, false, false, false },
+    { "ddp_spawn_find_unused_parameters_false", true, 0, false, false, false },
+    { "ddp_fork_find_unused_parameters_true", true, 0, false, false, false },
+    { "ddp_fork_find_unused_parameters_false", true, 0, false, false, false },
+    { "dp", false, 0, false, false, false },
+    { "fsdp", true, 0, true, false, false },
+    { "fsdp_cpu_offload", true, 0, true, false, false },
+    /* Fabric's DeepSpeedStrategy names: "deepspeed" is stage 2, its default */
+    { "deepspeed", true, 2, false, false, false },
+    { "deepspeed_stage_1", true, 1, false, false, false },
+    { "deepspeed_stage_1_offload", true, 1, false, true, false },
+    { "deepspeed_stage_2", true, 2, false, false, false },
+    { "deepspeed_stage_2_offload", true, 2, false, true, false },
+    { "deepspeed_stage_3", true, 3, true, false, false },
+    { "deepspeed_stage_3_offload", true, 3, true, true, false },
+    { "deepspeed_stage_3_offload_nvme", true, 3, true, true, true },
 };
 
 const wf_strategy_vt *wf__strategy_find(const char *name) {
@@ -47,7 +49,7 @@ const char *wf__strategy_names(void) {
            "ddp_find_unused_parameters_false, ddp_spawn_find_unused_parameters_true, "
            "ddp_spawn_find_unused_parameters_false, ddp_fork_find_unused_parameters_true, "
            "ddp_fork_find_unused_parameters_false, dp, fsdp, fsdp_cpu_offload, deepspeed, "
-           "deepspeed_stage_1, deepspeed_stage_2, deepspeed_stage_2_offload, deepspeed_stage_3, "
+           "deepspeed_stage_1, deepspeed_stage_1_offload, deepspeed_stage_2, deepspeed_stage_2_offload, deepspeed_stage_3, "
            "deepspeed_stage_3_offload, deepspeed_stage_3_offload_nvme";
 }
 
@@ -83,7 +85,9 @@ wf_strategy *wf__strategy_new(const wf_strategy_vt *desc, wf_precision *precisio
     if (!s->io.save) s->io.save = default_save;
     if (!s->io.load) s->io.load = default_load;
     if (!s->io.remove) s->io.remove = default_remove;
-    s->ops = cluster->world_size <= 1 ? &wf__single_device_ops : desc && desc->sharded ? &wf__fsdp_ops : &wf__ddp_ops;
+    if (cluster->world_size <= 1) s->ops = &wf__single_device_ops;
+    else if (desc && desc->zero_stage) s->ops = desc->zero_stage == 3 ? &wf__zero3_ops : &wf__zero_ops;
+    else s->ops = desc && desc->sharded ? &wf__fsdp_ops : &wf__ddp_ops;
     return s;
 }
 

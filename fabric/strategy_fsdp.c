@@ -468,13 +468,16 @@ static int fsdp_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, doub
 
 /* ---------------------------------------------------------------- full values */
 
-bool wf__fsdp_active(const wf_strategy *s) {
-    return s && s->ops == &wf__fsdp_ops && s->fsdp_impl && !no_shard(s);
-}
+/* FSDP's own units exist (fsdp ops, or deepspeed stage 3 on them) */
+static bool fsdp_on(const wf_strategy *s) { return s && s->fsdp_impl && !no_shard(s); }
+
+/* The checkpoint code's question, "is the state split over the ranks?": also ZeRO stages 1
+ * and 2 (strategy_zero.c), whose optimizer state is; the functions below forward to it. */
+bool wf__fsdp_active(const wf_strategy *s) { return fsdp_on(s) || wf__zero_active(s); }
 
 void wf__fsdp_counters_get(const wf_strategy *s, wf__fsdp_counters *out) {
     memset(out, 0, sizeof *out);
-    const fsdp_impl *f = wf__fsdp_active(s) ? fimpl(s) : NULL;
+    const fsdp_impl *f = fsdp_on(s) ? fimpl(s) : NULL;
     if (!f) return;
     out->gathers = f->sh.gathers;
     out->reduces = f->sh.reduces;
@@ -483,7 +486,8 @@ void wf__fsdp_counters_get(const wf_strategy *s, wf__fsdp_counters *out) {
 }
 
 int wf__fsdp_summon(wf_strategy *s, wf_module *m, bool gather) {
-    fsdp_impl *f = wf__fsdp_active(s) ? fimpl(s) : NULL;
+    if (wf__zero_active(s)) return wf__zero_summon(s, m, gather);
+    fsdp_impl *f = fsdp_on(s) ? fimpl(s) : NULL;
     fsdp_model *mod = find_model(f, m);
     if (!mod) return 0;
     int rc = 0;
@@ -511,9 +515,10 @@ int wf__fsdp_summon(wf_strategy *s, wf_module *m, bool gather) {
 }
 
 int wf__fsdp_gather_full(wf_strategy *s, const wf_tensor *t, wf_tensor *local, wf_tensor **out, bool *sharded) {
+    if (wf__zero_active(s)) return wf__zero_gather_full(s, t, local, out, sharded);
     *out = NULL;
     *sharded = false;
-    fsdp_impl *f = wf__fsdp_active(s) ? fimpl(s) : NULL;
+    fsdp_impl *f = fsdp_on(s) ? fimpl(s) : NULL;
     fsdp_param *p = find_param(f, t, NULL);
     if (!p) return 0;
     wf_tensor *rows = local ? local : p->shard;
@@ -560,9 +565,10 @@ int wf__fsdp_gather_full(wf_strategy *s, const wf_tensor *t, wf_tensor *local, w
 }
 
 int wf__fsdp_rows_of(wf_strategy *s, const wf_tensor *t, wf_tensor *full, wf_tensor **rows, bool *sharded) {
+    if (wf__zero_active(s)) return wf__zero_rows_of(s, t, full, rows, sharded);
     *rows = NULL;
     *sharded = false;
-    fsdp_impl *f = wf__fsdp_active(s) ? fimpl(s) : NULL;
+    fsdp_impl *f = fsdp_on(s) ? fimpl(s) : NULL;
     fsdp_param *p = find_param(f, t, NULL);
     if (!p || wf_ndim(full) < 1 || wf_numel(full) != p->rows * p->row_numel) return 0;
     *sharded = true;
@@ -617,7 +623,8 @@ static int list_init(wf__shard_list *l, int cap) {
 }
 
 int wf__fsdp_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf__shard_list *out) {
-    fsdp_impl *f = wf__fsdp_active(s) ? fimpl(s) : NULL;
+    if (wf__zero_active(s)) return wf__zero_module_entries(s, m, prefix, out);
+    fsdp_impl *f = fsdp_on(s) ? fimpl(s) : NULL;
     wf_state_dict *sd = wf_state_dict_new();
     if (!sd) return wf__error(WF_ENOMEM, "fsdp entries: out of memory");
     int rc = wf_module_state_dict(m, sd, NULL);
@@ -638,7 +645,8 @@ int wf__fsdp_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf
 int wf__fsdp_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *prefix, wf__shard_list *out) {
     static const char *const keys[] = { "momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq",
                                         "square_avg", "grad_avg", "sum" };
-    fsdp_impl *f = wf__fsdp_active(s) ? fimpl(s) : NULL;
+    if (wf__zero_active(s)) return wf__zero_optimizer_entries(s, o, prefix, out);
+    fsdp_impl *f = fsdp_on(s) ? fimpl(s) : NULL;
     int cap = o->n_params * 7, rc = list_init(out, cap);
     for (int g = 0; g < o->n_groups && !rc; g++)
         for (int i = 0; i < o->groups[g].n && !rc; i++) {

@@ -32,8 +32,9 @@
  * the gradients are averaged across ranks during each wf_fabric_backward, in buckets whose
  * all-reduce overlaps the rest of the backward (PyTorch's DDP reducer; docs/distributed.md). With "fsdp" each rank keeps
  * only its rows of every parameter (and their gradients and optimizer state): units gather their parameters for their
- * forward and backward and free them afterwards (FSDP2's layout; docs/distributed.md). "deepspeed*" with more than
- * one process is WF_ENOTSUP in this build.
+ * forward and backward and free them afterwards (FSDP2's layout; docs/distributed.md). "deepspeed*" is weft's own
+ * ZeRO (CPU too): stage 1 partitions the optimizer state over the ranks, stage 2 the gradients too, stage 3
+ * ("deepspeed_stage_3") the parameters too, on FSDP's units; "deepspeed" is stage 2 (docs/distributed.md).
  *
  * Errors follow weft/tensor.h: NULL or a negative WF_E* code, with wf_error_message()
  * naming the method ("wf_fabric_setup: ..."). Warnings (Fabric's rank_zero_warn) are printed
@@ -215,8 +216,9 @@ typedef struct wf_fabric_config {
  *  - num_nodes < 1: WF_EINVAL.
  *  - strategy "auto": single_device for one device on one node, else ddp. "dp" becomes
  *    ddp with a warning (on any device); "ddp_spawn"/"ddp_fork" run as ddp. Unknown names: WF_EINVAL listing the valid ones.
- *    "single_device" with several devices: WF_EINVAL. deepspeed needs cuda: WF_ENOTSUP on
- *    cpu. "deepspeed*" with world size > 1: WF_ENOTSUP. "fsdp" options: see wf_fsdp_opts.
+ *    "single_device" with several devices: WF_EINVAL. "deepspeed_stage_3_offload_nvme":
+ *    WF_ENOTSUP (no NVMe offload); the "_offload" names with CUDA parameters: WF_ENOTSUP at
+ *    launch. "fsdp" options: see wf_fsdp_opts.
  *  - processes: the cluster environment (plugin, else torchrun, SLURM, Open MPI, weft's
  *    launcher, else local) gives the ranks; with one of them, devices "auto" takes its local
  *    world size, and a devices x num_nodes that differs from its world size is WF_EINVAL.

@@ -251,8 +251,12 @@ START_TEST(test_strategy_rules) {
     wf_fabric_free(f);
     ck_assert_ptr_null(mk((wf_fabric_config){ .strategy = "single_device", .devices = "2" }));
     ck_assert_error(WF_EINVAL, "one device");
-    ck_assert_ptr_null(mk((wf_fabric_config){ .strategy = "deepspeed_stage_3" }));
-    ck_assert_error(WF_ENOTSUP, "cuda accelerator");
+    /* weft's ZeRO runs on the CPU; only ZeRO-Infinity's NVMe offload is refused */
+    f = mk((wf_fabric_config){ .strategy = "deepspeed_stage_3" });
+    ck_assert_msg(f, "%s", wf_error_message());
+    wf_fabric_free(f);
+    ck_assert_ptr_null(mk((wf_fabric_config){ .strategy = "deepspeed_stage_3_offload_nvme" }));
+    ck_assert_error(WF_ENOTSUP, "NVMe");
     ck_assert_ptr_null(mk((wf_fabric_config){ .strategy = "ddp_notebook" }));
     ck_assert_error(WF_ENOTSUP, "notebooks");
     ck_assert_ptr_null(mk((wf_fabric_config){ .strategy = "xla" }));

@@ -1,0 +1,583 @@
+/* fabric/strategy_zero.c: the "deepspeed*" strategies (Fabric's DeepSpeedStrategy), weft's own
+ * ZeRO (Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion Parameter
+ * Models"), so it runs on the CPU too:
+ *   stage 1  parameters and gradients replicated; each gradient averaged over the ranks as DDP
+ *            does; each rank keeps the optimizer state (and the f32 master copy) of its part
+ *            of every parameter, steps only that part, then the parts are all-gathered;
+ *   stage 2  the same, but each gradient is reduce-scattered into the rank's part as soon as
+ *            it is final, and the full gradient freed there;
+ *   stage 3  parameters sharded too: FSDP's FULL_SHARD units (strategy_fsdp.c), every module
+ *            with parameters of its own a unit (fabric/strategy_zero3.c).
+ * Checkpoints and shard lists of stages 1 and 2: fabric/zero_state.c.
+ *
+ * A rank's part of a parameter is its dim-0 rows (wf__shard_rows: ceil(rows / N) per rank),
+ * the layout FSDP and the sharded checkpoints use (fabric/shard_spec.h), rather than a slice
+ * of one flat buffer: an optimizer state saved under ZeRO then means the same rows as under
+ * FSDP, and the master of a part is a tensor of the parameter's shape with fewer rows. The
+ * cost: a parameter with fewer rows than ranks (a [1, n] weight, a 0-dim scalar) sits on the
+ * first ranks only; for the usual [out, in] weights the parts are within one row of 1/N.
+ *
+ * Mixed precision ("bf16-mixed", "16-mixed"), as DeepSpeed does it: the module's parameters
+ * are cast to the low dtype (the working copy the forward and backward use, and whose
+ * gradients are reduced), and the rank's part is kept in f32 as the master the optimizer
+ * steps: per rank 2 bytes/param of working parameters + 2 of gradients (stage 1: all of them;
+ * stage 2: the part) + 12 of master, m and v for Adam on the part. Under "*-true" and "32-true"
+ * the working parameters keep their dtype, and the master is f32 for half-precision ones.
+ *
+ * Owned here: the masters, the gradient parts (stage 2) and the bookkeeping; the module's
+ * parameter handles stay the module's. The process group and the Fabric's collectives are
+ * DDP's (s->impl stays DDP's state; ours is s->zero_impl). DeepSpeed synchronizes every
+ * backward: no_backward_sync is ignored (the Fabric warns), as in Fabric. */
+#include "fabric/zero_impl.h"
+#include "fabric/shard_spec.h"
+#include "optim/optim_impl.h"
+
+#include <math.h>
+#include <stdatomic.h>
+#include <stdio.h>
+#include <string.h>
+
+/* ---------------------------------------------------------------- environment */
+
+static int zero_setup_environment(wf_strategy *s) {
+    /* "_offload" keeps the optimizer state and its step in host memory: on the CPU that is
+     * where they are; with CUDA parameters it is not built, so say so rather than ignore it */
+    if (s->desc->offload && s->device.type != WF_DEV_CPU)
+        return wf__error(WF_ENOTSUP, "wf_fabric_launch: strategy \"%s\": offloading the optimizer state of CUDA "
+                         "parameters to the host is not in this build; use \"deepspeed_stage_%d\"", s->desc->name,
+                         s->desc->zero_stage);
+    int rc = wf__ddp_ops.setup_environment(s);
+    if (rc) return rc;
+    zero_impl *z = wf__calloc(1, sizeof *z);
+    if (!z) return wf__error(WF_ENOMEM, "wf_fabric_launch: out of memory");
+    z->stage = s->desc->zero_stage;
+    z->pg = s->pg;
+    z->rank = wf_process_group_rank(s->pg);
+    z->world = wf_process_group_size(s->pg);
+    s->zero_impl = z;
+    /* checkpoints: the optimizer state gathered to rank 0 (fabric/checkpoint.c's full path) */
+    s->fsdp.full_state_dict = true;
+    return 0;
+}
+
+/* ---------------------------------------------------------------- setup */
+
+/* The entry whose working parameter or master is t (or, when by_orig, whose handle before the
+ * cast was: only while that handle is alive, between setup_module and setup_optimizers). */
+static zero_param *find_param_in(zero_impl *z, const void *t, zero_model **in, bool by_orig) {
+    for (int k = 0; z && k < z->n_models; k++)
+        for (int i = 0; i < z->models[k]->n; i++) {
+            zero_param *zp = &z->models[k]->p[i];
+            if ((const void *)zp->p == t || (by_orig && zp->orig == t) || (const void *)zp->master == t) {
+                if (in) *in = z->models[k];
+                return zp;
+            }
+        }
+    return NULL;
+}
+zero_param *wf__zero_find_param(zero_impl *z, const void *t, zero_model **in) { return find_param_in(z, t, in, false); }
+static zero_param *find_param(zero_impl *z, const void *t, zero_model **in) { return find_param_in(z, t, in, false); }
+
+/* The handles before the cast may be freed once setup is over (the optimizer let go of them):
+ * forget them, so a new tensor at the same address is never taken for one. */
+static void forget_origs(zero_impl *z) {
+    for (int k = 0; k < z->n_models; k++)
+        for (int i = 0; i < z->models[k]->n; i++) z->models[k]->p[i].orig = NULL;
+}
+
+static void model_free(zero_model *mod) {
+    if (!mod) return;
+    for (int i = 0; i < mod->n; i++) {
+        zero_param *zp = &mod->p[i];
+        if (zp->hook >= 0) wf_remove_grad_hook(zp->p, zp->hook);
+        wf_work_free(zp->work);   /* (waits: none is in flight outside a backward) */
+        wf_tensor_free(zp->rs_in);
+        wf_tensor_free(zp->rs_out);
+        wf_tensor_free(zp->p);
+        wf_tensor_free(zp->master);
+        wf_tensor_free(zp->gpart);
+    }
+    wf__free(mod->p, 0);
+    wf__free(mod, sizeof *mod);
+}
+
+static int grad_ready(wf_tensor *leaf, void *ud);
+
+/* The master of zp: this rank's rows of t, in f32 for half-precision parameters. */
+static int make_master(zero_param *zp, wf_tensor *t, int rank, int world) {
+    zp->rows = t->ndim ? t->shape[0] : 1;
+    zp->row_numel = zp->rows ? wf_numel(t) / zp->rows : 0;
+    zp->chunk = (zp->rows + world - 1) / world;
+    wf__shard_rows(zp->rows, rank, world, &zp->row_start, &zp->row_count);
+    wf_dtype mdt = (t->dtype == WF_BF16 || t->dtype == WF_F16) ? WF_F32 : t->dtype;
+    int64_t shape[WF_MAX_DIMS];
+    int nd = t->ndim ? t->ndim : 1;
+    shape[0] = zp->row_count;
+    for (int d = 1; d < nd; d++) shape[d] = t->shape[d];
+    zp->master = wf_empty_on(shape, nd, mdt, t->device);
+    if (!zp->master) return err_or(WF_ENOMEM);
+    wf__scope_unregister(zp->master);
+    int rc = 0;
+    wf_scope_begin();
+    if (zp->row_count) {
+        wf_tensor *src = wf_narrow(flat(t), 0, zp->row_start * zp->row_numel, zp->row_count * zp->row_numel);
+        wf_tensor *dst = flat(zp->master);
+        rc = src && dst ? wf_copy_(dst, src) : err_or(WF_ENOMEM);
+    }
+    wf_scope_end();
+    if (!rc && wf_requires_grad(t)) rc = wf_set_requires_grad(zp->master, true);
+    return rc;
+}
+
+/* Every rank starts from rank 0's parameters and buffers (as DDP); the masters are cut from
+ * them before the mixed-precision cast, so they hold the exact f32 values. */
+static int zero_setup_module(wf_strategy *s, wf_module *m) {
+    zero_impl *z = zimpl(s);
+    if (!z) return wf__error(WF_ESTATE, "wf_fabric_setup: the %s strategy is not launched", s->desc->name);
+    int np = wf_module_parameters(m, NULL, NULL, 0), nb = wf_module_buffers(m, NULL, NULL, 0);
+    if (np < 0) return np;
+    if (nb < 0) return nb;
+    forget_origs(z);
+    wf_tensor **ts = wf__calloc((size_t)(np + nb + 1), sizeof *ts);
+    zero_model *mod = wf__calloc(1, sizeof *mod);
+    int rc = (!ts || !mod) ? wf__error(WF_ENOMEM, "wf_fabric_setup: out of memory") : 0;
+    if (!rc) {
+        mod->p = wf__calloc((size_t)np + 1, sizeof *mod->p);
+        if (!mod->p) rc = wf__error(WF_ENOMEM, "wf_fabric_setup: out of memory");
+    }
+    if (!rc) {
+        wf_module_parameters(m, ts, NULL, np);
+        wf_module_buffers(m, ts + np, NULL, nb);
+    }
+    for (int i = 0; i < np && !rc; i++)
+        if (find_param(z, ts[i], NULL))
+            rc = wf__error(WF_EINVAL, "wf_fabric_setup: parameter %d also belongs to a module set up earlier under "
+                           "DeepSpeed: a parameter can belong to one set-up module only", i);
+    for (int i = 0; i < np + nb && !rc; i++) {
+        if (!wf_is_contiguous(ts[i]))
+            rc = wf__error(WF_EINVAL, "wf_fabric_setup: %s %d is not contiguous", i < np ? "parameter" : "buffer", i);
+        else rc = wf_dist_broadcast(z->pg, ts[i], 0, NULL);
+    }
+    bool prev = wf_set_grad_enabled(false);
+    for (int i = 0; i < np && !rc; i++) {
+        zero_param *zp = &mod->p[mod->n++];
+        zp->model = mod;
+        zp->hook = -1;
+        zp->orig = ts[i];
+        rc = make_master(zp, ts[i], z->rank, z->world);
+    }
+    wf_set_grad_enabled(prev);
+    /* mixed precision: the working copy in the autocast dtype (DeepSpeed's bf16/fp16 engine) */
+    wf_dtype low = wf_precision_compute_dtype(s->precision);
+    bool cast = wf_precision_is_mixed(s->precision) && (low == WF_BF16 || low == WF_F16);
+    if (!rc && cast) rc = wf_module_to(m, s->device, low);
+    if (!rc && cast) wf_module_parameters(m, ts, NULL, np);   /* the new handles */
+    for (int i = 0; i < np && !rc; i++) {
+        zero_param *zp = &mod->p[i];
+        zp->p = wf_tensor_retain(ts[i]);
+        zp->offset = mod->per_rank;
+        mod->per_rank += zp->chunk * zp->row_numel;
+        if (!wf_requires_grad(zp->p)) continue;
+        zp->hook = wf_register_grad_ready_hook(zp->p, grad_ready, zp);
+        if (zp->hook < 0) rc = zp->hook;
+    }
+    mod->work_dtype = np ? wf_tensor_dtype(ts[0]) : WF_F32;
+    /* the step's all-gather carries every parameter in one buffer of one dtype */
+    for (int i = 1; i < np && !rc; i++)
+        if (wf_tensor_dtype(ts[i]) != mod->work_dtype)
+            rc = wf__error(WF_EINVAL, "wf_fabric_setup: DeepSpeed: parameter %d is %s but parameter 0 is %s: the "
+                           "parameters of a model must share one dtype", i, wf_dtype_name(wf_tensor_dtype(ts[i])),
+                           wf_dtype_name(mod->work_dtype));
+    if (!rc && z->n_models == z->cap_models) {
+        int nc = z->cap_models ? 2 * z->cap_models : 4;
+        void *p = wf__realloc(z->models, (size_t)z->cap_models * sizeof *z->models, (size_t)nc * sizeof *z->models);
+        if (!p) rc = wf__error(WF_ENOMEM, "wf_fabric_setup: out of memory");
+        else z->models = p, z->cap_models = nc;
+    }
+    if (!rc) {
+        mod->z = z;
+        mod->root = m;
+        z->models[z->n_models++] = mod;
+        s->zero_n_models++;
+    } else {
+        model_free(mod);
+    }
+    wf__free(ts, 0);
+    return rc;
+}
+
+static void forget_model(wf_strategy *s, zero_impl *z, wf_module *m) {
+    for (int k = 0; k < z->n_models; k++)
+        if (z->models[k]->root == m) {
+            model_free(z->models[k]);
+            z->models[k] = z->models[--z->n_models];
+            s->zero_n_models--;
+            return;
+        }
+}
+
+/* DeepSpeed's engine takes one model and one optimizer together (Fabric refuses the rest). */
+int wf__zero_check_optimizers(const wf_strategy *s, const wf_module *m, int n) {
+    if (!m)
+        return wf__error(WF_ENOTSUP, "wf_fabric_setup_optimizers: DeepSpeed (strategy \"%s\") sets up a model and its "
+                         "optimizer together: call wf_fabric_setup(fab, model, &optimizer, 1, NULL)", s->desc->name);
+    if (n > 1)
+        return wf__error(WF_EINVAL, "wf_fabric_setup: DeepSpeed (strategy \"%s\") supports one optimizer per model, "
+                         "got %d", s->desc->name, n);
+    return 0;
+}
+
+/* The optimizer steps on the masters: its parameters are replaced. A state built on the full
+ * parameters would have the wrong shape, so it must not exist yet. */
+static int zero_setup_optimizers(wf_strategy *s, wf_module *m, wf_optimizer *const *opts, int n) {
+    zero_impl *z = zimpl(s);
+    int rc = wf__zero_check_optimizers(s, m, n);
+    if (!rc && !z) rc = wf__error(WF_ESTATE, "wf_fabric_setup: the %s strategy is not launched", s->desc->name);
+    zero_model *mod = NULL;
+    for (int k = 0; z && k < z->n_models; k++) if (z->models[k]->root == m) mod = z->models[k];
+    if (rc || !mod) {
+        if (z && m) forget_model(s, z, m);
+        return rc ? rc : wf__error(WF_ESTATE, "wf_fabric_setup: the model was not set up under DeepSpeed");
+    }
+    wf_optimizer *o = opts[0];
+    for (int g = 0; g < o->n_groups && !rc; g++)
+        for (int i = 0; i < o->groups[g].n && !rc; i++) {
+            zero_model *in = NULL;
+            zero_param *zp = find_param_in(z, o->groups[g].params[i], &in, true);
+            if (!zp || in != mod) continue;
+            wf_param_state *st = &o->state[o->groups[g].first_index + i];
+            if (st->initialized || st->exp_avg || st->momentum_buffer || st->square_avg || st->sum)
+                rc = wf__error(WF_ESTATE, "wf_fabric_setup: DeepSpeed: optimizer %s already has state for parameter %d: "
+                               "set it up before its first step (its state is partitioned over the ranks)",
+                               wf_optimizer_name(o), o->groups[g].first_index + i);
+        }
+    for (int g = 0; g < o->n_groups && !rc; g++)
+        for (int i = 0; i < o->groups[g].n && !rc; i++) {
+            wf_tensor *old = o->groups[g].params[i];
+            zero_model *in = NULL;
+            zero_param *zp = find_param_in(z, old, &in, true);
+            if (zp && in == mod && old != zp->master) rc = wf__optimizer_replace_params(o, &old, &zp->master, 1);
+        }
+    if (rc) forget_model(s, z, m);
+    else mod->opt = o;
+    if (!rc) forget_origs(z);
+    return rc;
+}
+
+/* ---------------------------------------------------------------- backward */
+
+/* zp's gradient is final for this backward: its reduction starts (asynchronously, at most two
+ * in flight: each holds a gradient, so more would pile up memory; a third waits for the
+ * oldest). Stage 1 all-reduces (averages) the gradient in place: it stays, replicated. Stage 2
+ * reduce-scatters it into the rank's rows and drops it from the parameter: its memory goes
+ * when the reduction is done. A rank's rows are contiguous in the row-major gradient and only
+ * the last ranks' are short, so the reduce-scatter's input is the gradient itself, or (rows
+ * not a multiple of N) the gradient followed by zeros. */
+static int finish_oldest(zero_impl *z);
+
+static int start_reduce(zero_impl *z, zero_param *zp) {
+    wf_tensor *g = wf_grad(zp->p);
+    if (!g) return 0;
+    int rc = z->n_pending == 2 ? finish_oldest(z) : 0;
+    if (rc) return rc;
+    int64_t numel = wf_numel(zp->p), per = zp->chunk * zp->row_numel, all = per * z->world;
+    wf_dtype wdt = wf_tensor_dtype(g);
+    wf_device dev = wf_tensor_device(g);
+    bool prev = wf_set_grad_enabled(false);
+    wf_scope_begin();
+    if (!wf_is_contiguous(g)) {
+        wf_tensor *c = wf_contiguous(g);
+        rc = c ? wf_set_grad(zp->p, c) : err_or(WF_ENOMEM);
+        g = wf_grad(zp->p);
+    }
+    if (!rc && z->stage == 1) {
+        zp->rs_in = wf_tensor_retain(g);
+        rc = wf_dist_all_reduce(z->pg, g, WF_DIST_AVG, &zp->work);
+    } else if (!rc) {
+        wf_tensor *in = all == numel ? flat(g) : wf_zeros_on(&all, 1, wdt, dev);
+        if (in && all != numel) rc = wf_copy_(wf_narrow(in, 0, 0, numel), flat(g));
+        wf_tensor *out = wf_empty_on(&per, 1, wdt, dev);
+        if (!rc && (!in || !out)) rc = err_or(WF_ENOMEM);
+        if (!rc) {
+            wf__scope_unregister(in);   /* ours until the reduction is done */
+            wf__scope_unregister(out);
+            zp->rs_in = in;
+            zp->rs_out = out;
+            rc = wf_set_grad(zp->p, NULL);
+        }
+        if (!rc) rc = wf_dist_reduce_scatter(z->pg, out, in, WF_DIST_AVG, &zp->work);
+    }
+    wf_scope_end();
+    wf_set_grad_enabled(prev);
+    if (!rc) z->pending[z->n_pending++] = zp;
+    else {
+        wf_work_free(zp->work);
+        wf_tensor_free(zp->rs_in);
+        wf_tensor_free(zp->rs_out);
+        zp->work = NULL;
+        zp->rs_in = zp->rs_out = NULL;
+    }
+    return rc;
+}
+
+/* The oldest reduction done: stage 2 adds the rank's rows to its part (kept until the step);
+ * the master's gradient becomes the rank's rows (stage 1: of the averaged gradient; stage 2:
+ * the part) in the master's dtype, overwritten: they hold the sum since the last step. */
+static int finish_oldest(zero_impl *z) {
+    if (!z->n_pending) return 0;
+    zero_param *zp = z->pending[0];
+    z->pending[0] = z->pending[1];
+    z->n_pending--;
+    int rc = wf_work_wait(zp->work);
+    wf_work_free(zp->work);
+    zp->work = NULL;
+    int64_t cnt = zp->row_count * zp->row_numel;
+    bool prev = wf_set_grad_enabled(false);
+    wf_scope_begin();
+    wf_tensor *rows = NULL;
+    if (!rc && z->stage == 1) {
+        rows = wf_narrow(flat(zp->rs_in), 0, zp->row_start * zp->row_numel, cnt);
+    } else if (!rc) {
+        if (!zp->gpart) {
+            zp->gpart = wf_zeros_on(&cnt, 1, wf_tensor_dtype(zp->rs_out), wf_tensor_device(zp->rs_out));
+            if (!zp->gpart) rc = err_or(WF_ENOMEM);
+            else wf__scope_unregister(zp->gpart);
+        }
+        if (!rc && cnt) rc = wf_add_(zp->gpart, wf_narrow(zp->rs_out, 0, 0, cnt));
+        rows = zp->gpart;
+    }
+    if (!rc) {
+        wf_tensor *mg = rows ? wf_to_dtype(wf_view(rows, wf_shape(zp->master), wf_ndim(zp->master)),
+                                           wf_tensor_dtype(zp->master)) : NULL;
+        /* a copy: the master's gradient must not alias the part or the working gradient */
+        mg = mg ? wf_clone(mg) : NULL;
+        rc = mg ? wf_set_grad(zp->master, mg) : err_or(WF_ENOMEM);
+    }
+    wf_scope_end();
+    wf_set_grad_enabled(prev);
+    wf_tensor_free(zp->rs_in);
+    wf_tensor_free(zp->rs_out);
+    zp->rs_in = zp->rs_out = NULL;
+    if (!rc) z->reduces++;
+    return rc;
+}
+
+static int flush(zero_impl *z) {
+    int rc = 0;
+    while (z->n_pending) {
+        int r = finish_oldest(z);
+        if (!rc) rc = r;
+    }
+    return rc;
+}
+
+static int grad_ready(wf_tensor *leaf, void *ud) {
+    (void)leaf;
+    zero_param *zp = ud;
+    if (!zp->model->armed) return 0;
+    return start_reduce(zp->model->z, zp);
+}
+
+/* Every backward reduces (DeepSpeed has no no_backward_sync: the Fabric warns when asked).
+ * The hooks run inside the backward, in the order the gradients become final, which is the
+ * same on every rank when every rank uses the same parameters (as DDP without
+ * find_unused_parameters). */
+static int zero_backward(wf_strategy *s, wf_tensor *loss, wf_module *m) {
+    zero_impl *z = zimpl(s);
+    if (!z) return wf__error(WF_ESTATE, "wf_fabric_backward: the %s strategy is not launched", s->desc->name);
+    if (!m && z->n_models > 1)
+        return wf__error(WF_EINVAL, "wf_fabric_backward: with several models set up under DeepSpeed (strategy \"%s\"), "
+                         "pass the model that made the loss: wf_fabric_backward(fab, loss, model)", s->desc->name);
+    for (int k = 0; k < z->n_models; k++) z->models[k]->armed = !m || z->models[k]->root == m;
+    int rc = wf_precision_backward(s->precision, loss);
+    for (int k = 0; k < z->n_models; k++) z->models[k]->armed = false;
+    /* the reductions still in flight land before the backward returns (also after an error,
+     * so none outlives its buffers) */
+    int r = flush(z);
+    return rc ? rc : r;
+}
+
+/* ---------------------------------------------------------------- step */
+
+/* The updated rows of every rank into every rank's working parameters: one all-gather of
+ * the model's parts (each rank's region holds its rows of every parameter, padded to
+ * ceil(rows/N)). */
+static int gather_model(zero_impl *z, zero_model *mod) {
+    if (!mod->n || !mod->per_rank) return 0;
+    int rc = 0, world = z->world;
+    int64_t per = mod->per_rank, all = per * world;
+    wf_device dev = wf_tensor_device(mod->p[0].p);
+    bool prev = wf_set_grad_enabled(false);
+    wf_scope_begin();
+    wf_tensor *send = wf_zeros_on(&per, 1, mod->work_dtype, dev);
+    wf_tensor *recv = send ? wf_empty_on(&all, 1, mod->work_dtype, dev) : NULL;
+    if (!send || !recv) rc = err_or(WF_ENOMEM);
+    for (int i = 0; i < mod->n && !rc; i++) {
+        zero_param *zp = &mod->p[i];
+        int64_t cnt = zp->row_count * zp->row_numel;
+        if (!cnt) continue;
+        rc = wf_copy_(wf_narrow(send, 0, zp->offset, cnt), flat(zp->master));
+    }
+    /* through a work handle and a wait: on this machine's MPI (CPU ranks sharing cores) the
+     * blocking call took about 5x longer for the same 0.5 MB (bench/NOTES.md) */
+    wf_work *w = NULL;
+    if (!rc) rc = wf_dist_all_gather(z->pg, recv, send, &w);
+    if (!rc) rc = wf_work_wait(w);
+    wf_work_free(w);
+    for (int i = 0; i < mod->n && !rc; i++) {
+        zero_param *zp = &mod->p[i];
+        wf_tensor *dst = flat(zp->p);
+        if (!dst) { rc = err_or(WF_ENOMEM); break; }
+        bool same = wf_tensor_dtype(zp->p) == mod->work_dtype;
+        for (int r = 0; r < world && !rc; r++) {
+            int64_t s0, c;
+            wf__shard_rows(zp->rows, r, world, &s0, &c);
+            if (!c) continue;
+            wf_tensor *src = wf_narrow(recv, 0, r * per + zp->offset, c * zp->row_numel);
+            if (src && !same) src = wf_to_dtype(src, wf_tensor_dtype(zp->p));
+            rc = src ? wf_copy_(wf_narrow(dst, 0, s0 * zp->row_numel, c * zp->row_numel), src) : err_or(WF_ENOMEM);
+        }
+        if (!rc) atomic_fetch_add(&zp->p->storage->version, 1);
+    }
+    wf_scope_end();
+    wf_set_grad_enabled(prev);
+    if (!rc) z->gathers++;
+    return rc;
+}
+
+/* After the step (DeepSpeed's engine.step): the masters' gradients are spent and freed (the
+ * f32 gradient exists only from the backward to the step), and the working gradients (stage
+ * 1) or parts (stage 2) are zeroed in place for the next accumulation. */
+static int clear_grads(zero_model *mod) {
+    int rc = 0;
+    bool prev = wf_set_grad_enabled(false);
+    for (int i = 0; i < mod->n && !rc; i++) {
+        zero_param *zp = &mod->p[i];
+        rc = wf_set_grad(zp->master, NULL);
+        wf_tensor *g = wf_grad(zp->p);
+        if (!rc && g) rc = wf_zero_(g);
+        if (!rc && zp->gpart) rc = wf_zero_(zp->gpart);
+    }
+    wf_set_grad_enabled(prev);
+    return rc;
+}
+
+static int zero_optimizer_step(wf_strategy *s, wf_optimizer *o, bool *skipped) {
+    zero_impl *z = zimpl(s);
+    bool sk = false;
+    int rc = wf_precision_optimizer_step(s->precision, o, &sk);
+    if (skipped) *skipped = sk;
+    for (int k = 0; z && k < z->n_models; k++) {
+        zero_model *mod = z->models[k];
+        if (mod->opt != o) continue;
+        /* a step skipped (16-mixed found inf: every rank agrees) changed no master */
+        if (!rc && !sk) rc = gather_model(z, mod);
+        int r = clear_grads(mod);
+        if (!rc) rc = r;
+    }
+    return rc;
+}
+
+/* ---------------------------------------------------------------- clipping */
+
+static void zero_grad_params(wf_strategy *s, wf_tensor **ps, int n) {
+    zero_impl *z = zimpl(s);
+    for (int i = 0; z && i < n; i++) {
+        zero_param *zp = ps[i] ? find_param(z, ps[i], NULL) : NULL;
+        if (zp) ps[i] = zp->master;
+    }
+}
+
+/* clip_grad_norm_ over the parts: the local sum of |g|^p (max for inf) all-reduced, the parts
+ * being disjoint, so every rank scales by the same global norm. */
+static int zero_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, double max_norm, double norm_type,
+                               bool error_if_nonfinite, double *total_norm) {
+    const char *op = "wf_fabric_clip_gradients";
+    zero_impl *z = zimpl(s);
+    if (!z) return wf_clip_grad_norm_(ps, n, max_norm, norm_type, error_if_nonfinite, total_norm);
+    bool inf = isinf(norm_type);
+    if (!inf && !(norm_type > 0)) return wf__error(WF_EINVAL, "%s: norm_type = %g must be > 0 or inf", op, norm_type);
+    int rc = 0;
+    double acc = 0;
+    wf_scope_begin();
+    for (int i = 0; i < n && !rc; i++) {
+        wf_tensor *g = ps[i] ? wf_grad(ps[i]) : NULL;
+        if (!g || !wf_numel(g)) continue;
+        wf_tensor *a = wf_abs(wf_to_dtype(g, WF_F64));
+        wf_tensor *v = inf ? wf_amax(a, NULL, 0, false) : wf_sum_all(wf_pow_scalar(a, norm_type));
+        if (!v) { rc = err_or(WF_ENOMEM); break; }
+        double x = wf_item(v);
+        acc = inf ? (x > acc ? x : acc) : acc + x;
+    }
+    wf_tensor *t = rc ? NULL : wf_full(WF_SHAPE(1), acc, WF_F64);
+    if (!rc && !t) rc = err_or(WF_ENOMEM);
+    if (!rc) rc = wf_dist_all_reduce(z->pg, t, inf ? WF_DIST_MAX : WF_DIST_SUM, NULL);
+    double total = rc ? 0 : (inf ? wf_item(t) : pow(wf_item(t), 1.0 / norm_type));
+    if (total_norm) *total_norm = total;
+    if (!rc && !isfinite(total) && error_if_nonfinite)
+        rc = wf__error(WF_ENONFINITE, "%s: the total norm of order %g of the gradients is non-finite (%g), so it "
+                       "cannot be clipped; pass no_error_if_nonfinite to scale them anyway", op, norm_type, total);
+    double coef = max_norm / (total + 1e-6);
+    for (int i = 0; i < n && !rc && coef < 1; i++) {
+        wf_tensor *g = ps[i] ? wf_grad(ps[i]) : NULL;
+        if (g && wf_numel(g)) rc = wf_mul_scalar_(g, coef);
+    }
+    wf_scope_end();
+    return rc;
+}
+
+/* ---------------------------------------------------------------- teardown */
+
+/* The module keeps its working parameters (their current values); the masters go. */
+static void zero_teardown(wf_strategy *s) {
+    zero_impl *z = zimpl(s);
+    if (z) {
+        for (int k = 0; k < z->n_models; k++) model_free(z->models[k]);
+        wf__free(z->models, 0);
+        wf__free(z, sizeof *z);
+        s->zero_impl = NULL;
+    }
+    wf__ddp_ops.teardown(s);
+}
+
+/* ---------------------------------------------------------------- DDP's collectives */
+
+static int z_barrier(wf_strategy *s, const char *name) { return wf__ddp_ops.barrier(s, name); }
+static int z_broadcast(wf_strategy *s, wf_tensor *t, int src) { return wf__ddp_ops.broadcast(s, t, src); }
+static int z_broadcast_bytes(wf_strategy *s, void *buf, size_t n, int src) {
+    return wf__ddp_ops.broadcast_bytes(s, buf, n, src);
+}
+static wf_tensor *z_all_gather(wf_strategy *s, wf_tensor *t, bool sync_grads) {
+    return wf__ddp_ops.all_gather(s, t, sync_grads);
+}
+static wf_tensor *z_all_reduce(wf_strategy *s, wf_tensor *t, wf_fabric_reduce op) {
+    return wf__ddp_ops.all_reduce(s, t, op);
+}
+static int z_reduce_boolean_decision(wf_strategy *s, bool decision, bool all, bool *out) {
+    return wf__ddp_ops.reduce_boolean_decision(s, decision, all, out);
+}
+static int z_broadcast_status(wf_strategy *s, bool local, int *code, char *msg, size_t n) {
+    return wf__ddp_ops.broadcast_status(s, local, code, msg, n);
+}
+static int z_save_checkpoint(wf_strategy *s, wf_st_writer *w, const char *path, int prior) {
+    return wf__ddp_ops.save_checkpoint(s, w, path, prior);
+}
+
+const wf_strategy_ops wf__zero_ops = {
+    .setup_environment = zero_setup_environment,
+    .setup_module = zero_setup_module,
+    .backward = zero_backward,
+    .optimizer_step = zero_optimizer_step,
+    .setup_optimizers = zero_setup_optimizers,
+    .grad_params = zero_grad_params,
+    .clip_grad_norm = zero_clip_grad_norm,
+    .barrier = z_barrier,
+    .broadcast = z_broadcast,
+    .broadcast_bytes = z_broadcast_bytes,
+    .all_gather = z_all_gather,
+    .all_reduce = z_all_reduce,
+    .reduce_boolean_decision = z_reduce_boolean_decision,
+    .broadcast_status = z_broadcast_status,
+    .save_checkpoint = z_save_checkpoint,
+    .teardown = zero_teardown,
+};

@@ -1,0 +1,92 @@
+/* fabric/strategy_zero3.c: "deepspeed_stage_3" (and "_offload"): ZeRO-3 is FSDP's FULL_SHARD
+ * (fabric/strategy_fsdp.c) with DeepSpeed's rules on top: every module with parameters of its
+ * own a unit (unless fsdp.auto_wrap_policy / min_num_params choose), checkpoints gathered to
+ * rank 0, one optimizer set up with its model, every backward synchronized (the Fabric warns
+ * at no_backward_sync). Stages 1 and 2: fabric/strategy_zero.c. */
+#include "fabric/zero_impl.h"
+
+static int z3_setup_environment(wf_strategy *s) {
+    if (s->desc->offload && s->device.type != WF_DEV_CPU)
+        return wf__error(WF_ENOTSUP, "wf_fabric_launch: strategy \"%s\": offloading the shards and optimizer state "
+                         "of CUDA parameters to the host is not in this build; use \"deepspeed_stage_3\"", s->desc->name);
+    s->fsdp.sharding = 0;   /* FULL_SHARD */
+    s->fsdp.full_state_dict = true;
+    s->fsdp.cpu_offload = s->desc->offload;
+    if (!s->fsdp.min_num_params && !s->fsdp.n_wrap_types) s->fsdp.min_num_params = 1;
+    return wf__fsdp_ops.setup_environment(s);
+}
+
+static int z3_setup_module(wf_strategy *s, wf_module *m) {
+    int rc = wf__fsdp_ops.setup_module(s, m);
+    if (!rc) s->zero_n_models++;
+    return rc;
+}
+
+static int z3_setup_optimizers(wf_strategy *s, wf_module *m, wf_optimizer *const *opts, int n) {
+    int rc = wf__zero_check_optimizers(s, m, n);
+    return rc ? rc : wf__fsdp_ops.setup_optimizers(s, m, opts, n);
+}
+
+static int z3_backward(wf_strategy *s, wf_tensor *loss, wf_module *m) {
+    if (!m && s->zero_n_models > 1)
+        return wf__error(WF_EINVAL, "wf_fabric_backward: with several models set up under DeepSpeed (strategy \"%s\"), "
+                         "pass the model that made the loss: wf_fabric_backward(fab, loss, model)", s->desc->name);
+    int depth = s->no_sync_depth;
+    s->no_sync_depth = 0;   /* DeepSpeed reduces every backward */
+    int rc = wf__fsdp_ops.backward(s, loss, m);
+    s->no_sync_depth = depth;
+    return rc;
+}
+
+static int z3_pre_forward(wf_strategy *s, wf_module *m) { return wf__fsdp_ops.pre_forward(s, m); }
+static int z3_optimizer_step(wf_strategy *s, wf_optimizer *o, bool *skipped) {
+    return wf__fsdp_ops.optimizer_step(s, o, skipped);
+}
+static void z3_grad_params(wf_strategy *s, wf_tensor **ps, int n) { wf__fsdp_ops.grad_params(s, ps, n); }
+static int z3_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, double max_norm, double norm_type,
+                             bool error_if_nonfinite, double *total_norm) {
+    return wf__fsdp_ops.clip_grad_norm(s, ps, n, max_norm, norm_type, error_if_nonfinite, total_norm);
+}
+static void z3_teardown(wf_strategy *s) { wf__fsdp_ops.teardown(s); }
+
+/* DDP's collectives (FSDP forwards them) */
+static int z_barrier(wf_strategy *s, const char *name) { return wf__fsdp_ops.barrier(s, name); }
+static int z_broadcast(wf_strategy *s, wf_tensor *t, int src) { return wf__fsdp_ops.broadcast(s, t, src); }
+static int z_broadcast_bytes(wf_strategy *s, void *buf, size_t n, int src) {
+    return wf__fsdp_ops.broadcast_bytes(s, buf, n, src);
+}
+static wf_tensor *z_all_gather(wf_strategy *s, wf_tensor *t, bool sync_grads) {
+    return wf__fsdp_ops.all_gather(s, t, sync_grads);
+}
+static wf_tensor *z_all_reduce(wf_strategy *s, wf_tensor *t, wf_fabric_reduce op) {
+    return wf__fsdp_ops.all_reduce(s, t, op);
+}
+static int z_reduce_boolean_decision(wf_strategy *s, bool decision, bool all, bool *out) {
+    return wf__fsdp_ops.reduce_boolean_decision(s, decision, all, out);
+}
+static int z_broadcast_status(wf_strategy *s, bool local, int *code, char *msg, size_t n) {
+    return wf__fsdp_ops.broadcast_status(s, local, code, msg, n);
+}
+static int z_save_checkpoint(wf_strategy *s, wf_st_writer *w, const char *path, int prior) {
+    return wf__fsdp_ops.save_checkpoint(s, w, path, prior);
+}
+
+const wf_strategy_ops wf__zero3_ops = {
+    .setup_environment = z3_setup_environment,
+    .setup_module = z3_setup_module,
+    .backward = z3_backward,
+    .pre_forward = z3_pre_forward,
+    .optimizer_step = z3_optimizer_step,
+    .setup_optimizers = z3_setup_optimizers,
+    .grad_params = z3_grad_params,
+    .clip_grad_norm = z3_clip_grad_norm,
+    .barrier = z_barrier,
+    .broadcast = z_broadcast,
+    .broadcast_bytes = z_broadcast_bytes,
+    .all_gather = z_all_gather,
+    .all_reduce = z_all_reduce,
+    .reduce_boolean_decision = z_reduce_boolean_decision,
+    .broadcast_status = z_broadcast_status,
+    .save_checkpoint = z_save_checkpoint,
+    .teardown = z3_teardown,
+};

@@ -1,0 +1,495 @@
+/* tests/fabric/test_zero.c: the "deepspeed*" strategies, weft's ZeRO (fabric/strategy_zero.c),
+ * under `mpirun -np 2` and `-np 3`; as one process only the name and option checks run.
+ *
+ * The model is Linear(4,5)-ReLU-Linear(5,3)-ReLU-Linear(3,1): dim 0 of 5 and 3 is uneven over
+ * 2 or 3 ranks, and the last weight has one row, fewer than the ranks (some hold no part). For
+ * stages 1, 2 and 3, N steps of Adam with gradient clipping (the global norm) give the
+ * parameters of one process on the concatenated batch, and of DDP, within 1e-5 (f32); the
+ * optimizer state per rank is its rows' size; stage 1 keeps the averaged full gradients,
+ * stage 2 frees them; memory per rank after a bf16-mixed Adam step follows ZeRO's formulas;
+ * a checkpoint saved under ZeRO holds the full optimizer state and resumes exactly, also
+ * under DDP; bad names and uses are refused with messages.
+ *
+ * CK_FORK=no: every rank runs every test in order so the collectives line up; a short
+ * WF_DIST_TIMEOUT turns a desynchronization into an error, not a hang. */
+#include "test_util.h"
+#include "fabric/fabric_impl.h"
+#include "fabric/shard_spec.h"
+#include "fabric/fsdp_entries.h"
+#include "optim/optim_impl.h"
+
+static wf_process_group *pg;   /* held for the whole run, so MPI stays initialized between Fabrics */
+static int rank, world;
+
+#define NP 6        /* parameters of the model */
+#define NV 47       /* their elements: 20+5 + 15+3 + 3+1 */
+#define STEPS 3
+#define LR 0.01
+#define CLIP 0.3
+
+static const char *const stages[] = { "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3" };
+
+static wf_module *mlp(unsigned seed) {
+    wf_manual_seed(seed);
+    return wf_sequential_new(5, wf_linear_new(4, 5, true), wf_relu_new(), wf_linear_new(5, 3, true), wf_relu_new(),
+                             wf_linear_new(3, 1, true));
+}
+
+static wf_optimizer *adam(wf_tensor *const *p) {
+    return wf_adamw_new(p, NP, &(wf_adam_opts){ .lr = LR, .weight_decay = 0.01 });
+}
+
+/* rank r's micro-batch of step k: 3 rows */
+static wf_tensor *xb(int r, int k) {
+    double v[12];
+    tt_fill(v, 12, 500 + 10 * (unsigned)r + (unsigned)k);
+    return wf_to_dtype(wf_from_data(v, WF_SHAPE(3, 4), WF_F64), WF_F32);
+}
+static wf_tensor *tb(int r, int k) {
+    double v[3];
+    tt_fill(v, 3, 900 + 10 * (unsigned)r + (unsigned)k);
+    return wf_to_dtype(wf_from_data(v, WF_SHAPE(3, 1), WF_F64), WF_F32);
+}
+static wf_tensor *loss_of(wf_module *m, int r, int k) {
+    return wf_mean_all(wf_square(wf_sub(wf_module_forward(m, xb(r, k)), tb(r, k))));
+}
+
+static void flatten(wf_module *m, double *out) {
+    wf_tensor *p[NP];
+    ck_assert_int_eq(wf_module_parameters(m, p, NULL, NP), NP);
+    int off = 0;
+    for (int i = 0; i < NP; i++) {
+        ck_assert_ptr_nonnull(p[i]->storage->data);
+        ck_assert_int_eq(wf_to_array(p[i], out + off, WF_F64), 0);
+        off += (int)wf_numel(p[i]);
+    }
+    ck_assert_int_eq(off, NV);
+}
+
+/* the full parameters of a set-up module (stage 3 gathers them) */
+static void flatten_fabric(wf_fabric *f, wf_module *m, double *out) {
+    ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+    flatten(m, out);
+    ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+}
+
+/* One process on the ranks' batches together (the mean of the ranks' mean losses). */
+static void reference(int steps, double *out) {
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = adam(p);
+    for (int k = 0; k < steps; k++) WF_SCOPE {
+        wf_tensor *loss = NULL;
+        for (int r = 0; r < world; r++) {
+            wf_tensor *l = loss_of(m, r, k);
+            loss = loss ? wf_add(loss, l) : l;
+        }
+        ck_assert_int_eq(wf_backward(wf_mul_scalar(loss, 1.0 / world), NULL, false), 0);
+        ck_assert_int_eq(wf_clip_grad_norm_(p, NP, CLIP, 2.0, true, NULL), 0);
+        ck_assert_int_eq(wf_optimizer_step(o), 0);
+        wf_optimizer_zero_grad(o, true);
+    }
+    flatten(m, out);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+
+static wf_fabric *new_fabric(const char *strategy, const char *precision) {
+    wf_fabric *f = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = strategy, .quiet = true,
+                                                      .precision = precision });
+    ck_assert_msg(f, "%s", wf_error_message());
+    ck_assert_int_eq(wf_fabric_launch(f, NULL, NULL), 0);
+    return f;
+}
+
+static void train(wf_fabric *f, wf_module *m, wf_optimizer *o, int k0, int k1) {
+    for (int k = k0; k < k1; k++) WF_SCOPE {
+        ck_assert_msg(wf_fabric_backward(f, loss_of(m, rank, k), m) == 0, "%s", wf_error_message());
+        double norm = 0;
+        ck_assert_msg(wf_fabric_clip_gradients(f, m, o, &(wf_clip_opts){ .max_norm = CLIP }, &norm) == 0, "%s",
+                      wf_error_message());
+        ck_assert(norm > 0);
+        ck_assert_msg(wf_fabric_step(f, o, NULL) == 0, "%s", wf_error_message());
+        wf_optimizer_zero_grad(o, true);
+    }
+}
+
+static void assert_near(const double *got, const double *want, const char *what) {
+    for (int i = 0; i < NV; i++)
+        ck_assert_msg(fabs(got[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])), "%s: element %d: %.9g vs %.9g", what, i,
+                      got[i], want[i]);
+}
+
+/* the optimizer's state per rank: this rank's rows of each parameter (stage 1 and 2 as 3) */
+static void check_state_rows(wf_optimizer *o, wf_module *m) {
+    wf_optim_state *st = wf_optimizer_state_dict(o);
+    ck_assert_ptr_nonnull(st);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    for (int i = 0; i < NP; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "state/%d/exp_avg_sq", i);
+        wf_tensor *v = wf_optim_state_find(st, name);
+        ck_assert_msg(v, "%s missing", name);
+        int64_t s0, c;
+        wf__shard_rows(wf_shape(p[i])[0], rank, world, &s0, &c);
+        ck_assert_int_eq(wf_shape(v)[0], c);
+        ck_assert_int_eq(wf_numel(v), c * (wf_numel(p[i]) / wf_shape(p[i])[0]));
+    }
+    wf_optim_state_free(st);
+}
+
+static void run_fabric(const char *strategy, int steps, double *out) {
+    wf_fabric *f = new_fabric(strategy, NULL);
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = adam(p);
+    ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
+    train(f, m, o, 0, steps);
+    flatten_fabric(f, m, out);
+    if (f->strategy->desc->zero_stage) check_state_rows(o, m);
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+
+START_TEST(test_parity_with_single_process_and_ddp) {
+    if (world < 2) return;
+    double ref[NV], ddp[NV], got[NV];
+    reference(STEPS, ref);
+    run_fabric("ddp", STEPS, ddp);
+    assert_near(ddp, ref, "ddp vs one process");
+    run_fabric(stages[_i], STEPS, got);
+    assert_near(got, ref, stages[_i]);
+    assert_near(got, ddp, stages[_i]);
+}
+END_TEST
+
+/* Stage 1 averages each gradient in place and keeps it; stage 2 keeps only its part: the
+ * module's gradients are gone after the backward. One reduction per parameter and backward,
+ * one all-gather per step. */
+START_TEST(test_gradients_kept_or_freed) {
+    if (world < 2) return;
+    wf_fabric *f = new_fabric(stages[_i], NULL);
+    ck_assert_ptr_eq(f->strategy->ops, &wf__zero_ops);
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = adam(p);
+    ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
+    WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, 0), m), 0);
+        wf_module_parameters(m, p, NULL, NP);
+        for (int i = 0; i < NP; i++) {
+            if (_i == 0) {
+                /* averaged: the same on every rank */
+                wf_tensor *g = wf_grad(p[i]);
+                ck_assert_ptr_nonnull(g);
+                wf_tensor *mx = wf_fabric_all_reduce(f, g, WF_FABRIC_MAX), *mn = wf_fabric_all_reduce(f, g, WF_FABRIC_MIN);
+                ck_assert_double_eq(wf_item(wf_amax(wf_abs(wf_sub(mx, mn)), NULL, 0, false)), 0);
+            } else {
+                ck_assert_ptr_null(wf_grad(p[i]));
+            }
+            /* the optimizer's parameter (the master of this rank's rows) has the gradient */
+            wf_tensor *master = o->groups[0].params[i];
+            ck_assert_ptr_ne(master, p[i]);
+            ck_assert_ptr_nonnull(wf_grad(master));
+            ck_assert_int_eq(wf_numel(wf_grad(master)), wf_numel(master));
+        }
+        ck_assert_int_eq(wf_fabric_step(f, o, NULL), 0);
+        /* the master's gradient is spent with the step (DeepSpeed's engine.step) */
+        ck_assert_ptr_null(wf_grad(o->groups[0].params[0]));
+    }
+    /* the sharded checkpoint's view: module tensors whole, Adam's state as the master's rows */
+    wf__shard_list l;
+    ck_assert_int_eq(wf__fsdp_module_entries(f->strategy, m, "model", &l), 0);
+    ck_assert_int_eq(l.n, NP);
+    for (int i = 0; i < l.n; i++) ck_assert(l.v[i].replicated);
+    ck_assert_str_eq(l.v[0].name, "model/0.weight");
+    wf__shard_list_free(&l);
+    ck_assert_int_eq(wf__fsdp_optimizer_entries(f->strategy, o, "optimizer", &l), 0);
+    ck_assert_int_eq(l.n, 2 * NP);
+    for (int i = 0; i < l.n; i++) {
+        wf_tensor *p0 = p[i / 2];
+        int64_t s0, c0;
+        wf__shard_rows(wf_shape(p0)[0], rank, world, &s0, &c0);
+        ck_assert(!l.v[i].replicated);
+        ck_assert_int_eq(l.v[i].ndim, wf_ndim(p0));
+        ck_assert_int_eq(l.v[i].global_shape[0], wf_shape(p0)[0]);
+        ck_assert_int_eq(l.v[i].row_start, s0);
+        ck_assert_int_eq(wf_shape(l.v[i].local)[0], c0);
+    }
+    ck_assert_str_eq(l.v[1].name, "optimizer/state/0/exp_avg_sq");
+    wf__shard_list_free(&l);
+    wf__zero_counters c;
+    wf__zero_counters_get(f->strategy, &c);
+    ck_assert_int_eq(c.stage, _i + 1);
+    ck_assert_int_eq(c.reduces, NP);
+    ck_assert_int_eq(c.gathers, 1);
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+END_TEST
+
+/* Memory per rank for parameters + gradients + optimizer state after one bf16-mixed AdamW
+ * step (before zero_grad), against ZeRO's formulas for Adam in mixed precision, Ψ parameters,
+ * N ranks. In weft's layout:
+ *   stage 1: 4Ψ + 12Ψ/N = bf16 working parameters (2Ψ) + their bf16 gradients, averaged and
+ *            kept (2Ψ) + the rank's rows: f32 master, exp_avg, exp_avg_sq (12Ψ/N)
+ *   stage 2: 2Ψ + 14Ψ/N = bf16 working parameters (2Ψ) + the rank's reduced bf16 gradient
+ *            rows (2Ψ/N) + f32 master, exp_avg, exp_avg_sq (12Ψ/N)
+ *   stage 3: 16Ψ/N     = FSDP's shards: f32 parameter rows (4Ψ/N), which are the master, and
+ *            their f32 gradients (4Ψ/N; DeepSpeed's 2Ψ/N bf16 rows + 2Ψ/N bf16 gradients)
+ *            + exp_avg, exp_avg_sq (8Ψ/N); the gathered parameters are freed after the step
+ * The master's f32 gradient exists from the backward to the step only (freed by it).
+ * Ψ = 12288 (one 96x128 weight): its rows and bytes fall on the allocator's size classes at
+ * N = 2 and 3, so the counter sees the formula's bytes. */
+START_TEST(test_memory_formulas) {
+    if (world < 2) return;
+    const double psi = 96.0 * 128;
+    double want[3] = { 4 * psi + 12 * psi / world, 2 * psi + 14 * psi / world, 16 * psi / world };
+    wf_fabric *f = new_fabric(stages[_i], "bf16-mixed");
+    wf_memory_stats a0, a1;
+    wf_tensor *x = wf_randn(WF_SHAPE(4, 128), WF_F32);
+    ck_assert_int_eq(wf_fabric_memory_stats(f, &a0), 0);
+    wf_manual_seed(3);
+    wf_module *m = wf_linear_new(128, 96, false);
+    wf_tensor *p[1];
+    wf_module_parameters(m, p, NULL, 1);
+    wf_optimizer *o = wf_adamw_new(p, 1, &(wf_adam_opts){ .lr = 1e-3 });
+    ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
+    WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_backward(f, wf_mean_all(wf_square(wf_module_forward(m, x))), m), 0);
+        ck_assert_int_eq(wf_fabric_step(f, o, NULL), 0);
+    }
+    ck_assert_int_eq(wf_fabric_memory_stats(f, &a1), 0);
+    double got = (double)a1.allocated - (double)a0.allocated;
+    if (rank == 0)
+        fprintf(stderr, "zero memory: %s at %d ranks: %.0f bytes per rank, formula %.0f (%+.1f%%)\n", stages[_i], world,
+                got, want[_i], 100 * (got - want[_i]) / want[_i]);
+    ck_assert_msg(fabs(got - want[_i]) <= 0.1 * want[_i], "%s at %d ranks: %.0f bytes, formula %.0f", stages[_i], world,
+                  got, want[_i]);
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+    wf_tensor_free(x);
+}
+END_TEST
+
+/* Save under ZeRO after 2 steps (the optimizer state gathered to rank 0 in the parameters'
+ * shapes), load into other weights under the same stage and under DDP: the third step
+ * equals the uninterrupted run. */
+START_TEST(test_checkpoint_round_trip) {
+    if (world < 2) return;
+    char path[256];
+    if (rank == 0)
+        snprintf(path, sizeof path, "%s/weft_test_zero_%d_%d_%d.ckpt", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+                 (int)getpid(), world, _i);
+    ck_assert_int_eq(wf_dist_broadcast_bytes(pg, path, sizeof path, 0), 0);
+    double a[NV], b[NV], saved[NV];
+    {
+        wf_fabric *f = new_fabric(stages[_i], NULL);
+        wf_module *m = mlp(7);
+        wf_tensor *p[NP];
+        wf_module_parameters(m, p, NULL, NP);
+        wf_optimizer *o = adam(p);
+        ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
+        train(f, m, o, 0, 2);
+        wf_fabric_state *st = wf_fabric_state_new();
+        wf_fabric_state_add_module(st, "model", m);
+        wf_fabric_state_add_optimizer(st, "optimizer", o);
+        ck_assert_msg(wf_fabric_save(f, path, st, NULL) == 0, "%s", wf_error_message());
+        flatten_fabric(f, m, saved);
+        if (rank == 0) WF_SCOPE {
+            wf_st_file *sf = wf_st_open(path);
+            ck_assert_ptr_nonnull(sf);
+            ck_assert_shape(wf_st_load(sf, "model/0.weight"), 5, 4);
+            ck_assert_shape(wf_st_load(sf, "optimizer/state/0/exp_avg"), 5, 4);
+            ck_assert_shape(wf_st_load(sf, "optimizer/state/4/exp_avg_sq"), 1, 3);
+            ck_assert_shape(wf_st_load(sf, "optimizer/state/5/exp_avg"), 1);
+            wf_st_close(sf);
+        }
+        train(f, m, o, 2, 3);
+        flatten_fabric(f, m, a);
+        wf_fabric_state_free(st);
+        wf_fabric_free(f);
+        wf_optimizer_free(o);
+        wf_module_free(m);
+    }
+    for (int into = 0; into < 2; into++) {
+        wf_fabric *f = new_fabric(into ? "ddp" : stages[_i], NULL);
+        wf_module *m = mlp(99);   /* other weights: the load must replace them */
+        wf_tensor *p[NP];
+        wf_module_parameters(m, p, NULL, NP);
+        wf_optimizer *o = adam(p);
+        ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
+        wf_fabric_state *st = wf_fabric_state_new();
+        wf_fabric_state_add_module(st, "model", m);
+        wf_fabric_state_add_optimizer(st, "optimizer", o);
+        wf_fabric_state *rest = wf_fabric_load(f, path, st, true);
+        ck_assert_msg(rest, "%s", wf_error_message());
+        wf_fabric_state_free(rest);
+        flatten_fabric(f, m, b);
+        assert_near(b, saved, "loaded");
+        train(f, m, o, 2, 3);   /* with the loaded Adam state */
+        flatten_fabric(f, m, b);
+        assert_near(b, a, into ? "resumed under ddp" : "resumed");
+        wf_fabric_state_free(st);
+        wf_fabric_free(f);
+        wf_optimizer_free(o);
+        wf_module_free(m);
+    }
+    ck_assert_int_eq(wf_dist_barrier(pg), 0);
+    if (rank == 0) unlink(path);
+}
+END_TEST
+
+/* Two models (a GAN's pair) under bf16-mixed: each its own optimizer on its own masters, the
+ * working parameters bf16 and the masters f32; a step of one leaves the other alone. */
+START_TEST(test_two_models_mixed) {
+    if (world < 2) return;
+    wf_fabric *f = new_fabric(stages[_i], "bf16-mixed");
+    wf_module *ms[2] = { mlp(7), mlp(8) };
+    wf_optimizer *os[2];
+    for (int k = 0; k < 2; k++) {
+        wf_tensor *p[NP];
+        wf_module_parameters(ms[k], p, NULL, NP);
+        os[k] = adam(p);
+        ck_assert_msg(wf_fabric_setup(f, ms[k], &os[k], 1, NULL) == 0, "%s", wf_error_message());
+        wf_module_parameters(ms[k], p, NULL, NP);
+        ck_assert_int_eq(wf_tensor_dtype(p[0]), WF_BF16);
+        ck_assert_int_eq(wf_tensor_dtype(os[k]->groups[0].params[0]), WF_F32);
+        ck_assert_ptr_ne(os[k]->groups[0].params[0], os[0]->groups[0].params[k ? 0 : 1]);
+    }
+    double before[NV], after[NV], other[NV], other_after[NV];
+    flatten(ms[0], before);
+    flatten(ms[1], other);
+    for (int k = 0; k < 2; k++) WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_backward(f, wf_to_dtype(loss_of(ms[0], rank, k), WF_F32), ms[0]), 0);
+        ck_assert_int_eq(wf_fabric_step(f, os[0], NULL), 0);
+        wf_optimizer_zero_grad(os[0], true);
+    }
+    flatten(ms[0], after);
+    flatten(ms[1], other_after);
+    int changed = 0;
+    for (int i = 0; i < NV; i++) {
+        changed += after[i] != before[i];
+        ck_assert_double_eq(other_after[i], other[i]);
+    }
+    ck_assert_int_gt(changed, NV / 2);
+    /* every rank holds the same working parameters after the all-gather */
+    WF_SCOPE {
+        wf_tensor *t = wf_from_data(after, WF_SHAPE(NV), WF_F64);
+        wf_tensor *mx = wf_fabric_all_reduce(f, t, WF_FABRIC_MAX), *mn = wf_fabric_all_reduce(f, t, WF_FABRIC_MIN);
+        ck_assert_double_eq(wf_item(wf_amax(wf_abs(wf_sub(mx, mn)), NULL, 0, false)), 0);
+    }
+    wf_fabric_free(f);
+    for (int k = 0; k < 2; k++) {
+        wf_optimizer_free(os[k]);
+        wf_module_free(ms[k]);
+    }
+}
+END_TEST
+
+/* Names, and the uses DeepSpeed refuses. */
+START_TEST(test_names_and_bad_uses) {
+    static const char *const ok[] = { "deepspeed", "deepspeed_stage_1", "deepspeed_stage_1_offload", "deepspeed_stage_2",
+                                      "deepspeed_stage_2_offload", "deepspeed_stage_3", "deepspeed_stage_3_offload" };
+    static const int stage_of[] = { 2, 1, 1, 2, 2, 3, 3 };
+    for (int i = 0; i < 7; i++) {
+        wf_fabric *f = wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = ok[i], .quiet = true });
+        ck_assert_msg(f, "%s: %s", ok[i], wf_error_message());
+        ck_assert_int_eq(f->strategy->desc->zero_stage, stage_of[i]);
+        ck_assert_int_eq(f->strategy->desc->sharded, stage_of[i] == 3);
+        /* one process is the single-device strategy, whatever the name */
+        if (world == 1) ck_assert_ptr_eq(f->strategy->ops, &wf__single_device_ops);
+        else ck_assert_ptr_eq(f->strategy->ops, stage_of[i] == 3 ? &wf__zero3_ops : &wf__zero_ops);
+        wf_fabric_free(f);
+    }
+    ck_assert_ptr_null(wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "deepspeed_stage_3_offload_nvme",
+                                                          .quiet = true }));
+    ck_assert_error(WF_ENOTSUP, "NVMe");
+    ck_assert_ptr_null(wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "deepspeed_stage_4",
+                                                          .quiet = true }));
+    ck_assert_error(WF_EINVAL, "unknown strategy \"deepspeed_stage_4\"");
+    if (world < 2) return;
+    for (int s = 0; s < 3; s++) {
+        wf_fabric *f = new_fabric(stages[s], NULL);
+        wf_module *m = mlp(7), *m2 = mlp(8);
+        wf_tensor *p[NP], *p2[NP];
+        wf_module_parameters(m, p, NULL, NP);
+        wf_module_parameters(m2, p2, NULL, NP);
+        wf_optimizer *o = adam(p), *o2 = adam(p2);
+        wf_optimizer *two[2] = { wf_adamw_new(p, 3, NULL), wf_adamw_new(p + 3, 3, NULL) };
+        /* optimizers apart from their model: refused (Fabric's DeepSpeed rule) */
+        ck_assert_int_eq(wf_fabric_setup_module(f, m2, true), 0);
+        ck_assert_int_eq(wf_fabric_setup_optimizers(f, &o2, 1), WF_ENOTSUP);
+        ck_assert_error(WF_ENOTSUP, "sets up a model and its optimizer together");
+        /* two optimizers for one model: refused */
+        ck_assert_int_eq(wf_fabric_setup(f, m, two, 2, NULL), WF_EINVAL);
+        ck_assert_error(WF_EINVAL, "one optimizer per model, got 2");
+        wf_optimizer_free(two[0]);
+        wf_optimizer_free(two[1]);
+        wf_module_free(m);
+        m = mlp(7);
+        wf_module_parameters(m, p, NULL, NP);
+        wf_optimizer_free(o);
+        o = adam(p);
+        ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
+        WF_SCOPE {
+            /* two models set up: backward must name the model */
+            ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, 0), NULL), WF_EINVAL);
+            ck_assert_error(WF_EINVAL, "pass the model that made the loss");
+            /* no_backward_sync: a warning, and the gradients are reduced anyway */
+            ck_assert_int_eq(wf_fabric_no_backward_sync_begin(f, m, true), 0);
+            ck_assert_ptr_nonnull(strstr(wf_fabric_warnings(f), "does not support skipping the gradient synchronization"));
+            ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, 0), m), 0);
+            ck_assert_int_eq(wf_fabric_no_backward_sync_end(f), 0);
+            wf_tensor *gp = o->groups[0].params[0];
+            ck_assert_ptr_nonnull(wf_grad(gp));
+            ck_assert_int_eq(wf_fabric_step(f, o, NULL), 0);
+        }
+        wf_fabric_free(f);
+        wf_optimizer_free(o);
+        wf_optimizer_free(o2);
+        wf_module_free(m);
+        wf_module_free(m2);
+    }
+    /* parameters of two dtypes: refused (one all-gather buffer per model) */
+    wf_fabric *f = new_fabric("deepspeed", NULL);
+    wf_module *m = mlp(7);
+    ck_assert_int_eq(wf_module_to(wf_module_child_at(m, 2, NULL), WF_CPU, WF_F64), 0);
+    ck_assert_int_eq(wf_fabric_setup_module(f, m, true), WF_EINVAL);
+    ck_assert_error(WF_EINVAL, "must share one dtype");
+    wf_fabric_free(f);
+    wf_module_free(m);
+}
+END_TEST
+
+int main(void) {
+    setenv("CK_FORK", "no", 1);
+    if (!getenv("WF_DIST_TIMEOUT")) setenv("WF_DIST_TIMEOUT", "30", 1);
+    pg = wf_dist_init(NULL);
+    if (!pg) {
+        fprintf(stderr, "wf_dist_init: %s\n", wf_error_message());
+        return EXIT_FAILURE;
+    }
+    rank = wf_process_group_rank(pg);
+    world = wf_process_group_size(pg);
+    Suite *s = suite_create("zero");
+    TCase *tc = tcase_create("zero");
+    tcase_set_timeout(tc, 120);
+    tcase_add_test(tc, test_names_and_bad_uses);
+    tcase_add_loop_test(tc, test_parity_with_single_process_and_ddp, 0, 3);
+    tcase_add_loop_test(tc, test_gradients_kept_or_freed, 0, 2);
+    tcase_add_loop_test(tc, test_memory_formulas, 0, 3);
+    tcase_add_loop_test(tc, test_two_models_mixed, 0, 2);
+    tcase_add_loop_test(tc, test_checkpoint_round_trip, 0, 3);
+    suite_add_tcase(s, tc);
+    int rc = tt_run(s);
+    wf_process_group_free(pg);
+    return rc;
+}
