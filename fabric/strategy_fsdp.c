@@ -658,6 +658,22 @@ int wf__fsdp_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *pref
     return rc;
 }
 
+bool wf__fsdp_param_rows(wf_strategy *s, const wf_tensor *t, int64_t *start, int64_t *count, int64_t *rows) {
+    fsdp_impl *f = wf__fsdp_active(s) ? fimpl(s) : NULL;
+    const fsdp_param *p = t ? find_param(f, t, NULL) : NULL;
+    if (!p || p->full->ndim < 1) return false;
+    *start = p->row_start;
+    *count = p->row_count;
+    *rows = p->rows;
+    return true;
+}
+
+wf_process_group *wf__fsdp_save_group(wf_strategy *s, bool *writer) {
+    fsdp_impl *f = fimpl(s);
+    *writer = !f->sh.replica || wf_process_group_rank(f->sh.replica) == 0;
+    return f->sh.pg;
+}
+
 /* ---------------------------------------------------------------- teardown */
 
 /* The set-up modules get their full values back (a module outliving its Fabric runs as a
