@@ -330,6 +330,42 @@ static int check_launched(const wf_fabric *fab, const char *op) {
                      "first (or start the program with `weft run`)", op, fab->conn.strategy->name, fab->world_size);
 }
 
+/* fsdp.activation_checkpointing_policy: every module of m's tree (m too) of a listed type
+ * recomputes its forward in backward. Lightning has the option on FSDP only; weft applies it
+ * under any strategy (the recompute is strategy-independent) and says so once. */
+static int mark_checkpointed(const wf__fsdp_settings *fs, wf_module *m, int *count) {
+    for (int i = 0; i < fs->n_ac_types; i++)
+        if (!strcmp(fs->ac_types[i], wf_module_type(m))) {
+            int rc = wf_module_set_activation_checkpointing(m, true);
+            if (rc) return rc;
+            ++*count;
+            break;
+        }
+    for (int c = 0; c < wf_module_num_children(m); c++) {
+        int rc = mark_checkpointed(fs, wf_module_child_at(m, c, NULL), count);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int apply_checkpointing_policy(wf_fabric *fab, wf_module *m) {
+    const wf__fsdp_settings *fs = &fab->strategy->fsdp;
+    if (!fs->n_ac_types) return 0;
+    int count = 0, rc = mark_checkpointed(fs, m, &count);
+    if (rc) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s", wf_error_message());
+        return wf__error(rc, "wf_fabric_setup: fsdp.activation_checkpointing_policy: %s", msg);
+    }
+    if (fab->strategy->ops != &wf__fsdp_ops && !fab->warned_ac_policy) {
+        fab->warned_ac_policy = true;
+        wf__fabric_warn(fab, "fsdp.activation_checkpointing_policy is an FSDP option in Lightning; weft applies it under "
+                        "the \"%s\" strategy too (%d module%s recompute their forward in backward)",
+                        fab->strategy->desc ? fab->strategy->desc->name : "single_device", count, count == 1 ? "" : "s");
+    }
+    return 0;
+}
+
 static int setup_impl(const char *op, wf_fabric *fab, wf_module *m, wf_optimizer *const *opts, int n_opts,
                       bool move) {
     if (!fab || !m) return wf__error(WF_ENULL, "%s: NULL %s", op, fab ? "module" : "fabric");
@@ -399,6 +435,7 @@ static int setup_impl(const char *op, wf_fabric *fab, wf_module *m, wf_optimizer
                 fm.n_params++;
             }
         }
+        if (!rc) rc = apply_checkpointing_policy(fab, m);
         if (!rc) rc = fab->strategy->ops->setup_module(fab->strategy, m);
         /* FSDP: the optimizers step on the shards */
         if (!rc && n_opts && fab->strategy->ops->setup_optimizers)

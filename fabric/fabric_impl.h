@@ -43,6 +43,8 @@ typedef struct wf__fsdp_settings {
     int64_t min_num_params;
     char wrap_types[WF_FSDP_MAX_WRAP_TYPES][64];
     int n_wrap_types;
+    char ac_types[WF_FSDP_MAX_WRAP_TYPES][64];   /* activation_checkpointing_policy */
+    int n_ac_types;
 } wf__fsdp_settings;
 /* Check cfg's FSDP options (any strategy: a typo is an error at wf_fabric_new) and resolve
  * them; strategy_name's "fsdp_cpu_offload" sets cpu_offload. num_nodes is unused (HYBRID_SHARD
@@ -179,6 +181,7 @@ struct wf_fabric {
     char *warnings;                   /* joined lines */
     size_t warnings_len;
     bool quiet;
+    bool warned_ac_policy;            /* the activation_checkpointing_policy warning (non-FSDP) */
 
     wf_fab_module *modules;
     int n_modules, cap_modules;

@@ -443,6 +443,17 @@ static int pre_forward(wf_module *m, wf_tensor **input, void *ud) {
     fsdp_unit *u = live_find((uint64_t)(uintptr_t)ud);
     if (!u) return 0;
     fsdp_model *mod = u->model;
+    /* a forward inside the backward is activation checkpointing's recompute: the unit is
+     * gathered for its backward, and the unit the backward reaches next is prefetched (the
+     * recorded forward order stays as it was) */
+    if (mod->finalizer_queued) {
+        if (u->gathered) return 0;
+        int rc = wf__fsdp_unit_gather_start(u);
+        fsdp_unit *next = rc ? NULL : wf__fsdp_next_unit(u, true);
+        if (next && !next->gathered && !next->work && !next->reduced && mod->sh->in_flight < 2)
+            rc = wf__fsdp_unit_gather_start(next);
+        return rc ? rc : wf__fsdp_unit_gather_wait(u);
+    }
     if (u->is_root) mod->n_cur = 0;
     bool seen = false;
     for (int i = 0; i < mod->n_cur && !seen; i++) seen = mod->cur[i] == u->index;
@@ -462,6 +473,9 @@ static int post_forward(wf_module *m, wf_tensor *input, wf_tensor **output, void
     fsdp_unit *u = live_find((uint64_t)(uintptr_t)ud);
     if (!u) return 0;
     fsdp_model *mod = u->model;
+    /* the recompute's parameters serve the backward that follows it: they stay gathered until
+     * the unit's gradients are reduced (grad_ready reshards then) */
+    if (mod->finalizer_queued) return 0;
     if (u->is_root) {
         memcpy(mod->order, mod->cur, (size_t)mod->n_cur * sizeof *mod->order);
         mod->n_order = mod->n_cur;

@@ -175,8 +175,14 @@ typedef struct wf_fsdp_opts {
     bool cpu_offload;                /* "fsdp_cpu_offload" sets it; accepted and a no-op on the CPU */
     const char *reduce_dtype;        /* the gradients' reduce-scatter dtype: "float32" (default),
                                         "bfloat16", "float16", "float64" */
-    const char *state_dict_type;     /* "sharded" (default) or "full" (gathered to rank 0 one tensor
-                                        at a time, the normal checkpoint file) */
+    const char *state_dict_type;     /* "sharded" (default: a folder, each rank writing its rows) or
+                                        "full" (one file, gathered to rank 0 piece by piece) */
+    const char *const *activation_checkpointing_policy;   /* NULL-terminated module type names:
+                                        at setup every submodule of a listed type (the root too)
+                                        recomputes its forward in backward
+                                        (wf_module_set_activation_checkpointing). Also applied
+                                        under the other strategies, with a warning (Lightning has
+                                        it on FSDP only); NULL: none */
 } wf_fsdp_opts;
 
 /* ================================================================ the Fabric object */

@@ -593,6 +593,8 @@ START_TEST(test_bad_options) {
         { { .state_dict_type = "local" }, WF_EINVAL, "unknown fsdp.state_dict_type \"local\" (valid: sharded, full)" },
         { { .min_num_params = -3 }, WF_EINVAL, "fsdp.min_num_params = -3" },
         { { .auto_wrap_policy = (const char *const[]){ "", NULL } }, WF_EINVAL, "fsdp.auto_wrap_policy[0]" },
+        { { .activation_checkpointing_policy = (const char *const[]){ "Linear", "", NULL } }, WF_EINVAL,
+          "fsdp.activation_checkpointing_policy[1] = \"\" is not a module type name" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ck_assert_ptr_null(wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "fsdp", .quiet = true,
@@ -647,6 +649,68 @@ START_TEST(test_bad_options) {
 }
 END_TEST
 
+/* activation_checkpointing_policy: each Linear recomputes its forward in backward. Under
+ * FULL_SHARD the unit was resharded after its forward, so the recompute (its forward hooks
+ * again, inside the backward) must find its parameters gathered; the parameters after N
+ * steps equal those without checkpointing, and the recompute gathers nothing twice under
+ * SHARD_GRAD_OP. Under DDP the policy applies too, with a warning; a type with no forward
+ * of its own is refused at setup. */
+static const char *const ac_modes[] = { "FULL_SHARD", "SHARD_GRAD_OP" };
+
+START_TEST(test_activation_checkpointing) {
+    if (world < 2) return;
+    double ref[NV], got[NV];
+    reference(STEPS, ref);
+    wf_fsdp_opts fo = { .sharding_strategy = ac_modes[_i], .auto_wrap_policy = linear_policy,
+                        .activation_checkpointing_policy = linear_policy };
+    for (int strat = 0; strat < 2; strat++) {
+        wf_fabric *f = new_fabric(strat ? "ddp" : "fsdp", &fo);
+        wf_module *m = mlp(7);
+        wf_tensor *p[NP];
+        wf_module_parameters(m, p, NULL, NP);
+        wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+        ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
+        for (int c = 0; c < wf_module_num_children(m); c++) {
+            wf_module *ch = wf_module_child_at(m, c, NULL);
+            ck_assert_int_eq(wf_module_activation_checkpointing(ch), !strcmp(wf_module_type(ch), "Linear"));
+        }
+        ck_assert(!wf_module_activation_checkpointing(m));
+        train(f, m, o, 0, STEPS);
+        if (strat) {
+            flatten(m, got);
+            ck_assert_msg(wf_fabric_warnings(f) && strstr(wf_fabric_warnings(f), "activation_checkpointing_policy is an "
+                          "FSDP option in Lightning; weft applies it under the \"ddp\" strategy too (3 modules"),
+                          "%s", wf_fabric_warnings(f) ? wf_fabric_warnings(f) : "(no warnings)");
+        } else {
+            wf__fsdp_counters c;
+            wf__fsdp_counters_get(f->strategy, &c);
+            /* SHARD_GRAD_OP: the recompute finds each unit still gathered (once per step);
+             * FULL_SHARD: as many gathers as without checkpointing (the recompute gathers the
+             * unit for its backward and prefetches the next one the backward reaches) */
+            if (_i == 1) ck_assert_int_eq(c.gathers, 3 * STEPS);
+            else ck_assert_int_eq(c.gathers, 6 + 5 * (STEPS - 1));
+            ck_assert_int_eq(c.reduces, 3 * STEPS);
+            ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+            flatten(m, got);
+            ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+        }
+        assert_near(got, ref, strat ? "ddp, checkpointed" : ac_modes[_i]);
+        wf_fabric_free(f);
+        wf_optimizer_free(o);
+        wf_module_free(m);
+    }
+    /* a container type: nothing of its own to recompute */
+    wf_fsdp_opts bad = { .activation_checkpointing_policy = (const char *const[]){ "ModuleList", NULL } };
+    wf_fabric *f = new_fabric("fsdp", &bad);
+    wf_module *m = wf_module_list_new();
+    ck_assert_int_eq(wf_module_list_append(m, wf_linear_new(2, 2, true)), 0);
+    ck_assert_int_eq(wf_fabric_setup_module(f, m, true), WF_ENOTSUP);
+    ck_assert_error(WF_ENOTSUP, "fsdp.activation_checkpointing_policy: wf_module_set_activation_checkpointing: ModuleList");
+    wf_fabric_free(f);
+    wf_module_free(m);
+}
+END_TEST
+
 int main(void) {
     setenv("CK_FORK", "no", 1);
     if (!getenv("WF_DIST_TIMEOUT")) setenv("WF_DIST_TIMEOUT", "30", 1);
@@ -669,6 +733,7 @@ int main(void) {
     tcase_add_test(tc, test_shard_entries);
     tcase_add_test(tc, test_hybrid_shard_nodes);
     tcase_add_test(tc, test_two_models);
+    tcase_add_loop_test(tc, test_activation_checkpointing, 0, 2);
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
     wf_process_group_free(pg);
