@@ -2,6 +2,7 @@
  * setup of modules/optimizers/loaders, the training-step methods, collectives of a world of
  * one, callbacks and logging. Checkpoints are in checkpoint.c. */
 #include "fabric/fabric_impl.h"
+#include "tensor/meta_init.h"
 #include "fabric/ddp_reducer.h"
 #include "dist/trace.h"
 #include "optim/optim_impl.h"
@@ -214,6 +215,7 @@ void wf_fabric_free(wf_fabric *fab) {
     if (!fab) return;
     wf__trace_finish_or_warn();   /* WF_TRACE: write this rank's file (no-op when off) */
     live_remove(fab);
+    if (fab->init_meta) wf__meta_forget_all();   /* notes of meta tensors never set up */
     for (int i = 0; i < fab->n_modules; i++) unhook_module(&fab->modules[i], false);
     wf__free(fab->modules, 0);
     wf__free(fab->opts, 0);
@@ -400,6 +402,7 @@ static int setup_impl(const char *op, wf_fabric *fab, wf_module *m, wf_optimizer
             }
     }
     for (int j = 0; j < np; j++) wf_tensor_retain(olds[j]);   /* keep old handles alive for the mapping */
+    if (!rc && fab->init_meta) rc = wf__fsdp_adopt_meta(m, fab->device, op);
     if (!rc) rc = wf_precision_convert_module(fab->precision, m);
     if (!rc && move) rc = wf_module_to(m, fab->device, WF_DTYPE_DEFAULT);
     if (!rc) {
@@ -721,10 +724,25 @@ int wf_fabric_init_module_begin(wf_fabric *fab, bool empty_init) {
     if (fab->init_depth >= WF_FABRIC_MAX_INIT_DEPTH)
         return wf__error(WF_ESTATE, "wf_fabric_init_module_begin: init contexts nested deeper than %d",
                          WF_FABRIC_MAX_INIT_DEPTH);
+    int d = fab->init_depth;
+    fab->init_prev_dev[d] = wf_get_default_device();
+    fab->init_prev_meta[d] = wf__meta_recording();
     int rc = wf_precision_init_begin(fab->precision);
     if (rc) return rc;
-    /* empty_init: the layers built in this context skip their weight initialization */
-    fab->init_prev_skip[fab->init_depth] = wf_nn_set_skip_init(empty_init || wf_nn_skip_init());
+    /* FSDP (sharded): empty_init builds on the meta device, without memory, and every
+     * initializer is noted so that setup materializes each rank's rows of each parameter
+     * with the values the module's own initialization gives them (tensor/meta_init.h) */
+    bool meta = empty_init && fab->strategy->ops == &wf__fsdp_ops && fab->strategy->fsdp.sharding != 2 /* NO_SHARD */;
+    if (meta && (rc = wf_set_default_device(WF_META))) {
+        wf_precision_init_end(fab->precision);
+        return rc;
+    }
+    if (meta) {
+        wf__meta_record(true);
+        fab->init_meta = true;
+    }
+    /* empty_init elsewhere: the layers built in this context skip their weight initialization */
+    fab->init_prev_skip[d] = wf_nn_set_skip_init((empty_init && !meta) || wf_nn_skip_init());
     fab->init_depth++;
     return 0;
 }
@@ -733,7 +751,11 @@ int wf_fabric_init_module_end(wf_fabric *fab) {
     if (fab->init_depth <= 0) return wf__error(WF_ESTATE, "wf_fabric_init_module_end: no init context is open");
     fab->init_depth--;
     wf_nn_set_skip_init(fab->init_prev_skip[fab->init_depth]);
-    return wf_precision_init_end(fab->precision);
+    wf__meta_record(fab->init_prev_meta[fab->init_depth]);
+    int rc = wf_precision_init_end(fab->precision);
+    /* the precision restores the device it set; the meta device was set above it */
+    int r = wf_set_default_device(fab->init_prev_dev[fab->init_depth]);
+    return rc ? rc : r;
 }
 static int wf_fabric_init_tensor_begin__body(wf_fabric *fab) { return wf_fabric_init_module_begin(fab, false); }
 

@@ -6,6 +6,7 @@
  * into the caller's scope, which may be a forward's or the engine's. */
 #include "fabric/fsdp_unit.h"
 #include "fabric/shard_spec.h"
+#include "tensor/meta_init.h"
 #include "autograd/autograd_impl.h"
 
 #include <string.h>
@@ -135,7 +136,12 @@ fsdp_unit *wf__fsdp_unit_new(fsdp_model *mod, wf_module *m, bool is_root, wf_ten
         if (!p->shard) { rc = wf_error() ? wf_error() : WF_ENOMEM; break; }
         wf__scope_unregister(p->shard);
         wf_scope_begin();
-        if (p->row_count) {
+        if (wf__meta_pending(t)) {
+            /* built on the meta device: this rank's rows straight from the initializer's note,
+             * the full tensor never exists (its storage has no data until a gather) */
+            rc = wf__meta_materialize_rows(t, p->row_start, p->row_count, p->shard, names[i]);
+            if (!rc) wf__meta_forget(t);
+        } else if (p->row_count) {
             wf_tensor *src = wf_narrow(flat(t), 0, p->row_start * p->row_numel, p->row_count * p->row_numel);
             wf_tensor *dst = flat(p->shard);
             rc = src && dst ? wf_copy_(dst, src) : (wf_error() ? wf_error() : WF_ENOMEM);

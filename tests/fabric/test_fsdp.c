@@ -711,6 +711,90 @@ START_TEST(test_activation_checkpointing) {
 }
 END_TEST
 
+/* init_module(empty_init=true) under FSDP: the model is built on the meta device (no memory,
+ * however many layers) and setup gives each rank its rows only, with the values the same
+ * seed gives a model built normally: kaiming_uniform_ (Linear), fills (LayerNorm),
+ * trunc_normal_ and orthogonal_ (run again whole, one tensor at a time). A change the notes
+ * cannot replay is refused at setup. */
+#define MD 64
+static wf_module *meta_model(int layers, unsigned seed, bool untracked) {
+    wf_manual_seed(seed);
+    wf_module *m = wf_sequential_new(0);
+    for (int i = 0; i < layers; i++) ck_assert_int_eq(wf_sequential_append(m, wf_linear_new(MD, MD, true)), 0);
+    ck_assert_int_eq(wf_sequential_append(m, wf_layer_norm_new(WF_SHAPE(MD), NULL)), 0);
+    wf_tensor *w0 = wf_module_get_parameter(m, "0.weight"), *w1 = wf_module_get_parameter(m, "1.weight");
+    ck_assert_int_eq(wf_init_trunc_normal_(w0, 0, 0.02, -0.04, 0.04), 0);
+    ck_assert_int_eq(wf_init_orthogonal_(w1, 1.5), 0);
+    if (untracked) WF_NO_GRAD { ck_assert_int_eq(wf_mul_scalar_(w1, 2), 0); }
+    return m;
+}
+
+static void flatten_all(wf_module *m, double *out, int n) {
+    int np = wf_module_parameters(m, NULL, NULL, 0), off = 0;
+    wf_tensor *p[64];
+    ck_assert_int_le(np, 64);
+    wf_module_parameters(m, p, NULL, np);
+    for (int i = 0; i < np; i++) {
+        ck_assert_int_le(off + wf_numel(p[i]), n);
+        ck_assert_int_eq(wf_to_array(p[i], out + off, WF_F64), 0);
+        off += (int)wf_numel(p[i]);
+    }
+    ck_assert_int_eq(off, n);
+}
+
+START_TEST(test_meta_init) {
+    if (world < 2) return;
+    size_t grew[2];
+    const int layers[2] = { 2, 8 };
+    for (int k = 0; k < 2; k++) {
+        wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .auto_wrap_policy = linear_policy });
+        wf_memory_stats a, b, c;
+        ck_assert_int_eq(wf_fabric_memory_stats(f, &a), 0);
+        ck_assert_int_eq(wf_fabric_init_module_begin(f, true), 0);
+        wf_module *m = meta_model(layers[k], 11, false);
+        ck_assert_int_eq(wf_fabric_init_module_end(f), 0);
+        ck_assert_int_eq(wf_tensor_device(wf_module_get_parameter(m, "0.weight")).type, WF_DEV_META);
+        ck_assert_int_eq(wf_fabric_memory_stats(f, &b), 0);
+        grew[k] = b.allocated - a.allocated;
+        ck_assert_msg(wf_fabric_setup_module(f, m, true) == 0, "%s", wf_error_message());
+        ck_assert_int_eq(wf_fabric_memory_stats(f, &c), 0);
+        /* each rank's rows: about 1/N of the parameters (the root unit, LayerNorm, is not
+         * freed: it is whole on every rank) */
+        int n = layers[k] * (MD * MD + MD) + 2 * MD;
+        size_t total = (size_t)layers[k] * (MD * MD + MD) * 4, mine = c.allocated - b.allocated;
+        ck_assert_msg(mine <= total / world + total / 10 + 4096, "rank %d holds %zu bytes of %zu", rank, mine,
+                      total);
+        ck_assert_msg(mine >= total / world / 2, "rank %d holds %zu bytes of %zu", rank, mine, total);
+        /* the values of the normally built model, bit for bit */
+        double *got = malloc(sizeof(double) * (size_t)n), *want = malloc(sizeof(double) * (size_t)n);
+        wf_module *ref = meta_model(layers[k], 11, false);
+        flatten_all(ref, want, n);
+        ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+        flatten_all(m, got, n);
+        ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+        for (int i = 0; i < n; i++) ck_assert_msg(got[i] == want[i], "element %d: %.9g vs %.9g", i, got[i], want[i]);
+        free(got);
+        free(want);
+        wf_module_free(ref);
+        wf_fabric_free(f);
+        wf_module_free(m);
+    }
+    /* before setup nothing grows with the model: 8 layers cost what 2 do */
+    ck_assert_msg(grew[0] == grew[1], "allocated before setup: %zu bytes with 2 layers, %zu with 8", grew[0], grew[1]);
+    ck_assert_msg(grew[1] < 1024, "allocated before setup: %zu bytes", grew[1]);
+    /* an in-place change the notes cannot replay */
+    wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .auto_wrap_policy = linear_policy });
+    ck_assert_int_eq(wf_fabric_init_module_begin(f, true), 0);
+    wf_module *m = meta_model(2, 11, true);
+    ck_assert_int_eq(wf_fabric_init_module_end(f), 0);
+    ck_assert_int_eq(wf_fabric_setup_module(f, m, true), WF_ESTATE);
+    ck_assert_error(WF_ESTATE, "\"1.weight\" was built on the meta device and then changed by an operation weft cannot "
+                    "replay");
+    wf_fabric_free(f);
+    wf_module_free(m);
+}
+END_TEST
+
 int main(void) {
     setenv("CK_FORK", "no", 1);
     if (!getenv("WF_DIST_TIMEOUT")) setenv("WF_DIST_TIMEOUT", "30", 1);
@@ -734,6 +818,7 @@ int main(void) {
     tcase_add_test(tc, test_hybrid_shard_nodes);
     tcase_add_test(tc, test_two_models);
     tcase_add_loop_test(tc, test_activation_checkpointing, 0, 2);
+    tcase_add_test(tc, test_meta_init);
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
     wf_process_group_free(pg);
