@@ -11,6 +11,7 @@
  * header (sizes against the real file) before allocating anything, and wf_fabric_load
  * verifies every tensor's checksum before it restores anything. */
 #include "fabric/fabric_impl.h"
+#include "fabric/fsdp_checkpoint.h"
 #include "io/json.h"
 #include "optim/optim_impl.h"
 #include "weft/io.h"
@@ -265,6 +266,70 @@ static int set_meta_sb(wf_st_writer *w, const char *key, wf_sb *sb) {
     return wf_st_writer_set_metadata(w, key, sb->buf ? sb->buf : "");
 }
 
+/* The JSON text of a non-tensor entry (its metadata value) appended to sb. */
+static int entry_json(const st_entry *e, wf_sb *sb) {
+    int rc = 0;
+    switch (e->kind) {
+    case WF_STATE_SCHEDULER: {
+        int len = wf_lr_scheduler_state_dict(e->sched, NULL, 0);
+        if (len < 0) return len;
+        char *buf = wf__malloc((size_t)len + 1);
+        if (!buf) return wf__error(WF_ENOMEM, "wf_fabric_save: out of memory");
+        rc = wf_lr_scheduler_state_dict(e->sched, buf, (size_t)len + 1);
+        if (rc >= 0) wf__sb_puts(sb, buf);
+        wf__free(buf, 0);
+        break;
+    }
+    case WF_STATE_INT:
+        wf__sb_json_int(sb, e->owned ? e->iv : *e->pi);
+        break;
+    case WF_STATE_DOUBLE:
+        wf__sb_json_number(sb, e->owned ? e->dv : *e->pd);
+        break;
+    case WF_STATE_STRING: {
+        const char *v = e->owned ? e->str : e->sbuf;
+        wf__sb_json_string(sb, v, strlen(v));
+        break;
+    }
+    case WF_STATE_RNG: {
+        wf_rng_state r = wf_rng_get_state();
+        wf__sb_printf(sb, "{\"seed\":\"%llu\",\"offset\":\"%llu\"}", (unsigned long long)r.seed,
+                      (unsigned long long)r.offset);
+        break;
+    }
+    case WF_STATE_PRECISION: {
+        double scale = 1;
+        int64_t tracker = 0;
+        if ((rc = wf_precision_state(e->fab->precision, &scale, &tracker))) break;
+        wf__sb_puts(sb, "{\"precision\":");
+        const char *pn = wf_precision_name(e->fab->precision);
+        wf__sb_json_string(sb, pn, strlen(pn));
+        wf__sb_puts(sb, ",\"scale\":");
+        wf__sb_json_number(sb, scale);
+        wf__sb_puts(sb, ",\"growth_tracker\":");
+        wf__sb_json_int(sb, tracker);
+        wf__sb_putc(sb, '}');
+        break;
+    }
+    case WF_STATE_LOADER: {
+        uint64_t epoch = 0;
+        int64_t batches = 0;
+        if ((rc = wf_dataloader_position(wf_fabric_loader_inner(e->loader), &epoch, &batches))) break;
+        wf__sb_printf(sb, "{\"epoch\":\"%llu\",\"batches\":", (unsigned long long)epoch);
+        wf__sb_json_int(sb, batches);
+        wf__sb_putc(sb, '}');
+        break;
+    }
+    case WF_STATE_JSON:
+        wf__sb_puts(sb, e->json ? e->json : "null");
+        break;
+    default:
+        return wf__error(WF_EINVAL, "wf_fabric_save: entry \"%s\" holds tensors", e->name);
+    }
+    if (wf__sb_failed(sb)) return wf__error(WF_ENOMEM, "wf_fabric_save: out of memory");
+    return rc < 0 ? rc : 0;
+}
+
 static int save_entry(wf_st_writer *w, const st_entry *e, const wf_save_filter *flt, wf_state_dict **keep_sd,
                       wf_optim_state **keep_os) {
     int rc = 0;
@@ -294,65 +359,9 @@ static int save_entry(wf_st_writer *w, const st_entry *e, const wf_save_filter *
         }
         break;
     }
-    case WF_STATE_SCHEDULER: {
-        int len = wf_lr_scheduler_state_dict(e->sched, NULL, 0);
-        if (len < 0) return len;
-        char *buf = wf__malloc((size_t)len + 1);
-        if (!buf) return wf__error(WF_ENOMEM, "wf_fabric_save: out of memory");
-        rc = wf_lr_scheduler_state_dict(e->sched, buf, (size_t)len + 1);
-        if (rc >= 0) rc = wf_st_writer_set_metadata(w, e->name, buf);
-        wf__free(buf, 0);
-        break;
-    }
     case WF_STATE_TENSOR:
         rc = add_tensor(w, NULL, e->name, e->t, flt);
         break;
-    case WF_STATE_INT:
-        wf__sb_json_int(&sb, e->owned ? e->iv : *e->pi);
-        rc = set_meta_sb(w, e->name, &sb);
-        break;
-    case WF_STATE_DOUBLE:
-        wf__sb_json_number(&sb, e->owned ? e->dv : *e->pd);
-        rc = set_meta_sb(w, e->name, &sb);
-        break;
-    case WF_STATE_STRING: {
-        const char *v = e->owned ? e->str : e->sbuf;
-        wf__sb_json_string(&sb, v, strlen(v));
-        rc = set_meta_sb(w, e->name, &sb);
-        break;
-    }
-    case WF_STATE_RNG: {
-        wf_rng_state r = wf_rng_get_state();
-        wf__sb_printf(&sb, "{\"seed\":\"%llu\",\"offset\":\"%llu\"}", (unsigned long long)r.seed,
-                      (unsigned long long)r.offset);
-        rc = set_meta_sb(w, e->name, &sb);
-        break;
-    }
-    case WF_STATE_PRECISION: {
-        double scale = 1;
-        int64_t tracker = 0;
-        if ((rc = wf_precision_state(e->fab->precision, &scale, &tracker))) break;
-        wf__sb_puts(&sb, "{\"precision\":");
-        const char *pn = wf_precision_name(e->fab->precision);
-        wf__sb_json_string(&sb, pn, strlen(pn));
-        wf__sb_puts(&sb, ",\"scale\":");
-        wf__sb_json_number(&sb, scale);
-        wf__sb_puts(&sb, ",\"growth_tracker\":");
-        wf__sb_json_int(&sb, tracker);
-        wf__sb_putc(&sb, '}');
-        rc = set_meta_sb(w, e->name, &sb);
-        break;
-    }
-    case WF_STATE_LOADER: {
-        uint64_t epoch = 0;
-        int64_t batches = 0;
-        if ((rc = wf_dataloader_position(wf_fabric_loader_inner(e->loader), &epoch, &batches))) break;
-        wf__sb_printf(&sb, "{\"epoch\":\"%llu\",\"batches\":", (unsigned long long)epoch);
-        wf__sb_json_int(&sb, batches);
-        wf__sb_putc(&sb, '}');
-        rc = set_meta_sb(w, e->name, &sb);
-        break;
-    }
     case WF_STATE_TENSORS: {
         for (int i = 0; i < wf_state_dict_count(e->sd) && !rc; i++)
             rc = add_tensor(w, e->name, wf_state_dict_name_at(e->sd, i), wf_state_dict_tensor_at(e->sd, i), flt);
@@ -364,8 +373,8 @@ static int save_entry(wf_st_writer *w, const st_entry *e, const wf_save_filter *
         }
         break;
     }
-    case WF_STATE_JSON:
-        rc = wf_st_writer_set_metadata(w, e->name, e->json ? e->json : "null");
+    default:
+        if (!(rc = entry_json(e, &sb))) rc = set_meta_sb(w, e->name, &sb);
         break;
     }
     wf__sb_free(&sb);
@@ -461,6 +470,77 @@ static int fsdp_save_other_rank(wf_fabric *fab, const char *path, wf_fabric_stat
     return rc ? rc : r;
 }
 
+/* ---------------------------------------------------------------- FSDP, streamed
+ * state_dict_type "sharded" (a folder, each rank writing its rows) and "full" (one file
+ * gathered to rank 0 piece by piece) through fabric/fsdp_checkpoint.c: the tensors as shard
+ * entries, the rest as the same metadata entries a file holds, in one JSON object. */
+
+static int fsdp_save_streamed(wf_fabric *fab, const char *path, wf_fabric_state *state, bool full) {
+    const char *op = "wf_fabric_save";
+    wf__ckpt_item *it = wf__calloc((size_t)state->n + 1, sizeof *it);
+    int n = 0, rc = it ? 0 : wf__error(WF_ENOMEM, "%s: out of memory", op);
+    wf_sb md, ent;
+    wf__sb_init(&md);
+    wf__sb_init(&ent);
+    wf__sb_putc(&md, '{');
+    wf__sb_putc(&ent, '{');
+    for (int i = 0; i < state->n && !rc; i++) {
+        const st_entry *e = &state->v[i];
+        const char *pg_json = NULL;
+        wf_optim_state *os = NULL;
+        switch (e->kind) {
+        case WF_STATE_MODULE: case WF_STATE_OPTIMIZER: case WF_STATE_TENSOR: case WF_STATE_TENSORS:
+            it[n++] = (wf__ckpt_item){ e->name, e->kind, e->m, e->opt, e->t, e->sd };
+            if (e->kind == WF_STATE_OPTIMIZER) {
+                if (!(os = wf__optimizer_state_light(e->opt))) rc = wf_error() ? wf_error() : WF_ENOMEM;
+                else pg_json = wf_optim_state_json(os);
+            } else if (e->kind == WF_STATE_TENSORS) {
+                pg_json = e->json;
+            }
+            if (pg_json) {
+                char *key = join(e->name, "param_groups");
+                if (!key) rc = wf__error(WF_ENOMEM, "%s: out of memory", op);
+                else {
+                    wf__sb_printf(&md, "%s", md.len > 1 ? "," : "");
+                    wf__sb_json_string(&md, key, strlen(key));
+                    wf__sb_putc(&md, ':');
+                    wf__sb_puts(&md, pg_json);
+                    wf__free(key, 0);
+                }
+            }
+            wf_optim_state_free(os);
+            break;
+        default:
+            wf__sb_printf(&md, "%s", md.len > 1 ? "," : "");
+            wf__sb_json_string(&md, e->name, strlen(e->name));
+            wf__sb_putc(&md, ':');
+            rc = entry_json(e, &md);
+        }
+        if (rc) {
+            char msg[768];
+            snprintf(msg, sizeof msg, "%s", wf_error_message());
+            wf__error(rc, "%s: %s: entry \"%s\": %s", op, path, e->name, msg);
+        }
+        if (i) wf__sb_putc(&ent, ',');
+        wf__sb_json_string(&ent, e->name, strlen(e->name));
+        wf__sb_putc(&ent, ':');
+        wf__sb_json_string(&ent, kind_names[e->kind], strlen(kind_names[e->kind]));
+    }
+    wf__sb_putc(&ent, '}');
+    wf__sb_printf(&md, "%s\"weft/entries\":%s}", md.len > 1 ? "," : "", ent.buf ? ent.buf : "{}");
+    if (!rc && (wf__sb_failed(&md) || wf__sb_failed(&ent))) rc = wf__error(WF_ENOMEM, "%s: out of memory", op);
+    /* a failure here still enters the collective save (no entries), so no rank waits */
+    char msg[768] = "";
+    if (rc) snprintf(msg, sizeof msg, "%s", wf_error_message());
+    int r = wf__fsdp_checkpoint_save(fab->strategy, path, it, rc ? 0 : n, rc ? "{}" : md.buf, full);
+    if (rc) wf__error(rc, "%s", msg);
+    else rc = r;
+    wf__sb_free(&md);
+    wf__sb_free(&ent);
+    wf__free(it, 0);
+    return rc;
+}
+
 static int wf_fabric_save__body(wf_fabric *fab, const char *path, wf_fabric_state *state, const wf_save_filter *filter) {
     const char *op = "wf_fabric_save";
     if (!fab || !path || !state) return wf__error(WF_ENULL, "%s: NULL %s", op, !fab ? "fabric" : !path ? "path" : "state");
@@ -468,11 +548,15 @@ static int wf_fabric_save__body(wf_fabric *fab, const char *path, wf_fabric_stat
         if (find_entry(state, f->key) < 0)
             return wf__error(WF_EINVAL, "%s: the filter names \"%s\", which is not an entry of the state", op, f->key);
     if (!fab->launched) return wf__error(WF_ESTATE, "%s: call wf_fabric_launch first", op);
-    bool fsdp = wf__fsdp_active(fab->strategy);
-    if (fsdp && !fab->strategy->fsdp.full_state_dict)
-        return wf__error(WF_ENOTSUP, "%s: %s: FSDP's state_dict_type \"sharded\" (the default) writes one file per rank, "
-                         "which this build cannot yet; set fsdp.state_dict_type = \"full\" (gathered to rank 0, the "
-                         "normal checkpoint file)", op, path);
+    bool fsdp = wf__fsdp_active(fab->strategy), full = fab->strategy->fsdp.full_state_dict;
+    /* a filter's predicate sees whole tensors, and a checkpoint IO plugin writes whole files:
+     * both take the gathered path, which "sharded" cannot */
+    bool plain_io = fab->strategy->io.save == wf__default_checkpoint_io.save;
+    if (fsdp && !full && (filter || !plain_io))
+        return wf__error(WF_ENOTSUP, "%s: %s: FSDP's state_dict_type \"sharded\" writes a folder of each rank's rows: "
+                         "%s; set fsdp.state_dict_type = \"full\"", op, path,
+                         filter ? "a save filter needs the whole tensors" : "a checkpoint IO plugin writes single files");
+    if (fsdp && plain_io && !filter) return fsdp_save_streamed(fab, path, state, full);
     if (fab->global_rank != 0)
         return fsdp ? fsdp_save_other_rank(fab, path, state) : fab->strategy->ops->save_checkpoint(fab->strategy, NULL, path, 0);
     wf_st_writer *w = wf_st_writer_new();
@@ -522,16 +606,64 @@ int wf_fabric_save(wf_fabric *fab, const char *path, wf_fabric_state *state, con
 
 /* ---------------------------------------------------------------- load */
 
-/* All tensors "prefix/..." of f into a new state dict (names stripped). */
-static wf_state_dict *load_group(wf_st_file *f, const char *prefix) {
+/* Where a load reads from: a checkpoint file, or what a folder read produced (its tensors
+ * whole, or an FSDP optimizer's rows, and its metadata object). */
+typedef struct ck_src {
+    wf_st_file *f;             /* the file, or NULL for a folder */
+    const char *path;
+    wf__folder_read fr;        /* folder: the tensors by checkpoint name (owned) */
+    wf_json *meta;             /* folder: the metadata object (owned) */
+    char **texts;              /* folder: metadata texts handed out (owned) */
+    int nt;
+} ck_src;
+
+static void src_close(ck_src *s) {
+    wf_st_close(s->f);
+    wf__folder_read_free(&s->fr);
+    wf__json_free(s->meta);
+    for (int i = 0; i < s->nt; i++) wf__free(s->texts[i], 0);
+    wf__free(s->texts, 0);
+}
+
+static int src_count(const ck_src *s) { return s->f ? wf_st_count(s->f) : wf_state_dict_count(s->fr.tensors); }
+static const char *src_name(const ck_src *s, int i) {
+    return s->f ? wf_st_name(s->f, i) : wf_state_dict_name_at(s->fr.tensors, i);
+}
+
+/* name's tensor: a new one in the caller's scope (file) or the folder's (borrowed). */
+static wf_tensor *src_tensor(ck_src *s, const char *name) {
+    if (s->f) return wf_st_load(s->f, name);
+    wf_tensor *t = wf_state_dict_get(s->fr.tensors, name);
+    if (!t) wf__error(WF_ENOTFOUND, "wf_fabric_load: %s: no tensor \"%s\"", s->path, name);
+    return t;
+}
+
+static int src_load_into(ck_src *s, const char *name, wf_tensor *dst) {
+    if (s->f) return wf_st_load_into(s->f, name, dst);
+    wf_tensor *t = src_tensor(s, name);
+    if (!t) return wf_error();
+    if (!wf_same_shape(t, dst) || wf_tensor_dtype(t) != wf_tensor_dtype(dst)) {
+        char a[96], b[96];
+        return wf__error(WF_ESHAPE, "wf_fabric_load: %s: tensor \"%s\" is %s %s, the state's %s %s", s->path, name,
+                         wf_dtype_name(wf_tensor_dtype(t)), wf_shape_str(t, a, sizeof a),
+                         wf_dtype_name(wf_tensor_dtype(dst)), wf_shape_str(dst, b, sizeof b));
+    }
+    bool prev = wf_set_grad_enabled(false);
+    int rc = wf_copy_(dst, t);
+    wf_set_grad_enabled(prev);
+    return rc;
+}
+
+/* All tensors "prefix/..." into a new state dict (names stripped). */
+static wf_state_dict *load_group(ck_src *src, const char *prefix) {
     wf_state_dict *sd = wf_state_dict_new();
     if (!sd) { wf__error(WF_ENOMEM, "wf_fabric_load: out of memory"); return NULL; }
     size_t pl = strlen(prefix);
-    for (int i = 0; i < wf_st_count(f); i++) {
-        const char *n = wf_st_name(f, i);
+    for (int i = 0; i < src_count(src); i++) {
+        const char *n = src_name(src, i);
         if (strncmp(n, prefix, pl) || n[pl] != '/') continue;
         wf_scope_begin();
-        wf_tensor *t = wf_st_load(f, n);
+        wf_tensor *t = src_tensor(src, n);
         int rc = t ? wf_state_dict_set(sd, n + pl + 1, t) : (wf_error() ? wf_error() : WF_ENOMEM);
         wf_scope_end();
         if (rc) { wf_state_dict_free(sd); return NULL; }
@@ -539,9 +671,26 @@ static wf_state_dict *load_group(wf_st_file *f, const char *prefix) {
     return sd;
 }
 
-static const char *meta_of(wf_st_file *f, const char *path, const char *key, bool required) {
-    const char *v = wf_st_metadata(f, key);
-    if (!v && required) wf__error(WF_ECORRUPT, "wf_fabric_load: %s: metadata entry \"%s\" is missing", path, key);
+static const char *meta_of(ck_src *src, const char *key, bool required) {
+    const char *v = NULL;
+    if (src->f) {
+        v = wf_st_metadata(src->f, key);
+    } else {
+        const wf_json *j = wf__json_get(src->meta, key);
+        char **tx = j ? wf__realloc(src->texts, (size_t)src->nt * sizeof *tx, (size_t)(src->nt + 1) * sizeof *tx) : NULL;
+        if (tx) src->texts = tx;
+        wf_sb sb;
+        wf__sb_init(&sb);
+        if (tx) wf__sb_json_value(&sb, j);
+        char *t = tx ? wf__sb_take(&sb, NULL) : NULL;
+        if (j && !t) {
+            wf__sb_free(&sb);
+            wf__error(WF_ENOMEM, "wf_fabric_load: out of memory");
+            return NULL;
+        }
+        if (t) v = src->texts[src->nt++] = t;
+    }
+    if (!v && required) wf__error(WF_ECORRUPT, "wf_fabric_load: %s: metadata entry \"%s\" is missing", src->path, key);
     return v;
 }
 
@@ -564,11 +713,23 @@ static int parse_u64(const wf_json *v, uint64_t *out) {
 }
 
 /* Restore e (a requested entry of stored kind k) from f. */
-static int restore(wf_fabric *fab, wf_st_file *f, const char *path, st_entry *e, bool strict) {
-    const char *op = "wf_fabric_load";
+static int restore(wf_fabric *fab, ck_src *f, st_entry *e, bool strict) {
+    const char *op = "wf_fabric_load", *path = f->path;
     int rc = 0;
     switch (e->kind) {
     case WF_STATE_MODULE: {
+        /* FSDP: a folder's rows went into the shards already; a file's rows are read by each
+         * rank (the full model is never in one rank's memory) */
+        if (!f->f && f->fr.modules_in_place) return 0;
+        if (wf__fsdp_active(fab->strategy) && fab->strategy->io.load == wf__default_checkpoint_io.load) {
+            int n = wf_st_count(f->f);
+            const char **names = wf__calloc((size_t)n + 1, sizeof *names);
+            if (!names) return wf__error(WF_ENOMEM, "%s: out of memory", op);
+            for (int i = 0; i < n; i++) names[i] = wf_st_name(f->f, i);
+            rc = wf__fsdp_module_load_rows(fab->strategy, path, names, n, e->m, e->name, strict);
+            wf__free(names, 0);
+            return rc;
+        }
         wf_state_dict *sd = load_group(f, e->name);
         /* FSDP: the full parameters for the load, then each rank keeps its rows (collective) */
         int g = wf__fsdp_summon(fab->strategy, e->m, true);
@@ -581,7 +742,7 @@ static int restore(wf_fabric *fab, wf_st_file *f, const char *path, st_entry *e,
     case WF_STATE_OPTIMIZER: {
         char *key = join(e->name, "param_groups");
         if (!key) return wf__error(WF_ENOMEM, "%s: out of memory", op);
-        const char *js = meta_of(f, path, key, true);
+        const char *js = meta_of(f, key, true);
         wf__free(key, 0);
         if (!js) return wf_error();
         wf_optim_state *os = wf_optim_state_new(js);
@@ -606,14 +767,14 @@ static int restore(wf_fabric *fab, wf_st_file *f, const char *path, st_entry *e,
         return rc;
     }
     case WF_STATE_TENSOR:
-        return wf_st_load_into(f, e->name, e->t);
+        return src_load_into(f, e->name, e->t);
     case WF_STATE_SCHEDULER: {
-        const char *js = meta_of(f, path, e->name, true);
+        const char *js = meta_of(f, e->name, true);
         return js ? wf_lr_scheduler_load_state_dict(e->sched, js) : wf_error();
     }
     default: break;
     }
-    const char *js = meta_of(f, path, e->name, true);
+    const char *js = meta_of(f, e->name, true);
     if (!js) return wf_error();
     wf_json *v = NULL;
     if ((rc = parse_json(path, e->name, js, &v))) return rc;
@@ -682,7 +843,7 @@ static int restore(wf_fabric *fab, wf_st_file *f, const char *path, st_entry *e,
 }
 
 /* An owned remainder entry for a stored entry of kind k that was not requested. */
-static int add_remainder(wf_st_file *f, const char *path, wf_fabric_state *rest, const char *name, int k) {
+static int add_remainder(ck_src *f, wf_fabric_state *rest, const char *name, int k) {
     const char *op = "wf_fabric_load";
     int rc = 0;
     st_entry *e;
@@ -693,7 +854,7 @@ static int add_remainder(wf_st_file *f, const char *path, wf_fabric_state *rest,
         if (!(e->sd = load_group(f, name))) return wf_error();
         char *key = join(name, "param_groups");
         if (!key) return wf__error(WF_ENOMEM, "%s: out of memory", op);
-        const char *js = wf_st_metadata(f, key);
+        const char *js = meta_of(f, key, false);
         wf__free(key, 0);
         if (js && !(e->json = wf__strdup(js))) return wf__error(WF_ENOMEM, "%s: out of memory", op);
         return 0;
@@ -702,7 +863,7 @@ static int add_remainder(wf_st_file *f, const char *path, wf_fabric_state *rest,
         if (!(e = add_entry(rest, op, name, WF_STATE_TENSOR, "x"))) return wf_error();
         e->owned = true;
         wf_scope_begin();
-        wf_tensor *t = wf_st_load(f, name);
+        wf_tensor *t = src_tensor(f, name);
         if (t) e->t = wf_tensor_retain(t);
         wf_scope_end();
         return t ? 0 : wf_error();
@@ -710,9 +871,9 @@ static int add_remainder(wf_st_file *f, const char *path, wf_fabric_state *rest,
     case WF_STATE_INT: case WF_STATE_DOUBLE: case WF_STATE_STRING:
         if (!(e = add_entry(rest, op, name, (wf_state_kind)k, "x"))) return wf_error();
         e->owned = true;
-        return restore(NULL, f, path, e, false);
+        return restore(NULL, f, e, false);
     default: {   /* scheduler, rng, precision, json: the JSON text */
-        const char *js = meta_of(f, path, name, true);
+        const char *js = meta_of(f, name, true);
         if (!js) return wf_error();
         if (!(e = add_entry(rest, op, name, WF_STATE_JSON, "x"))) return wf_error();
         e->owned = true;
@@ -725,15 +886,35 @@ static int add_remainder(wf_st_file *f, const char *path, wf_fabric_state *rest,
 static wf_fabric_state *wf_fabric_load__body(wf_fabric *fab, const char *path, wf_fabric_state *state, bool strict) {
     const char *op = "wf_fabric_load";
     if (!fab || !path) { wf__error(WF_ENULL, "%s: NULL %s", op, fab ? "path" : "fabric"); return NULL; }
-    wf_st_file *f = fab->strategy->io.load(&fab->strategy->io, path);
-    if (!f) return NULL;
+    ck_src src = { .path = path }, *f = &src;
     wf_fabric_state *rest = NULL;
     wf_json *ents = NULL;
-    /* every tensor's checksum before anything is restored: a damaged optimizer state found
-     * after the model was already overwritten would leave the caller half-loaded */
-    int rc = wf_st_verify(f);
-    if (rc) goto out;
-    const char *fmt = wf_st_metadata(f, "weft/format");
+    int rc = 0;
+    const char *fmt = FORMAT;
+    if (wf__checkpoint_is_folder(path)) {
+        /* a sharded folder (any world size): read by every rank, each checked before any is
+         * written (fabric/fsdp_checkpoint.c); then restored as from a file */
+        int nw = 0;
+        wf__ckpt_item *want = wf__calloc((size_t)(state ? state->n : 0) + 1, sizeof *want);
+        if (!want) rc = wf__error(WF_ENOMEM, "%s: out of memory", op);
+        for (int i = 0; !rc && state && i < state->n; i++) {
+            const st_entry *e = &state->v[i];
+            if (e->kind == WF_STATE_MODULE || e->kind == WF_STATE_OPTIMIZER)
+                want[nw++] = (wf__ckpt_item){ e->name, e->kind, e->m, e->opt, NULL, NULL };
+        }
+        if (!rc) rc = wf__checkpoint_folder_read(fab->strategy, path, want, nw, strict, &src.fr);
+        wf__free(want, 0);
+        if (!rc) rc = parse_json(path, "metadata", src.fr.metadata, &src.meta);
+        if (!rc && src.meta->type != WF_JSON_OBJECT)
+            rc = wf__error(WF_ECORRUPT, "%s: %s: the index's metadata is not an object", op, path);
+        if (rc) goto out;
+    } else {
+        if (!(src.f = fab->strategy->io.load(&fab->strategy->io, path))) return NULL;
+        /* every tensor's checksum before anything is restored: a damaged optimizer state found
+         * after the model was already overwritten would leave the caller half-loaded */
+        if ((rc = wf_st_verify(src.f))) goto out;
+        fmt = wf_st_metadata(src.f, "weft/format");
+    }
     if (!fmt) {
         rc = wf__error(WF_ECORRUPT, "%s: %s is not a weft checkpoint (no \"weft/format\" metadata); for a plain "
                        "safetensors file use wf_fabric_load_raw_module", op, path);
@@ -743,7 +924,7 @@ static wf_fabric_state *wf_fabric_load__body(wf_fabric *fab, const char *path, w
         rc = wf__error(WF_ENOTSUP, "%s: %s has checkpoint format \"%s\"; this weft reads \"%s\"", op, path, fmt, FORMAT);
         goto out;
     }
-    const char *ej = meta_of(f, path, "weft/entries", true);
+    const char *ej = meta_of(f, "weft/entries", true);
     if (!ej) { rc = wf_error(); goto out; }
     if ((rc = parse_json(path, "weft/entries", ej, &ents))) goto out;
     if (ents->type != WF_JSON_OBJECT) { rc = wf__error(WF_ECORRUPT, "%s: %s: weft/entries is not an object", op, path); goto out; }
@@ -775,7 +956,7 @@ static wf_fabric_state *wf_fabric_load__body(wf_fabric *fab, const char *path, w
                            kind_names[kind], kind_names[e->kind]);
             goto out;
         }
-        rc = restore(fab, f, path, e, strict);
+        rc = restore(fab, f, e, strict);
         if (rc) {
             char msg[768];
             snprintf(msg, sizeof msg, "%s", wf_error_message());
@@ -788,11 +969,11 @@ static wf_fabric_state *wf_fabric_load__body(wf_fabric *fab, const char *path, w
     for (size_t i = 0; i < ents->n && !rc; i++) {
         const char *name = ents->items[i].key;
         if (find_entry(state, name) >= 0) continue;
-        rc = add_remainder(f, path, rest, name, kind_parse(wf__json_str(&ents->items[i])));
+        rc = add_remainder(f, rest, name, kind_parse(wf__json_str(&ents->items[i])));
     }
 out:
     wf__json_free(ents);
-    wf_st_close(f);
+    src_close(&src);
     if (rc) { wf_fabric_state_free(rest); return NULL; }
     return rest;
 }
@@ -809,14 +990,24 @@ static int wf_fabric_load_raw_module__body(wf_fabric *fab, const char *path, wf_
     if (!f) return wf_error();
     wf_state_dict *sd = wf_state_dict_new();
     int rc = sd ? 0 : wf__error(WF_ENOMEM, "wf_fabric_load_raw_module: out of memory");
-    for (int i = 0; i < wf_st_count(f) && !rc; i++) {
+    /* FSDP: each rank reads its rows of each tensor, never the whole model (collective) */
+    bool rows = wf__fsdp_active(fab->strategy) && fab->strategy->io.load == wf__default_checkpoint_io.load;
+    if (!rc && rows) {
+        int n = wf_st_count(f);
+        const char **names = wf__calloc((size_t)n + 1, sizeof *names);
+        if (!names) rc = wf__error(WF_ENOMEM, "wf_fabric_load_raw_module: out of memory");
+        for (int i = 0; names && i < n; i++) names[i] = wf_st_name(f, i);
+        rc = wf__fsdp_module_load_rows(fab->strategy, path, names, names ? n : -1, m, NULL, strict);
+        wf__free(names, 0);
+    }
+    for (int i = 0; !rows && i < wf_st_count(f) && !rc; i++) {
         wf_scope_begin();
         wf_tensor *t = wf_st_load(f, wf_st_name(f, i));
         rc = t ? wf_state_dict_set(sd, wf_st_name(f, i), t) : wf_error();
         wf_scope_end();
     }
-    /* FSDP: into the full parameters, then each rank keeps its rows (collective) */
-    if (!rc) {
+    /* another checkpoint IO under FSDP: into the full parameters, then each rank keeps its rows */
+    if (!rc && !rows) {
         int g = wf__fsdp_summon(fab->strategy, m, true);
         rc = g ? g : wf_module_load_state_dict(m, sd, strict, NULL);
         int r = wf__fsdp_summon(fab->strategy, m, false);

@@ -2,6 +2,7 @@
  * setup of modules/optimizers/loaders, the training-step methods, collectives of a world of
  * one, callbacks and logging. Checkpoints are in checkpoint.c. */
 #include "fabric/fabric_impl.h"
+#include "tensor/meta_init.h"
 #include "fabric/ddp_reducer.h"
 #include "dist/trace.h"
 #include "optim/optim_impl.h"
@@ -214,6 +215,7 @@ void wf_fabric_free(wf_fabric *fab) {
     if (!fab) return;
     wf__trace_finish_or_warn();   /* WF_TRACE: write this rank's file (no-op when off) */
     live_remove(fab);
+    if (fab->init_meta) wf__meta_forget_all();   /* notes of meta tensors never set up */
     for (int i = 0; i < fab->n_modules; i++) unhook_module(&fab->modules[i], false);
     wf__free(fab->modules, 0);
     wf__free(fab->opts, 0);
@@ -330,6 +332,42 @@ static int check_launched(const wf_fabric *fab, const char *op) {
                      "first (or start the program with `weft run`)", op, fab->conn.strategy->name, fab->world_size);
 }
 
+/* fsdp.activation_checkpointing_policy: every module of m's tree (m too) of a listed type
+ * recomputes its forward in backward. Lightning has the option on FSDP only; weft applies it
+ * under any strategy (the recompute is strategy-independent) and says so once. */
+static int mark_checkpointed(const wf__fsdp_settings *fs, wf_module *m, int *count) {
+    for (int i = 0; i < fs->n_ac_types; i++)
+        if (!strcmp(fs->ac_types[i], wf_module_type(m))) {
+            int rc = wf_module_set_activation_checkpointing(m, true);
+            if (rc) return rc;
+            ++*count;
+            break;
+        }
+    for (int c = 0; c < wf_module_num_children(m); c++) {
+        int rc = mark_checkpointed(fs, wf_module_child_at(m, c, NULL), count);
+        if (rc) return rc;
+    }
+    return 0;
+}
+
+static int apply_checkpointing_policy(wf_fabric *fab, wf_module *m) {
+    const wf__fsdp_settings *fs = &fab->strategy->fsdp;
+    if (!fs->n_ac_types) return 0;
+    int count = 0, rc = mark_checkpointed(fs, m, &count);
+    if (rc) {
+        char msg[600];
+        snprintf(msg, sizeof msg, "%s", wf_error_message());
+        return wf__error(rc, "wf_fabric_setup: fsdp.activation_checkpointing_policy: %s", msg);
+    }
+    if (fab->strategy->ops != &wf__fsdp_ops && !fab->warned_ac_policy) {
+        fab->warned_ac_policy = true;
+        wf__fabric_warn(fab, "fsdp.activation_checkpointing_policy is an FSDP option in Lightning; weft applies it under "
+                        "the \"%s\" strategy too (%d module%s recompute their forward in backward)",
+                        fab->strategy->desc ? fab->strategy->desc->name : "single_device", count, count == 1 ? "" : "s");
+    }
+    return 0;
+}
+
 static int setup_impl(const char *op, wf_fabric *fab, wf_module *m, wf_optimizer *const *opts, int n_opts,
                       bool move) {
     if (!fab || !m) return wf__error(WF_ENULL, "%s: NULL %s", op, fab ? "module" : "fabric");
@@ -364,6 +402,7 @@ static int setup_impl(const char *op, wf_fabric *fab, wf_module *m, wf_optimizer
             }
     }
     for (int j = 0; j < np; j++) wf_tensor_retain(olds[j]);   /* keep old handles alive for the mapping */
+    if (!rc && fab->init_meta) rc = wf__fsdp_adopt_meta(m, fab->device, op);
     if (!rc) rc = wf_precision_convert_module(fab->precision, m);
     if (!rc && move) rc = wf_module_to(m, fab->device, WF_DTYPE_DEFAULT);
     if (!rc) {
@@ -399,6 +438,7 @@ static int setup_impl(const char *op, wf_fabric *fab, wf_module *m, wf_optimizer
                 fm.n_params++;
             }
         }
+        if (!rc) rc = apply_checkpointing_policy(fab, m);
         if (!rc) rc = fab->strategy->ops->setup_module(fab->strategy, m);
         /* FSDP: the optimizers step on the shards */
         if (!rc && n_opts && fab->strategy->ops->setup_optimizers)
@@ -689,10 +729,25 @@ int wf_fabric_init_module_begin(wf_fabric *fab, bool empty_init) {
     if (fab->init_depth >= WF_FABRIC_MAX_INIT_DEPTH)
         return wf__error(WF_ESTATE, "wf_fabric_init_module_begin: init contexts nested deeper than %d",
                          WF_FABRIC_MAX_INIT_DEPTH);
+    int d = fab->init_depth;
+    fab->init_prev_dev[d] = wf_get_default_device();
+    fab->init_prev_meta[d] = wf__meta_recording();
     int rc = wf_precision_init_begin(fab->precision);
     if (rc) return rc;
-    /* empty_init: the layers built in this context skip their weight initialization */
-    fab->init_prev_skip[fab->init_depth] = wf_nn_set_skip_init(empty_init || wf_nn_skip_init());
+    /* FSDP (sharded): empty_init builds on the meta device, without memory, and every
+     * initializer is noted so that setup materializes each rank's rows of each parameter
+     * with the values the module's own initialization gives them (tensor/meta_init.h) */
+    bool meta = empty_init && fab->strategy->ops == &wf__fsdp_ops && fab->strategy->fsdp.sharding != 2 /* NO_SHARD */;
+    if (meta && (rc = wf_set_default_device(WF_META))) {
+        wf_precision_init_end(fab->precision);
+        return rc;
+    }
+    if (meta) {
+        wf__meta_record(true);
+        fab->init_meta = true;
+    }
+    /* empty_init elsewhere: the layers built in this context skip their weight initialization */
+    fab->init_prev_skip[d] = wf_nn_set_skip_init((empty_init && !meta) || wf_nn_skip_init());
     fab->init_depth++;
     return 0;
 }
@@ -701,7 +756,11 @@ int wf_fabric_init_module_end(wf_fabric *fab) {
     if (fab->init_depth <= 0) return wf__error(WF_ESTATE, "wf_fabric_init_module_end: no init context is open");
     fab->init_depth--;
     wf_nn_set_skip_init(fab->init_prev_skip[fab->init_depth]);
-    return wf_precision_init_end(fab->precision);
+    wf__meta_record(fab->init_prev_meta[fab->init_depth]);
+    int rc = wf_precision_init_end(fab->precision);
+    /* the precision restores the device it set; the meta device was set above it */
+    int r = wf_set_default_device(fab->init_prev_dev[fab->init_depth]);
+    return rc ? rc : r;
 }
 static int wf_fabric_init_tensor_begin__body(wf_fabric *fab) { return wf_fabric_init_module_begin(fab, false); }
 

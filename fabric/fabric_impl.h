@@ -45,6 +45,8 @@ typedef struct wf__fsdp_settings {
     int64_t min_num_params;
     char wrap_types[WF_FSDP_MAX_WRAP_TYPES][64];
     int n_wrap_types;
+    char ac_types[WF_FSDP_MAX_WRAP_TYPES][64];   /* activation_checkpointing_policy */
+    int n_ac_types;
 } wf__fsdp_settings;
 /* Check cfg's FSDP options (any strategy: a typo is an error at wf_fabric_new) and resolve
  * them; strategy_name's "fsdp_cpu_offload" sets cpu_offload. num_nodes is unused (HYBRID_SHARD
@@ -145,6 +147,9 @@ int wf__fsdp_gather_full(wf_strategy *s, const wf_tensor *t, wf_tensor *local, w
 /* This rank's rows of full into the shard of t (a parameter or its shard) or into local
  * (optimizer state with t's rows): *sharded false when t is not sharded. */
 int wf__fsdp_rows_of(wf_strategy *s, const wf_tensor *t, wf_tensor *full, wf_tensor **rows, bool *sharded);
+/* Tensors of m built on the meta device (init_module(empty_init) under FSDP) move to device
+ * without data: parameters get their rows at FSDP's setup, buffers their values now. */
+int wf__fsdp_adopt_meta(wf_module *m, wf_device device, const char *op);
 /* Shared by the strategies: the default checkpoint IO (atomic safetensors write). */
 extern const wf_checkpoint_io wf__default_checkpoint_io;
 /* The parameters of m that have gradients (array owned by the caller, wf__free(p, 0)). */
@@ -196,6 +201,7 @@ struct wf_fabric {
     char *warnings;                   /* joined lines */
     size_t warnings_len;
     bool quiet;
+    bool warned_ac_policy;            /* the activation_checkpointing_policy warning (non-FSDP) */
 
     wf_fab_module *modules;
     int n_modules, cap_modules;
@@ -209,6 +215,9 @@ struct wf_fabric {
     int init_depth;
 #define WF_FABRIC_MAX_INIT_DEPTH 16
     bool init_prev_skip[WF_FABRIC_MAX_INIT_DEPTH];   /* skip-init setting to restore per level */
+    bool init_prev_meta[WF_FABRIC_MAX_INIT_DEPTH];   /* meta recording to restore per level */
+    wf_device init_prev_dev[WF_FABRIC_MAX_INIT_DEPTH];
+    bool init_meta;                   /* an FSDP empty_init context built tensors on the meta device */
     int no_sync_depth;
     bool no_sync_enabled[64];         /* per open no_backward_sync block */
     bool launch_called;

@@ -30,5 +30,12 @@ void wf__shard_list_free(wf__shard_list *l);
  * tensors replicated, optimizer state as its master's rows. */
 int wf__zero_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf__shard_list *out);
 int wf__zero_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *prefix, wf__shard_list *out);
+/* The rows this rank holds of t (a set-up module's parameter or its shard) and t's dim 0:
+ * false when FSDP does not shard t (a 0-dim parameter, another strategy). */
+bool wf__fsdp_param_rows(wf_strategy *s, const wf_tensor *t, int64_t *start, int64_t *count, int64_t *rows);
+/* The group a sharded state is saved through (borrowed): the shard group, whose ranks hold
+ * every row once. *writer: this rank saves (under HYBRID_SHARD only the first replica's shard
+ * group does; the other replicas hold the same rows). */
+wf_process_group *wf__fsdp_save_group(wf_strategy *s, bool *writer);
 
 #endif

@@ -6,6 +6,7 @@
  * into the caller's scope, which may be a forward's or the engine's. */
 #include "fabric/fsdp_unit.h"
 #include "fabric/shard_spec.h"
+#include "tensor/meta_init.h"
 #include "autograd/autograd_impl.h"
 
 #include <string.h>
@@ -135,7 +136,12 @@ fsdp_unit *wf__fsdp_unit_new(fsdp_model *mod, wf_module *m, bool is_root, wf_ten
         if (!p->shard) { rc = wf_error() ? wf_error() : WF_ENOMEM; break; }
         wf__scope_unregister(p->shard);
         wf_scope_begin();
-        if (p->row_count) {
+        if (wf__meta_pending(t)) {
+            /* built on the meta device: this rank's rows straight from the initializer's note,
+             * the full tensor never exists (its storage has no data until a gather) */
+            rc = wf__meta_materialize_rows(t, p->row_start, p->row_count, p->shard, names[i]);
+            if (!rc) wf__meta_forget(t);
+        } else if (p->row_count) {
             wf_tensor *src = wf_narrow(flat(t), 0, p->row_start * p->row_numel, p->row_count * p->row_numel);
             wf_tensor *dst = flat(p->shard);
             rc = src && dst ? wf_copy_(dst, src) : (wf_error() ? wf_error() : WF_ENOMEM);
@@ -443,6 +449,17 @@ static int pre_forward(wf_module *m, wf_tensor **input, void *ud) {
     fsdp_unit *u = live_find((uint64_t)(uintptr_t)ud);
     if (!u) return 0;
     fsdp_model *mod = u->model;
+    /* a forward inside the backward is activation checkpointing's recompute: the unit is
+     * gathered for its backward, and the unit the backward reaches next is prefetched (the
+     * recorded forward order stays as it was) */
+    if (mod->finalizer_queued) {
+        if (u->gathered) return 0;
+        int rc = wf__fsdp_unit_gather_start(u);
+        fsdp_unit *next = rc ? NULL : wf__fsdp_next_unit(u, true);
+        if (next && !next->gathered && !next->work && !next->reduced && mod->sh->in_flight < 2)
+            rc = wf__fsdp_unit_gather_start(next);
+        return rc ? rc : wf__fsdp_unit_gather_wait(u);
+    }
     if (u->is_root) mod->n_cur = 0;
     bool seen = false;
     for (int i = 0; i < mod->n_cur && !seen; i++) seen = mod->cur[i] == u->index;
@@ -462,6 +479,9 @@ static int post_forward(wf_module *m, wf_tensor *input, wf_tensor **output, void
     fsdp_unit *u = live_find((uint64_t)(uintptr_t)ud);
     if (!u) return 0;
     fsdp_model *mod = u->model;
+    /* the recompute's parameters serve the backward that follows it: they stay gathered until
+     * the unit's gradients are reduced (grad_ready reshards then) */
+    if (mod->finalizer_queued) return 0;
     if (u->is_root) {
         memcpy(mod->order, mod->cur, (size_t)mod->n_cur * sizeof *mod->order);
         mod->n_order = mod->n_cur;

@@ -85,7 +85,8 @@ struct fsdp_model {
                                  forward running now (n_units entries each, owned) */
     int n_order, n_cur;
     bool armed;               /* a synced backward: grad-ready hooks reduce-scatter */
-    bool finalizer_queued;
+    bool finalizer_queued;    /* armed and not yet finalized: a backward is running (a forward
+                                 now is activation checkpointing's recompute) */
 };
 
 /* Build a unit for m holding the given parameters (names copied): shards from the full

@@ -663,6 +663,12 @@ static int load_index(const char *op, const char *dir, wf__sharded_index **ix) {
     return rc;
 }
 
+int wf__sharded_index_load(const char *dir, wf__sharded_index **ix) {
+    *ix = NULL;
+    if (!dir || !*dir) return wf__error(dir ? WF_EINVAL : WF_ENULL, "wf__sharded_index_load: no folder given");
+    return load_index("wf__sharded_index_load", dir, ix);
+}
+
 /* The rank files of a folder, opened once each when first needed and checked against the
  * index (their header checksums). */
 typedef struct files {

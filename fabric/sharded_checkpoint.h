@@ -108,6 +108,8 @@ typedef struct wf__sharded_index {
  * WF_ENOMEM with a message naming path and the problem. */
 int wf__sharded_index_parse(const char *text, size_t len, const char *path, wf__sharded_index **out);
 void wf__sharded_index_free(wf__sharded_index *ix);
+/* Read and parse DIR/index.json (as wf__sharded_load does): 0 and *ix, or a code. */
+int wf__sharded_index_load(const char *dir, wf__sharded_index **ix);
 /* The index of the tensor named name, or -1. */
 int wf__sharded_index_find(const wf__sharded_index *ix, const char *name);
 

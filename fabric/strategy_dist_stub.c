@@ -22,6 +22,7 @@ void wf__zero_counters_get(const wf_strategy *s, wf__zero_counters *out) { (void
 
 bool wf__fsdp_active(const wf_strategy *s) { (void)s; return false; }
 void wf__fsdp_counters_get(const wf_strategy *s, wf__fsdp_counters *out) { (void)s; *out = (wf__fsdp_counters){ 0 }; }
+int wf__fsdp_adopt_meta(wf_module *m, wf_device device, const char *op) { (void)m, (void)device, (void)op; return 0; }
 int wf__fsdp_summon(wf_strategy *s, wf_module *m, bool gather) { (void)s; (void)m; (void)gather; return 0; }
 int wf__fsdp_gather_full(wf_strategy *s, const wf_tensor *t, wf_tensor *local, wf_tensor **out, bool *sharded) {
     (void)s; (void)t; (void)local;
@@ -35,3 +36,36 @@ int wf__fsdp_rows_of(wf_strategy *s, const wf_tensor *t, wf_tensor *full, wf_ten
     *sharded = false;
     return 0;
 }
+
+/* Checkpoints of a sharded state and checkpoint folders (fabric/fsdp_checkpoint.c): no FSDP
+ * here, and a folder is refused by name. */
+#include "fabric/fsdp_checkpoint.h"
+
+#include <sys/stat.h>
+
+int wf__fsdp_checkpoint_save(wf_strategy *s, const char *path, const wf__ckpt_item *it, int n,
+                             const char *metadata_json, bool full) {
+    (void)it, (void)n, (void)metadata_json, (void)full, (void)path;
+    return no_dist(s);
+}
+bool wf__checkpoint_is_folder(const char *path) {
+    struct stat st;
+    return path && !stat(path, &st) && S_ISDIR(st.st_mode);
+}
+int wf__checkpoint_folder_read(wf_strategy *s, const char *dir, const wf__ckpt_item *want, int n, bool strict,
+                               wf__folder_read *out) {
+    (void)s, (void)want, (void)n, (void)strict;
+    *out = (wf__folder_read){ 0 };
+    return wf__error(WF_ENOTSUP, "wf_fabric_load: %s is a folder (a sharded checkpoint?): checkpoint folders are not "
+                     "in the minimal (embedded) build of weft; consolidate it into one file with a full build "
+                     "(`weft consolidate`)", dir);
+}
+void wf__folder_read_free(wf__folder_read *r) {
+    if (r) wf_state_dict_free(r->tensors), wf__free(r->metadata, 0), *r = (wf__folder_read){ 0 };
+}
+int wf__fsdp_module_load_rows(wf_strategy *s, const char *path, const char *const *names, int n, wf_module *m,
+                              const char *prefix, bool strict) {
+    (void)path, (void)names, (void)n, (void)m, (void)prefix, (void)strict;
+    return no_dist(s);
+}
+wf_optim_state *wf__optimizer_state_light(wf_optimizer *o) { return wf_optimizer_state_dict(o); }

@@ -23,6 +23,7 @@
 #include "fabric/fsdp_unit.h"
 #include "fabric/shard_spec.h"
 #include "fabric/fsdp_entries.h"
+#include "tensor/meta_init.h"
 #include "optim/optim_impl.h"
 #include "autograd/autograd_impl.h"
 
@@ -265,7 +266,9 @@ static int fsdp_setup_module(wf_strategy *s, wf_module *m) {
     for (int i = 0; i < np + nb && !rc; i++) {
         if (!wf_is_contiguous(ts[i]))
             rc = wf__error(WF_EINVAL, "wf_fabric_setup: %s %d is not contiguous", i < np ? "parameter" : "buffer", i);
-        else rc = wf_dist_broadcast(s->pg, ts[i], 0, NULL);
+        else if (!wf__meta_pending(ts[i])) rc = wf_dist_broadcast(s->pg, ts[i], 0, NULL);
+        /* (a parameter built on the meta device has no values yet: every rank computes its own
+         * rows from the initializer's note, the same on every rank for the same seed) */
     }
     if (!rc && f->n_models == f->cap_models) {
         int nc = f->cap_models ? 2 * f->cap_models : 4;
@@ -663,6 +666,59 @@ int wf__fsdp_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *pref
             }
         }
     if (rc) wf__shard_list_free(out);
+    return rc;
+}
+
+bool wf__fsdp_param_rows(wf_strategy *s, const wf_tensor *t, int64_t *start, int64_t *count, int64_t *rows) {
+    fsdp_impl *f = wf__fsdp_active(s) ? fimpl(s) : NULL;
+    const fsdp_param *p = t ? find_param(f, t, NULL) : NULL;
+    if (!p || p->full->ndim < 1) return false;
+    *start = p->row_start;
+    *count = p->row_count;
+    *rows = p->rows;
+    return true;
+}
+
+wf_process_group *wf__fsdp_save_group(wf_strategy *s, bool *writer) {
+    fsdp_impl *f = fimpl(s);
+    *writer = !f->sh.replica || wf_process_group_rank(f->sh.replica) == 0;
+    return f->sh.pg;
+}
+
+/* ---------------------------------------------------------------- meta-device init */
+
+/* Tensors built on the meta device (init_module(empty_init) under FSDP) move to the Fabric's
+ * device without data: the parameters get this rank's rows at the strategy's setup
+ * (fsdp_unit.c), the buffers (replicated, small) their whole values now. */
+int wf__fsdp_adopt_meta(wf_module *m, wf_device device, const char *op) {
+    int np = wf_module_parameters(m, NULL, NULL, 0), nb = wf_module_buffers(m, NULL, NULL, 0);
+    if (np < 0 || nb < 0) return np < 0 ? np : nb;
+    wf_tensor **ts = wf__calloc((size_t)(np + nb) + 1, sizeof *ts);
+    const char **names = wf__calloc((size_t)(np + nb) + 1, sizeof *names);
+    int rc = ts && names ? 0 : wf__error(WF_ENOMEM, "%s: out of memory", op);
+    if (!rc) {
+        wf_module_parameters(m, ts, names, np);
+        wf_module_buffers(m, ts + np, names + np, nb);
+    }
+    for (int i = 0; i < np + nb && !rc; i++) {
+        wf_tensor *t = ts[i];
+        if (wf_tensor_device(t).type != WF_DEV_META) continue;
+        if (!wf__meta_pending(t)) {
+            /* the message names it: materializing a tensor without a note says why */
+            rc = wf__meta_materialize_rows(t, 0, 0, t, names[i]);
+            break;
+        }
+        if ((rc = wf__meta_adopt(t, device)) || i < np) continue;
+        wf_storage *st = t->storage;
+        const wf_kernels *k = wf__kernels(st->device);
+        st->data = k && st->nbytes ? k->alloc(st->device, st->nbytes) : NULL;
+        if (st->nbytes && !st->data) rc = wf_error() ? wf_error() : wf__error(WF_ENOMEM, "%s: out of memory", op);
+        int64_t rows = wf_ndim(t) ? wf_shape(t)[0] : 1;
+        if (!rc) rc = wf__meta_materialize_rows(t, 0, rows, t, names[i]);
+        if (!rc) wf__meta_forget(t);
+    }
+    wf__free(ts, 0);
+    wf__free(names, 0);
     return rc;
 }
 

@@ -63,6 +63,17 @@ int wf__fsdp_settings_from(const wf_fsdp_opts *o, const char *strategy_name, int
         snprintf(out->wrap_types[i], sizeof out->wrap_types[i], "%s", t);
         out->n_wrap_types = i + 1;
     }
+    for (int i = 0; o->activation_checkpointing_policy && o->activation_checkpointing_policy[i]; i++) {
+        const char *t = o->activation_checkpointing_policy[i];
+        if (i >= WF_FSDP_MAX_WRAP_TYPES)
+            return wf__error(WF_EINVAL, "%s: fsdp.activation_checkpointing_policy names more than %d module types", op,
+                             WF_FSDP_MAX_WRAP_TYPES);
+        if (!*t || strlen(t) >= sizeof out->ac_types[0])
+            return wf__error(WF_EINVAL, "%s: fsdp.activation_checkpointing_policy[%d] = \"%s\" is not a module type "
+                             "name", op, i, t);
+        snprintf(out->ac_types[i], sizeof out->ac_types[i], "%s", t);
+        out->n_ac_types = i + 1;
+    }
     out->cpu_offload = o->cpu_offload || (strategy_name && !strcmp(strategy_name, "fsdp_cpu_offload"));
     return 0;
 }

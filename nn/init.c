@@ -1,6 +1,7 @@
 /* nn/init.c: torch.nn.init. Fills run under no-grad; host-side math (erfinv, QR) where the
  * tensor ops have no counterpart. */
 #include "nn_impl.h"
+#include "tensor/meta_init.h"
 
 #include <math.h>
 #include <string.h>
@@ -122,6 +123,14 @@ static double *draw(const char *op, int64_t n, bool normal, double lo, double hi
     return v;
 }
 
+/* On the meta device these initializers leave a note (tensor/meta_init.h): FSDP's setup runs
+ * them again on a full temporary, the generator as it was, to materialize a parameter. */
+static int replay_eye(wf_tensor *full, const double *args) { (void)args; return wf_init_eye_(full); }
+static int replay_trunc_normal(wf_tensor *full, const double *a) {
+    return wf_init_trunc_normal_(full, a[0], a[1], a[2], a[3]);
+}
+static int replay_orthogonal(wf_tensor *full, const double *a) { return wf_init_orthogonal_(full, a[0]); }
+
 int wf_init_eye_(wf_tensor *t) {
     if (g_skip_init && t) return 0;
     int rc = check_t("wf_init_eye_", t);
@@ -133,6 +142,7 @@ int wf_init_eye_(wf_tensor *t) {
     for (int64_t i = 0; i < r && i < c; i++) v[i * c + i] = 1;
     rc = write_host(t, v);
     wf__free(v, 0);
+    if (!rc) wf__meta_note_call(t, replay_eye, NULL, 0, wf_rng_get_state());
     return rc;
 }
 
@@ -225,6 +235,7 @@ int wf_init_trunc_normal_(wf_tensor *t, double mean, double std, double a, doubl
     if (!(std > 0) || !(a < b)) return wf__error(WF_EINVAL, "%s: needs std > 0 and a < b, got std=%g a=%g b=%g", op, std, a, b);
     int64_t n = wf_numel(t);
     double l = norm_cdf((a - mean) / std), u = norm_cdf((b - mean) / std);
+    wf_rng_state before = wf_rng_get_state();
     double *v = draw(op, n, false, 2 * l - 1, 2 * u - 1);
     if (!v) return wf_error();
     for (int64_t i = 0; i < n; i++) {
@@ -233,6 +244,7 @@ int wf_init_trunc_normal_(wf_tensor *t, double mean, double std, double a, doubl
     }
     rc = write_host(t, v);
     wf__free(v, 0);
+    if (!rc) wf__meta_note_call(t, replay_trunc_normal, (const double[]){ mean, std, a, b }, 4, before);
     return rc;
 }
 
@@ -311,6 +323,7 @@ int wf_init_orthogonal_(wf_tensor *t, double gain) {
     int64_t n = wf_numel(t);
     if (n == 0) return 0;
     int64_t rows = wf_shape(t)[0], cols = n / rows;
+    wf_rng_state before = wf_rng_get_state();
     double *flat = draw(op, n, true, 0, 0);            /* [rows, cols] row-major */
     if (!flat) return wf_error();
     bool tr = rows < cols;
@@ -338,5 +351,6 @@ int wf_init_orthogonal_(wf_tensor *t, double gain) {
     rc = write_host(t, flat);
     wf__free(A, 0);
     wf__free(flat, 0);
+    if (!rc) wf__meta_note_call(t, replay_orthogonal, &gain, 1, before);
     return rc;
 }

@@ -1,5 +1,6 @@
 /* tensor/dispatch.c: the per-device kernel tables. */
 #include "weft_config.h"
+#include "tensor/meta_init.h"
 #include "tensor_impl.h"
 
 #include <stddef.h>
@@ -25,7 +26,8 @@ static char meta_dummy[64];
 static void *meta_alloc(wf_device d, size_t n) { (void)d; (void)n; return meta_dummy; }
 static void meta_free(wf_device d, void *p, size_t n) { (void)d; (void)p; (void)n; }
 static int m_copy(wf_tensor *y, const wf_tensor *x) { (void)y; (void)x; return 0; }
-static int m_fill(wf_tensor *y, double v) { (void)y; (void)v; return 0; }
+/* no values on meta, but a fill is an initialization FSDP may replay (tensor/meta_init.h) */
+static int m_fill(wf_tensor *y, double v) { wf__meta_note_fill(y, v); return 0; }
 static int m_to_host(void *dst, const wf_tensor *x) {
     (void)dst; (void)x;
     return wf__error(WF_ENOTSUP, "a meta tensor has no data to copy out (create it on a real device)");

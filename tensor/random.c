@@ -5,9 +5,11 @@
  * 32-bit draws (see tensor/cpu/random.c for the exact layout). So the same seed and offset
  * give the same numbers on every device, and saving (seed, offset) makes resume exact. */
 #include "tensor_impl.h"
+#include "tensor/meta_init.h"
 
 #include <math.h>
 #include <pthread.h>
+#include <string.h>
 
 void wf__philox4x32(uint64_t seed, uint64_t counter, uint32_t out[4]) {
     uint32_t c0 = (uint32_t)counter, c1 = (uint32_t)(counter >> 32), c2 = 0, c3 = 0;
@@ -89,6 +91,7 @@ int wf_uniform_(wf_tensor *t, double lo, double hi) {
         wf_scope_end();
     }
     wf__bump_version(t);
+    if (!rc && wf__meta_recording()) wf__meta_note_rand(t, false, lo, hi, seed, off);
     return rc;
 }
 
@@ -112,6 +115,7 @@ int wf_normal_(wf_tensor *t, double mean, double std) {
         wf_scope_end();
     }
     wf__bump_version(t);
+    if (!rc && wf__meta_recording()) wf__meta_note_rand(t, true, mean, std, seed, off);
     return rc;
 }
 

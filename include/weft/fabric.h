@@ -176,8 +176,14 @@ typedef struct wf_fsdp_opts {
     bool cpu_offload;                /* "fsdp_cpu_offload" sets it; accepted and a no-op on the CPU */
     const char *reduce_dtype;        /* the gradients' reduce-scatter dtype: "float32" (default),
                                         "bfloat16", "float16", "float64" */
-    const char *state_dict_type;     /* "sharded" (default) or "full" (gathered to rank 0 one tensor
-                                        at a time, the normal checkpoint file) */
+    const char *state_dict_type;     /* "sharded" (default: a folder, each rank writing its rows) or
+                                        "full" (one file, gathered to rank 0 piece by piece) */
+    const char *const *activation_checkpointing_policy;   /* NULL-terminated module type names:
+                                        at setup every submodule of a listed type (the root too)
+                                        recomputes its forward in backward
+                                        (wf_module_set_activation_checkpointing). Also applied
+                                        under the other strategies, with a warning (Lightning has
+                                        it on FSDP only); NULL: none */
 } wf_fsdp_opts;
 
 /* ================================================================ the Fabric object */
@@ -381,8 +387,13 @@ uint64_t wf_worker_seed(uint64_t base_seed, int worker, int rank);
 /* init_module(empty_init) / init_tensor(): while open, tensors and modules are created
  * directly on the Fabric's device in the precision's parameter dtype. With empty_init the
  * layers built inside skip their weight initialization (wf_nn_set_skip_init): the memory is
- * allocated but not filled, for models about to be loaded from a checkpoint. (Under FSDP it
- * will mean the meta device.) Pairs must nest (at most 16 deep). */
+ * allocated but not filled, for models about to be loaded from a checkpoint. Under "fsdp"
+ * (sharded) empty_init means the meta device: nothing is allocated, every initializer is
+ * noted, and setup gives each rank only its rows of each parameter, with the values the same
+ * seed gives a model built normally (a draw's rows computed directly; trunc_normal_,
+ * orthogonal_ and eye_ run again on one full tensor at a time). A parameter changed inside
+ * the context by any other op is refused at setup (WF_ESTATE). Pairs must nest (at most 16
+ * deep). */
 int wf_fabric_init_module_begin(wf_fabric *fab, bool empty_init);
 int wf_fabric_init_module_end(wf_fabric *fab);
 int wf_fabric_init_tensor_begin(wf_fabric *fab);
@@ -511,10 +522,11 @@ const char *wf_fabric_state_get_json(const wf_fabric_state *s, const char *name)
  * filter (may be NULL) maps entry names to predicates on (tensor name, tensor): only tensors
  * for which it returns true are saved. A filter naming an entry not in the state: WF_EINVAL.
  * Rank 0 writes; ends with a barrier. Returns 0 or a code (WF_EIO names the path).
- * Under "fsdp" with fsdp.state_dict_type "full", every rank takes part: each sharded parameter
- * and optimizer state tensor is gathered to rank 0 one at a time and saved whole (the same
- * file as without FSDP); wf_fabric_load then keeps each rank's rows. The default "sharded" is
- * WF_ENOTSUP in this build (a shard is never saved as if it were the whole tensor). */
+ * Under "fsdp" every rank takes part. fsdp.state_dict_type "sharded" (the default): path is a
+ * folder, each rank writing its rows of every module and optimizer tensor in parallel, and
+ * index.json (docs/distributed.md); a filter or a checkpoint IO plugin is WF_ENOTSUP there.
+ * "full": one file (the same as without FSDP), gathered to rank 0 piece by piece, so rank 0
+ * never holds the whole model. Both load at any world size. */
 typedef bool (*wf_save_filter_fn)(const char *name, wf_tensor *t, void *ud);
 typedef struct wf_save_filter {
     const char *key;       /* entry name; an array of filters ends with key NULL */
@@ -530,6 +542,11 @@ int wf_fabric_save(wf_fabric *fab, const char *path, wf_fabric_state *state, con
  * modules load strictly (missing/unexpected parameter names); not strict: missing entries
  * are skipped and modules load what matches. Refuses truncated, corrupted (CRC) and absurd
  * files (a header length beyond the file or 100 MB) with WF_ECORRUPT before allocating.
+ * path may be a sharded checkpoint folder (it holds index.json), saved at any world size:
+ * under "fsdp" each rank reads only its rows of each module and optimizer tensor, under any
+ * other strategy every rank reads the whole tensors; every rank must call it (collective),
+ * and a damaged folder is refused on every rank before anything is written. A full file
+ * into an FSDP model is read by rows too.
  * Returns NULL + error on failure (objects already restored may have changed). */
 wf_fabric_state *wf_fabric_load(wf_fabric *fab, const char *path, wf_fabric_state *state, bool strict);
 /* load_raw(path, obj, strict): a plain safetensors file not written by Fabric (e.g.

@@ -20,6 +20,9 @@
 #include "fabric/fsdp_entries.h"
 #include "optim/optim_impl.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 static wf_process_group *pg;   /* held for the whole run, so MPI stays initialized between Fabrics */
 static int rank, world;
 
@@ -238,6 +241,42 @@ START_TEST(test_hybrid_shard_nodes) {
     flatten(m, got);
     ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
     assert_near(got, ref, "HYBRID_SHARD across nodes");
+    /* a sharded checkpoint goes through the first node's shard group: a folder of nodes_per
+     * rank files (the other nodes hold the same rows); every rank loads it back */
+    char dir[256];
+    if (rank == 0) snprintf(dir, sizeof dir, "%s/weft_test_fsdp_hybrid_%d_%d", getenv("TMPDIR") ? getenv("TMPDIR") : "/tmp",
+                            (int)getpid(), world);
+    ck_assert_int_eq(wf_dist_broadcast_bytes(pg, dir, sizeof dir, 0), 0);
+    wf_fabric_state *st = wf_fabric_state_new();
+    wf_fabric_state_add_module(st, "model", m);
+    wf_fabric_state_add_optimizer(st, "optimizer", o);
+    ck_assert_msg(wf_fabric_save(f, dir, st, NULL) == 0, "%s", wf_error_message());
+    char rf[320];
+    struct stat sb;
+    snprintf(rf, sizeof rf, "%s/rank-%d-of-%d.safetensors", dir, nodes_per - 1, nodes_per);
+    ck_assert_msg(!stat(rf, &sb), "%s missing", rf);
+    snprintf(rf, sizeof rf, "%s/rank-0-of-%d.safetensors", dir, world);
+    ck_assert(stat(rf, &sb));
+    train(f, m, o, STEPS, STEPS + 1);
+    wf_fabric_state *rest = wf_fabric_load(f, dir, st, true);
+    ck_assert_msg(rest, "%s", wf_error_message());
+    wf_fabric_state_free(rest);
+    double back[NV];
+    ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+    flatten(m, back);
+    ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+    for (int i = 0; i < NV; i++) ck_assert_double_eq(back[i], got[i]);
+    ck_assert_int_eq(wf_dist_barrier(pg), 0);
+    if (rank == 0) {
+        for (int k = 0; k < nodes_per; k++) {
+            snprintf(rf, sizeof rf, "%s/rank-%d-of-%d.safetensors", dir, k, nodes_per);
+            unlink(rf);
+        }
+        snprintf(rf, sizeof rf, "%s/index.json", dir);
+        unlink(rf);
+        rmdir(dir);
+    }
+    wf_fabric_state_free(st);
     wf_fabric_free(f);
     wf_optimizer_free(o);
     wf_module_free(m);
@@ -338,8 +377,8 @@ START_TEST(test_no_backward_sync) {
 END_TEST
 
 /* state_dict_type "full": the file holds the full tensors (not a rank's shard), and loading
- * it into a fresh model and optimizer resumes exactly; the default ("sharded") is refused
- * until sharded checkpoints exist, never written as if a shard were the full tensor. */
+ * it into a fresh model and optimizer resumes exactly (the default, "sharded", a folder:
+ * tests/fabric/test_fsdp_checkpoint.c). */
 START_TEST(test_full_checkpoint) {
     if (world < 2) return;
     char path[256];
@@ -384,8 +423,9 @@ START_TEST(test_full_checkpoint) {
         ck_assert_int_eq(wf_fabric_setup_module(g, m2, true), 0);
         wf_fabric_state *st2 = wf_fabric_state_new();
         wf_fabric_state_add_module(st2, "model", m2);
-        ck_assert_int_eq(wf_fabric_save(g, "/nonexistent/x.ckpt", st2, NULL), WF_ENOTSUP);
-        ck_assert_error(WF_ENOTSUP, "set fsdp.state_dict_type = \"full\"");
+        /* (a folder: its parent must exist; tests/fabric/test_fsdp_checkpoint.c writes them) */
+        ck_assert_int_eq(wf_fabric_save(g, "/nonexistent/x.ckpt", st2, NULL), WF_EIO);
+        ck_assert_error(WF_EIO, "/nonexistent/x.ckpt");
         wf_fabric_state_free(st2);
         wf_fabric_free(g);
         wf_module_free(m2);
@@ -592,6 +632,8 @@ START_TEST(test_bad_options) {
         { { .state_dict_type = "local" }, WF_EINVAL, "unknown fsdp.state_dict_type \"local\" (valid: sharded, full)" },
         { { .min_num_params = -3 }, WF_EINVAL, "fsdp.min_num_params = -3" },
         { { .auto_wrap_policy = (const char *const[]){ "", NULL } }, WF_EINVAL, "fsdp.auto_wrap_policy[0]" },
+        { { .activation_checkpointing_policy = (const char *const[]){ "Linear", "", NULL } }, WF_EINVAL,
+          "fsdp.activation_checkpointing_policy[1] = \"\" is not a module type name" },
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         ck_assert_ptr_null(wf_fabric_new(&(wf_fabric_config){ .accelerator = "cpu", .strategy = "fsdp", .quiet = true,
@@ -647,6 +689,152 @@ START_TEST(test_bad_options) {
 }
 END_TEST
 
+/* activation_checkpointing_policy: each Linear recomputes its forward in backward. Under
+ * FULL_SHARD the unit was resharded after its forward, so the recompute (its forward hooks
+ * again, inside the backward) must find its parameters gathered; the parameters after N
+ * steps equal those without checkpointing, and the recompute gathers nothing twice under
+ * SHARD_GRAD_OP. Under DDP the policy applies too, with a warning; a type with no forward
+ * of its own is refused at setup. */
+static const char *const ac_modes[] = { "FULL_SHARD", "SHARD_GRAD_OP" };
+
+START_TEST(test_activation_checkpointing) {
+    if (world < 2) return;
+    double ref[NV], got[NV];
+    reference(STEPS, ref);
+    wf_fsdp_opts fo = { .sharding_strategy = ac_modes[_i], .auto_wrap_policy = linear_policy,
+                        .activation_checkpointing_policy = linear_policy };
+    for (int strat = 0; strat < 2; strat++) {
+        wf_fabric *f = new_fabric(strat ? "ddp" : "fsdp", &fo);
+        wf_module *m = mlp(7);
+        wf_tensor *p[NP];
+        wf_module_parameters(m, p, NULL, NP);
+        wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
+        ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
+        for (int c = 0; c < wf_module_num_children(m); c++) {
+            wf_module *ch = wf_module_child_at(m, c, NULL);
+            ck_assert_int_eq(wf_module_activation_checkpointing(ch), !strcmp(wf_module_type(ch), "Linear"));
+        }
+        ck_assert(!wf_module_activation_checkpointing(m));
+        train(f, m, o, 0, STEPS);
+        if (strat) {
+            flatten(m, got);
+            ck_assert_msg(wf_fabric_warnings(f) && strstr(wf_fabric_warnings(f), "activation_checkpointing_policy is an "
+                          "FSDP option in Lightning; weft applies it under the \"ddp\" strategy too (3 modules"),
+                          "%s", wf_fabric_warnings(f) ? wf_fabric_warnings(f) : "(no warnings)");
+        } else {
+            wf__fsdp_counters c;
+            wf__fsdp_counters_get(f->strategy, &c);
+            /* SHARD_GRAD_OP: the recompute finds each unit still gathered (once per step);
+             * FULL_SHARD: as many gathers as without checkpointing (the recompute gathers the
+             * unit for its backward and prefetches the next one the backward reaches) */
+            if (_i == 1) ck_assert_int_eq(c.gathers, 3 * STEPS);
+            else ck_assert_int_eq(c.gathers, 6 + 5 * (STEPS - 1));
+            ck_assert_int_eq(c.reduces, 3 * STEPS);
+            ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+            flatten(m, got);
+            ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+        }
+        assert_near(got, ref, strat ? "ddp, checkpointed" : ac_modes[_i]);
+        wf_fabric_free(f);
+        wf_optimizer_free(o);
+        wf_module_free(m);
+    }
+    /* a container type: nothing of its own to recompute */
+    wf_fsdp_opts bad = { .activation_checkpointing_policy = (const char *const[]){ "ModuleList", NULL } };
+    wf_fabric *f = new_fabric("fsdp", &bad);
+    wf_module *m = wf_module_list_new();
+    ck_assert_int_eq(wf_module_list_append(m, wf_linear_new(2, 2, true)), 0);
+    ck_assert_int_eq(wf_fabric_setup_module(f, m, true), WF_ENOTSUP);
+    ck_assert_error(WF_ENOTSUP, "fsdp.activation_checkpointing_policy: wf_module_set_activation_checkpointing: ModuleList");
+    wf_fabric_free(f);
+    wf_module_free(m);
+}
+END_TEST
+
+/* init_module(empty_init=true) under FSDP: the model is built on the meta device (no memory,
+ * however many layers) and setup gives each rank its rows only, with the values the same
+ * seed gives a model built normally: kaiming_uniform_ (Linear), fills (LayerNorm),
+ * trunc_normal_ and orthogonal_ (run again whole, one tensor at a time). A change the notes
+ * cannot replay is refused at setup. */
+#define MD 64
+static wf_module *meta_model(int layers, unsigned seed, bool untracked) {
+    wf_manual_seed(seed);
+    wf_module *m = wf_sequential_new(0);
+    for (int i = 0; i < layers; i++) ck_assert_int_eq(wf_sequential_append(m, wf_linear_new(MD, MD, true)), 0);
+    ck_assert_int_eq(wf_sequential_append(m, wf_layer_norm_new(WF_SHAPE(MD), NULL)), 0);
+    wf_tensor *w0 = wf_module_get_parameter(m, "0.weight"), *w1 = wf_module_get_parameter(m, "1.weight");
+    ck_assert_int_eq(wf_init_trunc_normal_(w0, 0, 0.02, -0.04, 0.04), 0);
+    ck_assert_int_eq(wf_init_orthogonal_(w1, 1.5), 0);
+    if (untracked) WF_NO_GRAD { ck_assert_int_eq(wf_mul_scalar_(w1, 2), 0); }
+    return m;
+}
+
+static void flatten_all(wf_module *m, double *out, int n) {
+    int np = wf_module_parameters(m, NULL, NULL, 0), off = 0;
+    wf_tensor *p[64];
+    ck_assert_int_le(np, 64);
+    wf_module_parameters(m, p, NULL, np);
+    for (int i = 0; i < np; i++) {
+        ck_assert_int_le(off + wf_numel(p[i]), n);
+        ck_assert_int_eq(wf_to_array(p[i], out + off, WF_F64), 0);
+        off += (int)wf_numel(p[i]);
+    }
+    ck_assert_int_eq(off, n);
+}
+
+START_TEST(test_meta_init) {
+    if (world < 2) return;
+    size_t grew[2];
+    const int layers[2] = { 2, 8 };
+    for (int k = 0; k < 2; k++) {
+        wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .auto_wrap_policy = linear_policy });
+        wf_memory_stats a, b, c;
+        ck_assert_int_eq(wf_fabric_memory_stats(f, &a), 0);
+        ck_assert_int_eq(wf_fabric_init_module_begin(f, true), 0);
+        wf_module *m = meta_model(layers[k], 11, false);
+        ck_assert_int_eq(wf_fabric_init_module_end(f), 0);
+        ck_assert_int_eq(wf_tensor_device(wf_module_get_parameter(m, "0.weight")).type, WF_DEV_META);
+        ck_assert_int_eq(wf_fabric_memory_stats(f, &b), 0);
+        grew[k] = b.allocated - a.allocated;
+        ck_assert_msg(wf_fabric_setup_module(f, m, true) == 0, "%s", wf_error_message());
+        ck_assert_int_eq(wf_fabric_memory_stats(f, &c), 0);
+        /* each rank's rows: about 1/N of the parameters (the root unit, LayerNorm, is not
+         * freed: it is whole on every rank) */
+        int n = layers[k] * (MD * MD + MD) + 2 * MD;
+        size_t total = (size_t)layers[k] * (MD * MD + MD) * 4, mine = c.allocated - b.allocated;
+        ck_assert_msg(mine <= total / world + total / 10 + 4096, "rank %d holds %zu bytes of %zu", rank, mine,
+                      total);
+        ck_assert_msg(mine >= total / world / 2, "rank %d holds %zu bytes of %zu", rank, mine, total);
+        /* the values of the normally built model, bit for bit */
+        double *got = malloc(sizeof(double) * (size_t)n), *want = malloc(sizeof(double) * (size_t)n);
+        wf_module *ref = meta_model(layers[k], 11, false);
+        flatten_all(ref, want, n);
+        ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
+        flatten_all(m, got, n);
+        ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
+        for (int i = 0; i < n; i++) ck_assert_msg(got[i] == want[i], "element %d: %.9g vs %.9g", i, got[i], want[i]);
+        free(got);
+        free(want);
+        wf_module_free(ref);
+        wf_fabric_free(f);
+        wf_module_free(m);
+    }
+    /* before setup nothing grows with the model: 8 layers cost what 2 do */
+    ck_assert_msg(grew[0] == grew[1], "allocated before setup: %zu bytes with 2 layers, %zu with 8", grew[0], grew[1]);
+    ck_assert_msg(grew[1] < 1024, "allocated before setup: %zu bytes", grew[1]);
+    /* an in-place change the notes cannot replay */
+    wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .auto_wrap_policy = linear_policy });
+    ck_assert_int_eq(wf_fabric_init_module_begin(f, true), 0);
+    wf_module *m = meta_model(2, 11, true);
+    ck_assert_int_eq(wf_fabric_init_module_end(f), 0);
+    ck_assert_int_eq(wf_fabric_setup_module(f, m, true), WF_ESTATE);
+    ck_assert_error(WF_ESTATE, "\"1.weight\" was built on the meta device and then changed by an operation weft cannot "
+                    "replay");
+    wf_fabric_free(f);
+    wf_module_free(m);
+}
+END_TEST
+
 int main(void) {
     setenv("CK_FORK", "no", 1);
     if (!getenv("WF_DIST_TIMEOUT")) setenv("WF_DIST_TIMEOUT", "30", 1);
@@ -669,6 +857,8 @@ int main(void) {
     tcase_add_test(tc, test_shard_entries);
     tcase_add_test(tc, test_hybrid_shard_nodes);
     tcase_add_test(tc, test_two_models);
+    tcase_add_loop_test(tc, test_activation_checkpointing, 0, 2);
+    tcase_add_test(tc, test_meta_init);
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
     wf_process_group_free(pg);
