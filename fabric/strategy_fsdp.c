@@ -670,7 +670,7 @@ int wf__fsdp_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *pref
 }
 
 bool wf__fsdp_param_rows(wf_strategy *s, const wf_tensor *t, int64_t *start, int64_t *count, int64_t *rows) {
-    fsdp_impl *f = wf__fsdp_active(s) ? fimpl(s) : NULL;
+    fsdp_impl *f = fsdp_on(s) ? fimpl(s) : NULL;
     const fsdp_param *p = t ? find_param(f, t, NULL) : NULL;
     if (!p || p->full->ndim < 1) return false;
     *start = p->row_start;
@@ -680,6 +680,10 @@ bool wf__fsdp_param_rows(wf_strategy *s, const wf_tensor *t, int64_t *start, int
 }
 
 wf_process_group *wf__fsdp_save_group(wf_strategy *s, bool *writer) {
+    if (!fsdp_on(s)) {   /* ZeRO 1/2: the world holds every part once (replicated tensors: rank 0's) */
+        *writer = true;
+        return s->pg;
+    }
     fsdp_impl *f = fimpl(s);
     *writer = !f->sh.replica || wf_process_group_rank(f->sh.replica) == 0;
     return f->sh.pg;
