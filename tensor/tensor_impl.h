@@ -49,6 +49,16 @@ struct wf_tensor {
     wf_tensor *scope_prev, *scope_next;   /* the scope's list (tensor/scope.c) */
 };
 
+/* How tensor/ lets go of a handle's autograd state (grad_fn, hooks: opaque here) without
+ * calling up into autograd/: autograd/node.c installs this table (wf__autograd_install) before
+ * it first attaches such state to a tensor, so a tensor that has any was seen by autograd.
+ * NULL until then. grad_fn_name: the node's name for wf_print. */
+typedef struct wf__autograd_iface {
+    void (*release)(wf_tensor *t);                  /* drop t's grad_fn and hooks */
+    const char *(*grad_fn_name)(const wf_tensor *t);
+} wf__autograd_iface;
+extern const wf__autograd_iface *_Atomic wf__autograd;
+
 /* ---------------------------------------------------------------- helpers (tensor/tensor.c) */
 
 /* Resolve WF_DTYPE_DEFAULT. */

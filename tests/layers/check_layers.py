@@ -39,8 +39,6 @@ KNOWN = {
     ("tensor/ops_softmax.c", "autograd/backward_index.h"),
     ("tensor/ops_unary.c", "autograd/backward.h"),
     ("tensor/ops_view.c", "autograd/backward.h"),
-    ("tensor/print.c", "autograd/autograd_impl.h"),
-    ("tensor/tensor.c", "autograd/autograd_impl.h"),
     ("tensor/tensor_impl.h", "weft/autograd.h"),
 }
 
