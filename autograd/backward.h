@@ -5,8 +5,6 @@
 
 #include "autograd_impl.h"
 
-/* backward_unary.c: n->i[0] = wf_unary_op, n->f[0..1] = op params; saved 0 = x, 1 = y */
-int wf__unary_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 /* backward_binary.c */
 int wf__add_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__sub_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
@@ -16,16 +14,14 @@ int wf__pow_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__minmax_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__where_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__scalar_op_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-int wf__cast_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 /* backward_reduce.c (mean, var, logsumexp are compositions: no node of their own) */
 int wf__sum_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__amax_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__norm_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-/* backward_view.c: views and copies */
+/* backward_view.c: views */
 int wf__view_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);      /* reshape back */
 int wf__permute_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__expand_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__slice_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);     /* narrow/slice/select */
-int wf__identity_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 
 #endif

@@ -34,19 +34,3 @@ int wf__slice_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     gx[0] = z;
     return 0;
 }
-
-int wf__identity_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
-    (void)n;
-    gx[0] = gy[0];
-    return 0;
-}
-
-/* dtype or device change: the gradient goes back to the input's dtype and device */
-int wf__cast_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
-    const wf_meta *m = &n->in_meta[0];
-    wf_tensor *g = gy[0];
-    if (!wf_device_eq(g->device, m->device)) g = wf_to_device(g, m->device);
-    if (g && g->dtype != m->dtype) g = wf_to_dtype(g, m->dtype);
-    gx[0] = g;
-    return g ? 0 : wf_error();
-}

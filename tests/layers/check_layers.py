@@ -28,7 +28,6 @@ KNOWN = {
     ("tensor/ops_binary.c", "autograd/backward.h"),
     ("tensor/ops_conv.c", "autograd/autograd_impl.h"),
     ("tensor/ops_conv.c", "autograd/backward_conv.h"),
-    ("tensor/ops_copy.c", "autograd/backward.h"),
     ("tensor/ops_fused.c", "autograd/autograd_impl.h"),
     ("tensor/ops_index.c", "autograd/autograd_impl.h"),
     ("tensor/ops_index.c", "autograd/backward_index.h"),
@@ -37,7 +36,6 @@ KNOWN = {
     ("tensor/ops_reduce.c", "autograd/backward.h"),
     ("tensor/ops_softmax.c", "autograd/autograd_impl.h"),
     ("tensor/ops_softmax.c", "autograd/backward_index.h"),
-    ("tensor/ops_unary.c", "autograd/backward.h"),
     ("tensor/ops_view.c", "autograd/backward.h"),
     ("tensor/tensor_impl.h", "weft/autograd.h"),
 }

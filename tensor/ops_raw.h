@@ -1,0 +1,34 @@
+/* tensor/ops_raw.h: the raw ops, one section per tensor/ops_*.c file.
+ *
+ * A raw op validates its arguments, promotes dtypes, allocates its result and dispatches to
+ * the device's kernel. It knows no graph: it records no node and never asks whether grad
+ * mode is on. The public differentiable functions (wf_exp, wf_add, ...) live in autograd/
+ * (fn_*.c, one file per op family): each calls autocast, then its raw op, then records the
+ * node whose backward sits in the same file. Results are new tensors registered in the
+ * current scope (the caller's, like any op result) unless said otherwise. Errors: NULL or a
+ * negative WF_E* code, message recorded naming fname (the public function's name). */
+#ifndef WEFT_OPS_RAW_H
+#define WEFT_OPS_RAW_H
+
+#include "tensor_impl.h"
+
+/* ---------------------------------------------------------------- tensor/ops_unary.c */
+/* y = op(x; a, b). Integer x is cast to the default dtype first for ops that compute in
+ * floating point; predicates (logical_not, isfinite) give bool. */
+wf_tensor *wf__unary_raw(const char *fname, wf_unary_op op, wf_tensor *x, double a, double b);
+/* x = op(x; a, b) in place (bumps x's version). */
+int wf__unary_raw_(const char *fname, wf_unary_op op, wf_tensor *x, double a, double b);
+/* gx = g * op'(s): s is the op's input x, or its output y when by_output (ops whose
+ * derivative is written in terms of y); g is cast to s's dtype. */
+wf_tensor *wf__unary_backward_raw(wf_unary_op op, wf_tensor *g, wf_tensor *s, bool by_output, double a, double b);
+
+/* ---------------------------------------------------------------- tensor/ops_copy.c */
+/* New contiguous tensor with x's values (dtype dt, on dev; any two devices). */
+wf_tensor *wf__copy_raw(wf_tensor *x, wf_dtype dt, wf_device dev);
+/* x cast to dt: x itself when it has dt already (borrowed), else a new tensor. */
+wf_tensor *wf__to_dtype_raw(wf_tensor *x, wf_dtype dt);
+/* dst = src, src broadcast to dst's shape, cast, moved from its device (bumps dst's version).
+ * Shapes are checked by the caller. */
+int wf__copy_raw_(wf_tensor *dst, wf_tensor *src);
+
+#endif
