@@ -5,15 +5,6 @@
 
 #include "autograd_impl.h"
 
-/* backward_binary.c */
-int wf__add_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-int wf__sub_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-int wf__mul_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-int wf__div_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-int wf__pow_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-int wf__minmax_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-int wf__where_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-int wf__scalar_op_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 /* backward_reduce.c (mean, var, logsumexp are compositions: no node of their own) */
 int wf__sum_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__amax_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);

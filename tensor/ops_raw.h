@@ -31,4 +31,22 @@ wf_tensor *wf__to_dtype_raw(wf_tensor *x, wf_dtype dt);
  * Shapes are checked by the caller. */
 int wf__copy_raw_(wf_tensor *dst, wf_tensor *src);
 
+/* ---------------------------------------------------------------- tensor/ops_binary.c */
+/* y = a op b, broadcast, promoted (wf__result_type; true division; bool add/mul as or/and).
+ * ins[0], ins[1]: the operands it computed on (a and b, or their casts to y's dtype). */
+wf_tensor *wf__binary_raw(const char *fname, wf_binary_op op, wf_tensor *a, wf_tensor *b, wf_tensor **ins);
+/* y = a op s (s op a when reversed). */
+wf_tensor *wf__binary_scalar_raw(const char *fname, wf_binary_op op, wf_tensor *a, double s, bool reversed);
+/* y = cond ? a : b, broadcast; ins as for wf__binary_raw. */
+wf_tensor *wf__where_raw(wf_tensor *cond, wf_tensor *a, wf_tensor *b, wf_tensor **ins);
+/* The checks of a op= b: not NULL, one device, b broadcasts to a's shape, the result type
+ * fits a's dtype. 0 or a code. */
+int wf__binary_check_(const char *fname, wf_tensor *a, wf_tensor *b);
+/* a op= alpha * b (alpha: add and sub only), after wf__binary_check_; bumps a's version. */
+int wf__binary_raw_(const char *fname, wf_binary_op op, wf_tensor *a, wf_tensor *b, double alpha);
+/* a op= s; bumps a's version. */
+int wf__binary_scalar_raw_(const char *fname, wf_binary_op op, wf_tensor *a, double s);
+/* a = v (v checked by the caller); bumps a's version. */
+int wf__fill_raw_(wf_tensor *a, double v);
+
 #endif
