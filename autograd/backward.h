@@ -5,10 +5,6 @@
 
 #include "autograd_impl.h"
 
-/* backward_reduce.c (mean, var, logsumexp are compositions: no node of their own) */
-int wf__sum_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-int wf__amax_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-int wf__norm_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 /* backward_view.c: views */
 int wf__view_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);      /* reshape back */
 int wf__permute_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);

@@ -49,4 +49,20 @@ int wf__binary_scalar_raw_(const char *fname, wf_binary_op op, wf_tensor *a, dou
 /* a = v (v checked by the caller); bumps a's version. */
 int wf__fill_raw_(wf_tensor *a, double v);
 
+/* ---------------------------------------------------------------- tensor/ops_reduce.c */
+/* dims (n of them; all when n == 0) as a bit mask of x's dims; 0 or a code naming op. */
+int wf__reduce_dims_mask(const char *op, const wf_tensor *x, const int *dims, int n, uint32_t *mask);
+/* x's shape with the masked dims kept as 1 (keepdim) or dropped. */
+void wf__reduce_kept_shape(const wf_tensor *x, uint32_t mask, bool keepdim, int *nd, int64_t *shape);
+/* how many elements each output of a reduction over mask sums */
+int64_t wf__reduce_count(const wf_tensor *x, uint32_t mask);
+/* keepdim-shaped sum over mask, in x's dtype (floating) or i64, accumulated in f32/f64 */
+wf_tensor *wf__sum_raw(const char *op, wf_tensor *x, uint32_t mask);
+/* keepdim-shaped max (is_max) or min over mask, x's dtype; WF_EINVAL over an empty dim */
+wf_tensor *wf__amax_raw(const char *op, bool is_max, wf_tensor *x, uint32_t mask);
+/* keepdim-shaped p-norm over mask (p > 0 or INFINITY, floating x), x's dtype */
+wf_tensor *wf__norm_raw(wf_tensor *x, double p, uint32_t mask);
+/* i64 index of the max (is_max) or min along dim d of src, size 1 at d; WF_EINVAL when empty */
+wf_tensor *wf__arg_reduce_raw(const char *op, bool is_max, wf_tensor *src, int d);
+
 #endif
