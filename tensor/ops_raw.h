@@ -65,4 +65,25 @@ wf_tensor *wf__norm_raw(wf_tensor *x, double p, uint32_t mask);
 /* i64 index of the max (is_max) or min along dim d of src, size 1 at d; WF_EINVAL when empty */
 wf_tensor *wf__arg_reduce_raw(const char *op, bool is_max, wf_tensor *src, int d);
 
+/* ---------------------------------------------------------------- tensor/ops_view.c
+ * Views share t's storage (wf__view_of: the result remembers t's view base). */
+/* shape with a -1 inferred into s (count checked against t); 1 when t's strides allow a view
+ * (its strides in st), 0 when a reshape must copy, or a negative code naming op. */
+int wf__reshape_geometry(const char *op, const wf_tensor *t, const int64_t *shape, int nd, int64_t *s, int64_t *st);
+/* t with its dims reordered (dims: a permutation of t's dims, checked) */
+wf_tensor *wf__permute_raw(wf_tensor *t, const int *dims, int nd);
+/* a strided slice along dim (drop: select, the dim is removed); the bounds come normalized
+ * from wf__narrow_args / wf__slice_args_of / wf__select_args (0 or a code naming the op) */
+typedef struct wf__slice_args { int dim; int64_t start, count, step; bool drop; } wf__slice_args;
+int wf__narrow_args(wf_tensor *t, int dim, int64_t start, int64_t length, wf__slice_args *a);
+int wf__slice_args_of(wf_tensor *t, int dim, int64_t start, int64_t end, int64_t step, wf__slice_args *a);
+int wf__select_args(wf_tensor *t, int dim, int64_t index, wf__slice_args *a);
+wf_tensor *wf__slice_raw(wf_tensor *t, const wf__slice_args *a);
+/* wf_expand's view: shape checked (-1 keeps a dim), then wf__expand_raw (tensor_impl.h) */
+wf_tensor *wf__expand_checked_raw(wf_tensor *t, const int64_t *shape, int nd);
+/* the same storage with size-1 dims dropped (dim: that one if its size is 1) or one added */
+wf_tensor *wf__squeeze_raw(wf_tensor *t, int dim);
+wf_tensor *wf__squeeze_all_raw(wf_tensor *t);
+wf_tensor *wf__unsqueeze_raw(wf_tensor *t, int dim);
+
 #endif

@@ -34,7 +34,6 @@ KNOWN = {
     ("tensor/ops_matmul.c", "autograd/backward_linalg.h"),
     ("tensor/ops_softmax.c", "autograd/autograd_impl.h"),
     ("tensor/ops_softmax.c", "autograd/backward_index.h"),
-    ("tensor/ops_view.c", "autograd/backward.h"),
     ("tensor/tensor_impl.h", "weft/autograd.h"),
 }
 
