@@ -1,4 +1,4 @@
-/* autograd/backward_index.c: backward of softmax / log_softmax and of the indexing and
+/* autograd/backward_index.c: backward of the indexing and
  * joining ops (gather, scatter_add, index_select, embedding, cat, stack).
  *
  * These run with grad mode off inside the engine's scope, so every tensor made here is a
@@ -33,20 +33,6 @@ static wf_tensor *copy_of_view(wf_tensor *g, int ndim, const int64_t *shape, con
     int rc = wf__kernels(out->device)->copy(out, v);
     wf_tensor_free(v);
     return rc ? NULL : out;
-}
-
-/* ---------------------------------------------------------------- softmax */
-
-int wf__softmax_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
-    wf_tensor *y = wf__saved(n, 0);
-    if (!y) return err_or(WF_EAUTOGRAD);
-    if (!n->needs[0]) return 0;
-    wf_tensor *g = wf__empty(y->shape, y->ndim, y->dtype, y->device);
-    if (!g) return err_or(WF_ENOMEM);
-    int rc = wf__softmax_along(g, gy[0], y, (int)n->i[0], n->i[1] != 0, true);
-    if (rc) return rc;
-    gx[0] = g;
-    return 0;
 }
 
 /* ---------------------------------------------------------------- gather / scatter_add */

@@ -6,9 +6,6 @@
 
 #include "autograd_impl.h"
 
-/* softmax / log_softmax: n->i[0] = dim (normalized), n->i[1] = 1 for log_softmax;
- * saved 0 = y (the output). */
-int wf__softmax_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 /* gather: n->i[0] = dim; saved 0 = index. Input 0 = x. gx = zeros(x).scatter_add(dim, index, gy). */
 int wf__gather_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 /* scatter_add: n->i[0] = dim; saved 0 = index. Inputs x, src: gx = gy, gsrc = gy.gather(dim, index)
@@ -23,11 +20,5 @@ int wf__embedding_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 int wf__cat_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
 /* stack: n->i[0] = dim (in the output). gx[i] = gy selected at i along dim. */
 int wf__stack_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-
-/* Shared with the backward (implemented in tensor/ops_softmax.c): run the softmax kernel
- * (backward = false: out = softmax(a)) or its backward (backward = true: out = gx from
- * a = gy, b = y) along dim of tensors of any layout. out is contiguous, freshly allocated,
- * with a's shape; a and b are cast to out's dtype. No autograd. Returns 0 or a code. */
-int wf__softmax_along(wf_tensor *out, wf_tensor *a, wf_tensor *b, int dim, bool is_log, bool backward);
 
 #endif

@@ -86,4 +86,10 @@ wf_tensor *wf__squeeze_raw(wf_tensor *t, int dim);
 wf_tensor *wf__squeeze_all_raw(wf_tensor *t);
 wf_tensor *wf__unsqueeze_raw(wf_tensor *t, int dim);
 
+/* ---------------------------------------------------------------- tensor/ops_softmax.c */
+/* y = (log_)softmax(x) along dim (floating x), contiguous, x's shape and dtype */
+wf_tensor *wf__softmax_raw(const char *op, wf_tensor *x, int dim, bool is_log);
+/* gx from gy and the forward's output y along dim (normalized): contiguous, y's dtype */
+wf_tensor *wf__softmax_backward_raw(wf_tensor *gy, wf_tensor *y, int dim, bool is_log);
+
 #endif

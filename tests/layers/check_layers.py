@@ -32,8 +32,6 @@ KNOWN = {
     ("tensor/ops_index.c", "autograd/backward_index.h"),
     ("tensor/ops_matmul.c", "autograd/autograd_impl.h"),
     ("tensor/ops_matmul.c", "autograd/backward_linalg.h"),
-    ("tensor/ops_softmax.c", "autograd/autograd_impl.h"),
-    ("tensor/ops_softmax.c", "autograd/backward_index.h"),
     ("tensor/tensor_impl.h", "weft/autograd.h"),
 }
 
