@@ -92,4 +92,18 @@ wf_tensor *wf__softmax_raw(const char *op, wf_tensor *x, int dim, bool is_log);
 /* gx from gy and the forward's output y along dim (normalized): contiguous, y's dtype */
 wf_tensor *wf__softmax_backward_raw(wf_tensor *gy, wf_tensor *y, int dim, bool is_log);
 
+/* ---------------------------------------------------------------- tensor/ops_matmul.c */
+/* The argument checks of wf_matmul (a, b at least 1-D, inner dims agree) and wf_bmm (3-D,
+ * equal batches): 0 or a code naming the op. */
+int wf__matmul_check(const char *op, wf_tensor *a, wf_tensor *b);
+int wf__bmm_check(wf_tensor *a, wf_tensor *b);
+/* a @ b for a, b at least 2-D (checked), batch dims broadcast */
+wf_tensor *wf__matmul_nd_raw(const char *op, wf_tensor *a, wf_tensor *b);
+/* y = x @ w^T (+ b), checked (the bias fused into the GEMM where the device has it) */
+wf_tensor *wf__linear_raw(wf_tensor *x, wf_tensor *w, wf_tensor *b);
+/* A Linear's weight and bias gradients from g (y's gradient) in one GEMM with a fused
+ * epilogue: 0 with *gw [out, in] and *gb [out] made, 1 when this device cannot (nothing
+ * made, no error: compose them), or a negative code. */
+int wf__linear_wgrad_fused_raw(wf_tensor *g, wf_tensor *x, wf_tensor *w, wf_tensor **gw, wf_tensor **gb);
+
 #endif

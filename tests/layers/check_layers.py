@@ -30,8 +30,6 @@ KNOWN = {
     ("tensor/ops_fused.c", "autograd/autograd_impl.h"),
     ("tensor/ops_index.c", "autograd/autograd_impl.h"),
     ("tensor/ops_index.c", "autograd/backward_index.h"),
-    ("tensor/ops_matmul.c", "autograd/autograd_impl.h"),
-    ("tensor/ops_matmul.c", "autograd/backward_linalg.h"),
     ("tensor/tensor_impl.h", "weft/autograd.h"),
 }
 
