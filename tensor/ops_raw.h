@@ -106,4 +106,32 @@ wf_tensor *wf__linear_raw(wf_tensor *x, wf_tensor *w, wf_tensor *b);
  * made, no error: compose them), or a negative code. */
 int wf__linear_wgrad_fused_raw(wf_tensor *g, wf_tensor *x, wf_tensor *w, wf_tensor **gw, wf_tensor **gb);
 
+/* ---------------------------------------------------------------- tensor/ops_index.c
+ * Index tensors are i64 or i32, their values checked on the host (PyTorch's semantics). */
+wf_tensor *wf__gather_raw(wf_tensor *x, int dim, wf_tensor *index);
+wf_tensor *wf__scatter_add_raw(wf_tensor *x, int dim, wf_tensor *index, wf_tensor *src);
+wf_tensor *wf__index_select_raw(wf_tensor *x, int dim, wf_tensor *index);
+/* also *flat: the indices as a contiguous 1-D [N] (a reference the caller frees), which the
+ * backward needs */
+wf_tensor *wf__embedding_raw(wf_tensor *weight, wf_tensor *indices, wf_tensor **flat);
+/* the list promoted to one dtype, joined along dim (cat) or along a new dim (stack) */
+wf_tensor *wf__cat_raw(wf_tensor *const *ts, int n, int dim);
+wf_tensor *wf__stack_raw(wf_tensor *const *ts, int n, int dim);
+/* Backward of the indexing ops: the gradient of an input of shape shape[ndim], dtype dt, on
+ * dev, from gy (fresh contiguous tensors, never views of gy):
+ * gather: zeros.scatter_add(dim, index, gy); scatter_add's src: gy.gather(dim, index), zero
+ * outside index's extent; index_select: zeros.index_add(dim, index, gy); embedding (weight
+ * [V, D] = shape[2], index the flat 1-D indices): zeros.index_add(0, index, gy as [N, D]). */
+wf_tensor *wf__gather_backward_raw(wf_tensor *gy, int dim, wf_tensor *index, int ndim, const int64_t *shape,
+                                   wf_dtype dt, wf_device dev);
+wf_tensor *wf__scatter_add_src_backward_raw(wf_tensor *gy, int dim, wf_tensor *index, int ndim, const int64_t *shape,
+                                            wf_dtype dt, wf_device dev);
+wf_tensor *wf__index_select_backward_raw(wf_tensor *gy, int dim, wf_tensor *index, int ndim, const int64_t *shape,
+                                         wf_dtype dt, wf_device dev);
+wf_tensor *wf__embedding_backward_raw(wf_tensor *gy, wf_tensor *index, const int64_t *shape, wf_dtype dt, wf_device dev);
+/* a contiguous copy (dtype dt, on dev) of the view of g given by shape/stride/offset: the
+ * gradient of one input of cat or stack */
+wf_tensor *wf__copy_view_raw(wf_tensor *g, int ndim, const int64_t *shape, const int64_t *stride, int64_t offset,
+                             wf_dtype dt, wf_device dev);
+
 #endif

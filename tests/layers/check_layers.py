@@ -28,8 +28,6 @@ KNOWN = {
     ("tensor/ops_conv.c", "autograd/autograd_impl.h"),
     ("tensor/ops_conv.c", "autograd/backward_conv.h"),
     ("tensor/ops_fused.c", "autograd/autograd_impl.h"),
-    ("tensor/ops_index.c", "autograd/autograd_impl.h"),
-    ("tensor/ops_index.c", "autograd/backward_index.h"),
     ("tensor/tensor_impl.h", "weft/autograd.h"),
 }
 
