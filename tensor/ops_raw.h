@@ -134,4 +134,39 @@ wf_tensor *wf__embedding_backward_raw(wf_tensor *gy, wf_tensor *index, const int
 wf_tensor *wf__copy_view_raw(wf_tensor *g, int ndim, const int64_t *shape, const int64_t *stride, int64_t offset,
                              wf_dtype dt, wf_device dev);
 
+/* ---------------------------------------------------------------- tensor/ops_conv.c
+ * Images are 4-D [N,C,H,W] or unbatched 3-D [C,H,W] (pools; conv2d takes 4-D here, its
+ * caller adds the batch dim), floating. Temporaries join the current scope. */
+/* WF_ESHAPE / WF_EDTYPE naming op unless x is such an image */
+int wf__check_image(const char *op, wf_tensor *x);
+/* Does x (f16/bf16) have to go through f32 for kernel op kop on its device (the kernel
+ * exists for f32 but not for x's dtype)? */
+bool wf__conv_via_f32(const wf_tensor *x, wf_kernel_op kop);
+/* wf_conv2d's checks (image, weight and bias dtype/device, 4-D weight): 0 or a code */
+int wf__conv2d_check(wf_tensor *x, wf_tensor *w, wf_tensor *b);
+/* y = conv2d(x 4-D, w, b); prm[0..6] gets stride h/w, padding h/w, dilation h/w, groups */
+wf_tensor *wf__conv2d_raw(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_opts *o, int64_t *prm);
+/* max pool; *argmax: i64 with y's shape, the flat index in H*W of each maximum */
+wf_tensor *wf__max_pool2d_raw(wf_tensor *x, const wf_pool2d_opts *opts, wf_tensor **argmax);
+/* average pool; prm[0..6] gets kernel h/w, stride h/w, padding h/w, count_include_pad */
+wf_tensor *wf__avg_pool2d_raw(wf_tensor *x, const wf_pool2d_opts *opts, int64_t *prm);
+/* adaptive average pool to oh x ow: *equal_bins when the bins divide the input (then it ran
+ * an average pool, its parameters in prm), else the backend's adaptive kernel */
+wf_tensor *wf__adaptive_avg_pool2d_raw(wf_tensor *x, int64_t oh, int64_t ow, bool *equal_bins, int64_t *prm);
+
+/* ---------------------------------------------------------------- tensor/ops_conv_backward.c */
+/* PyTorch's convolution_backward: from gy and the forward's x and w (prm as wf__conv2d_raw
+ * gives it), the gradients asked for: *gx (x's shape), *gw (w's), *gb ([O]); the others
+ * are set to NULL. Results in the caller's scope. 0 or a code. */
+int wf__conv2d_backward_raw(wf_tensor *gy, wf_tensor *x, wf_tensor *w, const int64_t *prm, bool need_x, bool need_w,
+                            bool need_b, wf_tensor **gx, wf_tensor **gw, wf_tensor **gb);
+/* The pools' input gradients (shape[ndim], dtype dt, on dev) from gy: max pool through the
+ * forward's argmax, average pool with its parameters, adaptive average pool. */
+wf_tensor *wf__max_pool2d_backward_raw(wf_tensor *gy, wf_tensor *argmax, int ndim, const int64_t *shape, wf_dtype dt,
+                                       wf_device dev);
+wf_tensor *wf__avg_pool2d_backward_raw(wf_tensor *gy, const int k[2], const int s[2], const int p[2], bool cip,
+                                       int ndim, const int64_t *shape, wf_dtype dt, wf_device dev);
+wf_tensor *wf__adaptive_avg_pool2d_backward_raw(wf_tensor *gy, int ndim, const int64_t *shape, wf_dtype dt,
+                                                wf_device dev);
+
 #endif
