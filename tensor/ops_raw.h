@@ -169,4 +169,35 @@ wf_tensor *wf__avg_pool2d_backward_raw(wf_tensor *gy, const int k[2], const int 
 wf_tensor *wf__adaptive_avg_pool2d_backward_raw(wf_tensor *gy, int ndim, const int64_t *shape, wf_dtype dt,
                                                 wf_device dev);
 
+/* ---------------------------------------------------------------- tensor/ops_fused.c
+ * The optional fused kernels. *_fusable: does this device's kernel take these arguments
+ * (no error recorded either way)? The forwards and backwards assume it does; inputs are
+ * already as the kernel reads them (noted per op). */
+/* q [B,H,L,D], k/v [B,H,S,D] f16/bf16 (last-dim stride 1): y [B,H,L,D] stored [B,L,H,D],
+ * *lse f32 [B,H,L]; backward: dq, dk, dv (q/k/v's shapes) from gy */
+bool wf__sdpa_fusable(wf_tensor *q, wf_tensor *k, wf_tensor *v);
+wf_tensor *wf__sdpa_fwd_raw(wf_tensor *q, wf_tensor *k, wf_tensor *v, double scale, bool causal, wf_tensor **lse);
+int wf__sdpa_bwd_raw(wf_tensor *gy, wf_tensor *q, wf_tensor *k, wf_tensor *v, wf_tensor *o, wf_tensor *lse,
+                     double scale, bool causal, wf_tensor **dq, wf_tensor **dk, wf_tensor **dv);
+/* the same from a packed qkv [B,T,3E] with H heads (*scale = 1/sqrt(E/H)); backward: one
+ * [B,T,3E] gradient */
+bool wf__sdpa_qkv_fusable(wf_tensor *qkv, int64_t H);
+wf_tensor *wf__sdpa_qkv_fwd_raw(wf_tensor *qkv, int64_t H, bool causal, double *scale, wf_tensor **lse);
+wf_tensor *wf__sdpa_qkv_bwd_raw(wf_tensor *gy, wf_tensor *qkv, int64_t H, wf_tensor *o, wf_tensor *lse, double scale,
+                                bool causal);
+/* layer norm of contiguous x over its last nd dims; *mean, *rstd f32 [rows]; backward: the
+ * gradients asked for (dw of shape wshape, db of shape bshape), the others NULL */
+bool wf__layer_norm_fusable(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias);
+wf_tensor *wf__layer_norm_fwd_raw(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps,
+                                  wf_tensor **mean, wf_tensor **rstd);
+int wf__layer_norm_bwd_raw(wf_tensor *gy, wf_tensor *x, wf_tensor *mean, wf_tensor *rstd, wf_tensor *w,
+                           const int64_t *wshape, int wndim, const int64_t *bshape, int bndim, bool need_x, bool need_w,
+                           bool need_b, wf_tensor **dx, wf_tensor **dw, wf_tensor **db);
+/* per-row softmax cross-entropy of contiguous logits x [N, C] with i64 targets [N]: loss [N]
+ * (0 where ignored), *lse f32 [N]; backward: glogits from gloss [N] */
+bool wf__cross_entropy_fusable(wf_tensor *input, wf_tensor *target, int reduction);
+wf_tensor *wf__cross_entropy_fwd_raw(wf_tensor *x, wf_tensor *target, int64_t ignore_index, wf_tensor **lse);
+wf_tensor *wf__cross_entropy_bwd_raw(wf_tensor *gloss, wf_tensor *x, wf_tensor *target, wf_tensor *lse,
+                                     int64_t ignore_index);
+
 #endif

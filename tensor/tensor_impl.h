@@ -450,7 +450,9 @@ typedef void (*wf_iter_fn)(char **ptrs, const int64_t *byte_strides, int64_t n, 
 void wf__iter(int nops, wf_tensor *const *ops, wf_iter_fn fn, void *ctx);
 
 
-/* ---------------------------------------------------------------- fused front-ends (tensor/ops_fused.c)
+/* ---------------------------------------------------------------- fused front-ends (autograd/fn_fused.c)
+ * Declared here because nn/ reaches them through this header (nn/nn_impl.h); they live in
+ * autograd/ (they record nodes) over tensor/ops_fused.c's raw ops.
  * Each runs the device's fused kernel when it has one and the arguments suit it, recording
  * its own autograd node; otherwise it sets *handled = false and returns NULL without an
  * error, and the caller composes the op. On an error: *handled = true, NULL, error recorded.

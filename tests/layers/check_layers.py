@@ -25,7 +25,6 @@ NAMES = {0: "kernels", 1: "tensor", 2: "autograd", 3: "optim/nn", 4: "precision/
 
 KNOWN = {
     ("tensor/autocast.c", "weft/precision.h"),
-    ("tensor/ops_fused.c", "autograd/autograd_impl.h"),
     ("tensor/tensor_impl.h", "weft/autograd.h"),
 }
 
