@@ -474,8 +474,9 @@ wf_tensor *wf__cross_entropy_fused(wf_tensor *input, wf_tensor *target, int64_t 
  * team's size; 1 inside a parallel region (tensor/cpu/threads.c). */
 int wf__par_threads(int64_t work, int64_t grain);
 
-/* ---------------------------------------------------------------- autocast (tensor/autocast.c)
- * Op front-ends call wf__autocast_arg on their floating inputs first thing: inside an
+/* ---------------------------------------------------------------- autocast (autograd/autocast.c)
+ * Declared here because nn/ reaches it through this header (nn/nn_impl.h).
+ * The differentiable front-ends call wf__autocast_arg on their floating inputs first thing: inside an
  * autocast region for the tensor's device it returns the tensor cast for the op's class
  * (WF__AC_LOWER: matmul/bmm/linear/conv -> the low dtype; WF__AC_F32: softmax, exp, log,
  * pow, reductions, norms, losses -> f32), otherwise t itself. The result is borrowed (the
