@@ -200,7 +200,8 @@ typedef enum wf_kernel_op {
 /* Pinned counts. A new row in ops.def lands here first: before raising a count, give the op
  * what the list cannot generate: its case in the CPU and CUDA kernels' switches
  * (tensor/cpu/elementwise.c, reduce.c; tensor/cuda/cuda_elementwise.cu, cuda_reduce.cu),
- * its front-end, and for a unary op its autograd node name (tensor/ops_unary.c). */
+ * its raw op (tensor/ops_*.c) and public function (autograd/fn_*.c), and for a unary op its
+ * autograd node name (autograd/fn_unary.c). */
 _Static_assert(WF_U_COUNT == 21, "tensor/ops.def: a unary op was added or removed; see the comment above");
 _Static_assert(WF_B_COUNT == 15, "tensor/ops.def: a binary op was added or removed; see the comment above");
 _Static_assert(WF_R_COUNT == 7, "tensor/ops.def: a reduce op was added or removed; see the comment above");
@@ -312,7 +313,7 @@ typedef struct wf_kernels {
                                const int s[2], const int p[2], bool count_include_pad);
 
     /* ---- optional fused kernels (appended; NULL on devices without them: the front-ends
-     * then compose the op from the entries above). tensor/ops_fused.c calls them. */
+     * then compose the op from the entries above). tensor/ops_fused.c's raw ops call them. */
     /* Attention on q [B,H,L,D], k and v [B,H,S,D] (f16/bf16, one dtype, last-dim stride 1,
      * other strides free, D <= 128): o (q's shape and dtype, last-dim stride 1) =
      * softmax(q k^T * scale [+ causal mask, key j <= query i]) v; lse (f32 [B,H,L] contiguous)
