@@ -95,6 +95,10 @@ wf_tensor *wf__reduce_to(wf_tensor *g, const wf_meta *meta);
 /* Fill meta from a tensor. */
 void wf__meta_of(wf_meta *m, const wf_tensor *t);
 
+/* Install autograd's wf__autograd table (tensor/tensor_impl.h); idempotent, cheap. Called
+ * wherever autograd attaches a grad_fn or a hook to a tensor. */
+void wf__autograd_install(void);
+
 void wf__node_retain(wf_node *n);
 void wf__node_release(wf_node *n);
 /* The gradient-accumulation node of a leaf that requires grad (created on first use). */

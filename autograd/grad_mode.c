@@ -70,6 +70,7 @@ static int add_hook(const char *fn_name, wf_tensor *leaf, wf_grad_hook_fn fn, wf
         return wf__error(WF_EAUTOGRAD, "%s: the tensor is not a leaf that requires grad", fn_name);
     wf_hook_entry *h = wf__calloc(1, sizeof *h);
     if (!h) return wf__error(WF_ENOMEM, "%s: out of memory", fn_name);
+    wf__autograd_install();
     int id = 0;
     for (wf_hook_entry *e = leaf->hooks; e; e = e->next) if (e->id >= id) id = e->id + 1;
     h->fn = fn; h->ready_fn = ready_fn; h->ud = ud; h->id = id;

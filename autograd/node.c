@@ -12,7 +12,23 @@ void wf__meta_of(wf_meta *m, const wf_tensor *t) {
     m->device = t->device;
 }
 
+static void tensor_release(wf_tensor *t) {
+    if (t->grad_fn) wf__node_release(t->grad_fn);
+    t->grad_fn = NULL;
+    wf_hook_entry *h = t->hooks;
+    while (h) { wf_hook_entry *nx = h->next; wf__free(h, sizeof *h); h = nx; }
+    t->hooks = NULL;
+}
+static const char *tensor_grad_fn_name(const wf_tensor *t) { return t->grad_fn ? t->grad_fn->name : NULL; }
+static const wf__autograd_iface g_iface = { tensor_release, tensor_grad_fn_name };
+
+void wf__autograd_install(void) {
+    if (atomic_load_explicit(&wf__autograd, memory_order_relaxed) != &g_iface)
+        atomic_store_explicit(&wf__autograd, &g_iface, memory_order_release);
+}
+
 static wf_node *node_alloc(const char *name, wf_backward_fn fn, int n_inputs, int n_outputs) {
+    wf__autograd_install();   /* a tensor may own this node: tensor/ must be able to release it */
     wf_node *n = wf__calloc(1, sizeof *n);
     if (!n) { wf__error(WF_ENOMEM, "%s: out of memory recording the autograd graph", name); return NULL; }
     atomic_init(&n->refcount, 1);

@@ -1,4 +1,7 @@
-/* tensor/ops_conv.c: wf_conv2d, wf_max_pool2d, wf_avg_pool2d, wf_adaptive_avg_pool2d.
+/* tensor/ops_conv.c: the raw conv2d and 2-D pools (tensor/ops_raw.h): checks, geometry and
+ * dispatch. The public wf_conv2d, wf_max_pool2d, wf_avg_pool2d, wf_adaptive_avg_pool2d (and
+ * their f32 route for half inputs on the CPU): autograd/fn_conv.c; the raw backward:
+ * tensor/ops_conv_backward.c.
  *
  * conv2d is im2col + GEMM, over chunks of images so the col buffer stays bounded (~16M
  * elements; the whole batch for small images). Where the device has im2col_batch and
@@ -11,9 +14,7 @@
  * directly (both paths).
  * Pools run the device's pooling kernels on contiguous NCHW. Inputs may be 4-D [N,C,H,W]
  * or unbatched 3-D [C,H,W] (as PyTorch). Output sizes follow PyTorch, ceil_mode included. */
-#include "tensor_impl.h"
-#include "../autograd/autograd_impl.h"
-#include "../autograd/backward_conv.h"
+#include "ops_conv.h"
 
 #include <string.h>
 
@@ -33,7 +34,7 @@ static int check_same(const char *op, const char *what, wf_tensor *x, wf_tensor 
     return 0;
 }
 
-static int check_image(const char *op, wf_tensor *x) {
+int wf__check_image(const char *op, wf_tensor *x) {
     if (x->ndim != 3 && x->ndim != 4) {
         char s[96];
         return wf__error(WF_ESHAPE, "%s: input must be 4-D [N,C,H,W] or 3-D [C,H,W], got %s", op,
@@ -141,7 +142,7 @@ static int conv_arg(const char *op, const char *what, int v, int dflt, int *out)
     return 0;
 }
 
-static wf_tensor *conv2d_4d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_opts *o) {
+wf_tensor *wf__conv2d_raw(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_opts *o, int64_t *prm) {
     static const char *op = "wf_conv2d";
     char s1[96], s2[96];
     conv_geom G = { 0 };
@@ -191,87 +192,38 @@ static wf_tensor *conv2d_4d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_c
     G.ow = (pww - ekw) / G.sw + 1;
 
     wf_tensor *y = NULL;
-    wf_scope_begin();
     const wf_kernels *K = wf__kernels(x->device);
     wf_tensor *xc = K ? wf__conv_contig(x, K) : NULL, *wc = xc ? wf__conv_contig(w, K) : NULL;
     if (wc) y = wf__empty((int64_t[]){ G.N, G.O, G.oh, G.ow }, 4, x->dtype, x->device);
-    if (y && conv_forward(y, xc, wc, b, &G)) y = NULL;
+    if (y && conv_forward(y, xc, wc, b, &G)) { wf_tensor_free(y); y = NULL; }
     if (y) {
-        wf_tensor *ins[3] = { x, w, b };
-        int ni = b ? 3 : 2;
-        wf_node *nd = wf__record("ConvolutionBackward", wf__conv2d_backward, y, ni, ins);
-        if (nd) {
-            int64_t p[7] = { G.sh, G.sw, G.ph, G.pw, G.dh, G.dw, G.g };
-            memcpy(nd->i, p, sizeof p);
-        }
-        y = wf__recorded(y, nd, nd && wf__save(nd, x) >= 0 && wf__save(nd, w) >= 0, ni, ins);
+        int64_t p[7] = { G.sh, G.sw, G.ph, G.pw, G.dh, G.dw, G.g };
+        memcpy(prm, p, sizeof p);
     }
-    wf_keep(y);
-    wf_scope_end();
     return y;
 }
 
 /* An f16/bf16 input on a backend that has the op's kernel for f32 but not for this dtype
  * (the CPU's conv and pools): the op runs in f32 and rounds back. */
-static bool via_f32(const wf_tensor *x, wf_kernel_op kop) {
+bool wf__conv_via_f32(const wf_tensor *x, wf_kernel_op kop) {
     if (x->dtype != WF_F16 && x->dtype != WF_BF16) return false;
     const wf_kernels *K = wf__kernels(x->device);
     return K && !wf__supports(K, WF_OPF_KERNEL, kop, x->dtype) && wf__supports(K, WF_OPF_KERNEL, kop, WF_F32);
 }
 
-/* No f16/bf16 conv kernels (via_f32): compute in f32 and round back, autograd through the casts. */
-static wf_tensor *half_conv2d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_opts *opts) {
-    if (wf__autocast_suspend(x->device.type)) return NULL;   /* the f32 conv inside must not be lowered again */
-    wf_scope_begin();
-    wf_tensor *bf = b ? wf_to_dtype(b, WF_F32) : NULL;
-    wf_tensor *y = (b && !bf) ? NULL : wf_conv2d(wf_to_dtype(x, WF_F32), wf_to_dtype(w, WF_F32), bf, opts);
-    y = wf_keep(wf_to_dtype(y, x->dtype));
-    wf_scope_end();
-    wf__autocast_resume();
-    return y;
-}
-
-static wf_tensor *wf_conv2d__body(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_opts *opts) {
+int wf__conv2d_check(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
     static const char *op = "wf_conv2d";
-    x = wf__autocast_arg(x, WF__AC_LOWER), w = wf__autocast_arg(w, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
-    if (wf__any_null(op, 2, x, w)) return NULL;
-    if (via_f32(x, WF_K_IM2COL) && x->dtype == w->dtype && (!b || b->dtype == x->dtype)) return half_conv2d(x, w, b, opts);
-    if (check_image(op, x) || check_same(op, "weight", x, w) || (b && check_same(op, "bias", x, b)))
-        return NULL;
+    if (wf__check_image(op, x) || check_same(op, "weight", x, w) || (b && check_same(op, "bias", x, b)))
+        return wf_error();
     if (w->ndim != 4) {
         char s[96];
-        wf__error(WF_ESHAPE, "%s: weight must be 4-D [out_channels, in_channels/groups, kh, kw], got %s",
-                  op, wf_shape_str(w, s, sizeof s));
-        return NULL;
+        return wf__error(WF_ESHAPE, "%s: weight must be 4-D [out_channels, in_channels/groups, kh, kw], got %s",
+                         op, wf_shape_str(w, s, sizeof s));
     }
-    wf_conv2d_opts o = opts ? *opts : (wf_conv2d_opts){ { 0, 0 }, { 0, 0 }, { 0, 0 }, 0 };
-    if (x->ndim == 4) return conv2d_4d(x, w, b, &o);
-    /* unbatched [C,H,W]: run as a batch of one */
-    wf_tensor *y = NULL;
-    wf_scope_begin();
-    wf_tensor *x4 = wf_unsqueeze(x, 0);
-    if (x4) y = conv2d_4d(x4, w, b, &o);
-    if (y) y = wf_squeeze(y, 0);
-    wf_keep(y);
-    wf_scope_end();
-    return y;
-}
-
-wf_tensor *wf_conv2d(wf_tensor *x, wf_tensor *w, wf_tensor *b, const wf_conv2d_opts *opts) {
-    WF__NAMED("wf_conv2d", wf_tensor *, !r, wf_conv2d__body(x, w, b, opts));
+    return 0;
 }
 
 /* ---------------------------------------------------------------- pooling */
-
-/* f16/bf16 on the CPU: pool in f32 and round back (pool(opts) when fn is given, else adaptive). */
-static wf_tensor *half_pool(wf_tensor *x, const wf_pool2d_opts *opts, int64_t oh, int64_t ow,
-                            wf_tensor *(*fn)(wf_tensor *, const wf_pool2d_opts *)) {
-    wf_scope_begin();
-    wf_tensor *xf = wf_to_dtype(x, WF_F32);
-    wf_tensor *y = wf_keep(wf_to_dtype(fn ? fn(xf, opts) : wf_adaptive_avg_pool2d(xf, oh, ow), x->dtype));
-    wf_scope_end();
-    return y;
-}
 
 typedef struct { int k[2], s[2], p[2], d[2]; int64_t oh, ow; } pool_geom;
 
@@ -320,16 +272,13 @@ static void out_shape(const wf_tensor *x, int64_t oh, int64_t ow, int64_t *shape
     shape[x->ndim - 1] = ow;
 }
 
-static wf_tensor *wf_max_pool2d__body(wf_tensor *x, const wf_pool2d_opts *opts) {
+wf_tensor *wf__max_pool2d_raw(wf_tensor *x, const wf_pool2d_opts *opts, wf_tensor **argmax) {
     static const char *op = "wf_max_pool2d";
-    if (wf__any_null(op, 1, x)) return NULL;
-    if (via_f32(x, WF_K_MAX_POOL2D)) return half_pool(x, opts, 0, 0, wf_max_pool2d);   /* no half kernels (CPU) */
     pool_geom P;
-    if (check_image(op, x) || pool_setup(op, x, opts, true, &P)) return NULL;
+    if (wf__check_image(op, x) || pool_setup(op, x, opts, true, &P)) return NULL;
     int64_t shape[4];
     out_shape(x, P.oh, P.ow, shape);
     wf_tensor *y = NULL;
-    wf_scope_begin();
     const wf_kernels *K = wf__kernels(x->device);
     wf_tensor *xc = K ? wf__conv_contig(x, K) : NULL;
     wf_tensor *yy = xc ? wf__empty(shape, x->ndim, x->dtype, x->device) : NULL;
@@ -343,24 +292,16 @@ static wf_tensor *wf_max_pool2d__body(wf_tensor *x, const wf_pool2d_opts *opts) 
         }
         if (!rc) {
             y = yy;
-            wf_node *nd = wf__record("MaxPool2DWithIndicesBackward", wf__max_pool2d_backward, y, 1, &x);
-            y = wf__recorded(y, nd, nd && wf__save(nd, am) >= 0, 1, &x);
+            *argmax = am;
         }
     }
-    wf_keep(y);
-    wf_scope_end();
     return y;
 }
 
-wf_tensor *wf_max_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
-    WF__NAMED("wf_max_pool2d", wf_tensor *, !r, wf_max_pool2d__body(x, opts));
-}
-
-static wf_tensor *avg_pool_impl(const char *op, wf_tensor *x, const pool_geom *P, bool cip) {
+static wf_tensor *avg_pool_impl(const char *op, wf_tensor *x, const pool_geom *P, bool cip, int64_t *prm) {
     int64_t shape[4];
     out_shape(x, P->oh, P->ow, shape);
     wf_tensor *y = NULL;
-    wf_scope_begin();
     const wf_kernels *K = wf__kernels(x->device);
     wf_tensor *xc = K ? wf__conv_contig(x, K) : NULL;
     wf_tensor *yy = xc ? wf__empty(shape, x->ndim, x->dtype, x->device) : NULL;
@@ -373,30 +314,18 @@ static wf_tensor *avg_pool_impl(const char *op, wf_tensor *x, const pool_geom *P
         }
         if (!rc) {
             y = yy;
-            wf_node *nd = wf__record("AvgPool2DBackward", wf__avg_pool2d_backward, y, 1, &x);
-            if (nd) {
-                int64_t v[7] = { P->k[0], P->k[1], P->s[0], P->s[1], P->p[0], P->p[1], cip };
-                memcpy(nd->i, v, sizeof v);
-            }
-            y = wf__recorded(y, nd, true, 1, &x);
+            int64_t v[7] = { P->k[0], P->k[1], P->s[0], P->s[1], P->p[0], P->p[1], cip };
+            memcpy(prm, v, sizeof v);
         }
     }
-    wf_keep(y);
-    wf_scope_end();
     return y;
 }
 
-static wf_tensor *wf_avg_pool2d__body(wf_tensor *x, const wf_pool2d_opts *opts) {
+wf_tensor *wf__avg_pool2d_raw(wf_tensor *x, const wf_pool2d_opts *opts, int64_t *prm) {
     static const char *op = "wf_avg_pool2d";
-    if (wf__any_null(op, 1, x)) return NULL;
-    if (via_f32(x, WF_K_AVG_POOL2D)) return half_pool(x, opts, 0, 0, wf_avg_pool2d);
     pool_geom P;
-    if (check_image(op, x) || pool_setup(op, x, opts, false, &P)) return NULL;
-    return avg_pool_impl(op, x, &P, !opts->count_include_pad_false);
-}
-
-wf_tensor *wf_avg_pool2d(wf_tensor *x, const wf_pool2d_opts *opts) {
-    WF__NAMED("wf_avg_pool2d", wf_tensor *, !r, wf_avg_pool2d__body(x, opts));
+    if (wf__check_image(op, x) || pool_setup(op, x, opts, false, &P)) return NULL;
+    return avg_pool_impl(op, x, &P, !opts->count_include_pad_false, prm);
 }
 
 /* ---------------------------------------------------------------- adaptive average pool */
@@ -468,11 +397,10 @@ int wf__cpu_adaptive_avg_pool2d_backward(wf_tensor *gx, const wf_tensor *gy) {
     return 0;
 }
 
-static wf_tensor *wf_adaptive_avg_pool2d__body(wf_tensor *x, int64_t oh, int64_t ow) {
+wf_tensor *wf__adaptive_avg_pool2d_raw(wf_tensor *x, int64_t oh, int64_t ow, bool *equal_bins, int64_t *prm) {
     static const char *op = "wf_adaptive_avg_pool2d";
-    if (wf__any_null(op, 1, x)) return NULL;
-    if (via_f32(x, WF_K_AVG_POOL2D)) return half_pool(x, NULL, oh, ow, NULL);
-    if (check_image(op, x)) return NULL;
+    *equal_bins = false;
+    if (wf__check_image(op, x)) return NULL;
     int64_t H = x->shape[x->ndim - 2], W = x->shape[x->ndim - 1];
     char s1[96];
     if (oh < 1 || ow < 1) {
@@ -487,27 +415,16 @@ static wf_tensor *wf_adaptive_avg_pool2d__body(wf_tensor *x, int64_t oh, int64_t
         /* equal bins: exactly an average pool with kernel = stride = H/oh x W/ow */
         pool_geom P = { { (int)(H / oh), (int)(W / ow) }, { (int)(H / oh), (int)(W / ow) }, { 0, 0 },
                         { 1, 1 }, oh, ow };
-        return avg_pool_impl(op, x, &P, true);
+        *equal_bins = true;
+        return avg_pool_impl(op, x, &P, true, prm);
     }
     /* unequal bins: the backend's adaptive kernel, or WF_ENOTSUP (never another device's loops) */
     const wf_kernels *K = wf__kernels(x->device);
     if (!K || wf__need_kernel(K, op, WF_OPF_KERNEL, WF_K_ADAPTIVE_AVG_POOL2D, x->dtype, x->device)) return NULL;
     int64_t shape[4];
     out_shape(x, oh, ow, shape);
-    wf_tensor *y = NULL;
-    wf_scope_begin();
     wf_tensor *xc = wf__conv_contig(x, K);
     wf_tensor *yy = xc ? wf__empty(shape, x->ndim, x->dtype, x->device) : NULL;
-    if (yy && (x->device.type == WF_DEV_META || !K->adaptive_avg_pool2d(yy, xc))) {
-        y = yy;
-        wf_node *nd = wf__record("AdaptiveAvgPool2DBackward", wf__adaptive_avg_pool2d_backward, y, 1, &x);
-        y = wf__recorded(y, nd, true, 1, &x);
-    }
-    wf_keep(y);
-    wf_scope_end();
-    return y;
-}
-
-wf_tensor *wf_adaptive_avg_pool2d(wf_tensor *x, int64_t oh, int64_t ow) {
-    WF__NAMED("wf_adaptive_avg_pool2d", wf_tensor *, !r, wf_adaptive_avg_pool2d__body(x, oh, ow));
+    if (yy && (x->device.type == WF_DEV_META || !K->adaptive_avg_pool2d(yy, xc))) return yy;
+    return NULL;
 }

@@ -1,11 +1,11 @@
-/* tensor/ops_copy.c: contiguous, clone, dtype casts, device moves, copy_. */
-#include "tensor_impl.h"
-#include "../autograd/backward.h"
+/* tensor/ops_copy.c: the raw copies (tensor/ops_raw.h): dtype casts, device moves and the
+ * in-place copy. The public functions (wf_contiguous, wf_clone, wf_to_dtype, wf_to_device,
+ * wf_copy_) and their backward: autograd/fn_copy.c. */
+#include "ops_raw.h"
 
 #include <string.h>
 
-/* new contiguous tensor with x's values (dtype dt, on dev), no autograd */
-static wf_tensor *raw_copy(wf_tensor *x, wf_dtype dt, wf_device dev) {
+wf_tensor *wf__copy_raw(wf_tensor *x, wf_dtype dt, wf_device dev) {
     wf_tensor *y = wf__empty(x->shape, x->ndim, dt, dev);
     if (!y || !wf_numel(x)) return y;
     int rc;
@@ -40,100 +40,18 @@ static wf_tensor *raw_copy(wf_tensor *x, wf_dtype dt, wf_device dev) {
     return y;
 }
 
-/* A new handle with t's geometry and history: what "returns t itself" means for a
- * function whose result belongs to the caller's scope. */
-static wf_tensor *alias(wf_tensor *t) {
-    wf_tensor *y = wf__view_of(t, t->ndim, t->shape, t->stride, t->offset);
-    if (!y) return NULL;
-    return wf__recorded(y, wf__record("AliasBackward", wf__identity_backward, y, 1, &t), true, 1, &t);
+wf_tensor *wf__to_dtype_raw(wf_tensor *x, wf_dtype dt) {
+    if (!x) return wf__any_null("wf_to_dtype", 1, x), NULL;
+    return x->dtype == dt ? x : wf__copy_raw(x, dt, x->device);
 }
 
-wf_tensor *wf_contiguous(wf_tensor *t) {
-    if (!t) return wf__any_null("wf_contiguous", 1, t), NULL;
-    if (wf_is_contiguous(t)) {
-        /* a new handle on the same tensor (the caller's scope owns it like any result) */
-        return alias(t);
-    }
-    wf_tensor *y = raw_copy(t, t->dtype, t->device);
-    if (!y) return NULL;
-    return wf__recorded(y, wf__record("CloneBackward", wf__identity_backward, y, 1, &t), true, 1, &t);
-}
-
-wf_tensor *wf_clone(wf_tensor *t) {
-    if (!t) return wf__any_null("wf_clone", 1, t), NULL;
-    wf_tensor *y = raw_copy(t, t->dtype, t->device);
-    if (!y) return NULL;
-    return wf__recorded(y, wf__record("CloneBackward", wf__identity_backward, y, 1, &t), true, 1, &t);
-}
-
-wf_tensor *wf_to_dtype(wf_tensor *t, wf_dtype dt) {
-    if (!t) return wf__any_null("wf_to_dtype", 1, t), NULL;
-    dt = wf__dtype(dt);
-    if ((unsigned)dt >= WF_DTYPE_COUNT) { wf__error(WF_EDTYPE, "wf_to_dtype: invalid dtype %d", (int)dt); return NULL; }
-    if (dt == t->dtype) {
-        return alias(t);
-    }
-    wf_tensor *y = raw_copy(t, dt, t->device);
-    if (y && wf_dtype_is_floating(dt))
-        y = wf__recorded(y, wf__record("ToCopyBackward", wf__cast_backward, y, 1, &t), true, 1, &t);
-    return y;
-}
-
-static wf_tensor *wf_to_device__body(wf_tensor *t, wf_device dev) {
-    if (!t) return wf__any_null("wf_to_device", 1, t), NULL;
-    if (!wf__kernels(dev)) return NULL;
-    if (t->device.type == WF_DEV_META && dev.type != WF_DEV_META) {
-        wf__error(WF_ENOTSUP, "wf_to_device: cannot copy out of a meta tensor: it has no data");
-        return NULL;
-    }
-    if (wf_device_eq(dev, t->device)) {
-        return alias(t);
-    }
-    wf_tensor *y = raw_copy(t, t->dtype, dev);
-    if (!y) return NULL;
-    return wf__recorded(y, wf__record("ToCopyBackward", wf__cast_backward, y, 1, &t), true, 1, &t);
-}
-
-wf_tensor *wf_to_device(wf_tensor *t, wf_device dev) {
-    WF__NAMED("wf_to_device", wf_tensor *, !r, wf_to_device__body(t, dev));
-}
-
-int wf_copy_(wf_tensor *dst, wf_tensor *src) {
-    if (!dst || !src) return wf__any_null("wf_copy_", 2, dst, src), WF_ENULL;
-    if (src->device.type == WF_DEV_META && dst->device.type != WF_DEV_META)
-        return wf__error(WF_ENOTSUP, "wf_copy_: cannot copy out of a meta tensor: it has no data");
-    int nd;
-    int64_t shape[WF_MAX_DIMS];
-    if (wf__broadcast_shapes("wf_copy_", dst->ndim, dst->shape, src->ndim, src->shape, &nd, shape)) return wf_error();
-    if (nd != dst->ndim || memcmp(shape, dst->shape, sizeof(int64_t) * (size_t)nd)) {
-        char b1[96], b2[96];
-        return wf__error(WF_ESHAPE, "wf_copy_: source of shape %s does not broadcast to destination shape %s",
-                         wf_shape_str(src, b1, sizeof b1), wf_shape_str(dst, b2, sizeof b2));
-    }
-    if (wf__check_inplace("wf_copy_", dst)) return wf_error();
-    int rc;
+int wf__copy_raw_(wf_tensor *dst, wf_tensor *src) {
     wf_scope_begin();
     wf_tensor *s = src;
-    if (!wf_device_eq(src->device, dst->device)) s = wf_to_device(src, dst->device);
-    if (wf__needs_grad(1, &src)) {
-        /* autograd: the new value of dst is src broadcast and cast (a tensor with src's
-         * history), written back with wf__adopt (which also handles dst being a view) */
-        wf_tensor *y = s ? wf_contiguous(wf_to_dtype(wf_expand(s, dst->shape, dst->ndim), dst->dtype)) : NULL;
-        rc = y ? wf__adopt(dst, y) : wf_error();
-    } else {
-        wf_tensor *e = s ? wf__expand_raw(s, dst->ndim, dst->shape) : NULL;
-        rc = e ? (wf_numel(dst) ? wf__kernels(dst->device)->copy(dst, e) : 0) : wf_error();
-        if (!rc) {
-            wf__bump_version(dst);
-            if (dst->grad_fn && wf_is_grad_enabled() && !dst->view_base) {
-                /* overwritten by a value without history: the old history is gone */
-                wf_node *old = dst->grad_fn;
-                dst->grad_fn = NULL;
-                dst->requires_grad = false;
-                wf__node_release(old);
-            }
-        }
-    }
+    if (!wf_device_eq(src->device, dst->device)) s = wf__copy_raw(src, src->dtype, dst->device);
+    wf_tensor *e = s ? wf__expand_raw(s, dst->ndim, dst->shape) : NULL;
+    int rc = e ? (wf_numel(dst) ? wf__kernels(dst->device)->copy(dst, e) : 0) : wf_error();
+    if (!rc) wf__bump_version(dst);
     wf_scope_end();
     return rc;
 }

@@ -1,13 +1,11 @@
-/* tensor/ops_index.c: gather, scatter_add, index_select, embedding, cat, stack, split, chunk.
+/* tensor/ops_index.c: gather, scatter_add, index_select, embedding, cat, stack.
  *
  * PyTorch semantics. Index tensors are int64 or int32; their values are checked here on the
  * host (CUDA indices are copied to the host for the check) so kernels never see a bad index.
  * Negative index values are refused, as torch.gather / index_select / embedding do.
- * split and chunk return views made by wf_narrow (which records its own backward); the
- * other ops record nodes whose backward lives in autograd/backward_index.c. */
-#include "tensor_impl.h"
-#include "../autograd/autograd_impl.h"
-#include "../autograd/backward_index.h"
+ * These are the raw ops (tensor/ops_raw.h), forward and backward; the public functions
+ * (and split and chunk, views made by wf_narrow) record their nodes in autograd/fn_index.c. */
+#include "ops_raw.h"
 
 #include <limits.h>
 
@@ -63,7 +61,7 @@ static int check_devices(const char *op, wf_tensor *a, wf_tensor *b, wf_tensor *
 
 /* ---------------------------------------------------------------- gather / scatter_add */
 
-wf_tensor *wf_gather(wf_tensor *x, int dim, wf_tensor *index) {
+wf_tensor *wf__gather_raw(wf_tensor *x, int dim, wf_tensor *index) {
     const char *op = "wf_gather";
     if (wf__any_null(op, 2, x, index)) return NULL;
     if (check_index_dtype(op, index) || check_devices(op, x, index, NULL)) return NULL;
@@ -91,12 +89,10 @@ wf_tensor *wf_gather(wf_tensor *x, int dim, wf_tensor *index) {
         wf_tensor_free(y);
         return NULL;
     }
-    wf_node *n = wf__record("GatherBackward", wf__gather_backward, y, 1, &x);
-    if (n) n->i[0] = d;
-    return wf__recorded(y, n, n && wf__save(n, index) >= 0, 1, &x);
+    return y;
 }
 
-wf_tensor *wf_scatter_add(wf_tensor *x, int dim, wf_tensor *index, wf_tensor *src) {
+wf_tensor *wf__scatter_add_raw(wf_tensor *x, int dim, wf_tensor *index, wf_tensor *src) {
     const char *op = "wf_scatter_add";
     if (wf__any_null(op, 3, x, index, src)) return NULL;
     if (check_index_dtype(op, index) || check_devices(op, x, index, src)) return NULL;
@@ -133,14 +129,12 @@ wf_tensor *wf_scatter_add(wf_tensor *x, int dim, wf_tensor *index, wf_tensor *sr
             return NULL;
         }
     }
-    wf_node *n = wf__record("ScatterAddBackward", wf__scatter_add_backward, y, 2, (wf_tensor *[]){ x, src });
-    if (n) n->i[0] = d;
-    return wf__recorded(y, n, n && wf__save(n, index) >= 0, 2, (wf_tensor *[]){ x, src });
+    return y;
 }
 
 /* ---------------------------------------------------------------- index_select / embedding */
 
-wf_tensor *wf_index_select(wf_tensor *x, int dim, wf_tensor *index) {
+wf_tensor *wf__index_select_raw(wf_tensor *x, int dim, wf_tensor *index) {
     const char *op = "wf_index_select";
     if (wf__any_null(op, 2, x, index)) return NULL;
     if (check_index_dtype(op, index) || check_devices(op, x, index, NULL)) return NULL;
@@ -168,12 +162,10 @@ wf_tensor *wf_index_select(wf_tensor *x, int dim, wf_tensor *index) {
         wf_tensor_free(y);
         return NULL;
     }
-    wf_node *n = wf__record("IndexSelectBackward", wf__index_select_backward, y, 1, &x);
-    if (n) n->i[0] = d;
-    return wf__recorded(y, n, n && wf__save(n, index) >= 0, 1, &x);
+    return y;
 }
 
-wf_tensor *wf_embedding(wf_tensor *weight, wf_tensor *indices) {
+wf_tensor *wf__embedding_raw(wf_tensor *weight, wf_tensor *indices, wf_tensor **flat_out) {
     const char *op = "wf_embedding";
     if (wf__any_null(op, 2, weight, indices)) return NULL;
     if (check_index_dtype(op, indices) || check_devices(op, weight, indices, NULL)) return NULL;
@@ -216,14 +208,14 @@ wf_tensor *wf_embedding(wf_tensor *weight, wf_tensor *indices) {
         if (!rc) rc = y2 ? K->index_select(y2, weight, 0, flat) : err_or(WF_ENOMEM);
     }
     if (!rc) {
-        wf_node *n = wf__record("EmbeddingBackward", wf__embedding_backward, y, 1, &weight);
-        if (n ? wf__save(n, flat) < 0 : wf__needs_grad(1, &weight)) rc = err_or(WF_ENOMEM);
+        wf__scope_unregister(flat);   /* outlives the scope: the caller's reference */
     }
     wf_scope_end();
     if (rc) {
         wf_tensor_free(y);
         return NULL;
     }
+    *flat_out = flat;
     return y;
 }
 
@@ -242,7 +234,7 @@ static int check_list(const char *op, wf_tensor *const *ts, int n, wf_dtype *dt)
     return 0;
 }
 
-wf_tensor *wf_cat(wf_tensor *const *ts, int n, int dim) {
+wf_tensor *wf__cat_raw(wf_tensor *const *ts, int n, int dim) {
     const char *op = "wf_cat";
     wf_dtype dt;
     if (check_list(op, ts, n, &dt)) return NULL;
@@ -292,12 +284,10 @@ wf_tensor *wf_cat(wf_tensor *const *ts, int n, int dim) {
         wf_tensor_free(y);
         return NULL;
     }
-    wf_node *node = wf__record("CatBackward", wf__cat_backward, y, n, ts);
-    if (node) node->i[0] = d;
     return y;
 }
 
-wf_tensor *wf_stack(wf_tensor *const *ts, int n, int dim) {
+wf_tensor *wf__stack_raw(wf_tensor *const *ts, int n, int dim) {
     const char *op = "wf_stack";
     wf_dtype dt;
     if (check_list(op, ts, n, &dt)) return NULL;
@@ -336,61 +326,114 @@ wf_tensor *wf_stack(wf_tensor *const *ts, int n, int dim) {
         wf_tensor_free(y);
         return NULL;
     }
-    wf_node *node = wf__record("StackBackward", wf__stack_backward, y, n, ts);
-    if (node) node->i[0] = d;
     return y;
 }
 
-/* ---------------------------------------------------------------- split / chunk */
+/* ---------------------------------------------------------------- backward
+ * gx of an input of shape shape[ndim], dtype dt, on dev: fresh contiguous tensors (never
+ * views of gy), NULL with an error recorded on failure. */
 
-/* Writes `count` narrow views of x along d, each of size `size` except the last, which
- * takes what is left. Returns count or a negative code (out untouched on error). */
-static int pieces(const char *op, wf_tensor *x, int d, int64_t size, int64_t count, wf_tensor **out, int max) {
-    if (count > max)
-        return wf__error(WF_EINVAL, "%s: %lld pieces do not fit in out (max %d)", op, (long long)count, max);
-    int64_t len = x->shape[d], start = 0;
-    for (int64_t i = 0; i < count; i++) {
-        int64_t l = i == count - 1 ? len - start : size;
-        wf_tensor *p = wf_narrow(x, d, start, l);
-        if (!p) {
-            int rc = err_or(WF_ENOMEM);
-            for (int64_t j = 0; j < i; j++) { wf_tensor_free(out[j]); out[j] = NULL; }
-            return rc;
-        }
-        out[i] = p;
-        start += l;
+/* t as a tensor of dtype dt (t itself if it already is). */
+static wf_tensor *as_dtype(wf_tensor *t, wf_dtype dt) {
+    if (t->dtype == dt) return t;
+    wf_tensor *c = wf__empty(t->shape, t->ndim, dt, t->device);
+    if (c && !is_meta(c) && wf_numel(c) && wf__kernels(c->device)->copy(c, t)) return NULL;
+    return c;
+}
+
+static wf_tensor *nomem(void) {
+    if (!wf_error()) wf__error(WF_ENOMEM, "out of memory in a backward of an indexing op");
+    return NULL;
+}
+
+wf_tensor *wf__gather_backward_raw(wf_tensor *gy, int dim, wf_tensor *index, int ndim, const int64_t *shape,
+                                   wf_dtype dt, wf_device dev) {
+    wf_tensor *g = wf_zeros_on(shape, ndim, dt, dev);
+    wf_tensor *src = g ? as_dtype(gy, g->dtype) : NULL;
+    if (!src) return nomem();
+    if (!is_meta(g) && wf_numel(index)) {
+        const wf_kernels *k = wf__kernels(g->device);
+        int rc = wf__need_kernel(k, "wf_gather (backward)", WF_OPF_KERNEL, WF_K_SCATTER_ADD, g->dtype, g->device);
+        if (!rc) rc = k->scatter_add(g, dim, index, src);
+        if (rc) return NULL;
     }
-    return (int)count;
+    return g;
 }
 
-static int split_prologue(const char *op, wf_tensor *x, int dim, wf_tensor **out, int *d) {
-    if (!x) return wf__any_null(op, 1, x), wf_error();
-    if (!out) return wf__error(WF_ENULL, "%s: NULL out array", op);
-    if (x->ndim == 0) return wf__error(WF_ESHAPE, "%s: cannot split a 0-d tensor", op);
-    *d = wf__dim(op, dim, x->ndim);
-    return *d < 0 ? wf_error() : 0;
+wf_tensor *wf__scatter_add_src_backward_raw(wf_tensor *gy, int dim, wf_tensor *index, int ndim, const int64_t *shape,
+                                            wf_dtype dt, wf_device dev) {
+    wf_tensor *g = wf__empty(index->shape, index->ndim, dt, dev);
+    wf_tensor *src = g ? as_dtype(gy, dt) : NULL;
+    if (!src) return nomem();
+    const wf_kernels *k = wf__kernels(g->device);
+    if (!is_meta(g) && wf_numel(g) && k->gather(g, src, dim, index)) {
+        if (!wf_error()) wf__error(WF_EDEVICEFAIL, "wf_scatter_add (backward): the gather kernel failed");
+        return NULL;
+    }
+    bool same = g->ndim == ndim;
+    for (int i = 0; same && i < ndim; i++) same = g->shape[i] == shape[i];
+    if (!same) {   /* src larger than index: zero outside index's extent */
+        wf_tensor *full = wf_zeros_on(shape, ndim, dt, dev);
+        if (!full) return nomem();
+        if (!is_meta(full) && wf_numel(g)) {
+            wf_tensor *v = wf__view_of(full, g->ndim, g->shape, full->stride, full->offset);
+            int rc = v ? k->copy(v, g) : err_or(WF_ENOMEM);
+            wf_tensor_free(v);
+            if (rc) return v ? NULL : nomem();
+        }
+        g = full;
+    }
+    return g;
 }
 
-int wf_split(wf_tensor *x, int64_t split_size, int dim, wf_tensor **out, int max) {
-    const char *op = "wf_split";
-    int d = 0, rc = split_prologue(op, x, dim, out, &d);
-    if (rc) return rc;
-    int64_t len = x->shape[d];
-    if (split_size < 0 || (split_size == 0 && len > 0))
-        return wf__error(WF_EINVAL, "%s: split_size must be positive, got %lld (dimension %d has size %lld)",
-                         op, (long long)split_size, d, (long long)len);
-    int64_t count = len == 0 ? 1 : (len + split_size - 1) / split_size;
-    return pieces(op, x, d, split_size, count, out, max);
+wf_tensor *wf__index_select_backward_raw(wf_tensor *gy, int dim, wf_tensor *index, int ndim, const int64_t *shape,
+                                         wf_dtype dt, wf_device dev) {
+    wf_tensor *g = wf_zeros_on(shape, ndim, dt, dev);
+    wf_tensor *src = g ? as_dtype(gy, g->dtype) : NULL;
+    if (!src) return nomem();
+    if (!is_meta(g) && wf_numel(src)) {
+        const wf_kernels *k = wf__kernels(g->device);
+        int rc = wf__need_kernel(k, "wf_index_select (backward)", WF_OPF_KERNEL, WF_K_INDEX_ADD, g->dtype, g->device);
+        if (!rc) rc = k->index_add(g, dim, index, src);
+        if (rc) return NULL;
+    }
+    return g;
 }
 
-int wf_chunk(wf_tensor *x, int chunks, int dim, wf_tensor **out, int max) {
-    const char *op = "wf_chunk";
-    int d = 0, rc = split_prologue(op, x, dim, out, &d);
-    if (rc) return rc;
-    if (chunks <= 0) return wf__error(WF_EINVAL, "%s: chunks must be positive, got %d", op, chunks);
-    int64_t len = x->shape[d];
-    if (len == 0) return pieces(op, x, d, 0, chunks, out, max);   /* `chunks` empty pieces, as torch */
-    int64_t size = (len + chunks - 1) / chunks;
-    int64_t count = (len + size - 1) / size;
-    return pieces(op, x, d, size, count, out, max);
+wf_tensor *wf__embedding_backward_raw(wf_tensor *gy, wf_tensor *index, const int64_t *shape, wf_dtype dt, wf_device dev) {
+    wf_tensor *g = wf_zeros_on(shape, 2, dt, dev);
+    if (!g) return nomem();
+    int64_t N = wf_numel(index), D = shape[1];
+    if (!is_meta(g) && N > 0 && D > 0) {
+        const wf_kernels *k = wf__kernels(g->device);
+        /* gy [*indices.shape, D] as a contiguous [N, D] of the weight's dtype */
+        wf_tensor *src = gy;
+        if (!wf_is_contiguous(src) || src->dtype != dt) {
+            src = wf__empty(gy->shape, gy->ndim, dt, gy->device);
+            if (!src) return nomem();
+            if (k->copy(src, gy)) {
+                if (!wf_error()) wf__error(WF_EDEVICEFAIL, "wf_embedding (backward): the copy kernel failed");
+                return NULL;
+            }
+        }
+        wf_tensor *g2 = wf__view_of(src, 2, (const int64_t[]){ N, D }, (const int64_t[]){ D, 1 }, src->offset);
+        if (!g2) return nomem();
+        int rc = wf__need_kernel(k, "wf_embedding (backward)", WF_OPF_KERNEL, WF_K_INDEX_ADD, g->dtype, g->device);
+        if (!rc) rc = k->index_add(g, 0, index, g2);
+        wf_tensor_free(g2);
+        if (rc) return NULL;
+    }
+    return g;
+}
+
+wf_tensor *wf__copy_view_raw(wf_tensor *g, int ndim, const int64_t *shape, const int64_t *stride, int64_t offset,
+                             wf_dtype dt, wf_device dev) {
+    wf_tensor *out = wf__empty(shape, ndim, dt, dev);
+    if (!out) return nomem();
+    if (is_meta(out) || wf_numel(out) == 0) return out;
+    wf_tensor *v = wf__view_of(g, ndim, shape, stride, offset);
+    if (!v) return nomem();
+    int rc = wf__kernels(out->device)->copy(out, v);
+    wf_tensor_free(v);
+    return rc ? NULL : out;
 }

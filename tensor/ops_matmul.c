@@ -1,13 +1,12 @@
-/* tensor/ops_matmul.c: wf_matmul, wf_bmm, wf_linear (front-ends over the device GEMM).
+/* tensor/ops_matmul.c: the raw products of wf_matmul, wf_bmm and wf_linear over the device
+ * GEMM (tensor/ops_raw.h); the public functions and their backward: autograd/fn_matmul.c.
  *
  * Every product ends in one or more calls of wf__kernels(dev)->gemm. Operands are handed to
  * GEMM as they are stored when their last two dims allow it (row-major with a leading
  * dimension, or transposed: a wf_t / wf_transpose view costs no copy); otherwise a
  * contiguous copy is made. Batch dims broadcast with stride 0. A batched product whose
  * right operand is one shared matrix is folded into one tall GEMM ([B*m, k] @ [k, n]). */
-#include "tensor_impl.h"
-#include "../autograd/autograd_impl.h"
-#include "../autograd/backward_linalg.h"
+#include "ops_raw.h"
 
 #include <string.h>
 
@@ -150,8 +149,7 @@ out:
     return rc;
 }
 
-/* a @ b for a, b at least 2-D (checked by the caller): allocate, compute, record. */
-static wf_tensor *matmul_nd(const char *op, wf_tensor *a, wf_tensor *b) {
+wf_tensor *wf__matmul_nd_raw(const char *op, wf_tensor *a, wf_tensor *b) {
     int64_t out[WF_MAX_DIMS];
     int nbo = 0;
     if (wf__broadcast_shapes(op, a->ndim - 2, a->shape, b->ndim - 2, b->shape, &nbo, out))
@@ -165,98 +163,44 @@ static wf_tensor *matmul_nd(const char *op, wf_tensor *a, wf_tensor *b) {
     wf_tensor *y = wf__empty(out, nbo + 2, a->dtype, a->device);
     if (!y) return NULL;
     if (matmul_into(y, a, b)) { wf_tensor_free(y); return NULL; }
-    wf_node *nd = wf__record(nbo ? "BmmBackward" : "MmBackward", wf__matmul_backward, y, 2,
-                             (wf_tensor *[]){ a, b });
-    return wf__recorded(y, nd, nd && wf__save(nd, a) >= 0 && wf__save(nd, b) >= 0, 2, (wf_tensor *[]){ a, b });
-}
-
-static wf_tensor *wf_matmul__body(wf_tensor *a, wf_tensor *b) {
-    static const char *op = "wf_matmul";
-    a = wf__autocast_arg(a, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
-    if (wf__any_null(op, 2, a, b)) return NULL;
-    if (check_pair(op, a, b)) return NULL;
-    if (a->ndim == 0 || b->ndim == 0) {
-        wf__error(WF_ESHAPE, "%s: both arguments need at least 1 dimension, got %d-d and %d-d", op,
-                  a->ndim, b->ndim);
-        return NULL;
-    }
-    int64_t ka = a->shape[a->ndim - 1], kb = b->shape[b->ndim == 1 ? 0 : b->ndim - 2];
-    if (ka != kb) { inner_error(op, a, b, ka, kb); return NULL; }
-    if (a->ndim >= 2 && b->ndim >= 2) return matmul_nd(op, a, b);
-
-    /* 1-D operands: promote to a matrix ([k] -> [1,k] on the left, [k,1] on the right),
-     * multiply, and drop the added dimension (as torch.matmul). */
-    wf_tensor *y = NULL;
-    wf_scope_begin();
-    wf_tensor *a2 = a->ndim == 1 ? wf_unsqueeze(a, 0) : a;
-    wf_tensor *b2 = b->ndim == 1 ? wf_unsqueeze(b, 1) : b;
-    if (a2 && b2) y = matmul_nd(op, a2, b2);
-    if (y && a->ndim == 1) y = wf_squeeze(y, -2);
-    if (y && b->ndim == 1) y = wf_squeeze(y, -1);
-    wf_keep(y);
-    wf_scope_end();
     return y;
 }
 
-wf_tensor *wf_matmul(wf_tensor *a, wf_tensor *b) { WF__NAMED("wf_matmul", wf_tensor *, !r, wf_matmul__body(a, b)); }
+int wf__matmul_check(const char *op, wf_tensor *a, wf_tensor *b) {
+    if (wf__any_null(op, 2, a, b)) return wf_error();
+    if (check_pair(op, a, b)) return wf_error();
+    if (a->ndim == 0 || b->ndim == 0) {
+        wf__error(WF_ESHAPE, "%s: both arguments need at least 1 dimension, got %d-d and %d-d", op,
+                  a->ndim, b->ndim);
+        return wf_error();
+    }
+    int64_t ka = a->shape[a->ndim - 1], kb = b->shape[b->ndim == 1 ? 0 : b->ndim - 2];
+    if (ka != kb) return inner_error(op, a, b, ka, kb);
+    return 0;
+}
 
-wf_tensor *wf_bmm(wf_tensor *a, wf_tensor *b) {
+int wf__bmm_check(wf_tensor *a, wf_tensor *b) {
     static const char *op = "wf_bmm";
-    a = wf__autocast_arg(a, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
-    if (wf__any_null(op, 2, a, b)) return NULL;
-    if (check_pair(op, a, b)) return NULL;
+    if (wf__any_null(op, 2, a, b)) return wf_error();
+    if (check_pair(op, a, b)) return wf_error();
     char s1[96], s2[96];
     if (a->ndim != 3 || b->ndim != 3) {
         wf__error(WF_ESHAPE, "%s: %s @ %s: both arguments must be 3-D [batch, rows, cols]", op,
                   wf_shape_str(a, s1, sizeof s1), wf_shape_str(b, s2, sizeof s2));
-        return NULL;
+        return wf_error();
     }
     if (a->shape[0] != b->shape[0]) {
         wf__error(WF_ESHAPE, "%s: %s @ %s: batch sizes differ (%lld vs %lld)", op,
                   wf_shape_str(a, s1, sizeof s1), wf_shape_str(b, s2, sizeof s2),
                   (long long)a->shape[0], (long long)b->shape[0]);
-        return NULL;
+        return wf_error();
     }
-    if (a->shape[2] != b->shape[1]) { inner_error(op, a, b, a->shape[2], b->shape[1]); return NULL; }
-    return matmul_nd(op, a, b);
+    if (a->shape[2] != b->shape[1]) return inner_error(op, a, b, a->shape[2], b->shape[1]);
+    return 0;
 }
 
-/* wf__linear_backward, with the weight and bias gradients from one GEMM (bias gradient in
- * its epilogue) where the device offers gemm_epilogue; otherwise, or when it declines, the
- * composed wf__linear_backward. */
-static int linear_bias_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
-    wf_tensor *x = wf__saved(n, 0), *w = wf__saved(n, 1), *g = gy[0];
-    if (!x || !w) return wf_error();
-    const wf_kernels *K = wf__kernels(g->device);
-    if (!K || !wf__supports(K, WF_OPF_KERNEL, WF_K_GEMM_EPILOGUE, g->dtype) || !n->needs[1] || !n->needs[2] || wf_is_grad_enabled() ||
-        g->device.type == WF_DEV_META || g->dtype != x->dtype || g->dtype != w->dtype ||
-        n->in_meta[1].dtype != w->dtype || n->in_meta[2].dtype != w->dtype)
-        return wf__linear_backward(n, gy, gx);
-    int64_t out = w->shape[0], in = w->shape[1];
-    int64_t rows = out ? wf_numel(g) / out : 0;
-    if (rows <= 0 || in <= 0 || out <= 0) return wf__linear_backward(n, gy, gx);
-    wf_tensor *g2 = wf_is_contiguous(g) ? g : contig_raw(g, K);
-    wf_tensor *x2 = wf_is_contiguous(x) ? x : contig_raw(x, K);
-    wf_tensor *gw = wf__empty(w->shape, 2, w->dtype, g->device);
-    wf_tensor *gb = wf__empty(&out, 1, w->dtype, g->device);
-    if (!g2 || !x2 || !gw || !gb) return wf_error();
-    /* gw [out, in] = g2^T [out, rows] @ x2 [rows, in]; gb = g2^T's row sums */
-    int r = K->gemm_epilogue(g->dtype, true, false, out, in, rows, dptr(g2), out, dptr(x2), in, dptr(gw), in, NULL,
-                             dptr(gb), g->device);
-    if (r < 0) return r;
-    if (r > 0) return wf__linear_backward(n, gy, gx);
-    if (n->needs[0]) {
-        gx[0] = wf__reduce_to(wf_matmul(g, w), &n->in_meta[0]);
-        if (!gx[0]) return wf_error();
-    }
-    gx[1] = wf__reduce_to(gw, &n->in_meta[1]);
-    gx[2] = wf__reduce_to(gb, &n->in_meta[2]);
-    return gx[1] && gx[2] ? 0 : wf_error();
-}
-
-static wf_tensor *wf_linear__body(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
+wf_tensor *wf__linear_raw(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
     static const char *op = "wf_linear";
-    x = wf__autocast_arg(x, WF__AC_LOWER), w = wf__autocast_arg(w, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
     if (wf__any_null(op, 2, x, w)) return NULL;
     if (check_pair(op, x, w)) return NULL;
     if (b && (check_pair(op, x, b))) return NULL;
@@ -328,18 +272,26 @@ static wf_tensor *wf_linear__body(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
             rc = K->gemm(y->dtype, lx.trans, !lw.trans, rows, out, in, 1.0, dptr(xc), lx.ld, 0,
                          dptr(wc), lw.ld, 0, beta, dptr(y), out, 0, 1, y->device);
     }
-    if (!rc) {
-        wf_tensor *ins[3] = { x, w, b };
-        wf_node *nd = wf__record("LinearBackward", b ? linear_bias_backward : wf__linear_backward, y, b ? 3 : 2, ins);
-        if (!wf__recorded(y, nd, nd && wf__save(nd, x) >= 0 && wf__save(nd, w) >= 0, b ? 3 : 2, ins))
-            rc = wf_error();   /* y was freed */
-    }
     if (rc) y = NULL;
     wf_keep(y);
     wf_scope_end();
     return y;
 }
 
-wf_tensor *wf_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
-    WF__NAMED("wf_linear", wf_tensor *, !r, wf_linear__body(x, w, b));
+int wf__linear_wgrad_fused_raw(wf_tensor *g, wf_tensor *x, wf_tensor *w, wf_tensor **gw, wf_tensor **gb) {
+    const wf_kernels *K = wf__kernels(g->device);
+    if (!K || !wf__supports(K, WF_OPF_KERNEL, WF_K_GEMM_EPILOGUE, g->dtype) || g->device.type == WF_DEV_META ||
+        g->dtype != x->dtype || g->dtype != w->dtype)
+        return 1;
+    int64_t out = w->shape[0], in = w->shape[1];
+    int64_t rows = out ? wf_numel(g) / out : 0;
+    if (rows <= 0 || in <= 0 || out <= 0) return 1;
+    wf_tensor *g2 = wf_is_contiguous(g) ? g : contig_raw(g, K);
+    wf_tensor *x2 = wf_is_contiguous(x) ? x : contig_raw(x, K);
+    *gw = wf__empty(w->shape, 2, w->dtype, g->device);
+    *gb = wf__empty(&out, 1, w->dtype, g->device);
+    if (!g2 || !x2 || !*gw || !*gb) return wf_error();
+    /* gw [out, in] = g2^T [out, rows] @ x2 [rows, in]; gb = g2^T's row sums */
+    return K->gemm_epilogue(g->dtype, true, false, out, in, rows, dptr(g2), out, dptr(x2), in, dptr(*gw), in, NULL,
+                            dptr(*gb), g->device);
 }

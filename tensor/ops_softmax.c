@@ -1,12 +1,11 @@
-/* tensor/ops_softmax.c: wf_softmax and wf_log_softmax along any dimension.
+/* tensor/ops_softmax.c: softmax and log_softmax along any dimension, and their backward.
  *
  * The kernels work on the last dimension of contiguous tensors. For another dim, the input
  * is copied into a contiguous buffer with dim swapped to last, the kernel runs there, and
  * the result is copied back through the swapped view, so the output always has x's shape
- * and is contiguous. The backward (autograd/backward_index.c) uses the same path. */
-#include "tensor_impl.h"
-#include "../autograd/autograd_impl.h"
-#include "../autograd/backward_index.h"
+ * and is contiguous. The backward uses the same path. These are the raw ops
+ * (tensor/ops_raw.h); wf_softmax, wf_log_softmax and their backward: autograd/fn_softmax.c. */
+#include "ops_raw.h"
 
 /* A handle on t with dims a and b swapped (no autograd); registered in the current scope. */
 static wf_tensor *swapped(wf_tensor *t, int a, int b) {
@@ -30,7 +29,10 @@ static wf_tensor *lastdim_contig(const wf_kernels *k, wf_tensor *t, wf_dtype dt,
     return c;
 }
 
-int wf__softmax_along(wf_tensor *out, wf_tensor *a, wf_tensor *b, int dim, bool is_log, bool backward) {
+/* Run the softmax kernel (backward = false: out = softmax(a)) or its backward (backward =
+ * true: out = gx from a = gy, b = y) along dim of tensors of any layout. out is contiguous,
+ * freshly allocated, with a's shape; a and b are cast to out's dtype. */
+static int softmax_along(wf_tensor *out, wf_tensor *a, wf_tensor *b, int dim, bool is_log, bool backward) {
     if (out->device.type == WF_DEV_META || wf__numel(out->ndim, out->shape) == 0) return 0;
     const wf_kernels *k = wf__kernels(out->device);
     if (!k) return wf_error();
@@ -57,7 +59,7 @@ int wf__softmax_along(wf_tensor *out, wf_tensor *a, wf_tensor *b, int dim, bool 
     return rc;
 }
 
-static wf_tensor *softmax_op(const char *op, wf_tensor *x, int dim, bool is_log) {
+wf_tensor *wf__softmax_raw(const char *op, wf_tensor *x, int dim, bool is_log) {
     if (wf__any_null(op, 1, x)) return NULL;
     if (!wf_dtype_is_floating(x->dtype)) {
         wf__error(WF_EDTYPE, "%s: expected a floating-point tensor, got %s", op, wf_dtype_name(x->dtype));
@@ -67,17 +69,19 @@ static wf_tensor *softmax_op(const char *op, wf_tensor *x, int dim, bool is_log)
     if (d < 0) return NULL;
     wf_tensor *y = wf__empty(x->shape, x->ndim, x->dtype, x->device);
     if (!y) return NULL;
-    if (wf__softmax_along(y, x, NULL, d, is_log, false)) {
+    if (softmax_along(y, x, NULL, d, is_log, false)) {
         wf_tensor_free(y);
         return NULL;
     }
-    wf_node *n = wf__record(is_log ? "LogSoftmaxBackward" : "SoftmaxBackward", wf__softmax_backward, y, 1, &x);
-    if (n) {
-        n->i[0] = d;
-        n->i[1] = is_log;
-    }
-    return wf__recorded(y, n, n && wf__save(n, y) >= 0, 1, &x);
+    return y;
 }
 
-wf_tensor *wf_softmax(wf_tensor *x, int dim) { return softmax_op("wf_softmax", wf__autocast_arg(x, WF__AC_F32), dim, false); }
-wf_tensor *wf_log_softmax(wf_tensor *x, int dim) { return softmax_op("wf_log_softmax", wf__autocast_arg(x, WF__AC_F32), dim, true); }
+wf_tensor *wf__softmax_backward_raw(wf_tensor *gy, wf_tensor *y, int dim, bool is_log) {
+    wf_tensor *g = wf__empty(y->shape, y->ndim, y->dtype, y->device);
+    if (!g) return NULL;
+    if (softmax_along(g, gy, y, dim, is_log, true)) {
+        if (!wf_error()) wf__error(WF_ENOMEM, "wf_softmax (backward): out of memory");
+        return NULL;
+    }
+    return g;
+}

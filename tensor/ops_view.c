@@ -1,13 +1,9 @@
-/* tensor/ops_view.c: views (new geometry over the same storage) and their autograd.
- * Backward functions are in autograd/backward_view.c. */
-#include "tensor_impl.h"
-#include "../autograd/backward.h"
+/* tensor/ops_view.c: the raw views (tensor/ops_raw.h): new geometry over the same storage,
+ * validated, with no graph. The public views (wf_view, wf_reshape, wf_permute, wf_slice,
+ * wf_expand, wf_squeeze, wf_detach, ...) and their backward: autograd/fn_view.c. */
+#include "ops_raw.h"
 
 #include <string.h>
-
-static wf_tensor *make_view(wf_tensor *t, int nd, const int64_t *shape, const int64_t *stride, int64_t offset) {
-    return wf__view_of(t, nd, shape, stride, offset);
-}
 
 /* Infer a -1 and check the element count. */
 static int infer_shape(const char *op, const wf_tensor *t, const int64_t *shape, int nd, int64_t *out) {
@@ -75,55 +71,12 @@ static bool view_strides(const wf_tensor *t, int nd, const int64_t *shape, int64
     return view_d == -1;
 }
 
-static wf_tensor *record_reshape(wf_tensor *y, wf_tensor *x) {
-    if (!y) return NULL;
-    return wf__recorded(y, wf__record("ViewBackward", wf__view_backward, y, 1, &x), true, 1, &x);
+int wf__reshape_geometry(const char *op, const wf_tensor *t, const int64_t *shape, int nd, int64_t *s, int64_t *st) {
+    if (infer_shape(op, t, shape, nd, s)) return wf_error();
+    return view_strides(t, nd, s, st) ? 1 : 0;
 }
 
-wf_tensor *wf_view(wf_tensor *t, const int64_t *shape, int nd) {
-    if (!t) return wf__any_null("wf_view", 1, t), NULL;
-    int64_t s[WF_MAX_DIMS], st[WF_MAX_DIMS];
-    if (infer_shape("wf_view", t, shape, nd, s)) return NULL;
-    if (!view_strides(t, nd, s, st)) {
-        char b[96];
-        wf__error(WF_ESHAPE, "wf_view: the strides of the input (shape %s) do not allow this view; "
-                  "use wf_reshape (which copies)", wf_shape_str(t, b, sizeof b));
-        return NULL;
-    }
-    return record_reshape(make_view(t, nd, s, st, t->offset), t);
-}
-
-wf_tensor *wf_reshape(wf_tensor *t, const int64_t *shape, int nd) {
-    if (!t) return wf__any_null("wf_reshape", 1, t), NULL;
-    int64_t s[WF_MAX_DIMS], st[WF_MAX_DIMS];
-    if (infer_shape("wf_reshape", t, shape, nd, s)) return NULL;
-    if (view_strides(t, nd, s, st)) return record_reshape(make_view(t, nd, s, st, t->offset), t);
-    wf_scope_begin();
-    wf_tensor *c = wf_contiguous(t);
-    wf_tensor *y = c ? wf_view(c, s, nd) : NULL;
-    if (y) wf_keep(y);
-    wf_scope_end();
-    return y;
-}
-
-wf_tensor *wf_flatten(wf_tensor *t, int start, int end) {
-    if (!t) return wf__any_null("wf_flatten", 1, t), NULL;
-    if (t->ndim == 0) return wf_reshape(t, (const int64_t[]){ 1 }, 1);
-    int s = wf__dim("wf_flatten", start, t->ndim), e = wf__dim("wf_flatten", end, t->ndim);
-    if (s < 0 || e < 0) return NULL;
-    if (s > e) { wf__error(WF_EINDEX, "wf_flatten: start_dim %d comes after end_dim %d", start, end); return NULL; }
-    int64_t shape[WF_MAX_DIMS];
-    int nd = 0;
-    for (int i = 0; i < s; i++) shape[nd++] = t->shape[i];
-    int64_t m = 1;
-    for (int i = s; i <= e; i++) m *= t->shape[i];
-    shape[nd++] = m;
-    for (int i = e + 1; i < t->ndim; i++) shape[nd++] = t->shape[i];
-    return wf_reshape(t, shape, nd);
-}
-
-wf_tensor *wf_permute(wf_tensor *t, const int *dims, int nd) {
-    if (!t) return wf__any_null("wf_permute", 1, t), NULL;
+wf_tensor *wf__permute_raw(wf_tensor *t, const int *dims, int nd) {
     if (nd != t->ndim || (nd && !dims)) {
         char b[96];
         wf__error(WF_ESHAPE, "wf_permute: %d dims given for a tensor of shape %s", nd, wf_shape_str(t, b, sizeof b));
@@ -139,39 +92,13 @@ wf_tensor *wf_permute(wf_tensor *t, const int *dims, int nd) {
         shape[i] = t->shape[d];
         stride[i] = t->stride[d];
     }
-    wf_tensor *y = make_view(t, nd, shape, stride, t->offset);
-    if (!y) return NULL;
-    wf_node *n = wf__record("PermuteBackward", wf__permute_backward, y, 1, &t);
-    if (n) for (int i = 0; i < nd; i++) n->i[i] = wf__dim("", dims[i], nd);
-    return wf__recorded(y, n, true, 1, &t);
+    return wf__view_of(t, nd, shape, stride, t->offset);
 }
 
-wf_tensor *wf_transpose(wf_tensor *t, int d0, int d1) {
-    if (!t) return wf__any_null("wf_transpose", 1, t), NULL;
-    int nd = t->ndim ? t->ndim : 1;
-    int a = wf__dim("wf_transpose", d0, t->ndim), b = wf__dim("wf_transpose", d1, t->ndim);
-    if (a < 0 || b < 0) return NULL;
-    if (t->ndim == 0) return wf_permute(t, NULL, 0);
-    int dims[WF_MAX_DIMS];
-    for (int i = 0; i < nd; i++) dims[i] = i;
-    dims[a] = b;
-    dims[b] = a;
-    return wf_permute(t, dims, t->ndim);
-}
-
-wf_tensor *wf_t(wf_tensor *t) {
-    if (!t) return wf__any_null("wf_t", 1, t), NULL;
-    if (t->ndim > 2) {
-        char b[96];
-        wf__error(WF_ESHAPE, "wf_t: expects a tensor with <= 2 dimensions, got shape %s", wf_shape_str(t, b, sizeof b));
-        return NULL;
-    }
-    if (t->ndim < 2) return wf_permute(t, (const int[]){ 0 }, t->ndim);
-    return wf_transpose(t, 0, 1);
-}
-
-/* slice along dim: start, count, step (already normalized) */
-static wf_tensor *slice_view(const char *op, wf_tensor *t, int d, int64_t start, int64_t count, int64_t step, bool drop) {
+wf_tensor *wf__slice_raw(wf_tensor *t, const wf__slice_args *a) {
+    int d = a->dim;
+    int64_t start = a->start, count = a->count, step = a->step;
+    bool drop = a->drop;
     int64_t shape[WF_MAX_DIMS], stride[WF_MAX_DIMS];
     int nd = 0;
     for (int i = 0; i < t->ndim; i++) {
@@ -185,34 +112,31 @@ static wf_tensor *slice_view(const char *op, wf_tensor *t, int d, int64_t start,
         }
         nd++;
     }
-    wf_tensor *y = make_view(t, nd, shape, stride, t->offset + start * t->stride[d]);
-    if (!y) return NULL;
-    wf_node *n = wf__record(op, wf__slice_backward, y, 1, &t);
-    if (n) { n->i[0] = d; n->i[1] = start; n->i[2] = count; n->i[3] = step; n->i[4] = drop; }
-    return wf__recorded(y, n, true, 1, &t);
+    return wf__view_of(t, nd, shape, stride, t->offset + start * t->stride[d]);
 }
 
-wf_tensor *wf_narrow(wf_tensor *t, int dim, int64_t start, int64_t length) {
-    if (!t) return wf__any_null("wf_narrow", 1, t), NULL;
+int wf__narrow_args(wf_tensor *t, int dim, int64_t start, int64_t length, wf__slice_args *a) {
+    if (!t) return wf__any_null("wf_narrow", 1, t), WF_ENULL;
     int d = wf__dim("wf_narrow", dim, t->ndim);
-    if (d < 0) return NULL;
-    if (t->ndim == 0) { wf__error(WF_EINDEX, "wf_narrow: cannot narrow a 0-d tensor"); return NULL; }
+    if (d < 0) return wf_error();
+    if (t->ndim == 0) { wf__error(WF_EINDEX, "wf_narrow: cannot narrow a 0-d tensor"); return wf_error(); }
     int64_t size = t->shape[d];
     if (start < 0) start += size;
     if (start < 0 || length < 0 || start > size || start + length > size) {
         wf__error(WF_EINDEX, "wf_narrow: start %lld + length %lld exceeds dimension %d of size %lld",
                   (long long)start, (long long)length, dim, (long long)size);
-        return NULL;
+        return wf_error();
     }
-    return slice_view("NarrowBackward", t, d, start, length, 1, false);
+    *a = (wf__slice_args){ d, start, length, 1, false };
+    return 0;
 }
 
-wf_tensor *wf_slice(wf_tensor *t, int dim, int64_t start, int64_t end, int64_t step) {
-    if (!t) return wf__any_null("wf_slice", 1, t), NULL;
+int wf__slice_args_of(wf_tensor *t, int dim, int64_t start, int64_t end, int64_t step, wf__slice_args *a) {
+    if (!t) return wf__any_null("wf_slice", 1, t), WF_ENULL;
     int d = wf__dim("wf_slice", dim, t->ndim);
-    if (d < 0) return NULL;
-    if (t->ndim == 0) { wf__error(WF_EINDEX, "wf_slice: cannot slice a 0-d tensor"); return NULL; }
-    if (step <= 0) { wf__error(WF_EINVAL, "wf_slice: step must be positive, got %lld", (long long)step); return NULL; }
+    if (d < 0) return wf_error();
+    if (t->ndim == 0) { wf__error(WF_EINDEX, "wf_slice: cannot slice a 0-d tensor"); return wf_error(); }
+    if (step <= 0) { wf__error(WF_EINVAL, "wf_slice: step must be positive, got %lld", (long long)step); return wf_error(); }
     int64_t size = t->shape[d];
     if (start < 0) start += size;
     if (end < 0) end += size;
@@ -221,22 +145,24 @@ wf_tensor *wf_slice(wf_tensor *t, int dim, int64_t start, int64_t end, int64_t s
     if (end > size) end = size;
     if (end < start) end = start;
     int64_t count = (end - start) / step + ((end - start) % step != 0);   /* no overflow for a huge step */
-    return slice_view("SliceBackward", t, d, start, count, step, false);
+    *a = (wf__slice_args){ d, start, count, step, false };
+    return 0;
 }
 
-wf_tensor *wf_select(wf_tensor *t, int dim, int64_t index) {
-    if (!t) return wf__any_null("wf_select", 1, t), NULL;
-    if (t->ndim == 0) { wf__error(WF_EINDEX, "wf_select: cannot select from a 0-d tensor"); return NULL; }
+int wf__select_args(wf_tensor *t, int dim, int64_t index, wf__slice_args *a) {
+    if (!t) return wf__any_null("wf_select", 1, t), WF_ENULL;
+    if (t->ndim == 0) { wf__error(WF_EINDEX, "wf_select: cannot select from a 0-d tensor"); return wf_error(); }
     int d = wf__dim("wf_select", dim, t->ndim);
-    if (d < 0) return NULL;
+    if (d < 0) return wf_error();
     int64_t size = t->shape[d];
     if (index < -size || index >= size) {
         wf__error(WF_EINDEX, "wf_select: index %lld is out of range for dimension %d of size %lld",
                   (long long)index, dim, (long long)size);
-        return NULL;
+        return wf_error();
     }
     if (index < 0) index += size;
-    return slice_view("SelectBackward", t, d, index, 1, 1, true);
+    *a = (wf__slice_args){ d, index, 1, 1, true };
+    return 0;
 }
 
 wf_tensor *wf__expand_raw(wf_tensor *t, int nd, const int64_t *shape) {
@@ -247,11 +173,10 @@ wf_tensor *wf__expand_raw(wf_tensor *t, int nd, const int64_t *shape) {
         if (j < 0) stride[i] = 0;
         else stride[i] = (t->shape[j] == 1 && shape[i] != 1) ? 0 : t->stride[j];
     }
-    return make_view(t, nd, shape, stride, t->offset);
+    return wf__view_of(t, nd, shape, stride, t->offset);
 }
 
-wf_tensor *wf_expand(wf_tensor *t, const int64_t *shape, int nd) {
-    if (!t) return wf__any_null("wf_expand", 1, t), NULL;
+wf_tensor *wf__expand_checked_raw(wf_tensor *t, const int64_t *shape, int nd) {
     if (nd < t->ndim || nd > WF_MAX_DIMS || (nd && !shape)) {
         char b[96];
         wf__error(WF_ESHAPE, "wf_expand: cannot expand shape %s to %d dims", wf_shape_str(t, b, sizeof b), nd);
@@ -282,38 +207,29 @@ wf_tensor *wf_expand(wf_tensor *t, const int64_t *shape, int nd) {
         s[i] = want;
     }
     if (wf__check_shape("wf_expand", s, nd)) return NULL;
-    wf_tensor *y = wf__expand_raw(t, nd, s);
-    if (!y) return NULL;
-    return wf__recorded(y, wf__record("ExpandBackward", wf__expand_backward, y, 1, &t), true, 1, &t);
+    return wf__expand_raw(t, nd, s);
 }
 
-static wf_tensor *reshape_view(wf_tensor *t, int nd, const int64_t *shape, const int64_t *stride) {
-    return record_reshape(make_view(t, nd, shape, stride, t->offset), t);
-}
-
-wf_tensor *wf_squeeze(wf_tensor *t, int dim) {
-    if (!t) return wf__any_null("wf_squeeze", 1, t), NULL;
+wf_tensor *wf__squeeze_raw(wf_tensor *t, int dim) {
     int d = wf__dim("wf_squeeze", dim, t->ndim);
     if (d < 0) return NULL;
-    if (t->ndim == 0 || t->shape[d] != 1) return reshape_view(t, t->ndim, t->shape, t->stride);
+    if (t->ndim == 0 || t->shape[d] != 1) return wf__view_of(t, t->ndim, t->shape, t->stride, t->offset);
     int64_t shape[WF_MAX_DIMS], stride[WF_MAX_DIMS];
     int nd = 0;
     for (int i = 0; i < t->ndim; i++)
         if (i != d) { shape[nd] = t->shape[i]; stride[nd] = t->stride[i]; nd++; }
-    return reshape_view(t, nd, shape, stride);
+    return wf__view_of(t, nd, shape, stride, t->offset);
 }
 
-wf_tensor *wf_squeeze_all(wf_tensor *t) {
-    if (!t) return wf__any_null("wf_squeeze_all", 1, t), NULL;
+wf_tensor *wf__squeeze_all_raw(wf_tensor *t) {
     int64_t shape[WF_MAX_DIMS], stride[WF_MAX_DIMS];
     int nd = 0;
     for (int i = 0; i < t->ndim; i++)
         if (t->shape[i] != 1) { shape[nd] = t->shape[i]; stride[nd] = t->stride[i]; nd++; }
-    return reshape_view(t, nd, shape, stride);
+    return wf__view_of(t, nd, shape, stride, t->offset);
 }
 
-wf_tensor *wf_unsqueeze(wf_tensor *t, int dim) {
-    if (!t) return wf__any_null("wf_unsqueeze", 1, t), NULL;
+wf_tensor *wf__unsqueeze_raw(wf_tensor *t, int dim) {
     if (t->ndim >= WF_MAX_DIMS) { wf__error(WF_ESHAPE, "wf_unsqueeze: tensor already has %d dims", WF_MAX_DIMS); return NULL; }
     int d = wf__dim("wf_unsqueeze", dim, t->ndim + 1);
     if (d < 0) return NULL;
@@ -327,12 +243,6 @@ wf_tensor *wf_unsqueeze(wf_tensor *t, int dim) {
         }
         if (i < t->ndim) { shape[nd] = t->shape[i]; stride[nd] = t->stride[i]; nd++; }
     }
-    return reshape_view(t, nd, shape, stride);
+    return wf__view_of(t, nd, shape, stride, t->offset);
 }
 
-wf_tensor *wf_detach(wf_tensor *t) {
-    if (!t) return wf__any_null("wf_detach", 1, t), NULL;
-    wf_tensor *y = make_view(t, t->ndim, t->shape, t->stride, t->offset);
-    if (y) { wf_tensor_free(y->view_base); y->view_base = NULL; }
-    return y;
-}

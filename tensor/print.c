@@ -1,6 +1,5 @@
 /* tensor/print.c: PyTorch-style printing: tensor([[1.0000, 2.0000]], dtype=float64). */
 #include "tensor_impl.h"
-#include "../autograd/autograd_impl.h"
 
 #include <math.h>
 
@@ -59,7 +58,10 @@ int wf_fprint(FILE *f, const wf_tensor *t) {
         print_rec(f, v, t->shape, t->ndim, 0, &off, wf_dtype_is_floating(t->dtype), n > SUMMARIZE, 7);
         if (t->dtype != WF_F32 && t->dtype != WF_I64) fprintf(f, ", dtype=%s", wf_dtype_name(t->dtype));
         if (t->device.type != WF_DEV_CPU) { char b[16]; fprintf(f, ", device='%s'", wf_device_str(t->device, b, sizeof b)); }
-        if (t->grad_fn) fprintf(f, ", grad_fn=<%s>", t->grad_fn->name ? t->grad_fn->name : "?");
+        if (t->grad_fn) {
+            const char *name = atomic_load_explicit(&wf__autograd, memory_order_acquire)->grad_fn_name(t);
+            fprintf(f, ", grad_fn=<%s>", name ? name : "?");
+        }
         else if (t->requires_grad) fputs(", requires_grad=True", f);
         fputs(")\n", f);
     }

@@ -1,6 +1,5 @@
 /* tensor/tensor.c: tensor handles and storage, geometry helpers, properties, creation. */
 #include "tensor_impl.h"
-#include "../autograd/autograd_impl.h"
 
 #include <math.h>
 #include <string.h>
@@ -202,6 +201,8 @@ wf_tensor *wf__view_of(wf_tensor *t, int ndim, const int64_t *shape, const int64
     return v;
 }
 
+const wf__autograd_iface *_Atomic wf__autograd;
+
 wf_tensor *wf_tensor_retain(wf_tensor *t) {
     if (t) atomic_fetch_add(&t->refcount, 1);
     return t;
@@ -213,10 +214,8 @@ void wf_tensor_free(wf_tensor *t) {
     /* The last reference went while a scope still lists the tensor (an error path freeing
      * a fresh result): take it off the scope's list so the scope does not free it again. */
     if (t->scope) wf__scope_unregister(t);
-    if (t->grad_fn) wf__node_release(t->grad_fn);
+    if (t->grad_fn || t->hooks) atomic_load_explicit(&wf__autograd, memory_order_acquire)->release(t);
     if (t->grad) wf_tensor_free(t->grad);
-    wf_hook_entry *h = t->hooks;
-    while (h) { wf_hook_entry *nx = h->next; wf__free(h, sizeof *h); h = nx; }
     if (t->view_base) wf_tensor_free(t->view_base);
     storage_release(t->storage);
     wf__free(t, sizeof *t);

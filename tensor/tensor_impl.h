@@ -49,6 +49,16 @@ struct wf_tensor {
     wf_tensor *scope_prev, *scope_next;   /* the scope's list (tensor/scope.c) */
 };
 
+/* How tensor/ lets go of a handle's autograd state (grad_fn, hooks: opaque here) without
+ * calling up into autograd/: autograd/node.c installs this table (wf__autograd_install) before
+ * it first attaches such state to a tensor, so a tensor that has any was seen by autograd.
+ * NULL until then. grad_fn_name: the node's name for wf_print. */
+typedef struct wf__autograd_iface {
+    void (*release)(wf_tensor *t);                  /* drop t's grad_fn and hooks */
+    const char *(*grad_fn_name)(const wf_tensor *t);
+} wf__autograd_iface;
+extern const wf__autograd_iface *_Atomic wf__autograd;
+
 /* ---------------------------------------------------------------- helpers (tensor/tensor.c) */
 
 /* Resolve WF_DTYPE_DEFAULT. */
@@ -190,7 +200,8 @@ typedef enum wf_kernel_op {
 /* Pinned counts. A new row in ops.def lands here first: before raising a count, give the op
  * what the list cannot generate: its case in the CPU and CUDA kernels' switches
  * (tensor/cpu/elementwise.c, reduce.c; tensor/cuda/cuda_elementwise.cu, cuda_reduce.cu),
- * its front-end, and for a unary op its autograd node name (tensor/ops_unary.c). */
+ * its raw op (tensor/ops_*.c) and public function (autograd/fn_*.c), and for a unary op its
+ * autograd node name (autograd/fn_unary.c). */
 _Static_assert(WF_U_COUNT == 21, "tensor/ops.def: a unary op was added or removed; see the comment above");
 _Static_assert(WF_B_COUNT == 15, "tensor/ops.def: a binary op was added or removed; see the comment above");
 _Static_assert(WF_R_COUNT == 7, "tensor/ops.def: a reduce op was added or removed; see the comment above");
@@ -302,7 +313,7 @@ typedef struct wf_kernels {
                                const int s[2], const int p[2], bool count_include_pad);
 
     /* ---- optional fused kernels (appended; NULL on devices without them: the front-ends
-     * then compose the op from the entries above). tensor/ops_fused.c calls them. */
+     * then compose the op from the entries above). tensor/ops_fused.c's raw ops call them. */
     /* Attention on q [B,H,L,D], k and v [B,H,S,D] (f16/bf16, one dtype, last-dim stride 1,
      * other strides free, D <= 128): o (q's shape and dtype, last-dim stride 1) =
      * softmax(q k^T * scale [+ causal mask, key j <= query i]) v; lse (f32 [B,H,L] contiguous)
@@ -440,7 +451,9 @@ typedef void (*wf_iter_fn)(char **ptrs, const int64_t *byte_strides, int64_t n, 
 void wf__iter(int nops, wf_tensor *const *ops, wf_iter_fn fn, void *ctx);
 
 
-/* ---------------------------------------------------------------- fused front-ends (tensor/ops_fused.c)
+/* ---------------------------------------------------------------- fused front-ends (autograd/fn_fused.c)
+ * Declared here because nn/ reaches them through this header (nn/nn_impl.h); they live in
+ * autograd/ (they record nodes) over tensor/ops_fused.c's raw ops.
  * Each runs the device's fused kernel when it has one and the arguments suit it, recording
  * its own autograd node; otherwise it sets *handled = false and returns NULL without an
  * error, and the caller composes the op. On an error: *handled = true, NULL, error recorded.
@@ -462,8 +475,9 @@ wf_tensor *wf__cross_entropy_fused(wf_tensor *input, wf_tensor *target, int64_t 
  * team's size; 1 inside a parallel region (tensor/cpu/threads.c). */
 int wf__par_threads(int64_t work, int64_t grain);
 
-/* ---------------------------------------------------------------- autocast (tensor/autocast.c)
- * Op front-ends call wf__autocast_arg on their floating inputs first thing: inside an
+/* ---------------------------------------------------------------- autocast (autograd/autocast.c)
+ * Declared here because nn/ reaches it through this header (nn/nn_impl.h).
+ * The differentiable front-ends call wf__autocast_arg on their floating inputs first thing: inside an
  * autocast region for the tensor's device it returns the tensor cast for the op's class
  * (WF__AC_LOWER: matmul/bmm/linear/conv -> the low dtype; WF__AC_F32: softmax, exp, log,
  * pow, reductions, norms, losses -> f32), otherwise t itself. The result is borrowed (the

@@ -1,19 +1,9 @@
-/* autograd/backward_conv.h: backward functions of conv2d and the 2-D pools
- * (tensor/ops_conv.c records them; autograd/backward_conv.c implements them). */
-#ifndef WEFT_BACKWARD_CONV_H
-#define WEFT_BACKWARD_CONV_H
+/* tensor/ops_conv.h: helpers shared by the conv and pool raw ops (tensor/ops_conv.c) and
+ * their backward (tensor/ops_conv_backward.c). Not for other files. */
+#ifndef WEFT_OPS_CONV_H
+#define WEFT_OPS_CONV_H
 
-#include "autograd_impl.h"
-
-/* y = conv2d(x, w, b): inputs x [N,C,H,W], w [O,C/g,kh,kw], optional b [O]; saved 0 = x,
- * 1 = w; n->i[0..6] = stride h/w, padding h/w, dilation h/w, groups. */
-int wf__conv2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-/* max pool: saved 0 = argmax (i64, the output's shape, flat index in H*W) */
-int wf__max_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-/* avg pool: n->i[0..5] = kernel h/w, stride h/w, padding h/w; n->i[6] = count_include_pad */
-int wf__avg_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
-/* adaptive avg pool on the CPU (bins that need not divide the input): no saved tensors */
-int wf__adaptive_avg_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx);
+#include "ops_raw.h"
 
 /* The CPU loops of adaptive average pooling (tensor/ops_conv.c), on contiguous f32/f64
  * tensors whose last two dims are the plane: y = pool(x), or gx = pool^T(gy) (gx fully
@@ -21,7 +11,6 @@ int wf__adaptive_avg_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor
 int wf__cpu_adaptive_avg_pool2d(wf_tensor *y, const wf_tensor *x);
 int wf__cpu_adaptive_avg_pool2d_backward(wf_tensor *gx, const wf_tensor *gy);
 
-/* Helpers shared by the conv/pool front-ends (tensor/ops_conv.c) and their backward. */
 /* Images per chunk of an im2col-based conv: the col buffer [C*kh*kw, chunk*oh*ow] stays
  * within 16M elements (per_image = C*kh*kw*oh*ow), at least one image, at most N. Smaller
  * chunks that keep col in cache were measured slower with 8 threads (the Fashion-MNIST CNN:

@@ -1,4 +1,5 @@
-/* autograd/backward_conv.c: gradients of conv2d and the 2-D pools, on the device kernels.
+/* tensor/ops_conv_backward.c: the raw backward of conv2d (PyTorch's convolution_backward)
+ * and of the 2-D pools, on the device kernels (tensor/ops_raw.h).
  *
  * conv2d, per image n and group g (col = im2col(x[n]), L = oh*ow, CK = C/g*kh*kw):
  *   gw[g] += gy[n,g] [O/g, L] @ col[g]^T [L, CK]
@@ -7,14 +8,9 @@
  * The col buffers are recomputed here (not saved by the forward) to keep memory low.
  * Where the device has im2col_batch / col2im_batch (the CPU), a chunk of images is one
  * im2col and one GEMM per gradient and group instead (conv_grads_batched). */
-#include "backward_conv.h"
+#include "ops_conv.h"
 
 #include <string.h>
-
-
-static wf_tensor *empty_like_meta(const wf_meta *m) {
-    return wf__empty(m->shape, m->ndim, m->dtype, m->device);
-}
 
 /* the input and weight gradients into gx / gw (allocated, contiguous; NULL when not needed) */
 static int conv_grads(const wf_kernels *K, wf_tensor *x, wf_tensor *w, wf_tensor *gy,
@@ -143,105 +139,101 @@ static int conv_grads_batched(const wf_kernels *K, wf_tensor *x, wf_tensor *w, w
     return rc;
 }
 
-int wf__conv2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
-    wf_tensor *x = wf__saved(n, 0), *w = wf__saved(n, 1);
-    if (!x || !w) return wf_error();
+int wf__conv2d_backward_raw(wf_tensor *gy, wf_tensor *x, wf_tensor *w, const int64_t *prm, bool need_x, bool need_w,
+                            bool need_b, wf_tensor **gx, wf_tensor **gw, wf_tensor **gb) {
     const wf_kernels *K = wf__kernels(x->device);
     if (!K) return wf_error();
-    bool nx = n->needs[0], nw = n->needs[1], nb = n->n_inputs > 2 && n->needs[2];
+    bool nx = need_x, nw = need_w, nb = need_b;
     int rc = 0;
     wf_tensor *gxt = NULL, *gwt = NULL, *gbt = NULL;
     wf_scope_begin();
-    wf_tensor *g = wf__conv_contig(gy[0], K), *xc = g ? wf__conv_contig(x, K) : NULL;
+    wf_tensor *g = wf__conv_contig(gy, K), *xc = g ? wf__conv_contig(x, K) : NULL;
     wf_tensor *wc = xc ? wf__conv_contig(w, K) : NULL;
     if (!wc) rc = wf_error();
-    if (!rc && nx && !(gxt = empty_like_meta(&n->in_meta[0]))) rc = wf_error();
-    if (!rc && nw && !(gwt = empty_like_meta(&n->in_meta[1]))) rc = wf_error();
+    if (!rc && nx && !(gxt = wf__empty(x->shape, x->ndim, x->dtype, x->device))) rc = wf_error();
+    if (!rc && nw && !(gwt = wf__empty(w->shape, w->ndim, w->dtype, w->device))) rc = wf_error();
     /* the batched path covers every conv but the direct 1x1 one (as the forward) */
-    bool direct = w->shape[2] == 1 && w->shape[3] == 1 && n->i[0] == 1 && n->i[1] == 1 &&
-                  n->i[2] == 0 && n->i[3] == 0;
+    bool direct = w->shape[2] == 1 && w->shape[3] == 1 && prm[0] == 1 && prm[1] == 1 && prm[2] == 0 && prm[3] == 0;
     bool batched = K->im2col_batch && K->col2im_batch && !direct && x->device.type != WF_DEV_META;
     if (!rc && x->device.type == WF_DEV_META)   /* each gradient is one forward's GEMM work */
         wf__meta_flops_add((nx + nw) * 2 * wf_numel(g) * w->shape[1] * w->shape[2] * w->shape[3]);
+    int64_t O = w->shape[0];
     if (batched) {
-        if (!rc && nb && !(gbt = empty_like_meta(&n->in_meta[2]))) rc = wf_error();
-        if (!rc) rc = conv_grads_batched(K, xc, wc, g, n->i, gxt, gwt, gbt);
+        if (!rc && nb && !(gbt = wf__empty(&O, 1, x->dtype, x->device))) rc = wf_error();
+        if (!rc) rc = conv_grads_batched(K, xc, wc, g, prm, gxt, gwt, gbt);
     } else {
         if (!rc && (nx || nw) && x->device.type != WF_DEV_META)
-            rc = conv_grads(K, xc, wc, g, n->i, gxt, gwt);
-        if (!rc && nb && !(gbt = wf_sum(g, WF_DIMS(0, 2, 3), false))) rc = wf_error();
+            rc = conv_grads(K, xc, wc, g, prm, gxt, gwt);
+        if (!rc && nb) {   /* gb = sum of gy over N, oh, ow */
+            wf_tensor *s = wf__sum_raw("wf_conv2d (backward)", g, 1u | 4u | 8u);
+            gbt = s ? wf__view_of(s, 1, &O, (const int64_t[]){ 1 }, s->offset) : NULL;
+            if (!gbt) rc = wf_error();
+        }
     }
     if (!rc) {
-        gx[0] = wf_keep(gxt);
-        gx[1] = wf_keep(gwt);
-        if (nb) gx[2] = wf_keep(gbt);
+        *gx = wf_keep(gxt);
+        *gw = wf_keep(gwt);
+        *gb = wf_keep(gbt);
     }
     wf_scope_end();
     return rc;
 }
 
-int wf__max_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
-    wf_tensor *am = wf__saved(n, 0);
-    if (!am) return wf_error();
-    const wf_kernels *K = wf__kernels(am->device);
-    if (!K) return wf_error();
+wf_tensor *wf__max_pool2d_backward_raw(wf_tensor *gy, wf_tensor *argmax, int ndim, const int64_t *shape, wf_dtype dt,
+                                       wf_device dev) {
+    const wf_kernels *K = wf__kernels(argmax->device);
+    if (!K) return NULL;
     int rc = 0;
     wf_tensor *out = NULL;
     wf_scope_begin();
-    wf_tensor *g = wf__conv_contig(gy[0], K);
-    wf_tensor *r = g ? empty_like_meta(&n->in_meta[0]) : NULL;
+    wf_tensor *g = wf__conv_contig(gy, K);
+    wf_tensor *r = g ? wf__empty(shape, ndim, dt, dev) : NULL;
     if (!r) rc = wf_error();
-    if (!rc) rc = wf__need_kernel(K, "wf_max_pool2d (backward)", WF_OPF_KERNEL, WF_K_MAX_POOL2D_BACKWARD, r->dtype, am->device);
-    if (!rc && am->device.type != WF_DEV_META && wf_numel(r) > 0) {
-        wf_tensor *r4 = wf__conv_as4d(r), *g4 = r4 ? wf__conv_as4d(g) : NULL, *a4 = g4 ? wf__conv_as4d(am) : NULL;
+    if (!rc) rc = wf__need_kernel(K, "wf_max_pool2d (backward)", WF_OPF_KERNEL, WF_K_MAX_POOL2D_BACKWARD, r->dtype, argmax->device);
+    if (!rc && argmax->device.type != WF_DEV_META && wf_numel(r) > 0) {
+        wf_tensor *r4 = wf__conv_as4d(r), *g4 = r4 ? wf__conv_as4d(g) : NULL, *a4 = g4 ? wf__conv_as4d(argmax) : NULL;
         rc = a4 ? K->max_pool2d_backward(r4, g4, a4) : wf_error();
     }
     if (!rc) out = wf_keep(r);
     wf_scope_end();
-    gx[0] = out;
-    return rc;
+    return out;
 }
 
-int wf__avg_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
-    const wf_meta *m = &n->in_meta[0];
-    const wf_kernels *K = wf__kernels(m->device);
-    if (!K) return wf_error();
-    int k[2] = { (int)n->i[0], (int)n->i[1] }, s[2] = { (int)n->i[2], (int)n->i[3] };
-    int p[2] = { (int)n->i[4], (int)n->i[5] };
-    bool cip = n->i[6] != 0;
+wf_tensor *wf__avg_pool2d_backward_raw(wf_tensor *gy, const int k[2], const int s[2], const int p[2], bool cip,
+                                       int ndim, const int64_t *shape, wf_dtype dt, wf_device dev) {
+    const wf_kernels *K = wf__kernels(dev);
+    if (!K) return NULL;
     int rc = 0;
     wf_tensor *out = NULL;
     wf_scope_begin();
-    wf_tensor *g = wf__conv_contig(gy[0], K);
-    wf_tensor *r = g ? empty_like_meta(m) : NULL;
+    wf_tensor *g = wf__conv_contig(gy, K);
+    wf_tensor *r = g ? wf__empty(shape, ndim, dt, dev) : NULL;
     if (!r) rc = wf_error();
-    if (!rc) rc = wf__need_kernel(K, "wf_avg_pool2d (backward)", WF_OPF_KERNEL, WF_K_AVG_POOL2D_BACKWARD, r->dtype, m->device);
-    if (!rc && m->device.type != WF_DEV_META && wf_numel(r) > 0) {
+    if (!rc) rc = wf__need_kernel(K, "wf_avg_pool2d (backward)", WF_OPF_KERNEL, WF_K_AVG_POOL2D_BACKWARD, r->dtype, dev);
+    if (!rc && dev.type != WF_DEV_META && wf_numel(r) > 0) {
         wf_tensor *r4 = wf__conv_as4d(r), *g4 = r4 ? wf__conv_as4d(g) : NULL;
         rc = g4 ? K->avg_pool2d_backward(r4, g4, k, s, p, cip) : wf_error();
     }
     if (!rc) out = wf_keep(r);
     wf_scope_end();
-    gx[0] = out;
-    return rc;
+    return out;
 }
 
-int wf__adaptive_avg_pool2d_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
-    const wf_meta *m = &n->in_meta[0];
-    const wf_kernels *K = wf__kernels(m->device);
-    if (!K) return wf_error();
+wf_tensor *wf__adaptive_avg_pool2d_backward_raw(wf_tensor *gy, int ndim, const int64_t *shape, wf_dtype dt,
+                                                wf_device dev) {
+    const wf_kernels *K = wf__kernels(dev);
+    if (!K) return NULL;
     int rc = 0;
     wf_tensor *out = NULL;
     wf_scope_begin();
-    wf_tensor *g = wf__conv_contig(gy[0], K);
-    wf_tensor *r = g ? empty_like_meta(m) : NULL;
+    wf_tensor *g = wf__conv_contig(gy, K);
+    wf_tensor *r = g ? wf__empty(shape, ndim, dt, dev) : NULL;
     if (!r) rc = wf_error();
     if (!rc)
         rc = wf__need_kernel(K, "wf_adaptive_avg_pool2d (backward)", WF_OPF_KERNEL, WF_K_ADAPTIVE_AVG_POOL2D_BACKWARD,
-                             r->dtype, m->device);
-    if (!rc && m->device.type != WF_DEV_META) rc = K->adaptive_avg_pool2d_backward(r, g);
+                             r->dtype, dev);
+    if (!rc && dev.type != WF_DEV_META) rc = K->adaptive_avg_pool2d_backward(r, g);
     if (!rc) out = wf_keep(r);
     wf_scope_end();
-    gx[0] = out;
-    return rc;
+    return out;
 }
