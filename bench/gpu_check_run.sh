@@ -19,13 +19,13 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 ninja -C $B tests/ops/test_ops tests/cuda/test_cuda_parity tests/examples/examples_test_gpt examples/gpt/gpt \
   tests/dist/dist_test_nccl bench/bench_train_step >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
 echo "== build ok"
+echo "== GPT stopped and resumed on CUDA, deterministic"
+(cd $B && CK_RUN_CASE=core timeout 400 tests/examples/examples_test_gpt examples/gpt/gpt 2>&1 | tail -5) | tee "$OUT/gpt.log"
 echo "== op harness on CUDA"
 timeout 300 $B/tests/ops/test_ops --device cuda >"$OUT/ops_cuda.log" 2>&1; echo "rc=$?"
 grep -E "^FAIL" "$OUT/ops_cuda.log" | head -30; tail -1 "$OUT/ops_cuda.log"
 echo "== parity program"
 timeout 200 $B/tests/cuda/test_cuda_parity >"$OUT/parity.log" 2>&1; echo "rc=$?"; grep -E "^FAIL" "$OUT/parity.log" | head; tail -1 "$OUT/parity.log"
-echo "== GPT stopped and resumed on CUDA, deterministic"
-(cd $B && CK_RUN_CASE=core timeout 400 tests/examples/examples_test_gpt examples/gpt/gpt 2>&1 | tail -5) | tee "$OUT/gpt.log"
 echo "== NCCL: one rank, every op; two ranks on one GPU"
 timeout 120 $B/tests/dist/dist_test_nccl 2>&1 | tail -6
 timeout 60 mpirun --oversubscribe --bind-to none -np 2 $B/tests/dist/dist_test_nccl --same-gpu 2>&1 | tail -3
