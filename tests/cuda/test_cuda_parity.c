@@ -138,7 +138,7 @@ static void check_sdpa(int64_t B, int64_t H, int64_t L, int64_t S, int64_t D, bo
     }
 }
 
-/* tensor/ops_fused.c: attention on a packed projection [B, T, 3E] (not in a public header) */
+/* autograd/fn_fused.c: attention on a packed projection [B, T, 3E] (not in a public header) */
 wf_tensor *wf__sdpa_qkv_fused(wf_tensor *qkv, int64_t H, bool causal, bool *handled);
 
 /* fused attention read in place from a packed qkv [B, T, 3E] (pad extra columns make the rows
