@@ -267,7 +267,7 @@ static wf_tensor *load(src *s, int64_t file_size, uint64_t gz_limit) {
         t = wf_empty_on(shape, ndim, dt, WF_CPU);
         if (!t) return NULL;
         if (!numel && file_size >= 0) return t;   /* a stream still gets its trailing-bytes check */
-        char *out = wf__host_ptr(t);
+        char *out = numel ? wf__host_ptr(t) : NULL;   /* an empty tensor has no storage data (NULL + 0 is UB) */
         bool direct = esize == 1 && osize == 1;
         size_t chunk = IDX_CHUNK;
         unsigned char *raw = direct ? NULL : wf__malloc(chunk);
