@@ -115,6 +115,16 @@ struct wf_strategy {
 wf_strategy *wf__strategy_new(const wf_strategy_vt *desc, wf_precision *precision, wf_device device,
                               const wf_cluster_info *cluster, const wf_checkpoint_io *io, double timeout_s);
 void wf__strategy_free(wf_strategy *s);
+/* DDP's collectives, shared by the strategies built on DDP's process group (FSDP, ZeRO):
+ * their ops tables point at these instead of forwarding through wf__ddp_ops. */
+int wf__ddp_barrier(wf_strategy *s, const char *name);
+int wf__ddp_broadcast(wf_strategy *s, wf_tensor *t, int src);
+int wf__ddp_broadcast_bytes(wf_strategy *s, void *buf, size_t n, int src);
+wf_tensor *wf__ddp_all_gather(wf_strategy *s, wf_tensor *t, bool sync_grads);
+wf_tensor *wf__ddp_all_reduce(wf_strategy *s, wf_tensor *t, wf_fabric_reduce op);
+int wf__ddp_reduce_boolean_decision(wf_strategy *s, bool decision, bool all, bool *out);
+int wf__ddp_broadcast_status(wf_strategy *s, bool local, int *code, char *msg, size_t n);
+int wf__ddp_save_checkpoint(wf_strategy *s, wf_st_writer *w, const char *path, int prior);
 extern const wf_strategy_ops wf__single_device_ops, wf__ddp_ops, wf__fsdp_ops;
 /* "deepspeed*" (strategy_zero.c): stages 1 and 2 (zero_ops) partition the optimizer state (and
  * stage 2 the gradients) over the ranks; stage 3 (zero3_ops) is FSDP's FULL_SHARD units. */

@@ -113,7 +113,7 @@ static void rec_text(const shape_rec *r, char *buf, size_t n) {
     snprintf(buf, n, "%s %s", wf_dtype_name((wf_dtype)r->dtype), wf__shape_text(r->ndim, r->shape, b, sizeof b));
 }
 
-static int ddp_broadcast_status(wf_strategy *s, bool local, int *code, char *msg, size_t n);
+int wf__ddp_broadcast_status(wf_strategy *s, bool local, int *code, char *msg, size_t n);
 
 static int check_shapes(wf_strategy *s, wf_tensor **ts, const char **names, int np, int n) {
     int world = s->cluster.world_size, rank = wf_process_group_rank(s->pg), rc = 0, code = 0;
@@ -128,7 +128,7 @@ static int check_shapes(wf_strategy *s, wf_tensor **ts, const char **names, int 
             snprintf(msg, sizeof msg, "the model has %d parameters and %d buffers on rank 0 but %d and %d on rank %d: "
                      "every rank must build the same model", np, n - np, cnts[2 * r], cnts[2 * r + 1], r);
         }
-    if (!rc) rc = ddp_broadcast_status(s, false, &code, msg, sizeof msg);
+    if (!rc) rc = wf__ddp_broadcast_status(s, false, &code, msg, sizeof msg);
     if (!rc && !code) {
         for (int i = 0; i < n; i++) {
             mine[i].dtype = (int32_t)wf_tensor_dtype(ts[i]);
@@ -157,7 +157,7 @@ static int check_shapes(wf_strategy *s, wf_tensor **ts, const char **names, int 
             snprintf(msg, sizeof msg, "%s \"%s\" is %s on rank 0 but %s on rank%s %s: every rank must build the "
                      "same model", i < np ? "parameter" : "buffer", names[i], here, other, bad > 1 ? "s" : "", ranks);
         }
-        if (!rc) rc = ddp_broadcast_status(s, false, &code, msg, sizeof msg);
+        if (!rc) rc = wf__ddp_broadcast_status(s, false, &code, msg, sizeof msg);
     }
     if (!rc && code) rc = wf__error(code, "wf_fabric_setup: %s", msg);
     wf__free(cnts, 0);
@@ -268,14 +268,14 @@ static int ddp_optimizer_step(wf_strategy *s, wf_optimizer *o, bool *skipped) {
 
 /* ---------------------------------------------------------------- collectives */
 
-static int ddp_barrier(wf_strategy *s, const char *name) {
+int wf__ddp_barrier(wf_strategy *s, const char *name) {
     (void)name;
     return wf_dist_barrier(s->pg);
 }
 
-static int ddp_broadcast(wf_strategy *s, wf_tensor *t, int src) { return wf_dist_broadcast(s->pg, t, src, NULL); }
+int wf__ddp_broadcast(wf_strategy *s, wf_tensor *t, int src) { return wf_dist_broadcast(s->pg, t, src, NULL); }
 
-static int ddp_broadcast_bytes(wf_strategy *s, void *buf, size_t n, int src) {
+int wf__ddp_broadcast_bytes(wf_strategy *s, void *buf, size_t n, int src) {
     return wf_dist_broadcast_bytes(s->pg, buf, n, src);
 }
 
@@ -297,7 +297,7 @@ static int all_gather_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx)
     return gx[0] ? 0 : wf_error();
 }
 
-static wf_tensor *ddp_all_gather(wf_strategy *s, wf_tensor *t, bool sync_grads) {
+wf_tensor *wf__ddp_all_gather(wf_strategy *s, wf_tensor *t, bool sync_grads) {
     int nd = wf_ndim(t), world = s->cluster.world_size;
     int64_t shape[WF_MAX_DIMS + 1];
     if (nd >= WF_MAX_DIMS) {
@@ -331,7 +331,7 @@ static wf_dist_reduce_op map_op(wf_fabric_reduce op) {
     }
 }
 
-static wf_tensor *ddp_all_reduce(wf_strategy *s, wf_tensor *t, wf_fabric_reduce op) {
+wf_tensor *wf__ddp_all_reduce(wf_strategy *s, wf_tensor *t, wf_fabric_reduce op) {
     wf_tensor *r = NULL;
     WF_NO_GRAD { r = wf_clone(t); }
     r = r ? wf_contiguous(r) : NULL;
@@ -339,7 +339,7 @@ static wf_tensor *ddp_all_reduce(wf_strategy *s, wf_tensor *t, wf_fabric_reduce 
     return r;
 }
 
-static int ddp_reduce_boolean_decision(wf_strategy *s, bool decision, bool all, bool *out) {
+int wf__ddp_reduce_boolean_decision(wf_strategy *s, bool decision, bool all, bool *out) {
     int rc = 0;
     wf_scope_begin();
     wf_tensor *t = wf_zeros(WF_SHAPE(1), WF_I32);
@@ -355,7 +355,7 @@ static int ddp_reduce_boolean_decision(wf_strategy *s, bool decision, bool all, 
 
 typedef struct status_msg { int32_t code; char msg[500]; } status_msg;
 
-static int ddp_broadcast_status(wf_strategy *s, bool local, int *code, char *msg, size_t n) {
+int wf__ddp_broadcast_status(wf_strategy *s, bool local, int *code, char *msg, size_t n) {
     wf_process_group *g = local && s->node_pg ? s->node_pg : s->pg;
     status_msg m;
     memset(&m, 0, sizeof m);
@@ -370,14 +370,14 @@ static int ddp_broadcast_status(wf_strategy *s, bool local, int *code, char *msg
 
 /* Rank 0 writes; every rank returns rank 0's result, so a failed save is an error
  * everywhere (never a rank that believes the checkpoint exists). */
-static int ddp_save_checkpoint(wf_strategy *s, wf_st_writer *w, const char *path, int prior) {
+int wf__ddp_save_checkpoint(wf_strategy *s, wf_st_writer *w, const char *path, int prior) {
     int code = 0;
     char msg[500] = "";
     if (s->cluster.global_rank == 0) {
         code = prior ? prior : s->io.save(&s->io, w, path);
         if (code) snprintf(msg, sizeof msg, "%s", wf_error_message());
     }
-    int rc = ddp_broadcast_status(s, false, &code, msg, sizeof msg);
+    int rc = wf__ddp_broadcast_status(s, false, &code, msg, sizeof msg);
     if (rc) return rc;
     if (code && s->cluster.global_rank != 0)
         return wf__error(code, "wf_fabric_save: rank 0 could not save %s: %s", path, msg);
@@ -429,13 +429,13 @@ const wf_strategy_ops wf__ddp_ops = {
     .backward = ddp_backward,
     .pre_forward = ddp_pre_forward,
     .optimizer_step = ddp_optimizer_step,
-    .barrier = ddp_barrier,
-    .broadcast = ddp_broadcast,
-    .broadcast_bytes = ddp_broadcast_bytes,
-    .all_gather = ddp_all_gather,
-    .all_reduce = ddp_all_reduce,
-    .reduce_boolean_decision = ddp_reduce_boolean_decision,
-    .broadcast_status = ddp_broadcast_status,
-    .save_checkpoint = ddp_save_checkpoint,
+    .barrier = wf__ddp_barrier,
+    .broadcast = wf__ddp_broadcast,
+    .broadcast_bytes = wf__ddp_broadcast_bytes,
+    .all_gather = wf__ddp_all_gather,
+    .all_reduce = wf__ddp_all_reduce,
+    .reduce_boolean_decision = wf__ddp_reduce_boolean_decision,
+    .broadcast_status = wf__ddp_broadcast_status,
+    .save_checkpoint = wf__ddp_save_checkpoint,
     .teardown = ddp_teardown,
 };

@@ -747,28 +747,6 @@ static void fsdp_teardown(wf_strategy *s) {
     wf__ddp_ops.teardown(s);
 }
 
-/* ---------------------------------------------------------------- DDP's collectives */
-
-static int f_barrier(wf_strategy *s, const char *name) { return wf__ddp_ops.barrier(s, name); }
-static int f_broadcast(wf_strategy *s, wf_tensor *t, int src) { return wf__ddp_ops.broadcast(s, t, src); }
-static int f_broadcast_bytes(wf_strategy *s, void *buf, size_t n, int src) {
-    return wf__ddp_ops.broadcast_bytes(s, buf, n, src);
-}
-static wf_tensor *f_all_gather(wf_strategy *s, wf_tensor *t, bool sync_grads) {
-    return wf__ddp_ops.all_gather(s, t, sync_grads);
-}
-static wf_tensor *f_all_reduce(wf_strategy *s, wf_tensor *t, wf_fabric_reduce op) {
-    return wf__ddp_ops.all_reduce(s, t, op);
-}
-static int f_reduce_boolean_decision(wf_strategy *s, bool decision, bool all, bool *out) {
-    return wf__ddp_ops.reduce_boolean_decision(s, decision, all, out);
-}
-static int f_broadcast_status(wf_strategy *s, bool local, int *code, char *msg, size_t n) {
-    return wf__ddp_ops.broadcast_status(s, local, code, msg, n);
-}
-static int f_save_checkpoint(wf_strategy *s, wf_st_writer *w, const char *path, int prior) {
-    return wf__ddp_ops.save_checkpoint(s, w, path, prior);
-}
 /* NO_SHARD is DDP: rank 0's buffers before each forward, as DDP's broadcast_buffers. The
  * sharded modes leave buffers alone, as PyTorch's FSDP does. */
 static int f_pre_forward(wf_strategy *s, wf_module *m) {
@@ -784,13 +762,13 @@ const wf_strategy_ops wf__fsdp_ops = {
     .setup_optimizers = fsdp_setup_optimizers,
     .grad_params = fsdp_grad_params,
     .clip_grad_norm = fsdp_clip_grad_norm,
-    .barrier = f_barrier,
-    .broadcast = f_broadcast,
-    .broadcast_bytes = f_broadcast_bytes,
-    .all_gather = f_all_gather,
-    .all_reduce = f_all_reduce,
-    .reduce_boolean_decision = f_reduce_boolean_decision,
-    .broadcast_status = f_broadcast_status,
-    .save_checkpoint = f_save_checkpoint,
+    .barrier = wf__ddp_barrier,
+    .broadcast = wf__ddp_broadcast,
+    .broadcast_bytes = wf__ddp_broadcast_bytes,
+    .all_gather = wf__ddp_all_gather,
+    .all_reduce = wf__ddp_all_reduce,
+    .reduce_boolean_decision = wf__ddp_reduce_boolean_decision,
+    .broadcast_status = wf__ddp_broadcast_status,
+    .save_checkpoint = wf__ddp_save_checkpoint,
     .teardown = fsdp_teardown,
 };

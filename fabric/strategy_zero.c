@@ -540,28 +540,6 @@ static void zero_teardown(wf_strategy *s) {
     wf__ddp_ops.teardown(s);
 }
 
-/* ---------------------------------------------------------------- DDP's collectives */
-
-static int z_barrier(wf_strategy *s, const char *name) { return wf__ddp_ops.barrier(s, name); }
-static int z_broadcast(wf_strategy *s, wf_tensor *t, int src) { return wf__ddp_ops.broadcast(s, t, src); }
-static int z_broadcast_bytes(wf_strategy *s, void *buf, size_t n, int src) {
-    return wf__ddp_ops.broadcast_bytes(s, buf, n, src);
-}
-static wf_tensor *z_all_gather(wf_strategy *s, wf_tensor *t, bool sync_grads) {
-    return wf__ddp_ops.all_gather(s, t, sync_grads);
-}
-static wf_tensor *z_all_reduce(wf_strategy *s, wf_tensor *t, wf_fabric_reduce op) {
-    return wf__ddp_ops.all_reduce(s, t, op);
-}
-static int z_reduce_boolean_decision(wf_strategy *s, bool decision, bool all, bool *out) {
-    return wf__ddp_ops.reduce_boolean_decision(s, decision, all, out);
-}
-static int z_broadcast_status(wf_strategy *s, bool local, int *code, char *msg, size_t n) {
-    return wf__ddp_ops.broadcast_status(s, local, code, msg, n);
-}
-static int z_save_checkpoint(wf_strategy *s, wf_st_writer *w, const char *path, int prior) {
-    return wf__ddp_ops.save_checkpoint(s, w, path, prior);
-}
 
 const wf_strategy_ops wf__zero_ops = {
     .setup_environment = zero_setup_environment,
@@ -571,13 +549,13 @@ const wf_strategy_ops wf__zero_ops = {
     .setup_optimizers = zero_setup_optimizers,
     .grad_params = zero_grad_params,
     .clip_grad_norm = zero_clip_grad_norm,
-    .barrier = z_barrier,
-    .broadcast = z_broadcast,
-    .broadcast_bytes = z_broadcast_bytes,
-    .all_gather = z_all_gather,
-    .all_reduce = z_all_reduce,
-    .reduce_boolean_decision = z_reduce_boolean_decision,
-    .broadcast_status = z_broadcast_status,
-    .save_checkpoint = z_save_checkpoint,
+    .barrier = wf__ddp_barrier,
+    .broadcast = wf__ddp_broadcast,
+    .broadcast_bytes = wf__ddp_broadcast_bytes,
+    .all_gather = wf__ddp_all_gather,
+    .all_reduce = wf__ddp_all_reduce,
+    .reduce_boolean_decision = wf__ddp_reduce_boolean_decision,
+    .broadcast_status = wf__ddp_broadcast_status,
+    .save_checkpoint = wf__ddp_save_checkpoint,
     .teardown = zero_teardown,
 };
