@@ -151,11 +151,12 @@ wf_tensor *wf__cross_entropy_fused(wf_tensor *input, wf_tensor *target, int64_t 
     switch (reduction) {
     case 2: y = loss; break;                                   /* none */
     case 1: y = wf_sum_all(loss); break;                       /* sum */
-    default: {   /* mean over the non-ignored rows, summed in f32; none left: NaN with zero
-                  * gradients, as PyTorch's (nn/loss.c's composed path does the same) */
-        wf_tensor *cnt = wf_sum_all(wf_to_dtype(wf_ne_scalar(target, (double)ignore_index), WF_F32));
+    default: {   /* mean over the non-ignored rows, summed in f32 (f64 for f64 logits); none left:
+                  * NaN with zero gradients, as PyTorch's (nn/loss.c's composed path does the same) */
+        wf_dtype acc = input->dtype == WF_F64 ? WF_F64 : WF_F32;
+        wf_tensor *cnt = wf_sum_all(wf_to_dtype(wf_ne_scalar(target, (double)ignore_index), acc));
         wf_tensor *none = cnt ? wf_eq_scalar(cnt, 0) : NULL;
-        wf_tensor *m = none ? wf_div(wf_sum_all(wf_to_dtype(loss, WF_F32)), wf_where(none, wf_ones_like(cnt), cnt)) : NULL;
+        wf_tensor *m = none ? wf_div(wf_sum_all(wf_to_dtype(loss, acc)), wf_where(none, wf_ones_like(cnt), cnt)) : NULL;
         y = m ? wf_to_dtype(wf_where(none, wf_full_like(m, NAN), m), input->dtype) : NULL;
     }
     }

@@ -33,7 +33,7 @@ if [ -n "${SHAKESPEARE:-}" ]; then
   echo "== shakespeare-char (bf16-mixed, one GPU)"
   timeout "${SHAKESPEARE_TIMEOUT:-400}" bash bench/shakespeare_run.sh "$SHAKESPEARE" $B
 fi
-if [ -n "${THREADS_AB:-1}" ]; then
+if [ -n "${THREADS_AB-1}" ]; then
   echo "== threads A/B, all cores"
   CORES=all ROUNDS=2 bash bench/threads_run.sh $B 2>&1 | grep -v "^$" | grep -E "==|weft|pytorch" | sed -E 's/"final_loss[^,]*,//' | cut -c1-150
 fi

@@ -12,6 +12,6 @@ shift 2 2>/dev/null || shift $#
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 ninja -C "$B" examples/gpt/gpt >/dev/null || exit 1
 rm -rf "$OUT/shakespeare"
-"$B"/examples/gpt/gpt --config shakespeare-char --data "$TEXT" --device cuda --precision bf16-mixed \
+stdbuf -oL "$B"/examples/gpt/gpt --config shakespeare-char --data "$TEXT" --device cuda --precision bf16-mixed \
   --out-dir "$OUT/shakespeare" --logger csv --log-interval 250 "$@" 2>&1 | tee "$OUT/shakespeare.log" |
   grep -E "^step|resumed|error|parameters|^iter (500|1000|2000|3000|4000|5000):|^\{" | cut -c1-240 | tail -40

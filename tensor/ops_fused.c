@@ -188,7 +188,8 @@ bool wf__cross_entropy_fusable(wf_tensor *input, wf_tensor *target, int reductio
 wf_tensor *wf__cross_entropy_fwd_raw(wf_tensor *x, wf_tensor *target, int64_t ignore_index, wf_tensor **lse) {
     int64_t N = x->shape[0];
     wf_tensor *loss = wf__empty(WF_SHAPE(N), x->dtype, x->device);
-    *lse = wf__empty(WF_SHAPE(N), WF_F32, x->device);
+    /* the row log-sum-exp in f32, or f64 for f64 logits (the backward rebuilds softmax from it) */
+    *lse = wf__empty(WF_SHAPE(N), x->dtype == WF_F64 ? WF_F64 : WF_F32, x->device);
     if (!loss || !*lse || wf__kernels(x->device)->xent_fwd(loss, *lse, x, target, ignore_index, 0.0)) return NULL;
     return loss;
 }

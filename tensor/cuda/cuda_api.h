@@ -148,7 +148,7 @@ int wf__cuda_softmax_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, co
  * cuda_elementwise.cu) */
 /* Softmax cross-entropy, logits [N,C] contiguous (any float dtype), target [N] (i64 or i32,
  * any stride). Forward: loss[n] (any float dtype, [N]) = (1-ls)*(lse - x[n,t]) +
- * ls*(lse - mean_c x[n,c]), 0 where t == ignore_index; lse (optional, f32 [N]) saves the
+ * ls*(lse - mean_c x[n,c]), 0 where t == ignore_index; lse (optional, [N], f32 or f64) saves the
  * row's log-sum-exp for the backward. Targets outside [0,C) (other than ignore_index) are
  * reported as WF_EINDEX at the next synchronize/to_host.
  * Backward: glogits[n,c] = g[n] * scale * (softmax(x)[n,c] - (1-ls)*[c==t] - ls/C), rows with
@@ -244,6 +244,9 @@ int wf__cuda_avg_pool2d(const wf_cuda_view *y, const wf_cuda_view *x, const int 
                         const int p[2], int count_include_pad, int dev);
 int wf__cuda_avg_pool2d_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, const int k[2],
                                  const int s[2], const int p[2], int count_include_pad, int dev);
+/* adaptive average pooling, PyTorch's bins (sizes from the views); the backward overwrites gx */
+int wf__cuda_adaptive_avg_pool2d(const wf_cuda_view *y, const wf_cuda_view *x, int dev);
+int wf__cuda_adaptive_avg_pool2d_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, int dev);
 
 /* ---------------------------------------------------------------- multi-tensor optimizer pieces (cuda_optim.cu)
  * PyTorch's multi_tensor_apply: a list of contiguous tensors is cut into fixed chunks and one

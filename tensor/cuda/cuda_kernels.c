@@ -189,6 +189,15 @@ static int k_avg_pool2d_backward(wf_tensor *gx, const wf_tensor *gy, const int k
     return wf__cuda_avg_pool2d_backward(&vgx, &vgy, k, s, p, count_include_pad, DEV(gx));
 }
 
+static int k_adaptive_avg_pool2d(wf_tensor *y, const wf_tensor *x) {
+    wf_cuda_view vy = view(y), vx = view(x);
+    return wf__cuda_adaptive_avg_pool2d(&vy, &vx, DEV(y));
+}
+static int k_adaptive_avg_pool2d_backward(wf_tensor *gx, const wf_tensor *gy) {
+    wf_cuda_view vgx = view(gx), vgy = view(gy);
+    return wf__cuda_adaptive_avg_pool2d_backward(&vgx, &vgy, DEV(gx));
+}
+
 /* ---------------------------------------------------------------- fused */
 
 static int k_sdpa_fwd(wf_tensor *o, wf_tensor *lse, const wf_tensor *q, const wf_tensor *k, const wf_tensor *v,
@@ -289,6 +298,8 @@ const wf_kernels wf__cuda_kernels = {
     .max_pool2d_backward = k_max_pool2d_backward,
     .avg_pool2d = k_avg_pool2d,
     .avg_pool2d_backward = k_avg_pool2d_backward,
+    .adaptive_avg_pool2d = k_adaptive_avg_pool2d,
+    .adaptive_avg_pool2d_backward = k_adaptive_avg_pool2d_backward,
     .sdpa_fwd = k_sdpa_fwd,
     .sdpa_bwd = k_sdpa_bwd,
     .layer_norm_fwd = k_layer_norm_fwd,

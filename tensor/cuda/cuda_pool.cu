@@ -204,3 +204,80 @@ extern "C" int wf__cuda_avg_pool2d_backward(const wf_cuda_view *gx, const wf_cud
     else avg_pool_bwd_kernel<float><<<b, THREADS, 0, st>>>((char *)gx->data, gx->dtype, (const char *)gy->data, gy->dtype, g);
     return wfc_check("avg_pool2d backward kernel", dev);
 }
+
+/* ---------------------------------------------------------------- adaptive average pooling
+ * PyTorch's bins: output i covers input [floor(i*H/oh), ceil((i+1)*H/oh)), so neighbouring
+ * bins may overlap by one row when H is not a multiple of oh. */
+
+__device__ __forceinline__ int64_t abin_start(int64_t i, int64_t in, int64_t out) { return (i * in) / out; }
+__device__ __forceinline__ int64_t abin_end(int64_t i, int64_t in, int64_t out) { return ((i + 1) * in + out - 1) / out; }
+
+template <class T> __global__ void adaptive_pool_kernel(char *y, int ydt, const char *x, int xdt, pool_geo g) {
+    int64_t n = g.planes * g.oh * g.ow;
+    int xs = wfc_dtype_size(xdt), ys = wfc_dtype_size(ydt);
+    GRID_LOOP(i, n) {
+        int64_t ox = i % g.ow, t = i / g.ow, oy = t % g.oh, plane = t / g.oh;
+        const char *xp = x + plane * g.H * g.W * xs;
+        int64_t h0 = abin_start(oy, g.H, g.oh), h1 = abin_end(oy, g.H, g.oh);
+        int64_t w0 = abin_start(ox, g.W, g.ow), w1 = abin_end(ox, g.W, g.ow);
+        T s = (T)0;
+        for (int64_t h = h0; h < h1; h++)
+            for (int64_t w = w0; w < w1; w++) s += wfc_ld<T>(xp + (h * g.W + w) * xs, xdt);
+        wfc_st<T>(y + i * ys, ydt, s / (T)((h1 - h0) * (w1 - w0)));
+    }
+}
+
+/* one thread per input element, gathering from the (at most two per axis) bins that hold it:
+ * no atomics, so the result does not depend on the schedule */
+template <class T> __global__ void adaptive_pool_bwd_kernel(char *gx, int gxdt, const char *gy, int gydt, pool_geo g) {
+    int64_t n = g.planes * g.H * g.W;
+    int gxs = wfc_dtype_size(gxdt), gys = wfc_dtype_size(gydt);
+    GRID_LOOP(i, n) {
+        int64_t w = i % g.W, t = i / g.W, h = t % g.H, plane = t / g.H;
+        const char *gp = gy + plane * g.oh * g.ow * gys;
+        /* candidate bins from the bin formulas, widened by one and checked exactly below */
+        int64_t oy0 = h * g.oh / g.H - 1, oy1 = ((h + 1) * g.oh - 1) / g.H + 1;
+        int64_t ox0 = w * g.ow / g.W - 1, ox1 = ((w + 1) * g.ow - 1) / g.W + 1;
+        oy0 = oy0 < 0 ? 0 : oy0; ox0 = ox0 < 0 ? 0 : ox0;
+        oy1 = oy1 >= g.oh ? g.oh - 1 : oy1; ox1 = ox1 >= g.ow ? g.ow - 1 : ox1;
+        T s = (T)0;
+        for (int64_t oy = oy0; oy <= oy1; oy++) {
+            int64_t h0 = abin_start(oy, g.H, g.oh), h1 = abin_end(oy, g.H, g.oh);
+            if (h < h0 || h >= h1) continue;
+            for (int64_t ox = ox0; ox <= ox1; ox++) {
+                int64_t w0 = abin_start(ox, g.W, g.ow), w1 = abin_end(ox, g.W, g.ow);
+                if (w < w0 || w >= w1) continue;
+                s += wfc_ld<T>(gp + (oy * g.ow + ox) * gys, gydt) / (T)((h1 - h0) * (w1 - w0));
+            }
+        }
+        wfc_st<T>(gx + i * gxs, gxdt, s);
+    }
+}
+
+extern "C" int wf__cuda_adaptive_avg_pool2d(const wf_cuda_view *y, const wf_cuda_view *x, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "adaptive_avg_pool2d", &st);
+    if (rc) return rc;
+    static const int one[2] = { 1, 1 }, zero[2] = { 0, 0 };
+    pool_geo g = make_pool(x, y, one, one, zero, NULL, false);
+    int64_t n = g.planes * g.oh * g.ow;
+    if (n <= 0) return 0;
+    unsigned b = wfc_blocks(n, THREADS, dev);
+    if (x->dtype == WF_F64) adaptive_pool_kernel<double><<<b, THREADS, 0, st>>>((char *)y->data, y->dtype, (const char *)x->data, x->dtype, g);
+    else adaptive_pool_kernel<float><<<b, THREADS, 0, st>>>((char *)y->data, y->dtype, (const char *)x->data, x->dtype, g);
+    return wfc_check("adaptive_avg_pool2d kernel", dev);
+}
+
+extern "C" int wf__cuda_adaptive_avg_pool2d_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "adaptive_avg_pool2d backward", &st);
+    if (rc) return rc;
+    static const int one[2] = { 1, 1 }, zero[2] = { 0, 0 };
+    pool_geo g = make_pool(gx, gy, one, one, zero, NULL, false);
+    int64_t n = g.planes * g.H * g.W;
+    if (n <= 0) return 0;
+    unsigned b = wfc_blocks(n, THREADS, dev);
+    if (gx->dtype == WF_F64) adaptive_pool_bwd_kernel<double><<<b, THREADS, 0, st>>>((char *)gx->data, gx->dtype, (const char *)gy->data, gy->dtype, g);
+    else adaptive_pool_bwd_kernel<float><<<b, THREADS, 0, st>>>((char *)gx->data, gx->dtype, (const char *)gy->data, gy->dtype, g);
+    return wfc_check("adaptive_avg_pool2d backward kernel", dev);
+}

@@ -101,7 +101,8 @@ struct xent_args {
     char *loss;
     int ldt;
     int64_t lstride; /* bytes */
-    float *lse;      /* may be NULL */
+    char *lse;       /* may be NULL; f32, or f64 for f64 logits (so a double's backward keeps its bits) */
+    int lsedt;
     char *gx;
     int gxdt;
     const char *g;
@@ -140,7 +141,7 @@ template <class T, bool BLOCK> __global__ void xent_fwd_kernel(xent_args a) {
     T sumx;
     T lse = row_lse<T, BLOCK>(a, xr, &sumx);
     if (R::tid() != 0) return;
-    if (a.lse) a.lse[row] = (float)lse;
+    if (a.lse) wfc_st<T>(a.lse + row * wfc_dtype_size(a.lsedt), a.lsedt, lse);
     int64_t t = wfc_ld_index(a.t + row * a.tstride, a.tdt);
     T loss = (T)0;
     if (t != a.ignore) {
@@ -162,7 +163,7 @@ template <class T, bool BLOCK> __global__ void xent_bwd_kernel(xent_args a) {
     int xs = wfc_dtype_size(a.xdt), gs = wfc_dtype_size(a.gxdt);
     const char *xr = a.x + row * a.cols * xs;
     char *gr = a.gx + row * a.cols * gs;
-    T lse = a.lse ? (T)a.lse[row] : row_lse<T, BLOCK>(a, xr, (T *)NULL);
+    T lse = a.lse ? wfc_ld<T>(a.lse + row * wfc_dtype_size(a.lsedt), a.lsedt) : row_lse<T, BLOCK>(a, xr, (T *)NULL);
     int64_t t = wfc_ld_index(a.t + row * a.tstride, a.tdt);
     bool skip = t == a.ignore || t < 0 || t >= a.cols;
     T g = skip ? (T)0 : wfc_ld<T>(a.g + row * a.gstride, a.gdt) * (T)a.scale;
@@ -200,7 +201,8 @@ extern "C" int wf__cuda_softmax_xent_forward(const wf_cuda_view *loss, const wf_
     a.loss = (char *)loss->data;
     a.ldt = loss->dtype;
     a.lstride = loss->ndim ? loss->stride[0] * wfc_dtype_size(loss->dtype) : 0;
-    a.lse = lse ? (float *)lse->data : NULL;
+    a.lse = lse ? (char *)lse->data : NULL;
+    a.lsedt = lse ? lse->dtype : WF_F32;
     bool block;
     unsigned grid, threads;
     row_launch_dims(a.rows, a.cols, &block, &grid, &threads);
@@ -223,7 +225,8 @@ extern "C" int wf__cuda_softmax_xent_backward(const wf_cuda_view *glogits, const
     a.gdt = gloss->dtype;
     a.gstride = (wfc_numel(gloss) <= 1 || !gloss->ndim) ? 0 : gloss->stride[0] * wfc_dtype_size(gloss->dtype);
     a.scale = scale;
-    a.lse = lse ? (float *)lse->data : NULL;
+    a.lse = lse ? (char *)lse->data : NULL;
+    a.lsedt = lse ? lse->dtype : WF_F32;
     bool block;
     unsigned grid, threads;
     row_launch_dims(a.rows, a.cols, &block, &grid, &threads);

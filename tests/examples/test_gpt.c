@@ -74,7 +74,8 @@ static void write_tokens(const char *name, int n, bool odd_byte) {
     fclose(f);
 }
 
-#define TINY "--config tiny --threads 1 --batch-size 8 --eval-iters 4 --log-interval 5 "
+/* --device cpu: a CUDA build on a GPU machine would pick the GPU for "auto" */
+#define TINY "--config tiny --device cpu --threads 1 --batch-size 8 --eval-iters 4 --log-interval 5 "
 
 START_TEST(test_loss_falls) {
     write_text("words.txt", 3000);
