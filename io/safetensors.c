@@ -19,6 +19,7 @@
 #include "io/json.h"
 #include "io/safetensors_impl.h"
 #include "tensor/tensor_impl.h"
+#include "weft/autograd.h"
 
 #define ST_MAX_HEADER ((uint64_t)100000000)   /* 100 MB, as the reference implementation */
 #define ST_MAX_DEPTH 8                       /* {"t": {"shape": [..]}} needs 3 */
