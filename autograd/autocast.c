@@ -1,10 +1,9 @@
 /* autograd/autocast.c: the thread-local autocast state and the hook the differentiable
- * front-ends call (wf__autocast_arg, declared in tensor/tensor_impl.h where nn/ reaches it).
- * The public functions are declared in include/weft/precision.h, where a user looks for them
- * (torch.autocast); they live here, with the state, because the front-ends that read it sit
- * in autograd/, below precision/, and casting a parameter is a graph operation (the cast
- * carries a ToCopyBackward, the cache is keyed on grad mode). That one include of
- * precision.h is a declared exception of tests/layers/check_layers.py.
+ * front-ends call (wf__autocast_arg, declared in autograd/autograd_api.h where nn/ reaches it).
+ * The public functions (torch.autocast's) are declared in include/weft/autograd.h, which
+ * precision.h includes for users: they live here, with the state, because the front-ends that
+ * read it sit in autograd/, below precision/, and casting a parameter is a graph operation
+ * (the cast carries a ToCopyBackward, the cache is keyed on grad mode).
  *
  * State: a stack of regions per thread (device type, low dtype, enabled). The innermost
  * region decides. The cast cache holds, for each parameter (a leaf that requires grad) cast
@@ -13,7 +12,6 @@
  * gradients reach the f32 parameter). Casts made while no scope is open are kept in a list
  * and released with the cache when the outermost region ends. */
 #include "autograd_impl.h"
-#include "weft/precision.h"
 
 #define AC_MAX_DEPTH 64
 

@@ -23,7 +23,7 @@
 #ifndef WEFT_AUTOGRAD_IMPL_H
 #define WEFT_AUTOGRAD_IMPL_H
 
-#include "../tensor/tensor_impl.h"
+#include "autograd_api.h"   /* weft/autograd.h and tensor/tensor_impl.h with it */
 
 #define WF_NODE_INLINE 4
 

@@ -19,6 +19,7 @@
 #include "io/safetensors_impl.h"
 #include "io/st_stream_writer.h"
 #include "tensor/tensor_impl.h"
+#include "weft/autograd.h"
 
 #define FULL_FORMAT "weft-checkpoint-1"   /* fabric/checkpoint.c's */
 #define INDEX_NAME "index.json"

@@ -19,6 +19,7 @@
 #include "io/json.h"
 #include "io/safetensors_impl.h"
 #include "tensor/tensor_impl.h"
+#include "weft/autograd.h"
 
 #define ST_MAX_HEADER ((uint64_t)100000000)   /* 100 MB, as the reference implementation */
 #define ST_MAX_DEPTH 8                       /* {"t": {"shape": [..]}} needs 3 */
@@ -430,7 +431,9 @@ typedef struct r_entry {
 
 struct wf_st_file {
     char *path;
-    int fd;
+    int fd;                  /* -1 for a file in memory */
+    const unsigned char *mem;   /* wf__st_open_memory's bytes (borrowed), or NULL */
+    uint64_t mem_size;
     uint64_t data_start, data_size;
     wf_json *hdr;
     r_entry *e;
@@ -439,6 +442,17 @@ struct wf_st_file {
     const wf_json *meta;     /* the __metadata__ object or NULL */
     bool sealed;             /* weft-written: header checksum verified, every tensor checked */
 };
+
+/* n bytes at off, from the file or from memory: the one place the reader gets bytes, so a
+ * file in memory takes every other step a file on disk does. Returns bytes read (fewer at
+ * the end) or -1 (errno set). */
+static int64_t read_at(const wf_st_file *f, void *buf, size_t n, uint64_t off) {
+    if (!f->mem) return pread_all(f->fd, buf, n, off);
+    if (off >= f->mem_size) return 0;
+    size_t k = f->mem_size - off < n ? (size_t)(f->mem_size - off) : n;
+    memcpy(buf, f->mem + off, k);
+    return (int64_t)k;
+}
 
 void wf_st_close(wf_st_file *f) {
     if (!f) return;
@@ -605,7 +619,8 @@ fail:
     return rc;
 }
 
-wf_st_file *wf_st_open(const char *path) {
+/* wf_st_open's body: a file by path (mem NULL), or mem_size bytes at mem named path. */
+static wf_st_file *st_open(const char *path, const unsigned char *mem, size_t mem_size) {
     if (!path) { wf__error(WF_ENULL, "wf_st_open: NULL path"); return NULL; }
     int rc = 0;
     char *hbuf = NULL;
@@ -616,16 +631,21 @@ wf_st_file *wf_st_open(const char *path) {
     f->fd = -1;
     f->path = wf__strdup(path);
     if (!f->path) { wf__free(f, sizeof *f); wf__error(WF_ENOMEM, "wf_st_open: %s: out of memory", path); return NULL; }
-    f->fd = open(path, O_RDONLY | O_CLOEXEC);
-    if (f->fd < 0) { rc = wf__error(WF_EIO, "wf_st_open: %s: %s", path, strerror(errno)); goto fail; }
-    struct stat st;
-    if (fstat(f->fd, &st)) { rc = wf__error(WF_EIO, "wf_st_open: %s: %s", path, strerror(errno)); goto fail; }
-    if (!S_ISREG(st.st_mode)) { rc = wf__error(WF_EIO, "wf_st_open: %s: not a regular file", path); goto fail; }
-    uint64_t fsize = (uint64_t)st.st_size;
+    uint64_t fsize = mem_size;
+    f->mem = mem;
+    f->mem_size = mem_size;
+    if (!mem) {
+        f->fd = open(path, O_RDONLY | O_CLOEXEC);
+        if (f->fd < 0) { rc = wf__error(WF_EIO, "wf_st_open: %s: %s", path, strerror(errno)); goto fail; }
+        struct stat st;
+        if (fstat(f->fd, &st)) { rc = wf__error(WF_EIO, "wf_st_open: %s: %s", path, strerror(errno)); goto fail; }
+        if (!S_ISREG(st.st_mode)) { rc = wf__error(WF_EIO, "wf_st_open: %s: not a regular file", path); goto fail; }
+        fsize = (uint64_t)st.st_size;
+    }
     if (fsize < 8) CORRUPT("wf_st_open: %s: file is %llu bytes, shorter than the 8-byte header length", path,
                            (unsigned long long)fsize);
     unsigned char lb[8];
-    int64_t r = pread_all(f->fd, lb, 8, 0);
+    int64_t r = read_at(f, lb, 8, 0);
     if (r < 0) { rc = wf__error(WF_EIO, "wf_st_open: %s: %s", path, strerror(errno)); goto fail; }
     if (r < 8) CORRUPT("wf_st_open: %s: file shrank while reading", path);
     for (int i = 0; i < 8; i++) hlen |= (uint64_t)lb[i] << (8 * i);
@@ -640,7 +660,7 @@ wf_st_file *wf_st_open(const char *path) {
     f->data_size = fsize - 8 - hlen;
     hbuf = wf__malloc((size_t)hlen);
     if (!hbuf) { rc = wf__error(WF_ENOMEM, "wf_st_open: %s: out of memory for a %llu-byte header", path, (unsigned long long)hlen); goto fail; }
-    r = pread_all(f->fd, hbuf, (size_t)hlen, 8);
+    r = read_at(f, hbuf, (size_t)hlen, 8);
     if (r < 0) { rc = wf__error(WF_EIO, "wf_st_open: %s: %s", path, strerror(errno)); goto fail; }
     if ((uint64_t)r < hlen) CORRUPT("wf_st_open: %s: file shrank while reading", path);
     /* the header's checksum, before the JSON is even parsed: a damaged header is reported
@@ -777,6 +797,16 @@ fail:
     return NULL;
 }
 
+wf_st_file *wf_st_open(const char *path) { return st_open(path, NULL, 0); }
+
+wf_st_file *wf__st_open_memory(const void *data, size_t size, const char *name) {
+    if (!data || !name) {
+        wf__error(WF_ENULL, "wf__st_open_memory: NULL %s", data ? "name" : "data");
+        return NULL;
+    }
+    return st_open(name, data, size);
+}
+
 int wf_st_count(const wf_st_file *f) { return f ? f->n : 0; }
 
 const char *wf_st_name(const wf_st_file *f, int i) {
@@ -857,7 +887,7 @@ wf_tensor *wf_st_load(wf_st_file *f, const char *name) {
         wf__error(WF_ENOMEM, "wf_st_load: %s: out of memory reading tensor '%s'", f->path, name);
         return NULL;
     }
-    int64_t r = pread_all(f->fd, buf, nbytes, f->data_start + e->begin);
+    int64_t r = read_at(f, buf, nbytes, f->data_start + e->begin);
     if (r < 0 || (size_t)r < nbytes) {
         if (r < 0) wf__error(WF_EIO, "wf_st_load: %s: reading tensor '%s': %s", f->path, name, strerror(errno));
         else wf__error(WF_EIO, "wf_st_load: %s: reading tensor '%s': unexpected end of file (the file shrank)", f->path, name);
@@ -922,7 +952,7 @@ int wf_st_verify(wf_st_file *f) {
         uint32_t c = 0;
         for (uint64_t at = e->begin; at < e->end && !rc;) {
             size_t k = e->end - at < CHUNK ? (size_t)(e->end - at) : CHUNK;
-            int64_t r = pread_all(f->fd, buf, k, f->data_start + at);
+            int64_t r = read_at(f, buf, k, f->data_start + at);
             if (r < 0) rc = wf__error(WF_EIO, "wf_st_verify: %s: reading tensor '%s': %s", f->path, e->name, strerror(errno));
             else if ((size_t)r < k)
                 rc = wf__error(WF_EIO, "wf_st_verify: %s: reading tensor '%s': unexpected end of file (the file shrank)",
@@ -977,7 +1007,7 @@ int wf__st_read_range(wf_st_file *f, int i, uint64_t begin, uint64_t end, void *
     int rc = 0;
     if (!verify || !e->has_crc) {
         if (end > begin && out) {
-            int64_t r = pread_all(f->fd, out, (size_t)(end - begin), f->data_start + e->begin + begin);
+            int64_t r = read_at(f, out, (size_t)(end - begin), f->data_start + e->begin + begin);
             if (r < 0) return wf__error(WF_EIO, "%s: %s: reading tensor '%s': %s", op, f->path, e->name, strerror(errno));
             if ((uint64_t)r < end - begin)
                 return wf__error(WF_EIO, "%s: %s: reading tensor '%s': unexpected end of file (the file shrank)", op,
@@ -991,7 +1021,7 @@ int wf__st_read_range(wf_st_file *f, int i, uint64_t begin, uint64_t end, void *
         uint32_t c = 0;
         for (uint64_t at = 0; at < size && !rc;) {
             size_t k = size - at < CHUNK ? (size_t)(size - at) : CHUNK;
-            int64_t r = pread_all(f->fd, buf, k, f->data_start + e->begin + at);
+            int64_t r = read_at(f, buf, k, f->data_start + e->begin + at);
             if (r < 0) rc = wf__error(WF_EIO, "%s: %s: reading tensor '%s': %s", op, f->path, e->name, strerror(errno));
             else if ((size_t)r < k)
                 rc = wf__error(WF_EIO, "%s: %s: reading tensor '%s': unexpected end of file (the file shrank)", op,

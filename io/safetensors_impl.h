@@ -17,6 +17,13 @@
 #include "io/json.h"
 #include "weft/io.h"
 
+/* wf_st_open on a file's bytes already in memory: the same header parser, checks and tensor
+ * reads (they all get their bytes through one function, which reads from memory here instead
+ * of pread), without a file, for the fuzz targets. data is borrowed and must outlive the
+ * returned file (wf_st_close); name stands for the path in messages. NULL + error as
+ * wf_st_open (WF_ENULL for a NULL data or name). */
+wf_st_file *wf__st_open_memory(const void *data, size_t size, const char *name);
+
 /* The safetensors name of a weft dtype ("F32"...), NULL for one that cannot be stored. */
 const char *wf__st_dtype_name(wf_dtype dt);
 /* The weft dtype stored under a safetensors name, only where the bytes are weft's own

@@ -4,6 +4,7 @@
 
 #include "weft/nn.h"
 #include "../tensor/tensor_impl.h"
+#include "../autograd/autograd_api.h"   /* nn/ builds on autograd: its public API, fused front-ends, autocast */
 
 #define WF_MODULE_MAGIC 0x6d6f646cu   /* "modl" */
 

@@ -2,6 +2,7 @@
  * materialized on demand (tensor/meta_init.h). Not in the minimal preset, which has no
  * sharded strategy to defer initialization for (tensor/meta_init_stub.c). */
 #include "tensor/meta_init.h"
+#include "tensor/ops_raw.h"
 
 #include <string.h>
 
@@ -115,7 +116,7 @@ static wf_tensor *draw_range(bool normal, double a, double b, uint64_t seed, uin
     const wf_kernels *k = wf__kernels(WF_CPU);
     uint64_t off = offset + (uint64_t)(first / lanes);
     int rc = normal ? k->rand_normal(all, seed, off, a, b) : k->rand_uniform(all, seed, off, a, b);
-    return rc ? NULL : wf_narrow(all, 0, skip, count);
+    return rc ? NULL : wf__view_of(all, 1, &count, (const int64_t[]){ 1 }, all->offset + skip);
 }
 
 int wf__meta_materialize_rows(const wf_tensor *t, int64_t r0, int64_t count, wf_tensor *dst, const char *name) {
@@ -136,13 +137,14 @@ int wf__meta_materialize_rows(const wf_tensor *t, int64_t r0, int64_t count, wf_
                          (long long)r0, (long long)(r0 + count), (long long)rows);
     if (!count || !row_numel) return 0;
     int rc = 0;
-    bool prev = wf_set_grad_enabled(false);
+    /* raw ops (tensor/ knows no graph): dst is written as data, recording nothing, and the
+     * replay callbacks work on a fresh tensor that requires no grad */
     wf_scope_begin();
     int64_t dn = wf_numel(dst);
-    wf_tensor *flat_dst = wf_view(wf_detach(dst), &dn, 1), *src = NULL;
+    wf_tensor *flat_dst = wf__view_of(dst, 1, &dn, (const int64_t[]){ 1 }, dst->offset), *src = NULL;
     if (!flat_dst) rc = wf_error();
     else if (n->kind == NOTE_FILL) {
-        rc = wf_fill_(flat_dst, n->a);
+        rc = wf__fill_raw_(flat_dst, n->a);
     } else if (n->kind != NOTE_CALL) {
         src = draw_range(n->kind == NOTE_NORMAL, n->a, n->b, n->seed, n->offset, r0 * row_numel, dn, t->dtype);
     } else {
@@ -154,11 +156,9 @@ int wf__meta_materialize_rows(const wf_tensor *t, int64_t r0, int64_t count, wf_
         rc = full ? n->fn(full, n->args) : wf_error();
         wf_rng_set_state(now);
         wf__meta_record(rec);
-        int64_t fn_ = wf_numel(t);
-        if (!rc) src = wf_narrow(wf_view(full, &fn_, 1), 0, r0 * row_numel, dn);
+        if (!rc) src = wf__view_of(full, 1, &dn, (const int64_t[]){ 1 }, full->offset + r0 * row_numel);
     }
-    if (!rc && n->kind != NOTE_FILL) rc = src ? wf_copy_(flat_dst, wf_to_device(src, dst->device)) : wf_error();
+    if (!rc && n->kind != NOTE_FILL) rc = src ? wf__copy_raw_(flat_dst, src) : wf_error();
     wf_scope_end();
-    wf_set_grad_enabled(prev);
     return rc;
 }

@@ -5,6 +5,7 @@
  * 32-bit draws (see tensor/cpu/random.c for the exact layout). So the same seed and offset
  * give the same numbers on every device, and saving (seed, offset) makes resume exact. */
 #include "tensor_impl.h"
+#include "ops_raw.h"
 #include "tensor/meta_init.h"
 
 #include <math.h>
@@ -188,11 +189,14 @@ static wf_tensor *wf_bernoulli__body(const wf_tensor *p) {
     if (!p) return wf__any_null("wf_bernoulli", 1, p), NULL;
     if (check_float("wf_bernoulli", (wf_tensor *)p)) return NULL;
     wf_scope_begin();
-    wf_tensor *pc = wf_contiguous((wf_tensor *)p);
+    /* raw ops: tensor/ records no graph (the mask has no gradient anyway) */
+    wf_tensor *pc = wf_is_contiguous(p) ? (wf_tensor *)p : wf__copy_raw((wf_tensor *)p, p->dtype, p->device);
     int64_t n = wf_numel(p);
     if (pc && n && p->device.type != WF_DEV_META) {
         /* torch.bernoulli's check: every probability in [0, 1] (NaN fails both tests) */
-        double lo = wf_item(wf_amin(pc, NULL, 0, false)), hi = wf_item(wf_amax(pc, NULL, 0, false));
+        uint32_t all = pc->ndim ? (1u << pc->ndim) - 1 : 0;
+        double lo = wf_item(wf__amax_raw("wf_bernoulli", false, pc, all)),
+               hi = wf_item(wf__amax_raw("wf_bernoulli", true, pc, all));
         if (!(lo >= 0 && hi <= 1)) {
             if (!isnan(lo) || !wf_error())
                 wf__error(WF_EINVAL, "wf_bernoulli: probabilities must be in [0, 1], got values in [%g, %g]", lo, hi);

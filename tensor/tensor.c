@@ -1,5 +1,6 @@
 /* tensor/tensor.c: tensor handles and storage, geometry helpers, properties, creation. */
 #include "tensor_impl.h"
+#include "ops_raw.h"
 
 #include <math.h>
 #include <string.h>
@@ -272,7 +273,7 @@ static int wf_to_array__body(const wf_tensor *t, void *dst, wf_dtype dt) {
     int rc = 0;
     wf_scope_begin();
     wf_tensor *src = (wf_tensor *)t;
-    if (src->device.type != WF_DEV_CPU) src = wf_to_device(src, WF_CPU);
+    if (src->device.type != WF_DEV_CPU) src = wf__copy_raw(src, src->dtype, WF_CPU);
     wf_tensor *c = src ? wf__empty(t->shape, t->ndim, dt, WF_CPU) : NULL;
     if (!c) rc = wf_error() ? wf_error() : WF_ENOMEM;
     else {
@@ -445,7 +446,7 @@ static wf_tensor *host_then_device(wf_tensor *h) {
     if (!h) return NULL;
     wf_device dev = wf_get_default_device();
     if (dev.type == WF_DEV_CPU) return h;
-    wf_tensor *d = wf_to_device(h, dev);
+    wf_tensor *d = wf__kernels(dev) ? wf__copy_raw(h, h->dtype, dev) : NULL;
     wf_tensor_free(h);
     return d;
 }

@@ -80,6 +80,34 @@ int wf_gradcheck(wf_gradcheck_fn fn, wf_tensor *const *inputs, int n, void *ud,
 typedef wf_tensor *(*wf_checkpoint_fn)(wf_tensor *const *inputs, int n, void *ud);
 wf_tensor *wf_checkpoint(wf_checkpoint_fn fn, wf_tensor *const *inputs, int n, void *ud);
 
+/* Autocast (torch.autocast): the policy is described in weft/precision.h, where Fabric's
+ * mixed-precision plugins use it. Declared here because every differentiable function reads
+ * it (each casts its floating inputs for its class on entry), and precision/ sits above
+ * autograd. */
+
+/* Enter an autocast region for device_type (WF_DEV_CPU / WF_DEV_CUDA) with low dtype
+ * WF_F16 or WF_BF16 (WF_DTYPE_DEFAULT: bf16 on the CPU, f16 on CUDA). Regions nest; an
+ * inner region may change the dtype or, with enabled false, switch autocast off.
+ * Returns 0 or a code (WF_EINVAL for a bad dtype/device type, WF_ESTATE past 64 levels). */
+int wf_autocast_begin_ex(wf_device_type device_type, wf_dtype low, bool enabled);
+static inline int wf_autocast_begin(wf_device_type device_type, wf_dtype low) {
+    return wf_autocast_begin_ex(device_type, low, true);
+}
+/* Leave the innermost region (the cast cache is cleared when the outermost one ends).
+ * Returns 0 or WF_ESTATE when no region is open. */
+int wf_autocast_end(void);
+/* Is autocast on for tensors of this device type on this thread? */
+bool wf_autocast_enabled(wf_device_type device_type);
+/* The low dtype of the innermost enabled region (WF_DTYPE_DEFAULT when autocast is off). */
+wf_dtype wf_autocast_dtype(void);
+/* Open regions on this thread. */
+int wf_autocast_depth(void);
+/* Number of entries in the cast cache (tests). */
+int wf_autocast_cache_size(void);
+/* Block form: WF_AUTOCAST(WF_DEV_CPU, WF_BF16) { ... } (do not leave with return/break). */
+#define WF_AUTOCAST(devtype, dt) \
+    for (int wf__ac = (wf_autocast_begin((devtype), (dt)), 0); !wf__ac; wf__ac = (wf_autocast_end(), 1))
+
 #ifdef __cplusplus
 }
 #endif
