@@ -13,6 +13,7 @@
 #include "weft_config.h"
 
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #ifdef WEFT_HAVE_CUDA
@@ -85,15 +86,17 @@ int wf__optim_cuda_capture_check(const wf_optimizer *opt, wf_tensor *p, const wf
 #ifdef WEFT_HAVE_CUDA
     wf_device d = wf_tensor_device(p);
     if (d.type != WF_DEV_CUDA || !wf__cuda_capturing(d.index)) return 0;
+    /* refused through the graph, so that its capture_end fails with the same message */
+    char what[320];
     if (!st->initialized)
-        return wf__error(WF_EINVAL, "wf_optimizer_step: %s's state of a parameter on cuda:%d would be created inside a "
-                         "CUDA graph capture (and zeroed again by every replay): run the step eagerly once before "
-                         "capturing it", opt->name, d.index);
-    if (!cuda_fused)
-        return wf__error(WF_EINVAL, "wf_optimizer_step: only the fused CUDA Adam/AdamW step can be captured into a CUDA "
-                         "graph (its learning rate and step count are refreshed before each replay); this %s update "
-                         "(amsgrad, maximize, non-contiguous or mixed-device tensors, or another optimizer) would "
-                         "replay the captured values", opt->name);
+        snprintf(what, sizeof what, "a first %s step (wf_optimizer_step: the parameter's state would be created "
+                 "inside the capture and zeroed again by every replay; run the step eagerly once first)", opt->name);
+    else if (!cuda_fused)
+        snprintf(what, sizeof what, "this %s update (wf_optimizer_step: only the fused CUDA Adam/AdamW step gets its "
+                 "learning rate and step count refreshed before each replay; amsgrad, maximize, non-contiguous or "
+                 "mixed-device tensors and the other optimizers would replay the captured values)", opt->name);
+    else return 0;
+    return wf__cuda_refuse_in_capture(d.index, what);
 #else
     (void)opt, (void)p, (void)st, (void)cuda_fused;
 #endif

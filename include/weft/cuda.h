@@ -57,7 +57,9 @@ bool wf_cuda_get_tf32(void);
  * tensors freed later (during the capture or after) return their blocks to that pool, never
  * to the device's cache, so eager code cannot reuse addresses the graph writes. The pool's
  * blocks go back to the driver once the graph is freed and the last tensor made in the
- * capture is freed. The optimizers' fused CUDA step (Adam, AdamW) reads its learning rate
+ * capture is freed. Tensors made before the capture and used by it (the static inputs, the
+ * parameters, the optimizer's state) must stay alive, and keep their storage, for as long as
+ * the graph is replayed: the graph reads and writes their addresses. The optimizers' fused CUDA step (Adam, AdamW) reads its learning rate
  * and step count from the optimizer before each replay, so schedulers work; the step count
  * advances once per replay (the capture counts as the first replay's step).
  *

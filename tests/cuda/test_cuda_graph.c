@@ -284,8 +284,7 @@ static void test_errors(void) {
     int rc = wf_cuda_graph_capture_begin(g, GPU);
     if (!rc) rc = wf_optimizer_step(opt);
     check_err(rc, WF_EINVAL, "eagerly once", "a first optimizer step inside a capture");
-    wf_cuda_graph_capture_end(g);
-    wf_clear_error();
+    check_err(wf_cuda_graph_capture_end(g), WF_EINVAL, "eagerly once", "its capture_end fails naming it");
     wf_cuda_graph_free(g);
     /* abandoning a capture: free leaves capture mode */
     g = wf_cuda_graph_new();
