@@ -30,7 +30,8 @@
  * replayed for every later one, with each batch copied into static device tensors first; no
  * per-iteration host synchronization (the loss is read only when a line is logged, the
  * gradient norm not at all). Needs --grad-accum 1, --dropout 0 and one process; clipping
- * then does not stop on a non-finite norm. The results are the eager run's bits. */
+ * then does not stop on a non-finite norm. It computes what the eager loop does (with
+ * --deterministic 1, the same bits). */
 #include "gpt_data.h"
 #include "gpt_model.h"
 #include "../example_args.h"

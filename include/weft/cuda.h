@@ -59,15 +59,20 @@ bool wf_cuda_get_tf32(void);
  * blocks go back to the driver once the graph is freed and the last tensor made in the
  * capture is freed. Tensors made before the capture and used by it (the static inputs, the
  * parameters, the optimizer's state) must stay alive, and keep their storage, for as long as
- * the graph is replayed: the graph reads and writes their addresses. The optimizers' fused CUDA step (Adam, AdamW) reads its learning rate
+ * the graph is replayed: the graph reads and writes their addresses. Likewise the optimizer
+ * captured: load its state (wf_optimizer_load_state_dict, a checkpoint) before the capture,
+ * and keep it (and its parameter groups) unchanged while the graph lives. The optimizers' fused CUDA step (Adam, AdamW) reads its learning rate
  * and step count from the optimizer before each replay, so schedulers work; the step count
  * advances once per replay (the capture counts as the first replay's step).
  *
- * Inside a capture, anything that waits for the device or copies through the host
- * (wf_item, wf_to_array, wf_cuda_synchronize, copying a CPU tensor to the device,
- * wf_cuda_empty_cache, clip_grad_norm_ that returns the norm as a double, a gradient
- * scaler's inf check) fails with WF_EINVAL naming it, and capture_end then fails with the
- * same message (the graph is discarded). The capture is on weft's stream of the device, in
+ * Inside a capture, anything that waits for the device (wf_item, wf_to_array,
+ * wf_cuda_synchronize, wf_cuda_empty_cache, clip_grad_norm_ that returns the norm as a
+ * double, a gradient scaler's inf check) or would replay wrongly (a random op such as dropout
+ * > 0: its seed would be baked in; an optimizer other than the fused Adam/AdamW step) fails
+ * with WF_EINVAL naming it, and capture_end then fails with the same message (the graph is
+ * discarded). A copy from a CPU tensor inside the capture is a constant (wf_arange's
+ * positions): the graph keeps the values of the capture and every replay copies those, so
+ * copy a step's inputs into the static tensors outside the capture, before each replay. The capture is on weft's stream of the device, in
  * thread-local mode: other threads are not affected; the thread that began it ends it. */
 typedef struct wf_cuda_graph wf_cuda_graph;
 

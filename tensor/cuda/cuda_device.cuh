@@ -61,6 +61,8 @@ wfc_pool *wfc_pool_new(int dev);
 void wfc_pool_release(wfc_pool *p);
 void wfc_pool_stats(const wfc_pool *p, wf_memory_stats *out);
 #define wfc_refuse_in_capture wf__cuda_refuse_in_capture   /* cuda_api.h */
+/* the graph being captured on dev takes pinned (cudaMallocHost) memory, freed with it; 0 or a code */
+int wfc_graph_own_host(int dev, void *pinned);
 /* remember the first failure of a capture in progress on dev (wfc_report calls it) */
 void wfc_capture_note(int dev, int code, const char *msg);
 

@@ -6,9 +6,11 @@
  * While the capture is open:
  *   - allocations on the device come from the graph's private pool (cuda_memory.cu), whose
  *     blocks never go to eager code, so the addresses baked into the graph stay valid;
- *   - whatever would wait for the device or copy through the host (wf_item, wf_to_array, a
- *     synchronize, a copy from a CPU tensor, emptying the cache) is refused with WF_EINVAL
- *     naming it, and the capture is spoiled: capture_end reports the first such failure;
+ *   - whatever would wait for the device (wf_item, wf_to_array, a synchronize, emptying the
+ *     cache, a random op whose seed would be baked in) is refused with WF_EINVAL naming it,
+ *     and the capture is spoiled: capture_end reports the first such failure;
+ *   - a copy from the host (wf_arange's positions, made on the host and moved) is a constant:
+ *     the values are kept in pinned memory the graph owns, and every replay copies them;
  *   - code that bakes a value that changes every step into a kernel (the optimizer's
  *     learning rate and step count) registers a hook (wf__cuda_graph_add_hook) that rewrites
  *     the kernel's arguments in the executable graph before each replay. */
@@ -36,6 +38,8 @@ struct wf_cuda_graph {
     char err_msg[600];
     graph_hook *hooks;
     int n_hooks, cap_hooks;
+    void **host_bufs;          /* pinned snapshots of host data copied in the capture (owned) */
+    int n_host, cap_host;
     int64_t replays;
 };
 
@@ -56,6 +60,23 @@ extern "C" int wf__cuda_refuse_in_capture(int dev, const char *what) {
                        "results can be read once it is queued)", dev, what);
     wfc_capture_note(dev, rc, wf_error_message());
     return rc;
+}
+
+int wfc_graph_own_host(int dev, void *pinned) {
+    wf_cuda_graph *g = wfc_dev[dev].capture;
+    if (!g) return wfc_error(WF_EINVAL, "cuda graph: no capture in progress on cuda:%d", dev);
+    if (g->n_host == g->cap_host) {
+        int nc = g->cap_host ? 2 * g->cap_host : 8;
+        void **nb = (void **)realloc(g->host_bufs, (size_t)nc * sizeof *nb);
+        if (!nb) {
+            int rc = wfc_error(WF_ENOMEM, "cuda graph: out of host memory to keep a copied constant");
+            wfc_capture_note(dev, rc, wf_error_message());
+            return rc;
+        }
+        g->host_bufs = nb, g->cap_host = nc;
+    }
+    g->host_bufs[g->n_host++] = pinned;
+    return 0;
 }
 
 static void free_hooks(wf_cuda_graph *g) {
@@ -254,6 +275,9 @@ extern "C" void wf_cuda_graph_free(wf_cuda_graph *g) {
         cudaGetLastError();
         wfc_pool_release(g->pool);
     }
+    for (int i = 0; i < g->n_host; i++) cudaFreeHost(g->host_bufs[i]);   /* after the wait above */
+    cudaGetLastError();
+    free(g->host_bufs);
     free(g);
 }
 

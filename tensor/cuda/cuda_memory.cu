@@ -384,12 +384,29 @@ extern "C" int wf__cuda_to_host(void *dst, const void *src, size_t nbytes, int d
     return wf__cuda_sync(dev); /* reports index errors of earlier kernels */
 }
 
+/* A copy from the host inside a CUDA graph capture (a constant such as wf_arange's positions,
+ * made on the host then moved): the values are snapshotted into pinned memory that the graph
+ * owns, and the captured copy reads that snapshot, so every replay copies the values of the
+ * capture. (A copy from src itself could not be captured: src is pageable and may be gone.) */
+static int capture_from_host(void *dst, const void *src, size_t nbytes, int dev, cudaStream_t st) {
+    void *pinned = NULL;
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;   /* not a stream operation: see pool_alloc */
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    cudaError_t e = cudaMallocHost(&pinned, nbytes);
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    if (e != cudaSuccess) return wfc_report(e, "a copy from the host in a CUDA graph capture (cudaMallocHost)", dev);
+    int rc = wfc_graph_own_host(dev, pinned);
+    if (rc) { cudaFreeHost(pinned); return rc; }
+    memcpy(pinned, src, nbytes);
+    e = cudaMemcpyAsync(dst, pinned, nbytes, cudaMemcpyHostToDevice, st);
+    return e == cudaSuccess ? 0 : wfc_report(e, "a copy from the host in a CUDA graph capture", dev);
+}
+
 extern "C" int wf__cuda_from_host(void *dst, const void *src, size_t nbytes, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "copy from host", &st);
-    if (!rc) rc = wfc_refuse_in_capture(dev, "a copy from the host (a CPU tensor moved or copied to the device; copy "
-                                             "a step's inputs into static device tensors before the replay)");
     if (rc || !nbytes) return rc;
+    if (wfc_dev[dev].capture) return capture_from_host(dst, src, nbytes, dev, st);
     dev_state *s = &wfc_dev[dev];
     pthread_mutex_lock(&s->stage_lock);
     cudaError_t e = cudaSuccess;
