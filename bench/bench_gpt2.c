@@ -3,7 +3,7 @@
  *
  *   bench_gpt2 [--layers 12 --heads 12 --width 768 --vocab 50304 --batch 16 --seq 1024]
  *              [--steps 20 --warmup 5] [--accelerator auto|cpu|cuda] [--precision bf16-mixed]
- *              [--threads N] [--peak-tflops X]
+ *              [--threads N] [--peak-tflops X] [--cuda-graphs 0|1]
  *
  * The model is examples/gpt/gpt_model.c (nanoGPT's GPT-2: biases on, dropout 0, GELU tanh,
  * tied head, block size = --seq); AdamW lr 6e-4, betas 0.9/0.95, weight decay 0.1 on the 2-D
@@ -16,7 +16,12 @@
  * token, N = every parameter once (tied head counted once, position embedding included),
  * against wf_get_available_flops for the device and precision (the CPU: wf_cpu_peak_flops of
  * the threads used), or --peak-tflops. Peak memory: the device allocator's peak_allocated
- * (torch.cuda.max_memory_allocated's counterpart); on the CPU the host allocator's. */
+ * (torch.cuda.max_memory_allocated's counterpart); on the CPU the host allocator's.
+ *
+ * --cuda-graphs 1 (CUDA only): 3 eager steps, then step 4 (forward, backward, clipping,
+ * optimizer step, zero_grad) is captured into one CUDA graph (weft/cuda.h) and every step
+ * from the 4th on is a replay of it (the batch is the same static tensors every step, as
+ * above); "graphs":1 in the JSON. Keep --warmup at 4 or more so the capture is not timed. */
 #include "gpt_model.h"
 #include "weft/fabric.h"
 #include "weft/cuda.h"
@@ -35,7 +40,8 @@ static double now(void) {
 
 static int usage(const char *argv0) {
     fprintf(stderr, "usage: %s [--layers N] [--heads N] [--width N] [--vocab N] [--batch N] [--seq N] [--steps N] "
-                    "[--warmup N] [--accelerator auto|cpu|cuda] [--precision NAME] [--threads N] [--peak-tflops X]\n",
+                    "[--warmup N] [--accelerator auto|cpu|cuda] [--precision NAME] [--threads N] [--peak-tflops X] "
+                    "[--cuda-graphs 0|1]\n",
             argv0);
     return 2;
 }
@@ -55,7 +61,7 @@ static int sync_device(wf_device d) { return d.type == WF_DEV_CUDA ? wf_cuda_syn
 
 int main(int argc, char **argv) {
     int64_t layers = 12, heads = 12, width = 768, vocab = 50304, batch = 16, seq = 1024, steps = 20, warmup = 5,
-            threads = 0;
+            threads = 0, graphs = 0;
     double peak_tflops = 0;
     const char *accelerator = "auto", *precision = "bf16-mixed";
     for (int i = 1; i < argc; i++) {
@@ -73,6 +79,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--steps")) ok = parse_i64(v, 1, BIG, &steps);
         else if (!strcmp(a, "--warmup")) ok = parse_i64(v, 0, BIG, &warmup);
         else if (!strcmp(a, "--threads")) ok = parse_i64(v, 0, 1024, &threads);
+        else if (!strcmp(a, "--cuda-graphs")) ok = parse_i64(v, 0, 1, &graphs);
         else if (!strcmp(a, "--accelerator")) accelerator = v;
         else if (!strcmp(a, "--precision")) precision = v;
         else if (!strcmp(a, "--peak-tflops")) { char *e; peak_tflops = strtod(v, &e); ok = *v && !*e && peak_tflops > 0; }
@@ -87,7 +94,8 @@ int main(int argc, char **argv) {
     wf_fabric *fab = NULL;
     wf_module *model = NULL;
     wf_optimizer *opt = NULL;
-    wf_tensor *x = NULL, *y = NULL;
+    wf_tensor *x = NULL, *y = NULL, *graph_loss = NULL;
+    wf_cuda_graph *graph = NULL;
     double last_loss = NAN;
     fab = wf_fabric_new(&(wf_fabric_config){ .accelerator = accelerator, .precision = precision });
     if (!fab) FAIL("%s", wf_error_message());
@@ -112,6 +120,7 @@ int main(int argc, char **argv) {
         wf_tensor_free(idx), wf_tensor_free(nx), wf_tensor_free(ny), wf_tensor_free(xc), wf_tensor_free(yc);
     }
     if (!x || !y) FAIL("%s", wf_error_message());
+    if (graphs && dev.type != WF_DEV_CUDA) FAIL("--cuda-graphs 1 needs a CUDA device (--accelerator cuda)");
 
     const wf_clip_opts clip = { .max_norm = 1.0, .no_error_if_nonfinite = true };
     double t0 = now();
@@ -120,6 +129,30 @@ int main(int argc, char **argv) {
         if (s == warmup) {
             if (sync_device(dev)) FAIL("%s", wf_error_message());
             t0 = now();
+        }
+        if (graphs && s >= 3) {   /* step 4 is captured (nothing runs), then every step replays it */
+            int r = 0;
+            if (!graph) {
+                wf_cuda_empty_cache();   /* the eager steps' cached blocks: the capture takes its own pool */
+                graph = wf_cuda_graph_new();
+                r = graph ? wf_cuda_graph_capture_begin(graph, dev) : (wf_error() ? wf_error() : -1);
+                if (!r) {
+                    wf_scope_begin();
+                    wf_tensor *loss = gpt_loss(wf_module_forward(model, x), y);
+                    r = loss ? wf_fabric_backward(fab, loss, model) : (wf_error() ? wf_error() : -1);
+                    if (!r) r = wf_fabric_clip_gradients(fab, model, opt, &clip, NULL);
+                    if (!r) r = wf_fabric_step(fab, opt, NULL);
+                    if (!r) r = wf_optimizer_zero_grad(opt, true);
+                    if (!r) graph_loss = wf_tensor_retain(loss);   /* every replay writes its loss here */
+                    wf_scope_end();
+                    int end = wf_cuda_graph_capture_end(graph);
+                    if (!r) r = end;
+                }
+                if (r) FAIL("capturing step %lld: %s", (long long)s, wf_error_message());
+            }
+            if (wf_cuda_graph_replay(graph)) FAIL("step %lld: %s", (long long)s, wf_error_message());
+            if (s == warmup + steps - 1) last_loss = wf_item(graph_loss);
+            continue;
         }
         wf_scope_begin();
         wf_tensor *loss = gpt_loss(wf_module_forward(model, x), y);
@@ -146,10 +179,12 @@ int main(int argc, char **argv) {
     double flops_tok = 6.0 * (double)n_params + 12.0 * (double)layers * (double)heads * (double)(width / heads) * (double)seq;
     double mfu = peak > 0 ? flops_tok * tokens / dt / peak : NAN;
     printf("{\"impl\":\"weft+fabric\",\"device\":\"%s\",\"batch\":%lld,\"seq\":%lld,\"params_m\":%.2f,\"step_ms\":%.2f,"
-           "\"tok_s\":%.0f,\"mfu\":%.4f,\"peak_gb\":%.2f,\"loss\":%.4f}\n",
+           "\"tok_s\":%.0f,\"mfu\":%.4f,\"peak_gb\":%.2f,\"loss\":%.4f,\"graphs\":%d}\n",
            name, (long long)batch, (long long)seq, (double)n_params / 1e6, 1000 * dt, tokens / dt, isnan(mfu) ? 0.0 : mfu,
-           (double)ms.peak_allocated / 1e9, last_loss);
+           (double)ms.peak_allocated / 1e9, last_loss, (int)graphs);
 done:
+    wf_cuda_graph_free(graph);
+    wf_tensor_free(graph_loss);
     wf_tensor_free(x);
     wf_tensor_free(y);
     wf_optimizer_free(opt);

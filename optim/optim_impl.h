@@ -89,6 +89,10 @@ int wf__optim_flush(wf_optim_batch *b);
 /* optim/cuda_step.c: launch the CUDA list (empties it). 0 or a code; WF_ENOTSUP in builds
  * without CUDA (never reached there: nothing is queued). */
 int wf__optim_cuda_flush(wf_optim_batch *b);
+/* optim/cuda_step.c: 0, or WF_EINVAL when p's update is being captured into a CUDA graph and
+ * cannot be replayed correctly (state not created yet, or not the fused Adam/AdamW step,
+ * whose scalars are refreshed before each replay); 0 in builds without CUDA. */
+int wf__optim_cuda_capture_check(const wf_optimizer *opt, wf_tensor *p, const wf_param_state *st, bool cuda_fused);
 
 /* update kernels (optim/update.c): one parameter; p, g; state already initialized. With a
  * batch, an update that can be batched is queued there (and runs at wf__optim_flush, or

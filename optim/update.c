@@ -254,7 +254,8 @@ static int adam_queue_cuda(wf_optim_batch *b, wf_tensor *p, wf_tensor *g, wf_par
         .mdt = (int)wf_tensor_dtype(st->exp_avg), .vdt = (int)wf_tensor_dtype(st->exp_avg_sq),
         .nstep = (float)-(h->lr / bc1), .bc2s = (float)sqrt(bc2), .eps = (float)h->eps, .w1 = (float)(1 - h->beta1),
         .b2 = (float)h->beta2, .w2 = (float)(1 - h->beta2), .wd = (float)(l2 ? h->weight_decay : 0),
-        .decay = (float)(dw ? 1 - h->lr * h->weight_decay : 1) };
+        .decay = (float)(dw ? 1 - h->lr * h->weight_decay : 1),
+        .host_step = &st->step, .host_hparams = h, .decoupled = decoupled };   /* for CUDA graphs (cuda_step.c) */
     return 0;
 }
 
@@ -378,11 +379,15 @@ static int generic_update(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, 
 
 int wf__optim_update(wf_optimizer *opt, const wf_hparams *h, wf_tensor *p, wf_tensor *g,
                      wf_param_state *st, wf_optim_batch *batch) {
-    int rc = ensure_state(opt, h, p, st);
+    wf_tensor *ts[5] = { g, st->exp_avg, st->exp_avg_sq, st->max_exp_avg_sq, st->momentum_buffer };
+    bool cuda_fused = st->initialized && (opt->kind == WF_OPT_ADAM || opt->kind == WF_OPT_ADAMW) && !h->amsgrad &&
+                      !h->maximize && cuda_fusable(p, ts, 3);
+    int rc = wf__optim_cuda_capture_check(opt, p, st, cuda_fused);   /* CUDA graphs: cuda_step.c */
+    if (!rc) rc = ensure_state(opt, h, p, st);
     if (rc) return rc;
     if (opt->kind != WF_OPT_SGD) st->step += 1;
 
-    wf_tensor *ts[5] = { g, st->exp_avg, st->exp_avg_sq, st->max_exp_avg_sq, st->momentum_buffer };
+    ts[1] = st->exp_avg, ts[2] = st->exp_avg_sq, ts[3] = st->max_exp_avg_sq, ts[4] = st->momentum_buffer;
     wf_tensor *ts2[3] = { st->square_avg, st->grad_avg, st->sum };
     if ((opt->kind == WF_OPT_ADAM || opt->kind == WF_OPT_ADAMW) && !h->amsgrad && !h->maximize &&
         cuda_fusable(p, ts, 3)) {

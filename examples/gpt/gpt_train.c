@@ -8,6 +8,7 @@
  *       [--batch-size N --grad-accum N --max-iters N --lr X --min-lr X --warmup-iters N
  *        --lr-decay-iters N --weight-decay X --beta1 X --beta2 X --grad-clip X]
  *       [--eval-interval N --eval-iters N --log-interval N --seed S --deterministic 0|1 --threads N --peak-tflops X]
+ *       [--cuda-graphs 0|1]
  *       [--sample N [--temperature X --top-k K --prompt TEXT]]
  *
  * FILE is text (character level, 90/10 train/val split) or a ".bin" of uint16 tokens.
@@ -22,10 +23,19 @@
  * iteration) every --save-every iterations and at the end, logs metrics under DIR/logs, and
  * resumes from DIR/last.ckpt when it exists: a resumed run is bit-identical to one that was
  * never stopped (the batches come from the checkpointed RNG). Change --max-iters to go on.
- * Last line: one JSON object with the losses and speed. */
+ * Last line: one JSON object with the losses and speed.
+ *
+ * --cuda-graphs 1 (CUDA only): after 3 eager iterations, one whole iteration (zero_grad,
+ * forward, backward, clipping, AdamW step) is captured into a CUDA graph (weft/cuda.h) and
+ * replayed for every later one, with each batch copied into static device tensors first; no
+ * per-iteration host synchronization (the loss is read only when a line is logged, the
+ * gradient norm not at all). Needs --grad-accum 1, --dropout 0 and one process; clipping
+ * then does not stop on a non-finite norm. It computes what the eager loop does (with
+ * --deterministic 1, the same bits). */
 #include "gpt_data.h"
 #include "gpt_model.h"
 #include "../example_args.h"
+#include "weft/cuda.h"
 #include "weft/fabric.h"
 
 #include <errno.h>
@@ -138,8 +148,34 @@ static int usage(const char *prog) {
             "[--batch-size N] [--grad-accum N] [--max-iters N] [--lr X] [--min-lr X] [--warmup-iters N] "
             "[--lr-decay-iters N] [--weight-decay X] [--beta1 X] [--beta2 X] [--grad-clip X] [--eval-interval N] "
             "[--eval-iters N] [--log-interval N] [--seed S] [--deterministic 0|1] [--threads N] [--peak-tflops X] [--sample N] "
-            "[--temperature X] [--top-k K] [--prompt TEXT]\n", prog);
+            "[--temperature X] [--top-k K] [--prompt TEXT] [--cuda-graphs 0|1]\n", prog);
     return 2;
+}
+
+/* --cuda-graphs: the eager iterations before the capture (cuBLAS plans, the optimizer's state
+ * and the memory cache are made there, never inside the capture) */
+#define GRAPH_WARMUP 3
+
+/* One iteration on the static inputs sx, sy (one micro-batch): what --cuda-graphs captures.
+ * *loss_keep (owned by the caller) receives this iteration's loss tensor; the captured one is
+ * where every replay writes its loss. No host synchronization. */
+static int static_step(wf_fabric *fab, wf_module *model, wf_optimizer *opt, const train_cfg *c, wf_tensor *sx,
+                       wf_tensor *sy, wf_tensor **loss_keep) {
+    int rc = wf_optimizer_zero_grad(opt, true);
+    WF_SCOPE {
+        wf_tensor *loss = rc ? NULL : gpt_loss(wf_module_forward(model, sx), sy);
+        if (!rc && !loss) rc = wf_error();
+        if (!rc) rc = wf_fabric_backward(fab, loss, model);
+        if (!rc) {
+            wf_tensor_free(*loss_keep);
+            *loss_keep = wf_tensor_retain(loss);
+        }
+    }
+    if (!rc && c->grad_clip > 0)   /* the norm is not read back: the no-sync variant */
+        rc = wf_fabric_clip_gradients(fab, model, opt, &(wf_clip_opts){ .max_norm = c->grad_clip,
+                                                                         .no_error_if_nonfinite = true }, NULL);
+    if (!rc) rc = wf_fabric_step(fab, opt, NULL);
+    return rc;
 }
 
 /* report, then release what exists (out: at the end of main) */
@@ -157,7 +193,7 @@ int main(int argc, char **argv) {
         return usage(argv[0]);
     }
     int64_t save_every = 0, sample = 0, top_k = 200, threads = 0, vocab_override = 0;
-    int bias = -1, deterministic = 0;
+    int bias = -1, deterministic = 0, cuda_graphs = 0;
     uint64_t seed = 1337;
     double temperature = 0.8, peak_tflops = 0;
     for (int i = 1; i < argc; i++) {
@@ -201,6 +237,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--grad-clip")) ok = ex_parse_double(v, false, &c.grad_clip) && c.grad_clip >= 0;
         else if (!strcmp(a, "--seed")) ok = ex_parse_u64(v, &seed);
         else if (!strcmp(a, "--deterministic")) ok = ex_parse_int(v, 0, 1, &deterministic);
+        else if (!strcmp(a, "--cuda-graphs")) ok = ex_parse_int(v, 0, 1, &cuda_graphs);
         else if (!strcmp(a, "--threads")) ok = ex_parse_i64(v, 0, 1024, &threads);
         else if (!strcmp(a, "--peak-tflops")) ok = ex_parse_double(v, true, &peak_tflops);
         else if (!strcmp(a, "--sample")) ok = ex_parse_i64(v, 0, BIG, &sample);
@@ -221,6 +258,16 @@ int main(int argc, char **argv) {
         return usage(argv[0]);
     }
     if (c.min_lr > c.lr) { fprintf(stderr, "error: --min-lr %g is above --lr %g\n", c.min_lr, c.lr); return usage(argv[0]); }
+    if (cuda_graphs && c.grad_accum > 1) {
+        fprintf(stderr, "error: --cuda-graphs 1 captures one micro-batch per iteration: use --grad-accum 1 (not %lld), "
+                "or --cuda-graphs 0\n", (long long)c.grad_accum);
+        return usage(argv[0]);
+    }
+    if (cuda_graphs && c.model.dropout > 0) {
+        fprintf(stderr, "error: --cuda-graphs 1 with --dropout %g: a replay would draw the same dropout masks every "
+                "iteration; use --dropout 0 or --cuda-graphs 0\n", c.model.dropout);
+        return usage(argv[0]);
+    }
     if (!data_path) { fprintf(stderr, "error: --data FILE is required (a text file, or a .bin of uint16 tokens)\n"); return usage(argv[0]); }
     if (threads > 0) wf_set_num_threads((int)threads);
     /* the same bits run after run (and across a resume) on CUDA too, a little slower */
@@ -235,6 +282,8 @@ int main(int argc, char **argv) {
     wf_fabric_state *st = NULL;
     wf_throughput *tp = NULL;
     int64_t *ctx = NULL;
+    wf_cuda_graph *graph = NULL;
+    wf_tensor *sx = NULL, *sy = NULL, *loss_t = NULL;   /* --cuda-graphs: static inputs, the captured loss */
     if (gpt_data_load(&d, data_path, val_path)) FAIL("%s", wf_error_message());
     /* tokens: the preset's vocabulary (GPT-2's 50304), or the data's for tiny; --vocab-size overrides */
     c.model.vocab_size = d.chars ? d.vocab_size : vocab_override ? vocab_override : c.model.vocab_size ? c.model.vocab_size : d.vocab_size;
@@ -319,6 +368,13 @@ int main(int argc, char **argv) {
 
     double losses[2] = { NAN, NAN }, first_val = NAN, t_start = now(), t_eval = 0, last_loss = NAN, tok_s = 0, ms_iter = 0;
     int64_t start_iter = iter;
+    if (cuda_graphs) {
+        if (wf_fabric_device(fab).type != WF_DEV_CUDA) FAIL("--cuda-graphs 1 needs a CUDA device (--accelerator cuda)");
+        if (world > 1) FAIL("--cuda-graphs 1 runs in one process (this run has %d)", world);
+        sx = wf_zeros_on(WF_SHAPE(c.batch_size, c.model.block_size), WF_I64, wf_fabric_device(fab));
+        sy = wf_zeros_on(WF_SHAPE(c.batch_size, c.model.block_size), WF_I64, wf_fabric_device(fab));
+        if (!sx || !sy) FAIL("%s", wf_error_message());
+    }
     for (; iter < c.max_iters; iter++) {
         if (iter % c.eval_interval == 0) {
             double te = now();
@@ -332,8 +388,33 @@ int main(int argc, char **argv) {
             t_eval += now() - te;
         }
         double t0 = now(), loss_sum = 0;
-        int rc = wf_optimizer_zero_grad(opt, true);
-        for (int64_t micro = 0; micro < c.grad_accum && !rc; micro++) {
+        bool log_now = (iter + 1) % c.log_interval == 0 || iter + 1 == c.max_iters;
+        int rc = cuda_graphs ? 0 : wf_optimizer_zero_grad(opt, true);
+        if (cuda_graphs) {
+            WF_SCOPE {   /* the batch into the static inputs: the graph reads them there */
+                wf_tensor *x, *y;
+                rc = gpt_get_batch(&d, true, c.batch_size, c.model.block_size, &x, &y);
+                if (!rc) rc = wf_copy_(sx, x);
+                if (!rc) rc = wf_copy_(sy, y);
+            }
+            if (!rc && iter - start_iter < GRAPH_WARMUP) rc = static_step(fab, model, opt, &c, sx, sy, &loss_t);
+            else if (!rc) {
+                if (!graph) {   /* capture this iteration (nothing runs), then replay it at once */
+                    wf_cuda_empty_cache();   /* the eager iterations' cached blocks: the capture has its own pool */
+                    graph = wf_cuda_graph_new();
+                    rc = graph ? wf_cuda_graph_capture_begin(graph, wf_fabric_device(fab)) : wf_error();
+                    if (!rc) {
+                        rc = static_step(fab, model, opt, &c, sx, sy, &loss_t);
+                        int end = wf_cuda_graph_capture_end(graph);
+                        if (!rc) rc = end;
+                    }
+                    if (!rc) wf_fabric_print(fab, "iter %lld: captured one iteration into a CUDA graph\n", (long long)iter);
+                }
+                if (!rc) rc = wf_cuda_graph_replay(graph);
+            }
+            if (!rc && log_now) loss_sum = wf_item(loss_t);   /* the only read of the device, when logging */
+        }
+        for (int64_t micro = 0; micro < c.grad_accum && !rc && !cuda_graphs; micro++) {
             bool sync = micro == c.grad_accum - 1;   /* reduce the gradients once, after the last micro-batch */
             if (!sync) rc = wf_fabric_no_backward_sync_begin(fab, model, true);
             WF_SCOPE {
@@ -348,20 +429,21 @@ int main(int argc, char **argv) {
             }
             if (!sync && wf_fabric_no_backward_sync_end(fab) && !rc) rc = wf_error();
         }
-        double norm = 0;
-        if (!rc && c.grad_clip > 0)
+        double norm = cuda_graphs ? NAN : 0;
+        if (!rc && c.grad_clip > 0 && !cuda_graphs)
             rc = wf_fabric_clip_gradients(fab, model, opt, &(wf_clip_opts){ .max_norm = c.grad_clip }, &norm);
-        if (!rc) rc = wf_fabric_step(fab, opt, NULL);
+        if (!rc && !cuda_graphs) rc = wf_fabric_step(fab, opt, NULL);
         if (!rc) rc = wf_fabric_scheduler_step(fab, sched);
         if (rc) FAIL("iteration %lld: %s", (long long)iter, wf_error_message());
-        last_loss = loss_sum / (double)c.grad_accum;
+        if (!cuda_graphs) last_loss = loss_sum / (double)c.grad_accum;
+        else if (log_now) last_loss = loss_sum;   /* read only when logging */
         double t1 = now();
         int64_t done = iter + 1 - start_iter;
         if (wf_throughput_update(tp, t1 - t_start - t_eval, done, done * c.batch_size * c.grad_accum, done * tokens_per_iter,
                                  (double)flops_per_iter))
             FAIL("%s", wf_error_message());
         ms_iter = 1000.0 * (t1 - t0);
-        if ((iter + 1) % c.log_interval == 0 || iter + 1 == c.max_iters) {
+        if (log_now) {
             wf_throughput_metrics m;
             if (wf_throughput_compute_and_log(tp, iter + 1, &m)) FAIL("%s", wf_error_message());
             double ips = wf_throughput_metric(&m, "device/items_per_sec"), mfu = wf_throughput_metric(&m, "device/mfu");
@@ -370,7 +452,7 @@ int main(int argc, char **argv) {
                 mfu = (double)flops_per_iter / (t1 - t0) / wf_throughput_available_flops(tp);
             const char *names[3] = { "train/loss", "lr", "grad_norm" };
             double vals[3] = { last_loss, wf_optimizer_get_lr(opt, 0), norm };
-            if (wf_fabric_log_dict(fab, names, vals, 3, iter + 1)) FAIL("%s", wf_error_message());
+            if (wf_fabric_log_dict(fab, names, vals, cuda_graphs ? 2 : 3, iter + 1)) FAIL("%s", wf_error_message());
             char mfu_s[32] = "n/a";
             if (!isnan(mfu)) snprintf(mfu_s, sizeof mfu_s, "%.2f%%", 100 * mfu);
             wf_fabric_print(fab, "iter %lld: loss %.4f, %.2f ms/iter, %.0f tokens/s, mfu %s\n", (long long)iter + 1, last_loss,
@@ -408,6 +490,10 @@ int main(int argc, char **argv) {
                     "\"last_batch_loss\":%.4f,\"tokens_per_s\":%.0f,\"ms_per_iter\":%.3f,\"params\":%lld}\n", config,
                     (long long)iter, first_val, losses[0], losses[1], last_loss, tok_s, ms_iter, (long long)gpt_num_params(model));
 out:
+    wf_cuda_graph_free(graph);
+    wf_tensor_free(loss_t);
+    wf_tensor_free(sx);
+    wf_tensor_free(sy);
     free(ctx);
     wf_throughput_free(tp);
     wf_fabric_state_free(st);

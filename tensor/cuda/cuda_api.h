@@ -95,6 +95,25 @@ int wf__cuda_get_tf32(void);
 int wf__cuda_to_host(void *dst, const void *src, size_t nbytes, int dev);
 int wf__cuda_from_host(void *dst, const void *src, size_t nbytes, int dev);
 
+/* ---------------------------------------------------------------- CUDA graphs (cuda_graph.cu; public API in weft/cuda.h)
+ * 1 while a graph is being captured on dev (its allocations then come from the graph's pool,
+ * host round trips are refused), else 0. */
+int wf__cuda_capturing(int dev);
+/* During a capture on dev: WF_EINVAL, recorded, naming `what` as not capturable (and
+ * remembered by the graph, whose capture_end then fails with it); 0 when dev is not
+ * capturing. For work that would replay wrongly or waits for the host. */
+int wf__cuda_refuse_in_capture(int dev, const char *what);
+/* Called before every replay of the graph being captured on dev, with its executable graph
+ * (a cudaGraphExec_t) and first = 1 on the first replay: for kernels whose arguments change
+ * from step to step (cudaGraphExecKernelNodeSetParams). The graph owns ctx from a successful
+ * call (free_fn(ctx) when it is freed or its capture fails); on failure the caller keeps it.
+ * A hook returns 0 or a code (recorded), which stops the replay before its launch. */
+typedef int (*wf_cuda_graph_hook)(void *ctx, void *exec, int first);
+int wf__cuda_graph_add_hook(int dev, wf_cuda_graph_hook fn, void *ctx, void (*free_fn)(void *));
+/* During a capture on dev: *node = the node just captured on weft's stream (a
+ * cudaGraphNode_t), for a later wf__cuda_graph_add_hook to update. 0 or a code. */
+int wf__cuda_graph_last_node(int dev, void **node);
+
 /* ---------------------------------------------------------------- copies (cuda_elementwise.cu) */
 /* y = cast(x); any dtype pair (f16/bf16 round to nearest even; floats to ints truncate,
  * non-finite -> 0; bool = x != 0), any strides. x may live on another device (xdev != dev):
@@ -265,11 +284,25 @@ typedef struct wf_cuda_adam_param {
     int64_t n;
     int pdt, gdt, mdt, vdt;
     float nstep, bc2s, eps, w1, b2, w2, wd, decay;
+    /* where the host keeps the values the scalars come from (optim/update.c: the parameter's
+     * step count, its group's wf_hparams, AdamW or Adam): a CUDA graph recomputes the scalars
+     * from them before each replay (optim/cuda_step.c). May be NULL outside a capture. */
+    double *host_step;
+    const void *host_hparams;
+    int decoupled;
 } wf_cuda_adam_param;
 /* Update every listed parameter. inv_scale (device f32, may be NULL) multiplies each
  * gradient (a grad scaler's 1/scale); found_inf (device f32, may be NULL): when it holds a
  * non-zero value the kernels change nothing (a skipped step), without a host round trip. */
 int wf__cuda_adam_multi(const wf_cuda_adam_param *ps, int n, const float *inv_scale, const float *found_inf, int dev);
+/* The same, during a CUDA graph capture: *record (owned by the caller; free with
+ * wf__cuda_adam_record_free) lists the kernel nodes captured and which parameter each block
+ * works on, so that wf__cuda_adam_record_update can set new scalars (ps: the same n
+ * parameters, in the same order) in the executable graph exec before a replay. */
+int wf__cuda_adam_multi_capture(const wf_cuda_adam_param *ps, int n, const float *inv_scale, const float *found_inf,
+                                int dev, void **record);
+int wf__cuda_adam_record_update(void *record, void *exec, const wf_cuda_adam_param *ps, int n);
+void wf__cuda_adam_record_free(void *record);
 
 /* A contiguous tensor as the list kernels see it. */
 typedef struct wf_cuda_span { void *data; int64_t n; int dtype; } wf_cuda_span;

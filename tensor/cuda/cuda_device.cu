@@ -10,6 +10,8 @@
 #include <pthread.h>
 #include <stdarg.h>
 
+#define BLAS_WS_BYTES ((size_t)32 << 20)   /* what cuBLAS recommends on Hopper */
+
 dev_state wfc_dev[MAX_DEVICES];
 static pthread_mutex_t g_init_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_once_t g_count_once = PTHREAD_ONCE_INIT;
@@ -39,11 +41,14 @@ static bool sticky(cudaError_t e) {
 }
 
 int wfc_report(cudaError_t e, const char *what, int dev) {
-    return wfc_error(WF_EDEVICEFAIL, "cuda:%d: %s failed: %s (%s)%s", dev, what, cudaGetErrorString(e),
+    int rc = wfc_error(WF_EDEVICEFAIL, "cuda:%d: %s failed: %s (%s)%s", dev, what, cudaGetErrorString(e),
                      cudaGetErrorName(e),
                      sticky(e) ? "; this error is sticky: the CUDA context of the process is unusable "
                                  "(an earlier asynchronous kernel may be the cause; run with "
                                  "CUDA_LAUNCH_BLOCKING=1 to find it)" : "");
+    /* inside a capture, the first failure is what capture_end reports */
+    if (dev >= 0 && dev < MAX_DEVICES && wfc_dev[dev].capture) wfc_capture_note(dev, rc, wf_error_message());
+    return rc;
 }
 
 /* ---------------------------------------------------------------- devices */
@@ -79,6 +84,13 @@ static int init_dev(int dev, const char *what) {
     {
         cublasStatus_t bs = cublasCreate(&s->blas);
         if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(s->blas, s->stream);
+        /* a workspace of our own, set once: cuBLAS then allocates nothing per call, which a
+         * CUDA graph capture needs (and eager and captured GEMMs pick the same kernels) */
+        if (bs == CUBLAS_STATUS_SUCCESS) {
+            cudaError_t we = cudaMalloc(&s->blas_ws, BLAS_WS_BYTES);
+            if (we == cudaSuccess) bs = cublasSetWorkspace(s->blas, s->blas_ws, BLAS_WS_BYTES);
+            else { cudaGetLastError(); s->blas_ws = NULL; }   /* cuBLAS's own pool: eager still works */
+        }
         if (bs != CUBLAS_STATUS_SUCCESS) {
             pthread_mutex_unlock(&g_init_lock);
             return wfc_error(WF_EDEVICEFAIL, "cuda:%d: %s: cuBLAS initialisation failed: %s", dev, what,
@@ -131,6 +143,8 @@ extern "C" int wf__cuda_set_device(int dev) { return wfc_begin(dev, "set device"
 extern "C" int wf__cuda_sync(int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "synchronize", &st);
+    if (!rc) rc = wfc_refuse_in_capture(dev, "a host synchronization (wf_cuda_synchronize, or a read of a device "
+                                             "value such as wf_item)");
     if (rc) return rc;
     cudaError_t e = cudaStreamSynchronize(st);
     if (e != cudaSuccess) return wfc_report(e, "a queued kernel (reported at synchronize)", dev);

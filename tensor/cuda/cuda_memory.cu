@@ -5,7 +5,12 @@
  * One non-blocking stream per device carries all of weft's work on it (cuda_device.cu), so the
  * allocator is stream-ordered without events: a block freed on the host may be handed out
  * again at once, because any kernel that still uses it was queued before every kernel of the
- * next owner. */
+ * next owner.
+ *
+ * CUDA graphs: while a graph is captured on a device (cuda_graph.cu), its allocations come
+ * from the graph's private pool (wfc_pool, below), with the size classes of the cache. The
+ * graph replays kernels at the addresses of the capture, so those blocks must never reach
+ * eager code: a block of a pool, freed at any time, goes back to that pool. */
 #include "cuda_device.cuh"
 
 #include <stdlib.h>
@@ -44,6 +49,182 @@ static void release_cache(dev_state *s) {
     cudaGetLastError();
 }
 
+
+/* ---------------------------------------------------------------- graph pools */
+
+struct wfc_pool {
+    int dev;
+    free_list cache[N_CLASSES];
+    /* every block of the pool, free or not: open addressing, ptr -> rounded size */
+    void **keys;
+    size_t *sizes;
+    size_t cap, n;
+    void **big; size_t *big_size; int n_big, cap_big;   /* free blocks above the classes */
+    size_t live;                 /* blocks handed out and not freed */
+    bool released;               /* the graph is gone: free everything once live == 0 */
+    wf_memory_stats stats;       /* the pool's own counters (also counted in the device's) */
+    wfc_pool *next;
+};
+
+static size_t ptr_hash(const void *p, size_t cap) {
+    uint64_t x = (uint64_t)(uintptr_t)p;
+    x ^= x >> 33; x *= 0xff51afd7ed558ccdULL; x ^= x >> 33;
+    return (size_t)x & (cap - 1);
+}
+static bool pool_find(const wfc_pool *pl, const void *p, size_t *size) {
+    if (!pl->cap) return false;
+    for (size_t i = ptr_hash(p, pl->cap);; i = (i + 1) & (pl->cap - 1)) {
+        if (!pl->keys[i]) return false;
+        if (pl->keys[i] == p) { if (size) *size = pl->sizes[i]; return true; }
+    }
+}
+static bool pool_insert(wfc_pool *pl, void *p, size_t size) {
+    if (2 * (pl->n + 1) > pl->cap) {
+        size_t nc = pl->cap ? pl->cap * 2 : 64;
+        void **nk = (void **)calloc(nc, sizeof *nk);
+        size_t *ns = (size_t *)calloc(nc, sizeof *ns);
+        if (!nk || !ns) { free(nk); free(ns); return false; }
+        for (size_t i = 0; i < pl->cap; i++) {
+            if (!pl->keys[i]) continue;
+            size_t j = ptr_hash(pl->keys[i], nc);
+            while (nk[j]) j = (j + 1) & (nc - 1);
+            nk[j] = pl->keys[i], ns[j] = pl->sizes[i];
+        }
+        free(pl->keys), free(pl->sizes);
+        pl->keys = nk, pl->sizes = ns, pl->cap = nc;
+    }
+    size_t j = ptr_hash(p, pl->cap);
+    while (pl->keys[j]) j = (j + 1) & (pl->cap - 1);
+    pl->keys[j] = p, pl->sizes[j] = size, pl->n++;
+    return true;
+}
+static bool list_push(free_list *fl, void *p) {
+    if (fl->n == fl->cap) {
+        int nc = fl->cap ? fl->cap * 2 : 16;
+        void **np = (void **)realloc(fl->p, (size_t)nc * sizeof(void *));
+        if (!np) return false;
+        fl->p = np, fl->cap = nc;
+    }
+    fl->p[fl->n++] = p;
+    return true;
+}
+
+wfc_pool *wfc_pool_new(int dev) {
+    wfc_pool *pl = (wfc_pool *)calloc(1, sizeof *pl);
+    if (!pl) { wfc_error(WF_ENOMEM, "cuda graph: out of host memory for a memory pool"); return NULL; }
+    pl->dev = dev;
+    dev_state *s = &wfc_dev[dev];
+    pthread_mutex_lock(&s->lock);
+    pl->next = s->pools;
+    s->pools = pl;
+    pthread_mutex_unlock(&s->lock);
+    return pl;
+}
+
+/* give every block back to the driver and forget the pool (lock held, live == 0) */
+static void pool_destroy(dev_state *s, wfc_pool *pl) {
+    for (wfc_pool **q = &s->pools; *q; q = &(*q)->next)
+        if (*q == pl) { *q = pl->next; break; }
+    cudaSetDevice(pl->dev);
+    for (size_t i = 0; i < pl->cap; i++)
+        if (pl->keys[i]) { cudaFree(pl->keys[i]); s->stats.reserved -= pl->sizes[i]; }
+    cudaGetLastError();
+    for (int c = 0; c < N_CLASSES; c++) free(pl->cache[c].p);
+    free(pl->keys), free(pl->sizes), free(pl->big), free(pl->big_size);
+    free(pl);
+}
+
+void wfc_pool_release(wfc_pool *pl) {
+    if (!pl) return;
+    dev_state *s = &wfc_dev[pl->dev];
+    pthread_mutex_lock(&s->lock);
+    if (s->capture_pool == pl) s->capture_pool = NULL;
+    pl->released = true;
+    if (!pl->live) pool_destroy(s, pl);
+    pthread_mutex_unlock(&s->lock);
+}
+
+void wfc_pool_stats(const wfc_pool *pl, wf_memory_stats *out) {
+    dev_state *s = &wfc_dev[pl->dev];
+    pthread_mutex_lock(&s->lock);
+    *out = pl->stats;
+    pthread_mutex_unlock(&s->lock);
+}
+
+/* a block of the pool (lock held); NULL + error. cudaMalloc is not a stream operation, so a
+ * capture does not see it; the thread-local capture mode would refuse it as unsafe, hence
+ * the relaxed mode around it (as PyTorch's allocator does): safe here because the pool keeps
+ * the block for as long as the graph may replay. */
+static void *pool_alloc(dev_state *s, wfc_pool *pl, int dev, size_t nbytes, int c, size_t rounded) {
+    void *p = NULL;
+    if (c >= 0 && pl->cache[c].n > 0) p = pl->cache[c].p[--pl->cache[c].n];
+    if (!p && c < 0)
+        for (int i = 0; i < pl->n_big; i++)
+            if (pl->big_size[i] >= rounded && pl->big_size[i] <= rounded + rounded / 8) {
+                p = pl->big[i], rounded = pl->big_size[i];
+                pl->big[i] = pl->big[pl->n_big - 1], pl->big_size[i] = pl->big_size[pl->n_big - 1], pl->n_big--;
+                break;
+            }
+    if (!p) {
+        cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;
+        cudaThreadExchangeStreamCaptureMode(&mode);
+        cudaError_t e = cudaMalloc(&p, rounded);
+        cudaThreadExchangeStreamCaptureMode(&mode);
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            wfc_error(e == cudaErrorMemoryAllocation ? WF_ENOMEM : WF_EDEVICEFAIL,
+                      "CUDA graph pool on cuda:%d: cudaMalloc of %zu bytes (%zu rounded) failed: %s (the pool "
+                      "holds %zu bytes; the device cache is not emptied during a capture)",
+                      dev, nbytes, rounded, cudaGetErrorString(e), pl->stats.reserved);
+            return NULL;
+        }
+        if (!pool_insert(pl, p, rounded)) {
+            cudaFree(p);
+            cudaGetLastError();
+            wfc_error(WF_ENOMEM, "CUDA graph pool on cuda:%d: out of host memory to track a block", dev);
+            return NULL;
+        }
+        s->stats.reserved += rounded, s->stats.n_system_allocs++;
+        pl->stats.reserved += rounded, pl->stats.n_system_allocs++;
+    } else if (c >= 0) {
+        rounded = class_size(c);
+    }
+    pl->live++;
+    pl->stats.allocated += rounded;
+    if (pl->stats.allocated > pl->stats.peak_allocated) pl->stats.peak_allocated = pl->stats.allocated;
+    s->stats.allocated += rounded;
+    if (s->stats.allocated > s->stats.peak_allocated) s->stats.peak_allocated = s->stats.allocated;
+    return p;
+}
+
+/* p back to the pool that owns it (lock held); false when no pool owns p */
+static bool pool_free(dev_state *s, void *p) {
+    for (wfc_pool *pl = s->pools; pl; pl = pl->next) {
+        size_t size;
+        if (!pool_find(pl, p, &size)) continue;
+        size_t r;
+        int c = size_class(size, &r);
+        bool kept = c >= 0 && r == size ? list_push(&pl->cache[c], p) : false;
+        if (!kept && c < 0) {
+            if (pl->n_big == pl->cap_big) {
+                int nc = pl->cap_big ? 2 * pl->cap_big : 8;
+                void **nb = (void **)realloc(pl->big, (size_t)nc * sizeof *nb);
+                if (nb) pl->big = nb;
+                size_t *ns = nb ? (size_t *)realloc(pl->big_size, (size_t)nc * sizeof *ns) : NULL;
+                if (ns) pl->big_size = ns, pl->cap_big = nc;
+            }
+            if (pl->n_big < pl->cap_big) pl->big[pl->n_big] = p, pl->big_size[pl->n_big++] = size, kept = true;
+        }
+        /* a block that cannot be listed again stays owned (and unused) until the pool goes */
+        pl->live--;
+        pl->stats.allocated -= size;
+        s->stats.allocated -= size;
+        if (pl->released && !pl->live) pool_destroy(s, pl);
+        return true;
+    }
+    return false;
+}
+
 extern "C" void *wf__cuda_alloc(int dev, size_t nbytes) {
     if (wfc_begin(dev, "cuda alloc", NULL)) return NULL;
     dev_state *s = &wfc_dev[dev];
@@ -51,6 +232,12 @@ extern "C" void *wf__cuda_alloc(int dev, size_t nbytes) {
     int c = size_class(nbytes, &rounded);
     void *p = NULL;
     pthread_mutex_lock(&s->lock);
+    if (s->capture_pool) {
+        p = pool_alloc(s, s->capture_pool, dev, nbytes, c, rounded);
+        pthread_mutex_unlock(&s->lock);
+        if (!p) wfc_capture_note(dev, wf_error(), wf_error_message());
+        return p;
+    }
     if (c >= 0 && s->cache[c].n > 0) p = s->cache[c].p[--s->cache[c].n];
     else {
         cudaError_t e = cudaMalloc(&p, rounded);
@@ -90,6 +277,7 @@ extern "C" void wf__cuda_free(int dev, void *p, size_t nbytes) {
     size_t rounded;
     int c = size_class(nbytes, &rounded);
     pthread_mutex_lock(&s->lock);
+    if (s->pools && pool_free(s, p)) { pthread_mutex_unlock(&s->lock); return; }
     s->stats.allocated -= rounded;
     if (c < 0) {
         cudaSetDevice(dev);
@@ -134,6 +322,8 @@ extern "C" void wf__cuda_empty_cache(void) {
     for (int d = 0; d < n; d++) {
         dev_state *s = &wfc_dev[d];
         if (!s->ready) continue;
+        /* cudaFree during a capture would invalidate it: the capture fails, naming this */
+        if (s->capture) { wfc_refuse_in_capture(d, "wf_cuda_empty_cache (cudaFree)"); continue; }
         cudaSetDevice(d);
         pthread_mutex_lock(&s->lock);
         release_cache(s);
@@ -163,6 +353,8 @@ static int stage_ready(dev_state *s, int dev) {
 extern "C" int wf__cuda_to_host(void *dst, const void *src, size_t nbytes, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "copy to host", &st);
+    if (!rc) rc = wfc_refuse_in_capture(dev, "a copy to the host (wf_item, wf_to_array, a move to the CPU), which "
+                                             "waits for the device");
     if (rc || !nbytes) return rc ? rc : wf__cuda_sync(dev);
     dev_state *s = &wfc_dev[dev];
     pthread_mutex_lock(&s->stage_lock);
@@ -192,10 +384,29 @@ extern "C" int wf__cuda_to_host(void *dst, const void *src, size_t nbytes, int d
     return wf__cuda_sync(dev); /* reports index errors of earlier kernels */
 }
 
+/* A copy from the host inside a CUDA graph capture (a constant such as wf_arange's positions,
+ * made on the host then moved): the values are snapshotted into pinned memory that the graph
+ * owns, and the captured copy reads that snapshot, so every replay copies the values of the
+ * capture. (A copy from src itself could not be captured: src is pageable and may be gone.) */
+static int capture_from_host(void *dst, const void *src, size_t nbytes, int dev, cudaStream_t st) {
+    void *pinned = NULL;
+    cudaStreamCaptureMode mode = cudaStreamCaptureModeRelaxed;   /* not a stream operation: see pool_alloc */
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    cudaError_t e = cudaMallocHost(&pinned, nbytes);
+    cudaThreadExchangeStreamCaptureMode(&mode);
+    if (e != cudaSuccess) return wfc_report(e, "a copy from the host in a CUDA graph capture (cudaMallocHost)", dev);
+    int rc = wfc_graph_own_host(dev, pinned);
+    if (rc) { cudaFreeHost(pinned); return rc; }
+    memcpy(pinned, src, nbytes);
+    e = cudaMemcpyAsync(dst, pinned, nbytes, cudaMemcpyHostToDevice, st);
+    return e == cudaSuccess ? 0 : wfc_report(e, "a copy from the host in a CUDA graph capture", dev);
+}
+
 extern "C" int wf__cuda_from_host(void *dst, const void *src, size_t nbytes, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "copy from host", &st);
     if (rc || !nbytes) return rc;
+    if (wfc_dev[dev].capture) return capture_from_host(dst, src, nbytes, dev, st);
     dev_state *s = &wfc_dev[dev];
     pthread_mutex_lock(&s->stage_lock);
     cudaError_t e = cudaSuccess;

@@ -10,6 +10,7 @@
  * no host synchronization. */
 #include "cuda_common.cuh"
 
+#include <stdlib.h>
 #include <string.h>
 
 #define CHUNK 65536
@@ -76,21 +77,54 @@ __global__ void __launch_bounds__(THREADS) adam_kernel(adam_args a, const float 
     }
 }
 
+/* A captured launch: its node in the graph, its arguments, and the parameter (index into the
+ * list) each slot holds, so a replay can get new scalars (cudaGraphExecKernelNodeSetParams). */
+struct adam_node {
+    cudaGraphNode_t node;
+    adam_args args;
+    int param[ADAM_TENSORS];
+    int nslots, nblocks;
+    bool all_f32;
+};
+struct adam_record {
+    adam_node *nodes;
+    int n, cap;
+    const float *inv_scale, *found_inf;
+    int dev;
+};
+
 static int adam_launch(adam_args *a, int nblocks, bool all_f32, const float *inv_scale, const float *found_inf,
-                       cudaStream_t st, int dev) {
+                       cudaStream_t st, int dev, adam_record *rec, const int *param, int nslots) {
     if (!nblocks) return 0;
     if (all_f32) adam_kernel<true><<<nblocks, THREADS, 0, st>>>(*a, inv_scale, found_inf);
     else adam_kernel<false><<<nblocks, THREADS, 0, st>>>(*a, inv_scale, found_inf);
-    return wfc_check("adam multi-tensor kernel", dev);
+    int rc = wfc_check("adam multi-tensor kernel", dev);
+    if (rc || !rec) return rc;
+    if (rec->n == rec->cap) {
+        int nc = rec->cap ? 2 * rec->cap : 4;
+        adam_node *nn = (adam_node *)realloc(rec->nodes, (size_t)nc * sizeof *nn);
+        if (!nn) return wfc_error(WF_ENOMEM, "adam multi-tensor: out of host memory to record a captured launch");
+        rec->nodes = nn, rec->cap = nc;
+    }
+    adam_node *an = &rec->nodes[rec->n];
+    void *node = NULL;
+    if ((rc = wf__cuda_graph_last_node(dev, &node))) return rc;
+    an->node = (cudaGraphNode_t)node;
+    an->args = *a;
+    memcpy(an->param, param, (size_t)nslots * sizeof *param);
+    an->nslots = nslots, an->nblocks = nblocks, an->all_f32 = all_f32;
+    rec->n++;
+    return 0;
 }
 
-extern "C" int wf__cuda_adam_multi(const wf_cuda_adam_param *ps, int n, const float *inv_scale,
-                                   const float *found_inf, int dev) {
+static int adam_multi(const wf_cuda_adam_param *ps, int n, const float *inv_scale, const float *found_inf, int dev,
+                      adam_record *rec) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "adam multi-tensor", &st);
     if (rc) return rc;
     adam_args a;
     memset(&a, 0, sizeof a);
+    int param[ADAM_TENSORS];
     int nt = 0, nb = 0;
     bool all_f32 = true;
     for (int j = 0; j < n && !rc; j++) {
@@ -102,10 +136,11 @@ extern "C" int wf__cuda_adam_multi(const wf_cuda_adam_param *ps, int n, const fl
         for (int64_t c = 0; c < chunks && !rc; c++) {
             if (slot < 0) {   /* q enters this launch's table */
                 if (nt == ADAM_TENSORS) {
-                    rc = adam_launch(&a, nb, all_f32, inv_scale, found_inf, st, dev);
+                    rc = adam_launch(&a, nb, all_f32, inv_scale, found_inf, st, dev, rec, param, nt);
                     nt = nb = 0, all_f32 = true;
                 }
                 slot = nt++;
+                param[slot] = j;
                 a.p[slot] = q->p, a.g[slot] = q->g, a.m[slot] = q->m, a.v[slot] = q->v, a.n[slot] = q->n;
                 a.s[slot] = adam_scalars{ q->nstep, q->bc2s, q->eps, q->w1, q->b2, q->w2, q->wd, q->decay };
                 a.dt[slot][0] = (uint8_t)q->pdt, a.dt[slot][1] = (uint8_t)q->gdt;
@@ -114,13 +149,64 @@ extern "C" int wf__cuda_adam_multi(const wf_cuda_adam_param *ps, int n, const fl
             }
             a.blk_tensor[nb] = (uint8_t)slot, a.blk_chunk[nb] = (int32_t)c, nb++;
             if (nb == BLOCKS) {   /* table full: launch; q's remaining chunks start the next table */
-                rc = adam_launch(&a, nb, all_f32, inv_scale, found_inf, st, dev);
+                rc = adam_launch(&a, nb, all_f32, inv_scale, found_inf, st, dev, rec, param, nt);
                 nt = nb = 0, all_f32 = true, slot = -1;
             }
         }
     }
-    if (!rc) rc = adam_launch(&a, nb, all_f32, inv_scale, found_inf, st, dev);
+    if (!rc) rc = adam_launch(&a, nb, all_f32, inv_scale, found_inf, st, dev, rec, param, nt);
     return rc;
+}
+
+extern "C" int wf__cuda_adam_multi(const wf_cuda_adam_param *ps, int n, const float *inv_scale,
+                                   const float *found_inf, int dev) {
+    return adam_multi(ps, n, inv_scale, found_inf, dev, NULL);
+}
+
+extern "C" void wf__cuda_adam_record_free(void *record) {
+    adam_record *rec = (adam_record *)record;
+    if (!rec) return;
+    free(rec->nodes);
+    free(rec);
+}
+
+extern "C" int wf__cuda_adam_multi_capture(const wf_cuda_adam_param *ps, int n, const float *inv_scale,
+                                           const float *found_inf, int dev, void **record) {
+    *record = NULL;
+    adam_record *rec = (adam_record *)calloc(1, sizeof *rec);
+    if (!rec) return wfc_error(WF_ENOMEM, "adam multi-tensor: out of host memory for a capture record");
+    rec->inv_scale = inv_scale, rec->found_inf = found_inf, rec->dev = dev;
+    int rc = adam_multi(ps, n, inv_scale, found_inf, dev, rec);
+    if (rc) { wf__cuda_adam_record_free(rec); return rc; }
+    *record = rec;
+    return 0;
+}
+
+extern "C" int wf__cuda_adam_record_update(void *record, void *exec, const wf_cuda_adam_param *ps, int n) {
+    adam_record *rec = (adam_record *)record;
+    cudaError_t e = cudaSetDevice(rec->dev);
+    for (int i = 0; i < rec->n && e == cudaSuccess; i++) {
+        adam_node *an = &rec->nodes[i];
+        for (int k = 0; k < an->nslots; k++) {
+            int j = an->param[k];
+            if (j < 0 || j >= n)
+                return wfc_error(WF_EINVAL, "adam multi-tensor: a replay passed %d parameters, the capture %d or more",
+                                 n, j + 1);
+            const wf_cuda_adam_param *q = &ps[j];
+            an->args.s[k] = adam_scalars{ q->nstep, q->bc2s, q->eps, q->w1, q->b2, q->w2, q->wd, q->decay };
+        }
+        /* the argument values are copied by the call: an->args may change for the next replay */
+        void *kargs[3] = { &an->args, (void *)&rec->inv_scale, (void *)&rec->found_inf };
+        cudaKernelNodeParams kp = {};
+        kp.func = an->all_f32 ? (void *)adam_kernel<true> : (void *)adam_kernel<false>;
+        kp.gridDim = dim3((unsigned)an->nblocks);
+        kp.blockDim = dim3(THREADS);
+        kp.sharedMemBytes = 0;
+        kp.kernelParams = kargs;
+        e = cudaGraphExecKernelNodeSetParams((cudaGraphExec_t)exec, an->node, &kp);
+    }
+    if (e != cudaSuccess) return wfc_report(e, "adam multi-tensor: cudaGraphExecKernelNodeSetParams", rec->dev);
+    return 0;
 }
 
 /* ---------------------------------------------------------------- global norm, scaling */

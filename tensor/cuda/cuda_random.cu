@@ -96,6 +96,9 @@ extern "C" int wf__cuda_rand_uniform(const wf_cuda_view *y, uint64_t seed, uint6
                                      int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "rand_uniform", &st);
+    /* a captured launch keeps its seed and offset: every replay would draw the same numbers */
+    if (!rc) rc = wf__cuda_refuse_in_capture(dev, "rand_uniform (a random op, e.g. dropout > 0: its seed and offset would "
+                                                 "be replayed unchanged, the same numbers every step)");
     if (rc) return rc;
     int64_t n = wfc_numel(y);
     if (!n) return 0;
@@ -144,6 +147,9 @@ extern "C" int wf__cuda_rand_normal(const wf_cuda_view *y, uint64_t seed, uint64
                                     int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "rand_normal", &st);
+    /* a captured launch keeps its seed and offset: every replay would draw the same numbers */
+    if (!rc) rc = wf__cuda_refuse_in_capture(dev, "rand_normal (a random op, e.g. dropout > 0: its seed and offset would "
+                                                 "be replayed unchanged, the same numbers every step)");
     if (rc) return rc;
     int64_t n = wfc_numel(y);
     if (!n) return 0;
@@ -185,6 +191,9 @@ __global__ void randint_kernel(char *y, int dt, int64_t n, uint64_t seed, uint64
 extern "C" int wf__cuda_rand_int(const wf_cuda_view *y, uint64_t seed, uint64_t offset, int64_t lo, int64_t hi, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "rand_int", &st);
+    /* a captured launch keeps its seed and offset: every replay would draw the same numbers */
+    if (!rc) rc = wf__cuda_refuse_in_capture(dev, "rand_int (a random op, e.g. dropout > 0: its seed and offset would "
+                                                 "be replayed unchanged, the same numbers every step)");
     if (rc) return rc;
     int64_t n = wfc_numel(y);
     if (!n) return 0;
@@ -223,6 +232,9 @@ extern "C" int wf__cuda_bernoulli(const wf_cuda_view *y, uint64_t seed, uint64_t
                                   double p, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "bernoulli", &st);
+    /* a captured launch keeps its seed and offset: every replay would draw the same numbers */
+    if (!rc) rc = wf__cuda_refuse_in_capture(dev, "bernoulli (a random op, e.g. dropout > 0: its seed and offset would "
+                                                 "be replayed unchanged, the same numbers every step)");
     if (rc) return rc;
     int64_t n = wfc_numel(y);
     if (!n) return 0;

@@ -553,6 +553,28 @@ START_TEST(test_autograd_cuda) {
     SAFE(wf_cuda_empty_cache, (wf_cuda_empty_cache(), true));
     SAFE(wf_cuda_set_tf32, (wf_cuda_set_tf32(false), true));
     SAFE(wf_cuda_get_tf32, !wf_cuda_get_tf32());
+    /* CUDA graphs: NULL graphs, a CPU device, a missing device; without CUDA, WF_ENOTSUP */
+#ifdef WEFT_HAVE_CUDA
+    wf_cuda_graph *cg = wf_cuda_graph_new();
+    SAFE(wf_cuda_graph_new, cg != NULL);
+    BAD_I(wf_cuda_graph_capture_begin, WF_EINVAL, "NULL", wf_cuda_graph_capture_begin(NULL, WF_CUDA(0)));
+    BAD_I(wf_cuda_graph_capture_begin, WF_ENOTSUP, "CUDA device", wf_cuda_graph_capture_begin(cg, WF_CPU));
+    BAD_I(wf_cuda_graph_capture_begin, WF_EDEVICE, "cuda:9999", wf_cuda_graph_capture_begin(cg, WF_CUDA(9999)));
+    BAD_I(wf_cuda_graph_capture_end, WF_EINVAL, "NULL", wf_cuda_graph_capture_end(NULL));
+    BAD_I(wf_cuda_graph_capture_end, WF_EINVAL, "not being captured", wf_cuda_graph_capture_end(cg));
+    BAD_I(wf_cuda_graph_replay, WF_EINVAL, "NULL", wf_cuda_graph_replay(NULL));
+    BAD_I(wf_cuda_graph_replay, WF_EINVAL, "empty", wf_cuda_graph_replay(cg));
+    BAD_I(wf_cuda_graph_pool_stats, WF_EINVAL, "NULL", wf_cuda_graph_pool_stats(NULL, &st));
+    SAFE(wf_cuda_graph_free, (wf_cuda_graph_free(cg), wf_cuda_graph_free(NULL), true));
+#else
+    BAD_T(wf_cuda_graph_new, WF_ENOTSUP, "without CUDA", wf_cuda_graph_new());
+    BAD_I(wf_cuda_graph_capture_begin, WF_ENOTSUP, "without CUDA", wf_cuda_graph_capture_begin(NULL, WF_CUDA(0)));
+    BAD_I(wf_cuda_graph_capture_end, WF_ENOTSUP, "without CUDA", wf_cuda_graph_capture_end(NULL));
+    BAD_I(wf_cuda_graph_replay, WF_ENOTSUP, "without CUDA", wf_cuda_graph_replay(NULL));
+    BAD_I(wf_cuda_graph_pool_stats, WF_ENOTSUP, "without CUDA", wf_cuda_graph_pool_stats(NULL, &st));
+    SAFE(wf_cuda_graph_free, (wf_cuda_graph_free(NULL), true));
+#endif
+    SAFE(wf_cuda_is_capturing, !wf_cuda_is_capturing(0) && !wf_cuda_is_capturing(-1));
     wf_scope_end();
     GROUP_END();
 }
