@@ -491,9 +491,9 @@ static wf_tensor *rows_first(wf_tensor *x) { return wf_reshape(x, WF_SHAPE(-1));
     X(linear_nobias, "linear(no bias)", wf_linear(x, y, NULL), gen_linear, DT_FLOAT, 2, 4)                       \
     X(linear_gelu, "linear_gelu", wf_linear_gelu(x, y, z, WF_GELU_NONE), gen_linear, DT_FLOAT, 3, 4)             \
     X(linear_gelu_tanh, "linear_gelu(tanh)", wf_linear_gelu(x, y, z, WF_GELU_TANH), gen_linear, DT_FLOAT, 3, 4)   \
-    X(linear_xent, "linear_cross_entropy(mean, chunks of 2)", lxent(x, y, z, in[3], MSE, 0, 2), gen_lxent,       \
-      DT_FLOAT, 3, 4)                                                                                            \
-    X(linear_xent_sum, "linear_cross_entropy(sum, label_smoothing, no bias)", lxent(x, y, NULL, in[3], SUM, 0.1, 3), \
+    X(linear_xent, "linear_cross_entropy(mean, label_smoothing, chunks of 2)", lxent(x, y, z, in[3], MSE, 0.1, 2), \
+      gen_lxent, DT_FLOAT, 3, 4)                                                                                 \
+    X(linear_xent_sum, "linear_cross_entropy(sum, no bias, chunks of 3)", lxent(x, y, NULL, in[3], SUM, 0, 3),    \
       gen_lxent, DT_FLOAT, 2, 4)                                                                                 \
     X(linear_xent_none, "linear_cross_entropy(none, one chunk)", lxent(x, y, z, in[3], NONE, 0, 0), gen_lxent,   \
       DT_FLOAT, 3, 4)                                                                                            \
