@@ -7,7 +7,7 @@
  * where it has them for the dtype. */
 #include "autograd_impl.h"
 #include "../tensor/ops_raw.h"
-#include "linear_xent_check.h"
+#include "fn_linear_fused.h"
 
 #include <math.h>
 
@@ -107,7 +107,7 @@ static int linear_xent_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
     wf_tensor *g = wf__to_dtype_raw(gy[0], wp);
     wf_tensor *keep = wf__to_dtype_raw(wf__binary_scalar_raw(LCE, WF_B_NE, t, (double)ign, false), wp);
     wf_tensor *coef = g && keep ? bin(LCE, WF_B_MUL, keep, g) : NULL;
-    if (coef && n->i[1] == WF_REDUCTION_MEAN)
+    if (coef && n->i[1] == 0)   /* mean */
         coef = bin(LCE, WF_B_DIV, coef, wf__binary_scalar_raw(LCE, WF_B_MAX, cnt, 1.0, false));
     if (!coef) return wf_error();
     wf_tensor *dh = n->needs[0] ? wf__empty(h->shape, 2, h->dtype, h->device) : NULL;
@@ -147,14 +147,9 @@ static int linear_xent_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
     return 0;
 }
 
-static wf_tensor *linear_xent_body(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf_tensor *t,
-                                   const wf_cross_entropy_opts *opts, int64_t chunk_rows) {
-    if (wf__any_null(LCE, 3, h, w, t)) return NULL;
-    wf_cross_entropy_opts o = opts ? *opts : (wf_cross_entropy_opts){ 0 };
-    wf_dtype out_dt = h->dtype;   /* the loss as cross_entropy(linear(h)) gives it: f32 under autocast */
-    h = wf__autocast_arg(h, WF__AC_LOWER), w = wf__autocast_arg(w, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
-    if (!h || !w || wf__linear_xent_check(h, w, b, t, &o, chunk_rows)) return NULL;
-    int64_t N = h->shape[0], V = w->shape[0], ign = o.ignore_index_set ? o.ignore_index : -100;
+wf_tensor *wf__linear_cross_entropy(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf_tensor *t, int64_t ign, double ls,
+                                    int reduction, int64_t chunk_rows, wf_dtype out_dt) {
+    int64_t N = h->shape[0], V = w->shape[0];
     int64_t chunk = chunk_rows ? chunk_rows : LCE_CHUNK_ELEMS / V > 1 ? LCE_CHUNK_ELEMS / V : 1;
     wf_dtype wp = h->dtype == WF_F64 ? WF_F64 : WF_F32;
     wf_tensor *y = NULL;
@@ -167,7 +162,7 @@ static wf_tensor *linear_xent_body(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf_
         int64_t m = N - r0 < chunk ? N - r0 : chunk;
         wf_scope_begin();   /* the chunk's logits live here only */
         wf_tensor *tc = rows(tcn, r0, m), *logits = wf__linear_raw(rows(hc, r0, m), w, b), *lc = NULL, *sc = NULL;
-        rc = logits && tc ? wf__xent_rows_raw(LCE, logits, tc, ign, o.label_smoothing, wp, &lc, &sc) : wf_error();
+        rc = logits && tc ? wf__xent_rows_raw(LCE, logits, tc, ign, ls, wp, &lc, &sc) : wf_error();
         if (!rc) rc = put_rows(loss, r0, m, lc);
         if (!rc) rc = put_rows(lse, r0, m, sc);
         wf_scope_end();
@@ -175,18 +170,18 @@ static wf_tensor *linear_xent_body(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf_
     /* kept rows: the mean's divisor (none kept: 0/0, NaN, as PyTorch) */
     wf_tensor *cnt = rc ? NULL : wf__sum_raw(LCE, wf__to_dtype_raw(wf__binary_scalar_raw(LCE, WF_B_NE, tcn, (double)ign, false), wp), 1u);
     if (cnt) {
-        if (o.reduction == WF_REDUCTION_NONE) y = loss;
+        if (reduction == 2) y = loss;
         else y = wf__sum_raw(LCE, loss, 1u);
-        if (y && o.reduction == WF_REDUCTION_MEAN) y = bin(LCE, WF_B_DIV, y, cnt);
-        if (y && o.reduction != WF_REDUCTION_NONE) y = wf__view_of(y, 0, (int64_t[]){ 1 }, (int64_t[]){ 1 }, y->offset);
+        if (y && reduction == 0) y = bin(LCE, WF_B_DIV, y, cnt);
+        if (y && reduction != 2) y = wf__view_of(y, 0, (int64_t[]){ 1 }, (int64_t[]){ 1 }, y->offset);
         if (y) y = wf__copy_raw(y, out_dt, y->device);   /* fresh: the saved tensors are not views of it */
     }
     if (y) {
         wf_tensor *ins[3] = { h, w, b };
         wf_node *nd = wf__record("LinearCrossEntropyBackward", linear_xent_backward, y, 3, ins);
         if (nd) {
-            nd->i[0] = ign, nd->i[1] = o.reduction, nd->i[2] = chunk, nd->i[3] = b != NULL;
-            nd->f[0] = o.label_smoothing;
+            nd->i[0] = ign, nd->i[1] = reduction, nd->i[2] = chunk, nd->i[3] = b != NULL;
+            nd->f[0] = ls;
         }
         y = wf__recorded(y, nd,
                          nd && wf__save(nd, hc) >= 0 && wf__save(nd, w) >= 0 && wf__save(nd, b ? b : hc) >= 0 &&
@@ -196,9 +191,4 @@ static wf_tensor *linear_xent_body(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf_
     wf_keep(y);
     wf_scope_end();
     return y;
-}
-
-wf_tensor *wf_linear_cross_entropy(wf_tensor *h, wf_tensor *weight, wf_tensor *bias, wf_tensor *targets,
-                                   const wf_cross_entropy_opts *opts, int64_t chunk_rows) {
-    WF__NAMED(LCE, wf_tensor *, !r, linear_xent_body(h, weight, bias, targets, opts, chunk_rows));
 }

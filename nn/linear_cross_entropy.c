@@ -1,12 +1,14 @@
-/* autograd/linear_xent_check.c: the argument checks of wf_linear_cross_entropy, shared by
- * its chunked front-end (fn_linear_fused.c) and the minimal preset's composed one
- * (fn_linear_fused_stub.c), so both refuse the same arguments with the same messages. */
-#include "linear_xent_check.h"
+/* nn/linear_cross_entropy.c: wf_linear_cross_entropy, cross_entropy(linear(h)) without the
+ * logits. The arguments are checked here (the loss's options are nn's); the chunked forward
+ * and backward are autograd's (autograd/fn_linear_fused.c). The minimal (embedded) preset
+ * leaves those out for its size budget and composes Linear then cross_entropy instead. */
+#include "nn_impl.h"
+#include "../autograd/fn_linear_fused.h"
 
 static const char *const LCE = "wf_linear_cross_entropy";
 
-int wf__linear_xent_check(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf_tensor *t, const wf_cross_entropy_opts *o,
-                          int64_t chunk_rows) {
+/* the checks on the (autocast) arguments: 0 or a code */
+static int check(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf_tensor *t, const wf_cross_entropy_opts *o, int64_t chunk_rows) {
     char s1[96], s2[96];
     if (h->ndim != 2 || !wf_dtype_is_floating(h->dtype))
         return wf__error(WF_ESHAPE, "%s: hidden states must be floating [N, C], got %s %s", LCE, wf_dtype_name(h->dtype),
@@ -42,4 +44,26 @@ int wf__linear_xent_check(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf_tensor *t
         }
     }
     return 0;
+}
+
+static wf_tensor *linear_xent_body(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf_tensor *t,
+                                   const wf_cross_entropy_opts *opts, int64_t chunk_rows) {
+    if (wf__any_null(LCE, 3, h, w, t)) return NULL;
+    wf_cross_entropy_opts o = opts ? *opts : (wf_cross_entropy_opts){ 0 };
+    wf_dtype out_dt = h->dtype;   /* the loss as cross_entropy(linear(h)) gives it: f32 under autocast */
+    wf_tensor *hc = wf__autocast_arg(h, WF__AC_LOWER), *wc = wf__autocast_arg(w, WF__AC_LOWER);
+    wf_tensor *bc = wf__autocast_arg(b, WF__AC_LOWER);
+    if (!hc || !wc || check(hc, wc, bc, t, &o, chunk_rows)) return NULL;
+#ifdef WEFT_MINIMAL
+    (void)out_dt;
+    return wf_cross_entropy(wf_linear(h, w, b), t, &o);
+#else
+    return wf__linear_cross_entropy(hc, wc, bc, t, o.ignore_index_set ? o.ignore_index : -100, o.label_smoothing,
+                                    (int)o.reduction, chunk_rows, out_dt);
+#endif
+}
+
+wf_tensor *wf_linear_cross_entropy(wf_tensor *h, wf_tensor *weight, wf_tensor *bias, wf_tensor *targets,
+                                   const wf_cross_entropy_opts *opts, int64_t chunk_rows) {
+    WF__NAMED(LCE, wf_tensor *, !r, linear_xent_body(h, weight, bias, targets, opts, chunk_rows));
 }
