@@ -200,4 +200,21 @@ wf_tensor *wf__cross_entropy_fwd_raw(wf_tensor *x, wf_tensor *target, int64_t ig
 wf_tensor *wf__cross_entropy_bwd_raw(wf_tensor *gloss, wf_tensor *x, wf_tensor *target, wf_tensor *lse,
                                      int64_t ignore_index);
 
+/* ---------------------------------------------------------------- tensor/ops_linear_fused.c
+ * The fused Linear front-ends' pieces (autograd/fn_linear_fused.c): the device's kernel
+ * where it has one for the dtype, composed from the raw ops above otherwise. */
+/* Does w's device fuse bias + GELU for w's dtype, with b [out] contiguous of w's dtype? */
+bool wf__bias_gelu_fusable(wf_tensor *w, wf_tensor *b);
+/* y = gelu(x + b) (b over the last dim; x made contiguous); backward: gy * gelu'(x + b) */
+wf_tensor *wf__bias_gelu_raw(wf_tensor *x, wf_tensor *b, bool tanh_approx);
+wf_tensor *wf__bias_gelu_bwd_raw(wf_tensor *gy, wf_tensor *x, wf_tensor *b, bool tanh_approx);
+/* Per-row softmax cross-entropy of one chunk of logits [n, V] with i64 targets [n]: *loss
+ * and *lse [n] in wp (f32, or f64 for f64 logits), loss 0 on ignored rows. Backward: the
+ * logits' gradient (logits' dtype) coef[n] * (softmax - (1-ls) onehot - ls/V), 0 on ignored
+ * rows; coef and lse as the forward made them (dtype wp). */
+int wf__xent_rows_raw(const char *op, wf_tensor *logits, wf_tensor *target, int64_t ignore_index, double ls,
+                      wf_dtype wp, wf_tensor **loss, wf_tensor **lse);
+wf_tensor *wf__xent_rows_bwd_raw(const char *op, wf_tensor *coef, wf_tensor *logits, wf_tensor *target,
+                                 wf_tensor *lse, int64_t ignore_index, double ls);
+
 #endif

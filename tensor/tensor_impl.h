@@ -204,7 +204,7 @@ typedef enum wf_kernel_op {
 _Static_assert(WF_U_COUNT == 21, "tensor/ops.def: a unary op was added or removed; see the comment above");
 _Static_assert(WF_B_COUNT == 15, "tensor/ops.def: a binary op was added or removed; see the comment above");
 _Static_assert(WF_R_COUNT == 7, "tensor/ops.def: a reduce op was added or removed; see the comment above");
-_Static_assert(WF_K_COUNT == 31, "tensor/ops.def: a kernel-table op was added or removed; see the comment above");
+_Static_assert(WF_K_COUNT == 33, "tensor/ops.def: a kernel-table op was added or removed; see the comment above");
 
 typedef enum wf_op_family { WF_OPF_UNARY, WF_OPF_BINARY, WF_OPF_REDUCE, WF_OPF_KERNEL, WF_OPF_COUNT } wf_op_family;
 
@@ -354,6 +354,12 @@ typedef struct wf_kernels {
      * unequal bins (PyTorch's start/end rule), and its backward (overwrites gx). */
     int (*adaptive_avg_pool2d)(wf_tensor *y, const wf_tensor *x);
     int (*adaptive_avg_pool2d_backward)(wf_tensor *gx, const wf_tensor *gy);
+    /* Optional: the epilogue of Linear + GELU on contiguous x [rows, D] (the GEMM's output
+     * without its bias) and bias [D] contiguous, both of y's dtype: y = gelu(x + bias) (the
+     * tanh form when tanh_approx); backward gx = gy * gelu'(x + bias), gy contiguous like x.
+     * The bias gradient is the caller's (gx's column sums). */
+    int (*bias_gelu)(wf_tensor *y, const wf_tensor *x, const wf_tensor *bias, bool tanh_approx);
+    int (*bias_gelu_bwd)(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *x, const wf_tensor *bias, bool tanh_approx);
 
     /* Which ops and dtypes this backend computes (never NULL). Front-ends ask it through
      * wf__supports / wf__need_kernel before dispatching, so a missing kernel is an error,

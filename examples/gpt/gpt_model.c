@@ -12,7 +12,15 @@ typedef struct mlp { wf_module base; } mlp;
 
 static wf_tensor *mlp_forward(wf_module *m, wf_tensor *x) {
     const char *order[4] = { "c_fc", "gelu", "c_proj", "dropout" };
-    for (int i = 0; i < 4 && x; i++) x = wf_module_forward(wf_module_get_child(m, order[i]), x);
+    wf_module *fc = wf_module_get_child(m, "c_fc");
+    int i = 0;
+    if (!strcmp(wf_module_type(fc), "Linear")) {
+        /* c_fc + GELU in one op: on CUDA the GEMM without bias, then one bias + GELU kernel
+         * (the same modules and parameter names, so checkpoints stay as they were) */
+        x = wf_linear_gelu(x, wf_module_get_parameter(fc, "weight"), wf_module_get_parameter(fc, "bias"), WF_GELU_NONE);
+        i = 2;
+    }
+    for (; i < 4 && x; i++) x = wf_module_forward(wf_module_get_child(m, order[i]), x);
     return x;
 }
 static const wf_module_vtable mlp_vt = { .forward = mlp_forward };
@@ -60,6 +68,7 @@ static wf_module *block_new(const gpt_config *c) {
 typedef struct gpt {
     wf_module base;
     gpt_config cfg;
+    bool return_hidden;   /* forward returns ln_f's output, not the logits (gpt_set_return_hidden) */
     wf_module *wte, *wpe, *drop, *h, *ln_f;   /* borrowed: children of "transformer" */
 } gpt;
 
@@ -81,6 +90,7 @@ static wf_tensor *gpt_forward(wf_module *m, wf_tensor *idx) {
     wf_tensor *x = wf_module_forward(g->drop, wf_add(wf_module_forward(g->wte, idx), wf_module_forward(g->wpe, pos)));
     for (int i = 0; i < wf_module_list_len(g->h) && x; i++) x = wf_module_forward(wf_module_list_get(g->h, i), x);
     x = wf_module_forward(g->ln_f, x);
+    if (g->return_hidden) return x;
     /* lm_head tied to wte: one parameter, its gradient the sum of both uses */
     return wf_linear(x, wf_module_get_parameter(g->wte, "weight"), NULL);
 }
@@ -151,6 +161,21 @@ int64_t gpt_num_params(wf_module *m) {
 wf_tensor *gpt_loss(wf_tensor *logits, wf_tensor *targets) {
     int64_t V = wf_size(logits, -1);
     return wf_cross_entropy(wf_reshape(logits, WF_SHAPE(-1, V)), wf_reshape(targets, WF_SHAPE(-1)), NULL);
+}
+
+void gpt_set_return_hidden(wf_module *m, bool on) {
+    if (gpt_get_config(m)) ((gpt *)m)->return_hidden = on;
+}
+
+wf_tensor *gpt_loss_from_hidden(wf_module *m, wf_tensor *hidden, wf_tensor *targets, int64_t chunk_rows) {
+    if (!gpt_get_config(m) || !hidden || !targets) {
+        if (!wf_error()) wf_set_error(WF_ENULL, "gpt_loss_from_hidden: needs the GPT, its hidden states and the targets");
+        return NULL;
+    }
+    gpt *g = (gpt *)m;
+    int64_t C = wf_size(hidden, -1);
+    return wf_linear_cross_entropy(wf_reshape(hidden, WF_SHAPE(-1, C)), wf_module_get_parameter(g->wte, "weight"), NULL,
+                                   wf_reshape(targets, WF_SHAPE(-1)), NULL, chunk_rows);
 }
 
 wf_optimizer *gpt_configure_optimizer(wf_module *m, double weight_decay, double lr, double beta1, double beta2) {

@@ -3,7 +3,8 @@
  * Token + position embeddings, dropout, n_layer pre-LN blocks (x + attn(ln_1(x)), then
  * x + mlp(ln_2(x)) with a 4x GELU MLP), a final LayerNorm, and lm_head tied to the token
  * embedding (the logits are x @ wte.weight^T, so the two share one parameter and one
- * gradient). Parameter names follow nanoGPT's ("transformer.h.0.attn.c_attn.weight"), so a
+ * gradient). The MLP runs c_fc and its GELU as one op (wf_linear_gelu: CUDA's bias + GELU
+ * epilogue). Parameter names follow nanoGPT's ("transformer.h.0.attn.c_attn.weight"), so a
  * state dict moves between the two by name. */
 #ifndef WEFT_EXAMPLE_GPT_MODEL_H
 #define WEFT_EXAMPLE_GPT_MODEL_H
@@ -30,6 +31,14 @@ int64_t gpt_num_params(wf_module *m);
 
 /* Mean cross-entropy of logits [B, T, V] against targets [B, T] (a result in the scope). */
 wf_tensor *gpt_loss(wf_tensor *logits, wf_tensor *targets);
+
+/* The same loss without the logits: hidden states [B, T, C] (the model's forward output
+ * while gpt_set_return_hidden is on) against targets [B, T], through the tied wte weight
+ * with wf_linear_cross_entropy, chunk_rows rows of logits at a time (0: automatic). */
+wf_tensor *gpt_loss_from_hidden(wf_module *m, wf_tensor *hidden, wf_tensor *targets, int64_t chunk_rows);
+/* While on, the model's forward stops after ln_f and returns the hidden states [B, T, C]
+ * (through wf_module_forward, so Fabric's hooks still run). Off at creation. */
+void gpt_set_return_hidden(wf_module *m, bool on);
 
 /* nanoGPT's configure_optimizers: AdamW over two groups, the 2-D weights (embeddings and
  * Linear weights) with weight_decay, the rest (biases, LayerNorm) without. */

@@ -8,7 +8,7 @@
  *       [--batch-size N --grad-accum N --max-iters N --lr X --min-lr X --warmup-iters N
  *        --lr-decay-iters N --weight-decay X --beta1 X --beta2 X --grad-clip X]
  *       [--eval-interval N --eval-iters N --log-interval N --seed S --deterministic 0|1 --threads N --peak-tflops X]
- *       [--cuda-graphs 0|1]
+ *       [--cuda-graphs 0|1] [--fused-loss 0|1]
  *       [--sample N [--temperature X --top-k K --prompt TEXT]]
  *
  * FILE is text (character level, 90/10 train/val split) or a ".bin" of uint16 tokens.
@@ -18,6 +18,11 @@
  * end) the mean loss of eval-iters batches of each split; every log-interval a progress
  * line with the loss, ms/iter, tokens/s and MFU (Fabric's throughput monitor, FLOPs counted
  * by wf_measure_flops on a meta copy of the model).
+ *
+ * --fused-loss 1 (the default) computes the loss from the hidden states with
+ * wf_linear_cross_entropy, chunk by chunk, so the [B*T, vocab] logits and their gradient never
+ * exist whole (GPT-2 124M at 16 x 1024 tokens: 3.3 GB each in f32); 0 materializes the logits
+ * and calls wf_cross_entropy.
  *
  * With --out-dir the run saves DIR/last.ckpt (model, optimizer, schedule, RNG, precision,
  * iteration) every --save-every iterations and at the end, logs metrics under DIR/logs, and
@@ -50,7 +55,20 @@ typedef struct train_cfg {
     gpt_config model;
     int64_t batch_size, grad_accum, max_iters, warmup_iters, lr_decay_iters, eval_interval, eval_iters, log_interval;
     double lr, min_lr, weight_decay, beta1, beta2, grad_clip;
+    int fused_loss;
 } train_cfg;
+
+/* the mean loss of one batch: through the chunked linear + cross-entropy from the hidden
+ * states (Fabric's autocast around it, as around the forward), or from the logits */
+static wf_tensor *batch_loss(wf_fabric *fab, wf_module *model, wf_tensor *x, wf_tensor *y, const train_cfg *c) {
+    if (!c->fused_loss) return gpt_loss(wf_module_forward(model, wf_fabric_to_device(fab, x)), wf_fabric_to_device(fab, y));
+    gpt_set_return_hidden(model, true);
+    wf_tensor *h = wf_module_forward(model, wf_fabric_to_device(fab, x));
+    gpt_set_return_hidden(model, false);
+    if (!h || wf_fabric_autocast_begin(fab)) return NULL;
+    wf_tensor *loss = gpt_loss_from_hidden(model, h, wf_fabric_to_device(fab, y), 0);
+    return wf_fabric_autocast_end(fab) ? NULL : loss;
+}
 
 /* nanoGPT's configs: config/train_shakespeare_char.py, config/train_gpt2.py (gpt2-medium
  * changes the model only); tiny is ours, seconds on a CPU */
@@ -58,7 +76,7 @@ static bool preset(const char *name, train_cfg *c) {
     train_cfg base = { .model = { .vocab_size = 50304, .bias = false }, .batch_size = 12, .grad_accum = 40,
                        .max_iters = 600000, .warmup_iters = 2000, .lr_decay_iters = -1, .eval_interval = 1000,
                        .eval_iters = 200, .log_interval = 10, .lr = 6e-4, .min_lr = 6e-5, .weight_decay = 0.1,
-                       .beta1 = 0.9, .beta2 = 0.95, .grad_clip = 1.0 };
+                       .beta1 = 0.9, .beta2 = 0.95, .grad_clip = 1.0, .fused_loss = 1 };
     *c = base;
     if (!strcmp(name, "tiny")) {
         c->model = (gpt_config){ .block_size = 32, .n_layer = 2, .n_head = 2, .n_embd = 64 };
@@ -105,7 +123,7 @@ static int estimate_loss(wf_fabric *fab, wf_module *model, const gpt_data *d, co
         for (int64_t k = 0; k < c->eval_iters && !rc; k++) WF_SCOPE WF_NO_GRAD {
             wf_tensor *x, *y;
             rc = gpt_get_batch(d, split == 0, c->batch_size, c->model.block_size, &x, &y);
-            wf_tensor *loss = rc ? NULL : gpt_loss(wf_module_forward(model, wf_fabric_to_device(fab, x)), wf_fabric_to_device(fab, y));
+            wf_tensor *loss = rc ? NULL : batch_loss(fab, model, x, y, c);
             if (!rc && !loss) rc = wf_error();
             if (!rc) sum += wf_item(loss);
         }
@@ -148,7 +166,7 @@ static int usage(const char *prog) {
             "[--batch-size N] [--grad-accum N] [--max-iters N] [--lr X] [--min-lr X] [--warmup-iters N] "
             "[--lr-decay-iters N] [--weight-decay X] [--beta1 X] [--beta2 X] [--grad-clip X] [--eval-interval N] "
             "[--eval-iters N] [--log-interval N] [--seed S] [--deterministic 0|1] [--threads N] [--peak-tflops X] [--sample N] "
-            "[--temperature X] [--top-k K] [--prompt TEXT] [--cuda-graphs 0|1]\n", prog);
+            "[--temperature X] [--top-k K] [--prompt TEXT] [--cuda-graphs 0|1] [--fused-loss 0|1]\n", prog);
     return 2;
 }
 
@@ -163,7 +181,7 @@ static int static_step(wf_fabric *fab, wf_module *model, wf_optimizer *opt, cons
                        wf_tensor *sy, wf_tensor **loss_keep) {
     int rc = wf_optimizer_zero_grad(opt, true);
     WF_SCOPE {
-        wf_tensor *loss = rc ? NULL : gpt_loss(wf_module_forward(model, sx), sy);
+        wf_tensor *loss = rc ? NULL : batch_loss(fab, model, sx, sy, c);   /* sx, sy already on the device */
         if (!rc && !loss) rc = wf_error();
         if (!rc) rc = wf_fabric_backward(fab, loss, model);
         if (!rc) {
@@ -221,6 +239,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--vocab-size")) ok = ex_parse_i64(v, 1, 65536, &vocab_override);
         else if (!strcmp(a, "--dropout")) ok = ex_parse_double(v, false, &c.model.dropout) && c.model.dropout >= 0 && c.model.dropout < 1;
         else if (!strcmp(a, "--bias")) ok = ex_parse_int(v, 0, 1, &bias);
+        else if (!strcmp(a, "--fused-loss")) ok = ex_parse_int(v, 0, 1, &c.fused_loss);
         else if (!strcmp(a, "--batch-size")) ok = ex_parse_i64(v, 1, BIG, &c.batch_size);
         else if (!strcmp(a, "--grad-accum")) ok = ex_parse_i64(v, 1, BIG, &c.grad_accum);
         else if (!strcmp(a, "--max-iters")) ok = ex_parse_i64(v, 0, INT32_MAX, &c.max_iters);
@@ -420,7 +439,7 @@ int main(int argc, char **argv) {
             WF_SCOPE {
                 wf_tensor *x, *y;
                 if (!rc) rc = gpt_get_batch(&d, true, c.batch_size, c.model.block_size, &x, &y);
-                wf_tensor *loss = rc ? NULL : gpt_loss(wf_module_forward(model, wf_fabric_to_device(fab, x)), wf_fabric_to_device(fab, y));
+                wf_tensor *loss = rc ? NULL : batch_loss(fab, model, x, y, &c);
                 if (!rc && !loss) rc = wf_error();
                 if (!rc) {
                     loss_sum += wf_item(loss);
@@ -486,8 +505,8 @@ int main(int argc, char **argv) {
             printf("\n----\n");
         }
     }
-    wf_fabric_print(fab, "{\"config\":\"%s\",\"iters\":%lld,\"first_val_loss\":%.4f,\"train_loss\":%.4f,\"val_loss\":%.4f,"
-                    "\"last_batch_loss\":%.4f,\"tokens_per_s\":%.0f,\"ms_per_iter\":%.3f,\"params\":%lld}\n", config,
+    wf_fabric_print(fab, "{\"config\":\"%s\",\"iters\":%lld,\"first_val_loss\":%.6f,\"train_loss\":%.6f,\"val_loss\":%.6f,"
+                    "\"last_batch_loss\":%.6f,\"tokens_per_s\":%.0f,\"ms_per_iter\":%.3f,\"params\":%lld}\n", config,
                     (long long)iter, first_val, losses[0], losses[1], last_loss, tok_s, ms_iter, (long long)gpt_num_params(model));
 out:
     wf_cuda_graph_free(graph);

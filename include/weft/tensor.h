@@ -343,6 +343,10 @@ wf_tensor *wf_matmul(wf_tensor *a, wf_tensor *b);
 wf_tensor *wf_bmm(wf_tensor *a, wf_tensor *b);         /* [B,n,k] @ [B,k,m] */
 /* x @ w^T + b (torch.nn.functional.linear); b may be NULL. x: [..., in], w: [out, in]. */
 wf_tensor *wf_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b);
+/* gelu(x @ w^T + b) in one op (Linear then GELU, as in a transformer's MLP): where the device
+ * has the epilogue (CUDA), the GEMM without bias then one fused bias + GELU kernel, and a fused
+ * backward; elsewhere, or without a bias, exactly wf_gelu(wf_linear(x, w, b), approximate). */
+wf_tensor *wf_linear_gelu(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_gelu_approx approximate);
 
 /* ---------------------------------------------------------------- softmax family */
 wf_tensor *wf_softmax(wf_tensor *x, int dim);

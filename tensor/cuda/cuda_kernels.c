@@ -130,6 +130,15 @@ static int k_gemm_epilogue(wf_dtype dt, bool transA, bool transB, int64_t m, int
                            void *bgrad, wf_device dev) {
     return wf__cuda_gemm_epilogue((int)dt, transA, transB, m, n, k, A, lda, B, ldb, C, ldc, bias, bgrad, dev.index);
 }
+static int k_bias_gelu(wf_tensor *y, const wf_tensor *x, const wf_tensor *bias, bool tanh_approx) {
+    wf_cuda_view vy = view(y), vx = view(x), vb = view(bias);
+    return wf__cuda_bias_gelu(&vy, &vx, &vb, tanh_approx, DEV(y));
+}
+static int k_bias_gelu_bwd(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *x, const wf_tensor *bias,
+                           bool tanh_approx) {
+    wf_cuda_view vgx = view(gx), vgy = view(gy), vx = view(x), vb = view(bias);
+    return wf__cuda_bias_gelu_backward(&vgx, &vgy, &vx, &vb, tanh_approx, DEV(gx));
+}
 static int k_softmax(wf_tensor *y, const wf_tensor *x, bool log) {
     wf_cuda_view vy = view(y), vx = view(x);
     return wf__cuda_softmax(&vy, &vx, log, DEV(y));
@@ -307,6 +316,8 @@ const wf_kernels wf__cuda_kernels = {
     .xent_fwd = k_xent_fwd,
     .xent_bwd = k_xent_bwd,
     .gemm_epilogue = k_gemm_epilogue,
+    .bias_gelu = k_bias_gelu,
+    .bias_gelu_bwd = k_bias_gelu_bwd,
     .support = &cuda_support,
 };
 

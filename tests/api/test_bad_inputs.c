@@ -433,6 +433,8 @@ START_TEST(test_tensor_math) {
     BAD_T(wf_bmm, WF_ESHAPE, "", wf_bmm(x, x));
     BAD_T(wf_linear, WF_ENULL, "NULL", wf_linear(NULL, x, NULL));
     BAD_T(wf_linear, WF_ESHAPE, "", wf_linear(x, y32, NULL));
+    BAD_T(wf_linear_gelu, WF_ENULL, "NULL", wf_linear_gelu(NULL, x, NULL, WF_GELU_NONE));
+    BAD_T(wf_linear_gelu, WF_EINVAL, "approximate", wf_linear_gelu(x, x, NULL, (wf_gelu_approx)9));
     BAD_T(wf_softmax, WF_ENULL, "NULL", wf_softmax(NULL, 0));
     BAD_T(wf_softmax, WF_EINDEX, "", wf_softmax(x, 2));
     BAD_T(wf_softmax, WF_EDTYPE, "", wf_softmax(wf_zeros(two3, 2, WF_I64), 1));
@@ -963,6 +965,10 @@ START_TEST(test_nn_functional_init) {
     BAD_T(wf_cross_entropy, WF_EINDEX, "99", wf_cross_entropy(x, big, NULL));
     BAD_T(wf_cross_entropy, WF_ESHAPE, "", wf_cross_entropy(x, wf_zeros(WF_SHAPE(5), WF_I64), NULL));
     BAD_T(wf_cross_entropy, WF_EINVAL, "", wf_cross_entropy(x, t2, &(wf_cross_entropy_opts){ .label_smoothing = 2 }));
+    BAD_T(wf_linear_cross_entropy, WF_ENULL, "", wf_linear_cross_entropy(NULL, x, NULL, t2, NULL, 0));
+    BAD_T(wf_linear_cross_entropy, WF_EINDEX, "99", wf_linear_cross_entropy(x, x, NULL, big, NULL, 0));
+    BAD_T(wf_linear_cross_entropy, WF_ESHAPE, "", wf_linear_cross_entropy(x, wf_ones(WF_SHAPE(2, 2), WF_F32), NULL, t2, NULL, 0));
+    BAD_T(wf_linear_cross_entropy, WF_EINVAL, "chunk_rows", wf_linear_cross_entropy(x, x, NULL, t2, NULL, -1));
     BAD_T(wf_nll_loss, WF_EINDEX, "", wf_nll_loss(x, wf_full(WF_SHAPE(2), -7, WF_I64), NULL));
     BAD_T(wf_nll_loss, WF_EDTYPE, "", wf_nll_loss(x, wf_zeros(WF_SHAPE(2), WF_F32), NULL));
     BAD_T(wf_mse_loss, WF_ESHAPE, "", wf_mse_loss(x, wf_ones(WF_SHAPE(3, 2), WF_F32), WF_REDUCTION_MEAN));

@@ -92,6 +92,27 @@ START_TEST(test_loss_falls) {
 }
 END_TEST
 
+/* the chunked loss from the hidden states (--fused-loss 1, the default) against the logits and
+ * wf_cross_entropy: the same losses at the start and after training, within 1e-5 */
+START_TEST(test_fused_loss_matches_logits) {
+    write_text("words.txt", 3000);
+    run_result *r = malloc(sizeof *r);
+    double v[2][3];
+    for (int f = 0; f < 2; f++) {
+        char args[256];
+        snprintf(args, sizeof args, TINY "--data words.txt --max-iters 12 --eval-interval 6 --fused-loss %d", f);
+        run(r, args);
+        ck_assert_msg(r->status == 0, "%s", r->out);
+        v[f][0] = json_num(r->last, "first_val_loss"), v[f][1] = json_num(r->last, "val_loss");
+        v[f][2] = json_num(r->last, "last_batch_loss");
+    }
+    for (int i = 0; i < 3; i++)
+        ck_assert_msg(fabs(v[0][i] - v[1][i]) <= 1e-5 && v[0][i] > 0.5, "loss %d: %.6f unfused, %.6f fused", i, v[0][i],
+                      v[1][i]);
+    free(r);
+}
+END_TEST
+
 /* every tensor of two checkpoints equal bit for bit, and the same names */
 static void same_tensors(const char *a, const char *b) {
     char pa[128], pb[128];
@@ -209,6 +230,7 @@ START_TEST(test_bad_flags) {
         { "--data missing.txt", "cannot open missing.txt", 1 },
         { "--data words.txt --block-size 400 --max-iters 1", "too few for a block of 400", 1 },
         { "--data words.txt --precision 7-bits", "7-bits", 2 },
+        { "--data words.txt --fused-loss 2", "invalid value '2' for --fused-loss", 2 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run(r, cases[i].args);
@@ -270,6 +292,7 @@ int main(int argc, char **argv) {
     tcase_set_timeout(tc, 500);   /* ASan on a shared 2-core machine: minutes */
     tcase_add_test(tc, test_loss_falls);
     tcase_add_test(tc, test_resume_bit_identical);
+    tcase_add_test(tc, test_fused_loss_matches_logits);
     tcase_add_test(tc, test_resume_bit_identical_cuda);
     tcase_add_test(tc, test_bad_flags);
     tcase_add_test(tc, test_token_file);

@@ -7,9 +7,10 @@
  *     (spread evenly), maximum ties (halved), max(dim)/max pooling ties (one index), the norm
  *     at zero, a cross-entropy whose targets are all ignored.
  *   - Linear and CausalSelfAttention under bf16 autocast against f32 on the CPU;
+ *   - linear_cross_entropy and linear_gelu against the unfused ops (f64, f32, bf16 autocast);
  *   - error codes and messages of the paths these touch (norm, amax, relu, broadcasting);
  *   - on CUDA, what the parity program (tests/cuda/test_cuda_parity.c) checked beyond values:
- *     the fused kernels are taken (attention, layer norm, cross-entropy), split reductions of
+ *     the fused kernels are taken (attention, layer norm, cross-entropy, linear + GELU), split reductions of
  *     3M elements, an out-of-range index is WF_EINDEX and leaves the device usable, and the
  *     caching allocator makes no cudaMalloc in a steady state.
  * One function per group; each runs on the device it is given, in every floating dtype. */
@@ -358,6 +359,116 @@ static int autocast_bf16(wf_device dev, int *checks) {
     return f;
 }
 
+/* ---------------------------------------------------------------- fused Linear front-ends */
+
+/* leaves on dev of dtype dt with src's values (rounded to bf16 first, so that every dtype
+ * starts from the same numbers) */
+static wf_tensor *leaf_of(wf_tensor *src, wf_device dev, wf_dtype dt) {
+    wf_tensor *t = wf_detach(wf_to_device(wf_to_dtype(wf_to_dtype(src, WF_BF16), dt), dev));
+    if (t) wf_set_requires_grad(t, true);
+    return t;
+}
+
+/* the sum of y's elements as a loss (any shape) */
+static wf_tensor *sum_f32(wf_tensor *y) { return y ? wf_sum_all(wf_to_dtype(y, WF_F32)) : NULL; }
+
+/* wf_linear_cross_entropy (several chunks) and wf_linear_gelu against the unfused ops on the
+ * same device: loss, dh, dweight, dbias. f64 and f32 plain, bf16 through autocast over f32
+ * leaves (the GPT's case on CUDA: the fused kernels); the unfused side runs the same way. */
+static int linear_fused_vs_unfused(wf_device dev, int *checks) {
+    int f = 0;
+    const int64_t N = 37, C = 24, V = 53;
+    wf_manual_seed(21);
+    wf_tensor *hs = wf_randn(WF_SHAPE(N, C), WF_F32), *ws = wf_mul_scalar(wf_randn(WF_SHAPE(V, C), WF_F32), 0.3);
+    wf_tensor *bs = wf_randn(WF_SHAPE(V), WF_F32);
+    wf_tensor *t = wf_randint(0, V, WF_SHAPE(N), WF_I64);
+    int64_t *tp = malloc(sizeof(int64_t) * (size_t)N);
+    if (tp && !wf_to_array(t, tp, WF_I64)) {   /* some rows ignored */
+        tp[3] = tp[20] = -100;
+        t = wf_from_data(tp, WF_SHAPE(N), WF_I64);
+    }
+    free(tp);
+    t = wf_to_device(t, dev);
+    const struct { wf_dtype leaf; bool autocast; double tol; const char *name; } cases[3] = {
+        { WF_F64, false, 1e-10, "f64" }, { WF_F32, false, 2e-5, "f32" }, { WF_F32, true, 3e-2, "bf16 autocast" } };
+    const wf_reduction reds[2] = { WF_REDUCTION_MEAN, WF_REDUCTION_NONE };
+    for (int c = 0; c < 3; c++)
+        for (int r = 0; r < 2; r++) {
+            wf_tensor *hf = leaf_of(hs, dev, cases[c].leaf), *wf = leaf_of(ws, dev, cases[c].leaf), *bf = leaf_of(bs, dev, cases[c].leaf);
+            wf_tensor *hu = leaf_of(hs, dev, cases[c].leaf), *wu = leaf_of(ws, dev, cases[c].leaf), *bu = leaf_of(bs, dev, cases[c].leaf);
+            wf_cross_entropy_opts o = { .reduction = reds[r], .label_smoothing = r ? 0.0 : 0.05 };
+            if (cases[c].autocast) wf_autocast_begin(dev.type, WF_BF16);
+            wf_tensor *lf = wf_linear_cross_entropy(hf, wf, bf, t, &o, 10);
+            wf_tensor *lu = wf_cross_entropy(wf_linear(hu, wu, bu), t, &o);
+            /* a GELU MLP's first half, batched [2, N/2.., C] */
+            wf_tensor *x3f = hf ? wf_reshape(wf_narrow(hf, 0, 0, 36), WF_SHAPE(2, 18, C)) : NULL;
+            wf_tensor *x3u = hu ? wf_reshape(wf_narrow(hu, 0, 0, 36), WF_SHAPE(2, 18, C)) : NULL;
+            wf_tensor *gf = wf_linear_gelu(x3f, wf, bf, WF_GELU_TANH), *gu = wf_gelu(wf_linear(x3u, wu, bu), WF_GELU_TANH);
+            if (cases[c].autocast) wf_autocast_end();
+            char what[128];
+            snprintf(what, sizeof what, "linear_cross_entropy %s (%s) against linear + cross_entropy", cases[c].name,
+                     r ? "none" : "mean, label smoothing");
+            f += close_rel(what, dev, lf, lu, cases[c].tol, checks);
+            snprintf(what, sizeof what, "linear_gelu %s against gelu(linear)", cases[c].name);
+            f += close_rel(what, dev, gf, gu, cases[c].tol, checks);
+            wf_tensor *sf = lf && gf ? wf_add(sum_f32(lf), sum_f32(gf)) : NULL, *su = lu && gu ? wf_add(sum_f32(lu), sum_f32(gu)) : NULL;
+            if (!sf || !su || wf_backward(sf, NULL, false) || wf_backward(su, NULL, false)) {
+                f += close_rel("linear fused: backward", dev, NULL, NULL, 0, checks);
+                continue;
+            }
+            snprintf(what, sizeof what, "linear fused %s (%s): dh", cases[c].name, r ? "none" : "mean");
+            f += close_rel(what, dev, wf_grad(hf), wf_grad(hu), cases[c].tol, checks);
+            snprintf(what, sizeof what, "linear fused %s (%s): dweight", cases[c].name, r ? "none" : "mean");
+            f += close_rel(what, dev, wf_grad(wf), wf_grad(wu), cases[c].tol, checks);
+            snprintf(what, sizeof what, "linear fused %s (%s): dbias", cases[c].name, r ? "none" : "mean");
+            f += close_rel(what, dev, wf_grad(bf), wf_grad(bu), cases[c].tol, checks);
+        }
+    {   /* every target ignored: a NaN mean and zero gradients, as cross_entropy */
+        wf_tensor *h = leaf_of(hs, dev, WF_F32), *w = leaf_of(ws, dev, WF_F32);
+        wf_tensor *ti = wf_to_device(wf_full(WF_SHAPE(N), -100, WF_I64), dev);
+        wf_tensor *l = wf_linear_cross_entropy(h, w, NULL, ti, NULL, 8);
+        f += expect("linear_cross_entropy with every target ignored", dev, l, (const double[]){ NAN }, 1, 0, checks);
+        if (l && !wf_backward(l, NULL, false))
+            f += expect("linear_cross_entropy with every target ignored: dh", dev, wf_amax(wf_abs(wf_grad(h)), NULL, 0, false),
+                        (const double[]){ 0 }, 1, 0, checks);
+        wf_clear_error();
+    }
+    {   /* errors */
+        wf_tensor *h = wf_to_device(wf_zeros(WF_SHAPE(4, 3), WF_F32), dev), *w = wf_to_device(wf_zeros(WF_SHAPE(5, 3), WF_F32), dev);
+        wf_tensor *tt = wf_to_device(wf_from_data((int64_t[]){ 0, 1, 2, 3 }, WF_SHAPE(4), WF_I64), dev);
+        wf_cross_entropy_opts o = { .weight = wf_to_device(wf_ones(WF_SHAPE(5), WF_F32), dev) };
+        f += expect_error("linear_cross_entropy with class weights", dev, !wf_linear_cross_entropy(h, w, NULL, tt, &o, 0),
+                          WF_ENOTSUP, "wf_linear_cross_entropy: class weights are not supported", checks);
+        o = (wf_cross_entropy_opts){ .label_smoothing = 1.5 };
+        f += expect_error("linear_cross_entropy with label_smoothing 1.5", dev, !wf_linear_cross_entropy(h, w, NULL, tt, &o, 0),
+                          WF_EINVAL, "label_smoothing must be in [0, 1], got 1.5", checks);
+        f += expect_error("linear_cross_entropy with chunk_rows -1", dev, !wf_linear_cross_entropy(h, w, NULL, tt, NULL, -1),
+                          WF_EINVAL, "chunk_rows must be >= 0", checks);
+        f += expect_error("linear_cross_entropy with a weight of the wrong width", dev,
+                          !wf_linear_cross_entropy(h, wf_to_device(wf_zeros(WF_SHAPE(5, 4), WF_F32), dev), NULL, tt, NULL, 0),
+                          WF_ESHAPE, "weight [5,4] must be [V, C] with V >= 1 and C = 3", checks);
+        f += expect_error("linear_cross_entropy with a bias of the wrong size", dev,
+                          !wf_linear_cross_entropy(h, w, wf_to_device(wf_zeros(WF_SHAPE(4), WF_F32), dev), tt, NULL, 0),
+                          WF_ESHAPE, "bias [4] must be [5]", checks);
+        f += expect_error("linear_cross_entropy with int32 targets", dev,
+                          !wf_linear_cross_entropy(h, w, NULL, wf_to_dtype(tt, WF_I32), NULL, 0), WF_EDTYPE,
+                          "targets must be int64 [4]", checks);
+        f += expect_error("linear_cross_entropy with a NULL weight", dev, !wf_linear_cross_entropy(h, NULL, NULL, tt, NULL, 0),
+                          WF_ENULL, "wf_linear_cross_entropy", checks);
+        if (dev.type == WF_DEV_CPU)   /* CUDA reports a bad class at the next synchronize */
+            f += expect_error("linear_cross_entropy with a target out of range", dev,
+                              !wf_linear_cross_entropy(h, w, NULL, wf_from_data((int64_t[]){ 0, 9, 1, 1 }, WF_SHAPE(4), WF_I64),
+                                                       NULL, 0),
+                              WF_EINDEX, "target 9 of row 1 is out of range [0, 5)", checks);
+        f += expect_error("linear_gelu with approximate 7", dev, !wf_linear_gelu(h, w, NULL, (wf_gelu_approx)7), WF_EINVAL,
+                          "wf_linear_gelu: approximate must be", checks);
+        f += expect_error("linear_gelu with mismatched widths", dev,
+                          !wf_linear_gelu(h, wf_to_device(wf_zeros(WF_SHAPE(5, 4), WF_F32), dev), NULL, WF_GELU_NONE),
+                          WF_ESHAPE, "wf_linear", checks);
+    }
+    return f;
+}
+
 /* ---------------------------------------------------------------- CUDA only */
 
 static int fused_path(int *checks, const char *what, wf_tensor *y, const char *node) {
@@ -383,6 +494,9 @@ static int cuda_extras(wf_device dev, int *checks) {
         wf_tensor *x = wf_detach(wf_to_device(wf_to_dtype(wf_randn(WF_SHAPE(5, 96), WF_F32), dt), dev));
         wf_set_requires_grad(x, true);
         f += fused_path(checks, "layer_norm (half)", wf_layer_norm(x, &D, 1, NULL, NULL, 1e-5), "NativeLayerNorm");
+        wf_tensor *w = wf_detach(wf_to_device(wf_to_dtype(wf_randn(WF_SHAPE(40, 96), WF_F32), dt), dev));
+        wf_tensor *b = wf_detach(wf_to_device(wf_to_dtype(wf_randn(WF_SHAPE(40), WF_F32), dt), dev));
+        f += fused_path(checks, "linear_gelu (half): the bias_gelu epilogue", wf_linear_gelu(x, w, b, WF_GELU_NONE), "LinearGelu");
     }
     {   /* split reductions: 3M elements against the CPU */
         wf_manual_seed(4);
@@ -434,6 +548,7 @@ const op_expect op_expects[] = {
     { "edge gradients", edge_grads },
     { "errors", errors },
     { "autocast", autocast_bf16 },
+    { "linear fused", linear_fused_vs_unfused },
     { "cuda", cuda_extras },
 };
 const int op_nexpects = (int)(sizeof op_expects / sizeof op_expects[0]);

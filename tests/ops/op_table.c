@@ -211,6 +211,16 @@ static int gen_xent(op_sample *s, int max) {   /* logits, class targets (-100 = 
     S("large", S_BW, wf_mul_scalar(R(WF_SHAPE(BIG)), 3.0), idx(1000, WF_SHAPE(70))); KEEP(2);
     return k;
 }
+/* hidden states [N, C], weight [V, C], bias [V], class targets [N] (-100 = ignored) */
+static int gen_lxent(op_sample *s, int max) {
+    int k = 0;
+    S("5x4 -> 6", S_GC, R(WF_SHAPE(5, 4)), R(WF_SHAPE(6, 4)), R(WF_SHAPE(6)),
+      wf_from_data((int64_t[]){ 1, 5, -100, 0, 3 }, WF_SHAPE(5), WF_I64)); KEEP(8);
+    S("transposed h", S_GC, T2(R(WF_SHAPE(3, 7))), R(WF_SHAPE(5, 3)), R(WF_SHAPE(5)), idx(5, WF_SHAPE(7))); KEEP(8);
+    S("large", S_BW, R(WF_SHAPE(130, 40)), wf_mul_scalar(R(WF_SHAPE(300, 40)), 0.3), R(WF_SHAPE(300)),
+      idx(300, WF_SHAPE(130))); KEEP(8);
+    return k;
+}
 static int gen_loss(op_sample *s, int max) {   /* input, target (both floating) */
     int k = 0;
     S("3x4", S_GC, R(WF_SHAPE(3, 4)), R(WF_SHAPE(3, 4)));
@@ -309,6 +319,12 @@ static wf_tensor *xent_w(wf_tensor *x, wf_tensor *t) {   /* class weights: the i
     wf_tensor *wt = wf_to_dtype(wf_add_scalar(wf_arange(0, (double)C, 1, WF_F64), 0.5), wf_tensor_dtype(x));
     wf_cross_entropy_opts o = { .weight = wf_to_device(wt, wf_tensor_device(x)) };
     return wf_cross_entropy(x, t, &o);
+}
+/* chunk: 2 rows a chunk (several chunks, a ragged last one), or 0 (automatic: one chunk) */
+static wf_tensor *lxent(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf_tensor *t, wf_reduction r, double smooth,
+                        int64_t chunk) {
+    wf_cross_entropy_opts o = { .reduction = r, .label_smoothing = smooth };
+    return wf_linear_cross_entropy(h, w, b, t, &o, chunk);
 }
 static wf_tensor *nll(wf_tensor *x, wf_tensor *t) {
     wf_cross_entropy_opts o = { 0 };
@@ -473,6 +489,14 @@ static wf_tensor *rows_first(wf_tensor *x) { return wf_reshape(x, WF_SHAPE(-1));
     X(bmm, "bmm", wf_bmm(x, y), gen_bmm, DT_FLOAT, 2, 4)                                                         \
     X(linear, "linear", wf_linear(x, y, z), gen_linear, DT_FLOAT, 3, 4)                                          \
     X(linear_nobias, "linear(no bias)", wf_linear(x, y, NULL), gen_linear, DT_FLOAT, 2, 4)                       \
+    X(linear_gelu, "linear_gelu", wf_linear_gelu(x, y, z, WF_GELU_NONE), gen_linear, DT_FLOAT, 3, 4)             \
+    X(linear_gelu_tanh, "linear_gelu(tanh)", wf_linear_gelu(x, y, z, WF_GELU_TANH), gen_linear, DT_FLOAT, 3, 4)   \
+    X(linear_xent, "linear_cross_entropy(mean, label_smoothing, chunks of 2)", lxent(x, y, z, in[3], MSE, 0.1, 2), \
+      gen_lxent, DT_FLOAT, 3, 4)                                                                                 \
+    X(linear_xent_sum, "linear_cross_entropy(sum, no bias, chunks of 3)", lxent(x, y, NULL, in[3], SUM, 0, 3),    \
+      gen_lxent, DT_FLOAT, 2, 4)                                                                                 \
+    X(linear_xent_none, "linear_cross_entropy(none, one chunk)", lxent(x, y, z, in[3], NONE, 0, 0), gen_lxent,   \
+      DT_FLOAT, 3, 4)                                                                                            \
     /* softmax family */                                                                                         \
     X(softmax, "softmax(dim -1)", wf_softmax(x, -1), gen_softmax, DT_FLOAT, 1, 1)                                \
     X(softmax0, "softmax(dim 0)", wf_softmax(x, 0), gen_softmax, DT_FLOAT, 1, 1)                                 \

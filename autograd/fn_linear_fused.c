@@ -1,0 +1,194 @@
+/* autograd/fn_linear_fused.c: Linear fused with what follows it: Linear + GELU (the bias +
+ * GELU epilogue) and Linear + cross-entropy chunked over the rows (an LM head's loss without
+ * the [N, V] logits).
+ *
+ * Both are written in raw ops (tensor/ops_linear_fused.c and the others), so they run on every
+ * backend that has those; a backend's fused kernels (CUDA's bias_gelu, xent_fwd/bwd) are used
+ * where it has them for the dtype. */
+#include "autograd_impl.h"
+#include "../tensor/ops_raw.h"
+#include "fn_linear_fused.h"
+
+#include <math.h>
+
+/* a op b (the operands' casts not wanted) */
+static wf_tensor *bin(const char *op, wf_binary_op o, wf_tensor *a, wf_tensor *b) {
+    wf_tensor *ins[2];
+    return wf__binary_raw(op, o, a, b, ins);
+}
+
+/* ================================================================ linear + gelu */
+
+/* inputs x, w, b; saved x, w, b, pre (= x @ w^T, without the bias); n->i[0] = tanh form */
+static int linear_gelu_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
+    wf_tensor *x = wf__saved(n, 0), *w = wf__saved(n, 1), *b = wf__saved(n, 2), *pre = wf__saved(n, 3);
+    if (!x || !w || !b || !pre) return wf_error();
+    int64_t out = w->shape[0], in = w->shape[1];
+    wf_tensor *gp = wf__bias_gelu_bwd_raw(gy[0], pre, b, n->i[0] != 0);
+    wf_tensor *g2 = gp ? wf_reshape(gp, WF_SHAPE(-1, out)) : NULL, *x2 = wf_reshape(x, WF_SHAPE(-1, in));
+    if (!g2 || !x2) return wf_error();
+    if (n->needs[0]) {
+        gx[0] = wf_reshape(wf_matmul(g2, w), n->in_meta[0].shape, n->in_meta[0].ndim);
+        if (!gx[0]) return wf_error();
+    }
+    wf_tensor *gw = NULL, *gb = NULL;
+    int r = n->needs[1] && n->needs[2] ? wf__linear_wgrad_fused_raw(g2, x2, w, &gw, &gb) : 1;
+    if (r < 0) return r;
+    if (r > 0) {   /* no fused weight gradient here: the two products */
+        if (n->needs[1] && !(gw = wf_matmul(wf_t(g2), x2))) return wf_error();
+        if (n->needs[2] && !(gb = wf_sum(g2, WF_DIMS(0), false))) return wf_error();
+    }
+    if (n->needs[1] && !(gx[1] = wf__reduce_to(gw, &n->in_meta[1]))) return wf_error();
+    if (n->needs[2] && !(gx[2] = wf__reduce_to(gb, &n->in_meta[2]))) return wf_error();
+    return 0;
+}
+
+static wf_tensor *linear_gelu_body(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_gelu_approx approximate) {
+    if (wf__any_null("wf_linear_gelu", 2, x, w)) return NULL;
+    if (approximate != WF_GELU_NONE && approximate != WF_GELU_TANH) {
+        wf__error(WF_EINVAL, "wf_linear_gelu: approximate must be WF_GELU_NONE or WF_GELU_TANH, got %d", (int)approximate);
+        return NULL;
+    }
+    x = wf__autocast_arg(x, WF__AC_LOWER), w = wf__autocast_arg(w, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
+    if (!x || !w) return NULL;
+    /* a device without the epilogue (the CPU) composes: the same nodes as Linear then GELU */
+    if (!b || w->ndim != 2 || x->dtype != w->dtype || !wf_device_eq(x->device, w->device) || !wf__bias_gelu_fusable(w, b))
+        return wf_gelu(wf_linear(x, w, b), approximate);
+    wf_tensor *y = NULL;
+    wf_scope_begin();
+    wf_tensor *pre = wf__linear_raw(x, w, NULL);
+    if (pre) y = wf__bias_gelu_raw(pre, b, approximate == WF_GELU_TANH);
+    if (y) {
+        wf_tensor *ins[3] = { x, w, b };
+        wf_node *nd = wf__record("LinearGeluBackward", linear_gelu_backward, y, 3, ins);
+        if (nd) nd->i[0] = approximate == WF_GELU_TANH;
+        y = wf__recorded(y, nd,
+                         nd && wf__save(nd, x) >= 0 && wf__save(nd, w) >= 0 && wf__save(nd, b) >= 0 &&
+                             wf__save(nd, pre) >= 0,
+                         3, ins);
+    }
+    wf_keep(y);
+    wf_scope_end();
+    return y;
+}
+
+wf_tensor *wf_linear_gelu(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_gelu_approx approximate) {
+    WF__NAMED("wf_linear_gelu", wf_tensor *, !r, linear_gelu_body(x, w, b, approximate));
+}
+
+/* ================================================================ linear + cross-entropy */
+
+static const char *const LCE = "wf_linear_cross_entropy";
+
+/* logits of one chunk at most: 2^25 (128 MiB in f32); GPT-2's 50257 words: 667 rows */
+#define LCE_CHUNK_ELEMS ((int64_t)1 << 25)
+
+/* rows [r0, r0 + n) of t (dim 0) */
+static wf_tensor *rows(wf_tensor *t, int64_t r0, int64_t n) {
+    wf__slice_args a;
+    return wf__narrow_args(t, 0, r0, n, &a) ? NULL : wf__slice_raw(t, &a);
+}
+
+/* dst's rows [r0, r0 + n) = src */
+static int put_rows(wf_tensor *dst, int64_t r0, int64_t n, wf_tensor *src) {
+    wf_tensor *d = rows(dst, r0, n);
+    return d ? wf__copy_raw_(d, src) : wf_error();
+}
+
+/* node: inputs h, w, b; saved h, w, b (or h as a stand-in), target, lse [N], count; n->i[0]
+ * ignore_index, i[1] reduction, i[2] chunk rows, i[3] has bias; n->f[0] label smoothing */
+static int linear_xent_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
+    wf_tensor *h = wf__saved(n, 0), *w = wf__saved(n, 1), *b = n->i[3] ? wf__saved(n, 2) : NULL;
+    wf_tensor *t = wf__saved(n, 3), *lse = wf__saved(n, 4), *cnt = wf__saved(n, 5);
+    if (!h || !w || (n->i[3] && !b) || !t || !lse || !cnt) return wf_error();
+    int64_t N = h->shape[0], C = h->shape[1], V = w->shape[0], chunk = n->i[2], ign = n->i[0];
+    wf_dtype wp = lse->dtype;
+    /* coef[n]: the loss's gradient reaching row n (0 on ignored rows) */
+    wf_tensor *g = wf__to_dtype_raw(gy[0], wp);
+    wf_tensor *keep = wf__to_dtype_raw(wf__binary_scalar_raw(LCE, WF_B_NE, t, (double)ign, false), wp);
+    wf_tensor *coef = g && keep ? bin(LCE, WF_B_MUL, keep, g) : NULL;
+    if (coef && n->i[1] == 0)   /* mean */
+        coef = bin(LCE, WF_B_DIV, coef, wf__binary_scalar_raw(LCE, WF_B_MAX, cnt, 1.0, false));
+    if (!coef) return wf_error();
+    wf_tensor *dh = n->needs[0] ? wf__empty(h->shape, 2, h->dtype, h->device) : NULL;
+    wf_tensor *dw = n->needs[1] ? wf__empty(WF_SHAPE(V, C), wp, h->device) : NULL;
+    wf_tensor *db = n->i[3] && n->needs[2] ? wf__empty(WF_SHAPE(1, V), wp, h->device) : NULL;
+    if ((dw && wf__fill_raw_(dw, 0)) || (db && wf__fill_raw_(db, 0))) return wf_error();
+    if ((n->needs[0] && !dh) || (n->needs[1] && !dw) || (n->i[3] && n->needs[2] && !db)) return wf_error();
+    int rc = 0;
+    for (int64_t r0 = 0; r0 < N && !rc; r0 += chunk) {
+        int64_t m = N - r0 < chunk ? N - r0 : chunk;
+        wf_scope_begin();
+        /* the chunk's logits again, then softmax - onehot straight into dh, dw, db */
+        wf_tensor *hc = rows(h, r0, m), *tc = rows(t, r0, m);
+        wf_tensor *logits = hc && tc ? wf__linear_raw(hc, w, b) : NULL;
+        wf_tensor *gl = logits ? wf__xent_rows_bwd_raw(LCE, rows(coef, r0, m), logits, tc, rows(lse, r0, m), ign,
+                                                       n->f[0])
+                               : NULL;
+        rc = gl ? 0 : wf_error();
+        if (!rc && dh) {
+            wf_tensor *d = wf__matmul_nd_raw(LCE, gl, w);
+            rc = d ? put_rows(dh, r0, m, d) : wf_error();
+        }
+        if (!rc && dw) {   /* accumulated in wp (f32 under half precision) */
+            wf_tensor *d = wf__matmul_nd_raw(LCE, wf__permute_raw(gl, (int[]){ 1, 0 }, 2), hc);
+            rc = d ? wf__binary_raw_(LCE, WF_B_ADD, dw, d, 1.0) : wf_error();
+        }
+        if (!rc && db) {
+            wf_tensor *d = wf__sum_raw(LCE, gl, 1u);
+            rc = d ? wf__binary_raw_(LCE, WF_B_ADD, db, d, 1.0) : wf_error();
+        }
+        wf_scope_end();
+    }
+    if (rc) return rc;
+    if (dh) gx[0] = dh;
+    if (dw && !(gx[1] = wf__reduce_to(dw, &n->in_meta[1]))) return wf_error();
+    if (db && !(gx[2] = wf__reduce_to(wf_reshape(db, WF_SHAPE(V)), &n->in_meta[2]))) return wf_error();
+    return 0;
+}
+
+wf_tensor *wf__linear_cross_entropy(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf_tensor *t, int64_t ign, double ls,
+                                    int reduction, int64_t chunk_rows, wf_dtype out_dt) {
+    int64_t N = h->shape[0], V = w->shape[0];
+    int64_t chunk = chunk_rows ? chunk_rows : LCE_CHUNK_ELEMS / V > 1 ? LCE_CHUNK_ELEMS / V : 1;
+    wf_dtype wp = h->dtype == WF_F64 ? WF_F64 : WF_F32;
+    wf_tensor *y = NULL;
+    wf_scope_begin();
+    wf_tensor *hc = wf_is_contiguous(h) ? h : wf__copy_raw(h, h->dtype, h->device);
+    wf_tensor *tcn = wf_is_contiguous(t) ? t : wf__copy_raw(t, t->dtype, t->device);
+    wf_tensor *loss = wf__empty(WF_SHAPE(N), wp, h->device), *lse = wf__empty(WF_SHAPE(N), wp, h->device);
+    int rc = hc && tcn && loss && lse ? 0 : wf_error();
+    for (int64_t r0 = 0; r0 < N && !rc; r0 += chunk) {
+        int64_t m = N - r0 < chunk ? N - r0 : chunk;
+        wf_scope_begin();   /* the chunk's logits live here only */
+        wf_tensor *tc = rows(tcn, r0, m), *logits = wf__linear_raw(rows(hc, r0, m), w, b), *lc = NULL, *sc = NULL;
+        rc = logits && tc ? wf__xent_rows_raw(LCE, logits, tc, ign, ls, wp, &lc, &sc) : wf_error();
+        if (!rc) rc = put_rows(loss, r0, m, lc);
+        if (!rc) rc = put_rows(lse, r0, m, sc);
+        wf_scope_end();
+    }
+    /* kept rows: the mean's divisor (none kept: 0/0, NaN, as PyTorch) */
+    wf_tensor *cnt = rc ? NULL : wf__sum_raw(LCE, wf__to_dtype_raw(wf__binary_scalar_raw(LCE, WF_B_NE, tcn, (double)ign, false), wp), 1u);
+    if (cnt) {
+        if (reduction == 2) y = loss;
+        else y = wf__sum_raw(LCE, loss, 1u);
+        if (y && reduction == 0) y = bin(LCE, WF_B_DIV, y, cnt);
+        if (y && reduction != 2) y = wf__view_of(y, 0, (int64_t[]){ 1 }, (int64_t[]){ 1 }, y->offset);
+        if (y) y = wf__copy_raw(y, out_dt, y->device);   /* fresh: the saved tensors are not views of it */
+    }
+    if (y) {
+        wf_tensor *ins[3] = { h, w, b };
+        wf_node *nd = wf__record("LinearCrossEntropyBackward", linear_xent_backward, y, 3, ins);
+        if (nd) {
+            nd->i[0] = ign, nd->i[1] = reduction, nd->i[2] = chunk, nd->i[3] = b != NULL;
+            nd->f[0] = ls;
+        }
+        y = wf__recorded(y, nd,
+                         nd && wf__save(nd, hc) >= 0 && wf__save(nd, w) >= 0 && wf__save(nd, b ? b : hc) >= 0 &&
+                             wf__save(nd, tcn) >= 0 && wf__save(nd, lse) >= 0 && wf__save(nd, cnt) >= 0,
+                         3, ins);
+    }
+    wf_keep(y);
+    wf_scope_end();
+    return y;
+}

@@ -1,0 +1,132 @@
+/* tensor/ops_linear_fused.c: the raw pieces of the fused Linear front-ends of
+ * autograd/fn_linear_fused.c: the bias + GELU epilogue of Linear + GELU, and the per-row
+ * softmax cross-entropy of one chunk of logits (chunked linear + cross-entropy).
+ *
+ * Each piece runs the device's fused kernel where it has one for the dtype (CUDA: bias_gelu,
+ * xent_fwd / xent_bwd) and otherwise composes itself from the other raw ops, so a backend
+ * without the kernel never reaches another device's code. */
+#include "ops_raw.h"
+
+/* a op b (the operands' casts not wanted) */
+static wf_tensor *bin(const char *op, wf_binary_op o, wf_tensor *a, wf_tensor *b) {
+    wf_tensor *ins[2];
+    return wf__binary_raw(op, o, a, b, ins);
+}
+
+static int err_or(int fallback) { return wf_error() ? wf_error() : fallback; }
+
+static wf_tensor *contig_as(const wf_kernels *k, wf_tensor *t, wf_dtype dt) {
+    if (t->dtype == dt && wf_is_contiguous(t)) return t;
+    wf_tensor *c = wf__empty(t->shape, t->ndim, dt, t->device);
+    if (c && k->copy(c, t)) return NULL;
+    return c;
+}
+
+/* ================================================================ bias + GELU */
+
+bool wf__bias_gelu_fusable(wf_tensor *w, wf_tensor *b) {
+    if (!b || !wf_device_eq(w->device, b->device) || b->dtype != w->dtype || b->ndim != 1 ||
+        b->shape[0] != w->shape[0] || b->stride[0] != 1)
+        return false;
+    const wf_kernels *kt = wf__kernels(w->device);
+    return kt && wf__supports(kt, WF_OPF_KERNEL, WF_K_BIAS_GELU, w->dtype) &&
+           wf__supports(kt, WF_OPF_KERNEL, WF_K_BIAS_GELU_BWD, w->dtype);
+}
+
+wf_tensor *wf__bias_gelu_raw(wf_tensor *x, wf_tensor *b, bool tanh_approx) {
+    const wf_kernels *kt = wf__kernels(x->device);
+    wf_tensor *xc = kt ? contig_as(kt, x, x->dtype) : NULL;
+    wf_tensor *y = xc ? wf__empty(x->shape, x->ndim, x->dtype, x->device) : NULL;
+    if (!y) return NULL;
+    return wf_numel(y) && kt->bias_gelu(y, xc, b, tanh_approx) ? NULL : y;
+}
+
+wf_tensor *wf__bias_gelu_bwd_raw(wf_tensor *gy, wf_tensor *x, wf_tensor *b, bool tanh_approx) {
+    const wf_kernels *kt = wf__kernels(x->device);
+    wf_tensor *g = kt ? contig_as(kt, gy, x->dtype) : NULL;
+    wf_tensor *gx = g ? wf__empty(x->shape, x->ndim, x->dtype, x->device) : NULL;
+    if (!gx) return NULL;
+    return wf_numel(gx) && kt->bias_gelu_bwd(gx, g, x, b, tanh_approx) ? NULL : gx;
+}
+
+/* ================================================================ chunk cross-entropy */
+
+/* the kernels keep lse in f32: f64 chunks compose, so a gradcheck in f64 stays exact */
+static bool xent_rows_fusable(const wf_kernels *kt, wf_tensor *logits) {
+    return logits->dtype != WF_F64 && wf__supports(kt, WF_OPF_KERNEL, WF_K_XENT_FWD, logits->dtype) &&
+           wf__supports(kt, WF_OPF_KERNEL, WF_K_XENT_BWD, logits->dtype);
+}
+
+/* target as [n, 1] with ignored rows pointed at class 0 (so gather/scatter stay in range),
+ * and the rows' mask (1 kept, 0 ignored) in dtype wp, [n, 1] */
+static int safe_targets(const char *op, wf_tensor *target, int64_t ignore_index, wf_dtype wp, wf_tensor **tsafe,
+                        wf_tensor **keep) {
+    int64_t sh[2] = { target->shape[0], 1 };
+    wf_tensor *t2 = wf__view_of(target, 2, sh, (int64_t[]){ target->stride[0], 1 }, target->offset);
+    wf_tensor *ne = t2 ? wf__binary_scalar_raw(op, WF_B_NE, t2, (double)ignore_index, false) : NULL;
+    *tsafe = ne ? bin(op, WF_B_MUL, t2, ne) : NULL;
+    *keep = ne ? wf__to_dtype_raw(ne, wp) : NULL;
+    return *tsafe && *keep ? 0 : err_or(WF_ENOMEM);
+}
+
+int wf__xent_rows_raw(const char *op, wf_tensor *logits, wf_tensor *target, int64_t ignore_index, double ls,
+                      wf_dtype wp, wf_tensor **loss, wf_tensor **lse) {
+    const wf_kernels *kt = wf__kernels(logits->device);
+    if (!kt) return wf_error();
+    int64_t n = logits->shape[0], V = logits->shape[1];
+    *loss = *lse = NULL;
+    if (wp == WF_F32 && xent_rows_fusable(kt, logits)) {
+        wf_tensor *xc = contig_as(kt, logits, logits->dtype);
+        *loss = wf__empty(WF_SHAPE(n), WF_F32, logits->device);
+        *lse = wf__empty(WF_SHAPE(n), WF_F32, logits->device);
+        if (!xc || !*loss || !*lse) return err_or(WF_ENOMEM);
+        return kt->xent_fwd(*loss, *lse, xc, target, ignore_index, ls);
+    }
+    /* lse = m + log(sum(exp(x - m))); loss = (1-ls)(lse - x_t) + ls (lse - mean(x)), 0 if ignored */
+    wf_tensor *x = wf__to_dtype_raw(logits, wp), *tsafe, *keep;
+    if (!x || safe_targets(op, target, ignore_index, wp, &tsafe, &keep)) return err_or(WF_ENOMEM);
+    wf_tensor *m = wf__amax_raw(op, true, x, 2u);
+    wf_tensor *d = m ? bin(op, WF_B_SUB, x, m) : NULL;
+    wf_tensor *e = d ? wf__unary_raw(op, WF_U_EXP, d, 0, 0) : NULL;
+    wf_tensor *s = e ? wf__sum_raw(op, e, 2u) : NULL;
+    wf_tensor *ls2 = s ? bin(op, WF_B_ADD, m, wf__unary_raw(op, WF_U_LOG, s, 0, 0)) : NULL;
+    wf_tensor *xt = ls2 ? wf__gather_raw(x, 1, tsafe) : NULL;
+    wf_tensor *l = xt ? bin(op, WF_B_SUB, ls2, xt) : NULL;
+    if (l && ls > 0) {
+        wf_tensor *mean = wf__binary_scalar_raw(op, WF_B_MUL, wf__sum_raw(op, x, 2u), 1.0 / (double)V, false);
+        wf_tensor *sm = mean ? bin(op, WF_B_SUB, ls2, mean) : NULL;
+        wf_tensor *a = sm ? wf__binary_scalar_raw(op, WF_B_MUL, l, 1.0 - ls, false) : NULL;
+        l = a ? bin(op, WF_B_ADD, a, wf__binary_scalar_raw(op, WF_B_MUL, sm, ls, false)) : NULL;
+    }
+    if (l) l = bin(op, WF_B_MUL, l, keep);
+    if (!l) return err_or(WF_ENOMEM);
+    *loss = wf__view_of(l, 1, (int64_t[]){ n }, (int64_t[]){ 1 }, l->offset);
+    *lse = wf__view_of(ls2, 1, (int64_t[]){ n }, (int64_t[]){ 1 }, ls2->offset);
+    return *loss && *lse ? 0 : err_or(WF_ENOMEM);
+}
+
+wf_tensor *wf__xent_rows_bwd_raw(const char *op, wf_tensor *coef, wf_tensor *logits, wf_tensor *target,
+                                 wf_tensor *lse, int64_t ignore_index, double ls) {
+    const wf_kernels *kt = wf__kernels(logits->device);
+    if (!kt) return NULL;
+    int64_t n = logits->shape[0], V = logits->shape[1];
+    if (lse->dtype == WF_F32 && xent_rows_fusable(kt, logits)) {
+        wf_tensor *xc = contig_as(kt, logits, logits->dtype);
+        wf_tensor *gx = xc ? wf__empty(logits->shape, 2, logits->dtype, logits->device) : NULL;
+        return gx && !kt->xent_bwd(gx, coef, 1.0, xc, target, lse, ignore_index, ls) ? gx : NULL;
+    }
+    /* coef[n] * (softmax - (1-ls) onehot(t) - ls/V), 0 on ignored rows */
+    wf_dtype wp = lse->dtype;
+    wf_tensor *x = wf__to_dtype_raw(logits, wp), *tsafe, *keep;
+    if (!x || safe_targets(op, target, ignore_index, wp, &tsafe, &keep)) return NULL;
+    int64_t sh[2] = { n, 1 };
+    wf_tensor *l2 = wf__view_of(lse, 2, sh, (int64_t[]){ lse->stride[0], 1 }, lse->offset);
+    wf_tensor *c2 = wf__view_of(coef, 2, sh, (int64_t[]){ coef->stride[0], 1 }, coef->offset);
+    wf_tensor *p = l2 ? wf__unary_raw(op, WF_U_EXP, bin(op, WF_B_SUB, x, l2), 0, 0) : NULL;
+    if (p && ls > 0) p = wf__binary_scalar_raw(op, WF_B_SUB, p, ls / (double)V, false);
+    wf_tensor *hot = p ? wf__binary_scalar_raw(op, WF_B_MUL, keep, -(1.0 - ls), false) : NULL;
+    if (hot) p = wf__scatter_add_raw(p, 1, tsafe, hot);
+    wf_tensor *ck = p && c2 ? bin(op, WF_B_MUL, c2, keep) : NULL;
+    wf_tensor *g = ck ? bin(op, WF_B_MUL, p, ck) : NULL;
+    return g ? wf__to_dtype_raw(g, logits->dtype) : NULL;
+}

@@ -1,0 +1,216 @@
+/* tests/autograd/test_linear_fused.c: wf_linear_gelu and wf_linear_cross_entropy
+ * (autograd/fn_linear_fused.c) on a backend with the fused kernels they use.
+ *
+ * Only CUDA has bias_gelu and xent_fwd/xent_bwd, so a test table stands in for CUDA
+ * (wf__set_cuda_kernels_for_test): the CPU's kernels plus naive f32 versions of those four,
+ * written below. The same calls on the CPU compose, so each check compares the fused route
+ * (kernels called, node recorded, fused backward) against the composed one. */
+#include "test_util.h"
+
+#include "tensor/tensor_impl.h"
+
+static int gelu_calls, gelu_bwd_calls, xent_calls, xent_bwd_calls;
+
+static double gelu_ref(double v, bool t) {
+    if (!t) return 0.5 * v * (1 + erf(v / sqrt(2.0)));
+    return 0.5 * v * (1 + tanh(sqrt(2 / M_PI) * (v + 0.044715 * v * v * v)));
+}
+static double gelu_grad_ref(double v, bool t) {
+    if (!t) return 0.5 * (1 + erf(v / sqrt(2.0))) + v * exp(-0.5 * v * v) / sqrt(2 * M_PI);
+    double k = sqrt(2 / M_PI), th = tanh(k * (v + 0.044715 * v * v * v));
+    return 0.5 * (1 + th) + 0.5 * v * (1 - th * th) * k * (1 + 3 * 0.044715 * v * v);
+}
+
+static int fake_bias_gelu(wf_tensor *y, const wf_tensor *x, const wf_tensor *b, bool t) {
+    gelu_calls++;
+    int64_t n = wf_numel(x), D = b->shape[0];
+    const float *xp = (const float *)wf__host_ptr(x), *bp = (const float *)wf__host_ptr(b);
+    for (int64_t i = 0; i < n; i++) ((float *)wf__host_ptr(y))[i] = (float)gelu_ref((double)xp[i] + bp[i % D], t);
+    return 0;
+}
+static int fake_bias_gelu_bwd(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *x, const wf_tensor *b, bool t) {
+    gelu_bwd_calls++;
+    int64_t n = wf_numel(x), D = b->shape[0];
+    const float *xp = (const float *)wf__host_ptr(x), *bp = (const float *)wf__host_ptr(b);
+    const float *gp = (const float *)wf__host_ptr(gy);
+    for (int64_t i = 0; i < n; i++)
+        ((float *)wf__host_ptr(gx))[i] = (float)(gp[i] * gelu_grad_ref((double)xp[i] + bp[i % D], t));
+    return 0;
+}
+
+/* rows of contiguous f32 logits [N, C]; loss with label smoothing ls, as PyTorch */
+static int fake_xent_fwd(wf_tensor *loss, wf_tensor *lse, const wf_tensor *logits, const wf_tensor *target,
+                         int64_t ignore, double ls) {
+    xent_calls++;
+    int64_t N = logits->shape[0], C = logits->shape[1];
+    const float *xp = (const float *)wf__host_ptr(logits);
+    const int64_t *tp = (const int64_t *)wf__host_ptr(target);
+    for (int64_t n = 0; n < N; n++) {
+        double mx = -INFINITY, s = 0, sum = 0;
+        for (int64_t c = 0; c < C; c++) mx = fmax(mx, xp[n * C + c]), sum += xp[n * C + c];
+        for (int64_t c = 0; c < C; c++) s += exp(xp[n * C + c] - mx);
+        double l = mx + log(s);
+        if (lse) ((float *)wf__host_ptr(lse))[n] = (float)l;
+        double v = tp[n] == ignore ? 0 : (1 - ls) * (l - xp[n * C + tp[n]]) + ls * (l - sum / (double)C);
+        ((float *)wf__host_ptr(loss))[n] = (float)v;
+    }
+    return 0;
+}
+static int fake_xent_bwd(wf_tensor *glogits, const wf_tensor *gloss, double scale, const wf_tensor *logits,
+                         const wf_tensor *target, const wf_tensor *lse, int64_t ignore, double ls) {
+    xent_bwd_calls++;
+    int64_t N = logits->shape[0], C = logits->shape[1];
+    const float *xp = (const float *)wf__host_ptr(logits), *lp = (const float *)wf__host_ptr(lse);
+    const int64_t *tp = (const int64_t *)wf__host_ptr(target);
+    int64_t gs = gloss->ndim && gloss->shape[0] == N ? gloss->stride[0] : 0;
+    for (int64_t n = 0; n < N; n++) {
+        double g = ((const float *)wf__host_ptr(gloss))[n * gs] * scale;
+        for (int64_t c = 0; c < C; c++) {
+            double p = exp(xp[n * C + c] - lp[n]) - (1 - ls) * (c == tp[n]) - ls / (double)C;
+            ((float *)wf__host_ptr(glogits))[n * C + c] = tp[n] == ignore ? 0.0f : (float)(g * p);
+        }
+    }
+    return 0;
+}
+
+static wf_op_support fake_support;
+static wf_kernels fake;
+
+static void fake_setup(void) {
+    fake_support = *wf__cpu_kernels.support;
+    uint16_t f32 = (uint16_t)WF_DTM(WF_F32);
+    fake_support.kernel[WF_K_BIAS_GELU] = fake_support.kernel[WF_K_BIAS_GELU_BWD] = f32;
+    fake_support.kernel[WF_K_XENT_FWD] = fake_support.kernel[WF_K_XENT_BWD] = f32;
+    fake = wf__cpu_kernels;
+    fake.name = "cuda";
+    fake.bias_gelu = fake_bias_gelu;
+    fake.bias_gelu_bwd = fake_bias_gelu_bwd;
+    fake.xent_fwd = fake_xent_fwd;
+    fake.xent_bwd = fake_xent_bwd;
+    fake.support = &fake_support;
+    gelu_calls = gelu_bwd_calls = xent_calls = xent_bwd_calls = 0;
+    wf__set_cuda_kernels_for_test(&fake);
+}
+static void fake_teardown(void) { wf__set_cuda_kernels_for_test(NULL); }
+
+static wf_tensor *leaf_on(wf_tensor *t, wf_device dev) {
+    wf_tensor *l = wf_detach(wf_to_device(t, dev));
+    ck_assert_ptr_nonnull(l);
+    ck_assert_int_eq(wf_set_requires_grad(l, true), 0);
+    return l;
+}
+
+static void assert_same(wf_tensor *a, wf_tensor *b, double tol) {
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    int64_t n = wf_numel(b);
+    double *e = malloc(sizeof(double) * (size_t)n);
+    ck_assert_int_eq(wf_to_array(b, e, WF_F64), 0);
+    ck_assert_tensor_near(a, e, n, tol);
+    free(e);
+}
+
+START_TEST(linear_gelu_fused_matches_composed) {
+    for (int t = 0; t < 2; t++) {
+        wf_scope_begin();
+        gelu_calls = gelu_bwd_calls = 0;
+        wf_manual_seed(7);
+        wf_tensor *x0 = wf_randn(WF_SHAPE(2, 3, 6), WF_F32), *w0 = wf_randn(WF_SHAPE(5, 6), WF_F32);
+        wf_tensor *b0 = wf_randn(WF_SHAPE(5), WF_F32), *gy = wf_randn(WF_SHAPE(2, 3, 5), WF_F32);
+        wf_tensor *y[2], *gx[2], *gw[2], *gb[2];
+        for (int d = 0; d < 2; d++) {
+            wf_device dev = d ? WF_CUDA(0) : WF_CPU;
+            wf_tensor *x = leaf_on(x0, dev), *w = leaf_on(w0, dev), *b = leaf_on(b0, dev);
+            y[d] = wf_linear_gelu(x, w, b, t ? WF_GELU_TANH : WF_GELU_NONE);
+            ck_assert_msg(y[d] != NULL, "%s", wf_error_message());
+            ck_assert_int_eq(wf_backward(y[d], wf_to_device(gy, dev), false), 0);
+            gx[d] = wf_grad(x), gw[d] = wf_grad(w), gb[d] = wf_grad(b);
+        }
+        /* the fake-CUDA call took the epilogue both ways, the CPU one composed */
+        ck_assert_int_eq(gelu_calls, 1);
+        ck_assert_int_eq(gelu_bwd_calls, 1);
+        ck_assert_str_eq(wf_grad_fn_name(y[1]), "LinearGeluBackward");
+        ck_assert_str_ne(wf_grad_fn_name(y[0]), "LinearGeluBackward");
+        assert_same(y[1], y[0], 1e-5);
+        assert_same(gx[1], gx[0], 1e-4);
+        assert_same(gw[1], gw[0], 1e-4);
+        assert_same(gb[1], gb[0], 1e-4);
+        wf_scope_end();
+    }
+}
+END_TEST
+
+START_TEST(linear_gelu_without_bias_composes) {
+    wf_scope_begin();
+    wf_tensor *x = leaf_on(wf_randn(WF_SHAPE(3, 6), WF_F32), WF_CUDA(0));
+    wf_tensor *w = leaf_on(wf_randn(WF_SHAPE(5, 6), WF_F32), WF_CUDA(0));
+    wf_tensor *y = wf_linear_gelu(x, w, NULL, WF_GELU_NONE);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(gelu_calls, 0);   /* no bias to fuse: Linear then GELU */
+    ck_assert_str_ne(wf_grad_fn_name(y), "LinearGeluBackward");
+    wf_scope_end();
+}
+END_TEST
+
+START_TEST(linear_xent_fused_chunks_match_composed) {
+    const wf_reduction reds[3] = { WF_REDUCTION_MEAN, WF_REDUCTION_SUM, WF_REDUCTION_NONE };
+    for (int r = 0; r < 3; r++) {
+        wf_scope_begin();
+        xent_calls = xent_bwd_calls = 0;
+        wf_manual_seed(5);
+        wf_tensor *h0 = wf_randn(WF_SHAPE(5, 4), WF_F32), *w0 = wf_randn(WF_SHAPE(7, 4), WF_F32);
+        wf_tensor *b0 = wf_randn(WF_SHAPE(7), WF_F32);
+        wf_tensor *t0 = wf_from_data((int64_t[]){ 1, 6, -100, 0, 3 }, WF_SHAPE(5), WF_I64);
+        wf_cross_entropy_opts o = { .label_smoothing = 0.1, .reduction = reds[r] };
+        wf_tensor *y[2], *gh[2], *gw[2], *gb[2];
+        for (int d = 0; d < 2; d++) {
+            wf_device dev = d ? WF_CUDA(0) : WF_CPU;
+            wf_tensor *h = leaf_on(h0, dev), *w = leaf_on(w0, dev), *b = leaf_on(b0, dev);
+            y[d] = wf_linear_cross_entropy(h, w, b, wf_to_device(t0, dev), &o, 2);
+            ck_assert_msg(y[d] != NULL, "%s", wf_error_message());
+            ck_assert_int_eq(wf_backward(wf_sum_all(y[d]), NULL, false), 0);
+            gh[d] = wf_grad(h), gw[d] = wf_grad(w), gb[d] = wf_grad(b);
+        }
+        ck_assert_int_eq(xent_calls, 3);   /* chunks of 2 rows: 2 + 2 + 1, each through the kernels */
+        ck_assert_int_eq(xent_bwd_calls, 3);
+        ck_assert_str_eq(wf_grad_fn_name(y[1]), "LinearCrossEntropyBackward");
+        assert_same(y[1], y[0], 1e-5);
+        assert_same(gh[1], gh[0], 1e-5);
+        assert_same(gw[1], gw[0], 1e-5);
+        assert_same(gb[1], gb[0], 1e-5);
+        wf_scope_end();
+    }
+}
+END_TEST
+
+/* the fused node saves h: changing it in place before the backward is an error, not a wrong gradient */
+START_TEST(linear_xent_refuses_modified_input) {
+    wf_scope_begin();
+    wf_tensor *leaf = leaf_on(wf_randn(WF_SHAPE(4, 3), WF_F32), WF_CUDA(0));
+    wf_tensor *h = wf_mul_scalar(leaf, 2.0);
+    wf_tensor *w = leaf_on(wf_randn(WF_SHAPE(5, 3), WF_F32), WF_CUDA(0));
+    wf_tensor *t = wf_to_device(wf_from_data((int64_t[]){ 0, 1, 2, 4 }, WF_SHAPE(4), WF_I64), WF_CUDA(0));
+    wf_tensor *y = wf_linear_cross_entropy(h, w, NULL, t, NULL, 0);
+    ck_assert_ptr_nonnull(y);
+    ck_assert_int_eq(wf_add_scalar_(h, 1.0), 0);
+    ck_assert_int_eq(wf_backward(y, NULL, false), WF_EAUTOGRAD);
+    ck_assert_error(WF_EAUTOGRAD, "LinearCrossEntropyBackward");
+    wf_scope_end();
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("linear_fused");
+    TCase *tc = tcase_create("fake_cuda");
+    tcase_add_checked_fixture(tc, fake_setup, fake_teardown);
+    tcase_add_test(tc, linear_gelu_fused_matches_composed);
+    tcase_add_test(tc, linear_gelu_without_bias_composes);
+    tcase_add_test(tc, linear_xent_fused_chunks_match_composed);
+    tcase_add_test(tc, linear_xent_refuses_modified_input);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int failed = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+}
