@@ -2,23 +2,93 @@
  * of the Fashion-MNIST MLP or CNN on a fixed random batch. The PyTorch peer is
  * bench/peer_train_step.py with the same arguments; bench/run_train_step.sh runs both.
  *
- *   bench_train_step --model mlp|cnn [--batch 64] [--steps 200] [--device cpu|cuda]
- * Last line: {"impl":"weft","model":"mlp","device":"cpu","batch":64,"step_ms":...} */
+ *   bench_train_step --model mlp|cnn [--batch 64] [--steps 200] [--device cpu|cuda] [--probe 1]
+ * Last line: {"impl":"weft","model":"mlp","device":"cpu","batch":64,"step_ms":...}
+ *
+ * --probe 1 adds what the machine gave the run, to tell a slow run's cause apart from weft's
+ * code (bench/NOTES.md, "the MLP's slow mode"):
+ *   - "par_probe": the time of two threads each running the same register-only FMA loop,
+ *     over one thread's time (best of 5 each, after the steps). 1.0 when the two CPUs are
+ *     two independent cores for this process; towards 2.0 when they share one core's FMA
+ *     units (SMT siblings on the host) or one is taken by something else.
+ *   - "task_run_ms": CPU time of each of the process's threads (/proc/self/task/N/schedstat),
+ *     the main thread first: shows whether a pool that should be asleep (OpenBLAS's) ran. */
 #include "bench_models.h"
 
+#include <dirent.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+
+/* Eight independent FMA chains in registers: no memory traffic, no sharing between threads. */
+static void *fma_loop(void *arg) {
+    double v[8] = { 1, 2, 3, 4, 5, 6, 7, 8 }, a = 0.999999, b = 1e-7;
+    for (long i = 0; i < 4000000; i++)
+        for (int j = 0; j < 8; j++) {
+            v[j] = v[j] * a + b;
+            __asm__ volatile("" : "+x"(v[j]));
+        }
+    *(double *)arg = v[0] + v[7];
+    return NULL;
+}
+
+static double fma_time(int nt) {
+    pthread_t th[2];
+    double sink[2];
+    double t0 = bench_now();
+    for (int i = 1; i < nt; i++) pthread_create(&th[i], NULL, fma_loop, &sink[i]);
+    fma_loop(&sink[0]);
+    for (int i = 1; i < nt; i++) pthread_join(th[i], NULL);
+    return bench_now() - t0;
+}
+
+static void print_probe(void) {
+    double one = 1e30, two = 1e30;
+    for (int r = 0; r < 5; r++) {
+        double t = fma_time(1);
+        if (t < one) one = t;
+        t = fma_time(2);
+        if (t < two) two = t;
+    }
+    printf(",\"par_probe\":%.3f,\"task_run_ms\":[", two / one);
+    char self[32];
+    snprintf(self, sizeof self, "%d", (int)getpid());
+    DIR *d = opendir("/proc/self/task");
+    struct dirent *e;
+    bool first = true;
+    for (int pass = 0; d && pass < 2; pass++) {   /* the main thread first, then the others */
+        rewinddir(d);
+        while ((e = readdir(d))) {
+            if (e->d_name[0] == '.' || (pass == 0) != !strcmp(e->d_name, self)) continue;
+            char path[300];
+            unsigned long long run = 0;
+            snprintf(path, sizeof path, "/proc/self/task/%s/schedstat", e->d_name);
+            FILE *f = fopen(path, "r");
+            if (f) {
+                if (fscanf(f, "%llu", &run) != 1) run = 0;
+                fclose(f);
+            }
+            printf("%s%.1f", first ? "" : ",", (double)run / 1e6);
+            first = false;
+        }
+    }
+    if (d) closedir(d);
+    printf("]");
+}
 
 int main(int argc, char **argv) {
     const char *model = "mlp", *device = "cpu";
     int64_t batch = 64;
     int steps = 200;
+    bool probe = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) model = argv[i + 1];
         else if (!strcmp(argv[i], "--batch")) batch = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
+        else if (!strcmp(argv[i], "--probe")) probe = atoi(argv[i + 1]) != 0;
     }
     bool cnn = !strcmp(model, "cnn");
     wf_device dev;
@@ -60,9 +130,11 @@ int main(int argc, char **argv) {
     double ms = 1000.0 * (bench_now() - t0) / steps;
     /* the phase split is host time: meaningful on the CPU (CUDA work is asynchronous) */
     printf("{\"impl\":\"weft\",\"model\":\"%s\",\"device\":\"%s\",\"batch\":%lld,\"step_ms\":%.4f,\"final_loss\":%.4f,"
-           "\"forward_ms\":%.4f,\"backward_ms\":%.4f,\"optimizer_ms\":%.4f}\n",
+           "\"forward_ms\":%.4f,\"backward_ms\":%.4f,\"optimizer_ms\":%.4f",
            model, device, (long long)batch, ms, last, 1000 * phase[0] / steps, 1000 * phase[1] / steps,
            1000 * phase[2] / steps);
+    if (probe) print_probe();
+    printf("}\n");
     wf_optimizer_free(opt);
     wf_module_free(m);
     wf_tensor_free(x);

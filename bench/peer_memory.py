@@ -2,7 +2,8 @@
 one-epoch Fashion-MNIST run trained the same way (the same .gz files read with gzip, images
 kept as uint8 like torchvision's FashionMNIST, ToTensor + Normalize(0.2860, 0.3530) per
 sample, shuffled batches of 64 with one loader worker, Adam lr 1e-3 with a per-step cosine
-schedule to zero, then test accuracy in batches of 1000 on the main process).
+schedule to zero, then test accuracy in batches of 1000 on the main process). As in
+bench_memory.c, the test split is loaded after training, once the train split is freed.
 
     python3 bench/peer_memory.py --model mlp|cnn [--data DIR] [--workers 1] [--steps N]
 Last line: {"impl":"pytorch","model":...,"peak_rss_mb":...,"worker_peak_rss_mb":...}
@@ -43,7 +44,7 @@ class FashionMNIST(torch.utils.data.Dataset):   # torchvision's layout: uint8 da
 
 torch.manual_seed(0)
 t0 = time.time()
-train, test = FashionMNIST("train"), FashionMNIST("t10k")
+train = FashionMNIST("train")
 load_s = time.time() - t0
 if a.model == "mlp":
     model = nn.Sequential(nn.Flatten(), nn.Linear(784, 256), nn.ReLU(), nn.Linear(256, 128), nn.ReLU(), nn.Linear(128, 10))
@@ -52,7 +53,6 @@ else:
                           nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
                           nn.Flatten(), nn.Linear(64 * 7 * 7, 128), nn.ReLU(), nn.Linear(128, 10))
 tr = torch.utils.data.DataLoader(train, batch_size=64, shuffle=True, num_workers=a.workers)
-te = torch.utils.data.DataLoader(test, batch_size=1000, num_workers=0)
 opt = torch.optim.Adam(model.parameters(), lr=1e-3)
 sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=len(tr), eta_min=0.0)
 t0 = time.time()
@@ -67,13 +67,17 @@ for x, y in tr:
     if a.steps and steps >= a.steps:
         break
 train_s = time.time() - t0
+del tr, train   # ends the worker (its peak is then in RUSAGE_CHILDREN) and frees the train split
+t0 = time.time()
+test = FashionMNIST("t10k")
+load_s += time.time() - t0
+te = torch.utils.data.DataLoader(test, batch_size=1000, num_workers=0)
 model.eval()
 correct = total = 0
 with torch.no_grad():
     for x, y in te:
         correct += (model(x).argmax(1) == y).sum().item()
         total += len(y)
-del tr   # ends the worker, so that its peak is in RUSAGE_CHILDREN
 print(json.dumps({"impl": "pytorch", "torch": torch.__version__, "model": a.model,
                   "peak_rss_mb": round(peak_mb(), 1), "worker_peak_rss_mb": round(peak_mb(resource.RUSAGE_CHILDREN), 1),
                   "load_s": round(load_s, 3), "train_s": round(train_s, 2), "steps": steps,

@@ -2,7 +2,13 @@
  *
  * Tensor storage is rounded up to a size class (powers of two, with 4 sub-steps between
  * them) and freed blocks are kept per class, so a training loop that makes the same
- * tensors every step stops calling the system allocator after the first step. */
+ * tensors every step stops calling the system allocator after the first step.
+ *
+ * Blocks over HOST_CACHE_MAX_BLOCK go back to the system when freed: such a block is a
+ * dataset, a whole-dataset copy or an evaluation batch's workspace far more often than a
+ * tensor remade every step, and kept in the cache it stays resident for the rest of the
+ * process (a freed 47 MB Fashion-MNIST train split held 45 MiB through the test pass,
+ * bench/NOTES.md). Paying the page faults again when one comes back costs less than that. */
 #include "tensor_impl.h"
 
 #include <pthread.h>
@@ -23,6 +29,7 @@ static wf_memory_stats g_stats;
 static bool g_used;
 
 #define N_CLASSES 256
+#define HOST_CACHE_MAX_BLOCK ((size_t)32 << 20)
 typedef struct block { struct block *next; } block;
 static block *g_free[N_CLASSES];
 
@@ -136,6 +143,10 @@ void wf__host_free(void *p, size_t nbytes) {
         g_stats.allocated -= nbytes;
         g_stats.reserved -= nbytes;
         g_alloc.free(g_alloc.ud, p, nbytes);
+    } else if (rounded > HOST_CACHE_MAX_BLOCK) {
+        g_stats.allocated -= rounded;
+        g_stats.reserved -= rounded;
+        g_alloc.free(g_alloc.ud, p, rounded);
     } else {
         g_stats.allocated -= rounded;
         block *b = p;

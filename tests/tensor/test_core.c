@@ -113,6 +113,34 @@ START_TEST(test_scopes_release_temporaries) {
 }
 END_TEST
 
+/* A freed block over 32 MiB (a dataset, an evaluation workspace) goes back to the system
+ * instead of staying resident in the cache; a small one is kept for the next step. */
+START_TEST(test_large_blocks_not_cached) {
+    wf_empty_cache();
+    wf_memory_stats s0, s1, s2;
+    wf_memory_stats_get(&s0);
+    wf_tensor *big = wf_empty(WF_SHAPE(40 << 20), WF_U8);
+    ck_assert_ptr_nonnull(big);
+    wf_memory_stats_get(&s1);
+    ck_assert_uint_ge(s1.reserved - s0.reserved, (size_t)40 << 20);
+    wf_tensor_free(big);
+    wf_memory_stats_get(&s2);
+    ck_assert_uint_eq(s2.reserved, s0.reserved);
+    ck_assert_uint_eq(s2.allocated, s0.allocated);
+    wf_tensor *small = wf_empty(WF_SHAPE(1 << 20), WF_U8);
+    ck_assert_ptr_nonnull(small);
+    wf_tensor_free(small);
+    wf_memory_stats_get(&s2);
+    ck_assert_uint_ge(s2.reserved - s0.reserved, (size_t)1 << 20);   /* cached */
+    wf_tensor *again = wf_empty(WF_SHAPE(1 << 20), WF_U8);
+    wf_memory_stats n;
+    wf_memory_stats_get(&n);
+    ck_assert_uint_eq(n.n_system_allocs, s2.n_system_allocs);      /* served from the cache */
+    wf_tensor_free(again);
+    wf_empty_cache();
+}
+END_TEST
+
 /* a counting allocator, as an embedding program would install */
 static size_t g_live;
 static void *count_alloc(void *ud, size_t n) { (void)ud; g_live += n; void *p = NULL; return posix_memalign(&p, 64, n) ? NULL : p; }
@@ -196,6 +224,7 @@ int main(void) {
     tcase_add_test(tc, test_dtypes_and_casts);
     tcase_add_test(tc, test_errors_and_null_propagation);
     tcase_add_test(tc, test_scopes_release_temporaries);
+    tcase_add_test(tc, test_large_blocks_not_cached);
     tcase_add_test(tc, test_custom_allocator);
     tcase_add_test(tc, test_print);
     tcase_add_test(tc, test_defaults_like_and_names);
