@@ -16,6 +16,7 @@
 #include "fabric/fabric_impl.h"
 #include "fabric/shard_spec.h"
 #include "fabric/fsdp_entries.h"
+#include "fabric/zero_impl.h"
 #include "optim/optim_impl.h"
 
 static wf_process_group *pg;   /* held for the whole run, so MPI stays initialized between Fabrics */
@@ -167,9 +168,43 @@ START_TEST(test_parity_with_single_process_and_ddp) {
 }
 END_TEST
 
+/* Buckets (fabric/strategy_zero_buckets.c): small reduce and all-gather buckets, and stage 2's
+ * reduce-scatter layout, give the same parameters as DDP. Buckets take the parameters in
+ * reverse (1, 3 | 3, 15 | 5 | 20 elements at reduce_bucket_size 4): four reductions per
+ * backward; allgather_bucket_size 1: one all-gather per parameter and step. */
+START_TEST(test_buckets) {
+    if (world < 2) return;
+    static const struct { int stage; bool rs; int64_t reduce, gather; int64_t buckets, gathers; } cs[] = {
+        { 1, false, 4, 1, 4, NP }, { 2, false, 4, 1, 4, NP }, { 2, true, 4, 1, 4, NP }, { 2, true, 0, 0, 1, 1 },
+    };
+    double ddp[NV], got[NV];
+    run_fabric("ddp", STEPS, ddp);
+    wf_fabric *f = new_fabric(stages[cs[_i].stage - 1], NULL);
+    zero_impl *z = f->strategy->zero_impl;
+    ck_assert_ptr_nonnull(z);
+    if (cs[_i].reduce) z->reduce_bucket_size = cs[_i].reduce;
+    if (cs[_i].gather) z->allgather_bucket_size = cs[_i].gather;
+    z->bucket_reduce_scatter = cs[_i].rs;
+    wf_module *m = mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = adam(p);
+    ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
+    train(f, m, o, 0, STEPS);
+    flatten_fabric(f, m, got);
+    assert_near(got, ddp, "bucketed zero vs ddp");
+    ck_assert_int_eq(z->buckets_launched, cs[_i].buckets * STEPS);
+    ck_assert_int_eq(z->reduces, NP * STEPS);
+    ck_assert_int_eq(z->gathers, cs[_i].gathers * STEPS);
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+END_TEST
+
 /* Stage 1 averages each gradient in place and keeps it; stage 2 keeps only its part: the
- * module's gradients are gone after the backward. One reduction per parameter and backward,
- * one all-gather per step. */
+ * module's gradients are gone after the backward. Every parameter reduced, in one bucket (the
+ * default reduce_bucket_size), one all-gather per step. */
 START_TEST(test_gradients_kept_or_freed) {
     if (world < 2) return;
     wf_fabric *f = new_fabric(stages[_i], NULL);
@@ -228,6 +263,7 @@ START_TEST(test_gradients_kept_or_freed) {
     ck_assert_int_eq(c.stage, _i + 1);
     ck_assert_int_eq(c.reduces, NP);
     ck_assert_int_eq(c.gathers, 1);
+    ck_assert_int_eq(((zero_impl *)f->strategy->zero_impl)->buckets_launched, 1);
     wf_fabric_free(f);
     wf_optimizer_free(o);
     wf_module_free(m);
@@ -484,6 +520,7 @@ int main(void) {
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_names_and_bad_uses);
     tcase_add_loop_test(tc, test_parity_with_single_process_and_ddp, 0, 3);
+    tcase_add_loop_test(tc, test_buckets, 0, 4);
     tcase_add_loop_test(tc, test_gradients_kept_or_freed, 0, 2);
     tcase_add_loop_test(tc, test_memory_formulas, 0, 3);
     tcase_add_loop_test(tc, test_two_models_mixed, 0, 2);
