@@ -31,6 +31,8 @@ typedef struct fsdp_param {
     int64_t chunk;            /* ceil(rows / world): the padded rows per rank */
     int64_t row_start, row_count;   /* this rank's rows */
     int64_t offset;           /* elements before it in a rank's region of the flat buffers */
+    int64_t noff;             /* elements before it in the unit's natural layout (the gradients one
+                                 after another: the all-reduce path of wf__fsdp_unit_reduce) */
     int hook;                 /* grad-ready hook handle, -1 when none */
     bool ready;               /* its gradient is final in the backward running now */
 } fsdp_param;
@@ -48,6 +50,7 @@ struct fsdp_unit {
     int n_grad;               /* parameters that require grad */
     int n_ready;
     int64_t per_rank;         /* elements of one rank's region in the flat buffers */
+    int64_t numel;            /* of all its parameters */
     wf_dtype dtype;           /* the full parameters' dtype (the all-gather's) */
     int pre_hook, post_hook;  /* forward hook handles on m, -1 when none */
     bool gathered;            /* the full parameters hold their values */
@@ -55,7 +58,7 @@ struct fsdp_unit {
     wf_work *work;            /* in-flight all-gather (owned) */
     wf_tensor *send, *recv;   /* its buffers (owned while in flight) */
     wf_work *rs_work;         /* in-flight reduce-scatter (owned) */
-    wf_tensor *rs_in, *rs_out;/* its buffers (owned while in flight) */
+    wf_tensor *rs_in, *rs_out;/* its buffers (owned while in flight); rs_out NULL: all-reduced */
 };
 
 /* What every unit of every set-up module shares (the strategy's FSDP state). */
@@ -68,6 +71,8 @@ typedef struct fsdp_shared {
     int rank, world;
     fsdp_sharding sharding;
     wf_dtype reduce_dtype;
+    bool reduce_scatter;      /* gradients reduce-scattered (else all-reduced, rows kept): see
+                                 wf__fsdp_unit_reduce */
     int in_flight;            /* all-gathers started and not yet waited for (at most 2) */
     int max_in_flight;        /* the most seen at once */
     fsdp_unit *rs_pending[2]; /* reduce-scatters in flight, oldest first (at most 2: each holds
@@ -103,7 +108,9 @@ int wf__fsdp_unit_gather_wait(fsdp_unit *u);
 int wf__fsdp_unit_reshard(fsdp_unit *u);
 /* Start the reduce-scatter (average, in the reduce dtype) of the full gradients, then drop
  * them (they are copied into its buffer): a parameter without a gradient contributes zeros.
- * Asynchronous; when two are in flight already, the oldest is finished first. */
+ * Or, unless sh->reduce_scatter, an all-reduce (sum) of the gradients as they lie, whose rows
+ * the shards take scaled by 1/N. Asynchronous; when two are in flight already, the oldest is
+ * finished first. */
 int wf__fsdp_unit_reduce(fsdp_unit *u);
 /* Finish every reduce-scatter in flight: the results land in the shards' .grad (accumulating
  * into an existing one). */

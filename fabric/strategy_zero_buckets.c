@@ -18,9 +18,11 @@
  * MPI backend all_reduce runs weft's own tuned point-to-point algorithms while
  * reduce_scatter runs Open MPI's non-blocking MPI_Ireduce_scatter_block (libnbc, about half
  * the blocking bandwidth: dist/backend_mpi.c), and at 2 CPU ranks the all-reduce measured
- * faster (bench/NOTES.md, "ZeRO buckets"), so stage 2 also all-reduces its bucket and keeps
- * its rows (z->bucket_reduce_scatter selects the reduce-scatter layout: each rank's rows of
- * every parameter of the bucket contiguous, padded to ceil(rows/N)). */
+ * faster (bench/NOTES.md, "ZeRO buckets and FSDP"), so at 2 ranks stage 2 also all-reduces
+ * its bucket (a sum: only its rows are scaled by 1/N, as it takes them) and keeps its rows.
+ * Beyond 2 ranks (not measured here) the reduce-scatter's smaller traffic should win and
+ * z->bucket_reduce_scatter selects its layout: each rank's rows of every parameter of the
+ * bucket contiguous, padded to ceil(rows/N). */
 #include "fabric/zero_impl.h"
 #include "fabric/shard_spec.h"
 
