@@ -1,6 +1,7 @@
 /* tests/fabric/dist_fixture.c: see dist_fixture.h. */
 #include "dist_fixture.h"
 #include "fabric/fabric_impl.h"   /* a parameter's storage: gathered or not */
+#include "fabric/shard_spec.h"
 
 wf_process_group *pg;
 int rank, world;
@@ -94,4 +95,22 @@ void tf_assert_near(const double *got, const double *want, const char *what) {
     for (int i = 0; i < NV; i++)
         ck_assert_msg(fabs(got[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])), "%s: element %d: %.9g vs %.9g", what, i,
                       got[i], want[i]);
+}
+
+void tf_check_state_rows(wf_optimizer *o, wf_module *m, const char *key) {
+    wf_optim_state *st = wf_optimizer_state_dict(o);
+    ck_assert_ptr_nonnull(st);
+    wf_tensor *p[NP];
+    ck_assert_int_eq(wf_module_parameters(m, p, NULL, NP), NP);
+    for (int i = 0; i < NP; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "state/%d/%s", i, key);
+        wf_tensor *v = wf_optim_state_find(st, name);
+        ck_assert_msg(v, "%s missing", name);
+        int64_t s0, c;
+        wf__shard_rows(wf_shape(p[i])[0], rank, world, &s0, &c);
+        ck_assert_int_eq(wf_shape(v)[0], c);
+        ck_assert_int_eq(wf_numel(v), c * (wf_numel(p[i]) / wf_shape(p[i])[0]));
+    }
+    wf_optim_state_free(st);
 }

@@ -33,6 +33,9 @@ void tf_reference(unsigned seed, int steps, wf_optimizer *(*make)(wf_tensor *con
 /* steps k0..k1-1 of the Fabric loop: backward, clip (the norm must be positive), step,
  * zero_grad */
 void tf_train(wf_fabric *f, wf_module *m, wf_optimizer *o, int k0, int k1, double clip);
+/* o's state tensor key ("exp_avg_sq", "momentum_buffer") of each of m's NP parameters holds
+ * this rank's rows of it (wf__shard_rows of dim 0) */
+void tf_check_state_rows(wf_optimizer *o, wf_module *m, const char *key);
 /* every one of NV values within 1e-5 (relative) */
 void tf_assert_near(const double *got, const double *want, const char *what);
 

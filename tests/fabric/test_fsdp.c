@@ -69,23 +69,7 @@ static void run_fabric(const char *strategy, const wf_fsdp_opts *fo, double *out
     tf_flatten(m, out);
     ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
     /* the momentum buffers are the shards' size: rows wf__shard_rows(dim 0) of each */
-    if (keep_opt) {
-        wf_optim_state *st = wf_optimizer_state_dict(o);
-        ck_assert_ptr_nonnull(st);
-        wf_tensor *p2[NP];
-        wf_module_parameters(m, p2, NULL, NP);
-        for (int i = 0; i < NP; i++) {
-            char name[64];
-            snprintf(name, sizeof name, "state/%d/momentum_buffer", i);
-            wf_tensor *mb = wf_optim_state_find(st, name);
-            ck_assert_msg(mb, "%s missing", name);
-            int64_t s0, c;
-            wf__shard_rows(wf_shape(p2[i])[0], rank, world, &s0, &c);
-            ck_assert_int_eq(wf_shape(mb)[0], c);
-            ck_assert_int_eq(wf_numel(mb), c * (wf_numel(p2[i]) / wf_shape(p2[i])[0]));
-        }
-        wf_optim_state_free(st);
-    }
+    if (keep_opt) tf_check_state_rows(o, m, "momentum_buffer");
     wf_fabric_free(f);
     /* after the Fabric the module is whole again (a plain module) */
     double again[NV];

@@ -47,27 +47,20 @@ static wf_fabric *new_fabric(const char *strategy, const char *precision) {
     return f;
 }
 
-/* the optimizer's state per rank: this rank's rows of each parameter (stage 1 and 2 as 3) */
-static void check_state_rows(wf_optimizer *o, wf_module *m) {
-    wf_optim_state *st = wf_optimizer_state_dict(o);
-    ck_assert_ptr_nonnull(st);
-    wf_tensor *p[NP];
-    wf_module_parameters(m, p, NULL, NP);
-    for (int i = 0; i < NP; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "state/%d/exp_avg_sq", i);
-        wf_tensor *v = wf_optim_state_find(st, name);
-        ck_assert_msg(v, "%s missing", name);
-        int64_t s0, c;
-        wf__shard_rows(wf_shape(p[i])[0], rank, world, &s0, &c);
-        ck_assert_int_eq(wf_shape(v)[0], c);
-        ck_assert_int_eq(wf_numel(v), c * (wf_numel(p[i]) / wf_shape(p[i])[0]));
-    }
-    wf_optim_state_free(st);
-}
+/* Bucket settings (fabric/strategy_zero_buckets.c) and the counts they give per step. */
+typedef struct bucket_case { int64_t reduce, gather; bool rs; int64_t buckets, gathers; } bucket_case;
 
-static void run_fabric(const char *strategy, int steps, double *out) {
+/* STEPS steps of the Fabric loop; out: the full parameters. bc: bucket settings (set before
+ * setup), and their counts checked. */
+static void run_fabric(const char *strategy, int steps, double *out, const bucket_case *bc) {
     wf_fabric *f = new_fabric(strategy, NULL);
+    zero_impl *z = f->strategy->zero_impl;
+    if (bc) {
+        ck_assert_ptr_nonnull(z);
+        if (bc->reduce) z->reduce_bucket_size = bc->reduce;
+        if (bc->gather) z->allgather_bucket_size = bc->gather;
+        z->bucket_reduce_scatter = bc->rs;
+    }
     wf_module *m = tf_mlp(7);
     wf_tensor *p[NP];
     wf_module_parameters(m, p, NULL, NP);
@@ -75,7 +68,12 @@ static void run_fabric(const char *strategy, int steps, double *out) {
     ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
     tf_train(f, m, o, 0, steps, CLIP);
     flatten_fabric(f, m, out);
-    if (f->strategy->desc->zero_stage) check_state_rows(o, m);
+    if (f->strategy->desc->zero_stage) tf_check_state_rows(o, m, "exp_avg_sq");   /* this rank's rows (stages 1 and 2 as 3) */
+    if (bc) {
+        ck_assert_int_eq(z->buckets_launched, bc->buckets * steps);
+        ck_assert_int_eq(z->reduces, NP * steps);
+        ck_assert_int_eq(z->gathers, bc->gathers * steps);
+    }
     wf_fabric_free(f);
     wf_optimizer_free(o);
     wf_module_free(m);
@@ -85,9 +83,9 @@ START_TEST(test_parity_with_single_process_and_ddp) {
     if (world < 2) return;
     double ref[NV], ddp[NV], got[NV];
     reference(STEPS, ref);
-    run_fabric("ddp", STEPS, ddp);
+    run_fabric("ddp", STEPS, ddp, NULL);
     tf_assert_near(ddp, ref, "ddp vs one process");
-    run_fabric(stages[_i], STEPS, got);
+    run_fabric(stages[_i], STEPS, got, NULL);
     tf_assert_near(got, ref, stages[_i]);
     tf_assert_near(got, ddp, stages[_i]);
 }
@@ -99,31 +97,14 @@ END_TEST
  * backward; allgather_bucket_size 1: one all-gather per parameter and step. */
 START_TEST(test_buckets) {
     if (world < 2) return;
-    static const struct { int stage; bool rs; int64_t reduce, gather; int64_t buckets, gathers; } cs[] = {
-        { 1, false, 4, 1, 4, NP }, { 2, false, 4, 1, 4, NP }, { 2, true, 4, 1, 4, NP }, { 2, true, 0, 0, 1, 1 },
+    static const struct { int stage; bucket_case bc; } cs[] = {
+        { 1, { 4, 1, false, 4, NP } }, { 2, { 4, 1, false, 4, NP } }, { 2, { 4, 1, true, 4, NP } },
+        { 2, { 0, 0, true, 1, 1 } },
     };
     double ddp[NV], got[NV];
-    run_fabric("ddp", STEPS, ddp);
-    wf_fabric *f = new_fabric(stages[cs[_i].stage - 1], NULL);
-    zero_impl *z = f->strategy->zero_impl;
-    ck_assert_ptr_nonnull(z);
-    if (cs[_i].reduce) z->reduce_bucket_size = cs[_i].reduce;
-    if (cs[_i].gather) z->allgather_bucket_size = cs[_i].gather;
-    z->bucket_reduce_scatter = cs[_i].rs;
-    wf_module *m = tf_mlp(7);
-    wf_tensor *p[NP];
-    wf_module_parameters(m, p, NULL, NP);
-    wf_optimizer *o = adam(p);
-    ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
-    tf_train(f, m, o, 0, STEPS, CLIP);
-    flatten_fabric(f, m, got);
+    run_fabric("ddp", STEPS, ddp, NULL);
+    run_fabric(stages[cs[_i].stage - 1], STEPS, got, &cs[_i].bc);
     tf_assert_near(got, ddp, "bucketed zero vs ddp");
-    ck_assert_int_eq(z->buckets_launched, cs[_i].buckets * STEPS);
-    ck_assert_int_eq(z->reduces, NP * STEPS);
-    ck_assert_int_eq(z->gathers, cs[_i].gathers * STEPS);
-    wf_fabric_free(f);
-    wf_optimizer_free(o);
-    wf_module_free(m);
 }
 END_TEST
 
