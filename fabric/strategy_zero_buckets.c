@@ -7,7 +7,8 @@
  * gradients first), up to reduce_bucket_size elements each. As a gradient becomes final (its
  * grad-ready hook) it is copied into its bucket's flat buffer; stage 2 then drops it from the
  * parameter (its memory moves into the bucket and goes with it once reduced); stage 1 makes
- * the parameter's gradient a view of the buffer (reduced in place, kept). A bucket whose
+ * the parameter's gradient a view of the buffer, which it keeps (as DDP's reducer): reduced
+ * in place, zeroed by the step, accumulated into by the next backward with no copy. A bucket whose
  * gradients are all in is launched at once, in bucket order on every rank (so the collectives
  * line up), at most two in flight (each holds its gradients; a third waits for the oldest).
  * The backward's end launches what did not fill and waits for everything, so the step sees
@@ -29,6 +30,10 @@
 #include <string.h>
 
 void wf__zero_buckets_free(zero_model *mod) {
+    for (int i = 0; i < mod->n; i++) {
+        wf_tensor_free(mod->p[i].view);
+        mod->p[i].view = NULL;
+    }
     for (int b = 0; b < mod->nb; b++) {
         zero_bucket *bk = &mod->b[b];
         wf_work_free(bk->work);   /* (waits: none is in flight outside a backward) */
@@ -88,12 +93,14 @@ static int launch_bucket(zero_impl *z, zero_model *mod, int b) {
     if (mod->next_launch - mod->next_done == 2) rc = finish_bucket(z, mod, mod->next_done);
     bk->launched = true;
     mod->next_launch = b + 1;
-    if (!bk->buf) return rc;   /* nothing of it was ready on this rank or any (see flush) */
+    if (!bk->any) return rc;   /* nothing of it was ready on this rank or any (see flush) */
     /* the buffer is not zeroed when made (most of it is overwritten): the slots of the
-     * parameters that got no gradient this backward are zeroed here */
+     * parameters that got no gradient this backward are zeroed here; but a stage-1 slot that is
+     * still its parameter's gradient holds that gradient, averaged before, the same on every
+     * rank: averaged again, it stays */
     for (int j = 0; j < bk->n && !rc; j++) {
         zero_param *zp = &mod->p[bk->idx[j]];
-        if (zp->ready) continue;
+        if (zp->ready || (zp->view && wf_grad(zp->p) == zp->view)) continue;
         wf_scope_begin();
         if (!bk->rs) rc = wf_zero_(wf_narrow(bk->buf, 0, zp->boff, wf_numel(zp->p)));
         for (int r = 0; r < z->world && bk->rs && !rc; r++)
@@ -138,13 +145,21 @@ int wf__zero_grad_ready(zero_impl *z, zero_param *zp) {
     }
     wf_tensor *src = rc ? NULL : flat(wf_contiguous(g));
     if (!rc && !src) rc = err_or(WF_ENOMEM);
-    if (!rc && !bk->rs) {
+    if (!rc && z->stage == 1) {
+        /* the gradient becomes (or already is: the engine accumulated into it) its view of
+         * the buffer, averaged there in place by the all-reduce */
+        if (!zp->view) {
+            wf_tensor *v = wf_view(wf_narrow(bk->buf, 0, zp->boff, numel), wf_shape(zp->p), wf_ndim(zp->p));
+            zp->view = v ? wf_tensor_retain(v) : NULL;
+            if (!v) rc = err_or(WF_ENOMEM);
+        }
+        if (!rc && g != zp->view) rc = wf_copy_(flat(zp->view), src);
+        if (!rc && g != zp->view) rc = wf_set_grad(zp->p, zp->view);
+    } else if (!rc && !bk->rs) {
+        /* stage 2 drops the gradient: its rows come out of the buffer */
         wf_tensor *dst = wf_narrow(bk->buf, 0, zp->boff, numel);
         rc = dst ? wf_copy_(dst, src) : err_or(WF_ENOMEM);
-        /* stage 1 keeps the gradient: a view of the buffer, averaged in place by the
-         * all-reduce; stage 2 drops it (its rows come out of the buffer) */
-        wf_tensor *view = !rc && z->stage == 1 ? wf_view(dst, wf_shape(zp->p), wf_ndim(zp->p)) : NULL;
-        if (!rc) rc = z->stage == 1 ? (view ? wf_set_grad(zp->p, view) : err_or(WF_ENOMEM)) : wf_set_grad(zp->p, NULL);
+        if (!rc) rc = wf_set_grad(zp->p, NULL);
     } else if (!rc) {
         for (int r = 0; r < z->world && !rc; r++) {
             int64_t s0, c;
@@ -159,6 +174,7 @@ int wf__zero_grad_ready(zero_impl *z, zero_param *zp) {
     wf_set_grad_enabled(prev);
     if (rc) return rc;
     zp->ready = true;
+    bk->any = true;
     bk->pending--;
     while (!rc && mod->next_launch < mod->nb && mod->b[mod->next_launch].pending == 0)
         rc = launch_bucket(z, mod, mod->next_launch);
@@ -176,7 +192,7 @@ static int finish_bucket(zero_impl *z, zero_model *mod, int b) {
     wf_work_free(bk->work);
     bk->work = NULL;
     bool prev = wf_set_grad_enabled(false);
-    for (int j = 0; j < bk->n && !rc && bk->buf; j++) {
+    for (int j = 0; j < bk->n && !rc && bk->any; j++) {
         zero_param *zp = &mod->p[bk->idx[j]];
         if (!zp->ready) continue;
         int64_t cnt = zp->row_count * zp->row_numel;
@@ -206,10 +222,12 @@ static int finish_bucket(zero_impl *z, zero_model *mod, int b) {
         if (!rc) z->reduces++;
     }
     wf_set_grad_enabled(prev);
-    /* stage 1's gradients (views) keep the buffer alive; stage 2's goes here */
-    wf_tensor_free(bk->buf);
     wf_tensor_free(bk->out);
-    bk->buf = bk->out = NULL;
+    bk->out = NULL;
+    if (z->stage == 2) {   /* its gradients are reduced: their memory goes */
+        wf_tensor_free(bk->buf);
+        bk->buf = NULL;
+    }
     return rc;
 }
 
@@ -230,11 +248,14 @@ int wf__zero_buckets_flush(zero_impl *z, zero_model *mod) {
     for (int b = 0; b < mod->nb; b++) {
         zero_bucket *bk = &mod->b[b];
         wf_work_free(bk->work);
-        wf_tensor_free(bk->buf);
         wf_tensor_free(bk->out);
         bk->work = NULL;
-        bk->buf = bk->out = NULL;
-        bk->launched = false;
+        bk->out = NULL;
+        if (z->stage == 2) {
+            wf_tensor_free(bk->buf);
+            bk->buf = NULL;
+        }
+        bk->launched = bk->any = false;
         bk->pending = bk->n;
     }
     for (int i = 0; i < mod->n; i++) mod->p[i].ready = false;

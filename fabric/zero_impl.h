@@ -22,16 +22,19 @@ typedef struct zero_param {
     int bucket;                       /* its reduction bucket, -1 when none (no hook) */
     int64_t boff;                     /* its place in the bucket (strategy_zero_buckets.c) */
     bool ready;                       /* this backward: its gradient is in the bucket */
+    wf_tensor *view;                  /* stage 1: its gradient's place in the bucket (owned), the
+                                         working gradient from its first backward on */
 } zero_param;
 
-/* A reduction bucket (fabric/strategy_zero_buckets.c): the buffers exist only from its first
- * gradient of a backward until it is reduced. */
+/* A reduction bucket (fabric/strategy_zero_buckets.c). Stage 2: the buffers exist only from its
+ * first gradient of a backward until it is reduced. Stage 1: the buffer, once made, holds the
+ * working gradients (each a view of it) for good. */
 typedef struct zero_bucket {
     int *idx, n;                      /* its parameters (indices into the model's p); owned */
     int pending;                      /* not ready yet this backward */
     int64_t numel, per;               /* the buffer's elements; one rank's region (reduce-scatter) */
     bool rs;                          /* reduce-scatter layout (else all-reduce, natural layout) */
-    bool launched;
+    bool launched, any;               /* any: a gradient came this backward */
     wf_tensor *buf, *out;             /* the gradients in; the rank's rows out (reduce-scatter) */
     wf_work *work;                    /* owned while in flight */
 } zero_bucket;
