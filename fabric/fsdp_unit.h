@@ -94,6 +94,10 @@ struct fsdp_model {
                                  now is activation checkpointing's recompute) */
 };
 
+/* FULL_SHARD (reshard) or SHARD_GRAD_OP: the one choice the shards' layout does not depend on,
+ * so it may change between setups (ZeRO-3, strategy_zero3.c). */
+void wf__fsdp_set_reshard_after_forward(wf_strategy *s, bool reshard);
+
 /* Build a unit for m holding the given parameters (names copied): shards from the full
  * values (which must already agree across ranks), hooks registered. NULL + error. */
 fsdp_unit *wf__fsdp_unit_new(fsdp_model *mod, wf_module *m, bool is_root, wf_tensor *const *params,

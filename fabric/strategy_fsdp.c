@@ -39,6 +39,11 @@ typedef struct fsdp_impl {
 
 static fsdp_impl *fimpl(const wf_strategy *s) { return s->fsdp_impl; }
 
+void wf__fsdp_set_reshard_after_forward(wf_strategy *s, bool reshard) {
+    s->fsdp.sharding = reshard ? FSDP_FULL_SHARD : FSDP_SHARD_GRAD_OP;
+    if (fimpl(s)) fimpl(s)->sh.sharding = (fsdp_sharding)s->fsdp.sharding;
+}
+
 /* (the options are checked in strategy_options.c) */
 
 /* ---------------------------------------------------------------- environment */

@@ -67,6 +67,15 @@ static void run_fabric(const char *strategy, int steps, double *out, const bucke
     wf_optimizer *o = adam(p);
     ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
     tf_train(f, m, o, 0, steps, CLIP);
+    if (!strcmp(strategy, "deepspeed_stage_3")) {
+        /* DeepSpeed's default stage3_max_reuse_distance (1e9) keeps a small model's units
+         * gathered from forward to backward: each Linear gathered and reduced once a step */
+        wf__fsdp_counters c;
+        wf__fsdp_counters_get(f->strategy, &c);
+        ck_assert_int_eq(c.n_units, 4);
+        ck_assert_int_eq(c.gathers, 3 * steps);
+        ck_assert_int_eq(c.reduces, 3 * steps);
+    }
     flatten_fabric(f, m, out);
     if (f->strategy->desc->zero_stage) tf_check_state_rows(o, m, "exp_avg_sq");   /* this rank's rows (stages 1 and 2 as 3) */
     if (bc) {
