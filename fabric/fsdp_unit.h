@@ -94,6 +94,10 @@ struct fsdp_model {
                                  now is activation checkpointing's recompute) */
 };
 
+/* clip_grad_norm_ (strategy_fsdp.c) over gradients whose parts are disjoint across pg's ranks
+ * (FSDP's shards, ZeRO's rows): the norm of them all, the same scale on every rank. */
+int wf__sharded_clip_grad_norm(wf_process_group *pg, wf_tensor *const *ps, int n, double max_norm, double norm_type,
+                               bool error_if_nonfinite, double *total_norm);
 /* FULL_SHARD (reshard) or SHARD_GRAD_OP: the one choice the shards' layout does not depend on,
  * so it may change between setups (ZeRO-3, strategy_zero3.c). */
 void wf__fsdp_set_reshard_after_forward(wf_strategy *s, bool reshard);

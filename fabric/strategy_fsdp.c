@@ -438,11 +438,11 @@ static void fsdp_grad_params(wf_strategy *s, wf_tensor **ps, int n) {
     }
 }
 
-/* clip_grad_norm_ over shards: the local sum of |g|^p (max for inf) all-reduced, so every
- * rank scales by the same global norm. */
-static int fsdp_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, double max_norm, double norm_type,
+/* clip_grad_norm_ over parts that are disjoint across pg's ranks (FSDP's shards, ZeRO's rows):
+ * the local sum of |g|^p (max for inf) all-reduced over pg, so every rank scales by the same
+ * global norm. */
+int wf__sharded_clip_grad_norm(wf_process_group *pg, wf_tensor *const *ps, int n, double max_norm, double norm_type,
                                bool error_if_nonfinite, double *total_norm) {
-    if (no_shard(s)) return wf_clip_grad_norm_(ps, n, max_norm, norm_type, error_if_nonfinite, total_norm);
     const char *op = "wf_fabric_clip_gradients";
     bool inf = isinf(norm_type);
     if (!inf && !(norm_type > 0)) return wf__error(WF_EINVAL, "%s: norm_type = %g must be > 0 or inf", op, norm_type);
@@ -460,8 +460,7 @@ static int fsdp_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, doub
     }
     wf_tensor *t = rc ? NULL : wf_full(WF_SHAPE(1), acc, WF_F64);
     if (!rc && !t) rc = wf_error() ? wf_error() : WF_ENOMEM;
-    /* over the shard group: replicas (HYBRID_SHARD) hold the same rows and must count once */
-    if (!rc) rc = wf_dist_all_reduce(fimpl(s)->sh.pg, t, inf ? WF_DIST_MAX : WF_DIST_SUM, NULL);
+    if (!rc) rc = wf_dist_all_reduce(pg, t, inf ? WF_DIST_MAX : WF_DIST_SUM, NULL);
     double total = rc ? 0 : (inf ? wf_item(t) : pow(wf_item(t), 1.0 / norm_type));
     if (total_norm) *total_norm = total;
     if (!rc && !isfinite(total) && error_if_nonfinite)
@@ -474,6 +473,13 @@ static int fsdp_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, doub
     }
     wf_scope_end();
     return rc;
+}
+
+static int fsdp_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, double max_norm, double norm_type,
+                               bool error_if_nonfinite, double *total_norm) {
+    if (no_shard(s)) return wf_clip_grad_norm_(ps, n, max_norm, norm_type, error_if_nonfinite, total_norm);
+    /* over the shard group: replicas (HYBRID_SHARD) hold the same rows and must count once */
+    return wf__sharded_clip_grad_norm(fimpl(s)->sh.pg, ps, n, max_norm, norm_type, error_if_nonfinite, total_norm);
 }
 
 /* ---------------------------------------------------------------- full values */

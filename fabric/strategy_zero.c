@@ -29,10 +29,10 @@
  * DDP's (s->impl stays DDP's state; ours is s->zero_impl). DeepSpeed synchronizes every
  * backward: no_backward_sync is ignored (the Fabric warns), as in Fabric. */
 #include "fabric/zero_impl.h"
+#include "fabric/fsdp_unit.h"
 #include "fabric/shard_spec.h"
 #include "optim/optim_impl.h"
 
-#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -405,42 +405,12 @@ static void zero_grad_params(wf_strategy *s, wf_tensor **ps, int n) {
     }
 }
 
-/* clip_grad_norm_ over the parts: the local sum of |g|^p (max for inf) all-reduced, the parts
- * being disjoint, so every rank scales by the same global norm. */
+/* clip_grad_norm_ over the parts (disjoint across the ranks): the global norm */
 static int zero_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, double max_norm, double norm_type,
                                bool error_if_nonfinite, double *total_norm) {
-    const char *op = "wf_fabric_clip_gradients";
     zero_impl *z = zimpl(s);
     if (!z) return wf_clip_grad_norm_(ps, n, max_norm, norm_type, error_if_nonfinite, total_norm);
-    bool inf = isinf(norm_type);
-    if (!inf && !(norm_type > 0)) return wf__error(WF_EINVAL, "%s: norm_type = %g must be > 0 or inf", op, norm_type);
-    int rc = 0;
-    double acc = 0;
-    wf_scope_begin();
-    for (int i = 0; i < n && !rc; i++) {
-        wf_tensor *g = ps[i] ? wf_grad(ps[i]) : NULL;
-        if (!g || !wf_numel(g)) continue;
-        wf_tensor *a = wf_abs(wf_to_dtype(g, WF_F64));
-        wf_tensor *v = inf ? wf_amax(a, NULL, 0, false) : wf_sum_all(wf_pow_scalar(a, norm_type));
-        if (!v) { rc = err_or(WF_ENOMEM); break; }
-        double x = wf_item(v);
-        acc = inf ? (x > acc ? x : acc) : acc + x;
-    }
-    wf_tensor *t = rc ? NULL : wf_full(WF_SHAPE(1), acc, WF_F64);
-    if (!rc && !t) rc = err_or(WF_ENOMEM);
-    if (!rc) rc = wf_dist_all_reduce(z->pg, t, inf ? WF_DIST_MAX : WF_DIST_SUM, NULL);
-    double total = rc ? 0 : (inf ? wf_item(t) : pow(wf_item(t), 1.0 / norm_type));
-    if (total_norm) *total_norm = total;
-    if (!rc && !isfinite(total) && error_if_nonfinite)
-        rc = wf__error(WF_ENONFINITE, "%s: the total norm of order %g of the gradients is non-finite (%g), so it "
-                       "cannot be clipped; pass no_error_if_nonfinite to scale them anyway", op, norm_type, total);
-    double coef = max_norm / (total + 1e-6);
-    for (int i = 0; i < n && !rc && coef < 1; i++) {
-        wf_tensor *g = ps[i] ? wf_grad(ps[i]) : NULL;
-        if (g && wf_numel(g)) rc = wf_mul_scalar_(g, coef);
-    }
-    wf_scope_end();
-    return rc;
+    return wf__sharded_clip_grad_norm(z->pg, ps, n, max_norm, norm_type, error_if_nonfinite, total_norm);
 }
 
 /* ---------------------------------------------------------------- teardown */
