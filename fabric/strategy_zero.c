@@ -1,11 +1,13 @@
 /* fabric/strategy_zero.c: the "deepspeed*" strategies (Fabric's DeepSpeedStrategy), weft's own
  * ZeRO (Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion Parameter
  * Models"), so it runs on the CPU too:
- *   stage 1  parameters and gradients replicated; each gradient averaged over the ranks as DDP
- *            does; each rank keeps the optimizer state (and the f32 master copy) of its part
- *            of every parameter, steps only that part, then the parts are all-gathered;
- *   stage 2  the same, but each gradient is reduce-scattered into the rank's part as soon as
- *            it is final, and the full gradient freed there;
+ *   stage 1  parameters and gradients replicated; the gradients averaged over the ranks in
+ *            buckets as DDP does; each rank keeps the optimizer state (and the f32 master copy)
+ *            of its part of every parameter, steps only that part, then the parts are
+ *            all-gathered (in allgather_bucket_size buckets);
+ *   stage 2  the same, but each gradient goes into its reduction bucket as soon as it is final
+ *            and is freed there; the rank keeps only its part of the reduced bucket
+ *            (fabric/strategy_zero_buckets.c);
  *   stage 3  parameters sharded too: FSDP's FULL_SHARD units (strategy_fsdp.c), every module
  *            with parameters of its own a unit (fabric/strategy_zero3.c).
  * Checkpoints and shard lists of stages 1 and 2: fabric/zero_state.c.
