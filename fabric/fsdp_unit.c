@@ -376,7 +376,7 @@ int wf__fsdp_unit_reduce(fsdp_unit *u) {
         if (g && !gf) { rc = wf_error() ? wf_error() : WF_ENOMEM; break; }
         if (!rs) {
             wf_tensor *dst = wf_narrow(u->rs_in, 0, p->noff, wf_numel(p->full));
-            rc = !dst ? (wf_error() ? wf_error() : WF_ENOMEM) : gf ? wf_copy_(dst, gf) : wf_zero_(dst);
+            rc = !dst ? (wf_error() ? wf_error() : WF_ENOMEM) : gf ? wf_copy_(dst, gf) : wf_zero_(dst);   /* none: zeros */
             continue;
         }
         for (int r = 0; r < sh->world && !rc; r++) {
@@ -384,10 +384,10 @@ int wf__fsdp_unit_reduce(fsdp_unit *u) {
             wf__shard_rows(p->rows, r, sh->world, &s0, &c);
             int64_t at = r * u->per_rank + p->offset;
             wf_tensor *dst = c ? wf_narrow(u->rs_in, 0, at, c * p->row_numel) : NULL;
-            if (c && gf) {   /* unused here (no gradient): zeros */
+            if (c && gf) {
                 wf_tensor *src = wf_narrow(gf, 0, s0 * p->row_numel, c * p->row_numel);
                 rc = src && dst ? wf_copy_(dst, src) : (wf_error() ? wf_error() : WF_ENOMEM);
-            } else if (c) {
+            } else if (c) {   /* unused here (no gradient): zeros */
                 rc = dst ? wf_zero_(dst) : (wf_error() ? wf_error() : WF_ENOMEM);
             }
             if (!rc && c < p->chunk) rc = wf_zero_(wf_narrow(u->rs_in, 0, at + c * p->row_numel, (p->chunk - c) * p->row_numel));
