@@ -42,7 +42,7 @@ typedef void (*wf__shard_place_fn)(void *ud, wf_tensor *param, bool optimizer_st
 int wf__shard_list_module(wf_module *m, const char *prefix, wf__shard_place_fn place, void *ud, wf__shard_list *out);
 int wf__shard_list_optimizer(wf_optimizer *o, const char *prefix, wf__shard_place_fn place, void *ud,
                              wf__shard_list *out);
-/* The same for ZeRO stages 1/2 (strategy_zero.c; the two above forward to them): module
+/* The same for ZeRO stages 1/2 (zero_state.c; the two above forward to them): module
  * tensors replicated, optimizer state as its master's rows. */
 int wf__zero_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf__shard_list *out);
 int wf__zero_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *prefix, wf__shard_list *out);

@@ -11,7 +11,8 @@
  *
  * One all-gather per unit: every rank packs its rows of every parameter into a flat buffer,
  * each parameter padded to ceil(rows / world) rows, so uneven dim 0 needs no special
- * collective; the gradients travel the same way in reduce-scatter. */
+ * collective; the gradients travel the same way in reduce-scatter (at 2 ranks an all-reduce of
+ * the gradients as they lie, whose rows each rank keeps: wf__fsdp_unit_reduce says why). */
 #ifndef WEFT_FABRIC_FSDP_UNIT_H
 #define WEFT_FABRIC_FSDP_UNIT_H
 
