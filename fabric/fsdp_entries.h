@@ -26,7 +26,23 @@ int wf__fsdp_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf
 /* o's per-parameter state tensors: sharded like their parameter's shard. */
 int wf__fsdp_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *prefix, wf__shard_list *out);
 void wf__shard_list_free(wf__shard_list *l);
-/* The same for ZeRO stages 1/2 (strategy_zero.c; the two above forward to them): module
+/* Building such lists (strategy_fsdp.c; FSDP and ZeRO 1/2 differ only in the place callback):
+ * each entry starts as its tensor replicated (local: the module's parameter or buffer, or the
+ * optimizer state tensor; global NULL: the local shape) and place, called for a parameter's
+ * entries, may make it sharded (a module entry may also take another local tensor). */
+typedef struct wf__shard_place {
+    wf_tensor *local;
+    const wf_tensor *global;          /* whose shape is the global one; NULL: local's */
+    int64_t row_start;
+    bool sharded;
+} wf__shard_place;
+typedef void (*wf__shard_place_fn)(void *ud, wf_tensor *param, bool optimizer_state, wf__shard_place *pl);
+/* m's state-dict entries ("prefix/name"); o's per-parameter state ("prefix/state/<i>/<key>").
+ * 0 or a code; on failure *out is empty. */
+int wf__shard_list_module(wf_module *m, const char *prefix, wf__shard_place_fn place, void *ud, wf__shard_list *out);
+int wf__shard_list_optimizer(wf_optimizer *o, const char *prefix, wf__shard_place_fn place, void *ud,
+                             wf__shard_list *out);
+/* The same for ZeRO stages 1/2 (zero_state.c; the two above forward to them): module
  * tensors replicated, optimizer state as its master's rows. */
 int wf__zero_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf__shard_list *out);
 int wf__zero_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *prefix, wf__shard_list *out);

@@ -125,6 +125,8 @@ fsdp_unit *wf__fsdp_unit_new(fsdp_model *mod, wf_module *m, bool is_root, wf_ten
         wf__shard_rows(p->rows, sh->rank, sh->world, &p->row_start, &p->row_count);
         p->offset = u->per_rank;
         u->per_rank += p->chunk * p->row_numel;
+        p->noff = u->numel;
+        u->numel += wf_numel(t);
         /* the shard: f32 for half-precision parameters (FSDP's mixed precision keeps f32
          * shards, the optimizer steps in f32), else the parameter's own dtype */
         wf_dtype sdt = (t->dtype == WF_BF16 || t->dtype == WF_F16) ? WF_F32 : t->dtype;
@@ -207,7 +209,7 @@ int wf__fsdp_unit_gather_start(fsdp_unit *u) {
     int64_t all = u->per_rank * sh->world;
     int rc = 0;
     bool prev = wf_set_grad_enabled(false);
-    u->send = wf_zeros_on(&u->per_rank, 1, u->dtype, dev);
+    u->send = wf_empty_on(&u->per_rank, 1, u->dtype, dev);
     u->recv = u->send ? wf_empty_on(&all, 1, u->dtype, dev) : NULL;
     if (!u->send || !u->recv) rc = wf_error() ? wf_error() : WF_ENOMEM;
     if (u->send) wf__scope_unregister(u->send);
@@ -215,8 +217,11 @@ int wf__fsdp_unit_gather_start(fsdp_unit *u) {
     wf_scope_begin();
     for (int i = 0; i < u->n && !rc; i++) {
         fsdp_param *p = &u->p[i];
-        if (!p->row_count) continue;
-        wf_tensor *dst = wf_narrow(u->send, 0, p->offset, p->row_count * p->row_numel);
+        int64_t cnt = p->row_count * p->row_numel, pad = p->chunk * p->row_numel - cnt;
+        /* the padding is never read back, but is sent: defined bytes */
+        if (pad) rc = wf_zero_(wf_narrow(u->send, 0, p->offset + cnt, pad));
+        if (rc || !cnt) continue;
+        wf_tensor *dst = wf_narrow(u->send, 0, p->offset, cnt);
         wf_tensor *src = flat(p->shard);
         rc = dst && src ? wf_copy_(dst, src) : (wf_error() ? wf_error() : WF_ENOMEM);   /* casts to the full dtype */
     }
@@ -299,7 +304,7 @@ static int reduce_finish_oldest(fsdp_shared *sh) {
     wf_work_free(u->rs_work);
     u->rs_work = NULL;
     /* HYBRID_SHARD: the node's average, then the average over the nodes' replicas (equal
-     * node sizes, so the average of averages is the world's) */
+     * node sizes, so the average of averages is the world's); always reduce-scattered */
     if (!rc && sh->replica) rc = wf_dist_all_reduce(sh->replica, u->rs_out, WF_DIST_AVG, NULL);
     bool prev = wf_set_grad_enabled(false);
     wf_scope_begin();
@@ -308,13 +313,17 @@ static int reduce_finish_oldest(fsdp_shared *sh) {
         if (!wf_requires_grad(p->shard)) continue;
         /* a rank without rows still gets an (empty) gradient, so its optimizer keeps an empty
          * state for the parameter and every rank's state lists the same entries */
-        wf_tensor *src = wf_narrow(u->rs_out, 0, p->offset, p->row_count * p->row_numel);
+        int64_t cnt = p->row_count * p->row_numel;
+        wf_tensor *src = u->rs_out ? wf_narrow(u->rs_out, 0, p->offset, cnt)
+                                   : wf_narrow(u->rs_in, 0, p->noff + p->row_start * p->row_numel, cnt);
         src = src ? wf_to_dtype(wf_view(src, wf_shape(p->shard), wf_ndim(p->shard)), wf_tensor_dtype(p->shard)) : NULL;
         if (!src) { rc = wf_error() ? wf_error() : WF_ENOMEM; break; }
+        /* the all-reduce summed: the average is taken here, on the rows only */
+        double scale = u->rs_out ? 1.0 : 1.0 / sh->world;
         wf_tensor *sg = wf_grad(p->shard);
-        if (sg) rc = wf_add_(sg, src);   /* accumulation across steps without zero_grad */
+        if (sg) rc = wf_add_scaled_(sg, src, scale);   /* accumulation across steps without zero_grad */
         else {
-            wf_tensor *c = wf_clone(src);
+            wf_tensor *c = u->rs_out ? wf_clone(src) : wf_mul_scalar(src, scale);
             rc = c ? wf_set_grad(p->shard, c) : (wf_error() ? wf_error() : WF_ENOMEM);
         }
     }
@@ -336,6 +345,13 @@ int wf__fsdp_reduce_flush(fsdp_shared *sh) {
     return rc;
 }
 
+/* Reduce-scatter or all-reduce: a reduce-scatter moves half an all-reduce's bytes, but on the
+ * MPI backend it is Open MPI's non-blocking MPI_Ireduce_scatter_block (libnbc, about half the
+ * blocking bandwidth: dist/backend_mpi.c) and its AVG divides in a second pass, while
+ * all_reduce runs weft's own point-to-point algorithms; at 2 CPU ranks the all-reduce (sum,
+ * the rows scaled as they are taken) measured faster (bench/NOTES.md, "ZeRO buckets and
+ * FSDP"). The strategy sets sh->reduce_scatter beyond 2 ranks and under HYBRID_SHARD (whose
+ * replica all-reduce takes the scattered rows). */
 int wf__fsdp_unit_reduce(fsdp_unit *u) {
     if (!u->n_grad) return 0;
     fsdp_shared *sh = u->model->sh;
@@ -343,34 +359,46 @@ int wf__fsdp_unit_reduce(fsdp_unit *u) {
     if (rc) return rc;
     wf_device dev = u->p[0].full->device;
     wf_dtype rdt = sh->reduce_dtype;
-    int64_t all = u->per_rank * sh->world;
+    bool rs = sh->reduce_scatter;
+    int64_t all = rs ? u->per_rank * sh->world : u->numel;
     bool prev = wf_set_grad_enabled(false);
-    u->rs_in = wf_zeros_on(&all, 1, rdt, dev);
-    u->rs_out = u->rs_in ? wf_empty_on(&u->per_rank, 1, rdt, dev) : NULL;
-    if (!u->rs_in || !u->rs_out) rc = wf_error() ? wf_error() : WF_ENOMEM;
+    /* not zeroed: every slot is written below (a gradient, or zeros for none and padding) */
+    u->rs_in = wf_empty_on(&all, 1, rdt, dev);
+    u->rs_out = u->rs_in && rs ? wf_empty_on(&u->per_rank, 1, rdt, dev) : NULL;
+    if (!u->rs_in || (rs && !u->rs_out)) rc = wf_error() ? wf_error() : WF_ENOMEM;
     if (u->rs_in) wf__scope_unregister(u->rs_in);
     if (u->rs_out) wf__scope_unregister(u->rs_out);
     wf_scope_begin();
     for (int i = 0; i < u->n && !rc; i++) {
         fsdp_param *p = &u->p[i];
         wf_tensor *g = wf_grad(p->full);
-        if (!g) continue;   /* unused here: zeros */
-        wf_tensor *gf = flat(wf_contiguous(g));
-        if (!gf) { rc = wf_error() ? wf_error() : WF_ENOMEM; break; }
+        wf_tensor *gf = g ? flat(wf_contiguous(g)) : NULL;
+        if (g && !gf) { rc = wf_error() ? wf_error() : WF_ENOMEM; break; }
+        if (!rs) {
+            wf_tensor *dst = wf_narrow(u->rs_in, 0, p->noff, wf_numel(p->full));
+            rc = !dst ? (wf_error() ? wf_error() : WF_ENOMEM) : gf ? wf_copy_(dst, gf) : wf_zero_(dst);   /* none: zeros */
+            continue;
+        }
         for (int r = 0; r < sh->world && !rc; r++) {
             int64_t s0, c;
             wf__shard_rows(p->rows, r, sh->world, &s0, &c);
-            if (!c) continue;
-            wf_tensor *dst = wf_narrow(u->rs_in, 0, r * u->per_rank + p->offset, c * p->row_numel);
-            wf_tensor *src = wf_narrow(gf, 0, s0 * p->row_numel, c * p->row_numel);
-            rc = src && dst ? wf_copy_(dst, src) : (wf_error() ? wf_error() : WF_ENOMEM);
+            int64_t at = r * u->per_rank + p->offset;
+            wf_tensor *dst = c ? wf_narrow(u->rs_in, 0, at, c * p->row_numel) : NULL;
+            if (c && gf) {
+                wf_tensor *src = wf_narrow(gf, 0, s0 * p->row_numel, c * p->row_numel);
+                rc = src && dst ? wf_copy_(dst, src) : (wf_error() ? wf_error() : WF_ENOMEM);
+            } else if (c) {   /* unused here (no gradient): zeros */
+                rc = dst ? wf_zero_(dst) : (wf_error() ? wf_error() : WF_ENOMEM);
+            }
+            if (!rc && c < p->chunk) rc = wf_zero_(wf_narrow(u->rs_in, 0, at + c * p->row_numel, (p->chunk - c) * p->row_numel));
         }
     }
     wf_scope_end();
     wf_set_grad_enabled(prev);
     /* the full gradients are spent (copied into the buffer) */
     for (int i = 0; i < u->n && !rc; i++) if (wf_requires_grad(p_full(u, i))) wf_set_grad(p_full(u, i), NULL);
-    if (!rc) rc = wf_dist_reduce_scatter(sh->pg, u->rs_out, u->rs_in, WF_DIST_AVG, &u->rs_work);
+    if (!rc) rc = rs ? wf_dist_reduce_scatter(sh->pg, u->rs_out, u->rs_in, WF_DIST_AVG, &u->rs_work)
+                     : wf_dist_all_reduce(sh->pg, u->rs_in, WF_DIST_SUM, &u->rs_work);
     if (rc) {
         wf_tensor_free(u->rs_in);
         wf_tensor_free(u->rs_out);

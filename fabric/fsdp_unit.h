@@ -11,7 +11,8 @@
  *
  * One all-gather per unit: every rank packs its rows of every parameter into a flat buffer,
  * each parameter padded to ceil(rows / world) rows, so uneven dim 0 needs no special
- * collective; the gradients travel the same way in reduce-scatter. */
+ * collective; the gradients travel the same way in reduce-scatter (at 2 ranks an all-reduce of
+ * the gradients as they lie, whose rows each rank keeps: wf__fsdp_unit_reduce says why). */
 #ifndef WEFT_FABRIC_FSDP_UNIT_H
 #define WEFT_FABRIC_FSDP_UNIT_H
 
@@ -31,6 +32,8 @@ typedef struct fsdp_param {
     int64_t chunk;            /* ceil(rows / world): the padded rows per rank */
     int64_t row_start, row_count;   /* this rank's rows */
     int64_t offset;           /* elements before it in a rank's region of the flat buffers */
+    int64_t noff;             /* elements before it in the unit's natural layout (the gradients one
+                                 after another: the all-reduce path of wf__fsdp_unit_reduce) */
     int hook;                 /* grad-ready hook handle, -1 when none */
     bool ready;               /* its gradient is final in the backward running now */
 } fsdp_param;
@@ -48,6 +51,7 @@ struct fsdp_unit {
     int n_grad;               /* parameters that require grad */
     int n_ready;
     int64_t per_rank;         /* elements of one rank's region in the flat buffers */
+    int64_t numel;            /* of all its parameters */
     wf_dtype dtype;           /* the full parameters' dtype (the all-gather's) */
     int pre_hook, post_hook;  /* forward hook handles on m, -1 when none */
     bool gathered;            /* the full parameters hold their values */
@@ -55,7 +59,7 @@ struct fsdp_unit {
     wf_work *work;            /* in-flight all-gather (owned) */
     wf_tensor *send, *recv;   /* its buffers (owned while in flight) */
     wf_work *rs_work;         /* in-flight reduce-scatter (owned) */
-    wf_tensor *rs_in, *rs_out;/* its buffers (owned while in flight) */
+    wf_tensor *rs_in, *rs_out;/* its buffers (owned while in flight); rs_out NULL: all-reduced */
 };
 
 /* What every unit of every set-up module shares (the strategy's FSDP state). */
@@ -68,6 +72,8 @@ typedef struct fsdp_shared {
     int rank, world;
     fsdp_sharding sharding;
     wf_dtype reduce_dtype;
+    bool reduce_scatter;      /* gradients reduce-scattered (else all-reduced, rows kept): see
+                                 wf__fsdp_unit_reduce */
     int in_flight;            /* all-gathers started and not yet waited for (at most 2) */
     int max_in_flight;        /* the most seen at once */
     fsdp_unit *rs_pending[2]; /* reduce-scatters in flight, oldest first (at most 2: each holds
@@ -89,6 +95,14 @@ struct fsdp_model {
                                  now is activation checkpointing's recompute) */
 };
 
+/* clip_grad_norm_ (strategy_fsdp.c) over gradients whose parts are disjoint across pg's ranks
+ * (FSDP's shards, ZeRO's rows): the norm of them all, the same scale on every rank. */
+int wf__sharded_clip_grad_norm(wf_process_group *pg, wf_tensor *const *ps, int n, double max_norm, double norm_type,
+                               bool error_if_nonfinite, double *total_norm);
+/* FULL_SHARD (reshard) or SHARD_GRAD_OP: the one choice the shards' layout does not depend on,
+ * so it may change between setups (ZeRO-3, strategy_zero3.c). */
+void wf__fsdp_set_reshard_after_forward(wf_strategy *s, bool reshard);
+
 /* Build a unit for m holding the given parameters (names copied): shards from the full
  * values (which must already agree across ranks), hooks registered. NULL + error. */
 fsdp_unit *wf__fsdp_unit_new(fsdp_model *mod, wf_module *m, bool is_root, wf_tensor *const *params,
@@ -103,7 +117,9 @@ int wf__fsdp_unit_gather_wait(fsdp_unit *u);
 int wf__fsdp_unit_reshard(fsdp_unit *u);
 /* Start the reduce-scatter (average, in the reduce dtype) of the full gradients, then drop
  * them (they are copied into its buffer): a parameter without a gradient contributes zeros.
- * Asynchronous; when two are in flight already, the oldest is finished first. */
+ * Or, unless sh->reduce_scatter, an all-reduce (sum) of the gradients as they lie, whose rows
+ * the shards take scaled by 1/N. Asynchronous; when two are in flight already, the oldest is
+ * finished first. */
 int wf__fsdp_unit_reduce(fsdp_unit *u);
 /* Finish every reduce-scatter in flight: the results land in the shards' .grad (accumulating
  * into an existing one). */

@@ -39,6 +39,11 @@ typedef struct fsdp_impl {
 
 static fsdp_impl *fimpl(const wf_strategy *s) { return s->fsdp_impl; }
 
+void wf__fsdp_set_reshard_after_forward(wf_strategy *s, bool reshard) {
+    s->fsdp.sharding = reshard ? FSDP_FULL_SHARD : FSDP_SHARD_GRAD_OP;
+    if (fimpl(s)) fimpl(s)->sh.sharding = (fsdp_sharding)s->fsdp.sharding;
+}
+
 /* (the options are checked in strategy_options.c) */
 
 /* ---------------------------------------------------------------- environment */
@@ -94,6 +99,8 @@ static int fsdp_setup_environment(wf_strategy *s) {
     }
     f->sh.rank = wf_process_group_rank(f->sh.pg);
     f->sh.world = wf_process_group_size(f->sh.pg);
+    /* fsdp_unit.c (wf__fsdp_unit_reduce) says why 2 ranks all-reduce */
+    f->sh.reduce_scatter = f->sh.world > 2 || f->sh.replica;
     f->sh.sharding = (fsdp_sharding)s->fsdp.sharding;
     f->sh.reduce_dtype = s->fsdp.reduce_dtype;
     return 0;
@@ -431,11 +438,11 @@ static void fsdp_grad_params(wf_strategy *s, wf_tensor **ps, int n) {
     }
 }
 
-/* clip_grad_norm_ over shards: the local sum of |g|^p (max for inf) all-reduced, so every
- * rank scales by the same global norm. */
-static int fsdp_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, double max_norm, double norm_type,
+/* clip_grad_norm_ over parts that are disjoint across pg's ranks (FSDP's shards, ZeRO's rows):
+ * the local sum of |g|^p (max for inf) all-reduced over pg, so every rank scales by the same
+ * global norm. */
+int wf__sharded_clip_grad_norm(wf_process_group *pg, wf_tensor *const *ps, int n, double max_norm, double norm_type,
                                bool error_if_nonfinite, double *total_norm) {
-    if (no_shard(s)) return wf_clip_grad_norm_(ps, n, max_norm, norm_type, error_if_nonfinite, total_norm);
     const char *op = "wf_fabric_clip_gradients";
     bool inf = isinf(norm_type);
     if (!inf && !(norm_type > 0)) return wf__error(WF_EINVAL, "%s: norm_type = %g must be > 0 or inf", op, norm_type);
@@ -453,8 +460,7 @@ static int fsdp_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, doub
     }
     wf_tensor *t = rc ? NULL : wf_full(WF_SHAPE(1), acc, WF_F64);
     if (!rc && !t) rc = wf_error() ? wf_error() : WF_ENOMEM;
-    /* over the shard group: replicas (HYBRID_SHARD) hold the same rows and must count once */
-    if (!rc) rc = wf_dist_all_reduce(fimpl(s)->sh.pg, t, inf ? WF_DIST_MAX : WF_DIST_SUM, NULL);
+    if (!rc) rc = wf_dist_all_reduce(pg, t, inf ? WF_DIST_MAX : WF_DIST_SUM, NULL);
     double total = rc ? 0 : (inf ? wf_item(t) : pow(wf_item(t), 1.0 / norm_type));
     if (total_norm) *total_norm = total;
     if (!rc && !isfinite(total) && error_if_nonfinite)
@@ -467,6 +473,13 @@ static int fsdp_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, doub
     }
     wf_scope_end();
     return rc;
+}
+
+static int fsdp_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, double max_norm, double norm_type,
+                               bool error_if_nonfinite, double *total_norm) {
+    if (no_shard(s)) return wf_clip_grad_norm_(ps, n, max_norm, norm_type, error_if_nonfinite, total_norm);
+    /* over the shard group: replicas (HYBRID_SHARD) hold the same rows and must count once */
+    return wf__sharded_clip_grad_norm(fimpl(s)->sh.pg, ps, n, max_norm, norm_type, error_if_nonfinite, total_norm);
 }
 
 /* ---------------------------------------------------------------- full values */
@@ -579,7 +592,9 @@ int wf__fsdp_rows_of(wf_strategy *s, const wf_tensor *t, wf_tensor *full, wf_ten
     return *rows ? 0 : (wf_error() ? wf_error() : WF_ENOMEM);
 }
 
-/* ---------------------------------------------------------------- shard entries */
+/* ---------------------------------------------------------------- shard entries
+ * The lists themselves, for FSDP here and ZeRO 1/2 (zero_state.c): they differ only in where a
+ * parameter's tensors lie (the place callbacks). */
 
 void wf__shard_list_free(wf__shard_list *l) {
     if (!l) return;
@@ -589,67 +604,59 @@ void wf__shard_list_free(wf__shard_list *l) {
     memset(l, 0, sizeof *l);
 }
 
-static int list_add(wf__shard_list *l, int cap, const char *prefix, const char *name, wf_tensor *local,
-                    const fsdp_param *p) {
-    if (l->n >= cap) return wf__error(WF_ESTATE, "fsdp entries: more tensors than counted");
-    size_t len = strlen(prefix) + strlen(name) + 2;
-    char *full = wf__malloc(len);
-    if (!full) return wf__error(WF_ENOMEM, "fsdp entries: out of memory");
-    snprintf(full, len, "%s/%s", prefix, name);
-    wf__shard_entry *e = &l->v[l->n];
-    memset(e, 0, sizeof *e);
-    l->names[l->n++] = full;
-    e->name = full;
-    e->local = local;
-    if (p && p->full->ndim >= 1) {
-        e->ndim = p->full->ndim;
-        for (int d = 0; d < e->ndim; d++) e->global_shape[d] = p->full->shape[d];
-        e->row_start = p->row_start;
-    } else {
-        /* replicated (also a 0-dim parameter, which rank 0 alone holds: its shard is [1] there) */
-        e->ndim = wf_ndim(local);
-        for (int d = 0; d < e->ndim; d++) e->global_shape[d] = wf_shape(local)[d];
-        e->replicated = !p;
-    }
-    return 0;
-}
-
 static int list_init(wf__shard_list *l, int cap) {
     memset(l, 0, sizeof *l);
     l->v = wf__calloc((size_t)cap + 1, sizeof *l->v);
     l->names = wf__calloc((size_t)cap + 1, sizeof *l->names);
     if (!l->v || !l->names) {
         wf__shard_list_free(l);
-        return wf__error(WF_ENOMEM, "fsdp entries: out of memory");
+        return wf__error(WF_ENOMEM, "shard entries: out of memory");
     }
     return 0;
 }
 
-int wf__fsdp_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf__shard_list *out) {
-    if (wf__zero_active(s)) return wf__zero_module_entries(s, m, prefix, out);
-    fsdp_impl *f = fsdp_on(s) ? fimpl(s) : NULL;
+/* "prefix/key" at pl: the global shape is pl->global's, or (NULL) the local tensor's */
+static int list_add(wf__shard_list *l, int cap, const char *prefix, const char *key, const wf__shard_place *pl) {
+    if (l->n >= cap) return wf__error(WF_ESTATE, "shard entries: more tensors than counted");
+    size_t len = strlen(prefix) + strlen(key) + 2;
+    char *name = wf__malloc(len);
+    if (!name) return wf__error(WF_ENOMEM, "shard entries: out of memory");
+    snprintf(name, len, "%s/%s", prefix, key);
+    wf__shard_entry *e = &l->v[l->n];
+    memset(e, 0, sizeof *e);
+    l->names[l->n++] = name;
+    e->name = name;
+    e->local = pl->local;
+    const wf_tensor *shape_of = pl->global ? pl->global : pl->local;
+    e->ndim = wf_ndim(shape_of);
+    for (int d = 0; d < e->ndim; d++) e->global_shape[d] = wf_shape(shape_of)[d];
+    e->row_start = pl->row_start;
+    e->replicated = !pl->sharded;
+    return 0;
+}
+
+int wf__shard_list_module(wf_module *m, const char *prefix, wf__shard_place_fn place, void *ud, wf__shard_list *out) {
     wf_state_dict *sd = wf_state_dict_new();
-    if (!sd) return wf__error(WF_ENOMEM, "fsdp entries: out of memory");
+    if (!sd) return wf__error(WF_ENOMEM, "shard entries: out of memory");
     int rc = wf_module_state_dict(m, sd, NULL);
     int n = rc ? 0 : wf_state_dict_count(sd);
     if (!rc) rc = list_init(out, n);
     for (int i = 0; i < n && !rc; i++) {
         const char *name = wf_state_dict_name_at(sd, i);
         wf_tensor *param = wf_module_get_parameter(m, name);
-        fsdp_param *p = param ? find_param(f, param, NULL) : NULL;
-        wf_tensor *local = p ? p->shard : param ? param : wf_module_get_buffer(m, name);
-        rc = list_add(out, n, prefix, name, local, p);
+        wf__shard_place pl = { .local = param ? param : wf_module_get_buffer(m, name) };
+        if (param) place(ud, param, false, &pl);
+        rc = list_add(out, n, prefix, name, &pl);
     }
     wf_state_dict_free(sd);
     if (rc) wf__shard_list_free(out);
     return rc;
 }
 
-int wf__fsdp_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *prefix, wf__shard_list *out) {
+int wf__shard_list_optimizer(wf_optimizer *o, const char *prefix, wf__shard_place_fn place, void *ud,
+                             wf__shard_list *out) {
     static const char *const keys[] = { "momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq",
                                         "square_avg", "grad_avg", "sum" };
-    if (wf__zero_active(s)) return wf__zero_optimizer_entries(s, o, prefix, out);
-    fsdp_impl *f = fsdp_on(s) ? fimpl(s) : NULL;
     int cap = o->n_params * 7, rc = list_init(out, cap);
     for (int g = 0; g < o->n_groups && !rc; g++)
         for (int i = 0; i < o->groups[g].n && !rc; i++) {
@@ -657,16 +664,38 @@ int wf__fsdp_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *pref
             wf_param_state *st = &o->state[idx];
             wf_tensor *slots[] = { st->momentum_buffer, st->exp_avg, st->exp_avg_sq, st->max_exp_avg_sq,
                                    st->square_avg, st->grad_avg, st->sum };
-            fsdp_param *p = find_param(f, o->groups[g].params[i], NULL);
             for (int k = 0; k < 7 && !rc; k++) {
                 if (!slots[k]) continue;
-                char name[96];
-                snprintf(name, sizeof name, "state/%d/%s", idx, keys[k]);
-                rc = list_add(out, cap, prefix, name, slots[k], p);
+                char key[96];
+                snprintf(key, sizeof key, "state/%d/%s", idx, keys[k]);
+                wf__shard_place pl = { .local = slots[k] };
+                place(ud, o->groups[g].params[i], true, &pl);
+                rc = list_add(out, cap, prefix, key, &pl);
             }
         }
     if (rc) wf__shard_list_free(out);
     return rc;
+}
+
+/* An FSDP parameter's module entry is its shard, an optimizer state its shard's rows; a 0-dim
+ * parameter (which rank 0 alone holds: its shard is [1] there) has the local tensor's shape. */
+static void fsdp_place(void *ud, wf_tensor *param, bool optimizer_state, wf__shard_place *pl) {
+    fsdp_param *p = find_param(ud, param, NULL);
+    if (!p) return;
+    if (!optimizer_state) pl->local = p->shard;
+    pl->global = p->full->ndim >= 1 ? p->full : NULL;
+    pl->row_start = p->full->ndim >= 1 ? p->row_start : 0;
+    pl->sharded = true;
+}
+
+int wf__fsdp_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf__shard_list *out) {
+    if (wf__zero_active(s)) return wf__zero_module_entries(s, m, prefix, out);
+    return wf__shard_list_module(m, prefix, fsdp_place, fsdp_on(s) ? fimpl(s) : NULL, out);
+}
+
+int wf__fsdp_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *prefix, wf__shard_list *out) {
+    if (wf__zero_active(s)) return wf__zero_optimizer_entries(s, o, prefix, out);
+    return wf__shard_list_optimizer(o, prefix, fsdp_place, fsdp_on(s) ? fimpl(s) : NULL, out);
 }
 
 bool wf__fsdp_param_rows(wf_strategy *s, const wf_tensor *t, int64_t *start, int64_t *count, int64_t *rows) {

@@ -1,11 +1,13 @@
 /* fabric/strategy_zero.c: the "deepspeed*" strategies (Fabric's DeepSpeedStrategy), weft's own
  * ZeRO (Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion Parameter
  * Models"), so it runs on the CPU too:
- *   stage 1  parameters and gradients replicated; each gradient averaged over the ranks as DDP
- *            does; each rank keeps the optimizer state (and the f32 master copy) of its part
- *            of every parameter, steps only that part, then the parts are all-gathered;
- *   stage 2  the same, but each gradient is reduce-scattered into the rank's part as soon as
- *            it is final, and the full gradient freed there;
+ *   stage 1  parameters and gradients replicated; the gradients averaged over the ranks in
+ *            buckets as DDP does; each rank keeps the optimizer state (and the f32 master copy)
+ *            of its part of every parameter, steps only that part, then the parts are
+ *            all-gathered (in allgather_bucket_size buckets);
+ *   stage 2  the same, but each gradient goes into its reduction bucket as soon as it is final
+ *            and is freed there; the rank keeps only its part of the reduced bucket
+ *            (fabric/strategy_zero_buckets.c);
  *   stage 3  parameters sharded too: FSDP's FULL_SHARD units (strategy_fsdp.c), every module
  *            with parameters of its own a unit (fabric/strategy_zero3.c).
  * Checkpoints and shard lists of stages 1 and 2: fabric/zero_state.c.
@@ -29,10 +31,10 @@
  * DDP's (s->impl stays DDP's state; ours is s->zero_impl). DeepSpeed synchronizes every
  * backward: no_backward_sync is ignored (the Fabric warns), as in Fabric. */
 #include "fabric/zero_impl.h"
+#include "fabric/fsdp_unit.h"
 #include "fabric/shard_spec.h"
 #include "optim/optim_impl.h"
 
-#include <math.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <string.h>
@@ -54,6 +56,8 @@ static int zero_setup_environment(wf_strategy *s) {
     z->pg = s->pg;
     z->rank = wf_process_group_rank(s->pg);
     z->world = wf_process_group_size(s->pg);
+    z->reduce_bucket_size = z->allgather_bucket_size = 200000000;
+    z->bucket_reduce_scatter = z->world > 2;   /* strategy_zero_buckets.c says why */
     s->zero_impl = z;
     /* checkpoints: the optimizer state gathered to rank 0 (fabric/checkpoint.c's full path) */
     s->fsdp.full_state_dict = true;
@@ -90,13 +94,11 @@ static void model_free(zero_model *mod) {
     for (int i = 0; i < mod->n; i++) {
         zero_param *zp = &mod->p[i];
         if (zp->hook >= 0) wf_remove_grad_hook(zp->p, zp->hook);
-        wf_work_free(zp->work);   /* (waits: none is in flight outside a backward) */
-        wf_tensor_free(zp->rs_in);
-        wf_tensor_free(zp->rs_out);
         wf_tensor_free(zp->p);
         wf_tensor_free(zp->master);
         wf_tensor_free(zp->gpart);
     }
+    wf__zero_buckets_free(mod);
     wf__free(mod->p, 0);
     wf__free(mod, sizeof *mod);
 }
@@ -181,6 +183,7 @@ static int zero_setup_module(wf_strategy *s, wf_module *m) {
         zp->hook = wf_register_grad_ready_hook(zp->p, grad_ready, zp);
         if (zp->hook < 0) rc = zp->hook;
     }
+    if (!rc) rc = wf__zero_buckets_build(z, mod);
     mod->work_dtype = np ? wf_tensor_dtype(ts[0]) : WF_F32;
     /* the step's all-gather carries every parameter in one buffer of one dtype */
     for (int i = 1; i < np && !rc; i++)
@@ -266,116 +269,11 @@ static int zero_setup_optimizers(wf_strategy *s, wf_module *m, wf_optimizer *con
 
 /* ---------------------------------------------------------------- backward */
 
-/* zp's gradient is final for this backward: its reduction starts (asynchronously, at most two
- * in flight: each holds a gradient, so more would pile up memory; a third waits for the
- * oldest). Stage 1 all-reduces (averages) the gradient in place: it stays, replicated. Stage 2
- * reduce-scatters it into the rank's rows and drops it from the parameter: its memory goes
- * when the reduction is done. A rank's rows are contiguous in the row-major gradient and only
- * the last ranks' are short, so the reduce-scatter's input is the gradient itself, or (rows
- * not a multiple of N) the gradient followed by zeros. */
-static int finish_oldest(zero_impl *z);
-
-static int start_reduce(zero_impl *z, zero_param *zp) {
-    wf_tensor *g = wf_grad(zp->p);
-    if (!g) return 0;
-    int rc = z->n_pending == 2 ? finish_oldest(z) : 0;
-    if (rc) return rc;
-    int64_t numel = wf_numel(zp->p), per = zp->chunk * zp->row_numel, all = per * z->world;
-    wf_dtype wdt = wf_tensor_dtype(g);
-    wf_device dev = wf_tensor_device(g);
-    bool prev = wf_set_grad_enabled(false);
-    wf_scope_begin();
-    if (!wf_is_contiguous(g)) {
-        wf_tensor *c = wf_contiguous(g);
-        rc = c ? wf_set_grad(zp->p, c) : err_or(WF_ENOMEM);
-        g = wf_grad(zp->p);
-    }
-    if (!rc && z->stage == 1) {
-        zp->rs_in = wf_tensor_retain(g);
-        rc = wf_dist_all_reduce(z->pg, g, WF_DIST_AVG, &zp->work);
-    } else if (!rc) {
-        wf_tensor *in = all == numel ? flat(g) : wf_zeros_on(&all, 1, wdt, dev);
-        if (in && all != numel) rc = wf_copy_(wf_narrow(in, 0, 0, numel), flat(g));
-        wf_tensor *out = wf_empty_on(&per, 1, wdt, dev);
-        if (!rc && (!in || !out)) rc = err_or(WF_ENOMEM);
-        if (!rc) {
-            wf__scope_unregister(in);   /* ours until the reduction is done */
-            wf__scope_unregister(out);
-            zp->rs_in = in;
-            zp->rs_out = out;
-            rc = wf_set_grad(zp->p, NULL);
-        }
-        if (!rc) rc = wf_dist_reduce_scatter(z->pg, out, in, WF_DIST_AVG, &zp->work);
-    }
-    wf_scope_end();
-    wf_set_grad_enabled(prev);
-    if (!rc) z->pending[z->n_pending++] = zp;
-    else {
-        wf_work_free(zp->work);
-        wf_tensor_free(zp->rs_in);
-        wf_tensor_free(zp->rs_out);
-        zp->work = NULL;
-        zp->rs_in = zp->rs_out = NULL;
-    }
-    return rc;
-}
-
-/* The oldest reduction done: stage 2 adds the rank's rows to its part (kept until the step);
- * the master's gradient becomes the rank's rows (stage 1: of the averaged gradient; stage 2:
- * the part) in the master's dtype, overwritten: they hold the sum since the last step. */
-static int finish_oldest(zero_impl *z) {
-    if (!z->n_pending) return 0;
-    zero_param *zp = z->pending[0];
-    z->pending[0] = z->pending[1];
-    z->n_pending--;
-    int rc = wf_work_wait(zp->work);
-    wf_work_free(zp->work);
-    zp->work = NULL;
-    int64_t cnt = zp->row_count * zp->row_numel;
-    bool prev = wf_set_grad_enabled(false);
-    wf_scope_begin();
-    wf_tensor *rows = NULL;
-    if (!rc && z->stage == 1) {
-        rows = wf_narrow(flat(zp->rs_in), 0, zp->row_start * zp->row_numel, cnt);
-    } else if (!rc) {
-        if (!zp->gpart) {
-            zp->gpart = wf_zeros_on(&cnt, 1, wf_tensor_dtype(zp->rs_out), wf_tensor_device(zp->rs_out));
-            if (!zp->gpart) rc = err_or(WF_ENOMEM);
-            else wf__scope_unregister(zp->gpart);
-        }
-        if (!rc && cnt) rc = wf_add_(zp->gpart, wf_narrow(zp->rs_out, 0, 0, cnt));
-        rows = zp->gpart;
-    }
-    if (!rc) {
-        wf_tensor *mg = rows ? wf_to_dtype(wf_view(rows, wf_shape(zp->master), wf_ndim(zp->master)),
-                                           wf_tensor_dtype(zp->master)) : NULL;
-        /* a copy: the master's gradient must not alias the part or the working gradient */
-        mg = mg ? wf_clone(mg) : NULL;
-        rc = mg ? wf_set_grad(zp->master, mg) : err_or(WF_ENOMEM);
-    }
-    wf_scope_end();
-    wf_set_grad_enabled(prev);
-    wf_tensor_free(zp->rs_in);
-    wf_tensor_free(zp->rs_out);
-    zp->rs_in = zp->rs_out = NULL;
-    if (!rc) z->reduces++;
-    return rc;
-}
-
-static int flush(zero_impl *z) {
-    int rc = 0;
-    while (z->n_pending) {
-        int r = finish_oldest(z);
-        if (!rc) rc = r;
-    }
-    return rc;
-}
-
 static int grad_ready(wf_tensor *leaf, void *ud) {
     (void)leaf;
     zero_param *zp = ud;
     if (!zp->model->armed) return 0;
-    return start_reduce(zp->model->z, zp);
+    return wf__zero_grad_ready(zp->model->z, zp);
 }
 
 /* Every backward reduces (DeepSpeed has no no_backward_sync: the Fabric warns when asked).
@@ -391,32 +289,35 @@ static int zero_backward(wf_strategy *s, wf_tensor *loss, wf_module *m) {
     for (int k = 0; k < z->n_models; k++) z->models[k]->armed = !m || z->models[k]->root == m;
     int rc = wf_precision_backward(s->precision, loss);
     for (int k = 0; k < z->n_models; k++) z->models[k]->armed = false;
-    /* the reductions still in flight land before the backward returns (also after an error,
-     * so none outlives its buffers) */
-    int r = flush(z);
-    return rc ? rc : r;
+    /* the buckets still open or in flight land before the backward returns (also after an
+     * error, so none outlives its buffers) */
+    for (int k = 0; k < z->n_models; k++) {
+        int r = wf__zero_buckets_flush(z, z->models[k]);
+        if (!rc) rc = r;
+    }
+    return rc;
 }
 
 /* ---------------------------------------------------------------- step */
 
-/* The updated rows of every rank into every rank's working parameters: one all-gather of
- * the model's parts (each rank's region holds its rows of every parameter, padded to
- * ceil(rows/N)). */
-static int gather_model(zero_impl *z, zero_model *mod) {
-    if (!mod->n || !mod->per_rank) return 0;
+/* The updated rows of every rank into every rank's working parameters of p[i0, i1): one
+ * all-gather (each rank's region holds its rows of each of them, padded to ceil(rows/N)). */
+static int gather_range(zero_impl *z, zero_model *mod, int i0, int i1) {
     int rc = 0, world = z->world;
-    int64_t per = mod->per_rank, all = per * world;
-    wf_device dev = wf_tensor_device(mod->p[0].p);
-    bool prev = wf_set_grad_enabled(false);
+    int64_t base = mod->p[i0].offset;
+    int64_t per = (i1 < mod->n ? mod->p[i1].offset : mod->per_rank) - base, all = per * world;
+    if (!per) return 0;
+    wf_device dev = wf_tensor_device(mod->p[i0].p);
     wf_scope_begin();
-    wf_tensor *send = wf_zeros_on(&per, 1, mod->work_dtype, dev);
+    wf_tensor *send = wf_empty_on(&per, 1, mod->work_dtype, dev);
     wf_tensor *recv = send ? wf_empty_on(&all, 1, mod->work_dtype, dev) : NULL;
     if (!send || !recv) rc = err_or(WF_ENOMEM);
-    for (int i = 0; i < mod->n && !rc; i++) {
+    for (int i = i0; i < i1 && !rc; i++) {
         zero_param *zp = &mod->p[i];
-        int64_t cnt = zp->row_count * zp->row_numel;
-        if (!cnt) continue;
-        rc = wf_copy_(wf_narrow(send, 0, zp->offset, cnt), flat(zp->master));
+        int64_t cnt = zp->row_count * zp->row_numel, pad = zp->chunk * zp->row_numel - cnt;
+        if (cnt) rc = wf_copy_(wf_narrow(send, 0, zp->offset - base, cnt), flat(zp->master));
+        /* the padding is never read back, but is sent: defined bytes */
+        if (!rc && pad) rc = wf_zero_(wf_narrow(send, 0, zp->offset - base + cnt, pad));
     }
     /* through a work handle and a wait: on this machine's MPI (CPU ranks sharing cores) the
      * blocking call took about 5x longer for the same 0.5 MB (bench/NOTES.md) */
@@ -424,7 +325,7 @@ static int gather_model(zero_impl *z, zero_model *mod) {
     if (!rc) rc = wf_dist_all_gather(z->pg, recv, send, &w);
     if (!rc) rc = wf_work_wait(w);
     wf_work_free(w);
-    for (int i = 0; i < mod->n && !rc; i++) {
+    for (int i = i0; i < i1 && !rc; i++) {
         zero_param *zp = &mod->p[i];
         wf_tensor *dst = flat(zp->p);
         if (!dst) { rc = err_or(WF_ENOMEM); break; }
@@ -433,15 +334,33 @@ static int gather_model(zero_impl *z, zero_model *mod) {
             int64_t s0, c;
             wf__shard_rows(zp->rows, r, world, &s0, &c);
             if (!c) continue;
-            wf_tensor *src = wf_narrow(recv, 0, r * per + zp->offset, c * zp->row_numel);
+            wf_tensor *src = wf_narrow(recv, 0, r * per + zp->offset - base, c * zp->row_numel);
             if (src && !same) src = wf_to_dtype(src, wf_tensor_dtype(zp->p));
             rc = src ? wf_copy_(wf_narrow(dst, 0, s0 * zp->row_numel, c * zp->row_numel), src) : err_or(WF_ENOMEM);
         }
         if (!rc) atomic_fetch_add(&zp->p->storage->version, 1);
     }
     wf_scope_end();
-    wf_set_grad_enabled(prev);
     if (!rc) z->gathers++;
+    return rc;
+}
+
+/* The step's all-gather in buckets of at most allgather_bucket_size elements received (DeepSpeed's
+ * allgather_bucket_size; a larger parameter goes alone), in parameter order on every rank. */
+static int gather_model(zero_impl *z, zero_model *mod) {
+    int rc = 0;
+    bool prev = wf_set_grad_enabled(false);
+    for (int i0 = 0; i0 < mod->n && !rc;) {
+        int i1 = i0 + 1;
+        int64_t per = mod->p[i0].chunk * mod->p[i0].row_numel;
+        while (i1 < mod->n && (per + mod->p[i1].chunk * mod->p[i1].row_numel) * z->world <= z->allgather_bucket_size) {
+            per += mod->p[i1].chunk * mod->p[i1].row_numel;
+            i1++;
+        }
+        rc = gather_range(z, mod, i0, i1);
+        i0 = i1;
+    }
+    wf_set_grad_enabled(prev);
     return rc;
 }
 
@@ -488,42 +407,12 @@ static void zero_grad_params(wf_strategy *s, wf_tensor **ps, int n) {
     }
 }
 
-/* clip_grad_norm_ over the parts: the local sum of |g|^p (max for inf) all-reduced, the parts
- * being disjoint, so every rank scales by the same global norm. */
+/* clip_grad_norm_ over the parts (disjoint across the ranks): the global norm */
 static int zero_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, double max_norm, double norm_type,
                                bool error_if_nonfinite, double *total_norm) {
-    const char *op = "wf_fabric_clip_gradients";
     zero_impl *z = zimpl(s);
     if (!z) return wf_clip_grad_norm_(ps, n, max_norm, norm_type, error_if_nonfinite, total_norm);
-    bool inf = isinf(norm_type);
-    if (!inf && !(norm_type > 0)) return wf__error(WF_EINVAL, "%s: norm_type = %g must be > 0 or inf", op, norm_type);
-    int rc = 0;
-    double acc = 0;
-    wf_scope_begin();
-    for (int i = 0; i < n && !rc; i++) {
-        wf_tensor *g = ps[i] ? wf_grad(ps[i]) : NULL;
-        if (!g || !wf_numel(g)) continue;
-        wf_tensor *a = wf_abs(wf_to_dtype(g, WF_F64));
-        wf_tensor *v = inf ? wf_amax(a, NULL, 0, false) : wf_sum_all(wf_pow_scalar(a, norm_type));
-        if (!v) { rc = err_or(WF_ENOMEM); break; }
-        double x = wf_item(v);
-        acc = inf ? (x > acc ? x : acc) : acc + x;
-    }
-    wf_tensor *t = rc ? NULL : wf_full(WF_SHAPE(1), acc, WF_F64);
-    if (!rc && !t) rc = err_or(WF_ENOMEM);
-    if (!rc) rc = wf_dist_all_reduce(z->pg, t, inf ? WF_DIST_MAX : WF_DIST_SUM, NULL);
-    double total = rc ? 0 : (inf ? wf_item(t) : pow(wf_item(t), 1.0 / norm_type));
-    if (total_norm) *total_norm = total;
-    if (!rc && !isfinite(total) && error_if_nonfinite)
-        rc = wf__error(WF_ENONFINITE, "%s: the total norm of order %g of the gradients is non-finite (%g), so it "
-                       "cannot be clipped; pass no_error_if_nonfinite to scale them anyway", op, norm_type, total);
-    double coef = max_norm / (total + 1e-6);
-    for (int i = 0; i < n && !rc && coef < 1; i++) {
-        wf_tensor *g = ps[i] ? wf_grad(ps[i]) : NULL;
-        if (g && wf_numel(g)) rc = wf_mul_scalar_(g, coef);
-    }
-    wf_scope_end();
-    return rc;
+    return wf__sharded_clip_grad_norm(z->pg, ps, n, max_norm, norm_type, error_if_nonfinite, total_norm);
 }
 
 /* ---------------------------------------------------------------- teardown */

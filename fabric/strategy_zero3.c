@@ -2,14 +2,25 @@
  * (fabric/strategy_fsdp.c) with DeepSpeed's rules on top: every module with parameters of its
  * own a unit (unless fsdp.auto_wrap_policy / min_num_params choose), checkpoints gathered to
  * rank 0, one optimizer set up with its model, every backward synchronized (the Fabric warns
- * at no_backward_sync). Stages 1 and 2: fabric/strategy_zero.c. */
+ * at no_backward_sync). Stages 1 and 2: fabric/strategy_zero.c.
+ *
+ * When a unit's gathered parameters go: DeepSpeed releases a module's parameters after its
+ * forward only when their next use (its backward) is more than stage3_max_reuse_distance
+ * elements of other parameters away, and keeps at most stage3_max_live_parameters gathered;
+ * both default to 1e9, and Fabric's DeepSpeedStrategy keeps the defaults. So a model of at
+ * most 1e9 parameters keeps every unit gathered from its forward to its backward (FSDP's
+ * SHARD_GRAD_OP: one all-gather per unit and step, not two), and all are freed when the
+ * backward has reduced them; a larger model frees each unit after its forward (FULL_SHARD). */
 #include "fabric/zero_impl.h"
+#include "fabric/fsdp_unit.h"
+
+#define MAX_REUSE_DISTANCE 1000000000   /* stage3_max_reuse_distance = stage3_max_live_parameters */
 
 static int z3_setup_environment(wf_strategy *s) {
     if (s->desc->offload && s->device.type != WF_DEV_CPU)
         return wf__error(WF_ENOTSUP, "wf_fabric_launch: strategy \"%s\": offloading the shards and optimizer state "
                          "of CUDA parameters to the host is not in this build; use \"deepspeed_stage_3\"", s->desc->name);
-    s->fsdp.sharding = 0;   /* FULL_SHARD */
+    s->fsdp.sharding = FSDP_SHARD_GRAD_OP;   /* until a model is too large: z3_setup_module */
     s->fsdp.full_state_dict = true;
     s->fsdp.cpu_offload = s->desc->offload;
     if (!s->fsdp.min_num_params && !s->fsdp.n_wrap_types) s->fsdp.min_num_params = 1;
@@ -17,6 +28,14 @@ static int z3_setup_environment(wf_strategy *s) {
 }
 
 static int z3_setup_module(wf_strategy *s, wf_module *m) {
+    int np = wf_module_parameters(m, NULL, NULL, 0);
+    wf_tensor **ps = np > 0 ? wf__calloc((size_t)np, sizeof *ps) : NULL;
+    if (np > 0 && !ps) return wf__error(WF_ENOMEM, "wf_fabric_setup: out of memory");
+    int64_t numel = 0;
+    if (ps) wf_module_parameters(m, ps, NULL, np);
+    for (int i = 0; i < np; i++) numel += wf_numel(ps[i]);
+    wf__free(ps, 0);
+    if (numel > MAX_REUSE_DISTANCE) wf__fsdp_set_reshard_after_forward(s, true);
     int rc = wf__fsdp_ops.setup_module(s, m);
     if (!rc) s->zero_n_models++;
     return rc;

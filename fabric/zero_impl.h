@@ -19,9 +19,25 @@ typedef struct zero_param {
     int64_t row_start, row_count;     /* this rank's rows */
     int64_t offset;                   /* elements before it in a rank's region of the gather */
     int hook;                         /* grad-ready hook on p, -1 when none */
-    wf_work *work;                    /* its reduction in flight (owned), NULL when none */
-    wf_tensor *rs_in, *rs_out;        /* the reduction's buffers (owned while in flight) */
+    int bucket;                       /* its reduction bucket, -1 when none (no hook) */
+    int64_t boff;                     /* its place in the bucket (strategy_zero_buckets.c) */
+    bool ready;                       /* this backward: its gradient is in the bucket */
+    wf_tensor *view;                  /* stage 1: its gradient's place in the bucket (owned), the
+                                         working gradient from its first backward on */
 } zero_param;
+
+/* A reduction bucket (fabric/strategy_zero_buckets.c). Stage 2: the buffers exist only from its
+ * first gradient of a backward until it is reduced. Stage 1: the buffer, once made, holds the
+ * working gradients (each a view of it) for good. */
+typedef struct zero_bucket {
+    int *idx, n;                      /* its parameters (indices into the model's p); owned */
+    int pending;                      /* not ready yet this backward */
+    int64_t numel, per;               /* the buffer's elements; one rank's region (reduce-scatter) */
+    bool rs;                          /* reduce-scatter layout (else all-reduce, natural layout) */
+    bool launched, any;               /* any: a gradient came this backward */
+    wf_tensor *buf, *out;             /* the gradients in; the rank's rows out (reduce-scatter) */
+    wf_work *work;                    /* owned while in flight */
+} zero_bucket;
 
 typedef struct zero_impl zero_impl;
 struct zero_model {
@@ -33,6 +49,8 @@ struct zero_model {
     int64_t per_rank;                 /* elements of one rank's region in the all-gather */
     wf_dtype work_dtype;              /* the working parameters' dtype */
     bool armed;                       /* a backward runs: the hooks reduce */
+    zero_bucket *b;                   /* owned */
+    int nb, next_launch, next_done;   /* buckets; the next to launch, to wait for */
 };
 
 struct zero_impl {
@@ -41,9 +59,11 @@ struct zero_impl {
     int rank, world;
     zero_model **models;              /* owned */
     int n_models, cap_models;
-    int64_t reduces, gathers;
-    zero_param *pending[2];           /* reductions in flight, oldest first */
-    int n_pending;
+    int64_t reduces, gathers;         /* gradients reduced, all-gathers of the step's rows */
+    int64_t buckets_launched;         /* reduction collectives */
+    /* Fabric's DeepSpeedStrategy defaults, in elements: 2e8 each. Set before setup (tests). */
+    int64_t reduce_bucket_size, allgather_bucket_size;
+    bool bucket_reduce_scatter;       /* stage 2 reduce-scatters its buckets (else all-reduce) */
 };
 
 static inline zero_impl *zimpl(const wf_strategy *s) { return s ? s->zero_impl : NULL; }
@@ -55,6 +75,13 @@ static inline wf_tensor *flat(wf_tensor *t) {
 }
 
 static inline int err_or(int fallback) { return wf_error() ? wf_error() : fallback; }
+
+/* Buckets (strategy_zero_buckets.c): built at setup for the parameters with hooks; a
+ * gradient's hook; the backward's end (launch the rest, wait, rearm); free. 0 or a code. */
+int wf__zero_buckets_build(zero_impl *z, zero_model *mod);
+int wf__zero_grad_ready(zero_impl *z, zero_param *zp);
+int wf__zero_buckets_flush(zero_impl *z, zero_model *mod);
+void wf__zero_buckets_free(zero_model *mod);
 
 /* The entry whose working parameter or master is t (NULL if none); *in its model. */
 zero_param *wf__zero_find_param(zero_impl *z, const void *t, zero_model **in);

@@ -106,75 +106,20 @@ int wf__zero_rows_of(wf_strategy *s, const wf_tensor *t, wf_tensor *full, wf_ten
  * wf__fsdp_module_entries / wf__fsdp_optimizer_entries): a module's tensors are whole on every
  * rank (replicated); an optimizer's state tensors hold the rows of their master. */
 
-static int entries_init(wf__shard_list *l, int cap) {
-    memset(l, 0, sizeof *l);
-    l->v = wf__calloc((size_t)cap + 1, sizeof *l->v);
-    l->names = wf__calloc((size_t)cap + 1, sizeof *l->names);
-    if (!l->v || !l->names) {
-        wf__shard_list_free(l);
-        return wf__error(WF_ENOMEM, "zero entries: out of memory");
-    }
-    return 0;
-}
-
-/* name "prefix/key"; zp NULL: replicated */
-static int entries_add(wf__shard_list *l, int cap, const char *prefix, const char *key, wf_tensor *local,
-                       const zero_param *zp) {
-    if (l->n >= cap) return wf__error(WF_ESTATE, "zero entries: more tensors than counted");
-    size_t len = strlen(prefix) + strlen(key) + 2;
-    char *name = wf__malloc(len);
-    if (!name) return wf__error(WF_ENOMEM, "zero entries: out of memory");
-    snprintf(name, len, "%s/%s", prefix, key);
-    wf__shard_entry *e = &l->v[l->n];
-    memset(e, 0, sizeof *e);
-    l->names[l->n++] = name;
-    e->name = name;
-    e->local = local;
-    const wf_tensor *shape_of = zp ? zp->p : local;
-    e->ndim = wf_ndim(shape_of);
-    for (int d = 0; d < e->ndim; d++) e->global_shape[d] = wf_shape(shape_of)[d];
-    e->row_start = zp ? zp->row_start : 0;
-    e->replicated = !zp;
-    return 0;
+/* module tensors are whole on every rank: the defaults (replicated); an optimizer state of a
+ * master holds its rows */
+static void zero_place(void *ud, wf_tensor *param, bool optimizer_state, wf__shard_place *pl) {
+    zero_param *zp = optimizer_state ? wf__zero_find_param(ud, param, NULL) : NULL;
+    if (!zp || param != zp->master) return;
+    pl->global = zp->p;
+    pl->row_start = zp->row_start;
+    pl->sharded = true;
 }
 
 int wf__zero_module_entries(wf_strategy *s, wf_module *m, const char *prefix, wf__shard_list *out) {
-    (void)s;
-    wf_state_dict *sd = wf_state_dict_new();
-    if (!sd) return wf__error(WF_ENOMEM, "zero entries: out of memory");
-    int rc = wf_module_state_dict(m, sd, NULL);
-    int n = rc ? 0 : wf_state_dict_count(sd);
-    if (!rc) rc = entries_init(out, n);
-    for (int i = 0; i < n && !rc; i++) {
-        const char *name = wf_state_dict_name_at(sd, i);
-        wf_tensor *t = wf_module_get_parameter(m, name);
-        rc = entries_add(out, n, prefix, name, t ? t : wf_module_get_buffer(m, name), NULL);
-    }
-    wf_state_dict_free(sd);
-    if (rc) wf__shard_list_free(out);
-    return rc;
+    return wf__shard_list_module(m, prefix, zero_place, zimpl(s), out);
 }
 
 int wf__zero_optimizer_entries(wf_strategy *s, wf_optimizer *o, const char *prefix, wf__shard_list *out) {
-    static const char *const keys[] = { "momentum_buffer", "exp_avg", "exp_avg_sq", "max_exp_avg_sq",
-                                        "square_avg", "grad_avg", "sum" };
-    zero_impl *z = zimpl(s);
-    int cap = o->n_params * 7, rc = entries_init(out, cap);
-    for (int g = 0; g < o->n_groups && !rc; g++)
-        for (int i = 0; i < o->groups[g].n && !rc; i++) {
-            int idx = o->groups[g].first_index + i;
-            wf_param_state *st = &o->state[idx];
-            wf_tensor *slots[] = { st->momentum_buffer, st->exp_avg, st->exp_avg_sq, st->max_exp_avg_sq,
-                                   st->square_avg, st->grad_avg, st->sum };
-            zero_param *zp = wf__zero_find_param(z, o->groups[g].params[i], NULL);
-            if (zp && o->groups[g].params[i] != zp->master) zp = NULL;
-            for (int k = 0; k < 7 && !rc; k++) {
-                if (!slots[k]) continue;
-                char key[96];
-                snprintf(key, sizeof key, "state/%d/%s", idx, keys[k]);
-                rc = entries_add(out, cap, prefix, key, slots[k], zp);
-            }
-        }
-    if (rc) wf__shard_list_free(out);
-    return rc;
+    return wf__shard_list_optimizer(o, prefix, zero_place, zimpl(s), out);
 }

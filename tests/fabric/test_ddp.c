@@ -14,16 +14,13 @@
  *
  * CK_FORK=no: every rank runs every test in order so the collectives line up; a short
  * WF_DIST_TIMEOUT turns a desynchronization into an error, not a hang. */
-#include "test_util.h"
+#include "dist_fixture.h"
 #include "fabric/ddp_reducer.h"
 #include "dist/trace.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <unistd.h>
-
-static wf_process_group *pg;   /* held for the whole run, so MPI stays initialized between Fabrics */
-static int rank, world;
 
 /* 0.weight 0.bias (4->6), tanh, 2.weight 2.bias (6->5), tanh, 4.weight 4.bias (5->2); the same
  * initial weights on every rank (seeded) */
@@ -567,19 +564,7 @@ START_TEST(test_fabric_bf16_mixed_reduces_f32) {
 }
 END_TEST
 
-int main(void) {
-    setenv("CK_FORK", "no", 1);
-    if (!getenv("WF_DIST_TIMEOUT")) setenv("WF_DIST_TIMEOUT", "30", 1);
-    pg = wf_dist_init(NULL);
-    if (!pg) {
-        fprintf(stderr, "wf_dist_init: %s\n", wf_error_message());
-        return EXIT_FAILURE;
-    }
-    rank = wf_process_group_rank(pg);
-    world = wf_process_group_size(pg);
-    Suite *s = suite_create("ddp");
-    TCase *tc = tcase_create("ddp");
-    tcase_set_timeout(tc, 120);
+static void add_tests(TCase *tc) {
     tcase_add_test(tc, test_bucket_assignment);
     tcase_add_test(tc, test_reduce_into_views);
     tcase_add_test(tc, test_rebuild_in_rank0_order);
@@ -593,8 +578,6 @@ int main(void) {
     tcase_add_test(tc, test_fabric_globally_unused_keeps_no_grad);
     tcase_add_test(tc, test_fabric_shared_parameter_refused);
     tcase_add_test(tc, test_fabric_bf16_mixed_reduces_f32);
-    suite_add_tcase(s, tc);
-    int rc = tt_run(s);
-    wf_process_group_free(pg);
-    return rc;
 }
+
+int main(void) { return tf_dist_main("ddp", add_tests); }

@@ -14,7 +14,7 @@
  *
  * CK_FORK=no: every rank runs every test in order so the collectives line up; a short
  * WF_DIST_TIMEOUT turns a desynchronization into an error, not a hang. */
-#include "test_util.h"
+#include "dist_fixture.h"
 #include "fabric/fabric_impl.h"
 #include "fabric/shard_spec.h"
 #include "fabric/fsdp_entries.h"
@@ -23,71 +23,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-static wf_process_group *pg;   /* held for the whole run, so MPI stays initialized between Fabrics */
-static int rank, world;
-
-#define NP 6        /* parameters of the model */
-#define NV 47       /* their elements: 20+5 + 15+3 + 3+1 */
 #define STEPS 3
 #define LR 0.1
 #define CLIP 0.3
 
-static wf_module *mlp(unsigned seed) {
-    wf_manual_seed(seed);
-    return wf_sequential_new(5, wf_linear_new(4, 5, true), wf_relu_new(), wf_linear_new(5, 3, true), wf_relu_new(),
-                             wf_linear_new(3, 1, true));
-}
-
 /* rank r's micro-batch of step k: 3 rows */
-static wf_tensor *xb(int r, int k) {
-    double v[12];
-    tt_fill(v, 12, 500 + 10 * (unsigned)r + (unsigned)k);
-    return wf_to_dtype(wf_from_data(v, WF_SHAPE(3, 4), WF_F64), WF_F32);
-}
-static wf_tensor *tb(int r, int k) {
-    double v[3];
-    tt_fill(v, 3, 900 + 10 * (unsigned)r + (unsigned)k);
-    return wf_to_dtype(wf_from_data(v, WF_SHAPE(3, 1), WF_F64), WF_F32);
-}
-static wf_tensor *loss_of(wf_module *m, int r, int k) {
-    return wf_mean_all(wf_square(wf_sub(wf_module_forward(m, xb(r, k)), tb(r, k))));
-}
-
-static void flatten(wf_module *m, double *out) {
-    wf_tensor *p[NP];
-    ck_assert_int_eq(wf_module_parameters(m, p, NULL, NP), NP);
-    int off = 0;
-    for (int i = 0; i < NP; i++) {
-        ck_assert_ptr_nonnull(p[i]->storage->data);
-        ck_assert_int_eq(wf_to_array(p[i], out + off, WF_F64), 0);
-        off += (int)wf_numel(p[i]);
-    }
-    ck_assert_int_eq(off, NV);
-}
-
-/* One process on the ranks' batches together (the mean of the ranks' mean losses). */
-static void reference_seeded(unsigned seed, int steps, double *out) {
-    wf_module *m = mlp(seed);
-    wf_tensor *p[NP];
-    wf_module_parameters(m, p, NULL, NP);
-    wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
-    for (int k = 0; k < steps; k++) WF_SCOPE {
-        wf_tensor *loss = NULL;
-        for (int r = 0; r < world; r++) {
-            wf_tensor *l = loss_of(m, r, k);
-            loss = loss ? wf_add(loss, l) : l;
-        }
-        ck_assert_int_eq(wf_backward(wf_mul_scalar(loss, 1.0 / world), NULL, false), 0);
-        ck_assert_int_eq(wf_clip_grad_norm_(p, NP, CLIP, 2.0, true, NULL), 0);
-        ck_assert_int_eq(wf_optimizer_step(o), 0);
-        wf_optimizer_zero_grad(o, true);
-    }
-    flatten(m, out);
-    wf_optimizer_free(o);
-    wf_module_free(m);
-}
-
-static void reference(int steps, double *out) { reference_seeded(7, steps, out); }
+static wf_optimizer *sgd(wf_tensor *const *p) { return wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 }); }
+static void reference(int steps, double *out) { tf_reference(7, steps, sgd, CLIP, out); }
 
 static const char *const linear_policy[] = { "Linear", NULL };
 
@@ -99,27 +41,14 @@ static wf_fabric *new_fabric(const char *strategy, const wf_fsdp_opts *fo) {
     return f;
 }
 
-/* steps of the Fabric loop; out: the full parameters after them */
-static void train(wf_fabric *f, wf_module *m, wf_optimizer *o, int k0, int k1) {
-    for (int k = k0; k < k1; k++) WF_SCOPE {
-        ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, k), m), 0);
-        double norm = 0;
-        ck_assert_msg(wf_fabric_clip_gradients(f, m, o, &(wf_clip_opts){ .max_norm = CLIP }, &norm) == 0, "%s",
-                      wf_error_message());
-        ck_assert(norm > 0);
-        ck_assert_int_eq(wf_fabric_step(f, o, NULL), 0);
-        wf_optimizer_zero_grad(o, true);
-    }
-}
-
 static void run_fabric(const char *strategy, const wf_fsdp_opts *fo, double *out, wf_optimizer **keep_opt) {
     wf_fabric *f = new_fabric(strategy, fo);
-    wf_module *m = mlp(7);
+    wf_module *m = tf_mlp(7);
     wf_tensor *p[NP];
     wf_module_parameters(m, p, NULL, NP);
     wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
     ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
-    train(f, m, o, 0, STEPS);
+    tf_train(f, m, o, 0, STEPS, CLIP);
     wf__fsdp_counters c;
     wf__fsdp_counters_get(f->strategy, &c);
     if (fo && fo->auto_wrap_policy && !strcmp(fo->sharding_strategy, "FULL_SHARD")) {
@@ -137,39 +66,17 @@ static void run_fabric(const char *strategy, const wf_fsdp_opts *fo, double *out
         ck_assert_int_eq(c.reduces, 3 * STEPS);
     }
     ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
-    flatten(m, out);
+    tf_flatten(m, out);
     ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
     /* the momentum buffers are the shards' size: rows wf__shard_rows(dim 0) of each */
-    if (keep_opt) {
-        wf_optim_state *st = wf_optimizer_state_dict(o);
-        ck_assert_ptr_nonnull(st);
-        wf_tensor *p2[NP];
-        wf_module_parameters(m, p2, NULL, NP);
-        for (int i = 0; i < NP; i++) {
-            char name[64];
-            snprintf(name, sizeof name, "state/%d/momentum_buffer", i);
-            wf_tensor *mb = wf_optim_state_find(st, name);
-            ck_assert_msg(mb, "%s missing", name);
-            int64_t s0, c;
-            wf__shard_rows(wf_shape(p2[i])[0], rank, world, &s0, &c);
-            ck_assert_int_eq(wf_shape(mb)[0], c);
-            ck_assert_int_eq(wf_numel(mb), c * (wf_numel(p2[i]) / wf_shape(p2[i])[0]));
-        }
-        wf_optim_state_free(st);
-    }
+    if (keep_opt) tf_check_state_rows(o, m, "momentum_buffer");
     wf_fabric_free(f);
     /* after the Fabric the module is whole again (a plain module) */
     double again[NV];
-    flatten(m, again);
+    tf_flatten(m, again);
     for (int i = 0; i < NV; i++) ck_assert_double_eq(again[i], out[i]);
     wf_optimizer_free(o);
     wf_module_free(m);
-}
-
-static void assert_near(const double *got, const double *want, const char *what) {
-    for (int i = 0; i < NV; i++)
-        ck_assert_msg(fabs(got[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])), "%s: element %d: %.9g vs %.9g", what, i,
-                      got[i], want[i]);
 }
 
 /* Several nodes on one machine, for HYBRID_SHARD: Open MPI's ranks, regrouped into nodes of
@@ -195,18 +102,18 @@ START_TEST(test_parity_with_single_process_and_ddp) {
     double ref[NV], ddp[NV], got[NV];
     reference(STEPS, ref);
     run_fabric("ddp", NULL, ddp, NULL);
-    assert_near(ddp, ref, "ddp vs one process");
+    tf_assert_near(ddp, ref, "ddp vs one process");
     wf_fsdp_opts fo = { .sharding_strategy = modes[_i], .auto_wrap_policy = linear_policy };
     run_fabric("fsdp", &fo, got, _i == 2 ? NULL : (wf_optimizer **)1);
-    assert_near(got, ref, modes[_i]);
-    assert_near(got, ddp, modes[_i]);
+    tf_assert_near(got, ref, modes[_i]);
+    tf_assert_near(got, ddp, modes[_i]);
     /* no policy: the whole model is one unit (the root) */
     if (_i == 0) {
         run_fabric("fsdp", &(wf_fsdp_opts){ 0 }, got, (wf_optimizer **)1);
-        assert_near(got, ref, "FULL_SHARD, one unit");
+        tf_assert_near(got, ref, "FULL_SHARD, one unit");
         /* a size policy: units of >= 16 parameters (the first Linear, 25; the rest go to the root) */
         run_fabric("fsdp_cpu_offload", &(wf_fsdp_opts){ .min_num_params = 16 }, got, (wf_optimizer **)1);
-        assert_near(got, ref, "FULL_SHARD, min_num_params");
+        tf_assert_near(got, ref, "FULL_SHARD, min_num_params");
     }
 }
 END_TEST
@@ -227,7 +134,7 @@ START_TEST(test_hybrid_shard_nodes) {
                                                                 .auto_wrap_policy = linear_policy } });
     ck_assert_msg(f, "%s", wf_error_message());
     ck_assert_int_eq(wf_fabric_launch(f, NULL, NULL), 0);
-    wf_module *m = mlp(7);
+    wf_module *m = tf_mlp(7);
     wf_tensor *p[NP];
     wf_module_parameters(m, p, NULL, NP);
     wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
@@ -236,11 +143,11 @@ START_TEST(test_hybrid_shard_nodes) {
     int64_t s0, c;
     wf__shard_rows(5, rank % nodes_per, nodes_per, &s0, &c);
     ck_assert_int_eq(wf_shape(o->groups[0].params[0])[0], c);
-    train(f, m, o, 0, STEPS);
+    tf_train(f, m, o, 0, STEPS, CLIP);
     ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
-    flatten(m, got);
+    tf_flatten(m, got);
     ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
-    assert_near(got, ref, "HYBRID_SHARD across nodes");
+    tf_assert_near(got, ref, "HYBRID_SHARD across nodes");
     /* a sharded checkpoint goes through the first node's shard group: a folder of nodes_per
      * rank files (the other nodes hold the same rows); every rank loads it back */
     char dir[256];
@@ -257,13 +164,13 @@ START_TEST(test_hybrid_shard_nodes) {
     ck_assert_msg(!stat(rf, &sb), "%s missing", rf);
     snprintf(rf, sizeof rf, "%s/rank-0-of-%d.safetensors", dir, world);
     ck_assert(stat(rf, &sb));
-    train(f, m, o, STEPS, STEPS + 1);
+    tf_train(f, m, o, STEPS, STEPS + 1, CLIP);
     wf_fabric_state *rest = wf_fabric_load(f, dir, st, true);
     ck_assert_msg(rest, "%s", wf_error_message());
     wf_fabric_state_free(rest);
     double back[NV];
     ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
-    flatten(m, back);
+    tf_flatten(m, back);
     ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
     for (int i = 0; i < NV; i++) ck_assert_double_eq(back[i], got[i]);
     ck_assert_int_eq(wf_dist_barrier(pg), 0);
@@ -289,7 +196,7 @@ START_TEST(test_free_after_forward) {
     if (world < 2) return;
     wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .sharding_strategy = _i ? "SHARD_GRAD_OP" : "FULL_SHARD",
                                                          .auto_wrap_policy = linear_policy });
-    wf_module *m = mlp(7);
+    wf_module *m = tf_mlp(7);
     ck_assert_int_eq(wf_fabric_setup_module(f, m, true), 0);
     wf_tensor *w0 = wf_module_get_parameter(m, "0.weight"), *w4 = wf_module_get_parameter(m, "4.weight");
     /* after setup: only the shards */
@@ -298,7 +205,7 @@ START_TEST(test_free_after_forward) {
     wf_memory_stats before, during, after;
     ck_assert_int_eq(wf_fabric_memory_stats(f, &before), 0);
     WF_SCOPE {
-        wf_tensor *loss = loss_of(m, rank, 0);
+        wf_tensor *loss = tf_loss_of(m, rank, 0);
         ck_assert_ptr_nonnull(loss);
         if (_i == 0) ck_assert_ptr_null(w0->storage->data);
         else ck_assert_ptr_nonnull(w0->storage->data);
@@ -335,41 +242,41 @@ START_TEST(test_no_backward_sync) {
     if (world < 2) return;
     double ref[NV], got[NV];
     WF_SCOPE {
-        wf_module *m = mlp(7);
+        wf_module *m = tf_mlp(7);
         wf_tensor *p[NP];
         wf_module_parameters(m, p, NULL, NP);
         wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR });
         wf_tensor *loss = NULL;
         for (int r = 0; r < world; r++)
             for (int k = 0; k < 2; k++) {
-                wf_tensor *l = loss_of(m, r, k);
+                wf_tensor *l = tf_loss_of(m, r, k);
                 loss = loss ? wf_add(loss, l) : l;
             }
         ck_assert_int_eq(wf_backward(wf_mul_scalar(loss, 1.0 / world), NULL, false), 0);
         ck_assert_int_eq(wf_optimizer_step(o), 0);
-        flatten(m, ref);
+        tf_flatten(m, ref);
         wf_optimizer_free(o);
         wf_module_free(m);
     }
     wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .auto_wrap_policy = linear_policy });
-    wf_module *m = mlp(7);
+    wf_module *m = tf_mlp(7);
     wf_tensor *p[NP];
     wf_module_parameters(m, p, NULL, NP);
     wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR });
     ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
     WF_SCOPE {
         ck_assert_int_eq(wf_fabric_no_backward_sync_begin(f, m, true), 0);
-        ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, 0), m), 0);
+        ck_assert_int_eq(wf_fabric_backward(f, tf_loss_of(m, rank, 0), m), 0);
         ck_assert_int_eq(wf_fabric_no_backward_sync_end(f), 0);
         ck_assert_ptr_nonnull(wf_grad(p[0]));   /* unsharded, waiting for the synced backward */
-        ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, 1), m), 0);
+        ck_assert_int_eq(wf_fabric_backward(f, tf_loss_of(m, rank, 1), m), 0);
         ck_assert_ptr_null(wf_grad(p[0]));
         ck_assert_int_eq(wf_fabric_step(f, o, NULL), 0);
     }
     ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
-    flatten(m, got);
+    tf_flatten(m, got);
     ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
-    assert_near(got, ref, "no_backward_sync");
+    tf_assert_near(got, ref, "no_backward_sync");
     wf_fabric_free(f);
     wf_optimizer_free(o);
     wf_module_free(m);
@@ -389,18 +296,18 @@ START_TEST(test_full_checkpoint) {
     double a[NV], b[NV], saved[NV];
     {
         wf_fabric *f = new_fabric("fsdp", &fo);
-        wf_module *m = mlp(7);
+        wf_module *m = tf_mlp(7);
         wf_tensor *p[NP];
         wf_module_parameters(m, p, NULL, NP);
         wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
         ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
-        train(f, m, o, 0, 2);
+        tf_train(f, m, o, 0, 2, CLIP);
         wf_fabric_state *st = wf_fabric_state_new();
         wf_fabric_state_add_module(st, "model", m);
         wf_fabric_state_add_optimizer(st, "optimizer", o);
         ck_assert_msg(wf_fabric_save(f, path, st, NULL) == 0, "%s", wf_error_message());
         ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
-        flatten(m, saved);
+        tf_flatten(m, saved);
         ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
         if (rank == 0) WF_SCOPE {
             wf_st_file *sf = wf_st_open(path);
@@ -413,13 +320,13 @@ START_TEST(test_full_checkpoint) {
             ck_assert_shape(wf_st_load(sf, "optimizer/state/4/momentum_buffer"), 1, 3);
             wf_st_close(sf);
         }
-        train(f, m, o, 2, 3);
+        tf_train(f, m, o, 2, 3, CLIP);
         ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
-        flatten(m, a);
+        tf_flatten(m, a);
         ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
         /* the default state_dict_type */
         wf_fabric *g = new_fabric("fsdp", NULL);
-        wf_module *m2 = mlp(7);
+        wf_module *m2 = tf_mlp(7);
         ck_assert_int_eq(wf_fabric_setup_module(g, m2, true), 0);
         wf_fabric_state *st2 = wf_fabric_state_new();
         wf_fabric_state_add_module(st2, "model", m2);
@@ -436,7 +343,7 @@ START_TEST(test_full_checkpoint) {
     }
     {
         wf_fabric *f = new_fabric("fsdp", &fo);
-        wf_module *m = mlp(99);   /* other weights: the load must replace them */
+        wf_module *m = tf_mlp(99);   /* other weights: the load must replace them */
         wf_tensor *p[NP];
         wf_module_parameters(m, p, NULL, NP);
         wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
@@ -448,20 +355,20 @@ START_TEST(test_full_checkpoint) {
         ck_assert_msg(rest, "%s", wf_error_message());
         wf_fabric_state_free(rest);
         ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
-        flatten(m, b);
+        tf_flatten(m, b);
         ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
-        assert_near(b, saved, "loaded");
-        train(f, m, o, 2, 3);   /* with the loaded momentum */
+        tf_assert_near(b, saved, "loaded");
+        tf_train(f, m, o, 2, 3, CLIP);   /* with the loaded momentum */
         ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
-        flatten(m, b);
+        tf_flatten(m, b);
         ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
-        assert_near(b, a, "resumed");
+        tf_assert_near(b, a, "resumed");
         /* load_raw of a full (plain safetensors) file into the sharded model */
         char raw[300];
         snprintf(raw, sizeof raw, "%s.raw", path);
         double want[NV];
-        wf_module *plain = mlp(5);
-        flatten(plain, want);
+        wf_module *plain = tf_mlp(5);
+        tf_flatten(plain, want);
         if (rank == 0) {
             wf_st_writer *w = wf_st_writer_new();
             wf_tensor *pp[NP];
@@ -474,9 +381,9 @@ START_TEST(test_full_checkpoint) {
         wf_dist_barrier(pg);
         ck_assert_msg(wf_fabric_load_raw_module(f, raw, m, true) == 0, "%s", wf_error_message());
         ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
-        flatten(m, b);
+        tf_flatten(m, b);
         ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
-        assert_near(b, want, "load_raw");
+        tf_assert_near(b, want, "load_raw");
         wf_module_free(plain);
         wf_dist_barrier(pg);
         if (rank == 0) unlink(raw);
@@ -503,7 +410,7 @@ START_TEST(test_bf16_true_keeps_f32_shards) {
                                                       .fsdp = { .auto_wrap_policy = linear_policy } });
     ck_assert_msg(f, "%s", wf_error_message());
     ck_assert_int_eq(wf_fabric_launch(f, NULL, NULL), 0);
-    wf_module *m = mlp(7);
+    wf_module *m = tf_mlp(7);
     wf_tensor *p[NP];
     wf_module_parameters(m, p, NULL, NP);
     wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
@@ -513,7 +420,7 @@ START_TEST(test_bf16_true_keeps_f32_shards) {
     wf_tensor *shard0 = o->groups[0].params[0];
     ck_assert_int_eq(wf_tensor_dtype(shard0), WF_F32);
     for (int k = 0; k < STEPS; k++) WF_SCOPE {
-        ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, k), m), 0);
+        ck_assert_int_eq(wf_fabric_backward(f, tf_loss_of(m, rank, k), m), 0);
         ck_assert_ptr_nonnull(wf_grad(shard0));
         ck_assert_int_eq(wf_tensor_dtype(wf_grad(shard0)), WF_F32);
         ck_assert_int_eq(wf_fabric_clip_gradients(f, m, o, &(wf_clip_opts){ .max_norm = CLIP }, NULL), 0);
@@ -521,7 +428,7 @@ START_TEST(test_bf16_true_keeps_f32_shards) {
         wf_optimizer_zero_grad(o, true);
     }
     ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
-    flatten(m, got);
+    tf_flatten(m, got);
     ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
     WF_SCOPE {
         wf_tensor *lo = wf_from_data(got, WF_SHAPE(NV), WF_F64), *hi = wf_clone(lo);
@@ -542,12 +449,12 @@ END_TEST
 START_TEST(test_shard_entries) {
     if (world < 2) return;
     wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .auto_wrap_policy = linear_policy });
-    wf_module *m = mlp(7);
+    wf_module *m = tf_mlp(7);
     wf_tensor *p[NP];
     wf_module_parameters(m, p, NULL, NP);
     wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
     ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
-    train(f, m, o, 0, 1);
+    tf_train(f, m, o, 0, 1, CLIP);
     wf__shard_list ml, ol;
     ck_assert_int_eq(wf__fsdp_module_entries(f->strategy, m, "model", &ml), 0);
     ck_assert_int_eq(wf__fsdp_optimizer_entries(f->strategy, o, "optimizer", &ol), 0);
@@ -585,10 +492,10 @@ END_TEST
 START_TEST(test_two_models) {
     if (world < 2) return;
     double ra[NV], rb[NV], ga[NV], gb[NV];
-    reference_seeded(7, STEPS, ra);
-    reference_seeded(8, STEPS, rb);
+    tf_reference(7, STEPS, sgd, CLIP, ra);
+    tf_reference(8, STEPS, sgd, CLIP, rb);
     wf_fabric *f = new_fabric("fsdp", &(wf_fsdp_opts){ .auto_wrap_policy = linear_policy });
-    wf_module *ms[2] = { mlp(7), mlp(8) };
+    wf_module *ms[2] = { tf_mlp(7), tf_mlp(8) };
     wf_optimizer *os[2];
     for (int j = 0; j < 2; j++) {
         wf_tensor *p[NP];
@@ -597,7 +504,7 @@ START_TEST(test_two_models) {
         ck_assert_int_eq(wf_fabric_setup(f, ms[j], &os[j], 1, NULL), 0);
     }
     for (int k = 0; k < STEPS; k++) WF_SCOPE {
-        ck_assert_int_eq(wf_fabric_backward(f, wf_add(loss_of(ms[0], rank, k), loss_of(ms[1], rank, k)), NULL), 0);
+        ck_assert_int_eq(wf_fabric_backward(f, wf_add(tf_loss_of(ms[0], rank, k), tf_loss_of(ms[1], rank, k)), NULL), 0);
         for (int j = 0; j < 2; j++) {
             ck_assert_int_eq(wf_fabric_clip_gradients(f, ms[j], os[j], &(wf_clip_opts){ .max_norm = CLIP }, NULL), 0);
             ck_assert_int_eq(wf_fabric_step(f, os[j], NULL), 0);
@@ -607,13 +514,13 @@ START_TEST(test_two_models) {
     double *outs[2] = { ga, gb };
     for (int j = 0; j < 2; j++) {
         ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, ms[j]), 0);
-        flatten(ms[j], outs[j]);
+        tf_flatten(ms[j], outs[j]);
         ck_assert_int_eq(wf_fabric_summon_full_params_end(f, ms[j]), 0);
     }
-    assert_near(ga, ra, "first model");
-    assert_near(gb, rb, "second model");
+    tf_assert_near(ga, ra, "first model");
+    tf_assert_near(gb, rb, "second model");
     WF_SCOPE {
-        ck_assert_int_eq(wf_fabric_backward(f, loss_of(ms[0], rank, 0), ms[0]), 0);
+        ck_assert_int_eq(wf_fabric_backward(f, tf_loss_of(ms[0], rank, 0), ms[0]), 0);
         ck_assert_ptr_nonnull(wf_grad(os[0]->groups[0].params[0]));
         ck_assert_ptr_null(wf_grad(os[1]->groups[0].params[0]));
     }
@@ -661,12 +568,12 @@ START_TEST(test_bad_options) {
     if (world < 2) return;
     /* an optimizer that already stepped has full-sized state: refused */
     wf_fabric *f = new_fabric("fsdp", NULL);
-    wf_module *m = mlp(7);
+    wf_module *m = tf_mlp(7);
     wf_tensor *p[NP];
     wf_module_parameters(m, p, NULL, NP);
     wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
     WF_SCOPE {
-        ck_assert_int_eq(wf_backward(loss_of(m, rank, 0), NULL, false), 0);
+        ck_assert_int_eq(wf_backward(tf_loss_of(m, rank, 0), NULL, false), 0);
         ck_assert_int_eq(wf_optimizer_step(o), 0);
     }
     ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), WF_ESTATE);
@@ -705,7 +612,7 @@ START_TEST(test_activation_checkpointing) {
                         .activation_checkpointing_policy = linear_policy };
     for (int strat = 0; strat < 2; strat++) {
         wf_fabric *f = new_fabric(strat ? "ddp" : "fsdp", &fo);
-        wf_module *m = mlp(7);
+        wf_module *m = tf_mlp(7);
         wf_tensor *p[NP];
         wf_module_parameters(m, p, NULL, NP);
         wf_optimizer *o = wf_sgd_new(p, NP, &(wf_sgd_opts){ .lr = LR, .momentum = 0.9 });
@@ -715,9 +622,9 @@ START_TEST(test_activation_checkpointing) {
             ck_assert_int_eq(wf_module_activation_checkpointing(ch), !strcmp(wf_module_type(ch), "Linear"));
         }
         ck_assert(!wf_module_activation_checkpointing(m));
-        train(f, m, o, 0, STEPS);
+        tf_train(f, m, o, 0, STEPS, CLIP);
         if (strat) {
-            flatten(m, got);
+            tf_flatten(m, got);
             ck_assert_msg(wf_fabric_warnings(f) && strstr(wf_fabric_warnings(f), "activation_checkpointing_policy is an "
                           "FSDP option in Lightning; weft applies it under the \"ddp\" strategy too (3 modules"),
                           "%s", wf_fabric_warnings(f) ? wf_fabric_warnings(f) : "(no warnings)");
@@ -731,10 +638,10 @@ START_TEST(test_activation_checkpointing) {
             else ck_assert_int_eq(c.gathers, 6 + 5 * (STEPS - 1));
             ck_assert_int_eq(c.reduces, 3 * STEPS);
             ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
-            flatten(m, got);
+            tf_flatten(m, got);
             ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
         }
-        assert_near(got, ref, strat ? "ddp, checkpointed" : ac_modes[_i]);
+        tf_assert_near(got, ref, strat ? "ddp, checkpointed" : ac_modes[_i]);
         wf_fabric_free(f);
         wf_optimizer_free(o);
         wf_module_free(m);
@@ -835,19 +742,7 @@ START_TEST(test_meta_init) {
 }
 END_TEST
 
-int main(void) {
-    setenv("CK_FORK", "no", 1);
-    if (!getenv("WF_DIST_TIMEOUT")) setenv("WF_DIST_TIMEOUT", "30", 1);
-    pg = wf_dist_init(NULL);
-    if (!pg) {
-        fprintf(stderr, "wf_dist_init: %s\n", wf_error_message());
-        return EXIT_FAILURE;
-    }
-    rank = wf_process_group_rank(pg);
-    world = wf_process_group_size(pg);
-    Suite *s = suite_create("fsdp");
-    TCase *tc = tcase_create("fsdp");
-    tcase_set_timeout(tc, 120);
+static void add_tests(TCase *tc) {
     tcase_add_test(tc, test_bad_options);
     tcase_add_loop_test(tc, test_parity_with_single_process_and_ddp, 0, 4);
     tcase_add_loop_test(tc, test_free_after_forward, 0, 2);
@@ -859,8 +754,6 @@ int main(void) {
     tcase_add_test(tc, test_two_models);
     tcase_add_loop_test(tc, test_activation_checkpointing, 0, 2);
     tcase_add_test(tc, test_meta_init);
-    suite_add_tcase(s, tc);
-    int rc = tt_run(s);
-    wf_process_group_free(pg);
-    return rc;
 }
+
+int main(void) { return tf_dist_main("fsdp", add_tests); }

@@ -12,87 +12,31 @@
  *
  * CK_FORK=no: every rank runs every test in order so the collectives line up; a short
  * WF_DIST_TIMEOUT turns a desynchronization into an error, not a hang. */
-#include "test_util.h"
+#include "dist_fixture.h"
 #include "fabric/fabric_impl.h"
 #include "fabric/shard_spec.h"
 #include "fabric/fsdp_entries.h"
+#include "fabric/zero_impl.h"
 #include "optim/optim_impl.h"
 
-static wf_process_group *pg;   /* held for the whole run, so MPI stays initialized between Fabrics */
-static int rank, world;
-
-#define NP 6        /* parameters of the model */
-#define NV 47       /* their elements: 20+5 + 15+3 + 3+1 */
 #define STEPS 3
 #define LR 0.01
 #define CLIP 0.3
 
 static const char *const stages[] = { "deepspeed_stage_1", "deepspeed_stage_2", "deepspeed_stage_3" };
 
-static wf_module *mlp(unsigned seed) {
-    wf_manual_seed(seed);
-    return wf_sequential_new(5, wf_linear_new(4, 5, true), wf_relu_new(), wf_linear_new(5, 3, true), wf_relu_new(),
-                             wf_linear_new(3, 1, true));
-}
-
 static wf_optimizer *adam(wf_tensor *const *p) {
     return wf_adamw_new(p, NP, &(wf_adam_opts){ .lr = LR, .weight_decay = 0.01 });
 }
 
 /* rank r's micro-batch of step k: 3 rows */
-static wf_tensor *xb(int r, int k) {
-    double v[12];
-    tt_fill(v, 12, 500 + 10 * (unsigned)r + (unsigned)k);
-    return wf_to_dtype(wf_from_data(v, WF_SHAPE(3, 4), WF_F64), WF_F32);
-}
-static wf_tensor *tb(int r, int k) {
-    double v[3];
-    tt_fill(v, 3, 900 + 10 * (unsigned)r + (unsigned)k);
-    return wf_to_dtype(wf_from_data(v, WF_SHAPE(3, 1), WF_F64), WF_F32);
-}
-static wf_tensor *loss_of(wf_module *m, int r, int k) {
-    return wf_mean_all(wf_square(wf_sub(wf_module_forward(m, xb(r, k)), tb(r, k))));
-}
-
-static void flatten(wf_module *m, double *out) {
-    wf_tensor *p[NP];
-    ck_assert_int_eq(wf_module_parameters(m, p, NULL, NP), NP);
-    int off = 0;
-    for (int i = 0; i < NP; i++) {
-        ck_assert_ptr_nonnull(p[i]->storage->data);
-        ck_assert_int_eq(wf_to_array(p[i], out + off, WF_F64), 0);
-        off += (int)wf_numel(p[i]);
-    }
-    ck_assert_int_eq(off, NV);
-}
+static void reference(int steps, double *out) { tf_reference(7, steps, adam, CLIP, out); }
 
 /* the full parameters of a set-up module (stage 3 gathers them) */
 static void flatten_fabric(wf_fabric *f, wf_module *m, double *out) {
     ck_assert_int_eq(wf_fabric_summon_full_params_begin(f, m), 0);
-    flatten(m, out);
+    tf_flatten(m, out);
     ck_assert_int_eq(wf_fabric_summon_full_params_end(f, m), 0);
-}
-
-/* One process on the ranks' batches together (the mean of the ranks' mean losses). */
-static void reference(int steps, double *out) {
-    wf_module *m = mlp(7);
-    wf_tensor *p[NP];
-    wf_module_parameters(m, p, NULL, NP);
-    wf_optimizer *o = adam(p);
-    for (int k = 0; k < steps; k++) WF_SCOPE {
-        wf_tensor *loss = NULL;
-        for (int r = 0; r < world; r++) {
-            wf_tensor *l = loss_of(m, r, k);
-            loss = loss ? wf_add(loss, l) : l;
-        }
-        ck_assert_int_eq(wf_backward(wf_mul_scalar(loss, 1.0 / world), NULL, false), 0);
-        ck_assert_int_eq(wf_clip_grad_norm_(p, NP, CLIP, 2.0, true, NULL), 0);
-        ck_assert_int_eq(wf_optimizer_step(o), 0);
-        wf_optimizer_zero_grad(o, true);
-    }
-    flatten(m, out);
-    wf_optimizer_free(o);
-    wf_module_free(m);
 }
 
 static wf_fabric *new_fabric(const char *strategy, const char *precision) {
@@ -103,53 +47,42 @@ static wf_fabric *new_fabric(const char *strategy, const char *precision) {
     return f;
 }
 
-static void train(wf_fabric *f, wf_module *m, wf_optimizer *o, int k0, int k1) {
-    for (int k = k0; k < k1; k++) WF_SCOPE {
-        ck_assert_msg(wf_fabric_backward(f, loss_of(m, rank, k), m) == 0, "%s", wf_error_message());
-        double norm = 0;
-        ck_assert_msg(wf_fabric_clip_gradients(f, m, o, &(wf_clip_opts){ .max_norm = CLIP }, &norm) == 0, "%s",
-                      wf_error_message());
-        ck_assert(norm > 0);
-        ck_assert_msg(wf_fabric_step(f, o, NULL) == 0, "%s", wf_error_message());
-        wf_optimizer_zero_grad(o, true);
-    }
-}
+/* Bucket settings (fabric/strategy_zero_buckets.c) and the counts they give per step. */
+typedef struct bucket_case { int64_t reduce, gather; bool rs; int64_t buckets, gathers; } bucket_case;
 
-static void assert_near(const double *got, const double *want, const char *what) {
-    for (int i = 0; i < NV; i++)
-        ck_assert_msg(fabs(got[i] - want[i]) <= 1e-5 * (1 + fabs(want[i])), "%s: element %d: %.9g vs %.9g", what, i,
-                      got[i], want[i]);
-}
-
-/* the optimizer's state per rank: this rank's rows of each parameter (stage 1 and 2 as 3) */
-static void check_state_rows(wf_optimizer *o, wf_module *m) {
-    wf_optim_state *st = wf_optimizer_state_dict(o);
-    ck_assert_ptr_nonnull(st);
-    wf_tensor *p[NP];
-    wf_module_parameters(m, p, NULL, NP);
-    for (int i = 0; i < NP; i++) {
-        char name[64];
-        snprintf(name, sizeof name, "state/%d/exp_avg_sq", i);
-        wf_tensor *v = wf_optim_state_find(st, name);
-        ck_assert_msg(v, "%s missing", name);
-        int64_t s0, c;
-        wf__shard_rows(wf_shape(p[i])[0], rank, world, &s0, &c);
-        ck_assert_int_eq(wf_shape(v)[0], c);
-        ck_assert_int_eq(wf_numel(v), c * (wf_numel(p[i]) / wf_shape(p[i])[0]));
-    }
-    wf_optim_state_free(st);
-}
-
-static void run_fabric(const char *strategy, int steps, double *out) {
+/* STEPS steps of the Fabric loop; out: the full parameters. bc: bucket settings (set before
+ * setup), and their counts checked. */
+static void run_fabric(const char *strategy, int steps, double *out, const bucket_case *bc) {
     wf_fabric *f = new_fabric(strategy, NULL);
-    wf_module *m = mlp(7);
+    zero_impl *z = f->strategy->zero_impl;
+    if (bc) {
+        ck_assert_ptr_nonnull(z);
+        if (bc->reduce) z->reduce_bucket_size = bc->reduce;
+        if (bc->gather) z->allgather_bucket_size = bc->gather;
+        z->bucket_reduce_scatter = bc->rs;
+    }
+    wf_module *m = tf_mlp(7);
     wf_tensor *p[NP];
     wf_module_parameters(m, p, NULL, NP);
     wf_optimizer *o = adam(p);
     ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
-    train(f, m, o, 0, steps);
+    tf_train(f, m, o, 0, steps, CLIP);
+    if (!strcmp(strategy, "deepspeed_stage_3")) {
+        /* DeepSpeed's default stage3_max_reuse_distance (1e9) keeps a small model's units
+         * gathered from forward to backward: each Linear gathered and reduced once a step */
+        wf__fsdp_counters c;
+        wf__fsdp_counters_get(f->strategy, &c);
+        ck_assert_int_eq(c.n_units, 4);
+        ck_assert_int_eq(c.gathers, 3 * steps);
+        ck_assert_int_eq(c.reduces, 3 * steps);
+    }
     flatten_fabric(f, m, out);
-    if (f->strategy->desc->zero_stage) check_state_rows(o, m);
+    if (f->strategy->desc->zero_stage) tf_check_state_rows(o, m, "exp_avg_sq");   /* this rank's rows (stages 1 and 2 as 3) */
+    if (bc) {
+        ck_assert_int_eq(z->buckets_launched, bc->buckets * steps);
+        ck_assert_int_eq(z->reduces, NP * steps);
+        ck_assert_int_eq(z->gathers, bc->gathers * steps);
+    }
     wf_fabric_free(f);
     wf_optimizer_free(o);
     wf_module_free(m);
@@ -159,28 +92,83 @@ START_TEST(test_parity_with_single_process_and_ddp) {
     if (world < 2) return;
     double ref[NV], ddp[NV], got[NV];
     reference(STEPS, ref);
-    run_fabric("ddp", STEPS, ddp);
-    assert_near(ddp, ref, "ddp vs one process");
-    run_fabric(stages[_i], STEPS, got);
-    assert_near(got, ref, stages[_i]);
-    assert_near(got, ddp, stages[_i]);
+    run_fabric("ddp", STEPS, ddp, NULL);
+    tf_assert_near(ddp, ref, "ddp vs one process");
+    run_fabric(stages[_i], STEPS, got, NULL);
+    tf_assert_near(got, ref, stages[_i]);
+    tf_assert_near(got, ddp, stages[_i]);
+}
+END_TEST
+
+/* Buckets (fabric/strategy_zero_buckets.c): small reduce and all-gather buckets, and stage 2's
+ * reduce-scatter layout, give the same parameters as DDP. Buckets take the parameters in
+ * reverse (1, 3 | 3, 15 | 5 | 20 elements at reduce_bucket_size 4): four reductions per
+ * backward; allgather_bucket_size 1: one all-gather per parameter and step. */
+START_TEST(test_buckets) {
+    if (world < 2) return;
+    static const struct { int stage; bucket_case bc; } cs[] = {
+        { 1, { 4, 1, false, 4, NP } }, { 2, { 4, 1, false, 4, NP } }, { 2, { 4, 1, true, 4, NP } },
+        { 2, { 0, 0, true, 1, 1 } },
+    };
+    double ddp[NV], got[NV];
+    run_fabric("ddp", STEPS, ddp, NULL);
+    run_fabric(stages[cs[_i].stage - 1], STEPS, got, &cs[_i].bc);
+    tf_assert_near(got, ddp, "bucketed zero vs ddp");
+}
+END_TEST
+
+/* Two backwards per step (gradient accumulation: DeepSpeed reduces each) equal DDP's; stage 1's
+ * working gradients stay views of the same bucket from one step to the next. */
+static void run_accumulating(const char *strategy, double *out) {
+    wf_fabric *f = new_fabric(strategy, NULL);
+    wf_module *m = tf_mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = adam(p);
+    ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
+    const void *first = NULL;
+    for (int k = 0; k < 2; k++) WF_SCOPE {
+        for (int j = 0; j < 2; j++)
+            ck_assert_msg(wf_fabric_backward(f, tf_loss_of(m, rank, 2 * k + j), m) == 0, "%s", wf_error_message());
+        if (!strcmp(strategy, "deepspeed_stage_1")) {
+            const void *st = wf_grad(p[0])->storage;
+            if (k) ck_assert_ptr_eq(st, first);
+            first = st;
+        }
+        ck_assert_msg(wf_fabric_step(f, o, NULL) == 0, "%s", wf_error_message());
+        wf_optimizer_zero_grad(o, true);
+    }
+    wf_fabric_summon_full_params_begin(f, m);
+    tf_flatten(m, out);
+    wf_fabric_summon_full_params_end(f, m);
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+
+START_TEST(test_accumulation) {
+    if (world < 2) return;
+    double ddp[NV], got[NV];
+    run_accumulating("ddp", ddp);
+    run_accumulating(stages[_i], got);
+    tf_assert_near(got, ddp, stages[_i]);
 }
 END_TEST
 
 /* Stage 1 averages each gradient in place and keeps it; stage 2 keeps only its part: the
- * module's gradients are gone after the backward. One reduction per parameter and backward,
- * one all-gather per step. */
+ * module's gradients are gone after the backward. Every parameter reduced, in one bucket (the
+ * default reduce_bucket_size), one all-gather per step. */
 START_TEST(test_gradients_kept_or_freed) {
     if (world < 2) return;
     wf_fabric *f = new_fabric(stages[_i], NULL);
     ck_assert_ptr_eq(f->strategy->ops, &wf__zero_ops);
-    wf_module *m = mlp(7);
+    wf_module *m = tf_mlp(7);
     wf_tensor *p[NP];
     wf_module_parameters(m, p, NULL, NP);
     wf_optimizer *o = adam(p);
     ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
     WF_SCOPE {
-        ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, 0), m), 0);
+        ck_assert_int_eq(wf_fabric_backward(f, tf_loss_of(m, rank, 0), m), 0);
         wf_module_parameters(m, p, NULL, NP);
         for (int i = 0; i < NP; i++) {
             if (_i == 0) {
@@ -228,6 +216,7 @@ START_TEST(test_gradients_kept_or_freed) {
     ck_assert_int_eq(c.stage, _i + 1);
     ck_assert_int_eq(c.reduces, NP);
     ck_assert_int_eq(c.gathers, 1);
+    ck_assert_int_eq(((zero_impl *)f->strategy->zero_impl)->buckets_launched, 1);
     wf_fabric_free(f);
     wf_optimizer_free(o);
     wf_module_free(m);
@@ -292,12 +281,12 @@ START_TEST(test_checkpoint_round_trip) {
     double a[NV], b[NV], saved[NV];
     {
         wf_fabric *f = new_fabric(stages[_i], NULL);
-        wf_module *m = mlp(7);
+        wf_module *m = tf_mlp(7);
         wf_tensor *p[NP];
         wf_module_parameters(m, p, NULL, NP);
         wf_optimizer *o = adam(p);
         ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
-        train(f, m, o, 0, 2);
+        tf_train(f, m, o, 0, 2, CLIP);
         wf_fabric_state *st = wf_fabric_state_new();
         wf_fabric_state_add_module(st, "model", m);
         wf_fabric_state_add_optimizer(st, "optimizer", o);
@@ -312,7 +301,7 @@ START_TEST(test_checkpoint_round_trip) {
             ck_assert_shape(wf_st_load(sf, "optimizer/state/5/exp_avg"), 1);
             wf_st_close(sf);
         }
-        train(f, m, o, 2, 3);
+        tf_train(f, m, o, 2, 3, CLIP);
         flatten_fabric(f, m, a);
         wf_fabric_state_free(st);
         wf_fabric_free(f);
@@ -321,7 +310,7 @@ START_TEST(test_checkpoint_round_trip) {
     }
     for (int into = 0; into < 2; into++) {
         wf_fabric *f = new_fabric(into ? "ddp" : stages[_i], NULL);
-        wf_module *m = mlp(99);   /* other weights: the load must replace them */
+        wf_module *m = tf_mlp(99);   /* other weights: the load must replace them */
         wf_tensor *p[NP];
         wf_module_parameters(m, p, NULL, NP);
         wf_optimizer *o = adam(p);
@@ -333,10 +322,10 @@ START_TEST(test_checkpoint_round_trip) {
         ck_assert_msg(rest, "%s", wf_error_message());
         wf_fabric_state_free(rest);
         flatten_fabric(f, m, b);
-        assert_near(b, saved, "loaded");
-        train(f, m, o, 2, 3);   /* with the loaded Adam state */
+        tf_assert_near(b, saved, "loaded");
+        tf_train(f, m, o, 2, 3, CLIP);   /* with the loaded Adam state */
         flatten_fabric(f, m, b);
-        assert_near(b, a, into ? "resumed under ddp" : "resumed");
+        tf_assert_near(b, a, into ? "resumed under ddp" : "resumed");
         wf_fabric_state_free(st);
         wf_fabric_free(f);
         wf_optimizer_free(o);
@@ -352,7 +341,7 @@ END_TEST
 START_TEST(test_two_models_mixed) {
     if (world < 2) return;
     wf_fabric *f = new_fabric(stages[_i], "bf16-mixed");
-    wf_module *ms[2] = { mlp(7), mlp(8) };
+    wf_module *ms[2] = { tf_mlp(7), tf_mlp(8) };
     wf_optimizer *os[2];
     for (int k = 0; k < 2; k++) {
         wf_tensor *p[NP];
@@ -365,15 +354,15 @@ START_TEST(test_two_models_mixed) {
         ck_assert_ptr_ne(os[k]->groups[0].params[0], os[0]->groups[0].params[k ? 0 : 1]);
     }
     double before[NV], after[NV], other[NV], other_after[NV];
-    flatten(ms[0], before);
-    flatten(ms[1], other);
+    tf_flatten(ms[0], before);
+    tf_flatten(ms[1], other);
     for (int k = 0; k < 2; k++) WF_SCOPE {
-        ck_assert_int_eq(wf_fabric_backward(f, wf_to_dtype(loss_of(ms[0], rank, k), WF_F32), ms[0]), 0);
+        ck_assert_int_eq(wf_fabric_backward(f, wf_to_dtype(tf_loss_of(ms[0], rank, k), WF_F32), ms[0]), 0);
         ck_assert_int_eq(wf_fabric_step(f, os[0], NULL), 0);
         wf_optimizer_zero_grad(os[0], true);
     }
-    flatten(ms[0], after);
-    flatten(ms[1], other_after);
+    tf_flatten(ms[0], after);
+    tf_flatten(ms[1], other_after);
     int changed = 0;
     for (int i = 0; i < NV; i++) {
         changed += after[i] != before[i];
@@ -418,7 +407,7 @@ START_TEST(test_names_and_bad_uses) {
     if (world < 2) return;
     for (int s = 0; s < 3; s++) {
         wf_fabric *f = new_fabric(stages[s], NULL);
-        wf_module *m = mlp(7), *m2 = mlp(8);
+        wf_module *m = tf_mlp(7), *m2 = tf_mlp(8);
         wf_tensor *p[NP], *p2[NP];
         wf_module_parameters(m, p, NULL, NP);
         wf_module_parameters(m2, p2, NULL, NP);
@@ -434,19 +423,19 @@ START_TEST(test_names_and_bad_uses) {
         wf_optimizer_free(two[0]);
         wf_optimizer_free(two[1]);
         wf_module_free(m);
-        m = mlp(7);
+        m = tf_mlp(7);
         wf_module_parameters(m, p, NULL, NP);
         wf_optimizer_free(o);
         o = adam(p);
         ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
         WF_SCOPE {
             /* two models set up: backward must name the model */
-            ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, 0), NULL), WF_EINVAL);
+            ck_assert_int_eq(wf_fabric_backward(f, tf_loss_of(m, rank, 0), NULL), WF_EINVAL);
             ck_assert_error(WF_EINVAL, "pass the model that made the loss");
             /* no_backward_sync: a warning, and the gradients are reduced anyway */
             ck_assert_int_eq(wf_fabric_no_backward_sync_begin(f, m, true), 0);
             ck_assert_ptr_nonnull(strstr(wf_fabric_warnings(f), "does not support skipping the gradient synchronization"));
-            ck_assert_int_eq(wf_fabric_backward(f, loss_of(m, rank, 0), m), 0);
+            ck_assert_int_eq(wf_fabric_backward(f, tf_loss_of(m, rank, 0), m), 0);
             ck_assert_int_eq(wf_fabric_no_backward_sync_end(f), 0);
             wf_tensor *gp = o->groups[0].params[0];
             ck_assert_ptr_nonnull(wf_grad(gp));
@@ -460,7 +449,7 @@ START_TEST(test_names_and_bad_uses) {
     }
     /* parameters of two dtypes: refused (one all-gather buffer per model) */
     wf_fabric *f = new_fabric("deepspeed", NULL);
-    wf_module *m = mlp(7);
+    wf_module *m = tf_mlp(7);
     ck_assert_int_eq(wf_module_to(wf_module_child_at(m, 2, NULL), WF_CPU, WF_F64), 0);
     ck_assert_int_eq(wf_fabric_setup_module(f, m, true), WF_EINVAL);
     ck_assert_error(WF_EINVAL, "must share one dtype");
@@ -469,27 +458,15 @@ START_TEST(test_names_and_bad_uses) {
 }
 END_TEST
 
-int main(void) {
-    setenv("CK_FORK", "no", 1);
-    if (!getenv("WF_DIST_TIMEOUT")) setenv("WF_DIST_TIMEOUT", "30", 1);
-    pg = wf_dist_init(NULL);
-    if (!pg) {
-        fprintf(stderr, "wf_dist_init: %s\n", wf_error_message());
-        return EXIT_FAILURE;
-    }
-    rank = wf_process_group_rank(pg);
-    world = wf_process_group_size(pg);
-    Suite *s = suite_create("zero");
-    TCase *tc = tcase_create("zero");
-    tcase_set_timeout(tc, 120);
+static void add_tests(TCase *tc) {
     tcase_add_test(tc, test_names_and_bad_uses);
     tcase_add_loop_test(tc, test_parity_with_single_process_and_ddp, 0, 3);
+    tcase_add_loop_test(tc, test_buckets, 0, 4);
+    tcase_add_loop_test(tc, test_accumulation, 0, 3);
     tcase_add_loop_test(tc, test_gradients_kept_or_freed, 0, 2);
     tcase_add_loop_test(tc, test_memory_formulas, 0, 3);
     tcase_add_loop_test(tc, test_two_models_mixed, 0, 2);
     tcase_add_loop_test(tc, test_checkpoint_round_trip, 0, 3);
-    suite_add_tcase(s, tc);
-    int rc = tt_run(s);
-    wf_process_group_free(pg);
-    return rc;
 }
+
+int main(void) { return tf_dist_main("zero", add_tests); }
