@@ -37,24 +37,37 @@ run() {   # label, command...: the command's last JSON line, kept in $OUT/<label
   grep '^{' "$OUT/$label.log" | tail -1 > "$OUT/$label.json"
   if [ -s "$OUT/$label.json" ]; then cat "$OUT/$label.json"; else echo "$label failed (rc=$rc):"; tail -5 "$OUT/$label.log"; fi
 }
-echo "== GPT-2: weft, PyTorch + Fabric eager, PyTorch + Fabric torch.compile"
-run weft build-gpu/bench/bench_gpt2 "${ARGS[@]}"
-run torch_eager python3 bench/peer_gpt2.py "${ARGS[@]}"
-run torch_compile python3 bench/peer_gpt2.py --compile "${ARGS[@]}"
-python3 - "$OUT" <<'PY'
+# weft's variants (label:flags, "|"-separated) and the peers, each in this command
+WEFT_RUNS=${WEFT_RUNS:-"weft_logits:--fused-loss 0|weft:--fused-loss 1|weft_graphs:--fused-loss 1 --cuda-graphs 1"}
+PEERS=${PEERS:-"torch_eager torch_compile"}
+echo "== GPT-2: weft ($WEFT_RUNS), peers: $PEERS"
+IFS='|' read -ra VARIANTS <<< "$WEFT_RUNS"
+LABELS=()
+for v in "${VARIANTS[@]}"; do
+  label=${v%%:*}; read -ra flags <<< "${v#*:}"; LABELS+=("$label")
+  run "$label" build-gpu/bench/bench_gpt2 "${ARGS[@]}" "${flags[@]}"
+done
+for p in $PEERS; do
+  case $p in
+    torch_eager) run torch_eager python3 bench/peer_gpt2.py "${ARGS[@]}" ;;
+    torch_compile) run torch_compile python3 bench/peer_gpt2.py --compile "${ARGS[@]}" ;;
+  esac
+done
+python3 - "$OUT" "${LABELS[*]}" "$PEERS" <<'PY'
 import json, sys, os
-out = sys.argv[1]
+out, labels, peers = sys.argv[1], sys.argv[2].split(), sys.argv[3].split()
 def load(n):
     p = os.path.join(out, n + ".json")
     try: return json.loads(open(p).read())
     except Exception: return None
-w = load("weft")
-for peer in ("torch_eager", "torch_compile"):
-    p = load(peer)
-    if not w or not p: print(f"{peer}: no ratio (a run failed)"); continue
-    print(f"weft / {peer}: tok/s x{w['tok_s'] / p['tok_s']:.3f}, step {w['step_ms']:.1f} vs {p['step_ms']:.1f} ms, "
-          f"mfu {w['mfu']:.3f} vs {p['mfu']:.3f}, peak memory {w['peak_gb']:.2f} vs {p['peak_gb']:.2f} GB "
-          f"(x{w['peak_gb'] / p['peak_gb'] if p['peak_gb'] else float('nan'):.2f})")
+for label in labels:
+    w = load(label)
+    for peer in peers:
+        p = load(peer)
+        if not w or not p: print(f"{label} / {peer}: no ratio (a run failed)"); continue
+        print(f"{label} / {peer}: tok/s x{w['tok_s'] / p['tok_s']:.3f}, step {w['step_ms']:.1f} vs {p['step_ms']:.1f} ms, "
+              f"mfu {w['mfu']:.3f} vs {p['mfu']:.3f}, peak memory {w['peak_gb']:.2f} vs {p['peak_gb']:.2f} GB "
+              f"(x{w['peak_gb'] / p['peak_gb'] if p['peak_gb'] else float('nan'):.2f})")
 PY
 if [ "${TRACE:-0}" = 1 ]; then
   echo "== weft kernel split (4 steps after 1 warmup; bench/ktrace.c)"
