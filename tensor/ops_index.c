@@ -26,11 +26,15 @@ static int index_range_error(const char *op, int64_t v, int dim, int64_t size) {
                      "(valid: 0..%lld)", op, (long long)v, dim, (long long)size, (long long)size - 1);
 }
 
-/* Every value of index in [0, size). CPU tensors are read in place when contiguous, others
- * (strided, CUDA) through wf_to_array. */
+/* Every value of index in [0, size). CPU tensors are read in place when contiguous (strided
+ * ones through wf_to_array). CUDA's index kernels check every index themselves: a bad one is
+ * skipped and raises the device's index flag, reported as WF_EINDEX at the next synchronize
+ * or copy to the host (as PyTorch's device-side assert). Reading the indices here would be a
+ * host round trip per embedding lookup: a sync every step, and a step that cannot be
+ * captured into a CUDA graph. */
 static int check_index_values(const char *op, wf_tensor *index, int64_t size, int dim) {
     int64_t n = wf_numel(index);
-    if (n == 0 || is_meta(index)) return 0;
+    if (n == 0 || is_meta(index) || index->device.type == WF_DEV_CUDA) return 0;
     if (index->device.type == WF_DEV_CPU && wf_is_contiguous(index)) {
         const char *p = wf__host_ptr(index);
         if (index->dtype == WF_I64) {

@@ -217,4 +217,8 @@ int wf__xent_rows_raw(const char *op, wf_tensor *logits, wf_tensor *target, int6
 wf_tensor *wf__xent_rows_bwd_raw(const char *op, wf_tensor *coef, wf_tensor *logits, wf_tensor *target,
                                  wf_tensor *lse, int64_t ignore_index, double ls);
 
+/* ---------------------------------------------------------------- tensor/random.c
+ * wf_bernoulli_p on a given device (dropout's mask, made where its input lives) */
+wf_tensor *wf__bernoulli_p_raw(const int64_t *shape, int ndim, double p, wf_dtype dt, wf_device dev);
+
 #endif

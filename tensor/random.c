@@ -217,9 +217,11 @@ static wf_tensor *wf_bernoulli__body(const wf_tensor *p) {
 
 wf_tensor *wf_bernoulli(const wf_tensor *p) { WF__NAMED("wf_bernoulli", wf_tensor *, !r, wf_bernoulli__body(p)); }
 
-static wf_tensor *wf_bernoulli_p__body(const int64_t *shape, int ndim, double p, wf_dtype dt) {
+/* the mask on the device it is used on: a dropout mask made on the CPU and copied to the
+ * GPU cost 30x a whole GPT step there (bench/NOTES.md) */
+wf_tensor *wf__bernoulli_p_raw(const int64_t *shape, int ndim, double p, wf_dtype dt, wf_device dev) {
     if (!(p >= 0 && p <= 1)) { wf__error(WF_EINVAL, "wf_bernoulli_p: probability %g is not in [0, 1]", p); return NULL; }
-    wf_tensor *t = fresh("wf_bernoulli_p", shape, ndim, dt, wf_get_default_device());
+    wf_tensor *t = fresh("wf_bernoulli_p", shape, ndim, dt, dev);
     if (!t) return NULL;
     int64_t n = wf_numel(t);
     if (n) {
@@ -232,5 +234,5 @@ static wf_tensor *wf_bernoulli_p__body(const int64_t *shape, int ndim, double p,
 }
 
 wf_tensor *wf_bernoulli_p(const int64_t *shape, int ndim, double p, wf_dtype dt) {
-    WF__NAMED("wf_bernoulli_p", wf_tensor *, !r, wf_bernoulli_p__body(shape, ndim, p, dt));
+    WF__NAMED("wf_bernoulli_p", wf_tensor *, !r, wf__bernoulli_p_raw(shape, ndim, p, dt, wf_get_default_device()));
 }
