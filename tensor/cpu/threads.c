@@ -15,30 +15,40 @@
 #include "weft_config.h"
 
 #include <pthread.h>
+#include <stdlib.h>
 
 #ifdef WEFT_HAVE_OPENBLAS
 #include <cblas.h>
+/* OpenBLAS's pthreads build: stops its server threads (its fork and exit handlers use it). Weak:
+ * absent from other builds of OpenBLAS (OpenMP, serial), where there is nothing to stop. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
 #endif
 
 static pthread_once_t once = PTHREAD_ONCE_INIT;
 
-static void init_once(void) {
-#ifdef WEFT_HAVE_OPENBLAS
-    openblas_set_num_threads(1);   /* its own pool would compete with weft's for the cores */
-#endif
-}
-
 /* A slice of a BLAS product should be worth at least this many multiply-adds (a smaller one
  * costs more in packing B again and in waking a helper than it saves), and a product is cut
  * into at most GEMM_MAX_SLICES: the cut depends on the sizes only, never on the pool. */
-#define GEMM_SLICE_MACS (1 << 19)
-#define GEMM_MAX_SLICES 16
+static double slice_macs = 1 << 19;
+static int max_slices = 16;
+
+static void init_once(void) {
+    const char *e = getenv("WF_GEMM_SLICE_MACS");   /* A/B runs */
+    if (e && atof(e) >= 1) slice_macs = atof(e);
+    e = getenv("WF_GEMM_MAX_SLICES");
+    if (e && atoi(e) >= 1) max_slices = atoi(e);
+#ifdef WEFT_HAVE_OPENBLAS
+    openblas_set_num_threads(1);   /* its own pool would compete with weft's for the cores */
+    if (blas_thread_shutdown_ && !getenv("WF_KEEP_BLAS_THREADS")) blas_thread_shutdown_();
+#endif
+}
+
 
 int wf__gemm_slices(double macs) {
     pthread_once(&once, init_once);
     if (wf__pool_in_region()) return 1;
-    double s = macs / GEMM_SLICE_MACS;
-    return s < 1 ? 1 : s > GEMM_MAX_SLICES ? GEMM_MAX_SLICES : (int)s;
+    double s = macs / slice_macs;
+    return s < 1 ? 1 : s > max_slices ? max_slices : (int)s;
 }
 
 int wf_set_num_threads(int n) {
