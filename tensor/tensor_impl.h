@@ -465,6 +465,17 @@ void wf__iter(int nops, wf_tensor *const *ops, wf_iter_fn fn, void *ctx);
  * inline. 0, or WF_EINVAL (n < 0, grain < 1, body NULL, more than 2^31 - 1 chunks). */
 int wf__parallel_for(int64_t n, int64_t grain, void (*body)(void *ctx, int64_t begin, int64_t end),
                      void *ctx);
+#if defined(WEFT_MINIMAL) && !defined(WF_PARALLEL_FOR_FUNCTION)
+/* The minimal preset has no helper threads: its loops call the body once over the whole range,
+ * which the compiler inlines (the outlined bodies and their contexts otherwise cost the size
+ * budget ~8 KB). Every body handles any sub-range, so the results are the same. Code that wants
+ * the function itself (its checks, exact chunks) defines WF_PARALLEL_FOR_FUNCTION first. */
+static inline __attribute__((always_inline)) int wf__parallel_for_inline_(int64_t n, void (*body)(void *, int64_t, int64_t), void *ctx) {
+    if (n > 0) body(ctx, 0, n);
+    return 0;
+}
+#define wf__parallel_for(n, grain, body, ctx) ((void)(grain), wf__parallel_for_inline_((n), (body), (ctx)))
+#endif
 /* inside a body: this thread's slot in the loop, 0 (the caller) up to min(pool size, chunks) - 1
  * (per-thread scratch); 0 outside */
 int wf__pool_worker(void);

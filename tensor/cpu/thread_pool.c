@@ -26,6 +26,7 @@
  *
  * After fork() the child has no helper threads: the child handler forgets them, and the
  * next region starts new ones. */
+#define WF_PARALLEL_FOR_FUNCTION   /* the function, also in the minimal preset */
 #include "cpu_kernels.h"
 #include "weft_config.h"
 
@@ -45,6 +46,8 @@
 #define WF_POOL_HAVE_FUTEX 1
 #endif
 
+#ifdef WF_POOL_HAVE_FUTEX
+
 #define POOL_MAX 256                        /* threads, caller included */
 #define GEN_SHIFT 32                        /* claim words: gen (32 bits) | left to claim (32) */
 #define LEFT_MASK 0xffffffffull
@@ -54,14 +57,12 @@ static struct {
                                              * guards size/nhelpers/started against resizing */
     _Atomic int size;                       /* threads a region may use, caller included */
     int nhelpers;                           /* helper threads running now */
-    pthread_t helpers[POOL_MAX];
     bool size_set;                          /* size chosen (env or wf_set_num_threads) */
     /* the current region: written by its caller before `claim` is published */
     void (*body)(void *, int64_t, int64_t);
     void *ctx;
     int64_t n, grain, nchunks;
     _Atomic int nblocks;                    /* blocks of this region (a hint before a claim) */
-    struct { _Atomic uint64_t w; char pad[56]; } claim[POOL_MAX];   /* one line per block */
     _Atomic uint32_t done;                  /* chunks finished this region */
     _Atomic int joined;                     /* threads that took a chunk this region */
     _Atomic uint32_t caller_sleeping;
@@ -72,18 +73,20 @@ static struct {
     long spin_ns;
 } P = { .region_lock = PTHREAD_MUTEX_INITIALIZER, .size = 1, .spin_ns = 20000 };
 
+/* zero-initialized, so in .bss: the minimal preset's static library stays small */
+static pthread_t helpers[POOL_MAX];
+static struct { _Atomic uint64_t w; char pad[56]; } claim[POOL_MAX];   /* one line per block */
+
 static _Thread_local int tl_worker = 0;     /* this thread's slot in the running region:
                                              * 0 the caller, then in the order helpers joined */
 static _Thread_local bool tl_in_region = false;
 
-#ifdef WF_POOL_HAVE_FUTEX
 static void futex_wait(_Atomic uint32_t *w, uint32_t v) {
     syscall(SYS_futex, (uint32_t *)w, FUTEX_WAIT_PRIVATE, v, NULL, NULL, 0);
 }
 static void futex_wake(_Atomic uint32_t *w, int n) {
     syscall(SYS_futex, (uint32_t *)w, FUTEX_WAKE_PRIVATE, n, NULL, NULL, 0);
 }
-#endif
 
 static inline void cpu_relax(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -107,9 +110,9 @@ static void run_chunks(int home, bool caller) {
     int nb = atomic_load_explicit(&P.nblocks, memory_order_relaxed);
     for (int k = 0; k < nb; k++) {
         int b = (home + k) % nb;
-        uint64_t w = atomic_load_explicit(&P.claim[b].w, memory_order_acquire);
+        uint64_t w = atomic_load_explicit(&claim[b].w, memory_order_acquire);
         while (w & LEFT_MASK) {
-            if (!atomic_compare_exchange_weak_explicit(&P.claim[b].w, &w, w - 1, memory_order_acq_rel,
+            if (!atomic_compare_exchange_weak_explicit(&claim[b].w, &w, w - 1, memory_order_acq_rel,
                                                        memory_order_acquire))
                 continue;
             /* the chunk is ours, so the region (and its fields) lives until we report it done */
@@ -120,11 +123,9 @@ static void run_chunks(int home, bool caller) {
             P.body(P.ctx, lo, hi);
             uint32_t d = atomic_fetch_add(&P.done, 1) + 1;
             if (d == (uint32_t)nchunks && atomic_load(&P.caller_sleeping)) {
-#ifdef WF_POOL_HAVE_FUTEX
                 futex_wake(&P.done, 1);
-#endif
             }
-            w = atomic_load_explicit(&P.claim[b].w, memory_order_acquire);
+            w = atomic_load_explicit(&claim[b].w, memory_order_acquire);
         }
     }
 }
@@ -146,9 +147,7 @@ static void *helper_main(void *arg) {
         }
         if (!woke) {
             atomic_fetch_add(&P.sleepers, 1);
-#ifdef WF_POOL_HAVE_FUTEX
             futex_wait(&P.wake_seq, seen);
-#endif
             atomic_fetch_sub(&P.sleepers, 1);
         }
         seen = atomic_load(&P.wake_seq);
@@ -160,10 +159,8 @@ static void stop_helpers(void) {
     if (!P.nhelpers) return;
     atomic_store(&P.stop, 1);
     atomic_fetch_add(&P.wake_seq, 1);
-#ifdef WF_POOL_HAVE_FUTEX
     futex_wake(&P.wake_seq, INT32_MAX);
-#endif
-    for (int i = 0; i < P.nhelpers; i++) pthread_join(P.helpers[i], NULL);
+    for (int i = 0; i < P.nhelpers; i++) pthread_join(helpers[i], NULL);
     P.nhelpers = 0;
     atomic_store(&P.stop, 0);
 }
@@ -171,21 +168,16 @@ static void stop_helpers(void) {
 /* region_lock held. Starts helpers up to size - 1; a failed pthread_create leaves fewer
  * (regions still complete: the caller runs what nobody claims). */
 static void start_helpers(void) {
-#ifdef WF_POOL_HAVE_FUTEX
     while (P.nhelpers < P.size - 1) {
-        if (pthread_create(&P.helpers[P.nhelpers], NULL, helper_main, (void *)(intptr_t)(P.nhelpers + 1)))
+        if (pthread_create(&helpers[P.nhelpers], NULL, helper_main, (void *)(intptr_t)(P.nhelpers + 1)))
             break;
         P.nhelpers++;
     }
-#endif
 }
 
 /* the cores this process may run on, as torch.get_num_threads; OMP_NUM_THREADS first. 1
  * where helpers cannot run (no futex: the minimal preset, non-Linux systems). */
 static int default_size(void) {
-#ifndef WF_POOL_HAVE_FUTEX
-    return 1;
-#endif
     const char *e = getenv("OMP_NUM_THREADS");
     if (e && atoi(e) >= 1) return atoi(e) > POOL_MAX ? POOL_MAX : atoi(e);
     int n = 1;
@@ -202,7 +194,7 @@ static void atfork_child(void) {
     P.nhelpers = 0;
     atomic_store(&P.sleepers, 0);
     atomic_store(&P.stop, 0);
-    for (int b = 0; b < POOL_MAX; b++) atomic_store(&P.claim[b].w, 0);
+    for (int b = 0; b < POOL_MAX; b++) atomic_store(&claim[b].w, 0);
     tl_in_region = false;
     tl_worker = 0;
 }
@@ -250,7 +242,6 @@ int wf__parallel_for(int64_t n, int64_t grain, void (*body)(void *ctx, int64_t b
         return 0;
     }
     if (P.nhelpers < P.size - 1) start_helpers();
-    int wake = P.nhelpers < nchunks - 1 ? P.nhelpers : (int)(nchunks - 1);
     P.body = body;
     P.ctx = ctx;
     P.n = n;
@@ -266,14 +257,12 @@ int wf__parallel_for(int64_t n, int64_t grain, void (*body)(void *ctx, int64_t b
     atomic_store_explicit(&P.nblocks, nb, memory_order_relaxed);
     for (int b = 0; b < nb; b++) {
         int64_t first = b * nchunks / nb, end = (b + 1) * nchunks / nb;
-        atomic_store_explicit(&P.claim[b].w, ((uint64_t)P.gen << GEN_SHIFT) | (uint64_t)(end - first),
+        atomic_store_explicit(&claim[b].w, ((uint64_t)P.gen << GEN_SHIFT) | (uint64_t)(end - first),
                               memory_order_release);
     }
     atomic_fetch_add(&P.wake_seq, 1);
-#ifdef WF_POOL_HAVE_FUTEX
     /* spinning helpers see wake_seq move; only sleeping ones need the system call */
-    if (atomic_load(&P.sleepers)) futex_wake(&P.wake_seq, wake);
-#endif
+    if (atomic_load(&P.sleepers)) futex_wake(&P.wake_seq, P.nhelpers < nchunks - 1 ? P.nhelpers : (int)(nchunks - 1));
     tl_in_region = true;
     tl_worker = 0;
     run_chunks(0, true);
@@ -286,9 +275,7 @@ int wf__parallel_for(int64_t n, int64_t grain, void (*body)(void *ctx, int64_t b
                 atomic_store(&P.caller_sleeping, 1);
                 uint32_t d = atomic_load(&P.done);
                 if (d == (uint32_t)nchunks) break;
-#ifdef WF_POOL_HAVE_FUTEX
                 futex_wait(&P.done, d);
-#endif
                 continue;
             }
         }
@@ -314,9 +301,6 @@ int wf__pool_set_size(int n) {
     if (tl_in_region)
         return wf__error(WF_EINVAL, "wf_set_num_threads: called from inside a parallel loop (n = %d)", n);
     if (n > POOL_MAX) n = POOL_MAX;
-#ifndef WF_POOL_HAVE_FUTEX
-    n = 1;   /* single-threaded build: accepted, stays 1 */
-#endif
     pthread_mutex_lock(&P.region_lock);
     if (n != P.size) stop_helpers();
     atomic_store(&P.size, n);
@@ -328,3 +312,36 @@ int wf__pool_get_size(void) {
     pthread_once(&once, init_once);
     return atomic_load(&P.size);
 }
+
+#else /* no helper threads: the minimal preset, systems without futexes */
+
+static _Thread_local bool tl_in_region = false;
+
+int wf__parallel_for(int64_t n, int64_t grain, void (*body)(void *ctx, int64_t begin, int64_t end),
+                     void *ctx) {
+    if (n < 0 || grain < 1 || !body)
+        return wf__error(WF_EINVAL, "wf__parallel_for: n = %lld, grain = %lld, body %s: need n >= 0, "
+                         "grain >= 1 and a body", (long long)n, (long long)grain, body ? "given" : "NULL");
+    if ((n - 1) / grain + 1 > INT32_MAX)
+        return wf__error(WF_EINVAL, "wf__parallel_for: n = %lld in chunks of %lld makes more than %d chunks",
+                         (long long)n, (long long)grain, INT32_MAX);
+    bool saved = tl_in_region;
+    tl_in_region = true;
+    for (int64_t lo = 0; lo < n; lo += grain) body(ctx, lo, n - lo < grain ? n : lo + grain);
+    tl_in_region = saved;
+    return 0;
+}
+
+int wf__pool_worker(void) { return 0; }
+bool wf__pool_in_region(void) { return tl_in_region; }
+int wf__pool_size(void) { return 1; }
+int wf__pool_get_size(void) { return 1; }
+
+int wf__pool_set_size(int n) {
+    if (n < 1) return wf__error(WF_EINVAL, "wf_set_num_threads: n = %d must be at least 1", n);
+    if (tl_in_region)
+        return wf__error(WF_EINVAL, "wf_set_num_threads: called from inside a parallel loop (n = %d)", n);
+    return 0;   /* accepted; the size stays 1 */
+}
+
+#endif

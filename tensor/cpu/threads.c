@@ -17,18 +17,19 @@
 #include <pthread.h>
 #include <stdlib.h>
 
+static pthread_once_t once = PTHREAD_ONCE_INIT;
+
 #ifdef WEFT_HAVE_OPENBLAS
 #include <cblas.h>
-/* OpenBLAS's pthreads build: stops its server threads (its fork and exit handlers use it). Weak:
- * absent from other builds of OpenBLAS (OpenMP, serial), where there is nothing to stop. */
+/* OpenBLAS's pthreads build: stops its server threads (its own fork and exit handlers call
+ * it). Started when the library loads, they spin ~0.1 s with sched_yield before they sleep
+ * (seen with perf on 2 cores, beside weft's threads); weft never uses them. Weak: absent from
+ * OpenBLAS's OpenMP and serial builds, where there is nothing to stop. */
 extern int blas_thread_shutdown_(void) __attribute__((weak));
-#endif
-
-static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 /* A slice of a BLAS product should be worth at least this many multiply-adds (a smaller one
  * costs more in packing B again and in waking a helper than it saves), and a product is cut
- * into at most GEMM_MAX_SLICES: the cut depends on the sizes only, never on the pool. */
+ * into at most max_slices: the cut depends on the sizes only, never on the pool. */
 static double slice_macs = 1 << 19;
 static int max_slices = 16;
 
@@ -37,12 +38,9 @@ static void init_once(void) {
     if (e && atof(e) >= 1) slice_macs = atof(e);
     e = getenv("WF_GEMM_MAX_SLICES");
     if (e && atoi(e) >= 1) max_slices = atoi(e);
-#ifdef WEFT_HAVE_OPENBLAS
     openblas_set_num_threads(1);   /* its own pool would compete with weft's for the cores */
-    if (blas_thread_shutdown_ && !getenv("WF_KEEP_BLAS_THREADS")) blas_thread_shutdown_();
-#endif
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
 }
-
 
 int wf__gemm_slices(double macs) {
     pthread_once(&once, init_once);
@@ -50,6 +48,9 @@ int wf__gemm_slices(double macs) {
     double s = macs / slice_macs;
     return s < 1 ? 1 : s > max_slices ? max_slices : (int)s;
 }
+#else
+static void init_once(void) {}
+#endif
 
 int wf_set_num_threads(int n) {
     pthread_once(&once, init_once);

@@ -6,6 +6,7 @@
  *    bad arguments; wf_set_num_threads / wf_get_num_threads.
  *  - the same reductions, softmax, norm clipping and MLP training steps (Linear, ReLU, cross
  *    entropy, Adam) at 1, 2 and 4 threads give identical bits. */
+#define WF_PARALLEL_FOR_FUNCTION   /* the function, also in the minimal preset */
 #include "test_util.h"
 #include "weft_config.h"
 
@@ -214,8 +215,8 @@ END_TEST
 
 START_TEST(test_set_get_threads) {
     /* the default honours OMP_NUM_THREADS, as PyTorch does (tests run with 2) */
-    const char *e = getenv("OMP_NUM_THREADS");
 #ifndef WEFT_MINIMAL
+    const char *e = getenv("OMP_NUM_THREADS");
     if (e && atoi(e) >= 1) ck_assert_int_eq(wf_get_num_threads(), atoi(e));
 #endif
     ck_assert_int_ge(wf_get_num_threads(), 1);
