@@ -483,9 +483,10 @@ static bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
     static int NAME(bool tA, bool tB, int64_t m, int64_t n, int64_t k, double alpha, const void *A,  \
                     int64_t lda, int64_t sA, const void *B, int64_t ldb, int64_t sB, double beta,     \
                     void *C, int64_t ldc, int64_t sC, int64_t batch) {                                \
-        int ns = wf__gemm_slices((double)m * (double)n * (double)k * (double)batch);                  \
         bool rows = m >= n;   /* split the longer side of C */                                        \
         int64_t len = rows ? m : n;                                                                   \
+        int ns = wf__gemm_slices((double)m * (double)n * (double)k * (double)batch,                   \
+                                 sC != 0 && batch > 1 ? batch * 64 : len);                            \
         NAME##_ctx x = { tA, tB, rows, m, n, k, lda, sA, ldb, sB, ldc, sC, batch, len, 0,             \
                          (T)alpha, (T)beta, A, B, C };                                                \
         if (ns > 1 && sC != 0 && batch >= ns) {                                                       \

@@ -28,24 +28,30 @@ static pthread_once_t once = PTHREAD_ONCE_INIT;
 extern int blas_thread_shutdown_(void) __attribute__((weak));
 
 /* A slice of a BLAS product should be worth at least this many multiply-adds (a smaller one
- * costs more in packing B again and in waking a helper than it saves), and a product is cut
- * into at most max_slices: the cut depends on the sizes only, never on the pool. */
+ * costs more in waking a helper than it saves), at least min_side rows (or columns) of C
+ * wide: each slice packs the whole other operand again (a row slice all of B, a column slice
+ * all of A), so with 32 of them the conv backward's weight gradient (32 x 288 of C, k = 50K)
+ * spent more time packing A than multiplying. At most max_slices. The cut depends on the
+ * sizes only, never on the pool. */
 static double slice_macs = 1 << 19;
-static int max_slices = 16;
+static int max_slices = 16, min_side = 64;
 
 static void init_once(void) {
     const char *e = getenv("WF_GEMM_SLICE_MACS");   /* A/B runs */
     if (e && atof(e) >= 1) slice_macs = atof(e);
     e = getenv("WF_GEMM_MAX_SLICES");
     if (e && atoi(e) >= 1) max_slices = atoi(e);
+    e = getenv("WF_GEMM_MIN_SIDE");
+    if (e && atoi(e) >= 1) min_side = atoi(e);
     openblas_set_num_threads(1);   /* its own pool would compete with weft's for the cores */
     if (blas_thread_shutdown_) blas_thread_shutdown_();
 }
 
-int wf__gemm_slices(double macs) {
+int wf__gemm_slices(double macs, int64_t side) {
     pthread_once(&once, init_once);
     if (wf__pool_in_region()) return 1;
     double s = macs / slice_macs;
+    if (s > (double)side / min_side) s = (double)side / min_side;
     return s < 1 ? 1 : s > max_slices ? max_slices : (int)s;
 }
 #else
