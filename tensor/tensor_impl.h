@@ -476,8 +476,8 @@ static inline __attribute__((always_inline)) int wf__parallel_for_inline_(int64_
 }
 #define wf__parallel_for(n, grain, body, ctx) ((void)(grain), wf__parallel_for_inline_((n), (body), (ctx)))
 #endif
-/* inside a body: this thread's slot in the loop, 0 (the caller) up to min(pool size, chunks) - 1
- * (per-thread scratch); 0 outside */
+/* inside a body: this thread's slot in the loop (per-thread scratch), below min(pool size,
+ * chunks), in the order the threads took their first chunk; 0 outside and in inline calls */
 int wf__pool_worker(void);
 bool wf__pool_in_region(void);
 /* the threads a loop started here may use: the pool's size, 1 inside a loop */

@@ -77,8 +77,8 @@ static struct {
 static pthread_t helpers[POOL_MAX];
 static struct { _Atomic uint64_t w; char pad[56]; } claim[POOL_MAX];   /* one line per block */
 
-static _Thread_local int tl_worker = 0;     /* this thread's slot in the running region:
-                                             * 0 the caller, then in the order helpers joined */
+static _Thread_local int tl_worker = 0;     /* this thread's slot in the running region, in
+                                             * the order threads took their first chunk */
 static _Thread_local bool tl_in_region = false;
 
 static void futex_wait(_Atomic uint32_t *w, uint32_t v) {
@@ -103,10 +103,12 @@ static long now_ns(void) {
 }
 
 /* Claim and run chunks of the current region until none is left: from block `home` first,
- * then the others' leftovers. caller: the region's own thread (scratch slot 0); a helper
- * takes the next slot when it claims its first chunk. */
-static void run_chunks(int home, bool caller) {
-    bool joined = caller;
+ * then the others' leftovers. A thread takes the next scratch slot (wf__pool_worker) when it
+ * claims its first chunk of a region, so slots stay below the number of chunks even when the
+ * helpers take them all; by generation: a helper may scan a region twice (when it saw the
+ * region's chunks before the wake-up meant for them), and its scan may reach the next region. */
+static _Thread_local uint64_t tl_joined_gen = UINT64_MAX;
+static void run_chunks(int home) {
     int nb = atomic_load_explicit(&P.nblocks, memory_order_relaxed);
     for (int k = 0; k < nb; k++) {
         int b = (home + k) % nb;
@@ -116,15 +118,16 @@ static void run_chunks(int home, bool caller) {
                                                        memory_order_acquire))
                 continue;
             /* the chunk is ours, so the region (and its fields) lives until we report it done */
-            if (!joined) { tl_worker = atomic_fetch_add(&P.joined, 1); joined = true; }
+            if ((w >> GEN_SHIFT) != tl_joined_gen) {
+                tl_worker = atomic_fetch_add(&P.joined, 1);
+                tl_joined_gen = w >> GEN_SHIFT;
+            }
             int64_t nchunks = P.nchunks, nbr = atomic_load_explicit(&P.nblocks, memory_order_relaxed);
             int64_t c = (b + 1) * nchunks / nbr - (int64_t)(w & LEFT_MASK);
             int64_t lo = c * P.grain, hi = lo + P.grain < P.n ? lo + P.grain : P.n;
             P.body(P.ctx, lo, hi);
             uint32_t d = atomic_fetch_add(&P.done, 1) + 1;
-            if (d == (uint32_t)nchunks && atomic_load(&P.caller_sleeping)) {
-                futex_wake(&P.done, 1);
-            }
+            if (d == (uint32_t)nchunks && atomic_load(&P.caller_sleeping)) futex_wake(&P.done, 1);
             w = atomic_load_explicit(&claim[b].w, memory_order_acquire);
         }
     }
@@ -136,7 +139,7 @@ static void *helper_main(void *arg) {
     uint32_t seen = atomic_load(&P.wake_seq);
     for (;;) {
         if (atomic_load(&P.stop)) return NULL;
-        run_chunks(home, false);
+        run_chunks(home);
         /* regions of a training step come back to back: stay awake a few microseconds */
         long t0 = now_ns();
         bool woke = false;
@@ -249,7 +252,7 @@ int wf__parallel_for(int64_t n, int64_t grain, void (*body)(void *ctx, int64_t b
     P.nchunks = nchunks;
     atomic_store(&P.done, 0);
     atomic_store(&P.caller_sleeping, 0);
-    atomic_store(&P.joined, 1);
+    atomic_store(&P.joined, 0);
     P.gen++;
     /* nblocks first: a helper that reads the new count before the new words finds their old
      * values, all 0 left, and claims nothing */
@@ -264,8 +267,7 @@ int wf__parallel_for(int64_t n, int64_t grain, void (*body)(void *ctx, int64_t b
     /* spinning helpers see wake_seq move; only sleeping ones need the system call */
     if (atomic_load(&P.sleepers)) futex_wake(&P.wake_seq, P.nhelpers < nchunks - 1 ? P.nhelpers : (int)(nchunks - 1));
     tl_in_region = true;
-    tl_worker = 0;
-    run_chunks(0, true);
+    run_chunks(0);
     /* what is left: chunks helpers started; spin briefly, then sleep until the last is done */
     long t0 = 0;
     for (int i = 0; atomic_load(&P.done) != (uint32_t)nchunks; i++) {
@@ -282,6 +284,7 @@ int wf__parallel_for(int64_t n, int64_t grain, void (*body)(void *ctx, int64_t b
         cpu_relax();
     }
     tl_in_region = false;
+    tl_worker = 0;
     pthread_mutex_unlock(&P.region_lock);
     return 0;
 }
