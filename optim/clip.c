@@ -92,25 +92,36 @@ static double chunk_other(const float *xf, const double *xd, int64_t n, int kind
     return acc;
 }
 
+typedef struct {
+    wf_tensor **gs;
+    int k;
+    const int64_t *first;
+    double *partial;
+    int kind;
+    double p;
+} total_ctx;
+
+static void total_chunks(void *vt, int64_t c0, int64_t c1) {
+    const total_ctx *t = vt;
+    for (int64_t c = c0; c < c1; c++) {
+        int j = chunk_tensor(t->first, t->k, c);
+        int64_t n = wf_numel(t->gs[j]), lo = (c - t->first[j]) * CLIP_CHUNK, hi = lo + CLIP_CHUNK < n ? lo + CLIP_CHUNK : n;
+        bool f64 = wf_tensor_dtype(t->gs[j]) == WF_F64;
+        const float *xf = f64 ? NULL : (const float *)(void *)wf__host_ptr(t->gs[j]) + lo;
+        const double *xd = f64 ? (const double *)(void *)wf__host_ptr(t->gs[j]) + lo : NULL;
+        t->partial[c] = t->kind == 2 ? (f64 ? sumsq_f64(xd, hi - lo) : sumsq_f32(xf, hi - lo))
+                   : t->kind == 1 ? (f64 ? sumabs_f64(xd, hi - lo) : sumabs_f32(xf, hi - lo))
+                               : chunk_other(xf, xd, hi - lo, t->kind, t->p);
+    }
+}
+
 /* kind: 0 max (infinity norm), 1 sum |x|, 2 sum x^2, 3 sum |x|^p */
 static double cpu_total(wf_tensor **gs, int k, const int64_t *first, double *partial, int kind, double p) {
     int64_t nchunks = first[k], total = 0;
     for (int j = 0; j < k; j++) total += wf_numel(gs[j]);
-    int nt = total > 65536 ? wf__par_threads(total, 32768) : 1;
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-    for (int64_t c = 0; c < nchunks; c++) {
-        int j = chunk_tensor(first, k, c);
-        int64_t n = wf_numel(gs[j]), lo = (c - first[j]) * CLIP_CHUNK, hi = lo + CLIP_CHUNK < n ? lo + CLIP_CHUNK : n;
-        bool f64 = wf_tensor_dtype(gs[j]) == WF_F64;
-        const float *xf = f64 ? NULL : (const float *)(void *)wf__host_ptr(gs[j]) + lo;
-        const double *xd = f64 ? (const double *)(void *)wf__host_ptr(gs[j]) + lo : NULL;
-        partial[c] = kind == 2 ? (f64 ? sumsq_f64(xd, hi - lo) : sumsq_f32(xf, hi - lo))
-                   : kind == 1 ? (f64 ? sumabs_f64(xd, hi - lo) : sumabs_f32(xf, hi - lo))
-                               : chunk_other(xf, xd, hi - lo, kind, p);
-    }
-    (void)nt;
+    total_ctx tc = { gs, k, first, partial, kind, p };
+    /* partials per CLIP_CHUNK, combined below in chunk order: the same bits at any thread count */
+    wf__parallel_for(nchunks, total > 65536 ? 4 : (nchunks ? nchunks : 1), total_chunks, &tc);
     double acc = 0;
     for (int64_t c = 0; c < nchunks; c++) {
         if (kind == 0) acc = isnan(acc) ? acc : (partial[c] > acc || isnan(partial[c])) ? partial[c] : acc;
@@ -119,26 +130,34 @@ static double cpu_total(wf_tensor **gs, int k, const int64_t *first, double *par
     return kind == 2 ? sqrt(acc) : kind == 3 ? pow(acc, 1.0 / p) : acc;
 }
 
-static void cpu_scale(wf_tensor **gs, int k, const int64_t *first, double coef) {
-    int64_t nchunks = first[k], total = 0;
-    for (int j = 0; j < k; j++) total += wf_numel(gs[j]);
-    int nt = total > 65536 ? wf__par_threads(total, 32768) : 1;
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-    for (int64_t c = 0; c < nchunks; c++) {
-        int j = chunk_tensor(first, k, c);
-        int64_t n = wf_numel(gs[j]), lo = (c - first[j]) * CLIP_CHUNK, hi = lo + CLIP_CHUNK < n ? lo + CLIP_CHUNK : n;
-        if (wf_tensor_dtype(gs[j]) == WF_F64) {
-            double *x = (double *)(void *)wf__host_ptr(gs[j]);
-            for (int64_t i = lo; i < hi; i++) x[i] *= coef;
+typedef struct {
+    wf_tensor **gs;
+    int k;
+    const int64_t *first;
+    double coef;
+} scale_ctx;
+
+static void scale_chunks(void *vt, int64_t c0, int64_t c1) {
+    const scale_ctx *t = vt;
+    for (int64_t c = c0; c < c1; c++) {
+        int j = chunk_tensor(t->first, t->k, c);
+        int64_t n = wf_numel(t->gs[j]), lo = (c - t->first[j]) * CLIP_CHUNK, hi = lo + CLIP_CHUNK < n ? lo + CLIP_CHUNK : n;
+        if (wf_tensor_dtype(t->gs[j]) == WF_F64) {
+            double *x = (double *)(void *)wf__host_ptr(t->gs[j]);
+            for (int64_t i = lo; i < hi; i++) x[i] *= t->coef;
         } else {
-            float *x = (float *)(void *)wf__host_ptr(gs[j]);
-            const float cf = (float)coef;   /* as wf_mul_scalar_ on an f32 tensor */
+            float *x = (float *)(void *)wf__host_ptr(t->gs[j]);
+            const float cf = (float)t->coef;   /* as wf_mul_scalar_ on an f32 tensor */
             for (int64_t i = lo; i < hi; i++) x[i] *= cf;
         }
     }
-    (void)nt;
+}
+
+static void cpu_scale(wf_tensor **gs, int k, const int64_t *first, double coef) {
+    int64_t nchunks = first[k], total = 0;
+    for (int j = 0; j < k; j++) total += wf_numel(gs[j]);
+    scale_ctx sc = { gs, k, first, coef };
+    wf__parallel_for(nchunks, total > 65536 ? 4 : (nchunks ? nchunks : 1), scale_chunks, &sc);
     for (int j = 0; j < k; j++) wf__bump_version(gs[j]);
 }
 

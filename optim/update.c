@@ -178,24 +178,18 @@ DEFINE_FUSED(double, sqrt, maxd_nan)
  * of PyTorch's foreach/fused optimizers). Small totals stay on the calling thread. */
 #define ADAM_CHUNK 4096
 
-int wf__optim_flush(wf_optim_batch *b) {
-    int rc = b->n_cuda ? wf__optim_cuda_flush(b) : 0;
-    int64_t first[WF_ADAM_BATCH + 1], total = 0;
-    first[0] = 0;
-    for (int j = 0; j < b->n; j++) {
-        first[j + 1] = first[j] + (b->jobs[j].n + ADAM_CHUNK - 1) / ADAM_CHUNK;
-        total += b->jobs[j].n;
-    }
-    int64_t nchunks = first[b->n];
-    int nt = total > 65536 ? wf__par_threads(total, 32768) : 1;
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-    for (int64_t c = 0; c < nchunks; c++) {
+typedef struct {
+    wf_optim_batch *b;
+    const int64_t *first;
+} flush_ctx;
+
+static void flush_chunks(void *vf, int64_t c0, int64_t c1) {
+    const flush_ctx *f = vf;
+    for (int64_t c = c0; c < c1; c++) {
         int j = 0;
-        while (c >= first[j + 1]) j++;
-        const wf_adam_job *a = &b->jobs[j];
-        int64_t lo = (c - first[j]) * ADAM_CHUNK, len = a->n - lo < ADAM_CHUNK ? a->n - lo : ADAM_CHUNK;
+        while (c >= f->first[j + 1]) j++;
+        const wf_adam_job *a = &f->b->jobs[j];
+        int64_t lo = (c - f->first[j]) * ADAM_CHUNK, len = a->n - lo < ADAM_CHUNK ? a->n - lo : ADAM_CHUNK;
         if (a->f64)
             adam_fast_double(len, (double *)a->p + lo, (const double *)a->g + lo, (double *)a->m + lo,
                              (double *)a->v + lo, a->nstep, a->bc2s, a->eps, a->w1, a->b2, a->w2, a->wd,
@@ -205,6 +199,20 @@ int wf__optim_flush(wf_optim_batch *b) {
                             (float *)a->v + lo, (float)a->nstep, (float)a->bc2s, (float)a->eps,
                             (float)a->w1, (float)a->b2, (float)a->w2, (float)a->wd, (float)a->decay);
     }
+}
+
+int wf__optim_flush(wf_optim_batch *b) {
+    int rc = b->n_cuda ? wf__optim_cuda_flush(b) : 0;
+    int64_t first[WF_ADAM_BATCH + 1], total = 0;
+    first[0] = 0;
+    for (int j = 0; j < b->n; j++) {
+        first[j + 1] = first[j] + (b->jobs[j].n + ADAM_CHUNK - 1) / ADAM_CHUNK;
+        total += b->jobs[j].n;
+    }
+    int64_t nchunks = first[b->n];
+    flush_ctx fc = { b, first };
+    /* chunks of ADAM_CHUNK elements, several per region chunk once the step is large */
+    wf__parallel_for(nchunks, total > 65536 ? 4 : (nchunks ? nchunks : 1), flush_chunks, &fc);
     b->n = 0;
     return rc;
 }

@@ -455,8 +455,34 @@ extern const wf_kernels wf__cuda_kernels;
 typedef void (*wf_iter_fn)(char **ptrs, const int64_t *byte_strides, int64_t n, void *ctx);
 void wf__iter(int nops, wf_tensor *const *ops, wf_iter_fn fn, void *ctx);
 
-/* Threads for a parallel region over `work` units, one per `grain` units, at most the
- * team's size; 1 inside a parallel region (tensor/cpu/threads.c). */
-int wf__par_threads(int64_t work, int64_t grain);
+/* ---------------------------------------------------------------- CPU threads
+ * thread_pool.c: weft's CPU threads.
+ * wf__parallel_for runs body(ctx, begin, end) over [0, n) in chunks of `grain` (the last one
+ * shorter): chunk i is [i*grain, min(n, (i+1)*grain)), each run exactly once, on the calling
+ * thread or a helper; it returns when all are done. The chunks depend on (n, grain) only, so
+ * partial results kept per chunk and combined in chunk order give the same bits whatever the
+ * thread count. Calls from inside a body, and from a second thread while a loop runs, run
+ * inline. 0, or WF_EINVAL (n < 0, grain < 1, body NULL, more than 2^31 - 1 chunks). */
+int wf__parallel_for(int64_t n, int64_t grain, void (*body)(void *ctx, int64_t begin, int64_t end),
+                     void *ctx);
+#if defined(WEFT_MINIMAL) && !defined(WF_PARALLEL_FOR_FUNCTION)
+/* The minimal preset has no helper threads: its loops call the body once over the whole range,
+ * which the compiler inlines (the outlined bodies and their contexts otherwise cost the size
+ * budget ~8 KB). Every body handles any sub-range, so the results are the same. Code that wants
+ * the function itself (its checks, exact chunks) defines WF_PARALLEL_FOR_FUNCTION first. */
+static inline __attribute__((always_inline)) int wf__parallel_for_inline_(int64_t n, void (*body)(void *, int64_t, int64_t), void *ctx) {
+    if (n > 0) body(ctx, 0, n);
+    return 0;
+}
+#define wf__parallel_for(n, grain, body, ctx) ((void)(grain), wf__parallel_for_inline_((n), (body), (ctx)))
+#endif
+/* inside a body: this thread's slot in the loop (per-thread scratch), below min(pool size,
+ * chunks), in the order the threads took their first chunk; 0 outside and in inline calls */
+int wf__pool_worker(void);
+bool wf__pool_in_region(void);
+/* the threads a loop started here may use: the pool's size, 1 inside a loop */
+int wf__pool_size(void);
+int wf__pool_set_size(int n);   /* wf_set_num_threads */
+int wf__pool_get_size(void);
 
 #endif

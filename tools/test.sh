@@ -74,12 +74,11 @@ ASAN_OPTIONS=detect_leaks=1 UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 \
   run_suite build-asan -Dblas=builtin -Dcuda=disabled -Dmpi=disabled -Dnccl=disabled \
     -Db_sanitize=address,undefined -Dbuildtype=debugoptimized
 # 3. ThreadSanitizer over the suites that run threads (meson suite 'threads': the DataLoader's
-#    workers, the store server's poll thread). OpenMP is off there (libgomp is not
-#    instrumented, so its own synchronization would read as races), and only those tests are
-#    built and run. A race fails its test (TSan exits 66).
+#    workers, the store server's poll thread, weft's thread pool and the loops on it). Only
+#    those tests are built and run. A race fails its test (TSan exits 66).
 step_timeout=300
 if [ -f build-tsan/build.ninja ] || meson setup build-tsan -Dblas=builtin -Dcuda=disabled -Dmpi=disabled \
-     -Dnccl=disabled -Dopenmp=disabled -Db_sanitize=thread >build-tsan.setup.log 2>&1; then
+     -Dnccl=disabled -Db_sanitize=thread >build-tsan.setup.log 2>&1; then
   TSAN_OPTIONS="second_deadlock_stack=1 history_size=4" \
     run_subset build-tsan "$(test_targets build-tsan threads)" --suite threads
 else

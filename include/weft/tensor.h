@@ -185,10 +185,11 @@ wf_tensor *wf_ones_like(const wf_tensor *t);
 wf_tensor *wf_full_like(const wf_tensor *t, double value);
 
 /* ---------------------------------------------------------------- CPU threads */
-/* torch.set_num_threads / get_num_threads: the size of the one team that runs weft's CPU loops
- * and its GEMMs (BLAS runs single-threaded inside it, so the two never compete for cores).
- * Applies to the calling thread (OpenMP's rule). Default: OMP_NUM_THREADS, else the cores this
- * process may run on. n < 1 is WF_EINVAL. A build without OpenMP has one thread. */
+/* torch.set_num_threads / get_num_threads: the size of weft's thread pool, which runs its CPU
+ * loops and its GEMMs (BLAS runs single-threaded on slices, so the two never compete for
+ * cores). Process-wide, as in PyTorch. Default: OMP_NUM_THREADS, else the cores this process
+ * may run on. n < 1 is WF_EINVAL; so is a call from inside one of weft's parallel loops. The
+ * minimal (embedded) build has one thread: n is accepted and the size stays 1. */
 int wf_set_num_threads(int n);
 int wf_get_num_threads(void);
 

@@ -29,24 +29,33 @@ static inline void inner_range(int64_t x0, int sw, int64_t W, int64_t ow, int64_
     *hi = h;
 }
 
-#ifdef WEFT_HAVE_OPENMP
-#define WF_OMP_IM2COL _Pragma("omp parallel for collapse(2) schedule(static) if (rows * N * L > 32768)")
-#define WF_OMP_COL2IM _Pragma("omp parallel for schedule(static) if (N * C * H * W > 32768)")
-#else
-#define WF_OMP_IM2COL
-#define WF_OMP_COL2IM
-#endif
+/* One im2col / col2im call's arguments, for its loop on weft's thread pool. */
+typedef struct {
+    void *out;
+    const void *in, *bias;
+    int64_t ldcol, N, C, H, W, oh, ow;
+    int kh, kw, sh, sw, ph, pw, dh, dw;
+    bool accumulate;
+} conv_args;
+
+/* units (rows of col x images, or planes) per chunk: ~16K elements each; one chunk below
+ * 32K elements in all (threads cost more than they save there) */
+static int64_t conv_grain(int64_t units, int64_t unit_elems) {
+    if (units * unit_elems <= 32768 || units < 1) return units > 0 ? units : 1;
+    return unit_elems >= 16384 ? 1 : 16384 / unit_elems;
+}
 
 #define DEFINE_IM2COL(T, S)                                                                     \
     /* col [C*kh*kw, ldcol]: image n's block starts at column n*oh*ow */                       \
-    static void im2col_##S(T *col, int64_t ldcol, const T *x, int64_t N, int64_t C, int64_t H,  \
-                           int64_t W, int kh, int kw, int sh, int sw, int ph, int pw, int dh,   \
-                           int dw, int64_t oh, int64_t ow) {                                    \
+    static void im2col_rng_##S(T *col, int64_t ldcol, const T *x, int64_t N, int64_t C, int64_t H, \
+                               int64_t W, int kh, int kw, int sh, int sw, int ph, int pw, int dh, \
+                               int dw, int64_t oh, int64_t ow, int64_t q0, int64_t q1) { \
         int64_t rows = C * kh * kw, L = oh * ow;                                                \
         bool plain = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;            \
-        WF_OMP_IM2COL                                                                           \
-        for (int64_t r = 0; r < rows; r++) {                                                    \
-            for (int64_t n = 0; n < N; n++) {                                                   \
+        (void)rows;                                                                             \
+        for (int64_t q = q0; q < q1; q++) {                                                     \
+            {   /* a continue below goes on with the next q */                                  \
+                int64_t r = q / N, n = q % N;                                                   \
                 int64_t c = r / (kh * kw), i = (r / kw) % kh, j = r % kw;                       \
                 const T *xc = x + (n * C + c) * H * W;                                          \
                 T *dst = col + r * ldcol + n * L;                                               \
@@ -96,16 +105,29 @@ static inline void inner_range(int64_t x0, int sw, int64_t W, int64_t ow, int64_
             }                                                                                   \
         }                                                                                       \
     }                                                                                           \
-    /* the adjoint; accumulate: add into x, else overwrite it starting from bias[c] or 0 */   \
-    static void col2im_##S(T *x, const T *col, const T *bias, int64_t ldcol, int64_t N,         \
-                           int64_t C, int64_t H, int64_t W, int kh, int kw, int sh, int sw,     \
-                           int ph, int pw, int dh, int dw, int64_t oh, int64_t ow,              \
-                           bool accumulate) {                                                   \
+    static void im2col_body_##S(void *va, int64_t q0, int64_t q1) {                             \
+        const conv_args *a = va;                                                                \
+        im2col_rng_##S(a->out, a->ldcol, a->in, a->N, a->C, a->H, a->W, a->kh, a->kw, a->sh,    \
+                       a->sw, a->ph, a->pw, a->dh, a->dw, a->oh, a->ow, q0, q1);                \
+    }                                                                                           \
+    static void im2col_##S(T *col, int64_t ldcol, const T *x, int64_t N, int64_t C, int64_t H,  \
+                           int64_t W, int kh, int kw, int sh, int sw, int ph, int pw, int dh,   \
+                           int dw, int64_t oh, int64_t ow) {                                    \
+        conv_args a = { col, x, NULL, ldcol, N, C, H, W, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, \
+                        false };                                                                \
+        int64_t units = C * kh * kw * N;                                                        \
+        wf__parallel_for(units, conv_grain(units, oh * ow), im2col_body_##S, &a);               \
+    }                                                                                           \
+    /* planes [q0, q1) of col2im below */                                                       \
+    static void col2im_rng_##S(T *x, const T *col, const T *bias, int64_t ldcol, int64_t N,     \
+                               int64_t C, int64_t H, int64_t W, int kh, int kw, int sh, int sw, \
+                               int ph, int pw, int dh, int dw, int64_t oh, int64_t ow,          \
+                               bool accumulate, int64_t q0, int64_t q1) {                       \
+        (void)N;                                                                                \
         int64_t L = oh * ow;                                                                    \
         bool plain = kh == 1 && kw == 1 && sh == 1 && sw == 1 && ph == 0 && pw == 0;            \
         bool same3 = kw == 3 && sw == 1 && dw == 1 && pw == 1 && ow == W && W >= 2;             \
-        WF_OMP_COL2IM                                                                           \
-        for (int64_t pl = 0; pl < N * C; pl++) {                                                \
+        for (int64_t pl = q0; pl < q1; pl++) {                                                  \
             int64_t n = pl / C, c = pl % C;                                                     \
             T *restrict xc = x + pl * H * W;                                                    \
             T v0 = bias ? bias[c] : (T)0;                                                       \
@@ -152,6 +174,20 @@ static inline void inner_range(int64_t x0, int sw, int64_t W, int64_t ow, int64_
                     }                                                                           \
                 }                                                                               \
         }                                                                                       \
+    }                                                                                           \
+    static void col2im_body_##S(void *va, int64_t q0, int64_t q1) {                             \
+        const conv_args *a = va;                                                                \
+        col2im_rng_##S(a->out, a->in, a->bias, a->ldcol, a->N, a->C, a->H, a->W, a->kh, a->kw,  \
+                       a->sh, a->sw, a->ph, a->pw, a->dh, a->dw, a->oh, a->ow, a->accumulate, q0, q1); \
+    }                                                                                           \
+    /* the adjoint; accumulate: add into x, else overwrite it starting from bias[c] or 0 */     \
+    static void col2im_##S(T *x, const T *col, const T *bias, int64_t ldcol, int64_t N,         \
+                           int64_t C, int64_t H, int64_t W, int kh, int kw, int sh, int sw,     \
+                           int ph, int pw, int dh, int dw, int64_t oh, int64_t ow,              \
+                           bool accumulate) {                                                   \
+        conv_args a = { x, col, bias, ldcol, N, C, H, W, oh, ow, kh, kw, sh, sw, ph, pw, dh, dw, \
+                        accumulate };                                                           \
+        wf__parallel_for(N * C, conv_grain(N * C, H * W), col2im_body_##S, &a);                 \
     }
 
 DEFINE_IM2COL(float, f32)

@@ -38,10 +38,11 @@ int wf__cpu_rand_int(wf_tensor *y, uint64_t seed, uint64_t offset, int64_t lo, i
 int wf__cpu_bernoulli(wf_tensor *y, uint64_t seed, uint64_t offset, const wf_tensor *p_t, double p);
 
 /* GEMM (gemm.c): OpenBLAS when built with it, else a cache-blocked builtin */
-/* threads.c: how many of weft's OpenMP threads share a BLAS product of `macs` multiply-adds,
- * each with single-threaded BLAS calls on its slice of C (1 under WF_GEMM_THREADING=blas,
- * where OpenBLAS threads itself). The first call configures OpenBLAS. */
-int wf__gemm_threads(double macs);
+/* threads.c (OpenBLAS builds): into how many slices of C (1..16) a BLAS product of `macs`
+ * multiply-adds is cut along its side of `side` rows (or columns), each a single-threaded BLAS
+ * call run on the pool; fixed by the sizes, 1 inside a parallel loop. The first call
+ * configures OpenBLAS (one thread). */
+int wf__gemm_slices(double macs, int64_t side);
 int wf__cpu_gemm(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k,
                  double alpha, const void *A, int64_t lda, int64_t strideA,
                  const void *B, int64_t ldb, int64_t strideB,

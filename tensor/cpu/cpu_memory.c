@@ -64,6 +64,19 @@ static void copy_run(char **p, const int64_t *bs, int64_t n, void *vctx) {
     for (int64_t i = 0; i < n; i++) wf__store(y + i * bs[0], c->dy, wf__load(x + i * bs[1], c->dx));
 }
 
+typedef struct {
+    cast_ctx *c;
+    char *yb, *xb;
+    int64_t ys, xs;
+} cast_chunks_ctx;
+
+static void cast_chunk(void *vc, int64_t lo, int64_t hi) {
+    const cast_chunks_ctx *k = vc;
+    char *p[2] = { k->yb + lo * k->ys, k->xb + lo * k->xs };
+    int64_t bs[2] = { k->ys, k->xs };
+    copy_run(p, bs, hi - lo, k->c);
+}
+
 int wf__cpu_copy(wf_tensor *y, const wf_tensor *x) {
     cast_ctx c = { y->dtype, x->dtype };
     wf_tensor *ops[2] = { y, (wf_tensor *)x };
@@ -71,18 +84,9 @@ int wf__cpu_copy(wf_tensor *y, const wf_tensor *x) {
     if (c.dy != c.dx && n >= 8192 && wf_is_contiguous(y) && wf_is_contiguous(x)) {
         /* casts of 8K elements and up (autocast makes many: weights, activations, their
          * gradients) on all threads, in chunks */
-        char *yb = wf__host_ptr(y), *xb = wf__host_ptr(x);
-        int64_t ys = (int64_t)wf_dtype_size(c.dy), xs = (int64_t)wf_dtype_size(c.dx), chunk = 4096;
-        int64_t nchunks = (n + chunk - 1) / chunk;
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static)
-#endif
-        for (int64_t k = 0; k < nchunks; k++) {
-            int64_t lo = k * chunk, len = n - lo < chunk ? n - lo : chunk;
-            char *p[2] = { yb + lo * ys, xb + lo * xs };
-            int64_t bs[2] = { ys, xs };
-            copy_run(p, bs, len, &c);
-        }
+        cast_chunks_ctx cc = { &c, wf__host_ptr(y), wf__host_ptr(x), (int64_t)wf_dtype_size(c.dy),
+                               (int64_t)wf_dtype_size(c.dx) };
+        wf__parallel_for(n, 4096, cast_chunk, &cc);
         return 0;
     }
     wf__iter(2, ops, copy_run, &c);

@@ -3,7 +3,7 @@
  * f32 and f64 run natively (loops the compiler vectorizes). Contiguous f16/bf16 operands are
  * staged through f32 blocks and run the same f32 loops (one rounding per result); strided
  * half and integer dtypes go through a float/double path element by element. Large
- * contiguous operands are split across OpenMP threads. */
+ * contiguous operands are cut into chunks run on weft's thread pool (thread_pool.c). */
 #include "cpu_kernels.h"
 #include "weft_config.h"
 
@@ -11,6 +11,21 @@
 #include <string.h>
 
 #define PAR_MIN 32768   /* below this many elements threading costs more than it saves */
+
+typedef struct {
+    wf_iter_fn fn;
+    void *ctx;
+    int nops;
+    char *base[4];
+    int64_t bs[4];
+} run_ctx;
+
+static void run_chunk(void *vc, int64_t lo, int64_t hi) {
+    const run_ctx *r = vc;
+    char *p[4];
+    for (int k = 0; k < r->nops; k++) p[k] = r->base[k] + lo * r->bs[k];
+    r->fn(p, r->bs, hi - lo, r->ctx);
+}
 
 /* Run fn over all operands: in parallel chunks when everything is contiguous and big. */
 static void run(int nops, wf_tensor *const *ops, wf_iter_fn fn, void *ctx) {
@@ -23,23 +38,12 @@ static void run(int nops, wf_tensor *const *ops, wf_iter_fn fn, void *ctx) {
     /* half operands cost a conversion each way per element: threads pay off sooner */
     int64_t par_min = half ? PAR_MIN / 4 : PAR_MIN, chunk = half ? 4096 : 16384;
     if (!contig || n < par_min) { wf__iter(nops, ops, fn, ctx); return; }
-    char *base[4];
-    int64_t bs[4];
+    run_ctx r = { .fn = fn, .ctx = ctx, .nops = nops };
     for (int k = 0; k < nops; k++) {
-        bs[k] = (int64_t)wf_dtype_size(ops[k]->dtype);
-        base[k] = wf__host_ptr(ops[k]);
+        r.bs[k] = (int64_t)wf_dtype_size(ops[k]->dtype);
+        r.base[k] = wf__host_ptr(ops[k]);
     }
-    int64_t nchunks = (n + chunk - 1) / chunk;
-    int nt = wf__par_threads(n, par_min);
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-    for (int64_t c = 0; c < nchunks; c++) {
-        char *p[4];
-        int64_t lo = c * chunk, len = n - lo < chunk ? n - lo : chunk;
-        for (int k = 0; k < nops; k++) p[k] = base[k] + lo * bs[k];
-        fn(p, bs, len, ctx);
-    }
+    wf__parallel_for(n, chunk, run_chunk, &r);   /* arguments valid: cannot fail */
 }
 
 /* ---------------------------------------------------------------- half staging */

@@ -2,11 +2,11 @@
  *
  * Backends:
  *  - WEFT_HAVE_OPENBLAS: cblas_sgemm / cblas_dgemm, row-major, one call per batch item,
- *    single-threaded inside weft's OpenMP team (threads.c): large products are split into
- *    slices of C, one per thread.
+ *    single-threaded: large products are cut into slices of C (how many: the sizes decide,
+ *    threads.c), each slice one BLAS call run on weft's thread pool (thread_pool.c).
  *  - otherwise the builtin GEMM below: operands packed into MR-row / NR-column panels,
  *    blocked over (NC, KC, MC) for the caches, a register-blocked MR x NR micro-kernel,
- *    OpenMP over output tiles (or over batch items when each item is small).
+ *    output tiles (or batch items when each item is small) run on the pool.
  * f16/bf16 operands are converted to f32, multiplied, and the result rounded back.
  * Integer and bool dtypes are refused (WF_EDTYPE).
  *
@@ -25,9 +25,6 @@
 #ifdef WEFT_HAVE_OPENBLAS
 #include <cblas.h>
 #endif
-#ifdef WEFT_HAVE_OPENMP
-#include <omp.h>
-#endif
 
 /* The builtin path, reachable in every build (tests compare it with OpenBLAS). */
 int wf__cpu_gemm_builtin(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k,
@@ -35,22 +32,8 @@ int wf__cpu_gemm_builtin(wf_dtype dt, bool transA, bool transB, int64_t m, int64
                          const void *B, int64_t ldb, int64_t strideB,
                          double beta, void *C, int64_t ldc, int64_t strideC, int64_t batch);
 
-static int max_threads(void) {
-#ifdef WEFT_HAVE_OPENMP
-    int t = omp_get_max_threads();
-    if (omp_in_parallel()) return 1;
-    return t > 0 ? t : 1;
-#else
-    return 1;
-#endif
-}
-static int thread_id(void) {
-#ifdef WEFT_HAVE_OPENMP
-    return omp_get_thread_num();
-#else
-    return 0;
-#endif
-}
+/* threads a product started here may use (1 inside a parallel loop: no nesting) */
+static int max_threads(void) { return wf__pool_size(); }
 
 static inline int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 static inline int64_t round_up(int64_t a, int64_t b) { return ceil_div(a, b) * b; }
@@ -135,27 +118,35 @@ static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
             }                                                                                   \
         }                                                                                       \
     }                                                                                           \
-    /* One matrix product. The output is cut into tiles (MC rows x tw*NR columns); each tile   \
-     * is one task with no synchronisation: its thread packs its own A block and B panels      \
-     * per KC slice into its slot of buf ([A: asz bytes | B], slot_bytes apart) and runs the    \
-     * micro-kernel. nth: threads to use here (1 when items already run in parallel). */       \
-    static void one_##S(bool tA, bool tB, int64_t m, int64_t n, int64_t k, T alpha,             \
-                        const T *A, int64_t lda, const T *B, int64_t ldb, T beta, T *C,         \
-                        int64_t ldc, char *buf, size_t slot_bytes, size_t asz, int nth) {       \
-        if (k == 0 || alpha == 0) { scale_##S(C, ldc, m, n, beta); return; }                    \
-        if (!buf || m * n * k <= 32 * 32 * 32) {                                                \
-            small_##S(tA, tB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);                    \
-            return;                                                                             \
-        }                                                                                       \
-        int64_t mtiles = ceil_div(m, MC), npan = ceil_div(n, NR);                               \
-        /* tile width in panels: enough tiles for every thread, at most NCB columns */         \
-        int64_t want = max64(1, ceil_div(4 * (int64_t)nth, mtiles));                            \
-        int64_t tw = min64(NCB / NR, max64(min64(4, npan), ceil_div(npan, want)));              \
-        int64_t ntiles = ceil_div(npan, tw);                                                    \
-        WF_OMP_PARALLEL_FOR_DYNAMIC_IF(nth)                                                     \
-        for (int64_t t = 0; t < mtiles * ntiles; t++) {                                         \
-            char *mine = buf + slot_bytes * (size_t)(nth > 1 ? thread_id() : 0);                \
-            T *ap = (T *)mine, *bp = (T *)(mine + asz);                                         \
+    typedef struct {                                                                            \
+        bool tA, tB;                                                                            \
+        int64_t m, n, k;                                                                        \
+        T alpha;                                                                                \
+        const T *A;                                                                             \
+        int64_t lda;                                                                            \
+        const T *B;                                                                             \
+        int64_t ldb;                                                                            \
+        T beta;                                                                                 \
+        T *C;                                                                                   \
+        int64_t ldc;                                                                            \
+        char *buf;                                                                              \
+        size_t slot_bytes, asz;                                                                 \
+        int64_t mtiles, tw, npan;                                                               \
+        bool par;   /* on the pool: slot wf__pool_worker() of buf, else buf is ours */          \
+    } tiles_ctx_##S;                                                                            \
+    /* tiles [t0, t1) of one product, packing into this thread's slot of buf */                \
+    static void tiles_##S(void *vc, int64_t t0, int64_t t1) {                                   \
+        const tiles_ctx_##S *x = vc;                                                            \
+        bool tA = x->tA, tB = x->tB;                                                            \
+        int64_t m = x->m, n = x->n, k = x->k, lda = x->lda, ldb = x->ldb, ldc = x->ldc;         \
+        T alpha = x->alpha, beta = x->beta;                                                     \
+        const T *A = x->A, *B = x->B;                                                           \
+        T *C = x->C;                                                                            \
+        int64_t mtiles = x->mtiles, tw = x->tw, npan = x->npan;                                 \
+        (void)m;                                                                                \
+        for (int64_t t = t0; t < t1; t++) {                                         \
+            char *mine = x->buf + x->slot_bytes * (size_t)(x->par ? wf__pool_worker() : 0);        \
+            T *ap = (T *)mine, *bp = (T *)(mine + x->asz);                                      \
             int64_t ic = (t % mtiles) * MC, mc = min64(MC, m - ic);                             \
             int64_t jp0 = (t / mtiles) * tw, jp1 = min64(npan, jp0 + tw);                       \
             T out[MR * NR];                                                                     \
@@ -183,6 +174,53 @@ static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
             }                                                                                   \
         }                                                                                       \
     }                                                                                           \
+    /* One matrix product. The output is cut into tiles (MC rows x tw*NR columns); each tile   \
+     * is one task with no synchronisation: its thread packs its own A block and B panels      \
+     * per KC slice into its slot of buf ([A: asz bytes | B], slot_bytes apart) and runs the    \
+     * micro-kernel. nth: threads to use here (1 when items already run in parallel). */       \
+    static void one_##S(bool tA, bool tB, int64_t m, int64_t n, int64_t k, T alpha,             \
+                        const T *A, int64_t lda, const T *B, int64_t ldb, T beta, T *C,         \
+                        int64_t ldc, char *buf, size_t slot_bytes, size_t asz, int nth) {       \
+        if (k == 0 || alpha == 0) { scale_##S(C, ldc, m, n, beta); return; }                    \
+        if (!buf || m * n * k <= 32 * 32 * 32) {                                                \
+            small_##S(tA, tB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc);                    \
+            return;                                                                             \
+        }                                                                                       \
+        int64_t mtiles = ceil_div(m, MC), npan = ceil_div(n, NR);                               \
+        /* tile width in panels: enough tiles for every thread, at most NCB columns */         \
+        int64_t want = max64(1, ceil_div(4 * (int64_t)nth, mtiles));                            \
+        int64_t tw = min64(NCB / NR, max64(min64(4, npan), ceil_div(npan, want)));              \
+        int64_t ntiles = ceil_div(npan, tw);                                                    \
+        tiles_ctx_##S tc = { tA, tB, m, n, k, alpha, A, lda, B, ldb, beta, C, ldc, buf,         \
+                             slot_bytes, asz, mtiles, tw, npan, nth > 1 };                     \
+        int64_t nt_ = mtiles * ntiles;                                                          \
+        /* at most nth chunks of tiles, so slots 0..nth-1 of buf suffice */                     \
+        if (nth > 1) wf__parallel_for(nt_, ceil_div(nt_, nth), tiles_##S, &tc);                 \
+        else tiles_##S(&tc, 0, nt_);                                                            \
+    }                                                                                           \
+    typedef struct {                                                                            \
+        bool tA, tB;                                                                            \
+        int64_t m, n, k;                                                                        \
+        T alpha;                                                                                \
+        const T *A;                                                                             \
+        int64_t lda, sA;                                                                        \
+        const T *B;                                                                             \
+        int64_t ldb, sB;                                                                        \
+        T beta;                                                                                 \
+        T *C;                                                                                   \
+        int64_t ldc, sC;                                                                        \
+        char *buf;                                                                              \
+        size_t slot, asz;                                                                       \
+    } items_ctx_##S;                                                                            \
+    /* batch items [b0, b1), each one product on this thread's slot of buf */                  \
+    static void items_##S(void *vc, int64_t b0, int64_t b1) {                                   \
+        const items_ctx_##S *x = vc;                                                            \
+        char *mine = x->buf ? x->buf + x->slot * (size_t)wf__pool_worker() : NULL;              \
+        for (int64_t b = b0; b < b1; b++)                                                       \
+            one_##S(x->tA, x->tB, x->m, x->n, x->k, x->alpha, x->A + b * x->sA, x->lda,         \
+                    x->B + b * x->sB, x->ldb, x->beta, x->C + b * x->sC, x->ldc, mine, x->slot, \
+                    x->asz, 1);                                                                 \
+    }                                                                                           \
     static int gemm_##S(bool tA, bool tB, int64_t m, int64_t n, int64_t k, T alpha,             \
                         const T *A, int64_t lda, int64_t sA, const T *B, int64_t ldb,           \
                         int64_t sB, T beta, T *C, int64_t ldc, int64_t sC, int64_t batch) {     \
@@ -201,12 +239,10 @@ static inline int64_t max64(int64_t a, int64_t b) { return a > b ? a : b; }
          * the unpacked loops still compute the right result */                               \
         char *buf = tiny ? NULL : wf__host_alloc(slot * (size_t)nth);                           \
         if (item_par) {                                                                         \
-            WF_OMP_PARALLEL_FOR_DYNAMIC_IF(nth)                                                 \
-            for (int64_t b = 0; b < batch; b++) {                                               \
-                char *mine = buf ? buf + slot * (size_t)thread_id() : NULL;                     \
-                one_##S(tA, tB, m, n, k, alpha, A + b * sA, lda, B + b * sB, ldb, beta,         \
-                        C + b * sC, ldc, mine, slot, asz, 1);                                   \
-            }                                                                                   \
+            items_ctx_##S ic = { tA, tB, m, n, k, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC,  \
+                                 buf, slot, asz };                                              \
+            /* at most nth chunks of items, so slots 0..nth-1 of buf suffice */                 \
+            wf__parallel_for(batch, ceil_div(batch, nth), items_##S, &ic);                      \
         } else {                                                                                \
             for (int64_t b = 0; b < batch; b++) {                                               \
                 T bt = (sC == 0 && b > 0) ? (T)1 : beta;                                        \
@@ -264,13 +300,6 @@ typedef double wf_v4d __attribute__((vector_size(32)));
         for (int j = 0; j < NR; j++) out[i * NR + j] = acc[i][j];
 #endif
 
-#ifdef WEFT_HAVE_OPENMP
-#define WF_PRAGMA(x) _Pragma(#x)
-#define WF_OMP_PARALLEL_FOR_DYNAMIC_IF(nt) \
-    WF_PRAGMA(omp parallel for num_threads(nt) schedule(dynamic) if (nt > 1))
-#else
-#define WF_OMP_PARALLEL_FOR_DYNAMIC_IF(nt)
-#endif
 
 /* f32: 6x16 tile (12 AVX accumulators), A block 120x256 (~120 KB), tiles up to 512 columns
  * (B block 256x512, 512 KB) */
@@ -286,23 +315,37 @@ DEFINE_GEMM(double, f64, 6, 8, 96, 256, 256)
  * threads, the bf16-mixed MLP step took 0.59 ms with a 32768 threshold, 0.56 ms with 4096,
  * and 0.72 ms with serial conversions (bench/NOTES.md). */
 #define CONV_PAR_MIN 4096
+typedef struct {
+    void *dst;
+    const void *src;
+    int64_t cols, ld;
+    bool bf16;
+} conv_ctx;
+
+static void half_rows(void *vc, int64_t lo, int64_t hi) {
+    const conv_ctx *c = vc;
+    for (int64_t i = lo; i < hi; i++)
+        wf__half_to_f32_n((float *)c->dst + i * c->cols, (const uint16_t *)c->src + i * c->ld, c->cols, c->bf16);
+}
+static void f32_rows(void *vc, int64_t lo, int64_t hi) {
+    const conv_ctx *c = vc;
+    for (int64_t i = lo; i < hi; i++)
+        wf__f32_to_half_n((uint16_t *)c->dst + i * c->ld, (const float *)c->src + i * c->cols, c->cols, c->bf16);
+}
+/* rows per chunk: ~CONV_PAR_MIN elements; all rows in one chunk below that */
+static int64_t conv_grain(int64_t rows, int64_t cols) {
+    if (rows * cols <= CONV_PAR_MIN || rows < 1) return rows > 0 ? rows : 1;
+    return cols >= CONV_PAR_MIN ? 1 : CONV_PAR_MIN / cols;
+}
 static void half_to_f32(float *dst, const uint16_t *src, int64_t rows, int64_t cols, int64_t ld,
                         bool bf16) {
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (rows * cols > CONV_PAR_MIN)
-#endif
-    for (int64_t i = 0; i < rows; i++) {
-        wf__half_to_f32_n(dst + i * cols, src + i * ld, cols, bf16);
-    }
+    conv_ctx c = { dst, src, cols, ld, bf16 };
+    wf__parallel_for(rows, conv_grain(rows, cols), half_rows, &c);
 }
 static void f32_to_half(uint16_t *dst, const float *src, int64_t rows, int64_t cols, int64_t ld,
                         bool bf16) {
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (rows * cols > CONV_PAR_MIN)
-#endif
-    for (int64_t i = 0; i < rows; i++) {
-        wf__f32_to_half_n(dst + i * ld, src + i * cols, cols, bf16);
-    }
+    conv_ctx c = { dst, src, cols, ld, bf16 };
+    wf__parallel_for(rows, conv_grain(rows, cols), f32_rows, &c);
 }
 
 typedef int (*f32_gemm_fn)(bool, bool, int64_t, int64_t, int64_t, double, const void *, int64_t,
@@ -394,9 +437,9 @@ int wf__cpu_gemm_builtin(wf_dtype dt, bool transA, bool transB, int64_t m, int64
 #ifdef WEFT_HAVE_OPENBLAS
 static bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
 
-/* One product per batch item, each single-threaded inside weft's OpenMP team (threads.c):
- * items across the team when there are enough of them and each has its own C, else every
- * item's C split into row slices (or column slices when C is wide and short), one per thread.
+/* One product per batch item, each a single-threaded BLAS call on weft's pool: items across
+ * the pool when there are enough of them and each has its own C, else every item's C split
+ * into row slices (or column slices when C is wide and short); how many: wf__gemm_slices.
  * Slices of C never overlap, so no two threads write the same element; with a shared C
  * (sC == 0) each thread runs the items in order on its slice, as the serial loop does. */
 #define BLAS_GEMM(NAME, T, GEMM)                                                                   \
@@ -405,38 +448,53 @@ static bool fits_int(int64_t v) { return v >= 0 && v <= INT_MAX; }
         GEMM(CblasRowMajor, tA ? CblasTrans : CblasNoTrans, tB ? CblasTrans : CblasNoTrans, (int)m,  \
              (int)n, (int)k, alpha, a, (int)lda, b, (int)ldb, beta, c, (int)ldc);                     \
     }                                                                                                 \
-    static int NAME(bool tA, bool tB, int64_t m, int64_t n, int64_t k, double alpha, const void *A,  \
-                    int64_t lda, int64_t sA, const void *B, int64_t ldb, int64_t sB, double beta,     \
-                    void *C, int64_t ldc, int64_t sC, int64_t batch) {                                \
-        const T *a = A, *b = B;                                                                       \
-        T *c = C;                                                                                     \
-        int nt = wf__gemm_threads((double)m * (double)n * (double)k * (double)batch);                 \
-        if (nt > 1 && sC != 0 && batch >= nt) {                                                       \
-            WF_PRAGMA(omp parallel for num_threads(nt) schedule(static))                              \
-            for (int64_t i = 0; i < batch; i++)                                                       \
-                NAME##_one(tA, tB, m, n, k, (T)alpha, a + i * sA, lda, b + i * sB, ldb, (T)beta,      \
-                           c + i * sC, ldc);                                                          \
-            return 0;                                                                                 \
-        }                                                                                             \
-        bool rows = m >= n;   /* split the longer side of C */                                        \
-        int64_t len = rows ? m : n;                                                                   \
-        int64_t chunk = round_up(ceil_div(len, nt), rows ? 1 : 16); /* whole cache lines of C */      \
-        int64_t parts = ceil_div(len, chunk);                                                         \
-        WF_PRAGMA(omp parallel for num_threads((int)parts) schedule(static) if (parts > 1))           \
-        for (int64_t p = 0; p < parts; p++) {                                                         \
-            int64_t s = p * chunk, e = min64(len, s + chunk);                                         \
-            for (int64_t i = 0; i < batch; i++) {                                                     \
-                T bt = (sC == 0 && i > 0) ? (T)1 : (T)beta;                                           \
-                const T *ai = a + i * sA, *bi = b + i * sB;                                           \
-                T *ci = c + i * sC;                                                                   \
-                if (rows)                                                                             \
-                    NAME##_one(tA, tB, e - s, n, k, (T)alpha, tA ? ai + s : ai + s * lda, lda, bi,    \
+    typedef struct {                                                                                  \
+        bool tA, tB, rows;                                                                            \
+        int64_t m, n, k, lda, sA, ldb, sB, ldc, sC, batch, len, chunk;                                \
+        T alpha, beta;                                                                                \
+        const T *a, *b;                                                                               \
+        T *c;                                                                                         \
+    } NAME##_ctx;                                                                                     \
+    static void NAME##_items(void *v, int64_t i0, int64_t i1) {                                       \
+        const NAME##_ctx *x = v;                                                                      \
+        for (int64_t i = i0; i < i1; i++)                                                             \
+            NAME##_one(x->tA, x->tB, x->m, x->n, x->k, x->alpha, x->a + i * x->sA, x->lda,            \
+                       x->b + i * x->sB, x->ldb, x->beta, x->c + i * x->sC, x->ldc);                  \
+    }                                                                                                 \
+    static void NAME##_slices(void *v, int64_t p0, int64_t p1) {                                      \
+        const NAME##_ctx *x = v;                                                                      \
+        bool tA = x->tA, tB = x->tB;                                                                  \
+        int64_t m = x->m, n = x->n, k = x->k, lda = x->lda, ldb = x->ldb, ldc = x->ldc;               \
+        for (int64_t p = p0; p < p1; p++) {                                                           \
+            int64_t s = p * x->chunk, e = min64(x->len, s + x->chunk);                                \
+            for (int64_t i = 0; i < x->batch; i++) {                                                  \
+                T bt = (x->sC == 0 && i > 0) ? (T)1 : x->beta;                                        \
+                const T *ai = x->a + i * x->sA, *bi = x->b + i * x->sB;                               \
+                T *ci = x->c + i * x->sC;                                                             \
+                if (x->rows)                                                                          \
+                    NAME##_one(tA, tB, e - s, n, k, x->alpha, tA ? ai + s : ai + s * lda, lda, bi,    \
                                ldb, bt, ci + s * ldc, ldc);                                           \
                 else                                                                                  \
-                    NAME##_one(tA, tB, m, e - s, k, (T)alpha, ai, lda, tB ? bi + s * ldb : bi + s,    \
+                    NAME##_one(tA, tB, m, e - s, k, x->alpha, ai, lda, tB ? bi + s * ldb : bi + s,    \
                                ldb, bt, ci + s, ldc);                                                 \
             }                                                                                         \
         }                                                                                             \
+    }                                                                                                 \
+    static int NAME(bool tA, bool tB, int64_t m, int64_t n, int64_t k, double alpha, const void *A,  \
+                    int64_t lda, int64_t sA, const void *B, int64_t ldb, int64_t sB, double beta,     \
+                    void *C, int64_t ldc, int64_t sC, int64_t batch) {                                \
+        bool rows = m >= n;   /* split the longer side of C */                                        \
+        int64_t len = rows ? m : n;                                                                   \
+        int ns = wf__gemm_slices((double)m * (double)n * (double)k * (double)batch,                   \
+                                 sC != 0 && batch > 1 ? batch * 64 : len);                            \
+        NAME##_ctx x = { tA, tB, rows, m, n, k, lda, sA, ldb, sB, ldc, sC, batch, len, 0,             \
+                         (T)alpha, (T)beta, A, B, C };                                                \
+        if (ns > 1 && sC != 0 && batch >= ns) {                                                       \
+            wf__parallel_for(batch, ceil_div(batch, ns), NAME##_items, &x);                           \
+            return 0;                                                                                 \
+        }                                                                                             \
+        x.chunk = round_up(ceil_div(len, ns), rows ? 1 : 16);   /* whole cache lines of C */          \
+        wf__parallel_for(ceil_div(len, x.chunk), 1, NAME##_slices, &x);                               \
         return 0;                                                                                     \
     }
 
@@ -478,6 +536,18 @@ int wf__cpu_gemm(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, in
                                 strideB, beta, C, ldc, strideC, batch);
 }
 
+typedef struct {
+    float *c;
+    const float *v;
+    int64_t n;
+} bias_ctx;
+
+static void bias_rows(void *vc, int64_t lo, int64_t hi) {
+    const bias_ctx *b = vc;
+    for (int64_t i = lo; i < hi; i++)
+        for (int64_t j = 0; j < b->n; j++) b->c[i * b->n + j] += b->v[j];
+}
+
 /* ---------------------------------------------------------------- Linear epilogues (bf16/f16)
  * The half product already runs in f32 on converted copies, so the epilogues come cheap:
  * the bias is added to the f32 result before its one rounding (no broadcast copy of the
@@ -499,11 +569,8 @@ int wf__cpu_gemm_epilogue(wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n, i
     rc = wf__cpu_gemm(WF_F32, tA, tB, m, n, k, 1.0, h.a, h.ac, 0, h.b, h.bc, 0, 0.0, h.c, n, 0, 1, dev);
     if (!rc && bias) {
         wf__half_to_f32_n(fv, bias, n, bf);
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (m * n > CONV_PAR_MIN)
-#endif
-        for (int64_t i = 0; i < m; i++)
-            for (int64_t j = 0; j < n; j++) fc[i * n + j] += fv[j];
+        bias_ctx bc = { fc, fv, n };
+        wf__parallel_for(m, conv_grain(m, n), bias_rows, &bc);
     }
     if (!rc && bgrad) {
         /* row i of op(A) summed over k: a column of fa when A is stored transposed */

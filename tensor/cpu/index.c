@@ -87,19 +87,12 @@ static void outer_offsets(const geo *g, int64_t o, int64_t *d, int64_t *x, int64
         ((T *)g->dp)[od + j * dsj] = ((const T *)g->xp)[ox + j * xsj + k * g->xdim];          \
     }
 
-static void copy_loop(const geo *g) {
+static void copy_rows(void *vg, int64_t lo, int64_t hi) {
+    const geo *g = vg;
     int64_t n = g->shape[g->nd - 1];
-    int64_t total = wf__numel(g->nd, g->shape);
-    if (total == 0) return;
-    int64_t outer = total / n;
     int64_t dsj = g->ds[g->nd - 1], xsj = g->xs[g->nd - 1], isj = g->is[g->nd - 1];
     int64_t isz = g->i64 ? 8 : 4;
-    bool par = outer > 1 && total >= PAR_MIN_ELEMS;
-    (void)par;
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (par)
-#endif
-    for (int64_t o = 0; o < outer; o++) {
+    for (int64_t o = lo; o < hi; o++) {
         int64_t od, ox, oi;
         outer_offsets(g, o, &od, &ox, &oi);
         switch (g->es) {
@@ -109,6 +102,16 @@ static void copy_loop(const geo *g) {
         default: COPY_RUN(uint8_t) break;
         }
     }
+}
+
+static void copy_loop(const geo *g) {
+    int64_t n = g->shape[g->nd - 1];
+    int64_t total = wf__numel(g->nd, g->shape);
+    if (total == 0) return;
+    int64_t outer = total / n;
+    /* rows in chunks of ~16K elements; one chunk when the whole is small */
+    int64_t grain = total < PAR_MIN_ELEMS ? outer : n >= 16384 ? 1 : 16384 / n;
+    wf__parallel_for(outer, grain, copy_rows, (void *)g);
 }
 
 /* ---------------------------------------------------------------- accumulation (scatter_add, index_add) */

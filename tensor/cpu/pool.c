@@ -1,7 +1,7 @@
 /* tensor/cpu/pool.c: 2-D max and average pooling on contiguous [N,C,H,W] (f32/f64).
  *
  * Every kernel works plane by plane (N*C planes of H*W, taken from the last two dims of the
- * input and output), one OpenMP thread per plane.
+ * input and output), planes in chunks on weft's thread pool (thread_pool.c).
  *  - max_pool2d: padding counts as -inf; argmax (i64, may be NULL) gets the flat index
  *    y*W + x inside the plane; NaN wins (as PyTorch). Ties keep the first element.
  *  - max_pool2d_backward: ZEROES gx itself, then gx[plane][argmax] += gy.
@@ -18,11 +18,22 @@
 static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 static inline int64_t imax(int64_t a, int64_t b) { return a > b ? a : b; }
 
-#ifdef WEFT_HAVE_OPENMP
-#define WF_OMP_PLANES _Pragma("omp parallel for schedule(static) if (planes * plane_work > 16384)")
-#else
-#define WF_OMP_PLANES
-#endif
+/* The arguments of one pooling call, for its loop over planes on weft's thread pool. */
+typedef struct {
+    void *y, *gx;
+    int64_t *am;
+    const void *x, *gy;
+    const int64_t *amc;
+    int64_t planes, H, W, oh, ow, HW, L, blk;
+    const int *k, *s, *p, *d;
+    bool cip;
+} pool_args;
+
+/* planes per chunk: ~16K units of work (plane_work per plane); one chunk below that */
+static int64_t plane_grain(int64_t planes, int64_t plane_work) {
+    if (planes * plane_work <= 16384 || planes < 1) return planes > 0 ? planes : 1;
+    return plane_work >= 16384 ? 1 : 16384 / plane_work;
+}
 
 /* the 2x2 kernel is compiled for AVX2 too and picked at load time (as the GEMM micro-kernels) */
 #if defined(__GNUC__) && !defined(__clang__) && defined(__x86_64__) && defined(__linux__) &&    \
@@ -132,25 +143,23 @@ DEFINE_POOL2X2(float, f32, int32_t, 8, F32)
 DEFINE_POOL2X2(double, f64, int64_t, 4, F64)
 
 #define DEFINE_POOL(T, S)                                                                       \
-    static void maxpool_##S(T *y, int64_t *am, const T *x, int64_t planes, int64_t H,           \
-                            int64_t W, int64_t oh, int64_t ow, const int k[2], const int s[2],  \
-                            const int p[2], const int d[2]) {                                   \
-        int64_t plane_work = oh * ow * k[0] * k[1];                                             \
-        (void)plane_work;   /* read by WF_OMP_PLANES only when built with OpenMP */            \
-        if (k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2 && p[0] == 0 && p[1] == 0 &&       \
-            d[0] == 1 && d[1] == 1 && am && oh * 2 <= H && ow * 2 <= W) {                       \
-            /* the common 2x2/2 case: vectorized, a block of planes per task */                 \
-            int64_t blk = (4096 + oh * ow - 1) / (oh * ow), nblk = (planes + blk - 1) / blk;    \
-            WF_OMP_PLANES                                                                       \
-            for (int64_t b = 0; b < nblk; b++) {                                                \
-                int64_t p1 = (b + 1) * blk < planes ? (b + 1) * blk : planes;                   \
-                maxpool2x2_##S(y + b * blk * oh * ow, am + b * blk * oh * ow, x + b * blk * H * W, \
-                               p1 - b * blk, H, W, oh, ow);                                     \
-            }                                                                                   \
-            return;                                                                             \
+    static void mp2x2_blocks_##S(void *va, int64_t b0, int64_t b1) {                            \
+        const pool_args *a = va;                                                                \
+        int64_t blk = a->blk, planes = a->planes, H = a->H, W = a->W, oh = a->oh, ow = a->ow;   \
+        for (int64_t b = b0; b < b1; b++) {                                                     \
+            int64_t p1 = (b + 1) * blk < planes ? (b + 1) * blk : planes;                       \
+            maxpool2x2_##S((T *)a->y + b * blk * oh * ow, a->am + b * blk * oh * ow,            \
+                           (const T *)a->x + b * blk * H * W, p1 - b * blk, H, W, oh, ow);      \
         }                                                                                       \
-        WF_OMP_PLANES                                                                           \
-        for (int64_t pl = 0; pl < planes; pl++) {                                               \
+    }                                                                                           \
+    static void mp_planes_##S(void *va, int64_t p0, int64_t p1) {                               \
+        const pool_args *a = va;                                                                \
+        T *y = a->y;                                                                            \
+        int64_t *am = a->am;                                                                    \
+        const T *x = a->x;                                                                      \
+        int64_t H = a->H, W = a->W, oh = a->oh, ow = a->ow;                                     \
+        const int *k = a->k, *s = a->s, *p = a->p, *d = a->d;                                   \
+        for (int64_t pl = p0; pl < p1; pl++) {                                                  \
             const T *xp = x + pl * H * W;                                                       \
             T *yp = y + pl * oh * ow;                                                           \
             int64_t *ap = am ? am + pl * oh * ow : NULL;                                        \
@@ -175,12 +184,29 @@ DEFINE_POOL2X2(double, f64, int64_t, 4, F64)
                 }                                                                               \
         }                                                                                       \
     }                                                                                           \
-    static void maxpool_bw_##S(T *gx, const T *gy, const int64_t *am, int64_t planes,           \
-                               int64_t HW, int64_t L) {                                         \
-        int64_t plane_work = HW + L;                                                            \
-        (void)plane_work;                                                                       \
-        WF_OMP_PLANES                                                                           \
-        for (int64_t pl = 0; pl < planes; pl++) {                                               \
+    static void maxpool_##S(T *y, int64_t *am, const T *x, int64_t planes, int64_t H,           \
+                            int64_t W, int64_t oh, int64_t ow, const int k[2], const int s[2],  \
+                            const int p[2], const int d[2]) {                                   \
+        int64_t plane_work = oh * ow * k[0] * k[1];                                             \
+        if (k[0] == 2 && k[1] == 2 && s[0] == 2 && s[1] == 2 && p[0] == 0 && p[1] == 0 &&       \
+            d[0] == 1 && d[1] == 1 && am && oh * 2 <= H && ow * 2 <= W) {                       \
+            /* the common 2x2/2 case: vectorized, a block of planes per task */                 \
+            int64_t blk = (4096 + oh * ow - 1) / (oh * ow), nblk = (planes + blk - 1) / blk;    \
+            pool_args a = { .y = y, .am = am, .x = x, .planes = planes, .H = H, .W = W, .oh = oh, \
+                            .ow = ow, .blk = blk };                                             \
+            wf__parallel_for(nblk, planes * plane_work <= 16384 ? nblk : 1, mp2x2_blocks_##S, &a); \
+            return;                                                                             \
+        }                                                                                       \
+        pool_args a_ = { .y = y, .am = am, .x = x, .H = H, .W = W, .oh = oh, .ow = ow, .k = k, .s = s, .p = p, .d = d }; \
+        wf__parallel_for(planes, plane_grain(planes, plane_work), mp_planes_##S, &a_);          \
+    }                                                                                           \
+    static void mpbw_planes_##S(void *va, int64_t p0, int64_t p1) {                             \
+        const pool_args *a = va;                                                                \
+        T *gx = a->gx;                                                                          \
+        const T *gy = a->gy;                                                                    \
+        const int64_t *am = a->amc;                                                             \
+        int64_t HW = a->HW, L = a->L;                                                           \
+        for (int64_t pl = p0; pl < p1; pl++) {                                                  \
             T *g = gx + pl * HW;                                                                \
             for (int64_t i = 0; i < HW; i++) g[i] = 0;                                          \
             const T *gp = gy + pl * L;                                                          \
@@ -188,13 +214,20 @@ DEFINE_POOL2X2(double, f64, int64_t, 4, F64)
             for (int64_t i = 0; i < L; i++) g[ap[i]] += gp[i];                                  \
         }                                                                                       \
     }                                                                                           \
-    static void avgpool_##S(T *y, const T *x, int64_t planes, int64_t H, int64_t W, int64_t oh, \
-                            int64_t ow, const int k[2], const int s[2], const int p[2],         \
-                            bool cip) {                                                         \
-        int64_t plane_work = oh * ow * k[0] * k[1];                                             \
-        (void)plane_work;   /* read by WF_OMP_PLANES only when built with OpenMP */            \
-        WF_OMP_PLANES                                                                           \
-        for (int64_t pl = 0; pl < planes; pl++) {                                               \
+    static void maxpool_bw_##S(T *gx, const T *gy, const int64_t *am, int64_t planes,           \
+                               int64_t HW, int64_t L) {                                         \
+        int64_t plane_work = HW + L;                                                            \
+        pool_args a_ = { .gx = gx, .gy = gy, .amc = am, .HW = HW, .L = L };                     \
+        wf__parallel_for(planes, plane_grain(planes, plane_work), mpbw_planes_##S, &a_);        \
+    }                                                                                           \
+    static void ap_planes_##S(void *va, int64_t p0, int64_t p1) {                               \
+        const pool_args *a = va;                                                                \
+        T *y = a->y;                                                                            \
+        const T *x = a->x;                                                                      \
+        int64_t H = a->H, W = a->W, oh = a->oh, ow = a->ow;                                     \
+        const int *k = a->k, *s = a->s, *p = a->p;                                              \
+        bool cip = a->cip;                                                                      \
+        for (int64_t pl = p0; pl < p1; pl++) {                                                  \
             const T *xp = x + pl * H * W;                                                       \
             T *yp = y + pl * oh * ow;                                                           \
             for (int64_t oy = 0; oy < oh; oy++)                                                 \
@@ -208,13 +241,21 @@ DEFINE_POOL2X2(double, f64, int64_t, 4, F64)
                 }                                                                               \
         }                                                                                       \
     }                                                                                           \
-    static void avgpool_bw_##S(T *gx, const T *gy, int64_t planes, int64_t H, int64_t W,        \
-                               int64_t oh, int64_t ow, const int k[2], const int s[2],          \
-                               const int p[2], bool cip) {                                      \
-        int64_t plane_work = H * W + oh * ow * k[0] * k[1];                                     \
-        (void)plane_work;                                                                       \
-        WF_OMP_PLANES                                                                           \
-        for (int64_t pl = 0; pl < planes; pl++) {                                               \
+    static void avgpool_##S(T *y, const T *x, int64_t planes, int64_t H, int64_t W, int64_t oh, \
+                            int64_t ow, const int k[2], const int s[2], const int p[2],         \
+                            bool cip) {                                                         \
+        int64_t plane_work = oh * ow * k[0] * k[1];                                             \
+        pool_args a_ = { .y = y, .x = x, .H = H, .W = W, .oh = oh, .ow = ow, .k = k, .s = s, .p = p, .cip = cip }; \
+        wf__parallel_for(planes, plane_grain(planes, plane_work), ap_planes_##S, &a_);          \
+    }                                                                                           \
+    static void apbw_planes_##S(void *va, int64_t p0, int64_t p1) {                             \
+        const pool_args *a = va;                                                                \
+        T *gx = a->gx;                                                                          \
+        const T *gy = a->gy;                                                                    \
+        int64_t H = a->H, W = a->W, oh = a->oh, ow = a->ow;                                     \
+        const int *k = a->k, *s = a->s, *p = a->p;                                              \
+        bool cip = a->cip;                                                                      \
+        for (int64_t pl = p0; pl < p1; pl++) {                                                  \
             T *g = gx + pl * H * W;                                                             \
             for (int64_t i = 0; i < H * W; i++) g[i] = 0;                                       \
             const T *gp = gy + pl * oh * ow;                                                    \
@@ -228,6 +269,13 @@ DEFINE_POOL2X2(double, f64, int64_t, 4, F64)
                         for (int64_t w = w0; w < w1; w++) g[h * W + w] += v;                    \
                 }                                                                               \
         }                                                                                       \
+    }                                                                                           \
+    static void avgpool_bw_##S(T *gx, const T *gy, int64_t planes, int64_t H, int64_t W,        \
+                               int64_t oh, int64_t ow, const int k[2], const int s[2],          \
+                               const int p[2], bool cip) {                                      \
+        int64_t plane_work = H * W + oh * ow * k[0] * k[1];                                     \
+        pool_args a_ = { .gx = gx, .gy = gy, .H = H, .W = W, .oh = oh, .ow = ow, .k = k, .s = s, .p = p, .cip = cip }; \
+        wf__parallel_for(planes, plane_grain(planes, plane_work), apbw_planes_##S, &a_);        \
     }
 
 DEFINE_POOL(float, f32)

@@ -74,6 +74,39 @@ static inline void store_f(char *y, int64_t i, wf_dtype dt, float v, float hi_f,
     }
 }
 
+/* one context for every fill: each loop below reads the fields it needs */
+typedef struct {
+    char *yp;
+    uint64_t seed;
+    uint64_t offset;
+    int64_t n;
+    wf_dtype dt;
+    bool check;
+    double span;
+    double lo;
+    double hi;
+    float lo_f;
+    float span_f;
+    float hi_f;
+    double mean;
+    double std;
+    float mean_f;
+    float std_f;
+    uint64_t range;
+    int64_t ilo;
+    const wf_tensor *p_t;
+    const char *pp;
+    float pf;
+} rng_ctx;
+
+static void rng_0(void *v, int64_t c0, int64_t c1);
+static void rng_1(void *v, int64_t c0, int64_t c1);
+static void rng_2(void *v, int64_t c0, int64_t c1);
+static void rng_3(void *v, int64_t c0, int64_t c1);
+static void rng_4(void *v, int64_t c0, int64_t c1);
+static void rng_5(void *v, int64_t c0, int64_t c1);
+static void rng_6(void *v, int64_t c0, int64_t c1);
+
 /* ---------------------------------------------------------------- uniform */
 
 int wf__cpu_rand_uniform(wf_tensor *y, uint64_t seed, uint64_t offset, double lo, double hi) {
@@ -86,32 +119,15 @@ int wf__cpu_rand_uniform(wf_tensor *y, uint64_t seed, uint64_t offset, double lo
         bool check = hi > lo;
         double span = hi - lo;
         (void)check;
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
-#endif
-        for (int64_t c = 0; c < nc; c++) {
-            uint32_t r[4];
-            wf__philox4x32(seed, offset + (uint64_t)c, r);
-            for (int l = 0; l < 2 && 2 * c + l < n; l++) {
-                double v = lo + span * wf__u01d(r[2 * l], r[2 * l + 1]);
-                if (check && v >= hi) v = nextafter(hi, -INFINITY);
-                ((double *)yp)[2 * c + l] = v;
-            }
-        }
+        rng_ctx k_ = { .yp = yp, .seed = seed, .offset = offset, .n = n, .check = check, .span = span, .lo = lo, .hi = hi };
+        wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, rng_0, &k_);
         return 0;
     }
     int64_t nc = (n + 3) / 4;
     float lo_f = (float)lo, span_f = (float)(hi - lo), hi_f = (float)hi;
     bool check = hi > lo;
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
-#endif
-    for (int64_t c = 0; c < nc; c++) {
-        uint32_t r[4];
-        wf__philox4x32(seed, offset + (uint64_t)c, r);
-        for (int l = 0; l < 4 && 4 * c + l < n; l++)
-            store_f(yp, 4 * c + l, dt, lo_f + span_f * wf__u01(r[l]), hi_f, check);
-    }
+    rng_ctx k_ = { .yp = yp, .seed = seed, .offset = offset, .n = n, .dt = dt, .check = check, .lo_f = lo_f, .span_f = span_f, .hi_f = hi_f };
+    wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, rng_1, &k_);
     return 0;
 }
 
@@ -124,38 +140,13 @@ int wf__cpu_rand_normal(wf_tensor *y, uint64_t seed, uint64_t offset, double mea
     wf_dtype dt = y->dtype;
     int64_t nc = (n + 1) / 2;
     if (dt == WF_F64) {
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
-#endif
-        for (int64_t c = 0; c < nc; c++) {
-            uint32_t r[4];
-            wf__philox4x32(seed, offset + (uint64_t)c, r);
-            double u1 = 1.0 - wf__u01d(r[0], r[1]);
-            double u2 = wf__u01d(r[2], r[3]);
-            double rad = sqrt(-2.0 * wf__rm_log(u1)), sn, cs;
-            wf__rm_sincos(TWO_PI * u2, &sn, &cs);
-            ((double *)yp)[2 * c] = mean + std * (rad * cs);
-            if (2 * c + 1 < n) ((double *)yp)[2 * c + 1] = mean + std * (rad * sn);
-        }
+        rng_ctx k_ = { .yp = yp, .seed = seed, .offset = offset, .n = n, .mean = mean, .std = std };
+        wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, rng_2, &k_);
         return 0;
     }
     float mean_f = (float)mean, std_f = (float)std;
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
-#endif
-    for (int64_t c = 0; c < nc; c++) {
-        uint32_t r[4];
-        wf__philox4x32(seed, offset + (uint64_t)c, r);
-        float u1 = (float)((r[0] >> 8) + 1) * (1.0f / 16777216.0f);
-        float u2 = wf__u01(r[1]);
-        /* the transform in double with weft's own log/sincos (tensor/random_math.h), so the
-         * CUDA kernel produces the same bits; the result rounds to float once */
-        double rad = sqrt(-2.0 * wf__rm_log((double)u1)), sn, cs;
-        wf__rm_sincos(TWO_PI * (double)u2, &sn, &cs);
-        float zc = (float)(rad * cs), zs = (float)(rad * sn);
-        store_f(yp, 2 * c, dt, mean_f + std_f * zc, 0, false);
-        if (2 * c + 1 < n) store_f(yp, 2 * c + 1, dt, mean_f + std_f * zs, 0, false);
-    }
+    rng_ctx k_ = { .yp = yp, .seed = seed, .offset = offset, .n = n, .dt = dt, .mean_f = mean_f, .std_f = std_f };
+    wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, rng_3, &k_);
     return 0;
 }
 
@@ -180,29 +171,13 @@ int wf__cpu_rand_int(wf_tensor *y, uint64_t seed, uint64_t offset, int64_t lo, i
     if (range == 0) range = 1;   /* lo == hi is refused by the front-end; stay defined */
     if (range <= ((uint64_t)1 << 32)) {
         int64_t nc = (n + 3) / 4;
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
-#endif
-        for (int64_t c = 0; c < nc; c++) {
-            uint32_t r[4];
-            wf__philox4x32(seed, offset + (uint64_t)c, r);
-            for (int l = 0; l < 4 && 4 * c + l < n; l++)
-                store_int(yp, 4 * c + l, dt, (int64_t)((uint64_t)lo + (uint64_t)r[l] % range));
-        }
+        rng_ctx k_ = { .yp = yp, .seed = seed, .offset = offset, .n = n, .dt = dt, .ilo = lo, .range = range };
+        wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, rng_4, &k_);
         return 0;
     }
     int64_t nc = (n + 1) / 2;
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
-#endif
-    for (int64_t c = 0; c < nc; c++) {
-        uint32_t r[4];
-        wf__philox4x32(seed, offset + (uint64_t)c, r);
-        for (int l = 0; l < 2 && 2 * c + l < n; l++) {
-            uint64_t w = ((uint64_t)r[2 * l] << 32) | r[2 * l + 1];
-            store_int(yp, 2 * c + l, dt, (int64_t)((uint64_t)lo + w % range));
-        }
-    }
+    rng_ctx k_ = { .yp = yp, .seed = seed, .offset = offset, .n = n, .dt = dt, .ilo = lo, .range = range };
+    wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, rng_5, &k_);
     return 0;
 }
 
@@ -244,17 +219,150 @@ int wf__cpu_bernoulli(wf_tensor *y, uint64_t seed, uint64_t offset, const wf_ten
     wf_dtype dt = y->dtype;
     float pf = (float)p;
     int64_t nc = (n + 3) / 4;
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (n >= PAR_MIN_ELEMS)
-#endif
-    for (int64_t c = 0; c < nc; c++) {
+    rng_ctx k_ = { .yp = yp, .seed = seed, .offset = offset, .n = n, .dt = dt, .p_t = p_t, .pp = pp, .pf = pf };
+    wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, rng_6, &k_);
+    return 0;
+}
+
+/* ---------------------------------------------------------------- the loops, per chunk of counters */
+
+static void rng_0(void *v, int64_t c0, int64_t c1) {
+    const rng_ctx *k = v;
+    char *yp = k->yp;
+    uint64_t seed = k->seed;
+    uint64_t offset = k->offset;
+    int64_t n = k->n;
+    bool check = k->check;
+    double span = k->span;
+    double lo = k->lo;
+    double hi = k->hi;
+    for (int64_t c = c0; c < c1; c++) {
+        uint32_t r[4];
+        wf__philox4x32(seed, offset + (uint64_t)c, r);
+        for (int l = 0; l < 2 && 2 * c + l < n; l++) {
+            double v = lo + span * wf__u01d(r[2 * l], r[2 * l + 1]);
+            if (check && v >= hi) v = nextafter(hi, -INFINITY);
+            ((double *)yp)[2 * c + l] = v;
+    }
+    }
+}
+
+static void rng_1(void *v, int64_t c0, int64_t c1) {
+    const rng_ctx *k = v;
+    char *yp = k->yp;
+    uint64_t seed = k->seed;
+    uint64_t offset = k->offset;
+    int64_t n = k->n;
+    wf_dtype dt = k->dt;
+    bool check = k->check;
+    float lo_f = k->lo_f;
+    float span_f = k->span_f;
+    float hi_f = k->hi_f;
+    for (int64_t c = c0; c < c1; c++) {
+        uint32_t r[4];
+        wf__philox4x32(seed, offset + (uint64_t)c, r);
+        for (int l = 0; l < 4 && 4 * c + l < n; l++)
+            store_f(yp, 4 * c + l, dt, lo_f + span_f * wf__u01(r[l]), hi_f, check);
+    }
+}
+
+static void rng_2(void *v, int64_t c0, int64_t c1) {
+    const rng_ctx *k = v;
+    char *yp = k->yp;
+    uint64_t seed = k->seed;
+    uint64_t offset = k->offset;
+    int64_t n = k->n;
+    double mean = k->mean;
+    double std = k->std;
+    for (int64_t c = c0; c < c1; c++) {
+        uint32_t r[4];
+        wf__philox4x32(seed, offset + (uint64_t)c, r);
+        double u1 = 1.0 - wf__u01d(r[0], r[1]);
+        double u2 = wf__u01d(r[2], r[3]);
+        double rad = sqrt(-2.0 * wf__rm_log(u1)), sn, cs;
+        wf__rm_sincos(TWO_PI * u2, &sn, &cs);
+        ((double *)yp)[2 * c] = mean + std * (rad * cs);
+        if (2 * c + 1 < n) ((double *)yp)[2 * c + 1] = mean + std * (rad * sn);
+    }
+}
+
+static void rng_3(void *v, int64_t c0, int64_t c1) {
+    const rng_ctx *k = v;
+    char *yp = k->yp;
+    uint64_t seed = k->seed;
+    uint64_t offset = k->offset;
+    int64_t n = k->n;
+    wf_dtype dt = k->dt;
+    float mean_f = k->mean_f;
+    float std_f = k->std_f;
+    for (int64_t c = c0; c < c1; c++) {
+        uint32_t r[4];
+        wf__philox4x32(seed, offset + (uint64_t)c, r);
+        float u1 = (float)((r[0] >> 8) + 1) * (1.0f / 16777216.0f);
+        float u2 = wf__u01(r[1]);
+        /* the transform in double with weft's own log/sincos (tensor/random_math.h), so the
+         * CUDA kernel produces the same bits; the result rounds to float once */
+        double rad = sqrt(-2.0 * wf__rm_log((double)u1)), sn, cs;
+        wf__rm_sincos(TWO_PI * (double)u2, &sn, &cs);
+        float zc = (float)(rad * cs), zs = (float)(rad * sn);
+        store_f(yp, 2 * c, dt, mean_f + std_f * zc, 0, false);
+        if (2 * c + 1 < n) store_f(yp, 2 * c + 1, dt, mean_f + std_f * zs, 0, false);
+    }
+}
+
+static void rng_4(void *v, int64_t c0, int64_t c1) {
+    const rng_ctx *k = v;
+    char *yp = k->yp;
+    uint64_t seed = k->seed;
+    uint64_t offset = k->offset;
+    int64_t n = k->n;
+    wf_dtype dt = k->dt;
+    int64_t lo = k->ilo;
+    uint64_t range = k->range;
+    for (int64_t c = c0; c < c1; c++) {
+        uint32_t r[4];
+        wf__philox4x32(seed, offset + (uint64_t)c, r);
+        for (int l = 0; l < 4 && 4 * c + l < n; l++)
+            store_int(yp, 4 * c + l, dt, (int64_t)((uint64_t)lo + (uint64_t)r[l] % range));
+    }
+}
+
+static void rng_5(void *v, int64_t c0, int64_t c1) {
+    const rng_ctx *k = v;
+    char *yp = k->yp;
+    uint64_t seed = k->seed;
+    uint64_t offset = k->offset;
+    int64_t n = k->n;
+    wf_dtype dt = k->dt;
+    int64_t lo = k->ilo;
+    uint64_t range = k->range;
+    for (int64_t c = c0; c < c1; c++) {
+        uint32_t r[4];
+        wf__philox4x32(seed, offset + (uint64_t)c, r);
+        for (int l = 0; l < 2 && 2 * c + l < n; l++) {
+            uint64_t w = ((uint64_t)r[2 * l] << 32) | r[2 * l + 1];
+            store_int(yp, 2 * c + l, dt, (int64_t)((uint64_t)lo + w % range));
+    }
+    }
+}
+
+static void rng_6(void *v, int64_t c0, int64_t c1) {
+    const rng_ctx *k = v;
+    char *yp = k->yp;
+    uint64_t seed = k->seed;
+    uint64_t offset = k->offset;
+    int64_t n = k->n;
+    wf_dtype dt = k->dt;
+    const wf_tensor *p_t = k->p_t;
+    const char *pp = k->pp;
+    float pf = k->pf;
+    for (int64_t c = c0; c < c1; c++) {
         uint32_t r[4];
         wf__philox4x32(seed, offset + (uint64_t)c, r);
         for (int l = 0; l < 4 && 4 * c + l < n; l++) {
             int64_t i = 4 * c + l;
             float pi = p_t ? p_at(p_t, pp, i) : pf;
             store_bit(yp, i, dt, wf__u01(r[l]) < pi);
-        }
     }
-    return 0;
+    }
 }

@@ -89,6 +89,21 @@ WF_MULTIVERSION static void reduce_run(char **p, const int64_t *bs, int64_t n, v
     }
 }
 
+typedef struct {
+    red_ctx *c;
+    char *yb, *xb;
+    int64_t ys, xs, cols;
+} rows_ctx;
+
+static void rows_chunk(void *vc, int64_t lo, int64_t hi) {
+    const rows_ctx *r = vc;
+    for (int64_t i = lo; i < hi; i++) {
+        char *ptrs[2] = { r->yb + i * r->ys, r->xb + i * r->cols * r->xs };
+        int64_t st[2] = { 0, r->xs };
+        reduce_run(ptrs, st, r->cols, r->c);
+    }
+}
+
 int wf__cpu_reduce(wf_reduce_op op, wf_tensor *y, const wf_tensor *x, uint32_t mask, double p) {
     (void)mask;
     wf__cpu_fill(y, init_of(op));
@@ -113,15 +128,10 @@ int wf__cpu_reduce(wf_reduce_op op, wf_tensor *y, const wf_tensor *x, uint32_t m
     if (inner && wf_numel(x) >= 65536) {
         char *yb = wf__host_ptr(y), *xb = wf__host_ptr(x);
         int64_t ys = (int64_t)wf_dtype_size(y->dtype), xs = (int64_t)wf_dtype_size(x->dtype);
-        int nt = wf__par_threads(wf_numel(x), 32768);
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) num_threads(nt) if (nt > 1)
-#endif
-        for (int64_t r = 0; r < rows; r++) {
-            char *ptrs[2] = { yb + r * ys, xb + r * cols * xs };
-            int64_t st[2] = { 0, xs };
-            reduce_run(ptrs, st, cols, &c);
-        }
+        rows_ctx rc = { &c, yb, xb, ys, xs, cols };
+        /* rows in chunks of ~16K elements, fixed by the shape; each row is reduced whole by
+         * one thread, so the bits do not depend on the thread count */
+        wf__parallel_for(rows, cols >= 16384 ? 1 : 16384 / cols, rows_chunk, &rc);
         return 0;
     }
     wf_tensor *ops[2] = { &ye, (wf_tensor *)x };

@@ -1,7 +1,7 @@
 /* tensor/cpu/softmax.c: softmax / log_softmax over the last dimension, and their backward.
  *
  * x (and y, gy, gx) are contiguous and viewed as rows x cols, cols = the last dimension
- * (1 for a 0-d tensor). Each row is independent, so rows are spread over OpenMP threads.
+ * (1 for a 0-d tensor). Each row is independent, so rows are spread over weft's thread pool in chunks fixed by the shape.
  * Forward is numerically stable: m = max(x), s = sum(exp(x - m)),
  *   softmax y = exp(x - m) / s,   log_softmax y = x - m - log(s).
  * Backward, with y the forward output:
@@ -80,30 +80,42 @@ static void row_half(uint16_t *y, const uint16_t *x, int64_t n, bool is_log, boo
     }
 }
 
+typedef struct {
+    char *y;
+    const char *x, *gy;
+    int64_t cols;
+    size_t es;
+    wf_dtype dt;
+    bool is_log;
+} sm_ctx;
+
+/* rows per chunk: ~16K elements, fixed by the shape; one chunk when the whole is small */
+static int64_t row_grain(int64_t rows, int64_t cols) {
+    if (rows < 2 || rows * cols < PAR_MIN_ELEMS) return rows > 0 ? rows : 1;
+    return cols >= 16384 ? 1 : 16384 / cols;
+}
+
+static void fwd_rows(void *vc, int64_t lo, int64_t hi) {
+    const sm_ctx *c = vc;
+    int64_t cols = c->cols;
+    for (int64_t r = lo; r < hi; r++) {
+        size_t off = (size_t)(r * cols) * c->es;
+        switch (c->dt) {
+        case WF_F32: row_f32((float *)(c->y + off), (const float *)(c->x + off), cols, c->is_log); break;
+        case WF_F64: row_f64((double *)(c->y + off), (const double *)(c->x + off), cols, c->is_log); break;
+        case WF_F16: row_half((uint16_t *)(c->y + off), (const uint16_t *)(c->x + off), cols, c->is_log, false); break;
+        case WF_BF16: row_half((uint16_t *)(c->y + off), (const uint16_t *)(c->x + off), cols, c->is_log, true); break;
+        default: break;   /* the front-end admits floating dtypes only */
+        }
+    }
+}
+
 int wf__cpu_softmax(wf_tensor *y, const wf_tensor *x, bool is_log) {
     int64_t rows, cols;
     geometry(x, &rows, &cols);
     if (rows == 0 || cols == 0) return 0;
-    char *yp = wf__host_ptr(y);
-    const char *xp = wf__host_ptr(x);
-    wf_dtype dt = x->dtype;
-    size_t es = wf_dtype_size(dt);
-    bool par = rows > 1 && rows * cols >= PAR_MIN_ELEMS;
-    (void)par;
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (par)
-#endif
-    for (int64_t r = 0; r < rows; r++) {
-        size_t off = (size_t)(r * cols) * es;
-        switch (dt) {
-        case WF_F32: row_f32((float *)(yp + off), (const float *)(xp + off), cols, is_log); break;
-        case WF_F64: row_f64((double *)(yp + off), (const double *)(xp + off), cols, is_log); break;
-        case WF_F16: row_half((uint16_t *)(yp + off), (const uint16_t *)(xp + off), cols, is_log, false); break;
-        case WF_BF16: row_half((uint16_t *)(yp + off), (const uint16_t *)(xp + off), cols, is_log, true); break;
-        default: break;   /* the front-end admits floating dtypes only */
-        }
-    }
-    return 0;
+    sm_ctx c = { wf__host_ptr(y), wf__host_ptr(x), NULL, cols, wf_dtype_size(x->dtype), x->dtype, is_log };
+    return wf__parallel_for(rows, row_grain(rows, cols), fwd_rows, &c);
 }
 
 /* ---------------------------------------------------------------- backward rows */
@@ -143,35 +155,33 @@ static void brow_half(uint16_t *gx, const uint16_t *gy, const uint16_t *y, int64
     }
 }
 
-int wf__cpu_softmax_backward(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool is_log) {
-    int64_t rows, cols;
-    geometry(y, &rows, &cols);
-    if (rows == 0 || cols == 0) return 0;
-    char *gxp = wf__host_ptr(gx);
-    const char *gyp = wf__host_ptr(gy), *yp = wf__host_ptr(y);
-    wf_dtype dt = y->dtype;
-    size_t es = wf_dtype_size(dt);
-    bool par = rows > 1 && rows * cols >= PAR_MIN_ELEMS;
-    (void)par;
-#ifdef WEFT_HAVE_OPENMP
-#pragma omp parallel for schedule(static) if (par)
-#endif
-    for (int64_t r = 0; r < rows; r++) {
-        size_t off = (size_t)(r * cols) * es;
-        switch (dt) {
+static void bwd_rows(void *vc, int64_t lo, int64_t hi) {
+    const sm_ctx *c = vc;
+    int64_t cols = c->cols;
+    for (int64_t r = lo; r < hi; r++) {
+        size_t off = (size_t)(r * cols) * c->es;
+        switch (c->dt) {
         case WF_F32:
-            brow_f32((float *)(gxp + off), (const float *)(gyp + off), (const float *)(yp + off), cols, is_log);
+            brow_f32((float *)(c->y + off), (const float *)(c->gy + off), (const float *)(c->x + off), cols, c->is_log);
             break;
         case WF_F64:
-            brow_f64((double *)(gxp + off), (const double *)(gyp + off), (const double *)(yp + off), cols, is_log);
+            brow_f64((double *)(c->y + off), (const double *)(c->gy + off), (const double *)(c->x + off), cols, c->is_log);
             break;
         case WF_F16:
         case WF_BF16:
-            brow_half((uint16_t *)(gxp + off), (const uint16_t *)(gyp + off), (const uint16_t *)(yp + off),
-                      cols, is_log, dt == WF_BF16);
+            brow_half((uint16_t *)(c->y + off), (const uint16_t *)(c->gy + off), (const uint16_t *)(c->x + off),
+                      cols, c->is_log, c->dt == WF_BF16);
             break;
         default: break;
         }
     }
-    return 0;
+}
+
+/* sm_ctx for backward: y is gx, x is the forward's output y */
+int wf__cpu_softmax_backward(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool is_log) {
+    int64_t rows, cols;
+    geometry(y, &rows, &cols);
+    if (rows == 0 || cols == 0) return 0;
+    sm_ctx c = { wf__host_ptr(gx), wf__host_ptr(y), wf__host_ptr(gy), cols, wf_dtype_size(y->dtype), y->dtype, is_log };
+    return wf__parallel_for(rows, row_grain(rows, cols), bwd_rows, &c);
 }

@@ -1,93 +1,69 @@
 /* tensor/cpu/threads.c: one threading model for the CPU.
  *
- * weft's loops run on one OpenMP team, and so do its GEMMs: OpenBLAS is told to run
- * single-threaded and each large product is split across the team (gemm.c), one BLAS call
- * per thread on its slice. Two pools on the same cores (OpenBLAS's pthreads and the OpenMP
- * team, each spinning while the other works) made a 2-core MLP step six times slower than
- * one thread (bench/NOTES.md, "Small machines: threads"). With one team, a thread that spins
- * waits for its own team's next region, on a core nobody else wants.
+ * Every CPU loop of weft, and every GEMM, runs on weft's own pool (thread_pool.c) through
+ * wf__parallel_for: the range is cut into chunks fixed by its size, the calling thread takes
+ * chunks too, and a helper that wakes late finds nothing left, so a busy or preempted thread
+ * never stalls a loop (OpenMP's fork-join regions did: bench/NOTES.md, "Small machines, what
+ * is left of issue 12"). OpenBLAS runs single-threaded: a large product is cut into slices of
+ * C (gemm.c), one BLAS call per slice, the slices run on the pool. Nothing else spins on the
+ * cores, and results do not depend on the thread count (chunks, slices and the order in which
+ * partial sums are combined depend on the sizes only).
  *
- * The team's size: wf_set_num_threads, else OMP_NUM_THREADS, else the cores this process may
- * run on (as torch.get_num_threads). WF_GEMM_THREADING=blas restores OpenBLAS's own threads
- * (for A/B measurements only). */
+ * The pool's size: wf_set_num_threads, else OMP_NUM_THREADS (as PyTorch honours it), else the
+ * cores this process may run on (as torch.get_num_threads). */
 #include "cpu_kernels.h"
 #include "weft_config.h"
 
 #include <pthread.h>
 #include <stdlib.h>
-#include <string.h>
+
+static pthread_once_t once = PTHREAD_ONCE_INIT;
 
 #ifdef WEFT_HAVE_OPENBLAS
 #include <cblas.h>
-#endif
-#ifdef WEFT_HAVE_OPENMP
-#include <omp.h>
-#endif
+/* OpenBLAS's pthreads build: stops its server threads (its own fork and exit handlers call
+ * it). Started when the library loads, they spin ~0.1 s with sched_yield before they sleep
+ * (seen with perf on 2 cores, beside weft's threads); weft never uses them. Weak: absent from
+ * OpenBLAS's OpenMP and serial builds, where there is nothing to stop. */
+extern int blas_thread_shutdown_(void) __attribute__((weak));
 
-static pthread_once_t once = PTHREAD_ONCE_INIT;
-static bool blas_own_threads;
-/* A thread joins a GEMM for every this many multiply-adds (a smaller product runs on fewer
- * threads: splitting it further costs more in packing and waking than it saves). */
-static double macs_per_thread = 1 << 18;
-/* A/B runs: WF_PAR_GRAIN_SCALE scales the grain of wf__par_threads */
-static double grain_scale = 1;
+/* A slice of a BLAS product should be worth at least this many multiply-adds (a smaller one
+ * costs more in waking a helper than it saves), at least min_side rows (or columns) of C
+ * wide: each slice packs the whole other operand again (a row slice all of B, a column slice
+ * all of A), so with 32 of them the conv backward's weight gradient (32 x 288 of C, k = 50K)
+ * spent more time packing A than multiplying. At most max_slices. The cut depends on the
+ * sizes only, never on the pool. */
+static double slice_macs = 1 << 19;
+static int max_slices = 16, min_side = 64;
 
 static void init_once(void) {
-    const char *e = getenv("WF_GEMM_THREADING");
-    blas_own_threads = e && !strcmp(e, "blas");
-    const char *m = getenv("WF_GEMM_MACS_PER_THREAD");   /* A/B runs */
-    if (m && atof(m) >= 1) macs_per_thread = atof(m);
-    const char *g = getenv("WF_PAR_GRAIN_SCALE");        /* A/B runs: 0.001 = every thread */
-    if (g && atof(g) > 0) grain_scale = atof(g);
-#ifdef WEFT_HAVE_OPENBLAS
-    if (!blas_own_threads) openblas_set_num_threads(1);
-#endif
+    const char *e = getenv("WF_GEMM_SLICE_MACS");   /* A/B runs */
+    if (e && atof(e) >= 1) slice_macs = atof(e);
+    e = getenv("WF_GEMM_MAX_SLICES");
+    if (e && atoi(e) >= 1) max_slices = atoi(e);
+    e = getenv("WF_GEMM_MIN_SIDE");
+    if (e && atoi(e) >= 1) min_side = atoi(e);
+    openblas_set_num_threads(1);   /* its own pool would compete with weft's for the cores */
+    if (blas_thread_shutdown_) blas_thread_shutdown_();
 }
 
-int wf__gemm_threads(double macs) {
+int wf__gemm_slices(double macs, int64_t side) {
     pthread_once(&once, init_once);
-    if (blas_own_threads) return 1;
-    int nt = 1;
-#ifdef WEFT_HAVE_OPENMP
-    if (!omp_in_parallel()) nt = omp_get_max_threads();
-#endif
-    double cap = macs / macs_per_thread;
-    if (cap < nt) nt = cap < 1 ? 1 : (int)cap;
-    return nt;
+    if (wf__pool_in_region()) return 1;
+    double s = macs / slice_macs;
+    if (s > (double)side / min_side) s = (double)side / min_side;
+    return s < 1 ? 1 : s > max_slices ? max_slices : (int)s;
 }
-
-/* A parallel region wakes every thread of the team and waits for the last one, so its cost
- * grows with the team: on the 16-core host a 16-thread region for a 200K-element Adam step
- * cost 0.31 ms against 0.07 ms on 6 threads (bench/NOTES.md, "threads on 16 cores"), and
- * one thread preempted by anything else on the machine stalls the whole region. So a region
- * takes one thread per `grain` units of work, up to the team's size. */
-int wf__par_threads(int64_t work, int64_t grain) {
-    pthread_once(&once, init_once);
-    int nt = 1;
-#ifdef WEFT_HAVE_OPENMP
-    if (!omp_in_parallel()) nt = omp_get_max_threads();
+#else
+static void init_once(void) {}
 #endif
-    double cap = (double)work / ((double)grain * grain_scale);
-    if (cap < nt) nt = cap < 1 ? 1 : (int)cap;
-    return nt;
-}
 
 int wf_set_num_threads(int n) {
-    if (n < 1) return wf__error(WF_EINVAL, "wf_set_num_threads: n = %d must be at least 1", n);
     pthread_once(&once, init_once);
-#ifdef WEFT_HAVE_OPENMP
-    omp_set_num_threads(n);
-#endif
-#ifdef WEFT_HAVE_OPENBLAS
-    if (blas_own_threads) openblas_set_num_threads(n);
-#endif
-    return 0;
+    return wf__pool_set_size(n);
 }
 
 int wf_get_num_threads(void) {
-#ifdef WEFT_HAVE_OPENMP
-    return omp_get_max_threads();
-#else
-    return 1;
-#endif
+    pthread_once(&once, init_once);
+    return wf__pool_get_size();
 }
