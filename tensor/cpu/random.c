@@ -99,13 +99,13 @@ typedef struct {
     float pf;
 } rng_ctx;
 
-static void rng_0(void *v, int64_t c0, int64_t c1);
-static void rng_1(void *v, int64_t c0, int64_t c1);
-static void rng_2(void *v, int64_t c0, int64_t c1);
-static void rng_3(void *v, int64_t c0, int64_t c1);
-static void rng_4(void *v, int64_t c0, int64_t c1);
-static void rng_5(void *v, int64_t c0, int64_t c1);
-static void rng_6(void *v, int64_t c0, int64_t c1);
+static void uniform_f64_chunks(void *v, int64_t c0, int64_t c1);
+static void uniform_f32_chunks(void *v, int64_t c0, int64_t c1);
+static void normal_f64_chunks(void *v, int64_t c0, int64_t c1);
+static void normal_f32_chunks(void *v, int64_t c0, int64_t c1);
+static void randint_32bit_chunks(void *v, int64_t c0, int64_t c1);
+static void randint_64bit_chunks(void *v, int64_t c0, int64_t c1);
+static void bernoulli_chunks(void *v, int64_t c0, int64_t c1);
 
 /* ---------------------------------------------------------------- uniform */
 
@@ -120,14 +120,14 @@ int wf__cpu_rand_uniform(wf_tensor *y, uint64_t seed, uint64_t offset, double lo
         double span = hi - lo;
         (void)check;
         rng_ctx k_ = { .yp = yp, .seed = seed, .offset = offset, .n = n, .check = check, .span = span, .lo = lo, .hi = hi };
-        wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, rng_0, &k_);
+        wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, uniform_f64_chunks, &k_);
         return 0;
     }
     int64_t nc = (n + 3) / 4;
     float lo_f = (float)lo, span_f = (float)(hi - lo), hi_f = (float)hi;
     bool check = hi > lo;
     rng_ctx k_ = { .yp = yp, .seed = seed, .offset = offset, .n = n, .dt = dt, .check = check, .lo_f = lo_f, .span_f = span_f, .hi_f = hi_f };
-    wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, rng_1, &k_);
+    wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, uniform_f32_chunks, &k_);
     return 0;
 }
 
@@ -141,12 +141,12 @@ int wf__cpu_rand_normal(wf_tensor *y, uint64_t seed, uint64_t offset, double mea
     int64_t nc = (n + 1) / 2;
     if (dt == WF_F64) {
         rng_ctx k_ = { .yp = yp, .seed = seed, .offset = offset, .n = n, .mean = mean, .std = std };
-        wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, rng_2, &k_);
+        wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, normal_f64_chunks, &k_);
         return 0;
     }
     float mean_f = (float)mean, std_f = (float)std;
     rng_ctx k_ = { .yp = yp, .seed = seed, .offset = offset, .n = n, .dt = dt, .mean_f = mean_f, .std_f = std_f };
-    wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, rng_3, &k_);
+    wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, normal_f32_chunks, &k_);
     return 0;
 }
 
@@ -172,12 +172,12 @@ int wf__cpu_rand_int(wf_tensor *y, uint64_t seed, uint64_t offset, int64_t lo, i
     if (range <= ((uint64_t)1 << 32)) {
         int64_t nc = (n + 3) / 4;
         rng_ctx k_ = { .yp = yp, .seed = seed, .offset = offset, .n = n, .dt = dt, .ilo = lo, .range = range };
-        wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, rng_4, &k_);
+        wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, randint_32bit_chunks, &k_);
         return 0;
     }
     int64_t nc = (n + 1) / 2;
     rng_ctx k_ = { .yp = yp, .seed = seed, .offset = offset, .n = n, .dt = dt, .ilo = lo, .range = range };
-    wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, rng_5, &k_);
+    wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, randint_64bit_chunks, &k_);
     return 0;
 }
 
@@ -220,13 +220,13 @@ int wf__cpu_bernoulli(wf_tensor *y, uint64_t seed, uint64_t offset, const wf_ten
     float pf = (float)p;
     int64_t nc = (n + 3) / 4;
     rng_ctx k_ = { .yp = yp, .seed = seed, .offset = offset, .n = n, .dt = dt, .p_t = p_t, .pp = pp, .pf = pf };
-    wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, rng_6, &k_);
+    wf__parallel_for(nc, n >= PAR_MIN_ELEMS ? 1024 : nc, bernoulli_chunks, &k_);
     return 0;
 }
 
 /* ---------------------------------------------------------------- the loops, per chunk of counters */
 
-static void rng_0(void *v, int64_t c0, int64_t c1) {
+static void uniform_f64_chunks(void *v, int64_t c0, int64_t c1) {
     const rng_ctx *k = v;
     char *yp = k->yp;
     uint64_t seed = k->seed;
@@ -247,7 +247,7 @@ static void rng_0(void *v, int64_t c0, int64_t c1) {
     }
 }
 
-static void rng_1(void *v, int64_t c0, int64_t c1) {
+static void uniform_f32_chunks(void *v, int64_t c0, int64_t c1) {
     const rng_ctx *k = v;
     char *yp = k->yp;
     uint64_t seed = k->seed;
@@ -266,7 +266,7 @@ static void rng_1(void *v, int64_t c0, int64_t c1) {
     }
 }
 
-static void rng_2(void *v, int64_t c0, int64_t c1) {
+static void normal_f64_chunks(void *v, int64_t c0, int64_t c1) {
     const rng_ctx *k = v;
     char *yp = k->yp;
     uint64_t seed = k->seed;
@@ -286,7 +286,7 @@ static void rng_2(void *v, int64_t c0, int64_t c1) {
     }
 }
 
-static void rng_3(void *v, int64_t c0, int64_t c1) {
+static void normal_f32_chunks(void *v, int64_t c0, int64_t c1) {
     const rng_ctx *k = v;
     char *yp = k->yp;
     uint64_t seed = k->seed;
@@ -310,7 +310,7 @@ static void rng_3(void *v, int64_t c0, int64_t c1) {
     }
 }
 
-static void rng_4(void *v, int64_t c0, int64_t c1) {
+static void randint_32bit_chunks(void *v, int64_t c0, int64_t c1) {
     const rng_ctx *k = v;
     char *yp = k->yp;
     uint64_t seed = k->seed;
@@ -327,7 +327,7 @@ static void rng_4(void *v, int64_t c0, int64_t c1) {
     }
 }
 
-static void rng_5(void *v, int64_t c0, int64_t c1) {
+static void randint_64bit_chunks(void *v, int64_t c0, int64_t c1) {
     const rng_ctx *k = v;
     char *yp = k->yp;
     uint64_t seed = k->seed;
@@ -346,7 +346,7 @@ static void rng_5(void *v, int64_t c0, int64_t c1) {
     }
 }
 
-static void rng_6(void *v, int64_t c0, int64_t c1) {
+static void bernoulli_chunks(void *v, int64_t c0, int64_t c1) {
     const rng_ctx *k = v;
     char *yp = k->yp;
     uint64_t seed = k->seed;
