@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # tools/valgrind.sh: the CPU subset (the tensor, autograd, nn and io suites) under valgrind's
 # memcheck: invalid reads and writes, uses of uninitialized values, and leaks. A plain build
-# without OpenMP or OpenBLAS (their thread pools keep memory valgrind would report and slow it
-# down), -O2 with debug info so reports name lines. Only the C test programs run under
+# without OpenBLAS (its thread pool keeps memory valgrind would report and slows it down; weft's
+# own pool runs, its helpers joined at exit; tools/valgrind.supp says what is ignored and why),
+# -O2 with debug info so reports name lines. Only the C test programs run under
 # valgrind (the Python interop check of the io suite is left out: it would check Python).
 # Any error or leak fails its test (valgrind --error-exitcode=1). Ends with the summary of
 # meson test. Usage: bash tools/valgrind.sh [extra meson test args]
@@ -34,5 +35,5 @@ ninja -C "$dir" $(cut -f2 <<<"$list") >"$dir.build.log" 2>&1 || { tail -50 "$dir
 # shellcheck disable=SC2046
 CK_FORK=no meson test -C "$dir" --no-rebuild --print-errorlogs --num-processes "${WF_VALGRIND_JOBS:-2}" \
   --timeout-multiplier 10 \
-  --wrapper "valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,possible --num-callers=30 -q" \
+  --wrapper "valgrind --error-exitcode=1 --leak-check=full --show-leak-kinds=definite,possible --num-callers=30 -q --suppressions=$PWD/tools/valgrind.supp" \
   "$@" $(cut -f1 <<<"$list")
