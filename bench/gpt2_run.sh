@@ -71,13 +71,7 @@ for label in labels:
 PY
 if [ "${TRACE:-0}" = 1 ]; then
   echo "== weft kernel split (4 steps after 1 warmup; bench/ktrace.c)"
-  CI=$(dirname "$(find /usr/local/cuda/ /usr/local/cuda/extras /opt -name cupti.h 2>/dev/null | head -1)")
-  CL=$(find /usr/local/cuda/ /usr/local/cuda/extras /opt -name "libcupti.so*" 2>/dev/null | head -1)
-  for kv in 12 11 10 9; do
-    cc -shared -fPIC -O1 -DKT_KERNEL=CUpti_ActivityKernel$kv -I"$CI" -I/usr/local/cuda/include bench/ktrace.c \
-       -o /tmp/libktrace.so "$CL" 2>/dev/null && { echo "ktrace: Kernel$kv, $CL"; break; }
-  done
-  export LD_LIBRARY_PATH=$(dirname "$CL"):${LD_LIBRARY_PATH:-}
+  source bench/ktrace_setup.sh   # /tmp/libktrace.so, the CUPTI library on LD_LIBRARY_PATH
   CUDA_INJECTION64_PATH=/tmp/libktrace.so KTRACE_OUT=$OUT/kt_gpt2.csv timeout 300 \
     build-gpu/bench/bench_gpt2 "${ARGS[@]}" --steps 4 --warmup 1 | tail -1
   python3 bench/ktrace_summary.py "$OUT/kt_gpt2.csv" --label weft --top ${KTOP:-30} | tee "$OUT/kern_gpt2.txt"

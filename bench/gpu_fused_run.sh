@@ -40,13 +40,7 @@ if [ "${PROFILE:-1}" = 1 ]; then
   # Nsight Systems cannot make reports on these machines: trace kernels with bench/ktrace.c
   # (CUPTI activity records through CUDA_INJECTION64_PATH) for weft and PyTorch alike.
   echo "== kernel trace (4 steps each; summary of the last 3): weft, then PyTorch"
-  CI=$(dirname "$(find /usr/local/cuda/ /usr/local/cuda/extras /opt -name cupti.h 2>/dev/null | head -1)")
-  CL=$(find /usr/local/cuda/ /usr/local/cuda/extras /opt -name "libcupti.so*" 2>/dev/null | head -1)
-  for kv in 12 11 10 9; do
-    cc -shared -fPIC -O1 -DKT_KERNEL=CUpti_ActivityKernel$kv -I"$CI" -I/usr/local/cuda/include bench/ktrace.c \
-       -o /tmp/libktrace.so "$CL" 2>/dev/null && { echo "ktrace: Kernel$kv, $CL"; break; }
-  done
-  export LD_LIBRARY_PATH=$(dirname "$CL"):${LD_LIBRARY_PATH:-}
+  source bench/ktrace_setup.sh   # /tmp/libktrace.so, the CUPTI library on LD_LIBRARY_PATH
   CUDA_INJECTION64_PATH=/tmp/libktrace.so KTRACE_OUT=$OUT/kt_weft.csv timeout 100 \
     build-gpu/bench/bench_transformer_block --device cuda --steps 4 | tail -1
   CUDA_INJECTION64_PATH=/tmp/libktrace.so KTRACE_OUT=$OUT/kt_torch.csv timeout 100 \

@@ -475,6 +475,20 @@ static int fsdp_save_other_rank(wf_fabric *fab, const char *path, wf_fabric_stat
  * gathered to rank 0 piece by piece) through fabric/fsdp_checkpoint.c: the tensors as shard
  * entries, the rest as the same metadata entries a file holds, in one JSON object. */
 
+/* After entry i of a save: its error (rc) names the file and the entry, and the entry's name
+ * and kind join the "weft/entries" map in ent. */
+static void entry_saved(const char *op, const char *path, const st_entry *e, int rc, int i, wf_sb *ent) {
+    if (rc) {
+        char msg[768];
+        snprintf(msg, sizeof msg, "%s", wf_error_message());
+        wf__error(rc, "%s: %s: entry \"%s\": %s", op, path, e->name, msg);
+    }
+    if (i) wf__sb_putc(ent, ',');
+    wf__sb_json_string(ent, e->name, strlen(e->name));
+    wf__sb_putc(ent, ':');
+    wf__sb_json_string(ent, kind_names[e->kind], strlen(kind_names[e->kind]));
+}
+
 static int fsdp_save_streamed(wf_fabric *fab, const char *path, wf_fabric_state *state, bool full) {
     const char *op = "wf_fabric_save";
     wf__ckpt_item *it = wf__calloc((size_t)state->n + 1, sizeof *it);
@@ -516,15 +530,7 @@ static int fsdp_save_streamed(wf_fabric *fab, const char *path, wf_fabric_state 
             wf__sb_putc(&md, ':');
             rc = entry_json(e, &md);
         }
-        if (rc) {
-            char msg[768];
-            snprintf(msg, sizeof msg, "%s", wf_error_message());
-            wf__error(rc, "%s: %s: entry \"%s\": %s", op, path, e->name, msg);
-        }
-        if (i) wf__sb_putc(&ent, ',');
-        wf__sb_json_string(&ent, e->name, strlen(e->name));
-        wf__sb_putc(&ent, ':');
-        wf__sb_json_string(&ent, kind_names[e->kind], strlen(kind_names[e->kind]));
+        entry_saved(op, path, e, rc, i, &ent);
     }
     wf__sb_putc(&ent, '}');
     wf__sb_printf(&md, "%s\"weft/entries\":%s}", md.len > 1 ? "," : "", ent.buf ? ent.buf : "{}");
@@ -577,15 +583,7 @@ static int wf_fabric_save__body(wf_fabric *fab, const char *path, wf_fabric_stat
         wf_scope_end();
         if (rc) continue;
         rc = r;
-        if (rc) {
-            char msg[768];
-            snprintf(msg, sizeof msg, "%s", wf_error_message());
-            wf__error(rc, "%s: %s: entry \"%s\": %s", op, path, e->name, msg);
-        }
-        if (i) wf__sb_putc(&ent, ',');
-        wf__sb_json_string(&ent, e->name, strlen(e->name));
-        wf__sb_putc(&ent, ':');
-        wf__sb_json_string(&ent, kind_names[e->kind], strlen(kind_names[e->kind]));
+        entry_saved(op, path, e, rc, i, &ent);
     }
     wf__sb_putc(&ent, '}');
     if (!rc) rc = wf_st_writer_set_metadata(w, "weft/format", FORMAT);

@@ -125,6 +125,12 @@ wf_tensor *wf__ddp_all_reduce(wf_strategy *s, wf_tensor *t, wf_fabric_reduce op)
 int wf__ddp_reduce_boolean_decision(wf_strategy *s, bool decision, bool all, bool *out);
 int wf__ddp_broadcast_status(wf_strategy *s, bool local, int *code, char *msg, size_t n);
 int wf__ddp_save_checkpoint(wf_strategy *s, wf_st_writer *w, const char *path, int prior);
+/* the ops-table entries of those collectives, one list for DDP, FSDP and ZeRO's tables */
+#define WF__DDP_COLLECTIVE_OPS                                                                   \
+    .barrier = wf__ddp_barrier, .broadcast = wf__ddp_broadcast, .broadcast_bytes = wf__ddp_broadcast_bytes, \
+    .all_gather = wf__ddp_all_gather, .all_reduce = wf__ddp_all_reduce,                          \
+    .reduce_boolean_decision = wf__ddp_reduce_boolean_decision,                                  \
+    .broadcast_status = wf__ddp_broadcast_status, .save_checkpoint = wf__ddp_save_checkpoint
 extern const wf_strategy_ops wf__single_device_ops, wf__ddp_ops, wf__fsdp_ops;
 /* "deepspeed*" (strategy_zero.c): stages 1 and 2 (zero_ops) partition the optimizer state (and
  * stage 2 the gradients) over the ranks; stage 3 (zero3_ops) is FSDP's FULL_SHARD units. */

@@ -228,76 +228,46 @@ int wf__cpu_bernoulli(wf_tensor *y, uint64_t seed, uint64_t offset, const wf_ten
 
 static void uniform_f64_chunks(void *v, int64_t c0, int64_t c1) {
     const rng_ctx *k = v;
-    char *yp = k->yp;
-    uint64_t seed = k->seed;
-    uint64_t offset = k->offset;
-    int64_t n = k->n;
-    bool check = k->check;
-    double span = k->span;
-    double lo = k->lo;
-    double hi = k->hi;
     for (int64_t c = c0; c < c1; c++) {
         uint32_t r[4];
-        wf__philox4x32(seed, offset + (uint64_t)c, r);
-        for (int l = 0; l < 2 && 2 * c + l < n; l++) {
-            double v = lo + span * wf__u01d(r[2 * l], r[2 * l + 1]);
-            if (check && v >= hi) v = nextafter(hi, -INFINITY);
-            ((double *)yp)[2 * c + l] = v;
-    }
+        wf__philox4x32(k->seed, k->offset + (uint64_t)c, r);
+        for (int l = 0; l < 2 && 2 * c + l < k->n; l++) {
+            double v = k->lo + k->span * wf__u01d(r[2 * l], r[2 * l + 1]);
+            if (k->check && v >= k->hi) v = nextafter(k->hi, -INFINITY);
+            ((double *)k->yp)[2 * c + l] = v;
+        }
     }
 }
 
 static void uniform_f32_chunks(void *v, int64_t c0, int64_t c1) {
     const rng_ctx *k = v;
-    char *yp = k->yp;
-    uint64_t seed = k->seed;
-    uint64_t offset = k->offset;
-    int64_t n = k->n;
-    wf_dtype dt = k->dt;
-    bool check = k->check;
-    float lo_f = k->lo_f;
-    float span_f = k->span_f;
-    float hi_f = k->hi_f;
     for (int64_t c = c0; c < c1; c++) {
         uint32_t r[4];
-        wf__philox4x32(seed, offset + (uint64_t)c, r);
-        for (int l = 0; l < 4 && 4 * c + l < n; l++)
-            store_f(yp, 4 * c + l, dt, lo_f + span_f * wf__u01(r[l]), hi_f, check);
+        wf__philox4x32(k->seed, k->offset + (uint64_t)c, r);
+        for (int l = 0; l < 4 && 4 * c + l < k->n; l++)
+            store_f(k->yp, 4 * c + l, k->dt, k->lo_f + k->span_f * wf__u01(r[l]), k->hi_f, k->check);
     }
 }
 
 static void normal_f64_chunks(void *v, int64_t c0, int64_t c1) {
     const rng_ctx *k = v;
-    char *yp = k->yp;
-    uint64_t seed = k->seed;
-    uint64_t offset = k->offset;
-    int64_t n = k->n;
-    double mean = k->mean;
-    double std = k->std;
     for (int64_t c = c0; c < c1; c++) {
         uint32_t r[4];
-        wf__philox4x32(seed, offset + (uint64_t)c, r);
+        wf__philox4x32(k->seed, k->offset + (uint64_t)c, r);
         double u1 = 1.0 - wf__u01d(r[0], r[1]);
         double u2 = wf__u01d(r[2], r[3]);
         double rad = sqrt(-2.0 * wf__rm_log(u1)), sn, cs;
         wf__rm_sincos(TWO_PI * u2, &sn, &cs);
-        ((double *)yp)[2 * c] = mean + std * (rad * cs);
-        if (2 * c + 1 < n) ((double *)yp)[2 * c + 1] = mean + std * (rad * sn);
+        ((double *)k->yp)[2 * c] = k->mean + k->std * (rad * cs);
+        if (2 * c + 1 < k->n) ((double *)k->yp)[2 * c + 1] = k->mean + k->std * (rad * sn);
     }
 }
 
 static void normal_f32_chunks(void *v, int64_t c0, int64_t c1) {
     const rng_ctx *k = v;
-    char *yp = k->yp;
-    uint64_t seed = k->seed;
-    uint64_t offset = k->offset;
-    int64_t n = k->n;
-    wf_dtype dt = k->dt;
-    float mean_f = k->mean_f;
-    float std_f = k->std_f;
     for (int64_t c = c0; c < c1; c++) {
         uint32_t r[4];
-        wf__philox4x32(seed, offset + (uint64_t)c, r);
+        wf__philox4x32(k->seed, k->offset + (uint64_t)c, r);
         float u1 = (float)((r[0] >> 8) + 1) * (1.0f / 16777216.0f);
         float u2 = wf__u01(r[1]);
         /* the transform in double with weft's own log/sincos (tensor/random_math.h), so the
@@ -305,64 +275,42 @@ static void normal_f32_chunks(void *v, int64_t c0, int64_t c1) {
         double rad = sqrt(-2.0 * wf__rm_log((double)u1)), sn, cs;
         wf__rm_sincos(TWO_PI * (double)u2, &sn, &cs);
         float zc = (float)(rad * cs), zs = (float)(rad * sn);
-        store_f(yp, 2 * c, dt, mean_f + std_f * zc, 0, false);
-        if (2 * c + 1 < n) store_f(yp, 2 * c + 1, dt, mean_f + std_f * zs, 0, false);
+        store_f(k->yp, 2 * c, k->dt, k->mean_f + k->std_f * zc, 0, false);
+        if (2 * c + 1 < k->n) store_f(k->yp, 2 * c + 1, k->dt, k->mean_f + k->std_f * zs, 0, false);
     }
 }
 
 static void randint_32bit_chunks(void *v, int64_t c0, int64_t c1) {
     const rng_ctx *k = v;
-    char *yp = k->yp;
-    uint64_t seed = k->seed;
-    uint64_t offset = k->offset;
-    int64_t n = k->n;
-    wf_dtype dt = k->dt;
-    int64_t lo = k->ilo;
-    uint64_t range = k->range;
     for (int64_t c = c0; c < c1; c++) {
         uint32_t r[4];
-        wf__philox4x32(seed, offset + (uint64_t)c, r);
-        for (int l = 0; l < 4 && 4 * c + l < n; l++)
-            store_int(yp, 4 * c + l, dt, (int64_t)((uint64_t)lo + (uint64_t)r[l] % range));
+        wf__philox4x32(k->seed, k->offset + (uint64_t)c, r);
+        for (int l = 0; l < 4 && 4 * c + l < k->n; l++)
+            store_int(k->yp, 4 * c + l, k->dt, (int64_t)((uint64_t)k->ilo + (uint64_t)r[l] % k->range));
     }
 }
 
 static void randint_64bit_chunks(void *v, int64_t c0, int64_t c1) {
     const rng_ctx *k = v;
-    char *yp = k->yp;
-    uint64_t seed = k->seed;
-    uint64_t offset = k->offset;
-    int64_t n = k->n;
-    wf_dtype dt = k->dt;
-    int64_t lo = k->ilo;
-    uint64_t range = k->range;
     for (int64_t c = c0; c < c1; c++) {
         uint32_t r[4];
-        wf__philox4x32(seed, offset + (uint64_t)c, r);
-        for (int l = 0; l < 2 && 2 * c + l < n; l++) {
+        wf__philox4x32(k->seed, k->offset + (uint64_t)c, r);
+        for (int l = 0; l < 2 && 2 * c + l < k->n; l++) {
             uint64_t w = ((uint64_t)r[2 * l] << 32) | r[2 * l + 1];
-            store_int(yp, 2 * c + l, dt, (int64_t)((uint64_t)lo + w % range));
-    }
+            store_int(k->yp, 2 * c + l, k->dt, (int64_t)((uint64_t)k->ilo + w % k->range));
+        }
     }
 }
 
 static void bernoulli_chunks(void *v, int64_t c0, int64_t c1) {
     const rng_ctx *k = v;
-    char *yp = k->yp;
-    uint64_t seed = k->seed;
-    uint64_t offset = k->offset;
-    int64_t n = k->n;
-    wf_dtype dt = k->dt;
-    const wf_tensor *p_t = k->p_t;
-    const char *pp = k->pp;
-    float pf = k->pf;
     for (int64_t c = c0; c < c1; c++) {
         uint32_t r[4];
-        wf__philox4x32(seed, offset + (uint64_t)c, r);
-        for (int l = 0; l < 4 && 4 * c + l < n; l++) {
+        wf__philox4x32(k->seed, k->offset + (uint64_t)c, r);
+        for (int l = 0; l < 4 && 4 * c + l < k->n; l++) {
             int64_t i = 4 * c + l;
-            float pi = p_t ? p_at(p_t, pp, i) : pf;
-            store_bit(yp, i, dt, wf__u01(r[l]) < pi);
-    }
+            float pi = k->p_t ? p_at(k->p_t, k->pp, i) : k->pf;
+            store_bit(k->yp, i, k->dt, wf__u01(r[l]) < pi);
+        }
     }
 }
