@@ -58,6 +58,23 @@ static inline wf_tensor *tt_leaf(const double *v, const int64_t *shape, int nd) 
 }
 
 /* n reproducible values in [-1, 1) from seed (xorshift; independent of weft's RNG). */
+/* a leaf on dev holding t's values that requires grad */
+static inline wf_tensor *tt_leaf_on(wf_tensor *t, wf_device dev) {
+    wf_tensor *l = wf_detach(wf_to_device(t, dev));
+    ck_assert_ptr_nonnull(l);
+    ck_assert_int_eq(wf_set_requires_grad(l, true), 0);
+    return l;
+}
+/* a's values within tol of b's */
+static inline void tt_assert_close(wf_tensor *a, wf_tensor *b, double tol) {
+    ck_assert_ptr_nonnull(a);
+    ck_assert_ptr_nonnull(b);
+    int64_t n = wf_numel(b);
+    double *e = malloc(sizeof(double) * (size_t)n);
+    ck_assert_int_eq(wf_to_array(b, e, WF_F64), 0);
+    ck_assert_tensor_near(a, e, n, tol);
+    free(e);
+}
 static inline void tt_fill(double *v, int64_t n, unsigned seed) {
     uint64_t s = 0x9E3779B97F4A7C15ull * (seed + 1);
     for (int64_t i = 0; i < n; i++) {

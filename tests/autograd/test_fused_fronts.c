@@ -115,24 +115,6 @@ static void fake_setup(void) {
 }
 static void fake_teardown(void) { wf__set_cuda_kernels_for_test(NULL); }
 
-/* a leaf on dev with t's values that requires grad */
-static wf_tensor *leaf_on(wf_tensor *t, wf_device dev) {
-    wf_tensor *l = wf_detach(wf_to_device(t, dev));
-    ck_assert_ptr_nonnull(l);
-    ck_assert_int_eq(wf_set_requires_grad(l, true), 0);
-    return l;
-}
-
-static void assert_same(wf_tensor *a, wf_tensor *b, double tol) {
-    ck_assert_ptr_nonnull(a);
-    ck_assert_ptr_nonnull(b);
-    int64_t n = wf_numel(b);
-    double *e = malloc(sizeof(double) * (size_t)n);
-    ck_assert_int_eq(wf_to_array(b, e, WF_F64), 0);
-    ck_assert_tensor_near(a, e, n, tol);
-    free(e);
-}
-
 START_TEST(layer_norm_fused_matches_composed) {
     wf_scope_begin();
     wf_manual_seed(3);
@@ -141,7 +123,7 @@ START_TEST(layer_norm_fused_matches_composed) {
     wf_tensor *y[2], *gx[2], *gw[2], *gb[2];
     for (int d = 0; d < 2; d++) {
         wf_device dev = d ? WF_CUDA(0) : WF_CPU;
-        wf_tensor *x = leaf_on(x0, dev), *w = leaf_on(w0, dev), *b = leaf_on(b0, dev);
+        wf_tensor *x = tt_leaf_on(x0, dev), *w = tt_leaf_on(w0, dev), *b = tt_leaf_on(b0, dev);
         y[d] = wf_layer_norm(x, WF_SHAPE(8), w, b, 1e-5);
         ck_assert_msg(y[d] != NULL, "%s", wf_error_message());
         ck_assert_int_eq(wf_backward(y[d], wf_to_device(gy, dev), false), 0);
@@ -149,17 +131,17 @@ START_TEST(layer_norm_fused_matches_composed) {
     }
     ck_assert_int_eq(ln_calls, 1);   /* the fake-CUDA call took the fused route, the CPU one did not */
     ck_assert_str_eq(wf_grad_fn_name(y[1]), "NativeLayerNormBackward");
-    assert_same(y[1], y[0], 1e-5);
-    assert_same(gx[1], gx[0], 1e-4);
-    assert_same(gw[1], gw[0], 1e-4);
-    assert_same(gb[1], gb[0], 1e-5);
+    tt_assert_close(y[1], y[0], 1e-5);
+    tt_assert_close(gx[1], gx[0], 1e-4);
+    tt_assert_close(gw[1], gw[0], 1e-4);
+    tt_assert_close(gb[1], gb[0], 1e-5);
     wf_scope_end();
 }
 END_TEST
 
 START_TEST(layer_norm_fused_refuses_modified_input) {
     wf_scope_begin();
-    wf_tensor *leaf = leaf_on(wf_randn(WF_SHAPE(2, 8), WF_F32), WF_CUDA(0));
+    wf_tensor *leaf = tt_leaf_on(wf_randn(WF_SHAPE(2, 8), WF_F32), WF_CUDA(0));
     wf_tensor *x = wf_mul_scalar(leaf, 2.0);   /* saved by the fused node as it is */
     wf_tensor *y = wf_layer_norm(x, WF_SHAPE(8), NULL, NULL, 1e-5);
     ck_assert_ptr_nonnull(y);
@@ -180,15 +162,15 @@ START_TEST(cross_entropy_fused_matches_composed) {
     wf_tensor *y[2], *gx[2];
     for (int d = 0; d < 2; d++) {
         wf_device dev = d ? WF_CUDA(0) : WF_CPU;
-        wf_tensor *x = leaf_on(x0, dev);
+        wf_tensor *x = tt_leaf_on(x0, dev);
         y[d] = wf_cross_entropy(x, wf_to_device(t0, dev), NULL);
         ck_assert_msg(y[d] != NULL, "%s", wf_error_message());
         ck_assert_int_eq(wf_backward(y[d], NULL, false), 0);
         gx[d] = wf_grad(x);
     }
     ck_assert_int_eq(xent_calls, 1);
-    assert_same(y[1], y[0], 1e-5);
-    assert_same(gx[1], gx[0], 1e-5);
+    tt_assert_close(y[1], y[0], 1e-5);
+    tt_assert_close(gx[1], gx[0], 1e-5);
     wf_scope_end();
 }
 END_TEST

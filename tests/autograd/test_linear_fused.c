@@ -93,23 +93,6 @@ static void fake_setup(void) {
 }
 static void fake_teardown(void) { wf__set_cuda_kernels_for_test(NULL); }
 
-static wf_tensor *leaf_on(wf_tensor *t, wf_device dev) {
-    wf_tensor *l = wf_detach(wf_to_device(t, dev));
-    ck_assert_ptr_nonnull(l);
-    ck_assert_int_eq(wf_set_requires_grad(l, true), 0);
-    return l;
-}
-
-static void assert_same(wf_tensor *a, wf_tensor *b, double tol) {
-    ck_assert_ptr_nonnull(a);
-    ck_assert_ptr_nonnull(b);
-    int64_t n = wf_numel(b);
-    double *e = malloc(sizeof(double) * (size_t)n);
-    ck_assert_int_eq(wf_to_array(b, e, WF_F64), 0);
-    ck_assert_tensor_near(a, e, n, tol);
-    free(e);
-}
-
 START_TEST(linear_gelu_fused_matches_composed) {
     for (int t = 0; t < 2; t++) {
         wf_scope_begin();
@@ -120,7 +103,7 @@ START_TEST(linear_gelu_fused_matches_composed) {
         wf_tensor *y[2], *gx[2], *gw[2], *gb[2];
         for (int d = 0; d < 2; d++) {
             wf_device dev = d ? WF_CUDA(0) : WF_CPU;
-            wf_tensor *x = leaf_on(x0, dev), *w = leaf_on(w0, dev), *b = leaf_on(b0, dev);
+            wf_tensor *x = tt_leaf_on(x0, dev), *w = tt_leaf_on(w0, dev), *b = tt_leaf_on(b0, dev);
             y[d] = wf_linear_gelu(x, w, b, t ? WF_GELU_TANH : WF_GELU_NONE);
             ck_assert_msg(y[d] != NULL, "%s", wf_error_message());
             ck_assert_int_eq(wf_backward(y[d], wf_to_device(gy, dev), false), 0);
@@ -131,10 +114,10 @@ START_TEST(linear_gelu_fused_matches_composed) {
         ck_assert_int_eq(gelu_bwd_calls, 1);
         ck_assert_str_eq(wf_grad_fn_name(y[1]), "LinearGeluBackward");
         ck_assert_str_ne(wf_grad_fn_name(y[0]), "LinearGeluBackward");
-        assert_same(y[1], y[0], 1e-5);
-        assert_same(gx[1], gx[0], 1e-4);
-        assert_same(gw[1], gw[0], 1e-4);
-        assert_same(gb[1], gb[0], 1e-4);
+        tt_assert_close(y[1], y[0], 1e-5);
+        tt_assert_close(gx[1], gx[0], 1e-4);
+        tt_assert_close(gw[1], gw[0], 1e-4);
+        tt_assert_close(gb[1], gb[0], 1e-4);
         wf_scope_end();
     }
 }
@@ -142,8 +125,8 @@ END_TEST
 
 START_TEST(linear_gelu_without_bias_composes) {
     wf_scope_begin();
-    wf_tensor *x = leaf_on(wf_randn(WF_SHAPE(3, 6), WF_F32), WF_CUDA(0));
-    wf_tensor *w = leaf_on(wf_randn(WF_SHAPE(5, 6), WF_F32), WF_CUDA(0));
+    wf_tensor *x = tt_leaf_on(wf_randn(WF_SHAPE(3, 6), WF_F32), WF_CUDA(0));
+    wf_tensor *w = tt_leaf_on(wf_randn(WF_SHAPE(5, 6), WF_F32), WF_CUDA(0));
     wf_tensor *y = wf_linear_gelu(x, w, NULL, WF_GELU_NONE);
     ck_assert_ptr_nonnull(y);
     ck_assert_int_eq(gelu_calls, 0);   /* no bias to fuse: Linear then GELU */
@@ -165,7 +148,7 @@ START_TEST(linear_xent_fused_chunks_match_composed) {
         wf_tensor *y[2], *gh[2], *gw[2], *gb[2];
         for (int d = 0; d < 2; d++) {
             wf_device dev = d ? WF_CUDA(0) : WF_CPU;
-            wf_tensor *h = leaf_on(h0, dev), *w = leaf_on(w0, dev), *b = leaf_on(b0, dev);
+            wf_tensor *h = tt_leaf_on(h0, dev), *w = tt_leaf_on(w0, dev), *b = tt_leaf_on(b0, dev);
             y[d] = wf_linear_cross_entropy(h, w, b, wf_to_device(t0, dev), &o, 2);
             ck_assert_msg(y[d] != NULL, "%s", wf_error_message());
             ck_assert_int_eq(wf_backward(wf_sum_all(y[d]), NULL, false), 0);
@@ -174,10 +157,10 @@ START_TEST(linear_xent_fused_chunks_match_composed) {
         ck_assert_int_eq(xent_calls, 3);   /* chunks of 2 rows: 2 + 2 + 1, each through the kernels */
         ck_assert_int_eq(xent_bwd_calls, 3);
         ck_assert_str_eq(wf_grad_fn_name(y[1]), "LinearCrossEntropyBackward");
-        assert_same(y[1], y[0], 1e-5);
-        assert_same(gh[1], gh[0], 1e-5);
-        assert_same(gw[1], gw[0], 1e-5);
-        assert_same(gb[1], gb[0], 1e-5);
+        tt_assert_close(y[1], y[0], 1e-5);
+        tt_assert_close(gh[1], gh[0], 1e-5);
+        tt_assert_close(gw[1], gw[0], 1e-5);
+        tt_assert_close(gb[1], gb[0], 1e-5);
         wf_scope_end();
     }
 }
@@ -186,9 +169,9 @@ END_TEST
 /* the fused node saves h: changing it in place before the backward is an error, not a wrong gradient */
 START_TEST(linear_xent_refuses_modified_input) {
     wf_scope_begin();
-    wf_tensor *leaf = leaf_on(wf_randn(WF_SHAPE(4, 3), WF_F32), WF_CUDA(0));
+    wf_tensor *leaf = tt_leaf_on(wf_randn(WF_SHAPE(4, 3), WF_F32), WF_CUDA(0));
     wf_tensor *h = wf_mul_scalar(leaf, 2.0);
-    wf_tensor *w = leaf_on(wf_randn(WF_SHAPE(5, 3), WF_F32), WF_CUDA(0));
+    wf_tensor *w = tt_leaf_on(wf_randn(WF_SHAPE(5, 3), WF_F32), WF_CUDA(0));
     wf_tensor *t = wf_to_device(wf_from_data((int64_t[]){ 0, 1, 2, 4 }, WF_SHAPE(4), WF_I64), WF_CUDA(0));
     wf_tensor *y = wf_linear_cross_entropy(h, w, NULL, t, NULL, 0);
     ck_assert_ptr_nonnull(y);
