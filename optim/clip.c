@@ -63,6 +63,15 @@ static int chunk_tensor(const int64_t *first, int k, int64_t c) {
     return lo;
 }
 
+/* chunk c of the gradients gs: its tensor (returned) and its element range [*lo, *hi) there */
+static int chunk_span(wf_tensor *const *gs, const int64_t *first, int k, int64_t c, int64_t *lo, int64_t *hi) {
+    int j = chunk_tensor(first, k, c);
+    int64_t n = wf_numel(gs[j]);
+    *lo = (c - first[j]) * CLIP_CHUNK;
+    *hi = *lo + CLIP_CHUNK < n ? *lo + CLIP_CHUNK : n;
+    return j;
+}
+
 /* sums of x^2 or |x| over one chunk in 8 fixed lanes (vectorizes without reassociating:
  * the order, hence the bits, is the same for any thread count and any CPU) */
 #define DEFINE_LANE_SUM(NAME, T, MAP)                                                          \
@@ -104,8 +113,8 @@ typedef struct {
 static void total_chunks(void *vt, int64_t c0, int64_t c1) {
     const total_ctx *t = vt;
     for (int64_t c = c0; c < c1; c++) {
-        int j = chunk_tensor(t->first, t->k, c);
-        int64_t n = wf_numel(t->gs[j]), lo = (c - t->first[j]) * CLIP_CHUNK, hi = lo + CLIP_CHUNK < n ? lo + CLIP_CHUNK : n;
+        int64_t lo, hi;
+        int j = chunk_span(t->gs, t->first, t->k, c, &lo, &hi);
         bool f64 = wf_tensor_dtype(t->gs[j]) == WF_F64;
         const float *xf = f64 ? NULL : (const float *)(void *)wf__host_ptr(t->gs[j]) + lo;
         const double *xd = f64 ? (const double *)(void *)wf__host_ptr(t->gs[j]) + lo : NULL;
@@ -140,8 +149,8 @@ typedef struct {
 static void scale_chunks(void *vt, int64_t c0, int64_t c1) {
     const scale_ctx *t = vt;
     for (int64_t c = c0; c < c1; c++) {
-        int j = chunk_tensor(t->first, t->k, c);
-        int64_t n = wf_numel(t->gs[j]), lo = (c - t->first[j]) * CLIP_CHUNK, hi = lo + CLIP_CHUNK < n ? lo + CLIP_CHUNK : n;
+        int64_t lo, hi;
+        int j = chunk_span(t->gs, t->first, t->k, c, &lo, &hi);
         if (wf_tensor_dtype(t->gs[j]) == WF_F64) {
             double *x = (double *)(void *)wf__host_ptr(t->gs[j]);
             for (int64_t i = lo; i < hi; i++) x[i] *= t->coef;
