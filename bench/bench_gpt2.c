@@ -3,7 +3,7 @@
  *
  *   bench_gpt2 [--layers 12 --heads 12 --width 768 --vocab 50304 --batch 16 --seq 1024]
  *              [--steps 20 --warmup 5] [--accelerator auto|cpu|cuda] [--precision bf16-mixed]
- *              [--threads N] [--peak-tflops X] [--cuda-graphs 0|1] [--fused-loss 0|1]
+ *              [--threads N] [--peak-tflops X] [--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N]
  *
  * The model is examples/gpt/gpt_model.c (nanoGPT's GPT-2: biases on, dropout 0, GELU tanh,
  * tied head, block size = --seq); AdamW lr 6e-4, betas 0.9/0.95, weight decay 0.1 on the 2-D
@@ -23,7 +23,9 @@
  * from the 4th on is a replay of it (the batch is the same static tensors every step, as
  * above); "graphs":1 in the JSON. Keep --warmup at 4 or more so the capture is not timed.
  * --fused-loss 1 (the default, as examples/gpt): the loss from the hidden states through
- * wf_linear_cross_entropy, chunked, so the [B*T, V] logits are never whole; 0: from logits. */
+ * wf_linear_cross_entropy, chunked, so the [B*T, V] logits are never whole; 0: from logits.
+ * --loss-chunk-rows N: the fused loss's rows per chunk (0, the default: automatic, about 2^25
+ * logits a chunk), to measure the chunk size's cost in time and memory. */
 #include "gpt_model.h"
 #include "weft/fabric.h"
 #include "weft/cuda.h"
@@ -43,7 +45,7 @@ static double now(void) {
 static int usage(const char *argv0) {
     fprintf(stderr, "usage: %s [--layers N] [--heads N] [--width N] [--vocab N] [--batch N] [--seq N] [--steps N] "
                     "[--warmup N] [--accelerator auto|cpu|cuda] [--precision NAME] [--threads N] [--peak-tflops X] "
-                    "[--cuda-graphs 0|1] [--fused-loss 0|1]\n",
+                    "[--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N]\n",
             argv0);
     return 2;
 }
@@ -63,19 +65,20 @@ static int sync_device(wf_device d) { return d.type == WF_DEV_CUDA ? wf_cuda_syn
 
 /* the step's loss, as examples/gpt computes it: from the hidden states through the chunked
  * linear + cross-entropy (the [B*T, V] logits never exist), or from the logits */
-static wf_tensor *step_loss(wf_fabric *fab, wf_module *model, wf_tensor *x, wf_tensor *y, bool fused) {
+static wf_tensor *step_loss(wf_fabric *fab, wf_module *model, wf_tensor *x, wf_tensor *y, bool fused,
+                            int64_t chunk_rows) {
     if (!fused) return gpt_loss(wf_module_forward(model, x), y);
     gpt_set_return_hidden(model, true);
     wf_tensor *h = wf_module_forward(model, x);
     gpt_set_return_hidden(model, false);
     if (!h || wf_fabric_autocast_begin(fab)) return NULL;
-    wf_tensor *loss = gpt_loss_from_hidden(model, h, y, 0);
+    wf_tensor *loss = gpt_loss_from_hidden(model, h, y, chunk_rows);
     return wf_fabric_autocast_end(fab) ? NULL : loss;
 }
 
 int main(int argc, char **argv) {
     int64_t layers = 12, heads = 12, width = 768, vocab = 50304, batch = 16, seq = 1024, steps = 20, warmup = 5,
-            threads = 0, graphs = 0, fused = 1;
+            threads = 0, graphs = 0, fused = 1, chunk_rows = 0;
     double peak_tflops = 0;
     const char *accelerator = "auto", *precision = "bf16-mixed";
     for (int i = 1; i < argc; i++) {
@@ -95,6 +98,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--threads")) ok = parse_i64(v, 0, 1024, &threads);
         else if (!strcmp(a, "--cuda-graphs")) ok = parse_i64(v, 0, 1, &graphs);
         else if (!strcmp(a, "--fused-loss")) ok = parse_i64(v, 0, 1, &fused);
+        else if (!strcmp(a, "--loss-chunk-rows")) ok = parse_i64(v, 0, BIG, &chunk_rows);
         else if (!strcmp(a, "--accelerator")) accelerator = v;
         else if (!strcmp(a, "--precision")) precision = v;
         else if (!strcmp(a, "--peak-tflops")) { char *e; peak_tflops = strtod(v, &e); ok = *v && !*e && peak_tflops > 0; }
@@ -153,7 +157,7 @@ int main(int argc, char **argv) {
                 r = graph ? wf_cuda_graph_capture_begin(graph, dev) : (wf_error() ? wf_error() : -1);
                 if (!r) {
                     wf_scope_begin();
-                    wf_tensor *loss = step_loss(fab, model, x, y, fused);
+                    wf_tensor *loss = step_loss(fab, model, x, y, fused, chunk_rows);
                     r = loss ? wf_fabric_backward(fab, loss, model) : (wf_error() ? wf_error() : -1);
                     if (!r) r = wf_fabric_clip_gradients(fab, model, opt, &clip, NULL);
                     if (!r) r = wf_fabric_step(fab, opt, NULL);
@@ -170,7 +174,7 @@ int main(int argc, char **argv) {
             continue;
         }
         wf_scope_begin();
-        wf_tensor *loss = step_loss(fab, model, x, y, fused);
+        wf_tensor *loss = step_loss(fab, model, x, y, fused, chunk_rows);
         int r = loss ? wf_fabric_backward(fab, loss, model) : (wf_error() ? wf_error() : -1);
         if (!r) r = wf_fabric_clip_gradients(fab, model, opt, &clip, NULL);
         if (!r) r = wf_fabric_step(fab, opt, NULL);
@@ -194,9 +198,9 @@ int main(int argc, char **argv) {
     double flops_tok = 6.0 * (double)n_params + 12.0 * (double)layers * (double)heads * (double)(width / heads) * (double)seq;
     double mfu = peak > 0 ? flops_tok * tokens / dt / peak : NAN;
     printf("{\"impl\":\"weft+fabric\",\"device\":\"%s\",\"batch\":%lld,\"seq\":%lld,\"params_m\":%.2f,\"step_ms\":%.2f,"
-           "\"tok_s\":%.0f,\"mfu\":%.4f,\"peak_gb\":%.2f,\"loss\":%.4f,\"graphs\":%d,\"fused_loss\":%d}\n",
+           "\"tok_s\":%.0f,\"mfu\":%.4f,\"peak_gb\":%.2f,\"loss\":%.4f,\"graphs\":%d,\"fused_loss\":%d,\"loss_chunk_rows\":%lld}\n",
            name, (long long)batch, (long long)seq, (double)n_params / 1e6, 1000 * dt, tokens / dt, isnan(mfu) ? 0.0 : mfu,
-           (double)ms.peak_allocated / 1e9, last_loss, (int)graphs, (int)fused);
+           (double)ms.peak_allocated / 1e9, last_loss, (int)graphs, (int)fused, (long long)chunk_rows);
 done:
     wf_cuda_graph_free(graph);
     wf_tensor_free(graph_loss);

@@ -11,7 +11,9 @@ B=${2:-build-gpu}
 shift 2 2>/dev/null || shift $#
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 ninja -C "$B" examples/gpt/gpt >/dev/null || exit 1
-rm -rf "$OUT/shakespeare"
+RUN=${RUN_DIR:-/tmp/shakespeare}   # checkpoints: kept out of $OUT, whose files come back
+rm -rf "$RUN"
 stdbuf -oL "$B"/examples/gpt/gpt --config shakespeare-char --data "$TEXT" --device cuda --precision bf16-mixed \
-  --out-dir "$OUT/shakespeare" --logger csv --log-interval 250 "$@" 2>&1 | tee "$OUT/shakespeare.log" |
+  --out-dir "$RUN" --logger csv --log-interval 250 "$@" 2>&1 | tee "$OUT/shakespeare.log" |
   grep -E "^step|resumed|error|parameters|^iter (500|1000|2000|3000|4000|5000):|^\{" | cut -c1-240 | tail -40
+find "$RUN" -name "*.csv" -exec cp {} "$OUT/shakespeare_metrics.csv" \; 2>/dev/null || true
