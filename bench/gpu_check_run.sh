@@ -12,6 +12,7 @@
 #     background beside the checks (SHAKESPEARE_FLAGS adds flags), waited for at the end;
 #   - the threading A/B on all cores (bench/threads_run.sh; THREADS_AB= switches it off), after
 #     the shakespeare run, so the two do not share the host's cores.
+# BEFORE / AFTER: commands run right after the build / at the end (the GPU is not shared then).
 # SKIP="parity nccl ..." leaves out those sections (ops graph tinygpt resume parity nccl);
 # each section's start is stamped with the seconds since the script began, and a section that
 # would start after DEADLINE seconds (default 540, the device's 600 s limit less a margin) is
@@ -78,4 +79,5 @@ fi
 if [ -n "${THREADS_AB-1}" ] && section threads "threads A/B, all cores"; then
   CORES=all ROUNDS=${ROUNDS:-2} bash bench/threads_run.sh $B 2>&1 | grep -v "^$" | grep -E "==|weft|pytorch" | sed -E 's/"final_loss[^,]*,//' | cut -c1-150
 fi
+if [ -n "${AFTER:-}" ] && section after "AFTER: $AFTER"; then eval "$AFTER"; fi   # e.g. the speed runs, the GPU alone again
 echo "== [${SECONDS}s] done"
