@@ -3,9 +3,9 @@
  *
  *   bench_gpt2 [--layers 12 --heads 12 --width 768 --vocab 50304 --batch 16 --seq 1024]
  *              [--steps 20 --warmup 5] [--accelerator auto|cpu|cuda] [--precision bf16-mixed]
- *              [--threads N] [--peak-tflops X] [--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N]
+ *              [--threads N] [--peak-tflops X] [--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N] [--dropout P]
  *
- * The model is examples/gpt/gpt_model.c (nanoGPT's GPT-2: biases on, dropout 0, GELU tanh,
+ * The model is examples/gpt/gpt_model.c (nanoGPT's GPT-2: biases on, dropout 0 or --dropout P, GELU tanh,
  * tied head, block size = --seq); AdamW lr 6e-4, betas 0.9/0.95, weight decay 0.1 on the 2-D
  * weights only (gpt_configure_optimizer); clip_gradients(max_norm 1.0) without reading the
  * norm back (error_if_nonfinite off, so Fabric uses wf_clip_grad_norm_tensor_ and the step
@@ -45,7 +45,7 @@ static double now(void) {
 static int usage(const char *argv0) {
     fprintf(stderr, "usage: %s [--layers N] [--heads N] [--width N] [--vocab N] [--batch N] [--seq N] [--steps N] "
                     "[--warmup N] [--accelerator auto|cpu|cuda] [--precision NAME] [--threads N] [--peak-tflops X] "
-                    "[--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N]\n",
+                    "[--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N] [--dropout P]\n",
             argv0);
     return 2;
 }
@@ -79,7 +79,7 @@ static wf_tensor *step_loss(wf_fabric *fab, wf_module *model, wf_tensor *x, wf_t
 int main(int argc, char **argv) {
     int64_t layers = 12, heads = 12, width = 768, vocab = 50304, batch = 16, seq = 1024, steps = 20, warmup = 5,
             threads = 0, graphs = 0, fused = 1, chunk_rows = 0;
-    double peak_tflops = 0;
+    double peak_tflops = 0, dropout = 0;
     const char *accelerator = "auto", *precision = "bf16-mixed";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
@@ -101,6 +101,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--loss-chunk-rows")) ok = parse_i64(v, 0, BIG, &chunk_rows);
         else if (!strcmp(a, "--accelerator")) accelerator = v;
         else if (!strcmp(a, "--precision")) precision = v;
+        else if (!strcmp(a, "--dropout")) { char *e; dropout = strtod(v, &e); ok = *v && !*e && dropout >= 0 && dropout < 1; }
         else if (!strcmp(a, "--peak-tflops")) { char *e; peak_tflops = strtod(v, &e); ok = *v && !*e && peak_tflops > 0; }
         else { fprintf(stderr, "error: unknown option %s\n", a); return usage(argv[0]); }
         if (!ok) { fprintf(stderr, "error: invalid value '%s' for %s\n", v, a); return usage(argv[0]); }
@@ -121,7 +122,7 @@ int main(int argc, char **argv) {
     wf_device dev = wf_fabric_device(fab);
     wf_manual_seed(0);
     gpt_config cfg = { .vocab_size = vocab, .block_size = seq, .n_layer = layers, .n_head = heads, .n_embd = width,
-                       .dropout = 0, .bias = true };
+                       .dropout = dropout, .bias = true };
     model = gpt_new(&cfg);
     if (!model) FAIL("%s", wf_error_message());
     opt = gpt_configure_optimizer(model, 0.1, 6e-4, 0.9, 0.95);

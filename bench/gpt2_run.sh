@@ -5,7 +5,8 @@
 # against the per-parameter paths (tests/cuda/test_cuda_optim.c), then runs
 # bench/bench_gpt2.c, bench/peer_gpt2.py and bench/peer_gpt2.py --compile with the same
 # settings and prints each JSON line and weft's ratios (tok/s and peak memory) to each peer.
-# With TRACE=1, a per-kernel split of a few weft steps (bench/ktrace.c).
+# With TRACE=1, a per-kernel split of a few weft steps (bench/ktrace.c); PEER_TRACE=compile (or
+# eager) adds the same split of the peer's steps; TRACE_FLAGS: weft-only flags for the traced run.
 #
 # Usage on the device: bash bench/gpt2_run.sh [bench flags...]   (logs under $OUT)
 #   e.g. bash bench/gpt2_run.sh --batch 16 --seq 1024 --steps 20 --warmup 5   (the defaults)
@@ -73,6 +74,13 @@ if [ "${TRACE:-0}" = 1 ]; then
   echo "== weft kernel split (4 steps after 1 warmup; bench/ktrace.c)"
   source bench/ktrace_setup.sh   # /tmp/libktrace.so, the CUPTI library on LD_LIBRARY_PATH
   CUDA_INJECTION64_PATH=/tmp/libktrace.so KTRACE_OUT=$OUT/kt_gpt2.csv timeout 300 \
-    build-gpu/bench/bench_gpt2 "${ARGS[@]}" --steps 4 --warmup 1 | tail -1
+    build-gpu/bench/bench_gpt2 "${ARGS[@]}" ${TRACE_FLAGS:-} --steps 4 --warmup 1 | tail -1
   python3 bench/ktrace_summary.py "$OUT/kt_gpt2.csv" --label weft --top ${KTOP:-30} | tee "$OUT/kern_gpt2.txt"
+  if [ -n "${PEER_TRACE:-}" ]; then
+    echo "== PyTorch ($PEER_TRACE) kernel split"
+    pf=(); [ "$PEER_TRACE" = compile ] && pf=(--compile)
+    CUDA_INJECTION64_PATH=/tmp/libktrace.so KTRACE_OUT=$OUT/kt_peer.csv timeout 300 \
+      python3 bench/peer_gpt2.py "${pf[@]}" "${ARGS[@]}" --steps 4 --warmup 3 | tail -1
+    python3 bench/ktrace_summary.py "$OUT/kt_peer.csv" --label "torch $PEER_TRACE" --top ${KTOP:-30} | tee "$OUT/kern_peer.txt"
+  fi
 fi

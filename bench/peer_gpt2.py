@@ -5,7 +5,7 @@ scaled_dot_product_attention), trained through Fabric with precision "bf16-mixed
 (lr 6e-4, betas 0.9/0.95, weight decay 0.1 on 2-D weights, fused) and clip_gradients(1.0).
 Random tokens: the speed does not depend on the text.
 
-  python3 bench/peer_gpt2.py [--compile] [--batch 16] [--seq 1024] [--steps 20]
+  python3 bench/peer_gpt2.py [--compile] [--batch 16] [--seq 1024] [--steps 20] [--dropout P]
 
 Prints one JSON line: tok_s, step_ms, mfu (against the device's bf16 dense peak), peak_gb
 (torch.cuda.max_memory_allocated)."""
@@ -18,8 +18,9 @@ p.add_argument("--seq", type=int, default=1024); p.add_argument("--steps", type=
 p.add_argument("--warmup", type=int, default=5); p.add_argument("--layers", type=int, default=12)
 p.add_argument("--heads", type=int, default=12); p.add_argument("--width", type=int, default=768)
 p.add_argument("--vocab", type=int, default=50304); p.add_argument("--no-fabric", action="store_true")
+p.add_argument("--dropout", type=float, default=0.0)   # nanoGPT's places: embeddings, attention, residuals
 a = p.parse_args()
-C, H, L, V, T = a.width, a.heads, a.layers, a.vocab, a.seq
+C, H, L, V, T, P = a.width, a.heads, a.layers, a.vocab, a.seq, a.dropout
 
 class Block(nn.Module):
     def __init__(s):
@@ -31,9 +32,9 @@ class Block(nn.Module):
         B, T_, _ = x.shape
         q, k, v = s.c_attn(s.ln_1(x)).split(C, dim=2)
         q, k, v = [t.view(B, T_, H, C // H).transpose(1, 2) for t in (q, k, v)]
-        y = F.scaled_dot_product_attention(q, k, v, is_causal=True)
-        x = x + s.c_proj(y.transpose(1, 2).contiguous().view(B, T_, C))
-        return x + s.mlp_proj(F.gelu(s.c_fc(s.ln_2(x)), approximate="tanh"))
+        y = F.scaled_dot_product_attention(q, k, v, dropout_p=P if s.training else 0.0, is_causal=True)
+        x = x + F.dropout(s.c_proj(y.transpose(1, 2).contiguous().view(B, T_, C)), P, s.training)
+        return x + F.dropout(s.mlp_proj(F.gelu(s.c_fc(s.ln_2(x)), approximate="tanh")), P, s.training)
 
 class GPT(nn.Module):
     def __init__(s):
@@ -50,7 +51,7 @@ class GPT(nn.Module):
             elif n.endswith("bias"):
                 nn.init.zeros_(q)
     def forward(s, idx, targets):
-        x = s.wte(idx) + s.wpe(torch.arange(idx.shape[1], device=idx.device))
+        x = F.dropout(s.wte(idx) + s.wpe(torch.arange(idx.shape[1], device=idx.device)), P, s.training)
         for b in s.h: x = b(x)
         logits = s.lm_head(s.ln_f(x))
         return F.cross_entropy(logits.view(-1, V), targets.view(-1))
