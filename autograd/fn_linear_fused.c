@@ -80,8 +80,22 @@ wf_tensor *wf_linear_gelu(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_gelu_appr
 
 static const char *const LCE = "wf_linear_cross_entropy";
 
-/* logits of one chunk at most: 2^25 (128 MiB in f32); GPT-2's 50257 words: 667 rows */
-#define LCE_CHUNK_ELEMS ((int64_t)1 << 25)
+/* The automatic chunk: as few equal chunks as keep one chunk's logits under 2^28 elements
+ * (512 MiB in bf16). Each chunk costs a pass over the weight in the forward and three GEMMs
+ * with it in the backward, so fewer chunks run faster: GPT-2 124M at 16 x 1024 rows (H100,
+ * bf16) stepped in 64.0 ms with 2^25 (25 chunks of 667 rows), 54.1 ms with 4 chunks of 4096
+ * (what 2^28 gives) and 53.6 ms with one, which peaks 2.8 GB higher (bench/NOTES.md). */
+#define LCE_CHUNK_ELEMS ((int64_t)1 << 28)
+
+/* ceil(N / nchunks) rows with nchunks = ceil(N * V / LCE_CHUNK_ELEMS): the last chunk is not
+ * a short remainder (16384 rows of 50304: 4 x 4096, not 3 x 5336 and 376) */
+int64_t wf__lce_chunk_rows(int64_t N, int64_t V, int64_t chunk_rows) {
+    if (chunk_rows > 0) return chunk_rows;
+    if (N <= 0 || V <= 0) return 1;
+    int64_t per = LCE_CHUNK_ELEMS / V > 1 ? LCE_CHUNK_ELEMS / V : 1;   /* rows under the budget */
+    int64_t nchunks = (N + per - 1) / per;
+    return (N + nchunks - 1) / nchunks;
+}
 
 /* rows [r0, r0 + n) of t (dim 0) */
 static wf_tensor *rows(wf_tensor *t, int64_t r0, int64_t n) {
@@ -150,7 +164,7 @@ static int linear_xent_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
 wf_tensor *wf__linear_cross_entropy(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf_tensor *t, int64_t ign, double ls,
                                     int reduction, int64_t chunk_rows, wf_dtype out_dt) {
     int64_t N = h->shape[0], V = w->shape[0];
-    int64_t chunk = chunk_rows ? chunk_rows : LCE_CHUNK_ELEMS / V > 1 ? LCE_CHUNK_ELEMS / V : 1;
+    int64_t chunk = wf__lce_chunk_rows(N, V, chunk_rows);
     wf_dtype wp = h->dtype == WF_F64 ? WF_F64 : WF_F32;
     wf_tensor *y = NULL;
     wf_scope_begin();

@@ -4,9 +4,11 @@
  * Only CUDA has bias_gelu and xent_fwd/xent_bwd, so a test table stands in for CUDA
  * (wf__set_cuda_kernels_for_test): the CPU's kernels plus naive f32 versions of those four,
  * written below. The same calls on the CPU compose, so each check compares the fused route
- * (kernels called, node recorded, fused backward) against the composed one. */
+ * (kernels called, node recorded, fused backward) against the composed one.
+ * Also: the automatic chunk of the cross-entropy. */
 #include "test_util.h"
 
+#include "autograd/fn_linear_fused.h"
 #include "tensor/tensor_impl.h"
 
 static int gelu_calls, gelu_bwd_calls, xent_calls, xent_bwd_calls;
@@ -182,6 +184,20 @@ START_TEST(linear_xent_refuses_modified_input) {
 }
 END_TEST
 
+/* the automatic chunk: as few equal chunks as keep a chunk under 2^28 logits */
+START_TEST(linear_xent_chunk_rule) {
+    ck_assert_int_eq(wf__lce_chunk_rows(16384, 50304, 0), 4096);   /* GPT-2 124M, 16 x 1024: 4 chunks */
+    ck_assert_int_eq(wf__lce_chunk_rows(16384, 50257, 0), 4096);
+    ck_assert_int_eq(wf__lce_chunk_rows(5336, 50304, 0), 5336);     /* 5336 rows fit: one chunk */
+    ck_assert_int_eq(wf__lce_chunk_rows(5337, 50304, 0), 2669);     /* one more: two equal chunks */
+    ck_assert_int_eq(wf__lce_chunk_rows(16009, 50304, 0), 4003);    /* 4 chunks, the last 4000 rows, not 1 */
+    ck_assert_int_eq(wf__lce_chunk_rows(5, 7, 0), 5);
+    ck_assert_int_eq(wf__lce_chunk_rows(3, ((int64_t)1 << 28) + 1, 0), 1);   /* a row over the budget: one a chunk */
+    ck_assert_int_eq(wf__lce_chunk_rows(0, 7, 0), 1);
+    ck_assert_int_eq(wf__lce_chunk_rows(16384, 50304, 3), 3);       /* given: kept */
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("linear_fused");
     TCase *tc = tcase_create("fake_cuda");
@@ -191,6 +207,9 @@ int main(void) {
     tcase_add_test(tc, linear_xent_fused_chunks_match_composed);
     tcase_add_test(tc, linear_xent_refuses_modified_input);
     suite_add_tcase(s, tc);
+    TCase *tr = tcase_create("raw");
+    tcase_add_test(tr, linear_xent_chunk_rule);
+    suite_add_tcase(s, tr);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);
