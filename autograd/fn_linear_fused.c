@@ -103,6 +103,12 @@ static wf_tensor *rows(wf_tensor *t, int64_t r0, int64_t n) {
     return wf__narrow_args(t, 0, r0, n, &a) ? NULL : wf__slice_raw(t, &a);
 }
 
+/* columns [c0, c0 + n) of t (dim 1) */
+static wf_tensor *cols(wf_tensor *t, int64_t c0, int64_t n) {
+    wf__slice_args a;
+    return wf__narrow_args(t, 1, c0, n, &a) ? NULL : wf__slice_raw(t, &a);
+}
+
 /* dst's rows [r0, r0 + n) = src */
 static int put_rows(wf_tensor *dst, int64_t r0, int64_t n, wf_tensor *src) {
     wf_tensor *d = rows(dst, r0, n);
@@ -127,8 +133,11 @@ static int linear_xent_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
     wf_tensor *dh = n->needs[0] ? wf__empty(h->shape, 2, h->dtype, h->device) : NULL;
     wf_tensor *dw = n->needs[1] ? wf__empty(WF_SHAPE(V, C), wp, h->device) : NULL;
     wf_tensor *db = n->i[3] && n->needs[2] ? wf__empty(WF_SHAPE(1, V), wp, h->device) : NULL;
-    if ((dw && wf__fill_raw_(dw, 0)) || (db && wf__fill_raw_(db, 0))) return wf_error();
-    if ((n->needs[0] && !dh) || (n->needs[1] && !dw) || (n->i[3] && n->needs[2] && !db)) return wf_error();
+    /* db's column sums as a product: ones [1, rows] @ gl, accumulated in wp like dw */
+    wf_tensor *ones = db ? wf__empty(WF_SHAPE(1, chunk < N ? chunk : N), h->dtype, h->device) : NULL;
+    if ((dw && wf__fill_raw_(dw, 0)) || (db && wf__fill_raw_(db, 0)) || (ones && wf__fill_raw_(ones, 1)))
+        return wf_error();
+    if ((n->needs[0] && !dh) || (n->needs[1] && !dw) || (n->i[3] && n->needs[2] && (!db || !ones))) return wf_error();
     int rc = 0;
     for (int64_t r0 = 0; r0 < N && !rc; r0 += chunk) {
         int64_t m = N - r0 < chunk ? N - r0 : chunk;
@@ -144,13 +153,16 @@ static int linear_xent_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
             wf_tensor *d = wf__matmul_nd_raw(LCE, gl, w);
             rc = d ? put_rows(dh, r0, m, d) : wf_error();
         }
-        if (!rc && dw) {   /* accumulated in wp (f32 under half precision) */
-            wf_tensor *d = wf__matmul_nd_raw(LCE, wf__permute_raw(gl, (int[]){ 1, 0 }, 2), hc);
-            rc = d ? wf__binary_raw_(LCE, WF_B_ADD, dw, d, 1.0) : wf_error();
+        /* dw += gl^T @ hc and db += ones @ gl by the GEMM itself, in wp (f32 under half
+         * precision): no [V, C] product per chunk rounded to half and then added (a read, a
+         * write and a rounding of all of dw per chunk) */
+        if (!rc && dw) {
+            wf_tensor *glt = wf__permute_raw(gl, (int[]){ 1, 0 }, 2);
+            rc = glt ? wf__matmul_acc_raw_(LCE, dw, glt, hc) : wf_error();
         }
         if (!rc && db) {
-            wf_tensor *d = wf__sum_raw(LCE, gl, 1u);
-            rc = d ? wf__binary_raw_(LCE, WF_B_ADD, db, d, 1.0) : wf_error();
+            wf_tensor *o = cols(ones, 0, m);
+            rc = o ? wf__matmul_acc_raw_(LCE, db, o, gl) : wf_error();
         }
         wf_scope_end();
     }
