@@ -80,13 +80,33 @@ wf_tensor *wf_linear_gelu(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_gelu_appr
 
 static const char *const LCE = "wf_linear_cross_entropy";
 
-/* logits of one chunk at most: 2^25 (128 MiB in f32); GPT-2's 50257 words: 667 rows */
-#define LCE_CHUNK_ELEMS ((int64_t)1 << 25)
+/* The automatic chunk: as few equal chunks as keep one chunk's logits under 2^28 elements
+ * (512 MiB in bf16). Each chunk costs a pass over the weight in the forward and three GEMMs
+ * with it in the backward, so fewer chunks run faster: GPT-2 124M at 16 x 1024 rows (H100,
+ * bf16) stepped in 64.0 ms with 2^25 (25 chunks of 667 rows), 54.1 ms with 4 chunks of 4096
+ * (what 2^28 gives) and 53.6 ms with one, which peaks 2.8 GB higher (bench/NOTES.md). */
+#define LCE_CHUNK_ELEMS ((int64_t)1 << 28)
+
+/* ceil(N / nchunks) rows with nchunks = ceil(N * V / LCE_CHUNK_ELEMS): the last chunk is not
+ * a short remainder (16384 rows of 50304: 4 x 4096, not 3 x 5336 and 376) */
+int64_t wf__lce_chunk_rows(int64_t N, int64_t V, int64_t chunk_rows) {
+    if (chunk_rows > 0) return chunk_rows;
+    if (N <= 0 || V <= 0) return 1;
+    int64_t per = LCE_CHUNK_ELEMS / V > 1 ? LCE_CHUNK_ELEMS / V : 1;   /* rows under the budget */
+    int64_t nchunks = (N + per - 1) / per;
+    return (N + nchunks - 1) / nchunks;
+}
 
 /* rows [r0, r0 + n) of t (dim 0) */
 static wf_tensor *rows(wf_tensor *t, int64_t r0, int64_t n) {
     wf__slice_args a;
     return wf__narrow_args(t, 0, r0, n, &a) ? NULL : wf__slice_raw(t, &a);
+}
+
+/* columns [c0, c0 + n) of t (dim 1) */
+static wf_tensor *cols(wf_tensor *t, int64_t c0, int64_t n) {
+    wf__slice_args a;
+    return wf__narrow_args(t, 1, c0, n, &a) ? NULL : wf__slice_raw(t, &a);
 }
 
 /* dst's rows [r0, r0 + n) = src */
@@ -113,8 +133,11 @@ static int linear_xent_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
     wf_tensor *dh = n->needs[0] ? wf__empty(h->shape, 2, h->dtype, h->device) : NULL;
     wf_tensor *dw = n->needs[1] ? wf__empty(WF_SHAPE(V, C), wp, h->device) : NULL;
     wf_tensor *db = n->i[3] && n->needs[2] ? wf__empty(WF_SHAPE(1, V), wp, h->device) : NULL;
-    if ((dw && wf__fill_raw_(dw, 0)) || (db && wf__fill_raw_(db, 0))) return wf_error();
-    if ((n->needs[0] && !dh) || (n->needs[1] && !dw) || (n->i[3] && n->needs[2] && !db)) return wf_error();
+    /* db's column sums as a product: ones [1, rows] @ gl, accumulated in wp like dw */
+    wf_tensor *ones = db ? wf__empty(WF_SHAPE(1, chunk < N ? chunk : N), h->dtype, h->device) : NULL;
+    if ((dw && wf__fill_raw_(dw, 0)) || (db && wf__fill_raw_(db, 0)) || (ones && wf__fill_raw_(ones, 1)))
+        return wf_error();
+    if ((n->needs[0] && !dh) || (n->needs[1] && !dw) || (n->i[3] && n->needs[2] && (!db || !ones))) return wf_error();
     int rc = 0;
     for (int64_t r0 = 0; r0 < N && !rc; r0 += chunk) {
         int64_t m = N - r0 < chunk ? N - r0 : chunk;
@@ -130,13 +153,16 @@ static int linear_xent_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
             wf_tensor *d = wf__matmul_nd_raw(LCE, gl, w);
             rc = d ? put_rows(dh, r0, m, d) : wf_error();
         }
-        if (!rc && dw) {   /* accumulated in wp (f32 under half precision) */
-            wf_tensor *d = wf__matmul_nd_raw(LCE, wf__permute_raw(gl, (int[]){ 1, 0 }, 2), hc);
-            rc = d ? wf__binary_raw_(LCE, WF_B_ADD, dw, d, 1.0) : wf_error();
+        /* dw += gl^T @ hc and db += ones @ gl by the GEMM itself, in wp (f32 under half
+         * precision): no [V, C] product per chunk rounded to half and then added (a read, a
+         * write and a rounding of all of dw per chunk) */
+        if (!rc && dw) {
+            wf_tensor *glt = wf__permute_raw(gl, (int[]){ 1, 0 }, 2);
+            rc = glt ? wf__matmul_acc_raw_(LCE, dw, glt, hc) : wf_error();
         }
         if (!rc && db) {
-            wf_tensor *d = wf__sum_raw(LCE, gl, 1u);
-            rc = d ? wf__binary_raw_(LCE, WF_B_ADD, db, d, 1.0) : wf_error();
+            wf_tensor *o = cols(ones, 0, m);
+            rc = o ? wf__matmul_acc_raw_(LCE, db, o, gl) : wf_error();
         }
         wf_scope_end();
     }
@@ -150,7 +176,7 @@ static int linear_xent_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
 wf_tensor *wf__linear_cross_entropy(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf_tensor *t, int64_t ign, double ls,
                                     int reduction, int64_t chunk_rows, wf_dtype out_dt) {
     int64_t N = h->shape[0], V = w->shape[0];
-    int64_t chunk = chunk_rows ? chunk_rows : LCE_CHUNK_ELEMS / V > 1 ? LCE_CHUNK_ELEMS / V : 1;
+    int64_t chunk = wf__lce_chunk_rows(N, V, chunk_rows);
     wf_dtype wp = h->dtype == WF_F64 ? WF_F64 : WF_F32;
     wf_tensor *y = NULL;
     wf_scope_begin();

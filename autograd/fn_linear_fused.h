@@ -12,4 +12,8 @@
 wf_tensor *wf__linear_cross_entropy(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf_tensor *t, int64_t ignore_index,
                                     double label_smoothing, int reduction, int64_t chunk_rows, wf_dtype out_dt);
 
+/* Rows per chunk for N rows of V logits: chunk_rows when > 0, else as few equal chunks
+ * (ceil(N / chunks) rows) as keep a chunk's logits under 2^28 elements. */
+int64_t wf__lce_chunk_rows(int64_t N, int64_t V, int64_t chunk_rows);
+
 #endif

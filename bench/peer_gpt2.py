@@ -81,7 +81,8 @@ else:
 fwd = torch.compile(model) if a.compile else model
 n_params = sum(q.numel() for q in model.parameters())
 g = torch.Generator(device="cpu").manual_seed(1)
-idx = torch.randint(0, 50257, (a.batch, T + 1), generator=g).to(dev)
+# tokens below GPT-2's 50257 words, or below --vocab when smaller (as bench_gpt2.c draws them)
+idx = torch.randint(0, min(V, 50257), (a.batch, T + 1), generator=g).to(dev)
 x, y = idx[:, :-1].contiguous(), idx[:, 1:].contiguous()
 torch.cuda.reset_peak_memory_stats()
 for s in range(a.warmup + a.steps):

@@ -295,3 +295,48 @@ int wf__linear_wgrad_fused_raw(wf_tensor *g, wf_tensor *x, wf_tensor *w, wf_tens
     return K->gemm_epilogue(g->dtype, true, false, out, in, rows, dptr(g2), out, dptr(x2), in, dptr(*gw), in, NULL,
                             dptr(*gb), g->device);
 }
+
+int wf__matmul_acc_raw_(const char *op, wf_tensor *c, wf_tensor *a, wf_tensor *b) {
+    if (wf__any_null(op, 3, c, a, b) || check_pair(op, a, b)) return wf_error();
+    char s1[96], s2[96], s3[96];
+    if (a->ndim != 2 || b->ndim != 2 || c->ndim != 2)
+        return wf__error(WF_ESHAPE, "%s: accumulating product needs 2-D tensors, got %s += %s @ %s", op,
+                         wf_shape_str(c, s3, sizeof s3), wf_shape_str(a, s1, sizeof s1), wf_shape_str(b, s2, sizeof s2));
+    int64_t m = a->shape[0], k = a->shape[1], n = b->shape[1];
+    if (b->shape[0] != k) return inner_error(op, a, b, k, b->shape[0]);
+    if (c->shape[0] != m || c->shape[1] != n)
+        return wf__error(WF_ESHAPE, "%s: accumulator %s does not match %s @ %s", op, wf_shape_str(c, s3, sizeof s3),
+                         wf_shape_str(a, s1, sizeof s1), wf_shape_str(b, s2, sizeof s2));
+    wf_dtype cdt = a->dtype == WF_F64 ? WF_F64 : WF_F32;
+    if (c->dtype != cdt)
+        return wf__error(WF_EDTYPE, "%s: the accumulator of a %s product must be %s, got %s", op, wf_dtype_name(a->dtype),
+                         wf_dtype_name(cdt), wf_dtype_name(c->dtype));
+    if (wf__same_device(op, (wf_tensor *[]){ c, a }, 2)) return wf_error();
+    mat_layout lc;
+    if (!layout_of(m, n, c->stride[0], c->stride[1], &lc) || lc.trans)
+        return wf__error(WF_EINVAL, "%s: the accumulator %s must be row-major (a contiguous or row-sliced tensor)", op,
+                         wf_shape_str(c, s3, sizeof s3));
+    if (c->device.type == WF_DEV_META) {
+        wf__meta_flops_add(2 * m * n * k);
+        return 0;
+    }
+    const wf_kernels *K = wf__kernels(c->device);
+    if (!K) return wf_error();
+    int rc = wf__need_kernel(K, op, WF_OPF_KERNEL, WF_K_GEMM_ACC, a->dtype, c->device);
+    if (rc || m == 0 || n == 0 || k == 0) return rc;
+    mat_layout la, lb;
+    wf_scope_begin();
+    if (!layout_of(m, k, a->stride[0], a->stride[1], &la)) {
+        a = contig_raw(a, K);
+        la = (mat_layout){ false, max64(k, 1) };
+        if (!a) rc = wf_error();
+    }
+    if (!rc && !layout_of(k, n, b->stride[0], b->stride[1], &lb)) {
+        b = contig_raw(b, K);
+        lb = (mat_layout){ false, max64(n, 1) };
+        if (!b) rc = wf_error();
+    }
+    if (!rc) rc = K->gemm_acc(a->dtype, la.trans, lb.trans, m, n, k, dptr(a), la.ld, dptr(b), lb.ld, dptr(c), lc.ld, c->device);
+    wf_scope_end();
+    return rc;
+}

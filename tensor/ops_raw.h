@@ -105,6 +105,11 @@ wf_tensor *wf__linear_raw(wf_tensor *x, wf_tensor *w, wf_tensor *b);
  * epilogue: 0 with *gw [out, in] and *gb [out] made, 1 when this device cannot (nothing
  * made, no error: compose them), or a negative code. */
 int wf__linear_wgrad_fused_raw(wf_tensor *g, wf_tensor *x, wf_tensor *w, wf_tensor **gw, wf_tensor **gb);
+/* c += a @ b, no autograd: a [m, k] and b [k, n] of one floating dtype (views GEMM can read as
+ * stored, e.g. a wf_t, cost no copy), c [m, n] row-major f32 (f64 when a is f64) on their
+ * device, the sum done in c's dtype (the gemm_acc kernel: a half product is never rounded to
+ * half before it is added). 0 or a code naming op. */
+int wf__matmul_acc_raw_(const char *op, wf_tensor *c, wf_tensor *a, wf_tensor *b);
 
 /* ---------------------------------------------------------------- tensor/ops_index.c
  * Index tensors are i64 or i32, their values checked on the host (PyTorch's semantics). */

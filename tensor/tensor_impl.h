@@ -204,7 +204,7 @@ typedef enum wf_kernel_op {
 _Static_assert(WF_U_COUNT == 21, "tensor/ops.def: a unary op was added or removed; see the comment above");
 _Static_assert(WF_B_COUNT == 15, "tensor/ops.def: a binary op was added or removed; see the comment above");
 _Static_assert(WF_R_COUNT == 7, "tensor/ops.def: a reduce op was added or removed; see the comment above");
-_Static_assert(WF_K_COUNT == 33, "tensor/ops.def: a kernel-table op was added or removed; see the comment above");
+_Static_assert(WF_K_COUNT == 34, "tensor/ops.def: a kernel-table op was added or removed; see the comment above");
 
 typedef enum wf_op_family { WF_OPF_UNARY, WF_OPF_BINARY, WF_OPF_REDUCE, WF_OPF_KERNEL, WF_OPF_COUNT } wf_op_family;
 
@@ -350,6 +350,12 @@ typedef struct wf_kernels {
     int (*gemm_epilogue)(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k, const void *A,
                          int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, const void *bias,
                          void *bgrad, wf_device dev);
+    /* One row-major GEMM accumulated in a wider C: C[m,n] += op(A) @ op(B) (alpha 1, beta 1,
+     * no batch), A and B of dtype dt (lda, ldb as for gemm), C f32 (f64 when dt is f64) with
+     * leading dim ldc. The products are summed in f32 (f64) and added to C with no rounding to
+     * dt in between: a weight gradient summed over chunks of rows. k == 0 leaves C as it is. */
+    int (*gemm_acc)(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
+                    const void *B, int64_t ldb, void *C, int64_t ldc, wf_device dev);
     /* Optional: adaptive average pooling of contiguous [N,C,H,W] into y's oh x ow with
      * unequal bins (PyTorch's start/end rule), and its backward (overwrites gx). */
     int (*adaptive_avg_pool2d)(wf_tensor *y, const wf_tensor *x);

@@ -2,7 +2,7 @@
  * in C.
  *
  *   gpt --config tiny|shakespeare-char|gpt2|gpt2-medium --data FILE [--val-data FILE]
- *       [--out-dir DIR [--save-every N]] [--logger csv|tensorboard|none]
+ *       [--out-dir DIR [--save-every N] [--always-save-checkpoint 0|1]] [--logger csv|tensorboard|none]
  *       [--accelerator auto|cpu|cuda] [--precision 32-true|bf16-mixed|16-mixed|...]
  *       [--n-layer N --n-head N --n-embd N --block-size N --dropout P --bias 0|1 --vocab-size N]
  *       [--batch-size N --grad-accum N --max-iters N --lr X --min-lr X --warmup-iters N
@@ -28,7 +28,15 @@
  * iteration) every --save-every iterations and at the end, logs metrics under DIR/logs, and
  * resumes from DIR/last.ckpt when it exists: a resumed run is bit-identical to one that was
  * never stopped (the batches come from the checkpointed RNG). Change --max-iters to go on.
- * Last line: one JSON object with the losses and speed.
+ * --always-save-checkpoint 0 (the shakespeare-char config's, as nanoGPT's) saves only at an
+ * evaluation (iteration > 0) whose val loss is the best so far, so DIR/last.ckpt holds the
+ * best model (nanoGPT's ckpt.pt); --save-every and the save at the end are then off. Such a
+ * checkpoint carries the RNG as it was before that evaluation, which a resumed run repeats.
+ * The best val loss of the evaluations every eval-interval iterations (the one at the end
+ * counts when max-iters is a multiple, as in nanoGPT's loop) and its iteration are part of
+ * the checkpoint; they are nanoGPT's reported figure on a run that overfits.
+ * Last line: one JSON object with the losses ("best_val_loss", "best_iter" among them) and
+ * speed.
  *
  * --cuda-graphs 1 (CUDA only): after 3 eager iterations, one whole iteration (zero_grad,
  * forward, backward, clipping, AdamW step) is captured into a CUDA graph (weft/cuda.h) and
@@ -55,7 +63,7 @@ typedef struct train_cfg {
     gpt_config model;
     int64_t batch_size, grad_accum, max_iters, warmup_iters, lr_decay_iters, eval_interval, eval_iters, log_interval;
     double lr, min_lr, weight_decay, beta1, beta2, grad_clip;
-    int fused_loss;
+    int fused_loss, always_save_checkpoint;
 } train_cfg;
 
 /* the mean loss of one batch: through the chunked linear + cross-entropy from the hidden
@@ -76,7 +84,8 @@ static bool preset(const char *name, train_cfg *c) {
     train_cfg base = { .model = { .vocab_size = 50304, .bias = false }, .batch_size = 12, .grad_accum = 40,
                        .max_iters = 600000, .warmup_iters = 2000, .lr_decay_iters = -1, .eval_interval = 1000,
                        .eval_iters = 200, .log_interval = 10, .lr = 6e-4, .min_lr = 6e-5, .weight_decay = 0.1,
-                       .beta1 = 0.9, .beta2 = 0.95, .grad_clip = 1.0, .fused_loss = 1 };
+                       .beta1 = 0.9, .beta2 = 0.95, .grad_clip = 1.0, .fused_loss = 1,
+                       .always_save_checkpoint = 1 };
     *c = base;
     if (!strcmp(name, "tiny")) {
         c->model = (gpt_config){ .block_size = 32, .n_layer = 2, .n_head = 2, .n_embd = 64 };
@@ -86,6 +95,7 @@ static bool preset(const char *name, train_cfg *c) {
         c->model = (gpt_config){ .block_size = 256, .n_layer = 6, .n_head = 6, .n_embd = 384, .dropout = 0.2 };
         c->batch_size = 64, c->grad_accum = 1, c->max_iters = 5000, c->warmup_iters = 100, c->eval_interval = 250;
         c->lr = 1e-3, c->min_lr = 1e-4, c->beta2 = 0.99;
+        c->always_save_checkpoint = 0;   /* it overfits: keep the best model */
     } else if (!strcmp(name, "gpt2")) {
         c->model = (gpt_config){ .vocab_size = 50304, .block_size = 1024, .n_layer = 12, .n_head = 12, .n_embd = 768 };
     } else if (!strcmp(name, "gpt2-medium")) {
@@ -133,6 +143,32 @@ static int estimate_loss(wf_fabric *fab, wf_module *model, const gpt_data *d, co
     return rc;
 }
 
+/* The losses before iteration `iter` runs, printed. `counted`: one of the evaluations every
+ * eval_interval iterations, which keep the best val loss and its iteration and, with
+ * --always-save-checkpoint 0, save when the val loss improved (iter > 0, as nanoGPT). That
+ * checkpoint gets the RNG of before the evaluation: a run resumed from it evaluates at `iter`
+ * again, drawing the same batches, then trains on exactly what the run that went on did. */
+static int evaluate(wf_fabric *fab, wf_module *model, const gpt_data *d, const train_cfg *c, bool counted,
+                    wf_fabric_state *st, const char *ckpt, int64_t iter, double losses[2], double *best_val,
+                    int64_t *best_iter) {
+    wf_rng_state before = wf_rng_get_state();
+    int rc = estimate_loss(fab, model, d, c, losses);
+    /* several processes: rank 0's losses everywhere (nanoGPT's master decides), so every rank
+     * takes the same branch into the collective save */
+    if (!rc && wf_fabric_world_size(fab) > 1) rc = wf_fabric_broadcast_bytes(fab, losses, 2 * sizeof *losses, 0);
+    if (rc) return rc;
+    wf_fabric_print(fab, "step %lld: train loss %.4f, val loss %.4f\n", (long long)iter, losses[0], losses[1]);
+    if (!counted || !(losses[1] < *best_val)) return 0;
+    *best_val = losses[1], *best_iter = iter;
+    if (!st || c->always_save_checkpoint || iter == 0) return 0;
+    wf_rng_state after = wf_rng_get_state();
+    wf_rng_set_state(before);
+    rc = wf_fabric_save(fab, ckpt, st, NULL);
+    wf_rng_set_state(after);
+    if (!rc) wf_fabric_print(fab, "step %lld: val loss %.4f is the best so far: saved %s\n", (long long)iter, losses[1], ckpt);
+    return rc;
+}
+
 /* FLOPs of one micro-batch (forward + backward), counted on a meta copy of the model */
 static wf_tensor *meta_forward(wf_module *m, void *ud) {
     const int64_t *bt = ud;
@@ -161,7 +197,7 @@ static int64_t micro_batch_flops(const gpt_config *mc, int64_t B) {
 
 static int usage(const char *prog) {
     fprintf(stderr, "usage: %s --config tiny|shakespeare-char|gpt2|gpt2-medium --data FILE [--val-data FILE] "
-            "[--out-dir DIR] [--save-every N] [--logger csv|tensorboard|none] [--accelerator NAME] [--precision NAME] "
+            "[--out-dir DIR] [--save-every N] [--always-save-checkpoint 0|1] [--logger csv|tensorboard|none] [--accelerator NAME] [--precision NAME] "
             "[--n-layer N] [--n-head N] [--n-embd N] [--block-size N] [--dropout P] [--bias 0|1] [--vocab-size N] "
             "[--batch-size N] [--grad-accum N] [--max-iters N] [--lr X] [--min-lr X] [--warmup-iters N] "
             "[--lr-decay-iters N] [--weight-decay X] [--beta1 X] [--beta2 X] [--grad-clip X] [--eval-interval N] "
@@ -240,6 +276,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--dropout")) ok = ex_parse_double(v, false, &c.model.dropout) && c.model.dropout >= 0 && c.model.dropout < 1;
         else if (!strcmp(a, "--bias")) ok = ex_parse_int(v, 0, 1, &bias);
         else if (!strcmp(a, "--fused-loss")) ok = ex_parse_int(v, 0, 1, &c.fused_loss);
+        else if (!strcmp(a, "--always-save-checkpoint")) ok = ex_parse_int(v, 0, 1, &c.always_save_checkpoint);
         else if (!strcmp(a, "--batch-size")) ok = ex_parse_i64(v, 1, BIG, &c.batch_size);
         else if (!strcmp(a, "--grad-accum")) ok = ex_parse_i64(v, 1, BIG, &c.grad_accum);
         else if (!strcmp(a, "--max-iters")) ok = ex_parse_i64(v, 0, INT32_MAX, &c.max_iters);
@@ -341,14 +378,14 @@ int main(int argc, char **argv) {
     sched = wf_lambda_lr_new(opt, lr_factor, &c);
     if (!sched) FAIL("%s", wf_error_message());
 
-    int64_t iter = 0;
+    int64_t iter = 0, best_iter = -1;
     double best_val = 1e9;
     if (out_dir) {
         st = wf_fabric_state_new();
         if (!st || wf_fabric_state_add_module(st, "model", model) || wf_fabric_state_add_optimizer(st, "optimizer", opt) ||
             wf_fabric_state_add_scheduler(st, "scheduler", sched) || wf_fabric_state_add_rng(st, "rng") ||
             wf_fabric_state_add_precision(st, "precision", fab) || wf_fabric_state_add_int(st, "iter", &iter) ||
-            wf_fabric_state_add_double(st, "best_val_loss", &best_val))
+            wf_fabric_state_add_double(st, "best_val_loss", &best_val) || wf_fabric_state_add_int(st, "best_iter", &best_iter))
             FAIL("%s", wf_error_message());
         struct stat sb;
         if (!stat(ckpt, &sb)) {
@@ -397,10 +434,9 @@ int main(int argc, char **argv) {
     for (; iter < c.max_iters; iter++) {
         if (iter % c.eval_interval == 0) {
             double te = now();
-            if (estimate_loss(fab, model, &d, &c, losses)) FAIL("%s", wf_error_message());
+            if (evaluate(fab, model, &d, &c, true, st, ckpt, iter, losses, &best_val, &best_iter))
+                FAIL("%s", wf_error_message());
             if (isnan(first_val)) first_val = losses[1];
-            if (losses[1] < best_val) best_val = losses[1];
-            wf_fabric_print(fab, "step %lld: train loss %.4f, val loss %.4f\n", (long long)iter, losses[0], losses[1]);
             const char *names[3] = { "train/loss_eval", "val/loss", "lr" };
             double vals[3] = { losses[0], losses[1], wf_optimizer_get_lr(opt, 0) };
             if (wf_fabric_log_dict(fab, names, vals, 3, iter)) FAIL("%s", wf_error_message());
@@ -477,7 +513,7 @@ int main(int argc, char **argv) {
             wf_fabric_print(fab, "iter %lld: loss %.4f, %.2f ms/iter, %.0f tokens/s, mfu %s\n", (long long)iter + 1, last_loss,
                             ms_iter, tok_s, mfu_s);
         }
-        if (st && save_every > 0 && (iter + 1) % save_every == 0) {
+        if (st && c.always_save_checkpoint && save_every > 0 && (iter + 1) % save_every == 0) {
             int64_t at_iter = iter;
             iter++;   /* the checkpoint's "iter" is the next one to run */
             int src = wf_fabric_save(fab, ckpt, st, NULL);
@@ -485,10 +521,12 @@ int main(int argc, char **argv) {
             if (src) FAIL("%s", wf_error_message());
         }
     }
-    if (st && wf_fabric_save(fab, ckpt, st, NULL)) FAIL("%s", wf_error_message());
-    if (estimate_loss(fab, model, &d, &c, losses)) FAIL("%s", wf_error_message());
+    if (st && c.always_save_checkpoint && wf_fabric_save(fab, ckpt, st, NULL)) FAIL("%s", wf_error_message());
+    /* the last evaluation: one of the loop's (best loss, save) when max-iters is a multiple of
+     * eval-interval, as nanoGPT's loop runs it; else the final figure only */
+    if (evaluate(fab, model, &d, &c, iter % c.eval_interval == 0, st, ckpt, iter, losses, &best_val, &best_iter))
+        FAIL("%s", wf_error_message());
     if (isnan(first_val)) first_val = losses[1];
-    wf_fabric_print(fab, "step %lld: train loss %.4f, val loss %.4f\n", (long long)iter, losses[0], losses[1]);
 
     if (sample > 0) {
         ctx = calloc((size_t)(sample + 1 + (prompt ? strlen(prompt) : 0)), sizeof *ctx);
@@ -505,9 +543,13 @@ int main(int argc, char **argv) {
             printf("\n----\n");
         }
     }
+    char best_s[128] = "\"best_val_loss\":null,\"best_iter\":null";   /* no evaluation counted (a resumed old checkpoint) */
+    if (best_iter >= 0)
+        snprintf(best_s, sizeof best_s, "\"best_val_loss\":%.6f,\"best_iter\":%lld", best_val, (long long)best_iter);
     wf_fabric_print(fab, "{\"config\":\"%s\",\"iters\":%lld,\"first_val_loss\":%.6f,\"train_loss\":%.6f,\"val_loss\":%.6f,"
-                    "\"last_batch_loss\":%.6f,\"tokens_per_s\":%.0f,\"ms_per_iter\":%.3f,\"params\":%lld}\n", config,
-                    (long long)iter, first_val, losses[0], losses[1], last_loss, tok_s, ms_iter, (long long)gpt_num_params(model));
+                    "%s,\"last_batch_loss\":%.6f,\"tokens_per_s\":%.0f,\"ms_per_iter\":%.3f,\"params\":%lld}\n", config,
+                    (long long)iter, first_val, losses[0], losses[1], best_s, last_loss, tok_s, ms_iter,
+                    (long long)gpt_num_params(model));
 out:
     wf_cuda_graph_free(graph);
     wf_tensor_free(loss_t);

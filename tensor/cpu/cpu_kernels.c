@@ -47,6 +47,7 @@ const wf_kernels wf__cpu_kernels = {
     .bernoulli = wf__cpu_bernoulli,
     .gemm = wf__cpu_gemm,
     .gemm_epilogue = wf__cpu_gemm_epilogue,
+    .gemm_acc = wf__cpu_gemm_acc,
     .softmax = wf__cpu_softmax,
     .softmax_backward = wf__cpu_softmax_backward,
     .gather = wf__cpu_gather,

@@ -330,3 +330,41 @@ extern "C" int wf__cuda_gemm_epilogue(int dtype, int transA, int transB, int64_t
     }
     return wfc_check("gemm (cuBLASLt epilogue)", dev);
 }
+
+/* C (f32; f64 for f64) += op(A) @ op(B): f32 and f64 are the plain GEMM with beta 1; f16 /
+ * bf16 operands go through cublasGemmEx with a f32 C (Ctype 32F, compute 32F), so the
+ * product is added to C in f32 without being rounded to the operands' dtype first. */
+extern "C" int wf__cuda_gemm_acc(int dtype, int transA, int transB, int64_t m, int64_t n, int64_t k, const void *A,
+                                 int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, int dev) {
+    if (dtype == WF_F32 || dtype == WF_F64)
+        return wf__cuda_gemm(dtype, transA, transB, m, n, k, 1.0, A, lda, 0, B, ldb, 0, 1.0, C, ldc, 0, 1, dev);
+    cudaDataType_t ty;
+    switch (dtype) {
+    case WF_F16: ty = CUDA_R_16F; break;
+    case WF_BF16: ty = CUDA_R_16BF; break;
+    default:
+        return wfc_error(WF_ENOTSUP, "gemm_acc on cuda:%d: dtype %s is not supported (f32, f64, f16, bf16)", dev,
+                         wf_dtype_name((wf_dtype)dtype));
+    }
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "gemm_acc", &st);
+    if (rc) return rc;
+    if (m <= 0 || n <= 0 || k <= 0) return 0;   /* C += nothing */
+    const int64_t IMAX = 2147483647;
+    if (m > IMAX || n > IMAX || k > IMAX || lda > IMAX || ldb > IMAX || ldc > IMAX)
+        return wfc_error(WF_ENOTSUP, "gemm_acc on cuda:%d: a dimension exceeds 2^31-1 (m=%lld n=%lld k=%lld)", dev,
+                         (long long)m, (long long)n, (long long)k);
+    const float one = 1.0f;
+    /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: operands swapped, as in ex_gemm */
+    cublasStatus_t s = cublasGemmEx(wfc_dev[dev].blas, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N,
+                                    (int)n, (int)m, (int)k, &one, B, ty, (int)ldb, A, ty, (int)lda, &one, C, CUDA_R_32F,
+                                    (int)ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return wfc_report(e, "gemm_acc (cuBLAS)", dev);
+        return wfc_error(WF_EDEVICEFAIL, "cuda:%d: gemm_acc failed in cublasGemmEx: %s (%s operands, f32 C, m=%lld n=%lld k=%lld)",
+                         dev, cublasGetStatusString(s), wf_dtype_name((wf_dtype)dtype), (long long)m, (long long)n,
+                         (long long)k);
+    }
+    return wfc_check("gemm_acc", dev);
+}

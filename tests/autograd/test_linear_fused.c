@@ -4,12 +4,22 @@
  * Only CUDA has bias_gelu and xent_fwd/xent_bwd, so a test table stands in for CUDA
  * (wf__set_cuda_kernels_for_test): the CPU's kernels plus naive f32 versions of those four,
  * written below. The same calls on the CPU compose, so each check compares the fused route
- * (kernels called, node recorded, fused backward) against the composed one. */
+ * (kernels called, node recorded, fused backward) against the composed one.
+ * Also: the automatic chunk of the cross-entropy, and the accumulating GEMM (gemm_acc) its
+ * backward sums the weight and bias gradients with. */
 #include "test_util.h"
 
+#include "autograd/fn_linear_fused.h"
+#include "tensor/ops_raw.h"
 #include "tensor/tensor_impl.h"
 
-static int gelu_calls, gelu_bwd_calls, xent_calls, xent_bwd_calls;
+static int gelu_calls, gelu_bwd_calls, xent_calls, xent_bwd_calls, gemm_acc_calls;
+
+static int counting_gemm_acc(wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
+                             const void *B, int64_t ldb, void *C, int64_t ldc, wf_device dev) {
+    gemm_acc_calls++;
+    return wf__cpu_kernels.gemm_acc(dt, tA, tB, m, n, k, A, lda, B, ldb, C, ldc, dev);
+}
 
 static double gelu_ref(double v, bool t) {
     if (!t) return 0.5 * v * (1 + erf(v / sqrt(2.0)));
@@ -87,8 +97,9 @@ static void fake_setup(void) {
     fake.bias_gelu_bwd = fake_bias_gelu_bwd;
     fake.xent_fwd = fake_xent_fwd;
     fake.xent_bwd = fake_xent_bwd;
+    fake.gemm_acc = counting_gemm_acc;
     fake.support = &fake_support;
-    gelu_calls = gelu_bwd_calls = xent_calls = xent_bwd_calls = 0;
+    gelu_calls = gelu_bwd_calls = xent_calls = xent_bwd_calls = gemm_acc_calls = 0;
     wf__set_cuda_kernels_for_test(&fake);
 }
 static void fake_teardown(void) { wf__set_cuda_kernels_for_test(NULL); }
@@ -139,7 +150,7 @@ START_TEST(linear_xent_fused_chunks_match_composed) {
     const wf_reduction reds[3] = { WF_REDUCTION_MEAN, WF_REDUCTION_SUM, WF_REDUCTION_NONE };
     for (int r = 0; r < 3; r++) {
         wf_scope_begin();
-        xent_calls = xent_bwd_calls = 0;
+        xent_calls = xent_bwd_calls = gemm_acc_calls = 0;
         wf_manual_seed(5);
         wf_tensor *h0 = wf_randn(WF_SHAPE(5, 4), WF_F32), *w0 = wf_randn(WF_SHAPE(7, 4), WF_F32);
         wf_tensor *b0 = wf_randn(WF_SHAPE(7), WF_F32);
@@ -156,6 +167,7 @@ START_TEST(linear_xent_fused_chunks_match_composed) {
         }
         ck_assert_int_eq(xent_calls, 3);   /* chunks of 2 rows: 2 + 2 + 1, each through the kernels */
         ck_assert_int_eq(xent_bwd_calls, 3);
+        ck_assert_int_eq(gemm_acc_calls, 6);   /* the weight and the bias gradient of each chunk summed by the GEMM */
         ck_assert_str_eq(wf_grad_fn_name(y[1]), "LinearCrossEntropyBackward");
         tt_assert_close(y[1], y[0], 1e-5);
         tt_assert_close(gh[1], gh[0], 1e-5);
@@ -182,6 +194,62 @@ START_TEST(linear_xent_refuses_modified_input) {
 }
 END_TEST
 
+/* the automatic chunk: as few equal chunks as keep a chunk under 2^28 logits */
+START_TEST(linear_xent_chunk_rule) {
+    ck_assert_int_eq(wf__lce_chunk_rows(16384, 50304, 0), 4096);   /* GPT-2 124M, 16 x 1024: 4 chunks */
+    ck_assert_int_eq(wf__lce_chunk_rows(16384, 50257, 0), 4096);
+    ck_assert_int_eq(wf__lce_chunk_rows(5336, 50304, 0), 5336);     /* 5336 rows fit: one chunk */
+    ck_assert_int_eq(wf__lce_chunk_rows(5337, 50304, 0), 2669);     /* one more: two equal chunks */
+    ck_assert_int_eq(wf__lce_chunk_rows(16009, 50304, 0), 4003);    /* 4 chunks, the last 4000 rows, not 1 */
+    ck_assert_int_eq(wf__lce_chunk_rows(5, 7, 0), 5);
+    ck_assert_int_eq(wf__lce_chunk_rows(3, ((int64_t)1 << 28) + 1, 0), 1);   /* a row over the budget: one a chunk */
+    ck_assert_int_eq(wf__lce_chunk_rows(0, 7, 0), 1);
+    ck_assert_int_eq(wf__lce_chunk_rows(16384, 50304, 3), 3);       /* given: kept */
+}
+END_TEST
+
+/* c += a @ b in f32 from bf16 operands: the product is not rounded to bf16 before it is added */
+START_TEST(gemm_acc_sums_in_f32) {
+    wf_scope_begin();
+    const double e = 1.0 + 1.0 / 128;   /* exact in bf16; e * e = 1 + 2^-6 + 2^-14 is not */
+    wf_tensor *a = wf_to_dtype(wf_from_data((double[]){ e, 1 }, WF_SHAPE(1, 2), WF_F64), WF_BF16);
+    wf_tensor *b = wf_to_dtype(wf_from_data((double[]){ e, 3 }, WF_SHAPE(1, 2), WF_F64), WF_BF16);
+    wf_tensor *c = wf_from_data((float[]){ 0.5f, 0, 0, 1 }, WF_SHAPE(2, 2), WF_F32);
+    ck_assert_int_eq(wf__matmul_acc_raw_("t", c, wf_t(a), b), 0);   /* [2, 1] @ [1, 2], a read transposed */
+    ck_assert_tensor_near(c, ((double[]){ 0.5 + e * e, 3 * e, e, 4 }), 4, 0);
+    /* f32 and f64 operands (a transposed view, b a strided slice that is copied) against matmul + add */
+    for (int f = 0; f < 2; f++) {
+        wf_dtype dt = f ? WF_F64 : WF_F32;
+        wf_manual_seed(3);
+        wf_tensor *at = wf_randn(WF_SHAPE(3, 5), dt), *bb = wf_randn(WF_SHAPE(3, 8), dt), *c0 = wf_randn(WF_SHAPE(5, 4), dt);
+        wf_tensor *bs = wf_slice(bb, 1, 0, 8, 2), *acc = wf_clone(c0);
+        ck_assert_int_eq(wf__matmul_acc_raw_("t", acc, wf_t(at), bs), 0);
+        ck_assert_int_eq(wf__matmul_acc_raw_("t", acc, wf_t(at), bs), 0);   /* twice: it accumulates */
+        wf_tensor *p = wf_matmul(wf_t(at), bs);
+        tt_assert_close(acc, wf_add(c0, wf_add(p, p)), f ? 1e-12 : 1e-5);
+    }
+    /* bad inputs: named errors, c untouched */
+    wf_tensor *x = wf_ones(WF_SHAPE(2, 3), WF_F32), *y = wf_ones(WF_SHAPE(3, 4), WF_F32), *acc = wf_zeros(WF_SHAPE(2, 4), WF_F32);
+    ck_assert_int_eq(wf__matmul_acc_raw_("t", NULL, x, y), WF_ENULL);
+    wf_clear_error();
+    ck_assert_int_eq(wf__matmul_acc_raw_("t", wf_zeros(WF_SHAPE(2, 4), WF_BF16), wf_to_dtype(x, WF_BF16), wf_to_dtype(y, WF_BF16)),
+                     WF_EDTYPE);
+    ck_assert_error(WF_EDTYPE, "t: the accumulator of a bfloat16 product must be float32, got bfloat16");
+    ck_assert_int_eq(wf__matmul_acc_raw_("t", acc, x, wf_to_dtype(y, WF_F64)), WF_EDTYPE);
+    ck_assert_error(WF_EDTYPE, "dtype mismatch");
+    ck_assert_int_eq(wf__matmul_acc_raw_("t", acc, x, x), WF_ESHAPE);
+    ck_assert_error(WF_ESHAPE, "inner dimensions differ (3 vs 2)");
+    ck_assert_int_eq(wf__matmul_acc_raw_("t", wf_zeros(WF_SHAPE(2, 5), WF_F32), x, y), WF_ESHAPE);
+    ck_assert_error(WF_ESHAPE, "accumulator [2,5] does not match [2,3] @ [3,4]");
+    ck_assert_int_eq(wf__matmul_acc_raw_("t", acc, wf_ones(WF_SHAPE(1, 2, 3), WF_F32), y), WF_ESHAPE);
+    ck_assert_error(WF_ESHAPE, "2-D");
+    ck_assert_int_eq(wf__matmul_acc_raw_("t", wf_t(wf_zeros(WF_SHAPE(4, 2), WF_F32)), x, y), WF_EINVAL);
+    ck_assert_error(WF_EINVAL, "must be row-major");
+    ck_assert_double_eq(wf_item(wf_sum_all(wf_abs(acc))), 0);
+    wf_scope_end();
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("linear_fused");
     TCase *tc = tcase_create("fake_cuda");
@@ -191,6 +259,10 @@ int main(void) {
     tcase_add_test(tc, linear_xent_fused_chunks_match_composed);
     tcase_add_test(tc, linear_xent_refuses_modified_input);
     suite_add_tcase(s, tc);
+    TCase *tr = tcase_create("raw");
+    tcase_add_test(tr, linear_xent_chunk_rule);
+    tcase_add_test(tr, gemm_acc_sums_in_f32);
+    suite_add_tcase(s, tr);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);
     int failed = srunner_ntests_failed(sr);

@@ -1,7 +1,8 @@
 /* tests/examples/test_gpt.c: examples/gpt on the CPU with the tiny config, on a made-up
  * text and a made-up token file written here: the loss falls, a run stopped and resumed
  * ends with the checkpoint of the run that never stopped (every tensor bit for bit),
- * malformed flags are refused, and the uint16 token path trains and samples. The gpt binary
+ * malformed flags are refused, the uint16 token path trains and samples, and
+ * --always-save-checkpoint 0 keeps the best model of a run that overfits. The gpt binary
  * is the argument (meson passes it). */
 #include "test_util.h"
 #include "weft/cuda.h"
@@ -210,6 +211,94 @@ START_TEST(test_resume_bit_identical_cuda) {
 }
 END_TEST
 
+/* made-up tokens for a run that overfits: train counts 0..9 up, val counts them down (id 49 once
+ * in train, so 50 classes). The model first learns which ids occur (both losses fall), then
+ * train's successor rule, which is val's wrong one: the val loss rises far above its best. */
+static void write_updown(void) {
+    char path[128];
+    for (int f = 0; f < 2; f++) {
+        snprintf(path, sizeof path, "%s/%s", dir, f ? "down.bin" : "up.bin");
+        FILE *fp = fopen(path, "wb");
+        ck_assert_ptr_nonnull(fp);
+        int n = f ? 600 : 4000;
+        for (int i = 0; i < n; i++) {
+            int id = f ? 9 - i % 10 : i ? i % 10 : 49;
+            unsigned char b[2] = { (unsigned char)id, 0 };
+            ck_assert_int_eq(fwrite(b, 1, 2, fp), 2);
+        }
+        fclose(fp);
+    }
+}
+
+static int64_t ckpt_iter(const char *name) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s/last.ckpt", dir, name);
+    wf_st_file *f = wf_st_open(path);
+    ck_assert_msg(f != NULL, "%s: %s", path, wf_error_message());
+    const char *it = wf_st_metadata(f, "iter");
+    ck_assert_ptr_nonnull(it);
+    int64_t v = atoll(it[0] == '"' ? it + 1 : it);
+    wf_st_close(f);
+    return v;
+}
+
+/* --always-save-checkpoint 0 (nanoGPT's always_save_checkpoint = False): a checkpoint at each
+ * evaluation that beats every earlier one (not at step 0) and nowhere else, so last.ckpt holds
+ * the best step; the JSON reports the best val loss and its step; resuming from that
+ * checkpoint ends exactly where the run that never stopped ended. */
+START_TEST(test_best_checkpoint) {
+    write_updown();
+    run_result *r = malloc(sizeof *r);
+    const char *f = TINY "--data up.bin --val-data down.bin --lr 1e-2 --max-iters 30 --eval-interval 3";
+    char args[1024];
+    snprintf(args, sizeof args, "%s --always-save-checkpoint 0 --out-dir best", f);
+    run(r, args);
+    ck_assert_msg(r->status == 0, "%s", r->out);
+    /* the evaluations as printed: the best (first of equals), and a save exactly where one improved */
+    double best = INFINITY, val = NAN;
+    long best_step = -1, saves = 0;
+    for (const char *p = r->out; (p = strstr(p, "step ")) != NULL; p++) {
+        long step;
+        double tr, v;
+        if (p != r->out && p[-1] != '\n') continue;
+        if (sscanf(p, "step %ld: train loss %lf, val loss %lf", &step, &tr, &v) != 3) continue;
+        char saved[96];
+        snprintf(saved, sizeof saved, "\nstep %ld: val loss %.4f is the best so far: saved best/last.ckpt", step, v);
+        bool improved = v < best, has = strstr(r->out, saved) != NULL;
+        ck_assert_msg(has == (improved && step > 0), "step %ld (val %.4f, best %.4f): saved %d\n%s", step, v, best, has,
+                      r->out);
+        saves += has;
+        if (improved) best = v, best_step = step;
+        val = v;
+    }
+    ck_assert_int_ge(saves, 1);
+    ck_assert_msg(best_step > 0 && best_step < 30 && val > best + 1.0, "best %.4f at %ld, last %.4f:\n%s", best, best_step,
+                  val, r->out);
+    ck_assert_msg(fabs(json_num(r->last, "best_val_loss") - best) < 1e-4 && json_num(r->last, "best_iter") == best_step,
+                  "best %.4f at %ld: %s", best, best_step, r->last);
+    ck_assert_int_eq(ckpt_iter("best"), best_step);
+    double end_val = json_num(r->last, "val_loss");
+    /* resumed from the best step: the same end, bit for bit as far as the JSON shows */
+    char line[4096];
+    snprintf(line, sizeof line, "%s", r->last);
+    run(r, args);
+    char resumed[128];
+    snprintf(resumed, sizeof resumed, "resumed from best/last.ckpt at iteration %ld", best_step);
+    ck_assert_msg(r->status == 0 && strstr(r->out, resumed), "%s", r->out);
+    ck_assert_msg(json_num(r->last, "val_loss") == end_val && json_num(r->last, "best_val_loss") == json_num(line, "best_val_loss") &&
+                      json_num(r->last, "best_iter") == best_step,
+                  "first: %s\nresumed: %s", line, r->last);
+    ck_assert_int_eq(ckpt_iter("best"), best_step);
+    /* the default saves at the end, whatever the val loss did; the best is still reported */
+    snprintf(args, sizeof args, "%s --out-dir every", f);
+    run(r, args);
+    ck_assert_msg(r->status == 0 && !strstr(r->out, "is the best so far"), "%s", r->out);
+    ck_assert_int_eq(ckpt_iter("every"), 30);
+    ck_assert_msg(json_num(r->last, "best_iter") == best_step && json_num(r->last, "val_loss") == end_val, "%s", r->last);
+    free(r);
+}
+END_TEST
+
 START_TEST(test_bad_flags) {
     write_text("words.txt", 300);
     run_result *r = malloc(sizeof *r);
@@ -231,6 +320,7 @@ START_TEST(test_bad_flags) {
         { "--data words.txt --block-size 400 --max-iters 1", "too few for a block of 400", 1 },
         { "--data words.txt --precision 7-bits", "7-bits", 2 },
         { "--data words.txt --fused-loss 2", "invalid value '2' for --fused-loss", 2 },
+        { "--data words.txt --always-save-checkpoint 2", "invalid value '2' for --always-save-checkpoint", 2 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
         run(r, cases[i].args);
@@ -296,6 +386,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, test_resume_bit_identical_cuda);
     tcase_add_test(tc, test_bad_flags);
     tcase_add_test(tc, test_token_file);
+    tcase_add_test(tc, test_best_checkpoint);
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
     char cmd[128];

@@ -497,6 +497,9 @@ static wf_tensor *rows_first(wf_tensor *x) { return wf_reshape(x, WF_SHAPE(-1));
       gen_lxent, DT_FLOAT, 2, 4)                                                                                 \
     X(linear_xent_none, "linear_cross_entropy(none, one chunk)", lxent(x, y, z, in[3], NONE, 0, 0), gen_lxent,   \
       DT_FLOAT, 3, 4)                                                                                            \
+    /* one row a chunk: the weight and bias gradients are sums over every row's chunk (gemm_acc) */            \
+    X(linear_xent_acc, "linear_cross_entropy(sum, chunks of 1)", lxent(x, y, z, in[3], SUM, 0, 1), gen_lxent,     \
+      DT_FLOAT, 3, 4)                                                                                            \
     /* softmax family */                                                                                         \
     X(softmax, "softmax(dim -1)", wf_softmax(x, -1), gen_softmax, DT_FLOAT, 1, 1)                                \
     X(softmax0, "softmax(dim 0)", wf_softmax(x, 0), gen_softmax, DT_FLOAT, 1, 1)                                 \
