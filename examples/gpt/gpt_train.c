@@ -385,15 +385,23 @@ int main(int argc, char **argv) {
         if (!st || wf_fabric_state_add_module(st, "model", model) || wf_fabric_state_add_optimizer(st, "optimizer", opt) ||
             wf_fabric_state_add_scheduler(st, "scheduler", sched) || wf_fabric_state_add_rng(st, "rng") ||
             wf_fabric_state_add_precision(st, "precision", fab) || wf_fabric_state_add_int(st, "iter", &iter) ||
-            wf_fabric_state_add_double(st, "best_val_loss", &best_val) || wf_fabric_state_add_int(st, "best_iter", &best_iter))
+            wf_fabric_state_add_double(st, "best_val_loss", &best_val))
             FAIL("%s", wf_error_message());
         struct stat sb;
         if (!stat(ckpt, &sb)) {
             wf_fabric_state *rest = wf_fabric_load(fab, ckpt, st, true);
             if (!rest) FAIL("resuming from %s: %s", ckpt, wf_error_message());
+            /* best_iter came later than the rest: a checkpoint written before it still resumes
+             * (its best iteration unknown, -1: the final line prints null) */
+            if (wf_fabric_state_find(rest, "best_iter") >= 0 && wf_fabric_state_get_int(rest, "best_iter", &best_iter)) {
+                wf_fabric_state_free(rest);
+                FAIL("resuming from %s: %s", ckpt, wf_error_message());
+            }
+            wf_clear_error();
             wf_fabric_state_free(rest);
             wf_fabric_print(fab, "resumed from %s at iteration %lld\n", ckpt, (long long)iter);
         }
+        if (wf_fabric_state_add_int(st, "best_iter", &best_iter)) FAIL("%s", wf_error_message());
     }
     /* several processes: the same initial weights everywhere, then each rank its own batches
      * (nanoGPT's seed_offset). A resume restores rank 0's generator on every rank, so there the

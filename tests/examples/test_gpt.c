@@ -242,6 +242,39 @@ static int64_t ckpt_iter(const char *name) {
     return v;
 }
 
+/* a checkpoint as an older gpt wrote it: every `from` in the header renamed in place to `to` (same
+ * length, so the header keeps its size), and the header's checksum made right again (the crc32
+ * of the length bytes and the header with its own 8 hex digits read as "00000000") */
+static void rename_ckpt_key(const char *name, const char *from, const char *to) {
+    char path[128];
+    snprintf(path, sizeof path, "%s/%s/last.ckpt", dir, name);
+    FILE *f = fopen(path, "r+b");
+    ck_assert_ptr_nonnull(f);
+    uint64_t hlen = 0;
+    ck_assert_int_eq(fread(&hlen, 8, 1, f), 1);   /* safetensors: little-endian header length */
+    ck_assert(hlen > 0 && hlen < (1u << 24));
+    char *h = malloc(hlen + 1);
+    ck_assert_int_eq(fread(h, 1, hlen, f), hlen);
+    h[hlen] = 0;
+    int renamed = 0;   /* the entry and its line in the entries map */
+    for (char *at = h; (at = strstr(at, from)) != NULL; at += strlen(to), renamed++) memcpy(at, to, strlen(to));
+    ck_assert_msg(renamed > 0 && strlen(from) == strlen(to), "%s: no %s in the header", path, from);
+    const char *key = "\"weft/header_crc32\":\"";
+    char *hc = strstr(h, key);
+    ck_assert_ptr_nonnull(hc);
+    hc += strlen(key);
+    memcpy(hc, "00000000", 8);
+    unsigned char lenb[8];
+    for (int i = 0; i < 8; i++) lenb[i] = (unsigned char)(hlen >> (8 * i));
+    char hex[9];
+    snprintf(hex, sizeof hex, "%08x", (unsigned)wf_crc32(wf_crc32(0, lenb, 8), h, hlen));
+    memcpy(hc, hex, 8);
+    ck_assert_int_eq(fseek(f, 8, SEEK_SET), 0);
+    ck_assert_int_eq(fwrite(h, 1, hlen, f), hlen);
+    fclose(f);
+    free(h);
+}
+
 /* --always-save-checkpoint 0 (nanoGPT's always_save_checkpoint = False): a checkpoint at each
  * evaluation that beats every earlier one (not at step 0) and nowhere else, so last.ckpt holds
  * the best step; the JSON reports the best val loss and its step; resuming from that
@@ -295,6 +328,12 @@ START_TEST(test_best_checkpoint) {
     ck_assert_msg(r->status == 0 && !strstr(r->out, "is the best so far"), "%s", r->out);
     ck_assert_int_eq(ckpt_iter("every"), 30);
     ck_assert_msg(json_num(r->last, "best_iter") == best_step && json_num(r->last, "val_loss") == end_val, "%s", r->last);
+    /* a checkpoint from before best_iter existed still resumes; its best step is unknown */
+    rename_ckpt_key("every", "best_iter", "xest_iter");
+    run(r, args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "resumed from every/last.ckpt at iteration 30") &&
+                      strstr(r->last, "\"best_iter\":null"),
+                  "%s", r->out);
     free(r);
 }
 END_TEST
