@@ -107,8 +107,8 @@ START_TEST(mixed_add_casts_once) {
         ck_assert_ptr_nonnull(wf_add(a, b));
     }
     ck_assert_int_eq(casts, 1);
+    wf_scope_end();   /* before the teardown: the fake device's tensors go back through its table */
     fake_teardown();
-    wf_scope_end();
 }
 END_TEST
 
@@ -148,8 +148,8 @@ START_TEST(widening_backend_skips_the_cast) {
     ck_assert_int_eq(casts, 0);
     ck_assert_int_eq(wf_tensor_dtype(wf_add(h, d)), WF_F64);
     ck_assert_int_eq(casts, 1);
+    wf_scope_end();   /* before the teardown: the fake device's tensors go back through its table */
     fake_teardown();
-    wf_scope_end();
 }
 END_TEST
 
@@ -178,8 +178,8 @@ START_TEST(autocast_casts_a_parameter_once_per_region) {
     /* both uses' gradients reach the f32 weight through the one cast */
     ck_assert_int_eq(wf_backward(wf_add(wf_sum_all(y1), wf_sum_all(y2)), NULL, false), 0);
     ck_assert_int_eq(wf_tensor_dtype(wf_grad(w)), WF_F32);
+    wf_scope_end();   /* before the teardown: the fake device's tensors go back through its table */
     fake_teardown();
-    wf_scope_end();
 }
 END_TEST
 
