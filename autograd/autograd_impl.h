@@ -83,6 +83,11 @@ wf_node *wf__record(const char *name, wf_backward_fn fn, wf_tensor *y, int n_inp
 /* Save t for backward (a detached alias that remembers the storage version). Returns index,
  * or WF_ENOMEM. */
 int wf__save(wf_node *n, wf_tensor *t);
+/* y, a fresh cast of t made by a raw copy (no history, no other holder), gets the
+ * ToCopyBackward that wf_to_dtype(t, y->dtype) would have given it, so a front-end that has
+ * cast an operand for its kernel records that cast instead of making another. false (error
+ * recorded, y unchanged) when recording ran out of memory. In fn_copy.c. */
+bool wf__adopt_cast(wf_tensor *y, wf_tensor *t);
 /* For op front-ends, after wf__record (n) and the saves (saved_ok: none failed): y, or NULL
  * once y is freed when a node was needed but recording or saving ran out of memory. A y
  * without its history would silently give its inputs no gradient. */

@@ -127,13 +127,15 @@ static wf_backward_fn bw_fn(wf_binary_op op) {
 }
 
 /* The raw op computed on ins[]: the inputs cast to the result's dtype without history. When
- * an input needs a gradient, the node's input is the same cast made through wf_to_dtype, so
- * that its gradient flows back through a ToCopyBackward to the original (as it always did).
- * Returns false (error recorded) when that cast fails. */
+ * an input needs a gradient, that cast becomes the node's input with a ToCopyBackward to the
+ * original (wf__adopt_cast), so its gradient flows back as through wf_to_dtype. The cast is
+ * not made a second time: under autocast every residual add (an f32 stream plus a bf16
+ * branch) used to cast the branch twice. Returns false (error recorded) when recording ran
+ * out of memory. */
 static bool with_history(wf_tensor *const *orig, wf_tensor **ins, int n) {
     if (!wf__needs_grad(n, orig)) return true;
     for (int i = 0; i < n; i++)
-        if (ins[i] != orig[i] && !(ins[i] = wf_to_dtype(orig[i], ins[i]->dtype))) return false;
+        if (ins[i] != orig[i] && !wf__adopt_cast(ins[i], orig[i])) return false;
     return true;
 }
 

@@ -60,6 +60,13 @@ wf_tensor *wf_to_dtype(wf_tensor *t, wf_dtype dt) {
     return y;
 }
 
+bool wf__adopt_cast(wf_tensor *y, wf_tensor *t) {
+    if (!wf_dtype_is_floating(y->dtype)) return true;   /* as wf_to_dtype: no history */
+    if (wf__record("ToCopyBackward", cast_backward, y, 1, &t) || !wf__needs_grad(1, &t)) return true;
+    if (wf_error() != WF_ENOMEM) wf__error(WF_ENOMEM, "out of memory recording the autograd graph");
+    return false;
+}
+
 static wf_tensor *wf_to_device__body(wf_tensor *t, wf_device dev) {
     if (!t) return wf__any_null("wf_to_device", 1, t), NULL;
     if (!wf__kernels(dev)) return NULL;

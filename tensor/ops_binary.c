@@ -19,6 +19,7 @@ static void expand_into(wf_tensor *dst, const wf_tensor *t, int nd, const int64_
 }
 
 static bool is_pred(wf_binary_op op) { return op >= WF_B_EQ; }
+static bool is_half(wf_dtype dt) { return dt == WF_BF16 || dt == WF_F16; }
 
 wf_tensor *wf__binary_raw(const char *fname, wf_binary_op op, wf_tensor *a, wf_tensor *b, wf_tensor **ins) {
     if (wf__any_null(fname, 2, a, b)) return NULL;
@@ -42,9 +43,14 @@ wf_tensor *wf__binary_raw(const char *fname, wf_binary_op op, wf_tensor *a, wf_t
         }
     }
     if (wf__need_kernel(k, fname, WF_OPF_BINARY, op, dt, a->device)) return NULL;
+    /* A backend that widens halves itself (binary_widens) gets them as they are for f32
+     * add / sub / mul: the same result without a cast kernel, and backward the same too
+     * (add and sub save nothing; mul's gy * b reads b widened again). Other ops keep the
+     * casts: div's backward would square a half operand in its own dtype. */
+    bool widen = k->binary_widens && dt == WF_F32 && (op == WF_B_ADD || op == WF_B_SUB || op == WF_B_MUL);
     wf_tensor *a2 = a, *b2 = b;
-    if (a->dtype != dt) a2 = wf__to_dtype_raw(a, dt);
-    if (b->dtype != dt) b2 = wf__to_dtype_raw(b, dt);
+    if (a->dtype != dt && !(widen && is_half(a->dtype))) a2 = wf__to_dtype_raw(a, dt);
+    if (b->dtype != dt && !(widen && is_half(b->dtype))) b2 = wf__to_dtype_raw(b, dt);
     if (!a2 || !b2) return NULL;
     wf_tensor *y = wf__empty(shape, nd, is_pred(op) ? WF_BOOL : dt, a->device);
     if (!y) return NULL;

@@ -33,7 +33,8 @@ int wf__copy_raw_(wf_tensor *dst, wf_tensor *src);
 
 /* ---------------------------------------------------------------- tensor/ops_binary.c */
 /* y = a op b, broadcast, promoted (wf__result_type; true division; bool add/mul as or/and).
- * ins[0], ins[1]: the operands it computed on (a and b, or their casts to y's dtype). */
+ * ins[0], ins[1]: the operands it computed on (a and b, or their casts to y's dtype; a bf16 /
+ * f16 operand of an f32 add, sub or mul stays as it is where the backend widens it). */
 wf_tensor *wf__binary_raw(const char *fname, wf_binary_op op, wf_tensor *a, wf_tensor *b, wf_tensor **ins);
 /* y = a op s (s op a when reversed). */
 wf_tensor *wf__binary_scalar_raw(const char *fname, wf_binary_op op, wf_tensor *a, double s, bool reversed);

@@ -250,6 +250,10 @@ typedef struct wf_kernels {
                           const wf_tensor *x, const wf_tensor *y, double a, double b);
     /* y = a op b; a and b already expanded to y's shape; comparisons write bool y */
     int (*binary)(wf_binary_op op, wf_tensor *y, const wf_tensor *a, const wf_tensor *b);
+    /* true: binary also takes an f32 y with a or b in bf16 / f16, read and widened exactly
+     * (so y is what casting them first gives); wf__binary_raw then skips those casts (the
+     * residual adds of autocast: an f32 stream plus a bf16 branch). */
+    bool binary_widens;
     /* y = a op s */
     int (*binary_scalar)(wf_binary_op op, wf_tensor *y, const wf_tensor *a, double s, bool reversed);
     /* y = cond ? a : b (all expanded to y's shape) */

@@ -784,14 +784,33 @@ extern "C" int wf__cuda_fill(const wf_cuda_view *y, const void *elem, int dev) {
     return wfc_check("fill kernel", dev);
 }
 
-/* ---------------------------------------------------------------- fused bias + GELU */
+/* ---------------------------------------------------------------- fused bias + GELU
+ * y = gelu(x + b[col]) and gx = gy * gelu'(x + b[col]) over x [rows, D] (contiguous; the
+ * callers in tensor/ops_linear_fused.c make it so), b [D].
+ *
+ * Two kernels each: the vector one for the case that matters (GPT-2's MLP: bf16 [B*T, 4C]),
+ * where every operand has one dtype among f32 / bf16 / f16 (a template parameter, so no
+ * per-element dtype switch), is contiguous and 16-byte aligned, and D is a multiple of the
+ * elements in 16 bytes: each thread moves one 16-byte vector per operand and finds its bias
+ * column with 32-bit arithmetic. The generic one (any dtypes, f64, odd D or alignment) stays
+ * as the fallback. Both compute every element through bias_gelu_elem / bias_gelu_bwd_elem
+ * with the same loads and stores (wfc_ld / wfc_st use the same conversions as gvec below),
+ * so the two paths agree bit for bit. WEFT_GELU_NOVEC=1 (read once) forces the generic one
+ * (A/B timing, and a way out if the vector path were ever suspected). */
+
+template <class T> __device__ __forceinline__ T bias_gelu_elem(T x, T b, bool tanh_form) {
+    return gelu_f(x + b, tanh_form);
+}
+template <class T> __device__ __forceinline__ T bias_gelu_bwd_elem(T g, T x, T b, bool tanh_form) {
+    return g * gelu_grad(x + b, tanh_form);
+}
 
 template <class T> __global__ void bias_gelu_kernel(char *y, int ydt, const char *x, int xdt, const char *b, int bdt,
                                                    int64_t n, int64_t D, bool tanh_form) {
     int xs = wfc_dtype_size(xdt), ys = wfc_dtype_size(ydt), bs = wfc_dtype_size(bdt);
     GRID_LOOP(i, n) {
-        T v = wfc_ld<T>(x + i * xs, xdt) + wfc_ld<T>(b + (i % D) * bs, bdt);
-        wfc_st<T>(y + i * ys, ydt, gelu_f(v, tanh_form));
+        T v = bias_gelu_elem(wfc_ld<T>(x + i * xs, xdt), wfc_ld<T>(b + (i % D) * bs, bdt), tanh_form);
+        wfc_st<T>(y + i * ys, ydt, v);
     }
 }
 template <class T> __global__ void bias_gelu_bwd_kernel(char *gx, int gxdt, const char *gy, int gydt, const char *x,
@@ -799,9 +818,112 @@ template <class T> __global__ void bias_gelu_bwd_kernel(char *gx, int gxdt, cons
                                                        bool tanh_form) {
     int xs = wfc_dtype_size(xdt), gys = wfc_dtype_size(gydt), gxs = wfc_dtype_size(gxdt), bs = wfc_dtype_size(bdt);
     GRID_LOOP(i, n) {
-        T v = wfc_ld<T>(x + i * xs, xdt) + wfc_ld<T>(b + (i % D) * bs, bdt);
-        wfc_st<T>(gx + i * gxs, gxdt, wfc_ld<T>(gy + i * gys, gydt) * gelu_grad(v, tanh_form));
+        T v = bias_gelu_bwd_elem(wfc_ld<T>(gy + i * gys, gydt), wfc_ld<T>(x + i * xs, xdt),
+                                 wfc_ld<T>(b + (i % D) * bs, bdt), tanh_form);
+        wfc_st<T>(gx + i * gxs, gxdt, v);
     }
+}
+
+/* one 16-byte vector of dtype DT as N floats (the conversions of wfc_ld / wfc_st) */
+template <int DT> struct gvec;
+template <> struct gvec<WF_F32> {
+    enum { N = 4 };
+    static __device__ __forceinline__ void ld(const char *base, int64_t i, float *o) {
+        float4 a = ((const float4 *)base)[i];
+        o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w;
+    }
+    static __device__ __forceinline__ void st(char *base, int64_t i, const float *v) {
+        ((float4 *)base)[i] = make_float4(v[0], v[1], v[2], v[3]);
+    }
+};
+template <int DT> struct gvec_half {   /* bf16 and f16: 8 elements, two per 32-bit word */
+    enum { N = 8 };
+    static __device__ __forceinline__ float to_f(uint32_t h) {
+        return DT == WF_BF16 ? wfc_bf16_to_f((uint16_t)h) : wfc_h_to_f((uint16_t)h);
+    }
+    static __device__ __forceinline__ uint32_t from_f(float f) {
+        return DT == WF_BF16 ? wfc_f_to_bf16(f) : wfc_f_to_h(f);
+    }
+    static __device__ __forceinline__ void ld(const char *base, int64_t i, float *o) {
+        uint4 u = ((const uint4 *)base)[i];
+        uint32_t w[4] = { u.x, u.y, u.z, u.w };
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            o[2 * j] = to_f(w[j] & 0xffffu);
+            o[2 * j + 1] = to_f(w[j] >> 16);
+        }
+    }
+    static __device__ __forceinline__ void st(char *base, int64_t i, const float *v) {
+        uint32_t w[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) w[j] = from_f(v[2 * j]) | (from_f(v[2 * j + 1]) << 16);
+        ((uint4 *)base)[i] = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+};
+template <> struct gvec<WF_BF16> : gvec_half<WF_BF16> {};
+template <> struct gvec<WF_F16> : gvec_half<WF_F16> {};
+
+/* The bias column (in vectors) of vector i is i % dv. A thread starts at its first i and
+ * steps the grid stride each time: its column moves by step = stride % dv (< dv), so one
+ * 64-bit division per thread and then a 32-bit add and compare per vector. */
+#define VEC_ROWS_LOOP(i, c, nv, dv, step)                                                      \
+    int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x;                                 \
+    for (int c = (int)(i % (dv)); i < (nv); i += (int64_t)gridDim.x * blockDim.x,              \
+             c = c + (step) >= (dv) ? c + (step) - (dv) : c + (step))
+
+template <int DT> __global__ void bias_gelu_vec_kernel(char *y, const char *x, const char *b, int64_t nv, int dv,
+                                                      int step, bool tanh_form) {
+    typedef gvec<DT> V;
+    VEC_ROWS_LOOP(i, c, nv, dv, step) {
+        float xv[V::N], bv[V::N], yv[V::N];
+        V::ld(x, i, xv);
+        V::ld(b, c, bv);
+#pragma unroll
+        for (int j = 0; j < V::N; j++) yv[j] = bias_gelu_elem(xv[j], bv[j], tanh_form);
+        V::st(y, i, yv);
+    }
+}
+template <int DT> __global__ void bias_gelu_bwd_vec_kernel(char *gx, const char *gy, const char *x, const char *b,
+                                                          int64_t nv, int dv, int step, bool tanh_form) {
+    typedef gvec<DT> V;
+    VEC_ROWS_LOOP(i, c, nv, dv, step) {
+        float gv[V::N], xv[V::N], bv[V::N], ov[V::N];
+        V::ld(gy, i, gv);
+        V::ld(x, i, xv);
+        V::ld(b, c, bv);
+#pragma unroll
+        for (int j = 0; j < V::N; j++) ov[j] = bias_gelu_bwd_elem(gv[j], xv[j], bv[j], tanh_form);
+        V::st(gx, i, ov);
+    }
+}
+
+static bool gelu_novec(void) {
+    static int v = -1;
+    if (v < 0) { const char *e = getenv("WEFT_GELU_NOVEC"); v = e && *e == '1'; }
+    return v == 1;
+}
+
+/* The vector path's conditions, checked here on the host: ops[0] the output, the rest
+ * inputs, ops[nops - 1] the bias; all of x's shape but the bias. Returns the elements per
+ * vector (4 or 8), or 0 for the generic kernel. */
+static int gelu_vec_width(const wf_cuda_view *const *ops, int nops, int64_t D) {
+    if (gelu_novec()) return 0;
+    int dt = ops[0]->dtype;
+    if (dt != WF_F32 && dt != WF_BF16 && dt != WF_F16) return 0;
+    int w = 16 / wfc_dtype_size(dt);
+    if (D % w || D / w > INT32_MAX / 2) return 0;   /* c + step < 2 dv fits in an int */
+    for (int k = 0; k < nops; k++) {
+        const wf_cuda_view *v = ops[k];
+        if (v->dtype != dt || !wfc_contig(v) || ((uintptr_t)v->data & 15)) return 0;
+    }
+    return wfc_numel(ops[nops - 1]) == D ? w : 0;
+}
+
+/* grid for nv vectors and the column step of its stride */
+static unsigned gelu_vec_grid(int64_t nv, int dv, int dev, int *step) {
+    unsigned g = wfc_blocks(nv, THREADS, dev);
+    *step = (int)(((int64_t)g * THREADS) % dv);
+    return g;
 }
 
 extern "C" int wf__cuda_bias_gelu(const wf_cuda_view *y, const wf_cuda_view *x, const wf_cuda_view *bias,
@@ -811,6 +933,20 @@ extern "C" int wf__cuda_bias_gelu(const wf_cuda_view *y, const wf_cuda_view *x, 
     if (rc) return rc;
     int64_t n = wfc_numel(x), D = x->ndim ? x->shape[x->ndim - 1] : 1;
     if (!n) return 0;
+    const wf_cuda_view *ops[3] = { y, x, bias };
+    int w = gelu_vec_width(ops, 3, D);
+    if (w) {
+        int64_t nv = n / w;
+        int dv = (int)(D / w), step;
+        unsigned g = gelu_vec_grid(nv, dv, dev, &step);
+        char *yp = (char *)y->data;
+        const char *xp = (const char *)x->data, *bp = (const char *)bias->data;
+        bool tf = tanh_approx != 0;
+        if (y->dtype == WF_BF16) bias_gelu_vec_kernel<WF_BF16><<<g, THREADS, 0, st>>>(yp, xp, bp, nv, dv, step, tf);
+        else if (y->dtype == WF_F16) bias_gelu_vec_kernel<WF_F16><<<g, THREADS, 0, st>>>(yp, xp, bp, nv, dv, step, tf);
+        else bias_gelu_vec_kernel<WF_F32><<<g, THREADS, 0, st>>>(yp, xp, bp, nv, dv, step, tf);
+        return wfc_check("bias_gelu kernel", dev);
+    }
     unsigned g = wfc_blocks(n, THREADS, dev);
     if (x->dtype == WF_F64 || y->dtype == WF_F64)
         bias_gelu_kernel<double><<<g, THREADS, 0, st>>>((char *)y->data, y->dtype, (const char *)x->data, x->dtype,
@@ -828,6 +964,22 @@ extern "C" int wf__cuda_bias_gelu_backward(const wf_cuda_view *gx, const wf_cuda
     if (rc) return rc;
     int64_t n = wfc_numel(x), D = x->ndim ? x->shape[x->ndim - 1] : 1;
     if (!n) return 0;
+    const wf_cuda_view *ops[4] = { gx, gy, x, bias };
+    int w = gelu_vec_width(ops, 4, D);
+    if (w) {
+        int64_t nv = n / w;
+        int dv = (int)(D / w), step;
+        unsigned g = gelu_vec_grid(nv, dv, dev, &step);
+        char *gp = (char *)gx->data;
+        const char *gyp = (const char *)gy->data, *xp = (const char *)x->data, *bp = (const char *)bias->data;
+        bool tf = tanh_approx != 0;
+        if (gx->dtype == WF_BF16)
+            bias_gelu_bwd_vec_kernel<WF_BF16><<<g, THREADS, 0, st>>>(gp, gyp, xp, bp, nv, dv, step, tf);
+        else if (gx->dtype == WF_F16)
+            bias_gelu_bwd_vec_kernel<WF_F16><<<g, THREADS, 0, st>>>(gp, gyp, xp, bp, nv, dv, step, tf);
+        else bias_gelu_bwd_vec_kernel<WF_F32><<<g, THREADS, 0, st>>>(gp, gyp, xp, bp, nv, dv, step, tf);
+        return wfc_check("bias_gelu backward kernel", dev);
+    }
     unsigned g = wfc_blocks(n, THREADS, dev);
     if (x->dtype == WF_F64 || gx->dtype == WF_F64)
         bias_gelu_bwd_kernel<double><<<g, THREADS, 0, st>>>(

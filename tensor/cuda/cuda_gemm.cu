@@ -300,6 +300,130 @@ extern "C" int wf__cuda_gemm(int dtype, int transA, int transB, int64_t m, int64
     return wfc_check("gemm", dev);
 }
 
+/* ---------------------------------------------------------------- bias gradient by column sums
+ * WEFT_BGRAD=colsum (read once): Linear's bias gradient, the column sums of dy [rows, out]
+ * (A below, transposed), comes from colsum_* after a plain GEMM for the weight gradient,
+ * instead of cuBLASLt's BGRAD epilogue. Bytes moved do not decide between them: the epilogue
+ * runs as a reduction kernel of its own (globalKernelBgradAB in the H100 trace of a GPT-2
+ * step: 1.36 ms in 48 calls, against ~2.7 GB of bf16 dy, about 2 TB/s), and this one reads
+ * dy once as well (plus partials of chunks x out f32, ~1 MB), and the weight-gradient GEMM
+ * takes wf__cuda_gemm's usual route (Lt or cublasGemmEx by size). So
+ * the default stays the epilogue, and the choice is there to be measured on the GPU
+ * (bench/NOTES.md). Deterministic: per-chunk partials summed in a fixed order, in f32.
+ *
+ * colsum_partial: block (CS_TX, CS_TY) = 32 column vectors of 16 bytes (one warp reads 512
+ * contiguous bytes of a row) x 8 row lanes, over one chunk of rows; the 8 lanes' sums meet
+ * in shared memory and one f32 row of partials per chunk is written. colsum_finish: each
+ * column's partials in chunk order, stored in the bias dtype. */
+#define CS_TX 32
+#define CS_TY 8
+
+template <int DT> struct cs_vec;   /* one 16-byte vector as floats (the conversions of wfc_ld) */
+template <> struct cs_vec<WF_F32> {
+    enum { N = 4 };
+    static __device__ __forceinline__ void ld(const char *p, float *o) {
+        float4 a = *(const float4 *)p;
+        o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w;
+    }
+};
+template <int DT> struct cs_vec_half {
+    enum { N = 8 };
+    static __device__ __forceinline__ void ld(const char *p, float *o) {
+        uint4 u = *(const uint4 *)p;
+        uint32_t w[4] = { u.x, u.y, u.z, u.w };
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            uint16_t lo = (uint16_t)(w[j] & 0xffffu), hi = (uint16_t)(w[j] >> 16);
+            o[2 * j] = DT == WF_BF16 ? wfc_bf16_to_f(lo) : wfc_h_to_f(lo);
+            o[2 * j + 1] = DT == WF_BF16 ? wfc_bf16_to_f(hi) : wfc_h_to_f(hi);
+        }
+    }
+};
+template <> struct cs_vec<WF_BF16> : cs_vec_half<WF_BF16> {};
+template <> struct cs_vec<WF_F16> : cs_vec_half<WF_F16> {};
+
+/* a: rows x (nvec vectors) with row pitch ld_bytes; partial: chunks x (nvec * N) floats */
+template <int DT> __global__ void colsum_partial(const char *a, int64_t rows, int64_t ld_bytes, int nvec,
+                                                 int64_t rows_per_chunk, float *partial) {
+    typedef cs_vec<DT> V;
+    __shared__ float sm[CS_TY][CS_TX][V::N];
+    int v = blockIdx.x * CS_TX + threadIdx.x;
+    int64_t r0 = (int64_t)blockIdx.y * rows_per_chunk;
+    int64_t r1 = r0 + rows_per_chunk < rows ? r0 + rows_per_chunk : rows;
+    float acc[V::N];
+#pragma unroll
+    for (int j = 0; j < V::N; j++) acc[j] = 0.f;
+    if (v < nvec) {
+        const char *p = a + (int64_t)v * 16;
+#pragma unroll 4
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += CS_TY) {
+            float x[V::N];
+            V::ld(p + r * ld_bytes, x);
+#pragma unroll
+            for (int j = 0; j < V::N; j++) acc[j] += x[j];
+        }
+    }
+#pragma unroll
+    for (int j = 0; j < V::N; j++) sm[threadIdx.y][threadIdx.x][j] = acc[j];
+    __syncthreads();
+    if (threadIdx.y == 0 && v < nvec) {
+        float *out = partial + (int64_t)blockIdx.y * nvec * V::N + (int64_t)v * V::N;
+#pragma unroll
+        for (int j = 0; j < V::N; j++) {
+            float t = 0.f;
+            for (int y = 0; y < CS_TY; y++) t += sm[y][threadIdx.x][j];
+            out[j] = t;
+        }
+    }
+}
+
+__global__ void colsum_finish(const float *partial, int64_t chunks, int64_t m, char *out, int dt) {
+    for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < m; c += (int64_t)gridDim.x * blockDim.x) {
+        float t = 0.f;
+        for (int64_t ch = 0; ch < chunks; ch++) t += partial[ch * m + c];
+        wfc_st<float>(out + c * wfc_dtype_size(dt), dt, t);
+    }
+}
+
+static bool bgrad_colsum(void) {
+    static int v = -1;
+    if (v < 0) { const char *e = getenv("WEFT_BGRAD"); v = e && !strcmp(e, "colsum"); }
+    return v == 1;
+}
+
+/* out[i] = sum over the k rows of A [k, m] (row pitch lda elements) of A[r][i], A and out
+ * of dtype dt (f32 / f16 / bf16). 1 when the layout does not fit (the caller keeps the
+ * epilogue), else 0 or a negative code. */
+static int colsum_launch(int dt, const void *A, int64_t k, int64_t m, int64_t lda, void *out, int dev,
+                         cudaStream_t st) {
+    int es = wfc_dtype_size(dt), w = 16 / es;
+    if (m % w || ((uintptr_t)A & 15) || (lda * es) % 16 || m / w > 2147483647LL / CS_TX) return 1;
+    int nvec = (int)(m / w);
+    int64_t tiles = (nvec + CS_TX - 1) / CS_TX;
+    /* enough blocks to fill the GPU (8 per SM), each row lane at least 4 rows */
+    int64_t chunks = ((int64_t)wfc_num_sms(dev) * 8 + tiles - 1) / tiles, maxc = (k + 4 * CS_TY - 1) / (4 * CS_TY);
+    if (chunks > maxc) chunks = maxc;
+    if (chunks > 65535) chunks = 65535;
+    if (chunks < 1) chunks = 1;
+    int64_t rpc = (k + chunks - 1) / chunks;
+    chunks = (k + rpc - 1) / rpc;
+    size_t pbytes = (size_t)chunks * (size_t)m * sizeof(float);
+    float *partial = (float *)wf__cuda_alloc(dev, pbytes);
+    if (!partial) return WF_ENOMEM;
+    dim3 grid((unsigned)tiles, (unsigned)chunks), block(CS_TX, CS_TY);
+    const char *a = (const char *)A;
+    if (dt == WF_BF16) colsum_partial<WF_BF16><<<grid, block, 0, st>>>(a, k, lda * es, nvec, rpc, partial);
+    else if (dt == WF_F16) colsum_partial<WF_F16><<<grid, block, 0, st>>>(a, k, lda * es, nvec, rpc, partial);
+    else colsum_partial<WF_F32><<<grid, block, 0, st>>>(a, k, lda * es, nvec, rpc, partial);
+    int rc = wfc_check("bias gradient (column sums) kernel", dev);
+    if (!rc) {
+        colsum_finish<<<wfc_blocks(m, 256, dev), 256, 0, st>>>(partial, chunks, m, (char *)out, dt);
+        rc = wfc_check("bias gradient (column sums) kernel", dev);
+    }
+    wf__cuda_free(dev, partial, pbytes);   /* stream-ordered: safe to reuse at once */
+    return rc;
+}
+
 extern "C" int wf__cuda_gemm_epilogue(int dtype, int transA, int transB, int64_t m, int64_t n, int64_t k,
                                       const void *A, int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc,
                                       const void *bias, void *bgrad, int dev) {
@@ -323,6 +447,14 @@ extern "C" int wf__cuda_gemm_epilogue(int dtype, int transA, int transB, int64_t
     cudaStream_t st;
     int rc = wfc_begin(dev, "gemm (epilogue)", &st);
     if (rc) return rc;
+    /* the bias gradient of op(A) = A^T [m, k]: the column sums of A stored [k, m] */
+    if (bgrad && transA && bgrad_colsum()) {
+        int c = colsum_launch(dtype, A, k, m, lda, bgrad, dev, st);
+        if (c <= 0) {
+            if (c < 0) return c;
+            return wf__cuda_gemm(dtype, transA, transB, m, n, k, 1.0, A, lda, 0, B, ldb, 0, 0.0, C, ldc, 0, 1, dev);
+        }
+    }
     if (lt_gemm(dev, st, dtype, ty, ct, transA, transB, m, n, k, 1.0f, A, lda, 0, B, ldb, 0, 0.0f, C, ldc, 0, 1,
                 bias ? LT_EPI_BIAS : LT_EPI_BGRAD, bp) != 0) {
         cudaGetLastError();

@@ -289,6 +289,7 @@ const wf_kernels wf__cuda_kernels = {
     .unary = k_unary,
     .unary_backward = k_unary_backward,
     .binary = k_binary,
+    .binary_widens = true,   /* wf__cuda_binary loads each operand in its own dtype */
     .binary_scalar = k_binary_scalar,
     .where = k_where,
     .axpy = k_axpy,
