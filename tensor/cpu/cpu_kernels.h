@@ -55,8 +55,9 @@ int wf__cpu_gemm_epilogue(wf_dtype dt, bool transA, bool transB, int64_t m, int6
                           void *bgrad, wf_device dev);
 
 /* softmax (softmax.c) */
-int wf__cpu_softmax(wf_tensor *y, const wf_tensor *x, bool log, double scale, int64_t causal);
-int wf__cpu_softmax_backward(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool log, double scale);
+int wf__cpu_softmax(wf_tensor *y, const wf_tensor *x, bool log, double scale, double out_scale, int64_t causal);
+int wf__cpu_softmax_backward(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool log, double scale,
+                             double out_scale);
 
 /* indexing (index.c) */
 int wf__cpu_gather(wf_tensor *y, const wf_tensor *x, int dim, const wf_tensor *index);

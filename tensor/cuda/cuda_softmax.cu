@@ -13,7 +13,7 @@ __device__ __forceinline__ double w_log(double x) { return log(x); }
 
 template <class T, bool BLOCK>
 __global__ void softmax_kernel(char *y, int ydt, const char *x, int xdt, int64_t rows, int64_t cols, bool lg, T sc,
-                               int64_t causal) {
+                               T os, int64_t causal) {
     typedef row_ctx<BLOCK> R;
     int64_t row = R::row();
     if (row >= rows) return;
@@ -34,7 +34,7 @@ __global__ void softmax_kernel(char *y, int ydt, const char *x, int xdt, int64_t
         for (int64_t j = R::tid(); j < cols; j += R::nth())
             wfc_st<T>(yr + j * ys, ydt, j < nv ? sc * wfc_ld<T>(xr + j * xs, xdt) - ls : (T)-INFINITY);
     } else {
-        T inv = (T)1 / sum;
+        T inv = os / sum;
         for (int64_t j = R::tid(); j < cols; j += R::nth())
             wfc_st<T>(yr + j * ys, ydt, j < nv ? w_exp(sc * wfc_ld<T>(xr + j * xs, xdt) - mx) * inv : (T)0);
     }
@@ -42,7 +42,7 @@ __global__ void softmax_kernel(char *y, int ydt, const char *x, int xdt, int64_t
 
 template <class T, bool BLOCK>
 __global__ void softmax_bwd_kernel(char *gx, int gxdt, const char *gy, int gydt, const char *y, int ydt, int64_t rows,
-                                   int64_t cols, bool lg, T sc) {
+                                   int64_t cols, bool lg, T sc, T ios) {
     typedef row_ctx<BLOCK> R;
     int64_t row = R::row();
     if (row >= rows) return;
@@ -55,14 +55,15 @@ __global__ void softmax_bwd_kernel(char *gx, int gxdt, const char *gy, int gydt,
         s += lg ? g : g * wfc_ld<T>(yr + j * ys, ydt);
     }
     s = R::reduce(s, wfc_add_f(), (T)0);
+    if (!lg) s *= ios;   /* y = out_scale * softmax: sum(gy * y) / out_scale */
     for (int64_t j = R::tid(); j < cols; j += R::nth()) {
         T g = wfc_ld<T>(gyr + j * gys, gydt), yv = wfc_ld<T>(yr + j * ys, ydt);
         wfc_st<T>(gxr + j * gxs, gxdt, sc * (lg ? g - w_exp(yv) * s : yv * (g - s)));
     }
 }
 
-extern "C" int wf__cuda_softmax(const wf_cuda_view *y, const wf_cuda_view *x, int log, double scale, int64_t causal,
-                                int dev) {
+extern "C" int wf__cuda_softmax(const wf_cuda_view *y, const wf_cuda_view *x, int log, double scale, double out_scale,
+                                int64_t causal, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "softmax", &st);
     if (rc) return rc;
@@ -73,12 +74,12 @@ extern "C" int wf__cuda_softmax(const wf_cuda_view *y, const wf_cuda_view *x, in
     unsigned grid, threads;
     row_launch_dims(rows, cols, &block, &grid, &threads);
     ROW_DISPATCH(softmax_kernel, x->dtype == WF_F64, block, grid, threads, st, (char *)y->data, y->dtype,
-                 (const char *)x->data, x->dtype, rows, cols, log != 0, scale, causal);
+                 (const char *)x->data, x->dtype, rows, cols, log != 0, scale, out_scale, causal);
     return wfc_check("softmax kernel", dev);
 }
 
 extern "C" int wf__cuda_softmax_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, const wf_cuda_view *y,
-                                         int log, double scale, int dev) {
+                                         int log, double scale, double out_scale, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "softmax backward", &st);
     if (rc) return rc;
@@ -90,7 +91,7 @@ extern "C" int wf__cuda_softmax_backward(const wf_cuda_view *gx, const wf_cuda_v
     row_launch_dims(rows, cols, &block, &grid, &threads);
     ROW_DISPATCH(softmax_bwd_kernel, y->dtype == WF_F64 || gx->dtype == WF_F64, block, grid, threads, st,
                  (char *)gx->data, gx->dtype, (const char *)gy->data, gy->dtype, (const char *)y->data, y->dtype,
-                 rows, cols, log != 0, scale);
+                 rows, cols, log != 0, scale, 1.0 / out_scale);
     return wfc_check("softmax backward kernel", dev);
 }
 

@@ -52,7 +52,8 @@ END_TEST
 
 static wf_tensor *attn_fn(wf_tensor *const *in, int n, void *ud) {
     (void)n;
-    return wf__softmax_attn(in[0], *(double *)ud, true);
+    const double *sc = ud;
+    return wf__softmax_attn(in[0], sc[0], true, sc[1]);
 }
 
 /* scores [2, L, S] for L < S, L == S, L > S: the kept entries j <= i, each row's softmax of
@@ -61,7 +62,7 @@ START_TEST(softmax_attn_values_and_gradient) {
     static const int64_t shapes[3][2] = { { 3, 5 }, { 4, 4 }, { 5, 2 } };
     for (int c = 0; c < 3; c++) WF_SCOPE {
         int64_t L = shapes[c][0], S = shapes[c][1];
-        double x[2 * 5 * 5], e[2 * 5 * 5], scale = 0.7;
+        double x[2 * 5 * 5], e[2 * 5 * 5], scale = 0.7, scales[2] = { 0.7, 1.25 };
         tt_fill(x, 2 * L * S, 10 + (unsigned)c);
         for (int b = 0; b < 2; b++)
             for (int64_t i = 0; i < L; i++) {
@@ -72,13 +73,16 @@ START_TEST(softmax_attn_values_and_gradient) {
                 for (int64_t j = 0; j < S; j++) e[(b * L + i) * S + j] = j <= i ? exp(scale * r[j] - m) / s : 0.0;
             }
         wf_tensor *xt = tt_leaf(x, WF_SHAPE(2, L, S));
-        wf_tensor *y = wf__softmax_attn(xt, scale, true);
+        wf_tensor *y = wf__softmax_attn(xt, scale, true, 1.0);
         ck_assert_shape(y, 2, L, S);
         int64_t n = 2 * L * S;
         ck_assert_tensor_near(y, e, n, 1e-15);
-        ck_assert_int_eq(wf_gradcheck(attn_fn, &xt, 1, &scale, 1e-6, 1e-8, 1e-6), 0);
+        /* the output scale (dropout's 1 / (1 - p)) multiplies the weights; gradients of both */
+        tt_assert_close(wf__softmax_attn(xt, scale, true, 1.25), wf_mul_scalar(y, 1.25), 1e-15);
+        ck_assert_int_eq(wf_gradcheck(attn_fn, &xt, 1, (double[]){ scale, 1.0 }, 1e-6, 1e-8, 1e-6), 0);
+        ck_assert_int_eq(wf_gradcheck(attn_fn, &xt, 1, scales, 1e-6, 1e-8, 1e-6), 0);
         /* not causal: softmax(scale * x) over whole rows */
-        tt_assert_close(wf__softmax_attn(xt, scale, false), wf_softmax(wf_mul_scalar(xt, scale), -1), 1e-15);
+        tt_assert_close(wf__softmax_attn(xt, scale, false, 1.0), wf_softmax(wf_mul_scalar(xt, scale), -1), 1e-15);
     }
 }
 END_TEST
@@ -90,8 +94,8 @@ START_TEST(softmax_attn_half) {
     tt_fill(x, 36, 20);
     const wf_dtype dts[2] = { WF_F16, WF_BF16 };
     for (int d = 0; d < 2; d++) WF_SCOPE {
-        wf_tensor *ref = wf__softmax_attn(tt_f64(x, WF_SHAPE(6, 6)), 0.5, true);
-        wf_tensor *h = wf__softmax_attn(wf_to_dtype(tt_f64(x, WF_SHAPE(6, 6)), dts[d]), 0.5, true);
+        wf_tensor *ref = wf__softmax_attn(tt_f64(x, WF_SHAPE(6, 6)), 0.5, true, 1.0);
+        wf_tensor *h = wf__softmax_attn(wf_to_dtype(tt_f64(x, WF_SHAPE(6, 6)), dts[d]), 0.5, true, 1.0);
         ck_assert_int_eq(wf_tensor_dtype(h), dts[d]);
         double v[36], r[36];
         ck_assert_int_eq(wf_to_array(h, v, WF_F64), 0);
@@ -146,17 +150,36 @@ START_TEST(fully_masked_row_is_nan) {
 }
 END_TEST
 
+/* dropout_p = 1 drops every weight: y = 0, and the gradients 0 */
+START_TEST(dropout_one_gives_zero) {
+    static double pq[2 * 3 * 4];
+    tt_fill(pq, 24, 40);
+    WF_SCOPE {
+        wf_tensor *q = tt_leaf(pq, WF_SHAPE(2, 3, 4));
+        wf_tensor *y = wf_scaled_dot_product_attention(q, q, q, NULL, 1.0, true);
+        static const double zero[24];
+        ck_assert_tensor_near(y, zero, 24, 0);
+        ck_assert_int_eq(wf_backward(wf_sum(y, WF_ALL_DIMS, false), NULL, false), 0);
+        ck_assert_tensor_near(wf_grad(q), zero, 24, 0);
+    }
+}
+END_TEST
+
 START_TEST(bad_inputs) {
     WF_SCOPE {
-        ck_assert_ptr_null(wf__softmax_attn(NULL, 1.0, true));
+        ck_assert_ptr_null(wf__softmax_attn(NULL, 1.0, true, 1.0));
         ck_assert_int_eq(wf_error(), WF_ENULL);
         wf_clear_error();
-        ck_assert_ptr_null(wf__softmax_attn(wf_ones(WF_SHAPE(4), WF_F32), 1.0, true));
+        ck_assert_ptr_null(wf__softmax_attn(wf_ones(WF_SHAPE(4), WF_F32), 1.0, true, 1.0));
         ck_assert_error(WF_ESHAPE, "at least 2 dims");
-        ck_assert_ptr_null(wf__softmax_attn(wf_ones(WF_SHAPE(2, 2), WF_I64), 1.0, true));
+        ck_assert_ptr_null(wf__softmax_attn(wf_ones(WF_SHAPE(2, 2), WF_I64), 1.0, true, 1.0));
         ck_assert_error(WF_EDTYPE, "int64");
-        ck_assert_ptr_null(wf__softmax_attn(wf_ones(WF_SHAPE(2, 2), WF_F32), NAN, false));
+        ck_assert_ptr_null(wf__softmax_attn(wf_ones(WF_SHAPE(2, 2), WF_F32), NAN, false, 1.0));
         ck_assert_error(WF_EINVAL, "scale nan is not finite");
+        ck_assert_ptr_null(wf__softmax_attn(wf_ones(WF_SHAPE(2, 2), WF_F32), 1.0, false, 0.0));
+        ck_assert_error(WF_EINVAL, "out_scale 0 is not a positive finite number");
+        ck_assert_ptr_null(wf__softmax_attn(wf_ones(WF_SHAPE(2, 2), WF_F32), 1.0, false, INFINITY));
+        ck_assert_error(WF_EINVAL, "out_scale inf");
         /* sdpa's own checks run before the composition */
         wf_tensor *q = wf_ones(WF_SHAPE(2, 3, 4), WF_F32);
         ck_assert_ptr_null(wf_scaled_dot_product_attention(q, q, q, NULL, 1.5, true));
@@ -180,6 +203,7 @@ int main(void) {
     tcase_add_test(tc, softmax_attn_half);
     tcase_add_test(tc, sdpa_under_autocast);
     tcase_add_test(tc, fully_masked_row_is_nan);
+    tcase_add_test(tc, dropout_one_gives_zero);
     tcase_add_test(tc, bad_inputs);
     suite_add_tcase(s, tc);
     return tt_run(s);

@@ -175,8 +175,8 @@ static int run_kernel_op(const wf_kernels *K, wf_kernel_op op, wf_dtype dt) {
     case WF_K_GEMM: return K->gemm(dt, false, false, 2, 2, 2, 1.0, ap, 2, 0, bp, 2, 0, 0.0, cp, 2, 0, 1, WF_CPU);
     case WF_K_GEMM_EPILOGUE:
         return K->gemm_epilogue(dt, false, false, 2, 2, 2, ap, 2, bp, 2, cp, 2, wf__host_ptr(bias), NULL, WF_CPU);
-    case WF_K_SOFTMAX: return K->softmax(o23, m23, false, 1.0, 0);
-    case WF_K_SOFTMAX_BACKWARD: return K->softmax_backward(o23, g23, m23, false, 1.0);
+    case WF_K_SOFTMAX: return K->softmax(o23, m23, false, 1.0, 1.0, 0);
+    case WF_K_SOFTMAX_BACKWARD: return K->softmax_backward(o23, g23, m23, false, 1.0, 1.0);
     case WF_K_GATHER: return K->gather(y2, x3, 0, idx);
     case WF_K_SCATTER_ADD: return K->scatter_add(y3, 0, idx, y2);
     case WF_K_INDEX_SELECT: return K->index_select(y2, x3, 0, idx);
