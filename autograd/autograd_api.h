@@ -24,6 +24,13 @@ wf_tensor *wf__sdpa_fused(wf_tensor *q, wf_tensor *k, wf_tensor *v, double scale
  * 1/sqrt(E/H), no mask or dropout: reads the three views in place, and its backward writes
  * one [B, T, 3E] gradient; y [B, H, T, D] */
 wf_tensor *wf__sdpa_qkv_fused(wf_tensor *qkv, int64_t H, bool causal, bool *handled);
+/* attention's out_scale * softmax(scale * scores) along the last dim of scores [..., L, S],
+ * entries j > i of each [L, S] matrix excluded with is_causal (torch's top-left is_causal):
+ * one kernel pass, no mask or -inf tensor, no autocast (the dtype is the caller's, as inside
+ * torch's sdpa). out_scale: dropout's 1 / (1 - p), so that the dropout after it is a bare 0/1
+ * mask (1 without dropout). The node's backward is softmax's, scaled. Errors as wf_softmax's
+ * (NULL, error recorded). (autograd/fn_softmax.c) */
+wf_tensor *wf__softmax_attn(wf_tensor *scores, double scale, bool is_causal, double out_scale);
 /* normalized over the last nd dims */
 wf_tensor *wf__layer_norm_fused(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps, bool *handled);
 /* input [N, C], class targets i64 [N], no weights, no label smoothing; reduction uses

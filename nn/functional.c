@@ -269,6 +269,27 @@ wf_tensor *wf_scaled_dot_product_attention(wf_tensor *q, wf_tensor *k, wf_tensor
         if (handled) return fused;
     }
     wf_scope_begin();
+    if (!attn_mask) {
+        /* Composed as torch's math path under autocast: sdpa is one low-precision op, so the
+         * scores stay in that dtype and softmax computes in f32 inside its kernel; the scale
+         * and the causal mask are applied as the softmax reads the scores (no scaled copy, no
+         * [.., L, S] mask or -inf tensor: issue 15). Dropout's 1 / (1 - p) is the softmax's
+         * output scale too, so its mask is the bare 0/1 draw (wf_dropout's draw, the same
+         * numbers for a seed) and costs no pass of its own. */
+        q = wf__autocast_arg(q, WF__AC_LOWER), k = wf__autocast_arg(k, WF__AC_LOWER);
+        bool fold = dropout_p > 0 && dropout_p < 1;
+        wf_tensor *raw = q && k ? wf_matmul(q, wf_transpose(k, -2, -1)) : NULL;
+        wf_tensor *attn = raw ? wf__softmax_attn(raw, scale, is_causal, fold ? 1.0 / (1.0 - dropout_p) : 1.0) : NULL;
+        if (attn && fold) {
+            wf_tensor *keep = wf__bernoulli_p_raw(wf_shape(attn), wf_ndim(attn), 1.0 - dropout_p,
+                                                  wf_tensor_dtype(attn), wf_tensor_device(attn));
+            attn = keep ? wf_mul(attn, keep) : NULL;
+        } else if (attn && dropout_p > 0) {
+            attn = wf_dropout(attn, dropout_p, true);   /* p = 1: every weight 0 */
+        }
+        wf_tensor *y = attn ? wf_matmul(attn, v) : NULL;
+        FN_SCOPE_RETURN(y);
+    }
     wf_tensor *scores = wf_mul_scalar(wf_matmul(q, wf_transpose(k, -2, -1)), scale);
     wf_tensor *ninf = scores ? wf__scalar_like(scores, -INFINITY) : NULL;
     if (is_causal && scores) {

@@ -72,8 +72,11 @@ static int m_gemm(wf_dtype dt, bool ta, bool tb, int64_t m, int64_t n, int64_t k
     (void)B; (void)ldb; (void)sB; (void)be; (void)C; (void)ldc; (void)sC; (void)batch; (void)dev;
     return 0;
 }
-static int m_softmax(wf_tensor *y, const wf_tensor *x, bool lg) { (void)y; (void)x; (void)lg; return 0; }
-static int m_softmax_bw(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool lg) {
+static int m_softmax(wf_tensor *y, const wf_tensor *x, bool lg, double s, double os, int64_t c) {
+    (void)y; (void)x; (void)lg; (void)s; (void)os; (void)c; return 0;
+}
+static int m_softmax_bw(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool lg, double s, double os) {
+    (void)s; (void)os;
     (void)gx; (void)gy; (void)y; (void)lg; return 0;
 }
 static int m_gather(wf_tensor *y, const wf_tensor *x, int dim, const wf_tensor *i) {

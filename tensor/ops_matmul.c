@@ -57,6 +57,40 @@ static int inner_error(const char *op, wf_tensor *a, wf_tensor *b, int64_t ka, i
                      (long long)ka, (long long)kb);
 }
 
+/* Do batch dims (sizes shp, strides st; size-1 dims already dropped) step with one stride? */
+static bool one_stride(int nd, const int64_t *shp, const int64_t *st) {
+    for (int i = 0; i + 1 < nd; i++)
+        if (st[i] != st[i + 1] * shp[i + 1]) return false;
+    return true;
+}
+
+static bool any_zero(int nd, const int64_t *st) {
+    for (int i = 0; i < nd; i++)
+        if (!st[i]) return true;
+    return false;
+}
+
+/* A contiguous copy of operand t's matrices [r, c] over the batch (sizes shp, element strides
+ * st aligned to them), kept in the orientation GEMM reads (l): a transposed operand is packed
+ * as [..., c, r] so that the copy reads and writes along the same unit stride. On return st
+ * holds the packed batch strides and l its layout. No autograd; a temporary of the current
+ * scope. */
+static wf_tensor *pack_batch(wf_tensor *t, int nd, const int64_t *shp, int64_t *st, int64_t r, int64_t c,
+                             mat_layout *l, const wf_kernels *K) {
+    int64_t shape[WF_MAX_DIMS], stride[WF_MAX_DIMS];
+    int64_t sr = t->stride[t->ndim - 2], sc = t->stride[t->ndim - 1];
+    for (int i = 0; i < nd; i++) { shape[i] = shp[i]; stride[i] = st[i]; }
+    shape[nd] = l->trans ? c : r; stride[nd] = l->trans ? sc : sr;
+    shape[nd + 1] = l->trans ? r : c; stride[nd + 1] = l->trans ? sr : sc;
+    /* the batch strides above are relative to t's data pointer (dptr), which includes the offset */
+    wf_tensor *src = wf__view_of(t, nd + 2, shape, stride, t->offset);
+    wf_tensor *dst = src ? wf__empty(shape, nd + 2, t->dtype, t->device) : NULL;
+    if (!dst || K->copy(dst, src)) return NULL;
+    for (int i = 0; i < nd; i++) st[i] = dst->stride[i];
+    *l = (mat_layout){ l->trans, max64(shape[nd + 1], 1) };
+    return dst;
+}
+
 /* y = a @ b, both at least 2-D, y allocated (contiguous) with the broadcast batch shape.
  * No autograd. Returns 0 or a code. */
 static int matmul_into(wf_tensor *y, wf_tensor *a, wf_tensor *b) {
@@ -114,6 +148,18 @@ static int matmul_into(wf_tensor *y, wf_tensor *a, wf_tensor *b) {
             goto out;
         }
     }
+    /* An operand whose batch dims do not run on with one stride (attention's q, k, v: views
+     * [B, H, T, D] of a packed [B, T, 3, H, D] projection) would split the product into one
+     * GEMM per outer item (B*H launches on CUDA); one packed copy and one batched call is
+     * cheaper. Only full (not broadcast) operands are packed: materializing a broadcast could
+     * cost far more memory than the calls it saves. */
+    if (nd > 1) {
+        bool pa = !one_stride(nd, shp, sa), pb = !one_stride(nd, shp, sb);
+        if ((pa || pb) && (!pa || !any_zero(nd, sa)) && (!pb || !any_zero(nd, sb))) {
+            if (pa && !(a = pack_batch(a, nd, shp, sa, m, k, &la, K))) { rc = wf_error(); goto out; }
+            if (pb && !(b = pack_batch(b, nd, shp, sb, k, n, &lb, K))) { rc = wf_error(); goto out; }
+        }
+    }
     /* coalesce batch dims that are contiguous in all three operands */
     int cd = 0;
     int64_t cs[WF_MAX_DIMS], ca[WF_MAX_DIMS], cb[WF_MAX_DIMS], cy[WF_MAX_DIMS];
@@ -136,6 +182,9 @@ static int matmul_into(wf_tensor *y, wf_tensor *a, wf_tensor *b) {
     for (int64_t o = 0; o < outer && !rc; o++) {
         int64_t oa = 0, ob = 0, oy = 0;
         for (int i = 0; i < cd - 1; i++) { oa += idx[i] * ca[i]; ob += idx[i] * cb[i]; oy += idx[i] * cy[i]; }
+        /* every launch counts as a dispatch (wf__op_calls), so a product split per batch
+         * item shows in the counts (tests/tensor/test_matmul_batch.c) */
+        if (o > 0) (void)wf__supports(K, WF_OPF_KERNEL, WF_K_GEMM, y->dtype);
         rc = K->gemm(y->dtype, la.trans, lb.trans, m, n, k, 1.0, dptr(a) + oa * (int64_t)es, la.ld,
                      ia, dptr(b) + ob * (int64_t)es, lb.ld, ib, 0.0, dptr(y) + oy * (int64_t)es, n,
                      iy, inner, y->device);

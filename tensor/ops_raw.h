@@ -92,6 +92,13 @@ wf_tensor *wf__unsqueeze_raw(wf_tensor *t, int dim);
 wf_tensor *wf__softmax_raw(const char *op, wf_tensor *x, int dim, bool is_log);
 /* gx from gy and the forward's output y along dim (normalized): contiguous, y's dtype */
 wf_tensor *wf__softmax_backward_raw(wf_tensor *gy, wf_tensor *y, int dim, bool is_log);
+/* attention's y = out_scale * softmax(scale * x) along the last dim of x [..., L, S], with
+ * is_causal the entries j > i of each [L, S] matrix excluded (0 in y; torch's top-left
+ * is_causal): one kernel pass, x's dtype, contiguous. out_scale (> 0) is dropout's 1/(1-p)
+ * (1 without). Its backward: wf__softmax_backward_scaled_raw with the same scales. */
+wf_tensor *wf__softmax_attn_raw(wf_tensor *x, double scale, bool is_causal, double out_scale);
+wf_tensor *wf__softmax_backward_scaled_raw(wf_tensor *gy, wf_tensor *y, int dim, bool is_log, double scale,
+                                           double out_scale);
 
 /* ---------------------------------------------------------------- tensor/ops_matmul.c */
 /* The argument checks of wf_matmul (a, b at least 1-D, inner dims agree) and wf_bmm (3-D,

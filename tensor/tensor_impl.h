@@ -278,10 +278,17 @@ typedef struct wf_kernels {
                 double alpha, const void *A, int64_t lda, int64_t strideA,
                 const void *B, int64_t ldb, int64_t strideB,
                 double beta, void *C, int64_t ldc, int64_t strideC, int64_t batch, wf_device dev);
-    /* softmax / log_softmax along the last dim of contiguous x (rows x cols) */
-    int (*softmax)(wf_tensor *y, const wf_tensor *x, bool log);
-    /* gx = backward of (log)softmax given y and gy, all contiguous */
-    int (*softmax_backward)(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool log);
+    /* y = out_scale * softmax(scale * x) (log: log_softmax(scale * x), out_scale 1) along the
+     * last dim of contiguous x (rows x cols). causal > 0: the rows are matrices of `causal`
+     * rows each (attention's [.., L, S] scores, L = causal) and row r keeps columns
+     * j <= r % causal only (torch's is_causal, top-left aligned); the others are excluded from
+     * max and sum and give 0 (log: -inf), as a -inf score would. */
+    int (*softmax)(wf_tensor *y, const wf_tensor *x, bool log, double scale, double out_scale, int64_t causal);
+    /* gx = d/dx of the forward above given its y and gy, all contiguous: softmax
+     * gx = scale * y * (gy - sum(gy * y) / out_scale), log gx = scale * (gy - exp(y) sum(gy))
+     * (the causal mask needs nothing here: its excluded entries have y = 0) */
+    int (*softmax_backward)(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool log, double scale,
+                            double out_scale);
     /* gather / scatter-add along dim: index has y's shape (gather) / src's shape (scatter) */
     int (*gather)(wf_tensor *y, const wf_tensor *x, int dim, const wf_tensor *index);
     int (*scatter_add)(wf_tensor *y, int dim, const wf_tensor *index, const wf_tensor *src);

@@ -60,8 +60,9 @@ int wf__cpu_gemm_acc(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n
                      int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, wf_device dev);
 
 /* softmax (softmax.c) */
-int wf__cpu_softmax(wf_tensor *y, const wf_tensor *x, bool log);
-int wf__cpu_softmax_backward(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool log);
+int wf__cpu_softmax(wf_tensor *y, const wf_tensor *x, bool log, double scale, double out_scale, int64_t causal);
+int wf__cpu_softmax_backward(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool log, double scale,
+                             double out_scale);
 
 /* indexing (index.c) */
 int wf__cpu_gather(wf_tensor *y, const wf_tensor *x, int dim, const wf_tensor *index);

@@ -157,11 +157,14 @@ int wf__cuda_reduce(int op, const wf_cuda_view *y, const wf_cuda_view *x, uint32
 /* y (i64, x's shape with 1 at dim) = index of the first max/min along dim (NaN counts as max
  * and as min, like PyTorch) */
 int wf__cuda_arg_reduce(int is_max, const wf_cuda_view *y, const wf_cuda_view *x, int dim, int dev);
-/* (log_)softmax over the last dim; x and y contiguous (rows x cols). One warp per row up to
- * 1024 columns, one block per row above. */
-int wf__cuda_softmax(const wf_cuda_view *y, const wf_cuda_view *x, int log, int dev);
+/* out_scale * softmax(scale * x) (log: log_softmax(scale * x)) over the last dim; x and y
+ * contiguous (rows x cols). One warp per row up to 1024 columns, one block per row above.
+ * causal > 0: row r keeps columns j <= r % causal only, the others give 0 (log: -inf). The
+ * backward as tensor_impl.h's softmax_backward entry says. */
+int wf__cuda_softmax(const wf_cuda_view *y, const wf_cuda_view *x, int log, double scale, double out_scale,
+                     int64_t causal, int dev);
 int wf__cuda_softmax_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, const wf_cuda_view *y,
-                              int log, int dev);
+                              int log, double scale, double out_scale, int dev);
 
 /* ---------------------------------------------------------------- fused (cuda_softmax.cu, cuda_layer_norm.cu,
  * cuda_elementwise.cu) */

@@ -143,13 +143,14 @@ static int k_bias_gelu_bwd(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *
     wf_cuda_view vgx = view(gx), vgy = view(gy), vx = view(x), vb = view(bias);
     return wf__cuda_bias_gelu_backward(&vgx, &vgy, &vx, &vb, tanh_approx, DEV(gx));
 }
-static int k_softmax(wf_tensor *y, const wf_tensor *x, bool log) {
+static int k_softmax(wf_tensor *y, const wf_tensor *x, bool log, double scale, double out_scale, int64_t causal) {
     wf_cuda_view vy = view(y), vx = view(x);
-    return wf__cuda_softmax(&vy, &vx, log, DEV(y));
+    return wf__cuda_softmax(&vy, &vx, log, scale, out_scale, causal, DEV(y));
 }
-static int k_softmax_backward(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool log) {
+static int k_softmax_backward(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *y, bool log, double scale,
+                              double out_scale) {
     wf_cuda_view vgx = view(gx), vgy = view(gy), vy = view(y);
-    return wf__cuda_softmax_backward(&vgx, &vgy, &vy, log, DEV(gx));
+    return wf__cuda_softmax_backward(&vgx, &vgy, &vy, log, scale, out_scale, DEV(gx));
 }
 
 /* ---------------------------------------------------------------- indexing */

@@ -12,33 +12,37 @@ __device__ __forceinline__ float w_log(float x) { return logf(x); }
 __device__ __forceinline__ double w_log(double x) { return log(x); }
 
 template <class T, bool BLOCK>
-__global__ void softmax_kernel(char *y, int ydt, const char *x, int xdt, int64_t rows, int64_t cols, bool lg) {
+__global__ void softmax_kernel(char *y, int ydt, const char *x, int xdt, int64_t rows, int64_t cols, bool lg, T sc,
+                               T os, int64_t causal) {
     typedef row_ctx<BLOCK> R;
     int64_t row = R::row();
     if (row >= rows) return;
     int xs = wfc_dtype_size(xdt), ys = wfc_dtype_size(ydt);
     const char *xr = x + row * cols * xs;
     char *yr = y + row * cols * ys;
+    /* the causal mask's kept columns: [0, nv); the rest are excluded as -inf scores would be */
+    int64_t nv = causal > 0 && row % causal + 1 < cols ? row % causal + 1 : cols;
     T mx = (T)-INFINITY;
-    for (int64_t j = R::tid(); j < cols; j += R::nth()) mx = wfc_max_f()(mx, wfc_ld<T>(xr + j * xs, xdt));
+    for (int64_t j = R::tid(); j < nv; j += R::nth()) mx = wfc_max_f()(mx, sc * wfc_ld<T>(xr + j * xs, xdt));
     mx = R::reduce(mx, wfc_max_f(), (T)-INFINITY);
     if (mx == (T)-INFINITY) mx = (T)0; /* all -inf row: avoid inf - inf */
     T sum = (T)0;
-    for (int64_t j = R::tid(); j < cols; j += R::nth()) sum += w_exp(wfc_ld<T>(xr + j * xs, xdt) - mx);
+    for (int64_t j = R::tid(); j < nv; j += R::nth()) sum += w_exp(sc * wfc_ld<T>(xr + j * xs, xdt) - mx);
     sum = R::reduce(sum, wfc_add_f(), (T)0);
     if (lg) {
         T ls = mx + w_log(sum);
-        for (int64_t j = R::tid(); j < cols; j += R::nth()) wfc_st<T>(yr + j * ys, ydt, wfc_ld<T>(xr + j * xs, xdt) - ls);
-    } else {
-        T inv = (T)1 / sum;
         for (int64_t j = R::tid(); j < cols; j += R::nth())
-            wfc_st<T>(yr + j * ys, ydt, w_exp(wfc_ld<T>(xr + j * xs, xdt) - mx) * inv);
+            wfc_st<T>(yr + j * ys, ydt, j < nv ? sc * wfc_ld<T>(xr + j * xs, xdt) - ls : (T)-INFINITY);
+    } else {
+        T inv = os / sum;
+        for (int64_t j = R::tid(); j < cols; j += R::nth())
+            wfc_st<T>(yr + j * ys, ydt, j < nv ? w_exp(sc * wfc_ld<T>(xr + j * xs, xdt) - mx) * inv : (T)0);
     }
 }
 
 template <class T, bool BLOCK>
 __global__ void softmax_bwd_kernel(char *gx, int gxdt, const char *gy, int gydt, const char *y, int ydt, int64_t rows,
-                                   int64_t cols, bool lg) {
+                                   int64_t cols, bool lg, T sc, T ios) {
     typedef row_ctx<BLOCK> R;
     int64_t row = R::row();
     if (row >= rows) return;
@@ -51,13 +55,15 @@ __global__ void softmax_bwd_kernel(char *gx, int gxdt, const char *gy, int gydt,
         s += lg ? g : g * wfc_ld<T>(yr + j * ys, ydt);
     }
     s = R::reduce(s, wfc_add_f(), (T)0);
+    if (!lg) s *= ios;   /* y = out_scale * softmax: sum(gy * y) / out_scale */
     for (int64_t j = R::tid(); j < cols; j += R::nth()) {
         T g = wfc_ld<T>(gyr + j * gys, gydt), yv = wfc_ld<T>(yr + j * ys, ydt);
-        wfc_st<T>(gxr + j * gxs, gxdt, lg ? g - w_exp(yv) * s : yv * (g - s));
+        wfc_st<T>(gxr + j * gxs, gxdt, sc * (lg ? g - w_exp(yv) * s : yv * (g - s)));
     }
 }
 
-extern "C" int wf__cuda_softmax(const wf_cuda_view *y, const wf_cuda_view *x, int log, int dev) {
+extern "C" int wf__cuda_softmax(const wf_cuda_view *y, const wf_cuda_view *x, int log, double scale, double out_scale,
+                                int64_t causal, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "softmax", &st);
     if (rc) return rc;
@@ -68,12 +74,12 @@ extern "C" int wf__cuda_softmax(const wf_cuda_view *y, const wf_cuda_view *x, in
     unsigned grid, threads;
     row_launch_dims(rows, cols, &block, &grid, &threads);
     ROW_DISPATCH(softmax_kernel, x->dtype == WF_F64, block, grid, threads, st, (char *)y->data, y->dtype,
-                 (const char *)x->data, x->dtype, rows, cols, log != 0);
+                 (const char *)x->data, x->dtype, rows, cols, log != 0, scale, out_scale, causal);
     return wfc_check("softmax kernel", dev);
 }
 
 extern "C" int wf__cuda_softmax_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, const wf_cuda_view *y,
-                                         int log, int dev) {
+                                         int log, double scale, double out_scale, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "softmax backward", &st);
     if (rc) return rc;
@@ -85,7 +91,7 @@ extern "C" int wf__cuda_softmax_backward(const wf_cuda_view *gx, const wf_cuda_v
     row_launch_dims(rows, cols, &block, &grid, &threads);
     ROW_DISPATCH(softmax_bwd_kernel, y->dtype == WF_F64 || gx->dtype == WF_F64, block, grid, threads, st,
                  (char *)gx->data, gx->dtype, (const char *)gy->data, gy->dtype, (const char *)y->data, y->dtype,
-                 rows, cols, log != 0);
+                 rows, cols, log != 0, scale, 1.0 / out_scale);
     return wfc_check("softmax backward kernel", dev);
 }
 

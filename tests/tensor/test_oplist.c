@@ -179,8 +179,8 @@ static int run_kernel_op(const wf_kernels *K, wf_kernel_op op, wf_dtype dt) {
         wf_tensor *acc = host(WF_SHAPE(2, 2), dt == WF_F64 ? WF_F64 : WF_F32, NULL);
         return K->gemm_acc(dt, false, false, 2, 2, 2, ap, 2, bp, 2, wf__host_ptr(acc), 2, WF_CPU);
     }
-    case WF_K_SOFTMAX: return K->softmax(o23, m23, false);
-    case WF_K_SOFTMAX_BACKWARD: return K->softmax_backward(o23, g23, m23, false);
+    case WF_K_SOFTMAX: return K->softmax(o23, m23, false, 1.0, 1.0, 0);
+    case WF_K_SOFTMAX_BACKWARD: return K->softmax_backward(o23, g23, m23, false, 1.0, 1.0);
     case WF_K_GATHER: return K->gather(y2, x3, 0, idx);
     case WF_K_SCATTER_ADD: return K->scatter_add(y3, 0, idx, y2);
     case WF_K_INDEX_SELECT: return K->index_select(y2, x3, 0, idx);
