@@ -9,13 +9,14 @@
  * tensor/ops.def that no check reached (tensor_impl.h's wf__op_calls): an uncalled CPU op
  * fails the run, an uncalled CUDA op is reported.
  *
- * It supersedes tests/cuda/test_cuda_parity.c (still built, and run on the GPU machine by
- * bench/device_run.sh until this one has run there): the same ops, forward and backward, on
- * the same kinds of inputs (strided, broadcast, empty, large, every dtype), from one table,
- * with the parity program's other checks in op_expect.c ("cuda", "autocast": the packed-qkv
- * attention through CausalSelfAttention). Left only there: its exact vector-path sizes and
- * the packed-qkv entry point called directly. A plain C program (no Check), so the GPU
- * machine builds it too.
+ * The samples are chosen to reach every kernel path a backend picks by shape, layout and
+ * dtype (CUDA's vector and misaligned elementwise paths, split reductions, block-per-row
+ * softmax and cross-entropy, layer norm's width classes, cuBLASLt's epilogues, the fused
+ * attention's head-dim classes and fall-backs, mixed-dtype operands), and prep() hands each
+ * kernel the sample's exact layout. This replaced the hand-written CUDA parity program
+ * (tests/cuda/test_cuda_parity.c, removed); its non-op check, the caching allocator, is
+ * tests/cuda/test_cuda_allocator.c. A plain C program (no Check), so the GPU machine builds
+ * it too.
  *
  * Output: one FAIL line per failure, then {"checks":N,"failed":M,"uncalled":[...]}.
  * Exit 0, 1 on any failure, 77 (skip) when --device cuda has no GPU.
