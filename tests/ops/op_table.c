@@ -287,7 +287,8 @@ static int gen_attn(op_sample *s, int max) {   /* q, k, v */
     S("L50 S90 D40", S_BW, R(WF_SHAPE(1, 2, 50, 40)), R(WF_SHAPE(1, 2, 90, 40)), R(WF_SHAPE(1, 2, 90, 40)));
     S("L33 S70 D36", S_BW, R(WF_SHAPE(1, 2, 33, 36)), R(WF_SHAPE(1, 2, 70, 36)), R(WF_SHAPE(1, 2, 70, 36)));
     S("L45 S300 D33", S_BW, R(WF_SHAPE(1, 3, 45, 33)), R(WF_SHAPE(1, 3, 300, 33)), R(WF_SHAPE(1, 3, 300, 33)));
-    S("L129 D128", S_BW, wf_mul_scalar(R(WF_SHAPE(1, 2, 129, 128)), 0.5), R(WF_SHAPE(1, 2, 129, 128)), R(WF_SHAPE(1, 2, 129, 128)));
+    S("L129 D128", S_BW, wf_mul_scalar(R(WF_SHAPE(1, 2, 129, 128)), 0.5), R(WF_SHAPE(1, 2, 129, 128)),
+      R(WF_SHAPE(1, 2, 129, 128)));
     S("L100 S64 D96 [B,T,H,D]", S_BW, wf_transpose(wf_mul_scalar(R(WF_SHAPE(1, 100, 2, 96)), 0.5), 1, 2),
       wf_transpose(R(WF_SHAPE(1, 64, 2, 96)), 1, 2), wf_transpose(R(WF_SHAPE(1, 64, 2, 96)), 1, 2));
     S("L384 D64 (query tiles)", S_BW, R(WF_SHAPE(1, 2, 384, 64)), R(WF_SHAPE(1, 2, 384, 64)), R(WF_SHAPE(1, 2, 384, 64)));
@@ -699,16 +700,16 @@ static wf_tensor *f32ish(wf_tensor *y) { return y && wf_tensor_dtype(y) == WF_F6
     X(to_u8, "to_dtype(uint8)", wf_to_dtype(x, WF_U8), gen_unary, DT_ALL, 0, 0)                                  \
     X(to_bool, "to_dtype(bool)", wf_to_dtype(x, WF_BOOL), gen_unary, DT_ALL, 0, 0)                               \
     /* mixed dtypes (the result is float32 or wider) */                                                          \
-    X(add_mixed, "add(x, float32 y)", wf_add(x, f32ish(y)), gen_binary, DT_FLOAT, 2, 1)             \
-    X(sub_mixed, "sub(float32 x, y)", wf_sub(f32ish(x), y), gen_binary, DT_FLOAT, 2, 1)             \
-    X(mul_mixed, "mul(x, float32 y)", wf_mul(x, f32ish(y)), gen_binary, DT_FLOAT, 2, 1)             \
-    X(div_mixed, "div(float32 x, y)", wf_div(f32ish(x), y), gen_binary_posb, DT_FLOAT, 2, 1)        \
-    X(maximum_mixed, "maximum(x, float32 y)", wf_maximum(x, f32ish(y)), gen_binary, DT_FLOAT, 2, 1) \
+    X(add_mixed, "add(x, float32 y)", wf_add(x, f32ish(y)), gen_binary, DT_FLOAT, 2, 1)                          \
+    X(sub_mixed, "sub(float32 x, y)", wf_sub(f32ish(x), y), gen_binary, DT_FLOAT, 2, 1)                          \
+    X(mul_mixed, "mul(x, float32 y)", wf_mul(x, f32ish(y)), gen_binary, DT_FLOAT, 2, 1)                          \
+    X(div_mixed, "div(float32 x, y)", wf_div(f32ish(x), y), gen_binary_posb, DT_FLOAT, 2, 1)                     \
+    X(maximum_mixed, "maximum(x, float32 y)", wf_maximum(x, f32ish(y)), gen_binary, DT_FLOAT, 2, 1)              \
     /* layer norm without the input's gradient (inputs: weight, bias, x) */                                      \
     X(layer_norm_wb, "layer_norm(weight and bias gradients only)",                                               \
       wf_layer_norm(z, (int64_t[]){ lastdim(z) }, 1, x, y, 1e-5), gen_norm_wb, DT_FLOAT, 2, 8)                   \
     /* attention on a packed qkv projection [B, T, 3E] */                                                        \
-    X(qkv_attention2, "qkv attention(2 heads, causal)", qkv_attention(x, 2, true), gen_qkv2, DT_FLOAT, 1, 8)      \
+    X(qkv_attention2, "qkv attention(2 heads, causal)", qkv_attention(x, 2, true), gen_qkv2, DT_FLOAT, 1, 8)     \
     X(qkv_attention1, "qkv attention(1 head)", qkv_attention(x, 1, false), gen_qkv1, DT_FLOAT, 1, 8)
 
 #define X_FN(id, name, call, gen, dts, ng, tol)                                           \
