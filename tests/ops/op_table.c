@@ -295,6 +295,9 @@ static int gen_attn(op_sample *s, int max) {   /* q, k, v */
     S("L300 S100 D64", S_BW, R(WF_SHAPE(1, 2, 300, 64)), R(WF_SHAPE(1, 2, 100, 64)), R(WF_SHAPE(1, 2, 100, 64)));
     S("L50 S200 D128 [B,T,H,D]", S_BW, wf_transpose(wf_mul_scalar(R(WF_SHAPE(1, 50, 1, 128)), 0.5), 1, 2),
       wf_transpose(R(WF_SHAPE(1, 200, 1, 128)), 1, 2), wf_transpose(R(WF_SHAPE(1, 200, 1, 128)), 1, 2));
+    /* the backward's delta: 4 threads a row */
+    S("L200 D32 [B,T,H,D]", S_BW, wf_transpose(R(WF_SHAPE(2, 200, 2, 32)), 1, 2),
+      wf_transpose(R(WF_SHAPE(2, 200, 2, 32)), 1, 2), wf_transpose(R(WF_SHAPE(2, 200, 2, 32)), 1, 2));
     S("D160 (composed)", S_BW, R(WF_SHAPE(1, 1, 20, 160)), R(WF_SHAPE(1, 1, 24, 160)), R(WF_SHAPE(1, 1, 24, 160)));
     return k;
 }
