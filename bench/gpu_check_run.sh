@@ -1,11 +1,12 @@
 #!/usr/bin/env bash
 # bench/gpu_check_run.sh: the GPU machine's correctness pass, in one call: build weft with
 # CUDA, NCCL and MPI (Check carried: CHECK=.carry/check), then
-#   - the op harness on CUDA (tests/ops/test_ops --device cuda) and the parity program;
+#   - the op harness on CUDA (tests/ops/test_ops --device cuda);
 #   - CUDA graphs (tests/cuda/test_cuda_graph: eager steps then replays, bit for bit), and the
 #     tiny GPT with and without --cuda-graphs (the same losses, deterministic mode);
 #   - the GPT example stopped and resumed on CUDA with deterministic algorithms, bit for bit
 #     (tests/examples/test_gpt, its CUDA case), and fused vs unfused loss;
+#   - the fused optimizer and the caching allocator (tests/cuda/test_cuda_optim, test_cuda_allocator);
 #   - a one-rank NCCL communicator through every op, and an NCCL error or timeout aborting
 #     the communicator (tests/dist/test_nccl, also two ranks on one GPU refused clearly);
 #   - with SHAKESPEARE=TEXT, the shakespeare-char quality run (bench/shakespeare_run.sh) in the
@@ -13,7 +14,7 @@
 #   - the threading A/B on all cores (bench/threads_run.sh; THREADS_AB= switches it off), after
 #     the shakespeare run, so the two do not share the host's cores.
 # BEFORE / AFTER: commands run right after the build / at the end (the GPU is not shared then).
-# SKIP="parity nccl ..." leaves out those sections (ops graph tinygpt resume parity nccl);
+# SKIP="optim nccl ..." leaves out those sections (ops graph tinygpt resume optim nccl);
 # each section's start is stamped with the seconds since the script began, and a section that
 # would start after DEADLINE seconds (default 540, the device's 600 s limit less a margin) is
 # skipped with a line saying so, so the logs of the rest still come back.
@@ -32,7 +33,7 @@ section() {   # name, title: 0 when the section runs (and its stamp printed), 1 
 nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 [ -f $B/build.ninja ] || meson setup $B -Dcuda=enabled -Dnccl=enabled -Dmpi=enabled >"$OUT/setup.log" 2>&1 || { tail -30 "$OUT/setup.log"; exit 1; }
 # only what the checks run (a whole CUDA build is minutes more)
-ninja -C $B tests/ops/test_ops tests/cuda/test_cuda_parity tests/cuda/test_cuda_graph tests/examples/examples_test_gpt \
+ninja -C $B tests/ops/test_ops tests/cuda/test_cuda_allocator tests/cuda/test_cuda_graph tests/examples/examples_test_gpt \
   examples/gpt/gpt tests/dist/dist_test_nccl bench/bench_train_step bench/bench_gpt2 tests/cuda/test_cuda_optim \
   >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
 echo "== [${SECONDS}s] build ok"
@@ -63,8 +64,8 @@ fi
 if section resume "GPT stopped and resumed on CUDA, deterministic; fused vs unfused loss"; then
 (cd $B && CK_RUN_CASE=core timeout 400 tests/examples/examples_test_gpt examples/gpt/gpt 2>&1 | tail -5) | tee "$OUT/gpt.log"
 fi
-if section parity "parity program, fused optimizer"; then
-timeout 200 $B/tests/cuda/test_cuda_parity >"$OUT/parity.log" 2>&1; echo "rc=$?"; grep -E "^FAIL" "$OUT/parity.log" | head; tail -1 "$OUT/parity.log"
+if section optim "fused optimizer, caching allocator"; then
+timeout 60 $B/tests/cuda/test_cuda_allocator >"$OUT/allocator.log" 2>&1; echo "rc=$?"; grep -E "^FAIL" "$OUT/allocator.log" | head; tail -1 "$OUT/allocator.log"
 timeout 200 $B/tests/cuda/test_cuda_optim >"$OUT/optim.log" 2>&1; echo "rc=$?"; tail -1 "$OUT/optim.log"
 fi
 if section nccl "NCCL: one rank, every op; two ranks on one GPU"; then

@@ -188,7 +188,10 @@ START_TEST(test_loss_gradcheck) {
         wf_tensor *t = wf_from_data((int64_t[]){ 2, -100, 1, 0 }, WF_SHAPE(4), WF_I64);
         wf_tensor *w = wf_from_data((double[]){ 0.3, 1, 2 }, WF_SHAPE(3), WF_F64);
         wf_tensor *seconds[] = { NULL, prob, y, y, y, wf_rand(WF_SHAPE(4, 3), WF_F64), prob, logp, NULL };
-        for (int kind = 0; kind < 9; kind++) {
+        /* mse_loss(mean), l1_loss(sum) and kl_div(batchmean) are op harness rows */
+        static const int kinds[] = { 0, 1, 4, 5, 7, 8 };
+        for (size_t c = 0; c < sizeof kinds / sizeof kinds[0]; c++) {
+            int kind = kinds[c];
             wf_tensor *in[2] = { wf_clone(kind >= 6 && kind <= 7 ? logp : x), seconds[kind] ? wf_clone(seconds[kind]) : NULL };
             wf_set_requires_grad(in[0], true);
             if (in[1]) wf_set_requires_grad(in[1], true);

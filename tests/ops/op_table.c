@@ -59,6 +59,10 @@ static int unary_any(op_sample *s, int max, bool positive) {
     S("large", S_BW, f(R(WF_SHAPE(BIG))));
     S("nan/inf", S_SPECIAL, special(WF_SHAPE(3, 4)));
     S("ties", 0, ties(WF_SHAPE(3, 4)));
+    /* CUDA's contiguous kernels: 8 elements a thread with a tail, and the element path where
+     * the start is not 16-byte aligned */
+    S("4099 (vector, tail)", S_BW, f(R(WF_SHAPE(4099))));
+    S("misaligned", S_BW, wf_narrow(f(R(WF_SHAPE(4100))), 0, 1, 4099));
     return k;
 }
 static int gen_unary(op_sample *s, int max) { return unary_any(s, max, false); }
@@ -75,6 +79,12 @@ static int binary_any(op_sample *s, int max, bool pa, bool pb) {
     S("large", S_BW, fa(R(WF_SHAPE(BIG))), fb(R(WF_SHAPE(1000))));
     S("nan/inf", S_SPECIAL, special(WF_SHAPE(3, 4)), T2(special(WF_SHAPE(4, 3))));
     S("ties", 0, ties(WF_SHAPE(3, 4)), ties(WF_SHAPE(3, 4)));
+    /* one operand broadcast along rows (also in place into the larger one); CUDA's vector
+     * path (same shapes, contiguous, aligned) with a tail, and misaligned starts */
+    S("broadcast row", S_GC, fa(R(WF_SHAPE(3, 5))), fb(R(WF_SHAPE(1, 5))));
+    S("4096 (vector)", S_BW, fa(R(WF_SHAPE(4096))), fb(R(WF_SHAPE(4096))));
+    S("4099 (vector, tail)", S_BW, fa(R(WF_SHAPE(4099))), fb(R(WF_SHAPE(4099))));
+    S("misaligned", S_BW, wf_narrow(fa(R(WF_SHAPE(4100))), 0, 1, 4099), wf_narrow(fb(R(WF_SHAPE(4100))), 0, 1, 4099));
     return k;
 }
 static int gen_binary(op_sample *s, int max) { return binary_any(s, max, false, false); }
@@ -129,6 +139,10 @@ static int gen_linear(op_sample *s, int max) {
     S("batched", S_GC, R(WF_SHAPE(2, 3, 4)), R(WF_SHAPE(5, 4)), R(WF_SHAPE(5)));
     S("transposed x", S_GC, T2(R(WF_SHAPE(4, 3))), R(WF_SHAPE(5, 4)), R(WF_SHAPE(5)));
     S("large", S_BW, R(WF_SHAPE(130, 70)), R(WF_SHAPE(90, 70)), R(WF_SHAPE(90)));
+    /* CUDA: widths that are multiples of 8 (cuBLASLt's bias / bias-gradient epilogues) and an
+     * odd output width */
+    S("2x65x128 -> 96 (aligned)", S_BW, R(WF_SHAPE(2, 65, 128)), wf_mul_scalar(R(WF_SHAPE(96, 128)), 0.2), R(WF_SHAPE(96)));
+    S("3x33x96 -> 37", S_BW, R(WF_SHAPE(3, 33, 96)), wf_mul_scalar(R(WF_SHAPE(37, 96)), 0.2), R(WF_SHAPE(37)));
     return k;
 }
 
@@ -140,6 +154,7 @@ static int gen_softmax(op_sample *s, int max) {
     S("large", S_BW, wf_mul_scalar(R(WF_SHAPE(BIG)), 3.0));
     S("nan/inf", S_SPECIAL, special(WF_SHAPE(3, 4)));
     S("ties", 0, ties(WF_SHAPE(3, 4)));
+    S("wide rows", S_BW, wf_mul_scalar(R(WF_SHAPE(7, 3000)), 3.0));   /* > 1024: a block per row on CUDA */
     return k;
 }
 
@@ -209,6 +224,9 @@ static int gen_xent(op_sample *s, int max) {   /* logits, class targets (-100 = 
     S("transposed", S_GC, T2(R(WF_SHAPE(5, 4))), idx(5, WF_SHAPE(4))); KEEP(2);
     S("spatial", S_GC, R(WF_SHAPE(2, 3, 2, 2)), idx(3, WF_SHAPE(2, 2, 2))); KEEP(2);
     S("large", S_BW, wf_mul_scalar(R(WF_SHAPE(BIG)), 3.0), idx(1000, WF_SHAPE(70))); KEEP(2);
+    /* > 1024 classes: the fused kernel's block per row on CUDA (a vocabulary's case) */
+    S("wide rows", S_BW, wf_mul_scalar(R(WF_SHAPE(8, 3000)), 3.0),
+      wf_from_data((int64_t[]){ 5, 2999, -100, 0, 1500, -100, 7, 2048 }, WF_SHAPE(8), WF_I64)); KEEP(2);
     return k;
 }
 /* hidden states [N, C], weight [V, C], bias [V], class targets [N] (-100 = ignored) */
@@ -240,6 +258,15 @@ static int gen_norm(op_sample *s, int max) {   /* x [.., 8], weight [8], bias [8
     S("3x8", S_GC, R(WF_SHAPE(3, 8)), R(WF_SHAPE(8)), R(WF_SHAPE(8)));
     S("transposed", S_GC, T2(R(WF_SHAPE(8, 3))), R(WF_SHAPE(8)), R(WF_SHAPE(8)));
     S("large", S_BW, wf_add_scalar(R(WF_SHAPE(70, 8, 125)), 1.0), R(WF_SHAPE(125)), R(WF_SHAPE(125)));
+    /* CUDA's layer norm: the fast kernel takes widths % 4 == 0 up to 1024, 1..8 four-element
+     * loads a lane (lanes past the row's end at 132); the general kernel the rest; past 2112
+     * rows each warp of the backward runs several rows */
+    S("5x3", S_GC, R(WF_SHAPE(5, 3)), R(WF_SHAPE(3)), R(WF_SHAPE(3)));
+    S("77x132", S_BW, wf_mul_scalar(R(WF_SHAPE(77, 132)), 2.0), R(WF_SHAPE(132)), R(WF_SHAPE(132)));
+    S("64x768", S_BW, R(WF_SHAPE(64, 768)), R(WF_SHAPE(768)), R(WF_SHAPE(768)));
+    S("40x1024", S_BW, R(WF_SHAPE(40, 1024)), R(WF_SHAPE(1024)), R(WF_SHAPE(1024)));
+    S("37x1500", S_BW, R(WF_SHAPE(37, 1500)), R(WF_SHAPE(1500)), R(WF_SHAPE(1500)));
+    S("2400x64 (rows per warp)", S_BW, R(WF_SHAPE(2400, 64)), R(WF_SHAPE(64)), R(WF_SHAPE(64)));
     return k;
 }
 static int gen_group_norm(op_sample *s, int max) {   /* x [N, 4, ...], weight [4], bias [4] */
@@ -254,12 +281,32 @@ static int gen_attn(op_sample *s, int max) {   /* q, k, v */
     S("heads, transposed", S_GC, wf_transpose(R(WF_SHAPE(1, 3, 2, 4)), 1, 2), R(WF_SHAPE(1, 2, 3, 4)),
       R(WF_SHAPE(1, 2, 3, 4)));
     S("large", S_BW, R(WF_SHAPE(2, 2, 130, 64)), R(WF_SHAPE(2, 2, 130, 64)), R(WF_SHAPE(2, 2, 130, 64)));
+    /* CUDA's fused kernel (f16/bf16, head dim <= 128): the full kernels at 64 and 128, 16-byte
+     * loads where D % 8 == 0, else 4 or 1 per thread; L != S both ways (causal too), several
+     * 128-row query tiles, key tails, [B, T, H, D] storage seen as [B, H, T, D]; past 128 the
+     * composed ops */
+    S("L50 S90 D40", S_BW, R(WF_SHAPE(1, 2, 50, 40)), R(WF_SHAPE(1, 2, 90, 40)), R(WF_SHAPE(1, 2, 90, 40)));
+    S("L33 S70 D36", S_BW, R(WF_SHAPE(1, 2, 33, 36)), R(WF_SHAPE(1, 2, 70, 36)), R(WF_SHAPE(1, 2, 70, 36)));
+    S("L45 S300 D33", S_BW, R(WF_SHAPE(1, 3, 45, 33)), R(WF_SHAPE(1, 3, 300, 33)), R(WF_SHAPE(1, 3, 300, 33)));
+    S("L129 D128", S_BW, wf_mul_scalar(R(WF_SHAPE(1, 2, 129, 128)), 0.5), R(WF_SHAPE(1, 2, 129, 128)),
+      R(WF_SHAPE(1, 2, 129, 128)));
+    S("L100 S64 D96 [B,T,H,D]", S_BW, wf_transpose(wf_mul_scalar(R(WF_SHAPE(1, 100, 2, 96)), 0.5), 1, 2),
+      wf_transpose(R(WF_SHAPE(1, 64, 2, 96)), 1, 2), wf_transpose(R(WF_SHAPE(1, 64, 2, 96)), 1, 2));
+    S("L384 D64 (query tiles)", S_BW, R(WF_SHAPE(1, 2, 384, 64)), R(WF_SHAPE(1, 2, 384, 64)), R(WF_SHAPE(1, 2, 384, 64)));
+    S("L300 S100 D64", S_BW, R(WF_SHAPE(1, 2, 300, 64)), R(WF_SHAPE(1, 2, 100, 64)), R(WF_SHAPE(1, 2, 100, 64)));
+    S("L50 S200 D128 [B,T,H,D]", S_BW, wf_transpose(wf_mul_scalar(R(WF_SHAPE(1, 50, 1, 128)), 0.5), 1, 2),
+      wf_transpose(R(WF_SHAPE(1, 200, 1, 128)), 1, 2), wf_transpose(R(WF_SHAPE(1, 200, 1, 128)), 1, 2));
+    /* the backward's delta: 4 threads a row */
+    S("L200 D32 [B,T,H,D]", S_BW, wf_transpose(R(WF_SHAPE(2, 200, 2, 32)), 1, 2),
+      wf_transpose(R(WF_SHAPE(2, 200, 2, 32)), 1, 2), wf_transpose(R(WF_SHAPE(2, 200, 2, 32)), 1, 2));
+    S("D160 (composed)", S_BW, R(WF_SHAPE(1, 1, 20, 160)), R(WF_SHAPE(1, 1, 24, 160)), R(WF_SHAPE(1, 1, 24, 160)));
     return k;
 }
 static int gen_prob(op_sample *s, int max) {   /* probabilities for bernoulli */
     int k = 0;
     S("3x4", 0, wf_sigmoid(R(WF_SHAPE(3, 4))));
     S("large", 0, wf_sigmoid(R(WF_SHAPE(BIG))));
+    S("1001 (odd)", 0, wf_sigmoid(R(WF_SHAPE(1001))));   /* Philox makes 4 values a counter: a tail */
     return k;
 }
 
@@ -569,6 +616,111 @@ static wf_tensor *bernoulli_on(wf_tensor *x) {
     return t;
 }
 
+/* ---------------------------------------------------------------- kernel paths (from the parity program)
+ *
+ * Rows for the kernel paths that the hand-written CUDA parity program (now removed) checked
+ * and the rows above do not reach: reductions over the innermost and outermost dims and the split plans of
+ * long reductions, casts to every dtype, binary ops on mixed dtypes (CUDA's vector path loads
+ * two dtypes), layer norm with only the weight and bias differentiated, attention read in place
+ * from a packed qkv projection. Kept in one block, apart from the table above. */
+
+/* long reductions: CUDA splits R over blocks when few outputs leave the GPU idle (row layout:
+ * 16-byte loads for aligned f32 rows; column layout: few outputs over a tall matrix) */
+static int gen_reduce_split(op_sample *s, int max) {
+    int k = 0;
+    S("3M", 0, R(WF_SHAPE(3000000)));
+    S("3M-1 misaligned", 0, wf_narrow(R(WF_SHAPE(3000000)), 0, 1, 2999999));
+    S("4x400000", 0, R(WF_SHAPE(4, 400000)));
+    S("5x400003", 0, R(WF_SHAPE(5, 400003)));
+    S("200000x3", 0, R(WF_SHAPE(200000, 3)));
+    S("8x300x129", S_BW, R(WF_SHAPE(8, 300, 129)));
+    return k;
+}
+/* layer norm's samples as (weight, bias, x): only the first two are differentiated */
+static int gen_norm_wb(op_sample *s, int max) {
+    int k = gen_norm(s, max);
+    for (int i = 0; i < k; i++) {
+        wf_tensor *x = s[i].in[0];
+        s[i].in[0] = s[i].in[1];
+        s[i].in[1] = s[i].in[2];
+        s[i].in[2] = x;
+    }
+    return k;
+}
+/* a packed projection [B, T, 3E] (a view of wider rows: strided), H heads */
+static int gen_qkv2(op_sample *s, int max) {
+    int k = 0;
+    S("T5 D4", S_GC, R(WF_SHAPE(1, 5, 24)));
+    S("T77 D64", S_BW, R(WF_SHAPE(2, 77, 384)));
+    S("T65 D36", S_BW, R(WF_SHAPE(1, 65, 216)));
+    S("T130 D96 strided", S_BW, wf_narrow(wf_mul_scalar(R(WF_SHAPE(2, 130, 584)), 0.6), 2, 0, 576));
+    return k;
+}
+static int gen_qkv1(op_sample *s, int max) {
+    int k = 0;
+    S("T4 D6 strided", S_GC, wf_narrow(R(WF_SHAPE(1, 4, 20)), 2, 0, 18));
+    S("T100 D128 strided", S_BW, wf_narrow(wf_mul_scalar(R(WF_SHAPE(1, 100, 400)), 0.6), 2, 0, 384));
+    S("T64 D96", S_BW, wf_mul_scalar(R(WF_SHAPE(2, 64, 288)), 0.6));
+    return k;
+}
+
+/* autograd/fn_fused.c (not in a public header): attention read in place from a packed
+ * projection; *handled is false where the device has no such kernel (the CPU, f32, f64) */
+wf_tensor *wf__sdpa_qkv_fused(wf_tensor *qkv, int64_t H, bool causal, bool *handled);
+
+/* what nn's CausalSelfAttention computes: the fused kernel where there is one, else q, k, v
+ * split off the projection into [B, H, T, D] and the composed attention */
+static wf_tensor *qkv_attention(wf_tensor *qkv, int64_t H, bool causal) {
+    bool handled = false;
+    wf_tensor *o = wf__sdpa_qkv_fused(qkv, H, causal, &handled);
+    if (handled || !qkv) return o;
+    int64_t B = wf_size(qkv, 0), T = wf_size(qkv, 1), E = wf_size(qkv, 2) / 3;
+    wf_tensor *p[3];
+    if (wf_split(qkv, E, 2, p, 3) != 3) return NULL;
+    for (int i = 0; i < 3; i++) p[i] = wf_transpose(wf_reshape(p[i], WF_SHAPE(B, T, H, E / H)), 1, 2);
+    return wf_scaled_dot_product_attention(p[0], p[1], p[2], NULL, 0.0, causal);
+}
+/* y in float32, or float64 where y is (gradcheck's finite differences need f64 throughout):
+ * half inputs meet a float32 operand */
+static wf_tensor *f32ish(wf_tensor *y) { return y && wf_tensor_dtype(y) == WF_F64 ? y : wf_to_dtype(y, WF_F32); }
+#define DM1 ((int[]){ -1 })
+#define D0 ((int[]){ 0 })
+#define D2 ((int[]){ 2 })
+#define DT_HALF_F32 (DTM(WF_F32) | DTM(WF_BF16))
+
+/* X(id, "name", call, generator, dtypes, ngrad, tolerance factor), as OPS */
+#define OPS_PATHS(X)                                                                                             \
+    /* reductions over the innermost dim (row layout) and the outermost (column layout) */                       \
+    X(sum2, "sum(dim 2)", wf_sum(x, D2, 1, false), gen_reduce, DT_ALL, 1, 1)                                     \
+    X(sum0, "sum(dim 0)", wf_sum(x, D0, 1, false), gen_reduce, DT_ALL, 1, 1)                                     \
+    X(amin2, "amin(dim 2)", wf_amin(x, D2, 1, false), gen_reduce, DT_ALL, 1, 1)                                  \
+    X(var2, "var(dim 2)", wf_var(x, D2, 1, 1, false), gen_reduce, DT_FLOAT, 1, 2)                                \
+    X(logsumexp2, "logsumexp(dim 2)", wf_logsumexp(x, D2, 1, false), gen_reduce, DT_FLOAT, 1, 1)                 \
+    X(argmax2, "argmax(dim 2)", wf_argmax(x, 2, false), gen_reduce, DT_ALL, 0, 0)                                \
+    /* long reductions (split plans) */                                                                          \
+    X(sum_long, "sum(dim -1, long)", wf_sum(x, DM1, 1, false), gen_reduce_split, DT_HALF_F32, 1, 1)              \
+    /* 10: the CPU adds column sums into the float32 output (tensor/cpu/reduce.c), ~1e-4 off over                \
+     * 200000 rows (PyTorch's cascade sum: ~1e-7) */                                                             \
+    X(sum0_long, "sum(dim 0, long)", wf_sum(x, D0, 1, false), gen_reduce_split, DT_HALF_F32, 1, 10)              \
+    X(norm_long, "norm(2, long)", wf_norm(x, 2, NULL, 0, false), gen_reduce_split, DT_HALF_F32, 1, 1)            \
+    X(amax_long, "amax(long)", wf_amax(x, NULL, 0, false), gen_reduce_split, DT_HALF_F32, 1, 1)                  \
+    /* casts to the dtypes the rows above do not */                                                              \
+    X(to_i64, "to_dtype(int64)", wf_to_dtype(x, WF_I64), gen_unary, DT_ALL, 0, 0)                                \
+    X(to_u8, "to_dtype(uint8)", wf_to_dtype(x, WF_U8), gen_unary, DT_ALL, 0, 0)                                  \
+    X(to_bool, "to_dtype(bool)", wf_to_dtype(x, WF_BOOL), gen_unary, DT_ALL, 0, 0)                               \
+    /* mixed dtypes (the result is float32 or wider) */                                                          \
+    X(add_mixed, "add(x, float32 y)", wf_add(x, f32ish(y)), gen_binary, DT_FLOAT, 2, 1)                          \
+    X(sub_mixed, "sub(float32 x, y)", wf_sub(f32ish(x), y), gen_binary, DT_FLOAT, 2, 1)                          \
+    X(mul_mixed, "mul(x, float32 y)", wf_mul(x, f32ish(y)), gen_binary, DT_FLOAT, 2, 1)                          \
+    X(div_mixed, "div(float32 x, y)", wf_div(f32ish(x), y), gen_binary_posb, DT_FLOAT, 2, 1)                     \
+    X(maximum_mixed, "maximum(x, float32 y)", wf_maximum(x, f32ish(y)), gen_binary, DT_FLOAT, 2, 1)              \
+    /* layer norm without the input's gradient (inputs: weight, bias, x) */                                      \
+    X(layer_norm_wb, "layer_norm(weight and bias gradients only)",                                               \
+      wf_layer_norm(z, (int64_t[]){ lastdim(z) }, 1, x, y, 1e-5), gen_norm_wb, DT_FLOAT, 2, 8)                   \
+    /* attention on a packed qkv projection [B, T, 3E] */                                                        \
+    X(qkv_attention2, "qkv attention(2 heads, causal)", qkv_attention(x, 2, true), gen_qkv2, DT_FLOAT, 1, 8)     \
+    X(qkv_attention1, "qkv attention(1 head)", qkv_attention(x, 1, false), gen_qkv1, DT_FLOAT, 1, 8)
+
 #define X_FN(id, name, call, gen, dts, ng, tol)                                           \
     static wf_tensor *op_##id(wf_tensor *const *in, int n, void *ud) {                    \
         wf_tensor *x = in[0], *y = n > 1 ? in[1] : NULL, *z = n > 2 ? in[2] : NULL;       \
@@ -576,7 +728,8 @@ static wf_tensor *bernoulli_on(wf_tensor *x) {
         return call;                                                                      \
     }
 OPS(X_FN)
+OPS_PATHS(X_FN)
 
 #define X_ROW(id, name, call, gen, dts, ng, tol) { name, op_##id, gen, dts, ng, tol },
-const op_row op_rows[] = { OPS(X_ROW) };
+const op_row op_rows[] = { OPS(X_ROW) OPS_PATHS(X_ROW) };
 const int op_nrows = (int)(sizeof op_rows / sizeof op_rows[0]);

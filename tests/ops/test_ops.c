@@ -9,13 +9,14 @@
  * tensor/ops.def that no check reached (tensor_impl.h's wf__op_calls): an uncalled CPU op
  * fails the run, an uncalled CUDA op is reported.
  *
- * It supersedes tests/cuda/test_cuda_parity.c (still built, and run on the GPU machine by
- * bench/device_run.sh until this one has run there): the same ops, forward and backward, on
- * the same kinds of inputs (strided, broadcast, empty, large, every dtype), from one table,
- * with the parity program's other checks in op_expect.c ("cuda", "autocast": the packed-qkv
- * attention through CausalSelfAttention). Left only there: its exact vector-path sizes and
- * the packed-qkv entry point called directly. A plain C program (no Check), so the GPU
- * machine builds it too.
+ * The samples are chosen to reach every kernel path a backend picks by shape, layout and
+ * dtype (CUDA's vector and misaligned elementwise paths, split reductions, block-per-row
+ * softmax and cross-entropy, layer norm's width classes, cuBLASLt's epilogues, the fused
+ * attention's head-dim classes and fall-backs, mixed-dtype operands), and prep() hands each
+ * kernel the sample's exact layout. This replaced the hand-written CUDA parity program
+ * (tests/cuda/test_cuda_parity.c, removed); its non-op check, the caching allocator, is
+ * tests/cuda/test_cuda_allocator.c. A plain C program (no Check), so the GPU machine builds
+ * it too.
  *
  * Output: one FAIL line per failure, then {"checks":N,"failed":M,"uncalled":[...]}.
  * Exit 0, 1 on any failure, 77 (skip) when --device cuda has no GPU.
@@ -64,19 +65,22 @@ static double dtol(wf_dtype dt) {
     }
 }
 
-/* A copy of t rounded to dt then converted to `as`, on dev, laid out like t: a strided t gives
- * a strided copy (transposed or with a step), so kernels see the layout the sample asked for. */
+/* A copy of t rounded to dt then converted to `as`, on dev, with t's exact layout: the part of
+ * t's storage that t spans is converted and t's strides and storage offset rebuilt over it, so
+ * kernels see what the sample asked for (a transposed, sliced or channels-last view, a row
+ * offset by one element that is not 16-byte aligned). Kept inputs (indices) only move. */
 static wf_tensor *prep(wf_tensor *t, bool keep, wf_dtype dt, wf_dtype as, wf_device dev) {
-    wf_tensor *v = keep ? t : wf_to_dtype(wf_to_dtype(t, dt), as);
-    v = wf_to_device(v, dev);
-    if (v && !keep && !wf_is_contiguous(t) && wf_numel(t) > 1) {
-        int nd = wf_ndim(t);
-        if (nd >= 2 && wf_strides(t)[nd - 1] != 1) {
-            v = wf_transpose(wf_contiguous(wf_transpose(v, 0, -1)), 0, -1);
-        } else {
-            wf_tensor *two[2] = { v, v };
-            v = wf_select(wf_stack(two, 2, -1), -1, 0);
-        }
+    wf_tensor *v;
+    if (keep || !wf_numel(t)) {
+        v = keep ? t : wf_to_dtype(wf_to_dtype(t, dt), as);
+        v = wf_to_device(v, dev);
+    } else {
+        int64_t span = t->offset + 1, one = 1;   /* the elements t can reach */
+        for (int d = 0; d < t->ndim; d++) span += (t->shape[d] - 1) * t->stride[d];
+        wf_tensor *base = wf__view_of(t, 1, &span, &one, 0);
+        base = base ? wf_to_device(wf_to_dtype(wf_to_dtype(base, dt), as), dev) : NULL;
+        if (base && !wf_is_contiguous(base)) base = wf_contiguous(base);
+        v = base ? wf__view_of(base, t->ndim, t->shape, t->stride, t->offset) : NULL;
     }
     return v ? wf_detach(v) : NULL;
 }

@@ -87,7 +87,11 @@ static wf_tensor *f_reduce(wf_tensor *const *in, int n, void *ud) {
 }
 
 START_TEST(test_reduce_gradients) {
-    for (g_which = 0; g_which < 10; g_which++) WF_SCOPE {
+    /* the reductions and dims the op harness does not gradcheck (tests/ops/op_table.c has
+     * sum(dims 0,2), amax(dim 1), amin(all) and var(dim 2) on strided samples) */
+    static const int kept[] = { 1, 3, 6, 7, 8, 9 };
+    for (size_t c = 0; c < sizeof kept / sizeof kept[0]; c++) WF_SCOPE {
+        g_which = kept[c];
         wf_tensor *x = wf_permute(wf_detach(wf_randn(WF_SHAPE(4, 2, 3), WF_F64)), WF_DIMS(1, 2, 0));  /* [2,3,4] strided */
         wf_set_requires_grad(x, true);
         wf_tensor *in[] = { x };
