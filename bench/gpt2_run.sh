@@ -45,15 +45,18 @@ run() {   # label, command...: the command's last JSON line, kept in $OUT/<label
   grep '^{' "$OUT/$label.log" | tail -1 > "$OUT/$label.json"
   if [ -s "$OUT/$label.json" ]; then cat "$OUT/$label.json"; else echo "$label failed (rc=$rc):"; tail -5 "$OUT/$label.log"; fi
 }
-# weft's variants (label:flags, "|"-separated) and the peers, each in this command
+# weft's variants (label:flags, "|"-separated; NAME=value words among the flags go to the
+# environment) and the peers, each in this command
 WEFT_RUNS=${WEFT_RUNS:-"weft_logits:--fused-loss 0|weft:--fused-loss 1|weft_graphs:--fused-loss 1 --cuda-graphs 1"}
 PEERS=${PEERS:-"torch_eager torch_compile"}
 echo "== GPT-2: weft ($WEFT_RUNS), peers: $PEERS"
 IFS='|' read -ra VARIANTS <<< "$WEFT_RUNS"
 LABELS=()
 for v in "${VARIANTS[@]}"; do
-  label=${v%%:*}; read -ra flags <<< "${v#*:}"; LABELS+=("$label")
-  run "$label" build-gpu/bench/bench_gpt2 "${ARGS[@]}" "${flags[@]}"
+  label=${v%%:*}; read -ra words <<< "${v#*:}"; LABELS+=("$label")
+  envs=(); flags=()   # NAME=value words set the environment (A/B switches such as WEFT_BGRAD=colsum)
+  for w in "${words[@]}"; do if [[ $w =~ ^[A-Z_][A-Z0-9_]*= ]]; then envs+=("$w"); else flags+=("$w"); fi; done
+  run "$label" env "${envs[@]}" build-gpu/bench/bench_gpt2 "${ARGS[@]}" "${flags[@]}"
 done
 for p in $PEERS; do
   case $p in
