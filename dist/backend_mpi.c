@@ -400,6 +400,8 @@ typedef struct mpi_work {
     size_t stage_s_n, stage_r_n;
     size_t rbytes;              /* bytes of rbuf */
     bool writes;                /* this rank receives a result */
+    bool rs_in_place;           /* Open MPI's reduce_scatter with out inside in (rank's slice):
+                                   run with MPI_IN_PLACE, the result moved from slice 0 after */
     wf__mpi_ar *ar;             /* weft's own all_reduce (NULL: an MPI request) */
     wf__mpi_direct *dc;         /* weft's own all_gather / reduce_scatter */
 } mpi_work;
@@ -436,7 +438,10 @@ static int run_blocking(wf_process_group *pg, mpi_work *mw) {
                            : MPI_Reduce(mw->sbuf, NULL, cnt, mw->dt, op, c->root, mw->comm);
         break;
     case WF_COLL_ALL_GATHER: rc = MPI_Allgather(mw->sbuf, cnt, mw->dt, mw->rbuf, cnt, mw->dt, mw->comm); break;
-    case WF_COLL_REDUCE_SCATTER: rc = MPI_Reduce_scatter_block(mw->sbuf, mw->rbuf, cnt, mw->dt, op, mw->comm); break;
+    case WF_COLL_REDUCE_SCATTER:
+        rc = mw->rs_in_place ? MPI_Reduce_scatter_block(MPI_IN_PLACE, mw->sbuf, cnt, mw->dt, op, mw->comm)
+                             : MPI_Reduce_scatter_block(mw->sbuf, mw->rbuf, cnt, mw->dt, op, mw->comm);
+        break;
     case WF_COLL_GATHER: rc = MPI_Gather(mw->sbuf, cnt, mw->dt, mw->rbuf, cnt, mw->dt, c->root, mw->comm); break;
     default: return wf__error(WF_EINVAL, "mpi backend: %s has no blocking form here", wf__coll_name(c->kind));
     }
@@ -505,6 +510,7 @@ static int mw_finish(wf_work *w) {
     mpi_work *mw = w->impl;
     const wf__coll *c = &mw->c;
     if (!mw->writes) return 0;
+    if (mw->rs_in_place) memmove(mw->rbuf, mw->sbuf, mw->rbytes);
     if (c->op == WF_DIST_AVG &&
         (c->kind == WF_COLL_ALL_REDUCE || c->kind == WF_COLL_REDUCE || c->kind == WF_COLL_REDUCE_SCATTER))
         divide(mw->rbuf, c->count, c->dtype, w->pg->size);
@@ -610,6 +616,9 @@ static int mpi_start(wf_process_group *pg, const wf__coll *c, wf_work *w) {
                                                 me, S, tag, m->rd_piece, &m->scratch);
         }
     }
+    /* MPI forbids overlapping buffers: an in-place reduce_scatter (out is in's slice of this
+     * rank, as NCCL allows) reduces in in's place; its slice 0 then holds the result */
+    mw->rs_in_place = c->kind == WF_COLL_REDUCE_SCATTER && mw->rbuf == (char *)mw->sbuf + (size_t)me * rn;
     /* Open MPI's non-blocking collectives (libnbc) run at about half the bandwidth of the
      * blocking ones (measured with 2 ranks on one host: 4 KB 1.5 vs 3.0-3.5 GB/s, 16 MB 1.4-2.2
      * vs 2.3-3.3 GB/s). A large collective the caller waits for at once therefore meets first
@@ -633,7 +642,9 @@ static int mpi_start(wf_process_group *pg, const wf__coll *c, wf_work *w) {
         break;
     case WF_COLL_ALL_GATHER: rc = MPI_Iallgather(mw->sbuf, cnt, dt, mw->rbuf, cnt, dt, m->comm, &mw->req); break;
     case WF_COLL_REDUCE_SCATTER:
-        rc = MPI_Ireduce_scatter_block(mw->sbuf, mw->rbuf, cnt, dt, mpi_op(c->dtype, c->op), m->comm, &mw->req);
+        rc = mw->rs_in_place
+                 ? MPI_Ireduce_scatter_block(MPI_IN_PLACE, mw->sbuf, cnt, dt, mpi_op(c->dtype, c->op), m->comm, &mw->req)
+                 : MPI_Ireduce_scatter_block(mw->sbuf, mw->rbuf, cnt, dt, mpi_op(c->dtype, c->op), m->comm, &mw->req);
         break;
     case WF_COLL_GATHER: rc = MPI_Igather(mw->sbuf, cnt, dt, mw->rbuf, cnt, dt, c->root, m->comm, &mw->req); break;
     case WF_COLL_BARRIER: rc = MPI_Ibarrier(m->comm, &mw->req); break;

@@ -2,7 +2,7 @@
  * (dist/mpi_allgather.c, mpi_reduce_scatter.c, mpi_direct.c): chosen by WF_MPI_ALLGATHER /
  * WF_MPI_REDUCE_SCATTER / WF_MPI_ALLGATHER_MAX; f32, bf16, i64 (sum, avg, max for the
  * reduce-scatter) at counts from 1 element to several messages in pieces, against a reference
- * computed here and against Open MPI's path; several in flight with all_reduces, finished out
+ * computed here and against Open MPI's path; in place; several in flight with all_reduces, finished out
  * of order; bad arguments; a rank that skips makes the others time out (WF_ETIMEOUT naming it).
  * Run under `mpirun -np 2` and `-np 3` (CK_FORK=no: every rank runs the same tests in order). */
 #include "test_util.h"
@@ -195,6 +195,28 @@ START_TEST(test_async_mixed) {
 }
 END_TEST
 
+/* in place: out is in's slice of this rank (as FSDP and ZeRO reduce their gradients), on
+ * weft's path and Open MPI's (which reduces with MPI_IN_PLACE and moves the result), blocking
+ * and large (Open MPI's blocking form) */
+START_TEST(test_reduce_scatter_in_place) {
+    wf_process_group *gs[3] = {g_weft, g_mpi, g_def};
+    const int64_t ns[] = {7, 200, 70001};
+    for (int gi = 0; gi < 3; gi++)
+        for (int k = 0; k < 3; k++) WF_SCOPE {
+                int64_t n = ns[k];
+                wf_tensor *big = from_vals(WF_F32, R, n * S), *res = wf_narrow(big, 0, (int64_t)R * n, n);
+                ck_assert_msg(wf_dist_reduce_scatter(gs[gi], res, big, WF_DIST_SUM, NULL) == 0, "%s", wf_error_message());
+                expect(res, n, rs_want, WF_F32, WF_DIST_SUM, n, gi == 0 ? "in place, weft" : gi == 1 ? "in place, mpi" : "in place");
+                wf_tensor *big2 = from_vals(WF_I64, R, n * S), *res2 = wf_narrow(big2, 0, (int64_t)R * n, n);
+                wf_work *w = NULL;
+                ck_assert_int_eq(wf_dist_reduce_scatter(gs[gi], res2, big2, WF_DIST_AVG, &w), 0);
+                ck_assert_int_eq(wf_work_wait(w), 0);
+                wf_work_free(w);
+                expect(res2, n, rs_want, WF_I64, WF_DIST_AVG, n, "in place, async avg");
+            }
+}
+END_TEST
+
 /* wrong shapes, dtypes and tensors fail in the front-end, before any message, naming them */
 START_TEST(test_bad_arguments) {
     WF_SCOPE {
@@ -258,6 +280,7 @@ int main(void) {
     tcase_add_test(tc, test_mpi_values);
     tcase_add_test(tc, test_large);
     tcase_add_test(tc, test_async_mixed);
+    tcase_add_test(tc, test_reduce_scatter_in_place);
     tcase_add_test(tc, test_bad_arguments);
     tcase_add_test(tc, test_timeout_names_rank);
     suite_add_tcase(s, tc);
