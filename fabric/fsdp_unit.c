@@ -314,16 +314,17 @@ static int reduce_finish_oldest(fsdp_shared *sh) {
         /* a rank without rows still gets an (empty) gradient, so its optimizer keeps an empty
          * state for the parameter and every rank's state lists the same entries */
         int64_t cnt = p->row_count * p->row_numel;
-        wf_tensor *src = u->rs_out ? wf_narrow(u->rs_out, 0, p->offset, cnt)
-                                   : wf_narrow(u->rs_in, 0, p->noff + p->row_start * p->row_numel, cnt);
+        wf_tensor *src = wf_narrow(u->rs_out, 0, p->offset, cnt);
         src = src ? wf_to_dtype(wf_view(src, wf_shape(p->shard), wf_ndim(p->shard)), wf_tensor_dtype(p->shard)) : NULL;
         if (!src) { rc = wf_error() ? wf_error() : WF_ENOMEM; break; }
-        /* the all-reduce summed: the average is taken here, on the rows only */
-        double scale = u->rs_out ? 1.0 : 1.0 / sh->world;
+        /* the reduce-scatter summed: the average is taken here, in the same pass (the
+         * backend's AVG would divide in a pass of its own). HYBRID_SHARD: the replicas
+         * averaged the node sums, so 1/N (N the node's ranks) makes the world's average. */
+        double scale = 1.0 / sh->world;
         wf_tensor *sg = wf_grad(p->shard);
         if (sg) rc = wf_add_scaled_(sg, src, scale);   /* accumulation across steps without zero_grad */
         else {
-            wf_tensor *c = u->rs_out ? wf_clone(src) : wf_mul_scalar(src, scale);
+            wf_tensor *c = wf_mul_scalar(src, scale);
             rc = c ? wf_set_grad(p->shard, c) : (wf_error() ? wf_error() : WF_ENOMEM);
         }
     }
@@ -345,13 +346,10 @@ int wf__fsdp_reduce_flush(fsdp_shared *sh) {
     return rc;
 }
 
-/* Reduce-scatter or all-reduce: a reduce-scatter moves half an all-reduce's bytes, but on the
- * MPI backend it is Open MPI's non-blocking MPI_Ireduce_scatter_block (libnbc, about half the
- * blocking bandwidth: dist/backend_mpi.c) and its AVG divides in a second pass, while
- * all_reduce runs weft's own point-to-point algorithms; at 2 CPU ranks the all-reduce (sum,
- * the rows scaled as they are taken) measured faster (bench/NOTES.md, "ZeRO buckets and
- * FSDP"). The strategy sets sh->reduce_scatter beyond 2 ranks and under HYBRID_SHARD (whose
- * replica all-reduce takes the scattered rows). */
+/* A reduce-scatter (sum; the rows are scaled by 1/N as they are taken): half an all-reduce's
+ * bytes. On the MPI backend it is weft's own (dist/mpi_reduce_scatter.c), which at 2 CPU
+ * ranks takes about half an all-reduce's time, where Open MPI's took longer than the
+ * all-reduce (bench/NOTES.md, "Own all-gather and reduce-scatter"). */
 int wf__fsdp_unit_reduce(fsdp_unit *u) {
     if (!u->n_grad) return 0;
     fsdp_shared *sh = u->model->sh;
@@ -359,13 +357,13 @@ int wf__fsdp_unit_reduce(fsdp_unit *u) {
     if (rc) return rc;
     wf_device dev = u->p[0].full->device;
     wf_dtype rdt = sh->reduce_dtype;
-    bool rs = sh->reduce_scatter;
-    int64_t all = rs ? u->per_rank * sh->world : u->numel;
+    int64_t all = u->per_rank * sh->world;
     bool prev = wf_set_grad_enabled(false);
     /* not zeroed: every slot is written below (a gradient, or zeros for none and padding) */
     u->rs_in = wf_empty_on(&all, 1, rdt, dev);
-    u->rs_out = u->rs_in && rs ? wf_empty_on(&u->per_rank, 1, rdt, dev) : NULL;
-    if (!u->rs_in || (rs && !u->rs_out)) rc = wf_error() ? wf_error() : WF_ENOMEM;
+    /* in place: the rank's rows are its slice of the buffer (no second buffer at the peak) */
+    u->rs_out = u->rs_in ? wf_narrow(u->rs_in, 0, (int64_t)sh->rank * u->per_rank, u->per_rank) : NULL;
+    if (!u->rs_in || !u->rs_out) rc = wf_error() ? wf_error() : WF_ENOMEM;
     if (u->rs_in) wf__scope_unregister(u->rs_in);
     if (u->rs_out) wf__scope_unregister(u->rs_out);
     wf_scope_begin();
@@ -374,11 +372,6 @@ int wf__fsdp_unit_reduce(fsdp_unit *u) {
         wf_tensor *g = wf_grad(p->full);
         wf_tensor *gf = g ? flat(wf_contiguous(g)) : NULL;
         if (g && !gf) { rc = wf_error() ? wf_error() : WF_ENOMEM; break; }
-        if (!rs) {
-            wf_tensor *dst = wf_narrow(u->rs_in, 0, p->noff, wf_numel(p->full));
-            rc = !dst ? (wf_error() ? wf_error() : WF_ENOMEM) : gf ? wf_copy_(dst, gf) : wf_zero_(dst);   /* none: zeros */
-            continue;
-        }
         for (int r = 0; r < sh->world && !rc; r++) {
             int64_t s0, c;
             wf__shard_rows(p->rows, r, sh->world, &s0, &c);
@@ -397,8 +390,7 @@ int wf__fsdp_unit_reduce(fsdp_unit *u) {
     wf_set_grad_enabled(prev);
     /* the full gradients are spent (copied into the buffer) */
     for (int i = 0; i < u->n && !rc; i++) if (wf_requires_grad(p_full(u, i))) wf_set_grad(p_full(u, i), NULL);
-    if (!rc) rc = rs ? wf_dist_reduce_scatter(sh->pg, u->rs_out, u->rs_in, WF_DIST_AVG, &u->rs_work)
-                     : wf_dist_all_reduce(sh->pg, u->rs_in, WF_DIST_SUM, &u->rs_work);
+    if (!rc) rc = wf_dist_reduce_scatter(sh->pg, u->rs_out, u->rs_in, WF_DIST_SUM, &u->rs_work);
     if (rc) {
         wf_tensor_free(u->rs_in);
         wf_tensor_free(u->rs_out);

@@ -59,7 +59,7 @@ struct fsdp_unit {
     wf_work *work;            /* in-flight all-gather (owned) */
     wf_tensor *send, *recv;   /* its buffers (owned while in flight) */
     wf_work *rs_work;         /* in-flight reduce-scatter (owned) */
-    wf_tensor *rs_in, *rs_out;/* its buffers (owned while in flight); rs_out NULL: all-reduced */
+    wf_tensor *rs_in, *rs_out;/* its buffers (owned while in flight) */
 };
 
 /* What every unit of every set-up module shares (the strategy's FSDP state). */
@@ -72,8 +72,6 @@ typedef struct fsdp_shared {
     int rank, world;
     fsdp_sharding sharding;
     wf_dtype reduce_dtype;
-    bool reduce_scatter;      /* gradients reduce-scattered (else all-reduced, rows kept): see
-                                 wf__fsdp_unit_reduce */
     int in_flight;            /* all-gathers started and not yet waited for (at most 2) */
     int max_in_flight;        /* the most seen at once */
     fsdp_unit *rs_pending[2]; /* reduce-scatters in flight, oldest first (at most 2: each holds
@@ -115,11 +113,10 @@ int wf__fsdp_unit_gather_wait(fsdp_unit *u);
 /* Free the full parameters' data (a no-op when not gathered). Waits for an in-flight gather
  * first so its buffers are not left behind. */
 int wf__fsdp_unit_reshard(fsdp_unit *u);
-/* Start the reduce-scatter (average, in the reduce dtype) of the full gradients, then drop
- * them (they are copied into its buffer): a parameter without a gradient contributes zeros.
- * Or, unless sh->reduce_scatter, an all-reduce (sum) of the gradients as they lie, whose rows
- * the shards take scaled by 1/N. Asynchronous; when two are in flight already, the oldest is
- * finished first. */
+/* Start the reduce-scatter (sum, in the reduce dtype) of the full gradients, then drop them
+ * (they are copied into its buffer): a parameter without a gradient contributes zeros. The
+ * shards take their rows scaled by 1/N (the average). Asynchronous; when two are in flight
+ * already, the oldest is finished first. */
 int wf__fsdp_unit_reduce(fsdp_unit *u);
 /* Finish every reduce-scatter in flight: the results land in the shards' .grad (accumulating
  * into an existing one). */

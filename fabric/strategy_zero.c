@@ -57,7 +57,7 @@ static int zero_setup_environment(wf_strategy *s) {
     z->rank = wf_process_group_rank(s->pg);
     z->world = wf_process_group_size(s->pg);
     z->reduce_bucket_size = z->allgather_bucket_size = 200000000;
-    z->bucket_reduce_scatter = z->world > 2;   /* strategy_zero_buckets.c says why */
+    z->bucket_reduce_scatter = true;   /* stage 2's layout: strategy_zero_buckets.c */
     s->zero_impl = z;
     /* checkpoints: the optimizer state gathered to rank 0 (fabric/checkpoint.c's full path) */
     s->fsdp.full_state_dict = true;
