@@ -402,6 +402,8 @@ typedef struct mpi_work {
     bool writes;                /* this rank receives a result */
     bool rs_in_place;           /* Open MPI's reduce_scatter with out inside in (rank's slice):
                                    run with MPI_IN_PLACE, the result moved from slice 0 after */
+    bool ag_in_place;           /* Open MPI's all_gather with in being out's slice of this rank:
+                                   MPI_IN_PLACE (MPI forbids overlapping buffers) */
     wf__mpi_ar *ar;             /* weft's own all_reduce (NULL: an MPI request) */
     wf__mpi_direct *dc;         /* weft's own all_gather / reduce_scatter */
 } mpi_work;
@@ -437,7 +439,9 @@ static int run_blocking(wf_process_group *pg, mpi_work *mw) {
         rc = me == c->root ? MPI_Reduce(MPI_IN_PLACE, mw->rbuf, cnt, mw->dt, op, c->root, mw->comm)
                            : MPI_Reduce(mw->sbuf, NULL, cnt, mw->dt, op, c->root, mw->comm);
         break;
-    case WF_COLL_ALL_GATHER: rc = MPI_Allgather(mw->sbuf, cnt, mw->dt, mw->rbuf, cnt, mw->dt, mw->comm); break;
+    case WF_COLL_ALL_GATHER:
+        rc = MPI_Allgather(mw->ag_in_place ? MPI_IN_PLACE : mw->sbuf, cnt, mw->dt, mw->rbuf, cnt, mw->dt, mw->comm);
+        break;
     case WF_COLL_REDUCE_SCATTER:
         rc = mw->rs_in_place ? MPI_Reduce_scatter_block(MPI_IN_PLACE, mw->sbuf, cnt, mw->dt, op, mw->comm)
                              : MPI_Reduce_scatter_block(mw->sbuf, mw->rbuf, cnt, mw->dt, op, mw->comm);
@@ -617,8 +621,10 @@ static int mpi_start(wf_process_group *pg, const wf__coll *c, wf_work *w) {
         }
     }
     /* MPI forbids overlapping buffers: an in-place reduce_scatter (out is in's slice of this
-     * rank, as NCCL allows) reduces in in's place; its slice 0 then holds the result */
+     * rank, as NCCL allows) reduces in in's place, its slice 0 then holds the result; an
+     * in-place all_gather (in is out's slice) sends MPI_IN_PLACE */
     mw->rs_in_place = c->kind == WF_COLL_REDUCE_SCATTER && mw->rbuf == (char *)mw->sbuf + (size_t)me * rn;
+    mw->ag_in_place = c->kind == WF_COLL_ALL_GATHER && mw->sbuf == (char *)mw->rbuf + (size_t)me * sn;
     /* Open MPI's non-blocking collectives (libnbc) run at about half the bandwidth of the
      * blocking ones (measured with 2 ranks on one host: 4 KB 1.5 vs 3.0-3.5 GB/s, 16 MB 1.4-2.2
      * vs 2.3-3.3 GB/s). A large collective the caller waits for at once therefore meets first
@@ -640,7 +646,9 @@ static int mpi_start(wf_process_group *pg, const wf__coll *c, wf_work *w) {
         rc = me == c->root ? MPI_Ireduce(MPI_IN_PLACE, mw->rbuf, cnt, dt, mpi_op(c->dtype, c->op), c->root, m->comm, &mw->req)
                            : MPI_Ireduce(mw->sbuf, NULL, cnt, dt, mpi_op(c->dtype, c->op), c->root, m->comm, &mw->req);
         break;
-    case WF_COLL_ALL_GATHER: rc = MPI_Iallgather(mw->sbuf, cnt, dt, mw->rbuf, cnt, dt, m->comm, &mw->req); break;
+    case WF_COLL_ALL_GATHER:
+        rc = MPI_Iallgather(mw->ag_in_place ? MPI_IN_PLACE : mw->sbuf, cnt, dt, mw->rbuf, cnt, dt, m->comm, &mw->req);
+        break;
     case WF_COLL_REDUCE_SCATTER:
         rc = mw->rs_in_place
                  ? MPI_Ireduce_scatter_block(MPI_IN_PLACE, mw->sbuf, cnt, dt, mpi_op(c->dtype, c->op), m->comm, &mw->req)
