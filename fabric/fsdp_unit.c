@@ -125,7 +125,6 @@ fsdp_unit *wf__fsdp_unit_new(fsdp_model *mod, wf_module *m, bool is_root, wf_ten
         wf__shard_rows(p->rows, sh->rank, sh->world, &p->row_start, &p->row_count);
         p->offset = u->per_rank;
         u->per_rank += p->chunk * p->row_numel;
-        p->noff = u->numel;
         u->numel += wf_numel(t);
         /* the shard: f32 for half-precision parameters (FSDP's mixed precision keeps f32
          * shards, the optimizer steps in f32), else the parameter's own dtype */
@@ -159,6 +158,13 @@ fsdp_unit *wf__fsdp_unit_new(fsdp_model *mod, wf_module *m, bool is_root, wf_ten
         }
     }
     wf_set_grad_enabled(prev);
+    /* every parameter splits evenly: gathered in place, without the flat buffers */
+    bool even = !rc && sh->world > 1 && u->n > 0;
+    for (int i = 0; even && i < u->n; i++)
+        even = u->p[i].rows > 0 && u->p[i].row_numel > 0 && u->p[i].chunk * sh->world == u->p[i].rows;
+    if (even && !(u->pwork = wf__calloc((size_t)u->n, sizeof *u->pwork)))
+        rc = wf__error(WF_ENOMEM, "wf_fabric_setup: out of memory");
+    u->even = even && !rc;
     if (rc) {
         wf__fsdp_unit_free(u);
         return NULL;
@@ -187,6 +193,14 @@ void wf__fsdp_unit_free(fsdp_unit *u) {
         wf_work_free(u->work);
         u->model->sh->in_flight--;
     }
+    if (u->pwork_live) {
+        for (int i = 0; i < u->n; i++) {
+            wf_work_wait(u->pwork[i]);
+            wf_work_free(u->pwork[i]);
+        }
+        u->model->sh->in_flight--;
+    }
+    wf__free(u->pwork, 0);
     wf_tensor_free(u->send);
     wf_tensor_free(u->recv);
     for (int i = 0; i < u->n; i++) {
@@ -202,8 +216,59 @@ void wf__fsdp_unit_free(fsdp_unit *u) {
 
 /* ---------------------------------------------------------------- all-gather */
 
+static bool gather_in_flight(const fsdp_unit *u) { return u->work || u->pwork_live; }
+
+/* Wait for every started in-place all-gather of u (also after an error: none outlives its
+ * storage); the full parameters keep the versions they had (as gather_wait's copies). */
+static int in_place_wait(fsdp_unit *u, int n_started) {
+    int rc = 0;
+    for (int i = 0; i < n_started; i++) {
+        int r = wf_work_wait(u->pwork[i]);
+        wf_work_free(u->pwork[i]);
+        u->pwork[i] = NULL;
+        if (!rc) rc = r;
+        atomic_store(&u->p[i].full->storage->version, u->p[i].version);
+    }
+    return rc;
+}
+
+/* An even unit: each parameter's storage, its rows copied into its own slice, then gathered
+ * in place. */
+static int in_place_start(fsdp_unit *u) {
+    fsdp_shared *sh = u->model->sh;
+    int rc = 0, started = 0;
+    bool prev = wf_set_grad_enabled(false);
+    wf_scope_begin();
+    for (int i = 0; i < u->n && !rc; i++) {
+        fsdp_param *p = &u->p[i];
+        if ((rc = storage_alloc(p->full))) break;
+        p->version = atomic_load(&p->full->storage->version);
+        int64_t cnt = p->row_count * p->row_numel;
+        wf_tensor *fv = flat(p->full);
+        wf_tensor *mine = fv ? wf_narrow(fv, 0, p->row_start * p->row_numel, cnt) : NULL;
+        wf_tensor *src = flat(p->shard);
+        rc = mine && src ? wf_copy_(mine, src) : (wf_error() ? wf_error() : WF_ENOMEM);   /* casts to the full dtype */
+        if (!rc) rc = wf_dist_all_gather(sh->pg, fv, mine, &u->pwork[i]);
+        if (!rc) started++;
+        /* the copy and the gather bumped the version: autograd's saved tensors alias this
+         * storage and must see the version they saved (the values are the same shards) */
+        atomic_store(&p->full->storage->version, p->version);
+    }
+    wf_scope_end();
+    wf_set_grad_enabled(prev);
+    if (rc) {
+        in_place_wait(u, started);
+        for (int i = 0; i < u->n; i++) storage_release_data(u->p[i].full);
+        return rc;
+    }
+    u->pwork_live = true;
+    if (++sh->in_flight > sh->max_in_flight) sh->max_in_flight = sh->in_flight;
+    return 0;
+}
+
 int wf__fsdp_unit_gather_start(fsdp_unit *u) {
-    if (u->gathered || u->work || !u->n) return 0;
+    if (u->gathered || gather_in_flight(u) || !u->n) return 0;
+    if (u->even) return in_place_start(u);
     fsdp_shared *sh = u->model->sh;
     wf_device dev = u->p[0].full->device;
     int64_t all = u->per_rank * sh->world;
@@ -244,6 +309,18 @@ int wf__fsdp_unit_gather_wait(fsdp_unit *u) {
     int rc = wf__fsdp_unit_gather_start(u);
     if (rc) return rc;
     fsdp_shared *sh = u->model->sh;
+    if (u->even) {
+        rc = in_place_wait(u, u->n);
+        u->pwork_live = false;
+        sh->in_flight--;
+        if (rc) {
+            for (int i = 0; i < u->n; i++) storage_release_data(u->p[i].full);
+            return rc;
+        }
+        u->gathered = true;
+        sh->gathers++;
+        return 0;
+    }
     rc = wf_work_wait(u->work);
     wf_work_free(u->work);
     u->work = NULL;
@@ -283,7 +360,7 @@ int wf__fsdp_unit_gather_wait(fsdp_unit *u) {
 
 int wf__fsdp_unit_reshard(fsdp_unit *u) {
     int rc = 0;
-    if (u->work) rc = wf__fsdp_unit_gather_wait(u);   /* a prefetch nobody used */
+    if (gather_in_flight(u)) rc = wf__fsdp_unit_gather_wait(u);   /* a prefetch nobody used */
     if (!u->gathered) return rc;
     for (int i = 0; i < u->n; i++) storage_release_data(u->p[i].full);
     u->gathered = false;
@@ -439,7 +516,7 @@ static int pre_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     if (u && !u->gathered) {
         rc = wf__fsdp_unit_gather_start(u);
         fsdp_unit *next = rc ? NULL : wf__fsdp_next_unit(u, true);
-        if (next && !next->gathered && !next->work && !next->reduced && u->model->sh->in_flight < 2)
+        if (next && !next->gathered && !gather_in_flight(next) && !next->reduced && u->model->sh->in_flight < 2)
             rc = wf__fsdp_unit_gather_start(next);
         if (!rc) rc = wf__fsdp_unit_gather_wait(u);
     }
@@ -476,7 +553,7 @@ static int pre_forward(wf_module *m, wf_tensor **input, void *ud) {
         if (u->gathered) return 0;
         int rc = wf__fsdp_unit_gather_start(u);
         fsdp_unit *next = rc ? NULL : wf__fsdp_next_unit(u, true);
-        if (next && !next->gathered && !next->work && !next->reduced && mod->sh->in_flight < 2)
+        if (next && !next->gathered && !gather_in_flight(next) && !next->reduced && mod->sh->in_flight < 2)
             rc = wf__fsdp_unit_gather_start(next);
         return rc ? rc : wf__fsdp_unit_gather_wait(u);
     }
@@ -487,7 +564,7 @@ static int pre_forward(wf_module *m, wf_tensor **input, void *ud) {
     if (u->gathered) return 0;
     int rc = wf__fsdp_unit_gather_start(u);
     fsdp_unit *next = rc ? NULL : wf__fsdp_next_unit(u, false);
-    if (next && !next->gathered && !next->work && mod->sh->in_flight < 2) rc = wf__fsdp_unit_gather_start(next);
+    if (next && !next->gathered && !gather_in_flight(next) && mod->sh->in_flight < 2) rc = wf__fsdp_unit_gather_start(next);
     if (!rc) rc = wf__fsdp_unit_gather_wait(u);
     return rc;
 }
