@@ -39,7 +39,7 @@ static int copy_bytes(void *dst, const void *src, size_t n, wf_device dev) {
     }
 #endif
     (void)dev;
-    memcpy(dst, src, n);
+    if (dst != src) memcpy(dst, src, n);   /* in place (out is in's slice): nothing to move */
     return 0;
 }
 

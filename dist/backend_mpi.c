@@ -2,7 +2,9 @@
  * call (MPI_Ibcast, ...) on the group's own duplicated communicator; the front-end polls
  * MPI_Test against the timeout. all_reduce runs weft's own algorithms instead (recursive
  * doubling, ring: dist/mpi_allreduce.c) over point-to-point messages on a second communicator,
- * unless WF_MPI_ALLREDUCE=mpi (see read_ar_config). CUDA tensors are staged through host
+ * unless WF_MPI_ALLREDUCE=mpi (see read_ar_config); all_gather and reduce_scatter likewise run
+ * weft's own direct exchanges (dist/mpi_direct.h) unless WF_MPI_ALLGATHER / WF_MPI_REDUCE_SCATTER
+ * = mpi. CUDA tensors are staged through host
  * memory (copied down before, up after), so several ranks can share one GPU.
  *
  * MPI has no 16-bit floats: f16 and bf16 travel as MPI_UINT16_T and reduce with user ops that
@@ -23,6 +25,7 @@
 #include <string.h>
 
 #include "dist/mpi_allreduce.h"
+#include "dist/mpi_direct.h"
 
 #ifdef WEFT_HAVE_CUDA
 #include "tensor/cuda/cuda_api.h"
@@ -160,13 +163,29 @@ static const char *const ar_mode_names[] = {"auto", "weft", "rd", "ring", "mpi"}
 #define WF__MPI_RD_PIECE ((size_t)4000)
 #endif
 
+/* How all_gather and reduce_scatter run (WF_MPI_ALLGATHER, WF_MPI_REDUCE_SCATTER, read when a
+ * group is made): auto (default): weft's own direct exchanges (dist/mpi_direct.h), except an
+ * all_gather whose result reaches WF_MPI_ALLGATHER_MAX bytes, which takes Open MPI's path;
+ * weft: weft's own at every size; mpi: Open MPI's MPI_Iallgather / MPI_Ireduce_scatter_block
+ * (blocking forms after a bounded barrier for large blocking calls). Every rank must see the
+ * same setting. Measured at 2 and 3 ranks on 2 shared cores (bench/NOTES.md, "Own all-gather
+ * and reduce-scatter"): weft's reduce-scatter 1.2-5x faster at every size (Open MPI's libnbc
+ * one is slow); its all-gather 1.4-2x faster to 1 MB, even at 4 MB with 2 ranks, 0.74-0.9x of
+ * Open MPI's from 4 MB with 3 ranks and 16 MB with 2. */
+enum { DC_AUTO, DC_WEFT, DC_MPI };
+#ifndef WF__MPI_ALLGATHER_MAX
+#define WF__MPI_ALLGATHER_MAX ((size_t)2 << 20)
+#endif
+
 typedef struct mpi_pg {
     MPI_Comm comm;   /* collectives */
     MPI_Comm dbg;    /* the WF_DIST_DEBUG agreement check (MPI_COMM_NULL when off) */
     MPI_Comm p2p;    /* weft's own all_reduce messages: apart from the user's send/recv tags */
     int ar_mode;
+    int ag_mode, rs_mode;   /* DC_AUTO, DC_WEFT or DC_MPI */
+    size_t ag_max;          /* auto: all_gather results from this many bytes take Open MPI's path */
     size_t ring_min, ring_min_multi, ring_chunk, rd_piece;
-    unsigned ar_seq; /* all_reduce calls on this group: each one's tag */
+    unsigned ar_seq; /* all_reduce, all_gather and reduce_scatter calls on this group: each one's tag */
     wf__ar_scratch scratch;
 } mpi_pg;
 
@@ -193,6 +212,17 @@ static void read_ar_config(mpi_pg *m) {
         if (k < 0) fprintf(stderr, "weft: WF_MPI_ALLREDUCE=%s is not auto, weft, rd, ring or mpi; using auto\n", s);
         else m->ar_mode = k;
     }
+    const char *dc_env[2] = {"WF_MPI_ALLGATHER", "WF_MPI_REDUCE_SCATTER"};
+    int *dc_mode[2] = {&m->ag_mode, &m->rs_mode};
+    for (int i = 0; i < 2; i++) {
+        const char *v = getenv(dc_env[i]);
+        *dc_mode[i] = DC_AUTO;
+        if (v && !strcmp(v, "mpi")) *dc_mode[i] = DC_MPI;
+        else if (v && !strcmp(v, "weft")) *dc_mode[i] = DC_WEFT;
+        else if (v && *v && strcmp(v, "auto"))
+            fprintf(stderr, "weft: %s=%s is not auto, weft or mpi; using auto\n", dc_env[i], v);
+    }
+    m->ag_max = env_bytes("WF_MPI_ALLGATHER_MAX", WF__MPI_ALLGATHER_MAX);
     m->ring_min = env_bytes("WF_MPI_RING_MIN", WF__MPI_RING_MIN);
     m->ring_min_multi = env_bytes("WF_MPI_RING_MIN_MULTI", WF__MPI_RING_MIN_MULTI);
     m->ring_chunk = env_bytes("WF_MPI_RING_CHUNK", WF__MPI_RING_CHUNK);
@@ -370,14 +400,37 @@ typedef struct mpi_work {
     size_t stage_s_n, stage_r_n;
     size_t rbytes;              /* bytes of rbuf */
     bool writes;                /* this rank receives a result */
+    bool rs_in_place;           /* Open MPI's reduce_scatter with out inside in (rank's slice):
+                                   run with MPI_IN_PLACE, the result moved from slice 0 after */
+    bool ag_in_place;           /* Open MPI's all_gather with in being out's slice of this rank:
+                                   MPI_IN_PLACE (MPI forbids overlapping buffers) */
     wf__mpi_ar *ar;             /* weft's own all_reduce (NULL: an MPI request) */
+    wf__mpi_direct *dc;         /* weft's own all_gather / reduce_scatter */
 } mpi_work;
 
-/* avg = sum / size on the host result */
+/* avg = sum / size on the host result. For a power-of-two size the floats are multiplied by
+ * the reciprocal instead: the same bits (x * 2^-k and x / 2^k are the same exact value, rounded
+ * once), but a multiply the compiler vectorizes where a division is a slow scalar loop (it was a
+ * tenth of ZeRO-1's 2-rank MLP step, bench/NOTES.md "Own all-gather and reduce-scatter"). */
 static void divide(void *p, int64_t n, wf_dtype dt, int size) {
+    bool pow2 = size > 0 && (size & (size - 1)) == 0;
     switch (dt) {
-    case WF_F32: for (int64_t i = 0; i < n; i++) ((float *)p)[i] /= (float)size; break;
-    case WF_F64: for (int64_t i = 0; i < n; i++) ((double *)p)[i] /= (double)size; break;
+    case WF_F32:
+        if (pow2) {
+            float inv = 1.0f / (float)size;
+            for (int64_t i = 0; i < n; i++) ((float *)p)[i] *= inv;
+        } else {
+            for (int64_t i = 0; i < n; i++) ((float *)p)[i] /= (float)size;
+        }
+        break;
+    case WF_F64:
+        if (pow2) {
+            double inv = 1.0 / (double)size;
+            for (int64_t i = 0; i < n; i++) ((double *)p)[i] *= inv;
+        } else {
+            for (int64_t i = 0; i < n; i++) ((double *)p)[i] /= (double)size;
+        }
+        break;
     case WF_F16:
         for (int64_t i = 0; i < n; i++) ((uint16_t *)p)[i] = wf__f32_to_f16(wf__f16_to_f32(((uint16_t *)p)[i]) / (float)size);
         break;
@@ -404,8 +457,13 @@ static int run_blocking(wf_process_group *pg, mpi_work *mw) {
         rc = me == c->root ? MPI_Reduce(MPI_IN_PLACE, mw->rbuf, cnt, mw->dt, op, c->root, mw->comm)
                            : MPI_Reduce(mw->sbuf, NULL, cnt, mw->dt, op, c->root, mw->comm);
         break;
-    case WF_COLL_ALL_GATHER: rc = MPI_Allgather(mw->sbuf, cnt, mw->dt, mw->rbuf, cnt, mw->dt, mw->comm); break;
-    case WF_COLL_REDUCE_SCATTER: rc = MPI_Reduce_scatter_block(mw->sbuf, mw->rbuf, cnt, mw->dt, op, mw->comm); break;
+    case WF_COLL_ALL_GATHER:
+        rc = MPI_Allgather(mw->ag_in_place ? MPI_IN_PLACE : mw->sbuf, cnt, mw->dt, mw->rbuf, cnt, mw->dt, mw->comm);
+        break;
+    case WF_COLL_REDUCE_SCATTER:
+        rc = mw->rs_in_place ? MPI_Reduce_scatter_block(MPI_IN_PLACE, mw->sbuf, cnt, mw->dt, op, mw->comm)
+                             : MPI_Reduce_scatter_block(mw->sbuf, mw->rbuf, cnt, mw->dt, op, mw->comm);
+        break;
     case WF_COLL_GATHER: rc = MPI_Gather(mw->sbuf, cnt, mw->dt, mw->rbuf, cnt, mw->dt, c->root, mw->comm); break;
     default: return wf__error(WF_EINVAL, "mpi backend: %s has no blocking form here", wf__coll_name(c->kind));
     }
@@ -449,15 +507,32 @@ const char *wf__mpi_allreduce_path(const wf_process_group *pg, size_t bytes) {
     return a == WF__AR_RD ? "rd" : a == WF__AR_RING ? "ring" : "mpi";
 }
 
+/* weft's own all_gather (of a result of rn bytes) or reduce_scatter on group m? */
+static bool dc_weft(const mpi_pg *m, bool all_gather, size_t rn) {
+    int mode = all_gather ? m->ag_mode : m->rs_mode;
+    return mode == DC_WEFT || (mode == DC_AUTO && (!all_gather || rn < m->ag_max));
+}
+
+const char *wf__mpi_direct_path(const wf_process_group *pg, bool all_gather, size_t bytes) {
+    if (!pg || pg->be != &wf__backend_mpi || !pg->impl || ((const mpi_pg *)pg->impl)->comm == MPI_COMM_NULL) return NULL;
+    return dc_weft(pg->impl, all_gather, bytes) ? "weft" : "mpi";
+}
+
 static int mw_ar_test(wf_work *w, bool *done) {
     mpi_work *mw = w->impl;
     return wf__mpi_ar_test(mw->ar, done);
+}
+
+static int mw_dc_test(wf_work *w, bool *done) {
+    mpi_work *mw = w->impl;
+    return wf__mpi_direct_test(mw->dc, done);
 }
 
 static int mw_finish(wf_work *w) {
     mpi_work *mw = w->impl;
     const wf__coll *c = &mw->c;
     if (!mw->writes) return 0;
+    if (mw->rs_in_place) memmove(mw->rbuf, mw->sbuf, mw->rbytes);
     if (c->op == WF_DIST_AVG &&
         (c->kind == WF_COLL_ALL_REDUCE || c->kind == WF_COLL_REDUCE || c->kind == WF_COLL_REDUCE_SCATTER))
         divide(mw->rbuf, c->count, c->dtype, w->pg->size);
@@ -471,6 +546,7 @@ static void mw_release(wf_work *w) {
     mpi_work *mw = w->impl;
     if (!mw) return;
     wf__mpi_ar_free(mw->ar, w->abandoned);
+    wf__mpi_direct_free(mw->dc, w->abandoned);
     if (!w->abandoned) {   /* after a timeout MPI may still write into them: leaked */
         if (mw->stage_s) wf__host_free(mw->stage_s, mw->stage_s_n);
         if (mw->stage_r && mw->stage_r != mw->stage_s) wf__host_free(mw->stage_r, mw->stage_r_n);
@@ -550,6 +626,23 @@ static int mpi_start(wf_process_group *pg, const wf__coll *c, wf_work *w) {
             return rc;
         }
     }
+    if (c->kind == WF_COLL_ALL_GATHER || c->kind == WF_COLL_REDUCE_SCATTER) {
+        int tag = (int)(m->ar_seq++ & 0x7fff);   /* taken on every path, as all_reduce's */
+        if (S > 1 && c->kind == WF_COLL_ALL_GATHER && dc_weft(m, true, rn)) {
+            w->test = mw_dc_test;
+            return wf__mpi_allgather_start(&mw->dc, mw->sbuf, mw->rbuf, cnt, dt, es, m->p2p, me, S, tag, m->rd_piece);
+        }
+        if (S > 1 && c->kind == WF_COLL_REDUCE_SCATTER && dc_weft(m, false, rn)) {
+            w->test = mw_dc_test;
+            return wf__mpi_reduce_scatter_start(&mw->dc, mw->sbuf, mw->rbuf, cnt, dt, es, mpi_op(c->dtype, c->op), m->p2p,
+                                                me, S, tag, m->rd_piece, &m->scratch);
+        }
+    }
+    /* MPI forbids overlapping buffers: an in-place reduce_scatter (out is in's slice of this
+     * rank, as NCCL allows) reduces in in's place, its slice 0 then holds the result; an
+     * in-place all_gather (in is out's slice) sends MPI_IN_PLACE */
+    mw->rs_in_place = c->kind == WF_COLL_REDUCE_SCATTER && mw->rbuf == (char *)mw->sbuf + (size_t)me * rn;
+    mw->ag_in_place = c->kind == WF_COLL_ALL_GATHER && mw->sbuf == (char *)mw->rbuf + (size_t)me * sn;
     /* Open MPI's non-blocking collectives (libnbc) run at about half the bandwidth of the
      * blocking ones (measured with 2 ranks on one host: 4 KB 1.5 vs 3.0-3.5 GB/s, 16 MB 1.4-2.2
      * vs 2.3-3.3 GB/s). A large collective the caller waits for at once therefore meets first
@@ -571,9 +664,13 @@ static int mpi_start(wf_process_group *pg, const wf__coll *c, wf_work *w) {
         rc = me == c->root ? MPI_Ireduce(MPI_IN_PLACE, mw->rbuf, cnt, dt, mpi_op(c->dtype, c->op), c->root, m->comm, &mw->req)
                            : MPI_Ireduce(mw->sbuf, NULL, cnt, dt, mpi_op(c->dtype, c->op), c->root, m->comm, &mw->req);
         break;
-    case WF_COLL_ALL_GATHER: rc = MPI_Iallgather(mw->sbuf, cnt, dt, mw->rbuf, cnt, dt, m->comm, &mw->req); break;
+    case WF_COLL_ALL_GATHER:
+        rc = MPI_Iallgather(mw->ag_in_place ? MPI_IN_PLACE : mw->sbuf, cnt, dt, mw->rbuf, cnt, dt, m->comm, &mw->req);
+        break;
     case WF_COLL_REDUCE_SCATTER:
-        rc = MPI_Ireduce_scatter_block(mw->sbuf, mw->rbuf, cnt, dt, mpi_op(c->dtype, c->op), m->comm, &mw->req);
+        rc = mw->rs_in_place
+                 ? MPI_Ireduce_scatter_block(MPI_IN_PLACE, mw->sbuf, cnt, dt, mpi_op(c->dtype, c->op), m->comm, &mw->req)
+                 : MPI_Ireduce_scatter_block(mw->sbuf, mw->rbuf, cnt, dt, mpi_op(c->dtype, c->op), m->comm, &mw->req);
         break;
     case WF_COLL_GATHER: rc = MPI_Igather(mw->sbuf, cnt, dt, mw->rbuf, cnt, dt, c->root, m->comm, &mw->req); break;
     case WF_COLL_BARRIER: rc = MPI_Ibarrier(m->comm, &mw->req); break;

@@ -125,7 +125,6 @@ fsdp_unit *wf__fsdp_unit_new(fsdp_model *mod, wf_module *m, bool is_root, wf_ten
         wf__shard_rows(p->rows, sh->rank, sh->world, &p->row_start, &p->row_count);
         p->offset = u->per_rank;
         u->per_rank += p->chunk * p->row_numel;
-        p->noff = u->numel;
         u->numel += wf_numel(t);
         /* the shard: f32 for half-precision parameters (FSDP's mixed precision keeps f32
          * shards, the optimizer steps in f32), else the parameter's own dtype */
@@ -159,6 +158,13 @@ fsdp_unit *wf__fsdp_unit_new(fsdp_model *mod, wf_module *m, bool is_root, wf_ten
         }
     }
     wf_set_grad_enabled(prev);
+    /* every parameter splits evenly: gathered in place, without the flat buffers */
+    bool even = !rc && sh->world > 1 && u->n > 0;
+    for (int i = 0; even && i < u->n; i++)
+        even = u->p[i].rows > 0 && u->p[i].row_numel > 0 && u->p[i].chunk * sh->world == u->p[i].rows;
+    if (even && !(u->pwork = wf__calloc((size_t)u->n, sizeof *u->pwork)))
+        rc = wf__error(WF_ENOMEM, "wf_fabric_setup: out of memory");
+    u->even = even && !rc;
     if (rc) {
         wf__fsdp_unit_free(u);
         return NULL;
@@ -187,6 +193,14 @@ void wf__fsdp_unit_free(fsdp_unit *u) {
         wf_work_free(u->work);
         u->model->sh->in_flight--;
     }
+    if (u->pwork_live) {
+        for (int i = 0; i < u->n; i++) {
+            wf_work_wait(u->pwork[i]);
+            wf_work_free(u->pwork[i]);
+        }
+        u->model->sh->in_flight--;
+    }
+    wf__free(u->pwork, 0);
     wf_tensor_free(u->send);
     wf_tensor_free(u->recv);
     for (int i = 0; i < u->n; i++) {
@@ -202,8 +216,59 @@ void wf__fsdp_unit_free(fsdp_unit *u) {
 
 /* ---------------------------------------------------------------- all-gather */
 
+static bool gather_in_flight(const fsdp_unit *u) { return u->work || u->pwork_live; }
+
+/* Wait for every started in-place all-gather of u (also after an error: none outlives its
+ * storage); the full parameters keep the versions they had (as gather_wait's copies). */
+static int in_place_wait(fsdp_unit *u, int n_started) {
+    int rc = 0;
+    for (int i = 0; i < n_started; i++) {
+        int r = wf_work_wait(u->pwork[i]);
+        wf_work_free(u->pwork[i]);
+        u->pwork[i] = NULL;
+        if (!rc) rc = r;
+        atomic_store(&u->p[i].full->storage->version, u->p[i].version);
+    }
+    return rc;
+}
+
+/* An even unit: each parameter's storage, its rows copied into its own slice, then gathered
+ * in place. */
+static int in_place_start(fsdp_unit *u) {
+    fsdp_shared *sh = u->model->sh;
+    int rc = 0, started = 0;
+    bool prev = wf_set_grad_enabled(false);
+    wf_scope_begin();
+    for (int i = 0; i < u->n && !rc; i++) {
+        fsdp_param *p = &u->p[i];
+        if ((rc = storage_alloc(p->full))) break;
+        p->version = atomic_load(&p->full->storage->version);
+        int64_t cnt = p->row_count * p->row_numel;
+        wf_tensor *fv = flat(p->full);
+        wf_tensor *mine = fv ? wf_narrow(fv, 0, p->row_start * p->row_numel, cnt) : NULL;
+        wf_tensor *src = flat(p->shard);
+        rc = mine && src ? wf_copy_(mine, src) : (wf_error() ? wf_error() : WF_ENOMEM);   /* casts to the full dtype */
+        if (!rc) rc = wf_dist_all_gather(sh->pg, fv, mine, &u->pwork[i]);
+        if (!rc) started++;
+        /* the copy and the gather bumped the version: autograd's saved tensors alias this
+         * storage and must see the version they saved (the values are the same shards) */
+        atomic_store(&p->full->storage->version, p->version);
+    }
+    wf_scope_end();
+    wf_set_grad_enabled(prev);
+    if (rc) {
+        in_place_wait(u, started);
+        for (int i = 0; i < u->n; i++) storage_release_data(u->p[i].full);
+        return rc;
+    }
+    u->pwork_live = true;
+    if (++sh->in_flight > sh->max_in_flight) sh->max_in_flight = sh->in_flight;
+    return 0;
+}
+
 int wf__fsdp_unit_gather_start(fsdp_unit *u) {
-    if (u->gathered || u->work || !u->n) return 0;
+    if (u->gathered || gather_in_flight(u) || !u->n) return 0;
+    if (u->even) return in_place_start(u);
     fsdp_shared *sh = u->model->sh;
     wf_device dev = u->p[0].full->device;
     int64_t all = u->per_rank * sh->world;
@@ -244,6 +309,18 @@ int wf__fsdp_unit_gather_wait(fsdp_unit *u) {
     int rc = wf__fsdp_unit_gather_start(u);
     if (rc) return rc;
     fsdp_shared *sh = u->model->sh;
+    if (u->even) {
+        rc = in_place_wait(u, u->n);
+        u->pwork_live = false;
+        sh->in_flight--;
+        if (rc) {
+            for (int i = 0; i < u->n; i++) storage_release_data(u->p[i].full);
+            return rc;
+        }
+        u->gathered = true;
+        sh->gathers++;
+        return 0;
+    }
     rc = wf_work_wait(u->work);
     wf_work_free(u->work);
     u->work = NULL;
@@ -283,7 +360,7 @@ int wf__fsdp_unit_gather_wait(fsdp_unit *u) {
 
 int wf__fsdp_unit_reshard(fsdp_unit *u) {
     int rc = 0;
-    if (u->work) rc = wf__fsdp_unit_gather_wait(u);   /* a prefetch nobody used */
+    if (gather_in_flight(u)) rc = wf__fsdp_unit_gather_wait(u);   /* a prefetch nobody used */
     if (!u->gathered) return rc;
     for (int i = 0; i < u->n; i++) storage_release_data(u->p[i].full);
     u->gathered = false;
@@ -314,16 +391,17 @@ static int reduce_finish_oldest(fsdp_shared *sh) {
         /* a rank without rows still gets an (empty) gradient, so its optimizer keeps an empty
          * state for the parameter and every rank's state lists the same entries */
         int64_t cnt = p->row_count * p->row_numel;
-        wf_tensor *src = u->rs_out ? wf_narrow(u->rs_out, 0, p->offset, cnt)
-                                   : wf_narrow(u->rs_in, 0, p->noff + p->row_start * p->row_numel, cnt);
+        wf_tensor *src = wf_narrow(u->rs_out, 0, p->offset, cnt);
         src = src ? wf_to_dtype(wf_view(src, wf_shape(p->shard), wf_ndim(p->shard)), wf_tensor_dtype(p->shard)) : NULL;
         if (!src) { rc = wf_error() ? wf_error() : WF_ENOMEM; break; }
-        /* the all-reduce summed: the average is taken here, on the rows only */
-        double scale = u->rs_out ? 1.0 : 1.0 / sh->world;
+        /* the reduce-scatter summed: the average is taken here, in the same pass (the
+         * backend's AVG would divide in a pass of its own). HYBRID_SHARD: the replicas
+         * averaged the node sums, so 1/N (N the node's ranks) makes the world's average. */
+        double scale = 1.0 / sh->world;
         wf_tensor *sg = wf_grad(p->shard);
         if (sg) rc = wf_add_scaled_(sg, src, scale);   /* accumulation across steps without zero_grad */
         else {
-            wf_tensor *c = u->rs_out ? wf_clone(src) : wf_mul_scalar(src, scale);
+            wf_tensor *c = wf_mul_scalar(src, scale);
             rc = c ? wf_set_grad(p->shard, c) : (wf_error() ? wf_error() : WF_ENOMEM);
         }
     }
@@ -345,13 +423,10 @@ int wf__fsdp_reduce_flush(fsdp_shared *sh) {
     return rc;
 }
 
-/* Reduce-scatter or all-reduce: a reduce-scatter moves half an all-reduce's bytes, but on the
- * MPI backend it is Open MPI's non-blocking MPI_Ireduce_scatter_block (libnbc, about half the
- * blocking bandwidth: dist/backend_mpi.c) and its AVG divides in a second pass, while
- * all_reduce runs weft's own point-to-point algorithms; at 2 CPU ranks the all-reduce (sum,
- * the rows scaled as they are taken) measured faster (bench/NOTES.md, "ZeRO buckets and
- * FSDP"). The strategy sets sh->reduce_scatter beyond 2 ranks and under HYBRID_SHARD (whose
- * replica all-reduce takes the scattered rows). */
+/* A reduce-scatter (sum; the rows are scaled by 1/N as they are taken): half an all-reduce's
+ * bytes. On the MPI backend it is weft's own (dist/mpi_reduce_scatter.c), which at 2 CPU
+ * ranks takes about half an all-reduce's time, where Open MPI's took longer than the
+ * all-reduce (bench/NOTES.md, "Own all-gather and reduce-scatter"). */
 int wf__fsdp_unit_reduce(fsdp_unit *u) {
     if (!u->n_grad) return 0;
     fsdp_shared *sh = u->model->sh;
@@ -359,13 +434,13 @@ int wf__fsdp_unit_reduce(fsdp_unit *u) {
     if (rc) return rc;
     wf_device dev = u->p[0].full->device;
     wf_dtype rdt = sh->reduce_dtype;
-    bool rs = sh->reduce_scatter;
-    int64_t all = rs ? u->per_rank * sh->world : u->numel;
+    int64_t all = u->per_rank * sh->world;
     bool prev = wf_set_grad_enabled(false);
     /* not zeroed: every slot is written below (a gradient, or zeros for none and padding) */
     u->rs_in = wf_empty_on(&all, 1, rdt, dev);
-    u->rs_out = u->rs_in && rs ? wf_empty_on(&u->per_rank, 1, rdt, dev) : NULL;
-    if (!u->rs_in || (rs && !u->rs_out)) rc = wf_error() ? wf_error() : WF_ENOMEM;
+    /* in place: the rank's rows are its slice of the buffer (no second buffer at the peak) */
+    u->rs_out = u->rs_in ? wf_narrow(u->rs_in, 0, (int64_t)sh->rank * u->per_rank, u->per_rank) : NULL;
+    if (!u->rs_in || !u->rs_out) rc = wf_error() ? wf_error() : WF_ENOMEM;
     if (u->rs_in) wf__scope_unregister(u->rs_in);
     if (u->rs_out) wf__scope_unregister(u->rs_out);
     wf_scope_begin();
@@ -374,11 +449,6 @@ int wf__fsdp_unit_reduce(fsdp_unit *u) {
         wf_tensor *g = wf_grad(p->full);
         wf_tensor *gf = g ? flat(wf_contiguous(g)) : NULL;
         if (g && !gf) { rc = wf_error() ? wf_error() : WF_ENOMEM; break; }
-        if (!rs) {
-            wf_tensor *dst = wf_narrow(u->rs_in, 0, p->noff, wf_numel(p->full));
-            rc = !dst ? (wf_error() ? wf_error() : WF_ENOMEM) : gf ? wf_copy_(dst, gf) : wf_zero_(dst);   /* none: zeros */
-            continue;
-        }
         for (int r = 0; r < sh->world && !rc; r++) {
             int64_t s0, c;
             wf__shard_rows(p->rows, r, sh->world, &s0, &c);
@@ -397,8 +467,7 @@ int wf__fsdp_unit_reduce(fsdp_unit *u) {
     wf_set_grad_enabled(prev);
     /* the full gradients are spent (copied into the buffer) */
     for (int i = 0; i < u->n && !rc; i++) if (wf_requires_grad(p_full(u, i))) wf_set_grad(p_full(u, i), NULL);
-    if (!rc) rc = rs ? wf_dist_reduce_scatter(sh->pg, u->rs_out, u->rs_in, WF_DIST_AVG, &u->rs_work)
-                     : wf_dist_all_reduce(sh->pg, u->rs_in, WF_DIST_SUM, &u->rs_work);
+    if (!rc) rc = wf_dist_reduce_scatter(sh->pg, u->rs_out, u->rs_in, WF_DIST_SUM, &u->rs_work);
     if (rc) {
         wf_tensor_free(u->rs_in);
         wf_tensor_free(u->rs_out);
@@ -447,7 +516,7 @@ static int pre_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     if (u && !u->gathered) {
         rc = wf__fsdp_unit_gather_start(u);
         fsdp_unit *next = rc ? NULL : wf__fsdp_next_unit(u, true);
-        if (next && !next->gathered && !next->work && !next->reduced && u->model->sh->in_flight < 2)
+        if (next && !next->gathered && !gather_in_flight(next) && !next->reduced && u->model->sh->in_flight < 2)
             rc = wf__fsdp_unit_gather_start(next);
         if (!rc) rc = wf__fsdp_unit_gather_wait(u);
     }
@@ -484,7 +553,7 @@ static int pre_forward(wf_module *m, wf_tensor **input, void *ud) {
         if (u->gathered) return 0;
         int rc = wf__fsdp_unit_gather_start(u);
         fsdp_unit *next = rc ? NULL : wf__fsdp_next_unit(u, true);
-        if (next && !next->gathered && !next->work && !next->reduced && mod->sh->in_flight < 2)
+        if (next && !next->gathered && !gather_in_flight(next) && !next->reduced && mod->sh->in_flight < 2)
             rc = wf__fsdp_unit_gather_start(next);
         return rc ? rc : wf__fsdp_unit_gather_wait(u);
     }
@@ -495,7 +564,7 @@ static int pre_forward(wf_module *m, wf_tensor **input, void *ud) {
     if (u->gathered) return 0;
     int rc = wf__fsdp_unit_gather_start(u);
     fsdp_unit *next = rc ? NULL : wf__fsdp_next_unit(u, false);
-    if (next && !next->gathered && !next->work && mod->sh->in_flight < 2) rc = wf__fsdp_unit_gather_start(next);
+    if (next && !next->gathered && !gather_in_flight(next) && mod->sh->in_flight < 2) rc = wf__fsdp_unit_gather_start(next);
     if (!rc) rc = wf__fsdp_unit_gather_wait(u);
     return rc;
 }

@@ -11,8 +11,10 @@
  *
  * One all-gather per unit: every rank packs its rows of every parameter into a flat buffer,
  * each parameter padded to ceil(rows / world) rows, so uneven dim 0 needs no special
- * collective; the gradients travel the same way in reduce-scatter (at 2 ranks an all-reduce of
- * the gradients as they lie, whose rows each rank keeps: wf__fsdp_unit_reduce says why). */
+ * collective; the gradients travel the same way in reduce-scatter. A unit whose parameters
+ * all split evenly (rows a multiple of world) skips the flat buffer: each full parameter is
+ * its own all-gather's output, rank r's rows its slice r, gathered in place (one all-gather
+ * per parameter, all in flight at once): no copies into and out of a buffer. */
 #ifndef WEFT_FABRIC_FSDP_UNIT_H
 #define WEFT_FABRIC_FSDP_UNIT_H
 
@@ -32,8 +34,7 @@ typedef struct fsdp_param {
     int64_t chunk;            /* ceil(rows / world): the padded rows per rank */
     int64_t row_start, row_count;   /* this rank's rows */
     int64_t offset;           /* elements before it in a rank's region of the flat buffers */
-    int64_t noff;             /* elements before it in the unit's natural layout (the gradients one
-                                 after another: the all-reduce path of wf__fsdp_unit_reduce) */
+    unsigned version;         /* its storage's version when an in-place gather began */
     int hook;                 /* grad-ready hook handle, -1 when none */
     bool ready;               /* its gradient is final in the backward running now */
 } fsdp_param;
@@ -57,9 +58,12 @@ struct fsdp_unit {
     bool gathered;            /* the full parameters hold their values */
     bool reduced;             /* gradients reduce-scattered in this backward */
     wf_work *work;            /* in-flight all-gather (owned) */
+    bool even;                /* every parameter splits evenly: gathered in place (see above) */
+    wf_work **pwork;          /* even: each parameter's in-flight all-gather (owned, n entries) */
+    bool pwork_live;          /* even: those are in flight */
     wf_tensor *send, *recv;   /* its buffers (owned while in flight) */
     wf_work *rs_work;         /* in-flight reduce-scatter (owned) */
-    wf_tensor *rs_in, *rs_out;/* its buffers (owned while in flight); rs_out NULL: all-reduced */
+    wf_tensor *rs_in, *rs_out;/* its buffers (owned while in flight) */
 };
 
 /* What every unit of every set-up module shares (the strategy's FSDP state). */
@@ -72,8 +76,6 @@ typedef struct fsdp_shared {
     int rank, world;
     fsdp_sharding sharding;
     wf_dtype reduce_dtype;
-    bool reduce_scatter;      /* gradients reduce-scattered (else all-reduced, rows kept): see
-                                 wf__fsdp_unit_reduce */
     int in_flight;            /* all-gathers started and not yet waited for (at most 2) */
     int max_in_flight;        /* the most seen at once */
     fsdp_unit *rs_pending[2]; /* reduce-scatters in flight, oldest first (at most 2: each holds
@@ -115,11 +117,10 @@ int wf__fsdp_unit_gather_wait(fsdp_unit *u);
 /* Free the full parameters' data (a no-op when not gathered). Waits for an in-flight gather
  * first so its buffers are not left behind. */
 int wf__fsdp_unit_reshard(fsdp_unit *u);
-/* Start the reduce-scatter (average, in the reduce dtype) of the full gradients, then drop
- * them (they are copied into its buffer): a parameter without a gradient contributes zeros.
- * Or, unless sh->reduce_scatter, an all-reduce (sum) of the gradients as they lie, whose rows
- * the shards take scaled by 1/N. Asynchronous; when two are in flight already, the oldest is
- * finished first. */
+/* Start the reduce-scatter (sum, in the reduce dtype) of the full gradients, then drop them
+ * (they are copied into its buffer): a parameter without a gradient contributes zeros. The
+ * shards take their rows scaled by 1/N (the average). Asynchronous; when two are in flight
+ * already, the oldest is finished first. */
 int wf__fsdp_unit_reduce(fsdp_unit *u);
 /* Finish every reduce-scatter in flight: the results land in the shards' .grad (accumulating
  * into an existing one). */

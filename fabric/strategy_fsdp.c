@@ -99,8 +99,6 @@ static int fsdp_setup_environment(wf_strategy *s) {
     }
     f->sh.rank = wf_process_group_rank(f->sh.pg);
     f->sh.world = wf_process_group_size(f->sh.pg);
-    /* fsdp_unit.c (wf__fsdp_unit_reduce) says why 2 ranks all-reduce */
-    f->sh.reduce_scatter = f->sh.world > 2 || f->sh.replica;
     f->sh.sharding = (fsdp_sharding)s->fsdp.sharding;
     f->sh.reduce_dtype = s->fsdp.reduce_dtype;
     return 0;

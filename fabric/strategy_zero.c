@@ -57,7 +57,7 @@ static int zero_setup_environment(wf_strategy *s) {
     z->rank = wf_process_group_rank(s->pg);
     z->world = wf_process_group_size(s->pg);
     z->reduce_bucket_size = z->allgather_bucket_size = 200000000;
-    z->bucket_reduce_scatter = z->world > 2;   /* strategy_zero_buckets.c says why */
+    z->bucket_reduce_scatter = true;   /* stage 2's layout: strategy_zero_buckets.c */
     s->zero_impl = z;
     /* checkpoints: the optimizer state gathered to rank 0 (fabric/checkpoint.c's full path) */
     s->fsdp.full_state_dict = true;
@@ -345,21 +345,67 @@ static int gather_range(zero_impl *z, zero_model *mod, int i0, int i1) {
     return rc;
 }
 
-/* The step's all-gather in buckets of at most allgather_bucket_size elements received (DeepSpeed's
+/* A parameter whose rows split evenly over the ranks, contiguous and in the working dtype, is
+ * its own all-gather's output: rank r's rows are its slice r. Such a parameter is gathered in
+ * place (its master's rows copied into its own slice, then an in-place all-gather) instead of
+ * through a bucket, which would copy every rank's rows in and out of a flat buffer: on 2 CPU
+ * ranks those copies cost about as much as the all-gather itself (bench/NOTES.md, "Own
+ * all-gather and reduce-scatter"). */
+static bool gathers_in_place(const zero_impl *z, const zero_model *mod, const zero_param *zp) {
+    return zp->chunk * z->world == zp->rows && zp->row_count == zp->chunk && wf_numel(zp->p) > 0 &&
+           wf_tensor_dtype(zp->p) == mod->work_dtype && wf_is_contiguous(zp->p);
+}
+
+/* start zp's in-place all-gather (*w: its work, owned by the caller) */
+static int gather_start_in_place(zero_impl *z, zero_param *zp, wf_work **w) {
+    int rc = 0;
+    int64_t cnt = zp->row_count * zp->row_numel;
+    wf_scope_begin();
+    wf_tensor *all = flat(zp->p);
+    wf_tensor *mine = all ? wf_narrow(all, 0, zp->row_start * zp->row_numel, cnt) : NULL;
+    rc = mine ? wf_copy_(mine, flat(zp->master)) : err_or(WF_ENOMEM);   /* casts to the working dtype */
+    if (!rc) rc = wf_dist_all_gather(z->pg, all, mine, w);
+    wf_scope_end();
+    return rc;
+}
+
+/* The step's all-gather: the parameters that can gather in place one each (all in flight at
+ * once), the others in buckets of at most allgather_bucket_size elements received (DeepSpeed's
  * allgather_bucket_size; a larger parameter goes alone), in parameter order on every rank. */
 static int gather_model(zero_impl *z, zero_model *mod) {
-    int rc = 0;
+    int rc = 0, nw = 0;
     bool prev = wf_set_grad_enabled(false);
+    wf_work **ws = wf__calloc((size_t)mod->n + 1, sizeof *ws);
+    int *wi = wf__calloc((size_t)mod->n + 1, sizeof *wi);
+    if (!ws || !wi) rc = wf__error(WF_ENOMEM, "wf_fabric_step: DeepSpeed: out of memory for the all-gathers");
     for (int i0 = 0; i0 < mod->n && !rc;) {
+        if (gathers_in_place(z, mod, &mod->p[i0])) {
+            rc = gather_start_in_place(z, &mod->p[i0], &ws[nw]);
+            if (!rc) wi[nw++] = i0;
+            i0++;
+            continue;
+        }
         int i1 = i0 + 1;
         int64_t per = mod->p[i0].chunk * mod->p[i0].row_numel;
-        while (i1 < mod->n && (per + mod->p[i1].chunk * mod->p[i1].row_numel) * z->world <= z->allgather_bucket_size) {
+        while (i1 < mod->n && !gathers_in_place(z, mod, &mod->p[i1]) &&
+               (per + mod->p[i1].chunk * mod->p[i1].row_numel) * z->world <= z->allgather_bucket_size) {
             per += mod->p[i1].chunk * mod->p[i1].row_numel;
             i1++;
         }
         rc = gather_range(z, mod, i0, i1);
         i0 = i1;
     }
+    /* every started one is waited for, also after an error (none outlives the step) */
+    for (int k = 0; k < nw; k++) {
+        int r = wf_work_wait(ws[k]);
+        wf_work_free(ws[k]);
+        if (!rc) rc = r;
+        /* the values changed under autograd's feet: as gather_range, a new version */
+        if (!r) atomic_fetch_add(&mod->p[wi[k]].p->storage->version, 1);
+        if (!r) z->gathers++;
+    }
+    wf__free(ws, 0);
+    wf__free(wi, 0);
     wf_set_grad_enabled(prev);
     return rc;
 }

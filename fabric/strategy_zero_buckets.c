@@ -15,13 +15,10 @@
  * reduced gradients.
  *
  * The collective: stage 1 all-reduces (it keeps the full averaged gradients). Stage 2 needs
- * only the rank's rows, so a reduce-scatter moves half the data of an all-reduce; but on the
- * MPI backend all_reduce runs weft's own tuned point-to-point algorithms while
- * reduce_scatter runs Open MPI's non-blocking MPI_Ireduce_scatter_block (libnbc, about half
- * the blocking bandwidth: dist/backend_mpi.c), and at 2 CPU ranks the all-reduce measured
- * faster (bench/NOTES.md, "ZeRO buckets and FSDP"), so at 2 ranks stage 2 also all-reduces
- * its bucket (a sum: only its rows are scaled by 1/N, as it takes them) and keeps its rows.
- * Beyond 2 ranks (not measured here) the reduce-scatter's smaller traffic should win and
+ * only the rank's rows: a reduce-scatter (sum, in place; the rows are scaled by 1/N as they are
+ * taken) moves half the data of an all-reduce, and on the MPI backend weft's own
+ * (dist/mpi_reduce_scatter.c) takes about half an all-reduce's time at 2 CPU ranks (Open
+ * MPI's took longer than the all-reduce: bench/NOTES.md, "Own all-gather and reduce-scatter").
  * z->bucket_reduce_scatter selects its layout: each rank's rows of every parameter of the
  * bucket contiguous, padded to ceil(rows/N). */
 #include "fabric/zero_impl.h"
@@ -108,9 +105,9 @@ static int launch_bucket(zero_impl *z, zero_model *mod, int b) {
         wf_scope_end();
     }
     if (!rc && bk->rs) {
+        /* in place: the rank's region of the buffer (no second buffer at the peak) */
         wf_scope_begin();
-        int64_t per = bk->per;
-        bk->out = wf_empty_on(&per, 1, wf_tensor_dtype(bk->buf), wf_tensor_device(bk->buf));
+        bk->out = wf_narrow(bk->buf, 0, (int64_t)z->rank * bk->per, bk->per);
         if (bk->out) wf__scope_unregister(bk->out);
         wf_scope_end();
         rc = bk->out ? wf_dist_reduce_scatter(z->pg, bk->out, bk->buf, WF_DIST_SUM, &bk->work) : err_or(WF_ENOMEM);

@@ -170,12 +170,14 @@ int wf_dist_all_reduce(wf_process_group *pg, wf_tensor *t, wf_dist_reduce_op op,
 int wf_dist_broadcast(wf_process_group *pg, wf_tensor *t, int src, wf_work **work);
 /* The result lands on dst; other ranks' t is left unspecified. */
 int wf_dist_reduce(wf_process_group *pg, wf_tensor *t, int dst, wf_dist_reduce_op op, wf_work **work);
-/* all_gather_into_tensor: out's first dimension is size x in's, rank r's slice at r. */
+/* all_gather_into_tensor: out's first dimension is size x in's, rank r's slice at r. In
+ * place: in may be out's slice r itself. */
 int wf_dist_all_gather(wf_process_group *pg, wf_tensor *out, wf_tensor *in, wf_work **work);
 /* Unequal first dimensions: sizes are exchanged, inputs padded to the largest, gathered and
  * trimmed; returns [sum of first dims, ...] (a new tensor in the caller's scope) or NULL. */
 wf_tensor *wf_dist_all_gather_uneven(wf_process_group *pg, wf_tensor *in);
-/* reduce_scatter_tensor: in's first dimension is size x out's; rank r gets the reduced slice r. */
+/* reduce_scatter_tensor: in's first dimension is size x out's; rank r gets the reduced slice r.
+ * In place: out may be in's slice r itself (in's other slices are then left undefined). */
 int wf_dist_reduce_scatter(wf_process_group *pg, wf_tensor *out, wf_tensor *in, wf_dist_reduce_op op, wf_work **work);
 int wf_dist_barrier(wf_process_group *pg);
 /* Point to point (blocking): t's size and dtype must match on both ends. */

@@ -81,7 +81,11 @@ static void run_fabric(const char *strategy, int steps, double *out, const bucke
     if (bc) {
         ck_assert_int_eq(z->buckets_launched, bc->buckets * steps);
         ck_assert_int_eq(z->reduces, NP * steps);
-        ck_assert_int_eq(z->gathers, bc->gathers * steps);
+        /* in one default all-gather bucket, except that at 3 ranks the middle Linear (3 rows,
+         * weight and bias) splits evenly and gathers in place, one all-gather each: the
+         * bucket before it, the two, the bucket after (strategy_zero.c, gathers_in_place) */
+        int64_t gathers = bc->gathers == 1 && world == 3 ? 4 : bc->gathers;
+        ck_assert_int_eq(z->gathers, gathers * steps);
     }
     wf_fabric_free(f);
     wf_optimizer_free(o);
@@ -108,7 +112,7 @@ START_TEST(test_buckets) {
     if (world < 2) return;
     static const struct { int stage; bucket_case bc; } cs[] = {
         { 1, { 4, 1, false, 4, NP } }, { 2, { 4, 1, false, 4, NP } }, { 2, { 4, 1, true, 4, NP } },
-        { 2, { 0, 0, true, 1, 1 } },
+        { 2, { 0, 0, true, 1, 1 } },   /* at 3 ranks: 4 gathers (see run_fabric) */
     };
     double ddp[NV], got[NV];
     run_fabric("ddp", STEPS, ddp, NULL);
@@ -157,7 +161,7 @@ END_TEST
 
 /* Stage 1 averages each gradient in place and keeps it; stage 2 keeps only its part: the
  * module's gradients are gone after the backward. Every parameter reduced, in one bucket (the
- * default reduce_bucket_size), one all-gather per step. */
+ * default reduce_bucket_size), one all-gather per step (at 3 ranks four: see run_fabric). */
 START_TEST(test_gradients_kept_or_freed) {
     if (world < 2) return;
     wf_fabric *f = new_fabric(stages[_i], NULL);
@@ -215,7 +219,7 @@ START_TEST(test_gradients_kept_or_freed) {
     wf__zero_counters_get(f->strategy, &c);
     ck_assert_int_eq(c.stage, _i + 1);
     ck_assert_int_eq(c.reduces, NP);
-    ck_assert_int_eq(c.gathers, 1);
+    ck_assert_int_eq(c.gathers, world == 3 ? 4 : 1);   /* at 3 ranks: see run_fabric */
     ck_assert_int_eq(((zero_impl *)f->strategy->zero_impl)->buckets_launched, 1);
     wf_fabric_free(f);
     wf_optimizer_free(o);
