@@ -53,8 +53,8 @@ typedef struct bucket_case { int64_t reduce, gather; bool rs; int64_t buckets, g
 
 /* STEPS steps of the Fabric loop; out: the full parameters. bc: bucket settings (set before
  * setup), and their counts checked. */
-static void run_fabric(const char *strategy, int steps, double *out, const bucket_case *bc) {
-    wf_fabric *f = new_fabric(strategy, NULL);
+static void run_fabric_in(const char *strategy, const char *precision, int steps, double *out, const bucket_case *bc) {
+    wf_fabric *f = new_fabric(strategy, precision);
     zero_impl *z = f->strategy->zero_impl;
     if (bc) {
         ck_assert_ptr_nonnull(z);
@@ -92,6 +92,44 @@ static void run_fabric(const char *strategy, int steps, double *out, const bucke
     wf_optimizer_free(o);
     wf_module_free(m);
 }
+
+static void run_fabric(const char *strategy, int steps, double *out, const bucket_case *bc) {
+    run_fabric_in(strategy, NULL, steps, out, bc);
+}
+
+/* Mixed precision with clipping ("16-mixed" on the CPU is "bf16-mixed": no grad scaler, so
+ * stage 1's 16-mixed path, reducing at each backward's end, runs on CUDA only): stage 1's
+ * boundary reduction gives exactly stage 2's steps (the same bf16 working copy, buckets and
+ * reduce-scatter, the sum taken in the same order), and after a backward its module gradients
+ * are local and its masters have none yet. */
+START_TEST(test_mixed_clip) {
+    if (world < 2) return;
+    double two[NV], one[NV];
+    run_fabric_in("deepspeed_stage_2", "16-mixed", STEPS, two, NULL);
+    run_fabric_in("deepspeed_stage_1", "16-mixed", STEPS, one, NULL);
+    for (int i = 0; i < NV; i++) ck_assert_msg(one[i] == two[i], "value %d: stage 1 %g, stage 2 %g", i, one[i], two[i]);
+    wf_fabric *f = new_fabric("deepspeed_stage_1", "16-mixed");
+    wf_module *m = tf_mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = adam(p);
+    ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
+    WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_backward(f, tf_loss_of(m, rank, 0), m), 0);
+        wf_module_parameters(m, p, NULL, NP);
+        for (int i = 0; i < NP; i++) {
+            ck_assert_ptr_nonnull(wf_grad(p[i]));
+            ck_assert_int_eq(wf_tensor_dtype(wf_grad(p[i])), WF_BF16);
+            ck_assert_ptr_null(wf_grad(o->groups[0].params[i]));
+        }
+        ck_assert_int_eq(wf_fabric_step(f, o, NULL), 0);
+        for (int i = 0; i < NP; i++) ck_assert_ptr_null(wf_grad(p[i]));
+    }
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+END_TEST
 
 START_TEST(test_parity_with_single_process_and_ddp) {
     if (world < 2) return;
@@ -526,6 +564,7 @@ static void add_tests(TCase *tc) {
     tcase_add_loop_test(tc, test_parity_with_single_process_and_ddp, 0, 3);
     tcase_add_loop_test(tc, test_buckets, 0, 4);
     tcase_add_loop_test(tc, test_accumulation, 0, 3);
+    tcase_add_test(tc, test_mixed_clip);
     tcase_add_loop_test(tc, test_gradients_kept_or_freed, 0, 2);
     tcase_add_loop_test(tc, test_memory_formulas, 0, 3);
     tcase_add_loop_test(tc, test_two_models_mixed, 0, 2);
