@@ -1,16 +1,31 @@
 /* fabric/strategy_zero.c: the "deepspeed*" strategies (Fabric's DeepSpeedStrategy), weft's own
  * ZeRO (Rajbhandari et al., "ZeRO: Memory Optimizations Toward Training Trillion Parameter
  * Models"), so it runs on the CPU too:
- *   stage 1  parameters and gradients replicated; the gradients averaged over the ranks in
- *            buckets as DDP does; each rank keeps the optimizer state (and the f32 master copy)
- *            of its part of every parameter, steps only that part, then the parts are
- *            all-gathered (in allgather_bucket_size buckets);
- *   stage 2  the same, but each gradient goes into its reduction bucket as soon as it is final
- *            and is freed there; the rank keeps only its part of the reduced bucket
- *            (fabric/strategy_zero_buckets.c);
+ *   stage 1  parameters replicated; each rank keeps the optimizer state (and the f32 master
+ *            copy) of its part of every parameter. The backward is local (no collective):
+ *            the module's gradients are this rank's own, accumulated over the backwards since
+ *            the last step. At the optimizer boundary (the first of clip_gradients or step
+ *            after a backward) they are reduce-scattered in reduce_bucket_size buckets, each
+ *            rank taking the average of its part, and dropped; the rank steps its part, then
+ *            the parts are all-gathered (in allgather_bucket_size buckets). DeepSpeed's stage
+ *            1 (partition_gradients off, reduce_scatter on): a reduce-scatter + an all-gather,
+ *            DDP's traffic; the full averaged gradients never exist on any rank;
+ *   stage 2  each gradient goes into its reduction bucket as soon as it is final (inside the
+ *            backward) and is freed there; the rank keeps only its part of the reduced bucket
+ *            (fabric/strategy_zero_buckets.c), accumulated over the backwards;
  *   stage 3  parameters sharded too: FSDP's FULL_SHARD units (strategy_fsdp.c), every module
  *            with parameters of its own a unit (fabric/strategy_zero3.c).
  * Checkpoints and shard lists of stages 1 and 2: fabric/zero_state.c.
+ *
+ * What a user sees of the gradients, as under DeepSpeed: after a backward, stage 1's module
+ * parameters hold their local (unaveraged) gradients, summed since the last step, as
+ * DeepSpeed's stage 1 keeps them between accumulation boundaries; stage 2's hold none. After
+ * clip_gradients or the step (stage 1's boundary) the module's gradients are gone (NULL, as
+ * DeepSpeed's zero_grad(set_to_none) after its reduction) and the optimizer's parameters, the
+ * masters, hold the rank's rows of the averaged gradient until the step spends them. Under
+ * "16-mixed" stage 1 reduces at the end of each backward instead: Fabric's clip_gradients
+ * unscales the optimizer's gradients before the strategy is asked, so they must exist by then
+ * (DeepSpeed under Fabric, whose gradient_accumulation_steps is 1, reduces in every backward).
  *
  * A rank's part of a parameter is its dim-0 rows (wf__shard_rows: ceil(rows / N) per rank),
  * the layout FSDP and the sharded checkpoints use (fabric/shard_spec.h), rather than a slice
@@ -22,11 +37,12 @@
  * Mixed precision ("bf16-mixed", "16-mixed"), as DeepSpeed does it: the module's parameters
  * are cast to the low dtype (the working copy the forward and backward use, and whose
  * gradients are reduced), and the rank's part is kept in f32 as the master the optimizer
- * steps: per rank 2 bytes/param of working parameters + 2 of gradients (stage 1: all of them;
- * stage 2: the part) + 12 of master, m and v for Adam on the part. Under "*-true" and "32-true"
+ * steps: per rank 2 bytes/param of working parameters + 2 of gradients (stage 1: all of them,
+ * local, from the backward to the boundary; stage 2: the part) + 12 of master, m and v for Adam
+ * on the part. Under "*-true" and "32-true"
  * the working parameters keep their dtype, and the master is f32 for half-precision ones.
  *
- * Owned here: the masters, the gradient parts (stage 2) and the bookkeeping; the module's
+ * Owned here: the masters, the gradient parts and the bookkeeping; the module's
  * parameter handles stay the module's. The process group and the Fabric's collectives are
  * DDP's (s->impl stays DDP's state; ours is s->zero_impl). DeepSpeed synchronizes every
  * backward: no_backward_sync is ignored (the Fabric warns), as in Fabric. */
@@ -179,7 +195,7 @@ static int zero_setup_module(wf_strategy *s, wf_module *m) {
         zp->p = wf_tensor_retain(ts[i]);
         zp->offset = mod->per_rank;
         mod->per_rank += zp->chunk * zp->row_numel;
-        if (!wf_requires_grad(zp->p)) continue;
+        if (!wf_requires_grad(zp->p) || z->stage != 2) continue;   /* stage 1 reduces at the boundary */
         zp->hook = wf_register_grad_ready_hook(zp->p, grad_ready, zp);
         if (zp->hook < 0) rc = zp->hook;
     }
@@ -276,8 +292,24 @@ static int grad_ready(wf_tensor *leaf, void *ud) {
     return wf__zero_grad_ready(zp->model->z, zp);
 }
 
-/* Every backward reduces (DeepSpeed has no no_backward_sync: the Fabric warns when asked).
- * The hooks run inside the backward, in the order the gradients become final, which is the
+/* Stage 1 at the optimizer boundary: the models a backward left local gradients in, reduced
+ * (only those stepped by o when o is not NULL). Every rank reaches the boundary at the same
+ * call, so the collectives line up. */
+static int reduce_local(zero_impl *z, const wf_optimizer *o) {
+    int rc = 0;
+    for (int k = 0; k < z->n_models; k++) {
+        zero_model *mod = z->models[k];
+        if (!mod->local || (o && mod->opt != o)) continue;
+        mod->local = false;
+        int r = wf__zero_reduce_local(z, mod);
+        if (!rc) rc = r;
+    }
+    return rc;
+}
+
+/* Stage 2 reduces in every backward (DeepSpeed has no no_backward_sync: the Fabric warns when
+ * asked); stage 1 only marks its gradients local (reduced at the boundary, reduce_local).
+ * Stage 2's hooks run inside the backward, in the order the gradients become final, which is the
  * same on every rank when every rank uses the same parameters (as DDP without
  * find_unused_parameters). */
 static int zero_backward(wf_strategy *s, wf_tensor *loss, wf_module *m) {
@@ -288,6 +320,16 @@ static int zero_backward(wf_strategy *s, wf_tensor *loss, wf_module *m) {
                          "pass the model that made the loss: wf_fabric_backward(fab, loss, model)", s->desc->name);
     for (int k = 0; k < z->n_models; k++) z->models[k]->armed = !m || z->models[k]->root == m;
     int rc = wf_precision_backward(s->precision, loss);
+    if (z->stage == 1) {
+        for (int k = 0; k < z->n_models; k++) z->models[k]->local |= z->models[k]->armed;
+        for (int k = 0; k < z->n_models; k++) z->models[k]->armed = false;
+        /* 16-mixed: the gradients must exist before clip_gradients unscales them (header) */
+        if (wf_precision_grad_scaler(s->precision)) {
+            int r = reduce_local(z, NULL);
+            if (!rc) rc = r;
+        }
+        return rc;
+    }
     for (int k = 0; k < z->n_models; k++) z->models[k]->armed = false;
     /* the buckets still open or in flight land before the backward returns (also after an
      * error, so none outlives its buffers) */
@@ -411,9 +453,11 @@ static int gather_model(zero_impl *z, zero_model *mod) {
 }
 
 /* After the step (DeepSpeed's engine.step): the masters' gradients are spent and freed (the
- * f32 gradient exists only from the backward to the step), and the working gradients (stage
- * 1) or parts (stage 2) are zeroed in place for the next accumulation. */
-static int clear_grads(zero_model *mod) {
+ * f32 gradient exists only from the reduction to the step), and the parts are zeroed in place
+ * for the next accumulation (stage 2, which keeps them: its formula's 2Ψ/N) or freed (stage 1,
+ * whose gradient memory between steps is the local gradients: DeepSpeed frees its
+ * averaged_gradients with the step). */
+static int clear_grads(zero_impl *z, zero_model *mod) {
     int rc = 0;
     bool prev = wf_set_grad_enabled(false);
     for (int i = 0; i < mod->n && !rc; i++) {
@@ -421,7 +465,12 @@ static int clear_grads(zero_model *mod) {
         rc = wf_set_grad(zp->master, NULL);
         wf_tensor *g = wf_grad(zp->p);
         if (!rc && g) rc = wf_zero_(g);
-        if (!rc && zp->gpart) rc = wf_zero_(zp->gpart);
+        if (!rc && zp->gpart && z->stage == 1) {
+            wf_tensor_free(zp->gpart);
+            zp->gpart = NULL;
+        } else if (!rc && zp->gpart) {
+            rc = wf_zero_(zp->gpart);
+        }
     }
     wf_set_grad_enabled(prev);
     return rc;
@@ -430,14 +479,22 @@ static int clear_grads(zero_model *mod) {
 static int zero_optimizer_step(wf_strategy *s, wf_optimizer *o, bool *skipped) {
     zero_impl *z = zimpl(s);
     bool sk = false;
-    int rc = wf_precision_optimizer_step(s->precision, o, &sk);
+    int rc = 0;
+    if (z && z->stage == 1) {
+        /* a reduction that failed in grad_params (clip_gradients) is reported here */
+        rc = z->reduce_rc;
+        z->reduce_rc = 0;
+        int r = reduce_local(z, o);
+        if (!rc) rc = r;
+    }
+    if (!rc) rc = wf_precision_optimizer_step(s->precision, o, &sk);
     if (skipped) *skipped = sk;
     for (int k = 0; z && k < z->n_models; k++) {
         zero_model *mod = z->models[k];
         if (mod->opt != o) continue;
         /* a step skipped (16-mixed found inf: every rank agrees) changed no master */
         if (!rc && !sk) rc = gather_model(z, mod);
-        int r = clear_grads(mod);
+        int r = clear_grads(z, mod);
         if (!rc) rc = r;
     }
     return rc;
@@ -445,8 +502,14 @@ static int zero_optimizer_step(wf_strategy *s, wf_optimizer *o, bool *skipped) {
 
 /* ---------------------------------------------------------------- clipping */
 
+/* Clipping's boundary: stage 1 reduces first (a failure is kept for clip_grad_norm or the step:
+ * this hook returns nothing). */
 static void zero_grad_params(wf_strategy *s, wf_tensor **ps, int n) {
     zero_impl *z = zimpl(s);
+    if (z && z->stage == 1) {
+        int r = reduce_local(z, NULL);
+        if (!z->reduce_rc) z->reduce_rc = r;
+    }
     for (int i = 0; z && i < n; i++) {
         zero_param *zp = ps[i] ? find_param(z, ps[i], NULL) : NULL;
         if (zp) ps[i] = zp->master;
@@ -458,6 +521,11 @@ static int zero_clip_grad_norm(wf_strategy *s, wf_tensor *const *ps, int n, doub
                                bool error_if_nonfinite, double *total_norm) {
     zero_impl *z = zimpl(s);
     if (!z) return wf_clip_grad_norm_(ps, n, max_norm, norm_type, error_if_nonfinite, total_norm);
+    if (z->reduce_rc) {
+        int rc = z->reduce_rc;
+        z->reduce_rc = 0;
+        return rc;
+    }
     return wf__sharded_clip_grad_norm(z->pg, ps, n, max_norm, norm_type, error_if_nonfinite, total_norm);
 }
 

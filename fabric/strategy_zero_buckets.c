@@ -4,33 +4,29 @@
  * microseconds of matching and waking) dominates a small model's reduction.
  *
  * Buckets take the parameters in reverse registration order (backward makes the last layers'
- * gradients first), up to reduce_bucket_size elements each. As a gradient becomes final (its
- * grad-ready hook) it is copied into its bucket's flat buffer; stage 2 then drops it from the
- * parameter (its memory moves into the bucket and goes with it once reduced); stage 1 makes
- * the parameter's gradient a view of the buffer, which it keeps (as DDP's reducer): reduced
- * in place, zeroed by the step, accumulated into by the next backward with no copy. A bucket whose
- * gradients are all in is launched at once, in bucket order on every rank (so the collectives
- * line up), at most two in flight (each holds its gradients; a third waits for the oldest).
- * The backward's end launches what did not fill and waits for everything, so the step sees
- * reduced gradients.
+ * gradients first), up to reduce_bucket_size elements each. A gradient is copied into its
+ * bucket's flat buffer and dropped from the parameter (its memory moves into the bucket and
+ * goes with it once reduced): stage 2 as soon as it is final (its grad-ready hook, inside the
+ * backward); stage 1 at the optimizer boundary (wf__zero_reduce_local: every gradient
+ * accumulated locally since the last step, in bucket order). A bucket whose gradients are all
+ * in is launched at once, in bucket order on every rank (so the collectives line up), at most
+ * two in flight (each holds its gradients; a third waits for the oldest). The end launches
+ * what did not fill and waits for everything, so the step sees reduced gradients.
  *
- * The collective: stage 1 all-reduces (it keeps the full averaged gradients). Stage 2 needs
- * only the rank's rows: a reduce-scatter (sum, in place; the rows are scaled by 1/N as they are
- * taken) moves half the data of an all-reduce, and on the MPI backend weft's own
- * (dist/mpi_reduce_scatter.c) takes about half an all-reduce's time at 2 CPU ranks (Open
- * MPI's took longer than the all-reduce: bench/NOTES.md, "Own all-gather and reduce-scatter").
- * z->bucket_reduce_scatter selects its layout: each rank's rows of every parameter of the
- * bucket contiguous, padded to ceil(rows/N). */
+ * The collective: each rank needs only its rows, so a reduce-scatter (sum, in place; the rows
+ * are scaled by 1/N as they are taken), half the data of an all-reduce: stage 1 then moves
+ * what DDP moves (a reduce-scatter + the step's all-gather), as DeepSpeed's stage 1 does. On
+ * the MPI backend weft's own (dist/mpi_reduce_scatter.c) takes about half an all-reduce's time
+ * at 2 CPU ranks (Open MPI's took longer than the all-reduce: bench/NOTES.md, "Own all-gather
+ * and reduce-scatter"). z->bucket_reduce_scatter selects its layout: each rank's rows of every
+ * parameter of the bucket contiguous, padded to ceil(rows/N) (else an all-reduce with SUM, the
+ * natural layout, kept for the tests). */
 #include "fabric/zero_impl.h"
 #include "fabric/shard_spec.h"
 
 #include <string.h>
 
 void wf__zero_buckets_free(zero_model *mod) {
-    for (int i = 0; i < mod->n; i++) {
-        wf_tensor_free(mod->p[i].view);
-        mod->p[i].view = NULL;
-    }
     for (int b = 0; b < mod->nb; b++) {
         zero_bucket *bk = &mod->b[b];
         wf_work_free(bk->work);   /* (waits: none is in flight outside a backward) */
@@ -50,7 +46,7 @@ int wf__zero_buckets_build(zero_impl *z, zero_model *mod) {
     wf__zero_buckets_free(mod);
     int n = 0;
     for (int i = 0; i < mod->n; i++) mod->p[i].bucket = -1;
-    for (int i = 0; i < mod->n; i++) n += mod->p[i].hook >= 0;
+    for (int i = 0; i < mod->n; i++) n += wf_requires_grad(mod->p[i].p);
     if (!n) return 0;
     mod->b = wf__calloc((size_t)n, sizeof *mod->b);
     if (!mod->b) return wf__error(WF_ENOMEM, "wf_fabric_setup: out of memory building DeepSpeed's buckets");
@@ -58,7 +54,7 @@ int wf__zero_buckets_build(zero_impl *z, zero_model *mod) {
     zero_bucket *bk = NULL;
     for (int i = mod->n - 1; i >= 0; i--) {
         zero_param *zp = &mod->p[i];
-        if (zp->hook < 0) continue;
+        if (!wf_requires_grad(zp->p)) continue;
         if (!bk || bk->numel >= cap) {
             bk = &mod->b[mod->nb++];
             bk->idx = wf__calloc((size_t)n, sizeof *bk->idx);
@@ -69,13 +65,13 @@ int wf__zero_buckets_build(zero_impl *z, zero_model *mod) {
         }
         zp->bucket = (int)(bk - mod->b);
         bk->idx[bk->n++] = i;
-        zp->boff = z->bucket_reduce_scatter && z->stage == 2 ? bk->per : bk->numel;
+        zp->boff = z->bucket_reduce_scatter ? bk->per : bk->numel;
         bk->per += zp->chunk * zp->row_numel;
         bk->numel += wf_numel(zp->p);
     }
     for (int b = 0; b < mod->nb; b++) {
         mod->b[b].pending = mod->b[b].n;
-        mod->b[b].rs = z->bucket_reduce_scatter && z->stage == 2;
+        mod->b[b].rs = z->bucket_reduce_scatter;
         if (mod->b[b].rs) mod->b[b].numel = mod->b[b].per * z->world;
     }
     return 0;
@@ -92,12 +88,10 @@ static int launch_bucket(zero_impl *z, zero_model *mod, int b) {
     mod->next_launch = b + 1;
     if (!bk->any) return rc;   /* nothing of it was ready on this rank or any (see flush) */
     /* the buffer is not zeroed when made (most of it is overwritten): the slots of the
-     * parameters that got no gradient this backward are zeroed here; but a stage-1 slot that is
-     * still its parameter's gradient holds that gradient, averaged before, the same on every
-     * rank: averaged again, it stays */
+     * parameters that got no gradient this backward are zeroed here */
     for (int j = 0; j < bk->n && !rc; j++) {
         zero_param *zp = &mod->p[bk->idx[j]];
-        if (zp->ready || (zp->view && wf_grad(zp->p) == zp->view)) continue;
+        if (zp->ready) continue;
         wf_scope_begin();
         if (!bk->rs) rc = wf_zero_(wf_narrow(bk->buf, 0, zp->boff, wf_numel(zp->p)));
         for (int r = 0; r < z->world && bk->rs && !rc; r++)
@@ -112,9 +106,9 @@ static int launch_bucket(zero_impl *z, zero_model *mod, int b) {
         wf_scope_end();
         rc = bk->out ? wf_dist_reduce_scatter(z->pg, bk->out, bk->buf, WF_DIST_SUM, &bk->work) : err_or(WF_ENOMEM);
     } else if (!rc) {
-        /* stage 2 sums and scales only its rows by 1/N as it takes them (finish_bucket): the
+        /* sums, and scales only its rows by 1/N as it takes them (finish_bucket): the
          * backend's AVG would divide the whole buffer */
-        rc = wf_dist_all_reduce(z->pg, bk->buf, z->stage == 2 ? WF_DIST_SUM : WF_DIST_AVG, &bk->work);
+        rc = wf_dist_all_reduce(z->pg, bk->buf, WF_DIST_SUM, &bk->work);
     }
     if (!rc) z->buckets_launched++;
     return rc;
@@ -142,18 +136,8 @@ int wf__zero_grad_ready(zero_impl *z, zero_param *zp) {
     }
     wf_tensor *src = rc ? NULL : flat(wf_contiguous(g));
     if (!rc && !src) rc = err_or(WF_ENOMEM);
-    if (!rc && z->stage == 1) {
-        /* the gradient becomes (or already is: the engine accumulated into it) its view of
-         * the buffer, averaged there in place by the all-reduce */
-        if (!zp->view) {
-            wf_tensor *v = wf_view(wf_narrow(bk->buf, 0, zp->boff, numel), wf_shape(zp->p), wf_ndim(zp->p));
-            zp->view = v ? wf_tensor_retain(v) : NULL;
-            if (!v) rc = err_or(WF_ENOMEM);
-        }
-        if (!rc && g != zp->view) rc = wf_copy_(flat(zp->view), src);
-        if (!rc && g != zp->view) rc = wf_set_grad(zp->p, zp->view);
-    } else if (!rc && !bk->rs) {
-        /* stage 2 drops the gradient: its rows come out of the buffer */
+    if (!rc && !bk->rs) {
+        /* the gradient is dropped: its rows come out of the buffer */
         wf_tensor *dst = wf_narrow(bk->buf, 0, zp->boff, numel);
         rc = dst ? wf_copy_(dst, src) : err_or(WF_ENOMEM);
         if (!rc) rc = wf_set_grad(zp->p, NULL);
@@ -178,10 +162,9 @@ int wf__zero_grad_ready(zero_impl *z, zero_param *zp) {
     return rc;
 }
 
-/* The oldest bucket in flight done: each of its parameters that was ready gets its rows
- * (stage 2: added to its part, kept until the step); the master's gradient becomes the rank's
- * rows (stage 1: of the averaged gradient; stage 2: the part) in the master's dtype,
- * overwritten: they hold the sum since the last step. */
+/* The oldest bucket in flight done: each of its parameters that was ready gets its averaged
+ * rows added to its part (kept until the step); the master's gradient becomes the part in the
+ * master's dtype, overwritten: it holds the sum since the last step. */
 static int finish_bucket(zero_impl *z, zero_model *mod, int b) {
     zero_bucket *bk = &mod->b[b];
     mod->next_done = b + 1;
@@ -197,7 +180,7 @@ static int finish_bucket(zero_impl *z, zero_model *mod, int b) {
         wf_tensor *rows = bk->rs ? wf_narrow(bk->out, 0, zp->boff, cnt)
                                  : wf_narrow(bk->buf, 0, zp->boff + zp->row_start * zp->row_numel, cnt);
         if (!rows) rc = err_or(WF_ENOMEM);
-        if (!rc && z->stage == 2) {
+        if (!rc) {
             if (!zp->gpart) {
                 zp->gpart = wf_zeros_on(&cnt, 1, wf_tensor_dtype(bk->buf), wf_tensor_device(bk->buf));
                 if (!zp->gpart) rc = err_or(WF_ENOMEM);
@@ -209,10 +192,9 @@ static int finish_bucket(zero_impl *z, zero_model *mod, int b) {
         if (!rc) {
             wf_tensor *v = wf_view(rows, wf_shape(zp->master), wf_ndim(zp->master));
             bool same = wf_tensor_dtype(rows) == wf_tensor_dtype(zp->master);
-            /* stage 1: a copy, the master's gradient must not alias the working gradient (the
-             * bucket); stage 2: the part itself when the dtypes agree (it holds the sum since
-             * the last step, as the master's gradient must, and both are reset by the step) */
-            wf_tensor *mg = !v ? NULL : !same ? wf_to_dtype(v, wf_tensor_dtype(zp->master)) : z->stage == 2 ? v : wf_clone(v);
+            /* the part itself when the dtypes agree (it holds the sum since the last step, as
+             * the master's gradient must, and both are reset by the step) */
+            wf_tensor *mg = !v ? NULL : !same ? wf_to_dtype(v, wf_tensor_dtype(zp->master)) : v;
             rc = mg ? wf_set_grad(zp->master, mg) : err_or(WF_ENOMEM);
         }
         wf_scope_end();
@@ -221,10 +203,8 @@ static int finish_bucket(zero_impl *z, zero_model *mod, int b) {
     wf_set_grad_enabled(prev);
     wf_tensor_free(bk->out);
     bk->out = NULL;
-    if (z->stage == 2) {   /* its gradients are reduced: their memory goes */
-        wf_tensor_free(bk->buf);
-        bk->buf = NULL;
-    }
+    wf_tensor_free(bk->buf);   /* its gradients are reduced: their memory goes */
+    bk->buf = NULL;
     return rc;
 }
 
@@ -248,14 +228,24 @@ int wf__zero_buckets_flush(zero_impl *z, zero_model *mod) {
         wf_tensor_free(bk->out);
         bk->work = NULL;
         bk->out = NULL;
-        if (z->stage == 2) {
-            wf_tensor_free(bk->buf);
-            bk->buf = NULL;
-        }
+        wf_tensor_free(bk->buf);
+        bk->buf = NULL;
         bk->launched = bk->any = false;
         bk->pending = bk->n;
     }
     for (int i = 0; i < mod->n; i++) mod->p[i].ready = false;
     mod->next_launch = mod->next_done = 0;
     return rc;
+}
+
+/* Stage 1 at the optimizer boundary: every gradient accumulated locally since the last step
+ * into its bucket (in bucket order, so the buckets fill and launch as in a backward), then the
+ * rest launched and everything waited for. Afterwards the module's gradients are gone and the
+ * masters hold the rank's averaged rows. 0 or a code (every bucket landed, also after one). */
+int wf__zero_reduce_local(zero_impl *z, zero_model *mod) {
+    int rc = 0;
+    for (int b = 0; b < mod->nb && !rc; b++)
+        for (int j = 0; j < mod->b[b].n && !rc; j++) rc = wf__zero_grad_ready(z, &mod->p[mod->b[b].idx[j]]);
+    int r = wf__zero_buckets_flush(z, mod);
+    return rc ? rc : r;
 }

@@ -13,22 +13,20 @@ typedef struct zero_param {
     const void *orig;                 /* the handle before the mixed-precision cast: the one the
                                          optimizer was built on (identity only, never read) */
     wf_tensor *master;                /* this rank's rows, a leaf the optimizer steps (owned) */
-    wf_tensor *gpart;                 /* stage 2: this rank's reduced gradient rows, working
-                                         dtype, accumulated until the step (owned; NULL before) */
+    wf_tensor *gpart;                 /* this rank's reduced gradient rows, working dtype,
+                                         accumulated until the step (owned; NULL before; stage 1
+                                         frees it with the step) */
     int64_t rows, row_numel, chunk;   /* dim 0 (1 for a 0-dim parameter), per row, ceil(rows/N) */
     int64_t row_start, row_count;     /* this rank's rows */
     int64_t offset;                   /* elements before it in a rank's region of the gather */
-    int hook;                         /* grad-ready hook on p, -1 when none */
-    int bucket;                       /* its reduction bucket, -1 when none (no hook) */
+    int hook;                         /* stage 2's grad-ready hook on p, -1 when none */
+    int bucket;                       /* its reduction bucket, -1 when none (no gradient) */
     int64_t boff;                     /* its place in the bucket (strategy_zero_buckets.c) */
-    bool ready;                       /* this backward: its gradient is in the bucket */
-    wf_tensor *view;                  /* stage 1: its gradient's place in the bucket (owned), the
-                                         working gradient from its first backward on */
+    bool ready;                       /* this reduction: its gradient is in the bucket */
 } zero_param;
 
-/* A reduction bucket (fabric/strategy_zero_buckets.c). Stage 2: the buffers exist only from its
- * first gradient of a backward until it is reduced. Stage 1: the buffer, once made, holds the
- * working gradients (each a view of it) for good. */
+/* A reduction bucket (fabric/strategy_zero_buckets.c): the buffers exist only from its first
+ * gradient of a reduction until it is reduced. */
 typedef struct zero_bucket {
     int *idx, n;                      /* its parameters (indices into the model's p); owned */
     int pending;                      /* not ready yet this backward */
@@ -48,7 +46,8 @@ struct zero_model {
     int n;
     int64_t per_rank;                 /* elements of one rank's region in the all-gather */
     wf_dtype work_dtype;              /* the working parameters' dtype */
-    bool armed;                       /* a backward runs: the hooks reduce */
+    bool armed;                       /* a backward runs: the hooks reduce (stage 2) */
+    bool local;                       /* stage 1: a backward left local gradients, not reduced */
     zero_bucket *b;                   /* owned */
     int nb, next_launch, next_done;   /* buckets; the next to launch, to wait for */
 };
@@ -63,7 +62,8 @@ struct zero_impl {
     int64_t buckets_launched;         /* reduction collectives */
     /* Fabric's DeepSpeedStrategy defaults, in elements: 2e8 each. Set before setup (tests). */
     int64_t reduce_bucket_size, allgather_bucket_size;
-    bool bucket_reduce_scatter;       /* stage 2 reduce-scatters its buckets (else all-reduce) */
+    bool bucket_reduce_scatter;       /* reduce-scatter the buckets (else all-reduce: tests) */
+    int reduce_rc;                    /* stage 1: a failed reduction in grad_params, for the step */
 };
 
 static inline zero_impl *zimpl(const wf_strategy *s) { return s ? s->zero_impl : NULL; }
@@ -82,6 +82,8 @@ int wf__zero_buckets_build(zero_impl *z, zero_model *mod);
 int wf__zero_grad_ready(zero_impl *z, zero_param *zp);
 int wf__zero_buckets_flush(zero_impl *z, zero_model *mod);
 void wf__zero_buckets_free(zero_model *mod);
+/* Stage 1 at the optimizer boundary: the local gradients reduced into the masters. */
+int wf__zero_reduce_local(zero_impl *z, zero_model *mod);
 
 /* The entry whose working parameter or master is t (NULL if none); *in its model. */
 zero_param *wf__zero_find_param(zero_impl *z, const void *t, zero_model **in);

@@ -5,8 +5,9 @@
  * 2 or 3 ranks, and the last weight has one row, fewer than the ranks (some hold no part). For
  * stages 1, 2 and 3, N steps of Adam with gradient clipping (the global norm) give the
  * parameters of one process on the concatenated batch, and of DDP, within 1e-5 (f32); the
- * optimizer state per rank is its rows' size; stage 1 keeps the averaged full gradients,
- * stage 2 frees them; memory per rank after a bf16-mixed Adam step follows ZeRO's formulas;
+ * optimizer state per rank is its rows' size; stage 1 keeps the local full gradients until the
+ * boundary (clip or step) and reduce-scatters them there, stage 2 reduces and frees them in the
+ * backward; memory per rank follows ZeRO's formulas in bf16-mixed with Adam;
  * a checkpoint saved under ZeRO holds the full optimizer state and resumes exactly, also
  * under DDP; bad names and uses are refused with messages.
  *
@@ -52,8 +53,8 @@ typedef struct bucket_case { int64_t reduce, gather; bool rs; int64_t buckets, g
 
 /* STEPS steps of the Fabric loop; out: the full parameters. bc: bucket settings (set before
  * setup), and their counts checked. */
-static void run_fabric(const char *strategy, int steps, double *out, const bucket_case *bc) {
-    wf_fabric *f = new_fabric(strategy, NULL);
+static void run_fabric_in(const char *strategy, const char *precision, int steps, double *out, const bucket_case *bc) {
+    wf_fabric *f = new_fabric(strategy, precision);
     zero_impl *z = f->strategy->zero_impl;
     if (bc) {
         ck_assert_ptr_nonnull(z);
@@ -92,6 +93,44 @@ static void run_fabric(const char *strategy, int steps, double *out, const bucke
     wf_module_free(m);
 }
 
+static void run_fabric(const char *strategy, int steps, double *out, const bucket_case *bc) {
+    run_fabric_in(strategy, NULL, steps, out, bc);
+}
+
+/* Mixed precision with clipping ("16-mixed" on the CPU is "bf16-mixed": no grad scaler, so
+ * stage 1's 16-mixed path, reducing at each backward's end, runs on CUDA only): stage 1's
+ * boundary reduction gives exactly stage 2's steps (the same bf16 working copy, buckets and
+ * reduce-scatter, the sum taken in the same order), and after a backward its module gradients
+ * are local and its masters have none yet. */
+START_TEST(test_mixed_clip) {
+    if (world < 2) return;
+    double two[NV], one[NV];
+    run_fabric_in("deepspeed_stage_2", "16-mixed", STEPS, two, NULL);
+    run_fabric_in("deepspeed_stage_1", "16-mixed", STEPS, one, NULL);
+    for (int i = 0; i < NV; i++) ck_assert_msg(one[i] == two[i], "value %d: stage 1 %g, stage 2 %g", i, one[i], two[i]);
+    wf_fabric *f = new_fabric("deepspeed_stage_1", "16-mixed");
+    wf_module *m = tf_mlp(7);
+    wf_tensor *p[NP];
+    wf_module_parameters(m, p, NULL, NP);
+    wf_optimizer *o = adam(p);
+    ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
+    WF_SCOPE {
+        ck_assert_int_eq(wf_fabric_backward(f, tf_loss_of(m, rank, 0), m), 0);
+        wf_module_parameters(m, p, NULL, NP);
+        for (int i = 0; i < NP; i++) {
+            ck_assert_ptr_nonnull(wf_grad(p[i]));
+            ck_assert_int_eq(wf_tensor_dtype(wf_grad(p[i])), WF_BF16);
+            ck_assert_ptr_null(wf_grad(o->groups[0].params[i]));
+        }
+        ck_assert_int_eq(wf_fabric_step(f, o, NULL), 0);
+        for (int i = 0; i < NP; i++) ck_assert_ptr_null(wf_grad(p[i]));
+    }
+    wf_fabric_free(f);
+    wf_optimizer_free(o);
+    wf_module_free(m);
+}
+END_TEST
+
 START_TEST(test_parity_with_single_process_and_ddp) {
     if (world < 2) return;
     double ref[NV], ddp[NV], got[NV];
@@ -121,8 +160,9 @@ START_TEST(test_buckets) {
 }
 END_TEST
 
-/* Two backwards per step (gradient accumulation: DeepSpeed reduces each) equal DDP's; stage 1's
- * working gradients stay views of the same bucket from one step to the next. */
+/* Two backwards per step (gradient accumulation: stage 2 reduces each, stage 1 sums them locally
+ * and reduces once at the step, as DeepSpeed's stage 1 between boundaries) equal DDP's. Stage 1
+ * launches no collective in a backward, and its module gradients are gone after the step. */
 static void run_accumulating(const char *strategy, double *out) {
     wf_fabric *f = new_fabric(strategy, NULL);
     wf_module *m = tf_mlp(7);
@@ -130,16 +170,19 @@ static void run_accumulating(const char *strategy, double *out) {
     wf_module_parameters(m, p, NULL, NP);
     wf_optimizer *o = adam(p);
     ck_assert_msg(wf_fabric_setup(f, m, &o, 1, NULL) == 0, "%s", wf_error_message());
-    const void *first = NULL;
+    bool one = !strcmp(strategy, "deepspeed_stage_1");
     for (int k = 0; k < 2; k++) WF_SCOPE {
         for (int j = 0; j < 2; j++)
             ck_assert_msg(wf_fabric_backward(f, tf_loss_of(m, rank, 2 * k + j), m) == 0, "%s", wf_error_message());
-        if (!strcmp(strategy, "deepspeed_stage_1")) {
-            const void *st = wf_grad(p[0])->storage;
-            if (k) ck_assert_ptr_eq(st, first);
-            first = st;
+        if (one) {
+            ck_assert_int_eq(((zero_impl *)f->strategy->zero_impl)->buckets_launched, k);
+            ck_assert_ptr_nonnull(wf_grad(p[0]));
         }
         ck_assert_msg(wf_fabric_step(f, o, NULL) == 0, "%s", wf_error_message());
+        if (one) {
+            ck_assert_int_eq(((zero_impl *)f->strategy->zero_impl)->buckets_launched, k + 1);
+            for (int i = 0; i < NP; i++) ck_assert_ptr_null(wf_grad(p[i]));
+        }
         wf_optimizer_zero_grad(o, true);
     }
     wf_fabric_summon_full_params_begin(f, m);
@@ -159,9 +202,15 @@ START_TEST(test_accumulation) {
 }
 END_TEST
 
-/* Stage 1 averages each gradient in place and keeps it; stage 2 keeps only its part: the
- * module's gradients are gone after the backward. Every parameter reduced, in one bucket (the
- * default reduce_bucket_size), one all-gather per step (at 3 ranks four: see run_fabric). */
+/* What a user sees of the gradients (the header of fabric/strategy_zero.c). This pinned stage 1
+ * keeping the full averaged gradients (an all-reduce, 1.5x DDP's traffic with the step's
+ * all-gather); it now pins DeepSpeed's stage 1: after the backward the module's gradients are
+ * the rank's own (equal to a plain backward of its batch, different across ranks), nothing was
+ * reduced and the masters have no gradient; at the boundary (here clip_gradients) they are
+ * reduce-scattered: the module's gradients gone, each master holding its rows of the average.
+ * Stage 2 keeps only its part: the module's gradients are gone after the backward. Every
+ * parameter reduced, in one bucket (the default reduce_bucket_size), one all-gather per step (at
+ * 3 ranks four: see run_fabric). */
 START_TEST(test_gradients_kept_or_freed) {
     if (world < 2) return;
     wf_fabric *f = new_fabric(stages[_i], NULL);
@@ -171,19 +220,52 @@ START_TEST(test_gradients_kept_or_freed) {
     wf_module_parameters(m, p, NULL, NP);
     wf_optimizer *o = adam(p);
     ck_assert_int_eq(wf_fabric_setup(f, m, &o, 1, NULL), 0);
+    zero_impl *z = f->strategy->zero_impl;
     WF_SCOPE {
         ck_assert_int_eq(wf_fabric_backward(f, tf_loss_of(m, rank, 0), m), 0);
         wf_module_parameters(m, p, NULL, NP);
-        for (int i = 0; i < NP; i++) {
-            if (_i == 0) {
-                /* averaged: the same on every rank */
+        if (_i == 0) {
+            /* the same model outside the Fabric (every rank built it from seed 7, the values
+             * setup broadcast): its plain backward of this rank's batch */
+            wf_module *plain = tf_mlp(7);
+            wf_tensor *q[NP];
+            wf_module_parameters(plain, q, NULL, NP);
+            ck_assert_int_eq(wf_backward(tf_loss_of(plain, rank, 0), NULL, false), 0);
+            ck_assert_int_eq(z->buckets_launched, 0);
+            ck_assert_int_eq(z->reduces, 0);
+            double spread = 0;
+            wf_tensor *avg[NP];
+            for (int i = 0; i < NP; i++) {
                 wf_tensor *g = wf_grad(p[i]);
                 ck_assert_ptr_nonnull(g);
+                ck_assert_double_eq(wf_item(wf_amax(wf_abs(wf_sub(g, wf_grad(q[i]))), NULL, 0, false)), 0);
+                ck_assert_ptr_null(wf_grad(o->groups[0].params[i]));
                 wf_tensor *mx = wf_fabric_all_reduce(f, g, WF_FABRIC_MAX), *mn = wf_fabric_all_reduce(f, g, WF_FABRIC_MIN);
-                ck_assert_double_eq(wf_item(wf_amax(wf_abs(wf_sub(mx, mn)), NULL, 0, false)), 0);
-            } else {
-                ck_assert_ptr_null(wf_grad(p[i]));
+                spread += wf_item(wf_amax(wf_abs(wf_sub(mx, mn)), NULL, 0, false));
+                avg[i] = wf_fabric_all_reduce(f, g, WF_FABRIC_MEAN);
             }
+            ck_assert_double_gt(spread, 0);   /* local, not averaged */
+            wf_module_free(plain);
+            /* the boundary: a norm far above the gradients' leaves them as they are */
+            double norm = 0;
+            ck_assert_int_eq(wf_fabric_clip_gradients(f, m, o, &(wf_clip_opts){ .max_norm = 1e9 }, &norm), 0);
+            ck_assert_double_gt(norm, 0);
+            ck_assert_int_eq(z->buckets_launched, 1);
+            for (int i = 0; i < NP; i++) {
+                ck_assert_ptr_null(wf_grad(p[i]));
+                zero_param *zp = wf__zero_find_param(z, p[i], NULL);
+                ck_assert_ptr_nonnull(zp);
+                wf_tensor *mg = wf_grad(o->groups[0].params[i]);
+                ck_assert_ptr_nonnull(mg);
+                if (!zp->row_count) continue;
+                wf_tensor *want = wf_narrow(wf_reshape(avg[i], (int64_t[]){ -1 }, 1), 0, zp->row_start * zp->row_numel,
+                                            zp->row_count * zp->row_numel);
+                double d = wf_item(wf_amax(wf_abs(wf_sub(wf_reshape(mg, (int64_t[]){ -1 }, 1), want)), NULL, 0, false));
+                ck_assert_msg(d < 1e-6, "parameter %d: master gradient off the average by %g", i, d);
+            }
+        }
+        for (int i = 0; i < NP; i++) {
+            if (_i == 1) ck_assert_ptr_null(wf_grad(p[i]));
             /* the optimizer's parameter (the master of this rank's rows) has the gradient */
             wf_tensor *master = o->groups[0].params[i];
             ck_assert_ptr_ne(master, p[i]);
@@ -230,8 +312,11 @@ END_TEST
 /* Memory per rank for parameters + gradients + optimizer state after one bf16-mixed AdamW
  * step (before zero_grad), against ZeRO's formulas for Adam in mixed precision, Ψ parameters,
  * N ranks. In weft's layout:
- *   stage 1: 4Ψ + 12Ψ/N = bf16 working parameters (2Ψ) + their bf16 gradients, averaged and
- *            kept (2Ψ) + the rank's rows: f32 master, exp_avg, exp_avg_sq (12Ψ/N)
+ *   stage 1: 4Ψ + 12Ψ/N = bf16 working parameters (2Ψ) + their full bf16 gradients (2Ψ) + the
+ *            rank's rows: f32 master, exp_avg, exp_avg_sq (12Ψ/N). Its gradients are full
+ *            from a backward to the boundary (the step reduce-scatters and drops them), so it
+ *            is measured after the next backward; after the step itself it holds 2Ψ + 12Ψ/N
+ *            (no full gradients, as DeepSpeed's stage 1 after its reduction)
  *   stage 2: 2Ψ + 14Ψ/N = bf16 working parameters (2Ψ) + the rank's reduced bf16 gradient
  *            rows (2Ψ/N) + f32 master, exp_avg, exp_avg_sq (12Ψ/N)
  *   stage 3: 16Ψ/N     = FSDP's shards: f32 parameter rows (4Ψ/N), which are the master, and
@@ -260,6 +345,14 @@ START_TEST(test_memory_formulas) {
     }
     ck_assert_int_eq(wf_fabric_memory_stats(f, &a1), 0);
     double got = (double)a1.allocated - (double)a0.allocated;
+    if (_i == 0) {
+        double after_step = 2 * psi + 12 * psi / world;
+        ck_assert_msg(fabs(got - after_step) <= 0.1 * after_step, "stage 1 after the step: %.0f bytes, want %.0f", got,
+                      after_step);
+        WF_SCOPE ck_assert_int_eq(wf_fabric_backward(f, wf_mean_all(wf_square(wf_module_forward(m, x))), m), 0);
+        ck_assert_int_eq(wf_fabric_memory_stats(f, &a1), 0);
+        got = (double)a1.allocated - (double)a0.allocated;
+    }
     if (rank == 0)
         fprintf(stderr, "zero memory: %s at %d ranks: %.0f bytes per rank, formula %.0f (%+.1f%%)\n", stages[_i], world,
                 got, want[_i], 100 * (got - want[_i]) / want[_i]);
@@ -436,14 +529,18 @@ START_TEST(test_names_and_bad_uses) {
             /* two models set up: backward must name the model */
             ck_assert_int_eq(wf_fabric_backward(f, tf_loss_of(m, rank, 0), NULL), WF_EINVAL);
             ck_assert_error(WF_EINVAL, "pass the model that made the loss");
-            /* no_backward_sync: a warning, and the gradients are reduced anyway */
+            /* no_backward_sync: a warning, and the gradients are reduced anyway (stage 1: at the
+             * step, its boundary, whatever the block said) */
             ck_assert_int_eq(wf_fabric_no_backward_sync_begin(f, m, true), 0);
             ck_assert_ptr_nonnull(strstr(wf_fabric_warnings(f), "does not support skipping the gradient synchronization"));
             ck_assert_int_eq(wf_fabric_backward(f, tf_loss_of(m, rank, 0), m), 0);
             ck_assert_int_eq(wf_fabric_no_backward_sync_end(f), 0);
             wf_tensor *gp = o->groups[0].params[0];
-            ck_assert_ptr_nonnull(wf_grad(gp));
+            if (s == 0) ck_assert_ptr_null(wf_grad(gp));
+            else ck_assert_ptr_nonnull(wf_grad(gp));
+            int64_t before = s < 2 ? ((zero_impl *)f->strategy->zero_impl)->reduces : 0;
             ck_assert_int_eq(wf_fabric_step(f, o, NULL), 0);
+            if (s == 0) ck_assert_int_eq(((zero_impl *)f->strategy->zero_impl)->reduces, before + NP);
         }
         wf_fabric_free(f);
         wf_optimizer_free(o);
@@ -467,6 +564,7 @@ static void add_tests(TCase *tc) {
     tcase_add_loop_test(tc, test_parity_with_single_process_and_ddp, 0, 3);
     tcase_add_loop_test(tc, test_buckets, 0, 4);
     tcase_add_loop_test(tc, test_accumulation, 0, 3);
+    tcase_add_test(tc, test_mixed_clip);
     tcase_add_loop_test(tc, test_gradients_kept_or_freed, 0, 2);
     tcase_add_loop_test(tc, test_memory_formulas, 0, 3);
     tcase_add_loop_test(tc, test_two_models_mixed, 0, 2);
