@@ -81,6 +81,12 @@ WF_MULTIVERSION static void reduce_run(char **p, const int64_t *bs, int64_t n, v
         for (int64_t i = 0; i < n; i++) yf[i] += xf[i];
         return;
     }
+    if (c->dy == WF_F64 && c->dx == WF_F32 && c->op == WF_R_SUM && bs[0] == 8 && bs[1] == 4) {
+        double *restrict yd = (double *)y;   /* an f32 sum's f64 accumulator (below) */
+        const float *restrict xf = (const float *)x;
+        for (int64_t i = 0; i < n; i++) yd[i] += (double)xf[i];
+        return;
+    }
     for (int64_t i = 0; i < n; i++) {
         double xv = wf__load(x + i * bs[1], c->dx);
         char *yp = y + i * bs[0];
@@ -134,8 +140,35 @@ int wf__cpu_reduce(wf_reduce_op op, wf_tensor *y, const wf_tensor *x, uint32_t m
         wf__parallel_for(rows, cols >= 16384 ? 1 : 16384 / cols, rows_chunk, &rc);
         return 0;
     }
+    /* Elsewhere the runs add into y as they go (column sums: one add per row). An f32 y would
+     * round at every add: 1e-4 relative after 200 000 rows, where PyTorch's cascade stays near
+     * 1e-7. So sums go into an f64 copy of y, rounded once at the end, when y is small enough
+     * to copy (bias gradients, per-channel sums: up to 1M outputs); larger ones keep f32. */
+    bool additive = op == WF_R_SUM || op == WF_R_SUMSQ || op == WF_R_ABSSUM || op == WF_R_PNORM;
+    int64_t ny = wf_numel(y);
+    double *acc = y->dtype == WF_F32 && additive && wf_is_contiguous(y) && ny <= ((int64_t)1 << 20)
+                      ? wf__malloc((size_t)ny * sizeof *acc)
+                      : NULL;
+    wf_storage accs = { .data = acc, .nbytes = (size_t)ny * sizeof *acc, .device = y->device };
+    if (acc) {
+        for (int64_t i = 0; i < ny; i++) acc[i] = 0.0;
+        ye.storage = &accs;
+        ye.offset = 0;
+        ye.dtype = WF_F64;
+        int64_t st = 1;   /* y is contiguous: the same strides, counted afresh (size-1 dims too) */
+        for (int i = x->ndim - 1; i >= 0; i--) {
+            if (y->shape[i] == x->shape[i]) ye.stride[i] = st;
+            st *= y->shape[i];
+        }
+        c.dy = WF_F64;
+    }
     wf_tensor *ops[2] = { &ye, (wf_tensor *)x };
     wf__iter(2, ops, reduce_run, &c);
+    if (acc) {
+        float *yf = (float *)wf__host_ptr(y);
+        for (int64_t i = 0; i < ny; i++) yf[i] = (float)acc[i];
+        wf__free(acc, (size_t)ny * sizeof *acc);
+    }
     return 0;
 }
 
