@@ -24,8 +24,8 @@
  * above); "graphs":1 in the JSON. Keep --warmup at 4 or more so the capture is not timed.
  * --fused-loss 1 (the default, as examples/gpt): the loss from the hidden states through
  * wf_linear_cross_entropy, chunked, so the [B*T, V] logits are never whole; 0: from logits.
- * --loss-chunk-rows N: the fused loss's rows per chunk (0, the default: automatic, about 2^25
- * logits a chunk), to measure the chunk size's cost in time and memory. */
+ * --loss-chunk-rows N: the fused loss's rows per chunk (0, the default: automatic, as few equal
+ * chunks as keep one under 2^28 logits), to measure the chunk size's cost in time and memory. */
 #include "gpt_model.h"
 #include "weft/fabric.h"
 #include "weft/cuda.h"

@@ -3,7 +3,8 @@
 # (nanoGPT's config/train_shakespeare_char.py: 6 layers, 6 heads, 384 wide, block 256,
 # dropout 0.2, batch 64, lr 1e-3 -> 1e-4, 5000 iterations, warmup 100) on one GPU in
 # bf16-mixed, on the text given (../shared/data/tinyshakespeare.txt in this project; carried to
-# the GPU machine). Prints the validation curve; nanoGPT reports 1.4697 at the end.
+# the GPU machine). Prints the validation curve; nanoGPT reports 1.4697, its best validation
+# loss (the config saves only when it improves: the final line's best_val_loss here).
 # Usage: bash bench/shakespeare_run.sh TEXT [BUILD_DIR] [extra gpt flags]
 set -uo pipefail
 TEXT=${1:?usage: bash bench/shakespeare_run.sh TEXT [BUILD_DIR] [flags]}
