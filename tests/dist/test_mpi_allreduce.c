@@ -5,7 +5,7 @@
  * than a chunk or empty), in place and through work handles; every rank ends with the same
  * bits; a rank that skips makes the others time out (WF_ETIMEOUT) on both algorithms.
  * Run under `mpirun -np 2` and `-np 3` (CK_FORK=no: every rank runs the same tests in order). */
-#include "test_util.h"
+#include "mpi_test_util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -22,62 +22,33 @@ static int R, S;
 static wf_process_group *g_def, *g_small, *g_ring, *g_rd, *g_rdp, *g_mpi, *g_bad, *g_to_rd, *g_to_ring;
 
 static wf_process_group *make_group(const char *mode, const char *ring_min, const char *chunk, double timeout) {
-    if (mode) setenv("WF_MPI_ALLREDUCE", mode, 1);
+    char m[64], r1[64], r2[64], ch[64];
+    const char *env[5];
+    int k = 0;
+    if (mode) snprintf(m, sizeof m, "WF_MPI_ALLREDUCE=%s", mode), env[k++] = m;
     /* a lowered ring threshold applies to every group size (the tests want the ring) */
-    if (ring_min) { setenv("WF_MPI_RING_MIN", ring_min, 1); setenv("WF_MPI_RING_MIN_MULTI", ring_min, 1); }
-    if (chunk) setenv("WF_MPI_RING_CHUNK", chunk, 1);
-    wf_process_group *g = wf_dist_init(&(wf_dist_options){.backend = "mpi", .timeout_s = timeout});
-    unsetenv("WF_MPI_ALLREDUCE");
-    unsetenv("WF_MPI_RING_MIN");
-    unsetenv("WF_MPI_RING_MIN_MULTI");
-    unsetenv("WF_MPI_RING_CHUNK");
-    unsetenv("WF_MPI_RD_PIECE");
-    if (!g) {
-        fprintf(stderr, "wf_dist_init: %s\n", wf_error_message());
-        exit(1);
+    if (ring_min) {
+        snprintf(r1, sizeof r1, "WF_MPI_RING_MIN=%s", ring_min), env[k++] = r1;
+        snprintf(r2, sizeof r2, "WF_MPI_RING_MIN_MULTI=%s", ring_min), env[k++] = r2;
     }
-    return g;
+    if (chunk) snprintf(ch, sizeof ch, "WF_MPI_RING_CHUNK=%s", chunk), env[k++] = ch;
+    env[k] = NULL;
+    return mpi_test_group(env, timeout);
 }
 
-/* rank r's element i: an integer, exact in bf16 (<= 13) and distinct by position elsewhere */
-static double val(wf_dtype dt, int r, int64_t i) {
-    double v = (double)((i * 7 + r * 3) % 13 + 1);
-    return dt == WF_BF16 ? v : v + 16.0 * (double)(i % 509);
+static wf_tensor *rank_tensor(wf_dtype dt, int64_t n) { return mpi_test_tensor(dt, R, n); }
+
+typedef struct { wf_dtype dt; wf_dist_reduce_op op; } reduced_of;
+static double reduced_want(const void *ctx, int64_t i) {
+    const reduced_of *c = ctx;
+    return mpi_test_reduced(c->dt, c->op, S, i);
 }
 
-/* the result every rank must hold: computed as the backend rounds (avg: sum / size in the
- * dtype's arithmetic; integers truncate) */
-static double want(wf_dtype dt, wf_dist_reduce_op op, int64_t i) {
-    double acc = val(dt, 0, i);
-    for (int r = 1; r < S; r++) acc = op == WF_DIST_MAX ? fmax(acc, val(dt, r, i)) : acc + val(dt, r, i);
-    if (op != WF_DIST_AVG) return acc;
-    if (dt == WF_I64) return trunc(acc / S);
-    float q = (float)acc / (float)S;
-    return dt == WF_BF16 ? (double)wf__bf16_to_f32(wf__f32_to_bf16(q)) : (double)q;
-}
-
-static wf_tensor *rank_tensor(wf_dtype dt, int64_t n) {
-    double *v = malloc(sizeof(double) * (size_t)n);
-    for (int64_t i = 0; i < n; i++) v[i] = val(dt, R, i);
-    wf_tensor *t = wf_to_dtype(wf_from_data(v, WF_SHAPE(n), WF_F64), dt);
-    free(v);
-    return t;
-}
-
-/* every element of t equals want(); names the first that does not */
+/* every element of t equals the all-reduce's result every rank must hold */
 static void check(wf_tensor *t, wf_dtype dt, wf_dist_reduce_op op, int64_t n, const char *what) {
-    double *got = malloc(sizeof(double) * (size_t)n);
-    ck_assert_int_eq(wf_to_array(t, got, WF_F64), 0);
-    for (int64_t i = 0; i < n; i++) {
-        double w = want(dt, op, i);
-        if (got[i] != w) {
-            double g = got[i];
-            free(got);
-            ck_abort_msg("%s: %s op %d, %lld elements: [%lld] = %g, want %g", what, wf_dtype_name(dt), (int)op,
-                         (long long)n, (long long)i, g, w);
-        }
-    }
-    free(got);
+    char w[160];
+    snprintf(w, sizeof w, "%s: %s op %d, %lld elements", what, wf_dtype_name(dt), (int)op, (long long)n);
+    mpi_test_expect(t, n, reduced_want, &(reduced_of){ dt, op }, w);
 }
 
 static const wf_dtype dtypes[] = {WF_F32, WF_BF16, WF_I64};
@@ -281,8 +252,7 @@ int main(void) {
     g_small = make_group("auto", "4096", "1024", 0);
     g_ring = make_group("ring", NULL, "64", 0);
     g_rd = make_group("rd", NULL, NULL, 0);
-    setenv("WF_MPI_RD_PIECE", "100", 1);
-    g_rdp = make_group("rd", NULL, NULL, 0);
+    g_rdp = mpi_test_group((const char *[]){ "WF_MPI_ALLREDUCE=rd", "WF_MPI_RD_PIECE=100", NULL }, 0);
     g_mpi = make_group("mpi", NULL, NULL, 0);
     g_bad = make_group("bogus", "-5", "0", 0);
     g_to_rd = make_group("auto", "4096", "1024", 1);

@@ -5,7 +5,7 @@
  * computed here and against Open MPI's path; in place; several in flight with all_reduces, finished out
  * of order; bad arguments; a rank that skips makes the others time out (WF_ETIMEOUT naming it).
  * Run under `mpirun -np 2` and `-np 3` (CK_FORK=no: every rank runs the same tests in order). */
-#include "test_util.h"
+#include "mpi_test_util.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -20,68 +20,38 @@ static int R, S;
 static wf_process_group *g_def, *g_weft, *g_mpi, *g_bad, *g_to;
 
 static wf_process_group *make_group(const char *ag, const char *rs, const char *ag_max, const char *piece, double timeout) {
-    if (ag) setenv("WF_MPI_ALLGATHER", ag, 1);
-    if (rs) setenv("WF_MPI_REDUCE_SCATTER", rs, 1);
-    if (ag_max) setenv("WF_MPI_ALLGATHER_MAX", ag_max, 1);
-    if (piece) setenv("WF_MPI_RD_PIECE", piece, 1);
-    wf_process_group *g = wf_dist_init(&(wf_dist_options){.backend = "mpi", .timeout_s = timeout});
-    unsetenv("WF_MPI_ALLGATHER");
-    unsetenv("WF_MPI_REDUCE_SCATTER");
-    unsetenv("WF_MPI_ALLGATHER_MAX");
-    unsetenv("WF_MPI_RD_PIECE");
-    if (!g) {
-        fprintf(stderr, "wf_dist_init: %s\n", wf_error_message());
-        exit(1);
-    }
-    return g;
+    char e0[64], e1[64], e2[64], e3[64];
+    const char *env[5];
+    int k = 0;
+    if (ag) snprintf(e0, sizeof e0, "WF_MPI_ALLGATHER=%s", ag), env[k++] = e0;
+    if (rs) snprintf(e1, sizeof e1, "WF_MPI_REDUCE_SCATTER=%s", rs), env[k++] = e1;
+    if (ag_max) snprintf(e2, sizeof e2, "WF_MPI_ALLGATHER_MAX=%s", ag_max), env[k++] = e2;
+    if (piece) snprintf(e3, sizeof e3, "WF_MPI_RD_PIECE=%s", piece), env[k++] = e3;
+    env[k] = NULL;
+    return mpi_test_group(env, timeout);
 }
 
-/* rank r's element i of its input: integers exact in bf16 (<= 13 summed over 3 ranks stays
- * exact) and distinct by position elsewhere */
-static double val(wf_dtype dt, int r, int64_t i) {
-    double v = (double)((i * 7 + r * 3) % 13 + 1);
-    return dt == WF_BF16 ? v : v + 16.0 * (double)(i % 509);
-}
+static wf_tensor *from_vals(wf_dtype dt, int r, int64_t n) { return mpi_test_tensor(dt, r, n); }
 
-static wf_tensor *from_vals(wf_dtype dt, int r, int64_t n) {
-    double *v = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    for (int64_t i = 0; i < n; i++) v[i] = val(dt, r, i);
-    wf_tensor *t = wf_to_dtype(wf_from_data(v, WF_SHAPE(n), WF_F64), dt);
-    free(v);
-    return t;
-}
+typedef struct { wf_dtype dt; wf_dist_reduce_op op; int64_t n; } want_of;
 
 /* the reduce-scatter's element j of rank R's block (count n): rounded as the backend does */
-static double rs_want(wf_dtype dt, wf_dist_reduce_op op, int64_t n, int64_t j) {
-    int64_t i = (int64_t)R * n + j;
-    double acc = val(dt, 0, i);
-    for (int r = 1; r < S; r++) acc = op == WF_DIST_MAX ? fmax(acc, val(dt, r, i)) : acc + val(dt, r, i);
-    if (op != WF_DIST_AVG) return acc;
-    if (dt == WF_I64) return trunc(acc / S);
-    float q = (float)acc / (float)S;
-    return dt == WF_BF16 ? (double)wf__bf16_to_f32(wf__f32_to_bf16(q)) : (double)q;
-}
-
-static void expect(wf_tensor *t, int64_t n, double (*want)(wf_dtype, wf_dist_reduce_op, int64_t, int64_t), wf_dtype dt,
-                   wf_dist_reduce_op op, int64_t cnt, const char *what) {
-    double *got = malloc(sizeof(double) * (size_t)(n ? n : 1));
-    ck_assert_int_eq(wf_to_array(t, got, WF_F64), 0);
-    for (int64_t i = 0; i < n; i++) {
-        double w = want(dt, op, cnt, i);
-        if (got[i] != w) {
-            double g = got[i];
-            free(got);
-            ck_abort_msg("%s: %s op %d, count %lld: [%lld] = %g, want %g", what, wf_dtype_name(dt), (int)op,
-                         (long long)cnt, (long long)i, g, w);
-        }
-    }
-    free(got);
+static double rs_want(const void *ctx, int64_t j) {
+    const want_of *c = ctx;
+    return mpi_test_reduced(c->dt, c->op, S, (int64_t)R * c->n + j);
 }
 
 /* all_gather's element i of the result (count n per rank): rank i / n's value */
-static double ag_want(wf_dtype dt, wf_dist_reduce_op op, int64_t n, int64_t i) {
-    (void)op;
-    return val(dt, (int)(i / n), i % n);
+static double ag_want(const void *ctx, int64_t i) {
+    const want_of *c = ctx;
+    return mpi_test_val(c->dt, (int)(i / c->n), i % c->n);
+}
+
+static void expect(wf_tensor *t, int64_t n, double (*want)(const void *, int64_t), wf_dtype dt, wf_dist_reduce_op op,
+                   int64_t cnt, const char *what) {
+    char w[160];
+    snprintf(w, sizeof w, "%s: %s op %d, count %lld", what, wf_dtype_name(dt), (int)op, (long long)cnt);
+    mpi_test_expect(t, n, want, &(want_of){ dt, op, cnt }, w);
 }
 
 static const wf_dtype dtypes[] = {WF_F32, WF_BF16, WF_I64};
