@@ -147,7 +147,7 @@ int wf__cpu_reduce(wf_reduce_op op, wf_tensor *y, const wf_tensor *x, uint32_t m
     bool additive = op == WF_R_SUM || op == WF_R_SUMSQ || op == WF_R_ABSSUM || op == WF_R_PNORM;
     int64_t ny = wf_numel(y);
     double *acc = y->dtype == WF_F32 && additive && wf_is_contiguous(y) && ny <= ((int64_t)1 << 20)
-                      ? wf__malloc((size_t)ny * sizeof *acc)
+                      ? wf__host_alloc((size_t)ny * sizeof *acc)   /* the kernels' cached scratch, as gemm.c */
                       : NULL;
     wf_storage accs = { .data = acc, .nbytes = (size_t)ny * sizeof *acc, .device = y->device };
     if (acc) {
@@ -167,7 +167,7 @@ int wf__cpu_reduce(wf_reduce_op op, wf_tensor *y, const wf_tensor *x, uint32_t m
     if (acc) {
         float *yf = (float *)wf__host_ptr(y);
         for (int64_t i = 0; i < ny; i++) yf[i] = (float)acc[i];
-        wf__free(acc, (size_t)ny * sizeof *acc);
+        wf__host_free(acc, (size_t)ny * sizeof *acc);
     }
     return 0;
 }
