@@ -162,4 +162,16 @@ void wf__mpi_release(void);
 int wf__mpi_thread_level(void);
 #endif
 
+/* ---------------------------------------------------------------- cluster environments */
+
+/* true when the variable is set and not empty (dist/cluster_env.c) */
+bool wf__env_set(const char *name);
+/* What each built-in cluster environment reads, into *out: dist/cluster_env_fill.c (the
+ * minimal preset: dist/cluster_env_fill_stub.c). 0 or a code naming the variable. */
+int wf__torchrun_fill(const wf_cluster_env *e, wf_cluster_info *out);
+int wf__slurm_fill(const wf_cluster_env *e, wf_cluster_info *out);
+int wf__mpi_fill(const wf_cluster_env *e, wf_cluster_info *out);
+int wf__weft_fill(const wf_cluster_env *e, wf_cluster_info *out);
+int wf__local_fill(const wf_cluster_env *e, wf_cluster_info *out);
+
 #endif

@@ -9,7 +9,10 @@
 
 #include "../../examples/embedded/embedded.h"
 
+#include "weft_config.h"
+
 #include <stdio.h>
+#include <stdlib.h>
 #include <unistd.h>
 
 void *__real_malloc(size_t n);
@@ -225,6 +228,32 @@ START_TEST(test_arena_reuse_and_coalescing) {
 }
 END_TEST
 
+/* A program started as one of several ranks: the minimal preset (one process, no collectives)
+ * refuses by name rather than training alone as if it were the whole job; a full build reads
+ * the rank. A world of one is the same in both. */
+START_TEST(test_job_environment) {
+    wf_cluster_info ci;
+    ck_assert_int_eq(wf_cluster_detect(&ci), 0);
+    ck_assert_str_eq(ci.env_name, "local");
+    ck_assert_int_eq(ci.world_size, 1);
+    const char *vars[][2] = { { "RANK", "1" }, { "WORLD_SIZE", "2" }, { "LOCAL_RANK", "1" },
+                              { "MASTER_ADDR", "127.0.0.1" }, { "MASTER_PORT", "29500" } };
+    for (int i = 0; i < 5; i++) setenv(vars[i][0], vars[i][1], 1);
+    int rc = wf_cluster_detect(&ci);
+#ifdef WEFT_MINIMAL
+    ck_assert_int_eq(rc, WF_ENOTSUP);
+    ck_assert_ptr_nonnull(strstr(wf_error_message(), "runs under torchrun"));
+    ck_assert_error(WF_ENOTSUP, "minimal build of weft runs one process only");
+#else
+    ck_assert_msg(rc == 0, "%s", wf_error_message());
+    ck_assert_str_eq(ci.env_name, "torchrun");
+    ck_assert_int_eq(ci.world_size, 2);
+    ck_assert_int_eq(ci.global_rank, 1);
+#endif
+    for (int i = 0; i < 5; i++) unsetenv(vars[i][0]);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("embedded");
     TCase *tc = tcase_create("core");
@@ -236,6 +265,7 @@ int main(void) {
     tcase_add_test(tc, test_command_line);
     tcase_add_test(tc, test_arena_alignment_and_exhaustion);
     tcase_add_test(tc, test_arena_reuse_and_coalescing);
+    tcase_add_test(tc, test_job_environment);
     suite_add_tcase(s, tc);
     return tt_run(s);
 }
