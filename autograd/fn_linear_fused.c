@@ -1,6 +1,7 @@
 /* autograd/fn_linear_fused.c: Linear fused with what follows it: Linear + GELU (the bias +
- * GELU epilogue) and Linear + cross-entropy chunked over the rows (an LM head's loss without
- * the [N, V] logits).
+ * GELU epilogue), Linear + GELU + Linear (a transformer's MLP that recomputes its GELU in
+ * backward instead of keeping it) and Linear + cross-entropy chunked over the rows (an LM
+ * head's loss without the [N, V] logits).
  *
  * Both are written in raw ops (tensor/ops_linear_fused.c and the others), so they run on every
  * backend that has those; a backend's fused kernels (CUDA's bias_gelu, xent_fwd/bwd) are used
@@ -74,6 +75,94 @@ static wf_tensor *linear_gelu_body(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_
 
 wf_tensor *wf_linear_gelu(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_gelu_approx approximate) {
     WF__NAMED("wf_linear_gelu", wf_tensor *, !r, linear_gelu_body(x, w, b, approximate));
+}
+
+/* ================================================================ linear + gelu + linear */
+
+/* The MLP keeps h, the GELU's input, and not g = gelu(h), the second Linear's input: backward
+ * makes g again from h (one elementwise pass) for the second weight's gradient. h is
+ * x @ w1^T without the bias where the device's bias + GELU kernel adds it (n->i[1] = 1), with
+ * the bias elsewhere (the CPU: the plain GELU op). */
+static wf_tensor *mlp_gelu(wf_node *n, wf_tensor *h, wf_tensor *b1) {
+    bool tanh = n->i[0] != 0;
+    if (n->i[1]) return wf__bias_gelu_raw(h, b1, tanh);
+    return wf__unary_raw("wf_fused_mlp", tanh ? WF_U_GELU_TANH : WF_U_GELU, h, 0, 0);
+}
+
+/* a Linear's weight and bias gradients from g2 [rows, out] and its input x2 [rows, in] */
+static int linear_wgrad(wf_node *n, int iw, int ib, wf_tensor *g2, wf_tensor *x2, wf_tensor *w, wf_tensor **gx) {
+    bool nb = ib >= 0 && n->needs[ib];
+    wf_tensor *gw = NULL, *gb = NULL;
+    int r = n->needs[iw] && nb ? wf__linear_wgrad_fused_raw(g2, x2, w, &gw, &gb) : 1;
+    if (r < 0) return r;
+    if (r > 0) {
+        if (n->needs[iw] && !(gw = wf_matmul(wf_t(g2), x2))) return wf_error();
+        if (nb && !(gb = wf_sum(g2, WF_DIMS(0), false))) return wf_error();
+    }
+    if (n->needs[iw] && !(gx[iw] = wf__reduce_to(gw, &n->in_meta[iw]))) return wf_error();
+    if (nb && !(gx[ib] = wf__reduce_to(gb, &n->in_meta[ib]))) return wf_error();
+    return 0;
+}
+
+/* inputs x, w1, b1, w2, b2 (a missing bias: a NULL input); saved x, w1, w2, h, then b1 if any */
+static int fused_mlp_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
+    wf_tensor *x = wf__saved(n, 0), *w1 = wf__saved(n, 1), *w2 = wf__saved(n, 2), *h = wf__saved(n, 3);
+    wf_tensor *b1 = n->n_saved > 4 ? wf__saved(n, 4) : NULL;
+    if (!x || !w1 || !w2 || !h || (n->n_saved > 4 && !b1)) return wf_error();
+    int64_t hid = w1->shape[0], in = w1->shape[1], out = w2->shape[0];
+    wf_tensor *gy2 = wf_reshape(gy[0], WF_SHAPE(-1, out));
+    wf_tensor *g2 = wf_reshape(mlp_gelu(n, h, b1), WF_SHAPE(-1, hid));   /* recomputed */
+    if (!gy2 || !g2) return wf_error();
+    int rc = linear_wgrad(n, 3, 4, gy2, g2, w2, gx);
+    if (rc) return rc;
+    wf_tensor *dg = wf_matmul(gy2, w2);   /* [rows, hid] */
+    wf_tensor *dh = !dg ? NULL
+                    : n->i[1] ? wf__bias_gelu_bwd_raw(dg, h, b1, n->i[0] != 0)
+                              : wf__unary_backward_raw(n->i[0] ? WF_U_GELU_TANH : WF_U_GELU, dg,
+                                                       wf_reshape(h, WF_SHAPE(-1, hid)), false, 0, 0);
+    wf_tensor *dh2 = dh ? wf_reshape(dh, WF_SHAPE(-1, hid)) : NULL, *x2 = wf_reshape(x, WF_SHAPE(-1, in));
+    if (!dh2 || !x2) return wf_error();
+    if (n->needs[0] && !(gx[0] = wf_reshape(wf_matmul(dh2, w1), n->in_meta[0].shape, n->in_meta[0].ndim)))
+        return wf_error();
+    return linear_wgrad(n, 1, b1 ? 2 : -1, dh2, x2, w1, gx);
+}
+
+static wf_tensor *fused_mlp_body(wf_tensor *x, wf_tensor *w1, wf_tensor *b1, wf_tensor *w2, wf_tensor *b2,
+                                 wf_gelu_approx approximate) {
+    if (wf__any_null("wf_fused_mlp", 3, x, w1, w2)) return NULL;
+    if (approximate != WF_GELU_NONE && approximate != WF_GELU_TANH) {
+        wf__error(WF_EINVAL, "wf_fused_mlp: approximate must be WF_GELU_NONE or WF_GELU_TANH, got %d", (int)approximate);
+        return NULL;
+    }
+    x = wf__autocast_arg(x, WF__AC_LOWER), w1 = wf__autocast_arg(w1, WF__AC_LOWER);
+    b1 = wf__autocast_arg(b1, WF__AC_LOWER), w2 = wf__autocast_arg(w2, WF__AC_LOWER);
+    b2 = wf__autocast_arg(b2, WF__AC_LOWER);
+    if (!x || !w1 || !w2) return NULL;
+    bool fused = b1 && w1->ndim == 2 && wf__bias_gelu_fusable(w1, b1);
+    wf_tensor *y = NULL;
+    wf_scope_begin();
+    wf_tensor *h = wf__linear_raw(x, w1, fused ? NULL : b1);
+    wf_tensor *g = !h ? NULL
+                   : fused ? wf__bias_gelu_raw(h, b1, approximate == WF_GELU_TANH)
+                           : wf__unary_raw("wf_fused_mlp", approximate == WF_GELU_TANH ? WF_U_GELU_TANH : WF_U_GELU, h, 0, 0);
+    if (g) y = wf__linear_raw(g, w2, b2);
+    if (y) {
+        wf_tensor *ins[5] = { x, w1, b1, w2, b2 };
+        wf_node *nd = wf__record("FusedMlpBackward", fused_mlp_backward, y, 5, ins);
+        if (nd) nd->i[0] = approximate == WF_GELU_TANH, nd->i[1] = fused;
+        y = wf__recorded(y, nd,
+                         nd && wf__save(nd, x) >= 0 && wf__save(nd, w1) >= 0 && wf__save(nd, w2) >= 0 &&
+                             wf__save(nd, h) >= 0 && (!b1 || wf__save(nd, b1) >= 0),
+                         5, ins);
+    }
+    wf_keep(y);
+    wf_scope_end();   /* g goes here: nothing keeps it */
+    return y;
+}
+
+wf_tensor *wf_fused_mlp(wf_tensor *x, wf_tensor *w1, wf_tensor *b1, wf_tensor *w2, wf_tensor *b2,
+                        wf_gelu_approx approximate) {
+    WF__NAMED("wf_fused_mlp", wf_tensor *, !r, fused_mlp_body(x, w1, b1, w2, b2, approximate));
 }
 
 /* ================================================================ linear + cross-entropy */

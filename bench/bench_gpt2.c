@@ -4,6 +4,7 @@
  *   bench_gpt2 [--layers 12 --heads 12 --width 768 --vocab 50304 --batch 16 --seq 1024]
  *              [--steps 20 --warmup 5] [--accelerator auto|cpu|cuda] [--precision bf16-mixed]
  *              [--threads N] [--peak-tflops X] [--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N] [--dropout P]
+ *              [--recompute-gelu 0|1]
  *
  * The model is examples/gpt/gpt_model.c (nanoGPT's GPT-2: biases on, dropout 0 or --dropout P, GELU tanh,
  * tied head, block size = --seq); AdamW lr 6e-4, betas 0.9/0.95, weight decay 0.1 on the 2-D
@@ -45,7 +46,7 @@ static double now(void) {
 static int usage(const char *argv0) {
     fprintf(stderr, "usage: %s [--layers N] [--heads N] [--width N] [--vocab N] [--batch N] [--seq N] [--steps N] "
                     "[--warmup N] [--accelerator auto|cpu|cuda] [--precision NAME] [--threads N] [--peak-tflops X] "
-                    "[--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N] [--dropout P]\n",
+                    "[--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N] [--dropout P] [--recompute-gelu 0|1]\n",
             argv0);
     return 2;
 }
@@ -78,7 +79,7 @@ static wf_tensor *step_loss(wf_fabric *fab, wf_module *model, wf_tensor *x, wf_t
 
 int main(int argc, char **argv) {
     int64_t layers = 12, heads = 12, width = 768, vocab = 50304, batch = 16, seq = 1024, steps = 20, warmup = 5,
-            threads = 0, graphs = 0, fused = 1, chunk_rows = 0;
+            threads = 0, graphs = 0, fused = 1, chunk_rows = 0, recompute_gelu = 0;
     double peak_tflops = 0, dropout = 0;
     const char *accelerator = "auto", *precision = "bf16-mixed";
     for (int i = 1; i < argc; i++) {
@@ -98,6 +99,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--threads")) ok = parse_i64(v, 0, 1024, &threads);
         else if (!strcmp(a, "--cuda-graphs")) ok = parse_i64(v, 0, 1, &graphs);
         else if (!strcmp(a, "--fused-loss")) ok = parse_i64(v, 0, 1, &fused);
+        else if (!strcmp(a, "--recompute-gelu")) ok = parse_i64(v, 0, 1, &recompute_gelu);
         else if (!strcmp(a, "--loss-chunk-rows")) ok = parse_i64(v, 0, BIG, &chunk_rows);
         else if (!strcmp(a, "--accelerator")) accelerator = v;
         else if (!strcmp(a, "--precision")) precision = v;
@@ -122,7 +124,7 @@ int main(int argc, char **argv) {
     wf_device dev = wf_fabric_device(fab);
     wf_manual_seed(0);
     gpt_config cfg = { .vocab_size = vocab, .block_size = seq, .n_layer = layers, .n_head = heads, .n_embd = width,
-                       .dropout = dropout, .bias = true };
+                       .dropout = dropout, .bias = true, .recompute_gelu = recompute_gelu != 0 };
     model = gpt_new(&cfg);
     if (!model) FAIL("%s", wf_error_message());
     opt = gpt_configure_optimizer(model, 0.1, 6e-4, 0.9, 0.95);
@@ -199,9 +201,9 @@ int main(int argc, char **argv) {
     double flops_tok = 6.0 * (double)n_params + 12.0 * (double)layers * (double)heads * (double)(width / heads) * (double)seq;
     double mfu = peak > 0 ? flops_tok * tokens / dt / peak : NAN;
     printf("{\"impl\":\"weft+fabric\",\"device\":\"%s\",\"batch\":%lld,\"seq\":%lld,\"params_m\":%.2f,\"step_ms\":%.2f,"
-           "\"tok_s\":%.0f,\"mfu\":%.4f,\"peak_gb\":%.2f,\"loss\":%.4f,\"graphs\":%d,\"fused_loss\":%d,\"loss_chunk_rows\":%lld}\n",
+           "\"tok_s\":%.0f,\"mfu\":%.4f,\"peak_gb\":%.2f,\"loss\":%.4f,\"graphs\":%d,\"fused_loss\":%d,\"loss_chunk_rows\":%lld,\"recompute_gelu\":%d}\n",
            name, (long long)batch, (long long)seq, (double)n_params / 1e6, 1000 * dt, tokens / dt, isnan(mfu) ? 0.0 : mfu,
-           (double)ms.peak_allocated / 1e9, last_loss, (int)graphs, (int)fused, (long long)chunk_rows);
+           (double)ms.peak_allocated / 1e9, last_loss, (int)graphs, (int)fused, (long long)chunk_rows, (int)recompute_gelu);
 done:
     wf_cuda_graph_free(graph);
     wf_tensor_free(graph_loss);

@@ -8,13 +8,18 @@
 
 /* ---------------------------------------------------------------- MLP and Block */
 
-typedef struct mlp { wf_module base; } mlp;
+typedef struct mlp { wf_module base; bool recompute_gelu; } mlp;
 
 static wf_tensor *mlp_forward(wf_module *m, wf_tensor *x) {
     const char *order[4] = { "c_fc", "gelu", "c_proj", "dropout" };
-    wf_module *fc = wf_module_get_child(m, "c_fc");
+    wf_module *fc = wf_module_get_child(m, "c_fc"), *proj = wf_module_get_child(m, "c_proj");
     int i = 0;
-    if (!strcmp(wf_module_type(fc), "Linear")) {
+    if (((mlp *)m)->recompute_gelu && !strcmp(wf_module_type(fc), "Linear") && !strcmp(wf_module_type(proj), "Linear")) {
+        /* c_fc, GELU and c_proj in one op that keeps the GELU's input only */
+        x = wf_fused_mlp(x, wf_module_get_parameter(fc, "weight"), wf_module_get_parameter(fc, "bias"),
+                         wf_module_get_parameter(proj, "weight"), wf_module_get_parameter(proj, "bias"), WF_GELU_NONE);
+        i = 3;
+    } else if (!strcmp(wf_module_type(fc), "Linear")) {
         /* c_fc + GELU in one op: on CUDA the GEMM without bias, then one bias + GELU kernel
          * (the same modules and parameter names, so checkpoints stay as they were) */
         x = wf_linear_gelu(x, wf_module_get_parameter(fc, "weight"), wf_module_get_parameter(fc, "bias"), WF_GELU_NONE);
@@ -28,6 +33,7 @@ static const wf_module_vtable mlp_vt = { .forward = mlp_forward };
 static wf_module *mlp_new(const gpt_config *c) {
     wf_module *m = wf_module_create(sizeof(mlp), "MLP", &mlp_vt);
     if (!m) return NULL;
+    ((mlp *)m)->recompute_gelu = c->recompute_gelu;
     /* nanoGPT uses nn.GELU(): the exact erf form */
     if (wf_module_add_child(m, "c_fc", wf_linear_new(c->n_embd, 4 * c->n_embd, c->bias)) ||
         wf_module_add_child(m, "gelu", wf_gelu_new(WF_GELU_NONE)) ||

@@ -348,6 +348,15 @@ wf_tensor *wf_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b);
  * has the epilogue (CUDA), the GEMM without bias then one fused bias + GELU kernel, and a fused
  * backward; elsewhere, or without a bias, exactly wf_gelu(wf_linear(x, w, b), approximate). */
 wf_tensor *wf_linear_gelu(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_gelu_approx approximate);
+/* A transformer's MLP, linear(gelu(linear(x, w1, b1)), w2, b2), that keeps less for backward
+ * (flash-attn's FusedMLP with checkpoint_lvl=1): the GELU's output, the second Linear's input,
+ * is not saved but made again from the GELU's input in backward, one elementwise pass; that
+ * saves rows * hidden elements per call (GPT-2 124M at 16 x 1024 tokens: 100 MB a layer in
+ * bf16). The same values as the composed ops; the bias + GELU kernel where wf_linear_gelu
+ * uses it. b1 and b2 may be NULL. x: [..., in], w1: [hidden, in], w2: [out, hidden].
+ *   wf_tensor *y = wf_fused_mlp(x, fc_w, fc_b, proj_w, proj_b, WF_GELU_NONE);   (new tensor) */
+wf_tensor *wf_fused_mlp(wf_tensor *x, wf_tensor *w1, wf_tensor *b1, wf_tensor *w2, wf_tensor *b2,
+                        wf_gelu_approx approximate);
 
 /* ---------------------------------------------------------------- softmax family */
 wf_tensor *wf_softmax(wf_tensor *x, int dim);

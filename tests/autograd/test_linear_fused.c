@@ -1,4 +1,4 @@
-/* tests/autograd/test_linear_fused.c: wf_linear_gelu and wf_linear_cross_entropy
+/* tests/autograd/test_linear_fused.c: wf_linear_gelu, wf_fused_mlp and wf_linear_cross_entropy
  * (autograd/fn_linear_fused.c) on a backend with the fused kernels they use.
  *
  * Only CUDA has bias_gelu and xent_fwd/xent_bwd, so a test table stands in for CUDA
@@ -146,6 +146,112 @@ START_TEST(linear_gelu_without_bias_composes) {
 }
 END_TEST
 
+/* wf_fused_mlp against linear(gelu(linear)): the fake-CUDA route (bias + GELU kernels, the
+ * GELU made again in backward: two forward calls) and the CPU one (plain GELU recomputed),
+ * with and without biases, both GELU forms; values and all five gradients. */
+START_TEST(fused_mlp_matches_composed) {
+    for (int c = 0; c < 4; c++) {
+        bool tanh = c & 1, bias = c < 2;
+        wf_gelu_approx ap = tanh ? WF_GELU_TANH : WF_GELU_NONE;
+        wf_scope_begin();
+        wf_manual_seed(11 + c);
+        wf_tensor *x0 = wf_randn(WF_SHAPE(2, 3, 6), WF_F32), *w10 = wf_randn(WF_SHAPE(8, 6), WF_F32);
+        wf_tensor *b10 = wf_randn(WF_SHAPE(8), WF_F32), *w20 = wf_randn(WF_SHAPE(5, 8), WF_F32);
+        wf_tensor *b20 = wf_randn(WF_SHAPE(5), WF_F32), *gy = wf_randn(WF_SHAPE(2, 3, 5), WF_F32);
+        for (int d = 0; d < 2; d++) {
+            gelu_calls = gelu_bwd_calls = 0;
+            wf_device dev = d ? WF_CUDA(0) : WF_CPU;
+            wf_tensor *in[5], *ref[5];
+            wf_tensor *src[5] = { x0, w10, b10, w20, b20 };
+            for (int i = 0; i < 5; i++) in[i] = tt_leaf_on(src[i], dev), ref[i] = tt_leaf_on(src[i], dev);
+            wf_tensor *b1 = bias ? in[2] : NULL, *b2 = bias ? in[4] : NULL;
+            wf_tensor *y = wf_fused_mlp(in[0], in[1], b1, in[3], b2, ap);
+            ck_assert_msg(y != NULL, "%s", wf_error_message());
+            ck_assert_str_eq(wf_grad_fn_name(y), "FusedMlpBackward");
+            wf_tensor *yr = wf_linear(wf_gelu(wf_linear(ref[0], ref[1], bias ? ref[2] : NULL), ap), ref[3], bias ? ref[4] : NULL);
+            ck_assert_int_eq(wf_backward(y, wf_to_device(gy, dev), false), 0);
+            ck_assert_int_eq(wf_backward(yr, wf_to_device(gy, dev), false), 0);
+            /* the bias + GELU kernel where it applies: once forward, once more to remake g, once backward */
+            ck_assert_int_eq(gelu_calls, d && bias ? 2 : 0);
+            ck_assert_int_eq(gelu_bwd_calls, d && bias ? 1 : 0);
+            tt_assert_close(y, yr, 1e-5);
+            for (int i = 0; i < 5; i++) {
+                if (!bias && (i == 2 || i == 4)) {
+                    ck_assert_ptr_null(wf_grad(in[i]));
+                    continue;
+                }
+                ck_assert_msg(wf_grad(in[i]) != NULL, "case %d device %d: input %d has no gradient", c, d, i);
+                tt_assert_close(wf_grad(in[i]), wf_grad(ref[i]), 1e-4);
+            }
+        }
+        wf_scope_end();
+    }
+}
+END_TEST
+
+static wf_tensor *mlp_fn(wf_tensor *const *in, int n, void *ud) {
+    (void)n;
+    return wf_fused_mlp(in[0], in[1], in[2], in[3], in[4], *(const wf_gelu_approx *)ud);
+}
+
+/* finite differences on the CPU (f64), both GELU forms */
+START_TEST(fused_mlp_gradcheck) {
+    for (int t = 0; t < 2; t++) {
+        wf_scope_begin();
+        wf_manual_seed(5);
+        wf_tensor *in[5] = { wf_randn(WF_SHAPE(3, 4), WF_F64), wf_randn(WF_SHAPE(6, 4), WF_F64), wf_randn(WF_SHAPE(6), WF_F64),
+                             wf_randn(WF_SHAPE(2, 6), WF_F64), wf_randn(WF_SHAPE(2), WF_F64) };
+        for (int i = 0; i < 5; i++) wf_set_requires_grad(in[i], true);
+        wf_gelu_approx ap = t ? WF_GELU_TANH : WF_GELU_NONE;
+        ck_assert_msg(wf_gradcheck(mlp_fn, in, 5, &ap, 1e-6, 1e-6, 1e-4) == 0, "%s", wf_error_message());
+        wf_scope_end();
+    }
+}
+END_TEST
+
+/* What it is for: held for backward, the MLP keeps its GELU's input but not its output, so
+ * between forward and backward it holds rows * hidden elements less than the composed ops. */
+START_TEST(fused_mlp_keeps_less) {
+    const int64_t rows = 64, in = 16, hid = 256, out = 16;
+    size_t held[2];
+    for (int f = 0; f < 2; f++) {
+        wf_scope_begin();
+        wf_manual_seed(2);
+        wf_tensor *x = tt_leaf_on(wf_randn(WF_SHAPE(rows, in), WF_F64), WF_CPU);
+        wf_tensor *w1 = tt_leaf_on(wf_randn(WF_SHAPE(hid, in), WF_F64), WF_CPU), *b1 = tt_leaf_on(wf_randn(WF_SHAPE(hid), WF_F64), WF_CPU);
+        wf_tensor *w2 = tt_leaf_on(wf_randn(WF_SHAPE(out, hid), WF_F64), WF_CPU), *b2 = tt_leaf_on(wf_randn(WF_SHAPE(out), WF_F64), WF_CPU);
+        wf_memory_stats m0, m1;
+        wf_memory_stats_get(&m0);
+        wf_tensor *y = f ? wf_fused_mlp(x, w1, b1, w2, b2, WF_GELU_NONE) : wf_linear(wf_gelu(wf_linear(x, w1, b1), WF_GELU_NONE), w2, b2);
+        ck_assert_ptr_nonnull(y);
+        wf_memory_stats_get(&m1);
+        held[f] = m1.allocated - m0.allocated;
+        ck_assert_int_eq(wf_backward(wf_sum_all(y), NULL, false), 0);
+        wf_scope_end();
+    }
+    size_t g = (size_t)(rows * hid) * sizeof(double);
+    ck_assert_msg(held[0] >= held[1] + g, "composed holds %zu bytes, fused %zu: the GELU output (%zu) is still kept",
+                  held[0], held[1], g);
+}
+END_TEST
+
+START_TEST(fused_mlp_bad_inputs) {
+    wf_scope_begin();
+    wf_tensor *x = wf_ones(WF_SHAPE(2, 4), WF_F32), *w1 = wf_ones(WF_SHAPE(6, 4), WF_F32), *w2 = wf_ones(WF_SHAPE(3, 6), WF_F32);
+    ck_assert_ptr_null(wf_fused_mlp(x, w1, NULL, w2, NULL, (wf_gelu_approx)7));
+    ck_assert_error(WF_EINVAL, "wf_fused_mlp: approximate must be");
+    ck_assert_ptr_null(wf_fused_mlp(x, w1, NULL, NULL, NULL, WF_GELU_NONE));
+    ck_assert_error(WF_ENULL, "wf_fused_mlp");
+    ck_assert_ptr_null(wf_fused_mlp(x, w1, NULL, wf_ones(WF_SHAPE(3, 5), WF_F32), NULL, WF_GELU_NONE));
+    ck_assert_error(WF_ESHAPE, "in_features differ (6 vs 5)");
+    ck_assert_ptr_null(wf_fused_mlp(x, w1, wf_ones(WF_SHAPE(5), WF_F32), w2, NULL, WF_GELU_NONE));
+    ck_assert_error(WF_ESHAPE, "bias must be [6]");
+    ck_assert_ptr_null(wf_fused_mlp(x, w1, NULL, w2, wf_ones(WF_SHAPE(3), WF_F64), WF_GELU_NONE));
+    ck_assert_error(WF_EDTYPE, "wf_fused_mlp");
+    wf_scope_end();
+}
+END_TEST
+
 START_TEST(linear_xent_fused_chunks_match_composed) {
     const wf_reduction reds[3] = { WF_REDUCTION_MEAN, WF_REDUCTION_SUM, WF_REDUCTION_NONE };
     for (int r = 0; r < 3; r++) {
@@ -256,12 +362,16 @@ int main(void) {
     tcase_add_checked_fixture(tc, fake_setup, fake_teardown);
     tcase_add_test(tc, linear_gelu_fused_matches_composed);
     tcase_add_test(tc, linear_gelu_without_bias_composes);
+    tcase_add_test(tc, fused_mlp_matches_composed);
     tcase_add_test(tc, linear_xent_fused_chunks_match_composed);
     tcase_add_test(tc, linear_xent_refuses_modified_input);
     suite_add_tcase(s, tc);
     TCase *tr = tcase_create("raw");
     tcase_add_test(tr, linear_xent_chunk_rule);
     tcase_add_test(tr, gemm_acc_sums_in_f32);
+    tcase_add_test(tr, fused_mlp_gradcheck);
+    tcase_add_test(tr, fused_mlp_keeps_less);
+    tcase_add_test(tr, fused_mlp_bad_inputs);
     suite_add_tcase(s, tr);
     SRunner *sr = srunner_create(s);
     srunner_run_all(sr, CK_NORMAL);

@@ -94,22 +94,27 @@ START_TEST(test_loss_falls) {
 END_TEST
 
 /* the chunked loss from the hidden states (--fused-loss 1, the default) against the logits and
- * wf_cross_entropy: the same losses at the start and after training, within 1e-5 */
+ * wf_cross_entropy: the same losses at the start and after training, within 1e-5; and the MLP
+ * that makes its GELU again in backward (--recompute-gelu 1): the same ops, so the same
+ * losses as printed */
 START_TEST(test_fused_loss_matches_logits) {
     write_text("words.txt", 3000);
     run_result *r = malloc(sizeof *r);
-    double v[2][3];
-    for (int f = 0; f < 2; f++) {
+    double v[3][3];
+    for (int f = 0; f < 3; f++) {
         char args[256];
-        snprintf(args, sizeof args, TINY "--data words.txt --max-iters 12 --eval-interval 6 --fused-loss %d", f);
+        snprintf(args, sizeof args, TINY "--data words.txt --max-iters 12 --eval-interval 6 --fused-loss %d --recompute-gelu %d",
+                 f > 0, f == 2);
         run(r, args);
         ck_assert_msg(r->status == 0, "%s", r->out);
         v[f][0] = json_num(r->last, "first_val_loss"), v[f][1] = json_num(r->last, "val_loss");
         v[f][2] = json_num(r->last, "last_batch_loss");
     }
-    for (int i = 0; i < 3; i++)
+    for (int i = 0; i < 3; i++) {
         ck_assert_msg(fabs(v[0][i] - v[1][i]) <= 1e-5 && v[0][i] > 0.5, "loss %d: %.6f unfused, %.6f fused", i, v[0][i],
                       v[1][i]);
+        ck_assert_msg(v[2][i] == v[1][i], "loss %d: %.6f with the GELU recomputed, %.6f kept", i, v[2][i], v[1][i]);
+    }
     free(r);
 }
 END_TEST
@@ -359,6 +364,7 @@ START_TEST(test_bad_flags) {
         { "--data words.txt --block-size 400 --max-iters 1", "too few for a block of 400", 1 },
         { "--data words.txt --precision 7-bits", "7-bits", 2 },
         { "--data words.txt --fused-loss 2", "invalid value '2' for --fused-loss", 2 },
+        { "--data words.txt --recompute-gelu 2", "invalid value '2' for --recompute-gelu", 2 },
         { "--data words.txt --always-save-checkpoint 2", "invalid value '2' for --always-save-checkpoint", 2 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

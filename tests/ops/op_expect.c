@@ -376,8 +376,8 @@ static wf_tensor *leaf_of(wf_tensor *src, wf_device dev, wf_dtype dt) {
 /* the sum of y's elements as a loss (any shape) */
 static wf_tensor *sum_f32(wf_tensor *y) { return y ? wf_sum_all(wf_to_dtype(y, WF_F32)) : NULL; }
 
-/* wf_linear_cross_entropy (several chunks) and wf_linear_gelu against the unfused ops on the
- * same device: loss, dh, dweight, dbias. f64 and f32 plain, bf16 through autocast over f32
+/* wf_linear_cross_entropy (several chunks), wf_linear_gelu and wf_fused_mlp (its GELU made
+ * again in backward) against the unfused ops on the same device: loss, dh, dweight, dbias. f64 and f32 plain, bf16 through autocast over f32
  * leaves (the GPT's case on CUDA: the fused kernels); the unfused side runs the same way. */
 static int linear_fused_vs_unfused(wf_device dev, int *checks) {
     int f = 0;
@@ -385,6 +385,7 @@ static int linear_fused_vs_unfused(wf_device dev, int *checks) {
     wf_manual_seed(21);
     wf_tensor *hs = wf_randn(WF_SHAPE(N, C), WF_F32), *ws = wf_mul_scalar(wf_randn(WF_SHAPE(V, C), WF_F32), 0.3);
     wf_tensor *bs = wf_randn(WF_SHAPE(V), WF_F32);
+    wf_tensor *w2s = wf_mul_scalar(wf_randn(WF_SHAPE(7, V), WF_F32), 0.3), *b2s = wf_randn(WF_SHAPE(7), WF_F32);
     wf_tensor *t = wf_randint(0, V, WF_SHAPE(N), WF_I64);
     int64_t *tp = malloc(sizeof(int64_t) * (size_t)N);
     if (tp && !wf_to_array(t, tp, WF_I64)) {   /* some rows ignored */
@@ -408,6 +409,11 @@ static int linear_fused_vs_unfused(wf_device dev, int *checks) {
             wf_tensor *x3f = hf ? wf_reshape(wf_narrow(hf, 0, 0, 36), WF_SHAPE(2, 18, C)) : NULL;
             wf_tensor *x3u = hu ? wf_reshape(wf_narrow(hu, 0, 0, 36), WF_SHAPE(2, 18, C)) : NULL;
             wf_tensor *gf = wf_linear_gelu(x3f, wf, bf, WF_GELU_TANH), *gu = wf_gelu(wf_linear(x3u, wu, bu), WF_GELU_TANH);
+            /* the MLP's second Linear on top: [2, 18, V] -> [2, 18, 7] */
+            wf_tensor *w2f = leaf_of(w2s, dev, cases[c].leaf), *b2f = leaf_of(b2s, dev, cases[c].leaf);
+            wf_tensor *w2u = leaf_of(w2s, dev, cases[c].leaf), *b2u = leaf_of(b2s, dev, cases[c].leaf);
+            wf_tensor *mf = wf_fused_mlp(x3f, wf, bf, w2f, b2f, WF_GELU_NONE);
+            wf_tensor *mu = wf_linear(wf_gelu(wf_linear(x3u, wu, bu), WF_GELU_NONE), w2u, b2u);
             if (cases[c].autocast) wf_autocast_end();
             char what[128];
             snprintf(what, sizeof what, "linear_cross_entropy %s (%s) against linear + cross_entropy", cases[c].name,
@@ -415,7 +421,10 @@ static int linear_fused_vs_unfused(wf_device dev, int *checks) {
             f += close_rel(what, dev, lf, lu, cases[c].tol, checks);
             snprintf(what, sizeof what, "linear_gelu %s against gelu(linear)", cases[c].name);
             f += close_rel(what, dev, gf, gu, cases[c].tol, checks);
-            wf_tensor *sf = lf && gf ? wf_add(sum_f32(lf), sum_f32(gf)) : NULL, *su = lu && gu ? wf_add(sum_f32(lu), sum_f32(gu)) : NULL;
+            snprintf(what, sizeof what, "fused_mlp %s against linear(gelu(linear))", cases[c].name);
+            f += close_rel(what, dev, mf, mu, cases[c].tol, checks);
+            wf_tensor *sf = lf && gf && mf ? wf_add(wf_add(sum_f32(lf), sum_f32(gf)), sum_f32(mf)) : NULL;
+            wf_tensor *su = lu && gu && mu ? wf_add(wf_add(sum_f32(lu), sum_f32(gu)), sum_f32(mu)) : NULL;
             if (!sf || !su || wf_backward(sf, NULL, false) || wf_backward(su, NULL, false)) {
                 f += close_rel("linear fused: backward", dev, NULL, NULL, 0, checks);
                 continue;
@@ -426,6 +435,9 @@ static int linear_fused_vs_unfused(wf_device dev, int *checks) {
             f += close_rel(what, dev, wf_grad(wf), wf_grad(wu), cases[c].tol, checks);
             snprintf(what, sizeof what, "linear fused %s (%s): dbias", cases[c].name, r ? "none" : "mean");
             f += close_rel(what, dev, wf_grad(bf), wf_grad(bu), cases[c].tol, checks);
+            snprintf(what, sizeof what, "fused_mlp %s: the second weight's and bias's gradients", cases[c].name);
+            f += close_rel(what, dev, wf_grad(w2f), wf_grad(w2u), cases[c].tol, checks);
+            f += close_rel(what, dev, wf_grad(b2f), wf_grad(b2u), cases[c].tol, checks);
         }
     {   /* every target ignored: a NaN mean and zero gradients, as cross_entropy */
         wf_tensor *h = leaf_of(hs, dev, WF_F32), *w = leaf_of(ws, dev, WF_F32);
