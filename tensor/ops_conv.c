@@ -5,7 +5,8 @@
  *
  * conv2d is im2col + GEMM, over chunks of images so the col buffer stays bounded (~16M
  * elements; the whole batch for small images). Where the device has im2col_batch and
- * col2im_batch (the CPU): col = im2col of the chunk [C*kh*kw, cn*oh*ow], ONE GEMM per group
+ * col2im_batch for the dtype (the CPU: f32/f64; CUDA: f32/f64/f16/bf16): col = im2col of
+ * the chunk [C*kh*kw, cn*oh*ow], ONE GEMM per group
  * t[g] = w[g] @ col[g] ([O/g, cn*oh*ow]), then t is permuted into y's NCHW layout with the
  * bias added in the same pass (col2im_batch with a 1x1 kernel). Otherwise, per image:
  * col = im2col(x[n]) [C*kh*kw, oh*ow] and, per group g, y[n, g] = w[g] [O/g, C/g*kh*kw] @
