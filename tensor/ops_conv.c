@@ -17,6 +17,8 @@
  * or unbatched 3-D [C,H,W] (as PyTorch). Output sizes follow PyTorch, ceil_mode included. */
 #include "ops_conv.h"
 
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -45,6 +47,17 @@ int wf__check_image(const char *op, wf_tensor *x) {
 }
 
 /* ---------------------------------------------------------------- conv2d */
+
+int64_t wf__conv_chunk_elems(void) {
+    static _Atomic int64_t limit;   /* 0: not read yet (a race reads the same value twice) */
+    int64_t v = atomic_load_explicit(&limit, memory_order_relaxed);
+    if (v) return v;
+    const char *e = getenv("WF_CONV_CHUNK_ELEMS");
+    v = e ? atoll(e) : 0;
+    if (v < 1) v = (int64_t)16 << 20;
+    atomic_store_explicit(&limit, v, memory_order_relaxed);
+    return v;
+}
 
 typedef struct {
     int64_t N, C, H, W, O, oh, ow;
