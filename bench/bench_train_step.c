@@ -3,7 +3,14 @@
  * bench/peer_train_step.py with the same arguments; bench/run_train_step.sh runs both.
  *
  *   bench_train_step --model mlp|cnn [--batch 64] [--steps 200] [--device cpu|cuda] [--probe 1]
+ *                    [--cuda-graphs 0|1]
  * Last line: {"impl":"weft","model":"mlp","device":"cpu","batch":64,"step_ms":...}
+ *
+ * --cuda-graphs 1 (--device cuda only; default 0, eager): after GRAPH_WARMUP eager steps, one
+ * whole step (zero_grad, forward, cross-entropy, backward, the fused Adam step) is captured
+ * into a CUDA graph (weft/cuda.h) and the timed steps are its replays, one launch each; the
+ * batch is fixed, so the static inputs are x and y themselves. The phase split is then 0
+ * (nothing runs step by step on the host). The peer (bench/peer_train_step.py) stays eager.
  *
  * --probe 1 adds what the machine gave the run, to tell a slow run's cause apart from weft's
  * code (bench/NOTES.md, "the MLP's slow mode"):
@@ -78,17 +85,44 @@ static void print_probe(void) {
     printf("]");
 }
 
+/* --cuda-graphs: eager steps before the capture (cuBLAS plans, the optimizer's state and the
+ * memory cache are made there, never inside the capture) */
+#define GRAPH_WARMUP 3
+
+/* One step on x, y; *loss_keep (owned by the caller) receives its loss tensor. phase (may be
+ * NULL) adds the host time of forward, backward, optimizer. No host synchronization. */
+static int train_step(wf_module *m, wf_optimizer *opt, wf_tensor *x, wf_tensor *y, wf_tensor **loss_keep,
+                      double *phase) {
+    int rc = 0;
+    wf_scope_begin();
+    double ta = bench_now();
+    wf_tensor *loss = wf_cross_entropy(wf_module_forward(m, x), y, NULL);
+    rc = wf_optimizer_zero_grad(opt, true);
+    double tb = bench_now();
+    rc = rc || !loss || wf_backward(loss, NULL, false);
+    double tc = bench_now();
+    rc = rc || wf_optimizer_step(opt);
+    if (phase) { phase[0] += tb - ta; phase[1] += tc - tb; phase[2] += bench_now() - tc; }
+    if (!rc) {
+        wf_tensor_free(*loss_keep);
+        *loss_keep = wf_tensor_retain(loss);
+    }
+    wf_scope_end();
+    return rc;
+}
+
 int main(int argc, char **argv) {
     const char *model = "mlp", *device = "cpu";
     int64_t batch = 64;
     int steps = 200;
-    bool probe = false;
+    bool probe = false, graphs = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) model = argv[i + 1];
         else if (!strcmp(argv[i], "--batch")) batch = atoll(argv[i + 1]);
         else if (!strcmp(argv[i], "--steps")) steps = atoi(argv[i + 1]);
         else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
         else if (!strcmp(argv[i], "--probe")) probe = atoi(argv[i + 1]) != 0;
+        else if (!strcmp(argv[i], "--cuda-graphs")) graphs = atoi(argv[i + 1]) != 0;
     }
     bool cnn = !strcmp(model, "cnn");
     wf_device dev;
@@ -97,6 +131,10 @@ int main(int argc, char **argv) {
         return 1;
     }
     wf_clear_error();
+    if (graphs && dev.type != WF_DEV_CUDA) {
+        fprintf(stderr, "error: --cuda-graphs 1 needs --device cuda (got %s)\n", device);
+        return 1;
+    }
     wf_manual_seed(0);
     wf_module *m = bench_make_model(cnn);
     if (!m || wf_module_to(m, dev, WF_DTYPE_DEFAULT)) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
@@ -107,34 +145,45 @@ int main(int argc, char **argv) {
     wf_tensor *y = wf_to_device(wf_randint(0, 10, WF_SHAPE(batch), WF_I64), dev);
     if (!opt || !x || !y) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
     int warm = steps / 10 + 3;
+    if (graphs && warm < GRAPH_WARMUP + 2) warm = GRAPH_WARMUP + 2;   /* the capture and its first replay untimed */
     double t0 = 0, last = 0, phase[3] = { 0, 0, 0 };
+    wf_tensor *loss = NULL;   /* the last step's loss (with graphs: the captured one, every replay's) */
+    wf_cuda_graph *graph = NULL;
     for (int s = 0; s < warm + steps; s++) {
         if (s == warm) {
             if (dev.type == WF_DEV_CUDA) wf_cuda_synchronize(dev.index);
             t0 = bench_now();
         }
-        wf_scope_begin();
-        double ta = bench_now();
-        wf_tensor *loss = wf_cross_entropy(wf_module_forward(m, x), y, NULL);
-        wf_optimizer_zero_grad(opt, true);
-        double tb = bench_now();
-        int rc = (!loss || wf_backward(loss, NULL, false));
-        double tc = bench_now();
-        rc = rc || wf_optimizer_step(opt);
-        if (s >= warm) { phase[0] += tb - ta; phase[1] += tc - tb; phase[2] += bench_now() - tc; }
-        if (s == warm + steps - 1) last = wf_item(loss);
-        wf_scope_end();
+        int rc = 0;
+        if (graphs && s >= GRAPH_WARMUP) {
+            if (!graph) {   /* capture one step (nothing runs), then replay it at once */
+                wf_cuda_empty_cache();   /* the eager steps' cached blocks: the capture has its own pool */
+                graph = wf_cuda_graph_new();
+                rc = graph ? wf_cuda_graph_capture_begin(graph, dev) : wf_error();
+                if (!rc) {
+                    rc = train_step(m, opt, x, y, &loss, NULL);
+                    int end = wf_cuda_graph_capture_end(graph);
+                    if (!rc) rc = end;
+                }
+            }
+            if (!rc) rc = wf_cuda_graph_replay(graph);
+        } else {
+            rc = train_step(m, opt, x, y, &loss, s >= warm ? phase : NULL);
+        }
         if (rc) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
+        if (s == warm + steps - 1) last = wf_item(loss);
     }
     if (dev.type == WF_DEV_CUDA) wf_cuda_synchronize(dev.index);
     double ms = 1000.0 * (bench_now() - t0) / steps;
     /* the phase split is host time: meaningful on the CPU (CUDA work is asynchronous) */
     printf("{\"impl\":\"weft\",\"model\":\"%s\",\"device\":\"%s\",\"batch\":%lld,\"step_ms\":%.4f,\"final_loss\":%.4f,"
-           "\"forward_ms\":%.4f,\"backward_ms\":%.4f,\"optimizer_ms\":%.4f",
+           "\"forward_ms\":%.4f,\"backward_ms\":%.4f,\"optimizer_ms\":%.4f,\"cuda_graphs\":%d",
            model, device, (long long)batch, ms, last, 1000 * phase[0] / steps, 1000 * phase[1] / steps,
-           1000 * phase[2] / steps);
+           1000 * phase[2] / steps, graphs);
     if (probe) print_probe();
     printf("}\n");
+    wf_tensor_free(loss);
+    wf_cuda_graph_free(graph);
     wf_optimizer_free(opt);
     wf_module_free(m);
     wf_tensor_free(x);

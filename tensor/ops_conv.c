@@ -5,7 +5,8 @@
  *
  * conv2d is im2col + GEMM, over chunks of images so the col buffer stays bounded (~16M
  * elements; the whole batch for small images). Where the device has im2col_batch and
- * col2im_batch (the CPU): col = im2col of the chunk [C*kh*kw, cn*oh*ow], ONE GEMM per group
+ * col2im_batch for the dtype (the CPU: f32/f64; CUDA: f32/f64/f16/bf16): col = im2col of
+ * the chunk [C*kh*kw, cn*oh*ow], ONE GEMM per group
  * t[g] = w[g] @ col[g] ([O/g, cn*oh*ow]), then t is permuted into y's NCHW layout with the
  * bias added in the same pass (col2im_batch with a 1x1 kernel). Otherwise, per image:
  * col = im2col(x[n]) [C*kh*kw, oh*ow] and, per group g, y[n, g] = w[g] [O/g, C/g*kh*kw] @
@@ -16,6 +17,8 @@
  * or unbatched 3-D [C,H,W] (as PyTorch). Output sizes follow PyTorch, ceil_mode included. */
 #include "ops_conv.h"
 
+#include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -44,6 +47,17 @@ int wf__check_image(const char *op, wf_tensor *x) {
 }
 
 /* ---------------------------------------------------------------- conv2d */
+
+int64_t wf__conv_chunk_elems(void) {
+    static _Atomic int64_t limit;   /* 0: not read yet (a race reads the same value twice) */
+    int64_t v = atomic_load_explicit(&limit, memory_order_relaxed);
+    if (v) return v;
+    const char *e = getenv("WF_CONV_CHUNK_ELEMS");
+    v = e ? atoll(e) : 0;
+    if (v < 1) v = (int64_t)16 << 20;
+    atomic_store_explicit(&limit, v, memory_order_relaxed);
+    return v;
+}
 
 typedef struct {
     int64_t N, C, H, W, O, oh, ow;

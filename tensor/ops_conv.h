@@ -11,13 +11,16 @@
 int wf__cpu_adaptive_avg_pool2d(wf_tensor *y, const wf_tensor *x);
 int wf__cpu_adaptive_avg_pool2d_backward(wf_tensor *gx, const wf_tensor *gy);
 
+/* The col buffer's bound in elements: 16M, or the environment's WF_CONV_CHUNK_ELEMS (read
+ * once; the op harness sets it small so its samples run several chunks). tensor/ops_conv.c. */
+int64_t wf__conv_chunk_elems(void);
 /* Images per chunk of an im2col-based conv: the col buffer [C*kh*kw, chunk*oh*ow] stays
- * within 16M elements (per_image = C*kh*kw*oh*ow), at least one image, at most N. Smaller
- * chunks that keep col in cache were measured slower with 8 threads (the Fashion-MNIST CNN:
- * 8.6 ms/step whole-batch, 9.0-9.5 at 1M elements, 11.5-12.8 at 256K): the GEMMs lose more
- * than the memory traffic saves. */
+ * within wf__conv_chunk_elems() (per_image = C*kh*kw*oh*ow), at least one image, at most N.
+ * Smaller chunks that keep col in cache were measured slower with 8 threads (the
+ * Fashion-MNIST CNN: 8.6 ms/step whole-batch, 9.0-9.5 at 1M elements, 11.5-12.8 at 256K):
+ * the GEMMs lose more than the memory traffic saves. */
 static inline int64_t wf__conv_chunk(int64_t N, int64_t per_image) {
-    int64_t chunk = per_image > 0 ? (int64_t)(16 << 20) / per_image : N;
+    int64_t chunk = per_image > 0 ? wf__conv_chunk_elems() / per_image : N;
     if (chunk < 1) chunk = 1;
     return chunk > N ? N : chunk;
 }

@@ -6,8 +6,9 @@
  *   gx[n]  = col2im(w[g]^T [CK, O/g] @ gy[n,g] [O/g, L])
  *   gb     = sum of gy over N, oh, ow
  * The col buffers are recomputed here (not saved by the forward) to keep memory low.
- * Where the device has im2col_batch / col2im_batch (the CPU), a chunk of images is one
- * im2col and one GEMM per gradient and group instead (conv_grads_batched). */
+ * Where the device has im2col_batch / col2im_batch for the dtype (the CPU, CUDA), a chunk
+ * of images is one im2col and one GEMM per gradient and group instead (conv_grads_batched),
+ * as in the forward. */
 #include "ops_conv.h"
 
 #include <string.h>
@@ -171,7 +172,9 @@ int wf__conv2d_backward_raw(wf_tensor *gy, wf_tensor *x, wf_tensor *w, const int
     if (!rc && nw && !(gwt = wf__empty(w->shape, w->ndim, w->dtype, w->device))) rc = wf_error();
     /* the batched path covers every conv but the direct 1x1 one (as the forward) */
     bool direct = w->shape[2] == 1 && w->shape[3] == 1 && prm[0] == 1 && prm[1] == 1 && prm[2] == 0 && prm[3] == 0;
-    bool batched = K->im2col_batch && K->col2im_batch && !direct && x->device.type != WF_DEV_META;
+    bool batched = !direct && x->device.type != WF_DEV_META &&
+                   wf__supports(K, WF_OPF_KERNEL, WF_K_IM2COL_BATCH, x->dtype) &&
+                   wf__supports(K, WF_OPF_KERNEL, WF_K_COL2IM_BATCH, x->dtype);
     if (!rc && x->device.type == WF_DEV_META)   /* each gradient is one forward's GEMM work */
         wf__meta_flops_add((nx + nw) * 2 * wf_numel(g) * w->shape[1] * w->shape[2] * w->shape[3]);
     int64_t O = w->shape[0];

@@ -263,6 +263,15 @@ int wf__cuda_im2col(void *col, const void *x, int dtype, int64_t C, int64_t H, i
 int wf__cuda_col2im(void *x, const void *col, int dtype, int64_t C, int64_t H, int64_t W,
                     int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
                     int64_t oh, int64_t ow, int dev);
+/* The batched pair (tensor_impl.h's im2col_batch / col2im_batch, tensor/cpu/conv.c's layouts):
+ * N images x [N,C,H,W] <-> col [C*kh*kw, N*oh*ow]; col2im_batch OVERWRITES x, each plane
+ * x[n,c] starting from bias[c] (C elements of dtype; NULL: 0). f32, f64, f16, bf16. */
+int wf__cuda_im2col_batch(void *col, const void *x, int dtype, int64_t N, int64_t C, int64_t H,
+                          int64_t W, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw,
+                          int64_t oh, int64_t ow, int dev);
+int wf__cuda_col2im_batch(void *x, const void *col, const void *bias, int dtype, int64_t N, int64_t C,
+                          int64_t H, int64_t W, int kh, int kw, int sh, int sw, int ph, int pw, int dh,
+                          int dw, int64_t oh, int64_t ow, int dev);
 /* pooling on contiguous [N,C,H,W] -> [N,C,oh,ow] (sizes from y); argmax (i64, flat index in
  * H*W) may be NULL. The backward kernels overwrite gx. */
 int wf__cuda_max_pool2d(const wf_cuda_view *y, const wf_cuda_view *argmax, const wf_cuda_view *x,

@@ -182,6 +182,16 @@ static int k_col2im(void *x, const void *col, wf_dtype dt, int64_t C, int64_t H,
                     int sw, int ph, int pw, int dh, int dw, int64_t oh, int64_t ow, wf_device dev) {
     return wf__cuda_col2im(x, col, (int)dt, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, dev.index);
 }
+static int k_im2col_batch(void *col, const void *x, wf_dtype dt, int64_t N, int64_t C, int64_t H, int64_t W, int kh,
+                          int kw, int sh, int sw, int ph, int pw, int dh, int dw, int64_t oh, int64_t ow, wf_device dev) {
+    return wf__cuda_im2col_batch(col, x, (int)dt, N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow, dev.index);
+}
+static int k_col2im_batch(void *x, const void *col, const void *bias, wf_dtype dt, int64_t N, int64_t C, int64_t H,
+                          int64_t W, int kh, int kw, int sh, int sw, int ph, int pw, int dh, int dw, int64_t oh,
+                          int64_t ow, wf_device dev) {
+    return wf__cuda_col2im_batch(x, col, bias, (int)dt, N, C, H, W, kh, kw, sh, sw, ph, pw, dh, dw, oh, ow,
+                                 dev.index);
+}
 static int k_max_pool2d(wf_tensor *y, wf_tensor *argmax, const wf_tensor *x, const int k[2], const int s[2],
                         const int p[2], const int d[2]) {
     wf_cuda_view vy = view(y), vx = view(x), va;
@@ -309,6 +319,8 @@ const wf_kernels wf__cuda_kernels = {
     .index_add = k_index_add,
     .im2col = k_im2col,
     .col2im = k_col2im,
+    .im2col_batch = k_im2col_batch,
+    .col2im_batch = k_col2im_batch,
     .max_pool2d = k_max_pool2d,
     .max_pool2d_backward = k_max_pool2d_backward,
     .avg_pool2d = k_avg_pool2d,

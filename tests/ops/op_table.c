@@ -198,13 +198,36 @@ static int gen_stack(op_sample *s, int max) {
     return k;
 }
 
+/* conv2d's samples. test_ops.c bounds the col buffer at 64K elements (WF_CONV_CHUNK_ELEMS),
+ * so the "large" ones run in several chunks of images (the last one shorter) and the small
+ * ones in one: both loops of the batched path (tensor/ops_conv.c), on every device. */
 static int gen_conv(op_sample *s, int max) {   /* x, w, b */
     int k = 0;
     S("2x3x7x6", S_GC, R(WF_SHAPE(2, 3, 7, 6)), R(WF_SHAPE(4, 3, 3, 3)), R(WF_SHAPE(4)));
     S("channels-last", S_GC, wf_permute(R(WF_SHAPE(2, 7, 6, 3)), (int[]){ 0, 3, 1, 2 }, 4), R(WF_SHAPE(4, 3, 3, 3)),
       R(WF_SHAPE(4)));
+    S("unbatched 3x7x6", S_GC, R(WF_SHAPE(3, 7, 6)), R(WF_SHAPE(4, 3, 3, 3)), R(WF_SHAPE(4)));
+    S("odd 3x5x9x11, 2x3 kernel", S_GC, R(WF_SHAPE(3, 5, 9, 11)), R(WF_SHAPE(7, 5, 2, 3)), R(WF_SHAPE(7)));
     S("empty batch", 0, R(WF_SHAPE(0, 3, 7, 6)), R(WF_SHAPE(4, 3, 3, 3)), R(WF_SHAPE(4)));
     S("large", S_BW, R(WF_SHAPE(4, 3, 40, 40)), R(WF_SHAPE(8, 3, 3, 3)), R(WF_SHAPE(8)));
+    S("large, 5 images", S_BW, R(WF_SHAPE(5, 4, 33, 35)), R(WF_SHAPE(6, 4, 3, 3)), R(WF_SHAPE(6)));
+    return k;
+}
+/* groups = 2: weight [O, C/2, kh, kw] */
+static int gen_conv_groups(op_sample *s, int max) {
+    int k = 0;
+    S("2x4x7x6", S_GC, R(WF_SHAPE(2, 4, 7, 6)), R(WF_SHAPE(6, 2, 3, 3)), R(WF_SHAPE(6)));
+    S("unbatched 4x5x8", S_GC, R(WF_SHAPE(4, 5, 8)), R(WF_SHAPE(6, 2, 3, 3)), R(WF_SHAPE(6)));
+    S("large, 5 images", S_BW, R(WF_SHAPE(5, 4, 40, 40)), R(WF_SHAPE(6, 2, 3, 3)), R(WF_SHAPE(6)));
+    return k;
+}
+/* 1x1 kernels: with stride 1 and no padding conv2d reads x directly (one strided GEMM);
+ * otherwise the batched path with its 1x1 im2col */
+static int gen_conv_1x1(op_sample *s, int max) {
+    int k = 0;
+    S("2x3x7x6", S_GC, R(WF_SHAPE(2, 3, 7, 6)), R(WF_SHAPE(4, 3, 1, 1)), R(WF_SHAPE(4)));
+    S("unbatched 3x5x4", S_GC, R(WF_SHAPE(3, 5, 4)), R(WF_SHAPE(4, 3, 1, 1)), R(WF_SHAPE(4)));
+    S("large", S_BW, R(WF_SHAPE(3, 8, 50, 50)), R(WF_SHAPE(5, 8, 1, 1)), R(WF_SHAPE(5)));
     return k;
 }
 static int gen_pool(op_sample *s, int max) {
@@ -352,6 +375,9 @@ static wf_tensor *copy_(wf_tensor *a, wf_tensor *b) {   /* b broadcast into a co
 }
 static const wf_conv2d_opts conv_s2 = { .stride = { 2, 1 }, .padding = { 1, 2 }, .dilation = { 1, 2 } };
 static const wf_conv2d_opts conv_p1 = { .padding = { 1, 1 } };
+static const wf_conv2d_opts conv_g2 = { .stride = { 2, 2 }, .padding = { 1, 1 }, .groups = 2 };
+static const wf_conv2d_opts conv_g2d = { .padding = { 2, 1 }, .dilation = { 2, 1 }, .groups = 2 };
+static const wf_conv2d_opts conv_1x1s = { .stride = { 2, 3 }, .padding = { 1, 0 } };
 static const wf_pool2d_opts pool_k3 = { .kernel = { 3, 3 }, .stride = { 2, 2 }, .padding = { 1, 1 } };
 static const wf_pool2d_opts pool_k2 = { .kernel = { 2, 2 } };
 static const wf_pool2d_opts pool_nopad = { .kernel = { 3, 3 }, .stride = { 2, 2 }, .padding = { 1, 1 },
@@ -561,6 +587,11 @@ static wf_tensor *rows_first(wf_tensor *x) { return wf_reshape(x, WF_SHAPE(-1));
     X(conv2d, "conv2d", wf_conv2d(x, y, z, NULL), gen_conv, DT_FLOAT, 3, 4)                                      \
     X(conv2d_s, "conv2d(stride, padding, dilation)", wf_conv2d(x, y, NULL, &conv_s2), gen_conv, DT_FLOAT, 2, 4)  \
     X(conv2d_p, "conv2d(padding 1)", wf_conv2d(x, y, z, &conv_p1), gen_conv, DT_FLOAT, 3, 4)                      \
+    X(conv2d_g, "conv2d(groups 2, stride 2, padding 1)", wf_conv2d(x, y, z, &conv_g2), gen_conv_groups, DT_FLOAT, 3, 4) \
+    X(conv2d_gd, "conv2d(groups 2, dilation, padding)", wf_conv2d(x, y, NULL, &conv_g2d), gen_conv_groups, DT_FLOAT, \
+      2, 4)                                                                                                      \
+    X(conv2d_1x1, "conv2d(1x1)", wf_conv2d(x, y, z, NULL), gen_conv_1x1, DT_FLOAT, 3, 4)                          \
+    X(conv2d_1x1s, "conv2d(1x1, stride, padding)", wf_conv2d(x, y, z, &conv_1x1s), gen_conv_1x1, DT_FLOAT, 3, 4) \
     X(max_pool2d, "max_pool2d(3, stride 2, pad 1)", wf_max_pool2d(x, &pool_k3), gen_pool, DT_FLOAT, 1, 1)        \
     X(max_pool2d_2, "max_pool2d(2)", wf_max_pool2d(x, &pool_k2), gen_pool, DT_FLOAT, 1, 1)                       \
     X(max_pool2d_d, "max_pool2d(dilation, ceil)", wf_max_pool2d(x, &pool_dil), gen_pool, DT_FLOAT, 1, 1)         \
