@@ -840,8 +840,12 @@ END_TEST
 static double cuda_bytes(const char *strategy, const char *precision) {
     wf_fabric *f = new_dev_fabric(strategy, precision);
     wf_manual_seed(3);
-    wf_tensor *x = wf_fabric_to_device(f, wf_randn(WF_SHAPE(8, 256), WF_F32));
-    wf__scope_unregister(x);
+    wf_tensor *x = NULL;
+    WF_SCOPE {   /* x outlives the scope (freed below); the host batch does not */
+        x = wf_fabric_to_device(f, wf_randn(WF_SHAPE(8, 256), WF_F32));
+        wf__scope_unregister(x);
+    }
+    ck_assert_msg(x, "rank %d: %s: the batch: %s", rank, strategy, wf_error_message());
     wf_memory_stats a0, a1;
     ck_assert_msg(wf_fabric_memory_stats(f, &a0) == 0, "rank %d: %s: memory_stats: %s", rank, strategy, wf_error_message());
     wf_module *m = wf_linear_new(256, 256, false);
