@@ -11,12 +11,17 @@
 #     test_cuda_mixed, test_cuda_bgrad);
 #   - a one-rank NCCL communicator through every op, and an NCCL error or timeout aborting
 #     the communicator (tests/dist/test_nccl, also two ranks on one GPU refused clearly);
+#   - dist: 2 and 3 ranks sharing the GPU through the mpi backend (CUDA tensors staged through
+#     host memory): weft's all_gather / reduce_scatter on CUDA tensors against the host results
+#     (tests/dist/test_mpi_direct), and the ZeRO stages and FSDP against DDP under bf16-mixed
+#     and 16-mixed, stage 1's 16-mixed found-inf, per-rank memory below DDP's
+#     (tests/fabric/test_zero), both with WF_TEST_DEVICE=cuda;
 #   - with SHAKESPEARE=TEXT, the shakespeare-char quality run (bench/shakespeare_run.sh) in the
 #     background beside the checks (SHAKESPEARE_FLAGS adds flags), waited for at the end;
 #   - the threading A/B on all cores (bench/threads_run.sh; THREADS_AB= switches it off), after
 #     the shakespeare run, so the two do not share the host's cores.
 # BEFORE / AFTER: commands run right after the build / at the end (the GPU is not shared then).
-# SKIP="optim nccl ..." leaves out those sections (ops graph tinygpt resume optim nccl);
+# SKIP="optim nccl ..." leaves out those sections (ops graph tinygpt resume optim nccl dist);
 # each section's start is stamped with the seconds since the script began, and a section that
 # would start after DEADLINE seconds (default 540, the device's 600 s limit less a margin) is
 # skipped with a line saying so, so the logs of the rest still come back.
@@ -38,6 +43,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 ninja -C $B tests/ops/test_ops tests/cuda/test_cuda_allocator tests/cuda/test_cuda_graph tests/examples/examples_test_gpt \
   examples/gpt/gpt tests/dist/dist_test_nccl bench/bench_train_step bench/bench_gpt2 tests/cuda/test_cuda_optim \
   tests/cuda/test_cuda_gelu tests/cuda/test_cuda_mixed tests/cuda/test_cuda_bgrad \
+  tests/dist/dist_test_mpi_direct tests/fabric/fabric_test_zero \
   >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
 echo "== [${SECONDS}s] build ok"
 if [ -n "${BEFORE:-}" ]; then eval "$BEFORE"; fi   # e.g. the speed runs, before the GPU is shared
@@ -77,6 +83,22 @@ fi
 if section nccl "NCCL: one rank, every op; two ranks on one GPU"; then
 timeout 120 $B/tests/dist/dist_test_nccl 2>&1 | tail -3
 timeout 60 mpirun --oversubscribe --bind-to none -np 2 $B/tests/dist/dist_test_nccl --same-gpu 2>&1 | tail -2
+fi
+if section dist "mpi backend, CUDA tensors, ranks sharing the GPU: all_gather/reduce_scatter, ZeRO and FSDP vs DDP"; then
+for np in 2 3; do
+  for t in dist/dist_test_mpi_direct fabric/fabric_test_zero; do
+    log="$OUT/${t#*/}_cuda_np$np.log"
+    WF_TEST_DEVICE=cuda CK_FORK=no WF_DIST_TIMEOUT=60 OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 \
+      OMPI_MCA_btl_vader_single_copy_mechanism=none timeout 240 \
+      mpirun --oversubscribe --bind-to none -np $np $B/tests/$t > "$log" 2>&1
+    rc=$?
+    echo "${t#*/} np$np rc=$rc (77: skipped)"
+    # the verdict, the first failures (each names rank, case, step, tensor and values), the figures
+    grep -E "^[0-9]+%|:[FE]:|skipped" "$log" | sort -u | head -8 | cut -c1-400
+    grep -E "^(mixed parity|memory on)" "$log" | sort | head -40
+    tail -3 "$log"
+  done
+done
 fi
 if [ -n "$SPID" ]; then
   echo "== [${SECONDS}s] shakespeare-char: waiting"

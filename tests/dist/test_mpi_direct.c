@@ -4,6 +4,8 @@
  * reduce-scatter) at counts from 1 element to several messages in pieces, against a reference
  * computed here and against Open MPI's path; in place; several in flight with all_reduces, finished out
  * of order; bad arguments; a rank that skips makes the others time out (WF_ETIMEOUT naming it).
+ * The same all_gather / reduce_scatter (sum, avg; in place and out of place; uneven) on CUDA
+ * tensors with WF_TEST_DEVICE=cuda, against the host results (see "CUDA tensors" below).
  * Run under `mpirun -np 2` and `-np 3` (CK_FORK=no: every rank runs the same tests in order). */
 #include "mpi_test_util.h"
 
@@ -49,8 +51,8 @@ static double ag_want(const void *ctx, int64_t i) {
 
 static void expect(wf_tensor *t, int64_t n, double (*want)(const void *, int64_t), wf_dtype dt, wf_dist_reduce_op op,
                    int64_t cnt, const char *what) {
-    char w[160];
-    snprintf(w, sizeof w, "%s: %s op %d, count %lld", what, wf_dtype_name(dt), (int)op, (long long)cnt);
+    char w[320];
+    snprintf(w, sizeof w, "rank %d: %s: %s op %d, count %lld", R, what, wf_dtype_name(dt), (int)op, (long long)cnt);
     mpi_test_expect(t, n, want, &(want_of){ dt, op, cnt }, w);
 }
 
@@ -247,7 +249,169 @@ START_TEST(test_timeout_names_rank) {
 }
 END_TEST
 
+/* ================================================================ CUDA tensors
+ *
+ * WF_TEST_DEVICE=cuda (meson's test_mpi_direct_cuda_np2/np3, bench/gpu_check_run.sh): every
+ * rank on cuda:0, the mpi backend staging CUDA tensors through host memory (dist/backend_mpi.c)
+ * around weft's own algorithms and Open MPI's. Each collective runs once on host tensors and
+ * once on CUDA copies of the same inputs; the CUDA result must equal the host result exactly
+ * (and the host result the reference), the CUDA input be left as it was (out of place), and
+ * every result stay on the device. Without CUDA or a GPU: exit 77 (skipped) before MPI starts.
+ * Written without a GPU: a failure names the rank, the group, the collective, the dtype, the
+ * op, the count, the element and both values. Without WF_TEST_DEVICE the same cases run with
+ * "device" = the CPU (the comparison code's own check). */
+static wf_device DEV;
+static const char *dev_name(void) { return DEV.type == WF_DEV_CUDA ? "cuda" : "cpu"; }
+static wf_tensor *on_dev(wf_tensor *t) { return DEV.type == WF_DEV_CPU ? wf_clone(t) : wf_to_device(t, DEV); }
+static const char *op_name(wf_dist_reduce_op op) { return op == WF_DIST_SUM ? "sum" : op == WF_DIST_AVG ? "avg" : "max"; }
+
+/* d (on DEV) equals h (on the host) element by element, exactly */
+static void same_as_host(wf_tensor *d, wf_tensor *h, const char *what) {
+    ck_assert_msg(d && h, "rank %d: %s: no tensor (%s)", R, what, wf_error_message());
+    ck_assert_msg(wf_tensor_device(d).type == DEV.type, "rank %d: %s: the result left the %s", R, what, dev_name());
+    int64_t n = wf_numel(h);
+    ck_assert_msg(wf_numel(d) == n, "rank %d: %s: %lld values on %s, %lld on the host", R, what, (long long)wf_numel(d),
+                  dev_name(), (long long)n);
+    double *a = malloc(sizeof(double) * (size_t)(2 * n + 1)), *b = a + n;
+    ck_assert_ptr_nonnull(a);
+    ck_assert_msg(wf_to_array(d, a, WF_F64) == 0, "rank %d: %s: reading the %s result: %s", R, what, dev_name(),
+                  wf_error_message());
+    ck_assert_int_eq(wf_to_array(h, b, WF_F64), 0);
+    for (int64_t i = 0; i < n; i++)
+        if (a[i] != b[i]) {
+            double x = a[i], y = b[i];
+            free(a);
+            ck_abort_msg("rank %d: %s: [%lld] = %.9g on %s, %.9g on the host", R, what, (long long)i, x, dev_name(), y);
+        }
+    free(a);
+}
+
+static const char *group_name(int gi) { return gi == 0 ? "weft, 100 B pieces" : gi == 1 ? "Open MPI's" : "defaults"; }
+
+/* out of place, blocking and through a work handle (the copy back to the device happens at
+ * the wait), f32, bf16 and i64, sum and avg, counts from 1 to several pieces, odd ones */
+START_TEST(test_device_out_of_place) {
+    wf_process_group *gs[3] = {g_weft, g_mpi, g_def};
+    const int64_t ns[] = {1, 3, 26, 77, 201, 1000};
+    for (int gi = 0; gi < 3; gi++)
+        for (int d = 0; d < 3; d++)
+            for (int k = 0; k < 6; k++) WF_SCOPE {
+                    wf_dtype dt = dtypes[d];
+                    int64_t n = ns[k];
+                    bool async = k % 2;
+                    char what[192];
+                    snprintf(what, sizeof what, "all_gather (%s, %s), %s, count %lld%s", group_name(gi), dev_name(),
+                             wf_dtype_name(dt), (long long)n, async ? ", async" : "");
+                    wf_tensor *in = from_vals(dt, R, n), *out = wf_full(WF_SHAPE(n * S), -1, dt);
+                    wf_tensor *din = on_dev(in), *dout = on_dev(out);
+                    ck_assert_msg(wf_dist_all_gather(gs[gi], out, in, NULL) == 0, "%s: %s", what, wf_error_message());
+                    expect(out, n * S, ag_want, dt, WF_DIST_SUM, n, what);
+                    wf_work *w = NULL;
+                    ck_assert_msg(wf_dist_all_gather(gs[gi], dout, din, async ? &w : NULL) == 0, "rank %d: %s: %s", R, what,
+                                  wf_error_message());
+                    if (w) ck_assert_msg(wf_work_wait(w) == 0, "rank %d: %s: wait: %s", R, what, wf_error_message());
+                    wf_work_free(w);
+                    same_as_host(dout, out, what);
+                    same_as_host(din, in, what);   /* the input untouched */
+                    for (int o = 0; o < 2; o++) {
+                        wf_dist_reduce_op op = ops[o];
+                        snprintf(what, sizeof what, "reduce_scatter (%s, %s), %s %s, count %lld%s", group_name(gi), dev_name(),
+                                 wf_dtype_name(dt), op_name(op), (long long)n, async ? ", async" : "");
+                        wf_tensor *big = from_vals(dt, R, n * S), *res = wf_full(WF_SHAPE(n), -1, dt);
+                        wf_tensor *dbig = on_dev(big), *dres = on_dev(res);
+                        ck_assert_msg(wf_dist_reduce_scatter(gs[gi], res, big, op, NULL) == 0, "%s: %s", what,
+                                      wf_error_message());
+                        expect(res, n, rs_want, dt, op, n, what);
+                        w = NULL;
+                        ck_assert_msg(wf_dist_reduce_scatter(gs[gi], dres, dbig, op, async ? &w : NULL) == 0,
+                                      "rank %d: %s: %s", R, what, wf_error_message());
+                        if (w) ck_assert_msg(wf_work_wait(w) == 0, "rank %d: %s: wait: %s", R, what, wf_error_message());
+                        wf_work_free(w);
+                        same_as_host(dres, res, what);
+                        same_as_host(dbig, big, what);
+                    }
+                }
+}
+END_TEST
+
+/* in place, as FSDP and ZeRO use them: the reduce-scatter's out is in's slice of this rank,
+ * the all-gather's in is out's slice; sizes on both sides of the pieces and of the default
+ * all-gather limit (300001 f32 x 2 ranks: Open MPI's path under the defaults) */
+START_TEST(test_device_in_place) {
+    wf_process_group *gs[3] = {g_weft, g_mpi, g_def};
+    const int64_t ns[] = {7, 200, 300001};
+    for (int gi = 0; gi < 3; gi++)
+        for (int k = 0; k < 3; k++)
+            for (int d = 0; d < 2; d++) WF_SCOPE {
+                    wf_dtype dt = dtypes[d];   /* f32, bf16 */
+                    int64_t n = ns[k];
+                    char what[192];
+                    for (int o = 0; o < 2; o++) {
+                        snprintf(what, sizeof what, "reduce_scatter in place (%s, %s), %s %s, count %lld", group_name(gi),
+                                 dev_name(), wf_dtype_name(dt), op_name(ops[o]), (long long)n);
+                        wf_tensor *big = from_vals(dt, R, n * S), *res = wf_narrow(big, 0, (int64_t)R * n, n);
+                        wf_tensor *dbig = on_dev(big), *dres = wf_narrow(dbig, 0, (int64_t)R * n, n);
+                        ck_assert_msg(wf_dist_reduce_scatter(gs[gi], res, big, ops[o], NULL) == 0, "%s: %s", what,
+                                      wf_error_message());
+                        expect(res, n, rs_want, dt, ops[o], n, what);
+                        ck_assert_msg(wf_dist_reduce_scatter(gs[gi], dres, dbig, ops[o], NULL) == 0, "rank %d: %s: %s", R,
+                                      what, wf_error_message());
+                        same_as_host(dres, res, what);
+                    }
+                    snprintf(what, sizeof what, "all_gather in place (%s, %s), %s, count %lld", group_name(gi), dev_name(),
+                             wf_dtype_name(dt), (long long)n);
+                    wf_tensor *out = wf_full(WF_SHAPE(n * S), -1, dt), *mine = wf_narrow(out, 0, (int64_t)R * n, n);
+                    ck_assert_int_eq(wf_copy_(mine, from_vals(dt, R, n)), 0);
+                    wf_tensor *dout = on_dev(out), *dmine = wf_narrow(dout, 0, (int64_t)R * n, n);
+                    ck_assert_msg(wf_dist_all_gather(gs[gi], out, mine, NULL) == 0, "%s: %s", what, wf_error_message());
+                    expect(out, n * S, ag_want, dt, WF_DIST_SUM, n, what);
+                    ck_assert_msg(wf_dist_all_gather(gs[gi], dout, dmine, NULL) == 0, "rank %d: %s: %s", R, what,
+                                  wf_error_message());
+                    same_as_host(dout, out, what);
+                }
+}
+END_TEST
+
+/* uneven first dimensions (rank r: r + 1 rows of 3; ZeRO's and FSDP's uneven shards): the
+ * sizes exchanged, padded, gathered and trimmed, on CUDA as on the host */
+START_TEST(test_device_uneven) {
+    wf_process_group *gs[3] = {g_weft, g_mpi, g_def};
+    for (int gi = 0; gi < 3; gi++)
+        for (int d = 0; d < 3; d++) WF_SCOPE {
+                wf_dtype dt = dtypes[d];
+                char what[192];
+                snprintf(what, sizeof what, "all_gather_uneven (%s, %s), %s, %d x 3 on rank %d", group_name(gi), dev_name(),
+                         wf_dtype_name(dt), R + 1, R);
+                wf_tensor *in = wf_reshape(from_vals(dt, R, 3 * (R + 1)), WF_SHAPE(R + 1, 3));
+                wf_tensor *h = wf_dist_all_gather_uneven(gs[gi], in);
+                ck_assert_msg(h, "%s: %s", what, wf_error_message());
+                ck_assert_int_eq(wf_shape(h)[0], S * (S + 1) / 2);
+                wf_tensor *dv = wf_dist_all_gather_uneven(gs[gi], on_dev(in));
+                ck_assert_msg(dv, "rank %d: %s: %s", R, what, wf_error_message());
+                ck_assert_msg(wf_ndim(dv) == 2 && wf_shape(dv)[0] == wf_shape(h)[0] && wf_shape(dv)[1] == 3,
+                              "rank %d: %s: shape [%lld, %lld] on %s", R, what, (long long)wf_shape(dv)[0],
+                              (long long)(wf_ndim(dv) > 1 ? wf_shape(dv)[1] : -1), dev_name());
+                same_as_host(dv, h, what);
+                /* rank r's rows are its values */
+                int64_t row = 0;
+                for (int r = 0; r < S; r++) {
+                    wf_tensor *want = wf_reshape(from_vals(dt, r, 3 * (r + 1)), WF_SHAPE(r + 1, 3));
+                    same_as_host(wf_narrow(dv, 0, row, r + 1), want, what);
+                    row += r + 1;
+                }
+            }
+}
+END_TEST
+
 int main(void) {
+    const char *dev = getenv("WF_TEST_DEVICE");
+    bool on_cuda = dev && !strcmp(dev, "cuda");
+    DEV = on_cuda ? WF_CUDA(0) : WF_CPU;
+    if (on_cuda && wf_cuda_device_count() < 1) {
+        const char *r = getenv("OMPI_COMM_WORLD_RANK");
+        if (!r || !strcmp(r, "0")) printf("no CUDA device: skipped (WF_TEST_DEVICE=cuda)\n");
+        return 77;
+    }
     g_def = make_group(NULL, NULL, NULL, NULL, 0);
     g_weft = make_group("weft", "weft", NULL, "100", 0);
     g_mpi = make_group("mpi", "mpi", NULL, NULL, 0);
@@ -259,19 +423,24 @@ int main(void) {
         fprintf(stderr, "run under mpirun -np 2 or 3 (world size %d)\n", S);
         return 1;
     }
-    Suite *s = suite_create("dist_mpi_direct");
+    Suite *s = suite_create(on_cuda ? "dist_mpi_direct_cuda" : "dist_mpi_direct");
     TCase *tc = tcase_create("mpi");
     tcase_set_timeout(tc, 100);
-    tcase_add_test(tc, test_paths_and_settings);
-    tcase_add_test(tc, test_weft_values);
-    tcase_add_test(tc, test_default_values);
-    tcase_add_test(tc, test_mpi_values);
-    tcase_add_test(tc, test_large);
-    tcase_add_test(tc, test_async_mixed);
-    tcase_add_test(tc, test_reduce_scatter_in_place);
-    tcase_add_test(tc, test_all_gather_in_place);
-    tcase_add_test(tc, test_bad_arguments);
-    tcase_add_test(tc, test_timeout_names_rank);
+    tcase_add_test(tc, test_device_out_of_place);
+    tcase_add_test(tc, test_device_in_place);
+    tcase_add_test(tc, test_device_uneven);
+    if (!on_cuda) {   /* the host-only cases (they ran on the CPU machines) */
+        tcase_add_test(tc, test_paths_and_settings);
+        tcase_add_test(tc, test_weft_values);
+        tcase_add_test(tc, test_default_values);
+        tcase_add_test(tc, test_mpi_values);
+        tcase_add_test(tc, test_large);
+        tcase_add_test(tc, test_async_mixed);
+        tcase_add_test(tc, test_reduce_scatter_in_place);
+        tcase_add_test(tc, test_all_gather_in_place);
+        tcase_add_test(tc, test_bad_arguments);
+        tcase_add_test(tc, test_timeout_names_rank);
+    }
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
     wf_process_group *gs[] = {g_to, g_bad, g_mpi, g_weft, g_def};

@@ -46,6 +46,11 @@ wf_tensor *tf_loss_of(wf_module *m, int r, int k) {
     return wf_mean_all(wf_square(wf_sub(wf_module_forward(m, xb(r, k)), tb(r, k))));
 }
 
+wf_tensor *tf_loss_on(wf_fabric *f, wf_module *m, int r, int k) {
+    wf_tensor *y = wf_module_forward(m, wf_fabric_to_device(f, xb(r, k)));
+    return wf_mean_all(wf_square(wf_sub(y, wf_fabric_to_device(f, tb(r, k)))));
+}
+
 void tf_flatten(wf_module *m, double *out) {
     wf_tensor *p[NP];
     ck_assert_int_eq(wf_module_parameters(m, p, NULL, NP), NP);

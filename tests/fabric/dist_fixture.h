@@ -25,6 +25,8 @@ int tf_dist_main(const char *name, void (*add)(TCase *tc));
 wf_module *tf_mlp(unsigned seed);
 /* the mean squared error of rank r's micro-batch of step k (3 rows), made by m */
 wf_tensor *tf_loss_of(wf_module *m, int r, int k);
+/* the same loss with the batch moved to f's device (CUDA runs: the module is there) */
+wf_tensor *tf_loss_on(wf_fabric *f, wf_module *m, int r, int k);
 /* m's NV parameter values, in order (each must hold data) */
 void tf_flatten(wf_module *m, double *out);
 /* One process on the ranks' batches together (the mean of the ranks' mean losses), the
