@@ -25,7 +25,8 @@ extern "C" int wf__cuda_capability(int dev, int *major, int *minor) {
  * through shared memory for the transposed copy, which the backward GEMMs need because
  * cuBLASLt's fp8 kernels take only K-major operands ("TN"). The amax is of x before scaling
  * (what the history must see); |x| as bits orders like the floats (NaN above inf), so an
- * integer atomicMax takes the block's maximum. */
+ * integer atomicMax takes the block's maximum. The amax is read with __ldcg (L2): another
+ * block's atomic may have raised it, and a stale smaller value only costs an atomic. */
 #define CT 32
 #define CR 8
 
@@ -64,8 +65,17 @@ template <int DT> __global__ void fp8_cast_kernel(const void *x, int64_t rows, i
         }
     }
     if (amax) {
+        /* one atomic per block at most, and none once the maximum is already there: every
+         * block of a large tensor aims at the same word */
+        __shared__ unsigned wmax[CR];
         m = wfc_warp_reduce(m, wfc_max_f());
-        if ((threadIdx.x & 31) == 0 && m) atomicMax(amax, m);
+        if (threadIdx.x == 0) wmax[threadIdx.y] = m;   /* a warp is one threadIdx.y row */
+        __syncthreads();
+        if (threadIdx.x == 0 && threadIdx.y == 0) {
+#pragma unroll
+            for (int w = 1; w < CR; w++) m = wmax[w] > m ? wmax[w] : m;
+            if (m > __ldcg(amax)) atomicMax(amax, m);
+        }
     }
     if (!yt) return;
     __syncthreads();
