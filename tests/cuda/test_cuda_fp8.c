@@ -12,7 +12,9 @@
  *   - a Linear forward and backward under "transformer-engine" against "bf16-mixed" (fp8's
  *     tolerance; the gradients' shapes and dtypes), the fallback for sizes that are not
  *     multiples of 16;
- *   - a small MLP trained for a few steps under "transformer-engine": the loss falls.
+ *   - a small MLP trained for a few steps under "transformer-engine": the loss falls;
+ *   - a training step captured in a CUDA graph and replayed equals eager steps to the bit
+ *     (the scaling state moves on the device).
  * Below capability 8.9 it checks that the precision is refused (WF_ENOTSUP naming the
  * capability) and exits 77 (skipped), as without a GPU.
  *
@@ -408,6 +410,98 @@ out:
     wf_tensor_free(x); wf_tensor_free(t); wf_tensor_free(xd); wf_tensor_free(td);
 }
 
+/* ---------------------------------------------------------------- CUDA graph */
+typedef struct { wf_module *net; wf_tensor *p[4]; wf_optimizer *opt; wf_precision *prec; } gnet;
+
+static int gnet_init(gnet *g) {
+    memset(g, 0, sizeof *g);
+    wf_manual_seed(11);
+    g->net = wf_sequential_new(3, wf_linear_new(64, 128, true), wf_gelu_new(WF_GELU_TANH), wf_linear_new(128, 32, true));
+    g->prec = wf_precision_new("transformer-engine", WF_CUDA(0), NULL, 0);
+    if (!g->net || !g->prec || wf_module_to(g->net, WF_CUDA(0), WF_F32) || wf_module_parameters(g->net, g->p, NULL, 4) != 4)
+        return -1;
+    g->opt = wf_adamw_new(g->p, 4, &(wf_adam_opts){ .lr = 1e-3 });
+    return g->opt ? 0 : -1;
+}
+
+static void gnet_free(gnet *g) {
+    wf_optimizer_free(g->opt);
+    wf_precision_free(g->prec);
+    wf_module_free(g->net);
+}
+
+/* one training step under the plugin, nothing read back (capturable); *loss_out kept */
+static int gnet_step(gnet *g, wf_tensor *x, wf_tensor *t, wf_tensor **loss_out) {
+    int rc = 0;
+    wf_scope_begin();
+    wf_tensor *y = NULL;
+    if (!(rc = wf_precision_forward_begin(g->prec))) {
+        y = wf_module_forward(g->net, x);
+        rc = wf_precision_forward_end(g->prec);
+    }
+    wf_tensor *loss = y && !rc ? wf_mse_loss(wf_to_dtype(y, WF_F32), t, WF_REDUCTION_MEAN) : NULL;
+    if (!rc) rc = loss ? 0 : (wf_error() ? wf_error() : -1);
+    if (!rc) rc = wf_precision_backward(g->prec, loss);
+    if (!rc) rc = wf_precision_optimizer_step(g->prec, g->opt, NULL);
+    if (!rc) rc = wf_optimizer_zero_grad(g->opt, true);
+    if (!rc && loss_out) *loss_out = wf_tensor_retain(loss);
+    wf_scope_end();
+    return rc;
+}
+
+/* 3 eager steps, a capture, 5 replays against 8 eager steps: the scales move on the device
+ * in both, so the weights and the loss agree to the bit */
+static void test_graph(void) {
+    const char *name = "fp8 MLP: 3 eager steps + a captured step replayed 5 times equals 8 eager steps, bit for bit";
+    char d[300] = "";
+    bool det = wf_are_deterministic_algorithms_enabled();
+    wf_use_deterministic_algorithms(true);   /* reductions in a fixed order, as tests/cuda/test_cuda_graph.c */
+    wf_manual_seed(5);
+    wf_tensor *xc = wf_randn(WF_SHAPE(128, 64), WF_F32), *tc = wf_randn(WF_SHAPE(128, 32), WF_F32);
+    wf_tensor *x = xc ? wf_to_device(xc, WF_CUDA(0)) : NULL, *t = tc ? wf_to_device(tc, WF_CUDA(0)) : NULL;
+    gnet a, b;
+    wf_tensor *la = NULL, *lb = NULL;
+    wf_cuda_graph *g = wf_cuda_graph_new();
+    int rc = x && t && g ? 0 : -1;
+    if (!rc) rc = gnet_init(&a);
+    for (int k = 0; k < 8 && !rc; k++) {
+        wf_tensor_free(la);
+        la = NULL;
+        rc = gnet_step(&a, x, t, &la);
+    }
+    if (rc) snprintf(d, sizeof d, "eager run failed (rc %d)", rc);
+    int rb = rc ? rc : gnet_init(&b);
+    for (int k = 0; k < 3 && !rb; k++) rb = gnet_step(&b, x, t, NULL);
+    if (!rb) {
+        rb = wf_cuda_graph_capture_begin(g, WF_CUDA(0));
+        if (!rb) rb = gnet_step(&b, x, t, &lb);
+        int rc2 = wf_cuda_graph_capture_end(g);
+        if (!rb) rb = rc2;
+    }
+    for (int k = 0; k < 5 && !rb; k++) rb = wf_cuda_graph_replay(g);
+    if (!rc && rb) snprintf(d, sizeof d, "graph run failed (rc %d)", rb);
+    bool same = !rc && !rb;
+    for (int i = 0; i < 4 && same; i++) {
+        int64_t n = wf_numel(a.p[i]);
+        float *u = malloc(sizeof(float) * (size_t)n), *v = malloc(sizeof(float) * (size_t)n);
+        same = !wf_to_array(a.p[i], u, WF_F32) && !wf_to_array(b.p[i], v, WF_F32) && !memcmp(u, v, sizeof(float) * (size_t)n);
+        if (!same) snprintf(d, sizeof d, "parameter %d differs", i);
+        free(u), free(v);
+    }
+    if (same) {
+        double fa = wf_item(la), fb = wf_item(lb);
+        same = fa == fb;
+        snprintf(d, sizeof d, "last loss eager %.9g, replayed %.9g", fa, fb);
+    }
+    check(same, name, d);
+    wf_cuda_graph_free(g);
+    wf_tensor_free(la), wf_tensor_free(lb);
+    if (!rc) gnet_free(&a);
+    if (!rc) gnet_free(&b);
+    wf_tensor_free(xc), wf_tensor_free(tc), wf_tensor_free(x), wf_tensor_free(t);
+    wf_use_deterministic_algorithms(det);
+}
+
 int main(void) {
     if (wf_cuda_device_count() < 1) {
         printf("skip: no CUDA device\n");
@@ -451,6 +545,7 @@ int main(void) {
     test_linear(64, 96, true);
     test_linear(60, 96, false);   /* in not a multiple of 16: bf16 autocast, as bf16-mixed */
     test_mlp_trains();
+    test_graph();
     printf("{\"checks\":%d,\"failed\":%d}\n", n_checks, n_failed);
     return n_failed ? 1 : 0;
 }
