@@ -12,7 +12,7 @@
 typedef struct { int mbits, bias; uint8_t max_code, nan_code; } fmt_desc;
 
 static fmt_desc desc(wf__fp8_format fmt) {
-    if (fmt == WF__FP8_E5M2) return (fmt_desc){ 2, 15, 0x7b, 0x7e };
+    if (fmt == WF__FP8_E5M2) return (fmt_desc){ 2, 15, 0x7b, 0x7f };
     return (fmt_desc){ 3, 7, 0x7e, 0x7f };
 }
 
@@ -20,8 +20,8 @@ float wf__fp8_max(wf__fp8_format fmt) { return fmt == WF__FP8_E5M2 ? WF__FP8_E5M
 
 uint8_t wf__fp8_encode(float x, wf__fp8_format fmt) {
     fmt_desc d = desc(fmt);
+    if (isnan(x)) return d.nan_code;                /* 0x7f whatever x's sign, as the hardware's cvt */
     uint8_t sign = signbit(x) ? 0x80 : 0;
-    if (isnan(x)) return sign | d.nan_code;
     double a = fabs((double)x);
     if (a >= (double)wf__fp8_max(fmt)) return sign | d.max_code;
     double min_normal = ldexp(1.0, 1 - d.bias);

@@ -16,8 +16,8 @@ typedef enum { WF__FP8_E4M3 = 0, WF__FP8_E5M2 = 1 } wf__fp8_format;
 /* the largest finite value of fmt */
 float wf__fp8_max(wf__fp8_format fmt);
 /* x as an fp8 byte: round to nearest even, subnormals kept, |x| beyond the largest finite
- * value (infinities too) saturating to +-max as TE's cast does; NaN -> a NaN code (E4M3
- * S.1111.111, E5M2 S.11111.10) with x's sign. */
+ * value (infinities too) saturating to +-max as TE's cast does; NaN -> 0x7f (E4M3's
+ * S.1111.111, an E5M2 NaN too) whatever its sign, as the GPU's conversion (cvt .satfinite). */
 uint8_t wf__fp8_encode(float x, wf__fp8_format fmt);
 /* the value of an fp8 byte (exact in float) */
 float wf__fp8_decode(uint8_t code, wf__fp8_format fmt);

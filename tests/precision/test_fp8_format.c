@@ -21,7 +21,7 @@ static const struct { float x; wf__fp8_format f; uint8_t code; } table[] = {
     { 448.0f, WF__FP8_E4M3, 0x7e }, { -448.0f, WF__FP8_E4M3, 0xfe },
     { 460.0f, WF__FP8_E4M3, 0x7e }, { 1e6f, WF__FP8_E4M3, 0x7e },       /* saturation */
     { INFINITY, WF__FP8_E4M3, 0x7e }, { -INFINITY, WF__FP8_E4M3, 0xfe },
-    { NAN, WF__FP8_E4M3, 0x7f },
+    { NAN, WF__FP8_E4M3, 0x7f }, { -NAN, WF__FP8_E4M3, 0x7f },
     { 0.015625f, WF__FP8_E4M3, 0x08 },     /* 2^-6, the smallest normal */
     { 0.013671875f, WF__FP8_E4M3, 0x07 },  /* 7 * 2^-9, the largest subnormal */
     { 0.001953125f, WF__FP8_E4M3, 0x01 },  /* 2^-9, the smallest subnormal */
@@ -36,7 +36,7 @@ static const struct { float x; wf__fp8_format f; uint8_t code; } table[] = {
     { 1.375f, WF__FP8_E5M2, 0x3e },        /* tie between 1.25 and 1.5: to even (1.5) */
     { 57344.0f, WF__FP8_E5M2, 0x7b }, { 60000.0f, WF__FP8_E5M2, 0x7b }, { 1e30f, WF__FP8_E5M2, 0x7b },
     { INFINITY, WF__FP8_E5M2, 0x7b }, { -INFINITY, WF__FP8_E5M2, 0xfb },
-    { NAN, WF__FP8_E5M2, 0x7e },
+    { NAN, WF__FP8_E5M2, 0x7f }, { -NAN, WF__FP8_E5M2, 0x7f },
     { 6.103515625e-05f, WF__FP8_E5M2, 0x04 },   /* 2^-14, the smallest normal */
     { 1.52587890625e-05f, WF__FP8_E5M2, 0x01 }, /* 2^-16, the smallest subnormal */
     { 7.62939453125e-06f, WF__FP8_E5M2, 0x00 }, /* 2^-17: tie, to even (0) */
