@@ -1,6 +1,10 @@
 /* nn/layers.c: the standard layers (Linear, Conv2d, pooling, norms, Embedding, Dropout,
  * activations, Flatten, Identity) and the containers (Sequential, ModuleList, ModuleDict). */
 #include "nn_impl.h"
+#include "weft_config.h"
+#ifndef WEFT_MINIMAL
+#include "../autograd/fn_fp8_linear.h"
+#endif
 
 #include <math.h>
 #include <stdarg.h>
@@ -26,7 +30,15 @@ static char *layer_desc(wf_module *m, char *buf, size_t n) { return wf__module_d
 
 /* ================================================================ Linear */
 
-typedef struct linear { wf_module base; int64_t in, out; } linear;
+/* fp8: the "transformer-engine" precision's scaling state (autograd/fn_fp8_linear.c), made on
+ * the first fp8 forward; owned here, neither a parameter nor a buffer (not in checkpoints) */
+typedef struct linear { wf_module base; int64_t in, out; wf_tensor *fp8; } linear;
+
+static void linear_free_extra(wf_module *m) {
+    linear *l = (linear *)m;
+    wf_tensor_free(l->fp8);
+    l->fp8 = NULL;
+}
 
 static void linear_repr(const wf_module *m, char *buf, size_t n) {
     const linear *l = (const linear *)m;
@@ -43,10 +55,17 @@ static wf_tensor *linear_forward(wf_module *m, wf_tensor *x) {
                   (long long)(wf_ndim(x) ? wf_shape(x)[wf_ndim(x) - 1] : 0), (long long)l->in);
         return NULL;
     }
+#ifndef WEFT_MINIMAL
+    /* under "transformer-engine": the three GEMMs in fp8 where cuBLASLt's fp8 kernels take the
+     * sizes (multiples of 16; the rows are checked there), else bf16 autocast as below */
+    if (wf__fp8_autocast_enabled() && l->in % 16 == 0 && l->out % 16 == 0)
+        return wf__fp8_linear(x, wf_module_get_parameter(m, "weight"), wf_module_get_parameter(m, "bias"), &l->fp8);
+#endif
     return wf_linear(x, wf_module_get_parameter(m, "weight"), wf_module_get_parameter(m, "bias"));
 }
 
-static const wf_module_vtable linear_vt = { .forward = linear_forward, .extra_repr = linear_repr };
+static const wf_module_vtable linear_vt = { .forward = linear_forward, .free_extra = linear_free_extra,
+                                            .extra_repr = linear_repr };
 
 static wf_module *wf_linear_new__body(int64_t in_features, int64_t out_features, bool bias) {
     if (in_features < 0 || out_features < 0) {

@@ -9,17 +9,33 @@
  *   "16-mixed"   MixedPrecision(f16) + GradScaler: autocast forward, f32 master weights,
  *                loss scaling, the step skipped on inf/NaN. On the CPU: "bf16-mixed" (warns).
  *   "bf16-mixed" MixedPrecision(bf16): autocast forward, f32 master weights, no scaler.
+ *   "transformer-engine" TransformerEnginePrecision: bf16-mixed, plus every Linear module whose
+ *                in/out features are multiples of 16 runs its three GEMMs in fp8
+ *                (autograd/fn_fp8_linear.c) with TE's default recipe: DelayedScaling, HYBRID
+ *                (E4M3 forward, E5M2 gradients), amax history 1024, "max", margin 0. Needs a
+ *                GPU of compute capability 8.9 or newer (Ada, Hopper); elsewhere WF_ENOTSUP.
+ *                The weights stay f32 masters as in bf16-mixed: Fabric's weights_dtype option
+ *                (the dtype TE's modules are built in) is not mirrored.
  * Aliases as Fabric's _PRECISION_INPUT_STR_ALIAS_CONVERSION: "64", "32", "16" -> "16-mixed",
  * "bf16" -> "bf16-mixed"; 16 and bf16 warn. */
 #include "precision_impl.h"
+#include "weft_config.h"
+#ifndef WEFT_MINIMAL
+#include "../autograd/fn_fp8_linear.h"
+#endif
+#ifdef WEFT_HAVE_CUDA
+#include "../tensor/cuda/cuda_api.h"
+#endif
 
 #include <stdio.h>
 #include <string.h>
 
-typedef enum { P_64_TRUE, P_32_TRUE, P_16_TRUE, P_BF16_TRUE, P_16_MIXED, P_BF16_MIXED } pkind;
+typedef enum { P_64_TRUE, P_32_TRUE, P_16_TRUE, P_BF16_TRUE, P_16_MIXED, P_BF16_MIXED, P_TE } pkind;
 
-static const char *const kind_names[] = { "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed" };
-#define VALID_NAMES "'64-true', '32-true', '16-true', 'bf16-true', '16-mixed', 'bf16-mixed', '64', '32', '16', 'bf16'"
+static const char *const kind_names[] = { "64-true", "32-true", "16-true", "bf16-true", "16-mixed", "bf16-mixed",
+                                          "transformer-engine" };
+#define VALID_NAMES "'64-true', '32-true', '16-true', 'bf16-true', '16-mixed', 'bf16-mixed', 'transformer-engine', " \
+                    "'64', '32', '16', 'bf16'"
 
 #define MAX_CTX 16
 
@@ -45,6 +61,22 @@ static void warn(char *buf, size_t n, const char *msg) {
     } else {
         fprintf(stderr, "weft: warning: %s\n", msg);
     }
+}
+
+/* "transformer-engine" on dev: 0, or WF_ENOTSUP (recorded) naming the device and why */
+static int fp8_device_check(const char *op, wf_device dev) {
+    const char *need = "precision 'transformer-engine' needs compute capability 8.9 or newer (Ada, Hopper)";
+    if (dev.type != WF_DEV_CUDA) return wf__error(WF_ENOTSUP, "%s: %s; the CPU has no fp8 GEMM", op, need);
+#ifdef WEFT_HAVE_CUDA
+    int major = 0, minor = 0;
+    int rc = wf__cuda_capability(dev.index, &major, &minor);
+    if (rc) return rc;
+    if (major * 10 + minor < 89)
+        return wf__error(WF_ENOTSUP, "%s: %s; cuda:%d is %d.%d", op, need, dev.index, major, minor);
+    return 0;
+#else
+    return wf__error(WF_ENOTSUP, "%s: %s; cuda:%d is not available (weft was built without CUDA)", op, need, dev.index);
+#endif
 }
 
 wf_precision *wf_precision_new(const char *name, wf_device accelerator_device, char *warning_buf, size_t n) {
@@ -76,6 +108,7 @@ wf_precision *wf_precision_new(const char *name, wf_device accelerator_device, c
                   wf_device_str(accelerator_device, d, sizeof d));
         return NULL;
     }
+    if (kind == P_TE && fp8_device_check(op, accelerator_device)) return NULL;
     if (kind == P_16_MIXED && accelerator_device.type == WF_DEV_CPU) {
         warn(warning_buf, n, "You passed `Fabric(accelerator='cpu', precision='16-mixed')` but AMP with fp16 is "
              "not supported on CPU. Using `precision='bf16-mixed'` instead.");
@@ -113,12 +146,12 @@ wf_dtype wf_precision_param_dtype(const wf_precision *p) {
 wf_dtype wf_precision_compute_dtype(const wf_precision *p) {
     if (!p) return WF_DTYPE_DEFAULT;
     if (p->kind == P_16_MIXED) return WF_F16;
-    if (p->kind == P_BF16_MIXED) return WF_BF16;
+    if (p->kind == P_BF16_MIXED || p->kind == P_TE) return WF_BF16;
     return wf_precision_param_dtype(p);
 }
 
 bool wf_precision_is_mixed(const wf_precision *p) {
-    return p && (p->kind == P_16_MIXED || p->kind == P_BF16_MIXED);
+    return p && (p->kind == P_16_MIXED || p->kind == P_BF16_MIXED || p->kind == P_TE);
 }
 
 static bool is_true_half(const wf_precision *p) { return p->kind == P_16_TRUE || p->kind == P_BF16_TRUE; }
@@ -171,6 +204,9 @@ int wf_precision_forward_begin(wf_precision *p) {
     if (wf_precision_is_mixed(p)) {
         int rc = wf_autocast_begin((wf_device_type)p->device.type, wf_precision_compute_dtype(p));
         if (rc) return rc;
+#ifndef WEFT_MINIMAL
+        if (p->kind == P_TE) wf__fp8_autocast_begin();
+#endif
     } else if (converts(p)) {
         /* HalfPrecision / DoublePrecision: tensors created in forward get the dtype */
         int rc = wf_set_default_dtype(wf_precision_param_dtype(p));
@@ -186,6 +222,9 @@ int wf_precision_forward_end(wf_precision *p) {
     p->n_fwd--;
     int rc = 0;
     if (wf_precision_is_mixed(p)) rc = wf_autocast_end();
+#ifndef WEFT_MINIMAL
+    if (p->kind == P_TE) wf__fp8_autocast_end();
+#endif
     wf_set_default_dtype(p->fwd_dtype[p->n_fwd]);
     return rc;
 }

@@ -197,7 +197,8 @@ typedef struct wf_fabric_config {
     int n_device_ids;
     int num_nodes;            /* 0 = 1; negative is an error */
     const char *precision;    /* "32-true" (default), "64-true", "16-true", "bf16-true",
-                                 "16-mixed", "bf16-mixed", aliases "64", "32", "16", "bf16" */
+                                 "16-mixed", "bf16-mixed", "transformer-engine" (fp8, compute
+                                 capability >= 8.9), aliases "64", "32", "16", "bf16" */
     const wf_callback *callbacks;   /* copied */
     int n_callbacks;
     wf_logger *const *loggers;      /* the Fabric takes ownership (also on failure) */

@@ -16,7 +16,9 @@
  *
  * Precision plugins (lightning.fabric.plugins.precision): "64-true", "32-true", "16-true",
  * "bf16-true", "16-mixed", "bf16-mixed", aliases "64", "32", "16" (-> "16-mixed", warns),
- * "bf16" (-> "bf16-mixed", warns), as Fabric does.
+ * "bf16" (-> "bf16-mixed", warns), as Fabric does; and "transformer-engine" (fp8: bf16-mixed with
+ * the Linear modules' GEMMs in fp8, Transformer Engine's delayed scaling; a GPU of compute
+ * capability 8.9 or newer, else WF_ENOTSUP).
  *
  * Errors follow weft's conventions: NULL or a negative WF_E* code, with wf_error_message().
  */

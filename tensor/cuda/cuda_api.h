@@ -216,6 +216,37 @@ int wf__cuda_sdpa_backward(const wf_cuda_view *dq, const wf_cuda_view *dk, const
                            const wf_cuda_view *v, const wf_cuda_view *o, const wf_cuda_view *lse,
                            double scale, int causal, int dev);
 
+/* ---------------------------------------------------------------- fp8 (cuda_fp8.cu)
+ * The "transformer-engine" precision's pieces. fmt: 0 = E4M3, 1 = E5M2 (precision/fp8_impl.h's
+ * numbers); every scale is a device float, read and written on the device (no host sync). */
+/* the compute capability of cuda:dev (0, or a code) */
+int wf__cuda_capability(int dev, int *major, int *minor);
+/* The device's cuBLASLt handle (a cublasLtHandle_t) and workspace, made on first use; both
+ * owned by weft (cuda_gemm.cu). Work using them goes on the device's stream. */
+int wf__cuda_lt(int dev, void **lt, void **ws, size_t *ws_bytes);
+/* y[i] = fp8(x[i] * *scale) for contiguous x [rows, cols] of dtype f32 / bf16 / f16 (round to
+ * nearest even, saturating), yt = the same bytes transposed ([cols, rows]); either may be
+ * NULL. amax (may be NULL): atomically raised to max |x| (before scaling; NaN wins).
+ * scale_inv_out (may be NULL): 1 / *scale, the value a GEMM of these bytes needs even after
+ * the scale has moved on. */
+int wf__cuda_fp8_cast(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale, void *y,
+                      void *yt, float *amax, float *scale_inv_out, int dev);
+/* y[i] = the f32 value of the fp8 byte x[i] (contiguous) */
+int wf__cuda_fp8_decode(const void *x, int64_t n, int fmt, float *y, int dev);
+/* Delayed scaling of nslots consecutive slots, slot_stride floats apart, each laid out as
+ * { scale, scale_inv, amax, pos (int bits), history[len] }: the slot's amax enters the
+ * history at pos (pos advances, amax is reset to 0), and scale / scale_inv follow from the
+ * history's maximum as precision/fp8_scaling.c does, fmt's largest value and margin. */
+int wf__cuda_fp8_update(float *slots, int nslots, int64_t slot_stride, int len, int fmt, int margin, int dev);
+/* D[m, n] = (A[m, k] * a_scale_inv) (B[n, k] * b_scale_inv)^T + beta D (+ bias[n]): A, B fp8
+ * bytes of formats a_fmt / b_fmt (not both E5M2), row-major with k contiguous; D bf16 or f32
+ * (beta 0 or 1); bias bf16 [n] for a bf16 D, or NULL. m, n, k multiples of 16, every pointer
+ * 16-byte aligned (cuBLASLt's fp8 requirements), else WF_ENOTSUP. Compute in f32; fast_accum
+ * lets Hopper's fp8 tensor cores skip the periodic promotion to f32 (TE's forward setting). */
+int wf__cuda_fp8_gemm(int64_t m, int64_t n, int64_t k, const void *A, int a_fmt, const float *a_scale_inv,
+                      const void *B, int b_fmt, const float *b_scale_inv, void *D, int d_dtype, float beta,
+                      const void *bias, int fast_accum, int dev);
+
 /* ---------------------------------------------------------------- GEMM (cuda_gemm.cu) */
 /* Row-major batched GEMM (the wf_kernels gemm contract): f32 (TF32 tensor cores when
  * enabled), f16/bf16 with f32 accumulation. Products up to m*n*k*batch = 2^33 go through

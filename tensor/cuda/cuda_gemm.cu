@@ -184,6 +184,39 @@ static void lt_autotune(dev_state *s, lt_plan *p, cudaStream_t st, int es, cudaD
     else p->algo = p->cand[bi];
 }
 
+/* The device's cuBLASLt handle, plan cache and workspace, made on first use (lt_lock held);
+ * false when Lt cannot be used there (then never tried again) */
+static bool lt_ready(dev_state *s, int dev) {
+    if (s->lt_failed) return false;
+    if (!s->lt) {
+        s->lt_plans = (lt_plan *)calloc(LT_PLANS, sizeof(lt_plan));
+        s->lt_ws = wf__cuda_alloc(dev, LT_WS_BYTES);
+        if (!s->lt_ws) wf_clear_error(); /* not fatal: Lt is skipped */
+        if (!s->lt_plans || !s->lt_ws || cublasLtCreate(&s->lt) != CUBLAS_STATUS_SUCCESS) {
+            s->lt_failed = true;
+            s->lt = NULL;
+            return false;
+        }
+    }
+    return true;
+}
+
+/* cuda_api.h: the handle and workspace for cuda_fp8.cu's GEMMs (the same stream's work) */
+extern "C" int wf__cuda_lt(int dev, void **lt, void **ws, size_t *ws_bytes) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "cuBLASLt", &st);
+    if (rc) return rc;
+    dev_state *s = &wfc_dev[dev];
+    pthread_mutex_lock(&s->lt_lock);
+    bool ok = lt_ready(s, dev);
+    *lt = s->lt;
+    *ws = s->lt_ws;
+    *ws_bytes = LT_WS_BYTES;
+    pthread_mutex_unlock(&s->lt_lock);
+    return ok ? 0 : wfc_error(WF_EDEVICEFAIL, "cuda:%d: cuBLASLt could not be set up (handle or its %zu-byte workspace)",
+                              dev, (size_t)LT_WS_BYTES);
+}
+
 /* Try the GEMM through cuBLASLt. 0 = done; 1 = not handled (use cublasGemmStridedBatchedEx). */
 static int lt_gemm(int dev, cudaStream_t st, int dtype, cudaDataType_t ty, cublasComputeType_t ct, int ta, int tb,
                    int64_t m, int64_t n, int64_t k, float alpha, const void *A, int64_t lda, int64_t sA,
@@ -193,18 +226,7 @@ static int lt_gemm(int dev, cudaStream_t st, int dtype, cudaDataType_t ty, cubla
     if (batch > 1 && (sA == 0 || sB == 0 || sC == 0)) return 1;   /* broadcast batches */
     if (batch > 2147483647LL) return 1;
     pthread_mutex_lock(&s->lt_lock);
-    if (s->lt_failed) { pthread_mutex_unlock(&s->lt_lock); return 1; }
-    if (!s->lt) {
-        s->lt_plans = (lt_plan *)calloc(LT_PLANS, sizeof(lt_plan));
-        s->lt_ws = wf__cuda_alloc(dev, LT_WS_BYTES);
-        if (!s->lt_ws) wf_clear_error(); /* not fatal: Lt is skipped */
-        if (!s->lt_plans || !s->lt_ws || cublasLtCreate(&s->lt) != CUBLAS_STATUS_SUCCESS) {
-            s->lt_failed = true;
-            s->lt = NULL;
-            pthread_mutex_unlock(&s->lt_lock);
-            return 1;
-        }
-    }
+    if (!lt_ready(s, dev)) { pthread_mutex_unlock(&s->lt_lock); return 1; }
     lt_key key;
     memset(&key, 0, sizeof key);
     key.dtype = dtype; key.tf32 = ct == CUBLAS_COMPUTE_32F_FAST_TF32; key.ta = ta; key.tb = tb;

@@ -1,0 +1,33 @@
+/* precision/fp8_impl.h: the CPU reference of the fp8 formats (OCP FP8: E4M3, E5M2) and of
+ * Transformer Engine's delayed scaling, which the GPU kernels of tensor/cuda/cuda_fp8.cu must
+ * reproduce bit for bit (tests/cuda/test_cuda_fp8.c compares them). Not in the minimal preset. */
+#ifndef WEFT_FP8_IMPL_H
+#define WEFT_FP8_IMPL_H
+
+#include <stdint.h>
+
+/* the format numbers of cuda_api.h's fp8 launchers: E4M3 for the forward (inputs, weights),
+ * E5M2 for gradients (TE's HYBRID recipe) */
+typedef enum { WF__FP8_E4M3 = 0, WF__FP8_E5M2 = 1 } wf__fp8_format;
+
+#define WF__FP8_E4M3_MAX 448.0f
+#define WF__FP8_E5M2_MAX 57344.0f
+
+/* the largest finite value of fmt */
+float wf__fp8_max(wf__fp8_format fmt);
+/* x as an fp8 byte: round to nearest even, subnormals kept, |x| beyond the largest finite
+ * value (infinities too) saturating to +-max as TE's cast does; NaN -> 0x7f (E4M3's
+ * S.1111.111, an E5M2 NaN too) whatever its sign, as the GPU's conversion (cvt .satfinite). */
+uint8_t wf__fp8_encode(float x, wf__fp8_format fmt);
+/* the value of an fp8 byte (exact in float) */
+float wf__fp8_decode(uint8_t code, wf__fp8_format fmt);
+
+/* Delayed scaling (TE's DelayedScaling, amax_compute_algo "max"): the step's amax enters a
+ * rolling history of len entries at *pos (which then advances, wrapping), amax = the history's
+ * maximum (a NaN anywhere makes it NaN), and scale = fp8_max / amax / 2^margin, scale_inv =
+ * 1 / scale; the old scale and scale_inv stay when amax is 0 or not finite, or the new scale
+ * would not be finite. Starts from scale 1 and a zero history. */
+void wf__fp8_scaling_update(float *history, int len, int *pos, float amax, float fp8_max, int margin, float *scale,
+                            float *scale_inv);
+
+#endif

@@ -1,0 +1,299 @@
+/* tensor/cuda/cuda_fp8.cu: fp8 training (the "transformer-engine" precision) on GPUs of compute
+ * capability 8.9 and newer: the cast of a tensor to E4M3 / E5M2 under a device scale (with
+ * its transposed copy and its amax), the delayed-scaling update of the scales, and the fp8
+ * GEMM through cuBLASLt. precision/fp8_format.c and fp8_scaling.c are the CPU reference these
+ * kernels match bit for bit (tests/cuda/test_cuda_fp8.c).
+ *
+ * Nothing here waits for the host: the scales are read and written on the device, so a step
+ * that runs these can be captured in a CUDA graph. */
+#include "cuda_device.cuh"
+
+#include <cuda_fp8.h>
+#include <pthread.h>
+#include <string.h>
+
+extern "C" int wf__cuda_capability(int dev, int *major, int *minor) {
+    int rc = wfc_check_index(dev, "cuda capability");
+    if (rc) return rc;
+    cudaError_t e = cudaDeviceGetAttribute(major, cudaDevAttrComputeCapabilityMajor, dev);
+    if (e == cudaSuccess) e = cudaDeviceGetAttribute(minor, cudaDevAttrComputeCapabilityMinor, dev);
+    return e == cudaSuccess ? 0 : wfc_report(e, "cudaDeviceGetAttribute (compute capability)", dev);
+}
+
+/* ---------------------------------------------------------------- cast
+ * One block casts a 32 x 32 tile: 32 x 8 threads, each 4 rows of one column. The tile goes
+ * through shared memory for the transposed copy, which the backward GEMMs need because
+ * cuBLASLt's fp8 kernels take only K-major operands ("TN"). The amax is of x before scaling
+ * (what the history must see); |x| as bits orders like the floats (NaN above inf), so an
+ * integer atomicMax takes the block's maximum. The amax is read with __ldcg (L2): another
+ * block's atomic may have raised it, and a stale smaller value only costs an atomic. */
+#define CT 32
+#define CR 8
+
+__device__ __forceinline__ uint8_t to_fp8(float v, int fmt) {
+    /* round to nearest even, saturating to +-max (inf too), NaN -> NaN: fp8_format.c */
+    return (uint8_t)__nv_cvt_float_to_fp8(v, __NV_SATFINITE, fmt ? __NV_E5M2 : __NV_E4M3);
+}
+
+template <int DT> __device__ __forceinline__ float ld_in(const void *x, int64_t i) {
+    if (DT == WF_F32) return ((const float *)x)[i];
+    uint16_t h = ((const uint16_t *)x)[i];
+    return DT == WF_BF16 ? wfc_bf16_to_f(h) : wfc_h_to_f(h);
+}
+
+template <int DT> __global__ void fp8_cast_kernel(const void *x, int64_t rows, int64_t cols, int fmt,
+                                                  const float *scale, uint8_t *y, uint8_t *yt, unsigned *amax,
+                                                  float *scale_inv_out) {
+    __shared__ uint8_t tile[CT][CT + 4];
+    const float s = *scale;
+    if (scale_inv_out && blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0 && threadIdx.y == 0)
+        *scale_inv_out = __frcp_rn(s);
+    int64_t r0 = (int64_t)blockIdx.y * CT, c0 = (int64_t)blockIdx.x * CT;
+    int64_t c = c0 + threadIdx.x;
+    unsigned m = 0;
+#pragma unroll
+    for (int j = 0; j < CT / CR; j++) {
+        int tr = threadIdx.y + j * CR;
+        int64_t r = r0 + tr;
+        if (r < rows && c < cols) {
+            float v = ld_in<DT>(x, r * cols + c);
+            unsigned a = __float_as_uint(v) & 0x7fffffffu;
+            m = a > m ? a : m;
+            uint8_t q = to_fp8(__fmul_rn(v, s), fmt);
+            if (y) y[r * cols + c] = q;
+            tile[tr][threadIdx.x] = q;
+        }
+    }
+    if (amax) {
+        /* one atomic per block at most, and none once the maximum is already there: every
+         * block of a large tensor aims at the same word */
+        __shared__ unsigned wmax[CR];
+        m = wfc_warp_reduce(m, wfc_max_f());
+        if (threadIdx.x == 0) wmax[threadIdx.y] = m;   /* a warp is one threadIdx.y row */
+        __syncthreads();
+        if (threadIdx.x == 0 && threadIdx.y == 0) {
+#pragma unroll
+            for (int w = 1; w < CR; w++) m = wmax[w] > m ? wmax[w] : m;
+            if (m > __ldcg(amax)) atomicMax(amax, m);
+        }
+    }
+    if (!yt) return;
+    __syncthreads();
+    /* yt[c][r] = tile[r - r0][c - c0]: thread x walks the rows so the writes are contiguous */
+    int64_t r = r0 + threadIdx.x;
+#pragma unroll
+    for (int j = 0; j < CT / CR; j++) {
+        int tc = threadIdx.y + j * CR;
+        int64_t cc = c0 + tc;
+        if (r < rows && cc < cols) yt[cc * rows + r] = tile[threadIdx.x][tc];
+    }
+}
+
+extern "C" int wf__cuda_fp8_cast(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale,
+                                 void *y, void *yt, float *amax, float *scale_inv_out, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "fp8 cast", &st);
+    if (rc) return rc;
+    if (dtype != WF_F32 && dtype != WF_BF16 && dtype != WF_F16)
+        return wfc_error(WF_ENOTSUP, "fp8 cast on cuda:%d: input dtype %s is not supported (f32, bf16, f16)", dev,
+                         wf_dtype_name((wf_dtype)dtype));
+    if (fmt != 0 && fmt != 1) return wfc_error(WF_EINVAL, "fp8 cast on cuda:%d: format %d is neither E4M3 (0) nor E5M2 (1)", dev, fmt);
+    if (rows <= 0 || cols <= 0) return 0;
+    int64_t gy = (rows + CT - 1) / CT, gx = (cols + CT - 1) / CT;
+    if (gy > 65535 || gx > 2147483647LL)
+        return wfc_error(WF_ENOTSUP, "fp8 cast on cuda:%d: %lld x %lld is too large (at most %d rows)", dev,
+                         (long long)rows, (long long)cols, 65535 * CT);
+    dim3 grid((unsigned)gx, (unsigned)gy), block(CT, CR);
+    uint8_t *y8 = (uint8_t *)y, *yt8 = (uint8_t *)yt;
+    unsigned *am = (unsigned *)amax;
+    if (dtype == WF_F32) fp8_cast_kernel<WF_F32><<<grid, block, 0, st>>>(x, rows, cols, fmt, scale, y8, yt8, am, scale_inv_out);
+    else if (dtype == WF_BF16) fp8_cast_kernel<WF_BF16><<<grid, block, 0, st>>>(x, rows, cols, fmt, scale, y8, yt8, am, scale_inv_out);
+    else fp8_cast_kernel<WF_F16><<<grid, block, 0, st>>>(x, rows, cols, fmt, scale, y8, yt8, am, scale_inv_out);
+    return wfc_check("fp8 cast kernel", dev);
+}
+
+/* fp8 bytes -> f32 (for tests and checks; the GEMMs read the bytes themselves) */
+__global__ void fp8_decode_kernel(const uint8_t *x, int64_t n, int fmt, float *y) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        __half_raw h = __nv_cvt_fp8_to_halfraw((__nv_fp8_storage_t)x[i], fmt ? __NV_E5M2 : __NV_E4M3);
+        y[i] = __half2float(__half(h));
+    }
+}
+
+extern "C" int wf__cuda_fp8_decode(const void *x, int64_t n, int fmt, float *y, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "fp8 decode", &st);
+    if (rc || n <= 0) return rc;
+    fp8_decode_kernel<<<wfc_blocks(n, 256, dev), 256, 0, st>>>((const uint8_t *)x, n, fmt, y);
+    return wfc_check("fp8 decode kernel", dev);
+}
+
+/* ---------------------------------------------------------------- delayed scaling
+ * One block per slot (cuda_api.h's layout: scale, scale_inv, amax, pos, history[len]). The
+ * same float operations as fp8_scaling.c, in IEEE division (the build's --use_fast_math would
+ * otherwise approximate it). */
+__global__ void fp8_update_kernel(float *slots, int64_t stride, int len, float fp8_max, int margin) {
+    float *s = slots + (int64_t)blockIdx.x * stride, *hist = s + 4;
+    int pos = __float_as_int(s[3]);
+    if (threadIdx.x == 0) hist[pos] = s[2];
+    __syncthreads();
+    float m = 0.f;
+    for (int i = threadIdx.x; i < len; i += blockDim.x) m = wfc_max_f()(m, hist[i]);
+    m = wfc_block_reduce(m, wfc_max_f(), 0.f);
+    if (threadIdx.x != 0) return;
+    s[2] = 0.f;                                     /* the next step's amax starts from 0 */
+    s[3] = __int_as_float((pos + 1) % len);
+    if (!(m > 0.f) || isinf(m) || m != m) return;
+    float sc = ldexpf(__fdiv_rn(fp8_max, m), -margin);
+    if (isinf(sc) || !(sc > 0.f)) return;
+    s[0] = sc;
+    s[1] = __frcp_rn(sc);
+}
+
+extern "C" int wf__cuda_fp8_update(float *slots, int nslots, int64_t slot_stride, int len, int fmt, int margin, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "fp8 scaling update", &st);
+    if (rc || nslots <= 0) return rc;
+    if (len <= 0 || slot_stride < 4 + len)
+        return wfc_error(WF_EINVAL, "fp8 scaling update on cuda:%d: history length %d does not fit a slot of %lld floats",
+                         dev, len, (long long)slot_stride);
+    fp8_update_kernel<<<nslots, 256, 0, st>>>(slots, slot_stride, len, fmt ? 57344.0f : 448.0f, margin);
+    return wfc_check("fp8 scaling update kernel", dev);
+}
+
+/* ---------------------------------------------------------------- GEMM
+ * D[m, n] = A[m, k] B[n, k]^T, both row-major with k contiguous, is cuBLASLt's column-major
+ * D^T = op(B') op(A') with B' = our B read as k x n (transposed: "T") and A' = our A read as
+ * k x m ("N"): the "TN" layout its fp8 kernels require, with m, n, k multiples of 16 and
+ * 16-byte aligned pointers. Plans (descriptors and the heuristic's first algorithm) are
+ * cached per device and shape, like cuda_gemm.cu's; the handle and workspace are its. */
+#define F8_PLANS 64
+
+struct f8_key {
+    int64_t m, n, k;
+    int fa, fb, dt, fast, bias, beta1;
+};
+struct f8_plan {
+    bool used, ok;
+    f8_key key;
+    cublasLtMatmulDesc_t desc;
+    cublasLtMatrixLayout_t la, lb, ld;
+    cublasLtMatmulAlgo_t algo;
+    cublasStatus_t why;          /* what failed when !ok */
+};
+static f8_plan *g_plans[MAX_DEVICES];
+static int g_next[MAX_DEVICES];
+static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
+
+static void f8_destroy(f8_plan *p) {
+    if (p->desc) cublasLtMatmulDescDestroy(p->desc);
+    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
+    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
+    if (p->ld) cublasLtMatrixLayoutDestroy(p->ld);
+    memset(p, 0, sizeof *p);
+}
+
+static const char *fmt_name(int f) { return f ? "E5M2" : "E4M3"; }
+
+static void f8_build(f8_plan *p, const f8_key *key, cublasLtHandle_t lt, size_t ws_bytes) {
+    memset(p, 0, sizeof *p);
+    p->used = true;
+    p->key = *key;
+    cudaDataType_t ta = key->fa ? CUDA_R_8F_E5M2 : CUDA_R_8F_E4M3, tb = key->fb ? CUDA_R_8F_E5M2 : CUDA_R_8F_E4M3;
+    cudaDataType_t td = key->dt == WF_F32 ? CUDA_R_32F : CUDA_R_16BF;
+#define F8_TRY(call) do { p->why = (call); if (p->why != CUBLAS_STATUS_SUCCESS) return; } while (0)
+    F8_TRY(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
+    F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT));
+    F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN));
+    int8_t fast = (int8_t)key->fast;
+    F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof fast));
+    if (key->bias) {
+        cublasLtEpilogue_t e = CUBLASLT_EPILOGUE_BIAS;
+        cudaDataType_t bt = td;
+        F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
+        F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+    }
+    /* Lt's A is our B (k x n, "T"), Lt's B our A (k x m), D is n x m */
+    F8_TRY(cublasLtMatrixLayoutCreate(&p->la, tb, (uint64_t)key->k, (uint64_t)key->n, key->k));
+    F8_TRY(cublasLtMatrixLayoutCreate(&p->lb, ta, (uint64_t)key->k, (uint64_t)key->m, key->k));
+    F8_TRY(cublasLtMatrixLayoutCreate(&p->ld, td, (uint64_t)key->n, (uint64_t)key->m, key->n));
+    cublasLtMatmulPreference_t pref = NULL;
+    F8_TRY(cublasLtMatmulPreferenceCreate(&pref));
+    uint64_t ws = ws_bytes;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    p->why = cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1, &res, &nres);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (p->why != CUBLAS_STATUS_SUCCESS) return;
+    if (nres < 1 || res.state != CUBLAS_STATUS_SUCCESS) { p->why = CUBLAS_STATUS_NOT_SUPPORTED; return; }
+    p->algo = res.algo;
+    p->ok = true;
+#undef F8_TRY
+}
+
+extern "C" int wf__cuda_fp8_gemm(int64_t m, int64_t n, int64_t k, const void *A, int a_fmt, const float *a_scale_inv,
+                                 const void *B, int b_fmt, const float *b_scale_inv, void *D, int d_dtype, float beta,
+                                 const void *bias, int fast_accum, int dev) {
+    const char *what = "fp8 gemm";
+    cudaStream_t st;
+    int rc = wfc_begin(dev, what, &st);
+    if (rc) return rc;
+    if (d_dtype != WF_BF16 && d_dtype != WF_F32)
+        return wfc_error(WF_ENOTSUP, "%s on cuda:%d: output dtype %s (bf16 or f32)", what, dev, wf_dtype_name((wf_dtype)d_dtype));
+    if (a_fmt == 1 && b_fmt == 1)
+        return wfc_error(WF_ENOTSUP, "%s on cuda:%d: cuBLASLt has no E5M2 x E5M2 product", what, dev);
+    if (m <= 0 || n <= 0 || k <= 0 || m % 16 || n % 16 || k % 16 || m > 2147483647LL || n > 2147483647LL ||
+        k > 2147483647LL)
+        return wfc_error(WF_ENOTSUP, "%s on cuda:%d: m=%lld n=%lld k=%lld must be positive multiples of 16 (cuBLASLt's fp8 kernels)",
+                         what, dev, (long long)m, (long long)n, (long long)k);
+    if (((uintptr_t)A | (uintptr_t)B | (uintptr_t)D | (uintptr_t)bias) & 15)
+        return wfc_error(WF_ENOTSUP, "%s on cuda:%d: the operands must be 16-byte aligned (A %p, B %p, D %p, bias %p)", what,
+                         dev, A, B, D, bias);
+    if (bias && d_dtype != WF_BF16)
+        return wfc_error(WF_ENOTSUP, "%s on cuda:%d: the bias epilogue is for a bf16 output", what, dev);
+    void *lt = NULL, *ws = NULL;
+    size_t ws_bytes = 0;
+    if ((rc = wf__cuda_lt(dev, &lt, &ws, &ws_bytes))) return rc;
+    f8_key key;
+    memset(&key, 0, sizeof key);
+    key.m = m; key.n = n; key.k = k; key.fa = a_fmt; key.fb = b_fmt; key.dt = d_dtype; key.fast = fast_accum != 0;
+    key.bias = bias != NULL; key.beta1 = beta != 0;
+    pthread_mutex_lock(&g_lock);
+    if (!g_plans[dev] && !(g_plans[dev] = (f8_plan *)calloc(F8_PLANS, sizeof(f8_plan)))) {
+        pthread_mutex_unlock(&g_lock);
+        return wfc_error(WF_ENOMEM, "%s on cuda:%d: out of host memory for the plan cache", what, dev);
+    }
+    f8_plan *p = NULL;
+    for (int i = 0; i < F8_PLANS; i++)
+        if (g_plans[dev][i].used && !memcmp(&g_plans[dev][i].key, &key, sizeof key)) { p = &g_plans[dev][i]; break; }
+    if (!p) {
+        p = &g_plans[dev][g_next[dev]];
+        g_next[dev] = (g_next[dev] + 1) % F8_PLANS;
+        f8_destroy(p);
+        f8_build(p, &key, (cublasLtHandle_t)lt, ws_bytes);
+    }
+    cublasStatus_t bs = p->why;
+    if (p->ok) {
+        bs = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &b_scale_inv, sizeof b_scale_inv);
+        if (bs == CUBLAS_STATUS_SUCCESS)
+            bs = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &a_scale_inv, sizeof a_scale_inv);
+        if (bs == CUBLAS_STATUS_SUCCESS && bias)
+            bs = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+        const float one = 1.0f;
+        if (bs == CUBLAS_STATUS_SUCCESS)
+            bs = cublasLtMatmul((cublasLtHandle_t)lt, p->desc, &one, B, p->la, A, p->lb, &beta, D, p->ld, D, p->ld, &p->algo,
+                                ws, ws_bytes, st);
+    }
+    pthread_mutex_unlock(&g_lock);
+    if (bs != CUBLAS_STATUS_SUCCESS) {
+        cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return wfc_report(e, "fp8 gemm (cuBLASLt)", dev);
+        return wfc_error(WF_EDEVICEFAIL, "cuda:%d: fp8 gemm failed in cuBLASLt: %s (A %s [%lld, %lld], B %s [%lld, %lld], D %s, "
+                         "beta %g, bias %s, fast accumulation %d)", dev, cublasGetStatusString(bs), fmt_name(a_fmt),
+                         (long long)m, (long long)k, fmt_name(b_fmt), (long long)n, (long long)k,
+                         wf_dtype_name((wf_dtype)d_dtype), (double)beta, bias ? "yes" : "no", fast_accum);
+    }
+    return wfc_check("fp8 gemm (cuBLASLt)", dev);
+}
