@@ -12,6 +12,7 @@
  * gradients reach the f32 parameter). Casts made while no scope is open are kept in a list
  * and released with the cache when the outermost region ends. */
 #include "autograd_impl.h"
+#include "fn_fp8_linear.h"
 
 #define AC_MAX_DEPTH 64
 
@@ -71,6 +72,15 @@ static const ac_region *region_for(int devtype) {
         if (g_stack[i].devtype == devtype) return &g_stack[i];
     return NULL;
 }
+
+/* the "transformer-engine" precision's fp8 region (autograd/fn_fp8_linear.h) */
+static _Thread_local int fp8_depth;
+
+void wf__fp8_autocast_begin(void) { fp8_depth++; }
+void wf__fp8_autocast_end(void) {
+    if (fp8_depth > 0) fp8_depth--;
+}
+bool wf_fp8_autocast_enabled(void) { return fp8_depth > 0; }
 
 bool wf_autocast_enabled(wf_device_type device_type) {
     const ac_region *r = region_for(device_type);

@@ -24,14 +24,6 @@
 
 #include <string.h>
 
-static _Thread_local int fp8_depth;
-
-void wf__fp8_autocast_begin(void) { fp8_depth++; }
-void wf__fp8_autocast_end(void) {
-    if (fp8_depth > 0) fp8_depth--;
-}
-bool wf__fp8_autocast_enabled(void) { return fp8_depth > 0; }
-
 #ifdef WEFT_HAVE_CUDA
 enum { E4M3 = 0, E5M2 = 1 };
 

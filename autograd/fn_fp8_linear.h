@@ -6,10 +6,11 @@
 
 #include "../tensor/tensor_impl.h"
 
-/* The fp8 region of this thread (the plugin's forward context): regions nest. */
+/* The fp8 region of this thread (the plugin's forward context): regions nest. In
+ * autograd/autocast.c, beside the autocast regions (every build; wf_fp8_autocast_enabled is
+ * public). */
 void wf__fp8_autocast_begin(void);
 void wf__fp8_autocast_end(void);
-bool wf__fp8_autocast_enabled(void);
 
 /* Slots of a Linear's fp8 state: its input, its weight (E4M3) and its output gradient (E5M2). */
 enum { WF__FP8_SLOT_X, WF__FP8_SLOT_W, WF__FP8_SLOT_GY, WF__FP8_SLOTS };

@@ -58,7 +58,7 @@ static wf_tensor *linear_forward(wf_module *m, wf_tensor *x) {
 #ifndef WEFT_MINIMAL
     /* under "transformer-engine": the three GEMMs in fp8 where cuBLASLt's fp8 kernels take the
      * sizes (multiples of 16; the rows are checked there), else bf16 autocast as below */
-    if (wf__fp8_autocast_enabled() && l->in % 16 == 0 && l->out % 16 == 0)
+    if (wf_fp8_autocast_enabled() && l->in % 16 == 0 && l->out % 16 == 0)
         return wf__fp8_linear(x, wf_module_get_parameter(m, "weight"), wf_module_get_parameter(m, "bias"), &l->fp8);
 #endif
     return wf_linear(x, wf_module_get_parameter(m, "weight"), wf_module_get_parameter(m, "bias"));

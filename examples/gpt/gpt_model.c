@@ -14,12 +14,15 @@ static wf_tensor *mlp_forward(wf_module *m, wf_tensor *x) {
     const char *order[4] = { "c_fc", "gelu", "c_proj", "dropout" };
     wf_module *fc = wf_module_get_child(m, "c_fc"), *proj = wf_module_get_child(m, "c_proj");
     int i = 0;
-    if (((mlp *)m)->recompute_gelu && !strcmp(wf_module_type(fc), "Linear") && !strcmp(wf_module_type(proj), "Linear")) {
+    /* under fp8 ("transformer-engine") the Linear modules run their GEMMs in fp8 with their own
+     * scaling state, which the functional fused paths below do not have: the modules one by one */
+    bool fp8 = wf_fp8_autocast_enabled();
+    if (!fp8 && ((mlp *)m)->recompute_gelu && !strcmp(wf_module_type(fc), "Linear") && !strcmp(wf_module_type(proj), "Linear")) {
         /* c_fc, GELU and c_proj in one op that keeps the GELU's input only */
         x = wf_fused_mlp(x, wf_module_get_parameter(fc, "weight"), wf_module_get_parameter(fc, "bias"),
                          wf_module_get_parameter(proj, "weight"), wf_module_get_parameter(proj, "bias"), WF_GELU_NONE);
         i = 3;
-    } else if (!strcmp(wf_module_type(fc), "Linear")) {
+    } else if (!fp8 && !strcmp(wf_module_type(fc), "Linear")) {
         /* c_fc + GELU in one op: on CUDA the GEMM without bias, then one bias + GELU kernel
          * (the same modules and parameter names, so checkpoints stay as they were) */
         x = wf_linear_gelu(x, wf_module_get_parameter(fc, "weight"), wf_module_get_parameter(fc, "bias"), WF_GELU_NONE);

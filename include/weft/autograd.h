@@ -98,6 +98,12 @@ static inline int wf_autocast_begin(wf_device_type device_type, wf_dtype low) {
 int wf_autocast_end(void);
 /* Is autocast on for tensors of this device type on this thread? */
 bool wf_autocast_enabled(wf_device_type device_type);
+/* Is this thread inside the "transformer-engine" precision's fp8 region (its forward context;
+ * Transformer Engine's fp8_autocast, entered by the precision plugin)? Linear modules run their
+ * GEMMs in fp8 there; the functional wf_linear, wf_linear_gelu and wf_fused_mlp, which hold no
+ * per-layer scaling state, stay in bf16. So a model with its own fused Linear paths (examples/
+ * gpt's MLP) calls its Linear modules instead while this is true. */
+bool wf_fp8_autocast_enabled(void);
 /* The low dtype of the innermost enabled region (WF_DTYPE_DEFAULT when autocast is off). */
 wf_dtype wf_autocast_dtype(void);
 /* Open regions on this thread. */

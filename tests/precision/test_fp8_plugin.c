@@ -6,6 +6,7 @@
 #include "test_util.h"
 #include "weft/fabric.h"
 #include "weft/precision.h"
+#include "autograd/fn_fp8_linear.h"
 
 START_TEST(test_valid_names_list_it) {
     ck_assert_ptr_null(wf_precision_new("fp8", WF_CPU, NULL, 0));
@@ -39,12 +40,32 @@ START_TEST(test_cuda_without_a_gpu) {
 }
 END_TEST
 
+/* the fp8 region the plugin's forward context opens: off outside, nested, per thread's depth
+ * (wf_fp8_autocast_enabled, which examples/gpt's MLP reads to go through its Linear modules) */
+START_TEST(test_fp8_region) {
+    ck_assert(!wf_fp8_autocast_enabled());
+    wf__fp8_autocast_begin();
+    wf__fp8_autocast_begin();
+    ck_assert(wf_fp8_autocast_enabled());
+    wf__fp8_autocast_end();
+    ck_assert(wf_fp8_autocast_enabled());
+    wf__fp8_autocast_end();
+    ck_assert(!wf_fp8_autocast_enabled());
+    wf__fp8_autocast_end();   /* one too many: stays off */
+    ck_assert(!wf_fp8_autocast_enabled());
+    wf__fp8_autocast_begin();
+    ck_assert(wf_fp8_autocast_enabled());
+    wf__fp8_autocast_end();
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("fp8_plugin");
     TCase *tc = tcase_create("fp8_plugin");
     tcase_add_test(tc, test_valid_names_list_it);
     tcase_add_test(tc, test_refused_on_the_cpu);
     tcase_add_test(tc, test_cuda_without_a_gpu);
+    tcase_add_test(tc, test_fp8_region);
     suite_add_tcase(s, tc);
     return tt_run(s);
 }
