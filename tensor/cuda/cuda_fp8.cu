@@ -180,6 +180,7 @@ struct f8_plan {
     cublasLtMatrixLayout_t la, lb, ld;
     cublasLtMatmulAlgo_t algo;
     cublasStatus_t why;          /* what failed when !ok */
+    const char *where;           /* and at which stage: "descriptor", "heuristic", "no algorithm" */
 };
 static f8_plan *g_plans[MAX_DEVICES];
 static int g_next[MAX_DEVICES];
@@ -195,12 +196,18 @@ static void f8_destroy(f8_plan *p) {
 
 static const char *fmt_name(int f) { return f ? "E5M2" : "E4M3"; }
 
-static void f8_build(f8_plan *p, const f8_key *key, cublasLtHandle_t lt, size_t ws_bytes) {
+/* The scale pointers (and the bias's) are set before the heuristic is asked, as NVIDIA's fp8
+ * sample, Transformer Engine and PyTorch's scaled_mm do: on the H100 with cuBLAS 13 the
+ * heuristic found no fp8 algorithm without them (every shape "not supported"). Each call sets
+ * its own pointers again on the cached descriptor. */
+static void f8_build(f8_plan *p, const f8_key *key, cublasLtHandle_t lt, size_t ws_bytes, const float *lt_a_scale,
+                     const float *lt_b_scale, const void *bias) {
     memset(p, 0, sizeof *p);
     p->used = true;
     p->key = *key;
     cudaDataType_t ta = key->fa ? CUDA_R_8F_E5M2 : CUDA_R_8F_E4M3, tb = key->fb ? CUDA_R_8F_E5M2 : CUDA_R_8F_E4M3;
     cudaDataType_t td = key->dt == WF_F32 ? CUDA_R_32F : CUDA_R_16BF;
+    p->where = "descriptor";
 #define F8_TRY(call) do { p->why = (call); if (p->why != CUBLAS_STATUS_SUCCESS) return; } while (0)
     F8_TRY(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
@@ -208,11 +215,14 @@ static void f8_build(f8_plan *p, const f8_key *key, cublasLtHandle_t lt, size_t 
     F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN));
     int8_t fast = (int8_t)key->fast;
     F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof fast));
+    F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &lt_a_scale, sizeof lt_a_scale));
+    F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &lt_b_scale, sizeof lt_b_scale));
     if (key->bias) {
         cublasLtEpilogue_t e = CUBLASLT_EPILOGUE_BIAS;
         cudaDataType_t bt = td;
         F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
         F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+        F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     }
     /* Lt's A is our B (k x n, "T"), Lt's B our A (k x m), D is n x m */
     F8_TRY(cublasLtMatrixLayoutCreate(&p->la, tb, (uint64_t)key->k, (uint64_t)key->n, key->k));
@@ -224,10 +234,15 @@ static void f8_build(f8_plan *p, const f8_key *key, cublasLtHandle_t lt, size_t 
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
     cublasLtMatmulHeuristicResult_t res;
     int nres = 0;
+    p->where = "heuristic";
     p->why = cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1, &res, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
     if (p->why != CUBLAS_STATUS_SUCCESS) return;
-    if (nres < 1 || res.state != CUBLAS_STATUS_SUCCESS) { p->why = CUBLAS_STATUS_NOT_SUPPORTED; return; }
+    if (nres < 1 || res.state != CUBLAS_STATUS_SUCCESS) {
+        p->where = "no algorithm from the heuristic";
+        p->why = CUBLAS_STATUS_NOT_SUPPORTED;
+        return;
+    }
     p->algo = res.algo;
     p->ok = true;
 #undef F8_TRY
@@ -272,10 +287,12 @@ extern "C" int wf__cuda_fp8_gemm(int64_t m, int64_t n, int64_t k, const void *A,
         p = &g_plans[dev][g_next[dev]];
         g_next[dev] = (g_next[dev] + 1) % F8_PLANS;
         f8_destroy(p);
-        f8_build(p, &key, (cublasLtHandle_t)lt, ws_bytes);
+        f8_build(p, &key, (cublasLtHandle_t)lt, ws_bytes, b_scale_inv, a_scale_inv, bias);
     }
     cublasStatus_t bs = p->why;
+    const char *where = p->where;
     if (p->ok) {
+        where = "matmul";
         bs = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &b_scale_inv, sizeof b_scale_inv);
         if (bs == CUBLAS_STATUS_SUCCESS)
             bs = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &a_scale_inv, sizeof a_scale_inv);
@@ -290,8 +307,8 @@ extern "C" int wf__cuda_fp8_gemm(int64_t m, int64_t n, int64_t k, const void *A,
     if (bs != CUBLAS_STATUS_SUCCESS) {
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return wfc_report(e, "fp8 gemm (cuBLASLt)", dev);
-        return wfc_error(WF_EDEVICEFAIL, "cuda:%d: fp8 gemm failed in cuBLASLt: %s (A %s [%lld, %lld], B %s [%lld, %lld], D %s, "
-                         "beta %g, bias %s, fast accumulation %d)", dev, cublasGetStatusString(bs), fmt_name(a_fmt),
+        return wfc_error(WF_EDEVICEFAIL, "cuda:%d: fp8 gemm failed in cuBLASLt (%s): %s (A %s [%lld, %lld], B %s [%lld, %lld], D %s, "
+                         "beta %g, bias %s, fast accumulation %d)", dev, where, cublasGetStatusString(bs), fmt_name(a_fmt),
                          (long long)m, (long long)k, fmt_name(b_fmt), (long long)n, (long long)k,
                          wf_dtype_name((wf_dtype)d_dtype), (double)beta, bias ? "yes" : "no", fast_accum);
     }
