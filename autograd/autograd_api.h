@@ -35,6 +35,9 @@ wf_tensor *wf__softmax_attn(wf_tensor *scores, double scale, bool is_causal, dou
 wf_tensor *wf__layer_norm_fused(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps, bool *handled);
 /* input [N, C], class targets i64 [N], no weights, no label smoothing; reduction uses
  * wf_reduction's numbers (0 mean, 1 sum, 2 none; weft/nn.h) */
+/* y = layer_norm(x + r) and *sum = x + r (when sum is not NULL) from one kernel each way */
+wf_tensor *wf__add_layer_norm_fused(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias, double eps,
+                                    wf_tensor **sum, bool *handled);
 wf_tensor *wf__cross_entropy_fused(wf_tensor *input, wf_tensor *target, int64_t ignore_index, int reduction,
                                    bool *handled);
 

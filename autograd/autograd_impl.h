@@ -80,6 +80,10 @@ bool wf__needs_grad(int n, wf_tensor *const *ts);
  * Returns the node (borrowed; y owns it) or NULL when nothing is recorded or on error. */
 wf_node *wf__record(const char *name, wf_backward_fn fn, wf_tensor *y, int n_inputs,
                     wf_tensor *const *inputs);
+/* wf__record for an op of several outputs: ys[o] gets output_nr o, and the backward's gy[o]
+ * its gradient (zeros when that output went unused). */
+wf_node *wf__record_outputs(const char *name, wf_backward_fn fn, wf_tensor *const *ys, int n_outputs, int n_inputs,
+                           wf_tensor *const *inputs);
 /* Save t for backward (a detached alias that remembers the storage version). Returns index,
  * or WF_ENOMEM. */
 int wf__save(wf_node *n, wf_tensor *t);

@@ -192,6 +192,11 @@ wf_node *wf__record(const char *name, wf_backward_fn fn, wf_tensor *y, int n_inp
     return record(name, fn, &y, 1, n_inputs, inputs);
 }
 
+wf_node *wf__record_outputs(const char *name, wf_backward_fn fn, wf_tensor *const *ys, int n_outputs, int n_inputs,
+                           wf_tensor *const *inputs) {
+    return record(name, fn, ys, n_outputs, n_inputs, inputs);
+}
+
 int wf__save(wf_node *n, wf_tensor *t) {
     if (n->n_saved == n->cap_saved) {
         int cap = n->cap_saved ? n->cap_saved * 2 : 4;

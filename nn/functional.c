@@ -103,6 +103,40 @@ wf_tensor *wf_layer_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim
     FN_SCOPE_RETURN(y);
 }
 
+wf_tensor *wf_add_layer_norm(wf_tensor *x, wf_tensor *r, const int64_t *normalized_shape, int ndim, wf_tensor *weight,
+                             wf_tensor *bias, double eps, wf_tensor **sum) {
+    const char *op = "wf_add_layer_norm";
+    if (sum) *sum = NULL;
+    if (!x || !r) return wf__any_null(op, 2, x, r), NULL;
+    char b1[96], b2[96];
+    if (!wf_same_shape(x, r)) {
+        wf__error(WF_ESHAPE, "%s: x of shape %s and r of shape %s differ (the fused add does not broadcast)", op,
+                  wf_shape_str(x, b1, sizeof b1), wf_shape_str(r, b2, sizeof b2));
+        return NULL;
+    }
+    if (!wf_dtype_is_floating(wf_tensor_dtype(r))) {
+        wf__error(WF_EDTYPE, "%s: needs a floating r, got %s", op, wf_dtype_name(wf_tensor_dtype(r)));
+        return NULL;
+    }
+    weight = wf__autocast_arg(weight, WF__AC_F32), bias = wf__autocast_arg(bias, WF__AC_F32);
+    if (check_normalized(op, x, normalized_shape, ndim, weight, bias)) return NULL;
+    wf_tensor *y = NULL, *s = NULL;
+    bool handled = false;
+    /* autocast would run the norm of a half sum in f32: the composed path does exactly that */
+    if (wf__autocast_arg(x, WF__AC_F32) == x) {
+        y = wf__add_layer_norm_fused(x, r, ndim, weight, bias, eps, sum ? &s : NULL, &handled);
+        if (handled) {
+            if (sum) *sum = s;
+            return y;
+        }
+    }
+    wf_scope_begin();
+    s = wf_add(x, r);
+    y = s ? wf_layer_norm(s, normalized_shape, ndim, weight, bias, eps) : NULL;
+    if (y && sum) *sum = wf_keep(s);
+    FN_SCOPE_RETURN(y);
+}
+
 wf_tensor *wf_rms_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim, wf_tensor *weight, double eps) {
     x = wf__autocast_arg(x, WF__AC_F32), weight = wf__autocast_arg(weight, WF__AC_F32);
     if (!x) return NULL;

@@ -171,6 +171,63 @@ int wf__layer_norm_bwd_raw(wf_tensor *gy, wf_tensor *x, wf_tensor *mean, wf_tens
     return kt->layer_norm_bwd(*dx, *dw, *db, g, x, mean, rstd, w);
 }
 
+/* ================================================================ add + layer norm */
+
+#ifndef WEFT_MINIMAL   /* composed in the minimal preset (autograd/fn_fused.c) */
+bool wf__add_layer_norm_fusable(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias) {
+    /* meta composes (shapes only; its table has no such entry) */
+    if (x->device.type == WF_DEV_META || !wf_device_eq(x->device, r->device) || !wf_same_shape(x, r)) return false;
+    const wf_kernels *kt = wf__kernels(x->device);
+    wf_dtype dt = x->dtype;
+    if (!kt || !wf__supports(kt, WF_OPF_KERNEL, WF_K_ADD_LAYER_NORM_FWD, dt) ||
+        !wf__supports(kt, WF_OPF_KERNEL, WF_K_ADD_LAYER_NORM_BWD, dt))
+        return false;
+    /* s keeps x's dtype only where the composed x + r would have it (f32 + bf16: f32) */
+    if (!wf_dtype_is_floating(dt) || !wf_dtype_is_floating(r->dtype) || wf__promote(dt, r->dtype) != dt) return false;
+    wf_tensor *ps[2] = { weight, bias };
+    for (int i = 0; i < 2; i++)
+        if (ps[i] && (ps[i]->dtype != dt || !wf_device_eq(ps[i]->device, x->device) || !wf_is_contiguous(ps[i])))
+            return false;
+    int64_t D = 1;
+    for (int i = x->ndim - nd; i < x->ndim; i++) D *= x->shape[i];
+    return D >= 1 && wf_numel(x) != 0;
+}
+
+wf_tensor *wf__add_layer_norm_fwd_raw(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias,
+                                      double eps, wf_tensor **s, wf_tensor **mean, wf_tensor **rstd) {
+    int64_t D = 1;
+    for (int i = x->ndim - nd; i < x->ndim; i++) D *= x->shape[i];
+    int64_t rows = wf_numel(x) / D;
+    wf_dtype sdt = x->dtype == WF_F64 ? WF_F64 : WF_F32;   /* f64's backward needs f64 statistics */
+    *mean = wf__empty(WF_SHAPE(rows), sdt, x->device);
+    *rstd = wf__empty(WF_SHAPE(rows), sdt, x->device);
+    *s = *mean && *rstd ? wf__empty(x->shape, x->ndim, x->dtype, x->device) : NULL;
+    wf_tensor *y = *s ? wf__empty(x->shape, x->ndim, x->dtype, x->device) : NULL;
+    if (!y || wf__kernels(x->device)->add_layer_norm_fwd(y, *s, *mean, *rstd, x, r, weight, bias, eps)) return NULL;
+    return y;
+}
+
+int wf__add_layer_norm_bwd_raw(wf_tensor *gy, wf_tensor *gs, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd,
+                               wf_tensor *w, wf_dtype rdt, const int64_t *wshape, int wndim, const int64_t *bshape,
+                               int bndim, const bool need[4], wf_tensor **dx, wf_tensor **dr, wf_tensor **dw,
+                               wf_tensor **db) {
+    const wf_kernels *kt = wf__kernels(s->device);
+    if (!kt) return wf_error();
+    wf_tensor *g = contig_as(kt, gy, s->dtype), *gsc = gs ? contig_as(kt, gs, s->dtype) : NULL;
+    if (!g || (gs && !gsc)) return err_or(WF_ENOMEM);
+    *dx = *dr = *dw = *db = NULL;
+    /* x and r of one dtype: one gradient serves both (as the composed add's backward hands out) */
+    bool share = need[0] && need[1] && rdt == s->dtype;
+    if (need[0] && !(*dx = wf__empty(s->shape, s->ndim, s->dtype, s->device))) return wf_error();
+    if (need[1] && !share && !(*dr = wf__empty(s->shape, s->ndim, rdt, s->device))) return wf_error();
+    if (need[2] && !(*dw = wf__empty(wshape, wndim, s->dtype, s->device))) return wf_error();
+    if (need[3] && !(*db = wf__empty(bshape, bndim, s->dtype, s->device))) return wf_error();
+    int rc = kt->add_layer_norm_bwd(*dx, *dr, *dw, *db, g, gsc, s, mean, rstd, w);
+    if (share) *dr = *dx;
+    return rc;
+}
+#endif
+
 /* ================================================================ cross entropy */
 
 bool wf__cross_entropy_fusable(wf_tensor *input, wf_tensor *target, int reduction) {

@@ -204,7 +204,7 @@ typedef enum wf_kernel_op {
 _Static_assert(WF_U_COUNT == 21, "tensor/ops.def: a unary op was added or removed; see the comment above");
 _Static_assert(WF_B_COUNT == 15, "tensor/ops.def: a binary op was added or removed; see the comment above");
 _Static_assert(WF_R_COUNT == 7, "tensor/ops.def: a reduce op was added or removed; see the comment above");
-_Static_assert(WF_K_COUNT == 34, "tensor/ops.def: a kernel-table op was added or removed; see the comment above");
+_Static_assert(WF_K_COUNT == 36, "tensor/ops.def: a kernel-table op was added or removed; see the comment above");
 
 typedef enum wf_op_family { WF_OPF_UNARY, WF_OPF_BINARY, WF_OPF_REDUCE, WF_OPF_KERNEL, WF_OPF_COUNT } wf_op_family;
 
@@ -344,6 +344,17 @@ typedef struct wf_kernels {
     int (*layer_norm_bwd)(wf_tensor *gx, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy,
                           const wf_tensor *x, const wf_tensor *mean, const wf_tensor *rstd,
                           const wf_tensor *weight);
+    /* The residual add fused into the layer norm (pre-norm transformers): s = x + r, y =
+     * layer_norm(s) as layer_norm_fwd has it; x contiguous, r contiguous of x's shape and any
+     * floating dtype (read as is: an f32 residual plus a bf16 branch), s and y of x's dtype,
+     * mean/rstd f32 [rows] (f64 for an f64 x). Backward from the saved s: g = gs + d layer_norm(gy) (gy and gs
+     * contiguous of s's dtype; gs NULL: 0) written as gx (s's dtype) and gr (its own dtype),
+     * either NULL to skip, and gweight/gbias as layer_norm_bwd. */
+    int (*add_layer_norm_fwd)(wf_tensor *y, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x,
+                              const wf_tensor *r, const wf_tensor *weight, const wf_tensor *bias, double eps);
+    int (*add_layer_norm_bwd)(wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy,
+                              const wf_tensor *gs, const wf_tensor *s, const wf_tensor *mean, const wf_tensor *rstd,
+                              const wf_tensor *weight);
     /* Softmax cross-entropy of contiguous logits [N, C] with class targets (i64 [N]): loss [N]
      * (0 where target == ignore_index; an index out of range is reported at the next
      * synchronize as WF_EINDEX), lse f32 [N] or NULL. Backward: glogits = gloss[n] * scale *

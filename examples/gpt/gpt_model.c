@@ -81,6 +81,47 @@ typedef struct gpt {
     wf_module *wte, *wpe, *drop, *h, *ln_f;   /* borrowed: children of "transformer" */
 } gpt;
 
+/* ---------------------------------------------------------------- the fused residual stream */
+
+/* m's forward may be skipped for its parameters: no hooks (Fabric's FSDP units gather a
+ * wrapped module's parameters in them) and no activation checkpointing. n_hooks is read here
+ * because weft has no query for it. */
+static bool runs_plain(wf_module *m) { return m->n_hooks == 0 && !wf_module_activation_checkpointing(m); }
+static bool plain_layer_norm(wf_module *m) { return runs_plain(m) && !strcmp(wf_module_type(m), "LayerNorm"); }
+
+static bool can_fuse(gpt *g) {
+    if (!plain_layer_norm(g->ln_f)) return false;
+    for (int i = 0; i < wf_module_list_len(g->h); i++) {
+        block *b = (block *)wf_module_list_get(g->h, i);
+        if (!runs_plain(&b->base) || !plain_layer_norm(b->ln_1) || !plain_layer_norm(b->ln_2)) return false;
+    }
+    return true;
+}
+
+/* ln(x + r), *sum = x + r (sum may be NULL): ln's parameters, LayerNorm's eps (gpt_new's) */
+static wf_tensor *add_ln(gpt *g, wf_module *ln, wf_tensor *x, wf_tensor *r, wf_tensor **sum) {
+    if (!r) return NULL;   /* the branch failed: its error stands */
+    return wf_add_layer_norm(x, r, &g->cfg.n_embd, 1, wf_module_get_parameter(ln, "weight"),
+                             wf_module_get_parameter(ln, "bias"), 1e-5, sum);
+}
+
+/* The blocks as Block's forward runs them, with each residual add fused into the layer norm
+ * that reads it: x + attn(ln_1(x)) into ln_2, x + mlp(ln_2(x)) into the next block's ln_1 (the
+ * last one's into ln_f). One kernel each way instead of an add, a norm, and in the backward the
+ * engine's sum of the stream's two gradients and a cast of the branch's. Returns ln_f's output;
+ * the modules and parameters are Block's, so checkpoints are unchanged. */
+static wf_tensor *blocks_fused(gpt *g, wf_tensor *x) {
+    int n = wf_module_list_len(g->h);
+    wf_tensor *h = wf_module_forward(((block *)wf_module_list_get(g->h, 0))->ln_1, x);
+    for (int i = 0; i < n && h; i++) {
+        block *b = (block *)wf_module_list_get(g->h, i);
+        wf_module *next = i + 1 < n ? ((block *)wf_module_list_get(g->h, i + 1))->ln_1 : g->ln_f;
+        h = add_ln(g, b->ln_2, x, wf_module_forward(b->attn, h), &x);
+        if (h) h = add_ln(g, next, x, wf_module_forward(b->mlp, h), i + 1 < n ? &x : NULL);
+    }
+    return h;
+}
+
 static wf_tensor *gpt_forward(wf_module *m, wf_tensor *idx) {
     gpt *g = (gpt *)m;
     if (wf_ndim(idx) != 2 || wf_tensor_dtype(idx) != WF_I64) {
@@ -97,13 +138,18 @@ static wf_tensor *gpt_forward(wf_module *m, wf_tensor *idx) {
     }
     wf_tensor *pos = wf_to_device(wf_arange(0, (double)T, 1, WF_I64), wf_tensor_device(idx));
     wf_tensor *x = wf_module_forward(g->drop, wf_add(wf_module_forward(g->wte, idx), wf_module_forward(g->wpe, pos)));
-    for (int i = 0; i < wf_module_list_len(g->h) && x; i++) x = wf_module_forward(wf_module_list_get(g->h, i), x);
-    x = wf_module_forward(g->ln_f, x);
+    if (x && can_fuse(g)) {
+        x = blocks_fused(g, x);
+    } else {
+        for (int i = 0; i < wf_module_list_len(g->h) && x; i++) x = wf_module_forward(wf_module_list_get(g->h, i), x);
+        x = wf_module_forward(g->ln_f, x);
+    }
     if (g->return_hidden) return x;
     /* lm_head tied to wte: one parameter, its gradient the sum of both uses */
     return wf_linear(x, wf_module_get_parameter(g->wte, "weight"), NULL);
 }
 static const wf_module_vtable gpt_vt = { .forward = gpt_forward };
+
 
 static bool ends_with(const char *s, const char *suffix) {
     size_t a = strlen(s), b = strlen(suffix);

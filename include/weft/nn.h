@@ -378,6 +378,19 @@ wf_tensor *wf_dropout(wf_tensor *x, double p, bool training);
 /* F.layer_norm over the last ndim dims; weight/bias may be NULL. */
 wf_tensor *wf_layer_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim,
                          wf_tensor *weight, wf_tensor *bias, double eps);
+/* The residual add fused into the layer norm of a pre-norm transformer (flash-attn's
+ * layer_norm with residual and prenorm, Apex's and Transformer Engine's fused add + norm):
+ * returns layer_norm(x + r) and, when sum is not NULL, sets *sum = x + r, a tensor the
+ * caller owns like any result (the next residual add's input). x (the residual stream) and r
+ * (the branch) have one shape; r may have another floating dtype (an f32 stream plus a bf16
+ * branch: s keeps x's dtype, as x + r would). One kernel each way where the device has one
+ * (CUDA, the CPU): the backward adds *sum's own gradient and writes x's and r's gradients
+ * in their dtypes. Elsewhere it is x + r, then wf_layer_norm. NULL on error (*sum NULL).
+ *
+ *     wf_tensor *h = wf_add_layer_norm(x, attn_out, WF_SHAPE(768), w, b, 1e-5, &x);
+ */
+wf_tensor *wf_add_layer_norm(wf_tensor *x, wf_tensor *r, const int64_t *normalized_shape, int ndim, wf_tensor *weight,
+                             wf_tensor *bias, double eps, wf_tensor **sum);
 /* F.rms_norm; eps <= 0 means the machine epsilon of x's dtype. weight may be NULL. */
 wf_tensor *wf_rms_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim,
                        wf_tensor *weight, double eps);

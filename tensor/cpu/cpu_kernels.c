@@ -50,6 +50,10 @@ const wf_kernels wf__cpu_kernels = {
     .gemm_acc = wf__cpu_gemm_acc,
     .softmax = wf__cpu_softmax,
     .softmax_backward = wf__cpu_softmax_backward,
+#ifndef WEFT_MINIMAL   /* tensor/ops.def: the minimal preset composes it */
+    .add_layer_norm_fwd = wf__cpu_add_layer_norm_fwd,
+    .add_layer_norm_bwd = wf__cpu_add_layer_norm_bwd,
+#endif
     .gather = wf__cpu_gather,
     .scatter_add = wf__cpu_scatter_add,
     .index_select = wf__cpu_index_select,

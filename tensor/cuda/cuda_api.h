@@ -195,6 +195,17 @@ int wf__cuda_layer_norm_backward(const wf_cuda_view *gx, const wf_cuda_view *gwe
                                  const wf_cuda_view *gbias, const wf_cuda_view *gy,
                                  const wf_cuda_view *x, const wf_cuda_view *mean,
                                  const wf_cuda_view *rstd, const wf_cuda_view *weight, int dev);
+/* The residual add fused into the layer norm: s = x + r (x's dtype; r contiguous, any float
+ * dtype) as it reads the row, y = the layer norm of the stored s. Backward from the saved s:
+ * g = gs (x's dtype, NULL = 0) + the layer norm's dx, written as gx (s's dtype) and gr (its own
+ * dtype), either NULL; gweight/gbias as wf__cuda_layer_norm_backward. */
+int wf__cuda_add_layer_norm_forward(const wf_cuda_view *y, const wf_cuda_view *s, const wf_cuda_view *mean,
+                                    const wf_cuda_view *rstd, const wf_cuda_view *x, const wf_cuda_view *r,
+                                    const wf_cuda_view *weight, const wf_cuda_view *bias, double eps, int dev);
+int wf__cuda_add_layer_norm_backward(const wf_cuda_view *gx, const wf_cuda_view *gr, const wf_cuda_view *gweight,
+                                     const wf_cuda_view *gbias, const wf_cuda_view *gy, const wf_cuda_view *gs,
+                                     const wf_cuda_view *s, const wf_cuda_view *mean, const wf_cuda_view *rstd,
+                                     const wf_cuda_view *weight, int dev);
 /* y = gelu(x + bias) with bias [D] broadcast over the last dim of contiguous x;
  * tanh_approx selects gelu's tanh form. Backward: gx = gy * gelu'(x + bias) (the bias
  * gradient is the sum of gx over rows: use wf__cuda_reduce). */

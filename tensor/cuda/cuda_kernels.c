@@ -253,6 +253,28 @@ static int k_layer_norm_bwd(wf_tensor *gx, wf_tensor *gweight, wf_tensor *gbias,
     return wf__cuda_layer_norm_backward(gx ? &vgx : NULL, gweight ? &vgw : NULL, gbias ? &vgb : NULL, &vgy, &vx, &vm,
                                         &vr, weight ? &vw : NULL, DEV(x));
 }
+static int k_add_layer_norm_fwd(wf_tensor *y, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x,
+                                const wf_tensor *r, const wf_tensor *weight, const wf_tensor *bias, double eps) {
+    wf_cuda_view vy = view(y), vs = view(s), vm = view(mean), vr = view(rstd), vx = view(x), vres = view(r), vw, vb;
+    if (weight) vw = view(weight);
+    if (bias) vb = view(bias);
+    return wf__cuda_add_layer_norm_forward(&vy, &vs, &vm, &vr, &vx, &vres, weight ? &vw : NULL, bias ? &vb : NULL, eps,
+                                           DEV(y));
+}
+static int k_add_layer_norm_bwd(wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy,
+                                const wf_tensor *gs, const wf_tensor *s, const wf_tensor *mean, const wf_tensor *rstd,
+                                const wf_tensor *weight) {
+    wf_cuda_view vgx, vgr, vgw, vgb, vgy = view(gy), vgs, vs = view(s), vm = view(mean), vr = view(rstd), vw;
+    if (gx) vgx = view(gx);
+    if (gr) vgr = view(gr);
+    if (gweight) vgw = view(gweight);
+    if (gbias) vgb = view(gbias);
+    if (gs) vgs = view(gs);
+    if (weight) vw = view(weight);
+    return wf__cuda_add_layer_norm_backward(gx ? &vgx : NULL, gr ? &vgr : NULL, gweight ? &vgw : NULL,
+                                            gbias ? &vgb : NULL, &vgy, gs ? &vgs : NULL, &vs, &vm, &vr,
+                                            weight ? &vw : NULL, DEV(s));
+}
 static int k_xent_fwd(wf_tensor *loss, wf_tensor *lse, const wf_tensor *logits, const wf_tensor *target,
                       int64_t ignore_index, double label_smoothing) {
     wf_cuda_view vl = view(loss), vs, vx = view(logits), vt = view(target);
@@ -286,7 +308,7 @@ static const wf_op_support cuda_support = {
 #include "../ops.def"
     },
     /* dq (attention) and the weight/bias partials (layer norm) are summed with atomics */
-    .kernel_nondeterministic = 1ull << WF_K_SDPA_BWD | 1ull << WF_K_LAYER_NORM_BWD,
+    .kernel_nondeterministic = 1ull << WF_K_SDPA_BWD | 1ull << WF_K_LAYER_NORM_BWD | 1ull << WF_K_ADD_LAYER_NORM_BWD,
 };
 
 const wf_kernels wf__cuda_kernels = {
@@ -331,6 +353,8 @@ const wf_kernels wf__cuda_kernels = {
     .sdpa_bwd = k_sdpa_bwd,
     .layer_norm_fwd = k_layer_norm_fwd,
     .layer_norm_bwd = k_layer_norm_bwd,
+    .add_layer_norm_fwd = k_add_layer_norm_fwd,
+    .add_layer_norm_bwd = k_add_layer_norm_bwd,
     .xent_fwd = k_xent_fwd,
     .xent_bwd = k_xent_bwd,
     .gemm_epilogue = k_gemm_epilogue,

@@ -1,7 +1,12 @@
 /* tensor/cuda/cuda_layer_norm.cu: layer norm over the last dimension, forward and backward
  * (with the weight and bias gradients), on the GPU: a general row kernel for any dtypes and a
- * fast one for the common shapes. The CPU's loops are in tensor/ops_fused.c. Rows are reduced
- * as cuda_rows.cuh plans. */
+ * fast one for the common shapes. Rows are reduced as cuda_rows.cuh plans.
+ *
+ * The same kernels run the residual add fused into the norm (add_layer_norm): given a branch
+ * r (ln_args.res) the forward writes s = x + r (x's dtype) as it reads the row and normalizes
+ * the stored s; the backward, handed s as x, adds s's own gradient gs and writes the sum as gx
+ * (x's dtype) and gr (r's dtype). The row math is one code for both ops. The CPU's kernel is
+ * tensor/cpu/layer_norm.c (the plain layer norm composes there). */
 #include "cuda_rows.cuh"
 
 #include <string.h>
@@ -20,7 +25,11 @@ struct ln_args {
     char *mean; int mdt;    /* may be NULL */
     char *rstd; int rdt;    /* may be NULL */
     const char *gy; int gydt;
-    char *gx; int gxdt;
+    char *gx; int gxdt;     /* may be NULL when gr is set */
+    const char *res; int resdt;   /* add_layer_norm: the branch r (NULL: plain layer norm) */
+    char *s;                      /* add_layer_norm: s = x + r, x's dtype */
+    const char *gs;               /* add_layer_norm backward: s's own gradient, x's dtype (may be NULL) */
+    char *gr; int grdt;           /* add_layer_norm backward: r's gradient (may be NULL) */
     int64_t rows, D;
     double eps;
 };
@@ -30,10 +39,20 @@ template <class T, bool BLOCK> __global__ void ln_fwd_kernel(ln_args a) {
     int64_t row = R::row();
     if (row >= a.rows) return;
     int xs = wfc_dtype_size(a.xdt), ys = wfc_dtype_size(a.ydt), ws = wfc_dtype_size(a.wdt), bs = wfc_dtype_size(a.bdt);
-    const char *xr = a.x + row * a.D * xs;
     char *yr = a.y + row * a.D * ys;
     T s = (T)0;
-    for (int64_t j = R::tid(); j < a.D; j += R::nth()) s += wfc_ld<T>(xr + j * xs, a.xdt);
+    if (a.res) {   /* s = x + r, stored; each thread reads back only what it wrote */
+        int rs = wfc_dtype_size(a.resdt);
+        const char *x0 = a.x + row * a.D * xs, *r0 = a.res + row * a.D * rs;
+        char *s0 = a.s + row * a.D * xs;
+        for (int64_t j = R::tid(); j < a.D; j += R::nth()) {
+            wfc_st<T>(s0 + j * xs, a.xdt, wfc_ld<T>(x0 + j * xs, a.xdt) + wfc_ld<T>(r0 + j * rs, a.resdt));
+            s += wfc_ld<T>(s0 + j * xs, a.xdt);
+        }
+    }
+    const char *xr = (a.res ? a.s : a.x) + row * a.D * xs;
+    if (!a.res)
+        for (int64_t j = R::tid(); j < a.D; j += R::nth()) s += wfc_ld<T>(xr + j * xs, a.xdt);
     T mean = R::reduce(s, wfc_add_f(), (T)0) / (T)a.D;
     T v = (T)0;
     for (int64_t j = R::tid(); j < a.D; j += R::nth()) {
@@ -60,7 +79,6 @@ template <class T, bool BLOCK> __global__ void ln_bwd_kernel(ln_args a) {
     if (row >= a.rows) return;
     int xs = wfc_dtype_size(a.xdt), gys = wfc_dtype_size(a.gydt), gxs = wfc_dtype_size(a.gxdt), ws = wfc_dtype_size(a.wdt);
     const char *xr = a.x + row * a.D * xs, *gyr = a.gy + row * a.D * gys;
-    char *gxr = a.gx + row * a.D * gxs;
     T mean = wfc_ld<T>(a.mean + row * wfc_dtype_size(a.mdt), a.mdt);
     T rstd = wfc_ld<T>(a.rstd + row * wfc_dtype_size(a.rdt), a.rdt);
     T s1 = (T)0, s2 = (T)0;
@@ -76,8 +94,11 @@ template <class T, bool BLOCK> __global__ void ln_bwd_kernel(ln_args a) {
     for (int64_t j = R::tid(); j < a.D; j += R::nth()) {
         T wg = wfc_ld<T>(gyr + j * gys, a.gydt);
         if (a.w) wg *= wfc_ld<T>(a.w + j * ws, a.wdt);
-        T h = (wfc_ld<T>(xr + j * xs, a.xdt) - mean) * rstd;
-        wfc_st<T>(gxr + j * gxs, a.gxdt, rstd * (wg - s1 - h * s2));
+        T h = (wfc_ld<T>(xr + j * xs, a.xdt) - mean) * rstd, g = rstd * (wg - s1 - h * s2);
+        int64_t e = row * a.D + j;
+        if (a.gs) g += wfc_ld<T>(a.gs + e * xs, a.xdt);
+        if (a.gx) wfc_st<T>(a.gx + e * gxs, a.gxdt, g);
+        if (a.gr) wfc_st<T>(a.gr + e * wfc_dtype_size(a.grdt), a.grdt, g);
     }
 }
 
@@ -139,6 +160,23 @@ template <int K> __device__ __forceinline__ void lnf_st4(char *base, int64_t i, 
     }
 }
 
+/* the add_layer_norm branch and r's gradient: f32, bf16 or f16 chosen at run time (one
+ * branch, the same for the whole grid), so the kernels are not instantiated per r dtype */
+__device__ __forceinline__ void lnf_ld4_dt(const char *base, int64_t i, int dt, float v[4]) {
+    if (dt == WF_F32) lnf_ld4<0>(base, i, v);
+    else if (dt == WF_BF16) lnf_ld4<1>(base, i, v);
+    else lnf_ld4<2>(base, i, v);
+}
+__device__ __forceinline__ void lnf_st4_dt(char *base, int64_t i, int dt, const float v[4]) {
+    if (dt == WF_F32) lnf_st4<0>(base, i, v);
+    else if (dt == WF_BF16) lnf_st4<1>(base, i, v);
+    else lnf_st4<2>(base, i, v);
+}
+/* v rounded to the dtype of kind K, as storing and loading it would */
+template <int K> __device__ __forceinline__ float lnf_round(float v) {
+    return K == 0 ? v : K == 1 ? wfc_bf16_to_f(wfc_f_to_bf16(v)) : wfc_h_to_f(wfc_f_to_h(v));
+}
+
 template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_fwd_kernel(ln_args a) {
     const int64_t row = (int64_t)blockIdx.x * LNF_WARPS + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31, nc = (int)(a.D >> 2), es = K == 0 ? 4 : 2;
@@ -150,6 +188,13 @@ template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_f
         int c = lane + 32 * i;
         if (c < nc) {
             lnf_ld4<K>(xr, c, x[i]);
+            if (a.res) {   /* s = x + r, stored, and normalized as stored */
+                float r[4];
+                lnf_ld4_dt(a.res + row * a.D * wfc_dtype_size(a.resdt), c, a.resdt, r);
+#pragma unroll
+                for (int e = 0; e < 4; e++) x[i][e] = lnf_round<K>(x[i][e] + r[e]);
+                lnf_st4<K>(a.s + row * a.D * es, c, x[i]);
+            }
             s += (x[i][0] + x[i][1]) + (x[i][2] + x[i][3]);
         } else x[i][0] = x[i][1] = x[i][2] = x[i][3] = 0.f;
     }
@@ -212,11 +257,11 @@ template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32, 2) ln
                 }
             }
         }
-        if (a.gx) {
+        if (a.gx || a.gr) {
             /* second pass over the row (x and gy again, from L1) keeps the registers for dw/db */
             s1 = wfc_warp_reduce(s1, wfc_add_f()) * invD;
             s2 = wfc_warp_reduce(s2, wfc_add_f()) * invD;
-            char *gxr = a.gx + row * a.D * es;
+            char *gxr = a.gx ? a.gx + row * a.D * es : NULL;
 #pragma unroll
             for (int i = 0; i < NV; i++) {
                 int c = lane + 32 * i;
@@ -227,7 +272,14 @@ template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32, 2) ln
                     if (a.w) lnf_ld4<K>(a.w, c, w);
 #pragma unroll
                     for (int e = 0; e < 4; e++) o[e] = rstd * (g[e] * w[e] - s1 - (x[e] - mean) * rstd * s2);
-                    lnf_st4<K>(gxr, c, o);
+                    if (a.gs) {   /* add_layer_norm: s's own gradient joins here, not in another kernel */
+                        float q[4];
+                        lnf_ld4<K>(a.gs + row * a.D * es, c, q);
+#pragma unroll
+                        for (int e = 0; e < 4; e++) o[e] += q[e];
+                    }
+                    if (a.gx) lnf_st4<K>(gxr, c, o);
+                    if (a.gr) lnf_st4_dt(a.gr + row * a.D * wfc_dtype_size(a.grdt), c, a.grdt, o);
                 }
             }
         }
@@ -274,12 +326,14 @@ __global__ void __launch_bounds__(512) lnf_wb_finish(const float *pw, const floa
 }
 
 /* NV (4-element loads per lane) for the fast path, or 0 when the arguments do not suit it */
+static bool lnf_dtype(int dt) { return dt == WF_F32 || dt == WF_BF16 || dt == WF_F16; }
 static int lnf_nv(const ln_args &a, int dt) {
-    if ((dt != WF_F32 && dt != WF_BF16 && dt != WF_F16) || a.D % 4 || a.D > 1024 || a.rows > (int64_t)1 << 40) return 0;
-    size_t al = dt == WF_F32 ? 16 : 8;
-    const void *ptrs[6] = { a.x, a.y, a.gy, a.gx, a.w, a.b };
-    for (int i = 0; i < 6; i++)
-        if ((uintptr_t)ptrs[i] % al) return 0;
+    if (!lnf_dtype(dt) || a.D % 4 || a.D > 1024 || a.rows > (int64_t)1 << 40) return 0;
+    if ((a.res && !lnf_dtype(a.resdt)) || (a.gr && !lnf_dtype(a.grdt))) return 0;
+    const void *ptrs[10] = { a.x, a.y, a.gy, a.gx, a.w, a.b, a.s, a.gs, a.res, a.gr };
+    const int dts[10] = { dt, dt, dt, dt, dt, dt, dt, dt, a.resdt, a.grdt };
+    for (int i = 0; i < 10; i++)
+        if ((uintptr_t)ptrs[i] % (dts[i] == WF_F32 ? 16 : 8)) return 0;
     int need = (int)((a.D / 4 + 31) / 32);
     return need <= 1 ? 1 : need <= 2 ? 2 : need <= 4 ? 4 : need <= 6 ? 6 : 8;
 }
@@ -305,9 +359,10 @@ static int lnf_nv(const ln_args &a, int dt) {
         }                                                                                                  \
     } while (0)
 
-extern "C" int wf__cuda_layer_norm_forward(const wf_cuda_view *y, const wf_cuda_view *mean, const wf_cuda_view *rstd,
-                                           const wf_cuda_view *x, const wf_cuda_view *weight,
-                                           const wf_cuda_view *bias, double eps, int dev) {
+/* s and res: add_layer_norm's (both NULL: the plain layer norm) */
+static int ln_forward(const wf_cuda_view *y, const wf_cuda_view *s, const wf_cuda_view *mean, const wf_cuda_view *rstd,
+                      const wf_cuda_view *x, const wf_cuda_view *res, const wf_cuda_view *weight,
+                      const wf_cuda_view *bias, double eps, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "layer_norm", &st);
     if (rc) return rc;
@@ -321,8 +376,9 @@ extern "C" int wf__cuda_layer_norm_forward(const wf_cuda_view *y, const wf_cuda_
     if (bias) { a.b = (const char *)bias->data; a.bdt = bias->dtype; }
     if (mean) { a.mean = (char *)mean->data; a.mdt = mean->dtype; }
     if (rstd) { a.rstd = (char *)rstd->data; a.rdt = rstd->dtype; }
+    if (res) { a.res = (const char *)res->data; a.resdt = res->dtype; a.s = (char *)s->data; }
     a.eps = eps;
-    int nv = (a.ydt == a.xdt && (!weight || a.wdt == a.xdt) && (!bias || a.bdt == a.xdt) &&
+    int nv = (a.ydt == a.xdt && (!weight || a.wdt == a.xdt) && (!bias || a.bdt == a.xdt) && (!res || s->dtype == a.xdt) &&
               (!mean || a.mdt == WF_F32) && (!rstd || a.rdt == WF_F32)) ? lnf_nv(a, a.xdt) : 0;
     if (nv) {
         unsigned g = (unsigned)((a.rows + LNF_WARPS - 1) / LNF_WARPS);
@@ -336,10 +392,23 @@ extern "C" int wf__cuda_layer_norm_forward(const wf_cuda_view *y, const wf_cuda_
     return wfc_check("layer_norm kernel", dev);
 }
 
-extern "C" int wf__cuda_layer_norm_backward(const wf_cuda_view *gx, const wf_cuda_view *gweight,
-                                            const wf_cuda_view *gbias, const wf_cuda_view *gy,
-                                            const wf_cuda_view *x, const wf_cuda_view *mean,
-                                            const wf_cuda_view *rstd, const wf_cuda_view *weight, int dev) {
+extern "C" int wf__cuda_layer_norm_forward(const wf_cuda_view *y, const wf_cuda_view *mean, const wf_cuda_view *rstd,
+                                           const wf_cuda_view *x, const wf_cuda_view *weight,
+                                           const wf_cuda_view *bias, double eps, int dev) {
+    return ln_forward(y, NULL, mean, rstd, x, NULL, weight, bias, eps, dev);
+}
+
+extern "C" int wf__cuda_add_layer_norm_forward(const wf_cuda_view *y, const wf_cuda_view *s, const wf_cuda_view *mean,
+                                               const wf_cuda_view *rstd, const wf_cuda_view *x, const wf_cuda_view *r,
+                                               const wf_cuda_view *weight, const wf_cuda_view *bias, double eps,
+                                               int dev) {
+    return ln_forward(y, s, mean, rstd, x, r, weight, bias, eps, dev);
+}
+
+/* gs, gr: add_layer_norm's (NULL: the plain layer norm); x is then the saved s */
+static int ln_backward(const wf_cuda_view *gx, const wf_cuda_view *gr, const wf_cuda_view *gweight,
+                       const wf_cuda_view *gbias, const wf_cuda_view *gy, const wf_cuda_view *gs, const wf_cuda_view *x,
+                       const wf_cuda_view *mean, const wf_cuda_view *rstd, const wf_cuda_view *weight, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "layer_norm backward", &st);
     if (rc) return rc;
@@ -350,11 +419,13 @@ extern "C" int wf__cuda_layer_norm_backward(const wf_cuda_view *gx, const wf_cud
     a.x = (const char *)x->data; a.xdt = x->dtype;
     a.gy = (const char *)gy->data; a.gydt = gy->dtype;
     a.gx = gx ? (char *)gx->data : NULL; a.gxdt = gx ? gx->dtype : WF_F32;
+    if (gr) { a.gr = (char *)gr->data; a.grdt = gr->dtype; }
+    if (gs) a.gs = (const char *)gs->data;
     if (weight) { a.w = (const char *)weight->data; a.wdt = weight->dtype; }
     a.mean = (char *)mean->data; a.mdt = mean->dtype;
     a.rstd = (char *)rstd->data; a.rdt = rstd->dtype;
     bool f64 = a.xdt == WF_F64;
-    int nv = (a.gydt == a.xdt && (!gx || a.gxdt == a.xdt) && (!weight || a.wdt == a.xdt) && a.mdt == WF_F32 &&
+    int nv = (a.gydt == a.xdt && (!gx || a.gxdt == a.xdt) && (!gs || gs->dtype == a.xdt) && (!weight || a.wdt == a.xdt) && a.mdt == WF_F32 &&
               a.rdt == WF_F32 && (!gweight || gweight->dtype != WF_F64) && (!gbias || gbias->dtype != WF_F64))
                  ? lnf_nv(a, a.xdt) : 0;
     if (nv) {
@@ -377,7 +448,7 @@ extern "C" int wf__cuda_layer_norm_backward(const wf_cuda_view *gx, const wf_cud
         if (pw) wf__cuda_free(dev, pw, 2 * pbytes);
         return rc;
     }
-    if (gx) {
+    if (gx || gr) {
         bool block;
         unsigned grid, threads;
         row_launch_dims(a.rows, a.D, &block, &grid, &threads);
@@ -410,4 +481,19 @@ extern "C" int wf__cuda_layer_norm_backward(const wf_cuda_view *gx, const wf_cud
     rc = wfc_check("layer_norm backward (weight, bias) kernel", dev);
     wf__cuda_free(dev, pw, 2 * pbytes);
     return rc;
+}
+
+extern "C" int wf__cuda_layer_norm_backward(const wf_cuda_view *gx, const wf_cuda_view *gweight,
+                                            const wf_cuda_view *gbias, const wf_cuda_view *gy,
+                                            const wf_cuda_view *x, const wf_cuda_view *mean,
+                                            const wf_cuda_view *rstd, const wf_cuda_view *weight, int dev) {
+    return ln_backward(gx, NULL, gweight, gbias, gy, NULL, x, mean, rstd, weight, dev);
+}
+
+extern "C" int wf__cuda_add_layer_norm_backward(const wf_cuda_view *gx, const wf_cuda_view *gr,
+                                                const wf_cuda_view *gweight, const wf_cuda_view *gbias,
+                                                const wf_cuda_view *gy, const wf_cuda_view *gs, const wf_cuda_view *s,
+                                                const wf_cuda_view *mean, const wf_cuda_view *rstd,
+                                                const wf_cuda_view *weight, int dev) {
+    return ln_backward(gx, gr, gweight, gbias, gy, gs, s, mean, rstd, weight, dev);
 }

@@ -128,6 +128,38 @@ START_TEST(test_generate) {
 }
 END_TEST
 
+static int noop_hook(wf_module *m, wf_tensor **in, void *ud) { (void)m; (void)in; (void)ud; return 0; }
+
+/* the residual stream fused into the layer norms (wf_add_layer_norm) against Block's forward,
+ * which the model runs when a hook must see a module's forward: logits and every gradient */
+START_TEST(test_fused_stream_matches_blocks) {
+    wf_manual_seed(7);
+    wf_module *m = gpt_new(&(gpt_config){ .vocab_size = 11, .block_size = 8, .n_layer = 3, .n_head = 2, .n_embd = 8,
+                                          .bias = true });
+    ck_assert_ptr_nonnull(m);
+    int n = wf_module_parameters(m, NULL, NULL, 0);
+    wf_tensor *g[2][64];
+    ck_assert_int_lt(n, 64);
+    WF_SCOPE {
+        wf_tensor *idx = wf_randint(0, 11, WF_SHAPE(2, 8), WF_I64), *logits[2];
+        for (int pass = 0; pass < 2; pass++) {
+            wf_module *ln_f = wf_module_get_child(wf_module_get_child(m, "transformer"), "ln_f");
+            if (pass) ck_assert_int_ge(wf_module_register_forward_pre_hook(ln_f, noop_hook, NULL), 0);
+            wf_module_zero_grad(m, true);
+            logits[pass] = wf_module_forward(m, idx);
+            ck_assert_ptr_nonnull(logits[pass]);
+            ck_assert_int_eq(wf_backward(wf_sum_all(wf_mul(logits[pass], logits[pass])), NULL, false), 0);
+            wf_tensor *ps[64];
+            wf_module_parameters(m, ps, NULL, n);
+            for (int i = 0; i < n; i++) g[pass][i] = wf_clone(wf_grad(ps[i]));
+        }
+        tt_assert_close(logits[0], logits[1], 1e-5);
+        for (int i = 0; i < n; i++) tt_assert_close(g[0][i], g[1][i], 1e-4);
+    }
+    wf_module_free(m);
+}
+END_TEST
+
 START_TEST(test_bad_configs) {
     gpt_config c = small;
     c.n_embd = 9;
@@ -154,6 +186,7 @@ int main(void) {
     tcase_add_test(tc, test_optimizer_groups);
     tcase_add_test(tc, test_generate);
     tcase_add_test(tc, test_bad_configs);
+    tcase_add_test(tc, test_fused_stream_matches_blocks);
     suite_add_tcase(s, tc);
     return tt_run(s);
 }

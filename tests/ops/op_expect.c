@@ -8,6 +8,7 @@
  *     at zero, a cross-entropy whose targets are all ignored.
  *   - Linear and CausalSelfAttention under bf16 autocast against f32 on the CPU;
  *   - linear_cross_entropy and linear_gelu against the unfused ops (f64, f32, bf16 autocast);
+ *   - add_layer_norm against add + layer_norm (values and the four gradients in their dtypes);
  *   - error codes and messages of the paths these touch (norm, amax, relu, broadcasting);
  *   - a second backward adds into the leaves' gradients (CUDA: the axpy kernels);
  *   - on CUDA, what the values cannot show: the fused kernels are taken (attention at every
@@ -17,6 +18,7 @@
  * One function per group; each runs on the device it is given, in every floating dtype. */
 #include "op_table.h"
 #include "weft/cuda.h"
+#include "weft_config.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -525,6 +527,80 @@ static int grads_accumulate(wf_device dev, int *checks) {
 /* autograd/fn_fused.c (not in a public header; op_table.c's qkv rows check its values) */
 wf_tensor *wf__sdpa_qkv_fused(wf_tensor *qkv, int64_t H, bool causal, bool *handled);
 
+/* wf_add_layer_norm against wf_add + wf_layer_norm on the same device: y, the sum s, and the
+ * gradients of x and r (each in its own dtype), weight and bias, with s used again (its own
+ * gradient joins in the kernel) or not; at the CUDA fast kernel's width classes and the
+ * general kernel's (1500, 3). Where the device has the kernel the fused node is taken. */
+static int add_ln_vs_composed(wf_device dev, int *checks) {
+    int f = 0;
+    static const struct { wf_dtype x, r; double tol; } cs[] = { { WF_F32, WF_F32, 2e-5 }, { WF_F32, WF_BF16, 2e-5 },
+                                                               { WF_F32, WF_F16, 2e-5 }, { WF_F64, WF_F64, 1e-10 },
+                                                               { WF_BF16, WF_BF16, 5e-2 }, { WF_F16, WF_F16, 1e-2 } };
+    static const int64_t widths[] = { 96, 768, 132, 1500, 3 };
+    wf_manual_seed(23);
+    for (size_t c = 0; c < sizeof cs / sizeof cs[0]; c++)
+        for (size_t wi = 0; wi < sizeof widths / sizeof widths[0]; wi++) {
+            int64_t D = widths[wi];
+            bool use_s = wi % 2 == 0;
+            wf_tensor *xs = wf_randn(WF_SHAPE(2, 3, D), WF_F32), *rs = wf_randn(WF_SHAPE(2, 3, D), WF_F32);
+            wf_tensor *ws = wf_randn(WF_SHAPE(D), WF_F32), *bs = wf_randn(WF_SHAPE(D), WF_F32);
+            wf_tensor *gy = wf_to_device(wf_to_dtype(wf_randn(WF_SHAPE(2, 3, D), WF_F32), cs[c].x), dev);
+            wf_tensor *gs = wf_to_device(wf_to_dtype(wf_randn(WF_SHAPE(2, 3, D), WF_F32), cs[c].x), dev);
+            wf_tensor *in[2][4];
+            for (int p = 0; p < 2; p++) {
+                in[p][0] = leaf_of(xs, dev, cs[c].x);
+                in[p][1] = leaf_of(rs, dev, cs[c].r);
+                in[p][2] = leaf_of(ws, dev, cs[c].x);
+                in[p][3] = leaf_of(bs, dev, cs[c].x);
+            }
+            wf_tensor *sf = NULL, *yf = wf_add_layer_norm(in[0][0], in[0][1], &D, 1, in[0][2], in[0][3], 1e-5, &sf);
+            wf_tensor *su = wf_add(in[1][0], in[1][1]), *yu = wf_layer_norm(su, &D, 1, in[1][2], in[1][3], 1e-5);
+            char what[128];
+            snprintf(what, sizeof what, "add_layer_norm %s + %s width %lld", wf_dtype_name(cs[c].x), wf_dtype_name(cs[c].r),
+                     (long long)D);
+#ifdef WEFT_MINIMAL
+            bool cpu_fuses = false;   /* the minimal preset composes it (tensor/ops.def) */
+#else
+            bool cpu_fuses = true;
+#endif
+            if (dev.type == WF_DEV_CPU ? cpu_fuses : cs[c].x != WF_F64) {   /* CUDA's kernel: f32 and the halves */
+                const char *fn = yf ? wf_grad_fn_name(yf) : NULL;
+                ++*checks;
+                if (!fn || strcmp(fn, "AddLayerNormBackward")) {
+                    char dn[16];
+                    wf_device_str(dev, dn, sizeof dn);
+                    printf("FAIL %s on %s: not the fused kernel (grad_fn %s)\n", what, dn, fn ? fn : "none");
+                    f++;
+                }
+            }
+            f += close_rel(what, dev, yf, yu, cs[c].tol, checks);
+            f += close_rel(what, dev, sf, su, cs[c].tol, checks);
+            wf_tensor *lf = yf && sf ? wf_sum_all(wf_mul(yf, gy)) : NULL, *lu = yu ? wf_sum_all(wf_mul(yu, gy)) : NULL;
+            if (use_s && lf && lu) {
+                lf = wf_add(lf, wf_sum_all(wf_mul(sf, gs)));
+                lu = wf_add(lu, wf_sum_all(wf_mul(su, gs)));
+            }
+            if (!lf || !lu || wf_backward(lf, NULL, false) || wf_backward(lu, NULL, false)) {
+                f += close_rel(what, dev, NULL, NULL, 0, checks);
+                continue;
+            }
+            static const char *const names[4] = { "dx", "dr", "dweight", "dbias" };
+            for (int i = 0; i < 4; i++) {
+                char w2[160];
+                snprintf(w2, sizeof w2, "%s%s: %s", what, use_s ? " (s used)" : "", names[i]);
+                /* dr of a half r: both sides round it once, from sums a few f32 ulps apart */
+                double tol = i == 1 && cs[c].r != cs[c].x ? 1e-2 : 2 * cs[c].tol;
+                f += close_rel(w2, dev, wf_grad(in[0][i]), wf_grad(in[1][i]), tol, checks);
+                ++*checks;
+                if (wf_grad(in[0][i]) && wf_tensor_dtype(wf_grad(in[0][i])) != wf_tensor_dtype(in[0][i])) {
+                    printf("FAIL %s: the gradient is %s\n", w2, wf_dtype_name(wf_tensor_dtype(wf_grad(in[0][i]))));
+                    f++;
+                }
+            }
+        }
+    return f;
+}
+
 static int fused_path(int *checks, const char *what, wf_tensor *y, const char *node) {
     ++*checks;
     const char *fn = y ? wf_grad_fn_name(y) : NULL;
@@ -622,6 +698,7 @@ const op_expect op_expects[] = {
     { "errors", errors },
     { "autocast", autocast_bf16 },
     { "linear fused", linear_fused_vs_unfused },
+    { "add_layer_norm", add_ln_vs_composed },
     { "accumulate", grads_accumulate },
     { "cuda", cuda_extras },
 };

@@ -678,6 +678,27 @@ static int gen_norm_wb(op_sample *s, int max) {
     }
     return k;
 }
+/* x and r [.., D], weight [D], bias [D]: the layer norm's width classes (CUDA's fast kernel
+ * and its general one, several rows a warp past 2112 rows) */
+static int gen_add_norm(op_sample *s, int max) {
+    int k = 0;
+    S("3x8", S_GC, R(WF_SHAPE(3, 8)), R(WF_SHAPE(3, 8)), R(WF_SHAPE(8)), R(WF_SHAPE(8)));
+    S("transposed", S_GC, T2(R(WF_SHAPE(8, 3))), T2(R(WF_SHAPE(8, 3))), R(WF_SHAPE(8)), R(WF_SHAPE(8)));
+    S("2x5x3", S_GC, R(WF_SHAPE(2, 5, 3)), R(WF_SHAPE(2, 5, 3)), R(WF_SHAPE(3)), R(WF_SHAPE(3)));
+    S("77x132", S_BW, wf_mul_scalar(R(WF_SHAPE(77, 132)), 2.0), R(WF_SHAPE(77, 132)), R(WF_SHAPE(132)), R(WF_SHAPE(132)));
+    S("64x768", S_BW, R(WF_SHAPE(64, 768)), R(WF_SHAPE(64, 768)), R(WF_SHAPE(768)), R(WF_SHAPE(768)));
+    S("37x1500", S_BW, R(WF_SHAPE(37, 1500)), R(WF_SHAPE(37, 1500)), R(WF_SHAPE(1500)), R(WF_SHAPE(1500)));
+    S("2400x64 (rows per warp)", S_BW, R(WF_SHAPE(2400, 64)), R(WF_SHAPE(2400, 64)), R(WF_SHAPE(64)), R(WF_SHAPE(64)));
+    return k;
+}
+/* y + s / 2: both outputs of wf_add_layer_norm reach the loss (s's own gradient joins the
+ * norm's in the backward kernel); both false: y alone */
+static wf_tensor *add_ln(wf_tensor *x, wf_tensor *r, wf_tensor *w, wf_tensor *b, bool both) {
+    int64_t D = x ? lastdim(x) : 1;
+    wf_tensor *s = NULL, *y = wf_add_layer_norm(x, r, &D, 1, w, b, 1e-5, both ? &s : NULL);
+    return both && y ? wf_add(y, wf_mul_scalar(s, 0.5)) : y;
+}
+
 /* a packed projection [B, T, 3E] (a view of wider rows: strided), H heads */
 static int gen_qkv2(op_sample *s, int max) {
     int k = 0;
@@ -747,6 +768,13 @@ static wf_tensor *f32ish(wf_tensor *y) { return y && wf_tensor_dtype(y) == WF_F6
     /* layer norm without the input's gradient (inputs: weight, bias, x) */                                      \
     X(layer_norm_wb, "layer_norm(weight and bias gradients only)",                                               \
       wf_layer_norm(z, (int64_t[]){ lastdim(z) }, 1, x, y, 1e-5), gen_norm_wb, DT_FLOAT, 2, 8)                   \
+    /* the residual add fused into the layer norm (inputs x, r, weight, bias); the mixed row is a   \
+     * GPT's f32 residual stream with a branch of the dtype under test */                                       \
+    X(add_layer_norm, "add_layer_norm", add_ln(x, y, z, in[3], true), gen_add_norm, DT_FLOAT, 4, 8)              \
+    X(add_layer_norm_y, "add_layer_norm(norm only, no bias)", add_ln(x, y, z, NULL, false), gen_add_norm,        \
+      DT_FLOAT, 3, 8)                                                                                            \
+    X(add_layer_norm_mixed, "add_layer_norm(float32 x, weight, bias)",                                           \
+      add_ln(f32ish(x), y, f32ish(z), f32ish(in[3]), true), gen_add_norm, DT_FLOAT, 4, 8)                        \
     /* attention on a packed qkv projection [B, T, 3E] */                                                        \
     X(qkv_attention2, "qkv attention(2 heads, causal)", qkv_attention(x, 2, true), gen_qkv2, DT_FLOAT, 1, 8)     \
     X(qkv_attention1, "qkv attention(1 head)", qkv_attention(x, 1, false), gen_qkv1, DT_FLOAT, 1, 8)

@@ -179,6 +179,13 @@ static int run_kernel_op(const wf_kernels *K, wf_kernel_op op, wf_dtype dt) {
         wf_tensor *acc = host(WF_SHAPE(2, 2), dt == WF_F64 ? WF_F64 : WF_F32, NULL);
         return K->gemm_acc(dt, false, false, 2, 2, 2, ap, 2, bp, 2, wf__host_ptr(acc), 2, WF_CPU);
     }
+    case WF_K_ADD_LAYER_NORM_FWD:
+    case WF_K_ADD_LAYER_NORM_BWD: {   /* statistics f32 [rows] */
+        wf_tensor *mean = host(WF_SHAPE(2), WF_F32, NULL), *rstd = host(WF_SHAPE(2), WF_F32, NULL);
+        wf_tensor *r23 = host(WF_SHAPE(2, 3), dt, NULL);
+        if (op == WF_K_ADD_LAYER_NORM_FWD) return K->add_layer_norm_fwd(o23, g23, mean, rstd, m23, r23, NULL, NULL, 1e-5);
+        return K->add_layer_norm_bwd(o23, r23, NULL, NULL, g23, NULL, m23, mean, rstd, NULL);
+    }
     case WF_K_SOFTMAX: return K->softmax(o23, m23, false, 1.0, 1.0, 0);
     case WF_K_SOFTMAX_BACKWARD: return K->softmax_backward(o23, g23, m23, false, 1.0, 1.0);
     case WF_K_GATHER: return K->gather(y2, x3, 0, idx);

@@ -1,0 +1,130 @@
+/* tests/nn/test_add_layer_norm.c: wf_add_layer_norm's contract on the CPU (its kernel,
+ * tensor/cpu/layer_norm.c): the sum as a second output with its own gradient, the gradients
+ * in x's and r's dtypes, the composed fallback (autocast, meta), and the bad inputs. Values
+ * and finite differences on every backend: tests/ops (add_layer_norm rows). */
+#include "test_util.h"
+#include "weft_config.h"
+
+#include <string.h>
+
+/* the minimal preset composes it (tensor/ops.def): the same values, other nodes */
+#ifdef WEFT_MINIMAL
+#define ck_assert_fused(t) ((void)(t))
+#else
+#define ck_assert_fused(t) ck_assert_str_eq(wf_grad_fn_name(t), "AddLayerNormBackward")
+#endif
+
+static wf_tensor *leaf(wf_tensor *t) {
+    t = wf_detach(t);
+    wf_set_requires_grad(t, true);
+    return t;
+}
+
+START_TEST(sum_and_norm_in_one_node) {
+    WF_SCOPE {
+        wf_manual_seed(3);
+        wf_tensor *x = leaf(wf_randn(WF_SHAPE(3, 5), WF_F32));
+        wf_tensor *r = leaf(wf_to_dtype(wf_randn(WF_SHAPE(3, 5), WF_F32), WF_BF16));
+        wf_tensor *w = leaf(wf_randn(WF_SHAPE(5), WF_F32)), *b = leaf(wf_randn(WF_SHAPE(5), WF_F32));
+        wf_tensor *s = NULL, *y = wf_add_layer_norm(x, r, WF_SHAPE(5), w, b, 1e-5, &s);
+        ck_assert_msg(y && s, "%s", wf_error_message());
+        ck_assert_fused(y);
+        ck_assert_fused(s);   /* one node, two outputs */
+        ck_assert_int_eq(wf_tensor_dtype(s), WF_F32);
+        ck_assert_int_eq(wf_tensor_dtype(y), WF_F32);
+        tt_assert_close(s, wf_add(x, r), 0);
+        tt_assert_close(y, wf_layer_norm(wf_add(x, r), WF_SHAPE(5), w, b, 1e-5), 1e-5);
+
+        /* loss = sum(y * g) + 3 sum(s): x and r get d(layer norm) + 3, the composed path's */
+        wf_tensor *g = wf_randn(WF_SHAPE(3, 5), WF_F32);
+        ck_assert_int_eq(wf_backward(wf_add(wf_sum_all(wf_mul(y, g)), wf_mul_scalar(wf_sum_all(s), 3)), NULL, false), 0);
+        wf_tensor *xu = leaf(x), *ru = leaf(r), *wu = leaf(w), *bu = leaf(b), *su = wf_add(xu, ru);
+        wf_tensor *yu = wf_layer_norm(su, WF_SHAPE(5), wu, bu, 1e-5);
+        ck_assert_int_eq(wf_backward(wf_add(wf_sum_all(wf_mul(yu, g)), wf_mul_scalar(wf_sum_all(su), 3)), NULL, false), 0);
+        ck_assert_int_eq(wf_tensor_dtype(wf_grad(x)), WF_F32);
+        ck_assert_int_eq(wf_tensor_dtype(wf_grad(r)), WF_BF16);   /* written in r's dtype by the kernel */
+        tt_assert_close(wf_grad(x), wf_grad(xu), 1e-5);
+        tt_assert_close(wf_grad(r), wf_grad(ru), 1e-2);           /* one bf16 rounding apart at most */
+        tt_assert_close(wf_grad(w), wf_grad(wu), 1e-5);
+        tt_assert_close(wf_grad(b), wf_grad(bu), 1e-5);
+    }
+}
+END_TEST
+
+START_TEST(sum_not_taken) {
+    WF_SCOPE {
+        wf_tensor *x = leaf(wf_randn(WF_SHAPE(2, 4), WF_F64)), *r = leaf(wf_randn(WF_SHAPE(2, 4), WF_F64));
+        wf_tensor *y = wf_add_layer_norm(x, r, WF_SHAPE(4), NULL, NULL, 1e-5, NULL);
+        ck_assert_msg(y != NULL, "%s", wf_error_message());
+        ck_assert_fused(y);
+        ck_assert_int_eq(wf_backward(wf_sum_all(wf_mul(y, y)), NULL, false), 0);
+        tt_assert_close(wf_grad(x), wf_grad(r), 0);   /* one gradient for both */
+        ck_assert(wf_grad(x) != NULL);
+    }
+}
+END_TEST
+
+START_TEST(composes_where_not_fusable) {
+    WF_SCOPE {
+        /* autocast runs the norm of a bf16 sum in f32: the composed path, as x + r then layer_norm */
+        wf_tensor *x = wf_to_dtype(wf_randn(WF_SHAPE(2, 4), WF_F32), WF_BF16), *r = wf_zeros_like(x), *s = NULL;
+        ck_assert_int_eq(wf_autocast_begin(WF_DEV_CPU, WF_BF16), 0);
+        wf_tensor *y = wf_add_layer_norm(x, r, WF_SHAPE(4), NULL, NULL, 1e-5, &s);
+        wf_autocast_end();
+        ck_assert_msg(y && s, "%s", wf_error_message());
+        ck_assert_int_eq(wf_tensor_dtype(y), WF_F32);
+        ck_assert_int_eq(wf_tensor_dtype(s), WF_BF16);
+        /* an f64 branch on an f32 stream: x + r is f64, so s is too (composed) */
+        wf_tensor *x32 = wf_randn(WF_SHAPE(2, 4), WF_F32), *r64 = wf_randn(WF_SHAPE(2, 4), WF_F64);
+        y = wf_add_layer_norm(x32, r64, WF_SHAPE(4), NULL, NULL, 1e-5, &s);
+        ck_assert_msg(y && s, "%s", wf_error_message());
+        ck_assert_int_eq(wf_tensor_dtype(s), WF_F64);
+        /* meta: shapes only */
+        wf_tensor *xm = wf_zeros_on(WF_SHAPE(3, 6), WF_F32, WF_META), *rm = wf_zeros_on(WF_SHAPE(3, 6), WF_BF16, WF_META);
+        y = wf_add_layer_norm(xm, rm, WF_SHAPE(6), NULL, NULL, 1e-5, &s);
+        ck_assert_msg(y && s, "%s", wf_error_message());
+        ck_assert_shape(y, 3, 6);
+        ck_assert_shape(s, 3, 6);
+    }
+}
+END_TEST
+
+START_TEST(bad_inputs) {
+    WF_SCOPE {
+        wf_tensor *x = wf_zeros(WF_SHAPE(2, 4), WF_F32), *s = x;
+        ck_assert_ptr_null(wf_add_layer_norm(x, wf_zeros(WF_SHAPE(2, 3), WF_F32), WF_SHAPE(4), NULL, NULL, 1e-5, &s));
+        ck_assert_ptr_null(s);   /* *sum is NULL on error */
+        ck_assert_error(WF_ESHAPE, "x of shape [2,4] and r of shape [2,3] differ");
+        ck_assert_ptr_null(wf_add_layer_norm(x, wf_zeros(WF_SHAPE(4), WF_F32), WF_SHAPE(4), NULL, NULL, 1e-5, NULL));
+        ck_assert_error(WF_ESHAPE, "does not broadcast");
+        ck_assert_ptr_null(wf_add_layer_norm(x, x, WF_SHAPE(3), NULL, NULL, 1e-5, NULL));
+        ck_assert_error(WF_ESHAPE, "does not end with normalized_shape [3]");
+        ck_assert_ptr_null(wf_add_layer_norm(x, x, WF_SHAPE(4), wf_ones(WF_SHAPE(3), WF_F32), NULL, 1e-5, NULL));
+        ck_assert_error(WF_ESHAPE, "weight of shape [3]");
+        ck_assert_ptr_null(wf_add_layer_norm(x, x, NULL, 1, NULL, NULL, 1e-5, NULL));
+        ck_assert_error(WF_EINVAL, "normalized_shape");
+        wf_tensor *xi = wf_zeros(WF_SHAPE(2, 4), WF_I64);
+        ck_assert_ptr_null(wf_add_layer_norm(x, xi, WF_SHAPE(4), NULL, NULL, 1e-5, NULL));
+        ck_assert_error(WF_EDTYPE, "needs a floating r, got int64");
+        ck_assert_ptr_null(wf_add_layer_norm(xi, x, WF_SHAPE(4), NULL, NULL, 1e-5, NULL));
+        ck_assert_error(WF_EDTYPE, "needs a floating input, got int64");
+        ck_assert_ptr_null(wf_add_layer_norm(NULL, x, WF_SHAPE(4), NULL, NULL, 1e-5, NULL));
+        ck_assert_error(WF_ENULL, "wf_add_layer_norm");
+    }
+}
+END_TEST
+
+int main(void) {
+    Suite *s = suite_create("add_layer_norm");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, sum_and_norm_in_one_node);
+    tcase_add_test(tc, sum_not_taken);
+    tcase_add_test(tc, composes_where_not_fusable);
+    tcase_add_test(tc, bad_inputs);
+    suite_add_tcase(s, tc);
+    SRunner *sr = srunner_create(s);
+    srunner_run_all(sr, CK_NORMAL);
+    int nf = srunner_ntests_failed(sr);
+    srunner_free(sr);
+    return nf ? 1 : 0;
+}
