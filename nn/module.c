@@ -426,6 +426,8 @@ int wf_module_register_forward_hook(wf_module *m, wf_forward_hook fn, void *ud) 
     return add_hook("wf_module_register_forward_hook", m, NULL, fn, ud);
 }
 
+bool wf_module_has_hooks(const wf_module *m) { return m && m->n_hooks > 0; }
+
 int wf_module_remove_hook(wf_module *m, int handle) {
     if (!m) return wf__any_null("wf_module_remove_hook", 1, m), WF_ENULL;
     for (int i = 0; i < m->n_hooks; i++)

@@ -84,9 +84,8 @@ typedef struct gpt {
 /* ---------------------------------------------------------------- the fused residual stream */
 
 /* m's forward may be skipped for its parameters: no hooks (Fabric's FSDP units gather a
- * wrapped module's parameters in them) and no activation checkpointing. n_hooks is read here
- * because weft has no query for it. */
-static bool runs_plain(wf_module *m) { return m->n_hooks == 0 && !wf_module_activation_checkpointing(m); }
+ * wrapped module's parameters in them) and no activation checkpointing. */
+static bool runs_plain(wf_module *m) { return !wf_module_has_hooks(m) && !wf_module_activation_checkpointing(m); }
 static bool plain_layer_norm(wf_module *m) { return runs_plain(m) && !strcmp(wf_module_type(m), "LayerNorm"); }
 
 static bool can_fuse(gpt *g) {

@@ -178,6 +178,10 @@ int wf_module_register_forward_pre_hook(wf_module *m, wf_forward_pre_hook fn, vo
 int wf_module_register_forward_hook(wf_module *m, wf_forward_hook fn, void *ud);
 /* Returns 0 or WF_ENOTFOUND. */
 int wf_module_remove_hook(wf_module *m, int handle);
+/* Does m have forward hooks of its own (not its children's)? (A model that sometimes runs a
+ * child's computation without calling the child checks this first; Fabric's FSDP units gather
+ * their parameters in hooks.) false for NULL. */
+bool wf_module_has_hooks(const wf_module *m);
 
 /* Training / evaluation mode, set on m and all its descendants (module.train(mode)). */
 void wf_module_train(wf_module *m, bool training);

@@ -435,6 +435,8 @@ START_TEST(test_tensor_math) {
     BAD_T(wf_linear, WF_ESHAPE, "", wf_linear(x, y32, NULL));
     BAD_T(wf_linear_gelu, WF_ENULL, "NULL", wf_linear_gelu(NULL, x, NULL, WF_GELU_NONE));
     BAD_T(wf_linear_gelu, WF_EINVAL, "approximate", wf_linear_gelu(x, x, NULL, (wf_gelu_approx)9));
+    BAD_T(wf_fused_mlp, WF_ENULL, "NULL", wf_fused_mlp(x, x, NULL, NULL, NULL, WF_GELU_NONE));
+    BAD_T(wf_fused_mlp, WF_EINVAL, "approximate", wf_fused_mlp(x, x, NULL, x, NULL, (wf_gelu_approx)9));
     BAD_T(wf_softmax, WF_ENULL, "NULL", wf_softmax(NULL, 0));
     BAD_T(wf_softmax, WF_EINDEX, "", wf_softmax(x, 2));
     BAD_T(wf_softmax, WF_EDTYPE, "", wf_softmax(wf_zeros(two3, 2, WF_I64), 1));
@@ -842,6 +844,7 @@ START_TEST(test_nn_modules) {
     BAD_T(wf_checkpoint_module, WF_ENULL, "", wf_checkpoint_module(lin, NULL));
     BAD_I(wf_module_set_activation_checkpointing, WF_ENULL, "", wf_module_set_activation_checkpointing(NULL, true));
     SAFE(wf_module_activation_checkpointing, !wf_module_activation_checkpointing(NULL));
+    SAFE(wf_module_has_hooks, !wf_module_has_hooks(NULL));
     BAD_I(wf_module_register_forward_pre_hook, WF_ENULL, "", wf_module_register_forward_pre_hook(NULL, pre_hook, NULL));
     BAD_I(wf_module_register_forward_pre_hook, WF_ENULL, "", wf_module_register_forward_pre_hook(lin, NULL, NULL));
     BAD_I(wf_module_register_forward_hook, WF_ENULL, "", wf_module_register_forward_hook(lin, NULL, NULL));
@@ -1124,6 +1127,7 @@ START_TEST(test_precision) {
     BAD_I(wf_autocast_begin, WF_EINVAL, "bool", wf_autocast_begin(WF_DEV_CPU, WF_BOOL));
     BAD_I(wf_autocast_end, WF_ESTATE, "", wf_autocast_end());
     SAFE(wf_autocast_enabled, !wf_autocast_enabled((wf_device_type)9));
+    SAFE(wf_fp8_autocast_enabled, !wf_fp8_autocast_enabled());   /* no argument to get wrong: off outside the plugin */
     SAFE(wf_autocast_dtype, (wf_autocast_dtype(), wf_autocast_depth() == 0));   /* no region open: nothing to crash on */
     SAFE(wf_autocast_depth, wf_autocast_depth() == 0);
     SAFE(wf_autocast_cache_size, wf_autocast_cache_size() == 0);

@@ -228,7 +228,9 @@ START_TEST(test_hooks) {
     int calls = 0;
     WF_SCOPE {
         wf_tensor *x = wf_from_data((double[]){ 1, 2 }, WF_SHAPE(2), WF_F64);
+        ck_assert(!wf_module_has_hooks(id) && !wf_module_has_hooks(NULL));
         int h1 = wf_module_register_forward_pre_hook(id, pre_double, &calls);
+        ck_assert(wf_module_has_hooks(id));
         int h2 = wf_module_register_forward_hook(id, post_add, &calls);
         ck_assert_int_ge(h1, 0);
         ck_assert_int_ne(h1, h2);
@@ -238,7 +240,9 @@ START_TEST(test_hooks) {
         ck_assert_tensor_near(wf_module_forward(id, x), ((double[]){ 2, 3 }), 2, 0);
         ck_assert_int_eq(wf_module_remove_hook(id, h1), WF_ENOTFOUND);
         wf_clear_error();
+        ck_assert(wf_module_has_hooks(id));
         ck_assert_int_eq(wf_module_remove_hook(id, h2), 0);
+        ck_assert(!wf_module_has_hooks(id));
         ck_assert_tensor_near(wf_module_forward(id, x), ((double[]){ 1, 2 }), 2, 0);
         wf_module_register_forward_hook(id, post_fail, NULL);
         ck_assert_ptr_null(wf_module_forward(id, x));
