@@ -49,8 +49,14 @@ static wf_tensor *state_new(wf_device dev) {
 
 static bool fp8_dtype(wf_dtype d) { return d == WF_F32 || d == WF_BF16 || d == WF_F16; }
 
+/* x's scale_inv at sinv[0], w's at sinv[SINV_W]: 16 bytes apart, since cuBLASLt's fp8 matmul
+ * refused ("not supported") every product whose scale pointer was only 4-byte aligned on the
+ * H100/H200 with cuBLAS 13, after its heuristic had accepted the plan */
+#define SINV_W 4
+#define SINV_LEN 8
+
 /* node: inputs x, w (, b); saved xt [K, M] and wt [K, N] (u8, each NULL-standing-in when its
- * gradient is not needed: a 1-byte tensor), sinv [4] f32 (x's and w's scale_inv as cast);
+ * gradient is not needed: a 1-byte tensor), sinv [SINV_LEN] f32 (x's and w's scale_inv as cast);
  * ctx = the state (a reference); i[0..2] = M, N, K */
 static void fp8_release(wf_node *n) {
     wf_tensor_free(n->ctx);
@@ -69,7 +75,7 @@ static int fp8_linear_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx)
     if (!g) return wf_error();
     wf_tensor *gq = n->needs[0] ? wf__empty(WF_SHAPE(M, N), WF_U8, g->device) : NULL;
     wf_tensor *gt = n->needs[1] ? wf__empty(WF_SHAPE(N, M), WF_U8, g->device) : NULL;
-    wf_tensor *gsinv = wf__empty(WF_SHAPE(4), WF_F32, g->device);
+    wf_tensor *gsinv = wf__empty(WF_SHAPE(SINV_LEN), WF_F32, g->device);
     if ((n->needs[0] && !gq) || (n->needs[1] && !gt) || !gsinv) return wf_error();
     float *sg = slot(state, WF__FP8_SLOT_GY);
     int rc = 0;
@@ -78,7 +84,7 @@ static int fp8_linear_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx)
                                dptr(gsinv), dev);
         if (!rc) rc = wf__cuda_fp8_update(sg, 1, WF__FP8_SLOT_FLOATS, WF__FP8_HISTORY_LEN, E5M2, WF__FP8_MARGIN, dev);
     }
-    const float *sx = dptr(sinv), *sw = (const float *)dptr(sinv) + 1;
+    const float *sx = dptr(sinv), *sw = (const float *)dptr(sinv) + SINV_W;
     if (!rc && n->needs[0]) {
         /* dx [M, K] = gy [M, N] . (w^T [K, N])^T */
         wf_tensor *dx = wf__empty(WF_SHAPE(M, K), WF_BF16, g->device);
@@ -144,7 +150,7 @@ static wf_tensor *fp8_linear_body(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_t
     /* a 16-element stand-in when a transposed copy is not needed (saved all the same) */
     int64_t xt_shape[2] = { need_xt ? K : 1, need_xt ? M : 16 }, wt_shape[2] = { need_wt ? K : 1, need_wt ? N : 16 };
     wf_tensor *xt = wf__empty(xt_shape, 2, WF_U8, x->device), *wt = wf__empty(wt_shape, 2, WF_U8, x->device);
-    wf_tensor *sinv = wf__empty(WF_SHAPE(4), WF_F32, x->device);
+    wf_tensor *sinv = wf__empty(WF_SHAPE(SINV_LEN), WF_F32, x->device);
     int64_t shape[WF_MAX_DIMS];
     memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
     shape[x->ndim - 1] = N;
@@ -152,10 +158,10 @@ static wf_tensor *fp8_linear_body(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_t
     int rc = xc && wc && xq && wq && xt && wt && sinv && yy && (!b || bb) ? 0 : wf_error();
     float *sx = slot(st, WF__FP8_SLOT_X), *sw = slot(st, WF__FP8_SLOT_W), *si = rc ? NULL : dptr(sinv);
     if (!rc) rc = wf__cuda_fp8_cast(dptr(xc), xc->dtype, M, K, E4M3, sx, dptr(xq), need_xt ? dptr(xt) : NULL, sx + 2, si, dev);
-    if (!rc) rc = wf__cuda_fp8_cast(dptr(wc), wc->dtype, N, K, E4M3, sw, dptr(wq), need_wt ? dptr(wt) : NULL, sw + 2, si + 1, dev);
+    if (!rc) rc = wf__cuda_fp8_cast(dptr(wc), wc->dtype, N, K, E4M3, sw, dptr(wq), need_wt ? dptr(wt) : NULL, sw + 2, si + SINV_W, dev);
     /* x's and w's slots are adjacent: one launch updates both */
     if (!rc) rc = wf__cuda_fp8_update(sx, 2, WF__FP8_SLOT_FLOATS, WF__FP8_HISTORY_LEN, E4M3, WF__FP8_MARGIN, dev);
-    if (!rc) rc = wf__cuda_fp8_gemm(M, N, K, dptr(xq), E4M3, si, dptr(wq), E4M3, si + 1, dptr(yy), WF_BF16, 0.0f,
+    if (!rc) rc = wf__cuda_fp8_gemm(M, N, K, dptr(xq), E4M3, si, dptr(wq), E4M3, si + SINV_W, dptr(yy), WF_BF16, 0.0f,
                                     bb ? dptr(bb) : NULL, 1, dev);
     if (!rc) y = yy;
     if (y) {

@@ -91,7 +91,7 @@ static void test_cast(wf_dtype dt, int fmt, int64_t rows, int64_t cols, float sc
     wf_tensor *sd = dev_from(init, 4, WF_F32);
     wf_tensor *y = wf_empty_on(WF_SHAPE(n), WF_U8, WF_CUDA(0)), *yt = wf_empty_on(WF_SHAPE(n), WF_U8, WF_CUDA(0));
     int rc = sd && y && yt ? wf__cuda_fp8_cast(dptr(xd), dt, rows, cols, fmt, dptr(sd), dptr(y), dptr(yt),
-                                               (float *)dptr(sd) + 2, (float *)dptr(sd) + 1, 0)
+                                               (float *)dptr(sd) + 2, (float *)dptr(sd) + 4, 0)
                            : -1;
     uint8_t *gy = malloc((size_t)n), *gt = malloc((size_t)n);
     float got_s[4];
@@ -210,17 +210,17 @@ static void test_gemm(int64_t m, int64_t n, int64_t k, int fa, int fb, wf_dtype 
     uint8_t *A = malloc((size_t)(m * k)), *B = malloc((size_t)(n * k));
     for (int64_t i = 0; i < m * k; i++) A[i] = wf__fp8_encode((float)(nrand() * 4), (wf__fp8_format)fa);
     for (int64_t i = 0; i < n * k; i++) B[i] = wf__fp8_encode((float)(nrand() * 4), (wf__fp8_format)fb);
-    float sc[4] = { 0.5f, 0.125f, 0, 0 };
+    float sc[8] = { 0.5f, 0, 0, 0, 0.125f, 0, 0, 0 };   /* each scale 16-byte aligned, as cuBLASLt needs */
     float *bh = malloc(sizeof(float) * (size_t)n), *d0 = malloc(sizeof(float) * (size_t)(m * n));
     for (int64_t j = 0; j < n; j++) bh[j] = (float)nrand();
     for (int64_t i = 0; i < m * n; i++) d0[i] = beta1 ? (float)nrand() : 0.0f;
-    wf_tensor *Ad = dev_from(A, m * k, WF_U8), *Bd = dev_from(B, n * k, WF_U8), *sd = dev_from(sc, 4, WF_F32);
+    wf_tensor *Ad = dev_from(A, m * k, WF_U8), *Bd = dev_from(B, n * k, WF_U8), *sd = dev_from(sc, 8, WF_F32);
     wf_tensor *bf = wf_from_data(bh, WF_SHAPE(n), WF_F32), *bb = bf ? wf_to_dtype(bf, WF_BF16) : NULL;
     wf_tensor *bbd = bb ? wf_to_device(bb, WF_CUDA(0)) : NULL, *bbv = bb ? wf_to_dtype(bb, WF_F32) : NULL;
     wf_tensor *Dh = wf_from_data(d0, WF_SHAPE(m * n), WF_F32), *Dd = Dh ? wf_to_device(wf_to_dtype(Dh, ddt), WF_CUDA(0)) : NULL;
     float *bv = malloc(sizeof(float) * (size_t)n), *got = malloc(sizeof(float) * (size_t)(m * n));
     int rc = Ad && Bd && sd && bbd && bbv && Dd && !wf_to_array(bbv, bv, WF_F32)
-                 ? wf__cuda_fp8_gemm(m, n, k, dptr(Ad), fa, (float *)dptr(sd), dptr(Bd), fb, (float *)dptr(sd) + 1,
+                 ? wf__cuda_fp8_gemm(m, n, k, dptr(Ad), fa, (float *)dptr(sd), dptr(Bd), fb, (float *)dptr(sd) + 4,
                                      dptr(Dd), ddt, beta1 ? 1.0f : 0.0f, bias ? dptr(bbd) : NULL, fast, 0)
                  : -1;
     wf_tensor *Dc = rc ? NULL : wf_to_device(Dd, WF_CPU);
@@ -236,7 +236,7 @@ static void test_gemm(int64_t m, int64_t n, int64_t k, int fa, int fb, wf_dtype 
                 double acc = 0, mag = 0;
                 for (int64_t t = 0; t < k; t++) {
                     double p = (double)wf__fp8_decode(A[i * k + t], (wf__fp8_format)fa) * sc[0] *
-                               (double)wf__fp8_decode(B[j * k + t], (wf__fp8_format)fb) * sc[1];
+                               (double)wf__fp8_decode(B[j * k + t], (wf__fp8_format)fb) * sc[4];
                     acc += p;
                     mag += fabs(p);
                 }
