@@ -163,7 +163,7 @@ template <class T> __device__ __forceinline__ T xent_row_loss(T lse, T xt, T sum
 template <class T> __device__ __forceinline__ T xent_grad_elem(T x, T lse, T g, bool hit, T on, T off) {
     return g * (w_exp(x - lse) - (hit ? on : (T)0) - off);
 }
-/* the row's target, its validity (a flag for the host when out of range) */
+/* the row's class target (any integer dtype) */
 __device__ __forceinline__ int64_t xent_target(const xent_args &a, int64_t row) {
     return wfc_ld_index(a.t + row * a.tstride, a.tdt);
 }
@@ -185,12 +185,11 @@ template <class T, bool BLOCK> __device__ __forceinline__ T row_lse(const xent_a
     return xent_lse(mx, s);
 }
 
-/* thread 0's part of the forward: lse and the loss of row `row` (xt read by the caller's
- * loader: ld(t) for 0 <= t < cols) */
+/* thread 0's part of the forward: lse and the loss of row `row`, its target t (x[t] read by
+ * the caller's loader: ld(t) for 0 <= t < cols) */
 template <class T, class LD>
-__device__ __forceinline__ void xent_fwd_store(const xent_args &a, int64_t row, T lse, T sumx, LD ld) {
+__device__ __forceinline__ void xent_fwd_store(const xent_args &a, int64_t row, int64_t t, T lse, T sumx, LD ld) {
     if (a.lse) wfc_st<T>(a.lse + row * wfc_dtype_size(a.lsedt), a.lsedt, lse);
-    int64_t t = xent_target(a, row);
     T loss = (T)0;
     if (t != a.ignore) {
         if (t < 0 || t >= a.cols) {
@@ -219,7 +218,7 @@ template <class T, bool BLOCK> __global__ void xent_fwd_kernel(xent_args a) {
     T lse = row_lse<T, BLOCK>(a, xr, &sumx);
     if (R::tid() != 0) return;
     xent_generic_ld<T> ld = { xr, a.xdt, xs };
-    xent_fwd_store<T>(a, row, lse, sumx, ld);
+    xent_fwd_store<T>(a, row, xent_target(a, row), lse, sumx, ld);
 }
 
 template <class T, bool BLOCK> __global__ void xent_bwd_kernel(xent_args a) {
@@ -299,6 +298,8 @@ template <int DT> __global__ void __launch_bounds__(XENT_VEC_THREADS, 3) xent_fw
     int64_t row = blockIdx.x;
     const char *xr = a.x + row * (int64_t)nv * 16;
     const int nth = (int)blockDim.x;
+    /* the target is loaded now and used after the row: its latency hides under the loads */
+    int64_t t = threadIdx.x == 0 ? xent_target(a, row) : 0;
     float m = -INFINITY, s = 0.f, sx = 0.f;
     for (int v0 = (int)threadIdx.x; v0 < nv; v0 += XENT_UNROLL * nth) {
         typename V::raw r[XENT_UNROLL];
@@ -316,7 +317,7 @@ template <int DT> __global__ void __launch_bounds__(XENT_VEC_THREADS, 3) xent_fw
     xent_block_reduce(m, s, sx);
     if (threadIdx.x != 0) return;
     xent_vec_ld<DT> ld = { xr };
-    xent_fwd_store<float>(a, row, xent_lse(m, s), sx, ld);
+    xent_fwd_store<float>(a, row, t, xent_lse(m, s), sx, ld);
 }
 
 template <int DT> __global__ void __launch_bounds__(XENT_VEC_THREADS, 3) xent_bwd_vec_kernel(xent_args a, int nv) {
@@ -325,7 +326,10 @@ template <int DT> __global__ void __launch_bounds__(XENT_VEC_THREADS, 3) xent_bw
     const char *xr = a.x + row * (int64_t)nv * 16;
     char *gr = a.gx + row * (int64_t)nv * 16;
     const int nth = (int)blockDim.x;
+    /* the row's three scalars loaded together (one latency, not two after the branch) */
     int64_t t = xent_target(a, row);
+    float lse = wfc_ld<float>(a.lse + row * wfc_dtype_size(a.lsedt), a.lsedt);
+    float g = wfc_ld<float>(a.g + row * a.gstride, a.gdt) * (float)a.scale;
     if (t == a.ignore || t < 0 || t >= a.cols) {   /* zeros, as the generic kernel's skip, x unread */
         float z[V::N];
 #pragma unroll
@@ -333,8 +337,6 @@ template <int DT> __global__ void __launch_bounds__(XENT_VEC_THREADS, 3) xent_bw
         for (int v = (int)threadIdx.x; v < nv; v += nth) V::st(gr, v, z);
         return;
     }
-    float lse = wfc_ld<float>(a.lse + row * wfc_dtype_size(a.lsedt), a.lsedt);
-    float g = wfc_ld<float>(a.g + row * a.gstride, a.gdt) * (float)a.scale;
     float on = (float)(1.0 - a.ls), off = (float)(a.ls / (double)a.cols);
     int tc = (int)t;   /* < cols, which the host checked fits in an int */
     for (int v0 = (int)threadIdx.x; v0 < nv; v0 += XENT_UNROLL * nth) {
