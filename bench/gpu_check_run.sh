@@ -42,7 +42,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 # only what the checks run (a whole CUDA build is minutes more)
 ninja -C $B tests/ops/test_ops tests/cuda/test_cuda_allocator tests/cuda/test_cuda_graph tests/examples/examples_test_gpt \
   examples/gpt/gpt tests/dist/dist_test_nccl bench/bench_train_step bench/bench_gpt2 tests/cuda/test_cuda_optim \
-  tests/cuda/test_cuda_gelu tests/cuda/test_cuda_mixed tests/cuda/test_cuda_bgrad tests/cuda/test_cuda_fp8 \
+  tests/cuda/test_cuda_gelu tests/cuda/test_cuda_mixed tests/cuda/test_cuda_bgrad tests/cuda/test_cuda_fp8 tests/cuda/test_cuda_xent \
   tests/dist/dist_test_mpi_direct tests/fabric/fabric_test_zero \
   >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
 echo "== [${SECONDS}s] build ok"
@@ -76,7 +76,7 @@ fi
 if section optim "fused optimizer, caching allocator"; then
 timeout 60 $B/tests/cuda/test_cuda_allocator >"$OUT/allocator.log" 2>&1; echo "rc=$?"; grep -E "^FAIL" "$OUT/allocator.log" | head; tail -1 "$OUT/allocator.log"
 timeout 200 $B/tests/cuda/test_cuda_optim >"$OUT/optim.log" 2>&1; echo "rc=$?"; tail -1 "$OUT/optim.log"
-for t in gelu mixed bgrad; do   # the vector bias+GELU kernels, adds that read bf16 uncast, the column-sum bias gradient
+for t in gelu mixed bgrad xent; do   # the vector bias+GELU kernels, adds that read bf16 uncast, the column-sum bias gradient, the vector cross-entropy kernels
   timeout 120 $B/tests/cuda/test_cuda_$t > "$OUT/cuda_$t.log" 2>&1; echo "test_cuda_$t rc=$?: $(grep -E "Checks|^[^:]+:[0-9]+:[EF]:" "$OUT/cuda_$t.log" | head -5 | tr '\n' ' ')"
 done
 timeout 200 $B/tests/cuda/test_cuda_fp8 >"$OUT/cuda_fp8.log" 2>&1; echo "test_cuda_fp8 rc=$? (77: skipped, no GPU of capability 8.9)"; grep -E "^(FAIL|skip|     last)" "$OUT/cuda_fp8.log" | head -20; tail -1 "$OUT/cuda_fp8.log"

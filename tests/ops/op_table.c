@@ -241,6 +241,13 @@ static int gen_pool(op_sample *s, int max) {
     return k;
 }
 
+/* n class targets in [0, hi): the first and last class, then spread, every 7th ignored (-100) */
+static wf_tensor *targets_ignored(int64_t hi, int64_t n) {
+    int64_t v[256];
+    if (n > 256) return NULL;
+    for (int64_t i = 0; i < n; i++) v[i] = i % 7 == 3 ? -100 : i == 0 ? hi - 1 : (i * 37) % hi;
+    return wf_from_data(v, WF_SHAPE(n), WF_I64);
+}
 static int gen_xent(op_sample *s, int max) {   /* logits, class targets (-100 = ignored) */
     int k = 0;
     S("4x5", S_GC, R(WF_SHAPE(4, 5)), wf_from_data((int64_t[]){ 1, 4, -100, 0 }, WF_SHAPE(4), WF_I64)); KEEP(2);
@@ -250,6 +257,18 @@ static int gen_xent(op_sample *s, int max) {   /* logits, class targets (-100 = 
     /* > 1024 classes: the fused kernel's block per row on CUDA (a vocabulary's case) */
     S("wide rows", S_BW, wf_mul_scalar(R(WF_SHAPE(8, 3000)), 3.0),
       wf_from_data((int64_t[]){ 5, 2999, -100, 0, 1500, -100, 7, 2048 }, WF_SHAPE(8), WF_I64)); KEEP(2);
+    /* CUDA's vector kernels take contiguous 16-byte-aligned rows of whole 16-byte vectors
+     * ("large", "wide rows", and these short ones for f32 and bf16); the generic ones the
+     * rest: a row that is not whole vectors, and a view one element off the alignment */
+    S("short rows, whole vectors", S_GC, R(WF_SHAPE(6, 16)),
+      wf_from_data((int64_t[]){ 15, -100, 0, 8, 7, -100 }, WF_SHAPE(6), WF_I64)); KEEP(2);
+    S("wide rows, not whole vectors", S_BW, wf_mul_scalar(R(WF_SHAPE(6, 3001)), 3.0),
+      wf_from_data((int64_t[]){ 0, 3000, -100, 1234, 2999, 7 }, WF_SHAPE(6), WF_I64)); KEEP(2);
+    S("wide rows, offset by one", S_BW,
+      wf_view(wf_narrow(wf_mul_scalar(R(WF_SHAPE(8 * 3000 + 1)), 3.0), 0, 1, 8 * 3000), WF_SHAPE(8, 3000)),
+      wf_from_data((int64_t[]){ 2999, 0, -100, 8, 1500, -100, 2992, 3 }, WF_SHAPE(8), WF_I64)); KEEP(2);
+    S("wide rows, strided", S_BW, wf_narrow(wf_mul_scalar(R(WF_SHAPE(5, 3008)), 3.0), 1, 0, 3000),
+      wf_from_data((int64_t[]){ 2999, -100, 0, 2048, 17 }, WF_SHAPE(5), WF_I64)); KEEP(2);
     return k;
 }
 /* hidden states [N, C], weight [V, C], bias [V], class targets [N] (-100 = ignored) */
@@ -260,6 +279,9 @@ static int gen_lxent(op_sample *s, int max) {
     S("transposed h", S_GC, T2(R(WF_SHAPE(3, 7))), R(WF_SHAPE(5, 3)), R(WF_SHAPE(5)), idx(5, WF_SHAPE(7))); KEEP(8);
     S("large", S_BW, R(WF_SHAPE(130, 40)), wf_mul_scalar(R(WF_SHAPE(300, 40)), 0.3), R(WF_SHAPE(300)),
       idx(300, WF_SHAPE(130))); KEEP(8);
+    /* V a multiple of 8: CUDA's vector cross-entropy kernels for bf16 logits too (300 is for f32) */
+    S("large, V of whole vectors", S_BW, R(WF_SHAPE(70, 40)), wf_mul_scalar(R(WF_SHAPE(264, 40)), 0.3),
+      R(WF_SHAPE(264)), targets_ignored(264, 70)); KEEP(8);
     return k;
 }
 static int gen_loss(op_sample *s, int max) {   /* input, target (both floating) */
