@@ -1,8 +1,10 @@
 /* tests/cuda/test_cuda_xent.c: the softmax cross-entropy kernels' two paths (tensor/cuda/
  * cuda_softmax.cu) agree, and both are near a CPU reference. The vector path takes contiguous
  * 16-byte-aligned f32 / bf16 / f16 rows whose length is a multiple of 16 bytes; the same
- * values one element off the alignment take the generic kernels (WEFT_XENT_NOVEC=1 forces
- * the generic ones everywhere; it is read once, so this program compares layouts instead).
+ * values one element off the alignment take the generic kernels. The vector kernels are opt-in
+ * (WEFT_XENT_VEC=1, read once) until a GPU run has checked them: this program sets it before
+ * its first kernel, and compares layouts (WEFT_XENT_NOVEC=1 would force the generic ones
+ * everywhere).
  *
  * The two paths sum a row in different orders, so they agree within f32 rounding, not bit
  * for bit (the tolerances are derived at each check). Every row has one "needle" logit that
@@ -17,6 +19,7 @@
  *
  * A plain program like the other tests/cuda ones (the GPU machine has no Check): one line
  * per check, {"checks":N,"failed":M} last; exit 1 on a failure, 77 without a GPU. */
+#define _POSIX_C_SOURCE 200809L   /* setenv */
 #include "weft/weft.h"
 
 #include "tensor/ops_raw.h"
@@ -183,6 +186,7 @@ static void run(wf_dtype dt, int64_t rows, int64_t cols, int64_t masked, double 
 }
 
 int main(void) {
+    setenv("WEFT_XENT_VEC", "1", 1);   /* the vector path is opt-in (tensor/cuda/cuda_softmax.cu) */
     int nd = wf_cuda_device_count();
     wf_clear_error();
     if (nd <= 0) { printf("no CUDA device: skipped\n"); return 77; }
