@@ -48,6 +48,11 @@ typedef struct op_row {
 #define DT_INT (DTM(WF_I64) | DTM(WF_I32))
 #define DT_ALL (DT_FLOAT | DT_INT)
 
+/* The dtype run_sample is testing (set before each sample's forward and backward): a row whose
+ * op rounds an intermediate to its inputs' dtype (add_layer_norm's s) rounds its f64
+ * reference's likewise, so the reference computes the op's own semantics. */
+extern wf_dtype op_dtype_under_test;
+
 extern const op_row op_rows[];
 extern const int op_nrows;
 

@@ -147,6 +147,7 @@ static void run_sample(const op_row *row, const op_sample *s, wf_device dev, wf_
     char what[256];
     snprintf(what, sizeof what, "%s %s %s [%s]", row->name, dev_name(dev), wf_dtype_name(dt), s->desc);
     if (verbose) printf("     %s\n", what);
+    op_dtype_under_test = dt;
     bool fl = wf_dtype_is_floating(dt);
     on_cuda = dev.type == WF_DEV_CUDA;
     wf_tensor *in[OP_MAXIN] = { 0 }, *ref[OP_MAXIN] = { 0 };
