@@ -129,6 +129,18 @@ wf_tensor *wf__sdpa_qkv_bwd_raw(wf_tensor *gy, wf_tensor *qkv, int64_t H, wf_ten
 
 /* ================================================================ layer norm */
 
+/* what both fused norms need beyond the kernels: weight and bias (either may be absent) of
+ * x's dtype, on its device, contiguous; a non-empty x */
+static bool norm_args_fit(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias) {
+    wf_tensor *ps[2] = { weight, bias };
+    for (int i = 0; i < 2; i++)
+        if (ps[i] && (ps[i]->dtype != x->dtype || !wf_device_eq(ps[i]->device, x->device) || !wf_is_contiguous(ps[i])))
+            return false;
+    int64_t D = 1;
+    for (int i = x->ndim - nd; i < x->ndim; i++) D *= x->shape[i];
+    return D >= 1 && wf_numel(x) != 0;
+}
+
 bool wf__layer_norm_fusable(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias) {
     const wf_kernels *kt = wf__kernels(x->device);
     wf_dtype dt = x->dtype;
@@ -136,13 +148,7 @@ bool wf__layer_norm_fusable(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *
         !wf__supports(kt, WF_OPF_KERNEL, WF_K_LAYER_NORM_BWD, dt))
         return false;
     if (dt != WF_F32 && dt != WF_BF16 && dt != WF_F16) return false;
-    wf_tensor *ps[2] = { weight, bias };
-    for (int i = 0; i < 2; i++)
-        if (ps[i] && (ps[i]->dtype != dt || !wf_device_eq(ps[i]->device, x->device) || !wf_is_contiguous(ps[i])))
-            return false;
-    int64_t D = 1;
-    for (int i = x->ndim - nd; i < x->ndim; i++) D *= x->shape[i];
-    return D >= 1 && wf_numel(x) != 0;
+    return norm_args_fit(x, nd, weight, bias);
 }
 
 wf_tensor *wf__layer_norm_fwd_raw(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps,
@@ -184,13 +190,7 @@ bool wf__add_layer_norm_fusable(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *w
         return false;
     /* s keeps x's dtype only where the composed x + r would have it (f32 + bf16: f32) */
     if (!wf_dtype_is_floating(dt) || !wf_dtype_is_floating(r->dtype) || wf__promote(dt, r->dtype) != dt) return false;
-    wf_tensor *ps[2] = { weight, bias };
-    for (int i = 0; i < 2; i++)
-        if (ps[i] && (ps[i]->dtype != dt || !wf_device_eq(ps[i]->device, x->device) || !wf_is_contiguous(ps[i])))
-            return false;
-    int64_t D = 1;
-    for (int i = x->ndim - nd; i < x->ndim; i++) D *= x->shape[i];
-    return D >= 1 && wf_numel(x) != 0;
+    return norm_args_fit(x, nd, weight, bias);
 }
 
 wf_tensor *wf__add_layer_norm_fwd_raw(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias,
