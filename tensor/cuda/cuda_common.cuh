@@ -277,4 +277,53 @@ __device__ __forceinline__ int64_t wfc_ld_index(const char *p, int dt) {
     }
 }
 
+/* ---------------------------------------------------------------- 16-byte vectors
+ * wfc_vec16<DT>: one 16-byte vector of dtype DT (f32: 4 elements; bf16 / f16: 8, two per
+ * 32-bit word) as N floats, with the conversions of wfc_ld / wfc_st, so a vector kernel and
+ * its element-by-element fallback see the same values. ld / st take a vector index into
+ * base (16-byte aligned); ldr + cvt split a load so that a kernel can issue several before it
+ * unpacks any; ld1 reads element j as a scalar. The bias + GELU, column-sum and cross-entropy
+ * vector kernels share it. */
+template <int DT> struct wfc_vec16;
+template <> struct wfc_vec16<WF_F32> {
+    enum { N = 4, ES = 4 };
+    typedef float4 raw;
+    static __device__ __forceinline__ raw ldr(const char *base, int64_t i) { return ((const float4 *)base)[i]; }
+    static __device__ __forceinline__ void cvt(raw a, float *o) { o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w; }
+    static __device__ __forceinline__ void ld(const char *base, int64_t i, float *o) { cvt(ldr(base, i), o); }
+    static __device__ __forceinline__ void st(char *base, int64_t i, const float *v) {
+        ((float4 *)base)[i] = make_float4(v[0], v[1], v[2], v[3]);
+    }
+    static __device__ __forceinline__ float ld1(const char *base, int64_t j) { return ((const float *)base)[j]; }
+};
+template <int DT> struct wfc_vec16_half {
+    enum { N = 8, ES = 2 };
+    static __device__ __forceinline__ float to_f(uint32_t h) {
+        return DT == WF_BF16 ? wfc_bf16_to_f((uint16_t)h) : wfc_h_to_f((uint16_t)h);
+    }
+    static __device__ __forceinline__ uint32_t from_f(float f) {
+        return DT == WF_BF16 ? wfc_f_to_bf16(f) : wfc_f_to_h(f);
+    }
+    typedef uint4 raw;
+    static __device__ __forceinline__ raw ldr(const char *base, int64_t i) { return ((const uint4 *)base)[i]; }
+    static __device__ __forceinline__ void cvt(raw u, float *o) {
+        uint32_t w[4] = { u.x, u.y, u.z, u.w };
+#pragma unroll
+        for (int k = 0; k < 4; k++) {
+            o[2 * k] = to_f(w[k] & 0xffffu);
+            o[2 * k + 1] = to_f(w[k] >> 16);
+        }
+    }
+    static __device__ __forceinline__ void ld(const char *base, int64_t i, float *o) { cvt(ldr(base, i), o); }
+    static __device__ __forceinline__ void st(char *base, int64_t i, const float *v) {
+        uint32_t w[4];
+#pragma unroll
+        for (int k = 0; k < 4; k++) w[k] = from_f(v[2 * k]) | (from_f(v[2 * k + 1]) << 16);
+        ((uint4 *)base)[i] = make_uint4(w[0], w[1], w[2], w[3]);
+    }
+    static __device__ __forceinline__ float ld1(const char *base, int64_t j) { return to_f(((const uint16_t *)base)[j]); }
+};
+template <> struct wfc_vec16<WF_BF16> : wfc_vec16_half<WF_BF16> {};
+template <> struct wfc_vec16<WF_F16> : wfc_vec16_half<WF_F16> {};
+
 #endif

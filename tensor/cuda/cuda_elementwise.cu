@@ -794,7 +794,7 @@ extern "C" int wf__cuda_fill(const wf_cuda_view *y, const void *elem, int dev) {
  * elements in 16 bytes: each thread moves one 16-byte vector per operand and finds its bias
  * column with 32-bit arithmetic. The generic one (any dtypes, f64, odd D or alignment) stays
  * as the fallback. Both compute every element through bias_gelu_elem / bias_gelu_bwd_elem
- * with the same loads and stores (wfc_ld / wfc_st use the same conversions as gvec below),
+ * with the same loads and stores (wfc_ld / wfc_st use the same conversions as wfc_vec16),
  * so the two paths agree bit for bit. WEFT_GELU_NOVEC=1 (read once) forces the generic one
  * (A/B timing, and a way out if the vector path were ever suspected). */
 
@@ -824,45 +824,6 @@ template <class T> __global__ void bias_gelu_bwd_kernel(char *gx, int gxdt, cons
     }
 }
 
-/* one 16-byte vector of dtype DT as N floats (the conversions of wfc_ld / wfc_st) */
-template <int DT> struct gvec;
-template <> struct gvec<WF_F32> {
-    enum { N = 4 };
-    static __device__ __forceinline__ void ld(const char *base, int64_t i, float *o) {
-        float4 a = ((const float4 *)base)[i];
-        o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w;
-    }
-    static __device__ __forceinline__ void st(char *base, int64_t i, const float *v) {
-        ((float4 *)base)[i] = make_float4(v[0], v[1], v[2], v[3]);
-    }
-};
-template <int DT> struct gvec_half {   /* bf16 and f16: 8 elements, two per 32-bit word */
-    enum { N = 8 };
-    static __device__ __forceinline__ float to_f(uint32_t h) {
-        return DT == WF_BF16 ? wfc_bf16_to_f((uint16_t)h) : wfc_h_to_f((uint16_t)h);
-    }
-    static __device__ __forceinline__ uint32_t from_f(float f) {
-        return DT == WF_BF16 ? wfc_f_to_bf16(f) : wfc_f_to_h(f);
-    }
-    static __device__ __forceinline__ void ld(const char *base, int64_t i, float *o) {
-        uint4 u = ((const uint4 *)base)[i];
-        uint32_t w[4] = { u.x, u.y, u.z, u.w };
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            o[2 * j] = to_f(w[j] & 0xffffu);
-            o[2 * j + 1] = to_f(w[j] >> 16);
-        }
-    }
-    static __device__ __forceinline__ void st(char *base, int64_t i, const float *v) {
-        uint32_t w[4];
-#pragma unroll
-        for (int j = 0; j < 4; j++) w[j] = from_f(v[2 * j]) | (from_f(v[2 * j + 1]) << 16);
-        ((uint4 *)base)[i] = make_uint4(w[0], w[1], w[2], w[3]);
-    }
-};
-template <> struct gvec<WF_BF16> : gvec_half<WF_BF16> {};
-template <> struct gvec<WF_F16> : gvec_half<WF_F16> {};
-
 /* The bias column (in vectors) of vector i is i % dv. A thread starts at its first i and
  * steps the grid stride each time: its column moves by step = stride % dv (< dv), so one
  * 64-bit division per thread and then a 32-bit add and compare per vector. */
@@ -873,7 +834,7 @@ template <> struct gvec<WF_F16> : gvec_half<WF_F16> {};
 
 template <int DT> __global__ void bias_gelu_vec_kernel(char *y, const char *x, const char *b, int64_t nv, int dv,
                                                       int step, bool tanh_form) {
-    typedef gvec<DT> V;
+    typedef wfc_vec16<DT> V;
     VEC_ROWS_LOOP(i, c, nv, dv, step) {
         float xv[V::N], bv[V::N], yv[V::N];
         V::ld(x, i, xv);
@@ -885,7 +846,7 @@ template <int DT> __global__ void bias_gelu_vec_kernel(char *y, const char *x, c
 }
 template <int DT> __global__ void bias_gelu_bwd_vec_kernel(char *gx, const char *gy, const char *x, const char *b,
                                                           int64_t nv, int dv, int step, bool tanh_form) {
-    typedef gvec<DT> V;
+    typedef wfc_vec16<DT> V;
     VEC_ROWS_LOOP(i, c, nv, dv, step) {
         float gv[V::N], xv[V::N], bv[V::N], ov[V::N];
         V::ld(gy, i, gv);

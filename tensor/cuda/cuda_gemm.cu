@@ -340,34 +340,10 @@ extern "C" int wf__cuda_gemm(int dtype, int transA, int transB, int64_t m, int64
 #define CS_TX 32
 #define CS_TY 8
 
-template <int DT> struct cs_vec;   /* one 16-byte vector as floats (the conversions of wfc_ld) */
-template <> struct cs_vec<WF_F32> {
-    enum { N = 4 };
-    static __device__ __forceinline__ void ld(const char *p, float *o) {
-        float4 a = *(const float4 *)p;
-        o[0] = a.x; o[1] = a.y; o[2] = a.z; o[3] = a.w;
-    }
-};
-template <int DT> struct cs_vec_half {
-    enum { N = 8 };
-    static __device__ __forceinline__ void ld(const char *p, float *o) {
-        uint4 u = *(const uint4 *)p;
-        uint32_t w[4] = { u.x, u.y, u.z, u.w };
-#pragma unroll
-        for (int j = 0; j < 4; j++) {
-            uint16_t lo = (uint16_t)(w[j] & 0xffffu), hi = (uint16_t)(w[j] >> 16);
-            o[2 * j] = DT == WF_BF16 ? wfc_bf16_to_f(lo) : wfc_h_to_f(lo);
-            o[2 * j + 1] = DT == WF_BF16 ? wfc_bf16_to_f(hi) : wfc_h_to_f(hi);
-        }
-    }
-};
-template <> struct cs_vec<WF_BF16> : cs_vec_half<WF_BF16> {};
-template <> struct cs_vec<WF_F16> : cs_vec_half<WF_F16> {};
-
 /* a: rows x (nvec vectors) with row pitch ld_bytes; partial: chunks x (nvec * N) floats */
 template <int DT> __global__ void colsum_partial(const char *a, int64_t rows, int64_t ld_bytes, int nvec,
                                                  int64_t rows_per_chunk, float *partial) {
-    typedef cs_vec<DT> V;
+    typedef wfc_vec16<DT> V;
     __shared__ float sm[CS_TY][CS_TX][V::N];
     int v = blockIdx.x * CS_TX + threadIdx.x;
     int64_t r0 = (int64_t)blockIdx.y * rows_per_chunk;
@@ -380,7 +356,7 @@ template <int DT> __global__ void colsum_partial(const char *a, int64_t rows, in
 #pragma unroll 4
         for (int64_t r = r0 + threadIdx.y; r < r1; r += CS_TY) {
             float x[V::N];
-            V::ld(p + r * ld_bytes, x);
+            V::ld(p + r * ld_bytes, 0, x);
 #pragma unroll
             for (int j = 0; j < V::N; j++) acc[j] += x[j];
         }

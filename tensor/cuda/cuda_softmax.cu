@@ -292,12 +292,12 @@ __device__ __forceinline__ void xent_block_reduce(float &m, float &s, float &sx)
 
 template <int DT> struct xent_vec_ld {
     const char *xr;
-    __device__ __forceinline__ float operator()(int64_t j) const { return row_vec<DT>::ld1(xr, (int)j); }
+    __device__ __forceinline__ float operator()(int64_t j) const { return wfc_vec16<DT>::ld1(xr, (int)j); }
 };
 
 /* one block per row; nv = cols / N vectors per row */
 template <int DT> __global__ void __launch_bounds__(XENT_VEC_THREADS, 3) xent_fwd_vec_kernel(xent_args a, int nv) {
-    typedef row_vec<DT> V;
+    typedef wfc_vec16<DT> V;
     int64_t row = blockIdx.x;
     const char *xr = a.x + row * (int64_t)nv * 16;
     const int nth = (int)blockDim.x;
@@ -324,7 +324,7 @@ template <int DT> __global__ void __launch_bounds__(XENT_VEC_THREADS, 3) xent_fw
 }
 
 template <int DT> __global__ void __launch_bounds__(XENT_VEC_THREADS, 3) xent_bwd_vec_kernel(xent_args a, int nv) {
-    typedef row_vec<DT> V;
+    typedef wfc_vec16<DT> V;
     int64_t row = blockIdx.x;
     const char *xr = a.x + row * (int64_t)nv * 16;
     char *gr = a.gx + row * (int64_t)nv * 16;
