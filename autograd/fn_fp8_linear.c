@@ -15,17 +15,63 @@
  * The per-Linear state (3 slots of scale, scale_inv, amax, history position and a 1024-step
  * amax history) lives on the weight's device and is not part of the module's parameters or
  * buffers, so checkpoints do not hold it: a resumed run starts its scales over from 1 (the
- * history refills within a few steps; TE keeps it in extra_state). */
+ * history refills within a few steps; TE keeps it in extra_state).
+ *
+ * On the CPU the same node runs on the launchers' host emulation (precision/fp8_emulate.c):
+ * tests/precision/test_fp8_linear.c checks its results exactly in every build. */
 #include "autograd_impl.h"
 #include "fn_fp8_linear.h"
 #include "weft_config.h"
-#include "../tensor/cuda/cuda_api.h"
+#include "../precision/fp8_impl.h"
 #include "../tensor/ops_raw.h"
+#ifdef WEFT_HAVE_CUDA
+#include "../tensor/cuda/cuda_api.h"
+#endif
 
 #include <string.h>
 
-#ifdef WEFT_HAVE_CUDA
 enum { E4M3 = 0, E5M2 = 1 };
+
+/* The three launchers, per device: CUDA's kernels and cuBLASLt (tensor/cuda/cuda_fp8.cu), or
+ * their host emulation (precision/fp8_emulate.c), which runs the whole node on the CPU for its
+ * tests; the "transformer-engine" precision itself is refused on the CPU (no fp8 GEMM). */
+typedef struct {
+    int (*cast)(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale, void *y, void *yt,
+                float *amax, float *scale_inv_out, int dev);
+    int (*update)(float *slots, int nslots, int64_t slot_stride, int len, int fmt, int margin, int dev);
+    int (*gemm)(int64_t m, int64_t n, int64_t k, const void *A, int a_fmt, const float *a_scale_inv, const void *B,
+                int b_fmt, const float *b_scale_inv, void *D, int d_dtype, float beta, const void *bias, int fast_accum,
+                int dev);
+} fp8_ops;
+
+static int host_cast(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale, void *y,
+                     void *yt, float *amax, float *scale_inv_out, int dev) {
+    (void)dev;
+    return wf__fp8_cast_host(x, dtype, rows, cols, fmt, scale, y, yt, amax, scale_inv_out);
+}
+static int host_update(float *slots, int nslots, int64_t slot_stride, int len, int fmt, int margin, int dev) {
+    (void)dev;
+    return wf__fp8_update_host(slots, nslots, slot_stride, len, fmt, margin);
+}
+static int host_gemm(int64_t m, int64_t n, int64_t k, const void *A, int a_fmt, const float *a_scale_inv, const void *B,
+                     int b_fmt, const float *b_scale_inv, void *D, int d_dtype, float beta, const void *bias,
+                     int fast_accum, int dev) {
+    (void)fast_accum, (void)dev;
+    return wf__fp8_gemm_host(m, n, k, A, a_fmt, a_scale_inv, B, b_fmt, b_scale_inv, D, d_dtype, beta, bias);
+}
+static const fp8_ops host_ops = { host_cast, host_update, host_gemm };
+#ifdef WEFT_HAVE_CUDA
+static const fp8_ops cuda_ops = { wf__cuda_fp8_cast, wf__cuda_fp8_update, wf__cuda_fp8_gemm };
+#endif
+
+/* the launchers for dev, or NULL where there are none */
+static const fp8_ops *ops_for(wf_device dev) {
+    if (dev.type == WF_DEV_CPU) return &host_ops;
+#ifdef WEFT_HAVE_CUDA
+    if (dev.type == WF_DEV_CUDA) return &cuda_ops;
+#endif
+    return NULL;
+}
 
 static void *dptr(const wf_tensor *t) { return (char *)t->storage->data + t->offset * (int64_t)wf_dtype_size(t->dtype); }
 static float *slot(wf_tensor *state, int s) { return (float *)dptr(state) + (int64_t)s * WF__FP8_SLOT_FLOATS; }
@@ -69,6 +115,7 @@ static int fp8_linear_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx)
     if (!xt || !wt || !sinv || !state) return wf_error() ? wf_error() : wf__error(WF_EAUTOGRAD, "%s: state lost", op);
     int64_t M = n->i[0], N = n->i[1], K = n->i[2];
     int dev = state->device.index;
+    const fp8_ops *o = ops_for(state->device);
     wf_tensor *g = wf_reshape(gy[0], WF_SHAPE(M, N));
     if (g && !fp8_dtype(g->dtype)) g = wf__to_dtype_raw(g, WF_BF16);
     if (g && !wf_is_contiguous(g)) g = wf__copy_raw(g, g->dtype, g->device);
@@ -80,15 +127,15 @@ static int fp8_linear_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx)
     float *sg = slot(state, WF__FP8_SLOT_GY);
     int rc = 0;
     if (gq || gt) {
-        rc = wf__cuda_fp8_cast(dptr(g), g->dtype, M, N, E5M2, sg, gq ? dptr(gq) : NULL, gt ? dptr(gt) : NULL, sg + 2,
+        rc = o->cast(dptr(g), g->dtype, M, N, E5M2, sg, gq ? dptr(gq) : NULL, gt ? dptr(gt) : NULL, sg + 2,
                                dptr(gsinv), dev);
-        if (!rc) rc = wf__cuda_fp8_update(sg, 1, WF__FP8_SLOT_FLOATS, WF__FP8_HISTORY_LEN, E5M2, WF__FP8_MARGIN, dev);
+        if (!rc) rc = o->update(sg, 1, WF__FP8_SLOT_FLOATS, WF__FP8_HISTORY_LEN, E5M2, WF__FP8_MARGIN, dev);
     }
     const float *sx = dptr(sinv), *sw = (const float *)dptr(sinv) + SINV_W;
     if (!rc && n->needs[0]) {
         /* dx [M, K] = gy [M, N] . (w^T [K, N])^T */
         wf_tensor *dx = wf__empty(WF_SHAPE(M, K), WF_BF16, g->device);
-        rc = dx ? wf__cuda_fp8_gemm(M, K, N, dptr(gq), E5M2, dptr(gsinv), dptr(wt), E4M3, sw, dptr(dx), WF_BF16, 0.0f,
+        rc = dx ? o->gemm(M, K, N, dptr(gq), E5M2, dptr(gsinv), dptr(wt), E4M3, sw, dptr(dx), WF_BF16, 0.0f,
                                     NULL, 0, dev)
                 : wf_error();
         if (!rc && dx->dtype != n->in_meta[0].dtype) dx = wf__to_dtype_raw(dx, n->in_meta[0].dtype);
@@ -97,7 +144,7 @@ static int fp8_linear_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx)
     if (!rc && n->needs[1]) {
         /* dw [N, K] = (gy^T [N, M]) . (x^T [K, M])^T, in f32 */
         wf_tensor *dw = wf__empty(WF_SHAPE(N, K), WF_F32, g->device);
-        rc = dw ? wf__cuda_fp8_gemm(N, K, M, dptr(gt), E5M2, dptr(gsinv), dptr(xt), E4M3, sx, dptr(dw), WF_F32, 0.0f,
+        rc = dw ? o->gemm(N, K, M, dptr(gt), E5M2, dptr(gsinv), dptr(xt), E4M3, sx, dptr(dw), WF_F32, 0.0f,
                                     NULL, 0, dev)
                 : wf_error();
         if (!rc && dw->dtype != n->in_meta[1].dtype) dw = wf__to_dtype_raw(dw, n->in_meta[1].dtype);
@@ -110,9 +157,10 @@ static int fp8_linear_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx)
     return rc;
 }
 
-/* x [.., K], w [N, K] on one CUDA device, in f32 / bf16 / f16, all of M, N, K multiples of 16 */
+/* x [.., K], w [N, K] on one device with fp8 launchers (CUDA, or the CPU's emulation), in
+ * f32 / bf16 / f16, all of M, N, K multiples of 16 (cuBLASLt's; the emulation keeps them) */
 static bool fp8_fits(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
-    if (x->device.type != WF_DEV_CUDA || !wf_device_eq(x->device, w->device) || w->ndim != 2 || x->ndim < 1)
+    if (!ops_for(x->device) || !wf_device_eq(x->device, w->device) || w->ndim != 2 || x->ndim < 1)
         return false;
     if (!fp8_dtype(x->dtype) || !fp8_dtype(w->dtype) || (b && (!fp8_dtype(b->dtype) || b->ndim != 1)))
         return false;
@@ -133,6 +181,7 @@ static wf_tensor *fp8_linear_body(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_t
     if (!*state && !(*state = state_new(w->device))) return NULL;
     wf_tensor *st = *state;
     int dev = w->device.index;
+    const fp8_ops *o = ops_for(w->device);
     int64_t N = w->shape[0], K = w->shape[1], M = wf_numel(x) / K;
     wf_tensor *y = NULL;
     wf_scope_begin();
@@ -157,11 +206,11 @@ static wf_tensor *fp8_linear_body(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_t
     wf_tensor *yy = wf__empty(shape, x->ndim, WF_BF16, x->device);   /* [M, N] to the GEMM */
     int rc = xc && wc && xq && wq && xt && wt && sinv && yy && (!b || bb) ? 0 : wf_error();
     float *sx = slot(st, WF__FP8_SLOT_X), *sw = slot(st, WF__FP8_SLOT_W), *si = rc ? NULL : dptr(sinv);
-    if (!rc) rc = wf__cuda_fp8_cast(dptr(xc), xc->dtype, M, K, E4M3, sx, dptr(xq), need_xt ? dptr(xt) : NULL, sx + 2, si, dev);
-    if (!rc) rc = wf__cuda_fp8_cast(dptr(wc), wc->dtype, N, K, E4M3, sw, dptr(wq), need_wt ? dptr(wt) : NULL, sw + 2, si + SINV_W, dev);
+    if (!rc) rc = o->cast(dptr(xc), xc->dtype, M, K, E4M3, sx, dptr(xq), need_xt ? dptr(xt) : NULL, sx + 2, si, dev);
+    if (!rc) rc = o->cast(dptr(wc), wc->dtype, N, K, E4M3, sw, dptr(wq), need_wt ? dptr(wt) : NULL, sw + 2, si + SINV_W, dev);
     /* x's and w's slots are adjacent: one launch updates both */
-    if (!rc) rc = wf__cuda_fp8_update(sx, 2, WF__FP8_SLOT_FLOATS, WF__FP8_HISTORY_LEN, E4M3, WF__FP8_MARGIN, dev);
-    if (!rc) rc = wf__cuda_fp8_gemm(M, N, K, dptr(xq), E4M3, si, dptr(wq), E4M3, si + SINV_W, dptr(yy), WF_BF16, 0.0f,
+    if (!rc) rc = o->update(sx, 2, WF__FP8_SLOT_FLOATS, WF__FP8_HISTORY_LEN, E4M3, WF__FP8_MARGIN, dev);
+    if (!rc) rc = o->gemm(M, N, K, dptr(xq), E4M3, si, dptr(wq), E4M3, si + SINV_W, dptr(yy), WF_BF16, 0.0f,
                                     bb ? dptr(bb) : NULL, 1, dev);
     if (!rc) y = yy;
     if (y) {
@@ -181,10 +230,3 @@ static wf_tensor *fp8_linear_body(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_t
 wf_tensor *wf__fp8_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_tensor **state) {
     WF__NAMED("wf_linear", wf_tensor *, !r, fp8_linear_body(x, w, b, state));
 }
-#else
-/* no CUDA, no fp8 GEMM: precision/plugins.c refuses the precision before any of this runs */
-wf_tensor *wf__fp8_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_tensor **state) {
-    (void)state;
-    return wf_linear(x, w, b);
-}
-#endif

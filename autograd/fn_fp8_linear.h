@@ -1,6 +1,7 @@
 /* autograd/fn_fp8_linear.h: the fp8 Linear of the "transformer-engine" precision
  * (fn_fp8_linear.c), for nn/layers.c's Linear and precision/plugins.c. Not in the minimal
- * preset (which has no CUDA, so no fp8). */
+ * preset. It runs on CUDA, and on the CPU through the host emulation of its launchers (its
+ * tests: the precision itself is refused on the CPU). */
 #ifndef WEFT_FN_FP8_LINEAR_H
 #define WEFT_FN_FP8_LINEAR_H
 
@@ -23,7 +24,7 @@ enum { WF__FP8_SLOT_X, WF__FP8_SLOT_W, WF__FP8_SLOT_GY, WF__FP8_SLOTS };
 /* y = x w^T + b with the three GEMMs in fp8 (E4M3 x, w; E5M2 gradient of y) and delayed
  * scaling, recorded for autograd. *state is the Linear's fp8 state (an f32 tensor of
  * WF__FP8_SLOTS slots on w's device, owned by the caller; made here on first use or when w
- * moved to another device). Where fp8 does not apply (not CUDA, a dtype other than f32 / bf16
+ * moved to another device). Where fp8 does not apply (neither CUDA nor the CPU, a dtype other than f32 / bf16
  * / f16, rows, in or out features not multiples of 16), plain wf_linear (autocast applies). */
 wf_tensor *wf__fp8_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_tensor **state);
 

@@ -3,8 +3,9 @@
  * received blocks once they are all in, and freeing. */
 #include "dist/mpi_direct.h"
 
+#include "dist/dist_impl.h"   /* also what keeps the file non-empty without MPI */
+
 #ifdef WEFT_HAVE_MPI
-#include "dist/dist_impl.h"
 
 #include <string.h>
 

@@ -3,8 +3,9 @@
  * rank receives wait in scratch and are folded into a copy of its own block once all are in. */
 #include "dist/mpi_direct.h"
 
+#include "dist/dist_impl.h"   /* also what keeps the file non-empty without MPI */
+
 #ifdef WEFT_HAVE_MPI
-#include "dist/dist_impl.h"
 
 #include <string.h>
 

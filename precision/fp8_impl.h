@@ -30,4 +30,14 @@ float wf__fp8_decode(uint8_t code, wf__fp8_format fmt);
 void wf__fp8_scaling_update(float *history, int len, int *pos, float amax, float fp8_max, int margin, float *scale,
                             float *scale_inv);
 
+/* tensor/cuda/cuda_api.h's wf__cuda_fp8_cast / _update / _gemm on host memory, the same
+ * arguments less the device (precision/fp8_emulate.c): the fp8 Linear's path on the CPU, for
+ * its tests (the CPU has no fp8 GEMM; the precision is refused there). 0 always. */
+int wf__fp8_cast_host(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale, void *y,
+                      void *yt, float *amax, float *scale_inv_out);
+int wf__fp8_update_host(float *slots, int nslots, int64_t slot_stride, int len, int fmt, int margin);
+int wf__fp8_gemm_host(int64_t m, int64_t n, int64_t k, const void *A, int a_fmt, const float *a_scale_inv,
+                      const void *B, int b_fmt, const float *b_scale_inv, void *D, int d_dtype, float beta,
+                      const void *bias);
+
 #endif
