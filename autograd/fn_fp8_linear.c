@@ -17,12 +17,12 @@
  * buffers, so checkpoints do not hold it: a resumed run starts its scales over from 1 (the
  * history refills within a few steps; TE keeps it in extra_state).
  *
- * On the CPU the same node runs on the launchers' host emulation (precision/fp8_emulate.c):
+ * On the CPU the same node runs on the launchers' host emulation (tensor/cpu/fp8_emulate.c):
  * tests/precision/test_fp8_linear.c checks its results exactly in every build. */
 #include "autograd_impl.h"
 #include "fn_fp8_linear.h"
 #include "weft_config.h"
-#include "../precision/fp8_impl.h"
+#include "../tensor/cpu/fp8.h"
 #include "../tensor/ops_raw.h"
 #ifdef WEFT_HAVE_CUDA
 #include "../tensor/cuda/cuda_api.h"
@@ -33,7 +33,7 @@
 enum { E4M3 = 0, E5M2 = 1 };
 
 /* The three launchers, per device: CUDA's kernels and cuBLASLt (tensor/cuda/cuda_fp8.cu), or
- * their host emulation (precision/fp8_emulate.c), which runs the whole node on the CPU for its
+ * their host emulation (tensor/cpu/fp8_emulate.c), which runs the whole node on the CPU for its
  * tests; the "transformer-engine" precision itself is refused on the CPU (no fp8 GEMM). */
 typedef struct {
     int (*cast)(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale, void *y, void *yt,

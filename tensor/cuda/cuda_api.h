@@ -228,7 +228,7 @@ int wf__cuda_sdpa_backward(const wf_cuda_view *dq, const wf_cuda_view *dk, const
                            double scale, int causal, int dev);
 
 /* ---------------------------------------------------------------- fp8 (cuda_fp8.cu)
- * The "transformer-engine" precision's pieces. fmt: 0 = E4M3, 1 = E5M2 (precision/fp8_impl.h's
+ * The "transformer-engine" precision's pieces. fmt: 0 = E4M3, 1 = E5M2 (tensor/cpu/fp8.h's
  * numbers); every scale is a device float, read and written on the device (no host sync). */
 /* the compute capability of cuda:dev (0, or a code) */
 int wf__cuda_capability(int dev, int *major, int *minor);
@@ -247,7 +247,7 @@ int wf__cuda_fp8_decode(const void *x, int64_t n, int fmt, float *y, int dev);
 /* Delayed scaling of nslots consecutive slots, slot_stride floats apart, each laid out as
  * { scale, scale_inv, amax, pos (int bits), history[len] }: the slot's amax enters the
  * history at pos (pos advances, amax is reset to 0), and scale / scale_inv follow from the
- * history's maximum as precision/fp8_scaling.c does, fmt's largest value and margin. */
+ * history's maximum as tensor/cpu/fp8_scaling.c does, fmt's largest value and margin. */
 int wf__cuda_fp8_update(float *slots, int nslots, int64_t slot_stride, int len, int fmt, int margin, int dev);
 /* D[m, n] = (A[m, k] * a_scale_inv) (B[n, k] * b_scale_inv)^T + beta D (+ bias[n]): A, B fp8
  * bytes of formats a_fmt / b_fmt (not both E5M2), row-major with k contiguous; D bf16 or f32

@@ -1,7 +1,7 @@
 /* tensor/cuda/cuda_fp8.cu: fp8 training (the "transformer-engine" precision) on GPUs of compute
  * capability 8.9 and newer: the cast of a tensor to E4M3 / E5M2 under a device scale (with
  * its transposed copy and its amax), the delayed-scaling update of the scales, and the fp8
- * GEMM through cuBLASLt. precision/fp8_format.c and fp8_scaling.c are the CPU reference these
+ * GEMM through cuBLASLt. tensor/cpu/fp8_format.c and fp8_scaling.c are the CPU reference these
  * kernels match bit for bit (tests/cuda/test_cuda_fp8.c).
  *
  * Nothing here waits for the host: the scales are read and written on the device, so a step

@@ -1,10 +1,10 @@
 /* tests/cuda/test_cuda_fp8.c: the "transformer-engine" precision's GPU pieces
  * (tensor/cuda/cuda_fp8.cu, autograd/fn_fp8_linear.c) on a GPU of compute capability >= 8.9:
- *   - the cast kernel bit for bit against the CPU reference (precision/fp8_format.c) for f32,
+ *   - the cast kernel bit for bit against the CPU reference (tensor/cpu/fp8_format.c) for f32,
  *     bf16 and f16 inputs, random and edge values (ties, subnormals, saturation, inf, NaN,
  *     signed zeros), E4M3 and E5M2: the bytes, the transposed copy, the amax (raised
  *     atomically, never lowered) and the scale_inv written beside them;
- *   - the delayed-scaling update kernel against precision/fp8_scaling.c over many steps (zero,
+ *   - the delayed-scaling update kernel against tensor/cpu/fp8_scaling.c over many steps (zero,
  *     inf and NaN amaxes, the history wrapping);
  *   - the fp8 GEMM against an f64 product of the dequantized operands (bf16 and f32 outputs,
  *     bias, beta 1, the tolerance that of f32 accumulation and the output's rounding), and its
@@ -24,7 +24,7 @@
 #include "weft/weft.h"
 #include "tensor/tensor_impl.h"
 #include "tensor/cuda/cuda_api.h"
-#include "precision/fp8_impl.h"
+#include "tensor/cpu/fp8.h"
 
 #include <math.h>
 #include <stdio.h>

@@ -1,10 +1,10 @@
 /* tests/precision/test_fp8_format.c: the CPU reference of the fp8 formats and of delayed
- * scaling (precision/fp8_format.c, fp8_scaling.c): a table of exact encodings (ties to even,
+ * scaling (tensor/cpu/fp8_format.c, fp8_scaling.c): a table of exact encodings (ties to even,
  * subnormals, saturation, NaN, signed zero), every one of the 256 codes of both formats
  * decoding and encoding back to itself, and the amax history's rolling and its zero / inf /
  * NaN cases. */
 #include "test_util.h"
-#include "precision/fp8_impl.h"
+#include "tensor/cpu/fp8.h"
 
 #include <math.h>
 #include <string.h>

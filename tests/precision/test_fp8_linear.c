@@ -1,5 +1,5 @@
 /* tests/precision/test_fp8_linear.c: the fp8 Linear node (autograd/fn_fp8_linear.c) on the CPU,
- * through the host emulation of its launchers (precision/fp8_emulate.c), so that its wiring is
+ * through the host emulation of its launchers (tensor/cpu/fp8_emulate.c), so that its wiring is
  * checked in every build: the GPU of capability 8.9 that runs the real kernels is
  * tests/cuda/test_cuda_fp8.c's. The emulated GEMM sums in double in a fixed order, so each
  * result is compared exactly with the same sums written here from the reference formats:
@@ -13,7 +13,7 @@
 #include "test_util.h"
 
 #include "autograd/fn_fp8_linear.h"
-#include "precision/fp8_impl.h"
+#include "tensor/cpu/fp8.h"
 
 enum { M = 16, K = 32, N = 48 };
 

@@ -1,8 +1,8 @@
-/* precision/fp8_scaling.c: Transformer Engine's delayed scaling (DelayedScaling, the default
+/* tensor/cpu/fp8_scaling.c: Transformer Engine's delayed scaling (DelayedScaling, the default
  * recipe: amax_history_len 1024, amax_compute_algo "max", margin 0) on the host, the reference
  * of the update kernel in tensor/cuda/cuda_fp8.cu. A step's tensor is cast with the scale the
  * earlier steps' amaxes gave ("delayed"): the cast needs no pass over the tensor before it. */
-#include "fp8_impl.h"
+#include "fp8.h"
 
 #include <math.h>
 

@@ -1,8 +1,8 @@
-/* precision/fp8_impl.h: the CPU reference of the fp8 formats (OCP FP8: E4M3, E5M2) and of
+/* tensor/cpu/fp8.h: the CPU reference of the fp8 formats (OCP FP8: E4M3, E5M2) and of
  * Transformer Engine's delayed scaling, which the GPU kernels of tensor/cuda/cuda_fp8.cu must
  * reproduce bit for bit (tests/cuda/test_cuda_fp8.c compares them). Not in the minimal preset. */
-#ifndef WEFT_FP8_IMPL_H
-#define WEFT_FP8_IMPL_H
+#ifndef WEFT_CPU_FP8_H
+#define WEFT_CPU_FP8_H
 
 #include <stdint.h>
 
@@ -31,7 +31,7 @@ void wf__fp8_scaling_update(float *history, int len, int *pos, float amax, float
                             float *scale_inv);
 
 /* tensor/cuda/cuda_api.h's wf__cuda_fp8_cast / _update / _gemm on host memory, the same
- * arguments less the device (precision/fp8_emulate.c): the fp8 Linear's path on the CPU, for
+ * arguments less the device (tensor/cpu/fp8_emulate.c): the fp8 Linear's path on the CPU, for
  * its tests (the CPU has no fp8 GEMM; the precision is refused there). 0 always. */
 int wf__fp8_cast_host(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale, void *y,
                       void *yt, float *amax, float *scale_inv_out);

@@ -1,11 +1,11 @@
-/* precision/fp8_format.c: float <-> fp8 bytes (OCP FP8 E4M3 and E5M2), the CPU reference of
+/* tensor/cpu/fp8_format.c: float <-> fp8 bytes (OCP FP8 E4M3 and E5M2), the CPU reference of
  * the cast kernel in tensor/cuda/cuda_fp8.cu.
  *
  * E4M3: bias 7, no infinity, S.1111.111 is NaN, so the largest finite value is S.1111.110 =
  * 448. E5M2: bias 15, IEEE-like (S.11111.00 infinity, S.11111.xx NaN), largest 57344.
  * Encoding saturates (as TE's cast and the hardware's .satfinite conversion do): an fp8
  * tensor never holds an infinity that a GEMM would spread. */
-#include "fp8_impl.h"
+#include "fp8.h"
 
 #include <math.h>
 

@@ -1,12 +1,12 @@
-/* precision/fp8_emulate.c: the fp8 Linear's three launchers (tensor/cuda/cuda_api.h's
+/* tensor/cpu/fp8_emulate.c: the fp8 Linear's three launchers (tensor/cuda/cuda_api.h's
  * wf__cuda_fp8_cast / _update / _gemm) on host memory, from this folder's reference formats
  * and scaling: the same arguments and results, the GEMM summed in double. The CPU has no fp8
  * GEMM, so the "transformer-engine" precision stays refused there (precision/plugins.c); this
  * lets the fp8 Linear node (autograd/fn_fp8_linear.c) run its whole path on the CPU, so that
  * its wiring (which bytes, which scales, which transposed copy, when the scales move) is
  * tested in every build, not only on a GPU of capability 8.9. Not in the minimal preset. */
-#include "fp8_impl.h"
-#include "../tensor/tensor_impl.h"
+#include "fp8.h"
+#include "../tensor_impl.h"
 
 #include <math.h>
 #include <string.h>
