@@ -146,9 +146,5 @@ int main(void) {
     tcase_add_test(tc, fabric_rank_zero_first);
     tcase_add_test(tc, version_agrees);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int failed = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return failed ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tt_run(s);
 }

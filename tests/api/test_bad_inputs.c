@@ -1590,9 +1590,5 @@ int main(void) {
     tcase_add_test(tc, test_fabric_object);
     tcase_add_test(tc, test_every_function_has_a_row);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tt_run(s);
 }

@@ -190,9 +190,5 @@ int main(void) {
     tcase_add_test(tc, widening_backend_skips_the_cast);
     tcase_add_test(tc, autocast_casts_a_parameter_once_per_region);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? EXIT_FAILURE : EXIT_SUCCESS;
+    return tt_run(s);
 }

@@ -7,6 +7,7 @@
 
 #include "test_util.h"
 #include "tensor/tensor_impl.h"   /* bf16 rounding */
+#include "dist/dist_impl.h"      /* wf__dist_now */
 
 #include <math.h>
 #include <stdio.h>
@@ -78,6 +79,17 @@ static void mpi_test_expect(wf_tensor *t, int64_t n, double (*want)(const void *
         }
     }
     free(got);
+}
+
+/* After a collective that rank 1 skipped, started at t0: it failed after about the group's 1 s
+ * timeout (not a hang, not at once), and its message names the collective (want) and rank 1
+ * as the one that did not join. */
+static void mpi_test_timed_out(double t0, const char *want) {
+    double dt = wf__dist_now() - t0;
+    ck_assert_msg(dt >= 0.9 && dt < 10, "timed out after %.2f s, expected about 1", dt);
+    const char *m = wf_error_message();
+    ck_assert_msg(strstr(m, want), "%s", m);
+    ck_assert_msg(strstr(m, "ranks that did not join: 1"), "%s", m);
 }
 
 #endif

@@ -235,11 +235,7 @@ START_TEST(test_timeout_names_rank) {
         if (R != 1) {
             double t0 = wf__dist_now();
             ck_assert_int_eq(wf_dist_all_gather(g_to, out, in, NULL), WF_ETIMEOUT);
-            double dt = wf__dist_now() - t0;
-            ck_assert_msg(dt >= 0.9 && dt < 10, "timed out after %.2f s, expected about 1", dt);
-            const char *m = wf_error_message();
-            ck_assert_msg(strstr(m, "wf_dist_all_gather: timed out after 1 s in collective #2 all_gather"), "%s", m);
-            ck_assert_msg(strstr(m, "ranks that did not join: 1"), "%s", m);
+            mpi_test_timed_out(t0, "wf_dist_all_gather: timed out after 1 s in collective #2 all_gather");
             ck_assert_int_eq(wf_dist_reduce_scatter(g_to, in, out, WF_DIST_SUM, NULL), WF_ETIMEOUT);
             ck_assert_error(WF_ETIMEOUT, "broken by an earlier error");
             wf_clear_error();

@@ -122,9 +122,5 @@ int main(void) {
     tcase_add_test(tc, composes_where_not_fusable);
     tcase_add_test(tc, bad_inputs);
     suite_add_tcase(s, tc);
-    SRunner *sr = srunner_create(s);
-    srunner_run_all(sr, CK_NORMAL);
-    int nf = srunner_ntests_failed(sr);
-    srunner_free(sr);
-    return nf ? 1 : 0;
+    return tt_run(s);
 }
