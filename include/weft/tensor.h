@@ -353,7 +353,9 @@ wf_tensor *wf_linear_gelu(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_gelu_appr
  * is not saved but made again from the GELU's input in backward, one elementwise pass; that
  * saves rows * hidden elements per call (GPT-2 124M at 16 x 1024 tokens: 100 MB a layer in
  * bf16). The same values as the composed ops; the bias + GELU kernel where wf_linear_gelu
- * uses it. b1 and b2 may be NULL. x: [..., in], w1: [hidden, in], w2: [out, hidden].
+ * uses it. b1 and b2 may be NULL. x: [..., in], w1: [hidden, in], w2: [out, hidden]. Returns a
+ * new tensor (a result in the current scope, as any op's), or NULL with the error naming
+ * wf_fused_mlp (a NULL x / w1 / w2, mismatched sizes or dtypes, a bad approximate).
  *   wf_tensor *y = wf_fused_mlp(x, fc_w, fc_b, proj_w, proj_b, WF_GELU_NONE);   (new tensor) */
 wf_tensor *wf_fused_mlp(wf_tensor *x, wf_tensor *w1, wf_tensor *b1, wf_tensor *w2, wf_tensor *b2,
                         wf_gelu_approx approximate);
