@@ -57,6 +57,16 @@ static inline bool wfc_contig(const wf_cuda_view *v) {
     }
     return true;
 }
+/* The largest power of two (at most 256) that divides p's address: cuBLASLt's plans are
+ * asked for this alignment (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*), since an algorithm the
+ * heuristic chose for 256-byte operands is refused by cublasLtMatmul on less. */
+static inline int wfc_ptr_align(const void *p) {
+    uintptr_t u = (uintptr_t)p;
+    int a = 1;
+    while (a < 256 && !(u & (uintptr_t)a)) a <<= 1;
+    return a;
+}
+
 static inline unsigned wfc_blocks(int64_t n, int threads, int dev) {
     int64_t b = (n + threads - 1) / threads;
     int64_t cap = (int64_t)wfc_num_sms(dev) * 32;

@@ -168,17 +168,20 @@ extern "C" int wf__cuda_fp8_update(float *slots, int nslots, int64_t slot_stride
  * 16-byte aligned pointers. Plans (descriptors and the heuristic's first algorithm) are
  * cached per device and shape, like cuda_gemm.cu's; the handle and workspace are its. */
 #define F8_PLANS 64
+#define F8_CAND 8
 
 struct f8_key {
     int64_t m, n, k;
     int fa, fb, dt, fast, bias, beta1;
+    int al_a, al_b, al_d, al_bias;   /* the operands' alignments (wfc_ptr_align), asked of the heuristic */
 };
 struct f8_plan {
     bool used, ok;
     f8_key key;
     cublasLtMatmulDesc_t desc;
     cublasLtMatrixLayout_t la, lb, ld;
-    cublasLtMatmulAlgo_t algo;
+    cublasLtMatmulAlgo_t algo[F8_CAND];   /* the heuristic's choices, the one that last ran first */
+    int nalgo;
     cublasStatus_t why;          /* what failed when !ok */
     const char *where;           /* and at which stage: "descriptor", "heuristic", "no algorithm" */
 };
@@ -232,18 +235,26 @@ static void f8_build(f8_plan *p, const f8_key *key, cublasLtHandle_t lt, size_t 
     F8_TRY(cublasLtMatmulPreferenceCreate(&pref));
     uint64_t ws = ws_bytes;
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    cublasLtMatmulHeuristicResult_t res;
+    /* Lt's A is our B; without these the heuristic assumes 256-byte operands and the matmul
+     * refuses ours (the caching allocator's blocks and views may be only 16-byte aligned) */
+    uint32_t aa = (uint32_t)key->al_b, ab = (uint32_t)key->al_a, ad = (uint32_t)key->al_d;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof aa);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof ab);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ad, sizeof ad);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ad, sizeof ad);
+    cublasLtMatmulHeuristicResult_t res[F8_CAND];
     int nres = 0;
     p->where = "heuristic";
-    p->why = cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, 1, &res, &nres);
+    p->why = cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, F8_CAND, res, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
     if (p->why != CUBLAS_STATUS_SUCCESS) return;
-    if (nres < 1 || res.state != CUBLAS_STATUS_SUCCESS) {
+    for (int i = 0; i < nres; i++)
+        if (res[i].state == CUBLAS_STATUS_SUCCESS) p->algo[p->nalgo++] = res[i].algo;
+    if (p->nalgo < 1) {
         p->where = "no algorithm from the heuristic";
         p->why = CUBLAS_STATUS_NOT_SUPPORTED;
         return;
     }
-    p->algo = res.algo;
     p->ok = true;
 #undef F8_TRY
 }
@@ -275,6 +286,8 @@ extern "C" int wf__cuda_fp8_gemm(int64_t m, int64_t n, int64_t k, const void *A,
     memset(&key, 0, sizeof key);
     key.m = m; key.n = n; key.k = k; key.fa = a_fmt; key.fb = b_fmt; key.dt = d_dtype; key.fast = fast_accum != 0;
     key.bias = bias != NULL; key.beta1 = beta != 0;
+    key.al_a = wfc_ptr_align(A); key.al_b = wfc_ptr_align(B); key.al_d = wfc_ptr_align(D);
+    key.al_bias = bias ? wfc_ptr_align(bias) : 0;
     pthread_mutex_lock(&g_lock);
     if (!g_plans[dev] && !(g_plans[dev] = (f8_plan *)calloc(F8_PLANS, sizeof(f8_plan)))) {
         pthread_mutex_unlock(&g_lock);
@@ -291,6 +304,7 @@ extern "C" int wf__cuda_fp8_gemm(int64_t m, int64_t n, int64_t k, const void *A,
     }
     cublasStatus_t bs = p->why;
     const char *where = p->where;
+    int tried = p->ok ? p->nalgo : 0;
     if (p->ok) {
         where = "matmul";
         bs = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &b_scale_inv, sizeof b_scale_inv);
@@ -299,18 +313,28 @@ extern "C" int wf__cuda_fp8_gemm(int64_t m, int64_t n, int64_t k, const void *A,
         if (bs == CUBLAS_STATUS_SUCCESS && bias)
             bs = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
         const float one = 1.0f;
-        if (bs == CUBLAS_STATUS_SUCCESS)
-            bs = cublasLtMatmul((cublasLtHandle_t)lt, p->desc, &one, B, p->la, A, p->lb, &beta, D, p->ld, D, p->ld, &p->algo,
-                                ws, ws_bytes, st);
+        /* a candidate the matmul refuses ("not supported") gives way to the next; the one that
+         * runs moves to the front, so later calls try it first */
+        for (int i = 0; bs == CUBLAS_STATUS_SUCCESS && i < p->nalgo; i++) {
+            bs = cublasLtMatmul((cublasLtHandle_t)lt, p->desc, &one, B, p->la, A, p->lb, &beta, D, p->ld, D, p->ld,
+                                &p->algo[i], ws, ws_bytes, st);
+            if (bs == CUBLAS_STATUS_SUCCESS) {
+                if (i) { cublasLtMatmulAlgo_t a = p->algo[i]; p->algo[i] = p->algo[0]; p->algo[0] = a; }
+                break;
+            }
+            if (bs != CUBLAS_STATUS_NOT_SUPPORTED || i + 1 == p->nalgo) break;
+            bs = CUBLAS_STATUS_SUCCESS;
+        }
     }
     pthread_mutex_unlock(&g_lock);
     if (bs != CUBLAS_STATUS_SUCCESS) {
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return wfc_report(e, "fp8 gemm (cuBLASLt)", dev);
         return wfc_error(WF_EDEVICEFAIL, "cuda:%d: fp8 gemm failed in cuBLASLt (%s): %s (A %s [%lld, %lld], B %s [%lld, %lld], D %s, "
-                         "beta %g, bias %s, fast accumulation %d)", dev, where, cublasGetStatusString(bs), fmt_name(a_fmt),
-                         (long long)m, (long long)k, fmt_name(b_fmt), (long long)n, (long long)k,
-                         wf_dtype_name((wf_dtype)d_dtype), (double)beta, bias ? "yes" : "no", fast_accum);
+                         "beta %g, bias %s, fast accumulation %d, alignments A %d B %d D %d bytes, %d algorithms tried)", dev, where,
+                         cublasGetStatusString(bs), fmt_name(a_fmt), (long long)m, (long long)k, fmt_name(b_fmt), (long long)n,
+                         (long long)k, wf_dtype_name((wf_dtype)d_dtype), (double)beta, bias ? "yes" : "no", fast_accum,
+                         key.al_a, key.al_b, key.al_d, tried);
     }
     return wfc_check("fp8 gemm (cuBLASLt)", dev);
 }

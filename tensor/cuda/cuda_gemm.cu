@@ -52,13 +52,6 @@ struct lt_plan {
     bool tuned;
 };
 
-static int ptr_align(const void *p) {
-    uintptr_t u = (uintptr_t)p;
-    int a = 1;
-    while (a < 256 && !(u & (uintptr_t)a)) a <<= 1;
-    return a;
-}
-
 static void lt_plan_destroy(lt_plan *p) {
     if (!p->used) return;
     if (p->desc) cublasLtMatmulDescDestroy(p->desc);
@@ -233,7 +226,7 @@ static int lt_gemm(int dev, cudaStream_t st, int dtype, cudaDataType_t ty, cubla
     key.m = m; key.n = n; key.k = k; key.lda = lda; key.ldb = ldb; key.ldc = ldc;
     key.batch = batch;
     if (batch > 1) { key.sa = sA; key.sb = sB; key.sc = sC; }
-    key.al_a = ptr_align(A); key.al_b = ptr_align(B); key.al_c = ptr_align(C);
+    key.al_a = wfc_ptr_align(A); key.al_b = wfc_ptr_align(B); key.al_c = wfc_ptr_align(C);
     key.epi = epi;
     lt_plan *p = NULL;
     for (int i = 0; i < LT_PLANS; i++)
@@ -438,7 +431,7 @@ extern "C" int wf__cuda_gemm_epilogue(int dtype, int transA, int transB, int64_t
     if (m <= 0 || n <= 0 || k <= 0 || m > IMAX || n > IMAX || k > IMAX || lda > IMAX || ldb > IMAX || ldc > IMAX)
         return 1;
     void *bp = bias ? (void *)bias : bgrad;
-    if (ptr_align(bp) < 16) return 1;
+    if (wfc_ptr_align(bp) < 16) return 1;
     static int no_lt = -1;
     if (no_lt < 0) no_lt = getenv("WEFT_NO_CUBLASLT") != NULL || getenv("WEFT_NO_GEMM_EPILOGUE") != NULL;
     if (no_lt) return 1;
