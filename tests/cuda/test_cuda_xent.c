@@ -1,10 +1,8 @@
 /* tests/cuda/test_cuda_xent.c: the softmax cross-entropy kernels' two paths (tensor/cuda/
  * cuda_softmax.cu) agree, and both are near a CPU reference. The vector path takes contiguous
  * 16-byte-aligned f32 / bf16 / f16 rows whose length is a multiple of 16 bytes; the same
- * values one element off the alignment take the generic kernels. The vector kernels are opt-in
- * (WEFT_XENT_VEC=1, read once) until a GPU run has checked them: this program sets it before
- * its first kernel, and compares layouts (WEFT_XENT_NOVEC=1 would force the generic ones
- * everywhere).
+ * values one element off the alignment take the generic kernels, so one run compares both
+ * (WEFT_XENT_NOVEC=1 would force the generic ones everywhere: leave it unset).
  *
  * The two paths sum a row in different orders, so they agree within f32 rounding, not bit
  * for bit (the tolerances are derived at each check). Every row has one "needle" logit that
@@ -186,7 +184,7 @@ static void run(wf_dtype dt, int64_t rows, int64_t cols, int64_t masked, double 
 }
 
 int main(void) {
-    setenv("WEFT_XENT_VEC", "1", 1);   /* the vector path is opt-in (tensor/cuda/cuda_softmax.cu) */
+    unsetenv("WEFT_XENT_NOVEC");   /* both paths are compared (tensor/cuda/cuda_softmax.cu) */
     int nd = wf_cuda_device_count();
     wf_clear_error();
     if (nd <= 0) { printf("no CUDA device: skipped\n"); return 77; }
