@@ -533,7 +533,11 @@ int main(void) {
     const wf_dtype dts[3] = { WF_F32, WF_BF16, WF_F16 };
     for (int f = 0; f < 2; f++)
         for (int i = 0; i < 3; i++) {
+            /* the 4-wide kernel (rows and cols multiples of 4: partial and whole 64 x 64
+             * tiles, specials) and the one-byte one (odd sizes) */
             test_cast(dts[i], f, 80, 48, 1.0f, false);
+            test_cast(dts[i], f, 68, 132, 3.0f, true);
+            test_cast(dts[i], f, 256, 1024, 0.25f, false);
             test_cast(dts[i], f, 37, 53, 3.0f, true);
             test_cast(dts[i], f, 257, 1024, 0.25f, false);
         }

@@ -686,6 +686,9 @@ static int gen_reduce_split(op_sample *s, int max) {
     S("4x400000", 0, R(WF_SHAPE(4, 400000)));
     S("5x400003", 0, R(WF_SHAPE(5, 400003)));
     S("200000x3", 0, R(WF_SHAPE(200000, 3)));
+    /* dim 0 of these: CUDA's column tiles, over several chunks and with a partial tile */
+    S("2048x96", 0, R(WF_SHAPE(2048, 96)));
+    S("700x1000", 0, R(WF_SHAPE(700, 1000)));
     S("8x300x129", S_BW, R(WF_SHAPE(8, 300, 129)));
     return k;
 }
