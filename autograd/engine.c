@@ -12,6 +12,31 @@
 
 void wf__node_free_saved(wf_node *n);
 
+/* The memory census's context (tensor/census.c): the allocations of a node's backward are
+ * "backward of <Node> / <op>", those of summing gradients "gradient sum for <Node> / add". */
+typedef struct { const char *prefix, *name, *op; bool on; } census_ctx;
+static census_ctx census_enter(const char *prefix, const char *name) {
+    census_ctx c = { 0 };
+#ifndef WEFT_MINIMAL
+    if (!WF__CENSUS_ON()) return c;
+    c.on = true;
+    wf__census_swap_context(prefix, name, &c.prefix, &c.name);
+    c.op = wf__census_swap_op(NULL);
+#else
+    (void)prefix; (void)name;
+#endif
+    return c;
+}
+static void census_leave(census_ctx c) {
+#ifndef WEFT_MINIMAL
+    if (!c.on) return;
+    wf__census_swap_context(c.prefix, c.name, NULL, NULL);
+    wf__census_swap_op(c.op);
+#else
+    (void)c;
+#endif
+}
+
 typedef struct { wf_node **v; size_t n, cap; } vec;
 
 static int vec_push(vec *a, wf_node *x) {
@@ -69,10 +94,12 @@ static int deliver(wf_node *n, int o, wf_tensor *g) {
         n->grad_buf[o] = wf_tensor_retain(g);
         return 0;
     }
+    census_ctx cc = census_enter("gradient sum for ", n->name);
     wf_scope_begin();
     wf_tensor *s = wf_add(n->grad_buf[o], g);
     if (s) wf_tensor_retain(s);
     wf_scope_end();
+    census_leave(cc);
     if (!s) return wf_error();
     wf_tensor_free(n->grad_buf[o]);
     n->grad_buf[o] = s;
@@ -85,6 +112,7 @@ static int run_node(wf_node *n) {
     wf_tensor *gx_inline[4], **gx = n->n_inputs <= 4 ? gx_inline : wf__calloc((size_t)n->n_inputs, sizeof *gx);
     if (!gy || !gx) { rc = wf__error(WF_ENOMEM, "wf_backward: out of memory"); goto out; }
     memset(gx, 0, sizeof(*gx) * (size_t)(n->n_inputs > 4 ? n->n_inputs : 4));
+    census_ctx cc = census_enter("backward of ", n->name);
     wf_scope_begin();
     for (int o = 0; o < n->n_outputs; o++) {
         gy[o] = n->grad_buf ? n->grad_buf[o] : NULL;
@@ -113,6 +141,7 @@ static int run_node(wf_node *n) {
         rc = wf__error(rc, "%s: backward failed", n->name);
     }
     wf_scope_end();
+    census_leave(cc);
 out:
     if (gy && gy != gy_inline) wf__free(gy, 0);
     if (gx && gx != gx_inline) wf__free(gx, 0);
@@ -168,11 +197,13 @@ static int backward_graph(wf_tensor *t, wf_tensor *grad, bool retain_graph) {
     }
 
     /* 2. seed the root and run */
+    census_ctx cc = census_enter("backward seed", NULL);
     wf_scope_begin();
     wf_tensor *g0 = grad ? grad : wf_ones_like(t);
     if (g0 && g0->dtype != t->dtype) g0 = wf_to_dtype(g0, t->dtype);
     rc = g0 ? deliver(root, root_nr, g0) : wf_error();
     wf_scope_end();
+    census_leave(cc);
     if (rc) goto done;
     if ((rc = vec_push(&ready, root))) goto done;
     heap_push(&ready, root);
