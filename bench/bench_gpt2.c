@@ -71,16 +71,23 @@ static int sync_device(wf_device d) { return d.type == WF_DEV_CUDA ? wf_cuda_syn
 
 /* the step's loss, as examples/gpt computes it: from the hidden states through the chunked
  * linear + cross-entropy (the [B*T, V] logits never exist), or from the logits */
+static wf_tensor *forward_kept(wf_module *model, wf_tensor *x) {
+    wf_scope_begin();
+    wf_tensor *out = wf_keep(wf_module_forward(model, x));
+    wf_scope_end();
+    return out;
+}
+
 static wf_tensor *step_loss_(wf_fabric *fab, wf_module *model, wf_tensor *x, wf_tensor *y, bool fused,
                              int64_t chunk_rows) {
     wf_memory_set_label("forward");   /* the census's labels (--memory-summary); free when it is off */
     if (!fused) {
-        wf_tensor *logits = wf_module_forward(model, x);
+        wf_tensor *logits = forward_kept(model, x);
         wf_memory_set_label("loss");
         return gpt_loss(logits, y);
     }
     gpt_set_return_hidden(model, true);
-    wf_tensor *h = wf_module_forward(model, x);
+    wf_tensor *h = forward_kept(model, x);
     gpt_set_return_hidden(model, false);
     wf_memory_set_label("loss");
     if (!h || wf_fabric_autocast_begin(fab)) return NULL;
@@ -88,10 +95,11 @@ static wf_tensor *step_loss_(wf_fabric *fab, wf_module *model, wf_tensor *x, wf_
     return wf_fabric_autocast_end(fab) ? NULL : loss;
 }
 
-/* The forward in a scope of its own: its temporaries that no backward node saved (a layer
- * norm's f32 output behind its cast to bf16, the blocks' branch outputs once summed into the
- * residual stream, ...) go when it ends, not after the optimizer step as they would in the
- * step's scope: at GPT-2 124M, batch 16 x 1024, about 250 MB a layer (bench/NOTES.md). The
+/* The model's forward and then the loss each in a scope of their own (forward_kept, and
+ * here): their temporaries that no backward node saved (a layer norm's f32 output behind its
+ * cast to bf16, the blocks' branch outputs once summed into the residual stream, the loss's
+ * chunk temporaries) go when each ends, not after the optimizer step as they would in the
+ * step's scope: at GPT-2 124M, batch 16 x 1024, about 150 MB a layer (bench/NOTES.md). The
  * loss, kept, goes to the step's scope. */
 static wf_tensor *step_loss(wf_fabric *fab, wf_module *model, wf_tensor *x, wf_tensor *y, bool fused,
                             int64_t chunk_rows) {
