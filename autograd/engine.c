@@ -12,6 +12,31 @@
 
 void wf__node_free_saved(wf_node *n);
 
+/* The memory census's context (tensor/census.c): the allocations of a node's backward are
+ * "backward of <Node> / <op>", those of summing gradients "gradient sum for <Node> / add". */
+typedef struct { const char *prefix, *name, *op; bool on; } census_ctx;
+static census_ctx census_enter(const char *prefix, const char *name) {
+    census_ctx c = { 0 };
+#ifndef WEFT_MINIMAL
+    if (!WF__CENSUS_ON()) return c;
+    c.on = true;
+    wf__census_swap_context(prefix, name, &c.prefix, &c.name);
+    c.op = wf__census_swap_op(NULL);
+#else
+    (void)prefix; (void)name;
+#endif
+    return c;
+}
+static void census_leave(census_ctx c) {
+#ifndef WEFT_MINIMAL
+    if (!c.on) return;
+    wf__census_swap_context(c.prefix, c.name, NULL, NULL);
+    wf__census_swap_op(c.op);
+#else
+    (void)c;
+#endif
+}
+
 typedef struct { wf_node **v; size_t n, cap; } vec;
 
 static int vec_push(vec *a, wf_node *x) {
@@ -59,6 +84,16 @@ static void free_bufs(wf_node *n) {
     n->grad_buf = NULL;
 }
 
+/* May g be added into the buffer b in place? Only when nothing else can see b: one handle
+ * reference (the buffer's own; a scope or a node holding it counts too), its storage not
+ * shared (no view, no tensor passed through to two buffers), and the sum keeps b's dtype and
+ * shape (no promotion, no broadcast). */
+static bool summable_in_place(const wf_tensor *b, const wf_tensor *g) {
+    if (atomic_load(&b->refcount) != 1 || atomic_load(&b->storage->refcount) != 1 || b->view_base) return false;
+    if (b->grad_fn || b->requires_grad || b->dtype != g->dtype || !wf_device_eq(b->device, g->device)) return false;
+    return wf_same_shape(b, g);
+}
+
 /* Add g into node's buffer for output o (takes a reference of its own). */
 static int deliver(wf_node *n, int o, wf_tensor *g) {
     if (!n->grad_buf) {
@@ -69,10 +104,21 @@ static int deliver(wf_node *n, int o, wf_tensor *g) {
         n->grad_buf[o] = wf_tensor_retain(g);
         return 0;
     }
+    census_ctx cc = census_enter("gradient sum for ", n->name);
+    wf_tensor *b = n->grad_buf[o];
+    if (summable_in_place(b, g)) {
+        /* b is the buffer's alone: add into it (PyTorch's InputBuffer does the same) rather
+         * than hold b, g and their sum at once; a tied embedding's gradient is 154 MB at
+         * GPT-2 124M (bench/NOTES.md). b + 1*g rounds as b + g does: the same values. */
+        int rc = wf_add_(b, g);
+        census_leave(cc);
+        return rc;
+    }
     wf_scope_begin();
-    wf_tensor *s = wf_add(n->grad_buf[o], g);
+    wf_tensor *s = wf_add(b, g);
     if (s) wf_tensor_retain(s);
     wf_scope_end();
+    census_leave(cc);
     if (!s) return wf_error();
     wf_tensor_free(n->grad_buf[o]);
     n->grad_buf[o] = s;
@@ -85,6 +131,7 @@ static int run_node(wf_node *n) {
     wf_tensor *gx_inline[4], **gx = n->n_inputs <= 4 ? gx_inline : wf__calloc((size_t)n->n_inputs, sizeof *gx);
     if (!gy || !gx) { rc = wf__error(WF_ENOMEM, "wf_backward: out of memory"); goto out; }
     memset(gx, 0, sizeof(*gx) * (size_t)(n->n_inputs > 4 ? n->n_inputs : 4));
+    census_ctx cc = census_enter("backward of ", n->name);
     wf_scope_begin();
     for (int o = 0; o < n->n_outputs; o++) {
         gy[o] = n->grad_buf ? n->grad_buf[o] : NULL;
@@ -113,6 +160,7 @@ static int run_node(wf_node *n) {
         rc = wf__error(rc, "%s: backward failed", n->name);
     }
     wf_scope_end();
+    census_leave(cc);
 out:
     if (gy && gy != gy_inline) wf__free(gy, 0);
     if (gx && gx != gx_inline) wf__free(gx, 0);
@@ -168,17 +216,22 @@ static int backward_graph(wf_tensor *t, wf_tensor *grad, bool retain_graph) {
     }
 
     /* 2. seed the root and run */
+    census_ctx cc = census_enter("backward seed", NULL);
     wf_scope_begin();
     wf_tensor *g0 = grad ? grad : wf_ones_like(t);
     if (g0 && g0->dtype != t->dtype) g0 = wf_to_dtype(g0, t->dtype);
     rc = g0 ? deliver(root, root_nr, g0) : wf_error();
     wf_scope_end();
+    census_leave(cc);
     if (rc) goto done;
     if ((rc = vec_push(&ready, root))) goto done;
     heap_push(&ready, root);
     while (ready.n) {
         wf_node *n = heap_pop(&ready);
         if ((rc = run_node(n))) break;
+        /* its saved tensors have served: drop them now, as PyTorch does, not after the whole
+         * backward, when every activation would still be alive next to every gradient */
+        if (!retain_graph) wf__node_free_saved(n);
         for (int i = 0; i < n->n_inputs; i++) {
             wf_node *m = n->next[i].fn;
             if (!m) continue;

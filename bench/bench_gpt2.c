@@ -26,7 +26,11 @@
  * --fused-loss 1 (the default, as examples/gpt): the loss from the hidden states through
  * wf_linear_cross_entropy, chunked, so the [B*T, V] logits are never whole; 0: from logits.
  * --loss-chunk-rows N: the fused loss's rows per chunk (0, the default: automatic, as few equal
- * chunks as keep one under 2^28 logits), to measure the chunk size's cost in time and memory. */
+ * chunks as keep one under 2^28 logits), to measure the chunk size's cost in time and memory.
+ * --memory-summary 1: the memory census (wf_memory_record_history) is on from before the model
+ * is made; after the timed steps it prints to stderr what was alive at the device's peak, per
+ * label (the op that allocated it; "forward", "loss", "backward of <Node>", "clip", "optimizer",
+ * "zero_grad" around the step's parts), biggest first. The JSON stays the last stdout line. */
 #include "gpt_model.h"
 #include "weft/fabric.h"
 #include "weft/cuda.h"
@@ -46,7 +50,8 @@ static double now(void) {
 static int usage(const char *argv0) {
     fprintf(stderr, "usage: %s [--layers N] [--heads N] [--width N] [--vocab N] [--batch N] [--seq N] [--steps N] "
                     "[--warmup N] [--accelerator auto|cpu|cuda] [--precision NAME] [--threads N] [--peak-tflops X] "
-                    "[--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N] [--dropout P] [--recompute-gelu 0|1]\n",
+                    "[--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N] [--dropout P] [--recompute-gelu 0|1] "
+                    "[--memory-summary 0|1]\n",
             argv0);
     return 2;
 }
@@ -66,20 +71,61 @@ static int sync_device(wf_device d) { return d.type == WF_DEV_CUDA ? wf_cuda_syn
 
 /* the step's loss, as examples/gpt computes it: from the hidden states through the chunked
  * linear + cross-entropy (the [B*T, V] logits never exist), or from the logits */
-static wf_tensor *step_loss(wf_fabric *fab, wf_module *model, wf_tensor *x, wf_tensor *y, bool fused,
-                            int64_t chunk_rows) {
-    if (!fused) return gpt_loss(wf_module_forward(model, x), y);
+static wf_tensor *forward_kept(wf_module *model, wf_tensor *x) {
+    wf_scope_begin();
+    wf_tensor *out = wf_keep(wf_module_forward(model, x));
+    wf_scope_end();
+    return out;
+}
+
+static wf_tensor *step_loss_(wf_fabric *fab, wf_module *model, wf_tensor *x, wf_tensor *y, bool fused,
+                             int64_t chunk_rows) {
+    wf_memory_set_label("forward");   /* the census's labels (--memory-summary); free when it is off */
+    if (!fused) {
+        wf_tensor *logits = forward_kept(model, x);
+        wf_memory_set_label("loss");
+        return gpt_loss(logits, y);
+    }
     gpt_set_return_hidden(model, true);
-    wf_tensor *h = wf_module_forward(model, x);
+    wf_tensor *h = forward_kept(model, x);
     gpt_set_return_hidden(model, false);
+    wf_memory_set_label("loss");
     if (!h || wf_fabric_autocast_begin(fab)) return NULL;
     wf_tensor *loss = gpt_loss_from_hidden(model, h, y, chunk_rows);
     return wf_fabric_autocast_end(fab) ? NULL : loss;
 }
 
+/* The model's forward and then the loss each in a scope of their own (forward_kept, and
+ * here): their temporaries that no backward node saved (a layer norm's f32 output behind its
+ * cast to bf16, the blocks' branch outputs once summed into the residual stream, the loss's
+ * chunk temporaries) go when each ends, not after the optimizer step as they would in the
+ * step's scope: at GPT-2 124M, batch 16 x 1024, about 150 MB a layer (bench/NOTES.md). The
+ * loss, kept, goes to the step's scope. */
+static wf_tensor *step_loss(wf_fabric *fab, wf_module *model, wf_tensor *x, wf_tensor *y, bool fused,
+                            int64_t chunk_rows) {
+    wf_scope_begin();
+    wf_tensor *loss = wf_keep(step_loss_(fab, model, x, y, fused, chunk_rows));
+    wf_scope_end();
+    return loss;
+}
+
+/* the training step after the loss: backward, clipping, optimizer step, zero_grad */
+static int step_rest(wf_fabric *fab, wf_module *model, wf_optimizer *opt, wf_tensor *loss, const wf_clip_opts *clip) {
+    wf_memory_set_label("backward");
+    int r = loss ? wf_fabric_backward(fab, loss, model) : (wf_error() ? wf_error() : -1);
+    wf_memory_set_label("clip");
+    if (!r) r = wf_fabric_clip_gradients(fab, model, opt, clip, NULL);
+    wf_memory_set_label("optimizer");
+    if (!r) r = wf_fabric_step(fab, opt, NULL);
+    wf_memory_set_label("zero_grad");
+    if (!r) r = wf_optimizer_zero_grad(opt, true);
+    wf_memory_set_label(NULL);
+    return r;
+}
+
 int main(int argc, char **argv) {
     int64_t layers = 12, heads = 12, width = 768, vocab = 50304, batch = 16, seq = 1024, steps = 20, warmup = 5,
-            threads = 0, graphs = 0, fused = 1, chunk_rows = 0, recompute_gelu = 0;
+            threads = 0, graphs = 0, fused = 1, chunk_rows = 0, recompute_gelu = 0, memory_summary = 0;
     double peak_tflops = 0, dropout = 0;
     const char *accelerator = "auto", *precision = "bf16-mixed";
     for (int i = 1; i < argc; i++) {
@@ -100,6 +146,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--cuda-graphs")) ok = parse_i64(v, 0, 1, &graphs);
         else if (!strcmp(a, "--fused-loss")) ok = parse_i64(v, 0, 1, &fused);
         else if (!strcmp(a, "--recompute-gelu")) ok = parse_i64(v, 0, 1, &recompute_gelu);
+        else if (!strcmp(a, "--memory-summary")) ok = parse_i64(v, 0, 1, &memory_summary);
         else if (!strcmp(a, "--loss-chunk-rows")) ok = parse_i64(v, 0, BIG, &chunk_rows);
         else if (!strcmp(a, "--accelerator")) accelerator = v;
         else if (!strcmp(a, "--precision")) precision = v;
@@ -122,6 +169,7 @@ int main(int argc, char **argv) {
     fab = wf_fabric_new(&(wf_fabric_config){ .accelerator = accelerator, .precision = precision });
     if (!fab) FAIL("%s", wf_error_message());
     wf_device dev = wf_fabric_device(fab);
+    if (memory_summary && wf_memory_record_history(true)) FAIL("%s", wf_error_message());
     wf_manual_seed(0);
     gpt_config cfg = { .vocab_size = vocab, .block_size = seq, .n_layer = layers, .n_head = heads, .n_embd = width,
                        .dropout = dropout, .bias = true, .recompute_gelu = recompute_gelu != 0 };
@@ -161,10 +209,7 @@ int main(int argc, char **argv) {
                 if (!r) {
                     wf_scope_begin();
                     wf_tensor *loss = step_loss(fab, model, x, y, fused, chunk_rows);
-                    r = loss ? wf_fabric_backward(fab, loss, model) : (wf_error() ? wf_error() : -1);
-                    if (!r) r = wf_fabric_clip_gradients(fab, model, opt, &clip, NULL);
-                    if (!r) r = wf_fabric_step(fab, opt, NULL);
-                    if (!r) r = wf_optimizer_zero_grad(opt, true);
+                    r = step_rest(fab, model, opt, loss, &clip);
                     if (!r) graph_loss = wf_tensor_retain(loss);   /* every replay writes its loss here */
                     wf_scope_end();
                     int end = wf_cuda_graph_capture_end(graph);
@@ -178,10 +223,7 @@ int main(int argc, char **argv) {
         }
         wf_scope_begin();
         wf_tensor *loss = step_loss(fab, model, x, y, fused, chunk_rows);
-        int r = loss ? wf_fabric_backward(fab, loss, model) : (wf_error() ? wf_error() : -1);
-        if (!r) r = wf_fabric_clip_gradients(fab, model, opt, &clip, NULL);
-        if (!r) r = wf_fabric_step(fab, opt, NULL);
-        if (!r) r = wf_optimizer_zero_grad(opt, true);
+        int r = step_rest(fab, model, opt, loss, &clip);
         if (!r && s == warmup + steps - 1) last_loss = wf_item(loss);   /* after the clock stops would be fairer, */
         wf_scope_end();                                                   /* but the peer reads it the same way */
         if (r) FAIL("step %lld: %s", (long long)s, wf_error_message());
@@ -193,6 +235,12 @@ int main(int argc, char **argv) {
     if (wf_fabric_memory_stats(fab, &ms)) { wf_clear_error(); memset(&ms, 0, sizeof ms); }
     char name[128] = "unknown";
     if (wf_device_name(dev, name, sizeof name)) wf_clear_error();
+    if (memory_summary) {   /* to stderr: gpt2_run.sh keeps the JSON as the last stdout line */
+        static char table[1 << 16];
+        if (wf_memory_summary(dev, table, sizeof table) < 0) FAIL("%s", wf_error_message());
+        fprintf(stderr, "%s(the allocator's peak_allocated: %zu bytes, rounding and non-tensor blocks included)\n",
+                table, ms.peak_allocated);
+    }
     double peak = peak_tflops * 1e12;
     if (!(peak > 0) && dev.type == WF_DEV_CUDA) peak = wf_get_available_flops(name, precision, false);
     if (!(peak > 0) && dev.type == WF_DEV_CPU) peak = wf_cpu_peak_flops((int)threads, 0, 0, 4);

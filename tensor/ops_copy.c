@@ -5,7 +5,17 @@
 
 #include <string.h>
 
+static wf_tensor *copy_raw(wf_tensor *x, wf_dtype dt, wf_device dev);
+
+/* the census labels a copy by what it does, and gives the op around it its label back */
 wf_tensor *wf__copy_raw(wf_tensor *x, wf_dtype dt, wf_device dev) {
+    WF__CENSUS_OP_BEGIN(!wf_device_eq(x->device, dev) ? "to_device" : x->dtype != dt ? "to_dtype" : "copy");
+    wf_tensor *y = copy_raw(x, dt, dev);
+    WF__CENSUS_OP_END();
+    return y;
+}
+
+static wf_tensor *copy_raw(wf_tensor *x, wf_dtype dt, wf_device dev) {
     wf_tensor *y = wf__empty(x->shape, x->ndim, dt, dev);
     if (!y || !wf_numel(x)) return y;
     int rc;

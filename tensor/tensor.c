@@ -7,7 +7,7 @@
 
 /* ---------------------------------------------------------------- storage */
 
-static wf_storage *storage_new(size_t nbytes, wf_device dev) {
+static wf_storage *storage_new(size_t nbytes, wf_device dev, wf_dtype dt) {
     const wf_kernels *k = wf__kernels(dev);
     if (!k) return NULL;
     wf_storage *s = wf__calloc(1, sizeof *s);
@@ -20,6 +20,11 @@ static wf_storage *storage_new(size_t nbytes, wf_device dev) {
         s->data = k->alloc(dev, nbytes);
         if (!s->data) { wf__free(s, sizeof *s); return NULL; }
     }
+#ifndef WEFT_MINIMAL
+    if (WF__CENSUS_ON()) wf__census_alloc(s, dt);
+#else
+    (void)dt;
+#endif
     return s;
 }
 
@@ -29,6 +34,9 @@ static void storage_release(wf_storage *s) {
         const wf_kernels *k = wf__kernels(s->device);
         if (k) k->free(s->device, s->data, s->nbytes);
     }
+#ifndef WEFT_MINIMAL
+    if (s->census_group) wf__census_free(s);
+#endif
     wf__free(s, sizeof *s);
 }
 
@@ -177,7 +185,7 @@ wf_tensor *wf__empty(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev)
     }
     wf__contiguous_strides(ndim, shape, stride);
     size_t nbytes = (size_t)n * wf_dtype_size(dt);
-    wf_storage *s = storage_new(nbytes, dev);
+    wf_storage *s = storage_new(nbytes, dev, dt);
     if (!s) {
         if (!wf_error()) {
             char b[128];
@@ -355,7 +363,10 @@ int wf__check_fill_value(const char *op, wf_dtype dt, double v) {
 static wf_tensor *empty_op(const char *op, const int64_t *shape, int ndim, wf_dtype dt, wf_device dev) {
     if (wf__check_shape(op, shape, ndim)) return NULL;
     if ((unsigned)dt >= WF_DTYPE_COUNT) { wf__error(WF_EDTYPE, "%s: invalid dtype %d", op, (int)dt); return NULL; }
-    return wf__empty(shape, ndim, dt, dev);
+    WF__CENSUS_OP_BEGIN("empty");   /* wf_empty, wf_zeros, wf_full, ...: a factory, not the op around it */
+    wf_tensor *t = wf__empty(shape, ndim, dt, dev);
+    WF__CENSUS_OP_END();
+    return t;
 }
 
 static wf_tensor *wf_empty_on__body(const int64_t *shape, int ndim, wf_dtype dt, wf_device dev) {
@@ -422,7 +433,10 @@ wf_tensor *wf_scalar(double v, wf_dtype dt) { WF__NAMED("wf_scalar", wf_tensor *
 
 wf_tensor *wf_empty_like(const wf_tensor *t) {
     if (!t) return wf__any_null("wf_empty_like", 1, t), NULL;
-    return wf__empty(t->shape, t->ndim, t->dtype, t->device);
+    WF__CENSUS_OP_BEGIN("empty");
+    wf_tensor *y = wf__empty(t->shape, t->ndim, t->dtype, t->device);
+    WF__CENSUS_OP_END();
+    return y;
 }
 static wf_tensor *wf_zeros_like__body(const wf_tensor *t) { return filled(wf_empty_like(t), 0.0); }
 

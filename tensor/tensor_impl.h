@@ -17,7 +17,41 @@ typedef struct wf_storage {
     size_t nbytes;
     wf_device device;
     atomic_uint version; /* bumped by every in-place write; shared by all views */
+    uint32_t census_group; /* the memory census's row + 1 that counts it, 0 if none (census.c) */
+    uint32_t census_gen;   /* which recording that row belongs to */
 } wf_storage;
+
+/* ---------------------------------------------------------------- memory census (tensor/census.c)
+ * The hooks cost one relaxed load and a predictable branch while the census is off. The
+ * labels are thread-local pointers: the op being dispatched (wf__supports, the copies, the
+ * factories), the backward node running (autograd/engine.c) and the user's label. */
+#ifndef WEFT_MINIMAL
+extern atomic_bool wf__census_on;
+void wf__census_alloc(wf_storage *s, wf_dtype dt);        /* a storage was made */
+void wf__census_free(wf_storage *s);                      /* a recorded storage goes */
+/* The op label of a dispatch (wf__supports). A "*_backward" kernel is taken only inside a
+ * backward: a forward front-end asks for its backward kernel too (the *_fusable checks), and
+ * its outputs are the forward op's. */
+void wf__census_dispatch(const char *op);
+/* Set this thread's op label (a static string); returns the previous one. */
+const char *wf__census_swap_op(const char *op);
+/* Set this thread's context: prefix (static, e.g. "backward of ") and name (a node's name);
+ * the previous pair goes to *old_prefix / *old_name. */
+void wf__census_swap_context(const char *prefix, const char *name, const char **old_prefix,
+                             const char **old_name);
+#define WF__CENSUS_ON() atomic_load_explicit(&wf__census_on, memory_order_relaxed)
+/* Label the allocations of a block with op, restoring the outer label after it (a cast made
+ * inside another op's front-end must not take that op's label, nor leave its own). */
+#define WF__CENSUS_OP_BEGIN(op) \
+    const char *census_prev_ = WF__CENSUS_ON() ? wf__census_swap_op(op) : wf__census_none
+#define WF__CENSUS_OP_END() \
+    do { if (census_prev_ != wf__census_none) wf__census_swap_op(census_prev_); } while (0)
+extern const char wf__census_none[];
+#else
+#define WF__CENSUS_ON() false
+#define WF__CENSUS_OP_BEGIN(op) (void)0
+#define WF__CENSUS_OP_END() (void)0
+#endif
 
 /* ---------------------------------------------------------------- tensor handle */
 
@@ -432,6 +466,7 @@ static inline bool wf__supports(const wf_kernels *k, wf_op_family fam, int op, w
     }
     if (!(m & bit)) return false;
 #ifndef WEFT_MINIMAL   /* the embedded preset's size budget: no op harness there */
+    if (WF__CENSUS_ON()) wf__census_dispatch(wf__op_name(fam, op));   /* the census's label */
     _Atomic unsigned *c = &wf__op_calls[k != &wf__cpu_kernels][wf__op_index(fam, op)];
     atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + 1u, memory_order_relaxed);
 #endif

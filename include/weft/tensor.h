@@ -124,6 +124,45 @@ int wf_set_default_dtype(wf_dtype dt);      /* floating dtypes only */
 wf_device wf_get_default_device(void);
 int wf_set_default_device(wf_device d);
 
+/* ---------------------------------------------------------------- memory census
+ * Memory census (PyTorch's torch.cuda.memory._record_memory_history / memory_snapshot /
+ * memory_summary): while on, every tensor storage made on the CPU or a CUDA device records
+ * its bytes, dtype, device and a label naming what allocated it: the op being dispatched
+ * (e.g. "matmul", "to_dtype", "empty"), inside a backward "backward of <Node>" in front of
+ * it, and the thread's own label (wf_memory_set_label: "optimizer", "loss", ...). At every
+ * new peak of live bytes on a device the census keeps the totals per label, so after a step
+ * it tells what was alive at the peak. Bytes are the storages' requested sizes (the
+ * allocators round them up: compare wf_memory_stats). Off by default; off, it costs one
+ * branch per storage. Its own tables come from plain malloc and are not counted. Not in
+ * the minimal build (WF_ENOTSUP there). */
+#define WF_MEMORY_LABEL_MAX 96
+/* enabled: forget anything recorded and start; false: stop and forget. Storages made
+ * before the start are not counted. Returns 0 or WF_ENOMEM / WF_ENOTSUP. */
+int wf_memory_record_history(bool enabled);
+bool wf_memory_is_recording(void);
+/* This thread's label for the storages it allocates from now on ("optimizer", "loss");
+ * NULL clears it. Returns the previous one, to restore. The text is copied when a storage
+ * is recorded under it; the pointer must stay valid while it is set. */
+const char *wf_memory_set_label(const char *label);
+typedef struct wf_memory_census_row {
+    char label[WF_MEMORY_LABEL_MAX];
+    wf_dtype dtype;
+    wf_device device;
+    size_t bytes;        /* live bytes of this label's storages (at the peak, or now) */
+    int64_t count;       /* how many storages */
+} wf_memory_census_row;
+/* The census of device dev at its peak (at_peak) or now, biggest first: fills up to cap
+ * rows and returns how many rows there are (more than cap: only the biggest cap written;
+ * rows may be NULL when cap is 0). *total_bytes (optional): the live bytes of all of them.
+ * WF_ESTATE while the census is off, WF_ENULL / WF_EINVAL for a bad buffer. */
+int wf_memory_snapshot(wf_device dev, bool at_peak, wf_memory_census_row *rows, int cap, size_t *total_bytes);
+/* A table of dev's census at the peak and the live bytes now, as text in buf (n bytes with
+ * the NUL). Returns its length, WF_EINVAL naming the size needed when buf is too small,
+ * WF_ESTATE while off. */
+int wf_memory_summary(wf_device dev, char *buf, size_t n);
+/* The census's peak on every device restarts from what is live now (after a warm-up step). */
+int wf_memory_history_reset_peak(void);
+
 /* ---------------------------------------------------------------- tensors */
 
 #define WF_MAX_DIMS 8

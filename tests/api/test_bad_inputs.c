@@ -120,6 +120,26 @@ START_TEST(test_tensor_errors_memory_dtypes_devices) {
     BAD_I(wf_set_allocator, WF_ESTATE, "", (live ? wf_set_allocator(&(wf_allocator){ 0 }) : 0));
     SAFE(wf_memory_stats_get, (wf_memory_stats_get(NULL), true));
     SAFE(wf_empty_cache, (wf_empty_cache(), true));
+    /* the memory census: read while off, bad buffers (tests/tensor/test_census.c has the rest) */
+    SAFE(wf_memory_is_recording, !wf_memory_is_recording());
+    SAFE(wf_memory_set_label, (wf_memory_set_label("x"), wf_memory_set_label(NULL) != NULL || !wf_memory_is_recording()));
+#ifdef WEFT_MINIMAL   /* not in the embedded preset: every call says so */
+    BAD_I(wf_memory_record_history, WF_ENOTSUP, "minimal build", wf_memory_record_history(true));
+    BAD_I(wf_memory_snapshot, WF_ENOTSUP, "minimal build", wf_memory_snapshot(WF_CPU, true, NULL, 0, NULL));
+    BAD_I(wf_memory_summary, WF_ENOTSUP, "minimal build", wf_memory_summary(WF_CPU, buf, sizeof buf));
+    BAD_I(wf_memory_history_reset_peak, WF_ENOTSUP, "minimal build", wf_memory_history_reset_peak());
+#else
+    BAD_I(wf_memory_snapshot, WF_ESTATE, "census is off", wf_memory_snapshot(WF_CPU, true, NULL, 0, NULL));
+    BAD_I(wf_memory_summary, WF_ESTATE, "census is off", wf_memory_summary(WF_CPU, buf, sizeof buf));
+    BAD_I(wf_memory_history_reset_peak, WF_ESTATE, "census is off", wf_memory_history_reset_peak());
+    SAFE(wf_memory_record_history, wf_memory_record_history(true) == 0 && wf_memory_is_recording());
+    BAD_I(wf_memory_snapshot, WF_ENULL, "rows is NULL", wf_memory_snapshot(WF_CPU, true, NULL, 3, NULL));
+    BAD_I(wf_memory_summary, WF_ENULL, "buf is NULL", wf_memory_summary(WF_CPU, NULL, 8));
+    BAD_I(wf_memory_summary, WF_EINVAL, "the table needs", wf_memory_summary(WF_CPU, buf, 4));
+    BAD_I(wf_memory_snapshot, WF_EINVAL, "cap is -1", wf_memory_snapshot(WF_CPU, true, NULL, -1, NULL));
+    BAD_I(wf_memory_snapshot, WF_EDEVICE, "not meta", wf_memory_snapshot(WF_META, true, NULL, 0, NULL));
+    SAFE(wf_memory_record_history, wf_memory_record_history(false) == 0 && !wf_memory_is_recording());
+#endif
     SAFE(wf_scope_begin, (wf_scope_begin(), wf_scope_end(), true));
     SAFE(wf_scope_end, (wf_scope_begin(), wf_keep(x23()) != NULL && (wf_scope_end(), true)));   /* a kept tensor survives */
     SAFE(wf_dtype_name, wf_dtype_name((wf_dtype)99) != NULL && wf_dtype_name((wf_dtype)-5) != NULL);

@@ -1,0 +1,122 @@
+/* tests/autograd/test_backward_memory.c: what a backward keeps alive, measured by the memory
+ * census (wf_memory_record_history): a node's saved tensors go once it has run, not after
+ * the whole backward, and a gradient summed from two uses is summed into its buffer, not
+ * next to it. Bounds come from the shapes. */
+#include <check.h>
+#include <string.h>
+
+#include "test_util.h"
+#include "weft/autograd.h"
+#include "weft/tensor.h"
+
+#define N 4096                      /* elements of every tensor: 16 KiB in f32 */
+#define A ((size_t)N * 4)
+#define L 8                         /* layers */
+
+/* Layer i: h = h * w_i (MulBackward saves h and w_i). The forward runs in a scope of its own
+ * and keeps the loss only, so the saved activations are owned by the graph alone. A
+ * backward that dropped them at its end held all L of them next to all L gradients of the
+ * w_i; one that drops each layer's as it runs holds about L activations at its start and L
+ * gradients at its end, never both. */
+START_TEST(test_saved_freed_as_backward_runs) {
+    wf_tensor *w[L];
+    for (int i = 0; i < L; i++) {
+        w[i] = wf_full(WF_SHAPE(N), 1.0 + 0.01 * i, WF_F32);
+        wf_set_requires_grad(w[i], true);
+    }
+    wf_tensor *x = wf_full(WF_SHAPE(N), 0.5, WF_F32);
+    ck_assert_int_eq(wf_memory_record_history(true), 0);
+    wf_scope_begin();
+    wf_tensor *h = x;
+    for (int i = 0; i < L; i++) h = wf_mul(h, w[i]);
+    wf_tensor *loss = wf_keep(wf_sum(h, WF_ALL_DIMS, false));
+    wf_scope_end();
+    ck_assert_ptr_nonnull(loss);
+    ck_assert_int_eq(wf_memory_history_reset_peak(), 0);
+    ck_assert_int_eq(wf_backward(loss, NULL, false), 0);
+    size_t peak = 0;
+    ck_assert_int_ge(wf_memory_snapshot(WF_CPU, true, NULL, 0, &peak), 1);
+    /* L - 1 saved activations (h_1 .. h_{L-1}; x is not recorded) at the start; the old
+     * engine peaked at them plus L gradients and a couple of temporaries: 2L + 1 */
+    ck_assert_msg(peak <= (size_t)(L + 3) * A, "the backward peaked at %zu bytes, %.1f tensors of %zu (bound: %d)",
+                  peak, (double)peak / (double)A, A, L + 3);
+    for (int i = 0; i < L; i++) {
+        ck_assert_ptr_nonnull(wf_grad(w[i]));
+        wf_tensor_free(w[i]);
+    }
+    wf_tensor_free(loss);
+    wf_tensor_free(x);
+    ck_assert_int_eq(wf_memory_record_history(false), 0);
+}
+END_TEST
+
+/* w used twice (a tied weight): its two gradients are summed into the first one's buffer,
+ * so no storage is made for the sum, and the values are those of the out-of-place sum */
+START_TEST(test_two_uses_summed_in_place) {
+    wf_tensor *w = wf_full(WF_SHAPE(N), 2.0, WF_F32);
+    wf_set_requires_grad(w, true);
+    wf_tensor *a = wf_full(WF_SHAPE(N), 0.25, WF_F32), *b = wf_full(WF_SHAPE(N), 3.0, WF_F32);
+    ck_assert_int_eq(wf_memory_record_history(true), 0);
+    wf_scope_begin();
+    wf_tensor *loss = wf_keep(wf_add(wf_sum(wf_mul(w, a), WF_ALL_DIMS, false), wf_sum(wf_mul(w, b), WF_ALL_DIMS, false)));
+    wf_scope_end();
+    ck_assert_int_eq(wf_backward(loss, NULL, false), 0);
+    wf_memory_census_row rows[64];
+    int n = wf_memory_snapshot(WF_CPU, true, rows, 64, NULL);
+    ck_assert_int_gt(n, 0);
+    ck_assert_int_le(n, 64);
+    for (int i = 0; i < n; i++)
+        ck_assert_msg(strncmp(rows[i].label, "gradient sum for AccumulateGrad", 31) != 0,
+                      "the sum of w's two gradients made a storage: %s, %zu bytes", rows[i].label, rows[i].bytes);
+    float g[N];
+    ck_assert_int_eq(wf_to_array(wf_grad(w), g, WF_F32), 0);
+    for (int i = 0; i < N; i++) ck_assert_float_eq(g[i], 3.25f);
+    wf_tensor_free(loss), wf_tensor_free(w), wf_tensor_free(a), wf_tensor_free(b);
+    ck_assert_int_eq(wf_memory_record_history(false), 0);
+}
+END_TEST
+
+/* a gradient that another buffer also holds (AddBackward passes its gradient on to both
+ * inputs) must not be summed into in place: x's two paths each get gy, and the sum is 2 */
+START_TEST(test_shared_gradient_not_summed_in_place) {
+    wf_tensor *x = wf_full(WF_SHAPE(N), 1.0, WF_F32);
+    wf_set_requires_grad(x, true);
+    wf_scope_begin();
+    wf_tensor *u = wf_mul_scalar(x, 3.0), *v = wf_mul_scalar(x, 5.0);
+    wf_tensor *s = wf_add(u, v);          /* gu = gv = gy: one tensor in two buffers */
+    wf_tensor *t = wf_add(s, u);          /* u's buffer gets gy from s's and from t's add */
+    wf_tensor *loss = wf_keep(wf_sum(t, WF_ALL_DIMS, false));
+    wf_scope_end();
+    ck_assert_int_eq(wf_backward(loss, NULL, false), 0);
+    float g[N];
+    ck_assert_int_eq(wf_to_array(wf_grad(x), g, WF_F32), 0);
+    for (int i = 0; i < N; i++) ck_assert_float_eq(g[i], 3.0f * 2 + 5.0f);
+    wf_tensor_free(loss), wf_tensor_free(x);
+}
+END_TEST
+
+/* after a backward without retain_graph, a second one is a clear error, as before */
+START_TEST(test_second_backward_still_refused) {
+    wf_tensor *x = wf_full(WF_SHAPE(4), 2.0, WF_F32);
+    wf_set_requires_grad(x, true);
+    wf_tensor *y = wf_mul(x, x), *loss = wf_sum(y, WF_ALL_DIMS, false);
+    ck_assert_int_eq(wf_backward(loss, NULL, false), 0);
+    ck_assert_int_eq(wf_backward(loss, NULL, false), WF_EAUTOGRAD);
+    ck_assert_ptr_nonnull(strstr(wf_error_message(), "retain_graph"));
+    wf_clear_error();
+    wf_tensor_free(loss), wf_tensor_free(y), wf_tensor_free(x);
+}
+END_TEST
+
+static Suite *suite(void) {
+    Suite *s = suite_create("backward_memory");
+    TCase *tc = tcase_create("core");
+    tcase_add_test(tc, test_saved_freed_as_backward_runs);
+    tcase_add_test(tc, test_two_uses_summed_in_place);
+    tcase_add_test(tc, test_shared_gradient_not_summed_in_place);
+    tcase_add_test(tc, test_second_backward_still_refused);
+    suite_add_tcase(s, tc);
+    return s;
+}
+
+int main(void) { return tt_run(suite()); }
