@@ -89,7 +89,7 @@ wf_tensor *wf_layer_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim
     if (!x) return wf__any_null("wf_layer_norm", 1, x), NULL;
     if (check_normalized("wf_layer_norm", x, normalized_shape, ndim, weight, bias)) return NULL;
     bool handled;   /* fused kernel (CUDA f32/bf16/f16) when the device has one */
-    wf_tensor *fused = wf__layer_norm_fused(x, ndim, weight, bias, eps, &handled);
+    wf_tensor *fused = wf__layer_norm_fused(x, ndim, weight, bias, eps, wf_tensor_dtype(x), &handled);
     if (handled) return fused;
     int dims[WF_MAX_DIMS];
     for (int i = 0; i < ndim; i++) dims[i] = wf_ndim(x) - ndim + i;
@@ -124,7 +124,7 @@ wf_tensor *wf_add_layer_norm(wf_tensor *x, wf_tensor *r, const int64_t *normaliz
     bool handled = false;
     /* autocast would run the norm of a half sum in f32: the composed path does exactly that */
     if (wf__autocast_arg(x, WF__AC_F32) == x) {
-        y = wf__add_layer_norm_fused(x, r, ndim, weight, bias, eps, sum ? &s : NULL, &handled);
+        y = wf__add_layer_norm_fused(x, r, ndim, weight, bias, eps, wf_tensor_dtype(x), sum ? &s : NULL, &handled);
         if (handled) {
             if (sum) *sum = s;
             return y;
