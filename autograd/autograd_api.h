@@ -31,13 +31,16 @@ wf_tensor *wf__sdpa_qkv_fused(wf_tensor *qkv, int64_t H, bool causal, bool *hand
  * mask (1 without dropout). The node's backward is softmax's, scaled. Errors as wf_softmax's
  * (NULL, error recorded). (autograd/fn_softmax.c) */
 wf_tensor *wf__softmax_attn(wf_tensor *scores, double scale, bool is_causal, double out_scale);
-/* normalized over the last nd dims */
-wf_tensor *wf__layer_norm_fused(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps, bool *handled);
+/* normalized over the last nd dims, y in ydt (x's, or f32 / bf16 / f16: computed in f32 and
+ * written in ydt, no cast node; x's gradient in x's dtype) */
+wf_tensor *wf__layer_norm_fused(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps, wf_dtype ydt,
+                                bool *handled);
+/* y = layer_norm(x + r) in ydt (as wf__layer_norm_fused's) and *sum = x + r (when sum is not
+ * NULL) from one kernel each way */
+wf_tensor *wf__add_layer_norm_fused(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias, double eps,
+                                    wf_dtype ydt, wf_tensor **sum, bool *handled);
 /* input [N, C], class targets i64 [N], no weights, no label smoothing; reduction uses
  * wf_reduction's numbers (0 mean, 1 sum, 2 none; weft/nn.h) */
-/* y = layer_norm(x + r) and *sum = x + r (when sum is not NULL) from one kernel each way */
-wf_tensor *wf__add_layer_norm_fused(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias, double eps,
-                                    wf_tensor **sum, bool *handled);
 wf_tensor *wf__cross_entropy_fused(wf_tensor *input, wf_tensor *target, int64_t ignore_index, int reduction,
                                    bool *handled);
 

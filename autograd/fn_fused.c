@@ -87,7 +87,8 @@ wf_tensor *wf__sdpa_qkv_fused(wf_tensor *qkv, int64_t H, bool causal, bool *hand
 
 /* ================================================================ layer norm */
 
-/* inputs x, weight, bias; saved x, mean, rstd (and weight when n->i[0]) */
+/* inputs x, weight, bias; saved x, mean, rstd (and weight when n->i[0]); gy in y's dtype
+ * (out_meta: x's, or the lower one the forward wrote), x's gradient in x's */
 static int layer_norm_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     wf_tensor *x = wf__saved(n, 0), *mean = wf__saved(n, 1), *rstd = wf__saved(n, 2);
     if (!x || !mean || !rstd) return wf_error();
@@ -97,16 +98,17 @@ static int layer_norm_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx)
         if (!w) return wf_error();
     }
     const wf_meta *mw = &n->in_meta[1], *mb = &n->in_meta[2];
-    return wf__layer_norm_bwd_raw(gy[0], x, mean, rstd, w, mw->shape, mw->ndim, mb->shape, mb->ndim, n->needs[0],
+    return wf__layer_norm_bwd_raw(gy[0], n->out_meta[0].dtype, x, mean, rstd, w, mw->shape, mw->ndim, mb->shape, mb->ndim, n->needs[0],
                                   n->needs[1], n->needs[2], &gx[0], &gx[1], &gx[2]);
 }
 
-wf_tensor *wf__layer_norm_fused(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps, bool *handled) {
-    *handled = wf__layer_norm_fusable(x, nd, weight, bias);
+wf_tensor *wf__layer_norm_fused(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps, wf_dtype ydt,
+                                bool *handled) {
+    *handled = wf__layer_norm_fusable(x, nd, weight, bias, ydt);
     if (!*handled) return NULL;
     wf_scope_begin();
     wf_tensor *xc = wf_is_contiguous(x) ? x : wf_contiguous(x), *y = NULL, *mean = NULL, *rstd = NULL;
-    if (xc) y = wf__layer_norm_fwd_raw(xc, nd, weight, bias, eps, &mean, &rstd);
+    if (xc) y = wf__layer_norm_fwd_raw(xc, nd, weight, bias, eps, ydt, &mean, &rstd);
     if (y) {
         wf_node *n = wf__record("NativeLayerNormBackward", layer_norm_backward, y, 3, (wf_tensor *[]){ xc, weight, bias });
         if (n) {
@@ -133,20 +135,20 @@ static int add_layer_norm_backward(wf_node *n, wf_tensor *const *gy, wf_tensor *
     wf_tensor *s = wf__saved(n, 0), *mean = wf__saved(n, 1), *rstd = wf__saved(n, 2), *w = NULL;
     if (!s || !mean || !rstd || (n->i[0] && !(w = wf__saved(n, 3)))) return wf_error();
     const wf_meta *mw = &n->in_meta[2], *mb = &n->in_meta[3];
-    return wf__add_layer_norm_bwd_raw(gy[0], n->n_outputs > 1 ? gy[1] : NULL, s, mean, rstd, w, n->in_meta[1].dtype,
+    return wf__add_layer_norm_bwd_raw(gy[0], n->out_meta[0].dtype, n->n_outputs > 1 ? gy[1] : NULL, s, mean, rstd, w, n->in_meta[1].dtype,
                                       mw->shape, mw->ndim, mb->shape, mb->ndim, n->needs, &gx[0], &gx[1], &gx[2],
                                       &gx[3]);
 }
 
 wf_tensor *wf__add_layer_norm_fused(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias, double eps,
-                                    wf_tensor **sum, bool *handled) {
-    *handled = wf__add_layer_norm_fusable(x, r, nd, weight, bias);
+                                    wf_dtype ydt, wf_tensor **sum, bool *handled) {
+    *handled = wf__add_layer_norm_fusable(x, r, nd, weight, bias, ydt);
     if (!*handled) return NULL;
     wf_scope_begin();
     wf_tensor *in[4] = { wf_is_contiguous(x) ? x : wf_contiguous(x), wf_is_contiguous(r) ? r : wf_contiguous(r), weight,
                          bias };
     wf_tensor *y = NULL, *s = NULL, *mean = NULL, *rstd = NULL;
-    if (in[0] && in[1]) y = wf__add_layer_norm_fwd_raw(in[0], in[1], nd, weight, bias, eps, &s, &mean, &rstd);
+    if (in[0] && in[1]) y = wf__add_layer_norm_fwd_raw(in[0], in[1], nd, weight, bias, eps, ydt, &s, &mean, &rstd);
     if (y) {
         wf_node *n = wf__record_outputs("AddLayerNormBackward", add_layer_norm_backward, (wf_tensor *[]){ y, s },
                                         sum ? 2 : 1, 4, in);
@@ -168,8 +170,8 @@ wf_tensor *wf__add_layer_norm_fused(wf_tensor *x, wf_tensor *r, int nd, wf_tenso
 #else
 /* the minimal preset's size budget: nn/functional.c composes wf_add + wf_layer_norm */
 wf_tensor *wf__add_layer_norm_fused(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias, double eps,
-                                    wf_tensor **sum, bool *handled) {
-    (void)x, (void)r, (void)nd, (void)weight, (void)bias, (void)eps, (void)sum;
+                                    wf_dtype ydt, wf_tensor **sum, bool *handled) {
+    (void)x, (void)r, (void)nd, (void)weight, (void)bias, (void)eps, (void)ydt, (void)sum;
     *handled = false;
     return NULL;
 }

@@ -4,6 +4,7 @@
 #include "../tensor/ops_raw.h"   /* dropout's mask on its input's device */
 
 #include <float.h>
+#include <stdio.h>
 #include <math.h>
 #include <string.h>
 
@@ -83,29 +84,61 @@ static int check_normalized(const char *op, wf_tensor *x, const int64_t *shape, 
     return 0;
 }
 
-wf_tensor *wf_layer_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim,
-                         wf_tensor *weight, wf_tensor *bias, double eps) {
-    x = wf__autocast_arg(x, WF__AC_F32), weight = wf__autocast_arg(weight, WF__AC_F32), bias = wf__autocast_arg(bias, WF__AC_F32);
-    if (!x) return wf__any_null("wf_layer_norm", 1, x), NULL;
-    if (check_normalized("wf_layer_norm", x, normalized_shape, ndim, weight, bias)) return NULL;
-    bool handled;   /* fused kernel (CUDA f32/bf16/f16) when the device has one */
-    wf_tensor *fused = wf__layer_norm_fused(x, ndim, weight, bias, eps, &handled);
+/* out_dtype of the *_out_dtype forms: WF_DTYPE_DEFAULT (as the plain form), f32 / half, or x's
+ * own dtype (an f64 x may keep f64); nothing else (an integer y, or f64 from f32, which no
+ * kernel writes: ask wf_to_dtype for that) */
+static int check_out_dtype(const char *op, wf_tensor *x, wf_dtype out) {
+    if (out == WF_DTYPE_DEFAULT || out == WF_F32 || out == WF_BF16 || out == WF_F16 || out == wf_tensor_dtype(x)) return 0;
+    char u[32];
+    snprintf(u, sizeof u, "dtype %d", (int)out);
+    return wf__error(WF_EDTYPE, "%s: out_dtype must be float32, bfloat16 or float16 (or the input's %s), got %s", op,
+                     wf_dtype_name(wf_tensor_dtype(x)), (int)out > 0 && out < WF_DTYPE_COUNT ? wf_dtype_name(out) : u);
+}
+
+/* x already autocast; out: y's dtype, WF_DTYPE_DEFAULT for x's */
+static wf_tensor *layer_norm_out(const char *op, wf_tensor *x, const int64_t *normalized_shape, int ndim, wf_tensor *weight,
+                                 wf_tensor *bias, double eps, wf_dtype out) {
+    if (!x) return wf__any_null(op, 1, x), NULL;
+    if (check_normalized(op, x, normalized_shape, ndim, weight, bias)) return NULL;
+    wf_dtype ydt = out ? out : wf_tensor_dtype(x);
+    bool handled;   /* fused kernel (CUDA f32/bf16/f16; the CPU for a y of another dtype) */
+    wf_tensor *fused = wf__layer_norm_fused(x, ndim, weight, bias, eps, ydt, &handled);
     if (handled) return fused;
     int dims[WF_MAX_DIMS];
     for (int i = 0; i < ndim; i++) dims[i] = wf_ndim(x) - ndim + i;
     wf_scope_begin();
+    wf_dtype xdt = wf_tensor_dtype(x);
+    if (ydt == WF_F32 && (xdt == WF_BF16 || xdt == WF_F16)) {   /* an f32 y of a half x: in f32, as the kernels */
+        x = wf_to_dtype(x, WF_F32);
+        if (weight) weight = wf_to_dtype(weight, WF_F32);
+        if (bias) bias = wf_to_dtype(bias, WF_F32);
+    }
     wf_tensor *mean = wf_mean(x, dims, ndim, true);
     wf_tensor *xc = wf_sub(x, mean);
     wf_tensor *var = wf_mean(wf_mul(xc, xc), dims, ndim, true);
     wf_tensor *y = wf_mul(xc, wf_rsqrt(wf_add_scalar(var, eps)));
     if (weight) y = wf_mul(y, weight);
     if (bias) y = wf_add(y, bias);
+    if (y && wf_tensor_dtype(y) != ydt) y = wf_to_dtype(y, ydt);   /* no kernel here (minimal, meta): a cast */
     FN_SCOPE_RETURN(y);
 }
 
-wf_tensor *wf_add_layer_norm(wf_tensor *x, wf_tensor *r, const int64_t *normalized_shape, int ndim, wf_tensor *weight,
-                             wf_tensor *bias, double eps, wf_tensor **sum) {
-    const char *op = "wf_add_layer_norm";
+wf_tensor *wf_layer_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim,
+                         wf_tensor *weight, wf_tensor *bias, double eps) {
+    x = wf__autocast_arg(x, WF__AC_F32), weight = wf__autocast_arg(weight, WF__AC_F32), bias = wf__autocast_arg(bias, WF__AC_F32);
+    return layer_norm_out("wf_layer_norm", x, normalized_shape, ndim, weight, bias, eps, WF_DTYPE_DEFAULT);
+}
+
+wf_tensor *wf_layer_norm_out_dtype(wf_tensor *x, const int64_t *normalized_shape, int ndim, wf_tensor *weight,
+                                   wf_tensor *bias, double eps, wf_dtype out_dtype) {
+    const char *op = "wf_layer_norm_out_dtype";
+    if (x && check_out_dtype(op, x, out_dtype)) return NULL;
+    x = wf__autocast_arg(x, WF__AC_F32), weight = wf__autocast_arg(weight, WF__AC_F32), bias = wf__autocast_arg(bias, WF__AC_F32);
+    return layer_norm_out(op, x, normalized_shape, ndim, weight, bias, eps, out_dtype);
+}
+
+static wf_tensor *add_layer_norm_out(const char *op, wf_tensor *x, wf_tensor *r, const int64_t *normalized_shape, int ndim,
+                                     wf_tensor *weight, wf_tensor *bias, double eps, wf_tensor **sum, wf_dtype out) {
     if (sum) *sum = NULL;
     if (!x || !r) return wf__any_null(op, 2, x, r), NULL;
     char b1[96], b2[96];
@@ -118,13 +151,15 @@ wf_tensor *wf_add_layer_norm(wf_tensor *x, wf_tensor *r, const int64_t *normaliz
         wf__error(WF_EDTYPE, "%s: needs a floating r, got %s", op, wf_dtype_name(wf_tensor_dtype(r)));
         return NULL;
     }
+    if (check_out_dtype(op, x, out)) return NULL;
     weight = wf__autocast_arg(weight, WF__AC_F32), bias = wf__autocast_arg(bias, WF__AC_F32);
     if (check_normalized(op, x, normalized_shape, ndim, weight, bias)) return NULL;
     wf_tensor *y = NULL, *s = NULL;
     bool handled = false;
     /* autocast would run the norm of a half sum in f32: the composed path does exactly that */
     if (wf__autocast_arg(x, WF__AC_F32) == x) {
-        y = wf__add_layer_norm_fused(x, r, ndim, weight, bias, eps, sum ? &s : NULL, &handled);
+        y = wf__add_layer_norm_fused(x, r, ndim, weight, bias, eps, out ? out : wf_tensor_dtype(x), sum ? &s : NULL,
+                                     &handled);
         if (handled) {
             if (sum) *sum = s;
             return y;
@@ -132,9 +167,20 @@ wf_tensor *wf_add_layer_norm(wf_tensor *x, wf_tensor *r, const int64_t *normaliz
     }
     wf_scope_begin();
     s = wf_add(x, r);
-    y = s ? wf_layer_norm(s, normalized_shape, ndim, weight, bias, eps) : NULL;
+    y = s ? layer_norm_out(op, wf__autocast_arg(s, WF__AC_F32), normalized_shape, ndim, weight, bias, eps, out) : NULL;
     if (y && sum) *sum = wf_keep(s);
     FN_SCOPE_RETURN(y);
+}
+
+wf_tensor *wf_add_layer_norm(wf_tensor *x, wf_tensor *r, const int64_t *normalized_shape, int ndim, wf_tensor *weight,
+                             wf_tensor *bias, double eps, wf_tensor **sum) {
+    return add_layer_norm_out("wf_add_layer_norm", x, r, normalized_shape, ndim, weight, bias, eps, sum, WF_DTYPE_DEFAULT);
+}
+
+wf_tensor *wf_add_layer_norm_out_dtype(wf_tensor *x, wf_tensor *r, const int64_t *normalized_shape, int ndim,
+                                       wf_tensor *weight, wf_tensor *bias, double eps, wf_tensor **sum, wf_dtype out_dtype) {
+    return add_layer_norm_out("wf_add_layer_norm_out_dtype", x, r, normalized_shape, ndim, weight, bias, eps, sum,
+                              out_dtype);
 }
 
 wf_tensor *wf_rms_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim, wf_tensor *weight, double eps) {

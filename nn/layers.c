@@ -389,7 +389,13 @@ wf_module *wf_batch_norm2d_new(int64_t num_features, const wf_batch_norm_opts *o
 
 /* ================================================================ LayerNorm, RMSNorm */
 
-typedef struct norm_layer { wf_module base; int64_t shape[WF_MAX_DIMS]; int nd; double eps; } norm_layer;
+typedef struct norm_layer {
+    wf_module base;
+    int64_t shape[WF_MAX_DIMS];
+    int nd;
+    double eps;
+    bool autocast_output;   /* LayerNorm: y in autocast's low dtype inside a region (nn.h) */
+} norm_layer;
 
 static void norm_repr(const wf_module *m, char *buf, size_t n) {
     const norm_layer *l = (const norm_layer *)m;
@@ -402,7 +408,15 @@ static void norm_repr(const wf_module *m, char *buf, size_t n) {
 
 static wf_tensor *layer_norm_forward(wf_module *m, wf_tensor *x) {
     norm_layer *l = (norm_layer *)m;
-    return wf_layer_norm(x, l->shape, l->nd, wf_module_get_parameter(m, "weight"), wf_module_get_parameter(m, "bias"), l->eps);
+    wf_dtype out = WF_DTYPE_DEFAULT;   /* as torch.autocast: f32 */
+    if (l->autocast_output && x) {     /* the low dtype of x's device type's region, if one is on */
+        wf__autocast_state st;
+        wf__autocast_capture(&st);
+        int d = (int)wf_tensor_device(x).type;
+        if (d >= 0 && d < 2 && st.on[d]) out = st.low[d];
+    }
+    return wf_layer_norm_out_dtype(x, l->shape, l->nd, wf_module_get_parameter(m, "weight"),
+                                   wf_module_get_parameter(m, "bias"), l->eps, out);
 }
 static wf_tensor *rms_norm_forward(wf_module *m, wf_tensor *x) {
     norm_layer *l = (norm_layer *)m;
@@ -438,7 +452,9 @@ static wf_module *norm_new(const char *type, const wf_module_vtable *vt, const i
 
 static wf_module *wf_layer_norm_new__body(const int64_t *normalized_shape, int ndim, const wf_layer_norm_opts *opts) {
     wf_layer_norm_opts o = opts ? *opts : (wf_layer_norm_opts){ 0 };
-    return norm_new("LayerNorm", &layer_norm_vt, normalized_shape, ndim, o.eps ? o.eps : 1e-5, !o.no_affine, !o.no_bias);
+    wf_module *m = norm_new("LayerNorm", &layer_norm_vt, normalized_shape, ndim, o.eps ? o.eps : 1e-5, !o.no_affine, !o.no_bias);
+    if (m) ((norm_layer *)m)->autocast_output = o.autocast_output;
+    return m;
 }
 
 wf_module *wf_layer_norm_new(const int64_t *normalized_shape, int ndim, const wf_layer_norm_opts *opts) {

@@ -141,7 +141,14 @@ static bool norm_args_fit(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bi
     return D >= 1 && wf_numel(x) != 0;
 }
 
-bool wf__layer_norm_fusable(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias) {
+/* y's dtype: f32 or half, whatever x's (the kernels compute in f32 and store y as asked) */
+static bool norm_out_fits(wf_dtype ydt) { return ydt == WF_F32 || ydt == WF_BF16 || ydt == WF_F16; }
+
+bool wf__layer_norm_fusable(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, wf_dtype ydt) {
+    /* meta composes (shapes only: no kernel); the CPU composes a norm that keeps x's dtype, as
+     * it always has, and runs its kernel only to write y in another dtype without a cast */
+    if (x->device.type == WF_DEV_META || (x->device.type == WF_DEV_CPU && ydt == x->dtype) || !norm_out_fits(ydt))
+        return false;
     const wf_kernels *kt = wf__kernels(x->device);
     wf_dtype dt = x->dtype;
     if (!kt || !wf__supports(kt, WF_OPF_KERNEL, WF_K_LAYER_NORM_FWD, dt) ||
@@ -151,24 +158,24 @@ bool wf__layer_norm_fusable(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *
     return norm_args_fit(x, nd, weight, bias);
 }
 
-wf_tensor *wf__layer_norm_fwd_raw(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps,
+wf_tensor *wf__layer_norm_fwd_raw(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps, wf_dtype ydt,
                                   wf_tensor **mean, wf_tensor **rstd) {
     int64_t D = 1;
     for (int i = x->ndim - nd; i < x->ndim; i++) D *= x->shape[i];
     int64_t rows = wf_numel(x) / D;
     *mean = wf__empty(WF_SHAPE(rows), WF_F32, x->device);
     *rstd = wf__empty(WF_SHAPE(rows), WF_F32, x->device);
-    wf_tensor *y = *mean && *rstd ? wf__empty(x->shape, x->ndim, x->dtype, x->device) : NULL;
+    wf_tensor *y = *mean && *rstd ? wf__empty(x->shape, x->ndim, ydt, x->device) : NULL;
     if (!y || wf__kernels(x->device)->layer_norm_fwd(y, *mean, *rstd, x, weight, bias, eps)) return NULL;
     return y;
 }
 
-int wf__layer_norm_bwd_raw(wf_tensor *gy, wf_tensor *x, wf_tensor *mean, wf_tensor *rstd, wf_tensor *w,
+int wf__layer_norm_bwd_raw(wf_tensor *gy, wf_dtype ydt, wf_tensor *x, wf_tensor *mean, wf_tensor *rstd, wf_tensor *w,
                            const int64_t *wshape, int wndim, const int64_t *bshape, int bndim, bool need_x, bool need_w,
                            bool need_b, wf_tensor **dx, wf_tensor **dw, wf_tensor **db) {
     const wf_kernels *kt = wf__kernels(x->device);
     if (!kt) return wf_error();
-    wf_tensor *g = contig_as(kt, gy, x->dtype);
+    wf_tensor *g = contig_as(kt, gy, ydt);
     if (!g) return err_or(WF_ENOMEM);
     *dx = *dw = *db = NULL;
     if (need_x && !(*dx = wf__empty(x->shape, x->ndim, x->dtype, x->device))) return wf_error();
@@ -180,9 +187,10 @@ int wf__layer_norm_bwd_raw(wf_tensor *gy, wf_tensor *x, wf_tensor *mean, wf_tens
 /* ================================================================ add + layer norm */
 
 #ifndef WEFT_MINIMAL   /* composed in the minimal preset (autograd/fn_fused.c) */
-bool wf__add_layer_norm_fusable(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias) {
+bool wf__add_layer_norm_fusable(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias, wf_dtype ydt) {
     /* meta composes (shapes only; its table has no such entry) */
     if (x->device.type == WF_DEV_META || !wf_device_eq(x->device, r->device) || !wf_same_shape(x, r)) return false;
+    if (ydt != x->dtype && !norm_out_fits(ydt)) return false;   /* y as x (f64 too), or f32 / half */
     const wf_kernels *kt = wf__kernels(x->device);
     wf_dtype dt = x->dtype;
     if (!kt || !wf__supports(kt, WF_OPF_KERNEL, WF_K_ADD_LAYER_NORM_FWD, dt) ||
@@ -194,7 +202,7 @@ bool wf__add_layer_norm_fusable(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *w
 }
 
 wf_tensor *wf__add_layer_norm_fwd_raw(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias,
-                                      double eps, wf_tensor **s, wf_tensor **mean, wf_tensor **rstd) {
+                                      double eps, wf_dtype ydt, wf_tensor **s, wf_tensor **mean, wf_tensor **rstd) {
     int64_t D = 1;
     for (int i = x->ndim - nd; i < x->ndim; i++) D *= x->shape[i];
     int64_t rows = wf_numel(x) / D;
@@ -202,18 +210,18 @@ wf_tensor *wf__add_layer_norm_fwd_raw(wf_tensor *x, wf_tensor *r, int nd, wf_ten
     *mean = wf__empty(WF_SHAPE(rows), sdt, x->device);
     *rstd = wf__empty(WF_SHAPE(rows), sdt, x->device);
     *s = *mean && *rstd ? wf__empty(x->shape, x->ndim, x->dtype, x->device) : NULL;
-    wf_tensor *y = *s ? wf__empty(x->shape, x->ndim, x->dtype, x->device) : NULL;
+    wf_tensor *y = *s ? wf__empty(x->shape, x->ndim, ydt, x->device) : NULL;
     if (!y || wf__kernels(x->device)->add_layer_norm_fwd(y, *s, *mean, *rstd, x, r, weight, bias, eps)) return NULL;
     return y;
 }
 
-int wf__add_layer_norm_bwd_raw(wf_tensor *gy, wf_tensor *gs, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd,
+int wf__add_layer_norm_bwd_raw(wf_tensor *gy, wf_dtype ydt, wf_tensor *gs, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd,
                                wf_tensor *w, wf_dtype rdt, const int64_t *wshape, int wndim, const int64_t *bshape,
                                int bndim, const bool need[4], wf_tensor **dx, wf_tensor **dr, wf_tensor **dw,
                                wf_tensor **db) {
     const wf_kernels *kt = wf__kernels(s->device);
     if (!kt) return wf_error();
-    wf_tensor *g = contig_as(kt, gy, s->dtype), *gsc = gs ? contig_as(kt, gs, s->dtype) : NULL;
+    wf_tensor *g = contig_as(kt, gy, ydt), *gsc = gs ? contig_as(kt, gs, s->dtype) : NULL;
     if (!g || (gs && !gsc)) return err_or(WF_ENOMEM);
     *dx = *dr = *dw = *db = NULL;
     /* x and r of one dtype: one gradient serves both (as the composed add's backward hands out) */

@@ -198,25 +198,27 @@ bool wf__sdpa_qkv_fusable(wf_tensor *qkv, int64_t H);
 wf_tensor *wf__sdpa_qkv_fwd_raw(wf_tensor *qkv, int64_t H, bool causal, double *scale, wf_tensor **lse);
 wf_tensor *wf__sdpa_qkv_bwd_raw(wf_tensor *gy, wf_tensor *qkv, int64_t H, wf_tensor *o, wf_tensor *lse, double scale,
                                 bool causal);
-/* layer norm of contiguous x over its last nd dims; *mean, *rstd f32 [rows]; backward: the
- * gradients asked for (dw of shape wshape, db of shape bshape), the others NULL */
-bool wf__layer_norm_fusable(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias);
-wf_tensor *wf__layer_norm_fwd_raw(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps,
+/* layer norm of contiguous x over its last nd dims, y in ydt (f32, bf16 or f16, computed in f32
+ * whatever x's dtype); *mean, *rstd f32 [rows]; backward from gy (made contiguous in ydt): the
+ * gradients asked for in x's dtype (dw of shape wshape, db of shape bshape), the others NULL */
+bool wf__layer_norm_fusable(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, wf_dtype ydt);
+wf_tensor *wf__layer_norm_fwd_raw(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps, wf_dtype ydt,
                                   wf_tensor **mean, wf_tensor **rstd);
-int wf__layer_norm_bwd_raw(wf_tensor *gy, wf_tensor *x, wf_tensor *mean, wf_tensor *rstd, wf_tensor *w,
+int wf__layer_norm_bwd_raw(wf_tensor *gy, wf_dtype ydt, wf_tensor *x, wf_tensor *mean, wf_tensor *rstd, wf_tensor *w,
                            const int64_t *wshape, int wndim, const int64_t *bshape, int bndim, bool need_x, bool need_w,
                            bool need_b, wf_tensor **dx, wf_tensor **dw, wf_tensor **db);
-/* s = x + r (x's dtype) and y = layer norm of s over the last nd dims: x, r contiguous of one
- * shape (r of any floating dtype x's absorbs); backward from the saved s: the gradients asked
- * for in need[] (x, r, weight, bias), gs (s's gradient from its other uses) may be NULL. dx
- * and dr are one tensor when x and r share a dtype. */
-bool wf__add_layer_norm_fusable(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias);
+/* s = x + r (x's dtype) and y = layer norm of s over the last nd dims, y in ydt (x's, or f32 /
+ * bf16 / f16): x, r contiguous of one shape (r of any floating dtype x's absorbs); backward from
+ * the saved s and gy (made contiguous in ydt): the gradients asked for in need[] (x, r, weight,
+ * bias), gs (s's gradient from its other uses) may be NULL. dx and dr are one tensor when x and
+ * r share a dtype. */
+bool wf__add_layer_norm_fusable(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias, wf_dtype ydt);
 wf_tensor *wf__add_layer_norm_fwd_raw(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias,
-                                      double eps, wf_tensor **s, wf_tensor **mean, wf_tensor **rstd);
-int wf__add_layer_norm_bwd_raw(wf_tensor *gy, wf_tensor *gs, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd,
-                               wf_tensor *w, wf_dtype rdt, const int64_t *wshape, int wndim, const int64_t *bshape,
-                               int bndim, const bool need[4], wf_tensor **dx, wf_tensor **dr, wf_tensor **dw,
-                               wf_tensor **db);
+                                      double eps, wf_dtype ydt, wf_tensor **s, wf_tensor **mean, wf_tensor **rstd);
+int wf__add_layer_norm_bwd_raw(wf_tensor *gy, wf_dtype ydt, wf_tensor *gs, wf_tensor *s, wf_tensor *mean,
+                               wf_tensor *rstd, wf_tensor *w, wf_dtype rdt, const int64_t *wshape, int wndim,
+                               const int64_t *bshape, int bndim, const bool need[4], wf_tensor **dx, wf_tensor **dr,
+                               wf_tensor **dw, wf_tensor **db);
 /* per-row softmax cross-entropy of contiguous logits x [N, C] with i64 targets [N]: loss [N]
  * (0 where ignored), *lse f32 [N]; backward: glogits from gloss [N] */
 bool wf__cross_entropy_fusable(wf_tensor *input, wf_tensor *target, int reduction);

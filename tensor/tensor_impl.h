@@ -369,20 +369,22 @@ typedef struct wf_kernels {
     int (*sdpa_bwd)(wf_tensor *dq, wf_tensor *dk, wf_tensor *dv, const wf_tensor *dout, const wf_tensor *q,
                     const wf_tensor *k, const wf_tensor *v, const wf_tensor *o, const wf_tensor *lse,
                     double scale, bool causal);
-    /* Layer norm over the last D elements of contiguous x (rows = numel / D): y (x's shape and
-     * dtype) = (x - mean) * rstd * weight + bias; weight/bias [D] contiguous or NULL; mean and
-     * rstd f32 [rows] (saved for the backward). */
+    /* Layer norm over the last D elements of contiguous x (rows = numel / D): y (x's shape; x's
+     * dtype, or f32 / bf16 / f16 of its own, written once: a bf16 y of an f32 x under autocast)
+     * = (x - mean) * rstd * weight + bias; weight/bias [D] contiguous or NULL; mean and rstd f32
+     * [rows] (saved for the backward). */
     int (*layer_norm_fwd)(wf_tensor *y, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x,
                           const wf_tensor *weight, const wf_tensor *bias, double eps);
-    /* gx (x's shape; NULL to skip), gweight/gbias ([D], written; NULL to skip) from contiguous gy */
+    /* gx (x's shape; NULL to skip), gweight/gbias ([D], written; NULL to skip) from contiguous gy
+     * (y's dtype) */
     int (*layer_norm_bwd)(wf_tensor *gx, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy,
                           const wf_tensor *x, const wf_tensor *mean, const wf_tensor *rstd,
                           const wf_tensor *weight);
     /* The residual add fused into the layer norm (pre-norm transformers): s = x + r, y =
      * layer_norm(s) as layer_norm_fwd has it; x contiguous, r contiguous of x's shape and any
-     * floating dtype (read as is: an f32 residual plus a bf16 branch), s and y of x's dtype,
-     * mean/rstd f32 [rows] (f64 for an f64 x). Backward from the saved s: g = gs + d layer_norm(gy) (gy and gs
-     * contiguous of s's dtype; gs NULL: 0) written as gx (s's dtype) and gr (its own dtype),
+     * floating dtype (read as is: an f32 residual plus a bf16 branch), s of x's dtype, y as layer_norm_fwd's,
+     * mean/rstd f32 [rows] (f64 for an f64 x). Backward from the saved s: g = gs + d layer_norm(gy) (gy
+     * contiguous of y's dtype, gs of s's; gs NULL: 0) written as gx (s's dtype) and gr (its own dtype),
      * either NULL to skip, and gweight/gbias as layer_norm_bwd. */
     int (*add_layer_norm_fwd)(wf_tensor *y, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x,
                               const wf_tensor *r, const wf_tensor *weight, const wf_tensor *bias, double eps);

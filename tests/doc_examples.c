@@ -57,6 +57,29 @@ START_TEST(nn_add_layer_norm) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- nn.h: the norm's output dtype */
+START_TEST(nn_layer_norm_out_dtype) {
+    WF_SCOPE {
+        wf_tensor *x = wf_randn(WF_SHAPE(4, 768), WF_F32), *x0 = x;
+        wf_tensor *attn_out = wf_to_dtype(wf_randn(WF_SHAPE(4, 768), WF_F32), WF_BF16);
+        wf_tensor *w = wf_ones(WF_SHAPE(768), WF_F32), *b = wf_zeros(WF_SHAPE(768), WF_F32);
+        wf_tensor *fc_w = wf_randn(WF_SHAPE(16, 768), WF_F32);
+        wf_clear_error();
+        ck_assert_int_eq(wf_autocast_begin(WF_DEV_CPU, WF_BF16), 0);
+#define DOC_nn_h_4
+#include "doc_blocks.inc"
+#undef DOC_nn_h_4
+        ck_assert_int_eq(wf_autocast_end(), 0);
+        ck_assert_msg(wf_error() == 0, "%s", wf_error_message());
+        ck_assert_int_eq(wf_tensor_dtype(h), WF_BF16);   /* the region's low dtype */
+        ck_assert_int_eq(wf_tensor_dtype(x), WF_F32);    /* the stream keeps its dtype */
+        ck_assert_int_eq(wf_tensor_dtype(out), WF_BF16);
+        tt_assert_close(x, wf_add(x0, attn_out), 0);
+        tt_assert_close(h, wf_layer_norm(x, WF_SHAPE(768), w, b, 1e-5), 1e-2);
+    }
+}
+END_TEST
+
 /* ---------------------------------------------------------------- dist.h: a world of one */
 START_TEST(dist_all_reduce) {
     WF_SCOPE {
@@ -141,6 +164,7 @@ int main(void) {
     tcase_add_test(tc, readme_program);
     tcase_add_test(tc, nn_custom_module);
     tcase_add_test(tc, nn_add_layer_norm);
+    tcase_add_test(tc, nn_layer_norm_out_dtype);
     tcase_add_test(tc, dist_all_reduce);
     tcase_add_test(tc, fabric_five_steps);
     tcase_add_test(tc, fabric_rank_zero_first);

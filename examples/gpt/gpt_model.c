@@ -60,7 +60,9 @@ static const wf_module_vtable block_vt = { .forward = block_forward };
 static wf_module *block_new(const gpt_config *c) {
     block *b = wf_module_create(sizeof(block), "Block", &block_vt);
     if (!b) return NULL;
-    wf_layer_norm_opts ln = { .no_bias = !c->bias };
+    /* ln_1 and ln_2 feed matmuls (c_attn, c_fc): under autocast they write its low dtype, which
+     * those would cast to anyway, saving a cast kernel each way (nn.h) */
+    wf_layer_norm_opts ln = { .no_bias = !c->bias, .autocast_output = true };
     wf_module *m = &b->base;
     if (wf_module_add_child(m, "ln_1", b->ln_1 = wf_layer_norm_new(&c->n_embd, 1, &ln)) ||
         wf_module_add_child(m, "attn", b->attn = wf_causal_self_attention_new(c->n_embd, c->n_head, c->bias, c->dropout)) ||
@@ -97,11 +99,15 @@ static bool can_fuse(gpt *g) {
     return true;
 }
 
-/* ln(x + r), *sum = x + r (sum may be NULL): ln's parameters, LayerNorm's eps (gpt_new's) */
+/* ln(x + r), *sum = x + r (sum may be NULL): ln's parameters, LayerNorm's eps (gpt_new's), and
+ * its output dtype as the module gives it: ln_1 and ln_2 (autocast_output) in autocast's low
+ * dtype inside a region; ln_f keeps f32, as the loss takes its dtype from its input
+ * (wf_linear_cross_entropy: an f32 loss under autocast) */
 static wf_tensor *add_ln(gpt *g, wf_module *ln, wf_tensor *x, wf_tensor *r, wf_tensor **sum) {
-    if (!r) return NULL;   /* the branch failed: its error stands */
-    return wf_add_layer_norm(x, r, &g->cfg.n_embd, 1, wf_module_get_parameter(ln, "weight"),
-                             wf_module_get_parameter(ln, "bias"), 1e-5, sum);
+    if (!r || !x) return NULL;   /* the branch failed: its error stands */
+    wf_dtype out = ln != g->ln_f && wf_autocast_enabled(wf_tensor_device(x).type) ? wf_autocast_dtype() : WF_DTYPE_DEFAULT;
+    return wf_add_layer_norm_out_dtype(x, r, &g->cfg.n_embd, 1, wf_module_get_parameter(ln, "weight"),
+                                       wf_module_get_parameter(ln, "bias"), 1e-5, sum, out);
 }
 
 /* The blocks as Block's forward runs them, with each residual add fused into the layer norm

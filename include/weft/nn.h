@@ -285,11 +285,18 @@ wf_module *wf_batch_norm1d_new(int64_t num_features, const wf_batch_norm_opts *o
 wf_module *wf_batch_norm2d_new(int64_t num_features, const wf_batch_norm_opts *opts);
 
 /* LayerNorm over the last ndim dims (normalized_shape). eps 0 = 1e-5. weight ones and bias
- * zeros unless no_affine (elementwise_affine=False) or no_bias (bias=False). */
+ * zeros unless no_affine (elementwise_affine=False) or no_bias (bias=False).
+ * autocast_output: inside an autocast region for the input's device type, the output comes in
+ * the region's low dtype (bf16 / f16), still computed in f32 from an f32 input: for a norm whose
+ * consumer is a matmul that would cast its input anyway (a pre-norm transformer's ln_1, ln_2),
+ * this saves that cast each way (Transformer Engine's LayerNormLinear and flash-attn's fused
+ * norm do the same). A departure from torch.autocast, whose layer_norm returns f32; outside
+ * autocast it changes nothing. See wf_layer_norm_out_dtype. */
 typedef struct wf_layer_norm_opts {
     double eps;
     bool no_affine;
     bool no_bias;
+    bool autocast_output;
 } wf_layer_norm_opts;
 wf_module *wf_layer_norm_new(const int64_t *normalized_shape, int ndim, const wf_layer_norm_opts *opts);
 
@@ -395,6 +402,24 @@ wf_tensor *wf_layer_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim
  */
 wf_tensor *wf_add_layer_norm(wf_tensor *x, wf_tensor *r, const int64_t *normalized_shape, int ndim, wf_tensor *weight,
                              wf_tensor *bias, double eps, wf_tensor **sum);
+/* wf_layer_norm and wf_add_layer_norm with the output written in out_dtype (flash-attn's
+ * out_dtype): float32, bfloat16 or float16, or the input's own dtype; WF_DTYPE_DEFAULT gives
+ * the plain form's dtype. The norm is computed as the plain form computes it (in f32 for an
+ * f32 or half input, under autocast as outside), then stored once in out_dtype: where the
+ * device has the kernel (CUDA, and the CPU outside the minimal preset) no cast runs either way
+ * and the backward reads the gradient in out_dtype, giving x's (and r's) gradient in its own
+ * dtype. Elsewhere it is the plain form, then wf_to_dtype. Another out_dtype (an integer, or
+ * float64 from a float32 input) is WF_EDTYPE, named. What LayerNorm's autocast_output asks for,
+ * as a function: the low dtype of the autocast region, else the default.
+ *
+ *     wf_dtype low = wf_autocast_enabled(WF_DEV_CPU) ? wf_autocast_dtype() : WF_DTYPE_DEFAULT;
+ *     wf_tensor *h = wf_add_layer_norm_out_dtype(x, attn_out, WF_SHAPE(768), w, b, 1e-5, &x, low);
+ *     wf_tensor *out = wf_linear(h, fc_w, NULL);   // under autocast: h is bf16, no cast
+ */
+wf_tensor *wf_layer_norm_out_dtype(wf_tensor *x, const int64_t *normalized_shape, int ndim, wf_tensor *weight,
+                                   wf_tensor *bias, double eps, wf_dtype out_dtype);
+wf_tensor *wf_add_layer_norm_out_dtype(wf_tensor *x, wf_tensor *r, const int64_t *normalized_shape, int ndim,
+                                       wf_tensor *weight, wf_tensor *bias, double eps, wf_tensor **sum, wf_dtype out_dtype);
 /* F.rms_norm; eps <= 0 means the machine epsilon of x's dtype. weight may be NULL. */
 wf_tensor *wf_rms_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim,
                        wf_tensor *weight, double eps);

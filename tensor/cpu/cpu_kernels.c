@@ -50,7 +50,9 @@ const wf_kernels wf__cpu_kernels = {
     .gemm_acc = wf__cpu_gemm_acc,
     .softmax = wf__cpu_softmax,
     .softmax_backward = wf__cpu_softmax_backward,
-#ifndef WEFT_MINIMAL   /* tensor/ops.def: the minimal preset composes it */
+#ifndef WEFT_MINIMAL   /* tensor/ops.def: the minimal preset composes them */
+    .layer_norm_fwd = wf__cpu_layer_norm_fwd,
+    .layer_norm_bwd = wf__cpu_layer_norm_bwd,
     .add_layer_norm_fwd = wf__cpu_add_layer_norm_fwd,
     .add_layer_norm_bwd = wf__cpu_add_layer_norm_bwd,
 #endif

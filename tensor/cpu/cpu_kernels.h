@@ -70,6 +70,11 @@ int wf__cpu_add_layer_norm_fwd(wf_tensor *y, wf_tensor *s, wf_tensor *mean, wf_t
 int wf__cpu_add_layer_norm_bwd(wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy,
                                const wf_tensor *gs, const wf_tensor *s, const wf_tensor *mean, const wf_tensor *rstd,
                                const wf_tensor *weight);
+/* the plain layer norm, there for a y of another dtype than x (layer_norm.c) */
+int wf__cpu_layer_norm_fwd(wf_tensor *y, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x, const wf_tensor *weight,
+                           const wf_tensor *bias, double eps);
+int wf__cpu_layer_norm_bwd(wf_tensor *gx, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy, const wf_tensor *x,
+                           const wf_tensor *mean, const wf_tensor *rstd, const wf_tensor *weight);
 
 /* indexing (index.c) */
 int wf__cpu_gather(wf_tensor *y, const wf_tensor *x, int dim, const wf_tensor *index);

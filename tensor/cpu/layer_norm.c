@@ -1,5 +1,8 @@
 /* tensor/cpu/layer_norm.c: the residual add fused into the layer norm (add_layer_norm_fwd/bwd
- * in tensor/tensor_impl.h) on the CPU. One row's math serves both directions, in double for
+ * in tensor/tensor_impl.h) on the CPU, and the plain layer norm (layer_norm_fwd/bwd: no r, s is
+ * x) where its output's dtype differs from x's (the front-end composes the same-dtype norm on
+ * the CPU: tensor/ops_fused.c). y and gy have their own dtype (an f32 x, a bf16 y under
+ * autocast: nn.h's wf_layer_norm_out_dtype). One row's math serves both directions, in double for
  * every floating dtype: the row is short, and double keeps one code path for f64 and the
  * rounded dtypes without a copy per dtype (the minimal library's size). s is stored first and
  * the statistics are taken from the stored s, so they describe exactly the s that the
@@ -13,7 +16,7 @@ typedef struct {
     char *y, *s, *gx, *gr;
     const char *x, *r, *w, *b, *gy, *gs;
     char *mean, *rstd;
-    wf_dtype xdt, rdt, wdt, gxdt, grdt, mdt;   /* y, s, gy, gs: xdt; b: wdt; rstd: mdt */
+    wf_dtype xdt, rdt, wdt, gxdt, grdt, mdt, ydt;   /* s, gs: xdt; gy: ydt; b: wdt; rstd: mdt */
     int64_t D;
     double eps;
 } aln_ctx;
@@ -29,7 +32,7 @@ static void fwd_rows(void *vc, int64_t lo, int64_t hi) {
         int64_t o = i * D;
         double sum = 0, var = 0;
         for (int64_t j = 0; j < D; j++) {
-            put(c->s, o + j, c->xdt, at(c->x, o + j, c->xdt) + at(c->r, o + j, c->rdt));
+            if (c->r) put(c->s, o + j, c->xdt, at(c->x, o + j, c->xdt) + at(c->r, o + j, c->rdt));
             sum += at(c->s, o + j, c->xdt);
         }
         double mean = sum / (double)D;
@@ -40,7 +43,7 @@ static void fwd_rows(void *vc, int64_t lo, int64_t hi) {
         double rstd = 1.0 / sqrt(var / (double)D + c->eps);
         for (int64_t j = 0; j < D; j++) {
             double h = (at(c->s, o + j, c->xdt) - mean) * rstd;
-            put(c->y, o + j, c->xdt, h * affine(c->w, j, c->wdt, 1) + affine(c->b, j, c->wdt, 0));
+            put(c->y, o + j, c->ydt, h * affine(c->w, j, c->wdt, 1) + affine(c->b, j, c->wdt, 0));
         }
         put(c->mean, i, c->mdt, mean);
         put(c->rstd, i, c->mdt, rstd);
@@ -55,7 +58,7 @@ static void bwd_rows(void *vc, int64_t lo, int64_t hi) {
         int64_t o = i * D;
         double mean = at(c->mean, i, c->mdt), rstd = at(c->rstd, i, c->mdt), s1 = 0, s2 = 0;
         for (int64_t j = 0; j < D; j++) {
-            double wg = at(c->gy, o + j, c->xdt) * affine(c->w, j, c->wdt, 1);
+            double wg = at(c->gy, o + j, c->ydt) * affine(c->w, j, c->wdt, 1);
             s1 += wg;
             s2 += wg * (at(c->s, o + j, c->xdt) - mean) * rstd;
         }
@@ -63,7 +66,7 @@ static void bwd_rows(void *vc, int64_t lo, int64_t hi) {
         s2 /= (double)D;
         for (int64_t j = 0; j < D; j++) {
             double h = (at(c->s, o + j, c->xdt) - mean) * rstd;
-            double g = rstd * (at(c->gy, o + j, c->xdt) * affine(c->w, j, c->wdt, 1) - s1 - h * s2) +
+            double g = rstd * (at(c->gy, o + j, c->ydt) * affine(c->w, j, c->wdt, 1) - s1 - h * s2) +
                        (c->gs ? at(c->gs, o + j, c->xdt) : 0);
             if (c->gx) put(c->gx, o + j, c->gxdt, g);
             if (c->gr) put(c->gr, o + j, c->grdt, g);
@@ -78,38 +81,51 @@ static int check_float(const char *op, wf_dtype dt) {   /* the dtypes of its ops
     return wf__error(WF_EDTYPE, "%s: needs floating tensors, got %s", op, wf_dtype_name(dt));
 }
 
-int wf__cpu_add_layer_norm_fwd(wf_tensor *y, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x,
-                               const wf_tensor *r, const wf_tensor *weight, const wf_tensor *bias, double eps) {
-    int rc = check_float("add_layer_norm", x->dtype);
-    if (rc || (rc = check_float("add_layer_norm", r->dtype))) return rc;
+/* r NULL: the plain layer norm, s is x (read, never written) */
+static int norm_fwd(const char *op, wf_tensor *y, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x,
+                    const wf_tensor *r, const wf_tensor *weight, const wf_tensor *bias, double eps) {
+    int rc = check_float(op, x->dtype);
+    if (rc || (r && (rc = check_float(op, r->dtype))) || (rc = check_float(op, y->dtype))) return rc;
     int64_t rows = wf__numel(mean->ndim, mean->shape), D = rows ? wf__numel(x->ndim, x->shape) / rows : 0;
     if (!rows || !D) return 0;
-    aln_ctx c = { .y = wf__host_ptr(y), .s = wf__host_ptr(s), .x = wf__host_ptr(x), .r = wf__host_ptr(r),
-                  .w = weight ? wf__host_ptr(weight) : NULL, .b = bias ? wf__host_ptr(bias) : NULL,
-                  .mean = wf__host_ptr(mean), .rstd = wf__host_ptr(rstd), .mdt = mean->dtype, .xdt = x->dtype,
-                  .rdt = r->dtype, .wdt = weight ? weight->dtype : bias ? bias->dtype : x->dtype, .D = D, .eps = eps };
+    aln_ctx c = { .y = wf__host_ptr(y), .s = r ? wf__host_ptr(s) : wf__host_ptr(x), .x = wf__host_ptr(x),
+                  .r = r ? wf__host_ptr(r) : NULL, .w = weight ? wf__host_ptr(weight) : NULL,
+                  .b = bias ? wf__host_ptr(bias) : NULL, .mean = wf__host_ptr(mean), .rstd = wf__host_ptr(rstd),
+                  .mdt = mean->dtype, .xdt = x->dtype, .rdt = r ? r->dtype : x->dtype, .ydt = y->dtype,
+                  .wdt = weight ? weight->dtype : bias ? bias->dtype : x->dtype, .D = D, .eps = eps };
     return wf__parallel_for(rows, grain(rows, D), fwd_rows, &c);
 }
 
-int wf__cpu_add_layer_norm_bwd(wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy,
-                               const wf_tensor *gs, const wf_tensor *s, const wf_tensor *mean, const wf_tensor *rstd,
-                               const wf_tensor *weight) {
-    int rc = check_float("add_layer_norm_backward", s->dtype);
-    if (rc) return rc;
+int wf__cpu_add_layer_norm_fwd(wf_tensor *y, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x,
+                               const wf_tensor *r, const wf_tensor *weight, const wf_tensor *bias, double eps) {
+    return norm_fwd("add_layer_norm", y, s, mean, rstd, x, r, weight, bias, eps);
+}
+
+int wf__cpu_layer_norm_fwd(wf_tensor *y, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x, const wf_tensor *weight,
+                           const wf_tensor *bias, double eps) {
+    return norm_fwd("layer_norm", y, NULL, mean, rstd, x, NULL, weight, bias, eps);
+}
+
+/* gr, gs NULL and s the saved x: the plain layer norm's */
+static int norm_bwd(const char *op, wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias,
+                    const wf_tensor *gy, const wf_tensor *gs, const wf_tensor *s, const wf_tensor *mean,
+                    const wf_tensor *rstd, const wf_tensor *weight) {
+    int rc = check_float(op, s->dtype);
+    if (rc || (rc = check_float(op, gy->dtype))) return rc;
     int64_t rows = wf__numel(mean->ndim, mean->shape), D = rows ? wf__numel(s->ndim, s->shape) / rows : 0;
     if (!rows || !D) return 0;
     aln_ctx c = { .gx = gx ? wf__host_ptr(gx) : NULL, .gr = gr ? wf__host_ptr(gr) : NULL, .s = wf__host_ptr(s),
                   .gy = wf__host_ptr(gy), .gs = gs ? wf__host_ptr(gs) : NULL, .w = weight ? wf__host_ptr(weight) : NULL,
                   .mean = wf__host_ptr(mean), .rstd = wf__host_ptr(rstd), .mdt = mean->dtype, .xdt = s->dtype,
                   .wdt = weight ? weight->dtype : s->dtype, .gxdt = gx ? gx->dtype : s->dtype,
-                  .grdt = gr ? gr->dtype : s->dtype, .D = D };
+                  .grdt = gr ? gr->dtype : s->dtype, .ydt = gy->dtype, .D = D };
     if ((gx || gr) && (rc = wf__parallel_for(rows, grain(rows, D), bwd_rows, &c))) return rc;
     if (!gweight && !gbias) return 0;
     double *acc = wf__calloc((size_t)(2 * D), sizeof *acc);   /* dw, db summed in double, rows in order */
-    if (!acc) return wf__error(WF_ENOMEM, "add_layer_norm_backward: out of memory (%lld doubles)", (long long)(2 * D));
+    if (!acc) return wf__error(WF_ENOMEM, "%s: out of memory (%lld doubles)", op, (long long)(2 * D));
     for (int64_t i = 0; i < rows; i++)
         for (int64_t j = 0; j < D; j++) {
-            double g = at(c.gy, i * D + j, c.xdt);
+            double g = at(c.gy, i * D + j, c.ydt);
             acc[j] += g * (at(c.s, i * D + j, c.xdt) - at(c.mean, i, c.mdt)) * at(c.rstd, i, c.mdt);
             acc[D + j] += g;
         }
@@ -119,4 +135,15 @@ int wf__cpu_add_layer_norm_bwd(wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight,
     }
     wf__free(acc, (size_t)(2 * D) * sizeof *acc);
     return 0;
+}
+
+int wf__cpu_add_layer_norm_bwd(wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy,
+                               const wf_tensor *gs, const wf_tensor *s, const wf_tensor *mean, const wf_tensor *rstd,
+                               const wf_tensor *weight) {
+    return norm_bwd("add_layer_norm_backward", gx, gr, gweight, gbias, gy, gs, s, mean, rstd, weight);
+}
+
+int wf__cpu_layer_norm_bwd(wf_tensor *gx, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy, const wf_tensor *x,
+                           const wf_tensor *mean, const wf_tensor *rstd, const wf_tensor *weight) {
+    return norm_bwd("layer_norm_backward", gx, NULL, gweight, gbias, gy, NULL, x, mean, rstd, weight);
 }

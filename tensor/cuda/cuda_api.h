@@ -185,7 +185,8 @@ int wf__cuda_softmax_xent_backward(const wf_cuda_view *glogits, const wf_cuda_vi
                                    double label_smoothing, int dev);
 /* Layer norm over the last dim D of contiguous x (rows = numel / D):
  * y = (x - mean) * rstd * w + b; weight/bias [D] contiguous or NULL; mean/rstd f32 [rows]
- * (may be NULL) are saved for the backward. Statistics in float (double for f64). */
+ * (may be NULL) are saved for the backward. Statistics in float (double for f64); y in its own
+ * dtype (x's, or f32 / bf16 / f16 of its own: the fast kernel too), gy in y's. */
 int wf__cuda_layer_norm_forward(const wf_cuda_view *y, const wf_cuda_view *mean, const wf_cuda_view *rstd,
                                 const wf_cuda_view *x, const wf_cuda_view *weight,
                                 const wf_cuda_view *bias, double eps, int dev);

@@ -5,8 +5,10 @@
  * The same kernels run the residual add fused into the norm (add_layer_norm): given a branch
  * r (ln_args.res) the forward writes s = x + r (x's dtype) as it reads the row and normalizes
  * the stored s; the backward, handed s as x, adds s's own gradient gs and writes the sum as gx
- * (x's dtype) and gr (r's dtype). The row math is one code for both ops. The CPU's kernel is
- * tensor/cpu/layer_norm.c (the plain layer norm composes there). */
+ * (x's dtype) and gr (r's dtype). The row math is one code for both ops. y (and so gy) may
+ * have another dtype than x: an f32 x normalized into a bf16 y under autocast, for the matmul
+ * that reads it (nn.h's wf_layer_norm_out_dtype), with no cast kernel either way. The CPU's
+ * kernel is tensor/cpu/layer_norm.c. */
 #include "cuda_rows.cuh"
 
 #include <string.h>
@@ -130,9 +132,10 @@ template <class T> __global__ void ln_wb_finish(const T *pw, const T *pb, int64_
     }
 }
 
-/* Fast layer norm for the common shapes: x, y, gy, gx, weight, bias all of one dtype (f32,
- * bf16 or f16), D a multiple of 4 up to 1024, 16-byte (f32) / 8-byte (half) aligned, mean and
- * rstd f32. One warp per row holds the row in registers (4 elements per load, NV loads per
+/* Fast layer norm for the common shapes: x, gx, weight, bias (and add_layer_norm's s, gs) of
+ * one dtype, the kind K (f32, bf16 or f16); y / gy, r / gr each f32, bf16 or f16 of their own,
+ * chosen at run time (lnf_ld4_dt); D a multiple of 4 up to 1024; each tensor 16-byte (f32) /
+ * 8-byte (half) aligned; mean and rstd f32. One warp per row holds the row in registers (4 elements per load, NV loads per
  * lane), so the forward reads x once and the backward reads x and gy once. The backward also
  * accumulates the weight/bias gradients: each warp keeps its columns' partial sums over the
  * rows it visits in registers, the block adds its warps' sums in shared memory and writes one
@@ -160,8 +163,8 @@ template <int K> __device__ __forceinline__ void lnf_st4(char *base, int64_t i, 
     }
 }
 
-/* the add_layer_norm branch and r's gradient: f32, bf16 or f16 chosen at run time (one
- * branch, the same for the whole grid), so the kernels are not instantiated per r dtype */
+/* y / gy, the add_layer_norm branch and r's gradient: f32, bf16 or f16 chosen at run time (one
+ * branch, the same for the whole grid), so the kernels are not instantiated per dtype pair */
 __device__ __forceinline__ void lnf_ld4_dt(const char *base, int64_t i, int dt, float v[4]) {
     if (dt == WF_F32) lnf_ld4<0>(base, i, v);
     else if (dt == WF_BF16) lnf_ld4<1>(base, i, v);
@@ -206,7 +209,7 @@ template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_f
 #pragma unroll
             for (int e = 0; e < 4; e++) { float d = x[i][e] - mean; v += d * d; }
     const float rstd = 1.f / sqrtf(wfc_warp_reduce(v, wfc_add_f()) / (float)a.D + (float)a.eps);
-    char *yr = a.y + row * a.D * es;
+    char *yr = a.y + row * a.D * wfc_dtype_size(a.ydt);
 #pragma unroll
     for (int i = 0; i < NV; i++) {
         int c = lane + 32 * i;
@@ -216,7 +219,7 @@ template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_f
             if (a.b) lnf_ld4<K>(a.b, c, b);
 #pragma unroll
             for (int e = 0; e < 4; e++) y[e] = (x[i][e] - mean) * rstd * w[e] + b[e];
-            lnf_st4<K>(yr, c, y);
+            lnf_st4_dt(yr, c, a.ydt, y);
         }
     }
     if (lane == 0) {
@@ -237,7 +240,7 @@ template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32, 2) ln
     const float invD = 1.f / (float)a.D;
     for (int64_t row = (int64_t)blockIdx.x * LNF_WARPS + warp; row < a.rows; row += (int64_t)gridDim.x * LNF_WARPS) {
         const float mean = reinterpret_cast<const float *>(a.mean)[row], rstd = reinterpret_cast<const float *>(a.rstd)[row];
-        const char *xr = a.x + row * a.D * es, *gr = a.gy + row * a.D * es;
+        const char *xr = a.x + row * a.D * es, *gyr = a.gy + row * a.D * wfc_dtype_size(a.gydt);
         float s1 = 0.f, s2 = 0.f;
 #pragma unroll
         for (int i = 0; i < NV; i++) {
@@ -245,7 +248,7 @@ template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32, 2) ln
             if (c < nc) {
                 float x[4], g[4], w[4] = { 1.f, 1.f, 1.f, 1.f };
                 lnf_ld4<K>(xr, c, x);
-                lnf_ld4<K>(gr, c, g);
+                lnf_ld4_dt(gyr, c, a.gydt, g);
                 if (a.w) lnf_ld4<K>(a.w, c, w);
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
@@ -268,7 +271,7 @@ template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32, 2) ln
                 if (c < nc) {
                     float x[4], g[4], w[4] = { 1.f, 1.f, 1.f, 1.f }, o[4];
                     lnf_ld4<K>(xr, c, x);
-                    lnf_ld4<K>(gr, c, g);
+                    lnf_ld4_dt(gyr, c, a.gydt, g);
                     if (a.w) lnf_ld4<K>(a.w, c, w);
 #pragma unroll
                     for (int e = 0; e < 4; e++) o[e] = rstd * (g[e] * w[e] - s1 - (x[e] - mean) * rstd * s2);
@@ -329,9 +332,11 @@ __global__ void __launch_bounds__(512) lnf_wb_finish(const float *pw, const floa
 static bool lnf_dtype(int dt) { return dt == WF_F32 || dt == WF_BF16 || dt == WF_F16; }
 static int lnf_nv(const ln_args &a, int dt) {
     if (!lnf_dtype(dt) || a.D % 4 || a.D > 1024 || a.rows > (int64_t)1 << 40) return 0;
-    if ((a.res && !lnf_dtype(a.resdt)) || (a.gr && !lnf_dtype(a.grdt))) return 0;
+    if ((a.res && !lnf_dtype(a.resdt)) || (a.gr && !lnf_dtype(a.grdt)) || (a.y && !lnf_dtype(a.ydt)) ||
+        (a.gy && !lnf_dtype(a.gydt)))
+        return 0;
     const void *ptrs[10] = { a.x, a.y, a.gy, a.gx, a.w, a.b, a.s, a.gs, a.res, a.gr };
-    const int dts[10] = { dt, dt, dt, dt, dt, dt, dt, dt, a.resdt, a.grdt };
+    const int dts[10] = { dt, a.ydt, a.gydt, dt, dt, dt, dt, dt, a.resdt, a.grdt };
     for (int i = 0; i < 10; i++)
         if ((uintptr_t)ptrs[i] % (dts[i] == WF_F32 ? 16 : 8)) return 0;
     int need = (int)((a.D / 4 + 31) / 32);
@@ -378,7 +383,7 @@ static int ln_forward(const wf_cuda_view *y, const wf_cuda_view *s, const wf_cud
     if (rstd) { a.rstd = (char *)rstd->data; a.rdt = rstd->dtype; }
     if (res) { a.res = (const char *)res->data; a.resdt = res->dtype; a.s = (char *)s->data; }
     a.eps = eps;
-    int nv = (a.ydt == a.xdt && (!weight || a.wdt == a.xdt) && (!bias || a.bdt == a.xdt) && (!res || s->dtype == a.xdt) &&
+    int nv = ((!weight || a.wdt == a.xdt) && (!bias || a.bdt == a.xdt) && (!res || s->dtype == a.xdt) &&
               (!mean || a.mdt == WF_F32) && (!rstd || a.rdt == WF_F32)) ? lnf_nv(a, a.xdt) : 0;
     if (nv) {
         unsigned g = (unsigned)((a.rows + LNF_WARPS - 1) / LNF_WARPS);
@@ -425,7 +430,7 @@ static int ln_backward(const wf_cuda_view *gx, const wf_cuda_view *gr, const wf_
     a.mean = (char *)mean->data; a.mdt = mean->dtype;
     a.rstd = (char *)rstd->data; a.rdt = rstd->dtype;
     bool f64 = a.xdt == WF_F64;
-    int nv = (a.gydt == a.xdt && (!gx || a.gxdt == a.xdt) && (!gs || gs->dtype == a.xdt) && (!weight || a.wdt == a.xdt) && a.mdt == WF_F32 &&
+    int nv = ((!gx || a.gxdt == a.xdt) && (!gs || gs->dtype == a.xdt) && (!weight || a.wdt == a.xdt) && a.mdt == WF_F32 &&
               a.rdt == WF_F32 && (!gweight || gweight->dtype != WF_F64) && (!gbias || gbias->dtype != WF_F64))
                  ? lnf_nv(a, a.xdt) : 0;
     if (nv) {

@@ -10,10 +10,15 @@
  *   - where the backend widens, an f32 + bf16 add, sub or mul casts nothing and gives the
  *     same values and gradients as casting first (the CPU route); a div still casts;
  *   - autocast casts a parameter once per region however often it is used, again after an
- *     in-place change, and afresh in the next region. */
+ *     in-place change, and afresh in the next region;
+ *   - a GPT block under bf16 autocast whose norms write bf16 (LayerNorm's autocast_output,
+ *     wf_add_layer_norm_out_dtype) casts 4 times fewer a step: the two norms' outputs no longer
+ *     cast to bf16 for the matmul after them, nor their gradients back to f32. */
 #include "test_util.h"
 
 #include "tensor/tensor_impl.h"
+
+#include <math.h>
 
 static int casts, casts_of_12;   /* dtype-changing copies; those of 12 elements (the weight) */
 static bool in_fake_binary;
@@ -183,12 +188,71 @@ START_TEST(autocast_casts_a_parameter_once_per_region) {
 }
 END_TEST
 
+/* One step of a GPT block as examples/gpt runs it, on the counting table under bf16 autocast:
+ * ln_1 (a module), attention, the residual add fused into ln_2, the MLP, the second residual
+ * add, and the backward of the stream's sum. low: the norms write bf16 (else f32, as
+ * torch.autocast's layer_norm). Returns the casts; *loss and *gx: the loss and x's gradient. */
+static int gpt_block_casts(bool low, double *loss, wf_tensor **gx) {
+    enum { B = 2, T = 4, C = 8, H = 2 };
+    int64_t c = C;
+    wf_device dev = WF_CUDA(0);
+    wf_manual_seed(21);
+    wf_layer_norm_opts lo = { .autocast_output = low };
+    wf_module *ln_1 = wf_layer_norm_new(&c, 1, &lo), *ln_2 = wf_layer_norm_new(&c, 1, &lo);
+    wf_module *attn = wf_causal_self_attention_new(C, H, true, 0.0);
+    wf_module *fc = wf_linear_new(C, 4 * C, true), *gelu = wf_gelu_new(WF_GELU_TANH), *proj = wf_linear_new(4 * C, C, true);
+    wf_module *ms[6] = { ln_1, ln_2, attn, fc, gelu, proj };
+    for (int i = 0; i < 6; i++) {
+        ck_assert_ptr_nonnull(ms[i]);
+        ck_assert_int_eq(wf_module_to(ms[i], dev, WF_DTYPE_DEFAULT), 0);
+    }
+    wf_tensor *x = tt_leaf_on(wf_randn(WF_SHAPE(B, T, C), WF_F32), dev), *s = NULL;
+    casts = 0;
+    ck_assert_int_eq(wf_autocast_begin(WF_DEV_CUDA, WF_BF16), 0);
+    wf_tensor *h = wf_module_forward(ln_1, x);
+    ck_assert_msg(h != NULL, "%s", wf_error_message());
+    ck_assert_int_eq(wf_tensor_dtype(h), low ? WF_BF16 : WF_F32);
+    h = wf_add_layer_norm_out_dtype(x, wf_module_forward(attn, h), &c, 1, wf_module_get_parameter(ln_2, "weight"),
+                                    wf_module_get_parameter(ln_2, "bias"), 1e-5, &s, low ? WF_BF16 : WF_DTYPE_DEFAULT);
+    ck_assert_msg(h && s, "%s", wf_error_message());
+    ck_assert_int_eq(wf_tensor_dtype(h), low ? WF_BF16 : WF_F32);
+    ck_assert_int_eq(wf_tensor_dtype(s), WF_F32);   /* the stream stays f32 */
+    wf_tensor *y = wf_add(s, wf_module_forward(proj, wf_module_forward(gelu, wf_module_forward(fc, h))));
+    ck_assert_int_eq(wf_autocast_end(), 0);
+    wf_tensor *l = wf_sum_all(wf_mul(y, y));
+    ck_assert_msg(l != NULL, "%s", wf_error_message());
+    ck_assert_int_eq(wf_backward(l, NULL, false), 0);
+    int n = casts;
+    *loss = wf_item(wf_to_device(l, WF_CPU));
+    *gx = wf_to_device(wf_grad(x), WF_CPU);
+    ck_assert_int_eq(wf_tensor_dtype(*gx), WF_F32);
+    for (int i = 0; i < 6; i++) wf_module_free(ms[i]);
+    return n;
+}
+
+START_TEST(gpt_block_norms_write_bf16) {
+    wf_scope_begin();
+    use_fake(false);
+    double l_f32, l_low;
+    wf_tensor *g_f32, *g_low;
+    int f32_out = gpt_block_casts(false, &l_f32, &g_f32), low_out = gpt_block_casts(true, &l_low, &g_low);
+    /* two norms, each a cast of its output for the matmul and one of its gradient */
+    ck_assert_msg(f32_out - low_out == 4, "casts: %d with f32 norms, %d with bf16 norms", f32_out, low_out);
+    /* the same step: the bf16 the matmul read is the same rounding of the same f32 norm */
+    ck_assert_msg(fabs(l_f32 - l_low) <= 1e-3 * fabs(l_f32), "loss %.9g vs %.9g", l_f32, l_low);
+    tt_assert_close(g_low, g_f32, 1e-2);
+    wf_scope_end();   /* before the teardown: the fake device's tensors go back through its table */
+    fake_teardown();
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("cast_count");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, mixed_add_casts_once);
     tcase_add_test(tc, widening_backend_skips_the_cast);
     tcase_add_test(tc, autocast_casts_a_parameter_once_per_region);
+    tcase_add_test(tc, gpt_block_norms_write_bf16);
     suite_add_tcase(s, tc);
     return tt_run(s);
 }

@@ -725,7 +725,9 @@ wf_dtype op_dtype_under_test = WF_F64;
  * f64 reference rounds its s to the stream's dtype and normalizes that: a short row of nearly
  * equal values turns s's rounding into a large change of y (bf16, width 3: 4.6x the row's
  * tolerance against the exact sum on some seeds, on the CPU as on CUDA). */
-static wf_tensor *add_ln_as(wf_tensor *x, wf_tensor *r, wf_tensor *w, wf_tensor *b, bool both, wf_dtype stream) {
+/* out: the output's dtype (WF_DTYPE_DEFAULT: the plain op's); the f64 reference keeps f64 */
+static wf_tensor *add_ln_out(wf_tensor *x, wf_tensor *r, wf_tensor *w, wf_tensor *b, bool both, wf_dtype stream,
+                             wf_dtype out) {
     int64_t D = x ? lastdim(x) : 1;
     if (op_dtype_under_test == WF_F64) stream = WF_F64;   /* f64 runs and gradcheck: nothing rounds */
     if (x && r && wf_tensor_dtype(x) == WF_F64 && stream != WF_F64) {
@@ -733,8 +735,19 @@ static wf_tensor *add_ln_as(wf_tensor *x, wf_tensor *r, wf_tensor *w, wf_tensor 
         wf_tensor *y = wf_layer_norm(s, &D, 1, w, b, 1e-5);
         return both && y ? wf_add(y, wf_mul_scalar(s, 0.5)) : y;
     }
-    wf_tensor *s = NULL, *y = wf_add_layer_norm(x, r, &D, 1, w, b, 1e-5, both ? &s : NULL);
+    if (x && wf_tensor_dtype(x) == WF_F64) out = WF_DTYPE_DEFAULT;
+    wf_tensor *s = NULL, *y = wf_add_layer_norm_out_dtype(x, r, &D, 1, w, b, 1e-5, both ? &s : NULL, out);
+    /* a lower y: the sum in y's dtype, so the result is checked at y's precision */
+    if (both && y && out) s = wf_to_dtype(s, out);
     return both && y ? wf_add(y, wf_mul_scalar(s, 0.5)) : y;
+}
+static wf_tensor *add_ln_as(wf_tensor *x, wf_tensor *r, wf_tensor *w, wf_tensor *b, bool both, wf_dtype stream) {
+    return add_ln_out(x, r, w, b, both, stream, WF_DTYPE_DEFAULT);
+}
+/* layer norm with its output in out (the f64 reference and gradcheck keep f64) */
+static wf_tensor *ln_out(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_dtype out) {
+    int64_t D = x ? lastdim(x) : 1;
+    return wf_layer_norm_out_dtype(x, &D, 1, w, b, 1e-5, x && wf_tensor_dtype(x) == WF_F64 ? WF_F64 : out);
 }
 static wf_tensor *add_ln(wf_tensor *x, wf_tensor *r, wf_tensor *w, wf_tensor *b, bool both) {
     return add_ln_as(x, r, w, b, both, op_dtype_under_test);
@@ -816,6 +829,21 @@ static wf_tensor *f32ish(wf_tensor *y) { return y && wf_tensor_dtype(y) == WF_F6
       DT_FLOAT, 3, 8)                                                                                            \
     X(add_layer_norm_mixed, "add_layer_norm(float32 x, weight, bias)",                                           \
       add_ln_as(f32ish(x), y, f32ish(z), f32ish(in[3]), true, WF_F32), gen_add_norm, DT_FLOAT, 4, 8)                        \
+    /* the norm's output in a dtype of its own, stored by the kernels (the fast CUDA one at the    \
+     * widths % 4 up to 1024, 768 the GPT's; the general one at 3 and 1500; the CPU's): an f32 x    \
+     * normalized into the dtype under test (autocast's LayerNorm with autocast_output), a half x   \
+     * into f32, and the GPT's add: f32 stream, branch and output in the dtype under test */       \
+    X(layer_norm_out, "layer_norm_out_dtype(float32 x, weight, bias)",                                          \
+      ln_out(f32ish(x), f32ish(y), f32ish(z), op_dtype_under_test), gen_norm, DT_FLOAT, 3, 8)                    \
+    X(layer_norm_out_na, "layer_norm_out_dtype(float32 x, no affine)", ln_out(f32ish(x), NULL, NULL,            \
+      op_dtype_under_test), gen_norm, DT_FLOAT, 1, 8)                                                            \
+    X(layer_norm_out_f32, "layer_norm_out_dtype(float32 output)", ln_out(x, y, z, WF_F32), gen_norm, DT_FLOAT,    \
+      3, 8)                                                                                                      \
+    X(add_layer_norm_out, "add_layer_norm_out_dtype(float32 x, weight, bias)",                                  \
+      add_ln_out(f32ish(x), y, f32ish(z), f32ish(in[3]), true, WF_F32, op_dtype_under_test), gen_add_norm,       \
+      DT_FLOAT, 4, 8)                                                                                            \
+    X(add_layer_norm_out_y, "add_layer_norm_out_dtype(float32 x, norm only, no bias)",                          \
+      add_ln_out(f32ish(x), y, f32ish(z), NULL, false, WF_F32, op_dtype_under_test), gen_add_norm, DT_FLOAT, 3, 8) \
     /* attention on a packed qkv projection [B, T, 3E] */                                                        \
     X(qkv_attention2, "qkv attention(2 heads, causal)", qkv_attention(x, 2, true), gen_qkv2, DT_FLOAT, 1, 8)     \
     X(qkv_attention1, "qkv attention(1 head)", qkv_attention(x, 1, false), gen_qkv1, DT_FLOAT, 1, 8)

@@ -186,6 +186,12 @@ static int run_kernel_op(const wf_kernels *K, wf_kernel_op op, wf_dtype dt) {
         if (op == WF_K_ADD_LAYER_NORM_FWD) return K->add_layer_norm_fwd(o23, g23, mean, rstd, m23, r23, NULL, NULL, 1e-5);
         return K->add_layer_norm_bwd(o23, r23, NULL, NULL, g23, NULL, m23, mean, rstd, NULL);
     }
+    case WF_K_LAYER_NORM_FWD:
+    case WF_K_LAYER_NORM_BWD: {   /* the same, without r; y (and gy) may have another dtype */
+        wf_tensor *mean = host(WF_SHAPE(2), WF_F32, NULL), *rstd = host(WF_SHAPE(2), WF_F32, NULL);
+        if (op == WF_K_LAYER_NORM_FWD) return K->layer_norm_fwd(o23, mean, rstd, m23, NULL, NULL, 1e-5);
+        return K->layer_norm_bwd(o23, NULL, NULL, g23, m23, mean, rstd, NULL);
+    }
     case WF_K_SOFTMAX: return K->softmax(o23, m23, false, 1.0, 1.0, 0);
     case WF_K_SOFTMAX_BACKWARD: return K->softmax_backward(o23, g23, m23, false, 1.0, 1.0);
     case WF_K_GATHER: return K->gather(y2, x3, 0, idx);
