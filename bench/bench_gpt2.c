@@ -6,7 +6,8 @@
  *              [--threads N] [--peak-tflops X] [--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N] [--dropout P]
  *              [--recompute-gelu 0|1]
  *
- * The model is examples/gpt/gpt_model.c (nanoGPT's GPT-2: biases on, dropout 0 or --dropout P, GELU tanh,
+ * The model is examples/gpt/gpt_model.c (nanoGPT's GPT-2: biases on, dropout 0 or --dropout P, GELU tanh as the
+ * peer's (gpt_config.gelu; before it the example's MLP ran the erf form, so the two did not match),
  * tied head, block size = --seq); AdamW lr 6e-4, betas 0.9/0.95, weight decay 0.1 on the 2-D
  * weights only (gpt_configure_optimizer); clip_gradients(max_norm 1.0) without reading the
  * norm back (error_if_nonfinite off, so Fabric uses wf_clip_grad_norm_tensor_ and the step
@@ -46,7 +47,10 @@ static double now(void) {
 static int usage(const char *argv0) {
     fprintf(stderr, "usage: %s [--layers N] [--heads N] [--width N] [--vocab N] [--batch N] [--seq N] [--steps N] "
                     "[--warmup N] [--accelerator auto|cpu|cuda] [--precision NAME] [--threads N] [--peak-tflops X] "
-                    "[--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N] [--dropout P] [--recompute-gelu 0|1]\n",
+                    "[--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N] [--dropout P] [--recompute-gelu 0|1]\n"
+                    "The model: examples/gpt's GPT-2 with biases and the tanh GELU (the peer's F.gelu(approximate=\"tanh\"),\n"
+                    "examples/gpt's gpt2 config); on CUDA in bf16 the GELU runs inside c_fc's GEMM (cuBLASLt epilogue;\n"
+                    "WEFT_NO_GELU_EPILOGUE=1: the GEMM and a bias + GELU kernel, for comparison).\n",
             argv0);
     return 2;
 }
@@ -124,7 +128,7 @@ int main(int argc, char **argv) {
     wf_device dev = wf_fabric_device(fab);
     wf_manual_seed(0);
     gpt_config cfg = { .vocab_size = vocab, .block_size = seq, .n_layer = layers, .n_head = heads, .n_embd = width,
-                       .dropout = dropout, .bias = true, .recompute_gelu = recompute_gelu != 0 };
+                       .dropout = dropout, .bias = true, .recompute_gelu = recompute_gelu != 0, .gelu = WF_GELU_TANH };
     model = gpt_new(&cfg);
     if (!model) FAIL("%s", wf_error_message());
     opt = gpt_configure_optimizer(model, 0.1, 6e-4, 0.9, 0.95);
