@@ -1,7 +1,7 @@
 /* autograd/fn_linear_fused.c: Linear fused with what follows it: Linear + GELU (the bias +
- * GELU epilogue), Linear + GELU + Linear (a transformer's MLP that recomputes its GELU in
- * backward instead of keeping it) and Linear + cross-entropy chunked over the rows (an LM
- * head's loss without the [N, V] logits).
+ * GELU epilogue; the tanh form inside the GEMM where the device has it), Linear + GELU +
+ * Linear (a transformer's MLP that recomputes its GELU in backward instead of keeping it) and
+ * Linear + cross-entropy chunked over the rows (an LM head's loss without the [N, V] logits).
  *
  * Both are written in raw ops (tensor/ops_linear_fused.c and the others), so they run on every
  * backend that has those; a backend's fused kernels (CUDA's bias_gelu, xent_fwd/bwd) are used
@@ -20,12 +20,16 @@ static wf_tensor *bin(const char *op, wf_binary_op o, wf_tensor *a, wf_tensor *b
 
 /* ================================================================ linear + gelu */
 
-/* inputs x, w, b; saved x, w, b, pre (= x @ w^T, without the bias); n->i[0] = tanh form */
+/* inputs x, w, b; saved x, w, pre, then b if any. n->i[0] = tanh form; n->i[1] = 0: pre = x @
+ * w^T without the bias (the bias + GELU kernel's input), 1: pre = the GELU's whole input, as
+ * the GEMM's GELU epilogue saved it (aux, with the bias) */
 static int linear_gelu_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
-    wf_tensor *x = wf__saved(n, 0), *w = wf__saved(n, 1), *b = wf__saved(n, 2), *pre = wf__saved(n, 3);
-    if (!x || !w || !b || !pre) return wf_error();
+    wf_tensor *x = wf__saved(n, 0), *w = wf__saved(n, 1), *pre = wf__saved(n, 2);
+    wf_tensor *b = n->n_saved > 3 ? wf__saved(n, 3) : NULL;
+    if (!x || !w || !pre || (n->n_saved > 3 && !b)) return wf_error();
     int64_t out = w->shape[0], in = w->shape[1];
-    wf_tensor *gp = wf__bias_gelu_bwd_raw(gy[0], pre, b, n->i[0] != 0);
+    wf_tensor *gp = n->i[1] ? wf__unary_backward_raw(WF_U_GELU_TANH, gy[0], pre, false, 0, 0)
+                            : wf__bias_gelu_bwd_raw(gy[0], pre, b, n->i[0] != 0);
     wf_tensor *g2 = gp ? wf_reshape(gp, WF_SHAPE(-1, out)) : NULL, *x2 = wf_reshape(x, WF_SHAPE(-1, in));
     if (!g2 || !x2) return wf_error();
     if (n->needs[0]) {
@@ -33,15 +37,28 @@ static int linear_gelu_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
         if (!gx[0]) return wf_error();
     }
     wf_tensor *gw = NULL, *gb = NULL;
-    int r = n->needs[1] && n->needs[2] ? wf__linear_wgrad_fused_raw(g2, x2, w, &gw, &gb) : 1;
+    bool nb = b && n->needs[2];
+    int r = n->needs[1] && nb ? wf__linear_wgrad_fused_raw(g2, x2, w, &gw, &gb) : 1;
     if (r < 0) return r;
     if (r > 0) {   /* no fused weight gradient here: the two products */
         if (n->needs[1] && !(gw = wf_matmul(wf_t(g2), x2))) return wf_error();
-        if (n->needs[2] && !(gb = wf_sum(g2, WF_DIMS(0), false))) return wf_error();
+        if (nb && !(gb = wf_sum(g2, WF_DIMS(0), false))) return wf_error();
     }
     if (n->needs[1] && !(gx[1] = wf__reduce_to(gw, &n->in_meta[1]))) return wf_error();
-    if (n->needs[2] && !(gx[2] = wf__reduce_to(gb, &n->in_meta[2]))) return wf_error();
+    if (nb && !(gx[2] = wf__reduce_to(gb, &n->in_meta[2]))) return wf_error();
     return 0;
+}
+
+/* y's node: saves x, w, pre, b (see linear_gelu_backward) */
+static wf_tensor *linear_gelu_record(wf_tensor *y, wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_tensor *pre, bool tanh,
+                                     bool aux) {
+    wf_tensor *ins[3] = { x, w, b };
+    wf_node *nd = wf__record("LinearGeluBackward", linear_gelu_backward, y, 3, ins);
+    if (nd) nd->i[0] = tanh, nd->i[1] = aux;
+    return wf__recorded(y, nd,
+                        nd && wf__save(nd, x) >= 0 && wf__save(nd, w) >= 0 && wf__save(nd, pre) >= 0 &&
+                            (!b || wf__save(nd, b) >= 0),
+                        3, ins);
 }
 
 static wf_tensor *linear_gelu_body(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_gelu_approx approximate) {
@@ -52,6 +69,17 @@ static wf_tensor *linear_gelu_body(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_
     }
     x = wf__autocast_arg(x, WF__AC_LOWER), w = wf__autocast_arg(w, WF__AC_LOWER), b = wf__autocast_arg(b, WF__AC_LOWER);
     if (!x || !w) return NULL;
+    if (approximate == WF_GELU_TANH) {
+        /* the tanh form inside the GEMM where the device has it (cuBLASLt's GELU_AUX_BIAS):
+         * no bias + GELU pass; the GELU's input (aux) is saved for the backward */
+        wf_tensor *y = NULL, *aux = NULL;
+        wf_scope_begin();
+        int r = wf__linear_gelu_aux_raw(x, w, b, &y, &aux);
+        if (r == 0) y = linear_gelu_record(y, x, w, b, aux, true, true);
+        wf_keep(y);
+        wf_scope_end();
+        if (r <= 0) return y;   /* done, or failed (y NULL, the error recorded) */
+    }
     /* a device without the epilogue (the CPU) composes: the same nodes as Linear then GELU */
     if (!b || w->ndim != 2 || x->dtype != w->dtype || !wf_device_eq(x->device, w->device) || !wf__bias_gelu_fusable(w, b))
         return wf_gelu(wf_linear(x, w, b), approximate);
@@ -59,15 +87,7 @@ static wf_tensor *linear_gelu_body(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_
     wf_scope_begin();
     wf_tensor *pre = wf__linear_raw(x, w, NULL);
     if (pre) y = wf__bias_gelu_raw(pre, b, approximate == WF_GELU_TANH);
-    if (y) {
-        wf_tensor *ins[3] = { x, w, b };
-        wf_node *nd = wf__record("LinearGeluBackward", linear_gelu_backward, y, 3, ins);
-        if (nd) nd->i[0] = approximate == WF_GELU_TANH;
-        y = wf__recorded(y, nd,
-                         nd && wf__save(nd, x) >= 0 && wf__save(nd, w) >= 0 && wf__save(nd, b) >= 0 &&
-                             wf__save(nd, pre) >= 0,
-                         3, ins);
-    }
+    if (y) y = linear_gelu_record(y, x, w, b, pre, approximate == WF_GELU_TANH, false);
     wf_keep(y);
     wf_scope_end();
     return y;
@@ -80,12 +100,17 @@ wf_tensor *wf_linear_gelu(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_gelu_appr
 /* ================================================================ linear + gelu + linear */
 
 /* The MLP keeps h, the GELU's input, and not g = gelu(h), the second Linear's input: backward
- * makes g again from h (one elementwise pass) for the second weight's gradient. h is
- * x @ w1^T without the bias where the device's bias + GELU kernel adds it (n->i[1] = 1), with
- * the bias elsewhere (the CPU: the plain GELU op). */
+ * makes g again from h (one elementwise pass) for the second weight's gradient. n->i[1] says
+ * what h is: 0 the GELU's whole input (x @ w1^T + b1; the plain GELU op, the CPU's path), 1
+ * x @ w1^T without the bias (the device's bias + GELU kernel adds it), 2 the whole input as
+ * the GEMM's GELU epilogue saved it (tanh form; backward makes dh and b1's gradient in the
+ * GEMM of gy2 @ w2, DGELU_BGRAD). */
+#define MLP_COMPOSED 0
+#define MLP_BIAS_GELU 1
+#define MLP_EPILOGUE 2
 static wf_tensor *mlp_gelu(wf_node *n, wf_tensor *h, wf_tensor *b1) {
     bool tanh = n->i[0] != 0;
-    if (n->i[1]) return wf__bias_gelu_raw(h, b1, tanh);
+    if (n->i[1] == MLP_BIAS_GELU) return wf__bias_gelu_raw(h, b1, tanh);
     return wf__unary_raw("wf_fused_mlp", tanh ? WF_U_GELU_TANH : WF_U_GELU, h, 0, 0);
 }
 
@@ -104,27 +129,46 @@ static int linear_wgrad(wf_node *n, int iw, int ib, wf_tensor *g2, wf_tensor *x2
     return 0;
 }
 
+/* the first Linear's gradients from dh [rows, hid] (and db1 when the GEMM made it) */
+static int mlp_first_grads(wf_node *n, wf_tensor *dh, wf_tensor *db1, bool has_b1, wf_tensor *x, wf_tensor *w1,
+                           wf_tensor **gx) {
+    int64_t hid = w1->shape[0], in = w1->shape[1];
+    wf_tensor *dh2 = wf_reshape(dh, WF_SHAPE(-1, hid)), *x2 = wf_reshape(x, WF_SHAPE(-1, in));
+    if (!dh2 || !x2) return wf_error();
+    if (n->needs[0] && !(gx[0] = wf_reshape(wf_matmul(dh2, w1), n->in_meta[0].shape, n->in_meta[0].ndim)))
+        return wf_error();
+    if (!db1) return linear_wgrad(n, 1, has_b1 ? 2 : -1, dh2, x2, w1, gx);
+    if (n->needs[1] && !(gx[1] = wf__reduce_to(wf_matmul(wf_t(dh2), x2), &n->in_meta[1]))) return wf_error();
+    if (n->needs[2] && !(gx[2] = wf__reduce_to(db1, &n->in_meta[2]))) return wf_error();
+    return 0;
+}
+
 /* inputs x, w1, b1, w2, b2 (a missing bias: a NULL input); saved x, w1, w2, h, then b1 if any */
 static int fused_mlp_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     wf_tensor *x = wf__saved(n, 0), *w1 = wf__saved(n, 1), *w2 = wf__saved(n, 2), *h = wf__saved(n, 3);
     wf_tensor *b1 = n->n_saved > 4 ? wf__saved(n, 4) : NULL;
     if (!x || !w1 || !w2 || !h || (n->n_saved > 4 && !b1)) return wf_error();
-    int64_t hid = w1->shape[0], in = w1->shape[1], out = w2->shape[0];
+    int64_t hid = w1->shape[0], out = w2->shape[0];
     wf_tensor *gy2 = wf_reshape(gy[0], WF_SHAPE(-1, out));
     wf_tensor *g2 = wf_reshape(mlp_gelu(n, h, b1), WF_SHAPE(-1, hid));   /* recomputed */
     if (!gy2 || !g2) return wf_error();
     int rc = linear_wgrad(n, 3, 4, gy2, g2, w2, gx);
     if (rc) return rc;
+    if (n->i[1] == MLP_EPILOGUE) {   /* dh = (gy2 @ w2) * gelu'(h) and db1 in one GEMM */
+        wf_tensor *dh = NULL, *db1 = NULL;
+        bool want_db = b1 && n->needs[2];
+        int r = wf__linear_dgelu_bgrad_raw(gy2, w2, h, &dh, want_db ? &db1 : NULL);
+        if (r < 0) return r;
+        if (r == 0) return mlp_first_grads(n, dh, db1, b1 != NULL, x, w1, gx);
+        /* declined (a plan cuBLASLt refused): composed below; h is the whole input here */
+    }
     wf_tensor *dg = wf_matmul(gy2, w2);   /* [rows, hid] */
     wf_tensor *dh = !dg ? NULL
-                    : n->i[1] ? wf__bias_gelu_bwd_raw(dg, h, b1, n->i[0] != 0)
-                              : wf__unary_backward_raw(n->i[0] ? WF_U_GELU_TANH : WF_U_GELU, dg,
-                                                       wf_reshape(h, WF_SHAPE(-1, hid)), false, 0, 0);
-    wf_tensor *dh2 = dh ? wf_reshape(dh, WF_SHAPE(-1, hid)) : NULL, *x2 = wf_reshape(x, WF_SHAPE(-1, in));
-    if (!dh2 || !x2) return wf_error();
-    if (n->needs[0] && !(gx[0] = wf_reshape(wf_matmul(dh2, w1), n->in_meta[0].shape, n->in_meta[0].ndim)))
-        return wf_error();
-    return linear_wgrad(n, 1, b1 ? 2 : -1, dh2, x2, w1, gx);
+                    : n->i[1] == MLP_BIAS_GELU ? wf__bias_gelu_bwd_raw(dg, h, b1, n->i[0] != 0)
+                                               : wf__unary_backward_raw(n->i[0] ? WF_U_GELU_TANH : WF_U_GELU, dg,
+                                                                        wf_reshape(h, WF_SHAPE(-1, hid)), false, 0, 0);
+    if (!dh) return wf_error();
+    return mlp_first_grads(n, dh, NULL, b1 != NULL, x, w1, gx);
 }
 
 static wf_tensor *fused_mlp_body(wf_tensor *x, wf_tensor *w1, wf_tensor *b1, wf_tensor *w2, wf_tensor *b2,
@@ -138,18 +182,25 @@ static wf_tensor *fused_mlp_body(wf_tensor *x, wf_tensor *w1, wf_tensor *b1, wf_
     b1 = wf__autocast_arg(b1, WF__AC_LOWER), w2 = wf__autocast_arg(w2, WF__AC_LOWER);
     b2 = wf__autocast_arg(b2, WF__AC_LOWER);
     if (!x || !w1 || !w2) return NULL;
-    bool fused = b1 && w1->ndim == 2 && wf__bias_gelu_fusable(w1, b1);
-    wf_tensor *y = NULL;
+    bool tanh = approximate == WF_GELU_TANH;
+    wf_tensor *y = NULL, *h = NULL, *g = NULL;
+    int mode = MLP_COMPOSED;
     wf_scope_begin();
-    wf_tensor *h = wf__linear_raw(x, w1, fused ? NULL : b1);
-    wf_tensor *g = !h ? NULL
-                   : fused ? wf__bias_gelu_raw(h, b1, approximate == WF_GELU_TANH)
-                           : wf__unary_raw("wf_fused_mlp", approximate == WF_GELU_TANH ? WF_U_GELU_TANH : WF_U_GELU, h, 0, 0);
+    /* the tanh form: the first GEMM makes g and h (cuBLASLt's GELU_AUX_BIAS) where it can */
+    int r = tanh ? wf__linear_gelu_aux_raw(x, w1, b1, &g, &h) : 1;
+    if (r == 0) mode = MLP_EPILOGUE;
+    else if (r > 0) {
+        mode = b1 && w1->ndim == 2 && wf__bias_gelu_fusable(w1, b1) ? MLP_BIAS_GELU : MLP_COMPOSED;
+        h = wf__linear_raw(x, w1, mode == MLP_BIAS_GELU ? NULL : b1);
+        g = !h ? NULL
+            : mode == MLP_BIAS_GELU ? wf__bias_gelu_raw(h, b1, tanh)
+                                    : wf__unary_raw("wf_fused_mlp", tanh ? WF_U_GELU_TANH : WF_U_GELU, h, 0, 0);
+    }
     if (g) y = wf__linear_raw(g, w2, b2);
     if (y) {
         wf_tensor *ins[5] = { x, w1, b1, w2, b2 };
         wf_node *nd = wf__record("FusedMlpBackward", fused_mlp_backward, y, 5, ins);
-        if (nd) nd->i[0] = approximate == WF_GELU_TANH, nd->i[1] = fused;
+        if (nd) nd->i[0] = tanh, nd->i[1] = mode;
         y = wf__recorded(y, nd,
                          nd && wf__save(nd, x) >= 0 && wf__save(nd, w1) >= 0 && wf__save(nd, w2) >= 0 &&
                              wf__save(nd, h) >= 0 && (!b1 || wf__save(nd, b1) >= 0),

@@ -4,9 +4,10 @@
  *   bench_gpt2 [--layers 12 --heads 12 --width 768 --vocab 50304 --batch 16 --seq 1024]
  *              [--steps 20 --warmup 5] [--accelerator auto|cpu|cuda] [--precision bf16-mixed]
  *              [--threads N] [--peak-tflops X] [--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N] [--dropout P]
- *              [--recompute-gelu 0|1]
+ *              [--recompute-gelu 0|1] [--gelu-epilogue 0|1]
  *
- * The model is examples/gpt/gpt_model.c (nanoGPT's GPT-2: biases on, dropout 0 or --dropout P, GELU tanh,
+ * The model is examples/gpt/gpt_model.c (nanoGPT's GPT-2: biases on, dropout 0 or --dropout P, GELU tanh as the
+ * peer's (gpt_config.gelu; before it the example's MLP ran the erf form, so the two did not match),
  * tied head, block size = --seq); AdamW lr 6e-4, betas 0.9/0.95, weight decay 0.1 on the 2-D
  * weights only (gpt_configure_optimizer); clip_gradients(max_norm 1.0) without reading the
  * norm back (error_if_nonfinite off, so Fabric uses wf_clip_grad_norm_tensor_ and the step
@@ -30,7 +31,11 @@
  * --memory-summary 1: the memory census (wf_memory_record_history) is on from before the model
  * is made; after the timed steps it prints to stderr what was alive at the device's peak, per
  * label (the op that allocated it; "forward", "loss", "backward of <Node>", "clip", "optimizer",
- * "zero_grad" around the step's parts), biggest first. The JSON stays the last stdout line. */
+ * "zero_grad" around the step's parts), biggest first. The JSON stays the last stdout line.
+ * --gelu-epilogue 0: WEFT_NO_GELU_EPILOGUE=1 for this process, so the tanh GELU runs as the GEMM
+ * and a bias + GELU kernel instead of inside cuBLASLt's GEMM epilogues: the A/B of one
+ * bench/gpt2_run.sh call ("gelu_epilogue" in the JSON). */
+#define _POSIX_C_SOURCE 200809L   /* setenv */
 #include "gpt_model.h"
 #include "weft/fabric.h"
 #include "weft/cuda.h"
@@ -51,7 +56,11 @@ static int usage(const char *argv0) {
     fprintf(stderr, "usage: %s [--layers N] [--heads N] [--width N] [--vocab N] [--batch N] [--seq N] [--steps N] "
                     "[--warmup N] [--accelerator auto|cpu|cuda] [--precision NAME] [--threads N] [--peak-tflops X] "
                     "[--cuda-graphs 0|1] [--fused-loss 0|1] [--loss-chunk-rows N] [--dropout P] [--recompute-gelu 0|1] "
-                    "[--memory-summary 0|1]\n",
+                    "[--memory-summary 0|1] "
+                    "[--gelu-epilogue 0|1]\n"
+                    "The model: examples/gpt's GPT-2 with biases and the tanh GELU (the peer's F.gelu(approximate=\"tanh\"),\n"
+                    "examples/gpt's gpt2 config); on CUDA in bf16 the GELU runs inside c_fc's GEMM (cuBLASLt epilogue;\n"
+                    "--gelu-epilogue 0, or WEFT_NO_GELU_EPILOGUE=1: the GEMM and a bias + GELU kernel, for comparison).\n",
             argv0);
     return 2;
 }
@@ -125,7 +134,7 @@ static int step_rest(wf_fabric *fab, wf_module *model, wf_optimizer *opt, wf_ten
 
 int main(int argc, char **argv) {
     int64_t layers = 12, heads = 12, width = 768, vocab = 50304, batch = 16, seq = 1024, steps = 20, warmup = 5,
-            threads = 0, graphs = 0, fused = 1, chunk_rows = 0, recompute_gelu = 0, memory_summary = 0;
+            threads = 0, graphs = 0, fused = 1, chunk_rows = 0, recompute_gelu = 0, memory_summary = 0, gelu_epilogue = 1;
     double peak_tflops = 0, dropout = 0;
     const char *accelerator = "auto", *precision = "bf16-mixed";
     for (int i = 1; i < argc; i++) {
@@ -147,6 +156,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--fused-loss")) ok = parse_i64(v, 0, 1, &fused);
         else if (!strcmp(a, "--recompute-gelu")) ok = parse_i64(v, 0, 1, &recompute_gelu);
         else if (!strcmp(a, "--memory-summary")) ok = parse_i64(v, 0, 1, &memory_summary);
+        else if (!strcmp(a, "--gelu-epilogue")) ok = parse_i64(v, 0, 1, &gelu_epilogue);
         else if (!strcmp(a, "--loss-chunk-rows")) ok = parse_i64(v, 0, BIG, &chunk_rows);
         else if (!strcmp(a, "--accelerator")) accelerator = v;
         else if (!strcmp(a, "--precision")) precision = v;
@@ -158,6 +168,8 @@ int main(int argc, char **argv) {
     }
     if (width % heads) { fprintf(stderr, "error: --width %lld is not divisible by --heads %lld\n", (long long)width, (long long)heads); return usage(argv[0]); }
     if (threads > 0) wf_set_num_threads((int)threads);
+    /* read once, at the first GEMM: set before anything runs */
+    if (!gelu_epilogue) setenv("WEFT_NO_GELU_EPILOGUE", "1", 1);
 
     int rc = 0;
     wf_fabric *fab = NULL;
@@ -172,7 +184,7 @@ int main(int argc, char **argv) {
     if (memory_summary && wf_memory_record_history(true)) FAIL("%s", wf_error_message());
     wf_manual_seed(0);
     gpt_config cfg = { .vocab_size = vocab, .block_size = seq, .n_layer = layers, .n_head = heads, .n_embd = width,
-                       .dropout = dropout, .bias = true, .recompute_gelu = recompute_gelu != 0 };
+                       .dropout = dropout, .bias = true, .recompute_gelu = recompute_gelu != 0, .gelu = WF_GELU_TANH };
     model = gpt_new(&cfg);
     if (!model) FAIL("%s", wf_error_message());
     opt = gpt_configure_optimizer(model, 0.1, 6e-4, 0.9, 0.95);
@@ -249,9 +261,11 @@ int main(int argc, char **argv) {
     double flops_tok = 6.0 * (double)n_params + 12.0 * (double)layers * (double)heads * (double)(width / heads) * (double)seq;
     double mfu = peak > 0 ? flops_tok * tokens / dt / peak : NAN;
     printf("{\"impl\":\"weft+fabric\",\"device\":\"%s\",\"batch\":%lld,\"seq\":%lld,\"params_m\":%.2f,\"step_ms\":%.2f,"
-           "\"tok_s\":%.0f,\"mfu\":%.4f,\"peak_gb\":%.2f,\"loss\":%.4f,\"graphs\":%d,\"fused_loss\":%d,\"loss_chunk_rows\":%lld,\"recompute_gelu\":%d}\n",
+           "\"tok_s\":%.0f,\"mfu\":%.4f,\"peak_gb\":%.2f,\"loss\":%.4f,\"graphs\":%d,\"fused_loss\":%d,\"loss_chunk_rows\":%lld,\"recompute_gelu\":%d,"
+           "\"gelu_epilogue\":%d}\n",
            name, (long long)batch, (long long)seq, (double)n_params / 1e6, 1000 * dt, tokens / dt, isnan(mfu) ? 0.0 : mfu,
-           (double)ms.peak_allocated / 1e9, last_loss, (int)graphs, (int)fused, (long long)chunk_rows, (int)recompute_gelu);
+           (double)ms.peak_allocated / 1e9, last_loss, (int)graphs, (int)fused, (long long)chunk_rows, (int)recompute_gelu,
+           (int)gelu_epilogue);
 done:
     wf_cuda_graph_free(graph);
     wf_tensor_free(graph_loss);

@@ -1,11 +1,14 @@
 /* tensor/ops_linear_fused.c: the raw pieces of the fused Linear front-ends of
- * autograd/fn_linear_fused.c: the bias + GELU epilogue of Linear + GELU, and the per-row
+ * autograd/fn_linear_fused.c: the bias + GELU epilogue of Linear + GELU, the GEMMs with the
+ * GELU inside them (cuBLASLt's GELU_AUX_BIAS / DGELU_BGRAD, tanh form), and the per-row
  * softmax cross-entropy of one chunk of logits (chunked linear + cross-entropy).
  *
  * Each piece runs the device's fused kernel where it has one for the dtype (CUDA: bias_gelu,
  * xent_fwd / xent_bwd) and otherwise composes itself from the other raw ops, so a backend
  * without the kernel never reaches another device's code. */
 #include "ops_raw.h"
+
+#include <string.h>
 
 /* a op b (the operands' casts not wanted) */
 static wf_tensor *bin(const char *op, wf_binary_op o, wf_tensor *a, wf_tensor *b) {
@@ -47,6 +50,79 @@ wf_tensor *wf__bias_gelu_bwd_raw(wf_tensor *gy, wf_tensor *x, wf_tensor *b, bool
     wf_tensor *gx = g ? wf__empty(x->shape, x->ndim, x->dtype, x->device) : NULL;
     if (!gx) return NULL;
     return wf_numel(gx) && kt->bias_gelu_bwd(gx, g, x, b, tanh_approx) ? NULL : gx;
+}
+
+/* ================================================================ GEMM + GELU epilogues */
+
+static char *dptr(const wf_tensor *t) {
+    return (char *)t->storage->data + t->offset * (int64_t)wf_dtype_size(t->dtype);
+}
+
+/* the device's gemm_gelu for dt (a yes counts as a call of the op) */
+static const wf_kernels *gemm_gelu_kernels(wf_device dev, wf_dtype dt) {
+    if (dev.type == WF_DEV_META) return NULL;
+    const wf_kernels *kt = wf__kernels(dev);
+    if (!kt) {
+        wf_clear_error();
+        return NULL;
+    }
+    return kt->gemm_gelu && wf__supports(kt, WF_OPF_KERNEL, WF_K_GEMM_GELU, dt) ? kt : NULL;
+}
+
+/* x [..., in] with rows = numel / in, or -1 */
+static int64_t rows_of(wf_tensor *x, int64_t in) {
+    if (x->ndim < 1 || in <= 0 || x->shape[x->ndim - 1] != in) return -1;
+    return wf_numel(x) / in;
+}
+
+int wf__linear_gelu_aux_raw(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_tensor **g, wf_tensor **aux) {
+    *g = *aux = NULL;
+    /* anything unusual declines: the composed path checks and reports it */
+    if (!x || !w || w->ndim != 2 || x->dtype != w->dtype || !wf_device_eq(x->device, w->device) ||
+        (b && (b->ndim != 1 || b->dtype != w->dtype || !wf_device_eq(b->device, w->device))))
+        return 1;
+    int64_t out = w->shape[0], in = w->shape[1], rows = rows_of(x, in);
+    if (rows <= 0 || out <= 0 || (b && b->shape[0] != out)) return 1;
+    const wf_kernels *kt = gemm_gelu_kernels(w->device, w->dtype);
+    if (!kt) return 1;
+    wf_tensor *xc = contig_as(kt, x, x->dtype), *wc = xc ? contig_as(kt, w, w->dtype) : NULL;
+    wf_tensor *bc = wc && b ? contig_as(kt, b, b->dtype) : NULL;
+    int64_t shape[WF_MAX_DIMS];
+    memcpy(shape, x->shape, sizeof(int64_t) * (size_t)x->ndim);
+    shape[x->ndim - 1] = out;
+    wf_tensor *gt = wc && (bc || !b) ? wf__empty(shape, x->ndim, x->dtype, x->device) : NULL;
+    wf_tensor *at = gt ? wf__empty(shape, x->ndim, x->dtype, x->device) : NULL;
+    if (!at) return err_or(WF_ENOMEM);
+    /* g [rows, out] = gelu(x [rows, in] @ w^T + b), aux = the GELU's input */
+    int r = kt->gemm_gelu(x->dtype, false, true, rows, out, in, dptr(xc), in, dptr(wc), in, dptr(gt), out, dptr(at), out,
+                          bc ? dptr(bc) : NULL, NULL, false, x->device);
+    if (r) return r;   /* declined (1): the scope takes gt, at */
+    *g = gt, *aux = at;
+    return 0;
+}
+
+int wf__linear_dgelu_bgrad_raw(wf_tensor *gy, wf_tensor *w, wf_tensor *aux, wf_tensor **dh, wf_tensor **db) {
+    *dh = NULL;
+    if (db) *db = NULL;
+    if (!gy || !w || !aux || w->ndim != 2 || gy->dtype != w->dtype || aux->dtype != w->dtype ||
+        !wf_device_eq(gy->device, w->device) || !wf_device_eq(aux->device, w->device))
+        return 1;
+    int64_t out = w->shape[0], hid = w->shape[1], rows = rows_of(gy, out);
+    if (rows <= 0 || hid <= 0 || rows_of(aux, hid) != rows) return 1;
+    const wf_kernels *kt = gemm_gelu_kernels(w->device, w->dtype);
+    if (!kt) return 1;
+    wf_tensor *gc = contig_as(kt, gy, gy->dtype), *wc = gc ? contig_as(kt, w, w->dtype) : NULL;
+    wf_tensor *ac = wc ? contig_as(kt, aux, aux->dtype) : NULL;
+    wf_tensor *ht = ac ? wf__empty(aux->shape, aux->ndim, aux->dtype, aux->device) : NULL;
+    wf_tensor *bt = ht && db ? wf__empty(&hid, 1, aux->dtype, aux->device) : NULL;
+    if (!ht || (db && !bt)) return err_or(WF_ENOMEM);
+    /* dh [rows, hid] = (gy [rows, out] @ w [out, hid]) * gelu'(aux); db = dh's column sums */
+    int r = kt->gemm_gelu(w->dtype, false, false, rows, hid, out, dptr(gc), out, dptr(wc), hid, dptr(ht), hid, dptr(ac),
+                          hid, NULL, bt ? dptr(bt) : NULL, true, w->device);
+    if (r) return r;
+    *dh = ht;
+    if (db) *db = bt;
+    return 0;
 }
 
 /* ================================================================ chunk cross-entropy */

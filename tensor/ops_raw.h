@@ -234,6 +234,17 @@ bool wf__bias_gelu_fusable(wf_tensor *w, wf_tensor *b);
 /* y = gelu(x + b) (b over the last dim; x made contiguous); backward: gy * gelu'(x + b) */
 wf_tensor *wf__bias_gelu_raw(wf_tensor *x, wf_tensor *b, bool tanh_approx);
 wf_tensor *wf__bias_gelu_bwd_raw(wf_tensor *gy, wf_tensor *x, wf_tensor *b, bool tanh_approx);
+/* Linear + GELU (tanh form) with the GELU inside the GEMM, where the device has gemm_gelu for
+ * the dtype (CUDA: cuBLASLt's GELU epilogues, f16 / bf16) and the case fits it. Forward: x
+ * [..., in], w [out, in], b [out] or NULL: *g = gelu(x @ w^T + b) and *aux = x @ w^T + b (the
+ * GELU's input), both x's shape with out last, contiguous. Backward: gy [..., out] (the
+ * gradient of the Linear after the GELU), w [out, hid] its weight, aux [..., hid] as the
+ * forward made it: *dh = (gy @ w) * gelu'(aux) (aux's shape) and, db not NULL, *db [hid] =
+ * dh's column sums (from the same GEMM). Each returns 0
+ * with its tensors made (in the caller's scope), 1 when not handled (nothing made, no error:
+ * compose the GEMM and the GELU), or a negative code. */
+int wf__linear_gelu_aux_raw(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_tensor **g, wf_tensor **aux);
+int wf__linear_dgelu_bgrad_raw(wf_tensor *gy, wf_tensor *w, wf_tensor *aux, wf_tensor **dh, wf_tensor **db);
 /* Per-row softmax cross-entropy of one chunk of logits [n, V] with i64 targets [n]: *loss
  * and *lse [n] in wp (f32, or f64 for f64 logits), loss 0 on ignored rows. Backward: the
  * logits' gradient (logits' dtype) coef[n] * (softmax - (1-ls) onehot - ls/V), 0 on ignored

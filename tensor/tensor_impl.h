@@ -238,7 +238,7 @@ typedef enum wf_kernel_op {
 _Static_assert(WF_U_COUNT == 21, "tensor/ops.def: a unary op was added or removed; see the comment above");
 _Static_assert(WF_B_COUNT == 15, "tensor/ops.def: a binary op was added or removed; see the comment above");
 _Static_assert(WF_R_COUNT == 7, "tensor/ops.def: a reduce op was added or removed; see the comment above");
-_Static_assert(WF_K_COUNT == 36, "tensor/ops.def: a kernel-table op was added or removed; see the comment above");
+_Static_assert(WF_K_COUNT == 37, "tensor/ops.def: a kernel-table op was added or removed; see the comment above");
 
 typedef enum wf_op_family { WF_OPF_UNARY, WF_OPF_BINARY, WF_OPF_REDUCE, WF_OPF_KERNEL, WF_OPF_COUNT } wf_op_family;
 
@@ -408,6 +408,17 @@ typedef struct wf_kernels {
     int (*gemm_epilogue)(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k, const void *A,
                          int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, const void *bias,
                          void *bgrad, wf_device dev);
+    /* Optional: one row-major GEMM (the gemm contract, alpha 1, beta 0, no batch) with a GELU
+     * epilogue, the tanh form only. Forward (!backward; bgrad NULL): aux [m, n] (leading dim
+     * ldaux, written) = op(A) op(B) + bias (bias: n contiguous elements of dt, or NULL for
+     * none) and C = gelu(aux). Backward (bias NULL): C = (op(A) op(B)) * gelu'(aux) with aux
+     * [m, n] read, and bgrad (n elements of dt, written; NULL: not wanted) = C's column sums,
+     * the bias gradient of the Linear before the GELU. 0 when done, 1 when this device cannot
+     * fuse the case (nothing written, no error recorded: compose the GEMM and the GELU
+     * instead), or a negative WF_E* code. */
+    int (*gemm_gelu)(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k, const void *A,
+                     int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, void *aux, int64_t ldaux,
+                     const void *bias, void *bgrad, bool backward, wf_device dev);
     /* One row-major GEMM accumulated in a wider C: C[m,n] += op(A) @ op(B) (alpha 1, beta 1,
      * no batch), A and B of dtype dt (lda, ldb as for gemm), C f32 (f64 when dt is f64) with
      * leading dim ldc. The products are summed in f32 (f64) and added to C with no rounding to

@@ -8,7 +8,7 @@
 
 /* ---------------------------------------------------------------- MLP and Block */
 
-typedef struct mlp { wf_module base; bool recompute_gelu; } mlp;
+typedef struct mlp { wf_module base; bool recompute_gelu; wf_gelu_approx gelu; } mlp;
 
 static wf_tensor *mlp_forward(wf_module *m, wf_tensor *x) {
     const char *order[4] = { "c_fc", "gelu", "c_proj", "dropout" };
@@ -20,12 +20,12 @@ static wf_tensor *mlp_forward(wf_module *m, wf_tensor *x) {
     if (!fp8 && ((mlp *)m)->recompute_gelu && !strcmp(wf_module_type(fc), "Linear") && !strcmp(wf_module_type(proj), "Linear")) {
         /* c_fc, GELU and c_proj in one op that keeps the GELU's input only */
         x = wf_fused_mlp(x, wf_module_get_parameter(fc, "weight"), wf_module_get_parameter(fc, "bias"),
-                         wf_module_get_parameter(proj, "weight"), wf_module_get_parameter(proj, "bias"), WF_GELU_NONE);
+                         wf_module_get_parameter(proj, "weight"), wf_module_get_parameter(proj, "bias"), ((mlp *)m)->gelu);
         i = 3;
     } else if (!fp8 && !strcmp(wf_module_type(fc), "Linear")) {
         /* c_fc + GELU in one op: on CUDA the GEMM without bias, then one bias + GELU kernel
          * (the same modules and parameter names, so checkpoints stay as they were) */
-        x = wf_linear_gelu(x, wf_module_get_parameter(fc, "weight"), wf_module_get_parameter(fc, "bias"), WF_GELU_NONE);
+        x = wf_linear_gelu(x, wf_module_get_parameter(fc, "weight"), wf_module_get_parameter(fc, "bias"), ((mlp *)m)->gelu);
         i = 2;
     }
     for (; i < 4 && x; i++) x = wf_module_forward(wf_module_get_child(m, order[i]), x);
@@ -37,9 +37,10 @@ static wf_module *mlp_new(const gpt_config *c) {
     wf_module *m = wf_module_create(sizeof(mlp), "MLP", &mlp_vt);
     if (!m) return NULL;
     ((mlp *)m)->recompute_gelu = c->recompute_gelu;
-    /* nanoGPT uses nn.GELU(): the exact erf form */
+    ((mlp *)m)->gelu = c->gelu;
+    /* nanoGPT uses nn.GELU() (the exact erf form), GPT-2 and llm.c the tanh form: the config's */
     if (wf_module_add_child(m, "c_fc", wf_linear_new(c->n_embd, 4 * c->n_embd, c->bias)) ||
-        wf_module_add_child(m, "gelu", wf_gelu_new(WF_GELU_NONE)) ||
+        wf_module_add_child(m, "gelu", wf_gelu_new(c->gelu)) ||
         wf_module_add_child(m, "c_proj", wf_linear_new(4 * c->n_embd, c->n_embd, c->bias)) ||
         wf_module_add_child(m, "dropout", wf_dropout_new(c->dropout))) {
         wf_module_free(m);
@@ -182,11 +183,13 @@ static int gpt_init(gpt *g) {
 
 wf_module *gpt_new(const gpt_config *c) {
     if (!c || c->vocab_size < 1 || c->block_size < 1 || c->n_layer < 1 || c->n_head < 1 || c->n_embd < 1 ||
-        c->n_embd % c->n_head || !(c->dropout >= 0 && c->dropout < 1)) {
+        c->n_embd % c->n_head || !(c->dropout >= 0 && c->dropout < 1) || (c->gelu != WF_GELU_NONE && c->gelu != WF_GELU_TANH)) {
         wf_set_error(WF_EINVAL, "gpt_new: bad config (vocab %lld, block %lld, layers %lld, heads %lld, width %lld, "
-                     "dropout %g): sizes must be positive, the width divisible by the heads, dropout in [0, 1)",
+                     "dropout %g, gelu %d): sizes must be positive, the width divisible by the heads, dropout in [0, 1), "
+                     "gelu WF_GELU_NONE or WF_GELU_TANH",
                      c ? (long long)c->vocab_size : 0LL, c ? (long long)c->block_size : 0LL, c ? (long long)c->n_layer : 0LL,
-                     c ? (long long)c->n_head : 0LL, c ? (long long)c->n_embd : 0LL, c ? c->dropout : 0.0);
+                     c ? (long long)c->n_head : 0LL, c ? (long long)c->n_embd : 0LL, c ? c->dropout : 0.0,
+                     c ? (int)c->gelu : 0);
         return NULL;
     }
     gpt *g = wf_module_create(sizeof(gpt), "GPT", &gpt_vt);

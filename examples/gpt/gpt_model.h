@@ -4,7 +4,8 @@
  * x + mlp(ln_2(x)) with a 4x GELU MLP), a final LayerNorm, and lm_head tied to the token
  * embedding (the logits are x @ wte.weight^T, so the two share one parameter and one
  * gradient). The MLP runs c_fc and its GELU as one op (wf_linear_gelu: CUDA's bias + GELU
- * epilogue), or the whole MLP as one (wf_fused_mlp) with recompute_gelu. Parameter names follow nanoGPT's ("transformer.h.0.attn.c_attn.weight"), so a
+ * epilogue, or for the tanh form the GELU inside the GEMM), or the whole MLP as one
+ * (wf_fused_mlp) with recompute_gelu; the GELU's form is the config's. Parameter names follow nanoGPT's ("transformer.h.0.attn.c_attn.weight"), so a
  * state dict moves between the two by name. */
 #ifndef WEFT_EXAMPLE_GPT_MODEL_H
 #define WEFT_EXAMPLE_GPT_MODEL_H
@@ -20,6 +21,10 @@ typedef struct gpt_config {
     /* the MLP as one wf_fused_mlp: its GELU's output is not kept for backward but made again
      * there (GPT-2 124M at 16 x 1024 tokens: 100 MB less per layer for one elementwise pass) */
     bool recompute_gelu;
+    /* the MLP's GELU: WF_GELU_NONE the exact erf form (nanoGPT's nn.GELU()), WF_GELU_TANH
+     * GPT-2's own approximation (llm.c, the bench's peer); on CUDA in bf16 / f16 the tanh form
+     * runs inside the c_fc GEMM (cuBLASLt's GELU epilogues) */
+    wf_gelu_approx gelu;
 } gpt_config;
 
 /* A new model (owned by the caller, wf_module_free) with GPT-2's initialization: N(0, 0.02)

@@ -8,7 +8,7 @@
  *       [--batch-size N --grad-accum N --max-iters N --lr X --min-lr X --warmup-iters N
  *        --lr-decay-iters N --weight-decay X --beta1 X --beta2 X --grad-clip X]
  *       [--eval-interval N --eval-iters N --log-interval N --seed S --deterministic 0|1 --threads N --peak-tflops X]
- *       [--cuda-graphs 0|1] [--fused-loss 0|1] [--recompute-gelu 0|1]
+ *       [--cuda-graphs 0|1] [--fused-loss 0|1] [--recompute-gelu 0|1] [--gelu tanh|erf]
  *       [--sample N [--temperature X --top-k K --prompt TEXT]]
  *
  * FILE is text (character level, 90/10 train/val split) or a ".bin" of uint16 tokens.
@@ -25,6 +25,12 @@
  * and calls wf_cross_entropy. --recompute-gelu 1 runs each MLP as one wf_fused_mlp, which makes
  * its GELU's output again in backward instead of keeping it (GPT-2 124M at 16 x 1024 tokens:
  * 1.2 GB less for one elementwise pass per layer); the same parameters and checkpoints.
+ * --gelu picks the MLP's GELU: tanh (GPT-2's approximation, as llm.c and bench/peer_gpt2.py;
+ * the gpt2 and gpt2-medium configs' default) or erf (the exact form, nanoGPT's nn.GELU(); the
+ * tiny and shakespeare-char configs' default). On CUDA in bf16 / f16 the tanh form runs inside
+ * c_fc's GEMM (cuBLASLt's GELU epilogues). The form is part of the checkpoint ("gelu_tanh"); a
+ * resumed run takes the checkpoint's (one written before the flag existed: erf), and an
+ * explicit --gelu that disagrees with it is an error.
  *
  * With --out-dir the run saves DIR/last.ckpt (model, optimizer, schedule, RNG, precision,
  * iteration) every --save-every iterations and at the end, logs metrics under DIR/logs, and
@@ -52,6 +58,7 @@
 #include "../example_args.h"
 #include "weft/cuda.h"
 #include "weft/fabric.h"
+#include "weft/io.h"
 
 #include <errno.h>
 #include <math.h>
@@ -117,10 +124,12 @@ static bool preset(const char *name, train_cfg *c) {
         c->batch_size = 64, c->grad_accum = 1, c->max_iters = 5000, c->warmup_iters = 100, c->eval_interval = 250;
         c->lr = 1e-3, c->min_lr = 1e-4, c->beta2 = 0.99;
         c->always_save_checkpoint = 0;   /* it overfits: keep the best model */
-    } else if (!strcmp(name, "gpt2")) {
-        c->model = (gpt_config){ .vocab_size = 50304, .block_size = 1024, .n_layer = 12, .n_head = 12, .n_embd = 768 };
+    } else if (!strcmp(name, "gpt2")) {   /* GPT-2's tanh GELU, as llm.c and the bench's peer */
+        c->model = (gpt_config){ .vocab_size = 50304, .block_size = 1024, .n_layer = 12, .n_head = 12, .n_embd = 768,
+                                 .gelu = WF_GELU_TANH };
     } else if (!strcmp(name, "gpt2-medium")) {
-        c->model = (gpt_config){ .vocab_size = 50304, .block_size = 1024, .n_layer = 24, .n_head = 16, .n_embd = 1024 };
+        c->model = (gpt_config){ .vocab_size = 50304, .block_size = 1024, .n_layer = 24, .n_head = 16, .n_embd = 1024,
+                                 .gelu = WF_GELU_TANH };
     } else return false;
     return true;
 }
@@ -223,7 +232,8 @@ static int usage(const char *prog) {
             "[--batch-size N] [--grad-accum N] [--max-iters N] [--lr X] [--min-lr X] [--warmup-iters N] "
             "[--lr-decay-iters N] [--weight-decay X] [--beta1 X] [--beta2 X] [--grad-clip X] [--eval-interval N] "
             "[--eval-iters N] [--log-interval N] [--seed S] [--deterministic 0|1] [--threads N] [--peak-tflops X] [--sample N] "
-            "[--temperature X] [--top-k K] [--prompt TEXT] [--cuda-graphs 0|1] [--fused-loss 0|1] [--recompute-gelu 0|1]\n", prog);
+            "[--temperature X] [--top-k K] [--prompt TEXT] [--cuda-graphs 0|1] [--fused-loss 0|1] [--recompute-gelu 0|1] "
+            "[--gelu tanh|erf]\n", prog);
     return 2;
 }
 
@@ -253,6 +263,30 @@ static int static_step(wf_fabric *fab, wf_module *model, wf_optimizer *opt, cons
     return rc;
 }
 
+/* The GELU form of a run that resumes from ckpt (when it exists): the checkpoint's "gelu_tanh"
+ * (absent: written before --gelu existed, the erf form then). An explicit --gelu (gelu_flag
+ * >= 0) that disagrees is an error: the weights were trained with the other form. Nonzero
+ * after printing the error. */
+static int resume_gelu(const char *ckpt, int gelu_flag, gpt_config *mc) {
+    struct stat sb;
+    if (stat(ckpt, &sb) || !S_ISREG(sb.st_mode)) return 0;   /* nothing to resume, or not one file: checked after the load */
+    wf_st_file *f = wf_st_open(ckpt);
+    if (!f) {
+        wf_clear_error();   /* the load reports what is wrong with it */
+        return 0;
+    }
+    const char *v = wf_st_metadata(f, "gelu_tanh");
+    int tanh = v && atoi(v[0] == '"' ? v + 1 : v) != 0;
+    wf_st_close(f);
+    if (gelu_flag >= 0 && gelu_flag != tanh) {
+        fprintf(stderr, "error: resuming from %s: its model uses the %s GELU%s, not --gelu %s\n", ckpt,
+                tanh ? "tanh" : "erf", v ? "" : " (a checkpoint from before --gelu)", gelu_flag ? "tanh" : "erf");
+        return 1;
+    }
+    mc->gelu = tanh ? WF_GELU_TANH : WF_GELU_NONE;
+    return 0;
+}
+
 /* report, then release what exists (out: at the end of main) */
 #define FAIL(...) do { fprintf(stderr, "error: " __VA_ARGS__); fprintf(stderr, "\n"); rc = 1; goto out; } while (0)
 
@@ -268,7 +302,7 @@ int main(int argc, char **argv) {
         return usage(argv[0]);
     }
     int64_t save_every = 0, sample = 0, top_k = 200, threads = 0, vocab_override = 0;
-    int bias = -1, deterministic = 0, cuda_graphs = 0, recompute_gelu = 0;
+    int bias = -1, deterministic = 0, cuda_graphs = 0, recompute_gelu = 0, gelu_flag = -1;   /* -1: not given */
     uint64_t seed = 1337;
     double temperature = 0.8, peak_tflops = 0;
     for (int i = 1; i < argc; i++) {
@@ -298,6 +332,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(a, "--bias")) ok = ex_parse_int(v, 0, 1, &bias);
         else if (!strcmp(a, "--fused-loss")) ok = ex_parse_int(v, 0, 1, &c.fused_loss);
         else if (!strcmp(a, "--recompute-gelu")) ok = ex_parse_int(v, 0, 1, &recompute_gelu);
+        else if (!strcmp(a, "--gelu")) { ok = !strcmp(v, "tanh") || !strcmp(v, "erf"); gelu_flag = !strcmp(v, "tanh"); }
         else if (!strcmp(a, "--always-save-checkpoint")) ok = ex_parse_int(v, 0, 1, &c.always_save_checkpoint);
         else if (!strcmp(a, "--batch-size")) ok = ex_parse_i64(v, 1, BIG, &c.batch_size);
         else if (!strcmp(a, "--grad-accum")) ok = ex_parse_i64(v, 1, BIG, &c.grad_accum);
@@ -331,6 +366,7 @@ int main(int argc, char **argv) {
     }
     if (bias >= 0) c.model.bias = bias;
     c.model.recompute_gelu = recompute_gelu;
+    if (gelu_flag >= 0) c.model.gelu = gelu_flag ? WF_GELU_TANH : WF_GELU_NONE;
     if (c.lr_decay_iters < 0) c.lr_decay_iters = c.max_iters;
     if (c.model.n_embd % c.model.n_head) {
         fprintf(stderr, "error: --n-embd %lld is not divisible by --n-head %lld\n", (long long)c.model.n_embd, (long long)c.model.n_head);
@@ -377,6 +413,7 @@ int main(int argc, char **argv) {
     if (out_dir) {
         if (snprintf(ckpt, sizeof ckpt, "%s/last.ckpt", out_dir) >= (int)sizeof ckpt) FAIL("--out-dir is too long");
         if (mkdir(out_dir, 0777) && errno != EEXIST) FAIL("cannot create %s: %s", out_dir, strerror(errno));
+        if (resume_gelu(ckpt, gelu_flag, &c.model)) { rc = 2; goto out; }
     }
     if (strcmp(logger, "none")) {
         wf_logger_opts lo = { .name = "logs" };
@@ -401,7 +438,7 @@ int main(int argc, char **argv) {
     sched = wf_lambda_lr_new(opt, lr_factor, &c);
     if (!sched) FAIL("%s", wf_error_message());
 
-    int64_t iter = 0, best_iter = -1;
+    int64_t iter = 0, best_iter = -1, gelu_tanh = c.model.gelu == WF_GELU_TANH;
     double best_val = 1e9;
     if (out_dir) {
         st = wf_fabric_state_new();
@@ -421,10 +458,22 @@ int main(int argc, char **argv) {
                 FAIL("resuming from %s: %s", ckpt, wf_error_message());
             }
             wf_clear_error();
+            /* resume_gelu read it already; this catches a checkpoint it could not open alone */
+            int64_t ck_tanh = 0;
+            if (wf_fabric_state_find(rest, "gelu_tanh") >= 0 && wf_fabric_state_get_int(rest, "gelu_tanh", &ck_tanh)) {
+                wf_fabric_state_free(rest);
+                FAIL("resuming from %s: %s", ckpt, wf_error_message());
+            }
+            wf_clear_error();
             wf_fabric_state_free(rest);
+            if ((ck_tanh != 0) != (gelu_tanh != 0))
+                FAIL("resuming from %s: its model uses the %s GELU, this run's the %s one (--gelu %s)", ckpt,
+                     ck_tanh ? "tanh" : "erf", gelu_tanh ? "tanh" : "erf", ck_tanh ? "tanh" : "erf");
             wf_fabric_print(fab, "resumed from %s at iteration %lld\n", ckpt, (long long)iter);
         }
-        if (wf_fabric_state_add_int(st, "best_iter", &best_iter)) FAIL("%s", wf_error_message());
+        /* after the load, as best_iter: a checkpoint from before they existed still resumes */
+        if (wf_fabric_state_add_int(st, "best_iter", &best_iter) || wf_fabric_state_add_int(st, "gelu_tanh", &gelu_tanh))
+            FAIL("%s", wf_error_message());
     }
     /* several processes: the same initial weights everywhere, then each rank its own batches
      * (nanoGPT's seed_offset). A resume restores rank 0's generator on every rank, so there the
@@ -448,8 +497,9 @@ int main(int argc, char **argv) {
         .available_flops = peak, .window_size = (int)(c.log_interval < 2 ? 2 : c.log_interval + 1) });
     if (!tp) FAIL("%s", wf_error_message());
     int64_t tokens_per_iter = c.batch_size * c.grad_accum * c.model.block_size;
-    wf_fabric_print(fab, "%s: %.2fM parameters, %lld tokens/iter, %.3g GFLOP/iter, %s on %s, %s\n", config,
-                    (double)gpt_num_params(model) / 1e6, (long long)tokens_per_iter, (double)flops_per_iter / 1e9,
+    wf_fabric_print(fab, "%s: %.2fM parameters, GELU %s, %lld tokens/iter, %.3g GFLOP/iter, %s on %s, %s\n", config,
+                    (double)gpt_num_params(model) / 1e6, c.model.gelu == WF_GELU_TANH ? "tanh" : "erf",
+                    (long long)tokens_per_iter, (double)flops_per_iter / 1e9,
                     wf_fabric_precision_name(fab), wf_fabric_accelerator_name(fab),
                     wf_throughput_available_flops(tp) > 0 ? "MFU against the device's peak" : "no peak known (MFU n/a)");
 

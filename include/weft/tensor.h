@@ -385,14 +385,17 @@ wf_tensor *wf_bmm(wf_tensor *a, wf_tensor *b);         /* [B,n,k] @ [B,k,m] */
 wf_tensor *wf_linear(wf_tensor *x, wf_tensor *w, wf_tensor *b);
 /* gelu(x @ w^T + b) in one op (Linear then GELU, as in a transformer's MLP): where the device
  * has the epilogue (CUDA), the GEMM without bias then one fused bias + GELU kernel, and a fused
- * backward; elsewhere, or without a bias, exactly wf_gelu(wf_linear(x, w, b), approximate). */
+ * backward; on CUDA in bf16 / f16 the tanh form runs inside the GEMM (cuBLASLt's GELU epilogue;
+ * WEFT_NO_GELU_EPILOGUE=1 turns that off); elsewhere, or without a bias, exactly
+ * wf_gelu(wf_linear(x, w, b), approximate). */
 wf_tensor *wf_linear_gelu(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_gelu_approx approximate);
 /* A transformer's MLP, linear(gelu(linear(x, w1, b1)), w2, b2), that keeps less for backward
  * (flash-attn's FusedMLP with checkpoint_lvl=1): the GELU's output, the second Linear's input,
  * is not saved but made again from the GELU's input in backward, one elementwise pass; that
  * saves rows * hidden elements per call (GPT-2 124M at 16 x 1024 tokens: 100 MB a layer in
  * bf16). The same values as the composed ops; the bias + GELU kernel where wf_linear_gelu
- * uses it. b1 and b2 may be NULL. x: [..., in], w1: [hidden, in], w2: [out, hidden]. Returns a
+ * uses it, and for the tanh form on CUDA in bf16 / f16 the GELU inside the GEMMs (forward and,
+ * with the first bias's gradient, backward). b1 and b2 may be NULL. x: [..., in], w1: [hidden, in], w2: [out, hidden]. Returns a
  * new tensor (a result in the current scope, as any op's), or NULL with the error naming
  * wf_fused_mlp (a NULL x / w1 / w2, mismatched sizes or dtypes, a bad approximate).
  *   wf_tensor *y = wf_fused_mlp(x, fc_w, fc_b, proj_w, proj_b, WF_GELU_NONE);   (new tensor) */

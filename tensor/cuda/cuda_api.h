@@ -280,6 +280,16 @@ int wf__cuda_gemm_epilogue(int dtype, int transA, int transB, int64_t m, int64_t
                            const void *A, int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc,
                            const void *bias, void *bgrad, int dev);
 
+/* One row-major GEMM (beta 0) through cuBLASLt with a GELU epilogue (tanh form): the
+ * gemm_gelu contract in tensor/tensor_impl.h (backward nonzero: DGELU(_BGRAD), else
+ * GELU_AUX(_BIAS)). f16 / bf16 only; aux's leading dimension a multiple of 8, at least n;
+ * bias / bgrad (when given), aux and C 16-byte aligned. 0 = done; 1 = not
+ * handled (no error recorded; compose instead); else a WF_E* code. WEFT_NO_GELU_EPILOGUE (or
+ * WEFT_NO_GEMM_EPILOGUE, WEFT_NO_CUBLASLT) set: always 1. */
+int wf__cuda_gemm_gelu(int dtype, int transA, int transB, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
+                       const void *B, int64_t ldb, void *C, int64_t ldc, void *aux, int64_t ldaux, const void *bias,
+                       void *bgrad, int backward, int dev);
+
 /* C (f32; f64 for f64) += op(A) @ op(B), A and B of dtype (f32, f64, f16, bf16), row-major as
  * for wf__cuda_gemm: the gemm_acc contract in tensor/tensor_impl.h. Half operands: cublasGemmEx
  * with a f32 C and f32 compute. */

@@ -37,10 +37,16 @@ struct lt_key {
     int dtype, tf32, ta, tb;
     int64_t m, n, k, lda, ldb, ldc, sa, sb, sc, batch;
     int al_a, al_b, al_c;
-    int epi;                         /* 0, or LT_EPI_BIAS / LT_EPI_BGRAD (bias pointer set per call) */
+    int epi;                         /* 0, or LT_EPI_* (bias and aux pointers set per call) */
+    int al_bias, al_aux;             /* the epilogue's vector and aux matrix: alignments the heuristic sees */
+    int64_t ldaux;                   /* the GELU epilogues' aux matrix: leading dimension (elements) */
 };
 #define LT_EPI_BIAS 1
 #define LT_EPI_BGRAD 2
+#define LT_EPI_GELU_AUX_BIAS 3       /* D = gelu(AB + bias), aux = AB + bias */
+#define LT_EPI_DGELU_BGRAD 4         /* D = AB * gelu'(aux), bias = D's sums over Lt's columns */
+#define LT_EPI_GELU_AUX 5            /* the two without the bias */
+#define LT_EPI_DGELU 6
 struct lt_plan {
     bool used, ok;
     lt_key key;
@@ -73,8 +79,22 @@ static cublasLtMatrixLayout_t lt_layout(cudaDataType_t ty, int64_t rows, int64_t
     return l;
 }
 
-/* build p for key (lock held); p->ok tells whether Lt can run it */
-static void lt_plan_build(dev_state *s, lt_plan *p, const lt_key *key, cudaDataType_t ty, cublasComputeType_t ct) {
+/* the epilogue's per-call pointers into p's descriptor: false when Lt refuses one */
+static bool lt_set_epi_ptrs(lt_plan *p, void *biasp, void *auxp) {
+    if (!p->key.epi) return true;
+    if (p->key.epi < LT_EPI_GELU_AUX &&
+        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &biasp, sizeof biasp) !=
+            CUBLAS_STATUS_SUCCESS)
+        return false;
+    if (p->key.epi < LT_EPI_GELU_AUX_BIAS) return true;
+    return cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &auxp, sizeof auxp) ==
+           CUBLAS_STATUS_SUCCESS;
+}
+
+/* build p for key (lock held); p->ok tells whether Lt can run it. biasp / auxp: this call's
+ * epilogue pointers, set before the heuristic (which reads their alignment from them) */
+static void lt_plan_build(dev_state *s, lt_plan *p, const lt_key *key, cudaDataType_t ty, cublasComputeType_t ct,
+                          void *biasp, void *auxp) {
     memset(p, 0, sizeof *p);
     p->used = true;
     p->key = *key;
@@ -85,12 +105,27 @@ static void lt_plan_build(dev_state *s, lt_plan *p, const lt_key *key, cudaDataT
     cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB);
     if (key->epi) {
         /* Lt's D is weft's C^T: EPILOGUE_BIAS adds bias[n] down D's rows (weft's columns);
-         * BGRADB reduces Lt's B (weft's op(A)) over k into bias[m] (D's columns) */
-        cublasLtEpilogue_t e = key->epi == LT_EPI_BIAS ? CUBLASLT_EPILOGUE_BIAS : CUBLASLT_EPILOGUE_BGRADB;
+         * BGRADB reduces Lt's B (weft's op(A)) over k into bias[m] (D's columns). The GELU
+         * ones: aux is D's shape (weft's [m, n] row-major, Lt's n x m column-major, ld
+         * ldaux), the bias / its gradient one element per D row (weft's n): DGELU_BGRAD sums
+         * D = dgelu(...) along Lt's columns, i.e. over weft's rows. */
+        cublasLtEpilogue_t e = key->epi == LT_EPI_BIAS             ? CUBLASLT_EPILOGUE_BIAS
+                               : key->epi == LT_EPI_BGRAD          ? CUBLASLT_EPILOGUE_BGRADB
+                               : key->epi == LT_EPI_GELU_AUX_BIAS  ? CUBLASLT_EPILOGUE_GELU_AUX_BIAS
+                               : key->epi == LT_EPI_DGELU_BGRAD    ? CUBLASLT_EPILOGUE_DGELU_BGRAD
+                               : key->epi == LT_EPI_GELU_AUX       ? CUBLASLT_EPILOGUE_GELU_AUX
+                                                                   : CUBLASLT_EPILOGUE_DGELU;
         cudaDataType_t bt = ty;
-        if (cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e) != CUBLAS_STATUS_SUCCESS ||
+        if (cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e) != CUBLAS_STATUS_SUCCESS)
+            return;
+        if (key->epi < LT_EPI_GELU_AUX &&
             cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt) != CUBLAS_STATUS_SUCCESS)
             return;
+        if (key->epi >= LT_EPI_GELU_AUX_BIAS &&
+            cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &key->ldaux, sizeof key->ldaux) !=
+                CUBLAS_STATUS_SUCCESS)
+            return;
+        if (!lt_set_epi_ptrs(p, biasp, auxp)) return;
     }
     int64_t n = key->n, m = key->m, k = key->k;
     p->la = lt_layout(ty, opA == CUBLAS_OP_N ? n : k, opA == CUBLAS_OP_N ? k : n, key->ldb, key->batch, key->sb);
@@ -214,7 +249,7 @@ extern "C" int wf__cuda_lt(int dev, void **lt, void **ws, size_t *ws_bytes) {
 static int lt_gemm(int dev, cudaStream_t st, int dtype, cudaDataType_t ty, cublasComputeType_t ct, int ta, int tb,
                    int64_t m, int64_t n, int64_t k, float alpha, const void *A, int64_t lda, int64_t sA,
                    const void *B, int64_t ldb, int64_t sB, float beta, void *C, int64_t ldc, int64_t sC,
-                   int64_t batch, int epi = 0, void *biasp = NULL) {
+                   int64_t batch, int epi = 0, void *biasp = NULL, void *auxp = NULL, int64_t ldaux = 0) {
     dev_state *s = &wfc_dev[dev];
     if (batch > 1 && (sA == 0 || sB == 0 || sC == 0)) return 1;   /* broadcast batches */
     if (batch > 2147483647LL) return 1;
@@ -228,6 +263,8 @@ static int lt_gemm(int dev, cudaStream_t st, int dtype, cudaDataType_t ty, cubla
     if (batch > 1) { key.sa = sA; key.sb = sB; key.sc = sC; }
     key.al_a = wfc_ptr_align(A); key.al_b = wfc_ptr_align(B); key.al_c = wfc_ptr_align(C);
     key.epi = epi;
+    if (epi && epi < LT_EPI_GELU_AUX) key.al_bias = wfc_ptr_align(biasp);
+    if (epi >= LT_EPI_GELU_AUX_BIAS) { key.al_aux = wfc_ptr_align(auxp); key.ldaux = ldaux; }
     lt_plan *p = NULL;
     for (int i = 0; i < LT_PLANS; i++)
         if (s->lt_plans[i].used && !memcmp(&s->lt_plans[i].key, &key, sizeof key)) { p = &s->lt_plans[i]; break; }
@@ -235,12 +272,9 @@ static int lt_gemm(int dev, cudaStream_t st, int dtype, cudaDataType_t ty, cubla
         p = &s->lt_plans[s->lt_next];
         s->lt_next = (s->lt_next + 1) % LT_PLANS;
         lt_plan_destroy(p);
-        lt_plan_build(s, p, &key, ty, ct);
+        lt_plan_build(s, p, &key, ty, ct, biasp, auxp);
     }
-    if (p->ok && epi &&
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &biasp, sizeof biasp) !=
-            CUBLAS_STATUS_SUCCESS)
-        p->ok = false;
+    if (p->ok && !lt_set_epi_ptrs(p, biasp, auxp)) p->ok = false;
     /* timing waits for events: not inside a CUDA graph capture (the heuristic's pick is used) */
     if (p->ok && !p->tuned && !s->capture && beta == 0 && (double)m * (double)n * (double)k * (double)batch >= 16777216.0)
         lt_autotune(s, p, st, wfc_dtype_size(dtype), ty, ct, ta, tb, m, n, k, alpha, A, lda, sA, B, ldb, sB, beta, C,
@@ -452,6 +486,50 @@ extern "C" int wf__cuda_gemm_epilogue(int dtype, int transA, int transB, int64_t
         return 1;
     }
     return wfc_check("gemm (cuBLASLt epilogue)", dev);
+}
+
+/* ---------------------------------------------------------------- the GELU epilogues
+ * Linear + GELU (tanh form, cuBLASLt's only one) inside the GEMM: forward GELU_AUX_BIAS writes
+ * g = gelu(h) as D and h = AB + bias into aux, so neither a bias + GELU pass nor a saved
+ * pre-activation pass over the [rows, hidden] matrix is needed; backward DGELU_BGRAD makes
+ * dh = (dy W) * gelu'(h) and the bias gradient (dh's column sums) in the GEMM that makes dy W.
+ * Without a bias: GELU_AUX / DGELU. cuBLASLt's conditions (cublasLt.h, EPILOGUE_AUX_LD): the
+ * aux leading dimension a multiple of 8 and at least D's rows (weft's n); the aux matrix of
+ * the output's dtype. Vectors, aux and C are asked 16-byte aligned; anything else declines (1)
+ * and the caller composes the GEMM with the GELU kernels. WEFT_NO_GELU_EPILOGUE=1 (read once)
+ * declines every call: the A/B switch for timing (bench/NOTES.md). */
+extern "C" int wf__cuda_gemm_gelu(int dtype, int transA, int transB, int64_t m, int64_t n, int64_t k, const void *A,
+                                  int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, void *aux,
+                                  int64_t ldaux, const void *bias, void *bgrad, int backward, int dev) {
+    if (!aux || !C || (backward ? bias != NULL : bgrad != NULL)) return 1;
+    cudaDataType_t ty;
+    switch (dtype) {   /* f32 keeps the GEMM + bias_gelu kernels */
+    case WF_F16: ty = CUDA_R_16F; break;
+    case WF_BF16: ty = CUDA_R_16BF; break;
+    default: return 1;
+    }
+    const int64_t IMAX = 2147483647;
+    if (m <= 0 || n <= 0 || k <= 0 || m > IMAX || n > IMAX || k > IMAX || lda > IMAX || ldb > IMAX || ldc > IMAX ||
+        ldaux > IMAX)
+        return 1;
+    if (ldaux % 8 || ldaux < n || ldc < n) return 1;
+    void *bp = backward ? bgrad : (void *)bias;
+    if ((bp && wfc_ptr_align(bp) < 16) || wfc_ptr_align(aux) < 16 || wfc_ptr_align(C) < 16) return 1;
+    static int off = -1;
+    if (off < 0)
+        off = getenv("WEFT_NO_GELU_EPILOGUE") != NULL || getenv("WEFT_NO_GEMM_EPILOGUE") != NULL ||
+              getenv("WEFT_NO_CUBLASLT") != NULL;
+    if (off) return 1;
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "gemm (GELU epilogue)", &st);
+    if (rc) return rc;
+    int epi = backward ? (bp ? LT_EPI_DGELU_BGRAD : LT_EPI_DGELU) : (bp ? LT_EPI_GELU_AUX_BIAS : LT_EPI_GELU_AUX);
+    if (lt_gemm(dev, st, dtype, ty, CUBLAS_COMPUTE_32F, transA, transB, m, n, k, 1.0f, A, lda, 0, B, ldb, 0, 0.0f, C,
+                ldc, 0, 1, epi, bp, aux, ldaux) != 0) {
+        cudaGetLastError();
+        return 1;
+    }
+    return wfc_check("gemm (cuBLASLt GELU epilogue)", dev);
 }
 
 /* C (f32; f64 for f64) += op(A) @ op(B): f32 and f64 are the plain GEMM with beta 1; f16 /

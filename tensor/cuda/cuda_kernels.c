@@ -134,6 +134,12 @@ static int k_gemm_acc(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t 
                       int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, wf_device dev) {
     return wf__cuda_gemm_acc((int)dt, transA, transB, m, n, k, A, lda, B, ldb, C, ldc, dev.index);
 }
+static int k_gemm_gelu(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k, const void *A,
+                       int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, void *aux, int64_t ldaux,
+                       const void *bias, void *bgrad, bool backward, wf_device dev) {
+    return wf__cuda_gemm_gelu((int)dt, transA, transB, m, n, k, A, lda, B, ldb, C, ldc, aux, ldaux, bias, bgrad,
+                              backward, dev.index);
+}
 static int k_bias_gelu(wf_tensor *y, const wf_tensor *x, const wf_tensor *bias, bool tanh_approx) {
     wf_cuda_view vy = view(y), vx = view(x), vb = view(bias);
     return wf__cuda_bias_gelu(&vy, &vx, &vb, tanh_approx, DEV(y));
@@ -359,6 +365,7 @@ const wf_kernels wf__cuda_kernels = {
     .xent_bwd = k_xent_bwd,
     .gemm_epilogue = k_gemm_epilogue,
     .gemm_acc = k_gemm_acc,
+    .gemm_gelu = k_gemm_gelu,
     .bias_gelu = k_bias_gelu,
     .bias_gelu_bwd = k_bias_gelu_bwd,
     .support = &cuda_support,

@@ -2,7 +2,8 @@
  * text and a made-up token file written here: the loss falls, a run stopped and resumed
  * ends with the checkpoint of the run that never stopped (every tensor bit for bit),
  * malformed flags are refused, the uint16 token path trains and samples, and
- * --always-save-checkpoint 0 keeps the best model of a run that overfits. The gpt binary
+ * --always-save-checkpoint 0 keeps the best model of a run that overfits, and --gelu reaches the
+ * model and its checkpoint. The gpt binary
  * is the argument (meson passes it). */
 #include "test_util.h"
 #include "weft/cuda.h"
@@ -343,6 +344,53 @@ START_TEST(test_best_checkpoint) {
 }
 END_TEST
 
+/* --gelu reaches the model: the two forms train to different losses; a resumed run keeps the
+ * checkpoint's form (bit for bit with the run that never stopped), refuses an explicit form that
+ * disagrees, and a checkpoint from before the flag (no "gelu_tanh") resumes as erf */
+START_TEST(test_gelu_flag) {
+    write_text("words.txt", 3000);
+    run_result *r = malloc(sizeof *r);
+    /* a large lr: at the init's small pre-activations the two forms agree to ~1e-7 */
+    const char *f = TINY "--data words.txt --eval-interval 2 --batch-size 4 --lr 3e-2";
+    char args[1024];
+    snprintf(args, sizeof args, "%s --max-iters 4", f);
+    run(r, args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "GELU erf"), "%s", r->out);   /* tiny's default: nanoGPT's */
+    double erf_val = json_num(r->last, "val_loss");
+    snprintf(args, sizeof args, "%s --max-iters 4 --gelu tanh --out-dir gfull", f);
+    run(r, args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "GELU tanh"), "%s", r->out);
+    double tanh_val = json_num(r->last, "val_loss");
+    ck_assert_msg(tanh_val != erf_val, "the same val loss %.6f with either GELU", tanh_val);
+    /* stopped at 2 and resumed without the flag: the checkpoint's tanh, the same end */
+    snprintf(args, sizeof args, "%s --max-iters 2 --gelu tanh --out-dir gpart", f);
+    run(r, args);
+    ck_assert_msg(r->status == 0, "%s", r->out);
+    snprintf(args, sizeof args, "%s --max-iters 4 --out-dir gpart", f);
+    run(r, args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "resumed from gpart/last.ckpt at iteration 2") &&
+                      strstr(r->out, "GELU tanh"),
+                  "%s", r->out);
+    ck_assert_msg(json_num(r->last, "val_loss") == tanh_val, "resumed %.6f, never stopped %.6f", json_num(r->last, "val_loss"),
+                  tanh_val);
+    same_tensors("gfull/last.ckpt", "gpart/last.ckpt");
+    /* an explicit form that disagrees with the checkpoint's */
+    snprintf(args, sizeof args, "%s --max-iters 6 --out-dir gpart --gelu erf", f);
+    run(r, args);
+    ck_assert_msg(r->status == 2 && strstr(r->out, "its model uses the tanh GELU, not --gelu erf"), "%s", r->out);
+    /* a checkpoint as gpt wrote it before --gelu: erf */
+    rename_ckpt_key("gpart", "gelu_tanh", "xelu_tanh");
+    snprintf(args, sizeof args, "%s --max-iters 6 --out-dir gpart", f);
+    run(r, args);
+    ck_assert_msg(r->status == 0 && strstr(r->out, "resumed from gpart/last.ckpt at iteration 4") && strstr(r->out, "GELU erf"),
+                  "%s", r->out);
+    snprintf(args, sizeof args, "%s --max-iters 8 --out-dir gpart --gelu tanh", f);
+    run(r, args);   /* the erf run just saved its form: tanh disagrees now */
+    ck_assert_msg(r->status == 2 && strstr(r->out, "its model uses the erf GELU, not --gelu tanh"), "%s", r->out);
+    free(r);
+}
+END_TEST
+
 START_TEST(test_bad_flags) {
     write_text("words.txt", 300);
     run_result *r = malloc(sizeof *r);
@@ -365,6 +413,7 @@ START_TEST(test_bad_flags) {
         { "--data words.txt --precision 7-bits", "7-bits", 2 },
         { "--data words.txt --fused-loss 2", "invalid value '2' for --fused-loss", 2 },
         { "--data words.txt --recompute-gelu 2", "invalid value '2' for --recompute-gelu", 2 },
+        { "--data words.txt --gelu relu", "invalid value 'relu' for --gelu", 2 },
         { "--data words.txt --always-save-checkpoint 2", "invalid value '2' for --always-save-checkpoint", 2 },
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {
@@ -432,6 +481,7 @@ int main(int argc, char **argv) {
     tcase_add_test(tc, test_bad_flags);
     tcase_add_test(tc, test_token_file);
     tcase_add_test(tc, test_best_checkpoint);
+    tcase_add_test(tc, test_gelu_flag);
     suite_add_tcase(s, tc);
     int rc = tt_run(s);
     char cmd[128];

@@ -691,6 +691,47 @@ static int cuda_extras(wf_device dev, int *checks) {
     return f;
 }
 
+/* The MLP with the tanh GELU, wf_fused_mlp and wf_linear_gelu + wf_linear, against the unfused
+ * ops: a hidden width (64) cuBLASLt's GELU epilogues take, so on CUDA under bf16 autocast the
+ * GELU runs inside the GEMMs (gemm_gelu); f32 and the CPU compose. Output and every gradient. */
+static int mlp_tanh_vs_unfused(wf_device dev, int *checks) {
+    int f = 0;
+    wf_manual_seed(23);
+    wf_tensor *xs = wf_randn(WF_SHAPE(2, 16, 32), WF_F32);
+    wf_tensor *w1s = wf_mul_scalar(wf_randn(WF_SHAPE(64, 32), WF_F32), 0.2), *b1s = wf_randn(WF_SHAPE(64), WF_F32);
+    wf_tensor *w2s = wf_mul_scalar(wf_randn(WF_SHAPE(32, 64), WF_F32), 0.2), *b2s = wf_randn(WF_SHAPE(32), WF_F32);
+    const struct { bool autocast; double tol; const char *name; } cases[2] = { { false, 2e-5, "f32" },
+                                                                                { true, 3e-2, "bf16 autocast" } };
+    for (int c = 0; c < 2; c++)
+        for (int keep = 0; keep < 2; keep++) {
+            wf_tensor *in[2][5];
+            for (int s = 0; s < 2; s++) {
+                wf_tensor *src[5] = { xs, w1s, b1s, w2s, b2s };
+                for (int i = 0; i < 5; i++) in[s][i] = leaf_of(src[i], dev, WF_F32);
+            }
+            wf_tensor **a = in[0], **u = in[1];
+            if (cases[c].autocast) wf_autocast_begin(dev.type, WF_BF16);
+            wf_tensor *yf = keep ? wf_linear(wf_linear_gelu(a[0], a[1], a[2], WF_GELU_TANH), a[3], a[4])
+                                 : wf_fused_mlp(a[0], a[1], a[2], a[3], a[4], WF_GELU_TANH);
+            wf_tensor *yu = wf_linear(wf_gelu(wf_linear(u[0], u[1], u[2]), WF_GELU_TANH), u[3], u[4]);
+            if (cases[c].autocast) wf_autocast_end();
+            char what[128];
+            const char *how = keep ? "linear_gelu + linear" : "fused_mlp";
+            snprintf(what, sizeof what, "%s tanh %s against linear(gelu(linear))", how, cases[c].name);
+            f += close_rel(what, dev, yf, yu, cases[c].tol, checks);
+            if (!yf || !yu || wf_backward(sum_f32(yf), NULL, false) || wf_backward(sum_f32(yu), NULL, false)) {
+                f += close_rel(what, dev, NULL, NULL, 0, checks);
+                continue;
+            }
+            static const char *names[5] = { "dx", "dW1", "db1", "dW2", "db2" };
+            for (int i = 0; i < 5; i++) {
+                snprintf(what, sizeof what, "%s tanh %s: %s", how, cases[c].name, names[i]);
+                f += close_rel(what, dev, wf_grad(a[i]), wf_grad(u[i]), cases[c].tol, checks);
+            }
+        }
+    return f;
+}
+
 const op_expect op_expects[] = {
     { "nan", nan_propagates },
     { "promotion", promotes },
@@ -698,6 +739,7 @@ const op_expect op_expects[] = {
     { "errors", errors },
     { "autocast", autocast_bf16 },
     { "linear fused", linear_fused_vs_unfused },
+    { "mlp tanh", mlp_tanh_vs_unfused },
     { "add_layer_norm", add_ln_vs_composed },
     { "accumulate", grads_accumulate },
     { "cuda", cuda_extras },
