@@ -8,7 +8,8 @@
 #     (tests/examples/test_gpt, its CUDA case), and fused vs unfused loss;
 #   - the fused optimizer and the caching allocator (tests/cuda/test_cuda_optim, test_cuda_allocator),
 #     the vector bias+GELU kernels, uncast mixed adds, the column-sum bias gradient (test_cuda_gelu,
-#     test_cuda_mixed, test_cuda_bgrad), fp8 ("transformer-engine": test_cuda_fp8);
+#     test_cuda_mixed, test_cuda_bgrad), the tanh GELU in cuBLASLt's epilogues (test_cuda_gelu_epilogue),
+#     fp8 ("transformer-engine": test_cuda_fp8);
 #   - a one-rank NCCL communicator through every op, and an NCCL error or timeout aborting
 #     the communicator (tests/dist/test_nccl, also two ranks on one GPU refused clearly);
 #   - dist: 2 and 3 ranks sharing the GPU through the mpi backend (CUDA tensors staged through
@@ -42,7 +43,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 # only what the checks run (a whole CUDA build is minutes more)
 ninja -C $B tests/ops/test_ops tests/cuda/test_cuda_allocator tests/cuda/test_cuda_graph tests/examples/examples_test_gpt \
   examples/gpt/gpt tests/dist/dist_test_nccl bench/bench_train_step bench/bench_gpt2 tests/cuda/test_cuda_optim \
-  tests/cuda/test_cuda_gelu tests/cuda/test_cuda_mixed tests/cuda/test_cuda_bgrad tests/cuda/test_cuda_fp8 tests/cuda/test_cuda_xent \
+  tests/cuda/test_cuda_gelu tests/cuda/test_cuda_mixed tests/cuda/test_cuda_bgrad tests/cuda/test_cuda_fp8 tests/cuda/test_cuda_xent tests/cuda/test_cuda_gelu_epilogue \
   tests/dist/dist_test_mpi_direct tests/fabric/fabric_test_zero \
   >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
 echo "== [${SECONDS}s] build ok"
@@ -82,6 +83,8 @@ timeout 200 $B/tests/cuda/test_cuda_optim >"$OUT/optim.log" 2>&1; echo "rc=$?"; 
 for t in gelu mixed bgrad xent; do   # the vector bias+GELU kernels, adds that read bf16 uncast, the column-sum bias gradient, the vector cross-entropy kernels
   timeout 120 $B/tests/cuda/test_cuda_$t > "$OUT/cuda_$t.log" 2>&1; echo "test_cuda_$t rc=$?: $(grep -E "Checks|^[^:]+:[0-9]+:[EF]:" "$OUT/cuda_$t.log" | head -5 | tr '\n' ' ')"
 done
+timeout 120 $B/tests/cuda/test_cuda_gelu_epilogue > "$OUT/cuda_gelu_epilogue.log" 2>&1; echo "test_cuda_gelu_epilogue rc=$?"
+grep -E "^FAIL" "$OUT/cuda_gelu_epilogue.log" | head -12; tail -1 "$OUT/cuda_gelu_epilogue.log"
 timeout 200 $B/tests/cuda/test_cuda_fp8 >"$OUT/cuda_fp8.log" 2>&1; echo "test_cuda_fp8 rc=$? (77: skipped, no GPU of capability 8.9)"; grep -E "^(FAIL|skip|     last)" "$OUT/cuda_fp8.log" | head -20; tail -1 "$OUT/cuda_fp8.log"
 fi
 if section nccl "NCCL: one rank, every op; two ranks on one GPU"; then
