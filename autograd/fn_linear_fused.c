@@ -104,7 +104,9 @@ wf_tensor *wf_linear_gelu(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_gelu_appr
  * what h is: 0 the GELU's whole input (x @ w1^T + b1; the plain GELU op, the CPU's path), 1
  * x @ w1^T without the bias (the device's bias + GELU kernel adds it), 2 the whole input as
  * the GEMM's GELU epilogue saved it (tanh form; backward makes dh and b1's gradient in the
- * GEMM of gy2 @ w2, DGELU_BGRAD). */
+ * GEMM of gy2 @ w2, DGELU_BGRAD, where the backend runs it: on CUDA only with
+ * WEFT_DGELU_EPILOGUE=1, which was slower on the H100; else the GEMM, the GELU's backward pass
+ * over h and the BGRAD column sums). */
 #define MLP_COMPOSED 0
 #define MLP_BIAS_GELU 1
 #define MLP_EPILOGUE 2

@@ -497,7 +497,10 @@ extern "C" int wf__cuda_gemm_epilogue(int dtype, int transA, int transB, int64_t
  * aux leading dimension a multiple of 8 and at least D's rows (weft's n); the aux matrix of
  * the output's dtype. Vectors, aux and C are asked 16-byte aligned; anything else declines (1)
  * and the caller composes the GEMM with the GELU kernels. WEFT_NO_GELU_EPILOGUE=1 (read once)
- * declines every call: the A/B switch for timing (bench/NOTES.md). */
+ * declines every call: the A/B switch for timing (bench/NOTES.md). The backward epilogue is
+ * opt-in, WEFT_DGELU_EPILOGUE=1: on the H100 (cuBLAS 13) cuBLASLt ran DGELU_BGRAD as a kernel of
+ * its own after the GEMM (`epilogue::impl::globalKernel`, 4.19 ms a GPT-2 124M step in 12
+ * calls), where the GEMM, the GELU backward pass and the BGRAD column sums take about 1.8 ms. */
 extern "C" int wf__cuda_gemm_gelu(int dtype, int transA, int transB, int64_t m, int64_t n, int64_t k, const void *A,
                                   int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, void *aux,
                                   int64_t ldaux, const void *bias, void *bgrad, int backward, int dev) {
@@ -515,11 +518,12 @@ extern "C" int wf__cuda_gemm_gelu(int dtype, int transA, int transB, int64_t m, 
     if (ldaux % 8 || ldaux < n || ldc < n) return 1;
     void *bp = backward ? bgrad : (void *)bias;
     if ((bp && wfc_ptr_align(bp) < 16) || wfc_ptr_align(aux) < 16 || wfc_ptr_align(C) < 16) return 1;
-    static int off = -1;
+    static int off = -1, dgelu = -1;
     if (off < 0)
         off = getenv("WEFT_NO_GELU_EPILOGUE") != NULL || getenv("WEFT_NO_GEMM_EPILOGUE") != NULL ||
               getenv("WEFT_NO_CUBLASLT") != NULL;
-    if (off) return 1;
+    if (dgelu < 0) { const char *e = getenv("WEFT_DGELU_EPILOGUE"); dgelu = e && *e == '1'; }
+    if (off || (backward && !dgelu)) return 1;
     cudaStream_t st;
     int rc = wfc_begin(dev, "gemm (GELU epilogue)", &st);
     if (rc) return rc;

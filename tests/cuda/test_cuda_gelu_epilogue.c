@@ -19,7 +19,9 @@
  * derivative or row is an error of order the RMS, 30x and more above it.
  *
  * A plain program like the other tests/cuda ones (the GPU machine has no Check): one line per
- * check, {"checks":N,"failed":M} last; exit 1 on a failure, 77 without a GPU. */
+ * check, {"checks":N,"failed":M} last; exit 1 on a failure, 77 without a GPU. The backward
+ * epilogue is opt-in (WEFT_DGELU_EPILOGUE=1, slower on the H100): this program sets it. */
+#define _POSIX_C_SOURCE 200809L   /* setenv */
 #include "weft/weft.h"
 
 #include "tensor/ops_raw.h"
@@ -234,6 +236,7 @@ static void bad_inputs(void) {
 }
 
 int main(void) {
+    setenv("WEFT_DGELU_EPILOGUE", "1", 1);   /* the backward epilogue is opt-in (tensor/cuda/cuda_gemm.cu) */
     int nd = wf_cuda_device_count();
     wf_clear_error();
     if (nd <= 0) { printf("no CUDA device: skipped\n"); return 77; }
