@@ -271,7 +271,7 @@ int wf_memory_snapshot(wf_device dev, bool at_peak, wf_memory_census_row *rows, 
     wf_memory_census_row *all = collect(slot_of(dev), at_peak, &n, &total);
     pthread_mutex_unlock(&C.lock);
     if (!all) return wf__error(WF_ENOMEM, "wf_memory_snapshot: out of memory sorting the census");
-    if (n) memcpy(rows, all, (size_t)(n < cap ? n : cap) * sizeof *all);
+    if (n && cap > 0) memcpy(rows, all, (size_t)(n < cap ? n : cap) * sizeof *all);   /* rows may be NULL when cap is 0 */
     if (total_bytes) *total_bytes = total;
     free(all);
     return n;
