@@ -1,4 +1,5 @@
-/* tensor/census_stub.c: the memory census in the minimal preset: not there (its size budget). */
+/* tensor/census_stub.c: the memory census in the minimal preset: not there (its size budget).
+ * Included by alloc.c in that preset, not compiled alone. */
 #include "tensor_impl.h"
 
 static int off(const char *fn) { return wf__error(WF_ENOTSUP, "%s: the memory census is not in the minimal build", fn); }
