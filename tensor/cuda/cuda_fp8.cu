@@ -41,6 +41,22 @@ template <int DT> __device__ __forceinline__ float ld_in(const void *x, int64_t 
     return DT == WF_BF16 ? wfc_bf16_to_f(h) : wfc_h_to_f(h);
 }
 
+/* The block's largest |x| bits m into *amax: one atomic per block at most, and none once the
+ * maximum is already there (every block of a large tensor aims at the same word). W: the
+ * block's warps; every thread of the block calls it. */
+template <int W> __device__ __forceinline__ void block_amax(unsigned m, unsigned *amax) {
+    __shared__ unsigned wmax[W];
+    m = wfc_warp_reduce(m, wfc_max_f());
+    int t = threadIdx.y * blockDim.x + threadIdx.x;
+    if ((t & 31) == 0) wmax[t >> 5] = m;
+    __syncthreads();
+    if (t == 0) {
+#pragma unroll
+        for (int w = 1; w < W; w++) m = wmax[w] > m ? wmax[w] : m;
+        if (m > __ldcg(amax)) atomicMax(amax, m);
+    }
+}
+
 template <int DT> __global__ void fp8_cast_kernel(const void *x, int64_t rows, int64_t cols, int fmt,
                                                   const float *scale, uint8_t *y, uint8_t *yt, unsigned *amax,
                                                   float *scale_inv_out) {
@@ -64,19 +80,7 @@ template <int DT> __global__ void fp8_cast_kernel(const void *x, int64_t rows, i
             tile[tr][threadIdx.x] = q;
         }
     }
-    if (amax) {
-        /* one atomic per block at most, and none once the maximum is already there: every
-         * block of a large tensor aims at the same word */
-        __shared__ unsigned wmax[CR];
-        m = wfc_warp_reduce(m, wfc_max_f());
-        if (threadIdx.x == 0) wmax[threadIdx.y] = m;   /* a warp is one threadIdx.y row */
-        __syncthreads();
-        if (threadIdx.x == 0 && threadIdx.y == 0) {
-#pragma unroll
-            for (int w = 1; w < CR; w++) m = wmax[w] > m ? wmax[w] : m;
-            if (m > __ldcg(amax)) atomicMax(amax, m);
-        }
-    }
+    if (amax) block_amax<CT * CR / 32>(m, amax);
     if (!yt) return;
     __syncthreads();
     /* yt[c][r] = tile[r - r0][c - c0]: thread x walks the rows so the writes are contiguous */
@@ -138,18 +142,7 @@ template <int DT> __global__ void __launch_bounds__(VL * VL) fp8_cast_vec_kernel
             if (y) *reinterpret_cast<uint32_t *>(y + r * cols + c) = w;
         }
     }
-    if (amax) {
-        __shared__ unsigned wmax[VL * VL / 32];
-        m = wfc_warp_reduce(m, wfc_max_f());
-        int t = threadIdx.y * VL + threadIdx.x;
-        if ((t & 31) == 0) wmax[t >> 5] = m;
-        __syncthreads();
-        if (t == 0) {
-#pragma unroll
-            for (int w = 1; w < VL * VL / 32; w++) m = wmax[w] > m ? wmax[w] : m;
-            if (m > __ldcg(amax)) atomicMax(amax, m);
-        }
-    }
+    if (amax) block_amax<VL * VL / 32>(m, amax);
     if (!yt) return;
     __syncthreads();
     /* yt[cc][r..r+3] = tile[r - r0 .. +3][cc - c0]: 4 rows of one column in one word */
