@@ -10,11 +10,12 @@
  * that reads it (nn.h's wf_layer_norm_out_dtype), with no cast kernel either way. The CPU's
  * kernel is tensor/cpu/layer_norm.c.
  *
- * The fast path's backward was rewritten to wait on DRAM once a row (issue 15:
- * lnf_bwd1_kernel; the argument is above it). WEFT_LN_OLD=1 in the environment (read once,
- * at the first call) runs the previous one, lnf_bwd_kernel, for A/B timing. The new backward
- * adds the weight and bias gradients in a fixed order, so two runs agree bit for bit; the old
- * one's shared-memory atomicAdd does not fix the order of its 8 warps. */
+ * The fast path's forward and backward were rewritten to wait on DRAM once a row (issue 15:
+ * lnf_fwd1_kernel, lnf_bwd1_kernel; the argument is above each). WEFT_LN_OLD=1 in the
+ * environment (read once, at the first call) runs the previous ones, lnf_fwd_kernel and
+ * lnf_bwd_kernel, for A/B timing. The new backward adds the weight and bias gradients in a
+ * fixed order, so two runs agree bit for bit; the old one's shared-memory atomicAdd does not
+ * fix the order of its 8 warps. */
 #include "cuda_rows.cuh"
 
 #include <stdlib.h>
@@ -487,7 +488,7 @@ template <int K, int G> static lnf_bwd_fn lnf_bwd1_nv(int nv) {
     default: return lnf_bwd1_kernel<K, G, 8>;
     }
 }
-/* WEFT_LN_OLD=1: the previous backward kernel (lnf_bwd_kernel), for A/B timing; read once */
+/* WEFT_LN_OLD=1: the previous kernels (lnf_fwd_kernel, lnf_bwd_kernel), for A/B timing; read once */
 static bool lnf_old(void) {
     static int v = -1;
     if (v < 0) { const char *e = getenv("WEFT_LN_OLD"); v = e && *e == '1'; }
@@ -500,6 +501,85 @@ static lnf_bwd_fn lnf_bwd1_pick(int xdt, int gydt, int nv) {
     if (xdt == WF_F32) return gydt == WF_F32 ? lnf_bwd1_nv<0, 0>(nv) : gydt == WF_BF16 ? lnf_bwd1_nv<0, 1>(nv) : lnf_bwd1_nv<0, 2>(nv);
     if (gydt != xdt) return NULL;
     return xdt == WF_BF16 ? lnf_bwd1_nv<1, 1>(nv) : lnf_bwd1_nv<2, 2>(nv);
+}
+
+/* The forward with every DRAM load of the row issued before the first use (lnf_fwd_kernel,
+ * kept under WEFT_LN_OLD=1, reads add_layer_norm's branch r through lnf_ld4_dt: a run-time
+ * dtype branch a 4-element load, the add that follows each load in the same block, so the
+ * NV loads of r may wait one after another). The GPT's call: x f32 and r bf16 read (75 MB),
+ * s f32 and y bf16 written (75 MB), ~45 us at 3.35 TB/s against the 53 us measured; with 48
+ * warps an SM (40 registers: 6 blocks) most of a serialized latency is hidden already, so the
+ * gain is the part that was not: x is loaded raw, then r under one dtype branch for the whole
+ * row (raw, then unpacked), then x unpacked, so both are in flight together (60 registers, no
+ * spill: 4 blocks, 32 warps an SM, 4.5 KB each in flight, ~140 KB). */
+template <int R, int NV> __device__ __forceinline__ void lnf_ld_row(const char *base, int lane, int nc, float v[NV][4]) {
+    typename lnf_io<R>::raw q[NV];
+#pragma unroll
+    for (int i = 0; i < NV; i++)
+        if (lane + 32 * i < nc) q[i] = lnf_io<R>::load(base, lane + 32 * i);
+#pragma unroll
+    for (int i = 0; i < NV; i++)
+        if (lane + 32 * i < nc) lnf_io<R>::unpack(q[i], v[i]);
+}
+template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_fwd1_kernel(ln_args a) {
+    typedef lnf_io<K> IX;
+    const int64_t row = (int64_t)blockIdx.x * LNF_WARPS + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31, nc = (int)(a.D >> 2), es = K == 0 ? 4 : 2;
+    if (row >= a.rows) return;
+    typename IX::raw xq[NV];
+    float x[NV][4], s = 0.f;
+#pragma unroll
+    for (int i = 0; i < NV; i++)
+        if (lane + 32 * i < nc) xq[i] = IX::load(a.x + row * a.D * es, lane + 32 * i);
+    if (a.res) {   /* s = x + r, stored, and normalized as stored */
+        float r[NV][4];
+        const char *rr = a.res + row * a.D * wfc_dtype_size(a.resdt);
+        if (a.resdt == WF_F32) lnf_ld_row<0, NV>(rr, lane, nc, r);
+        else if (a.resdt == WF_BF16) lnf_ld_row<1, NV>(rr, lane, nc, r);
+        else lnf_ld_row<2, NV>(rr, lane, nc, r);
+#pragma unroll
+        for (int i = 0; i < NV; i++) {
+            int c = lane + 32 * i;
+            if (c < nc) {
+                IX::unpack(xq[i], x[i]);
+#pragma unroll
+                for (int e = 0; e < 4; e++) x[i][e] = lnf_round<K>(x[i][e] + r[i][e]);
+                lnf_st4<K>(a.s + row * a.D * es, c, x[i]);
+            }
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < NV; i++)
+            if (lane + 32 * i < nc) IX::unpack(xq[i], x[i]);
+    }
+#pragma unroll
+    for (int i = 0; i < NV; i++)
+        if (lane + 32 * i < nc) s += (x[i][0] + x[i][1]) + (x[i][2] + x[i][3]);
+    const float mean = wfc_warp_reduce(s, wfc_add_f()) / (float)a.D;
+    float v = 0.f;
+#pragma unroll
+    for (int i = 0; i < NV; i++)
+        if (lane + 32 * i < nc)
+#pragma unroll
+            for (int e = 0; e < 4; e++) { float d = x[i][e] - mean; v += d * d; }
+    const float rstd = 1.f / sqrtf(wfc_warp_reduce(v, wfc_add_f()) / (float)a.D + (float)a.eps);
+    char *yr = a.y + row * a.D * wfc_dtype_size(a.ydt);
+#pragma unroll
+    for (int i = 0; i < NV; i++) {
+        int c = lane + 32 * i;
+        if (c < nc) {
+            float w[4] = { 1.f, 1.f, 1.f, 1.f }, b[4] = { 0.f, 0.f, 0.f, 0.f }, y[4];
+            if (a.w) lnf_ld4<K>(a.w, c, w);
+            if (a.b) lnf_ld4<K>(a.b, c, b);
+#pragma unroll
+            for (int e = 0; e < 4; e++) y[e] = (x[i][e] - mean) * rstd * w[e] + b[e];
+            lnf_st4_dt(yr, c, a.ydt, y);
+        }
+    }
+    if (lane == 0) {
+        if (a.mean) reinterpret_cast<float *>(a.mean)[row] = mean;
+        if (a.rstd) reinterpret_cast<float *>(a.rstd)[row] = rstd;
+    }
 }
 
 /* gw[j] = sum_c pw[c][j], gb likewise: 32 columns per block, the chunks split over 16 thread
@@ -581,7 +661,8 @@ static int ln_forward(const wf_cuda_view *y, const wf_cuda_view *s, const wf_cud
               (!mean || a.mdt == WF_F32) && (!rstd || a.rdt == WF_F32)) ? lnf_nv(a, a.xdt) : 0;
     if (nv) {
         unsigned g = (unsigned)((a.rows + LNF_WARPS - 1) / LNF_WARPS);
-        LNF_DISPATCH(lnf_fwd_kernel, a.xdt, nv, g, 0, st, a);
+        if (lnf_old()) LNF_DISPATCH(lnf_fwd_kernel, a.xdt, nv, g, 0, st, a);
+        else LNF_DISPATCH(lnf_fwd1_kernel, a.xdt, nv, g, 0, st, a);
         return wfc_check("layer_norm kernel", dev);
     }
     bool block;
