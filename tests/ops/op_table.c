@@ -304,10 +304,12 @@ static int gen_norm(op_sample *s, int max) {   /* x [.., 8], weight [8], bias [8
     S("transposed", S_GC, T2(R(WF_SHAPE(8, 3))), R(WF_SHAPE(8)), R(WF_SHAPE(8)));
     S("large", S_BW, wf_add_scalar(R(WF_SHAPE(70, 8, 125)), 1.0), R(WF_SHAPE(125)), R(WF_SHAPE(125)));
     /* CUDA's layer norm: the fast kernel takes widths % 4 == 0 up to 1024, 1..8 four-element
-     * loads a lane (lanes past the row's end at 132); the general kernel the rest; past 2112
-     * rows each warp of WEFT_LN_OLD's backward runs several rows (the new one's: gen_norm_rows) */
+     * loads a lane (lanes past the row's end at 132 and 384, shakespeare-char's width: 2 and 4
+     * loads); the general kernel the rest; past 2112 rows each warp of WEFT_LN_OLD's backward
+     * runs several rows (the new one's: gen_norm_rows) */
     S("5x3", S_GC, R(WF_SHAPE(5, 3)), R(WF_SHAPE(3)), R(WF_SHAPE(3)));
     S("77x132", S_BW, wf_mul_scalar(R(WF_SHAPE(77, 132)), 2.0), R(WF_SHAPE(132)), R(WF_SHAPE(132)));
+    S("48x384", S_BW, R(WF_SHAPE(48, 384)), R(WF_SHAPE(384)), R(WF_SHAPE(384)));
     S("64x768", S_BW, R(WF_SHAPE(64, 768)), R(WF_SHAPE(768)), R(WF_SHAPE(768)));
     S("40x1024", S_BW, R(WF_SHAPE(40, 1024)), R(WF_SHAPE(1024)), R(WF_SHAPE(1024)));
     S("37x1500", S_BW, R(WF_SHAPE(37, 1500)), R(WF_SHAPE(1500)), R(WF_SHAPE(1500)));
@@ -712,6 +714,7 @@ static int gen_add_norm(op_sample *s, int max) {
     S("transposed", S_GC, T2(R(WF_SHAPE(8, 3))), T2(R(WF_SHAPE(8, 3))), R(WF_SHAPE(8)), R(WF_SHAPE(8)));
     S("2x5x3", S_GC, R(WF_SHAPE(2, 5, 3)), R(WF_SHAPE(2, 5, 3)), R(WF_SHAPE(3)), R(WF_SHAPE(3)));
     S("77x132", S_BW, wf_mul_scalar(R(WF_SHAPE(77, 132)), 2.0), R(WF_SHAPE(77, 132)), R(WF_SHAPE(132)), R(WF_SHAPE(132)));
+    S("48x384", S_BW, R(WF_SHAPE(48, 384)), R(WF_SHAPE(48, 384)), R(WF_SHAPE(384)), R(WF_SHAPE(384)));
     S("64x768", S_BW, R(WF_SHAPE(64, 768)), R(WF_SHAPE(64, 768)), R(WF_SHAPE(768)), R(WF_SHAPE(768)));
     S("37x1500", S_BW, R(WF_SHAPE(37, 1500)), R(WF_SHAPE(37, 1500)), R(WF_SHAPE(1500)), R(WF_SHAPE(1500)));
     S("2400x64 (rows per warp)", S_BW, R(WF_SHAPE(2400, 64)), R(WF_SHAPE(2400, 64)), R(WF_SHAPE(64)), R(WF_SHAPE(64)));
