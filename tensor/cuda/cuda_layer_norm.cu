@@ -8,9 +8,17 @@
  * (x's dtype) and gr (r's dtype). The row math is one code for both ops. y (and so gy) may
  * have another dtype than x: an f32 x normalized into a bf16 y under autocast, for the matmul
  * that reads it (nn.h's wf_layer_norm_out_dtype), with no cast kernel either way. The CPU's
- * kernel is tensor/cpu/layer_norm.c. */
+ * kernel is tensor/cpu/layer_norm.c.
+ *
+ * The fast path's forward and backward were rewritten to wait on DRAM once a row (issue 15:
+ * lnf_fwd1_kernel, lnf_bwd1_kernel; the argument is above each). WEFT_LN_OLD=1 in the
+ * environment (read once, at the first call) runs the previous ones, lnf_fwd_kernel and
+ * lnf_bwd_kernel, for A/B timing. The new backward adds the weight and bias gradients in a
+ * fixed order, so two runs agree bit for bit; the old one's shared-memory atomicAdd does not
+ * fix the order of its 8 warps. */
 #include "cuda_rows.cuh"
 
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -138,8 +146,8 @@ template <class T> __global__ void ln_wb_finish(const T *pw, const T *pb, int64_
  * 8-byte (half) aligned; mean and rstd f32. One warp per row holds the row in registers (4 elements per load, NV loads per
  * lane), so the forward reads x once and the backward reads x and gy once. The backward also
  * accumulates the weight/bias gradients: each warp keeps its columns' partial sums over the
- * rows it visits in registers, the block adds its warps' sums in shared memory and writes one
- * partial row per block; ln_wb_finish adds those rows. */
+ * rows it visits (lnf_bwd_kernel: in registers; lnf_bwd1_kernel: in shared memory), the block
+ * adds its warps' sums and writes one partial row per block; lnf_wb_finish adds those rows. */
 #define LNF_WARPS 8
 template <int K> __device__ __forceinline__ void lnf_ld4(const char *base, int64_t i, float v[4]) {
     if (K == 0) {
@@ -308,6 +316,272 @@ template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32, 2) ln
     }
 }
 
+/* The backward of the fast path, one DRAM round trip a row (lnf_bwd_kernel, kept for A/B
+ * timing under WEFT_LN_OLD=1, makes two). The GPT-2 124M case: rows 16384, D 768, x = the saved
+ * sum s and gs f32, gy bf16; it reads x, gy, gs (125 MB) and writes gx (f32) and gr (bf16)
+ * (75 MB): 200 MB, ~60 us at 3.35 TB/s. An SM must then keep ~25 B/ns x ~1 us of loaded DRAM
+ * latency = ~25-40 KB in flight. The old kernel loads x and gy (4.5 KB a warp), waits, reduces,
+ * then loads gs (3 KB, its first read) and waits again; its dw/db partial sums take 48 registers
+ * a thread, so 2 blocks (16 warps) an SM, and each row pays two latencies with at most 3-4.5 KB
+ * a warp in flight: it measured ~105 us. Here:
+ * - each row issues every load it needs (x, gy and gs: 7.5 KB a warp, ~120 KB an SM with 16
+ *   warps, 3x what Little's law asks) before the first use, held raw (gy bf16 as bf16: 60
+ *   registers at D 768), so a row waits on DRAM once; w (3 KB, the same for every row) comes
+ *   from L1 each time it is used. ptxas (CUDA 12, sm_90) gives the GPT's instance 125
+ *   registers, so still 2 blocks an SM: a bound of 3 (80 registers) spilled 172 bytes a thread,
+ *   and 16 warps are enough once each has a whole row in flight;
+ * - dw/db leave the registers for this warp's own slice of shared memory: 2 x D floats a warp
+ *   (48 KB a block at D 768), read and written once a row by the lanes that own those columns
+ *   (12 KB of shared-memory traffic a warp-row, ~100 cycles against the row's ~1 us DRAM wait),
+ *   with no atomics and no barrier until the block adds its 8 warps in warp order: a fixed
+ *   summation order, so two runs agree bit for bit (the old kernel's shared atomicAdd did not
+ *   fix it);
+ * - the grid is what stays resident (the occupancy the register count and the shared memory
+ *   allow, asked of the runtime), shrunk to the fewest warps that still give each warp at most
+ *   ceil(rows / resident warps) rows (the GPT: 8 rows, 256 blocks), so fewer partial rows for
+ *   lnf_wb_finish at no cost in the slowest warp's row count.
+ * gy's dtype G is a template parameter, not lnf_ld4_dt's run-time branch: a load inside that
+ * branch is followed by its conversion in the same block, which would serialize the NV loads. */
+template <int K> struct lnf_io;
+template <> struct lnf_io<0> {
+    typedef float4 raw;
+    static __device__ __forceinline__ raw load(const char *base, int64_t i) {
+        return __ldg(reinterpret_cast<const float4 *>(base) + i);
+    }
+    static __device__ __forceinline__ void unpack(const raw &q, float v[4]) { v[0] = q.x; v[1] = q.y; v[2] = q.z; v[3] = q.w; }
+};
+template <int K> struct lnf_io_half {
+    typedef uint2 raw;
+    static __device__ __forceinline__ raw load(const char *base, int64_t i) {
+        return __ldg(reinterpret_cast<const uint2 *>(base) + i);
+    }
+    static __device__ __forceinline__ void unpack(const raw &q, float v[4]) {
+        uint16_t h[4] = { (uint16_t)(q.x & 0xffffu), (uint16_t)(q.x >> 16), (uint16_t)(q.y & 0xffffu), (uint16_t)(q.y >> 16) };
+#pragma unroll
+        for (int e = 0; e < 4; e++) v[e] = K == 1 ? wfc_bf16_to_f(h[e]) : wfc_h_to_f(h[e]);
+    }
+};
+template <> struct lnf_io<1> : lnf_io_half<1> {};
+template <> struct lnf_io<2> : lnf_io_half<2> {};
+
+/* both sums of a row over the warp, their shuffles interleaved (one latency chain, not two) */
+__device__ __forceinline__ void lnf_warp_sum2(float &a, float &b) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1) {
+        a += __shfl_xor_sync(0xffffffffu, a, o);
+        b += __shfl_xor_sync(0xffffffffu, b, o);
+    }
+}
+
+/* x, gs, gx (and w) of kind K, gy of kind G, gr any; when pw, per-block partial weight/bias
+ * gradients pw/pb [gridDim.x][D] from LNF_WARPS * 2 * D floats of shared memory */
+template <int K, int G, int NV>
+__global__ void __launch_bounds__(LNF_WARPS * 32, 2) lnf_bwd1_kernel(ln_args a, float *pw, float *pb) {
+    extern __shared__ float4 lnf_acc4[];
+    typedef lnf_io<K> IX;
+    typedef lnf_io<G> IG;
+    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nc = (int)(a.D >> 2);
+    const int xes = K == 0 ? 4 : 2, ges = G == 0 ? 4 : 2;
+    /* this warp's partial sums, nc float4 of dw then nc of db; lane touches only its columns */
+    float4 *dw4 = lnf_acc4 + (size_t)warp * 2 * nc, *db4 = dw4 + nc;
+    if (pw)
+#pragma unroll
+        for (int i = 0; i < NV; i++) {
+            int c = lane + 32 * i;
+            if (c < nc) dw4[c] = db4[c] = make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+    const float invD = 1.f / (float)a.D;
+    for (int64_t row = (int64_t)blockIdx.x * LNF_WARPS + warp; row < a.rows; row += (int64_t)gridDim.x * LNF_WARPS) {
+        const char *xr = a.x + row * a.D * xes, *gyr = a.gy + row * a.D * ges;
+        typename IX::raw xq[NV], qq[NV];
+        typename IG::raw gq[NV];
+#pragma unroll
+        for (int i = 0; i < NV; i++) {
+            int c = lane + 32 * i;
+            if (c < nc) { xq[i] = IX::load(xr, c); gq[i] = IG::load(gyr, c); }
+        }
+        if (a.gs) {
+            const char *gsr = a.gs + row * a.D * xes;
+#pragma unroll
+            for (int i = 0; i < NV; i++) {
+                int c = lane + 32 * i;
+                if (c < nc) qq[i] = IX::load(gsr, c);
+            }
+        }
+        const float mean = __ldg(reinterpret_cast<const float *>(a.mean) + row);
+        const float rstd = __ldg(reinterpret_cast<const float *>(a.rstd) + row);
+        float s1 = 0.f, s2 = 0.f;
+#pragma unroll
+        for (int i = 0; i < NV; i++) {
+            int c = lane + 32 * i;
+            if (c < nc) {
+                float x[4], g[4], h[4], w[4] = { 1.f, 1.f, 1.f, 1.f };
+                IX::unpack(xq[i], x);
+                IG::unpack(gq[i], g);
+                if (a.w) lnf_ld4<K>(a.w, c, w);
+#pragma unroll
+                for (int e = 0; e < 4; e++) {
+                    h[e] = (x[e] - mean) * rstd;
+                    float wg = g[e] * w[e];
+                    s1 += wg;
+                    s2 += wg * h[e];
+                }
+                if (pw) {
+                    float4 p = dw4[c], q = db4[c];
+                    p.x += g[0] * h[0]; p.y += g[1] * h[1]; p.z += g[2] * h[2]; p.w += g[3] * h[3];
+                    q.x += g[0]; q.y += g[1]; q.z += g[2]; q.w += g[3];
+                    dw4[c] = p;
+                    db4[c] = q;
+                }
+            }
+        }
+        if (!a.gx && !a.gr) continue;
+        lnf_warp_sum2(s1, s2);
+        s1 *= invD;
+        s2 *= invD;
+        char *gxr = a.gx ? a.gx + row * a.D * xes : NULL;
+        char *grr = a.gr ? a.gr + row * a.D * wfc_dtype_size(a.grdt) : NULL;
+#pragma unroll
+        for (int i = 0; i < NV; i++) {
+            int c = lane + 32 * i;
+            if (c < nc) {
+                float x[4], g[4], w[4] = { 1.f, 1.f, 1.f, 1.f }, o[4];
+                IX::unpack(xq[i], x);
+                IG::unpack(gq[i], g);
+                if (a.w) lnf_ld4<K>(a.w, c, w);
+#pragma unroll
+                for (int e = 0; e < 4; e++) o[e] = rstd * (g[e] * w[e] - s1 - (x[e] - mean) * rstd * s2);
+                if (a.gs) {   /* add_layer_norm: s's own gradient */
+                    float q[4];
+                    IX::unpack(qq[i], q);
+#pragma unroll
+                    for (int e = 0; e < 4; e++) o[e] += q[e];
+                }
+                if (gxr) lnf_st4<K>(gxr, c, o);
+                if (grr) lnf_st4_dt(grr, c, a.grdt, o);
+            }
+        }
+    }
+    if (!pw) return;
+    __syncthreads();
+    /* the block's partial row: warps added in warp order, each column by one thread */
+    const float *acc = reinterpret_cast<const float *>(lnf_acc4);
+    for (int64_t j = threadIdx.x; j < a.D; j += blockDim.x) {
+        float sw = 0.f, sb = 0.f;
+#pragma unroll
+        for (int w = 0; w < LNF_WARPS; w++) {
+            sw += acc[(int64_t)w * 2 * a.D + j];
+            sb += acc[(int64_t)w * 2 * a.D + a.D + j];
+        }
+        pw[(int64_t)blockIdx.x * a.D + j] = sw;
+        pb[(int64_t)blockIdx.x * a.D + j] = sb;
+    }
+}
+
+typedef void (*lnf_bwd_fn)(ln_args, float *, float *);
+template <int K, int G> static lnf_bwd_fn lnf_bwd1_nv(int nv) {
+    switch (nv) {
+    case 1: return lnf_bwd1_kernel<K, G, 1>;
+    case 2: return lnf_bwd1_kernel<K, G, 2>;
+    case 4: return lnf_bwd1_kernel<K, G, 4>;
+    case 6: return lnf_bwd1_kernel<K, G, 6>;
+    default: return lnf_bwd1_kernel<K, G, 8>;
+    }
+}
+/* WEFT_LN_OLD=1: the previous kernels (lnf_fwd_kernel, lnf_bwd_kernel), for A/B timing; read once */
+static bool lnf_old(void) {
+    static int v = -1;
+    if (v < 0) { const char *e = getenv("WEFT_LN_OLD"); v = e && *e == '1'; }
+    return v == 1;
+}
+/* the kernel for x's dtype and gy's, or NULL where lnf_bwd_kernel serves (WEFT_LN_OLD, or a
+ * half x with a gy of another dtype, which no model makes) */
+static lnf_bwd_fn lnf_bwd1_pick(int xdt, int gydt, int nv) {
+    if (lnf_old()) return NULL;
+    if (xdt == WF_F32) return gydt == WF_F32 ? lnf_bwd1_nv<0, 0>(nv) : gydt == WF_BF16 ? lnf_bwd1_nv<0, 1>(nv) : lnf_bwd1_nv<0, 2>(nv);
+    if (gydt != xdt) return NULL;
+    return xdt == WF_BF16 ? lnf_bwd1_nv<1, 1>(nv) : lnf_bwd1_nv<2, 2>(nv);
+}
+
+/* The forward with every DRAM load of the row issued before the first use (lnf_fwd_kernel,
+ * kept under WEFT_LN_OLD=1, reads add_layer_norm's branch r through lnf_ld4_dt: a run-time
+ * dtype branch a 4-element load, the add that follows each load in the same block, so the
+ * NV loads of r may wait one after another). The GPT's call: x f32 and r bf16 read (75 MB),
+ * s f32 and y bf16 written (75 MB), ~45 us at 3.35 TB/s against the 53 us measured; with 48
+ * warps an SM (40 registers: 6 blocks) most of a serialized latency is hidden already, so the
+ * gain is the part that was not: x is loaded raw, then r under one dtype branch for the whole
+ * row (raw, then unpacked), then x unpacked, so both are in flight together (60 registers, no
+ * spill: 4 blocks, 32 warps an SM, 4.5 KB each in flight, ~140 KB). */
+template <int R, int NV> __device__ __forceinline__ void lnf_ld_row(const char *base, int lane, int nc, float v[NV][4]) {
+    typename lnf_io<R>::raw q[NV];
+#pragma unroll
+    for (int i = 0; i < NV; i++)
+        if (lane + 32 * i < nc) q[i] = lnf_io<R>::load(base, lane + 32 * i);
+#pragma unroll
+    for (int i = 0; i < NV; i++)
+        if (lane + 32 * i < nc) lnf_io<R>::unpack(q[i], v[i]);
+}
+template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_fwd1_kernel(ln_args a) {
+    typedef lnf_io<K> IX;
+    const int64_t row = (int64_t)blockIdx.x * LNF_WARPS + (threadIdx.x >> 5);
+    const int lane = threadIdx.x & 31, nc = (int)(a.D >> 2), es = K == 0 ? 4 : 2;
+    if (row >= a.rows) return;
+    typename IX::raw xq[NV];
+    float x[NV][4], s = 0.f;
+#pragma unroll
+    for (int i = 0; i < NV; i++)
+        if (lane + 32 * i < nc) xq[i] = IX::load(a.x + row * a.D * es, lane + 32 * i);
+    if (a.res) {   /* s = x + r, stored, and normalized as stored */
+        float r[NV][4];
+        const char *rr = a.res + row * a.D * wfc_dtype_size(a.resdt);
+        if (a.resdt == WF_F32) lnf_ld_row<0, NV>(rr, lane, nc, r);
+        else if (a.resdt == WF_BF16) lnf_ld_row<1, NV>(rr, lane, nc, r);
+        else lnf_ld_row<2, NV>(rr, lane, nc, r);
+#pragma unroll
+        for (int i = 0; i < NV; i++) {
+            int c = lane + 32 * i;
+            if (c < nc) {
+                IX::unpack(xq[i], x[i]);
+#pragma unroll
+                for (int e = 0; e < 4; e++) x[i][e] = lnf_round<K>(x[i][e] + r[i][e]);
+                lnf_st4<K>(a.s + row * a.D * es, c, x[i]);
+            }
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < NV; i++)
+            if (lane + 32 * i < nc) IX::unpack(xq[i], x[i]);
+    }
+#pragma unroll
+    for (int i = 0; i < NV; i++)
+        if (lane + 32 * i < nc) s += (x[i][0] + x[i][1]) + (x[i][2] + x[i][3]);
+    const float mean = wfc_warp_reduce(s, wfc_add_f()) / (float)a.D;
+    float v = 0.f;
+#pragma unroll
+    for (int i = 0; i < NV; i++)
+        if (lane + 32 * i < nc)
+#pragma unroll
+            for (int e = 0; e < 4; e++) { float d = x[i][e] - mean; v += d * d; }
+    const float rstd = 1.f / sqrtf(wfc_warp_reduce(v, wfc_add_f()) / (float)a.D + (float)a.eps);
+    char *yr = a.y + row * a.D * wfc_dtype_size(a.ydt);
+#pragma unroll
+    for (int i = 0; i < NV; i++) {
+        int c = lane + 32 * i;
+        if (c < nc) {
+            float w[4] = { 1.f, 1.f, 1.f, 1.f }, b[4] = { 0.f, 0.f, 0.f, 0.f }, y[4];
+            if (a.w) lnf_ld4<K>(a.w, c, w);
+            if (a.b) lnf_ld4<K>(a.b, c, b);
+#pragma unroll
+            for (int e = 0; e < 4; e++) y[e] = (x[i][e] - mean) * rstd * w[e] + b[e];
+            lnf_st4_dt(yr, c, a.ydt, y);
+        }
+    }
+    if (lane == 0) {
+        if (a.mean) reinterpret_cast<float *>(a.mean)[row] = mean;
+        if (a.rstd) reinterpret_cast<float *>(a.rstd)[row] = rstd;
+    }
+}
+
 /* gw[j] = sum_c pw[c][j], gb likewise: 32 columns per block, the chunks split over 16 thread
  * rows (a thread per column alone makes `chunks` dependent loads in a row: ~30 us) */
 __global__ void __launch_bounds__(512) lnf_wb_finish(const float *pw, const float *pb, int64_t chunks, int64_t D,
@@ -387,7 +661,8 @@ static int ln_forward(const wf_cuda_view *y, const wf_cuda_view *s, const wf_cud
               (!mean || a.mdt == WF_F32) && (!rstd || a.rdt == WF_F32)) ? lnf_nv(a, a.xdt) : 0;
     if (nv) {
         unsigned g = (unsigned)((a.rows + LNF_WARPS - 1) / LNF_WARPS);
-        LNF_DISPATCH(lnf_fwd_kernel, a.xdt, nv, g, 0, st, a);
+        if (lnf_old()) LNF_DISPATCH(lnf_fwd_kernel, a.xdt, nv, g, 0, st, a);
+        else LNF_DISPATCH(lnf_fwd1_kernel, a.xdt, nv, g, 0, st, a);
         return wfc_check("layer_norm kernel", dev);
     }
     bool block;
@@ -434,15 +709,33 @@ static int ln_backward(const wf_cuda_view *gx, const wf_cuda_view *gr, const wf_
               a.rdt == WF_F32 && (!gweight || gweight->dtype != WF_F64) && (!gbias || gbias->dtype != WF_F64))
                  ? lnf_nv(a, a.xdt) : 0;
     if (nv) {
+        bool wb = gweight || gbias;
         int64_t need = (a.rows + LNF_WARPS - 1) / LNF_WARPS, cap = (int64_t)wfc_num_sms(dev) * 2;
         unsigned g = (unsigned)(need < cap ? need : cap);
-        bool wb = gweight || gbias;
+        size_t smem = wb ? (size_t)a.D * 2 * 4 : 0;
+        lnf_bwd_fn fn = lnf_bwd1_pick(a.xdt, a.gydt, nv);
+        if (fn) {   /* the resident grid, each warp ceil(rows / its warps) rows */
+            size_t smem1 = wb ? (size_t)LNF_WARPS * 2 * (size_t)a.D * 4 : 0;
+            int nb = 0;
+            cudaError_t e = cudaSuccess;
+            if (smem1 > 48 * 1024) e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem1);
+            if (e == cudaSuccess) e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&nb, fn, LNF_WARPS * 32, smem1);
+            if (e != cudaSuccess) (void)cudaGetLastError();   /* handled here: not the launch's error */
+            if (nb < 1) {   /* no room on this GPU (shared memory): the old kernel */
+                fn = NULL;
+            } else {
+                int64_t warps = (int64_t)nb * wfc_num_sms(dev) * LNF_WARPS, per = (a.rows + warps - 1) / warps;
+                warps = (a.rows + per - 1) / per;
+                g = (unsigned)((warps + LNF_WARPS - 1) / LNF_WARPS);
+                smem = smem1;
+            }
+        }
         size_t pbytes = wb ? (size_t)g * (size_t)a.D * 4 : 0;
         float *pw = NULL;
         if (wb && !(pw = (float *)wf__cuda_alloc(dev, 2 * pbytes))) return WF_ENOMEM;
         float *pb = pw ? pw + (size_t)g * (size_t)a.D : NULL;
-        size_t smem = wb ? (size_t)a.D * 2 * 4 : 0;
-        LNF_DISPATCH(lnf_bwd_kernel, a.xdt, nv, g, smem, st, a, pw, pb);
+        if (fn) fn<<<g, LNF_WARPS * 32, smem, st>>>(a, pw, pb);
+        else LNF_DISPATCH(lnf_bwd_kernel, a.xdt, nv, g, smem, st, a, pw, pb);
         rc = wfc_check("layer_norm backward kernel", dev);
         if (!rc && wb) {
             lnf_wb_finish<<<(unsigned)((a.D + 31) / 32), 512, 0, st>>>(

@@ -304,10 +304,12 @@ static int gen_norm(op_sample *s, int max) {   /* x [.., 8], weight [8], bias [8
     S("transposed", S_GC, T2(R(WF_SHAPE(8, 3))), R(WF_SHAPE(8)), R(WF_SHAPE(8)));
     S("large", S_BW, wf_add_scalar(R(WF_SHAPE(70, 8, 125)), 1.0), R(WF_SHAPE(125)), R(WF_SHAPE(125)));
     /* CUDA's layer norm: the fast kernel takes widths % 4 == 0 up to 1024, 1..8 four-element
-     * loads a lane (lanes past the row's end at 132); the general kernel the rest; past 2112
-     * rows each warp of the backward runs several rows */
+     * loads a lane (lanes past the row's end at 132 and 384, shakespeare-char's width: 2 and 4
+     * loads); the general kernel the rest; past 2112 rows each warp of WEFT_LN_OLD's backward
+     * runs several rows (the new one's: gen_norm_rows) */
     S("5x3", S_GC, R(WF_SHAPE(5, 3)), R(WF_SHAPE(3)), R(WF_SHAPE(3)));
     S("77x132", S_BW, wf_mul_scalar(R(WF_SHAPE(77, 132)), 2.0), R(WF_SHAPE(132)), R(WF_SHAPE(132)));
+    S("48x384", S_BW, R(WF_SHAPE(48, 384)), R(WF_SHAPE(384)), R(WF_SHAPE(384)));
     S("64x768", S_BW, R(WF_SHAPE(64, 768)), R(WF_SHAPE(768)), R(WF_SHAPE(768)));
     S("40x1024", S_BW, R(WF_SHAPE(40, 1024)), R(WF_SHAPE(1024)), R(WF_SHAPE(1024)));
     S("37x1500", S_BW, R(WF_SHAPE(37, 1500)), R(WF_SHAPE(1500)), R(WF_SHAPE(1500)));
@@ -704,16 +706,33 @@ static int gen_norm_wb(op_sample *s, int max) {
     return k;
 }
 /* x and r [.., D], weight [D], bias [D]: the layer norm's width classes (CUDA's fast kernel
- * and its general one, several rows a warp past 2112 rows) */
+ * and its general one, several rows a warp of WEFT_LN_OLD's backward past 2112 rows; the new
+ * one's: gen_add_norm_rows) */
 static int gen_add_norm(op_sample *s, int max) {
     int k = 0;
     S("3x8", S_GC, R(WF_SHAPE(3, 8)), R(WF_SHAPE(3, 8)), R(WF_SHAPE(8)), R(WF_SHAPE(8)));
     S("transposed", S_GC, T2(R(WF_SHAPE(8, 3))), T2(R(WF_SHAPE(8, 3))), R(WF_SHAPE(8)), R(WF_SHAPE(8)));
     S("2x5x3", S_GC, R(WF_SHAPE(2, 5, 3)), R(WF_SHAPE(2, 5, 3)), R(WF_SHAPE(3)), R(WF_SHAPE(3)));
     S("77x132", S_BW, wf_mul_scalar(R(WF_SHAPE(77, 132)), 2.0), R(WF_SHAPE(77, 132)), R(WF_SHAPE(132)), R(WF_SHAPE(132)));
+    S("48x384", S_BW, R(WF_SHAPE(48, 384)), R(WF_SHAPE(48, 384)), R(WF_SHAPE(384)), R(WF_SHAPE(384)));
     S("64x768", S_BW, R(WF_SHAPE(64, 768)), R(WF_SHAPE(64, 768)), R(WF_SHAPE(768)), R(WF_SHAPE(768)));
     S("37x1500", S_BW, R(WF_SHAPE(37, 1500)), R(WF_SHAPE(37, 1500)), R(WF_SHAPE(1500)), R(WF_SHAPE(1500)));
     S("2400x64 (rows per warp)", S_BW, R(WF_SHAPE(2400, 64)), R(WF_SHAPE(2400, 64)), R(WF_SHAPE(64)), R(WF_SHAPE(64)));
+    return k;
+}
+/* the two generators above and one sample past CUDA's resident warps, for the rows with the
+ * GPT's dtypes only (a sample this size costs the CPU ~3 s a row): the new layer norm backward
+ * keeps 2 blocks of 8 warps an SM at widths 384 and 768, so on 132 SMs 2500 rows give most
+ * warps 2 rows and the last ones 1 (and WEFT_LN_OLD's kernel, 2112 warps, likewise) */
+static int gen_norm_rows(op_sample *s, int max) {
+    int k = gen_norm(s, max);
+    S("2500x384 (rows per warp, remainder)", S_BW, R(WF_SHAPE(2500, 384)), R(WF_SHAPE(384)), R(WF_SHAPE(384)));
+    return k;
+}
+static int gen_add_norm_rows(op_sample *s, int max) {
+    int k = gen_add_norm(s, max);
+    S("2500x768 (rows per warp, remainder)", S_BW, R(WF_SHAPE(2500, 768)), R(WF_SHAPE(2500, 768)), R(WF_SHAPE(768)),
+      R(WF_SHAPE(768)));
     return k;
 }
 wf_dtype op_dtype_under_test = WF_F64;
@@ -834,13 +853,13 @@ static wf_tensor *f32ish(wf_tensor *y) { return y && wf_tensor_dtype(y) == WF_F6
      * normalized into the dtype under test (autocast's LayerNorm with autocast_output), a half x   \
      * into f32, and the GPT's add: f32 stream, branch and output in the dtype under test */       \
     X(layer_norm_out, "layer_norm_out_dtype(float32 x, weight, bias)",                                          \
-      ln_out(f32ish(x), f32ish(y), f32ish(z), op_dtype_under_test), gen_norm, DT_FLOAT, 3, 8)                    \
+      ln_out(f32ish(x), f32ish(y), f32ish(z), op_dtype_under_test), gen_norm_rows, DT_FLOAT, 3, 8)               \
     X(layer_norm_out_na, "layer_norm_out_dtype(float32 x, no affine)", ln_out(f32ish(x), NULL, NULL,            \
       op_dtype_under_test), gen_norm, DT_FLOAT, 1, 8)                                                            \
     X(layer_norm_out_f32, "layer_norm_out_dtype(float32 output)", ln_out(x, y, z, WF_F32), gen_norm, DT_FLOAT,    \
       3, 8)                                                                                                      \
     X(add_layer_norm_out, "add_layer_norm_out_dtype(float32 x, weight, bias)",                                  \
-      add_ln_out(f32ish(x), y, f32ish(z), f32ish(in[3]), true, WF_F32, op_dtype_under_test), gen_add_norm,       \
+      add_ln_out(f32ish(x), y, f32ish(z), f32ish(in[3]), true, WF_F32, op_dtype_under_test), gen_add_norm_rows,  \
       DT_FLOAT, 4, 8)                                                                                            \
     X(add_layer_norm_out_y, "add_layer_norm_out_dtype(float32 x, norm only, no bias)",                          \
       add_ln_out(f32ish(x), y, f32ish(z), NULL, false, WF_F32, op_dtype_under_test), gen_add_norm, DT_FLOAT, 3, 8) \
