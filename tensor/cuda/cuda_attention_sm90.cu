@@ -222,14 +222,8 @@ __global__ void __launch_bounds__(256, 2) sdpa_fwd_wg_kernel(sdpa_args a) {
  * dK += dS^T Q with both operands MN-major (P and dS are stored [query][key], Q and dO
  * [query][d]), dQ = dS K with dS from registers (this warp's rows) and K MN-major. All tiles
  * are 64 x 128 bytes in the 128-byte swizzled layout. The accumulators have the per-warp
- * mma.sync layout, so the softmax-gradient code and the stores are sdpa_bwd_kernel's.
- *
- * OVL: the dQ product is issued after the barrier that publishes P and dS, in one wgmma group
- * with dV and dK, and its atomics follow the group's one wait: the tensor cores then drain
- * twice per query tile instead of three times (dQ reads only K and this warp's dS registers,
- * so it needs the barrier no more than it is delayed by it). Without OVL (WEFT_SDPA_BWD_SERIAL=1,
- * read once) the order is the one that ran first: dQ, wait, atomics, barrier, dV and dK. */
-template <bool BF, bool OVL>
+ * mma.sync layout, so the softmax-gradient code and the stores are sdpa_bwd_kernel's. */
+template <bool BF>
 __global__ void __launch_bounds__(SD_THREADS, 3) sdpa_bwd_wg_kernel(sdpa_args a) {
     extern __shared__ __align__(16) unsigned char sd_smem[];
     constexpr int T = SD_BC * 128;   /* bytes of one 64-row tile */
@@ -324,28 +318,20 @@ __global__ void __launch_bounds__(SD_THREADS, 3) sdpa_bwd_wg_kernel(sdpa_args a)
                 if (r1 < a.L) sd_atomic2(dqg + (int64_t)r1 * 64 + col, c[dt][2], c[dt][3], true);
             }
         };
-        if (!OVL) {
-            sd_wg_fence();
+        sd_wg_fence();
 #pragma unroll
-            for (int kc = 0; kc < 4; kc++) sd_wg_rs<BF>(c, dsa[kc], dK + kc * (16 * 128 >> 4));
-            sd_wg_commit_wait();
-            dq_atomics();
-        }
+        for (int kc = 0; kc < 4; kc++) sd_wg_rs<BF>(c, dsa[kc], dK + kc * (16 * 128 >> 4));
+        sd_wg_commit_wait();
+        dq_atomics();
         sd_fence_async_smem();   /* P and dS (generic stores) are read by wgmma next */
         __syncthreads();
-        /* dV += P^T dO, dK += dS^T Q (keys = this warp's 16 rows of the accumulators); with
-         * OVL, dQ += dS K in the same group */
+        /* dV += P^T dO, dK += dS^T Q (keys = this warp's 16 rows of the accumulators) */
         sd_wg_fence();
-        if (OVL) {
-#pragma unroll
-            for (int kc = 0; kc < 4; kc++) sd_wg_rs<BF>(c, dsa[kc], dK + kc * (16 * 128 >> 4));
-        }
 #pragma unroll
         for (int kc = 0; kc < 4; kc++) sd_wg_ss_tt<BF>(dv, dP + kc * (16 * 128 >> 4), dOd + kc * (16 * 128 >> 4));
 #pragma unroll
         for (int kc = 0; kc < 4; kc++) sd_wg_ss_tt<BF>(dk, dS + kc * (16 * 128 >> 4), dQd + kc * (16 * 128 >> 4));
         sd_wg_commit_wait();
-        if (OVL) dq_atomics();
         sd_cp_wait_all();
         sd_fence_async_smem();
         __syncthreads();
@@ -401,15 +387,14 @@ int wfc_sdpa_fwd_sm90(const sdpa_args &a, bool bf, dim3 grid, size_t wsmem, cuda
     return 0;
 }
 
-template <bool BF, bool OVL> static int bwd_wg_launch(const sdpa_args &a, dim3 grid, size_t wsmem, cudaStream_t st, int dev) {
-    int rc = sd_smem_attr(sdpa_bwd_wg_kernel<BF, OVL>, wsmem, dev);
-    if (!rc) sdpa_bwd_wg_kernel<BF, OVL><<<grid, SD_THREADS, wsmem, st>>>(a);
-    return rc;
-}
-
 int wfc_sdpa_bwd_sm90(const sdpa_args &a, bool bf, dim3 grid, size_t wsmem, cudaStream_t st, int dev) {
-    static int serial = -1;
-    if (serial < 0) { const char *e = getenv("WEFT_SDPA_BWD_SERIAL"); serial = e && *e == '1'; }
-    if (bf) return serial ? bwd_wg_launch<true, false>(a, grid, wsmem, st, dev) : bwd_wg_launch<true, true>(a, grid, wsmem, st, dev);
-    return serial ? bwd_wg_launch<false, false>(a, grid, wsmem, st, dev) : bwd_wg_launch<false, true>(a, grid, wsmem, st, dev);
+    int rc;
+    if (bf) {
+        if ((rc = sd_smem_attr(sdpa_bwd_wg_kernel<true>, wsmem, dev))) return rc;
+        sdpa_bwd_wg_kernel<true><<<grid, SD_THREADS, wsmem, st>>>(a);
+    } else {
+        if ((rc = sd_smem_attr(sdpa_bwd_wg_kernel<false>, wsmem, dev))) return rc;
+        sdpa_bwd_wg_kernel<false><<<grid, SD_THREADS, wsmem, st>>>(a);
+    }
+    return 0;
 }
