@@ -11,11 +11,13 @@
  * kernel is tensor/cpu/layer_norm.c.
  *
  * The fast path's forward and backward were rewritten to wait on DRAM once a row (issue 15:
- * lnf_fwd1_kernel, lnf_bwd1_kernel; the argument is above each). WEFT_LN_OLD=1 in the
- * environment (read once, at the first call) runs the previous ones, lnf_fwd_kernel and
- * lnf_bwd_kernel, for A/B timing. The new backward adds the weight and bias gradients in a
- * fixed order, so two runs agree bit for bit; the old one's shared-memory atomicAdd does not
- * fix the order of its 8 warps. */
+ * lnf_fwd1_kernel, lnf_bwd1_kernel; the argument is above each). On the H100 the backward
+ * went from 2.64 to 1.81 ms a GPT-2 124M step, the forward from 1.33 to 1.29 (bench/NOTES.md);
+ * the old forward is gone since. WEFT_LN_OLD=1 in the environment (read once, at the first
+ * call) runs the previous backward, lnf_bwd_kernel, for A/B timing; it also serves a half x
+ * with a gy of another dtype. The new backward adds the weight and bias gradients in a fixed
+ * order, so two runs agree bit for bit; the old one's shared-memory atomicAdd does not fix the
+ * order of its 8 warps. */
 #include "cuda_rows.cuh"
 
 #include <stdlib.h>
@@ -186,54 +188,6 @@ __device__ __forceinline__ void lnf_st4_dt(char *base, int64_t i, int dt, const 
 /* v rounded to the dtype of kind K, as storing and loading it would */
 template <int K> __device__ __forceinline__ float lnf_round(float v) {
     return K == 0 ? v : K == 1 ? wfc_bf16_to_f(wfc_f_to_bf16(v)) : wfc_h_to_f(wfc_f_to_h(v));
-}
-
-template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_fwd_kernel(ln_args a) {
-    const int64_t row = (int64_t)blockIdx.x * LNF_WARPS + (threadIdx.x >> 5);
-    const int lane = threadIdx.x & 31, nc = (int)(a.D >> 2), es = K == 0 ? 4 : 2;
-    if (row >= a.rows) return;
-    const char *xr = a.x + row * a.D * es;
-    float x[NV][4], s = 0.f;
-#pragma unroll
-    for (int i = 0; i < NV; i++) {
-        int c = lane + 32 * i;
-        if (c < nc) {
-            lnf_ld4<K>(xr, c, x[i]);
-            if (a.res) {   /* s = x + r, stored, and normalized as stored */
-                float r[4];
-                lnf_ld4_dt(a.res + row * a.D * wfc_dtype_size(a.resdt), c, a.resdt, r);
-#pragma unroll
-                for (int e = 0; e < 4; e++) x[i][e] = lnf_round<K>(x[i][e] + r[e]);
-                lnf_st4<K>(a.s + row * a.D * es, c, x[i]);
-            }
-            s += (x[i][0] + x[i][1]) + (x[i][2] + x[i][3]);
-        } else x[i][0] = x[i][1] = x[i][2] = x[i][3] = 0.f;
-    }
-    const float mean = wfc_warp_reduce(s, wfc_add_f()) / (float)a.D;
-    float v = 0.f;
-#pragma unroll
-    for (int i = 0; i < NV; i++)
-        if (lane + 32 * i < nc)
-#pragma unroll
-            for (int e = 0; e < 4; e++) { float d = x[i][e] - mean; v += d * d; }
-    const float rstd = 1.f / sqrtf(wfc_warp_reduce(v, wfc_add_f()) / (float)a.D + (float)a.eps);
-    char *yr = a.y + row * a.D * wfc_dtype_size(a.ydt);
-#pragma unroll
-    for (int i = 0; i < NV; i++) {
-        int c = lane + 32 * i;
-        if (c < nc) {
-            float w[4] = { 1.f, 1.f, 1.f, 1.f }, b[4] = { 0.f, 0.f, 0.f, 0.f }, y[4];
-            if (a.w) lnf_ld4<K>(a.w, c, w);
-            if (a.b) lnf_ld4<K>(a.b, c, b);
-#pragma unroll
-            for (int e = 0; e < 4; e++) y[e] = (x[i][e] - mean) * rstd * w[e] + b[e];
-            lnf_st4_dt(yr, c, a.ydt, y);
-        }
-    }
-    if (lane == 0) {
-        if (a.mean) reinterpret_cast<float *>(a.mean)[row] = mean;
-        if (a.rstd) reinterpret_cast<float *>(a.rstd)[row] = rstd;
-    }
 }
 
 /* gx (if a.gx) and, when pw, per-block partial weight/bias gradients pw/pb [gridDim.x][D] */
@@ -488,7 +442,7 @@ template <int K, int G> static lnf_bwd_fn lnf_bwd1_nv(int nv) {
     default: return lnf_bwd1_kernel<K, G, 8>;
     }
 }
-/* WEFT_LN_OLD=1: the previous kernels (lnf_fwd_kernel, lnf_bwd_kernel), for A/B timing; read once */
+/* WEFT_LN_OLD=1: the previous backward (lnf_bwd_kernel), for A/B timing; read once */
 static bool lnf_old(void) {
     static int v = -1;
     if (v < 0) { const char *e = getenv("WEFT_LN_OLD"); v = e && *e == '1'; }
@@ -503,8 +457,8 @@ static lnf_bwd_fn lnf_bwd1_pick(int xdt, int gydt, int nv) {
     return xdt == WF_BF16 ? lnf_bwd1_nv<1, 1>(nv) : lnf_bwd1_nv<2, 2>(nv);
 }
 
-/* The forward with every DRAM load of the row issued before the first use (lnf_fwd_kernel,
- * kept under WEFT_LN_OLD=1, reads add_layer_norm's branch r through lnf_ld4_dt: a run-time
+/* The forward with every DRAM load of the row issued before the first use (the previous
+ * forward read add_layer_norm's branch r through lnf_ld4_dt: a run-time
  * dtype branch a 4-element load, the add that follows each load in the same block, so the
  * NV loads of r may wait one after another). The GPT's call: x f32 and r bf16 read (75 MB),
  * s f32 and y bf16 written (75 MB), ~45 us at 3.35 TB/s against the 53 us measured; with 48
@@ -661,8 +615,7 @@ static int ln_forward(const wf_cuda_view *y, const wf_cuda_view *s, const wf_cud
               (!mean || a.mdt == WF_F32) && (!rstd || a.rdt == WF_F32)) ? lnf_nv(a, a.xdt) : 0;
     if (nv) {
         unsigned g = (unsigned)((a.rows + LNF_WARPS - 1) / LNF_WARPS);
-        if (lnf_old()) LNF_DISPATCH(lnf_fwd_kernel, a.xdt, nv, g, 0, st, a);
-        else LNF_DISPATCH(lnf_fwd1_kernel, a.xdt, nv, g, 0, st, a);
+        LNF_DISPATCH(lnf_fwd1_kernel, a.xdt, nv, g, 0, st, a);
         return wfc_check("layer_norm kernel", dev);
     }
     bool block;
