@@ -60,6 +60,12 @@ static inline bool wfc_contig(const wf_cuda_view *v) {
 /* The largest power of two (at most 256) that divides p's address: cuBLASLt's plans are
  * asked for this alignment (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*), since an algorithm the
  * heuristic chose for 256-byte operands is refused by cublasLtMatmul on less. */
+/* out[i] = sum over the k rows of A [k, m] (row pitch lda elements) of A[r][i], in f32, stored
+ * in dt (f32 / bf16 / f16): 16-byte loads, deterministic (cuda_gemm.cu). 1 when the layout does
+ * not fit (m a multiple of 16 bytes' elements, A and its pitch 16-byte aligned), else 0 or a
+ * negative code. Linear's bias gradient and the column layout's sums (cuda_reduce.cu). */
+int wfc_colsum(int dt, const void *A, int64_t k, int64_t m, int64_t lda, void *out, int dev, cudaStream_t st);
+
 static inline int wfc_ptr_align(const void *p) {
     uintptr_t u = (uintptr_t)p;
     int a = 1;

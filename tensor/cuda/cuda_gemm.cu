@@ -449,6 +449,12 @@ static int colsum_launch(int dt, const void *A, int64_t k, int64_t m, int64_t ld
     return rc;
 }
 
+int wfc_colsum(int dt, const void *A, int64_t k, int64_t m, int64_t lda, void *out, int dev, cudaStream_t st) {
+    if (dt != WF_F32 && dt != WF_BF16 && dt != WF_F16) return 1;
+    return colsum_launch(dt, A, k, m, lda, out, dev, st);
+}
+
+
 extern "C" int wf__cuda_gemm_epilogue(int dtype, int transA, int transB, int64_t m, int64_t n, int64_t k,
                                       const void *A, int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc,
                                       const void *bias, void *bgrad, int dev) {
