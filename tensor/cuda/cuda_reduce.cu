@@ -315,9 +315,14 @@ extern "C" int wf__cuda_reduce(int op, const wf_cuda_view *y, const wf_cuda_view
     g.p = p;
     g.kind = (op == WFC_R_MAX || op == WFC_R_ABSMAX) ? 1 : op == WFC_R_MIN ? 2 : 0;
     /* a sum over the rows of a [R, M] matrix with contiguous rows (a bias gradient, the fp8
-     * Linear's among them): cuda_gemm.cu's 16-byte column sums, which took the fp8 GPT-2
-     * step's 48 of them from 5.8 ms as reduce_cols_tile, loading one element a thread */
-    if (op == WFC_R_SUM && g.kn == 1 && g.rn == 1 && g.R > 0 && x->dtype == y->dtype && g.kxs[0] == xes &&
+     * Linear's among them) through cuda_gemm.cu's 16-byte column sums: the fp8 GPT-2 step's 48
+     * of them took 5.8 ms as reduce_cols_tile, which loads one element a thread. Opt-in,
+     * WEFT_REDUCE_COLSUM=1 (read once), until a GPU run has checked this routing (the kernel
+     * itself is Linear's checked WEFT_BGRAD=colsum path; the harness's "sum(dim 0, long)"
+     * rows reach it) */
+    static int colsum_on = -1;
+    if (colsum_on < 0) { const char *e = getenv("WEFT_REDUCE_COLSUM"); colsum_on = e && *e == '1'; }
+    if (colsum_on && op == WFC_R_SUM && g.kn == 1 && g.rn == 1 && g.R > 0 && x->dtype == y->dtype && g.kxs[0] == xes &&
         g.kys[0] == yes && g.rxs[0] % xes == 0 && g.rxs[0] >= g.M * xes) {
         rc = wfc_colsum(x->dtype, g.x, g.R, g.M, g.rxs[0] / xes, g.y, dev, st);
         if (rc != 1) return rc;
