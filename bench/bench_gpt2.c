@@ -78,46 +78,6 @@ static bool parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out) {
 /* wait for the device's queued work, so the clock measures it */
 static int sync_device(wf_device d) { return d.type == WF_DEV_CUDA ? wf_cuda_synchronize(d.index) : 0; }
 
-/* the step's loss, as examples/gpt computes it: from the hidden states through the chunked
- * linear + cross-entropy (the [B*T, V] logits never exist), or from the logits */
-static wf_tensor *forward_kept(wf_module *model, wf_tensor *x) {
-    wf_scope_begin();
-    wf_tensor *out = wf_keep(wf_module_forward(model, x));
-    wf_scope_end();
-    return out;
-}
-
-static wf_tensor *step_loss_(wf_fabric *fab, wf_module *model, wf_tensor *x, wf_tensor *y, bool fused,
-                             int64_t chunk_rows) {
-    wf_memory_set_label("forward");   /* the census's labels (--memory-summary); free when it is off */
-    if (!fused) {
-        wf_tensor *logits = forward_kept(model, x);
-        wf_memory_set_label("loss");
-        return gpt_loss(logits, y);
-    }
-    gpt_set_return_hidden(model, true);
-    wf_tensor *h = forward_kept(model, x);
-    gpt_set_return_hidden(model, false);
-    wf_memory_set_label("loss");
-    if (!h || wf_fabric_autocast_begin(fab)) return NULL;
-    wf_tensor *loss = gpt_loss_from_hidden(model, h, y, chunk_rows);
-    return wf_fabric_autocast_end(fab) ? NULL : loss;
-}
-
-/* The model's forward and then the loss each in a scope of their own (forward_kept, and
- * here): their temporaries that no backward node saved (a layer norm's f32 output behind its
- * cast to bf16, the blocks' branch outputs once summed into the residual stream, the loss's
- * chunk temporaries) go when each ends, not after the optimizer step as they would in the
- * step's scope: at GPT-2 124M, batch 16 x 1024, about 150 MB a layer (bench/NOTES.md). The
- * loss, kept, goes to the step's scope. */
-static wf_tensor *step_loss(wf_fabric *fab, wf_module *model, wf_tensor *x, wf_tensor *y, bool fused,
-                            int64_t chunk_rows) {
-    wf_scope_begin();
-    wf_tensor *loss = wf_keep(step_loss_(fab, model, x, y, fused, chunk_rows));
-    wf_scope_end();
-    return loss;
-}
-
 /* the training step after the loss: backward, clipping, optimizer step, zero_grad */
 static int step_rest(wf_fabric *fab, wf_module *model, wf_optimizer *opt, wf_tensor *loss, const wf_clip_opts *clip) {
     wf_memory_set_label("backward");
@@ -220,7 +180,7 @@ int main(int argc, char **argv) {
                 r = graph ? wf_cuda_graph_capture_begin(graph, dev) : (wf_error() ? wf_error() : -1);
                 if (!r) {
                     wf_scope_begin();
-                    wf_tensor *loss = step_loss(fab, model, x, y, fused, chunk_rows);
+                    wf_tensor *loss = gpt_batch_loss(fab, model, x, y, fused, chunk_rows);
                     r = step_rest(fab, model, opt, loss, &clip);
                     if (!r) graph_loss = wf_tensor_retain(loss);   /* every replay writes its loss here */
                     wf_scope_end();
@@ -234,7 +194,7 @@ int main(int argc, char **argv) {
             continue;
         }
         wf_scope_begin();
-        wf_tensor *loss = step_loss(fab, model, x, y, fused, chunk_rows);
+        wf_tensor *loss = gpt_batch_loss(fab, model, x, y, fused, chunk_rows);
         int r = step_rest(fab, model, opt, loss, &clip);
         if (!r && s == warmup + steps - 1) last_loss = wf_item(loss);   /* after the clock stops would be fairer, */
         wf_scope_end();                                                   /* but the peer reads it the same way */

@@ -241,6 +241,38 @@ wf_tensor *gpt_loss_from_hidden(wf_module *m, wf_tensor *hidden, wf_tensor *targ
                                    wf_reshape(targets, WF_SHAPE(-1)), NULL, chunk_rows);
 }
 
+static wf_tensor *forward_kept(wf_module *m, wf_tensor *x) {
+    wf_scope_begin();
+    wf_tensor *out = wf_keep(wf_module_forward(m, x));
+    wf_scope_end();
+    return out;
+}
+
+static wf_tensor *batch_loss(wf_fabric *fab, wf_module *m, wf_tensor *x, wf_tensor *y, bool fused, int64_t chunk_rows) {
+    wf_memory_set_label("forward");   /* free while the census is off */
+    if (!fused) {
+        wf_tensor *logits = forward_kept(m, x);
+        wf_memory_set_label("loss");
+        return gpt_loss(logits, y);
+    }
+    gpt_set_return_hidden(m, true);
+    wf_tensor *h = forward_kept(m, x);
+    gpt_set_return_hidden(m, false);
+    wf_memory_set_label("loss");
+    if (!h || wf_fabric_autocast_begin(fab)) return NULL;
+    wf_tensor *loss = gpt_loss_from_hidden(m, h, y, chunk_rows);
+    return wf_fabric_autocast_end(fab) ? NULL : loss;
+}
+
+wf_tensor *gpt_batch_loss(wf_fabric *fab, wf_module *m, wf_tensor *x, wf_tensor *y, bool fused, int64_t chunk_rows) {
+    const char *label = wf_memory_set_label(NULL);
+    wf_scope_begin();
+    wf_tensor *loss = wf_keep(batch_loss(fab, m, x, y, fused, chunk_rows));
+    wf_scope_end();
+    wf_memory_set_label(label);
+    return loss;
+}
+
 wf_optimizer *gpt_configure_optimizer(wf_module *m, double weight_decay, double lr, double beta1, double beta2) {
     int n = wf_module_parameters(m, NULL, NULL, 0);
     if (n < 1) return NULL;

@@ -13,6 +13,7 @@
 #include "weft/weft.h"
 #include "weft/nn.h"
 #include "weft/optim.h"
+#include "weft/fabric.h"
 
 typedef struct gpt_config {
     int64_t vocab_size, block_size, n_layer, n_head, n_embd;
@@ -47,6 +48,17 @@ wf_tensor *gpt_loss_from_hidden(wf_module *m, wf_tensor *hidden, wf_tensor *targ
 /* While on, the model's forward stops after ln_f and returns the hidden states [B, T, C]
  * (through wf_module_forward, so Fabric's hooks still run). Off at creation. */
 void gpt_set_return_hidden(wf_module *m, bool on);
+
+/* One batch's mean loss, as the trainer and bench/bench_gpt2 take it: x [B, T] and y [B, T] on
+ * the model's device; fused: the hidden states, then gpt_loss_from_hidden (chunk_rows) under
+ * fab's autocast; else the logits, then gpt_loss. The forward and the loss each run in a scope
+ * of their own, keeping only their result, so the temporaries no backward node saved (a layer
+ * norm's output behind its cast, the branch outputs once added to the residual stream, the
+ * loss's chunks) go at once rather than with the caller's scope: about 150 MB a layer at GPT-2
+ * 124M, batch 16 x 1024 (bench/NOTES.md). The memory census's labels "forward" and "loss" are
+ * set meanwhile, and the caller's label given back. A result in the caller's scope, or NULL
+ * on error. */
+wf_tensor *gpt_batch_loss(wf_fabric *fab, wf_module *m, wf_tensor *x, wf_tensor *y, bool fused, int64_t chunk_rows);
 
 /* nanoGPT's configure_optimizers: AdamW over two groups, the 2-D weights (embeddings and
  * Linear weights) with weight_decay, the rest (biases, LayerNorm) without. */

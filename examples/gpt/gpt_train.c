@@ -75,35 +75,10 @@ typedef struct train_cfg {
     int fused_loss, always_save_checkpoint;
 } train_cfg;
 
-/* the model's forward in a scope of its own, keeping only its output: the temporaries no
- * backward node saved (a layer norm's f32 output behind its bf16 cast, the branch outputs once
- * added to the residual stream) go now, not at the end of the iteration's scope, after the
- * optimizer step: about 150 MB a layer at GPT-2 124M, batch 16 x 1024 (bench/NOTES.md) */
-static wf_tensor *forward_kept(wf_module *model, wf_tensor *x) {
-    wf_scope_begin();
-    wf_tensor *out = wf_keep(wf_module_forward(model, x));
-    wf_scope_end();
-    return out;
-}
-
-static wf_tensor *batch_loss_(wf_fabric *fab, wf_module *model, wf_tensor *x, wf_tensor *y, const train_cfg *c) {
-    if (!c->fused_loss) return gpt_loss(forward_kept(model, wf_fabric_to_device(fab, x)), wf_fabric_to_device(fab, y));
-    gpt_set_return_hidden(model, true);
-    wf_tensor *h = forward_kept(model, wf_fabric_to_device(fab, x));
-    gpt_set_return_hidden(model, false);
-    if (!h || wf_fabric_autocast_begin(fab)) return NULL;
-    wf_tensor *loss = gpt_loss_from_hidden(model, h, wf_fabric_to_device(fab, y), 0);
-    return wf_fabric_autocast_end(fab) ? NULL : loss;
-}
-
-/* the mean loss of one batch: through the chunked linear + cross-entropy from the hidden
- * states (Fabric's autocast around it, as around the forward), or from the logits; in a
- * scope of its own too (the loss's chunk temporaries), keeping the loss */
+/* the mean loss of one batch (gpt_model.c's gpt_batch_loss: the forward and the loss each in a
+ * scope of their own), x and y moved to the model's device */
 static wf_tensor *batch_loss(wf_fabric *fab, wf_module *model, wf_tensor *x, wf_tensor *y, const train_cfg *c) {
-    wf_scope_begin();
-    wf_tensor *loss = wf_keep(batch_loss_(fab, model, x, y, c));
-    wf_scope_end();
-    return loss;
+    return gpt_batch_loss(fab, model, wf_fabric_to_device(fab, x), wf_fabric_to_device(fab, y), c->fused_loss != 0, 0);
 }
 
 /* nanoGPT's configs: config/train_shakespeare_char.py, config/train_gpt2.py (gpt2-medium

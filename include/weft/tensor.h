@@ -394,8 +394,10 @@ wf_tensor *wf_linear_gelu(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_gelu_appr
  * is not saved but made again from the GELU's input in backward, one elementwise pass; that
  * saves rows * hidden elements per call (GPT-2 124M at 16 x 1024 tokens: 100 MB a layer in
  * bf16). The same values as the composed ops; the bias + GELU kernel where wf_linear_gelu
- * uses it, and for the tanh form on CUDA in bf16 / f16 the GELU inside the GEMMs (forward and,
- * with the first bias's gradient, backward). b1 and b2 may be NULL. x: [..., in], w1: [hidden, in], w2: [out, hidden]. Returns a
+ * uses it, and for the tanh form on CUDA in bf16 / f16 the GELU inside the first GEMM's
+ * epilogue (forward; the backward's DGELU_BGRAD epilogue only with WEFT_DGELU_EPILOGUE=1, as it
+ * was slower on the H100). b1 and b2 may be NULL. x: [..., in], w1: [hidden, in], w2: [out,
+ * hidden]. Returns a
  * new tensor (a result in the current scope, as any op's), or NULL with the error naming
  * wf_fused_mlp (a NULL x / w1 / w2, mismatched sizes or dtypes, a bad approximate).
  *   wf_tensor *y = wf_fused_mlp(x, fc_w, fc_b, proj_w, proj_b, WF_GELU_NONE);   (new tensor) */

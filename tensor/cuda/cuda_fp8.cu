@@ -41,6 +41,15 @@ template <int DT> __device__ __forceinline__ float ld_in(const void *x, int64_t 
     return DT == WF_BF16 ? wfc_bf16_to_f(h) : wfc_h_to_f(h);
 }
 
+/* One element's cast: its |v| bits raise m (the amax is of v before scaling), and v * s is
+ * rounded to fp8. The one-byte and the 4-wide kernels both cast through it, so their bytes
+ * agree with each other and with fp8_format.c's reference. */
+__device__ __forceinline__ uint8_t cast_elem(float v, float s, int fmt, unsigned &m) {
+    unsigned a = __float_as_uint(v) & 0x7fffffffu;
+    m = a > m ? a : m;
+    return to_fp8(__fmul_rn(v, s), fmt);
+}
+
 /* The block's largest |x| bits m into *amax: one atomic per block at most, and none once the
  * maximum is already there (every block of a large tensor aims at the same word). W: the
  * block's warps; every thread of the block calls it. */
@@ -72,10 +81,7 @@ template <int DT> __global__ void fp8_cast_kernel(const void *x, int64_t rows, i
         int tr = threadIdx.y + j * CR;
         int64_t r = r0 + tr;
         if (r < rows && c < cols) {
-            float v = ld_in<DT>(x, r * cols + c);
-            unsigned a = __float_as_uint(v) & 0x7fffffffu;
-            m = a > m ? a : m;
-            uint8_t q = to_fp8(__fmul_rn(v, s), fmt);
+            uint8_t q = cast_elem(ld_in<DT>(x, r * cols + c), s, fmt, m);
             if (y) y[r * cols + c] = q;
             tile[tr][threadIdx.x] = q;
         }
@@ -133,9 +139,7 @@ template <int DT> __global__ void __launch_bounds__(VL * VL) fp8_cast_vec_kernel
             uint32_t w = 0;
 #pragma unroll
             for (int e = 0; e < 4; e++) {
-                unsigned a = __float_as_uint(v[e]) & 0x7fffffffu;
-                m = a > m ? a : m;
-                uint8_t q = to_fp8(__fmul_rn(v[e], s), fmt);
+                uint8_t q = cast_elem(v[e], s, fmt, m);
                 w |= (uint32_t)q << (8 * e);
                 tile[tr][4 * threadIdx.x + e] = q;
             }
