@@ -966,8 +966,8 @@ extern "C" int wf__cuda_bias_gelu_backward(const wf_cuda_view *gx, const wf_cuda
  * x GB_TY row lanes over one chunk of rows; each lane sums its rows in order, the lanes meet
  * in shared memory in order and write one f32 row of partials per chunk (a workspace from the
  * caching allocator); gelu_bias_finish adds each column's partials in chunk order and stores gb
- * in the dtype. The chunking depends on the shape and the SM count only: two calls give the
- * same bits (no atomics). The vector kernel issues GB_U rows' loads before it converts any, so
+ * in the dtype. The chunking depends on the shape and the device (SMs, the kernel's
+ * occupancy) only: two calls give the same bits (no atomics). The vector kernel issues GB_U rows' loads before it converts any, so
  * each thread has 2 x GB_U 16-byte loads in flight. WEFT_GELU_NOVEC=1 forces the generic kernel. */
 #define GB_TX 32
 #define GB_TY 8
@@ -1079,6 +1079,30 @@ __global__ void gelu_bias_finish(const float *partial, int64_t chunks, int64_t N
     }
 }
 
+typedef void (*gelu_bias_vec_fn)(char *, const char *, const char *, int64_t, int, int64_t, float *);
+typedef void (*gelu_bias_gen_fn)(char *, const char *, const char *, int, int64_t, int64_t, int64_t, float *);
+static gelu_bias_vec_fn gelu_bias_vec_pick(int dt, bool tf) {
+    if (dt == WF_BF16) return tf ? gelu_bias_vec_kernel<WF_BF16, true> : gelu_bias_vec_kernel<WF_BF16, false>;
+    if (dt == WF_F16) return tf ? gelu_bias_vec_kernel<WF_F16, true> : gelu_bias_vec_kernel<WF_F16, false>;
+    return tf ? gelu_bias_vec_kernel<WF_F32, true> : gelu_bias_vec_kernel<WF_F32, false>;
+}
+
+/* Chunks of rows for `tiles` column tiles: one wave of the blocks the GPU holds at once (the
+ * kernel's occupancy on every SM), so no second, partly filled wave; each row lane at least
+ * GB_U rows; 65535 at most (grid y). */
+static int64_t gelu_bias_chunks(const void *fn, int64_t tiles, int64_t rows, int dev) {
+    int per = 0;
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, fn, GB_TX * GB_TY, 0) != cudaSuccess || per < 1) {
+        (void)cudaGetLastError();
+        per = 4;
+    }
+    int64_t chunks = (int64_t)wfc_num_sms(dev) * per / tiles;
+    int64_t maxc = (rows + GB_U * GB_TY - 1) / (GB_U * GB_TY);
+    if (chunks > maxc) chunks = maxc;
+    if (chunks > 65535) chunks = 65535;
+    return chunks < 1 ? 1 : chunks;
+}
+
 extern "C" int wf__cuda_gelu_backward_bias(const wf_cuda_view *gx, const wf_cuda_view *gb, const wf_cuda_view *gy,
                                            const wf_cuda_view *pre, int tanh_approx, int dev) {
     cudaStream_t st;
@@ -1094,16 +1118,14 @@ extern "C" int wf__cuda_gelu_backward_bias(const wf_cuda_view *gx, const wf_cuda
     if (!N) return 0;
     int64_t rows = n / N;
     int es = wfc_dtype_size(dt), w = 16 / es;
-    bool vec = !gelu_novec() && N % w == 0 && N / w <= INT32_MAX && !((uintptr_t)gx->data & 15) &&
+    bool vec = !gelu_novec() && N % w == 0 && N / w <= INT32_MAX - GB_TX && !((uintptr_t)gx->data & 15) &&
                !((uintptr_t)gy->data & 15) && !((uintptr_t)pre->data & 15);
     int64_t tiles = ((vec ? N / w : N) + GB_TX - 1) / GB_TX;
     if (tiles > INT32_MAX) return wfc_error(WF_EINVAL, "gelu_backward_bias on cuda:%d: %lld columns", dev, (long long)N);
-    /* enough blocks to fill the GPU (8 per SM), each row lane at least GB_U rows */
-    int64_t chunks = ((int64_t)wfc_num_sms(dev) * 8 + tiles - 1) / tiles;
-    int64_t maxc = (rows + GB_U * GB_TY - 1) / (GB_U * GB_TY);
-    if (chunks > maxc) chunks = maxc;
-    if (chunks > 65535) chunks = 65535;
-    if (chunks < 1) chunks = 1;
+    bool tf = tanh_approx != 0;
+    gelu_bias_vec_fn vf = vec ? gelu_bias_vec_pick(dt, tf) : NULL;
+    gelu_bias_gen_fn gf = vec ? NULL : tf ? gelu_bias_kernel<true> : gelu_bias_kernel<false>;
+    int64_t chunks = gelu_bias_chunks(vec ? (const void *)vf : (const void *)gf, tiles, rows, dev);
     int64_t rpc = (rows + chunks - 1) / chunks;
     if (rows) chunks = (rows + rpc - 1) / rpc;
     size_t pbytes = (size_t)chunks * (size_t)N * sizeof(float);
@@ -1112,16 +1134,8 @@ extern "C" int wf__cuda_gelu_backward_bias(const wf_cuda_view *gx, const wf_cuda
     dim3 grid((unsigned)tiles, (unsigned)chunks), block(GB_TX, GB_TY);
     char *gxp = (char *)gx->data;
     const char *gyp = (const char *)gy->data, *pp = (const char *)pre->data;
-    bool tf = tanh_approx != 0;
-    if (vec) {
-        int nvec = (int)(N / w);
-#define GB_VEC(DT, T) gelu_bias_vec_kernel<DT, T><<<grid, block, 0, st>>>(gxp, gyp, pp, rows, nvec, rpc, partial)
-        if (dt == WF_BF16) { if (tf) GB_VEC(WF_BF16, true); else GB_VEC(WF_BF16, false); }
-        else if (dt == WF_F16) { if (tf) GB_VEC(WF_F16, true); else GB_VEC(WF_F16, false); }
-        else { if (tf) GB_VEC(WF_F32, true); else GB_VEC(WF_F32, false); }
-#undef GB_VEC
-    } else if (tf) gelu_bias_kernel<true><<<grid, block, 0, st>>>(gxp, gyp, pp, dt, rows, N, rpc, partial);
-    else gelu_bias_kernel<false><<<grid, block, 0, st>>>(gxp, gyp, pp, dt, rows, N, rpc, partial);
+    if (vec) vf<<<grid, block, 0, st>>>(gxp, gyp, pp, rows, (int)(N / w), rpc, partial);
+    else gf<<<grid, block, 0, st>>>(gxp, gyp, pp, dt, rows, N, rpc, partial);
     rc = wfc_check("gelu_backward_bias kernel", dev);
     if (!rc) {
         gelu_bias_finish<<<wfc_blocks(N, THREADS, dev), THREADS, 0, st>>>(partial, chunks, N, (char *)gb->data, dt);
