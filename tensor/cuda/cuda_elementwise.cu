@@ -967,8 +967,9 @@ extern "C" int wf__cuda_bias_gelu_backward(const wf_cuda_view *gx, const wf_cuda
  * in shared memory in order and write one f32 row of partials per chunk (a workspace from the
  * caching allocator); gelu_bias_finish adds each column's partials in chunk order and stores gb
  * in the dtype. The chunking depends on the shape and the device (SMs, the kernel's
- * occupancy) only: two calls give the same bits (no atomics). The vector kernel issues GB_U rows' loads before it converts any, so
- * each thread has 2 x GB_U 16-byte loads in flight. WEFT_GELU_NOVEC=1 forces the generic kernel. */
+ * occupancy) only: two calls give the same bits (no atomics). The vector kernel issues GB_U
+ * rows' loads before it converts any, so each thread has 2 x GB_U 16-byte loads in flight.
+ * WEFT_GELU_NOVEC=1 forces the generic kernel. */
 #define GB_TX 32
 #define GB_TY 8
 #define GB_U 4
@@ -1121,7 +1122,8 @@ extern "C" int wf__cuda_gelu_backward_bias(const wf_cuda_view *gx, const wf_cuda
     bool vec = !gelu_novec() && N % w == 0 && N / w <= INT32_MAX - GB_TX && !((uintptr_t)gx->data & 15) &&
                !((uintptr_t)gy->data & 15) && !((uintptr_t)pre->data & 15);
     int64_t tiles = ((vec ? N / w : N) + GB_TX - 1) / GB_TX;
-    if (tiles > INT32_MAX) return wfc_error(WF_EINVAL, "gelu_backward_bias on cuda:%d: %lld columns", dev, (long long)N);
+    if (tiles > INT32_MAX)
+        return wfc_error(WF_EINVAL, "gelu_backward_bias on cuda:%d: %lld columns", dev, (long long)N);
     bool tf = tanh_approx != 0;
     gelu_bias_vec_fn vf = vec ? gelu_bias_vec_pick(dt, tf) : NULL;
     gelu_bias_gen_fn gf = vec ? NULL : tf ? gelu_bias_kernel<true> : gelu_bias_kernel<false>;

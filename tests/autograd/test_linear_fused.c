@@ -374,7 +374,8 @@ static int fake_gemm_gelu(wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n, i
     for (int64_t i = 0; i < m; i++)
         for (int64_t j = 0; j < n; j++) {
             double v = bi ? bi[j] : 0;
-            for (int64_t p = 0; p < k; p++) v += (double)(tA ? a[p * lda + i] : a[i * lda + p]) * (tB ? b[j * ldb + p] : b[p * ldb + j]);
+            for (int64_t p = 0; p < k; p++)
+                v += (double)(tA ? a[p * lda + i] : a[i * lda + p]) * (tB ? b[j * ldb + p] : b[p * ldb + j]);
             ((float *)aux)[i * ldaux + j] = (float)v;
             ((float *)C)[i * ldc + j] = (float)gelu_ref((float)v, true);
         }
@@ -410,8 +411,8 @@ static void fake_bias_setup(void) {
 static void gelu_bias_case(int which, bool bias, int want_gemm_gelu, int want_gelu_bias) {
     wf_scope_begin();
     wf_manual_seed(31 + which);
-    wf_tensor *src[5] = { wf_randn(WF_SHAPE(2, 5, 6), WF_F32), wf_randn(WF_SHAPE(8, 6), WF_F32), wf_randn(WF_SHAPE(8), WF_F32),
-                          wf_randn(WF_SHAPE(4, 8), WF_F32), wf_randn(WF_SHAPE(4), WF_F32) };
+    wf_tensor *src[5] = { wf_randn(WF_SHAPE(2, 5, 6), WF_F32), wf_randn(WF_SHAPE(8, 6), WF_F32),
+                          wf_randn(WF_SHAPE(8), WF_F32), wf_randn(WF_SHAPE(4, 8), WF_F32), wf_randn(WF_SHAPE(4), WF_F32) };
     wf_tensor *gy = wf_randn(WF_SHAPE(2, 5, 4), WF_F32), *y[2], *in[2][5];
     for (int d = 0; d < 2; d++) {
         wf_device dev = d ? WF_CUDA(0) : WF_CPU;

@@ -70,7 +70,8 @@ static void sums_ok(const char *name, wf_tensor *gx, wf_tensor *gb, int64_t rows
         double s = 0, sa = 0;
         for (int64_t r = 0; r < rows; r++) s += x[r * N + c], sa += fabs(x[r * N + c]);
         if (!(fabs(b[c] - s) <= 2e-5 * sa + rel * fabs(s))) {
-            snprintf(why, sizeof why, "gb[%lld] = %.9g, the column sums to %.9g (sum |gx| %.6g)", (long long)c, b[c], s, sa);
+            snprintf(why, sizeof why, "gb[%lld] = %.9g, the column sums to %.9g (sum |gx| %.6g)", (long long)c, b[c], s,
+                     sa);
             ok = false;
         }
     }
@@ -118,9 +119,9 @@ static void autograd_route(bool mlp) {
     const char *name = mlp ? "wf_fused_mlp (tanh, bf16 autocast)" : "wf_linear_gelu (tanh, bf16 autocast)";
     wf_scope_begin();
     wf_manual_seed(9);
-    wf_tensor *src[5] = { wf_randn(WF_SHAPE(4, 32, 64), WF_F32), wf_mul_scalar(wf_randn(WF_SHAPE(256, 64), WF_F32), 0.2),
-                          wf_randn(WF_SHAPE(256), WF_F32), wf_mul_scalar(wf_randn(WF_SHAPE(64, 256), WF_F32), 0.1),
-                          wf_randn(WF_SHAPE(64), WF_F32) };
+    wf_tensor *src[5] = { wf_randn(WF_SHAPE(4, 32, 64), WF_F32),
+                          wf_mul_scalar(wf_randn(WF_SHAPE(256, 64), WF_F32), 0.2), wf_randn(WF_SHAPE(256), WF_F32),
+                          wf_mul_scalar(wf_randn(WF_SHAPE(64, 256), WF_F32), 0.1), wf_randn(WF_SHAPE(64), WF_F32) };
     wf_tensor *a[5], *u[5];
     for (int i = 0; i < 5; i++) {
         a[i] = wf_detach(wf_to_device(src[i], WF_CUDA(0)));

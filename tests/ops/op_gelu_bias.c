@@ -36,8 +36,8 @@ static int expect_err(const char *what, wf_device dev, int rc, int code, const c
         return 0;
     }
     char why[512];
-    snprintf(why, sizeof why, "returned %d (error %d \"%s\"), expected %d with \"%s\"", rc, wf_error(), m ? m : "", code,
-             part);
+    snprintf(why, sizeof why, "returned %d (error %d \"%s\"), expected %d with \"%s\"", rc, wf_error(),
+             m ? m : "", code, part);
     return fail_at(what, dev, why);
 }
 
@@ -46,7 +46,8 @@ static wf_tensor *on(wf_tensor *t, wf_dtype dt, wf_device dev) { return wf_to_de
 static int errors(wf_device dev, int *checks) {
     int f = 0;
     wf_tensor *gx = NULL, *gb = NULL;
-    wf_tensor *a = on(wf_ones(WF_SHAPE(3, 5), WF_F32), WF_F32, dev), *b = on(wf_ones(WF_SHAPE(3, 4), WF_F32), WF_F32, dev);
+    wf_tensor *a = on(wf_ones(WF_SHAPE(3, 5), WF_F32), WF_F32, dev);
+    wf_tensor *b = on(wf_ones(WF_SHAPE(3, 4), WF_F32), WF_F32, dev);
     wf_tensor *h = on(wf_ones(WF_SHAPE(3, 5), WF_F32), WF_BF16, dev), *s = on(wf_scalar(1.0, WF_F32), WF_F32, dev);
     if (!a || !b || !h || !s) return fail_at("errors: setup", dev, wf_error_message());
     f += expect_err("NULL gy", dev, wf__gelu_backward_bias_raw(NULL, a, true, &gx, &gb), WF_ENULL, "NULL gy", checks);
@@ -57,7 +58,8 @@ static int errors(wf_device dev, int *checks) {
                     "gy is float32 and pre is bfloat16", checks);
     if (dev.type != WF_DEV_CPU) {
         wf_tensor *c = wf_ones(WF_SHAPE(3, 5), WF_F32);
-        f += expect_err("devices", dev, wf__gelu_backward_bias_raw(c, a, true, &gx, &gb), WF_EDEVICE, "gy is on cpu", checks);
+        f += expect_err("devices", dev, wf__gelu_backward_bias_raw(c, a, true, &gx, &gb), WF_EDEVICE, "gy is on cpu",
+                        checks);
     }
     ++*checks;
     if (gx || gb) f += fail_at("errors", dev, "an output was set on an error");
@@ -68,7 +70,8 @@ static int errors(wf_device dev, int *checks) {
 static int one(wf_device dev, wf_dtype dt, const int64_t *shape, int ndim, bool tanh, int *checks) {
     char what[128];
     int k = snprintf(what, sizeof what, "%s %s [", wf_dtype_name(dt), tanh ? "tanh" : "erf");
-    for (int i = 0; i < ndim; i++) k += snprintf(what + k, sizeof what - (size_t)k, "%s%lld", i ? ", " : "", (long long)shape[i]);
+    for (int i = 0; i < ndim; i++)
+        k += snprintf(what + k, sizeof what - (size_t)k, "%s%lld", i ? ", " : "", (long long)shape[i]);
     snprintf(what + k, sizeof what - (size_t)k, "]");
     wf_manual_seed(29);
     wf_tensor *pre = on(wf_mul_scalar(wf_randn(shape, ndim, WF_F32), 2.0), dt, dev);
@@ -99,13 +102,15 @@ static int one(wf_device dev, wf_dtype dt, const int64_t *shape, int ndim, bool 
     double *b = malloc(sizeof(double) * (size_t)(N ? N : 1));
     int bad = 0;
     char why[256] = "";
-    if (!ref || !x || !y || !b || wf_to_array(gx, x, WF_F64) || wf_to_array(ref, y, WF_F64) || wf_to_array(gb, b, WF_F64)) {
+    if (!ref || !x || !y || !b || wf_to_array(gx, x, WF_F64) || wf_to_array(ref, y, WF_F64) ||
+        wf_to_array(gb, b, WF_F64)) {
         snprintf(why, sizeof why, "reading: %s", wf_error_message());
         bad = 1;
     }
     for (int64_t i = 0; !bad && i < n; i++)
         if (x[i] != y[i] && !(isnan(x[i]) && isnan(y[i]))) {
-            snprintf(why, sizeof why, "gx element %lld is %.9g, the unary GELU backward gives %.9g", (long long)i, x[i], y[i]);
+            snprintf(why, sizeof why, "gx element %lld is %.9g, the unary GELU backward gives %.9g", (long long)i, x[i],
+                     y[i]);
             bad = 1;
         }
     double rel = dt == WF_BF16 ? 1.0 / 256 : dt == WF_F16 ? 1.0 / 1024 : 0;
@@ -113,7 +118,8 @@ static int one(wf_device dev, wf_dtype dt, const int64_t *shape, int ndim, bool 
         double s = 0, sa = 0;
         for (int64_t r = 0; r < rows; r++) s += x[r * N + c], sa += fabs(x[r * N + c]);
         if (!(fabs(b[c] - s) <= 2e-5 * sa + rel * fabs(s))) {
-            snprintf(why, sizeof why, "gb[%lld] is %.9g, gx's column sums to %.9g (sum |gx| %.6g)", (long long)c, b[c], s, sa);
+            snprintf(why, sizeof why, "gb[%lld] is %.9g, gx's column sums to %.9g (sum |gx| %.6g)", (long long)c, b[c],
+                     s, sa);
             bad = 1;
         }
     }
