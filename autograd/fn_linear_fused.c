@@ -5,17 +5,49 @@
  *
  * Both are written in raw ops (tensor/ops_linear_fused.c and the others), so they run on every
  * backend that has those; a backend's fused kernels (CUDA's bias_gelu, xent_fwd/bwd) are used
- * where it has them for the dtype. */
+ * where it has them for the dtype.
+ *
+ * Backward of a GELU whose saved input includes the Linear's bias (the tanh form inside the
+ * GEMM, and the MLP's whole-input modes): where the device has gelu_bwd_bias (CUDA, f32 /
+ * bf16 / f16), one pass makes the GELU's input gradient and its column sums, the Linear's bias
+ * gradient, and the weight gradient is a plain GEMM; otherwise (the CPU,
+ * WEFT_GELU_BGRAD_OLD=1) the GELU's backward, then the weight-gradient GEMM with the bias
+ * gradient from its BGRAD epilogue (or a sum), which reads that gradient a second time. */
 #include "autograd_impl.h"
 #include "../tensor/ops_raw.h"
 #include "fn_linear_fused.h"
 
 #include <math.h>
+#include <stdlib.h>
+#include <string.h>
 
 /* a op b (the operands' casts not wanted) */
 static wf_tensor *bin(const char *op, wf_binary_op o, wf_tensor *a, wf_tensor *b) {
     wf_tensor *ins[2];
     return wf__binary_raw(op, o, a, b, ins);
+}
+
+/* WEFT_GELU_BGRAD_OLD=1 (read once): the bias gradient of the Linear before a GELU from the
+ * weight-gradient GEMM's BGRAD epilogue (a reduction of its own over the GELU's output
+ * gradient), as before gelu_bwd_bias; for the A/B timing on the GPU (bench/NOTES.md) */
+static bool gelu_bgrad_old(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("WEFT_GELU_BGRAD_OLD");
+        v = e && *e == '1';
+    }
+    return v == 1;
+}
+
+/* gp = gy * gelu'(pre) and gb = gp's column sums in one pass where the device has the kernel
+ * (pre: the GELU's whole input): 0 with both made, 1 not here (compose), or a negative code.
+ * Operands that do not fit (a gradient of another dtype) compose too. */
+static int gelu_grads_with_bias(wf_tensor *gy, wf_tensor *pre, bool tanh, wf_tensor **gp, wf_tensor **gb) {
+    *gp = *gb = NULL;
+    if (gelu_bgrad_old() || !gy || !pre || gy->dtype != pre->dtype || !wf_device_eq(gy->device, pre->device) ||
+        gy->ndim != pre->ndim || memcmp(gy->shape, pre->shape, sizeof(int64_t) * (size_t)pre->ndim))
+        return 1;
+    return wf__gelu_backward_bias_raw(gy, pre, tanh, gp, gb);
 }
 
 /* ================================================================ linear + gelu */
@@ -28,17 +60,26 @@ static int linear_gelu_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
     wf_tensor *b = n->n_saved > 3 ? wf__saved(n, 3) : NULL;
     if (!x || !w || !pre || (n->n_saved > 3 && !b)) return wf_error();
     int64_t out = w->shape[0], in = w->shape[1];
-    wf_tensor *gp = n->i[1] ? wf__unary_backward_raw(WF_U_GELU_TANH, gy[0], pre, false, 0, 0)
-                            : wf__bias_gelu_bwd_raw(gy[0], pre, b, n->i[0] != 0);
+    bool nb = b && n->needs[2];
+    wf_tensor *gp = NULL, *gw = NULL, *gb = NULL;
+    /* pre with the bias: the GELU's backward sums the bias gradient as it goes, and the weight
+     * gradient below is then a plain GEMM */
+    int r = n->i[1] && nb ? gelu_grads_with_bias(gy[0], pre, n->i[0] != 0, &gp, &gb) : 1;
+    if (r < 0) return r;
+    if (r > 0)
+        gp = n->i[1] ? wf__unary_backward_raw(WF_U_GELU_TANH, gy[0], pre, false, 0, 0)
+                     : wf__bias_gelu_bwd_raw(gy[0], pre, b, n->i[0] != 0);
     wf_tensor *g2 = gp ? wf_reshape(gp, WF_SHAPE(-1, out)) : NULL, *x2 = wf_reshape(x, WF_SHAPE(-1, in));
     if (!g2 || !x2) return wf_error();
     if (n->needs[0]) {
         gx[0] = wf_reshape(wf_matmul(g2, w), n->in_meta[0].shape, n->in_meta[0].ndim);
         if (!gx[0]) return wf_error();
     }
-    wf_tensor *gw = NULL, *gb = NULL;
-    bool nb = b && n->needs[2];
-    int r = n->needs[1] && nb ? wf__linear_wgrad_fused_raw(g2, x2, w, &gw, &gb) : 1;
+    if (gb) {   /* the bias gradient is made: no BGRAD epilogue (it would sum g2 again) */
+        if (n->needs[1] && !(gx[1] = wf__reduce_to(wf_matmul(wf_t(g2), x2), &n->in_meta[1]))) return wf_error();
+        return (gx[2] = wf__reduce_to(gb, &n->in_meta[2])) ? 0 : wf_error();
+    }
+    r = n->needs[1] && nb ? wf__linear_wgrad_fused_raw(g2, x2, w, &gw, &gb) : 1;
     if (r < 0) return r;
     if (r > 0) {   /* no fused weight gradient here: the two products */
         if (n->needs[1] && !(gw = wf_matmul(wf_t(g2), x2))) return wf_error();
@@ -105,8 +146,11 @@ wf_tensor *wf_linear_gelu(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_gelu_appr
  * x @ w1^T without the bias (the device's bias + GELU kernel adds it), 2 the whole input as
  * the GEMM's GELU epilogue saved it (tanh form; backward makes dh and b1's gradient in the
  * GEMM of gy2 @ w2, DGELU_BGRAD, where the backend runs it: on CUDA only with
- * WEFT_DGELU_EPILOGUE=1, which was slower on the H100; else the GEMM, the GELU's backward pass
- * over h and the BGRAD column sums). */
+ * WEFT_DGELU_EPILOGUE=1, which was slower on the H100; else the GEMM and then one pass over h
+ * that makes dh and b1's gradient, gelu_bwd_bias, with w1's gradient a plain GEMM, or where
+ * the device has no such kernel (or WEFT_GELU_BGRAD_OLD=1) the GELU's backward pass over h and
+ * the BGRAD column sums). MLP_COMPOSED's h is the whole input too and takes gelu_bwd_bias the
+ * same way where the device has it. */
 #define MLP_COMPOSED 0
 #define MLP_BIAS_GELU 1
 #define MLP_EPILOGUE 2
@@ -165,6 +209,13 @@ static int fused_mlp_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) 
         /* declined (a plan cuBLASLt refused): composed below; h is the whole input here */
     }
     wf_tensor *dg = wf_matmul(gy2, w2);   /* [rows, hid] */
+    if (dg && n->i[1] != MLP_BIAS_GELU && b1 && n->needs[2]) {
+        /* h is the GELU's whole input: dh and db1 in one pass, then w1's gradient a plain GEMM */
+        wf_tensor *dh = NULL, *db1 = NULL;
+        int r = gelu_grads_with_bias(dg, wf_reshape(h, WF_SHAPE(-1, hid)), n->i[0] != 0, &dh, &db1);
+        if (r < 0) return r;
+        if (r == 0) return mlp_first_grads(n, dh, db1, true, x, w1, gx);
+    }
     wf_tensor *dh = !dg ? NULL
                     : n->i[1] == MLP_BIAS_GELU ? wf__bias_gelu_bwd_raw(dg, h, b1, n->i[0] != 0)
                                                : wf__unary_backward_raw(n->i[0] ? WF_U_GELU_TANH : WF_U_GELU, dg,

@@ -1,6 +1,7 @@
 /* tensor/ops_linear_fused.c: the raw pieces of the fused Linear front-ends of
  * autograd/fn_linear_fused.c: the bias + GELU epilogue of Linear + GELU, the GEMMs with the
- * GELU inside them (cuBLASLt's GELU_AUX_BIAS / DGELU_BGRAD, tanh form), and the per-row
+ * GELU inside them (cuBLASLt's GELU_AUX_BIAS / DGELU_BGRAD, tanh form), the GELU's backward
+ * that also makes the bias gradient of the Linear before it (gelu_bwd_bias), and the per-row
  * softmax cross-entropy of one chunk of logits (chunked linear + cross-entropy).
  *
  * Each piece runs the device's fused kernel where it has one for the dtype (CUDA: bias_gelu,
@@ -8,6 +9,7 @@
  * without the kernel never reaches another device's code. */
 #include "ops_raw.h"
 
+#include <stdio.h>
 #include <string.h>
 
 /* a op b (the operands' casts not wanted) */
@@ -50,6 +52,54 @@ wf_tensor *wf__bias_gelu_bwd_raw(wf_tensor *gy, wf_tensor *x, wf_tensor *b, bool
     wf_tensor *gx = g ? wf__empty(x->shape, x->ndim, x->dtype, x->device) : NULL;
     if (!gx) return NULL;
     return wf_numel(gx) && kt->bias_gelu_bwd(gx, g, x, b, tanh_approx) ? NULL : gx;
+}
+
+/* ================================================================ GELU backward + bias gradient */
+
+/* "[2, 3, 4]" into buf */
+static const char *shape_str(const wf_tensor *t, char *buf, size_t n) {
+    size_t k = 0;
+    k += (size_t)snprintf(buf, n, "[");
+    for (int i = 0; i < t->ndim && k < n; i++)
+        k += (size_t)snprintf(buf + k, n - k, "%s%lld", i ? ", " : "", (long long)t->shape[i]);
+    if (k < n) snprintf(buf + k, n - k, "]");
+    return buf;
+}
+
+int wf__gelu_backward_bias_raw(wf_tensor *gy, wf_tensor *pre, bool tanh_approx, wf_tensor **gx, wf_tensor **gb) {
+    static const char *const fn = "wf__gelu_backward_bias_raw";
+    if (gx) *gx = NULL;
+    if (gb) *gb = NULL;
+    if (!gy || !pre || !gx || !gb)
+        return wf__error(WF_ENULL, "%s: NULL %s", fn, !gy ? "gy" : !pre ? "pre" : "output pointer");
+    char a[96], b[96];
+    if (pre->ndim < 1)
+        return wf__error(WF_ESHAPE, "%s: pre must have a last dim (rows x N), got a 0-dim tensor", fn);
+    if (gy->ndim != pre->ndim || memcmp(gy->shape, pre->shape, sizeof(int64_t) * (size_t)pre->ndim))
+        return wf__error(WF_ESHAPE, "%s: gy %s and pre %s must have one shape", fn, shape_str(gy, a, sizeof a),
+                         shape_str(pre, b, sizeof b));
+    if (gy->dtype != pre->dtype)
+        return wf__error(WF_EDTYPE, "%s: gy is %s and pre is %s; they must have one dtype", fn,
+                         wf_dtype_name(gy->dtype), wf_dtype_name(pre->dtype));
+    if (!wf_device_eq(gy->device, pre->device)) {
+        wf_device_str(gy->device, a, sizeof a);
+        wf_device_str(pre->device, b, sizeof b);
+        return wf__error(WF_EDEVICE, "%s: gy is on %s and pre on %s", fn, a, b);
+    }
+    if (pre->device.type == WF_DEV_META) return 1;
+    const wf_kernels *kt = wf__kernels(pre->device);
+    if (!kt) return wf_error();
+    if (!kt->gelu_bwd_bias || !wf__supports(kt, WF_OPF_KERNEL, WF_K_GELU_BWD_BIAS, pre->dtype)) return 1;
+    int64_t N = pre->shape[pre->ndim - 1];
+    wf_tensor *gc = contig_as(kt, gy, gy->dtype), *pc = gc ? contig_as(kt, pre, pre->dtype) : NULL;
+    wf_tensor *gxt = pc ? wf__empty(pre->shape, pre->ndim, pre->dtype, pre->device) : NULL;
+    wf_tensor *gbt = gxt ? wf__empty(&N, 1, pre->dtype, pre->device) : NULL;
+    if (!gbt) return err_or(WF_ENOMEM);
+    /* no rows: the sums are 0 (the kernel is not called on empty tensors) */
+    int r = wf_numel(gxt) ? kt->gelu_bwd_bias(gxt, gbt, gc, pc, tanh_approx) : N ? wf__fill_raw_(gbt, 0) : 0;
+    if (r) return r;   /* an error, or the kernel declined the case (1: the scope takes gxt, gbt) */
+    *gx = gxt, *gb = gbt;
+    return 0;
 }
 
 /* ================================================================ GEMM + GELU epilogues */

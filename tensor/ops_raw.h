@@ -234,6 +234,15 @@ bool wf__bias_gelu_fusable(wf_tensor *w, wf_tensor *b);
 /* y = gelu(x + b) (b over the last dim; x made contiguous); backward: gy * gelu'(x + b) */
 wf_tensor *wf__bias_gelu_raw(wf_tensor *x, wf_tensor *b, bool tanh_approx);
 wf_tensor *wf__bias_gelu_bwd_raw(wf_tensor *gy, wf_tensor *x, wf_tensor *b, bool tanh_approx);
+/* The GELU's backward and the bias gradient of the Linear before it, in one pass where the
+ * device has the kernel (CUDA: f32 / bf16 / f16): gy and pre [..., N] of one shape, dtype and
+ * device (pre: the GELU's whole input). *gx = gy * gelu'(pre) (pre's shape, contiguous; the
+ * bits of wf__unary_backward_raw's) and *gb [N] = gx's column sums over every leading dim, as
+ * gx holds them, summed in f32 in a fixed order; both pre's dtype, in the caller's scope.
+ * 0 with both made; 1 when the device has no kernel for the dtype (nothing made, no error:
+ * compose the GELU's backward and a sum); a negative code (wf__error's message) for NULL,
+ * 0-dim, mismatched shapes, dtypes or devices. */
+int wf__gelu_backward_bias_raw(wf_tensor *gy, wf_tensor *pre, bool tanh_approx, wf_tensor **gx, wf_tensor **gb);
 /* Linear + GELU (tanh form) with the GELU inside the GEMM, where the device has gemm_gelu for
  * the dtype (CUDA: cuBLASLt's GELU epilogues, f16 / bf16) and the case fits it. Forward: x
  * [..., in], w [out, in], b [out] or NULL: *g = gelu(x @ w^T + b) and *aux = x @ w^T + b (the

@@ -238,7 +238,7 @@ typedef enum wf_kernel_op {
 _Static_assert(WF_U_COUNT == 21, "tensor/ops.def: a unary op was added or removed; see the comment above");
 _Static_assert(WF_B_COUNT == 15, "tensor/ops.def: a binary op was added or removed; see the comment above");
 _Static_assert(WF_R_COUNT == 7, "tensor/ops.def: a reduce op was added or removed; see the comment above");
-_Static_assert(WF_K_COUNT == 37, "tensor/ops.def: a kernel-table op was added or removed; see the comment above");
+_Static_assert(WF_K_COUNT == 38, "tensor/ops.def: a kernel-table op was added or removed; see the comment above");
 
 typedef enum wf_op_family { WF_OPF_UNARY, WF_OPF_BINARY, WF_OPF_REDUCE, WF_OPF_KERNEL, WF_OPF_COUNT } wf_op_family;
 
@@ -435,6 +435,13 @@ typedef struct wf_kernels {
      * The bias gradient is the caller's (gx's column sums). */
     int (*bias_gelu)(wf_tensor *y, const wf_tensor *x, const wf_tensor *bias, bool tanh_approx);
     int (*bias_gelu_bwd)(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *x, const wf_tensor *bias, bool tanh_approx);
+    /* Optional: the GELU's backward with the bias gradient of the Linear before it, over
+     * contiguous gy and pre of one shape [rows, N] (any leading dims: rows = numel / N) and
+     * one dtype, gx like them, gb [N] contiguous of their dtype: gx = gy * gelu'(pre) (the
+     * tanh form when tanh_approx), the same per-element math as unary_backward's GELU, and gb
+     * = the column sums of gx as stored (rounded to its dtype), summed in f32 in a fixed order
+     * (deterministic). */
+    int (*gelu_bwd_bias)(wf_tensor *gx, wf_tensor *gb, const wf_tensor *gy, const wf_tensor *pre, bool tanh_approx);
 
     /* Which ops and dtypes this backend computes (never NULL). Front-ends ask it through
      * wf__supports / wf__need_kernel before dispatching, so a missing kernel is an error,

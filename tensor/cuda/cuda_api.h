@@ -214,6 +214,12 @@ int wf__cuda_bias_gelu(const wf_cuda_view *y, const wf_cuda_view *x, const wf_cu
                        int tanh_approx, int dev);
 int wf__cuda_bias_gelu_backward(const wf_cuda_view *gx, const wf_cuda_view *gy, const wf_cuda_view *x,
                                 const wf_cuda_view *bias, int tanh_approx, int dev);
+/* The GELU's backward with the bias gradient of the Linear before it: contiguous gy, pre, gx
+ * [rows, N] (N the last dim) and gb [N], one dtype (f32 / bf16 / f16): gx = gy * gelu'(pre)
+ * (the bits of wf__cuda_unary_backward's), gb = gx's column sums as stored, in f32, in a fixed
+ * order (deterministic; a workspace from the caching allocator). */
+int wf__cuda_gelu_backward_bias(const wf_cuda_view *gx, const wf_cuda_view *gb, const wf_cuda_view *gy,
+                                const wf_cuda_view *pre, int tanh_approx, int dev);
 
 /* ---------------------------------------------------------------- attention (cuda_attention*.cu) */
 /* Fused scaled-dot-product attention (flash-attention 2 style, tensor cores): q [B,H,L,D],

@@ -149,6 +149,10 @@ static int k_bias_gelu_bwd(wf_tensor *gx, const wf_tensor *gy, const wf_tensor *
     wf_cuda_view vgx = view(gx), vgy = view(gy), vx = view(x), vb = view(bias);
     return wf__cuda_bias_gelu_backward(&vgx, &vgy, &vx, &vb, tanh_approx, DEV(gx));
 }
+static int k_gelu_bwd_bias(wf_tensor *gx, wf_tensor *gb, const wf_tensor *gy, const wf_tensor *pre, bool tanh_approx) {
+    wf_cuda_view vgx = view(gx), vgb = view(gb), vgy = view(gy), vp = view(pre);
+    return wf__cuda_gelu_backward_bias(&vgx, &vgb, &vgy, &vp, tanh_approx, DEV(gx));
+}
 static int k_softmax(wf_tensor *y, const wf_tensor *x, bool log, double scale, double out_scale, int64_t causal) {
     wf_cuda_view vy = view(y), vx = view(x);
     return wf__cuda_softmax(&vy, &vx, log, scale, out_scale, causal, DEV(y));
@@ -368,6 +372,7 @@ const wf_kernels wf__cuda_kernels = {
     .gemm_gelu = k_gemm_gelu,
     .bias_gelu = k_bias_gelu,
     .bias_gelu_bwd = k_bias_gelu_bwd,
+    .gelu_bwd_bias = k_gelu_bwd_bias,
     .support = &cuda_support,
 };
 

@@ -356,6 +356,102 @@ START_TEST(gemm_acc_sums_in_f32) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- gelu_bwd_bias
+ * A second stand-in for CUDA: the GELU inside the forward GEMM (gemm_gelu, forward only: the
+ * backward epilogue declines, as CUDA's does by default) and the GELU backward that sums the
+ * bias gradient (gelu_bwd_bias), no bias_gelu. So wf_linear_gelu (tanh) saves the GELU's whole
+ * input (aux) and wf_fused_mlp runs its epilogue (tanh) or composed (erf) mode: every one of
+ * them must take gelu_bwd_bias for the bias gradient, and match the CPU's composed gradients. */
+static int gemm_gelu_calls, gelu_bias_calls;
+
+static int fake_gemm_gelu(wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
+                          const void *B, int64_t ldb, void *C, int64_t ldc, void *aux, int64_t ldaux, const void *bias,
+                          void *bgrad, bool backward, wf_device dev) {
+    (void)bgrad, (void)dev;
+    if (backward || dt != WF_F32) return 1;
+    gemm_gelu_calls++;
+    const float *a = A, *b = B, *bi = bias;
+    for (int64_t i = 0; i < m; i++)
+        for (int64_t j = 0; j < n; j++) {
+            double v = bi ? bi[j] : 0;
+            for (int64_t p = 0; p < k; p++)
+                v += (double)(tA ? a[p * lda + i] : a[i * lda + p]) * (tB ? b[j * ldb + p] : b[p * ldb + j]);
+            ((float *)aux)[i * ldaux + j] = (float)v;
+            ((float *)C)[i * ldc + j] = (float)gelu_ref((float)v, true);
+        }
+    return 0;
+}
+static int fake_gelu_bwd_bias(wf_tensor *gx, wf_tensor *gb, const wf_tensor *gy, const wf_tensor *pre, bool t) {
+    gelu_bias_calls++;
+    int64_t N = gb->shape[0], rows = wf_numel(pre) / N;
+    const float *g = (const float *)wf__host_ptr(gy), *x = (const float *)wf__host_ptr(pre);
+    float *o = (float *)wf__host_ptr(gx), *ob = (float *)wf__host_ptr(gb);
+    for (int64_t c = 0; c < N; c++) ob[c] = 0;
+    for (int64_t r = 0; r < rows; r++)
+        for (int64_t c = 0; c < N; c++) {
+            o[r * N + c] = (float)(g[r * N + c] * gelu_grad_ref(x[r * N + c], t));
+            ob[c] += o[r * N + c];
+        }
+    return 0;
+}
+
+static void fake_bias_setup(void) {
+    fake_support = *wf__cpu_kernels.support;
+    fake_support.kernel[WF_K_GEMM_GELU] = fake_support.kernel[WF_K_GELU_BWD_BIAS] = (uint16_t)WF_DTM(WF_F32);
+    fake = wf__cpu_kernels;
+    fake.name = "cuda";
+    fake.gemm_gelu = fake_gemm_gelu;
+    fake.gelu_bwd_bias = fake_gelu_bwd_bias;
+    fake.support = &fake_support;
+    gemm_gelu_calls = gelu_bias_calls = 0;
+    wf__set_cuda_kernels_for_test(&fake);
+}
+
+/* the fake-CUDA run of f (kernels counted) against the CPU's composed one: values, five gradients */
+static void gelu_bias_case(int which, bool bias, int want_gemm_gelu, int want_gelu_bias) {
+    wf_scope_begin();
+    wf_manual_seed(31 + which);
+    wf_tensor *src[5] = { wf_randn(WF_SHAPE(2, 5, 6), WF_F32), wf_randn(WF_SHAPE(8, 6), WF_F32),
+                          wf_randn(WF_SHAPE(8), WF_F32), wf_randn(WF_SHAPE(4, 8), WF_F32), wf_randn(WF_SHAPE(4), WF_F32) };
+    wf_tensor *gy = wf_randn(WF_SHAPE(2, 5, 4), WF_F32), *y[2], *in[2][5];
+    for (int d = 0; d < 2; d++) {
+        wf_device dev = d ? WF_CUDA(0) : WF_CPU;
+        for (int i = 0; i < 5; i++) in[d][i] = tt_leaf_on(src[i], dev);
+        wf_tensor **a = in[d], *b1 = bias ? a[2] : NULL;
+        gemm_gelu_calls = gelu_bias_calls = 0;
+        y[d] = which == 0   ? wf_linear(wf_linear_gelu(a[0], a[1], b1, WF_GELU_TANH), a[3], a[4])
+               : which == 1 ? wf_fused_mlp(a[0], a[1], b1, a[3], a[4], WF_GELU_TANH)
+                            : wf_fused_mlp(a[0], a[1], b1, a[3], a[4], WF_GELU_NONE);
+        ck_assert_msg(y[d] != NULL, "%s", wf_error_message());
+        ck_assert_int_eq(wf_backward(y[d], wf_to_device(gy, dev), false), 0);
+        ck_assert_int_eq(gemm_gelu_calls, d ? want_gemm_gelu : 0);
+        ck_assert_int_eq(gelu_bias_calls, d ? want_gelu_bias : 0);
+    }
+    tt_assert_close(y[1], y[0], 1e-5);
+    for (int i = 0; i < 5; i++) {
+        if (!bias && i == 2) {
+            ck_assert_ptr_null(wf_grad(in[1][i]));
+            continue;
+        }
+        ck_assert_msg(wf_grad(in[1][i]) != NULL, "case %d: input %d has no gradient", which, i);
+        tt_assert_close(wf_grad(in[1][i]), wf_grad(in[0][i]), 1e-4);
+    }
+    wf_scope_end();
+}
+
+START_TEST(linear_gelu_tanh_takes_gelu_bwd_bias) { gelu_bias_case(0, true, 1, 1); }
+END_TEST
+START_TEST(fused_mlp_epilogue_takes_gelu_bwd_bias) { gelu_bias_case(1, true, 1, 1); }
+END_TEST
+START_TEST(fused_mlp_composed_takes_gelu_bwd_bias) { gelu_bias_case(2, true, 0, 1); }
+END_TEST
+START_TEST(gelu_bwd_bias_not_without_bias) {
+    gelu_bias_case(0, false, 1, 0);
+    gelu_bias_case(1, false, 1, 0);
+    gelu_bias_case(2, false, 0, 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("linear_fused");
     TCase *tc = tcase_create("fake_cuda");
@@ -366,6 +462,13 @@ int main(void) {
     tcase_add_test(tc, linear_xent_fused_chunks_match_composed);
     tcase_add_test(tc, linear_xent_refuses_modified_input);
     suite_add_tcase(s, tc);
+    TCase *tb = tcase_create("fake_cuda_gelu_bias");
+    tcase_add_checked_fixture(tb, fake_bias_setup, fake_teardown);
+    tcase_add_test(tb, linear_gelu_tanh_takes_gelu_bwd_bias);
+    tcase_add_test(tb, fused_mlp_epilogue_takes_gelu_bwd_bias);
+    tcase_add_test(tb, fused_mlp_composed_takes_gelu_bwd_bias);
+    tcase_add_test(tb, gelu_bwd_bias_not_without_bias);
+    suite_add_tcase(s, tb);
     TCase *tr = tcase_create("raw");
     tcase_add_test(tr, linear_xent_chunk_rule);
     tcase_add_test(tr, gemm_acc_sums_in_f32);

@@ -732,6 +732,8 @@ static int mlp_tanh_vs_unfused(wf_device dev, int *checks) {
     return f;
 }
 
+int gelu_bias_vs_composed(wf_device dev, int *checks);   /* op_gelu_bias.c */
+
 const op_expect op_expects[] = {
     { "nan", nan_propagates },
     { "promotion", promotes },
@@ -740,6 +742,7 @@ const op_expect op_expects[] = {
     { "autocast", autocast_bf16 },
     { "linear fused", linear_fused_vs_unfused },
     { "mlp tanh", mlp_tanh_vs_unfused },
+    { "gelu_backward_bias", gelu_bias_vs_composed },
     { "add_layer_norm", add_ln_vs_composed },
     { "accumulate", grads_accumulate },
     { "cuda", cuda_extras },
