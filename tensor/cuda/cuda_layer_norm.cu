@@ -511,7 +511,10 @@ template <int R, int NV> __device__ __forceinline__ void lnf_ld_row(const char *
     for (int i = 0; i < NV; i++)
         if (lane + 32 * i < nc) lnf_io<R>::unpack(q[i], v[i]);
 }
-template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_fwd1_kernel(ln_args a) {
+/* RB: r's bias (a.rb) added to r before the sum. A template flag, not a run-time branch: the
+ * branch alone took the GPT's instance (K 0, NV 6) from 60 to 68 registers (ptxas, CUDA 13,
+ * sm_90), 4 blocks an SM down to 3, with or without a bias */
+template <int K, int NV, bool RB> __device__ __forceinline__ void lnf_fwd1_row(const ln_args &a) {
     typedef lnf_io<K> IX;
     const int64_t row = (int64_t)blockIdx.x * LNF_WARPS + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31, nc = (int)(a.D >> 2), es = K == 0 ? 4 : 2;
@@ -527,21 +530,16 @@ template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_f
         if (a.resdt == WF_F32) lnf_ld_row<0, NV>(rr, lane, nc, r);
         else if (a.resdt == WF_BF16) lnf_ld_row<1, NV>(rr, lane, nc, r);
         else lnf_ld_row<2, NV>(rr, lane, nc, r);
-        if (a.rb)   /* r's bias (D values, from L1 / L2 after the first rows), added before the sum */
 #pragma unroll
-            for (int i = 0; i < NV; i++) {
-                int c = lane + 32 * i;
-                if (c < nc) {
+        for (int i = 0; i < NV; i++) {
+            int c = lane + 32 * i;
+            if (c < nc) {
+                if (RB) {   /* r's bias (D values, from L1 / L2 after the first rows), added before the sum */
                     float q[4];
                     lnf_ld4_dt(a.rb, c, a.rbdt, q);
 #pragma unroll
                     for (int e = 0; e < 4; e++) r[i][e] += q[e];
                 }
-            }
-#pragma unroll
-        for (int i = 0; i < NV; i++) {
-            int c = lane + 32 * i;
-            if (c < nc) {
                 IX::unpack(xq[i], x[i]);
 #pragma unroll
                 for (int e = 0; e < 4; e++) x[i][e] = lnf_round<K>(x[i][e] + r[i][e]);
@@ -581,6 +579,12 @@ template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_f
         if (a.mean) reinterpret_cast<float *>(a.mean)[row] = mean;
         if (a.rstd) reinterpret_cast<float *>(a.rstd)[row] = rstd;
     }
+}
+template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_fwd1_kernel(ln_args a) {
+    lnf_fwd1_row<K, NV, false>(a);
+}
+template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_fwd1_rb_kernel(ln_args a) {
+    lnf_fwd1_row<K, NV, true>(a);
 }
 
 /* gw[j] = sum_c pw[c][j], gb likewise (and grb from pr, when pr): 32 columns per block, the
@@ -671,7 +675,8 @@ static int ln_forward(const wf_cuda_view *y, const wf_cuda_view *s, const wf_cud
               (!mean || a.mdt == WF_F32) && (!rstd || a.rdt == WF_F32)) ? lnf_nv(a, a.xdt) : 0;
     if (nv) {
         unsigned g = (unsigned)((a.rows + LNF_WARPS - 1) / LNF_WARPS);
-        LNF_DISPATCH(lnf_fwd1_kernel, a.xdt, nv, g, 0, st, a);
+        if (a.rb) LNF_DISPATCH(lnf_fwd1_rb_kernel, a.xdt, nv, g, 0, st, a);
+        else LNF_DISPATCH(lnf_fwd1_kernel, a.xdt, nv, g, 0, st, a);
         return wfc_check("layer_norm kernel", dev);
     }
     bool block;
