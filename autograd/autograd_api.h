@@ -36,9 +36,11 @@ wf_tensor *wf__softmax_attn(wf_tensor *scores, double scale, bool is_causal, dou
 wf_tensor *wf__layer_norm_fused(wf_tensor *x, int nd, wf_tensor *weight, wf_tensor *bias, double eps, wf_dtype ydt,
                                 bool *handled);
 /* y = layer_norm(x + r) in ydt (as wf__layer_norm_fused's) and *sum = x + r (when sum is not
- * NULL) from one kernel each way */
-wf_tensor *wf__add_layer_norm_fused(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias, double eps,
-                                    wf_dtype ydt, wf_tensor **sum, bool *handled);
+ * NULL) from one kernel each way; r_bias (NULL: none), r's bias [D], joins r: x + (r + r_bias),
+ * its gradient summed in the backward kernel (declined, *handled false, where it does not fit:
+ * tensor/ops_raw.h) */
+wf_tensor *wf__add_layer_norm_fused(wf_tensor *x, wf_tensor *r, wf_tensor *r_bias, int nd, wf_tensor *weight,
+                                    wf_tensor *bias, double eps, wf_dtype ydt, wf_tensor **sum, bool *handled);
 /* input [N, C], class targets i64 [N], no weights, no label smoothing; reduction uses
  * wf_reduction's numbers (0 mean, 1 sum, 2 none; weft/nn.h) */
 wf_tensor *wf__cross_entropy_fused(wf_tensor *input, wf_tensor *target, int64_t ignore_index, int reduction,

@@ -128,35 +128,37 @@ wf_tensor *wf__layer_norm_fused(wf_tensor *x, int nd, wf_tensor *weight, wf_tens
 /* ================================================================ add + layer norm */
 
 #ifndef WEFT_MINIMAL
-/* inputs x, r, weight, bias; outputs y and, when the caller took it, s = x + r (gy[1]: the
- * gradient of s's other uses, added by the kernel, so the engine sums nothing); saved s, mean,
- * rstd (and weight when n->i[0]) */
+/* inputs x, r, weight, bias, r_bias; outputs y and, when the caller took it, s = x + r (+ r_bias)
+ * (gy[1]: the gradient of s's other uses, added by the kernel, so the engine sums nothing);
+ * saved s, mean, rstd (and weight when n->i[0]); r_bias's gradient is the column sum of s's,
+ * formed in the same kernel */
 static int add_layer_norm_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     wf_tensor *s = wf__saved(n, 0), *mean = wf__saved(n, 1), *rstd = wf__saved(n, 2), *w = NULL;
     if (!s || !mean || !rstd || (n->i[0] && !(w = wf__saved(n, 3)))) return wf_error();
     const wf_meta *mw = &n->in_meta[2], *mb = &n->in_meta[3];
-    return wf__add_layer_norm_bwd_raw(gy[0], n->out_meta[0].dtype, n->n_outputs > 1 ? gy[1] : NULL, s, mean, rstd, w, n->in_meta[1].dtype,
-                                      mw->shape, mw->ndim, mb->shape, mb->ndim, n->needs, &gx[0], &gx[1], &gx[2],
-                                      &gx[3]);
+    return wf__add_layer_norm_bwd_raw(gy[0], n->out_meta[0].dtype, n->n_outputs > 1 ? gy[1] : NULL, s, mean, rstd, w,
+                                      n->in_meta[1].dtype, mw->shape, mw->ndim, mb->shape, mb->ndim,
+                                      n->in_meta[4].dtype, n->needs, &gx[0], &gx[1], &gx[2], &gx[3], &gx[4]);
 }
 
-wf_tensor *wf__add_layer_norm_fused(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias, double eps,
-                                    wf_dtype ydt, wf_tensor **sum, bool *handled) {
-    *handled = wf__add_layer_norm_fusable(x, r, nd, weight, bias, ydt);
+wf_tensor *wf__add_layer_norm_fused(wf_tensor *x, wf_tensor *r, wf_tensor *r_bias, int nd, wf_tensor *weight,
+                                    wf_tensor *bias, double eps, wf_dtype ydt, wf_tensor **sum, bool *handled) {
+    *handled = wf__add_layer_norm_fusable(x, r, r_bias, nd, weight, bias, ydt);
     if (!*handled) return NULL;
     wf_scope_begin();
-    wf_tensor *in[4] = { wf_is_contiguous(x) ? x : wf_contiguous(x), wf_is_contiguous(r) ? r : wf_contiguous(r), weight,
-                         bias };
+    wf_tensor *in[5] = { wf_is_contiguous(x) ? x : wf_contiguous(x), wf_is_contiguous(r) ? r : wf_contiguous(r), weight,
+                         bias, r_bias };
     wf_tensor *y = NULL, *s = NULL, *mean = NULL, *rstd = NULL;
-    if (in[0] && in[1]) y = wf__add_layer_norm_fwd_raw(in[0], in[1], nd, weight, bias, eps, ydt, &s, &mean, &rstd);
+    if (in[0] && in[1])
+        y = wf__add_layer_norm_fwd_raw(in[0], in[1], r_bias, nd, weight, bias, eps, ydt, &s, &mean, &rstd);
     if (y) {
         wf_node *n = wf__record_outputs("AddLayerNormBackward", add_layer_norm_backward, (wf_tensor *[]){ y, s },
-                                        sum ? 2 : 1, 4, in);
+                                        sum ? 2 : 1, 5, in);
         if (n) {
             n->i[0] = weight != NULL;
             if (wf__save(n, s) < 0 || wf__save(n, mean) < 0 || wf__save(n, rstd) < 0 || (weight && wf__save(n, weight) < 0))
                 y = NULL;
-        } else if (wf__needs_grad(4, in)) {
+        } else if (wf__needs_grad(5, in)) {
             y = NULL;   /* recording ran out of memory */
         }
     }
@@ -169,9 +171,9 @@ wf_tensor *wf__add_layer_norm_fused(wf_tensor *x, wf_tensor *r, int nd, wf_tenso
 }
 #else
 /* the minimal preset's size budget: nn/functional.c composes wf_add + wf_layer_norm */
-wf_tensor *wf__add_layer_norm_fused(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias, double eps,
-                                    wf_dtype ydt, wf_tensor **sum, bool *handled) {
-    (void)x, (void)r, (void)nd, (void)weight, (void)bias, (void)eps, (void)ydt, (void)sum;
+wf_tensor *wf__add_layer_norm_fused(wf_tensor *x, wf_tensor *r, wf_tensor *r_bias, int nd, wf_tensor *weight,
+                                    wf_tensor *bias, double eps, wf_dtype ydt, wf_tensor **sum, bool *handled) {
+    (void)x, (void)r, (void)r_bias, (void)nd, (void)weight, (void)bias, (void)eps, (void)ydt, (void)sum;
     *handled = false;
     return NULL;
 }

@@ -137,8 +137,10 @@ wf_tensor *wf_layer_norm_out_dtype(wf_tensor *x, const int64_t *normalized_shape
     return layer_norm_out(op, x, normalized_shape, ndim, weight, bias, eps, out_dtype);
 }
 
-static wf_tensor *add_layer_norm_out(const char *op, wf_tensor *x, wf_tensor *r, const int64_t *normalized_shape, int ndim,
-                                     wf_tensor *weight, wf_tensor *bias, double eps, wf_tensor **sum, wf_dtype out) {
+/* r_bias (NULL: none) is the branch's bias, r + r_bias the branch (wf_add_bias_layer_norm) */
+static wf_tensor *add_layer_norm_out(const char *op, wf_tensor *x, wf_tensor *r, wf_tensor *r_bias,
+                                     const int64_t *normalized_shape, int ndim, wf_tensor *weight, wf_tensor *bias,
+                                     double eps, wf_tensor **sum, wf_dtype out) {
     if (sum) *sum = NULL;
     if (!x || !r) return wf__any_null(op, 2, x, r), NULL;
     char b1[96], b2[96];
@@ -152,20 +154,46 @@ static wf_tensor *add_layer_norm_out(const char *op, wf_tensor *x, wf_tensor *r,
         return NULL;
     }
     if (check_out_dtype(op, x, out)) return NULL;
+    if (r_bias && ndim != 1) {
+        wf__error(WF_ESHAPE, "%s: r_bias needs one normalized dim (ndim 1), got ndim %d", op, ndim);
+        return NULL;
+    }
+    if (r_bias && (wf_ndim(r_bias) != 1 || wf_ndim(x) < 1 || wf_shape(r_bias)[0] != wf_shape(x)[wf_ndim(x) - 1])) {
+        wf__error(WF_ESHAPE, "%s: r_bias of shape %s is not [%lld], the normalized size of x of shape %s", op,
+                  wf_shape_str(r_bias, b1, sizeof b1), wf_ndim(x) ? (long long)wf_shape(x)[wf_ndim(x) - 1] : 0LL,
+                  wf_shape_str(x, b2, sizeof b2));
+        return NULL;
+    }
+    if (r_bias && wf_tensor_dtype(r_bias) != wf_tensor_dtype(r) && wf_tensor_dtype(r_bias) != wf_tensor_dtype(x)) {
+        wf__error(WF_EDTYPE, "%s: r_bias of %s must have r's dtype (%s) or x's (%s)", op,
+                  wf_dtype_name(wf_tensor_dtype(r_bias)), wf_dtype_name(wf_tensor_dtype(r)),
+                  wf_dtype_name(wf_tensor_dtype(x)));
+        return NULL;
+    }
     weight = wf__autocast_arg(weight, WF__AC_F32), bias = wf__autocast_arg(bias, WF__AC_F32);
     if (check_normalized(op, x, normalized_shape, ndim, weight, bias)) return NULL;
     wf_tensor *y = NULL, *s = NULL;
     bool handled = false;
     /* autocast would run the norm of a half sum in f32: the composed path does exactly that */
-    if (wf__autocast_arg(x, WF__AC_F32) == x) {
-        y = wf__add_layer_norm_fused(x, r, ndim, weight, bias, eps, out ? out : wf_tensor_dtype(x), sum ? &s : NULL,
-                                     &handled);
+    bool fuse = wf__autocast_arg(x, WF__AC_F32) == x;
+    wf_dtype ydt = out ? out : wf_tensor_dtype(x);
+    if (fuse && r_bias) {
+        y = wf__add_layer_norm_fused(x, r, r_bias, ndim, weight, bias, eps, ydt, sum ? &s : NULL, &handled);
         if (handled) {
             if (sum) *sum = s;
             return y;
         }
     }
     wf_scope_begin();
+    /* the bias the kernel declined (or no kernel): the branch as r + r_bias would be */
+    if (r_bias && !(r = wf_add(r, r_bias))) FN_SCOPE_RETURN(y);
+    if (fuse) {
+        y = wf__add_layer_norm_fused(x, r, NULL, ndim, weight, bias, eps, ydt, sum ? &s : NULL, &handled);
+        if (handled) {
+            if (y && sum) *sum = wf_keep(s);
+            FN_SCOPE_RETURN(y);
+        }
+    }
     s = wf_add(x, r);
     y = s ? layer_norm_out(op, wf__autocast_arg(s, WF__AC_F32), normalized_shape, ndim, weight, bias, eps, out) : NULL;
     if (y && sum) *sum = wf_keep(s);
@@ -174,12 +202,19 @@ static wf_tensor *add_layer_norm_out(const char *op, wf_tensor *x, wf_tensor *r,
 
 wf_tensor *wf_add_layer_norm(wf_tensor *x, wf_tensor *r, const int64_t *normalized_shape, int ndim, wf_tensor *weight,
                              wf_tensor *bias, double eps, wf_tensor **sum) {
-    return add_layer_norm_out("wf_add_layer_norm", x, r, normalized_shape, ndim, weight, bias, eps, sum, WF_DTYPE_DEFAULT);
+    return add_layer_norm_out("wf_add_layer_norm", x, r, NULL, normalized_shape, ndim, weight, bias, eps, sum,
+                              WF_DTYPE_DEFAULT);
 }
 
 wf_tensor *wf_add_layer_norm_out_dtype(wf_tensor *x, wf_tensor *r, const int64_t *normalized_shape, int ndim,
                                        wf_tensor *weight, wf_tensor *bias, double eps, wf_tensor **sum, wf_dtype out_dtype) {
-    return add_layer_norm_out("wf_add_layer_norm_out_dtype", x, r, normalized_shape, ndim, weight, bias, eps, sum,
+    return add_layer_norm_out("wf_add_layer_norm_out_dtype", x, r, NULL, normalized_shape, ndim, weight, bias, eps, sum,
+                              out_dtype);
+}
+
+wf_tensor *wf_add_bias_layer_norm(wf_tensor *x, wf_tensor *r, wf_tensor *r_bias, const int64_t *normalized_shape, int ndim,
+                                  wf_tensor *weight, wf_tensor *bias, double eps, wf_tensor **sum, wf_dtype out_dtype) {
+    return add_layer_norm_out("wf_add_bias_layer_norm", x, r, r_bias, normalized_shape, ndim, weight, bias, eps, sum,
                               out_dtype);
 }
 

@@ -187,9 +187,14 @@ int wf__layer_norm_bwd_raw(wf_tensor *gy, wf_dtype ydt, wf_tensor *x, wf_tensor 
 /* ================================================================ add + layer norm */
 
 #ifndef WEFT_MINIMAL   /* composed in the minimal preset (autograd/fn_fused.c) */
-bool wf__add_layer_norm_fusable(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias, wf_dtype ydt) {
+bool wf__add_layer_norm_fusable(wf_tensor *x, wf_tensor *r, wf_tensor *rb, int nd, wf_tensor *weight, wf_tensor *bias,
+                                wf_dtype ydt) {
     /* meta composes (shapes only; its table has no such entry) */
     if (x->device.type == WF_DEV_META || !wf_device_eq(x->device, r->device) || !wf_same_shape(x, r)) return false;
+    /* r_bias: contiguous [D] (nd 1) of r's or x's dtype on x's device, as the kernels read it */
+    if (rb && (nd != 1 || rb->ndim != 1 || rb->shape[0] != x->shape[x->ndim - 1] || !wf_is_contiguous(rb) ||
+               !wf_device_eq(rb->device, x->device) || (rb->dtype != r->dtype && rb->dtype != x->dtype)))
+        return false;
     if (ydt != x->dtype && !norm_out_fits(ydt)) return false;   /* y as x (f64 too), or f32 / half */
     const wf_kernels *kt = wf__kernels(x->device);
     wf_dtype dt = x->dtype;
@@ -201,8 +206,9 @@ bool wf__add_layer_norm_fusable(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *w
     return norm_args_fit(x, nd, weight, bias);
 }
 
-wf_tensor *wf__add_layer_norm_fwd_raw(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias,
-                                      double eps, wf_dtype ydt, wf_tensor **s, wf_tensor **mean, wf_tensor **rstd) {
+wf_tensor *wf__add_layer_norm_fwd_raw(wf_tensor *x, wf_tensor *r, wf_tensor *rb, int nd, wf_tensor *weight,
+                                      wf_tensor *bias, double eps, wf_dtype ydt, wf_tensor **s, wf_tensor **mean,
+                                      wf_tensor **rstd) {
     int64_t D = 1;
     for (int i = x->ndim - nd; i < x->ndim; i++) D *= x->shape[i];
     int64_t rows = wf_numel(x) / D;
@@ -211,26 +217,27 @@ wf_tensor *wf__add_layer_norm_fwd_raw(wf_tensor *x, wf_tensor *r, int nd, wf_ten
     *rstd = wf__empty(WF_SHAPE(rows), sdt, x->device);
     *s = *mean && *rstd ? wf__empty(x->shape, x->ndim, x->dtype, x->device) : NULL;
     wf_tensor *y = *s ? wf__empty(x->shape, x->ndim, ydt, x->device) : NULL;
-    if (!y || wf__kernels(x->device)->add_layer_norm_fwd(y, *s, *mean, *rstd, x, r, weight, bias, eps)) return NULL;
+    if (!y || wf__kernels(x->device)->add_layer_norm_fwd(y, *s, *mean, *rstd, x, r, rb, weight, bias, eps)) return NULL;
     return y;
 }
 
 int wf__add_layer_norm_bwd_raw(wf_tensor *gy, wf_dtype ydt, wf_tensor *gs, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd,
                                wf_tensor *w, wf_dtype rdt, const int64_t *wshape, int wndim, const int64_t *bshape,
-                               int bndim, const bool need[4], wf_tensor **dx, wf_tensor **dr, wf_tensor **dw,
-                               wf_tensor **db) {
+                               int bndim, wf_dtype rbdt, const bool need[5], wf_tensor **dx, wf_tensor **dr,
+                               wf_tensor **dw, wf_tensor **db, wf_tensor **drb) {
     const wf_kernels *kt = wf__kernels(s->device);
     if (!kt) return wf_error();
     wf_tensor *g = contig_as(kt, gy, ydt), *gsc = gs ? contig_as(kt, gs, s->dtype) : NULL;
     if (!g || (gs && !gsc)) return err_or(WF_ENOMEM);
-    *dx = *dr = *dw = *db = NULL;
+    *dx = *dr = *dw = *db = *drb = NULL;
     /* x and r of one dtype: one gradient serves both (as the composed add's backward hands out) */
     bool share = need[0] && need[1] && rdt == s->dtype;
     if (need[0] && !(*dx = wf__empty(s->shape, s->ndim, s->dtype, s->device))) return wf_error();
     if (need[1] && !share && !(*dr = wf__empty(s->shape, s->ndim, rdt, s->device))) return wf_error();
     if (need[2] && !(*dw = wf__empty(wshape, wndim, s->dtype, s->device))) return wf_error();
     if (need[3] && !(*db = wf__empty(bshape, bndim, s->dtype, s->device))) return wf_error();
-    int rc = kt->add_layer_norm_bwd(*dx, *dr, *dw, *db, g, gsc, s, mean, rstd, w);
+    if (need[4] && !(*drb = wf__empty(WF_SHAPE(s->shape[s->ndim - 1]), rbdt, s->device))) return wf_error();
+    int rc = kt->add_layer_norm_bwd(*dx, *dr, *dw, *db, *drb, g, gsc, s, mean, rstd, w);
     if (share) *dr = *dx;
     return rc;
 }

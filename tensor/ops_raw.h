@@ -211,14 +211,17 @@ int wf__layer_norm_bwd_raw(wf_tensor *gy, wf_dtype ydt, wf_tensor *x, wf_tensor 
  * bf16 / f16): x, r contiguous of one shape (r of any floating dtype x's absorbs); backward from
  * the saved s and gy (made contiguous in ydt): the gradients asked for in need[] (x, r, weight,
  * bias), gs (s's gradient from its other uses) may be NULL. dx and dr are one tensor when x and
- * r share a dtype. */
-bool wf__add_layer_norm_fusable(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias, wf_dtype ydt);
-wf_tensor *wf__add_layer_norm_fwd_raw(wf_tensor *x, wf_tensor *r, int nd, wf_tensor *weight, wf_tensor *bias,
-                                      double eps, wf_dtype ydt, wf_tensor **s, wf_tensor **mean, wf_tensor **rstd);
+ * r share a dtype. rb (NULL: none): r's bias [D] (nd 1, contiguous, r's or x's dtype), s = x +
+ * (r + rb); its gradient (need[4]) in rbdt. */
+bool wf__add_layer_norm_fusable(wf_tensor *x, wf_tensor *r, wf_tensor *rb, int nd, wf_tensor *weight, wf_tensor *bias,
+                                wf_dtype ydt);
+wf_tensor *wf__add_layer_norm_fwd_raw(wf_tensor *x, wf_tensor *r, wf_tensor *rb, int nd, wf_tensor *weight,
+                                      wf_tensor *bias, double eps, wf_dtype ydt, wf_tensor **s, wf_tensor **mean,
+                                      wf_tensor **rstd);
 int wf__add_layer_norm_bwd_raw(wf_tensor *gy, wf_dtype ydt, wf_tensor *gs, wf_tensor *s, wf_tensor *mean,
                                wf_tensor *rstd, wf_tensor *w, wf_dtype rdt, const int64_t *wshape, int wndim,
-                               const int64_t *bshape, int bndim, const bool need[4], wf_tensor **dx, wf_tensor **dr,
-                               wf_tensor **dw, wf_tensor **db);
+                               const int64_t *bshape, int bndim, wf_dtype rbdt, const bool need[5], wf_tensor **dx,
+                               wf_tensor **dr, wf_tensor **dw, wf_tensor **db, wf_tensor **drb);
 /* per-row softmax cross-entropy of contiguous logits x [N, C] with i64 targets [N]: loss [N]
  * (0 where ignored), *lse f32 [N]; backward: glogits from gloss [N] */
 bool wf__cross_entropy_fusable(wf_tensor *input, wf_tensor *target, int reduction);

@@ -385,10 +385,16 @@ typedef struct wf_kernels {
      * floating dtype (read as is: an f32 residual plus a bf16 branch), s of x's dtype, y as layer_norm_fwd's,
      * mean/rstd f32 [rows] (f64 for an f64 x). Backward from the saved s: g = gs + d layer_norm(gy) (gy
      * contiguous of y's dtype, gs of s's; gs NULL: 0) written as gx (s's dtype) and gr (its own dtype),
-     * either NULL to skip, and gweight/gbias as layer_norm_bwd. */
+     * either NULL to skip, and gweight/gbias as layer_norm_bwd. r_bias (NULL: none): the branch's
+     * bias, contiguous [D] of r's or x's dtype, added to r's element in f32 (f64 for f64) before
+     * the sum, s = x + (r + r_bias), so the Linear that made r runs without its bias; grbias
+     * (NULL: not wanted) gets its gradient, the column sums of g (the gradient written as gx / gr,
+     * before rounding), in a fixed order as gweight / gbias, in grbias's dtype. */
     int (*add_layer_norm_fwd)(wf_tensor *y, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x,
-                              const wf_tensor *r, const wf_tensor *weight, const wf_tensor *bias, double eps);
-    int (*add_layer_norm_bwd)(wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy,
+                              const wf_tensor *r, const wf_tensor *r_bias, const wf_tensor *weight,
+                              const wf_tensor *bias, double eps);
+    int (*add_layer_norm_bwd)(wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias, wf_tensor *grbias,
+                              const wf_tensor *gy,
                               const wf_tensor *gs, const wf_tensor *s, const wf_tensor *mean, const wf_tensor *rstd,
                               const wf_tensor *weight);
     /* Softmax cross-entropy of contiguous logits [N, C] with class targets (i64 [N]): loss [N]

@@ -80,6 +80,24 @@ START_TEST(nn_layer_norm_out_dtype) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- nn.h: the branch's bias in the add */
+START_TEST(nn_add_bias_layer_norm) {
+    WF_SCOPE {
+        wf_tensor *x = wf_randn(WF_SHAPE(4, 768), WF_F32), *x0 = x, *h = wf_randn(WF_SHAPE(4, 64), WF_F32);
+        wf_tensor *proj_w = wf_randn(WF_SHAPE(768, 64), WF_F32), *proj_b = wf_randn(WF_SHAPE(768), WF_F32);
+        wf_tensor *w = wf_ones(WF_SHAPE(768), WF_F32), *b = wf_zeros(WF_SHAPE(768), WF_F32);
+        wf_clear_error();
+#define DOC_nn_h_5
+#include "doc_blocks.inc"
+#undef DOC_nn_h_5
+        ck_assert_msg(wf_error() == 0, "%s", wf_error_message());
+        ck_assert_shape(y, 4, 768);
+        tt_assert_close(x, wf_add(x0, wf_linear(h, proj_w, proj_b)), 1e-4);   /* the bias is in the stream */
+        tt_assert_close(y, wf_layer_norm(x, WF_SHAPE(768), w, b, 1e-5), 1e-4);
+    }
+}
+END_TEST
+
 /* ---------------------------------------------------------------- dist.h: a world of one */
 START_TEST(dist_all_reduce) {
     WF_SCOPE {
@@ -165,6 +183,7 @@ int main(void) {
     tcase_add_test(tc, nn_custom_module);
     tcase_add_test(tc, nn_add_layer_norm);
     tcase_add_test(tc, nn_layer_norm_out_dtype);
+    tcase_add_test(tc, nn_add_bias_layer_norm);
     tcase_add_test(tc, dist_all_reduce);
     tcase_add_test(tc, fabric_five_steps);
     tcase_add_test(tc, fabric_rank_zero_first);

@@ -100,30 +100,128 @@ static bool can_fuse(gpt *g) {
     return true;
 }
 
-/* ln(x + r), *sum = x + r (sum may be NULL): ln's parameters, LayerNorm's eps (gpt_new's), and
- * its output dtype as the module gives it: ln_1 and ln_2 (autocast_output) in autocast's low
- * dtype inside a region; ln_f keeps f32, as the loss takes its dtype from its input
- * (wf_linear_cross_entropy: an f32 loss under autocast) */
-static wf_tensor *add_ln(gpt *g, wf_module *ln, wf_tensor *x, wf_tensor *r, wf_tensor **sum) {
+/* ln(x + (r + rb)), *sum = x + r + rb (sum may be NULL; rb, the branch's c_proj bias, may be
+ * NULL): ln's parameters, LayerNorm's eps (gpt_new's), and its output dtype as the module gives
+ * it: ln_1 and ln_2 (autocast_output) in autocast's low dtype inside a region; ln_f keeps f32,
+ * as the loss takes its dtype from its input (wf_linear_cross_entropy: an f32 loss under
+ * autocast) */
+static wf_tensor *add_ln(gpt *g, wf_module *ln, wf_tensor *x, wf_tensor *r, wf_tensor *rb, wf_tensor **sum) {
     if (!r || !x) return NULL;   /* the branch failed: its error stands */
     wf_dtype out = ln != g->ln_f && wf_autocast_enabled(wf_tensor_device(x).type) ? wf_autocast_dtype() : WF_DTYPE_DEFAULT;
-    return wf_add_layer_norm_out_dtype(x, r, &g->cfg.n_embd, 1, wf_module_get_parameter(ln, "weight"),
-                                       wf_module_get_parameter(ln, "bias"), 1e-5, sum, out);
+    return wf_add_bias_layer_norm(x, r, rb, &g->cfg.n_embd, 1, wf_module_get_parameter(ln, "weight"),
+                                  wf_module_get_parameter(ln, "bias"), 1e-5, sum, out);
+}
+
+/* ---------------------------------------------------------------- c_proj's bias in the add
+ *
+ * Both branches end in a c_proj Linear whose output goes (through a dropout) straight into the
+ * residual add that add_ln fuses into the next norm. Its bias moves into that add
+ * (wf_add_bias_layer_norm): c_proj becomes a plain GEMM each way, and the bias gradient, the
+ * column sum of the sum's gradient, comes out of the norm's backward kernel instead of a BGRAD
+ * reduction over the whole [tokens, 768] gradient per Linear (24 a step for GPT-2 124M). Only
+ * where the modules' forwards can be composed here exactly: no hooks on the branch or its
+ * children, Linear children, no fp8 (its Linears keep their own scaling state), and the dropout
+ * after c_proj an identity (p 0, or eval). WEFT_GPT_PROJ_BIAS_OLD=1 (read once) keeps the
+ * modules' own forwards, for A/B timing. The modules and parameter names are unchanged, so are
+ * checkpoints. */
+static bool proj_bias_old(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("WEFT_GPT_PROJ_BIAS_OLD");
+        v = e && *e == '1';
+    }
+    return v == 1;
+}
+
+/* the branch m (CausalSelfAttention or MLP) composable here, with c_proj's bias to move */
+static bool bias_movable(gpt *g, wf_module *m, const char *const kids[3]) {
+    if (proj_bias_old() || wf_fp8_autocast_enabled() || !runs_plain(m)) return false;
+    if (wf_module_is_training(m) && g->cfg.dropout != 0.0) return false;   /* the dropout sits between c_proj and the add */
+    for (int i = 0; i < 3; i++) {
+        wf_module *k = wf_module_get_child(m, kids[i]);
+        if (!k || !runs_plain(k)) return false;
+    }
+    wf_module *fc = wf_module_get_child(m, kids[0]), *proj = wf_module_get_child(m, kids[1]);
+    return !strcmp(wf_module_type(fc), "Linear") && !strcmp(wf_module_type(proj), "Linear") &&
+           wf_module_get_parameter(proj, "bias") != NULL;
+}
+
+/* autograd/fn_fused.c: attention read in place from the packed qkv projection (CUDA, halves),
+ * what CausalSelfAttention's forward tries first (not in a public header; this program links
+ * libweft statically) */
+wf_tensor *wf__sdpa_qkv_fused(wf_tensor *qkv, int64_t H, bool causal, bool *handled);
+
+/* CausalSelfAttention's forward (nn/attention.c) without c_proj's bias and with its dropouts
+ * identities (bias_movable): c_attn, the heads, causal sdpa, c_proj's GEMM */
+static wf_tensor *attn_no_proj_bias(gpt *g, wf_module *attn, wf_tensor *x) {
+    wf_module *fc = wf_module_get_child(attn, "c_attn"), *proj = wf_module_get_child(attn, "c_proj");
+    int64_t B = wf_shape(x)[0], T = wf_shape(x)[1], E = g->cfg.n_embd, H = g->cfg.n_head;
+    wf_scope_begin();
+    wf_tensor *qkv = wf_linear(x, wf_module_get_parameter(fc, "weight"), wf_module_get_parameter(fc, "bias"));
+    wf_tensor *parts[3] = { 0 }, *o = NULL, *y = NULL;
+    bool handled = false;
+    if (qkv) {   /* the fused attention takes autocast's low dtype, as the module casts it */
+        wf_tensor *q = qkv;
+        wf_dtype dt = wf_tensor_dtype(qkv);
+        if (wf_autocast_enabled(wf_tensor_device(qkv).type) && (dt == WF_F32 || dt == WF_F16 || dt == WF_BF16) &&
+            dt != wf_autocast_dtype())
+            q = wf_to_dtype(qkv, wf_autocast_dtype());
+        if (q) o = wf__sdpa_qkv_fused(q, H, true, &handled);
+    }
+    if (!handled && qkv && wf_split(qkv, E, 2, parts, 3) == 3) {
+        for (int i = 0; i < 3; i++) parts[i] = wf_transpose(wf_reshape(parts[i], WF_SHAPE(B, T, H, E / H)), 1, 2);
+        o = wf_scaled_dot_product_attention(parts[0], parts[1], parts[2], NULL, 0.0, true);
+    }
+    if (o) y = wf_linear(wf_reshape(wf_transpose(o, 1, 2), WF_SHAPE(B, T, E)), wf_module_get_parameter(proj, "weight"), NULL);
+    if (y) wf_keep(y);
+    wf_scope_end();
+    return y;
+}
+
+/* the MLP's forward (mlp_forward) without c_proj's bias, its dropout an identity */
+static wf_tensor *mlp_no_proj_bias(wf_module *m, wf_tensor *x) {
+    const mlp *p = (const mlp *)m;
+    wf_module *fc = wf_module_get_child(m, "c_fc"), *proj = wf_module_get_child(m, "c_proj");
+    wf_tensor *w1 = wf_module_get_parameter(fc, "weight"), *b1 = wf_module_get_parameter(fc, "bias");
+    wf_tensor *w2 = wf_module_get_parameter(proj, "weight");
+    if (p->recompute_gelu) return wf_fused_mlp(x, w1, b1, w2, NULL, p->gelu);
+    return wf_linear(wf_linear_gelu(x, w1, b1, p->gelu), w2, NULL);
+}
+
+/* a branch's output and the c_proj bias the add takes (*rb NULL: the module's own forward) */
+static wf_tensor *attn_branch(gpt *g, wf_module *attn, wf_tensor *h, wf_tensor **rb) {
+    static const char *const kids[3] = { "c_attn", "c_proj", "resid_dropout" };
+    *rb = NULL;
+    if (!h || wf_ndim(h) != 3 || wf_shape(h)[2] != g->cfg.n_embd || strcmp(wf_module_type(attn), "CausalSelfAttention") ||
+        !bias_movable(g, attn, kids))
+        return wf_module_forward(attn, h);
+    *rb = wf_module_get_parameter(wf_module_get_child(attn, "c_proj"), "bias");
+    return attn_no_proj_bias(g, attn, h);
+}
+static wf_tensor *mlp_branch(gpt *g, wf_module *m, wf_tensor *h, wf_tensor **rb) {
+    static const char *const kids[3] = { "c_fc", "c_proj", "dropout" };
+    *rb = NULL;
+    if (!h || strcmp(wf_module_type(m), "MLP") || !bias_movable(g, m, kids)) return wf_module_forward(m, h);
+    *rb = wf_module_get_parameter(wf_module_get_child(m, "c_proj"), "bias");
+    return mlp_no_proj_bias(m, h);
 }
 
 /* The blocks as Block's forward runs them, with each residual add fused into the layer norm
  * that reads it: x + attn(ln_1(x)) into ln_2, x + mlp(ln_2(x)) into the next block's ln_1 (the
  * last one's into ln_f). One kernel each way instead of an add, a norm, and in the backward the
- * engine's sum of the stream's two gradients and a cast of the branch's. Returns ln_f's output;
- * the modules and parameters are Block's, so checkpoints are unchanged. */
+ * engine's sum of the stream's two gradients and a cast of the branch's; each branch's c_proj
+ * bias goes into that add where it can (attn_branch, mlp_branch). Returns ln_f's output; the
+ * modules and parameters are Block's, so checkpoints are unchanged. */
 static wf_tensor *blocks_fused(gpt *g, wf_tensor *x) {
     int n = wf_module_list_len(g->h);
-    wf_tensor *h = wf_module_forward(((block *)wf_module_list_get(g->h, 0))->ln_1, x);
+    wf_tensor *h = wf_module_forward(((block *)wf_module_list_get(g->h, 0))->ln_1, x), *rb = NULL;
     for (int i = 0; i < n && h; i++) {
         block *b = (block *)wf_module_list_get(g->h, i);
         wf_module *next = i + 1 < n ? ((block *)wf_module_list_get(g->h, i + 1))->ln_1 : g->ln_f;
-        h = add_ln(g, b->ln_2, x, wf_module_forward(b->attn, h), &x);
-        if (h) h = add_ln(g, next, x, wf_module_forward(b->mlp, h), i + 1 < n ? &x : NULL);
+        wf_tensor *r = attn_branch(g, b->attn, h, &rb);
+        h = add_ln(g, b->ln_2, x, r, rb, &x);
+        if (h) r = mlp_branch(g, b->mlp, h, &rb);
+        if (h) h = add_ln(g, next, x, r, rb, i + 1 < n ? &x : NULL);
     }
     return h;
 }

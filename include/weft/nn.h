@@ -420,6 +420,21 @@ wf_tensor *wf_layer_norm_out_dtype(wf_tensor *x, const int64_t *normalized_shape
                                    wf_tensor *bias, double eps, wf_dtype out_dtype);
 wf_tensor *wf_add_layer_norm_out_dtype(wf_tensor *x, wf_tensor *r, const int64_t *normalized_shape, int ndim,
                                        wf_tensor *weight, wf_tensor *bias, double eps, wf_tensor **sum, wf_dtype out_dtype);
+/* wf_add_layer_norm_out_dtype with the branch's bias added in the same kernel: layer_norm(x + (r +
+ * r_bias)), *sum = x + r + r_bias, so the Linear that makes r runs without its bias (a plain GEMM
+ * each way) and r_bias's gradient, the column sum of the sum's gradient, comes out of the norm's
+ * backward kernel with the weight's and bias's (Megatron's bias + dropout + add, Transformer
+ * Engine's fused add + norm). r_bias is 1-D of the normalized size, r's dtype or x's; one
+ * normalized dim only (ndim 1; another is WF_ESHAPE). r_bias NULL: exactly
+ * wf_add_layer_norm_out_dtype. Under autocast as that one. Where the device has no kernel (or
+ * r_bias does not suit it: not contiguous, another device) it is r + r_bias, then
+ * wf_add_layer_norm_out_dtype. NULL on error, named (*sum NULL).
+ *
+ *     wf_tensor *r = wf_linear(h, proj_w, NULL);   // c_proj without its bias
+ *     wf_tensor *y = wf_add_bias_layer_norm(x, r, proj_b, WF_SHAPE(768), w, b, 1e-5, &x, WF_DTYPE_DEFAULT);
+ */
+wf_tensor *wf_add_bias_layer_norm(wf_tensor *x, wf_tensor *r, wf_tensor *r_bias, const int64_t *normalized_shape, int ndim,
+                                  wf_tensor *weight, wf_tensor *bias, double eps, wf_tensor **sum, wf_dtype out_dtype);
 /* F.rms_norm; eps <= 0 means the machine epsilon of x's dtype. weight may be NULL. */
 wf_tensor *wf_rms_norm(wf_tensor *x, const int64_t *normalized_shape, int ndim,
                        wf_tensor *weight, double eps);

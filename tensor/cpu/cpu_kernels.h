@@ -66,8 +66,10 @@ int wf__cpu_softmax_backward(wf_tensor *gx, const wf_tensor *gy, const wf_tensor
 
 /* the residual add fused into the layer norm (layer_norm.c) */
 int wf__cpu_add_layer_norm_fwd(wf_tensor *y, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x,
-                               const wf_tensor *r, const wf_tensor *weight, const wf_tensor *bias, double eps);
-int wf__cpu_add_layer_norm_bwd(wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy,
+                               const wf_tensor *r, const wf_tensor *r_bias, const wf_tensor *weight,
+                               const wf_tensor *bias, double eps);
+int wf__cpu_add_layer_norm_bwd(wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias, wf_tensor *grbias,
+                               const wf_tensor *gy,
                                const wf_tensor *gs, const wf_tensor *s, const wf_tensor *mean, const wf_tensor *rstd,
                                const wf_tensor *weight);
 /* the plain layer norm, there for a y of another dtype than x (layer_norm.c) */

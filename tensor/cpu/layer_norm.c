@@ -7,16 +7,20 @@
  * rounded dtypes without a copy per dtype (the minimal library's size). s is stored first and
  * the statistics are taken from the stored s, so they describe exactly the s that the
  * backward is handed. Rows run on the thread pool in chunks fixed by the shape (results do not
- * depend on the thread count); the weight/bias gradients are summed over rows in order. */
+ * depend on the thread count); the weight/bias gradients are summed over rows in order. The
+ * branch's bias r_bias (the Linear's that made r, moved here: nn.h's wf_add_bias_layer_norm) is
+ * added to r's element before the sum, s = x + (r + r_bias) in double, and its gradient, the
+ * column sums of g, is summed over rows in order with them, g formed again row by row (the rows'
+ * own pass runs on the pool and writes g rounded to gx / gr's dtypes). */
 #include "cpu_kernels.h"
 
 #include <math.h>
 
 typedef struct {
     char *y, *s, *gx, *gr;
-    const char *x, *r, *w, *b, *gy, *gs;
+    const char *x, *r, *rb, *w, *b, *gy, *gs;
     char *mean, *rstd;
-    wf_dtype xdt, rdt, wdt, gxdt, grdt, mdt, ydt;   /* s, gs: xdt; gy: ydt; b: wdt; rstd: mdt */
+    wf_dtype xdt, rdt, rbdt, wdt, gxdt, grdt, mdt, ydt;   /* s, gs: xdt; gy: ydt; b: wdt; rstd: mdt */
     int64_t D;
     double eps;
 } aln_ctx;
@@ -32,7 +36,8 @@ static void fwd_rows(void *vc, int64_t lo, int64_t hi) {
         int64_t o = i * D;
         double sum = 0, var = 0;
         for (int64_t j = 0; j < D; j++) {
-            if (c->r) put(c->s, o + j, c->xdt, at(c->x, o + j, c->xdt) + at(c->r, o + j, c->rdt));
+            if (c->r)
+                put(c->s, o + j, c->xdt, at(c->x, o + j, c->xdt) + (at(c->r, o + j, c->rdt) + affine(c->rb, j, c->rbdt, 0)));
             sum += at(c->s, o + j, c->xdt);
         }
         double mean = sum / (double)D;
@@ -50,24 +55,35 @@ static void fwd_rows(void *vc, int64_t lo, int64_t hi) {
     }
 }
 
-/* g = gs + rstd * (gy*w - mean(gy*w) - xhat * mean(gy*w * xhat)), xhat from the saved s */
+/* g = gs + rstd * (gy*w - mean(gy*w) - xhat * mean(gy*w * xhat)), xhat from the saved s: row
+ * i's two means, then its element j */
+typedef struct { double mean, rstd, s1, s2; } row_sums;
+static row_sums bwd_row(const aln_ctx *c, int64_t i) {
+    const int64_t D = c->D, o = i * D;
+    row_sums r = { at(c->mean, i, c->mdt), at(c->rstd, i, c->mdt), 0, 0 };
+    for (int64_t j = 0; j < D; j++) {
+        double wg = at(c->gy, o + j, c->ydt) * affine(c->w, j, c->wdt, 1);
+        r.s1 += wg;
+        r.s2 += wg * (at(c->s, o + j, c->xdt) - r.mean) * r.rstd;
+    }
+    r.s1 /= (double)D;
+    r.s2 /= (double)D;
+    return r;
+}
+static double bwd_elem(const aln_ctx *c, const row_sums *r, int64_t e, int64_t j) {
+    double h = (at(c->s, e, c->xdt) - r->mean) * r->rstd;
+    return r->rstd * (at(c->gy, e, c->ydt) * affine(c->w, j, c->wdt, 1) - r->s1 - h * r->s2) +
+           (c->gs ? at(c->gs, e, c->xdt) : 0);
+}
+
 static void bwd_rows(void *vc, int64_t lo, int64_t hi) {
     const aln_ctx *c = vc;
     const int64_t D = c->D;
     for (int64_t i = lo; i < hi; i++) {
         int64_t o = i * D;
-        double mean = at(c->mean, i, c->mdt), rstd = at(c->rstd, i, c->mdt), s1 = 0, s2 = 0;
+        row_sums r = bwd_row(c, i);
         for (int64_t j = 0; j < D; j++) {
-            double wg = at(c->gy, o + j, c->ydt) * affine(c->w, j, c->wdt, 1);
-            s1 += wg;
-            s2 += wg * (at(c->s, o + j, c->xdt) - mean) * rstd;
-        }
-        s1 /= (double)D;
-        s2 /= (double)D;
-        for (int64_t j = 0; j < D; j++) {
-            double h = (at(c->s, o + j, c->xdt) - mean) * rstd;
-            double g = rstd * (at(c->gy, o + j, c->ydt) * affine(c->w, j, c->wdt, 1) - s1 - h * s2) +
-                       (c->gs ? at(c->gs, o + j, c->xdt) : 0);
+            double g = bwd_elem(c, &r, o + j, j);
             if (c->gx) put(c->gx, o + j, c->gxdt, g);
             if (c->gr) put(c->gr, o + j, c->grdt, g);
         }
@@ -83,13 +99,16 @@ static int check_float(const char *op, wf_dtype dt) {   /* the dtypes of its ops
 
 /* r NULL: the plain layer norm, s is x (read, never written) */
 static int norm_fwd(const char *op, wf_tensor *y, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x,
-                    const wf_tensor *r, const wf_tensor *weight, const wf_tensor *bias, double eps) {
+                    const wf_tensor *r, const wf_tensor *rb, const wf_tensor *weight, const wf_tensor *bias, double eps) {
     int rc = check_float(op, x->dtype);
-    if (rc || (r && (rc = check_float(op, r->dtype))) || (rc = check_float(op, y->dtype))) return rc;
+    if (rc || (r && (rc = check_float(op, r->dtype))) || (rb && (rc = check_float(op, rb->dtype))) ||
+        (rc = check_float(op, y->dtype)))
+        return rc;
     int64_t rows = wf__numel(mean->ndim, mean->shape), D = rows ? wf__numel(x->ndim, x->shape) / rows : 0;
     if (!rows || !D) return 0;
     aln_ctx c = { .y = wf__host_ptr(y), .s = r ? wf__host_ptr(s) : wf__host_ptr(x), .x = wf__host_ptr(x),
-                  .r = r ? wf__host_ptr(r) : NULL, .w = weight ? wf__host_ptr(weight) : NULL,
+                  .r = r ? wf__host_ptr(r) : NULL, .rb = r && rb ? wf__host_ptr(rb) : NULL,
+                  .rbdt = rb ? rb->dtype : x->dtype, .w = weight ? wf__host_ptr(weight) : NULL,
                   .b = bias ? wf__host_ptr(bias) : NULL, .mean = wf__host_ptr(mean), .rstd = wf__host_ptr(rstd),
                   .mdt = mean->dtype, .xdt = x->dtype, .rdt = r ? r->dtype : x->dtype, .ydt = y->dtype,
                   .wdt = weight ? weight->dtype : bias ? bias->dtype : x->dtype, .D = D, .eps = eps };
@@ -97,17 +116,18 @@ static int norm_fwd(const char *op, wf_tensor *y, wf_tensor *s, wf_tensor *mean,
 }
 
 int wf__cpu_add_layer_norm_fwd(wf_tensor *y, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x,
-                               const wf_tensor *r, const wf_tensor *weight, const wf_tensor *bias, double eps) {
-    return norm_fwd("add_layer_norm", y, s, mean, rstd, x, r, weight, bias, eps);
+                               const wf_tensor *r, const wf_tensor *r_bias, const wf_tensor *weight,
+                               const wf_tensor *bias, double eps) {
+    return norm_fwd("add_layer_norm", y, s, mean, rstd, x, r, r_bias, weight, bias, eps);
 }
 
 int wf__cpu_layer_norm_fwd(wf_tensor *y, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x, const wf_tensor *weight,
                            const wf_tensor *bias, double eps) {
-    return norm_fwd("layer_norm", y, NULL, mean, rstd, x, NULL, weight, bias, eps);
+    return norm_fwd("layer_norm", y, NULL, mean, rstd, x, NULL, NULL, weight, bias, eps);
 }
 
-/* gr, gs NULL and s the saved x: the plain layer norm's */
-static int norm_bwd(const char *op, wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias,
+/* gr, grb, gs NULL and s the saved x: the plain layer norm's */
+static int norm_bwd(const char *op, wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias, wf_tensor *grb,
                     const wf_tensor *gy, const wf_tensor *gs, const wf_tensor *s, const wf_tensor *mean,
                     const wf_tensor *rstd, const wf_tensor *weight) {
     int rc = check_float(op, s->dtype);
@@ -120,30 +140,35 @@ static int norm_bwd(const char *op, wf_tensor *gx, wf_tensor *gr, wf_tensor *gwe
                   .wdt = weight ? weight->dtype : s->dtype, .gxdt = gx ? gx->dtype : s->dtype,
                   .grdt = gr ? gr->dtype : s->dtype, .ydt = gy->dtype, .D = D };
     if ((gx || gr) && (rc = wf__parallel_for(rows, grain(rows, D), bwd_rows, &c))) return rc;
-    if (!gweight && !gbias) return 0;
-    double *acc = wf__calloc((size_t)(2 * D), sizeof *acc);   /* dw, db summed in double, rows in order */
-    if (!acc) return wf__error(WF_ENOMEM, "%s: out of memory (%lld doubles)", op, (long long)(2 * D));
-    for (int64_t i = 0; i < rows; i++)
+    if (!gweight && !gbias && !grb) return 0;
+    double *acc = wf__calloc((size_t)(3 * D), sizeof *acc);   /* dw, db, drb summed in double, rows in order */
+    if (!acc) return wf__error(WF_ENOMEM, "%s: out of memory (%lld doubles)", op, (long long)(3 * D));
+    for (int64_t i = 0; i < rows; i++) {
+        row_sums r = { 0, 0, 0, 0 };
+        if (grb) r = bwd_row(&c, i);
         for (int64_t j = 0; j < D; j++) {
             double g = at(c.gy, i * D + j, c.ydt);
             acc[j] += g * (at(c.s, i * D + j, c.xdt) - at(c.mean, i, c.mdt)) * at(c.rstd, i, c.mdt);
             acc[D + j] += g;
+            if (grb) acc[2 * D + j] += bwd_elem(&c, &r, i * D + j, j);
         }
+    }
     for (int64_t j = 0; j < D; j++) {
         if (gweight) put(wf__host_ptr(gweight), j, gweight->dtype, acc[j]);
         if (gbias) put(wf__host_ptr(gbias), j, gbias->dtype, acc[D + j]);
+        if (grb) put(wf__host_ptr(grb), j, grb->dtype, acc[2 * D + j]);
     }
-    wf__free(acc, (size_t)(2 * D) * sizeof *acc);
+    wf__free(acc, (size_t)(3 * D) * sizeof *acc);
     return 0;
 }
 
-int wf__cpu_add_layer_norm_bwd(wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy,
-                               const wf_tensor *gs, const wf_tensor *s, const wf_tensor *mean, const wf_tensor *rstd,
-                               const wf_tensor *weight) {
-    return norm_bwd("add_layer_norm_backward", gx, gr, gweight, gbias, gy, gs, s, mean, rstd, weight);
+int wf__cpu_add_layer_norm_bwd(wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias, wf_tensor *grbias,
+                               const wf_tensor *gy, const wf_tensor *gs, const wf_tensor *s, const wf_tensor *mean,
+                               const wf_tensor *rstd, const wf_tensor *weight) {
+    return norm_bwd("add_layer_norm_backward", gx, gr, gweight, gbias, grbias, gy, gs, s, mean, rstd, weight);
 }
 
 int wf__cpu_layer_norm_bwd(wf_tensor *gx, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy, const wf_tensor *x,
                            const wf_tensor *mean, const wf_tensor *rstd, const wf_tensor *weight) {
-    return norm_bwd("layer_norm_backward", gx, NULL, gweight, gbias, gy, NULL, x, mean, rstd, weight);
+    return norm_bwd("layer_norm_backward", gx, NULL, gweight, gbias, NULL, gy, NULL, x, mean, rstd, weight);
 }

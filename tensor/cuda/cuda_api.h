@@ -199,12 +199,16 @@ int wf__cuda_layer_norm_backward(const wf_cuda_view *gx, const wf_cuda_view *gwe
 /* The residual add fused into the layer norm: s = x + r (x's dtype; r contiguous, any float
  * dtype) as it reads the row, y = the layer norm of the stored s. Backward from the saved s:
  * g = gs (x's dtype, NULL = 0) + the layer norm's dx, written as gx (s's dtype) and gr (its own
- * dtype), either NULL; gweight/gbias as wf__cuda_layer_norm_backward. */
+ * dtype), either NULL; gweight/gbias as wf__cuda_layer_norm_backward. r_bias (NULL: none) [D] is
+ * added to r before the sum, s = x + (r + r_bias); grbias (NULL: not wanted) gets the column
+ * sums of g (tensor_impl.h's add_layer_norm_fwd / bwd). */
 int wf__cuda_add_layer_norm_forward(const wf_cuda_view *y, const wf_cuda_view *s, const wf_cuda_view *mean,
                                     const wf_cuda_view *rstd, const wf_cuda_view *x, const wf_cuda_view *r,
-                                    const wf_cuda_view *weight, const wf_cuda_view *bias, double eps, int dev);
+                                    const wf_cuda_view *r_bias, const wf_cuda_view *weight, const wf_cuda_view *bias,
+                                    double eps, int dev);
 int wf__cuda_add_layer_norm_backward(const wf_cuda_view *gx, const wf_cuda_view *gr, const wf_cuda_view *gweight,
-                                     const wf_cuda_view *gbias, const wf_cuda_view *gy, const wf_cuda_view *gs,
+                                     const wf_cuda_view *gbias, const wf_cuda_view *grbias, const wf_cuda_view *gy,
+                                     const wf_cuda_view *gs,
                                      const wf_cuda_view *s, const wf_cuda_view *mean, const wf_cuda_view *rstd,
                                      const wf_cuda_view *weight, int dev);
 /* y = gelu(x + bias) with bias [D] broadcast over the last dim of contiguous x;

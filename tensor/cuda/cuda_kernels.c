@@ -264,26 +264,29 @@ static int k_layer_norm_bwd(wf_tensor *gx, wf_tensor *gweight, wf_tensor *gbias,
                                         &vr, weight ? &vw : NULL, DEV(x));
 }
 static int k_add_layer_norm_fwd(wf_tensor *y, wf_tensor *s, wf_tensor *mean, wf_tensor *rstd, const wf_tensor *x,
-                                const wf_tensor *r, const wf_tensor *weight, const wf_tensor *bias, double eps) {
-    wf_cuda_view vy = view(y), vs = view(s), vm = view(mean), vr = view(rstd), vx = view(x), vres = view(r), vw, vb;
+                                const wf_tensor *r, const wf_tensor *r_bias, const wf_tensor *weight,
+                                const wf_tensor *bias, double eps) {
+    wf_cuda_view vy = view(y), vs = view(s), vm = view(mean), vr = view(rstd), vx = view(x), vres = view(r), vrb, vw, vb;
+    if (r_bias) vrb = view(r_bias);
     if (weight) vw = view(weight);
     if (bias) vb = view(bias);
-    return wf__cuda_add_layer_norm_forward(&vy, &vs, &vm, &vr, &vx, &vres, weight ? &vw : NULL, bias ? &vb : NULL, eps,
-                                           DEV(y));
+    return wf__cuda_add_layer_norm_forward(&vy, &vs, &vm, &vr, &vx, &vres, r_bias ? &vrb : NULL, weight ? &vw : NULL,
+                                           bias ? &vb : NULL, eps, DEV(y));
 }
-static int k_add_layer_norm_bwd(wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias, const wf_tensor *gy,
-                                const wf_tensor *gs, const wf_tensor *s, const wf_tensor *mean, const wf_tensor *rstd,
-                                const wf_tensor *weight) {
-    wf_cuda_view vgx, vgr, vgw, vgb, vgy = view(gy), vgs, vs = view(s), vm = view(mean), vr = view(rstd), vw;
+static int k_add_layer_norm_bwd(wf_tensor *gx, wf_tensor *gr, wf_tensor *gweight, wf_tensor *gbias, wf_tensor *grbias,
+                                const wf_tensor *gy, const wf_tensor *gs, const wf_tensor *s, const wf_tensor *mean,
+                                const wf_tensor *rstd, const wf_tensor *weight) {
+    wf_cuda_view vgx, vgr, vgw, vgb, vgrb, vgy = view(gy), vgs, vs = view(s), vm = view(mean), vr = view(rstd), vw;
     if (gx) vgx = view(gx);
     if (gr) vgr = view(gr);
     if (gweight) vgw = view(gweight);
     if (gbias) vgb = view(gbias);
+    if (grbias) vgrb = view(grbias);
     if (gs) vgs = view(gs);
     if (weight) vw = view(weight);
     return wf__cuda_add_layer_norm_backward(gx ? &vgx : NULL, gr ? &vgr : NULL, gweight ? &vgw : NULL,
-                                            gbias ? &vgb : NULL, &vgy, gs ? &vgs : NULL, &vs, &vm, &vr,
-                                            weight ? &vw : NULL, DEV(s));
+                                            gbias ? &vgb : NULL, grbias ? &vgrb : NULL, &vgy, gs ? &vgs : NULL, &vs,
+                                            &vm, &vr, weight ? &vw : NULL, DEV(s));
 }
 static int k_xent_fwd(wf_tensor *loss, wf_tensor *lse, const wf_tensor *logits, const wf_tensor *target,
                       int64_t ignore_index, double label_smoothing) {

@@ -17,7 +17,14 @@
  * call) runs the previous backward, lnf_bwd_kernel, for A/B timing; it also serves a half x
  * with a gy of another dtype. The new backward adds the weight and bias gradients in a fixed
  * order, so two runs agree bit for bit; the old one's shared-memory atomicAdd does not fix the
- * order of its 8 warps. */
+ * order of its 8 warps.
+ *
+ * The branch's bias (ln_args.rb, add_layer_norm's r_bias: the Linear that made r runs without
+ * it) is added to r's element as it is read, s = x + (r + rb) in f32 (f64 for f64); its
+ * gradient (ln_args.grb) is the column sum of g, the gradient written as gx / gr. In
+ * lnf_bwd1_kernel it is a third partial row next to the weight's and the bias's (the same
+ * fixed order; with no r_bias a uniform branch skips it); the other backwards (the old one, the
+ * general row kernel) leave it to a column sum of the gx (or gr) they wrote, ln_colsum_kernel. */
 #include "cuda_rows.cuh"
 
 #include <stdlib.h>
@@ -42,6 +49,7 @@ struct ln_args {
     char *s;                      /* add_layer_norm: s = x + r, x's dtype */
     const char *gs;               /* add_layer_norm backward: s's own gradient, x's dtype (may be NULL) */
     char *gr; int grdt;           /* add_layer_norm backward: r's gradient (may be NULL) */
+    const char *rb; int rbdt;     /* add_layer_norm: r's bias [D], added to r (may be NULL) */
     int64_t rows, D;
     double eps;
 };
@@ -54,11 +62,13 @@ template <class T, bool BLOCK> __global__ void ln_fwd_kernel(ln_args a) {
     char *yr = a.y + row * a.D * ys;
     T s = (T)0;
     if (a.res) {   /* s = x + r, stored; each thread reads back only what it wrote */
-        int rs = wfc_dtype_size(a.resdt);
+        int rs = wfc_dtype_size(a.resdt), rbs = wfc_dtype_size(a.rbdt);
         const char *x0 = a.x + row * a.D * xs, *r0 = a.res + row * a.D * rs;
         char *s0 = a.s + row * a.D * xs;
         for (int64_t j = R::tid(); j < a.D; j += R::nth()) {
-            wfc_st<T>(s0 + j * xs, a.xdt, wfc_ld<T>(x0 + j * xs, a.xdt) + wfc_ld<T>(r0 + j * rs, a.resdt));
+            T rv = wfc_ld<T>(r0 + j * rs, a.resdt);
+            if (a.rb) rv += wfc_ld<T>(a.rb + j * rbs, a.rbdt);
+            wfc_st<T>(s0 + j * xs, a.xdt, wfc_ld<T>(x0 + j * xs, a.xdt) + rv);
             s += wfc_ld<T>(s0 + j * xs, a.xdt);
         }
     }
@@ -139,6 +149,19 @@ template <class T> __global__ void ln_wb_finish(const T *pw, const T *pb, int64_
         for (int64_t c = 0; c < chunks; c++) { sw += pw[c * D + j]; sb += pb[c * D + j]; }
         if (gw) wfc_st<T>(gw + j * wfc_dtype_size(gwdt), gwdt, sw);
         if (gb) wfc_st<T>(gb + j * wfc_dtype_size(gbdt), gbdt, sb);
+    }
+}
+
+/* r_bias's gradient where the backward kernel did not sum it: p[c][j] = the sum of g[r][j] over
+ * row chunk c, g the gradient that kernel wrote (gx or gr); ln_wb_finish adds the chunks */
+template <class T> __global__ void ln_colsum_kernel(const char *g, int gdt, int64_t rows, int64_t D, T *p, int64_t chunks) {
+    int gs = wfc_dtype_size(gdt);
+    int64_t len = (rows + chunks - 1) / chunks;
+    GRID_LOOP(t, D * chunks) {
+        int64_t j = t % D, c = t / D, r0 = c * len, r1 = r0 + len < rows ? r0 + len : rows;
+        T s = (T)0;
+        for (int64_t r = r0; r < r1; r++) s += wfc_ld<T>(g + (r * D + j) * gs, gdt);
+        p[c * D + j] = s;
     }
 }
 
@@ -328,21 +351,27 @@ __device__ __forceinline__ void lnf_warp_sum2(float &a, float &b) {
 }
 
 /* x, gs, gx (and w) of kind K, gy of kind G, gr any; when pw, per-block partial weight/bias
- * gradients pw/pb [gridDim.x][D] from LNF_WARPS * 2 * D floats of shared memory */
+ * gradients pw/pb [gridDim.x][D] from LNF_WARPS * 2 * D floats of shared memory, and when pr
+ * (only with pw) r_bias's, pr [gridDim.x][D], from LNF_WARPS * 3 * D */
 template <int K, int G, int NV>
-__global__ void __launch_bounds__(LNF_WARPS * 32, 2) lnf_bwd1_kernel(ln_args a, float *pw, float *pb) {
+__global__ void __launch_bounds__(LNF_WARPS * 32, 2) lnf_bwd1_kernel(ln_args a, float *pw, float *pb, float *pr) {
     extern __shared__ float4 lnf_acc4[];
     typedef lnf_io<K> IX;
     typedef lnf_io<G> IG;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, nc = (int)(a.D >> 2);
     const int xes = K == 0 ? 4 : 2, ges = G == 0 ? 4 : 2;
-    /* this warp's partial sums, nc float4 of dw then nc of db; lane touches only its columns */
-    float4 *dw4 = lnf_acc4 + (size_t)warp * 2 * nc, *db4 = dw4 + nc;
+    /* this warp's partial sums, nc float4 of dw, then nc of db (then nc of dr); lane touches only
+     * its columns */
+    const int na = pr ? 3 : 2;
+    float4 *dw4 = lnf_acc4 + (size_t)warp * na * nc, *db4 = dw4 + nc, *dr4 = db4 + nc;
     if (pw)
 #pragma unroll
         for (int i = 0; i < NV; i++) {
             int c = lane + 32 * i;
-            if (c < nc) dw4[c] = db4[c] = make_float4(0.f, 0.f, 0.f, 0.f);
+            if (c < nc) {
+                dw4[c] = db4[c] = make_float4(0.f, 0.f, 0.f, 0.f);
+                if (pr) dr4[c] = make_float4(0.f, 0.f, 0.f, 0.f);
+            }
         }
     const float invD = 1.f / (float)a.D;
     for (int64_t row = (int64_t)blockIdx.x * LNF_WARPS + warp; row < a.rows; row += (int64_t)gridDim.x * LNF_WARPS) {
@@ -389,7 +418,7 @@ __global__ void __launch_bounds__(LNF_WARPS * 32, 2) lnf_bwd1_kernel(ln_args a, 
                 }
             }
         }
-        if (!a.gx && !a.gr) continue;
+        if (!a.gx && !a.gr && !pr) continue;
         lnf_warp_sum2(s1, s2);
         s1 *= invD;
         s2 *= invD;
@@ -413,6 +442,11 @@ __global__ void __launch_bounds__(LNF_WARPS * 32, 2) lnf_bwd1_kernel(ln_args a, 
                 }
                 if (gxr) lnf_st4<K>(gxr, c, o);
                 if (grr) lnf_st4_dt(grr, c, a.grdt, o);
+                if (pr) {   /* r_bias's gradient: the column sums of g, before any rounding */
+                    float4 q = dr4[c];
+                    q.x += o[0]; q.y += o[1]; q.z += o[2]; q.w += o[3];
+                    dr4[c] = q;
+                }
             }
         }
     }
@@ -421,18 +455,20 @@ __global__ void __launch_bounds__(LNF_WARPS * 32, 2) lnf_bwd1_kernel(ln_args a, 
     /* the block's partial row: warps added in warp order, each column by one thread */
     const float *acc = reinterpret_cast<const float *>(lnf_acc4);
     for (int64_t j = threadIdx.x; j < a.D; j += blockDim.x) {
-        float sw = 0.f, sb = 0.f;
+        float sw = 0.f, sb = 0.f, sr = 0.f;
 #pragma unroll
         for (int w = 0; w < LNF_WARPS; w++) {
-            sw += acc[(int64_t)w * 2 * a.D + j];
-            sb += acc[(int64_t)w * 2 * a.D + a.D + j];
+            sw += acc[(int64_t)w * na * a.D + j];
+            sb += acc[(int64_t)w * na * a.D + a.D + j];
+            if (pr) sr += acc[(int64_t)w * na * a.D + 2 * a.D + j];
         }
         pw[(int64_t)blockIdx.x * a.D + j] = sw;
         pb[(int64_t)blockIdx.x * a.D + j] = sb;
+        if (pr) pr[(int64_t)blockIdx.x * a.D + j] = sr;
     }
 }
 
-typedef void (*lnf_bwd_fn)(ln_args, float *, float *);
+typedef void (*lnf_bwd_fn)(ln_args, float *, float *, float *);
 template <int K, int G> static lnf_bwd_fn lnf_bwd1_nv(int nv) {
     switch (nv) {
     case 1: return lnf_bwd1_kernel<K, G, 1>;
@@ -475,7 +511,10 @@ template <int R, int NV> __device__ __forceinline__ void lnf_ld_row(const char *
     for (int i = 0; i < NV; i++)
         if (lane + 32 * i < nc) lnf_io<R>::unpack(q[i], v[i]);
 }
-template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_fwd1_kernel(ln_args a) {
+/* RB: r's bias (a.rb) added to r before the sum. A template flag, not a run-time branch: the
+ * branch alone took the GPT's instance (K 0, NV 6) from 60 to 68 registers (ptxas, CUDA 13,
+ * sm_90), 4 blocks an SM down to 3, with or without a bias */
+template <int K, int NV, bool RB> __device__ __forceinline__ void lnf_fwd1_row(const ln_args &a) {
     typedef lnf_io<K> IX;
     const int64_t row = (int64_t)blockIdx.x * LNF_WARPS + (threadIdx.x >> 5);
     const int lane = threadIdx.x & 31, nc = (int)(a.D >> 2), es = K == 0 ? 4 : 2;
@@ -495,6 +534,12 @@ template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_f
         for (int i = 0; i < NV; i++) {
             int c = lane + 32 * i;
             if (c < nc) {
+                if (RB) {   /* r's bias (D values, from L1 / L2 after the first rows), added before the sum */
+                    float q[4];
+                    lnf_ld4_dt(a.rb, c, a.rbdt, q);
+#pragma unroll
+                    for (int e = 0; e < 4; e++) r[i][e] += q[e];
+                }
                 IX::unpack(xq[i], x[i]);
 #pragma unroll
                 for (int e = 0; e < 4; e++) x[i][e] = lnf_round<K>(x[i][e] + r[i][e]);
@@ -535,24 +580,38 @@ template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_f
         if (a.rstd) reinterpret_cast<float *>(a.rstd)[row] = rstd;
     }
 }
+template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_fwd1_kernel(ln_args a) {
+    lnf_fwd1_row<K, NV, false>(a);
+}
+template <int K, int NV> __global__ void __launch_bounds__(LNF_WARPS * 32) lnf_fwd1_rb_kernel(ln_args a) {
+    lnf_fwd1_row<K, NV, true>(a);
+}
 
-/* gw[j] = sum_c pw[c][j], gb likewise: 32 columns per block, the chunks split over 16 thread
- * rows (a thread per column alone makes `chunks` dependent loads in a row: ~30 us) */
-__global__ void __launch_bounds__(512) lnf_wb_finish(const float *pw, const float *pb, int64_t chunks, int64_t D,
-                                                     char *gw, int gwdt, char *gb, int gbdt) {
-    __shared__ float sw[16][33], sb[16][33];
+/* gw[j] = sum_c pw[c][j], gb likewise (and grb from pr, when pr): 32 columns per block, the
+ * chunks split over 16 thread rows (a thread per column alone makes `chunks` dependent loads in
+ * a row: ~30 us) */
+__global__ void __launch_bounds__(512) lnf_wb_finish(const float *pw, const float *pb, const float *pr, int64_t chunks,
+                                                     int64_t D, char *gw, int gwdt, char *gb, int gbdt, char *grb,
+                                                     int grbdt) {
+    __shared__ float sw[16][33], sb[16][33], sr[16][33];
     const int tx = threadIdx.x & 31, ty = threadIdx.x >> 5;
     const int64_t j = (int64_t)blockIdx.x * 32 + tx;
-    float a = 0.f, b = 0.f;
+    float a = 0.f, b = 0.f, q = 0.f;
     if (j < D)
-        for (int64_t c = ty; c < chunks; c += 16) { a += pw[c * D + j]; b += pb[c * D + j]; }
+        for (int64_t c = ty; c < chunks; c += 16) {
+            a += pw[c * D + j];
+            b += pb[c * D + j];
+            if (pr) q += pr[c * D + j];
+        }
     sw[ty][tx] = a;
     sb[ty][tx] = b;
+    sr[ty][tx] = q;
     __syncthreads();
     if (ty == 0 && j < D) {
-        for (int r = 1; r < 16; r++) { a += sw[r][tx]; b += sb[r][tx]; }
+        for (int r = 1; r < 16; r++) { a += sw[r][tx]; b += sb[r][tx]; q += sr[r][tx]; }
         if (gw) wfc_st<float>(gw + j * wfc_dtype_size(gwdt), gwdt, a);
         if (gb) wfc_st<float>(gb + j * wfc_dtype_size(gbdt), gbdt, b);
+        if (grb) wfc_st<float>(grb + j * wfc_dtype_size(grbdt), grbdt, q);
     }
 }
 
@@ -561,11 +620,11 @@ static bool lnf_dtype(int dt) { return dt == WF_F32 || dt == WF_BF16 || dt == WF
 static int lnf_nv(const ln_args &a, int dt) {
     if (!lnf_dtype(dt) || a.D % 4 || a.D > 1024 || a.rows > (int64_t)1 << 40) return 0;
     if ((a.res && !lnf_dtype(a.resdt)) || (a.gr && !lnf_dtype(a.grdt)) || (a.y && !lnf_dtype(a.ydt)) ||
-        (a.gy && !lnf_dtype(a.gydt)))
+        (a.gy && !lnf_dtype(a.gydt)) || (a.rb && !lnf_dtype(a.rbdt)))
         return 0;
-    const void *ptrs[10] = { a.x, a.y, a.gy, a.gx, a.w, a.b, a.s, a.gs, a.res, a.gr };
-    const int dts[10] = { dt, a.ydt, a.gydt, dt, dt, dt, dt, dt, a.resdt, a.grdt };
-    for (int i = 0; i < 10; i++)
+    const void *ptrs[11] = { a.x, a.y, a.gy, a.gx, a.w, a.b, a.s, a.gs, a.res, a.gr, a.rb };
+    const int dts[11] = { dt, a.ydt, a.gydt, dt, dt, dt, dt, dt, a.resdt, a.grdt, a.rbdt };
+    for (int i = 0; i < 11; i++)
         if ((uintptr_t)ptrs[i] % (dts[i] == WF_F32 ? 16 : 8)) return 0;
     int need = (int)((a.D / 4 + 31) / 32);
     return need <= 1 ? 1 : need <= 2 ? 2 : need <= 4 ? 4 : need <= 6 ? 6 : 8;
@@ -592,9 +651,9 @@ static int lnf_nv(const ln_args &a, int dt) {
         }                                                                                                  \
     } while (0)
 
-/* s and res: add_layer_norm's (both NULL: the plain layer norm) */
+/* s, res and rb: add_layer_norm's (all NULL: the plain layer norm; rb may be NULL) */
 static int ln_forward(const wf_cuda_view *y, const wf_cuda_view *s, const wf_cuda_view *mean, const wf_cuda_view *rstd,
-                      const wf_cuda_view *x, const wf_cuda_view *res, const wf_cuda_view *weight,
+                      const wf_cuda_view *x, const wf_cuda_view *res, const wf_cuda_view *rb, const wf_cuda_view *weight,
                       const wf_cuda_view *bias, double eps, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "layer_norm", &st);
@@ -610,12 +669,14 @@ static int ln_forward(const wf_cuda_view *y, const wf_cuda_view *s, const wf_cud
     if (mean) { a.mean = (char *)mean->data; a.mdt = mean->dtype; }
     if (rstd) { a.rstd = (char *)rstd->data; a.rdt = rstd->dtype; }
     if (res) { a.res = (const char *)res->data; a.resdt = res->dtype; a.s = (char *)s->data; }
+    if (res && rb) { a.rb = (const char *)rb->data; a.rbdt = rb->dtype; }
     a.eps = eps;
     int nv = ((!weight || a.wdt == a.xdt) && (!bias || a.bdt == a.xdt) && (!res || s->dtype == a.xdt) &&
               (!mean || a.mdt == WF_F32) && (!rstd || a.rdt == WF_F32)) ? lnf_nv(a, a.xdt) : 0;
     if (nv) {
         unsigned g = (unsigned)((a.rows + LNF_WARPS - 1) / LNF_WARPS);
-        LNF_DISPATCH(lnf_fwd1_kernel, a.xdt, nv, g, 0, st, a);
+        if (a.rb) LNF_DISPATCH(lnf_fwd1_rb_kernel, a.xdt, nv, g, 0, st, a);
+        else LNF_DISPATCH(lnf_fwd1_kernel, a.xdt, nv, g, 0, st, a);
         return wfc_check("layer_norm kernel", dev);
     }
     bool block;
@@ -628,20 +689,52 @@ static int ln_forward(const wf_cuda_view *y, const wf_cuda_view *s, const wf_cud
 extern "C" int wf__cuda_layer_norm_forward(const wf_cuda_view *y, const wf_cuda_view *mean, const wf_cuda_view *rstd,
                                            const wf_cuda_view *x, const wf_cuda_view *weight,
                                            const wf_cuda_view *bias, double eps, int dev) {
-    return ln_forward(y, NULL, mean, rstd, x, NULL, weight, bias, eps, dev);
+    return ln_forward(y, NULL, mean, rstd, x, NULL, NULL, weight, bias, eps, dev);
 }
 
 extern "C" int wf__cuda_add_layer_norm_forward(const wf_cuda_view *y, const wf_cuda_view *s, const wf_cuda_view *mean,
                                                const wf_cuda_view *rstd, const wf_cuda_view *x, const wf_cuda_view *r,
-                                               const wf_cuda_view *weight, const wf_cuda_view *bias, double eps,
-                                               int dev) {
-    return ln_forward(y, s, mean, rstd, x, r, weight, bias, eps, dev);
+                                               const wf_cuda_view *r_bias, const wf_cuda_view *weight,
+                                               const wf_cuda_view *bias, double eps, int dev) {
+    return ln_forward(y, s, mean, rstd, x, r, r_bias, weight, bias, eps, dev);
 }
 
-/* gs, gr: add_layer_norm's (NULL: the plain layer norm); x is then the saved s */
+/* r_bias's gradient grb as the column sums of the g that the backward kernel wrote (a.gx, else
+ * a.gr): for the backwards other than lnf_bwd1_kernel, which sums it itself */
+static int ln_rbias_colsum(const ln_args &a, const wf_cuda_view *grb, int dev, cudaStream_t st) {
+    const char *g = a.gx ? a.gx : a.gr;
+    int gdt = a.gx ? a.gxdt : a.grdt;
+    bool f64 = gdt == WF_F64 || grb->dtype == WF_F64;
+    int64_t target = (int64_t)wfc_num_sms(dev) * 2048, chunks = 1;
+    if (a.D < target) {
+        chunks = (target + a.D - 1) / a.D;
+        int64_t maxc = (a.rows + 15) / 16;
+        if (chunks > maxc) chunks = maxc;
+        if (chunks < 1) chunks = 1;
+    }
+    size_t pbytes = (size_t)(chunks * a.D) * (f64 ? 8 : 4);
+    char *p = (char *)wf__cuda_alloc(dev, pbytes);
+    if (!p) return WF_ENOMEM;
+    char *gb = (char *)grb->data;
+    if (f64) {
+        ln_colsum_kernel<double><<<wfc_blocks(a.D * chunks, 256, dev), 256, 0, st>>>(g, gdt, a.rows, a.D, (double *)p, chunks);
+        ln_wb_finish<double><<<wfc_blocks(a.D, 256, dev), 256, 0, st>>>((double *)p, (double *)p, chunks, a.D, gb,
+                                                                         grb->dtype, NULL, WF_F64);
+    } else {
+        ln_colsum_kernel<float><<<wfc_blocks(a.D * chunks, 256, dev), 256, 0, st>>>(g, gdt, a.rows, a.D, (float *)p, chunks);
+        ln_wb_finish<float><<<wfc_blocks(a.D, 256, dev), 256, 0, st>>>((float *)p, (float *)p, chunks, a.D, gb,
+                                                                        grb->dtype, NULL, WF_F32);
+    }
+    int rc = wfc_check("add_layer_norm backward (r_bias) kernel", dev);
+    wf__cuda_free(dev, p, pbytes);
+    return rc;
+}
+
+/* gs, gr, grb: add_layer_norm's (NULL: the plain layer norm); x is then the saved s */
 static int ln_backward(const wf_cuda_view *gx, const wf_cuda_view *gr, const wf_cuda_view *gweight,
-                       const wf_cuda_view *gbias, const wf_cuda_view *gy, const wf_cuda_view *gs, const wf_cuda_view *x,
-                       const wf_cuda_view *mean, const wf_cuda_view *rstd, const wf_cuda_view *weight, int dev) {
+                       const wf_cuda_view *gbias, const wf_cuda_view *grb, const wf_cuda_view *gy, const wf_cuda_view *gs,
+                       const wf_cuda_view *x, const wf_cuda_view *mean, const wf_cuda_view *rstd,
+                       const wf_cuda_view *weight, int dev) {
     cudaStream_t st;
     int rc = wfc_begin(dev, "layer_norm backward", &st);
     if (rc) return rc;
@@ -658,17 +751,23 @@ static int ln_backward(const wf_cuda_view *gx, const wf_cuda_view *gr, const wf_
     a.mean = (char *)mean->data; a.mdt = mean->dtype;
     a.rstd = (char *)rstd->data; a.rdt = rstd->dtype;
     bool f64 = a.xdt == WF_F64;
+    /* r_bias's gradient from a column sum of g after the kernel (rb_after): g must then be
+     * written somewhere, a scratch gx of x's dtype where neither gx nor gr is wanted */
+    bool rb_after = grb != NULL;
+    char *scratch = NULL;
+    size_t scratch_bytes = (size_t)a.rows * (size_t)a.D * (size_t)wfc_dtype_size(a.xdt);
     int nv = ((!gx || a.gxdt == a.xdt) && (!gs || gs->dtype == a.xdt) && (!weight || a.wdt == a.xdt) && a.mdt == WF_F32 &&
-              a.rdt == WF_F32 && (!gweight || gweight->dtype != WF_F64) && (!gbias || gbias->dtype != WF_F64))
+              a.rdt == WF_F32 && (!gweight || gweight->dtype != WF_F64) && (!gbias || gbias->dtype != WF_F64) &&
+              (!grb || grb->dtype != WF_F64))
                  ? lnf_nv(a, a.xdt) : 0;
     if (nv) {
-        bool wb = gweight || gbias;
         int64_t need = (a.rows + LNF_WARPS - 1) / LNF_WARPS, cap = (int64_t)wfc_num_sms(dev) * 2;
         unsigned g = (unsigned)(need < cap ? need : cap);
-        size_t smem = wb ? (size_t)a.D * 2 * 4 : 0;
         lnf_bwd_fn fn = lnf_bwd1_pick(a.xdt, a.gydt, nv);
+        bool wb = gweight || gbias || (grb && fn);   /* the partial rows (r_bias's only in lnf_bwd1_kernel) */
+        size_t smem = (gweight || gbias) ? (size_t)a.D * 2 * 4 : 0;
         if (fn) {   /* the resident grid, each warp ceil(rows / its warps) rows */
-            size_t smem1 = wb ? (size_t)LNF_WARPS * 2 * (size_t)a.D * 4 : 0;
+            size_t smem1 = wb ? (size_t)LNF_WARPS * (grb ? 3 : 2) * (size_t)a.D * 4 : 0;
             int nb = 0;
             cudaError_t e = cudaSuccess;
             if (smem1 > 48 * 1024) e = cudaFuncSetAttribute(fn, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem1);
@@ -676,35 +775,60 @@ static int ln_backward(const wf_cuda_view *gx, const wf_cuda_view *gr, const wf_
             if (e != cudaSuccess) (void)cudaGetLastError();   /* handled here: not the launch's error */
             if (nb < 1) {   /* no room on this GPU (shared memory): the old kernel */
                 fn = NULL;
+                wb = gweight || gbias;
             } else {
                 int64_t warps = (int64_t)nb * wfc_num_sms(dev) * LNF_WARPS, per = (a.rows + warps - 1) / warps;
                 warps = (a.rows + per - 1) / per;
                 g = (unsigned)((warps + LNF_WARPS - 1) / LNF_WARPS);
                 smem = smem1;
+                rb_after = false;
             }
         }
+        if (rb_after && !a.gx && !a.gr) {
+            if (!(scratch = (char *)wf__cuda_alloc(dev, scratch_bytes))) return WF_ENOMEM;
+            a.gx = scratch; a.gxdt = a.xdt;
+        }
+        int na = fn && grb ? 3 : 2;
         size_t pbytes = wb ? (size_t)g * (size_t)a.D * 4 : 0;
         float *pw = NULL;
-        if (wb && !(pw = (float *)wf__cuda_alloc(dev, 2 * pbytes))) return WF_ENOMEM;
-        float *pb = pw ? pw + (size_t)g * (size_t)a.D : NULL;
-        if (fn) fn<<<g, LNF_WARPS * 32, smem, st>>>(a, pw, pb);
+        if (wb && !(pw = (float *)wf__cuda_alloc(dev, na * pbytes))) {
+            if (scratch) wf__cuda_free(dev, scratch, scratch_bytes);
+            return WF_ENOMEM;
+        }
+        float *pb = pw ? pw + (size_t)g * (size_t)a.D : NULL, *pr = pw && na == 3 ? pb + (size_t)g * (size_t)a.D : NULL;
+        if (fn) fn<<<g, LNF_WARPS * 32, smem, st>>>(a, pw, pb, pr);
         else LNF_DISPATCH(lnf_bwd_kernel, a.xdt, nv, g, smem, st, a, pw, pb);
         rc = wfc_check("layer_norm backward kernel", dev);
         if (!rc && wb) {
             lnf_wb_finish<<<(unsigned)((a.D + 31) / 32), 512, 0, st>>>(
-                pw, pb, (int64_t)g, a.D, gweight ? (char *)gweight->data : NULL, gweight ? gweight->dtype : WF_F32,
-                gbias ? (char *)gbias->data : NULL, gbias ? gbias->dtype : WF_F32);
+                pw, pb, pr, (int64_t)g, a.D, gweight ? (char *)gweight->data : NULL, gweight ? gweight->dtype : WF_F32,
+                gbias ? (char *)gbias->data : NULL, gbias ? gbias->dtype : WF_F32, pr ? (char *)grb->data : NULL,
+                pr ? grb->dtype : WF_F32);
             rc = wfc_check("layer_norm backward (weight, bias) kernel", dev);
         }
-        if (pw) wf__cuda_free(dev, pw, 2 * pbytes);
+        if (pw) wf__cuda_free(dev, pw, na * pbytes);
+        if (!rc && rb_after) rc = ln_rbias_colsum(a, grb, dev, st);
+        if (scratch) wf__cuda_free(dev, scratch, scratch_bytes);
         return rc;
     }
-    if (gx || gr) {
+    if (rb_after && !a.gx && !a.gr) {
+        if (!(scratch = (char *)wf__cuda_alloc(dev, scratch_bytes))) return WF_ENOMEM;
+        a.gx = scratch; a.gxdt = a.xdt;
+    }
+    if (a.gx || a.gr) {
         bool block;
         unsigned grid, threads;
         row_launch_dims(a.rows, a.D, &block, &grid, &threads);
         ROW_DISPATCH(ln_bwd_kernel, f64, block, grid, threads, st, a);
-        if ((rc = wfc_check("layer_norm backward kernel", dev))) return rc;
+        if ((rc = wfc_check("layer_norm backward kernel", dev))) {
+            if (scratch) wf__cuda_free(dev, scratch, scratch_bytes);
+            return rc;
+        }
+    }
+    if (rb_after) {
+        rc = ln_rbias_colsum(a, grb, dev, st);
+        if (scratch) wf__cuda_free(dev, scratch, scratch_bytes);
+        if (rc) return rc;
     }
     if (!gweight && !gbias) return 0;
     int64_t target = (int64_t)wfc_num_sms(dev) * 2048, chunks = 1;
@@ -738,13 +862,14 @@ extern "C" int wf__cuda_layer_norm_backward(const wf_cuda_view *gx, const wf_cud
                                             const wf_cuda_view *gbias, const wf_cuda_view *gy,
                                             const wf_cuda_view *x, const wf_cuda_view *mean,
                                             const wf_cuda_view *rstd, const wf_cuda_view *weight, int dev) {
-    return ln_backward(gx, NULL, gweight, gbias, gy, NULL, x, mean, rstd, weight, dev);
+    return ln_backward(gx, NULL, gweight, gbias, NULL, gy, NULL, x, mean, rstd, weight, dev);
 }
 
 extern "C" int wf__cuda_add_layer_norm_backward(const wf_cuda_view *gx, const wf_cuda_view *gr,
                                                 const wf_cuda_view *gweight, const wf_cuda_view *gbias,
-                                                const wf_cuda_view *gy, const wf_cuda_view *gs, const wf_cuda_view *s,
+                                                const wf_cuda_view *grbias, const wf_cuda_view *gy,
+                                                const wf_cuda_view *gs, const wf_cuda_view *s,
                                                 const wf_cuda_view *mean, const wf_cuda_view *rstd,
                                                 const wf_cuda_view *weight, int dev) {
-    return ln_backward(gx, gr, gweight, gbias, gy, gs, s, mean, rstd, weight, dev);
+    return ln_backward(gx, gr, gweight, gbias, grbias, gy, gs, s, mean, rstd, weight, dev);
 }

@@ -981,6 +981,9 @@ START_TEST(test_nn_functional_init) {
     BAD_T(wf_layer_norm_out_dtype, WF_EDTYPE, "out_dtype", wf_layer_norm_out_dtype(x, WF_SHAPE(3), NULL, NULL, 1e-5, WF_I32));
     BAD_T(wf_add_layer_norm_out_dtype, WF_ENULL, "", wf_add_layer_norm_out_dtype(NULL, x, WF_SHAPE(3), NULL, NULL, 1e-5, NULL, WF_BF16));
     BAD_T(wf_add_layer_norm_out_dtype, WF_EDTYPE, "out_dtype", wf_add_layer_norm_out_dtype(x, x, WF_SHAPE(3), NULL, NULL, 1e-5, NULL, WF_U8));
+    BAD_T(wf_add_bias_layer_norm, WF_ENULL, "", wf_add_bias_layer_norm(NULL, x, NULL, WF_SHAPE(3), NULL, NULL, 1e-5, NULL, WF_BF16));
+    BAD_T(wf_add_bias_layer_norm, WF_ESHAPE, "r_bias of shape [2]", wf_add_bias_layer_norm(x, x, wf_zeros(WF_SHAPE(2), WF_F32), WF_SHAPE(3), NULL, NULL, 1e-5, NULL, WF_DTYPE_DEFAULT));
+    BAD_T(wf_add_bias_layer_norm, WF_EDTYPE, "r_bias of int64", wf_add_bias_layer_norm(x, x, wf_zeros(WF_SHAPE(3), WF_I64), WF_SHAPE(3), NULL, NULL, 1e-5, NULL, WF_DTYPE_DEFAULT));
     BAD_T(wf_rms_norm, WF_ESHAPE, "", wf_rms_norm(x, WF_SHAPE(7), NULL, 1e-5));
     BAD_T(wf_rms_norm, WF_EINVAL, "", wf_rms_norm(x, NULL, 1, NULL, 1e-5));
     BAD_T(wf_group_norm, WF_ESHAPE, "divisible", wf_group_norm(wf_ones(WF_SHAPE(2, 3, 2), WF_F32), 2, NULL, NULL, 1e-5));

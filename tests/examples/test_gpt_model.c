@@ -130,22 +130,37 @@ END_TEST
 
 static int noop_hook(wf_module *m, wf_tensor **in, void *ud) { (void)m; (void)in; (void)ud; return 0; }
 
-/* the residual stream fused into the layer norms (wf_add_layer_norm) against Block's forward,
- * which the model runs when a hook must see a module's forward: logits and every gradient */
+/* the residual stream fused into the layer norms (wf_add_layer_norm, the c_proj biases moved
+ * into the adds: wf_add_bias_layer_norm) against Block's forward, which the model runs when a
+ * hook must see a module's forward: logits and every gradient. The Linear biases are made
+ * non-zero (gpt_init zeroes them) so that a bias left out or added twice shows; both MLP forms
+ * (wf_linear_gelu + wf_linear, wf_fused_mlp); in eval with dropout (an identity there, so the
+ * bias moves) and in training with it (the modules' own forwards, the same dropout masks) */
 START_TEST(test_fused_stream_matches_blocks) {
+    int variant = _i;   /* 0: plain, 1: recompute_gelu, 2: dropout in eval, 3: dropout in training */
     wf_manual_seed(7);
     wf_module *m = gpt_new(&(gpt_config){ .vocab_size = 11, .block_size = 8, .n_layer = 3, .n_head = 2, .n_embd = 8,
-                                          .bias = true });
+                                          .bias = true, .recompute_gelu = variant == 1,
+                                          .dropout = variant >= 2 ? 0.25 : 0.0 });
     ck_assert_ptr_nonnull(m);
+    if (variant == 2) wf_module_eval(m);
     int n = wf_module_parameters(m, NULL, NULL, 0);
     wf_tensor *g[2][64];
     ck_assert_int_lt(n, 64);
+    {
+        wf_tensor *ps[64];
+        const char *names[64];
+        wf_module_parameters(m, ps, names, n);
+        for (int i = 0; i < n; i++)
+            if (strstr(names[i], ".bias") && !strstr(names[i], "ln_")) ck_assert_int_eq(wf_init_normal_(ps[i], 0.0, 0.5), 0);
+    }
     WF_SCOPE {
         wf_tensor *idx = wf_randint(0, 11, WF_SHAPE(2, 8), WF_I64), *logits[2];
         for (int pass = 0; pass < 2; pass++) {
             wf_module *ln_f = wf_module_get_child(wf_module_get_child(m, "transformer"), "ln_f");
             if (pass) ck_assert_int_ge(wf_module_register_forward_pre_hook(ln_f, noop_hook, NULL), 0);
             wf_module_zero_grad(m, true);
+            wf_manual_seed(99);   /* the same dropout masks both passes */
             logits[pass] = wf_module_forward(m, idx);
             ck_assert_ptr_nonnull(logits[pass]);
             ck_assert_int_eq(wf_backward(wf_sum_all(wf_mul(logits[pass], logits[pass])), NULL, false), 0);
@@ -186,7 +201,7 @@ int main(void) {
     tcase_add_test(tc, test_optimizer_groups);
     tcase_add_test(tc, test_generate);
     tcase_add_test(tc, test_bad_configs);
-    tcase_add_test(tc, test_fused_stream_matches_blocks);
+    tcase_add_loop_test(tc, test_fused_stream_matches_blocks, 0, 4);
     suite_add_tcase(s, tc);
     return tt_run(s);
 }

@@ -8,7 +8,8 @@
  *     at zero, a cross-entropy whose targets are all ignored.
  *   - Linear and CausalSelfAttention under bf16 autocast against f32 on the CPU;
  *   - linear_cross_entropy and linear_gelu against the unfused ops (f64, f32, bf16 autocast);
- *   - add_layer_norm against add + layer_norm (values and the four gradients in their dtypes);
+ *   - add_layer_norm against add + layer_norm (values and the four gradients in their dtypes), and
+ *     add_bias_layer_norm against add(x, add(r, r_bias)) + layer_norm (the five);
  *   - error codes and messages of the paths these touch (norm, amax, relu, broadcasting);
  *   - a second backward adds into the leaves' gradients (CUDA: the axpy kernels);
  *   - on CUDA, what the values cannot show: the fused kernels are taken (attention at every
@@ -530,8 +531,10 @@ wf_tensor *wf__sdpa_qkv_fused(wf_tensor *qkv, int64_t H, bool causal, bool *hand
 /* wf_add_layer_norm against wf_add + wf_layer_norm on the same device: y, the sum s, and the
  * gradients of x and r (each in its own dtype), weight and bias, with s used again (its own
  * gradient joins in the kernel) or not; at the CUDA fast kernel's width classes and the
- * general kernel's (1500, 3). Where the device has the kernel the fused node is taken. */
-static int add_ln_vs_composed(wf_device dev, int *checks) {
+ * general kernel's (1500, 3). Where the device has the kernel the fused node is taken.
+ * with_rb: wf_add_bias_layer_norm against wf_add(x, wf_add(r, r_bias)) + wf_layer_norm, r_bias
+ * of x's dtype (the GPT's f32 bias beside a bf16 branch), its gradient the fifth compared */
+static int add_ln_cmp(wf_device dev, int *checks, bool with_rb) {
     int f = 0;
     static const struct { wf_dtype x, r; double tol; } cs[] = { { WF_F32, WF_F32, 2e-5 }, { WF_F32, WF_BF16, 2e-5 },
                                                                { WF_F32, WF_F16, 2e-5 }, { WF_F64, WF_F64, 1e-10 },
@@ -546,18 +549,23 @@ static int add_ln_vs_composed(wf_device dev, int *checks) {
             wf_tensor *ws = wf_randn(WF_SHAPE(D), WF_F32), *bs = wf_randn(WF_SHAPE(D), WF_F32);
             wf_tensor *gy = wf_to_device(wf_to_dtype(wf_randn(WF_SHAPE(2, 3, D), WF_F32), cs[c].x), dev);
             wf_tensor *gs = wf_to_device(wf_to_dtype(wf_randn(WF_SHAPE(2, 3, D), WF_F32), cs[c].x), dev);
-            wf_tensor *in[2][4];
+            wf_tensor *rbs = with_rb ? wf_randn(WF_SHAPE(D), WF_F32) : NULL;
+            wf_tensor *in[2][5] = { { 0 } };
             for (int p = 0; p < 2; p++) {
                 in[p][0] = leaf_of(xs, dev, cs[c].x);
                 in[p][1] = leaf_of(rs, dev, cs[c].r);
                 in[p][2] = leaf_of(ws, dev, cs[c].x);
                 in[p][3] = leaf_of(bs, dev, cs[c].x);
+                if (with_rb) in[p][4] = leaf_of(rbs, dev, cs[c].x);
             }
-            wf_tensor *sf = NULL, *yf = wf_add_layer_norm(in[0][0], in[0][1], &D, 1, in[0][2], in[0][3], 1e-5, &sf);
-            wf_tensor *su = wf_add(in[1][0], in[1][1]), *yu = wf_layer_norm(su, &D, 1, in[1][2], in[1][3], 1e-5);
+            wf_tensor *sf = NULL, *yf = with_rb ? wf_add_bias_layer_norm(in[0][0], in[0][1], in[0][4], &D, 1, in[0][2], in[0][3],
+                                                                          1e-5, &sf, WF_DTYPE_DEFAULT)
+                                                : wf_add_layer_norm(in[0][0], in[0][1], &D, 1, in[0][2], in[0][3], 1e-5, &sf);
+            wf_tensor *su = wf_add(in[1][0], with_rb ? wf_add(in[1][1], in[1][4]) : in[1][1]);
+            wf_tensor *yu = wf_layer_norm(su, &D, 1, in[1][2], in[1][3], 1e-5);
             char what[128];
-            snprintf(what, sizeof what, "add_layer_norm %s + %s width %lld", wf_dtype_name(cs[c].x), wf_dtype_name(cs[c].r),
-                     (long long)D);
+            snprintf(what, sizeof what, "add_%slayer_norm %s + %s width %lld", with_rb ? "bias_" : "",
+                     wf_dtype_name(cs[c].x), wf_dtype_name(cs[c].r), (long long)D);
 #ifdef WEFT_MINIMAL
             bool cpu_fuses = false;   /* the minimal preset composes it (tensor/ops.def) */
 #else
@@ -584,8 +592,8 @@ static int add_ln_vs_composed(wf_device dev, int *checks) {
                 f += close_rel(what, dev, NULL, NULL, 0, checks);
                 continue;
             }
-            static const char *const names[4] = { "dx", "dr", "dweight", "dbias" };
-            for (int i = 0; i < 4; i++) {
+            static const char *const names[5] = { "dx", "dr", "dweight", "dbias", "dr_bias" };
+            for (int i = 0; i < (with_rb ? 5 : 4); i++) {
                 char w2[160];
                 snprintf(w2, sizeof w2, "%s%s: %s", what, use_s ? " (s used)" : "", names[i]);
                 /* dr of a half r: both sides round it once, from sums a few f32 ulps apart */
@@ -600,6 +608,8 @@ static int add_ln_vs_composed(wf_device dev, int *checks) {
         }
     return f;
 }
+static int add_ln_vs_composed(wf_device dev, int *checks) { return add_ln_cmp(dev, checks, false); }
+static int add_bias_ln_vs_composed(wf_device dev, int *checks) { return add_ln_cmp(dev, checks, true); }
 
 static int fused_path(int *checks, const char *what, wf_tensor *y, const char *node) {
     ++*checks;
@@ -744,6 +754,7 @@ const op_expect op_expects[] = {
     { "mlp tanh", mlp_tanh_vs_unfused },
     { "gelu_backward_bias", gelu_bias_vs_composed },
     { "add_layer_norm", add_ln_vs_composed },
+    { "add_bias_layer_norm", add_bias_ln_vs_composed },
     { "accumulate", grads_accumulate },
     { "cuda", cuda_extras },
 };

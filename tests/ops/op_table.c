@@ -6,6 +6,7 @@
  * semantics that a comparison against the f64 CPU reference cannot see (NaN propagation,
  * promotion, gradients at the edges) are the checks of op_expect.c. */
 #include "op_table.h"
+#include "weft_config.h"
 
 #include <math.h>
 #include <stddef.h>
@@ -735,6 +736,19 @@ static int gen_add_norm_rows(op_sample *s, int max) {
       R(WF_SHAPE(768)));
     return k;
 }
+/* the same samples with the branch's bias r_bias [D] as input 2 (x, r, r_bias, weight, bias):
+ * wf_add_bias_layer_norm's */
+static int with_rbias(op_sample *s, int k) {
+    for (int i = 0; i < k; i++) {
+        int64_t D = lastdim(s[i].in[0]);
+        for (int j = s[i].n; j > 2; j--) s[i].in[j] = s[i].in[j - 1];
+        s[i].in[2] = R(WF_SHAPE(D));
+        s[i].n++;
+    }
+    return k;
+}
+static int gen_add_bias_norm(op_sample *s, int max) { return with_rbias(s, gen_add_norm(s, max)); }
+static int gen_add_bias_norm_rows(op_sample *s, int max) { return with_rbias(s, gen_add_norm_rows(s, max)); }
 wf_dtype op_dtype_under_test = WF_F64;
 
 /* y + s / 2: both outputs of wf_add_layer_norm reach the loss (s's own gradient joins the
@@ -757,6 +771,30 @@ static wf_tensor *add_ln_out(wf_tensor *x, wf_tensor *r, wf_tensor *w, wf_tensor
     if (x && wf_tensor_dtype(x) == WF_F64) out = WF_DTYPE_DEFAULT;
     wf_tensor *s = NULL, *y = wf_add_layer_norm_out_dtype(x, r, &D, 1, w, b, 1e-5, both ? &s : NULL, out);
     /* a lower y: the sum in y's dtype, so the result is checked at y's precision */
+    if (both && y && out) s = wf_to_dtype(s, out);
+    return both && y ? wf_add(y, wf_mul_scalar(s, 0.5)) : y;
+}
+/* add_ln_out's with the branch's bias rb [D] (wf_add_bias_layer_norm): s = x + (r + rb), r + rb
+ * formed in f32 by the kernels, exactly in the f64 reference, which rounds only s. The minimal
+ * preset composes it: there r + rb of r's dtype (branch_dt, WF_DTYPE_DEFAULT: another) rounds to
+ * it first, and the reference does too. */
+static wf_tensor *add_bln_out(wf_tensor *x, wf_tensor *r, wf_tensor *rb, wf_tensor *w, wf_tensor *b, bool both,
+                              wf_dtype stream, wf_dtype out, wf_dtype branch_dt) {
+    int64_t D = x ? lastdim(x) : 1;
+    if (op_dtype_under_test == WF_F64) stream = WF_F64;
+    if (x && r && rb && wf_tensor_dtype(x) == WF_F64 && stream != WF_F64) {
+        wf_tensor *rr = wf_add(r, rb);
+#ifdef WEFT_MINIMAL
+        if (branch_dt != WF_DTYPE_DEFAULT && rr) rr = wf_to_dtype(wf_to_dtype(rr, branch_dt), WF_F64);
+#else
+        (void)branch_dt;
+#endif
+        wf_tensor *s = wf_to_dtype(wf_to_dtype(wf_add(x, rr), stream), WF_F64);
+        wf_tensor *y = wf_layer_norm(s, &D, 1, w, b, 1e-5);
+        return both && y ? wf_add(y, wf_mul_scalar(s, 0.5)) : y;
+    }
+    if (x && wf_tensor_dtype(x) == WF_F64) out = WF_DTYPE_DEFAULT;
+    wf_tensor *s = NULL, *y = wf_add_bias_layer_norm(x, r, rb, &D, 1, w, b, 1e-5, both ? &s : NULL, out);
     if (both && y && out) s = wf_to_dtype(s, out);
     return both && y ? wf_add(y, wf_mul_scalar(s, 0.5)) : y;
 }
@@ -863,6 +901,18 @@ static wf_tensor *f32ish(wf_tensor *y) { return y && wf_tensor_dtype(y) == WF_F6
       DT_FLOAT, 4, 8)                                                                                            \
     X(add_layer_norm_out_y, "add_layer_norm_out_dtype(float32 x, norm only, no bias)",                          \
       add_ln_out(f32ish(x), y, f32ish(z), NULL, false, WF_F32, op_dtype_under_test), gen_add_norm, DT_FLOAT, 3, 8) \
+    /* the branch's bias in the add (wf_add_bias_layer_norm; inputs x, r, r_bias, weight, bias):    \
+     * one dtype; the GPT's (f32 stream, weight, bias and r_bias, the branch and the output in the  \
+     * dtype under test); r_bias of r's dtype beside an f32 stream, norm only */                    \
+    X(add_bias_layer_norm, "add_bias_layer_norm", add_bln_out(x, y, z, in[3], in[4], true, op_dtype_under_test,     \
+      WF_DTYPE_DEFAULT, op_dtype_under_test), gen_add_bias_norm, DT_FLOAT, 5, 8)                                                      \
+    X(add_bias_layer_norm_out, "add_bias_layer_norm(float32 x, r_bias, weight, bias; output of r's dtype)",      \
+      add_bln_out(f32ish(x), y, f32ish(z), f32ish(in[3]), f32ish(in[4]), true, WF_F32, op_dtype_under_test,      \
+                  WF_DTYPE_DEFAULT),                                                                             \
+      gen_add_bias_norm_rows, DT_FLOAT, 5, 8)                                                                    \
+    X(add_bias_layer_norm_rb, "add_bias_layer_norm(float32 x, r_bias of r's dtype, norm only)",                 \
+      add_bln_out(f32ish(x), y, z, NULL, NULL, false, WF_F32, WF_DTYPE_DEFAULT, op_dtype_under_test),           \
+      gen_add_bias_norm, DT_FLOAT, 3, 8)                                                                         \
     /* attention on a packed qkv projection [B, T, 3E] */                                                        \
     X(qkv_attention2, "qkv attention(2 heads, causal)", qkv_attention(x, 2, true), gen_qkv2, DT_FLOAT, 1, 8)     \
     X(qkv_attention1, "qkv attention(1 head)", qkv_attention(x, 1, false), gen_qkv1, DT_FLOAT, 1, 8)

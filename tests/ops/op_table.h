@@ -11,7 +11,7 @@
 
 #include <stdbool.h>
 
-enum { OP_MAXIN = 4, OP_MAXSAMPLES = 16 };
+enum { OP_MAXIN = 5, OP_MAXSAMPLES = 16 };
 
 /* sample flags */
 enum {

@@ -183,8 +183,8 @@ static int run_kernel_op(const wf_kernels *K, wf_kernel_op op, wf_dtype dt) {
     case WF_K_ADD_LAYER_NORM_BWD: {   /* statistics f32 [rows] */
         wf_tensor *mean = host(WF_SHAPE(2), WF_F32, NULL), *rstd = host(WF_SHAPE(2), WF_F32, NULL);
         wf_tensor *r23 = host(WF_SHAPE(2, 3), dt, NULL);
-        if (op == WF_K_ADD_LAYER_NORM_FWD) return K->add_layer_norm_fwd(o23, g23, mean, rstd, m23, r23, NULL, NULL, 1e-5);
-        return K->add_layer_norm_bwd(o23, r23, NULL, NULL, g23, NULL, m23, mean, rstd, NULL);
+        if (op == WF_K_ADD_LAYER_NORM_FWD) return K->add_layer_norm_fwd(o23, g23, mean, rstd, m23, r23, NULL, NULL, NULL, 1e-5);
+        return K->add_layer_norm_bwd(o23, r23, NULL, NULL, NULL, g23, NULL, m23, mean, rstd, NULL);
     }
     case WF_K_LAYER_NORM_FWD:
     case WF_K_LAYER_NORM_BWD: {   /* the same, without r; y (and gy) may have another dtype */
