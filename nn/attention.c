@@ -137,7 +137,9 @@ static void csa_repr(const wf_module *m, char *buf, size_t n) {
     snprintf(buf, n, "n_embd=%lld, n_head=%lld", (long long)a->E, (long long)a->H);
 }
 
-static wf_tensor *csa_forward(wf_module *m, wf_tensor *x) {
+/* the module's forward; without_bias: c_proj's GEMM without its bias, resid_dropout skipped
+ * (the caller checked it is an identity) */
+static wf_tensor *csa_run(wf_module *m, wf_tensor *x, bool without_bias) {
     csa *a = (csa *)m;
     if (wf_ndim(x) != 3 || wf_shape(x)[2] != a->E) {
         char d[200], b[96];
@@ -161,15 +163,44 @@ static wf_tensor *csa_forward(wf_module *m, wf_tensor *x) {
     }
     if (o) {
         o = wf_reshape(wf_transpose(o, 1, 2), WF_SHAPE(B, T, E));
-        o = wf_module_forward(wf_module_get_child(m, "c_proj"), o);
-        y = wf_module_forward(wf_module_get_child(m, "resid_dropout"), o);
+        wf_module *proj = wf_module_get_child(m, "c_proj");
+        if (without_bias) y = wf_linear(o, wf_module_get_parameter(proj, "weight"), NULL);
+        else y = wf_module_forward(wf_module_get_child(m, "resid_dropout"), wf_module_forward(proj, o));
     }
     if (y) wf_keep(y);
     wf_scope_end();
     return y;
 }
 
+static wf_tensor *csa_forward(wf_module *m, wf_tensor *x) { return csa_run(m, x, false); }
+
 static const wf_module_vtable csa_vt = { .forward = csa_forward, .extra_repr = csa_repr };
+
+static wf_tensor *csa_without_proj_bias(wf_module *m, wf_tensor *x, wf_tensor **proj_bias) {
+    if (proj_bias) *proj_bias = NULL;
+    if (wf__any_null("wf_causal_self_attention_forward_without_proj_bias", 2, m, x)) return NULL;
+    char d[200];
+    if (m->vt != &csa_vt)
+        return wf__error(WF_EINVAL, "wf_causal_self_attention_forward_without_proj_bias: %s is not a "
+                         "CausalSelfAttention", wf__module_desc(m, d, sizeof d)), NULL;
+    wf_module *proj = wf_module_get_child(m, "c_proj");
+    if (!proj || strcmp(wf_module_type(proj), "Linear") || wf_module_has_hooks(proj) ||
+        wf_module_activation_checkpointing(proj))
+        return wf__error(WF_EINVAL, "wf_causal_self_attention_forward_without_proj_bias: %s's c_proj is not a plain "
+                         "Linear (replaced, hooked or checkpointed): run the module's forward",
+                         wf__module_desc(m, d, sizeof d)), NULL;
+    if (m->training && ((csa *)m)->dropout != 0.0)
+        return wf__error(WF_EINVAL, "wf_causal_self_attention_forward_without_proj_bias: %s trains with dropout %g, "
+                         "which comes after c_proj's bias: run the module's forward",
+                         wf__module_desc(m, d, sizeof d), ((csa *)m)->dropout), NULL;
+    wf_tensor *y = csa_run(m, x, true);
+    if (y && proj_bias) *proj_bias = wf_module_get_parameter(proj, "bias");
+    return y;
+}
+
+wf_tensor *wf_causal_self_attention_forward_without_proj_bias(wf_module *m, wf_tensor *x, wf_tensor **proj_bias) {
+    WF__NAMED("wf_causal_self_attention_forward_without_proj_bias", wf_tensor *, !r, csa_without_proj_bias(m, x, proj_bias));
+}
 
 static wf_module *wf_causal_self_attention_new__body(int64_t n_embd, int64_t n_head, bool bias, double dropout) {
     if (n_embd <= 0 || n_head <= 0 || n_embd % n_head) {

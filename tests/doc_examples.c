@@ -38,6 +38,40 @@ START_TEST(nn_custom_module) {
 }
 END_TEST
 
+/* ---------------------------------------------------------------- nn.h: attention without c_proj's bias */
+START_TEST(nn_attention_without_proj_bias) {
+    WF_SCOPE {
+        wf_manual_seed(3);
+        wf_module *attn = wf_causal_self_attention_new(768, 12, true, 0.0);
+        ck_assert_ptr_nonnull(attn);
+        wf_tensor *x = wf_randn(WF_SHAPE(2, 5, 768), WF_F32), *x0 = x, *h = wf_randn(WF_SHAPE(2, 5, 768), WF_F32);
+        wf_tensor *w = wf_ones(WF_SHAPE(768), WF_F32), *b = wf_zeros(WF_SHAPE(768), WF_F32);
+        wf_tensor *proj_b = wf_module_get_parameter(wf_module_get_child(attn, "c_proj"), "bias");
+        WF_NO_GRAD { wf_fill_(proj_b, 0.25); }   /* init zeroes it: a dropped bias would not show */
+        wf_clear_error();
+#define DOC_nn_h_3
+#include "doc_blocks.inc"
+#undef DOC_nn_h_3
+        ck_assert_msg(wf_error() == 0, "%s", wf_error_message());
+        ck_assert_ptr_eq(pb, proj_b);
+        wf_tensor *full = wf_module_forward(attn, h);   /* the module's own forward, with the bias */
+        tt_assert_close(wf_add(a, pb), full, 1e-5);
+        tt_assert_close(x, wf_add(x0, full), 1e-5);
+        tt_assert_close(h2, wf_layer_norm(x, WF_SHAPE(768), w, b, 1e-5), 1e-4);
+        /* training with dropout: refused, named */
+        wf_module *drop = wf_causal_self_attention_new(768, 12, true, 0.1);
+        wf_tensor *pb2 = (wf_tensor *)1;
+        ck_assert_ptr_null(wf_causal_self_attention_forward_without_proj_bias(drop, h, &pb2));
+        ck_assert_int_eq(wf_error(), WF_EINVAL);
+        ck_assert_ptr_nonnull(strstr(wf_error_message(), "dropout"));
+        ck_assert_ptr_null(pb2);
+        wf_clear_error();
+        wf_module_free(drop);
+        wf_module_free(attn);
+    }
+}
+END_TEST
+
 /* ---------------------------------------------------------------- nn.h: the fused residual add */
 START_TEST(nn_add_layer_norm) {
     WF_SCOPE {
@@ -45,9 +79,9 @@ START_TEST(nn_add_layer_norm) {
         wf_tensor *attn_out = wf_to_dtype(wf_randn(WF_SHAPE(4, 768), WF_F32), WF_BF16);
         wf_tensor *w = wf_ones(WF_SHAPE(768), WF_F32), *b = wf_zeros(WF_SHAPE(768), WF_F32);
         wf_clear_error();
-#define DOC_nn_h_3
+#define DOC_nn_h_4
 #include "doc_blocks.inc"
-#undef DOC_nn_h_3
+#undef DOC_nn_h_4
         ck_assert_msg(wf_error() == 0, "%s", wf_error_message());
         ck_assert_shape(h, 4, 768);
         ck_assert_int_eq(wf_tensor_dtype(x), WF_F32);   /* the stream keeps its dtype */
@@ -66,9 +100,9 @@ START_TEST(nn_layer_norm_out_dtype) {
         wf_tensor *fc_w = wf_randn(WF_SHAPE(16, 768), WF_F32);
         wf_clear_error();
         ck_assert_int_eq(wf_autocast_begin(WF_DEV_CPU, WF_BF16), 0);
-#define DOC_nn_h_4
+#define DOC_nn_h_5
 #include "doc_blocks.inc"
-#undef DOC_nn_h_4
+#undef DOC_nn_h_5
         ck_assert_int_eq(wf_autocast_end(), 0);
         ck_assert_msg(wf_error() == 0, "%s", wf_error_message());
         ck_assert_int_eq(wf_tensor_dtype(h), WF_BF16);   /* the region's low dtype */
@@ -87,9 +121,9 @@ START_TEST(nn_add_bias_layer_norm) {
         wf_tensor *proj_w = wf_randn(WF_SHAPE(768, 64), WF_F32), *proj_b = wf_randn(WF_SHAPE(768), WF_F32);
         wf_tensor *w = wf_ones(WF_SHAPE(768), WF_F32), *b = wf_zeros(WF_SHAPE(768), WF_F32);
         wf_clear_error();
-#define DOC_nn_h_5
+#define DOC_nn_h_6
 #include "doc_blocks.inc"
-#undef DOC_nn_h_5
+#undef DOC_nn_h_6
         ck_assert_msg(wf_error() == 0, "%s", wf_error_message());
         ck_assert_shape(y, 4, 768);
         tt_assert_close(x, wf_add(x0, wf_linear(h, proj_w, proj_b)), 1e-4);   /* the bias is in the stream */
@@ -181,6 +215,7 @@ int main(void) {
     TCase *tc = tcase_create("examples");
     tcase_add_test(tc, readme_program);
     tcase_add_test(tc, nn_custom_module);
+    tcase_add_test(tc, nn_attention_without_proj_bias);
     tcase_add_test(tc, nn_add_layer_norm);
     tcase_add_test(tc, nn_layer_norm_out_dtype);
     tcase_add_test(tc, nn_add_bias_layer_norm);

@@ -146,38 +146,6 @@ static bool bias_movable(gpt *g, wf_module *m, const char *const kids[3]) {
            wf_module_get_parameter(proj, "bias") != NULL;
 }
 
-/* autograd/fn_fused.c: attention read in place from the packed qkv projection (CUDA, halves),
- * what CausalSelfAttention's forward tries first (not in a public header; this program links
- * libweft statically) */
-wf_tensor *wf__sdpa_qkv_fused(wf_tensor *qkv, int64_t H, bool causal, bool *handled);
-
-/* CausalSelfAttention's forward (nn/attention.c) without c_proj's bias and with its dropouts
- * identities (bias_movable): c_attn, the heads, causal sdpa, c_proj's GEMM */
-static wf_tensor *attn_no_proj_bias(gpt *g, wf_module *attn, wf_tensor *x) {
-    wf_module *fc = wf_module_get_child(attn, "c_attn"), *proj = wf_module_get_child(attn, "c_proj");
-    int64_t B = wf_shape(x)[0], T = wf_shape(x)[1], E = g->cfg.n_embd, H = g->cfg.n_head;
-    wf_scope_begin();
-    wf_tensor *qkv = wf_linear(x, wf_module_get_parameter(fc, "weight"), wf_module_get_parameter(fc, "bias"));
-    wf_tensor *parts[3] = { 0 }, *o = NULL, *y = NULL;
-    bool handled = false;
-    if (qkv) {   /* the fused attention takes autocast's low dtype, as the module casts it */
-        wf_tensor *q = qkv;
-        wf_dtype dt = wf_tensor_dtype(qkv);
-        if (wf_autocast_enabled(wf_tensor_device(qkv).type) && (dt == WF_F32 || dt == WF_F16 || dt == WF_BF16) &&
-            dt != wf_autocast_dtype())
-            q = wf_to_dtype(qkv, wf_autocast_dtype());
-        if (q) o = wf__sdpa_qkv_fused(q, H, true, &handled);
-    }
-    if (!handled && qkv && wf_split(qkv, E, 2, parts, 3) == 3) {
-        for (int i = 0; i < 3; i++) parts[i] = wf_transpose(wf_reshape(parts[i], WF_SHAPE(B, T, H, E / H)), 1, 2);
-        o = wf_scaled_dot_product_attention(parts[0], parts[1], parts[2], NULL, 0.0, true);
-    }
-    if (o) y = wf_linear(wf_reshape(wf_transpose(o, 1, 2), WF_SHAPE(B, T, E)), wf_module_get_parameter(proj, "weight"), NULL);
-    if (y) wf_keep(y);
-    wf_scope_end();
-    return y;
-}
-
 /* the MLP's forward (mlp_forward) without c_proj's bias, its dropout an identity */
 static wf_tensor *mlp_no_proj_bias(wf_module *m, wf_tensor *x) {
     const mlp *p = (const mlp *)m;
@@ -195,8 +163,7 @@ static wf_tensor *attn_branch(gpt *g, wf_module *attn, wf_tensor *h, wf_tensor *
     if (!h || wf_ndim(h) != 3 || wf_shape(h)[2] != g->cfg.n_embd || strcmp(wf_module_type(attn), "CausalSelfAttention") ||
         !bias_movable(g, attn, kids))
         return wf_module_forward(attn, h);
-    *rb = wf_module_get_parameter(wf_module_get_child(attn, "c_proj"), "bias");
-    return attn_no_proj_bias(g, attn, h);
+    return wf_causal_self_attention_forward_without_proj_bias(attn, h, rb);
 }
 static wf_tensor *mlp_branch(gpt *g, wf_module *m, wf_tensor *h, wf_tensor **rb) {
     static const char *const kids[3] = { "c_fc", "c_proj", "dropout" };

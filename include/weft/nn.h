@@ -381,6 +381,19 @@ wf_tensor *wf_mha_forward(wf_module *m, wf_tensor *q, wf_tensor *k, wf_tensor *v
  * Linear(E, 3E, bias), c_proj = Linear(E, E, bias), attn_dropout, resid_dropout (Dropout(p)).
  * Input [B, T, E] -> [B, T, E]. */
 wf_module *wf_causal_self_attention_new(int64_t n_embd, int64_t n_head, bool bias, double dropout);
+/* m's output before c_proj's bias: c_attn, the causal attention and c_proj's weight, with
+ * *proj_bias set to c_proj's bias (borrowed from m; NULL when it has none) for the caller to
+ * add, e.g. inside the residual add and norm that follow (wf_add_bias_layer_norm), whose
+ * backward then forms the bias gradient instead of a reduction of its own. Otherwise as m's
+ * forward, except that m's own hooks do not run. WF_EINVAL (named) when m is not a
+ * CausalSelfAttention, when its c_proj is not a plain Linear (replaced, hooked or
+ * checkpointed), or when m trains with dropout > 0 (resid_dropout sits between c_proj's bias
+ * and the add): run wf_module_forward then.
+ *
+ *     wf_tensor *pb = NULL, *a = wf_causal_self_attention_forward_without_proj_bias(attn, h, &pb);
+ *     wf_tensor *h2 = wf_add_bias_layer_norm(x, a, pb, WF_SHAPE(768), w, b, 1e-5, &x, WF_DTYPE_DEFAULT);
+ */
+wf_tensor *wf_causal_self_attention_forward_without_proj_bias(wf_module *m, wf_tensor *x, wf_tensor **proj_bias);
 
 /* ================================================================ functional */
 

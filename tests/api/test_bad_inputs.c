@@ -952,6 +952,10 @@ START_TEST(test_nn_modules) {
     BAD_T(wf_mha_forward, WF_ENULL, "", wf_mha_forward(NULL, x, x, x, NULL, false));
     BAD_T(wf_causal_self_attention_new, WF_EINVAL, "", wf_causal_self_attention_new(10, 3, true, 0));
     BAD_T(wf_causal_self_attention_new, WF_EINVAL, "", wf_causal_self_attention_new(8, 2, true, 2.0));
+    BAD_T(wf_causal_self_attention_forward_without_proj_bias, WF_ENULL, "",
+          wf_causal_self_attention_forward_without_proj_bias(NULL, x, NULL));
+    BAD_T(wf_causal_self_attention_forward_without_proj_bias, WF_EINVAL, "is not a CausalSelfAttention",
+          wf_causal_self_attention_forward_without_proj_bias(lin, x, NULL));
     wf_module_free(a);
     wf_module_free(lin);
     wf_module_free(seq);
