@@ -104,8 +104,8 @@ static int linear_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
 /* linear_backward, with the weight and bias gradients from one GEMM (bias gradient in its
  * epilogue) where the device offers gemm_epilogue (wf__linear_wgrad_fused_raw); otherwise,
  * or when it declines, the composed linear_backward. The fused GEMM writes the weight's
- * dtype: a weight marked for an f32 gradient still takes it where the device fuses (CUDA; its
- * gradient then cast by ToCopyBackward as before), since making the bias gradient by a
+ * dtype: a weight marked for an f32 gradient still takes it where the device fuses (CUDA, and
+ * the CPU for bf16 / f16; its gradient then cast by ToCopyBackward as before), since making the bias gradient by a
  * separate sum to save that cast has not been measured (bench/NOTES.md). */
 static int linear_bias_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     wf_tensor *x = wf__saved(n, 0), *w = wf__saved(n, 1), *g = gy[0];
