@@ -92,6 +92,26 @@ int wf__save(wf_node *n, wf_tensor *t);
  * cast an operand for its kernel records that cast instead of making another. false (error
  * recorded, y unchanged) when recording ran out of memory. In fn_copy.c. */
 bool wf__adopt_cast(wf_tensor *y, wf_tensor *t);
+/* The dtype t was cast from when t is a ToCopyBackward cast of a wider floating dtype (an f32
+ * parameter's bf16 copy under autocast: f32), else t's own dtype (WF_DTYPE_DEFAULT for NULL).
+ * Read at record time: t's grad_fn then is the cast. In fn_copy.c. */
+wf_dtype wf__autocast_source_dtype(const wf_tensor *t);
+
+/* Linear weight gradients in the parameter's f32 (fn_matmul.c). Under autocast a Linear runs on
+ * the bf16 / f16 copy of its f32 weight; its gradient made in bf16 would be rounded and then
+ * cast to f32 by the copy's ToCopyBackward (a kernel of its own per weight). Instead the node
+ * records, in n->i[WF__WGRAD_F32_SLOT], a bit per weight input (1 << input index) whose source
+ * is f32 while it is half, and its backward makes that gradient with the f32-output GEMM
+ * (wf__matmul_f32_raw) and returns it in f32: cast_backward passes it through, and the engine
+ * sums it with any bf16 gradient of the same copy by promotion. WEFT_WGRAD_F32_OLD=1 (read
+ * once): no bits set, today's bf16 gradient and cast (the A/B switch, bench/NOTES.md). */
+#define WF__WGRAD_F32_SLOT 7
+/* at record time: 1 << iw when w (input iw) wants its gradient in f32, else 0 */
+int64_t wf__wgrad_f32_bit(const wf_tensor *w, int iw);
+/* at backward: gx[iw], the weight gradient g2^T @ x2 (g2 [rows, out], x2 [rows, in]), in f32
+ * when the node's bit for iw is set and both operands have the weight's half dtype, else in
+ * the weight's dtype as wf_matmul + wf__reduce_to give it. NULL on error (recorded). */
+wf_tensor *wf__linear_weight_grad(wf_node *n, int iw, wf_tensor *g2, wf_tensor *x2);
 /* For op front-ends, after wf__record (n) and the saves (saved_ok: none failed): y, or NULL
  * once y is freed when a node was needed but recording or saving ran out of memory. A y
  * without its history would silently give its inputs no gradient. */

@@ -60,6 +60,14 @@ wf_tensor *wf_to_dtype(wf_tensor *t, wf_dtype dt) {
     return y;
 }
 
+wf_dtype wf__autocast_source_dtype(const wf_tensor *t) {
+    if (!t) return WF_DTYPE_DEFAULT;
+    const wf_node *n = t->grad_fn;
+    if (!n || n->backward != cast_backward || n->n_inputs != 1) return t->dtype;
+    wf_dtype src = n->in_meta[0].dtype;
+    return wf_dtype_is_floating(src) && wf_dtype_size(src) > wf_dtype_size(t->dtype) ? src : t->dtype;
+}
+
 bool wf__adopt_cast(wf_tensor *y, wf_tensor *t) {
     if (!wf_dtype_is_floating(y->dtype)) return true;   /* as wf_to_dtype: no history */
     if (wf__record("ToCopyBackward", cast_backward, y, 1, &t) || !wf__needs_grad(1, &t)) return true;

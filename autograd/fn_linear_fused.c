@@ -76,16 +76,17 @@ static int linear_gelu_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
         if (!gx[0]) return wf_error();
     }
     if (gb) {   /* the bias gradient is made: no BGRAD epilogue (it would sum g2 again) */
-        if (n->needs[1] && !(gx[1] = wf__reduce_to(wf_matmul(wf_t(g2), x2), &n->in_meta[1]))) return wf_error();
+        if (n->needs[1] && !(gx[1] = wf__linear_weight_grad(n, 1, g2, x2))) return wf_error();
         return (gx[2] = wf__reduce_to(gb, &n->in_meta[2])) ? 0 : wf_error();
     }
     r = n->needs[1] && nb ? wf__linear_wgrad_fused_raw(g2, x2, w, &gw, &gb) : 1;
     if (r < 0) return r;
-    if (r > 0) {   /* no fused weight gradient here: the two products */
-        if (n->needs[1] && !(gw = wf_matmul(wf_t(g2), x2))) return wf_error();
+    if (r > 0) {   /* no fused weight gradient here: the two products (the weight's in f32 if marked) */
+        if (n->needs[1] && !(gx[1] = wf__linear_weight_grad(n, 1, g2, x2))) return wf_error();
         if (nb && !(gb = wf_sum(g2, WF_DIMS(0), false))) return wf_error();
+    } else if (!(gx[1] = wf__reduce_to(gw, &n->in_meta[1]))) {
+        return wf_error();
     }
-    if (n->needs[1] && !(gx[1] = wf__reduce_to(gw, &n->in_meta[1]))) return wf_error();
     if (nb && !(gx[2] = wf__reduce_to(gb, &n->in_meta[2]))) return wf_error();
     return 0;
 }
@@ -95,7 +96,7 @@ static wf_tensor *linear_gelu_record(wf_tensor *y, wf_tensor *x, wf_tensor *w, w
                                      bool aux) {
     wf_tensor *ins[3] = { x, w, b };
     wf_node *nd = wf__record("LinearGeluBackward", linear_gelu_backward, y, 3, ins);
-    if (nd) nd->i[0] = tanh, nd->i[1] = aux;
+    if (nd) nd->i[0] = tanh, nd->i[1] = aux, nd->i[WF__WGRAD_F32_SLOT] = wf__wgrad_f32_bit(w, 1);
     return wf__recorded(y, nd,
                         nd && wf__save(nd, x) >= 0 && wf__save(nd, w) >= 0 && wf__save(nd, pre) >= 0 &&
                             (!b || wf__save(nd, b) >= 0),
@@ -166,11 +167,12 @@ static int linear_wgrad(wf_node *n, int iw, int ib, wf_tensor *g2, wf_tensor *x2
     wf_tensor *gw = NULL, *gb = NULL;
     int r = n->needs[iw] && nb ? wf__linear_wgrad_fused_raw(g2, x2, w, &gw, &gb) : 1;
     if (r < 0) return r;
-    if (r > 0) {
-        if (n->needs[iw] && !(gw = wf_matmul(wf_t(g2), x2))) return wf_error();
+    if (r > 0) {   /* the two products, the weight's in f32 if the node marked it */
+        if (n->needs[iw] && !(gx[iw] = wf__linear_weight_grad(n, iw, g2, x2))) return wf_error();
         if (nb && !(gb = wf_sum(g2, WF_DIMS(0), false))) return wf_error();
+    } else if (!(gx[iw] = wf__reduce_to(gw, &n->in_meta[iw]))) {
+        return wf_error();
     }
-    if (n->needs[iw] && !(gx[iw] = wf__reduce_to(gw, &n->in_meta[iw]))) return wf_error();
     if (nb && !(gx[ib] = wf__reduce_to(gb, &n->in_meta[ib]))) return wf_error();
     return 0;
 }
@@ -184,7 +186,7 @@ static int mlp_first_grads(wf_node *n, wf_tensor *dh, wf_tensor *db1, bool has_b
     if (n->needs[0] && !(gx[0] = wf_reshape(wf_matmul(dh2, w1), n->in_meta[0].shape, n->in_meta[0].ndim)))
         return wf_error();
     if (!db1) return linear_wgrad(n, 1, has_b1 ? 2 : -1, dh2, x2, w1, gx);
-    if (n->needs[1] && !(gx[1] = wf__reduce_to(wf_matmul(wf_t(dh2), x2), &n->in_meta[1]))) return wf_error();
+    if (n->needs[1] && !(gx[1] = wf__linear_weight_grad(n, 1, dh2, x2))) return wf_error();
     if (n->needs[2] && !(gx[2] = wf__reduce_to(db1, &n->in_meta[2]))) return wf_error();
     return 0;
 }
@@ -253,7 +255,10 @@ static wf_tensor *fused_mlp_body(wf_tensor *x, wf_tensor *w1, wf_tensor *b1, wf_
     if (y) {
         wf_tensor *ins[5] = { x, w1, b1, w2, b2 };
         wf_node *nd = wf__record("FusedMlpBackward", fused_mlp_backward, y, 5, ins);
-        if (nd) nd->i[0] = tanh, nd->i[1] = mode;
+        if (nd) {
+            nd->i[0] = tanh, nd->i[1] = mode;
+            nd->i[WF__WGRAD_F32_SLOT] = wf__wgrad_f32_bit(w1, 1) | wf__wgrad_f32_bit(w2, 3);
+        }
         y = wf__recorded(y, nd,
                          nd && wf__save(nd, x) >= 0 && wf__save(nd, w1) >= 0 && wf__save(nd, w2) >= 0 &&
                              wf__save(nd, h) >= 0 && (!b1 || wf__save(nd, b1) >= 0),

@@ -6,6 +6,43 @@
 #include "autograd_impl.h"
 #include "../tensor/ops_raw.h"
 
+#include <stdlib.h>
+
+/* ---------------------------------------------------------------- weight gradients in f32
+ * (autograd_impl.h says why) */
+
+static bool wgrad_f32_old(void) {
+    static int v = -1;
+    if (v < 0) {
+        const char *e = getenv("WEFT_WGRAD_F32_OLD");
+        v = e && *e == '1';
+    }
+    return v == 1;
+}
+
+int64_t wf__wgrad_f32_bit(const wf_tensor *w, int iw) {
+    if (!w || (w->dtype != WF_BF16 && w->dtype != WF_F16) || wgrad_f32_old()) return 0;
+    return wf__autocast_source_dtype(w) == WF_F32 ? (int64_t)1 << iw : 0;
+}
+
+wf_tensor *wf__linear_weight_grad(wf_node *n, int iw, wf_tensor *g2, wf_tensor *x2) {
+    const wf_meta *m = &n->in_meta[iw];
+    bool f32 = (n->i[WF__WGRAD_F32_SLOT] >> iw & 1) && g2->dtype == m->dtype && x2->dtype == m->dtype &&
+               wf_device_eq(g2->device, x2->device);
+    if (f32 && g2->device.type != WF_DEV_META) {   /* a backend without gemm_acc keeps the old path */
+        const wf_kernels *K = wf__kernels(g2->device);
+        f32 = K && K->gemm_acc;
+        if (!K) wf_clear_error();
+    }
+    if (!f32) return wf__reduce_to(wf_matmul(wf_t(g2), x2), m);
+    wf_tensor *gt = wf__permute_raw(g2, (int[]){ 1, 0 }, 2);   /* read transposed by the GEMM: no copy */
+    wf_tensor *gw = gt ? wf__matmul_f32_raw(gt, x2) : NULL;
+    if (!gw) return NULL;
+    wf_meta m32 = *m;
+    m32.dtype = gw->dtype;   /* keeps f32: only the shape is checked */
+    return wf__reduce_to(gw, &m32);
+}
+
 /* ---------------------------------------------------------------- backward */
 
 /* y = a @ b with a [..., m, k], b [..., k, n] (both at least 2-D, batch dims broadcast).
@@ -54,7 +91,7 @@ static int linear_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     }
     if (n->needs[1]) {
         wf_tensor *x2 = wf_reshape(x, WF_SHAPE(-1, in));
-        gx[1] = wf__reduce_to(wf_matmul(wf_t(g2), x2), &n->in_meta[1]);
+        gx[1] = x2 ? wf__linear_weight_grad(n, 1, g2, x2) : NULL;
         if (!gx[1]) return wf_error();
     }
     if (n->n_inputs > 2 && n->needs[2]) {
@@ -66,7 +103,10 @@ static int linear_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
 
 /* linear_backward, with the weight and bias gradients from one GEMM (bias gradient in its
  * epilogue) where the device offers gemm_epilogue (wf__linear_wgrad_fused_raw); otherwise,
- * or when it declines, the composed linear_backward. */
+ * or when it declines, the composed linear_backward. The fused GEMM writes the weight's
+ * dtype: a weight marked for an f32 gradient still takes it where the device fuses (CUDA, and
+ * the CPU for bf16 / f16; its gradient then cast by ToCopyBackward as before), since making the bias gradient by a
+ * separate sum to save that cast has not been measured (bench/NOTES.md). */
 static int linear_bias_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
     wf_tensor *x = wf__saved(n, 0), *w = wf__saved(n, 1), *g = gy[0];
     if (!x || !w) return wf_error();
@@ -131,6 +171,7 @@ static wf_tensor *wf_linear__body(wf_tensor *x, wf_tensor *w, wf_tensor *b) {
     if (!y) return NULL;
     wf_tensor *ins[3] = { x, w, b };
     wf_node *nd = wf__record("LinearBackward", b ? linear_bias_backward : linear_backward, y, b ? 3 : 2, ins);
+    if (nd) nd->i[WF__WGRAD_F32_SLOT] = wf__wgrad_f32_bit(w, 1);
     return wf__recorded(y, nd, nd && wf__save(nd, x) >= 0 && wf__save(nd, w) >= 0, b ? 3 : 2, ins);
 }
 

@@ -345,7 +345,8 @@ int wf__linear_wgrad_fused_raw(wf_tensor *g, wf_tensor *x, wf_tensor *w, wf_tens
                             dptr(*gb), g->device);
 }
 
-int wf__matmul_acc_raw_(const char *op, wf_tensor *c, wf_tensor *a, wf_tensor *b) {
+/* c = a @ b + beta * c through gemm_acc (beta 0: c only written), c f32 (f64 for f64) */
+static int matmul_wide(const char *op, wf_tensor *c, wf_tensor *a, wf_tensor *b, double beta) {
     if (wf__any_null(op, 3, c, a, b) || check_pair(op, a, b)) return wf_error();
     char s1[96], s2[96], s3[96];
     if (a->ndim != 2 || b->ndim != 2 || c->ndim != 2)
@@ -372,7 +373,7 @@ int wf__matmul_acc_raw_(const char *op, wf_tensor *c, wf_tensor *a, wf_tensor *b
     const wf_kernels *K = wf__kernels(c->device);
     if (!K) return wf_error();
     int rc = wf__need_kernel(K, op, WF_OPF_KERNEL, WF_K_GEMM_ACC, a->dtype, c->device);
-    if (rc || m == 0 || n == 0 || k == 0) return rc;
+    if (rc || m == 0 || n == 0 || (k == 0 && beta == 1)) return rc;
     mat_layout la, lb;
     wf_scope_begin();
     if (!layout_of(m, k, a->stride[0], a->stride[1], &la)) {
@@ -385,7 +386,36 @@ int wf__matmul_acc_raw_(const char *op, wf_tensor *c, wf_tensor *a, wf_tensor *b
         lb = (mat_layout){ false, max64(n, 1) };
         if (!b) rc = wf_error();
     }
-    if (!rc) rc = K->gemm_acc(a->dtype, la.trans, lb.trans, m, n, k, dptr(a), la.ld, dptr(b), lb.ld, dptr(c), lc.ld, c->device);
+    if (!rc)
+        rc = K->gemm_acc(a->dtype, la.trans, lb.trans, m, n, k, dptr(a), la.ld, dptr(b), lb.ld, beta, dptr(c), lc.ld,
+                         c->device);
     wf_scope_end();
     return rc;
+}
+
+int wf__matmul_acc_raw_(const char *op, wf_tensor *c, wf_tensor *a, wf_tensor *b) {
+    return matmul_wide(op, c, a, b, 1.0);
+}
+
+wf_tensor *wf__matmul_f32_raw(wf_tensor *a, wf_tensor *b) {
+    static const char *op = "wf__matmul_f32_raw";
+    if (wf__any_null(op, 2, a, b) || check_pair(op, a, b)) return NULL;
+    if (a->ndim != 2 || b->ndim != 2) {
+        char s1[96], s2[96];
+        wf__error(WF_ESHAPE, "%s: needs 2-D tensors, got %s @ %s", op, wf_shape_str(a, s1, sizeof s1),
+                  wf_shape_str(b, s2, sizeof s2));
+        return NULL;
+    }
+    if (a->shape[1] != b->shape[0]) {
+        inner_error(op, a, b, a->shape[1], b->shape[0]);
+        return NULL;
+    }
+    /* f32 for every half dtype (and f32 itself), f64 for f64: gemm_acc's accumulator */
+    wf_tensor *c = wf__empty(WF_SHAPE(a->shape[0], b->shape[1]), a->dtype == WF_F64 ? WF_F64 : WF_F32, a->device);
+    if (!c) return NULL;
+    if (matmul_wide(op, c, a, b, 0.0)) {
+        wf_tensor_free(c);
+        return NULL;
+    }
+    return c;
 }

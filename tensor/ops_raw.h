@@ -118,6 +118,12 @@ int wf__linear_wgrad_fused_raw(wf_tensor *g, wf_tensor *x, wf_tensor *w, wf_tens
  * device, the sum done in c's dtype (the gemm_acc kernel: a half product is never rounded to
  * half before it is added). 0 or a code naming op. */
 int wf__matmul_acc_raw_(const char *op, wf_tensor *c, wf_tensor *a, wf_tensor *b);
+/* a @ b written in f32 (f64 when a is f64), no autograd: a [m, k] and b [k, n] of one floating
+ * dtype (transposed views read as stored, as for wf__matmul_acc_raw_), the products summed in
+ * f32 and never rounded to a's dtype (the gemm_acc kernel with beta 0). A half-precision
+ * weight's gradient made in its f32 parameter's dtype: no bf16 product, no cast kernel after
+ * it. A new contiguous [m, n] tensor (the caller's scope owns it), or NULL naming the problem. */
+wf_tensor *wf__matmul_f32_raw(wf_tensor *a, wf_tensor *b);
 
 /* ---------------------------------------------------------------- tensor/ops_index.c
  * Index tensors are i64 or i32, their values checked on the host (PyTorch's semantics). */

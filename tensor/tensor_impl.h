@@ -425,12 +425,14 @@ typedef struct wf_kernels {
     int (*gemm_gelu)(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k, const void *A,
                      int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, void *aux, int64_t ldaux,
                      const void *bias, void *bgrad, bool backward, wf_device dev);
-    /* One row-major GEMM accumulated in a wider C: C[m,n] += op(A) @ op(B) (alpha 1, beta 1,
-     * no batch), A and B of dtype dt (lda, ldb as for gemm), C f32 (f64 when dt is f64) with
-     * leading dim ldc. The products are summed in f32 (f64) and added to C with no rounding to
-     * dt in between: a weight gradient summed over chunks of rows. k == 0 leaves C as it is. */
+    /* One row-major GEMM into a wider C: C[m,n] = op(A) @ op(B) + beta * C (alpha 1, no
+     * batch; beta 0 or 1), A and B of dtype dt (lda, ldb as for gemm), C f32 (f64 when dt is
+     * f64) with leading dim ldc. The products are summed in f32 (f64) and written (beta 0: C's
+     * old values never read, NaN included) or added (beta 1) with no rounding to dt in
+     * between: a weight gradient summed over chunks of rows, or a half-precision weight's
+     * gradient made straight in its f32 parameter's dtype. k == 0: C = beta * C. */
     int (*gemm_acc)(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
-                    const void *B, int64_t ldb, void *C, int64_t ldc, wf_device dev);
+                    const void *B, int64_t ldb, double beta, void *C, int64_t ldc, wf_device dev);
     /* Optional: adaptive average pooling of contiguous [N,C,H,W] into y's oh x ow with
      * unequal bins (PyTorch's start/end rule), and its backward (overwrites gx). */
     int (*adaptive_avg_pool2d)(wf_tensor *y, const wf_tensor *x);

@@ -54,10 +54,10 @@ int wf__cpu_gemm_epilogue(wf_dtype dt, bool transA, bool transB, int64_t m, int6
                           int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, const void *bias,
                           void *bgrad, wf_device dev);
 
-/* C (f32; f64 for f64) += op(A) @ op(B), A and B of dt (gemm.c): the gemm_acc contract in
- * tensor/tensor_impl.h */
+/* C (f32; f64 for f64) = op(A) @ op(B) + beta * C (beta 0 or 1), A and B of dt (gemm.c): the
+ * gemm_acc contract in tensor/tensor_impl.h */
 int wf__cpu_gemm_acc(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k, const void *A,
-                     int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, wf_device dev);
+                     int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc, wf_device dev);
 
 /* softmax (softmax.c) */
 int wf__cpu_softmax(wf_tensor *y, const wf_tensor *x, bool log, double scale, double out_scale, int64_t causal);

@@ -588,19 +588,22 @@ int wf__cpu_gemm_epilogue(wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n, i
     return rc;
 }
 
-/* ---------------------------------------------------------------- accumulated in f32
- * C (f32; f64 for f64) += op(A) @ op(B) (the gemm_acc contract in tensor/tensor_impl.h). f32
- * and f64 are the plain product with beta 1. Half operands are widened to f32 once and
- * multiplied straight into C: unlike gemm_half there is no f32 copy of C (C is already f32)
- * and no rounding of the product to bf16/f16 before it is added. */
+/* ---------------------------------------------------------------- written or accumulated in f32
+ * C (f32; f64 for f64) = op(A) @ op(B) + beta * C (the gemm_acc contract in
+ * tensor/tensor_impl.h). f32 and f64 are the plain product. Half operands are widened to f32
+ * once and multiplied straight into C: unlike gemm_half there is no f32 copy of C (C is
+ * already f32) and no rounding of the product to bf16/f16 before it is written or added. */
 int wf__cpu_gemm_acc(wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
-                     const void *B, int64_t ldb, void *C, int64_t ldc, wf_device dev) {
+                     const void *B, int64_t ldb, double beta, void *C, int64_t ldc, wf_device dev) {
     if (dt != WF_F32 && dt != WF_F64 && dt != WF_F16 && dt != WF_BF16)
         return wf__error(WF_EDTYPE, "gemm_acc (cpu): dtype %s is not supported (floating dtypes only)",
                          wf_dtype_name(dt));
-    if (m <= 0 || n <= 0 || k <= 0) return 0;
-    if (dt == WF_F32 || dt == WF_F64)
-        return wf__cpu_gemm(dt, tA, tB, m, n, k, 1.0, A, lda, 0, B, ldb, 0, 1.0, C, ldc, 0, 1, dev);
+    if (beta != 0 && beta != 1)
+        return wf__error(WF_EINVAL, "gemm_acc (cpu): beta must be 0 (overwrite) or 1 (accumulate), got %g", beta);
+    if (m <= 0 || n <= 0) return 0;
+    wf_dtype cdt = dt == WF_F64 ? WF_F64 : WF_F32;
+    if (k <= 0 || dt == WF_F32 || dt == WF_F64)   /* k == 0 too: gemm's C = beta * C */
+        return wf__cpu_gemm(cdt, tA, tB, m, n, k, 1.0, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1, dev);
     bool bf = dt == WF_BF16;
     int64_t ar = tA ? k : m, ac = tA ? m : k, br = tB ? n : k, bc = tB ? k : n;
     size_t na = (size_t)round_up(ar * ac, 16), bytes = (na + (size_t)(br * bc)) * sizeof(float);
@@ -611,7 +614,7 @@ int wf__cpu_gemm_acc(wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n, int64_
     float *fb = fa + na;
     half_to_f32(fa, A, ar, ac, lda, bf);
     half_to_f32(fb, B, br, bc, ldb, bf);
-    int rc = wf__cpu_gemm(WF_F32, tA, tB, m, n, k, 1.0, fa, ac, 0, fb, bc, 0, 1.0, C, ldc, 0, 1, dev);
+    int rc = wf__cpu_gemm(WF_F32, tA, tB, m, n, k, 1.0, fa, ac, 0, fb, bc, 0, beta, C, ldc, 0, 1, dev);
     wf__host_free(fa, bytes);
     return rc;
 }

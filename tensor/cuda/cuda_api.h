@@ -300,11 +300,11 @@ int wf__cuda_gemm_gelu(int dtype, int transA, int transB, int64_t m, int64_t n, 
                        const void *B, int64_t ldb, void *C, int64_t ldc, void *aux, int64_t ldaux, const void *bias,
                        void *bgrad, int backward, int dev);
 
-/* C (f32; f64 for f64) += op(A) @ op(B), A and B of dtype (f32, f64, f16, bf16), row-major as
- * for wf__cuda_gemm: the gemm_acc contract in tensor/tensor_impl.h. Half operands: cublasGemmEx
- * with a f32 C and f32 compute. */
+/* C (f32; f64 for f64) = op(A) @ op(B) + beta * C (beta 0 or 1), A and B of dtype (f32, f64,
+ * f16, bf16), row-major as for wf__cuda_gemm: the gemm_acc contract in tensor/tensor_impl.h.
+ * Half operands: cuBLASLt (or cublasGemmEx) with a f32 C and f32 compute. */
 int wf__cuda_gemm_acc(int dtype, int transA, int transB, int64_t m, int64_t n, int64_t k, const void *A,
-                      int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, int dev);
+                      int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc, int dev);
 
 /* ---------------------------------------------------------------- indexing, conv, pooling (cuda_index.cu,
  * cuda_conv.cu, cuda_pool.cu).

@@ -40,6 +40,7 @@ struct lt_key {
     int epi;                         /* 0, or LT_EPI_* (bias and aux pointers set per call) */
     int al_bias, al_aux;             /* the epilogue's vector and aux matrix: alignments the heuristic sees */
     int64_t ldaux;                   /* the GELU epilogues' aux matrix: leading dimension (elements) */
+    int c32;                         /* C and D f32 while A and B are f16 / bf16 (gemm_acc) */
 };
 #define LT_EPI_BIAS 1
 #define LT_EPI_BGRAD 2
@@ -130,7 +131,7 @@ static void lt_plan_build(dev_state *s, lt_plan *p, const lt_key *key, cudaDataT
     int64_t n = key->n, m = key->m, k = key->k;
     p->la = lt_layout(ty, opA == CUBLAS_OP_N ? n : k, opA == CUBLAS_OP_N ? k : n, key->ldb, key->batch, key->sb);
     p->lb = lt_layout(ty, opB == CUBLAS_OP_N ? k : m, opB == CUBLAS_OP_N ? m : k, key->lda, key->batch, key->sa);
-    p->lc = lt_layout(ty, n, m, key->ldc, key->batch, key->sc);
+    p->lc = lt_layout(key->c32 ? CUDA_R_32F : ty, n, m, key->ldc, key->batch, key->sc);
     if (!p->la || !p->lb || !p->lc) return;
     cublasLtMatmulPreference_t pref = NULL;
     if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) return;
@@ -188,7 +189,8 @@ static void lt_autotune(dev_state *s, lt_plan *p, cudaStream_t st, int es, cudaD
     if (cudaEventCreate(&e1) != cudaSuccess) { cudaEventDestroy(e0); cudaGetLastError(); return; }
     float best = 1e30f;
     int bi = -1;
-    for (int i = p->key.epi ? 0 : -1; i < p->ncand; i++) {  /* -1: cublasGemmStridedBatchedEx (no epilogue) */
+    /* -1: cublasGemmStridedBatchedEx (no epilogue, and C of the operands' type only) */
+    for (int i = p->key.epi || p->key.c32 ? 0 : -1; i < p->ncand; i++) {
         bool ok = true;
         for (int r = 0; r < 4 && ok; r++) {
             if (r == 1) cudaEventRecord(e0, st);
@@ -249,7 +251,8 @@ extern "C" int wf__cuda_lt(int dev, void **lt, void **ws, size_t *ws_bytes) {
 static int lt_gemm(int dev, cudaStream_t st, int dtype, cudaDataType_t ty, cublasComputeType_t ct, int ta, int tb,
                    int64_t m, int64_t n, int64_t k, float alpha, const void *A, int64_t lda, int64_t sA,
                    const void *B, int64_t ldb, int64_t sB, float beta, void *C, int64_t ldc, int64_t sC,
-                   int64_t batch, int epi = 0, void *biasp = NULL, void *auxp = NULL, int64_t ldaux = 0) {
+                   int64_t batch, int epi = 0, void *biasp = NULL, void *auxp = NULL, int64_t ldaux = 0,
+                   int c32 = 0) {
     dev_state *s = &wfc_dev[dev];
     if (batch > 1 && (sA == 0 || sB == 0 || sC == 0)) return 1;   /* broadcast batches */
     if (batch > 2147483647LL) return 1;
@@ -263,6 +266,7 @@ static int lt_gemm(int dev, cudaStream_t st, int dtype, cudaDataType_t ty, cubla
     if (batch > 1) { key.sa = sA; key.sb = sB; key.sc = sC; }
     key.al_a = wfc_ptr_align(A); key.al_b = wfc_ptr_align(B); key.al_c = wfc_ptr_align(C);
     key.epi = epi;
+    key.c32 = c32;
     if (epi && epi < LT_EPI_GELU_AUX) key.al_bias = wfc_ptr_align(biasp);
     if (epi >= LT_EPI_GELU_AUX_BIAS) { key.al_aux = wfc_ptr_align(auxp); key.ldaux = ldaux; }
     lt_plan *p = NULL;
@@ -542,13 +546,19 @@ extern "C" int wf__cuda_gemm_gelu(int dtype, int transA, int transB, int64_t m, 
     return wfc_check("gemm (cuBLASLt GELU epilogue)", dev);
 }
 
-/* C (f32; f64 for f64) += op(A) @ op(B): f32 and f64 are the plain GEMM with beta 1; f16 /
- * bf16 operands go through cublasGemmEx with a f32 C (Ctype 32F, compute 32F), so the
- * product is added to C in f32 without being rounded to the operands' dtype first. */
+/* C (f32; f64 for f64) = op(A) @ op(B) + beta * C, beta 0 or 1 (the gemm_acc contract): f32
+ * and f64 are the plain GEMM; f16 / bf16 operands write or add a f32 C (compute 32F), so the
+ * product is never rounded to the operands' dtype. cuBLASLt first, with a plan of its own (key
+ * c32: C and D f32) and, for beta 0 (a Linear's weight gradient in its f32 parameter's dtype),
+ * the same one-time autotune as wf__cuda_gemm; cublasGemmEx where Lt declines, for products
+ * past 2^33 (as wf__cuda_gemm) or under WEFT_NO_CUBLASLT. */
 extern "C" int wf__cuda_gemm_acc(int dtype, int transA, int transB, int64_t m, int64_t n, int64_t k, const void *A,
-                                 int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, int dev) {
+                                 int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc, int dev) {
+    if (beta != 0 && beta != 1)
+        return wfc_error(WF_EINVAL, "gemm_acc on cuda:%d: beta must be 0 (overwrite) or 1 (accumulate), got %g", dev,
+                         beta);
     if (dtype == WF_F32 || dtype == WF_F64)
-        return wf__cuda_gemm(dtype, transA, transB, m, n, k, 1.0, A, lda, 0, B, ldb, 0, 1.0, C, ldc, 0, 1, dev);
+        return wf__cuda_gemm(dtype, transA, transB, m, n, k, 1.0, A, lda, 0, B, ldb, 0, beta, C, ldc, 0, 1, dev);
     cudaDataType_t ty;
     switch (dtype) {
     case WF_F16: ty = CUDA_R_16F; break;
@@ -560,15 +570,26 @@ extern "C" int wf__cuda_gemm_acc(int dtype, int transA, int transB, int64_t m, i
     cudaStream_t st;
     int rc = wfc_begin(dev, "gemm_acc", &st);
     if (rc) return rc;
-    if (m <= 0 || n <= 0 || k <= 0) return 0;   /* C += nothing */
+    if (m <= 0 || n <= 0) return 0;
+    if (k <= 0) {   /* C = beta * C: nothing for 1, zeros for 0 */
+        if (beta == 1) return 0;
+        gemm_scale_kernel<<<wfc_blocks(m * n, 256, dev), 256, 0, st>>>((char *)C, WF_F32, m, n, ldc, 0, 1, 0.0);
+        return wfc_check("gemm_acc (k = 0)", dev);
+    }
     const int64_t IMAX = 2147483647;
     if (m > IMAX || n > IMAX || k > IMAX || lda > IMAX || ldb > IMAX || ldc > IMAX)
         return wfc_error(WF_ENOTSUP, "gemm_acc on cuda:%d: a dimension exceeds 2^31-1 (m=%lld n=%lld k=%lld)", dev,
                          (long long)m, (long long)n, (long long)k);
-    const float one = 1.0f;
+    const float one = 1.0f, bf = (float)beta;
+    static int no_lt = -1;
+    if (no_lt < 0) no_lt = getenv("WEFT_NO_CUBLASLT") != NULL;
+    if (!no_lt && (double)m * (double)n * (double)k <= 8589934592.0 &&
+        lt_gemm(dev, st, dtype, ty, CUBLAS_COMPUTE_32F, transA, transB, m, n, k, one, A, lda, 0, B, ldb, 0, bf, C, ldc,
+                0, 1, 0, NULL, NULL, 0, 1) == 0)
+        return wfc_check("gemm_acc (cuBLASLt)", dev);
     /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: operands swapped, as in ex_gemm */
     cublasStatus_t s = cublasGemmEx(wfc_dev[dev].blas, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N,
-                                    (int)n, (int)m, (int)k, &one, B, ty, (int)ldb, A, ty, (int)lda, &one, C, CUDA_R_32F,
+                                    (int)n, (int)m, (int)k, &one, B, ty, (int)ldb, A, ty, (int)lda, &bf, C, CUDA_R_32F,
                                     (int)ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS) {
         cudaError_t e = cudaGetLastError();

@@ -131,8 +131,8 @@ static int k_gemm_epilogue(wf_dtype dt, bool transA, bool transB, int64_t m, int
     return wf__cuda_gemm_epilogue((int)dt, transA, transB, m, n, k, A, lda, B, ldb, C, ldc, bias, bgrad, dev.index);
 }
 static int k_gemm_acc(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k, const void *A,
-                      int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, wf_device dev) {
-    return wf__cuda_gemm_acc((int)dt, transA, transB, m, n, k, A, lda, B, ldb, C, ldc, dev.index);
+                      int64_t lda, const void *B, int64_t ldb, double beta, void *C, int64_t ldc, wf_device dev) {
+    return wf__cuda_gemm_acc((int)dt, transA, transB, m, n, k, A, lda, B, ldb, beta, C, ldc, dev.index);
 }
 static int k_gemm_gelu(wf_dtype dt, bool transA, bool transB, int64_t m, int64_t n, int64_t k, const void *A,
                        int64_t lda, const void *B, int64_t ldb, void *C, int64_t ldc, void *aux, int64_t ldaux,

@@ -16,9 +16,9 @@
 static int gelu_calls, gelu_bwd_calls, xent_calls, xent_bwd_calls, gemm_acc_calls;
 
 static int counting_gemm_acc(wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
-                             const void *B, int64_t ldb, void *C, int64_t ldc, wf_device dev) {
+                             const void *B, int64_t ldb, double beta, void *C, int64_t ldc, wf_device dev) {
     gemm_acc_calls++;
-    return wf__cpu_kernels.gemm_acc(dt, tA, tB, m, n, k, A, lda, B, ldb, C, ldc, dev);
+    return wf__cpu_kernels.gemm_acc(dt, tA, tB, m, n, k, A, lda, B, ldb, beta, C, ldc, dev);
 }
 
 static double gelu_ref(double v, bool t) {

@@ -177,7 +177,7 @@ static int run_kernel_op(const wf_kernels *K, wf_kernel_op op, wf_dtype dt) {
         return K->gemm_epilogue(dt, false, false, 2, 2, 2, ap, 2, bp, 2, cp, 2, wf__host_ptr(bias), NULL, WF_CPU);
     case WF_K_GEMM_ACC: {   /* the accumulator is f32 (f64 for f64) */
         wf_tensor *acc = host(WF_SHAPE(2, 2), dt == WF_F64 ? WF_F64 : WF_F32, NULL);
-        return K->gemm_acc(dt, false, false, 2, 2, 2, ap, 2, bp, 2, wf__host_ptr(acc), 2, WF_CPU);
+        return K->gemm_acc(dt, false, false, 2, 2, 2, ap, 2, bp, 2, 1.0, wf__host_ptr(acc), 2, WF_CPU);
     }
     case WF_K_ADD_LAYER_NORM_FWD:
     case WF_K_ADD_LAYER_NORM_BWD: {   /* statistics f32 [rows] */
