@@ -14,7 +14,8 @@
  * (double-buffered with cp.async for D <= 64): recomputes P from the saved log-sum-exp,
  * dP = dO V^T, dS = P (dP - Delta) * scale with Delta = rowsum(dO O) (a small vectorized kernel
  * first, which also zeroes the f32 dQ buffer), accumulates dV = P^T dO and dK = dS^T Q in
- * registers and adds dQ = dS K into the f32 buffer with atomics (two floats per atomic on sm_90),
+ * registers and adds dQ = dS K into the f32 buffer with atomics (two floats per atomic on sm_90; four
+ * in the Hopper kernel, WEFT_SDPA_DQ_V2=1 for two),
  * converted to the output dtype at the end.
  *
  * Head dims up to 128 (padded to 64 or 128 in shared memory); sequence lengths of any size
@@ -107,6 +108,14 @@ static int sd_vec(const wf_cuda_view *v) {
     int64_t D = v->shape[3];
     return D % 8 == 0 && ((uintptr_t)v->data % 16) == 0 && v->stride[0] % 8 == 0 && v->stride[1] % 8 == 0 &&
            v->stride[2] % 8 == 0;
+}
+
+/* WEFT_SDPA_DQ_V2=1: the Hopper backward adds dQ with 8-byte atomics, as before the 16-byte
+ * ones (A/B timing) */
+static bool sd_dq_v2(void) {
+    static int v = -1;
+    if (v < 0) { const char *e = getenv("WEFT_SDPA_DQ_V2"); v = e && *e == '1'; }
+    return v == 1;
 }
 
 /* WEFT_SDPA_NOFULL=1: the general kernels also where D is 64 or 128 (A/B timing) */
@@ -210,6 +219,7 @@ extern "C" int wf__cuda_sdpa_backward(const wf_cuda_view *dq, const wf_cuda_view
          * their dQ accumulators (256 KB a head at D 64) stay in L2; with batch*head along x all
          * 50 MB were in flight and the kernel moved 1.2 GB through DRAM instead of 0.24 */
         a.tile_x = B * H <= 65535;
+        a.dq_v4 = !sd_dq_v2();
         dim3 grid = a.tile_x ? dim3(ntile, (unsigned)(B * H)) : dim3((unsigned)(B * H), ntile);
         /* the D == 128 specialization spills (registers are full there): D 64 only */
         bool full = a.D == 64 && !sd_nofull();

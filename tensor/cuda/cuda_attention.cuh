@@ -33,6 +33,7 @@ struct sdpa_args {
     int vec_o;       /* forward: output pairs stored as one 32-bit word */
     int vec_oin;     /* backward: delta kernel with 16-byte loads of dO and O (D a power of 2 >= 8) */
     int tile_x;      /* grid: tiles along x and batch*head along y (keeps each head's working set in L2) */
+    int dq_v4;       /* Hopper backward: dQ added with 16-byte atomics (off: WEFT_SDPA_DQ_V2=1, A/B timing) */
 };
 
 template <bool BF> __device__ __forceinline__ uint32_t sd_pack(float lo, float hi) {

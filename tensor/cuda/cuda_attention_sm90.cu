@@ -311,6 +311,22 @@ __global__ void __launch_bounds__(SD_THREADS, 3) sdpa_bwd_wg_kernel(sdpa_args a)
         for (int dt = 0; dt < 8; dt++) c[dt][0] = c[dt][1] = c[dt][2] = c[dt][3] = 0.f;
         auto dq_atomics = [&]() {
             const int r0 = q0 + rl0, r1 = q0 + rl1;
+#if SD_WG
+            if (a.dq_v4) {
+                /* 16-byte atomics: the lanes t and t^1 trade halves, so the even one holds four
+                 * consecutive floats of row r0 and the odd one four of row r1 (half the atomics) */
+                const bool odd = t & 1;
+                const int row = odd ? r1 : r0;
+#pragma unroll
+                for (int dt = 0; dt < 8; dt++) {
+                    float x0 = __shfl_xor_sync(0xffffffffu, odd ? c[dt][0] : c[dt][2], 1);
+                    float x1 = __shfl_xor_sync(0xffffffffu, odd ? c[dt][1] : c[dt][3], 1);
+                    float4 v = odd ? make_float4(x0, x1, c[dt][2], c[dt][3]) : make_float4(c[dt][0], c[dt][1], x0, x1);
+                    if (row < a.L) atomicAdd(reinterpret_cast<float4 *>(dqg + (int64_t)row * 64 + dt * 8 + 2 * (t & 2)), v);
+                }
+                return;
+            }
+#endif
 #pragma unroll
             for (int dt = 0; dt < 8; dt++) {
                 int col = dt * 8 + 2 * t;
