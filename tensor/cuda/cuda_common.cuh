@@ -57,14 +57,42 @@ static inline bool wfc_contig(const wf_cuda_view *v) {
     }
     return true;
 }
-/* The largest power of two (at most 256) that divides p's address: cuBLASLt's plans are
- * asked for this alignment (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*), since an algorithm the
- * heuristic chose for 256-byte operands is refused by cublasLtMatmul on less. */
 /* out[i] = sum over the k rows of A [k, m] (row pitch lda elements) of A[r][i], in f32, stored
  * in dt (f32 / bf16 / f16): 16-byte loads, deterministic (cuda_gemm.cu). 1 when the layout does
  * not fit (m a multiple of 16 bytes' elements, A and its pitch 16-byte aligned), else 0 or a
  * negative code. Linear's bias gradient and the column layout's sums (cuda_reduce.cu). */
 int wfc_colsum(int dt, const void *A, int64_t k, int64_t m, int64_t lda, void *out, int dev, cudaStream_t st);
+
+/* Column sums in two deterministic passes, shared by wfc_colsum and the kernels that sum the
+ * columns of what they write (gelu_backward_bias, cuda_elementwise.cu): a block of WFC_CS_TX
+ * columns (or 16-byte column vectors) x WFC_CS_TY row lanes sums one chunk of rows, each lane
+ * its rows in order into acc; wfc_colsum_lanes meets the lanes' sums in shared memory in lane
+ * order and writes the chunk's f32 row of partials (columns c0 .. c0 + W - 1 of ncols, at row
+ * blockIdx.y); wfc_colsum_finish (cuda_gemm.cu) adds each column's partials in chunk order and
+ * stores them in dt. No atomics: two calls give the same bits. */
+#define WFC_CS_TX 32
+#define WFC_CS_TY 8
+template <int W>
+__device__ __forceinline__ void wfc_colsum_lanes(float (*sm)[WFC_CS_TX][W], const float *acc, int64_t c0, int64_t ncols,
+                                                 float *partial) {
+#pragma unroll
+    for (int j = 0; j < W; j++) sm[threadIdx.y][threadIdx.x][j] = acc[j];
+    __syncthreads();
+    if (threadIdx.y == 0 && c0 < ncols) {
+        float *out = partial + (int64_t)blockIdx.y * ncols + c0;
+#pragma unroll
+        for (int j = 0; j < W; j++) {
+            float t = 0.f;
+            for (int y = 0; y < WFC_CS_TY; y++) t += sm[y][threadIdx.x][j];
+            out[j] = t;
+        }
+    }
+}
+int wfc_colsum_finish(const float *partial, int64_t chunks, int64_t m, void *out, int dt, int dev, cudaStream_t st);
+
+/* The largest power of two (at most 256) that divides p's address: cuBLASLt's plans are
+ * asked for this alignment (CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_*), since an algorithm the
+ * heuristic chose for 256-byte operands is refused by cublasLtMatmul on less. */
 
 static inline int wfc_ptr_align(const void *p) {
     uintptr_t u = (uintptr_t)p;

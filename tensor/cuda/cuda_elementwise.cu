@@ -961,17 +961,14 @@ extern "C" int wf__cuda_bias_gelu_backward(const wf_cuda_view *gx, const wf_cuda
  *
  * gx element by element is unary_grad<float> of the GELU ops, the function every unary
  * backward kernel above computes with, so gx has the bits of wf__cuda_unary_backward's. The
- * sums add gx's values as stored (rounded to the dtype), in f32, in a fixed order: block
- * (GB_TX, GB_TY) = GB_TX columns (16-byte vectors, or single elements on the generic path)
- * x GB_TY row lanes over one chunk of rows; each lane sums its rows in order, the lanes meet
- * in shared memory in order and write one f32 row of partials per chunk (a workspace from the
- * caching allocator); gelu_bias_finish adds each column's partials in chunk order and stores gb
- * in the dtype. The chunking depends on the shape and the device (SMs, the kernel's
+ * sums add gx's values as stored (rounded to the dtype), in f32, in a fixed order, in the two
+ * passes of wfc_colsum (cuda_common.cuh: wfc_colsum_lanes, wfc_colsum_finish), with blocks of
+ * WFC_CS_TX columns (16-byte vectors, or single elements on the generic path) x WFC_CS_TY row
+ * lanes over one chunk of rows and the partials in a workspace from the caching allocator. The
+ * chunking depends on the shape and the device (SMs, the kernel's
  * occupancy) only: two calls give the same bits (no atomics). The vector kernel issues GB_U
  * rows' loads before it converts any, so each thread has 2 x GB_U 16-byte loads in flight.
  * WEFT_GELU_NOVEC=1 forces the generic kernel. */
-#define GB_TX 32
-#define GB_TY 8
 #define GB_U 4
 
 template <bool TANH> __device__ __forceinline__ float gelu_bias_grad(float g, float x) {
@@ -982,32 +979,14 @@ __device__ __forceinline__ float round_as(float v, int dt) {
     return dt == WF_BF16 ? wfc_bf16_to_f(wfc_f_to_bf16(v)) : dt == WF_F16 ? wfc_h_to_f(wfc_f_to_h(v)) : v;
 }
 
-/* the lanes' sums acc[GB_TY][GB_TX][W] of this block, added over the lanes in order, as
- * partial row blockIdx.y, columns c0 .. c0 + W - 1 (c0 < ncols) */
-template <int W> __device__ __forceinline__ void gelu_bias_lanes(float (*sm)[GB_TX][W], const float *acc, int64_t c0,
-                                                                 int64_t ncols, float *partial) {
-#pragma unroll
-    for (int j = 0; j < W; j++) sm[threadIdx.y][threadIdx.x][j] = acc[j];
-    __syncthreads();
-    if (threadIdx.y == 0 && c0 < ncols) {
-        float *out = partial + (int64_t)blockIdx.y * ncols + c0;
-#pragma unroll
-        for (int j = 0; j < W; j++) {
-            float t = 0.f;
-            for (int y = 0; y < GB_TY; y++) t += sm[y][threadIdx.x][j];
-            out[j] = t;
-        }
-    }
-}
-
 template <int DT, bool TANH>
-__global__ void __launch_bounds__(GB_TX *GB_TY) gelu_bias_vec_kernel(char *__restrict__ gx, const char *__restrict__ gy,
+__global__ void __launch_bounds__(WFC_CS_TX *WFC_CS_TY) gelu_bias_vec_kernel(char *__restrict__ gx, const char *__restrict__ gy,
                                                                     const char *__restrict__ pre, int64_t rows,
                                                                     int nvec, int64_t rows_per_chunk,
                                                                     float *__restrict__ partial) {
     typedef wfc_vec16<DT> V;
-    __shared__ float sm[GB_TY][GB_TX][V::N];
-    int v = blockIdx.x * GB_TX + threadIdx.x;
+    __shared__ float sm[WFC_CS_TY][WFC_CS_TX][V::N];
+    int v = blockIdx.x * WFC_CS_TX + threadIdx.x;
     int64_t r0 = (int64_t)blockIdx.y * rows_per_chunk;
     int64_t r1 = r0 + rows_per_chunk < rows ? r0 + rows_per_chunk : rows;
     float acc[V::N];
@@ -1015,11 +994,11 @@ __global__ void __launch_bounds__(GB_TX *GB_TY) gelu_bias_vec_kernel(char *__res
     for (int j = 0; j < V::N; j++) acc[j] = 0.f;
     if (v < nvec) {
         int64_t r = r0 + threadIdx.y;
-        for (; r + (GB_U - 1) * GB_TY < r1; r += GB_U * GB_TY) {
+        for (; r + (GB_U - 1) * WFC_CS_TY < r1; r += GB_U * WFC_CS_TY) {
             typename V::raw graw[GB_U], praw[GB_U];
 #pragma unroll
             for (int u = 0; u < GB_U; u++) {
-                int64_t i = (r + u * GB_TY) * nvec + v;
+                int64_t i = (r + u * WFC_CS_TY) * nvec + v;
                 graw[u] = V::ldr(gy, i);
                 praw[u] = V::ldr(pre, i);
             }
@@ -1030,12 +1009,12 @@ __global__ void __launch_bounds__(GB_TX *GB_TY) gelu_bias_vec_kernel(char *__res
                 V::cvt(praw[u], x);
 #pragma unroll
                 for (int j = 0; j < V::N; j++) g[j] = gelu_bias_grad<TANH>(g[j], x[j]);
-                V::st(gx, (r + u * GB_TY) * nvec + v, g);
+                V::st(gx, (r + u * WFC_CS_TY) * nvec + v, g);
 #pragma unroll
                 for (int j = 0; j < V::N; j++) acc[j] += round_as(g[j], DT);
             }
         }
-        for (; r < r1; r += GB_TY) {
+        for (; r < r1; r += WFC_CS_TY) {
             float g[V::N], x[V::N];
             V::ld(gy, r * nvec + v, g);
             V::ld(pre, r * nvec + v, x);
@@ -1046,38 +1025,30 @@ __global__ void __launch_bounds__(GB_TX *GB_TY) gelu_bias_vec_kernel(char *__res
             for (int j = 0; j < V::N; j++) acc[j] += round_as(g[j], DT);
         }
     }
-    gelu_bias_lanes<V::N>(sm, acc, (int64_t)v * V::N, (int64_t)nvec * V::N, partial);
+    wfc_colsum_lanes<V::N>(sm, acc, (int64_t)v * V::N, (int64_t)nvec * V::N, partial);
 }
 
-/* any N and alignment: one column per thread (a warp reads GB_TX consecutive elements) */
+/* any N and alignment: one column per thread (a warp reads WFC_CS_TX consecutive elements) */
 template <bool TANH>
-__global__ void __launch_bounds__(GB_TX *GB_TY) gelu_bias_kernel(char *__restrict__ gx, const char *__restrict__ gy,
+__global__ void __launch_bounds__(WFC_CS_TX *WFC_CS_TY) gelu_bias_kernel(char *__restrict__ gx, const char *__restrict__ gy,
                                                                 const char *__restrict__ pre, int dt, int64_t rows,
                                                                 int64_t N, int64_t rows_per_chunk,
                                                                 float *__restrict__ partial) {
-    __shared__ float sm[GB_TY][GB_TX][1];
-    int64_t c = (int64_t)blockIdx.x * GB_TX + threadIdx.x;
+    __shared__ float sm[WFC_CS_TY][WFC_CS_TX][1];
+    int64_t c = (int64_t)blockIdx.x * WFC_CS_TX + threadIdx.x;
     int64_t r0 = (int64_t)blockIdx.y * rows_per_chunk;
     int64_t r1 = r0 + rows_per_chunk < rows ? r0 + rows_per_chunk : rows;
     int es = wfc_dtype_size(dt);
     float acc[1] = { 0.f };
     if (c < N) {
-        for (int64_t r = r0 + threadIdx.y; r < r1; r += GB_TY) {
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += WFC_CS_TY) {
             int64_t i = (r * N + c) * es;
             float o = gelu_bias_grad<TANH>(wfc_ld<float>(gy + i, dt), wfc_ld<float>(pre + i, dt));
             wfc_st<float>(gx + i, dt, o);
             acc[0] += round_as(o, dt);
         }
     }
-    gelu_bias_lanes<1>(sm, acc, c, N, partial);
-}
-
-__global__ void gelu_bias_finish(const float *partial, int64_t chunks, int64_t N, char *gb, int dt) {
-    for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < N; c += (int64_t)gridDim.x * blockDim.x) {
-        float t = 0.f;
-        for (int64_t ch = 0; ch < chunks; ch++) t += partial[ch * N + c];
-        wfc_st<float>(gb + c * wfc_dtype_size(dt), dt, t);
-    }
+    wfc_colsum_lanes<1>(sm, acc, c, N, partial);
 }
 
 typedef void (*gelu_bias_vec_fn)(char *, const char *, const char *, int64_t, int, int64_t, float *);
@@ -1093,12 +1064,12 @@ static gelu_bias_vec_fn gelu_bias_vec_pick(int dt, bool tf) {
  * GB_U rows; 65535 at most (grid y). */
 static int64_t gelu_bias_chunks(const void *fn, int64_t tiles, int64_t rows, int dev) {
     int per = 0;
-    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, fn, GB_TX * GB_TY, 0) != cudaSuccess || per < 1) {
+    if (cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per, fn, WFC_CS_TX * WFC_CS_TY, 0) != cudaSuccess || per < 1) {
         (void)cudaGetLastError();
         per = 4;
     }
     int64_t chunks = (int64_t)wfc_num_sms(dev) * per / tiles;
-    int64_t maxc = (rows + GB_U * GB_TY - 1) / (GB_U * GB_TY);
+    int64_t maxc = (rows + GB_U * WFC_CS_TY - 1) / (GB_U * WFC_CS_TY);
     if (chunks > maxc) chunks = maxc;
     if (chunks > 65535) chunks = 65535;
     return chunks < 1 ? 1 : chunks;
@@ -1119,9 +1090,9 @@ extern "C" int wf__cuda_gelu_backward_bias(const wf_cuda_view *gx, const wf_cuda
     if (!N) return 0;
     int64_t rows = n / N;
     int es = wfc_dtype_size(dt), w = 16 / es;
-    bool vec = !gelu_novec() && N % w == 0 && N / w <= INT32_MAX - GB_TX && !((uintptr_t)gx->data & 15) &&
+    bool vec = !gelu_novec() && N % w == 0 && N / w <= INT32_MAX - WFC_CS_TX && !((uintptr_t)gx->data & 15) &&
                !((uintptr_t)gy->data & 15) && !((uintptr_t)pre->data & 15);
-    int64_t tiles = ((vec ? N / w : N) + GB_TX - 1) / GB_TX;
+    int64_t tiles = ((vec ? N / w : N) + WFC_CS_TX - 1) / WFC_CS_TX;
     if (tiles > INT32_MAX)
         return wfc_error(WF_EINVAL, "gelu_backward_bias on cuda:%d: %lld columns", dev, (long long)N);
     bool tf = tanh_approx != 0;
@@ -1133,15 +1104,14 @@ extern "C" int wf__cuda_gelu_backward_bias(const wf_cuda_view *gx, const wf_cuda
     size_t pbytes = (size_t)chunks * (size_t)N * sizeof(float);
     float *partial = (float *)wf__cuda_alloc(dev, pbytes);
     if (!partial) return WF_ENOMEM;
-    dim3 grid((unsigned)tiles, (unsigned)chunks), block(GB_TX, GB_TY);
+    dim3 grid((unsigned)tiles, (unsigned)chunks), block(WFC_CS_TX, WFC_CS_TY);
     char *gxp = (char *)gx->data;
     const char *gyp = (const char *)gy->data, *pp = (const char *)pre->data;
     if (vec) vf<<<grid, block, 0, st>>>(gxp, gyp, pp, rows, (int)(N / w), rpc, partial);
     else gf<<<grid, block, 0, st>>>(gxp, gyp, pp, dt, rows, N, rpc, partial);
     rc = wfc_check("gelu_backward_bias kernel", dev);
     if (!rc) {
-        gelu_bias_finish<<<wfc_blocks(N, THREADS, dev), THREADS, 0, st>>>(partial, chunks, N, (char *)gb->data, dt);
-        rc = wfc_check("gelu_backward_bias kernel", dev);
+        rc = wfc_colsum_finish(partial, chunks, N, gb->data, dt, dev, st);
     }
     wf__cuda_free(dev, partial, pbytes);   /* stream-ordered: safe to reuse at once */
     return rc;

@@ -364,19 +364,17 @@ extern "C" int wf__cuda_gemm(int dtype, int transA, int transB, int64_t m, int64
  * the default stays the epilogue, and the choice is there to be measured on the GPU
  * (bench/NOTES.md). Deterministic: per-chunk partials summed in a fixed order, in f32.
  *
- * colsum_partial: block (CS_TX, CS_TY) = 32 column vectors of 16 bytes (one warp reads 512
+ * colsum_partial: block (WFC_CS_TX, WFC_CS_TY) = 32 column vectors of 16 bytes (one warp reads 512
  * contiguous bytes of a row) x 8 row lanes, over one chunk of rows; the 8 lanes' sums meet
  * in shared memory and one f32 row of partials per chunk is written. colsum_finish: each
  * column's partials in chunk order, stored in the bias dtype. */
-#define CS_TX 32
-#define CS_TY 8
 
 /* a: rows x (nvec vectors) with row pitch ld_bytes; partial: chunks x (nvec * N) floats */
 template <int DT> __global__ void colsum_partial(const char *a, int64_t rows, int64_t ld_bytes, int nvec,
                                                  int64_t rows_per_chunk, float *partial) {
     typedef wfc_vec16<DT> V;
-    __shared__ float sm[CS_TY][CS_TX][V::N];
-    int v = blockIdx.x * CS_TX + threadIdx.x;
+    __shared__ float sm[WFC_CS_TY][WFC_CS_TX][V::N];
+    int v = blockIdx.x * WFC_CS_TX + threadIdx.x;
     int64_t r0 = (int64_t)blockIdx.y * rows_per_chunk;
     int64_t r1 = r0 + rows_per_chunk < rows ? r0 + rows_per_chunk : rows;
     float acc[V::N];
@@ -385,25 +383,14 @@ template <int DT> __global__ void colsum_partial(const char *a, int64_t rows, in
     if (v < nvec) {
         const char *p = a + (int64_t)v * 16;
 #pragma unroll 4
-        for (int64_t r = r0 + threadIdx.y; r < r1; r += CS_TY) {
+        for (int64_t r = r0 + threadIdx.y; r < r1; r += WFC_CS_TY) {
             float x[V::N];
             V::ld(p + r * ld_bytes, 0, x);
 #pragma unroll
             for (int j = 0; j < V::N; j++) acc[j] += x[j];
         }
     }
-#pragma unroll
-    for (int j = 0; j < V::N; j++) sm[threadIdx.y][threadIdx.x][j] = acc[j];
-    __syncthreads();
-    if (threadIdx.y == 0 && v < nvec) {
-        float *out = partial + (int64_t)blockIdx.y * nvec * V::N + (int64_t)v * V::N;
-#pragma unroll
-        for (int j = 0; j < V::N; j++) {
-            float t = 0.f;
-            for (int y = 0; y < CS_TY; y++) t += sm[y][threadIdx.x][j];
-            out[j] = t;
-        }
-    }
+    wfc_colsum_lanes<V::N>(sm, acc, (int64_t)v * V::N, (int64_t)nvec * V::N, partial);
 }
 
 __global__ void colsum_finish(const float *partial, int64_t chunks, int64_t m, char *out, int dt) {
@@ -412,6 +399,11 @@ __global__ void colsum_finish(const float *partial, int64_t chunks, int64_t m, c
         for (int64_t ch = 0; ch < chunks; ch++) t += partial[ch * m + c];
         wfc_st<float>(out + c * wfc_dtype_size(dt), dt, t);
     }
+}
+
+int wfc_colsum_finish(const float *partial, int64_t chunks, int64_t m, void *out, int dt, int dev, cudaStream_t st) {
+    colsum_finish<<<wfc_blocks(m, 256, dev), 256, 0, st>>>(partial, chunks, m, (char *)out, dt);
+    return wfc_check("column sums (finish) kernel", dev);
 }
 
 static bool bgrad_colsum(void) {
@@ -426,11 +418,11 @@ static bool bgrad_colsum(void) {
 static int colsum_launch(int dt, const void *A, int64_t k, int64_t m, int64_t lda, void *out, int dev,
                          cudaStream_t st) {
     int es = wfc_dtype_size(dt), w = 16 / es;
-    if (m % w || ((uintptr_t)A & 15) || (lda * es) % 16 || m / w > 2147483647LL / CS_TX) return 1;
+    if (m % w || ((uintptr_t)A & 15) || (lda * es) % 16 || m / w > 2147483647LL / WFC_CS_TX) return 1;
     int nvec = (int)(m / w);
-    int64_t tiles = (nvec + CS_TX - 1) / CS_TX;
+    int64_t tiles = (nvec + WFC_CS_TX - 1) / WFC_CS_TX;
     /* enough blocks to fill the GPU (8 per SM), each row lane at least 4 rows */
-    int64_t chunks = ((int64_t)wfc_num_sms(dev) * 8 + tiles - 1) / tiles, maxc = (k + 4 * CS_TY - 1) / (4 * CS_TY);
+    int64_t chunks = ((int64_t)wfc_num_sms(dev) * 8 + tiles - 1) / tiles, maxc = (k + 4 * WFC_CS_TY - 1) / (4 * WFC_CS_TY);
     if (chunks > maxc) chunks = maxc;
     if (chunks > 65535) chunks = 65535;
     if (chunks < 1) chunks = 1;
@@ -439,15 +431,14 @@ static int colsum_launch(int dt, const void *A, int64_t k, int64_t m, int64_t ld
     size_t pbytes = (size_t)chunks * (size_t)m * sizeof(float);
     float *partial = (float *)wf__cuda_alloc(dev, pbytes);
     if (!partial) return WF_ENOMEM;
-    dim3 grid((unsigned)tiles, (unsigned)chunks), block(CS_TX, CS_TY);
+    dim3 grid((unsigned)tiles, (unsigned)chunks), block(WFC_CS_TX, WFC_CS_TY);
     const char *a = (const char *)A;
     if (dt == WF_BF16) colsum_partial<WF_BF16><<<grid, block, 0, st>>>(a, k, lda * es, nvec, rpc, partial);
     else if (dt == WF_F16) colsum_partial<WF_F16><<<grid, block, 0, st>>>(a, k, lda * es, nvec, rpc, partial);
     else colsum_partial<WF_F32><<<grid, block, 0, st>>>(a, k, lda * es, nvec, rpc, partial);
     int rc = wfc_check("bias gradient (column sums) kernel", dev);
     if (!rc) {
-        colsum_finish<<<wfc_blocks(m, 256, dev), 256, 0, st>>>(partial, chunks, m, (char *)out, dt);
-        rc = wfc_check("bias gradient (column sums) kernel", dev);
+        rc = wfc_colsum_finish(partial, chunks, m, out, dt, dev, st);
     }
     wf__cuda_free(dev, partial, pbytes);   /* stream-ordered: safe to reuse at once */
     return rc;

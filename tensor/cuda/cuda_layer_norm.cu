@@ -699,12 +699,9 @@ extern "C" int wf__cuda_add_layer_norm_forward(const wf_cuda_view *y, const wf_c
     return ln_forward(y, s, mean, rstd, x, r, r_bias, weight, bias, eps, dev);
 }
 
-/* r_bias's gradient grb as the column sums of the g that the backward kernel wrote (a.gx, else
- * a.gr): for the backwards other than lnf_bwd1_kernel, which sums it itself */
-static int ln_rbias_colsum(const ln_args &a, const wf_cuda_view *grb, int dev, cudaStream_t st) {
-    const char *g = a.gx ? a.gx : a.gr;
-    int gdt = a.gx ? a.gxdt : a.grdt;
-    bool f64 = gdt == WF_F64 || grb->dtype == WF_F64;
+/* chunks of rows for the general backward's column sums (weight, bias, r_bias): about 2048
+ * threads an SM over a.D columns, each chunk at least 16 rows */
+static int64_t ln_col_chunks(const ln_args &a, int dev) {
     int64_t target = (int64_t)wfc_num_sms(dev) * 2048, chunks = 1;
     if (a.D < target) {
         chunks = (target + a.D - 1) / a.D;
@@ -712,6 +709,16 @@ static int ln_rbias_colsum(const ln_args &a, const wf_cuda_view *grb, int dev, c
         if (chunks > maxc) chunks = maxc;
         if (chunks < 1) chunks = 1;
     }
+    return chunks;
+}
+
+/* r_bias's gradient grb as the column sums of the g that the backward kernel wrote (a.gx, else
+ * a.gr): for the backwards other than lnf_bwd1_kernel, which sums it itself */
+static int ln_rbias_colsum(const ln_args &a, const wf_cuda_view *grb, int dev, cudaStream_t st) {
+    const char *g = a.gx ? a.gx : a.gr;
+    int gdt = a.gx ? a.gxdt : a.grdt;
+    bool f64 = gdt == WF_F64 || grb->dtype == WF_F64;
+    int64_t chunks = ln_col_chunks(a, dev);
     size_t pbytes = (size_t)(chunks * a.D) * (f64 ? 8 : 4);
     char *p = (char *)wf__cuda_alloc(dev, pbytes);
     if (!p) return WF_ENOMEM;
@@ -831,13 +838,7 @@ static int ln_backward(const wf_cuda_view *gx, const wf_cuda_view *gr, const wf_
         if (rc) return rc;
     }
     if (!gweight && !gbias) return 0;
-    int64_t target = (int64_t)wfc_num_sms(dev) * 2048, chunks = 1;
-    if (a.D < target) {
-        chunks = (target + a.D - 1) / a.D;
-        int64_t maxc = (a.rows + 15) / 16;
-        if (chunks > maxc) chunks = maxc;
-        if (chunks < 1) chunks = 1;
-    }
+    int64_t chunks = ln_col_chunks(a, dev);
     size_t es = f64 ? 8 : 4, pbytes = (size_t)(chunks * a.D) * es;
     char *pw = (char *)wf__cuda_alloc(dev, 2 * pbytes);
     if (!pw) return WF_ENOMEM;
