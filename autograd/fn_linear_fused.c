@@ -366,7 +366,13 @@ static int linear_xent_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
     }
     if (rc) return rc;
     if (dh) gx[0] = dh;
-    if (dw && !(gx[1] = wf__reduce_to(dw, &n->in_meta[1]))) return wf_error();
+    if (dw) {
+        /* the weight is autocast's copy of an f32 parameter: dw, which the GEMM summed in f32,
+         * is that parameter's gradient as it stands (no round trip through the copy's dtype) */
+        wf_meta mw = n->in_meta[1];
+        if ((n->i[WF__WGRAD_F32_SLOT] >> 1 & 1) && dw->dtype == WF_F32) mw.dtype = WF_F32;
+        if (!(gx[1] = wf__reduce_to(dw, &mw))) return wf_error();
+    }
     if (db && !(gx[2] = wf__reduce_to(wf_reshape(db, WF_SHAPE(V)), &n->in_meta[2]))) return wf_error();
     return 0;
 }
@@ -405,6 +411,7 @@ wf_tensor *wf__linear_cross_entropy(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf
         wf_node *nd = wf__record("LinearCrossEntropyBackward", linear_xent_backward, y, 3, ins);
         if (nd) {
             nd->i[0] = ign, nd->i[1] = reduction, nd->i[2] = chunk, nd->i[3] = b != NULL;
+            nd->i[WF__WGRAD_F32_SLOT] = wf__wgrad_f32_bit(w, 1);
             nd->f[0] = ls;
         }
         y = wf__recorded(y, nd,

@@ -172,6 +172,37 @@ START_TEST(linear_weight_grad_is_f32) {
 }
 END_TEST
 
+/* wf_linear_cross_entropy (an LM head's tied weight) under CPU bf16 autocast: its weight
+ * gradient, summed over the chunks by the GEMM in f32, comes back as the f32 parameter's
+ * gradient as it stands (new mode) or rounded to the copy's bf16 and cast back (old mode);
+ * either way near the gradient of the same loss without autocast */
+START_TEST(lm_head_weight_grad_is_f32) {
+    enum { N = 12, C = 40, V = 50 };
+    wf_scope_begin();
+    wf_tensor *h = randn_on(N, C, WF_F32, 21, WF_CPU), *w0 = randn_on(V, C, WF_F32, 22, WF_CPU);
+    wf_manual_seed(23);
+    wf_tensor *t = wf_randint(0, V, WF_SHAPE(N), WF_I64);
+    wf_tensor *gw[2] = { NULL, NULL };
+    for (int ac = 0; ac < 2; ac++) {   /* 0: bf16 autocast, 1: f32 */
+        wf_tensor *w = tt_leaf_on(w0, WF_CPU);
+        if (!ac) ck_assert_int_eq(wf_autocast_begin(WF_DEV_CPU, WF_BF16), 0);
+        wf_tensor *loss = wf_linear_cross_entropy(h, w, NULL, t, NULL, 5);   /* 3 chunks */
+        if (!ac) ck_assert_int_eq(wf_autocast_end(), 0);
+        ck_assert_msg(loss != NULL, "%s", wf_error_message());
+        ck_assert_int_eq(wf_backward(loss, NULL, false), 0);
+        gw[ac] = wf_grad(w);
+        ck_assert_ptr_nonnull(gw[ac]);
+    }
+    assert_rounding_of_mode(gw[0]);
+    double *a = values_of(gw[0]), *b = values_of(gw[1]), big = 0;
+    for (int i = 0; i < V * C; i++) big = fmax(big, fabs(b[i]));
+    for (int i = 0; i < V * C; i++)   /* bf16 operands: a few bf16 steps of the largest value */
+        ck_assert_msg(fabs(a[i] - b[i]) <= 0x1p-5 * big, "[%d] %.9g vs %.9g (largest %.3g)", i, a[i], b[i], big);
+    free(a), free(b);
+    wf_scope_end();
+}
+END_TEST
+
 /* A Linear with a bias on the CPU: its weight and bias gradients come from one GEMM with the
  * BGRAD epilogue in the weight's dtype, kept as it was (bf16 values) in both modes */
 START_TEST(linear_bias_fused_bgrad_is_kept) {
@@ -388,6 +419,7 @@ int main(void) {
     Suite *s = suite_create(old_mode() ? "wgrad_f32 (WEFT_WGRAD_F32_OLD=1)" : "wgrad_f32");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, linear_weight_grad_is_f32);
+    tcase_add_test(tc, lm_head_weight_grad_is_f32);
     tcase_add_test(tc, linear_bias_fused_bgrad_is_kept);
     tcase_add_test(tc, fewer_casts_per_weight);
     tcase_add_test(tc, fused_weight_grads_match_f32);
