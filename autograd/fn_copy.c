@@ -60,6 +60,7 @@ wf_tensor *wf_to_dtype(wf_tensor *t, wf_dtype dt) {
     return y;
 }
 
+#ifndef WEFT_MINIMAL   /* its one caller, fn_matmul.c's f32 weight gradients, is not in that preset */
 wf_dtype wf__autocast_source_dtype(const wf_tensor *t) {
     if (!t) return WF_DTYPE_DEFAULT;
     const wf_node *n = t->grad_fn;
@@ -67,6 +68,7 @@ wf_dtype wf__autocast_source_dtype(const wf_tensor *t) {
     wf_dtype src = n->in_meta[0].dtype;
     return wf_dtype_is_floating(src) && wf_dtype_size(src) > wf_dtype_size(t->dtype) ? src : t->dtype;
 }
+#endif
 
 bool wf__adopt_cast(wf_tensor *y, wf_tensor *t) {
     if (!wf_dtype_is_floating(y->dtype)) return true;   /* as wf_to_dtype: no history */

@@ -11,6 +11,17 @@
 /* ---------------------------------------------------------------- weight gradients in f32
  * (autograd_impl.h says why) */
 
+#ifdef WEFT_MINIMAL
+/* the embedded preset keeps the bf16 product and its cast (its size budget; autocast there is
+ * rare and composes through f32 anyway): the same gradients PyTorch's autocast gives */
+int64_t wf__wgrad_f32_bit(const wf_tensor *w, int iw) {
+    (void)w, (void)iw;
+    return 0;
+}
+wf_tensor *wf__linear_weight_grad(wf_node *n, int iw, wf_tensor *g2, wf_tensor *x2) {
+    return wf__reduce_to(wf_matmul(wf_t(g2), x2), &n->in_meta[iw]);
+}
+#else
 static bool wgrad_f32_old(void) {
     static int v = -1;
     if (v < 0) {
@@ -42,6 +53,7 @@ wf_tensor *wf__linear_weight_grad(wf_node *n, int iw, wf_tensor *g2, wf_tensor *
     m32.dtype = gw->dtype;   /* keeps f32: only the shape is checked */
     return wf__reduce_to(gw, &m32);
 }
+#endif
 
 /* ---------------------------------------------------------------- backward */
 
