@@ -52,6 +52,26 @@ static int gelu_grads_with_bias(wf_tensor *gy, wf_tensor *pre, bool tanh, wf_ten
 
 /* ================================================================ linear + gelu */
 
+/* a Linear's weight and bias gradients from g2 [rows, out] and its input x2 [rows, in] (inputs
+ * iw and ib of the node; ib < 0: no bias). gb: the bias gradient when a kernel already made it
+ * (gelu_backward_bias), so the weight's is a plain GEMM; else one GEMM with the BGRAD epilogue
+ * where the device has it, or the two products (the weight's in f32 if the node marked it) */
+static int linear_wgrad(wf_node *n, int iw, int ib, wf_tensor *g2, wf_tensor *x2, wf_tensor *w, wf_tensor *gb,
+                        wf_tensor **gx) {
+    bool nb = ib >= 0 && n->needs[ib];
+    wf_tensor *gw = NULL;
+    int r = gb ? 1 : n->needs[iw] && nb ? wf__linear_wgrad_fused_raw(g2, x2, w, &gw, &gb) : 1;
+    if (r < 0) return r;
+    if (r > 0) {
+        if (n->needs[iw] && !(gx[iw] = wf__linear_weight_grad(n, iw, g2, x2))) return wf_error();
+        if (nb && !gb && !(gb = wf_sum(g2, WF_DIMS(0), false))) return wf_error();
+    } else if (!(gx[iw] = wf__reduce_to(gw, &n->in_meta[iw]))) {
+        return wf_error();
+    }
+    if (nb && !(gx[ib] = wf__reduce_to(gb, &n->in_meta[ib]))) return wf_error();
+    return 0;
+}
+
 /* inputs x, w, b; saved x, w, pre, then b if any. n->i[0] = tanh form; n->i[1] = 0: pre = x @
  * w^T without the bias (the bias + GELU kernel's input), 1: pre = the GELU's whole input, as
  * the GEMM's GELU epilogue saved it (aux, with the bias) */
@@ -61,7 +81,7 @@ static int linear_gelu_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
     if (!x || !w || !pre || (n->n_saved > 3 && !b)) return wf_error();
     int64_t out = w->shape[0], in = w->shape[1];
     bool nb = b && n->needs[2];
-    wf_tensor *gp = NULL, *gw = NULL, *gb = NULL;
+    wf_tensor *gp = NULL, *gb = NULL;
     /* pre with the bias: the GELU's backward sums the bias gradient as it goes, and the weight
      * gradient below is then a plain GEMM */
     int r = n->i[1] && nb ? gelu_grads_with_bias(gy[0], pre, n->i[0] != 0, &gp, &gb) : 1;
@@ -75,20 +95,7 @@ static int linear_gelu_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
         gx[0] = wf_reshape(wf_matmul(g2, w), n->in_meta[0].shape, n->in_meta[0].ndim);
         if (!gx[0]) return wf_error();
     }
-    if (gb) {   /* the bias gradient is made: no BGRAD epilogue (it would sum g2 again) */
-        if (n->needs[1] && !(gx[1] = wf__linear_weight_grad(n, 1, g2, x2))) return wf_error();
-        return (gx[2] = wf__reduce_to(gb, &n->in_meta[2])) ? 0 : wf_error();
-    }
-    r = n->needs[1] && nb ? wf__linear_wgrad_fused_raw(g2, x2, w, &gw, &gb) : 1;
-    if (r < 0) return r;
-    if (r > 0) {   /* no fused weight gradient here: the two products (the weight's in f32 if marked) */
-        if (n->needs[1] && !(gx[1] = wf__linear_weight_grad(n, 1, g2, x2))) return wf_error();
-        if (nb && !(gb = wf_sum(g2, WF_DIMS(0), false))) return wf_error();
-    } else if (!(gx[1] = wf__reduce_to(gw, &n->in_meta[1]))) {
-        return wf_error();
-    }
-    if (nb && !(gx[2] = wf__reduce_to(gb, &n->in_meta[2]))) return wf_error();
-    return 0;
+    return linear_wgrad(n, 1, b ? 2 : -1, g2, x2, w, gb, gx);
 }
 
 /* y's node: saves x, w, pre, b (see linear_gelu_backward) */
@@ -161,22 +168,6 @@ static wf_tensor *mlp_gelu(wf_node *n, wf_tensor *h, wf_tensor *b1) {
     return wf__unary_raw("wf_fused_mlp", tanh ? WF_U_GELU_TANH : WF_U_GELU, h, 0, 0);
 }
 
-/* a Linear's weight and bias gradients from g2 [rows, out] and its input x2 [rows, in] */
-static int linear_wgrad(wf_node *n, int iw, int ib, wf_tensor *g2, wf_tensor *x2, wf_tensor *w, wf_tensor **gx) {
-    bool nb = ib >= 0 && n->needs[ib];
-    wf_tensor *gw = NULL, *gb = NULL;
-    int r = n->needs[iw] && nb ? wf__linear_wgrad_fused_raw(g2, x2, w, &gw, &gb) : 1;
-    if (r < 0) return r;
-    if (r > 0) {   /* the two products, the weight's in f32 if the node marked it */
-        if (n->needs[iw] && !(gx[iw] = wf__linear_weight_grad(n, iw, g2, x2))) return wf_error();
-        if (nb && !(gb = wf_sum(g2, WF_DIMS(0), false))) return wf_error();
-    } else if (!(gx[iw] = wf__reduce_to(gw, &n->in_meta[iw]))) {
-        return wf_error();
-    }
-    if (nb && !(gx[ib] = wf__reduce_to(gb, &n->in_meta[ib]))) return wf_error();
-    return 0;
-}
-
 /* the first Linear's gradients from dh [rows, hid] (and db1 when the GEMM made it) */
 static int mlp_first_grads(wf_node *n, wf_tensor *dh, wf_tensor *db1, bool has_b1, wf_tensor *x, wf_tensor *w1,
                            wf_tensor **gx) {
@@ -185,10 +176,7 @@ static int mlp_first_grads(wf_node *n, wf_tensor *dh, wf_tensor *db1, bool has_b
     if (!dh2 || !x2) return wf_error();
     if (n->needs[0] && !(gx[0] = wf_reshape(wf_matmul(dh2, w1), n->in_meta[0].shape, n->in_meta[0].ndim)))
         return wf_error();
-    if (!db1) return linear_wgrad(n, 1, has_b1 ? 2 : -1, dh2, x2, w1, gx);
-    if (n->needs[1] && !(gx[1] = wf__linear_weight_grad(n, 1, dh2, x2))) return wf_error();
-    if (n->needs[2] && !(gx[2] = wf__reduce_to(db1, &n->in_meta[2]))) return wf_error();
-    return 0;
+    return linear_wgrad(n, 1, has_b1 || db1 ? 2 : -1, dh2, x2, w1, db1, gx);
 }
 
 /* inputs x, w1, b1, w2, b2 (a missing bias: a NULL input); saved x, w1, w2, h, then b1 if any */
@@ -200,7 +188,7 @@ static int fused_mlp_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) 
     wf_tensor *gy2 = wf_reshape(gy[0], WF_SHAPE(-1, out));
     wf_tensor *g2 = wf_reshape(mlp_gelu(n, h, b1), WF_SHAPE(-1, hid));   /* recomputed */
     if (!gy2 || !g2) return wf_error();
-    int rc = linear_wgrad(n, 3, 4, gy2, g2, w2, gx);
+    int rc = linear_wgrad(n, 3, 4, gy2, g2, w2, NULL, gx);
     if (rc) return rc;
     if (n->i[1] == MLP_EPILOGUE) {   /* dh = (gy2 @ w2) * gelu'(h) and db1 in one GEMM */
         wf_tensor *dh = NULL, *db1 = NULL;

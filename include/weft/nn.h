@@ -388,7 +388,8 @@ wf_module *wf_causal_self_attention_new(int64_t n_embd, int64_t n_head, bool bia
  * forward, except that m's own hooks do not run. WF_EINVAL (named) when m is not a
  * CausalSelfAttention, when its c_proj is not a plain Linear (replaced, hooked or
  * checkpointed), or when m trains with dropout > 0 (resid_dropout sits between c_proj's bias
- * and the add): run wf_module_forward then.
+ * and the add): run wf_module_forward then. The result belongs to the caller's scope like any
+ * result; NULL on error, with *proj_bias NULL.
  *
  *     wf_tensor *pb = NULL, *a = wf_causal_self_attention_forward_without_proj_bias(attn, h, &pb);
  *     wf_tensor *h2 = wf_add_bias_layer_norm(x, a, pb, WF_SHAPE(768), w, b, 1e-5, &x, WF_DTYPE_DEFAULT);
