@@ -3,8 +3,14 @@
  * bench/peer_train_step.py with the same arguments; bench/run_train_step.sh runs both.
  *
  *   bench_train_step --model mlp|cnn [--batch 64] [--steps 200] [--device cpu|cuda] [--probe 1]
- *                    [--cuda-graphs 0|1]
- * Last line: {"impl":"weft","model":"mlp","device":"cpu","batch":64,"step_ms":...}
+ *                    [--cuda-graphs 0|1] [--threads N]
+ * Last line: {"impl":"weft","model":"mlp","device":"cpu","batch":64,"step_ms":...,"step_p50_ms":...}
+ *
+ * --threads N calls wf_set_num_threads(N) first; 0 (the default) keeps the library's default
+ * (OMP_NUM_THREADS, else the cores the process may use). An unknown option is an error: until
+ * 2026-12-07 this program ignored them, and two sessions' "--threads 1" runs were default runs
+ * (bench/NOTES.md, "the 2-vCPU tail was two default runs"). step_p50/p90/p99/max_ms are the
+ * timed steps' own times, sorted: they tell a run slow throughout from one that stalled.
  *
  * --cuda-graphs 1 (--device cuda only; default 0, eager): after GRAPH_WARMUP eager steps, one
  * whole step (zero_grad, forward, cross-entropy, backward, the fused Adam step) is captured
@@ -111,10 +117,16 @@ static int train_step(wf_module *m, wf_optimizer *opt, wf_tensor *x, wf_tensor *
     return rc;
 }
 
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return (x > y) - (x < y);
+}
+
 int main(int argc, char **argv) {
     const char *model = "mlp", *device = "cpu";
     int64_t batch = 64;
     int steps = 200;
+    int threads = 0;
     bool probe = false, graphs = false;
     for (int i = 1; i + 1 < argc; i += 2) {
         if (!strcmp(argv[i], "--model")) model = argv[i + 1];
@@ -123,7 +135,19 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "--device")) device = argv[i + 1];
         else if (!strcmp(argv[i], "--probe")) probe = atoi(argv[i + 1]) != 0;
         else if (!strcmp(argv[i], "--cuda-graphs")) graphs = atoi(argv[i + 1]) != 0;
+        else if (!strcmp(argv[i], "--threads")) threads = atoi(argv[i + 1]);
+        else {
+            fprintf(stderr, "error: unknown option %s (see the comment at the top of bench_train_step.c)\n", argv[i]);
+            return 1;
+        }
     }
+    if (argc % 2 == 0) { fprintf(stderr, "error: option %s has no value\n", argv[argc - 1]); return 1; }
+    /* 0 (the default): the library's own default, OMP_NUM_THREADS or the cores it may use */
+    if (threads < 0 || (threads > 0 && wf_set_num_threads(threads))) {
+        fprintf(stderr, "error: --threads %d: %s\n", threads, threads < 0 ? "need 0 (default) or more" : wf_error_message());
+        return 1;
+    }
+    if (steps < 1) { fprintf(stderr, "error: --steps %d: need at least 1\n", steps); return 1; }
     bool cnn = !strcmp(model, "cnn");
     wf_device dev;
     if (wf_device_parse(device, &dev) || !wf_zeros_on(WF_SHAPE(1), WF_F32, dev)) {
@@ -149,11 +173,16 @@ int main(int argc, char **argv) {
     double t0 = 0, last = 0, phase[3] = { 0, 0, 0 };
     wf_tensor *loss = NULL;   /* the last step's loss (with graphs: the captured one, every replay's) */
     wf_cuda_graph *graph = NULL;
+    /* each timed step's own time (host clock; on CUDA the launches only), for the tail: a run's
+     * mean hides whether it was slow throughout or stalled a few times */
+    double *step_s = calloc((size_t)(steps > 0 ? steps : 1), sizeof *step_s), ts = 0;
+    if (!step_s) { fprintf(stderr, "error: out of memory for %d step times\n", steps); return 1; }
     for (int s = 0; s < warm + steps; s++) {
         if (s == warm) {
             if (dev.type == WF_DEV_CUDA) wf_cuda_synchronize(dev.index);
             t0 = bench_now();
         }
+        if (s >= warm) ts = bench_now();
         int rc = 0;
         if (graphs && s >= GRAPH_WARMUP) {
             if (!graph) {   /* capture one step (nothing runs), then replay it at once */
@@ -172,6 +201,7 @@ int main(int argc, char **argv) {
         }
         if (rc) { fprintf(stderr, "error: %s\n", wf_error_message()); return 1; }
         if (s == warm + steps - 1) last = wf_item(loss);
+        if (s >= warm) step_s[s - warm] = bench_now() - ts;
     }
     if (dev.type == WF_DEV_CUDA) wf_cuda_synchronize(dev.index);
     double ms = 1000.0 * (bench_now() - t0) / steps;
@@ -180,6 +210,11 @@ int main(int argc, char **argv) {
            "\"forward_ms\":%.4f,\"backward_ms\":%.4f,\"optimizer_ms\":%.4f,\"cuda_graphs\":%d",
            model, device, (long long)batch, ms, last, 1000 * phase[0] / steps, 1000 * phase[1] / steps,
            1000 * phase[2] / steps, graphs);
+    qsort(step_s, (size_t)steps, sizeof *step_s, cmp_double);
+    printf(",\"step_p50_ms\":%.4f,\"step_p90_ms\":%.4f,\"step_p99_ms\":%.4f,\"step_max_ms\":%.4f",
+           1000 * step_s[steps / 2], 1000 * step_s[steps * 9 / 10], 1000 * step_s[steps * 99 / 100],
+           1000 * step_s[steps - 1]);
+    free(step_s);
     if (probe) print_probe();
     printf("}\n");
     wf_tensor_free(loss);
