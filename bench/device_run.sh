@@ -13,7 +13,7 @@ ninja -C build-gpu >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.l
 echo "== build ok"
 # the op harness (tests/ops/test_ops.c): every public op on the CPU and CUDA, with gradients
 cc -std=c11 -O1 -fopenmp -I include -I build-gpu -I . tests/ops/test_ops.c tests/ops/op_table.c tests/ops/op_expect.c \
-   build-gpu/libweft.a -L/usr/local/cuda/lib64 -lcudart -lcublas -lcublasLt -lopenblas -lgomp -lz -lm -lpthread -lstdc++ \
+   build-gpu/libweft.a -L/usr/local/cuda/lib64 -lcudart -ldl -lopenblas -lgomp -lz -lm -lpthread -lstdc++ \
    -o /tmp/test_ops 2>&1 | tail -5
 echo "== test_ops"; timeout 300 /tmp/test_ops > "$OUT/test_ops.log" 2>&1; echo "rc=$?"; grep -E "^(FAIL|note)" "$OUT/test_ops.log" | head -80; tail -1 "$OUT/test_ops.log"
 echo "== fashion_mnist on cuda (32-true, then bf16-mixed), and through Fabric"

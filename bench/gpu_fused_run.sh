@@ -14,7 +14,7 @@ ninja -C build-gpu libweft.a bench/bench_transformer_block bench/bench_cuda_ops 
   || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
 echo "== build ok"
 cc -std=c11 -O1 -fopenmp -I include -I build-gpu -I . tests/ops/test_ops.c tests/ops/op_table.c tests/ops/op_expect.c \
-   build-gpu/libweft.a -L/usr/local/cuda/lib64 -lcudart -lcublas -lcublasLt -lopenblas -lgomp -lz -lm -lpthread -lstdc++ \
+   build-gpu/libweft.a -L/usr/local/cuda/lib64 -lcudart -ldl -lopenblas -lgomp -lz -lm -lpthread -lstdc++ \
    -o /tmp/test_ops 2>&1 | tail -5
 echo "== op harness on CUDA"; timeout 200 /tmp/test_ops --device cuda > "$OUT/test_ops.log" 2>&1; echo "rc=$?"
 grep -E "^FAIL" "$OUT/test_ops.log" | head -80; tail -1 "$OUT/test_ops.log"
@@ -23,7 +23,7 @@ timeout 100 build-gpu/bench/bench_transformer_block --device cuda 2>&1 | tail -2
 timeout 100 python3 bench/peer_transformer_block.py 2>&1 | tail -1
 echo "== block pieces, fwd+bwd (ms): weft, then PyTorch"
 cc -std=c11 -O2 -fopenmp -I include -I build-gpu bench/bench_block_parts.c build-gpu/libweft.a -L/usr/local/cuda/lib64 \
-   -lcudart -lcublas -lcublasLt -lopenblas -lgomp -lz -lm -lpthread -lstdc++ -o /tmp/block_parts 2>&1 | tail -5
+   -lcudart -ldl -lopenblas -lgomp -lz -lm -lpthread -lstdc++ -o /tmp/block_parts 2>&1 | tail -5
 timeout 100 /tmp/block_parts 2>&1 | tail -2
 timeout 100 python3 bench/peer_block_parts.py 2>&1 | tail -1
 if [ "${AB:-0}" = 1 ]; then

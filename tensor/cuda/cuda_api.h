@@ -66,6 +66,10 @@ void wf__cuda_set_error(int code, const char *msg);
 /* ---------------------------------------------------------------- device, memory (cuda_device.cu, cuda_memory.cu) */
 /* Number of usable CUDA devices; 0 when there is no driver or GPU (never an error). */
 int wf__cuda_count(void);
+/* Loads cuBLAS and cuBLASLt (cuda_blas_api.cuh says why not at start-up), once per process;
+ * every device's first set-up calls it. 0, or WF_EDEVICEFAIL naming the library or symbol
+ * that failed with dlerror()'s words; a later call returns the first call's result. */
+int wf__cuda_blas_load(void);
 /* Stream-ordered caching allocator: size classes (512 B, then 4 steps per power of two),
  * freed blocks are kept per class and reused; NULL + WF_ENOMEM (bytes and device named)
  * when cudaMalloc fails even after returning the cache to the driver. */

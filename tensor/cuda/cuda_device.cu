@@ -1,5 +1,5 @@
 /* tensor/cuda/cuda_device.cu: devices and streams: the device count, per-device set-up on
- * first use (stream, cuBLAS handle, index flag), making a device current, synchronization with
+ * first use (stream, cuBLAS loaded and its handle, index flag), making a device current, synchronization with
  * the index check, and the error reporting every .cu file uses. The state's layout is in
  * cuda_device.cuh; memory: cuda_memory.cu; GEMM: cuda_gemm.cu.
  *
@@ -82,19 +82,26 @@ static int init_dev(int dev, const char *what) {
     if ((e = cudaMemset(s->index_flag, 0, sizeof(int))) != cudaSuccess) goto fail;
     if ((e = cudaDeviceSynchronize()) != cudaSuccess) goto fail;
     {
-        cublasStatus_t bs = cublasCreate(&s->blas);
-        if (bs == CUBLAS_STATUS_SUCCESS) bs = cublasSetStream(s->blas, s->stream);
+        int lrc = wf__cuda_blas_load();   /* cuBLAS is loaded here, not at process start */
+        if (lrc) {
+            char why[600];
+            snprintf(why, sizeof why, "%s", wf_error_message());
+            pthread_mutex_unlock(&g_init_lock);
+            return wfc_error(lrc, "cuda:%d: %s: %s", dev, what, why);
+        }
+        cublasStatus_t bs = wfc_blas.cublasCreate(&s->blas);
+        if (bs == CUBLAS_STATUS_SUCCESS) bs = wfc_blas.cublasSetStream(s->blas, s->stream);
         /* a workspace of our own, set once: cuBLAS then allocates nothing per call, which a
          * CUDA graph capture needs (and eager and captured GEMMs pick the same kernels) */
         if (bs == CUBLAS_STATUS_SUCCESS) {
             cudaError_t we = cudaMalloc(&s->blas_ws, BLAS_WS_BYTES);
-            if (we == cudaSuccess) bs = cublasSetWorkspace(s->blas, s->blas_ws, BLAS_WS_BYTES);
+            if (we == cudaSuccess) bs = wfc_blas.cublasSetWorkspace(s->blas, s->blas_ws, BLAS_WS_BYTES);
             else { cudaGetLastError(); s->blas_ws = NULL; }   /* cuBLAS's own pool: eager still works */
         }
         if (bs != CUBLAS_STATUS_SUCCESS) {
             pthread_mutex_unlock(&g_init_lock);
             return wfc_error(WF_EDEVICEFAIL, "cuda:%d: %s: cuBLAS initialisation failed: %s", dev, what,
-                             cublasGetStatusString(bs));
+                             wfc_blas.cublasGetStatusString(bs));
         }
     }
     pthread_mutex_init(&s->lock, NULL);

@@ -6,8 +6,7 @@
 #define WEFT_CUDA_DEVICE_CUH
 #include "cuda_common.cuh"
 
-#include <cublas_v2.h>
-#include <cublasLt.h>
+#include "cuda_blas_api.cuh"   /* cuBLAS through wfc_blas, loaded on first use */
 #include <pthread.h>
 
 #define MAX_DEVICES 64

@@ -281,10 +281,10 @@ static int g_next[MAX_DEVICES];
 static pthread_mutex_t g_lock = PTHREAD_MUTEX_INITIALIZER;
 
 static void f8_destroy(f8_plan *p) {
-    if (p->desc) cublasLtMatmulDescDestroy(p->desc);
-    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
-    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
-    if (p->ld) cublasLtMatrixLayoutDestroy(p->ld);
+    if (p->desc) wfc_blas.cublasLtMatmulDescDestroy(p->desc);
+    if (p->la) wfc_blas.cublasLtMatrixLayoutDestroy(p->la);
+    if (p->lb) wfc_blas.cublasLtMatrixLayoutDestroy(p->lb);
+    if (p->ld) wfc_blas.cublasLtMatrixLayoutDestroy(p->ld);
     memset(p, 0, sizeof *p);
 }
 
@@ -303,41 +303,41 @@ static void f8_build(f8_plan *p, const f8_key *key, cublasLtHandle_t lt, size_t 
     cudaDataType_t td = key->dt == WF_F32 ? CUDA_R_32F : CUDA_R_16BF;
     p->where = "descriptor";
 #define F8_TRY(call) do { p->why = (call); if (p->why != CUBLAS_STATUS_SUCCESS) return; } while (0)
-    F8_TRY(cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    F8_TRY(wfc_blas.cublasLtMatmulDescCreate(&p->desc, CUBLAS_COMPUTE_32F, CUDA_R_32F));
     cublasOperation_t opT = CUBLAS_OP_T, opN = CUBLAS_OP_N;
-    F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT));
-    F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN));
+    F8_TRY(wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opT, sizeof opT));
+    F8_TRY(wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opN, sizeof opN));
     int8_t fast = (int8_t)key->fast;
-    F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof fast));
-    F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &lt_a_scale, sizeof lt_a_scale));
-    F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &lt_b_scale, sizeof lt_b_scale));
+    F8_TRY(wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof fast));
+    F8_TRY(wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &lt_a_scale, sizeof lt_a_scale));
+    F8_TRY(wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &lt_b_scale, sizeof lt_b_scale));
     if (key->bias) {
         cublasLtEpilogue_t e = CUBLASLT_EPILOGUE_BIAS;
         cudaDataType_t bt = td;
-        F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
-        F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
-        F8_TRY(cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
+        F8_TRY(wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e));
+        F8_TRY(wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt));
+        F8_TRY(wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias));
     }
     /* Lt's A is our B (k x n, "T"), Lt's B our A (k x m), D is n x m */
-    F8_TRY(cublasLtMatrixLayoutCreate(&p->la, tb, (uint64_t)key->k, (uint64_t)key->n, key->k));
-    F8_TRY(cublasLtMatrixLayoutCreate(&p->lb, ta, (uint64_t)key->k, (uint64_t)key->m, key->k));
-    F8_TRY(cublasLtMatrixLayoutCreate(&p->ld, td, (uint64_t)key->n, (uint64_t)key->m, key->n));
+    F8_TRY(wfc_blas.cublasLtMatrixLayoutCreate(&p->la, tb, (uint64_t)key->k, (uint64_t)key->n, key->k));
+    F8_TRY(wfc_blas.cublasLtMatrixLayoutCreate(&p->lb, ta, (uint64_t)key->k, (uint64_t)key->m, key->k));
+    F8_TRY(wfc_blas.cublasLtMatrixLayoutCreate(&p->ld, td, (uint64_t)key->n, (uint64_t)key->m, key->n));
     cublasLtMatmulPreference_t pref = NULL;
-    F8_TRY(cublasLtMatmulPreferenceCreate(&pref));
+    F8_TRY(wfc_blas.cublasLtMatmulPreferenceCreate(&pref));
     uint64_t ws = ws_bytes;
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    wfc_blas.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
     /* Lt's A is our B; without these the heuristic assumes 256-byte operands and the matmul
      * refuses ours (the caching allocator's blocks and views may be only 16-byte aligned) */
     uint32_t aa = (uint32_t)key->al_b, ab = (uint32_t)key->al_a, ad = (uint32_t)key->al_d;
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof aa);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof ab);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ad, sizeof ad);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ad, sizeof ad);
+    wfc_blas.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof aa);
+    wfc_blas.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof ab);
+    wfc_blas.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ad, sizeof ad);
+    wfc_blas.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ad, sizeof ad);
     cublasLtMatmulHeuristicResult_t res[F8_CAND];
     int nres = 0;
     p->where = "heuristic";
-    p->why = cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, F8_CAND, res, &nres);
-    cublasLtMatmulPreferenceDestroy(pref);
+    p->why = wfc_blas.cublasLtMatmulAlgoGetHeuristic(lt, p->desc, p->la, p->lb, p->ld, p->ld, pref, F8_CAND, res, &nres);
+    wfc_blas.cublasLtMatmulPreferenceDestroy(pref);
     if (p->why != CUBLAS_STATUS_SUCCESS) return;
     for (int i = 0; i < nres; i++)
         if (res[i].state == CUBLAS_STATUS_SUCCESS) p->algo[p->nalgo++] = res[i].algo;
@@ -398,16 +398,16 @@ extern "C" int wf__cuda_fp8_gemm(int64_t m, int64_t n, int64_t k, const void *A,
     int tried = p->ok ? p->nalgo : 0;
     if (p->ok) {
         where = "matmul";
-        bs = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &b_scale_inv, sizeof b_scale_inv);
+        bs = wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_A_SCALE_POINTER, &b_scale_inv, sizeof b_scale_inv);
         if (bs == CUBLAS_STATUS_SUCCESS)
-            bs = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &a_scale_inv, sizeof a_scale_inv);
+            bs = wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_B_SCALE_POINTER, &a_scale_inv, sizeof a_scale_inv);
         if (bs == CUBLAS_STATUS_SUCCESS && bias)
-            bs = cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
+            bs = wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &bias, sizeof bias);
         const float one = 1.0f;
         /* a candidate the matmul refuses ("not supported") gives way to the next; the one that
          * runs moves to the front, so later calls try it first */
         for (int i = 0; bs == CUBLAS_STATUS_SUCCESS && i < p->nalgo; i++) {
-            bs = cublasLtMatmul((cublasLtHandle_t)lt, p->desc, &one, B, p->la, A, p->lb, &beta, D, p->ld, D, p->ld,
+            bs = wfc_blas.cublasLtMatmul((cublasLtHandle_t)lt, p->desc, &one, B, p->la, A, p->lb, &beta, D, p->ld, D, p->ld,
                                 &p->algo[i], ws, ws_bytes, st);
             if (bs == CUBLAS_STATUS_SUCCESS) {
                 if (i) { cublasLtMatmulAlgo_t a = p->algo[i]; p->algo[i] = p->algo[0]; p->algo[0] = a; }
@@ -423,7 +423,7 @@ extern "C" int wf__cuda_fp8_gemm(int64_t m, int64_t n, int64_t k, const void *A,
         if (e != cudaSuccess) return wfc_report(e, "fp8 gemm (cuBLASLt)", dev);
         return wfc_error(WF_EDEVICEFAIL, "cuda:%d: fp8 gemm failed in cuBLASLt (%s): %s (A %s [%lld, %lld], B %s [%lld, %lld], D %s, "
                          "beta %g, bias %s, fast accumulation %d, alignments A %d B %d D %d bytes, %d algorithms tried)", dev, where,
-                         cublasGetStatusString(bs), fmt_name(a_fmt), (long long)m, (long long)k, fmt_name(b_fmt), (long long)n,
+                         wfc_blas.cublasGetStatusString(bs), fmt_name(a_fmt), (long long)m, (long long)k, fmt_name(b_fmt), (long long)n,
                          (long long)k, wf_dtype_name((wf_dtype)d_dtype), (double)beta, bias ? "yes" : "no", fast_accum,
                          key.al_a, key.al_b, key.al_d, tried);
     }

@@ -61,21 +61,21 @@ struct lt_plan {
 
 static void lt_plan_destroy(lt_plan *p) {
     if (!p->used) return;
-    if (p->desc) cublasLtMatmulDescDestroy(p->desc);
-    if (p->la) cublasLtMatrixLayoutDestroy(p->la);
-    if (p->lb) cublasLtMatrixLayoutDestroy(p->lb);
-    if (p->lc) cublasLtMatrixLayoutDestroy(p->lc);
+    if (p->desc) wfc_blas.cublasLtMatmulDescDestroy(p->desc);
+    if (p->la) wfc_blas.cublasLtMatrixLayoutDestroy(p->la);
+    if (p->lb) wfc_blas.cublasLtMatrixLayoutDestroy(p->lb);
+    if (p->lc) wfc_blas.cublasLtMatrixLayoutDestroy(p->lc);
     memset(p, 0, sizeof *p);
 }
 
 static cublasLtMatrixLayout_t lt_layout(cudaDataType_t ty, int64_t rows, int64_t cols, int64_t ld, int64_t batch,
                                         int64_t stride) {
     cublasLtMatrixLayout_t l = NULL;
-    if (cublasLtMatrixLayoutCreate(&l, ty, (uint64_t)rows, (uint64_t)cols, ld) != CUBLAS_STATUS_SUCCESS) return NULL;
+    if (wfc_blas.cublasLtMatrixLayoutCreate(&l, ty, (uint64_t)rows, (uint64_t)cols, ld) != CUBLAS_STATUS_SUCCESS) return NULL;
     if (batch > 1) {
         int32_t bc = (int32_t)batch;
-        cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc);
-        cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride);
+        wfc_blas.cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_BATCH_COUNT, &bc, sizeof bc);
+        wfc_blas.cublasLtMatrixLayoutSetAttribute(l, CUBLASLT_MATRIX_LAYOUT_STRIDED_BATCH_OFFSET, &stride, sizeof stride);
     }
     return l;
 }
@@ -84,11 +84,11 @@ static cublasLtMatrixLayout_t lt_layout(cudaDataType_t ty, int64_t rows, int64_t
 static bool lt_set_epi_ptrs(lt_plan *p, void *biasp, void *auxp) {
     if (!p->key.epi) return true;
     if (p->key.epi < LT_EPI_GELU_AUX &&
-        cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &biasp, sizeof biasp) !=
+        wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_POINTER, &biasp, sizeof biasp) !=
             CUBLAS_STATUS_SUCCESS)
         return false;
     if (p->key.epi < LT_EPI_GELU_AUX_BIAS) return true;
-    return cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &auxp, sizeof auxp) ==
+    return wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_POINTER, &auxp, sizeof auxp) ==
            CUBLAS_STATUS_SUCCESS;
 }
 
@@ -101,9 +101,9 @@ static void lt_plan_build(dev_state *s, lt_plan *p, const lt_key *key, cudaDataT
     p->key = *key;
     cublasOperation_t opA = key->tb ? CUBLAS_OP_T : CUBLAS_OP_N; /* Lt's A is weft's B (row-major swap) */
     cublasOperation_t opB = key->ta ? CUBLAS_OP_T : CUBLAS_OP_N;
-    if (cublasLtMatmulDescCreate(&p->desc, ct, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) { p->desc = NULL; return; }
-    cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA);
-    cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB);
+    if (wfc_blas.cublasLtMatmulDescCreate(&p->desc, ct, CUDA_R_32F) != CUBLAS_STATUS_SUCCESS) { p->desc = NULL; return; }
+    wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSA, &opA, sizeof opA);
+    wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_TRANSB, &opB, sizeof opB);
     if (key->epi) {
         /* Lt's D is weft's C^T: EPILOGUE_BIAS adds bias[n] down D's rows (weft's columns);
          * BGRADB reduces Lt's B (weft's op(A)) over k into bias[m] (D's columns). The GELU
@@ -117,13 +117,13 @@ static void lt_plan_build(dev_state *s, lt_plan *p, const lt_key *key, cudaDataT
                                : key->epi == LT_EPI_GELU_AUX       ? CUBLASLT_EPILOGUE_GELU_AUX
                                                                    : CUBLASLT_EPILOGUE_DGELU;
         cudaDataType_t bt = ty;
-        if (cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e) != CUBLAS_STATUS_SUCCESS)
+        if (wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE, &e, sizeof e) != CUBLAS_STATUS_SUCCESS)
             return;
         if (key->epi < LT_EPI_GELU_AUX &&
-            cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt) != CUBLAS_STATUS_SUCCESS)
+            wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_BIAS_DATA_TYPE, &bt, sizeof bt) != CUBLAS_STATUS_SUCCESS)
             return;
         if (key->epi >= LT_EPI_GELU_AUX_BIAS &&
-            cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &key->ldaux, sizeof key->ldaux) !=
+            wfc_blas.cublasLtMatmulDescSetAttribute(p->desc, CUBLASLT_MATMUL_DESC_EPILOGUE_AUX_LD, &key->ldaux, sizeof key->ldaux) !=
                 CUBLAS_STATUS_SUCCESS)
             return;
         if (!lt_set_epi_ptrs(p, biasp, auxp)) return;
@@ -134,19 +134,19 @@ static void lt_plan_build(dev_state *s, lt_plan *p, const lt_key *key, cudaDataT
     p->lc = lt_layout(key->c32 ? CUDA_R_32F : ty, n, m, key->ldc, key->batch, key->sc);
     if (!p->la || !p->lb || !p->lc) return;
     cublasLtMatmulPreference_t pref = NULL;
-    if (cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) return;
+    if (wfc_blas.cublasLtMatmulPreferenceCreate(&pref) != CUBLAS_STATUS_SUCCESS) return;
     uint64_t ws = LT_WS_BYTES;
     uint32_t aa = (uint32_t)key->al_b, ab = (uint32_t)key->al_a, ac = (uint32_t)key->al_c;
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof aa);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof ab);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac, sizeof ac);
-    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac, sizeof ac);
+    wfc_blas.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    wfc_blas.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &aa, sizeof aa);
+    wfc_blas.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ab, sizeof ab);
+    wfc_blas.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &ac, sizeof ac);
+    wfc_blas.cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &ac, sizeof ac);
     cublasLtMatmulHeuristicResult_t res[LT_CAND];
     int nres = 0;
-    cublasStatus_t st = cublasLtMatmulAlgoGetHeuristic(s->lt, p->desc, p->la, p->lb, p->lc, p->lc, pref, LT_CAND, res,
+    cublasStatus_t st = wfc_blas.cublasLtMatmulAlgoGetHeuristic(s->lt, p->desc, p->la, p->lb, p->lc, p->lc, pref, LT_CAND, res,
                                                        &nres);
-    cublasLtMatmulPreferenceDestroy(pref);
+    wfc_blas.cublasLtMatmulPreferenceDestroy(pref);
     if (st != CUBLAS_STATUS_SUCCESS) return;
     for (int i = 0; i < nres; i++)
         if (res[i].state == CUBLAS_STATUS_SUCCESS) p->cand[p->ncand++] = res[i].algo;
@@ -169,7 +169,7 @@ static cublasStatus_t ex_gemm(cublasHandle_t h, int es, cudaDataType_t ty, cubla
         const char *a = (const char *)A + b0 * strideA * es;
         const char *b = (const char *)B + b0 * strideB * es;
         char *c = (char *)C + b0 * strideC * es;
-        cublasStatus_t s = cublasGemmStridedBatchedEx(
+        cublasStatus_t s = wfc_blas.cublasGemmStridedBatchedEx(
             h, opB, opA, (int)n, (int)m, (int)k, pa, b, ty, (int)ldb, (long long)strideB, a, ty, (int)lda,
             (long long)strideA, pb, c, ty, (int)ldc, (long long)strideC, nb, ct, CUBLAS_GEMM_DEFAULT);
         if (s != CUBLAS_STATUS_SUCCESS) return s;
@@ -197,7 +197,7 @@ static void lt_autotune(dev_state *s, lt_plan *p, cudaStream_t st, int es, cudaD
             cublasStatus_t bs =
                 i < 0 ? ex_gemm(s->blas, es, ty, ct, ta, tb, m, n, k, &alpha, A, lda, sA, B, ldb, sB, &beta, C, ldc, sC,
                                 batch)
-                      : cublasLtMatmul(s->lt, p->desc, &alpha, B, p->la, A, p->lb, &beta, C, p->lc, C, p->lc,
+                      : wfc_blas.cublasLtMatmul(s->lt, p->desc, &alpha, B, p->la, A, p->lb, &beta, C, p->lc, C, p->lc,
                                        &p->cand[i], s->lt_ws, LT_WS_BYTES, st);
             ok = bs == CUBLAS_STATUS_SUCCESS;
         }
@@ -222,7 +222,7 @@ static bool lt_ready(dev_state *s, int dev) {
         s->lt_plans = (lt_plan *)calloc(LT_PLANS, sizeof(lt_plan));
         s->lt_ws = wf__cuda_alloc(dev, LT_WS_BYTES);
         if (!s->lt_ws) wf_clear_error(); /* not fatal: Lt is skipped */
-        if (!s->lt_plans || !s->lt_ws || cublasLtCreate(&s->lt) != CUBLAS_STATUS_SUCCESS) {
+        if (!s->lt_plans || !s->lt_ws || wfc_blas.cublasLtCreate(&s->lt) != CUBLAS_STATUS_SUCCESS) {
             s->lt_failed = true;
             s->lt = NULL;
             return false;
@@ -285,7 +285,7 @@ static int lt_gemm(int dev, cudaStream_t st, int dtype, cudaDataType_t ty, cubla
                     ldc, sC, batch);
     int rc = 1;
     if (p->ok) {
-        cublasStatus_t bs = cublasLtMatmul(s->lt, p->desc, &alpha, B, p->la, A, p->lb, &beta, C, p->lc, C, p->lc,
+        cublasStatus_t bs = wfc_blas.cublasLtMatmul(s->lt, p->desc, &alpha, B, p->la, A, p->lb, &beta, C, p->lc, C, p->lc,
                                            &p->algo, s->lt_ws, LT_WS_BYTES, st);
         if (bs == CUBLAS_STATUS_SUCCESS) rc = 0;
         else p->ok = false;   /* do not try this plan again */
@@ -345,7 +345,7 @@ extern "C" int wf__cuda_gemm(int dtype, int transA, int transB, int64_t m, int64
             cudaError_t e = cudaGetLastError();
             if (e != cudaSuccess) return wfc_report(e, "gemm (cuBLAS)", dev);
             return wfc_error(WF_EDEVICEFAIL, "cuda:%d: gemm failed in cublasGemmStridedBatchedEx: %s "
-                             "(%s, m=%lld n=%lld k=%lld batch=%lld)", dev, cublasGetStatusString(s),
+                             "(%s, m=%lld n=%lld k=%lld batch=%lld)", dev, wfc_blas.cublasGetStatusString(s),
                              wf_dtype_name((wf_dtype)dtype), (long long)m, (long long)n, (long long)k,
                              (long long)batch);
         }
@@ -579,14 +579,14 @@ extern "C" int wf__cuda_gemm_acc(int dtype, int transA, int transB, int64_t m, i
                 0, 1, 0, NULL, NULL, 0, 1) == 0)
         return wfc_check("gemm_acc (cuBLASLt)", dev);
     /* row-major C = op(A) op(B) is column-major C^T = op(B)^T op(A)^T: operands swapped, as in ex_gemm */
-    cublasStatus_t s = cublasGemmEx(wfc_dev[dev].blas, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N,
+    cublasStatus_t s = wfc_blas.cublasGemmEx(wfc_dev[dev].blas, transB ? CUBLAS_OP_T : CUBLAS_OP_N, transA ? CUBLAS_OP_T : CUBLAS_OP_N,
                                     (int)n, (int)m, (int)k, &one, B, ty, (int)ldb, A, ty, (int)lda, &bf, C, CUDA_R_32F,
                                     (int)ldc, CUBLAS_COMPUTE_32F, CUBLAS_GEMM_DEFAULT);
     if (s != CUBLAS_STATUS_SUCCESS) {
         cudaError_t e = cudaGetLastError();
         if (e != cudaSuccess) return wfc_report(e, "gemm_acc (cuBLAS)", dev);
         return wfc_error(WF_EDEVICEFAIL, "cuda:%d: gemm_acc failed in cublasGemmEx: %s (%s operands, f32 C, m=%lld n=%lld k=%lld)",
-                         dev, cublasGetStatusString(s), wf_dtype_name((wf_dtype)dtype), (long long)m, (long long)n,
+                         dev, wfc_blas.cublasGetStatusString(s), wf_dtype_name((wf_dtype)dtype), (long long)m, (long long)n,
                          (long long)k);
     }
     return wfc_check("gemm_acc", dev);
