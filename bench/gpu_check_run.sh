@@ -7,6 +7,7 @@
 #   - the GPT example stopped and resumed on CUDA with deterministic algorithms, bit for bit
 #     (tests/examples/test_gpt, its CUDA case), and fused vs unfused loss;
 #   - the fused optimizer and the caching allocator (tests/cuda/test_cuda_optim, test_cuda_allocator),
+#     cuBLAS loaded on first use (test_cuda_blas_load),
 #     the vector bias+GELU kernels, uncast mixed adds, the column-sum bias gradient (test_cuda_gelu,
 #     test_cuda_mixed, test_cuda_bgrad, test_cuda_gelu_bias, test_cuda_wgrad_f32), the tanh GELU in cuBLASLt's epilogues (test_cuda_gelu_epilogue),
 #     fp8 ("transformer-engine": test_cuda_fp8);
@@ -43,7 +44,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 # only what the checks run (a whole CUDA build is minutes more)
 ninja -C $B tests/ops/test_ops tests/cuda/test_cuda_allocator tests/cuda/test_cuda_graph tests/examples/examples_test_gpt \
   examples/gpt/gpt tests/dist/dist_test_nccl bench/bench_train_step bench/bench_gpt2 tests/cuda/test_cuda_optim \
-  tests/cuda/test_cuda_gelu tests/cuda/test_cuda_mixed tests/cuda/test_cuda_bgrad tests/cuda/test_cuda_fp8 tests/cuda/test_cuda_xent tests/cuda/test_cuda_gelu_epilogue tests/cuda/test_cuda_gelu_bias tests/cuda/test_cuda_wgrad_f32 \
+  tests/cuda/test_cuda_gelu tests/cuda/test_cuda_mixed tests/cuda/test_cuda_bgrad tests/cuda/test_cuda_fp8 tests/cuda/test_cuda_xent tests/cuda/test_cuda_gelu_epilogue tests/cuda/test_cuda_gelu_bias tests/cuda/test_cuda_wgrad_f32 tests/cuda/test_cuda_blas_load \
   tests/dist/dist_test_mpi_direct tests/fabric/fabric_test_zero \
   >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -40; exit 1; }
 echo "== [${SECONDS}s] build ok"
@@ -79,6 +80,7 @@ if section resume "GPT stopped and resumed on CUDA, deterministic; fused vs unfu
 fi
 if section optim "fused optimizer, caching allocator"; then
 timeout 60 $B/tests/cuda/test_cuda_allocator >"$OUT/allocator.log" 2>&1; echo "rc=$?"; grep -E "^FAIL" "$OUT/allocator.log" | head; tail -1 "$OUT/allocator.log"
+timeout 60 $B/tests/cuda/test_cuda_blas_load >"$OUT/blas_load.log" 2>&1; echo "test_cuda_blas_load rc=$?"; grep -E "^FAIL" "$OUT/blas_load.log" | head; tail -1 "$OUT/blas_load.log"
 timeout 200 $B/tests/cuda/test_cuda_optim >"$OUT/optim.log" 2>&1; echo "rc=$?"; tail -1 "$OUT/optim.log"
 for t in gelu mixed bgrad xent gelu_bias wgrad_f32; do   # the vector bias+GELU kernels, adds that read bf16 uncast, the column-sum bias gradient, the vector cross-entropy kernels, the GELU backward with the bias gradient, weight gradients in f32
   timeout 120 $B/tests/cuda/test_cuda_$t > "$OUT/cuda_$t.log" 2>&1; echo "test_cuda_$t rc=$?: $(grep -E "Checks|^[^:]+:[0-9]+:[EF]:" "$OUT/cuda_$t.log" | head -5 | tr '\n' ' ')"
