@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# The GPU call planned in the eighth session (2026-12-07), which had no device: everything in
+# bench/NOTES.md's "For the next GPU call" in one command, checks first, then timings, each
+# part guarded by the time left (DEADLINE seconds, default 560: one call's limit is 600).
+#   carry .carry/check; then: bash bench/call8.sh   (logs under $OUT)
+# Order: build; cuBLAS loaded on first use; the op harness on CUDA (and its LN_OLD / colsum
+# variants); the CUDA tests not yet run on a GPU; the CUDA resume test; GPT-2: torch.compile,
+# weft, weft's A/Bs, torch.compile again; fp8 with and without the 16-byte column sums; weft's
+# kernel split; Nsight Compute on the sdpa kernels.
+set -uo pipefail
+export NCCL_NVLS_ENABLE=0
+OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
+export PKG_CONFIG_PATH="$PWD/.carry/check/lib/pkgconfig:${PKG_CONFIG_PATH:-}"
+B=build-gpu
+D=${DEADLINE:-560}
+left() { [ "$SECONDS" -lt "$((D - ${1:-0}))" ]; }   # true while more than $1 s are left
+nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
+meson setup $B -Dcuda=enabled -Dmpi=disabled >"$OUT/setup.log" 2>&1 || { tail -20 "$OUT/setup.log"; exit 1; }
+ninja -C $B tests/ops/test_ops bench/bench_gpt2 tests/cuda/test_cuda_blas_load tests/cuda/test_cuda_wgrad_f32 \
+  tests/cuda/test_cuda_fp8 tests/cuda/test_cuda_gelu_bias tests/examples/examples_test_gpt examples/gpt/gpt \
+  bench/bench_startup bench/bench_memory >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -30; exit 1; }
+echo "== [${SECONDS}s] build ok"
+t() { echo "== [${SECONDS}s] $1"; shift; timeout 150 env "$@" > "$OUT/log_$SECONDS.txt" 2>&1; echo "rc=$?";
+      grep -E "^FAIL|:[EF]:" "$OUT/log_$SECONDS.txt" | head -8; tail -1 "$OUT/log_$SECONDS.txt"; }
+t "test_cuda_blas_load (cuBLAS loaded on the first device set-up)" $B/tests/cuda/test_cuda_blas_load
+t "op harness on CUDA" $B/tests/ops/test_ops --device cuda
+t "add_bias_layer_norm rows, the old backward" WEFT_LN_OLD=1 $B/tests/ops/test_ops --device cuda --op add_bias_layer_norm
+t "sum rows, the 16-byte column sums" WEFT_REDUCE_COLSUM=1 $B/tests/ops/test_ops --device cuda --op sum
+t "test_cuda_wgrad_f32 (Linear's weight scale)" $B/tests/cuda/test_cuda_wgrad_f32
+t "test_cuda_fp8" $B/tests/cuda/test_cuda_fp8
+t "test_cuda_gelu_bias" $B/tests/cuda/test_cuda_gelu_bias
+echo "== [${SECONDS}s] GPT stopped and resumed on CUDA, bit for bit"
+(cd $B && CK_RUN_CASE=core timeout 200 tests/examples/examples_test_gpt examples/gpt/gpt 2>&1 | tail -3)
+echo "== [${SECONDS}s] start-up and the MLP epoch's memory of this CUDA build on the CPU (issue 12)"
+timeout 30 $B/bench/bench_startup --runs 10 2>/dev/null | tail -1
+[ -d .data ] && timeout 60 $B/bench/bench_memory --model mlp --data .data 2>/dev/null | tail -1
+r() { local l=$1; shift; echo "$l $(timeout ${T:-60} env "$@" | grep '^{' | tail -1 | cut -c1-330)"; }
+echo "== [${SECONDS}s] GPT-2 124M, 16 x 1024, bf16-mixed"
+left 200 && T=110 r torch_compile_first python3 bench/peer_gpt2.py --compile
+left 150 && r weft $B/bench/bench_gpt2 --fused-loss 1
+left 140 && r weft_graphs $B/bench/bench_gpt2 --fused-loss 1 --cuda-graphs 1
+left 130 && r weft_wgold WEFT_WGRAD_F32_OLD=1 $B/bench/bench_gpt2 --fused-loss 1
+left 120 && r weft_fp8 $B/bench/bench_gpt2 --fused-loss 1 --precision transformer-engine
+left 110 && r weft_fp8_colsum WEFT_REDUCE_COLSUM=1 $B/bench/bench_gpt2 --fused-loss 1 --precision transformer-engine
+left 100 && T=110 r torch_compile_last python3 bench/peer_gpt2.py --compile
+if left 60; then
+  echo "== [${SECONDS}s] weft kernel split (4 steps after 1 warmup)"
+  source bench/ktrace_setup.sh
+  CUDA_INJECTION64_PATH=/tmp/libktrace.so KTRACE_OUT=$OUT/kt_gpt2.csv timeout 60 \
+    $B/bench/bench_gpt2 --fused-loss 1 --steps 4 --warmup 1 | tail -1
+  python3 bench/ktrace_summary.py "$OUT/kt_gpt2.csv" --label weft --top 30 | tee "$OUT/kern_gpt2.txt"
+fi
+left 40 && NCU_TIMEOUT=$((D - SECONDS - 10)) bash bench/ncu_run.sh
+echo "== [${SECONDS}s] done"
