@@ -10,8 +10,8 @@
  * Every cuBLAS function weft calls is one row of WFC_BLAS_FUNCS; the calls read
  * `wfc_blas.cublasLtMatmul(...)`. The members are named as the headers name the functions, so
  * cublas_v2.h's macros (cublasCreate -> cublasCreate_v2) pick the versioned symbol for the
- * member, the call and dlsym alike. wfc_blas_load() runs in a device's first set-up
- * (cuda_device.cu), before any call through the table can happen. */
+ * member, the call and dlsym alike. wf__cuda_blas_load() (cuda_api.h) runs in a device's
+ * first set-up (cuda_device.cu), before any call through the table can happen. */
 #pragma once
 
 #include <cublasLt.h>
@@ -56,8 +56,5 @@ struct wfc_blas_api {
 #undef WFC_BLAS_MEMBER_T
 };
 
-/* filled by wfc_blas_load; read-only after it */
+/* filled by wf__cuda_blas_load (cuda_blas_api.cu); read-only after it */
 extern struct wfc_blas_api wfc_blas;
-
-/* Loads both libraries and every symbol above, once per process (later calls return the
- * first call's result): cuda_api.h's wf__cuda_blas_load. */
