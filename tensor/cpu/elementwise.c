@@ -5,6 +5,7 @@
  * half and integer dtypes go through a float/double path element by element. Large
  * contiguous operands are cut into chunks run on weft's thread pool (thread_pool.c). */
 #include "cpu_kernels.h"
+#include "vec_exp.h"
 #include "weft_config.h"
 
 #include <math.h>
@@ -84,34 +85,10 @@ static bool run_half_staged(wf_iter_fn fn, void *ctx_f32, int nops, char **p, co
 static inline double d_sigmoid(double x) { return 1.0 / (1.0 + exp(-x)); }
 static inline float f_sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
 
-/* f32 exp, tanh and the tanh GELU without a libm call per element: plain arithmetic and
- * selects, so the contiguous loops below vectorize (a training step of a GPT on the CPU spent
- * ~20 % of its time in scalar tanhf / double tanh). Within ~3 ulp of the correctly rounded
- * result (tests/ops/test_fast_tanh.c sweeps them against double). */
-static inline float f_bits(int32_t i) { float f; memcpy(&f, &i, sizeof f); return f; }
-static inline int32_t i_bits(float f) { int32_t i; memcpy(&i, &f, sizeof i); return i; }
-/* c ? a : b on the bits: gcc 12 (default -ftrapping-math) leaves a loop scalar for a float
- * ?: it will not if-convert; this form always vectorizes */
-static inline float pick(int c, float a, float b) {
-    int32_t m = -c;
-    return f_bits((i_bits(a) & m) | (i_bits(b) & ~m));
-}
-
-/* e^v: v = n ln2 + r, |r| <= ln2 / 2 (ln2 split in two so n ln2 is exact), e^r by its Taylor
- * series to r^7 (last term < 2^-27), times 2^n built in the exponent bits in two halves (so
- * that n = 128 and the subnormal results come out right). v is clamped to [-104, 89], past
- * which the product is 0 (below half the least subnormal) or inf anyway; NaN stays NaN. */
-static inline float f_exp(float v) {
-    float c = pick(!(v <= 89.0f), 89.0f, pick(v < -104.0f, -104.0f, v));   /* NaN: fixed below */
-    int32_t n = (int32_t)(c * 1.44269504f + pick(c < 0, -0.5f, 0.5f));   /* round(c / ln2) */
-    float kf = (float)n;
-    float r = (c - kf * 0.693145752f) - kf * 1.42860677e-6f;
-    float p = 1.0f + r * (1.0f + r * (0.5f + r * (1.0f / 6 + r * (1.0f / 24 + r * (1.0f / 120 +
-              r * (1.0f / 720 + r * (1.0f / 5040)))))));
-    int32_t n1 = n / 2;
-    float e = p * f_bits((n1 + 127) << 23) * f_bits((n - n1 + 127) << 23);
-    return pick(v != v, v, e);
-}
+/* f32 exp, tanh and the tanh GELU without a libm call per element (f_exp: vec_exp.h): plain
+ * arithmetic and selects, so the contiguous loops below vectorize (a training step of a GPT
+ * on the CPU spent ~20 % of its time in scalar tanhf / double tanh). Accuracy: the tolerances
+ * stated and swept in tests/ops/test_fast_tanh.c (tanh within 3 ulp). */
 
 /* tanh: odd Taylor series below |x| = 0.55 (to x^17: the rest < 2^-27 relative), above it
  * 1 - 2 / (e^2|x| + 1), which loses at most a bit to the subtraction there; |x| >= 10 rounds
@@ -176,7 +153,7 @@ static inline float unary_f(wf_unary_op op, float x, float a, float b) {
     switch (op) {
     case WF_U_NEG: return -x;
     case WF_U_ABS: return fabsf(x);
-    case WF_U_EXP: return expf(x);
+    case WF_U_EXP: return f_exp(x);
     case WF_U_LOG: return logf(x);
     case WF_U_LOG1P: return log1pf(x);
     case WF_U_SQRT: return sqrtf(x);
@@ -290,7 +267,7 @@ WF_MULTIVERSION static void unary_run(char **p, const int64_t *bs, int64_t n, vo
             case WF_U_RELU: for (int64_t i = 0; i < n; i++) { float v = x[i]; y[i] = v <= 0 ? 0.0f : v; } return;
             case WF_U_NEG: for (int64_t i = 0; i < n; i++) y[i] = -x[i]; return;
             case WF_U_SQUARE: for (int64_t i = 0; i < n; i++) y[i] = x[i] * x[i]; return;
-            case WF_U_EXP: for (int64_t i = 0; i < n; i++) y[i] = expf(x[i]); return;
+            case WF_U_EXP: for (int64_t i = 0; i < n; i++) y[i] = f_exp(x[i]); return;
             case WF_U_SQRT: for (int64_t i = 0; i < n; i++) y[i] = sqrtf(x[i]); return;
             case WF_U_TANH: for (int64_t i = 0; i < n; i++) y[i] = f_tanh(x[i]); return;
             case WF_U_GELU_TANH: for (int64_t i = 0; i < n; i++) y[i] = f_gelu_tanh(x[i]); return;

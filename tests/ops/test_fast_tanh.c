@@ -1,10 +1,12 @@
-/* tests/ops/test_fast_tanh.c: the CPU's f32 tanh and tanh GELU (tensor/cpu/elementwise.c's
- * f_tanh, f_exp, f_gelu_tanh and its derivative: arithmetic the compiler vectorizes, no libm
- * call per element) against double math, over dense sweeps, the saturation ends, subnormals,
- * odd lengths (the vector loops' tails), strided views (the scalar path: the same bits) and
- * NaN / inf (what the libm versions gave).
+/* tests/ops/test_fast_tanh.c: the CPU's f32 exp, tanh and tanh GELU (tensor/cpu/vec_exp.h's
+ * f_exp; tensor/cpu/elementwise.c's f_tanh, f_gelu_tanh and its derivative: arithmetic the
+ * compiler vectorizes, no libm call per element) against double math, over dense sweeps, the
+ * saturation ends, subnormals, odd lengths (the vector loops' tails), strided views (the
+ * scalar path: the same bits) and NaN / inf (what the libm versions gave); and the softmax
+ * rows' exp, the same f_exp.
  *
  * The tolerances, stated once:
+ *   exp:       2 ulp of the exact result (measured 1.2);
  *   tanh:      3 ulp of the exact result (measured 1.5);
  *   GELU:      8 ulp of (|y| + |x s (1 - s) 2u|), s = sigmoid(2u), u = sqrt(2/pi)(x + 0.044715 x^3):
  *              the second term is the f32 rounding of u carried through (measured 3.1);
@@ -72,6 +74,35 @@ START_TEST(tanh_f32_within_3_ulp) {
             ck_assert_msg(ys[i] == y[1 + 2 * i], "strided tanh(%.9g) = %.9g, contiguous %.9g", xs[1 + 2 * i], ys[i],
                           y[1 + 2 * i]);
         free(ys);
+        free(y);
+        free(xs);
+    }
+}
+END_TEST
+
+/* wf_exp on f32: f_exp itself, over its whole range, within 2 ulp (measured 1.2); past the
+ * ends inf and 0, and subnormal results to the subnormal spacing */
+START_TEST(exp_f32_within_2_ulp) {
+    WF_SCOPE {
+        enum { CAP = 210000 };
+        float *xs = malloc(sizeof(float) * CAP);
+        ck_assert_ptr_nonnull(xs);
+        int64_t n = sweep(xs, CAP, 104.0f, 208000);
+        wf_tensor *x = wf_from_data(xs, WF_SHAPE(n), WF_F32);
+        float *y = values_of(wf_exp(x));
+        for (int64_t i = 0; i < n; i++) {
+            double r = exp((double)xs[i]);
+            if (r > FLT_MAX) {
+                ck_assert_msg(isinf(y[i]) && y[i] > 0, "exp(%.9g) = %.9g, not inf", xs[i], y[i]);
+                continue;
+            }
+            ck_assert_msg(fabs(y[i] - r) <= 2 * ulp(r), "exp(%.9g) = %.9g, exact %.9g: %.2f ulp off", xs[i], y[i], r,
+                          fabs(y[i] - r) / ulp(r));
+        }
+        free(y);
+        const float sp[] = { NAN, INFINITY, -INFINITY, 88.72f, 89.0f, -104.0f, -150.0f };
+        y = values_of(wf_exp(wf_from_data(sp, WF_SHAPE(7), WF_F32)));
+        ck_assert(isnan(y[0]) && isinf(y[1]) && y[2] == 0 && isfinite(y[3]) && isinf(y[4]) && y[5] == 0 && y[6] == 0);
         free(y);
         free(xs);
     }
@@ -161,6 +192,26 @@ START_TEST(nan_inf_and_saturation) {
 }
 END_TEST
 
+/* the softmax rows' exp (vec_exp.h's f_exp, which tanh is built on): rows { x, 0 } give
+ * e^x / (e^x + 1) down to the subnormals, within 4 ulp (f_exp's 1.3, the sum, the quotient) */
+START_TEST(softmax_f32_exp_sweep) {
+    WF_SCOPE {
+        enum { N = 110001 };
+        float *xs = calloc(2 * N, sizeof(float));
+        ck_assert_ptr_nonnull(xs);
+        for (int64_t i = 0; i < N; i++) xs[2 * i] = -110.0f + 110.0f * (float)i / (float)(N - 1);
+        float *y = values_of(wf_softmax(wf_from_data(xs, WF_SHAPE(N, 2), WF_F32), 1));
+        for (int64_t i = 0; i < N; i++) {
+            double e = exp((double)xs[2 * i]), r = e / (e + 1);
+            ck_assert_msg(fabs(y[2 * i] - r) <= 4 * ulp(r), "softmax({%.9g, 0})[0] = %.9g, exact %.9g", xs[2 * i],
+                          y[2 * i], r);
+        }
+        free(y);
+        free(xs);
+    }
+}
+END_TEST
+
 START_TEST(bad_inputs) {
     WF_SCOPE {
         ck_assert_ptr_null(wf_tanh(NULL));
@@ -178,8 +229,10 @@ static Suite *suite(void) {
     Suite *s = suite_create("fast_tanh");
     TCase *tc = tcase_create("core");
     tcase_add_test(tc, tanh_f32_within_3_ulp);
+    tcase_add_test(tc, exp_f32_within_2_ulp);
     tcase_add_test(tc, gelu_tanh_f32_forward_and_grad);
     tcase_add_test(tc, nan_inf_and_saturation);
+    tcase_add_test(tc, softmax_f32_exp_sweep);
     tcase_add_test(tc, bad_inputs);
     suite_add_tcase(s, tc);
     return s;
