@@ -324,8 +324,8 @@ WF_MULTIVERSION static void unary_bw_run(char **p, const int64_t *bs, int64_t n,
             return;
         }
         if (c->op == WF_U_GELU_TANH && bs[0] == 4 && bs[1] == 4 && bs[2] == 4) {
-            float *gx = (float *)p[0];   /* may alias gy */
-            const float *gy = (const float *)p[1], *restrict x = (const float *)p[2];
+            float *gx = (float *)p[0];   /* may alias gy: the compiler checks the overlap */
+            const float *gy = (const float *)p[1], *x = (const float *)p[2];
             for (int64_t i = 0; i < n; i++) gx[i] = gy[i] * f_gelu_tanh_grad(x[i]);
             return;
         }
