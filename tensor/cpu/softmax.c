@@ -15,6 +15,7 @@
  * 0/1 draw), and the backward takes both: gx = scale * y * (gy - sum(gy * y) / out_scale)
  * for y = out_scale * softmax(scale * x). */
 #include "cpu_kernels.h"
+#include "vec_exp.h"
 #include "weft_config.h"
 
 #include <math.h>
@@ -38,22 +39,56 @@ static inline uint16_t st_half(float v, bool bf) { return bf ? wf__f32_to_bf16(v
 
 /* ---------------------------------------------------------------- forward rows */
 
+/* f32 sums and the max in 8 interleaved lanes: the loops vectorize (a float += chain does not,
+ * and the max's compare chain is 8 independent ones), and the order is fixed by n alone */
+static inline float sum8(const float *v, int64_t n) {
+    float acc[8] = { 0 };
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) acc[k] += v[j + k];
+    for (; j < n; j++) acc[j & 7] += v[j];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+static inline float dot8(const float *a, const float *b, int64_t n) {
+    float acc[8] = { 0 };
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) acc[k] += a[j + k] * b[j + k];
+    for (; j < n; j++) acc[j & 7] += a[j] * b[j];
+    return ((acc[0] + acc[4]) + (acc[1] + acc[5])) + ((acc[2] + acc[6]) + (acc[3] + acc[7]));
+}
+/* max of sc * x[j]; NaN entries are passed over (they make the row NaN through exp later) */
+static inline float max8(const float *x, int64_t n, float sc) {
+    float acc[8], m = -INFINITY;
+    for (int k = 0; k < 8; k++) acc[k] = -INFINITY;
+    int64_t j = 0;
+    for (; j + 8 <= n; j += 8)
+        for (int k = 0; k < 8; k++) { float v = sc * x[j + k]; acc[k] = v > acc[k] ? v : acc[k]; }
+    for (; j < n; j++) { float v = sc * x[j]; m = v > m ? v : m; }
+    for (int k = 0; k < 8; k++) m = acc[k] > m ? acc[k] : m;
+    return m;
+}
+
 /* Each row: y = os * softmax(sc * x) (log: log_softmax(sc * x); os is 1 there) over its first
  * nv entries (the causal mask's kept columns; nv = n without one); the other n - nv entries
  * are excluded, giving 0 (log: -inf). sc = os = 1 multiply exactly, so plain softmax keeps
- * its bits. */
-static void row_f32(float *y, const float *x, int64_t n, int64_t nv, float sc, float os, bool is_log) {
-    float m = -INFINITY;
-    for (int64_t j = 0; j < nv; j++) { float v = sc * x[j]; m = v > m ? v : m; }
+ * its bits. f32's exp is vec_exp.h's (a vectorized loop, not a libm call per element). y may
+ * be x (each loop reads x[j] before writing y[j], and later loops read only y). */
+WF_MULTIVERSION static void row_f32(float *y, const float *x, int64_t n, int64_t nv, float sc, float os, bool is_log) {
+    float m = max8(x, nv, sc);
     if (m == -INFINITY) m = 0;   /* all -inf: exp(-inf - 0) = 0, sum 0 -> NaN / -inf as torch */
-    float s = 0;
     if (is_log) {
-        for (int64_t j = 0; j < nv; j++) s += expf(sc * x[j] - m);
+        float buf[256], s = 0;   /* e^(sc x - m) a block at a time: y is not written before the end */
+        for (int64_t j0 = 0; j0 < nv; j0 += 256) {
+            int64_t len = nv - j0 < 256 ? nv - j0 : 256;
+            for (int64_t j = 0; j < len; j++) buf[j] = f_exp(sc * x[j0 + j] - m);
+            s += sum8(buf, len);
+        }
         float ls = logf(s) + m;
         for (int64_t j = 0; j < nv; j++) y[j] = sc * x[j] - ls;
     } else {
-        for (int64_t j = 0; j < nv; j++) { float e = expf(sc * x[j] - m); y[j] = e; s += e; }
-        float inv = os / s;
+        for (int64_t j = 0; j < nv; j++) y[j] = f_exp(sc * x[j] - m);
+        float inv = os / sum8(y, nv);
         for (int64_t j = 0; j < nv; j++) y[j] *= inv;
     }
     for (int64_t j = nv; j < n; j++) y[j] = is_log ? -INFINITY : 0.0f;
@@ -139,14 +174,13 @@ int wf__cpu_softmax(wf_tensor *y, const wf_tensor *x, bool is_log, double scale,
 
 /* ---------------------------------------------------------------- backward rows */
 
-static void brow_f32(float *gx, const float *gy, const float *y, int64_t n, float sc, float ios, bool is_log) {
-    float s = 0;
+WF_MULTIVERSION static void brow_f32(float *gx, const float *gy, const float *y, int64_t n, float sc, float ios,
+                                     bool is_log) {
     if (is_log) {
-        for (int64_t j = 0; j < n; j++) s += gy[j];
-        for (int64_t j = 0; j < n; j++) gx[j] = sc * (gy[j] - expf(y[j]) * s);
+        float s = sum8(gy, n);
+        for (int64_t j = 0; j < n; j++) gx[j] = sc * (gy[j] - f_exp(y[j]) * s);
     } else {
-        for (int64_t j = 0; j < n; j++) s += gy[j] * y[j];
-        s *= ios;
+        float s = dot8(gy, y, n) * ios;
         for (int64_t j = 0; j < n; j++) gx[j] = sc * (y[j] * (gy[j] - s));
     }
 }
