@@ -221,3 +221,10 @@ out:
     wf_scope_end();
     return y;
 }
+
+#ifdef WEFT_MINIMAL
+/* The minimal preset's wf_linear_gelu and wf_fused_mlp, composed (fn_linear_fused_stub.c):
+ * compiled here rather than as an object of their own, whose ELF headers alone cost the
+ * preset's 1 MB budget about 1 KB (as tensor/alloc.c includes census_stub.c). */
+#include "fn_linear_fused_stub.c"
+#endif

@@ -2,7 +2,8 @@
  * preset, whose size budget leaves out the fused front-ends (fn_linear_fused.c,
  * tensor/ops_linear_fused.c): the composed ops (so wf_fused_mlp keeps its GELU's output for
  * backward there), the arguments checked as the full build checks them. (wf_linear_cross_entropy
- * composes there too: nn/linear_cross_entropy.c.) */
+ * composes there too: nn/linear_cross_entropy.c.) Included by fn_fused.c, not an object of its
+ * own (each object costs the preset's budget about 1 KB). */
 #include "../tensor/tensor_impl.h"
 
 static bool bad_approx(const char *fn, wf_gelu_approx approximate) {

@@ -48,6 +48,10 @@ const char *wf__coll_name(wf__coll_kind k) {
     return (k >= 0 && k < WF_COLL_COUNT) ? names[k] : "unknown";
 }
 
+/* What only the collectives (collectives.c, backend_mpi.c) use: waiting, their history and
+ * their timeouts. The minimal preset has neither (collectives_stub.c refuses every one), and
+ * its library has a size budget. */
+#ifndef WEFT_MINIMAL
 void wf__dist_backoff(unsigned *iter) {
     unsigned i = *iter;
     if (i < UINT_MAX) *iter = i + 1;
@@ -79,6 +83,8 @@ void wf__pg_history_end(wf_process_group *pg, uint64_t seq, int state) {
     wf__history_entry *e = &pg->history[seq % WF_DIST_HISTORY];
     if (e->seq == seq) e->state = state;
 }
+
+#endif   /* !WEFT_MINIMAL: the backoff and the history's entries */
 
 size_t wf_process_group_history(const wf_process_group *pg, char *buf, size_t n) {
     if (!buf || n == 0) return 0;
@@ -118,6 +124,7 @@ int wf__pg_break(wf_process_group *pg, int code, const char *msg) {
     return code;
 }
 
+#ifndef WEFT_MINIMAL   /* the collectives' timeouts (see wf__dist_backoff) */
 /* Which ranks did not reach collective seq? Through the store: every timed-out rank posts
  * its seq, then waits a short bounded time for the others'; a rank whose key is missing or
  * lower never joined. Writes the list (or why it is unknown) into out. */
@@ -196,6 +203,7 @@ int wf__pg_timeout(wf_process_group *pg, const char *fn, wf__coll_kind kind, uin
     wf__pg_break(pg, WF_ETIMEOUT, msg);
     return wf__error(WF_ETIMEOUT, "%s", msg);
 }
+#endif   /* !WEFT_MINIMAL */
 
 /* ---------------------------------------------------------------- creation */
 

@@ -137,7 +137,11 @@ extern const wf_strategy_ops wf__single_device_ops, wf__ddp_ops, wf__fsdp_ops;
 extern const wf_strategy_ops wf__zero_ops, wf__zero3_ops;
 /* ZeRO stages 1/2 for the checkpoint code, reached through the wf__fsdp_* functions below
  * (strategy_fsdp.c forwards to them): active when s runs stage 1 or 2 with several ranks. */
+#ifndef WEFT_MINIMAL
 bool wf__zero_active(const wf_strategy *s);
+#else   /* one process: constant, so that the compiler drops the sharded paths (the size budget) */
+static inline bool wf__zero_active(const wf_strategy *s) { (void)s; return false; }
+#endif
 int wf__zero_summon(wf_strategy *s, wf_module *m, bool gather);
 int wf__zero_gather_full(wf_strategy *s, const wf_tensor *t, wf_tensor *local, wf_tensor **out, bool *sharded);
 int wf__zero_rows_of(wf_strategy *s, const wf_tensor *t, wf_tensor *full, wf_tensor **rows, bool *sharded);
@@ -146,7 +150,11 @@ int wf__zero_rows_of(wf_strategy *s, const wf_tensor *t, wf_tensor *full, wf_ten
 typedef struct wf__zero_counters { int64_t reduces, gathers; int stage; } wf__zero_counters;
 void wf__zero_counters_get(const wf_strategy *s, wf__zero_counters *out);
 /* FSDP (strategy_fsdp.c), for the Fabric and its checkpoints. */
+#ifndef WEFT_MINIMAL
 bool wf__fsdp_active(const wf_strategy *s);           /* FSDP ops with sharded parameters */
+#else   /* as wf__zero_active: the checkpoints' and the Fabric's FSDP paths are dead code there */
+static inline bool wf__fsdp_active(const wf_strategy *s) { (void)s; return false; }
+#endif
 /* Counters since launch (tests, bench): unit all-gathers and reduce-scatters done, the most
  * all-gathers in flight at once. All 0 when s is not FSDP. */
 typedef struct wf__fsdp_counters { int64_t gathers, reduces; int max_in_flight, n_units; } wf__fsdp_counters;
@@ -154,18 +162,46 @@ void wf__fsdp_counters_get(const wf_strategy *s, wf__fsdp_counters *out);
 /* Gather every unit of set-up module m (gather) so its parameter handles hold the full values,
  * or (!gather) copy each rank's rows of them back into the shards and free them again.
  * Collective: every rank calls it. */
+#ifndef WEFT_MINIMAL
 int wf__fsdp_summon(wf_strategy *s, wf_module *m, bool gather);
+#else   /* nothing is sharded in one process */
+static inline int wf__fsdp_summon(wf_strategy *s, wf_module *m, bool gather) { (void)s, (void)m, (void)gather; return 0; }
+#endif
 /* The full value of t, a set-up module's parameter or an optimizer's shard, or local, a tensor
  * with t's rows (optimizer state), gathered from every rank: rank 0 gets a new tensor (the
  * caller's scope), the others NULL. *sharded is false (and nothing is gathered) when t is not
  * sharded by FSDP. Collective. */
+#ifndef WEFT_MINIMAL
 int wf__fsdp_gather_full(wf_strategy *s, const wf_tensor *t, wf_tensor *local, wf_tensor **out, bool *sharded);
+#else   /* nothing is sharded in one process */
+static inline int wf__fsdp_gather_full(wf_strategy *s, const wf_tensor *t, wf_tensor *local, wf_tensor **out,
+                                       bool *sharded) {
+    (void)s, (void)t, (void)local;
+    *out = NULL;
+    *sharded = false;
+    return 0;
+}
+#endif
 /* This rank's rows of full into the shard of t (a parameter or its shard) or into local
  * (optimizer state with t's rows): *sharded false when t is not sharded. */
+#ifndef WEFT_MINIMAL
 int wf__fsdp_rows_of(wf_strategy *s, const wf_tensor *t, wf_tensor *full, wf_tensor **rows, bool *sharded);
+#else   /* nothing is sharded in one process */
+static inline int wf__fsdp_rows_of(wf_strategy *s, const wf_tensor *t, wf_tensor *full, wf_tensor **rows,
+                                   bool *sharded) {
+    (void)s, (void)t, (void)full;
+    *rows = NULL;
+    *sharded = false;
+    return 0;
+}
+#endif
 /* Tensors of m built on the meta device (init_module(empty_init) under FSDP) move to device
  * without data: parameters get their rows at FSDP's setup, buffers their values now. */
+#ifndef WEFT_MINIMAL
 int wf__fsdp_adopt_meta(wf_module *m, wf_device device, const char *op);
+#else   /* nothing is sharded in one process */
+static inline int wf__fsdp_adopt_meta(wf_module *m, wf_device device, const char *op) { (void)m, (void)device, (void)op; return 0; }
+#endif
 /* Shared by the strategies: the default checkpoint IO (atomic safetensors write). */
 extern const wf_checkpoint_io wf__default_checkpoint_io;
 /* The parameters of m that have gradients (array owned by the caller, wf__free(p, 0)). */

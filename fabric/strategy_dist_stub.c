@@ -17,25 +17,9 @@ const wf_strategy_ops wf__ddp_ops = { .setup_environment = no_dist };
 const wf_strategy_ops wf__fsdp_ops = { .setup_environment = no_dist };
 const wf_strategy_ops wf__zero_ops = { .setup_environment = no_dist };
 const wf_strategy_ops wf__zero3_ops = { .setup_environment = no_dist };
-bool wf__zero_active(const wf_strategy *s) { (void)s; return false; }
 void wf__zero_counters_get(const wf_strategy *s, wf__zero_counters *out) { (void)s; *out = (wf__zero_counters){ 0 }; }
 
-bool wf__fsdp_active(const wf_strategy *s) { (void)s; return false; }
 void wf__fsdp_counters_get(const wf_strategy *s, wf__fsdp_counters *out) { (void)s; *out = (wf__fsdp_counters){ 0 }; }
-int wf__fsdp_adopt_meta(wf_module *m, wf_device device, const char *op) { (void)m, (void)device, (void)op; return 0; }
-int wf__fsdp_summon(wf_strategy *s, wf_module *m, bool gather) { (void)s; (void)m; (void)gather; return 0; }
-int wf__fsdp_gather_full(wf_strategy *s, const wf_tensor *t, wf_tensor *local, wf_tensor **out, bool *sharded) {
-    (void)s; (void)t; (void)local;
-    *out = NULL;
-    *sharded = false;
-    return 0;
-}
-int wf__fsdp_rows_of(wf_strategy *s, const wf_tensor *t, wf_tensor *full, wf_tensor **rows, bool *sharded) {
-    (void)s; (void)t; (void)full;
-    *rows = NULL;
-    *sharded = false;
-    return 0;
-}
 
 /* Checkpoints of a sharded state and checkpoint folders (fabric/fsdp_checkpoint.c): no FSDP
  * here, and a folder is refused by name. */

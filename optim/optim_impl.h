@@ -86,6 +86,7 @@ typedef struct wf_optim_batch {
 } wf_optim_batch;
 /* run and empty the batch; 0 or the code of a failed CUDA launch (the CPU part cannot fail) */
 int wf__optim_flush(wf_optim_batch *b);
+#ifndef WEFT_MINIMAL
 /* optim/cuda_step.c: launch the CUDA list (empties it). 0 or a code; WF_ENOTSUP in builds
  * without CUDA (never reached there: nothing is queued). */
 int wf__optim_cuda_flush(wf_optim_batch *b);
@@ -93,6 +94,21 @@ int wf__optim_cuda_flush(wf_optim_batch *b);
  * cannot be replayed correctly (state not created yet, or not the fused Adam/AdamW step,
  * whose scalars are refreshed before each replay); 0 in builds without CUDA. */
 int wf__optim_cuda_capture_check(const wf_optimizer *opt, wf_tensor *p, const wf_param_state *st, bool cuda_fused);
+#else
+/* The minimal preset has no CUDA: cuda_step.c's answers without CUDA, inline rather than an
+ * object of their own (whose ELF headers alone cost its 1 MB budget ~1 KB). */
+static inline int wf__optim_cuda_flush(wf_optim_batch *b) {
+    if (!b->n_cuda) return 0;
+    int n = b->n_cuda;
+    b->n_cuda = 0;
+    return wf__error(WF_ENOTSUP, "wf_optimizer_step: %d CUDA parameters queued in a build without CUDA", n);
+}
+static inline int wf__optim_cuda_capture_check(const wf_optimizer *opt, wf_tensor *p, const wf_param_state *st,
+                                               bool cuda_fused) {
+    (void)opt, (void)p, (void)st, (void)cuda_fused;
+    return 0;
+}
+#endif
 
 /* update kernels (optim/update.c): one parameter; p, g; state already initialized. With a
  * batch, an update that can be batched is queued there (and runs at wf__optim_flush, or

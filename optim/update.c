@@ -235,6 +235,12 @@ static void adam_queue(wf_optim_batch *b, wf_tensor *p, wf_tensor *g, wf_param_s
  * p's device, in f32/bf16/f16 (the multi-tensor kernel does the math in f32 and stores each
  * tensor in its own dtype). */
 static bool cuda_fusable(wf_tensor *p, wf_tensor *const *ts, int n) {
+#ifndef WEFT_HAVE_CUDA
+    /* no tensor is ever on CUDA: the compiler drops the CUDA queue below (the minimal preset's
+     * size budget) */
+    (void)p, (void)ts, (void)n;
+    return false;
+#endif
     if (g_force_generic || wf_tensor_device(p).type != WF_DEV_CUDA) return false;
     for (int i = -1; i < n; i++) {
         wf_tensor *t = i < 0 ? p : ts[i];

@@ -1,6 +1,6 @@
 /* tensor/meta_init.c: the notes of tensors built on the meta device, and their rows
  * materialized on demand (tensor/meta_init.h). Not in the minimal preset, which has no
- * sharded strategy to defer initialization for (tensor/meta_init_stub.c). */
+ * sharded strategy to defer initialization for (tensor/meta_init.h has constants there). */
 #include "tensor/meta_init.h"
 #include "tensor/ops_raw.h"
 

@@ -24,6 +24,7 @@
 /* An initializer run again on a full tensor, with the generator set as it was (nn/init.c). */
 typedef int (*wf__meta_replay_fn)(wf_tensor *full, const double *args);
 
+#ifndef WEFT_MINIMAL
 /* Recording on or off (returns the previous setting); while off the notes below do nothing. */
 bool wf__meta_record(bool on);
 bool wf__meta_recording(void);
@@ -42,5 +43,32 @@ int wf__meta_materialize_rows(const wf_tensor *t, int64_t r0, int64_t count, wf_
 /* Drop t's note (after materializing), or every note. */
 void wf__meta_forget(const wf_tensor *t);
 void wf__meta_forget_all(void);
+
+#else
+/* The minimal (embedded) preset has no sharded strategy, so nothing is ever built on the meta
+ * device to be materialized later: no note is taken. Constants rather than stub functions, so
+ * that the compiler drops the callers' recording paths and the preset has no object for them
+ * (its library's size budget). */
+static inline bool wf__meta_record(bool on) { (void)on; return false; }
+static inline bool wf__meta_recording(void) { return false; }
+static inline void wf__meta_note_fill(wf_tensor *t, double v) { (void)t, (void)v; }
+static inline void wf__meta_note_rand(wf_tensor *t, bool normal, double a, double b, uint64_t seed, uint64_t offset) {
+    (void)t, (void)normal, (void)a, (void)b, (void)seed, (void)offset;
+}
+static inline void wf__meta_note_call(wf_tensor *t, wf__meta_replay_fn fn, const double *args, int nargs,
+                                      wf_rng_state before) {
+    (void)t, (void)fn, (void)args, (void)nargs, (void)before;
+}
+static inline bool wf__meta_pending(const wf_tensor *t) { (void)t; return false; }
+static inline int wf__meta_adopt(wf_tensor *t, wf_device dev) { (void)t, (void)dev; return 0; }
+static inline int wf__meta_materialize_rows(const wf_tensor *t, int64_t r0, int64_t count, wf_tensor *dst,
+                                            const char *name) {
+    (void)t, (void)r0, (void)count, (void)dst;
+    return wf__error(WF_ENOTSUP, "wf_fabric_setup: \"%s\": deferred (meta-device) initialization is not in the "
+                     "minimal build of weft", name);
+}
+static inline void wf__meta_forget(const wf_tensor *t) { (void)t; }
+static inline void wf__meta_forget_all(void) {}
+#endif   /* WEFT_MINIMAL */
 
 #endif
