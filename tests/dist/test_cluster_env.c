@@ -1,7 +1,13 @@
 /* tests/dist/test_cluster_env.c: cluster environments detected from variables set by hand
  * (torchrun, SLURM, Open MPI, weft's launcher, local), their precedence, bad values, and the
- * rank -> GPU map check. One process; every test starts from a clean environment. */
+ * rank -> GPU map check. One process; every test starts from a clean environment.
+ *
+ * The minimal (embedded) preset runs one process: it detects the same environments in the same
+ * order but refuses each job environment by name before reading its values
+ * (dist/cluster_env_fill_stub.c). There these tests check that refusal where the full build
+ * checks the values read. */
 #include "test_util.h"
+#include "weft_config.h"
 
 #include "weft/dist.h"
 
@@ -69,10 +75,35 @@ static wf_cluster_info detect_ok(void) {
     return ci;
 }
 
+#ifndef WEFT_MINIMAL   /* the preset never reads a job environment's values */
 static void detect_fails(const char *text) {
     wf_cluster_info ci;
     ck_assert_int_eq(wf_cluster_detect(&ci), WF_EINVAL);
     ck_assert_error(WF_EINVAL, text);
+}
+#endif
+
+#ifdef WEFT_MINIMAL
+/* The preset's answer to a job environment: WF_ENOTSUP, naming the environment and the preset. */
+static void detect_refused(const char *env) {
+    wf_cluster_info ci;
+    char names[64];
+    snprintf(names, sizeof names, "runs under %s (", env);
+    ck_assert_int_eq(wf_cluster_detect(&ci), WF_ENOTSUP);
+    ck_assert_msg(strstr(wf_error_message(), "the minimal build of weft runs one process only") != NULL,
+                  "message '%s' does not name the preset", wf_error_message());
+    ck_assert_error(WF_ENOTSUP, names);
+}
+#endif
+
+/* The environment wf_cluster_detect chooses: described in the full build, refused by name in the
+ * minimal preset (which still chooses it, and names it). */
+static void expect_env(const char *env) {
+#ifdef WEFT_MINIMAL
+    detect_refused(env);
+#else
+    ck_assert_str_eq(detect_ok().env_name, env);
+#endif
 }
 
 START_TEST(test_local) {
@@ -99,6 +130,9 @@ START_TEST(test_torchrun) {
     set_torchrun();
     ck_assert(wf_cluster_env_torchrun.detect(&wf_cluster_env_torchrun));
     ck_assert(wf_launched());
+#ifdef WEFT_MINIMAL
+    detect_refused("torchrun");
+#else
     wf_cluster_info ci = detect_ok();
     ck_assert_str_eq(ci.env_name, "torchrun");
     ck_assert_int_eq(ci.world_size, 4);
@@ -110,6 +144,7 @@ START_TEST(test_torchrun) {
     ck_assert_str_eq(ci.main_address, "10.0.0.5");
     ck_assert_int_eq(ci.main_port, 29500);
     ck_assert(ci.creates_processes_externally);
+#endif
     /* all five of RANK, WORLD_SIZE, LOCAL_RANK, MASTER_ADDR, MASTER_PORT are needed */
     unsetenv("MASTER_PORT");
     ck_assert(!wf_cluster_env_torchrun.detect(&wf_cluster_env_torchrun));
@@ -121,6 +156,9 @@ START_TEST(test_torchrun_bad_values) {
     clear_env();
     set_torchrun();
     set("RANK", "abc");
+#ifdef WEFT_MINIMAL   /* refused before any value is read: a bad one changes nothing */
+    detect_refused("torchrun");
+#else
     detect_fails("RANK=\"abc\" is not an integer");
     set("RANK", "4");
     detect_fails("RANK=4 must be below WORLD_SIZE=4");
@@ -143,6 +181,7 @@ START_TEST(test_torchrun_bad_values) {
     detect_fails("MASTER_PORT=70000");
     set("MASTER_PORT", "29500x");
     detect_fails("MASTER_PORT=\"29500x\" is not an integer");
+#endif
 }
 END_TEST
 
@@ -150,6 +189,9 @@ START_TEST(test_slurm) {
     clear_env();
     set_slurm();
     ck_assert(wf_launched());
+#ifdef WEFT_MINIMAL
+    detect_refused("slurm");
+#else
     wf_cluster_info ci = detect_ok();
     ck_assert_str_eq(ci.env_name, "slurm");
     ck_assert_int_eq(ci.world_size, 4);
@@ -166,6 +208,7 @@ START_TEST(test_slurm) {
     ci = detect_ok();
     ck_assert_str_eq(ci.main_address, "head");
     ck_assert_int_eq(ci.main_port, 1234);
+#endif
     /* an interactive allocation is not a job of ranks */
     set("SLURM_JOB_NAME", "bash");
     ck_assert(!wf_cluster_env_slurm.detect(&wf_cluster_env_slurm));
@@ -175,6 +218,7 @@ START_TEST(test_slurm) {
 }
 END_TEST
 
+#ifndef WEFT_MINIMAL
 static void check_nodelist(const char *list, const char *first, int count) {
     clear_env();
     set_slurm();
@@ -185,8 +229,18 @@ static void check_nodelist(const char *list, const char *first, int count) {
     ck_assert_msg(!strcmp(ci.main_address, first), "%s: first host %s, expected %s", list, ci.main_address, first);
     ck_assert_msg(ci.num_nodes == count, "%s: %d hosts, expected %d", list, ci.num_nodes, count);
 }
+#endif
 
 START_TEST(test_slurm_nodelists) {
+#ifdef WEFT_MINIMAL   /* never parsed: the preset refuses SLURM first, whatever the list */
+    const char *lists[] = { "a,b", "gpu[07-09,12]", "n[1-", ",a" };
+    for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
+        clear_env();
+        set_slurm();
+        set("SLURM_NODELIST", lists[i]);
+        detect_refused("slurm");
+    }
+#else
     check_nodelist("a,b", "a", 2);
     check_nodelist("gpu[07-09,12]", "gpu07", 4);
     check_nodelist("x[3]-ib,y", "x3-ib", 2);
@@ -199,6 +253,7 @@ START_TEST(test_slurm_nodelists) {
         set("SLURM_NODELIST", bad[i]);
         detect_fails("SLURM_NODELIST");
     }
+#endif
 }
 END_TEST
 
@@ -206,6 +261,9 @@ START_TEST(test_slurm_bad_values) {
     clear_env();
     set_slurm();
     set("SLURM_PROCID", "4");
+#ifdef WEFT_MINIMAL   /* refused before any value is read */
+    detect_refused("slurm");
+#else
     detect_fails("SLURM_PROCID=4 must be below SLURM_NTASKS=4");
     set("SLURM_PROCID", "two");
     detect_fails("SLURM_PROCID=\"two\" is not an integer");
@@ -225,6 +283,7 @@ START_TEST(test_slurm_bad_values) {
     set("SLURM_LOCALID", "0");
     unsetenv("SLURM_NODELIST");
     detect_fails("SLURM_NODELIST is not set");
+#endif
 }
 END_TEST
 
@@ -232,6 +291,11 @@ START_TEST(test_mpi) {
     clear_env();
     set_mpi();
     ck_assert(wf_launched());
+#ifdef WEFT_MINIMAL
+    detect_refused("mpi");
+    set("OMPI_COMM_WORLD_RANK", "6");   /* refused before any value is read */
+    detect_refused("mpi");
+#else
     wf_cluster_info ci = detect_ok();
     ck_assert_str_eq(ci.env_name, "mpi");
     ck_assert_int_eq(ci.world_size, 6);
@@ -254,6 +318,7 @@ START_TEST(test_mpi) {
     set("OMPI_COMM_WORLD_LOCAL_SIZE", "3");
     set("OMPI_COMM_WORLD_LOCAL_RANK", "3");
     detect_fails("OMPI_COMM_WORLD_LOCAL_RANK=3 must be below OMPI_COMM_WORLD_LOCAL_SIZE=3");
+#endif
 }
 END_TEST
 
@@ -261,6 +326,11 @@ START_TEST(test_weft) {
     clear_env();
     set_weft();
     ck_assert(wf_launched());
+#ifdef WEFT_MINIMAL
+    detect_refused("weft");
+    set("WF_LAUNCH_RANK", "3");   /* refused before any value is read */
+    detect_refused("weft");
+#else
     wf_cluster_info ci = detect_ok();
     ck_assert_str_eq(ci.env_name, "weft");
     ck_assert_int_eq(ci.world_size, 3);
@@ -279,6 +349,7 @@ START_TEST(test_weft) {
     set("WF_LAUNCH_NODE_RANK", "0");
     set("WF_LAUNCH_LOCAL_SIZE", "-2");
     detect_fails("WF_LAUNCH_LOCAL_SIZE=-2 must be >= 1");
+#endif
 }
 END_TEST
 
@@ -288,30 +359,38 @@ START_TEST(test_precedence) {
     set_mpi();
     set_slurm();
     set_torchrun();
-    ck_assert_str_eq(detect_ok().env_name, "torchrun");
+    expect_env("torchrun");
     unsetenv("RANK");
-    ck_assert_str_eq(detect_ok().env_name, "slurm");
+    expect_env("slurm");
     unsetenv("SLURM_NTASKS");
-    ck_assert_str_eq(detect_ok().env_name, "mpi");
+    expect_env("mpi");
     /* the status directory of an mpirun launch does not make a weft environment */
     set("WF_LAUNCH_STATUS_DIR", "/tmp/x");
-    ck_assert_str_eq(detect_ok().env_name, "mpi");
+    expect_env("mpi");
     /* a rank that weft's launcher started itself is described by weft's variables, even
      * inside a SLURM job or beside torchrun's names (which the launcher also sets) */
     clear_env();
     set_slurm();
     set_torchrun();
     set_weft();
+#ifdef WEFT_MINIMAL
+    detect_refused("weft");
+#else
     wf_cluster_info ci = detect_ok();
     ck_assert_str_eq(ci.env_name, "weft");
     ck_assert_int_eq(ci.global_rank, 2);
     ck_assert_int_eq(ci.world_size, 3);
+#endif
     /* a bad value of the chosen environment is an error, not a fall-through to the next */
     clear_env();
     set_slurm();
     set_torchrun();
     set("WORLD_SIZE", "many");
+#ifdef WEFT_MINIMAL
+    detect_refused("torchrun");
+#else
     detect_fails("WORLD_SIZE=\"many\"");
+#endif
 }
 END_TEST
 
