@@ -3,9 +3,10 @@
 #  1. the default build (OpenBLAS, OpenMP, MPI, and CUDA code when nvcc is present: CUDA
 #     suites report themselves skipped where there is no GPU);
 #  2. a minimal build (builtin GEMM, no CUDA/MPI) under AddressSanitizer + UBSan;
-#  3. the embedded preset (-Dminimal=true): every suite it builds, its example and its
+#  3. ThreadSanitizer over the suites that run threads;
+#  4. the embedded preset (-Dminimal=true): every suite it builds, its example and its
 #     library's size limit among them (where the preset has stubs, tests expect their refusals);
-#  4. that preset cross-built for aarch64 (tools/cross), a subset of the suites run under
+#  5. that preset cross-built for aarch64 (tools/cross), a subset of the suites run under
 #     qemu-user; reported as skipped, with the reason, when its packages cannot be installed.
 # Ends with one line "N passed, M failed, K skipped".
 set -uo pipefail
