@@ -8,7 +8,8 @@
  * and a hook of the graph recomputes each parameter's scalars from the optimizer's host
  * state (its group's hyperparameters, which a scheduler changes, and its step count, which
  * each replay advances) and writes them into the executable graph before every replay. The
- * kernels then see the step's values, without a host round trip. */
+ * kernels then see the step's values, without a host round trip. Compiled only in builds with
+ * CUDA; without it, optim_impl.h answers inline. */
 #include "optim_impl.h"
 #include "weft_config.h"
 
@@ -16,7 +17,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#ifdef WEFT_HAVE_CUDA
 /* update.c's adam_queue_cuda scalars (the same expressions, so a replay's bits equal an
  * eager step's; tests/cuda/test_cuda_graph.c compares them) */
 static void adam_scalars(wf_cuda_adam_param *q) {
@@ -80,10 +80,8 @@ static int capture_flush(const wf_cuda_adam_param *ps, int n, int dev) {
     if (rc) adam_hook_free(k);
     return rc;
 }
-#endif
 
 int wf__optim_cuda_capture_check(const wf_optimizer *opt, wf_tensor *p, const wf_param_state *st, bool cuda_fused) {
-#ifdef WEFT_HAVE_CUDA
     wf_device d = wf_tensor_device(p);
     if (d.type != WF_DEV_CUDA || !wf__cuda_capturing(d.index)) return 0;
     /* refused through the graph, so that its capture_end fails with the same message */
@@ -97,21 +95,13 @@ int wf__optim_cuda_capture_check(const wf_optimizer *opt, wf_tensor *p, const wf
                  "mixed-device tensors and the other optimizers would replay the captured values)", opt->name);
     else return 0;
     return wf__cuda_refuse_in_capture(d.index, what);
-#else
-    (void)opt, (void)p, (void)st, (void)cuda_fused;
-#endif
-    return 0;
 }
 
 int wf__optim_cuda_flush(wf_optim_batch *b) {
     if (!b->n_cuda) return 0;
     int n = b->n_cuda;
     b->n_cuda = 0;
-#ifdef WEFT_HAVE_CUDA
     if (wf__cuda_capturing(b->cuda_dev)) return capture_flush(b->cuda, n, b->cuda_dev);
     /* no grad scaler state here: Fabric's 16-mixed unscales (and skips) before the step */
     return wf__cuda_adam_multi(b->cuda, n, NULL, NULL, b->cuda_dev);
-#else
-    return wf__error(WF_ENOTSUP, "wf_optimizer_step: %d CUDA parameters queued in a build without CUDA", n);
-#endif
 }

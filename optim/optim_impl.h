@@ -86,17 +86,17 @@ typedef struct wf_optim_batch {
 } wf_optim_batch;
 /* run and empty the batch; 0 or the code of a failed CUDA launch (the CPU part cannot fail) */
 int wf__optim_flush(wf_optim_batch *b);
-#ifndef WEFT_MINIMAL
-/* optim/cuda_step.c: launch the CUDA list (empties it). 0 or a code; WF_ENOTSUP in builds
- * without CUDA (never reached there: nothing is queued). */
+#ifdef WEFT_HAVE_CUDA
+/* optim/cuda_step.c: launch the CUDA list (empties it). 0 or the code of a failed launch. */
 int wf__optim_cuda_flush(wf_optim_batch *b);
 /* optim/cuda_step.c: 0, or WF_EINVAL when p's update is being captured into a CUDA graph and
  * cannot be replayed correctly (state not created yet, or not the fused Adam/AdamW step,
- * whose scalars are refreshed before each replay); 0 in builds without CUDA. */
+ * whose scalars are refreshed before each replay). */
 int wf__optim_cuda_capture_check(const wf_optimizer *opt, wf_tensor *p, const wf_param_state *st, bool cuda_fused);
 #else
-/* The minimal preset has no CUDA: cuda_step.c's answers without CUDA, inline rather than an
- * object of their own (whose ELF headers alone cost its 1 MB budget ~1 KB). */
+/* Builds without CUDA (the minimal preset among them): the answers inline, so no object is
+ * compiled for them (each object costs the preset's 1 MB budget ~1 KB). Nothing is ever
+ * queued there (update.c's cuda_fusable is false), so the flush's error is a guard. */
 static inline int wf__optim_cuda_flush(wf_optim_batch *b) {
     if (!b->n_cuda) return 0;
     int n = b->n_cuda;
