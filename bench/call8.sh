@@ -3,10 +3,12 @@
 # bench/NOTES.md's "For the next GPU call" in one command, checks first, then timings, each
 # part guarded by the time left (DEADLINE seconds, default 560: one call's limit is 600).
 #   carry .carry/check; then: bash bench/call8.sh   (logs under $OUT)
-# Order: build; cuBLAS loaded on first use; the op harness on CUDA (and its LN_OLD / colsum
-# variants); the CUDA tests not yet run on a GPU; the CUDA resume test; GPT-2: torch.compile,
-# weft, weft's A/Bs, torch.compile again; fp8 with and without the 16-byte column sums; weft's
-# kernel split; Nsight Compute on the sdpa kernels.
+# Order (the ninth session, its device time short, put the timings before the other checks):
+# build; the op harness on CUDA and the causal attention rows on the mma.sync kernels; GPT-2:
+# torch.compile, weft and the sdpa backward's pairs A/B twice, graphs, torch.compile again;
+# the CUDA tests not yet run on a GPU (cuBLAS loaded on first use, LN_OLD / colsum variants,
+# wgrad f32, fp8, gelu bias); fp8 with and without the 16-byte column sums; the CUDA resume
+# test; start-up and memory; weft's kernel split; Nsight Compute on the sdpa kernels.
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -20,29 +22,40 @@ ninja -C $B tests/ops/test_ops bench/bench_gpt2 tests/cuda/test_cuda_blas_load t
   tests/cuda/test_cuda_fp8 tests/cuda/test_cuda_gelu_bias tests/examples/examples_test_gpt examples/gpt/gpt \
   bench/bench_startup bench/bench_memory >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -30; exit 1; }
 echo "== [${SECONDS}s] build ok"
-t() { echo "== [${SECONDS}s] $1"; shift; timeout 150 env "$@" > "$OUT/log_$SECONDS.txt" 2>&1; echo "rc=$?";
-      grep -E "^FAIL|:[EF]:" "$OUT/log_$SECONDS.txt" | head -8; tail -1 "$OUT/log_$SECONDS.txt"; }
-t "test_cuda_blas_load (cuBLAS loaded on the first device set-up)" $B/tests/cuda/test_cuda_blas_load
-t "op harness on CUDA" $B/tests/ops/test_ops --device cuda
-t "add_bias_layer_norm rows, the old backward" WEFT_LN_OLD=1 $B/tests/ops/test_ops --device cuda --op add_bias_layer_norm
-t "sum rows, the 16-byte column sums" WEFT_REDUCE_COLSUM=1 $B/tests/ops/test_ops --device cuda --op sum
-t "test_cuda_wgrad_f32 (Linear's weight scale)" $B/tests/cuda/test_cuda_wgrad_f32
-t "test_cuda_fp8" $B/tests/cuda/test_cuda_fp8
-t "test_cuda_gelu_bias" $B/tests/cuda/test_cuda_gelu_bias
-echo "== [${SECONDS}s] GPT stopped and resumed on CUDA, bit for bit"
-(cd $B && CK_RUN_CASE=core timeout 200 tests/examples/examples_test_gpt examples/gpt/gpt 2>&1 | tail -3)
-echo "== [${SECONDS}s] start-up and the MLP epoch's memory of this CUDA build on the CPU (issue 12)"
-timeout 30 $B/bench/bench_startup --runs 10 2>/dev/null | tail -1
-[ -d .data ] && timeout 60 $B/bench/bench_memory --model mlp --data .data 2>/dev/null | tail -1
+# one log for all the checks and a copy of this script's output in $OUT (few files come back,
+# and the reply keeps only the last 12 000 characters of the output)
+exec > >(tee "$OUT/summary.txt") 2>&1
+t() { echo "== [${SECONDS}s] $1"; shift; echo "== $*" >> "$OUT/checks.log"; timeout 150 env "$@" > "$OUT/last.log" 2>&1;
+      echo "rc=$?"; cat "$OUT/last.log" >> "$OUT/checks.log"; grep -E "^FAIL|:[EF]:" "$OUT/last.log" | head -8; tail -1 "$OUT/last.log"; }
 r() { local l=$1; shift; echo "$l $(timeout ${T:-60} env "$@" | grep '^{' | tail -1 | cut -c1-330)"; }
+t "op harness on CUDA" $B/tests/ops/test_ops --device cuda
+t "attention on the mma.sync kernels (paired key tiles)" WEFT_SDPA_NOWGMMA=1 $B/tests/ops/test_ops --device cuda --op scaled_dot_product_attention
 echo "== [${SECONDS}s] GPT-2 124M, 16 x 1024, bf16-mixed"
-left 200 && T=110 r torch_compile_first python3 bench/peer_gpt2.py --compile
-left 150 && r weft $B/bench/bench_gpt2 --fused-loss 1
-left 140 && r weft_graphs $B/bench/bench_gpt2 --fused-loss 1 --cuda-graphs 1
-left 130 && r weft_wgold WEFT_WGRAD_F32_OLD=1 $B/bench/bench_gpt2 --fused-loss 1
-left 120 && r weft_fp8 $B/bench/bench_gpt2 --fused-loss 1 --precision transformer-engine
-left 110 && r weft_fp8_colsum WEFT_REDUCE_COLSUM=1 $B/bench/bench_gpt2 --fused-loss 1 --precision transformer-engine
-left 100 && T=110 r torch_compile_last python3 bench/peer_gpt2.py --compile
+left 260 && T=110 r torch_compile_first python3 bench/peer_gpt2.py --compile
+left 140 && r weft $B/bench/bench_gpt2 --fused-loss 1
+left 130 && r weft_nopair WEFT_SDPA_BWD_NOPAIR=1 $B/bench/bench_gpt2 --fused-loss 1
+left 120 && r weft_again $B/bench/bench_gpt2 --fused-loss 1
+left 110 && r weft_nopair_again WEFT_SDPA_BWD_NOPAIR=1 $B/bench/bench_gpt2 --fused-loss 1
+left 100 && r weft_graphs $B/bench/bench_gpt2 --fused-loss 1 --cuda-graphs 1
+left 150 && T=110 r torch_compile_last python3 bench/peer_gpt2.py --compile
+left 60 && t "test_cuda_blas_load (cuBLAS loaded on the first device set-up)" $B/tests/cuda/test_cuda_blas_load
+left 60 && t "add_bias_layer_norm rows, the old backward" WEFT_LN_OLD=1 $B/tests/ops/test_ops --device cuda --op add_bias_layer_norm
+left 60 && t "sum rows, the 16-byte column sums" WEFT_REDUCE_COLSUM=1 $B/tests/ops/test_ops --device cuda --op sum
+left 60 && t "test_cuda_wgrad_f32 (Linear's weight scale)" $B/tests/cuda/test_cuda_wgrad_f32
+left 60 && t "test_cuda_fp8" $B/tests/cuda/test_cuda_fp8
+left 60 && t "test_cuda_gelu_bias" $B/tests/cuda/test_cuda_gelu_bias
+left 80 && r weft_wgold WEFT_WGRAD_F32_OLD=1 $B/bench/bench_gpt2 --fused-loss 1
+left 80 && r weft_fp8 $B/bench/bench_gpt2 --fused-loss 1 --precision transformer-engine
+left 80 && r weft_fp8_colsum WEFT_REDUCE_COLSUM=1 $B/bench/bench_gpt2 --fused-loss 1 --precision transformer-engine
+if left 150; then
+  echo "== [${SECONDS}s] GPT stopped and resumed on CUDA, bit for bit"
+  (cd $B && CK_RUN_CASE=core timeout 140 tests/examples/examples_test_gpt examples/gpt/gpt 2>&1 | tail -3)
+fi
+if left 100; then
+  echo "== [${SECONDS}s] start-up and the MLP epoch's memory of this CUDA build on the CPU (issue 12)"
+  timeout 30 $B/bench/bench_startup --runs 10 2>/dev/null | tail -1
+  [ -d .data ] && timeout 60 $B/bench/bench_memory --model mlp --data .data 2>/dev/null | tail -1
+fi
 if left 60; then
   echo "== [${SECONDS}s] weft kernel split (4 steps after 1 warmup)"
   source bench/ktrace_setup.sh

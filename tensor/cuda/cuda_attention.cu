@@ -118,6 +118,14 @@ static bool sd_dq_v2(void) {
     return v == 1;
 }
 
+/* WEFT_SDPA_BWD_NOPAIR=1: the causal backward's blocks one key tile each, as before the
+ * pairs (A/B timing) */
+static bool sd_bwd_nopair(void) {
+    static int v = -1;
+    if (v < 0) { const char *e = getenv("WEFT_SDPA_BWD_NOPAIR"); v = e && *e == '1'; }
+    return v == 1;
+}
+
 /* WEFT_SDPA_NOFULL=1: the general kernels also where D is 64 or 128 (A/B timing) */
 static bool sd_nofull(void) {
     static int v = -1;
@@ -220,7 +228,10 @@ extern "C" int wf__cuda_sdpa_backward(const wf_cuda_view *dq, const wf_cuda_view
          * 50 MB were in flight and the kernel moved 1.2 GB through DRAM instead of 0.24 */
         a.tile_x = B * H <= 65535;
         a.dq_v4 = !sd_dq_v2();
-        dim3 grid = a.tile_x ? dim3(ntile, (unsigned)(B * H)) : dim3((unsigned)(B * H), ntile);
+        /* causal and square: a block per pair of key tiles, every block the same work (sd_bwd_tiles) */
+        a.pair = a.causal && a.L == a.S && ntile > 1 && !sd_bwd_nopair();
+        unsigned nblk = a.pair ? (ntile + 1) / 2 : ntile;
+        dim3 grid = a.tile_x ? dim3(nblk, (unsigned)(B * H)) : dim3((unsigned)(B * H), nblk);
         /* the D == 128 specialization spills (registers are full there): D 64 only */
         bool full = a.D == 64 && !sd_nofull();
         if (full && a.vec_q && a.vec_k && a.vec_v && a.vec_do && wfc_sdpa_wgmma_ok(st)) {

@@ -34,6 +34,7 @@ struct sdpa_args {
     int vec_oin;     /* backward: delta kernel with 16-byte loads of dO and O (D a power of 2 >= 8) */
     int tile_x;      /* grid: tiles along x and batch*head along y (keeps each head's working set in L2) */
     int dq_v4;       /* Hopper backward: dQ added with 16-byte atomics (off: WEFT_SDPA_DQ_V2=1, A/B timing) */
+    int pair;        /* backward, causal and square: a block per pair of key tiles (sd_bwd_tiles) */
 };
 
 template <bool BF> __device__ __forceinline__ uint32_t sd_pack(float lo, float hi) {
@@ -271,6 +272,23 @@ __device__ __forceinline__ void sd_atomic2(float *p, float x, float y, bool pair
 #endif
     atomicAdd(p, x);
     if (pair) atomicAdd(p + 1, y);
+}
+
+/* The backward's blocks: each runs tile(bh, kt) for one key tile kt of head bh, or (a.pair,
+ * causal attention with L == S) for the pair of key tiles i and ntile - 1 - i. Under the causal
+ * mask key tile kt meets ntile - kt query tiles, so a pair always meets ntile + 1 and every
+ * block does the same work; one tile a block, the blocks ran 1 to ntile query tiles each and
+ * the grid ended on its longest ones, most of the GPU idle while they finished. Blocks are
+ * numbered from the grid's end (the key-tile index counts down), as before the pairs. */
+template <class TILE> __device__ __forceinline__ void sd_bwd_tiles(const sdpa_args &a, TILE tile) {
+    const int bh = a.tile_x ? blockIdx.y : blockIdx.x;
+    const int i = a.tile_x ? gridDim.x - 1 - blockIdx.x : gridDim.y - 1 - blockIdx.y;
+    const int other = a.pair ? (a.S + SD_BC - 1) / SD_BC - 1 - i : i;
+    /* a loop, not two calls: one inlined copy of the tile's code (two spilled registers) */
+    for (int n = 0; n < (other != i ? 2 : 1); n++) {
+        if (n) __syncthreads();   /* the first tile's shared memory is free again */
+        tile(bh, n ? other : i);
+    }
 }
 
 template <class K> static int sd_smem_attr(K kern, size_t bytes, int dev) {

@@ -157,14 +157,12 @@ __global__ void __launch_bounds__(SDF_THREADS(SDF_MT), DP == 64 ? 2 : 1) sdpa_fw
 }
 
 template <bool BF, int DP, bool FULL>
-__global__ void __launch_bounds__(SD_THREADS, DP == 64 ? 3 : 1) sdpa_bwd_kernel(sdpa_args a) {
-    extern __shared__ __align__(16) unsigned char sd_smem[];
+__device__ __forceinline__ void sdpa_bwd_tile(const sdpa_args &a, unsigned char *sd_smem, int bh, int kt) {
     constexpr int LD = DP + 8, LDP = SD_BR + 8, NB = DP == 64 ? 2 : 1;   /* Q/dO buffers */
     uint16_t *Ks = reinterpret_cast<uint16_t *>(sd_smem), *Vs = Ks + SD_BC * LD, *QD = Vs + SD_BC * LD,
              *Ps = QD + NB * 2 * SD_BR * LD, *dSs = Ps + SD_BR * LDP;   /* QD: [NB][Q, dO][64][LD] */
     float *ld_s = reinterpret_cast<float *>(dSs + SD_BR * LDP);           /* [NB][lse, delta][64] */
-    const int bh = a.tile_x ? blockIdx.y : blockIdx.x, b = bh / a.H, h = bh % a.H;
-    const int kt = a.tile_x ? gridDim.x - 1 - blockIdx.x : gridDim.y - 1 - blockIdx.y, k0 = kt * SD_BC;
+    const int b = bh / a.H, h = bh % a.H, k0 = kt * SD_BC;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const uint16_t *qg = a.q + b * a.qs[0] + h * a.qs[1];
     const uint16_t *kg = a.k + b * a.ks[0] + h * a.ks[1];
@@ -328,6 +326,13 @@ __global__ void __launch_bounds__(SD_THREADS, DP == 64 ? 3 : 1) sdpa_bwd_kernel(
             }
         }
     }
+}
+
+/* a block per key tile, or per pair of key tiles (a.pair: sd_bwd_pair in cuda_attention.cuh) */
+template <bool BF, int DP, bool FULL>
+__global__ void __launch_bounds__(SD_THREADS, DP == 64 ? 3 : 1) sdpa_bwd_kernel(sdpa_args a) {
+    extern __shared__ __align__(16) unsigned char sd_smem[];
+    sd_bwd_tiles(a, [&](int bh, int kt) { sdpa_bwd_tile<BF, DP, FULL>(a, sd_smem, bh, kt); });
 }
 
 /* ---------------------------------------------------------------- launch (cuda_attention.cu decides) */

@@ -224,14 +224,11 @@ __global__ void __launch_bounds__(256, 2) sdpa_fwd_wg_kernel(sdpa_args a) {
  * are 64 x 128 bytes in the 128-byte swizzled layout. The accumulators have the per-warp
  * mma.sync layout, so the softmax-gradient code and the stores are sdpa_bwd_kernel's. */
 template <bool BF>
-__global__ void __launch_bounds__(SD_THREADS, 3) sdpa_bwd_wg_kernel(sdpa_args a) {
-    extern __shared__ __align__(16) unsigned char sd_smem[];
+__device__ __forceinline__ void sdpa_bwd_wg_tile(const sdpa_args &a, unsigned char *base, int bh, int kt) {
     constexpr int T = SD_BC * 128;   /* bytes of one 64-row tile */
-    unsigned char *base = sd_smem + ((1024 - ((uint32_t)__cvta_generic_to_shared(sd_smem) & 1023)) & 1023);
     unsigned char *Ks = base, *Vs = base + T, *QD = base + 2 * T, *Ps = base + 6 * T, *dSs = base + 7 * T;
     float *ld_s = reinterpret_cast<float *>(base + 8 * T);   /* [2][lse, delta][64] */
-    const int bh = a.tile_x ? blockIdx.y : blockIdx.x, b = bh / a.H, h = bh % a.H;
-    const int kt = a.tile_x ? gridDim.x - 1 - blockIdx.x : gridDim.y - 1 - blockIdx.y, k0 = kt * SD_BC;
+    const int b = bh / a.H, h = bh % a.H, k0 = kt * SD_BC;
     const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
     const uint16_t *qg = a.q + b * a.qs[0] + h * a.qs[1];
     const uint16_t *kg = a.k + b * a.ks[0] + h * a.ks[1];
@@ -365,6 +362,15 @@ __global__ void __launch_bounds__(SD_THREADS, 3) sdpa_bwd_wg_kernel(sdpa_args a)
             }
         }
     }
+}
+
+/* a block per key tile, or per pair of key tiles (a.pair: sd_bwd_tiles in cuda_attention.cuh) */
+template <bool BF>
+__global__ void __launch_bounds__(SD_THREADS, 3) sdpa_bwd_wg_kernel(sdpa_args a) {
+    extern __shared__ __align__(16) unsigned char sd_smem[];
+    /* the swizzle pattern repeats every 1024 bytes: tiles start on such a boundary */
+    unsigned char *base = sd_smem + ((1024 - ((uint32_t)__cvta_generic_to_shared(sd_smem) & 1023)) & 1023);
+    sd_bwd_tiles(a, [&](int bh, int kt) { sdpa_bwd_wg_tile<BF>(a, base, bh, kt); });
 }
 
 /* ---------------------------------------------------------------- launch (cuda_attention.cu decides) */
