@@ -57,11 +57,13 @@ static inline bool wfc_contig(const wf_cuda_view *v) {
     }
     return true;
 }
-/* out[i] = sum over the k rows of A [k, m] (row pitch lda elements) of A[r][i], in f32, stored
- * in dt (f32 / bf16 / f16): 16-byte loads, deterministic (cuda_gemm.cu). 1 when the layout does
- * not fit (m a multiple of 16 bytes' elements, A and its pitch 16-byte aligned), else 0 or a
- * negative code. Linear's bias gradient and the column layout's sums (cuda_reduce.cu). */
-int wfc_colsum(int dt, const void *A, int64_t k, int64_t m, int64_t lda, void *out, int dev, cudaStream_t st);
+/* out[i] = sum over the k rows of A [k, m] (row pitch lda elements, dtype dt: f32 / bf16 /
+ * f16) of A[r][i], in f32, stored in out_dt (dt, or f32: a half tensor's sum as reductions keep
+ * it): 16-byte loads, deterministic (cuda_gemm.cu). 1 when the layout or dtypes do not fit (m a
+ * multiple of 16 bytes' elements, A and its pitch 16-byte aligned), else 0 or a negative code.
+ * Linear's bias gradient and the column layout's sums (cuda_reduce.cu). */
+int wfc_colsum(int dt, const void *A, int64_t k, int64_t m, int64_t lda, void *out, int out_dt, int dev,
+               cudaStream_t st);
 
 /* Column sums in two deterministic passes, shared by wfc_colsum and the kernels that sum the
  * columns of what they write (gelu_backward_bias, cuda_elementwise.cu): a block of WFC_CS_TX

@@ -415,7 +415,7 @@ static bool bgrad_colsum(void) {
 /* out[i] = sum over the k rows of A [k, m] (row pitch lda elements) of A[r][i], A and out
  * of dtype dt (f32 / f16 / bf16). 1 when the layout does not fit (the caller keeps the
  * epilogue), else 0 or a negative code. */
-static int colsum_launch(int dt, const void *A, int64_t k, int64_t m, int64_t lda, void *out, int dev,
+static int colsum_launch(int dt, const void *A, int64_t k, int64_t m, int64_t lda, void *out, int out_dt, int dev,
                          cudaStream_t st) {
     int es = wfc_dtype_size(dt), w = 16 / es;
     if (m % w || ((uintptr_t)A & 15) || (lda * es) % 16 || m / w > 2147483647LL / WFC_CS_TX) return 1;
@@ -438,15 +438,17 @@ static int colsum_launch(int dt, const void *A, int64_t k, int64_t m, int64_t ld
     else colsum_partial<WF_F32><<<grid, block, 0, st>>>(a, k, lda * es, nvec, rpc, partial);
     int rc = wfc_check("bias gradient (column sums) kernel", dev);
     if (!rc) {
-        rc = wfc_colsum_finish(partial, chunks, m, out, dt, dev, st);
+        rc = wfc_colsum_finish(partial, chunks, m, out, out_dt, dev, st);
     }
     wf__cuda_free(dev, partial, pbytes);   /* stream-ordered: safe to reuse at once */
     return rc;
 }
 
-int wfc_colsum(int dt, const void *A, int64_t k, int64_t m, int64_t lda, void *out, int dev, cudaStream_t st) {
+int wfc_colsum(int dt, const void *A, int64_t k, int64_t m, int64_t lda, void *out, int out_dt, int dev,
+               cudaStream_t st) {
     if (dt != WF_F32 && dt != WF_BF16 && dt != WF_F16) return 1;
-    return colsum_launch(dt, A, k, m, lda, out, dev, st);
+    if (out_dt != dt && out_dt != WF_F32) return 1;
+    return colsum_launch(dt, A, k, m, lda, out, out_dt, dev, st);
 }
 
 
@@ -475,7 +477,7 @@ extern "C" int wf__cuda_gemm_epilogue(int dtype, int transA, int transB, int64_t
     if (rc) return rc;
     /* the bias gradient of op(A) = A^T [m, k]: the column sums of A stored [k, m] */
     if (bgrad && transA && bgrad_colsum()) {
-        int c = colsum_launch(dtype, A, k, m, lda, bgrad, dev, st);
+        int c = colsum_launch(dtype, A, k, m, lda, bgrad, dtype, dev, st);
         if (c <= 0) {
             if (c < 0) return c;
             return wf__cuda_gemm(dtype, transA, transB, m, n, k, 1.0, A, lda, 0, B, ldb, 0, 0.0, C, ldc, 0, 1, dev);

@@ -319,12 +319,15 @@ extern "C" int wf__cuda_reduce(int op, const wf_cuda_view *y, const wf_cuda_view
      * of them took 5.8 ms as reduce_cols_tile, which loads one element a thread. Opt-in,
      * WEFT_REDUCE_COLSUM=1 (read once), until a GPU run has checked this routing (the kernel
      * itself is Linear's checked WEFT_BGRAD=colsum path; the harness's "sum(dim 0, long)"
-     * rows reach it) */
+     * rows reach it). A bf16 / f16 input's sum comes here with an f32 output (wf__sum_raw's
+     * accumulator dtype): until the ninth session the routing asked for equal dtypes, so the
+     * fp8 step's bf16 bias gradients never reached it (42.63 ms with and without) */
     static int colsum_on = -1;
     if (colsum_on < 0) { const char *e = getenv("WEFT_REDUCE_COLSUM"); colsum_on = e && *e == '1'; }
-    if (colsum_on && op == WFC_R_SUM && g.kn == 1 && g.rn == 1 && g.R > 0 && x->dtype == y->dtype && g.kxs[0] == xes &&
-        g.kys[0] == yes && g.rxs[0] % xes == 0 && g.rxs[0] >= g.M * xes) {
-        rc = wfc_colsum(x->dtype, g.x, g.R, g.M, g.rxs[0] / xes, g.y, dev, st);
+    if (colsum_on && op == WFC_R_SUM && g.kn == 1 && g.rn == 1 && g.R > 0 &&
+        (x->dtype == y->dtype || y->dtype == WF_F32) && g.kxs[0] == xes && g.kys[0] == yes && g.rxs[0] % xes == 0 &&
+        g.rxs[0] >= g.M * xes) {
+        rc = wfc_colsum(x->dtype, g.x, g.R, g.M, g.rxs[0] / xes, g.y, y->dtype, dev, st);
         if (rc != 1) return rc;
     }
     if (x->dtype == WF_F64 || (op == WFC_R_PNORM && !wfc_is_float(x->dtype))) return run_reduce<double>(g, dev, st);
