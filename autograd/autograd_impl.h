@@ -119,6 +119,13 @@ wf_tensor *wf__recorded(wf_tensor *y, wf_node *n, bool saved_ok, int n_inputs, w
 /* The saved tensor i, or NULL with WF_EAUTOGRAD if it was modified in place since saved
  * or the graph was freed by an earlier backward. Borrowed. */
 wf_tensor *wf__saved(wf_node *n, int i);
+/* For a backward function: the gradient already waiting for input i (another use of the same
+ * tensor delivered it first: a tied embedding's weight after the LM head), when the backward
+ * may add its own gradient into it in place and leave gx[i] NULL: nothing else sees the buffer
+ * (summable as the engine's own gradient sums are), it is contiguous with input i's shape,
+ * dtype and device, and grad mode is off (no graph of the backward). NULL otherwise (then
+ * return gx[i] as usual). Borrowed. Saves the zeros, the sum's read of both and its write. */
+wf_tensor *wf__grad_sink(wf_node *n, int i);
 /* Sum g over broadcast dims so it has meta's shape (and dtype). Returns g itself if equal. */
 wf_tensor *wf__reduce_to(wf_tensor *g, const wf_meta *meta);
 /* Fill meta from a tensor. */

@@ -94,6 +94,18 @@ static bool summable_in_place(const wf_tensor *b, const wf_tensor *g) {
     return wf_same_shape(b, g);
 }
 
+wf_tensor *wf__grad_sink(wf_node *n, int i) {
+    if (i < 0 || i >= n->n_inputs || !n->next[i].fn || wf_is_grad_enabled()) return NULL;
+    const wf_node *to = n->next[i].fn;
+    wf_tensor *b = to->grad_buf ? to->grad_buf[n->next[i].output_nr] : NULL;
+    const wf_meta *m = &n->in_meta[i];
+    if (!b || b->ndim != m->ndim || b->dtype != m->dtype || !wf_device_eq(b->device, m->device)) return NULL;
+    for (int d = 0; d < m->ndim; d++)
+        if (b->shape[d] != m->shape[d]) return NULL;
+    if (atomic_load(&b->refcount) != 1 || atomic_load(&b->storage->refcount) != 1 || b->view_base) return NULL;
+    return b->grad_fn || b->requires_grad || !wf_is_contiguous(b) ? NULL : b;
+}
+
 /* Add g into node's buffer for output o (takes a reference of its own). */
 static int deliver(wf_node *n, int o, wf_tensor *g) {
     if (!n->grad_buf) {

@@ -407,27 +407,32 @@ wf_tensor *wf__index_select_backward_raw(wf_tensor *gy, int dim, wf_tensor *inde
 wf_tensor *wf__embedding_backward_raw(wf_tensor *gy, wf_tensor *index, const int64_t *shape, wf_dtype dt, wf_device dev) {
     wf_tensor *g = wf_zeros_on(shape, 2, dt, dev);
     if (!g) return nomem();
-    int64_t N = wf_numel(index), D = shape[1];
+    return wf__embedding_backward_into_raw(g, gy, index) ? NULL : g;
+}
+
+int wf__embedding_backward_into_raw(wf_tensor *g, wf_tensor *gy, wf_tensor *index) {
+    wf_dtype dt = g->dtype;
+    int64_t N = wf_numel(index), D = g->shape[1];
     if (!is_meta(g) && N > 0 && D > 0) {
         const wf_kernels *k = wf__kernels(g->device);
         /* gy [*indices.shape, D] as a contiguous [N, D] of the weight's dtype */
         wf_tensor *src = gy;
         if (!wf_is_contiguous(src) || src->dtype != dt) {
             src = wf__empty(gy->shape, gy->ndim, dt, gy->device);
-            if (!src) return nomem();
+            if (!src) { nomem(); return WF_ENOMEM; }
             if (k->copy(src, gy)) {
                 if (!wf_error()) wf__error(WF_EDEVICEFAIL, "wf_embedding (backward): the copy kernel failed");
-                return NULL;
+                return err_or(WF_EDEVICEFAIL);
             }
         }
         wf_tensor *g2 = wf__view_of(src, 2, (const int64_t[]){ N, D }, (const int64_t[]){ D, 1 }, src->offset);
-        if (!g2) return nomem();
+        if (!g2) { nomem(); return WF_ENOMEM; }
         int rc = wf__need_kernel(k, "wf_embedding (backward)", WF_OPF_KERNEL, WF_K_INDEX_ADD, g->dtype, g->device);
         if (!rc) rc = k->index_add(g, 0, index, g2);
         wf_tensor_free(g2);
-        if (rc) return NULL;
+        if (rc) return err_or(WF_EDEVICEFAIL);
     }
-    return g;
+    return 0;
 }
 
 wf_tensor *wf__copy_view_raw(wf_tensor *g, int ndim, const int64_t *shape, const int64_t *stride, int64_t offset,

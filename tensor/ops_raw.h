@@ -148,6 +148,9 @@ wf_tensor *wf__scatter_add_src_backward_raw(wf_tensor *gy, int dim, wf_tensor *i
 wf_tensor *wf__index_select_backward_raw(wf_tensor *gy, int dim, wf_tensor *index, int ndim, const int64_t *shape,
                                          wf_dtype dt, wf_device dev);
 wf_tensor *wf__embedding_backward_raw(wf_tensor *gy, wf_tensor *index, const int64_t *shape, wf_dtype dt, wf_device dev);
+/* embedding's backward added into g ([V, D], its dtype, on gy's device): g.index_add(0, index,
+ * gy as [N, D]); the step above without its zeros. 0 or a negative code (recorded). */
+int wf__embedding_backward_into_raw(wf_tensor *g, wf_tensor *gy, wf_tensor *index);
 /* a contiguous copy (dtype dt, on dev) of the view of g given by shape/stride/offset: the
  * gradient of one input of cat or stack */
 wf_tensor *wf__copy_view_raw(wf_tensor *g, int ndim, const int64_t *shape, const int64_t *stride, int64_t offset,

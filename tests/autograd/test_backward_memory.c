@@ -1,8 +1,10 @@
 /* tests/autograd/test_backward_memory.c: what a backward keeps alive, measured by the memory
  * census (wf_memory_record_history): a node's saved tensors go once it has run, not after
  * the whole backward, and a gradient summed from two uses is summed into its buffer, not
- * next to it. Bounds come from the shapes. */
+ * next to it, and a tied embedding adds its rows into the gradient already waiting. Bounds come
+ * from the shapes. */
 #include <check.h>
+#include <math.h>
 #include <string.h>
 
 #include "test_util.h"
@@ -95,6 +97,95 @@ START_TEST(test_shared_gradient_not_summed_in_place) {
 }
 END_TEST
 
+/* A tied embedding (GPT's wte: the LM head's weight and the token table). The head's gradient
+ * reaches w's buffer first, and the embedding's backward adds its rows into that buffer
+ * (wf__grad_sink) instead of making a zero [V, D] gradient to be summed with it: no storage
+ * of the embedding's backward is alive at the backward's peak, and w's gradient is the two
+ * gradients' sum (repeated indices add up), as from two separate weights. */
+#define TV 1024
+#define TD 64
+#define TT 12
+static const int64_t tied_idx[TT] = { 3, 7, 3, 1000, 0, 7, 7, 512, 1023, 3, 64, 0 };
+
+/* loss = sum(embedding(we, idx) @ wh^T * c): we == wh for the tied model */
+static wf_tensor *tied_loss(wf_tensor *we, wf_tensor *wh, wf_tensor *c) {
+    wf_tensor *idx = wf_from_data(tied_idx, WF_SHAPE(TT), WF_I64);
+    return wf_sum(wf_mul(wf_linear(wf_embedding(we, idx), wh, NULL), c), WF_ALL_DIMS, false);
+}
+
+START_TEST(test_tied_embedding_adds_into_head_gradient) {
+    wf_manual_seed(7);
+    wf_tensor *w = wf_randn(WF_SHAPE(TV, TD), WF_F32), *c = wf_randn(WF_SHAPE(TT, TV), WF_F32);
+    wf_tensor *w1 = wf_clone(w), *w2 = wf_clone(w);
+    wf_set_requires_grad(w, true), wf_set_requires_grad(w1, true), wf_set_requires_grad(w2, true);
+    /* the reference: the same loss with the table and the head as two weights */
+    wf_scope_begin();
+    ck_assert_int_eq(wf_backward(tied_loss(w1, w2, c), NULL, false), 0);
+    wf_tensor *ref = wf_keep(wf_add(wf_grad(w1), wf_grad(w2)));
+    wf_scope_end();
+
+    ck_assert_int_eq(wf_memory_record_history(true), 0);
+    wf_scope_begin();
+    wf_tensor *loss = wf_keep(tied_loss(w, w, c));
+    wf_scope_end();
+    ck_assert_int_eq(wf_memory_history_reset_peak(), 0);
+    ck_assert_int_eq(wf_backward(loss, NULL, false), 0);
+    wf_memory_census_row rows[64];
+    int n = wf_memory_snapshot(WF_CPU, true, rows, 64, NULL);
+    ck_assert_int_gt(n, 0);
+    for (int i = 0; i < n && i < 64; i++)
+        ck_assert_msg(!strstr(rows[i].label, "EmbeddingBackward") || rows[i].bytes < (size_t)TV * TD * 4,
+                      "the embedding's backward made a [V, D] gradient of its own: %s, %zu bytes", rows[i].label,
+                      rows[i].bytes);
+    ck_assert_int_eq(wf_memory_record_history(false), 0);
+
+    static float g[TV * TD], r[TV * TD];
+    ck_assert_int_eq(wf_to_array(wf_grad(w), g, WF_F32), 0);
+    ck_assert_int_eq(wf_to_array(ref, r, WF_F32), 0);
+    double worst = 0;
+    for (int i = 0; i < TV * TD; i++) {
+        double e = fabs((double)g[i] - r[i]) / (1.0 + fabs((double)r[i]));
+        if (e > worst) worst = e;
+    }
+    ck_assert_msg(worst < 1e-5, "the tied gradient is off the two weights' sum by %g", worst);
+    /* row 3 (three uses) got the embedding's part: it differs from the head's alone */
+    ck_assert_msg(fabs(g[3 * TD] - wf_item(wf_select(wf_select(wf_grad(w2), 0, 3), 0, 0))) > 1e-3,
+                  "row 3 has no embedding gradient");
+    wf_tensor_free(loss), wf_tensor_free(ref);
+    wf_tensor_free(w), wf_tensor_free(w1), wf_tensor_free(w2), wf_tensor_free(c);
+}
+END_TEST
+
+/* The waiting gradient is shared: AddBackward hands one tensor to w's buffer and to u's node,
+ * which runs after the embedding (it was recorded before it). Adding the embedding's rows into
+ * that tensor would give them to q too; the sink must refuse it. q's gradient stays 1, w's is
+ * 1 + how often each row was looked up. */
+START_TEST(test_embedding_sink_refuses_a_shared_gradient) {
+    wf_tensor *w = wf_zeros(WF_SHAPE(TV, TD), WF_F32), *q = wf_zeros(WF_SHAPE(TV, TD), WF_F32);
+    wf_set_requires_grad(w, true), wf_set_requires_grad(q, true);
+    wf_scope_begin();
+    wf_tensor *u = wf_mul_scalar(q, 1.0);   /* recorded first: runs last */
+    wf_tensor *idx = wf_from_data(tied_idx, WF_SHAPE(TT), WF_I64);
+    wf_tensor *e = wf_sum(wf_embedding(w, idx), WF_ALL_DIMS, false);
+    wf_tensor *loss = wf_add(e, wf_sum(wf_add(w, u), WF_ALL_DIMS, false));
+    ck_assert_int_eq(wf_backward(loss, NULL, false), 0);
+    wf_scope_end();
+    static float g[TV * TD], gq[TV * TD];
+    ck_assert_int_eq(wf_to_array(wf_grad(w), g, WF_F32), 0);
+    ck_assert_int_eq(wf_to_array(wf_grad(q), gq, WF_F32), 0);
+    for (int v = 0; v < TV; v++) {
+        int uses = 0;
+        for (int t = 0; t < TT; t++) uses += tied_idx[t] == v;
+        for (int d = 0; d < TD; d++) {
+            ck_assert_msg(g[v * TD + d] == 1.0f + (float)uses, "w row %d col %d: %g, expected %d", v, d,
+                          g[v * TD + d], 1 + uses);
+            ck_assert_msg(gq[v * TD + d] == 1.0f, "q row %d col %d: %g, expected 1", v, d, gq[v * TD + d]);
+        }
+    }
+    wf_tensor_free(w), wf_tensor_free(q);
+}
+END_TEST
+
 /* after a backward without retain_graph, a second one is a clear error, as before */
 START_TEST(test_second_backward_still_refused) {
     wf_tensor *x = wf_full(WF_SHAPE(4), 2.0, WF_F32);
@@ -114,6 +205,8 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_saved_freed_as_backward_runs);
     tcase_add_test(tc, test_two_uses_summed_in_place);
     tcase_add_test(tc, test_shared_gradient_not_summed_in_place);
+    tcase_add_test(tc, test_tied_embedding_adds_into_head_gradient);
+    tcase_add_test(tc, test_embedding_sink_refuses_a_shared_gradient);
     tcase_add_test(tc, test_second_backward_still_refused);
     suite_add_tcase(s, tc);
     return s;
