@@ -8,6 +8,7 @@
  * of a backward function die as soon as it returns; only the gradients passed on survive. */
 #include "autograd_impl.h"
 
+#include <stdlib.h>
 #include <string.h>
 
 void wf__node_free_saved(wf_node *n);
@@ -94,8 +95,15 @@ static bool summable_in_place(const wf_tensor *b, const wf_tensor *g) {
     return wf_same_shape(b, g);
 }
 
+/* WEFT_NO_GRAD_SINK=1: no backward adds into a waiting gradient (A/B timing) */
+static bool grad_sink_off(void) {
+    static int v = -1;
+    if (v < 0) { const char *e = getenv("WEFT_NO_GRAD_SINK"); v = e && *e == '1'; }
+    return v == 1;
+}
+
 wf_tensor *wf__grad_sink(wf_node *n, int i) {
-    if (i < 0 || i >= n->n_inputs || !n->next[i].fn || wf_is_grad_enabled()) return NULL;
+    if (i < 0 || i >= n->n_inputs || !n->next[i].fn || wf_is_grad_enabled() || grad_sink_off()) return NULL;
     const wf_node *to = n->next[i].fn;
     wf_tensor *b = to->grad_buf ? to->grad_buf[n->next[i].output_nr] : NULL;
     const wf_meta *m = &n->in_meta[i];

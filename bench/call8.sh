@@ -36,6 +36,7 @@ left 140 && r weft $B/bench/bench_gpt2 --fused-loss 1
 left 130 && r weft_nopair WEFT_SDPA_BWD_NOPAIR=1 $B/bench/bench_gpt2 --fused-loss 1
 left 120 && r weft_again $B/bench/bench_gpt2 --fused-loss 1
 left 110 && r weft_nopair_again WEFT_SDPA_BWD_NOPAIR=1 $B/bench/bench_gpt2 --fused-loss 1
+left 105 && r weft_nosink WEFT_NO_GRAD_SINK=1 $B/bench/bench_gpt2 --fused-loss 1
 left 100 && r weft_graphs $B/bench/bench_gpt2 --fused-loss 1 --cuda-graphs 1
 left 150 && T=110 r torch_compile_last python3 bench/peer_gpt2.py --compile
 left 60 && t "test_cuda_blas_load (cuBLAS loaded on the first device set-up)" $B/tests/cuda/test_cuda_blas_load
