@@ -284,7 +284,7 @@ template <class TILE> __device__ __forceinline__ void sd_bwd_tiles(const sdpa_ar
     const int bh = a.tile_x ? blockIdx.y : blockIdx.x;
     const int i = a.tile_x ? gridDim.x - 1 - blockIdx.x : gridDim.y - 1 - blockIdx.y;
     const int other = a.pair ? (a.S + SD_BC - 1) / SD_BC - 1 - i : i;
-    /* a loop, not two calls: one inlined copy of the tile's code (two spilled registers) */
+    /* a loop, not two calls: one inlined copy of the tile's code (two copies spilled 16 bytes) */
     for (int n = 0; n < (other != i ? 2 : 1); n++) {
         if (n) __syncthreads();   /* the first tile's shared memory is free again */
         tile(bh, n ? other : i);
