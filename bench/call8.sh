@@ -2,7 +2,7 @@
 # The GPU call planned in the eighth session (2026-12-07), which had no device: everything in
 # bench/NOTES.md's "For the next GPU call" in one command, checks first, then timings, each
 # part guarded by the time left (DEADLINE seconds, default 560: one call's limit is 600).
-#   carry .carry/check; then: bash bench/call8.sh   (logs under $OUT)
+#   bash bench/carry_check.sh here, carry .carry and .data; then: bash bench/call8.sh (logs under $OUT)
 # Order (the ninth session, its device time short, put the timings before the other checks):
 # build; the op harness on CUDA and the causal attention rows on the mma.sync kernels; GPT-2:
 # torch.compile, weft and the sdpa backward's pairs A/B twice, graphs, torch.compile again;
