@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The GPU call planned in the eighth session (2026-12-07), which had no device: everything in
-# bench/NOTES.md's "For the next GPU call" in one command, checks first, then timings, each
+# bench/NOTES.md's "For the next GPU call" in one command (the op harness, timings, then the other checks), each
 # part guarded by the time left (DEADLINE seconds, default 560: one call's limit is 600).
 #   bash bench/carry_check.sh here, carry .carry and .data; then: bash bench/call8.sh (logs under $OUT)
 # Order (the ninth session, its device time short, put the timings before the other checks):
