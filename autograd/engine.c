@@ -8,7 +8,6 @@
  * of a backward function die as soon as it returns; only the gradients passed on survive. */
 #include "autograd_impl.h"
 
-#include <stdlib.h>
 #include <string.h>
 
 void wf__node_free_saved(wf_node *n);
@@ -85,21 +84,30 @@ static void free_bufs(wf_node *n) {
     n->grad_buf = NULL;
 }
 
-/* May g be added into the buffer b in place? Only when nothing else can see b: one handle
- * reference (the buffer's own; a scope or a node holding it counts too), its storage not
- * shared (no view, no tensor passed through to two buffers), and the sum keeps b's dtype and
+/* Nothing but the gradient buffer itself sees b: one handle reference (the buffer's own; a
+ * scope or a node holding it counts too), its storage not shared (no view, no tensor passed
+ * through to two buffers), no history. */
+static bool buffer_private(const wf_tensor *b) {
+    return atomic_load(&b->refcount) == 1 && atomic_load(&b->storage->refcount) == 1 && !b->view_base &&
+           !b->grad_fn && !b->requires_grad;
+}
+/* May g be added into the buffer b in place? When b is private and the sum keeps b's dtype and
  * shape (no promotion, no broadcast). */
 static bool summable_in_place(const wf_tensor *b, const wf_tensor *g) {
-    if (atomic_load(&b->refcount) != 1 || atomic_load(&b->storage->refcount) != 1 || b->view_base) return false;
-    if (b->grad_fn || b->requires_grad || b->dtype != g->dtype || !wf_device_eq(b->device, g->device)) return false;
-    return wf_same_shape(b, g);
+    return buffer_private(b) && b->dtype == g->dtype && wf_device_eq(b->device, g->device) && wf_same_shape(b, g);
+}
+
+/* t has the shape recorded in m */
+static bool shape_of_meta(const wf_tensor *t, const wf_meta *m) {
+    bool ok = t->ndim == m->ndim;
+    for (int d = 0; ok && d < m->ndim; d++) ok = t->shape[d] == m->shape[d];
+    return ok;
 }
 
 /* WEFT_NO_GRAD_SINK=1: no backward adds into a waiting gradient (A/B timing) */
 static bool grad_sink_off(void) {
     static int v = -1;
-    if (v < 0) { const char *e = getenv("WEFT_NO_GRAD_SINK"); v = e && *e == '1'; }
-    return v == 1;
+    return wf__env_flag("WEFT_NO_GRAD_SINK", &v);
 }
 
 wf_tensor *wf__grad_sink(wf_node *n, int i) {
@@ -107,11 +115,9 @@ wf_tensor *wf__grad_sink(wf_node *n, int i) {
     const wf_node *to = n->next[i].fn;
     wf_tensor *b = to->grad_buf ? to->grad_buf[n->next[i].output_nr] : NULL;
     const wf_meta *m = &n->in_meta[i];
-    if (!b || b->ndim != m->ndim || b->dtype != m->dtype || !wf_device_eq(b->device, m->device)) return NULL;
-    for (int d = 0; d < m->ndim; d++)
-        if (b->shape[d] != m->shape[d]) return NULL;
-    if (atomic_load(&b->refcount) != 1 || atomic_load(&b->storage->refcount) != 1 || b->view_base) return NULL;
-    return b->grad_fn || b->requires_grad || !wf_is_contiguous(b) ? NULL : b;
+    bool fits = b && buffer_private(b) && b->dtype == m->dtype && wf_device_eq(b->device, m->device) &&
+                shape_of_meta(b, m) && wf_is_contiguous(b);
+    return fits ? b : NULL;
 }
 
 /* Add g into node's buffer for output o (takes a reference of its own). */
@@ -166,9 +172,7 @@ static int run_node(wf_node *n) {
         for (int i = 0; i < n->n_inputs; i++) {
             if (!gx[i] || !n->next[i].fn) continue;
             const wf_meta *m = &n->in_meta[i];
-            bool ok = gx[i]->ndim == m->ndim;
-            for (int d = 0; ok && d < m->ndim; d++) ok = gx[i]->shape[d] == m->shape[d];
-            if (!ok) {
+            if (!shape_of_meta(gx[i], m)) {
                 char b1[96], b2[96];
                 rc = wf__error(WF_EAUTOGRAD, "%s: backward produced a gradient of shape %s for an input of shape %s",
                                n->name, wf_shape_str(gx[i], b1, sizeof b1), wf__shape_text(m->ndim, m->shape, b2, sizeof b2));

@@ -32,11 +32,7 @@ static wf_tensor *bin(const char *op, wf_binary_op o, wf_tensor *a, wf_tensor *b
  * gradient), as before gelu_bwd_bias; for the A/B timing on the GPU (bench/NOTES.md) */
 static bool gelu_bgrad_old(void) {
     static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("WEFT_GELU_BGRAD_OLD");
-        v = e && *e == '1';
-    }
-    return v == 1;
+    return wf__env_flag("WEFT_GELU_BGRAD_OLD", &v);
 }
 
 /* gp = gy * gelu'(pre) and gb = gp's column sums in one pass where the device has the kernel

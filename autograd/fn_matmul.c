@@ -24,11 +24,7 @@ wf_tensor *wf__linear_weight_grad(wf_node *n, int iw, wf_tensor *g2, wf_tensor *
 #else
 static bool wgrad_f32_old(void) {
     static int v = -1;
-    if (v < 0) {
-        const char *e = getenv("WEFT_WGRAD_F32_OLD");
-        v = e && *e == '1';
-    }
-    return v == 1;
+    return wf__env_flag("WEFT_WGRAD_F32_OLD", &v);
 }
 
 int64_t wf__wgrad_f32_bit(const wf_tensor *w, int iw) {

@@ -5,6 +5,7 @@
 
 #include "weft/tensor.h"
 #include "weft_config.h"
+#include "env_flag.h"
 
 #include <stdatomic.h>
 #include <stdarg.h>

@@ -114,23 +114,20 @@ static int sd_vec(const wf_cuda_view *v) {
  * ones (A/B timing) */
 static bool sd_dq_v2(void) {
     static int v = -1;
-    if (v < 0) { const char *e = getenv("WEFT_SDPA_DQ_V2"); v = e && *e == '1'; }
-    return v == 1;
+    return wf__env_flag("WEFT_SDPA_DQ_V2", &v);
 }
 
 /* WEFT_SDPA_BWD_NOPAIR=1: the causal backward's blocks one key tile each, as before the
  * pairs (A/B timing) */
 static bool sd_bwd_nopair(void) {
     static int v = -1;
-    if (v < 0) { const char *e = getenv("WEFT_SDPA_BWD_NOPAIR"); v = e && *e == '1'; }
-    return v == 1;
+    return wf__env_flag("WEFT_SDPA_BWD_NOPAIR", &v);
 }
 
 /* WEFT_SDPA_NOFULL=1: the general kernels also where D is 64 or 128 (A/B timing) */
 static bool sd_nofull(void) {
     static int v = -1;
-    if (v < 0) { const char *e = getenv("WEFT_SDPA_NOFULL"); v = e && *e == '1'; }
-    return v == 1;
+    return wf__env_flag("WEFT_SDPA_NOFULL", &v);
 }
 
 extern "C" int wf__cuda_sdpa_forward(const wf_cuda_view *o, const wf_cuda_view *lse, const wf_cuda_view *q,

@@ -5,6 +5,7 @@
 #define WEFT_CUDA_COMMON_CUH
 
 #include "cuda_api.h"
+#include "../env_flag.h"
 
 #include <cuda_runtime.h>
 #include <cuda_fp16.h>

@@ -146,8 +146,7 @@ __device__ __forceinline__ void st8(char *base, int dt, int64_t i, const float *
 /* WEFT_ELEM_NOFAST=1: the vec kernels also where a fast (single-dtype) kernel applies (A/B timing) */
 static bool fast_off(void) {
     static int v = -1;
-    if (v < 0) { const char *e = getenv("WEFT_ELEM_NOFAST"); v = e && *e == '1'; }
-    return v == 1;
+    return wf__env_flag("WEFT_ELEM_NOFAST", &v);
 }
 static unsigned vec_blocks(int64_t n, int dev) {
     int64_t w = n / VEC;
@@ -860,8 +859,7 @@ template <int DT> __global__ void bias_gelu_bwd_vec_kernel(char *gx, const char 
 
 static bool gelu_novec(void) {
     static int v = -1;
-    if (v < 0) { const char *e = getenv("WEFT_GELU_NOVEC"); v = e && *e == '1'; }
-    return v == 1;
+    return wf__env_flag("WEFT_GELU_NOVEC", &v);
 }
 
 /* The vector path's conditions, checked here on the host: ops[0] the output, the rest

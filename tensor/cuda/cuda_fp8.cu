@@ -167,8 +167,7 @@ template <int DT> __global__ void __launch_bounds__(VL * VL) fp8_cast_vec_kernel
 /* WEFT_FP8_CAST_SCALAR=1 (read once): the one-byte kernel for every shape (A/B, tests) */
 static bool cast_scalar_only(void) {
     static int v = -1;
-    if (v < 0) { const char *e = getenv("WEFT_FP8_CAST_SCALAR"); v = e && *e == '1'; }
-    return v == 1;
+    return wf__env_flag("WEFT_FP8_CAST_SCALAR", &v);
 }
 
 extern "C" int wf__cuda_fp8_cast(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale,

@@ -525,8 +525,7 @@ extern "C" int wf__cuda_gemm_gelu(int dtype, int transA, int transB, int64_t m, 
     if (off < 0)
         off = getenv("WEFT_NO_GELU_EPILOGUE") != NULL || getenv("WEFT_NO_GEMM_EPILOGUE") != NULL ||
               getenv("WEFT_NO_CUBLASLT") != NULL;
-    if (dgelu < 0) { const char *e = getenv("WEFT_DGELU_EPILOGUE"); dgelu = e && *e == '1'; }
-    if (off || (backward && !dgelu)) return 1;
+    if (off || (backward && !wf__env_flag("WEFT_DGELU_EPILOGUE", &dgelu))) return 1;
     cudaStream_t st;
     int rc = wfc_begin(dev, "gemm (GELU epilogue)", &st);
     if (rc) return rc;

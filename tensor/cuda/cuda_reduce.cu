@@ -323,8 +323,7 @@ extern "C" int wf__cuda_reduce(int op, const wf_cuda_view *y, const wf_cuda_view
      * accumulator dtype): until the ninth session the routing asked for equal dtypes, so the
      * fp8 step's bf16 bias gradients never reached it (42.63 ms with and without) */
     static int colsum_on = -1;
-    if (colsum_on < 0) { const char *e = getenv("WEFT_REDUCE_COLSUM"); colsum_on = e && *e == '1'; }
-    if (colsum_on && op == WFC_R_SUM && g.kn == 1 && g.rn == 1 && g.R > 0 &&
+    if (wf__env_flag("WEFT_REDUCE_COLSUM", &colsum_on) && op == WFC_R_SUM && g.kn == 1 && g.rn == 1 && g.R > 0 &&
         (x->dtype == y->dtype || y->dtype == WF_F32) && g.kxs[0] == xes && g.kys[0] == yes && g.rxs[0] % xes == 0 &&
         g.rxs[0] >= g.M * xes) {
         rc = wfc_colsum(x->dtype, g.x, g.R, g.M, g.rxs[0] / xes, g.y, y->dtype, dev, st);

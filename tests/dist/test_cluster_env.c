@@ -218,13 +218,18 @@ START_TEST(test_slurm) {
 }
 END_TEST
 
-#ifndef WEFT_MINIMAL
-static void check_nodelist(const char *list, const char *first, int count) {
+/* a SLURM job (set_slurm) on the nodes of list, and nothing else in the environment */
+static void slurm_on(const char *list) {
     clear_env();
     set_slurm();
+    set("SLURM_NODELIST", list);
+}
+
+#ifndef WEFT_MINIMAL
+static void check_nodelist(const char *list, const char *first, int count) {
+    slurm_on(list);
     unsetenv("SLURM_NTASKS_PER_NODE");
     set("SLURM_NODEID", "0");
-    set("SLURM_NODELIST", list);
     wf_cluster_info ci = detect_ok();
     ck_assert_msg(!strcmp(ci.main_address, first), "%s: first host %s, expected %s", list, ci.main_address, first);
     ck_assert_msg(ci.num_nodes == count, "%s: %d hosts, expected %d", list, ci.num_nodes, count);
@@ -235,9 +240,7 @@ START_TEST(test_slurm_nodelists) {
 #ifdef WEFT_MINIMAL   /* never parsed: the preset refuses SLURM first, whatever the list */
     const char *lists[] = { "a,b", "gpu[07-09,12]", "n[1-", ",a" };
     for (size_t i = 0; i < sizeof lists / sizeof lists[0]; i++) {
-        clear_env();
-        set_slurm();
-        set("SLURM_NODELIST", lists[i]);
+        slurm_on(lists[i]);
         detect_refused("slurm");
     }
 #else
@@ -248,9 +251,7 @@ START_TEST(test_slurm_nodelists) {
     check_nodelist("n[1-3,5],m[10-11]", "n1", 6);
     const char *bad[] = { "n[1-", "n[a-b]", "n[3-1]", ",a" };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        clear_env();
-        set_slurm();
-        set("SLURM_NODELIST", bad[i]);
+        slurm_on(bad[i]);
         detect_fails("SLURM_NODELIST");
     }
 #endif
