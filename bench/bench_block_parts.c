@@ -1,6 +1,6 @@
 /* bench/bench_block_parts.c: the pieces of bench_transformer_block (16 x 1024 x 768, 12
  * heads, bf16 autocast) timed one by one on CUDA, forward + backward each, to see where the
- * block's time goes. Peer: bench/peer_block_parts.py. Built by hand (bench/gpu_fused_run.sh).
+ * block's time goes. Peer: bench/peer_block_parts.py.
  * Last line: one JSON object (ms per call). */
 #include "weft/weft.h"
 #include "weft/precision.h"

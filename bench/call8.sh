@@ -1,14 +1,16 @@
 #!/usr/bin/env bash
-# The GPU call planned in the eighth session (2026-12-07), which had no device: everything in
-# bench/NOTES.md's "For the next GPU call" in one command (the op harness, timings, then the other checks), each
-# part guarded by the time left (DEADLINE seconds, default 560: one call's limit is 600).
+# The next GPU call, in one command: bench/NOTES.md's "For the next GPU call" (the op harness,
+# timings, then the other checks), each part guarded by the time left (DEADLINE seconds,
+# default 560: one call's limit is 600). Planned in the eighth session, run in the ninth,
+# extended in the tenth (no device) for the two-warpgroup sdpa backward.
 #   bash bench/carry_check.sh here, carry .carry and .data; then: bash bench/call8.sh (logs under $OUT)
-# Order (the ninth session, its device time short, put the timings before the other checks):
-# build; the op harness on CUDA and the causal attention rows on the mma.sync kernels; GPT-2:
-# torch.compile, weft and the sdpa backward's pairs A/B twice, graphs, torch.compile again;
-# the CUDA tests not yet run on a GPU (cuBLAS loaded on first use, LN_OLD / colsum variants,
-# wgrad f32, fp8, gelu bias); fp8 with and without the 16-byte column sums; the CUDA resume
-# test; start-up and memory; weft's kernel split; Nsight Compute on the sdpa kernels.
+# Order: build; the op harness on CUDA, the attention rows on the two-warpgroup backward
+# (WEFT_SDPA_BWD128=1) and on the mma.sync kernels; sdpa alone at GPT-2's shape, one
+# warpgroup against two, and PyTorch's; GPT-2: torch.compile, weft with one and two
+# warpgroups twice, the gradient sink off, graphs, torch.compile again; the CUDA tests not yet
+# run on a GPU (cuBLAS loaded on first use, LN_OLD / colsum variants, wgrad f32, fp8, gelu
+# bias); fp8 with and without the 16-byte column sums; the CUDA resume test; start-up and
+# memory; weft's kernel split; Nsight Compute on the two-warpgroup backward.
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -20,7 +22,7 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader
 meson setup $B -Dcuda=enabled -Dmpi=disabled >"$OUT/setup.log" 2>&1 || { tail -20 "$OUT/setup.log"; exit 1; }
 ninja -C $B tests/ops/test_ops bench/bench_gpt2 tests/cuda/test_cuda_blas_load tests/cuda/test_cuda_wgrad_f32 \
   tests/cuda/test_cuda_fp8 tests/cuda/test_cuda_gelu_bias tests/examples/examples_test_gpt examples/gpt/gpt \
-  bench/bench_startup bench/bench_memory >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -30; exit 1; }
+  bench/bench_startup bench/bench_memory bench/bench_block_parts >"$OUT/build.log" 2>&1 || { grep -E "error" -A3 "$OUT/build.log" | head -30; exit 1; }
 echo "== [${SECONDS}s] build ok"
 # one log for all the checks and a copy of this script's output in $OUT (few files come back,
 # and the reply keeps only the last 12 000 characters of the output)
@@ -29,13 +31,21 @@ t() { echo "== [${SECONDS}s] $1"; shift; echo "== $*" >> "$OUT/checks.log"; time
       echo "rc=$?"; cat "$OUT/last.log" >> "$OUT/checks.log"; grep -E "^FAIL|:[EF]:" "$OUT/last.log" | head -8; tail -1 "$OUT/last.log"; }
 r() { local l=$1; shift; echo "$l $(timeout ${T:-60} env "$@" | grep '^{' | tail -1 | cut -c1-330)"; }
 t "op harness on CUDA" $B/tests/ops/test_ops --device cuda
+t "attention rows, the two-warpgroup backward" WEFT_SDPA_BWD128=1 $B/tests/ops/test_ops --device cuda --op scaled_dot_product_attention
+t "qkv attention rows, the two-warpgroup backward" WEFT_SDPA_BWD128=1 $B/tests/ops/test_ops --device cuda --op "qkv attention"
 t "attention on the mma.sync kernels (paired key tiles)" WEFT_SDPA_NOWGMMA=1 $B/tests/ops/test_ops --device cuda --op scaled_dot_product_attention
+echo "== [${SECONDS}s] sdpa (and the block's other pieces) at 16 x 12 x 1024 x 64, ms: one warpgroup, two; PyTorch"
+for i in 1 2; do
+  left 300 && r parts $B/bench/bench_block_parts
+  left 290 && r parts_bwd128 WEFT_SDPA_BWD128=1 $B/bench/bench_block_parts
+done
+left 280 && r peer_parts python3 bench/peer_block_parts.py
 echo "== [${SECONDS}s] GPT-2 124M, 16 x 1024, bf16-mixed"
 left 260 && T=110 r torch_compile_first python3 bench/peer_gpt2.py --compile
 left 140 && r weft $B/bench/bench_gpt2 --fused-loss 1
-left 130 && r weft_nopair WEFT_SDPA_BWD_NOPAIR=1 $B/bench/bench_gpt2 --fused-loss 1
+left 130 && r weft_bwd128 WEFT_SDPA_BWD128=1 $B/bench/bench_gpt2 --fused-loss 1
 left 120 && r weft_again $B/bench/bench_gpt2 --fused-loss 1
-left 110 && r weft_nopair_again WEFT_SDPA_BWD_NOPAIR=1 $B/bench/bench_gpt2 --fused-loss 1
+left 110 && r weft_bwd128_again WEFT_SDPA_BWD128=1 $B/bench/bench_gpt2 --fused-loss 1
 left 105 && r weft_nosink WEFT_NO_GRAD_SINK=1 $B/bench/bench_gpt2 --fused-loss 1
 left 100 && r weft_graphs $B/bench/bench_gpt2 --fused-loss 1 --cuda-graphs 1
 left 150 && T=110 r torch_compile_last python3 bench/peer_gpt2.py --compile
@@ -64,5 +74,5 @@ if left 60; then
     $B/bench/bench_gpt2 --fused-loss 1 --steps 4 --warmup 1 | tail -1
   python3 bench/ktrace_summary.py "$OUT/kt_gpt2.csv" --label weft --top 30 | tee "$OUT/kern_gpt2.txt"
 fi
-left 40 && NCU_TIMEOUT=$((D - SECONDS - 10)) bash bench/ncu_run.sh
+left 40 && WEFT_SDPA_BWD128=1 KERNELS=regex:sdpa_bwd_wg2 COUNT=1 NCU_TIMEOUT=$((D - SECONDS - 10)) bash bench/ncu_run.sh
 echo "== [${SECONDS}s] done"

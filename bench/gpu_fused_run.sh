@@ -22,15 +22,14 @@ echo "== transformer block, bf16 autocast: weft, then PyTorch eager"
 timeout 100 build-gpu/bench/bench_transformer_block --device cuda 2>&1 | tail -2
 timeout 100 python3 bench/peer_transformer_block.py 2>&1 | tail -1
 echo "== block pieces, fwd+bwd (ms): weft, then PyTorch"
-cc -std=c11 -O2 -fopenmp -I include -I build-gpu bench/bench_block_parts.c build-gpu/libweft.a -L/usr/local/cuda/lib64 \
-   -lcudart -ldl -lopenblas -lgomp -lz -lm -lpthread -lstdc++ -o /tmp/block_parts 2>&1 | tail -5
-timeout 100 /tmp/block_parts 2>&1 | tail -2
+ninja -C build-gpu bench/bench_block_parts >/dev/null 2>&1 || echo "bench_block_parts: build failed"
+timeout 100 build-gpu/bench/bench_block_parts 2>&1 | tail -2
 timeout 100 python3 bench/peer_block_parts.py 2>&1 | tail -1
 if [ "${AB:-0}" = 1 ]; then
   # same-run A/B of the Hopper attention kernels: mma.sync (WEFT_SDPA_NOWGMMA=1), then wgmma
   echo "== A/B: WEFT_SDPA_NOWGMMA=1 then default (parts, then block twice)"
-  WEFT_SDPA_NOWGMMA=1 timeout 100 /tmp/block_parts 2>&1 | tail -1
-  timeout 100 /tmp/block_parts 2>&1 | tail -1
+  WEFT_SDPA_NOWGMMA=1 timeout 100 build-gpu/bench/bench_block_parts 2>&1 | tail -1
+  timeout 100 build-gpu/bench/bench_block_parts 2>&1 | tail -1
   for i in 1 2; do
     WEFT_SDPA_NOWGMMA=1 timeout 100 build-gpu/bench/bench_transformer_block --device cuda 2>&1 | tail -1
     timeout 100 build-gpu/bench/bench_transformer_block --device cuda 2>&1 | tail -1

@@ -124,6 +124,13 @@ static bool sd_bwd_nopair(void) {
     return wf__env_flag("WEFT_SDPA_BWD_NOPAIR", &v);
 }
 
+/* WEFT_SDPA_BWD128=1: the Hopper backward with two warpgroups and 128 keys a block
+ * (sdpa_bwd_wg_kernel<BF, 2>); off until timed against the one-warpgroup kernel */
+static bool sd_bwd128(void) {
+    static int v = -1;
+    return wf__env_flag("WEFT_SDPA_BWD128", &v);
+}
+
 /* WEFT_SDPA_NOFULL=1: the general kernels also where D is 64 or 128 (A/B timing) */
 static bool sd_nofull(void) {
     static int v = -1;
@@ -219,7 +226,12 @@ extern "C" int wf__cuda_sdpa_backward(const wf_cuda_view *dq, const wf_cuda_view
         int DPv = small ? 64 : 128, nbuf = small ? 2 : 1;   /* Q/dO buffers, as in sdpa_bwd_kernel */
         size_t smem = (size_t)(2 + 2 * nbuf) * SD_BC * (DPv + 8) * 2 + (size_t)2 * SD_BR * (SD_BR + 8) * 2 +
                       (size_t)nbuf * 2 * SD_BR * 4;
-        unsigned ntile = (unsigned)((a.S + SD_BC - 1) / SD_BC);
+        /* the D == 128 specialization spills (registers are full there): D 64 only */
+        bool full = a.D == 64 && !sd_nofull();
+        bool wg = full && a.vec_q && a.vec_k && a.vec_v && a.vec_do && wfc_sdpa_wgmma_ok(st);
+        bool wg2 = wg && sd_bwd128();   /* two warpgroups, 128 keys a block */
+        int bk = wg2 ? 128 : SD_BC;
+        unsigned ntile = (unsigned)((a.S + bk - 1) / bk);
         /* key tiles along x, batch*head along y: the blocks resident at once cover few heads, so
          * their dQ accumulators (256 KB a head at D 64) stay in L2; with batch*head along x all
          * 50 MB were in flight and the kernel moved 1.2 GB through DRAM instead of 0.24 */
@@ -229,11 +241,8 @@ extern "C" int wf__cuda_sdpa_backward(const wf_cuda_view *dq, const wf_cuda_view
         a.pair = a.causal && a.L == a.S && ntile > 1 && !sd_bwd_nopair();
         unsigned nblk = a.pair ? (ntile + 1) / 2 : ntile;
         dim3 grid = a.tile_x ? dim3(nblk, (unsigned)(B * H)) : dim3((unsigned)(B * H), nblk);
-        /* the D == 128 specialization spills (registers are full there): D 64 only */
-        bool full = a.D == 64 && !sd_nofull();
-        if (full && a.vec_q && a.vec_k && a.vec_v && a.vec_do && wfc_sdpa_wgmma_ok(st)) {
-            size_t wsmem = (size_t)8 * SD_BC * 128 + (size_t)4 * SD_BR * 4 + 1024;
-            rc = wfc_sdpa_bwd_sm90(a, bf, grid, wsmem, st, dev);
+        if (wg) {
+            rc = wfc_sdpa_bwd_sm90(a, bf, wg2, grid, st, dev);
         } else {
             rc = wfc_sdpa_bwd_sm80(a, bf, small, full, grid, smem, st, dev);
         }

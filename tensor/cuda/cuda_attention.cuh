@@ -274,16 +274,16 @@ __device__ __forceinline__ void sd_atomic2(float *p, float x, float y, bool pair
     if (pair) atomicAdd(p + 1, y);
 }
 
-/* The backward's blocks: each runs tile(bh, kt) for one key tile kt of head bh, or (a.pair,
+/* The backward's blocks: each runs tile(bh, kt) for one key tile kt (BK keys) of head bh, or (a.pair,
  * causal attention with L == S) for the pair of key tiles i and ntile - 1 - i. Under the causal
  * mask key tile kt meets ntile - kt query tiles, so a pair always meets ntile + 1 and every
  * block does the same work; one tile a block, the blocks ran 1 to ntile query tiles each and
  * the grid ended on its longest ones, most of the GPU idle while they finished. Blocks are
  * numbered from the grid's end (the key-tile index counts down), as before the pairs. */
-template <class TILE> __device__ __forceinline__ void sd_bwd_tiles(const sdpa_args &a, TILE tile) {
+template <int BK = SD_BC, class TILE> __device__ __forceinline__ void sd_bwd_tiles(const sdpa_args &a, TILE tile) {
     const int bh = a.tile_x ? blockIdx.y : blockIdx.x;
     const int i = a.tile_x ? gridDim.x - 1 - blockIdx.x : gridDim.y - 1 - blockIdx.y;
-    const int other = a.pair ? (a.S + SD_BC - 1) / SD_BC - 1 - i : i;
+    const int other = a.pair ? (a.S + BK - 1) / BK - 1 - i : i;
     /* a loop, not two calls: one inlined copy of the tile's code (two copies spilled 16 bytes) */
     for (int n = 0; n < (other != i ? 2 : 1); n++) {
         if (n) __syncthreads();   /* the first tile's shared memory is free again */
@@ -308,6 +308,7 @@ int wfc_sdpa_bwd_sm80(const sdpa_args &a, bool bf, bool small, bool full, dim3 g
  * unless WEFT_SDPA_NOWGMMA=1, and only where the loaded image has the wgmma kernels. */
 bool wfc_sdpa_wgmma_ok(cudaStream_t st);
 int wfc_sdpa_fwd_sm90(const sdpa_args &a, bool bf, dim3 grid, size_t wsmem, cudaStream_t st, int dev);
-int wfc_sdpa_bwd_sm90(const sdpa_args &a, bool bf, dim3 grid, size_t wsmem, cudaStream_t st, int dev);
+/* two: two warpgroups a block, 128 keys (WEFT_SDPA_BWD128=1), else one, 64 keys */
+int wfc_sdpa_bwd_sm90(const sdpa_args &a, bool bf, bool two, dim3 grid, cudaStream_t st, int dev);
 
 #endif

@@ -33,11 +33,21 @@ __device__ __forceinline__ void sd_wg_fence() {
     asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
 #endif
 }
-__device__ __forceinline__ void sd_wg_commit_wait() {
+/* the issued wgmma as one group; then wait for every group (work between the two overlaps the
+ * wgmma, and must not touch their accumulators) */
+__device__ __forceinline__ void sd_wg_commit() {
 #if SD_WG
     asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void sd_wg_wait() {
+#if SD_WG
     asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
 #endif
+}
+__device__ __forceinline__ void sd_wg_commit_wait() {
+    sd_wg_commit();
+    sd_wg_wait();
 }
 __device__ __forceinline__ void sd_fence_async_smem() {
 #if SD_WG
@@ -216,141 +226,148 @@ __global__ void __launch_bounds__(256, 2) sdpa_fwd_wg_kernel(sdpa_args a) {
     }
 }
 
-/* Hopper backward (wgmma), D == 64 with 16-byte rows: sdpa_bwd_kernel's tiling (one block of
- * one warpgroup per 64-key tile, 64-query tiles double-buffered with cp.async) with every
- * product on wgmma: S = Q K^T and dP = dO V^T from shared memory (K-major), dV += P^T dO and
- * dK += dS^T Q with both operands MN-major (P and dS are stored [query][key], Q and dO
- * [query][d]), dQ = dS K with dS from registers (this warp's rows) and K MN-major. All tiles
- * are 64 x 128 bytes in the 128-byte swizzled layout. The accumulators have the per-warp
- * mma.sync layout, so the softmax-gradient code and the stores are sdpa_bwd_kernel's. */
-template <bool BF>
-__device__ __forceinline__ void sdpa_bwd_wg_tile(const sdpa_args &a, unsigned char *base, int bh, int kt) {
-    constexpr int T = SD_BC * 128;   /* bytes of one 64-row tile */
-    unsigned char *Ks = base, *Vs = base + T, *QD = base + 2 * T, *Ps = base + 6 * T, *dSs = base + 7 * T;
-    float *ld_s = reinterpret_cast<float *>(base + 8 * T);   /* [2][lse, delta][64] */
-    const int b = bh / a.H, h = bh % a.H, k0 = kt * SD_BC;
-    const int warp = threadIdx.x >> 5, lane = threadIdx.x & 31, g = lane >> 2, t = lane & 3;
-    const uint16_t *qg = a.q + b * a.qs[0] + h * a.qs[1];
-    const uint16_t *kg = a.k + b * a.ks[0] + h * a.ks[1];
-    const uint16_t *vg = a.v + b * a.vs[0] + h * a.vs[1];
-    const uint16_t *dog = a.dout + b * a.dos[0] + h * a.dos[1];
-    const float *lseg = a.lse + (int64_t)bh * a.L, *deltag = a.delta + (int64_t)bh * a.L;
-    float *dqg = a.dqacc + (int64_t)bh * a.L * 64;
-    const int qt0 = a.causal ? k0 / SD_BR : 0, nqt = (a.L + SD_BR - 1) / SD_BR;
-    auto load_q = [&](int qt, int nb) {
-        const int q0 = qt * SD_BR;
-        unsigned char *qs = QD + nb * 2 * T;
-        sd_wg_load<SD_BR, SD_THREADS>(qs, qg, a.qs[2], q0, a.L);
-        sd_wg_load<SD_BR, SD_THREADS>(qs + T, dog, a.dos[2], q0, a.L);
-        float *ls = ld_s + nb * 2 * SD_BR;
-        for (int i = threadIdx.x; i < 2 * SD_BR; i += SD_THREADS) {
-            int r = i % SD_BR;
-            bool in = q0 + r < a.L;
-            const float *src = i < SD_BR ? lseg : deltag;
-            sd_cp4(ls + i, in ? src + q0 + r : src, in);
-        }
-    };
-    sd_wg_load<SD_BC, SD_THREADS>(Ks, kg, a.ks[2], k0, a.S);
-    sd_wg_load<SD_BC, SD_THREADS>(Vs, vg, a.vs[2], k0, a.S);
-    if (qt0 < nqt) load_q(qt0, 0);
-    sd_cp_commit();
-    sd_cp_wait_all();
-    sd_fence_async_smem();
-    __syncthreads();
-
-    const uint64_t dK = sd_wg_desc(Ks), dV = sd_wg_desc(Vs), dP = sd_wg_desc(Ps), dS = sd_wg_desc(dSs);
-    float dk[8][4], dv[8][4];
-#pragma unroll
-    for (int i = 0; i < 8; i++)
-#pragma unroll
-        for (int e = 0; e < 4; e++) dk[i][e] = dv[i][e] = 0.f;
-    const int rl0 = warp * 16 + g, rl1 = rl0 + 8;
-    for (int qt = qt0; qt < nqt; qt++) {
-        const int q0 = qt * SD_BR, nb = (qt - qt0) & 1;
-        const uint64_t dQd = sd_wg_desc(QD + nb * 2 * T), dOd = sd_wg_desc(QD + nb * 2 * T + T);
-        const float *lse_s = ld_s + nb * 2 * SD_BR, *delta_s = lse_s + SD_BR;
-        if (qt + 1 < nqt) {
-            load_q(qt + 1, nb ^ 1);
-            sd_cp_commit();
-        }
-        float s[8][4], dp[8][4];
-#pragma unroll
-        for (int j = 0; j < 8; j++)
-#pragma unroll
-            for (int e = 0; e < 4; e++) s[j][e] = dp[j][e] = 0.f;
-        sd_wg_fence();
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++) sd_wg_ss<BF>(s, dQd + kk * 2, dK + kk * 2);
-#pragma unroll
-        for (int kk = 0; kk < 4; kk++) sd_wg_ss<BF>(dp, dOd + kk * 2, dV + kk * 2);
-        sd_wg_commit_wait();
-        const float l0 = lse_s[rl0] * SD_LOG2E, l1 = lse_s[rl1] * SD_LOG2E, d0 = delta_s[rl0], d1 = delta_s[rl1];
-        const bool edge = k0 + SD_BC > a.S || q0 + SD_BR > a.L || (a.causal && k0 + SD_BC - 1 > q0 + warp * 16);
-        sd_recompute_p(s, a, l0, l1, edge, k0, q0, rl0, rl1, t);
-        uint32_t dsa[4][4];
-#pragma unroll
-        for (int j = 0; j < 8; j++) {
-#pragma unroll
-            for (int e = 0; e < 4; e++) dp[j][e] = s[j][e] * (dp[j][e] - (e < 2 ? d0 : d1));   /* dS / scale */
-            /* element (row, 8j + 2t) of a swizzled [64][64] tile: chunk j of the row */
-            const int o0 = rl0 * 128 + ((j ^ (rl0 & 7)) << 4) + 4 * t, o1 = rl1 * 128 + ((j ^ (rl1 & 7)) << 4) + 4 * t;
-            const uint32_t s0 = sd_pack<BF>(dp[j][0], dp[j][1]), s1 = sd_pack<BF>(dp[j][2], dp[j][3]);
-            dsa[j >> 1][(j & 1) * 2] = s0;
-            dsa[j >> 1][(j & 1) * 2 + 1] = s1;
-            *reinterpret_cast<uint32_t *>(Ps + o0) = sd_pack<BF>(s[j][0], s[j][1]);
-            *reinterpret_cast<uint32_t *>(Ps + o1) = sd_pack<BF>(s[j][2], s[j][3]);
-            *reinterpret_cast<uint32_t *>(dSs + o0) = s0;
-            *reinterpret_cast<uint32_t *>(dSs + o1) = s1;
-        }
-        /* dQ += dS K for this warp's rows (dS from registers, K MN-major), f32 atomics */
-        float c[8][4];
-#pragma unroll
-        for (int dt = 0; dt < 8; dt++) c[dt][0] = c[dt][1] = c[dt][2] = c[dt][3] = 0.f;
-        auto dq_atomics = [&]() {
-            const int r0 = q0 + rl0, r1 = q0 + rl1;
+/* dqacc rows r0 and r1 (this thread's two rows of the mma layout; a row past L is skipped) +=
+ * c[j], the 8-column d-tiles dt0 + j. With a.dq_v4, 16-byte atomics: the lanes t and t^1 trade
+ * halves, so the even one holds four consecutive floats of row r0 and the odd one four of row
+ * r1 (half the atomics of the 8-byte pairs, WEFT_SDPA_DQ_V2=1). */
+template <int NDT>
+__device__ __forceinline__ void sd_wg_dq_add(const sdpa_args &a, float *dqg, const float (&c)[NDT][4], int dt0, int r0,
+                                             int r1, int t) {
 #if SD_WG
-            if (a.dq_v4) {
-                /* 16-byte atomics: the lanes t and t^1 trade halves, so the even one holds four
-                 * consecutive floats of row r0 and the odd one four of row r1 (half the atomics) */
-                const bool odd = t & 1;
-                const int row = odd ? r1 : r0;
+    if (a.dq_v4) {
+        const bool odd = t & 1;
+        const int row = odd ? r1 : r0;
 #pragma unroll
-                for (int dt = 0; dt < 8; dt++) {
-                    float x0 = __shfl_xor_sync(0xffffffffu, odd ? c[dt][0] : c[dt][2], 1);
-                    float x1 = __shfl_xor_sync(0xffffffffu, odd ? c[dt][1] : c[dt][3], 1);
-                    float4 v = odd ? make_float4(x0, x1, c[dt][2], c[dt][3]) : make_float4(c[dt][0], c[dt][1], x0, x1);
-                    if (row < a.L) atomicAdd(reinterpret_cast<float4 *>(dqg + (int64_t)row * 64 + dt * 8 + 2 * (t & 2)), v);
-                }
-                return;
-            }
+        for (int j = 0; j < NDT; j++) {
+            float x0 = __shfl_xor_sync(0xffffffffu, odd ? c[j][0] : c[j][2], 1);
+            float x1 = __shfl_xor_sync(0xffffffffu, odd ? c[j][1] : c[j][3], 1);
+            float4 v = odd ? make_float4(x0, x1, c[j][2], c[j][3]) : make_float4(c[j][0], c[j][1], x0, x1);
+            if (row < a.L) atomicAdd(reinterpret_cast<float4 *>(dqg + (int64_t)row * 64 + (dt0 + j) * 8 + 2 * (t & 2)), v);
+        }
+        return;
+    }
 #endif
 #pragma unroll
-            for (int dt = 0; dt < 8; dt++) {
-                int col = dt * 8 + 2 * t;
-                if (r0 < a.L) sd_atomic2(dqg + (int64_t)r0 * 64 + col, c[dt][0], c[dt][1], true);
-                if (r1 < a.L) sd_atomic2(dqg + (int64_t)r1 * 64 + col, c[dt][2], c[dt][3], true);
-            }
-        };
-        sd_wg_fence();
-#pragma unroll
-        for (int kc = 0; kc < 4; kc++) sd_wg_rs<BF>(c, dsa[kc], dK + kc * (16 * 128 >> 4));
-        sd_wg_commit_wait();
-        dq_atomics();
-        sd_fence_async_smem();   /* P and dS (generic stores) are read by wgmma next */
-        __syncthreads();
-        /* dV += P^T dO, dK += dS^T Q (keys = this warp's 16 rows of the accumulators) */
-        sd_wg_fence();
-#pragma unroll
-        for (int kc = 0; kc < 4; kc++) sd_wg_ss_tt<BF>(dv, dP + kc * (16 * 128 >> 4), dOd + kc * (16 * 128 >> 4));
-#pragma unroll
-        for (int kc = 0; kc < 4; kc++) sd_wg_ss_tt<BF>(dk, dS + kc * (16 * 128 >> 4), dQd + kc * (16 * 128 >> 4));
-        sd_wg_commit_wait();
-        sd_cp_wait_all();
-        sd_fence_async_smem();
-        __syncthreads();
+    for (int j = 0; j < NDT; j++) {
+        int col = (dt0 + j) * 8 + 2 * t;
+        if (r0 < a.L) sd_atomic2(dqg + (int64_t)r0 * 64 + col, c[j][0], c[j][1], true);
+        if (r1 < a.L) sd_atomic2(dqg + (int64_t)r1 * 64 + col, c[j][2], c[j][3], true);
     }
+}
+
+/* ---------------------------------------------------------------- Hopper backward (wgmma)
+ * D == 64 with 16-byte rows: sdpa_bwd_kernel's tiling (64-key tiles, one warpgroup each,
+ * iterating over 64-query tiles double-buffered with cp.async) with every product on wgmma:
+ * S = Q K^T and dP = dO V^T from shared memory (K-major), dV += P^T dO and dK += dS^T Q with
+ * both operands MN-major (P and dS are stored [query][key], Q and dO [query][d]), dQ = dS K with
+ * dS from registers (this warp's rows) and K MN-major. All tiles are 64 x 128 bytes in the
+ * 128-byte swizzled layout. The accumulators have the per-warp mma.sync layout, so the
+ * softmax-gradient code and the stores are sdpa_bwd_kernel's. The pieces below serve one
+ * tile function, sdpa_bwd_wg_tile, with one or two warpgroups a block. */
+#define SD_TILE_BYTES (SD_BC * 128)   /* one 64-row swizzled tile */
+
+/* head bh's operands */
+struct sd_bwd_head {
+    const uint16_t *q, *k, *v, *dout;
+    const float *lse, *delta;
+    float *dq;
+    __device__ __forceinline__ sd_bwd_head(const sdpa_args &a, int bh) {
+        const int b = bh / a.H, h = bh % a.H;
+        q = a.q + b * a.qs[0] + h * a.qs[1];
+        k = a.k + b * a.ks[0] + h * a.ks[1];
+        v = a.v + b * a.vs[0] + h * a.vs[1];
+        dout = a.dout + b * a.dos[0] + h * a.dos[1];
+        lse = a.lse + (int64_t)bh * a.L;
+        delta = a.delta + (int64_t)bh * a.L;
+        dq = a.dqacc + (int64_t)bh * a.L * 64;
+    }
+};
+
+/* query tile q0's Q and dO into qs (two tiles) and its lse and delta into ls[2][64], by NT
+ * threads with cp.async (the caller commits) */
+template <int NT>
+__device__ __forceinline__ void sd_wg_load_qdo(const sdpa_args &a, const sd_bwd_head &hd, unsigned char *qs, float *ls,
+                                               int q0) {
+    sd_wg_load<SD_BR, NT>(qs, hd.q, a.qs[2], q0, a.L);
+    sd_wg_load<SD_BR, NT>(qs + SD_TILE_BYTES, hd.dout, a.dos[2], q0, a.L);
+    for (int i = threadIdx.x; i < 2 * SD_BR; i += NT) {
+        int r = i % SD_BR;
+        bool in = q0 + r < a.L;
+        const float *src = i < SD_BR ? hd.lse : hd.delta;
+        sd_cp4(ls + i, in ? src + q0 + r : src, in);
+    }
+}
+
+/* One query tile (q0) against this warpgroup's key tile (k0): S = Q K^T and dP = dO V^T on
+ * wgmma (descriptors dQd, dOd, dK, dV), P recomputed from the lse, dS = P (dP - delta) (dS /
+ * scale); P and dS stored into the swizzled [query][key] tiles Ps and dSs for dV and dK, and dS
+ * left in dsa as the A fragments of dQ = dS K. lse_s / delta_s: the tile's rows; warp: the
+ * warp within the warpgroup. */
+template <bool BF>
+__device__ __forceinline__ void sd_wg_bwd_p_ds(const sdpa_args &a, uint64_t dQd, uint64_t dOd, uint64_t dK, uint64_t dV,
+                                               const float *lse_s, const float *delta_s, unsigned char *Ps,
+                                               unsigned char *dSs, int k0, int q0, int warp, int g, int t,
+                                               uint32_t (&dsa)[4][4]) {
+    const int rl0 = warp * 16 + g, rl1 = rl0 + 8;
+    float s[8][4], dp[8][4];
+#pragma unroll
+    for (int j = 0; j < 8; j++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) s[j][e] = dp[j][e] = 0.f;
+    sd_wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) sd_wg_ss<BF>(s, dQd + kk * 2, dK + kk * 2);
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) sd_wg_ss<BF>(dp, dOd + kk * 2, dV + kk * 2);
+    sd_wg_commit_wait();
+    const float l0 = lse_s[rl0] * SD_LOG2E, l1 = lse_s[rl1] * SD_LOG2E, d0 = delta_s[rl0], d1 = delta_s[rl1];
+    const bool edge = k0 + SD_BC > a.S || q0 + SD_BR > a.L || (a.causal && k0 + SD_BC - 1 > q0 + warp * 16);
+    sd_recompute_p(s, a, l0, l1, edge, k0, q0, rl0, rl1, t);
+#pragma unroll
+    for (int j = 0; j < 8; j++) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) dp[j][e] = s[j][e] * (dp[j][e] - (e < 2 ? d0 : d1));   /* dS / scale */
+        /* element (row, 8j + 2t) of a swizzled [64][64] tile: chunk j of the row */
+        const int o0 = rl0 * 128 + ((j ^ (rl0 & 7)) << 4) + 4 * t, o1 = rl1 * 128 + ((j ^ (rl1 & 7)) << 4) + 4 * t;
+        const uint32_t s0 = sd_pack<BF>(dp[j][0], dp[j][1]), s1 = sd_pack<BF>(dp[j][2], dp[j][3]);
+        dsa[j >> 1][(j & 1) * 2] = s0;
+        dsa[j >> 1][(j & 1) * 2 + 1] = s1;
+        *reinterpret_cast<uint32_t *>(Ps + o0) = sd_pack<BF>(s[j][0], s[j][1]);
+        *reinterpret_cast<uint32_t *>(Ps + o1) = sd_pack<BF>(s[j][2], s[j][3]);
+        *reinterpret_cast<uint32_t *>(dSs + o0) = s0;
+        *reinterpret_cast<uint32_t *>(dSs + o1) = s1;
+    }
+}
+
+/* c = dS K for this warp's rows (dS from registers, K MN-major), waited for */
+template <bool BF> __device__ __forceinline__ void sd_wg_bwd_dq(float (&c)[8][4], const uint32_t (&dsa)[4][4], uint64_t dK) {
+#pragma unroll
+    for (int dt = 0; dt < 8; dt++) c[dt][0] = c[dt][1] = c[dt][2] = c[dt][3] = 0.f;
+    sd_wg_fence();
+#pragma unroll
+    for (int kc = 0; kc < 4; kc++) sd_wg_rs<BF>(c, dsa[kc], dK + kc * (16 * 128 >> 4));
+    sd_wg_commit_wait();
+}
+
+/* dV += P^T dO, dK += dS^T Q (keys = this warp's 16 rows of the accumulators), issued; the
+ * caller commits and waits */
+template <bool BF>
+__device__ __forceinline__ void sd_wg_bwd_dkdv(float (&dk)[8][4], float (&dv)[8][4], uint64_t dP, uint64_t dS,
+                                               uint64_t dQd, uint64_t dOd) {
+    sd_wg_fence();
+#pragma unroll
+    for (int kc = 0; kc < 4; kc++) sd_wg_ss_tt<BF>(dv, dP + kc * (16 * 128 >> 4), dOd + kc * (16 * 128 >> 4));
+#pragma unroll
+    for (int kc = 0; kc < 4; kc++) sd_wg_ss_tt<BF>(dk, dS + kc * (16 * 128 >> 4), dQd + kc * (16 * 128 >> 4));
+}
+
+/* dK (times the scale) and dV of the key rows k0 + rl0, k0 + rl0 + 8 (those below S) */
+template <bool BF>
+__device__ __forceinline__ void sd_wg_bwd_store(const sdpa_args &a, int bh, int k0, int rl0, int t,
+                                                const float (&dk)[8][4], const float (&dv)[8][4]) {
+    const int b = bh / a.H, h = bh % a.H;
     uint16_t *dkg = a.dk + b * a.dks[0] + h * a.dks[1], *dvg = a.dv + b * a.dvs[0] + h * a.dvs[1];
-    const int r0 = k0 + rl0, r1 = k0 + rl1;
+    const int r0 = k0 + rl0, r1 = r0 + 8;
 #pragma unroll
     for (int dt = 0; dt < 8; dt++) {
 #pragma unroll
@@ -364,13 +381,107 @@ __device__ __forceinline__ void sdpa_bwd_wg_tile(const sdpa_args &a, unsigned ch
     }
 }
 
-/* a block per key tile, or per pair of key tiles (a.pair: sd_bwd_tiles in cuda_attention.cuh) */
-template <bool BF>
-__global__ void __launch_bounds__(SD_THREADS, 3) sdpa_bwd_wg_kernel(sdpa_args a) {
+/* NWG warpgroups a block, NWG x 64 keys: warpgroup w owns the key tile k0 + 64 w.
+ *
+ * NWG 1 (the default): a block per 64-key tile; dQ's atomics follow its product, then dV and dK.
+ *
+ * NWG 2 (WEFT_SDPA_BWD128=1 until timed against NWG 1): each Q/dO tile is loaded once for both
+ * warpgroups (NWG 1 loads it once per 64 keys), and the two warpgroups' dQ partials for the
+ * same 64 query rows are summed in shared memory before the atomics: warpgroup w adds the d
+ * columns 32 w .. 32 w + 31 of both, so each dQ element gets one atomic per 128 keys instead of
+ * two. Those two streams (Q/dO reads, dQ read-modify-writes) are most of NWG 1's L2 traffic,
+ * which bound it (83 % of L2 throughput on the H100, ninth session). dV and dK are started
+ * before the atomics and run under them. A warpgroup whose key tile lies wholly past S, or
+ * wholly above the causal diagonal of this query tile, runs its products anyway and the mask
+ * zeroes its P, dS and dQ partial: a branch around wgmma makes ptxas serialize every wgmma of
+ * the kernel (C7518), and such tiles are 2 of 18 a block at L 1024.
+ *
+ * Shared memory, 64-row tiles: K[NWG] | V[NWG] | Q dO, Q dO (two buffers) | P[NWG] | dS[NWG],
+ * then lse/delta [2][2][64] f32 and, for NWG 2, the dQ halves [2][16][128] f32. */
+#define SD_BWD_WG_SMEM(NWG)                                                                                      \
+    ((size_t)(4 * (NWG) + 4) * SD_TILE_BYTES + (size_t)4 * SD_BR * 4 + (size_t)((NWG) - 1) * 2 * 16 * SD_THREADS * 4 + \
+     1024)
+template <bool BF, int NWG>
+__device__ __forceinline__ void sdpa_bwd_wg_tile(const sdpa_args &a, unsigned char *base, int bh, int kt) {
+    constexpr int T = SD_TILE_BYTES, NT = NWG * SD_THREADS;
+    const int wg = NWG == 1 ? 0 : threadIdx.x / SD_THREADS, tw = threadIdx.x % SD_THREADS;
+    unsigned char *Ks = base, *Vs = base + NWG * T, *QD = base + 2 * NWG * T, *Ps = base + (2 * NWG + 4 + wg) * T,
+                  *dSs = base + (3 * NWG + 4 + wg) * T;
+    float *ld_s = reinterpret_cast<float *>(base + (4 * NWG + 4) * T);   /* [2][lse, delta][64] */
+    float *xch = ld_s + 4 * SD_BR;   /* NWG 2: [2][16][128], each warpgroup's half for the other */
+    const int k0 = kt * NWG * SD_BC, kw = k0 + wg * SD_BC;
+    const int warp = tw >> 5, lane = tw & 31, g = lane >> 2, t = lane & 3;
+    const sd_bwd_head hd(a, bh);
+    const int qt0 = a.causal ? k0 / SD_BR : 0, nqt = (a.L + SD_BR - 1) / SD_BR;
+    sd_wg_load<NWG * SD_BC, NT>(Ks, hd.k, a.ks[2], k0, a.S);
+    sd_wg_load<NWG * SD_BC, NT>(Vs, hd.v, a.vs[2], k0, a.S);
+    if (qt0 < nqt) sd_wg_load_qdo<NT>(a, hd, QD, ld_s, qt0 * SD_BR);
+    sd_cp_commit();
+    sd_cp_wait_all();
+    sd_fence_async_smem();
+    __syncthreads();
+
+    const uint64_t dK = sd_wg_desc(Ks + wg * T), dV = sd_wg_desc(Vs + wg * T), dP = sd_wg_desc(Ps),
+                   dS = sd_wg_desc(dSs);
+    float dk[8][4], dv[8][4];
+#pragma unroll
+    for (int i = 0; i < 8; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++) dk[i][e] = dv[i][e] = 0.f;
+    const int rl0 = warp * 16 + g, rl1 = rl0 + 8;
+    for (int qt = qt0; qt < nqt; qt++) {
+        const int q0 = qt * SD_BR, nb = (qt - qt0) & 1;
+        const uint64_t dQd = sd_wg_desc(QD + nb * 2 * T), dOd = sd_wg_desc(QD + nb * 2 * T + T);
+        const float *lse_s = ld_s + nb * 2 * SD_BR;
+        if (qt + 1 < nqt) {
+            sd_wg_load_qdo<NT>(a, hd, QD + (nb ^ 1) * 2 * T, ld_s + (nb ^ 1) * 2 * SD_BR, q0 + SD_BR);
+            sd_cp_commit();
+        }
+        uint32_t dsa[4][4];
+        sd_wg_bwd_p_ds<BF>(a, dQd, dOd, dK, dV, lse_s, lse_s + SD_BR, Ps, dSs, kw, q0, warp, g, t, dsa);
+        float c[8][4];
+        sd_wg_bwd_dq<BF>(c, dsa, dK);
+        if constexpr (NWG == 1) {
+            sd_wg_dq_add(a, hd.dq, c, 0, q0 + rl0, q0 + rl1, t);
+            sd_fence_async_smem();   /* P and dS (generic stores) are read by wgmma next */
+            __syncthreads();
+            sd_wg_bwd_dkdv<BF>(dk, dv, dP, dS, dQd, dOd);
+            sd_wg_commit_wait();
+        } else {
+            /* the other warpgroup's columns of the partial to it: d-tiles 4..7 from warpgroup 0,
+             * 0..3 from warpgroup 1 (selects, not a runtime index: c stays in registers) */
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++) xch[(wg * 16 + j * 4 + e) * SD_THREADS + tw] = wg ? c[j][e] : c[4 + j][e];
+            sd_fence_async_smem();
+            __syncthreads();
+            sd_wg_bwd_dkdv<BF>(dk, dv, dP, dS, dQd, dOd);
+            sd_wg_commit();   /* waited for after the atomics, which run under it */
+            float m[4][4];
+#pragma unroll
+            for (int j = 0; j < 4; j++)
+#pragma unroll
+                for (int e = 0; e < 4; e++)
+                    m[j][e] = (wg ? c[4 + j][e] : c[j][e]) + xch[((1 - wg) * 16 + j * 4 + e) * SD_THREADS + tw];
+            sd_wg_dq_add(a, hd.dq, m, wg * 4, q0 + rl0, q0 + rl1, t);
+            sd_wg_wait();
+        }
+        sd_cp_wait_all();
+        sd_fence_async_smem();
+        __syncthreads();
+    }
+    sd_wg_bwd_store<BF>(a, bh, kw, rl0, t, dk, dv);
+}
+
+/* a block per NWG key tiles, or per pair of such (a.pair: sd_bwd_tiles in cuda_attention.cuh);
+ * NWG 1 fits 3 blocks an SM, NWG 2 one (210 registers a thread) */
+template <bool BF, int NWG>
+__global__ void __launch_bounds__(NWG * SD_THREADS, NWG == 1 ? 3 : 1) sdpa_bwd_wg_kernel(sdpa_args a) {
     extern __shared__ __align__(16) unsigned char sd_smem[];
     /* the swizzle pattern repeats every 1024 bytes: tiles start on such a boundary */
     unsigned char *base = sd_smem + ((1024 - ((uint32_t)__cvta_generic_to_shared(sd_smem) & 1023)) & 1023);
-    sd_bwd_tiles(a, [&](int bh, int kt) { sdpa_bwd_wg_tile<BF>(a, base, bh, kt); });
+    sd_bwd_tiles<NWG * SD_BC>(a, [&](int bh, int kt) { sdpa_bwd_wg_tile<BF, NWG>(a, base, bh, kt); });
 }
 
 /* ---------------------------------------------------------------- launch (cuda_attention.cu decides) */
@@ -409,14 +520,19 @@ int wfc_sdpa_fwd_sm90(const sdpa_args &a, bool bf, dim3 grid, size_t wsmem, cuda
     return 0;
 }
 
-int wfc_sdpa_bwd_sm90(const sdpa_args &a, bool bf, dim3 grid, size_t wsmem, cudaStream_t st, int dev) {
+template <int NWG> static int sd_bwd_wg_launch(const sdpa_args &a, bool bf, dim3 grid, cudaStream_t st, int dev) {
     int rc;
+    const size_t smem = SD_BWD_WG_SMEM(NWG);
     if (bf) {
-        if ((rc = sd_smem_attr(sdpa_bwd_wg_kernel<true>, wsmem, dev))) return rc;
-        sdpa_bwd_wg_kernel<true><<<grid, SD_THREADS, wsmem, st>>>(a);
+        if ((rc = sd_smem_attr(sdpa_bwd_wg_kernel<true, NWG>, smem, dev))) return rc;
+        sdpa_bwd_wg_kernel<true, NWG><<<grid, NWG * SD_THREADS, smem, st>>>(a);
     } else {
-        if ((rc = sd_smem_attr(sdpa_bwd_wg_kernel<false>, wsmem, dev))) return rc;
-        sdpa_bwd_wg_kernel<false><<<grid, SD_THREADS, wsmem, st>>>(a);
+        if ((rc = sd_smem_attr(sdpa_bwd_wg_kernel<false, NWG>, smem, dev))) return rc;
+        sdpa_bwd_wg_kernel<false, NWG><<<grid, NWG * SD_THREADS, smem, st>>>(a);
     }
     return 0;
+}
+
+int wfc_sdpa_bwd_sm90(const sdpa_args &a, bool bf, bool two, dim3 grid, cudaStream_t st, int dev) {
+    return two ? sd_bwd_wg_launch<2>(a, bf, grid, st, dev) : sd_bwd_wg_launch<1>(a, bf, grid, st, dev);
 }
