@@ -4,7 +4,8 @@
  * epilogue). For the backward it keeps only fp8 bytes: x^T and w^T, written by the same casts,
  * since the fp8 GEMMs take K-major operands only. Backward: the output gradient cast to E5M2,
  * dgrad = gy w -> bf16 and wgrad = gy^T x -> f32 (the master weight's dtype), the bias
- * gradient by the column sum.
+ * gradient summed by that same cast as it reads gy (f32 column sums, then the bias input's
+ * dtype).
  *
  * Delayed scaling: each tensor is cast with the scale that the amax history of the steps before
  * gave, and its own amax enters the history afterwards (cuda_fp8.cu's update kernel; no host
@@ -37,7 +38,7 @@ enum { E4M3 = 0, E5M2 = 1 };
  * tests; the "transformer-engine" precision itself is refused on the CPU (no fp8 GEMM). */
 typedef struct {
     int (*cast)(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale, void *y, void *yt,
-                float *amax, float *scale_inv_out, int dev);
+                float *amax, float *scale_inv_out, float *colsum, int dev);
     int (*update)(float *slots, int nslots, int64_t slot_stride, int len, int fmt, int margin, int dev);
     int (*gemm)(int64_t m, int64_t n, int64_t k, const void *A, int a_fmt, const float *a_scale_inv, const void *B,
                 int b_fmt, const float *b_scale_inv, void *D, int d_dtype, float beta, const void *bias, int fast_accum,
@@ -45,9 +46,9 @@ typedef struct {
 } fp8_ops;
 
 static int host_cast(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale, void *y,
-                     void *yt, float *amax, float *scale_inv_out, int dev) {
+                     void *yt, float *amax, float *scale_inv_out, float *colsum, int dev) {
     (void)dev;
-    return wf__fp8_cast_host(x, dtype, rows, cols, fmt, scale, y, yt, amax, scale_inv_out);
+    return wf__fp8_cast_host(x, dtype, rows, cols, fmt, scale, y, yt, amax, scale_inv_out, colsum);
 }
 static int host_update(float *slots, int nslots, int64_t slot_stride, int len, int fmt, int margin, int dev) {
     (void)dev;
@@ -124,11 +125,16 @@ static int fp8_linear_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx)
     wf_tensor *gt = n->needs[1] ? wf__empty(WF_SHAPE(N, M), WF_U8, g->device) : NULL;
     wf_tensor *gsinv = wf__empty(WF_SHAPE(SINV_LEN), WF_F32, g->device);
     if ((n->needs[0] && !gq) || (n->needs[1] && !gt) || !gsinv) return wf_error();
+    /* the bias gradient, g's column sums in f32, from the cast's own read of g (TE's
+     * cast_transpose_dbias): no second pass over g */
+    bool db_in_cast = (gq || gt) && n->n_inputs > 2 && n->needs[2];
+    wf_tensor *db = db_in_cast ? wf__empty(WF_SHAPE(N), WF_F32, g->device) : NULL;
+    if (db_in_cast && !db) return wf_error();
     float *sg = slot(state, WF__FP8_SLOT_GY);
     int rc = 0;
     if (gq || gt) {
         rc = o->cast(dptr(g), g->dtype, M, N, E5M2, sg, gq ? dptr(gq) : NULL, gt ? dptr(gt) : NULL, sg + 2,
-                               dptr(gsinv), dev);
+                     dptr(gsinv), db ? dptr(db) : NULL, dev);
         if (!rc) rc = o->update(sg, 1, WF__FP8_SLOT_FLOATS, WF__FP8_HISTORY_LEN, E5M2, WF__FP8_MARGIN, dev);
     }
     const float *sx = dptr(sinv), *sw = (const float *)dptr(sinv) + SINV_W;
@@ -151,7 +157,9 @@ static int fp8_linear_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx)
         if (!rc && !(gx[1] = dw)) rc = wf_error();
     }
     if (!rc && n->n_inputs > 2 && n->needs[2]) {
-        gx[2] = wf__reduce_to(wf_sum(g, WF_DIMS(0), false), &n->in_meta[2]);
+        /* in the bias input's dtype (its bf16 copy under autocast, whose cast node widens it) */
+        if (db) gx[2] = db->dtype == n->in_meta[2].dtype ? db : wf__to_dtype_raw(db, n->in_meta[2].dtype);
+        else gx[2] = wf__reduce_to(wf_sum(g, WF_DIMS(0), false), &n->in_meta[2]);
         if (!gx[2]) rc = wf_error();
     }
     return rc;
@@ -206,8 +214,9 @@ static wf_tensor *fp8_linear_body(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_t
     wf_tensor *yy = wf__empty(shape, x->ndim, WF_BF16, x->device);   /* [M, N] to the GEMM */
     int rc = xc && wc && xq && wq && xt && wt && sinv && yy && (!b || bb) ? 0 : wf_error();
     float *sx = slot(st, WF__FP8_SLOT_X), *sw = slot(st, WF__FP8_SLOT_W), *si = rc ? NULL : dptr(sinv);
-    if (!rc) rc = o->cast(dptr(xc), xc->dtype, M, K, E4M3, sx, dptr(xq), need_xt ? dptr(xt) : NULL, sx + 2, si, dev);
-    if (!rc) rc = o->cast(dptr(wc), wc->dtype, N, K, E4M3, sw, dptr(wq), need_wt ? dptr(wt) : NULL, sw + 2, si + SINV_W, dev);
+    if (!rc) rc = o->cast(dptr(xc), xc->dtype, M, K, E4M3, sx, dptr(xq), need_xt ? dptr(xt) : NULL, sx + 2, si, NULL, dev);
+    if (!rc) rc = o->cast(dptr(wc), wc->dtype, N, K, E4M3, sw, dptr(wq), need_wt ? dptr(wt) : NULL, sw + 2, si + SINV_W,
+                          NULL, dev);
     /* x's and w's slots are adjacent: one launch updates both */
     if (!rc) rc = o->update(sx, 2, WF__FP8_SLOT_FLOATS, WF__FP8_HISTORY_LEN, E4M3, WF__FP8_MARGIN, dev);
     if (!rc) rc = o->gemm(M, N, K, dptr(xq), E4M3, si, dptr(wq), E4M3, si + SINV_W, dptr(yy), WF_BF16, 0.0f,

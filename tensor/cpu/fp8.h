@@ -30,11 +30,20 @@ float wf__fp8_decode(uint8_t code, wf__fp8_format fmt);
 void wf__fp8_scaling_update(float *history, int len, int *pos, float amax, float fp8_max, int margin, float *scale,
                             float *scale_inv);
 
+/* The column sums a cast can give beside its bytes (the bias gradient of the fp8 Linear's
+ * backward, Transformer Engine's cast_transpose_dbias), in f32 and in one fixed order, which the
+ * GPU kernels follow so that every build gives the same bits: rows in blocks of
+ * WF__FP8_COLSUM_ROWS; within a block, lane k (0 .. WF__FP8_COLSUM_LANES - 1) sums the rows
+ * k, k + LANES, k + 2 LANES, ... from 0 (rows past the end skipped), the block's sum is lane 0
+ * plus lane 1 plus ... in turn, and the column's sum 0 plus the blocks' sums in turn. */
+#define WF__FP8_COLSUM_ROWS 64
+#define WF__FP8_COLSUM_LANES 16
+
 /* tensor/cuda/cuda_api.h's wf__cuda_fp8_cast / _update / _gemm on host memory, the same
  * arguments less the device (tensor/cpu/fp8_emulate.c): the fp8 Linear's path on the CPU, for
  * its tests (the CPU has no fp8 GEMM; the precision is refused there). 0 always. */
 int wf__fp8_cast_host(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale, void *y,
-                      void *yt, float *amax, float *scale_inv_out);
+                      void *yt, float *amax, float *scale_inv_out, float *colsum);
 int wf__fp8_update_host(float *slots, int nslots, int64_t slot_stride, int len, int fmt, int margin);
 int wf__fp8_gemm_host(int64_t m, int64_t n, int64_t k, const void *A, int a_fmt, const float *a_scale_inv,
                       const void *B, int b_fmt, const float *b_scale_inv, void *D, int d_dtype, float beta,

@@ -11,8 +11,25 @@
 #include <math.h>
 #include <string.h>
 
+/* colsum[c] = the f32 sum of column c of x [rows, cols] in fp8.h's order (WF__FP8_COLSUM_*) */
+static void colsum_host(const char *xp, wf_dtype dt, int64_t rows, int64_t cols, float *colsum) {
+    size_t es = wf_dtype_size(dt);
+    for (int64_t c = 0; c < cols; c++) colsum[c] = 0.0f;
+    for (int64_t r0 = 0; r0 < rows; r0 += WF__FP8_COLSUM_ROWS)
+        for (int64_t c = 0; c < cols; c++) {
+            float block = 0.0f;
+            for (int k = 0; k < WF__FP8_COLSUM_LANES; k++) {
+                float lane = 0.0f;
+                for (int64_t r = r0 + k; r < r0 + WF__FP8_COLSUM_ROWS && r < rows; r += WF__FP8_COLSUM_LANES)
+                    lane += (float)wf__load(xp + (size_t)(r * cols + c) * es, dt);
+                block = k ? block + lane : lane;
+            }
+            colsum[c] += block;
+        }
+}
+
 int wf__fp8_cast_host(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale, void *y,
-                      void *yt, float *amax, float *scale_inv_out) {
+                      void *yt, float *amax, float *scale_inv_out, float *colsum) {
     const char *xp = x;
     uint8_t *yp = y, *tp = yt;
     size_t es = wf_dtype_size((wf_dtype)dtype);
@@ -28,6 +45,7 @@ int wf__fp8_cast_host(const void *x, int dtype, int64_t rows, int64_t cols, int 
         }
     if (amax) *amax = m;
     if (scale_inv_out) *scale_inv_out = 1.0f / sc;
+    if (colsum) colsum_host(xp, (wf_dtype)dtype, rows, cols, colsum);
     return 0;
 }
 

@@ -254,9 +254,10 @@ int wf__cuda_lt(int dev, void **lt, void **ws, size_t *ws_bytes);
  * nearest even, saturating), yt = the same bytes transposed ([cols, rows]); either may be
  * NULL. amax (may be NULL): atomically raised to max |x| (before scaling; NaN wins).
  * scale_inv_out (may be NULL): 1 / *scale, the value a GEMM of these bytes needs even after
- * the scale has moved on. */
+ * the scale has moved on. colsum (may be NULL): [cols] f32, x's column sums in
+ * tensor/cpu/fp8.h's order (WF__FP8_COLSUM_*), the bias gradient read in the same pass. */
 int wf__cuda_fp8_cast(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale, void *y,
-                      void *yt, float *amax, float *scale_inv_out, int dev);
+                      void *yt, float *amax, float *scale_inv_out, float *colsum, int dev);
 /* y[i] = the f32 value of the fp8 byte x[i] (contiguous) */
 int wf__cuda_fp8_decode(const void *x, int64_t n, int fmt, float *y, int dev);
 /* Delayed scaling of nslots consecutive slots, slot_stride floats apart, each laid out as

@@ -7,6 +7,7 @@
  * Nothing here waits for the host: the scales are read and written on the device, so a step
  * that runs these can be captured in a CUDA graph. */
 #include "cuda_device.cuh"
+#include "../cpu/fp8.h"
 
 #include <cuda_fp8.h>
 #include <pthread.h>
@@ -119,16 +120,19 @@ template <int DT> __device__ __forceinline__ void ld4(const void *x, int64_t i, 
     }
 }
 
+static_assert(VT == WF__FP8_COLSUM_ROWS && VL == WF__FP8_COLSUM_LANES, "the column sums' order is the vec kernel's tiling");
 template <int DT> __global__ void __launch_bounds__(VL * VL) fp8_cast_vec_kernel(const void *x, int64_t rows, int64_t cols, int fmt,
                                                                    const float *scale, uint8_t *y, uint8_t *yt,
-                                                                   unsigned *amax, float *scale_inv_out) {
+                                                                   unsigned *amax, float *scale_inv_out, float *part) {
     __shared__ uint8_t tile[VT][VT + 4];
+    __shared__ float lanes[VL][VT];   /* part: each lane's column sums (lane = threadIdx.y) */
     const float s = *scale;
     if (scale_inv_out && blockIdx.x == 0 && blockIdx.y == 0 && threadIdx.x == 0 && threadIdx.y == 0)
         *scale_inv_out = __frcp_rn(s);
     int64_t r0 = (int64_t)blockIdx.y * VT, c0 = (int64_t)blockIdx.x * VT;
     int64_t c = c0 + 4 * threadIdx.x;
     unsigned m = 0;
+    float cs[4] = { 0.f, 0.f, 0.f, 0.f };   /* this lane's sums of its 4 columns (rows y, y + 16, ...) */
 #pragma unroll
     for (int j = 0; j < VT / VL; j++) {
         int tr = threadIdx.y + j * VL;
@@ -142,11 +146,27 @@ template <int DT> __global__ void __launch_bounds__(VL * VL) fp8_cast_vec_kernel
                 uint8_t q = cast_elem(v[e], s, fmt, m);
                 w |= (uint32_t)q << (8 * e);
                 tile[tr][4 * threadIdx.x + e] = q;
+                cs[e] = __fadd_rn(cs[e], v[e]);
             }
             if (y) *reinterpret_cast<uint32_t *>(y + r * cols + c) = w;
         }
     }
-    if (amax) block_amax<VL * VL / 32>(m, amax);
+    if (part) {
+#pragma unroll
+        for (int e = 0; e < 4; e++) lanes[threadIdx.y][4 * threadIdx.x + e] = cs[e];
+    }
+    if (amax) block_amax<VL * VL / 32>(m, amax);   /* its __syncthreads also publishes lanes */
+    else if (part) __syncthreads();
+    if (part) {
+        /* the block's sum of column c0 + t: lane 0, plus lane 1, ... in turn (fp8.h's order) */
+        int t = threadIdx.y * VL + threadIdx.x;
+        if (t < VT && c0 + t < cols) {
+            float p = lanes[0][t];
+#pragma unroll
+            for (int k = 1; k < VL; k++) p = __fadd_rn(p, lanes[k][t]);
+            part[(int64_t)blockIdx.y * cols + c0 + t] = p;
+        }
+    }
     if (!yt) return;
     __syncthreads();
     /* yt[cc][r..r+3] = tile[r - r0 .. +3][cc - c0]: 4 rows of one column in one word */
@@ -164,31 +184,52 @@ template <int DT> __global__ void __launch_bounds__(VL * VL) fp8_cast_vec_kernel
     }
 }
 
+/* The column sums of a cast the vec kernel did not take (the one-byte kernel's shapes):
+ * part[b][c] = block b's sum of column c in fp8.h's order, one thread per (block, column). */
+template <int DT> __global__ void fp8_colsum_part_kernel(const void *x, int64_t rows, int64_t cols, int64_t nb,
+                                                         float *part) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < nb * cols; i += (int64_t)gridDim.x * blockDim.x) {
+        int64_t b = i / cols, c = i % cols, r0 = b * WF__FP8_COLSUM_ROWS;
+        float p = 0.f;
+        for (int k = 0; k < WF__FP8_COLSUM_LANES; k++) {
+            float lane = 0.f;
+            for (int64_t r = r0 + k; r < r0 + WF__FP8_COLSUM_ROWS && r < rows; r += WF__FP8_COLSUM_LANES)
+                lane = __fadd_rn(lane, ld_in<DT>(x, r * cols + c));
+            p = k ? __fadd_rn(p, lane) : lane;
+        }
+        part[i] = p;
+    }
+}
+
+/* colsum[c] = 0 + part[0][c] + part[1][c] + ... in turn */
+__global__ void fp8_colsum_final_kernel(const float *part, int64_t nb, int64_t cols, float *colsum) {
+    for (int64_t c = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; c < cols; c += (int64_t)gridDim.x * blockDim.x) {
+        float s = 0.f;
+        for (int64_t b = 0; b < nb; b++) s = __fadd_rn(s, part[b * cols + c]);
+        colsum[c] = s;
+    }
+}
+
 /* WEFT_FP8_CAST_SCALAR=1 (read once): the one-byte kernel for every shape (A/B, tests) */
 static bool cast_scalar_only(void) {
     static int v = -1;
     return wf__env_flag("WEFT_FP8_CAST_SCALAR", &v);
 }
 
-extern "C" int wf__cuda_fp8_cast(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale,
-                                 void *y, void *yt, float *amax, float *scale_inv_out, int dev) {
-    cudaStream_t st;
-    int rc = wfc_begin(dev, "fp8 cast", &st);
-    if (rc) return rc;
-    if (dtype != WF_F32 && dtype != WF_BF16 && dtype != WF_F16)
-        return wfc_error(WF_ENOTSUP, "fp8 cast on cuda:%d: input dtype %s is not supported (f32, bf16, f16)", dev,
-                         wf_dtype_name((wf_dtype)dtype));
-    if (fmt != 0 && fmt != 1) return wfc_error(WF_EINVAL, "fp8 cast on cuda:%d: format %d is neither E4M3 (0) nor E5M2 (1)", dev, fmt);
-    if (rows <= 0 || cols <= 0) return 0;
-    uint8_t *y8 = (uint8_t *)y, *yt8 = (uint8_t *)yt;
-    unsigned *am = (unsigned *)amax;
+/* the cast's bytes, transposed copy, amax and scale_inv (and part's column sums, where the vec
+ * kernel takes the shape) */
+static int fp8_cast_launch(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale, uint8_t *y8,
+                           uint8_t *yt8, unsigned *am, float *scale_inv_out, float *part, bool *part_done,
+                           cudaStream_t st, int dev) {
     int es = dtype == WF_F32 ? 4 : 2;
+    *part_done = false;
     if (!cast_scalar_only() && rows % 4 == 0 && cols % 4 == 0 && (rows + VT - 1) / VT <= 65535 &&
-        (uintptr_t)x % (4 * es) == 0 && (uintptr_t)y % 4 == 0 && (uintptr_t)yt % 4 == 0) {
+        (uintptr_t)x % (4 * es) == 0 && (uintptr_t)y8 % 4 == 0 && (uintptr_t)yt8 % 4 == 0) {
         dim3 grid((unsigned)((cols + VT - 1) / VT), (unsigned)((rows + VT - 1) / VT)), block(VL, VL);
-        if (dtype == WF_F32) fp8_cast_vec_kernel<WF_F32><<<grid, block, 0, st>>>(x, rows, cols, fmt, scale, y8, yt8, am, scale_inv_out);
-        else if (dtype == WF_BF16) fp8_cast_vec_kernel<WF_BF16><<<grid, block, 0, st>>>(x, rows, cols, fmt, scale, y8, yt8, am, scale_inv_out);
-        else fp8_cast_vec_kernel<WF_F16><<<grid, block, 0, st>>>(x, rows, cols, fmt, scale, y8, yt8, am, scale_inv_out);
+        if (dtype == WF_F32) fp8_cast_vec_kernel<WF_F32><<<grid, block, 0, st>>>(x, rows, cols, fmt, scale, y8, yt8, am, scale_inv_out, part);
+        else if (dtype == WF_BF16) fp8_cast_vec_kernel<WF_BF16><<<grid, block, 0, st>>>(x, rows, cols, fmt, scale, y8, yt8, am, scale_inv_out, part);
+        else fp8_cast_vec_kernel<WF_F16><<<grid, block, 0, st>>>(x, rows, cols, fmt, scale, y8, yt8, am, scale_inv_out, part);
+        *part_done = true;
         return wfc_check("fp8 cast kernel", dev);
     }
     int64_t gy = (rows + CT - 1) / CT, gx = (cols + CT - 1) / CT;
@@ -200,6 +241,42 @@ extern "C" int wf__cuda_fp8_cast(const void *x, int dtype, int64_t rows, int64_t
     else if (dtype == WF_BF16) fp8_cast_kernel<WF_BF16><<<grid, block, 0, st>>>(x, rows, cols, fmt, scale, y8, yt8, am, scale_inv_out);
     else fp8_cast_kernel<WF_F16><<<grid, block, 0, st>>>(x, rows, cols, fmt, scale, y8, yt8, am, scale_inv_out);
     return wfc_check("fp8 cast kernel", dev);
+}
+
+extern "C" int wf__cuda_fp8_cast(const void *x, int dtype, int64_t rows, int64_t cols, int fmt, const float *scale,
+                                 void *y, void *yt, float *amax, float *scale_inv_out, float *colsum, int dev) {
+    cudaStream_t st;
+    int rc = wfc_begin(dev, "fp8 cast", &st);
+    if (rc) return rc;
+    if (dtype != WF_F32 && dtype != WF_BF16 && dtype != WF_F16)
+        return wfc_error(WF_ENOTSUP, "fp8 cast on cuda:%d: input dtype %s is not supported (f32, bf16, f16)", dev,
+                         wf_dtype_name((wf_dtype)dtype));
+    if (fmt != 0 && fmt != 1) return wfc_error(WF_EINVAL, "fp8 cast on cuda:%d: format %d is neither E4M3 (0) nor E5M2 (1)", dev, fmt);
+    if (cols <= 0) return 0;
+    if (rows <= 0) {
+        cudaError_t e = colsum ? cudaMemsetAsync(colsum, 0, (size_t)cols * sizeof(float), st) : cudaSuccess;
+        return e == cudaSuccess ? 0 : wfc_report(e, "fp8 cast (the column sums of no rows)", dev);
+    }
+    /* the column sums: each 64-row block's into part, then those summed in order */
+    const int64_t nb = (rows + WF__FP8_COLSUM_ROWS - 1) / WF__FP8_COLSUM_ROWS;
+    const size_t pbytes = colsum ? (size_t)(nb * cols) * sizeof(float) : 0;
+    float *part = colsum ? (float *)wf__cuda_alloc(dev, pbytes) : NULL;
+    if (colsum && !part) return WF_ENOMEM;
+    bool part_done = false;
+    rc = fp8_cast_launch(x, dtype, rows, cols, fmt, scale, (uint8_t *)y, (uint8_t *)yt, (unsigned *)amax, scale_inv_out,
+                         part, &part_done, st, dev);
+    if (!rc && part && !part_done) {
+        if (dtype == WF_F32) fp8_colsum_part_kernel<WF_F32><<<wfc_blocks(nb * cols, 256, dev), 256, 0, st>>>(x, rows, cols, nb, part);
+        else if (dtype == WF_BF16) fp8_colsum_part_kernel<WF_BF16><<<wfc_blocks(nb * cols, 256, dev), 256, 0, st>>>(x, rows, cols, nb, part);
+        else fp8_colsum_part_kernel<WF_F16><<<wfc_blocks(nb * cols, 256, dev), 256, 0, st>>>(x, rows, cols, nb, part);
+        rc = wfc_check("fp8 cast (column sums) kernel", dev);
+    }
+    if (!rc && part) {
+        fp8_colsum_final_kernel<<<wfc_blocks(cols, 256, dev), 256, 0, st>>>(part, nb, cols, colsum);
+        rc = wfc_check("fp8 cast (column sums) kernel", dev);
+    }
+    if (part) wf__cuda_free(dev, part, pbytes);
+    return rc;
 }
 
 /* fp8 bytes -> f32 (for tests and checks; the GEMMs read the bytes themselves) */

@@ -3,7 +3,8 @@
  *   - the cast kernel bit for bit against the CPU reference (tensor/cpu/fp8_format.c) for f32,
  *     bf16 and f16 inputs, random and edge values (ties, subnormals, saturation, inf, NaN,
  *     signed zeros), E4M3 and E5M2: the bytes, the transposed copy, the amax (raised
- *     atomically, never lowered) and the scale_inv written beside them;
+ *     atomically, never lowered), the scale_inv written beside them and the column sums (the
+ *     bias gradient, in fp8.h's order, bit for bit on both the 4-wide and the one-byte path);
  *   - the delayed-scaling update kernel against tensor/cpu/fp8_scaling.c over many steps (zero,
  *     inf and NaN amaxes, the history wrapping);
  *   - the fp8 GEMM against an f64 product of the dequantized operands (bf16 and f32 outputs,
@@ -92,12 +93,17 @@ static void test_cast(wf_dtype dt, int fmt, int64_t rows, int64_t cols, float sc
     float init[8] = { scale, 0, 0.5f, 0, 0, 0, 0, 0 };
     wf_tensor *sd = dev_from(init, 8, WF_F32);
     wf_tensor *y = wf_empty_on(WF_SHAPE(n), WF_U8, WF_CUDA(0)), *yt = wf_empty_on(WF_SHAPE(n), WF_U8, WF_CUDA(0));
-    int rc = sd && y && yt ? wf__cuda_fp8_cast(dptr(xd), dt, rows, cols, fmt, dptr(sd), dptr(y), dptr(yt),
-                                               (float *)dptr(sd) + 2, (float *)dptr(sd) + 4, 0)
-                           : -1;
+    wf_tensor *cs = wf_empty_on(WF_SHAPE(cols), WF_F32, WF_CUDA(0));
+    int rc = sd && y && yt && cs ? wf__cuda_fp8_cast(dptr(xd), dt, rows, cols, fmt, dptr(sd), dptr(y), dptr(yt),
+                                                     (float *)dptr(sd) + 2, (float *)dptr(sd) + 4, dptr(cs), 0)
+                                 : -1;
     uint8_t *gy = malloc((size_t)n), *gt = malloc((size_t)n);
-    float got_s[8];
-    if (rc || to_host(y, gy, (size_t)n) || to_host(yt, gt, (size_t)n) || to_host(sd, got_s, sizeof got_s)) {
+    float got_s[8], *got_cs = malloc(sizeof(float) * (size_t)cols), *want_cs = malloc(sizeof(float) * (size_t)cols);
+    /* the column sums, bit for bit against the host's in fp8.h's order (inputs in dtype, as x's) */
+    float one = 1.0f;
+    wf__fp8_cast_host(xv, WF_F32, rows, cols, fmt, &one, NULL, NULL, NULL, NULL, want_cs);
+    if (rc || to_host(y, gy, (size_t)n) || to_host(yt, gt, (size_t)n) || to_host(sd, got_s, sizeof got_s) ||
+        to_host(cs, got_cs, sizeof(float) * (size_t)cols)) {
         snprintf(d, sizeof d, "cast failed (rc %d)", rc);
         check(false, name, d);
     } else {
@@ -130,11 +136,24 @@ static void test_cast(wf_dtype dt, int fmt, int64_t rows, int64_t cols, float sc
         } else if (got_s[4] != 1.0f / scale) {
             snprintf(d, sizeof d, "scale_inv %.9g, expected %.9g", (double)got_s[4], (double)(1.0f / scale));
             bad = 0;
+        } else {
+            for (int64_t c = 0; c < cols && bad < 0; c++)
+                if (isnan(want_cs[c]) ? !isnan(got_cs[c]) : memcmp(&got_cs[c], &want_cs[c], 4) != 0) {
+                    uint32_t gb, wb;
+                    memcpy(&gb, &got_cs[c], 4);
+                    memcpy(&wb, &want_cs[c], 4);
+                    snprintf(d, sizeof d, "column sum %lld: %.9g (0x%08x), the host's %.9g (0x%08x)", (long long)c,
+                             (double)got_cs[c], (unsigned)gb, (double)want_cs[c], (unsigned)wb);
+                    bad = c;
+                }
         }
         check(bad < 0 && badt < 0, name, d);
     }
     free(gy);
     free(gt);
+    free(got_cs);
+    free(want_cs);
+    wf_tensor_free(cs);
     wf_tensor_free(sd);
     wf_tensor_free(y);
     wf_tensor_free(yt);

@@ -1,8 +1,9 @@
 /* tests/precision/test_fp8_format.c: the CPU reference of the fp8 formats and of delayed
  * scaling (tensor/cpu/fp8_format.c, fp8_scaling.c): a table of exact encodings (ties to even,
  * subnormals, saturation, NaN, signed zero), every one of the 256 codes of both formats
- * decoding and encoding back to itself, and the amax history's rolling and its zero / inf /
- * NaN cases. */
+ * decoding and encoding back to itself, the amax history's rolling and its zero / inf /
+ * NaN cases, and the order of the column sums a cast gives (fp8.h's WF__FP8_COLSUM_*, which the
+ * GPU kernels follow bit for bit: tests/cuda/test_cuda_fp8.c). */
 #include "test_util.h"
 #include "tensor/cpu/fp8.h"
 
@@ -158,6 +159,32 @@ START_TEST(test_scaling_keeps_scale_on_zero_inf_nan) {
 }
 END_TEST
 
+/* Three columns whose f32 sums tell fp8.h's order from its neighbours: rows in 64-row blocks,
+ * lanes of every 16th row within a block, the lanes then the blocks summed in turn.
+ *   A: rows 0 and 16 (lane 0) cancel, rows 1..3 add 1 each: 3 (a sum down the rows in turn
+ *      loses the 1s to 2^24 and gives 0); plus row 64 (block 1) 0.5: 3.5.
+ *   B: rows 0, 1, 2 = 2^24, 1, 1: lanes 2^24, 1, 1 summed in turn lose both 1s: 2^24 (the exact
+ *      sum, in double, is 2^24 + 2).
+ *   C: row 0 = 2^24 (block 0), rows 64 and 65 = 1 (block 1's lanes 0 and 1: 2): 2^24 + 2 (lanes
+ *      running down the whole column, not per block, would give row 0 + row 64 = 2^24 first). */
+START_TEST(test_colsum_order) {
+    enum { R = 80, C = 3 };
+    float x[R * C] = { 0 };
+    const float big = 16777216.0f;
+    x[0 * C + 0] = big, x[16 * C + 0] = -big, x[1 * C + 0] = x[2 * C + 0] = x[3 * C + 0] = 1, x[64 * C + 0] = 0.5f;
+    x[0 * C + 1] = big, x[1 * C + 1] = x[2 * C + 1] = 1;
+    x[0 * C + 2] = big, x[64 * C + 2] = x[65 * C + 2] = 1;
+    float one = 1, cs[C] = { -1, -1, -1 };
+    ck_assert_int_eq(wf__fp8_cast_host(x, WF_F32, R, C, WF__FP8_E4M3, &one, NULL, NULL, NULL, NULL, cs), 0);
+    ck_assert_msg(cs[0] == 3.5f, "A: %.9g, expected 3.5", (double)cs[0]);
+    ck_assert_msg(cs[1] == big, "B: %.9g, expected 2^24", (double)cs[1]);
+    ck_assert_msg(cs[2] == big + 2, "C: %.9g, expected 2^24 + 2", (double)cs[2]);
+    /* no rows: zeros */
+    ck_assert_int_eq(wf__fp8_cast_host(x, WF_F32, 0, C, WF__FP8_E4M3, &one, NULL, NULL, NULL, NULL, cs), 0);
+    ck_assert(cs[0] == 0 && cs[1] == 0 && cs[2] == 0);
+}
+END_TEST
+
 int main(void) {
     Suite *s = suite_create("fp8_format");
     TCase *tc = tcase_create("fp8_format");
@@ -167,6 +194,7 @@ int main(void) {
     tcase_add_test(tc, test_midpoints_round_to_nearest);
     tcase_add_test(tc, test_scaling_first_steps_and_rolling);
     tcase_add_test(tc, test_scaling_keeps_scale_on_zero_inf_nan);
+    tcase_add_test(tc, test_colsum_order);
     suite_add_tcase(s, tc);
     return tt_run(s);
 }
