@@ -5,7 +5,7 @@
 # extended in the tenth (no device) for the two-warpgroup sdpa backward.
 #   bash bench/carry_check.sh here, carry .carry and .data; then: bash bench/call8.sh (logs under $OUT)
 # Order: build; the op harness on CUDA, the attention rows on the two-warpgroup backward
-# (WEFT_SDPA_BWD128=1) and on the mma.sync kernels; sdpa alone at GPT-2's shape, one
+# (WEFT_SDPA_BWD128=1, and with WEFT_SDPA_DQ_BULK=1) and on the mma.sync kernels; sdpa alone at GPT-2's shape, one
 # warpgroup against two, and PyTorch's; GPT-2: torch.compile, weft with one and two
 # warpgroups twice, the gradient sink off, graphs, torch.compile again; the CUDA tests not yet
 # run on a GPU (cuBLAS loaded on first use, LN_OLD / colsum variants, wgrad f32, fp8, gelu
@@ -33,11 +33,13 @@ r() { local l=$1; shift; echo "$l $(timeout ${T:-60} env "$@" | grep '^{' | tail
 t "op harness on CUDA" $B/tests/ops/test_ops --device cuda
 t "attention rows, the two-warpgroup backward" WEFT_SDPA_BWD128=1 $B/tests/ops/test_ops --device cuda --op scaled_dot_product_attention
 t "qkv attention rows, the two-warpgroup backward" WEFT_SDPA_BWD128=1 $B/tests/ops/test_ops --device cuda --op "qkv attention"
+t "attention rows, two warpgroups, dQ by bulk reductions" WEFT_SDPA_BWD128=1 WEFT_SDPA_DQ_BULK=1 $B/tests/ops/test_ops --device cuda --op scaled_dot_product_attention
 t "attention on the mma.sync kernels (paired key tiles)" WEFT_SDPA_NOWGMMA=1 $B/tests/ops/test_ops --device cuda --op scaled_dot_product_attention
 echo "== [${SECONDS}s] sdpa (and the block's other pieces) at 16 x 12 x 1024 x 64, ms: one warpgroup, two; PyTorch"
 for i in 1 2; do
   left 300 && r parts $B/bench/bench_block_parts
   left 290 && r parts_bwd128 WEFT_SDPA_BWD128=1 $B/bench/bench_block_parts
+  left 285 && r parts_bwd128_bulk WEFT_SDPA_BWD128=1 WEFT_SDPA_DQ_BULK=1 $B/bench/bench_block_parts
 done
 left 280 && r peer_parts python3 bench/peer_block_parts.py
 echo "== [${SECONDS}s] GPT-2 124M, 16 x 1024, bf16-mixed"
@@ -46,6 +48,7 @@ left 140 && r weft $B/bench/bench_gpt2 --fused-loss 1
 left 130 && r weft_bwd128 WEFT_SDPA_BWD128=1 $B/bench/bench_gpt2 --fused-loss 1
 left 120 && r weft_again $B/bench/bench_gpt2 --fused-loss 1
 left 110 && r weft_bwd128_again WEFT_SDPA_BWD128=1 $B/bench/bench_gpt2 --fused-loss 1
+left 108 && r weft_bwd128_bulk WEFT_SDPA_BWD128=1 WEFT_SDPA_DQ_BULK=1 $B/bench/bench_gpt2 --fused-loss 1
 left 105 && r weft_nosink WEFT_NO_GRAD_SINK=1 $B/bench/bench_gpt2 --fused-loss 1
 left 100 && r weft_graphs $B/bench/bench_gpt2 --fused-loss 1 --cuda-graphs 1
 left 150 && T=110 r torch_compile_last python3 bench/peer_gpt2.py --compile

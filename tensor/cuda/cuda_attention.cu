@@ -131,6 +131,13 @@ static bool sd_bwd128(void) {
     return wf__env_flag("WEFT_SDPA_BWD128", &v);
 }
 
+/* WEFT_SDPA_DQ_BULK=1 (with WEFT_SDPA_BWD128=1): the two-warpgroup backward adds each dQ tile
+ * with bulk reductions (cp.reduce.async.bulk) instead of atomics; on trial like it */
+static bool sd_dq_bulk(void) {
+    static int v = -1;
+    return wf__env_flag("WEFT_SDPA_DQ_BULK", &v);
+}
+
 /* WEFT_SDPA_NOFULL=1: the general kernels also where D is 64 or 128 (A/B timing) */
 static bool sd_nofull(void) {
     static int v = -1;
@@ -237,6 +244,7 @@ extern "C" int wf__cuda_sdpa_backward(const wf_cuda_view *dq, const wf_cuda_view
          * 50 MB were in flight and the kernel moved 1.2 GB through DRAM instead of 0.24 */
         a.tile_x = B * H <= 65535;
         a.dq_v4 = !sd_dq_v2();
+        a.dq_bulk = wg2 && sd_dq_bulk();
         /* causal and square: a block per pair of key tiles, every block the same work (sd_bwd_tiles) */
         a.pair = a.causal && a.L == a.S && ntile > 1 && !sd_bwd_nopair();
         unsigned nblk = a.pair ? (ntile + 1) / 2 : ntile;

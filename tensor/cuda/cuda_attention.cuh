@@ -35,6 +35,7 @@ struct sdpa_args {
     int tile_x;      /* grid: tiles along x and batch*head along y (keeps each head's working set in L2) */
     int dq_v4;       /* Hopper backward: dQ added with 16-byte atomics (off: WEFT_SDPA_DQ_V2=1, A/B timing) */
     int pair;        /* backward, causal and square: a block per pair of key tiles (sd_bwd_tiles) */
+    int dq_bulk;     /* Hopper backward, two warpgroups: dQ rows added by bulk reductions (WEFT_SDPA_DQ_BULK=1) */
 };
 
 template <bool BF> __device__ __forceinline__ uint32_t sd_pack(float lo, float hi) {

@@ -54,6 +54,29 @@ __device__ __forceinline__ void sd_fence_async_smem() {
     asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
 #endif
 }
+/* dst[0 .. bytes) += src[0 .. bytes) in f32, one bulk reduction by the L2 (TMA's
+ * cp.reduce.async.bulk; 16-byte aligned, bytes a multiple of 16), then its group committed; the
+ * generic writes of src must be fenced to the async proxy first. sd_bulk_wait_read: src may be
+ * written again; sd_bulk_wait: the additions are done. */
+__device__ __forceinline__ void sd_bulk_add_f32(float *dst, const float *src, unsigned bytes) {
+#if SD_WG
+    asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
+                 "r"((uint32_t)__cvta_generic_to_shared(src)), "r"(bytes) : "memory");
+    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
+#else
+    (void)dst; (void)src; (void)bytes;
+#endif
+}
+__device__ __forceinline__ void sd_bulk_wait_read() {
+#if SD_WG
+    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
+#endif
+}
+__device__ __forceinline__ void sd_bulk_wait() {
+#if SD_WG
+    asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
+#endif
+}
 /* One m64n64k16 wgmma with f32 accumulators d[8][4] (this thread's 32 of the 64 x 64 tile).
  * TY: "bf16" or "f16"; the A operand is a shared-memory descriptor (SS) or four registers in
  * the mma.sync A layout (RS); TRANS: the transpose flags of A and B ("0, 0" = both K-major). */
@@ -396,11 +419,20 @@ __device__ __forceinline__ void sd_wg_bwd_store(const sdpa_args &a, int bh, int 
  * zeroes its P, dS and dQ partial: a branch around wgmma makes ptxas serialize every wgmma of
  * the kernel (C7518), and such tiles are 2 of 18 a block at L 1024.
  *
+ * With a.dq_bulk (WEFT_SDPA_DQ_BULK=1, NWG 2 only, on trial as well), the summed 64 x 64 dQ
+ * tile goes to shared memory and each of its rows into dqacc by one bulk reduction in the L2
+ * (cp.reduce.async.bulk, as FlashAttention-3's backward adds its dQ), issued after the
+ * iteration's last barrier and waited for before the rows are written again: 64 bulk
+ * operations a tile in place of 1024 16-byte atomics.
+ *
  * Shared memory, 64-row tiles: K[NWG] | V[NWG] | Q dO, Q dO (two buffers) | P[NWG] | dS[NWG],
- * then lse/delta [2][2][64] f32 and, for NWG 2, the dQ halves [2][16][128] f32. */
+ * then lse/delta [2][2][64] f32 and, for NWG 2, the dQ halves [2][16][128] f32 and the summed
+ * dQ tile [64][SD_DQS_LD] f32 (rows padded: the mma layout's stores hit two wavefronts, not
+ * eight). */
+#define SD_DQS_LD 72
 #define SD_BWD_WG_SMEM(NWG)                                                                                      \
-    ((size_t)(4 * (NWG) + 4) * SD_TILE_BYTES + (size_t)4 * SD_BR * 4 + (size_t)((NWG) - 1) * 2 * 16 * SD_THREADS * 4 + \
-     1024)
+    ((size_t)(4 * (NWG) + 4) * SD_TILE_BYTES + (size_t)4 * SD_BR * 4 +                                          \
+     (size_t)((NWG) - 1) * (2 * 16 * SD_THREADS + SD_BR * SD_DQS_LD) * 4 + 1024)
 template <bool BF, int NWG>
 __device__ __forceinline__ void sdpa_bwd_wg_tile(const sdpa_args &a, unsigned char *base, int bh, int kt) {
     constexpr int T = SD_TILE_BYTES, NT = NWG * SD_THREADS;
@@ -409,6 +441,8 @@ __device__ __forceinline__ void sdpa_bwd_wg_tile(const sdpa_args &a, unsigned ch
                   *dSs = base + (3 * NWG + 4 + wg) * T;
     float *ld_s = reinterpret_cast<float *>(base + (4 * NWG + 4) * T);   /* [2][lse, delta][64] */
     float *xch = ld_s + 4 * SD_BR;   /* NWG 2: [2][16][128], each warpgroup's half for the other */
+    float *dqs = xch + 2 * 16 * SD_THREADS;   /* NWG 2 with a.dq_bulk: the summed tile */
+    const bool bulk = NWG == 2 && a.dq_bulk;
     const int k0 = kt * NWG * SD_BC, kw = k0 + wg * SD_BC;
     const int warp = tw >> 5, lane = tw & 31, g = lane >> 2, t = lane & 3;
     const sd_bwd_head hd(a, bh);
@@ -454,6 +488,7 @@ __device__ __forceinline__ void sdpa_bwd_wg_tile(const sdpa_args &a, unsigned ch
             for (int j = 0; j < 4; j++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) xch[(wg * 16 + j * 4 + e) * SD_THREADS + tw] = wg ? c[j][e] : c[4 + j][e];
+            if (bulk) sd_bulk_wait_read();   /* the last tile's rows are read out of dqs before it is written */
             sd_fence_async_smem();
             __syncthreads();
             sd_wg_bwd_dkdv<BF>(dk, dv, dP, dS, dQd, dOd);
@@ -464,13 +499,26 @@ __device__ __forceinline__ void sdpa_bwd_wg_tile(const sdpa_args &a, unsigned ch
 #pragma unroll
                 for (int e = 0; e < 4; e++)
                     m[j][e] = (wg ? c[4 + j][e] : c[j][e]) + xch[((1 - wg) * 16 + j * 4 + e) * SD_THREADS + tw];
-            sd_wg_dq_add(a, hd.dq, m, wg * 4, q0 + rl0, q0 + rl1, t);
+            if (bulk) {
+#pragma unroll
+                for (int j = 0; j < 4; j++) {
+                    const int col = (wg * 4 + j) * 8 + 2 * t;
+                    *reinterpret_cast<float2 *>(dqs + rl0 * SD_DQS_LD + col) = make_float2(m[j][0], m[j][1]);
+                    *reinterpret_cast<float2 *>(dqs + rl1 * SD_DQS_LD + col) = make_float2(m[j][2], m[j][3]);
+                }
+            } else {
+                sd_wg_dq_add(a, hd.dq, m, wg * 4, q0 + rl0, q0 + rl1, t);
+            }
             sd_wg_wait();
         }
         sd_cp_wait_all();
         sd_fence_async_smem();
         __syncthreads();
+        /* the tile's rows below L into dqacc (dqs is complete and fenced) */
+        if (bulk && (int)threadIdx.x < SD_BR && q0 + (int)threadIdx.x < a.L)
+            sd_bulk_add_f32(hd.dq + (int64_t)(q0 + threadIdx.x) * 64, dqs + threadIdx.x * SD_DQS_LD, 64 * 4);
     }
+    if (bulk) sd_bulk_wait();   /* done before dqs is reused (the pair's next tile) or freed */
     sd_wg_bwd_store<BF>(a, bh, kw, rl0, t, dk, dv);
 }
 
