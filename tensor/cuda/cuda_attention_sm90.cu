@@ -28,32 +28,23 @@ __device__ __forceinline__ uint64_t sd_wg_desc(const void *p) {
     uint32_t a = (uint32_t)__cvta_generic_to_shared(p);
     return (uint64_t)((a & 0x3FFFF) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) | ((uint64_t)1 << 62);
 }
-__device__ __forceinline__ void sd_wg_fence() {
+/* one instruction without operands, only in the sm_90a image (elsewhere nothing: the kernels
+ * that use it are never started there) */
 #if SD_WG
-    asm volatile("wgmma.fence.sync.aligned;\n" ::: "memory");
+#define SD_WG_ASM(text) asm volatile(text "\n" ::: "memory")
+#else
+#define SD_WG_ASM(text) ((void)0)
 #endif
-}
+__device__ __forceinline__ void sd_wg_fence() { SD_WG_ASM("wgmma.fence.sync.aligned;"); }
 /* the issued wgmma as one group; then wait for every group (work between the two overlaps the
  * wgmma, and must not touch their accumulators) */
-__device__ __forceinline__ void sd_wg_commit() {
-#if SD_WG
-    asm volatile("wgmma.commit_group.sync.aligned;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void sd_wg_wait() {
-#if SD_WG
-    asm volatile("wgmma.wait_group.sync.aligned 0;\n" ::: "memory");
-#endif
-}
+__device__ __forceinline__ void sd_wg_commit() { SD_WG_ASM("wgmma.commit_group.sync.aligned;"); }
+__device__ __forceinline__ void sd_wg_wait() { SD_WG_ASM("wgmma.wait_group.sync.aligned 0;"); }
 __device__ __forceinline__ void sd_wg_commit_wait() {
     sd_wg_commit();
     sd_wg_wait();
 }
-__device__ __forceinline__ void sd_fence_async_smem() {
-#if SD_WG
-    asm volatile("fence.proxy.async.shared::cta;\n" ::: "memory");
-#endif
-}
+__device__ __forceinline__ void sd_fence_async_smem() { SD_WG_ASM("fence.proxy.async.shared::cta;"); }
 /* dst[0 .. bytes) += src[0 .. bytes) in f32, one bulk reduction by the L2 (TMA's
  * cp.reduce.async.bulk; 16-byte aligned, bytes a multiple of 16), then its group committed; the
  * generic writes of src must be fenced to the async proxy first. sd_bulk_wait_read: src may be
@@ -62,21 +53,13 @@ __device__ __forceinline__ void sd_bulk_add_f32(float *dst, const float *src, un
 #if SD_WG
     asm volatile("cp.reduce.async.bulk.global.shared::cta.bulk_group.add.f32 [%0], [%1], %2;\n" ::"l"(dst),
                  "r"((uint32_t)__cvta_generic_to_shared(src)), "r"(bytes) : "memory");
-    asm volatile("cp.async.bulk.commit_group;\n" ::: "memory");
 #else
     (void)dst; (void)src; (void)bytes;
 #endif
+    SD_WG_ASM("cp.async.bulk.commit_group;");
 }
-__device__ __forceinline__ void sd_bulk_wait_read() {
-#if SD_WG
-    asm volatile("cp.async.bulk.wait_group.read 0;\n" ::: "memory");
-#endif
-}
-__device__ __forceinline__ void sd_bulk_wait() {
-#if SD_WG
-    asm volatile("cp.async.bulk.wait_group 0;\n" ::: "memory");
-#endif
-}
+__device__ __forceinline__ void sd_bulk_wait_read() { SD_WG_ASM("cp.async.bulk.wait_group.read 0;"); }
+__device__ __forceinline__ void sd_bulk_wait() { SD_WG_ASM("cp.async.bulk.wait_group 0;"); }
 /* One m64n64k16 wgmma with f32 accumulators d[8][4] (this thread's 32 of the 64 x 64 tile).
  * TY: "bf16" or "f16"; the A operand is a shared-memory descriptor (SS) or four registers in
  * the mma.sync A layout (RS); TRANS: the transpose flags of A and B ("0, 0" = both K-major). */
