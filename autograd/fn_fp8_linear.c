@@ -4,8 +4,8 @@
  * epilogue). For the backward it keeps only fp8 bytes: x^T and w^T, written by the same casts,
  * since the fp8 GEMMs take K-major operands only. Backward: the output gradient cast to E5M2,
  * dgrad = gy w -> bf16 and wgrad = gy^T x -> f32 (the master weight's dtype), the bias
- * gradient summed by that same cast as it reads gy (f32 column sums, then the bias input's
- * dtype).
+ * gradient summed by that same cast as it reads gy (f32 column sums, in the bias's dtype: the
+ * node takes the bias itself, its bf16 copy for the epilogue made outside autograd).
  *
  * Delayed scaling: each tensor is cast with the scale that the amax history of the steps before
  * gave, and its own amax enters the history afterwards (cuda_fp8.cu's update kernel; no host
@@ -157,9 +157,8 @@ static int fp8_linear_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx)
         if (!rc && !(gx[1] = dw)) rc = wf_error();
     }
     if (!rc && n->n_inputs > 2 && n->needs[2]) {
-        /* in the bias input's dtype (its bf16 copy under autocast, whose cast node widens it) */
-        if (db) gx[2] = db->dtype == n->in_meta[2].dtype ? db : wf__to_dtype_raw(db, n->in_meta[2].dtype);
-        else gx[2] = wf__reduce_to(wf_sum(g, WF_DIMS(0), false), &n->in_meta[2]);
+        /* in the bias's own dtype (f32 for an f32 bias: no bf16 rounding between) */
+        gx[2] = wf__reduce_to(db ? db : wf_sum(g, WF_DIMS(0), false), &n->in_meta[2]);
         if (!gx[2]) rc = wf_error();
     }
     return rc;
@@ -193,11 +192,13 @@ static wf_tensor *fp8_linear_body(wf_tensor *x, wf_tensor *w, wf_tensor *b, wf_t
     int64_t N = w->shape[0], K = w->shape[1], M = wf_numel(x) / K;
     wf_tensor *y = NULL;
     wf_scope_begin();
-    /* the bias in bf16 for the epilogue (its cast recorded as autocast records it) */
-    wf_tensor *bb = b ? wf__autocast_arg(b, WF__AC_LOWER) : NULL;
-    if (bb && (bb->dtype != WF_BF16 || !wf_is_contiguous(bb) || ((uintptr_t)dptr(bb) & 15))) bb = wf_to_dtype(wf_contiguous(bb), WF_BF16);
-    if (bb && ((uintptr_t)dptr(bb) & 15)) bb = wf_clone(bb);
-    wf_tensor *ins[3] = { x, w, bb };
+    /* the bias in bf16 for the epilogue, a copy outside autograd: the node takes b itself, so
+     * its gradient, the f32 column sums, reaches an f32 bias without a round trip through bf16
+     * (and two small cast kernels less per Linear and step) */
+    wf_tensor *bb = b;
+    if (bb && (bb->dtype != WF_BF16 || !wf_is_contiguous(bb) || ((uintptr_t)dptr(bb) & 15)))
+        bb = wf__copy_raw(bb, WF_BF16, bb->device);   /* fresh: contiguous and aligned */
+    wf_tensor *ins[3] = { x, w, b };
     int nin = b ? 3 : 2;
     bool grad = wf__needs_grad(nin, ins);
     bool need_xt = grad && w->requires_grad, need_wt = grad && x->requires_grad;
