@@ -1,7 +1,8 @@
 /* autograd/fn_linear_fused.c: Linear fused with what follows it: Linear + GELU (the bias +
  * GELU epilogue; the tanh form inside the GEMM where the device has it), Linear + GELU +
  * Linear (a transformer's MLP that recomputes its GELU in backward instead of keeping it) and
- * Linear + cross-entropy chunked over the rows (an LM head's loss without the [N, V] logits).
+ * Linear + cross-entropy chunked over the rows (an LM head's loss without the [N, V] logits,
+ * its gradients made in the forward for a scalar loss).
  *
  * Both are written in raw ops (tensor/ops_linear_fused.c and the others), so they run on every
  * backend that has those; a backend's fused kernels (CUDA's bias_gelu, xent_fwd/bwd) are used
@@ -263,8 +264,9 @@ wf_tensor *wf_fused_mlp(wf_tensor *x, wf_tensor *w1, wf_tensor *b1, wf_tensor *w
 static const char *const LCE = "wf_linear_cross_entropy";
 
 /* The automatic chunk: as few equal chunks as keep one chunk's logits under 2^28 elements
- * (512 MiB in bf16). Each chunk costs a pass over the weight in the forward and three GEMMs
- * with it in the backward, so fewer chunks run faster: GPT-2 124M at 16 x 1024 rows (H100,
+ * (512 MiB in bf16). Each chunk costs three GEMMs with the weight (its logits, then dh and dw;
+ * a fourth, the logits again, where the backward makes the gradients), so fewer chunks run
+ * faster: GPT-2 124M at 16 x 1024 rows (H100,
  * bf16) stepped in 64.0 ms with 2^25 (25 chunks of 667 rows), 54.1 ms with 4 chunks of 4096
  * (what 2^28 gives) and 53.6 ms with one, which peaks 2.8 GB higher (bench/NOTES.md). */
 #define LCE_CHUNK_ELEMS ((int64_t)1 << 28)
@@ -297,30 +299,104 @@ static int put_rows(wf_tensor *dst, int64_t r0, int64_t n, wf_tensor *src) {
     return d ? wf__copy_raw_(d, src) : wf_error();
 }
 
-/* node: inputs h, w, b; saved h, w, b (or h as a stand-in), target, lse [N], count; n->i[0]
- * ignore_index, i[1] reduction, i[2] chunk rows, i[3] has bias; n->f[0] label smoothing */
+/* WEFT_LCE_RECOMPUTE=1 (read once): the gradients made in the backward from the chunks'
+ * logits computed again, as before they were made in the forward (A/B timing) */
+static bool lce_recompute(void) {
+    static int v = -1;
+    return wf__env_flag("WEFT_LCE_RECOMPUTE", &v);
+}
+
+/* The gradients' buffers and one chunk's share of them. dh [N, C] in h's dtype, dw [V, C] and
+ * db [1, V] in wp (each NULL when not wanted), ones [1, chunk] for db's column sums. */
+typedef struct { wf_tensor *dh, *dw, *db, *ones; } lce_grads;
+
+static int lce_grads_new(lce_grads *G, wf_tensor *h, int64_t V, int64_t chunk, wf_dtype wp, bool need_h, bool need_w,
+                         bool need_b) {
+    int64_t N = h->shape[0], C = h->shape[1];
+    G->dh = need_h ? wf__empty(h->shape, 2, h->dtype, h->device) : NULL;
+    G->dw = need_w ? wf__empty(WF_SHAPE(V, C), wp, h->device) : NULL;
+    G->db = need_b ? wf__empty(WF_SHAPE(1, V), wp, h->device) : NULL;
+    /* db's column sums as a product: ones [1, rows] @ gl, accumulated in wp like dw */
+    G->ones = need_b ? wf__empty(WF_SHAPE(1, chunk < N ? chunk : N), h->dtype, h->device) : NULL;
+    if ((need_h && !G->dh) || (need_w && !G->dw) || (need_b && (!G->db || !G->ones))) return wf_error();
+    if ((G->dw && wf__fill_raw_(G->dw, 0)) || (G->db && wf__fill_raw_(G->db, 0)) || (G->ones && wf__fill_raw_(G->ones, 1)))
+        return wf_error();
+    return 0;
+}
+
+/* rows [r0, r0 + m) of the gradients from gl, the chunk's logits gradient, and hc, its rows of h */
+static int lce_grads_add(lce_grads *G, wf_tensor *gl, wf_tensor *hc, wf_tensor *w, int64_t r0, int64_t m) {
+    if (G->dh) {
+        wf_tensor *d = wf__matmul_nd_raw(LCE, gl, w);
+        int rc = d ? put_rows(G->dh, r0, m, d) : wf_error();
+        if (rc) return rc;
+    }
+    /* dw += gl^T @ hc and db += ones @ gl by the GEMM itself, in wp (f32 under half precision):
+     * no [V, C] product per chunk rounded to half and then added (a read, a write and a
+     * rounding of all of dw per chunk) */
+    if (G->dw) {
+        wf_tensor *glt = wf__permute_raw(gl, (int[]){ 1, 0 }, 2);
+        int rc = glt ? wf__matmul_acc_raw_(LCE, G->dw, glt, hc) : wf_error();
+        if (rc) return rc;
+    }
+    if (G->db) {
+        wf_tensor *o = cols(G->ones, 0, m);
+        return o ? wf__matmul_acc_raw_(LCE, G->db, o, gl) : wf_error();
+    }
+    return 0;
+}
+
+/* coef[n]: the loss's gradient reaching row n per unit of the loss's own gradient g (NULL:
+ * 1): 0 on ignored rows, 1 / max(count, 1) for the mean */
+static wf_tensor *lce_coef(wf_tensor *t, int64_t ign, int reduction, wf_tensor *cnt, wf_tensor *g, wf_dtype wp) {
+    wf_tensor *coef = wf__to_dtype_raw(wf__binary_scalar_raw(LCE, WF_B_NE, t, (double)ign, false), wp);
+    if (coef && g) coef = bin(LCE, WF_B_MUL, coef, g);
+    if (coef && reduction == 0) coef = bin(LCE, WF_B_DIV, coef, wf__binary_scalar_raw(LCE, WF_B_MAX, cnt, 1.0, false));
+    return coef;
+}
+
+/* the gradients as the node gives them: dw in the parameter's f32 where the weight is
+ * autocast's copy of one (no round trip through the copy's dtype), the others in their inputs' */
+static int lce_grads_out(wf_node *n, lce_grads *G, int64_t V, wf_tensor **gx) {
+    if (G->dh && !(gx[0] = wf__reduce_to(G->dh, &n->in_meta[0]))) return wf_error();
+    if (G->dw) {
+        wf_meta mw = n->in_meta[1];
+        if ((n->i[WF__WGRAD_F32_SLOT] >> 1 & 1) && G->dw->dtype == WF_F32) mw.dtype = WF_F32;
+        if (!(gx[1] = wf__reduce_to(G->dw, &mw))) return wf_error();
+    }
+    if (G->db && !(gx[2] = wf__reduce_to(wf_reshape(G->db, WF_SHAPE(V)), &n->in_meta[2]))) return wf_error();
+    return 0;
+}
+
+/* node: inputs h, w, b; n->i[0] ignore_index, i[1] reduction, i[2] chunk rows, i[3] has bias,
+ * i[4] gradients made in the forward, i[5] V; n->f[0] label smoothing. Saved: with i[4], the
+ * gradients for a loss gradient of 1 (dh, dw, db, as lce_grads; lse stands in for each one not
+ * wanted); else h, w, b (or h as a stand-in), target, lse [N], count, from which the chunks'
+ * logits are made again. */
 static int linear_xent_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx) {
+    if (n->i[4]) {
+        /* the loss is a scalar (mean or sum): the gradients scale with its gradient */
+        lce_grads G = { n->needs[0] ? wf__saved(n, 0) : NULL, n->needs[1] ? wf__saved(n, 1) : NULL,
+                        n->i[3] && n->needs[2] ? wf__saved(n, 2) : NULL, NULL };
+        if ((n->needs[0] && !G.dh) || (n->needs[1] && !G.dw) || (n->i[3] && n->needs[2] && !G.db)) return wf_error();
+        wf_tensor *sw = wf__saved(n, 1);
+        wf_dtype wp = sw ? sw->dtype : WF_F32;
+        wf_tensor *g = wf__to_dtype_raw(gy[0], wp);
+        if (!g) return wf_error();
+        if (G.dh && !(G.dh = bin(LCE, WF_B_MUL, G.dh, g))) return wf_error();
+        if (G.dw && !(G.dw = bin(LCE, WF_B_MUL, G.dw, g))) return wf_error();
+        if (G.db && !(G.db = bin(LCE, WF_B_MUL, G.db, g))) return wf_error();
+        return lce_grads_out(n, &G, n->i[5], gx);
+    }
     wf_tensor *h = wf__saved(n, 0), *w = wf__saved(n, 1), *b = n->i[3] ? wf__saved(n, 2) : NULL;
     wf_tensor *t = wf__saved(n, 3), *lse = wf__saved(n, 4), *cnt = wf__saved(n, 5);
     if (!h || !w || (n->i[3] && !b) || !t || !lse || !cnt) return wf_error();
-    int64_t N = h->shape[0], C = h->shape[1], V = w->shape[0], chunk = n->i[2], ign = n->i[0];
+    int64_t N = h->shape[0], V = w->shape[0], chunk = n->i[2], ign = n->i[0];
     wf_dtype wp = lse->dtype;
-    /* coef[n]: the loss's gradient reaching row n (0 on ignored rows) */
-    wf_tensor *g = wf__to_dtype_raw(gy[0], wp);
-    wf_tensor *keep = wf__to_dtype_raw(wf__binary_scalar_raw(LCE, WF_B_NE, t, (double)ign, false), wp);
-    wf_tensor *coef = g && keep ? bin(LCE, WF_B_MUL, keep, g) : NULL;
-    if (coef && n->i[1] == 0)   /* mean */
-        coef = bin(LCE, WF_B_DIV, coef, wf__binary_scalar_raw(LCE, WF_B_MAX, cnt, 1.0, false));
+    wf_tensor *coef = lce_coef(t, ign, (int)n->i[1], cnt, wf__to_dtype_raw(gy[0], wp), wp);
     if (!coef) return wf_error();
-    wf_tensor *dh = n->needs[0] ? wf__empty(h->shape, 2, h->dtype, h->device) : NULL;
-    wf_tensor *dw = n->needs[1] ? wf__empty(WF_SHAPE(V, C), wp, h->device) : NULL;
-    wf_tensor *db = n->i[3] && n->needs[2] ? wf__empty(WF_SHAPE(1, V), wp, h->device) : NULL;
-    /* db's column sums as a product: ones [1, rows] @ gl, accumulated in wp like dw */
-    wf_tensor *ones = db ? wf__empty(WF_SHAPE(1, chunk < N ? chunk : N), h->dtype, h->device) : NULL;
-    if ((dw && wf__fill_raw_(dw, 0)) || (db && wf__fill_raw_(db, 0)) || (ones && wf__fill_raw_(ones, 1)))
-        return wf_error();
-    if ((n->needs[0] && !dh) || (n->needs[1] && !dw) || (n->i[3] && n->needs[2] && (!db || !ones))) return wf_error();
-    int rc = 0;
+    lce_grads G;
+    int rc = lce_grads_new(&G, h, V, chunk, wp, n->needs[0], n->needs[1], n->i[3] && n->needs[2]);
     for (int64_t r0 = 0; r0 < N && !rc; r0 += chunk) {
         int64_t m = N - r0 < chunk ? N - r0 : chunk;
         wf_scope_begin();
@@ -330,60 +406,63 @@ static int linear_xent_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
         wf_tensor *gl = logits ? wf__xent_rows_bwd_raw(LCE, rows(coef, r0, m), logits, tc, rows(lse, r0, m), ign,
                                                        n->f[0])
                                : NULL;
-        rc = gl ? 0 : wf_error();
-        if (!rc && dh) {
-            wf_tensor *d = wf__matmul_nd_raw(LCE, gl, w);
-            rc = d ? put_rows(dh, r0, m, d) : wf_error();
-        }
-        /* dw += gl^T @ hc and db += ones @ gl by the GEMM itself, in wp (f32 under half
-         * precision): no [V, C] product per chunk rounded to half and then added (a read, a
-         * write and a rounding of all of dw per chunk) */
-        if (!rc && dw) {
-            wf_tensor *glt = wf__permute_raw(gl, (int[]){ 1, 0 }, 2);
-            rc = glt ? wf__matmul_acc_raw_(LCE, dw, glt, hc) : wf_error();
-        }
-        if (!rc && db) {
-            wf_tensor *o = cols(ones, 0, m);
-            rc = o ? wf__matmul_acc_raw_(LCE, db, o, gl) : wf_error();
-        }
+        rc = gl ? lce_grads_add(&G, gl, hc, w, r0, m) : wf_error();
         wf_scope_end();
     }
-    if (rc) return rc;
-    if (dh) gx[0] = dh;
-    if (dw) {
-        /* the weight is autocast's copy of an f32 parameter: dw, which the GEMM summed in f32,
-         * is that parameter's gradient as it stands (no round trip through the copy's dtype) */
-        wf_meta mw = n->in_meta[1];
-        if ((n->i[WF__WGRAD_F32_SLOT] >> 1 & 1) && dw->dtype == WF_F32) mw.dtype = WF_F32;
-        if (!(gx[1] = wf__reduce_to(dw, &mw))) return wf_error();
-    }
-    if (db && !(gx[2] = wf__reduce_to(wf_reshape(db, WF_SHAPE(V)), &n->in_meta[2]))) return wf_error();
-    return 0;
+    return rc ? rc : lce_grads_out(n, &G, V, gx);
 }
 
+/* The forward makes the gradients too, for a loss gradient of 1, when the loss is a scalar
+ * (mean or sum) and any input wants one (Liger's fused linear cross-entropy): each chunk's
+ * logits are made once, where the backward made them a second time (a third of the head's
+ * GEMMs: one [N, C] x [C, V] product, about 1.8 ms of a GPT-2 124M step on the H100), and the
+ * backward only scales them by the loss's gradient. Not under f16, where a loss scale must
+ * reach the logits' gradient before it is rounded (1 / N of a probability underflows f16),
+ * nor with WEFT_LCE_RECOMPUTE=1. The gradients wait in memory from the forward to the
+ * backward: dw [V, C] in f32, as the backward's own buffer was, and dh [N, C]. */
 wf_tensor *wf__linear_cross_entropy(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf_tensor *t, int64_t ign, double ls,
                                     int reduction, int64_t chunk_rows, wf_dtype out_dt) {
     int64_t N = h->shape[0], V = w->shape[0];
     int64_t chunk = wf__lce_chunk_rows(N, V, chunk_rows);
     wf_dtype wp = h->dtype == WF_F64 ? WF_F64 : WF_F32;
+    wf_tensor *ins[3] = { h, w, b };
+    bool grads = wf__needs_grad(3, ins);
+    bool early = grads && reduction != 2 && h->dtype != WF_F16 && !lce_recompute();
     wf_tensor *y = NULL;
     wf_scope_begin();
     wf_tensor *hc = wf_is_contiguous(h) ? h : wf__copy_raw(h, h->dtype, h->device);
     wf_tensor *tcn = wf_is_contiguous(t) ? t : wf__copy_raw(t, t->dtype, t->device);
     wf_tensor *loss = wf__empty(WF_SHAPE(N), wp, h->device), *lse = wf__empty(WF_SHAPE(N), wp, h->device);
-    int rc = hc && tcn && loss && lse ? 0 : wf_error();
+    /* kept rows: the mean's divisor (none kept: 0/0, NaN, as PyTorch) */
+    wf_tensor *cnt = tcn ? wf__sum_raw(LCE, wf__to_dtype_raw(wf__binary_scalar_raw(LCE, WF_B_NE, tcn, (double)ign, false), wp), 1u)
+                         : NULL;
+    int rc = hc && tcn && loss && lse && cnt ? 0 : wf_error();
+    lce_grads G = { 0 };
+    wf_tensor *coef = NULL;
+    if (!rc && early) {
+        coef = lce_coef(tcn, ign, reduction, cnt, NULL, wp);
+        rc = coef ? lce_grads_new(&G, h, V, chunk, wp, h->requires_grad, w->requires_grad, b && b->requires_grad)
+                  : wf_error();
+    }
     for (int64_t r0 = 0; r0 < N && !rc; r0 += chunk) {
         int64_t m = N - r0 < chunk ? N - r0 : chunk;
         wf_scope_begin();   /* the chunk's logits live here only */
-        wf_tensor *tc = rows(tcn, r0, m), *logits = wf__linear_raw(rows(hc, r0, m), w, b), *lc = NULL, *sc = NULL;
+        wf_tensor *tc = rows(tcn, r0, m), *hr = rows(hc, r0, m), *lc = NULL, *sc = NULL;
+        wf_tensor *logits = hr ? wf__linear_raw(hr, w, b) : NULL;
+        /* the loss's own temporaries (the composed path's [m, V] ones, where the device has no
+         * kernel) go before the gradient's are made */
+        wf_scope_begin();
         rc = logits && tc ? wf__xent_rows_raw(LCE, logits, tc, ign, ls, wp, &lc, &sc) : wf_error();
         if (!rc) rc = put_rows(loss, r0, m, lc);
         if (!rc) rc = put_rows(lse, r0, m, sc);
         wf_scope_end();
+        if (!rc && early) {
+            wf_tensor *gl = wf__xent_rows_bwd_raw(LCE, rows(coef, r0, m), logits, tc, rows(lse, r0, m), ign, ls);
+            rc = gl ? lce_grads_add(&G, gl, hr, w, r0, m) : wf_error();
+        }
+        wf_scope_end();
     }
-    /* kept rows: the mean's divisor (none kept: 0/0, NaN, as PyTorch) */
-    wf_tensor *cnt = rc ? NULL : wf__sum_raw(LCE, wf__to_dtype_raw(wf__binary_scalar_raw(LCE, WF_B_NE, tcn, (double)ign, false), wp), 1u);
-    if (cnt) {
+    if (!rc) {
         if (reduction == 2) y = loss;
         else y = wf__sum_raw(LCE, loss, 1u);
         if (y && reduction == 0) y = bin(LCE, WF_B_DIV, y, cnt);
@@ -391,17 +470,22 @@ wf_tensor *wf__linear_cross_entropy(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf
         if (y) y = wf__copy_raw(y, out_dt, y->device);   /* fresh: the saved tensors are not views of it */
     }
     if (y) {
-        wf_tensor *ins[3] = { h, w, b };
         wf_node *nd = wf__record("LinearCrossEntropyBackward", linear_xent_backward, y, 3, ins);
         if (nd) {
-            nd->i[0] = ign, nd->i[1] = reduction, nd->i[2] = chunk, nd->i[3] = b != NULL;
+            nd->i[0] = ign, nd->i[1] = reduction, nd->i[2] = chunk, nd->i[3] = b != NULL, nd->i[4] = early, nd->i[5] = V;
             nd->i[WF__WGRAD_F32_SLOT] = wf__wgrad_f32_bit(w, 1);
             nd->f[0] = ls;
         }
-        y = wf__recorded(y, nd,
-                         nd && wf__save(nd, hc) >= 0 && wf__save(nd, w) >= 0 && wf__save(nd, b ? b : hc) >= 0 &&
-                             wf__save(nd, tcn) >= 0 && wf__save(nd, lse) >= 0 && wf__save(nd, cnt) >= 0,
-                         3, ins);
+        bool saved;
+        if (early) {
+            /* lse stands in for each gradient not wanted (its slot kept) */
+            saved = nd && wf__save(nd, G.dh ? G.dh : lse) >= 0 && wf__save(nd, G.dw ? G.dw : lse) >= 0 &&
+                    wf__save(nd, G.db ? G.db : lse) >= 0;
+        } else {
+            saved = nd && wf__save(nd, hc) >= 0 && wf__save(nd, w) >= 0 && wf__save(nd, b ? b : hc) >= 0 &&
+                    wf__save(nd, tcn) >= 0 && wf__save(nd, lse) >= 0 && wf__save(nd, cnt) >= 0;
+        }
+        y = wf__recorded(y, nd, saved, 3, ins);
     }
     wf_keep(y);
     wf_scope_end();

@@ -7,7 +7,8 @@
 # Order: build; the op harness on CUDA, the attention rows on the two-warpgroup backward
 # (WEFT_SDPA_BWD128=1, and with WEFT_SDPA_DQ_BULK=1) and on the mma.sync kernels; sdpa alone at GPT-2's shape, one
 # warpgroup against two, and PyTorch's; GPT-2: torch.compile, weft with one and two
-# warpgroups twice, the gradient sink off, graphs, torch.compile again; the CUDA tests not yet
+# warpgroups twice, the loss's gradients made in the backward again (WEFT_LCE_RECOMPUTE=1), the
+# gradient sink off, graphs, torch.compile again; the CUDA tests not yet
 # run on a GPU (cuBLAS loaded on first use, LN_OLD / colsum variants, wgrad f32, fp8, gelu
 # bias); fp8 with and without the 16-byte column sums; the CUDA resume test; start-up and
 # memory; weft's kernel split; Nsight Compute on the two-warpgroup backward.
@@ -49,6 +50,7 @@ left 130 && r weft_bwd128 WEFT_SDPA_BWD128=1 $B/bench/bench_gpt2 --fused-loss 1
 left 120 && r weft_again $B/bench/bench_gpt2 --fused-loss 1
 left 110 && r weft_bwd128_again WEFT_SDPA_BWD128=1 $B/bench/bench_gpt2 --fused-loss 1
 left 108 && r weft_bwd128_bulk WEFT_SDPA_BWD128=1 WEFT_SDPA_DQ_BULK=1 $B/bench/bench_gpt2 --fused-loss 1
+left 106 && r weft_lce_recompute WEFT_LCE_RECOMPUTE=1 $B/bench/bench_gpt2 --fused-loss 1
 left 105 && r weft_nosink WEFT_NO_GRAD_SINK=1 $B/bench/bench_gpt2 --fused-loss 1
 left 100 && r weft_graphs $B/bench/bench_gpt2 --fused-loss 1 --cuda-graphs 1
 left 150 && T=110 r torch_compile_last python3 bench/peer_gpt2.py --compile

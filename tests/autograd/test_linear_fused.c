@@ -13,7 +13,14 @@
 #include "tensor/ops_raw.h"
 #include "tensor/tensor_impl.h"
 
-static int gelu_calls, gelu_bwd_calls, xent_calls, xent_bwd_calls, gemm_acc_calls;
+static int gelu_calls, gelu_bwd_calls, xent_calls, xent_bwd_calls, gemm_acc_calls, gemm_calls;
+
+static int counting_gemm(wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n, int64_t k, double alpha, const void *A,
+                         int64_t lda, int64_t sA, const void *B, int64_t ldb, int64_t sB, double beta, void *C, int64_t ldc,
+                         int64_t sC, int64_t batch, wf_device dev) {
+    gemm_calls++;
+    return wf__cpu_kernels.gemm(dt, tA, tB, m, n, k, alpha, A, lda, sA, B, ldb, sB, beta, C, ldc, sC, batch, dev);
+}
 
 static int counting_gemm_acc(wf_dtype dt, bool tA, bool tB, int64_t m, int64_t n, int64_t k, const void *A, int64_t lda,
                              const void *B, int64_t ldb, double beta, void *C, int64_t ldc, wf_device dev) {
@@ -98,8 +105,9 @@ static void fake_setup(void) {
     fake.xent_fwd = fake_xent_fwd;
     fake.xent_bwd = fake_xent_bwd;
     fake.gemm_acc = counting_gemm_acc;
+    fake.gemm = counting_gemm;
     fake.support = &fake_support;
-    gelu_calls = gelu_bwd_calls = xent_calls = xent_bwd_calls = gemm_acc_calls = 0;
+    gelu_calls = gelu_bwd_calls = xent_calls = xent_bwd_calls = gemm_acc_calls = gemm_calls = 0;
     wf__set_cuda_kernels_for_test(&fake);
 }
 static void fake_teardown(void) { wf__set_cuda_kernels_for_test(NULL); }
@@ -256,7 +264,7 @@ START_TEST(linear_xent_fused_chunks_match_composed) {
     const wf_reduction reds[3] = { WF_REDUCTION_MEAN, WF_REDUCTION_SUM, WF_REDUCTION_NONE };
     for (int r = 0; r < 3; r++) {
         wf_scope_begin();
-        xent_calls = xent_bwd_calls = gemm_acc_calls = 0;
+        xent_calls = xent_bwd_calls = gemm_acc_calls = gemm_calls = 0;
         wf_manual_seed(5);
         wf_tensor *h0 = wf_randn(WF_SHAPE(5, 4), WF_F32), *w0 = wf_randn(WF_SHAPE(7, 4), WF_F32);
         wf_tensor *b0 = wf_randn(WF_SHAPE(7), WF_F32);
@@ -274,6 +282,9 @@ START_TEST(linear_xent_fused_chunks_match_composed) {
         ck_assert_int_eq(xent_calls, 3);   /* chunks of 2 rows: 2 + 2 + 1, each through the kernels */
         ck_assert_int_eq(xent_bwd_calls, 3);
         ck_assert_int_eq(gemm_acc_calls, 6);   /* the weight and the bias gradient of each chunk summed by the GEMM */
+        /* each chunk's logits and its dh rows: a scalar loss makes its gradients in the forward,
+         * from the logits it has (3 + 3); 'none' makes the logits again in the backward (3 + 3 + 3) */
+        ck_assert_int_eq(gemm_calls, reds[r] == WF_REDUCTION_NONE ? 9 : 6);
         ck_assert_str_eq(wf_grad_fn_name(y[1]), "LinearCrossEntropyBackward");
         tt_assert_close(y[1], y[0], 1e-5);
         tt_assert_close(gh[1], gh[0], 1e-5);
@@ -284,18 +295,31 @@ START_TEST(linear_xent_fused_chunks_match_composed) {
 }
 END_TEST
 
-/* the fused node saves h: changing it in place before the backward is an error, not a wrong gradient */
+/* reduction 'none' saves h for its backward: changing it in place before the backward is an
+ * error, not a wrong gradient. A scalar loss made its gradients in the forward and saves no
+ * input: the change comes too late to matter, and the gradients are those of the forward's h. */
 START_TEST(linear_xent_refuses_modified_input) {
     wf_scope_begin();
-    wf_tensor *leaf = tt_leaf_on(wf_randn(WF_SHAPE(4, 3), WF_F32), WF_CUDA(0));
-    wf_tensor *h = wf_mul_scalar(leaf, 2.0);
-    wf_tensor *w = tt_leaf_on(wf_randn(WF_SHAPE(5, 3), WF_F32), WF_CUDA(0));
+    wf_manual_seed(9);
+    wf_tensor *h0 = wf_randn(WF_SHAPE(4, 3), WF_F32), *w0 = wf_randn(WF_SHAPE(5, 3), WF_F32);
     wf_tensor *t = wf_to_device(wf_from_data((int64_t[]){ 0, 1, 2, 4 }, WF_SHAPE(4), WF_I64), WF_CUDA(0));
-    wf_tensor *y = wf_linear_cross_entropy(h, w, NULL, t, NULL, 0);
-    ck_assert_ptr_nonnull(y);
-    ck_assert_int_eq(wf_add_scalar_(h, 1.0), 0);
-    ck_assert_int_eq(wf_backward(y, NULL, false), WF_EAUTOGRAD);
-    ck_assert_error(WF_EAUTOGRAD, "LinearCrossEntropyBackward");
+    wf_cross_entropy_opts none = { .reduction = WF_REDUCTION_NONE };
+    wf_tensor *gw[2];
+    for (int r = 0; r < 3; r++) {
+        wf_tensor *leaf = tt_leaf_on(h0, WF_CUDA(0)), *w = tt_leaf_on(w0, WF_CUDA(0));
+        wf_tensor *h = wf_mul_scalar(leaf, 2.0);
+        wf_tensor *y = wf_linear_cross_entropy(h, w, NULL, t, r == 0 ? &none : NULL, 0);
+        ck_assert_ptr_nonnull(y);
+        if (r < 2) ck_assert_int_eq(wf_add_scalar_(h, 1.0), 0);   /* r 2: unmodified */
+        if (r == 0) {
+            ck_assert_int_eq(wf_backward(wf_sum_all(y), NULL, false), WF_EAUTOGRAD);
+            ck_assert_error(WF_EAUTOGRAD, "LinearCrossEntropyBackward");
+            continue;
+        }
+        ck_assert_int_eq(wf_backward(y, NULL, false), 0);
+        gw[r - 1] = wf_grad(w);
+    }
+    tt_assert_close(gw[0], gw[1], 0);
     wf_scope_end();
 }
 END_TEST
