@@ -158,6 +158,39 @@ START_TEST(test_tied_embedding_adds_into_head_gradient) {
 }
 END_TEST
 
+/* The same tie through the LM head's fused loss (GPT's path: wf_linear_cross_entropy, whose
+ * gradients the forward made and the backward scales, here by 3, into a fresh buffer that the
+ * embedding's rows then go into): w's gradient is the composed loss's with the table and the
+ * head as two weights, summed. */
+static wf_tensor *tied_lce_loss(wf_tensor *we, wf_tensor *wh, bool fused) {
+    wf_tensor *idx = wf_from_data(tied_idx, WF_SHAPE(TT), WF_I64);
+    static const int64_t tgt[TT] = { 5, 1, 1023, 7, 3, 3, 0, 600, 2, 9, 64, 1 };
+    wf_tensor *t = wf_from_data(tgt, WF_SHAPE(TT), WF_I64), *h = wf_embedding(we, idx);
+    wf_tensor *l = fused ? wf_linear_cross_entropy(h, wh, NULL, t, NULL, 0) : wf_cross_entropy(wf_linear(h, wh, NULL), t, NULL);
+    return wf_mul_scalar(l, 3.0);
+}
+
+START_TEST(test_tied_embedding_through_fused_loss) {
+    wf_manual_seed(8);
+    wf_tensor *w = wf_randn(WF_SHAPE(TV, TD), WF_F32);
+    wf_tensor *w1 = wf_clone(w), *w2 = wf_clone(w);
+    wf_set_requires_grad(w, true), wf_set_requires_grad(w1, true), wf_set_requires_grad(w2, true);
+    wf_scope_begin();
+    ck_assert_int_eq(wf_backward(tied_lce_loss(w1, w2, false), NULL, false), 0);   /* composed: logits, then the loss */
+    wf_tensor *ref = wf_keep(wf_add(wf_grad(w1), wf_grad(w2)));
+    ck_assert_int_eq(wf_backward(tied_lce_loss(w, w, true), NULL, false), 0);
+    wf_scope_end();
+    static float g[TV * TD], r[TV * TD];
+    ck_assert_int_eq(wf_to_array(wf_grad(w), g, WF_F32), 0);
+    ck_assert_int_eq(wf_to_array(ref, r, WF_F32), 0);
+    for (int i = 0; i < TV * TD; i++)
+        ck_assert_msg(fabs((double)g[i] - r[i]) <= 1e-6 * (1.0 + fabs((double)r[i])), "element %d: %g, the two weights' %g",
+                      i, g[i], r[i]);
+    wf_tensor_free(ref);
+    wf_tensor_free(w), wf_tensor_free(w1), wf_tensor_free(w2);
+}
+END_TEST
+
 /* The waiting gradient is shared: AddBackward hands one tensor to w's buffer and to u's node,
  * which runs after the embedding (it was recorded before it). Adding the embedding's rows into
  * that tensor would give them to q too; the sink must refuse it. q's gradient stays 1, w's is
@@ -208,6 +241,7 @@ static Suite *suite(void) {
     tcase_add_test(tc, test_two_uses_summed_in_place);
     tcase_add_test(tc, test_shared_gradient_not_summed_in_place);
     tcase_add_test(tc, test_tied_embedding_adds_into_head_gradient);
+    tcase_add_test(tc, test_tied_embedding_through_fused_loss);
     tcase_add_test(tc, test_embedding_sink_refuses_a_shared_gradient);
     tcase_add_test(tc, test_second_backward_still_refused);
     suite_add_tcase(s, tc);
