@@ -348,9 +348,6 @@ static int gen_attn(op_sample *s, int max) {   /* q, k, v */
     S("L200 D32 [B,T,H,D]", S_BW, wf_transpose(R(WF_SHAPE(2, 200, 2, 32)), 1, 2),
       wf_transpose(R(WF_SHAPE(2, 200, 2, 32)), 1, 2), wf_transpose(R(WF_SHAPE(2, 200, 2, 32)), 1, 2));
     S("D160 (composed)", S_BW, R(WF_SHAPE(1, 1, 20, 160)), R(WF_SHAPE(1, 1, 24, 160)), R(WF_SHAPE(1, 1, 24, 160)));
-    /* S 192: the Hopper backward's 128-key blocks (WEFT_SDPA_BWD128=1) end on a block whose
-     * second warpgroup's keys all lie past S (last: the samples above keep their random draws) */
-    S("L64 S192 D64", S_BW, R(WF_SHAPE(2, 2, 64, 64)), R(WF_SHAPE(2, 2, 192, 64)), R(WF_SHAPE(2, 2, 192, 64)));
     return k;
 }
 static int gen_prob(op_sample *s, int max) {   /* probabilities for bernoulli */
