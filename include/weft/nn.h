@@ -497,10 +497,14 @@ wf_tensor *wf_cross_entropy(wf_tensor *input, wf_tensor *target, const wf_cross_
  * (Liger's / Apple's cut cross-entropy). h [N, C], weight [V, C], bias [V] or NULL, targets
  * int64 [N]. The forward computes the logits chunk_rows rows at a time (0: automatic, as
  * few equal chunks of ceil(N / chunks) rows as keep a chunk's logits under 2^28 elements, e.g.
- * 4 chunks of 4096 rows for 16384 x 50304) in the compute dtype (bf16 under autocast) and
- * keeps only each row's log-sum-exp (f32, f64 for f64); the backward recomputes each chunk's
- * logits and writes softmax - onehot straight into the gradients of h, weight and bias (the
- * last two summed over the chunks in f32 under half precision, by the GEMM itself). opts: ignore_index, label_smoothing and the mean / sum / none
+ * 4 chunks of 4096 rows for 16384 x 50304) in the compute dtype (bf16 under autocast), and
+ * softmax - onehot goes straight into the gradients of h, weight and bias (the last two summed
+ * over the chunks in f32 under half precision, by the GEMM itself). For a mean or sum loss that
+ * needs gradients, the forward makes them from each chunk's logits while it has them (a loss
+ * gradient of 1; the backward scales them by the real one): they are held from the forward to
+ * the backward, and an in-place change to h in between does not affect them. Otherwise
+ * (reduction none, f16, grad mode off) the forward keeps each row's log-sum-exp (f32, f64 for
+ * f64) and the backward makes each chunk's logits again. opts: ignore_index, label_smoothing and the mean / sum / none
  * reductions of wf_cross_entropy; class weights are refused (WF_ENOTSUP). The loss has h's
  * dtype (f32 under autocast). opts may be NULL. */
 wf_tensor *wf_linear_cross_entropy(wf_tensor *h, wf_tensor *weight, wf_tensor *bias, wf_tensor *targets,
