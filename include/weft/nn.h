@@ -503,7 +503,7 @@ wf_tensor *wf_cross_entropy(wf_tensor *input, wf_tensor *target, const wf_cross_
  * needs gradients, the forward makes them from each chunk's logits while it has them (a loss
  * gradient of 1; the backward scales them by the real one): they are held from the forward to
  * the backward, and an in-place change to h in between does not affect them. Otherwise
- * (reduction none, f16, grad mode off) the forward keeps each row's log-sum-exp (f32, f64 for
+ * (reduction none, f16) the forward keeps each row's log-sum-exp (f32, f64 for
  * f64) and the backward makes each chunk's logits again. opts: ignore_index, label_smoothing and the mean / sum / none
  * reductions of wf_cross_entropy; class weights are refused (WF_ENOTSUP). The loss has h's
  * dtype (f32 under autocast). opts may be NULL. */
