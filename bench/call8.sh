@@ -4,14 +4,15 @@
 # default 560: one call's limit is 600). Planned in the eighth session, run in the ninth,
 # extended in the tenth (no device) for the two-warpgroup sdpa backward.
 #   bash bench/carry_check.sh here, carry .carry and .data; then: bash bench/call8.sh (logs under $OUT)
-# Order: build; the op harness on CUDA, the attention rows on the two-warpgroup backward
-# (WEFT_SDPA_BWD128=1, and with WEFT_SDPA_DQ_BULK=1) and on the mma.sync kernels; sdpa alone at GPT-2's shape, one
-# warpgroup against two, and PyTorch's; GPT-2: torch.compile, weft with one and two
-# warpgroups twice, the loss's gradients made in the backward again (WEFT_LCE_RECOMPUTE=1), the
-# gradient sink off, graphs, torch.compile again; the CUDA tests not yet
-# run on a GPU (cuBLAS loaded on first use, LN_OLD / colsum variants, wgrad f32, fp8, gelu
-# bias); fp8 with and without the 16-byte column sums; the CUDA resume test; start-up and
-# memory; weft's kernel split; Nsight Compute on the two-warpgroup backward.
+# Order (correctness first, then the A/Bs that decide defaults): build; the op harness on CUDA,
+# the attention rows on the two-warpgroup backward (WEFT_SDPA_BWD128=1, and with
+# WEFT_SDPA_DQ_BULK=1), test_cuda_fp8 and test_cuda_blas_load; sdpa alone at GPT-2's shape, one
+# warpgroup against two (and bulk dQ), and PyTorch's; GPT-2: weft, the LM head's gradients made in
+# the backward again (WEFT_LCE_RECOMPUTE=1), the sdpa trials, torch.compile, weft and its LCE A/B again,
+# graphs, fp8, torch.compile again, the gradient sink off, the old f32 weight gradient; the other
+# CUDA checks (mma.sync attention, LN_OLD / colsum variants, wgrad f32, gelu bias); the CUDA
+# resume test; start-up and memory; weft's kernel split; Nsight Compute on the two-warpgroup
+# backward.
 set -uo pipefail
 export NCCL_NVLS_ENABLE=0
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
@@ -35,34 +36,33 @@ t "op harness on CUDA" $B/tests/ops/test_ops --device cuda
 t "attention rows, the two-warpgroup backward" WEFT_SDPA_BWD128=1 $B/tests/ops/test_ops --device cuda --op scaled_dot_product_attention
 t "qkv attention rows, the two-warpgroup backward" WEFT_SDPA_BWD128=1 $B/tests/ops/test_ops --device cuda --op "qkv attention"
 t "attention rows, two warpgroups, dQ by bulk reductions" WEFT_SDPA_BWD128=1 WEFT_SDPA_DQ_BULK=1 $B/tests/ops/test_ops --device cuda --op scaled_dot_product_attention
-t "attention on the mma.sync kernels (paired key tiles)" WEFT_SDPA_NOWGMMA=1 $B/tests/ops/test_ops --device cuda --op scaled_dot_product_attention
-echo "== [${SECONDS}s] sdpa (and the block's other pieces) at 16 x 12 x 1024 x 64, ms: one warpgroup, two; PyTorch"
+t "test_cuda_fp8 (the bias gradient's column sums in the cast, bit for bit)" $B/tests/cuda/test_cuda_fp8
+t "test_cuda_blas_load (cuBLAS loaded on the first device set-up)" $B/tests/cuda/test_cuda_blas_load
+echo "== [${SECONDS}s] sdpa (and the block's other pieces) at 16 x 12 x 1024 x 64, ms: one warpgroup, two, two with bulk dQ; PyTorch"
 for i in 1 2; do
-  left 300 && r parts $B/bench/bench_block_parts
-  left 290 && r parts_bwd128 WEFT_SDPA_BWD128=1 $B/bench/bench_block_parts
-  left 285 && r parts_bwd128_bulk WEFT_SDPA_BWD128=1 WEFT_SDPA_DQ_BULK=1 $B/bench/bench_block_parts
+  left 330 && r parts $B/bench/bench_block_parts
+  left 320 && r parts_bwd128 WEFT_SDPA_BWD128=1 $B/bench/bench_block_parts
+  left 310 && r parts_bwd128_bulk WEFT_SDPA_BWD128=1 WEFT_SDPA_DQ_BULK=1 $B/bench/bench_block_parts
 done
-left 280 && r peer_parts python3 bench/peer_block_parts.py
+left 300 && r peer_parts python3 bench/peer_block_parts.py
 echo "== [${SECONDS}s] GPT-2 124M, 16 x 1024, bf16-mixed"
-left 260 && T=110 r torch_compile_first python3 bench/peer_gpt2.py --compile
-left 140 && r weft $B/bench/bench_gpt2 --fused-loss 1
-left 130 && r weft_bwd128 WEFT_SDPA_BWD128=1 $B/bench/bench_gpt2 --fused-loss 1
-left 120 && r weft_again $B/bench/bench_gpt2 --fused-loss 1
-left 110 && r weft_bwd128_again WEFT_SDPA_BWD128=1 $B/bench/bench_gpt2 --fused-loss 1
-left 108 && r weft_bwd128_bulk WEFT_SDPA_BWD128=1 WEFT_SDPA_DQ_BULK=1 $B/bench/bench_gpt2 --fused-loss 1
-left 106 && r weft_lce_recompute WEFT_LCE_RECOMPUTE=1 $B/bench/bench_gpt2 --fused-loss 1
-left 105 && r weft_nosink WEFT_NO_GRAD_SINK=1 $B/bench/bench_gpt2 --fused-loss 1
-left 100 && r weft_graphs $B/bench/bench_gpt2 --fused-loss 1 --cuda-graphs 1
-left 150 && T=110 r torch_compile_last python3 bench/peer_gpt2.py --compile
-left 60 && t "test_cuda_blas_load (cuBLAS loaded on the first device set-up)" $B/tests/cuda/test_cuda_blas_load
+left 280 && r weft $B/bench/bench_gpt2 --fused-loss 1
+left 270 && r weft_lce_recompute WEFT_LCE_RECOMPUTE=1 $B/bench/bench_gpt2 --fused-loss 1
+left 260 && r weft_bwd128 WEFT_SDPA_BWD128=1 $B/bench/bench_gpt2 --fused-loss 1
+left 250 && r weft_bwd128_bulk WEFT_SDPA_BWD128=1 WEFT_SDPA_DQ_BULK=1 $B/bench/bench_gpt2 --fused-loss 1
+left 240 && T=110 r torch_compile python3 bench/peer_gpt2.py --compile
+left 130 && r weft_again $B/bench/bench_gpt2 --fused-loss 1
+left 120 && r weft_lce_recompute_again WEFT_LCE_RECOMPUTE=1 $B/bench/bench_gpt2 --fused-loss 1
+left 110 && r weft_graphs $B/bench/bench_gpt2 --fused-loss 1 --cuda-graphs 1
+left 100 && r weft_fp8 $B/bench/bench_gpt2 --fused-loss 1 --precision transformer-engine
+left 150 && T=110 r torch_compile_again python3 bench/peer_gpt2.py --compile
+left 80 && r weft_nosink WEFT_NO_GRAD_SINK=1 $B/bench/bench_gpt2 --fused-loss 1
+left 70 && r weft_wgold WEFT_WGRAD_F32_OLD=1 $B/bench/bench_gpt2 --fused-loss 1
+left 60 && t "attention on the mma.sync kernels (paired key tiles)" WEFT_SDPA_NOWGMMA=1 $B/tests/ops/test_ops --device cuda --op scaled_dot_product_attention
 left 60 && t "add_bias_layer_norm rows, the old backward" WEFT_LN_OLD=1 $B/tests/ops/test_ops --device cuda --op add_bias_layer_norm
 left 60 && t "sum rows, the 16-byte column sums" WEFT_REDUCE_COLSUM=1 $B/tests/ops/test_ops --device cuda --op sum
 left 60 && t "test_cuda_wgrad_f32 (Linear's weight scale)" $B/tests/cuda/test_cuda_wgrad_f32
-left 60 && t "test_cuda_fp8" $B/tests/cuda/test_cuda_fp8
 left 60 && t "test_cuda_gelu_bias" $B/tests/cuda/test_cuda_gelu_bias
-left 80 && r weft_wgold WEFT_WGRAD_F32_OLD=1 $B/bench/bench_gpt2 --fused-loss 1
-left 80 && r weft_fp8 $B/bench/bench_gpt2 --fused-loss 1 --precision transformer-engine
-left 80 && r weft_fp8_colsum WEFT_REDUCE_COLSUM=1 $B/bench/bench_gpt2 --fused-loss 1 --precision transformer-engine
 if left 150; then
   echo "== [${SECONDS}s] GPT stopped and resumed on CUDA, bit for bit"
   (cd $B && CK_RUN_CASE=core timeout 140 tests/examples/examples_test_gpt examples/gpt/gpt 2>&1 | tail -3)
