@@ -414,8 +414,8 @@ static int linear_xent_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
 
 /* The forward makes the gradients too, for a loss gradient of 1, when the loss is a scalar
  * (mean or sum) and any input wants one (Liger's fused linear cross-entropy): each chunk's
- * logits are made once, where the backward made them a second time (a third of the head's
- * GEMMs: one [N, C] x [C, V] product, about 1.8 ms of a GPT-2 124M step on the H100), and the
+ * logits are made once, where the backward made them a second time (one of the head's four
+ * GEMMs: an [N, C] x [C, V] product, about 1.8 ms of a GPT-2 124M step on the H100), and the
  * backward only scales them by the loss's gradient. Not under f16, where a loss scale must
  * reach the logits' gradient before it is rounded (1 / N of a probability underflows f16),
  * nor with WEFT_LCE_RECOMPUTE=1. The gradients wait in memory from the forward to the
