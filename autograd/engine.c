@@ -105,10 +105,7 @@ static bool shape_of_meta(const wf_tensor *t, const wf_meta *m) {
 }
 
 /* WEFT_NO_GRAD_SINK=1: no backward adds into a waiting gradient (A/B timing) */
-static bool grad_sink_off(void) {
-    static int v = -1;
-    return wf__env_flag("WEFT_NO_GRAD_SINK", &v);
-}
+WF__ENV_SWITCH(grad_sink_off, "WEFT_NO_GRAD_SINK")
 
 wf_tensor *wf__grad_sink(wf_node *n, int i) {
     if (i < 0 || i >= n->n_inputs || !n->next[i].fn || wf_is_grad_enabled() || grad_sink_off()) return NULL;

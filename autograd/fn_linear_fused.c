@@ -31,10 +31,7 @@ static wf_tensor *bin(const char *op, wf_binary_op o, wf_tensor *a, wf_tensor *b
 /* WEFT_GELU_BGRAD_OLD=1 (read once): the bias gradient of the Linear before a GELU from the
  * weight-gradient GEMM's BGRAD epilogue (a reduction of its own over the GELU's output
  * gradient), as before gelu_bwd_bias; for the A/B timing on the GPU (bench/NOTES.md) */
-static bool gelu_bgrad_old(void) {
-    static int v = -1;
-    return wf__env_flag("WEFT_GELU_BGRAD_OLD", &v);
-}
+WF__ENV_SWITCH(gelu_bgrad_old, "WEFT_GELU_BGRAD_OLD")
 
 /* gp = gy * gelu'(pre) and gb = gp's column sums in one pass where the device has the kernel
  * (pre: the GELU's whole input): 0 with both made, 1 not here (compose), or a negative code.
@@ -301,10 +298,7 @@ static int put_rows(wf_tensor *dst, int64_t r0, int64_t n, wf_tensor *src) {
 
 /* WEFT_LCE_RECOMPUTE=1 (read once): the gradients made in the backward from the chunks'
  * logits computed again, as before they were made in the forward (A/B timing) */
-static bool lce_recompute(void) {
-    static int v = -1;
-    return wf__env_flag("WEFT_LCE_RECOMPUTE", &v);
-}
+WF__ENV_SWITCH(lce_recompute, "WEFT_LCE_RECOMPUTE")
 
 /* The gradients' buffers and one chunk's share of them. dh [N, C] in h's dtype, dw [V, C] and
  * db [1, V] in wp (each NULL when not wanted), ones [1, chunk] for db's column sums. */

@@ -22,10 +22,7 @@ wf_tensor *wf__linear_weight_grad(wf_node *n, int iw, wf_tensor *g2, wf_tensor *
     return wf__reduce_to(wf_matmul(wf_t(g2), x2), &n->in_meta[iw]);
 }
 #else
-static bool wgrad_f32_old(void) {
-    static int v = -1;
-    return wf__env_flag("WEFT_WGRAD_F32_OLD", &v);
-}
+WF__ENV_SWITCH(wgrad_f32_old, "WEFT_WGRAD_F32_OLD")
 
 int64_t wf__wgrad_f32_bit(const wf_tensor *w, int iw) {
     if (!w || (w->dtype != WF_BF16 && w->dtype != WF_F16) || wgrad_f32_old()) return 0;

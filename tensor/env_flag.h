@@ -16,4 +16,11 @@ static inline bool wf__env_flag(const char *name, int *cache) {
     return *cache == 1;
 }
 
+/* static bool fn(void): the switch name, read once (the A/B switches' one form) */
+#define WF__ENV_SWITCH(fn, name)                                                                  \
+    static bool fn(void) {                                                                        \
+        static int fn##_cache = -1;                                                               \
+        return wf__env_flag(name, &fn##_cache);                                                   \
+    }
+
 #endif

@@ -112,37 +112,22 @@ static int sd_vec(const wf_cuda_view *v) {
 
 /* WEFT_SDPA_DQ_V2=1: the Hopper backward adds dQ with 8-byte atomics, as before the 16-byte
  * ones (A/B timing) */
-static bool sd_dq_v2(void) {
-    static int v = -1;
-    return wf__env_flag("WEFT_SDPA_DQ_V2", &v);
-}
+WF__ENV_SWITCH(sd_dq_v2, "WEFT_SDPA_DQ_V2")
 
 /* WEFT_SDPA_BWD_NOPAIR=1: the causal backward's blocks one key tile each, as before the
  * pairs (A/B timing) */
-static bool sd_bwd_nopair(void) {
-    static int v = -1;
-    return wf__env_flag("WEFT_SDPA_BWD_NOPAIR", &v);
-}
+WF__ENV_SWITCH(sd_bwd_nopair, "WEFT_SDPA_BWD_NOPAIR")
 
 /* WEFT_SDPA_BWD128=1: the Hopper backward with two warpgroups and 128 keys a block
  * (sdpa_bwd_wg_kernel<BF, 2>); off until timed against the one-warpgroup kernel */
-static bool sd_bwd128(void) {
-    static int v = -1;
-    return wf__env_flag("WEFT_SDPA_BWD128", &v);
-}
+WF__ENV_SWITCH(sd_bwd128, "WEFT_SDPA_BWD128")
 
 /* WEFT_SDPA_DQ_BULK=1 (with WEFT_SDPA_BWD128=1): the two-warpgroup backward adds each dQ tile
  * with bulk reductions (cp.reduce.async.bulk) instead of atomics; on trial like it */
-static bool sd_dq_bulk(void) {
-    static int v = -1;
-    return wf__env_flag("WEFT_SDPA_DQ_BULK", &v);
-}
+WF__ENV_SWITCH(sd_dq_bulk, "WEFT_SDPA_DQ_BULK")
 
 /* WEFT_SDPA_NOFULL=1: the general kernels also where D is 64 or 128 (A/B timing) */
-static bool sd_nofull(void) {
-    static int v = -1;
-    return wf__env_flag("WEFT_SDPA_NOFULL", &v);
-}
+WF__ENV_SWITCH(sd_nofull, "WEFT_SDPA_NOFULL")
 
 extern "C" int wf__cuda_sdpa_forward(const wf_cuda_view *o, const wf_cuda_view *lse, const wf_cuda_view *q,
                                      const wf_cuda_view *k, const wf_cuda_view *v, double scale, int causal,

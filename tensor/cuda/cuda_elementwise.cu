@@ -144,10 +144,7 @@ __device__ __forceinline__ void st8(char *base, int dt, int64_t i, const float *
     for (int64_t t = ((n) / VEC) * VEC + blockIdx.x * (int64_t)blockDim.x + threadIdx.x; \
          t < (n); t += (int64_t)gridDim.x * blockDim.x)
 /* WEFT_ELEM_NOFAST=1: the vec kernels also where a fast (single-dtype) kernel applies (A/B timing) */
-static bool fast_off(void) {
-    static int v = -1;
-    return wf__env_flag("WEFT_ELEM_NOFAST", &v);
-}
+WF__ENV_SWITCH(fast_off, "WEFT_ELEM_NOFAST")
 static unsigned vec_blocks(int64_t n, int dev) {
     int64_t w = n / VEC;
     return wfc_blocks(w > 0 ? w : 1, THREADS, dev);
@@ -857,10 +854,7 @@ template <int DT> __global__ void bias_gelu_bwd_vec_kernel(char *gx, const char 
     }
 }
 
-static bool gelu_novec(void) {
-    static int v = -1;
-    return wf__env_flag("WEFT_GELU_NOVEC", &v);
-}
+WF__ENV_SWITCH(gelu_novec, "WEFT_GELU_NOVEC")
 
 /* The vector path's conditions, checked here on the host: ops[0] the output, the rest
  * inputs, ops[nops - 1] the bias; all of x's shape but the bias. Returns the elements per

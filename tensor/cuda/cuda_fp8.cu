@@ -211,10 +211,7 @@ __global__ void fp8_colsum_final_kernel(const float *part, int64_t nb, int64_t c
 }
 
 /* WEFT_FP8_CAST_SCALAR=1 (read once): the one-byte kernel for every shape (A/B, tests) */
-static bool cast_scalar_only(void) {
-    static int v = -1;
-    return wf__env_flag("WEFT_FP8_CAST_SCALAR", &v);
-}
+WF__ENV_SWITCH(cast_scalar_only, "WEFT_FP8_CAST_SCALAR")
 
 /* the cast's bytes, transposed copy, amax and scale_inv (and part's column sums, where the vec
  * kernel takes the shape) */

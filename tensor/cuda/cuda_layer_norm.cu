@@ -479,10 +479,7 @@ template <int K, int G> static lnf_bwd_fn lnf_bwd1_nv(int nv) {
     }
 }
 /* WEFT_LN_OLD=1: the previous backward (lnf_bwd_kernel), for A/B timing; read once */
-static bool lnf_old(void) {
-    static int v = -1;
-    return wf__env_flag("WEFT_LN_OLD", &v);
-}
+WF__ENV_SWITCH(lnf_old, "WEFT_LN_OLD")
 /* the kernel for x's dtype and gy's, or NULL where lnf_bwd_kernel serves (WEFT_LN_OLD, or a
  * half x with a gy of another dtype, which no model makes) */
 static lnf_bwd_fn lnf_bwd1_pick(int xdt, int gydt, int nv) {

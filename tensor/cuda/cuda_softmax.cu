@@ -358,14 +358,7 @@ template <int DT> __global__ void __launch_bounds__(XENT_VEC_THREADS, 3) xent_bw
     }
 }
 
-static bool xent_novec(void) {
-    static int v = -1;
-    if (v < 0) {
-        const char *no = getenv("WEFT_XENT_NOVEC");
-        v = no && *no == '1';
-    }
-    return v == 1;
-}
+WF__ENV_SWITCH(xent_novec, "WEFT_XENT_NOVEC")
 
 /* The vector path's conditions for an operand of the logits' shape (the logits, or their
  * gradient, which must then have the logits' dtype): returns the elements per vector, or 0
