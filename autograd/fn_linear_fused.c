@@ -363,7 +363,7 @@ static int lce_grads_out(wf_node *n, lce_grads *G, int64_t V, wf_tensor **gx) {
 }
 
 /* node: inputs h, w, b; n->i[0] ignore_index, i[1] reduction, i[2] chunk rows, i[3] has bias,
- * i[4] gradients made in the forward, i[5] V; n->f[0] label smoothing. Saved: with i[4], the
+ * i[4] gradients made in the forward, i[5] V, i[6] wp (dw's dtype); n->f[0] label smoothing. Saved: with i[4], the
  * gradients for a loss gradient of 1 (dh, dw, db, as lce_grads; lse stands in for each one not
  * wanted); else h, w, b (or h as a stand-in), target, lse [N], count, from which the chunks'
  * logits are made again. */
@@ -373,9 +373,7 @@ static int linear_xent_backward(wf_node *n, wf_tensor *const *gy, wf_tensor **gx
         lce_grads G = { n->needs[0] ? wf__saved(n, 0) : NULL, n->needs[1] ? wf__saved(n, 1) : NULL,
                         n->i[3] && n->needs[2] ? wf__saved(n, 2) : NULL, NULL };
         if ((n->needs[0] && !G.dh) || (n->needs[1] && !G.dw) || (n->i[3] && n->needs[2] && !G.db)) return wf_error();
-        wf_tensor *sw = wf__saved(n, 1);
-        wf_dtype wp = sw ? sw->dtype : WF_F32;
-        wf_tensor *g = wf__to_dtype_raw(gy[0], wp);
+        wf_tensor *g = wf__to_dtype_raw(gy[0], (wf_dtype)n->i[6]);
         if (!g) return wf_error();
         if (G.dh && !(G.dh = bin(LCE, WF_B_MUL, G.dh, g))) return wf_error();
         if (G.dw && !(G.dw = bin(LCE, WF_B_MUL, G.dw, g))) return wf_error();
@@ -466,7 +464,7 @@ wf_tensor *wf__linear_cross_entropy(wf_tensor *h, wf_tensor *w, wf_tensor *b, wf
     if (y) {
         wf_node *nd = wf__record("LinearCrossEntropyBackward", linear_xent_backward, y, 3, ins);
         if (nd) {
-            nd->i[0] = ign, nd->i[1] = reduction, nd->i[2] = chunk, nd->i[3] = b != NULL, nd->i[4] = early, nd->i[5] = V;
+            nd->i[0] = ign, nd->i[1] = reduction, nd->i[2] = chunk, nd->i[3] = b != NULL, nd->i[4] = early, nd->i[5] = V, nd->i[6] = wp;
             nd->i[WF__WGRAD_F32_SLOT] = wf__wgrad_f32_bit(w, 1);
             nd->f[0] = ls;
         }
